@@ -1,0 +1,54 @@
+"""napari-gardenseg: Mask R-CNN instance segmentation refined by a dense CRF.
+
+The public API is re-exported lazily so that ``import napari_gardenseg`` (which
+napari does at start-up to read the manifest) does not import torch::
+
+    import napari_gardenseg as gs
+    model = gs.load_model("garden")
+    result = gs.segment(image, model)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "load_model": "._models",
+    "Model": "._models",
+    "ModelError": "._models",
+    "COCO_CLASSES": "._models",
+    "save_checkpoint": "._models",
+    "resolve_device": "._models",
+    "segment": "._inference",
+    "Cancelled": "._inference",
+    "SegmentationResult": "._results",
+    "CRFParams": "._crf",
+    "refine": "._crf",
+    "refine_instances": "._crf",
+    "CRFUnavailableError": "._crf",
+    "to_rgb_float": "._images",
+    "to_rgb_uint8": "._images",
+    "ImageError": "._images",
+    "train": "._training",
+    "segment_layer": "._layers",
+    "garden_scene": ".synthetic",
+    "to_coco": "._export",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_gardenseg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # cache: the next access skips __getattr__
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,130 @@
+"""Mask R-CNN architectures the project can rebuild from a checkpoint.
+
+A checkpoint names its architecture and the keyword arguments that rebuild it
+(see ``_models.save_checkpoint``); this module maps those names to builders.
+``garden_small`` is the CPU-trainable network behind ``load_model("garden")``:
+torchvision's MaskRCNN with a small GroupNorm ResNet-style backbone, a 64-channel
+FPN and slim heads (about 3 M parameters instead of 46 M).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    # GroupNorm, not BatchNorm: training batches of 2-4 images make batch statistics noisy.
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+        nn.GroupNorm(8, cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _Residual(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, 1, 1, bias=False),
+            nn.GroupNorm(8, ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(ch, ch, 3, 1, 1, bias=False),
+            nn.GroupNorm(8, ch),
+        )
+
+    def forward(self, x):
+        return torch.relu(x + self.body(x))
+
+
+class SmallFPNBackbone(nn.Module):
+    """Strides 4, 8, 16, 32 (+ max-pooled 64) with ``out_channels`` each, as MaskRCNN expects."""
+
+    def __init__(self, widths=(32, 48, 96, 160, 256), fpn_channels: int = 64, blocks=(1, 1, 2, 1)):
+        super().__init__()
+        self.stem = nn.Sequential(_conv(3, widths[0], 2), _conv(widths[0], widths[0]))
+        stages = []
+        for cin, cout, n in zip(widths[:-1], widths[1:], blocks):
+            stages.append(nn.Sequential(_conv(cin, cout, 2), *[_Residual(cout) for _ in range(n)]))
+        self.stages = nn.ModuleList(stages)
+        self.fpn = FeaturePyramidNetwork(list(widths[1:]), fpn_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = fpn_channels
+
+    def forward(self, x):
+        x = self.stem(x)
+        feats = OrderedDict()
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            feats[str(i)] = x
+        return self.fpn(feats)
+
+
+def garden_small(num_classes: int, min_size: int = 512, max_size: int = 1024, fpn_channels: int = 64) -> MaskRCNN:
+    backbone = SmallFPNBackbone(fpn_channels=fpn_channels)
+    anchors = AnchorGenerator(((16,), (32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 5)
+    rep = 256
+    return MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=min_size,
+        max_size=max_size,
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=1000,
+        rpn_post_nms_top_n_train=500,
+        rpn_pre_nms_top_n_test=500,
+        rpn_post_nms_top_n_test=300,
+        rpn_batch_size_per_image=128,
+        box_batch_size_per_image=128,
+        box_detections_per_img=100,
+        box_head=TwoMLPHead(fpn_channels * 7 * 7, rep),
+        box_predictor=FastRCNNPredictor(rep, num_classes),
+        mask_head=MaskRCNNHeads(fpn_channels, (fpn_channels,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
+    )
+
+
+def maskrcnn_resnet50_fpn_v2(num_classes: int, **kwargs) -> MaskRCNN:
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2 as build
+
+    return build(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+
+
+def maskrcnn_resnet50_fpn(num_classes: int, **kwargs) -> MaskRCNN:
+    from torchvision.models.detection import maskrcnn_resnet50_fpn as build
+
+    return build(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
+
+
+ARCHITECTURES = {
+    "garden_small": garden_small,
+    "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
+    "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
+}
+
+
+def guess_architecture(state_dict) -> str | None:
+    """Name the architecture of a bare state_dict from its keys, or None."""
+    keys = set(state_dict)
+    if "rpn.head.conv.0.0.weight" in keys:
+        return "maskrcnn_resnet50_fpn_v2"
+    if "rpn.head.conv.weight" in keys and "backbone.body.layer1.0.conv1.weight" in keys:
+        return "maskrcnn_resnet50_fpn"
+    if "backbone.stem.0.0.weight" in keys:
+        return "garden_small"
+    return None
+
+
+def replace_heads(net: MaskRCNN, num_classes: int) -> None:
+    """New box and mask predictors for ``num_classes`` (torchvision's fine-tuning recipe)."""
+    box_in = net.roi_heads.box_predictor.cls_score.in_features
+    net.roi_heads.box_predictor = FastRCNNPredictor(box_in, num_classes)
+    mask_in = net.roi_heads.mask_predictor.conv5_mask.in_channels
+    hidden = net.roi_heads.mask_predictor.conv5_mask.out_channels
+    net.roi_heads.mask_predictor = MaskRCNNPredictor(mask_in, hidden, num_classes)
