@@ -1,0 +1,377 @@
+"""Model registry, checkpoint format, weights cache and devices.
+
+``load_model`` takes a name ("coco", "coco-v1", "garden"), a checkpoint path or
+a torchvision ``MaskRCNN`` and returns a :class:`Model`: the network in eval
+mode on its device, with the class names that go with it.
+
+Checkpoints are read with ``torch.load(..., weights_only=True)``: a file that
+would run code when unpickled is refused. The project's format is a plain dict::
+
+    {"format": "napari-gardenseg", "version": 1, "arch": "garden_small",
+     "arch_kwargs": {...}, "class_names": ["__background__", ...],
+     "state_dict": {...}, "meta": {...}}
+
+A bare torchvision Mask R-CNN ``state_dict`` (or one wrapped as ``{"model": sd}``
+or ``{"state_dict": sd}``) loads too; its class count comes from its predictor.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._architectures import ARCHITECTURES, guess_architecture
+
+__all__ = [
+    "load_model",
+    "Model",
+    "ModelError",
+    "save_checkpoint",
+    "resolve_device",
+    "COCO_CLASSES",
+    "MODEL_NAMES",
+]
+
+FORMAT = "napari-gardenseg"
+FORMAT_VERSION = 1
+MODEL_NAMES = ("coco", "coco-v1", "garden")
+# What the widget and the README call each name.
+MODEL_TITLES = {
+    "coco": "COCO Mask R-CNN v2 (torchvision, downloads 180 MB once)",
+    "coco-v1": "COCO Mask R-CNN v1 (torchvision, downloads 170 MB once)",
+    "garden": "Garden (bundled, offline)",
+}
+
+
+class ModelError(ValueError):
+    """A model cannot be loaded: unknown name, missing weights, bad checkpoint."""
+
+
+def _coco_weights(name: str):
+    from torchvision.models.detection import (
+        MaskRCNN_ResNet50_FPN_V2_Weights,
+        MaskRCNN_ResNet50_FPN_Weights,
+    )
+
+    if name == "coco":
+        return "maskrcnn_resnet50_fpn_v2", MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1
+    return "maskrcnn_resnet50_fpn", MaskRCNN_ResNet50_FPN_Weights.COCO_V1
+
+
+def _coco_classes() -> list[str]:
+    return list(_coco_weights("coco")[1].meta["categories"])
+
+
+def __getattr__(name):  # COCO_CLASSES is read from torchvision's weights metadata on first use
+    if name == "COCO_CLASSES":
+        return tuple(_coco_classes())
+    raise AttributeError(name)
+
+
+@dataclass
+class Model:
+    """A loaded Mask R-CNN with its class names.
+
+    ``class_names[i]`` is the name of class id ``i``; index 0 is the background.
+    ``meta`` holds what the checkpoint said about itself (training run, the CRF
+    settings chosen for it under ``meta["crf"]``).
+    """
+
+    net: nn.Module
+    class_names: list[str]
+    device: torch.device
+    source: str
+    arch: str = "unknown"
+    arch_kwargs: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    # One inference at a time per model: napari's worker and the console may share it.
+    lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        return f"Model({self.source!r}, {len(self.class_names) - 1} classes, device={self.device})"
+
+
+# -- devices -----------------------------------------------------------------
+
+def resolve_device(device="auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but CUDA is not available here; use device='cpu' or 'auto'")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelError("device 'mps' was asked for but Apple MPS is not available here; use 'cpu' or 'auto'")
+    return dev
+
+
+# -- loading -----------------------------------------------------------------
+
+_CACHE: dict[tuple, Model] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_model(model="coco", device="auto", *, progress: bool = True) -> Model:
+    """Load a Mask R-CNN for :func:`napari_gardenseg.segment`.
+
+    ``model`` is one of ``"coco"`` (torchvision's ``maskrcnn_resnet50_fpn_v2``
+    with COCO weights), ``"coco-v1"`` (``maskrcnn_resnet50_fpn``), ``"garden"``
+    (the model shipped in this package: works offline), a path to a checkpoint,
+    a torchvision ``MaskRCNN`` module, or an already loaded :class:`Model`.
+
+    COCO weights are read from torchvision's cache (``$TORCH_HOME/hub/checkpoints``)
+    and downloaded there once when missing. Named models and checkpoints are
+    cached per device, so calling this again is cheap.
+    """
+    if isinstance(model, Model):
+        dev = resolve_device(device) if device not in (None, "auto") else model.device
+        return model if dev == model.device else _moved(model, dev)
+    dev = resolve_device(device)
+    if isinstance(model, nn.Module):
+        return _from_module(model, dev)
+    if isinstance(model, os.PathLike) or (isinstance(model, str) and model not in MODEL_NAMES):
+        path = Path(model).expanduser()
+        if not path.exists():
+            if isinstance(model, str) and os.sep not in model and not path.suffix:
+                raise ModelError(
+                    f"unknown model {model!r}: use one of {', '.join(MODEL_NAMES)} "
+                    "or the path of a checkpoint file"
+                )
+            raise ModelError(f"checkpoint file not found: {path}")
+        path = path.resolve()
+        key = ("file", str(path), path.stat().st_mtime_ns, str(dev))
+        return _cached(key, lambda: _from_checkpoint(path, dev, source=str(path)))
+    if not isinstance(model, str):
+        raise ModelError(
+            f"load_model() takes a model name, a checkpoint path or a MaskRCNN module, not {type(model).__name__}"
+        )
+    if model == "garden":
+        return _cached(("garden", str(dev)), lambda: _from_checkpoint(bundled_checkpoint(), dev, source="garden"))
+    return _cached((model, str(dev)), lambda: _load_coco(model, dev, progress=progress))
+
+
+def _cached(key, build) -> Model:
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    loaded = build()
+    with _CACHE_LOCK:
+        return _CACHE.setdefault(key, loaded)
+
+
+def _moved(model: Model, dev: torch.device) -> Model:
+    import copy
+
+    net = copy.deepcopy(model.net).to(dev).eval()
+    return Model(net, list(model.class_names), dev, model.source, model.arch, dict(model.arch_kwargs), dict(model.meta))
+
+
+def bundled_checkpoint() -> Path:
+    path = Path(str(resources.files("napari_gardenseg") / "models" / "garden.pt"))
+    if not path.exists():
+        raise ModelError(
+            f"the bundled garden model is missing from this installation ({path}); "
+            "reinstall napari-gardenseg"
+        )
+    return path
+
+
+def _from_module(net: nn.Module, dev: torch.device) -> Model:
+    from torchvision.models.detection import MaskRCNN
+
+    if not isinstance(net, MaskRCNN):
+        raise ModelError(f"expected a torchvision MaskRCNN module, got {type(net).__name__}")
+    n = net.roi_heads.box_predictor.cls_score.out_features
+    names = getattr(net, "class_names", None) or _default_names(n)
+    if len(names) != n:
+        raise ModelError(f"the module's class_names has {len(names)} entries but its predictor has {n} classes")
+    return Model(net.to(dev).eval(), list(names), dev, source=type(net).__name__, arch="module")
+
+
+def _default_names(n: int) -> list[str]:
+    if n == 91:
+        return _coco_classes()
+    return ["__background__"] + [f"class_{i}" for i in range(1, n)]
+
+
+def coco_weights_path(name: str) -> Path:
+    """Where torchvision keeps (or will keep) the COCO weights for ``name``."""
+    from urllib.parse import urlparse
+
+    _, weights = _coco_weights(name)
+    filename = Path(urlparse(weights.url).path).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def _load_coco(name: str, dev: torch.device, progress: bool) -> Model:
+    arch, weights = _coco_weights(name)
+    path = coco_weights_path(name)
+    if not path.exists():
+        _download(weights.url, path, name, progress)
+    state = _read(path)
+    net = ARCHITECTURES[arch](num_classes=len(weights.meta["categories"]))
+    _load_state(net, state, path)
+    return Model(net.to(dev).eval(), list(weights.meta["categories"]), dev, source=name, arch=arch)
+
+
+def _download(url: str, path: Path, name: str, progress: bool) -> None:
+    import socket
+    from urllib.parse import urlparse
+
+    hint = (
+        f"Download {url} on a machine with internet access and put it at {path} "
+        "(set TORCH_HOME to use another folder), or pass a checkpoint of your own "
+        "(load_model('/path/to/model.pt')), or use the bundled offline model: load_model('garden')."
+    )
+    if os.environ.get("GARDENSEG_OFFLINE", "") not in ("", "0"):
+        raise ModelError(f"the COCO weights for {name!r} are not on this machine and GARDENSEG_OFFLINE is set. {hint}")
+    host = urlparse(url).hostname
+    try:  # fail in seconds, not after a long TCP time-out, when offline
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as exc:
+        raise ModelError(
+            f"the COCO weights for {name!r} are not on this machine and cannot be downloaded ({exc}). {hint}"
+        ) from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path), progress=progress)
+    except Exception as exc:  # network errors come in many types
+        raise ModelError(f"downloading the COCO weights for {name!r} failed ({exc}). {hint}") from exc
+
+
+def _read(path: Path):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+            raise ModelError(
+                f"{path} holds Python objects, not only weights, and loading it would run code; "
+                "napari-gardenseg refuses such files. Save the weights alone instead: "
+                "torch.save(model.state_dict(), path) (or napari_gardenseg.save_checkpoint)."
+            ) from exc
+        raise ModelError(f"{path} is not a PyTorch checkpoint (unreadable: {exc})") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}") from exc
+
+
+def _state_dict_of(obj, path) -> dict:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"{path} does not hold a Mask R-CNN: expected a state_dict (a dict of tensors)")
+    return obj
+
+
+def _num_classes(state: dict, path) -> int:
+    w = state.get("roi_heads.box_predictor.cls_score.weight")
+    if w is None or "roi_heads.mask_predictor.mask_fcn_logits.weight" not in state:
+        raise ModelError(
+            f"{path} does not hold a Mask R-CNN (no box and mask predictor weights); "
+            "napari-gardenseg needs a torchvision MaskRCNN checkpoint"
+        )
+    return int(w.shape[0])
+
+
+def _load_state(net: nn.Module, state: dict, path) -> None:
+    result = net.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        missing = ", ".join(result.missing_keys[:3])
+        extra = ", ".join(result.unexpected_keys[:3])
+        raise ModelError(
+            f"{path} does not fit its architecture: "
+            f"{len(result.missing_keys)} missing weights ({missing}), "
+            f"{len(result.unexpected_keys)} unexpected ({extra})"
+        )
+
+
+def _from_checkpoint(path: Path, dev: torch.device, source: str) -> Model:
+    obj = _read(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        arch = obj.get("arch")
+        if arch not in ARCHITECTURES:
+            raise ModelError(f"{path} names an unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        state = _state_dict_of(obj.get("state_dict"), path)
+        n = _num_classes(state, path)
+        names = list(obj.get("class_names") or [])
+        if len(names) != n:
+            raise ModelError(
+                f"{path} lists {len(names)} class names but its predictor has {n} classes "
+                "(background included); the checkpoint is inconsistent"
+            )
+        kwargs = dict(obj.get("arch_kwargs") or {})
+        meta = dict(obj.get("meta") or {})
+    else:
+        state = _state_dict_of(obj, path)
+        n = _num_classes(state, path)
+        arch = guess_architecture(state)
+        if arch is None:
+            raise ModelError(f"{path} holds a Mask R-CNN state_dict of an architecture this package cannot rebuild")
+        names, kwargs, meta = _default_names(n), {}, {}
+    try:
+        net = ARCHITECTURES[arch](num_classes=n, **kwargs)
+    except TypeError as exc:
+        raise ModelError(f"{path}: cannot rebuild {arch} with {kwargs}: {exc}") from exc
+    _load_state(net, state, path)
+    return Model(net.to(dev).eval(), names, dev, source=source, arch=arch, arch_kwargs=kwargs, meta=meta)
+
+
+def save_checkpoint(model: Model | nn.Module, path, *, class_names=None, arch=None, arch_kwargs=None, meta=None, half=False) -> Path:
+    """Write ``model`` in the project's checkpoint format (loadable by :func:`load_model`).
+
+    ``half=True`` stores float weights as float16 (half the size); they are
+    turned back into float32 on load.
+    """
+    if isinstance(model, Model):
+        net = model.net
+        class_names = class_names or model.class_names
+        arch = arch or model.arch
+        arch_kwargs = model.arch_kwargs if arch_kwargs is None else arch_kwargs
+        meta = {**model.meta, **(meta or {})}
+    else:
+        net = model
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"save_checkpoint needs the architecture name, one of {', '.join(ARCHITECTURES)}")
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    n = _num_classes(state, "the model")
+    if class_names is None or len(class_names) != n:
+        raise ModelError(f"save_checkpoint needs {n} class names (background first), got {class_names!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "arch": arch,
+            "arch_kwargs": dict(arch_kwargs or {}),
+            "class_names": list(class_names),
+            "state_dict": state,
+            "meta": dict(meta or {}),
+        },
+        tmp,
+    )
+    os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
+    return path

@@ -1,0 +1,247 @@
+"""Training and fine-tuning Mask R-CNN on label images.
+
+``train(samples, base=...)`` takes ``(image, labels, classes)`` triples, the
+form :func:`napari_gardenseg.synthetic.garden_scene` returns and napari's
+Image + Labels layers give: an image, an instance label image (0 =
+background) and a dict from each instance id to its class name.
+
+When the samples name classes the base model does not know, the box and mask
+predictors are replaced (torchvision's fine-tuning recipe) and the checkpoint
+carries the new names. Crops are taken at the image's own scale (the model's
+resize is set to the crop size while training), with flips, 90-degree turns,
+rescaling and colour jitter.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._architectures import ARCHITECTURES, replace_heads
+from ._images import to_rgb_float
+from ._inference import Cancelled, _should_stop
+from ._models import Model, ModelError, load_model, resolve_device, save_checkpoint
+
+__all__ = ["train", "prepare_samples"]
+
+
+class _Sample:
+    __slots__ = ("image", "labels", "class_of")
+
+    def __init__(self, image, labels, class_of):
+        self.image = image  # float32 (H, W, 3)
+        self.labels = labels  # int32 (H, W)
+        self.class_of = class_of  # instance id -> class name
+
+
+def prepare_samples(samples: Sequence) -> list[_Sample]:
+    """Check and normalise ``(image, labels, classes)`` triples; clear errors on bad ones."""
+    if len(samples) == 0:
+        raise ValueError("train() needs at least one (image, labels, classes) sample")
+    out = []
+    for i, sample in enumerate(samples):
+        try:
+            image, labels, classes = sample
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"sample {i} is not an (image, labels, classes) triple") from exc
+        rgb = to_rgb_float(image)
+        lab = np.asarray(labels)
+        if lab.dtype.kind not in "iub":
+            raise ValueError(f"sample {i}: labels must be an integer label image, got dtype {lab.dtype}")
+        if lab.shape != rgb.shape[:2]:
+            raise ValueError(f"sample {i}: labels of shape {lab.shape} do not match the image's {rgb.shape[:2]}")
+        ids = [int(v) for v in np.unique(lab) if v > 0]
+        if isinstance(classes, str):  # one class for every instance
+            classes = {k: classes for k in ids}
+        missing = [k for k in ids if k not in classes]
+        if missing:
+            raise ValueError(
+                f"sample {i}: instances {missing[:5]} have no class name; give classes as a dict "
+                "{instance id: class name} or one name for all"
+            )
+        out.append(_Sample(rgb, lab.astype(np.int32), {k: str(classes[k]) for k in ids}))
+    if not any(s.class_of for s in out):
+        raise ValueError("the samples hold no labelled instances (all labels are 0)")
+    return out
+
+
+def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = 12):
+    ids = [int(v) for v in np.unique(labels) if v > 0]
+    masks, boxes, classes = [], [], []
+    for k in ids:
+        m = labels == k
+        if m.sum() < min_area:
+            continue
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        masks.append(m)
+        classes.append(index[class_of[k]])
+    h, w = labels.shape
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor(classes, dtype=torch.int64),
+        "masks": torch.from_numpy(np.stack(masks).astype(np.uint8)) if masks else torch.zeros((0, h, w), torch.uint8),
+    }
+
+
+def _augment(rng: np.random.Generator, s: _Sample, crop: int, scale_range):
+    img, lab = s.image, s.labels
+    scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+    h, w = lab.shape
+    # crop first (in source pixels), then rescale: cheaper than rescaling the whole image
+    src = max(8, int(round(crop / scale)))
+    ch, cw = min(src, h), min(src, w)
+    y0 = int(rng.integers(0, h - ch + 1))
+    x0 = int(rng.integers(0, w - cw + 1))
+    img = torch.from_numpy(np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])).permute(2, 0, 1)
+    lab = torch.from_numpy(np.ascontiguousarray(lab[y0 : y0 + ch, x0 : x0 + cw]))
+    oh, ow = max(8, round(ch * scale)), max(8, round(cw * scale))
+    if (oh, ow) != (ch, cw):
+        img = F.interpolate(img[None], size=(oh, ow), mode="bilinear", align_corners=False)[0]
+        lab = F.interpolate(lab[None, None].float(), size=(oh, ow), mode="nearest")[0, 0].to(torch.int32)
+    if rng.random() < 0.5:
+        img, lab = img.flip(-1), lab.flip(-1)
+    if rng.random() < 0.5:
+        img, lab = img.flip(-2), lab.flip(-2)
+    k = int(rng.integers(4))
+    if k:
+        img, lab = torch.rot90(img, k, (-2, -1)), torch.rot90(lab, k, (-2, -1))
+    # colour: exposure, contrast, per-channel cast
+    gain = torch.tensor(rng.uniform(0.9, 1.1, 3), dtype=torch.float32)[:, None, None]
+    mean = img.mean()
+    img = (img - mean) * rng.uniform(0.8, 1.2) + mean * rng.uniform(0.8, 1.2)
+    img = (img * gain).clamp_(0, 1)
+    return img.contiguous(), lab.numpy()
+
+
+def train(
+    samples: Sequence,
+    base="garden",
+    iterations: int = 500,
+    output="my_model.pt",
+    device="auto",
+    progress: Callable[[float, str], None] | None = None,
+    cancel=None,
+    *,
+    seed: int = 0,
+    batch_size: int = 2,
+    lr: float | None = None,
+    crop: int = 384,
+    scale_range=(0.75, 1.33),
+    warmup: int | None = None,
+    meta: dict | None = None,
+) -> Path:
+    """Fine-tune (or train) a Mask R-CNN on ``samples`` and save a checkpoint.
+
+    ``base`` is ``"garden"``, ``"coco"``, ``"coco-v1"``, a checkpoint path, a
+    :class:`Model`, or ``None`` to start from scratch with the small garden
+    architecture. ``progress(fraction, message)`` is called after every
+    iteration; ``cancel`` (a ``threading.Event`` or a callable returning True)
+    stops early, and what was learnt so far is saved all the same. Returns the
+    checkpoint's path; ``load_model(path)`` loads it with its class names.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    prepared = prepare_samples(samples)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    wanted = sorted({name for s in prepared for name in s.class_of.values()})
+    if base is None:
+        names = ["__background__", *wanted]
+        arch, arch_kwargs, base_meta = "garden_small", {}, {}
+        net = ARCHITECTURES[arch](num_classes=len(names))
+        base_name = None
+    else:
+        loaded = load_model(base, device="cpu")
+        net = copy.deepcopy(loaded.net)  # never train the cached model in place
+        arch, arch_kwargs, base_meta = loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
+        names = list(loaded.class_names)
+        base_name = loaded.source
+        if not set(wanted) <= set(names):
+            names = ["__background__", *wanted]
+            replace_heads(net, len(names))
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
+    index = {n: i for i, n in enumerate(names)}
+    net.to(dev).train()
+
+    lr = lr if lr is not None else (1e-3 if base is None else 2e-4)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    warmup = warmup if warmup is not None else min(200, iterations // 10)
+
+    def lr_at(it):  # linear warm-up, then cosine decay to 5%
+        if it < warmup:
+            return lr * (it + 1) / warmup
+        t = (it - warmup) / max(1, iterations - warmup)
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    transform = net.transform
+    saved_sizes = (transform.min_size, transform.max_size)
+    history: list[float] = []
+    start = time.perf_counter()
+    done = 0
+    try:
+        for it in range(iterations):
+            if _should_stop(cancel):
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(it)
+            images, targets = [], []
+            for _ in range(batch_size):
+                s = prepared[int(rng.integers(len(prepared)))]
+                img, lab = _augment(rng, s, crop, scale_range)
+                images.append(img.to(dev))
+                targets.append({k: v.to(dev) for k, v in _targets(lab, s.class_of, index).items()})
+            # train at the crop's own scale: the model's resize would otherwise rescale crops
+            transform.min_size = (min(min(i.shape[-2:]) for i in images),)
+            transform.max_size = max(max(i.shape[-2:]) for i in images)
+            losses = net(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"training diverged at iteration {it} (loss {float(loss)}); lower lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+            done = it + 1
+            history.append(float(loss))
+            if progress is not None:
+                parts = " ".join(f"{k.replace('loss_', '')}={float(v):.3f}" for k, v in losses.items())
+                progress(done / iterations, f"iteration {done}/{iterations} loss={float(loss):.3f} ({parts})")
+    finally:
+        transform.min_size, transform.max_size = saved_sizes
+    net.eval()
+    if done == 0:
+        raise Cancelled("training was cancelled before the first iteration; nothing was saved")
+    info = {
+        "base": base_name,
+        "iterations": done,
+        "iterations_planned": iterations,
+        "seed": seed,
+        "batch_size": batch_size,
+        "crop": crop,
+        "scale_range": [float(v) for v in scale_range],
+        "lr": lr,
+        "samples": len(prepared),
+        "device": str(dev),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "loss_first": history[:20],
+        "loss_last": history[-20:],
+        "torch": str(torch.__version__),
+    }
+    out_meta = {k: v for k, v in base_meta.items() if k != "training"}
+    out_meta["training"] = info
+    out_meta.update(meta or {})
+    return save_checkpoint(net, output, class_names=names, arch=arch, arch_kwargs=arch_kwargs, meta=out_meta)
