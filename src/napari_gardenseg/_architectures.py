@@ -112,12 +112,12 @@ ARCHITECTURES = {
 def guess_architecture(state_dict) -> str | None:
     """Name the architecture of a bare state_dict from its keys, or None."""
     keys = set(state_dict)
-    if "rpn.head.conv.0.0.weight" in keys:
-        return "maskrcnn_resnet50_fpn_v2"
-    if "rpn.head.conv.weight" in keys and "backbone.body.layer1.0.conv1.weight" in keys:
-        return "maskrcnn_resnet50_fpn"
     if "backbone.stem.0.0.weight" in keys:
         return "garden_small"
+    if "roi_heads.box_head.0.0.weight" in keys:  # v2: conv + fc box head
+        return "maskrcnn_resnet50_fpn_v2"
+    if "roi_heads.box_head.fc6.weight" in keys and "backbone.body.layer1.0.conv1.weight" in keys:
+        return "maskrcnn_resnet50_fpn"
     return None
 
 

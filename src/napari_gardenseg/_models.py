@@ -261,7 +261,9 @@ def _read(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+        text = str(exc)
+        # weights_only refuses a pickle that names a global (a class or function to call)
+        if "global" in text.lower() and "Unsupported operand" not in text:
             raise ModelError(
                 f"{path} holds Python objects, not only weights, and loading it would run code; "
                 "napari-gardenseg refuses such files. Save the weights alone instead: "
@@ -294,7 +296,11 @@ def _num_classes(state: dict, path) -> int:
 
 
 def _load_state(net: nn.Module, state: dict, path) -> None:
-    result = net.load_state_dict(state, strict=False)
+    try:
+        result = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes that do not fit
+        first = str(exc).strip().splitlines()[1:3]
+        raise ModelError(f"{path} does not fit its architecture: {' '.join(l.strip() for l in first)}") from exc
     if result.missing_keys or result.unexpected_keys:
         missing = ", ".join(result.missing_keys[:3])
         extra = ", ".join(result.unexpected_keys[:3])

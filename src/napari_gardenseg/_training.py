@@ -87,7 +87,7 @@ def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = 12
     return {
         "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         "labels": torch.tensor(classes, dtype=torch.int64),
-        "masks": torch.from_numpy(np.stack(masks).astype(np.uint8)) if masks else torch.zeros((0, h, w), torch.uint8),
+        "masks": torch.from_numpy(np.stack(masks).astype(np.uint8)) if masks else torch.zeros((0, h, w), dtype=torch.uint8),
     }
 
 
@@ -216,7 +216,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, 10.0)
             opt.step()
             done = it + 1
-            history.append(float(loss))
+            history.append(float(loss.detach()))
             if progress is not None:
                 parts = " ".join(f"{k.replace('loss_', '')}={float(v):.3f}" for k, v in losses.items())
                 progress(done / iterations, f"iteration {done}/{iterations} loss={float(loss):.3f} ({parts})")

@@ -1,0 +1,36 @@
+import os
+
+import numpy as np
+import pytest
+
+# Tests never touch the network: COCO weights are never downloaded, and the
+# torch hub cache points at an empty folder unless a test fills it.
+os.environ["GARDENSEG_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_torch_home(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+
+
+@pytest.fixture(scope="session")
+def scene():
+    from napari_gardenseg.synthetic import garden_scene
+
+    return garden_scene(8_000_123, shape=(256, 256))
+
+
+@pytest.fixture(scope="session")
+def random_maskrcnn():
+    """A seeded torchvision Mask R-CNN v2 (no weights downloaded) that reports every detection."""
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    torch.manual_seed(0)
+    net = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=5, min_size=256, max_size=256)
+    net.roi_heads.score_thresh = 0.0
+    return net.eval()
+
+
+def rgb_image(h=64, w=80, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

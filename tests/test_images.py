@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from napari_gardenseg._images import ImageError, to_rgb_float, to_rgb_uint8
+
+
+def test_uint8_rgb_divided_by_255():
+    img = np.array([[[0, 128, 255]]], np.uint8)
+    out = to_rgb_float(img)
+    assert out.dtype == np.float32 and out.shape == (1, 1, 3)
+    np.testing.assert_allclose(out[0, 0], [0, 128 / 255, 1])
+
+
+def test_grayscale_is_repeated():
+    img = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    out = to_rgb_float(img)
+    assert out.shape == (3, 4, 3)
+    assert np.all(out[..., 0] == out[..., 1]) and np.all(out[..., 1] == out[..., 2])
+
+
+def test_uint16_is_stretched_to_full_range():
+    img = np.array([[100, 4095]], np.uint16)
+    out = to_rgb_float(img)
+    np.testing.assert_allclose(out[0, :, 0], [0, 1])
+
+
+def test_float_in_unit_range_is_kept():
+    img = np.full((2, 2), 0.25, np.float64)
+    np.testing.assert_allclose(to_rgb_float(img), 0.25)
+
+
+def test_float_with_nan_and_inf():
+    img = np.array([[np.nan, -np.inf, 5.0, np.inf, 10.0]])
+    out = to_rgb_float(img)[0, :, 0]
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, [0, 0, 0, 1, 1])
+
+
+def test_bool_and_constant():
+    assert to_rgb_float(np.ones((2, 2), bool)).max() == 1.0
+    np.testing.assert_allclose(to_rgb_float(np.full((2, 2), 7, np.int32)), 0.5)
+
+
+def test_rgba_drops_alpha_and_channel_first_is_moved():
+    rgba = np.zeros((5, 6, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[..., 3] = 17
+    out = to_rgb_float(rgba)
+    assert out.shape == (5, 6, 3)
+    np.testing.assert_allclose(out[..., 0], 1.0)
+    np.testing.assert_allclose(out[..., 1:], 0.0)
+    chw = np.moveaxis(rgba[..., :3], -1, 0)
+    np.testing.assert_array_equal(to_rgb_float(chw), out)
+
+
+def test_read_only_input():
+    img = np.zeros((4, 4, 3), np.uint8)
+    img.flags.writeable = False
+    assert to_rgb_uint8(img).flags.writeable
+    assert to_rgb_float(img).shape == (4, 4, 3)
+
+
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (np.zeros((0, 5)), ImageError, "empty"),
+        (np.zeros((2, 3, 4, 5)), ImageError, "4 dimensions"),
+        (np.zeros((7, 8, 9)), ImageError, "no channel axis"),
+        (np.zeros((3, 3), complex), TypeError, "complex"),
+        (np.array([["a", "b"]]), TypeError, "dtype"),
+        (np.array([[object()]]), TypeError, "dtype"),
+    ],
+)
+def test_bad_images(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        to_rgb_float(bad)
+
+
+def test_uint8_conversion_round_trips():
+    img = np.random.default_rng(1).integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_rgb_uint8(to_rgb_float(img)), img)

@@ -1,0 +1,143 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+import napari_gardenseg as gs
+from napari_gardenseg._architectures import garden_small
+from napari_gardenseg._models import ModelError, coco_weights_path, load_model, resolve_device, save_checkpoint
+
+
+def test_garden_loads_offline_with_its_class_names():
+    model = load_model("garden", device="cpu")
+    assert model.class_names[0] == "__background__"
+    assert {"rosette", "flowering", "weed"} <= set(model.class_names)
+    assert model.net.roi_heads.box_predictor.cls_score.out_features == len(model.class_names)
+    assert not model.net.training
+    assert load_model("garden", device="cpu") is model  # cached
+
+
+def test_auto_device_is_cpu_here():
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("device, match", [("banana", "unknown device"), ("cuda", "CUDA is not available")])
+def test_bad_devices(device, match):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ModelError, match=match):
+        resolve_device(device)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="unknown model 'cocoo'.*coco, coco-v1, garden"):
+        load_model("cocoo")
+
+
+def test_coco_offline_says_where_to_put_the_file():
+    with pytest.raises(ModelError) as info:
+        load_model("coco", device="cpu")
+    msg = str(info.value)
+    assert str(coco_weights_path("coco")) in msg and "load_model('garden')" in msg
+    assert os.environ["TORCH_HOME"] in msg
+
+
+def test_coco_v1_loads_from_torch_hub_cache(tmp_path, monkeypatch):
+    """With the file in TORCH_HOME, 'coco-v1' loads without network and has COCO's 91 names."""
+    from napari_gardenseg._architectures import maskrcnn_resnet50_fpn
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(0)
+    net = maskrcnn_resnet50_fpn(num_classes=91)
+    path = coco_weights_path("coco-v1")
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    model = load_model("coco-v1", device="cpu")
+    assert len(model.class_names) == 91 and model.class_names[1] == "person"
+    w = "backbone.body.conv1.weight"
+    assert torch.equal(model.net.state_dict()[w], net.state_dict()[w])
+
+
+def _garden_net(n=3):
+    torch.manual_seed(1)
+    return garden_small(num_classes=n)
+
+
+def test_project_checkpoint_round_trip(tmp_path):
+    net = _garden_net(3)
+    path = save_checkpoint(net, tmp_path / "m.pt", class_names=["__background__", "a", "b"],
+                           arch="garden_small", meta={"crf": {"iterations": 3}})
+    model = load_model(path, device="cpu")
+    assert model.class_names == ["__background__", "a", "b"]
+    assert model.meta["crf"] == {"iterations": 3}
+    for k, v in net.state_dict().items():
+        assert torch.equal(model.net.state_dict()[k], v), k
+
+
+def test_plain_state_dict_loads_with_class_count_from_predictor(tmp_path):
+    net = _garden_net(4)
+    torch.save(net.state_dict(), tmp_path / "sd.pt")
+    model = load_model(tmp_path / "sd.pt", device="cpu")
+    assert model.class_names == ["__background__", "class_1", "class_2", "class_3"]
+    torch.save({"model": net.state_dict()}, tmp_path / "wrapped.pt")
+    assert len(load_model(tmp_path / "wrapped.pt", device="cpu").class_names) == 4
+
+
+def test_torchvision_module_is_accepted(random_maskrcnn):
+    model = load_model(random_maskrcnn, device="cpu")
+    assert len(model.class_names) == 5
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("missing", "not found"),
+        ("truncated", "not a readable PyTorch checkpoint|not a PyTorch checkpoint"),
+        ("random", "not a PyTorch checkpoint|not a readable"),
+        ("not_maskrcnn", "does not hold a Mask R-CNN"),
+        ("names_mismatch", "lists 2 class names but its predictor has 3"),
+        ("code", "would run code"),
+        ("not_a_dict", "does not hold a Mask R-CNN"),
+    ],
+)
+def test_bad_checkpoints(tmp_path, kind, match):
+    path = tmp_path / f"{kind}.pt"
+    if kind == "truncated":
+        save_checkpoint(_garden_net(3), path, class_names=["__background__", "a", "b"], arch="garden_small")
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "random":
+        path.write_bytes(os.urandom(5000))
+    elif kind == "not_maskrcnn":
+        torch.save({"conv.weight": torch.zeros(3, 3), "fc.bias": torch.zeros(2)}, path)
+    elif kind == "names_mismatch":
+        ck_path = save_checkpoint(_garden_net(3), path, class_names=["__background__", "a", "b"], arch="garden_small")
+        ck = torch.load(ck_path, weights_only=True)
+        ck["class_names"] = ["__background__", "a"]
+        torch.save(ck, path)
+    elif kind == "code":
+        with open(tmp_path / "plain.pkl", "wb") as f:  # a bare pickle: refused, nothing runs
+            pickle.dump(_Evil(), f)
+        with pytest.raises(ModelError):
+            load_model(tmp_path / "plain.pkl")
+        torch.save({"x": _Evil()}, path)
+    elif kind == "not_a_dict":
+        torch.save([torch.zeros(2)], path)
+    with pytest.raises(ModelError, match=match):
+        load_model(path, device="cpu")
+
+
+def test_public_names_are_lazy_and_complete():
+    import subprocess
+    import sys
+
+    code = "import sys, napari_gardenseg; assert 'torch' not in sys.modules, 'torch imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in ("load_model", "segment", "refine", "refine_instances", "CRFParams", "train", "garden_scene"):
+        assert callable(getattr(gs, name))
