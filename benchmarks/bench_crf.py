@@ -1,6 +1,6 @@
 """Figures for the dense-CRF refinement (napari_gardenseg._crf).
 
-    python benchmarks/bench_crf.py           # about 2-3 minutes on 2 CPU cores
+    python benchmarks/bench_crf.py           # about 30 s on 2 CPU cores
 
 1. Time: per-instance crops (refine_instances) against one (N+1)-label CRF
    over the whole frame (refine), 1024x768 with 20 instances.

@@ -4,38 +4,28 @@ The stages are separate functions with plain array inputs and outputs so that
 tiled inference (many ``predict_instances`` calls whose soft masks are merged
 before the CRF) and batch runs can reuse them:
 
-    to_rgb_float -> predict_instances -> instances_to_labels -> refine_instances
+    to_rgb_float -> predict_instances -> _crf.instances_to_labels -> _crf.refine_instances
 """
 
 from __future__ import annotations
 
 import difflib
-import threading
 from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
 import torch
 
+from ._cancel import Cancelled, should_stop
+from ._crf import instances_to_labels
 from ._images import to_rgb_float, to_rgb_uint8
 from ._models import Model, load_model
 from ._results import SegmentationResult
 
-__all__ = ["segment", "predict_instances", "instances_to_labels", "Cancelled"]
+__all__ = ["segment", "predict_instances", "Cancelled"]
 
 ProgressFn = Callable[[float, str], None]
-
-
-class Cancelled(Exception):
-    """Raised inside a run when its ``cancel`` event is set; the run leaves no output."""
-
-
-def _should_stop(cancel) -> bool:
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event) or hasattr(cancel, "is_set"):
-        return cancel.is_set()
-    return bool(cancel())
+_should_stop = should_stop
 
 
 @contextmanager
@@ -46,7 +36,7 @@ def _cancellable(net: torch.nn.Module, cancel):
         return
 
     def check(_module, _inputs):
-        if _should_stop(cancel):
+        if should_stop(cancel):
             raise Cancelled("segmentation was cancelled")
 
     handles = [m.register_forward_pre_hook(check) for m in net.modules()]
@@ -112,21 +102,6 @@ def predict_instances(model: Model, rgb: np.ndarray, cancel=None) -> dict[str, n
     }
 
 
-def instances_to_labels(soft_masks: np.ndarray, mask_threshold: float = 0.5) -> np.ndarray:
-    """(N, H, W) soft masks, sorted best first -> (H, W) int32 labels, instance i -> i + 1.
-
-    Where masks overlap the earlier (higher-scoring) instance wins.
-    """
-    n = len(soft_masks)
-    if n == 0:
-        return np.zeros(soft_masks.shape[1:], np.int32)
-    # Paint from the worst to the best so the best ends on top; one (H, W) buffer at a time.
-    labels = np.zeros(soft_masks.shape[1:], np.int32)
-    for i in range(n - 1, -1, -1):
-        labels[soft_masks[i] > mask_threshold] = i + 1
-    return labels
-
-
 def _compact(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop ids with no pixels and renumber 1..M; return (labels, kept indices)."""
     present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
@@ -181,7 +156,7 @@ def segment(
     report(0.0, "loading model")
     model = load_model(model, device=device)
     wanted = class_ids_for(model, classes)
-    if _should_stop(cancel):
+    if should_stop(cancel):
         raise Cancelled("segmentation was cancelled")
 
     report(0.05, "running Mask R-CNN")
@@ -192,13 +167,13 @@ def segment(
     pred = {k: v[keep] for k, v in pred.items()}
 
     report(0.7, "assembling instances")
-    labels = instances_to_labels(pred["masks"], mask_threshold)
+    labels = instances_to_labels(pred["masks"], pred["scores"], mask_threshold)
     labels, kept = _compact(labels, len(pred["scores"]))
     pred = {k: v[kept] for k, v in pred.items()}
 
     refined = None
     if crf:
-        if _should_stop(cancel):
+        if should_stop(cancel):
             raise Cancelled("segmentation was cancelled")
         report(0.75, f"refining {len(kept)} instances with the dense CRF")
         params = _crf_params(model, crf_params, CRFParams)
@@ -228,10 +203,15 @@ def segment(
 
 def _crf_params(model: Model, given, CRFParams):
     if given is None:
-        stored = model.meta.get("crf")
-        return CRFParams(**stored) if stored else CRFParams()
+        given = model.meta.get("crf") or {}
     if isinstance(given, dict):
-        return CRFParams(**given)
+        fields = dict(given)
+        if "band" in fields:  # stored as a list in checkpoints
+            fields["band"] = tuple(fields["band"])
+        try:
+            return CRFParams(**fields)
+        except TypeError as exc:
+            raise ValueError(f"crf_params: {exc}; the fields are those of CRFParams") from None
     if not isinstance(given, CRFParams):
         raise TypeError(f"crf_params must be a CRFParams or a dict of its fields, got {type(given).__name__}")
     return given

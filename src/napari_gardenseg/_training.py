@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from ._architectures import ARCHITECTURES, replace_heads
 from ._images import to_rgb_float
-from ._inference import Cancelled, _should_stop
+from ._cancel import Cancelled
+from ._cancel import should_stop as _should_stop
 from ._models import Model, ModelError, load_model, resolve_device, save_checkpoint
 
 __all__ = ["train", "prepare_samples"]

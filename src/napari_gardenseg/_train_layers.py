@@ -1,0 +1,216 @@
+"""Turn napari Image + Labels layers into training samples (no Qt, no viewer).
+
+:func:`samples_from_layers` reads ``(image layer, labels layer)`` pairs and
+returns the ``(image, labels, classes)`` triples that
+:func:`napari_gardenseg.train` takes. :func:`candidate_pairs` finds which
+Image layer goes with each Labels layer. Both only read the layers: they work
+on anything with napari's layer attributes (``name``, ``data``, ``ndim``,
+``rgb``, ``multiscale``, ``features``, ``world_to_data``), so they can be
+tested without a viewer.
+
+Only 2-D planes are trained on: a 2-D grey or RGB(A) image, or, for a layer
+with more axes (a z-stack, a time series), the plane at the viewer's current
+position (``point`` = ``viewer.dims.point``). The last two axes of every
+layer are taken as (Y, X).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["samples_from_layers", "classes_from_features", "candidate_pairs", "parse_class_names", "plane_shape"]
+
+def plane_shape(layer) -> tuple[int, int]:
+    """(H, W) of a layer's 2-D plane: its last two axes (before the colour axis of an RGB image)."""
+    shape = tuple(_level0(layer).shape)
+    if getattr(layer, "rgb", False):
+        shape = shape[:-1]
+    return tuple(int(v) for v in shape[-2:])
+
+
+def _level0(layer):
+    data = layer.data
+    return data[0] if getattr(layer, "multiscale", False) else data
+
+
+def _plane(layer, point=None) -> np.ndarray:
+    """A copy of the layer's 2-D plane (H, W) or (H, W, C) at ``point`` (world coordinates)."""
+    data = _level0(layer)
+    rgb = bool(getattr(layer, "rgb", False))
+    spatial = data.ndim - (1 if rgb else 0)
+    if spatial < 2:
+        raise ValueError(f"layer {layer.name!r} is not an image: its data has shape {tuple(data.shape)}")
+    if spatial > 2:
+        if point is None:
+            raise ValueError(
+                f"layer {layer.name!r} has {spatial} dimensions; training takes 2-D planes. "
+                "Pass the viewer's position (point=viewer.dims.point) to take the current plane."
+            )
+        coords = np.asarray(layer.world_to_data(np.asarray(point, dtype=float)[-layer.ndim :]))
+        index = tuple(int(round(float(c))) for c in coords[: spatial - 2])
+        if any(not 0 <= i < n for i, n in zip(index, data.shape)):
+            # e.g. the segmentation widget's one-plane slab of another plane than the one shown
+            raise ValueError(
+                f"layer {layer.name!r} has no plane at the viewer's current position; "
+                "move the viewer to the plane you labelled"
+            )
+        data = data[index]
+    # copy: training reads the arrays for minutes while the user may keep painting
+    return np.array(data, copy=True)
+
+
+def classes_from_features(features) -> dict[int, str]:
+    """``{label id: class name}`` from a Labels layer's ``features`` table.
+
+    Reads the ``class_name`` column. Rows are matched to label ids by the
+    ``label`` column (what the segmentation widget writes), else napari's
+    ``index`` column, else by position as napari does (row ``i`` is label
+    ``i``, row 0 the background). Empty, missing (NaN/None) names and label 0
+    are skipped. Returns ``{}`` without a ``class_name`` column.
+    """
+    if features is None or "class_name" not in getattr(features, "columns", ()):
+        return {}
+    names = list(features["class_name"])
+    if "label" in features.columns:
+        ids = list(features["label"])
+    elif "index" in features.columns:
+        ids = list(features["index"])
+    else:
+        ids = list(range(len(names)))
+    out: dict[int, str] = {}
+    for k, name in zip(ids, names):
+        if _missing(k) or _missing(name) or int(k) <= 0:
+            continue
+        name = str(name).strip()
+        if name:
+            out[int(k)] = name
+    return out
+
+
+def _missing(value) -> bool:
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def parse_class_names(text, n_layers: int) -> list[str | None]:
+    """One entry per layer from the widget's text: a name, or None (= read the layer's features).
+
+    ``""`` -> features for every layer; ``"weed"`` -> every layer;
+    ``"weed, rosette"`` -> one per layer in order (an empty entry, as in
+    ``"weed,,rosette"``, reads that layer's features).
+    """
+    text = (text or "").strip()
+    if not text:
+        return [None] * n_layers
+    names = [part.strip() or None for part in text.split(",")]
+    if len(names) == 1:
+        names = names * n_layers
+    if len(names) != n_layers:
+        raise ValueError(
+            f"class names: got {len(names)} comma-separated names for {n_layers} selected Labels layer(s). "
+            "Give one name for all layers, one per layer in list order, or leave it empty "
+            "to read each layer's class_name feature."
+        )
+    for name in names:
+        if name == "__background__":
+            raise ValueError("'__background__' is reserved for label 0; choose another class name")
+    return names
+
+
+def samples_from_layers(pairs: Sequence, class_names=None, *, point=None) -> list[tuple]:
+    """Build :func:`napari_gardenseg.train` samples from ``(image layer, labels layer)`` pairs.
+
+    ``class_names`` is a string parsed by :func:`parse_class_names` (one name
+    for all instances, or comma-separated, one per pair) or a list with one
+    entry per pair; ``None``/empty entries read the Labels layer's
+    ``class_name`` feature (see :func:`classes_from_features`). ``point`` is the
+    viewer's position (``viewer.dims.point``), used to take the current plane
+    of layers with more than two axes.
+
+    Raises ``ValueError`` naming the layer for: no pairs, a layer that is not
+    an integer label image, a shape mismatch, instances without a class name,
+    no instances at all. The layers are only read; the arrays returned are copies.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no Labels layer selected: add a Labels layer with your masks and pick it in the list")
+    if class_names is None or isinstance(class_names, str):
+        names = parse_class_names(class_names, len(pairs))
+    else:
+        names = [(str(n).strip() or None) if n is not None else None for n in class_names]
+        if len(names) != len(pairs):
+            raise ValueError(f"class_names has {len(names)} entries for {len(pairs)} layer pairs")
+    samples = []
+    for (image_layer, labels_layer), name in zip(pairs, names):
+        labels = _plane(labels_layer, point)
+        if labels.dtype.kind not in "iub" or labels.ndim != 2:
+            raise ValueError(
+                f"layer {labels_layer.name!r} is not a 2-D integer label image "
+                f"(plane of shape {labels.shape}, dtype {labels.dtype})"
+            )
+        image = _plane(image_layer, point)
+        hw = image.shape[:2] if getattr(image_layer, "rgb", False) else image.shape[-2:]
+        if tuple(hw) != labels.shape:
+            raise ValueError(
+                f"Labels layer {labels_layer.name!r} is {labels.shape[0]}x{labels.shape[1]} but image "
+                f"{image_layer.name!r} is {hw[0]}x{hw[1]}; pair each Labels layer with the image it was drawn on"
+            )
+        ids = [int(v) for v in np.unique(labels) if v > 0]
+        if name is not None:
+            classes: dict[int, str] | str = name
+        else:
+            found = classes_from_features(getattr(labels_layer, "features", None))
+            missing = [k for k in ids if k not in found]
+            if missing:
+                what = (
+                    f": instances {missing[:5]}{' ...' if len(missing) > 5 else ''} have no class_name in its features"
+                    if found
+                    else " has no class_name feature"
+                )
+                raise ValueError(
+                    f"Labels layer {labels_layer.name!r}{what}. Type a class name for this layer "
+                    "(e.g. 'weed', or one name per layer separated by commas)."
+                )
+            classes = {k: found[k] for k in ids}
+        samples.append((image, labels, classes))
+    if not any(np.any(lab > 0) for _, lab, _ in samples):
+        which = ", ".join(repr(lab.name) for _, lab in pairs)
+        raise ValueError(f"the selected Labels layer(s) {which} hold no instances (all labels are 0): paint some first")
+    return samples
+
+
+def candidate_pairs(image_layers: Sequence, labels_layers: Sequence) -> list[tuple[object, object, bool]]:
+    """Which Image layer may go with each Labels layer: ``[(image, labels, preferred), ...]``.
+
+    A Labels layer named after an image (its name is the image's name, alone or
+    followed by a space, ``_``, ``-``, ``.``, ``[`` or ``(``: ``"<image>
+    masks"``, ``"<image> refined"``, ``"<image>_labels"``; the longest image
+    name wins) is paired with that image alone, if their planes have the same
+    (H, W). Otherwise every Image layer of the same
+    plane shape is a candidate; ``preferred`` is True when it is the only one.
+    Labels layers with no candidate are left out.
+    """
+    out = []
+    for lab in labels_layers:
+        shape = plane_shape(lab)
+        same = [im for im in image_layers if plane_shape(im) == shape]
+        named = [im for im in same if _named_after(lab.name, im.name)]
+        if named:
+            out.append((max(named, key=lambda im: len(im.name)), lab, True))
+        else:
+            out.extend((im, lab, len(same) == 1) for im in same)
+    return out
+
+
+def _named_after(labels_name: str, image_name: str) -> bool:
+    """``"<image>"``, ``"<image> masks"``, ``"<image>_labels"``, ``"<image> [1]"``...: the image's name then a separator."""
+    if not labels_name.startswith(image_name):
+        return False
+    rest = labels_name[len(image_name) :]
+    return rest == "" or rest[0] in " _-.[("

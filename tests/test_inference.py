@@ -1,0 +1,151 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gardenseg import Cancelled, segment
+from napari_gardenseg._crf import instances_to_labels
+from napari_gardenseg._models import load_model
+
+from conftest import rgb_image
+
+
+def _direct(net, image_u8):
+    """torchvision's own call: float 0..1 CHW, the model normalises and resizes itself."""
+    x = torch.from_numpy(image_u8).permute(2, 0, 1).float() / 255
+    with torch.no_grad():
+        return net([x])[0]
+
+
+def test_segment_matches_torchvision_called_directly(random_maskrcnn):
+    image = rgb_image(96, 128, seed=3)
+    ref = _direct(random_maskrcnn, image)
+    assert len(ref["scores"]) > 3, "the seeded model should report several detections"
+    res = segment(image, random_maskrcnn, score_threshold=0.0, crf=False, keep_soft_masks=True)
+    ref_scores = ref["scores"].numpy()
+    # every instance segment reports is one of torchvision's, with the same score and class, best first
+    assert np.all(np.diff(res.scores) <= 0)
+    ref_soft = ref["masks"][:, 0].numpy()
+    idx, start = [], 0  # segment keeps torchvision's (score) order: match greedily in order
+    for j in range(len(res)):
+        i = next(i for i in range(start, len(ref_scores)) if np.array_equal(ref_soft[i], res.soft_masks[j]))
+        idx.append(i)
+        start = i + 1
+    np.testing.assert_allclose(res.scores, ref_scores[idx], rtol=1e-5)
+    np.testing.assert_array_equal(res.class_ids, ref["labels"].numpy()[idx])
+    ref_masks = ref["masks"][:, 0].numpy() > 0.5
+    for label, i in enumerate(idx, start=1):
+        pixels = res.labels == label
+        assert pixels.any()
+        assert not (pixels & ~ref_masks[i]).any(), "instance pixels outside its thresholded mask"
+    # the top-scoring instance is whole
+    np.testing.assert_array_equal(res.labels == 1, ref_masks[idx[0]])
+    # instances torchvision found but segment dropped had no pixels left
+    dropped = sorted(set(range(len(ref_scores))) - set(idx))
+    claimed = np.zeros_like(ref_masks[0])
+    for i in range(len(ref_scores)):
+        if i in dropped:
+            assert not (ref_masks[i] & ~claimed).any()
+        claimed |= ref_masks[i]
+
+
+def test_score_threshold_and_table(random_maskrcnn):
+    image = rgb_image(96, 128, seed=3)
+    all_ = segment(image, random_maskrcnn, score_threshold=0.0, crf=False)
+    cut = float(np.median(all_.scores))
+    some = segment(image, random_maskrcnn, score_threshold=cut, crf=False)
+    assert 0 < len(some) < len(all_) and some.scores.min() >= cut
+    table = some.table
+    assert list(table["label"]) == list(range(1, len(some) + 1))
+    np.testing.assert_array_equal(table["area"], np.bincount(some.labels.ravel(), minlength=len(some) + 1)[1:])
+    assert (table["area"] > 0).all()
+    y0, x0, y1, x1 = table["bbox"][0]
+    ys, xs = np.nonzero(some.labels == 1)
+    assert (y0, x0, y1, x1) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+
+
+def test_class_filter(random_maskrcnn):
+    image = rgb_image(96, 128, seed=3)
+    res = segment(image, random_maskrcnn, score_threshold=0.0, crf=False, classes=["class_2"])
+    assert len(res) > 0 and set(res.class_names) == {"class_2"}
+    with pytest.raises(ValueError, match="unknown class 'class_9'"):
+        segment(image, random_maskrcnn, classes=["class_9"], crf=False)
+
+
+def test_garden_model_class_filter_suggests_names(scene):
+    image, _, _ = scene
+    with pytest.raises(ValueError, match="Did you mean 'rosette'"):
+        segment(image, "garden", classes=["rosete"], crf=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"score_threshold": 1.5}, "score_threshold"),
+        ({"score_threshold": -0.1}, "score_threshold"),
+        ({"mask_threshold": 0.0}, "mask_threshold"),
+        ({"mask_threshold": "high"}, "mask_threshold"),
+    ],
+)
+def test_bad_thresholds(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        segment(rgb_image(), "garden", crf=False, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 10, 3)), np.zeros((2, 8, 8, 3)), np.zeros((8, 8), complex)])
+def test_bad_images_are_refused(bad):
+    with pytest.raises((ValueError, TypeError)):
+        segment(bad, "garden", crf=False)
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda im: im,
+        lambda im: im.mean(-1).astype(np.uint8),  # grayscale
+        lambda im: im.astype(np.uint16) * 257,  # 16 bit
+        lambda im: np.moveaxis(im, -1, 0),  # channel first
+        lambda im: np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]),  # RGBA
+        lambda im: np.where(np.arange(im.shape[1])[None, :, None] == 0, np.nan, im / 255.0),  # NaN column
+        lambda im: im > 127,  # bool
+    ],
+)
+def test_image_kinds_all_work(scene, convert):
+    image, _, _ = scene
+    arr = convert(image)
+    arr = np.asarray(arr)
+    arr.flags.writeable = False  # napari hands out read-only arrays
+    res = segment(arr, "garden", score_threshold=0.0, crf=False)
+    assert res.labels.shape == image.shape[:2] and res.labels.dtype == np.int32
+
+
+def test_cancel_raises_and_progress_is_reported(scene):
+    image, _, _ = scene
+    seen = []
+    ev = threading.Event()
+
+    def progress(fraction, message):
+        seen.append(fraction)
+        if message.startswith("running"):
+            ev.set()  # cancel while the network runs
+
+    with pytest.raises(Cancelled):
+        segment(image, "garden", crf=False, progress=progress, cancel=ev)
+    assert seen and seen[-1] < 0.7
+    done = []
+    segment(image, "garden", crf=False, progress=lambda f, m: done.append(f))
+    assert done[-1] == 1.0 and done == sorted(done)
+
+
+def test_instances_to_labels_best_wins():
+    m = np.zeros((2, 4, 4), np.float32)
+    m[0, :2] = 0.9
+    m[1, 1:] = 0.8
+    labels = instances_to_labels(m, [0.9, 0.8], 0.5)
+    assert (labels[:2] == 1).all() and (labels[2:] == 2).all()
+
+
+def test_model_device_and_cache():
+    m = load_model("garden", device="cpu")
+    assert str(m.device) == "cpu"

@@ -1,0 +1,324 @@
+"""napari glue without Qt (napari_gardenseg._layers).
+
+Layers are plain napari layer models and the viewer is a ``ViewerModel``: no
+window, no OpenGL. Most tests replace ``segment`` by a fake that returns known
+instances, so they check the bookkeeping (planes, ids, names, in-place
+replacement, edits) and not the model; a few run the bundled model end to end.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+from napari.components import ViewerModel  # noqa: E402
+from napari.layers import Image, Labels, Shapes  # noqa: E402
+
+from napari_gardenseg import _inference, _layers  # noqa: E402
+from napari_gardenseg._inference import Cancelled  # noqa: E402
+from napari_gardenseg._results import SegmentationResult  # noqa: E402
+from napari_gardenseg._layers import (  # noqa: E402
+    plane_source,
+    run_planes,
+    segment_layer,
+    write_layers,
+)
+
+
+# -- a fake segment(): one or two square instances per plane -------------------------
+
+def fake_result(plane, n=2, crf=False):
+    h, w = plane.shape[:2]
+    labels = np.zeros((h, w), np.int32)
+    boxes = []
+    for i in range(n):
+        y0, x0 = 4 + 10 * i, 4 + 10 * i
+        labels[y0 : y0 + 6, x0 : x0 + 6] = i + 1
+        boxes.append((x0, y0, x0 + 6, y0 + 6))
+    refined = None
+    if crf:
+        refined = labels.copy()
+        refined[refined == 1] = 0  # the CRF "removed" instance 1's pixels
+    return SegmentationResult(
+        labels=labels,
+        refined=refined,
+        class_ids=np.arange(1, n + 1),
+        class_names=[f"c{i + 1}" for i in range(n)],
+        scores=np.linspace(0.9, 0.6, n).astype(np.float32),
+        boxes=np.array(boxes, np.float32).reshape(n, 4),
+    )
+
+
+@pytest.fixture
+def fake_segment(monkeypatch):
+    calls = []
+
+    def segment(image, model, progress=None, cancel=None, crf=False, n=2, **kw):
+        calls.append(np.asarray(image).shape)
+        if progress:
+            progress(0.5, "fake")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        return fake_result(np.asarray(image), n=n, crf=crf)
+
+    monkeypatch.setattr(_inference, "segment", segment)
+    monkeypatch.setattr("napari_gardenseg._models.load_model", lambda model, device="auto": model)
+    return calls
+
+
+def rgb(h=48, w=64, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# -- plane_source --------------------------------------------------------------------
+
+def test_plane_source_rgb_2d_keeps_geometry():
+    layer = Image(rgb(), name="photo", scale=(0.5, 0.25), translate=(10, 20), units=("um", "um"))
+    src = plane_source(layer)
+    assert src.rgb and src.planes == [()] and not src.stack
+    assert src.plane_shape == (48, 64) and src.out_shape == (48, 64)
+    np.testing.assert_allclose(src.scale, (0.5, 0.25))
+    np.testing.assert_allclose(src.out_translate, (10, 20))
+    assert [str(u) for u in src.units] == ["micrometer", "micrometer"]
+    assert src.read(0).shape == (48, 64, 3)
+
+
+def test_current_plane_follows_the_dims_point_in_world_coordinates():
+    stack = np.zeros((5, 32, 40), np.uint16)
+    layer = Image(stack, scale=(2.0, 1, 1), translate=(100.0, 0, 0))
+    # world z = 100 + 2 * 3 = 106 is plane 3; 105.2 rounds to plane 3 as napari does
+    assert plane_source(layer, point=(106.0, 0, 0)).planes == [(3,)]
+    assert plane_source(layer, point=(105.2, 0, 0)).planes == [(3,)]
+    # out of range clips; a longer point (viewer with more axes) uses its last axes
+    assert plane_source(layer, point=(500.0, 0, 0)).planes == [(4,)]
+    assert plane_source(layer, point=(7.0, 104.0, 0, 0)).planes == [(2,)]
+    src = plane_source(layer, point=(106.0, 0, 0))
+    assert src.out_shape == (1, 32, 40)  # a one-plane slab...
+    np.testing.assert_allclose(src.out_translate, (106.0, 0, 0))  # ...placed at its plane
+
+
+def test_whole_stack_lists_every_plane_in_c_order():
+    layer = Image(np.zeros((2, 3, 16, 16, 3), np.uint8), rgb=True)
+    src = plane_source(layer, stack=True)
+    assert src.stack and src.out_shape == (2, 3, 16, 16)
+    assert src.planes == [(t, z) for t in range(2) for z in range(3)]
+    assert src.read(4).shape == (16, 16, 3)
+
+
+def test_multiscale_uses_level_0_unless_too_big():
+    base = rgb(64, 96)
+    pyramid = [base, base[::2, ::2], base[::4, ::4]]
+    layer = Image(pyramid, multiscale=True, rgb=True, scale=(3.0, 3.0), translate=(1, 2))
+    src = plane_source(layer)
+    assert src.level == 0 and src.plane_shape == (64, 96)
+    src = plane_source(layer, max_pixels=32 * 48)
+    assert src.level == 1 and src.plane_shape == (32, 48)
+    np.testing.assert_allclose(src.scale, (6.0, 6.0))  # the level's pixels are twice as big
+    np.testing.assert_allclose(src.out_translate, (1, 2))
+    assert plane_source(layer, max_pixels=10).level == 2  # nothing fits: the coarsest
+
+
+def test_dask_stack_computes_only_the_plane_it_reads():
+    da = pytest.importorskip("dask.array")
+    computed = []
+
+    def block(block_info=None):
+        z = block_info[None]["chunk-location"][0]
+        computed.append(z)
+        return np.full((1, 16, 16), z, np.uint8)
+
+    stack = da.map_blocks(block, chunks=((1,) * 6, (16,), (16,)), dtype=np.uint8)
+    layer = Image(stack, multiscale=False)
+    computed.clear()  # napari may have read a plane for its thumbnail
+    src = plane_source(layer, point=(4, 0, 0))
+    plane = src.read(0)
+    assert plane.shape == (16, 16) and plane[0, 0] == 4 and computed == [4]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: None, "no image layer"),
+        (lambda: Labels(np.zeros((8, 8), np.int32)), "not an Image layer"),
+    ],
+)
+def test_plane_source_rejects_what_cannot_be_segmented(make, message):
+    with pytest.raises(Exception, match=message):
+        plane_source(make())
+
+
+# -- run_planes ----------------------------------------------------------------------
+
+def test_stack_ids_are_unique_across_planes(fake_segment):
+    layer = Image(np.stack([rgb(seed=i) for i in range(3)]), rgb=True)
+    out = run_planes(plane_source(layer, stack=True), "fake")
+    assert out.labels.shape == (3, 48, 64)
+    assert len(fake_segment) == 3 and all(s == (48, 64, 3) for s in fake_segment)
+    assert sorted(np.unique(out.labels))[1:] == list(range(1, 7))
+    for z in range(3):  # each plane holds its own two ids
+        assert set(np.unique(out.labels[z])) - {0} == {2 * z + 1, 2 * z + 2}
+    f = out.features
+    assert list(f["index"]) == list(range(1, 7)) and list(f["label"]) == list(range(1, 7))
+    assert list(f["axis_0"]) == [0, 0, 1, 1, 2, 2]
+    assert {"class_name", "score", "area"} <= set(f.columns)
+    assert list(f["area"]) == [36] * 6
+    assert out.refined is None and len(out.boxes) == 6
+    # boxes: pixel edges -> napari pixel centres, leading axis = plane
+    np.testing.assert_allclose(out.boxes[2][0], (1, 3.5, 3.5))
+
+
+def test_run_planes_reports_progress_and_cancels_between_planes(fake_segment):
+    import threading
+
+    layer = Image(np.zeros((4, 16, 16), np.uint8))
+    seen = []
+    cancel = threading.Event()
+
+    def progress(frac, msg):
+        seen.append((frac, msg))
+        if len(seen) == 3:
+            cancel.set()  # during plane 1: plane 2 must not start
+
+    with pytest.raises(Cancelled):
+        run_planes(plane_source(layer, stack=True), "fake", progress=progress, cancel=cancel)
+    assert len(fake_segment) == 2
+    fracs = [f for f, _ in seen]
+    assert fracs == sorted(fracs) and seen[1][1].startswith("plane 1/4")
+
+
+# -- write_layers --------------------------------------------------------------------
+
+@pytest.fixture
+def viewer():
+    v = ViewerModel()
+    v.add_image(rgb(), name="garden", scale=(2.0, 2.0), translate=(5.0, 7.0), units=("mm", "mm"))
+    return v
+
+
+def test_layers_get_names_geometry_and_features(viewer, fake_segment):
+    out = run_planes(plane_source(viewer.layers["garden"]), "fake", crf=True)
+    layers = write_layers(viewer, out, boxes=True)
+    masks, crf, boxes = layers["masks"], layers["crf"], layers["boxes"]
+    assert (masks.name, crf.name, boxes.name) == ("garden masks", "garden masks (CRF)", "garden boxes")
+    assert isinstance(masks, Labels) and isinstance(crf, Labels) and isinstance(boxes, Shapes)
+    for layer in (masks, crf, boxes):
+        np.testing.assert_allclose(layer.scale, (2.0, 2.0))
+        np.testing.assert_allclose(layer.translate, (5.0, 7.0))
+        assert [str(u) for u in layer.units] == ["millimeter", "millimeter"]
+    assert masks.data.shape == (48, 64) and masks.data.dtype == np.int32
+    assert list(masks.features["index"]) == [1, 2]
+    assert list(masks.features["class_name"]) == ["c1", "c2"]
+    assert list(crf.features["area"]) == [0, 36]  # the refined areas
+    # napari finds a label's row through the `index` column
+    status = masks.get_status((5 + 2 * 16, 7 + 2 * 16), world=True)["value"]  # data pixel (16, 16): label 2
+    assert status.startswith("2;") and "class_name: c2" in status
+    assert len(boxes.data) == 2 and list(boxes.text.values) == ["c1 0.90", "c2 0.60"]
+
+
+def test_rerun_replaces_in_place_and_keeps_edited_layers(viewer, fake_segment):
+    image = viewer.layers["garden"]
+    first = write_layers(viewer, run_planes(plane_source(image), "fake"), boxes=True)
+    again = write_layers(viewer, run_planes(plane_source(image), "fake", n=1), boxes=True)
+    assert again["masks"] is first["masks"] and again["boxes"] is first["boxes"]
+    assert len(viewer.layers) == 3 and set(np.unique(first["masks"].data)) == {0, 1}
+
+    # the user paints in the masks and moves a box: both are kept as they are
+    first["masks"].data[40:44, 40:44] = 7
+    first["boxes"].data = [first["boxes"].data[0] + 1]
+    edited = first["masks"].data.copy()
+    third = write_layers(viewer, run_planes(plane_source(image), "fake"), boxes=True)
+    assert third["masks"] is not first["masks"] and third["masks"].name == "garden masks [2]"
+    assert third["boxes"].name == "garden boxes [2]"
+    np.testing.assert_array_equal(first["masks"].data, edited)
+    # the next run replaces the unedited "[2]" layers, still never the edited ones
+    fourth = write_layers(viewer, run_planes(plane_source(image), "fake", n=1), boxes=True)
+    assert fourth["masks"] is third["masks"] and len(viewer.layers) == 5
+
+
+def test_a_layer_the_user_made_is_never_overwritten(viewer, fake_segment):
+    mine = viewer.add_labels(np.ones((48, 64), np.int32), name="garden masks")
+    layers = write_layers(viewer, run_planes(plane_source(viewer.layers["garden"]), "fake"))
+    assert layers["masks"] is not mine and layers["masks"].name == "garden masks [2]"
+    assert (mine.data == 1).all()
+
+
+def test_current_plane_slab_moves_with_the_plane(fake_segment):
+    v = ViewerModel()
+    image = v.add_image(np.zeros((4, 24, 24), np.uint8), name="z", scale=(3, 1, 1))
+    v.dims.set_point(0, 6.0)  # plane 2
+    first = write_layers(v, run_planes(plane_source(image, point=v.dims.point), "fake"))["masks"]
+    assert first.data.shape == (1, 24, 24)
+    np.testing.assert_allclose(first.translate, (6, 0, 0))
+    v.dims.set_point(0, 9.0)
+    second = write_layers(v, run_planes(plane_source(image, point=v.dims.point), "fake"))["masks"]
+    assert second is first
+    np.testing.assert_allclose(first.translate, (9, 0, 0))
+
+
+def test_no_instances_gives_empty_layers(viewer, fake_segment):
+    out = run_planes(plane_source(viewer.layers["garden"]), "fake", n=0)
+    layers = write_layers(viewer, out, boxes=True)
+    assert not layers["masks"].data.any() and len(layers["masks"].features) == 0
+    assert len(layers["boxes"].data) == 0
+
+
+# -- segment_layer (the console entry point) with the bundled model ------------------
+
+def test_segment_layer_end_to_end_with_the_bundled_model(scene):
+    image, _, _ = scene
+    v = ViewerModel()
+    layer = v.add_image(image[:128, :128], name="garden")
+    result = segment_layer(layer, model="garden", viewer=v, crf=False, score_threshold=0.0)
+    assert isinstance(result, SegmentationResult)
+    masks = v.layers["garden masks"]
+    assert masks.data.shape == (128, 128) and "garden masks (CRF)" not in v.layers
+    assert len(masks.features) == len(result) == int(masks.data.max())
+    assert result.meta["layers"] == {"masks": "garden masks"}
+
+
+def test_segment_layer_stack_returns_one_result_per_plane(scene):
+    image, _, _ = scene
+    v = ViewerModel()
+    layer = v.add_image(np.stack([image[:96, :96], image[96:192, 96:192]]), name="pair", rgb=True)
+    results = segment_layer("pair", viewer=v, stack=True, crf=False, score_threshold=0.0)
+    assert [r.meta["plane"] for r in results] == [(0,), (1,)]
+    data = v.layers["pair masks"].data
+    assert data.shape == (2, 96, 96) and int(data.max()) == sum(len(r) for r in results)
+
+
+def test_a_failed_run_changes_no_layer(viewer, fake_segment, monkeypatch):
+    layers = write_layers(viewer, run_planes(plane_source(viewer.layers["garden"]), "fake"))
+    before = layers["masks"].data.copy()
+
+    def broken(*a, **k):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(_inference, "segment", broken)
+    with pytest.raises(ValueError, match="boom"):
+        segment_layer(viewer.layers["garden"], model="fake", viewer=viewer)
+    assert len(viewer.layers) == 2
+    np.testing.assert_array_equal(viewer.layers["garden masks"].data, before)
+
+
+def test_triton_guard_only_acts_where_mesa_llvm_is_mapped(monkeypatch):
+    import builtins
+    import io
+    import sys
+
+    monkeypatch.delitem(sys.modules, "triton", raising=False)
+    real_open = builtins.open
+
+    def fake_open(path, *a, **k):
+        if path == "/proc/self/maps":
+            return io.StringIO(maps)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    maps = "7f00 r-xp /usr/lib/libc.so.6\n"
+    _layers.avoid_triton_llvm_clash()
+    assert "triton" not in sys.modules
+    if sys.platform.startswith("linux"):
+        maps += "7f01 r-xp /usr/lib/x86_64-linux-gnu/libLLVM-15.so.1\n"
+        _layers.avoid_triton_llvm_clash()
+        assert sys.modules["triton"] is None

@@ -1,0 +1,164 @@
+"""The npe2 manifest: valid, found through the installed entry point, shipped in wheels."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+npe2 = pytest.importorskip("npe2")
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "napari.yaml"
+PACKAGE_COPY = ROOT / "src" / "napari_gardenseg" / "napari.yaml"
+
+
+def test_manifest_is_valid():
+    pm = npe2.PluginManifest.from_file(MANIFEST)
+    assert pm.name == "napari-gardenseg"
+    result = subprocess.run(
+        [sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_package_copy_is_a_relative_symlink_to_the_root_file():
+    assert PACKAGE_COPY.is_symlink()
+    assert os.readlink(PACKAGE_COPY) == "../../napari.yaml"
+    assert PACKAGE_COPY.read_bytes() == MANIFEST.read_bytes()
+
+
+def test_installed_plugin_is_discovered_with_its_contributions():
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    mf = pm.get_manifest("napari-gardenseg")
+    widgets = {w.display_name: w.command for w in mf.contributions.widgets}
+    assert widgets == {
+        "Garden segmentation": "napari-gardenseg.segmentation_widget",
+        "Train on my labels": "napari-gardenseg.train_widget",
+    }
+    commands = {c.id: c.python_name for c in mf.contributions.commands}
+    assert commands["napari-gardenseg.segmentation_widget"] == "napari_gardenseg._widget:SegmentationWidget"
+    assert commands["napari-gardenseg.train_widget"] == "napari_gardenseg._train_widget:TrainWidget"
+    assert commands["napari-gardenseg.garden_sample"] == "napari_gardenseg._sample_data:garden_sample"
+    (sample,) = mf.contributions.sample_data
+    assert sample.display_name == "Garden (synthetic)"
+    menu = mf.contributions.menus["napari/layers/segment"]
+    assert [item.command for item in menu] == ["napari-gardenseg.segmentation_widget"]
+
+
+def test_segment_menu_is_one_napari_accepts():
+    menus = pytest.importorskip("napari._app_model.constants._menus")
+    mf = npe2.PluginManifest.from_file(MANIFEST)
+    for menu_id in mf.contributions.menus:
+        assert menus.is_menu_contributable(menu_id), menu_id
+
+
+def test_commands_that_exist_import():
+    """Every python_name resolves, except the training widget's while its module is not written yet."""
+    import importlib
+
+    mf = npe2.PluginManifest.from_file(MANIFEST)
+    for cmd in mf.contributions.commands:
+        module, _, attr = cmd.python_name.partition(":")
+        if module == "napari_gardenseg._train_widget" and importlib.util.find_spec(module) is None:
+            continue
+        assert callable(getattr(importlib.import_module(module), attr)), cmd.python_name
+
+
+def test_sample_data():
+    from napari_gardenseg._sample_data import garden_sample
+
+    ((data, meta, kind),) = garden_sample()
+    assert kind == "image" and meta == {"name": "garden"}
+    assert data.shape == (768, 1024, 3) and data.dtype.name == "uint8"
+
+
+def _has_build_backend() -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major = int(version("setuptools").split(".")[0])
+        version("wheel")
+    except (PackageNotFoundError, ValueError):
+        return False
+    return major >= 68  # pyproject.toml's build-system requirement
+
+
+def _build_wheel(tmp_path) -> Path:
+    """Build from a copy of the sources (setuptools writes build/ and *.egg-info beside them)."""
+    pytest.importorskip("build")
+    src = tmp_path / "src_copy"
+    src.mkdir()
+    for name in ("pyproject.toml", "napari.yaml", "MANIFEST.in", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "src",
+        src / "src",
+        symlinks=True,  # keep napari.yaml a symlink, as in the repository
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
+    )
+    out = tmp_path / "dist"
+    # Build in this environment when it has the build backend pyproject asks for
+    # (fast, offline); otherwise let `build` make an isolated one (needs PyPI).
+    isolation = ["--no-isolation"] if _has_build_backend() else []
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", *isolation, "--outdir", str(out), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (wheel,) = out.glob("*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    return _build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def test_wheel_ships_the_manifest_as_a_real_file(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        info = zf.getinfo("napari_gardenseg/napari.yaml")
+        mode = info.external_attr >> 16
+        assert mode == 0 or (mode & 0o170000) == 0o100000  # a regular file, not a symlink entry
+        assert zf.read(info) == MANIFEST.read_bytes()
+        assert "napari_gardenseg/data/garden_sample.png" in zf.namelist()
+        (ep,) = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
+        entry_points = zf.read(ep).decode()
+    assert "[napari.manifest]" in entry_points
+    assert "napari-gardenseg = napari_gardenseg:napari.yaml" in entry_points
+
+
+def test_installed_wheel_is_a_working_plugin(wheel, tmp_path):
+    """Install the wheel alone (--no-deps) into a folder put first on sys.path; npe2 must read its manifest."""
+    target = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (target / "napari_gardenseg" / "napari.yaml").is_symlink()
+    probe = (
+        "import napari_gardenseg, npe2, pathlib, sys\n"
+        "assert pathlib.Path(napari_gardenseg.__file__).is_relative_to(sys.argv[1]), napari_gardenseg.__file__\n"
+        "mf = npe2.PluginManifest.from_distribution('napari-gardenseg')\n"
+        "print(mf.name, len(mf.contributions.widgets))\n"
+        "from napari_gardenseg._sample_data import load_garden_sample\n"
+        "print(load_garden_sample().shape)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(target)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:2] == ["napari-gardenseg 2", "(768, 1024, 3)"]

@@ -1,0 +1,322 @@
+"""Training from napari layers: samples_from_layers (no Qt) and the "Train on my labels" widget."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+from napari.layers import Image, Labels
+
+from napari_gardenseg._train_layers import (
+    candidate_pairs,
+    classes_from_features,
+    parse_class_names,
+    samples_from_layers,
+)
+from napari_gardenseg._training import prepare_samples
+from napari_gardenseg.synthetic import garden_scene
+
+
+def _scene(seed=1, shape=(64, 64), name="scene"):
+    image, labels, classes = garden_scene(seed, shape=shape)
+    return Image(image, name=name), Labels(labels, name=f"{name} masks"), labels, classes
+
+
+def _features(classes: dict) -> pd.DataFrame:
+    """What the segmentation widget writes: one row per instance, with label and class_name."""
+    ids = sorted(classes)
+    return pd.DataFrame({"label": ids, "class_name": [classes[k] for k in ids], "score": np.ones(len(ids))})
+
+
+# -- class names ---------------------------------------------------------------
+
+
+def test_one_name_for_all_instances():
+    img, lab, labels, _ = _scene()
+    [(image, got_labels, classes)] = samples_from_layers([(img, lab)], "weed")
+    assert classes == "weed"
+    np.testing.assert_array_equal(got_labels, labels)
+    assert image.shape == (64, 64, 3)
+    [s] = prepare_samples([(image, got_labels, classes)])
+    assert set(s.class_of.values()) == {"weed"}
+
+
+def test_one_name_per_layer_and_one_for_all():
+    a_img, a_lab, *_ = _scene(1, name="a")
+    b_img, b_lab, *_ = _scene(2, name="b")
+    pairs = [(a_img, a_lab), (b_img, b_lab)]
+    assert [c for *_, c in samples_from_layers(pairs, " weed , rosette ")] == ["weed", "rosette"]
+    assert [c for *_, c in samples_from_layers(pairs, "plant")] == ["plant", "plant"]
+    assert [c for *_, c in samples_from_layers(pairs, ["weed", "rosette"])] == ["weed", "rosette"]
+
+
+def test_class_names_from_features():
+    img, lab, labels, classes = _scene()
+    lab.features = _features(classes)
+    [(_, _, got)] = samples_from_layers([(img, lab)], "")
+    assert got == classes
+    prepare_samples([(img.data, labels, got)])
+
+
+def test_features_in_napari_row_order_and_gaps():
+    # no label column: napari's convention, row i is label i (row 0 the background)
+    f = pd.DataFrame({"class_name": ["background", "weed", None, "rosette", ""]})
+    assert classes_from_features(f) == {1: "weed", 3: "rosette"}
+    f = pd.DataFrame({"index": [0, 2, 5], "class_name": ["bg", "weed", np.nan]})
+    assert classes_from_features(f) == {2: "weed"}
+    assert classes_from_features(pd.DataFrame({"label": [1]})) == {}
+    assert classes_from_features(pd.DataFrame()) == {}
+
+
+def test_empty_entry_reads_that_layers_features():
+    a_img, a_lab, _, a_classes = _scene(1, name="a")
+    b_img, b_lab, *_ = _scene(2, name="b")
+    a_lab.features = _features(a_classes)
+    got = samples_from_layers([(a_img, a_lab), (b_img, b_lab)], ",weed")
+    assert got[0][2] == a_classes and got[1][2] == "weed"
+
+
+def test_parse_class_names():
+    assert parse_class_names(None, 2) == [None, None]
+    assert parse_class_names("a,,b", 3) == ["a", None, "b"]
+    with pytest.raises(ValueError, match="3 comma-separated names for 2"):
+        parse_class_names("a,b,c", 2)
+    with pytest.raises(ValueError, match="reserved"):
+        parse_class_names("__background__", 1)
+
+
+# -- errors ----------------------------------------------------------------------
+
+
+def test_errors_name_the_problem():
+    img, lab, labels, classes = _scene()
+    with pytest.raises(ValueError, match="no Labels layer selected"):
+        samples_from_layers([], "weed")
+    with pytest.raises(ValueError, match="has no class_name feature"):
+        samples_from_layers([(img, lab)], "")
+    lab.features = _features({k: v for k, v in classes.items() if k != 2})
+    with pytest.raises(ValueError, match=r"'scene masks': instances \[2\] have no class_name"):
+        samples_from_layers([(img, lab)], None)
+    small = Labels(labels[:32], name="small")
+    with pytest.raises(ValueError, match="'small' is 32x64 but image 'scene' is 64x64"):
+        samples_from_layers([(img, small)], "weed")
+    empty = Labels(np.zeros((64, 64), np.int32), name="empty")
+    with pytest.raises(ValueError, match="hold no instances"):
+        samples_from_layers([(img, empty)], "weed")
+    # an empty layer next to a labelled one is a background-only sample: allowed
+    assert len(samples_from_layers([(img, empty), (img, lab)], "weed")) == 2
+    with pytest.raises(ValueError, match="2 selected Labels layer"):
+        samples_from_layers([(img, lab), (img, lab)], "a,b,c")
+
+
+def test_layers_are_only_read_and_samples_are_copies():
+    img, lab, labels, _ = _scene()
+    before_img, before_lab = img.data.copy(), lab.data.copy()
+    [(image, got, _)] = samples_from_layers([(img, lab)], "weed")
+    image[:] = 0
+    got[:] = 0
+    np.testing.assert_array_equal(img.data, before_img)
+    np.testing.assert_array_equal(lab.data, before_lab)
+
+
+def test_stack_takes_the_current_plane():
+    scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3)]
+    img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
+    lab = Labels(np.stack([s[1] for s in scenes]), name="stack masks")
+    with pytest.raises(ValueError, match="3 dimensions"):
+        samples_from_layers([(img, lab)], "weed")
+    [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=(2, 10, 10))
+    np.testing.assert_array_equal(image, scenes[2][0])
+    np.testing.assert_array_equal(labels, scenes[2][1])
+
+
+def test_one_plane_slab_of_a_stack():
+    """The segmentation widget's "current plane" output: a (1, H, W) slab translated to its plane."""
+    scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3)]
+    img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
+    lab = Labels(scenes[1][1][None], translate=(1, 0, 0), name="stack masks")
+    assert [(i.name, m.name) for i, m, _ in candidate_pairs([img], [lab])] == [("stack", "stack masks")]
+    [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=(1, 0, 0))
+    np.testing.assert_array_equal(image, scenes[1][0])
+    np.testing.assert_array_equal(labels, scenes[1][1])
+    with pytest.raises(ValueError, match="'stack masks' has no plane at the viewer's current position"):
+        samples_from_layers([(img, lab)], "weed", point=(2, 0, 0))
+
+
+def test_candidate_pairs_by_name_then_shape():
+    a = Image(np.zeros((40, 50)), name="a")
+    a2 = Image(np.zeros((40, 50)), name="a2")
+    b = Image(np.zeros((60, 60, 3), np.uint8), name="b")
+    by_name = Labels(np.zeros((40, 50), int), name="a2 masks")
+    by_shape = Labels(np.zeros((60, 60), int), name="drawn")
+    unsure = Labels(np.zeros((40, 50), int), name="other")
+    lonely = Labels(np.zeros((7, 7), int), name="lonely")
+    got = [(im.name, lab.name, sure) for im, lab, sure in candidate_pairs([a, a2, b], [by_name, by_shape, unsure, lonely])]
+    assert got == [
+        ("a2", "a2 masks", True),
+        ("b", "drawn", True),
+        ("a", "other", False),
+        ("a2", "other", False),
+    ]
+
+
+# -- the widget ------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """Stand-in for napari_gardenseg._widget.register_model: records what would be registered."""
+    calls = []
+    fake = types.ModuleType("napari_gardenseg._widget")
+    fake.register_model = lambda path, title: calls.append((path, title))
+    monkeypatch.setitem(sys.modules, "napari_gardenseg._widget", fake)
+    return calls
+
+
+@pytest.fixture
+def messages(monkeypatch):
+    import napari_gardenseg._train_widget as tw
+
+    got = {"error": [], "info": [], "warning": []}
+    for kind in got:
+        monkeypatch.setattr(tw, f"show_{kind}", lambda m, kind=kind: got[kind].append(str(m)))
+    return got
+
+
+def _widget(make_napari_viewer, tmp_path, seed=1, shape=(128, 128)):
+    from napari_gardenseg._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    image, labels, classes = garden_scene(seed, shape=shape)
+    viewer.add_image(image, name="scene")
+    lab = viewer.add_labels(labels, name="scene masks")
+    lab.features = _features(classes)
+    widget = TrainWidget(viewer)
+    widget.output.value = tmp_path / "mine.pt"
+    widget.device.value = "cpu"
+    return viewer, widget, classes
+
+
+@pytest.mark.gui
+def test_widget_trains_and_registers(make_napari_viewer, qtbot, tmp_path, registry, messages):
+    from napari_gardenseg._models import load_model
+
+    viewer, widget, classes = _widget(make_napari_viewer, tmp_path)
+    assert [(im.name, lab.name) for im, lab in widget.pairs.value] == [("scene", "scene masks")]
+    widget.iterations.value = 2
+    before = viewer.layers["scene masks"].data.copy()
+    widget.train.clicked.emit()  # the button
+    assert widget.running and not widget.train.enabled and widget.cancel.enabled
+    qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
+
+    assert messages["error"] == []
+    assert len(messages["warning"]) == len(set(messages["warning"]))  # once each, not every iteration
+    assert "mine.pt" in messages["info"][-1]
+    path = tmp_path / "mine.pt"
+    model = load_model(path, device="cpu")
+    assert set(classes.values()) <= set(model.class_names)
+    info = model.meta["training"]
+    assert info["iterations"] == 2 and info["crop"] == 128  # min(384, image size)
+    assert model.meta["trained_on"] == ["scene masks"]
+    assert registry == [(path, "mine")]
+    assert "saved mine.pt" in widget.status.value and "loss=" in widget.status.value
+    assert widget.output.value == tmp_path / "mine-2.pt"  # the next run does not overwrite it
+    assert widget.train.enabled and not widget.cancel.enabled
+    np.testing.assert_array_equal(viewer.layers["scene masks"].data, before)
+
+
+@pytest.mark.gui
+def test_widget_cancel_saves_what_was_learnt(make_napari_viewer, qtbot, tmp_path, registry, messages):
+    from napari_gardenseg._models import load_model
+
+    _, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(96, 96))
+    widget.iterations.value = 1000
+    widget.start()
+    qtbot.waitUntil(lambda: "iteration" in widget.status.value, timeout=180_000)
+    widget.cancel.clicked.emit()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    model = load_model(tmp_path / "mine.pt", device="cpu")
+    assert 1 <= model.meta["training"]["iterations"] < 1000
+    assert widget.status.value.startswith("stopped early; saved mine.pt")
+    assert len(registry) == 1
+
+    # cancelled before the first iteration: nothing saved, the widget stays usable
+    widget.output.value = tmp_path / "never.pt"
+    widget.start()
+    widget.stop()
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert not (tmp_path / "never.pt").exists()
+    assert widget.status.value == "cancelled; nothing saved"
+    assert widget.train.enabled and messages["error"] == []
+
+
+@pytest.mark.gui
+def test_widget_errors_are_notifications(make_napari_viewer, tmp_path, registry, messages):
+    viewer, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(64, 64))
+    widget.class_names.value = "a, b"  # two names for one layer
+    assert widget.start() is None
+    assert "2 comma-separated names for 1" in messages["error"][-1]
+
+    viewer.layers["scene masks"].features = pd.DataFrame()
+    widget.class_names.value = ""
+    assert widget.start() is None
+    assert "has no class_name feature" in messages["error"][-1]
+
+    widget.class_names.value = "weed"
+    widget.base.value = "checkpoint"
+    assert not widget.checkpoint.native.isHidden()
+    assert widget.start() is None
+    assert "choose the checkpoint file" in messages["error"][-1]
+    widget.checkpoint.value = tmp_path / "nope.pt"
+    assert widget.start() is None
+    assert "checkpoint file not found" in messages["error"][-1]
+    widget.base.value = "garden"
+    assert widget.checkpoint.native.isHidden()
+
+    viewer.layers.remove("scene masks")
+    assert widget.pairs.choices == ()
+    assert widget.start() is None
+    assert "no Labels layer selected" in messages["error"][-1]
+    assert not widget.running and widget.train.enabled and registry == []
+
+
+def _rows(widget) -> list[str]:
+    native = widget.pairs.native  # QListWidget
+    return [native.item(i).text() for i in range(native.count())]
+
+
+@pytest.mark.gui
+def test_widget_follows_layers(make_napari_viewer, tmp_path):
+    viewer, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(64, 64))
+    # the segmentation widget's second output: listed, not selected (a row of 'scene' is already)
+    viewer.add_labels(viewer.layers["scene masks"].data.copy(), name="scene masks (CRF)")
+    assert _rows(widget) == ["scene masks  ←  scene", "scene masks (CRF)  ←  scene"]
+    assert [lab.name for _, lab in widget.pairs.value] == ["scene masks"]
+    viewer.layers.remove("scene masks (CRF)")
+    other = viewer.add_image(np.zeros((64, 64)), name="other")
+    drawn = viewer.add_labels(np.zeros((64, 64), np.int32), name="drawn")
+    assert _rows(widget) == ["scene masks  ←  scene", "drawn  ←  scene", "drawn  ←  other"]
+    # two images fit 'drawn': nothing new is selected until the user picks one
+    assert [lab.name for _, lab in widget.pairs.value] == ["scene masks"]
+    drawn.name = "other labels"  # now named after an image: one sure pair, selection kept
+    assert _rows(widget) == ["scene masks  ←  scene", "other labels  ←  other"]
+    assert [lab.name for _, lab in widget.pairs.value] == ["scene masks"]
+    widget.pairs.value = list(widget.pairs.choices)
+    viewer.layers.remove(other)
+    assert _rows(widget) == ["scene masks  ←  scene", "other labels  ←  scene"]
+
+
+@pytest.mark.gui
+def test_closed_widget_lets_go_of_the_viewer(make_napari_viewer, tmp_path):
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    viewer, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(64, 64))
+    inserted = viewer.layers.events.inserted
+    before = len(inserted.callbacks)
+    widget.native.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    assert len(inserted.callbacks) == before - 1
+    viewer.add_labels(np.zeros((64, 64), np.int32), name="after")  # nothing calls into the deleted widget
