@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["garden_scene", "CLASS_NAMES", "EVAL_SEED_START"]
+__all__ = ["garden_scene", "CLASS_NAMES", "EXTRA_KINDS", "EVAL_SEED_START"]
 
 CLASS_NAMES = ("rosette", "flowering", "weed")
 EVAL_SEED_START = 9_000_000
@@ -185,23 +185,41 @@ def _weed(rng, radius: float) -> tuple[np.ndarray, np.ndarray]:
     return mask, colour.astype(np.float32)
 
 
+def _succulent(rng, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Not in the bundled model's classes: for fine-tuning demos (``kinds=EXTRA_KINDS``)."""
+    size = int(2 * radius + 5)
+    rho, th = _polar(size)
+    n = int(rng.integers(12, 20))
+    phase = rng.uniform(0, 2 * np.pi)
+    # two rings of pointed leaves: sharp lobes (high power of |cos|)
+    outer = radius * (0.45 + 0.55 * np.abs(np.cos(n * (th - phase) / 2)) ** 3)
+    inner = radius * 0.6 * (0.5 + 0.5 * np.abs(np.cos(n * (th - phase - np.pi / n) / 2)) ** 3)
+    mask = rho < np.maximum(outer, inner)
+    hue = np.array([0.42, 0.58, 0.6], np.float32) * rng.uniform(0.85, 1.15, 3)
+    shade = 0.7 + 0.5 * (rho / radius).clip(0, 1)  # pale tips, darker heart
+    colour = hue[None, None] * shade[..., None]
+    return mask, colour.astype(np.float32)
+
+
 def _segment_distance(yy, xx, y0, x0, y1, x1):
     dy, dx = y1 - y0, x1 - x0
     s = np.clip(((yy - y0) * dy + (xx - x0) * dx) / max(dy * dy + dx * dx, 1e-6), 0, 1)
     return np.hypot(yy - (y0 + s * dy), xx - (x0 + s * dx)), s
 
 
-_DRAW = {"rosette": _rosette, "flowering": _flowering, "weed": _weed}
-_RADII = {"rosette": (20, 60), "flowering": (18, 55), "weed": (22, 55)}
+_DRAW = {"rosette": _rosette, "flowering": _flowering, "weed": _weed, "succulent": _succulent}
+_RADII = {"rosette": (20, 60), "flowering": (18, 55), "weed": (22, 55), "succulent": (18, 45)}
+EXTRA_KINDS = ("succulent",)
 
 
-def garden_scene(seed: int, shape=(512, 512), n_plants: tuple[int, int] = (4, 12)):
+def garden_scene(seed: int, shape=(512, 512), n_plants: tuple[int, int] = (4, 12), kinds=CLASS_NAMES):
     """One synthetic garden photo.
 
     Returns ``(image, labels, classes)``: RGB uint8 (H, W, 3); int32 (H, W)
     instance ids (0 = ground); ``classes`` a dict from each id to its class name
-    (one of :data:`CLASS_NAMES`). Plants overlap, but each keeps at least 60%
-    of its area visible so that every label is a recognisable plant.
+    (one of ``kinds``, by default :data:`CLASS_NAMES`; ``"succulent"`` is an
+    extra kind the bundled model never saw). Plants overlap, but each keeps at
+    least 60% of its area visible so that every label is a recognisable plant.
     """
     rng = np.random.default_rng(int(seed))
     h, w = int(shape[0]), int(shape[1])
@@ -217,7 +235,7 @@ def garden_scene(seed: int, shape=(512, 512), n_plants: tuple[int, int] = (4, 12
     for _ in range(wanted * 6):  # rejection sampling: give up on a scene too crowded
         if next_id > wanted:
             break
-        kind = CLASS_NAMES[rng.integers(len(CLASS_NAMES))]
+        kind = kinds[rng.integers(len(kinds))]
         lo, hi = _RADII[kind]
         radius = rng.uniform(lo, hi) * scale
         mask, colour = _DRAW[kind](rng, radius)
