@@ -3,6 +3,10 @@ import os
 import numpy as np
 import pytest
 
+# torch's triton must be imported before any napari viewer maps Mesa's LLVM into
+# the process (see napari_gardenseg._compat): import torchvision at collection.
+import torchvision.models.detection  # noqa: F401
+
 # Tests never touch the network: COCO weights are never downloaded, and the
 # torch hub cache points at an empty folder unless a test fills it.
 os.environ["GARDENSEG_OFFLINE"] = "1"

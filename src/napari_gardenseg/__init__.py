@@ -46,6 +46,11 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'napari_gardenseg' has no attribute {name!r}")
+    if module not in ("._images", "._cancel", "._export", ".synthetic"):
+        # these pull in torch: keep triton out of a process that already drew with Mesa
+        from ._compat import avoid_triton_llvm_clash
+
+        avoid_triton_llvm_clash()
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # cache: the next access skips __getattr__
     return value

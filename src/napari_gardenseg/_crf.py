@@ -120,16 +120,19 @@ class CRFParams:
             raise ValueError(f"min_keep must be in 0..1, got {self.min_keep!r}")
 
 
-class CRFUnavailableError(ImportError):
-    """pydensecrf (the optional ``crf`` extra) is not installed."""
-
-
 _MISSING = (
     "dense-CRF refinement needs pydensecrf, which is not installed: "
     "`pip install pydensecrf2` (or `pip install napari-gardenseg[crf]`). It compiles "
     "C++, so it needs a compiler (e.g. `apt-get install g++`, Xcode command line "
     "tools on macOS, MSVC build tools on Windows). Or run with crf=False."
 )
+
+
+class CRFUnavailableError(ImportError):
+    """pydensecrf (the optional ``crf`` extra) is not installed."""
+
+    def __init__(self, message: str = _MISSING):
+        super().__init__(message)
 
 
 def _densecrf():

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._cancel import Cancelled, should_stop
+from ._cancel import Cancelled, check
 from ._crf import instances_to_labels
 from ._images import to_rgb_float, to_rgb_uint8
 from ._models import Model, load_model
@@ -25,7 +25,6 @@ from ._results import SegmentationResult
 __all__ = ["segment", "predict_instances", "Cancelled"]
 
 ProgressFn = Callable[[float, str], None]
-_should_stop = should_stop
 
 
 @contextmanager
@@ -35,11 +34,10 @@ def _cancellable(net: torch.nn.Module, cancel):
         yield
         return
 
-    def check(_module, _inputs):
-        if should_stop(cancel):
-            raise Cancelled("segmentation was cancelled")
+    def hook(_module, _inputs):
+        check(cancel, "segmentation")
 
-    handles = [m.register_forward_pre_hook(check) for m in net.modules()]
+    handles = [m.register_forward_pre_hook(hook) for m in net.modules()]
     try:
         yield
     finally:
@@ -156,8 +154,7 @@ def segment(
     report(0.0, "loading model")
     model = load_model(model, device=device)
     wanted = class_ids_for(model, classes)
-    if should_stop(cancel):
-        raise Cancelled("segmentation was cancelled")
+    check(cancel, "segmentation")
 
     report(0.05, "running Mask R-CNN")
     pred = predict_instances(model, rgb, cancel=cancel)
@@ -173,8 +170,7 @@ def segment(
 
     refined = None
     if crf:
-        if should_stop(cancel):
-            raise Cancelled("segmentation was cancelled")
+        check(cancel, "segmentation")
         report(0.75, f"refining {len(kept)} instances with the dense CRF")
         params = _crf_params(model, crf_params, CRFParams)
         refined = refine_instances(

@@ -47,6 +47,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._compat import avoid_triton_llvm_clash
+
 __all__ = [
     "segment_layer",
     "plane_source",
@@ -65,31 +67,6 @@ MAX_PLANE_PIXELS = 8192 * 8192
 META_KEY = "napari_gardenseg"
 
 ProgressFn = Callable[[float, str], None]
-
-
-def avoid_triton_llvm_clash() -> None:
-    """Keep torch from importing triton into a process whose OpenGL is Mesa's.
-
-    triton's extension carries its own LLVM; loading it into a process that
-    already mapped Mesa's libLLVM (llvmpipe/swrast: Xvfb, VMs, machines
-    without a GPU driver) segfaults. torchvision imports torch._dynamo, which
-    imports triton when installed, so the first torch import after napari
-    has made its canvas would crash napari. Inference does not need triton:
-    when libLLVM is already mapped and triton is not loaded yet, mark it
-    missing (``sys.modules["triton"] = None``, which torch reads as "not
-    installed"). Anywhere else this does nothing.
-    """
-    import sys
-
-    if "triton" in sys.modules or not sys.platform.startswith("linux"):
-        return
-    try:
-        with open("/proc/self/maps") as fh:
-            mapped = fh.read()
-    except OSError:
-        return
-    if "libLLVM" in mapped:
-        sys.modules["triton"] = None
 
 
 # -- 1. which planes ----------------------------------------------------------------
@@ -324,7 +301,8 @@ def run_planes(
     between planes and, by :func:`segment`, inside each).
     """
     avoid_triton_llvm_clash()
-    from ._inference import Cancelled, _should_stop, segment
+    from ._cancel import check
+    from ._inference import segment
     from ._models import load_model
 
     report = progress or (lambda f, m: None)
@@ -337,8 +315,7 @@ def run_planes(
     results, offsets, boxes = [], [], []
     offset = 0
     for i in range(n):
-        if _should_stop(cancel):
-            raise Cancelled("segmentation was cancelled")
+        check(cancel, "segmentation")
         where = f"plane {i + 1}/{n}: " if n > 1 else ""
 
         def plane_progress(frac, msg, i=i, where=where):

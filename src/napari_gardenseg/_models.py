@@ -38,6 +38,7 @@ __all__ = [
     "resolve_device",
     "COCO_CLASSES",
     "MODEL_NAMES",
+    "model_info",
 ]
 
 FORMAT = "napari-gardenseg"
@@ -121,6 +122,17 @@ def resolve_device(device="auto") -> torch.device:
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ModelError("device 'mps' was asked for but Apple MPS is not available here; use 'cpu' or 'auto'")
     return dev
+
+
+def available_devices() -> list[str]:
+    """The device choices that work here: "auto", "cpu", then "cuda" / "mps" when present."""
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
 
 
 # -- loading -----------------------------------------------------------------
@@ -270,8 +282,10 @@ def _read(path: Path):
                 "torch.save(model.state_dict(), path) (or napari_gardenseg.save_checkpoint)."
             ) from exc
         raise ModelError(f"{path} is not a PyTorch checkpoint (unreadable: {exc})") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}") from exc
+    except Exception as exc:  # torch.load fails in many ways on garbage (IndexError, RuntimeError, EOFError...)
+        raise ModelError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _state_dict_of(obj, path) -> dict:
@@ -340,6 +354,28 @@ def _from_checkpoint(path: Path, dev: torch.device, source: str) -> Model:
         raise ModelError(f"{path}: cannot rebuild {arch} with {kwargs}: {exc}") from exc
     _load_state(net, state, path)
     return Model(net.to(dev).eval(), names, dev, source=source, arch=arch, arch_kwargs=kwargs, meta=meta)
+
+
+def model_info(model) -> tuple[list[str], dict]:
+    """Class names (background first) and stored metadata of a model, without building the network.
+
+    COCO names come from torchvision's weights metadata (no download);
+    checkpoints are memory-mapped so only their small entries are read.
+    """
+    if isinstance(model, Model):
+        return list(model.class_names), dict(model.meta)
+    if model in ("coco", "coco-v1"):
+        return _coco_classes(), {}
+    path = bundled_checkpoint() if model == "garden" else Path(model).expanduser()
+    if not path.exists():
+        raise ModelError(f"checkpoint file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint (cannot be mapped) or not readable: the full read says which
+        obj = _read(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return list(obj.get("class_names") or []), dict(obj.get("meta") or {})
+    return _default_names(_num_classes(_state_dict_of(obj, path), path)), {}
 
 
 def save_checkpoint(model: Model | nn.Module, path, *, class_names=None, arch=None, arch_kwargs=None, meta=None, half=False) -> Path:

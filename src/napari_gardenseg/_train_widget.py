@@ -88,15 +88,9 @@ def default_output() -> Path:
 
 
 def _devices() -> list[str]:
-    import torch
+    from ._models import available_devices
 
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        out.append("mps")
-    return out
+    return available_devices()
 
 
 def register_trained_model(path, title: str) -> bool:

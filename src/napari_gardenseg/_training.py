@@ -28,7 +28,7 @@ from ._architectures import ARCHITECTURES, replace_heads
 from ._images import to_rgb_float
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
-from ._models import Model, ModelError, load_model, resolve_device, save_checkpoint
+from ._models import ModelError, load_model, resolve_device, save_checkpoint
 
 __all__ = ["train", "prepare_samples"]
 

@@ -101,50 +101,24 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
 
 
 def _devices() -> list[str]:
-    import torch
+    from ._models import available_devices
 
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        out.append("mps")
-    return out
+    return available_devices()
 
 
 # -- model information without loading the network ------------------------------------
 
 
 def _model_info(spec: str) -> tuple[list[str], dict | None]:
-    """Class names (background dropped) and the stored CRF settings of a model.
+    """Class names (background and COCO's "N/A" dropped) and the stored CRF settings of a model.
 
-    COCO: torchvision's weights metadata (no download). Checkpoints: read with
-    ``mmap=True`` so only the small entries are touched. Raises on a bad file;
-    the widget then shows no classes and the run reports the engine's error.
+    Reads no network weights (see ``_models.model_info``). Raises on a bad
+    file; the widget then shows no classes and the run reports the engine's error.
     """
-    if spec in ("coco", "coco-v1"):
-        from . import _models
+    from ._models import model_info
 
-        names = list(_models.COCO_CLASSES)
-        return [n for n in names[1:] if n != "N/A"], None
-    import torch
-
-    from ._models import bundled_checkpoint
-
-    path = bundled_checkpoint() if spec == "garden" else Path(spec)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # old (non-zip) format cannot be memory-mapped
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    names = list(obj.get("class_names") or []) if isinstance(obj, dict) else []
-    meta = obj.get("meta") if isinstance(obj, dict) else None
-    crf = (meta or {}).get("crf") if isinstance(meta, dict) else None
-    if not names and isinstance(obj, dict):  # a bare state_dict: class count from the predictor
-        sd = obj.get("state_dict", obj.get("model", obj))
-        w = sd.get("roi_heads.box_predictor.cls_score.weight") if isinstance(sd, dict) else None
-        if w is not None:
-            names = ["__background__"] + [f"class_{i}" for i in range(1, int(w.shape[0]))]
-    return [n for n in names[1:] if n != "N/A"], crf
+    names, meta = model_info(spec)
+    return [n for n in names[1:] if n != "N/A"], meta.get("crf")
 
 
 # -- CRF settings ---------------------------------------------------------------------

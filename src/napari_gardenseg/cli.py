@@ -94,7 +94,7 @@ def process_file(path, out_dir, model="garden", *, coco: bool = False, write_ove
     return {"file": str(path), "instances": len(result), "seconds": round(seconds, 2), "written": written}
 
 
-def _sample_file(out: Path) -> Path:
+def _sample_file() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("napari_gardenseg") / "data" / "garden_sample.png"))
@@ -105,7 +105,7 @@ def _cmd_segment(args) -> int:
 
     inputs = [Path(p) for p in args.inputs]
     if args.sample:
-        inputs.append(_sample_file(Path(args.out)))
+        inputs.append(_sample_file())
     if not inputs:
         print("gardenseg segment: give image files or --sample", file=sys.stderr)
         return 2

@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_gardenseg import cli
+from napari_gardenseg._export import rle_encode, to_coco
+from napari_gardenseg._results import SegmentationResult
+
+
+def _decode(rle):
+    flat = np.zeros(rle["size"][0] * rle["size"][1], bool)
+    pos, value = 0, False
+    for n in rle["counts"]:
+        flat[pos : pos + n] = value
+        pos += n
+        value = not value
+    return flat.reshape(rle["size"], order="F")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rle_round_trip_and_pycocotools_agree(seed):
+    mask = np.random.default_rng(seed).random((13, 17)) > 0.5
+    mask[0, 0] = bool(seed)  # runs must start with zeros either way
+    rle = rle_encode(mask)
+    np.testing.assert_array_equal(_decode(rle), mask)
+    mask_utils = pytest.importorskip("pycocotools.mask")
+    coco = mask_utils.frPyObjects(rle, *rle["size"])
+    np.testing.assert_array_equal(mask_utils.decode(coco).astype(bool), mask)
+
+
+def test_to_coco_of_a_result():
+    labels = np.zeros((6, 8), np.int32)
+    labels[1:3, 1:4] = 1
+    labels[4:6, 5:8] = 2
+    res = SegmentationResult(labels=labels, refined=None, class_ids=np.array([3, 5]),
+                             class_names=["rosette", "weed"], scores=np.array([0.9, 0.6], np.float32),
+                             boxes=np.zeros((2, 4), np.float32))
+    coco = to_coco(res, file_name="a.png")
+    assert coco["images"] == [{"id": 1, "width": 8, "height": 6, "file_name": "a.png"}]
+    assert {c["id"]: c["name"] for c in coco["categories"]} == {3: "rosette", 5: "weed"}
+    a, b = coco["annotations"]
+    assert (a["category_id"], a["area"], a["bbox"], a["score"]) == (3, 6, [1.0, 1.0, 3.0, 2.0], pytest.approx(0.9))
+    np.testing.assert_array_equal(_decode(b["segmentation"]), labels == 2)
+    json.dumps(coco)  # serialisable as is
+
+
+def test_cli_segments_files_and_writes_everything(tmp_path, scene, capsys):
+    image, _, _ = scene
+    Image.fromarray(image).save(tmp_path / "g.png")
+    out = tmp_path / "out"
+    rc = cli.main(["segment", str(tmp_path / "g.png"), "--out", str(out), "--coco", "--score-threshold", "0.3"])
+    assert rc == 0, capsys.readouterr().err
+    labels = tifffile.imread(out / "g_labels.tif")
+    refined = tifffile.imread(out / "g_labels_crf.tif")
+    assert labels.shape == refined.shape == image.shape[:2]
+    import pandas as pd
+
+    table = pd.read_csv(out / "g_instances.csv")
+    assert len(table) == labels.max()
+    assert list(table["area"]) == list(np.bincount(labels.ravel())[1:])
+    assert np.asarray(Image.open(out / "g_overlay.png")).shape == image.shape
+    coco = json.loads((out / "g_coco.json").read_text())
+    assert len(coco["annotations"]) == int((table["area_refined"] > 0).sum())  # COCO holds the CRF masks
+
+
+def test_cli_reports_bad_files_and_keeps_going(tmp_path, scene, capsys):
+    image, _, _ = scene
+    Image.fromarray(image[:64, :64]).save(tmp_path / "ok.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    rc = cli.main(["segment", str(tmp_path / "bad.png"), str(tmp_path / "ok.png"), "--no-crf",
+                   "--out", str(tmp_path / "o")])
+    assert rc == 1
+    assert "bad.png: FAILED" in capsys.readouterr().err
+    assert (tmp_path / "o" / "ok_labels.tif").exists()
+    assert not (tmp_path / "o" / "ok_labels_crf.tif").exists()
+    assert cli.main(["segment", str(tmp_path / "missing.png")]) == 2
+    assert cli.main(["segment", "--sample", "--model", "cocoo", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_cli_sample_offline(tmp_path):
+    assert cli.main(["segment", "--sample", "--out", str(tmp_path), "--no-crf"]) == 0
+    assert (tmp_path / "garden_sample_instances.csv").exists()
