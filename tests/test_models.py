@@ -141,3 +141,26 @@ def test_public_names_are_lazy_and_complete():
     subprocess.run([sys.executable, "-c", code], check=True)
     for name in ("load_model", "segment", "refine", "refine_instances", "CRFParams", "train", "garden_scene"):
         assert callable(getattr(gs, name))
+
+
+def test_checkpoint_rebuilds_its_architecture_options(tmp_path):
+    torch.manual_seed(0)
+    net = garden_small(num_classes=2, mask_roi_size=28)
+    path = save_checkpoint(net, tmp_path / "m.pt", class_names=["__background__", "a"], arch="garden_small",
+                           arch_kwargs={"mask_roi_size": 28})
+    model = load_model(path, device="cpu")
+    assert model.net.roi_heads.mask_roi_pool.output_size == (28, 28)
+    with torch.no_grad():
+        logits = model.net.roi_heads.mask_predictor(torch.zeros(1, 64, 28, 28))
+    assert logits.shape[-2:] == (56, 56)  # twice torchvision's 28x28 masks
+
+
+def test_model_info_reads_names_without_building(tmp_path):
+    from napari_gardenseg._models import model_info
+
+    names, meta = model_info("coco")
+    assert len(names) == 91 and names[1] == "person"
+    names, meta = model_info("garden")
+    assert names[0] == "__background__" and "training" in meta
+    with pytest.raises(ModelError, match="not found"):
+        model_info(tmp_path / "nope.pt")

@@ -90,11 +90,12 @@ def predict_instances(model: Model, rgb: np.ndarray, cancel=None) -> dict[str, n
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
     with model.lock, torch.inference_mode(), _cancellable(model.net, cancel):
         out = model.net([tensor])[0]
-    scores = out["scores"]
-    order = torch.argsort(scores, descending=True, stable=True)
+    order = torch.argsort(out["scores"], descending=True, stable=True)
+    if bool((order == torch.arange(len(order), device=order.device)).all()):
+        order = slice(None)  # torchvision already sorts by score: skip copying the masks
     return {
         "masks": out["masks"][order, 0].float().cpu().numpy(),
-        "scores": scores[order].cpu().numpy(),
+        "scores": out["scores"][order].cpu().numpy(),
         "labels": out["labels"][order].cpu().numpy(),
         "boxes": out["boxes"][order].cpu().numpy(),
     }
