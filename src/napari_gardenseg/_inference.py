@@ -101,6 +101,13 @@ def predict_instances(model: Model, rgb: np.ndarray, cancel=None) -> dict[str, n
     }
 
 
+def _take(pred: dict, idx: np.ndarray) -> dict:
+    """Select instances; a leading run (the usual case: sorted by score) is a view, not a copy of the masks."""
+    if len(idx) == 0 or (idx[0] == 0 and idx[-1] == len(idx) - 1):
+        return {k: v[: len(idx)] for k, v in pred.items()}
+    return {k: v[idx] for k, v in pred.items()}
+
+
 def _compact(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop ids with no pixels and renumber 1..M; return (labels, kept indices)."""
     present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
@@ -162,12 +169,12 @@ def segment(
     keep = pred["scores"] >= score_threshold
     if wanted is not None:
         keep &= np.isin(pred["labels"], list(wanted))
-    pred = {k: v[keep] for k, v in pred.items()}
+    pred = _take(pred, np.flatnonzero(keep))
 
     report(0.7, "assembling instances")
     labels = instances_to_labels(pred["masks"], pred["scores"], mask_threshold)
     labels, kept = _compact(labels, len(pred["scores"]))
-    pred = {k: v[kept] for k, v in pred.items()}
+    pred = _take(pred, kept)
 
     refined = None
     if crf:
