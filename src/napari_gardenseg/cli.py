@@ -133,7 +133,7 @@ def _cmd_segment(args) -> int:
             failures += 1
             print(f"{path}: FAILED: {exc}", file=sys.stderr)
             continue
-        print(f"{path}: {summary['instances']} instances in {summary['seconds']} s -> {args.out}/")
+        print(f"{path.name}: {summary['instances']} instances in {summary['seconds']} s -> {Path(args.out) / path.stem}_*")
     return 1 if failures else 0
 
 
