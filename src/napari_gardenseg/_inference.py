@@ -18,7 +18,7 @@ import torch
 
 from ._cancel import Cancelled, check
 from ._crf import instances_to_labels
-from ._images import to_rgb_float, to_rgb_uint8
+from ._images import to_rgb_float
 from ._models import Model, load_model
 from ._results import SegmentationResult
 
@@ -182,7 +182,7 @@ def segment(
         report(0.75, f"refining {len(kept)} instances with the dense CRF")
         params = _crf_params(model, crf_params, CRFParams)
         refined = refine_instances(
-            to_rgb_uint8(rgb), pred["masks"], scores=pred["scores"], params=params,
+            rgb, pred["masks"], scores=pred["scores"], params=params,
             mask_threshold=mask_threshold, cancel=cancel,
         )
     report(1.0, f"{len(kept)} instances")

@@ -102,6 +102,11 @@ class Model:
 
 # -- devices -----------------------------------------------------------------
 
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
 def resolve_device(device="auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple's MPS, then the CPU."""
     if isinstance(device, torch.device):
@@ -109,8 +114,7 @@ def resolve_device(device="auto") -> torch.device:
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -119,7 +123,7 @@ def resolve_device(device="auto") -> torch.device:
         raise ModelError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("device 'cuda' was asked for but CUDA is not available here; use device='cpu' or 'auto'")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if dev.type == "mps" and not _mps_available():
         raise ModelError("device 'mps' was asked for but Apple MPS is not available here; use 'cpu' or 'auto'")
     return dev
 
@@ -129,8 +133,7 @@ def available_devices() -> list[str]:
     out = ["auto", "cpu"]
     if torch.cuda.is_available():
         out.append("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         out.append("mps")
     return out
 
