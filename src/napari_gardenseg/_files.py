@@ -1,0 +1,87 @@
+"""Writing files without ever replacing a user's work by accident.
+
+One place for the rules every writer in the package follows (checkpoints,
+CLI outputs, exports, batch results):
+
+* :func:`check_target` refuses an existing file unless ``overwrite=True``,
+  with a message that says how to proceed;
+* :func:`atomic_write` writes under a temporary name in the same folder and
+  renames at the end, so a crash or a killed worker never leaves a
+  half-written file under the real name;
+* :func:`free_path` finds ``name-2.ext``, ``name-3.ext``... when a new,
+  unique name is wanted (e.g. a freshly trained model);
+* :func:`user_models_dir` is the per-user folder for trained models.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["OutputExistsError", "check_target", "atomic_write", "free_path", "user_models_dir"]
+
+
+class OutputExistsError(FileExistsError):
+    """A file is already there and overwriting was not asked for."""
+
+
+def user_models_dir() -> Path:
+    """Folder for the user's trained models (``$GARDENSEG_HOME/models``, default ``~/.napari-gardenseg/models``)."""
+    home = os.environ.get("GARDENSEG_HOME")
+    base = Path(home).expanduser() if home else Path("~/.napari-gardenseg").expanduser()
+    return base / "models"
+
+
+def check_target(path, overwrite: bool = False, what: str = "file") -> Path:
+    """Return ``path`` as a Path; raise :class:`OutputExistsError` if it exists and ``overwrite`` is False."""
+    path = Path(path).expanduser()
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{what} {str(path)!r} already exists; not replacing it. Choose another name, "
+            "or pass overwrite=True (--overwrite on the command line) to replace it."
+        )
+    return path
+
+
+@contextmanager
+def atomic_write(path, overwrite: bool = False, what: str = "file"):
+    """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
+
+    The check for an existing file happens before and again just before the
+    rename, so a file that appeared meanwhile is not replaced either.
+    """
+    path = check_target(path, overwrite, what)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        check_target(path, overwrite, what)
+        if path.is_dir():  # a zarr store being replaced: os.replace cannot swap folders
+            import shutil
+
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def free_path(path) -> Path:
+    """``path`` if nothing is there, else ``<stem>-2<suffix>``, ``-3``... next to it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        return path
+    stem = path.stem
+    head, _, tail = stem.rpartition("-")
+    if head and tail.isdigit():
+        stem = head
+    n = 2
+    while (candidate := path.with_name(f"{stem}-{n}{path.suffix}")).exists():
+        n += 1
+    return candidate
