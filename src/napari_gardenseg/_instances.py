@@ -1,0 +1,195 @@
+"""Compact instances: each object is a mask local to its box, never a full frame.
+
+An 11-megapixel photo with 100 plants would need 4.4 GB as (N, H, W) float32
+soft masks; box-local masks need a few megabytes. Every stage (the model's
+output, tiled merging, the CRF, painting label images, exports) passes
+:class:`Instances` around and only :func:`paint` makes image-sized arrays, and
+then only of the window asked for (a zarr chunk of a huge image, say).
+
+Painting rule, everywhere: one label per pixel; the highest score wins, then
+the higher soft value, then the lower index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Instances", "paint", "instances_to_labels"]
+
+
+@dataclass
+class Instances:
+    """N instances of an (H, W) image.
+
+    ``masks[i]`` is a 2-D array local to the box whose top-left pixel is
+    ``offsets[i]`` = (y0, x0): float soft masks in 0..1, or bool claims (the
+    CRF's refined masks). ``probs`` (optional, same shapes as ``masks``) are the
+    soft values used to break score ties when ``masks`` are bool.
+    ``boxes`` are the detector's boxes (x0, y0, x1, y1), in image pixels.
+    """
+
+    masks: list
+    offsets: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    boxes: np.ndarray
+    shape: tuple[int, int]
+    probs: list | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.masks)
+        self.offsets = np.asarray(self.offsets, dtype=np.int64).reshape(n, 2)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(n)
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
+        self.shape = (int(self.shape[0]), int(self.shape[1]))
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    @classmethod
+    def empty(cls, shape) -> "Instances":
+        return cls([], np.zeros((0, 2)), np.zeros(0), np.zeros(0), np.zeros((0, 4)), shape)
+
+    @classmethod
+    def from_dense(cls, soft_masks, scores=None, class_ids=None, boxes=None, floor: float = 0.0) -> "Instances":
+        """From (N, H, W) full-frame masks: each is cut to the box of its values above ``floor``."""
+        masks = np.asarray(soft_masks)
+        n = masks.shape[0]
+        local, offsets = [], []
+        for m in masks:
+            box = support(m, floor)
+            if box is None:
+                box = (slice(0, 0), slice(0, 0))
+            local.append(np.array(m[box]))
+            offsets.append((box[0].start, box[1].start))
+        if boxes is None:
+            boxes = [(o[1], o[0], o[1] + m.shape[1], o[0] + m.shape[0]) for o, m in zip(offsets, local)]
+        return cls(
+            local,
+            np.asarray(offsets, dtype=np.int64).reshape(n, 2),
+            np.ones(n, np.float32) if scores is None else scores,
+            np.ones(n, np.int64) if class_ids is None else class_ids,
+            np.asarray(boxes, dtype=np.float32).reshape(n, 4),
+            masks.shape[1:3],
+        )
+
+    def take(self, idx) -> "Instances":
+        """The instances at ``idx`` (indices or a boolean mask), in that order."""
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        return Instances(
+            [self.masks[i] for i in idx],
+            self.offsets[idx],
+            self.scores[idx],
+            self.class_ids[idx],
+            self.boxes[idx],
+            self.shape,
+            None if self.probs is None else [self.probs[i] for i in idx],
+            dict(self.meta),
+        )
+
+    def region(self, i: int) -> tuple[slice, slice]:
+        """Where mask ``i`` lies in the image."""
+        y0, x0 = self.offsets[i]
+        h, w = self.masks[i].shape
+        return slice(int(y0), int(y0) + h), slice(int(x0), int(x0) + w)
+
+    def extents(self) -> np.ndarray:
+        """(N, 4) y0, x0, y1, x1 of every mask's region."""
+        if len(self) == 0:
+            return np.zeros((0, 4), np.int64)
+        hw = np.array([m.shape for m in self.masks], dtype=np.int64).reshape(-1, 2)
+        return np.concatenate([self.offsets, self.offsets + hw], axis=1)
+
+    def overlapping(self, window) -> np.ndarray:
+        """Indices of instances whose mask region meets ``window`` = (y0, x0, y1, x1)."""
+        e = self.extents()
+        y0, x0, y1, x1 = window
+        hit = (e[:, 0] < y1) & (e[:, 2] > y0) & (e[:, 1] < x1) & (e[:, 3] > x0)
+        return np.flatnonzero(hit)
+
+    def crop(self, i: int, window, dtype=np.float32) -> np.ndarray:
+        """Mask ``i`` on ``window`` = (y0, x0, y1, x1): zeros where the mask has no values."""
+        y0, x0, y1, x1 = window
+        out = np.zeros((y1 - y0, x1 - x0), dtype)
+        ry, rx = self.region(i)
+        a0, a1 = max(ry.start, y0), min(ry.stop, y1)
+        b0, b1 = max(rx.start, x0), min(rx.stop, x1)
+        if a0 < a1 and b0 < b1:
+            out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] = self.masks[i][a0 - ry.start : a1 - ry.start, b0 - rx.start : b1 - rx.start]
+        return out
+
+    def to_dense(self) -> np.ndarray:
+        """(N, H, W) full-frame masks: for tests and small images only."""
+        h, w = self.shape
+        return np.stack([self.crop(i, (0, 0, h, w)) for i in range(len(self))]) if len(self) else np.zeros((0, h, w), np.float32)
+
+    def nbytes(self) -> int:
+        return sum(m.nbytes for m in self.masks) + sum(p.nbytes for p in (self.probs or []))
+
+
+def support(mask: np.ndarray, threshold: float):
+    """Bounding box (tuple of slices) of ``mask > threshold``, or None if empty."""
+    hit = mask > threshold
+    rows, cols = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
+    if rows.size == 0:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def paint(instances: Instances, mask_threshold: float = 0.5, window=None, labels_of=None) -> np.ndarray:
+    """Paint ``instances`` into an int32 label image of ``window`` (y0, x0, y1, x1; default the whole image).
+
+    Instance ``i`` gets label ``labels_of[i]`` (default ``i + 1``). Float masks
+    claim pixels above ``mask_threshold``; bool masks claim their True pixels.
+    Memory is three arrays of the window's size, whatever the number of instances.
+    """
+    h, w = instances.shape
+    y0, x0, y1, x1 = window if window is not None else (0, 0, h, w)
+    shape = (y1 - y0, x1 - x0)
+    out = np.zeros(shape, np.int32)
+    best = np.full(shape, -np.inf, np.float32)
+    best_p = np.zeros(shape, np.float32)
+    ids = np.arange(1, len(instances) + 1) if labels_of is None else np.asarray(labels_of)
+    for i in instances.overlapping((y0, x0, y1, x1)):
+        m = instances.masks[i]
+        ry, rx = instances.region(i)
+        a0, a1 = max(ry.start, y0), min(ry.stop, y1)
+        b0, b1 = max(rx.start, x0), min(rx.stop, x1)
+        src = (slice(a0 - ry.start, a1 - ry.start), slice(b0 - rx.start, b1 - rx.start))
+        dst = (slice(a0 - y0, a1 - y0), slice(b0 - x0, b1 - x0))
+        part = m[src]
+        if part.dtype == bool:
+            claim = part
+            prob = instances.probs[i][src] if instances.probs is not None else part.astype(np.float32)
+        else:
+            claim = part > mask_threshold
+            prob = part
+        score = instances.scores[i]
+        b, bp = best[dst], best_p[dst]
+        take = claim & ((score > b) | ((score == b) & (prob > bp)))
+        out[dst][take] = ids[i]
+        b[take] = score
+        bp[take] = prob[take]
+    return out
+
+
+def instances_to_labels(soft_masks, scores=None, mask_threshold: float = 0.5) -> np.ndarray:
+    """Threshold soft masks into one (H, W) int32 label image, without a CRF.
+
+    ``soft_masks``: :class:`Instances`, or (N, H, W) full-frame masks. Instance i
+    gets label i + 1; where masks overlap the higher score wins (then the
+    higher soft value). An instance may end up with no pixels: dropping it is
+    the caller's job, so that ids stay the input order here.
+    """
+    if not 0.0 < mask_threshold < 1.0:
+        raise ValueError(f"mask_threshold must be in (0, 1), got {mask_threshold!r}")
+    inst = soft_masks if isinstance(soft_masks, Instances) else Instances.from_dense(soft_masks, scores)
+    if scores is not None and isinstance(soft_masks, Instances):
+        inst = Instances(inst.masks, inst.offsets, scores, inst.class_ids, inst.boxes, inst.shape, inst.probs)
+    return paint(inst, mask_threshold)
