@@ -164,3 +164,18 @@ def test_model_info_reads_names_without_building(tmp_path):
     assert names[0] == "__background__" and "training" in meta
     with pytest.raises(ModelError, match="not found"):
         model_info(tmp_path / "nope.pt")
+
+
+def test_save_checkpoint_never_replaces_a_file_unless_asked(tmp_path):
+    from napari_gardenseg._files import OutputExistsError
+
+    names = ["__background__", "a", "b"]
+    path = tmp_path / "mine.pt"
+    path.write_bytes(b"a user's earlier model")
+    with pytest.raises(OutputExistsError, match="mine.pt.*already exists.*overwrite=True"):
+        save_checkpoint(_garden_net(3), path, class_names=names, arch="garden_small")
+    assert path.read_bytes() == b"a user's earlier model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.pt"]  # no temporary left behind
+    save_checkpoint(_garden_net(3), path, class_names=names, arch="garden_small", overwrite=True)
+    assert load_model(path, device="cpu").class_names == names
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.pt"]

@@ -381,12 +381,28 @@ def model_info(model) -> tuple[list[str], dict]:
     return _default_names(_num_classes(_state_dict_of(obj, path), path)), {}
 
 
-def save_checkpoint(model: Model | nn.Module, path, *, class_names=None, arch=None, arch_kwargs=None, meta=None, half=False) -> Path:
+def save_checkpoint(
+    model: Model | nn.Module,
+    path: str | os.PathLike,
+    *,
+    class_names: list[str] | None = None,
+    arch: str | None = None,
+    arch_kwargs: dict | None = None,
+    meta: dict | None = None,
+    half: bool = False,
+    overwrite: bool = False,
+) -> Path:
     """Write ``model`` in the project's checkpoint format (loadable by :func:`load_model`).
 
-    ``half=True`` stores float weights as float16 (half the size); they are
-    turned back into float32 on load.
+    An existing file at ``path`` is never replaced unless ``overwrite=True``
+    (:class:`~napari_gardenseg._files.OutputExistsError` otherwise); the file is
+    written under a temporary name and renamed at the end, so a crash never
+    leaves a half-written checkpoint. ``half=True`` stores float weights as
+    float16 (half the size); they are turned back into float32 on load.
     """
+    from ._files import atomic_write, check_target
+
+    check_target(path, overwrite, what="checkpoint")  # fail before the (slow) state copy
     if isinstance(model, Model):
         net = model.net
         class_names = class_names or model.class_names
@@ -403,20 +419,18 @@ def save_checkpoint(model: Model | nn.Module, path, *, class_names=None, arch=No
     n = _num_classes(state, "the model")
     if class_names is None or len(class_names) != n:
         raise ModelError(f"save_checkpoint needs {n} class names (background first), got {class_names!r}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(
-        {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "arch": arch,
-            "arch_kwargs": dict(arch_kwargs or {}),
-            "class_names": list(class_names),
-            "state_dict": state,
-            "meta": dict(meta or {}),
-        },
-        tmp,
-    )
-    os.replace(tmp, path)  # never leave a half-written checkpoint under the real name
+    path = Path(path).expanduser()
+    with atomic_write(path, overwrite, what="checkpoint") as tmp:
+        torch.save(
+            {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "arch": arch,
+                "arch_kwargs": dict(arch_kwargs or {}),
+                "class_names": list(class_names),
+                "state_dict": state,
+                "meta": dict(meta or {}),
+            },
+            tmp,
+        )
     return path
