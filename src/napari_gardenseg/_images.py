@@ -19,26 +19,39 @@ class ImageError(ValueError):
 _CHANNEL_COUNTS = (1, 2, 3, 4)
 
 
-def _channels_last(arr: np.ndarray) -> np.ndarray:
-    """Return (H, W, C) from (H, W), (H, W, C) or (C, H, W)."""
-    if arr.ndim == 2:
-        return arr[..., None]
-    if arr.ndim != 3:
+def image_layout(shape) -> str:
+    """``"hw"``, ``"hwc"`` or ``"chw"`` for an image of ``shape``; :class:`ImageError` otherwise.
+
+    A last axis of length 1-4 wins over a first one. Works on shapes alone, so
+    lazy sources use the same rule without reading pixels.
+    """
+    shape = tuple(shape)
+    if len(shape) == 2:
+        return "hw"
+    if len(shape) != 3:
         raise ImageError(
             f"expected a 2-D image (H, W), (H, W, C) or (C, H, W) with C in 1..4, "
-            f"got an array of shape {arr.shape} ({arr.ndim} dimensions). "
+            f"got an array of shape {shape} ({len(shape)} dimensions). "
             "For a stack or time series, pass one plane (e.g. image[t]) or use "
             "segment_layer(..., stack=True) in napari."
         )
-    if arr.shape[-1] in _CHANNEL_COUNTS:
-        return arr
-    if arr.shape[0] in _CHANNEL_COUNTS:
-        return np.moveaxis(arr, 0, -1)
+    if shape[-1] in _CHANNEL_COUNTS:
+        return "hwc"
+    if shape[0] in _CHANNEL_COUNTS:
+        return "chw"
     raise ImageError(
-        f"3-D array of shape {arr.shape} has no channel axis of length 1-4 "
+        f"3-D array of shape {shape} has no channel axis of length 1-4 "
         "(grayscale, gray+alpha, RGB or RGBA) first or last. If it is a z-stack "
         "or time series, pass one plane at a time."
     )
+
+
+def _channels_last(arr: np.ndarray) -> np.ndarray:
+    """Return (H, W, C) from (H, W), (H, W, C) or (C, H, W)."""
+    layout = image_layout(arr.shape)
+    if layout == "hw":
+        return arr[..., None]
+    return np.moveaxis(arr, 0, -1) if layout == "chw" else arr
 
 
 def _scale_to_unit(arr: np.ndarray) -> np.ndarray:

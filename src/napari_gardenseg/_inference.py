@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from ._cancel import Cancelled, check
-from ._crf import instances_to_labels
 from ._images import to_rgb_float
 from ._models import Model, load_model
+from ._instances import Instances, paint
 from ._results import SegmentationResult
+from ._tiling import check_tiling, detect, plan_tiles
 
 __all__ = ["segment", "predict_instances", "Cancelled"]
 
@@ -80,37 +81,159 @@ def class_ids_for(model: Model, classes) -> set[int] | None:
     return ids
 
 
-def predict_instances(model: Model, rgb: np.ndarray, cancel=None) -> dict[str, np.ndarray]:
-    """Run the network on one float RGB (H, W, 3) image in 0..1.
+@contextmanager
+def _network_size(net, size):
+    """Make the network's transform resize its input to exactly ``size`` = (h, w), or leave it when None."""
+    if size is None:
+        yield
+        return
+    saved = net.transform.fixed_size
+    net.transform.fixed_size = (int(size[1]), int(size[0]))  # torchvision wants (w, h)
+    try:
+        yield
+    finally:
+        net.transform.fixed_size = saved
 
-    Returns numpy arrays sorted by descending score: ``masks`` (N, H, W)
-    float32 soft masks pasted at the image's size, ``scores`` (N,),
-    ``labels`` (N,) class ids and ``boxes`` (N, 4) x0, y0, x1, y1.
+
+def network_size(shape, scale) -> tuple[int, int] | None:
+    """The (h, w) the network sees for a region of ``shape`` at ``scale`` (None: the model's own resize)."""
+    if scale is None:
+        return None
+    return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
+
+
+def predict_instances(
+    model: Model, rgb: np.ndarray, *, scale: float | None = None, offset=(0, 0), image_shape=None, cancel=None
+) -> Instances:
+    """Run the network on one float RGB (h, w, 3) region in 0..1; return compact instances.
+
+    ``scale`` None lets the model resize the region its own way (torchvision's
+    ``min_size``/``max_size``); a number resizes it by that factor instead
+    (1.0: native pixels). Each mask is pasted into its own box at the region's
+    resolution exactly as torchvision's ``paste_masks_in_image`` would, but
+    kept local to the box. ``offset`` (y, x) places the region in an image of
+    ``image_shape``; instances are sorted by descending score.
     """
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+    from torchvision.models.detection.transform import resize_boxes
+
+    h, w = rgb.shape[:2]
+    net = model.net
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
-    with model.lock, torch.inference_mode(), _cancellable(model.net, cancel):
-        out = model.net([tensor])[0]
-    order = torch.argsort(out["scores"], descending=True, stable=True)
-    if bool((order == torch.arange(len(order), device=order.device)).all()):
-        order = slice(None)  # torchvision already sorts by score: skip copying the masks
-    return {
-        "masks": out["masks"][order, 0].float().cpu().numpy(),
-        "scores": out["scores"][order].cpu().numpy(),
-        "labels": out["labels"][order].cpu().numpy(),
-        "boxes": out["boxes"][order].cpu().numpy(),
-    }
+    with model.lock, torch.inference_mode(), _cancellable(net, cancel), _network_size(net, network_size((h, w), scale)):
+        # GeneralizedRCNN.forward, stopping before its postprocess pastes every mask into a full frame
+        images, _ = net.transform([tensor])
+        del tensor
+        features = net.backbone(images.tensors)
+        proposals, _ = net.rpn(images, features)
+        det = net.roi_heads(features, proposals, images.image_sizes)[0][0]
+        del features, proposals, images.tensors
+        boxes = resize_boxes(det["boxes"], images.image_sizes[0], (h, w))
+        order = torch.argsort(det["scores"], descending=True, stable=True)
+        boxes, scores, labels = boxes[order], det["scores"][order], det["labels"][order]
+        masks, factor = expand_masks(det["masks"][order], padding=1)
+        pasted = expand_boxes(boxes, factor).to(dtype=torch.int64).cpu().numpy()
+        local, offsets = [], []
+        for m, (bx0, by0, bx1, by1) in zip(masks, pasted):
+            bw, bh = max(int(bx1 - bx0 + 1), 1), max(int(by1 - by0 + 1), 1)
+            x0, x1 = max(bx0, 0), min(bx1 + 1, w)
+            y0, y1 = max(by0, 0), min(by1 + 1, h)
+            if x1 <= x0 or y1 <= y0:
+                local.append(np.zeros((0, 0), np.float32))
+                offsets.append((offset[0] + max(min(by0, h), 0), offset[1] + max(min(bx0, w), 0)))
+                continue
+            big = torch.nn.functional.interpolate(m[None], size=(bh, bw), mode="bilinear", align_corners=False)[0, 0]
+            local.append(big[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0].float().cpu().numpy())
+            offsets.append((offset[0] + y0, offset[1] + x0))
+    shift = np.array([offset[1], offset[0], offset[1], offset[0]], np.float32)
+    return Instances(
+        local,
+        np.asarray(offsets, np.int64).reshape(-1, 2),
+        scores.float().cpu().numpy(),
+        labels.cpu().numpy(),
+        boxes.float().cpu().numpy() + shift,
+        image_shape if image_shape is not None else (h, w),
+    )
 
 
-def _take(pred: dict, idx: np.ndarray) -> dict:
-    """Select instances; a leading run (the usual case: sorted by score) is a view, not a copy of the masks."""
-    if len(idx) == 0 or (idx[0] == 0 and idx[-1] == len(idx) - 1):
-        return {k: v[: len(idx)] for k, v in pred.items()}
-    return {k: v[idx] for k, v in pred.items()}
+def _check_scale(scale):
+    if scale is None or (isinstance(scale, str) and scale == "auto"):
+        return scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"scale must be None, 'auto' or a positive number, got {scale!r}")
+    if not (np.isfinite(scale) and 0.01 <= float(scale) <= 16):
+        raise ValueError(f"scale must be between 0.01 and 16 (1.0 = the image's own pixels), got {scale!r}")
+    return float(scale)
+
+
+def resolve_scale(scale, source, model):
+    """``"auto"`` -> the estimated scale at which plants have the size the model was trained on."""
+    if scale != "auto":
+        return scale
+    from ._scale import estimate_scale
+
+    return float(estimate_scale(source, model))
+
+
+def _keep(score_threshold, wanted):
+    def keep(found: Instances) -> np.ndarray:
+        ok = found.scores >= score_threshold
+        if wanted is not None:
+            ok &= np.isin(found.class_ids, list(wanted))
+        return np.flatnonzero(ok)
+
+    return keep
+
+
+def detect_instances(model, source, *, score_threshold, wanted, mask_threshold, scale, tile_size, tile_overlap,
+                     merge_classes=False, cancel=None, progress=None) -> tuple[Instances, dict]:
+    """The instances of a whole image (tiled or not), filtered, deduplicated; with a note of how it ran."""
+    report = progress or (lambda f, m: None)
+    scale = resolve_scale(scale, source, model)
+    tiles, scale = plan_tiles(source.shape, tile_size, tile_overlap, scale, model)
+    keep = _keep(score_threshold, wanted)
+    if tiles is None:
+        report(0.0, "running Mask R-CNN")
+        found = predict_instances(model, source.read(), scale=scale, cancel=cancel)
+        found = found.take(keep(found))
+    else:
+        found = detect(model, source, tiles, scale=scale, keep=keep, mask_threshold=mask_threshold,
+                       cancel=cancel, progress=progress)
+    if merge_classes:
+        found = suppress_duplicates(found, mask_threshold)
+        found.class_ids[:] = 1
+    how = {"scale": scale, "tiles": 0 if tiles is None else len(tiles)}
+    if tiles is not None:
+        how["tile_windows"] = [t.window for t in tiles]
+    return found, how
+
+
+def suppress_duplicates(found: Instances, mask_threshold: float, ios: float = 0.8) -> Instances:
+    """Class-agnostic: drop an instance mostly inside a better-scored one (the detector's NMS is per class)."""
+    from ._tiling import _intersection
+
+    drop = np.zeros(len(found), bool)
+    ext = found.extents()
+    for i in range(len(found)):
+        mi = found.masks[i] > mask_threshold
+        ni = int(mi.sum())
+        for j in range(i):
+            if drop[j] or ni == 0:
+                continue
+            win = _intersection(ext[i], ext[j])
+            if win is None:
+                continue
+            inter = np.count_nonzero((found.crop(i, win) > mask_threshold) & (found.crop(j, win) > mask_threshold))
+            nj = int(np.count_nonzero(found.masks[j] > mask_threshold))
+            if inter and inter / min(ni, nj) >= ios:
+                drop[i] = True
+                break
+    return found.take(~drop)
 
 
 def _compact(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Drop ids with no pixels and renumber 1..M; return (labels, kept indices)."""
-    present = np.bincount(labels.ravel(), minlength=n + 1)[1:] > 0
+    present = np.bincount(labels.ravel(), minlength=n + 1)[1 : n + 1] > 0
     kept = np.flatnonzero(present)
     if len(kept) == n:
         return labels, kept
@@ -132,90 +255,104 @@ def segment(
     progress: ProgressFn | None = None,
     cancel=None,
     keep_soft_masks: bool = False,
+    tile_size=None,
+    tile_overlap=None,
+    scale=None,
+    merge_classes: bool = False,
 ) -> SegmentationResult:
     """Segment the objects in one 2-D image.
 
     ``image``: any array :func:`napari_gardenseg.to_rgb_float` accepts (uint8,
     uint16, float of any range with NaN/inf, bool; grayscale, RGB, RGBA,
-    channel-first). ``model``: a :class:`Model` from :func:`load_model`, or
-    anything ``load_model`` takes. Instances scoring below ``score_threshold``,
-    or not in ``classes`` (names or ids; None keeps all), are dropped. Each
-    pixel belongs to one instance (the highest score wins); an instance left
-    with no pixels is dropped. With ``crf=True`` the soft masks are refined
-    by the dense CRF (:func:`napari_gardenseg.refine_instances`) using
-    ``crf_params`` or, when None, the settings stored with the model.
+    channel-first), or a lazy array (dask, zarr), read tile by tile.
+    ``model``: a :class:`Model` from :func:`load_model`, or anything
+    ``load_model`` takes. Instances scoring below ``score_threshold``, or not
+    in ``classes`` (names or ids; None keeps all), are dropped. Each pixel
+    belongs to one instance (the highest score wins); an instance left with no
+    pixels is dropped. With ``crf=True`` the soft masks are refined by the
+    dense CRF using ``crf_params`` or, when None, the settings stored with the
+    model.
+
+    ``scale``: None lets the model resize the image its own way; a number
+    resizes it by that factor first (1.0 = native pixels, 0.25 = a quarter);
+    ``"auto"`` estimates it from the image. ``tile_size`` (pixels at that
+    scale, or ``"auto"``) runs the network on overlapping tiles of that size
+    (``tile_overlap`` pixels apart) and merges instances across tiles; see
+    :mod:`napari_gardenseg._tiling`. ``merge_classes=True`` reports every
+    instance as one class, ``"plant"``, and removes cross-class duplicates.
 
     ``progress(fraction, message)`` reports the stages; setting ``cancel``
     (an Event or a callable) raises :class:`Cancelled` within a fraction of a
-    second.
+    second. ``keep_soft_masks`` keeps the compact soft masks as
+    ``result.instances``.
     """
+    from ._io import ImageSource
+
     score_threshold = _check_fraction("score_threshold", score_threshold)
     mask_threshold = _check_fraction("mask_threshold", mask_threshold, open_low=True)
+    if mask_threshold >= 1.0:
+        raise ValueError(f"mask_threshold must be above 0 and below 1, got {mask_threshold!r}")
+    scale = _check_scale(scale)
+    check_tiling(tile_size, tile_overlap)
     report = progress or (lambda f, m: None)
 
-    rgb = to_rgb_float(image)
+    source = image if isinstance(image, ImageSource) else ImageSource(image)
+    params = None
     if crf:
-        from ._crf import CRFParams, crf_available, CRFUnavailableError, refine_instances
+        from .crf import CRFParams
 
-        if not crf_available():
-            raise CRFUnavailableError()
+        params = CRFParams.from_any(crf_params, defaults=None)  # validated before the model loads
     report(0.0, "loading model")
     model = load_model(model, device=device)
     wanted = class_ids_for(model, classes)
+    if crf and crf_params is None:
+        params = CRFParams.from_any(model.meta.get("crf"))
     check(cancel, "segmentation")
 
-    report(0.05, "running Mask R-CNN")
-    pred = predict_instances(model, rgb, cancel=cancel)
-    keep = pred["scores"] >= score_threshold
-    if wanted is not None:
-        keep &= np.isin(pred["labels"], list(wanted))
-    pred = _take(pred, np.flatnonzero(keep))
+    found, how = detect_instances(
+        model, source, score_threshold=score_threshold, wanted=wanted, mask_threshold=mask_threshold,
+        scale=scale, tile_size=tile_size, tile_overlap=tile_overlap, merge_classes=merge_classes,
+        cancel=cancel, progress=lambda f, m: report(0.05 + 0.65 * f, m),
+    )
 
     report(0.7, "assembling instances")
-    labels = instances_to_labels(pred["masks"], pred["scores"], mask_threshold)
-    labels, kept = _compact(labels, len(pred["scores"]))
-    pred = _take(pred, kept)
+    labels = paint(found, mask_threshold)
+    labels, kept = _compact(labels, len(found))
+    found = found.take(kept)
 
     refined = None
+    crf_meta = {}
     if crf:
+        from .crf import refine_masks
+
         check(cancel, "segmentation")
-        report(0.75, f"refining {len(kept)} instances with the dense CRF")
-        params = _crf_params(model, crf_params, CRFParams)
-        refined = refine_instances(
-            rgb, pred["masks"], scores=pred["scores"], params=params,
-            mask_threshold=mask_threshold, cancel=cancel,
+        report(0.75, f"refining {len(found)} instances with the dense CRF")
+        claims = refine_masks(
+            source, found, params, mask_threshold, device=model.device, cancel=cancel,
+            progress=lambda f, m: report(0.75 + 0.25 * f, m),
         )
-    report(1.0, f"{len(kept)} instances")
-    names = [model.class_names[int(c)] if int(c) < len(model.class_names) else str(int(c)) for c in pred["labels"]]
+        refined = paint(claims, mask_threshold)
+        crf_meta = {k: v for k, v in claims.meta.items() if k.startswith("crf_")}
+    report(1.0, f"{len(found)} instances")
+    names = ["plant"] * len(found) if merge_classes else [
+        model.class_names[int(c)] if int(c) < len(model.class_names) else str(int(c)) for c in found.class_ids
+    ]
     return SegmentationResult(
         labels=labels,
         refined=refined,
-        class_ids=pred["labels"].astype(np.int64),
+        class_ids=found.class_ids.astype(np.int64),
         class_names=names,
-        scores=pred["scores"].astype(np.float32),
-        boxes=pred["boxes"].astype(np.float32),
-        soft_masks=pred["masks"] if keep_soft_masks else None,
+        scores=found.scores.astype(np.float32),
+        boxes=found.boxes.astype(np.float32),
+        instances=found if keep_soft_masks else None,
         meta={
             "model": model.source,
             "score_threshold": score_threshold,
             "mask_threshold": mask_threshold,
             "crf": crf,
-            "crf_params": None if refined is None else params,
+            "crf_params": params if crf else None,
+            **crf_meta,
+            "merge_classes": merge_classes,
+            **how,
         },
     )
-
-
-def _crf_params(model: Model, given, CRFParams):
-    if given is None:
-        given = model.meta.get("crf") or {}
-    if isinstance(given, dict):
-        fields = dict(given)
-        if "band" in fields:  # stored as a list in checkpoints
-            fields["band"] = tuple(fields["band"])
-        try:
-            return CRFParams(**fields)
-        except TypeError as exc:
-            raise ValueError(f"crf_params: {exc}; the fields are those of CRFParams") from None
-    if not isinstance(given, CRFParams):
-        raise TypeError(f"crf_params must be a CRFParams or a dict of its fields, got {type(given).__name__}")
-    return given

@@ -15,8 +15,11 @@ class SegmentationResult:
 
     ``labels`` and ``refined`` share instance ids: row ``i`` of ``table`` is
     label ``i + 1`` in both. ``refined`` is None when the CRF was off.
-    ``soft_masks`` keeps the model's mask probabilities (N, H, W) for callers
-    that merge tiles or export; ``None`` when not kept.
+    ``instances`` keeps the model's soft masks, compactly (an
+    :class:`~napari_gardenseg._instances.Instances`: box-local masks with
+    offsets), when ``segment(..., keep_soft_masks=True)``; otherwise None.
+    ``labels`` and ``refined`` are numpy arrays, or zarr arrays for images
+    segmented into a zarr store (:func:`napari_gardenseg.segment_to_zarr`).
     """
 
     labels: np.ndarray
@@ -25,7 +28,7 @@ class SegmentationResult:
     class_names: list[str]
     scores: np.ndarray
     boxes: np.ndarray  # (N, 4) as x0, y0, x1, y1 in pixels (torchvision's order)
-    soft_masks: np.ndarray | None = None
+    instances: object | None = None
     meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -44,8 +47,8 @@ class SegmentationResult:
 
         n = len(self)
         ids = np.arange(1, n + 1)
-        area = _areas(self.labels, n)
-        area_ref = _areas(self.refined, n).astype(float) if self.refined is not None else np.full(n, np.nan)
+        area, boxes = label_stats(self.labels, n)
+        area_ref = label_stats(self.refined, n)[0].astype(float) if self.refined is not None else np.full(n, np.nan)
         return pd.DataFrame(
             {
                 "label": ids.astype(np.int32),
@@ -54,7 +57,7 @@ class SegmentationResult:
                 "score": np.asarray(self.scores, dtype=np.float32),
                 "area": area,
                 "area_refined": area_ref,
-                "bbox": _bboxes(self.labels, n),
+                "bbox": boxes,
             },
             columns=list(TABLE_COLUMNS),
         )
@@ -68,29 +71,36 @@ class SegmentationResult:
         )
 
 
-def _areas(labels: np.ndarray, n: int) -> np.ndarray:
-    return np.bincount(labels.ravel(), minlength=n + 1)[1 : n + 1].astype(np.int64)
+# rows per band when label images are read from a store, so a huge one is never read whole
+_BAND_ROWS = 2048
 
 
-def _bboxes(labels: np.ndarray, n: int) -> list[tuple[int, int, int, int]]:
-    boxes = [(0, 0, 0, 0)] * n
-    if n == 0:
-        return boxes
-    # One pass over rows and columns that hold each label, rather than n full scans.
-    rows = np.arange(labels.shape[0])
-    cols = np.arange(labels.shape[1])
+def label_stats(labels, n: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Pixel count and bounding box (y0, x0, y1, x1, end exclusive) of labels 1..n.
+
+    Reads ``labels`` (numpy or zarr) in bands of rows; (0, 0, 0, 0) for an absent label.
+    """
     big = np.iinfo(np.int64).max
+    area = np.zeros(n + 1, np.int64)
     y0 = np.full(n + 1, big)
     x0 = np.full(n + 1, big)
     y1 = np.full(n + 1, -1)
     x1 = np.full(n + 1, -1)
-    ys, xs = np.nonzero(labels)
-    lab = labels[ys, xs]
-    np.minimum.at(y0, lab, rows[ys])
-    np.minimum.at(x0, lab, cols[xs])
-    np.maximum.at(y1, lab, rows[ys])
-    np.maximum.at(x1, lab, cols[xs])
-    for i in range(1, n + 1):
-        if y1[i] >= 0:
-            boxes[i - 1] = (int(y0[i]), int(x0[i]), int(y1[i]) + 1, int(x1[i]) + 1)
-    return boxes
+    height = labels.shape[0]
+    step = height if isinstance(labels, np.ndarray) else _BAND_ROWS
+    for top in range(0, height, step):
+        band = np.asarray(labels[top : top + step])
+        area += np.bincount(band.ravel(), minlength=n + 1)[: n + 1]
+        ys, xs = np.nonzero(band)
+        if len(ys) == 0:
+            continue
+        lab = band[ys, xs]
+        np.minimum.at(y0, lab, ys + top)
+        np.minimum.at(x0, lab, xs)
+        np.maximum.at(y1, lab, ys + top)
+        np.maximum.at(x1, lab, xs)
+    boxes = [
+        (int(y0[i]), int(x0[i]), int(y1[i]) + 1, int(x1[i]) + 1) if y1[i] >= 0 else (0, 0, 0, 0)
+        for i in range(1, n + 1)
+    ]
+    return area[1:], boxes

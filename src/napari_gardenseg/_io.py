@@ -1,0 +1,214 @@
+"""Image sources read window by window, and label images written chunk by chunk.
+
+:class:`ImageSource` wraps anything 2-D (numpy, dask, zarr, a TIFF/BigTIFF read
+through tifffile's zarr interface, a napari multiscale list) and hands out
+float RGB (or uint8 RGB) windows of it. Big sources are never read whole: the
+intensity range used to map uint16/float pixels to 0..1 comes from a strided
+overview, and every window is read on demand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._images import ImageError, image_layout, to_rgb_float
+
+__all__ = ["ImageSource", "open_image", "is_lazy", "open_labels_zarr"]
+
+# an overview of at most this many pixels gives the intensity range of big non-uint8 images
+_OVERVIEW_PIXELS = 4_000_000
+_IMAGE_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".zarr")
+
+
+def is_lazy(image) -> bool:
+    """True for arrays that should be read window by window (not numpy, not a list of numpy)."""
+    if isinstance(image, np.ndarray):
+        return False
+    if isinstance(image, (list, tuple)):  # napari multiscale: level 0 decides
+        return bool(image) and is_lazy(image[0])
+    return hasattr(image, "shape") and hasattr(image, "__getitem__") and hasattr(image, "dtype")
+
+
+class ImageSource:
+    """A 2-D image (optionally with a channel axis) read in windows.
+
+    ``read(window)`` returns float32 RGB (h, w, 3) in 0..1 for ``window`` =
+    (y0, x0, y1, x1); ``read_uint8`` the same as uint8, which the CRF needs.
+    Indexing ``source[y0:y1, x0:x1]`` is ``read_uint8`` so the CRF can crop
+    the source like an array. All windows share one intensity mapping, so
+    tiles of one image are treated alike.
+    """
+
+    def __init__(self, array, *, name: str | None = None):
+        if isinstance(array, (list, tuple)):
+            if not array:
+                raise ImageError("an empty list is not an image")
+            array = array[0]  # napari multiscale: full resolution
+        if not hasattr(array, "shape") or not hasattr(array, "dtype"):
+            array = np.asarray(array)
+        self.name = name
+        self.array = array
+        self.dtype = np.dtype(array.dtype)
+        if self.dtype.kind not in "biuf":
+            raise TypeError(
+                f"unsupported image dtype {self.dtype}: expected bool, integer or float pixels"
+            )
+        shape = tuple(int(s) for s in array.shape)
+        if 0 in shape or len(shape) == 0:
+            raise ImageError(f"the image is empty (shape {shape}); nothing to segment")
+        layout = image_layout(shape)
+        self.channel_first = layout == "chw"
+        self.shape = shape[1:3] if self.channel_first else shape[:2]
+        self.channels = 1 if layout == "hw" else (shape[0] if self.channel_first else shape[2])
+        self.lazy = is_lazy(array)
+        self._range = None
+        if not self.lazy:
+            # in memory: convert once, exactly as to_rgb_float always has
+            self._rgb = to_rgb_float(array)
+            self._range = (0.0, 1.0)
+
+    # ------------------------------------------------------------ reading
+    def _raw(self, window) -> np.ndarray:
+        y0, x0, y1, x1 = (int(v) for v in window)
+        if self.channel_first:
+            block = self.array[:, y0:y1, x0:x1]
+        elif len(self.array.shape) == 3:
+            block = self.array[y0:y1, x0:x1, :]
+        else:
+            block = self.array[y0:y1, x0:x1]
+        block = np.asarray(block)
+        return np.moveaxis(block, 0, -1) if self.channel_first else block
+
+    def value_range(self) -> tuple[float, float] | None:
+        """The (low, high) that map to 0..1, or None when the dtype fixes it (uint8, bool, float in 0..1)."""
+        if self._range is None:
+            self._range = self._overview_range()
+        return self._range
+
+    def _overview_range(self):
+        if self.dtype in (np.uint8, np.bool_):
+            return (0.0, 255.0) if self.dtype == np.uint8 else (0.0, 1.0)
+        h, w = self.shape
+        step = max(1, int(np.ceil(np.sqrt(h * w / _OVERVIEW_PIXELS))))
+        if self.channel_first:
+            sample = np.asarray(self.array[:, ::step, ::step])
+        else:
+            sample = np.asarray(self.array[::step, ::step])
+        sample = sample.astype(np.float32)
+        if self.channels in (2, 4):  # ignore alpha, as to_rgb_float does
+            sample = sample[: self.channels - 1] if self.channel_first else sample[..., : self.channels - 1]
+        good = sample[np.isfinite(sample)]
+        if good.size == 0:
+            return (0.0, 1.0)
+        lo, hi = float(good.min()), float(good.max())
+        if self.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+            return (0.0, 1.0)
+        return (lo, hi)
+
+    def read(self, window=None) -> np.ndarray:
+        """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None."""
+        h, w = self.shape
+        window = (0, 0, h, w) if window is None else tuple(int(v) for v in window)
+        if not self.lazy:
+            y0, x0, y1, x1 = window
+            return self._rgb[y0:y1, x0:x1]
+        block = self._raw(window)
+        if block.ndim == 2:
+            block = block[..., None]
+        if block.shape[-1] in (2, 4):
+            block = block[..., : block.shape[-1] - 1]
+        lo, hi = self.value_range()
+        data = block.astype(np.float32)
+        if self.dtype != np.bool_:
+            data = np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
+            if hi > lo:
+                data = np.clip((data - lo) / (hi - lo), 0.0, 1.0)
+            else:
+                data = np.full_like(data, 0.5 if hi != 0 else 0.0)
+        if data.shape[-1] == 1:
+            data = np.repeat(data, 3, axis=-1)
+        return np.ascontiguousarray(data, dtype=np.float32)
+
+    def read_uint8(self, window=None) -> np.ndarray:
+        rgb = self.read(window)
+        return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
+
+    def __getitem__(self, key) -> np.ndarray:
+        ys, xs = key[0], key[1]
+        h, w = self.shape
+        y0, y1, _ = ys.indices(h)
+        x0, x1, _ = xs.indices(w)
+        return self.read_uint8((y0, x0, y1, x1))
+
+    @property
+    def rgb_shape(self) -> tuple[int, int, int]:
+        return (*self.shape, 3)
+
+    def __repr__(self) -> str:
+        kind = "lazy" if self.lazy else "in memory"
+        return f"ImageSource({self.shape[0]}x{self.shape[1]}, {self.dtype}, {kind})"
+
+
+def open_image(path_or_array, *, lazy: bool | None = None) -> ImageSource:
+    """An :class:`ImageSource` for an array or a file.
+
+    TIFF/BigTIFF files are opened through tifffile's zarr interface and zarr
+    stores (``.zarr`` folders; an OME-Zarr multiscale group gives its first
+    level) are opened lazily; PNG, JPEG and other formats are read whole.
+    """
+    if not isinstance(path_or_array, (str, Path)):
+        return ImageSource(path_or_array)
+    path = Path(path_or_array)
+    if not path.exists():
+        raise FileNotFoundError(f"no such image file: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".zarr" or path.is_dir():
+        return ImageSource(_open_zarr(path), name=path.name)
+    if suffix in (".tif", ".tiff", ".btf", ".tf8"):
+        import tifffile
+
+        if lazy is False:
+            return ImageSource(tifffile.imread(path), name=path.name)
+        import zarr
+
+        store = tifffile.imread(path, aszarr=True)
+        z = zarr.open(store, mode="r")
+        if hasattr(z, "shape"):
+            arr = z
+        else:  # a pyramid: level 0
+            arr = z[sorted(z.array_keys())[0]]
+        small = int(np.prod(arr.shape)) * arr.dtype.itemsize < 256 * 2**20
+        if lazy is None and small:
+            return ImageSource(np.asarray(arr[...]), name=path.name)
+        return ImageSource(arr, name=path.name)
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # a big photo is not a decompression bomb here
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "LA") else im)
+    return ImageSource(arr, name=path.name)
+
+
+def _open_zarr(path: Path):
+    import zarr
+
+    z = zarr.open(str(path), mode="r")
+    if hasattr(z, "shape"):
+        return z
+    multiscales = z.attrs.get("multiscales")
+    if multiscales:
+        return z[multiscales[0]["datasets"][0]["path"]]
+    keys = sorted(z.array_keys())
+    if not keys:
+        raise ImageError(f"{path} is a zarr group with no arrays")
+    return z[keys[0]]
+
+
+def open_labels_zarr(path, shape, chunks: int = 1024):
+    """A new int32 zarr array for labels at ``path`` (a folder), chunked ``chunks`` x ``chunks``."""
+    import zarr
+
+    c = (min(chunks, shape[0]), min(chunks, shape[1]))
+    return zarr.create_array(str(path), shape=tuple(shape), chunks=c, dtype="int32", fill_value=0, overwrite=False)

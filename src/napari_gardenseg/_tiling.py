@@ -1,0 +1,200 @@
+"""Tiled inference: overlapping tiles at a chosen scale, instances merged across tiles.
+
+The network sees each tile at ``scale`` (1.0 = the image's own pixels), so a
+big photo or an orthomosaic is not shrunk to the model's input size and small
+plants survive. Tiles overlap; an object that crosses a tile border is seen,
+cut, by two or more tiles. Merging rule: two detections from different tiles
+are the same object when their thresholded masks agree *inside the window both
+tiles saw* (IoU >= ``iou``, or one inside the other: overlap over the smaller
+>= ``ios``). Comparing only inside the shared window makes a cut piece and the
+whole object match, which box-based merging (SAHI) and block-face stitching
+(cellpose's distributed mode) do not. Each group of matches becomes one
+instance: the per-pixel maximum of its soft masks, the best score and that
+detection's class. The CRF runs after merging, on crops of the source, so no
+mask is cut at a tile border.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._cancel import check
+from ._instances import Instances
+
+__all__ = ["Tile", "plan_tiles", "check_tiling", "merge_tiles", "detect"]
+
+# tile_size="auto" tiles when the image at the working scale is this many times the model's input
+_AUTO_FACTOR = 1.5
+# ...and, when no scale is given, when the image is this many times the input: shrinking it
+# that much would lose every small object, so it is tiled at native resolution instead
+_NATIVE_AUTO_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class Tile:
+    index: int
+    window: tuple[int, int, int, int]  # y0, x0, y1, x1 in image pixels
+
+
+def check_tiling(tile_size, tile_overlap):
+    """Validate ``tile_size`` (None, "auto" or pixels >= 64) and ``tile_overlap`` (None or pixels >= 0)."""
+    if tile_size is not None and not (isinstance(tile_size, str) and tile_size == "auto"):
+        if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)):
+            raise TypeError(f"tile_size must be None, 'auto' or a whole number of pixels, got {tile_size!r}")
+        if tile_size < 64:
+            raise ValueError(f"tile_size must be at least 64 pixels, got {tile_size}")
+    if tile_overlap is not None:
+        if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, (int, np.integer)):
+            raise TypeError(f"tile_overlap must be None or a whole number of pixels, got {tile_overlap!r}")
+        if tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
+        if isinstance(tile_size, (int, np.integer)) and tile_overlap >= tile_size // 2:
+            raise ValueError(
+                f"tile_overlap ({tile_overlap}) must be less than half of tile_size ({tile_size})"
+            )
+
+
+def model_input_size(model) -> int:
+    """The longest side the model resizes images to (torchvision's ``max_size``)."""
+    return int(getattr(model.net.transform, "max_size", 1333))
+
+
+def default_overlap(tile_size: int) -> int:
+    # a quarter of the tile: objects up to that size are seen whole by some tile
+    return max(16, tile_size // 4)
+
+
+def plan_tiles(shape, tile_size, tile_overlap, scale, model) -> tuple[list[Tile] | None, float | None]:
+    """Tile windows in image pixels (None: the whole image at once) and the scale to run them at.
+
+    ``tile_size`` and ``tile_overlap`` are in pixels at ``scale`` (what the
+    network sees). Tiles never shrink the image to the model's input size:
+    with tiling, ``scale`` None means native pixels (1.0). ``"auto"`` tiles
+    when the image at ``scale`` is much larger than the model's input, or,
+    with ``scale`` None, when it is too large to be shrunk to it usefully.
+    """
+    check_tiling(tile_size, tile_overlap)
+    h, w = shape
+    if tile_size is None:
+        return None, scale
+    limit = model_input_size(model)
+    if tile_size == "auto":
+        if scale is None:
+            if max(h, w) <= _NATIVE_AUTO_FACTOR * limit:
+                return None, None
+            scale = 1.0
+        elif max(h, w) * float(scale) <= _AUTO_FACTOR * limit:
+            return None, scale
+        tile_size = limit
+    s = 1.0 if scale is None else float(scale)
+    overlap = default_overlap(tile_size) if tile_overlap is None else int(tile_overlap)
+    size = max(1, int(round(tile_size / s)))
+    over = int(round(overlap / s))
+    ys = _starts(h, size, over)
+    xs = _starts(w, size, over)
+    tiles = []
+    for y in ys:
+        for x in xs:
+            tiles.append(Tile(len(tiles), (y, x, min(y + size, h), min(x + size, w))))
+    return tiles, s
+
+
+def _starts(n: int, size: int, overlap: int) -> list[int]:
+    """Evenly spread starts of tiles of ``size`` covering 0..n with at least ``overlap`` between neighbours."""
+    if n <= size:
+        return [0]
+    count = math.ceil((n - overlap) / (size - overlap))
+    return [int(round(i * (n - size) / (count - 1))) for i in range(count)]
+
+
+def detect(model, source, tiles, *, scale, keep, mask_threshold: float, cancel=None, progress=None) -> Instances:
+    """Instances of the whole image: the network on every tile, ``keep`` applied per tile, then merged."""
+    from ._inference import predict_instances
+
+    report = progress or (lambda f, m: None)
+    per_tile = []
+    for k, tile in enumerate(tiles):
+        check(cancel, "segmentation")
+        report(k / len(tiles), f"tile {k + 1} of {len(tiles)}")
+        y0, x0, y1, x1 = tile.window
+        found = predict_instances(
+            model, source.read(tile.window), scale=scale, offset=(y0, x0), image_shape=source.shape, cancel=cancel
+        )
+        per_tile.append(found.take(keep(found)))
+    report(1.0, "merging tiles")
+    return merge_tiles(per_tile, tiles, mask_threshold)
+
+
+def _intersection(a, b):
+    y0, x0 = max(a[0], b[0]), max(a[1], b[1])
+    y1, x1 = min(a[2], b[2]), min(a[3], b[3])
+    return (y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
+
+
+def merge_tiles(per_tile: list[Instances], tiles: list[Tile], mask_threshold: float = 0.5, iou: float = 0.5, ios: float = 0.8) -> Instances:
+    """One instance per object from the instances of overlapping tiles (see the module docstring)."""
+    shape = per_tile[0].shape if per_tile else (0, 0)
+    starts = np.cumsum([0] + [len(p) for p in per_tile])
+    parent = list(range(int(starts[-1])))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a in range(len(tiles)):
+        for b in range(a + 1, len(tiles)):
+            shared = _intersection(tiles[a].window, tiles[b].window)
+            if shared is None:
+                continue
+            ia = per_tile[a].overlapping(shared)
+            ib = per_tile[b].overlapping(shared)
+            if len(ia) == 0 or len(ib) == 0:
+                continue
+            ma = {i: per_tile[a].crop(i, shared) > mask_threshold for i in ia}
+            mb = {j: per_tile[b].crop(j, shared) > mask_threshold for j in ib}
+            for i, mi in ma.items():
+                ni = int(mi.sum())
+                if ni == 0:
+                    continue
+                for j, mj in mb.items():
+                    inter = int(np.count_nonzero(mi & mj))
+                    if inter == 0:
+                        continue
+                    nj = int(mj.sum())
+                    if inter / (ni + nj - inter) >= iou or inter / min(ni, nj) >= ios:
+                        ra, rb = find(starts[a] + i), find(starts[b] + j)
+                        if ra != rb:
+                            parent[max(ra, rb)] = min(ra, rb)
+
+    groups: dict[int, list[int]] = {}
+    for g in range(len(parent)):
+        groups.setdefault(find(g), []).append(g)
+    flat = [(t, i) for t, p in enumerate(per_tile) for i in range(len(p))]
+    masks, offsets, scores, classes, boxes = [], [], [], [], []
+    for members in groups.values():
+        parts = [flat[g] for g in members]
+        best = max(parts, key=lambda ti: per_tile[ti[0]].scores[ti[1]])
+        src = per_tile[best[0]]
+        if len(parts) == 1:
+            masks.append(src.masks[best[1]])
+            offsets.append(src.offsets[best[1]])
+        else:
+            ext = np.array([per_tile[t].extents()[i] for t, i in parts])
+            window = (ext[:, 0].min(), ext[:, 1].min(), ext[:, 2].max(), ext[:, 3].max())
+            merged = np.zeros((window[2] - window[0], window[3] - window[1]), np.float32)
+            for t, i in parts:
+                np.maximum(merged, per_tile[t].crop(i, window), out=merged)
+            masks.append(merged)
+            offsets.append(window[:2])
+        scores.append(src.scores[best[1]])
+        classes.append(src.class_ids[best[1]])
+        bx = np.array([per_tile[t].boxes[i] for t, i in parts])
+        boxes.append((bx[:, 0].min(), bx[:, 1].min(), bx[:, 2].max(), bx[:, 3].max()))
+    merged = Instances(masks, np.asarray(offsets).reshape(-1, 2), scores, classes, np.asarray(boxes).reshape(-1, 4), shape)
+    order = np.argsort(-merged.scores, kind="stable")
+    return merged.take(order)
