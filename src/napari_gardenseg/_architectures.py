@@ -4,7 +4,9 @@ A checkpoint names its architecture and the keyword arguments that rebuild it
 (see ``_models.save_checkpoint``); this module maps those names to builders.
 ``garden_small`` is the CPU-trainable network behind ``load_model("garden")``:
 torchvision's MaskRCNN with a small GroupNorm ResNet-style backbone, a 64-channel
-FPN and slim heads (about 3 M parameters instead of 46 M).
+FPN and slim heads (about 3 M parameters instead of 46 M). ``garden_mobilenet``
+is its successor: torchvision's MobileNetV2 features (ImageNet-pretrained in the
+training script; built here with no weights) under the same FPN and slim heads.
 """
 
 from __future__ import annotations
@@ -96,6 +98,88 @@ def garden_small(
     )
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# MobileNetV2 feature blocks ending at strides 4, 8, 16 and 32, and their widths
+_MOBILENET_STAGES = {"3": "0", "6": "1", "13": "2", "17": "3"}
+_MOBILENET_WIDTHS = [24, 32, 96, 320]
+
+
+def mobilenet_features(frozen_blocks: int = 0) -> nn.Sequential:
+    """MobileNetV2's feature blocks with frozen BatchNorm, no weights.
+
+    Frozen statistics: batches of 2 crops on a CPU give useless batch statistics,
+    so the pretrained ones are kept. ``frozen_blocks`` first blocks get no gradient.
+    """
+    from torchvision.models import mobilenet_v2
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    features = mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d).features
+    for block in list(features)[:frozen_blocks]:
+        for p in block.parameters():
+            p.requires_grad_(False)
+    return features
+
+
+class MobileNetFPNBackbone(nn.Module):
+    """MobileNetV2 blocks 0-17 (strides 4, 8, 16, 32) + FPN (+ max-pooled stride 64)."""
+
+    def __init__(self, fpn_channels: int = 96, frozen_blocks: int = 0):
+        super().__init__()
+        from torchvision.models._utils import IntermediateLayerGetter
+
+        self.body = IntermediateLayerGetter(mobilenet_features(frozen_blocks), return_layers=_MOBILENET_STAGES)
+        self.fpn = FeaturePyramidNetwork(_MOBILENET_WIDTHS, fpn_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = fpn_channels
+
+    def forward(self, x):
+        return self.fpn(self.body(x))
+
+
+def garden_mobilenet(
+    num_classes: int, min_size: int = 512, max_size: int = 1024, fpn_channels: int = 96,
+    mask_roi_size: int = 28, frozen_blocks: int = 0,
+) -> MaskRCNN:
+    """MobileNetV2 + FPN Mask R-CNN with slim heads and 56x56 masks, ImageNet normalisation."""
+    backbone = MobileNetFPNBackbone(fpn_channels=fpn_channels, frozen_blocks=frozen_blocks)
+    anchors = AnchorGenerator(((16,), (32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 5)
+    rep = 256
+    return MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=min_size,
+        max_size=max_size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=1000,
+        rpn_post_nms_top_n_train=500,
+        rpn_pre_nms_top_n_test=500,
+        rpn_post_nms_top_n_test=300,
+        rpn_batch_size_per_image=128,
+        box_batch_size_per_image=128,
+        box_detections_per_img=100,
+        box_head=TwoMLPHead(fpn_channels * 7 * 7, rep),
+        box_predictor=FastRCNNPredictor(rep, num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], mask_roi_size, 2),
+        mask_head=MaskRCNNHeads(fpn_channels, (fpn_channels,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
+    )
+
+
+def load_imagenet_features(net: MaskRCNN, path) -> None:
+    """Copy torchvision's MobileNetV2 ImageNet file (``mobilenet_v2-b0353104.pth``) into ``net``'s backbone."""
+    from torchvision.models import mobilenet_v2
+
+    ref = mobilenet_v2(weights=None)
+    ref.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = {k: v for k, v in ref.features.state_dict().items() if not k.endswith("num_batches_tracked")}
+    state = {k: v for k, v in state.items() if int(k.split(".")[0]) <= 17}
+    missing, unexpected = net.backbone.body.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"MobileNetV2 weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
 def maskrcnn_resnet50_fpn_v2(num_classes: int, **kwargs) -> MaskRCNN:
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2 as build
 
@@ -110,6 +194,7 @@ def maskrcnn_resnet50_fpn(num_classes: int, **kwargs) -> MaskRCNN:
 
 ARCHITECTURES = {
     "garden_small": garden_small,
+    "garden_mobilenet": garden_mobilenet,
     "maskrcnn_resnet50_fpn_v2": maskrcnn_resnet50_fpn_v2,
     "maskrcnn_resnet50_fpn": maskrcnn_resnet50_fpn,
 }
@@ -120,6 +205,8 @@ def guess_architecture(state_dict) -> str | None:
     keys = set(state_dict)
     if "backbone.stem.0.0.weight" in keys:
         return "garden_small"
+    if "backbone.body.17.conv.0.0.weight" in keys:
+        return "garden_mobilenet"
     if "roi_heads.box_head.0.0.weight" in keys:  # v2: conv + fc box head
         return "maskrcnn_resnet50_fpn_v2"
     if "roi_heads.box_head.fc6.weight" in keys and "backbone.body.layer1.0.conv1.weight" in keys:
