@@ -1,0 +1,26 @@
+"""Dense-CRF refinement: pydensecrf's model, with pydensecrf or an exact PyTorch backend.
+
+* ``_params``: :class:`CRFParams`, the one validator of CRF settings.
+* ``_lattice`` / ``_torch``: the permutohedral lattice and mean field in
+  PyTorch (CPU, CUDA, MPS), batched over many crops; labels equal pydensecrf's.
+* ``_pydensecrf``: the C++ reference (optional ``crf`` extra).
+* ``_dense``: backend choice and :func:`refine` (whole image).
+* ``_instances``: per-instance refinement of compact instances
+  (:func:`refine_masks`) and its labels convenience (:func:`refine_instances`).
+"""
+
+from __future__ import annotations
+
+from ._dense import refine, torch_available
+from ._instances import refine_instances, refine_masks
+from ._params import CRFParams
+from ._pydensecrf import CRFUnavailableError
+
+__all__ = ["CRFParams", "CRFUnavailableError", "crf_available", "refine", "refine_instances", "refine_masks"]
+
+
+def crf_available() -> bool:
+    """True if a CRF backend can run: always where PyTorch imports (the torch backend)."""
+    from . import _pydensecrf
+
+    return torch_available() or _pydensecrf.available()

@@ -1,0 +1,103 @@
+"""Choosing a backend, and the dense CRF over whole images or many crops with it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._images import to_rgb_uint8
+from . import _pydensecrf
+from ._params import CRFParams
+from ._pydensecrf import CRFUnavailableError
+
+_CLIP = 1e-5  # as pydensecrf.utils.unary_from_softmax: keeps -log(p) finite
+_SUM_TOL = 1e-3
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _device_type(device) -> str:
+    if device is None:
+        return "cpu"
+    if isinstance(device, str):
+        return device.split(":")[0].lower()
+    return str(getattr(device, "type", device)).lower()
+
+
+def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
+    """(backend name, one-line reason) for ``backend`` ("auto", "pydensecrf", "torch") on ``device``."""
+    kind = _device_type(device)
+    if backend == "pydensecrf":
+        _pydensecrf.densecrf()  # CRFUnavailableError with the install hint
+        return "pydensecrf", "asked for (runs on the CPU)" if kind != "cpu" else "asked for"
+    if not torch_available():
+        if backend == "torch":
+            raise CRFUnavailableError("the torch CRF backend needs PyTorch, which cannot be imported")
+        if _pydensecrf.available():
+            return "pydensecrf", "auto: PyTorch cannot be imported"
+        raise CRFUnavailableError("dense-CRF refinement needs PyTorch or pydensecrf; neither can be imported")
+    if backend == "torch":
+        return "torch", "asked for"
+    if kind in ("cuda", "mps"):
+        return "torch", f"auto: the device is {kind} (pydensecrf runs on one CPU core only)"
+    if _pydensecrf.available():
+        return "pydensecrf", "auto: on the CPU the installed pydensecrf is faster"
+    return "torch", "auto: pydensecrf is not installed"
+
+
+def dense_crf_many(backend: str, rgbs, unaries, gaussian_compats, params: CRFParams, device="cpu") -> list:
+    """Mean-field Q (K, h, w) float32 of each crop: ``rgbs`` uint8 (h, w, 3),
+    ``unaries`` (K, h*w) float32, one Gaussian weight per crop."""
+    bilateral = (params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat)
+    if backend == "pydensecrf":
+        return [
+            _pydensecrf.dense_crf(rgb, u, params.iterations, (params.gaussian_sxy, g), bilateral)
+            for rgb, u, g in zip(rgbs, unaries, gaussian_compats)
+        ]
+    from ._torch import dense_crf_batch
+
+    return dense_crf_batch(rgbs, unaries, params.iterations, (params.gaussian_sxy, gaussian_compats), bilateral, device)
+
+
+def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, device="cpu") -> np.ndarray:
+    """Dense CRF over the whole image, as pydensecrf computes it.
+
+    ``probabilities`` is (K, H, W), non-negative, summing to 1 over K at each
+    pixel (K >= 1). The unary is ``-log(clip(p, 1e-5, 1))`` (pydensecrf's
+    ``unary_from_softmax``). ``params.backend`` picks pydensecrf or the torch
+    lattice (on ``device``). Returns Q, (K, H, W) float32; with
+    ``iterations=0`` that is the clipped input renormalised.
+    """
+    params = CRFParams.from_any(params)
+    rgb = to_rgb_uint8(image_rgb)
+    p = np.asarray(probabilities)
+    if p.dtype.kind not in "fiu":
+        raise ValueError(f"probabilities must be a float array, got dtype {p.dtype}")
+    if p.dtype.kind != "f":
+        p = p.astype(np.float32)
+    if p.ndim != 3 or p.shape[0] < 1:
+        raise ValueError(f"probabilities must have shape (K, H, W), got {p.shape}")
+    if p.shape[1:] != rgb.shape[:2]:
+        raise ValueError(
+            f"probabilities are {p.shape[1]}x{p.shape[2]} (H x W) but the image is "
+            f"{rgb.shape[0]}x{rgb.shape[1]}"
+        )
+    if not np.isfinite(p).all():
+        raise ValueError("probabilities contain NaN or infinite values")
+    if p.min() < 0:
+        raise ValueError(f"probabilities must be >= 0, found {p.min():.3g}")
+    deviation = float(np.abs(p.sum(axis=0, dtype=np.float64) - 1.0).max())
+    if deviation > _SUM_TOL:
+        raise ValueError(
+            f"probabilities must sum to 1 over the first (label) axis; the largest "
+            f"deviation is {deviation:.3g}"
+        )
+    backend, _ = choose_backend(params.backend, device)
+    # Same arithmetic as unary_from_softmax (log in the input's precision).
+    unary = (-np.log(np.clip(p, _CLIP, 1.0))).reshape(p.shape[0], -1).astype(np.float32)
+    return dense_crf_many(backend, [rgb], [unary], [params.gaussian_compat], params, device)[0]

@@ -1,0 +1,123 @@
+"""CRFParams: the dense CRF's settings, validated in one place for API, CLI and widget."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass
+from typing import Literal
+
+BACKENDS = ("auto", "pydensecrf", "torch")
+
+
+def _number(name: str, value) -> float:
+    """``value`` as a float; TypeError for bools, strings and other non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def _integer(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class CRFParams:
+    """Dense-CRF parameters (pydensecrf's example defaults), the policy of
+    :func:`refine_masks` (see ``napari_gardenseg.crf._instances`` for why each
+    exists) and the backend.
+
+    iterations: mean-field iterations (>= 0).
+    gaussian_sxy, gaussian_compat: smoothness kernel width (px, > 0) and weight (>= 0).
+    bilateral_sxy, bilateral_srgb, bilateral_compat: appearance kernel widths
+        (px and colour levels, > 0) and weight (>= 0).
+    padding: crop margin (px, >= 0) around each instance's uncertain region.
+    unary_weight: weight (> 0) of the soft mask's unary against the pairwise terms.
+    band: (low, high), 0 <= low < high <= 1; only pixels with low < soft < high may change.
+    min_keep: in 0..1; keep the raw mask if the refined one retains less than
+        this fraction of it.
+    thin_width: objects thinner than this (px, >= 0) get a weaker Gaussian kernel.
+    backend: "auto" (torch on a GPU; on CPU the faster one installed),
+        "pydensecrf" (the C++ reference, optional extra) or "torch" (always there).
+    """
+
+    iterations: int = 5
+    gaussian_sxy: float = 3
+    gaussian_compat: float = 3
+    bilateral_sxy: float = 80
+    bilateral_srgb: float = 13
+    bilateral_compat: float = 10
+    padding: int = 24
+    unary_weight: float = 2.0
+    band: tuple[float, float] = (0.1, 0.9)
+    min_keep: float = 0.7
+    thin_width: float = 8.0
+    backend: Literal["auto", "pydensecrf", "torch"] = "auto"
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        for name in ("iterations", "padding"):
+            value = _integer(name, getattr(self, name))
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            put(name, value)
+        for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb", "unary_weight"):
+            value = _number(name, getattr(self, name))
+            if value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            put(name, value)
+        for name in ("gaussian_compat", "bilateral_compat", "thin_width"):
+            value = _number(name, getattr(self, name))
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+            put(name, value)
+        band = self.band
+        if isinstance(band, (str, bytes)) or not hasattr(band, "__len__") or not hasattr(band, "__iter__"):
+            raise TypeError(f"band must be a tuple or list of two numbers (low, high), got {band!r}")
+        if len(band) != 2:
+            raise ValueError(f"band needs two numbers (low, high), got {len(band)}: {tuple(band)!r}")
+        low, high = (_number(f"band[{k}]", v) for k, v in enumerate(band))
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"band must be (low, high) with 0 <= low < high <= 1, got {(low, high)!r}")
+        put("band", (low, high))
+        min_keep = _number("min_keep", self.min_keep)
+        if not 0.0 <= min_keep <= 1.0:
+            raise ValueError(f"min_keep must be in 0..1, got {min_keep!r}")
+        put("min_keep", min_keep)
+        if not isinstance(self.backend, str):
+            raise TypeError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
+
+    @classmethod
+    def from_any(cls, value=None, defaults: dict | None = None) -> "CRFParams":
+        """A CRFParams from None (``defaults``, else the defaults), a dict of
+        fields (over ``defaults``) or a CRFParams (returned as is).
+
+        ``defaults`` is e.g. a model's stored settings (``model.meta["crf"]``).
+        Unknown fields raise ValueError listing the valid ones.
+        """
+        if isinstance(value, cls):
+            return value
+        if defaults is not None and not isinstance(defaults, dict):
+            raise TypeError(f"CRF defaults must be a dict of CRFParams fields, got {type(defaults).__name__}")
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"crf_params must be a CRFParams, a dict of its fields or None, got {type(value).__name__}")
+        fields = {**(defaults or {}), **(value or {})}
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(fields) - set(valid), key=str)
+        if unknown:
+            raise ValueError(
+                f"crf_params: unknown field{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"the fields are {', '.join(valid)}"
+            )
+        return cls(**fields)
