@@ -1,4 +1,4 @@
-"""Figures for the dense-CRF refinement (napari_gardenseg._crf).
+"""Figures for the dense-CRF refinement (napari_gardenseg.crf).
 
     python benchmarks/bench_crf.py           # about 30 s on 2 CPU cores
 
@@ -34,7 +34,8 @@ from test_crf import (  # noqa: E402  (scene helpers shared with the tests)
     visible,
 )
 
-from napari_gardenseg._crf import CRFParams, instances_to_labels, refine, refine_instances  # noqa: E402
+from napari_gardenseg._instances import instances_to_labels  # noqa: E402
+from napari_gardenseg.crf import CRFParams, refine, refine_instances  # noqa: E402
 
 
 def frame_case(seed=0, shape=(768, 1024), blades=12, leaves=8):

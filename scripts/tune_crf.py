@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from eval_garden import coco_ap, matched_iou  # noqa: E402
 
 import napari_gardenseg as gs  # noqa: E402
-from napari_gardenseg._crf import CRFParams, refine_instances  # noqa: E402
+from napari_gardenseg.crf import CRFParams, refine_instances  # noqa: E402
 from napari_gardenseg.synthetic import EVAL_SEED_START, garden_scene  # noqa: E402
 
 GRID = {

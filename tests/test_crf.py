@@ -1,4 +1,4 @@
-"""Tests of the dense-CRF refinement (napari_gardenseg._crf).
+"""Tests of the dense-CRF refinement (napari_gardenseg.crf), both backends.
 
 The scene helpers here (blades, lobed leaves, Mask R-CNN-like coarse soft
 masks) are also used by benchmarks/bench_crf.py.
@@ -6,7 +6,6 @@ masks) are also used by benchmarks/bench_crf.py.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_gardenseg._crf import (
+from napari_gardenseg._instances import instances_to_labels
+from napari_gardenseg.crf import (
     CRFParams,
     CRFUnavailableError,
     crf_available,
-    instances_to_labels,
     refine,
     refine_instances,
 )
+from napari_gardenseg.crf._pydensecrf import available as pydensecrf_available
 
-needs_crf = pytest.mark.skipif(not crf_available(), reason="pydensecrf is not installed")
+# pydensecrf is in the test extra, so CI runs these; the torch backend needs nothing.
+needs_pydensecrf = pytest.mark.skipif(not pydensecrf_available(), reason="pydensecrf is not installed")
+BACKENDS = [pytest.param("pydensecrf", marks=needs_pydensecrf), "torch"]
+REFERENCE = Path(__file__).parent / "data" / "pydensecrf"
+
+
+def P(backend: str, **fields) -> CRFParams:
+    return CRFParams(backend=backend, **fields)
 
 # ------------------------------------------------------------ scene helpers
 
@@ -142,35 +149,30 @@ def crowded_case(seed: int, shape=(256, 256), blades=6, leaves=2, noise=12.0, le
 # ------------------------------------------------------ pydensecrf reference
 
 
-def _reference_dir() -> Path | None:
-    candidates = [Path(__file__).resolve().parents[2] / "shared"]
-    if os.environ.get("GARDENSEG_SHARED"):
-        candidates.insert(0, Path(os.environ["GARDENSEG_SHARED"]))
-    for shared in candidates:
-        ref = shared / "reference" / "pydensecrf"
-        if ref.is_dir():
-            return ref
-    return None
+def reference_case(case: str):
+    """(image, probabilities (L, H, W), pydensecrf's labels) of a reference case
+    (tests/data/pydensecrf/README.md: the upstream example's probabilities,
+    0.7 on the annotated label, uniform where unknown)."""
+    from PIL import Image
 
-
-@needs_crf
-@pytest.mark.parametrize("case", ["1", "1-b", "2", "3"])
-def test_refine_reproduces_pydensecrf_examples(case):
-    ref = _reference_dir()
-    if ref is None:
-        pytest.skip("shared/reference/pydensecrf not found (set GARDENSEG_SHARED)")
-    Image = pytest.importorskip("PIL.Image")
-    image = np.array(Image.open(ref / f"im{case[0]}.png").convert("RGB"))
-    anno = np.load(ref / f"anno_{case}_labels.npy")
-    expected = np.load(ref / f"expected_{case}_labels.npy")
+    image = np.array(Image.open(REFERENCE / f"im{case[0]}.png").convert("RGB"))
+    anno = np.load(REFERENCE / f"anno_{case}_labels.npy")
+    expected = np.load(REFERENCE / f"expected_{case}_labels.npy")
     n = int(anno.max())
-    # The upstream example's probabilities: 0.7 on the annotated label, uniform if unknown.
     prob = np.full((n, *anno.shape), 0.3 / (n - 1), np.float32)
     for label in range(1, n + 1):
         prob[label - 1][anno == label] = 0.7
     prob[:, anno == 0] = 1.0 / n
-    q = refine(image, prob)
+    return image, prob, expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["1", "1-b", "2", "3"])
+def test_refine_reproduces_pydensecrf_examples(case, backend):
+    image, prob, expected = reference_case(case)
+    q = refine(image, prob, CRFParams(backend=backend))
     assert q.shape == prob.shape and q.dtype == np.float32
+    # The torch lattice repeats pydensecrf's float32 arithmetic: every label agrees.
     np.testing.assert_array_equal(q.argmax(0) + 1, expected)
 
 
@@ -185,36 +187,36 @@ def _two_region_case():
     return image, np.stack([1 - fg, fg]).astype(np.float32)
 
 
-@needs_crf
-def test_refine_output_is_a_distribution_and_follows_the_image():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refine_output_is_a_distribution_and_follows_the_image(backend):
     image, prob = _two_region_case()
-    q = refine(image, prob)
+    q = refine(image, prob, P(backend))
     assert q.shape == (2, 40, 50) and q.dtype == np.float32
     np.testing.assert_allclose(q.sum(0), 1, atol=1e-4)
     # the noisy unary is cleaned up along the colour edge
     assert (q.argmax(0) == (np.arange(50) >= 25)[None, :]).all()
 
 
-@needs_crf
-def test_refine_zero_iterations_returns_normalised_input():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refine_zero_iterations_returns_normalised_input(backend):
     image, prob = _two_region_case()
     prob[:, 0, 0] = (1.0, 0.0)  # clipped to 1e-5 as pydensecrf does
-    q = refine(image, prob, CRFParams(iterations=0))
+    q = refine(image, prob, P(backend, iterations=0))
     clipped = np.clip(prob, 1e-5, 1)
     np.testing.assert_allclose(q, clipped / clipped.sum(0), rtol=1e-5, atol=1e-6)
 
 
-@needs_crf
-def test_refine_accepts_read_only_and_other_layouts():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refine_accepts_read_only_and_other_layouts(backend):
     image, prob = _two_region_case()
-    expected = refine(image, prob)
+    expected = refine(image, prob, P(backend))
     image_ro, prob_ro = image.copy(), prob.astype(np.float64)
     image_ro.setflags(write=False)
     prob_ro.setflags(write=False)
-    np.testing.assert_allclose(refine(image_ro, prob_ro), expected, atol=1e-5)
+    np.testing.assert_allclose(refine(image_ro, prob_ro, P(backend)), expected, atol=1e-5)
     # channel-first float 0..1 converts to the same uint8 pixels
     chw = np.moveaxis(image.astype(np.float32) / 255, -1, 0)
-    np.testing.assert_allclose(refine(chw, prob), expected, atol=1e-5)
+    np.testing.assert_allclose(refine(chw, prob, P(backend)), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -253,19 +255,34 @@ def test_crf_params_validation(kwargs, match):
 
 
 def test_crf_unavailable_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    assert crf_available()  # the torch backend
+    image, prob = _two_region_case()
+    pyd = CRFParams(backend="pydensecrf")
+    with pytest.raises(CRFUnavailableError, match=r"pip install pydensecrf2.*compiler.*backend='torch'.*crf=False"):
+        refine(image, prob, pyd)
+    with pytest.raises(ImportError, match="pip install pydensecrf2"):
+        refine_instances(image, prob[1:], params=pyd)
+    # auto falls back to torch and still refines
+    assert (refine(image, prob).argmax(0) == (np.arange(50) >= 25)[None, :]).all()
+
+
+def test_crf_needs_torch_or_pydensecrf(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydensecrf", None)
+    monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
     assert not crf_available()
     image, prob = _two_region_case()
-    with pytest.raises(CRFUnavailableError, match=r"pip install pydensecrf2.*compiler.*crf=False"):
-        refine(image, prob)
-    with pytest.raises(ImportError, match="pip install pydensecrf2"):
-        refine_instances(image, prob[1:])
+    with pytest.raises(CRFUnavailableError, match="PyTorch"):
+        refine(image, prob, CRFParams(backend="torch"))
 
 
 def test_module_imports_without_pydensecrf():
     code = (
         "import sys; sys.modules['pydensecrf'] = None; "
-        "import napari_gardenseg._crf as c; assert not c.crf_available(); print('ok')"
+        "import napari_gardenseg.crf as c; assert 'torch' not in sys.modules; "
+        "assert c.crf_available(); print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -277,31 +294,31 @@ def test_module_imports_without_pydensecrf():
 
 # A plain default CRF erases the blades of (2, 20, 3), (2, 10, 5) and (3, 20, 2)
 # (IoU 0.02, 0, 0.002; benchmarks/bench_crf.py has the figures).
-@needs_crf
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("width, noise, seed", [(2, 20, 0), (2, 20, 3), (2, 10, 5), (3, 20, 2), (3, 20, 5)])
-def test_refinement_does_no_harm_to_thin_objects(width, noise, seed):
+def test_refinement_does_no_harm_to_thin_objects(width, noise, seed, backend):
     image, gt, soft = single_object_case("thin", seed, width=width, noise=noise)
     raw = soft[0] > 0.5
-    refined = refine_instances(image, soft) == 1
+    refined = refine_instances(image, soft, params=P(backend)) == 1
     assert refined.sum() >= 0.7 * raw.sum() > 0  # not erased, not much smaller
     assert iou(refined, gt) >= iou(raw, gt) - 0.02
 
 
-@needs_crf
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("seed", [0, 2, 3])
-def test_refinement_improves_compact_objects(seed):
+def test_refinement_improves_compact_objects(seed, backend):
     image, gt, soft = single_object_case("compact", seed, noise=20)
     raw = soft[0] > 0.5
-    refined = refine_instances(image, soft) == 1
+    refined = refine_instances(image, soft, params=P(backend)) == 1
     assert refined.sum() >= 0.9 * raw.sum()
     assert iou(refined, gt) > iou(raw, gt) + 0.005
 
 
-@needs_crf
-def test_crowded_scene_keeps_every_instance_and_improves():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crowded_scene_keeps_every_instance_and_improves(backend):
     image, gt, soft, scores = crowded_case(seed=3)
     raw = instances_to_labels(soft, scores)
-    refined = refine_instances(image, soft, scores)
+    refined = refine_instances(image, soft, scores, P(backend))
     raw_iou = np.array([iou(raw == i + 1, g) for i, g in enumerate(gt)])
     ref_iou = np.array([iou(refined == i + 1, g) for i, g in enumerate(gt)])
     for k in range(1, len(gt) + 1):
@@ -318,36 +335,36 @@ def _overlapping_discs():
     return image, soft, a & b
 
 
-@needs_crf
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scores, owner", [((0.9, 0.6), 1), ((0.6, 0.9), 2), (None, 1)])
-def test_overlaps_go_to_the_higher_score_then_probability(scores, owner):
+def test_overlaps_go_to_the_higher_score_then_probability(scores, owner, backend):
     image, soft, both = _overlapping_discs()
-    for labels in (refine_instances(image, soft, scores), instances_to_labels(soft, scores)):
+    for labels in (refine_instances(image, soft, scores, P(backend)), instances_to_labels(soft, scores)):
         assert labels.dtype == np.int32 and labels.shape == soft.shape[1:]
         assert (labels[both] == owner).all()
         assert set(np.unique(labels)) == {0, 1, 2}
 
 
-@needs_crf
-def test_ids_follow_input_order_and_read_only_inputs_work():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ids_follow_input_order_and_read_only_inputs_work(backend):
     shape = (80, 120)
     masks = [lobed(shape, (40, x), 14, amp=0) for x in (20, 60, 100)]
     image = render(masks, [LEAF, GREEN, LEAF], np.random.default_rng(1))
     soft = coarse_soft_masks(masks)
     image.setflags(write=False)
     soft.setflags(write=False)
-    labels = refine_instances(image, soft, scores=[0.5, 0.9, 0.7])
+    labels = refine_instances(image, soft, scores=[0.5, 0.9, 0.7], params=P(backend))
     for i, m in enumerate(masks):
         assert iou(labels == i + 1, m) > 0.9
     # the same pixels as float channel-first input
     chw = np.moveaxis(image.astype(np.float32) / 255, -1, 0)
-    np.testing.assert_array_equal(refine_instances(chw, soft, scores=[0.5, 0.9, 0.7]), labels)
+    np.testing.assert_array_equal(refine_instances(chw, soft, scores=[0.5, 0.9, 0.7], params=P(backend)), labels)
 
 
-@needs_crf
-def test_no_instances_gives_background():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_instances_gives_background(backend):
     image = np.zeros((30, 40, 3), np.uint8)
-    for labels in (refine_instances(image, np.zeros((0, 30, 40))), instances_to_labels(np.zeros((0, 30, 40)))):
+    for labels in (refine_instances(image, np.zeros((0, 30, 40)), params=P(backend)), instances_to_labels(np.zeros((0, 30, 40)))):
         assert labels.shape == (30, 40) and labels.dtype == np.int32 and not labels.any()
 
 
