@@ -2,96 +2,29 @@
 
     gardenseg segment photo1.jpg photo2.png --model garden --out results/
     gardenseg segment --sample --out results/        # the bundled sample, offline
+    gardenseg segment photos/*.jpg --out results/ --workers 4          # 4 local processes
+    gardenseg segment photos/*.jpg --out results/ --scheduler-file sched.json  # a Dask cluster
     gardenseg models                                 # what can be loaded here
 
-Each input gives ``<stem>_labels.tif`` (raw instance ids), ``<stem>_labels_crf.tif``
-(CRF-refined), ``<stem>_instances.csv`` (one row per instance),
-``<stem>_overlay.png`` and, with ``--coco``, ``<stem>_coco.json``.
-
-:func:`process_file` handles one file and returns a small summary dict, so a
-batch can be spread over a Dask cluster with ``client.map(process_file, paths,
-out_dir=..., model=...)``; each worker loads the model once (``load_model``
-caches it per process).
+Each input gives ``<name>_labels.tif`` (raw instance ids), ``<name>_labels_crf.tif``
+(CRF-refined), ``<name>_instances.csv`` (one row per instance),
+``<name>_overlay.png``, with ``--coco`` ``<name>_coco.json``, and last
+``<name>_run.json`` (what made them). ``<name>`` is the file's stem, with a
+short path-derived suffix when two inputs share a stem (see
+:mod:`napari_gardenseg._batch`). Existing outputs are never replaced without
+``--overwrite``; ``--resume`` skips files already done with the same settings;
+failures are listed in ``failures.jsonl`` in the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
+from ._batch import overlay, process_file, read_image  # noqa: F401  (importable from here as before)
 
 __all__ = ["main", "process_file", "read_image", "overlay"]
-
-
-def read_image(path) -> np.ndarray:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such image file: {path}")
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGBA") if im.mode in ("P", "LA") else im)
-
-
-def overlay(image, labels, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 picture of ``labels`` over ``image``: a colour per instance, outlines in white."""
-    from ._images import to_rgb_uint8
-
-    rgb = to_rgb_uint8(image).astype(np.float32)
-    n = int(labels.max())
-    if n == 0:
-        return rgb.astype(np.uint8)
-    rng = np.random.default_rng(0)
-    colours = np.vstack([[0, 0, 0], rng.uniform(40, 255, (n, 3))]).astype(np.float32)
-    inside = labels > 0
-    rgb[inside] = (1 - alpha) * rgb[inside] + alpha * colours[labels[inside]]
-    edge = np.zeros_like(inside)
-    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    rgb[edge & inside] = 255
-    return rgb.astype(np.uint8)
-
-
-def process_file(path, out_dir, model="garden", *, coco: bool = False, write_overlay: bool = True, **segment_kwargs) -> dict:
-    """Segment one image file and write its outputs into ``out_dir``; return a summary."""
-    import tifffile
-    from PIL import Image
-
-    from ._export import to_coco
-    from ._inference import segment
-
-    path = Path(path)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    image = read_image(path) if not isinstance(path, np.ndarray) else path
-    t0 = time.perf_counter()
-    result = segment(image, model, **segment_kwargs)
-    seconds = time.perf_counter() - t0
-    stem = path.stem
-    written = []
-    tifffile.imwrite(out / f"{stem}_labels.tif", result.labels, compression="zlib")
-    written.append(f"{stem}_labels.tif")
-    if result.refined is not None:
-        tifffile.imwrite(out / f"{stem}_labels_crf.tif", result.refined, compression="zlib")
-        written.append(f"{stem}_labels_crf.tif")
-    result.table.to_csv(out / f"{stem}_instances.csv", index=False)
-    written.append(f"{stem}_instances.csv")
-    if write_overlay:
-        shown = result.refined if result.refined is not None else result.labels
-        Image.fromarray(overlay(image, shown)).save(out / f"{stem}_overlay.png")
-        written.append(f"{stem}_overlay.png")
-    if coco:
-        (out / f"{stem}_coco.json").write_text(json.dumps(to_coco(result, file_name=path.name)))
-        written.append(f"{stem}_coco.json")
-    return {"file": str(path), "instances": len(result), "seconds": round(seconds, 2), "written": written}
 
 
 def _sample_file() -> Path:
@@ -100,8 +33,118 @@ def _sample_file() -> Path:
     return Path(str(resources.files("napari_gardenseg") / "data" / "garden_sample.png"))
 
 
+def _int_or_auto(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels or 'auto', got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of pixels or 'auto', got {text!r}")
+    return value
+
+
+def _float_or_auto(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return value
+
+
+def _resources(text: str) -> dict:
+    try:
+        return {k: float(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=AMOUNT[,NAME=AMOUNT...] (e.g. GPU=1), got {text!r}") from None
+
+
+def _segment_options(args) -> tuple[dict, dict | None]:
+    """segment() options and CRF overrides from the flags; the newer engine options only when given."""
+    options = {
+        "score_threshold": args.score_threshold,
+        "mask_threshold": args.mask_threshold,
+        "classes": [c.strip() for c in args.classes.split(",")] if args.classes else None,
+        "crf": not args.no_crf,
+        "device": args.device,
+    }
+    for flag in ("tile_size", "tile_overlap", "scale"):
+        if getattr(args, flag) is not None:
+            options[flag] = getattr(args, flag)
+    if args.merge_classes:
+        options["merge_classes"] = True
+    overrides = {}
+    if args.crf_iterations is not None:
+        overrides["iterations"] = args.crf_iterations
+    if args.crf_backend is not None:
+        overrides["backend"] = args.crf_backend
+    return options, overrides or None
+
+
+class _Progress:
+    """A bar over files on a terminal (tqdm), one line per file otherwise; failures always on stderr."""
+
+    def __init__(self, total: int):
+        self.total, self.count, self.bar = total, 0, None
+        try:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
+            if self.bar.disable:
+                self.bar = None
+        except ImportError:
+            pass
+
+    def __call__(self, fraction: float, message: str):
+        self.count += 1
+        failed = ": FAILED" in message
+        line = message if self.bar is not None else f"[{self.count}/{self.total}] {message}"
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr if failed else sys.stdout)
+            self.bar.update(1)
+        else:
+            print(line, file=sys.stderr if failed else sys.stdout, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _client(args, stack):
+    """A Dask client for --workers / --scheduler / --scheduler-file, or None (run in this process)."""
+    given = [f for f, v in (("--workers", args.workers), ("--scheduler", args.scheduler),
+                            ("--scheduler-file", args.scheduler_file)) if v is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise ValueError(f"give one of --workers, --scheduler, --scheduler-file, not {' and '.join(given)}")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ImportError(
+            f"{given[0]} needs Dask distributed: `pip install napari-gardenseg[distributed]`"
+        ) from None
+    if args.workers is not None:
+        from ._batch import local_cluster
+
+        cluster = stack.enter_context(local_cluster(args.workers))
+        return stack.enter_context(Client(cluster))
+    if args.scheduler is not None:
+        return stack.enter_context(Client(args.scheduler, timeout="30s"))
+    if not Path(args.scheduler_file).exists():
+        raise FileNotFoundError(f"--scheduler-file: no such file: {args.scheduler_file}")
+    return stack.enter_context(Client(scheduler_file=args.scheduler_file, timeout="30s"))
+
+
 def _cmd_segment(args) -> int:
-    from ._crf import CRFParams
+    from contextlib import ExitStack
+
+    from ._batch import segment_files
 
     inputs = [Path(p) for p in args.inputs]
     if args.sample:
@@ -113,28 +156,22 @@ def _cmd_segment(args) -> int:
     if missing:
         print(f"gardenseg segment: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    from ._models import load_model
-
-    model = load_model(args.model, device=args.device)
-    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
-    crf_params = None
-    if args.crf_iterations is not None:
-        stored = model.meta.get("crf") or {}
-        crf_params = CRFParams(**{**stored, "iterations": args.crf_iterations})
-    failures = 0
-    for path in inputs:
-        try:
-            summary = process_file(
-                path, args.out, model, coco=args.coco,
-                score_threshold=args.score_threshold, mask_threshold=args.mask_threshold,
-                classes=classes, crf=not args.no_crf, crf_params=crf_params,
-            )
-        except Exception as exc:  # one bad file must not stop a batch
-            failures += 1
-            print(f"{path}: FAILED: {exc}", file=sys.stderr)
-            continue
-        print(f"{path.name}: {summary['instances']} instances in {summary['seconds']} s -> {Path(args.out) / path.stem}_*")
-    return 1 if failures else 0
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    options, overrides = _segment_options(args)
+    with ExitStack() as stack:
+        client = _client(args, stack)
+        bar = _Progress(len(inputs))
+        stack.callback(bar.close)
+        summary = segment_files(
+            inputs, args.out, args.model, client=client, overwrite=args.overwrite, resume=args.resume,
+            progress=bar, retries=args.retries, coco=args.coco, crf_overrides=overrides,
+            resources=args.resources, **options,
+        )
+    tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
+    print(f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed "
+          f"in {summary.seconds:.1f} s -> {summary.out_dir}{tail}", file=sys.stderr if summary.failed else sys.stdout)
+    return 0 if summary.ok else 1
 
 
 def _cmd_models(args) -> int:
@@ -163,7 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", help="comma-separated class names to keep (default: all)")
     s.add_argument("--no-crf", action="store_true", help="skip the dense-CRF refinement")
     s.add_argument("--crf-iterations", type=int, help="mean-field iterations (default: the model's setting)")
+    s.add_argument("--crf-backend", choices=("auto", "torch", "pydensecrf"), help="dense-CRF implementation (default: auto)")
+    s.add_argument("--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)")
+    s.add_argument("--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default: the model's)")
+    s.add_argument("--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'")
+    s.add_argument("--merge-classes", action="store_true", help="report every instance as one class 'plant'")
     s.add_argument("--coco", action="store_true", help="also write COCO JSON")
+    s.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (never replaced otherwise)")
+    s.add_argument("--resume", action="store_true",
+                   help="skip files whose outputs were made with the same model and settings")
+    b = s.add_argument_group("parallel and cluster runs (need dask distributed)")
+    b.add_argument("--workers", type=int, help="run on a local Dask cluster of N processes, one thread each")
+    b.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (e.g. tcp://host:8786)")
+    b.add_argument("--scheduler-file", metavar="PATH", help="run on the Dask cluster described by this scheduler file")
+    b.add_argument("--retries", type=int, default=1, help="times a file is resubmitted when its worker dies (default: 1)")
+    b.add_argument("--resources", type=_resources, metavar="NAME=N",
+                   help="run each file on workers with these Dask resources, e.g. GPU=1")
     s.set_defaults(func=_cmd_segment)
     m = sub.add_parser("models", help="list the models and whether their weights are here")
     m.set_defaults(func=_cmd_models)
@@ -174,7 +226,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, ImportError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"gardenseg: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,272 @@
+"""Batches in this process and on a real Dask LocalCluster (2 worker processes, one thread each).
+
+One cluster serves the whole module: starting one costs seconds.
+"""
+
+import filecmp
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_gardenseg import _batch, cli
+
+distributed = pytest.importorskip("distributed")  # the `test` extra installs it; a bare install may not have it
+
+N_IMAGES = 8
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from napari_gardenseg.synthetic import garden_scene
+
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for seed in range(N_IMAGES):
+        image, _, _ = garden_scene(seed, (128, 128))
+        paths.append(folder / f"scene{seed}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+class CountCheckpointReads(distributed.WorkerPlugin):
+    """Counts, in each worker process, how often a checkpoint file is read into a model."""
+
+    name = "count-checkpoint-reads"
+
+    def setup(self, worker):
+        from napari_gardenseg import _models
+
+        original = _models._from_checkpoint
+
+        def counted(*args, **kwargs):
+            _models.CHECKPOINT_READS = getattr(_models, "CHECKPOINT_READS", 0) + 1
+            return original(*args, **kwargs)
+
+        _models._from_checkpoint = counted
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = _batch.local_cluster(2)  # LocalCluster(n_workers=2, processes=True, threads_per_worker=1)
+    with distributed.Client(cluster) as c:
+        c.register_plugin(CountCheckpointReads())
+        yield c
+    cluster.close()
+
+
+def _outputs(folder: Path) -> dict:
+    return {p.name: p for p in folder.iterdir() if not p.name.endswith("_run.json")}
+
+
+def _record(folder: Path, name: str) -> dict:
+    return json.loads((folder / f"{name}_run.json").read_text())
+
+
+def test_cluster_outputs_identical_to_sequential_and_model_loaded_once_per_worker(images, client, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker here: float sums in another order move scores in the last digit
+    try:
+        seq = _batch.segment_files(images, tmp_path / "seq")
+    finally:
+        torch.set_num_threads(threads)
+    dist = _batch.segment_files(images, tmp_path / "dist", client=client)
+    assert seq.done == dist.done == N_IMAGES, dist.table
+    assert sum(f.instances for f in seq) >= N_IMAGES  # the garden model finds plants in garden scenes
+    assert [f.instances for f in seq] == [f.instances for f in dist]
+    a, b = _outputs(tmp_path / "seq"), _outputs(tmp_path / "dist")
+    assert sorted(a) == sorted(b) and len(a) == 4 * N_IMAGES  # labels, labels_crf, csv, overlay
+    different = [n for n in a if not filecmp.cmp(a[n], b[n], shallow=False)]
+    assert different == []
+    for f in seq:
+        volatile = ("seconds", "created", "device")
+        ra, rb = _record(tmp_path / "seq", f.name), _record(tmp_path / "dist", f.name)
+        assert {k: v for k, v in ra.items() if k not in volatile} == {k: v for k, v in rb.items() if k not in volatile}
+
+    # each worker process read the checkpoint once and reused the model for its other files
+    used = {f.worker for f in dist}
+    assert len(used) == 2 and None not in used
+    reads = client.run(lambda: __import__("napari_gardenseg._models", fromlist=["x"]).__dict__.get("CHECKPOINT_READS", 0))
+    loads = client.run(lambda: _batch.MODEL_LOADS)
+    assert all(reads[w] == 1 and loads[w] == 1 for w in used), (reads, loads)
+    # two processes on this host share its cores instead of each taking all of them
+    cpus = len(os.sched_getaffinity(0))
+    assert set(client.run(lambda: torch.get_num_threads()).values()) == {max(1, cpus // 2)}
+
+
+def _exit_once(marker: str, filename: str):
+    """Make this worker process die (as from a segfault or the OOM killer) on ``filename``, once per marker."""
+    from napari_gardenseg import _batch as batch
+
+    original = batch.read_image
+
+    def read(path):
+        if Path(path).name == filename:
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        return original(path)
+
+    batch.read_image = read
+
+
+def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
+    bad = tmp_path / "corrupt.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n but not an image")
+    doomed = tmp_path / "doomed.png"
+    doomed.write_bytes(images[0].read_bytes())
+    batch = [images[1], bad, doomed, images[2]]
+
+    client.run(_exit_once, str(tmp_path / "died-1"), "doomed.png")
+    out = tmp_path / "out"
+    summary = _batch.segment_files(batch, out, client=client, crf=False, retries=1)
+    assert (tmp_path / "died-1").exists()  # the worker really died on it
+    status = {Path(f.file).name: f for f in summary}
+    assert status["doomed.png"].status == "done" and status["doomed.png"].attempts == 2  # retried elsewhere
+    assert status["corrupt.png"].status == "failed"
+    assert [status[p.name].status for p in (images[1], images[2])] == ["done", "done"]
+    lines = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert [(x["file"], x["error_type"]) for x in lines] == [(str(bad), "UnidentifiedImageError")]
+    assert "Traceback" in lines[0]["traceback"] and "corrupt.png" in lines[0]["message"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
+
+    # without retries, the lost worker is the file's failure, reported like any other
+    client.wait_for_workers(2, timeout=60)  # the dead one's nanny has started a new process
+    client.run(_exit_once, str(tmp_path / "died-2"), "doomed.png")
+    summary = _batch.segment_files([doomed, images[3]], tmp_path / "out2", client=client, crf=False, retries=0)
+    assert [f.status for f in summary] == ["failed", "done"]
+    (line,) = [json.loads(x) for x in (tmp_path / "out2" / "failures.jsonl").read_text().splitlines()]
+    assert line["file"] == str(doomed) and line["error_type"] == "KilledWorker" and line["attempts"] == 1
+    assert not list((tmp_path / "out2").glob("doomed*"))  # nothing half-written under a real name
+
+
+def test_cli_against_a_scheduler_from_a_subprocess(images, client, tmp_path):
+    out = tmp_path / "out"
+    address = client.scheduler.address
+    cmd = [sys.executable, "-m", "napari_gardenseg.cli", "segment", str(images[4]), str(images[5]),
+           "--out", str(out), "--scheduler", address, "--no-crf", "--coco"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "2 done, 0 skipped, 0 failed" in run.stdout
+    for name in ("scene4", "scene5"):
+        labels = tifffile.imread(out / f"{name}_labels.tif")
+        coco = json.loads((out / f"{name}_coco.json").read_text())
+        assert labels.max() >= 1 and len(coco["annotations"]) == labels.max()
+        assert _record(out, name)["options"]["crf"] is False
+    # every file already there: the same command with --resume does nothing and says so
+    run = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "0 done, 2 skipped" in run.stdout, run.stderr
+
+
+def test_resume_skips_done_files_and_redoes_changed_ones(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    files = [str(p) for p in images[:3]]
+    base = ["segment", *files, "--out", str(out), "--no-crf"]
+    assert cli.main(base) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+
+    assert cli.main(base + ["--resume"]) == 0
+    assert "0 done, 3 skipped, 0 failed" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps  # nothing rewritten
+
+    # other settings: --resume alone never replaces what another run made...
+    changed = base + ["--score-threshold", "0.9", "--resume"]
+    assert cli.main(changed) == 1
+    err = capsys.readouterr().err
+    assert "different options" in err and "--overwrite" in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "failures.jsonl"} == stamps
+    # ...with --overwrite it redoes only what differs
+    Image.open(images[0]).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "scene0.png")
+    redo = ["segment", str(tmp_path / "scene0.png"), *files[1:], "--out", str(out), "--no-crf", "--resume", "--overwrite"]
+    assert cli.main(redo) == 0
+    assert "1 done, 2 skipped" in capsys.readouterr().out  # scene0 is another file now; 1 and 2 unchanged
+    assert _record(out, "scene0")["input"]["path"] == str(tmp_path / "scene0.png")
+    assert cli.main(changed + ["--overwrite"]) == 0
+    assert "3 done, 0 skipped" in capsys.readouterr().out
+    assert {_record(out, f"scene{i}")["options"]["score_threshold"] for i in range(3)} == {0.9}
+
+
+def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
+    for sub, src in (("a", images[6]), ("b", images[7])):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "x.png").write_bytes(src.read_bytes())
+    inputs = [str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"), str(images[5])]
+    names = _batch.output_names(inputs)
+    assert names[0] != names[1] and names[0].startswith("x__") and names[2] == "scene5"
+    assert names == _batch.output_names(inputs)  # predictable
+    out = tmp_path / "out"
+    assert cli.main(["segment", *inputs, "--out", str(out), "--no-crf"]) == 0
+    for name, src in zip(names[:2], (images[6], images[7])):
+        labels = tifffile.imread(out / f"{name}_labels.tif")
+        alone = _batch.segment_files([src], tmp_path / f"alone-{name}", crf=False)
+        np.testing.assert_array_equal(labels, tifffile.imread(Path(alone.files[0].outputs[0])))
+        assert _record(out, name)["input"]["path"] == inputs[names.index(name)]
+    assert not np.array_equal(tifffile.imread(out / f"{names[0]}_labels.tif"), tifffile.imread(out / f"{names[1]}_labels.tif"))
+
+
+def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "scene1_labels.tif"
+    mine.write_bytes(b"the user's own labels")
+    args = ["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert str(mine) in err and "--overwrite" in err
+    assert mine.read_bytes() == b"the user's own labels"
+    assert not (out / "scene1_instances.csv").exists() and (out / "scene2_run.json").exists()
+    (line,) = (json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines())
+    assert line["error_type"] == "OutputExistsError" and line["file"] == str(images[1])
+    assert cli.main(args + ["--overwrite"]) == 0
+    assert tifffile.imread(mine).shape == (128, 128)
+    # process_file itself refuses too (other settings than the outputs there), and with resume=True
+    # keeps outputs made with the same ones
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        _batch.process_file(images[2], out, crf=False, score_threshold=0.7)
+    again = _batch.process_file(images[2], out, crf=False, score_threshold=0.5, resume=True)
+    assert again["reused"] and again["instances"] == _record(out, "scene2")["instances"]
+
+
+def test_cli_options_reach_segment_only_when_given(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(_batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), []))
+    sample = str(cli._sample_file())
+    assert cli.main(["segment", sample, "--out", "o"]) == 0
+    assert not {"tile_size", "tile_overlap", "scale", "merge_classes"} & set(seen) and seen["crf_overrides"] is None
+    assert seen["client"] is None and seen["overwrite"] is seen["resume"] is False
+    args = ["segment", sample, "--tile-size", "auto", "--tile-overlap", "32", "--scale", "0.5", "--merge-classes",
+            "--crf-backend", "torch", "--crf-iterations", "3", "--retries", "2", "--resources", "GPU=1"]
+    assert cli.main(args) == 0
+    assert (seen["tile_size"], seen["tile_overlap"], seen["scale"], seen["merge_classes"]) == ("auto", 32, 0.5, True)
+    assert seen["crf_overrides"] == {"iterations": 3, "backend": "torch"}
+    assert (seen["retries"], seen["resources"]) == (2, {"GPU": 1.0})
+    for bad in (["--tile-size", "big"], ["--scale", "-1"], ["--crf-backend", "cuda"]):
+        with pytest.raises(SystemExit):
+            cli.main(["segment", sample, *bad])
+    assert cli.main(["segment", sample, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
+
+
+def test_bad_options_fail_before_any_file(images, tmp_path):
+    with pytest.raises(TypeError, match="'score_treshold'"):
+        _batch.segment_files(images[:1], tmp_path, score_treshold=0.5)
+    with pytest.raises(ValueError, match="retries"):
+        _batch.segment_files(images[:1], tmp_path, retries=-1)
+    with pytest.raises(ValueError, match="unknown model"):
+        _batch.segment_files(images[:1], tmp_path, model="gardn")
+    with pytest.raises(TypeError, match="model name or a checkpoint path"):
+        from napari_gardenseg._models import load_model
+
+        _batch.segment_files(images[:1], tmp_path, model=load_model("garden"), client=object())
+    assert not list(tmp_path.glob("*_labels.tif"))
