@@ -8,27 +8,36 @@ weights, splatted onto the d+1 vertices of their simplex, blurred with
 (1/2, 1, 1/2) along each of the d+1 lattice directions (a missing neighbour
 counts as 0) and sliced back with pydensecrf's ``alpha = 1 / (1 + 2^-d)``.
 
-Instead of a hash table, vertex keys are packed into one int64 (mixed radix
-over the keys' range) and numbered with ``torch.unique``; blur neighbours are
-found with ``searchsorted``. Points carry a segment id that is part of the
-key, so many crops share one lattice build and one blur without their
-vertices ever meeting: the result per crop is that of a lattice of its own.
-The structure (splat indices, weights, neighbours) is built once and reused
-for every filtering of new values (every mean-field iteration).
+Instead of a hash table, keys are packed into one int64 (mixed radix over
+their range) and numbered by stable sorts: first each point's simplex (its
+remainder-0 point and rank order), then the simplices' vertices; blur
+neighbours are found with ``searchsorted``. The splat is two sparse (CSR)
+sums, points -> simplex corners -> vertices; the slice two row gathers. Points carry a segment id that is part of the key, so
+many crops share one lattice build and one blur without their vertices ever
+meeting: the result per crop is that of a lattice of its own. The structure
+is built once and reused for every filtering (every mean-field iteration).
 
-Where the result can differ from pydensecrf's by float rounding: the splat
-(``index_add_``) and the slice may add in another order for some vertices,
-and ``exp`` comes from another maths library in the mean field.
+Where the result can differ from pydensecrf's: float rounding only. The
+sparse products may add a vertex's or a point's terms in another order, and
+the mean field's ``exp`` comes from another maths library. Labels change
+only where two labels' marginals are that close (see the tests' figures).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
 _MAX_BITS = 62  # packed keys must fit a signed int64
+
+
+def _csr(crow, col, val, size):
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore")
+        return torch.sparse_csr_tensor(crow, col, val, size=size, check_invariants=False)
 
 
 class Lattice:
@@ -41,117 +50,146 @@ class Lattice:
         n, d = features.shape
         d1 = d + 1
         self.n, self.d = n, d
-        f32 = torch.float32
+        i64 = torch.int64
 
         # Elevate (E p, p.5 of Adams et al.), in float32 with pydensecrf's constants.
-        inv_std = np.float32(math.sqrt(2.0 / 3.0) * d1)
-        scale = [float(np.float32(1.0 / math.sqrt((i + 2) * (i + 1)) * float(inv_std))) for i in range(d)]
-        elevated = torch.empty((n, d1), dtype=f32, device=device)
-        sm = torch.zeros(n, dtype=f32, device=device)
+        inv_std = float(np.float32(math.sqrt(2.0 / 3.0) * d1))
+        scale = [float(np.float32(1.0 / math.sqrt((i + 2) * (i + 1)) * inv_std)) for i in range(d)]
+        elevated = [None] * d1
+        sm = torch.zeros(n, dtype=torch.float32, device=device)
         for j in range(d, 0, -1):
             cf = features[:, j - 1] * scale[j - 1]
-            elevated[:, j] = sm - float(j) * cf
+            elevated[j] = sm - float(j) * cf
             sm = sm + cf
-        elevated[:, 0] = sm
+        elevated[0] = sm
 
-        # Nearest remainder-0 point, then the rank of each coordinate's residual.
+        # Nearest remainder-0 point; rank of each coordinate's residual (ties: the later ranks higher).
         down = float(np.float32(1.0 / d1))
-        v = torch.round(elevated * down)
-        rem0 = v * float(d1)
-        total = v.sum(1).to(torch.int64)
-        resid = elevated - rem0
-        lt = resid[:, :, None] < resid[:, None, :]  # lt[n, i, j]: resid_i < resid_j
-        upper = torch.ones(d1, d1, dtype=torch.bool, device=device).triu(1)  # j > i
-        rank = (lt & upper).sum(2) + (~lt & upper).sum(1)
-        rank = rank + total[:, None]
-        low, high = rank < 0, rank > d
-        rank = rank + d1 * low - d1 * high
-        rem0 = rem0 + float(d1) * low - float(d1) * high
+        rounded = [torch.round(e * down) for e in elevated]
+        rem0 = [v * float(d1) for v in rounded]
+        total = torch.stack(rounded).sum(0).to(i64)
+        resid = [e - r for e, r in zip(elevated, rem0)]
+        rank = [total.clone() for _ in range(d1)]
+        for i in range(d1):
+            for j in range(i + 1, d1):
+                c = (resid[i] < resid[j]).to(i64)
+                rank[i] += c
+                rank[j] += 1 - c
+        for i in range(d1):
+            shift = (rank[i] < 0).to(i64) - (rank[i] > d).to(i64)
+            rank[i] += d1 * shift
+            rem0[i] = rem0[i] + shift.to(torch.float32) * float(d1)
+        rank_t = torch.stack(rank, 1)  # (N, d+1), a permutation of 0..d per point
 
-        # Barycentric weights (p.10): slots d - rank get +v, d - rank + 1 get -v.
-        vb = (elevated - rem0) * down
-        pos = d - rank
-        plus = torch.zeros((n, d + 2), dtype=f32, device=device).scatter_(1, pos, vb)
-        minus = torch.zeros((n, d + 2), dtype=f32, device=device).scatter_(1, pos + 1, vb)
+        # Barycentric weights (p.10): slot d - rank gets +v, slot d - rank + 1 gets -v.
+        vb = torch.stack([(e - r) * down for e, r in zip(elevated, rem0)], 1)
+        pos = d - rank_t
+        plus = torch.zeros((n, d + 2), dtype=torch.float32, device=device).scatter_(1, pos, vb)
+        minus = torch.zeros((n, d + 2), dtype=torch.float32, device=device).scatter_(1, pos + 1, vb)
         bary = plus - minus
         bary[:, 0] = bary[:, 0] + (1.0 + bary[:, d + 1])
-        self.weights = bary[:, :d1].contiguous()  # (N, d+1)
+        weights = bary[:, :d1]
 
-        # Vertex keys: rem0 + canonical[remainder][rank], first d coordinates.
-        r = torch.arange(d1, device=device)
-        canonical = torch.where(r[None, :] <= d - r[:, None], r[:, None], r[:, None] - d1)  # [remainder, rank]
-        keys = rem0[:, None, :d].to(torch.int64) + canonical[:, rank[:, :d]].permute(1, 0, 2)  # (N, d+1, d)
-        keys = keys.reshape(-1, d)
-        seg = None if segments is None else segments.to(device=device, dtype=torch.int64).repeat_interleave(d1)
-
-        lo = keys.amin(0) - d1 if keys.numel() else torch.zeros(d, dtype=torch.int64, device=device)
-        hi = keys.amax(0) + d1 if keys.numel() else torch.zeros(d, dtype=torch.int64, device=device)
-        span = (hi - lo + 1).tolist()
-        n_seg = int(seg.max()) + 1 if seg is not None and seg.numel() else 1
-        bits = sum(math.log2(s) for s in span) + math.log2(n_seg)
+        # Points of one simplex share its remainder-0 point and rank order:
+        # number the simplices first (one sort of N codes), then their vertices
+        # (a sort of S * (d+1) keys, S << N), so the work per point stays small.
+        rem0_int = torch.stack(rem0[:d], 1).to(i64) if d else torch.zeros((n, 0), dtype=i64, device=device)
+        if n:
+            lo = rem0_int.amin(0) - 2 * d1
+            span = (rem0_int.amax(0) + 2 * d1 - lo + 1).tolist()
+        else:
+            lo, span = torch.zeros(d, dtype=i64, device=device), [1] * d
+        n_seg = int(segments.max()) + 1 if segments is not None and n else 1
+        perms = d1**d1
+        bits = sum(math.log2(s) for s in span) + math.log2(n_seg) + math.log2(perms)
+        if bits > _MAX_BITS:
+            raise ValueError(
+                f"the CRF lattice keys need {bits:.0f} bits (image or crops too large for the torch backend's "
+                "packed keys); refine smaller crops or use backend='pydensecrf'"
+            )
         radix = [1] * d
         for i in range(d - 2, -1, -1):
             radix[i] = radix[i + 1] * span[i + 1]
-        deltas = []  # packed offset of the n1 neighbour along each direction (n2 = -n1)
+        key0 = ((rem0_int - lo) * torch.tensor(radix, dtype=i64, device=device)).sum(1)
+        if segments is not None:
+            key0 = key0 + segments.to(device=device, dtype=i64) * (radix[0] * span[0] if d else 1)
+        code = key0 * perms + (rank_t * torch.tensor([d1**i for i in range(d1)], dtype=i64, device=device)).sum(1)
+        simplex_sorted, order_p = torch.sort(code, stable=True)
+        first = torch.ones(n, dtype=torch.bool, device=device)
+        first[1:] = simplex_sorted[1:] != simplex_sorted[:-1]
+        sid_sorted = torch.cumsum(first.to(i64), 0) - 1
+        sid = torch.empty_like(sid_sorted).scatter_(0, order_p, sid_sorted)
+        rep = order_p[first]  # one point per simplex
+        n_simplex = rep.numel()
+
+        # Vertex r of a simplex is rem0 + canonical[r][rank] (first d
+        # coordinates); from r - 1 to r every coordinate gains 1 except the one
+        # ranked d + 1 - r, which loses d + 1.
+        rank_rep = rank_t[rep]
+        coord_of_rank = torch.empty_like(rank_rep).scatter_(
+            1, rank_rep, torch.arange(d1, device=device).expand(n_simplex, d1).contiguous()
+        )
+        radix_t = torch.tensor(radix + [0], dtype=i64, device=device)  # coordinate d has no digit
+        step_all = sum(radix)
+        key = key0[rep]
+        keys = [key]
+        for r in range(1, d1):
+            key = key + step_all - d1 * radix_t[coord_of_rank[:, d1 - r]]
+            keys.append(key)
+        packed = torch.stack(keys, 1).reshape(-1)  # entry s * (d+1) + r
+        vkeys, order_v = torch.sort(packed, stable=True)
+        new = torch.ones_like(vkeys, dtype=torch.bool)
+        new[1:] = vkeys[1:] != vkeys[:-1]
+        vid_sorted = torch.cumsum(new.to(i64), 0) - 1
+        uniq = vkeys[new]
+        m = uniq.numel()
+        vertex = torch.empty_like(vid_sorted).scatter_(0, order_v, vid_sorted)  # (S*(d+1),)
+
+        # Blur neighbours along direction j: every coordinate -1 except j, +d (n1), and the opposite (n2).
+        blur = torch.empty((d1, 2, m + 1), dtype=i64, device=device)
         for j in range(d1):
-            deltas.append(-sum(radix) + (d1 * radix[j] if j < d else 0))
-        if bits <= _MAX_BITS:
-            packed = ((keys - lo) * torch.tensor(radix, dtype=torch.int64, device=device)).sum(1)
-            if seg is not None:
-                packed = packed + seg * (radix[0] * span[0])
-            uniq, inverse = torch.unique(packed, sorted=True, return_inverse=True)
-            m = uniq.numel()
-            blur = torch.empty((d1, 2, m + 1), dtype=torch.int64, device=device)
-            for j, delta in enumerate(deltas):
-                for k, sign in enumerate((1, -1)):
-                    target = uniq + sign * delta
-                    at = torch.searchsorted(uniq, target).clamp_(max=max(m - 1, 0))
-                    found = uniq[at] == target if m else torch.zeros(0, dtype=torch.bool, device=device)
-                    blur[j, k, :m] = torch.where(found, at, m)
-                    blur[j, k, m] = m
-        else:  # keys too wide to pack: number them row-wise (slower, same lattice)
-            full = keys if seg is None else torch.cat([seg[:, None], keys], 1)
-            uniq_rows, inverse = torch.unique(full, dim=0, return_inverse=True)
-            m = uniq_rows.shape[0]
-            off = 0 if seg is None else 1
-            steps = []
-            for j in range(d1):
-                step = torch.full((d,), -1, dtype=torch.int64, device=device)
-                if j < d:
-                    step[j] = d
-                step = torch.cat([torch.zeros(off, dtype=torch.int64, device=device), step])
-                steps += [step, -step]
-            cand = torch.cat([uniq_rows] + [uniq_rows + s for s in steps])
-            _, ids = torch.unique(cand, dim=0, return_inverse=True)
-            lut = torch.full((int(ids.max()) + 1 if ids.numel() else 1,), m, dtype=torch.int64, device=device)
-            lut[ids[:m]] = torch.arange(m, device=device)
-            nb = lut[ids[m:]].view(d1, 2, m)
-            blur = torch.cat([nb, torch.full((d1, 2, 1), m, dtype=torch.int64, device=device)], 2)
-        self.m = m
-        self.offsets = inverse.view(n, d1)  # vertex of each point's d+1 simplex corners
+            delta = -step_all + (d1 * radix[j] if j < d else 0)
+            for k, sign in enumerate((1, -1)):
+                target = uniq + sign * delta
+                at = torch.searchsorted(uniq, target).clamp_(max=max(m - 1, 0))
+                blur[j, k, :m] = torch.where(uniq[at] == target, at, m)
+                blur[j, k, m] = m
+
+        self.m, self.n_simplex = m, n_simplex
         self.blur = blur  # (d+1, 2, M+1); index M is an always-zero vertex
-        self.alpha = float(np.float32(1.0) / (np.float32(1.0) + np.float32(2.0) ** np.float32(-d)))
+        alpha = float(np.float32(1.0) / (np.float32(1.0) + np.float32(2.0) ** np.float32(-d)))
+        self.weights = weights.contiguous()
+        self.vertex = vertex  # (S*(d+1),) vertex of each simplex corner
+        self.simplex = sid  # (N,) simplex of each point
+        crow = torch.zeros(n_simplex + 1, dtype=i64, device=device)
+        crow[1:] = torch.cumsum(torch.bincount(sid_sorted, minlength=n_simplex), 0) if n else 0
+        ones = torch.ones(n, dtype=torch.float32, device=device)
+        self._gather = _csr(crow, order_p, ones, (n_simplex, n))  # points -> their simplex
+        crow = torch.zeros(m + 2, dtype=i64, device=device)
+        crow[1:] = torch.cumsum(torch.bincount(vid_sorted, minlength=m + 1), 0) if m else 0
+        self._to_vertex = _csr(crow, order_v, torch.ones(vid_sorted.numel(), device=device), (m + 1, n_simplex * d1))
+        # Slice: point p takes sum_r (w_r * alpha) * value of its simplex's corner r.
+        cols = (sid[:, None] * d1 + torch.arange(d1, device=device)).reshape(-1)
+        crow = torch.arange(0, n * d1 + 1, d1, device=device)
+        self._slice = _csr(crow, cols, (weights * alpha).reshape(-1), (n, n_simplex * d1))
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
         """Splat (N, C) float32 ``values``, blur, slice: the lattice's Gaussian filter."""
         n, c = values.shape
+        if n == 0:
+            return values.clone()
         d1 = self.d + 1
-        flat = self.offsets.reshape(-1)
-        contrib = (self.weights.reshape(-1, 1) * values.repeat_interleave(d1, 0)) if n else values.new_zeros((0, c))
-        grid = values.new_zeros((self.m + 1, c)).index_add_(0, flat, contrib)
+        # Splat: w * value per simplex corner, summed per simplex, then per vertex.
+        if c == 1:
+            wx = self.weights * values
+        else:
+            wx = (self.weights[:, :, None] * values[:, None, :]).reshape(n, d1 * c)
+        corners = (self._gather @ wx).reshape(self.n_simplex * d1, c)
+        grid = self._to_vertex @ corners  # (M+1, C); row M stays 0
         for j in range(d1):
             nxt = grid.index_select(0, self.blur[j, 0])
             nxt += grid.index_select(0, self.blur[j, 1])
             nxt *= 0.5
             nxt += grid
             grid = nxt
-        gathered = grid.index_select(0, flat).view(n, d1, c)
-        out = values.new_zeros((n, c))
-        if c <= 2:  # pydensecrf's sequential path: (w * value) * alpha
-            for r in range(d1):
-                out += (self.weights[:, r : r + 1] * gathered[:, r]) * self.alpha
-        else:  # its SSE path: (w * alpha) * value
-            wa = self.weights * self.alpha
-            for r in range(d1):
-                out += wa[:, r : r + 1] * gathered[:, r]
-        return out
+        return self._slice @ grid.index_select(0, self.vertex)

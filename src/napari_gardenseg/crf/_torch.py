@@ -73,25 +73,45 @@ def dense_crf_batch(rgbs, unaries, iterations: int, gaussian, bilateral, device=
     seg = torch.repeat_interleave(torch.arange(len(rgbs)), torch.tensor(sizes)).to(device)
     unary = torch.from_numpy(np.concatenate([np.asarray(u, np.float32).T for u in unaries])).to(device)  # (N, K)
 
+    # (kernel, points it covers or None for all, -compat per point or one float)
     kernels = []
     g_sxy, g_compats = gaussian
     g_compats = np.asarray(g_compats, np.float32)
-    if (g_compats > 0).any():
-        # A crop without the Gaussian term (weight 0) rides along; -0 * message changes nothing.
-        if len(set(g_compats.tolist())) == 1:
-            neg_w = float(-g_compats[0])
+    on = np.flatnonzero(g_compats > 0)
+    if on.size:
+        # Crops without the Gaussian term (thin objects) stay out of its lattice.
+        if on.size == len(rgbs):
+            points, g_seg = None, seg
         else:
-            neg_w = torch.from_numpy(np.repeat(-g_compats, sizes)).to(device)[:, None]
-        kernels.append((_Kernel(_features(rgbs, device, g_sxy, None), seg), neg_w))
+            starts = np.concatenate([[0], np.cumsum(sizes)])
+            points = torch.cat([torch.arange(starts[i], starts[i + 1]) for i in on]).to(device)
+            g_seg = torch.repeat_interleave(torch.arange(on.size), torch.tensor([sizes[i] for i in on])).to(device)
+        if len(set(g_compats[on].tolist())) == 1:
+            neg_w = float(-g_compats[on[0]])
+        else:
+            neg_w = torch.from_numpy(np.repeat(-g_compats[on], [sizes[i] for i in on])).to(device)[:, None]
+        kernels.append((_Kernel(_features([rgbs[i] for i in on], device, g_sxy, None), g_seg), points, neg_w))
     b_sxy, b_srgb, b_compat = bilateral
     if b_compat > 0:
-        kernels.append((_Kernel(_features(rgbs, device, b_sxy, b_srgb), seg), float(np.float32(-b_compat))))
+        kernels.append((_Kernel(_features(rgbs, device, b_sxy, b_srgb), seg), None, float(np.float32(-b_compat))))
 
     q = _softmax(-unary)
+    if k == 2:
+        # Two labels: K q0 = K 1 - K q1 (K is linear), so one channel is filtered.
+        ones = [kernel.apply(q.new_ones((kernel.lattice.n, 1))) for kernel, _, _ in kernels]
     for _ in range(iterations):
         tmp = -unary
-        for kernel, neg_w in kernels:
-            tmp = tmp - neg_w * kernel.apply(q)
+        for n_k, (kernel, points, neg_w) in enumerate(kernels):
+            qk = q if points is None else q.index_select(0, points)
+            if k == 2:
+                k1 = kernel.apply(qk[:, 1:].contiguous())
+                message = torch.cat([ones[n_k] - k1, k1], 1)
+            else:
+                message = kernel.apply(qk)
+            if points is None:
+                tmp = tmp - neg_w * message
+            else:
+                tmp = tmp.index_add(0, points, -(neg_w * message))
         q = _softmax(tmp)
     out = q.T.contiguous().cpu().numpy()
     result, start = [], 0
