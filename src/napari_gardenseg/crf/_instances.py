@@ -191,8 +191,8 @@ def refine_masks(
 ) -> Instances:
     """Refine each instance's soft mask with a dense CRF on its own crop.
 
-    ``image``: anything with ``.shape`` (H, W, 3) whose slices ``image[y0:y1,
-    x0:x1]`` are uint8 RGB crops (a numpy array or a lazy reader; only crops
+    ``image``: anything with ``.shape`` (H, W, 3) or (H, W) whose slices
+    ``image[y0:y1, x0:x1]`` are uint8 RGB (h, w, 3) crops (a numpy array or a lazy reader; only crops
     are read). ``instances``: float soft masks local to their boxes.
     ``mask_threshold`` gives the raw masks the refinement guards against (see
     the module docstring). Returns Instances in the same order with bool
@@ -207,9 +207,10 @@ def refine_masks(
     if not isinstance(instances, Instances):
         raise TypeError(f"instances must be an Instances, got {type(instances).__name__}")
     shape = tuple(getattr(image, "shape", ()))
-    if len(shape) != 3 or shape[2] != 3 or shape[:2] != tuple(instances.shape):
+    if shape[:2] != tuple(instances.shape) or len(shape) not in (2, 3) or shape[2:] not in ((), (3,)):
         raise ValueError(
-            f"image must be (H, W, 3) RGB of the instances' size {tuple(instances.shape)}, got shape {shape}"
+            f"image must be (H, W, 3) RGB (or a reader of shape (H, W) giving RGB crops) of the "
+            f"instances' size {tuple(instances.shape)}, got shape {shape}"
         )
     backend, reason = choose_backend(params.backend, device)
     report = progress or (lambda f, m: None)
