@@ -4,13 +4,21 @@ The stages are separate functions with plain array inputs and outputs so that
 tiled inference (many ``predict_instances`` calls whose soft masks are merged
 before the CRF) and batch runs can reuse them:
 
-    to_rgb_float -> predict_instances -> _crf.instances_to_labels -> _crf.refine_instances
+    ImageSource (in memory or lazy) -> predict_instances per tile (compact Instances)
+    -> _tiling.merge_tiles -> _instances.paint -> crf.refine_masks -> paint
+
+Nothing here holds an image-sized array per instance: masks stay local to
+their boxes and only :func:`~napari_gardenseg._instances.paint` makes label
+images (whole, or a zarr chunk at a time in :func:`segment_to_zarr`).
 """
 
 from __future__ import annotations
 
 import difflib
+import json
+import os
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -23,7 +31,7 @@ from ._instances import Instances, paint
 from ._results import SegmentationResult
 from ._tiling import check_tiling, detect, plan_tiles
 
-__all__ = ["segment", "predict_instances", "Cancelled"]
+__all__ = ["segment", "segment_to_zarr", "predict_instances", "Cancelled"]
 
 ProgressFn = Callable[[float, str], None]
 
@@ -286,73 +294,194 @@ def segment(
     second. ``keep_soft_masks`` keeps the compact soft masks as
     ``result.instances``.
     """
-    from ._io import ImageSource
-
-    score_threshold = _check_fraction("score_threshold", score_threshold)
-    mask_threshold = _check_fraction("mask_threshold", mask_threshold, open_low=True)
-    if mask_threshold >= 1.0:
-        raise ValueError(f"mask_threshold must be above 0 and below 1, got {mask_threshold!r}")
-    scale = _check_scale(scale)
-    check_tiling(tile_size, tile_overlap)
-    report = progress or (lambda f, m: None)
-
-    source = image if isinstance(image, ImageSource) else ImageSource(image)
-    params = None
-    if crf:
-        from .crf import CRFParams
-
-        params = CRFParams.from_any(crf_params, defaults=None)  # validated before the model loads
-    report(0.0, "loading model")
-    model = load_model(model, device=device)
-    wanted = class_ids_for(model, classes)
-    if crf and crf_params is None:
-        params = CRFParams.from_any(model.meta.get("crf"))
-    check(cancel, "segmentation")
-
-    found, how = detect_instances(
-        model, source, score_threshold=score_threshold, wanted=wanted, mask_threshold=mask_threshold,
-        scale=scale, tile_size=tile_size, tile_overlap=tile_overlap, merge_classes=merge_classes,
-        cancel=cancel, progress=lambda f, m: report(0.05 + 0.65 * f, m),
-    )
-
-    report(0.7, "assembling instances")
-    labels = paint(found, mask_threshold)
+    run = _Run.start(image, model, score_threshold, mask_threshold, classes, crf, crf_params, device,
+                     scale, tile_size, tile_overlap, merge_classes, progress, cancel)
+    found = run.detect()
+    run.report(0.7, "assembling instances")
+    labels = paint(found, run.mask_threshold)
     labels, kept = _compact(labels, len(found))
     found = found.take(kept)
+    claims = run.refine(found)
+    refined = None if claims is None else paint(claims, run.mask_threshold)
+    run.report(1.0, f"{len(found)} instances")
+    return run.result(found, labels, refined, claims, keep_soft_masks)
 
-    refined = None
-    crf_meta = {}
-    if crf:
+
+def segment_to_zarr(
+    image,
+    path,
+    model="garden",
+    score_threshold: float = 0.5,
+    mask_threshold: float = 0.5,
+    classes=None,
+    crf: bool = True,
+    crf_params=None,
+    *,
+    device="auto",
+    progress: ProgressFn | None = None,
+    cancel=None,
+    tile_size="auto",
+    tile_overlap=None,
+    scale=None,
+    merge_classes: bool = False,
+    overwrite: bool = False,
+    chunk_size: int = 1024,
+) -> SegmentationResult:
+    """:func:`segment` for images larger than memory: labels go into a zarr store, chunk by chunk.
+
+    ``image``: a path (TIFF/BigTIFF and zarr are read lazily) or any array
+    :func:`segment` takes. Writes a zarr group at ``path`` with int32 arrays
+    ``labels`` and, with the CRF, ``refined`` (chunks of ``chunk_size``²) and
+    the run's settings in its attributes; the folder appears only when complete
+    and an existing one is kept unless ``overwrite=True``. Returns a
+    :class:`SegmentationResult` whose ``labels``/``refined`` are the zarr
+    arrays (napari shows them lazily) and whose ``table`` is read band by band.
+    Memory: the compact instances, one tile and a few chunks, whatever the
+    image size.
+    """
+    import zarr
+
+    from ._files import atomic_write, check_target
+    from ._io import open_image
+
+    check_target(path, overwrite, "zarr output")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 64:
+        raise ValueError(f"chunk_size must be a whole number of pixels >= 64, got {chunk_size!r}")
+    source = image if not isinstance(image, (str, os.PathLike)) else open_image(image)
+    run = _Run.start(source, model, score_threshold, mask_threshold, classes, crf, crf_params, device,
+                     scale, tile_size, tile_overlap, merge_classes, progress, cancel)
+    found = run.detect()
+    h, w = run.source.shape
+    windows = [(y, x, min(y + chunk_size, h), min(x + chunk_size, w))
+               for y in range(0, h, chunk_size) for x in range(0, w, chunk_size)]
+    run.report(0.7, "assembling instances")
+    areas = np.zeros(len(found) + 1, np.int64)
+    for win in windows:  # which instances keep pixels, before any id is written
+        areas += np.bincount(paint(found, run.mask_threshold, win).ravel(), minlength=len(found) + 1)
+    found = found.take(np.flatnonzero(areas[1:] > 0))
+    claims = run.refine(found)
+    chunks = (min(chunk_size, h), min(chunk_size, w))
+    with atomic_write(path, overwrite, "zarr output") as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        names = ["labels"] + ([] if claims is None else ["refined"])
+        arrays = {n: group.create_array(n, shape=(h, w), chunks=chunks, dtype="int32", fill_value=0) for n in names}
+        for k, win in enumerate(windows):
+            check(cancel, "writing labels")
+            run.report(0.95 + 0.05 * k / len(windows), f"writing chunk {k + 1} of {len(windows)}")
+            y0, x0, y1, x1 = win
+            arrays["labels"][y0:y1, x0:x1] = paint(found, run.mask_threshold, win)
+            if claims is not None:
+                arrays["refined"][y0:y1, x0:x1] = paint(claims, run.mask_threshold, win)
+        group.attrs.update(_json_safe(run.meta(claims)))
+    stored = zarr.open_group(str(path), mode="r")
+    run.report(1.0, f"{len(found)} instances")
+    return run.result(found, stored["labels"], stored["refined"] if claims is not None else None, claims, False)
+
+
+def _json_safe(meta: dict) -> dict:
+    import dataclasses
+
+    out = {}
+    for k, v in meta.items():
+        if dataclasses.is_dataclass(v):
+            v = dataclasses.asdict(v)
+        out[k] = json.loads(json.dumps(v, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+    return out
+
+
+@dataclass
+class _Run:
+    """One segmentation's settings, validated once, shared by :func:`segment` and :func:`segment_to_zarr`."""
+
+    source: object
+    model: Model
+    wanted: set | None
+    score_threshold: float
+    mask_threshold: float
+    params: object
+    scale: object
+    tile_size: object
+    tile_overlap: object
+    merge_classes: bool
+    report: Callable
+    cancel: object
+    how: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, image, model, score_threshold, mask_threshold, classes, crf, crf_params, device,
+              scale, tile_size, tile_overlap, merge_classes, progress, cancel) -> "_Run":
+        from ._io import ImageSource
+
+        score_threshold = _check_fraction("score_threshold", score_threshold)
+        mask_threshold = _check_fraction("mask_threshold", mask_threshold, open_low=True)
+        if mask_threshold >= 1.0:
+            raise ValueError(f"mask_threshold must be above 0 and below 1, got {mask_threshold!r}")
+        scale = _check_scale(scale)
+        check_tiling(tile_size, tile_overlap)
+        if not isinstance(merge_classes, (bool, np.bool_)):
+            raise TypeError(f"merge_classes must be True or False, got {merge_classes!r}")
+        report = progress or (lambda f, m: None)
+        source = image if isinstance(image, ImageSource) else ImageSource(image)
+        params = None
+        if crf:
+            from .crf import CRFParams
+
+            params = CRFParams.from_any(crf_params)  # bad settings fail before the model loads
+        report(0.0, "loading model")
+        model = load_model(model, device=device)
+        wanted = class_ids_for(model, classes)
+        if crf and crf_params is None:
+            params = CRFParams.from_any(model.meta.get("crf"))
+        check(cancel, "segmentation")
+        return cls(source, model, wanted, score_threshold, mask_threshold, params, scale, tile_size,
+                   tile_overlap, bool(merge_classes), report, cancel)
+
+    def detect(self) -> Instances:
+        found, self.how = detect_instances(
+            self.model, self.source, score_threshold=self.score_threshold, wanted=self.wanted,
+            mask_threshold=self.mask_threshold, scale=self.scale, tile_size=self.tile_size,
+            tile_overlap=self.tile_overlap, merge_classes=self.merge_classes, cancel=self.cancel,
+            progress=lambda f, m: self.report(0.05 + 0.65 * f, m),
+        )
+        return found
+
+    def refine(self, found: Instances) -> Instances | None:
+        if self.params is None:
+            return None
         from .crf import refine_masks
 
-        check(cancel, "segmentation")
-        report(0.75, f"refining {len(found)} instances with the dense CRF")
-        claims = refine_masks(
-            source, found, params, mask_threshold, device=model.device, cancel=cancel,
-            progress=lambda f, m: report(0.75 + 0.25 * f, m),
+        check(self.cancel, "segmentation")
+        self.report(0.75, f"refining {len(found)} instances with the dense CRF")
+        return refine_masks(
+            self.source, found, self.params, self.mask_threshold, device=self.model.device,
+            cancel=self.cancel, progress=lambda f, m: self.report(0.75 + 0.2 * f, m),
         )
-        refined = paint(claims, mask_threshold)
-        crf_meta = {k: v for k, v in claims.meta.items() if k.startswith("crf_")}
-    report(1.0, f"{len(found)} instances")
-    names = ["plant"] * len(found) if merge_classes else [
-        model.class_names[int(c)] if int(c) < len(model.class_names) else str(int(c)) for c in found.class_ids
-    ]
-    return SegmentationResult(
-        labels=labels,
-        refined=refined,
-        class_ids=found.class_ids.astype(np.int64),
-        class_names=names,
-        scores=found.scores.astype(np.float32),
-        boxes=found.boxes.astype(np.float32),
-        instances=found if keep_soft_masks else None,
-        meta={
-            "model": model.source,
-            "score_threshold": score_threshold,
-            "mask_threshold": mask_threshold,
-            "crf": crf,
-            "crf_params": params if crf else None,
+
+    def meta(self, claims) -> dict:
+        crf_meta = {} if claims is None else {k: v for k, v in claims.meta.items() if k.startswith("crf_")}
+        return {
+            "model": self.model.source,
+            "score_threshold": self.score_threshold,
+            "mask_threshold": self.mask_threshold,
+            "crf": self.params is not None,
+            "crf_params": self.params,
             **crf_meta,
-            "merge_classes": merge_classes,
-            **how,
-        },
-    )
+            "merge_classes": self.merge_classes,
+            **self.how,
+        }
+
+    def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:
+        names = self.model.class_names
+        class_names = ["plant"] * len(found) if self.merge_classes else [
+            names[int(c)] if int(c) < len(names) else str(int(c)) for c in found.class_ids
+        ]
+        return SegmentationResult(
+            labels=labels,
+            refined=refined,
+            class_ids=found.class_ids.astype(np.int64),
+            class_names=class_names,
+            scores=found.scores.astype(np.float32),
+            boxes=found.boxes.astype(np.float32),
+            instances=found if keep_soft_masks else None,
+            meta=self.meta(claims),
+        )

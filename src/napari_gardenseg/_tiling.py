@@ -37,6 +37,12 @@ _NATIVE_AUTO_FACTOR = 4
 class Tile:
     index: int
     window: tuple[int, int, int, int]  # y0, x0, y1, x1 in image pixels
+    # the part of the window this tile answers for: the cores of a plan tile the image without overlap
+    core: tuple[int, int, int, int] | None = None
+
+    def owns(self, y: float, x: float) -> bool:
+        y0, x0, y1, x1 = self.core or self.window
+        return y0 <= y < y1 and x0 <= x < x1
 
 
 def check_tiling(tile_size, tile_overlap):
@@ -93,13 +99,19 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model) -> tuple[list[Tile]
     overlap = default_overlap(tile_size) if tile_overlap is None else int(tile_overlap)
     size = max(1, int(round(tile_size / s)))
     over = int(round(overlap / s))
-    ys = _starts(h, size, over)
-    xs = _starts(w, size, over)
+    ys, cys = _starts(h, size, over), _cores(h, size, _starts(h, size, over))
+    xs, cxs = _starts(w, size, over), _cores(w, size, _starts(w, size, over))
     tiles = []
-    for y in ys:
-        for x in xs:
-            tiles.append(Tile(len(tiles), (y, x, min(y + size, h), min(x + size, w))))
+    for y, (cy0, cy1) in zip(ys, cys):
+        for x, (cx0, cx1) in zip(xs, cxs):
+            tiles.append(Tile(len(tiles), (y, x, min(y + size, h), min(x + size, w)), (cy0, cx0, cy1, cx1)))
     return tiles, s
+
+
+def _cores(n: int, size: int, starts: list[int]) -> list[tuple[int, int]]:
+    """Split 0..n at the middle of each overlap: the cores of neighbouring tiles meet there."""
+    cuts = [0] + [(b + min(a + size, n)) // 2 for a, b in zip(starts, starts[1:])] + [n]
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 def _starts(n: int, size: int, overlap: int) -> list[int]:
@@ -157,6 +169,8 @@ def merge_tiles(per_tile: list[Instances], tiles: list[Tile], mask_threshold: fl
                 continue
             ma = {i: per_tile[a].crop(i, shared) > mask_threshold for i in ia}
             mb = {j: per_tile[b].crop(j, shared) > mask_threshold for j in ib}
+            cut_a = _cut(per_tile[a], tiles[a], shape)
+            cut_b = _cut(per_tile[b], tiles[b], shape)
             for i, mi in ma.items():
                 ni = int(mi.sum())
                 if ni == 0:
@@ -166,7 +180,10 @@ def merge_tiles(per_tile: list[Instances], tiles: list[Tile], mask_threshold: fl
                     if inter == 0:
                         continue
                     nj = int(mj.sum())
-                    if inter / (ni + nj - inter) >= iou or inter / min(ni, nj) >= ios:
+                    # overlap over the smaller only for a piece the tile border cut: a whole
+                    # object lying over a neighbour is no duplicate of it
+                    smaller_cut = cut_a[i] if ni <= nj else cut_b[j]
+                    if inter / (ni + nj - inter) >= iou or (smaller_cut and inter / min(ni, nj) >= ios):
                         ra, rb = find(starts[a] + i), find(starts[b] + j)
                         if ra != rb:
                             parent[max(ra, rb)] = min(ra, rb)
@@ -178,19 +195,25 @@ def merge_tiles(per_tile: list[Instances], tiles: list[Tile], mask_threshold: fl
     masks, offsets, scores, classes, boxes = [], [], [], [], []
     for members in groups.values():
         parts = [flat[g] for g in members]
+        ext = np.array([per_tile[t].extents()[i] for t, i in parts])
+        window = (ext[:, 0].min(), ext[:, 1].min(), ext[:, 2].max(), ext[:, 3].max())
+        if len(parts) == 1:
+            t, i = parts[0]
+            mask = per_tile[t].masks[i]
+        else:
+            mask = _join(per_tile, tiles, parts, window)
+        # one owner: the object belongs to the tile whose core holds its centre; a piece
+        # whose centre lies in another tile's core was that tile's to find (it is cut here)
+        ys, xs = np.nonzero(mask > mask_threshold)
+        if len(ys) == 0:
+            continue
+        cy, cx = window[0] + ys.mean(), window[1] + xs.mean()
+        if not any(tiles[t].owns(cy, cx) for t, _ in parts):
+            continue
         best = max(parts, key=lambda ti: per_tile[ti[0]].scores[ti[1]])
         src = per_tile[best[0]]
-        if len(parts) == 1:
-            masks.append(src.masks[best[1]])
-            offsets.append(src.offsets[best[1]])
-        else:
-            ext = np.array([per_tile[t].extents()[i] for t, i in parts])
-            window = (ext[:, 0].min(), ext[:, 1].min(), ext[:, 2].max(), ext[:, 3].max())
-            merged = np.zeros((window[2] - window[0], window[3] - window[1]), np.float32)
-            for t, i in parts:
-                np.maximum(merged, per_tile[t].crop(i, window), out=merged)
-            masks.append(merged)
-            offsets.append(window[:2])
+        masks.append(mask)
+        offsets.append(window[:2])
         scores.append(src.scores[best[1]])
         classes.append(src.class_ids[best[1]])
         bx = np.array([per_tile[t].boxes[i] for t, i in parts])
@@ -198,3 +221,37 @@ def merge_tiles(per_tile: list[Instances], tiles: list[Tile], mask_threshold: fl
     merged = Instances(masks, np.asarray(offsets).reshape(-1, 2), scores, classes, np.asarray(boxes).reshape(-1, 4), shape)
     order = np.argsort(-merged.scores, kind="stable")
     return merged.take(order)
+
+
+def _cut(found: Instances, tile: Tile, shape) -> np.ndarray:
+    """For each instance of a tile: does its mask reach an edge of the tile that is not the image's?"""
+    y0, x0, y1, x1 = tile.window
+    e = found.extents()
+    if len(e) == 0:
+        return np.zeros(0, bool)
+    return (
+        ((e[:, 0] <= y0) & (y0 > 0)) | ((e[:, 1] <= x0) & (x0 > 0))
+        | ((e[:, 2] >= y1) & (y1 < shape[0])) | ((e[:, 3] >= x1) & (x1 < shape[1]))
+    )
+
+
+def _join(per_tile, tiles, parts, window) -> np.ndarray:
+    """One soft mask from the pieces of an object: each pixel from the tile whose core holds it,
+    where that tile saw the object (a tile sees its core best: far from its cut edges);
+    elsewhere the largest value any piece gives."""
+    y0, x0, y1, x1 = window
+    seen: dict[int, np.ndarray] = {}  # tile -> its view of the object (pieces of one tile joined by max)
+    for t, i in parts:
+        crop = per_tile[t].crop(i, window)
+        if t in seen:
+            np.maximum(seen[t], crop, out=seen[t])
+        else:
+            seen[t] = crop
+    joined = np.maximum.reduce(list(seen.values()))
+    for t, crop in seen.items():
+        cy0, cx0, cy1, cx1 = tiles[t].core or tiles[t].window
+        a0, a1 = max(cy0, y0) - y0, min(cy1, y1) - y0
+        b0, b1 = max(cx0, x0) - x0, min(cx1, x1) - x0
+        if a0 < a1 and b0 < b1:
+            joined[a0:a1, b0:b1] = crop[a0:a1, b0:b1]
+    return joined

@@ -1,0 +1,253 @@
+"""Tiled inference: tile plans, exact merging across tiles, tiled == whole, lazy sources, zarr output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import napari_gardenseg._inference as inference
+from napari_gardenseg import segment
+from napari_gardenseg._instances import Instances, paint
+from napari_gardenseg._models import load_model
+from napari_gardenseg._tiling import Tile, merge_tiles, plan_tiles
+from napari_gardenseg.synthetic import garden_scene
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def convex_scene(shape=(600, 700), seed=0) -> np.ndarray:
+    """A label image of discs, ellipses and long bars, touching, many across tile borders and corners."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w]
+    labels = np.zeros(shape, np.int32)
+    n = 0
+    # bars through the tile borders (long, thick: each crosses several tiles)
+    for y0, x0, y1, x1 in [(218, 20, 218, 680), (260, 255, 580, 255), (380, 300, 560, 640)]:
+        n += 1
+        d = np.abs((yy - y0) * (x1 - x0) - (xx - x0) * (y1 - y0)) / np.hypot(y1 - y0, x1 - x0)
+        t = ((yy - y0) * (y1 - y0) + (xx - x0) * (x1 - x0)) / ((y1 - y0) ** 2 + (x1 - x0) ** 2)
+        labels[(d < 14) & (t >= 0) & (t <= 1) & (labels == 0)] = n
+    for _ in range(60):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(8, 60), rng.uniform(8, 60)
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        free = inside & (labels == 0)
+        if free.sum() < 0.9 * inside.sum() or free.sum() < 30:
+            continue  # keep objects convex: no big bites taken by earlier ones
+        n += 1
+        labels[free] = n
+    return labels
+
+
+def stub_predictor(truth: np.ndarray):
+    """A stand-in for the network: its detections in a region are the connected components of ``truth`` there."""
+
+    def predict(model, rgb, *, scale=None, offset=(0, 0), image_shape=None, cancel=None):
+        h, w = rgb.shape[:2]
+        y0, x0 = offset
+        region = truth[y0 : y0 + h, x0 : x0 + w]
+        masks, offsets, scores, boxes = [], [], [], []
+        for lab in np.unique(region[region > 0]):
+            comps, k = ndimage.label(region == lab)
+            for c, sl in enumerate(ndimage.find_objects(comps), start=1):
+                masks.append((comps[sl] == c).astype(np.float32))
+                offsets.append((y0 + sl[0].start, x0 + sl[1].start))
+                scores.append(0.5 + 0.4 * ((lab * 7919) % 97) / 97)  # distinct per object, same in every tile
+                boxes.append((x0 + sl[1].start, y0 + sl[0].start, x0 + sl[1].stop, y0 + sl[0].stop))
+        return Instances(masks, np.reshape(offsets, (-1, 2)), scores, np.ones(len(masks)), np.reshape(boxes, (-1, 4)),
+                         image_shape or (h, w))
+
+    return predict
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when the two label images are the same up to renumbering."""
+    if not np.array_equal(a > 0, b > 0):
+        return False
+    pairs = np.unique(np.stack([a[a > 0], b[a > 0]]), axis=1)
+    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
+
+
+def match_f1(a: np.ndarray, b: np.ndarray, thr=0.5):
+    """F1 of instances matched one to one at IoU >= thr, and the median IoU of the matches."""
+    ids_a, ids_b = np.unique(a[a > 0]), np.unique(b[b > 0])
+    inter = {}
+    both = (a > 0) & (b > 0)
+    for p, q in zip(a[both], b[both]):
+        inter[(p, q)] = inter.get((p, q), 0) + 1
+    area_a = dict(zip(*np.unique(a[a > 0], return_counts=True)))
+    area_b = dict(zip(*np.unique(b[b > 0], return_counts=True)))
+    ious = sorted(((n / (area_a[p] + area_b[q] - n), p, q) for (p, q), n in inter.items()), reverse=True)
+    used_a, used_b, matched = set(), set(), []
+    for iou, p, q in ious:
+        if iou >= thr and p not in used_a and q not in used_b:
+            used_a.add(p), used_b.add(q), matched.append(iou)
+    f1 = 2 * len(matched) / max(len(ids_a) + len(ids_b), 1)
+    return f1, float(np.median(matched)) if matched else 0.0
+
+
+# ------------------------------------------------------------------ plans
+
+
+def test_plan_covers_the_image_with_the_asked_overlap():
+    model = load_model("garden", device="cpu")
+    tiles, scale = plan_tiles((1000, 1500), 512, 96, 1.0, model)
+    assert scale == 1.0 and len(tiles) == 3 * 4
+    cover = np.zeros((1000, 1500), int)
+    for t in tiles:
+        y0, x0, y1, x1 = t.window
+        assert (y1 - y0, x1 - x0) == (512, 512)
+        cover[y0:y1, x0:x1] += 1
+    assert cover.min() >= 1
+    ys = sorted({t.window[0] for t in tiles})
+    assert min(a + 512 - b for a, b in zip(ys, ys[1:])) >= 96
+    # at scale 0.5 a 512 px tile covers 1024 image pixels
+    tiles, _ = plan_tiles((1000, 1500), 512, 96, 0.5, model)
+    assert max(t.window[2] - t.window[0] for t in tiles) == 1000 and len(tiles) == 2
+
+
+def test_auto_tiles_only_big_images():
+    model = load_model("garden", device="cpu")
+    assert plan_tiles((768, 1024), "auto", None, None, model) == (None, None)
+    assert plan_tiles((768, 1024), "auto", None, 1.0, model) == (None, 1.0)
+    tiles, scale = plan_tiles((6000, 9000), "auto", None, None, model)
+    assert scale == 1.0 and len(tiles) > 40  # an orthomosaic is tiled at native pixels, not shrunk
+    tiles, scale = plan_tiles((3000, 4000), "auto", None, 1.0, model)
+    assert len(tiles) > 4
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"tile_size": 32}, "at least 64"),
+        ({"tile_size": "big"}, "tile_size must be"),
+        ({"tile_size": 256, "tile_overlap": 200}, "less than half"),
+        ({"tile_size": 256, "tile_overlap": -1}, ">= 0"),
+        ({"scale": 0}, "scale must be between"),
+        ({"scale": "x"}, "scale must be None, 'auto'"),
+    ],
+)
+def test_bad_tiling_arguments_are_named(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        segment(np.zeros((64, 64, 3), np.uint8), "garden", crf=False, **kwargs)
+
+
+# ------------------------------------------------------------------ exact merging
+
+
+def test_merge_is_exact_with_a_stub_detector(monkeypatch):
+    truth = convex_scene()
+    monkeypatch.setattr(inference, "predict_instances", stub_predictor(truth))
+    image = np.zeros((*truth.shape, 3), np.uint8)
+    res = segment(image, "garden", crf=False, tile_size=256, tile_overlap=64, scale=1.0, score_threshold=0.0)
+    assert res.meta["tiles"] == 12
+    # objects straddle borders and corners: check the scene really makes that case
+    windows = res.meta["tile_windows"]
+    spans = [sum(1 for (y0, x0, y1, x1) in windows if (truth[y0:y1, x0:x1] == lab).any()) for lab in range(1, truth.max() + 1)]
+    assert max(spans) >= 4 and sum(s >= 2 for s in spans) >= 10
+    assert len(res) == truth.max()
+    assert same_partition(res.labels, truth), "an object was split at a seam or two were merged"
+
+
+def test_merge_keeps_touching_objects_apart():
+    # two touching squares seen by two tiles each: four pieces, two objects
+    truth = np.zeros((100, 200), np.int32)
+    truth[30:70, 60:100] = 1
+    truth[30:70, 100:140] = 2
+    tiles = [Tile(0, (0, 0, 100, 120)), Tile(1, (0, 80, 100, 200))]
+    predict = stub_predictor(truth)
+    per_tile = [predict(None, np.zeros((y1 - y0, x1 - x0, 3)), offset=(y0, x0), image_shape=truth.shape)
+                for (y0, x0, y1, x1) in (t.window for t in tiles)]
+    assert [len(p) for p in per_tile] == [2, 2]
+    merged = merge_tiles(per_tile, tiles)
+    assert len(merged) == 2
+    assert same_partition(paint(merged), truth)
+
+
+# ------------------------------------------------------------------ the real model
+
+
+@pytest.fixture(scope="module")
+def big_scene():
+    image, labels, _ = garden_scene(9_000_321, shape=(768, 1024), n_plants=(18, 24))
+    return image, labels
+
+
+def test_tiled_agrees_with_whole_on_the_garden_model(big_scene):
+    # The network itself is not shift-invariant (a 16 px shift of the whole image changes some
+    # instances too), so whole and tiled are compared over two crowded scenes pooled.
+    pooled_whole, pooled_tiled = [], []
+    for k, seed in enumerate((9_000_321, 9_000_322)):
+        image = big_scene[0] if k == 0 else garden_scene(seed, shape=(768, 1024), n_plants=(18, 24))[0]
+        whole = segment(image, "garden", crf=False, scale=1.0)
+        tiled = segment(image, "garden", crf=False, scale=1.0, tile_size=512, tile_overlap=128)
+        assert tiled.meta["tiles"] == 6
+        assert len(whole) >= 10, "the bundled model should find the plants of a crowded garden scene"
+        ids = np.unique(tiled.labels[tiled.labels > 0])
+        assert np.array_equal(ids, np.arange(1, len(tiled) + 1)), "ids are unique and consecutive over the image"
+        offset = sum(int(p.max()) for p in pooled_whole), sum(int(p.max()) for p in pooled_tiled)
+        pooled_whole.append(np.where(whole.labels > 0, whole.labels + offset[0], 0))
+        pooled_tiled.append(np.where(tiled.labels > 0, tiled.labels + offset[1], 0))
+    f1, med = match_f1(np.concatenate(pooled_whole), np.concatenate(pooled_tiled))
+    assert f1 >= 0.95 and med >= 0.9, (f1, med)
+
+
+class CountingArray:
+    """A lazy array stand-in that records every read."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.reads = []
+
+    def __getitem__(self, key):
+        out = self.data[key]
+        self.reads.append(out.shape)
+        return out
+
+
+def test_lazy_source_is_read_tile_by_tile_and_gives_the_same_result(big_scene):
+    image, _ = big_scene
+    lazy = CountingArray(image)
+    res = segment(lazy, "garden", crf=False, scale=1.0, tile_size=384, tile_overlap=128)
+    ref = segment(image, "garden", crf=False, scale=1.0, tile_size=384, tile_overlap=128)
+    full = image.shape[0] * image.shape[1]
+    assert len(lazy.reads) >= res.meta["tiles"]
+    assert max(r[0] * r[1] for r in lazy.reads) < full / 2, "a read covered most of the image"
+    assert len(res) == len(ref) > 0
+    np.testing.assert_array_equal(res.labels, ref.labels)
+
+
+def test_segment_to_zarr_from_a_tiled_bigtiff(tmp_path, big_scene):
+    import tifffile
+    import zarr
+
+    from napari_gardenseg import segment_to_zarr
+    from napari_gardenseg._files import OutputExistsError
+
+    image, _ = big_scene
+    path = tmp_path / "mosaic.tif"
+    tifffile.imwrite(path, image, bigtiff=True, tile=(256, 256))
+    out = tmp_path / "mosaic_labels.zarr"
+    res = segment_to_zarr(path, out, "garden", crf=False, scale=1.0, tile_size=384, tile_overlap=128, chunk_size=256)
+    ref = segment(image, "garden", crf=False, scale=1.0, tile_size=384, tile_overlap=128)
+    stored = zarr.open_group(str(out), mode="r")
+    assert stored["labels"].chunks == (256, 256)
+    assert len(res) == len(ref) > 0
+    np.testing.assert_array_equal(stored["labels"][...], ref.labels)
+    table = res.table
+    np.testing.assert_array_equal(table["area"], ref.table["area"])
+    assert stored.attrs["model"] == ref.meta["model"]
+    with pytest.raises(OutputExistsError, match="already exists"):
+        segment_to_zarr(path, out, "garden", crf=False, scale=1.0, tile_size=384)
+    assert len(list(tmp_path.iterdir())) == 2, "no temporary folder is left behind"
+
+
+def test_merge_classes_gives_one_class_without_duplicates(big_scene):
+    image, _ = big_scene
+    res = segment(image, "garden", crf=False, merge_classes=True, score_threshold=0.3)
+    assert len(res) > 0 and set(res.class_names) == {"plant"} and set(res.class_ids) == {1}
+    per_class = segment(image, "garden", crf=False, score_threshold=0.3)
+    assert len(res) <= len(per_class)
