@@ -28,6 +28,7 @@ from ._architectures import ARCHITECTURES, replace_heads
 from ._images import to_rgb_float
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
+from ._files import check_target, free_path, user_models_dir
 from ._models import ModelError, load_model, resolve_device, save_checkpoint
 
 __all__ = ["train", "prepare_samples"]
@@ -37,7 +38,7 @@ class _Sample:
     __slots__ = ("image", "labels", "class_of")
 
     def __init__(self, image, labels, class_of):
-        self.image = image  # float32 (H, W, 3)
+        self.image = image  # float32 (H, W, 3), or uint8 (converted crop by crop)
         self.labels = labels  # int32 (H, W)
         self.class_of = class_of  # instance id -> class name
 
@@ -102,6 +103,8 @@ def _augment(rng: np.random.Generator, s: _Sample, crop: int, scale_range):
     y0 = int(rng.integers(0, h - ch + 1))
     x0 = int(rng.integers(0, w - cw + 1))
     img = torch.from_numpy(np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw])).permute(2, 0, 1)
+    if img.dtype == torch.uint8:
+        img = img.float() / 255
     lab = torch.from_numpy(np.ascontiguousarray(lab[y0 : y0 + ch, x0 : x0 + cw]))
     oh, ow = max(8, round(ch * scale)), max(8, round(cw * scale))
     if (oh, ow) != (ch, cw):
@@ -122,15 +125,93 @@ def _augment(rng: np.random.Generator, s: _Sample, crop: int, scale_range):
     return img.contiguous(), lab.numpy()
 
 
+def fit(
+    net,
+    draw: Callable[[np.random.Generator], _Sample],
+    index: dict,
+    iterations: int,
+    dev,
+    *,
+    rng: np.random.Generator,
+    lr: float,
+    warmup: int,
+    batch_size: int,
+    crop: int,
+    scale_range,
+    progress=None,
+    cancel=None,
+    on_iteration: Callable[[int], None] | None = None,
+    schedule: Callable[[int], float] | None = None,
+) -> list[float]:
+    """The training loop: ``draw(rng)`` gives a sample per crop; returns the loss of each
+    iteration done. ``on_iteration(done)`` runs after each (periodic checkpoints);
+    ``schedule(it)`` in 0..1 replaces ``it / iterations`` in the learning-rate decay
+    (a run limited by wall time decays by the clock)."""
+    net.to(dev).train()
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+
+    def lr_at(it):  # linear warm-up, then cosine decay to 5%
+        if it < warmup:
+            return lr * (it + 1) / warmup
+        if schedule is not None:
+            t = min(1.0, schedule(it))
+        else:
+            t = (it - warmup) / max(1, iterations - warmup)
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    transform = net.transform
+    saved_sizes = (transform.min_size, transform.max_size)
+    history: list[float] = []
+    try:
+        for it in range(iterations):
+            if _should_stop(cancel):
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(it)
+            images, targets = [], []
+            for _ in range(batch_size):
+                s = draw(rng)
+                img, lab = _augment(rng, s, crop, scale_range)
+                images.append(img.to(dev))
+                targets.append({k: v.to(dev) for k, v in _targets(lab, s.class_of, index).items()})
+            # train at the crop's own scale: the model's resize would otherwise rescale crops
+            transform.min_size = (min(min(i.shape[-2:]) for i in images),)
+            transform.max_size = max(max(i.shape[-2:]) for i in images)
+            losses = net(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"training diverged at iteration {it} (loss {float(loss)}); lower lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+            history.append(float(loss.detach()))
+            done = it + 1
+            if progress is not None:
+                parts = " ".join(f"{k.replace('loss_', '')}={float(v):.3f}" for k, v in losses.items())
+                progress(done / iterations, f"iteration {done}/{iterations} loss={float(loss):.3f} ({parts})")
+            if on_iteration is not None:
+                net.eval()
+                transform.min_size, transform.max_size = saved_sizes
+                on_iteration(done)
+                net.train()
+    finally:
+        transform.min_size, transform.max_size = saved_sizes
+        net.eval()
+    return history
+
+
 def train(
     samples: Sequence,
     base="garden",
     iterations: int = 500,
-    output="my_model.pt",
+    output=None,
     device="auto",
     progress: Callable[[float, str], None] | None = None,
     cancel=None,
     *,
+    overwrite: bool = False,
     seed: int = 0,
     batch_size: int = 2,
     lr: float | None = None,
@@ -143,15 +224,21 @@ def train(
 
     ``base`` is ``"garden"``, ``"coco"``, ``"coco-v1"``, a checkpoint path, a
     :class:`Model`, or ``None`` to start from scratch with the small garden
-    architecture. ``progress(fraction, message)`` is called after every
-    iteration; ``cancel`` (a ``threading.Event`` or a callable returning True)
-    stops early, and what was learnt so far is saved all the same. Returns the
-    checkpoint's path; ``load_model(path)`` loads it with its class names.
+    architecture. ``output`` is the checkpoint to write; ``None`` picks a new
+    file in :func:`~napari_gardenseg._files.user_models_dir`. An existing
+    ``output`` is refused before training starts unless ``overwrite=True``.
+    ``progress(fraction, message)`` is called after every iteration; ``cancel``
+    (a ``threading.Event`` or a callable returning True) stops early, and what
+    was learnt so far is saved all the same. Returns the checkpoint's path;
+    ``load_model(path)`` loads it with its class names.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if output is None:
+        output = free_path(user_models_dir() / "my_model.pt")
+    output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
     prepared = prepare_samples(samples)
     dev = resolve_device(device)
     torch.manual_seed(seed)
@@ -175,55 +262,15 @@ def train(
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
     index = {n: i for i, n in enumerate(names)}
-    net.to(dev).train()
 
     lr = lr if lr is not None else (1e-3 if base is None else 2e-4)
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     warmup = warmup if warmup is not None else min(200, iterations // 10)
-
-    def lr_at(it):  # linear warm-up, then cosine decay to 5%
-        if it < warmup:
-            return lr * (it + 1) / warmup
-        t = (it - warmup) / max(1, iterations - warmup)
-        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
-
-    transform = net.transform
-    saved_sizes = (transform.min_size, transform.max_size)
-    history: list[float] = []
     start = time.perf_counter()
-    done = 0
-    try:
-        for it in range(iterations):
-            if _should_stop(cancel):
-                break
-            for g in opt.param_groups:
-                g["lr"] = lr_at(it)
-            images, targets = [], []
-            for _ in range(batch_size):
-                s = prepared[int(rng.integers(len(prepared)))]
-                img, lab = _augment(rng, s, crop, scale_range)
-                images.append(img.to(dev))
-                targets.append({k: v.to(dev) for k, v in _targets(lab, s.class_of, index).items()})
-            # train at the crop's own scale: the model's resize would otherwise rescale crops
-            transform.min_size = (min(min(i.shape[-2:]) for i in images),)
-            transform.max_size = max(max(i.shape[-2:]) for i in images)
-            losses = net(images, targets)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"training diverged at iteration {it} (loss {float(loss)}); lower lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 10.0)
-            opt.step()
-            done = it + 1
-            history.append(float(loss.detach()))
-            if progress is not None:
-                parts = " ".join(f"{k.replace('loss_', '')}={float(v):.3f}" for k, v in losses.items())
-                progress(done / iterations, f"iteration {done}/{iterations} loss={float(loss):.3f} ({parts})")
-    finally:
-        transform.min_size, transform.max_size = saved_sizes
-    net.eval()
+    history = fit(
+        net, lambda r: prepared[int(r.integers(len(prepared)))], index, iterations, dev, rng=rng, lr=lr,
+        warmup=warmup, batch_size=batch_size, crop=crop, scale_range=scale_range, progress=progress, cancel=cancel,
+    )
+    done = len(history)
     if done == 0:
         raise Cancelled("training was cancelled before the first iteration; nothing was saved")
     info = {
@@ -245,4 +292,5 @@ def train(
     out_meta = {k: v for k, v in base_meta.items() if k != "training"}
     out_meta["training"] = info
     out_meta.update(meta or {})
-    return save_checkpoint(net, output, class_names=names, arch=arch, arch_kwargs=arch_kwargs, meta=out_meta)
+    return save_checkpoint(net, output, class_names=names, arch=arch, arch_kwargs=arch_kwargs, meta=out_meta,
+                           overwrite=overwrite)
