@@ -99,3 +99,64 @@ def test_one_class_name_for_all(tmp_path, two_scenes):
     im, lab, _ = two_scenes[0]
     path = train([(im, lab, "shrub")], base="garden", iterations=1, output=tmp_path / "s.pt", device="cpu", crop=96)
     assert load_model(path, device="cpu").class_names == ["__background__", "shrub"]
+
+
+def test_refuses_an_existing_output_before_training(tmp_path, two_scenes):
+    from napari_gardenseg._files import OutputExistsError
+
+    target = tmp_path / "mine.pt"
+    target.write_bytes(b"a user's model")
+    seen = []
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        train(two_scenes, base="garden", iterations=2, output=target, device="cpu", crop=96,
+              progress=lambda f, m: seen.append(f))
+    assert seen == []  # refused before the first iteration
+    assert target.read_bytes() == b"a user's model"
+    path = train(two_scenes, base="garden", iterations=1, output=target, device="cpu", crop=96, overwrite=True)
+    assert path == target and load_model(path, device="cpu").meta["training"]["iterations"] == 1
+
+
+def test_default_output_is_a_new_file_in_the_user_models_folder(tmp_path, monkeypatch, two_scenes):
+    from napari_gardenseg._files import user_models_dir
+
+    monkeypatch.setenv("GARDENSEG_HOME", str(tmp_path / "home"))
+    first = train(two_scenes, base="garden", iterations=1, device="cpu", crop=96)
+    second = train(two_scenes, base="garden", iterations=1, device="cpu", crop=96)
+    assert first.parent == second.parent == user_models_dir() == tmp_path / "home" / "models"
+    assert first != second and first.exists() and second.exists()
+
+
+def test_garden_mobilenet_builds_trains_and_round_trips(tmp_path):
+    from napari_gardenseg._architectures import ARCHITECTURES, garden_mobilenet, guess_architecture
+    from napari_gardenseg._models import save_checkpoint
+
+    torch.manual_seed(0)
+    net = garden_mobilenet(4, frozen_blocks=4)
+    assert "garden_mobilenet" in ARCHITECTURES and guess_architecture(net.state_dict()) == "garden_mobilenet"
+    # frozen BatchNorm (no batch statistics) and the first blocks without gradients
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in net.modules())
+    assert not any(p.requires_grad for p in net.backbone.body["3"].parameters())
+    assert all(p.requires_grad for p in net.backbone.body["4"].parameters())
+    assert list(net.transform.image_mean) == pytest.approx([0.485, 0.456, 0.406])
+
+    image, labels, classes = garden_scene(8_000_401, shape=(96, 96), n_plants=(2, 3))
+    index = {"__background__": 0, "flowering": 1, "rosette": 2, "weed": 3}
+    target = _targets(labels, classes, index)
+    net.train()
+    losses = net([torch.from_numpy(image).permute(2, 0, 1).float() / 255], [target])
+    assert set(losses) >= {"loss_mask", "loss_classifier", "loss_objectness"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    net.eval()
+    with torch.no_grad():
+        out = net([torch.rand(3, 80, 96)])[0]
+    assert out["masks"].shape[1:] == (1, 80, 96)
+
+    path = save_checkpoint(net, tmp_path / "m.pt", class_names=list(index), arch="garden_mobilenet",
+                           arch_kwargs={"frozen_blocks": 4})
+    model = load_model(path, device="cpu")
+    assert model.arch == "garden_mobilenet" and model.class_names == list(index)
+    sd = model.net.state_dict()
+    assert all(torch.equal(sd[k], v) for k, v in net.state_dict().items())
