@@ -7,39 +7,64 @@ import numpy as np
 __all__ = ["to_coco", "rle_encode", "labels_to_coco_annotations"]
 
 
-def rle_encode(mask: np.ndarray) -> dict:
-    """COCO's uncompressed RLE of a boolean (H, W) mask (column-major runs, starting with zeros)."""
-    flat = np.asarray(mask, dtype=bool).ravel(order="F")
-    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
+def rle_encode(mask: np.ndarray, offset=(0, 0), shape=None) -> dict:
+    """COCO's uncompressed RLE (column-major runs, starting with zeros) of a boolean mask.
+
+    ``mask`` may be a window of a larger image: ``offset`` (y0, x0) places it in
+    an image of ``shape`` (H, W), so an instance is encoded from its box alone.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    h, w = mask.shape if shape is None else (int(shape[0]), int(shape[1]))
+    y0, x0 = (int(v) for v in offset)
+    # run starts and ends inside each column, as indices into the column-major flattening
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1]), np.int8)
+    padded[1:-1] = mask
+    edge = np.diff(padded, axis=0)
+    ys, xs = np.nonzero(edge.T == 1)
+    ye, xe = np.nonzero(edge.T == -1)
+    starts = (x0 + ys) * h + y0 + xs  # nonzero on the transpose gives (column, row)
+    ends = (x0 + ye) * h + y0 + xe
+    if len(starts) > 1:  # a run reaching the bottom of a column goes on at the top of the next
+        join = starts[1:] == ends[:-1]
+        if join.any():
+            starts = np.concatenate([starts[:1], starts[1:][~join]])
+            ends = np.concatenate([ends[:-1][~join], ends[-1:]])
+    bounds = np.empty(2 * len(starts) + 2, np.int64)
+    bounds[0], bounds[-1] = 0, h * w
+    bounds[1:-1:2], bounds[2:-1:2] = starts, ends
     counts = np.diff(bounds).tolist()
-    if flat.size and flat[0]:
-        counts = [0] + counts  # COCO runs always start with a (possibly empty) run of zeros
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+    return {"size": [h, w], "counts": counts}
 
 
-def _bbox_xywh(mask: np.ndarray) -> list[float]:
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+def labels_to_coco_annotations(labels, class_ids, scores=None, image_id: int = 1, start_id: int = 1, boxes=None) -> list[dict]:
+    """One COCO annotation per label 1..N of ``labels`` (label i+1 has ``class_ids[i]``).
 
+    Each instance is read from its bounding box only (``boxes``: y0, x0, y1, x1
+    per label as in ``SegmentationResult.table``; computed when None), so big
+    or zarr-backed label images are never scanned once per instance.
+    """
+    from ._results import label_stats
 
-def labels_to_coco_annotations(labels, class_ids, scores=None, image_id: int = 1, start_id: int = 1) -> list[dict]:
-    """One COCO annotation per label 1..N of ``labels`` (label i+1 has ``class_ids[i]``)."""
+    h, w = labels.shape
+    if boxes is None:
+        boxes = label_stats(labels, len(class_ids))[1]
     anns = []
     for i, cid in enumerate(class_ids):
-        mask = labels == i + 1
+        y0, x0, y1, x1 = boxes[i]
+        if y1 <= y0 or x1 <= x0:
+            continue
+        mask = np.asarray(labels[y0:y1, x0:x1]) == i + 1
         area = int(mask.sum())
         if area == 0:
             continue
+        ys, xs = np.nonzero(mask)
         ann = {
             "id": start_id + len(anns),
             "image_id": image_id,
             "category_id": int(cid),
-            "segmentation": rle_encode(mask),
+            "segmentation": rle_encode(mask, (y0, x0), (h, w)),
             "area": area,
-            "bbox": _bbox_xywh(mask),
+            "bbox": [float(x0 + xs.min()), float(y0 + ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)],
             "iscrowd": 0,
         }
         if scores is not None:
