@@ -207,11 +207,10 @@ def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
     assert names == _batch.output_names(inputs)  # predictable
     out = tmp_path / "out"
     assert cli.main(["segment", *inputs, "--out", str(out), "--no-crf"]) == 0
-    for name, src in zip(names[:2], (images[6], images[7])):
-        labels = tifffile.imread(out / f"{name}_labels.tif")
-        alone = _batch.segment_files([src], tmp_path / f"alone-{name}", crf=False)
-        np.testing.assert_array_equal(labels, tifffile.imread(Path(alone.files[0].outputs[0])))
-        assert _record(out, name)["input"]["path"] == inputs[names.index(name)]
+    for name, path in zip(names, inputs):
+        assert _record(out, name)["input"]["path"] == path and (out / f"{name}_labels.tif").exists()
+    alone = _batch.segment_files([images[7]], tmp_path / "alone", crf=False)  # b/x.png's outputs are b/x.png's
+    np.testing.assert_array_equal(tifffile.imread(out / f"{names[1]}_labels.tif"), tifffile.imread(alone.files[0].outputs[0]))
     assert not np.array_equal(tifffile.imread(out / f"{names[0]}_labels.tif"), tifffile.imread(out / f"{names[1]}_labels.tif"))
 
 
@@ -255,6 +254,19 @@ def test_cli_options_reach_segment_only_when_given(monkeypatch):
         with pytest.raises(SystemExit):
             cli.main(["segment", sample, *bad])
     assert cli.main(["segment", sample, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
+
+
+def test_engine_flags_reach_segment(images, tmp_path):
+    out = tmp_path / "out"
+    args = ["segment", str(images[3]), "--out", str(out), "--no-crf", "--merge-classes", "--tile-size", "64",
+            "--tile-overlap", "16", "--scale", "1.0"]
+    assert cli.main(args) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out / "scene3_instances.csv")
+    assert len(table) >= 1 and set(table["class_name"]) == {"plant"}
+    assert _record(out, "scene3")["options"] == {"crf": False, "merge_classes": True, "tile_size": 64,
+                                                 "tile_overlap": 16, "scale": 1.0}
 
 
 def test_bad_options_fail_before_any_file(images, tmp_path):

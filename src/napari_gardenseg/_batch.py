@@ -281,14 +281,18 @@ _MODELS_LOCK = threading.Lock()
 MODEL_LOADS = 0  # how many times this process loaded a model for a batch (tests count it)
 
 
-def _model(spec, device="auto"):
-    """The loaded model for ``spec`` on ``device``, loaded once per process."""
+def _model(spec, device="auto", model_id: dict | None = None):
+    """The loaded model for ``spec`` on ``device``, loaded once per process.
+
+    Keyed by the checkpoint's identity too, so a checkpoint replaced on disk
+    between two batches is loaded again, not served from memory.
+    """
     global MODEL_LOADS
     from ._models import Model, load_model
 
     if isinstance(spec, Model) or not isinstance(spec, (str, os.PathLike)):
         return load_model(spec, device=device)
-    key = (os.fspath(spec), str(device))
+    key = (os.fspath(spec), str(device), json.dumps(model_id, sort_keys=True))
     with _MODELS_LOCK:  # one load per process even when a worker runs several threads
         if key not in _MODELS:
             _MODELS[key] = load_model(spec, device=device)
@@ -346,7 +350,7 @@ def process_file(
     from ._inference import segment
 
     t0 = time.perf_counter()
-    loaded = _model(model, segment_options.get("device", "auto"))
+    loaded = _model(model, segment_options.get("device", "auto"), record["model"])
     if crf_overrides:
         segment_options = {**segment_options, "crf_params": crf_params_from(loaded, segment_options.get("crf_params"), crf_overrides)}
     result = segment(image, loaded, **segment_options)
@@ -663,7 +667,7 @@ def segment_files(
             fail(fs, _failure(fs, tb=res["traceback"], error_type=res["error_type"], message=res["message"]))
 
     if client is None:
-        loaded = _model(model, segment_options.get("device", "auto"))  # once, before the loop (as before)
+        loaded = _model(model, segment_options.get("device", "auto"), model_id)  # once, before the loop (as before)
         for fs in todo:
             fs.attempts = 1
             res = _task(fs.file, str(out), fs.name, loaded, kwargs, None)
