@@ -1,6 +1,20 @@
 """Figures for the dense-CRF refinement (napari_gardenseg.crf).
 
-    python benchmarks/bench_crf.py           # about 30 s on 2 CPU cores
+    python benchmarks/bench_crf.py                 # sections 1-3, about 30 s on 2 CPU cores
+    python benchmarks/bench_crf.py --backends      # the backends: agreement, garden-model speed, memory
+    python benchmarks/bench_crf.py --backends --device cuda --big   # + 4 megapixels, 50 instances
+
+Backends (``--backends``; each timing is the best of ``--repeat`` runs, each
+backend in its own process so that its peak RSS is its own):
+
+* agreement of the torch backend's labels with pydensecrf's expected labels on
+  the four reference cases (tests/data/pydensecrf), in % of pixels;
+* the garden benchmark of benchmarks/bench_segment.py (bundled model
+  "garden", 1024x768 synthetic garden, 22 plants): the model's inference
+  (``segment(..., crf=False)``) against ``refine_masks`` on its instances with
+  each backend, their ratio, torch's thread count, the peak RSS, and how well
+  the two backends' refined labels agree (mean IoU per instance, % pixels);
+* ``--big``: a 2048x2048 garden with 50 plants (the issue's GPU workload).
 
 1. Time: per-instance crops (refine_instances) against one (N+1)-label CRF
    over the whole frame (refine), 1024x768 with 20 instances.
@@ -195,8 +209,111 @@ def ablation(all_scenes):
         print(f"  {vname:29s}" + "".join(f"{c:>23s}" for c in cells))
 
 
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reference_agreement():
+    from test_crf import reference_case
+
+    print("== agreement with pydensecrf's expected labels (tests/data/pydensecrf)")
+    for case in ["1", "1-b", "2", "3"]:
+        image, prob, expected = reference_case(case)
+        labels = refine(image, prob, CRFParams(backend="torch")).argmax(0) + 1
+        print(f"  case {case:4s} {image.shape[1]}x{image.shape[0]}, {prob.shape[0]} labels: "
+              f"{100 * (labels == expected).mean():.4f} % of pixels equal")
+
+
+def garden_workload(big: bool):
+    from napari_gardenseg.synthetic import garden_scene
+
+    if big:
+        return garden_scene(8_000_301, shape=(2048, 2048), n_plants=(50, 50))[0]
+    return garden_scene(8_000_201, shape=(768, 1024), n_plants=(22, 22))[0]  # as bench_segment.py
+
+
+def one_backend(backend: str, device: str, repeat: int, big: bool) -> dict:
+    """Model and CRF time for one backend, in this process (for its peak RSS)."""
+    import torch
+
+    import napari_gardenseg as gs
+    from napari_gardenseg.crf import refine_masks
+
+    image = garden_workload(big)
+    model = gs.load_model("garden", device=device)
+    params = replace(CRFParams.from_any(model.meta.get("crf")), backend=backend)
+    result = gs.segment(image, model, crf=False, keep_soft_masks=True)  # warm-up
+    t_model, t_crf = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = gs.segment(image, model, crf=False, keep_soft_masks=True)
+        t_model.append(time.perf_counter() - t0)
+    refine_masks(image, result.instances, params, device=device)  # warm-up
+    for _ in range(repeat):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = refine_masks(image, result.instances, params, device=device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t_crf.append(time.perf_counter() - t0)
+    from napari_gardenseg._instances import paint
+
+    labels = paint(out)
+    np.save(f"/tmp/bench_crf_{backend}_{'big' if big else 'garden'}.npy", labels)
+    return {"backend": backend, "device": device, "image": f"{image.shape[1]}x{image.shape[0]}",
+            "instances": len(result.instances), "model_s": round(min(t_model), 3), "crf_s": round(min(t_crf), 3),
+            "crf_over_model": round(min(t_crf) / min(t_model), 3), "torch_threads": torch.get_num_threads(),
+            "peak_rss_mb": round(_peak_mb()), "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20)
+            if device.startswith("cuda") else None}
+
+
+def backends(device: str, repeat: int, big: bool):
+    import json
+    import subprocess
+
+    from napari_gardenseg.crf._pydensecrf import available
+
+    reference_agreement()
+    print(f"== garden model + CRF per backend (best of {repeat}; {time.strftime('%Y-%m-%d %H:%M')};"
+          " check the machine's load when you read these)")
+    names = (["pydensecrf"] if available() else []) + ["torch"]
+    for workload in ([False, True] if big else [False]):
+        rows = {}
+        for backend in names:
+            dev = "cpu" if backend == "pydensecrf" else device
+            out = subprocess.run([sys.executable, __file__, "--one", backend, "--device", dev, "--repeat", str(repeat)]
+                                 + (["--big"] if workload else []), capture_output=True, text=True, check=True)
+            rows[backend] = json.loads(out.stdout.strip().splitlines()[-1])
+            print("  " + json.dumps(rows[backend]))
+        if len(rows) == 2:
+            tag = "big" if workload else "garden"
+            a, b = (np.load(f"/tmp/bench_crf_{n}_{tag}.npy") for n in names)
+            ious = [iou(a == k, b == k) for k in range(1, int(max(a.max(), b.max())) + 1) if (a == k).any() or (b == k).any()]
+            print(f"  torch vs pydensecrf refined labels: mean IoU {np.mean(ious):.4f} (min {np.min(ious):.4f}),"
+                  f" {100 * (a == b).mean():.3f} % of pixels equal")
+
+
 if __name__ == "__main__":
-    timing()
-    all_scenes = scenes()
-    harm_checks(all_scenes)
-    ablation(all_scenes)
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backends", action="store_true")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--big", action="store_true")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        import json
+
+        print(json.dumps(one_backend(args.one, args.device, args.repeat, args.big)))
+    elif args.backends:
+        backends(args.device, args.repeat, args.big)
+    else:
+        timing()
+        all_scenes = scenes()
+        harm_checks(all_scenes)
+        ablation(all_scenes)

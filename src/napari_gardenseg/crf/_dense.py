@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from .._images import to_rgb_uint8
@@ -27,6 +29,32 @@ def _device_type(device) -> str:
     if isinstance(device, str):
         return device.split(":")[0].lower()
     return str(getattr(device, "type", device)).lower()
+
+
+def cpu_workers() -> int:
+    """How many CRF batches run side by side on the CPU: torch's thread count."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
+@contextmanager
+def single_threaded_torch():
+    """One torch thread per CRF worker while the batches run (then restored).
+
+    The lattice is many mid-sized operations, and torch's sparse products
+    are slower with more threads; whole batches in parallel threads, one
+    torch thread each, use the cores without that cost. It changes torch's
+    process-wide setting for the duration, like any ``set_num_threads``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
@@ -100,4 +128,7 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
     backend, _ = choose_backend(params.backend, device)
     # Same arithmetic as unary_from_softmax (log in the input's precision).
     unary = (-np.log(np.clip(p, _CLIP, 1.0))).reshape(p.shape[0], -1).astype(np.float32)
+    if backend == "torch" and _device_type(device) == "cpu":
+        with single_threaded_torch():
+            return dense_crf_many(backend, [rgb], [unary], [params.gaussian_compat], params, device)[0]
     return dense_crf_many(backend, [rgb], [unary], [params.gaussian_compat], params, device)[0]

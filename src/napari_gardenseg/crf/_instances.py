@@ -50,12 +50,15 @@ soil-coloured leaves lost up to 0.07 IoU (the 30 % ``min_keep`` allows).
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .._cancel import check as _check_cancel
 from .._images import to_rgb_uint8
 from .._instances import Instances, paint, support
-from ._dense import _CLIP, choose_backend, dense_crf_many
+from ._dense import _CLIP, _device_type, choose_backend, cpu_workers, dense_crf_many, single_threaded_torch
 from ._params import CRFParams
 
 _RANGE_TOL = 1e-4
@@ -232,7 +235,13 @@ def refine_masks(
         for i, c in enumerate(cores)
         if c is not None
     ]
-    budget = _BATCH_PIXELS if backend == "torch" else 1
+    workers = cpu_workers() if backend == "torch" and _device_type(device) == "cpu" else 1
+    if backend == "torch":
+        # Even batches, one per worker (then at most _BATCH_PIXELS each).
+        total = sum((y1 - y0) * (x1 - x0) for _, (y0, x0, y1, x1) in jobs)
+        budget = min(_BATCH_PIXELS, -(-total // workers))
+    else:
+        budget = 1
     batches, current, size = [], [], 0
     for job in jobs:
         y0, x0, y1, x1 = job[1]
@@ -247,9 +256,9 @@ def refine_masks(
     masks = [np.zeros((0, 0), bool) for _ in range(n)]
     probs = [np.zeros((0, 0), np.float32) for _ in range(n)]
     offsets = np.array(instances.offsets, dtype=np.int64).reshape(n, 2)
-    done = 0
-    for batch in batches:
-        _check_cancel(cancel, "CRF refinement")
+
+    def prepare(batch):
+        # Crops are read here, in the calling thread (lazy readers need not be thread-safe).
         rgbs, unaries, compats, softs, others = [], [], [], [], []
         for i, window in batch:
             soft = instances.crop(i, window)
@@ -260,7 +269,9 @@ def refine_masks(
             compats.append(compat)
             softs.append(soft)
             others.append(other)
-        qs = dense_crf_many(backend, rgbs, unaries, compats, params, device)
+        return batch, rgbs, unaries, compats, softs, others
+
+    def finish(batch, qs, softs, others):
         for (i, window), q, soft, other in zip(batch, qs, softs, others):
             claim = _claim(q, soft, other, params, mask_threshold)
             box = support(claim, 0)
@@ -270,8 +281,39 @@ def refine_masks(
             masks[i] = np.ascontiguousarray(claim[box])
             probs[i] = np.ascontiguousarray(soft[box])
             offsets[i] = (window[0] + box[0].start, window[1] + box[1].start)
+
+    done = 0
+
+    def completed(batch):
+        nonlocal done
         done += len(batch)
         report(done / max(len(jobs), 1), f"CRF ({backend}): {done}/{len(jobs)} instances")
+
+    if workers == 1:
+        for batch in batches:
+            _check_cancel(cancel, "CRF refinement")
+            batch, rgbs, unaries, compats, softs, others = prepare(batch)
+            finish(batch, dense_crf_many(backend, rgbs, unaries, compats, params, device), softs, others)
+            completed(batch)
+    else:
+        # torch on the CPU: batches side by side, one thread each (see cpu_workers).
+        with single_threaded_torch(), ThreadPoolExecutor(workers) as pool:
+            pending = deque()
+            try:
+                for batch in batches + [None] * workers:
+                    if batch is not None:
+                        _check_cancel(cancel, "CRF refinement")
+                        batch, rgbs, unaries, compats, softs, others = prepare(batch)
+                        future = pool.submit(dense_crf_many, backend, rgbs, unaries, compats, params, device)
+                        pending.append((future, batch, softs, others))
+                    if pending and (len(pending) >= workers or batch is None):
+                        future, done_batch, softs, others = pending.popleft()
+                        finish(done_batch, future.result(), softs, others)
+                        completed(done_batch)
+                        _check_cancel(cancel, "CRF refinement")
+            finally:
+                for future, *_ in pending:
+                    future.cancel()
     meta = {**instances.meta, "crf_backend": backend, "crf_backend_reason": reason}
     return Instances(masks, offsets, instances.scores, instances.class_ids, instances.boxes, instances.shape, probs, meta)
 

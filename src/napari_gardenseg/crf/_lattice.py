@@ -11,8 +11,9 @@ counts as 0) and sliced back with pydensecrf's ``alpha = 1 / (1 + 2^-d)``.
 Instead of a hash table, keys are packed into one int64 (mixed radix over
 their range) and numbered by stable sorts: first each point's simplex (its
 remainder-0 point and rank order), then the simplices' vertices; blur
-neighbours are found with ``searchsorted``. The splat is two sparse (CSR)
-sums, points -> simplex corners -> vertices; the slice two row gathers. Points carry a segment id that is part of the key, so
+neighbours are found with ``searchsorted``. The splat is two sparse (CSR) sums, points ->
+simplex corners -> vertices, each blur direction a sparse product, and the
+slice a row gather and a sparse product: few, large operations. Points carry a segment id that is part of the key, so
 many crops share one lattice build and one blur without their vertices ever
 meeting: the result per crop is that of a lattice of its own. The structure
 is built once and reused for every filtering (every mean-field iteration).
@@ -145,18 +146,31 @@ class Lattice:
         m = uniq.numel()
         vertex = torch.empty_like(vid_sorted).scatter_(0, order_v, vid_sorted)  # (S*(d+1),)
 
-        # Blur neighbours along direction j: every coordinate -1 except j, +d (n1), and the opposite (n2).
-        blur = torch.empty((d1, 2, m + 1), dtype=i64, device=device)
+        # Blur along direction j: new = old + (n1 + n2) / 2 with n1 = every
+        # coordinate -1 except j, +d, and n2 the opposite; one sparse matrix per
+        # direction (a missing neighbour has no entry, i.e. counts as 0).
+        rows = torch.arange(m, device=device)
+        half = torch.full((m,), 0.5, dtype=torch.float32, device=device)
+        blur = []
         for j in range(d1):
             delta = -step_all + (d1 * radix[j] if j < d else 0)
-            for k, sign in enumerate((1, -1)):
+            r_parts, c_parts, v_parts = [rows], [rows], [torch.ones(m, dtype=torch.float32, device=device)]
+            for sign in (1, -1):
                 target = uniq + sign * delta
                 at = torch.searchsorted(uniq, target).clamp_(max=max(m - 1, 0))
-                blur[j, k, :m] = torch.where(uniq[at] == target, at, m)
-                blur[j, k, m] = m
+                found = uniq[at] == target
+                r_parts.append(rows[found])
+                c_parts.append(at[found])
+                v_parts.append(half[found])
+            r_all, c_all = torch.cat(r_parts), torch.cat(c_parts)
+            by_row = torch.argsort(r_all * (m + 1) + c_all)
+            crow = torch.zeros(m + 2, dtype=i64, device=device)
+            crow[1 : m + 1] = torch.cumsum(torch.bincount(r_all, minlength=m), 0)
+            crow[m + 1] = crow[m]  # row M: the always-zero vertex of the splat layout
+            blur.append(_csr(crow, c_all[by_row], torch.cat(v_parts)[by_row], (m + 1, m + 1)))
 
         self.m, self.n_simplex = m, n_simplex
-        self.blur = blur  # (d+1, 2, M+1); index M is an always-zero vertex
+        self.blur = blur  # d+1 sparse (M+1, M+1) steps; vertex M is always zero
         alpha = float(np.float32(1.0) / (np.float32(1.0) + np.float32(2.0) ** np.float32(-d)))
         self.weights = weights.contiguous()
         self.vertex = vertex  # (S*(d+1),) vertex of each simplex corner
@@ -186,10 +200,6 @@ class Lattice:
             wx = (self.weights[:, :, None] * values[:, None, :]).reshape(n, d1 * c)
         corners = (self._gather @ wx).reshape(self.n_simplex * d1, c)
         grid = self._to_vertex @ corners  # (M+1, C); row M stays 0
-        for j in range(d1):
-            nxt = grid.index_select(0, self.blur[j, 0])
-            nxt += grid.index_select(0, self.blur[j, 1])
-            nxt *= 0.5
-            nxt += grid
-            grid = nxt
+        for step in self.blur:
+            grid = step @ grid
         return self._slice @ grid.index_select(0, self.vertex)
