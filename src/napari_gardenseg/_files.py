@@ -10,7 +10,8 @@ CLI outputs, exports, batch results):
   half-written file under the real name;
 * :func:`free_path` finds ``name-2.ext``, ``name-3.ext``... when a new,
   unique name is wanted (e.g. a freshly trained model);
-* :func:`user_models_dir` is the per-user folder for trained models.
+* :func:`user_models_dir` is the per-user folder for trained models,
+  :func:`user_results_dir` the one for label stores of huge images.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OutputExistsError", "check_target", "atomic_write", "free_path", "user_models_dir"]
+__all__ = ["OutputExistsError", "check_target", "atomic_write", "free_path", "user_models_dir", "user_results_dir"]
 
 
 class OutputExistsError(FileExistsError):
@@ -32,6 +33,11 @@ def user_models_dir() -> Path:
     home = os.environ.get("GARDENSEG_HOME")
     base = Path(home).expanduser() if home else Path("~/.napari-gardenseg").expanduser()
     return base / "models"
+
+
+def user_results_dir() -> Path:
+    """Folder for label stores of images too big for memory (``$GARDENSEG_HOME/results``)."""
+    return user_models_dir().parent / "results"
 
 
 def check_target(path, overwrite: bool = False, what: str = "file") -> Path:

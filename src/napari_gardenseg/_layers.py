@@ -28,11 +28,14 @@ Conventions
   spatial shape and instance ids are unique across the stack (plane after
   plane, in C order). The feature table gets one ``axis_<i>`` column per
   leading axis giving the plane of each instance.
-* Multiscale images: level 0 (full resolution) unless its plane has more
-  than :data:`MAX_PLANE_PIXELS` pixels; then the finest level under that
-  limit (the coarsest if none is). The output's scale is the image's scale
-  times the level's downsampling factors, with napari's own multiscale
-  convention (no half-pixel shift), so it overlays the level as napari draws it.
+* Multiscale images: level 0 (full resolution), read tile by tile (or, when
+  ``max_pixels`` is given, the finest level whose plane has at most that
+  many pixels; the output's scale is then the image's scale times the level's
+  downsampling factors, with napari's own multiscale convention).
+* Big planes: a plane over :data:`MAX_PLANE_PIXELS` pixels is tiled (at
+  least ``tile_size="auto"``) and its labels go into a zarr store under
+  ``user_results_dir()`` instead of memory; the Labels layers then show that
+  store lazily as a multiscale pyramid (napari reads only what it draws).
 * Output layers: ``"<image> masks"`` and ``"<image> masks (CRF)"`` (Labels),
   ``"<image> boxes"`` (Shapes, optional), with the image's scale, translate,
   units and axis labels (an RGB image's colour axis is not a spatial axis in
@@ -59,8 +62,8 @@ __all__ = [
     "MAX_PLANE_PIXELS",
 ]
 
-# Multiscale: the largest plane (pixels) read from a pyramid; 64 Mpx is 192 MB
-# as uint8 RGB and more than Mask R-CNN resizes to anyway.
+# Planes above this many pixels are segmented into a zarr store, not into memory:
+# two int32 label images of 64 Mpx are 512 MB before napari makes its own copies.
 MAX_PLANE_PIXELS = 8192 * 8192
 
 # Key of our bookkeeping in a layer's ``metadata``.
@@ -123,9 +126,19 @@ class PlaneSource:
         """Where plane ``i`` goes in the output arrays."""
         return self.planes[i] if self.stack else (0,) * len(self.lead_shape)
 
-    def read(self, i: int) -> np.ndarray:
-        """Pixels of plane ``i`` as numpy (only that plane is computed for dask)."""
-        return np.asarray(self.data[self.planes[i]])
+    def read(self, i: int):
+        """Plane ``i``: a numpy view, or a lazy slice (dask, zarr) that segment reads tile by tile."""
+        data = self.data
+        if isinstance(data, np.ndarray) or not self.planes[i]:
+            return data[self.planes[i]] if self.planes[i] else data
+        plane = data[self.planes[i]]
+        return plane if hasattr(plane, "shape") and not isinstance(plane, np.ndarray) else np.asarray(plane)
+
+    @property
+    def big(self) -> bool:
+        """One plane too big to hold its labels in memory (see :data:`MAX_PLANE_PIXELS`)."""
+        h, w = self.plane_shape
+        return h * w > MAX_PLANE_PIXELS and len(self.planes) == 1
 
 
 def _levels(layer) -> list:
@@ -164,7 +177,7 @@ def current_plane(layer, point) -> tuple[int, ...]:
     return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(idx, spatial[:nlead]))
 
 
-def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int = MAX_PLANE_PIXELS) -> PlaneSource:
+def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | None = None) -> PlaneSource:
     """Describe what to segment in ``layer`` (an Image layer) without reading pixels.
 
     ``point``: the viewer's ``dims.point`` (world coordinates), used for the
@@ -187,7 +200,7 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int = MA
     if 0 in shape0:
         raise ImageError(f"the image {layer.name!r} is empty (shape {shape0}); nothing to segment")
 
-    k = _pick_level(levels, rgb, max_pixels)
+    k = 0 if max_pixels is None else _pick_level(levels, rgb, max_pixels)
     data = levels[k]
     spatial = tuple(int(s) for s in (data.shape[:-1] if rgb else data.shape))
     factors = np.array(spatial0, dtype=float) / np.array(spatial, dtype=float)
@@ -230,6 +243,7 @@ class LayerOutput:
     box_features: Any
     results: list  # one SegmentationResult per plane (ids local to the plane)
     checksums: dict = field(default_factory=dict)
+    lazy: bool = False  # labels/refined are multiscale lists over a zarr store (see _run_big)
 
     @property
     def n_instances(self) -> int:
@@ -310,6 +324,8 @@ def run_planes(
     report(0.0, "loading model")
     model = load_model(model, device=device)  # cached: cheap after the first time
 
+    if source.big:
+        return _run_big(source, model, report, cancel, segment_kwargs)
     labels = np.zeros(source.out_shape, np.int32)
     refined = None
     results, offsets, boxes = [], [], []
@@ -344,6 +360,43 @@ def run_planes(
     return LayerOutput(source, labels, refined, feats, feats_ref, boxes, box_feats, results, sums)
 
 
+def _run_big(source: PlaneSource, model, report, cancel, segment_kwargs) -> LayerOutput:
+    """One plane too big for memory: tiles in, a zarr store out, a lazy pyramid for napari."""
+    import time
+
+    from ._files import free_path, user_results_dir
+    from ._inference import segment_to_zarr
+
+    kwargs = dict(segment_kwargs)
+    kwargs.pop("keep_soft_masks", None)
+    if kwargs.get("tile_size") is None:
+        kwargs["tile_size"] = "auto"
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.name) or "image"
+    path = free_path(user_results_dir() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.zarr")
+    res = segment_to_zarr(source.read(0), path, model, progress=report, cancel=cancel, **kwargs)
+    res.meta["plane"] = source.planes[0]
+    res.meta["zarr"] = str(path)
+    lead = source.out_index(0)
+    labels = _lazy_pyramid(res.labels, lead)
+    refined = None if res.refined is None else _lazy_pyramid(res.refined, lead)
+    report(1.0, "preparing layers")
+    feats, feats_ref = _feature_table([res], source, [0])
+    box_feats = feats[["label", "class_name", "score"]].copy()
+    return LayerOutput(source, labels, refined, feats, feats_ref, _box_corners(res, lead), box_feats, [res],
+                       {"masks": None, "crf": None}, lazy=True)
+
+
+def _lazy_pyramid(array, lead: tuple[int, ...]) -> list:
+    """A zarr label image as a napari multiscale: strided dask views, halving down to about 1024 px."""
+    import dask.array as da
+
+    base = da.from_zarr(array)
+    levels = [base]
+    while max(levels[-1].shape) > 1024:
+        levels.append(levels[-1][::2, ::2])  # nearest neighbour: labels must not be interpolated
+    return [lvl.reshape((1,) * len(lead) + lvl.shape) for lvl in levels]
+
+
 # -- 3. layers (GUI thread) ----------------------------------------------------------
 
 
@@ -361,8 +414,13 @@ def _ours(layer, kind: str) -> bool:
 
 
 def is_edited(layer) -> bool:
-    """True if ``layer``'s data differs from what this plugin last wrote into it."""
+    """True if ``layer``'s data differs from what this plugin last wrote into it.
+
+    A lazy (zarr-backed) output counts as edited: it is never replaced in place.
+    """
     info = layer.metadata.get(META_KEY) or {}
+    if info.get("lazy"):
+        return True
     current = _shapes_checksum(layer.data) if info.get("kind") == "boxes" else checksum(layer.data)
     return current != info.get("checksum")
 
@@ -418,6 +476,13 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check)
     base = layer_names(source.name)[kind]
     from napari.layers import Labels
 
+    if isinstance(data, list):  # a lazy pyramid over a zarr store: a new layer, never a replacement
+        _, name = _target(viewer, base, kind, Labels)
+        many = len(data) > 1
+        layer = viewer.add_labels(data if many else data[0], name=name, features=features, multiscale=many,
+                                  **_spatial_kwargs(source))
+        layer.metadata[META_KEY] = {"kind": kind, "image": source.name, "level": source.level, "lazy": True}
+        return layer
     layer, name = _target(viewer, base, kind, Labels)
     if layer is None:
         layer = viewer.add_labels(data, name=name, features=features, **_spatial_kwargs(source))

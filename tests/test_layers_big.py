@@ -1,0 +1,52 @@
+"""A plane too big for memory: tiled, labels in a zarr store, shown as a lazy multiscale Labels layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+da = pytest.importorskip("dask.array")
+from napari.components import ViewerModel  # noqa: E402
+
+from napari_gardenseg import _layers, segment  # noqa: E402
+from napari_gardenseg._layers import plane_source, run_planes, segment_layer  # noqa: E402
+from napari_gardenseg.synthetic import garden_scene  # noqa: E402
+
+
+@pytest.fixture
+def small_limit(monkeypatch, tmp_path):
+    # stand-in for a 20k x 20k mosaic: any plane over 0.2 Mpx counts as too big for memory
+    monkeypatch.setattr(_layers, "MAX_PLANE_PIXELS", 200_000)
+    monkeypatch.setenv("GARDENSEG_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_big_plane_goes_to_zarr_and_a_lazy_pyramid(small_limit):
+    image = garden_scene(9_000_400, shape=(768, 1280), n_plants=(12, 16))[0]
+    viewer = ViewerModel()
+    layer = viewer.add_image(da.from_array(image, chunks=(256, 256, 3)), rgb=True, name="mosaic")
+    result = segment_layer(layer, "garden", viewer=viewer, crf=False, scale=1.0, tile_size=512, tile_overlap=128)
+    masks = viewer.layers["mosaic masks"]
+    assert masks.multiscale and len(masks.data) >= 1
+    assert result.meta["tiles"] == 6 and len(result) > 0
+    stores = list((small_limit / "results").glob("mosaic-*.zarr"))
+    assert len(stores) == 1 and result.meta["zarr"] == str(stores[0])
+    # what napari shows is what the in-memory path computes for the same settings
+    ref = segment(image, "garden", crf=False, scale=1.0, tile_size=512, tile_overlap=128)
+    np.testing.assert_array_equal(np.asarray(masks.data[0]), ref.labels)
+    assert list(masks.features["label"]) == list(range(1, len(ref) + 1))
+    # a second run never replaces the first one's store or layer
+    segment_layer(layer, "garden", viewer=viewer, crf=False, scale=1.0, tile_size=512, tile_overlap=128)
+    assert "mosaic masks [2]" in viewer.layers
+    assert len(list((small_limit / "results").glob("mosaic-*.zarr"))) == 2
+
+
+def test_multiscale_level_0_is_read_lazily(small_limit):
+    image = garden_scene(9_000_401, shape=(512, 512))[0]
+    viewer = ViewerModel()
+    layer = viewer.add_image([da.from_array(image, chunks=(128, 128, 3)), image[::2, ::2]], rgb=True, name="pyr")
+    src = plane_source(layer)
+    assert src.level == 0 and src.big
+    out = run_planes(src, "garden", crf=False, scale=1.0, tile_size=256, tile_overlap=64)
+    assert out.lazy and out.results[0].meta["tiles"] == 9
