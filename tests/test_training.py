@@ -160,3 +160,21 @@ def test_garden_mobilenet_builds_trains_and_round_trips(tmp_path):
     assert model.arch == "garden_mobilenet" and model.class_names == list(index)
     sd = model.net.state_dict()
     assert all(torch.equal(sd[k], v) for k, v in net.state_dict().items())
+
+
+def test_training_scale_matches_inference():
+    from napari_gardenseg._training import _zoom_for
+
+    net = load_model("garden", device="cpu").net  # the model's resize: shortest side 512, longest <= 1024
+    assert _zoom_for(None, np.zeros((768, 1024, 3)), net, {}) == pytest.approx(512 / 768)
+    assert _zoom_for(None, np.zeros((512, 4096, 3)), net, {}) == pytest.approx(1024 / 4096)
+    assert _zoom_for(0.5, None, None, None) == 0.5
+    image, _, _ = garden_scene(12, style="photo", shape=(256, 256))
+    from napari_gardenseg._scale import estimate_scale
+
+    assert _zoom_for("auto", image, net, {"blob_size_px": 30.0}) == pytest.approx(
+        estimate_scale(image, type("M", (), {"meta": {"blob_size_px": 30.0}})()))
+    for bad in (0, -1, "big", True, 100):
+        with pytest.raises(ValueError, match="scale"):
+            train([(image, np.ones((256, 256), np.int32), "x")], iterations=1, scale=bad, device="cpu",
+                  output="never-written.pt")

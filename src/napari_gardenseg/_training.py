@@ -35,12 +35,13 @@ __all__ = ["train", "prepare_samples"]
 
 
 class _Sample:
-    __slots__ = ("image", "labels", "class_of")
+    __slots__ = ("image", "labels", "class_of", "zoom")
 
-    def __init__(self, image, labels, class_of):
+    def __init__(self, image, labels, class_of, zoom: float = 1.0):
         self.image = image  # float32 (H, W, 3), or uint8 (converted crop by crop)
         self.labels = labels  # int32 (H, W)
         self.class_of = class_of  # instance id -> class name
+        self.zoom = zoom  # the scale inference will see this image at (before random rescaling)
 
 
 def prepare_samples(samples: Sequence) -> list[_Sample]:
@@ -95,7 +96,7 @@ def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = 12
 
 def _augment(rng: np.random.Generator, s: _Sample, crop: int, scale_range):
     img, lab = s.image, s.labels
-    scale = float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
+    scale = s.zoom * float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
     h, w = lab.shape
     # crop first (in source pixels), then rescale: cheaper than rescaling the whole image
     src = max(8, int(round(crop / scale)))
@@ -123,6 +124,23 @@ def _augment(rng: np.random.Generator, s: _Sample, crop: int, scale_range):
     img = (img - mean) * rng.uniform(0.8, 1.2) + mean * rng.uniform(0.8, 1.2)
     img = (img * gain).clamp_(0, 1)
     return img.contiguous(), lab.numpy()
+
+
+def _zoom_for(scale, image, net, meta) -> float:
+    """The zoom inference applies to ``image`` with segment's ``scale`` (None: the model's resize)."""
+    if scale is None:
+        t = net.transform
+        h, w = image.shape[:2]
+        return float(min(t.min_size[-1] / min(h, w), t.max_size / max(h, w)))
+    if isinstance(scale, str) and scale == "auto":
+        from types import SimpleNamespace
+
+        from ._scale import estimate_scale
+
+        return float(estimate_scale(image, SimpleNamespace(meta=meta)))
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0.01 <= float(scale) <= 16:
+        raise ValueError(f"scale must be None, 'auto' or a number between 0.01 and 16, got {scale!r}")
+    return float(scale)
 
 
 def fit(
@@ -189,7 +207,7 @@ def fit(
             history.append(float(loss.detach()))
             done = it + 1
             if progress is not None:
-                parts = " ".join(f"{k.replace('loss_', '')}={float(v):.3f}" for k, v in losses.items())
+                parts = " ".join(f"{k.replace('loss_', '')}={float(v.detach()):.3f}" for k, v in losses.items())
                 progress(done / iterations, f"iteration {done}/{iterations} loss={float(loss):.3f} ({parts})")
             if on_iteration is not None:
                 net.eval()
@@ -217,6 +235,7 @@ def train(
     lr: float | None = None,
     crop: int = 384,
     scale_range=(0.75, 1.33),
+    scale=None,
     warmup: int | None = None,
     meta: dict | None = None,
 ) -> Path:
@@ -231,9 +250,18 @@ def train(
     (a ``threading.Event`` or a callable returning True) stops early, and what
     was learnt so far is saved all the same. Returns the checkpoint's path;
     ``load_model(path)`` loads it with its class names.
+
+    ``scale`` is the scale the model will be used at, as in :func:`segment`:
+    ``None`` trains at the size the model's own resize gives each image (what
+    ``segment(..., scale=None)`` sees), a number at that zoom, ``"auto"`` at
+    :func:`~napari_gardenseg._scale.estimate_scale`'s estimate per image. Crops
+    of ``crop`` pixels are taken at that scale times a random factor from
+    ``scale_range``.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
+    if scale is not None and not (isinstance(scale, str) and scale == "auto"):
+        _zoom_for(scale, None, None, None)  # validate before anything slow
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if output is None:
@@ -262,6 +290,8 @@ def train(
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
     index = {n: i for i, n in enumerate(names)}
+    for sample in prepared:
+        sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
 
     lr = lr if lr is not None else (1e-3 if base is None else 2e-4)
     warmup = warmup if warmup is not None else min(200, iterations // 10)
@@ -281,6 +311,8 @@ def train(
         "batch_size": batch_size,
         "crop": crop,
         "scale_range": [float(v) for v in scale_range],
+        "scale": scale,
+        "zooms": [round(float(s_.zoom), 3) for s_ in prepared[:50]],
         "lr": lr,
         "samples": len(prepared),
         "device": str(dev),
