@@ -728,15 +728,20 @@ def _append_failure(out: Path, entry: dict) -> None:
 def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     """A LocalCluster of ``n_workers`` processes with one thread each, for :func:`segment_files`.
 
-    Each task counts as lost at the first death of its worker (the batch
-    resubmits it ``retries`` times itself), and a worker takes one file at a
-    time, so a dying worker takes no queued file with it.
+    A task counts as lost at the first death of its worker (the batch
+    resubmits it ``retries`` times itself, the same on any cluster), and
+    when the scheduler queues a batch's tasks (batches larger than twice the
+    worker threads) it hands a worker one file at a time, so a dying worker
+    takes no waiting file with it.
     """
+    import logging
+
     import dask
     from distributed import LocalCluster
 
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {n_workers!r}")
+    kwargs.setdefault("silence_logs", logging.ERROR)  # not the nannies' warnings while torch processes exit
     with dask.config.set({"distributed.scheduler.allowed-failures": retries_lost,
                           "distributed.scheduler.worker-saturation": 1.0}):
         return LocalCluster(
