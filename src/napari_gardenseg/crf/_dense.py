@@ -23,12 +23,30 @@ def torch_available() -> bool:
     return True
 
 
-def _device_type(device) -> str:
-    if device is None:
+def resolve_device(device):
+    """A torch.device for ``device`` (None = "cpu"; "auto" = CUDA, else MPS, else CPU), or
+    "cpu" when torch cannot be imported (pydensecrf runs on the CPU anyway)."""
+    if not torch_available():
         return "cpu"
-    if isinstance(device, str):
-        return device.split(":")[0].lower()
-    return str(getattr(device, "type", device)).lower()
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"device must be 'cpu', 'cuda', 'cuda:N', 'mps', 'auto' or a torch.device, got {device!r}"
+        ) from None
+
+
+def _device_type(device) -> str:
+    return str(getattr(device, "type", device)).split(":")[0].lower()
 
 
 def cpu_workers() -> int:
@@ -59,7 +77,7 @@ def single_threaded_torch():
 
 def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
     """(backend name, one-line reason) for ``backend`` ("auto", "pydensecrf", "torch") on ``device``."""
-    kind = _device_type(device)
+    kind = _device_type(resolve_device(device))
     if backend == "pydensecrf":
         _pydensecrf.densecrf()  # CRFUnavailableError with the install hint
         return "pydensecrf", "asked for (runs on the CPU)" if kind != "cpu" else "asked for"
@@ -125,6 +143,7 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
             f"probabilities must sum to 1 over the first (label) axis; the largest "
             f"deviation is {deviation:.3g}"
         )
+    device = resolve_device(device)
     backend, _ = choose_backend(params.backend, device)
     # Same arithmetic as unary_from_softmax (log in the input's precision).
     unary = (-np.log(np.clip(p, _CLIP, 1.0))).reshape(p.shape[0], -1).astype(np.float32)

@@ -58,7 +58,15 @@ import numpy as np
 from .._cancel import check as _check_cancel
 from .._images import to_rgb_uint8
 from .._instances import Instances, paint, support
-from ._dense import _CLIP, _device_type, choose_backend, cpu_workers, dense_crf_many, single_threaded_torch
+from ._dense import (
+    _CLIP,
+    _device_type,
+    choose_backend,
+    cpu_workers,
+    dense_crf_many,
+    resolve_device,
+    single_threaded_torch,
+)
 from ._params import CRFParams
 
 _RANGE_TOL = 1e-4
@@ -215,6 +223,7 @@ def refine_masks(
             f"image must be (H, W, 3) RGB (or a reader of shape (H, W) giving RGB crops) of the "
             f"instances' size {tuple(instances.shape)}, got shape {shape}"
         )
+    device = resolve_device(device)
     backend, reason = choose_backend(params.backend, device)
     report = progress or (lambda f, m: None)
     h, w = instances.shape

@@ -42,9 +42,13 @@ def _csr(crow, col, val, size):
 
 
 class Lattice:
-    """A lattice built over ``features`` (N, d) float32, one per ``segments`` id."""
+    """A lattice built over ``features`` (N, d) float32, one per ``segments`` id.
 
-    def __init__(self, features: torch.Tensor, segments: torch.Tensor | None = None):
+    ``sparse``: filter with sparse matrix products (default on CPU and CUDA)
+    or with gathers and ``index_add_`` (default elsewhere, e.g. MPS).
+    """
+
+    def __init__(self, features: torch.Tensor, segments: torch.Tensor | None = None, sparse: bool | None = None):
         if features.dtype != torch.float32 or features.ndim != 2:
             raise ValueError("lattice features must be a float32 (N, d) tensor")
         device = features.device
@@ -150,31 +154,34 @@ class Lattice:
         # coordinate -1 except j, +d, and n2 the opposite; one sparse matrix per
         # direction (a missing neighbour has no entry, i.e. counts as 0).
         rows = torch.arange(m, device=device)
-        half = torch.full((m,), 0.5, dtype=torch.float32, device=device)
-        blur = []
+        neighbours = torch.full((d1, 2, m + 1), m, dtype=i64, device=device)  # m: the always-zero vertex
         for j in range(d1):
             delta = -step_all + (d1 * radix[j] if j < d else 0)
-            r_parts, c_parts, v_parts = [rows], [rows], [torch.ones(m, dtype=torch.float32, device=device)]
-            for sign in (1, -1):
+            for k, sign in enumerate((1, -1)):
                 target = uniq + sign * delta
                 at = torch.searchsorted(uniq, target).clamp_(max=max(m - 1, 0))
-                found = uniq[at] == target
-                r_parts.append(rows[found])
-                c_parts.append(at[found])
-                v_parts.append(half[found])
-            r_all, c_all = torch.cat(r_parts), torch.cat(c_parts)
-            by_row = torch.argsort(r_all * (m + 1) + c_all)
-            crow = torch.zeros(m + 2, dtype=i64, device=device)
-            crow[1 : m + 1] = torch.cumsum(torch.bincount(r_all, minlength=m), 0)
-            crow[m + 1] = crow[m]  # row M: the always-zero vertex of the splat layout
-            blur.append(_csr(crow, c_all[by_row], torch.cat(v_parts)[by_row], (m + 1, m + 1)))
+                neighbours[j, k, :m] = torch.where(uniq[at] == target, at, m)
 
         self.m, self.n_simplex = m, n_simplex
-        self.blur = blur  # d+1 sparse (M+1, M+1) steps; vertex M is always zero
-        alpha = float(np.float32(1.0) / (np.float32(1.0) + np.float32(2.0) ** np.float32(-d)))
+        self.alpha = float(np.float32(1.0) / (np.float32(1.0) + np.float32(2.0) ** np.float32(-d)))
         self.weights = weights.contiguous()
         self.vertex = vertex  # (S*(d+1),) vertex of each simplex corner
         self.simplex = sid  # (N,) simplex of each point
+        # Sparse products where torch has them (CPU, CUDA); gathers and index_add elsewhere (MPS).
+        self.sparse = device.type in ("cpu", "cuda") if sparse is None else sparse
+        if not self.sparse:
+            self.neighbours = neighbours
+            return
+        weights3 = torch.tensor([0.5, 1.0, 0.5], dtype=torch.float32, device=device).expand(m, 3)
+        self.blur = []  # d+1 sparse (M+1, M+1) steps; row M (the zero vertex) is empty
+        for j in range(d1):
+            # Row i: n1 (if it exists), i, n2 (if it exists), in row-major order.
+            cols = torch.stack([neighbours[j, 0, :m], rows, neighbours[j, 1, :m]], 1)
+            keep = cols < m
+            crow = torch.zeros(m + 2, dtype=i64, device=device)
+            crow[1 : m + 1] = torch.cumsum(keep.sum(1), 0)
+            crow[m + 1] = crow[m]
+            self.blur.append(_csr(crow, cols[keep], weights3[keep], (m + 1, m + 1)))
         crow = torch.zeros(n_simplex + 1, dtype=i64, device=device)
         crow[1:] = torch.cumsum(torch.bincount(sid_sorted, minlength=n_simplex), 0) if n else 0
         ones = torch.ones(n, dtype=torch.float32, device=device)
@@ -185,7 +192,7 @@ class Lattice:
         # Slice: point p takes sum_r (w_r * alpha) * value of its simplex's corner r.
         cols = (sid[:, None] * d1 + torch.arange(d1, device=device)).reshape(-1)
         crow = torch.arange(0, n * d1 + 1, d1, device=device)
-        self._slice = _csr(crow, cols, (weights * alpha).reshape(-1), (n, n_simplex * d1))
+        self._slice = _csr(crow, cols, (weights * self.alpha).reshape(-1), (n, n_simplex * d1))
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
         """Splat (N, C) float32 ``values``, blur, slice: the lattice's Gaussian filter."""
@@ -198,6 +205,17 @@ class Lattice:
             wx = self.weights * values
         else:
             wx = (self.weights[:, :, None] * values[:, None, :]).reshape(n, d1 * c)
+        if not self.sparse:
+            corners = values.new_zeros((self.n_simplex, d1 * c)).index_add_(0, self.simplex, wx)
+            grid = values.new_zeros((self.m + 1, c)).index_add_(0, self.vertex, corners.view(-1, c))
+            for j in range(d1):
+                nxt = grid.index_select(0, self.neighbours[j, 0])
+                nxt += grid.index_select(0, self.neighbours[j, 1])
+                nxt *= 0.5
+                nxt += grid
+                grid = nxt
+            at = grid.index_select(0, self.vertex).view(self.n_simplex, d1, c)
+            return ((self.weights * self.alpha)[:, :, None] * at.index_select(0, self.simplex)).sum(1)
         corners = (self._gather @ wx).reshape(self.n_simplex * d1, c)
         grid = self._to_vertex @ corners  # (M+1, C); row M stays 0
         for step in self.blur:
