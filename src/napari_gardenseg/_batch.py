@@ -44,15 +44,15 @@ import numpy as np
 from ._files import OutputExistsError, atomic_write, check_target
 
 __all__ = [
-    "segment_files",
-    "process_file",
+    "FAILURES_FILE",
     "BatchSummary",
     "FileStatus",
-    "output_names",
     "output_files",
-    "read_image",
+    "output_names",
     "overlay",
-    "FAILURES_FILE",
+    "process_file",
+    "read_image",
+    "segment_files",
 ]
 
 FAILURES_FILE = "failures.jsonl"
@@ -232,7 +232,7 @@ def _compared_options(options: dict, crf_overrides) -> dict:
 def _same(a, b) -> bool:
     try:
         return bool(type(a) is type(b) and a == b)
-    except Exception:  # arrays and the like: not a default
+    except Exception:  # noqa: BLE001  (arrays and the like compare oddly: not a default)
         return False
 
 
@@ -504,7 +504,7 @@ def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads:
     try:
         summary = process_file(path, out_dir, model, name=name, **kwargs)
         return {"status": "done", "worker": worker, **summary}
-    except Exception as exc:  # a bad file fails alone
+    except Exception as exc:  # noqa: BLE001  (whatever a file does, it fails alone and is reported)
         return {
             "status": "failed",
             "worker": worker,
@@ -538,10 +538,21 @@ def _host(address: str) -> str:
     return address.split("://")[-1].rsplit(":", 1)[0]
 
 
-def _host_threads(client) -> dict:
+def _check_resources(client, resources: dict) -> None:
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if not any(all((w.get("resources") or {}).get(k, 0) >= v for k, v in resources.items()) for w in workers):
+        # Dask would keep such tasks waiting for a worker that may never come: say so now
+        raise ValueError(
+            f"resources={resources!r}: no worker of this cluster has them (workers' resources: "
+            f"{sorted({str(w.get('resources') or {}) for w in workers})}); start workers with "
+            "e.g. `dask worker ... --resources GPU=1`"
+        )
+
+
+def _host_threads(workers: dict) -> dict:
     """Dask worker threads per host, from the scheduler's view of the cluster."""
     threads: Counter = Counter()
-    for addr, info in client.scheduler_info(n_workers=-1)["workers"].items():
+    for addr, info in workers.items():
         threads[_host(addr)] += int(info.get("nthreads", 1))
     return dict(threads)
 
@@ -588,15 +599,17 @@ def segment_files(
     if "crf_params" in segment_options and segment_options["crf_params"] is not None and crf_overrides:
         raise ValueError("give crf_params or crf_overrides, not both")
     out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
     model_id = model_identity(model)  # unknown model or missing checkpoint: fail now, not per file
     if client is not None and not isinstance(model, (str, os.PathLike)):
         raise TypeError(
             f"with a Dask client, model must be a model name or a checkpoint path, not {type(model).__name__} "
             "(workers load it themselves)"
         )
+    if client is not None and resources:
+        _check_resources(client, resources)
     if isinstance(model, (str, os.PathLike)) and model_id["sha256"] is not None and model != "garden":
         model = model_id["source"]  # a checkpoint's absolute path: workers may run in another folder
+    out.mkdir(parents=True, exist_ok=True)
     crf = segment_options.get("crf", True)
     names = output_names(paths)
     files = [FileStatus(file=p, name=n, status="pending") for p, n in zip(paths, names)]
@@ -605,7 +618,6 @@ def segment_files(
     kwargs = dict(segment_options, coco=coco, write_overlay=write_overlay, overwrite=overwrite, resume=True,
                   crf_overrides=crf_overrides, model_id=model_id)
     wanted_options = _compared_options(segment_options, crf_overrides)
-    failures: list[dict] = []
     n_finished = 0
 
     def finished(fs: FileStatus, message: str):
@@ -616,46 +628,20 @@ def segment_files(
 
     def fail(fs: FileStatus, entry: dict):
         fs.status, fs.error = "failed", f"{entry['error_type']}: {entry['message']}"
-        failures.append(entry)
         _append_failure(out, entry)
         finished(fs, f"{Path(fs.file).name}: FAILED: {fs.error}")
 
+    wanted = {"model": model_id, "options": wanted_options, "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)}}
     todo = []
     for fs in files:
-        path = Path(fs.file)
         targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay)]
-        if not path.is_file():
-            fail(fs, _failure(fs, FileNotFoundError(f"no such image file: {path}"), tb=""))
-            continue
-        record = read_run_record(out, fs.name) if resume else None
-        if record is not None:
-            wanted = {
-                "input": _input_identity(path),
-                "model": model_id,
-                "options": wanted_options,
-                "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
-            }
-            differ = _differences(record, wanted)
-            complete = all((out / f).exists() for f in record.get("written", []))
-            if not differ and complete and _verifiable(model_id):
-                fs.status, fs.instances = "skipped", record.get("instances")
-                fs.outputs = [str(out / f) for f in [*record.get("written", []), f"{fs.name}{RUN_SUFFIX}"]]
-                finished(fs, f"{path.name}: already done (resume)")
-                continue
-            if not overwrite:
-                why = "different " + " and ".join(differ) if differ else "outputs missing" if not complete else "a model that cannot be verified"
-                fail(fs, _failure(fs, tb="", error_type="OutputExistsError", message=(
-                    f"output {str(out / (fs.name + RUN_SUFFIX))!r} was made by another run ({why}); not replacing it. "
-                    "Pass overwrite=True (--overwrite on the command line) to redo it.")))
-                continue
-        existing = [t for t in targets if t.exists()]
-        if existing and not overwrite:
-            try:
-                check_target(existing[0], False, "output")
-            except OutputExistsError as exc:
-                fail(fs, _failure(fs, exc, tb=""))
-            continue
-        todo.append(fs)
+        verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
+        if verdict == "run":
+            todo.append(fs)
+        elif verdict == "skip":
+            finished(fs, f"{Path(fs.file).name}: already done (resume)")
+        else:
+            fail(fs, verdict)
 
     def settle(fs: FileStatus, res: dict):
         if res["status"] == "done":
@@ -678,6 +664,34 @@ def segment_files(
     return BatchSummary(out_dir=out, files=files, seconds=time.perf_counter() - t_start)
 
 
+def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):
+    """"run", "skip" (resume: done with the same input, model and options), or a failure entry."""
+    path = Path(fs.file)
+    if not path.is_file():
+        return _failure(fs, FileNotFoundError(f"no such image file: {path}"), tb="")
+    record = read_run_record(out, fs.name) if resume else None
+    if record is not None:
+        differ = _differences(record, {**wanted, "input": _input_identity(path)})
+        complete = all((out / f).exists() for f in record.get("written", []))
+        if not differ and complete and _verifiable(wanted["model"]):
+            fs.status, fs.instances = "skipped", record.get("instances")
+            fs.outputs = [str(out / f) for f in [*record.get("written", []), f"{fs.name}{RUN_SUFFIX}"]]
+            return "skip"
+        if not overwrite:
+            why = ("different " + " and ".join(differ) if differ else "outputs missing" if not complete
+                   else "a model that cannot be verified")
+            return _failure(fs, tb="", error_type="OutputExistsError", message=(
+                f"output {str(out / (fs.name + RUN_SUFFIX))!r} was made by another run ({why}); not replacing it. "
+                "Pass overwrite=True (--overwrite on the command line) to redo it."))
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        try:
+            check_target(existing[0], False, "output")
+        except OutputExistsError as exc:
+            return _failure(fs, exc, tb="")
+    return "run"
+
+
 def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle, fail):
     import uuid
 
@@ -685,7 +699,7 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
     from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
 
-    host_threads = _host_threads(client)
+    host_threads = _host_threads(client.scheduler_info(n_workers=-1)["workers"])
     by_key = {}
 
     def submit(fs: FileStatus):
@@ -711,7 +725,7 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
                 continue
             fail(fs, _failure(fs, exc, message=f"worker process lost {fs.attempts} times while running this file ({exc})"))
             continue
-        except (Exception, FutureCancelledError) as exc:
+        except (Exception, FutureCancelledError) as exc:  # noqa: BLE001  (reported as that file's failure)
             fail(fs, _failure(fs, exc))
             continue
         finally:

@@ -22,9 +22,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._batch import overlay, process_file, read_image  # noqa: F401  (importable from here as before)
+from ._batch import overlay, process_file, read_image  # importable from here as before
 
-__all__ = ["main", "process_file", "read_image", "overlay"]
+__all__ = ["main", "overlay", "process_file", "read_image"]
 
 
 def _sample_file() -> Path:
