@@ -128,7 +128,11 @@ def predict_instances(
     h, w = rgb.shape[:2]
     net = model.net
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
-    with model.lock, torch.inference_mode(), _cancellable(net, cancel), _network_size(net, network_size((h, w), scale)):
+    size = network_size((h, w), scale)
+    with model.lock, torch.inference_mode(), _cancellable(net, cancel), _network_size(net, size):
+        if size is not None and size != (h, w):
+            # resize before the transform normalises: a 12 MP photo is not normalised at full size
+            tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
         # GeneralizedRCNN.forward, stopping before its postprocess pastes every mask into a full frame
         images, _ = net.transform([tensor])
         del tensor
