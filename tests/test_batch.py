@@ -198,6 +198,10 @@ def test_resume_skips_done_files_and_redoes_changed_ones(images, tmp_path, capsy
     assert cli.main(changed + ["--overwrite"]) == 0
     assert "2 done, 0 skipped" in capsys.readouterr().out
     assert {_record(out, f"scene{i}")["options"]["score_threshold"] for i in range(2)} == {0.9}
+    # --overwrite without --resume redoes even what matches
+    before = (out / "scene1_labels.tif").stat().st_mtime_ns
+    assert cli.main(base + ["--score-threshold", "0.9", "--overwrite"]) == 0
+    assert (out / "scene1_labels.tif").stat().st_mtime_ns != before
 
 
 def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
