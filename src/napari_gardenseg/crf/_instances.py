@@ -71,7 +71,7 @@ from ._params import CRFParams
 
 _RANGE_TOL = 1e-4
 # Pixels per torch batch: one lattice build for all crops of a batch, memory bounded.
-_BATCH_PIXELS = 400_000
+_BATCH_PIXELS = 250_000
 
 
 def _check_threshold(mask_threshold) -> float:

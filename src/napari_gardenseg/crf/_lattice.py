@@ -85,6 +85,7 @@ class Lattice:
             rank[i] += d1 * shift
             rem0[i] = rem0[i] + shift.to(torch.float32) * float(d1)
         rank_t = torch.stack(rank, 1)  # (N, d+1), a permutation of 0..d per point
+        del rank, resid, rounded, total
 
         # Barycentric weights (p.10): slot d - rank gets +v, slot d - rank + 1 gets -v.
         vb = torch.stack([(e - r) * down for e, r in zip(elevated, rem0)], 1)
@@ -92,6 +93,7 @@ class Lattice:
         plus = torch.zeros((n, d + 2), dtype=torch.float32, device=device).scatter_(1, pos, vb)
         minus = torch.zeros((n, d + 2), dtype=torch.float32, device=device).scatter_(1, pos + 1, vb)
         bary = plus - minus
+        del plus, minus, vb, pos, elevated
         bary[:, 0] = bary[:, 0] + (1.0 + bary[:, d + 1])
         weights = bary[:, :d1]
 
@@ -119,11 +121,13 @@ class Lattice:
         if segments is not None:
             key0 = key0 + segments.to(device=device, dtype=i64) * (radix[0] * span[0] if d else 1)
         code = key0 * perms + (rank_t * torch.tensor([d1**i for i in range(d1)], dtype=i64, device=device)).sum(1)
+        del rem0_int, rem0
         simplex_sorted, order_p = torch.sort(code, stable=True)
         first = torch.ones(n, dtype=torch.bool, device=device)
         first[1:] = simplex_sorted[1:] != simplex_sorted[:-1]
         sid_sorted = torch.cumsum(first.to(i64), 0) - 1
         sid = torch.empty_like(sid_sorted).scatter_(0, order_p, sid_sorted)
+        del code, simplex_sorted
         rep = order_p[first]  # one point per simplex
         n_simplex = rep.numel()
 
@@ -149,6 +153,7 @@ class Lattice:
         uniq = vkeys[new]
         m = uniq.numel()
         vertex = torch.empty_like(vid_sorted).scatter_(0, order_v, vid_sorted)  # (S*(d+1),)
+        del packed, keys, key, vkeys, new, rank_t, rank_rep, coord_of_rank
 
         # Blur along direction j: new = old + (n1 + n2) / 2 with n1 = every
         # coordinate -1 except j, +d, and n2 the opposite; one sparse matrix per
