@@ -1,4 +1,10 @@
-"""Choosing a backend, and the dense CRF over whole images or many crops with it."""
+"""Choosing a backend, and the dense CRF over whole images or many crops with it.
+
+"auto" picks torch on CUDA and MPS (pydensecrf cannot use a GPU). On the CPU
+it picks pydensecrf when that is installed, because there the C++ lattice is
+still the faster one (``benchmarks/bench_crf.py --backends`` measures both,
+with the same labels), and torch otherwise, so that every install has the CRF.
+"""
 
 from __future__ import annotations
 

@@ -18,10 +18,19 @@ many crops share one lattice build and one blur without their vertices ever
 meeting: the result per crop is that of a lattice of its own. The structure
 is built once and reused for every filtering (every mean-field iteration).
 
-Where the result can differ from pydensecrf's: float rounding only. The
-sparse products may add a vertex's or a point's terms in another order, and
-the mean field's ``exp`` comes from another maths library. Labels change
-only where two labels' marginals are that close (see the tests' figures).
+Where the result can differ from pydensecrf's, and why:
+
+* float order: the splat adds a vertex's terms per simplex first
+  (pydensecrf: in pixel order), the blur adds old + n1/2 + n2/2 (pydensecrf:
+  old + (n1 + n2)/2), the slice adds a point's d+1 terms in another order and
+  multiplies by alpha first for one or two labels, and the mean field's
+  ``exp`` comes from another maths library. Marginals differ by about 1e-6;
+  a label changes only where two labels' marginals are that close.
+* lattice rounding: a feature exactly half-way between two remainder-0
+  points is rounded half to even here, as pydensecrf's SSE path (x86)
+  does; its plain C++ path (e.g. ARM builds) compares ceil and floor instead
+  and can pick the other point, so against such a build those few points
+  (and their neighbours' messages) can differ.
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ PottsCompatibility multiplies by -w), and mean field
 Many crops run as one: their pixels form one point set whose lattice keys
 carry the crop's index (see ``_lattice``), so one lattice build and one blur
 per kernel and iteration serve them all, and each crop's result is the one it
-would get alone. A per-crop Gaussian weight is a per-pixel factor. Where the
-labels differ from pydensecrf's, it is float rounding (summation order in the
-splat and slice, ``exp``) deciding near-ties; see ``_lattice``.
+would get alone. A per-crop Gaussian weight is a per-pixel factor, and crops
+without the Gaussian term stay out of its lattice. With two labels only one
+channel is filtered (K q0 = K 1 - K q1). Where the labels differ from
+pydensecrf's, it is float rounding (summation order in the splat and slice,
+``exp``) deciding near-ties, or a half-way lattice rounding; see ``_lattice``.
 """
 
 from __future__ import annotations
