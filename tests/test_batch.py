@@ -104,23 +104,24 @@ def test_cluster_outputs_identical_to_sequential_and_model_loaded_once_per_worke
         _batch.segment_files(images[:1], tmp_path / "gpu", client=client, resources={"GPU": 1})
 
 
-def _exit_once(marker: str, filename: str):
-    """Make this worker process die (as from a segfault or the OOM killer) on ``filename``, once per marker."""
-    from napari_gardenseg import _batch as batch
+def _exit_once(marker: str, stem: str):
+    """Make this worker process die (as from a segfault or the OOM killer) while it writes ``stem``'s
+    overlay, after its label image and table are written: once per marker."""
+    from PIL import Image as PILImage
 
-    original = batch.read_image
+    original = PILImage.Image.save
 
-    def read(path):
-        if Path(path).name == filename:
+    def save(self, fp, *args, **kwargs):
+        if Path(str(fp)).name.startswith(f".{stem}_overlay"):
             try:
                 os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
             except FileExistsError:
                 pass
             else:
                 os._exit(1)
-        return original(path)
+        return original(self, fp, *args, **kwargs)
 
-    batch.read_image = read
+    PILImage.Image.save = save
 
 
 def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
@@ -130,7 +131,7 @@ def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
     doomed.write_bytes(images[0].read_bytes())
     batch = [images[1], bad, doomed, images[2]]
 
-    client.run(_exit_once, str(tmp_path / "died-1"), "doomed.png")
+    client.run(_exit_once, str(tmp_path / "died-1"), "doomed")
     out = tmp_path / "out"
     summary = _batch.segment_files(batch, out, client=client, crf=False, retries=1)
     assert (tmp_path / "died-1").exists()  # the worker really died on it
@@ -141,16 +142,17 @@ def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
     lines = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert [(x["file"], x["error_type"]) for x in lines] == [(str(bad), "UnidentifiedImageError")]
     assert "Traceback" in lines[0]["traceback"] and "corrupt.png" in lines[0]["message"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
+    assert tifffile.imread(out / "doomed_labels.tif").max() >= 1 and (out / "doomed_run.json").exists()
 
     # without retries, the lost worker is the file's failure, reported like any other
     client.wait_for_workers(2, timeout=60)  # the dead one's nanny has started a new process
-    client.run(_exit_once, str(tmp_path / "died-2"), "doomed.png")
+    client.run(_exit_once, str(tmp_path / "died-2"), "doomed")
     summary = _batch.segment_files([doomed], tmp_path / "out2", client=client, crf=False, retries=0)
     assert [f.status for f in summary] == ["failed"]
     (line,) = [json.loads(x) for x in (tmp_path / "out2" / "failures.jsonl").read_text().splitlines()]
     assert line["file"] == str(doomed) and line["error_type"] == "KilledWorker" and line["attempts"] == 1
-    assert not list((tmp_path / "out2").glob("doomed*"))  # nothing half-written under a real name
+    # it died after writing two of its files: they are there only under hidden temporary names
+    assert not list((tmp_path / "out2").glob("doomed*")) and len(list((tmp_path / "out2").glob(".doomed_*.tmp"))) == 2
 
 
 def test_cli_against_a_scheduler_from_a_subprocess(images, client, tmp_path, capsys):

@@ -376,27 +376,34 @@ def process_file(
 
 
 def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, write_overlay, overwrite) -> list[str]:
+    """Write every output under a temporary name, then rename them all together.
+
+    A process killed while writing leaves only hidden ``.*.tmp`` files, never
+    some outputs under their real names, which a retry would have to refuse.
+    """
+    from contextlib import ExitStack
+
     import tifffile
     from PIL import Image
 
     written = []
+    with ExitStack() as renames:  # on leaving: each temporary file renamed (on an error: all removed)
 
-    def put(filename, write):
-        with atomic_write(out / filename, overwrite, "output") as tmp:
-            write(tmp)
-        written.append(filename)
+        def put(filename, write):
+            write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
+            written.append(filename)
 
-    put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib"))
-    if result.refined is not None:
-        put(f"{name}_labels_crf.tif", lambda t: tifffile.imwrite(t, result.refined, compression="zlib"))
-    put(f"{name}_instances.csv", lambda t: result.table.to_csv(t, index=False))
-    if write_overlay:
-        shown = result.refined if result.refined is not None else result.labels
-        put(f"{name}_overlay.png", lambda t: Image.fromarray(overlay(image, shown)).save(t, format="PNG"))
-    if coco:
-        from ._export import to_coco
+        put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib"))
+        if result.refined is not None:
+            put(f"{name}_labels_crf.tif", lambda t: tifffile.imwrite(t, result.refined, compression="zlib"))
+        put(f"{name}_instances.csv", lambda t: result.table.to_csv(t, index=False))
+        if write_overlay:
+            shown = result.refined if result.refined is not None else result.labels
+            put(f"{name}_overlay.png", lambda t: Image.fromarray(overlay(image, shown)).save(t, format="PNG"))
+        if coco:
+            from ._export import to_coco
 
-        put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco(result, file_name=path.name))))
+            put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco(result, file_name=path.name))))
     return written
 
 
