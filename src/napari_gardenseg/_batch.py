@@ -181,7 +181,7 @@ def model_identity(model) -> dict:
                 )
             raise ModelError(f"checkpoint file not found: {path}")
         path = path.resolve()
-        return {"source": str(path), "sha256": _sha256(path), "mtime_ns": path.stat().st_mtime_ns}
+        return {"source": str(path), "sha256": _sha256(path)}  # the content, not the date: a copy is the same model
     return {"source": f"<{type(model).__name__} object>", "sha256": None}
 
 
@@ -247,7 +247,14 @@ def read_run_record(out_dir, name: str) -> dict | None:
 
 def _differences(record: dict, wanted: dict) -> list[str]:
     wanted = _jsonable(wanted)
-    return [k for k in _COMPARED if record.get(k) != wanted.get(k)]
+
+    def same(key):
+        a, b = record.get(key), wanted.get(key)
+        if key == "model" and isinstance(a, dict) and isinstance(b, dict) and a.get("sha256") and b.get("sha256"):
+            return a["sha256"] == b["sha256"]  # the same weights, wherever the file lies
+        return a == b
+
+    return [k for k in _COMPARED if not same(k)]
 
 
 def _is_done(out: Path, name: str, wanted: dict) -> bool:
