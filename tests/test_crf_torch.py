@@ -323,3 +323,33 @@ def test_auto_backend_rule(monkeypatch):
     assert backend == "pydensecrf" and "faster" in reason
     monkeypatch.setattr(_pydensecrf, "available", lambda: False)
     assert choose_backend("auto", "cpu") == ("torch", "auto: pydensecrf is not installed")
+
+
+def test_wide_lattice_keys_sort_twice_or_split_the_batch(monkeypatch):
+    """Huge crops: keys too wide for one int64 code fall back to two sorts, then to smaller batches."""
+    from napari_gardenseg.crf import _lattice
+    from napari_gardenseg.crf._torch import _features, dense_crf_batch
+
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 255, (60, 80, 3), dtype=np.uint8) for _ in range(3)]
+    seg = torch.repeat_interleave(torch.arange(3), torch.tensor([4800] * 3))
+    f = _features(crops, "cpu", 80.0, 13.0)
+    x = torch.rand(f.shape[0], 1, generator=torch.Generator().manual_seed(0))
+    one_key = _lattice.Lattice(f, seg)
+    unaries = [np.ascontiguousarray(-np.log(rng.dirichlet([1, 1], 4800).T), dtype=np.float32) for _ in range(3)]
+    together = dense_crf_batch(crops, unaries, 5, (3.0, [3.0] * 3), (80.0, 13.0, 10.0))
+
+    monkeypatch.setattr(_lattice, "_MAX_BITS", 40)  # no room for the rank order in the key
+    two_sorts = _lattice.Lattice(f, seg)
+    assert (two_sorts.n_simplex, two_sorts.m) == (one_key.n_simplex, one_key.m)
+    np.testing.assert_allclose(two_sorts.filter(x), one_key.filter(x), atol=1e-6)
+
+    monkeypatch.setattr(_lattice, "_MAX_BITS", 35)  # one crop fits, three together do not
+    with pytest.raises(_lattice.KeysTooWide, match="more than an int64 holds"):
+        _lattice.Lattice(f, seg)
+    split = dense_crf_batch(crops, unaries, 5, (3.0, [3.0] * 3), (80.0, 13.0, 10.0))
+    for a, b in zip(split, together):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    monkeypatch.setattr(_lattice, "_MAX_BITS", 20)  # not even one crop
+    with pytest.raises(ValueError, match="backend='pydensecrf'"):
+        dense_crf_batch(crops[:1], unaries[:1], 5, (3.0, [3.0]), (80.0, 13.0, 10.0))

@@ -44,6 +44,10 @@ import torch
 _MAX_BITS = 62  # packed keys must fit a signed int64
 
 
+class KeysTooWide(ValueError):
+    """The lattice keys of these points do not fit one int64 (split the crops)."""
+
+
 def _csr(crow, col, val, size):
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore")
@@ -117,11 +121,11 @@ class Lattice:
             lo, span = torch.zeros(d, dtype=i64, device=device), [1] * d
         n_seg = int(segments.max()) + 1 if segments is not None and n else 1
         perms = d1**d1
-        bits = sum(math.log2(s) for s in span) + math.log2(n_seg) + math.log2(perms)
+        bits = sum(math.log2(s) for s in span) + math.log2(n_seg)
         if bits > _MAX_BITS:
-            raise ValueError(
-                f"the CRF lattice keys need {bits:.0f} bits (image or crops too large for the torch backend's "
-                "packed keys); refine smaller crops or use backend='pydensecrf'"
+            raise KeysTooWide(
+                f"the CRF lattice keys need {bits:.0f} bits, more than an int64 holds (crops too large "
+                "for the torch backend); use backend='pydensecrf' for this image"
             )
         radix = [1] * d
         for i in range(d - 2, -1, -1):
@@ -129,14 +133,24 @@ class Lattice:
         key0 = ((rem0_int - lo) * torch.tensor(radix, dtype=i64, device=device)).sum(1)
         if segments is not None:
             key0 = key0 + segments.to(device=device, dtype=i64) * (radix[0] * span[0] if d else 1)
-        code = key0 * perms + (rank_t * torch.tensor([d1**i for i in range(d1)], dtype=i64, device=device)).sum(1)
+        perm = (rank_t * torch.tensor([d1**i for i in range(d1)], dtype=i64, device=device)).sum(1)
         del rem0_int, rem0
-        simplex_sorted, order_p = torch.sort(code, stable=True)
-        first = torch.ones(n, dtype=torch.bool, device=device)
-        first[1:] = simplex_sorted[1:] != simplex_sorted[:-1]
+        if bits + math.log2(perms) <= _MAX_BITS:  # (remainder-0 point, rank order) in one key
+            code = key0 * perms + perm
+            simplex_sorted, order_p = torch.sort(code, stable=True)
+            first = torch.ones(n, dtype=torch.bool, device=device)
+            first[1:] = simplex_sorted[1:] != simplex_sorted[:-1]
+            del code, simplex_sorted
+        else:  # too wide for one key: sort by rank order, then (stably) by point
+            _, by_perm = torch.sort(perm, stable=True)
+            key_sorted, by_key = torch.sort(key0[by_perm], stable=True)
+            order_p = by_perm[by_key]
+            perm_sorted = perm[order_p]
+            first = torch.ones(n, dtype=torch.bool, device=device)
+            first[1:] = (key_sorted[1:] != key_sorted[:-1]) | (perm_sorted[1:] != perm_sorted[:-1])
+            del by_perm, key_sorted, by_key, perm_sorted
         sid_sorted = torch.cumsum(first.to(i64), 0) - 1
         sid = torch.empty_like(sid_sorted).scatter_(0, order_p, sid_sorted)
-        del code, simplex_sorted
         rep = order_p[first]  # one point per simplex
         n_simplex = rep.numel()
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._lattice import Lattice
+from ._lattice import KeysTooWide, Lattice
 
 
 class _Kernel:
@@ -61,6 +61,20 @@ def _softmax(neg_energy: torch.Tensor) -> torch.Tensor:
 
 
 def dense_crf_batch(rgbs, unaries, iterations: int, gaussian, bilateral, device="cpu") -> list[np.ndarray]:
+    """Mean-field Q for many crops at once (see :func:`_dense_crf_batch`); crops
+    whose lattice keys together are too wide for int64 run in smaller groups."""
+    try:
+        return _dense_crf_batch(rgbs, unaries, iterations, gaussian, bilateral, device)
+    except KeysTooWide:
+        if len(rgbs) < 2:
+            raise
+    half = len(rgbs) // 2
+    g_sxy, g_compats = gaussian
+    return dense_crf_batch(rgbs[:half], unaries[:half], iterations, (g_sxy, list(g_compats)[:half]), bilateral, device) + \
+        dense_crf_batch(rgbs[half:], unaries[half:], iterations, (g_sxy, list(g_compats)[half:]), bilateral, device)
+
+
+def _dense_crf_batch(rgbs, unaries, iterations: int, gaussian, bilateral, device="cpu") -> list[np.ndarray]:
     """Mean-field Q for many crops at once.
 
     ``rgbs``: list of (h, w, 3) uint8; ``unaries``: list of (K, h*w) float32
