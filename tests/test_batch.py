@@ -185,6 +185,16 @@ def test_resume_skips_done_files_and_redoes_changed_ones(images, tmp_path, capsy
     assert "0 done, 2 skipped, 0 failed" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamps  # nothing rewritten
 
+    # the model is known by its weights: a copy of the checkpoint is the same model, other weights are not
+    from napari_gardenseg._models import bundled_checkpoint
+
+    (tmp_path / "copy.pt").write_bytes(bundled_checkpoint().read_bytes())
+    (tmp_path / "other.pt").write_bytes(bundled_checkpoint().read_bytes() + b"\0")
+    assert cli.main(base + ["--resume", "--model", str(tmp_path / "copy.pt")]) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+    assert cli.main(base + ["--resume", "--model", str(tmp_path / "other.pt")]) == 1
+    assert "different model" in capsys.readouterr().err
+
     # other settings: --resume alone never replaces what another run made...
     changed = base + ["--score-threshold", "0.9", "--resume"]
     assert cli.main(changed) == 1

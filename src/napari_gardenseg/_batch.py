@@ -667,7 +667,8 @@ def segment_files(
             fail(fs, _failure(fs, tb=res["traceback"], error_type=res["error_type"], message=res["message"]))
 
     if client is None:
-        loaded = _model(model, segment_options.get("device", "auto"), model_id)  # once, before the loop (as before)
+        if todo:
+            loaded = _model(model, segment_options.get("device", "auto"), model_id)  # once, before the loop (as before)
         for fs in todo:
             fs.attempts = 1
             res = _task(fs.file, str(out), fs.name, loaded, kwargs, None)
