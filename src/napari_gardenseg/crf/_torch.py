@@ -93,7 +93,7 @@ def _dense_crf_batch(rgbs, unaries, iterations: int, gaussian, bilateral, device
     kernels = []
     g_sxy, g_compats = gaussian
     g_compats = np.asarray(g_compats, np.float32)
-    on = np.flatnonzero(g_compats > 0)
+    on = np.flatnonzero(g_compats > 0) if iterations else np.zeros(0, np.int64)
     if on.size:
         # Crops without the Gaussian term (thin objects) stay out of its lattice.
         if on.size == len(rgbs):
@@ -108,7 +108,7 @@ def _dense_crf_batch(rgbs, unaries, iterations: int, gaussian, bilateral, device
             neg_w = torch.from_numpy(np.repeat(-g_compats[on], [sizes[i] for i in on])).to(device)[:, None]
         kernels.append((_Kernel(_features([rgbs[i] for i in on], device, g_sxy, None), g_seg), points, neg_w))
     b_sxy, b_srgb, b_compat = bilateral
-    if b_compat > 0:
+    if b_compat > 0 and iterations:
         kernels.append((_Kernel(_features(rgbs, device, b_sxy, b_srgb), seg), None, float(np.float32(-b_compat))))
 
     q = _softmax(-unary)
