@@ -228,7 +228,11 @@ def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
     assert cli.main(["segment", *inputs, "--out", str(out), "--no-crf"]) == 0
     for name, path in zip(names, inputs):
         assert _record(out, name)["input"]["path"] == path and (out / f"{name}_labels.tif").exists()
-    alone = _batch.segment_files([images[7]], tmp_path / "alone", crf=False)  # b/x.png's outputs are b/x.png's
+    calls = []
+    alone = _batch.segment_files([images[7]], tmp_path / "alone", crf=False, progress=lambda f, m: calls.append((f, m)))
+    fractions = [f for f, _ in calls]  # the file's stages move the bar before it ends
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any(0 < f < 1 for f in fractions)
+    assert calls[-1][1].startswith("scene7.png: ") and "instances" in calls[-1][1]
     np.testing.assert_array_equal(tifffile.imread(out / f"{names[1]}_labels.tif"), tifffile.imread(alone.files[0].outputs[0]))
     assert not np.array_equal(tifffile.imread(out / f"{names[0]}_labels.tif"), tifffile.imread(out / f"{names[1]}_labels.tif"))
 
@@ -286,6 +290,16 @@ def test_engine_flags_reach_segment(images, tmp_path):
     assert len(table) >= 1 and set(table["class_name"]) == {"plant"}
     assert _record(out, "scene3")["options"] == {"crf": False, "merge_classes": True, "tile_size": 64,
                                                  "tile_overlap": 16, "scale": 1.0}
+
+
+def test_progress_lines_without_a_terminal(capsys):
+    bar = cli._Progress(2)  # pytest's captured stderr is no terminal: plain lines
+    assert bar.bar is None
+    for fraction, message in ((0.2, "a.png: running Mask R-CNN"), (0.5, "a.png: 3 instances in 1 s"),
+                              (0.7, "b.png: refining"), (1.0, "b.png: FAILED: ValueError: bad")):
+        bar(fraction, message)
+    captured = capsys.readouterr()
+    assert captured.out == "[1/2] a.png: 3 instances in 1 s\n" and captured.err == "[2/2] b.png: FAILED: ValueError: bad\n"
 
 
 def test_bad_options_fail_before_any_file(images, tmp_path):

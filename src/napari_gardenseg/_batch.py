@@ -601,7 +601,9 @@ def segment_files(
     are appended to ``out_dir/failures.jsonl``. ``resume=True`` skips files
     whose run record matches this run (same input file, model and options);
     ``overwrite=True`` replaces existing outputs. ``progress(fraction,
-    message)`` is called after each file.
+    message)`` is called after each file (the fraction then reaches ``k / n``
+    for ``k`` files finished) and, in-process, in between as the file's
+    stages and tiles go by (fractions short of the next ``k / n``).
     """
     t_start = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
@@ -671,12 +673,20 @@ def segment_files(
             loaded = _model(model, segment_options.get("device", "auto"), model_id)  # once, before the loop (as before)
         for fs in todo:
             fs.attempts = 1
-            res = _task(fs.file, str(out), fs.name, loaded, kwargs, None)
+            task_kwargs = kwargs
+            if progress is not None:  # the stages (and tiles) of this file move the bar between files
+                task_kwargs = dict(kwargs, progress=_within(progress, n_finished, len(files), Path(fs.file).name))
+            res = _task(fs.file, str(out), fs.name, loaded, task_kwargs, None)
             settle(fs, res)
     else:
         _run_on_cluster(client, todo, str(out), model, kwargs, retries, resources, settle, fail)
 
     return BatchSummary(out_dir=out, files=files, seconds=time.perf_counter() - t_start)
+
+
+def _within(progress, done: int, total: int, label: str):
+    """segment()'s progress for one file, as a fraction of the batch that stays below the file's end."""
+    return lambda f, message: progress((done + 0.99 * min(max(f, 0.0), 1.0)) / total, f"{label}: {message}")
 
 
 def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):

@@ -19,6 +19,7 @@ failures are listed in ``failures.jsonl`` in the output folder.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -101,12 +102,18 @@ class _Progress:
             pass
 
     def __call__(self, fraction: float, message: str):
-        self.count += 1
+        finished = int(fraction * self.total + 1e-6)  # files done; in between: a stage or tile of the next
+        if finished <= self.count:
+            if self.bar is not None:
+                self.bar.set_postfix_str(message[-60:], refresh=True)
+            return
+        self.count = finished
         failed = ": FAILED" in message
         line = message if self.bar is not None else f"[{self.count}/{self.total}] {message}"
         if self.bar is not None:
             self.bar.write(line, file=sys.stderr if failed else sys.stdout)
-            self.bar.update(1)
+            self.bar.set_postfix_str("")
+            self.bar.update(finished - self.bar.n)
         else:
             print(line, file=sys.stderr if failed else sys.stdout, flush=True)
 
@@ -161,7 +168,7 @@ def _cmd_segment(args) -> int:
     options, overrides = _segment_options(args)
     with ExitStack() as stack:
         client = _client(args, stack)
-        bar = _Progress(len(inputs))
+        bar = _Progress(len({os.path.abspath(p) for p in inputs}))  # a file given twice runs once
         stack.callback(bar.close)
         summary = segment_files(
             inputs, args.out, args.model, client=client, overwrite=args.overwrite, resume=args.resume,
