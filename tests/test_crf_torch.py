@@ -353,3 +353,22 @@ def test_wide_lattice_keys_sort_twice_or_split_the_batch(monkeypatch):
     monkeypatch.setattr(_lattice, "_MAX_BITS", 20)  # not even one crop
     with pytest.raises(ValueError, match="backend='pydensecrf'"):
         dense_crf_batch(crops[:1], unaries[:1], 5, (3.0, [3.0]), (80.0, 13.0, 10.0))
+
+
+def test_torch_thread_setting_is_restored_after_overlapping_runs():
+    from concurrent.futures import ThreadPoolExecutor
+
+    image, _, soft = _three_leaves()
+    inst = Instances.from_dense(soft)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            outs = list(pool.map(lambda _: paint(refine_masks(image, inst, TORCH)), range(3)))
+        assert torch.get_num_threads() == 2
+        for out in outs[1:]:
+            np.testing.assert_array_equal(out, outs[0])
+        refine(image, np.stack([1 - soft[0], soft[0]]), TORCH)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

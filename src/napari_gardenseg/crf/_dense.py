@@ -8,6 +8,7 @@ with the same labels), and torch otherwise, so that every install has the CRF.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -62,6 +63,11 @@ def cpu_workers() -> int:
     return max(1, torch.get_num_threads())
 
 
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 1
+
+
 @contextmanager
 def single_threaded_torch():
     """One torch thread per CRF worker while the batches run (then restored).
@@ -69,16 +75,25 @@ def single_threaded_torch():
     The lattice is many mid-sized operations, and torch's sparse products
     are slower with more threads; whole batches in parallel threads, one
     torch thread each, use the cores without that cost. It changes torch's
-    process-wide setting for the duration, like any ``set_num_threads``.
+    process-wide setting for the duration, like any ``set_num_threads``;
+    overlapping calls (from several threads) restore it once, at the end
+    of the last one.
     """
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
