@@ -151,7 +151,7 @@ def _client(args, stack):
 def _cmd_segment(args) -> int:
     from contextlib import ExitStack
 
-    from ._batch import segment_files
+    from ._batch import model_identity, segment_files
 
     inputs = [Path(p) for p in args.inputs]
     if args.sample:
@@ -165,7 +165,10 @@ def _cmd_segment(args) -> int:
         return 2
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.retries < 0:
+        raise ValueError(f"--retries must be >= 0, got {args.retries}")
     options, overrides = _segment_options(args)
+    model_identity(args.model)  # an unknown model or a missing checkpoint: say so before starting a cluster
     with ExitStack() as stack:
         client = _client(args, stack)
         bar = _Progress(len({os.path.abspath(p) for p in inputs}))  # a file given twice runs once
