@@ -21,8 +21,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_garden import _agnostic, coco_ap  # noqa: E402  (the AP code of the garden evaluation)
 

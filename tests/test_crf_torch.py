@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 import pytest
+from test_crf import GREEN, LEAF, coarse_soft_masks, crowded_case, iou, lobed, reference_case, render
 
 from napari_gardenseg import Cancelled
 from napari_gardenseg._instances import Instances, paint
@@ -17,7 +18,6 @@ from napari_gardenseg.crf import CRFParams, refine, refine_instances, refine_mas
 from napari_gardenseg.crf import _instances as crf_instances
 from napari_gardenseg.crf._dense import choose_backend
 from napari_gardenseg.crf._pydensecrf import available as pydensecrf_available
-from test_crf import coarse_soft_masks, crowded_case, iou, lobed, reference_case, render, GREEN, LEAF
 
 torch = pytest.importorskip("torch")
 needs_pydensecrf = pytest.mark.skipif(not pydensecrf_available(), reason="pydensecrf is not installed")
@@ -30,7 +30,7 @@ PYD = CRFParams(backend="pydensecrf")
 
 
 def test_lattice_kernel_is_symmetric_positive_and_local():
-    from napari_gardenseg.crf._torch import _Kernel, _features
+    from napari_gardenseg.crf._torch import _features, _Kernel
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)

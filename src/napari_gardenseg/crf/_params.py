@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Literal
@@ -15,7 +16,7 @@ def _number(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
     return value
 
@@ -99,7 +100,7 @@ class CRFParams:
             raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {self.backend!r}")
 
     @classmethod
-    def from_any(cls, value=None, defaults: dict | None = None) -> "CRFParams":
+    def from_any(cls, value=None, defaults: dict | None = None) -> CRFParams:
         """A CRFParams from None (``defaults``, else the defaults), a dict of
         fields (over ``defaults``) or a CRFParams (returned as is).
 
