@@ -273,7 +273,7 @@ def test_cli_options_reach_segment_only_when_given(monkeypatch):
     assert (seen["tile_size"], seen["tile_overlap"], seen["scale"], seen["merge_classes"]) == ("auto", 32, 0.5, True)
     assert seen["crf_overrides"] == {"iterations": 3, "backend": "torch"}
     assert (seen["retries"], seen["resources"]) == (2, {"GPU": 1.0})
-    for bad in (["--tile-size", "big"], ["--scale", "-1"], ["--crf-backend", "cuda"]):
+    for bad in (["--tile-size", "big"], ["--tile-overlap", "-8"], ["--scale", "-1"], ["--crf-backend", "cuda"]):
         with pytest.raises(SystemExit):
             cli.main(["segment", sample, *bad])
     assert cli.main(["segment", sample, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2

@@ -46,6 +46,16 @@ def _int_or_auto(text: str):
     return value
 
 
+def _pixels(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels >= 0, got {text!r}")
+    return value
+
+
 def _float_or_auto(text: str):
     if text == "auto":
         return "auto"
@@ -212,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crf-iterations", type=int, help="mean-field iterations (default: the model's setting)")
     s.add_argument("--crf-backend", choices=("auto", "torch", "pydensecrf"), help="dense-CRF implementation (default: auto)")
     s.add_argument("--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)")
-    s.add_argument("--tile-overlap", type=int, help="overlap of neighbouring tiles in pixels (default: the model's)")
+    s.add_argument("--tile-overlap", type=_pixels, help="overlap of neighbouring tiles in pixels (default: the model's)")
     s.add_argument("--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'")
     s.add_argument("--merge-classes", action="store_true", help="report every instance as one class 'plant'")
     s.add_argument("--coco", action="store_true", help="also write COCO JSON")
@@ -220,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true",
                    help="skip files whose outputs were made with the same model and settings")
     b = s.add_argument_group("parallel and cluster runs (need dask distributed)")
-    b.add_argument("--workers", type=int, help="run on a local Dask cluster of N processes, one thread each")
+    b.add_argument("--workers", type=int, metavar="N", help="run on a local Dask cluster of N processes, one thread each")
     b.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (e.g. tcp://host:8786)")
     b.add_argument("--scheduler-file", metavar="PATH", help="run on the Dask cluster described by this scheduler file")
     b.add_argument("--retries", type=int, default=1, help="times a file is resubmitted when its worker dies (default: 1)")
