@@ -31,8 +31,9 @@ class _Kernel:
     def __init__(self, features: torch.Tensor, segments: torch.Tensor | None):
         self.lattice = Lattice(features, segments)
         ones = torch.ones((features.shape[0], 1), dtype=torch.float32, device=features.device)
-        norm = self.lattice.filter(ones).to(torch.float64)
-        self.norm = (1.0 / torch.sqrt(norm + 1e-20)).to(torch.float32)
+        # pydensecrf: 1 / sqrt(n + 1e-20) in double (on the CPU: MPS has no float64)
+        norm = self.lattice.filter(ones).cpu().to(torch.float64)
+        self.norm = (1.0 / torch.sqrt(norm + 1e-20)).to(torch.float32).to(features.device)
 
     def apply(self, q: torch.Tensor) -> torch.Tensor:
         return self.lattice.filter(q * self.norm) * self.norm
