@@ -27,7 +27,7 @@ import torch
 from ._cancel import Cancelled, check
 from ._images import to_rgb_float
 from ._models import Model, load_model
-from ._instances import Instances, paint
+from ._instances import Instances, paint, paint_image
 from ._results import SegmentationResult
 from ._tiling import check_tiling, detect, plan_tiles
 
@@ -302,11 +302,11 @@ def segment(
                      scale, tile_size, tile_overlap, merge_classes, progress, cancel)
     found = run.detect()
     run.report(0.7, "assembling instances")
-    labels = paint(found, run.mask_threshold)
+    labels = paint_image(found, run.mask_threshold)
     labels, kept = _compact(labels, len(found))
     found = found.take(kept)
     claims = run.refine(found)
-    refined = None if claims is None else paint(claims, run.mask_threshold)
+    refined = None if claims is None else paint_image(claims, run.mask_threshold)
     run.report(1.0, f"{len(found)} instances")
     return run.result(found, labels, refined, claims, keep_soft_masks)
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Instances", "paint", "instances_to_labels"]
+__all__ = ["Instances", "paint", "paint_image", "instances_to_labels"]
 
 
 @dataclass
@@ -176,6 +176,16 @@ def paint(instances: Instances, mask_threshold: float = 0.5, window=None, labels
         out[dst][take] = ids[i]
         b[take] = score
         bp[take] = prob[take]
+    return out
+
+
+def paint_image(instances: Instances, mask_threshold: float = 0.5, rows: int = 2048) -> np.ndarray:
+    """:func:`paint` of the whole image, band by band: the painter's score and soft-value
+    buffers then cover one band, not the whole image, besides the int32 result."""
+    h, w = instances.shape
+    out = np.empty((h, w), np.int32)
+    for y in range(0, h, rows):
+        out[y : y + rows] = paint(instances, mask_threshold, (y, 0, min(y + rows, h), w))
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._images import ImageError, image_layout, to_rgb_float
+from ._images import ImageError, image_layout
 
 __all__ = ["ImageSource", "open_image", "is_lazy", "open_labels_zarr"]
 
@@ -38,7 +38,10 @@ class ImageSource:
     (y0, x0, y1, x1); ``read_uint8`` the same as uint8, which the CRF needs.
     Indexing ``source[y0:y1, x0:x1]`` is ``read_uint8`` so the CRF can crop
     the source like an array. All windows share one intensity mapping, so
-    tiles of one image are treated alike.
+    tiles of one image are treated alike: for arrays in memory it is exactly
+    :func:`~napari_gardenseg.to_rgb_float`'s (range from every pixel), for lazy
+    ones the range comes from a strided overview. Nothing is converted until a
+    window is read, so a tiled run never holds a float copy of the whole image.
     """
 
     def __init__(self, array, *, name: str | None = None):
@@ -64,10 +67,6 @@ class ImageSource:
         self.channels = 1 if layout == "hw" else (shape[0] if self.channel_first else shape[2])
         self.lazy = is_lazy(array)
         self._range = None
-        if not self.lazy:
-            # in memory: convert once, exactly as to_rgb_float always has
-            self._rgb = to_rgb_float(array)
-            self._range = (0.0, 1.0)
 
     # ------------------------------------------------------------ reading
     def _raw(self, window) -> np.ndarray:
@@ -91,7 +90,8 @@ class ImageSource:
         if self.dtype in (np.uint8, np.bool_):
             return (0.0, 255.0) if self.dtype == np.uint8 else (0.0, 1.0)
         h, w = self.shape
-        step = max(1, int(np.ceil(np.sqrt(h * w / _OVERVIEW_PIXELS))))
+        # in memory: every pixel, so windows map exactly as to_rgb_float maps the whole image
+        step = max(1, int(np.ceil(np.sqrt(h * w / _OVERVIEW_PIXELS)))) if self.lazy else 1
         if self.channel_first:
             sample = np.asarray(self.array[:, ::step, ::step])
         else:
@@ -111,9 +111,6 @@ class ImageSource:
         """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None."""
         h, w = self.shape
         window = (0, 0, h, w) if window is None else tuple(int(v) for v in window)
-        if not self.lazy:
-            y0, x0, y1, x1 = window
-            return self._rgb[y0:y1, x0:x1]
         block = self._raw(window)
         if block.ndim == 2:
             block = block[..., None]
