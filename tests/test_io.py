@@ -1,0 +1,66 @@
+"""ImageSource: windows of any array or file, with to_rgb_float's mapping; lazy files read window by window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_gardenseg._images import ImageError, to_rgb_float
+from napari_gardenseg._io import ImageSource, open_image
+
+
+def _cases():
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(20, 22, 3)).astype(np.float32)
+    f[0, 0, 0], f[1, 1, 1], f[2, 2, 2] = np.nan, np.inf, -np.inf
+    return [
+        rng.integers(0, 256, (37, 41, 3), dtype=np.uint8),
+        rng.integers(0, 65535, (30, 20), dtype=np.uint16),
+        rng.normal(size=(3, 25, 30)).astype(np.float32),  # channel-first
+        rng.random((20, 20, 4)),  # RGBA float64 in 0..1
+        rng.random((9, 9)) > 0.5,
+        np.full((5, 6), 7, np.int32),  # flat
+        f,
+    ]
+
+
+@pytest.mark.parametrize("array", _cases(), ids=lambda a: f"{a.dtype}{a.shape}")
+def test_windows_map_exactly_as_to_rgb_float(array):
+    whole = to_rgb_float(array)
+    src = ImageSource(array)
+    np.testing.assert_array_equal(src.read(), whole)
+    h, w = src.shape
+    win = (1, 2, max(2, h - 1), max(3, w - 2))
+    np.testing.assert_array_equal(src.read(win), whole[win[0] : win[2], win[1] : win[3]])
+    u8 = src[1:3, 2:5]
+    assert u8.dtype == np.uint8 and u8.shape == (2, 3, 3)
+
+
+def test_bad_arrays_are_named():
+    with pytest.raises(ImageError, match="empty"):
+        ImageSource(np.zeros((0, 5)))
+    with pytest.raises(TypeError, match="complex"):
+        ImageSource(np.zeros((4, 4), complex))
+    with pytest.raises(ImageError, match="no channel axis"):
+        ImageSource(np.zeros((10, 10, 10)))
+
+
+def test_files_tiff_is_lazy_when_asked_and_zarr_always(tmp_path):
+    import tifffile
+    import zarr
+
+    image = np.random.default_rng(1).integers(0, 4000, (300, 500, 3), dtype=np.uint16)
+    tif = tmp_path / "big.tif"
+    tifffile.imwrite(tif, image, tile=(128, 128), bigtiff=True)
+    lazy = open_image(tif, lazy=True)
+    assert lazy.lazy and lazy.shape == (300, 500)
+    np.testing.assert_array_equal(lazy.read((10, 20, 60, 90)), to_rgb_float(image)[10:60, 20:90])
+    assert not open_image(tif).lazy  # small files are simply read
+    store = tmp_path / "img.zarr"
+    z = zarr.create_array(str(store), shape=image.shape, chunks=(100, 100, 3), dtype=image.dtype)
+    z[...] = image
+    src = open_image(store)
+    assert src.lazy and src.shape == (300, 500)
+    np.testing.assert_array_equal(src.read((0, 0, 50, 50)), to_rgb_float(image)[:50, :50])
+    with pytest.raises(FileNotFoundError, match="no such image file"):
+        open_image(tmp_path / "missing.tif")
