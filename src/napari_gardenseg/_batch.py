@@ -767,7 +767,8 @@ def _append_failure(out: Path, entry: dict) -> None:
 def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     """A LocalCluster of ``n_workers`` processes with one thread each, for :func:`segment_files`.
 
-    A task counts as lost at the first death of its worker (the batch
+    Workers start without Dask's ``MALLOC_TRIM_THRESHOLD_`` (see README:
+    it slows segmentation down). A task counts as lost at the first death of its worker (the batch
     resubmits it ``retries`` times itself, the same on any cluster), and
     when the scheduler queues a batch's tasks (batches larger than twice the
     worker threads) it hands a worker one file at a time, so a dying worker
@@ -781,8 +782,13 @@ def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {n_workers!r}")
     kwargs.setdefault("silence_logs", logging.ERROR)  # not the nannies' warnings while torch processes exit
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries_lost,
-                          "distributed.scheduler.worker-saturation": 1.0}):
+    with dask.config.set({
+        "distributed.scheduler.allowed-failures": retries_lost,
+        "distributed.scheduler.worker-saturation": 1.0,
+        # Dask starts workers with glibc's trim threshold set, which also fixes the mmap threshold:
+        # every large array is then mapped and zeroed afresh, and segmenting takes about twice as long
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    }):
         return LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, **kwargs
         )
