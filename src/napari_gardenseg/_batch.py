@@ -767,9 +767,10 @@ def _append_failure(out: Path, entry: dict) -> None:
 def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     """A LocalCluster of ``n_workers`` processes with one thread each, for :func:`segment_files`.
 
-    Workers start without Dask's ``MALLOC_TRIM_THRESHOLD_`` (see README:
-    it slows segmentation down). A task counts as lost at the first death of its worker (the batch
-    resubmits it ``retries`` times itself, the same on any cluster), and
+    Workers start without Dask's ``MALLOC_TRIM_THRESHOLD_`` (it slows
+    segmentation down). A task counts as lost at the first death of its
+    worker (the batch resubmits it ``retries`` times itself, the same on any
+    cluster), and
     when the scheduler queues a batch's tasks (batches larger than twice the
     worker threads) it hands a worker one file at a time, so a dying worker
     takes no waiting file with it.
@@ -786,7 +787,7 @@ def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
         "distributed.scheduler.allowed-failures": retries_lost,
         "distributed.scheduler.worker-saturation": 1.0,
         # Dask starts workers with glibc's trim threshold set, which also fixes the mmap threshold:
-        # every large array is then mapped and zeroed afresh, and segmenting takes about twice as long
+        # every large array is then mapped and zeroed afresh, which slows segmenting down (README)
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     }):
         return LocalCluster(
