@@ -770,10 +770,9 @@ def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     Workers start without Dask's ``MALLOC_TRIM_THRESHOLD_`` (it slows
     segmentation down). A task counts as lost at the first death of its
     worker (the batch resubmits it ``retries`` times itself, the same on any
-    cluster), and
-    when the scheduler queues a batch's tasks (batches larger than twice the
-    worker threads) it hands a worker one file at a time, so a dying worker
-    takes no waiting file with it.
+    cluster), and when the scheduler queues a batch's tasks (batches larger
+    than twice the worker threads) it hands a worker one file at a time, so
+    a dying worker takes no waiting file with it.
     """
     import logging
 
