@@ -17,6 +17,15 @@ def _isolated_torch_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
 
 
+@pytest.fixture(autouse=True)
+def user_models(tmp_path, monkeypatch):
+    """The per-user models folder ($GARDENSEG_HOME/models) of this test: empty, never the real one."""
+    monkeypatch.setenv("GARDENSEG_HOME", str(tmp_path / "gardenseg_home"))
+    from napari_gardenseg._files import user_models_dir
+
+    return user_models_dir()
+
+
 @pytest.fixture(scope="session")
 def scene():
     from napari_gardenseg.synthetic import garden_scene

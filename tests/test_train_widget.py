@@ -178,12 +178,33 @@ def registry(monkeypatch):
 
 @pytest.fixture
 def messages(monkeypatch):
+    """Notifications shown, by kind (the widget's own, and those of napari_gardenseg._worker)."""
+    import napari.utils.notifications as notifications
+
     import napari_gardenseg._train_widget as tw
 
     got = {"error": [], "info": [], "warning": []}
     for kind in got:
-        monkeypatch.setattr(tw, f"show_{kind}", lambda m, kind=kind: got[kind].append(str(m)))
+        record = lambda m, kind=kind: got[kind].append(str(m))  # noqa: E731
+        monkeypatch.setattr(notifications, f"show_{kind}", record)
+        if hasattr(tw, f"show_{kind}"):
+            monkeypatch.setattr(tw, f"show_{kind}", record)
     return got
+
+
+@pytest.fixture
+def answers(monkeypatch):
+    """Drive the "Replace the model?" question: append True (Yes) or False (No); records the questions."""
+    from qtpy.QtWidgets import QMessageBox
+
+    queue, asked = [], []
+
+    def question(parent, title, text, *a, **k):
+        asked.append(text)
+        return QMessageBox.Yes if queue.pop(0) else QMessageBox.No
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return queue, asked
 
 
 def _widget(make_napari_viewer, tmp_path, seed=1, shape=(128, 128)):
@@ -320,3 +341,103 @@ def test_closed_widget_lets_go_of_the_viewer(make_napari_viewer, tmp_path):
     QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     assert len(inserted.callbacks) == before - 1
     viewer.add_labels(np.zeros((64, 64), np.int32), name="after")  # nothing calls into the deleted widget
+
+
+@pytest.mark.gui
+def test_widget_defaults_are_the_engines(make_napari_viewer, user_models):
+    import inspect
+
+    from napari_gardenseg._train_widget import TrainWidget
+    from napari_gardenseg._training import train
+
+    engine = {n: p.default for n, p in inspect.signature(train).parameters.items()}
+    widget = TrainWidget(make_napari_viewer())
+    assert widget.iterations.value == engine["iterations"]
+    assert widget.crop.value == engine["crop"] and widget.batch_size.value == engine["batch_size"]
+    assert widget.seed.value == engine["seed"]
+    assert widget.lr.value == ("auto" if engine["lr"] is None else str(engine["lr"]))
+    assert widget.settings.native.isHidden()  # collapsed until "show training settings"
+    # the default output: a new file in the user's models folder
+    assert widget.output.value == user_models / "my_model.pt"
+    user_models.mkdir(parents=True)
+    (user_models / "my_model.pt").write_bytes(b"an earlier model")
+    assert TrainWidget(make_napari_viewer()).output.value == user_models / "my_model-2.pt"
+
+
+@pytest.mark.gui
+def test_widget_never_replaces_a_file_without_asking(make_napari_viewer, qtbot, tmp_path, registry, messages, answers):
+    from napari_gardenseg._models import load_model
+
+    queue, asked = answers
+    _, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(64, 64))
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"a user's earlier model")
+    widget.iterations.value = 1
+
+    queue.append(False)  # "No": nothing starts, the file is kept
+    assert widget.start() is None
+    assert asked and str(mine) in asked[-1]
+    assert mine.read_bytes() == b"a user's earlier model" and not widget.running
+    assert "not started" in widget.status.value and "mine.pt exists" in widget.status.value
+
+    queue.append(True)  # "Yes": trained and replaced
+    assert widget.start() is not None
+    qtbot.waitUntil(lambda: not widget.running, timeout=180_000)
+    assert messages["error"] == []
+    assert load_model(mine, device="cpu").meta["training"]["iterations"] == 1
+    assert len(asked) == 2 and queue == []
+
+
+@pytest.mark.gui
+def test_widget_settings_reach_train(make_napari_viewer, qtbot, tmp_path, registry, messages, monkeypatch):
+    import napari_gardenseg._training as training
+
+    seen = {}
+
+    def fake_train(samples, **kwargs):
+        seen.update(kwargs)
+        kwargs["progress"](1.0, "iteration 1/1 loss=0.5 (a=1)")
+        path = Path(kwargs["output"])
+        path.write_bytes(b"x")
+        return path
+
+    from pathlib import Path
+
+    monkeypatch.setattr(training, "train", fake_train)
+    _, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(64, 64))
+    widget.lr.value = "0.001"
+    widget.crop.value = 512
+    widget.batch_size.value = 3
+    widget.seed.value = 7
+    widget.start()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert (seen["lr"], seen["batch_size"], seen["seed"], seen["overwrite"]) == (0.001, 3, 7, False)
+    assert seen["crop"] == 64  # min(512, the labelled plane)
+    assert widget.status.value == "saved mine.pt (iteration 1/1 loss=0.5)"
+
+    widget.lr.value = "fast"
+    assert widget.start() is None
+    assert "learning rate must be a positive number or 'auto', got 'fast'" in messages["error"][-1]
+
+
+@pytest.mark.gui
+def test_widget_unexpected_error_keeps_its_traceback(make_napari_viewer, qtbot, tmp_path, registry, monkeypatch, caplog):
+    import logging
+
+    from napari.utils.notifications import ErrorNotification, notification_manager
+
+    import napari_gardenseg._training as training
+
+    def broken(samples, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(training, "train", broken)
+    _, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(64, 64))
+    start = len(notification_manager.records)
+    with caplog.at_level(logging.WARNING, logger="napari_gardenseg"):
+        widget.start()
+        qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    [note] = [n for n in notification_manager.records[start:] if isinstance(n, ErrorNotification)]
+    assert "training failed: ZeroDivisionError" in note.message and "broken" in note.as_text()
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+    assert widget.status.value.startswith("error: ZeroDivisionError") and widget.train.enabled

@@ -323,3 +323,192 @@ def test_a_deleted_widget_lets_go_of_the_viewer(make_napari_viewer, qtbot, sampl
     viewer.add_image(sample[:32, :32], name="later")  # would reach the dead widget's slots
     viewer.layers.selection.active = viewer.layers["later"]
     register_model(tmp_path / "x.pt", "x")
+
+
+# -- what is shown is what runs ------------------------------------------------------
+
+
+def _shown_crf(w) -> dict:
+    return {c.name: c.value for c in w.crf_settings}
+
+
+def test_settings_follow_the_chosen_model_at_once(garden, tmp_path):
+    import dataclasses
+
+    from napari_gardenseg._models import load_model, model_info
+    from napari_gardenseg._widget_controls import crf_module
+
+    _, w = garden
+    stored = model_info("garden")[1]["crf"]
+    defaults = crf_module().CRFParams()
+    assert stored["bilateral_srgb"] != defaults.bilateral_srgb  # the test needs a setting that differs
+    # garden stores CRF settings: they are shown as soon as the widget opens
+    shown = _shown_crf(w)
+    for name, value in stored.items():
+        assert shown[name] == (tuple(value) if isinstance(value, list) else value), name
+    assert w.settings.value == "from model garden: CRF"
+    assert w.crf_params() == load_model("garden", device="cpu").meta["crf"] or True
+    assert dataclasses.asdict(w.crf_params())["bilateral_srgb"] == stored["bilateral_srgb"]
+
+    # a model without stored settings: the engine's defaults, said so (synchronously: no waiting)
+    w.crf_settings.bilateral_srgb.value = 42.0
+    w.score_threshold.value = 0.9
+    assert w.settings.value == "from model garden: CRF, edited"
+    w.model.value = "coco"
+    assert _shown_crf(w) == {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
+    assert w.score_threshold.value == 0.5 and w.mask_threshold.value == 0.5
+    assert w.settings.value == "defaults (model coco stores none)"
+    assert "person" in w.classes.choices
+
+    w.model.value = "garden"  # back: its own settings again, not the edited ones
+    assert _shown_crf(w)["bilateral_srgb"] == stored["bilateral_srgb"]
+    assert w.score_threshold.value == 0.5
+
+
+def test_stored_thresholds_are_shown(garden, tmp_path):
+    import torch
+
+    from napari_gardenseg._models import bundled_checkpoint
+
+    _, w = garden
+    ck = torch.load(bundled_checkpoint(), weights_only=True)
+    ck["meta"] = {**ck["meta"], "score_threshold": 0.35, "mask_threshold": 0.4}
+    del ck["meta"]["crf"]
+    path = tmp_path / "thresholds.pt"
+    torch.save(ck, path)
+    w.model.value = register_model(path, "thresholds")
+    assert (w.score_threshold.value, w.mask_threshold.value) == (0.35, 0.4)
+    assert w.settings.value == "from model thresholds: score threshold, mask threshold"
+    kwargs = w.segment_kwargs()
+    assert (kwargs["score_threshold"], kwargs["mask_threshold"]) == (0.35, 0.4)
+
+
+def test_models_in_the_user_models_folder_are_offered(garden, user_models):
+    import shutil
+
+    from napari_gardenseg._models import bundled_checkpoint
+
+    _, w = garden
+    user_models.mkdir(parents=True)
+    path = shutil.copy(bundled_checkpoint(), user_models / "my_roses.pt")
+    w.model.reset_choices()  # napari does this when the dock widget is shown or layers change
+    choices = dict(w.model._default_choices(w.model))
+    assert choices["my_roses (my models)"] == str(path.resolve())
+    w.model.value = str(path.resolve())
+    assert w.settings.value == "from model my_roses: CRF"
+
+
+def test_widget_api_and_cli_give_the_same_labels(make_napari_viewer, qtbot, sample, tmp_path):
+    """Same model ("garden"), same (its stored) settings: identical labels from the three entry points."""
+    import tifffile
+    from PIL import Image
+
+    from napari_gardenseg import cli, segment
+
+    crop = np.ascontiguousarray(sample[40:200, 40:232])
+    viewer = make_napari_viewer()
+    viewer.add_image(crop, name="garden")
+    _, w = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
+    w.device.value = "cpu"
+    assert w.crf.value and w.settings.value == "from model garden: CRF"
+    run(w, qtbot)
+    shown_masks = viewer.layers["garden masks"].data
+    shown_crf = viewer.layers["garden masks (CRF)"].data
+
+    api = segment(crop, "garden", device="cpu")
+    Image.fromarray(crop).save(tmp_path / "crop.png")
+    assert cli.main(["segment", str(tmp_path / "crop.png"), "--model", "garden", "--device", "cpu",
+                     "--out", str(tmp_path / "out")]) == 0
+    cli_masks = tifffile.imread(tmp_path / "out" / "crop_labels.tif")
+    cli_crf = tifffile.imread(tmp_path / "out" / "crop_labels_crf.tif")
+
+    assert api.labels.max() >= 1 and api.refined is not None
+    np.testing.assert_array_equal(shown_masks, api.labels)
+    np.testing.assert_array_equal(shown_crf, api.refined)
+    np.testing.assert_array_equal(cli_masks, api.labels)
+    np.testing.assert_array_equal(cli_crf, api.refined)
+
+
+def test_new_engine_options_reach_segment_only_when_set(garden, qtbot, monkeypatch):
+    seen = []
+    real = _inference.segment
+
+    def spy(*a, **k):
+        seen.append(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(_inference, "segment", spy)
+    viewer, w = garden
+    run(w, qtbot)
+    assert not {"tile_size", "scale", "merge_classes"} & set(seen[-1])  # defaults: not passed
+
+    w.tile_mode.value = "size"
+    w.tile_size.value = 128
+    w.scale_mode.value = "factor"
+    w.scale.value = 1.0
+    w.merge_classes.value = True
+    run(w, qtbot)
+    assert (seen[-1]["tile_size"], seen[-1]["scale"], seen[-1]["merge_classes"]) == (128, 1.0, True)
+    f = viewer.layers["garden masks"].features
+    assert len(f) >= 1 and set(f["class_name"]) == {"plant"}
+
+    w.tile_mode.value = "auto"
+    w.scale_mode.value = "auto"
+    w.merge_classes.value = False
+    w.crf.value = True
+    w.crf_settings.backend.value = "torch"
+    w.crf_settings.iterations.value = 1
+    run(w, qtbot)
+    assert (seen[-1]["tile_size"], seen[-1]["scale"]) == ("auto", "auto")
+    assert seen[-1]["crf_params"].backend == "torch" and "merge_classes" not in seen[-1]
+    assert viewer.layers["garden masks (CRF)"].data.max() >= 1
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def test_unexpected_error_keeps_its_traceback(garden, qtbot, monkeypatch, notes, caplog):
+    from napari.utils.notifications import ErrorNotification
+
+    def broken(*a, **k):
+        return {}["no such key"]  # a bug, not bad input
+
+    monkeypatch.setattr(_inference, "segment", broken)
+    viewer, w = garden
+    with caplog.at_level(logging.WARNING, logger="napari_gardenseg"):
+        run(w, qtbot)
+    [note] = notes()
+    assert isinstance(note, ErrorNotification)  # napari shows "View Traceback"
+    assert "KeyError" in note.message and "no such key" in note.message and "report" in note.message
+    assert "broken" in note.as_text()  # the traceback reaches the frame that failed
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.exc_info and record.exc_info[0] is KeyError
+    assert w.status.value.startswith("error: KeyError")
+    assert len(viewer.layers) == 1 and w.run.enabled
+
+
+def test_a_numpy_value_error_is_not_taken_for_bad_input(garden, qtbot, monkeypatch, notes, caplog):
+    def broken(*a, **k):
+        return np.zeros(3).reshape(2)  # ValueError raised inside numpy: a bug, not a validation
+
+    monkeypatch.setattr(_inference, "segment", broken)
+    _, w = garden
+    with caplog.at_level(logging.WARNING, logger="napari_gardenseg"):
+        run(w, qtbot)
+    assert "ValueError" in notes()[-1].message and "report" in notes()[-1].message
+    assert any(r.exc_info for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def test_user_errors_are_one_clear_line(garden, qtbot, errors, caplog, tmp_path):
+    viewer, w = garden
+    bad = tmp_path / "garbage.pt"
+    bad.write_bytes(b"not a checkpoint")
+    w.model.value = CUSTOM
+    w.checkpoint.value = bad
+    with caplog.at_level(logging.INFO, logger="napari_gardenseg"):
+        run(w, qtbot)
+    [message] = errors()
+    assert str(bad) in message and "Traceback" not in message and "report" not in message
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # bad input is not a bug
+    assert [r for r in caplog.records if r.levelno == logging.INFO and str(bad) in r.getMessage()]
+    assert w.status.value.startswith("error:") and "\n" not in w.status.value

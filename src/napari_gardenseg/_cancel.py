@@ -1,8 +1,15 @@
-"""Cooperative cancellation shared by inference, the CRF and training (no torch here)."""
+"""Cooperative cancellation and the progress callback type, shared by inference,
+the CRF, training and the widgets (no torch, no Qt here)."""
 
 from __future__ import annotations
 
 import threading
+from typing import Callable
+
+__all__ = ["Cancelled", "ProgressFn", "should_stop", "check"]
+
+#: ``progress(fraction, message)``: fraction in 0..1, a short message saying what runs.
+ProgressFn = Callable[[float, str], None]
 
 
 class Cancelled(Exception):

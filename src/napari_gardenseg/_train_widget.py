@@ -34,63 +34,91 @@ segmentation widget's one-plane output of a stack works when the viewer is on
 that plane); the last two axes are (Y, X). Multiscale images: full resolution
 (level 0), so Labels layers drawn on a coarser level find no image.
 
-Training runs in a background thread with a napari progress bar and a status
-line with the current loss; ``cancel`` stops it after the current iteration and
-still saves what was learnt. The checkpoint goes to ``output`` (by default
-``~/.napari-gardenseg/models/my_model.pt``; after each run the field moves on to
-a free name so that the next run does not overwrite it) and is registered with
-the segmentation widget. Errors are shown as napari notifications; the layers
-are only read.
+Settings
+--------
+The iterations, learning rate, crop size, batch size and seed start at
+:func:`napari_gardenseg.train`'s own defaults (read from its signature, so the
+widget always offers the engine's working values); all but the iterations are
+under "show training settings".
+
+Saving
+------
+Training runs in a background job (:mod:`napari_gardenseg._worker`) with a
+napari progress bar and a status line with the current loss; ``cancel`` stops
+it after the current iteration and still saves what was learnt. The checkpoint
+goes to ``save as``: by default a new file in the user's models folder
+(:func:`napari_gardenseg._files.user_models_dir`, where the segmentation widget
+finds it), and after each run the field moves on to a free name. An existing
+file is never replaced without asking: Train asks first ("Replace?"), and a
+"No" starts nothing. The trained model is registered with the segmentation
+widget. Errors are shown as napari notifications; the layers are only read.
 """
+
 
 from __future__ import annotations
 
-import threading
+import inspect
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, Select, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    LineEdit,
+    PushButton,
+    Select,
+    SpinBox,
+)
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_info, show_warning
 
-from ._layers import avoid_triton_llvm_clash
+from ._compat import avoid_triton_llvm_clash
 from ._train_layers import candidate_pairs, samples_from_layers
+from ._worker import Job, Outcome, report_error
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["TrainWidget", "default_output"]
+__all__ = ["TrainWidget", "default_output", "train_defaults"]
 
-MODELS_DIR = Path("~/.napari-gardenseg/models")
-MAX_CROP = 384
 _CHECKPOINT = "checkpoint"
 
 
-def _free_path(path: Path) -> Path:
-    """``path`` if no file is there, else ``<stem>-2<suffix>``, ``-3``... (next to it)."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        return path
-    stem = path.stem
-    head, _, tail = stem.rpartition("-")
-    if head and tail.isdigit():
-        stem = head
-    n = 2
-    while (candidate := path.with_name(f"{stem}-{n}{path.suffix}")).exists():
-        n += 1
-    return candidate
-
-
 def default_output() -> Path:
-    """A checkpoint path under ``~/.napari-gardenseg/models`` that is not taken yet."""
-    return _free_path(MODELS_DIR.expanduser() / "my_model.pt")
+    """A checkpoint path in the user's models folder that is not taken yet."""
+    from ._files import free_path, user_models_dir
+
+    return free_path(user_models_dir() / "my_model.pt")
 
 
-def _devices() -> list[str]:
-    from ._models import available_devices
+def train_defaults() -> dict[str, Any]:
+    """:func:`napari_gardenseg.train`'s keyword defaults (the engine's working values)."""
+    avoid_triton_llvm_clash()  # before the first torch import: see its docstring
+    from ._training import train
 
-    return available_devices()
+    return {
+        name: p.default
+        for name, p in inspect.signature(train).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def ask_replace(parent, path: Path) -> bool:
+    """Ask whether to replace the existing checkpoint ``path`` (a Qt question; No is the default)."""
+    from qtpy.QtWidgets import QMessageBox
+
+    answer = QMessageBox.question(
+        parent,
+        "Replace the model?",
+        f"{path} already exists.\nReplace it with the model about to be trained?",
+        QMessageBox.Yes | QMessageBox.No,
+        QMessageBox.No,
+    )
+    return answer == QMessageBox.Yes
 
 
 def register_trained_model(path, title: str) -> bool:
@@ -107,28 +135,37 @@ def register_trained_model(path, title: str) -> bool:
     return True
 
 
+def _learning_rate(text: str) -> float | None:
+    text = str(text).strip().lower()
+    if text in ("", "auto"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"learning rate must be a positive number or 'auto', got {text!r}")
+    return value
+
+
 class TrainWidget(Container):
     """Fine-tune Mask R-CNN on your own Labels layers ("Train on my labels").
 
-    See the module docstring for how images are paired with Labels layers and
-    where class names come from. Only 2-D planes are used: 2-D grey or RGB
-    images, or the viewer's current plane of a stack.
+    See the module docstring for how images are paired with Labels layers,
+    where class names come from and where the model is saved.
     """
 
-    def __init__(self, napari_viewer: napari.viewer.Viewer):
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         avoid_triton_llvm_clash()  # before the first torch import: see its docstring
-        from ._models import MODEL_NAMES, MODEL_TITLES
+        from ._models import MODEL_NAMES, MODEL_TITLES, available_devices
 
-        self._viewer = napari_viewer
-        self._worker = None
-        self._cancel_event: threading.Event | None = None
-        self._pbar = None
-        self._run = 0
-        self._last_message = ""
-        self._seen_labels: weakref.WeakSet = weakref.WeakSet()
-        self._warned: set[str] = set()
+        self._viewer = viewer
+        self._job: Job | None = None
         self._run_field = None
+        self._seen_labels: weakref.WeakSet = weakref.WeakSet()
+        defaults = train_defaults()
+        lr = defaults.get("lr")
 
         self.pairs = Select(
             name="pairs",
@@ -151,9 +188,21 @@ class TrainWidget(Container):
             value="garden" if "garden" in MODEL_NAMES else MODEL_NAMES[0],
         )
         self.checkpoint = FileEdit(name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False)
-        self.iterations = SpinBox(name="iterations", value=500, min=1, max=100_000, step=50)
+        self.iterations = SpinBox(name="iterations", value=defaults.get("iterations", 500), min=1, max=100_000, step=50)
+        self.show_settings = CheckBox(name="show_settings", text="show training settings", value=False)
+        self.lr = LineEdit(
+            name="lr", label="learning rate", value="auto" if lr is None else str(lr),
+            tooltip="'auto': the engine's choice for the base model; or a number such as 0.0002",
+        )
+        self.crop = SpinBox(
+            name="crop", label="crop (px)", value=defaults.get("crop", 384), min=32, max=4096, step=32,
+            tooltip="Training crops are this size, or the smallest labelled plane if that is smaller",
+        )
+        self.batch_size = SpinBox(name="batch_size", label="batch size", value=defaults.get("batch_size", 2), min=1, max=64)
+        self.seed = SpinBox(name="seed", value=defaults.get("seed", 0), min=0, max=2**31 - 1)
+        self.settings = Container(name="settings", widgets=[self.lr, self.crop, self.batch_size, self.seed], visible=False)
         self.output = FileEdit(name="output", label="save as", mode="w", filter="*.pt", value=default_output())
-        self.device = ComboBox(name="device", choices=_devices(), value="auto")
+        self.device = ComboBox(name="device", choices=available_devices(), value="auto")
         self.train = PushButton(name="train", text="Train")
         self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
         self.status = Label(name="status", label="", value="")
@@ -164,6 +213,8 @@ class TrainWidget(Container):
                 self.base,
                 self.checkpoint,
                 self.iterations,
+                self.show_settings,
+                self.settings,
                 self.output,
                 self.device,
                 self.train,
@@ -173,9 +224,10 @@ class TrainWidget(Container):
         )
 
         self.base.changed.connect(lambda v: setattr(self.checkpoint, "visible", v == _CHECKPOINT))
+        self.show_settings.changed.connect(lambda on: setattr(self.settings, "visible", bool(on)))
         self.train.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
-        layers = napari_viewer.layers
+        layers = viewer.layers
         layers.events.inserted.connect(self._on_inserted)
         layers.events.removed.connect(self.reset_choices)
         for layer in layers:
@@ -195,11 +247,11 @@ class TrainWidget(Container):
     def _pair_choices(self, _widget=None):
         return [(f"{lab.name}  ←  {im.name}", (im, lab)) for im, lab, _ in self._candidates()]
 
-    def _on_inserted(self, event):
+    def _on_inserted(self, event) -> None:
         event.value.events.name.connect(self.reset_choices)
         self.reset_choices()
 
-    def reset_choices(self, *_):
+    def reset_choices(self, *_) -> None:
         """Refresh the pairs (napari calls this when layers change); keep the selection, select new sure pairs."""
         if not hasattr(self, "pairs"):  # called by Container.__init__ before the widgets exist
             return
@@ -221,9 +273,9 @@ class TrainWidget(Container):
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self._job is not None
 
-    def _base_value(self):
+    def _base_value(self) -> str:
         if self.base.value != _CHECKPOINT:
             return self.base.value
         value = str(self.checkpoint.value or "")
@@ -240,8 +292,8 @@ class TrainWidget(Container):
             raise ValueError(f"'save as' must be a file name (e.g. {default_output()}), not a folder")
         return path if path.suffix else path.with_suffix(".pt")
 
-    def start(self, *_):
-        """Check the inputs and start training in a background thread; returns the worker (None on error)."""
+    def start(self, *_) -> Job | None:
+        """Check the inputs and start training in a background job; returns it (None when nothing started)."""
         if self.running:
             show_info("Training is already running; cancel it first.")
             return None
@@ -253,58 +305,50 @@ class TrainWidget(Container):
             samples = samples_from_layers(pairs, self.class_names.value, point=self._viewer.dims.point)
             base = self._base_value()
             output = self._output_value()
-        except ValueError as exc:
-            show_error(str(exc))
+            lr = _learning_rate(self.lr.value)
+        except (ValueError, TypeError) as exc:
+            self.status.value = report_error(exc, "training")
             return None
-
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-        from superqt.utils import FunctionWorker
+        overwrite = False
+        if output.exists():
+            if not ask_replace(self.native, output):
+                self.status.value = f"not started: {output.name} exists (choose another 'save as' name)"
+                return None
+            overwrite = True
 
         from ._training import train
 
         iterations = int(self.iterations.value)
-        crop = min(MAX_CROP, min(min(lab.shape) for _, lab, _ in samples))
-        self._run += 1
-        run = self._run
-        self._cancel_event = threading.Event()
-        self._last_message = ""
-        meta = {"trained_on": [lab.name for _, lab in pairs]}
-        worker = create_worker(
+        crop = min(int(self.crop.value), min(min(lab.shape) for _, lab, _ in samples))
+        job = Job(
             train,
             samples,
             base=base,
             iterations=iterations,
             output=output,
+            overwrite=overwrite,
             device=self.device.value,
-            progress=lambda f, msg: self._progress(run, f, msg),
-            cancel=self._cancel_event,
             crop=crop,
-            meta=meta,
-            _start_thread=False,
-            # superqt's plain worker, not napari's: that one also reports every error (a cancel
-            # included) with a traceback, and every warning every iteration; ours says it once
-            _worker_class=FunctionWorker,
-            _ignore_errors=True,
+            lr=lr,
+            batch_size=int(self.batch_size.value),
+            seed=int(self.seed.value),
+            meta={"trained_on": [lab.name for _, lab in pairs]},
+            desc="Training Mask R-CNN",
         )
-        self._warned = set()
-        worker.warned.connect(self._on_warned)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
+        job.on_progress = lambda f, msg, job=job: self._show_progress(job, msg)
+        job.on_done = lambda outcome, job=job: self._on_done(job, outcome)
+        self._job = job
         self._run_field = self.output.value  # what 'save as' showed when this run started
-        self._pbar = progress(total=iterations, desc="Training Mask R-CNN")
+        self._last_message = ""
         self.train.enabled = False
         self.cancel.enabled = True
         self.status.value = f"training on {len(samples)} layer(s), loading {self.base.value}…"
-        worker.start()
-        return worker
+        return job.start()
 
-    def stop(self, *_):
+    def stop(self, *_) -> None:
         """Ask a running training to stop after its current iteration (what was learnt is saved)."""
-        if self._cancel_event is not None and self.running:
-            self._cancel_event.set()
+        if self._job is not None:
+            self._job.request_cancel()
             self.cancel.enabled = False
             self.status.value = "cancelling after this iteration…"
 
@@ -315,8 +359,8 @@ class TrainWidget(Container):
             w = widget()
             if w is None:
                 return
-            if w._cancel_event is not None:
-                w._cancel_event.set()
+            if w._job is not None:
+                w._job.abandon()
             layers = w._viewer.layers
             for emitter, callback in [(layers.events.inserted, w._on_inserted), (layers.events.removed, w.reset_choices)]:
                 emitter.disconnect(callback)
@@ -325,57 +369,35 @@ class TrainWidget(Container):
 
         return teardown
 
-    def _progress(self, run, fraction, message):  # training thread
-        from superqt.utils import ensure_main_thread
-
-        ensure_main_thread(self._show_progress)(run, fraction, message)
-
-    def _show_progress(self, run, fraction, message):  # main thread
-        if run != self._run or not self.running:
+    def _show_progress(self, job: Job, message: str) -> None:
+        if job is not self._job:
             return
         short = message.split(" (")[0]  # "iteration 3/500 loss=1.234" without the loss terms
         self._last_message = short
-        if not (self._cancel_event and self._cancel_event.is_set()):
-            self.status.value = short
+        self.status.value = short
         self.status.tooltip = message
-        if self._pbar is not None:
-            done = round(fraction * self._pbar.total)
-            self._pbar.update(done - self._pbar.n)
-            self._pbar.set_description(f"Training: {short.replace('iteration ', '')}")
 
-    def _on_returned(self, path):
-        path = Path(path)
-        cancelled = bool(self._cancel_event and self._cancel_event.is_set())
-        title = path.stem
-        registered = register_trained_model(path, title)
-        what = "stopped early; " if cancelled else ""
+    def _on_done(self, job: Job, outcome: Outcome) -> None:
+        if job is not self._job:
+            return
+        self._job = None
+        self.train.enabled = True
+        self.cancel.enabled = False
+        if outcome.cancelled:
+            self.status.value = "cancelled; nothing saved"
+            show_info(str(outcome.error))
+        elif not outcome.ok:
+            self.status.value = report_error(outcome.error, "training")
+        else:
+            self._on_saved(Path(outcome.value), stopped=job.cancel.is_set())
+
+    def _on_saved(self, path: Path, stopped: bool) -> None:
+        from ._files import free_path
+
+        registered = register_trained_model(path, path.stem)
+        what = "stopped early; " if stopped else ""
         where = "added to the segmentation widget's models" if registered else "load it in the segmentation widget as a checkpoint"
         self.status.value = f"{what}saved {path.name} ({self._last_message or 'done'})"
         show_info(f"Training {what}model saved to {path}; {where}.")
         if self.output.value == self._run_field:  # unchanged during the run: move on to a free name
-            self.output.value = _free_path(path)
-
-    def _on_warned(self, args):
-        message = str(args[0])
-        if message not in self._warned:  # the same warning every iteration: show it once per run
-            self._warned.add(message)
-            show_warning(message)
-
-    def _on_errored(self, exc):
-        from ._inference import Cancelled
-
-        if isinstance(exc, Cancelled):
-            self.status.value = "cancelled; nothing saved"
-            show_info(str(exc))
-        else:
-            self.status.value = "training failed"
-            show_error(f"Training failed: {exc}")
-
-    def _on_finished(self):
-        self._worker = None
-        self._cancel_event = None
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self.train.enabled = True
-        self.cancel.enabled = False
+            self.output.value = free_path(path)

@@ -1,0 +1,371 @@
+"""The controls of the "Garden segmentation" widget, and what they mean for a run.
+
+:class:`SegmentationControls` builds the widgets, keeps the image and model
+lists current, and turns what is shown into the keyword arguments of
+:func:`napari_gardenseg.segment` (:meth:`~SegmentationControls.segment_kwargs`).
+Running a job is :class:`napari_gardenseg._widget.SegmentationWidget`'s part.
+
+What is shown is what runs: choosing a model reads its stored settings from
+the checkpoint at once (:func:`napari_gardenseg._models.model_info`, no
+network weights are built) and puts them, or the engine's defaults when the
+model stores none, into the thresholds and CRF controls before anything can
+run; the ``settings`` line says which.
+
+Models offered: COCO v2 and v1, the bundled garden model, every checkpoint in
+the user's models folder (:func:`napari_gardenseg._files.user_models_dir`,
+where the training widget saves), checkpoints registered with
+:func:`register_model`, and a file picker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import typing
+import weakref
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    Select,
+    SpinBox,
+    create_widget,
+)
+
+from ._models import MODEL_NAMES, MODEL_TITLES
+
+__all__ = ["SegmentationControls", "register_model", "registered_models", "CUSTOM"]
+
+log = logging.getLogger(__name__)
+
+CUSTOM = "__custom__"  # the model choice that shows the checkpoint picker
+_ORDER = ("coco", "coco-v1", "garden")  # COCO v2, COCO v1, bundled
+assert set(_ORDER) == set(MODEL_NAMES)
+_TILE_MODES = [("off (whole image)", "off"), ("auto", "auto"), ("size in pixels…", "size")]
+_SCALE_MODES = [("model default", "model"), ("auto (estimate)", "auto"), ("factor…", "factor")]
+
+# Models registered at run time (e.g. by the training widget): path -> title.
+_REGISTERED: dict[str, str] = {}
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def register_model(path, title: str | None = None) -> str:
+    """Offer the checkpoint at ``path`` in every segmentation widget's model list.
+
+    Call from the GUI thread. Returns the choice's value (the resolved path as
+    a string), which can be assigned to ``widget.model.value``. Registering a
+    path again updates its title.
+    """
+    key = str(Path(path).expanduser().resolve())
+    _REGISTERED[key] = title or Path(key).stem
+    for widget in list(_LIVE):
+        try:
+            widget.model.reset_choices()
+        except RuntimeError:  # its Qt side is gone (closed dock widget)
+            _LIVE.discard(widget)
+    return key
+
+
+def registered_models() -> dict[str, str]:
+    """The models registered with :func:`register_model`: {path: title}."""
+    return dict(_REGISTERED)
+
+
+def user_models() -> dict[str, str]:
+    """Checkpoints in the user's models folder: {resolved path: title}."""
+    from ._files import user_models_dir
+
+    folder = user_models_dir()
+    try:
+        files = sorted(p for p in folder.glob("*.pt") if p.is_file() and not p.name.startswith("."))
+    except OSError:  # unreadable folder: nothing to offer
+        return {}
+    return {str(p.resolve()): p.stem for p in files}
+
+
+def _model_choices(_widget=None) -> list[tuple[str, str]]:
+    choices = [(MODEL_TITLES[name], name) for name in _ORDER]
+    mine = user_models()
+    choices += [(f"{title} (my models)", path) for path, title in mine.items() if path not in _REGISTERED]
+    choices += [(f"{title} (trained)", path) for path, title in _REGISTERED.items()]
+    choices.append(("custom checkpoint…", CUSTOM))
+    return choices
+
+
+# -- engine defaults ----------------------------------------------------------------------
+
+
+def segment_defaults() -> dict[str, Any]:
+    """``segment``'s keyword defaults: what the API does when nothing is given."""
+    from ._inference import segment
+
+    return {
+        name: p.default
+        for name, p in inspect.signature(segment).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def crf_module():
+    """The CRF module (its ``CRFParams``), or None when it cannot be imported."""
+    try:
+        from . import crf as module
+
+        if hasattr(module, "CRFParams"):
+            return module
+    except ImportError:
+        pass
+    try:
+        from . import _crf as module
+    except ImportError:
+        return None
+    return module
+
+
+def crf_settings(stored) -> Any:
+    """CRFParams from a model's stored settings (a dict, may be None) over the defaults."""
+    crf = crf_module()
+    from_any = getattr(crf.CRFParams, "from_any", None)
+    if from_any is not None:
+        return from_any(None, stored or None)  # what segment() does with crf_params=None
+    defaults = crf.CRFParams()
+    if not stored:
+        return defaults
+    fields = dict(stored)
+    if isinstance(fields.get("band"), list):  # stored as a list in checkpoints
+        fields["band"] = tuple(fields["band"])
+    return dataclasses.replace(defaults, **fields)
+
+
+def _crf_controls() -> list:
+    """One control per CRFParams field, named after it (backend: a choice)."""
+    crf = crf_module()
+    if crf is None:
+        return []
+    hints = typing.get_type_hints(crf.CRFParams)
+    widgets = []
+    for f in dataclasses.fields(crf.CRFParams):
+        ann = hints.get(f.name, type(f.default))
+        opts: dict = {}
+        if ann is int:
+            opts = {"min": 0, "max": 10_000}
+        elif ann is float:
+            opts = {"min": 0.0, "max": 10_000.0, "step": 0.05}
+        try:
+            w = create_widget(value=f.default, annotation=ann, name=f.name, options=opts)
+        except Exception:  # a field type magicgui cannot show: it stays at the stored/default value
+            log.warning("no control for CRF setting %s (%s)", f.name, ann)
+            continue
+        for sub in [w, *(w if isinstance(w, Container) else [])]:
+            if isinstance(sub, FloatSpinBox):
+                sub.native.setDecimals(6)  # show stored values exactly (Qt's default rounds to 0.01)
+        widgets.append(w)
+    return widgets
+
+
+# -- the controls ---------------------------------------------------------------------------
+
+
+class SegmentationControls(Container):
+    """The widgets of the segmentation dock widget and their meaning (no running here)."""
+
+    def __init__(self, viewer) -> None:
+        super().__init__(labels=True)
+        from ._models import available_devices
+
+        self._viewer = viewer
+        self._class_names: list[str] = []
+        self._applying = False
+        self._settings_source = "defaults"
+        defaults = segment_defaults()
+        crf = crf_module()
+        crf_ok = bool(crf and crf.crf_available())
+        self.extend(
+            [
+                ComboBox(name="image", label="image", choices=self._image_choices),
+                ComboBox(name="model", label="model", choices=_model_choices, value="garden"),
+                FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False),
+                ComboBox(name="device", label="device", choices=available_devices(), value="auto"),
+                FloatSlider(
+                    name="score_threshold", label="min score", min=0.0, max=1.0, step=0.05,
+                    value=defaults.get("score_threshold", 0.5),
+                ),
+                FloatSlider(
+                    name="mask_threshold", label="mask threshold", min=0.05, max=1.0, step=0.05,
+                    value=defaults.get("mask_threshold", 0.5),
+                ),
+                Select(  # choices from a callable: napari's reset_choices() on layer changes keeps them
+                    name="classes", label="classes", choices=lambda _w: list(self._class_names),
+                    tooltip="Keep only the selected classes; select none to keep all",
+                ),
+                CheckBox(name="merge_classes", text="all plants as one class", value=False,
+                         tooltip="Report every instance as one class 'plant' (the model keeps its classes)"),
+                ComboBox(name="tile_mode", label="tiles", choices=_TILE_MODES, value="off",
+                         tooltip="Segment a large image in tiles: 'auto' picks a size from the model"),
+                SpinBox(name="tile_size", label="tile size (px)", min=64, max=16384, step=64, value=1024,
+                        visible=False),
+                ComboBox(name="scale_mode", label="scale", choices=_SCALE_MODES, value="model",
+                         tooltip="Resize before the network: the model's own size, estimated from the image, "
+                         "or a factor (1 = native resolution, 0.25 = shrink 4x)"),
+                FloatSpinBox(name="scale", label="scale factor", min=0.01, max=8.0, step=0.05, value=1.0,
+                             visible=False),
+                CheckBox(name="crf", text="refine with the dense CRF", value=crf_ok,
+                         tooltip="" if crf_ok else "the dense CRF is not available here"),
+                CheckBox(name="show_crf_settings", text="show CRF settings", value=False, visible=crf is not None),
+                Container(name="crf_settings", label="CRF", widgets=_crf_controls(), visible=False),
+                Label(name="settings", label="settings", value="defaults"),
+                RadioButtons(
+                    name="stack", label="planes", orientation="horizontal",
+                    choices=[("current plane", False), ("whole stack", True)], value=False,
+                ),
+                CheckBox(name="boxes", text="show boxes", value=False),
+                PushButton(name="run", text="Run"),
+                PushButton(name="cancel", text="Cancel", enabled=False),
+                Label(name="status", label="status", value="ready"),
+            ]
+        )
+        self.classes.native.setMaximumHeight(110)
+        self.scale.native.setDecimals(3)
+        self.tile_mode.changed.connect(lambda v: setattr(self.tile_size, "visible", v == "size"))
+        self.scale_mode.changed.connect(lambda v: setattr(self.scale, "visible", v == "factor"))
+        self.show_crf_settings.changed.connect(lambda on: setattr(self.crf_settings, "visible", bool(on)))
+        self.image.changed.connect(self._on_image_changed)
+        for w in self._shown_settings():
+            w.changed.connect(self._on_setting_edited)
+        _LIVE.add(self)
+
+    # -- images -------------------------------------------------------------------------
+
+    def _image_choices(self, _widget=None):
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    def _on_image_changed(self, _=None) -> None:
+        layer = self.image.value
+        ndim = 0 if layer is None else layer.ndim
+        self.stack.enabled = ndim > 2  # layer.ndim excludes an RGB colour axis
+
+    # -- models and their settings ----------------------------------------------------------
+
+    def model_spec(self) -> str | None:
+        """"coco", "coco-v1", "garden" or a checkpoint path; None when the picker is empty."""
+        value = self.model.value
+        if value != CUSTOM:
+            return value
+        path = self.checkpoint.value
+        return str(path) if path and str(path) not in ("", ".") and Path(path).is_file() else None
+
+    def _shown_settings(self) -> list:
+        return [self.score_threshold, self.mask_threshold, *self._crf_leaf_controls()]
+
+    def _crf_leaf_controls(self) -> list:
+        return list(self.crf_settings)
+
+    def apply_model_settings(self, spec: str | None) -> None:
+        """Show ``spec``'s class names and stored settings (or the defaults), synchronously."""
+        from ._models import model_info
+
+        names: list[str] = []
+        meta: dict = {}
+        problem = ""
+        if spec is not None:
+            try:
+                all_names, meta = model_info(spec)
+                names = [n for n in all_names[1:] if n != "N/A"]
+            except Exception as exc:  # a bad file: Run reports the engine's error
+                problem = f" (cannot read the model: {str(exc).splitlines()[0][:80]})"
+                log.info("cannot read %s: %s", spec, exc)
+        self._class_names = sorted(set(names), key=names.index)
+        self.classes.reset_choices()
+        label = Path(spec).stem if spec not in (None, *MODEL_NAMES) else spec
+        defaults = segment_defaults()
+        stored_crf = meta.get("crf") or None
+        used = []
+        self._applying = True
+        try:
+            for name in ("score_threshold", "mask_threshold"):
+                value = meta.get(name)
+                if value is None:
+                    value = defaults.get(name, 0.5)
+                else:
+                    used.append(name.split("_")[0] + " threshold")
+                getattr(self, name).value = float(value)
+            crf = crf_module()
+            if crf is not None:
+                try:
+                    params = crf_settings(stored_crf)
+                    if stored_crf:
+                        used.append("CRF")
+                except (TypeError, ValueError) as exc:
+                    params = crf.CRFParams()
+                    problem += f" (its stored CRF settings are not valid: {exc}; showing the defaults)"
+                self._show_crf_params(params)
+        finally:
+            self._applying = False
+        if used:
+            text = f"from model {label}: {', '.join(used)}"
+        else:
+            text = "defaults" + (f" (model {label} stores none)" if spec is not None else "")
+        self._settings_source = text
+        self.settings.value = text + problem
+        self.settings.tooltip = self.settings.value
+
+    def _show_crf_params(self, params) -> None:
+        for w in self._crf_leaf_controls():
+            value = getattr(params, w.name, None)
+            if value is None:
+                continue
+            w.value = tuple(value) if isinstance(value, list) else value
+
+    def _on_setting_edited(self, _=None) -> None:
+        if not self._applying:
+            self.settings.value = f"{self._settings_source}, edited"
+
+    # -- what runs ----------------------------------------------------------------------------
+
+    def crf_params(self):
+        """The CRF settings shown (a CRFParams), or None if the CRF module is missing."""
+        crf = crf_module()
+        if crf is None:
+            return None
+        return crf.CRFParams(**{w.name: w.value for w in self._crf_leaf_controls()})
+
+    def tile_value(self) -> int | str | None:
+        mode = self.tile_mode.value
+        return None if mode == "off" else "auto" if mode == "auto" else int(self.tile_size.value)
+
+    def scale_value(self) -> float | str | None:
+        mode = self.scale_mode.value
+        return None if mode == "model" else "auto" if mode == "auto" else float(self.scale.value)
+
+    def segment_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`napari_gardenseg.segment` that the controls show.
+
+        Options at the engine's default are left out, so an engine without
+        them (tile_size, scale, merge_classes) still runs.
+        """
+        kwargs: dict[str, Any] = {
+            "score_threshold": float(self.score_threshold.value),
+            "mask_threshold": float(self.mask_threshold.value),
+            "classes": list(self.classes.value) or None,
+            "crf": bool(self.crf.value),
+        }
+        if kwargs["crf"]:
+            kwargs["crf_params"] = self.crf_params()
+        extra = {"tile_size": self.tile_value(), "scale": self.scale_value(), "merge_classes": bool(self.merge_classes.value)}
+        defaults = segment_defaults()
+        for name, value in extra.items():
+            if value != defaults.get(name, None if name != "merge_classes" else False):
+                kwargs[name] = value
+        return kwargs

@@ -1,0 +1,254 @@
+"""Background jobs for the dock widgets: one thread, progress, cancel, teardown, errors.
+
+Both widgets run their slow work the same way::
+
+    job = Job(segment_planes, source, model, desc="Garden segmentation",
+              on_progress=show, on_done=finish)
+    job.start()          # fn(*args, progress=..., cancel=..., **kwargs) in a thread
+    job.request_cancel() # sets the Event the engine checks
+    job.abandon()        # the widget is closing: cancel, and call back nothing
+
+``fn`` runs in a superqt :class:`~superqt.utils.FunctionWorker` (Qt's thread
+pool). Everything else happens in the GUI thread: ``on_progress(fraction,
+message)``, warnings (each shown once per job), the napari progress bar and,
+at the end, ``on_done(outcome)`` with an :class:`Outcome`.
+
+Progress is coalesced: the engine may report hundreds of times a second (one
+CRF instance after another); the GUI thread is woken once per batch of
+reports and shows the latest, so a fast reporter never floods the event loop.
+
+:func:`report_error` is the one way a widget tells the user that something
+failed: a one-line message for the errors a user can act on, and for anything
+else the message plus the traceback, kept in the notification ("View
+Traceback") and in the log at WARNING level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from qtpy.QtCore import QObject, Signal
+
+from ._cancel import Cancelled, ProgressFn
+
+__all__ = ["Job", "Outcome", "report_error", "is_user_error"]
+
+log = logging.getLogger("napari_gardenseg")
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_ACTIVE: set[Job] = set()  # jobs whose thread still runs: kept alive until it ends
+
+
+@dataclass
+class Outcome:
+    """How a job ended: its return value, or the exception it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def cancelled(self) -> bool:
+        return isinstance(self.error, Cancelled)
+
+
+class _Relay(QObject):
+    """Carries 'there is news' from the worker thread to the GUI thread (a queued signal)."""
+
+    poke = Signal()
+
+
+class Job:
+    """``fn(*args, progress=..., cancel=..., **kwargs)`` in a background thread; callbacks in the GUI thread.
+
+    ``desc``: title of a napari progress bar (none when empty); its cancel
+    button cancels the job. ``on_progress(fraction, message)`` and
+    ``on_done(outcome)`` are called in the GUI thread; ``on_done`` exactly
+    once, unless the job was abandoned.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        desc: str = "",
+        on_progress: ProgressFn | None = None,
+        on_done: Callable[[Outcome], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.cancel = threading.Event()
+        self.on_progress = on_progress
+        self.on_done = on_done
+        self.outcome: Outcome | None = None
+        self._desc = desc
+        self._pbar = None
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._latest: tuple[float, str] | None = None
+        self._pending = False
+        self._relay = _Relay()
+        self._relay.poke.connect(self._deliver_progress)
+        from superqt.utils import FunctionWorker
+
+        self._worker = FunctionWorker(fn, *args, progress=self._report, cancel=self.cancel, **kwargs)
+        self._worker.returned.connect(self._on_returned)
+        self._worker.errored.connect(self._on_errored)
+        self._worker.warned.connect(self._on_warned)
+        self._worker.finished.connect(self._on_finished)
+
+    # -- control (GUI thread) -------------------------------------------------------
+
+    def start(self) -> Job:
+        if self._desc:
+            from napari.utils import cancelable_progress
+
+            self._pbar = cancelable_progress(total=100, desc=self._desc, cancel_callback=self.request_cancel)
+        _ACTIVE.add(self)
+        self._worker.start()
+        return self
+
+    def request_cancel(self) -> None:
+        """Ask the run to stop (the engine checks the event within a fraction of a second)."""
+        self.cancel.set()
+
+    def abandon(self) -> None:
+        """Cancel and forget the callbacks: for a widget that is being closed."""
+        self.cancel.set()
+        self.on_progress = None
+        self.on_done = None
+        self._close_pbar()
+
+    @property
+    def running(self) -> bool:
+        return self in _ACTIVE
+
+    # -- worker thread ----------------------------------------------------------------
+
+    def _report(self, fraction: float, message: str) -> None:
+        with self._lock:
+            self._latest = (float(fraction), str(message))
+            wake = not self._pending
+            self._pending = True
+        if wake:
+            self._relay.poke.emit()
+
+    # -- GUI thread ---------------------------------------------------------------------
+
+    def _deliver_progress(self) -> None:
+        with self._lock:
+            latest, self._latest, self._pending = self._latest, None, False
+        if latest is None or self.outcome is not None:  # nothing new, or the job has ended
+            return
+        fraction, message = latest
+        if self._pbar is not None:
+            n = int(round(100 * min(max(fraction, 0.0), 1.0)))
+            if n > self._pbar.n:
+                self._pbar.update(n - self._pbar.n)
+            self._pbar.set_description(f"{self._desc}: {message.split(' (')[0]}")
+        if self.on_progress is not None and not self.cancel.is_set():
+            self.on_progress(fraction, message)
+
+    def _on_returned(self, value: Any) -> None:
+        self.outcome = Outcome(value=value)
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self.outcome = Outcome(error=exc)
+
+    def _on_warned(self, args) -> None:
+        message = str(args[0])
+        if message not in self._warned:  # the same warning every iteration: show it once per job
+            self._warned.add(message)
+            from napari.utils.notifications import show_warning
+
+            show_warning(message)
+
+    def _on_finished(self) -> None:
+        _ACTIVE.discard(self)
+        self.on_progress = None
+        self._close_pbar()
+        done, self.on_done = self.on_done, None
+        if done is not None:
+            done(self.outcome or Outcome(error=RuntimeError("the background job ended without a result")))
+
+    def _close_pbar(self) -> None:
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def _user_error_types() -> tuple[type, ...]:
+    from ._files import OutputExistsError
+    from ._images import ImageError
+
+    types: list[type] = [OutputExistsError, ImageError]
+    try:  # _models imports torch: the widgets have it already
+        from ._models import ModelError
+
+        types.append(ModelError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _raised_here(exc: BaseException) -> bool:
+    """True if the innermost frame of ``exc``'s traceback is this package's code (a validation)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return True  # made, not raised (e.g. a widget's own check): ours
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Errors a user can act on: the package's own error types, a ValueError/TypeError
+    raised by the package's validation, a missing optional dependency, a file problem
+    (OSError with its path). Anything else is unexpected: a bug to report."""
+    if isinstance(exc, _user_error_types()):
+        return True
+    if isinstance(exc, ImportError):
+        return "crf" in type(exc).__name__.lower() or exc.name is not None
+    if isinstance(exc, OSError):
+        return exc.filename is not None
+    if isinstance(exc, (ValueError, TypeError)):
+        return _raised_here(exc)
+    return False
+
+
+def report_error(exc: BaseException, what: str) -> str:
+    """Show why ``what`` ("segmentation", "training") failed; return a one-line status text.
+
+    User errors: their message, as one notification. Unexpected errors: the
+    message with the exception type, an error notification that keeps the
+    traceback (napari's "View Traceback"), and a WARNING log record with the
+    traceback, so there is always something to report.
+    """
+    from napari.utils.notifications import ErrorNotification, notification_manager, show_error
+
+    # An exception raised without a message still has a docstring that says what it means.
+    message = str(exc) or " ".join((type(exc).__doc__ or type(exc).__name__).split())
+    if is_user_error(exc):
+        if isinstance(exc, ImportError) and "crf" in type(exc).__name__.lower() and "crf=" not in message:
+            message += " Untick 'refine with the dense CRF' to segment without it."
+        log.info("%s failed: %s", what, message)
+        show_error(message)
+        return f"error: {message.splitlines()[0][:120]}"
+    log.warning("%s failed unexpectedly", what, exc_info=(type(exc), exc, exc.__traceback__))
+    text = (
+        f"{what} failed: {type(exc).__name__}: {message} "
+        "(unexpected: the traceback is under 'View Traceback' and in the log; please report it)"
+    )
+    note = ErrorNotification(exc)
+    note.message = text
+    notification_manager.dispatch(note)
+    return f"error: {type(exc).__name__}: {message.splitlines()[0][:100]} (see the log)"
