@@ -6,15 +6,18 @@
 Writes the scenes as PNG into a temporary folder, then runs the same batch
 (``segment_files``) three ways, each into its own output folder:
 
-* in-process: one file after another, torch with its default threads;
+* in-process: one file after another, torch with its default threads, then
+  with one thread (what each worker gets when N workers share N cores);
 * ``--workers N``: a LocalCluster of N processes with one thread each (as
   ``gardenseg segment --workers N``); the cluster's start-up is timed apart;
-* checks that both gave identical label images.
 
-Prints files/minute, seconds per file, and peak RSS: of the in-process run
-(a fresh child process, so imports and the model count, the scene making
-does not) and of each worker process. Start-up (imports, model load) is in
-the in-process figure and in the workers' first files.
+and checks that the first in-process run and the cluster run gave identical
+label images.
+
+Each batch runs twice: cold (a fresh process: torch import, model load,
+first calls; for the cluster also its start-up) and warm. Prints seconds and
+files/minute of both, and peak RSS of the in-process child and of each
+worker process.
 """
 
 from __future__ import annotations
@@ -47,21 +50,28 @@ def _make_scenes(folder: Path, n: int, size: int) -> list[Path]:
 
 _IN_PROCESS = """
 import json, resource, sys, time
-from napari_gardenseg._batch import segment_files
-paths, out, crf = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1"
 t0 = time.perf_counter()
-s = segment_files(paths, out, "garden", crf=crf)
-dt = time.perf_counter() - t0
 import torch
-print(json.dumps({"seconds": dt, "done": s.done, "failed": s.failed, "instances": sum(f.instances or 0 for f in s),
+from napari_gardenseg._batch import segment_files
+paths, out, crf, threads = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
+if threads:
+    torch.set_num_threads(threads)
+runs = []
+for i in range(2):  # cold (imports, model load, first calls), then warm
+    s = segment_files(paths, out + str(i), "garden", crf=crf)
+    runs.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+print(json.dumps({"seconds": runs, "done": s.done, "failed": s.failed,
                   "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch_threads": torch.get_num_threads()}))
 """
 
 
 def _peak_rss_mb() -> float:
-    import resource as r
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    return r.getrusage(r.RUSAGE_SELF).ru_maxrss / 1024
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{seconds:5.1f} s = {60 * n / seconds:5.1f} files/min"
 
 
 def main(argv=None) -> int:
@@ -80,42 +90,48 @@ def main(argv=None) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{args.n} garden scenes {args.size}x{args.size}, CRF {'on' if crf else 'off'}, {cpus} CPUs, "
           f"load average before: {os.getloadavg()[0]:.1f}")
+    print("each batch twice: cold (process start, torch import, model load, first calls), then warm")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "in").mkdir()
         paths = _make_scenes(tmp / "in", args.n, args.size)
+        n = len(paths)
 
-        run = subprocess.run([sys.executable, "-c", _IN_PROCESS, json.dumps([str(p) for p in paths]),
-                              str(tmp / "seq"), "1" if crf else "0"], capture_output=True, text=True, check=True)
-        seq = json.loads(run.stdout.strip().splitlines()[-1])
-        print(f"in-process   : {seq['done']} done, {seq['failed']} failed, {seq['seconds']:.1f} s, "
-              f"{60 * seq['done'] / seq['seconds']:.1f} files/min, {seq['seconds'] / args.n:.2f} s/file, "
-              f"torch threads {seq['torch_threads']}, peak RSS {seq['rss_mb']:.0f} MB (imports and model included)")
+        for threads in (0, 1):  # torch's default threads, then one (what each of N workers on N cores gets)
+            run = subprocess.run([sys.executable, "-c", _IN_PROCESS, json.dumps([str(p) for p in paths]),
+                                  str(tmp / f"seq{threads}-"), "1" if crf else "0", str(threads)],
+                                 capture_output=True, text=True, check=True)
+            seq = json.loads(run.stdout.strip().splitlines()[-1])
+            cold, warm = seq["seconds"]
+            print(f"in-process, torch threads {seq['torch_threads']}: cold {_rate(n, cold)}, warm {_rate(n, warm)}; "
+                  f"peak RSS {seq['rss_mb']:.0f} MB")
 
         t0 = time.perf_counter()
         with local_cluster(args.workers) as cluster, Client(cluster) as client:
             startup = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            dist = segment_files(paths, tmp / "dist", "garden", client=client, crf=crf)
-            seconds = time.perf_counter() - t0
+            runs = []
+            for i in range(2):
+                t0 = time.perf_counter()
+                dist = segment_files(paths, tmp / f"dist{i}", "garden", client=client, crf=crf)
+                runs.append(time.perf_counter() - t0)
             rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             threads = client.run(lambda: __import__("torch").get_num_threads())
+        print(f"--workers {args.workers} ({dist.done} done, {dist.failed} failed): cold {_rate(n, runs[0] + startup)} "
+              f"(cluster start-up {startup:.1f} s included), warm {_rate(n, runs[1])}")
         per_worker = _files_per_worker(dist)
-        print(f"--workers {args.workers}  : {dist.done} done, {dist.failed} failed, {seconds:.1f} s "
-              f"(+ {startup:.1f} s cluster start-up), {60 * dist.done / seconds:.1f} files/min, "
-              f"{seconds / args.n:.2f} s/file; with start-up {60 * dist.done / (seconds + startup):.1f} files/min")
         for addr in sorted(rss):
-            print(f"    worker {addr}: {per_worker.get(addr, 0)} files, torch threads {threads[addr]}, "
+            print(f"    worker {addr}: {per_worker.get(addr, 0)} files (warm run), torch threads {threads[addr]}, "
                   f"peak RSS {rss[addr]:.0f} MB")
-        print(f"    driver (this process, scenes made here too): peak RSS {_peak_rss_mb():.0f} MB")
+        print(f"    driver (this process; the scenes were made here too): peak RSS {_peak_rss_mb():.0f} MB")
 
         import tifffile
 
         same = all(
-            np.array_equal(tifffile.imread(tmp / "seq" / f"{p.stem}_labels.tif"), tifffile.imread(tmp / "dist" / f"{p.stem}_labels.tif"))
+            np.array_equal(tifffile.imread(tmp / "seq0-0" / f"{p.stem}_labels.tif"),
+                           tifffile.imread(tmp / "dist1" / f"{p.stem}_labels.tif"))
             for p in paths
         )
-        print(f"label images identical in both runs: {same}")
+        print(f"label images identical in-process and on the cluster: {same}")
     return 0
 
 
