@@ -118,8 +118,38 @@ def output_names(paths) -> list[str]:
     return [s if counts[s.casefold()] == 1 else f"{s}__{_path_tag(p)}" for s, p in zip(stems, paths)]
 
 
-def output_files(name: str, *, crf: bool = True, coco: bool = False, write_overlay: bool = True) -> list[str]:
-    """The files :func:`process_file` writes for output name ``name`` (the run record last)."""
+def is_big_input(path) -> bool:
+    """A zarr store, or a TIFF with a plane over ``_layers.MAX_PLANE_PIXELS``: segmented into a zarr store."""
+    from ._layers import MAX_PLANE_PIXELS
+
+    path = Path(path)
+    if path.suffix.lower() == ".zarr" or path.is_dir():
+        return True
+    if path.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8") and path.exists():
+        import tifffile
+
+        from ._images import image_layout
+
+        try:
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.series[0].shape
+            layout = image_layout(shape)
+        except Exception:  # unreadable or not one plane: the normal path reports it
+            return False
+        h, w = shape[1:3] if layout == "chw" else shape[:2]
+        return h * w > MAX_PLANE_PIXELS
+    return False
+
+
+def output_files(name: str, *, crf: bool = True, coco: bool = False, write_overlay: bool = True, big: bool = False) -> list[str]:
+    """The files :func:`process_file` writes for output name ``name`` (the run record last).
+
+    ``big`` inputs (:func:`is_big_input`) give one zarr store ``<name>_labels.zarr``
+    (arrays ``labels`` and ``refined``) instead of the TIFFs, and no overlay.
+    """
+    if big:
+        files = [f"{name}_labels.zarr", f"{name}_instances.csv"]
+        return files + ([f"{name}_coco.json"] if coco else []) + [f"{name}{RUN_SUFFIX}"]
     files = [f"{name}_labels.tif"]
     if crf:
         files.append(f"{name}_labels_crf.tif")
@@ -347,20 +377,30 @@ def process_file(
         done = read_run_record(out, name)
         return {"file": str(path), "name": name, "instances": done.get("instances"), "seconds": 0.0,
                 "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"], "reused": True}
-    targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay)]
+    big = is_big_input(path)
+    targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, big=big)]
     for target in targets:  # fail before the work, not after it
         check_target(target, overwrite, "output")
 
-    # 1. read
-    image = read_image(path)
+    # 1. read (a big input lazily: tile by tile)
+    from ._io import open_image
+
+    image = open_image(path, lazy=True) if big else read_image(path)
     # 2. segment
-    from ._inference import segment
+    from ._inference import segment, segment_to_zarr
 
     t0 = time.perf_counter()
     loaded = _model(model, segment_options.get("device", "auto"), record["model"])
     if crf_overrides:
         segment_options = {**segment_options, "crf_params": crf_params_from(loaded, segment_options.get("crf_params"), crf_overrides)}
-    result = segment(image, loaded, **segment_options)
+    if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
+        out.mkdir(parents=True, exist_ok=True)
+        staged = out / f".{name}_labels.zarr.staged"
+        options = {k: v for k, v in segment_options.items() if k != "keep_soft_masks"}
+        result = segment_to_zarr(image, staged, loaded, overwrite=True, **options)
+        result.meta["staged"] = staged
+    else:
+        result = segment(image, loaded, **segment_options)
     seconds = time.perf_counter() - t0
     # 3. write: every output atomically, the run record last (its presence means complete)
     out.mkdir(parents=True, exist_ok=True)
@@ -394,6 +434,21 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
     from PIL import Image
 
     written = []
+    staged = result.meta.get("staged")
+    if staged is not None:  # a big input: the store holds the labels; table and COCO are read from it first
+        table = result.table
+        coco_json = json.dumps(to_coco_of(result, path)) if coco else None
+        with ExitStack() as renames:
+
+            def put(filename, write):
+                write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
+                written.append(filename)
+
+            put(f"{name}_labels.zarr", lambda t: os.replace(staged, t))
+            put(f"{name}_instances.csv", lambda t: table.to_csv(t, index=False))
+            if coco_json is not None:
+                put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
+        return written
     with ExitStack() as renames:  # on leaving: each temporary file renamed (on an error: all removed)
 
         def put(filename, write):
@@ -408,10 +463,14 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
             shown = result.refined if result.refined is not None else result.labels
             put(f"{name}_overlay.png", lambda t: Image.fromarray(overlay(image, shown)).save(t, format="PNG"))
         if coco:
-            from ._export import to_coco
-
-            put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco(result, file_name=path.name))))
+            put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco_of(result, path))))
     return written
+
+
+def to_coco_of(result, path: Path) -> dict:
+    from ._export import to_coco
+
+    return to_coco(result, file_name=path.name)
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -650,7 +709,8 @@ def segment_files(
     wanted = {"model": model_id, "options": wanted_options, "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)}}
     todo = []
     for fs in files:
-        targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay)]
+        targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay,
+                                                 big=is_big_input(fs.file))]
         verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
         if verdict == "run":
             todo.append(fs)
@@ -692,7 +752,7 @@ def _within(progress, done: int, total: int, label: str):
 def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):
     """"run", "skip" (resume: done with the same input, model and options), or a failure entry."""
     path = Path(fs.file)
-    if not path.is_file():
+    if not (path.is_file() or (path.is_dir() and path.suffix.lower() == ".zarr")):
         return _failure(fs, FileNotFoundError(f"no such image file: {path}"), tb="")
     record = read_run_record(out, fs.name) if resume else None
     if record is not None:
