@@ -229,15 +229,20 @@ def test_no_image_layer_error(make_napari_viewer, qtbot, errors):
     assert any("no image layer" in m for m in errors())
 
 
-def test_crf_unavailable_error(garden, qtbot, errors, monkeypatch):
-    from napari_gardenseg._widget_controls import crf_module
+def test_crf_backend_unavailable_error(garden, qtbot, errors, monkeypatch):
+    from napari_gardenseg.crf import CRFUnavailableError, _pydensecrf
 
-    monkeypatch.setattr(crf_module(), "crf_available", lambda: False)
+    def missing():
+        raise CRFUnavailableError("pydensecrf is not installed (pip install pydensecrf2)")
+
+    monkeypatch.setattr(_pydensecrf, "densecrf", missing)
     viewer, w = garden
     w.crf.value = True
+    w.crf_settings.backend.value = "pydensecrf"
     run(w, qtbot)
-    assert any("pydensecrf" in m for m in errors()), errors()
-    assert len(viewer.layers) == 1
+    [message] = errors()
+    assert "pydensecrf is not installed" in message and "backend 'auto' or 'torch'" in message
+    assert len(viewer.layers) == 1 and w.status.value.startswith("error: pydensecrf")
 
 
 def test_image_picker_follows_the_active_layer(garden, sample):

@@ -40,22 +40,30 @@ _EXPORTS = {
     "to_coco": "._export",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# public submodules, reachable as attributes (``gs.synthetic``) and imported on first use
+_SUBMODULES = ("synthetic", "cli", "crf")
+# modules that do not import torch
+_LIGHT = ("._images", "._cancel", "._export", ".synthetic", ".cli")
+
+__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
+    if module is None and name in _SUBMODULES:
+        module = "." + name
     if module is None:
         raise AttributeError(f"module 'napari_gardenseg' has no attribute {name!r}")
-    if module not in ("._images", "._cancel", "._export", ".synthetic"):
+    if module not in _LIGHT:
         # these pull in torch: keep triton out of a process that already drew with Mesa
         from ._compat import avoid_triton_llvm_clash
 
         avoid_triton_llvm_clash()
-    value = getattr(importlib.import_module(module, __name__), name)
+    imported = importlib.import_module(module, __name__)
+    value = imported if name in _SUBMODULES else getattr(imported, name)
     globals()[name] = value  # cache: the next access skips __getattr__
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return __all__

@@ -41,6 +41,24 @@ log = logging.getLogger("napari_gardenseg")
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _ACTIVE: set[Job] = set()  # jobs whose thread still runs: kept alive until it ends
+_POOL = None  # our own thread pool, see _pool()
+
+
+def _pool():
+    """The jobs' thread pool: a private one, never Qt's global pool.
+
+    Qt's global pool has one thread per core. A model load cannot be
+    interrupted, so on a small machine jobs could fill it, and napari's GUI
+    thread (which holds the GIL) waits on that pool in places (its activity
+    indicator's animation): a deadlock.
+    """
+    global _POOL
+    if _POOL is None:
+        from qtpy.QtCore import QThreadPool
+
+        _POOL = QThreadPool()
+        _POOL.setMaxThreadCount(4)
+    return _POOL
 
 
 @dataclass
@@ -111,7 +129,7 @@ class Job:
 
             self._pbar = cancelable_progress(total=100, desc=self._desc, cancel_callback=self.request_cancel)
         _ACTIVE.add(self)
-        self._worker.start()
+        _pool().start(self._worker)
         return self
 
     def request_cancel(self) -> None:
@@ -239,7 +257,10 @@ def report_error(exc: BaseException, what: str) -> str:
     message = str(exc) or " ".join((type(exc).__doc__ or type(exc).__name__).split())
     if is_user_error(exc):
         if isinstance(exc, ImportError) and "crf" in type(exc).__name__.lower() and "crf=" not in message:
-            message += " Untick 'refine with the dense CRF' to segment without it."
+            message += (
+                " Choose the CRF backend 'auto' or 'torch' (CRF settings), "
+                "or untick 'refine with the dense CRF' to segment without it."
+            )
         log.info("%s failed: %s", what, message)
         show_error(message)
         return f"error: {message.splitlines()[0][:120]}"
