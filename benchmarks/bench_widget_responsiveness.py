@@ -80,15 +80,15 @@ def main() -> None:
         writes.clear()
         timer = QTimer()
         timer.setInterval(args.interval_ms)
-        timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+        timer.timeout.connect(lambda ticks=ticks: ticks.append(time.perf_counter()))
         timer.start()
-        pump_until(lambda: len(ticks) > 5, 5)  # heartbeat settled
+        pump_until(lambda ticks=ticks: len(ticks) > 5, 5)  # heartbeat settled
         start = time.perf_counter()
         ticks.append(start)
         widget.run.clicked()
         pump_until(lambda: not widget.running, 600)
         end = time.perf_counter()
-        pump_until(lambda: time.perf_counter() - end > 0.1, 1)  # one more tick after the write
+        pump_until(lambda end=end: time.perf_counter() - end > 0.1, 1)  # one more tick after the write
         timer.stop()
         t = np.array([x for x in ticks if x >= start])
         gaps = np.diff(t) * 1000

@@ -269,22 +269,33 @@ def test_segment_layer_end_to_end_with_the_bundled_model(scene):
     image, _, _ = scene
     v = ViewerModel()
     layer = v.add_image(image[:128, :128], name="garden")
-    result = segment_layer(layer, model="garden", viewer=v, crf=False, score_threshold=0.0)
+    result = segment_layer(layer, model="garden", viewer=v, crf=False)
     assert isinstance(result, SegmentationResult)
     masks = v.layers["garden masks"]
     assert masks.data.shape == (128, 128) and "garden masks (CRF)" not in v.layers
-    assert len(masks.features) == len(result) == int(masks.data.max())
+    assert len(masks.features) == len(result) == int(masks.data.max()) >= 1  # plants were found
+    np.testing.assert_array_equal(masks.data, result.labels)
+    f = masks.features
+    assert list(f["label"]) == list(range(1, len(result) + 1))
+    assert list(f["class_name"]) == list(result.class_names)
+    np.testing.assert_allclose(f["score"], result.scores)
+    assert (f["score"] >= 0.5).all()
+    assert list(f["area"]) == [int((masks.data == k).sum()) for k in f["label"]]
     assert result.meta["layers"] == {"masks": "garden masks"}
 
 
 def test_segment_layer_stack_returns_one_result_per_plane(scene):
     image, _, _ = scene
     v = ViewerModel()
-    layer = v.add_image(np.stack([image[:96, :96], image[96:192, 96:192]]), name="pair", rgb=True)
-    results = segment_layer("pair", viewer=v, stack=True, crf=False, score_threshold=0.0)
+    v.add_image(np.stack([image[:96, :96], image[96:192, 96:192]]), name="pair", rgb=True)
+    results = segment_layer("pair", viewer=v, stack=True, crf=False)
     assert [r.meta["plane"] for r in results] == [(0,), (1,)]
+    assert all(len(r) >= 1 for r in results)  # plants in both planes
     data = v.layers["pair masks"].data
     assert data.shape == (2, 96, 96) and int(data.max()) == sum(len(r) for r in results)
+    # plane 1's ids follow plane 0's
+    np.testing.assert_array_equal(data[0], results[0].labels)
+    np.testing.assert_array_equal(data[1], np.where(results[1].labels > 0, results[1].labels + len(results[0]), 0))
 
 
 def test_a_failed_run_changes_no_layer(viewer, fake_segment, monkeypatch):

@@ -69,6 +69,19 @@ def test_every_command_imports():
         assert callable(getattr(importlib.import_module(module), attr)), cmd.python_name
 
 
+def test_both_widgets_take_the_viewer_by_the_same_name_and_annotation():
+    """napari passes the viewer to a widget parameter annotated napari.viewer.Viewer."""
+    import inspect
+
+    from napari_gardenseg._train_widget import TrainWidget
+    from napari_gardenseg._widget import SegmentationWidget
+
+    for widget in (SegmentationWidget, TrainWidget):
+        params = list(inspect.signature(widget.__init__).parameters.values())[1:]  # after self
+        assert [p.name for p in params] == ["viewer"], widget
+        assert str(params[0].annotation) == "napari.viewer.Viewer", widget
+
+
 def test_sample_data():
     from napari_gardenseg._sample_data import garden_sample
 
@@ -128,7 +141,14 @@ def test_wheel_ships_the_manifest_as_a_real_file(wheel):
         mode = info.external_attr >> 16
         assert mode == 0 or (mode & 0o170000) == 0o100000  # a regular file, not a symlink entry
         assert zf.read(info) == MANIFEST.read_bytes()
-        assert "napari_gardenseg/data/garden_sample.png" in zf.namelist()
+        names = zf.namelist()
+        assert "napari_gardenseg/data/garden_sample.png" in names
+        assert "napari_gardenseg/py.typed" in names  # type hints are part of the package
+        (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert zf.read(licence) == (ROOT / "LICENSE").read_bytes()
+        assert "BSD 3-Clause" in zf.read(licence).decode()
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        assert "License-Expression: BSD-3-Clause" in zf.read(metadata).decode()
         (ep,) = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
         entry_points = zf.read(ep).decode()
     assert "[napari.manifest]" in entry_points

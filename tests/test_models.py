@@ -137,7 +137,13 @@ def test_public_names_are_lazy_and_complete():
     import subprocess
     import sys
 
-    code = "import sys, napari_gardenseg; assert 'torch' not in sys.modules, 'torch imported eagerly'"
+    code = (
+        "import sys, napari_gardenseg as gs; assert 'torch' not in sys.modules, 'torch imported eagerly'\n"
+        "assert callable(gs.synthetic.garden_scene) and callable(gs.cli.main)\n"
+        "assert 'torch' not in sys.modules, 'a light submodule imported torch'\n"
+        "assert gs.crf.CRFParams is gs.CRFParams\n"
+        "assert set(dir(gs)) >= {'synthetic', 'cli', 'crf', 'segment'}\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     for name in ("load_model", "segment", "refine", "refine_instances", "CRFParams", "train", "garden_scene"):
         assert callable(getattr(gs, name))

@@ -45,7 +45,7 @@ _SUBMODULES = ("synthetic", "cli", "crf")
 # modules that do not import torch
 _LIGHT = ("._images", "._cancel", "._export", ".synthetic", ".cli")
 
-__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES) + ["__version__"]
+__all__ = list(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 
 
 def __getattr__(name: str):

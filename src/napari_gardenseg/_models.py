@@ -36,7 +36,7 @@ __all__ = [
     "ModelError",
     "save_checkpoint",
     "resolve_device",
-    "COCO_CLASSES",
+    "COCO_CLASSES",  # noqa: F822  (module __getattr__: read from torchvision on first use)
     "MODEL_NAMES",
     "model_info",
 ]
@@ -317,7 +317,7 @@ def _load_state(net: nn.Module, state: dict, path) -> None:
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shapes that do not fit
         first = str(exc).strip().splitlines()[1:3]
-        raise ModelError(f"{path} does not fit its architecture: {' '.join(l.strip() for l in first)}") from exc
+        raise ModelError(f"{path} does not fit its architecture: {' '.join(line.strip() for line in first)}") from exc
     if result.missing_keys or result.unexpected_keys:
         missing = ", ".join(result.missing_keys[:3])
         extra = ", ".join(result.unexpected_keys[:3])

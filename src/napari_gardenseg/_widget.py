@@ -184,7 +184,8 @@ class SegmentationWidget(SegmentationControls):
         model = self._loaded[1] if self._loaded is not None and self._loaded[0] == key else spec
         job = Job(_segment_job, source, model, device=str(self.device.value), desc="Garden segmentation", **kwargs)
         job.on_progress = lambda fraction, message, job=job: self._on_progress(job, message)
-        job.on_done = lambda outcome, job=job, key=key, boxes=bool(self.boxes.value), t0=time.perf_counter(): (
+        t0 = time.perf_counter()
+        job.on_done = lambda outcome, job=job, key=key, boxes=bool(self.boxes.value), t0=t0: (
             self._on_done(job, key, boxes, t0, outcome)
         )
         self._job = job
