@@ -16,7 +16,7 @@ class Cancelled(Exception):
     """Raised inside a run when its ``cancel`` event is set; the run leaves no output."""
 
 
-def should_stop(cancel) -> bool:
+def should_stop(cancel: threading.Event | Callable[[], bool] | None) -> bool:
     """``cancel`` is None, a ``threading.Event`` (or anything with ``is_set``) or a callable."""
     if cancel is None:
         return False
@@ -25,6 +25,6 @@ def should_stop(cancel) -> bool:
     return bool(cancel())
 
 
-def check(cancel, what: str = "the run") -> None:
+def check(cancel: threading.Event | Callable[[], bool] | None, what: str = "the run") -> None:
     if should_stop(cancel):
         raise Cancelled(f"{what} was cancelled")

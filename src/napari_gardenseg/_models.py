@@ -107,7 +107,7 @@ def _mps_available() -> bool:
     return mps is not None and mps.is_available()
 
 
-def resolve_device(device="auto") -> torch.device:
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple's MPS, then the CPU."""
     if isinstance(device, torch.device):
         device = str(device)
@@ -144,7 +144,12 @@ _CACHE: dict[tuple, Model] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_model(model="coco", device="auto", *, progress: bool = True) -> Model:
+def load_model(
+    model: str | os.PathLike | nn.Module | Model = "coco",
+    device: str | torch.device | None = "auto",
+    *,
+    progress: bool = True,
+) -> Model:
     """Load a Mask R-CNN for :func:`napari_gardenseg.segment`.
 
     ``model`` is one of ``"coco"`` (torchvision's ``maskrcnn_resnet50_fpn_v2``
@@ -359,7 +364,7 @@ def _from_checkpoint(path: Path, dev: torch.device, source: str) -> Model:
     return Model(net.to(dev).eval(), names, dev, source=source, arch=arch, arch_kwargs=kwargs, meta=meta)
 
 
-def model_info(model) -> tuple[list[str], dict]:
+def model_info(model: str | os.PathLike | Model) -> tuple[list[str], dict]:
     """Class names (background first) and stored metadata of a model, without building the network.
 
     COCO names come from torchvision's weights metadata (no download);

@@ -16,7 +16,7 @@ layer are taken as (Y, X).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -61,7 +61,7 @@ def _plane(layer, point=None) -> np.ndarray:
     return np.array(data, copy=True)
 
 
-def classes_from_features(features) -> dict[int, str]:
+def classes_from_features(features: Any) -> dict[int, str]:
     """``{label id: class name}`` from a Labels layer's ``features`` table.
 
     Reads the ``class_name`` column. Rows are matched to label ids by the
@@ -98,7 +98,7 @@ def _missing(value) -> bool:
         return False
 
 
-def parse_class_names(text, n_layers: int) -> list[str | None]:
+def parse_class_names(text: str | None, n_layers: int) -> list[str | None]:
     """One entry per layer from the widget's text: a name, or None (= read the layer's features).
 
     ``""`` -> features for every layer; ``"weed"`` -> every layer;
@@ -123,7 +123,9 @@ def parse_class_names(text, n_layers: int) -> list[str | None]:
     return names
 
 
-def samples_from_layers(pairs: Sequence, class_names=None, *, point=None) -> list[tuple]:
+def samples_from_layers(
+    pairs: Sequence, class_names: str | Sequence[str | None] | None = None, *, point: Sequence[float] | None = None
+) -> list[tuple]:
     """Build :func:`napari_gardenseg.train` samples from ``(image layer, labels layer)`` pairs.
 
     ``class_names`` is a string parsed by :func:`parse_class_names` (one name
