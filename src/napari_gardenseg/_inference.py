@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from ._cancel import Cancelled, check
-from ._images import to_rgb_float
 from ._models import Model, load_model
 from ._instances import Instances, paint, paint_image
 from ._results import SegmentationResult
