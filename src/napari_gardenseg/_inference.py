@@ -110,7 +110,8 @@ def network_size(shape, scale) -> tuple[int, int] | None:
 
 
 def predict_instances(
-    model: Model, rgb: np.ndarray, *, scale: float | None = None, offset=(0, 0), image_shape=None, cancel=None
+    model: Model, rgb: np.ndarray, *, scale: float | None = None, offset=(0, 0), image_shape=None, cancel=None,
+    min_score: float = 0.0, classes=None,
 ) -> Instances:
     """Run the network on one float RGB (h, w, 3) region in 0..1; return compact instances.
 
@@ -119,7 +120,9 @@ def predict_instances(
     (1.0: native pixels). Each mask is pasted into its own box at the region's
     resolution exactly as torchvision's ``paste_masks_in_image`` would, but
     kept local to the box. ``offset`` (y, x) places the region in an image of
-    ``image_shape``; instances are sorted by descending score.
+    ``image_shape``; instances are sorted by descending score. Detections
+    below ``min_score`` or not in ``classes`` (a set of ids) are dropped before
+    their masks are pasted.
     """
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
     from torchvision.models.detection.transform import resize_boxes
@@ -141,6 +144,10 @@ def predict_instances(
         del features, proposals, images.tensors
         boxes = resize_boxes(det["boxes"], images.image_sizes[0], (h, w))
         order = torch.argsort(det["scores"], descending=True, stable=True)
+        wanted = det["scores"][order] >= min_score
+        if classes is not None:
+            wanted &= torch.isin(det["labels"][order], torch.as_tensor(sorted(classes), device=order.device))
+        order = order[wanted]
         boxes, scores, labels = boxes[order], det["scores"][order], det["labels"][order]
         masks, factor = expand_masks(det["masks"][order], padding=1)
         pasted = expand_boxes(boxes, factor).to(dtype=torch.int64).cpu().numpy()
@@ -186,30 +193,19 @@ def resolve_scale(scale, source, model):
     return float(estimate_scale(source, model))
 
 
-def _keep(score_threshold, wanted):
-    def keep(found: Instances) -> np.ndarray:
-        ok = found.scores >= score_threshold
-        if wanted is not None:
-            ok &= np.isin(found.class_ids, list(wanted))
-        return np.flatnonzero(ok)
-
-    return keep
-
-
 def detect_instances(model, source, *, score_threshold, wanted, mask_threshold, scale, tile_size, tile_overlap,
                      merge_classes=False, cancel=None, progress=None) -> tuple[Instances, dict]:
     """The instances of a whole image (tiled or not), filtered, deduplicated; with a note of how it ran."""
     report = progress or (lambda f, m: None)
     scale = resolve_scale(scale, source, model)
     tiles, scale = plan_tiles(source.shape, tile_size, tile_overlap, scale, model)
-    keep = _keep(score_threshold, wanted)
     if tiles is None:
         report(0.0, "running Mask R-CNN")
-        found = predict_instances(model, source.read(), scale=scale, cancel=cancel)
-        found = found.take(keep(found))
+        found = predict_instances(model, source.read(), scale=scale, cancel=cancel, min_score=score_threshold,
+                                  classes=wanted)
     else:
-        found = detect(model, source, tiles, scale=scale, keep=keep, mask_threshold=mask_threshold,
-                       cancel=cancel, progress=progress)
+        found = detect(model, source, tiles, scale=scale, min_score=score_threshold, classes=wanted,
+                       mask_threshold=mask_threshold, cancel=cancel, progress=progress)
     if merge_classes:
         found = suppress_duplicates(found, mask_threshold)
         found.class_ids[:] = 1

@@ -122,8 +122,10 @@ def _starts(n: int, size: int, overlap: int) -> list[int]:
     return [int(round(i * (n - size) / (count - 1))) for i in range(count)]
 
 
-def detect(model, source, tiles, *, scale, keep, mask_threshold: float, cancel=None, progress=None) -> Instances:
-    """Instances of the whole image: the network on every tile, ``keep`` applied per tile, then merged."""
+def detect(model, source, tiles, *, scale, mask_threshold: float, min_score: float = 0.0, classes=None,
+           cancel=None, progress=None) -> Instances:
+    """Instances of the whole image: the network on every tile (detections below ``min_score`` or
+    not in ``classes`` dropped there), then merged across tiles."""
     from ._inference import predict_instances
 
     report = progress or (lambda f, m: None)
@@ -132,10 +134,10 @@ def detect(model, source, tiles, *, scale, keep, mask_threshold: float, cancel=N
         check(cancel, "segmentation")
         report(k / len(tiles), f"tile {k + 1} of {len(tiles)}")
         y0, x0, y1, x1 = tile.window
-        found = predict_instances(
-            model, source.read(tile.window), scale=scale, offset=(y0, x0), image_shape=source.shape, cancel=cancel
-        )
-        per_tile.append(found.take(keep(found)))
+        per_tile.append(predict_instances(
+            model, source.read(tile.window), scale=scale, offset=(y0, x0), image_shape=source.shape, cancel=cancel,
+            min_score=min_score, classes=classes,
+        ))
     report(1.0, "merging tiles")
     return merge_tiles(per_tile, tiles, mask_threshold)
 
