@@ -165,13 +165,17 @@ class Job:
         if latest is None or self.outcome is not None:  # nothing new, or the job has ended
             return
         fraction, message = latest
-        if self._pbar is not None:
-            n = int(round(100 * min(max(fraction, 0.0), 1.0)))
-            if n > self._pbar.n:
-                self._pbar.update(n - self._pbar.n)
-            self._pbar.set_description(f"{self._desc}: {message.split(' (')[0]}")
         if self.on_progress is not None and not self.cancel.is_set():
             self.on_progress(fraction, message)
+        # napari's progress bar may run the event loop (its activity dialog calls processEvents),
+        # so the job can finish in the middle of this: touch the bar last, and only while it is open.
+        pbar = self._pbar
+        if pbar is None:
+            return
+        pbar.set_description(f"{self._desc}: {message.split(' (')[0]}")
+        n = int(round(100 * min(max(fraction, 0.0), 1.0)))
+        if self._pbar is pbar and n > pbar.n:
+            pbar.update(n - pbar.n)
 
     def _on_returned(self, value: Any) -> None:
         self.outcome = Outcome(value=value)
