@@ -517,3 +517,74 @@ def test_user_errors_are_one_clear_line(garden, qtbot, errors, caplog, tmp_path)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # bad input is not a bug
     assert [r for r in caplog.records if r.levelno == logging.INFO and str(bad) in r.getMessage()]
     assert w.status.value.startswith("error:") and "\n" not in w.status.value
+
+
+# -- the background job module both widgets use -----------------------------------------
+
+
+def test_job_coalesces_progress_and_returns(qtbot):
+    from napari_gardenseg._worker import Job
+
+    seen, done = [], []
+
+    def work(n, *, progress, cancel):
+        for i in range(1, n + 1):
+            progress(i / n, f"step {i}")
+        return n * 2
+
+    job = Job(work, 5000, on_progress=lambda f, m: seen.append((f, m)), on_done=done.append).start()
+    qtbot.waitUntil(lambda: bool(done), timeout=30_000)
+    [outcome] = done
+    assert outcome.ok and outcome.value == 10_000 and not job.running
+    assert 1 <= len(seen) < 5000  # coalesced: the GUI thread is not woken per report
+    assert seen[-1] == (1.0, "step 5000")  # the last report is never lost
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen)
+
+
+def test_job_cancel_and_abandon(qtbot):
+    import time
+
+    from napari_gardenseg._cancel import Cancelled, check
+    from napari_gardenseg._worker import Job
+
+    def wait_for_cancel(*, progress, cancel):
+        while True:
+            check(cancel, "the test job")
+            time.sleep(0.005)
+
+    done = []
+    job = Job(wait_for_cancel, on_done=done.append).start()
+    job.request_cancel()
+    qtbot.waitUntil(lambda: bool(done), timeout=10_000)
+    assert done[0].cancelled and isinstance(done[0].error, Cancelled)
+
+    called = []
+    job = Job(wait_for_cancel, on_done=called.append, on_progress=lambda *a: called.append(a)).start()
+    job.abandon()  # the widget is closing: the run stops, nothing is called back
+    qtbot.waitUntil(lambda: not job.running, timeout=10_000)
+    assert called == [] and job.cancel.is_set()
+
+
+def test_which_errors_are_the_users():
+    import numpy as np
+
+    from napari_gardenseg._files import OutputExistsError
+    from napari_gardenseg._images import ImageError, to_rgb_float
+    from napari_gardenseg._models import ModelError
+    from napari_gardenseg._worker import is_user_error
+
+    def raised(fn):
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001
+            return exc
+        raise AssertionError("no error")
+
+    assert is_user_error(ImageError("bad image")) and is_user_error(ModelError("no such model"))
+    assert is_user_error(OutputExistsError("exists"))
+    assert is_user_error(raised(lambda: to_rgb_float(np.zeros((2, 3, 4, 5)))))  # our validation
+    assert is_user_error(raised(lambda: to_rgb_float(np.array(["a"]))))  # our TypeError
+    assert not is_user_error(raised(lambda: np.zeros(3).reshape(2)))  # numpy's ValueError: a bug
+    assert not is_user_error(raised(lambda: {}["key"]))
+    assert not is_user_error(raised(lambda: None + 1))  # a TypeError raised outside the package
+    assert is_user_error(FileNotFoundError(2, "No such file", "/x.pt"))
