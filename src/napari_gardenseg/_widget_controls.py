@@ -117,34 +117,18 @@ def segment_defaults() -> dict[str, Any]:
 
 
 def crf_module():
-    """The CRF module (its ``CRFParams``), or None when it cannot be imported."""
+    """The CRF package (its ``CRFParams``), or None when it cannot be imported."""
     try:
         from . import crf as module
-
-        if hasattr(module, "CRFParams"):
-            return module
-    except ImportError:
-        pass
-    try:
-        from . import _crf as module
     except ImportError:
         return None
     return module
 
 
 def crf_settings(stored) -> Any:
-    """CRFParams from a model's stored settings (a dict, may be None) over the defaults."""
-    crf = crf_module()
-    from_any = getattr(crf.CRFParams, "from_any", None)
-    if from_any is not None:
-        return from_any(None, stored or None)  # what segment() does with crf_params=None
-    defaults = crf.CRFParams()
-    if not stored:
-        return defaults
-    fields = dict(stored)
-    if isinstance(fields.get("band"), list):  # stored as a list in checkpoints
-        fields["band"] = tuple(fields["band"])
-    return dataclasses.replace(defaults, **fields)
+    """CRFParams from a model's stored settings (a dict, may be None) over the defaults,
+    as ``segment`` reads them when ``crf_params`` is None."""
+    return crf_module().CRFParams.from_any(None, stored or None)
 
 
 def _crf_controls() -> list:
