@@ -315,7 +315,8 @@ def test_class_filter_reaches_segment(garden, qtbot, monkeypatch):
     # napari resets a dock widget's choices when layers are added: the filter survives it
     assert "weed" in w.classes.choices and list(w.classes.value) == ["weed"]
     assert isinstance(seen["cancel"], threading.Event)
-    assert set(viewer.layers["garden masks"].features["class_name"]) <= {"weed"}
+    found = viewer.layers["garden masks"].features["class_name"]
+    assert len(found) >= 1 and set(found) == {"weed"}  # the crop has a weed; only weeds are kept
 
 
 def test_a_deleted_widget_lets_go_of_the_viewer(make_napari_viewer, qtbot, sample, tmp_path, monkeypatch):
