@@ -441,3 +441,12 @@ def test_widget_unexpected_error_keeps_its_traceback(make_napari_viewer, qtbot, 
     assert "training failed: ZeroDivisionError" in note.message and "broken" in note.as_text()
     assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
     assert widget.status.value.startswith("error: ZeroDivisionError") and widget.train.enabled
+
+
+@pytest.mark.gui
+def test_napari_opens_the_widget_with_its_viewer(make_napari_viewer):
+    from napari_gardenseg._train_widget import TrainWidget
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Train on my labels")
+    assert isinstance(widget, TrainWidget) and widget._viewer is viewer
