@@ -449,4 +449,7 @@ def test_napari_opens_the_widget_with_its_viewer(make_napari_viewer):
 
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Train on my labels")
-    assert isinstance(widget, TrainWidget) and widget._viewer is viewer
+    assert isinstance(widget, TrainWidget)
+    viewer.add_image(np.zeros((32, 32)), name="photo")
+    viewer.add_labels(np.zeros((32, 32), np.int32), name="photo masks")
+    assert _rows(widget) == ["photo masks  ←  photo"]  # it follows this viewer's layers
