@@ -112,8 +112,7 @@ PARAMS = {
     "mask_threshold": fraction("mask_threshold", low_open=True),
     "classes": st.one_of(
         tagged("ok", ("classes",), None, ["weed"], ["rosette", "weed"], [1], 2, "weed", ()),
-        # 3.5 (not iterable) is a known bug, see test_known_boundary_bugs: add it back here when fixed
-        tagged("bad", ("class", "classes"), ["nope"], [99], [0], [-1], [None], [1.5]),
+        tagged("bad", ("class", "classes"), ["nope"], [99], [0], [-1], [None], [1.5], 3.5),
     ),
     "crf": tagged("ok", ("crf",), True, False),
     "crf_params": st.one_of(
@@ -242,40 +241,6 @@ def test_segment_with_the_bundled_model(image, crf, merge):
                 [], [], "garden")
 
 
-# Inputs refused with the wrong error or accepted, found by the tests above (reported to the
-# lead). Strict: when one is fixed it fails here; then put its value back into the strategies.
-KNOWN_BUGS = {
-    "segment classes=3.5: TypeError 'float' object is not iterable (_inference.class_ids_for)": (
-        lambda model: gs.segment(np.zeros((8, 8, 3), np.uint8), model, classes=3.5, device="cpu"), ("classes",)),
-    "to_coco(None): AttributeError (_export.to_coco)": (lambda model: gs.to_coco(None), ("result",)),
-    "to_coco(class_names=5): TypeError that does not name class_names": (
-        lambda model: gs.to_coco(_one_result(), class_names=5), ("class_names",)),
-    "to_coco(file_name=3) accepted": (lambda model: gs.to_coco(_one_result(), file_name=3), ("file_name",)),
-    "to_coco(image_id='x') accepted": (lambda model: gs.to_coco(_one_result(), image_id="x"), ("image_id",)),
-    "to_coco(class_names='weed') accepted as four one-letter names": (
-        lambda model: gs.to_coco(_one_result(), class_names="weed"), ("class_names",)),
-}
-
-
-def _one_result():
-    from napari_gardenseg._results import SegmentationResult
-
-    labels = np.zeros((5, 5), np.int32)
-    labels[1:3, 1:3] = 1
-    return SegmentationResult(labels=labels, refined=None, class_ids=np.array([1]), class_names=["weed"],
-                              scores=np.array([0.9], np.float32), boxes=np.zeros((1, 4), np.float32))
-
-
-@pytest.mark.parametrize(
-    "case", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=k)) for k in KNOWN_BUGS]
-)
-def test_known_boundary_bugs(tiny_model, case):
-    call, names = KNOWN_BUGS[case]
-    with pytest.raises(ALLOWED) as info:
-        call(tiny_model)
-    check_message(info.value, names)
-
-
 # -- refine_instances -------------------------------------------------------------------------
 
 
@@ -385,11 +350,6 @@ def results(draw):
     return res, "either" if kind == "mismatch" else "ok"  # a table longer than the labels: not specified
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="to_coco validates none of its arguments yet (reported: None/dict -> AttributeError, "
-    "class_names=5 -> a TypeError that does not name it, file_name=3 / image_id='x' accepted)",
-)
 @settings(FUZZ, max_examples=80)
 @given(
     result=results(),

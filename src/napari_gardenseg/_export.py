@@ -79,6 +79,21 @@ def to_coco(result, class_names=None, image_id: int = 1, file_name: str | None =
     ``refined=True`` exports the CRF masks when there are any, the raw ones otherwise.
     Scores are kept on each annotation, so the file also serves as COCO "results".
     """
+    from ._results import SegmentationResult
+
+    if not isinstance(result, SegmentationResult):
+        raise TypeError(f"result must be a SegmentationResult (what segment() returns), got {type(result).__name__}")
+    if class_names is not None and (
+        isinstance(class_names, (str, bytes)) or not isinstance(class_names, (list, tuple))
+        or not all(isinstance(n, str) for n in class_names)
+    ):
+        raise TypeError(
+            f"class_names must be None or a list of class names (background first), got {class_names!r}"
+        )
+    if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)):
+        raise TypeError(f"image_id must be a whole number, got {image_id!r}")
+    if file_name is not None and not isinstance(file_name, str):
+        raise TypeError(f"file_name must be None or a string, got {file_name!r}")
     labels = result.refined if (refined and result.refined is not None) else result.labels
     names = list(class_names) if class_names is not None else None
     cats = {}
@@ -88,7 +103,7 @@ def to_coco(result, class_names=None, image_id: int = 1, file_name: str | None =
         cats = {i: n for i, n in enumerate(names) if i > 0 and n not in ("N/A", "__background__")}
     h, w = labels.shape
     return {
-        "images": [{"id": image_id, "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}],
+        "images": [{"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}],
         "categories": [{"id": int(i), "name": n} for i, n in sorted(cats.items())],
-        "annotations": labels_to_coco_annotations(labels, result.class_ids, result.scores, image_id=image_id),
+        "annotations": labels_to_coco_annotations(labels, result.class_ids, result.scores, image_id=int(image_id)),
     }

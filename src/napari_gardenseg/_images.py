@@ -74,9 +74,20 @@ def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
     lo, hi = float(data.min()), float(data.max())
     if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
         return data  # already 0..1: keep the user's contrast
+    return stretch(data, lo, hi)
+
+
+def stretch(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map float32 ``data`` linearly from ``lo..hi`` to 0..1 (in place where it can).
+
+    One rule for whole images and for windows of lazy ones. A flat image
+    carries no contrast: it becomes mid-grey (black if all zero) rather than a
+    division by 0. A range wider than float32 can hold is computed in float64.
+    """
     if hi == lo:
-        # A flat image carries no contrast; keep it mid-grey rather than divide by 0.
         return np.full_like(data, 0.5 if hi != 0 else 0.0)
+    if hi - lo > float(np.finfo(np.float32).max):
+        return ((data.astype(np.float64) - lo) / (hi - lo)).astype(np.float32)
     data -= lo
     data /= hi - lo
     return data

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._cancel import Cancelled, check
+from ._cancel import Cancelled, ProgressFn, check
 from ._models import Model, load_model
 from ._instances import Instances, paint, paint_image
 from ._results import SegmentationResult
@@ -32,7 +32,6 @@ from ._tiling import check_tiling, detect, plan_tiles
 
 __all__ = ["segment", "segment_to_zarr", "predict_instances", "Cancelled"]
 
-ProgressFn = Callable[[float, str], None]
 
 
 @contextmanager
@@ -68,8 +67,12 @@ def class_ids_for(model: Model, classes) -> set[int] | None:
     """Turn a class filter (names or ids) into class ids; None keeps all."""
     if classes is None:
         return None
-    if isinstance(classes, (str, int)):
+    if isinstance(classes, (str, int, np.integer)):
         classes = [classes]
+    elif not isinstance(classes, (list, tuple, set, frozenset, np.ndarray)):
+        raise TypeError(
+            f"classes must be None, a class name or id, or a list of them, got {classes!r} ({type(classes).__name__})"
+        )
     names = model.class_names
     ids = set()
     for c in classes:

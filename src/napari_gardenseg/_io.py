@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._images import ImageError, image_layout
+from ._images import ImageError, image_layout, stretch
 
 __all__ = ["ImageSource", "open_image", "is_lazy", "open_labels_zarr"]
 
@@ -120,10 +120,8 @@ class ImageSource:
         data = block.astype(np.float32)
         if self.dtype != np.bool_:
             data = np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
-            if hi > lo:
-                data = np.clip((data - lo) / (hi - lo), 0.0, 1.0)
-            else:
-                data = np.full_like(data, 0.5 if hi != 0 else 0.0)
+            if (lo, hi) != (0.0, 1.0):
+                data = np.clip(stretch(data, lo, hi), 0.0, 1.0)
         if data.shape[-1] == 1:
             data = np.repeat(data, 3, axis=-1)
         return np.ascontiguousarray(data, dtype=np.float32)

@@ -46,10 +46,11 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ._cancel import ProgressFn
 from ._compat import avoid_triton_llvm_clash
 
 __all__ = [
@@ -69,7 +70,6 @@ MAX_PLANE_PIXELS = 8192 * 8192
 # Key of our bookkeeping in a layer's ``metadata``.
 META_KEY = "napari_gardenseg"
 
-ProgressFn = Callable[[float, str], None]
 
 
 # -- 1. which planes ----------------------------------------------------------------
