@@ -38,6 +38,10 @@ _EXPORTS = {
     "segment_layer": "._layers",
     "garden_scene": ".synthetic",
     "to_coco": "._export",
+    "segment_files": "._batch",
+    "BatchSummary": "._batch",
+    "Instances": "._instances",
+    "open_image": "._io",
 }
 
 # public submodules, reachable as attributes (``gs.synthetic``) and imported on first use
