@@ -13,7 +13,10 @@ def _cases():
     rng = np.random.default_rng(0)
     f = rng.normal(size=(20, 22, 3)).astype(np.float32)
     f[0, 0, 0], f[1, 1, 1], f[2, 2, 2] = np.nan, np.inf, -np.inf
+    unit = (rng.random((10, 12, 3)) * 0.6 + 0.2).astype(np.float32)  # in 0..1: contrast kept
+    unit[0, 0, 0], unit[1, 1, 1] = np.nan, np.inf
     return [
+        unit,
         rng.integers(0, 256, (37, 41, 3), dtype=np.uint8),
         rng.integers(0, 65535, (30, 20), dtype=np.uint16),
         rng.normal(size=(3, 25, 30)).astype(np.float32),  # channel-first

@@ -81,7 +81,7 @@ class ImageSource:
         return np.moveaxis(block, 0, -1) if self.channel_first else block
 
     def value_range(self) -> tuple[float, float] | None:
-        """The (low, high) that map to 0..1, or None when the dtype fixes it (uint8, bool, float in 0..1)."""
+        """The (low, high) of the finite pixel values (fixed for uint8 and bool)."""
         if self._range is None:
             self._range = self._overview_range()
         return self._range
@@ -102,10 +102,12 @@ class ImageSource:
         good = sample[np.isfinite(sample)]
         if good.size == 0:
             return (0.0, 1.0)
-        lo, hi = float(good.min()), float(good.max())
-        if self.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
-            return (0.0, 1.0)
-        return (lo, hi)
+        return (float(good.min()), float(good.max()))
+
+    def _keeps_values(self) -> bool:
+        """Float pixels already in 0..1 keep the user's contrast (as in to_rgb_float)."""
+        lo, hi = self.value_range()
+        return self.dtype == np.bool_ or (self.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0)
 
     def read(self, window=None) -> np.ndarray:
         """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None."""
@@ -117,11 +119,16 @@ class ImageSource:
         if block.shape[-1] in (2, 4):
             block = block[..., : block.shape[-1] - 1]
         lo, hi = self.value_range()
-        data = block.astype(np.float32)
-        if self.dtype != np.bool_:
+        if self.dtype == np.uint8:
+            data = block.astype(np.float32) / np.float32(255.0)  # exactly to_rgb_float's
+        else:
+            data = block.astype(np.float32)
+        if self.dtype.kind == "f" and not np.isfinite(data).all():
             data = np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
-            if (lo, hi) != (0.0, 1.0):
-                data = np.clip(stretch(data, lo, hi), 0.0, 1.0)
+        if self.dtype != np.uint8 and not self._keeps_values():
+            data = stretch(data, lo, hi)
+            if self.lazy:  # the overview may have missed the extremes
+                np.clip(data, 0.0, 1.0, out=data)
         if data.shape[-1] == 1:
             data = np.repeat(data, 3, axis=-1)
         return np.ascontiguousarray(data, dtype=np.float32)
