@@ -223,7 +223,7 @@ def fit(
 def train(
     samples: Sequence,
     base="garden",
-    iterations: int = 500,
+    iterations: int = 200,
     output=None,
     device="auto",
     progress: Callable[[float, str], None] | None = None,
@@ -232,7 +232,7 @@ def train(
     overwrite: bool = False,
     seed: int = 0,
     batch_size: int = 2,
-    lr: float | None = None,
+    lr: float | None = 1e-3,
     crop: int = 384,
     scale_range=(0.75, 1.33),
     scale=None,
@@ -293,7 +293,9 @@ def train(
     for sample in prepared:
         sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
 
-    lr = lr if lr is not None else (1e-3 if base is None else 2e-4)
+    lr = 1e-3 if lr is None else lr  # None: the default (the training widget's "auto")
+    if not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
     warmup = warmup if warmup is not None else min(200, iterations // 10)
     start = time.perf_counter()
     history = fit(
