@@ -140,7 +140,7 @@ class ScenePool:
         self.pool[int(self.rng.integers(len(self.pool)))] = self._new()
 
 
-def training_size_stats(count: int = 100) -> dict:
+def training_size_stats(count: int = 60) -> dict:
     """Blob size (for estimate_scale) and instance sizes of the photo-style training scenes."""
     from napari_gardenseg._scale import blob_size
 
@@ -162,15 +162,16 @@ def main(argv=None) -> int:
     p.add_argument("--init", help="continue from this garden_mobilenet checkpoint instead")
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0: no limit)")
-    p.add_argument("--pool", type=int, default=160, help="scenes held in memory at once")
+    p.add_argument("--pool", type=int, default=100, help="scenes held in memory at once")
     p.add_argument("--photo-fraction", type=float, default=0.75)
     p.add_argument("--cutouts", help="folder with tray.jpg, tray_labels_approx.png, setaria*.png")
     p.add_argument("--cutout-fraction", type=float, default=0.3)
     p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--crop", type=int, default=384)
+    p.add_argument("--crop", type=int, default=320)
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.6, 1.6))
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--box-batch", type=int, default=64, help="RoIs sampled per image for the box and mask heads")
     p.add_argument("--frozen-blocks", type=int, default=4, help="MobileNetV2 blocks left untrained (stride 2-4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seed-offset", type=int, default=0, help="first scene seed (pick a new one to resume)")
@@ -191,6 +192,9 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     arch_kwargs = {"frozen_blocks": args.frozen_blocks}
     net = garden_mobilenet(len(NAMES), **arch_kwargs)
+    # training-time sampling only (not in the checkpoint): fewer RoIs make a CPU iteration cheaper
+    net.roi_heads.fg_bg_sampler.batch_size_per_image = args.box_batch
+    net.rpn._post_nms_top_n["training"] = 300
     if args.init:
         start = load_model(args.init, device="cpu")
         assert start.class_names == NAMES, start.class_names
@@ -225,7 +229,7 @@ def main(argv=None) -> int:
                 "init": source, "iterations": done, "iterations_planned": args.iterations,
                 "wall_seconds": round(time.perf_counter() - start, 1), "seed": args.seed,
                 "batch_size": args.batch_size, "crop": args.crop, "scale_range": list(args.scale_range),
-                "lr": args.lr, "scenes_made": dict(pool.made), "loss_last": losses[-20:],
+                "lr": args.lr, "box_batch": args.box_batch, "scenes_made": dict(pool.made), "loss_last": losses[-20:],
                 "torch": str(torch.__version__),
             },
             "trained_on": "synthetic scenes (style 'photo' and 'garden', seeds < 9,000,000)"
