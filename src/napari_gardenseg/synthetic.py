@@ -665,8 +665,10 @@ def _photo_scene(rng, shape, n_plants, kinds):
             continue
         for i in hit:
             visible[i] -= int(covered[i])
-        sy, sx, smy, smx = _clip(y0 + int(shadow_dy * scale), x0 + int(shadow_dx * scale), ph, pw, h, w)
-        shade[sy, sx] = np.minimum(shade[sy, sx], np.where(mask[smy, smx], shadow_depth, 1.0))
+        sy0, sx0 = y0 + int(shadow_dy * scale), x0 + int(shadow_dx * scale)
+        if -ph < sy0 < h and -pw < sx0 < w:  # the shadow falls at least partly inside the frame
+            sy, sx, smy, smx = _clip(sy0, sx0, ph, pw, h, w)
+            shade[sy, sx] = np.minimum(shade[sy, sx], np.where(mask[smy, smx], shadow_depth, 1.0))
         region = image[ys, xs]
         region[m] = colour[mys, mxs][m] * shade[ys, xs][m][:, None]
         image[ys, xs] = region
