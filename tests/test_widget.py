@@ -69,9 +69,10 @@ def run(widget, qtbot, timeout=RUN_TIMEOUT_MS):
 
 @pytest.fixture
 def garden(make_napari_viewer, qtbot, sample):
-    """A viewer with a 160x192 crop of the sample (scale 2, translated) and the widget docked."""
+    """A viewer with a 160x192 crop of the sample (scale 2, translated; it holds plants of all three
+    classes) and the widget docked."""
     viewer = make_napari_viewer()
-    viewer.add_image(sample[40:200, 40:232], name="garden", scale=(2.0, 2.0), translate=(10.0, 20.0))
+    viewer.add_image(sample[450:610, 40:232], name="garden", scale=(2.0, 2.0), translate=(10.0, 20.0))
     return viewer, open_widget(viewer, qtbot)
 
 
@@ -156,7 +157,8 @@ def test_cancel_stops_quickly_and_adds_no_layer(make_napari_viewer, qtbot, sampl
 
 def test_stack_whole_and_current_plane(make_napari_viewer, qtbot, sample):
     viewer = make_napari_viewer()
-    planes = np.stack([sample[0:128, 0:128], sample[128:256, 64:192], sample[256:384, 128:256]])
+    # three 128 px crops of the sample, each holding plants
+    planes = np.stack([sample[512:640, 0:128], sample[128:256, 64:192], sample[256:384, 128:256]])
     viewer.add_image(planes, name="stack", rgb=True, scale=(5.0, 1.0, 1.0))
     w = open_widget(viewer, qtbot)
     assert w.stack.enabled
@@ -292,7 +294,7 @@ def test_segment_layer_from_the_console(make_napari_viewer, sample):
     from napari_gardenseg import segment_layer
 
     viewer = make_napari_viewer()  # the current viewer
-    viewer.add_image(sample[:128, :128], name="garden")
+    viewer.add_image(sample[128:256, 64:192], name="garden")
     result = segment_layer(viewer.layers["garden"], model="garden", crf=False)
     assert viewer.layers["garden masks"].data.shape == (128, 128)
     assert len(result) == len(viewer.layers["garden masks"].features) >= 1
