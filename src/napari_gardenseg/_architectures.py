@@ -75,6 +75,11 @@ def garden_small(
     """``mask_roi_size=28`` doubles the mask head's resolution (56x56 masks instead of
     28x28): thin leaves and blades survive; the head's weights are the same shapes."""
     backbone = SmallFPNBackbone(fpn_channels=fpn_channels)
+    return _slim_maskrcnn(backbone, num_classes, min_size, max_size, fpn_channels, mask_roi_size)
+
+
+def _slim_maskrcnn(backbone, num_classes, min_size, max_size, fpn_channels, mask_roi_size, **transform) -> MaskRCNN:
+    """torchvision's MaskRCNN with the garden models' slim heads and RPN budget, on any FPN ``backbone``."""
     anchors = AnchorGenerator(((16,), (32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 5)
     rep = 256
     return MaskRCNN(
@@ -95,6 +100,7 @@ def garden_small(
         mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], mask_roi_size, 2),
         mask_head=MaskRCNNHeads(fpn_channels, (fpn_channels,) * 4, 1),
         mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
+        **transform,
     )
 
 
@@ -142,29 +148,8 @@ def garden_mobilenet(
 ) -> MaskRCNN:
     """MobileNetV2 + FPN Mask R-CNN with slim heads and 56x56 masks, ImageNet normalisation."""
     backbone = MobileNetFPNBackbone(fpn_channels=fpn_channels, frozen_blocks=frozen_blocks)
-    anchors = AnchorGenerator(((16,), (32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 5)
-    rep = 256
-    return MaskRCNN(
-        backbone,
-        num_classes=None,
-        min_size=min_size,
-        max_size=max_size,
-        image_mean=list(IMAGENET_MEAN),
-        image_std=list(IMAGENET_STD),
-        rpn_anchor_generator=anchors,
-        rpn_pre_nms_top_n_train=1000,
-        rpn_post_nms_top_n_train=500,
-        rpn_pre_nms_top_n_test=500,
-        rpn_post_nms_top_n_test=300,
-        rpn_batch_size_per_image=128,
-        box_batch_size_per_image=128,
-        box_detections_per_img=100,
-        box_head=TwoMLPHead(fpn_channels * 7 * 7, rep),
-        box_predictor=FastRCNNPredictor(rep, num_classes),
-        mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], mask_roi_size, 2),
-        mask_head=MaskRCNNHeads(fpn_channels, (fpn_channels,) * 4, 1),
-        mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_classes),
-    )
+    return _slim_maskrcnn(backbone, num_classes, min_size, max_size, fpn_channels, mask_roi_size,
+                          image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
 
 
 def load_imagenet_features(net: MaskRCNN, path) -> None:
