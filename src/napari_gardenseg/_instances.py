@@ -129,9 +129,6 @@ class Instances:
         h, w = self.shape
         return np.stack([self.crop(i, (0, 0, h, w)) for i in range(len(self))]) if len(self) else np.zeros((0, h, w), np.float32)
 
-    def nbytes(self) -> int:
-        return sum(m.nbytes for m in self.masks) + sum(p.nbytes for p in (self.probs or []))
-
 
 def support(mask: np.ndarray, threshold: float):
     """Bounding box (tuple of slices) of ``mask > threshold``, or None if empty."""

@@ -15,11 +15,10 @@ import numpy as np
 
 from ._images import ImageError, image_layout, stretch
 
-__all__ = ["ImageSource", "open_image", "is_lazy", "open_labels_zarr"]
+__all__ = ["ImageSource", "open_image", "is_lazy"]
 
 # an overview of at most this many pixels gives the intensity range of big non-uint8 images
 _OVERVIEW_PIXELS = 4_000_000
-_IMAGE_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".zarr")
 
 
 def is_lazy(image) -> bool:
@@ -144,10 +143,6 @@ class ImageSource:
         x0, x1, _ = xs.indices(w)
         return self.read_uint8((y0, x0, y1, x1))
 
-    @property
-    def rgb_shape(self) -> tuple[int, int, int]:
-        return (*self.shape, 3)
-
     def __repr__(self) -> str:
         kind = "lazy" if self.lazy else "in memory"
         return f"ImageSource({self.shape[0]}x{self.shape[1]}, {self.dtype}, {kind})"
@@ -206,11 +201,3 @@ def _open_zarr(path: Path):
     if not keys:
         raise ImageError(f"{path} is a zarr group with no arrays")
     return z[keys[0]]
-
-
-def open_labels_zarr(path, shape, chunks: int = 1024):
-    """A new int32 zarr array for labels at ``path`` (a folder), chunked ``chunks`` x ``chunks``."""
-    import zarr
-
-    c = (min(chunks, shape[0]), min(chunks, shape[1]))
-    return zarr.create_array(str(path), shape=tuple(shape), chunks=c, dtype="int32", fill_value=0, overwrite=False)
