@@ -270,15 +270,9 @@ def garden_scene(seed: int, shape=(512, 512), n_plants: tuple[int, int] | None =
         # shadow first (it falls on what is below), then the plant itself
         sy, sx, smy, smx = _clip(y0 + int(shadow_dy * scale), x0 + int(shadow_dx * scale), ph, pw, h, w)
         shade[sy, sx] = np.minimum(shade[sy, sx], np.where(mask[smy, smx], 0.55, 1.0))
-        region = image[ys, xs]
-        region[m] = colour[mys, mxs][m] * shade[ys, xs][m][:, None]
-        image[ys, xs] = region
-        lab = labels[ys, xs]
-        lab[m] = next_id
-        labels[ys, xs] = lab
+        _draw_plant(image, labels, shade, (ys, xs), m, colour[mys, mxs], next_id)
         classes[next_id] = kind
         full_area[next_id] = int(m.sum())
-        shade[ys, xs] = np.where(m, 1.0, shade[ys, xs])  # a plant is lit where it is drawn
         next_id += 1
     shade = _box_blur(shade, max(1, int(3 * scale)))
     ground = labels == 0
@@ -292,6 +286,19 @@ def garden_scene(seed: int, shape=(512, 512), n_plants: tuple[int, int] | None =
     image = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
     labels, classes = _drop_small(labels, classes, min_area=int(60 * scale * scale))
     return image, labels, classes
+
+
+def _draw_plant(image, labels, shade, where, m, colour, label: int) -> None:
+    """Paint a plant's pixels ``m`` (within ``where``) shaded by what lies over it, label them,
+    and light them: a plant is lit where it is drawn, whatever shadow fell there before."""
+    ys, xs = where
+    region = image[ys, xs]
+    region[m] = colour[m] * shade[ys, xs][m][:, None]
+    image[ys, xs] = region
+    lab = labels[ys, xs]
+    lab[m] = label
+    labels[ys, xs] = lab
+    shade[ys, xs] = np.where(m, 1.0, shade[ys, xs])
 
 
 def _clip(y0, x0, ph, pw, h, w):
@@ -669,16 +676,10 @@ def _photo_scene(rng, shape, n_plants, kinds):
         if -ph < sy0 < h and -pw < sx0 < w:  # the shadow falls at least partly inside the frame
             sy, sx, smy, smx = _clip(sy0, sx0, ph, pw, h, w)
             shade[sy, sx] = np.minimum(shade[sy, sx], np.where(mask[smy, smx], shadow_depth, 1.0))
-        region = image[ys, xs]
-        region[m] = colour[mys, mxs][m] * shade[ys, xs][m][:, None]
-        image[ys, xs] = region
-        lab = labels[ys, xs]
-        lab[m] = next_id
-        labels[ys, xs] = lab
+        _draw_plant(image, labels, shade, (ys, xs), m, colour[mys, mxs], next_id)
         classes[next_id] = cls
         full_area.append(area)
         visible.append(area)
-        shade[ys, xs] = np.where(m, 1.0, shade[ys, xs])
         next_id += 1
     shade = _box_blur(shade, 0 if sun else max(1, int(3 * scale)))
     ground = labels == 0
