@@ -18,10 +18,27 @@ def test_grayscale_is_repeated():
     assert np.all(out[..., 0] == out[..., 1]) and np.all(out[..., 1] == out[..., 2])
 
 
-def test_uint16_is_stretched_to_full_range():
-    img = np.array([[100, 4095]], np.uint16)
-    out = to_rgb_float(img)
-    np.testing.assert_allclose(out[0, :, 0], [0, 1])
+def test_wider_types_are_divided_by_the_range_that_holds_them():
+    # uint16 over 255: its full range; 0..255 in any type: /255; negative or beyond 65535: min..max
+    np.testing.assert_allclose(to_rgb_float(np.array([[100, 4095]], np.uint16))[0, :, 0], [100 / 65535, 4095 / 65535])
+    np.testing.assert_allclose(to_rgb_float(np.array([[3, 200]], np.uint16))[0, :, 0], [3 / 255, 200 / 255])
+    np.testing.assert_allclose(to_rgb_float(np.array([[3.0, 200.0]], np.float32))[0, :, 0], [3 / 255, 200 / 255])
+    np.testing.assert_allclose(to_rgb_float(np.array([[0, 60000]], np.int64))[0, :, 0], [0, 60000 / 65535])
+    np.testing.assert_allclose(to_rgb_float(np.array([[-5, 5, 15]], np.int16))[0, :, 0], [0, 0.5, 1])
+    np.testing.assert_allclose(to_rgb_float(np.array([[70000, 80000]], np.uint32))[0, :, 0], [0, 1])
+
+
+@pytest.mark.parametrize("copy", [
+    lambda u8: u8.astype(np.uint16) * 257,  # skimage.util.img_as_uint
+    lambda u8: u8.astype(np.float32),
+    lambda u8: u8.astype(np.float64) / 255,  # skimage.util.img_as_float
+    lambda u8: u8.astype(np.float32) / np.float32(255),
+    lambda u8: u8.astype(np.int64),
+    lambda u8: u8.astype(np.uint16),
+])
+def test_copies_of_an_8bit_image_give_the_same_floats(copy):
+    u8 = np.random.default_rng(3).integers(2, 127, (6, 7, 3), dtype=np.uint8)  # a dim scene: 2..126
+    np.testing.assert_array_equal(to_rgb_float(copy(u8)), to_rgb_float(u8))
 
 
 def test_float_in_unit_range_is_kept():
@@ -33,12 +50,15 @@ def test_float_with_nan_and_inf():
     img = np.array([[np.nan, -np.inf, 5.0, np.inf, 10.0]])
     out = to_rgb_float(img)[0, :, 0]
     assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, [5 / 255, 5 / 255, 5 / 255, 10 / 255, 10 / 255])  # 5..10 fits 0..255
+    out = to_rgb_float(np.array([[np.nan, -np.inf, -5.0, np.inf, 15.0]]))[0, :, 0]  # negative: min..max
     np.testing.assert_allclose(out, [0, 0, 0, 1, 1])
 
 
 def test_bool_and_constant():
     assert to_rgb_float(np.ones((2, 2), bool)).max() == 1.0
-    np.testing.assert_allclose(to_rgb_float(np.full((2, 2), 7, np.int32)), 0.5)
+    np.testing.assert_allclose(to_rgb_float(np.full((2, 2), 7, np.int32)), 7 / 255)
+    np.testing.assert_allclose(to_rgb_float(np.full((2, 2), -7, np.int32)), 0.5)  # no range to read: mid-grey
 
 
 def test_rgba_drops_alpha_and_channel_first_is_moved():

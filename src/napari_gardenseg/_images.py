@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_rgb_float", "to_rgb_uint8", "ImageError"]
+__all__ = ["to_rgb_float", "to_rgb_uint8", "ImageError", "intensity_range"]
 
 
 class ImageError(ValueError):
@@ -54,27 +54,55 @@ def _channels_last(arr: np.ndarray) -> np.ndarray:
     return np.moveaxis(arr, 0, -1) if layout == "chw" else arr
 
 
+def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
+    """The (low, high) that maps to 0..1 for pixels of ``dtype`` whose finite values span ``lo..hi``.
+
+    The one intensity rule of the package (see :func:`to_rgb_float`): bool
+    (0, 1); uint8 (0, 255); any other type whose values are all >= 0 the
+    smallest of these ranges that holds them: (0, 1) for floats, (0, 255),
+    (0, 65535); anything else (negative values, or above 65535) its own
+    ``(lo, hi)``. Depends on the values' range only through that choice, so a
+    uint16 copy (x257) or a float copy (0..255 or 0..1) of an 8-bit image maps
+    to the same floats as the 8-bit image.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return (0.0, 1.0)
+    if dtype == np.uint8:
+        return (0.0, 255.0)
+    if lo >= 0.0:
+        if dtype.kind == "f" and hi <= 1.0:
+            return (0.0, 1.0)
+        if hi <= 255.0:
+            return (0.0, 255.0)
+        if hi <= 65535.0:
+            return (0.0, 65535.0)
+    return (float(lo), float(hi))
+
+
 def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
-    """Map any numeric array to float32 0..1; see :func:`to_rgb_float`."""
+    """Map any numeric array to float32 0..1 by :func:`intensity_range`; see :func:`to_rgb_float`."""
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / np.float32(255.0)
     data = arr.astype(np.float32, copy=True)
-    finite = np.isfinite(data)
-    if not finite.all():
-        # +inf -> brightest, -inf and NaN -> darkest (after scaling).
-        good = data[finite]
-        lo = float(good.min()) if good.size else 0.0
-        hi = float(good.max()) if good.size else 1.0
-        data[np.isposinf(data)] = hi
-        data[~np.isfinite(data)] = lo
     if data.size == 0:
         return data
-    lo, hi = float(data.min()), float(data.max())
-    if np.issubdtype(arr.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
-        return data  # already 0..1: keep the user's contrast
-    return stretch(data, lo, hi)
+    finite = np.isfinite(data)
+    if finite.all():
+        lo, hi = float(data.min()), float(data.max())
+    else:
+        # +inf -> the brightest finite value, -inf and NaN -> the darkest
+        good = data[finite]
+        lo = float(good.min()) if good.size else 0.0
+        hi = float(good.max()) if good.size else 0.0
+        data[np.isposinf(data)] = hi
+        data[~np.isfinite(data)] = lo
+    low, high = intensity_range(arr.dtype, lo, hi)
+    if (low, high) == (0.0, 1.0):
+        return data  # floats already in 0..1: the user's values
+    return stretch(data, low, high)
 
 
 def stretch(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -102,11 +130,25 @@ def to_rgb_float(image) -> np.ndarray:
       1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA). A last axis of length
       1-4 wins over a first one. Grey is repeated to three channels; alpha is
       dropped (the colour under it is what the model sees).
-    * uint8: divided by 255. bool: 0 or 1.
-    * float already in 0..1: kept as is.
-    * every other integer or float type (uint16, int32, float with any range):
-      stretched linearly from its min to its max. NaN and -inf become the
-      minimum, +inf the maximum. A constant image becomes mid-grey (black if 0).
+    * intensity, one rule for every dtype (:func:`intensity_range`), on all
+      channels together (never per channel: colour ratios such as excess
+      green stay as they are): bool is 0 or 1; uint8 is divided by 255; any
+      other type with no negative value is divided by the smallest range that
+      holds its maximum: floats up to 1 are kept as they are, values up to 255
+      are divided by 255, up to 65535 by 65535 (uint16's range). So a uint16
+      copy (x257, as ``skimage.util.img_as_uint`` makes it) or a float copy
+      (0..255, or 0..1 as ``img_as_float`` makes it) of an 8-bit image gives
+      the very same floats as the 8-bit image, and ordinary 8-bit photos are
+      read exactly as the bundled model was trained (/255). This is
+      scikit-image's dtype convention (``img_as_float``) and napari's for
+      uint8 (contrast limits 0..255), not a per-image percentile stretch
+      (cellpose, stardist), which would change how every 8-bit photo looks to
+      the model. Data outside those ranges (negative values, or above 65535)
+      is stretched linearly from its minimum to its maximum (a constant image
+      then becomes mid-grey, black if 0). A 12-bit camera's uint16 image
+      (0..4095) is therefore dim: divide it by 4095 first (a TIFF that states
+      12 bits per sample is scaled by the reader). NaN and -inf count as the
+      darkest finite value, +inf as the brightest.
     * rejected with :class:`ImageError` / ``TypeError``: empty arrays, more than
       3 dimensions, 3-D arrays without a channel axis, complex, object and
       string arrays.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._images import ImageError, image_layout, stretch
+from ._images import ImageError, image_layout, intensity_range, stretch
 
 __all__ = ["ImageSource", "open_image", "is_lazy"]
 
@@ -100,13 +100,12 @@ class ImageSource:
             sample = sample[: self.channels - 1] if self.channel_first else sample[..., : self.channels - 1]
         good = sample[np.isfinite(sample)]
         if good.size == 0:
-            return (0.0, 1.0)
+            return (0.0, 0.0)
         return (float(good.min()), float(good.max()))
 
-    def _keeps_values(self) -> bool:
-        """Float pixels already in 0..1 keep the user's contrast (as in to_rgb_float)."""
-        lo, hi = self.value_range()
-        return self.dtype == np.bool_ or (self.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0)
+    def intensity_range(self) -> tuple[float, float]:
+        """The (low, high) mapped to 0..1: :func:`~napari_gardenseg._images.intensity_range` of the values."""
+        return intensity_range(self.dtype, *self.value_range())
 
     def read(self, window=None) -> np.ndarray:
         """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None."""
@@ -124,10 +123,11 @@ class ImageSource:
             data = block.astype(np.float32)
         if self.dtype.kind == "f" and not np.isfinite(data).all():
             data = np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
-        if self.dtype != np.uint8 and not self._keeps_values():
-            data = stretch(data, lo, hi)
-            if self.lazy:  # the overview may have missed the extremes
-                np.clip(data, 0.0, 1.0, out=data)
+        low, high = self.intensity_range()
+        if self.dtype != np.uint8 and (low, high) != (0.0, 1.0):
+            data = stretch(data, low, high)
+        if self.lazy and self.dtype != np.uint8:  # the overview may have missed the extremes
+            np.clip(data, 0.0, 1.0, out=data)
         if data.shape[-1] == 1:
             data = np.repeat(data, 3, axis=-1)
         return np.ascontiguousarray(data, dtype=np.float32)
