@@ -9,7 +9,7 @@ overview, and every window is read on demand.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 import numpy as np
 
@@ -66,6 +66,7 @@ class ImageSource:
         self.channels = 1 if layout == "hw" else (shape[0] if self.channel_first else shape[2])
         self.lazy = is_lazy(array)
         self._range = None
+        self.applied: dict = {}  # what the file reader did (open_image), for records
 
     # ------------------------------------------------------------ reading
     def _raw(self, window) -> np.ndarray:
@@ -148,56 +149,29 @@ class ImageSource:
         return f"ImageSource({self.shape[0]}x{self.shape[1]}, {self.dtype}, {kind})"
 
 
-def open_image(path_or_array, *, lazy: bool | None = None) -> ImageSource:
-    """An :class:`ImageSource` for an array or a file.
+def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = None) -> ImageSource:
+    """An :class:`ImageSource` for an array or a file of one 2-D image.
 
-    TIFF/BigTIFF files are opened through tifffile's zarr interface and zarr
-    stores (``.zarr`` folders; an OME-Zarr multiscale group gives its first
-    level) are opened lazily; PNG, JPEG and other formats are read whole.
+    Files are read by :func:`napari_gardenseg._reader.read_image` (EXIF
+    orientation applied, colour modes converted, axes from the file or
+    ``axes``); TIFF/BigTIFF files over 256 MB (or any, with ``lazy=True``) and
+    zarr stores (an OME-Zarr multiscale group gives its first level) are read
+    window by window. The reader's record of what it did is
+    ``source.applied``. A file holding a stack (T, Z or C planes) raises
+    :class:`~napari_gardenseg._images.ImageError`: segment it plane by plane
+    with :func:`~napari_gardenseg.segment_files` (or ``gardenseg segment``).
     """
-    if not isinstance(path_or_array, (str, Path)):
+    if not isinstance(path_or_array, (str, os.PathLike)):
         return ImageSource(path_or_array)
-    path = Path(path_or_array)
-    if not path.exists():
-        raise FileNotFoundError(f"no such image file: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".zarr" or path.is_dir():
-        return ImageSource(_open_zarr(path), name=path.name)
-    if suffix in (".tif", ".tiff", ".btf", ".tf8"):
-        import tifffile
+    from ._reader import read_image
 
-        if lazy is False:
-            return ImageSource(tifffile.imread(path), name=path.name)
-        import zarr
-
-        store = tifffile.imread(path, aszarr=True)
-        z = zarr.open(store, mode="r")
-        if hasattr(z, "shape"):
-            arr = z
-        else:  # a pyramid: level 0
-            arr = z[sorted(z.array_keys())[0]]
-        small = int(np.prod(arr.shape)) * arr.dtype.itemsize < 256 * 2**20
-        if lazy is None and small:
-            return ImageSource(np.asarray(arr[...]), name=path.name)
-        return ImageSource(arr, name=path.name)
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None  # a big photo is not a decompression bomb here
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGBA") if im.mode in ("P", "LA") else im)
-    return ImageSource(arr, name=path.name)
-
-
-def _open_zarr(path: Path):
-    import zarr
-
-    z = zarr.open(str(path), mode="r")
-    if hasattr(z, "shape"):
-        return z
-    multiscales = z.attrs.get("multiscales")
-    if multiscales:
-        return z[multiscales[0]["datasets"][0]["path"]]
-    keys = sorted(z.array_keys())
-    if not keys:
-        raise ImageError(f"{path} is a zarr group with no arrays")
-    return z[keys[0]]
+    image = read_image(path_or_array, axes=axes, lazy=lazy)
+    if image.is_stack:
+        raise ImageError(
+            f"{image.path.name} holds {image.n_planes} planes (axes {image.axes}, shape {tuple(image.data.shape)}); "
+            "open_image and segment_to_zarr take one 2-D image: segment the stack plane by plane with "
+            "segment_files([path], out_dir) or `gardenseg segment`, or pass one plane as an array"
+        )
+    source = ImageSource(image.data, name=image.path.name)
+    source.applied = image.record()
+    return source

@@ -15,12 +15,11 @@ SAMPLE_FILE = "garden_sample.png"
 
 
 def load_garden_sample() -> np.ndarray:
-    """The sample as an RGB uint8 array of shape (768, 1024, 3)."""
-    from PIL import Image  # napari depends on Pillow
+    """The sample as an RGB uint8 array of shape (768, 1024, 3), read by the package's one reader."""
+    from ._reader import read_image  # Pillow and numpy only: no torch
 
-    ref = resources.files("napari_gardenseg") / "data" / SAMPLE_FILE
-    with ref.open("rb") as fh, Image.open(fh) as img:
-        return np.asarray(img.convert("RGB"))
+    with resources.as_file(resources.files("napari_gardenseg") / "data" / SAMPLE_FILE) as path:
+        return read_image(path).data
 
 
 def garden_sample():

@@ -1,0 +1,384 @@
+"""The one image-file reader: what a file holds, in the orientation, colours and axes the file states.
+
+:func:`read_image` is used by every entry point that opens a file (the CLI,
+:func:`~napari_gardenseg.segment_files`, :func:`~napari_gardenseg.open_image`,
+:func:`~napari_gardenseg.segment_to_zarr`, the sample). It is built on the
+libraries that know the formats, never on an array's shape alone:
+
+* Pillow (PNG, JPEG, BMP, GIF, WebP...): the EXIF orientation is applied
+  (``PIL.ImageOps.exif_transpose``), so the pixels are the picture a viewer
+  shows; an embedded ICC profile other than sRGB is converted to sRGB
+  (``PIL.ImageCms``); every mode becomes RGB or grey the way Pillow converts
+  it (CMYK, YCbCr, LAB, HSV, P, PA, RGBA... -> RGB; 1, L, LA -> grey; alpha is
+  dropped), while the numeric modes I, I;16 and F keep their values for the
+  intensity rule (:func:`~napari_gardenseg._images.intensity_range`).
+  Frames of an animation are a time stack (an MPO's extra frames are
+  previews: its first frame is the photo).
+* tifffile (TIFF, BigTIFF, OME-TIFF, ImageJ hyperstacks): the axes are
+  tifffile's ``series[0].axes``. ``S`` (samples) is colour; a ``C`` axis is
+  colour only when the file's photometric interpretation is RGB and it holds 3
+  or 4 channels, otherwise its channels are planes like ``T`` and ``Z``.
+  MINISWHITE is inverted, PALETTE mapped through the colour map, a bit depth
+  below the type's (e.g. 12 bits in uint16) scaled to 0..1; single-plane
+  TIFFs in other colour spaces (CMYK, YCbCr, CIELab) go through Pillow.
+* zarr (OME-Zarr: the ``multiscales`` axes, level 0; a plain array of shape
+  (H, W) or (H, W, 3|4) is grey or colour, the layout of numpy, Pillow and
+  napari's RGB images).
+
+Axes the file does not name (tifffile's ``Q`` and ``I``) on an axis longer
+than 1 raise :class:`~napari_gardenseg._images.ImageError` naming the shape
+and how to say what it is (``axes="TYX"`` in the API, ``--axes TYX`` on the
+command line); ``axes`` also overrides what a TIFF or zarr file states.
+Letters: ``T`` time, ``Z`` depth, ``C`` channel (planes), ``S`` colour
+samples, ``Y``, ``X``.
+
+The result, :class:`ImageFile`, holds the pixels with the plane axes first
+and colour last (``...YX`` or ``...YXS``), and ``applied``: what was done, for
+the run record.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._images import ImageError
+
+__all__ = ["ImageFile", "read_image", "TIFF_SUFFIXES", "AXES_LETTERS"]
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif")
+AXES_LETTERS = "TZCSYX"
+PLANE_AXES = "TZC"
+# TIFF and zarr files at most this big are read whole unless lazy=True
+LAZY_BYTES = 256 * 2**20
+
+# TIFF colour spaces that Pillow converts and tifffile hands out raw
+_PILLOW_PHOTOMETRIC = ("SEPARATED", "YCBCR", "CIELAB", "ICCLAB", "ITULAB")
+
+
+@dataclass
+class ImageFile:
+    """An image file as read: ``data`` with the plane axes first, then Y, X and colour samples (S) last.
+
+    ``data`` is a numpy array, or a lazy one (zarr, dask) for TIFF/zarr files
+    read lazily. ``axes`` names its axes (e.g. ``"YXS"``, ``"TYX"``,
+    ``"TZYX"``); ``applied`` says what the reader did (JSON-able, stored in
+    the batch's run record): format, axes as the file (or the caller) gave
+    them, EXIF orientation, colour conversion, ICC profile.
+    """
+
+    path: Path
+    data: Any
+    axes: str
+    applied: dict = field(default_factory=dict)
+
+    @property
+    def plane_axes(self) -> str:
+        """The axes in front of Y (T, Z, C): each index along them is one 2-D plane."""
+        return self.axes[: self.axes.index("Y")]
+
+    @property
+    def stack_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.data.shape[: len(self.plane_axes)])
+
+    @property
+    def n_planes(self) -> int:
+        return int(np.prod(self.stack_shape, dtype=np.int64))
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        """(H, W) of each plane."""
+        k = len(self.plane_axes)
+        return int(self.data.shape[k]), int(self.data.shape[k + 1])
+
+    @property
+    def is_stack(self) -> bool:
+        return len(self.plane_axes) > 0
+
+    def planes(self) -> list[tuple[int, ...]]:
+        """The index of each plane along the plane axes, in C order (``[()]`` for one image)."""
+        return [tuple(int(v) for v in i) for i in np.ndindex(*self.stack_shape)] if self.is_stack else [()]
+
+    def plane(self, index: tuple[int, ...] = ()):
+        """One plane, (H, W) or (H, W, S); a lazy slice stays lazy."""
+        return self.data[tuple(index)] if index else self.data
+
+    def record(self) -> dict:
+        """What the run record says about the reading."""
+        return {"axes": self.axes, "shape": [int(s) for s in self.data.shape], **self.applied}
+
+
+def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> ImageFile:
+    """Read an image file (see the module's docstring for what is done to it).
+
+    ``axes``: the letters of the file's axes in its own order (``"TYX"``,
+    ``"ZYX"``, ``"CYX"``, ``"SYX"``, ``"YXS"``...), for TIFF and zarr files
+    that do not say or say it wrongly; files Pillow reads have fixed axes and
+    ignore it. ``lazy``: TIFF/zarr pixels stay on disk and are read window by
+    window (True), always (zarr stores are always lazy), or when the file is
+    over 256 MB (None).
+
+    Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
+    (axes unknown or contradicting the shape), and Pillow's and tifffile's own
+    errors for files that are not images.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no such image file: {path}")
+    if axes is not None:
+        axes = check_axes(axes)
+    name = path.name.lower()
+    if path.is_dir() or name.endswith(".zarr"):
+        return _read_zarr(path, axes)
+    if name.endswith(TIFF_SUFFIXES):
+        return _read_tiff(path, axes, lazy)
+    return _read_pillow(path)
+
+
+def check_axes(axes) -> str:
+    """``axes`` in upper case; TypeError/ValueError unless it names Y, X and at most one of each of TZCS."""
+    if not isinstance(axes, str):
+        raise TypeError(f"axes must be a string of the letters {AXES_LETTERS} (e.g. 'TYX'), got {axes!r}")
+    text = axes.strip().upper()
+    bad = sorted(set(text) - set(AXES_LETTERS))
+    if bad or text.count("Y") != 1 or text.count("X") != 1 or any(text.count(c) > 1 for c in text):
+        raise ValueError(
+            f"axes={axes!r}: give each axis of the file once, as letters of {AXES_LETTERS} "
+            "(T time, Z depth, C channels segmented one by one, S colour samples, Y, X), e.g. 'TYX' or 'YXS'"
+        )
+    return text
+
+
+# ----------------------------------------------------------------------------- Pillow
+
+
+def _read_pillow(path: Path) -> ImageFile:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # a big photo is not a decompression bomb here
+    with Image.open(path) as im:
+        fmt = im.format
+        n_frames = getattr(im, "n_frames", 1)
+        frames = range(n_frames) if n_frames > 1 and fmt != "MPO" else [0]
+        planes, applied = [], {}
+        for k in frames:
+            im.seek(k)
+            plane, applied = _pillow_pixels(im)
+            planes.append(plane)
+    applied = {"format": fmt, **applied}
+    if len(planes) == 1:
+        data = planes[0]
+        return ImageFile(path, data, "YXS" if data.ndim == 3 else "YX", applied)
+    if len({p.shape for p in planes}) > 1:
+        raise ImageError(f"{path.name}: its {len(planes)} frames differ in size; save the frames as separate images")
+    applied["frames"] = len(planes)
+    data = np.stack(planes)
+    return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
+
+
+def _pillow_pixels(im) -> tuple[np.ndarray, dict]:
+    """One frame as RGB uint8, grey, or the numbers of modes I/I;16/F, upright; and what was done."""
+    from PIL import ImageOps
+
+    applied = {"mode": im.mode}
+    orientation = im.getexif().get(0x0112)  # EXIF Orientation
+    upright = ImageOps.exif_transpose(im)  # a copy turned as the EXIF tag says (tag removed)
+    if orientation not in (None, 1):
+        applied["exif_orientation"] = int(orientation)
+    im = upright
+    icc = im.info.get("icc_profile")
+    if icc:
+        im, applied["icc_profile"] = _to_srgb(im, icc)
+    mode = im.mode
+    if mode in ("1", "L", "LA", "La"):
+        arr = np.asarray(im.getchannel(0) if mode != "1" else im.convert("L"))
+    elif mode in ("I", "F") or mode.startswith("I;16"):
+        arr = np.asarray(im)
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # I;16B is big-endian
+    else:
+        arr = np.asarray(im.convert("RGB"))
+    if applied["mode"] not in ("L", "RGB", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"):
+        applied["converted"] = f"{applied['mode']} -> {'grey' if arr.ndim == 2 else 'RGB'}"
+    return np.ascontiguousarray(arr), applied
+
+
+def _to_srgb(im, icc: bytes):
+    """``im`` converted from its embedded ICC profile to sRGB, and what was done (a profile already sRGB: nothing)."""
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = (ImageCms.getProfileDescription(profile) or "").strip()
+    except (OSError, ImageCms.PyCMSError) as exc:
+        return im, f"unreadable, ignored ({exc})"
+    if "srgb" in description.lower():
+        return im, f"{description} (sRGB already)"
+    if im.mode not in ("RGB", "RGBA", "CMYK", "L", "LAB"):
+        return im, f"{description}: not applied to mode {im.mode}"
+    try:
+        out_mode = "RGB" if im.mode != "L" else "L"
+        src = im.convert("RGB") if im.mode == "RGBA" else im
+        converted = ImageCms.profileToProfile(src, profile, ImageCms.createProfile("sRGB"), outputMode=out_mode)
+    except (OSError, ValueError, ImageCms.PyCMSError) as exc:
+        return im, f"{description}: could not convert ({exc}); read as if sRGB"
+    return converted, f"{description} -> sRGB"
+
+
+# ----------------------------------------------------------------------------- TIFF
+
+
+def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        page = series.keyframe
+        file_axes = series.axes
+        shape = tuple(int(s) for s in series.shape)
+        photometric = page.photometric.name
+        bits = int(page.bitspersample) if isinstance(page.bitspersample, (int, np.integer)) else None
+        dtype = np.dtype(series.dtype)
+        kind = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        colormap = page.colormap if photometric == "PALETTE" else None
+        single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
+        by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
+        if by_pillow:
+            data = None
+        elif lazy or (lazy is None and nbytes > LAZY_BYTES):
+            import zarr
+
+            z = zarr.open(tifffile.imread(path, aszarr=True, series=0), mode="r")
+            data = z if hasattr(z, "shape") else z[sorted(z.array_keys())[0]]  # a pyramid: level 0
+        else:
+            data = series.asarray()
+    if by_pillow:
+        image = _read_pillow(path)
+        image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
+        return image
+    applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
+    given = axes is not None
+    data, out_axes = _arrange(data, axes or file_axes, path, given=given, rgb=photometric == "RGB")
+    if given:
+        applied["axes_given"] = axes
+    if photometric == "MINISWHITE":
+        data = _lazy_or_numpy(data, lambda a: np.iinfo(a.dtype).max - a if a.dtype.kind in "ui" else a.max() - a)
+        applied["converted"] = "MINISWHITE inverted"
+    elif colormap is not None and "S" not in out_axes:
+        cmap = np.asarray(colormap)  # (3, 2**bits) uint16
+        data = _lazy_or_numpy(data, lambda a: np.moveaxis(cmap[:, a], 0, -1))
+        out_axes += "S"
+        applied["converted"] = "PALETTE -> RGB"
+    elif bits and dtype.kind == "u" and bits < 8 * dtype.itemsize and bits not in (1,):
+        top = float(2**bits - 1)
+        data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
+        applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
+    return ImageFile(path, data, out_axes, applied)
+
+
+def _lazy_or_numpy(data, fn):
+    """Apply ``fn`` to a numpy array, or block by block to a lazy one (through dask)."""
+    if isinstance(data, np.ndarray):
+        return fn(data)
+    d = _as_dask(data)
+    return d.map_blocks(fn, dtype=np.result_type(fn(np.zeros((1,) * d.ndim, d.dtype))))
+
+
+def _arrange(data, axes: str, path: Path, *, given: bool, rgb: bool):
+    """``data`` reordered to (plane axes..., Y, X[, S]) from ``axes``; singleton axes dropped."""
+    shape = tuple(int(s) for s in data.shape)
+    how = "as given" if given else "as the file states them"
+    if len(axes) != len(shape):
+        raise ImageError(
+            f"{path.name}: axes {axes!r} ({how}) do not match its shape {shape} ({len(shape)} axes); "
+            "give one letter per axis"
+        )
+    if "Y" not in axes or "X" not in axes:
+        raise ImageError(f"{path.name}: axes {axes!r} ({how}) have no Y and X; give them, e.g. axes='TYX'")
+    keep = [i for i, (a, n) in enumerate(zip(axes, shape)) if n > 1 or a in "YX"]
+    unknown = [a for i, a in enumerate(axes) if i in keep and a not in AXES_LETTERS]
+    if unknown:
+        letters = "".join(a if a in AXES_LETTERS else "?" for a in axes)
+        raise ImageError(
+            f"{path.name}: the file does not say what axis {', '.join(repr(a) for a in unknown)} of its shape "
+            f"{shape} is (tifffile reads its axes as {axes!r}, '?' below). Say what they are, one letter per axis "
+            f"({letters}): T time, Z depth, C channels (each segmented as its own plane), S colour samples "
+            f"(RGB), e.g. --axes {letters.replace('?', 'T', 1)} on the command line or "
+            f"axes={letters.replace('?', 'T', 1)!r} in the API"
+        )
+    if len(keep) < len(shape):
+        if not isinstance(data, np.ndarray):
+            data = _as_dask(data)  # indexing a zarr array would read it
+        data = data[tuple(slice(None) if i in keep else 0 for i in range(len(shape)))]
+    axes = "".join(axes[i] for i in keep)
+    colour = "S" if "S" in axes else None
+    if colour is None and rgb and "C" in axes and data.shape[axes.index("C")] in (3, 4):
+        colour = "C"  # photometric RGB: these channels are the colours
+    if colour is not None and data.shape[axes.index(colour)] > 4:
+        raise ImageError(
+            f"{path.name}: {data.shape[axes.index(colour)]} colour samples ({axes!r}, shape {tuple(data.shape)}); "
+            "1-4 (grey, grey+alpha, RGB, RGBA) are colour: give axes with C for these channels to segment each"
+        )
+    lead = [a for a in axes if a not in "YX" and a != colour]
+    order = [axes.index(a) for a in lead] + [axes.index("Y"), axes.index("X")]
+    order += [axes.index(colour)] if colour else []
+    if order != list(range(len(order))):
+        data = np.transpose(data, order) if isinstance(data, np.ndarray) else _as_dask(data).transpose(order)
+    return data, "".join(lead) + "YX" + ("S" if colour else "")
+
+
+def _as_dask(data):
+    import dask.array as da
+
+    return data if isinstance(data, da.Array) else da.from_zarr(data)
+
+
+# ----------------------------------------------------------------------------- zarr
+
+
+_NGFF_LETTERS = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X"}
+
+
+def _read_zarr(path: Path, axes: str | None) -> ImageFile:
+    import zarr
+
+    z = zarr.open(str(path), mode="r")
+    file_axes = None
+    if hasattr(z, "shape"):
+        array = z
+    else:
+        attrs = dict(z.attrs)
+        multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+        if multiscales:
+            array = z[multiscales[0]["datasets"][0]["path"]]  # OME-Zarr: level 0
+            names = [a.get("name", "") if isinstance(a, dict) else str(a) for a in multiscales[0].get("axes", [])]
+            if names:
+                file_axes = "".join(_NGFF_LETTERS.get(n.lower(), "Q") for n in names)
+        else:
+            keys = sorted(z.array_keys())
+            if not keys:
+                raise ImageError(f"{path} is a zarr group with no arrays")
+            array = z[keys[0]]
+    shape = tuple(int(s) for s in array.shape)
+    if file_axes is None:
+        if len(shape) == 2:
+            file_axes = "YX"
+        elif len(shape) == 3 and shape[2] in (3, 4) and min(shape[:2]) > 4:
+            file_axes = "YXS"
+        else:
+            file_axes = "Q" * (len(shape) - 2) + "YX"
+    applied = {"format": "zarr", "file_axes": file_axes}
+    data, out_axes = _arrange(array, axes or file_axes, path, given=axes is not None, rgb=False)
+    if axes is not None:
+        applied["axes_given"] = axes
+    return ImageFile(path, data, out_axes, applied)
+
+
+def is_image_path(value) -> bool:
+    """True for a str or path-like (a file to read), False for an array."""
+    return isinstance(value, (str, os.PathLike))

@@ -1,0 +1,248 @@
+"""The one image reader: EXIF orientation, Pillow's colour modes, ICC profiles, axes from TIFF/zarr metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageCms, ImageOps
+
+from napari_gardenseg._images import ImageError, to_rgb_float
+from napari_gardenseg._io import open_image
+from napari_gardenseg._reader import _pillow_pixels, read_image
+
+
+def _marked(h=30, w=40):
+    """RGB uint8 (h, w, 3), black with a red block in the top-left corner."""
+    a = np.zeros((h, w, 3), np.uint8)
+    a[:8, :10] = (255, 0, 0)
+    return a
+
+
+def test_exif_orientation_is_applied_and_recorded(tmp_path):
+    im = Image.fromarray(_marked(300, 400))
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": viewers show it 300 wide, 400 high
+    im.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    f = read_image(tmp_path / "phone.jpg")
+    assert f.data.shape == (400, 300, 3) and f.axes == "YXS"
+    assert f.applied["exif_orientation"] == 6 and f.record()["exif_orientation"] == 6
+    # the top-left of the stored pixels is the top-right of the picture shown
+    assert f.data[:10, -8:, 0].mean() > 200 and f.data[:10, :8, 0].mean() < 30
+    assert open_image(tmp_path / "phone.jpg").shape == (400, 300)
+    plain = tmp_path / "plain.jpg"
+    im.save(plain, quality=95)
+    assert read_image(plain).data.shape == (300, 400, 3) and "exif_orientation" not in read_image(plain).applied
+
+
+# (mode, file suffix, pixel written, pixel read): read values are Pillow's own conversions
+MODES = [
+    ("CMYK", "tif", (0, 255, 255, 0), (255, 0, 0)),
+    ("CMYK", "jpg", None, None),  # lossy: Pillow's own conversion is the reference
+    ("YCbCr", "tif", (76, 85, 255), None),
+    ("P", "png", None, None),
+    ("P", "gif", None, None),
+    ("RGBA", "png", (10, 200, 30, 0), (10, 200, 30)),  # the colour under a transparent pixel
+    ("LA", "png", (77, 3), 77),
+    ("L", "png", (77,), 77),
+    ("1", "png", (1,), 255),
+    ("I;16", "png", (1000,), 1000),
+    ("I;16", "tif", (40000,), 40000),
+    ("F", "tif", (0.25,), 0.25),
+]
+
+
+@pytest.mark.parametrize("mode, suffix, written, expected", MODES, ids=lambda v: str(v))
+def test_every_pillow_mode_is_read_as_pillow_converts_it(tmp_path, mode, suffix, written, expected):
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    im = Image.fromarray(rgb).convert(mode)
+    if written is not None:
+        im.putpixel((0, 0), written if len(written) > 1 else written[0])
+    path = tmp_path / f"x.{suffix}"
+    im.save(path)
+    f = read_image(path)
+    with Image.open(path) as ref:
+        if mode in ("L", "LA", "1"):
+            want = np.asarray(ref.convert("L"))
+        elif mode in ("I;16", "F"):
+            want = np.asarray(ref)
+        else:
+            want = np.asarray(ref.convert("RGB"))
+    np.testing.assert_array_equal(f.data, want)
+    assert f.axes == ("YXS" if want.ndim == 3 else "YX")
+    if expected is not None:
+        np.testing.assert_allclose(f.data[0, 0], expected, atol=1)
+    if mode == "YCbCr":
+        assert tuple(f.data[0, 0]) == pytest.approx((254, 0, 0), abs=2)  # Y=76, Cb=85, Cr=255 is red
+
+
+def test_modes_that_no_file_holds():
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+    base = Image.fromarray(rgb)
+    for mode in ("HSV", "LAB", "PA", "RGBX", "RGBa"):
+        im = base.convert(mode) if mode != "LAB" else ImageCms.applyTransform(
+            base, ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"))
+        data, applied = _pillow_pixels(im)
+        np.testing.assert_array_equal(data, np.asarray(im.convert("RGB")))
+        assert applied["converted"] == f"{mode} -> RGB"
+        if mode in ("HSV", "RGBX"):
+            assert np.abs(data.astype(int) - rgb).max() <= 6  # round trips through Pillow's conversion
+    data, _ = _pillow_pixels(Image.fromarray(np.array([[5, -7]], np.int32), mode="I"))
+    np.testing.assert_array_equal(data, [[5, -7]])  # numbers kept for the intensity rule
+
+
+def _linear_rgb_profile(description="linear RGB (test)") -> bytes:
+    """A minimal ICC v2 matrix/TRC profile: sRGB's primaries (D50) with linear curves (gamma 1)."""
+    import struct
+
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    text = description.encode("ascii") + b"\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 78
+    curve = b"curv" + b"\0" * 4 + struct.pack(">I", 0)  # no points: the identity curve
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body + b"\0" * (-len(body) % 4)
+    header = (struct.pack(">I", offset + len(data)) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+              + b"\0" * 12 + b"acsp" + b"\0" * 28 + s15(0.9642) + s15(1.0) + s15(0.8249))
+    return header + b"\0" * (128 - len(header)) + struct.pack(">I", len(tags)) + table + data
+
+
+def test_icc_profiles(tmp_path):
+    rgb = np.random.default_rng(2).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    rgb[0, 0] = 128
+    im = Image.fromarray(rgb)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    im.save(tmp_path / "srgb.png", icc_profile=srgb)
+    f = read_image(tmp_path / "srgb.png")
+    np.testing.assert_array_equal(f.data, rgb)  # already sRGB: untouched
+    assert "sRGB already" in f.applied["icc_profile"]
+    im.save(tmp_path / "linear.png", icc_profile=_linear_rgb_profile())
+    f = read_image(tmp_path / "linear.png")
+    # linear 128/255 in sRGB's encoding: 255 * (1.055 * (128/255) ** (1/2.4) - 0.055) = 187.8
+    np.testing.assert_allclose(f.data[0, 0], 188, atol=1)
+    assert f.applied["icc_profile"] == "linear RGB (test) -> sRGB"
+    im.save(tmp_path / "broken.png", icc_profile=b"not a profile")
+    f = read_image(tmp_path / "broken.png")
+    np.testing.assert_array_equal(f.data, rgb)
+    assert "ignored" in f.applied["icc_profile"]
+
+
+def _frames(n, h=24, w=32):
+    return np.arange(n * h * w, dtype=np.uint16).reshape(n, h, w) % 251
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_time_and_depth_stacks_are_planes(tmp_path, n):
+    frames = _frames(n)
+    for axes in ("TYX", "ZYX"):
+        path = tmp_path / f"{axes}{n}.tif"
+        tifffile.imwrite(path, frames, metadata={"axes": axes}, photometric="minisblack")
+        f = read_image(path)
+        assert (f.axes, f.n_planes, f.plane_shape, f.planes()) == (axes, n, (24, 32), [(i,) for i in range(n)])
+        np.testing.assert_array_equal(f.data, frames)
+    ome = tmp_path / "t.ome.tif"
+    tifffile.imwrite(ome, frames, ome=True, metadata={"axes": "TYX"})
+    assert read_image(ome).axes == "TYX" and read_image(ome).applied["format"] == "OME-TIFF"
+    ij = tmp_path / "ij.tif"
+    tifffile.imwrite(ij, frames[:, None], imagej=True, metadata={"axes": "ZCYX"})
+    assert read_image(ij).axes == "ZYX"  # a channel axis of 1 is dropped
+
+
+def test_channels_are_colour_only_when_the_file_says_so(tmp_path):
+    rgb = _frames(3).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "cyx.ome.tif", rgb, ome=True, metadata={"axes": "CYX"})
+    f = read_image(tmp_path / "cyx.ome.tif")
+    assert f.axes == "CYX" and f.n_planes == 3  # fluorescence-like channels: each its own plane
+    tifffile.imwrite(tmp_path / "planar.tif", rgb, photometric="rgb", planarconfig="separate")
+    f = read_image(tmp_path / "planar.tif")
+    assert f.axes == "YXS" and f.applied["file_axes"] == "SYX"
+    np.testing.assert_array_equal(f.data, np.moveaxis(rgb, 0, -1))
+    tifffile.imwrite(tmp_path / "crgb.tif", rgb, photometric="rgb", planarconfig="separate", metadata={"axes": "CYX"})
+    assert read_image(tmp_path / "crgb.tif").axes == "YXS"  # C of 3 with photometric RGB
+    tifffile.imwrite(tmp_path / "yxs.tif", np.moveaxis(rgb, 0, -1), photometric="rgb")
+    assert read_image(tmp_path / "yxs.tif").axes == "YXS"
+    # the caller may say what the file does not, or say it otherwise
+    assert read_image(tmp_path / "cyx.ome.tif", axes="SYX").axes == "YXS"
+
+
+def test_unknown_axes_are_an_error_that_says_what_to_do(tmp_path):
+    frames = _frames(3)
+    path = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(path) as w:  # three pages, nothing saying what they are
+        for page in frames:
+            w.write(page, photometric="minisblack", metadata=None)
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert "(3, 24, 32)" in message and "--axes TYX" in message and "axes='TYX'" in message
+    with pytest.raises(ImageError, match="holds 3 planes"):
+        open_image(path, axes="TYX")
+    f = read_image(path, axes="tyx")
+    assert f.axes == "TYX" and f.applied["axes_given"] == "TYX"
+    with pytest.raises(ImageError, match="do not match its shape"):
+        read_image(path, axes="YX")
+    with pytest.raises(ValueError, match="each axis of the file once"):
+        read_image(path, axes="TTX")
+
+
+def test_tiff_photometric_and_bit_depth(tmp_path):
+    g = (np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
+    tifffile.imwrite(tmp_path / "mw.tif", g, photometric="miniswhite")
+    with Image.open(tmp_path / "mw.tif") as ref:
+        np.testing.assert_array_equal(read_image(tmp_path / "mw.tif").data, np.asarray(ref))  # 0 is white
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[1] = np.arange(256) * 257
+    tifffile.imwrite(tmp_path / "pal.tif", g, photometric="palette", colormap=cmap)
+    f = read_image(tmp_path / "pal.tif")
+    with Image.open(tmp_path / "pal.tif") as ref:
+        np.testing.assert_array_equal(to_rgb_float(f.data), to_rgb_float(np.asarray(ref.convert("RGB"))))
+    assert f.axes == "YXS" and f.applied["converted"] == "PALETTE -> RGB"
+
+
+def test_zarr_axes(tmp_path):
+    import zarr
+
+    frames = _frames(2)
+    group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
+    group.create_array("0", shape=frames.shape, dtype=frames.dtype)[...] = frames
+    group.attrs["multiscales"] = [{"axes": [{"name": "t", "type": "time"}, {"name": "y", "type": "space"},
+                                            {"name": "x", "type": "space"}], "datasets": [{"path": "0"}]}]
+    f = read_image(tmp_path / "ome.zarr")
+    assert f.axes == "TYX" and f.n_planes == 2
+    np.testing.assert_array_equal(np.asarray(f.plane((1,))), frames[1])
+    plain = zarr.create_array(str(tmp_path / "plain.zarr"), shape=frames.shape, dtype=frames.dtype)
+    plain[...] = frames
+    with pytest.raises(ImageError, match="--axes"):
+        read_image(tmp_path / "plain.zarr")
+    assert read_image(tmp_path / "plain.zarr", axes="ZYX").axes == "ZYX"
+
+
+def test_animation_frames_are_a_time_stack(tmp_path):
+    frames = [Image.fromarray(np.full((10, 12), v, np.uint8)) for v in (10, 100, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    f = read_image(tmp_path / "a.gif")
+    assert f.axes == "TYXS" and f.n_planes == 3 and f.applied["frames"] == 3
+    np.testing.assert_array_equal(f.data[:, 0, 0, 0], [10, 100, 200])
+
+
+def test_exif_transpose_matches_pillow_for_every_orientation(tmp_path):
+    base = Image.fromarray(_marked(20, 30))
+    for orientation in range(1, 9):
+        exif = base.getexif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}.png"
+        base.save(path, exif=exif)
+        with Image.open(path) as ref:
+            want = np.asarray(ImageOps.exif_transpose(ref).convert("RGB"))
+        np.testing.assert_array_equal(read_image(path).data, want)
+        assert read_image(path).data.shape[:2] == ((30, 20) if orientation >= 5 else (20, 30))
