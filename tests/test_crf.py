@@ -1,4 +1,4 @@
-"""Tests of the dense-CRF refinement (napari_gardenseg.crf), both backends.
+"""Tests of the dense-CRF refinement (napari_gardenseg.crf), every backend.
 
 The scene helpers here (blades, lobed leaves, Mask R-CNN-like coarse soft
 masks) are also used by benchmarks/bench_crf.py.
@@ -21,11 +21,13 @@ from napari_gardenseg.crf import (
     refine,
     refine_instances,
 )
+from napari_gardenseg.crf._numba import available as numba_available
 from napari_gardenseg.crf._pydensecrf import available as pydensecrf_available
 
-# pydensecrf is in the test extra, so CI runs these; the torch backend needs nothing.
+# pydensecrf is in the test extra and numba a dependency, so CI runs these; torch needs nothing.
 needs_pydensecrf = pytest.mark.skipif(not pydensecrf_available(), reason="pydensecrf is not installed")
-BACKENDS = [pytest.param("pydensecrf", marks=needs_pydensecrf), "torch"]
+needs_numba = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+BACKENDS = [pytest.param("numba", marks=needs_numba), pytest.param("pydensecrf", marks=needs_pydensecrf), "torch"]
 REFERENCE = Path(__file__).parent / "data" / "pydensecrf"
 
 
@@ -241,18 +243,22 @@ def test_refine_rejects_bad_probabilities(prob, match):
 def test_crf_unavailable_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf", None)
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
-    assert crf_available()  # the torch backend
+    assert crf_available()  # numba or torch
     image, prob = _two_region_case()
     pyd = CRFParams(backend="pydensecrf")
     with pytest.raises(CRFUnavailableError, match=r"pip install pydensecrf2.*compiler.*backend='torch'.*crf=False"):
         refine(image, prob, pyd)
     with pytest.raises(ImportError, match="pip install pydensecrf2"):
         refine_instances(image, prob[1:], params=pyd)
-    # auto falls back to torch and still refines
+    # auto falls back to another backend and still refines
     assert (refine(image, prob).argmax(0) == (np.arange(50) >= 25)[None, :]).all()
 
 
-def test_crf_needs_torch_or_pydensecrf(monkeypatch):
+def test_crf_needs_numba_torch_or_pydensecrf(monkeypatch):
+    from napari_gardenseg.crf import _numba
+
+    monkeypatch.setattr(_numba, "_available", None)
+    monkeypatch.setitem(sys.modules, "numba", None)
     monkeypatch.setitem(sys.modules, "pydensecrf", None)
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     monkeypatch.setitem(sys.modules, "torch", None)
@@ -260,12 +266,16 @@ def test_crf_needs_torch_or_pydensecrf(monkeypatch):
     image, prob = _two_region_case()
     with pytest.raises(CRFUnavailableError, match="PyTorch"):
         refine(image, prob, CRFParams(backend="torch"))
+    with pytest.raises(CRFUnavailableError, match="pip install numba"):
+        refine(image, prob, CRFParams(backend="numba"))
+    with pytest.raises(CRFUnavailableError, match="numba, pydensecrf or PyTorch"):
+        refine(image, prob)
 
 
 def test_module_imports_without_pydensecrf():
     code = (
         "import sys; sys.modules['pydensecrf'] = None; "
-        "import napari_gardenseg.crf as c; assert 'torch' not in sys.modules; "
+        "import napari_gardenseg.crf as c; assert 'torch' not in sys.modules and 'numba' not in sys.modules; "
         "assert c.crf_available(); print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -38,7 +38,7 @@ from napari_gardenseg.crf import CRFParams
         ({"band": (-0.1, 0.9)}, ValueError, "band must be"),
         ({"min_keep": 1.5}, ValueError, "min_keep must be in 0..1, got 1.5"),
         ({"min_keep": "all"}, TypeError, "min_keep must be a number"),
-        ({"backend": "cuda"}, ValueError, "backend must be one of 'auto', 'pydensecrf', 'torch', got 'cuda'"),
+        ({"backend": "cuda"}, ValueError, "backend must be one of 'auto', 'numba', 'pydensecrf', 'torch', got 'cuda'"),
         ({"backend": None}, TypeError, "backend must be one of"),
     ],
 )

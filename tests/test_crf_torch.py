@@ -168,17 +168,24 @@ def test_segment_refines_without_pydensecrf(monkeypatch):
     import napari_gardenseg as gs
     from napari_gardenseg.synthetic import garden_scene
 
+    from napari_gardenseg.crf import _numba
+
     for name in ("pydensecrf", "pydensecrf.densecrf", "pydensecrf.eigen", "pydensecrf.utils"):
         monkeypatch.setitem(sys.modules, name, None)
     assert gs.crf_available()
     image, _, _ = garden_scene(8_000_202, shape=(384, 512), n_plants=(8, 8))
-    result = gs.segment(image, "garden", crf=True)
-    assert len(result) >= 1
-    assert result.refined is not None and result.refined.shape == result.labels.shape
-    assert (result.refined != result.labels).any()  # the CRF moved some boundary
-    assert set(np.unique(result.refined)) - {0} <= set(range(1, len(result) + 1))
-    assert result.meta["crf_backend"] == "torch"
-    assert "pydensecrf" in result.meta["crf_backend_reason"]
+    results = {}
+    for numba_there in (True, False):  # numba is a dependency; torch when it cannot be imported
+        monkeypatch.setattr(_numba, "available", lambda there=numba_there: there)
+        result = gs.segment(image, "garden", crf=True)
+        assert len(result) >= 1
+        assert result.refined is not None and result.refined.shape == result.labels.shape
+        assert (result.refined != result.labels).any()  # the CRF moved some boundary
+        assert set(np.unique(result.refined)) - {0} <= set(range(1, len(result) + 1))
+        results[result.meta["crf_backend"]] = result.refined
+        assert "auto" in result.meta["crf_backend_reason"]
+    assert set(results) == {"numba", "torch"}
+    np.testing.assert_array_equal(results["numba"], results["torch"])
 
 
 # ------------------------------------------------------------- refine_masks
@@ -311,18 +318,22 @@ def test_cancel_between_batches_and_progress(monkeypatch):
 
 
 def test_auto_backend_rule(monkeypatch):
-    from napari_gardenseg.crf import _pydensecrf
+    from napari_gardenseg.crf import _numba, _pydensecrf
 
     for device in ("cuda", "cuda:1", torch.device("cuda"), "mps"):
         assert choose_backend("auto", device)[0] == "torch"
     if not torch.cuda.is_available() and not torch.backends.mps.is_available():
         assert choose_backend("torch", "auto") == ("torch", "asked for")  # "auto" device: the CPU here
     assert choose_backend("torch", "cpu") == ("torch", "asked for")
+    monkeypatch.setattr(_numba, "available", lambda: True)
+    backend, reason = choose_backend("auto", "cpu")
+    assert backend == "numba" and "fastest" in reason
+    monkeypatch.setattr(_numba, "available", lambda: False)
     monkeypatch.setattr(_pydensecrf, "available", lambda: True)
     backend, reason = choose_backend("auto", "cpu")
-    assert backend == "pydensecrf" and "faster" in reason
+    assert backend == "pydensecrf" and "numba cannot be imported" in reason
     monkeypatch.setattr(_pydensecrf, "available", lambda: False)
-    assert choose_backend("auto", "cpu") == ("torch", "auto: pydensecrf is not installed")
+    assert choose_backend("auto", "cpu") == ("torch", "auto: neither numba nor pydensecrf can be imported")
 
 
 def test_wide_lattice_keys_sort_twice_or_split_the_batch(monkeypatch):

@@ -1,6 +1,8 @@
-"""Dense-CRF refinement: pydensecrf's model, with pydensecrf or an exact PyTorch backend.
+"""Dense-CRF refinement: pydensecrf's model, with numba, pydensecrf or PyTorch.
 
 * ``_params``: :class:`CRFParams`, the one validator of CRF settings.
+* ``_numba`` / ``_numba_lattice``: pydensecrf's lattice and mean field
+  compiled by numba, bit for bit, crops on all cores (the CPU default).
 * ``_lattice`` / ``_torch``: the permutohedral lattice and mean field in
   PyTorch (CPU, CUDA, MPS), batched over many crops; labels equal pydensecrf's.
 * ``_pydensecrf``: the C++ reference (optional ``crf`` extra).
@@ -20,7 +22,7 @@ __all__ = ["CRFParams", "CRFUnavailableError", "crf_available", "refine", "refin
 
 
 def crf_available() -> bool:
-    """True if a CRF backend can run: always where PyTorch imports (the torch backend)."""
-    from . import _pydensecrf
+    """True if a CRF backend can run: numba, pydensecrf or PyTorch imports."""
+    from . import _numba, _pydensecrf
 
-    return torch_available() or _pydensecrf.available()
+    return _numba.available() or torch_available() or _pydensecrf.available()

@@ -1,9 +1,10 @@
 """Choosing a backend, and the dense CRF over whole images or many crops with it.
 
-"auto" picks torch on CUDA and MPS (pydensecrf cannot use a GPU). On the CPU
-it picks pydensecrf when that is installed, because there the C++ lattice is
-still the faster one (``benchmarks/bench_crf.py --backends`` measures both,
-with the same labels), and torch otherwise, so that every install has the CRF.
+"auto" picks torch on CUDA and MPS (neither numba's nor pydensecrf's lattice
+uses a GPU). On the CPU it picks numba (a dependency: pydensecrf's arithmetic,
+the same marginals bit for bit, crops on all cores, the fastest there;
+``benchmarks/bench_crf.py --backends`` measures all three), then pydensecrf,
+then torch, so that every install has the CRF.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .._images import to_rgb_uint8
-from . import _pydensecrf
+from . import _numba, _pydensecrf
 from ._params import CRFParams
 from ._pydensecrf import CRFUnavailableError
 
@@ -54,6 +55,16 @@ def resolve_device(device):
 
 def _device_type(device) -> str:
     return str(getattr(device, "type", device)).split(":")[0].lower()
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, else os.cpu_count())."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def cpu_workers() -> int:
@@ -99,28 +110,40 @@ def single_threaded_torch():
 def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
     """(backend name, one-line reason) for ``backend`` ("auto", "pydensecrf", "torch") on ``device``."""
     kind = _device_type(resolve_device(device))
+    if backend == "numba":
+        if not _numba.available():
+            raise CRFUnavailableError(
+                "the numba CRF backend needs numba, which cannot be imported: `pip install numba`, "
+                "or use backend='auto'"
+            )
+        return "numba", "asked for (runs on the CPU)" if kind != "cpu" else "asked for"
     if backend == "pydensecrf":
         _pydensecrf.densecrf()  # CRFUnavailableError with the install hint
         return "pydensecrf", "asked for (runs on the CPU)" if kind != "cpu" else "asked for"
-    if not torch_available():
-        if backend == "torch":
-            raise CRFUnavailableError("the torch CRF backend needs PyTorch, which cannot be imported")
-        if _pydensecrf.available():
-            return "pydensecrf", "auto: PyTorch cannot be imported"
-        raise CRFUnavailableError("dense-CRF refinement needs PyTorch or pydensecrf; neither can be imported")
     if backend == "torch":
+        if not torch_available():
+            raise CRFUnavailableError("the torch CRF backend needs PyTorch, which cannot be imported")
         return "torch", "asked for"
-    if kind in ("cuda", "mps"):
-        return "torch", f"auto: the device is {kind} (pydensecrf runs on one CPU core only)"
+    if kind in ("cuda", "mps") and torch_available():
+        return "torch", f"auto: the device is {kind} (the numba and pydensecrf lattices run on the CPU only)"
+    if _numba.available():
+        return "numba", "auto: the numba lattice is the fastest exact backend on the CPU"
     if _pydensecrf.available():
-        return "pydensecrf", "auto: on the CPU the installed pydensecrf is faster"
-    return "torch", "auto: pydensecrf is not installed"
+        return "pydensecrf", "auto: numba cannot be imported; pydensecrf is faster than torch on the CPU"
+    if torch_available():
+        return "torch", "auto: neither numba nor pydensecrf can be imported"
+    raise CRFUnavailableError("dense-CRF refinement needs numba, pydensecrf or PyTorch; none can be imported")
 
 
 def dense_crf_many(backend: str, rgbs, unaries, gaussian_compats, params: CRFParams, device="cpu") -> list:
     """Mean-field Q (K, h, w) float32 of each crop: ``rgbs`` uint8 (h, w, 3),
     ``unaries`` (K, h*w) float32, one Gaussian weight per crop."""
     bilateral = (params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat)
+    if backend == "numba":
+        return [
+            _numba.dense_crf(rgb, u, params.iterations, (params.gaussian_sxy, g), bilateral)
+            for rgb, u, g in zip(rgbs, unaries, gaussian_compats)
+        ]
     if backend == "pydensecrf":
         return [
             _pydensecrf.dense_crf(rgb, u, params.iterations, (params.gaussian_sxy, g), bilateral)
@@ -136,8 +159,8 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
 
     ``probabilities`` is (K, H, W), non-negative, summing to 1 over K at each
     pixel (K >= 1). The unary is ``-log(clip(p, 1e-5, 1))`` (pydensecrf's
-    ``unary_from_softmax``). ``params.backend`` picks pydensecrf or the torch
-    lattice (on ``device``). Returns Q, (K, H, W) float32; with
+    ``unary_from_softmax``). ``params.backend`` picks the numba lattice,
+    pydensecrf or the torch lattice (on ``device``). Returns Q, (K, H, W) float32; with
     ``iterations=0`` that is the clipped input renormalised.
     """
     params = CRFParams.from_any(params)

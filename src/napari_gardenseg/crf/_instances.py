@@ -5,8 +5,9 @@ a crop around the instance's uncertain region, padded by ``padding`` px,
 instead of one (N+1)-label CRF over the whole frame (faster, and the
 whole-frame CRF also scored lower; ``benchmarks/bench_crf.py``). It never
 builds image-sized or (N, H, W) arrays: each crop reads only its own pixels
-of the image and the instances that overlap it. With the torch backend the
-crops of a batch share one lattice (see ``_torch``).
+of the image and the instances that overlap it. With the numba backend the
+crops run on all cores at once; with the torch backend the crops of a batch
+share one lattice (see ``_torch``).
 
 Refinement policy: do no harm
 -----------------------------
@@ -52,16 +53,19 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 
 from .._cancel import check as _check_cancel
 from .._images import to_rgb_uint8
 from .._instances import Instances, paint, support
+from . import _numba
 from ._dense import (
     _CLIP,
     _device_type,
     choose_backend,
+    cpu_cores,
     cpu_workers,
     dense_crf_many,
     resolve_device,
@@ -244,7 +248,12 @@ def refine_masks(
         for i, c in enumerate(cores)
         if c is not None
     ]
-    workers = cpu_workers() if backend == "torch" and _device_type(device) == "cpu" else 1
+    if backend == "numba":
+        # one crop per job, on every core: the compiled mean field releases the GIL
+        workers = cpu_cores() if len(jobs) > 1 else 1
+        _numba.warm_up()  # compile (or load the cache) once, not in every thread
+    else:
+        workers = cpu_workers() if backend == "torch" and _device_type(device) == "cpu" else 1
     if backend == "torch":
         # Even batches, one per worker (then at most _BATCH_PIXELS each).
         total = sum((y1 - y0) * (x1 - x0) for _, (y0, x0, y1, x1) in jobs)
@@ -305,17 +314,22 @@ def refine_masks(
             finish(batch, dense_crf_many(backend, rgbs, unaries, compats, params, device), softs, others)
             completed(batch)
     else:
-        # torch on the CPU: batches side by side, one thread each (see cpu_workers).
-        with single_threaded_torch(), ThreadPoolExecutor(workers) as pool:
+        # Batches side by side: torch on the CPU with one torch thread each (see
+        # cpu_workers); numba crops, largest first, with a few queued so that no core waits.
+        if backend == "numba":
+            batches.sort(key=lambda b: -sum((y1 - y0) * (x1 - x0) for _, (y0, x0, y1, x1) in b))
+        in_flight = 2 * workers if backend == "numba" else workers
+        threads = single_threaded_torch() if backend == "torch" else nullcontext()
+        with threads, ThreadPoolExecutor(workers) as pool:
             pending = deque()
             try:
-                for batch in batches + [None] * workers:
+                for batch in batches + [None] * in_flight:
                     if batch is not None:
                         _check_cancel(cancel, "CRF refinement")
                         batch, rgbs, unaries, compats, softs, others = prepare(batch)
                         future = pool.submit(dense_crf_many, backend, rgbs, unaries, compats, params, device)
                         pending.append((future, batch, softs, others))
-                    if pending and (len(pending) >= workers or batch is None):
+                    if pending and (len(pending) >= in_flight or batch is None):
                         future, done_batch, softs, others = pending.popleft()
                         finish(done_batch, future.result(), softs, others)
                         completed(done_batch)

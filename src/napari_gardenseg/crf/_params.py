@@ -8,7 +8,7 @@ import numbers
 from dataclasses import dataclass
 from typing import Literal
 
-BACKENDS = ("auto", "pydensecrf", "torch")
+BACKENDS = ("auto", "numba", "pydensecrf", "torch")
 
 
 def _number(name: str, value) -> float:
@@ -60,7 +60,7 @@ class CRFParams:
     band: tuple[float, float] = (0.1, 0.9)
     min_keep: float = 0.7
     thin_width: float = 8.0
-    backend: Literal["auto", "pydensecrf", "torch"] = "auto"
+    backend: Literal["auto", "numba", "pydensecrf", "torch"] = "auto"
 
     def __post_init__(self):
         def put(name, value):
