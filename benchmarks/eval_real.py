@@ -1,22 +1,26 @@
-"""Class-agnostic mask AP50 of a model on a real photograph with per-plant reference labels.
+"""Class-agnostic mask AP50 on the labelled real photos, against two colour baselines.
 
-    python benchmarks/eval_real.py                                   # bundled model on PlantCV's tray photo
-    python benchmarks/eval_real.py --model runs/garden-mobilenet.pt --scales 1 2 auto
-    python benchmarks/eval_real.py --image photo.jpg --labels photo_labels.png
+    python benchmarks/eval_real.py                          # bundled model, every labelled real photo
+    python benchmarks/eval_real.py --model runs/adapted.pt --methods raw crf colour colour+crf
+    python benchmarks/eval_real.py --only agir-maize plantcv-tray --per-photo
 
-Default photo: ``../shared/real/tray.jpg`` with ``tray_labels_approx.png``
-(PlantCV, MPL-2.0; an *approximate* reference made from an excess-green
-threshold, see that folder's README). Reports, for the whole photo and for its
-right half alone (the training script's real cut-outs come from the left half
-only), pycocotools mask AP50 and AP with every instance one "plant":
+The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
+``../shared/real``; how each reference was made is in ``real_dev/README.md``)
+and ``real_dev/composites.py`` (real plants pasted in contact on real soil,
+the touching case the photos lack).
+Every photo is evaluated as one COCO image (pycocotools, iouType "segm",
+every instance one class "plant"); the pooled AP50 over the whole set is the
+headline, per-group figures follow. Methods:
 
-* the model's raw masks and its CRF-refined masks, at each ``--scales`` value
-  (``none`` = the model's own resize, a number = segment's ``scale``, ``auto`` =
-  ``estimate_scale``);
-* an excess-green threshold + connected components, no model (score = area).
-
-A real photo is a sanity check here, not a benchmark: the reference favours the
-threshold baseline (it was made with one).
+* ``exg-fixed``: excess green above 0.1 (chromatic coordinates), connected
+  components, score = area. The one-line rule.
+* ``exg-otsu``: excess green above its Otsu threshold, connected components
+  (specks dropped), score = area.
+* ``raw`` / ``crf``: ``gs.segment(photo, model, score_threshold, vegetation="off")``,
+  its labels and its CRF labels.
+* ``colour`` / ``colour+crf``: the same with ``vegetation="on"`` (instances
+  follow plant colour, unclaimed plant components added).
+* ``default`` / ``default+crf``: ``vegetation="auto"`` (segment's default).
 """
 
 from __future__ import annotations
@@ -32,75 +36,152 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_garden import coco_ap  # noqa: E402
 
-HERE = Path(__file__).resolve().parents[1]
-REAL = HERE.parent / "shared" / "real"
+HERE = Path(__file__).resolve().parent
+DEV = HERE / "real_dev"
+SHARED = HERE.parents[1] / "shared"
 PLANT = ["__background__", "plant"]
+METHODS = ("exg-fixed", "exg-otsu", "raw", "crf", "colour", "colour+crf")
 
 
-def _gt(labels):
-    return labels, {int(k): "plant" for k in np.unique(labels) if k > 0}
+def load_set(only=None, sets=("photos", "touching")) -> list[dict]:
+    """The labelled set: dicts with name, kind, rgb (uint8 H, W, 3) and labels (int32 H, W).
+
+    ``sets``: "photos" (the labelled real photos of ``real_dev/manifest.json``)
+    and/or "touching" (``real_dev/composites.py``: real plants pasted in contact).
+    """
+    from PIL import Image
+
+    entries = json.loads((DEV / "manifest.json").read_text()) if "photos" in sets else []
+    out = []
+    for e in entries:
+        if only and e["name"] not in only:
+            continue
+        with Image.open(SHARED / e["image"]) as im:
+            im = im.convert("RGB")
+            if e["resize"]:
+                im = im.resize(tuple(e["resize"]), Image.BILINEAR)
+            rgb = np.asarray(im)
+        labels = np.asarray(Image.open((DEV / e["labels"]).resolve())).astype(np.int32)
+        if labels.shape != rgb.shape[:2]:
+            raise SystemExit(f"{e['name']}: labels {labels.shape} do not match the photo {rgb.shape[:2]}")
+        out.append({**e, "rgb": rgb, "labels": labels})
+    if "touching" in sets:
+        sys.path.insert(0, str(DEV))
+        from composites import touching_set
+
+        out += [c for c in touching_set() if not only or c["name"] in only]
+    return out
 
 
-def threshold_baseline(rgb_u8, min_area=30):
-    """Excess-green pixels, connected components; each component one plant scored by its area."""
-    from scipy import ndimage
+def components(mask: np.ndarray):
+    """Connected components of ``mask`` without specks, each one instance scored by its area."""
+    from napari_gardenseg._plant_pixels import clean_vegetation
+    from skimage import measure
 
-    from napari_gardenseg._scale import vegetation_mask
-
-    lab, n = ndimage.label(vegetation_mask(rgb_u8.astype(np.float32) / 255))
-    areas = np.bincount(lab.ravel(), minlength=n + 1)
-    keep = [k for k in range(1, n + 1) if areas[k] >= min_area]
-    lut = np.zeros(n + 1, np.int32)
-    lut[keep] = np.arange(1, len(keep) + 1)
-    return lut[lab], [1] * len(keep), [float(areas[k]) for k in keep]
+    lab = measure.label(clean_vegetation(mask), connectivity=2)
+    areas = np.bincount(lab.ravel())[1:]
+    return lab.astype(np.int32), [1] * len(areas), [float(a) for a in areas]
 
 
-def _halves(rgb, labels):
-    w = labels.shape[1]
-    return {"whole": (rgb, labels), "right_half": (rgb[:, w // 2 :], labels[:, w // 2 :])}
+def baseline(rgb_u8: np.ndarray, kind: str):
+    from napari_gardenseg._vegetation import excess_green, vegetation_map
+
+    rgb = rgb_u8.astype(np.float32) / 255
+    if kind == "exg-fixed":
+        return components(excess_green(rgb) > 0.1)
+    return components(vegetation_map(rgb).mask)
 
 
-def evaluate(model, rgb, labels, scales, score_threshold):
+def _colour(rgb, r, model, with_crf):
+    """Colour-following instances from a result's soft masks (the stage segment runs with vegetation="on")."""
+    from napari_gardenseg._instances import paint_image
+    from napari_gardenseg._plant_pixels import follow_vegetation
+    from napari_gardenseg._vegetation import vegetation_map
+    from napari_gardenseg.crf import CRFParams, refine_masks
+
+    vmap = vegetation_map(rgb.astype(np.float32) / 255)
+    found = follow_vegetation(r.instances, vmap, 0.5)
+    labels = paint_image(found, 0.5)
+    present = np.bincount(labels.ravel(), minlength=len(found) + 1)[1:] > 0
+    keep = np.flatnonzero(present)
+    found = found.take(keep)
+    lut = np.zeros(len(present) + 1, np.int32)
+    lut[keep + 1] = np.arange(1, len(keep) + 1)
+    labels = lut[labels]
+    refined = None
+    if with_crf:
+        claims = refine_masks(rgb, found, CRFParams.from_any(model.meta.get("crf")), 0.5)
+        refined = paint_image(claims, 0.5)
+    return labels, refined, found.scores
+
+
+def run_methods(model, rgb, methods, score_threshold) -> dict:
     import napari_gardenseg as gs
-    from napari_gardenseg._scale import estimate_scale
+
+    preds, seconds = {}, {}
+    for kind in ("exg-fixed", "exg-otsu"):
+        if kind in methods:
+            preds[kind] = baseline(rgb, kind)
+    t0 = time.perf_counter()
+    r = gs.segment(rgb, model, score_threshold=score_threshold, crf="crf" in methods, keep_soft_masks=True)
+    seconds["model"] = time.perf_counter() - t0
+    ones = [1] * len(r.scores)
+    preds["raw"] = (r.labels, ones, r.scores)
+    if "crf" in methods:
+        preds["crf"] = (r.refined, ones, r.scores)
+    if "colour" in methods or "colour+crf" in methods:
+        t0 = time.perf_counter()
+        labels, refined, scores = _colour(rgb, r, model, "colour+crf" in methods)
+        seconds["colour"] = time.perf_counter() - t0
+        preds["colour"] = (labels, [1] * len(scores), scores)
+        if refined is not None:
+            preds["colour+crf"] = (refined, [1] * len(scores), scores)
+    return preds, seconds
+
+
+def evaluate(model, photos, methods, score_threshold, per_photo=False) -> dict:
+    import napari_gardenseg as gs
 
     model = gs.load_model(model, device="cpu")
-    out = {"model": str(model.source), "arch": model.arch, "score_threshold": score_threshold,
-           "estimated_scale": round(estimate_scale(rgb, model), 3), "parts": {}}
-    for part, (img, lab) in _halves(rgb, labels).items():
-        img = np.ascontiguousarray(img)
-        gt = [_gt(lab)]
-        res = {"reference_instances": len(gt[0][1]),
-               "threshold_baseline": coco_ap(gt, [threshold_baseline(img)], PLANT)}
-        for scale in scales:
-            s = None if scale == "none" else scale if scale == "auto" else float(scale)
-            t0 = time.perf_counter()
-            r = gs.segment(img, model, score_threshold=score_threshold, crf=True, scale=s)
-            dt = time.perf_counter() - t0
-            res[f"scale={scale}"] = {
-                "raw": coco_ap(gt, [(r.labels, [1] * len(r.scores), r.scores)], PLANT),
-                "crf": coco_ap(gt, [(r.refined, [1] * len(r.scores), r.scores)], PLANT),
-                "detections": int(len(r.scores)),
-                "seconds_with_crf": round(dt, 2),
-            }
-        out["parts"][part] = res
+    gts = [(p["labels"], {int(k): "plant" for k in np.unique(p["labels"]) if k > 0}) for p in photos]
+    preds = {m: [] for m in methods}
+    rows, total_s = {}, {}
+    for p, gt in zip(photos, gts):
+        got, secs = run_methods(model, p["rgb"], methods, score_threshold)
+        for k, v in secs.items():
+            total_s[k] = total_s.get(k, 0.0) + v
+        for m in methods:
+            preds[m].append(got[m])
+        if per_photo:
+            rows[p["name"]] = {m: round(coco_ap([gt], [got[m]], PLANT)["AP50"], 3) for m in methods}
+            print(p["name"], rows[p["name"]], file=sys.stderr, flush=True)
+    out = {"model": str(model.source), "score_threshold": score_threshold, "photos": len(photos),
+           "instances": int(sum(len(g[1]) for g in gts)), "seconds": {k: round(v, 1) for k, v in total_s.items()},
+           "AP50": {m: round(coco_ap(gts, preds[m], PLANT)["AP50"], 3) for m in methods}}
+    groups = sorted({p["kind"] for p in photos})
+    if len(groups) > 1:
+        out["by_kind"] = {}
+        for g in groups:
+            idx = [i for i, p in enumerate(photos) if p["kind"] == g]
+            out["by_kind"][g] = {m: round(coco_ap([gts[i] for i in idx], [preds[m][i] for i in idx], PLANT)["AP50"], 3)
+                                 for m in methods}
+    if per_photo:
+        out["per_photo"] = rows
     return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="garden")
-    p.add_argument("--image", default=str(REAL / "tray.jpg"))
-    p.add_argument("--labels", default=str(REAL / "tray_labels_approx.png"))
-    p.add_argument("--scales", nargs="+", default=["none", "1", "2", "auto"])
-    p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--methods", nargs="+", default=list(METHODS),
+                   choices=list(METHODS) + ["default", "default+crf"])
+    p.add_argument("--only", nargs="+", help="photo names from real_dev/manifest.json (or touching-<k>)")
+    p.add_argument("--sets", nargs="+", default=["photos", "touching"], choices=["photos", "touching"])
+    p.add_argument("--score-threshold", type=float, default=0.05)
+    p.add_argument("--per-photo", action="store_true")
     args = p.parse_args(argv)
-    from PIL import Image
-
-    rgb = np.asarray(Image.open(args.image).convert("RGB"))
-    labels = np.asarray(Image.open(args.labels)).astype(np.int32)
-    result = evaluate(args.model, rgb, labels, args.scales, args.score_threshold)
-    print(json.dumps(result, indent=1))
+    photos = load_set(args.only, args.sets)
+    print(json.dumps(evaluate(args.model, photos, args.methods, args.score_threshold, args.per_photo), indent=1))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ class Instances:
     shape: tuple[int, int]
     probs: list | None = None
     meta: dict = field(default_factory=dict)
+    # where each instance came from ("model", "colour"); None: all from the model
+    sources: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.masks)
@@ -46,6 +48,8 @@ class Instances:
         self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(n)
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
         self.shape = (int(self.shape[0]), int(self.shape[1]))
+        if self.sources is not None:
+            self.sources = np.asarray(self.sources, dtype=object).reshape(n)
 
     def __len__(self) -> int:
         return len(self.masks)
@@ -91,6 +95,7 @@ class Instances:
             self.shape,
             None if self.probs is None else [self.probs[i] for i in idx],
             dict(self.meta),
+            None if self.sources is None else self.sources[idx],
         )
 
     def region(self, i: int) -> tuple[slice, slice]:

@@ -1,0 +1,187 @@
+"""Instances whose pixels follow plant colour: the model says where plants are, colour says which pixels.
+
+Given the detector's compact instances and a photo's vegetation map
+(:mod:`._vegetation`), :func:`follow_vegetation`:
+
+1. measures each instance's green share (its painted pixels that are
+   plant-coloured). An instance that is mostly green is *gated*: it keeps only
+   vegetation pixels. One that is not (a red lettuce, a purple basil, a flower,
+   a pot) keeps its model mask unchanged, so plants that are not green are
+   never cut away;
+2. gives the vegetation to the gated instances by a marker watershed
+   (scikit-image) on the distance to the background: each instance's core
+   (its green painted pixels) is a marker, so touching plants meet at the neck
+   between them. An instance reaches no further than its detector box grown by
+   ``reach`` of its size;
+3. adds the vegetation components that no instance claims as instances of
+   their own (``source`` "colour") with a low score (below every model
+   instance of the same image: ranked by area);
+4. writes the vegetation probability into the soft masks (the dense CRF's
+   unary): inside an instance's claim ``0.5 + 0.5 p``, elsewhere in its box the
+   model's soft value times ``p`` and below 0.5.
+
+Memory: a few (H, W) maps of the whole image (labels, vegetation, distance),
+never one per instance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._instances import Instances, paint_image
+from ._vegetation import VegetationMap
+
+__all__ = ["follow_vegetation", "COLOUR_SCORE_RANGE"]
+
+# Colour-only instances score in this range (below a detection's usual score),
+# larger components higher: AP ranks them after the detector's confident ones.
+COLOUR_SCORE_RANGE = (0.02, 0.3)
+# A model instance is gated to vegetation when at least this share of it is plant-coloured.
+MIN_GREEN_SHARE = 0.35
+# A green instance seeds a plant of its vegetation component when it covers this share of the
+# component; smaller ones are pieces (a leaf) of the plant that the component is.
+MIN_SEED_SHARE = 0.2
+# A free component holding pieces the model found scores this much of the best piece's score.
+PIECE_WEIGHT = 0.5
+
+
+def _min_area(shape) -> int:
+    """Vegetation specks smaller than this (pixels) are noise, not plants."""
+    return max(12, int(2e-5 * shape[0] * shape[1]))
+
+
+def clean_vegetation(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W): ``mask`` without specks and pin holes smaller than :func:`_min_area`."""
+    from skimage import morphology
+
+    area = _min_area(mask.shape)
+    out = morphology.remove_small_objects(mask, max_size=area)
+    return morphology.remove_small_holes(out, max_size=area)
+
+
+def follow_vegetation(
+    found: Instances,
+    vegetation: VegetationMap,
+    mask_threshold: float = 0.5,
+    *,
+    min_seed_share: float = MIN_SEED_SHARE,
+    split_score: float = 0.5,
+    add_components: bool = True,
+) -> Instances:
+    """Instances of ``found`` (an (H, W) image's) made to follow ``vegetation``; see the module docstring.
+
+    Returns new :class:`Instances` (``found`` is not changed): first the model
+    instances that hold plant pixels, in their order, then the colour-only
+    ones. ``sources`` says "model" or "colour" per instance; ``class_ids`` of
+    colour-only instances are 0 (no class).
+    """
+    from scipy import ndimage
+    from skimage import segmentation
+
+    h, w = found.shape
+    prob = vegetation.probability
+    if prob.shape != (h, w):
+        raise ValueError(f"vegetation map of shape {prob.shape} for instances of an image of shape {(h, w)}")
+    veg = clean_vegetation(vegetation.mask)
+    comps, n_comps = ndimage.label(veg, structure=np.ones((3, 3), bool))
+    n = len(found)
+    labels = paint_image(found, mask_threshold) if n else np.zeros((h, w), np.int32)
+    painted = np.bincount(labels.ravel(), minlength=n + 1)
+    green = np.bincount(labels[veg], minlength=n + 1)
+    share = np.where(painted > 0, green / np.maximum(painted, 1), 0.0)
+    gated = share >= MIN_GREEN_SHARE
+    gated[0] = False
+    comp_area = np.bincount(comps.ravel(), minlength=n_comps + 1)
+
+    # each green instance's main component and how much of it the instance covers
+    pairs = np.bincount(labels[veg].astype(np.int64) * (n_comps + 1) + comps[veg],
+                        minlength=(n + 1) * (n_comps + 1)).reshape(n + 1, n_comps + 1)
+    pairs[0] = 0
+    main = pairs.argmax(axis=1)
+    cover = pairs[np.arange(n + 1), main] / np.maximum(comp_area[main], 1)
+    seed = gated & (cover >= min_seed_share)
+    # splitting a component needs confident seeds; a lone seed may be less sure
+    strong = np.zeros(n + 1, bool)
+    strong[1:] = found.scores >= split_score
+    # a component with seeds belongs to them; one seed takes it whole, several split it
+    seeds_of = {}
+    for i in np.flatnonzero(seed):
+        seeds_of.setdefault(int(main[i]), []).append(int(i))
+    for c, ids in seeds_of.items():
+        if len(ids) > 1:
+            sure = [i for i in ids if strong[i]]
+            seeds_of[c] = sure if sure else [max(ids, key=lambda i: found.scores[i - 1])]
+    seed[:] = False
+    for ids in seeds_of.values():
+        seed[ids] = True
+
+    claims = np.where((labels > 0) & ~gated[labels], labels, 0)  # not green: kept as the model painted it
+    region = veg & (claims == 0)
+    single = np.zeros(n_comps + 1, np.int32)
+    split = np.zeros(n_comps + 1, bool)
+    for c, ids in seeds_of.items():
+        if len(ids) == 1:
+            single[c] = ids[0]
+        else:
+            split[c] = True
+    take = region & (single[comps] > 0)
+    claims[take] = single[comps[take]]
+    if split.any():
+        where = region & split[comps]
+        markers = np.where(where & seed[labels] & (split[main[labels]]) & (comps > 0), labels, 0)
+        distance = ndimage.distance_transform_edt(where)
+        grown = segmentation.watershed(-distance, markers, mask=where)
+        claims[where] = grown[where]
+        del distance, grown, markers
+
+    masks, offsets, boxes, scores, class_ids, source = [], [], [], [], [], []
+    objects = ndimage.find_objects(claims, max_label=n)
+    for i in range(n):
+        sl = objects[i]
+        if sl is None or not (seed[i + 1] or not gated[i + 1]):
+            continue
+        window = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
+        own = claims[sl] == i + 1
+        soft = found.crop(i, window)
+        if gated[i + 1]:
+            soft = np.where(own, 0.5 + 0.5 * prob[sl], np.minimum(soft * prob[sl], 0.49))
+        else:
+            soft = np.where(own, np.maximum(soft, 0.5 + 1e-3), np.minimum(soft, 0.49))
+        masks.append(soft.astype(np.float32))
+        offsets.append((window[0], window[1]))
+        boxes.append(found.boxes[i])
+        # colour is evidence too: an instance with few plant-coloured pixels in a photo whose plants
+        # are green is less likely a plant (it is kept, ranked lower)
+        scores.append(found.scores[i] * (1.0 if gated[i + 1] else max(share[i + 1] / MIN_GREEN_SHARE, 0.1)))
+        class_ids.append(found.class_ids[i])
+        source.append("model")
+
+    if add_components:
+        free = [c for c in range(1, n_comps + 1) if c not in seeds_of]
+        # the best green piece (a leaf the model found) inside each free component
+        piece = np.zeros(n_comps + 1, np.float32)
+        for i in np.flatnonzero(gated & ~seed):
+            piece[main[i]] = max(piece[main[i]], found.scores[i - 1])
+        if free:
+            objects = ndimage.find_objects(comps)
+            # a typical plant's area: the component size at the median vegetation pixel
+            sizes = np.sort(comp_area[1:])
+            typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)])
+            areas = comp_area[free].astype(np.float64)
+            rank = np.minimum(areas / max(typical, 1.0), 1.0)
+            lo, hi = COLOUR_SCORE_RANGE
+            for c, q in zip(free, rank):
+                sl = objects[c - 1]
+                own = (comps[sl] == c) & (claims[sl] == 0)
+                if not own.any():
+                    continue
+                masks.append(np.where(own, 0.5 + 0.5 * prob[sl], 0.0).astype(np.float32))
+                offsets.append((sl[0].start, sl[1].start))
+                boxes.append(np.array([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1], np.float32))
+                scores.append(max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c]))
+                class_ids.append(0)
+                source.append("colour")
+
+    return Instances(masks, np.asarray(offsets, np.int64).reshape(-1, 2), np.asarray(scores, np.float32),
+                     np.asarray(class_ids, np.int64), np.asarray(boxes, np.float32).reshape(-1, 4), (h, w),
+                     meta=dict(found.meta), sources=np.asarray(source, dtype=object))

@@ -1,0 +1,197 @@
+"""Plant pixels from plant colour: colour indices, a per-image threshold, a vegetation probability.
+
+Top-down photos of plants on soil, mulch or trays separate plant from
+background by colour far more reliably than by shape: the colour indices of
+the weed-detection and phenotyping literature do it per pixel.
+
+* excess green, ExG = 2g - r - b on chromatic coordinates r = R/(R+G+B), ...
+  (Woebbecke et al. 1995, Trans. ASAE 38(1)); PlantCV and OpenWeedLocator use it.
+* excess red, ExR = 1.4r - g (Meyer et al. 1998), and ExG - ExR, whose fixed
+  threshold 0 separates plants from soil and residue (Meyer & Neto 2008,
+  Comput. Electron. Agric. 63(2)).
+* CIVE = 0.441R - 0.811G + 0.385B + 18.78745 on 0..255 values (Kataoka et al.
+  2003), negative for vegetation.
+
+The threshold is chosen per image with Otsu's method (Otsu 1979) on the index,
+which follows a colour cast or a white-balance shift of the whole photo.
+Whether colour is informative at all is decided from the same histogram: the
+share of its variance that the two Otsu classes explain (Otsu's separability,
+eta) and which side of the threshold is green. Plants that are not green (red
+lettuce, purple basil, flowers) are not plant-coloured here: the instance
+stage never cuts an instance down to green pixels unless most of it is green.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "INDICES",
+    "VegetationMap",
+    "excess_green",
+    "excess_green_minus_red",
+    "cive",
+    "colour_index",
+    "otsu_threshold",
+    "vegetation_map",
+]
+
+INDICES = ("exg", "exg-exr", "cive")
+
+# Chromatic coordinates of near-black pixels are noise: this much is added to
+# R+G+B (on 0..1 values, summed over the channels) so dark pixels tend to grey.
+_DARK = 0.06
+
+
+def _chromatic(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"expected a float RGB image of shape (H, W, 3), got shape {rgb.shape}")
+    total = rgb.sum(axis=-1) + np.float32(_DARK)
+    return rgb[..., 0] / total, rgb[..., 1] / total, rgb[..., 2] / total
+
+
+def excess_green(rgb: np.ndarray) -> np.ndarray:
+    """ExG = 2g - r - b on chromatic coordinates (Woebbecke et al. 1995).
+
+    ``rgb``: float (H, W, 3) in 0..1. Returns float32 (H, W), about -1..2;
+    green vegetation is high, soil near 0. Near-black pixels tend to 0.
+    """
+    r, g, b = _chromatic(rgb)
+    return 2 * g - r - b
+
+
+def excess_green_minus_red(rgb: np.ndarray) -> np.ndarray:
+    """ExG - ExR with ExR = 1.4r - g (Meyer & Neto 2008); float32 (H, W), vegetation above 0."""
+    r, g, b = _chromatic(rgb)
+    return (2 * g - r - b) - (1.4 * r - g)
+
+
+def cive(rgb: np.ndarray) -> np.ndarray:
+    """Colour index of vegetation extraction (Kataoka et al. 2003), sign flipped so vegetation is high.
+
+    ``rgb`` float (H, W, 3) in 0..1 (the published coefficients are for 0..255,
+    applied here to 255 * rgb). Returns float32 (H, W).
+    """
+    rgb = np.asarray(rgb, dtype=np.float32) * np.float32(255.0)
+    return -(0.441 * rgb[..., 0] - 0.811 * rgb[..., 1] + 0.385 * rgb[..., 2] + 18.78745)
+
+
+def colour_index(rgb: np.ndarray, index: str = "exg") -> np.ndarray:
+    """One of :data:`INDICES` ("exg", "exg-exr", "cive"), vegetation high. Raises ValueError for other names."""
+    if index == "exg":
+        return excess_green(rgb)
+    if index == "exg-exr":
+        return excess_green_minus_red(rgb)
+    if index == "cive":
+        return cive(rgb)
+    raise ValueError(f"unknown colour index {index!r}: use one of {', '.join(INDICES)}")
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
+    """Otsu's threshold of ``values`` (any shape, finite floats) and its separability eta in 0..1.
+
+    eta = between-class variance / total variance (Otsu 1979): near 1 for a
+    clearly two-class histogram, near 0 for one class. Computed on a histogram
+    of ``bins`` bins between the 0.1 and 99.9 percentiles.
+    """
+    v = np.asarray(values, dtype=np.float32).ravel()
+    if v.size == 0:
+        return 0.0, 0.0
+    lo, hi = np.percentile(v, [0.1, 99.9])
+    if not hi > lo:
+        return float(lo), 0.0
+    hist, edges = np.histogram(np.clip(v, lo, hi), bins=bins, range=(lo, hi))
+    centres = (edges[:-1] + edges[1:]) / 2
+    p = hist.astype(np.float64) / hist.sum()
+    w0 = np.cumsum(p)
+    m = np.cumsum(p * centres)
+    mt = m[-1]
+    w1 = 1.0 - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mt * w0 - m) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = 0.0
+    k = int(np.argmax(between))
+    total = float(np.sum(p * (centres - mt) ** 2))
+    eta = float(between[k] / total) if total > 0 else 0.0
+    return float(edges[k + 1]), eta
+
+
+@dataclass(frozen=True)
+class VegetationMap:
+    """A photo's vegetation probability and how it was decided.
+
+    ``probability``: float32 (H, W) in 0..1 (0.5 at the threshold).
+    ``informative``: whether colour separates plants from background in this
+    photo (two classes, the upper one green, a plausible plant fraction).
+    ``threshold``/``eta``: Otsu's threshold on the index and its separability.
+    ``fraction``: share of pixels above the threshold.
+    """
+
+    probability: np.ndarray
+    index: str
+    threshold: float
+    eta: float
+    fraction: float
+    informative: bool
+    reason: str
+
+    @property
+    def mask(self) -> np.ndarray:
+        """bool (H, W): pixels above the threshold."""
+        return self.probability > 0.5
+
+    def summary(self) -> dict:
+        return {
+            "vegetation_index": self.index,
+            "vegetation_threshold": round(self.threshold, 4),
+            "vegetation_eta": round(self.eta, 3),
+            "vegetation_fraction": round(self.fraction, 4),
+            "vegetation_informative": self.informative,
+            "vegetation_reason": self.reason,
+        }
+
+
+# Below this separability the index histogram has no second class worth a threshold.
+MIN_ETA = 0.35
+# The upper class must be greener than grey on ExG (chromatic coordinates: grey is 0).
+MIN_GREEN_EXG = 0.04
+# A plausible plant fraction for a top-down photo of plants on background.
+FRACTION_RANGE = (0.002, 0.85)
+
+
+def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
+    """The vegetation probability of a float RGB (H, W, 3) image in 0..1.
+
+    The threshold is Otsu's on ``index`` (estimated on at most ``sample``
+    pixels, strided); the probability is a logistic of the index around it
+    whose width is a quarter of the distance between the two class means.
+    Raises ValueError for a bad ``index`` or shape.
+    """
+    values = colour_index(rgb, index)
+    step = max(1, int(np.sqrt(values.size / sample)))
+    sub = values[::step, ::step]
+    threshold, eta = otsu_threshold(sub)
+    upper = sub[sub > threshold]
+    lower = sub[sub <= threshold]
+    fraction = float(upper.size / max(sub.size, 1))
+    if upper.size and lower.size:
+        width = max(float(upper.mean() - lower.mean()) / 4.0, 1e-3)
+    else:
+        width = 1e-3
+    prob = 1.0 / (1.0 + np.exp(-(values - np.float32(threshold)) / np.float32(width)))
+    prob = prob.astype(np.float32, copy=False)
+
+    exg = excess_green(rgb[::step, ::step]) if index != "exg" else sub
+    green_upper = float(exg[sub > threshold].mean()) if upper.size else 0.0
+    if eta < MIN_ETA:
+        informative, reason = False, f"one colour class (Otsu eta {eta:.2f} < {MIN_ETA})"
+    elif not FRACTION_RANGE[0] <= fraction <= FRACTION_RANGE[1]:
+        informative, reason = False, f"plant-coloured fraction {fraction:.3f} outside {FRACTION_RANGE}"
+    elif green_upper < MIN_GREEN_EXG:
+        informative, reason = False, f"the upper class is not green (ExG {green_upper:.3f} < {MIN_GREEN_EXG})"
+    else:
+        informative, reason = True, f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
+    return VegetationMap(prob, index, threshold, eta, fraction, informative, reason)
