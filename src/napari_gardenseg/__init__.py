@@ -35,6 +35,7 @@ _EXPORTS = {
     "to_rgb_uint8": "._images",
     "ImageError": "._images",
     "train": "._training",
+    "adapt": "._adapt",
     "segment_layer": "._layers",
     "garden_scene": ".synthetic",
     "to_coco": "._export",

@@ -5,6 +5,7 @@
     gardenseg segment photos/*.jpg --out results/ --workers 4          # 4 local processes
     gardenseg segment photos/*.jpg --out results/ --scheduler-file sched.json  # a Dask cluster
     gardenseg models                                 # what can be loaded here
+    gardenseg adapt photos/*.jpg --out my_field.pt   # learn from unlabelled photos (see adapt())
 
 Each input gives ``<name>_labels.tif`` (raw instance ids), ``<name>_labels_crf.tif``
 (CRF-refined), ``<name>_instances.csv`` (one row per instance),
@@ -194,6 +195,30 @@ def _cmd_segment(args) -> int:
     return 0 if summary.ok else 1
 
 
+def _cmd_adapt(args) -> int:
+    import time
+
+    from ._adapt import adapt
+
+    missing = [p for p in args.photos if not Path(p).exists()]
+    if missing:
+        print(f"gardenseg adapt: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    last = [None, 0.0]
+
+    def progress(fraction, message):  # one line per stage, and every 30 s within one
+        stage = message.split(":")[0]
+        if stage != last[0] or time.monotonic() - last[1] > 30:
+            last[:] = [stage, time.monotonic()]
+            print(f"[{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
+
+    path = adapt(args.photos, args.base, minutes=args.minutes, output=args.out, progress=progress,
+                 overwrite=args.overwrite, rounds=args.rounds, iterations=args.iterations, device=args.device,
+                 seed=args.seed)
+    print(path)
+    return 0
+
+
 def _cmd_models(args) -> int:
     from ._models import MODEL_TITLES, coco_weights_path
 
@@ -239,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_segment)
     m = sub.add_parser("models", help="list the models and whether their weights are here")
     m.set_defaults(func=_cmd_models)
+    a = sub.add_parser("adapt", help="adapt a model to unlabelled photos (writes a new model and a report)")
+    a.add_argument("photos", nargs="+", help="photos of the field or garden (PNG, JPEG, TIFF)")
+    a.add_argument("--out", help="model file to write (default: a new file in the models folder)")
+    a.add_argument("--base", default="garden", help="model to start from (default: %(default)s)")
+    a.add_argument("--minutes", type=float, help="time budget (default: 5 + 0.5 per photo, at most 25)")
+    a.add_argument("--rounds", type=int, default=3, help="most rounds of harvest and training (default: %(default)s)")
+    a.add_argument("--iterations", type=int, help="training iterations per round (default: by the time budget)")
+    a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
+    a.set_defaults(func=_cmd_adapt)
     return p
 
 

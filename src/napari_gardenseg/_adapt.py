@@ -1,0 +1,384 @@
+"""``adapt()``: fit a model to the user's own unlabelled photos.
+
+Self-training with a domain-specific scene generator, in rounds:
+
+1. every photo is resized to the size the model sees it at (its own
+   ``min_size``/``max_size`` resize, what ``segment(..., scale=None)`` does);
+   a part is held back for checking (every fifth photo, or the right quarter
+   of each photo when there are fewer than four);
+2. harvest (:mod:`._harvest`): single plants where colour, model and CRF
+   agree, soil with the vegetation filled in, and pseudo-labels (harvested
+   plants plus confident detections, unlabelled vegetation painted over with
+   soil);
+3. train on a mix of scenes of harvested plants pasted crowded onto the
+   photos' soil (:mod:`._scenes`), the pseudo-labelled photos, and a few
+   synthetic scenes (:func:`~napari_gardenseg.synthetic.garden_scene`) so the
+   model keeps what it knew;
+4. measure agreement on the held-back part (:mod:`._agreement`); harvest
+   again with the better model and train another round, until a round does
+   not improve agreement, the rounds or the time run out. The best round is
+   saved.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ._cancel import Cancelled
+from ._cancel import should_stop as _should_stop
+
+__all__ = ["adapt", "default_minutes", "default_output", "report_path"]
+
+# share of training draws: pseudo-labelled photos and synthetic scenes; the rest are pasted scenes
+PSEUDO_SHARE = 0.3
+SCENE_SIZE = 384
+
+
+def default_minutes(n_photos: int) -> float:
+    """The default time budget: 5 minutes plus half a minute per photo, at most 25 (fits 30 on 2 cores)."""
+    return float(min(25.0, 5.0 + 0.5 * n_photos))
+
+
+def report_path(model_path) -> Path:
+    """Where :func:`adapt` writes its report: ``MODEL.json`` next to ``MODEL.pt``."""
+    return Path(model_path).with_suffix(".json")
+
+
+def default_output() -> Path:
+    """A new ``adapted[-N].pt`` in the user's models folder whose report name is free as well."""
+    from ._files import free_path, user_models_dir
+
+    path = free_path(user_models_dir() / "adapted.pt")
+    n = 2
+    while report_path(path).exists():
+        path = free_path(user_models_dir() / f"adapted-{n}.pt")
+        n += 1
+    return path
+
+
+def _read(item, i: int) -> tuple[np.ndarray, str]:
+    from ._images import to_rgb_float
+    from ._io import open_image
+
+    if isinstance(item, (str, os.PathLike)):
+        return open_image(item).read(), Path(item).name
+    return to_rgb_float(item), f"image {i + 1}"
+
+
+def _to_network_size(rgb: np.ndarray, net) -> np.ndarray:
+    """uint8 (h, w, 3) at the size the model's own resize gives ``rgb`` (float (H, W, 3))."""
+    import torch
+    import torch.nn.functional as F
+
+    t = net.transform
+    h, w = rgb.shape[:2]
+    zoom = min(t.min_size[-1] / min(h, w), t.max_size / max(h, w))
+    oh, ow = max(8, round(h * zoom)), max(8, round(w * zoom))
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
+    if (oh, ow) != (h, w):
+        x = F.interpolate(x, size=(oh, ow), mode="bilinear", align_corners=False, antialias=zoom < 1)
+    return (x[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+
+
+def _split(photos: list, holdout: float):
+    """(training photos, held-back photos): every k-th photo, or the right quarter of each when few."""
+    n = len(photos)
+    if n >= 4:
+        n_hold = max(1, int(round(n * holdout)))
+        held = set(np.linspace(0, n - 1, n_hold + 2)[1:-1].round().astype(int).tolist())
+        return [p for i, p in enumerate(photos) if i not in held], [photos[i] for i in sorted(held)], sorted(held)
+    train, check = [], []
+    for p in photos:
+        cut = int(p.shape[1] * 0.75)
+        train.append(np.ascontiguousarray(p[:, :cut]))
+        check.append(np.ascontiguousarray(p[:, cut:]))
+    return train, check, "right quarter of each photo"
+
+
+class _Mix:
+    """Draws training samples: pasted scenes, pseudo-labelled photos, synthetic scenes."""
+
+    def __init__(self, rng, materials, synthetic: float, class_names, seed: int):
+        from ._training import _Sample
+
+        self.rng, self.synthetic = rng, synthetic
+        self.set(materials)
+        from .synthetic import CLASS_NAMES
+
+        self.synth_ok = synthetic > 0 and set(CLASS_NAMES) <= set(class_names)
+        self.next_seed = 7_000_000 + 1000 * seed
+        self.synth: list = [self._synthetic() for _ in range(4)] if self.synth_ok else []
+        self._Sample = _Sample
+        self.made = {"scenes": 0, "pseudo": 0, "synthetic": 0}
+
+    def set(self, materials) -> None:
+        self.soils = [m for m in materials if m.soil is not None]
+        self.plants = [p for m in materials for p in m.plants]
+        self.by_photo = {}
+        for p in self.plants:
+            self.by_photo.setdefault(p.photo, []).append(p)
+        self.pseudo = [m for m in materials if m.pseudo is not None and m.pseudo_classes]
+
+    def _synthetic(self):
+        from ._training import _Sample
+        from .synthetic import garden_scene
+
+        image, labels, classes = garden_scene(self.next_seed, style="photo")
+        self.next_seed += 1
+        return _Sample(image, labels.astype(np.int32), classes)
+
+    def __call__(self, rng):
+        from ._scenes import compose_scene
+
+        r = rng.random()
+        if self.synth and r < self.synthetic:
+            self.made["synthetic"] += 1
+            if rng.random() < 0.1:  # refresh the small pool now and then
+                self.synth[int(rng.integers(len(self.synth)))] = self._synthetic()
+            return self.synth[int(rng.integers(len(self.synth)))]
+        if self.pseudo and (r < self.synthetic + PSEUDO_SHARE or not (self.plants and self.soils)):
+            m = self.pseudo[int(rng.integers(len(self.pseudo)))]
+            self.made["pseudo"] += 1
+            return self._Sample(m.pseudo_image, m.pseudo, m.pseudo_classes)
+        soil = self.soils[int(rng.integers(len(self.soils)))]
+        own = self.by_photo.get(soil.index, [])
+        plants = own if len(own) >= 3 and rng.random() < 0.7 else self.plants
+        image, labels, classes = compose_scene(rng, soil.soil, plants, SCENE_SIZE)
+        self.made["scenes"] += 1
+        return self._Sample(image, labels, classes)
+
+
+def adapt(
+    images: Sequence,
+    base="garden",
+    *,
+    minutes: float | None = None,
+    output=None,
+    progress: Callable[[float, str], None] | None = None,
+    cancel=None,
+    overwrite: bool = False,
+    rounds: int = 3,
+    iterations: int | None = None,
+    holdout: float = 0.2,
+    synthetic: float = 0.15,
+    lr: float = 1e-3,
+    batch_size: int = 2,
+    crop: int = 320,
+    device="auto",
+    seed: int = 0,
+) -> Path:
+    """Adapt a model to unlabelled photos by self-training on scenes built from them; save a new checkpoint.
+
+    ``images``: photos as arrays (anything :func:`to_rgb_float` takes) or
+    file paths. ``base``: the model to start from (``"garden"``, a checkpoint
+    path, a :class:`Model`). ``minutes``: wall-time budget for the whole run
+    (default :func:`default_minutes`); ``rounds``: at most this many rounds of
+    harvest and training, each stopped by its share of the time or, when
+    given, after ``iterations``. ``output``: the checkpoint to write; None
+    picks a new name in the user's models folder; an existing file is refused
+    unless ``overwrite=True``. A report (plants harvested, rounds, the
+    agreement measures per round; see :mod:`._agreement`) is written next to
+    it as ``MODEL.json`` and stored in the checkpoint's ``meta["adapt"]``.
+
+    ``progress(fraction, message)`` reports the stages; ``cancel`` (an Event
+    or a callable) stops the run: before any training iteration nothing is
+    saved and :class:`Cancelled` is raised, later the best weights so far are
+    saved. Raises ValueError when the photos give nothing to learn from (no
+    plant-coloured components that are single plants, no confident
+    detections). Returns the checkpoint's path.
+    """
+    import torch
+
+    from ._files import check_target
+    from ._harvest import harvest_photo
+    from ._models import Model, load_model, resolve_device, save_checkpoint
+    from ._training import fit
+
+    start = time.perf_counter()
+    if isinstance(images, (str, os.PathLike, np.ndarray)):
+        images = [images]
+    images = list(images)
+    if not images:
+        raise ValueError("adapt() needs at least one photo")
+    if minutes is not None and (isinstance(minutes, bool) or not float(minutes) > 0):
+        raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+    if rounds < 1 or (iterations is not None and iterations < 1):
+        raise ValueError("rounds and iterations must be at least 1")
+    output = default_output() if output is None else output
+    output = check_target(output, overwrite, what="checkpoint")
+    check_target(report_path(output), overwrite, what="adapt report")
+    budget = 60.0 * (float(minutes) if minutes is not None else default_minutes(len(images)))
+    deadline = start + budget
+    report = progress or (lambda f, m: None)
+    dev = resolve_device(device)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+
+    report(0.0, "loading model")
+    loaded = load_model(base, device=dev)
+    net = copy.deepcopy(loaded.net).eval()  # never train the cached model in place
+    model = Model(net, list(loaded.class_names), dev, loaded.source, loaded.arch, dict(loaded.arch_kwargs),
+                  dict(loaded.meta))
+    photos, names = [], []
+    for i, item in enumerate(images):
+        if _should_stop(cancel):
+            raise Cancelled("adapt was cancelled; nothing was saved")
+        rgb, name = _read(item, i)
+        photos.append(_to_network_size(rgb, net))
+        names.append(name)
+        report(0.02 * (i + 1) / len(images), f"reading photo {i + 1} of {len(images)}")
+    train_photos, check_photos, held = _split(photos, holdout)
+
+    def harvest(stage: str, f0: float, f1: float):
+        out = []
+        for i, p in enumerate(train_photos):
+            if _should_stop(cancel):
+                raise Cancelled("adapt was cancelled")
+            out.append(harvest_photo(model, p, i, rng, cancel=cancel))
+            report(f0 + (f1 - f0) * (i + 1) / len(train_photos), f"{stage}: photo {i + 1} of {len(train_photos)}")
+        return out
+
+    try:
+        t0 = time.perf_counter()
+        materials = harvest("finding single plants", 0.02, 0.1)
+        harvest_seconds = time.perf_counter() - t0
+    except Cancelled:
+        raise Cancelled("adapt was cancelled; nothing was saved") from None
+    counts = _counts(materials)
+    if counts["plants"] == 0 and counts["pseudo"] == 0:
+        reasons = sorted({m.reason for m in materials if not m.informative})
+        raise ValueError(
+            "found nothing to learn from in these photos: no plant-coloured component is a single plant and "
+            "the model is confident about none" + (f" ({'; '.join(reasons)})" if reasons else "")
+            + ". adapt() needs top-down photos of plants on soil or another background of a different colour."
+        )
+    areas = np.array([p.area for m in materials for p in m.plants] or [64.0])
+    size_range = (max(32.0, 0.5 * np.percentile(areas, 5)), 2.0 * np.percentile(areas, 95))
+    from ._agreement import make_check_set, measure_agreement
+
+    t0 = time.perf_counter()
+    check = make_check_set(np.random.default_rng(seed + 1), check_photos, size_range)
+    history = [{"round": 0, "what": "base model", "harvest": counts, **measure_agreement(model, check, cancel=cancel)}]
+    first_counts = counts
+    check_seconds = time.perf_counter() - t0
+    report(0.12, f"base model: agreement {history[0]['agreement']:.3f}")
+
+    index = {n: i for i, n in enumerate(model.class_names)}
+    mix = _Mix(rng, materials, synthetic, model.class_names, seed)
+    # training-time RoI sampling only (not saved): fewer RoIs make a CPU iteration cheaper
+    net.roi_heads.fg_bg_sampler.batch_size_per_image = 64
+    net.rpn._post_nms_top_n["training"] = 300
+    best, best_state, kept_round, stopped, done_total = None, None, None, "all rounds done", 0
+    for r in range(1, rounds + 1):
+        left = deadline - time.perf_counter() - 5.0
+        overhead = check_seconds + (harvest_seconds if r < rounds else 0.0)
+        slice_s = (left - (rounds - r) * (harvest_seconds + check_seconds)) / (rounds - r + 1) - overhead
+        if r > 1 and ((iterations is None and slice_s < 30) or time.perf_counter() > deadline - 5):
+            stopped = "time budget spent"
+            break
+        round_start = time.perf_counter()
+        round_end = round_start + max(slice_s, 10.0)
+        cap = iterations if iterations is not None else 100_000
+        f0, f1 = 0.12 + 0.85 * (r - 1) / rounds, 0.12 + 0.85 * r / rounds
+
+        done = [0]  # a round that starts always trains at least one iteration
+
+        def stop(round_end=round_end, done=done):
+            late = (iterations is None and time.perf_counter() > round_end) or time.perf_counter() > deadline
+            return _should_stop(cancel) or (late and done[0] > 0)
+
+        def schedule(it, round_start=round_start, round_end=round_end, cap=cap):
+            by_clock = (time.perf_counter() - round_start) / max(round_end - round_start, 1e-6)
+            return it / cap if iterations is not None else by_clock
+
+        def tick(fraction, message, f0=f0, f1=f1, r=r, round_start=round_start, round_end=round_end, done=done):
+            done[0] += 1
+            if iterations is None:
+                fraction = (time.perf_counter() - round_start) / max(round_end - round_start, 1e-6)
+            report(f0 + (f1 - f0) * 0.85 * min(fraction, 1.0), f"round {r}: {message.split(' (')[0]}")
+
+        losses = fit(net, mix, index, cap, dev, rng=rng, lr=lr if r == 1 else lr / 2, warmup=min(20, cap // 5),
+                     batch_size=batch_size, crop=crop, scale_range=(0.8, 1.25), progress=tick, cancel=stop,
+                     schedule=schedule)
+        done_total += len(losses)
+        if _should_stop(cancel):
+            stopped = "cancelled"
+            if best_state is None and losses:
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                history.append({"round": r, "iterations": len(losses), "what": "cancelled before its check"})
+                kept_round = r
+            break
+        measured = measure_agreement(model, check, cancel=None)
+        history.append({"round": r, "iterations": len(losses), "seconds": round(time.perf_counter() - round_start, 1),
+                        "loss_last": round(float(np.mean(losses[-20:])), 4) if losses else None, **measured})
+        report(f0 + (f1 - f0) * 0.9, f"round {r}: agreement {measured['agreement']:.3f}")
+        if best is not None and measured["agreement"] <= best:
+            stopped = f"round {r} did not improve agreement"
+            break
+        best = measured["agreement"]
+        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        kept_round = r
+        if r < rounds and time.perf_counter() < deadline - 60:
+            try:
+                t0 = time.perf_counter()
+                materials = harvest(f"round {r + 1}: harvesting again", f0 + (f1 - f0) * 0.9, f1)
+                harvest_seconds = time.perf_counter() - t0
+                mix.set(materials)
+                counts = _counts(materials)
+                history[-1]["harvest_after"] = counts
+            except Cancelled:
+                stopped = "cancelled"
+                break
+    if best_state is None:
+        raise Cancelled("adapt was cancelled before the first training iteration; nothing was saved")
+    if kept_round is None:  # cancelled before the first round's check: its weights as they are
+        kept_round = history[-1]["round"]
+    net.load_state_dict(best_state)
+    info = {
+        "base": loaded.source,
+        "photos": len(photos),
+        "photo_names": names[:200],
+        "held_back": held if isinstance(held, str) else [names[i] for i in held],
+        "network_size": [list(p.shape[:2]) for p in photos[:5]],
+        "plants_harvested": first_counts,
+        "rounds": history,
+        "kept_round": kept_round,
+        "stopped": stopped,
+        "iterations": done_total,
+        "draws": dict(mix.made),
+        "minutes_budget": round(budget / 60, 2),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "settings": {"rounds": rounds, "iterations": iterations, "holdout": holdout, "synthetic": synthetic, "lr": lr,
+                     "batch_size": batch_size, "crop": crop, "seed": seed},
+        "torch": str(torch.__version__),
+    }
+    meta = {k: v for k, v in loaded.meta.items() if k != "adapt"}
+    meta["adapt"] = info
+    report(0.98, "saving the model")
+    path = save_checkpoint(net, output, class_names=model.class_names, arch=loaded.arch,
+                           arch_kwargs=dict(loaded.arch_kwargs), meta=meta, overwrite=overwrite)
+    from ._files import atomic_write
+
+    with atomic_write(report_path(path), overwrite, what="adapt report") as tmp:
+        tmp.write_text(json.dumps({"model": str(path), **info}, indent=1, default=str))
+    report(1.0, f"saved {path.name} (round {kept_round} kept, agreement {best})")
+    return path
+
+
+def _counts(materials) -> dict:
+    plants = [p for m in materials for p in m.plants]
+    return {
+        "photos_used": sum(1 for m in materials if m.informative),
+        "photos_without_colour_contrast": sum(1 for m in materials if not m.informative),
+        "plants": len(plants),
+        "plants_model_colour_crf": sum(p.tier == "model" for p in plants),
+        "plants_colour_shape": sum(p.tier == "shape" for p in plants),
+        "pseudo": sum(len(m.pseudo_classes) for m in materials),
+    }

@@ -1,0 +1,125 @@
+"""How well a model agrees with unlabelled photos: the check of each round of :func:`~napari_gardenseg.adapt`.
+
+Without labels nothing measures AP; what can be measured on held-back photos
+is agreement with what is known about them:
+
+* ``scenes``: F1 at mask IoU 0.5 on scenes composed from the held-back
+  photos' own single plants (colour and shape only, no model involved) on
+  their own soil: exact labels, crowded like the photos, never trained on;
+* ``singles``: recall at IoU 0.5 of the components that colour and shape say
+  are one compact plant, in the held-back photos themselves;
+* ``cover``: IoU of the union of the instances with the vegetation mask;
+* ``flips``: F1 at IoU 0.5 between the instances of a photo and those of
+  its mirror image (a model that has learnt the plants finds the same ones).
+
+``agreement`` is the mean of those that could be measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._instances import paint_image
+
+__all__ = ["CheckSet", "make_check_set", "measure_agreement", "match_f1"]
+
+SCORE = 0.5  # instances at least this confident count
+
+
+@dataclass
+class CheckSet:
+    """Held-back material: photos (uint8 at network resolution) with their vegetation masks and
+    single-plant components, and composed scenes with exact labels."""
+
+    photos: list = field(default_factory=list)  # (rgb uint8, vegetation bool, singles int32 labels)
+    scenes: list = field(default_factory=list)  # (rgb uint8, labels int32)
+
+
+def match_f1(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> tuple[int, int, int]:
+    """(matches, instances in ``a``, instances in ``b``) of two int label images; a match is a pair
+    with mask IoU above ``iou`` (unique for iou >= 0.5 since labels do not overlap)."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    nb = int(b.max()) + 1
+    cont = np.bincount((a * nb + b).ravel(), minlength=(int(a.max()) + 1) * nb).reshape(-1, nb)
+    area_a, area_b = cont.sum(1), cont.sum(0)
+    inter = cont[1:, 1:]
+    union = area_a[1:, None] + area_b[None, 1:] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ious = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return int(np.count_nonzero(ious > iou)), int(np.count_nonzero(area_a[1:])), int(np.count_nonzero(area_b[1:]))
+
+
+def make_check_set(rng, photos, size_range, n_scenes: int = 2, scene_size: int = 320) -> CheckSet:
+    """A :class:`CheckSet` from held-back uint8 photos: singles by colour and shape, and ``n_scenes``
+    composed scenes per photo that has soil and singles."""
+    from skimage import measure
+
+    from ._harvest import Plant, shape_singles, soil_fill, vegetation
+    from ._scenes import compose_scene
+
+    out = CheckSet()
+    for rgb in photos:
+        veg, vmap = vegetation(rgb)
+        if not vmap.informative:
+            continue
+        comps = measure.label(veg, connectivity=2)
+        props = measure.regionprops(comps)
+        keep = shape_singles(comps, props, size_range)
+        lut = np.zeros(len(props) + 1, np.int32)
+        lut[keep] = np.arange(1, len(keep) + 1)
+        singles = lut[comps]
+        out.photos.append((rgb, veg, singles))
+        soil = soil_fill(rgb, veg, rng)
+        if soil is None or len(keep) < 2:
+            continue
+        plants = []
+        for p in props:
+            if lut[p.label]:
+                y0, x0, y1, x1 = p.bbox
+                plants.append(Plant(rgb[y0:y1, x0:x1], comps[y0:y1, x0:x1] == p.label, "plant", 0, "shape"))
+        for _ in range(n_scenes):
+            image, labels, _ = compose_scene(rng, soil, plants, scene_size)
+            if labels.any():
+                out.scenes.append((image, labels))
+    return out
+
+
+def _labels(model, rgb_u8, cancel=None) -> np.ndarray:
+    from ._inference import predict_instances
+
+    found = predict_instances(model, rgb_u8.astype(np.float32) / 255, scale=1.0, min_score=SCORE, cancel=cancel)
+    return paint_image(found, 0.5)
+
+
+def measure_agreement(model, check: CheckSet, cancel=None) -> dict:
+    """The agreement measures (see the module docstring) of ``model`` on ``check``; values in 0..1."""
+    sums = {"scenes": [0, 0, 0], "singles": [0, 0], "cover": [0, 0], "flips": [0, 0, 0]}
+    for image, truth in check.scenes:
+        m, na, nb = match_f1(truth, _labels(model, image, cancel))
+        sums["scenes"] = [s + v for s, v in zip(sums["scenes"], (m, na, nb))]
+    for rgb, veg, singles in check.photos:
+        pred = _labels(model, rgb, cancel)
+        flipped = _labels(model, np.ascontiguousarray(rgb[:, ::-1]), cancel)[:, ::-1]
+        if singles.any():
+            m, na, _ = match_f1(singles, pred)
+            sums["singles"][0] += m
+            sums["singles"][1] += na
+        fg = pred > 0
+        sums["cover"][0] += int(np.count_nonzero(fg & veg))
+        sums["cover"][1] += int(np.count_nonzero(fg | veg))
+        m, na, nb = match_f1(pred, flipped)
+        sums["flips"] = [s + v for s, v in zip(sums["flips"], (m, na, nb))]
+    out: dict = {}
+    for key in ("scenes", "flips"):
+        m, na, nb = sums[key]
+        if na + nb:
+            out[key] = round(2 * m / (na + nb), 4)
+    if sums["singles"][1]:
+        out["singles"] = round(sums["singles"][0] / sums["singles"][1], 4)
+    if sums["cover"][1]:
+        out["cover"] = round(sums["cover"][0] / sums["cover"][1], 4)
+    out["agreement"] = round(float(np.mean(list(out.values()))), 4) if out else 0.0
+    return out

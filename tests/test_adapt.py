@@ -1,0 +1,198 @@
+"""adapt(): harvest of single plants, scenes of pasted plants, the self-training run, its CLI.
+
+Small synthetic photos and the bundled model with a 256-pixel resize keep every run to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+import napari_gardenseg as gs
+from napari_gardenseg._agreement import match_f1
+from napari_gardenseg._files import OutputExistsError
+
+
+@pytest.fixture(scope="module")
+def small_base(tmp_path_factory):
+    """The bundled weights with a 256-pixel resize: the network sees small photos at their own size."""
+    from napari_gardenseg._models import save_checkpoint
+
+    garden = gs.load_model("garden", device="cpu")
+    path = tmp_path_factory.mktemp("base") / "small.pt"
+    save_checkpoint(garden, path, arch_kwargs={**garden.arch_kwargs, "min_size": 256, "max_size": 512})
+    return path
+
+
+def _photo(seed):
+    image, labels, classes = gs.garden_scene(seed, shape=(256, 256))
+    return image, labels, classes
+
+
+def test_harvest_finds_the_single_plants(small_base):
+    from napari_gardenseg._harvest import harvest_photo
+
+    model = gs.load_model(small_base, device="cpu")
+    image, truth, classes = _photo(9_500_000)  # five plants, apart from each other
+    mat = harvest_photo(model, image, 0, np.random.default_rng(0))
+    assert mat.informative
+    assert len(mat.plants) >= 3
+    for plant in mat.plants:  # each harvested plant is one true plant
+        y0, x0 = plant.offset
+        h, w = plant.mask.shape
+        under = truth[y0 : y0 + h, x0 : x0 + w][plant.mask]
+        k = np.bincount(under).argmax()
+        assert k > 0
+        inter = np.count_nonzero(under == k)
+        assert inter / (plant.mask.sum() + np.count_nonzero(truth == k) - inter) > 0.7
+        assert plant.cls in model.class_names
+    # pseudo-labels: harvested plants plus confident detections, each a true plant
+    matched, n_pseudo, n_true = match_f1(mat.pseudo, truth)
+    assert n_pseudo >= len(mat.plants) and matched >= 0.8 * n_pseudo
+    # no unlabelled vegetation is left in the pseudo-labelled photo
+    from napari_gardenseg._harvest import vegetation
+
+    veg, _ = vegetation(mat.pseudo_image)
+    assert np.count_nonzero(veg & (mat.pseudo == 0)) < 0.02 * veg.size
+
+
+def test_soil_fill_replaces_plants_with_soil():
+    from napari_gardenseg._harvest import soil_fill, vegetation
+
+    image, truth, _ = _photo(9_500_001)
+    veg, vmap = vegetation(image)
+    soil = soil_fill(image, veg, np.random.default_rng(0))
+    assert soil.shape == image.shape and soil.dtype == np.uint8
+    from napari_gardenseg._vegetation import excess_green
+
+    exg = excess_green(soil.astype(np.float32) / 255)
+    assert np.mean(exg[truth > 0] > vmap.threshold) < 0.02  # plants gone
+    ground = (truth == 0) & ~veg
+    assert np.abs(soil[ground].astype(int) - image[ground]).mean() < 4  # soil kept (grain added only in holes)
+
+
+def _disc(colour, r):
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    mask = yy**2 + xx**2 <= r * r
+    rgb = np.zeros(mask.shape + (3,), np.uint8)
+    rgb[mask] = colour
+    return rgb, mask
+
+
+def test_scenes_hold_the_pasted_plants_with_their_labels():
+    from scipy import ndimage
+
+    from napari_gardenseg._harvest import Plant
+    from napari_gardenseg._scenes import compose_scene
+
+    colours = {"red": (220, 20, 20), "green": (20, 220, 20), "blue": (20, 20, 220)}
+    plants = [Plant(*_disc(c, 14), name, 0, "shape") for name, c in colours.items()]
+    soil = np.full((200, 200, 3), 128, np.uint8)
+    rng = np.random.default_rng(0)
+    touching = 0
+    for _ in range(5):
+        image, labels, classes = compose_scene(rng, soil, plants, 160, coverage=(0.3, 0.4), crowd=1.0)
+        assert set(np.unique(labels)) - {0} == set(classes)
+        assert len(classes) >= 5
+        for k, name in classes.items():
+            inner = ndimage.binary_erosion(labels == k, iterations=2)
+            if inner.sum() < 5:
+                continue
+            channel = "rgb"[int(np.argmax(image[inner].mean(0)))]
+            assert name.startswith(channel), (k, name, image[inner].mean(0))
+        away = ~ndimage.binary_dilation(labels > 0, iterations=2)  # plant edges are blended into the soil
+        assert np.all(image[away] == 128)  # soil is soil
+        a, b = labels[:, :-1], labels[:, 1:]
+        touching += int(np.any((a > 0) & (b > 0) & (a != b)))
+    assert touching >= 4  # crowded: plants touch in (nearly) every scene
+
+
+def test_cutouts_from_labels_round_trip():
+    from napari_gardenseg._scenes import cutouts_from_labels
+
+    image, truth, classes = _photo(9_500_002)
+    cut = cutouts_from_labels(image, truth, classes)
+    assert len(cut) == len(classes)
+    assert sorted(p.area for p in cut) == sorted(int(np.count_nonzero(truth == k)) for k in classes)
+
+
+def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tmp_path):
+    photos = [_photo(9_500_000)[0], _photo(9_500_001)[0]]
+    out = tmp_path / "field.pt"
+    messages = []
+    path = gs.adapt(photos, small_base, output=out, rounds=2, iterations=1, minutes=5,
+                    progress=lambda f, m: messages.append((f, m)))
+    assert path == out and out.exists()
+    report = json.loads((tmp_path / "field.json").read_text())
+    assert report["plants_harvested"]["plants"] >= 3
+    assert [r["round"] for r in report["rounds"]][:2] == [0, 1]
+    assert all(0 <= r["agreement"] <= 1 for r in report["rounds"] if "agreement" in r)
+    assert report["held_back"] == "right quarter of each photo"
+    fractions = [f for f, _ in messages]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    model = gs.load_model(out, device="cpu")
+    base = gs.load_model(small_base, device="cpu")
+    assert model.class_names == base.class_names and model.meta["adapt"]["iterations"] >= 1
+    changed = [k for k, v in model.net.state_dict().items()
+               if v.is_floating_point() and not np.allclose(v.numpy(), base.net.state_dict()[k].numpy())]
+    assert changed  # trained
+    before = out.read_bytes()
+    with pytest.raises(OutputExistsError):
+        gs.adapt(photos, small_base, output=out, iterations=1)
+    assert out.read_bytes() == before
+
+
+def test_adapt_default_name_is_new(tmp_path, monkeypatch):
+    from napari_gardenseg._adapt import default_output
+
+    monkeypatch.setenv("GARDENSEG_HOME", str(tmp_path))
+    models = tmp_path / "models"
+    assert default_output() == models / "adapted.pt"
+    models.mkdir()
+    (models / "adapted.pt").write_bytes(b"x")
+    assert default_output() == models / "adapted-2.pt"
+    (models / "adapted-3.json").write_text("{}")
+    (models / "adapted-2.pt").write_bytes(b"x")
+    assert default_output() == models / "adapted-4.pt"
+
+
+def test_adapt_cancel_saves_nothing(small_base, tmp_path):
+    out = tmp_path / "never.pt"
+    stop = threading.Event()
+
+    def progress(fraction, message):
+        if "single plants" in message:
+            stop.set()
+
+    with pytest.raises(gs.Cancelled):
+        gs.adapt([_photo(9_500_000)[0]] * 2, small_base, output=out, iterations=1, progress=progress, cancel=stop)
+    assert not out.exists() and not (tmp_path / "never.json").exists()
+
+
+def test_adapt_refuses_photos_without_plants(small_base, tmp_path):
+    grey = np.full((128, 128, 3), 120, np.uint8)
+    with pytest.raises(ValueError, match="nothing to learn"):
+        gs.adapt([grey, grey], small_base, output=tmp_path / "x.pt", iterations=1)
+
+
+def test_cli_adapt(small_base, tmp_path, capsys):
+    from PIL import Image
+
+    from napari_gardenseg.cli import main
+
+    files = []
+    for seed in (9_500_000, 9_500_001):
+        f = tmp_path / f"p{seed}.png"
+        Image.fromarray(_photo(seed)[0]).save(f)
+        files.append(str(f))
+    out = tmp_path / "cli.pt"
+    assert main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--rounds", "1",
+                 "--iterations", "1"]) == 0
+    assert out.exists() and (tmp_path / "cli.json").exists()
+    assert str(out) in capsys.readouterr().out
+    assert main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--iterations", "1"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["adapt", str(tmp_path / "missing.png"), "--out", str(tmp_path / "m.pt")]) == 2
