@@ -1,20 +1,24 @@
 """Figures for the dense-CRF refinement (napari_gardenseg.crf).
 
     python benchmarks/bench_crf.py                 # sections 1-3, about 30 s on 2 CPU cores
-    python benchmarks/bench_crf.py --backends      # the backends: agreement, garden-model speed, memory
+    python benchmarks/bench_crf.py --backends      # the backends: agreement, speed against the model, memory
+    python benchmarks/bench_crf.py --backends --rounds 3 --workloads garden,photo   # the issue's figures
     python benchmarks/bench_crf.py --backends --device cuda --big   # + 4 megapixels, 50 instances
 
-Backends (``--backends``; each timing is the best of ``--repeat`` runs, each
-backend in its own process so that its peak RSS is its own):
+Backends (``--backends``; each (workload, backend) runs in its own process so
+that its peak RSS is its own, ``--rounds`` times, the backends interleaved;
+in each, medians of ``--repeat`` interleaved model and CRF runs):
 
 * agreement of the torch backend's labels with pydensecrf's expected labels on
   the four reference cases (tests/data/pydensecrf), in % of pixels;
-* the garden benchmark of benchmarks/bench_segment.py (bundled model
-  "garden", 1024x768 synthetic garden, 22 plants): the model's inference
+* workloads: ``garden`` (bench_segment.py's 1024x768 synthetic garden, 22
+  plants), ``photo`` (a field photo resized to 1.2 MP, see :func:`workload`),
+  ``big`` (2048x2048, 50 plants): the bundled model's inference
   (``segment(..., crf=False)``) against ``refine_masks`` on its instances with
-  each backend, their ratio, torch's thread count, the peak RSS, and how well
-  the two backends' refined labels agree (mean IoU per instance, % pixels);
-* ``--big``: a 2048x2048 garden with 50 plants (the issue's GPU workload).
+  each backend ("auto": what a plain install runs), their ratio, the first
+  call's time (model + CRF, numba's compile or cache load), the 1-minute load
+  average, the peak RSS, and how each backend's refined labels agree with
+  pydensecrf's (mean IoU per instance, % pixels).
 
 1. Time: per-instance crops (refine_instances) against one (N+1)-label CRF
    over the whole frame (refine), 1024x768 with 20 instances.
@@ -226,73 +230,110 @@ def reference_agreement():
               f"{100 * (labels == expected).mean():.4f} % of pixels equal")
 
 
-def garden_workload(big: bool):
+PHOTO = Path(__file__).resolve().parents[2] / "shared" / "real" / "photos" / "weed-ai" / "cobbity_wheat_image-1.jpg"
+
+
+def workload(name: str, photo: str | None = None):
+    """The image of a workload: "garden" (bench_segment.py's 1024x768 garden, 22 plants),
+    "photo" (a field photo resized to 1.2 MP; default: Weed-AI's Cobbity wheat image-1,
+    credit Guy Coleman, CC BY 4.0, via Weed-AI/Weed-AI, MIT) or "big" (2048x2048, 50 plants)."""
     from napari_gardenseg.synthetic import garden_scene
 
-    if big:
+    if name == "big":
         return garden_scene(8_000_301, shape=(2048, 2048), n_plants=(50, 50))[0]
+    if name == "photo":
+        from PIL import Image
+
+        path = Path(photo) if photo else PHOTO
+        if not path.exists():
+            raise SystemExit(f"{path} not found: pass --photo PATH (an RGB photo; it is resized to 1.2 MP)")
+        im = Image.open(path).convert("RGB")
+        f = (1.2e6 / (im.width * im.height)) ** 0.5
+        return np.asarray(im.resize((round(im.width * f), round(im.height * f)), Image.BILINEAR))
     return garden_scene(8_000_201, shape=(768, 1024), n_plants=(22, 22))[0]  # as bench_segment.py
 
 
-def one_backend(backend: str, device: str, repeat: int, big: bool) -> dict:
-    """Model and CRF time for one backend, in this process (for its peak RSS)."""
+def one_backend(backend: str, device: str, repeat: int, name: str, photo: str | None) -> dict:
+    """Model and CRF time for one backend, in this process (for its peak RSS): medians of
+    ``repeat`` interleaved runs (model, CRF, model, CRF, ...) after one warm-up of each."""
+    import os
+
     import torch
 
     import napari_gardenseg as gs
     from napari_gardenseg.crf import refine_masks
 
-    image = garden_workload(big)
+    image = workload(name, photo)
     model = gs.load_model("garden", device=device)
     params = replace(CRFParams.from_any(model.meta.get("crf")), backend=backend)
+    t0 = time.perf_counter()
     result = gs.segment(image, model, crf=False, keep_soft_masks=True)  # warm-up
+    out = refine_masks(image, result.instances, params, device=device)  # warm-up (numba: compile or load)
+    first = time.perf_counter() - t0
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     t_model, t_crf = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
         result = gs.segment(image, model, crf=False, keep_soft_masks=True)
         t_model.append(time.perf_counter() - t0)
-    refine_masks(image, result.instances, params, device=device)  # warm-up
-    for _ in range(repeat):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         out = refine_masks(image, result.instances, params, device=device)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync()
         t_crf.append(time.perf_counter() - t0)
     from napari_gardenseg._instances import paint
 
-    labels = paint(out)
-    np.save(f"/tmp/bench_crf_{backend}_{'big' if big else 'garden'}.npy", labels)
-    return {"backend": backend, "device": device, "image": f"{image.shape[1]}x{image.shape[0]}",
-            "instances": len(result.instances), "model_s": round(min(t_model), 3), "crf_s": round(min(t_crf), 3),
-            "crf_over_model": round(min(t_crf) / min(t_model), 3), "torch_threads": torch.get_num_threads(),
-            "peak_rss_mb": round(_peak_mb()), "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20)
-            if device.startswith("cuda") else None}
+    np.save(f"/tmp/bench_crf_{backend}_{name}.npy", paint(out))
+    m, c = float(np.median(t_model)), float(np.median(t_crf))
+    return {"backend": backend, "why": out.meta["crf_backend_reason"], "device": device,
+            "image": f"{image.shape[1]}x{image.shape[0]}", "instances": len(result.instances),
+            "model_s": round(m, 3), "crf_s": round(c, 3), "crf_over_model": round(c / m, 3),
+            "first_call_s": round(first, 2), "torch_threads": torch.get_num_threads(),
+            "load_1min": round(os.getloadavg()[0], 2), "peak_rss_mb": round(_peak_mb()),
+            "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None}
 
 
-def backends(device: str, repeat: int, big: bool):
+def backends(device: str, repeat: int, names: list[str], photo: str | None, rounds: int):
+    """Each (workload, backend) in its own process, ``rounds`` times interleaved; medians."""
     import json
     import subprocess
 
+    from napari_gardenseg.crf._numba import available as numba_available
     from napari_gardenseg.crf._pydensecrf import available
 
     reference_agreement()
-    print(f"== garden model + CRF per backend (best of {repeat}; {time.strftime('%Y-%m-%d %H:%M')};"
-          " check the machine's load when you read these)")
-    names = (["pydensecrf"] if available() else []) + ["torch"]
-    for workload in ([False, True] if big else [False]):
-        rows = {}
-        for backend in names:
-            dev = "cpu" if backend == "pydensecrf" else device
-            out = subprocess.run([sys.executable, __file__, "--one", backend, "--device", dev, "--repeat", str(repeat)]
-                                 + (["--big"] if workload else []), capture_output=True, text=True, check=True)
-            rows[backend] = json.loads(out.stdout.strip().splitlines()[-1])
-            print("  " + json.dumps(rows[backend]))
-        if len(rows) == 2:
-            tag = "big" if workload else "garden"
-            a, b = (np.load(f"/tmp/bench_crf_{n}_{tag}.npy") for n in names)
-            ious = [iou(a == k, b == k) for k in range(1, int(max(a.max(), b.max())) + 1) if (a == k).any() or (b == k).any()]
-            print(f"  torch vs pydensecrf refined labels: mean IoU {np.mean(ious):.4f} (min {np.min(ious):.4f}),"
+    print(f"== garden model + CRF per backend (medians of {repeat} interleaved runs x {rounds} processes; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}; check the machine's load when you read these)")
+    kinds = (["numba"] if numba_available() else []) + (["pydensecrf"] if available() else []) + ["torch", "auto"]
+    for name in names:
+        rows = {k: [] for k in kinds}
+        for _ in range(rounds):
+            for backend in kinds:
+                dev = device if backend in ("torch", "auto") else "cpu"
+                out = subprocess.run([sys.executable, __file__, "--one", backend, "--device", dev, "--repeat",
+                                      str(repeat), "--workload", name] + (["--photo", photo] if photo else []),
+                                     capture_output=True, text=True, check=True)
+                rows[backend].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(f"-- {name}")
+        for backend, runs in rows.items():
+            row = dict(runs[0])
+            for key in ("model_s", "crf_s", "crf_over_model", "load_1min", "first_call_s"):
+                row[key] = round(float(np.median([r[key] for r in runs])), 3)
+            row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+            print("  " + json.dumps(row))
+        ref = "pydensecrf" if "pydensecrf" in kinds else kinds[0]
+        a = np.load(f"/tmp/bench_crf_{ref}_{name}.npy")
+        for other in kinds:
+            if other == ref:
+                continue
+            b = np.load(f"/tmp/bench_crf_{other}_{name}.npy")
+            ious = [iou(a == k, b == k) for k in range(1, int(max(a.max(), b.max())) + 1)
+                    if (a == k).any() or (b == k).any()]
+            print(f"  {other} vs {ref} refined labels: mean IoU {np.mean(ious):.4f} (min {np.min(ious):.4f}),"
                   f" {100 * (a == b).mean():.3f} % of pixels equal")
 
 
@@ -302,16 +343,21 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backends", action="store_true")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--big", action="store_true")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1, help="processes per backend, interleaved")
+    ap.add_argument("--workloads", default="garden,photo", help="comma-separated: garden, photo, big")
+    ap.add_argument("--photo", default=None, help="the photo of the 'photo' workload (resized to 1.2 MP)")
+    ap.add_argument("--big", action="store_true", help="add the 2048x2048 workload")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--workload", default="garden", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         import json
 
-        print(json.dumps(one_backend(args.one, args.device, args.repeat, args.big)))
+        print(json.dumps(one_backend(args.one, args.device, args.repeat, args.workload, args.photo)))
     elif args.backends:
-        backends(args.device, args.repeat, args.big)
+        names = args.workloads.split(",") + (["big"] if args.big else [])
+        backends(args.device, args.repeat, names, args.photo, args.rounds)
     else:
         timing()
         all_scenes = scenes()

@@ -1,6 +1,13 @@
-"""Does fine-tuning on a handful of labelled scenes teach the garden model a new plant?
+"""Does fine-tuning on a handful of labelled scenes teach the garden model a new plant? And where does its time go?
 
     python benchmarks/bench_finetune.py [--iterations 300] [--scenes 8]
+    python benchmarks/bench_finetune.py --profile 30 [--set key=value ...]   # time per part of an iteration
+
+``--profile N``: ``train`` on 5 photo-style scenes of 1296x966 (1.25 MP, as
+``scripts/check_finetune.py --synthetic 5``) for N iterations under cProfile;
+prints seconds per iteration and the share of data preparation (drawing,
+cropping, augmenting, targets), the forward pass, the backward pass, gradient
+clipping and the optimizer step. ``--set`` passes train() arguments.
 
 The bundled model knows rosettes, flowering plants and weeds. Here gardens also
 hold succulents (``garden_scene(..., kinds=...)``). ``train(base="garden")`` on
@@ -52,12 +59,62 @@ def score(model, scenes, names, only=None):
     return coco_ap(gts, dts, names)
 
 
+def profile(iterations: int, overrides: list[str]) -> None:
+    import ast
+    import cProfile
+    import os
+    import pstats
+
+    import torch
+
+    train_set = [garden_scene(s, shape=(966, 1296), style="photo") for s in range(8_600_000, 8_600_005)]
+    samples = [(im, lab, "plant") for im, lab, _ in train_set]
+    kwargs = {}
+    for item in overrides:
+        key, value = item.split("=", 1)
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value
+    base = gs.load_model("garden", device="cpu")
+    prof = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        prof.enable()
+        gs.train(samples, base=base, iterations=iterations, output=Path(tmp) / "p.pt", device="cpu", **kwargs)
+        prof.disable()
+        total = time.perf_counter() - t0
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+
+    def cum(*names):
+        return sum(v[3] for (f, _, n), v in stats.items() if any(f.endswith(a) and n == b for a, b in names))
+
+    parts = {
+        "data (draw, crop, augment, targets)": cum(("_training.py", "_augment"), ("_training.py", "_targets")),
+        "forward (losses)": cum(("generalized_rcnn.py", "forward")),
+        "backward": cum(("_tensor.py", "backward")),
+        "clip_grad_norm": cum(("clip_grad.py", "clip_grad_norm_"), ("clip_grad.py", "_no_grad_wrapper")),
+        "optimizer step": cum(("optimizer.py", "wrapper")),
+    }
+    fit = cum(("_training.py", "fit"))
+    print(json.dumps({"iterations": iterations, "train_kwargs": kwargs, "torch_threads": torch.get_num_threads(),
+                      "train_seconds": round(total, 1), "fit_seconds": round(fit, 1),
+                      "seconds_per_iteration": round(fit / iterations, 3),
+                      "share_of_fit": {k: round(v / fit, 3) for k, v in parts.items()},
+                      "load_1min": round(os.getloadavg()[0], 2)}, indent=1))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--scenes", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--profile", type=int, default=0, metavar="N")
+    p.add_argument("--set", action="append", default=[], help="key=value passed to train() (with --profile)")
     args = p.parse_args(argv)
+    if args.profile:
+        profile(args.profile, args.set)
+        return
     train_set = [garden_scene(8_200_000 + i, kinds=KINDS) for i in range(args.scenes)]
     held_out = [garden_scene(8_300_000 + i, kinds=KINDS) for i in range(20)]
     names = ["__background__", *sorted(KINDS)]
