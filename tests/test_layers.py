@@ -17,6 +17,7 @@ from napari.layers import Image, Labels, Shapes  # noqa: E402
 
 from napari_gardenseg import _inference, _layers  # noqa: E402
 from napari_gardenseg._inference import Cancelled  # noqa: E402
+from napari_gardenseg._options import SegmentOptions  # noqa: E402
 from napari_gardenseg._results import SegmentationResult  # noqa: E402
 from napari_gardenseg._layers import (  # noqa: E402
     plane_source,
@@ -50,21 +51,34 @@ def fake_result(plane, n=2, crf=False):
     )
 
 
+class _Calls(list):
+    n = 2  # instances per plane the fake finds
+
+
 @pytest.fixture
 def fake_segment(monkeypatch):
-    calls = []
+    calls = _Calls()
 
-    def segment(image, model, progress=None, cancel=None, crf=False, n=2, **kw):
+    def segment_with(image, model, options, progress=None, cancel=None, **kw):
         calls.append(np.asarray(image).shape)
         if progress:
             progress(0.5, "fake")
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
-        return fake_result(np.asarray(image), n=n, crf=crf)
+        return fake_result(np.asarray(image), n=calls.n, crf=options.crf)
 
-    monkeypatch.setattr(_inference, "segment", segment)
+    monkeypatch.setattr(_inference, "segment_with", segment_with)
     monkeypatch.setattr("napari_gardenseg._models.load_model", lambda model, device="auto": model)
     return calls
+
+
+NO_CRF = SegmentOptions(crf=False)
+
+
+def fake_run(source, calls, n=2, crf=False):
+    """run_planes with the fake segment finding ``n`` instances per plane."""
+    calls.n = n
+    return run_planes(source, "fake", SegmentOptions(crf=crf))
 
 
 def rgb(h=48, w=64, seed=0):
@@ -81,7 +95,7 @@ def test_plane_source_rgb_2d_keeps_geometry():
     np.testing.assert_allclose(src.scale, (0.5, 0.25))
     np.testing.assert_allclose(src.out_translate, (10, 20))
     assert [str(u) for u in src.units] == ["micrometer", "micrometer"]
-    assert src.read(0).shape == (48, 64, 3)
+    assert src.plane(0).shape == (48, 64, 3)
 
 
 def test_current_plane_follows_the_dims_point_in_world_coordinates():
@@ -103,7 +117,7 @@ def test_whole_stack_lists_every_plane_in_c_order():
     src = plane_source(layer, stack=True)
     assert src.stack and src.out_shape == (2, 3, 16, 16)
     assert src.planes == [(t, z) for t in range(2) for z in range(3)]
-    assert src.read(4).shape == (16, 16, 3)
+    assert src.plane(4).shape == (16, 16, 3)
 
 
 def test_multiscale_uses_level_0_unless_too_big():
@@ -132,7 +146,7 @@ def test_dask_stack_computes_only_the_plane_it_reads():
     layer = Image(stack, multiscale=False)
     computed.clear()  # napari may have read a plane for its thumbnail
     src = plane_source(layer, point=(4, 0, 0))
-    plane = src.read(0)
+    plane = src.plane(0)
     assert plane.shape == (16, 16) and plane[0, 0] == 4 and computed == [4]
 
 
@@ -152,7 +166,7 @@ def test_plane_source_rejects_what_cannot_be_segmented(make, message):
 
 def test_stack_ids_are_unique_across_planes(fake_segment):
     layer = Image(np.stack([rgb(seed=i) for i in range(3)]), rgb=True)
-    out = run_planes(plane_source(layer, stack=True), "fake")
+    out = fake_run(plane_source(layer, stack=True), fake_segment)
     assert out.labels.shape == (3, 48, 64)
     assert len(fake_segment) == 3 and all(s == (48, 64, 3) for s in fake_segment)
     assert sorted(np.unique(out.labels))[1:] == list(range(1, 7))
@@ -181,7 +195,7 @@ def test_run_planes_reports_progress_and_cancels_between_planes(fake_segment):
             cancel.set()  # during plane 1: plane 2 must not start
 
     with pytest.raises(Cancelled):
-        run_planes(plane_source(layer, stack=True), "fake", progress=progress, cancel=cancel)
+        run_planes(plane_source(layer, stack=True), "fake", NO_CRF, progress=progress, cancel=cancel)
     assert len(fake_segment) == 2
     fracs = [f for f, _ in seen]
     assert fracs == sorted(fracs) and seen[1][1].startswith("plane 1/4")
@@ -197,7 +211,7 @@ def viewer():
 
 
 def test_layers_get_names_geometry_and_features(viewer, fake_segment):
-    out = run_planes(plane_source(viewer.layers["garden"]), "fake", crf=True)
+    out = fake_run(plane_source(viewer.layers["garden"]), fake_segment, crf=True)
     layers = write_layers(viewer, out, boxes=True)
     masks, crf, boxes = layers["masks"], layers["crf"], layers["boxes"]
     assert (masks.name, crf.name, boxes.name) == ("garden masks", "garden masks (CRF)", "garden boxes")
@@ -218,8 +232,8 @@ def test_layers_get_names_geometry_and_features(viewer, fake_segment):
 
 def test_rerun_replaces_in_place_and_keeps_edited_layers(viewer, fake_segment):
     image = viewer.layers["garden"]
-    first = write_layers(viewer, run_planes(plane_source(image), "fake"), boxes=True)
-    again = write_layers(viewer, run_planes(plane_source(image), "fake", n=1), boxes=True)
+    first = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=True)
+    again = write_layers(viewer, fake_run(plane_source(image), fake_segment, n=1), boxes=True)
     assert again["masks"] is first["masks"] and again["boxes"] is first["boxes"]
     assert len(viewer.layers) == 3 and set(np.unique(first["masks"].data)) == {0, 1}
 
@@ -227,18 +241,18 @@ def test_rerun_replaces_in_place_and_keeps_edited_layers(viewer, fake_segment):
     first["masks"].data[40:44, 40:44] = 7
     first["boxes"].data = [first["boxes"].data[0] + 1]
     edited = first["masks"].data.copy()
-    third = write_layers(viewer, run_planes(plane_source(image), "fake"), boxes=True)
+    third = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=True)
     assert third["masks"] is not first["masks"] and third["masks"].name == "garden masks [2]"
     assert third["boxes"].name == "garden boxes [2]"
     np.testing.assert_array_equal(first["masks"].data, edited)
     # the next run replaces the unedited "[2]" layers, still never the edited ones
-    fourth = write_layers(viewer, run_planes(plane_source(image), "fake", n=1), boxes=True)
+    fourth = write_layers(viewer, fake_run(plane_source(image), fake_segment, n=1), boxes=True)
     assert fourth["masks"] is third["masks"] and len(viewer.layers) == 5
 
 
 def test_a_layer_the_user_made_is_never_overwritten(viewer, fake_segment):
     mine = viewer.add_labels(np.ones((48, 64), np.int32), name="garden masks")
-    layers = write_layers(viewer, run_planes(plane_source(viewer.layers["garden"]), "fake"))
+    layers = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment))
     assert layers["masks"] is not mine and layers["masks"].name == "garden masks [2]"
     assert (mine.data == 1).all()
 
@@ -247,17 +261,17 @@ def test_current_plane_slab_moves_with_the_plane(fake_segment):
     v = ViewerModel()
     image = v.add_image(np.zeros((4, 24, 24), np.uint8), name="z", scale=(3, 1, 1))
     v.dims.set_point(0, 6.0)  # plane 2
-    first = write_layers(v, run_planes(plane_source(image, point=v.dims.point), "fake"))["masks"]
+    first = write_layers(v, fake_run(plane_source(image, point=v.dims.point), fake_segment))["masks"]
     assert first.data.shape == (1, 24, 24)
     np.testing.assert_allclose(first.translate, (6, 0, 0))
     v.dims.set_point(0, 9.0)
-    second = write_layers(v, run_planes(plane_source(image, point=v.dims.point), "fake"))["masks"]
+    second = write_layers(v, fake_run(plane_source(image, point=v.dims.point), fake_segment))["masks"]
     assert second is first
     np.testing.assert_allclose(first.translate, (9, 0, 0))
 
 
 def test_no_instances_gives_empty_layers(viewer, fake_segment):
-    out = run_planes(plane_source(viewer.layers["garden"]), "fake", n=0)
+    out = fake_run(plane_source(viewer.layers["garden"]), fake_segment, n=0)
     layers = write_layers(viewer, out, boxes=True)
     assert not layers["masks"].data.any() and len(layers["masks"].features) == 0
     assert len(layers["boxes"].data) == 0
@@ -299,13 +313,13 @@ def test_segment_layer_stack_returns_one_result_per_plane(scene):
 
 
 def test_a_failed_run_changes_no_layer(viewer, fake_segment, monkeypatch):
-    layers = write_layers(viewer, run_planes(plane_source(viewer.layers["garden"]), "fake"))
+    layers = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment))
     before = layers["masks"].data.copy()
 
     def broken(*a, **k):
         raise ValueError("boom")
 
-    monkeypatch.setattr(_inference, "segment", broken)
+    monkeypatch.setattr(_inference, "segment_with", broken)
     with pytest.raises(ValueError, match="boom"):
         segment_layer(viewer.layers["garden"], model="fake", viewer=viewer)
     assert len(viewer.layers) == 2

@@ -11,6 +11,7 @@ from napari.components import ViewerModel  # noqa: E402
 
 from napari_gardenseg import _layers, segment  # noqa: E402
 from napari_gardenseg._layers import plane_source, run_planes, segment_layer  # noqa: E402
+from napari_gardenseg._options import SegmentOptions  # noqa: E402
 from napari_gardenseg.synthetic import garden_scene  # noqa: E402
 
 
@@ -48,5 +49,5 @@ def test_multiscale_level_0_is_read_lazily(small_limit):
     layer = viewer.add_image([da.from_array(image, chunks=(128, 128, 3)), image[::2, ::2]], rgb=True, name="pyr")
     src = plane_source(layer)
     assert src.level == 0 and src.big
-    out = run_planes(src, "garden", crf=False, scale=1.0, tile_size=256, tile_overlap=64)
+    out = run_planes(src, "garden", SegmentOptions(crf=False, scale=1.0, tile_size=256, tile_overlap=64))
     assert out.lazy and out.results[0].meta["tiles"] == 9

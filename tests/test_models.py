@@ -6,6 +6,7 @@ import torch
 
 import napari_gardenseg as gs
 from napari_gardenseg._architectures import garden_small
+from napari_gardenseg._device import DeviceError
 from napari_gardenseg._models import ModelError, coco_weights_path, load_model, resolve_device, save_checkpoint
 
 
@@ -26,7 +27,7 @@ def test_auto_device_is_cpu_here():
 def test_bad_devices(device, match):
     if device == "cuda" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ModelError, match=match):
+    with pytest.raises(DeviceError, match=match):
         resolve_device(device)
 
 

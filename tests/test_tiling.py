@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-import napari_gardenseg._inference as inference
+import napari_gardenseg._forward as _forward
 from napari_gardenseg import segment
 from napari_gardenseg._instances import Instances, paint
 from napari_gardenseg._models import load_model
@@ -140,7 +140,7 @@ def test_bad_tiling_arguments_are_named(kwargs, message):
 
 def test_merge_is_exact_with_a_stub_detector(monkeypatch):
     truth = convex_scene()
-    monkeypatch.setattr(inference, "predict_instances", stub_predictor(truth))
+    monkeypatch.setattr(_forward, "predict_instances", stub_predictor(truth))
     image = np.zeros((*truth.shape, 3), np.uint8)
     res = segment(image, "garden", crf=False, tile_size=256, tile_overlap=64, scale=1.0, score_threshold=0.0)
     assert res.meta["tiles"] == 12

@@ -7,6 +7,7 @@ model finds plants in these crops: runs assert at least one detection.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 
@@ -303,17 +304,17 @@ def test_segment_layer_from_the_console(make_napari_viewer, sample):
 
 def test_class_filter_reaches_segment(garden, qtbot, monkeypatch):
     seen = {}
-    real = _inference.segment
+    real = _inference.segment_with
 
-    def spy(*a, **k):
-        seen.update(k)
-        return real(*a, **k)
+    def spy(image, model, options, **k):
+        seen.update(k, options=options)
+        return real(image, model, options, **k)
 
-    monkeypatch.setattr(_inference, "segment", spy)
+    monkeypatch.setattr(_inference, "segment_with", spy)
     viewer, w = garden
     w.classes.value = ["weed"]
     run(w, qtbot)
-    assert seen["classes"] == ["weed"] and seen["crf"] is False
+    assert seen["options"].classes == ("weed",) and seen["options"].crf is False
     # napari resets a dock widget's choices when layers are added: the filter survives it
     assert "weed" in w.classes.choices and list(w.classes.value) == ["weed"]
     assert isinstance(seen["cancel"], threading.Event)
@@ -387,8 +388,8 @@ def test_stored_thresholds_are_shown(garden, tmp_path):
     w.model.value = register_model(path, "thresholds")
     assert (w.score_threshold.value, w.mask_threshold.value) == (0.35, 0.4)
     assert w.settings.value == "from model thresholds: score threshold, mask threshold"
-    kwargs = w.segment_kwargs()
-    assert (kwargs["score_threshold"], kwargs["mask_threshold"]) == (0.35, 0.4)
+    options = w.segment_options()
+    assert (options.score_threshold, options.mask_threshold) == (0.35, 0.4)
 
 
 def test_models_in_the_user_models_folder_are_offered(garden, user_models):
@@ -437,18 +438,18 @@ def test_widget_api_and_cli_give_the_same_labels(make_napari_viewer, qtbot, samp
     np.testing.assert_array_equal(cli_crf, api.refined)
 
 
-def test_new_engine_options_reach_segment_only_when_set(garden, qtbot, monkeypatch):
+def test_engine_options_reach_segment(garden, qtbot, monkeypatch):
     seen = []
-    real = _inference.segment
+    real = _inference.segment_with
 
-    def spy(*a, **k):
-        seen.append(k)
-        return real(*a, **k)
+    def spy(image, model, options, **k):
+        seen.append(dataclasses.asdict(options) | {"crf_params": options.crf_params})
+        return real(image, model, options, **k)
 
-    monkeypatch.setattr(_inference, "segment", spy)
+    monkeypatch.setattr(_inference, "segment_with", spy)
     viewer, w = garden
     run(w, qtbot)
-    assert not {"tile_size", "scale", "merge_classes"} & set(seen[-1])  # defaults: not passed
+    assert (seen[-1]["tile_size"], seen[-1]["scale"], seen[-1]["merge_classes"]) == (None, None, False)  # defaults
 
     w.tile_mode.value = "size"
     w.tile_size.value = 128
@@ -468,7 +469,7 @@ def test_new_engine_options_reach_segment_only_when_set(garden, qtbot, monkeypat
     w.crf_settings.iterations.value = 1
     run(w, qtbot)
     assert (seen[-1]["tile_size"], seen[-1]["scale"]) == ("auto", "auto")
-    assert seen[-1]["crf_params"].backend == "torch" and "merge_classes" not in seen[-1]
+    assert seen[-1]["crf_params"].backend == "torch" and seen[-1]["merge_classes"] is False
     assert viewer.layers["garden masks (CRF)"].data.max() >= 1
 
 
@@ -481,7 +482,7 @@ def test_unexpected_error_keeps_its_traceback(garden, qtbot, monkeypatch, notes,
     def broken(*a, **k):
         return {}["no such key"]  # a bug, not bad input
 
-    monkeypatch.setattr(_inference, "segment", broken)
+    monkeypatch.setattr(_inference, "segment_with", broken)
     viewer, w = garden
     with caplog.at_level(logging.WARNING, logger="napari_gardenseg"):
         run(w, qtbot)
@@ -499,7 +500,7 @@ def test_a_numpy_value_error_is_not_taken_for_bad_input(garden, qtbot, monkeypat
     def broken(*a, **k):
         return np.zeros(3).reshape(2)  # ValueError raised inside numpy: a bug, not a validation
 
-    monkeypatch.setattr(_inference, "segment", broken)
+    monkeypatch.setattr(_inference, "segment_with", broken)
     _, w = garden
     with caplog.at_level(logging.WARNING, logger="napari_gardenseg"):
         run(w, qtbot)

@@ -28,7 +28,6 @@ the same batch always gives the same names.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import threading
@@ -62,6 +61,8 @@ _RECORD_FORMAT = 1
 _COMPARED = ("input", "model", "options", "outputs")
 # segment() options that never change the result, so they are not compared
 _NOT_COMPARED_OPTIONS = ("device", "progress", "cancel", "keep_soft_masks")
+# segment() arguments that are not SegmentOptions fields
+_RUN_ONLY = ("progress", "cancel", "keep_soft_masks")
 
 
 # ----------------------------------------------------------------------------- reading and drawing
@@ -241,9 +242,9 @@ def _jsonable(value):
 
 
 def _segment_defaults() -> dict:
-    from ._inference import segment
+    from ._options import defaults
 
-    return {k: p.default for k, p in inspect.signature(segment).parameters.items() if p.default is not p.empty}
+    return defaults()
 
 
 def _compared_options(options: dict, crf_overrides) -> dict:
@@ -387,20 +388,21 @@ def process_file(
 
     image = open_image(path, lazy=True) if big else read_image(path)
     # 2. segment
-    from ._inference import segment, segment_to_zarr
+    from ._inference import segment_to_zarr_with, segment_with
 
     t0 = time.perf_counter()
     loaded = _model(model, segment_options.get("device", "auto"), record["model"])
     if crf_overrides:
         segment_options = {**segment_options, "crf_params": crf_params_from(loaded, segment_options.get("crf_params"), crf_overrides)}
+    options = _check_options(segment_options)
+    progress, cancel = segment_options.get("progress"), segment_options.get("cancel")
     if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
         out.mkdir(parents=True, exist_ok=True)
         staged = out / f".{name}_labels.zarr.staged"
-        options = {k: v for k, v in segment_options.items() if k != "keep_soft_masks"}
-        result = segment_to_zarr(image, staged, loaded, overwrite=True, **options)
+        result = segment_to_zarr_with(image, staged, loaded, options, overwrite=True, progress=progress, cancel=cancel)
         result.meta["staged"] = staged
     else:
-        result = segment(image, loaded, **segment_options)
+        result = segment_with(image, loaded, options, progress=progress, cancel=cancel)
     seconds = time.perf_counter() - t0
     # 3. write: every output atomically, the run record last (its presence means complete)
     out.mkdir(parents=True, exist_ok=True)
@@ -556,19 +558,11 @@ def _failure(fs: FileStatus, exc: BaseException | None = None, *, tb: str | None
     }
 
 
-def _check_options(segment_options: dict) -> None:
-    from ._inference import _check_fraction, segment
+def _check_options(segment_options: dict):
+    """The run's SegmentOptions from ``segment_options`` (one validator: unknown names and bad values raise)."""
+    from ._options import SegmentOptions
 
-    accepted = set(inspect.signature(segment).parameters) - {"image", "model"}
-    unknown = sorted(set(segment_options) - accepted)
-    if unknown:
-        raise TypeError(
-            f"segment() takes no option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-            f"in this version; the options are {', '.join(sorted(accepted))}"
-        )
-    for key, open_low in (("score_threshold", False), ("mask_threshold", True)):
-        if key in segment_options:
-            _check_fraction(key, segment_options[key], open_low=open_low)
+    return SegmentOptions.from_kwargs(**{k: v for k, v in segment_options.items() if k not in _RUN_ONLY})
 
 
 def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads: dict | None) -> dict:

@@ -17,50 +17,21 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ._cancel import Cancelled, ProgressFn, check
-from ._models import Model, load_model
+from . import _forward
+from ._forward import predict_instances
 from ._instances import Instances, paint, paint_image
+from ._models import Model, load_model
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
 from ._results import SegmentationResult
-from ._tiling import check_tiling, detect, plan_tiles
+from ._tiling import _intersection, detect, plan_tiles
 
-__all__ = ["segment", "segment_to_zarr", "predict_instances", "Cancelled"]
-
-
-
-@contextmanager
-def _cancellable(net: torch.nn.Module, cancel):
-    """Check ``cancel`` before every submodule runs, so a long forward pass stops within milliseconds."""
-    if cancel is None:
-        yield
-        return
-
-    def hook(_module, _inputs):
-        check(cancel, "segmentation")
-
-    handles = [m.register_forward_pre_hook(hook) for m in net.modules()]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _check_fraction(name: str, value, *, open_low: bool = False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}") from None
-    if not (0.0 < v <= 1.0 if open_low else 0.0 <= v <= 1.0) or np.isnan(v):
-        bound = "above 0 and at most 1" if open_low else "between 0 and 1"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
-    return v
+__all__ = ["segment", "segment_to_zarr", "segment_with", "segment_to_zarr_with", "predict_instances", "Cancelled"]
 
 
 def class_ids_for(model: Model, classes) -> set[int] | None:
@@ -91,102 +62,6 @@ def class_ids_for(model: Model, classes) -> set[int] | None:
     return ids
 
 
-@contextmanager
-def _network_size(net, size):
-    """Make the network's transform resize its input to exactly ``size`` = (h, w), or leave it when None."""
-    if size is None:
-        yield
-        return
-    saved = net.transform.fixed_size
-    net.transform.fixed_size = (int(size[1]), int(size[0]))  # torchvision wants (w, h)
-    try:
-        yield
-    finally:
-        net.transform.fixed_size = saved
-
-
-def network_size(shape, scale) -> tuple[int, int] | None:
-    """The (h, w) the network sees for a region of ``shape`` at ``scale`` (None: the model's own resize)."""
-    if scale is None:
-        return None
-    return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
-
-
-def predict_instances(
-    model: Model, rgb: np.ndarray, *, scale: float | None = None, offset=(0, 0), image_shape=None, cancel=None,
-    min_score: float = 0.0, classes=None,
-) -> Instances:
-    """Run the network on one float RGB (h, w, 3) region in 0..1; return compact instances.
-
-    ``scale`` None lets the model resize the region its own way (torchvision's
-    ``min_size``/``max_size``); a number resizes it by that factor instead
-    (1.0: native pixels). Each mask is pasted into its own box at the region's
-    resolution exactly as torchvision's ``paste_masks_in_image`` would, but
-    kept local to the box. ``offset`` (y, x) places the region in an image of
-    ``image_shape``; instances are sorted by descending score. Detections
-    below ``min_score`` or not in ``classes`` (a set of ids) are dropped before
-    their masks are pasted.
-    """
-    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
-    from torchvision.models.detection.transform import resize_boxes
-
-    h, w = rgb.shape[:2]
-    net = model.net
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
-    size = network_size((h, w), scale)
-    with model.lock, torch.inference_mode(), _cancellable(net, cancel), _network_size(net, size):
-        if size is not None and size != (h, w):
-            # resize before the transform normalises: a 12 MP photo is not normalised at full size
-            tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
-        # GeneralizedRCNN.forward, stopping before its postprocess pastes every mask into a full frame
-        images, _ = net.transform([tensor])
-        del tensor
-        features = net.backbone(images.tensors)
-        proposals, _ = net.rpn(images, features)
-        det = net.roi_heads(features, proposals, images.image_sizes)[0][0]
-        del features, proposals, images.tensors
-        boxes = resize_boxes(det["boxes"], images.image_sizes[0], (h, w))
-        order = torch.argsort(det["scores"], descending=True, stable=True)
-        wanted = det["scores"][order] >= min_score
-        if classes is not None:
-            wanted &= torch.isin(det["labels"][order], torch.as_tensor(sorted(classes), device=order.device))
-        order = order[wanted]
-        boxes, scores, labels = boxes[order], det["scores"][order], det["labels"][order]
-        masks, factor = expand_masks(det["masks"][order], padding=1)
-        pasted = expand_boxes(boxes, factor).to(dtype=torch.int64).cpu().numpy()
-        local, offsets = [], []
-        for m, (bx0, by0, bx1, by1) in zip(masks, pasted):
-            bw, bh = max(int(bx1 - bx0 + 1), 1), max(int(by1 - by0 + 1), 1)
-            x0, x1 = max(bx0, 0), min(bx1 + 1, w)
-            y0, y1 = max(by0, 0), min(by1 + 1, h)
-            if x1 <= x0 or y1 <= y0:
-                local.append(np.zeros((0, 0), np.float32))
-                offsets.append((offset[0] + max(min(by0, h), 0), offset[1] + max(min(bx0, w), 0)))
-                continue
-            big = torch.nn.functional.interpolate(m[None], size=(bh, bw), mode="bilinear", align_corners=False)[0, 0]
-            local.append(big[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0].float().cpu().numpy())
-            offsets.append((offset[0] + y0, offset[1] + x0))
-    shift = np.array([offset[1], offset[0], offset[1], offset[0]], np.float32)
-    return Instances(
-        local,
-        np.asarray(offsets, np.int64).reshape(-1, 2),
-        scores.float().cpu().numpy(),
-        labels.cpu().numpy(),
-        boxes.float().cpu().numpy() + shift,
-        image_shape if image_shape is not None else (h, w),
-    )
-
-
-def _check_scale(scale):
-    if scale is None or (isinstance(scale, str) and scale == "auto"):
-        return scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-        raise TypeError(f"scale must be None, 'auto' or a positive number, got {scale!r}")
-    if not (np.isfinite(scale) and 0.01 <= float(scale) <= 16):
-        raise ValueError(f"scale must be between 0.01 and 16 (1.0 = the image's own pixels), got {scale!r}")
-    return float(scale)
-
-
 def resolve_scale(scale, source, model):
     """``"auto"`` -> the estimated scale at which plants have the size the model was trained on."""
     if scale != "auto":
@@ -196,21 +71,24 @@ def resolve_scale(scale, source, model):
     return float(estimate_scale(source, model))
 
 
-def detect_instances(model, source, *, score_threshold, wanted, mask_threshold, scale, tile_size, tile_overlap,
-                     merge_classes=False, cancel=None, progress=None) -> tuple[Instances, dict]:
-    """The instances of a whole image (tiled or not), filtered, deduplicated; with a note of how it ran."""
+def detect_instances(model, source, options: SegmentOptions, wanted, *, cancel=None,
+                     progress=None) -> tuple[Instances, dict]:
+    """The instances of a whole image (tiled or not), filtered, deduplicated; with a note of how it ran.
+
+    ``wanted``: the class ids to keep (:func:`class_ids_for`), None for all.
+    """
     report = progress or (lambda f, m: None)
-    scale = resolve_scale(scale, source, model)
-    tiles, scale = plan_tiles(source.shape, tile_size, tile_overlap, scale, model)
+    scale = resolve_scale(options.scale, source, model)
+    tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, scale, model)
     if tiles is None:
         report(0.0, "running Mask R-CNN")
-        found = predict_instances(model, source.read(), scale=scale, cancel=cancel, min_score=score_threshold,
-                                  classes=wanted)
+        found = _forward.predict_instances(model, source.read(), scale=scale, cancel=cancel,
+                                           min_score=options.score_threshold, classes=wanted)
     else:
-        found = detect(model, source, tiles, scale=scale, min_score=score_threshold, classes=wanted,
-                       mask_threshold=mask_threshold, cancel=cancel, progress=progress)
-    if merge_classes:
-        found = suppress_duplicates(found, mask_threshold)
+        found = detect(model, source, tiles, scale=scale, min_score=options.score_threshold, classes=wanted,
+                       mask_threshold=options.mask_threshold, cancel=cancel, progress=progress)
+    if options.merge_classes:
+        found = suppress_duplicates(found, options.mask_threshold)
         found.class_ids[:] = 1
     how = {"scale": scale, "tiles": 0 if tiles is None else len(tiles)}
     if tiles is not None:
@@ -220,8 +98,6 @@ def detect_instances(model, source, *, score_threshold, wanted, mask_threshold, 
 
 def suppress_duplicates(found: Instances, mask_threshold: float, ios: float = 0.8) -> Instances:
     """Class-agnostic: drop an instance mostly inside a better-scored one (the detector's NMS is per class)."""
-    from ._tiling import _intersection
-
     drop = np.zeros(len(found), bool)
     ext = found.extents()
     for i in range(len(found)):
@@ -254,21 +130,22 @@ def _compact(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def segment(
     image,
-    model="coco",
-    score_threshold: float = 0.5,
-    mask_threshold: float = 0.5,
-    classes=None,
-    crf: bool = True,
-    crf_params=None,
+    model=DEFAULT_MODEL,
+    score_threshold: float = DEFAULTS.score_threshold,
+    mask_threshold: float = DEFAULTS.mask_threshold,
+    classes=DEFAULTS.classes,
+    crf: bool = DEFAULTS.crf,
+    crf_params=DEFAULTS.crf_params,
     *,
-    device="auto",
+    device=DEFAULTS.device,
     progress: ProgressFn | None = None,
     cancel=None,
     keep_soft_masks: bool = False,
-    tile_size=None,
-    tile_overlap=None,
-    scale=None,
-    merge_classes: bool = False,
+    tile_size=DEFAULTS.tile_size,
+    tile_overlap=DEFAULTS.tile_overlap,
+    scale=DEFAULTS.scale,
+    merge_classes: bool = DEFAULTS.merge_classes,
+    vegetation: str = DEFAULTS.vegetation,
 ) -> SegmentationResult:
     """Segment the objects in one 2-D image.
 
@@ -276,7 +153,9 @@ def segment(
     uint16, float of any range with NaN/inf, bool; grayscale, RGB, RGBA,
     channel-first), or a lazy array (dask, zarr), read tile by tile.
     ``model``: a :class:`Model` from :func:`load_model`, or anything
-    ``load_model`` takes. Instances scoring below ``score_threshold``, or not
+    ``load_model`` takes (default: the bundled ``"garden"`` model, offline;
+    ``"coco"`` is torchvision's everyday-objects model). A torchvision module
+    passed in is left as it was (mode, device, parameters, hooks). Instances scoring below ``score_threshold``, or not
     in ``classes`` (names or ids; None keeps all), are dropped. Each pixel
     belongs to one instance (the highest score wins); an instance left with no
     pixels is dropped. With ``crf=True`` the soft masks are refined by the
@@ -294,10 +173,23 @@ def segment(
     ``progress(fraction, message)`` reports the stages; setting ``cancel``
     (an Event or a callable) raises :class:`Cancelled` within a fraction of a
     second. ``keep_soft_masks`` keeps the compact soft masks as
-    ``result.instances``.
+    ``result.instances``. ``vegetation``: plant pixels from colour, "auto",
+    "on" or "off". The options are validated together, as one
+    :class:`~napari_gardenseg._options.SegmentOptions` (its docstring says
+    each one's range); ``result.meta["options"]`` holds it.
     """
-    run = _Run.start(image, model, score_threshold, mask_threshold, classes, crf, crf_params, device,
-                     scale, tile_size, tile_overlap, merge_classes, progress, cancel)
+    options = SegmentOptions(
+        score_threshold=score_threshold, mask_threshold=mask_threshold, classes=classes, scale=scale,
+        tile_size=tile_size, tile_overlap=tile_overlap, merge_classes=merge_classes, crf=crf,
+        crf_params=crf_params, device=device, vegetation=vegetation,
+    )
+    return segment_with(image, model, options, progress=progress, cancel=cancel, keep_soft_masks=keep_soft_masks)
+
+
+def segment_with(image, model, options: SegmentOptions, *, progress: ProgressFn | None = None, cancel=None,
+                 keep_soft_masks: bool = False) -> SegmentationResult:
+    """:func:`segment` with its options as one :class:`SegmentOptions` (what the widget, CLI and batch hand down)."""
+    run = _Run.start(image, model, options, progress, cancel)
     found = run.detect()
     run.report(0.7, "assembling instances")
     labels = paint_image(found, run.mask_threshold)
@@ -312,20 +204,21 @@ def segment(
 def segment_to_zarr(
     image,
     path,
-    model="garden",
-    score_threshold: float = 0.5,
-    mask_threshold: float = 0.5,
-    classes=None,
-    crf: bool = True,
-    crf_params=None,
+    model=DEFAULT_MODEL,
+    score_threshold: float = DEFAULTS.score_threshold,
+    mask_threshold: float = DEFAULTS.mask_threshold,
+    classes=DEFAULTS.classes,
+    crf: bool = DEFAULTS.crf,
+    crf_params=DEFAULTS.crf_params,
     *,
-    device="auto",
+    device=DEFAULTS.device,
     progress: ProgressFn | None = None,
     cancel=None,
-    tile_size="auto",
-    tile_overlap=None,
-    scale=None,
-    merge_classes: bool = False,
+    tile_size=DEFAULTS.tile_size,
+    tile_overlap=DEFAULTS.tile_overlap,
+    scale=DEFAULTS.scale,
+    merge_classes: bool = DEFAULTS.merge_classes,
+    vegetation: str = DEFAULTS.vegetation,
     overwrite: bool = False,
     chunk_size: int = 1024,
 ) -> SegmentationResult:
@@ -339,8 +232,21 @@ def segment_to_zarr(
     :class:`SegmentationResult` whose ``labels``/``refined`` are the zarr
     arrays (napari shows them lazily) and whose ``table`` is read band by band.
     Memory: the compact instances, one tile and a few chunks, whatever the
-    image size.
+    image size: ``tile_size=None`` is read as ``"auto"`` here, since the
+    whole image at once is what this function exists to avoid.
     """
+    options = SegmentOptions(
+        score_threshold=score_threshold, mask_threshold=mask_threshold, classes=classes, scale=scale,
+        tile_size=tile_size, tile_overlap=tile_overlap, merge_classes=merge_classes, crf=crf,
+        crf_params=crf_params, device=device, vegetation=vegetation,
+    )
+    return segment_to_zarr_with(image, path, model, options, progress=progress, cancel=cancel, overwrite=overwrite,
+                                chunk_size=chunk_size)
+
+
+def segment_to_zarr_with(image, path, model, options: SegmentOptions, *, progress: ProgressFn | None = None,
+                         cancel=None, overwrite: bool = False, chunk_size: int = 1024) -> SegmentationResult:
+    """:func:`segment_to_zarr` with its options as one :class:`SegmentOptions`."""
     import zarr
 
     from ._files import atomic_write, check_target
@@ -349,9 +255,10 @@ def segment_to_zarr(
     check_target(path, overwrite, "zarr output")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 64:
         raise ValueError(f"chunk_size must be a whole number of pixels >= 64, got {chunk_size!r}")
+    if options.tile_size is None:
+        options = options.replace(tile_size="auto")
     source = image if not isinstance(image, (str, os.PathLike)) else open_image(image)
-    run = _Run.start(source, model, score_threshold, mask_threshold, classes, crf, crf_params, device,
-                     scale, tile_size, tile_overlap, merge_classes, progress, cancel)
+    run = _Run.start(source, model, options, progress, cancel)
     found = run.detect()
     h, w = run.source.shape
     windows = [(y, x, min(y + chunk_size, h), min(x + chunk_size, w))
@@ -393,56 +300,47 @@ def _json_safe(meta: dict) -> dict:
 
 @dataclass
 class _Run:
-    """One segmentation's settings, validated once, shared by :func:`segment` and :func:`segment_to_zarr`."""
+    """One segmentation run: its options, the loaded model and what the model makes of them.
+
+    Shared by :func:`segment_with` and :func:`segment_to_zarr_with`.
+    """
 
     source: object
     model: Model
-    wanted: set | None
-    score_threshold: float
-    mask_threshold: float
-    params: object
-    scale: object
-    tile_size: object
-    tile_overlap: object
-    merge_classes: bool
+    options: SegmentOptions
+    wanted: set | None  # class ids to keep, None for all
+    params: object  # the CRFParams the CRF runs with, None without the CRF
     report: Callable
     cancel: object
     how: dict = field(default_factory=dict)
 
     @classmethod
-    def start(cls, image, model, score_threshold, mask_threshold, classes, crf, crf_params, device,
-              scale, tile_size, tile_overlap, merge_classes, progress, cancel) -> "_Run":
+    def start(cls, image, model, options: SegmentOptions, progress, cancel) -> _Run:
         from ._io import ImageSource
 
-        score_threshold = _check_fraction("score_threshold", score_threshold)
-        mask_threshold = _check_fraction("mask_threshold", mask_threshold, open_low=True)
-        if mask_threshold >= 1.0:
-            raise ValueError(f"mask_threshold must be above 0 and below 1, got {mask_threshold!r}")
-        scale = _check_scale(scale)
-        check_tiling(tile_size, tile_overlap)
-        if not isinstance(merge_classes, (bool, np.bool_)):
-            raise TypeError(f"merge_classes must be True or False, got {merge_classes!r}")
+        if not isinstance(options, SegmentOptions):
+            raise TypeError(f"options must be a SegmentOptions, got {type(options).__name__}")
         report = progress or (lambda f, m: None)
-        source = image if isinstance(image, ImageSource) else ImageSource(image)
+        source = image if isinstance(image, ImageSource) else ImageSource(image)  # a bad image fails first
+        if not isinstance(model, Model):
+            report(0.0, "loading model")
+        model = load_model(model, device=options.device)
+        wanted = class_ids_for(model, options.classes)
         params = None
-        if crf:
+        if options.crf:
             from .crf import CRFParams
 
-            params = CRFParams.from_any(crf_params)  # bad settings fail before the model loads
-        report(0.0, "loading model")
-        model = load_model(model, device=device)
-        wanted = class_ids_for(model, classes)
-        if crf and crf_params is None:
-            params = CRFParams.from_any(model.meta.get("crf"))
+            params = options.crf_params or CRFParams.from_any(model.meta.get("crf"))
         check(cancel, "segmentation")
-        return cls(source, model, wanted, score_threshold, mask_threshold, params, scale, tile_size,
-                   tile_overlap, bool(merge_classes), report, cancel)
+        return cls(source, model, options, wanted, params, report, cancel)
+
+    @property
+    def mask_threshold(self) -> float:
+        return self.options.mask_threshold
 
     def detect(self) -> Instances:
         found, self.how = detect_instances(
-            self.model, self.source, score_threshold=self.score_threshold, wanted=self.wanted,
-            mask_threshold=self.mask_threshold, scale=self.scale, tile_size=self.tile_size,
-            tile_overlap=self.tile_overlap, merge_classes=self.merge_classes, cancel=self.cancel,
+            self.model, self.source, self.options, self.wanted, cancel=self.cancel,
             progress=lambda f, m: self.report(0.05 + 0.65 * f, m),
         )
         return found
@@ -463,18 +361,19 @@ class _Run:
         crf_meta = {} if claims is None else {k: v for k, v in claims.meta.items() if k.startswith("crf_")}
         return {
             "model": self.model.source,
-            "score_threshold": self.score_threshold,
-            "mask_threshold": self.mask_threshold,
+            "options": self.options,
+            "score_threshold": self.options.score_threshold,
+            "mask_threshold": self.options.mask_threshold,
             "crf": self.params is not None,
             "crf_params": self.params,
             **crf_meta,
-            "merge_classes": self.merge_classes,
+            "merge_classes": self.options.merge_classes,
             **self.how,
         }
 
     def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:
         names = self.model.class_names
-        class_names = ["plant"] * len(found) if self.merge_classes else [
+        class_names = ["plant"] * len(found) if self.options.merge_classes else [
             names[int(c)] if int(c) < len(names) else str(int(c)) for c in found.class_ids
         ]
         return SegmentationResult(

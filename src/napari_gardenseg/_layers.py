@@ -52,6 +52,7 @@ import numpy as np
 
 from ._cancel import ProgressFn
 from ._compat import avoid_triton_llvm_clash
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
 
 __all__ = [
     "segment_layer",
@@ -126,7 +127,7 @@ class PlaneSource:
         """Where plane ``i`` goes in the output arrays."""
         return self.planes[i] if self.stack else (0,) * len(self.lead_shape)
 
-    def read(self, i: int):
+    def plane(self, i: int):
         """Plane ``i``: a numpy view, or a lazy slice (dask, zarr) that segment reads tile by tile."""
         data = self.data
         if isinstance(data, np.ndarray) or not self.planes[i]:
@@ -301,31 +302,32 @@ def _box_corners(res, lead: tuple[int, ...]) -> list[np.ndarray]:
 
 def run_planes(
     source: PlaneSource,
-    model="garden",
+    model=DEFAULT_MODEL,
+    options: SegmentOptions = DEFAULTS,
     *,
-    device="auto",
     progress: ProgressFn | None = None,
     cancel=None,
-    **segment_kwargs,
 ) -> LayerOutput:
-    """Segment every plane of ``source``; returns a :class:`LayerOutput`.
+    """Segment every plane of ``source`` with ``options``; returns a :class:`LayerOutput`.
 
+    ``model``: a loaded :class:`~napari_gardenseg.Model` (used as it is) or
+    anything :func:`~napari_gardenseg.load_model` takes (loaded here, once).
     Safe to call from a worker thread: it touches no napari object. Raises
     :class:`napari_gardenseg.Cancelled` when ``cancel`` is set (checked
     between planes and, by :func:`segment`, inside each).
     """
     avoid_triton_llvm_clash()
+    from . import _inference, _models
     from ._cancel import check
-    from ._inference import segment
-    from ._models import load_model
 
     report = progress or (lambda f, m: None)
     n = len(source.planes)
-    report(0.0, "loading model")
-    model = load_model(model, device=device)  # cached: cheap after the first time
+    if not isinstance(model, _models.Model):
+        report(0.0, "loading model")
+    model = _models.load_model(model, device=options.device)  # cached: cheap after the first time
 
     if source.big:
-        return _run_big(source, model, report, cancel, segment_kwargs)
+        return _run_big(source, model, options, report, cancel)
     labels = np.zeros(source.out_shape, np.int32)
     refined = None
     results, offsets, boxes = [], [], []
@@ -337,7 +339,7 @@ def run_planes(
         def plane_progress(frac, msg, i=i, where=where):
             report((i + frac) / n, where + msg)
 
-        res = segment(source.read(i), model, progress=plane_progress, cancel=cancel, **segment_kwargs)
+        res = _inference.segment_with(source.plane(i), model, options, progress=plane_progress, cancel=cancel)
         out = source.out_index(i)
         plane = labels[out]
         np.copyto(plane, res.labels + offset, where=res.labels > 0)
@@ -360,20 +362,16 @@ def run_planes(
     return LayerOutput(source, labels, refined, feats, feats_ref, boxes, box_feats, results, sums)
 
 
-def _run_big(source: PlaneSource, model, report, cancel, segment_kwargs) -> LayerOutput:
+def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel) -> LayerOutput:
     """One plane too big for memory: tiles in, a zarr store out, a lazy pyramid for napari."""
     import time
 
+    from . import _inference
     from ._files import free_path, user_results_dir
-    from ._inference import segment_to_zarr
 
-    kwargs = dict(segment_kwargs)
-    kwargs.pop("keep_soft_masks", None)
-    if kwargs.get("tile_size") is None:
-        kwargs["tile_size"] = "auto"
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.name) or "image"
     path = free_path(user_results_dir() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.zarr")
-    res = segment_to_zarr(source.read(0), path, model, progress=report, cancel=cancel, **kwargs)
+    res = _inference.segment_to_zarr_with(source.plane(0), path, model, options, progress=report, cancel=cancel)
     res.meta["plane"] = source.planes[0]
     res.meta["zarr"] = str(path)
     lead = source.out_index(0)
@@ -555,15 +553,17 @@ def output_kinds(output: LayerOutput, *, boxes: bool = False) -> list[str]:
 # -- all three, for the console ------------------------------------------------------
 
 
-def segment_layer(layer, model="garden", *, viewer=None, stack: bool = False, boxes: bool = False, **segment_kwargs):
+def segment_layer(layer, model=DEFAULT_MODEL, *, viewer=None, stack: bool = False, boxes: bool = False,
+                  progress: ProgressFn | None = None, cancel=None, **options):
     """Segment an Image layer and show the result as Labels layers (synchronously).
 
     ``segment_layer(viewer.layers["garden"], model="garden")`` adds (or
     updates) ``"garden masks"`` and, with the CRF on, ``"garden masks (CRF)"``;
     ``boxes=True`` adds a Shapes layer of the detection boxes. ``viewer``
-    defaults to ``napari.current_viewer()``. Other keyword arguments go to
-    :func:`napari_gardenseg.segment` (``score_threshold``, ``mask_threshold``,
-    ``classes``, ``crf``, ``crf_params``, ``device``, ``progress``, ``cancel``).
+    defaults to ``napari.current_viewer()``. Other keyword arguments are the
+    options of :func:`napari_gardenseg.segment` (``score_threshold``,
+    ``mask_threshold``, ``classes``, ``crf``, ``crf_params``, ``device``,
+    ``tile_size``, ``scale``...; see :class:`~napari_gardenseg._options.SegmentOptions`).
 
     Returns the :class:`~napari_gardenseg.SegmentationResult` of the plane, or
     with ``stack=True`` a list of them, one per plane (their ids are local to
@@ -572,6 +572,7 @@ def segment_layer(layer, model="garden", *, viewer=None, stack: bool = False, bo
     written. A run that fails or is cancelled changes no layer.
     """
     avoid_triton_llvm_clash()
+    opts = SegmentOptions.from_kwargs(**options)  # bad options fail before anything is read
     if viewer is None:
         import napari
 
@@ -581,6 +582,6 @@ def segment_layer(layer, model="garden", *, viewer=None, stack: bool = False, bo
     if isinstance(layer, str):
         layer = viewer.layers[layer]
     source = plane_source(layer, point=viewer.dims.point, stack=stack)
-    output = run_planes(source, model, **segment_kwargs)
+    output = run_planes(source, model, opts, progress=progress, cancel=cancel)
     write_layers(viewer, output, boxes=boxes)
     return output.results if source.stack else output.results[0]

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from ._architectures import ARCHITECTURES, guess_architecture
+from ._device import available_devices, resolve_device
+from ._options import DEFAULT_MODEL
 
 __all__ = [
     "load_model",
@@ -36,6 +38,7 @@ __all__ = [
     "ModelError",
     "save_checkpoint",
     "resolve_device",
+    "available_devices",
     "COCO_CLASSES",  # noqa: F822  (module __getattr__: read from torchvision on first use)
     "MODEL_NAMES",
     "model_info",
@@ -100,44 +103,6 @@ class Model:
         return f"Model({self.source!r}, {len(self.class_names) - 1} classes, device={self.device})"
 
 
-# -- devices -----------------------------------------------------------------
-
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return mps is not None and mps.is_available()
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU."""
-    if isinstance(device, torch.device):
-        device = str(device)
-    if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ModelError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("device 'cuda' was asked for but CUDA is not available here; use device='cpu' or 'auto'")
-    if dev.type == "mps" and not _mps_available():
-        raise ModelError("device 'mps' was asked for but Apple MPS is not available here; use 'cpu' or 'auto'")
-    return dev
-
-
-def available_devices() -> list[str]:
-    """The device choices that work here: "auto", "cpu", then "cuda" / "mps" when present."""
-    out = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        out.append("cuda")
-    if _mps_available():
-        out.append("mps")
-    return out
-
-
 # -- loading -----------------------------------------------------------------
 
 _CACHE: dict[tuple, Model] = {}
@@ -145,7 +110,7 @@ _CACHE_LOCK = threading.Lock()
 
 
 def load_model(
-    model: str | os.PathLike | nn.Module | Model = "coco",
+    model: str | os.PathLike | nn.Module | Model = DEFAULT_MODEL,
     device: str | torch.device | None = "auto",
     *,
     progress: bool = True,
@@ -157,6 +122,12 @@ def load_model(
     (the model shipped in this package: works offline), a path to a checkpoint,
     a torchvision ``MaskRCNN`` module, or an already loaded :class:`Model`.
 
+    A module passed in stays the caller's: its mode (``training``), device,
+    parameters and hooks are left as they are. The engine runs it in eval mode
+    for the length of each forward pass and restores every submodule's mode
+    after; ``device="auto"`` means where the module already is, and another
+    device runs on the engine's own copy (``copy.deepcopy``, made once per call).
+
     COCO weights are read from torchvision's cache (``$TORCH_HOME/hub/checkpoints``)
     and downloaded there once when missing. Named models and checkpoints are
     cached per device, so calling this again is cheap.
@@ -164,9 +135,9 @@ def load_model(
     if isinstance(model, Model):
         dev = resolve_device(device) if device not in (None, "auto") else model.device
         return model if dev == model.device else _moved(model, dev)
-    dev = resolve_device(device)
     if isinstance(model, nn.Module):
-        return _from_module(model, dev)
+        return _from_module(model, device)
+    dev = resolve_device(device)
     if isinstance(model, os.PathLike) or (isinstance(model, str) and model not in MODEL_NAMES):
         path = Path(model).expanduser()
         if not path.exists():
@@ -214,7 +185,14 @@ def bundled_checkpoint() -> Path:
     return path
 
 
-def _from_module(net: nn.Module, dev: torch.device) -> Model:
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
+
+
+def _from_module(net: nn.Module, device) -> Model:
+    """The caller's module as a Model, without changing it (see :func:`load_model`)."""
+    import copy
+
     from torchvision.models.detection import MaskRCNN
 
     if not isinstance(net, MaskRCNN):
@@ -223,7 +201,11 @@ def _from_module(net: nn.Module, dev: torch.device) -> Model:
     names = getattr(net, "class_names", None) or _default_names(n)
     if len(names) != n:
         raise ModelError(f"the module's class_names has {len(names)} entries but its predictor has {n} classes")
-    return Model(net.to(dev).eval(), list(names), dev, source=type(net).__name__, arch="module")
+    here = next(net.parameters()).device
+    dev = here if device is None or device == "auto" else resolve_device(device)
+    if not _same_device(dev, here):
+        net = copy.deepcopy(net).to(dev).eval()  # the engine's own copy: the caller's module stays where it is
+    return Model(net, list(names), dev, source=type(net).__name__, arch="module")
 
 
 def _default_names(n: int) -> list[str]:

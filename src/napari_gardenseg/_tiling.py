@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _forward
 from ._cancel import check
 from ._instances import Instances
 
-__all__ = ["Tile", "plan_tiles", "check_tiling", "merge_tiles", "detect"]
+__all__ = ["Tile", "plan_tiles", "merge_tiles", "detect"]
 
 # tile_size="auto" tiles when the image at the working scale is this many times the model's input
 _AUTO_FACTOR = 1.5
@@ -43,24 +44,6 @@ class Tile:
     def owns(self, y: float, x: float) -> bool:
         y0, x0, y1, x1 = self.core or self.window
         return y0 <= y < y1 and x0 <= x < x1
-
-
-def check_tiling(tile_size, tile_overlap):
-    """Validate ``tile_size`` (None, "auto" or pixels >= 64) and ``tile_overlap`` (None or pixels >= 0)."""
-    if tile_size is not None and not (isinstance(tile_size, str) and tile_size == "auto"):
-        if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)):
-            raise TypeError(f"tile_size must be None, 'auto' or a whole number of pixels, got {tile_size!r}")
-        if tile_size < 64:
-            raise ValueError(f"tile_size must be at least 64 pixels, got {tile_size}")
-    if tile_overlap is not None:
-        if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, (int, np.integer)):
-            raise TypeError(f"tile_overlap must be None or a whole number of pixels, got {tile_overlap!r}")
-        if tile_overlap < 0:
-            raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
-        if isinstance(tile_size, (int, np.integer)) and tile_overlap >= tile_size // 2:
-            raise ValueError(
-                f"tile_overlap ({tile_overlap}) must be less than half of tile_size ({tile_size})"
-            )
 
 
 def model_input_size(model) -> int:
@@ -82,7 +65,6 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model) -> tuple[list[Tile]
     when the image at ``scale`` is much larger than the model's input, or,
     with ``scale`` None, when it is too large to be shrunk to it usefully.
     """
-    check_tiling(tile_size, tile_overlap)
     h, w = shape
     if tile_size is None:
         return None, scale
@@ -126,15 +108,13 @@ def detect(model, source, tiles, *, scale, mask_threshold: float, min_score: flo
            cancel=None, progress=None) -> Instances:
     """Instances of the whole image: the network on every tile (detections below ``min_score`` or
     not in ``classes`` dropped there), then merged across tiles."""
-    from ._inference import predict_instances
-
     report = progress or (lambda f, m: None)
     per_tile = []
     for k, tile in enumerate(tiles):
         check(cancel, "segmentation")
         report(k / len(tiles), f"tile {k + 1} of {len(tiles)}")
         y0, x0, y1, x1 = tile.window
-        per_tile.append(predict_instances(
+        per_tile.append(_forward.predict_instances(
             model, source.read(tile.window), scale=scale, offset=(y0, x0), image_shape=source.shape, cancel=cancel,
             min_score=min_score, classes=classes,
         ))

@@ -38,23 +38,27 @@ import pandas  # noqa: E402,F401  (the feature tables)
 
 from . import _inference  # noqa: E402,F401  (torch, torchvision)
 from ._models import MODEL_NAMES  # noqa: E402
-from ._widget_controls import CUSTOM, _LIVE, SegmentationControls, register_model, registered_models  # noqa: E402
+from ._widget_controls import CUSTOM, _LIVE, SegmentationControls, register_model  # noqa: E402
 from ._worker import Job, Outcome, report_error  # noqa: E402
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["SegmentationWidget", "register_model", "registered_models", "CUSTOM"]
+__all__ = ["SegmentationWidget", "register_model", "CUSTOM"]
 
 
-def _segment_job(source, model, *, device: str, progress, cancel, **segment_kwargs):
-    """Job body: load the model (cached) and segment the planes; returns (LayerOutput, Model)."""
+def _segment_job(source, model, options, *, progress, cancel):
+    """Job body: load the model (once: the preloaded one is passed in) and segment the planes.
+
+    Returns (LayerOutput, Model).
+    """
     from ._layers import run_planes
-    from ._models import load_model
+    from ._models import Model, load_model
 
-    progress(0.0, "loading model")
-    loaded = load_model(model, device=device)
-    output = run_planes(source, loaded, device=device, progress=progress, cancel=cancel, **segment_kwargs)
+    if not isinstance(model, Model):
+        progress(0.0, "loading model")
+    loaded = load_model(model, device=options.device)
+    output = run_planes(source, loaded, options, progress=progress, cancel=cancel)
     return output, loaded
 
 
@@ -176,13 +180,13 @@ class SegmentationWidget(SegmentationControls):
             if spec is None:
                 raise ValueError("choose a checkpoint file (.pt) for the custom model")
             source = plane_source(layer, point=self._viewer.dims.point, stack=bool(self.stack.value))
-            kwargs = self.segment_kwargs()
+            options = self.segment_options()
         except Exception as exc:
             self.status.value = report_error(exc, "segmentation")
             return
         key = self._model_key(spec)
         model = self._loaded[1] if self._loaded is not None and self._loaded[0] == key else spec
-        job = Job(_segment_job, source, model, device=str(self.device.value), desc="Garden segmentation", **kwargs)
+        job = Job(_segment_job, source, model, options, desc="Garden segmentation")
         job.on_progress = lambda fraction, message, job=job: self._on_progress(job, message)
         t0 = time.perf_counter()
         job.on_done = lambda outcome, job=job, key=key, boxes=bool(self.boxes.value), t0=t0: (

@@ -1,14 +1,14 @@
 """The controls of the "Garden segmentation" widget, and what they mean for a run.
 
 :class:`SegmentationControls` builds the widgets, keeps the image and model
-lists current, and turns what is shown into the keyword arguments of
-:func:`napari_gardenseg.segment` (:meth:`~SegmentationControls.segment_kwargs`).
+lists current, and turns what is shown into the run's :class:`~napari_gardenseg._options.SegmentOptions`
+(:meth:`~SegmentationControls.segment_options`).
 Running a job is :class:`napari_gardenseg._widget.SegmentationWidget`'s part.
 
 What is shown is what runs: choosing a model reads its stored settings from
 the checkpoint at once (:func:`napari_gardenseg._models.model_info`, no
 network weights are built) and puts them, or the engine's defaults when the
-model stores none, into the thresholds and CRF controls before anything can
+model stores none (:data:`napari_gardenseg._options.DEFAULTS`), into the thresholds and CRF controls before anything can
 run; the ``settings`` line says which.
 
 Models offered: COCO v2 and v1, the bundled garden model, every checkpoint in
@@ -20,7 +20,6 @@ where the training widget saves), checkpoints registered with
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import typing
 import weakref
@@ -43,8 +42,9 @@ from magicgui.widgets import (
 )
 
 from ._models import MODEL_NAMES, MODEL_TITLES
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
 
-__all__ = ["SegmentationControls", "register_model", "registered_models", "CUSTOM"]
+__all__ = ["SegmentationControls", "register_model", "CUSTOM"]
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,6 @@ def register_model(path, title: str | None = None) -> str:
     return key
 
 
-def registered_models() -> dict[str, str]:
-    """The models registered with :func:`register_model`: {path: title}."""
-    return dict(_REGISTERED)
-
-
 def user_models() -> dict[str, str]:
     """Checkpoints in the user's models folder: {resolved path: title}."""
     from ._files import user_models_dir
@@ -105,15 +100,9 @@ def _model_choices(_widget=None) -> list[tuple[str, str]]:
 # -- engine defaults ----------------------------------------------------------------------
 
 
-def segment_defaults() -> dict[str, Any]:
-    """``segment``'s keyword defaults: what the API does when nothing is given."""
-    from ._inference import segment
-
-    return {
-        name: p.default
-        for name, p in inspect.signature(segment).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+def _mode(default, none: str, number: str) -> str:
+    """The choice of a tiles/scale control that shows an option's default (None, "auto" or a number)."""
+    return none if default is None else "auto" if default == "auto" else number
 
 
 def crf_module():
@@ -171,34 +160,33 @@ class SegmentationControls(Container):
         self._class_names: list[str] = []
         self._applying = False
         self._settings_source = "defaults"
-        defaults = segment_defaults()
         crf = crf_module()
         crf_ok = bool(crf and crf.crf_available())
         self.extend(
             [
                 ComboBox(name="image", label="image", choices=self._image_choices),
-                ComboBox(name="model", label="model", choices=_model_choices, value="garden"),
+                ComboBox(name="model", label="model", choices=_model_choices, value=DEFAULT_MODEL),
                 FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False),
-                ComboBox(name="device", label="device", choices=available_devices(), value="auto"),
+                ComboBox(name="device", label="device", choices=available_devices(), value=DEFAULTS.device),
                 FloatSlider(
                     name="score_threshold", label="min score", min=0.0, max=1.0, step=0.05,
-                    value=defaults.get("score_threshold", 0.5),
+                    value=DEFAULTS.score_threshold,
                 ),
                 FloatSlider(
                     name="mask_threshold", label="mask threshold", min=0.05, max=1.0, step=0.05,
-                    value=defaults.get("mask_threshold", 0.5),
+                    value=DEFAULTS.mask_threshold,
                 ),
                 Select(  # choices from a callable: napari's reset_choices() on layer changes keeps them
                     name="classes", label="classes", choices=lambda _w: list(self._class_names),
                     tooltip="Keep only the selected classes; select none to keep all",
                 ),
-                CheckBox(name="merge_classes", text="all plants as one class", value=False,
+                CheckBox(name="merge_classes", text="all plants as one class", value=DEFAULTS.merge_classes,
                          tooltip="Report every instance as one class 'plant' (the model keeps its classes)"),
-                ComboBox(name="tile_mode", label="tiles", choices=_TILE_MODES, value="off",
+                ComboBox(name="tile_mode", label="tiles", choices=_TILE_MODES, value=_mode(DEFAULTS.tile_size, "off", "size"),
                          tooltip="Segment a large image in tiles: 'auto' picks a size from the model"),
                 SpinBox(name="tile_size", label="tile size (px)", min=64, max=16384, step=64, value=1024,
                         visible=False),
-                ComboBox(name="scale_mode", label="scale", choices=_SCALE_MODES, value="model",
+                ComboBox(name="scale_mode", label="scale", choices=_SCALE_MODES, value=_mode(DEFAULTS.scale, "model", "factor"),
                          tooltip="Resize before the network: the model's own size, estimated from the image, "
                          "or a factor (1 = native resolution, 0.25 = shrink 4x)"),
                 FloatSpinBox(name="scale", label="scale factor", min=0.01, max=8.0, step=0.05, value=1.0,
@@ -273,7 +261,6 @@ class SegmentationControls(Container):
         self._class_names = sorted(set(names), key=names.index)
         self.classes.reset_choices()
         label = Path(spec).stem if spec not in (None, *MODEL_NAMES) else spec
-        defaults = segment_defaults()
         stored_crf = meta.get("crf") or None
         used = []
         self._applying = True
@@ -281,7 +268,7 @@ class SegmentationControls(Container):
             for name in ("score_threshold", "mask_threshold"):
                 value = meta.get(name)
                 if value is None:
-                    value = defaults.get(name, 0.5)
+                    value = getattr(DEFAULTS, name)
                 else:
                     used.append(name.split("_")[0] + " threshold")
                 getattr(self, name).value = float(value)
@@ -333,23 +320,17 @@ class SegmentationControls(Container):
         mode = self.scale_mode.value
         return None if mode == "model" else "auto" if mode == "auto" else float(self.scale.value)
 
-    def segment_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`napari_gardenseg.segment` that the controls show.
-
-        Options at the engine's default are left out, so an engine without
-        them (tile_size, scale, merge_classes) still runs.
-        """
-        kwargs: dict[str, Any] = {
-            "score_threshold": float(self.score_threshold.value),
-            "mask_threshold": float(self.mask_threshold.value),
-            "classes": list(self.classes.value) or None,
-            "crf": bool(self.crf.value),
-        }
-        if kwargs["crf"]:
-            kwargs["crf_params"] = self.crf_params()
-        extra = {"tile_size": self.tile_value(), "scale": self.scale_value(), "merge_classes": bool(self.merge_classes.value)}
-        defaults = segment_defaults()
-        for name, value in extra.items():
-            if value != defaults.get(name, None if name != "merge_classes" else False):
-                kwargs[name] = value
-        return kwargs
+    def segment_options(self) -> SegmentOptions:
+        """The run's options as the controls show them (raises TypeError/ValueError for a bad value)."""
+        crf = bool(self.crf.value)
+        return SegmentOptions(
+            score_threshold=float(self.score_threshold.value),
+            mask_threshold=float(self.mask_threshold.value),
+            classes=list(self.classes.value) or None,
+            scale=self.scale_value(),
+            tile_size=self.tile_value(),
+            merge_classes=bool(self.merge_classes.value),
+            crf=crf,
+            crf_params=self.crf_params() if crf else None,
+            device=str(self.device.value),
+        )

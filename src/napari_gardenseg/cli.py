@@ -24,9 +24,9 @@ import os
 import sys
 from pathlib import Path
 
-from ._batch import overlay, process_file, read_image  # importable from here as before
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
 
-__all__ = ["main", "overlay", "process_file", "read_image"]
+__all__ = ["main"]
 
 
 def _sample_file() -> Path:
@@ -77,19 +77,19 @@ def _resources(text: str) -> dict:
 
 
 def _segment_options(args) -> tuple[dict, dict | None]:
-    """segment() options and CRF overrides from the flags; the newer engine options only when given."""
-    options = {
-        "score_threshold": args.score_threshold,
-        "mask_threshold": args.mask_threshold,
-        "classes": [c.strip() for c in args.classes.split(",")] if args.classes else None,
-        "crf": not args.no_crf,
-        "device": args.device,
-    }
-    for flag in ("tile_size", "tile_overlap", "scale"):
-        if getattr(args, flag) is not None:
-            options[flag] = getattr(args, flag)
-    if args.merge_classes:
-        options["merge_classes"] = True
+    """The run's options from the flags, validated as one SegmentOptions and handed down as the
+    fields that differ from the defaults (what the run record keeps); and the CRF overrides."""
+    options = SegmentOptions(
+        score_threshold=args.score_threshold,
+        mask_threshold=args.mask_threshold,
+        classes=[c.strip() for c in args.classes.split(",")] if args.classes else None,
+        scale=args.scale,
+        tile_size=args.tile_size,
+        tile_overlap=args.tile_overlap,
+        merge_classes=args.merge_classes,
+        crf=not args.no_crf,
+        device=args.device,
+    ).changed()
     overrides = {}
     if args.crf_iterations is not None:
         overrides["iterations"] = args.crf_iterations
@@ -237,11 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("segment", help="segment image files (PNG, JPEG, TIFF)")
     s.add_argument("inputs", nargs="*", help="image files")
     s.add_argument("--sample", action="store_true", help="also segment the bundled sample image")
-    s.add_argument("--model", default="garden", help="coco, coco-v1, garden or a checkpoint path (default: garden)")
+    s.add_argument("--model", default=DEFAULT_MODEL,
+                   help="garden (bundled, offline), coco (everyday objects, downloaded once), coco-v1 "
+                   "or a checkpoint path (default: %(default)s)")
     s.add_argument("--out", default="gardenseg-out", help="output folder (default: gardenseg-out)")
-    s.add_argument("--device", default="auto")
-    s.add_argument("--score-threshold", type=float, default=0.5)
-    s.add_argument("--mask-threshold", type=float, default=0.5)
+    s.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    s.add_argument("--score-threshold", type=float, default=DEFAULTS.score_threshold,
+                   help="drop instances scoring below this (default: %(default)s)")
+    s.add_argument("--mask-threshold", type=float, default=DEFAULTS.mask_threshold,
+                   help="a pixel belongs to an instance above this soft-mask value (default: %(default)s)")
     s.add_argument("--classes", help="comma-separated class names to keep (default: all)")
     s.add_argument("--no-crf", action="store_true", help="skip the dense-CRF refinement")
     s.add_argument("--crf-iterations", type=int, help="mean-field iterations (default: the model's setting)")

@@ -38,19 +38,9 @@ def resolve_device(device):
         return "cpu"
     import torch
 
-    if device is None:
-        return torch.device("cpu")
-    if isinstance(device, str) and device.strip().lower() == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(
-            f"device must be 'cpu', 'cuda', 'cuda:N', 'mps', 'auto' or a torch.device, got {device!r}"
-        ) from None
+    from .._device import resolve_device as resolve  # the package's one resolver: one message everywhere
+
+    return torch.device("cpu") if device is None else resolve(device)
 
 
 def _device_type(device) -> str:

@@ -1,0 +1,62 @@
+"""The one device resolver: the model, the dense CRF and training all ask it.
+
+A device asked for by name but missing here (CUDA on a machine without an
+NVIDIA driver, MPS off a Mac) gets the same one-line message on every path,
+never torch's own error from deep inside a run.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DeviceError", "resolve_device", "available_devices"]
+
+_CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
+
+
+class DeviceError(ValueError):
+    """A device that is unknown or not available on this machine."""
+
+
+def _mps_available() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
+
+
+def resolve_device(device="auto"):
+    """A ``torch.device`` for ``device``: ``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU.
+
+    Raises :class:`DeviceError` for an unknown name, or for "cuda"/"mps"
+    when that device is not available here.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"device must be {_CHOICES}, got {device!r} (unknown device)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
+    if dev.type == "mps" and not _mps_available():
+        raise DeviceError(f"device {device!r} was asked for but Apple MPS is not available here; use 'cpu' or 'auto'")
+    return dev
+
+
+def available_devices() -> list[str]:
+    """The device choices that work here: "auto", "cpu", then "cuda" / "mps" when present."""
+    import torch
+
+    out = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        out.append("cuda")
+    if _mps_available():
+        out.append("mps")
+    return out

@@ -1,0 +1,147 @@
+"""The network's forward pass on one region: float RGB in, compact instances out.
+
+:func:`predict_instances` runs torchvision's ``GeneralizedRCNN`` stages
+(transform, backbone, RPN, ROI heads) and pastes each mask into its own box
+only, never into a full frame. Tiling (:mod:`napari_gardenseg._tiling`) and
+the whole-image path (:mod:`napari_gardenseg._inference`) both call it.
+
+The network may be the caller's own module (``segment(image, net)``): it runs
+in eval mode for the length of the pass and every submodule's mode is restored
+after; the cancel hooks and the fixed input size are removed and restored too,
+so the caller finds the module as it was.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ._cancel import check
+from ._instances import Instances
+
+if TYPE_CHECKING:
+    from ._models import Model
+
+__all__ = ["predict_instances", "network_size"]
+
+
+@contextmanager
+def _eval_mode(net: torch.nn.Module):
+    """Eval mode for the pass; each submodule's own ``training`` flag back afterwards."""
+    modes = [(m, m.training) for m in net.modules()]
+    if not any(training for _, training in modes):
+        yield
+        return
+    net.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+@contextmanager
+def _cancellable(net: torch.nn.Module, cancel):
+    """Check ``cancel`` before every submodule runs, so a long forward pass stops within milliseconds."""
+    if cancel is None:
+        yield
+        return
+
+    def hook(_module, _inputs):
+        check(cancel, "segmentation")
+
+    handles = [m.register_forward_pre_hook(hook) for m in net.modules()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextmanager
+def _network_size(net, size):
+    """Make the network's transform resize its input to exactly ``size`` = (h, w), or leave it when None."""
+    if size is None:
+        yield
+        return
+    saved = net.transform.fixed_size
+    net.transform.fixed_size = (int(size[1]), int(size[0]))  # torchvision wants (w, h)
+    try:
+        yield
+    finally:
+        net.transform.fixed_size = saved
+
+
+def network_size(shape, scale) -> tuple[int, int] | None:
+    """The (h, w) the network sees for a region of ``shape`` at ``scale`` (None: the model's own resize)."""
+    if scale is None:
+        return None
+    return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
+
+
+def predict_instances(
+    model: Model, rgb: np.ndarray, *, scale: float | None = None, offset=(0, 0), image_shape=None, cancel=None,
+    min_score: float = 0.0, classes=None,
+) -> Instances:
+    """Run the network on one float RGB (h, w, 3) region in 0..1; return compact instances.
+
+    ``scale`` None lets the model resize the region its own way (torchvision's
+    ``min_size``/``max_size``); a number resizes it by that factor instead
+    (1.0: native pixels). Each mask is pasted into its own box at the region's
+    resolution exactly as torchvision's ``paste_masks_in_image`` would, but
+    kept local to the box. ``offset`` (y, x) places the region in an image of
+    ``image_shape``; instances are sorted by descending score. Detections
+    below ``min_score`` or not in ``classes`` (a set of ids) are dropped before
+    their masks are pasted.
+    """
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+    from torchvision.models.detection.transform import resize_boxes
+
+    h, w = rgb.shape[:2]
+    net = model.net
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
+    size = network_size((h, w), scale)
+    with model.lock, torch.inference_mode(), _eval_mode(net), _cancellable(net, cancel), _network_size(net, size):
+        if size is not None and size != (h, w):
+            # resize before the transform normalises: a 12 MP photo is not normalised at full size
+            tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
+        # GeneralizedRCNN.forward, stopping before its postprocess pastes every mask into a full frame
+        images, _ = net.transform([tensor])
+        del tensor
+        features = net.backbone(images.tensors)
+        proposals, _ = net.rpn(images, features)
+        det = net.roi_heads(features, proposals, images.image_sizes)[0][0]
+        del features, proposals, images.tensors
+        boxes = resize_boxes(det["boxes"], images.image_sizes[0], (h, w))
+        order = torch.argsort(det["scores"], descending=True, stable=True)
+        wanted = det["scores"][order] >= min_score
+        if classes is not None:
+            wanted &= torch.isin(det["labels"][order], torch.as_tensor(sorted(classes), device=order.device))
+        order = order[wanted]
+        boxes, scores, labels = boxes[order], det["scores"][order], det["labels"][order]
+        masks, factor = expand_masks(det["masks"][order], padding=1)
+        pasted = expand_boxes(boxes, factor).to(dtype=torch.int64).cpu().numpy()
+        local, offsets = [], []
+        for m, (bx0, by0, bx1, by1) in zip(masks, pasted):
+            bw, bh = max(int(bx1 - bx0 + 1), 1), max(int(by1 - by0 + 1), 1)
+            x0, x1 = max(bx0, 0), min(bx1 + 1, w)
+            y0, y1 = max(by0, 0), min(by1 + 1, h)
+            if x1 <= x0 or y1 <= y0:
+                local.append(np.zeros((0, 0), np.float32))
+                offsets.append((offset[0] + max(min(by0, h), 0), offset[1] + max(min(bx0, w), 0)))
+                continue
+            big = torch.nn.functional.interpolate(m[None], size=(bh, bw), mode="bilinear", align_corners=False)[0, 0]
+            local.append(big[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0].float().cpu().numpy())
+            offsets.append((offset[0] + y0, offset[1] + x0))
+    shift = np.array([offset[1], offset[0], offset[1], offset[0]], np.float32)
+    return Instances(
+        local,
+        np.asarray(offsets, np.int64).reshape(-1, 2),
+        scores.float().cpu().numpy(),
+        labels.cpu().numpy(),
+        boxes.float().cpu().numpy() + shift,
+        image_shape if image_shape is not None else (h, w),
+    )

@@ -1,0 +1,213 @@
+"""SegmentOptions: the settings of one segmentation run, declared and validated in one place.
+
+Every entry point builds one and hands it down: :func:`napari_gardenseg.segment`
+and :func:`~napari_gardenseg.segment_to_zarr` from their keyword arguments, the
+widget from its controls, the CLI from its flags, the batch from its options.
+The widget's initial values, the CLI's ``--help`` and the README read the
+defaults from here. Built like :class:`~napari_gardenseg.CRFParams`, which it
+holds: a frozen dataclass whose ``__post_init__`` is the one validator.
+
+No torch here: the CLI's ``--help`` and napari's start-up read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .crf._params import CRFParams
+
+__all__ = ["DEFAULT_MODEL", "DEFAULTS", "VEGETATION_MODES", "SegmentOptions"]
+
+# The bundled model: works offline. "coco" (torchvision's COCO weights, everyday
+# objects, downloaded once) is one argument away.
+DEFAULT_MODEL = "garden"
+VEGETATION_MODES = ("auto", "on", "off")
+
+
+def _fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:
+    """``value`` as a float in [0, 1] (``open_low``: above 0; ``open_high``: below 1); ValueError otherwise."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}") from None
+    low_ok = v > 0.0 if open_low else v >= 0.0
+    high_ok = v < 1.0 if open_high else v <= 1.0
+    if math.isnan(v) or not (low_ok and high_ok):
+        bound = "above 0 and below 1" if open_high else "above 0 and at most 1" if open_low else "between 0 and 1"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return v
+
+
+def _scale(scale):
+    if scale is None or (isinstance(scale, str) and scale == "auto"):
+        return scale
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale must be None, 'auto' or a positive number, got {scale!r}")
+    if not (math.isfinite(scale) and 0.01 <= float(scale) <= 16):
+        raise ValueError(f"scale must be between 0.01 and 16 (1.0 = the image's own pixels), got {scale!r}")
+    return float(scale)
+
+
+def _tiling(tile_size, tile_overlap) -> tuple:
+    """``tile_size``: None, "auto" or pixels >= 64; ``tile_overlap``: None or pixels >= 0, under half a tile."""
+    if tile_size is not None and not (isinstance(tile_size, str) and tile_size == "auto"):
+        if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral):
+            raise TypeError(f"tile_size must be None, 'auto' or a whole number of pixels, got {tile_size!r}")
+        if tile_size < 64:
+            raise ValueError(f"tile_size must be at least 64 pixels, got {tile_size}")
+        tile_size = int(tile_size)
+    if tile_overlap is not None:
+        if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, numbers.Integral):
+            raise TypeError(f"tile_overlap must be None or a whole number of pixels, got {tile_overlap!r}")
+        if tile_overlap < 0:
+            raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
+        if isinstance(tile_size, int) and tile_overlap >= tile_size // 2:
+            raise ValueError(f"tile_overlap ({tile_overlap}) must be less than half of tile_size ({tile_size})")
+        tile_overlap = int(tile_overlap)
+    return tile_size, tile_overlap
+
+
+def _classes(classes) -> tuple | None:
+    """None, or a tuple of class names (str) and ids (int); names are checked against the model at run time."""
+    if classes is None:
+        return None
+    if isinstance(classes, (str, numbers.Integral)) and not isinstance(classes, bool):
+        classes = [classes]
+    elif isinstance(classes, (set, frozenset)):
+        classes = sorted(classes, key=str)
+    elif not isinstance(classes, (list, tuple, np.ndarray)):
+        raise TypeError(
+            f"classes must be None, a class name or id, or a list of them, got {classes!r} ({type(classes).__name__})"
+        )
+    out = []
+    for c in classes:
+        if isinstance(c, numbers.Integral) and not isinstance(c, bool):
+            out.append(int(c))
+        elif isinstance(c, str):
+            out.append(c)
+        else:
+            raise TypeError(f"classes must hold class names (str) or ids (int), got {c!r} ({type(c).__name__})")
+    return tuple(out)
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """The settings of one segmentation run (defaults: what ``segment(image)`` does).
+
+    score_threshold: instances scoring below it are dropped (0..1).
+    mask_threshold: a pixel belongs to an instance where its soft mask is above
+        this (above 0, below 1).
+    classes: None keeps every class; else a tuple of class names or ids
+        (a single name or id, a list or a set are accepted and stored as a tuple).
+    scale: None lets the model resize the image its own way (torchvision's
+        ``min_size``/``max_size``); a factor in 0.01..16 resizes it first
+        (1.0 = native pixels); "auto" estimates it from the plants' size.
+    tile_size: None runs the whole image at once; pixels (>= 64, at ``scale``)
+        or "auto" run overlapping tiles (see :mod:`napari_gardenseg._tiling`).
+    tile_overlap: pixels between neighbouring tiles (None: a quarter of a tile).
+    merge_classes: report every instance as one class "plant" and drop
+        cross-class duplicates.
+    crf: refine the masks with the dense CRF.
+    crf_params: the CRF's settings (a :class:`CRFParams`; a dict of its fields
+        is read over the package defaults); None uses the settings stored with
+        the model, else the package defaults.
+    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    vegetation: plant pixels from colour (``napari_gardenseg._vegetation``):
+        "auto" uses them where the image's colours separate plants from the
+        ground, "on" always, "off" never.
+
+    Raises TypeError or ValueError naming the field for a bad value.
+    """
+
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    classes: tuple[str | int, ...] | None = None
+    scale: float | Literal["auto"] | None = None
+    tile_size: int | Literal["auto"] | None = None
+    tile_overlap: int | None = None
+    merge_classes: bool = False
+    crf: bool = True
+    crf_params: CRFParams | None = None
+    device: str = "auto"
+    vegetation: Literal["auto", "on", "off"] = "auto"
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        put("score_threshold", _fraction("score_threshold", self.score_threshold))
+        put("mask_threshold", _fraction("mask_threshold", self.mask_threshold, open_low=True, open_high=True))
+        put("classes", _classes(self.classes))
+        put("scale", _scale(self.scale))
+        tile_size, tile_overlap = _tiling(self.tile_size, self.tile_overlap)
+        put("tile_size", tile_size)
+        put("tile_overlap", tile_overlap)
+        put("merge_classes", _flag("merge_classes", self.merge_classes))
+        put("crf", _flag("crf", self.crf))
+        if self.crf_params is not None:
+            put("crf_params", CRFParams.from_any(self.crf_params))
+        device = self.device
+        if device is None:
+            device = "auto"
+        elif not isinstance(device, str):
+            if not hasattr(device, "type"):  # a torch.device
+                raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
+            device = str(device)
+        put("device", device)
+        if not isinstance(self.vegetation, str) or self.vegetation not in VEGETATION_MODES:
+            raise ValueError(
+                f"vegetation must be one of {', '.join(map(repr, VEGETATION_MODES))}, got {self.vegetation!r}"
+            )
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> SegmentOptions:
+        """Options from keyword arguments named like the fields; an unknown name raises TypeError listing them."""
+        names = field_names()
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            raise TypeError(
+                f"unknown segmentation option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"the options are {', '.join(names)}"
+            )
+        return cls(**kwargs)
+
+    def replace(self, **changes) -> SegmentOptions:
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def changed(self) -> dict:
+        """The fields that differ from the defaults, by name (what the repr shows)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != f.default
+        }
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self.changed().items())
+        return f"SegmentOptions({body})"
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(SegmentOptions)]
+
+
+def defaults() -> dict:
+    """Every option's default, by name (the widget's initial values, the CLI's ``--help``)."""
+    return {f.name: f.default for f in dataclasses.fields(SegmentOptions)}
+
+
+# The defaults as one value: entry points read ``DEFAULTS.<field>`` for their keyword defaults.
+DEFAULTS = SegmentOptions()
