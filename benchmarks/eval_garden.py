@@ -100,7 +100,7 @@ def _agnostic(gts, dts):
     return gts, dts
 
 
-def evaluate(model, seeds, crf_params=None, score_threshold=0.5, shape=(512, 512), progress=True,
+def evaluate(model, seeds, crf_params=None, score_threshold=0.5, shape=(512, 512), progress=True, vegetation="auto",
              style="garden", scale=None) -> dict:
     import napari_gardenseg as gs
     from napari_gardenseg.synthetic import garden_scene
@@ -112,9 +112,10 @@ def evaluate(model, seeds, crf_params=None, score_threshold=0.5, shape=(512, 512
     for k, seed in enumerate(seeds):
         image, labels, classes = garden_scene(seed, shape=shape, style=style)
         t0 = time.perf_counter()
-        r0 = gs.segment(image, model, score_threshold=score_threshold, crf=False, scale=scale)
+        r0 = gs.segment(image, model, score_threshold=score_threshold, crf=False, scale=scale, vegetation=vegetation)
         t1 = time.perf_counter()
-        r = gs.segment(image, model, score_threshold=score_threshold, crf=True, crf_params=crf_params, scale=scale)
+        r = gs.segment(image, model, score_threshold=score_threshold, crf=True, crf_params=crf_params, scale=scale,
+                       vegetation=vegetation)
         t2 = time.perf_counter()
         t_model += t1 - t0
         t_total += t2 - t1
@@ -158,11 +159,13 @@ def main(argv=None):
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--score-threshold", type=float, default=0.5)
     p.add_argument("--style", choices=("garden", "photo"), default="garden")
+    p.add_argument("--vegetation", choices=("auto", "on", "off"), default="auto", help="segment's vegetation stage")
     p.add_argument("--scale", default=None, help="segment's scale: a number or 'auto' (default: the model's resize)")
     args = p.parse_args(argv)
     scale = args.scale if args.scale in (None, "auto") else float(args.scale)
     seeds = range(args.start, args.start + args.count)
-    result = evaluate(args.model, seeds, score_threshold=args.score_threshold, style=args.style, scale=scale)
+    result = evaluate(args.model, seeds, score_threshold=args.score_threshold, style=args.style, scale=scale,
+                      vegetation=args.vegetation)
     print(json.dumps(result, indent=2))
 
 

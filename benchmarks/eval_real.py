@@ -73,12 +73,11 @@ def load_set(only=None, sets=("photos", "touching")) -> list[dict]:
     return out
 
 
-def components(mask: np.ndarray):
-    """Connected components of ``mask`` without specks, each one instance scored by its area."""
-    from napari_gardenseg._plant_pixels import clean_vegetation
-    from skimage import measure
+def components(mask: np.ndarray, min_area: int = 16):
+    """Connected components of ``mask`` without specks under ``min_area`` pixels, each one instance scored by area."""
+    from skimage import measure, morphology
 
-    lab = measure.label(clean_vegetation(mask), connectivity=2)
+    lab = measure.label(morphology.remove_small_objects(mask, max_size=min_area), connectivity=2)
     areas = np.bincount(lab.ravel())[1:]
     return lab.astype(np.int32), [1] * len(areas), [float(a) for a in areas]
 
@@ -92,29 +91,6 @@ def baseline(rgb_u8: np.ndarray, kind: str):
     return components(vegetation_map(rgb).mask)
 
 
-def _colour(rgb, r, model, with_crf):
-    """Colour-following instances from a result's soft masks (the stage segment runs with vegetation="on")."""
-    from napari_gardenseg._instances import paint_image
-    from napari_gardenseg._plant_pixels import follow_vegetation
-    from napari_gardenseg._vegetation import vegetation_map
-    from napari_gardenseg.crf import CRFParams, refine_masks
-
-    vmap = vegetation_map(rgb.astype(np.float32) / 255)
-    found = follow_vegetation(r.instances, vmap, 0.5)
-    labels = paint_image(found, 0.5)
-    present = np.bincount(labels.ravel(), minlength=len(found) + 1)[1:] > 0
-    keep = np.flatnonzero(present)
-    found = found.take(keep)
-    lut = np.zeros(len(present) + 1, np.int32)
-    lut[keep + 1] = np.arange(1, len(keep) + 1)
-    labels = lut[labels]
-    refined = None
-    if with_crf:
-        claims = refine_masks(rgb, found, CRFParams.from_any(model.meta.get("crf")), 0.5)
-        refined = paint_image(claims, 0.5)
-    return labels, refined, found.scores
-
-
 def run_methods(model, rgb, methods, score_threshold) -> dict:
     import napari_gardenseg as gs
 
@@ -122,20 +98,17 @@ def run_methods(model, rgb, methods, score_threshold) -> dict:
     for kind in ("exg-fixed", "exg-otsu"):
         if kind in methods:
             preds[kind] = baseline(rgb, kind)
-    t0 = time.perf_counter()
-    r = gs.segment(rgb, model, score_threshold=score_threshold, crf="crf" in methods, keep_soft_masks=True)
-    seconds["model"] = time.perf_counter() - t0
-    ones = [1] * len(r.scores)
-    preds["raw"] = (r.labels, ones, r.scores)
-    if "crf" in methods:
-        preds["crf"] = (r.refined, ones, r.scores)
-    if "colour" in methods or "colour+crf" in methods:
+    for veg, names in (("off", ("raw", "crf")), ("on", ("colour", "colour+crf")), ("auto", ("default", "default+crf"))):
+        wanted = [n for n in names if n in methods]
+        if not wanted:
+            continue
         t0 = time.perf_counter()
-        labels, refined, scores = _colour(rgb, r, model, "colour+crf" in methods)
-        seconds["colour"] = time.perf_counter() - t0
-        preds["colour"] = (labels, [1] * len(scores), scores)
-        if refined is not None:
-            preds["colour+crf"] = (refined, [1] * len(scores), scores)
+        r = gs.segment(rgb, model, score_threshold=score_threshold, crf=names[1] in wanted, vegetation=veg)
+        seconds[veg] = time.perf_counter() - t0
+        ones = [1] * len(r.scores)
+        preds[names[0]] = (r.labels, ones, r.scores)
+        if names[1] in wanted:
+            preds[names[1]] = (r.refined, ones, r.scores)
     return preds, seconds
 
 

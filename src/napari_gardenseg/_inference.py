@@ -22,8 +22,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._cancel import Cancelled, ProgressFn, check
 from . import _forward
+from ._cancel import Cancelled, ProgressFn, check
 from ._forward import predict_instances
 from ._instances import Instances, paint, paint_image
 from ._models import Model, load_model
@@ -190,7 +190,7 @@ def segment_with(image, model, options: SegmentOptions, *, progress: ProgressFn 
                  keep_soft_masks: bool = False) -> SegmentationResult:
     """:func:`segment` with its options as one :class:`SegmentOptions` (what the widget, CLI and batch hand down)."""
     run = _Run.start(image, model, options, progress, cancel)
-    found = run.detect()
+    found = run.follow_colour(run.detect())
     run.report(0.7, "assembling instances")
     labels = paint_image(found, run.mask_threshold)
     labels, kept = _compact(labels, len(found))
@@ -259,7 +259,7 @@ def segment_to_zarr_with(image, path, model, options: SegmentOptions, *, progres
         options = options.replace(tile_size="auto")
     source = image if not isinstance(image, (str, os.PathLike)) else open_image(image)
     run = _Run.start(source, model, options, progress, cancel)
-    found = run.detect()
+    found = run.follow_colour(run.detect())
     h, w = run.source.shape
     windows = [(y, x, min(y + chunk_size, h), min(x + chunk_size, w))
                for y in range(0, h, chunk_size) for x in range(0, w, chunk_size)]
@@ -296,6 +296,10 @@ def _json_safe(meta: dict) -> dict:
             v = dataclasses.asdict(v)
         out[k] = json.loads(json.dumps(v, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     return out
+
+
+# The vegetation stage holds a few image-sized maps: beyond this it is skipped (tiled zarr runs of mosaics).
+VEGETATION_MAX_PIXELS = 40_000_000
 
 
 @dataclass
@@ -345,6 +349,34 @@ class _Run:
         )
         return found
 
+    def follow_colour(self, found: Instances) -> Instances:
+        """The vegetation stage (``options.vegetation``): instances that follow plant colour; see :mod:`._plant_pixels`.
+
+        "auto" runs it when the photo's colour separates plants from their
+        background (:func:`._vegetation.vegetation_map`), "on" always, "off"
+        never. Images over :data:`VEGETATION_MAX_PIXELS` skip it (it needs a few
+        image-sized maps). ``self.how["vegetation"]`` says what was done and why.
+        """
+        mode = self.options.vegetation
+        h, w = self.source.shape[:2]
+        if mode == "off":
+            self.how["vegetation"] = {"applied": False, "reason": "vegetation='off'"}
+            return found
+        if h * w > VEGETATION_MAX_PIXELS:
+            self.how["vegetation"] = {"applied": False, "reason": f"image over {VEGETATION_MAX_PIXELS:,} pixels"}
+            return found
+        from ._plant_pixels import follow_vegetation
+        from ._vegetation import vegetation_map
+
+        check(self.cancel, "segmentation")
+        self.report(0.7, "finding plant pixels by colour")
+        vmap = vegetation_map(self.source.read())
+        applied = mode == "on" or vmap.informative
+        self.how["vegetation"] = {"applied": applied, "mode": mode, **vmap.summary()}
+        if not applied:
+            return found
+        return follow_vegetation(found, vmap, self.mask_threshold)
+
     def refine(self, found: Instances) -> Instances | None:
         if self.params is None:
             return None
@@ -373,8 +405,10 @@ class _Run:
 
     def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:
         names = self.model.class_names
+        # colour-only instances (class id 0) have no class of the model's: they are "plant"
         class_names = ["plant"] * len(found) if self.options.merge_classes else [
-            names[int(c)] if int(c) < len(names) else str(int(c)) for c in found.class_ids
+            names[int(c)] if 0 < int(c) < len(names) else "plant" if int(c) == 0 else str(int(c))
+            for c in found.class_ids
         ]
         return SegmentationResult(
             labels=labels,
@@ -385,4 +419,5 @@ class _Run:
             boxes=found.boxes.astype(np.float32),
             instances=found if keep_soft_masks else None,
             meta=self.meta(claims),
+            sources=None if found.sources is None else [str(x) for x in found.sources],
         )

@@ -43,6 +43,9 @@ MIN_GREEN_SHARE = 0.35
 MIN_SEED_SHARE = 0.2
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
+SIZE_WEIGHT = 0.5
+# Closing radius of the vegetation mask, as a fraction of the image's geometric mean side.
+CLOSING = 0.002
 
 
 def _min_area(shape) -> int:
@@ -51,11 +54,18 @@ def _min_area(shape) -> int:
 
 
 def clean_vegetation(mask: np.ndarray) -> np.ndarray:
-    """bool (H, W): ``mask`` without specks and pin holes smaller than :func:`_min_area`."""
+    """bool (H, W): ``mask`` closed over gaps of a few pixels, without specks and pin holes.
+
+    The closing (a disk whose radius grows with the image's size) joins the
+    leaves of one plant that shadow or a thin stem cut apart; specks and holes
+    smaller than :func:`_min_area` pixels go.
+    """
     from skimage import morphology
 
+    radius = int(round(CLOSING * np.sqrt(mask.shape[0] * mask.shape[1])))
+    out = morphology.closing(mask, morphology.disk(radius)) if radius > 0 else mask
     area = _min_area(mask.shape)
-    out = morphology.remove_small_objects(mask, max_size=area)
+    out = morphology.remove_small_objects(out, max_size=area)
     return morphology.remove_small_holes(out, max_size=area)
 
 
@@ -92,6 +102,9 @@ def follow_vegetation(
     gated = share >= MIN_GREEN_SHARE
     gated[0] = False
     comp_area = np.bincount(comps.ravel(), minlength=n_comps + 1)
+    # a typical plant's area: the component size at the median vegetation pixel
+    sizes = np.sort(comp_area[1:])
+    typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) if n_comps else 1.0
 
     # each green instance's main component and how much of it the instance covers
     pairs = np.bincount(labels[veg].astype(np.int64) * (n_comps + 1) + comps[veg],
@@ -124,6 +137,13 @@ def follow_vegetation(
             single[c] = ids[0]
         else:
             split[c] = True
+    # pieces of a seeded plant that colour cut off (a leaf behind a thin petiole) join it:
+    # a component lying mostly inside one seed's mask
+    inside = pairs * seed[:, None]
+    best = inside.argmax(axis=0)
+    joins = (inside[best, np.arange(n_comps + 1)] >= 0.5 * comp_area) & (single == 0) & ~split
+    joins[0] = False
+    single[joins] = best[joins]
     take = region & (single[comps] > 0)
     claims[take] = single[comps[take]]
     if split.any():
@@ -152,21 +172,22 @@ def follow_vegetation(
         boxes.append(found.boxes[i])
         # colour is evidence too: an instance with few plant-coloured pixels in a photo whose plants
         # are green is less likely a plant (it is kept, ranked lower)
-        scores.append(found.scores[i] * (1.0 if gated[i + 1] else max(share[i + 1] / MIN_GREEN_SHARE, 0.1)))
+        if gated[i + 1]:
+            size_q = min(float(own.sum()) / max(typical, 1.0), 1.0)
+            scores.append(found.scores[i] * (1 - SIZE_WEIGHT + SIZE_WEIGHT * size_q))
+        else:
+            scores.append(found.scores[i] * max(share[i + 1] / MIN_GREEN_SHARE, 0.1))
         class_ids.append(found.class_ids[i])
         source.append("model")
 
     if add_components:
-        free = [c for c in range(1, n_comps + 1) if c not in seeds_of]
+        free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0]
         # the best green piece (a leaf the model found) inside each free component
         piece = np.zeros(n_comps + 1, np.float32)
         for i in np.flatnonzero(gated & ~seed):
             piece[main[i]] = max(piece[main[i]], found.scores[i - 1])
         if free:
             objects = ndimage.find_objects(comps)
-            # a typical plant's area: the component size at the median vegetation pixel
-            sizes = np.sort(comp_area[1:])
-            typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)])
             areas = comp_area[free].astype(np.float64)
             rank = np.minimum(areas / max(typical, 1.0), 1.0)
             lo, hi = COLOUR_SCORE_RANGE

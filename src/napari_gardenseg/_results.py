@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TABLE_COLUMNS = ("label", "class_id", "class_name", "score", "area", "area_refined", "bbox")
+TABLE_COLUMNS = ("label", "class_id", "class_name", "score", "area", "area_refined", "bbox", "source")
 
 
 @dataclass
@@ -30,6 +30,9 @@ class SegmentationResult:
     boxes: np.ndarray  # (N, 4) as x0, y0, x1, y1 in pixels (torchvision's order)
     instances: object | None = None
     meta: dict = field(default_factory=dict)
+    # per instance: "model" (the detector's, its pixels maybe following plant colour) or "colour"
+    # (a plant-coloured component no detection claimed); None: all "model"
+    sources: list | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -41,7 +44,9 @@ class SegmentationResult:
         Columns: label, class_id, class_name, score, area (pixels in
         ``labels``), area_refined (pixels in ``refined``, NaN without CRF) and
         bbox (y0, x0, y1, x1 of the instance's pixels in ``labels``, napari's
-        axis order, end exclusive).
+        axis order, end exclusive) and source ("model": found by the network;
+        "colour": a plant-coloured component that no detection claimed, added
+        by the vegetation stage with a low score and class "plant").
         """
         import pandas as pd
 
@@ -58,6 +63,7 @@ class SegmentationResult:
                 "area": area,
                 "area_refined": area_ref,
                 "bbox": boxes,
+                "source": list(self.sources) if self.sources is not None else ["model"] * n,
             },
             columns=list(TABLE_COLUMNS),
         )
