@@ -83,11 +83,23 @@ def test_both_widgets_take_the_viewer_by_the_same_name_and_annotation():
 
 
 def test_sample_data():
-    from napari_gardenseg._sample_data import garden_sample
+    from napari_gardenseg._sample_data import garden_sample, photo_sample
 
     ((data, meta, kind),) = garden_sample()
     assert kind == "image" and meta == {"name": "garden"}
     assert data.shape == (768, 1024, 3) and data.dtype.name == "uint8"
+    ((photo, meta, kind),) = photo_sample()
+    assert kind == "image" and meta == {"name": "seedling tray"}
+    assert photo.shape == (972, 1296, 3) and photo.dtype.name == "uint8"
+    # a photograph of green plants on dark soil: plant-coloured pixels, neither none nor all
+    green = (photo[..., 1].astype(int) - photo[..., 0] > 20) & (photo[..., 1].astype(int) - photo[..., 2] > 20)
+    assert 0.02 < green.mean() < 0.3
+
+
+def test_sample_photo_is_credited():
+    """The photo ships with its credit and licence (CC BY 4.0 asks for both)."""
+    credits = (ROOT / "src" / "napari_gardenseg" / "data" / "CREDITS.md").read_text()
+    assert "seedling_tray.jpg" in credits and "CC BY 4.0" in credits and "Danforth" in credits
 
 
 def _has_build_backend() -> bool:
@@ -143,6 +155,8 @@ def test_wheel_ships_the_manifest_as_a_real_file(wheel):
         assert zf.read(info) == MANIFEST.read_bytes()
         names = zf.namelist()
         assert "napari_gardenseg/data/garden_sample.png" in names
+        assert "napari_gardenseg/data/seedling_tray.jpg" in names
+        assert "napari_gardenseg/data/CREDITS.md" in names
         assert "napari_gardenseg/py.typed" in names  # type hints are part of the package
         (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
         assert zf.read(licence) == (ROOT / "LICENSE").read_bytes()

@@ -30,9 +30,12 @@ __all__ = ["main"]
 
 
 def _sample_file() -> Path:
+    """The bundled photograph sample (``data/seedling_tray.jpg``; credits in ``data/CREDITS.md``)."""
     from importlib import resources
 
-    return Path(str(resources.files("napari_gardenseg") / "data" / "garden_sample.png"))
+    from ._sample_data import PHOTO_FILE
+
+    return Path(str(resources.files("napari_gardenseg") / "data" / PHOTO_FILE))
 
 
 def _int_or_auto(text: str):
@@ -187,7 +190,7 @@ def _cmd_segment(args) -> int:
         summary = segment_files(
             inputs, args.out, args.model, client=client, overwrite=args.overwrite, resume=args.resume,
             progress=bar, retries=args.retries, coco=args.coco, crf_overrides=overrides,
-            resources=args.resources, **options,
+            resources=args.resources, axes=args.axes, **options,
         )
     tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
     print(f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed "
@@ -236,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment image files (PNG, JPEG, TIFF)")
     s.add_argument("inputs", nargs="*", help="image files")
-    s.add_argument("--sample", action="store_true", help="also segment the bundled sample image")
+    s.add_argument("--sample", action="store_true",
+                   help="also segment the bundled sample photograph (seedling trays, PlantCV, CC BY 4.0)")
     s.add_argument("--model", default=DEFAULT_MODEL,
                    help="garden (bundled, offline), coco (everyday objects, downloaded once), coco-v1 "
                    "or a checkpoint path (default: %(default)s)")
@@ -254,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile-overlap", type=_pixels, help="overlap of neighbouring tiles in pixels (default: the model's)")
     s.add_argument("--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'")
     s.add_argument("--merge-classes", action="store_true", help="report every instance as one class 'plant'")
+    s.add_argument("--axes", metavar="LETTERS",
+                   help="the axes of TIFF/zarr inputs that do not state them, one letter per axis: T time, Z depth, "
+                   "C channels (each a plane), S colour samples, Y, X; e.g. TYX (stacks are segmented plane by plane)")
     s.add_argument("--coco", action="store_true", help="also write COCO JSON")
     s.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (never replaced otherwise)")
     s.add_argument("--resume", action="store_true",
