@@ -196,3 +196,33 @@ def test_cli_adapt(small_base, tmp_path, capsys):
     assert main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--iterations", "1"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["adapt", str(tmp_path / "missing.png"), "--out", str(tmp_path / "m.pt")]) == 2
+
+
+@pytest.mark.gui
+def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tmp_path, monkeypatch):
+    import functools
+    import sys
+    import types
+
+    import napari_gardenseg._adapt as engine
+    from napari_gardenseg._train_widget import TrainWidget
+
+    registered = []
+    fake = types.ModuleType("napari_gardenseg._widget")
+    fake.register_model = lambda path, title: registered.append((path, title))
+    monkeypatch.setitem(sys.modules, "napari_gardenseg._widget", fake)
+    monkeypatch.setattr(engine, "adapt", functools.partial(engine.adapt, rounds=1, iterations=1))
+    viewer = make_napari_viewer()
+    for seed in (9_500_000, 9_500_001):
+        viewer.add_image(_photo(seed)[0], name=f"p{seed}")
+    panel = TrainWidget(viewer).open_adapt()  # the training widget's "Adapt to these photos" button
+    assert [layer.name for layer in panel.photos.value] == ["p9500000", "p9500001"]
+    panel.base.value = str(small_base)
+    panel.output.value = tmp_path / "w.pt"
+    panel.run.clicked.emit()
+    assert panel.running and panel.cancel.enabled and not panel.run.enabled
+    qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
+    assert (tmp_path / "w.pt").exists() and (tmp_path / "w.json").exists(), panel.status.value
+    assert registered == [(tmp_path / "w.pt", "w")]
+    assert panel.status.value.startswith("saved w.pt")
+    assert panel.output.value == tmp_path / "w-2.pt"

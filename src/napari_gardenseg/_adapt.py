@@ -130,7 +130,8 @@ class _Mix:
         from ._training import _Sample
         from .synthetic import garden_scene
 
-        image, labels, classes = garden_scene(self.next_seed, style="photo")
+        # both styles, as the bundled model was trained (photo-like scenes and the older garden scenes)
+        image, labels, classes = garden_scene(self.next_seed, style="photo" if self.rng.random() < 0.75 else "garden")
         self.next_seed += 1
         return _Sample(image, labels.astype(np.int32), classes)
 
@@ -173,6 +174,7 @@ def adapt(
     crop: int = 320,
     device="auto",
     seed: int = 0,
+    on_round: Callable[[int, object], None] | None = None,
 ) -> Path:
     """Adapt a model to unlabelled photos by self-training on scenes built from them; save a new checkpoint.
 
@@ -192,7 +194,8 @@ def adapt(
     saved and :class:`Cancelled` is raised, later the best weights so far are
     saved. Raises ValueError when the photos give nothing to learn from (no
     plant-coloured components that are single plants, no confident
-    detections). Returns the checkpoint's path.
+    detections). Returns the checkpoint's path. ``on_round(round, model)``
+    is called after each round's check (e.g. to keep a snapshot).
     """
     import torch
 
@@ -319,6 +322,8 @@ def adapt(
         history.append({"round": r, "iterations": len(losses), "seconds": round(time.perf_counter() - round_start, 1),
                         "loss_last": round(float(np.mean(losses[-20:])), 4) if losses else None, **measured})
         report(f0 + (f1 - f0) * 0.9, f"round {r}: agreement {measured['agreement']:.3f}")
+        if on_round is not None:
+            on_round(r, model)
         if best is not None and measured["agreement"] <= best:
             stopped = f"round {r} did not improve agreement"
             break

@@ -206,6 +206,8 @@ class TrainWidget(Container):
         self.train = PushButton(name="train", text="Train")
         self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
         self.status = Label(name="status", label="", value="")
+        self.adapt = PushButton(name="adapt", text="Adapt to these photos (no labels)…",
+                                tooltip="learn from the open photos without labels: opens the adapt panel")
         self.extend(
             [
                 self.pairs,
@@ -220,6 +222,7 @@ class TrainWidget(Container):
                 self.train,
                 self.cancel,
                 self.status,
+                self.adapt,
             ]
         )
 
@@ -227,6 +230,7 @@ class TrainWidget(Container):
         self.show_settings.changed.connect(lambda on: setattr(self.settings, "visible", bool(on)))
         self.train.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
+        self.adapt.changed.connect(self.open_adapt)
         layers = viewer.layers
         layers.events.inserted.connect(self._on_inserted)
         layers.events.removed.connect(self.reset_choices)
@@ -268,6 +272,14 @@ class TrainWidget(Container):
             self._seen_labels.add(lab)
         self.pairs.value = keep
         super().reset_choices()
+
+    def open_adapt(self, *_):
+        """Dock the "Adapt to these photos" panel (:mod:`napari_gardenseg._adapt_widget`); returns it."""
+        from ._adapt_widget import AdaptWidget
+
+        panel = AdaptWidget(self._viewer)
+        self._viewer.window.add_dock_widget(panel, name="Adapt to these photos", area="right")
+        return panel
 
     # -- running ---------------------------------------------------------------
 

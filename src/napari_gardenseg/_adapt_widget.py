@@ -1,0 +1,157 @@
+""""Adapt to these photos": run :func:`napari_gardenseg.adapt` on the viewer's image layers.
+
+No labels needed: the selected Image layers (2-D, grey or RGB; multiscale:
+full resolution) are the unlabelled photos. The run is a background job
+(:mod:`napari_gardenseg._worker`) with a napari progress bar, a status line
+and cancel; the new model goes to ``save as`` (by default a new file in the
+user's models folder), its report next to it (``MODEL.json``), and it is
+added to the segmentation widget's models. An existing file is never
+replaced: Adapt asks first.
+"""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import Container, FileEdit, Label, LineEdit, PushButton, Select, SpinBox
+from napari.layers import Image
+from napari.utils.notifications import show_info
+
+from ._compat import avoid_triton_llvm_clash
+from ._worker import Job, Outcome, report_error
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["AdaptWidget", "photo_of_layer"]
+
+
+def photo_of_layer(layer: Image):
+    """The layer's 2-D photo (grey or RGB(A); multiscale: level 0); ValueError for stacks."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    plane_dims = data.ndim - (1 if layer.rgb else 0)
+    if plane_dims != 2:
+        raise ValueError(f"layer {layer.name!r} is not a 2-D photo (shape {tuple(data.shape)}); "
+                         "adapt learns from single photos")
+    return data
+
+
+class AdaptWidget(Container):
+    """Adapt a model to the open photos without labels (see the module docstring)."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__(labels=True)
+        avoid_triton_llvm_clash()
+        from ._adapt import default_output
+
+        self._viewer = viewer
+        self._job: Job | None = None
+        self.photos = Select(label="photos", choices=self._photo_choices, allow_multiple=True,
+                             tooltip="unlabelled photos of your field or garden (Image layers)")
+        self.base = LineEdit(label="start from", value="garden", tooltip="'garden' or a checkpoint path")
+        self.minutes = SpinBox(label="minutes (0: auto)", value=0, min=0, max=600,
+                               tooltip="time budget; auto: 5 + 0.5 per photo, at most 25")
+        self.output = FileEdit(label="save as", mode="w", value=default_output(), filter="*.pt")
+        self.run = PushButton(text="Adapt to these photos")
+        self.cancel = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="select photos (no labels needed)")
+        self.extend([self.photos, self.base, self.minutes, self.output, self.run, self.cancel, self.status])
+        self.run.changed.connect(self.start)
+        self.cancel.changed.connect(self.stop)
+        layers = viewer.layers
+        layers.events.inserted.connect(self.reset_choices)
+        layers.events.removed.connect(self.reset_choices)
+        self.native.destroyed.connect(self._make_teardown())
+        self.reset_choices()
+        self.photos.value = self.photos.choices
+
+    def _photo_choices(self, _widget=None):
+        return [layer for layer in self._viewer.layers if isinstance(layer, Image)]
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None
+
+    def start(self, *_) -> Job | None:
+        """Check the inputs and start adapting in a background job (None when nothing started)."""
+        if self.running:
+            show_info("Adapting is already running; cancel it first.")
+            return None
+        try:
+            layers = list(self.photos.value)
+            if not layers:
+                raise ValueError("select at least one photo (Image layer)")
+            photos = [photo_of_layer(layer) for layer in layers]
+            output = Path(self.output.value).expanduser()
+            if str(self.output.value) in ("", ".") or output.is_dir():
+                raise ValueError("'save as' must be a file name, not a folder")
+            output = output if output.suffix else output.with_suffix(".pt")
+        except (ValueError, TypeError) as exc:
+            self.status.value = report_error(exc, "adapting")
+            return None
+        overwrite = False
+        if output.exists():
+            from ._train_widget import ask_replace
+
+            if not ask_replace(self.native, output):
+                self.status.value = f"not started: {output.name} exists (choose another 'save as' name)"
+                return None
+            overwrite = True
+        from ._adapt import adapt
+
+        minutes = float(self.minutes.value) or None
+        job = Job(adapt, photos, self.base.value.strip() or "garden", minutes=minutes, output=output,
+                  overwrite=overwrite, desc="Adapting to the photos")
+        job.on_progress = lambda f, msg, job=job: self._show(job, msg)
+        job.on_done = lambda outcome, job=job: self._on_done(job, outcome)
+        self._job = job
+        self.run.enabled, self.cancel.enabled = False, True
+        self.status.value = f"adapting to {len(photos)} photo(s)…"
+        return job.start()
+
+    def stop(self, *_) -> None:
+        """Ask the run to stop: before training nothing is saved, later the best weights so far."""
+        if self._job is not None:
+            self._job.request_cancel()
+            self.cancel.enabled = False
+            self.status.value = "cancelling…"
+
+    def _show(self, job: Job, message: str) -> None:
+        if job is self._job:
+            self.status.value = message
+
+    def _on_done(self, job: Job, outcome: Outcome) -> None:
+        if job is not self._job:
+            return
+        self._job = None
+        self.run.enabled, self.cancel.enabled = True, False
+        if outcome.cancelled:
+            self.status.value = "cancelled; nothing saved"
+        elif not outcome.ok:
+            self.status.value = report_error(outcome.error, "adapting")
+        else:
+            from ._files import free_path
+            from ._train_widget import register_trained_model
+
+            path = Path(outcome.value)
+            register_trained_model(path, path.stem)
+            self.status.value = f"saved {path.name} (report: {path.with_suffix('.json').name})"
+            show_info(f"Adapted model saved to {path}; added to the segmentation widget's models.")
+            self.output.value = free_path(path)
+
+    def _make_teardown(self):
+        widget = weakref.ref(self)
+
+        def teardown(*_):
+            w = widget()
+            if w is None:
+                return
+            if w._job is not None:
+                w._job.abandon()
+            layers = w._viewer.layers
+            layers.events.inserted.disconnect(w.reset_choices)
+            layers.events.removed.disconnect(w.reset_choices)
+
+        return teardown
