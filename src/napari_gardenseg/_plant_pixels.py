@@ -41,6 +41,8 @@ MIN_GREEN_SHARE = 0.35
 # A green instance seeds a plant of its vegetation component when it covers this share of the
 # component; smaller ones are pieces (a leaf) of the plant that the component is.
 MIN_SEED_SHARE = 0.2
+# A confident instance seeds a plant from this share of its component (three touching plants).
+STRONG_SEED_SHARE = 0.3
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
@@ -112,10 +114,10 @@ def follow_vegetation(
     pairs[0] = 0
     main = pairs.argmax(axis=1)
     cover = pairs[np.arange(n + 1), main] / np.maximum(comp_area[main], 1)
-    seed = gated & (cover >= min_seed_share)
     # splitting a component needs confident seeds; a lone seed may be less sure
     strong = np.zeros(n + 1, bool)
     strong[1:] = found.scores >= split_score
+    seed = gated & ((cover >= min_seed_share) | (strong & (cover >= STRONG_SEED_SHARE)))
     # a component with seeds belongs to them; one seed takes it whole, several split it
     seeds_of = {}
     for i in np.flatnonzero(seed):

@@ -154,12 +154,16 @@ class VegetationMap:
         }
 
 
-# Below this separability the index histogram has no second class worth a threshold.
-MIN_ETA = 0.35
-# The upper class must be greener than grey on ExG (chromatic coordinates: grey is 0).
-MIN_GREEN_EXG = 0.04
+# Whether colour is informative is decided on the index smoothed over a few pixels: pixel noise
+# has a two-class Otsu split too (eta = 2/pi for a Gaussian), but it averages away, plants do not.
+MIN_ETA = 0.5
+# The two classes' mean excess green must differ by this much, and the upper class be this green
+# (chromatic coordinates: grey is 0, photographed foliage about 0.1 to 0.5).
+MIN_SEPARATION = 0.06
+MIN_GREEN_EXG = 0.05
 # A plausible plant fraction for a top-down photo of plants on background.
 FRACTION_RANGE = (0.002, 0.85)
+_SMOOTH_SIGMA = 2.0
 
 
 def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
@@ -168,8 +172,13 @@ def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_0
     The threshold is Otsu's on ``index`` (estimated on at most ``sample``
     pixels, strided); the probability is a logistic of the index around it
     whose width is a quarter of the distance between the two class means.
-    Raises ValueError for a bad ``index`` or shape.
+    ``informative`` is decided on excess green smoothed by a Gaussian of
+    sigma 2 px (see :data:`MIN_ETA`, :data:`MIN_SEPARATION`,
+    :data:`MIN_GREEN_EXG`, :data:`FRACTION_RANGE`). Raises ValueError for a
+    bad ``index`` or shape.
     """
+    from scipy import ndimage
+
     values = colour_index(rgb, index)
     step = max(1, int(np.sqrt(values.size / sample)))
     sub = values[::step, ::step]
@@ -184,14 +193,19 @@ def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_0
     prob = 1.0 / (1.0 + np.exp(-(values - np.float32(threshold)) / np.float32(width)))
     prob = prob.astype(np.float32, copy=False)
 
-    exg = excess_green(rgb[::step, ::step]) if index != "exg" else sub
-    green_upper = float(exg[sub > threshold].mean()) if upper.size else 0.0
-    if eta < MIN_ETA:
-        informative, reason = False, f"one colour class (Otsu eta {eta:.2f} < {MIN_ETA})"
+    exg = ndimage.gaussian_filter(excess_green(rgb[::step, ::step]), _SMOOTH_SIGMA / step)
+    t_s, eta_s = otsu_threshold(exg)
+    up, low = exg[exg > t_s], exg[exg <= t_s]
+    separation = float(up.mean() - low.mean()) if up.size and low.size else 0.0
+    green_upper = float(up.mean()) if up.size else 0.0
+    if eta_s < MIN_ETA or separation < MIN_SEPARATION:
+        informative = False
+        reason = f"one colour class (Otsu eta {eta_s:.2f}, excess green classes {separation:.3f} apart)"
     elif not FRACTION_RANGE[0] <= fraction <= FRACTION_RANGE[1]:
         informative, reason = False, f"plant-coloured fraction {fraction:.3f} outside {FRACTION_RANGE}"
     elif green_upper < MIN_GREEN_EXG:
-        informative, reason = False, f"the upper class is not green (ExG {green_upper:.3f} < {MIN_GREEN_EXG})"
+        informative, reason = False, f"the upper class is not green (excess green {green_upper:.3f} < {MIN_GREEN_EXG})"
     else:
-        informative, reason = True, f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
+        informative = True
+        reason = f"two colour classes (Otsu eta {eta_s:.2f}), {100 * fraction:.1f}% plant-coloured"
     return VegetationMap(prob, index, threshold, eta, fraction, informative, reason)

@@ -1,0 +1,168 @@
+"""Plant pixels from plant colour: colour indices, the per-image threshold, instances that follow vegetation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_gardenseg._instances import Instances, paint_image
+from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, follow_vegetation
+from napari_gardenseg._vegetation import (
+    cive,
+    excess_green,
+    excess_green_minus_red,
+    otsu_threshold,
+    vegetation_map,
+)
+
+SOIL = np.array([0.45, 0.33, 0.22], np.float32)  # brown
+LEAF = np.array([0.20, 0.55, 0.15], np.float32)  # green
+RED_LEAF = np.array([0.55, 0.15, 0.25], np.float32)  # red lettuce / purple basil
+
+
+@pytest.fixture(scope="module")
+def garden_photo():
+    """Six rosettes of the bundled photograph sample (seedling trays, PlantCV, CC BY 4.0)."""
+    from napari_gardenseg._sample_data import load_photo_sample
+
+    return np.ascontiguousarray(load_photo_sample()[250:720, 60:760])
+
+
+def _disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _photo(discs, shape=(160, 240), noise=0.02, seed=0, colours=None):
+    """Soil with plant discs (cy, cx, r); returns the float RGB image and the true label image."""
+    rng = np.random.default_rng(seed)
+    rgb = np.broadcast_to(SOIL, shape + (3,)).copy()
+    labels = np.zeros(shape, np.int32)
+    for k, (cy, cx, r) in enumerate(discs, start=1):
+        m = _disc(shape, cy, cx, r)
+        rgb[m] = (colours or {}).get(k, LEAF)
+        labels[m] = k
+    rgb += rng.normal(0, noise, rgb.shape).astype(np.float32)
+    return np.clip(rgb, 0, 1), labels
+
+
+def _instances(masks, scores, shape, class_id=1):
+    """Model-like instances from full-frame soft masks (the test's stand-in for the detector)."""
+    return Instances.from_dense(np.stack(masks).astype(np.float32), np.asarray(scores, np.float32),
+                                np.full(len(masks), class_id), floor=0.0)
+
+
+def _iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def test_indices_follow_their_published_formulas():
+    px = np.array([[[0.2, 0.6, 0.2], [0.5, 0.3, 0.2]]], np.float32)
+    total = px.sum(-1) + 0.06
+    r, g, b = px[..., 0] / total, px[..., 1] / total, px[..., 2] / total
+    np.testing.assert_allclose(excess_green(px), 2 * g - r - b, rtol=1e-6)
+    np.testing.assert_allclose(excess_green_minus_red(px), (2 * g - r - b) - (1.4 * r - g), rtol=1e-6)
+    np.testing.assert_allclose(cive(px), -(0.441 * px[..., 0] * 255 - 0.811 * px[..., 1] * 255
+                                           + 0.385 * px[..., 2] * 255 + 18.78745), rtol=1e-5)
+    assert excess_green(px)[0, 0] > 0.3 > excess_green(px)[0, 1]  # the green pixel, not the brown one
+
+
+def test_otsu_threshold_separates_two_classes_and_knows_one():
+    rng = np.random.default_rng(1)
+    two = np.concatenate([rng.normal(0.0, 0.02, 5000), rng.normal(0.4, 0.03, 1000)])
+    t, eta = otsu_threshold(two)
+    assert 0.08 < t < 0.32 and eta > 0.8
+    _, eta_one = otsu_threshold(rng.normal(0.0, 0.02, 6000))
+    assert abs(eta_one - 2 / np.pi) < 0.03  # Otsu's separability of one Gaussian class
+
+
+def test_vegetation_map_finds_the_plants_and_follows_a_colour_cast():
+    rgb, labels = _photo([(50, 60, 25), (100, 170, 30)])
+    vmap = vegetation_map(rgb)
+    assert vmap.informative, vmap.reason
+    assert _iou(vmap.mask, labels > 0) > 0.97
+    assert vmap.probability.dtype == np.float32 and vmap.probability.shape == labels.shape
+    # a white-balance shift of the whole photo (bluish artificial light) moves the threshold with it
+    cast = np.clip(rgb * np.array([0.85, 0.95, 1.3], np.float32), 0, 1)
+    assert _iou(vegetation_map(cast).mask, labels > 0) > 0.95
+
+
+def test_vegetation_map_says_when_colour_tells_nothing():
+    rng = np.random.default_rng(2)
+    grey = np.clip(0.5 + rng.normal(0, 0.05, (120, 160, 3)), 0, 1).astype(np.float32)
+    assert not vegetation_map(grey).informative
+    all_red, _ = _photo([(60, 80, 40)], shape=(120, 160), colours={1: RED_LEAF})
+    assert not vegetation_map(all_red).informative  # the odd class is not green: no gating
+    with pytest.raises(ValueError, match="colour index"):
+        vegetation_map(grey, "ndvi")
+
+
+def test_touching_plants_are_split_between_their_seeds():
+    # two touching rosettes (one component of colour) and the model's two rough, too-small masks
+    rgb, truth = _photo([(80, 90, 35), (80, 155, 35)])
+    shape = truth.shape
+    seeds = [_disc(shape, 78, 92, 30) * 0.9, _disc(shape, 82, 150, 30) * 0.8]
+    found = _instances(seeds, [0.9, 0.8], shape)
+    out = follow_vegetation(found, vegetation_map(rgb))
+    assert list(out.sources) == ["model", "model"]
+    lab = paint_image(out)
+    for k in (1, 2):
+        assert _iou(lab == k, truth == k) > 0.9
+    # the CRF's unary: claimed pixels hold 0.5 + 0.5 * vegetation probability, so they stay above 0.5
+    assert all(m.max() <= 1.0 and m[m > 0.5].min() > 0.5 for m in out.masks)
+
+
+def test_one_seed_takes_its_whole_plant_and_unclaimed_plants_are_added_low():
+    rgb, truth = _photo([(60, 60, 30), (110, 190, 20)])
+    shape = truth.shape
+    leaf_only = _disc(shape, 60, 75, 14) * 0.95  # the model saw one leaf of plant 1, and not plant 2
+    found = _instances([leaf_only], [0.7], shape)
+    out = follow_vegetation(found, vegetation_map(rgb))
+    lab = paint_image(out)
+    assert list(out.sources) == ["model", "colour"]
+    assert _iou(lab == 1, truth == 1) > 0.9
+    assert _iou(lab == 2, truth == 2) > 0.9
+    assert out.class_ids[1] == 0
+    assert COLOUR_SCORE_RANGE[0] <= out.scores[1] <= COLOUR_SCORE_RANGE[1] < out.scores[0]
+
+
+def test_plants_that_are_not_green_are_not_cut_away():
+    # a red lettuce between green plants: the model found it; colour must not shrink it
+    rgb, truth = _photo([(60, 60, 25), (60, 150, 25), (120, 100, 25)], colours={2: RED_LEAF})
+    shape = truth.shape
+    masks = [(truth == k).astype(np.float32) * 0.9 for k in (1, 2, 3)]
+    found = _instances(masks, [0.9, 0.85, 0.8], shape)
+    out = follow_vegetation(found, vegetation_map(rgb))
+    lab = paint_image(out)
+    assert _iou(lab == 2, truth == 2) > 0.95  # kept whole
+    assert out.scores[1] < 0.85  # ranked lower: colour says it is less likely a plant here
+    assert out.scores[1] > 0.0
+    assert len(out) == 3 and not np.any(out.sources == "colour")
+
+
+def test_model_specks_on_soil_do_not_become_plants():
+    rgb, truth = _photo([(60, 60, 25)])
+    shape = truth.shape
+    soil_box = np.zeros(shape, np.float32)
+    soil_box[120:150, 180:230] = 0.9  # a detection on bare soil
+    found = _instances([(truth == 1) * 0.9, soil_box], [0.9, 0.6], shape)
+    out = follow_vegetation(found, vegetation_map(rgb))
+    assert out.scores[1] < 0.2  # still there (not cut away), but ranked far below the plant
+
+
+def test_segment_runs_the_stage_by_default_and_says_so(garden_photo):
+    import napari_gardenseg as gs
+
+    auto = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False)
+    off = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="off")
+    veg = auto.meta["vegetation"]
+    assert veg["applied"] and veg["vegetation_informative"]
+    assert off.meta["vegetation"] == {"applied": False, "reason": "vegetation='off'"}
+    assert set(auto.table["source"]) <= {"model", "colour"} and (auto.table["source"] == "model").sum() >= 3
+    assert set(off.table["source"]) == {"model"}
+    # the stage only moves pixels between plants and background: plant pixels follow colour
+    rgb = garden_photo.astype(np.float32) / 255
+    green = vegetation_map(rgb).mask
+    assert green[auto.labels > 0].mean() > green[off.labels > 0].mean()
+    with pytest.raises(ValueError, match="vegetation"):
+        gs.segment(garden_photo, "garden", vegetation="yes")
