@@ -226,3 +226,23 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     assert registered == [(tmp_path / "w.pt", "w")]
     assert panel.status.value.startswith("saved w.pt")
     assert panel.output.value == tmp_path / "w-2.pt"
+
+
+def test_train_pastes_painted_plants_across_photos(small_base, tmp_path):
+    from napari_gardenseg._scenes import PaintedScenes
+    from napari_gardenseg._training import prepare_samples
+
+    image, labels, classes = _photo(9_500_001)
+    prepared = prepare_samples([(image, labels, classes)])
+    rng = np.random.default_rng(0)
+    draw = PaintedScenes(prepared, lambda r: "fallback", 1.0, rng, size=192)
+    s = draw(rng)
+    assert s.labels.shape == (192, 192) and s.image.shape == (192, 192, 3)
+    assert len(s.class_of) >= 2 and set(s.class_of.values()) <= set(classes.values())
+    assert set(np.unique(s.labels)) - {0} == set(s.class_of)
+    assert PaintedScenes(prepared, lambda r: "fallback", 0.0, rng)(rng) == "fallback"
+    path = gs.train([(image, labels, classes)], base=small_base, iterations=1, output=tmp_path / "t.pt", crop=128,
+                    paste=0.5)
+    assert gs.load_model(path, device="cpu").meta["training"]["paste"] == 0.5
+    with pytest.raises(ValueError, match="paste"):
+        gs.train([(image, labels, classes)], base=small_base, iterations=1, output=tmp_path / "u.pt", paste=2)

@@ -279,10 +279,18 @@ def adapt(
     net.roi_heads.fg_bg_sampler.batch_size_per_image = 64
     net.rpn._post_nms_top_n["training"] = 300
     best, best_state, kept_round, stopped, done_total = None, None, None, "all rounds done", 0
+    last_round = rounds
     for r in range(1, rounds + 1):
+        if r > last_round:
+            stopped = "time budget spent (harvesting again would leave too little time to train)"
+            break
         left = deadline - time.perf_counter() - 5.0
-        overhead = check_seconds + (harvest_seconds if r < rounds else 0.0)
-        slice_s = (left - (rounds - r) * (harvest_seconds + check_seconds)) / (rounds - r + 1) - overhead
+        if iterations is None:
+            # fewer rounds when harvesting again and checking would take over 30% of the time left
+            while last_round > r and (last_round - r) * (harvest_seconds + check_seconds) > 0.3 * left:
+                last_round -= 1
+        between = (last_round - r) * (harvest_seconds + check_seconds)
+        slice_s = (left - between) / (last_round - r + 1) - check_seconds
         if r > 1 and ((iterations is None and slice_s < 30) or time.perf_counter() > deadline - 5):
             stopped = "time budget spent"
             break
@@ -330,7 +338,7 @@ def adapt(
         best = measured["agreement"]
         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         kept_round = r
-        if r < rounds and time.perf_counter() < deadline - 60:
+        if r < last_round and time.perf_counter() < deadline - 60:
             try:
                 t0 = time.perf_counter()
                 materials = harvest(f"round {r + 1}: harvesting again", f0 + (f1 - f0) * 0.9, f1)

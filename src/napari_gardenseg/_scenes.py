@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compose_scene", "cutouts_from_labels"]
+__all__ = ["PaintedScenes", "compose_scene", "cutouts_from_labels"]
 
 # each plant keeps at least this share of its pixels visible (else it is not pasted)
 MIN_VISIBLE = 0.5
@@ -129,3 +129,55 @@ def cutouts_from_labels(image_u8: np.ndarray, labels: np.ndarray, classes: dict,
         if m.sum() >= min_area:
             out.append(Plant(image_u8[y0:y1, x0:x1].copy(), m, str(classes[k]), photo, "painted"))
     return out
+
+
+class PaintedScenes:
+    """Draws for :func:`napari_gardenseg.train`: the painted plants copied across photos and scales.
+
+    ``samples``: the training samples (``image`` float or uint8 (H, W, 3),
+    ``labels``, ``class_of``, ``zoom``). Each is brought to the scale
+    inference sees it at (its ``zoom``); its painted instances become
+    cut-outs and its vegetation is filled in with soil. ``draw(rng)`` returns,
+    with probability ``share``, a scene of plants from every sample pasted
+    crowded onto one sample's soil (see :func:`compose_scene`), else
+    ``fallback(rng)``.
+    """
+
+    def __init__(self, samples, fallback, share: float, rng, size: int = 384):
+        from ._harvest import soil_fill, vegetation
+        from ._training import _Sample
+
+        self.fallback, self.share, self.size, self._Sample = fallback, float(share), int(size), _Sample
+        self.plants, self.soils = [], []
+        for i, s in enumerate(samples):
+            image, labels = _at_zoom(s.image, s.labels, s.zoom)
+            self.plants += cutouts_from_labels(image, labels, s.class_of, photo=i)
+            veg, _ = vegetation(image)
+            soil = soil_fill(image, veg | (labels > 0), rng)
+            if soil is not None:
+                self.soils.append(soil)
+
+    def __call__(self, rng):
+        if self.plants and self.soils and rng.random() < self.share:
+            soil = self.soils[int(rng.integers(len(self.soils)))]
+            image, labels, classes = compose_scene(rng, soil, self.plants, self.size)
+            return self._Sample(image, labels, classes)
+        return self.fallback(rng)
+
+
+def _at_zoom(image, labels, zoom: float):
+    """uint8 image and int32 labels resized by ``zoom`` (bilinear / nearest)."""
+    import torch
+    import torch.nn.functional as F
+
+    img = np.asarray(image)
+    img = img.astype(np.float32) / 255 if img.dtype == np.uint8 else img.astype(np.float32)
+    h, w = labels.shape
+    oh, ow = max(8, round(h * zoom)), max(8, round(w * zoom))
+    if (oh, ow) != (h, w):
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+        img = F.interpolate(t, size=(oh, ow), mode="bilinear", align_corners=False, antialias=zoom < 1)[0]
+        img = img.permute(1, 2, 0).numpy()
+        lab = torch.from_numpy(np.ascontiguousarray(labels))[None, None].float()
+        labels = F.interpolate(lab, size=(oh, ow), mode="nearest")[0, 0].numpy().astype(np.int32)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), labels

@@ -238,6 +238,7 @@ def train(
     scale=None,
     warmup: int | None = None,
     meta: dict | None = None,
+    paste: float = 0.0,
 ) -> Path:
     """Fine-tune (or train) a Mask R-CNN on ``samples`` and save a checkpoint.
 
@@ -257,6 +258,11 @@ def train(
     :func:`~napari_gardenseg._scale.estimate_scale`'s estimate per image. Crops
     of ``crop`` pixels are taken at that scale times a random factor from
     ``scale_range``.
+
+    ``paste`` (0..1): the share of crops drawn from scenes in which the
+    painted plants of all samples are copied, crowded and rescaled, onto the
+    samples' own soil (:class:`~napari_gardenseg._scenes.PaintedScenes`, the
+    scenes :func:`~napari_gardenseg.adapt` builds); 0 trains on the samples alone.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
@@ -297,9 +303,16 @@ def train(
     if not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     warmup = warmup if warmup is not None else min(200, iterations // 10)
+    if isinstance(paste, bool) or not 0 <= paste <= 1:
+        raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
+    draw = lambda r: prepared[int(r.integers(len(prepared)))]  # noqa: E731
+    if paste:
+        from ._scenes import PaintedScenes
+
+        draw = PaintedScenes(prepared, draw, paste, rng, size=max(crop, 384))
     start = time.perf_counter()
     history = fit(
-        net, lambda r: prepared[int(r.integers(len(prepared)))], index, iterations, dev, rng=rng, lr=lr,
+        net, draw, index, iterations, dev, rng=rng, lr=lr,
         warmup=warmup, batch_size=batch_size, crop=crop, scale_range=scale_range, progress=progress, cancel=cancel,
     )
     done = len(history)
@@ -316,6 +329,7 @@ def train(
         "scale": scale,
         "zooms": [round(float(s_.zoom), 3) for s_ in prepared[:50]],
         "lr": lr,
+        "paste": paste,
         "samples": len(prepared),
         "device": str(dev),
         "wall_seconds": round(time.perf_counter() - start, 1),
