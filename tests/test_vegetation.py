@@ -166,3 +166,21 @@ def test_segment_runs_the_stage_by_default_and_says_so(garden_photo):
     assert green[auto.labels > 0].mean() > green[off.labels > 0].mean()
     with pytest.raises(ValueError, match="vegetation"):
         gs.segment(garden_photo, "garden", vegetation="yes")
+
+
+def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
+    from napari_gardenseg._plant_pixels import adapt_hint
+    from napari_gardenseg._results import SegmentationResult
+
+    labels = np.zeros((100, 200), np.int32)
+    for k in range(1, 6):
+        labels[10:30, 30 * k : 30 * k + 20] = k  # five plant-sized instances
+
+    def result(sources):
+        n = len(sources)
+        return SegmentationResult(labels, None, np.ones(n, np.int64), ["plant"] * n, np.linspace(0.9, 0.1, n),
+                                  np.zeros((n, 4), np.float32), sources=sources)
+
+    hint = adapt_hint([result(["model", "colour", "colour", "colour", "colour"])])
+    assert hint is not None and "1 plants" in hint and "4 more" in hint and "Adapt to these photos" in hint
+    assert adapt_hint([result(["model"] * 4 + ["colour"])]) is None

@@ -208,3 +208,28 @@ def follow_vegetation(
     return Instances(masks, np.asarray(offsets, np.int64).reshape(-1, 2), np.asarray(scores, np.float32),
                      np.asarray(class_ids, np.int64), np.asarray(boxes, np.float32).reshape(-1, 4), (h, w),
                      meta=dict(found.meta), sources=np.asarray(source, dtype=object))
+
+
+def adapt_hint(results) -> str | None:
+    """One line for the widget when the model missed many of a photo's plants, else None.
+
+    ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per
+    plane). Counts the "colour" instances (plant-coloured components no
+    detection claimed) at least a quarter the size of the median model
+    instance; when they are as many as the model's instances (and at least
+    3), the model has not learnt these plants yet.
+    """
+    n_model = n_colour = 0
+    for r in results:
+        if r.sources is None or not len(r):
+            continue
+        table = r.table
+        model = table[table["source"] == "model"]
+        colour = table[table["source"] == "colour"]
+        typical = float(model["area"].median()) if len(model) else 0.0
+        n_model += len(model)
+        n_colour += int((colour["area"] >= 0.25 * typical).sum())
+    if n_colour >= max(3, n_model):
+        return (f"the model found {n_model} plants; colour shows {n_colour} more plant-coloured patches it missed "
+                "(source 'colour'): try *Adapt to these photos*")
+    return None

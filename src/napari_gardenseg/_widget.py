@@ -9,7 +9,7 @@ driven from the console by name::
     w.run.clicked()                       # runs in a background thread
 
 Threading (:mod:`napari_gardenseg._worker`): the GUI thread reads the controls
-and describes the planes (:func:`._layers.plane_source`, no pixels); the job
+and describes the planes (:func:`._planes.plane_source`, no pixels); the job
 loads the model, reads the planes, runs Mask R-CNN and the CRF, and builds the
 feature tables; when it returns, the GUI thread assigns the arrays to layers
 (:func:`._layers.write_layers`), one layer per event-loop turn. A failed or
@@ -38,7 +38,7 @@ import pandas  # noqa: E402,F401  (the feature tables)
 
 from . import _inference  # noqa: E402,F401  (torch, torchvision)
 from ._models import MODEL_NAMES  # noqa: E402
-from ._widget_controls import CUSTOM, _LIVE, SegmentationControls, register_model  # noqa: E402
+from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model  # noqa: E402
 from ._worker import Job, Outcome, report_error  # noqa: E402
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ def _segment_job(source, model, options, *, progress, cancel):
 
     Returns (LayerOutput, Model).
     """
-    from ._layers import run_planes
     from ._models import Model, load_model
+    from ._plane_run import run_planes
 
     if not isinstance(model, Model):
         progress(0.0, "loading model")
@@ -170,7 +170,7 @@ class SegmentationWidget(SegmentationControls):
     def _on_run(self, _=None) -> None:
         if self._job is not None:
             return
-        from ._layers import plane_source
+        from ._planes import plane_source
 
         try:
             layer = self.image.value
@@ -243,8 +243,12 @@ class SegmentationWidget(SegmentationControls):
         if kinds[1:]:
             QTimer.singleShot(0, lambda: self._write_next(job, output, kinds[1:], t0))
             return
+        from ._plant_pixels import adapt_hint
+
         n = output.n_instances
-        self.status.value = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
+        status = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
+        hint = adapt_hint(output.results)
+        self.status.value = status if hint is None else f"{status}; {hint}"
         self._done(job)
 
     def _done(self, job: Job) -> None:
