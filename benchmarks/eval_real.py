@@ -176,6 +176,31 @@ def recall_of(photos, model, vegetation, score_threshold) -> dict:
     return {k: round(a / max(b, 1), 3) for k, (a, b) in hits.items()}
 
 
+def fine_tuned(photos, counts, methods, score_threshold, iterations=200, out_dir="runs/eval_real") -> dict:
+    """AP50 after ``gs.train`` on the first k AgIR photos (their references as painted labels), for k in ``counts``.
+
+    Scored on every photo not trained on (the other AgIR photos, the tray, the composites).
+    """
+    import napari_gardenseg as gs
+
+    agir = [p for p in photos if p["name"].startswith("agir-")]
+    out = {}
+    for k in counts:
+        train_on = agir[:k]
+        samples = [(p["rgb"], p["labels"], {int(i): "plant" for i in np.unique(p["labels"]) if i > 0}) for p in train_on]
+        t0 = time.perf_counter()
+        path = gs.train(samples, base="garden", iterations=iterations, output=Path(out_dir) / f"painted_{k}.pt",
+                        overwrite=True)
+        minutes = (time.perf_counter() - t0) / 60
+        rest = [p for p in photos if p not in train_on]
+        res = evaluate(path, rest, methods, score_threshold)
+        res["trained_on"] = [p["name"] for p in train_on]
+        res["train_minutes"] = round(minutes, 1)
+        out[f"train on {k}"] = res
+        print(json.dumps({f"train on {k}": res["AP50"]}), file=sys.stderr, flush=True)
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="garden")
@@ -185,10 +210,15 @@ def main(argv=None):
     p.add_argument("--sets", nargs="+", default=["photos", "touching"], choices=["photos", "touching"])
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--per-photo", action="store_true")
+    p.add_argument("--fine-tune", nargs="+", type=int, metavar="K",
+                   help="instead: AP50 after gs.train on the first K AgIR photos, scored on the others")
     p.add_argument("--recolour", action="store_true",
                    help="instead: recall of plants turned red-purple, vegetation auto vs off (non-green plants kept?)")
     args = p.parse_args(argv)
     photos = load_set(args.only, args.sets)
+    if args.fine_tune:
+        print(json.dumps(fine_tuned(photos, args.fine_tune, args.methods, args.score_threshold), indent=1))
+        return
     if args.recolour:
         red = recoloured(photos)
         print(json.dumps({v: recall_of(red, args.model, v, args.score_threshold) for v in ("off", "auto")}, indent=1))
