@@ -42,7 +42,7 @@ from magicgui.widgets import (
 )
 
 from ._models import MODEL_NAMES, MODEL_TITLES
-from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
+from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
 
 __all__ = ["SegmentationControls", "register_model", "CUSTOM"]
 
@@ -162,48 +162,74 @@ class SegmentationControls(Container):
         self._settings_source = "defaults"
         crf = crf_module()
         crf_ok = bool(crf and crf.crf_available())
+        self.image = ComboBox(name="image", label="image", choices=self._image_choices)
+        self.model = ComboBox(name="model", label="model", choices=_model_choices, value=DEFAULT_MODEL)
+        self.checkpoint = FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False)
+        self.device = ComboBox(name="device", label="device", choices=available_devices(), value=DEFAULTS.device)
+        self.score_threshold = FloatSlider(
+            name="score_threshold", label="min score", min=0.0, max=1.0, step=0.05,
+            value=DEFAULTS.score_threshold,
+        )
+        self.mask_threshold = FloatSlider(
+            name="mask_threshold", label="mask threshold", min=0.05, max=1.0, step=0.05,
+            value=DEFAULTS.mask_threshold,
+        )
+        self.classes = Select(  # choices from a callable: napari's reset_choices() on layer changes keeps them
+            name="classes", label="classes", choices=lambda _w: list(self._class_names),
+            tooltip="Keep only the selected classes; select none to keep all",
+        )
+        self.merge_classes = CheckBox(name="merge_classes", text="all plants as one class", value=DEFAULTS.merge_classes,
+                 tooltip="Report every instance as one class 'plant' (the model keeps its classes)")
+        self.vegetation = ComboBox(name="vegetation", label="plant pixels from colour", choices=list(VEGETATION_MODES),
+                 value=DEFAULTS.vegetation,
+                 tooltip="Instances follow plant-coloured pixels, and plant-coloured patches no detection claims are "
+                 "added (source 'colour'); 'auto': when the photo's colour tells plants from soil")
+        self.tile_mode = ComboBox(name="tile_mode", label="tiles", choices=_TILE_MODES, value=_mode(DEFAULTS.tile_size, "off", "size"),
+                 tooltip="Segment a large image in tiles: 'auto' picks a size from the model")
+        self.tile_size = SpinBox(name="tile_size", label="tile size (px)", min=64, max=16384, step=64, value=1024,
+                visible=False)
+        self.scale_mode = ComboBox(name="scale_mode", label="scale", choices=_SCALE_MODES, value=_mode(DEFAULTS.scale, "model", "factor"),
+                 tooltip="Resize before the network: the model's own size, estimated from the image, "
+                 "or a factor (1 = native resolution, 0.25 = shrink 4x)")
+        self.scale = FloatSpinBox(name="scale", label="scale factor", min=0.01, max=8.0, step=0.05, value=1.0,
+                     visible=False)
+        self.crf = CheckBox(name="crf", text="refine with the dense CRF", value=crf_ok,
+                 tooltip="" if crf_ok else "the dense CRF is not available here")
+        self.show_crf_settings = CheckBox(name="show_crf_settings", text="show CRF settings", value=False, visible=crf is not None)
+        self.crf_settings = Container(name="crf_settings", label="CRF", widgets=_crf_controls(), visible=False)
+        self.settings = Label(name="settings", label="settings", value="defaults")
+        self.stack = RadioButtons(
+            name="stack", label="planes", orientation="horizontal",
+            choices=[("current plane", False), ("whole stack", True)], value=False,
+        )
+        self.boxes = CheckBox(name="boxes", text="show boxes", value=False)
+        self.run = PushButton(name="run", text="Run")
+        self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
+        self.status = Label(name="status", label="status", value="ready")
         self.extend(
             [
-                ComboBox(name="image", label="image", choices=self._image_choices),
-                ComboBox(name="model", label="model", choices=_model_choices, value=DEFAULT_MODEL),
-                FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False),
-                ComboBox(name="device", label="device", choices=available_devices(), value=DEFAULTS.device),
-                FloatSlider(
-                    name="score_threshold", label="min score", min=0.0, max=1.0, step=0.05,
-                    value=DEFAULTS.score_threshold,
-                ),
-                FloatSlider(
-                    name="mask_threshold", label="mask threshold", min=0.05, max=1.0, step=0.05,
-                    value=DEFAULTS.mask_threshold,
-                ),
-                Select(  # choices from a callable: napari's reset_choices() on layer changes keeps them
-                    name="classes", label="classes", choices=lambda _w: list(self._class_names),
-                    tooltip="Keep only the selected classes; select none to keep all",
-                ),
-                CheckBox(name="merge_classes", text="all plants as one class", value=DEFAULTS.merge_classes,
-                         tooltip="Report every instance as one class 'plant' (the model keeps its classes)"),
-                ComboBox(name="tile_mode", label="tiles", choices=_TILE_MODES, value=_mode(DEFAULTS.tile_size, "off", "size"),
-                         tooltip="Segment a large image in tiles: 'auto' picks a size from the model"),
-                SpinBox(name="tile_size", label="tile size (px)", min=64, max=16384, step=64, value=1024,
-                        visible=False),
-                ComboBox(name="scale_mode", label="scale", choices=_SCALE_MODES, value=_mode(DEFAULTS.scale, "model", "factor"),
-                         tooltip="Resize before the network: the model's own size, estimated from the image, "
-                         "or a factor (1 = native resolution, 0.25 = shrink 4x)"),
-                FloatSpinBox(name="scale", label="scale factor", min=0.01, max=8.0, step=0.05, value=1.0,
-                             visible=False),
-                CheckBox(name="crf", text="refine with the dense CRF", value=crf_ok,
-                         tooltip="" if crf_ok else "the dense CRF is not available here"),
-                CheckBox(name="show_crf_settings", text="show CRF settings", value=False, visible=crf is not None),
-                Container(name="crf_settings", label="CRF", widgets=_crf_controls(), visible=False),
-                Label(name="settings", label="settings", value="defaults"),
-                RadioButtons(
-                    name="stack", label="planes", orientation="horizontal",
-                    choices=[("current plane", False), ("whole stack", True)], value=False,
-                ),
-                CheckBox(name="boxes", text="show boxes", value=False),
-                PushButton(name="run", text="Run"),
-                PushButton(name="cancel", text="Cancel", enabled=False),
-                Label(name="status", label="status", value="ready"),
+                self.image,
+                self.model,
+                self.checkpoint,
+                self.device,
+                self.score_threshold,
+                self.mask_threshold,
+                self.classes,
+                self.merge_classes,
+                self.vegetation,
+                self.tile_mode,
+                self.tile_size,
+                self.scale_mode,
+                self.scale,
+                self.crf,
+                self.show_crf_settings,
+                self.crf_settings,
+                self.settings,
+                self.stack,
+                self.boxes,
+                self.run,
+                self.cancel,
+                self.status,
             ]
         )
         self.classes.native.setMaximumHeight(110)
@@ -333,4 +359,5 @@ class SegmentationControls(Container):
             crf=crf,
             crf_params=self.crf_params() if crf else None,
             device=str(self.device.value),
+            vegetation=str(self.vegetation.value),
         )

@@ -24,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
+from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
 
 __all__ = ["main"]
 
@@ -92,6 +92,7 @@ def _segment_options(args) -> tuple[dict, dict | None]:
         merge_classes=args.merge_classes,
         crf=not args.no_crf,
         device=args.device,
+        vegetation=args.vegetation,
     ).changed()
     overrides = {}
     if args.crf_iterations is not None:
@@ -258,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile-overlap", type=_pixels, help="overlap of neighbouring tiles in pixels (default: the model's)")
     s.add_argument("--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'")
     s.add_argument("--merge-classes", action="store_true", help="report every instance as one class 'plant'")
+    s.add_argument("--vegetation", choices=VEGETATION_MODES, default=DEFAULTS.vegetation,
+                   help="plant pixels from plant colour: instances follow plant-coloured pixels and plant-coloured "
+                   "patches no detection claims are added ('auto': when the photo's colour tells plants from "
+                   "soil; default: %(default)s)")
     s.add_argument("--axes", metavar="LETTERS",
                    help="the axes of TIFF/zarr inputs that do not state them, one letter per axis: T time, Z depth, "
                    "C channels (each a plane), S colour samples, Y, X; e.g. TYX (stacks are segmented plane by plane)")
