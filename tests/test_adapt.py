@@ -215,7 +215,8 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     viewer = make_napari_viewer()
     for seed in (9_500_000, 9_500_001):
         viewer.add_image(_photo(seed)[0], name=f"p{seed}")
-    panel = TrainWidget(viewer).open_adapt()  # the training widget's "Adapt to these photos" button
+    trainer = TrainWidget(viewer)
+    panel = trainer.open_adapt()  # the training widget's "Adapt to these photos" button
     assert [layer.name for layer in panel.photos.value] == ["p9500000", "p9500001"]
     panel.base.value = str(small_base)
     panel.output.value = tmp_path / "w.pt"

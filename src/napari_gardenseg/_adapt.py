@@ -139,12 +139,13 @@ class _Mix:
         from ._scenes import compose_scene
 
         r = rng.random()
-        if self.synth and r < self.synthetic:
+        scenes = bool(self.plants and self.soils)
+        if self.synth and (r < self.synthetic or not (scenes or self.pseudo)):
             self.made["synthetic"] += 1
             if rng.random() < 0.1:  # refresh the small pool now and then
                 self.synth[int(rng.integers(len(self.synth)))] = self._synthetic()
             return self.synth[int(rng.integers(len(self.synth)))]
-        if self.pseudo and (r < self.synthetic + PSEUDO_SHARE or not (self.plants and self.soils)):
+        if self.pseudo and (r < self.synthetic + PSEUDO_SHARE or not scenes):
             m = self.pseudo[int(rng.integers(len(self.pseudo)))]
             self.made["pseudo"] += 1
             return self._Sample(m.pseudo_image, m.pseudo, m.pseudo_classes)
@@ -275,6 +276,9 @@ def adapt(
 
     index = {n: i for i, n in enumerate(model.class_names)}
     mix = _Mix(rng, materials, synthetic, model.class_names, seed)
+    if not (mix.pseudo or (mix.plants and mix.soils) or mix.synth):
+        raise ValueError("the photos show too little bare ground to build training scenes on, and the model is "
+                         "confident about none of their plants; adapt() needs photos with soil between plants")
     # training-time RoI sampling only (not saved): fewer RoIs make a CPU iteration cheaper
     net.roi_heads.fg_bg_sampler.batch_size_per_image = 64
     net.rpn._post_nms_top_n["training"] = 300
