@@ -206,8 +206,8 @@ def adapt(
     from ._training import fit
 
     start = time.perf_counter()
-    if isinstance(images, (str, os.PathLike, np.ndarray)):
-        images = [images]
+    if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+        images = [images]  # one photo; a 4-D array is a stack of photos
     images = list(images)
     if not images:
         raise ValueError("adapt() needs at least one photo")
