@@ -43,6 +43,8 @@ OBJECT_SCORE = 0.25
 PSEUDO_SCORE = 0.7
 # shape tier: convex-hull fill of a component that is surely one compact plant
 SHAPE_SOLIDITY = 0.85
+# ... and the widest circle inside it has at least this share of the radius of a disc of its area
+SHAPE_ROUNDNESS = 0.8
 MIN_AREA = 16  # pixels at network resolution: smaller components are specks
 
 
@@ -165,16 +167,21 @@ def _overlaps(found: Instances, comps: np.ndarray, n_comps: int, mask_threshold:
 
 
 def shape_singles(comps: np.ndarray, props, size_range) -> list[int]:
-    """Components (1-based ids) that look like one compact plant: solid, in ``size_range`` (pixels), off the frame edge."""
+    """Components (1-based ids) that look like one compact plant: in ``size_range`` (pixels), off the
+    frame edge, solid, and round inside (two touching round plants are solid too, but the widest
+    circle inside them is much smaller than a disc of their area)."""
+    from scipy import ndimage
+
     h, w = comps.shape
     out = []
     for p in props:
         y0, x0, y1, x1 = p.bbox
         if y0 == 0 or x0 == 0 or y1 == h or x1 == w:
             continue
-        if not size_range[0] <= p.area <= size_range[1]:
+        if not size_range[0] <= p.area <= size_range[1] or p.solidity < SHAPE_SOLIDITY:
             continue
-        if p.solidity >= SHAPE_SOLIDITY:
+        inscribed = float(ndimage.distance_transform_edt(np.pad(p.image, 1)).max())
+        if inscribed >= SHAPE_ROUNDNESS * np.sqrt(p.area / np.pi):
             out.append(int(p.label))
     return out
 
