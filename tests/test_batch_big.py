@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gardenseg import _layers, segment
+from napari_gardenseg import _planes, segment
 from napari_gardenseg._batch import segment_files
 from napari_gardenseg.synthetic import garden_scene
 
@@ -17,7 +17,7 @@ def mosaic(tmp_path, monkeypatch):
     import tifffile
 
     # any plane over 0.2 Mpx counts as too big for memory here (a stand-in for a 20k x 20k mosaic)
-    monkeypatch.setattr(_layers, "MAX_PLANE_PIXELS", 200_000)
+    monkeypatch.setattr(_planes, "MAX_PLANE_PIXELS", 200_000)
     image = garden_scene(9_000_500, shape=(768, 1024), n_plants=(12, 16))[0]
     path = tmp_path / "field.tif"
     tifffile.imwrite(path, image, tile=(256, 256), bigtiff=True)

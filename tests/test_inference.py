@@ -3,12 +3,11 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import rgb_image
 
 from napari_gardenseg import Cancelled, segment
 from napari_gardenseg._instances import instances_to_labels
 from napari_gardenseg._models import load_model
-
-from conftest import rgb_image
 
 
 def _direct(net, image_u8):

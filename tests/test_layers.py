@@ -17,15 +17,11 @@ from napari.layers import Image, Labels, Shapes  # noqa: E402
 
 from napari_gardenseg import _inference, _layers  # noqa: E402
 from napari_gardenseg._inference import Cancelled  # noqa: E402
+from napari_gardenseg._layers import segment_layer, write_layers  # noqa: E402
 from napari_gardenseg._options import SegmentOptions  # noqa: E402
+from napari_gardenseg._plane_run import run_planes  # noqa: E402
+from napari_gardenseg._planes import plane_source  # noqa: E402
 from napari_gardenseg._results import SegmentationResult  # noqa: E402
-from napari_gardenseg._layers import (  # noqa: E402
-    plane_source,
-    run_planes,
-    segment_layer,
-    write_layers,
-)
-
 
 # -- a fake segment(): one or two square instances per plane -------------------------
 

@@ -9,16 +9,18 @@ napari = pytest.importorskip("napari")
 da = pytest.importorskip("dask.array")
 from napari.components import ViewerModel  # noqa: E402
 
-from napari_gardenseg import _layers, segment  # noqa: E402
-from napari_gardenseg._layers import plane_source, run_planes, segment_layer  # noqa: E402
+from napari_gardenseg import _planes, segment  # noqa: E402
+from napari_gardenseg._layers import segment_layer  # noqa: E402
 from napari_gardenseg._options import SegmentOptions  # noqa: E402
+from napari_gardenseg._plane_run import run_planes  # noqa: E402
+from napari_gardenseg._planes import plane_source  # noqa: E402
 from napari_gardenseg.synthetic import garden_scene  # noqa: E402
 
 
 @pytest.fixture
 def small_limit(monkeypatch, tmp_path):
     # stand-in for a 20k x 20k mosaic: any plane over 0.2 Mpx counts as too big for memory
-    monkeypatch.setattr(_layers, "MAX_PLANE_PIXELS", 200_000)
+    monkeypatch.setattr(_planes, "MAX_PLANE_PIXELS", 200_000)
     monkeypatch.setenv("GARDENSEG_HOME", str(tmp_path))
     return tmp_path
 

@@ -13,7 +13,6 @@ from napari_gardenseg._models import load_model
 from napari_gardenseg._tiling import Tile, merge_tiles, plan_tiles
 from napari_gardenseg.synthetic import garden_scene
 
-
 # ------------------------------------------------------------------ helpers
 
 

@@ -120,8 +120,8 @@ def output_names(paths) -> list[str]:
 
 
 def is_big_input(path) -> bool:
-    """A zarr store, or a TIFF with a plane over ``_layers.MAX_PLANE_PIXELS``: segmented into a zarr store."""
-    from ._layers import MAX_PLANE_PIXELS
+    """A zarr store, or a TIFF with a plane over ``_planes.MAX_PLANE_PIXELS``: segmented into a zarr store."""
+    from ._planes import MAX_PLANE_PIXELS
 
     path = Path(path)
     if path.suffix.lower() == ".zarr" or path.is_dir():
@@ -288,15 +288,24 @@ def _differences(record: dict, wanted: dict) -> list[str]:
     return [k for k in _COMPARED if not same(k)]
 
 
+def _not_done(out: Path, name: str, wanted: dict, record: dict | None = None) -> str | None:
+    """The one "done" check: None when ``name``'s run record (``record``, else read from ``out``) matches
+    ``wanted`` (input, model, options) and its outputs are all there; otherwise why not."""
+    record = read_run_record(out, name) if record is None else record
+    if record is None:
+        return "no run record"
+    differ = _differences(record, wanted)
+    if differ:
+        return "different " + " and ".join(differ)
+    if not all((out / f).exists() for f in record.get("written", [])):
+        return "outputs missing"
+    if not _verifiable(wanted["model"]):
+        return "a model that cannot be verified"
+    return None
+
+
 def _is_done(out: Path, name: str, wanted: dict) -> bool:
-    """True when ``name``'s run record matches ``wanted`` (input, model, options) and its outputs are all there."""
-    record = read_run_record(out, name)
-    return (
-        record is not None
-        and _verifiable(wanted["model"])
-        and not _differences(record, wanted)
-        and all((out / f).exists() for f in record.get("written", []))
-    )
+    return _not_done(out, name, wanted) is None
 
 
 # ----------------------------------------------------------------------------- one file
@@ -316,7 +325,6 @@ def crf_params_from(model, crf_params=None, crf_overrides=None):
 
 _MODELS: dict[tuple, object] = {}
 _MODELS_LOCK = threading.Lock()
-MODEL_LOADS = 0  # how many times this process loaded a model for a batch (tests count it)
 
 
 def _model(spec, device="auto", model_id: dict | None = None):
@@ -325,7 +333,6 @@ def _model(spec, device="auto", model_id: dict | None = None):
     Keyed by the checkpoint's identity too, so a checkpoint replaced on disk
     between two batches is loaded again, not served from memory.
     """
-    global MODEL_LOADS
     from ._models import Model, load_model
 
     if isinstance(spec, Model) or not isinstance(spec, (str, os.PathLike)):
@@ -334,7 +341,6 @@ def _model(spec, device="auto", model_id: dict | None = None):
     with _MODELS_LOCK:  # one load per process even when a worker runs several threads
         if key not in _MODELS:
             _MODELS[key] = load_model(spec, device=device)
-            MODEL_LOADS += 1
         return _MODELS[key]
 
 
@@ -750,15 +756,12 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
         return _failure(fs, FileNotFoundError(f"no such image file: {path}"), tb="")
     record = read_run_record(out, fs.name) if resume else None
     if record is not None:
-        differ = _differences(record, {**wanted, "input": _input_identity(path)})
-        complete = all((out / f).exists() for f in record.get("written", []))
-        if not differ and complete and _verifiable(wanted["model"]):
+        why = _not_done(out, fs.name, {**wanted, "input": _input_identity(path)}, record)
+        if why is None:
             fs.status, fs.instances = "skipped", record.get("instances")
             fs.outputs = [str(out / f) for f in [*record.get("written", []), f"{fs.name}{RUN_SUFFIX}"]]
             return "skip"
         if not overwrite:
-            why = ("different " + " and ".join(differ) if differ else "outputs missing" if not complete
-                   else "a model that cannot be verified")
             return _failure(fs, tb="", error_type="OutputExistsError", message=(
                 f"output {str(out / (fs.name + RUN_SUFFIX))!r} was made by another run ({why}); not replacing it. "
                 "Pass overwrite=True (--overwrite on the command line) to redo it."))

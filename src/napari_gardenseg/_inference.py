@@ -4,8 +4,12 @@ The stages are separate functions with plain array inputs and outputs so that
 tiled inference (many ``predict_instances`` calls whose soft masks are merged
 before the CRF) and batch runs can reuse them:
 
-    ImageSource (in memory or lazy) -> predict_instances per tile (compact Instances)
-    -> _tiling.merge_tiles -> _instances.paint -> crf.refine_masks -> paint
+    ImageSource (in memory or lazy) -> _forward.predict_instances per tile (compact
+    Instances) -> _tiling.merge_tiles -> _instances.paint -> crf.refine_masks -> paint
+
+The run's options arrive as one :class:`~napari_gardenseg._options.SegmentOptions`
+(:func:`segment_with`); :func:`segment` builds it from its keyword arguments.
+The stages import downward only: this module calls them, none of them calls it.
 
 Nothing here holds an image-sized array per instance: masks stay local to
 their boxes and only :func:`~napari_gardenseg._instances.paint` makes label

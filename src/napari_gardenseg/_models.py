@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+import weakref
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -107,6 +108,7 @@ class Model:
 
 _CACHE: dict[tuple, Model] = {}
 _CACHE_LOCK = threading.Lock()
+_MODULE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a caller's module -> its inference lock
 
 
 def load_model(
@@ -205,7 +207,9 @@ def _from_module(net: nn.Module, device) -> Model:
     dev = here if device is None or device == "auto" else resolve_device(device)
     if not _same_device(dev, here):
         net = copy.deepcopy(net).to(dev).eval()  # the engine's own copy: the caller's module stays where it is
-    return Model(net, list(names), dev, source=type(net).__name__, arch="module")
+    with _CACHE_LOCK:  # one lock per module: two calls with the same module never switch its mode at once
+        lock = _MODULE_LOCKS.setdefault(net, threading.Lock())
+    return Model(net, list(names), dev, source=type(net).__name__, arch="module", lock=lock)
 
 
 def _default_names(n: int) -> list[str]:

@@ -48,9 +48,10 @@ def _plane(layer, point=None) -> np.ndarray:
                 f"layer {layer.name!r} has {spatial} dimensions; training takes 2-D planes. "
                 "Pass the viewer's position (point=viewer.dims.point) to take the current plane."
             )
-        coords = np.asarray(layer.world_to_data(np.asarray(point, dtype=float)[-layer.ndim :]))
-        index = tuple(int(round(float(c))) for c in coords[: spatial - 2])
-        if any(not 0 <= i < n for i, n in zip(index, data.shape)):
+        from ._planes import current_plane
+
+        index = current_plane(layer, point, clip=False)
+        if index is None:
             # e.g. the segmentation widget's one-plane slab of another plane than the one shown
             raise ValueError(
                 f"layer {layer.name!r} has no plane at the viewer's current position; "

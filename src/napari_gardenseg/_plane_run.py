@@ -1,0 +1,189 @@
+"""Segmenting the planes of a layer, off the GUI thread: plane by plane, ids unique across the stack.
+
+:func:`run_planes` reads one plane at a time (a dask or zarr stack is never
+loaded whole), runs :func:`napari_gardenseg._inference.segment_with` on each
+and assembles everything the layers need (label arrays, feature tables, box
+corners, checksums) into a :class:`LayerOutput`, so that writing the layers in
+the GUI thread (:mod:`napari_gardenseg._layers`) only assigns. It touches no
+napari object.
+
+* Whole stack: the output has the image's spatial shape; instance ids run on
+  from plane to plane, and the feature table gets one ``axis_<i>`` column per
+  leading axis giving the plane of each instance.
+* A big plane (:attr:`PlaneSource.big`) is tiled (at least ``tile_size="auto"``)
+  and its labels go into a zarr store under ``user_results_dir()``; the output
+  is then a lazy multiscale pyramid over that store.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._cancel import ProgressFn
+from ._compat import avoid_triton_llvm_clash
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
+from ._planes import PlaneSource
+
+__all__ = ["run_planes", "LayerOutput", "checksum"]
+
+
+@dataclass
+class LayerOutput:
+    """Everything :func:`write_layers` needs, computed off the GUI thread."""
+
+    source: PlaneSource
+    labels: np.ndarray  # int32, source.out_shape
+    refined: np.ndarray | None
+    features: Any  # pandas DataFrame for the masks layer (``index`` = label id)
+    features_refined: Any  # same rows, ``area`` of the refined masks
+    boxes: list[np.ndarray]  # (4, ndim) rectangle corners in the output's data coordinates
+    box_features: Any
+    results: list  # one SegmentationResult per plane (ids local to the plane)
+    checksums: dict = field(default_factory=dict)
+    lazy: bool = False  # labels/refined are multiscale lists over a zarr store (see _run_big)
+
+    @property
+    def n_instances(self) -> int:
+        return len(self.features)
+
+
+def checksum(data) -> tuple:
+    """A cheap fingerprint of an array's content (crc32 runs at GB/s)."""
+    arr = np.ascontiguousarray(np.asarray(data))
+    return (arr.shape, arr.dtype.str, zlib.crc32(memoryview(arr).cast("B")))
+
+
+def _feature_table(results, source: PlaneSource, offsets):
+    import pandas as pd
+
+    frames = []
+    for i, (res, off) in enumerate(zip(results, offsets)):
+        table = res.table
+        df = pd.DataFrame(
+            {
+                "index": table["label"].to_numpy(np.int64) + off,  # napari maps label ids through `index`
+                "label": table["label"].to_numpy(np.int64) + off,
+                "class_id": table["class_id"].to_numpy(np.int64),
+                "class_name": table["class_name"].astype(str),
+                "score": table["score"].to_numpy(np.float32),
+                "area": table["area"].to_numpy(np.int64),
+                "area_refined": table["area_refined"].to_numpy(float),
+            }
+        )
+        if source.stack:
+            for ax, v in enumerate(source.planes[i]):
+                df[f"axis_{ax}"] = np.full(len(df), v, dtype=np.int64)
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    masks = table.drop(columns=["area_refined"])
+    refined = table.drop(columns=["area"]).rename(columns={"area_refined": "area"})
+    refined["area"] = refined["area"].fillna(0).astype(np.int64)
+    return masks, refined[masks.columns]
+
+
+def _box_corners(res, lead: tuple[int, ...]) -> list[np.ndarray]:
+    """torchvision boxes (x0, y0, x1, y1; pixel edges) -> napari rectangles (pixel centres at integers)."""
+    out = []
+    for x0, y0, x1, y1 in np.asarray(res.boxes, dtype=float) - 0.5:
+        corners = [(y0, x0), (y0, x1), (y1, x1), (y1, x0)]
+        out.append(np.array([[*lead, y, x] for y, x in corners], dtype=float))
+    return out
+
+
+def run_planes(
+    source: PlaneSource,
+    model=DEFAULT_MODEL,
+    options: SegmentOptions = DEFAULTS,
+    *,
+    progress: ProgressFn | None = None,
+    cancel=None,
+) -> LayerOutput:
+    """Segment every plane of ``source`` with ``options``; returns a :class:`LayerOutput`.
+
+    ``model``: a loaded :class:`~napari_gardenseg.Model` (used as it is) or
+    anything :func:`~napari_gardenseg.load_model` takes (loaded here, once).
+    Safe to call from a worker thread: it touches no napari object. Raises
+    :class:`napari_gardenseg.Cancelled` when ``cancel`` is set (checked
+    between planes and, by :func:`segment`, inside each).
+    """
+    avoid_triton_llvm_clash()
+    from . import _inference, _models
+    from ._cancel import check
+
+    report = progress or (lambda f, m: None)
+    n = len(source.planes)
+    if not isinstance(model, _models.Model):
+        report(0.0, "loading model")
+    model = _models.load_model(model, device=options.device)  # cached: cheap after the first time
+
+    if source.big:
+        return _run_big(source, model, options, report, cancel)
+    labels = np.zeros(source.out_shape, np.int32)
+    refined = None
+    results, offsets, boxes = [], [], []
+    offset = 0
+    for i in range(n):
+        check(cancel, "segmentation")
+        where = f"plane {i + 1}/{n}: " if n > 1 else ""
+
+        def plane_progress(frac, msg, i=i, where=where):
+            report((i + frac) / n, where + msg)
+
+        res = _inference.segment_with(source.plane(i), model, options, progress=plane_progress, cancel=cancel)
+        out = source.out_index(i)
+        plane = labels[out]
+        np.copyto(plane, res.labels + offset, where=res.labels > 0)
+        if res.refined is not None:
+            if refined is None:
+                refined = np.zeros(source.out_shape, np.int32)
+            np.copyto(refined[out], res.refined + offset, where=res.refined > 0)
+        boxes += _box_corners(res, out)
+        res.meta["plane"] = source.planes[i]
+        results.append(res)
+        offsets.append(offset)
+        offset += len(res)
+
+    report(1.0, "preparing layers")
+    feats, feats_ref = _feature_table(results, source, offsets)
+    box_feats = feats[["label", "class_name", "score"]].copy()
+    sums = {"masks": checksum(labels)}
+    if refined is not None:
+        sums["crf"] = checksum(refined)
+    return LayerOutput(source, labels, refined, feats, feats_ref, boxes, box_feats, results, sums)
+
+
+def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel) -> LayerOutput:
+    """One plane too big for memory: tiles in, a zarr store out, a lazy pyramid for napari."""
+    import time
+
+    from . import _inference
+    from ._files import free_path, user_results_dir
+
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.name) or "image"
+    path = free_path(user_results_dir() / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.zarr")
+    res = _inference.segment_to_zarr_with(source.plane(0), path, model, options, progress=report, cancel=cancel)
+    res.meta["plane"] = source.planes[0]
+    res.meta["zarr"] = str(path)
+    lead = source.out_index(0)
+    labels = _lazy_pyramid(res.labels, lead)
+    refined = None if res.refined is None else _lazy_pyramid(res.refined, lead)
+    report(1.0, "preparing layers")
+    feats, feats_ref = _feature_table([res], source, [0])
+    box_feats = feats[["label", "class_name", "score"]].copy()
+    return LayerOutput(source, labels, refined, feats, feats_ref, _box_corners(res, lead), box_feats, [res],
+                       {"masks": None, "crf": None}, lazy=True)
+
+
+def _lazy_pyramid(array, lead: tuple[int, ...]) -> list:
+    """A zarr label image as a napari multiscale: strided dask views, halving down to about 1024 px."""
+    import dask.array as da
+
+    base = da.from_zarr(array)
+    levels = [base]
+    while max(levels[-1].shape) > 1024:
+        levels.append(levels[-1][::2, ::2])  # nearest neighbour: labels must not be interpolated
+    return [lvl.reshape((1,) * len(lead) + lvl.shape) for lvl in levels]

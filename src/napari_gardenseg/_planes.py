@@ -1,0 +1,187 @@
+"""Which 2-D plane(s) of a napari Image layer to segment, and where the output layers go.
+
+:func:`plane_source` runs in the GUI thread and reads no pixels: it returns a
+:class:`PlaneSource` that holds a reference to the layer's array and the
+output geometry. :func:`current_plane` is the one way to find the plane the
+viewer shows (the segmentation and training widgets both use it).
+
+* The last two axes of a layer (before the colour axis of an RGB image) are
+  (Y, X); the axes in front of them (Z, T, ...) index planes.
+* "Current plane" (``stack=False``): the plane at the viewer's dims point; the
+  output is a one-plane slab (shape ``(1, ..., 1, H, W)``) translated to the
+  plane's position, so napari shows it on that plane only.
+* "Whole stack" (``stack=True``): every plane, in C order.
+* Multiscale images: level 0, or with ``max_pixels`` the finest level whose
+  plane has at most that many pixels (the output's scale then follows
+  napari's multiscale convention).
+* A plane over :data:`MAX_PLANE_PIXELS` is "big": its labels go into a zarr
+  store instead of memory (:mod:`napari_gardenseg._plane_run`, and the batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PlaneSource", "plane_source", "current_plane", "MAX_PLANE_PIXELS"]
+
+# Planes above this many pixels are segmented into a zarr store, not into memory:
+# two int32 label images of 64 Mpx are 512 MB before napari makes its own copies.
+MAX_PLANE_PIXELS = 8192 * 8192
+
+
+@dataclass
+class PlaneSource:
+    """The plane(s) of an Image layer to segment, and where the results go.
+
+    Holds a reference to the layer's array (one pyramid level), never its
+    pixels: :meth:`read` takes one plane.
+    """
+
+    name: str  # the image layer's name: output layers are named after it
+    data: Any  # array-like of the chosen level, colour axis last when rgb
+    rgb: bool
+    planes: list[tuple[int, ...]]  # leading-axis index of each plane to segment
+    stack: bool
+    scale: np.ndarray  # of the output layers (spatial axes only)
+    translate: np.ndarray
+    units: tuple | None = None
+    axis_labels: tuple | None = None
+    level: int = 0  # multiscale level read (0 = full resolution)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        shape = tuple(int(s) for s in self.data.shape)
+        return shape[:-1] if self.rgb else shape
+
+    @property
+    def lead_shape(self) -> tuple[int, ...]:
+        return self.spatial_shape[:-2]
+
+    @property
+    def plane_shape(self) -> tuple[int, int]:
+        return self.spatial_shape[-2:]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of the output label arrays: the whole stack or a one-plane slab."""
+        lead = self.lead_shape if self.stack else (1,) * len(self.lead_shape)
+        return lead + self.plane_shape
+
+    @property
+    def out_translate(self) -> np.ndarray:
+        """The slab of the current plane sits at that plane's position."""
+        t = np.array(self.translate, dtype=float)
+        if not self.stack and self.lead_shape:
+            lead = np.array(self.planes[0], dtype=float)
+            t[: len(lead)] += lead * np.asarray(self.scale[: len(lead)], dtype=float)
+        return t
+
+    def out_index(self, i: int) -> tuple[int, ...]:
+        """Where plane ``i`` goes in the output arrays."""
+        return self.planes[i] if self.stack else (0,) * len(self.lead_shape)
+
+    def plane(self, i: int):
+        """Plane ``i``: a numpy view, or a lazy slice (dask, zarr) that segment reads tile by tile."""
+        data = self.data
+        if isinstance(data, np.ndarray) or not self.planes[i]:
+            return data[self.planes[i]] if self.planes[i] else data
+        plane = data[self.planes[i]]
+        return plane if hasattr(plane, "shape") and not isinstance(plane, np.ndarray) else np.asarray(plane)
+
+    @property
+    def big(self) -> bool:
+        """One plane too big to hold its labels in memory (see :data:`MAX_PLANE_PIXELS`)."""
+        h, w = self.plane_shape
+        return h * w > MAX_PLANE_PIXELS and len(self.planes) == 1
+
+
+def _levels(layer) -> list:
+    return list(layer.data) if getattr(layer, "multiscale", False) else [layer.data]
+
+
+def _plane_pixels(shape, rgb: bool) -> int:
+    spatial = shape[:-1] if rgb else shape
+    return int(np.prod(spatial[-2:], dtype=np.int64))
+
+
+def _pick_level(levels, rgb: bool, max_pixels: int) -> int:
+    for k, level in enumerate(levels):
+        if _plane_pixels(level.shape, rgb) <= max_pixels:
+            return k
+    return len(levels) - 1
+
+
+def current_plane(layer, point, *, clip: bool = True) -> tuple[int, ...] | None:
+    """Leading-axis index (level 0) of the plane at world position ``point``.
+
+    ``point`` is ``viewer.dims.point``; it may have more axes than the layer
+    (the later ones are the layer's). Rounded and clipped like napari's own
+    slicing, so it is the plane the user sees. ``clip=False``: None when the
+    layer has no plane there (e.g. a one-plane slab of another plane).
+    """
+    rgb = bool(getattr(layer, "rgb", False))
+    shape0 = tuple(_levels(layer)[0].shape)
+    spatial = shape0[:-1] if rgb else shape0
+    nlead = len(spatial) - 2
+    if nlead <= 0:
+        return ()
+    if point is None:
+        return (0,) * nlead
+    data_pos = np.asarray(layer.world_to_data(np.asarray(point, dtype=float)), dtype=float)
+    idx = np.round(data_pos[-len(spatial) :][:nlead]).astype(int)
+    if not clip and any(not 0 <= i < n for i, n in zip(idx, spatial[:nlead])):
+        return None
+    return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(idx, spatial[:nlead]))
+
+
+def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | None = None) -> PlaneSource:
+    """Describe what to segment in ``layer`` (an Image layer) without reading pixels.
+
+    ``point``: the viewer's ``dims.point`` (world coordinates), used for the
+    current plane of a stack; None means the first plane.
+    """
+    from ._images import ImageError
+
+    if layer is None:
+        raise ValueError("no image layer to segment: open an image (or File > Open Sample > Garden) first")
+    from napari.layers import Image
+
+    if not isinstance(layer, Image):
+        raise ValueError(f"layer {layer.name!r} is not an Image layer; pick an image to segment")
+    rgb = bool(layer.rgb)
+    levels = _levels(layer)
+    shape0 = tuple(int(s) for s in levels[0].shape)
+    spatial0 = shape0[:-1] if rgb else shape0
+    if len(spatial0) < 2:
+        raise ImageError(f"layer {layer.name!r} has {len(spatial0)} spatial axis; a 2-D image or a stack of them is needed")
+    if 0 in shape0:
+        raise ImageError(f"the image {layer.name!r} is empty (shape {shape0}); nothing to segment")
+
+    k = 0 if max_pixels is None else _pick_level(levels, rgb, max_pixels)
+    data = levels[k]
+    spatial = tuple(int(s) for s in (data.shape[:-1] if rgb else data.shape))
+    factors = np.array(spatial0, dtype=float) / np.array(spatial, dtype=float)
+    scale = np.asarray(layer.scale, dtype=float) * factors
+    nlead = len(spatial) - 2
+    if stack:
+        planes = [tuple(int(v) for v in i) for i in np.ndindex(*spatial[:nlead])] if nlead else [()]
+    else:
+        idx0 = current_plane(layer, point)
+        # napari picks a plane of a coarser level by rounding the scaled index
+        idx = tuple(int(min(round(i / f), n - 1)) for i, f, n in zip(idx0, factors[:nlead], spatial[:nlead]))
+        planes = [idx]
+    return PlaneSource(
+        name=layer.name,
+        data=data,
+        rgb=rgb,
+        planes=planes,
+        stack=bool(stack) and nlead > 0,
+        scale=scale,
+        translate=np.asarray(layer.translate, dtype=float),
+        units=tuple(layer.units) if getattr(layer, "units", None) is not None else None,
+        axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
+        level=k,
+    )
