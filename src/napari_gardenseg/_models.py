@@ -119,10 +119,11 @@ def load_model(
 ) -> Model:
     """Load a Mask R-CNN for :func:`napari_gardenseg.segment`.
 
-    ``model`` is one of ``"coco"`` (torchvision's ``maskrcnn_resnet50_fpn_v2``
-    with COCO weights), ``"coco-v1"`` (``maskrcnn_resnet50_fpn``), ``"garden"``
-    (the model shipped in this package: works offline), a path to a checkpoint,
-    a torchvision ``MaskRCNN`` module, or an already loaded :class:`Model`.
+    ``model`` is one of ``"garden"`` (the default: the model shipped in this
+    package, works offline), ``"coco"`` (the everyday-objects model:
+    torchvision's ``maskrcnn_resnet50_fpn_v2`` with COCO weights),
+    ``"coco-v1"`` (``maskrcnn_resnet50_fpn``), a path to a checkpoint, a
+    torchvision ``MaskRCNN`` module, or an already loaded :class:`Model`.
 
     A module passed in stays the caller's: its mode (``training``), device,
     parameters and hooks are left as they are. The engine runs it in eval mode

@@ -1,0 +1,87 @@
+"""SegmentOptions: one value for a run's options, validated once; one device message on every path."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from napari_gardenseg import CRFParams, cli
+from napari_gardenseg._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
+
+
+def test_defaults_and_repr():
+    assert DEFAULT_MODEL == "garden"
+    o = SegmentOptions()
+    assert (o.score_threshold, o.mask_threshold, o.classes, o.scale, o.tile_size, o.tile_overlap) == (
+        0.5, 0.5, None, None, None, None)
+    assert (o.merge_classes, o.crf, o.crf_params, o.device, o.vegetation) == (False, True, None, "auto", "auto")
+    assert repr(o) == "SegmentOptions()" and o.changed() == {}
+    changed = SegmentOptions(score_threshold=0.3, crf=False)
+    assert repr(changed) == "SegmentOptions(score_threshold=0.3, crf=False)"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.crf = True
+    assert changed.replace(crf=True) == SegmentOptions(score_threshold=0.3)
+
+
+def test_values_are_normalised():
+    o = SegmentOptions(classes="weed", tile_size=np.int64(256), tile_overlap=32, scale=1, merge_classes=np.bool_(True))
+    assert o.classes == ("weed",) and type(o.tile_size) is int and o.scale == 1.0 and o.merge_classes is True
+    assert SegmentOptions(classes={"weed", "rosette"}).classes == ("rosette", "weed")
+    assert SegmentOptions(classes=np.array([3, 1])).classes == (3, 1)
+    assert SegmentOptions(crf_params={"iterations": 2}).crf_params == CRFParams(iterations=2)  # over the defaults
+    assert SegmentOptions(device=None).device == "auto"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"score_threshold": 1.5}, ValueError, "score_threshold must be between 0 and 1"),
+        ({"mask_threshold": 1.0}, ValueError, "mask_threshold must be above 0 and below 1"),
+        ({"mask_threshold": "high"}, ValueError, "mask_threshold must be a number"),
+        ({"classes": 2.5}, TypeError, "classes must be None"),
+        ({"classes": ["weed", None]}, TypeError, "classes must hold class names"),
+        ({"scale": 0}, ValueError, "scale must be between"),
+        ({"tile_size": 32}, ValueError, "at least 64"),
+        ({"tile_size": 256, "tile_overlap": 200}, ValueError, "less than half"),
+        ({"merge_classes": "yes"}, TypeError, "merge_classes must be True or False"),
+        ({"crf": 1}, TypeError, "crf must be True or False"),
+        ({"crf_params": {"sigma": 2}}, ValueError, "unknown field 'sigma'"),
+        ({"vegetation": "maybe"}, ValueError, "vegetation must be one of 'auto', 'on', 'off'"),
+        ({"device": 3}, TypeError, "device must be a string"),
+    ],
+)
+def test_each_bad_value_is_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SegmentOptions(**kwargs)
+
+
+def test_unknown_option_names_list_the_options():
+    with pytest.raises(TypeError, match="unknown segmentation option 'score_treshold'; the options are score_threshold"):
+        SegmentOptions.from_kwargs(score_treshold=0.5)
+
+
+def test_the_cli_help_shows_the_declared_defaults():
+    segment = next(a for a in cli.build_parser()._actions if a.dest == "command").choices["segment"]
+    defaults = {a.dest: a.default for a in segment._actions}
+    assert defaults["model"] == DEFAULT_MODEL
+    assert (defaults["score_threshold"], defaults["mask_threshold"], defaults["device"]) == (
+        DEFAULTS.score_threshold, DEFAULTS.mask_threshold, DEFAULTS.device)
+
+
+def test_a_missing_cuda_device_gets_one_message_on_every_path(monkeypatch):
+    import torch
+
+    from napari_gardenseg._device import DeviceError
+    from napari_gardenseg._models import load_model
+    from napari_gardenseg.crf import refine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    messages = []
+    for call in (
+        lambda: load_model("garden", device="cuda"),
+        lambda: refine(np.zeros((8, 8, 3), np.uint8), np.full((2, 8, 8), 0.5, np.float32), device="cuda"),
+    ):
+        with pytest.raises(DeviceError) as info:
+            call()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1] == "device 'cuda' was asked for but CUDA is not available here; use 'cpu' or 'auto'"
