@@ -268,7 +268,7 @@ def adapt(
     from ._agreement import make_check_set, measure_agreement
 
     t0 = time.perf_counter()
-    check = make_check_set(np.random.default_rng(seed + 1), check_photos, size_range)
+    check = make_check_set(np.random.default_rng(seed + 1), check_photos, size_range, model=model, cancel=cancel)
     history = [{"round": 0, "what": "base model", "harvest": counts, **measure_agreement(model, check, cancel=cancel)}]
     first_counts = counts
     check_seconds = time.perf_counter() - t0

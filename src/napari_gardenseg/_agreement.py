@@ -4,10 +4,11 @@ Without labels nothing measures AP; what can be measured on held-back photos
 is agreement with what is known about them:
 
 * ``scenes``: F1 at mask IoU 0.5 on scenes composed from the held-back
-  photos' own single plants (colour and shape only, no model involved) on
-  their own soil: exact labels, crowded like the photos, never trained on;
-* ``singles``: recall at IoU 0.5 of the components that colour and shape say
-  are one compact plant, in the held-back photos themselves;
+  photos' own single plants (found once, with the base model, as
+  :mod:`._harvest` finds them) on their own soil: exact labels, crowded like
+  the photos, never trained on;
+* ``singles``: recall at IoU 0.5 of those single plants in the held-back
+  photos themselves;
 * ``cover``: IoU of the union of the instances with the vegetation mask;
 * ``flips``: F1 at IoU 0.5 between the instances of a photo and those of
   its mirror image (a model that has learnt the plants finds the same ones).
@@ -52,34 +53,49 @@ def match_f1(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> tuple[int, int, 
     return int(np.count_nonzero(ious > iou)), int(np.count_nonzero(area_a[1:])), int(np.count_nonzero(area_b[1:]))
 
 
-def make_check_set(rng, photos, size_range, n_scenes: int = 2, scene_size: int = 320) -> CheckSet:
-    """A :class:`CheckSet` from held-back uint8 photos: singles by colour and shape, and ``n_scenes``
-    composed scenes per photo that has soil and singles."""
+def make_check_set(rng, photos, size_range, model=None, n_scenes: int = 2, scene_size: int = 320,
+                   cancel=None) -> CheckSet:
+    """A :class:`CheckSet` from held-back uint8 photos: their single plants and ``n_scenes``
+    composed scenes per photo that has soil and two singles or more.
+
+    Singles: with ``model`` (the base model, once, before any training) those
+    :func:`~._harvest.harvest_photo` finds (colour, model and CRF agree, or colour
+    and shape); without, by colour and shape alone (:func:`~._harvest.shape_singles`).
+    """
     from skimage import measure
 
-    from ._harvest import Plant, shape_singles, soil_fill, vegetation
+    from ._harvest import Plant, harvest_photo, shape_singles, soil_fill, vegetation
     from ._scenes import compose_scene
 
     out = CheckSet()
     for rgb in photos:
-        veg, vmap = vegetation(rgb)
-        if not vmap.informative:
-            continue
-        comps = measure.label(veg, connectivity=2)
-        props = measure.regionprops(comps)
-        keep = shape_singles(comps, props, size_range)
-        lut = np.zeros(len(props) + 1, np.int32)
-        lut[keep] = np.arange(1, len(keep) + 1)
-        singles = lut[comps]
+        if model is not None:
+            mat = harvest_photo(model, rgb, 0, rng, cancel=cancel)
+            if not mat.informative:
+                continue
+            veg, soil, plants = mat.vegetation, mat.soil, mat.plants
+            singles = np.zeros(veg.shape, np.int32)
+            for k, p in enumerate(plants, start=1):
+                (y0, x0), (h, w) = p.offset, p.mask.shape
+                singles[y0 : y0 + h, x0 : x0 + w][p.mask] = k
+        else:
+            veg, vmap = vegetation(rgb)
+            if not vmap.informative:
+                continue
+            comps = measure.label(veg, connectivity=2)
+            props = measure.regionprops(comps)
+            keep = set(shape_singles(comps, props, size_range))
+            singles = np.zeros(veg.shape, np.int32)
+            plants = []
+            for p in props:
+                if p.label in keep:
+                    y0, x0, y1, x1 = p.bbox
+                    plants.append(Plant(rgb[y0:y1, x0:x1], comps[y0:y1, x0:x1] == p.label, "plant", 0, "shape"))
+                    singles[comps == p.label] = len(plants)
+            soil = soil_fill(rgb, veg, rng)
         out.photos.append((rgb, veg, singles))
-        soil = soil_fill(rgb, veg, rng)
-        if soil is None or len(keep) < 2:
+        if soil is None or len(plants) < 2:
             continue
-        plants = []
-        for p in props:
-            if lut[p.label]:
-                y0, x0, y1, x1 = p.bbox
-                plants.append(Plant(rgb[y0:y1, x0:x1], comps[y0:y1, x0:x1] == p.label, "plant", 0, "shape"))
         for _ in range(n_scenes):
             image, labels, _ = compose_scene(rng, soil, plants, scene_size)
             if labels.any():
