@@ -21,19 +21,23 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Callable
 
 import numpy as np
 
 from . import _forward
 from ._cancel import Cancelled, ProgressFn, check
+from ._files import atomic_write, check_target
 from ._forward import predict_instances
 from ._instances import Instances, paint, paint_image
+from ._io import ImageSource, open_image
 from ._models import Model, load_model
 from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
 from ._results import SegmentationResult
+from ._scale import estimate_scale
 from ._tiling import _intersection, detect, plan_tiles
+from .crf import CRFParams, refine_masks
 
 __all__ = ["segment", "segment_to_zarr", "segment_with", "segment_to_zarr_with", "predict_instances", "Cancelled"]
 
@@ -70,8 +74,6 @@ def resolve_scale(scale, source, model):
     """``"auto"`` -> the estimated scale at which plants have the size the model was trained on."""
     if scale != "auto":
         return scale
-    from ._scale import estimate_scale
-
     return float(estimate_scale(source, model))
 
 
@@ -251,10 +253,7 @@ def segment_to_zarr(
 def segment_to_zarr_with(image, path, model, options: SegmentOptions, *, progress: ProgressFn | None = None,
                          cancel=None, overwrite: bool = False, chunk_size: int = 1024) -> SegmentationResult:
     """:func:`segment_to_zarr` with its options as one :class:`SegmentOptions`."""
-    import zarr
-
-    from ._files import atomic_write, check_target
-    from ._io import open_image
+    import zarr  # only here: the one path that writes a store
 
     check_target(path, overwrite, "zarr output")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 64:
@@ -292,12 +291,10 @@ def segment_to_zarr_with(image, path, model, options: SegmentOptions, *, progres
 
 
 def _json_safe(meta: dict) -> dict:
-    import dataclasses
-
     out = {}
     for k, v in meta.items():
-        if dataclasses.is_dataclass(v):
-            v = dataclasses.asdict(v)
+        if is_dataclass(v):
+            v = asdict(v)
         out[k] = json.loads(json.dumps(v, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
     return out
 
@@ -324,8 +321,6 @@ class _Run:
 
     @classmethod
     def start(cls, image, model, options: SegmentOptions, progress, cancel) -> _Run:
-        from ._io import ImageSource
-
         if not isinstance(options, SegmentOptions):
             raise TypeError(f"options must be a SegmentOptions, got {type(options).__name__}")
         report = progress or (lambda f, m: None)
@@ -336,8 +331,6 @@ class _Run:
         wanted = class_ids_for(model, options.classes)
         params = None
         if options.crf:
-            from .crf import CRFParams
-
             params = options.crf_params or CRFParams.from_any(model.meta.get("crf"))
         check(cancel, "segmentation")
         return cls(source, model, options, wanted, params, report, cancel)
@@ -384,8 +377,6 @@ class _Run:
     def refine(self, found: Instances) -> Instances | None:
         if self.params is None:
             return None
-        from .crf import refine_masks
-
         check(self.cancel, "segmentation")
         self.report(0.75, f"refining {len(found)} instances with the dense CRF")
         return refine_masks(
