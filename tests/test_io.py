@@ -67,3 +67,13 @@ def test_files_tiff_is_lazy_when_asked_and_zarr_always(tmp_path):
     np.testing.assert_array_equal(src.read((0, 0, 50, 50)), to_rgb_float(image)[:50, :50])
     with pytest.raises(FileNotFoundError, match="no such image file"):
         open_image(tmp_path / "missing.tif")
+
+
+@pytest.mark.parametrize("array", _cases(), ids=lambda a: f"{a.dtype}{a.shape}")
+def test_the_callers_array_is_never_written(array):
+    before = array.copy()
+    to_rgb_float(array)
+    src = ImageSource(array)
+    src.read()
+    src.read_uint8((0, 0, 2, 2))
+    np.testing.assert_array_equal(array, before)  # NaN and inf stay where they were, values unscaled
