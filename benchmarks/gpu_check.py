@@ -41,12 +41,13 @@ def _sync():
 
 
 def agreement() -> bool:
-    import napari_gardenseg as gs
     from bench_crf import workload
+    from test_crf import iou, reference_case
+
+    import napari_gardenseg as gs
     from napari_gardenseg._instances import paint
     from napari_gardenseg.crf import CRFParams, refine, refine_masks
     from napari_gardenseg.crf._dense import choose_backend
-    from test_crf import iou, reference_case
 
     cpu_backend = choose_backend("auto", "cpu")[0]
     rows, ok = {}, True
@@ -70,9 +71,9 @@ def agreement() -> bool:
 
 def pipeline() -> None:
     import torch
+    from bench_large import mosaic
 
     import napari_gardenseg as gs
-    from bench_large import mosaic
     from napari_gardenseg._inference import predict_instances
     from napari_gardenseg.crf import refine_masks
 

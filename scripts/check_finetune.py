@@ -9,7 +9,8 @@ Real check (default): fine-tune on the left half of PlantCV's tray photo
 ``--synthetic N``: fine-tune on N photo-style scenes at 1296x966 (the size of the
 team's field photos; seeds from 8,600,000) and evaluate on 5 held-out ones (seeds
 from 9,100,000). ``--set key=value`` overrides a train() argument. Prints the
-AP50 (raw and CRF) at ``segment``'s default scale before and after, and the time.
+AP50 (raw and CRF) at ``segment``'s default scale before and after, and the time
+(wall seconds; the process's CPU seconds, which a busy machine inflates less; the load).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 import tempfile
 import time
@@ -79,13 +81,14 @@ def main(argv=None):
     base = gs.load_model(args.base, device="cpu")
     before = _ap(base, held, scale)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         path = gs.train(samples, base=base, output=Path(tmp) / "ft.pt", device="cpu", **kwargs)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         after = _ap(gs.load_model(path, device="cpu"), held, scale)
     print(json.dumps({"base": args.base, "data": f"{args.synthetic} synthetic photo scenes" if args.synthetic
                       else "tray left half -> right half", "train_kwargs": kwargs, "eval_scale": scale,
-                      "before": before, "after": after, "train_seconds": round(seconds)}))
+                      "before": before, "after": after, "train_seconds": round(seconds),
+                      "train_cpu_seconds": round(cpu), "load_1min": round(os.getloadavg()[0], 2)}))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,8 @@ import pytest
 from test_crf import crowded_case, reference_case
 
 from napari_gardenseg._instances import Instances, paint
-from napari_gardenseg.crf import CRFParams, refine, refine_masks
+from napari_gardenseg.crf import CRFParams, _numba, refine, refine_masks
 from napari_gardenseg.crf import _instances as crf_instances
-from napari_gardenseg.crf import _numba
 from napari_gardenseg.crf._pydensecrf import available as pydensecrf_available
 
 pytest.importorskip("numba")

@@ -166,9 +166,8 @@ def test_refine_masks_agrees_with_pydensecrf_on_a_garden_scene(garden_instances)
 def test_segment_refines_without_pydensecrf(monkeypatch):
     """A plugin-manager install (no compiler, no pydensecrf) still gets the CRF layer."""
     import napari_gardenseg as gs
-    from napari_gardenseg.synthetic import garden_scene
-
     from napari_gardenseg.crf import _numba
+    from napari_gardenseg.synthetic import garden_scene
 
     for name in ("pydensecrf", "pydensecrf.densecrf", "pydensecrf.eigen", "pydensecrf.utils"):
         monkeypatch.setitem(sys.modules, name, None)

@@ -44,8 +44,9 @@ def test_fine_tuning_lowers_loss_and_round_trips(tmp_path, two_scenes):
     assert len(seen) == 25 and seen[-1][0] == 1.0 and "loss=" in seen[-1][1]
 
     # the same recipe from the same start, untrained, scores a higher loss than the trained one
-    from napari_gardenseg._architectures import replace_heads
     import copy
+
+    from napari_gardenseg._architectures import replace_heads
 
     start = copy.deepcopy(load_model("garden", device="cpu").net)
     torch.manual_seed(0)  # train() seeds torch with seed=0 before replacing the heads
@@ -178,3 +179,33 @@ def test_training_scale_matches_inference():
         with pytest.raises(ValueError, match="scale"):
             train([(image, np.ones((256, 256), np.int32), "x")], iterations=1, scale=bad, device="cpu",
                   output="never-written.pt")
+
+
+def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_scenes, monkeypatch):
+    """roi_batch and frozen_blocks hold while training and leave the model as it was after."""
+    from napari_gardenseg import _training
+
+    seen = {}
+    real_fit = _training.fit
+
+    def spy_fit(net, *args, **kwargs):
+        def progress(f, m):
+            seen["roi_batch"] = net.roi_heads.fg_bg_sampler.batch_size_per_image
+            seen["trainable"] = [any(p.requires_grad for p in b.parameters()) for b in net.backbone.body.children()]
+
+        kwargs["progress"] = progress
+        out = real_fit(net, *args, **kwargs)
+        seen["after"] = net.roi_heads.fg_bg_sampler.batch_size_per_image
+        return out
+
+    monkeypatch.setattr(_training, "fit", spy_fit)
+    path = train(two_scenes, base="garden", iterations=2, output=tmp_path / "a.pt", device="cpu", crop=96)
+    assert seen["roi_batch"] == 64 and seen["after"] == 128  # the model's own sampler again
+    assert seen["trainable"][:7] == [False] * 7 and all(seen["trainable"][7:])
+    info = load_model(path, device="cpu").meta["training"]
+    assert (info["roi_batch"], info["frozen_blocks"], info["crop"]) == (64, 7, 96)
+    train(two_scenes, base="garden", iterations=1, output=tmp_path / "b.pt", device="cpu", crop=96,
+          roi_batch=None, frozen_blocks=4)
+    assert seen["roi_batch"] == 128 and seen["trainable"][:4] == [False] * 4 and all(seen["trainable"][4:])
+    with pytest.raises(ValueError, match="frozen_blocks applies to garden_mobilenet"):
+        train(two_scenes, base=None, iterations=1, output=tmp_path / "c.pt", device="cpu", frozen_blocks=3)

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from ._architectures import ARCHITECTURES, replace_heads
-from ._images import to_rgb_float
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
 from ._files import check_target, free_path, user_models_dir
+from ._images import to_rgb_float
 from ._models import ModelError, load_model, resolve_device, save_checkpoint
 
 __all__ = ["train", "prepare_samples"]
@@ -160,11 +160,18 @@ def fit(
     cancel=None,
     on_iteration: Callable[[int], None] | None = None,
     schedule: Callable[[int], float] | None = None,
+    roi_batch: int | None = None,
 ) -> list[float]:
     """The training loop: ``draw(rng)`` gives a sample per crop; returns the loss of each
     iteration done. ``on_iteration(done)`` runs after each (periodic checkpoints);
     ``schedule(it)`` in 0..1 replaces ``it / iterations`` in the learning-rate decay
-    (a run limited by wall time decays by the clock)."""
+    (a run limited by wall time decays by the clock). ``roi_batch``: proposals sampled
+    per image for the box head while training (a quarter positives, which the mask head
+    learns from; None: the model's own)."""
+    sampler = net.roi_heads.fg_bg_sampler
+    saved_roi_batch = sampler.batch_size_per_image
+    if roi_batch is not None:
+        sampler.batch_size_per_image = int(roi_batch)
     net.to(dev).train()
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -216,6 +223,7 @@ def fit(
                 net.train()
     finally:
         transform.min_size, transform.max_size = saved_sizes
+        sampler.batch_size_per_image = saved_roi_batch
         net.eval()
     return history
 
@@ -233,12 +241,14 @@ def train(
     seed: int = 0,
     batch_size: int = 2,
     lr: float | None = 1e-3,
-    crop: int = 384,
+    crop: int = 320,
     scale_range=(0.75, 1.33),
     scale=None,
     warmup: int | None = None,
     meta: dict | None = None,
     paste: float = 0.0,
+    roi_batch: int | None = 64,
+    frozen_blocks: int | None = None,
 ) -> Path:
     """Fine-tune (or train) a Mask R-CNN on ``samples`` and save a checkpoint.
 
@@ -263,6 +273,15 @@ def train(
     painted plants of all samples are copied, crowded and rescaled, onto the
     samples' own soil (:class:`~napari_gardenseg._scenes.PaintedScenes`, the
     scenes :func:`~napari_gardenseg.adapt` builds); 0 trains on the samples alone.
+
+    Speed (``benchmarks/bench_finetune.py --profile``): most of an iteration is
+    the backbone's and the mask head's convolutions, forward and backward.
+    ``roi_batch`` proposals per image train the box head (a quarter of them
+    positives, each also a 28x28 RoI through the mask head; None: the model's
+    own sampler, 128); ``frozen_blocks`` first MobileNetV2 blocks of a
+    ``garden_mobilenet`` model get no gradient (None: 7, the blocks up to
+    stride 8; the model's own frozen blocks stay frozen; 0 for other
+    architectures, which refuse a number).
     """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
@@ -286,6 +305,7 @@ def train(
         base_name = None
     else:
         loaded = load_model(base, device="cpu")
+        torch.manual_seed(seed)  # a first load builds (randomly initialises) a network: same start either way
         net = copy.deepcopy(loaded.net)  # never train the cached model in place
         arch, arch_kwargs, base_meta = loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
         names = list(loaded.class_names)
@@ -295,6 +315,14 @@ def train(
             replace_heads(net, len(names))
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
+    if frozen_blocks is None:
+        frozen_blocks = 7 if arch == "garden_mobilenet" else 0
+    if frozen_blocks:
+        if arch != "garden_mobilenet":
+            raise ValueError(f"frozen_blocks applies to garden_mobilenet models (MobileNetV2 blocks), not {arch}")
+        for block in list(net.backbone.body.children())[:frozen_blocks]:
+            for p in block.parameters():
+                p.requires_grad_(False)
     index = {n: i for i, n in enumerate(names)}
     for sample in prepared:
         sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
@@ -314,6 +342,7 @@ def train(
     history = fit(
         net, draw, index, iterations, dev, rng=rng, lr=lr,
         warmup=warmup, batch_size=batch_size, crop=crop, scale_range=scale_range, progress=progress, cancel=cancel,
+        roi_batch=roi_batch,
     )
     done = len(history)
     if done == 0:
@@ -330,6 +359,8 @@ def train(
         "zooms": [round(float(s_.zoom), 3) for s_ in prepared[:50]],
         "lr": lr,
         "paste": paste,
+        "roi_batch": roi_batch,
+        "frozen_blocks": frozen_blocks,
         "samples": len(prepared),
         "device": str(dev),
         "wall_seconds": round(time.perf_counter() - start, 1),
