@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ._files import OutputExistsError, atomic_write, check_target
+from ._reader import read_image
 
 __all__ = [
     "FAILURES_FILE",
@@ -50,7 +51,6 @@ __all__ = [
     "output_names",
     "overlay",
     "process_file",
-    "read_image",
     "segment_files",
 ]
 
@@ -66,20 +66,6 @@ _RUN_ONLY = ("progress", "cancel", "keep_soft_masks")
 
 
 # ----------------------------------------------------------------------------- reading and drawing
-
-
-def read_image(path) -> np.ndarray:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such image file: {path}")
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        return tifffile.imread(path)
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGBA") if im.mode in ("P", "LA") else im)
 
 
 def overlay(image, labels, alpha: float = 0.45) -> np.ndarray:
@@ -119,27 +105,27 @@ def output_names(paths) -> list[str]:
     return [s if counts[s.casefold()] == 1 else f"{s}__{_path_tag(p)}" for s, p in zip(stems, paths)]
 
 
-def is_big_input(path) -> bool:
-    """A zarr store, or a TIFF with a plane over ``_planes.MAX_PLANE_PIXELS``: segmented into a zarr store."""
+def is_big_input(path, axes: str | None = None) -> bool:
+    """A zarr store of one plane, or a TIFF of one plane over ``_planes.MAX_PLANE_PIXELS``: segmented into a zarr store.
+
+    Reads the file's header only (:func:`~napari_gardenseg._reader.read_image`, lazily).
+    """
     from ._planes import MAX_PLANE_PIXELS
+    from ._reader import TIFF_SUFFIXES
 
     path = Path(path)
-    if path.suffix.lower() == ".zarr" or path.is_dir():
-        return True
-    if path.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8") and path.exists():
-        import tifffile
-
-        from ._images import image_layout
-
-        try:
-            with tifffile.TiffFile(path) as tif:
-                shape = tif.series[0].shape
-            layout = image_layout(shape)
-        except Exception:  # unreadable or not one plane: the normal path reports it
-            return False
-        h, w = shape[1:3] if layout == "chw" else shape[:2]
-        return h * w > MAX_PLANE_PIXELS
-    return False
+    name = path.name.lower()
+    zarr_store = name.endswith(".zarr") or path.is_dir()
+    if not (zarr_store or name.endswith(TIFF_SUFFIXES)) or not path.exists():
+        return False
+    try:
+        image = read_image(path, axes=axes, lazy=True)
+    except Exception:  # noqa: BLE001  (unreadable, or axes unknown: the normal path reports it)
+        return zarr_store
+    if image.is_stack:
+        return False
+    h, w = image.plane_shape
+    return zarr_store or h * w > MAX_PLANE_PIXELS
 
 
 def output_files(name: str, *, crf: bool = True, coco: bool = False, write_overlay: bool = True, big: bool = False) -> list[str]:
@@ -247,9 +233,10 @@ def _segment_defaults() -> dict:
     return defaults()
 
 
-def _compared_options(options: dict, crf_overrides) -> dict:
+def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> dict:
     """The options a run record holds: those that change the result and differ from segment()'s defaults
-    (so the API and the CLI agree, and a newer version's new options, left at their defaults, match old records)."""
+    (so the API and the CLI agree, and a newer version's new options, left at their defaults, match old records),
+    and the file's ``axes`` when the caller gave them."""
     defaults = _segment_defaults()
     opts = {
         k: v for k, v in options.items()
@@ -257,6 +244,8 @@ def _compared_options(options: dict, crf_overrides) -> dict:
     }
     if crf_overrides:
         opts["crf_overrides"] = dict(crf_overrides)
+    if axes is not None:
+        opts["axes"] = axes
     return _jsonable(opts)
 
 
@@ -356,6 +345,7 @@ def process_file(
     resume: bool = False,
     crf_overrides: dict | None = None,
     model_id: dict | None = None,
+    axes: str | None = None,
     **segment_options,
 ) -> dict:
     """Segment one image file and write its outputs into ``out_dir``; return a summary dict.
@@ -368,6 +358,15 @@ def process_file(
     the same input with the same model and options are kept and their summary
     returned (``"reused": True``). ``crf_overrides``: CRF fields that replace
     the model's stored settings (e.g. ``{"iterations": 10}``).
+
+    The file is read by :func:`napari_gardenseg._reader.read_image` (EXIF
+    orientation, colour modes, axes; ``axes`` names a TIFF's or zarr store's
+    axes when the file does not, e.g. ``"TYX"``). A stack (T, Z or C planes)
+    is segmented plane by plane: its label images are ``(*stack, H, W)``
+    with ids unique across the stack, the table has a ``plane`` column and
+    one per plane axis, the overlay PNG one frame per plane (APNG) and the
+    COCO file one image per plane. The run record's ``image`` says how the
+    file was read (axes, EXIF orientation applied, colour conversion).
     """
     path = Path(path)
     out = Path(out_dir)
@@ -377,22 +376,20 @@ def process_file(
         "format": _RECORD_FORMAT,
         "input": _input_identity(path) if path.exists() else {"path": os.path.abspath(path)},
         "model": model_id or model_identity(model),
-        "options": _compared_options(segment_options, crf_overrides),
+        "options": _compared_options(segment_options, crf_overrides, axes),
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
     if resume and _is_done(out, name, record):
         done = read_run_record(out, name)
         return {"file": str(path), "name": name, "instances": done.get("instances"), "seconds": 0.0,
                 "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"], "reused": True}
-    big = is_big_input(path)
+    big = is_big_input(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, big=big)]
     for target in targets:  # fail before the work, not after it
         check_target(target, overwrite, "output")
 
-    # 1. read (a big input lazily: tile by tile)
-    from ._io import open_image
-
-    image = open_image(path, lazy=True) if big else read_image(path)
+    # 1. read: the one reader (orientation, colours, axes); a big input lazily, tile by tile
+    image = read_image(path, axes=axes, lazy=big)
     # 2. segment
     from ._inference import segment_to_zarr_with, segment_with
 
@@ -405,10 +402,22 @@ def process_file(
     if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
         out.mkdir(parents=True, exist_ok=True)
         staged = out / f".{name}_labels.zarr.staged"
-        result = segment_to_zarr_with(image, staged, loaded, options, overwrite=True, progress=progress, cancel=cancel)
+        from ._io import ImageSource
+
+        source = ImageSource(image.data, name=path.name)
+        result = segment_to_zarr_with(source, staged, loaded, options, overwrite=True, progress=progress, cancel=cancel)
         result.meta["staged"] = staged
+    elif image.is_stack:  # plane by plane, ids unique across the stack
+        from ._stack import segment_stack
+
+        index = image.planes()
+        result = segment_stack(
+            lambda i: image.plane(index[i]), index,
+            lambda plane, report: segment_with(plane, loaded, options, progress=report, cancel=cancel),
+            axes=image.plane_axes, progress=progress, cancel=cancel,
+        )
     else:
-        result = segment_with(image, loaded, options, progress=progress, cancel=cancel)
+        result = segment_with(image.data, loaded, options, progress=progress, cancel=cancel)
     seconds = time.perf_counter() - t0
     # 3. write: every output atomically, the run record last (its presence means complete)
     out.mkdir(parents=True, exist_ok=True)
@@ -417,6 +426,7 @@ def process_file(
         run_json.unlink()  # an old record must not vouch for outputs being replaced
     written = _write_outputs(result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite)
     record.update(
+        image=image.record(),
         written=written,
         instances=len(result),
         seconds=round(seconds, 3),
@@ -439,10 +449,9 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
     from contextlib import ExitStack
 
     import tifffile
-    from PIL import Image
 
     written = []
-    staged = result.meta.get("staged")
+    staged = getattr(result, "meta", {}).get("staged")
     if staged is not None:  # a big input: the store holds the labels; table and COCO are read from it first
         table = result.table
         coco_json = json.dumps(to_coco_of(result, path)) if coco else None
@@ -469,16 +478,35 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
         put(f"{name}_instances.csv", lambda t: result.table.to_csv(t, index=False))
         if write_overlay:
             shown = result.refined if result.refined is not None else result.labels
-            put(f"{name}_overlay.png", lambda t: Image.fromarray(overlay(image, shown)).save(t, format="PNG"))
+            put(f"{name}_overlay.png", lambda t: _save_overlay(t, image, shown))
         if coco:
             put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco_of(result, path))))
     return written
 
 
-def to_coco_of(result, path: Path) -> dict:
-    from ._export import to_coco
+def _save_overlay(target: Path, image, shown) -> None:
+    """The overlay PNG of a read file (:class:`~napari_gardenseg._reader.ImageFile`); a stack gives one frame per plane (APNG)."""
+    from PIL import Image
 
-    return to_coco(result, file_name=path.name)
+    frames = [Image.fromarray(overlay(image.plane(ix), shown[ix] if ix else shown)) for ix in image.planes()]
+    frames[0].save(target, format="PNG", save_all=len(frames) > 1, append_images=frames[1:])
+
+
+def to_coco_of(result, path: Path) -> dict:
+    """COCO JSON of one file's result; a stack (:class:`~napari_gardenseg._stack.StackResult`) gives one
+    COCO image per plane, named ``<file>[<plane index>]``, with annotation ids running on across planes."""
+    from ._export import to_coco
+    from ._stack import StackResult
+
+    if not isinstance(result, StackResult):
+        return to_coco(result, file_name=path.name)
+    images, categories, annotations = [], {}, []
+    for k, (res, where) in enumerate(zip(result.results, result.planes)):
+        part = to_coco(res, image_id=k + 1, file_name=f"{path.name}[{','.join(map(str, where))}]")
+        images += part["images"]
+        categories.update({c["id"]: c for c in part["categories"]})
+        annotations += [{**a, "id": len(annotations) + j + 1} for j, a in enumerate(part["annotations"])]
+    return {"images": images, "categories": [categories[i] for i in sorted(categories)], "annotations": annotations}
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -644,6 +672,7 @@ def segment_files(
     write_overlay: bool = True,
     crf_overrides: dict | None = None,
     resources: dict | None = None,
+    axes: str | None = None,
     **segment_options,
 ) -> BatchSummary:
     """Segment image files and write each one's outputs into ``out_dir``.
@@ -654,6 +683,8 @@ def segment_files(
     (e.g. ``{"GPU": 1}``) restricts tasks to workers started with those
     resources. ``segment_options`` go to :func:`napari_gardenseg.segment`;
     ``crf_overrides`` replace fields of the model's stored CRF settings.
+    Files are read as :func:`process_file` says; ``axes`` (e.g. ``"TYX"``)
+    names the axes of TIFF and zarr inputs that do not state them.
 
     Failures (unreadable file, an error while segmenting, an output already
     there, a worker lost more than ``retries`` times) fail that file only and
@@ -671,6 +702,10 @@ def segment_files(
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     _check_options(segment_options)
+    if axes is not None:
+        from ._reader import check_axes
+
+        axes = check_axes(axes)
     if "crf_params" in segment_options and segment_options["crf_params"] is not None and crf_overrides:
         raise ValueError("give crf_params or crf_overrides, not both")
     out = Path(out_dir).expanduser()
@@ -691,8 +726,8 @@ def segment_files(
     # resume in the tasks: a finished file whose result was lost with its worker and is recomputed
     # by Dask finds its own complete outputs and keeps them (with overwrite it simply redoes them)
     kwargs = dict(segment_options, coco=coco, write_overlay=write_overlay, overwrite=overwrite,
-                  resume=not overwrite, crf_overrides=crf_overrides, model_id=model_id)
-    wanted_options = _compared_options(segment_options, crf_overrides)
+                  resume=not overwrite, crf_overrides=crf_overrides, model_id=model_id, axes=axes)
+    wanted_options = _compared_options(segment_options, crf_overrides, axes)
     n_finished = 0
 
     def finished(fs: FileStatus, message: str):
@@ -710,7 +745,7 @@ def segment_files(
     todo = []
     for fs in files:
         targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay,
-                                                 big=is_big_input(fs.file))]
+                                                 big=is_big_input(fs.file, axes))]
         verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
         if verdict == "run":
             todo.append(fs)

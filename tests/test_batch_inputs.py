@@ -1,0 +1,107 @@
+"""Files as users have them, through the CLI and the API: phone photos, stacks, unknown axes, other dtypes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image, ImageOps
+
+from napari_gardenseg import cli, segment, segment_files
+from napari_gardenseg.synthetic import garden_scene
+
+FAST = ["--no-crf"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    from napari_gardenseg import load_model
+
+    return load_model("garden")
+
+
+def _record(out, name):
+    return json.loads((out / f"{name}_run.json").read_text())
+
+
+def test_a_phone_photo_is_segmented_as_a_viewer_shows_it(tmp_path, model):
+    scene = garden_scene(8_000_123, (128, 96))[0]  # what the user sees: 96 wide, 128 high
+    im = Image.fromarray(np.rot90(scene, k=1).copy())  # stored sideways, 128 wide, 96 high
+    exif = im.getexif()
+    exif[0x0112] = 6  # turn 90 degrees clockwise to display
+    im.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(tmp_path / "phone.jpg"), "--out", str(out), *FAST]) == 0
+    labels = tifffile.imread(out / "phone_labels.tif")
+    assert labels.shape == (128, 96)
+    assert np.asarray(Image.open(out / "phone_overlay.png")).shape == (128, 96, 3)
+    with Image.open(tmp_path / "phone.jpg") as shown:
+        upright = np.asarray(ImageOps.exif_transpose(shown))
+    ref = segment(upright, model, crf=False)
+    assert len(ref) >= 1
+    np.testing.assert_array_equal(labels, ref.labels)
+    image = _record(out, "phone")["image"]
+    assert image["exif_orientation"] == 6 and image["shape"] == [128, 96, 3]
+
+
+def test_stacks_are_segmented_plane_by_plane_with_ids_unique(tmp_path, model):
+    frames = np.stack([garden_scene(seed, (96, 96))[0] for seed in (3, 8_000_123)])
+    tifffile.imwrite(tmp_path / "timelapse.tif", frames, metadata={"axes": "TYXS"}, photometric="rgb")
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as w:  # the same planes; nothing says what they are
+        for plane in frames:
+            w.write(plane, photometric="rgb", metadata=None)
+    out = tmp_path / "out"
+    args = ["segment", str(tmp_path / "timelapse.tif"), str(tmp_path / "pages.tif"), "--out", str(out), "--coco", *FAST]
+    assert cli.main(args) == 1  # one file failed, the other went on
+    (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert failure["error_type"] == "ImageError" and "(2, 96, 96, 3)" in failure["message"]
+    assert "--axes" in failure["message"]
+
+    refs = [segment(f, model, crf=False) for f in frames]
+    n0 = len(refs[0])
+    assert n0 >= 1 and len(refs[1]) >= 1
+    labels = tifffile.imread(out / "timelapse_labels.tif")
+    assert labels.shape == (2, 96, 96)
+    np.testing.assert_array_equal(labels[0], refs[0].labels)
+    np.testing.assert_array_equal(labels[1], np.where(refs[1].labels > 0, refs[1].labels + n0, 0))  # ids run on
+    table = pd.read_csv(out / "timelapse_instances.csv")
+    assert list(table["plane"]) == [0] * n0 + [1] * len(refs[1]) and list(table["t"]) == list(table["plane"])
+    assert list(table["label"]) == list(range(1, n0 + len(refs[1]) + 1))
+    assert list(table["area"]) == list(np.bincount(labels.ravel())[1:])
+    with Image.open(out / "timelapse_overlay.png") as overlay:
+        assert overlay.n_frames == 2 and overlay.size == (96, 96)
+    coco = json.loads((out / "timelapse_coco.json").read_text())
+    assert [i["id"] for i in coco["images"]] == [1, 2] and len(coco["annotations"]) == len(table)
+    assert len({a["id"] for a in coco["annotations"]}) == len(table)
+    assert _record(out, "timelapse")["image"]["axes"] == "TYXS"
+
+    # saying what the axes are: the API and the CLI give the same as the file that said it
+    summary = segment_files([tmp_path / "pages.tif"], tmp_path / "api", model, crf=False, axes="ZYXS")
+    assert summary.ok, summary.table
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "api" / "pages_labels.tif"), labels)
+    assert _record(tmp_path / "api", "pages")["options"]["axes"] == "ZYXS"
+    assert "z" in pd.read_csv(tmp_path / "api" / "pages_instances.csv").columns
+    assert cli.main(["segment", str(tmp_path / "pages.tif"), "--out", str(out), "--axes", "QYX", *FAST]) == 2
+
+
+def test_the_same_picture_stored_as_uint8_uint16_or_float_gives_the_same_plants(tmp_path, model):
+    scene = garden_scene(0, (128, 128))[0]
+    dim = (2 + np.rint(scene * (124 / 255))).astype(np.uint8)  # a dim scene: values 2..126
+    assert (dim.min(), dim.max()) == (2, 126)
+    Image.fromarray(dim).save(tmp_path / "u8.png")
+    tifffile.imwrite(tmp_path / "u16.tif", dim.astype(np.uint16) * 257, photometric="rgb")
+    tifffile.imwrite(tmp_path / "f32.tif", dim.astype(np.float32), photometric="rgb")
+    tifffile.imwrite(tmp_path / "unit.tif", dim.astype(np.float32) / 255, photometric="rgb")
+    names = ["u8", "u16", "f32", "unit"]
+    files = [str(tmp_path / n) + (".png" if n == "u8" else ".tif") for n in names]
+    out = tmp_path / "out"
+    assert cli.main(["segment", *files, "--out", str(out), *FAST]) == 0
+    labels = [tifffile.imread(out / f"{n}_labels.tif") for n in names]
+    assert labels[0].max() >= 1
+    for other in labels[1:]:
+        np.testing.assert_array_equal(other, labels[0])
+    by_api = segment(dim.astype(np.uint16) * 257, model, crf=False)
+    np.testing.assert_array_equal(by_api.labels, labels[0])
