@@ -150,20 +150,23 @@ def test_model_specks_on_soil_do_not_become_plants():
     assert out.scores[1] < 0.2  # still there (not cut away), but ranked far below the plant
 
 
-def test_segment_runs_the_stage_by_default_and_says_so(garden_photo):
+def test_segment_runs_the_stage_and_says_so(garden_photo):
     import napari_gardenseg as gs
 
-    auto = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False)
+    on = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on")
     off = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="off")
-    veg = auto.meta["vegetation"]
+    auto = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False)  # the default
+    veg = on.meta["vegetation"]
     assert veg["applied"] and veg["vegetation_informative"]
     assert off.meta["vegetation"] == {"applied": False, "reason": "vegetation='off'"}
-    assert set(auto.table["source"]) <= {"model", "colour"} and (auto.table["source"] == "model").sum() >= 3
+    assert set(on.table["source"]) <= {"model", "colour"} and (on.table["source"] == "model").sum() >= 3
     assert set(off.table["source"]) == {"model"}
-    # the stage only moves pixels between plants and background: plant pixels follow colour
-    rgb = garden_photo.astype(np.float32) / 255
-    green = vegetation_map(rgb).mask
-    assert green[auto.labels > 0].mean() > green[off.labels > 0].mean()
+    # "auto" leaves a photo whose plants the network already holds to the network
+    coverage = auto.meta["vegetation"]["vegetation_model_coverage"]
+    assert auto.meta["vegetation"]["applied"] == (coverage < 0.85)
+    # the stage moves pixels between plants and soil: the instances' pixels follow plant colour
+    green = vegetation_map(garden_photo.astype(np.float32) / 255).mask
+    assert green[on.labels > 0].mean() > green[off.labels > 0].mean()
     with pytest.raises(ValueError, match="vegetation"):
         gs.segment(garden_photo, "garden", vegetation="yes")
 

@@ -350,8 +350,10 @@ class _Run:
         """The vegetation stage (``options.vegetation``): instances that follow plant colour; see :mod:`._plant_pixels`.
 
         "auto" runs it when the photo's colour separates plants from their
-        background (:func:`._vegetation.vegetation_map`), "on" always, "off"
-        never. Images over :data:`VEGETATION_MAX_PIXELS` skip it (it needs a few
+        background (:func:`._vegetation.vegetation_map`) and the network's
+        confident detections hold less than :data:`._plant_pixels.MODEL_COVERS`
+        of the plant-coloured pixels (else the network knows these plants
+        already); "on" always, "off" never. Images over :data:`VEGETATION_MAX_PIXELS` skip it (it needs a few
         image-sized maps). ``self.how["vegetation"]`` says what was done and why.
         """
         mode = self.options.vegetation
@@ -362,16 +364,23 @@ class _Run:
         if h * w > VEGETATION_MAX_PIXELS:
             self.how["vegetation"] = {"applied": False, "reason": f"image over {VEGETATION_MAX_PIXELS:,} pixels"}
             return found
-        from ._plant_pixels import follow_vegetation
+        from ._plant_pixels import MODEL_COVERS, follow_vegetation, model_coverage
         from ._vegetation import vegetation_map
 
         check(self.cancel, "segmentation")
         self.report(0.7, "finding plant pixels by colour")
         vmap = vegetation_map(self.source.read())
-        applied = mode == "on" or vmap.informative
-        self.how["vegetation"] = {"applied": applied, "mode": mode, **vmap.summary()}
-        if not applied:
+        info = {"mode": mode, **vmap.summary()}
+        if mode == "auto" and not vmap.informative:
+            self.how["vegetation"] = {"applied": False, "reason": vmap.reason, **info}
             return found
+        covered = model_coverage(found, vmap, self.mask_threshold)
+        info["vegetation_model_coverage"] = round(covered, 3)
+        if mode == "auto" and covered >= MODEL_COVERS:
+            reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
+            self.how["vegetation"] = {"applied": False, "reason": reason, **info}
+            return found
+        self.how["vegetation"] = {"applied": True, "reason": vmap.reason, **info}
         return follow_vegetation(found, vmap, self.mask_threshold)
 
     def refine(self, found: Instances) -> Instances | None:

@@ -35,7 +35,7 @@ __all__ = ["follow_vegetation", "COLOUR_SCORE_RANGE"]
 
 # Colour-only instances score in this range (below a detection's usual score),
 # larger components higher: AP ranks them after the detector's confident ones.
-COLOUR_SCORE_RANGE = (0.02, 0.3)
+COLOUR_SCORE_RANGE = (0.2, 0.6)
 # A model instance is gated to vegetation when at least this share of it is plant-coloured.
 MIN_GREEN_SHARE = 0.35
 # A green instance seeds a plant of its vegetation component when it covers this share of the
@@ -43,6 +43,13 @@ MIN_GREEN_SHARE = 0.35
 MIN_SEED_SHARE = 0.2
 # A confident instance seeds a plant from this share of its component (three touching plants).
 STRONG_SEED_SHARE = 0.3
+# A plant-coloured component over this share of the image and this many times the largest
+# instance found in it is ground cover.
+LAWN_RATIO = 8.0
+LAWN_SHARE = 0.15
+# "auto" leaves a photo to the network when its confident detections already cover this share of
+# the plant-coloured pixels: the network knows these plants (its training scenes, say).
+MODEL_COVERS = 0.85
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
@@ -69,6 +76,16 @@ def clean_vegetation(mask: np.ndarray) -> np.ndarray:
     area = _min_area(mask.shape)
     out = morphology.remove_small_objects(out, max_size=area)
     return morphology.remove_small_holes(out, max_size=area)
+
+
+def model_coverage(found: Instances, vegetation: VegetationMap, mask_threshold: float = 0.5,
+                   min_score: float = 0.5) -> float:
+    """Share (0..1) of the plant-coloured pixels inside detections scoring at least ``min_score``."""
+    veg = clean_vegetation(vegetation.mask)
+    if not veg.any():
+        return 1.0
+    confident = found.take(np.flatnonzero(found.scores >= min_score))
+    return float((paint_image(confident, mask_threshold)[veg] > 0).mean()) if len(confident) else 0.0
 
 
 def follow_vegetation(
@@ -104,9 +121,6 @@ def follow_vegetation(
     gated = share >= MIN_GREEN_SHARE
     gated[0] = False
     comp_area = np.bincount(comps.ravel(), minlength=n_comps + 1)
-    # a typical plant's area: the component size at the median vegetation pixel
-    sizes = np.sort(comp_area[1:])
-    typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) if n_comps else 1.0
 
     # each green instance's main component and how much of it the instance covers
     pairs = np.bincount(labels[veg].astype(np.int64) * (n_comps + 1) + comps[veg],
@@ -114,6 +128,18 @@ def follow_vegetation(
     pairs[0] = 0
     main = pairs.argmax(axis=1)
     cover = pairs[np.arange(n + 1), main] / np.maximum(comp_area[main], 1)
+    # a plant-coloured region far larger than the plants the network found in it is ground cover
+    # (a lawn, a hedge, a canopy), not a plant: instances on it keep the network's masks, and it
+    # becomes no instance of its own
+    biggest = np.zeros(n_comps + 1)
+    np.maximum.at(biggest, main[gated], painted[gated])
+    lawn = (comp_area > LAWN_SHARE * h * w) & (comp_area > LAWN_RATIO * biggest)
+    lawn[0] = False
+    # a typical plant's area: the component size at the median plant-coloured pixel (ground cover aside)
+    sizes = np.sort(comp_area[1:][~lawn[1:]])
+    typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) if sizes.size else 1.0
+    on_lawn = gated & lawn[main]
+    gated = gated & ~on_lawn
     # splitting a component needs confident seeds; a lone seed may be less sure
     strong = np.zeros(n + 1, bool)
     strong[1:] = found.scores >= split_score
@@ -130,7 +156,8 @@ def follow_vegetation(
     for ids in seeds_of.values():
         seed[ids] = True
 
-    claims = np.where((labels > 0) & ~gated[labels], labels, 0)  # not green: kept as the model painted it
+    # not green, or on ground cover: kept as the network painted it
+    claims = np.where((labels > 0) & ~gated[labels], labels, 0)
     region = veg & (claims == 0)
     single = np.zeros(n_comps + 1, np.int32)
     split = np.zeros(n_comps + 1, bool)
@@ -161,7 +188,7 @@ def follow_vegetation(
     for i in range(n):
         sl = objects[i]
         if sl is None or not (seed[i + 1] or not gated[i + 1]):
-            continue
+            continue  # no pixels left, or a piece of a plant that another instance holds
         window = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
         own = claims[sl] == i + 1
         soft = found.crop(i, window)
@@ -177,13 +204,15 @@ def follow_vegetation(
         if gated[i + 1]:
             size_q = min(float(own.sum()) / max(typical, 1.0), 1.0)
             scores.append(found.scores[i] * (1 - SIZE_WEIGHT + SIZE_WEIGHT * size_q))
+        elif on_lawn[i + 1]:
+            scores.append(found.scores[i])
         else:
             scores.append(found.scores[i] * max(share[i + 1] / MIN_GREEN_SHARE, 0.1))
         class_ids.append(found.class_ids[i])
         source.append("model")
 
     if add_components:
-        free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0]
+        free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0 and not lawn[c]]
         # the best green piece (a leaf the model found) inside each free component
         piece = np.zeros(n_comps + 1, np.float32)
         for i in np.flatnonzero(gated & ~seed):
