@@ -37,7 +37,7 @@ __all__ = ["Plant", "PhotoMaterial", "harvest_photo", "soil_fill", "shape_single
 # a detection and a component are the same plant above this mask IoU
 MIN_IOU = 0.5
 # a detection this confident may vouch for a component; weaker ones may only object
-VOUCH_SCORE = 0.5
+VOUCH_SCORE = 0.4
 OBJECT_SCORE = 0.25
 # pseudo-labels: detections at least this confident are kept as labels of a photo
 PSEUDO_SCORE = 0.7
@@ -197,7 +197,7 @@ def harvest_photo(model, rgb_u8: np.ndarray, index: int, rng: np.random.Generato
     """
     from skimage import measure
 
-    from ._inference import predict_instances
+    from ._inference import predict_instances, suppress_duplicates
 
     plant_mask, veg = vegetation(rgb_u8)
     mat = PhotoMaterial(rgb_u8, plant_mask, veg.informative, veg.reason, index=index)
@@ -208,6 +208,8 @@ def harvest_photo(model, rgb_u8: np.ndarray, index: int, rng: np.random.Generato
     mat.soil = soil_fill(rgb_u8, plant_mask | (veg.probability > 0.2), rng)
     rgb = rgb_u8.astype(np.float32) / 255
     found = predict_instances(model, rgb, scale=1.0, min_score=OBJECT_SCORE, cancel=cancel)
+    # one plant is often detected once per class (the detector's NMS is per class): classes do not count here
+    found = suppress_duplicates(found, 0.5)
     comps = measure.label(plant_mask, connectivity=2)
     props = measure.regionprops(comps)
     n = len(props)
