@@ -199,13 +199,13 @@ def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_
         return out
 
     monkeypatch.setattr(_training, "fit", spy_fit)
-    path = train(two_scenes, base="garden", iterations=2, output=tmp_path / "a.pt", device="cpu", crop=96)
+    path = train(two_scenes, base="garden", iterations=2, output=tmp_path / "a.pt", device="cpu", crop=96,
+                 roi_batch=64, frozen_blocks=7)
     assert seen["roi_batch"] == 64 and seen["after"] == 128  # the model's own sampler again
     assert seen["trainable"][:7] == [False] * 7 and all(seen["trainable"][7:])
     info = load_model(path, device="cpu").meta["training"]
     assert (info["roi_batch"], info["frozen_blocks"], info["crop"]) == (64, 7, 96)
-    train(two_scenes, base="garden", iterations=1, output=tmp_path / "b.pt", device="cpu", crop=96,
-          roi_batch=None, frozen_blocks=4)
+    train(two_scenes, base="garden", iterations=1, output=tmp_path / "b.pt", device="cpu", crop=96)
     assert seen["roi_batch"] == 128 and seen["trainable"][:4] == [False] * 4 and all(seen["trainable"][4:])
     with pytest.raises(ValueError, match="frozen_blocks applies to garden_mobilenet"):
         train(two_scenes, base=None, iterations=1, output=tmp_path / "c.pt", device="cpu", frozen_blocks=3)

@@ -241,13 +241,13 @@ def train(
     seed: int = 0,
     batch_size: int = 2,
     lr: float | None = 1e-3,
-    crop: int = 320,
+    crop: int = 384,
     scale_range=(0.75, 1.33),
     scale=None,
     warmup: int | None = None,
     meta: dict | None = None,
     paste: float = 0.0,
-    roi_batch: int | None = 64,
+    roi_batch: int | None = None,
     frozen_blocks: int | None = None,
 ) -> Path:
     """Fine-tune (or train) a Mask R-CNN on ``samples`` and save a checkpoint.
@@ -278,10 +278,12 @@ def train(
     the backbone's and the mask head's convolutions, forward and backward.
     ``roi_batch`` proposals per image train the box head (a quarter of them
     positives, each also a 28x28 RoI through the mask head; None: the model's
-    own sampler, 128); ``frozen_blocks`` first MobileNetV2 blocks of a
-    ``garden_mobilenet`` model get no gradient (None: 7, the blocks up to
-    stride 8; the model's own frozen blocks stay frozen; 0 for other
-    architectures, which refuse a number).
+    own sampler, 128 for the garden models); ``frozen_blocks`` first
+    MobileNetV2 blocks of a ``garden_mobilenet`` model get no gradient (None:
+    the model's own, 4 for the bundled one; other architectures refuse a
+    number). ``crop=320, roi_batch=64, frozen_blocks=7`` make an iteration
+    cheaper; whether they learn as well is not checked yet
+    (``scripts/check_finetune.py --set ...``), so they are not the defaults.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
@@ -315,9 +317,7 @@ def train(
             replace_heads(net, len(names))
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
-    if frozen_blocks is None:
-        frozen_blocks = 7 if arch == "garden_mobilenet" else 0
-    if frozen_blocks:
+    if frozen_blocks is not None:
         if arch != "garden_mobilenet":
             raise ValueError(f"frozen_blocks applies to garden_mobilenet models (MobileNetV2 blocks), not {arch}")
         for block in list(net.backbone.body.children())[:frozen_blocks]:
