@@ -73,7 +73,7 @@ def _constants(d: int):
 _lock = threading.Lock()
 _GAUSSIAN = _constants(2)
 _BILATERAL = _constants(5)
-_GRID_MAX = 4_000_000  # pixels: larger crops build their Gaussian lattice alone
+_GRID_MAX = 1_000_000  # pixels: larger crops build their Gaussian lattice alone (the cache stays small)
 _grids: dict = {}  # sxy -> (height, width, grid lattice)
 _warm = False
 
