@@ -16,7 +16,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_gardenseg import _batch, cli
+from napari_gardenseg import _batch, _batch_file, cli
 
 N_IMAGES = 8
 
@@ -94,7 +94,7 @@ def test_cluster_outputs_identical_to_sequential_and_model_loaded_once_per_worke
     used = {f.worker for f in dist}
     assert len(used) == 2 and None not in used
     reads = client.run(lambda: __import__("napari_gardenseg._models", fromlist=["x"]).__dict__.get("CHECKPOINT_READS", 0))
-    loads = client.run(lambda: len(_batch._MODELS))  # models loaded by this worker's batches
+    loads = client.run(lambda: len(_batch_file._MODELS))  # models loaded by this worker's batches
     assert all(reads[w] == 1 and loads[w] == 1 for w in used), (reads, loads)
     # two processes on this host share its cores instead of each taking all of them
     cpus = len(os.sched_getaffinity(0))

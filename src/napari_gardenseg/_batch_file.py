@@ -1,0 +1,179 @@
+"""One input file: read, segment, write its outputs and, last, its run record.
+
+The model is loaded once per process and reused (:func:`_model`), so a Dask
+worker loads it for its first file only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ._batch_outputs import _write_outputs, is_big_input, output_files
+from ._files import atomic_write, check_target
+from ._reader import read_image
+from ._run_record import (
+    _RECORD_FORMAT,
+    RUN_SUFFIX,
+    _compared_options,
+    _input_identity,
+    _is_done,
+    _jsonable,
+    _package_version,
+    model_identity,
+    read_run_record,
+)
+
+# segment() arguments that are not SegmentOptions fields
+_RUN_ONLY = ("progress", "cancel", "keep_soft_masks")
+
+
+def crf_params_from(model, crf_params=None, crf_overrides=None):
+    """The CRFParams for one run: ``crf_params`` (CRFParams, dict or None) as given, or
+    ``crf_overrides`` (a dict of fields) over the model's stored settings, through the one validator."""
+    if crf_overrides is None:
+        return crf_params
+    if crf_params is not None:
+        raise ValueError("give crf_params or crf_overrides, not both")
+    from .crf import CRFParams
+
+    return CRFParams.from_any(dict(crf_overrides), defaults=dict(getattr(model, "meta", {}).get("crf") or {}))
+
+
+_MODELS: dict[tuple, object] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _model(spec, device="auto", model_id: dict | None = None):
+    """The loaded model for ``spec`` on ``device``, loaded once per process.
+
+    Keyed by the checkpoint's identity too, so a checkpoint replaced on disk
+    between two batches is loaded again, not served from memory.
+    """
+    from ._models import Model, load_model
+
+    if isinstance(spec, Model) or not isinstance(spec, (str, os.PathLike)):
+        return load_model(spec, device=device)
+    key = (os.fspath(spec), str(device), json.dumps(model_id, sort_keys=True))
+    with _MODELS_LOCK:  # one load per process even when a worker runs several threads
+        if key not in _MODELS:
+            _MODELS[key] = load_model(spec, device=device)
+        return _MODELS[key]
+
+
+def _check_options(segment_options: dict):
+    """The run's SegmentOptions from ``segment_options`` (one validator: unknown names and bad values raise)."""
+    from ._options import SegmentOptions
+
+    return SegmentOptions.from_kwargs(**{k: v for k, v in segment_options.items() if k not in _RUN_ONLY})
+
+
+def process_file(
+    path,
+    out_dir,
+    model="garden",
+    *,
+    name: str | None = None,
+    coco: bool = False,
+    write_overlay: bool = True,
+    overwrite: bool = False,
+    resume: bool = False,
+    crf_overrides: dict | None = None,
+    model_id: dict | None = None,
+    axes: str | None = None,
+    **segment_options,
+) -> dict:
+    """Segment one image file and write its outputs into ``out_dir``; return a summary dict.
+
+    Outputs (see :func:`output_files`) are named ``<name>_...`` (``name``
+    defaults to the file's stem); each is written under a temporary name and
+    renamed when complete, and the run record ``<name>_run.json`` comes last.
+    An existing output raises :class:`~napari_gardenseg._files.OutputExistsError`
+    unless ``overwrite=True``; with ``resume=True``, outputs already made from
+    the same input with the same model and options are kept and their summary
+    returned (``"reused": True``). ``crf_overrides``: CRF fields that replace
+    the model's stored settings (e.g. ``{"iterations": 10}``).
+
+    The file is read by :func:`napari_gardenseg._reader.read_image` (EXIF
+    orientation, colour modes, axes; ``axes`` names a TIFF's or zarr store's
+    axes when the file does not, e.g. ``"TYX"``). A stack (T, Z or C planes)
+    is segmented plane by plane: its label images are ``(*stack, H, W)``
+    with ids unique across the stack, the table has a ``plane`` column and
+    one per plane axis, the overlay PNG one frame per plane (APNG) and the
+    COCO file one image per plane. The run record's ``image`` says how the
+    file was read (axes, EXIF orientation applied, colour conversion).
+    """
+    path = Path(path)
+    out = Path(out_dir)
+    name = name or path.stem
+    crf = segment_options.get("crf", True)
+    record = {
+        "format": _RECORD_FORMAT,
+        "input": _input_identity(path) if path.exists() else {"path": os.path.abspath(path)},
+        "model": model_id or model_identity(model),
+        "options": _compared_options(segment_options, crf_overrides, axes),
+        "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
+    }
+    if resume and _is_done(out, name, record):
+        done = read_run_record(out, name)
+        return {"file": str(path), "name": name, "instances": done.get("instances"), "seconds": 0.0,
+                "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"], "reused": True}
+    big = is_big_input(path, axes)
+    targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, big=big)]
+    for target in targets:  # fail before the work, not after it
+        check_target(target, overwrite, "output")
+
+    # 1. read: the one reader (orientation, colours, axes); a big input lazily, tile by tile
+    image = read_image(path, axes=axes, lazy=big)
+    # 2. segment
+    from ._inference import segment_to_zarr_with, segment_with
+
+    t0 = time.perf_counter()
+    loaded = _model(model, segment_options.get("device", "auto"), record["model"])
+    if crf_overrides:
+        segment_options = {**segment_options, "crf_params": crf_params_from(loaded, segment_options.get("crf_params"), crf_overrides)}
+    options = _check_options(segment_options)
+    progress, cancel = segment_options.get("progress"), segment_options.get("cancel")
+    if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
+        out.mkdir(parents=True, exist_ok=True)
+        staged = out / f".{name}_labels.zarr.staged"
+        from ._io import ImageSource
+
+        source = ImageSource(image.data, name=path.name)
+        result = segment_to_zarr_with(source, staged, loaded, options, overwrite=True, progress=progress, cancel=cancel)
+        result.meta["staged"] = staged
+    elif image.is_stack:  # plane by plane, ids unique across the stack
+        from ._stack import segment_stack
+
+        index = image.planes()
+        result = segment_stack(
+            lambda i: image.plane(index[i]), index,
+            lambda plane, report: segment_with(plane, loaded, options, progress=report, cancel=cancel),
+            axes=image.plane_axes, progress=progress, cancel=cancel,
+        )
+    else:
+        result = segment_with(image.data, loaded, options, progress=progress, cancel=cancel)
+    seconds = time.perf_counter() - t0
+    # 3. write: every output atomically, the run record last (its presence means complete)
+    out.mkdir(parents=True, exist_ok=True)
+    run_json = out / f"{name}{RUN_SUFFIX}"
+    if overwrite and run_json.exists():
+        run_json.unlink()  # an old record must not vouch for outputs being replaced
+    written = _write_outputs(result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite)
+    record.update(
+        image=image.record(),
+        written=written,
+        instances=len(result),
+        seconds=round(seconds, 3),
+        device=str(loaded.device),
+        package_version=_package_version(),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    with atomic_write(run_json, overwrite, "run record") as tmp:
+        tmp.write_text(json.dumps(_jsonable(record), indent=1))
+    written.append(run_json.name)
+    return {"file": str(path), "name": name, "instances": len(result), "seconds": round(seconds, 2), "written": written}

@@ -1,0 +1,167 @@
+"""The outputs of one input file: their names, which files there are, and writing them all or none.
+
+Output names: ``<stem>_labels.tif`` etc. When two inputs of one batch share a
+stem (case-insensitively), each of them gets ``<stem>__<6 hex>`` instead,
+where the hex digits are the start of the SHA-1 of the input's absolute path:
+the same batch always gives the same names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ._files import atomic_write
+from ._reader import read_image
+from ._run_record import RUN_SUFFIX
+
+
+def overlay(image, labels, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8 picture of ``labels`` over ``image``: a colour per instance, outlines in white."""
+    from ._images import to_rgb_uint8
+
+    rgb = to_rgb_uint8(image).astype(np.float32)
+    n = int(labels.max())
+    if n == 0:
+        return rgb.astype(np.uint8)
+    rng = np.random.default_rng(0)
+    colours = np.vstack([[0, 0, 0], rng.uniform(40, 255, (n, 3))]).astype(np.float32)
+    inside = labels > 0
+    rgb[inside] = (1 - alpha) * rgb[inside] + alpha * colours[labels[inside]]
+    edge = np.zeros_like(inside)
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    rgb[edge & inside] = 255
+    return rgb.astype(np.uint8)
+
+
+def _path_tag(path) -> str:
+    return hashlib.sha1(os.path.abspath(os.fspath(path)).encode("utf-8")).hexdigest()[:6]
+
+
+def output_names(paths) -> list[str]:
+    """The output name (prefix of every output file) of each input, in order.
+
+    ``<stem>``, or ``<stem>__<6 hex of the SHA-1 of the absolute path>`` for
+    inputs whose stems collide (case-insensitively) within ``paths``.
+    """
+    stems = [Path(p).stem for p in paths]
+    counts = Counter(s.casefold() for s in stems)
+    return [s if counts[s.casefold()] == 1 else f"{s}__{_path_tag(p)}" for s, p in zip(stems, paths)]
+
+
+def is_big_input(path, axes: str | None = None) -> bool:
+    """A zarr store of one plane, or a TIFF of one plane over ``_planes.MAX_PLANE_PIXELS``: segmented into a zarr store.
+
+    Reads the file's header only (:func:`~napari_gardenseg._reader.read_image`, lazily).
+    """
+    from ._planes import MAX_PLANE_PIXELS
+    from ._reader import TIFF_SUFFIXES
+
+    path = Path(path)
+    name = path.name.lower()
+    zarr_store = name.endswith(".zarr") or path.is_dir()
+    if not (zarr_store or name.endswith(TIFF_SUFFIXES)) or not path.exists():
+        return False
+    try:
+        image = read_image(path, axes=axes, lazy=True)
+    except Exception:  # noqa: BLE001  (unreadable, or axes unknown: the normal path reports it)
+        return zarr_store
+    if image.is_stack:
+        return False
+    h, w = image.plane_shape
+    return zarr_store or h * w > MAX_PLANE_PIXELS
+
+
+def output_files(name: str, *, crf: bool = True, coco: bool = False, write_overlay: bool = True, big: bool = False) -> list[str]:
+    """The files :func:`process_file` writes for output name ``name`` (the run record last).
+
+    ``big`` inputs (:func:`is_big_input`) give one zarr store ``<name>_labels.zarr``
+    (arrays ``labels`` and ``refined``) instead of the TIFFs, and no overlay.
+    """
+    if big:
+        files = [f"{name}_labels.zarr", f"{name}_instances.csv"]
+        return files + ([f"{name}_coco.json"] if coco else []) + [f"{name}{RUN_SUFFIX}"]
+    files = [f"{name}_labels.tif"]
+    if crf:
+        files.append(f"{name}_labels_crf.tif")
+    files.append(f"{name}_instances.csv")
+    if write_overlay:
+        files.append(f"{name}_overlay.png")
+    if coco:
+        files.append(f"{name}_coco.json")
+    return files + [f"{name}{RUN_SUFFIX}"]
+
+
+def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, write_overlay, overwrite) -> list[str]:
+    """Write every output under a temporary name, then rename them all together.
+
+    A process killed while writing leaves only hidden ``.*.tmp`` files, never
+    some outputs under their real names, which a retry would have to refuse.
+    """
+    from contextlib import ExitStack
+
+    import tifffile
+
+    written = []
+    staged = getattr(result, "meta", {}).get("staged")
+    if staged is not None:  # a big input: the store holds the labels; table and COCO are read from it first
+        table = result.table
+        coco_json = json.dumps(to_coco_of(result, path)) if coco else None
+        with ExitStack() as renames:
+
+            def put(filename, write):
+                write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
+                written.append(filename)
+
+            put(f"{name}_labels.zarr", lambda t: os.replace(staged, t))
+            put(f"{name}_instances.csv", lambda t: table.to_csv(t, index=False))
+            if coco_json is not None:
+                put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
+        return written
+    with ExitStack() as renames:  # on leaving: each temporary file renamed (on an error: all removed)
+
+        def put(filename, write):
+            write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
+            written.append(filename)
+
+        put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib"))
+        if result.refined is not None:
+            put(f"{name}_labels_crf.tif", lambda t: tifffile.imwrite(t, result.refined, compression="zlib"))
+        put(f"{name}_instances.csv", lambda t: result.table.to_csv(t, index=False))
+        if write_overlay:
+            shown = result.refined if result.refined is not None else result.labels
+            put(f"{name}_overlay.png", lambda t: _save_overlay(t, image, shown))
+        if coco:
+            put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco_of(result, path))))
+    return written
+
+
+def _save_overlay(target: Path, image, shown) -> None:
+    """The overlay PNG of a read file (:class:`~napari_gardenseg._reader.ImageFile`); a stack gives one frame per plane (APNG)."""
+    from PIL import Image
+
+    frames = [Image.fromarray(overlay(image.plane(ix), shown[ix] if ix else shown)) for ix in image.planes()]
+    frames[0].save(target, format="PNG", save_all=len(frames) > 1, append_images=frames[1:])
+
+
+def to_coco_of(result, path: Path) -> dict:
+    """COCO JSON of one file's result; a stack (:class:`~napari_gardenseg._stack.StackResult`) gives one
+    COCO image per plane, named ``<file>[<plane index>]``, with annotation ids running on across planes."""
+    from ._export import to_coco
+    from ._stack import StackResult
+
+    if not isinstance(result, StackResult):
+        return to_coco(result, file_name=path.name)
+    images, categories, annotations = [], {}, []
+    for k, (res, where) in enumerate(zip(result.results, result.planes)):
+        part = to_coco(res, image_id=k + 1, file_name=f"{path.name}[{','.join(map(str, where))}]")
+        images += part["images"]
+        categories.update({c["id"]: c for c in part["categories"]})
+        annotations += [{**a, "id": len(annotations) + j + 1} for j, a in enumerate(part["annotations"])]
+    return {"images": images, "categories": [categories[i] for i in sorted(categories)], "annotations": annotations}

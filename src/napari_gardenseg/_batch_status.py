@@ -1,0 +1,97 @@
+"""What happened to each file of a batch: :class:`FileStatus`, :class:`BatchSummary` and ``failures.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+FAILURES_FILE = "failures.jsonl"
+
+
+@dataclass
+class FileStatus:
+    """What happened to one input file."""
+
+    file: str
+    name: str
+    status: str  # "done", "skipped" (resume: already done), "failed"
+    instances: int | None = None
+    outputs: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    worker: str | None = None  # the Dask worker that ran it (None in-process)
+
+
+@dataclass
+class BatchSummary:
+    """What :func:`segment_files` returns: one :class:`FileStatus` per input, in input order."""
+
+    out_dir: Path
+    files: list[FileStatus]
+    seconds: float = 0.0
+
+    def _count(self, status):
+        return sum(f.status == status for f in self.files)
+
+    @property
+    def done(self) -> int:
+        return self._count("done")
+
+    @property
+    def skipped(self) -> int:
+        return self._count("skipped")
+
+    @property
+    def failed(self) -> int:
+        return self._count("failed")
+
+    @property
+    def ok(self) -> bool:
+        """True when no file failed."""
+        return self.failed == 0
+
+    @property
+    def failures_path(self) -> Path:
+        return Path(self.out_dir) / FAILURES_FILE
+
+    @property
+    def table(self):
+        """A pandas DataFrame, one row per input: file, name, status, instances, outputs, seconds, attempts, error."""
+        import pandas as pd
+
+        return pd.DataFrame([asdict(f) for f in self.files], columns=[f.name for f in FileStatus.__dataclass_fields__.values()])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self):
+        return iter(self.files)
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchSummary({len(self)} files: {self.done} done, {self.skipped} skipped, "
+            f"{self.failed} failed; outputs in {self.out_dir})"
+        )
+
+
+def _failure(fs: FileStatus, exc: BaseException | None = None, *, tb: str | None = None, error_type=None, message=None) -> dict:
+    return {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "file": fs.file,
+        "name": fs.name,
+        "error_type": error_type or type(exc).__name__,
+        "message": message if message is not None else str(exc),
+        "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)) if exc is not None else "",
+        "attempts": fs.attempts,
+        "worker": fs.worker,
+    }
+
+
+def _append_failure(out: Path, entry: dict) -> None:
+    # one line per write, appended: earlier runs' lines stay; the driver is the only writer
+    with open(out / FAILURES_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")

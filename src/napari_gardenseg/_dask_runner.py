@@ -1,0 +1,146 @@
+"""Files of a batch as tasks: in this process, or on a Dask distributed cluster.
+
+Tasks carry paths and options, never arrays: every worker reads its own files.
+Each task sets torch's thread count so that the worker processes on one host
+share its cores instead of each taking all of them; a task whose worker died
+is submitted again up to ``retries`` times.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections import Counter
+
+from ._batch_file import process_file
+from ._batch_status import FileStatus, _failure
+
+
+def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads: dict | None) -> dict:
+    """Run on a worker: one file, never raising for the file's own errors (they come back as data)."""
+    worker = _set_torch_threads(host_threads)
+    try:
+        summary = process_file(path, out_dir, model, name=name, **kwargs)
+        return {"status": "done", "worker": worker, **summary}
+    except Exception as exc:  # noqa: BLE001  (whatever a file does, it fails alone and is reported)
+        return {
+            "status": "failed",
+            "worker": worker,
+            "error_type": type(exc).__name__,
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        }
+
+
+def _set_torch_threads(host_threads: dict | None) -> str | None:
+    """On a Dask worker, give each running file an equal share of the host's cores; return the worker's address.
+
+    torch takes every core of the machine by default, so N worker processes
+    on one host would each start that many threads and slow each other down.
+    """
+    if host_threads is None:
+        return None
+    import torch
+    from distributed import get_worker
+
+    worker = get_worker()
+    host = _host(worker.address)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    wanted = max(1, cpus // max(1, host_threads.get(host, worker.state.nthreads)))
+    if torch.get_num_threads() != wanted:
+        torch.set_num_threads(wanted)
+    return worker.address
+
+
+def _host(address: str) -> str:
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
+def _check_resources(client, resources: dict) -> None:
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    if not any(all((w.get("resources") or {}).get(k, 0) >= v for k, v in resources.items()) for w in workers):
+        # Dask would keep such tasks waiting for a worker that may never come: say so now
+        raise ValueError(
+            f"resources={resources!r}: no worker of this cluster has them (workers' resources: "
+            f"{sorted({str(w.get('resources') or {}) for w in workers})}); start workers with "
+            "e.g. `dask worker ... --resources GPU=1`"
+        )
+
+
+def _host_threads(workers: dict) -> dict:
+    """Dask worker threads per host, from the scheduler's view of the cluster."""
+    threads: Counter = Counter()
+    for addr, info in workers.items():
+        threads[_host(addr)] += int(info.get("nthreads", 1))
+    return dict(threads)
+
+
+def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle, fail):
+    import uuid
+
+    from distributed import as_completed
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
+    host_threads = _host_threads(client.scheduler_info(n_workers=-1)["workers"])
+    by_key = {}
+
+    def submit(fs: FileStatus):
+        fs.attempts += 1
+        fut = client.submit(
+            _task, fs.file, out, fs.name, model, kwargs, host_threads,
+            # one key prefix for all files: Dask then treats them as one group and queues them on the
+            # scheduler, so a worker holds only the file it runs and a dying worker takes no other with it
+            key=f"gardenseg-file-{uuid.uuid4().hex}", pure=False, resources=resources,
+        )
+        by_key[fut.key] = fs
+        return fut
+
+    ac = as_completed([submit(fs) for fs in todo])
+    for fut in ac:
+        fs = by_key.pop(fut.key)
+        try:
+            res = fut.result()
+        except KilledWorker as exc:  # the worker process died while running (or holding) this file
+            fs.worker = getattr(getattr(exc, "last_worker", None), "address", None)
+            if fs.attempts <= retries:
+                ac.add(submit(fs))
+                continue
+            fail(fs, _failure(fs, exc, message=f"worker process lost {fs.attempts} times while running this file ({exc})"))
+            continue
+        except (Exception, FutureCancelledError) as exc:  # noqa: BLE001  (reported as that file's failure)
+            fail(fs, _failure(fs, exc))
+            continue
+        finally:
+            fut.release()
+        settle(fs, res)
+
+
+def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
+    """A LocalCluster of ``n_workers`` processes with one thread each, for :func:`segment_files`.
+
+    Workers start without Dask's ``MALLOC_TRIM_THRESHOLD_`` (it slows
+    segmentation down). A task counts as lost at the first death of its
+    worker (the batch resubmits it ``retries`` times itself, the same on any
+    cluster), and when the scheduler queues a batch's tasks (batches larger
+    than twice the worker threads) it hands a worker one file at a time, so
+    a dying worker takes no waiting file with it.
+    """
+    import logging
+
+    import dask
+    from distributed import LocalCluster
+
+    if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {n_workers!r}")
+    kwargs.setdefault("silence_logs", logging.ERROR)  # not the nannies' warnings while torch processes exit
+    with dask.config.set({
+        "distributed.scheduler.allowed-failures": retries_lost,
+        "distributed.scheduler.worker-saturation": 1.0,
+        # Dask starts workers with glibc's trim threshold set, which also fixes the mmap threshold:
+        # every large array is then mapped and zeroed afresh, which slows segmenting down (README)
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    }):
+        return LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, **kwargs
+        )

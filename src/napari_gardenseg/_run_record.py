@@ -1,0 +1,171 @@
+"""Run records (``<name>_run.json``): what made a file's outputs, and whether a run may skip it.
+
+A record holds the input file's identity (path, size, mtime), the model's
+identity (its source and, for checkpoint files, their SHA-256), the options
+that change the result (those that differ from the defaults), the outputs
+asked for, how the file was read, and what was written. ``resume`` skips a
+file whose record matches this run and whose outputs are all there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+
+import numpy as np
+
+RUN_SUFFIX = "_run.json"
+_RECORD_FORMAT = 1
+# what a run record must share with this run for --resume to skip the file
+_COMPARED = ("input", "model", "options", "outputs")
+# segment() options that never change the result, so they are not compared
+_NOT_COMPARED_OPTIONS = ("device", "progress", "cancel", "keep_soft_masks")
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def _sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def model_identity(model) -> dict:
+    """What the run record says about the model: its source and, for checkpoint files, their SHA-256.
+
+    Raises the model loader's error for an unknown name or a missing checkpoint.
+    """
+    from ._models import MODEL_NAMES, Model, ModelError, bundled_checkpoint
+
+    if isinstance(model, Model):
+        src = model.source
+        if isinstance(src, str) and (src in MODEL_NAMES or Path(src).is_file()):
+            return model_identity(src)
+        return {"source": str(src), "sha256": None}
+    if isinstance(model, (str, os.PathLike)):
+        if model == "garden":
+            path = bundled_checkpoint()
+            return {"source": "garden", "sha256": _sha256(path)}
+        if isinstance(model, str) and model in MODEL_NAMES:
+            return {"source": model, "sha256": None}  # torchvision's weights file is named by its hash
+        path = Path(model).expanduser()
+        if not path.exists():
+            if isinstance(model, str) and os.sep not in model and not path.suffix:
+                raise ModelError(
+                    f"unknown model {model!r}: use one of {', '.join(MODEL_NAMES)} or the path of a checkpoint file"
+                )
+            raise ModelError(f"checkpoint file not found: {path}")
+        path = path.resolve()
+        return {"source": str(path), "sha256": _sha256(path)}  # the content, not the date: a copy is the same model
+    return {"source": f"<{type(model).__name__} object>", "sha256": None}
+
+
+def _verifiable(identity: dict) -> bool:
+    from ._models import MODEL_NAMES
+
+    return identity.get("sha256") is not None or identity.get("source") in MODEL_NAMES
+
+
+def _input_identity(path: Path) -> dict:
+    st = path.stat()
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _jsonable(value):
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in (sorted(value, key=str) if isinstance(value, set) else value)]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
+
+
+def _segment_defaults() -> dict:
+    from ._options import defaults
+
+    return defaults()
+
+
+def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> dict:
+    """The options a run record holds: those that change the result and differ from segment()'s defaults
+    (so the API and the CLI agree, and a newer version's new options, left at their defaults, match old records),
+    and the file's ``axes`` when the caller gave them."""
+    defaults = _segment_defaults()
+    opts = {
+        k: v for k, v in options.items()
+        if k not in _NOT_COMPARED_OPTIONS and not (k in defaults and _same(v, defaults[k]))
+    }
+    if crf_overrides:
+        opts["crf_overrides"] = dict(crf_overrides)
+    if axes is not None:
+        opts["axes"] = axes
+    return _jsonable(opts)
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(type(a) is type(b) and a == b)
+    except Exception:  # noqa: BLE001  (arrays and the like compare oddly: not a default)
+        return False
+
+
+def read_run_record(out_dir, name: str) -> dict | None:
+    """The run record of output name ``name`` in ``out_dir``, or None if there is none (or it is unreadable)."""
+    path = Path(out_dir) / f"{name}{RUN_SUFFIX}"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _differences(record: dict, wanted: dict) -> list[str]:
+    wanted = _jsonable(wanted)
+
+    def same(key):
+        a, b = record.get(key), wanted.get(key)
+        if key == "model" and isinstance(a, dict) and isinstance(b, dict) and a.get("sha256") and b.get("sha256"):
+            return a["sha256"] == b["sha256"]  # the same weights, wherever the file lies
+        return a == b
+
+    return [k for k in _COMPARED if not same(k)]
+
+
+def _not_done(out: Path, name: str, wanted: dict, record: dict | None = None) -> str | None:
+    """The one "done" check: None when ``name``'s run record (``record``, else read from ``out``) matches
+    ``wanted`` (input, model, options) and its outputs are all there; otherwise why not."""
+    record = read_run_record(out, name) if record is None else record
+    if record is None:
+        return "no run record"
+    differ = _differences(record, wanted)
+    if differ:
+        return "different " + " and ".join(differ)
+    if not all((out / f).exists() for f in record.get("written", [])):
+        return "outputs missing"
+    if not _verifiable(wanted["model"]):
+        return "a model that cannot be verified"
+    return None
+
+
+def _is_done(out: Path, name: str, wanted: dict) -> bool:
+    return _not_done(out, name, wanted) is None
