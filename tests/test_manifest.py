@@ -46,8 +46,9 @@ def test_installed_plugin_is_discovered_with_its_contributions():
     assert commands["napari-gardenseg.segmentation_widget"] == "napari_gardenseg._widget:SegmentationWidget"
     assert commands["napari-gardenseg.train_widget"] == "napari_gardenseg._train_widget:TrainWidget"
     assert commands["napari-gardenseg.garden_sample"] == "napari_gardenseg._sample_data:garden_sample"
-    (sample,) = mf.contributions.sample_data
-    assert sample.display_name == "Garden (synthetic)"
+    photo, synthetic = mf.contributions.sample_data
+    assert photo.display_name.startswith("Seedling tray (photograph")
+    assert synthetic.display_name == "Garden (synthetic)"
     menu = mf.contributions.menus["napari/layers/segment"]
     assert [item.command for item in menu] == ["napari-gardenseg.segmentation_widget"]
 

@@ -91,7 +91,7 @@ def test_defaults_and_members(garden):
     for name in ("score_threshold", "mask_threshold", "boxes", "cancel", "status", "merge_classes"):
         assert getattr(w, name) is not None
     assert (w.tile_mode.value, w.scale_mode.value, w.merge_classes.value) == ("off", "model", False)
-    assert w.crf_settings.backend.value == "auto" and set(w.crf_settings.backend.choices) == {"auto", "torch", "pydensecrf"}
+    assert w.crf_settings.backend.value == "auto" and set(w.crf_settings.backend.choices) == {"auto", "numba", "torch", "pydensecrf"}
     assert hidden(w.tile_size) and hidden(w.scale)  # shown only for "size in pixels" / "factor"
     w.tile_mode.value = "size"
     w.scale_mode.value = "factor"
@@ -110,7 +110,8 @@ def test_runs_end_to_end_and_rerun_replaces_in_place(garden, qtbot):
     f = masks.features
     assert {"index", "label", "class_name", "score", "area"} <= set(f.columns)
     assert len(f) == int(masks.data.max()) >= 1
-    assert set(f["class_name"]) <= {"rosette", "flowering", "weed"}
+    # the model's classes, and "plant" for plant-coloured patches no detection claimed (source "colour")
+    assert set(f["class_name"]) <= {"rosette", "flowering", "weed", "plant"}
     assert (f["score"] >= 0.5).all() and (f["area"] > 0).all()
     assert sorted(set(np.unique(masks.data)) - {0}) == list(f["label"])
     assert f"{len(f)} instance" in w.status.value

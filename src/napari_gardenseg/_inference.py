@@ -354,15 +354,18 @@ class _Run:
         confident detections hold less than :data:`._plant_pixels.MODEL_COVERS`
         of the plant-coloured pixels (else the network knows these plants
         already); "on" always, "off" never. Images over :data:`VEGETATION_MAX_PIXELS` skip it (it needs a few
-        image-sized maps). ``self.how["vegetation"]`` says what was done and why.
+        image-sized maps), and so do tiled runs and lazy sources (read tile by
+        tile). ``self.how["vegetation"]`` says what was done and why.
         """
         mode = self.options.vegetation
         h, w = self.source.shape[:2]
         if mode == "off":
             self.how["vegetation"] = {"applied": False, "reason": "vegetation='off'"}
             return found
-        if h * w > VEGETATION_MAX_PIXELS:
-            self.how["vegetation"] = {"applied": False, "reason": f"image over {VEGETATION_MAX_PIXELS:,} pixels"}
+        if h * w > VEGETATION_MAX_PIXELS or self.source.lazy or self.how.get("tiles"):
+            # the stage holds a few image-sized maps: runs that read the image tile by tile skip it
+            why = f"image over {VEGETATION_MAX_PIXELS:,} pixels" if h * w > VEGETATION_MAX_PIXELS else "tiled or lazy run"
+            self.how["vegetation"] = {"applied": False, "reason": why}
             return found
         from ._plant_pixels import MODEL_COVERS, follow_vegetation, model_coverage
         from ._vegetation import vegetation_map
@@ -381,7 +384,9 @@ class _Run:
             self.how["vegetation"] = {"applied": False, "reason": reason, **info}
             return found
         self.how["vegetation"] = {"applied": True, "reason": vmap.reason, **info}
-        return follow_vegetation(found, vmap, self.mask_threshold)
+        # colour-only instances have no class of the model's: none when the run keeps some classes only
+        return follow_vegetation(found, vmap, self.mask_threshold, add_components=self.wanted is None,
+                                 score_threshold=self.options.score_threshold)
 
     def refine(self, found: Instances) -> Instances | None:
         if self.params is None:

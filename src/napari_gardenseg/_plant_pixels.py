@@ -96,12 +96,15 @@ def follow_vegetation(
     min_seed_share: float = MIN_SEED_SHARE,
     split_score: float = 0.5,
     add_components: bool = True,
+    score_threshold: float = 0.0,
 ) -> Instances:
     """Instances of ``found`` (an (H, W) image's) made to follow ``vegetation``; see the module docstring.
 
-    Returns new :class:`Instances` (``found`` is not changed): first the model
-    instances that hold plant pixels, in their order, then the colour-only
-    ones. ``sources`` says "model" or "colour" per instance; ``class_ids`` of
+    Returns new :class:`Instances` (``found`` is not changed), best score
+    first: the model instances that hold plant pixels and the colour-only
+    ones (none when ``add_components`` is False). Scores lowered by colour
+    stay at ``score_threshold`` or above (a detection is ranked lower, never
+    dropped); colour-only instances below it are not added. ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class).
     """
     from scipy import ndimage
@@ -203,11 +206,12 @@ def follow_vegetation(
         # are green is less likely a plant (it is kept, ranked lower)
         if gated[i + 1]:
             size_q = min(float(own.sum()) / max(typical, 1.0), 1.0)
-            scores.append(found.scores[i] * (1 - SIZE_WEIGHT + SIZE_WEIGHT * size_q))
+            factor = 1 - SIZE_WEIGHT + SIZE_WEIGHT * size_q
         elif on_lawn[i + 1]:
-            scores.append(found.scores[i])
+            factor = 1.0
         else:
-            scores.append(found.scores[i] * max(share[i + 1] / MIN_GREEN_SHARE, 0.1))
+            factor = max(share[i + 1] / MIN_GREEN_SHARE, 0.1)
+        scores.append(max(found.scores[i] * factor, min(score_threshold, found.scores[i])))
         class_ids.append(found.class_ids[i])
         source.append("model")
 
@@ -227,16 +231,20 @@ def follow_vegetation(
                 own = (comps[sl] == c) & (claims[sl] == 0)
                 if not own.any():
                     continue
+                score = max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c])
+                if score < score_threshold:
+                    continue
                 masks.append(np.where(own, 0.5 + 0.5 * prob[sl], 0.0).astype(np.float32))
                 offsets.append((sl[0].start, sl[1].start))
                 boxes.append(np.array([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1], np.float32))
-                scores.append(max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c]))
+                scores.append(score)
                 class_ids.append(0)
                 source.append("colour")
 
-    return Instances(masks, np.asarray(offsets, np.int64).reshape(-1, 2), np.asarray(scores, np.float32),
-                     np.asarray(class_ids, np.int64), np.asarray(boxes, np.float32).reshape(-1, 4), (h, w),
-                     meta=dict(found.meta), sources=np.asarray(source, dtype=object))
+    out = Instances(masks, np.asarray(offsets, np.int64).reshape(-1, 2), np.asarray(scores, np.float32),
+                    np.asarray(class_ids, np.int64), np.asarray(boxes, np.float32).reshape(-1, 4), (h, w),
+                    meta=dict(found.meta), sources=np.asarray(source, dtype=object))
+    return out.take(np.argsort(-out.scores, kind="stable"))  # best first, as everywhere
 
 
 def adapt_hint(results) -> str | None:

@@ -154,16 +154,27 @@ class VegetationMap:
         }
 
 
-# Whether colour is informative is decided on the index smoothed over a few pixels: pixel noise
-# has a two-class Otsu split too (eta = 2/pi for a Gaussian), but it averages away, plants do not.
-MIN_ETA = 0.5
-# The two classes' mean excess green must differ by this much, and the upper class be this green
-# (chromatic coordinates: grey is 0, photographed foliage about 0.1 to 0.5).
+# Whether colour is informative is decided on excess green smoothed over a few pixels. Plants are
+# regions: smoothing keeps the gap between the two Otsu classes. Pixel noise also splits into two
+# Otsu classes (eta = 2/pi for a Gaussian), but smoothing closes that gap: the share of the gap that
+# survives (its spatial coherence) tells the two apart.
+MIN_COHERENCE = 0.4
+# The smoothed classes' mean excess green must differ by this much, and the upper class be this
+# green (chromatic coordinates: grey is 0, photographed foliage about 0.1 to 0.5).
 MIN_SEPARATION = 0.06
 MIN_GREEN_EXG = 0.05
 # A plausible plant fraction for a top-down photo of plants on background.
 FRACTION_RANGE = (0.002, 0.85)
 _SMOOTH_SIGMA = 2.0
+
+
+def _class_gap(values: np.ndarray) -> tuple[float, float]:
+    """(upper class mean - lower class mean, upper class mean) of ``values`` split at Otsu's threshold."""
+    t, _ = otsu_threshold(values)
+    up, low = values[values > t], values[values <= t]
+    if not (up.size and low.size):
+        return 0.0, float(values.mean()) if values.size else 0.0
+    return float(up.mean() - low.mean()), float(up.mean())
 
 
 def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
@@ -173,7 +184,7 @@ def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_0
     pixels, strided); the probability is a logistic of the index around it
     whose width is a quarter of the distance between the two class means.
     ``informative`` is decided on excess green smoothed by a Gaussian of
-    sigma 2 px (see :data:`MIN_ETA`, :data:`MIN_SEPARATION`,
+    sigma 2 px (see :data:`MIN_COHERENCE`, :data:`MIN_SEPARATION`,
     :data:`MIN_GREEN_EXG`, :data:`FRACTION_RANGE`). Raises ValueError for a
     bad ``index`` or shape.
     """
@@ -193,19 +204,19 @@ def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_0
     prob = 1.0 / (1.0 + np.exp(-(values - np.float32(threshold)) / np.float32(width)))
     prob = prob.astype(np.float32, copy=False)
 
-    exg = ndimage.gaussian_filter(excess_green(rgb[::step, ::step]), _SMOOTH_SIGMA / step)
-    t_s, eta_s = otsu_threshold(exg)
-    up, low = exg[exg > t_s], exg[exg <= t_s]
-    separation = float(up.mean() - low.mean()) if up.size and low.size else 0.0
-    green_upper = float(up.mean()) if up.size else 0.0
-    if eta_s < MIN_ETA or separation < MIN_SEPARATION:
+    raw = excess_green(rgb[::step, ::step]) if index != "exg" else sub
+    exg = ndimage.gaussian_filter(raw, _SMOOTH_SIGMA / step)
+    separation, green_upper = _class_gap(exg)
+    coherence = separation / max(_class_gap(raw)[0], 1e-6)
+    if separation < MIN_SEPARATION or coherence < MIN_COHERENCE:
         informative = False
-        reason = f"one colour class (Otsu eta {eta_s:.2f}, excess green classes {separation:.3f} apart)"
+        reason = (f"one colour class (smoothed excess green classes {separation:.3f} apart, "
+                  f"{100 * coherence:.0f}% of the pixels' gap)")
     elif not FRACTION_RANGE[0] <= fraction <= FRACTION_RANGE[1]:
         informative, reason = False, f"plant-coloured fraction {fraction:.3f} outside {FRACTION_RANGE}"
     elif green_upper < MIN_GREEN_EXG:
         informative, reason = False, f"the upper class is not green (excess green {green_upper:.3f} < {MIN_GREEN_EXG})"
     else:
         informative = True
-        reason = f"two colour classes (Otsu eta {eta_s:.2f}), {100 * fraction:.1f}% plant-coloured"
+        reason = f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
     return VegetationMap(prob, index, threshold, eta, fraction, informative, reason)
