@@ -355,12 +355,15 @@ class _Run:
         of the plant-coloured pixels (else the network knows these plants
         already); "on" always, "off" never. Images over :data:`VEGETATION_MAX_PIXELS` skip it (it needs a few
         image-sized maps), and so do tiled runs and lazy sources (read tile by
-        tile). ``self.how["vegetation"]`` says what was done and why.
+        tile) and runs with a class filter (colour knows no classes). ``self.how["vegetation"]`` says what was done and why.
         """
         mode = self.options.vegetation
         h, w = self.source.shape[:2]
         if mode == "off":
             self.how["vegetation"] = {"applied": False, "reason": "vegetation='off'"}
+            return found
+        if self.wanted is not None:  # colour knows no classes: a run for some classes keeps the network's
+            self.how["vegetation"] = {"applied": False, "reason": "a class filter is set"}
             return found
         if h * w > VEGETATION_MAX_PIXELS or self.source.lazy or self.how.get("tiles"):
             # the stage holds a few image-sized maps: runs that read the image tile by tile skip it
@@ -384,9 +387,7 @@ class _Run:
             self.how["vegetation"] = {"applied": False, "reason": reason, **info}
             return found
         self.how["vegetation"] = {"applied": True, "reason": vmap.reason, **info}
-        # colour-only instances have no class of the model's: none when the run keeps some classes only
-        return follow_vegetation(found, vmap, self.mask_threshold, add_components=self.wanted is None,
-                                 score_threshold=self.options.score_threshold)
+        return follow_vegetation(found, vmap, self.mask_threshold, score_threshold=self.options.score_threshold)
 
     def refine(self, found: Instances) -> Instances | None:
         if self.params is None:
