@@ -317,10 +317,14 @@ def test_cancel_between_batches_and_progress(monkeypatch):
 
 
 def test_auto_backend_rule(monkeypatch):
-    from napari_gardenseg.crf import _numba, _pydensecrf
+    from napari_gardenseg.crf import _dense, _numba, _pydensecrf
 
-    for device in ("cuda", "cuda:1", torch.device("cuda"), "mps"):
-        assert choose_backend("auto", device)[0] == "torch"
+    with monkeypatch.context() as m:  # as if the GPUs were there (the resolver refuses absent ones)
+        m.setattr(_dense, "resolve_device", lambda d: torch.device(d))
+        for device in ("cuda", "cuda:1", torch.device("cuda"), "mps"):
+            backend, reason = choose_backend("auto", device)
+            assert backend == "torch" and "auto: the device is" in reason
+        assert choose_backend("numba", "cuda") == ("numba", "asked for (runs on the CPU)")
     if not torch.cuda.is_available() and not torch.backends.mps.is_available():
         assert choose_backend("torch", "auto") == ("torch", "asked for")  # "auto" device: the CPU here
     assert choose_backend("torch", "cpu") == ("torch", "asked for")
