@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
+from .crf._params import BACKENDS as CRF_BACKENDS
 
 __all__ = ["main"]
 
@@ -254,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", help="comma-separated class names to keep (default: all)")
     s.add_argument("--no-crf", action="store_true", help="skip the dense-CRF refinement")
     s.add_argument("--crf-iterations", type=int, help="mean-field iterations (default: the model's setting)")
-    s.add_argument("--crf-backend", choices=("auto", "torch", "pydensecrf"), help="dense-CRF implementation (default: auto)")
+    s.add_argument("--crf-backend", choices=CRF_BACKENDS, help="dense-CRF implementation (default: auto)")
     s.add_argument("--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)")
     s.add_argument("--tile-overlap", type=_pixels, help="overlap of neighbouring tiles in pixels (default: the model's)")
     s.add_argument("--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'")
