@@ -54,7 +54,9 @@ def main(argv=None) -> int:
         files = sorted(f for f in Path(args.photos).iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".tif"))
         photos = [str(f) for f in files[: args.count]]
     else:
-        photos = [garden_scene(s, shape=(966, 1296), style="photo")[0] for s in range(8_700_000, 8_700_000 + args.count)]
+        photos = [
+            garden_scene(s, shape=(966, 1296), style="photo")[0] for s in range(8_700_000, 8_700_000 + args.count)
+        ]
         held = [garden_scene(s, shape=(966, 1296), style="photo")[:2] for s in range(9_200_000, 9_200_005)]
     before = _ap("garden", held) if held else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,10 +65,20 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - t0
         report = json.loads(path.with_suffix(".json").read_text())
         after = _ap(gs.load_model(path, device="cpu"), held) if held else None
-    print(json.dumps({"photos": len(photos), "adapt_seconds": round(seconds), "load_average": os.getloadavg(),
-                      "rounds": [{k: r.get(k) for k in ("round", "iterations", "agreement")} for r in report["rounds"]],
-                      "plants_harvested": report["plants_harvested"], "stopped": report["stopped"],
-                      "AP50_before": before, "AP50_after": after}))
+    print(
+        json.dumps(
+            {
+                "photos": len(photos),
+                "adapt_seconds": round(seconds),
+                "load_average": os.getloadavg(),
+                "rounds": [{k: r.get(k) for k in ("round", "iterations", "agreement")} for r in report["rounds"]],
+                "plants_harvested": report["plants_harvested"],
+                "stopped": report["stopped"],
+                "AP50_before": before,
+                "AP50_after": after,
+            }
+        )
+    )
     return 0
 
 

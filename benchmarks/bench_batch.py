@@ -88,8 +88,10 @@ def main(argv=None) -> int:
     from napari_gardenseg._batch import local_cluster, segment_files
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{args.n} garden scenes {args.size}x{args.size}, CRF {'on' if crf else 'off'}, {cpus} CPUs, "
-          f"load average before: {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.n} garden scenes {args.size}x{args.size}, CRF {'on' if crf else 'off'}, {cpus} CPUs, "
+        f"load average before: {os.getloadavg()[0]:.1f}"
+    )
     print("each batch twice: cold (process start, torch import, model load, first calls), then warm")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -98,13 +100,26 @@ def main(argv=None) -> int:
         n = len(paths)
 
         for threads in (0, 1):  # torch's default threads, then one (what each of N workers on N cores gets)
-            run = subprocess.run([sys.executable, "-c", _IN_PROCESS, json.dumps([str(p) for p in paths]),
-                                  str(tmp / f"seq{threads}-"), "1" if crf else "0", str(threads)],
-                                 capture_output=True, text=True, check=True)
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _IN_PROCESS,
+                    json.dumps([str(p) for p in paths]),
+                    str(tmp / f"seq{threads}-"),
+                    "1" if crf else "0",
+                    str(threads),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             seq = json.loads(run.stdout.strip().splitlines()[-1])
             cold, warm = seq["seconds"]
-            print(f"in-process, torch threads {seq['torch_threads']}: cold {_rate(n, cold)}, warm {_rate(n, warm)}; "
-                  f"peak RSS {seq['rss_mb']:.0f} MB")
+            print(
+                f"in-process, torch threads {seq['torch_threads']}: cold {_rate(n, cold)}, warm {_rate(n, warm)}; "
+                f"peak RSS {seq['rss_mb']:.0f} MB"
+            )
 
         t0 = time.perf_counter()
         with local_cluster(args.workers) as cluster, Client(cluster) as client:
@@ -116,19 +131,25 @@ def main(argv=None) -> int:
                 runs.append(time.perf_counter() - t0)
             rss = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             threads = client.run(lambda: __import__("torch").get_num_threads())
-        print(f"--workers {args.workers} ({dist.done} done, {dist.failed} failed): cold {_rate(n, runs[0] + startup)} "
-              f"(cluster start-up {startup:.1f} s included), warm {_rate(n, runs[1])}")
+        print(
+            f"--workers {args.workers} ({dist.done} done, {dist.failed} failed): cold {_rate(n, runs[0] + startup)} "
+            f"(cluster start-up {startup:.1f} s included), warm {_rate(n, runs[1])}"
+        )
         per_worker = _files_per_worker(dist)
         for addr in sorted(rss):
-            print(f"    worker {addr}: {per_worker.get(addr, 0)} files (warm run), torch threads {threads[addr]}, "
-                  f"peak RSS {rss[addr]:.0f} MB")
+            print(
+                f"    worker {addr}: {per_worker.get(addr, 0)} files (warm run), torch threads {threads[addr]}, "
+                f"peak RSS {rss[addr]:.0f} MB"
+            )
         print(f"    driver (this process; the scenes were made here too): peak RSS {_peak_rss_mb():.0f} MB")
 
         import tifffile
 
         same = all(
-            np.array_equal(tifffile.imread(tmp / "seq0-0" / f"{p.stem}_labels.tif"),
-                           tifffile.imread(tmp / "dist1" / f"{p.stem}_labels.tif"))
+            np.array_equal(
+                tifffile.imread(tmp / "seq0-0" / f"{p.stem}_labels.tif"),
+                tifffile.imread(tmp / "dist1" / f"{p.stem}_labels.tif"),
+            )
             for p in paths
         )
         print(f"label images identical in-process and on the cluster: {same}")

@@ -43,13 +43,17 @@ def main() -> None:
         t = time.perf_counter()
         copy.deepcopy(net)
         copied = (time.perf_counter() - t) * 1e3
-        print(f"{name}: {n} modules, {params:.1f} M parameters; eval mode + restore per pass "
-              f"{_per_pass_us(net):.0f} us; copy (another device asked for) {copied:.0f} ms")
+        print(
+            f"{name}: {n} modules, {params:.1f} M parameters; eval mode + restore per pass "
+            f"{_per_pass_us(net):.0f} us; copy (another device asked for) {copied:.0f} ms"
+        )
     image = garden_scene(8_000_123, shape=(256, 256))[0]
     segment(image, garden, crf=False)
     t = time.perf_counter()
     segment(image, garden, crf=False)
-    print(f"one segment() of a 256 x 256 image with the garden module, CRF off: {(time.perf_counter() - t) * 1e3:.0f} ms")
+    print(
+        f"one segment() of a 256 x 256 image with the garden module, CRF off: {(time.perf_counter() - t) * 1e3:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

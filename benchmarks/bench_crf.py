@@ -108,8 +108,10 @@ def timed(fn, repeat):
 
 def timing():
     image, gt, soft, scores = frame_case()
-    print(f"== 1. time: {image.shape[1]}x{image.shape[0]} image, {len(gt)} instances "
-          f"(median of runs, {time.strftime('%Y-%m-%d')})")
+    print(
+        f"== 1. time: {image.shape[1]}x{image.shape[0]} image, {len(gt)} instances "
+        f"(median of runs, {time.strftime('%Y-%m-%d')})"
+    )
     raw = instances_to_labels(soft, scores)
     per, t_per = timed(lambda: refine_instances(image, soft, scores), 3)
     whole, t_whole = timed(lambda: whole_frame(image, soft, scores), 1)
@@ -160,8 +162,10 @@ def harm_row(name, cases, method):
                 ratio.append(a_out / a_raw)
     r, f = np.concatenate(raw_all), np.concatenate(ref_all)
     d = f - r
-    print(f"  {name:29s} {len(r):3d} {r.mean():6.3f} {f.mean():6.3f} {d.min():+7.3f} {(d < -0.01).sum():4d}"
-          f" {deleted:4d} {min(ratio):6.2f}")
+    print(
+        f"  {name:29s} {len(r):3d} {r.mean():6.3f} {f.mean():6.3f} {d.min():+7.3f} {(d < -0.01).sum():4d}"
+        f" {deleted:4d} {min(ratio):6.2f}"
+    )
 
 
 HEADER = "  scene                          n    raw  refin   worst  #<-.01 #del minArea"
@@ -226,8 +230,10 @@ def reference_agreement():
     for case in ["1", "1-b", "2", "3"]:
         image, prob, expected = reference_case(case)
         labels = refine(image, prob, CRFParams(backend="torch")).argmax(0) + 1
-        print(f"  case {case:4s} {image.shape[1]}x{image.shape[0]}, {prob.shape[0]} labels: "
-              f"{100 * (labels == expected).mean():.4f} % of pixels equal")
+        print(
+            f"  case {case:4s} {image.shape[1]}x{image.shape[0]}, {prob.shape[0]} labels: "
+            f"{100 * (labels == expected).mean():.4f} % of pixels equal"
+        )
 
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "real" / "photos" / "weed-ai" / "cobbity_wheat_image-1.jpg"
@@ -289,12 +295,21 @@ def one_backend(backend: str, device: str, repeat: int, name: str, photo: str | 
 
     np.save(f"/tmp/bench_crf_{backend}_{name}.npy", paint(out))
     m, c = float(np.median(t_model)), float(np.median(t_crf))
-    return {"backend": backend, "why": out.meta["crf_backend_reason"], "device": device,
-            "image": f"{image.shape[1]}x{image.shape[0]}", "instances": len(result.instances),
-            "model_s": round(m, 3), "crf_s": round(c, 3), "crf_over_model": round(c / m, 3),
-            "first_call_s": round(first, 2), "torch_threads": torch.get_num_threads(),
-            "load_1min": round(os.getloadavg()[0], 2), "peak_rss_mb": round(_peak_mb()),
-            "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None}
+    return {
+        "backend": backend,
+        "why": out.meta["crf_backend_reason"],
+        "device": device,
+        "image": f"{image.shape[1]}x{image.shape[0]}",
+        "instances": len(result.instances),
+        "model_s": round(m, 3),
+        "crf_s": round(c, 3),
+        "crf_over_model": round(c / m, 3),
+        "first_call_s": round(first, 2),
+        "torch_threads": torch.get_num_threads(),
+        "load_1min": round(os.getloadavg()[0], 2),
+        "peak_rss_mb": round(_peak_mb()),
+        "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None,
+    }
 
 
 def backends(device: str, repeat: int, names: list[str], photo: str | None, rounds: int):
@@ -306,17 +321,34 @@ def backends(device: str, repeat: int, names: list[str], photo: str | None, roun
     from napari_gardenseg.crf._pydensecrf import available
 
     reference_agreement()
-    print(f"== garden model + CRF per backend (medians of {repeat} interleaved runs x {rounds} processes; "
-          f"{time.strftime('%Y-%m-%d %H:%M')}; check the machine's load when you read these)")
+    print(
+        f"== garden model + CRF per backend (medians of {repeat} interleaved runs x {rounds} processes; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}; check the machine's load when you read these)"
+    )
     kinds = (["numba"] if numba_available() else []) + (["pydensecrf"] if available() else []) + ["torch", "auto"]
     for name in names:
         rows = {k: [] for k in kinds}
         for _ in range(rounds):
             for backend in kinds:
                 dev = device if backend in ("torch", "auto") else "cpu"
-                out = subprocess.run([sys.executable, __file__, "--one", backend, "--device", dev, "--repeat",
-                                      str(repeat), "--workload", name] + (["--photo", photo] if photo else []),
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        backend,
+                        "--device",
+                        dev,
+                        "--repeat",
+                        str(repeat),
+                        "--workload",
+                        name,
+                    ]
+                    + (["--photo", photo] if photo else []),
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 rows[backend].append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"-- {name}")
         for backend, runs in rows.items():
@@ -331,10 +363,15 @@ def backends(device: str, repeat: int, names: list[str], photo: str | None, roun
             if other == ref:
                 continue
             b = np.load(f"/tmp/bench_crf_{other}_{name}.npy")
-            ious = [iou(a == k, b == k) for k in range(1, int(max(a.max(), b.max())) + 1)
-                    if (a == k).any() or (b == k).any()]
-            print(f"  {other} vs {ref} refined labels: mean IoU {np.mean(ious):.4f} (min {np.min(ious):.4f}),"
-                  f" {100 * (a == b).mean():.3f} % of pixels equal")
+            ious = [
+                iou(a == k, b == k)
+                for k in range(1, int(max(a.max(), b.max())) + 1)
+                if (a == k).any() or (b == k).any()
+            ]
+            print(
+                f"  {other} vs {ref} refined labels: mean IoU {np.mean(ious):.4f} (min {np.min(ious):.4f}),"
+                f" {100 * (a == b).mean():.3f} % of pixels equal"
+            )
 
 
 if __name__ == "__main__":

@@ -98,12 +98,22 @@ def profile(iterations: int, overrides: list[str]) -> None:
         "optimizer step": cum(("optimizer.py", "wrapper")),
     }
     fit = cum(("_training.py", "fit"))
-    print(json.dumps({"iterations": iterations, "train_kwargs": kwargs, "torch_threads": torch.get_num_threads(),
-                      "train_seconds": round(total, 1), "train_cpu_seconds": round(cpu, 1),
-                      "fit_seconds": round(fit, 1),
-                      "seconds_per_iteration": round(fit / iterations, 3),
-                      "share_of_fit": {k: round(v / fit, 3) for k, v in parts.items()},
-                      "load_1min": round(os.getloadavg()[0], 2)}, indent=1))
+    print(
+        json.dumps(
+            {
+                "iterations": iterations,
+                "train_kwargs": kwargs,
+                "torch_threads": torch.get_num_threads(),
+                "train_seconds": round(total, 1),
+                "train_cpu_seconds": round(cpu, 1),
+                "fit_seconds": round(fit, 1),
+                "seconds_per_iteration": round(fit / iterations, 3),
+                "share_of_fit": {k: round(v / fit, 3) for k, v in parts.items()},
+                "load_1min": round(os.getloadavg()[0], 2),
+            },
+            indent=1,
+        )
+    )
 
 
 def main(argv=None):
@@ -122,13 +132,16 @@ def main(argv=None):
     names = ["__background__", *sorted(KINDS)]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        path = gs.train(train_set, base="garden", iterations=args.iterations, output=Path(tmp) / "ft.pt",
-                        device="auto", lr=args.lr)
+        path = gs.train(
+            train_set, base="garden", iterations=args.iterations, output=Path(tmp) / "ft.pt", device="auto", lr=args.lr
+        )
         seconds = time.perf_counter() - t0
         tuned = gs.load_model(path)
         base = gs.load_model("garden")
         out = {
-            "train_scenes": args.scenes, "iterations": args.iterations, "train_seconds": round(seconds),
+            "train_scenes": args.scenes,
+            "iterations": args.iterations,
+            "train_seconds": round(seconds),
             "base_all_classes": score(base, held_out, names),
             "finetuned_all_classes": score(tuned, held_out, names),
             "base_succulent": score(base, held_out, names, only="succulent"),

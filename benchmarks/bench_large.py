@@ -33,7 +33,9 @@ def mosaic(h: int, w: int, block: int = 1024, seed: int = 9_100_000) -> np.ndarr
     for y in range(0, h, block):
         for x in range(0, w, block):
             bh, bw = min(block, h - y), min(block, w - x)
-            out[y : y + bh, x : x + bw] = garden_scene(seed + k % 16, shape=(block, block), n_plants=(12, 20))[0][:bh, :bw]
+            out[y : y + bh, x : x + bw] = garden_scene(seed + k % 16, shape=(block, block), n_plants=(12, 20))[0][
+                :bh, :bw
+            ]
             k += 1
     return out
 
@@ -115,8 +117,15 @@ def case_bigtiff(args) -> dict:
                 for x in range(0, args.size, block):
                     yield mosaic(block, block, seed=9_100_000 + (y // block * 7 + x // block) % 16)
 
-        tifffile.imwrite(path, tiles(), shape=(args.size, args.size, 3), dtype=np.uint8, tile=(block, block),
-                         bigtiff=True, photometric="rgb")
+        tifffile.imwrite(
+            path,
+            tiles(),
+            shape=(args.size, args.size, 3),
+            dtype=np.uint8,
+            tile=(block, block),
+            bigtiff=True,
+            photometric="rgb",
+        )
     out = work / f"mosaic_{args.size}_labels.zarr"
     t0 = time.perf_counter()
     res = gs.segment_to_zarr(path, out, "garden", crf=args.crf, scale=1.0, tile_size=1024, overwrite=True)

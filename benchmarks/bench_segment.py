@@ -57,12 +57,21 @@ def coco_sized(repeat: int) -> dict:
     bare(), ours()  # warm-up
     t_bare, t_ours = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter(); bare(); t_bare.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); res = ours(); t_ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bare()
+        t_bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = ours()
+        t_ours.append(time.perf_counter() - t0)
     b, o = statistics.median(t_bare), statistics.median(t_ours)
-    return {"workload": "coco-sized (resnet50-fpn-v2, 20 detections)", "bare_torchvision_s": round(b, 3),
-            "segment_no_crf_s": round(o, 3), "ratio": round(o / b, 3), "instances": len(res),
-            "peak_rss_mb": round(_peak_mb())}
+    return {
+        "workload": "coco-sized (resnet50-fpn-v2, 20 detections)",
+        "bare_torchvision_s": round(b, 3),
+        "segment_no_crf_s": round(o, 3),
+        "ratio": round(o / b, 3),
+        "instances": len(res),
+        "peak_rss_mb": round(_peak_mb()),
+    }
 
 
 def garden(repeat: int) -> dict:
@@ -74,12 +83,22 @@ def garden(repeat: int) -> dict:
     gs.segment(image, model, crf=True)  # warm-up
     t_raw, t_crf = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter(); gs.segment(image, model, crf=False); t_raw.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); res = gs.segment(image, model, crf=True); t_crf.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        gs.segment(image, model, crf=False)
+        t_raw.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        res = gs.segment(image, model, crf=True)
+        t_crf.append(time.perf_counter() - t0)
     raw, both = statistics.median(t_raw), statistics.median(t_crf)
-    return {"workload": "garden model, 1024x768 garden", "gt_plants": int(labels.max()), "instances": len(res),
-            "model_s": round(raw, 3), "crf_added_s": round(both - raw, 3), "crf_over_model": round((both - raw) / raw, 3),
-            "peak_rss_mb": round(_peak_mb())}
+    return {
+        "workload": "garden model, 1024x768 garden",
+        "gt_plants": int(labels.max()),
+        "instances": len(res),
+        "model_s": round(raw, 3),
+        "crf_added_s": round(both - raw, 3),
+        "crf_over_model": round((both - raw) / raw, 3),
+        "peak_rss_mb": round(_peak_mb()),
+    }
 
 
 def main(argv=None):
@@ -92,8 +111,12 @@ def main(argv=None):
         print(json.dumps(out))
         return
     for which in ("coco", "garden"):
-        proc = subprocess.run([sys.executable, __file__, "--only", which, "--repeat", str(args.repeat)],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--only", which, "--repeat", str(args.repeat)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         print(json.dumps(row, indent=1))
 

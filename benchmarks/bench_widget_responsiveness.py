@@ -72,8 +72,10 @@ def main() -> None:
     pump_until(lambda: False, 1.0)
     widget.crf.value = not args.no_crf and widget.crf.value
     widget.score_threshold.value = 0.3
-    print(f"napari {napari.__version__}, image 1024x1024 RGB, model 'garden', crf={widget.crf.value}, "
-          f"heartbeat every {args.interval_ms} ms, target: longest stall < 100 ms")
+    print(
+        f"napari {napari.__version__}, image 1024x1024 RGB, model 'garden', crf={widget.crf.value}, "
+        f"heartbeat every {args.interval_ms} ms, target: longest stall < 100 ms"
+    )
 
     for run in range(1, args.runs + 1):
         ticks: list[float] = []
@@ -98,9 +100,7 @@ def main() -> None:
         in_write = t[1:] > first_write
         worst_compute = gaps[~in_write].max() if (~in_write).any() else 0.0
         worst_write = gaps[in_write].max() if in_write.any() else 0.0
-        long_ones = ", ".join(
-            f"+{t[i] - start:.2f} s: {gaps[i]:.0f} ms" for i in np.flatnonzero(gaps > 100)
-        )
+        long_ones = ", ".join(f"+{t[i] - start:.2f} s: {gaps[i]:.0f} ms" for i in np.flatnonzero(gaps > 100))
         where = f"first layer write at +{first_write - start:.2f} s; stalls over 100 ms start at: {long_ones or 'none'}"
         label = "first: adds the layers" if run == 1 else "again: replaces the layers' data"
         print(

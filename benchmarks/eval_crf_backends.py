@@ -64,17 +64,23 @@ def main(argv=None):
             n_inst += 1
             differ_inst += bool(((a == k) != (t == k)).any())
     plant = ["__background__", "plant"]
-    report = {"model": str(model.source), "scenes": args.count, "instances": n_inst,
-              "raw": coco_ap(gts, raw, model.class_names),
-              "raw_agnostic": coco_ap(*_agnostic(gts, raw), plant)}
+    report = {
+        "model": str(model.source),
+        "scenes": args.count,
+        "instances": n_inst,
+        "raw": coco_ap(gts, raw, model.class_names),
+        "raw_agnostic": coco_ap(*_agnostic(gts, raw), plant),
+    }
     for b in backends:
         report[b] = coco_ap(gts, refined[b], model.class_names)
         report[f"{b}_agnostic"] = coco_ap(*_agnostic(gts, refined[b]), plant)
         report[f"{b}_crf_seconds_per_scene"] = round(seconds[b] / args.count, 3)
     report["ap_difference_torch_minus_pydensecrf"] = {
-        key: round(report["torch"][key] - report["pydensecrf"][key], 5) for key in ("AP", "AP50")}
+        key: round(report["torch"][key] - report["pydensecrf"][key], 5) for key in ("AP", "AP50")
+    }
     report["ap_difference_agnostic"] = {
-        key: round(report["torch_agnostic"][key] - report["pydensecrf_agnostic"][key], 5) for key in ("AP", "AP50")}
+        key: round(report["torch_agnostic"][key] - report["pydensecrf_agnostic"][key], 5) for key in ("AP", "AP50")
+    }
     report["refined_pixels_differing_pct"] = round(100 * differ_px / max(total_px, 1), 5)
     report["instances_differing"] = differ_inst
     print(json.dumps(report, indent=1))

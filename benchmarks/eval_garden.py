@@ -43,18 +43,29 @@ def coco_ap(gts, dts, class_names) -> dict:
         for k, name in gcls.items():
             m = glab == k
             ys, xs = np.nonzero(m)
-            gt_anns.append({
-                "id": len(gt_anns) + 1, "image_id": img_id, "category_id": index[name],
-                "segmentation": _rle(m), "area": float(m.sum()), "iscrowd": 0,
-                "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
-            })
+            gt_anns.append(
+                {
+                    "id": len(gt_anns) + 1,
+                    "image_id": img_id,
+                    "category_id": index[name],
+                    "segmentation": _rle(m),
+                    "area": float(m.sum()),
+                    "iscrowd": 0,
+                    "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
+                }
+            )
         for i, (cid, s) in enumerate(zip(dcls, dsc)):
             m = dlab == i + 1
             if m.any():
-                dt_anns.append({"image_id": img_id, "category_id": int(cid), "segmentation": _rle(m), "score": float(s)})
+                dt_anns.append(
+                    {"image_id": img_id, "category_id": int(cid), "segmentation": _rle(m), "score": float(s)}
+                )
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": gt_anns,
-                  "categories": [{"id": i, "name": n} for i, n in enumerate(class_names) if i > 0]}
+    gt.dataset = {
+        "images": images,
+        "annotations": gt_anns,
+        "categories": [{"id": i, "name": n} for i, n in enumerate(class_names) if i > 0],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         if not dt_anns:
@@ -74,8 +85,10 @@ def matched_iou(gt_labels, dt_labels, dt_scores) -> tuple[list[float], int, int]
     if not g_ids or not d_ids:
         return [], len(g_ids), len(d_ids)
     # pairwise intersections from one joint histogram
-    joint = np.bincount(gt_labels.ravel().astype(np.int64) * (dt_labels.max() + 1) + dt_labels.ravel(),
-                        minlength=(gt_labels.max() + 1) * (dt_labels.max() + 1))
+    joint = np.bincount(
+        gt_labels.ravel().astype(np.int64) * (dt_labels.max() + 1) + dt_labels.ravel(),
+        minlength=(gt_labels.max() + 1) * (dt_labels.max() + 1),
+    )
     inter = joint.reshape(gt_labels.max() + 1, dt_labels.max() + 1)
     g_area = inter.sum(1)
     d_area = inter.sum(0)
@@ -100,8 +113,17 @@ def _agnostic(gts, dts):
     return gts, dts
 
 
-def evaluate(model, seeds, crf_params=None, score_threshold=0.5, shape=(512, 512), progress=True, vegetation="auto",
-             style="garden", scale=None) -> dict:
+def evaluate(
+    model,
+    seeds,
+    crf_params=None,
+    score_threshold=0.5,
+    shape=(512, 512),
+    progress=True,
+    vegetation="auto",
+    style="garden",
+    scale=None,
+) -> dict:
     import napari_gardenseg as gs
     from napari_gardenseg.synthetic import garden_scene
 
@@ -114,8 +136,15 @@ def evaluate(model, seeds, crf_params=None, score_threshold=0.5, shape=(512, 512
         t0 = time.perf_counter()
         r0 = gs.segment(image, model, score_threshold=score_threshold, crf=False, scale=scale, vegetation=vegetation)
         t1 = time.perf_counter()
-        r = gs.segment(image, model, score_threshold=score_threshold, crf=True, crf_params=crf_params, scale=scale,
-                       vegetation=vegetation)
+        r = gs.segment(
+            image,
+            model,
+            score_threshold=score_threshold,
+            crf=True,
+            crf_params=crf_params,
+            scale=scale,
+            vegetation=vegetation,
+        )
         t2 = time.perf_counter()
         t_model += t1 - t0
         t_total += t2 - t1
@@ -140,10 +169,16 @@ def evaluate(model, seeds, crf_params=None, score_threshold=0.5, shape=(512, 512
         "scenes": len(seeds),
         "gt_instances": n_gt,
         "detections": n_dt,
-        "raw": {**coco_ap(gts, raw, model.class_names), "mean_iou_matched": float(np.mean(ious_raw or [0])),
-                "matched": len(ious_raw)},
-        "crf": {**coco_ap(gts, ref, model.class_names), "mean_iou_matched": float(np.mean(ious_ref or [0])),
-                "matched": len(ious_ref)},
+        "raw": {
+            **coco_ap(gts, raw, model.class_names),
+            "mean_iou_matched": float(np.mean(ious_raw or [0])),
+            "matched": len(ious_raw),
+        },
+        "crf": {
+            **coco_ap(gts, ref, model.class_names),
+            "mean_iou_matched": float(np.mean(ious_ref or [0])),
+            "matched": len(ious_ref),
+        },
         "agnostic_raw": coco_ap(agn_raw[0], agn_raw[1], plant),
         "agnostic_crf": coco_ap(agn_ref[0], agn_ref[1], plant),
         "seconds_per_scene_model": round(t_model / len(seeds), 3),
@@ -164,8 +199,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     scale = args.scale if args.scale in (None, "auto") else float(args.scale)
     seeds = range(args.start, args.start + args.count)
-    result = evaluate(args.model, seeds, score_threshold=args.score_threshold, style=args.style, scale=scale,
-                      vegetation=args.vegetation)
+    result = evaluate(
+        args.model,
+        seeds,
+        score_threshold=args.score_threshold,
+        style=args.style,
+        scale=scale,
+        vegetation=args.vegetation,
+    )
     print(json.dumps(result, indent=2))
 
 

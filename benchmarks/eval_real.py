@@ -128,16 +128,22 @@ def evaluate(model, photos, methods, score_threshold, per_photo=False) -> dict:
         if per_photo:
             rows[p["name"]] = {m: round(coco_ap([gt], [got[m]], PLANT)["AP50"], 3) for m in methods}
             print(p["name"], rows[p["name"]], file=sys.stderr, flush=True)
-    out = {"model": str(model.source), "score_threshold": score_threshold, "photos": len(photos),
-           "instances": int(sum(len(g[1]) for g in gts)), "seconds": {k: round(v, 1) for k, v in total_s.items()},
-           "AP50": {m: round(coco_ap(gts, preds[m], PLANT)["AP50"], 3) for m in methods}}
+    out = {
+        "model": str(model.source),
+        "score_threshold": score_threshold,
+        "photos": len(photos),
+        "instances": int(sum(len(g[1]) for g in gts)),
+        "seconds": {k: round(v, 1) for k, v in total_s.items()},
+        "AP50": {m: round(coco_ap(gts, preds[m], PLANT)["AP50"], 3) for m in methods},
+    }
     groups = sorted({p["kind"] for p in photos})
     if len(groups) > 1:
         out["by_kind"] = {}
         for g in groups:
             idx = [i for i, p in enumerate(photos) if p["kind"] == g]
-            out["by_kind"][g] = {m: round(coco_ap([gts[i] for i in idx], [preds[m][i] for i in idx], PLANT)["AP50"], 3)
-                                 for m in methods}
+            out["by_kind"][g] = {
+                m: round(coco_ap([gts[i] for i in idx], [preds[m][i] for i in idx], PLANT)["AP50"], 3) for m in methods
+            }
     if per_photo:
         out["per_photo"] = rows
     return out
@@ -187,10 +193,13 @@ def fine_tuned(photos, counts, methods, score_threshold, iterations=200, out_dir
     out = {}
     for k in counts:
         train_on = agir[:k]
-        samples = [(p["rgb"], p["labels"], {int(i): "plant" for i in np.unique(p["labels"]) if i > 0}) for p in train_on]
+        samples = [
+            (p["rgb"], p["labels"], {int(i): "plant" for i in np.unique(p["labels"]) if i > 0}) for p in train_on
+        ]
         t0 = time.perf_counter()
-        path = gs.train(samples, base="garden", iterations=iterations, output=Path(out_dir) / f"painted_{k}.pt",
-                        overwrite=True)
+        path = gs.train(
+            samples, base="garden", iterations=iterations, output=Path(out_dir) / f"painted_{k}.pt", overwrite=True
+        )
         minutes = (time.perf_counter() - t0) / 60
         rest = [p for p in photos if p not in train_on]
         res = evaluate(path, rest, methods, score_threshold)
@@ -204,16 +213,23 @@ def fine_tuned(photos, counts, methods, score_threshold, iterations=200, out_dir
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="garden")
-    p.add_argument("--methods", nargs="+", default=list(METHODS),
-                   choices=list(METHODS) + ["default", "default+crf"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS) + ["default", "default+crf"])
     p.add_argument("--only", nargs="+", help="photo names from real_dev/manifest.json (or touching-<k>)")
     p.add_argument("--sets", nargs="+", default=["photos", "touching"], choices=["photos", "touching"])
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--per-photo", action="store_true")
-    p.add_argument("--fine-tune", nargs="+", type=int, metavar="K",
-                   help="instead: AP50 after gs.train on the first K AgIR photos, scored on the others")
-    p.add_argument("--recolour", action="store_true",
-                   help="instead: recall of plants turned red-purple, vegetation auto vs off (non-green plants kept?)")
+    p.add_argument(
+        "--fine-tune",
+        nargs="+",
+        type=int,
+        metavar="K",
+        help="instead: AP50 after gs.train on the first K AgIR photos, scored on the others",
+    )
+    p.add_argument(
+        "--recolour",
+        action="store_true",
+        help="instead: recall of plants turned red-purple, vegetation auto vs off (non-green plants kept?)",
+    )
     args = p.parse_args(argv)
     photos = load_set(args.only, args.sets)
     if args.fine_tune:

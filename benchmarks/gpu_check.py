@@ -63,9 +63,17 @@ def agreement() -> bool:
     a = paint(refine_masks(image, inst, replace(params, backend=cpu_backend)))
     b = paint(refine_masks(image, inst, replace(params, backend="torch"), device="cuda"))
     ious = [iou(a == k, b == k) for k in range(1, int(max(a.max(), b.max())) + 1) if (a == k).any() or (b == k).any()]
-    print(json.dumps({"step": "agreement", "cpu_backend": cpu_backend, "reference_pixels_equal_%": rows,
-                      "garden_mean_iou": round(float(np.mean(ious)), 4),
-                      "garden_pixels_equal_%": round(100 * float((a == b).mean()), 3)}))
+    print(
+        json.dumps(
+            {
+                "step": "agreement",
+                "cpu_backend": cpu_backend,
+                "reference_pixels_equal_%": rows,
+                "garden_mean_iou": round(float(np.mean(ious)), 4),
+                "garden_pixels_equal_%": round(100 * float((a == b).mean()), 3),
+            }
+        )
+    )
     return ok
 
 
@@ -96,11 +104,20 @@ def pipeline() -> None:
     refine_masks(image, found, res.meta["crf_params"], device="cuda")
     _sync()
     crf = time.perf_counter() - t0
-    print(json.dumps({"step": "pipeline 4000x3000 (12 MP), crf on", "instances": len(res),
-                      "seconds": round(total, 2), "network_s": round(network, 2), "crf_s": round(crf, 2),
-                      "crf_backend": res.meta.get("crf_backend"),
-                      "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20),
-                      "gpu": torch.cuda.get_device_name(0)}))
+    print(
+        json.dumps(
+            {
+                "step": "pipeline 4000x3000 (12 MP), crf on",
+                "instances": len(res),
+                "seconds": round(total, 2),
+                "network_s": round(network, 2),
+                "crf_s": round(crf, 2),
+                "crf_backend": res.meta.get("crf_backend"),
+                "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+                "gpu": torch.cuda.get_device_name(0),
+            }
+        )
+    )
 
 
 def finetune(iterations: int) -> None:
@@ -114,9 +131,16 @@ def finetune(iterations: int) -> None:
         path = gs.train(samples, base="garden", iterations=iterations, output=Path(tmp) / "ft.pt", device="cuda")
         seconds = time.perf_counter() - t0
         meta = gs.load_model(path, device="cpu").meta["training"]
-    print(json.dumps({"step": f"fine-tuning, {iterations} iterations, 5 scenes 1296x966", "seconds": round(seconds, 1),
-                      "loss_first": round(float(np.mean(meta["loss_first"])), 3),
-                      "loss_last": round(float(np.mean(meta["loss_last"])), 3)}))
+    print(
+        json.dumps(
+            {
+                "step": f"fine-tuning, {iterations} iterations, 5 scenes 1296x966",
+                "seconds": round(seconds, 1),
+                "loss_first": round(float(np.mean(meta["loss_first"])), 3),
+                "loss_last": round(float(np.mean(meta["loss_last"])), 3),
+            }
+        )
+    )
 
 
 def main(argv=None) -> int:

@@ -57,7 +57,9 @@ def main(argv=None):
     from napari_gardenseg.synthetic import garden_scene
 
     if args.synthetic:
-        train_set = [garden_scene(s, shape=(966, 1296), style="photo") for s in range(8_600_000, 8_600_000 + args.synthetic)]
+        train_set = [
+            garden_scene(s, shape=(966, 1296), style="photo") for s in range(8_600_000, 8_600_000 + args.synthetic)
+        ]
         samples = [(im, lab, "plant") for im, lab, _ in train_set]
         held = [garden_scene(s, shape=(966, 1296), style="photo")[:2] for s in range(9_100_000, 9_100_005)]
     else:
@@ -85,10 +87,23 @@ def main(argv=None):
         path = gs.train(samples, base=base, output=Path(tmp) / "ft.pt", device="cpu", **kwargs)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         after = _ap(gs.load_model(path, device="cpu"), held, scale)
-    print(json.dumps({"base": args.base, "data": f"{args.synthetic} synthetic photo scenes" if args.synthetic
-                      else "tray left half -> right half", "train_kwargs": kwargs, "eval_scale": scale,
-                      "before": before, "after": after, "train_seconds": round(seconds),
-                      "train_cpu_seconds": round(cpu), "load_1min": round(os.getloadavg()[0], 2)}))
+    print(
+        json.dumps(
+            {
+                "base": args.base,
+                "data": f"{args.synthetic} synthetic photo scenes"
+                if args.synthetic
+                else "tray left half -> right half",
+                "train_kwargs": kwargs,
+                "eval_scale": scale,
+                "before": before,
+                "after": after,
+                "train_seconds": round(seconds),
+                "train_cpu_seconds": round(cpu),
+                "load_1min": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,11 @@ _SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 
 def real_photos(root: Path = REAL) -> list[Path]:
     """Every photo of ``root/photos`` (annotation files left out) and ``root/tray.jpg``, sorted."""
-    found = [p for p in sorted((root / "photos").rglob("*"))
-             if p.suffix.lower() in _SUFFIXES and not any(t in p.name for t in _NOT_PHOTOS)]
+    found = [
+        p
+        for p in sorted((root / "photos").rglob("*"))
+        if p.suffix.lower() in _SUFFIXES and not any(t in p.name for t in _NOT_PHOTOS)
+    ]
     return found + [root / "tray.jpg"]
 
 
@@ -76,11 +79,29 @@ def main(argv=None) -> int:
         save_checkpoint(model, path, overwrite=True)
         print(f"snapshot {path}", flush=True)
 
-    path = adapt(photos, args.base, minutes=args.minutes, output=out, progress=progress, rounds=args.rounds,
-                 holdout=args.holdout, synthetic=args.synthetic, lr=args.lr, seed=args.seed, on_round=snapshot)
+    path = adapt(
+        photos,
+        args.base,
+        minutes=args.minutes,
+        output=out,
+        progress=progress,
+        rounds=args.rounds,
+        holdout=args.holdout,
+        synthetic=args.synthetic,
+        lr=args.lr,
+        seed=args.seed,
+        on_round=snapshot,
+    )
     report = json.loads(path.with_suffix(".json").read_text())
-    print(json.dumps({k: report[k] for k in ("plants_harvested", "rounds", "kept_round", "stopped", "iterations",
-                                             "wall_seconds")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in ("plants_harvested", "rounds", "kept_round", "stopped", "iterations", "wall_seconds")
+            },
+            indent=1,
+        )
+    )
     print(f"saved {path}; command: python {' '.join(sys.argv)}")
     return 0
 

@@ -125,8 +125,9 @@ class ScenePool:
             image, labels, classes = garden_scene(seed, style="photo")
             self.made["photo"] += 1
             if self.cutouts and self.rng.random() < self.cutout_fraction:
-                image, labels, classes = paste_cutouts(self.rng, image, labels, classes, self.cutouts,
-                                                       int(self.rng.integers(1, 7)))
+                image, labels, classes = paste_cutouts(
+                    self.rng, image, labels, classes, self.cutouts, int(self.rng.integers(1, 7))
+                )
                 self.made["cutout"] += 1
         else:
             image, labels, classes = garden_scene(seed)
@@ -152,8 +153,10 @@ def training_size_stats(count: int = 60) -> dict:
             blobs.append(b)
         areas = np.bincount(labels.ravel())[1:]
         sizes += list(np.sqrt(areas[areas > 0]))
-    return {"blob_size_px": float(np.median(blobs)),
-            "object_size_px": [float(np.percentile(sizes, 5)), float(np.percentile(sizes, 95))]}
+    return {
+        "blob_size_px": float(np.median(blobs)),
+        "object_size_px": [float(np.percentile(sizes, 5)), float(np.percentile(sizes, 95))],
+    }
 
 
 def main(argv=None) -> int:
@@ -177,8 +180,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed-offset", type=int, default=0, help="first scene seed (pick a new one to resume)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--crf-from", default="src/napari_gardenseg/models/garden.pt",
-                   help="copy the tuned CRF settings from this checkpoint's meta")
+    p.add_argument(
+        "--crf-from",
+        default="src/napari_gardenseg/models/garden.pt",
+        help="copy the tuned CRF settings from this checkpoint's meta",
+    )
     p.add_argument("--half", action="store_true", help="store float16 weights (half the file size)")
     p.add_argument("--output", default="runs/garden-mobilenet.pt")
     args = p.parse_args(argv)
@@ -226,14 +232,22 @@ def main(argv=None) -> int:
     def meta(done):
         return {
             "training": {
-                "init": source, "iterations": done, "iterations_planned": args.iterations,
-                "wall_seconds": round(time.perf_counter() - start, 1), "seed": args.seed,
-                "batch_size": args.batch_size, "crop": args.crop, "scale_range": list(args.scale_range),
-                "lr": args.lr, "box_batch": args.box_batch, "scenes_made": dict(pool.made), "loss_last": losses[-20:],
+                "init": source,
+                "iterations": done,
+                "iterations_planned": args.iterations,
+                "wall_seconds": round(time.perf_counter() - start, 1),
+                "seed": args.seed,
+                "batch_size": args.batch_size,
+                "crop": args.crop,
+                "scale_range": list(args.scale_range),
+                "lr": args.lr,
+                "box_batch": args.box_batch,
+                "scenes_made": dict(pool.made),
+                "loss_last": losses[-20:],
                 "torch": str(torch.__version__),
             },
             "trained_on": "synthetic scenes (style 'photo' and 'garden', seeds < 9,000,000)"
-                          + (", real cut-outs from PlantCV's tray (left half) and Setaria photos" if cutouts else ""),
+            + (", real cut-outs from PlantCV's tray (left half) and Setaria photos" if cutouts else ""),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (shared)",
             "command": "python scripts/train_garden_model.py " + " ".join(sys.argv[1:]),
             "crf": crf_meta,
@@ -241,8 +255,16 @@ def main(argv=None) -> int:
         }
 
     def save(done):
-        save_checkpoint(net, out, class_names=NAMES, arch="garden_mobilenet", arch_kwargs=arch_kwargs,
-                        meta=meta(done), half=args.half, overwrite=True)
+        save_checkpoint(
+            net,
+            out,
+            class_names=NAMES,
+            arch="garden_mobilenet",
+            arch_kwargs=arch_kwargs,
+            meta=meta(done),
+            half=args.half,
+            overwrite=True,
+        )
 
     def on_iteration(done):
         pool.refresh()
@@ -263,14 +285,30 @@ def main(argv=None) -> int:
         return max(t, (time.perf_counter() - start) / budget) if budget > 0 else t
 
     index = {n: i for i, n in enumerate(NAMES)}
-    history = fit(net, pool.draw, index, args.iterations, torch.device("cpu"), rng=rng, lr=args.lr,
-                  warmup=args.warmup, batch_size=args.batch_size, crop=args.crop, scale_range=args.scale_range,
-                  progress=progress, cancel=stop, on_iteration=on_iteration, schedule=schedule)
+    history = fit(
+        net,
+        pool.draw,
+        index,
+        args.iterations,
+        torch.device("cpu"),
+        rng=rng,
+        lr=args.lr,
+        warmup=args.warmup,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        scale_range=args.scale_range,
+        progress=progress,
+        cancel=stop,
+        on_iteration=on_iteration,
+        schedule=schedule,
+    )
     save(len(history))
     ck = torch.load(out, weights_only=True)
     print(json.dumps(ck["meta"]["training"], indent=1)[:2000])
-    print(f"saved {out} ({out.stat().st_size / 1e6:.1f} MB) after {len(history)} iterations, "
-          f"{time.perf_counter() - t0:.0f} s")
+    print(
+        f"saved {out} ({out.stat().st_size / 1e6:.1f} MB) after {len(history)} iterations, "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     return 0
 
 

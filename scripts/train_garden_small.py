@@ -72,11 +72,21 @@ def main(argv=None) -> int:
     if args.init or args.mask_roi_size != 14:
         base = _base_model(args.init, args.mask_roi_size)
     path = train(
-        samples, base=base, iterations=args.iterations, output=args.output, device="cpu",
-        progress=progress, seed=args.seed, batch_size=args.batch_size, lr=args.lr, crop=args.crop,
-        meta={"trained_on": f"synthetic garden scenes, seeds 0..{args.scenes - 1}, 512x512",
-              "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-              "command": "python scripts/train_garden_small.py " + " ".join(sys.argv[1:])},
+        samples,
+        base=base,
+        iterations=args.iterations,
+        output=args.output,
+        device="cpu",
+        progress=progress,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        crop=args.crop,
+        meta={
+            "trained_on": f"synthetic garden scenes, seeds 0..{args.scenes - 1}, 512x512",
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "command": "python scripts/train_garden_small.py " + " ".join(sys.argv[1:]),
+        },
     )
     ck = torch.load(path, weights_only=True)
     print(json.dumps(ck["meta"]["training"], indent=1)[:2000])

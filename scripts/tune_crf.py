@@ -65,7 +65,9 @@ def main(argv=None):
             ious += matched_iou(labels, ref, r.scores)[0]
         ap = coco_ap(gts, dts, model.class_names)
         rows.append((ap["AP"], float(np.mean(ious)), ap["AP50"], dict(zip(GRID, values))))
-        print(f"{dict(zip(GRID, values))}: AP {ap['AP']:.4f} AP50 {ap['AP50']:.4f} mIoU {np.mean(ious):.4f}", flush=True)
+        print(
+            f"{dict(zip(GRID, values))}: AP {ap['AP']:.4f} AP50 {ap['AP50']:.4f} mIoU {np.mean(ious):.4f}", flush=True
+        )
     rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
     best = rows[0]
     print("best:", json.dumps({"AP": best[0], "mIoU": best[1], "AP50": best[2], **best[3]}))
@@ -74,8 +76,7 @@ def main(argv=None):
         chosen["band"] = list(chosen["band"])
         ck = torch.load(args.model, weights_only=True)
         ck.setdefault("meta", {})["crf"] = chosen
-        ck["meta"]["crf_tuning"] = {"seeds": f"{a}..{b - 1}", "raw_AP": raw["AP"], "crf_AP": best[0],
-                                    "grid": GRID}
+        ck["meta"]["crf_tuning"] = {"seeds": f"{a}..{b - 1}", "raw_AP": raw["AP"], "crf_AP": best[0], "grid": GRID}
         torch.save(ck, args.model)
         print(f"wrote meta['crf'] = {chosen} into {args.model}")
 

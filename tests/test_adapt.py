@@ -123,8 +123,9 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
     photos = [_photo(9_500_000)[0], _photo(9_500_001)[0]]
     out = tmp_path / "field.pt"
     messages = []
-    path = gs.adapt(photos, small_base, output=out, rounds=2, iterations=1, minutes=5,
-                    progress=lambda f, m: messages.append((f, m)))
+    path = gs.adapt(
+        photos, small_base, output=out, rounds=2, iterations=1, minutes=5, progress=lambda f, m: messages.append((f, m))
+    )
     assert path == out and out.exists()
     report = json.loads((tmp_path / "field.json").read_text())
     assert report["plants_harvested"]["plants"] >= 3
@@ -136,8 +137,11 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
     model = gs.load_model(out, device="cpu")
     base = gs.load_model(small_base, device="cpu")
     assert model.class_names == base.class_names and model.meta["adapt"]["iterations"] >= 1
-    changed = [k for k, v in model.net.state_dict().items()
-               if v.is_floating_point() and not np.allclose(v.numpy(), base.net.state_dict()[k].numpy())]
+    changed = [
+        k
+        for k, v in model.net.state_dict().items()
+        if v.is_floating_point() and not np.allclose(v.numpy(), base.net.state_dict()[k].numpy())
+    ]
     assert changed  # trained
     before = out.read_bytes()
     with pytest.raises(OutputExistsError):
@@ -189,8 +193,9 @@ def test_cli_adapt(small_base, tmp_path, capsys):
         Image.fromarray(_photo(seed)[0]).save(f)
         files.append(str(f))
     out = tmp_path / "cli.pt"
-    assert main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--rounds", "1",
-                 "--iterations", "1"]) == 0
+    assert (
+        main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--rounds", "1", "--iterations", "1"]) == 0
+    )
     assert out.exists() and (tmp_path / "cli.json").exists()
     assert str(out) in capsys.readouterr().out
     assert main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--iterations", "1"]) == 2
@@ -242,8 +247,9 @@ def test_train_pastes_painted_plants_across_photos(small_base, tmp_path):
     assert len(s.class_of) >= 2 and set(s.class_of.values()) <= set(classes.values())
     assert set(np.unique(s.labels)) - {0} == set(s.class_of)
     assert PaintedScenes(prepared, lambda r: "fallback", 0.0, rng)(rng) == "fallback"
-    path = gs.train([(image, labels, classes)], base=small_base, iterations=1, output=tmp_path / "t.pt", crop=128,
-                    paste=0.5)
+    path = gs.train(
+        [(image, labels, classes)], base=small_base, iterations=1, output=tmp_path / "t.pt", crop=128, paste=0.5
+    )
     assert gs.load_model(path, device="cpu").meta["training"]["paste"] == 0.5
     with pytest.raises(ValueError, match="paste"):
         gs.train([(image, labels, classes)], base=small_base, iterations=1, output=tmp_path / "u.pt", paste=2)

@@ -93,7 +93,9 @@ def test_cluster_outputs_identical_to_sequential_and_model_loaded_once_per_worke
     # each worker process read the checkpoint once and reused the model for its other files
     used = {f.worker for f in dist}
     assert len(used) == 2 and None not in used
-    reads = client.run(lambda: __import__("napari_gardenseg._models", fromlist=["x"]).__dict__.get("CHECKPOINT_READS", 0))
+    reads = client.run(
+        lambda: __import__("napari_gardenseg._models", fromlist=["x"]).__dict__.get("CHECKPOINT_READS", 0)
+    )
     loads = client.run(lambda: len(_batch_file._MODELS))  # models loaded by this worker's batches
     assert all(reads[w] == 1 and loads[w] == 1 for w in used), (reads, loads)
     # two processes on this host share its cores instead of each taking all of them
@@ -159,8 +161,20 @@ def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
 def test_cli_against_a_scheduler_from_a_subprocess(images, client, tmp_path, capsys):
     out = tmp_path / "out"
     address = client.scheduler.address
-    cmd = [sys.executable, "-m", "napari_gardenseg.cli", "segment", str(images[4]), str(images[5]),
-           "--out", str(out), "--scheduler", address, "--no-crf", "--coco"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "napari_gardenseg.cli",
+        "segment",
+        str(images[4]),
+        str(images[5]),
+        "--out",
+        str(out),
+        "--scheduler",
+        address,
+        "--no-crf",
+        "--coco",
+    ]
     run = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert "2 done, 0 skipped, 0 failed" in run.stdout
@@ -204,7 +218,16 @@ def test_resume_skips_done_files_and_redoes_changed_ones(images, tmp_path, capsy
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "failures.jsonl"} == stamps
     # ...with --overwrite it redoes only what differs
     Image.open(images[0]).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "scene0.png")
-    redo = ["segment", str(tmp_path / "scene0.png"), *files[1:], "--out", str(out), "--no-crf", "--resume", "--overwrite"]
+    redo = [
+        "segment",
+        str(tmp_path / "scene0.png"),
+        *files[1:],
+        "--out",
+        str(out),
+        "--no-crf",
+        "--resume",
+        "--overwrite",
+    ]
     assert cli.main(redo) == 0
     assert "1 done, 1 skipped" in capsys.readouterr().out  # scene0 is another file now; scene1 unchanged
     assert _record(out, "scene0")["input"]["path"] == str(tmp_path / "scene0.png")
@@ -234,8 +257,12 @@ def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
     fractions = [f for f, _ in calls]  # the file's stages move the bar before it ends
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any(0 < f < 1 for f in fractions)
     assert calls[-1][1].startswith("scene7.png: ") and "instances" in calls[-1][1]
-    np.testing.assert_array_equal(tifffile.imread(out / f"{names[1]}_labels.tif"), tifffile.imread(alone.files[0].outputs[0]))
-    assert not np.array_equal(tifffile.imread(out / f"{names[0]}_labels.tif"), tifffile.imread(out / f"{names[1]}_labels.tif"))
+    np.testing.assert_array_equal(
+        tifffile.imread(out / f"{names[1]}_labels.tif"), tifffile.imread(alone.files[0].outputs[0])
+    )
+    assert not np.array_equal(
+        tifffile.imread(out / f"{names[0]}_labels.tif"), tifffile.imread(out / f"{names[1]}_labels.tif")
+    )
 
 
 def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, capsys):
@@ -263,13 +290,32 @@ def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, c
 
 def test_cli_options_reach_segment_only_when_given(monkeypatch):
     seen = {}
-    monkeypatch.setattr(_batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), []))
+    monkeypatch.setattr(
+        _batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), [])
+    )
     sample = str(cli._sample_file())
     assert cli.main(["segment", sample, "--out", "o"]) == 0
     assert not {"tile_size", "tile_overlap", "scale", "merge_classes"} & set(seen) and seen["crf_overrides"] is None
     assert seen["client"] is None and seen["overwrite"] is seen["resume"] is False
-    args = ["segment", sample, "--tile-size", "auto", "--tile-overlap", "32", "--scale", "0.5", "--merge-classes",
-            "--crf-backend", "torch", "--crf-iterations", "3", "--retries", "2", "--resources", "GPU=1"]
+    args = [
+        "segment",
+        sample,
+        "--tile-size",
+        "auto",
+        "--tile-overlap",
+        "32",
+        "--scale",
+        "0.5",
+        "--merge-classes",
+        "--crf-backend",
+        "torch",
+        "--crf-iterations",
+        "3",
+        "--retries",
+        "2",
+        "--resources",
+        "GPU=1",
+    ]
     assert cli.main(args) == 0
     assert (seen["tile_size"], seen["tile_overlap"], seen["scale"], seen["merge_classes"]) == ("auto", 32, 0.5, True)
     assert seen["crf_overrides"] == {"iterations": 3, "backend": "torch"}
@@ -282,25 +328,48 @@ def test_cli_options_reach_segment_only_when_given(monkeypatch):
 
 def test_engine_flags_reach_segment(images, tmp_path):
     out = tmp_path / "out"
-    args = ["segment", str(images[3]), "--out", str(out), "--no-crf", "--merge-classes", "--tile-size", "64",
-            "--tile-overlap", "16", "--scale", "1.0"]
+    args = [
+        "segment",
+        str(images[3]),
+        "--out",
+        str(out),
+        "--no-crf",
+        "--merge-classes",
+        "--tile-size",
+        "64",
+        "--tile-overlap",
+        "16",
+        "--scale",
+        "1.0",
+    ]
     assert cli.main(args) == 0
     import pandas as pd
 
     table = pd.read_csv(out / "scene3_instances.csv")
     assert len(table) >= 1 and set(table["class_name"]) == {"plant"}
-    assert _record(out, "scene3")["options"] == {"crf": False, "merge_classes": True, "tile_size": 64,
-                                                 "tile_overlap": 16, "scale": 1.0}
+    assert _record(out, "scene3")["options"] == {
+        "crf": False,
+        "merge_classes": True,
+        "tile_size": 64,
+        "tile_overlap": 16,
+        "scale": 1.0,
+    }
 
 
 def test_progress_lines_without_a_terminal(capsys):
     bar = cli._Progress(2)  # pytest's captured stderr is no terminal: plain lines
     assert bar.bar is None
-    for fraction, message in ((0.2, "a.png: running Mask R-CNN"), (0.5, "a.png: 3 instances in 1 s"),
-                              (0.7, "b.png: refining"), (1.0, "b.png: FAILED: ValueError: bad")):
+    for fraction, message in (
+        (0.2, "a.png: running Mask R-CNN"),
+        (0.5, "a.png: 3 instances in 1 s"),
+        (0.7, "b.png: refining"),
+        (1.0, "b.png: FAILED: ValueError: bad"),
+    ):
         bar(fraction, message)
     captured = capsys.readouterr()
-    assert captured.out == "[1/2] a.png: 3 instances in 1 s\n" and captured.err == "[2/2] b.png: FAILED: ValueError: bad\n"
+    assert (
+        captured.out == "[1/2] a.png: 3 instances in 1 s\n" and captured.err == "[2/2] b.png: FAILED: ValueError: bad\n"
+    )
 
 
 def test_bad_options_fail_before_any_file(images, tmp_path):

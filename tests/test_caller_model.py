@@ -14,10 +14,7 @@ def _state(net):
 
 
 def _hooks(net):
-    return {
-        name: (dict(m._forward_hooks), dict(m._forward_pre_hooks))
-        for name, m in net.named_modules()
-    }
+    return {name: (dict(m._forward_hooks), dict(m._forward_pre_hooks)) for name, m in net.named_modules()}
 
 
 def test_a_module_in_train_mode_with_a_hook_is_left_as_it_was(scene):
@@ -47,8 +44,11 @@ def test_a_module_in_train_mode_with_a_hook_is_left_as_it_was(scene):
     # and the caller's next training step still gets losses, not detections
     handle.remove()
     x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    target = {"boxes": torch.tensor([[10.0, 10.0, 40.0, 40.0]]), "labels": torch.tensor([1]),
-              "masks": torch.zeros((1, 128, 128), dtype=torch.uint8)}
+    target = {
+        "boxes": torch.tensor([[10.0, 10.0, 40.0, 40.0]]),
+        "labels": torch.tensor([1]),
+        "masks": torch.zeros((1, 128, 128), dtype=torch.uint8),
+    }
     target["masks"][0, 10:40, 10:40] = 1
     losses = net([x], [target])
     assert isinstance(losses, dict) and "loss_mask" in losses

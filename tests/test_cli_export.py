@@ -35,9 +35,14 @@ def test_to_coco_of_a_result():
     labels = np.zeros((6, 8), np.int32)
     labels[1:3, 1:4] = 1
     labels[4:6, 5:8] = 2
-    res = SegmentationResult(labels=labels, refined=None, class_ids=np.array([3, 5]),
-                             class_names=["rosette", "weed"], scores=np.array([0.9, 0.6], np.float32),
-                             boxes=np.zeros((2, 4), np.float32))
+    res = SegmentationResult(
+        labels=labels,
+        refined=None,
+        class_ids=np.array([3, 5]),
+        class_names=["rosette", "weed"],
+        scores=np.array([0.9, 0.6], np.float32),
+        boxes=np.zeros((2, 4), np.float32),
+    )
     coco = to_coco(res, file_name="a.png")
     assert coco["images"] == [{"id": 1, "width": 8, "height": 6, "file_name": "a.png"}]
     assert {c["id"]: c["name"] for c in coco["categories"]} == {3: "rosette", 5: "weed"}
@@ -78,8 +83,9 @@ def test_cli_reports_bad_files_and_keeps_going(tmp_path, scene, capsys):
     image, _, _ = scene
     Image.fromarray(image[:64, :64]).save(tmp_path / "ok.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    rc = cli.main(["segment", str(tmp_path / "bad.png"), str(tmp_path / "ok.png"), "--no-crf",
-                   "--out", str(tmp_path / "o")])
+    rc = cli.main(
+        ["segment", str(tmp_path / "bad.png"), str(tmp_path / "ok.png"), "--no-crf", "--out", str(tmp_path / "o")]
+    )
     assert rc == 1
     assert "bad.png: FAILED" in capsys.readouterr().err
     (failure,) = [json.loads(line) for line in (tmp_path / "o" / "failures.jsonl").read_text().splitlines()]

@@ -34,6 +34,7 @@ REFERENCE = Path(__file__).parent / "data" / "pydensecrf"
 def P(backend: str, **fields) -> CRFParams:
     return CRFParams(backend=backend, **fields)
 
+
 # ------------------------------------------------------------ scene helpers
 
 
@@ -61,7 +62,7 @@ def random_blade(shape, rng, width: float, length=(80, 160), spread=(0.25, 0.75)
     step = rng.uniform(*length) / n
     start = np.array([rng.uniform(*spread) * shape[0], rng.uniform(*spread) * shape[1]])
     pts = start + np.cumsum(np.stack([np.sin(ang), np.cos(ang)], 1) * step, 0)
-    pts -= (pts.mean(0) - start)  # centre it
+    pts -= pts.mean(0) - start  # centre it
     return stroke(shape, pts, width)
 
 
@@ -358,7 +359,10 @@ def test_ids_follow_input_order_and_read_only_inputs_work(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_no_instances_gives_background(backend):
     image = np.zeros((30, 40, 3), np.uint8)
-    for labels in (refine_instances(image, np.zeros((0, 30, 40)), params=P(backend)), instances_to_labels(np.zeros((0, 30, 40)))):
+    for labels in (
+        refine_instances(image, np.zeros((0, 30, 40)), params=P(backend)),
+        instances_to_labels(np.zeros((0, 30, 40))),
+    ):
         assert labels.shape == (30, 40) and labels.dtype == np.int32 and not labels.any()
 
 

@@ -66,8 +66,12 @@ def test_gather_path_equals_sparse_path():
         assert not dense.sparse and sparse.m == dense.m
         values = torch.rand(f.shape[0], 3, generator=torch.Generator().manual_seed(0))
         for c in (1, 3):
-            np.testing.assert_allclose(sparse.filter(values[:, :c].contiguous()), dense.filter(values[:, :c].contiguous()),
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                sparse.filter(values[:, :c].contiguous()),
+                dense.filter(values[:, :c].contiguous()),
+                rtol=1e-5,
+                atol=1e-6,
+            )
 
 
 @needs_pydensecrf

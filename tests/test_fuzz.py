@@ -70,9 +70,19 @@ def images(draw, max_side: int = 40):
         st.sampled_from(["hw", "hw1", "hw2", "hw3", "hw4", "1hw", "3hw", "4hw", "hw5", "6hw", "h", "thw3", "0w3"])
     )
     shape = {
-        "hw": (h, w), "hw1": (h, w, 1), "hw2": (h, w, 2), "hw3": (h, w, 3), "hw4": (h, w, 4),
-        "1hw": (1, h, w), "3hw": (3, h, w), "4hw": (4, h, w), "hw5": (h, w, 5), "6hw": (6, h, w),
-        "h": (h,), "thw3": (2, h, w, 3), "0w3": (0, w, 3),
+        "hw": (h, w),
+        "hw1": (h, w, 1),
+        "hw2": (h, w, 2),
+        "hw3": (h, w, 3),
+        "hw4": (h, w, 4),
+        "1hw": (1, h, w),
+        "3hw": (3, h, w),
+        "4hw": (4, h, w),
+        "hw5": (h, w, 5),
+        "6hw": (6, h, w),
+        "h": (h,),
+        "thw3": (2, h, w, 3),
+        "0w3": (0, w, 3),
     }[layout]
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))
     elements = hnp.from_dtype(dtype, allow_nan=True, allow_infinity=True) if dtype.kind == "f" else None
@@ -116,11 +126,30 @@ PARAMS = {
     ),
     "crf": tagged("ok", ("crf",), True, False),
     "crf_params": st.one_of(
-        tagged("ok", CRF_FIELDS, None, {}, {"iterations": 1}, {"iterations": 0, "backend": "torch"},
-               {"band": [0.2, 0.8], "iterations": 1}),
-        tagged("bad", CRF_FIELDS, {"iterations": -1}, {"band": (0.1,)}, {"nope": 1}, "fast", 3,
-               {"gaussian_sxy": "3"}, {"band": (0.9, 0.1)}, {"backend": "gpu"}, {"unary_weight": math.nan},
-               {"iterations": 2.5}, {"padding": -3}),
+        tagged(
+            "ok",
+            CRF_FIELDS,
+            None,
+            {},
+            {"iterations": 1},
+            {"iterations": 0, "backend": "torch"},
+            {"band": [0.2, 0.8], "iterations": 1},
+        ),
+        tagged(
+            "bad",
+            CRF_FIELDS,
+            {"iterations": -1},
+            {"band": (0.1,)},
+            {"nope": 1},
+            "fast",
+            3,
+            {"gaussian_sxy": "3"},
+            {"band": (0.9, 0.1)},
+            {"backend": "gpu"},
+            {"unary_weight": math.nan},
+            {"iterations": 2.5},
+            {"padding": -3},
+        ),
     ),
     "tile_size": st.one_of(
         tagged("ok", ("tile_size",), None, "auto", 64, 96),
@@ -237,8 +266,14 @@ def test_segment_one_parameter_at_a_time(tiny_model, name, data):
 @given(image=images(max_side=32), crf=st.booleans(), merge=st.booleans())
 def test_segment_with_the_bundled_model(image, crf, merge):
     arr, hw = image
-    run_segment(arr, hw, {"crf": crf, "merge_classes": merge, "crf_params": {"iterations": 1} if crf else None},
-                [], [], "garden")
+    run_segment(
+        arr,
+        hw,
+        {"crf": crf, "merge_classes": merge, "crf_params": {"iterations": 1} if crf else None},
+        [],
+        [],
+        "garden",
+    )
 
 
 # -- refine_instances -------------------------------------------------------------------------
@@ -298,8 +333,12 @@ def test_refine_instances_any_input(data):
     else:
         extra = ()
     if isinstance(params, dict):
-        params = {**params, "iterations": min(params.get("iterations", 1), 2) if isinstance(
-            params.get("iterations", 1), int) else params["iterations"]}
+        params = {
+            **params,
+            "iterations": min(params.get("iterations", 1), 2)
+            if isinstance(params.get("iterations", 1), int)
+            else params["iterations"],
+        }
     try:
         labels = gs.refine_instances(arr, masks, scores, params=params, mask_threshold=threshold)
     except Exception as exc:  # noqa: BLE001
@@ -353,12 +392,18 @@ def results(draw):
 @settings(FUZZ, max_examples=80)
 @given(
     result=results(),
-    class_names=st.one_of(tagged("ok", ("class_names",), None, ["__background__", "weed"], ("bg", "weed", "x")),
-                          tagged("bad", ("class_names",), "weed", 5, [None, 3])),
-    image_id=st.one_of(tagged("ok", ("image_id",), 1, 7, 0), tagged("either", ("image_id",), -1, True),
-                       tagged("bad", ("image_id",), "x", 1.5, None)),
-    file_name=st.one_of(tagged("ok", ("file_name",), None, "a.png", "dir/ü.tif"),
-                        tagged("bad", ("file_name",), 3, b"a.png", ["a"])),
+    class_names=st.one_of(
+        tagged("ok", ("class_names",), None, ["__background__", "weed"], ("bg", "weed", "x")),
+        tagged("bad", ("class_names",), "weed", 5, [None, 3]),
+    ),
+    image_id=st.one_of(
+        tagged("ok", ("image_id",), 1, 7, 0),
+        tagged("either", ("image_id",), -1, True),
+        tagged("bad", ("image_id",), "x", 1.5, None),
+    ),
+    file_name=st.one_of(
+        tagged("ok", ("file_name",), None, "a.png", "dir/ü.tif"), tagged("bad", ("file_name",), 3, b"a.png", ["a"])
+    ),
     refined=tagged("ok", ("refined",), True, False),
 )
 def test_to_coco_any_input(result, class_names, image_id, file_name, refined):
@@ -386,8 +431,13 @@ def test_to_coco_any_input(result, class_names, image_id, file_name, refined):
 
 
 @settings(FUZZ, max_examples=60)
-@given(result=results(), class_names=st.sampled_from([None, ["__background__", "weed"], ("bg", "weed", "x")]),
-       image_id=st.integers(0, 10**6), file_name=st.one_of(st.none(), st.text(max_size=20)), refined=st.booleans())
+@given(
+    result=results(),
+    class_names=st.sampled_from([None, ["__background__", "weed"], ("bg", "weed", "x")]),
+    image_id=st.integers(0, 10**6),
+    file_name=st.one_of(st.none(), st.text(max_size=20)),
+    refined=st.booleans(),
+)
 def test_to_coco_of_any_result(result, class_names, image_id, file_name, refined):
     """Every result segment() can return (any size, 0..N instances, with or without CRF) exports."""
     res, status = result
@@ -414,8 +464,13 @@ def cli_files(tmp_path_factory, tiny_model):
     from napari_gardenseg._models import save_checkpoint
 
     root = tmp_path_factory.mktemp("cli_fuzz")
-    ck = save_checkpoint(tiny_model.net, root / "tiny.pt", class_names=tiny_model.class_names,
-                         arch="garden_small", arch_kwargs={"min_size": 64, "max_size": 96})
+    ck = save_checkpoint(
+        tiny_model.net,
+        root / "tiny.pt",
+        class_names=tiny_model.class_names,
+        arch="garden_small",
+        arch_kwargs={"min_size": 64, "max_size": 96},
+    )
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(root / "a.png")
     Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(root / "grey.png")
@@ -433,15 +488,31 @@ VALUES = st.sampled_from(["0.5", "0", "1", "-1", "nan", "inf", "abc", "", "auto"
 def test_cli_any_arguments(cli_files, tmp_path_factory, data, capsys):
     root, ck = cli_files
     out = tmp_path_factory.mktemp("out")
-    files = data.draw(st.lists(st.sampled_from(["a.png", "grey.png", "b.tif", "stack.tif", "notes.png", "missing.png"]),
-                               min_size=0, max_size=3), label="files")
+    files = data.draw(
+        st.lists(
+            st.sampled_from(["a.png", "grey.png", "b.tif", "stack.tif", "notes.png", "missing.png"]),
+            min_size=0,
+            max_size=3,
+        ),
+        label="files",
+    )
     argv = ["segment", *(str(root / f) for f in files), "--model", str(ck), "--device", "cpu", "--out", str(out)]
-    options = ["--score-threshold", "--mask-threshold", "--classes", "--crf-iterations", "--tile-size",
-               "--tile-overlap", "--scale", "--crf-backend"]
+    options = [
+        "--score-threshold",
+        "--mask-threshold",
+        "--classes",
+        "--crf-iterations",
+        "--tile-size",
+        "--tile-overlap",
+        "--scale",
+        "--crf-backend",
+    ]
     for opt in data.draw(st.lists(st.sampled_from(options), max_size=3, unique=True), label="options"):
         argv += [opt, data.draw(VALUES, label=opt)]
-    argv += data.draw(st.lists(st.sampled_from(["--no-crf", "--merge-classes", "--coco", "--overwrite"]),
-                               max_size=2, unique=True), label="flags")
+    argv += data.draw(
+        st.lists(st.sampled_from(["--no-crf", "--merge-classes", "--coco", "--overwrite"]), max_size=2, unique=True),
+        label="flags",
+    )
     if data.draw(st.booleans(), label="crf iterations 1") and "--crf-iterations" not in argv:
         argv += ["--crf-iterations", "1"]
     try:

@@ -28,14 +28,17 @@ def test_wider_types_are_divided_by_the_range_that_holds_them():
     np.testing.assert_allclose(to_rgb_float(np.array([[70000, 80000]], np.uint32))[0, :, 0], [0, 1])
 
 
-@pytest.mark.parametrize("copy", [
-    lambda u8: u8.astype(np.uint16) * 257,  # skimage.util.img_as_uint
-    lambda u8: u8.astype(np.float32),
-    lambda u8: u8.astype(np.float64) / 255,  # skimage.util.img_as_float
-    lambda u8: u8.astype(np.float32) / np.float32(255),
-    lambda u8: u8.astype(np.int64),
-    lambda u8: u8.astype(np.uint16),
-])
+@pytest.mark.parametrize(
+    "copy",
+    [
+        lambda u8: u8.astype(np.uint16) * 257,  # skimage.util.img_as_uint
+        lambda u8: u8.astype(np.float32),
+        lambda u8: u8.astype(np.float64) / 255,  # skimage.util.img_as_float
+        lambda u8: u8.astype(np.float32) / np.float32(255),
+        lambda u8: u8.astype(np.int64),
+        lambda u8: u8.astype(np.uint16),
+    ],
+)
 def test_copies_of_an_8bit_image_give_the_same_floats(copy):
     u8 = np.random.default_rng(3).integers(2, 127, (6, 7, 3), dtype=np.uint8)  # a dim scene: 2..126
     np.testing.assert_array_equal(to_rgb_float(copy(u8)), to_rgb_float(u8))

@@ -25,6 +25,7 @@ from napari_gardenseg._results import SegmentationResult  # noqa: E402
 
 # -- a fake segment(): one or two square instances per plane -------------------------
 
+
 def fake_result(plane, n=2, crf=False):
     h, w = plane.shape[:2]
     labels = np.zeros((h, w), np.int32)
@@ -82,6 +83,7 @@ def rgb(h=48, w=64, seed=0):
 
 
 # -- plane_source --------------------------------------------------------------------
+
 
 def test_plane_source_rgb_2d_keeps_geometry():
     layer = Image(rgb(), name="photo", scale=(0.5, 0.25), translate=(10, 20), units=("um", "um"))
@@ -160,6 +162,7 @@ def test_plane_source_rejects_what_cannot_be_segmented(make, message):
 
 # -- run_planes ----------------------------------------------------------------------
 
+
 def test_stack_ids_are_unique_across_planes(fake_segment):
     layer = Image(np.stack([rgb(seed=i) for i in range(3)]), rgb=True)
     out = fake_run(plane_source(layer, stack=True), fake_segment)
@@ -198,6 +201,7 @@ def test_run_planes_reports_progress_and_cancels_between_planes(fake_segment):
 
 
 # -- write_layers --------------------------------------------------------------------
+
 
 @pytest.fixture
 def viewer():
@@ -274,6 +278,7 @@ def test_no_instances_gives_empty_layers(viewer, fake_segment):
 
 
 # -- segment_layer (the console entry point) with the bundled model ------------------
+
 
 def test_segment_layer_end_to_end_with_the_bundled_model(scene):
     image, _, _ = scene

@@ -21,9 +21,7 @@ PACKAGE_COPY = ROOT / "src" / "napari_gardenseg" / "napari.yaml"
 def test_manifest_is_valid():
     pm = npe2.PluginManifest.from_file(MANIFEST)
     assert pm.name == "napari-gardenseg"
-    result = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True
-    )
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

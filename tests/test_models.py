@@ -67,8 +67,13 @@ def _garden_net(n=3):
 
 def test_project_checkpoint_round_trip(tmp_path):
     net = _garden_net(3)
-    path = save_checkpoint(net, tmp_path / "m.pt", class_names=["__background__", "a", "b"],
-                           arch="garden_small", meta={"crf": {"iterations": 3}})
+    path = save_checkpoint(
+        net,
+        tmp_path / "m.pt",
+        class_names=["__background__", "a", "b"],
+        arch="garden_small",
+        meta={"crf": {"iterations": 3}},
+    )
     model = load_model(path, device="cpu")
     assert model.class_names == ["__background__", "a", "b"]
     assert model.meta["crf"] == {"iterations": 3}
@@ -153,8 +158,13 @@ def test_public_names_are_lazy_and_complete():
 def test_checkpoint_rebuilds_its_architecture_options(tmp_path):
     torch.manual_seed(0)
     net = garden_small(num_classes=2, mask_roi_size=28)
-    path = save_checkpoint(net, tmp_path / "m.pt", class_names=["__background__", "a"], arch="garden_small",
-                           arch_kwargs={"mask_roi_size": 28})
+    path = save_checkpoint(
+        net,
+        tmp_path / "m.pt",
+        class_names=["__background__", "a"],
+        arch="garden_small",
+        arch_kwargs={"mask_roi_size": 28},
+    )
     model = load_model(path, device="cpu")
     assert model.net.roi_heads.mask_roi_pool.output_size == (28, 28)
     with torch.no_grad():

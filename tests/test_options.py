@@ -13,7 +13,13 @@ def test_defaults_and_repr():
     assert DEFAULT_MODEL == "garden"
     o = SegmentOptions()
     assert (o.score_threshold, o.mask_threshold, o.classes, o.scale, o.tile_size, o.tile_overlap) == (
-        0.5, 0.5, None, None, None, None)
+        0.5,
+        0.5,
+        None,
+        None,
+        None,
+        None,
+    )
     assert (o.merge_classes, o.crf, o.crf_params, o.device, o.vegetation) == (False, True, None, "auto", "auto")
     assert repr(o) == "SegmentOptions()" and o.changed() == {}
     changed = SegmentOptions(score_threshold=0.3, crf=False)
@@ -56,7 +62,9 @@ def test_each_bad_value_is_named(kwargs, error, match):
 
 
 def test_unknown_option_names_list_the_options():
-    with pytest.raises(TypeError, match="unknown segmentation option 'score_treshold'; the options are score_threshold"):
+    with pytest.raises(
+        TypeError, match="unknown segmentation option 'score_treshold'; the options are score_threshold"
+    ):
         SegmentOptions.from_kwargs(score_treshold=0.5)
 
 
@@ -65,7 +73,10 @@ def test_the_cli_help_shows_the_declared_defaults():
     defaults = {a.dest: a.default for a in segment._actions}
     assert defaults["model"] == DEFAULT_MODEL
     assert (defaults["score_threshold"], defaults["mask_threshold"], defaults["device"]) == (
-        DEFAULTS.score_threshold, DEFAULTS.mask_threshold, DEFAULTS.device)
+        DEFAULTS.score_threshold,
+        DEFAULTS.mask_threshold,
+        DEFAULTS.device,
+    )
 
 
 def test_a_missing_cuda_device_gets_one_message_on_every_path(monkeypatch):
@@ -84,4 +95,6 @@ def test_a_missing_cuda_device_gets_one_message_on_every_path(monkeypatch):
         with pytest.raises(DeviceError) as info:
             call()
         messages.append(str(info.value))
-    assert messages[0] == messages[1] == "device 'cuda' was asked for but CUDA is not available here; use 'cpu' or 'auto'"
+    assert (
+        messages[0] == messages[1] == "device 'cuda' was asked for but CUDA is not available here; use 'cpu' or 'auto'"
+    )

@@ -80,8 +80,14 @@ def test_modes_that_no_file_holds():
     rgb = np.random.default_rng(1).integers(0, 256, (5, 6, 3), dtype=np.uint8)
     base = Image.fromarray(rgb)
     for mode in ("HSV", "LAB", "PA", "RGBX", "RGBa"):
-        im = base.convert(mode) if mode != "LAB" else ImageCms.applyTransform(
-            base, ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"))
+        im = (
+            base.convert(mode)
+            if mode != "LAB"
+            else ImageCms.applyTransform(
+                base,
+                ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"),
+            )
+        )
         data, applied = _pillow_pixels(im)
         np.testing.assert_array_equal(data, np.asarray(im.convert("RGB")))
         assert applied["converted"] == f"{mode} -> RGB"
@@ -104,16 +110,33 @@ def _linear_rgb_profile(description="linear RGB (test)") -> bytes:
     text = description.encode("ascii") + b"\0"
     desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 78
     curve = b"curv" + b"\0" * 4 + struct.pack(">I", 0)  # no points: the identity curve
-    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
-            (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)), (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
-            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+        (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)),
+        (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
     offset = 128 + 4 + 12 * len(tags)
     table, data = b"", b""
     for sig, body in tags:
         table += sig + struct.pack(">II", offset + len(data), len(body))
         data += body + b"\0" * (-len(body) % 4)
-    header = (struct.pack(">I", offset + len(data)) + b"\0" * 4 + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
-              + b"\0" * 12 + b"acsp" + b"\0" * 28 + s15(0.9642) + s15(1.0) + s15(0.8249))
+    header = (
+        struct.pack(">I", offset + len(data))
+        + b"\0" * 4
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 28
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+    )
     return header + b"\0" * (128 - len(header)) + struct.pack(">I", len(tags)) + table + data
 
 
@@ -196,7 +219,7 @@ def test_unknown_axes_are_an_error_that_says_what_to_do(tmp_path):
 
 
 def test_tiff_photometric_and_bit_depth(tmp_path):
-    g = (np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
+    g = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     tifffile.imwrite(tmp_path / "mw.tif", g, photometric="miniswhite")
     with Image.open(tmp_path / "mw.tif") as ref:
         np.testing.assert_array_equal(read_image(tmp_path / "mw.tif").data, np.asarray(ref))  # 0 is white
@@ -215,8 +238,12 @@ def test_zarr_axes(tmp_path):
     frames = _frames(2)
     group = zarr.open_group(str(tmp_path / "ome.zarr"), mode="w")
     group.create_array("0", shape=frames.shape, dtype=frames.dtype)[...] = frames
-    group.attrs["multiscales"] = [{"axes": [{"name": "t", "type": "time"}, {"name": "y", "type": "space"},
-                                            {"name": "x", "type": "space"}], "datasets": [{"path": "0"}]}]
+    group.attrs["multiscales"] = [
+        {
+            "axes": [{"name": "t", "type": "time"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+            "datasets": [{"path": "0"}],
+        }
+    ]
     f = read_image(tmp_path / "ome.zarr")
     assert f.axes == "TYX" and f.n_planes == 2
     np.testing.assert_array_equal(np.asarray(f.plane((1,))), frames[1])

@@ -56,8 +56,14 @@ def stub_predictor(truth: np.ndarray):
                 offsets.append((y0 + sl[0].start, x0 + sl[1].start))
                 scores.append(0.5 + 0.4 * ((lab * 7919) % 97) / 97)  # distinct per object, same in every tile
                 boxes.append((x0 + sl[1].start, y0 + sl[0].start, x0 + sl[1].stop, y0 + sl[0].stop))
-        return Instances(masks, np.reshape(offsets, (-1, 2)), scores, np.ones(len(masks)), np.reshape(boxes, (-1, 4)),
-                         image_shape or (h, w))
+        return Instances(
+            masks,
+            np.reshape(offsets, (-1, 2)),
+            scores,
+            np.ones(len(masks)),
+            np.reshape(boxes, (-1, 4)),
+            image_shape or (h, w),
+        )
 
     return predict
 
@@ -145,7 +151,10 @@ def test_merge_is_exact_with_a_stub_detector(monkeypatch):
     assert res.meta["tiles"] == 12
     # objects straddle borders and corners: check the scene really makes that case
     windows = res.meta["tile_windows"]
-    spans = [sum(1 for (y0, x0, y1, x1) in windows if (truth[y0:y1, x0:x1] == lab).any()) for lab in range(1, truth.max() + 1)]
+    spans = [
+        sum(1 for (y0, x0, y1, x1) in windows if (truth[y0:y1, x0:x1] == lab).any())
+        for lab in range(1, truth.max() + 1)
+    ]
     assert max(spans) >= 4 and sum(s >= 2 for s in spans) >= 10
     assert len(res) == truth.max()
     assert same_partition(res.labels, truth), "an object was split at a seam or two were merged"
@@ -158,8 +167,10 @@ def test_merge_keeps_touching_objects_apart():
     truth[30:70, 100:140] = 2
     tiles = [Tile(0, (0, 0, 100, 120)), Tile(1, (0, 80, 100, 200))]
     predict = stub_predictor(truth)
-    per_tile = [predict(None, np.zeros((y1 - y0, x1 - x0, 3)), offset=(y0, x0), image_shape=truth.shape)
-                for (y0, x0, y1, x1) in (t.window for t in tiles)]
+    per_tile = [
+        predict(None, np.zeros((y1 - y0, x1 - x0, 3)), offset=(y0, x0), image_shape=truth.shape)
+        for (y0, x0, y1, x1) in (t.window for t in tiles)
+    ]
     assert [len(p) for p in per_tile] == [2, 2]
     merged = merge_tiles(per_tile, tiles)
     assert len(merged) == 2

@@ -154,7 +154,9 @@ def test_candidate_pairs_by_name_then_shape():
     by_shape = Labels(np.zeros((60, 60), int), name="drawn")
     unsure = Labels(np.zeros((40, 50), int), name="other")
     lonely = Labels(np.zeros((7, 7), int), name="lonely")
-    got = [(im.name, lab.name, sure) for im, lab, sure in candidate_pairs([a, a2, b], [by_name, by_shape, unsure, lonely])]
+    got = [
+        (im.name, lab.name, sure) for im, lab, sure in candidate_pairs([a, a2, b], [by_name, by_shape, unsure, lonely])
+    ]
     assert got == [
         ("a2", "a2 masks", True),
         ("b", "drawn", True),
@@ -421,7 +423,9 @@ def test_widget_settings_reach_train(make_napari_viewer, qtbot, tmp_path, regist
 
 
 @pytest.mark.gui
-def test_widget_unexpected_error_keeps_its_traceback(make_napari_viewer, qtbot, tmp_path, registry, monkeypatch, caplog):
+def test_widget_unexpected_error_keeps_its_traceback(
+    make_napari_viewer, qtbot, tmp_path, registry, monkeypatch, caplog
+):
     import logging
 
     from napari.utils.notifications import ErrorNotification, notification_manager

@@ -35,8 +35,16 @@ def test_fine_tuning_lowers_loss_and_round_trips(tmp_path, two_scenes):
     # rename the classes: new predictor heads, as in torchvision's fine-tuning recipe
     renamed = [(im, lab, {k: f"my_{v}" for k, v in cls.items()}) for im, lab, cls in two_scenes]
     seen = []
-    path = train(renamed, base="garden", iterations=25, output=tmp_path / "ft.pt", device="cpu",
-                 crop=128, lr=2e-3, progress=lambda f, m: seen.append((f, m)))
+    path = train(
+        renamed,
+        base="garden",
+        iterations=25,
+        output=tmp_path / "ft.pt",
+        device="cpu",
+        crop=128,
+        lr=2e-3,
+        progress=lambda f, m: seen.append((f, m)),
+    )
     model = load_model(path, device="cpu")
     wanted = sorted({v for _, _, c in renamed for v in c.values()})
     assert model.class_names == ["__background__", *wanted]
@@ -70,8 +78,16 @@ def test_cancel_stops_early_and_keeps_the_work(tmp_path, two_scenes):
         if fraction >= 2 / 10:
             ev.set()
 
-    path = train(two_scenes, base="garden", iterations=10, output=tmp_path / "c.pt", device="cpu",
-                 crop=96, progress=progress, cancel=ev)
+    path = train(
+        two_scenes,
+        base="garden",
+        iterations=10,
+        output=tmp_path / "c.pt",
+        device="cpu",
+        crop=96,
+        progress=progress,
+        cancel=ev,
+    )
     assert load_model(path, device="cpu").meta["training"]["iterations"] == 2
     ev2 = threading.Event()
     ev2.set()
@@ -109,8 +125,15 @@ def test_refuses_an_existing_output_before_training(tmp_path, two_scenes):
     target.write_bytes(b"a user's model")
     seen = []
     with pytest.raises(OutputExistsError, match="overwrite"):
-        train(two_scenes, base="garden", iterations=2, output=target, device="cpu", crop=96,
-              progress=lambda f, m: seen.append(f))
+        train(
+            two_scenes,
+            base="garden",
+            iterations=2,
+            output=target,
+            device="cpu",
+            crop=96,
+            progress=lambda f, m: seen.append(f),
+        )
     assert seen == []  # refused before the first iteration
     assert target.read_bytes() == b"a user's model"
     path = train(two_scenes, base="garden", iterations=1, output=target, device="cpu", crop=96, overwrite=True)
@@ -155,8 +178,9 @@ def test_garden_mobilenet_builds_trains_and_round_trips(tmp_path):
         out = net([torch.rand(3, 80, 96)])[0]
     assert out["masks"].shape[1:] == (1, 80, 96)
 
-    path = save_checkpoint(net, tmp_path / "m.pt", class_names=list(index), arch="garden_mobilenet",
-                           arch_kwargs={"frozen_blocks": 4})
+    path = save_checkpoint(
+        net, tmp_path / "m.pt", class_names=list(index), arch="garden_mobilenet", arch_kwargs={"frozen_blocks": 4}
+    )
     model = load_model(path, device="cpu")
     assert model.arch == "garden_mobilenet" and model.class_names == list(index)
     sd = model.net.state_dict()
@@ -174,11 +198,17 @@ def test_training_scale_matches_inference():
     from napari_gardenseg._scale import estimate_scale
 
     assert _zoom_for("auto", image, net, {"blob_size_px": 30.0}) == pytest.approx(
-        estimate_scale(image, type("M", (), {"meta": {"blob_size_px": 30.0}})()))
+        estimate_scale(image, type("M", (), {"meta": {"blob_size_px": 30.0}})())
+    )
     for bad in (0, -1, "big", True, 100):
         with pytest.raises(ValueError, match="scale"):
-            train([(image, np.ones((256, 256), np.int32), "x")], iterations=1, scale=bad, device="cpu",
-                  output="never-written.pt")
+            train(
+                [(image, np.ones((256, 256), np.int32), "x")],
+                iterations=1,
+                scale=bad,
+                device="cpu",
+                output="never-written.pt",
+            )
 
 
 def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_scenes, monkeypatch):
@@ -199,8 +229,16 @@ def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_
         return out
 
     monkeypatch.setattr(_training, "fit", spy_fit)
-    path = train(two_scenes, base="garden", iterations=2, output=tmp_path / "a.pt", device="cpu", crop=96,
-                 roi_batch=64, frozen_blocks=7)
+    path = train(
+        two_scenes,
+        base="garden",
+        iterations=2,
+        output=tmp_path / "a.pt",
+        device="cpu",
+        crop=96,
+        roi_batch=64,
+        frozen_blocks=7,
+    )
     assert seen["roi_batch"] == 64 and seen["after"] == 128  # the model's own sampler again
     assert seen["trainable"][:7] == [False] * 7 and all(seen["trainable"][7:])
     info = load_model(path, device="cpu").meta["training"]

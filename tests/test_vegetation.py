@@ -48,8 +48,9 @@ def _photo(discs, shape=(160, 240), noise=0.02, seed=0, colours=None):
 
 def _instances(masks, scores, shape, class_id=1):
     """Model-like instances from full-frame soft masks (the test's stand-in for the detector)."""
-    return Instances.from_dense(np.stack(masks).astype(np.float32), np.asarray(scores, np.float32),
-                                np.full(len(masks), class_id), floor=0.0)
+    return Instances.from_dense(
+        np.stack(masks).astype(np.float32), np.asarray(scores, np.float32), np.full(len(masks), class_id), floor=0.0
+    )
 
 
 def _iou(a, b):
@@ -69,8 +70,11 @@ def test_indices_follow_their_published_formulas():
     r, g, b = px[..., 0] / total, px[..., 1] / total, px[..., 2] / total
     np.testing.assert_allclose(excess_green(px), 2 * g - r - b, rtol=1e-6)
     np.testing.assert_allclose(excess_green_minus_red(px), (2 * g - r - b) - (1.4 * r - g), rtol=1e-6)
-    np.testing.assert_allclose(cive(px), -(0.441 * px[..., 0] * 255 - 0.811 * px[..., 1] * 255
-                                           + 0.385 * px[..., 2] * 255 + 18.78745), rtol=1e-5)
+    np.testing.assert_allclose(
+        cive(px),
+        -(0.441 * px[..., 0] * 255 - 0.811 * px[..., 1] * 255 + 0.385 * px[..., 2] * 255 + 18.78745),
+        rtol=1e-5,
+    )
     assert excess_green(px)[0, 0] > 0.3 > excess_green(px)[0, 1]  # the green pixel, not the brown one
 
 
@@ -192,8 +196,15 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
 
     def result(sources):
         n = len(sources)
-        return SegmentationResult(labels, None, np.ones(n, np.int64), ["plant"] * n, np.linspace(0.9, 0.1, n),
-                                  np.zeros((n, 4), np.float32), sources=sources)
+        return SegmentationResult(
+            labels,
+            None,
+            np.ones(n, np.int64),
+            ["plant"] * n,
+            np.linspace(0.9, 0.1, n),
+            np.zeros((n, 4), np.float32),
+            sources=sources,
+        )
 
     hint = adapt_hint([result(["model", "colour", "colour", "colour", "colour"])])
     assert hint is not None and "1 plants" in hint and "4 more" in hint and "Adapt to these photos" in hint

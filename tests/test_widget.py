@@ -91,7 +91,12 @@ def test_defaults_and_members(garden):
     for name in ("score_threshold", "mask_threshold", "boxes", "cancel", "status", "merge_classes"):
         assert getattr(w, name) is not None
     assert (w.tile_mode.value, w.scale_mode.value, w.merge_classes.value) == ("off", "model", False)
-    assert w.crf_settings.backend.value == "auto" and set(w.crf_settings.backend.choices) == {"auto", "numba", "torch", "pydensecrf"}
+    assert w.crf_settings.backend.value == "auto" and set(w.crf_settings.backend.choices) == {
+        "auto",
+        "numba",
+        "torch",
+        "pydensecrf",
+    }
     assert hidden(w.tile_size) and hidden(w.scale)  # shown only for "size in pixels" / "factor"
     w.tile_mode.value = "size"
     w.scale_mode.value = "factor"
@@ -138,7 +143,9 @@ def test_an_edited_layer_survives_a_rerun(garden, qtbot):
     np.testing.assert_array_equal(masks.data, painted)
     assert "garden masks [2]" in viewer.layers
     assert viewer.layers["garden masks [2]"].data.shape == (160, 192)
-    np.testing.assert_array_equal(viewer.layers["garden masks [2]"].data[masks.data != 99], masks.data[masks.data != 99])
+    np.testing.assert_array_equal(
+        viewer.layers["garden masks [2]"].data[masks.data != 99], masks.data[masks.data != 99]
+    )
 
 
 def test_cancel_stops_quickly_and_adds_no_layer(make_napari_viewer, qtbot, sample):
@@ -427,8 +434,21 @@ def test_widget_api_and_cli_give_the_same_labels(make_napari_viewer, qtbot, samp
 
     api = segment(crop, "garden", device="cpu")
     Image.fromarray(crop).save(tmp_path / "crop.png")
-    assert cli.main(["segment", str(tmp_path / "crop.png"), "--model", "garden", "--device", "cpu",
-                     "--out", str(tmp_path / "out")]) == 0
+    assert (
+        cli.main(
+            [
+                "segment",
+                str(tmp_path / "crop.png"),
+                "--model",
+                "garden",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     cli_masks = tifffile.imread(tmp_path / "out" / "crop_labels.tif")
     cli_crf = tifffile.imread(tmp_path / "out" / "crop_labels_crf.tif")
 

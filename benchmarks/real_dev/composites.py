@@ -116,8 +116,14 @@ def touching_set(n_images: int = 6, shape=(720, 960), seed: int = 0) -> list[dic
         kept = [i for i in range(1, n_plants + 1) if visible[i] >= 0.5 * full_area[i]]
         lut[kept] = np.arange(1, len(kept) + 1)
         labels = lut[labels]
-        out.append({"name": f"touching-{k}", "kind": "touching composites (AgIR plants on soil)",
-                    "rgb": canvas, "labels": labels})
+        out.append(
+            {
+                "name": f"touching-{k}",
+                "kind": "touching composites (AgIR plants on soil)",
+                "rgb": canvas,
+                "labels": labels,
+            }
+        )
     return out
 
 

@@ -43,16 +43,29 @@ def agir(name: str) -> dict:
     labels, _, _ = __import__("skimage.segmentation", fromlist=["x"]).relabel_sequential(labels)
     out = HERE / f"agir-{name}_labels.png"
     Image.fromarray(labels.astype(np.uint16)).save(out, optimize=True)
-    return {"name": f"agir-{name}", "image": str(photo.relative_to(REAL.parent)), "resize": list(size),
-            "labels": out.name, "instances": int(labels.max()), "kind": "pots (human-verified masks)"}
+    return {
+        "name": f"agir-{name}",
+        "image": str(photo.relative_to(REAL.parent)),
+        "resize": list(size),
+        "labels": out.name,
+        "instances": int(labels.max()),
+        "kind": "pots (human-verified masks)",
+    }
 
 
 def main():
     entries = [agir(p.name.replace("_original.jpg", "")) for p in sorted(AGIR.glob("*_original.jpg"))]
     tray = np.asarray(Image.open(REAL / "tray_labels_approx.png"))
-    entries.append({"name": "plantcv-tray", "image": "real/tray.jpg", "resize": None,
-                    "labels": "../../../shared/real/tray_labels_approx.png", "instances": int(len(np.unique(tray)) - 1),
-                    "kind": "tray (approximate, from excess green)"})
+    entries.append(
+        {
+            "name": "plantcv-tray",
+            "image": "real/tray.jpg",
+            "resize": None,
+            "labels": "../../../shared/real/tray_labels_approx.png",
+            "instances": int(len(np.unique(tray)) - 1),
+            "kind": "tray (approximate, from excess green)",
+        }
+    )
     (HERE / "manifest.json").write_text(json.dumps(entries, indent=1) + "\n")
     for e in entries:
         print(e["name"], e["instances"])

@@ -228,8 +228,9 @@ def adapt(
     report(0.0, "loading model")
     loaded = load_model(base, device=dev)
     net = copy.deepcopy(loaded.net).eval()  # never train the cached model in place
-    model = Model(net, list(loaded.class_names), dev, loaded.source, loaded.arch, dict(loaded.arch_kwargs),
-                  dict(loaded.meta))
+    model = Model(
+        net, list(loaded.class_names), dev, loaded.source, loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
+    )
     photos, names = [], []
     for i, item in enumerate(images):
         if _should_stop(cancel):
@@ -260,7 +261,8 @@ def adapt(
         reasons = sorted({m.reason for m in materials if not m.informative})
         raise ValueError(
             "found nothing to learn from in these photos: no plant-coloured component is a single plant and "
-            "the model is confident about none" + (f" ({'; '.join(reasons)})" if reasons else "")
+            "the model is confident about none"
+            + (f" ({'; '.join(reasons)})" if reasons else "")
             + ". adapt() needs top-down photos of plants on soil or another background of a different colour."
         )
     areas = np.array([p.area for m in materials for p in m.plants] or [64.0])
@@ -277,8 +279,10 @@ def adapt(
     index = {n: i for i, n in enumerate(model.class_names)}
     mix = _Mix(rng, materials, synthetic, model.class_names, seed)
     if not (mix.pseudo or (mix.plants and mix.soils) or mix.synth):
-        raise ValueError("the photos show too little bare ground to build training scenes on, and the model is "
-                         "confident about none of their plants; adapt() needs photos with soil between plants")
+        raise ValueError(
+            "the photos show too little bare ground to build training scenes on, and the model is "
+            "confident about none of their plants; adapt() needs photos with soil between plants"
+        )
     # training-time RoI sampling only (not saved): fewer RoIs make a CPU iteration cheaper
     net.roi_heads.fg_bg_sampler.batch_size_per_image = 64
     net.rpn._post_nms_top_n["training"] = 300
@@ -319,9 +323,22 @@ def adapt(
                 fraction = (time.perf_counter() - round_start) / max(round_end - round_start, 1e-6)
             report(f0 + (f1 - f0) * 0.85 * min(fraction, 1.0), f"round {r}: {message.split(' (')[0]}")
 
-        losses = fit(net, mix, index, cap, dev, rng=rng, lr=lr if r == 1 else lr / 2, warmup=min(20, cap // 5),
-                     batch_size=batch_size, crop=crop, scale_range=(0.8, 1.25), progress=tick, cancel=stop,
-                     schedule=schedule)
+        losses = fit(
+            net,
+            mix,
+            index,
+            cap,
+            dev,
+            rng=rng,
+            lr=lr if r == 1 else lr / 2,
+            warmup=min(20, cap // 5),
+            batch_size=batch_size,
+            crop=crop,
+            scale_range=(0.8, 1.25),
+            progress=tick,
+            cancel=stop,
+            schedule=schedule,
+        )
         done_total += len(losses)
         if _should_stop(cancel):
             stopped = "cancelled"
@@ -331,8 +348,15 @@ def adapt(
                 kept_round = r
             break
         measured = measure_agreement(model, check, cancel=None)
-        history.append({"round": r, "iterations": len(losses), "seconds": round(time.perf_counter() - round_start, 1),
-                        "loss_last": round(float(np.mean(losses[-20:])), 4) if losses else None, **measured})
+        history.append(
+            {
+                "round": r,
+                "iterations": len(losses),
+                "seconds": round(time.perf_counter() - round_start, 1),
+                "loss_last": round(float(np.mean(losses[-20:])), 4) if losses else None,
+                **measured,
+            }
+        )
         report(f0 + (f1 - f0) * 0.9, f"round {r}: agreement {measured['agreement']:.3f}")
         if on_round is not None:
             on_round(r, model)
@@ -372,15 +396,30 @@ def adapt(
         "draws": dict(mix.made),
         "minutes_budget": round(budget / 60, 2),
         "wall_seconds": round(time.perf_counter() - start, 1),
-        "settings": {"rounds": rounds, "iterations": iterations, "holdout": holdout, "synthetic": synthetic, "lr": lr,
-                     "batch_size": batch_size, "crop": crop, "seed": seed},
+        "settings": {
+            "rounds": rounds,
+            "iterations": iterations,
+            "holdout": holdout,
+            "synthetic": synthetic,
+            "lr": lr,
+            "batch_size": batch_size,
+            "crop": crop,
+            "seed": seed,
+        },
         "torch": str(torch.__version__),
     }
     meta = {k: v for k, v in loaded.meta.items() if k != "adapt"}
     meta["adapt"] = info
     report(0.98, "saving the model")
-    path = save_checkpoint(net, output, class_names=model.class_names, arch=loaded.arch,
-                           arch_kwargs=dict(loaded.arch_kwargs), meta=meta, overwrite=overwrite)
+    path = save_checkpoint(
+        net,
+        output,
+        class_names=model.class_names,
+        arch=loaded.arch,
+        arch_kwargs=dict(loaded.arch_kwargs),
+        meta=meta,
+        overwrite=overwrite,
+    )
     from ._files import atomic_write
 
     with atomic_write(report_path(path), overwrite, what="adapt report") as tmp:

@@ -1,4 +1,4 @@
-""""Adapt to these photos": run :func:`napari_gardenseg.adapt` on the viewer's image layers.
+""" "Adapt to these photos": run :func:`napari_gardenseg.adapt` on the viewer's image layers.
 
 No labels needed: the selected Image layers (2-D, grey or RGB; multiscale:
 full resolution) are the unlabelled photos. The run is a background job
@@ -33,8 +33,9 @@ def photo_of_layer(layer: Image):
     data = layer.data[0] if layer.multiscale else layer.data
     plane_dims = data.ndim - (1 if layer.rgb else 0)
     if plane_dims != 2:
-        raise ValueError(f"layer {layer.name!r} is not a 2-D photo (shape {tuple(data.shape)}); "
-                         "adapt learns from single photos")
+        raise ValueError(
+            f"layer {layer.name!r} is not a 2-D photo (shape {tuple(data.shape)}); adapt learns from single photos"
+        )
     return data
 
 
@@ -48,11 +49,20 @@ class AdaptWidget(Container):
 
         self._viewer = viewer
         self._job: Job | None = None
-        self.photos = Select(label="photos", choices=self._photo_choices, allow_multiple=True,
-                             tooltip="unlabelled photos of your field or garden (Image layers)")
+        self.photos = Select(
+            label="photos",
+            choices=self._photo_choices,
+            allow_multiple=True,
+            tooltip="unlabelled photos of your field or garden (Image layers)",
+        )
         self.base = LineEdit(label="start from", value="garden", tooltip="'garden' or a checkpoint path")
-        self.minutes = SpinBox(label="minutes (0: auto)", value=0, min=0, max=600,
-                               tooltip="time budget; auto: 5 + 0.5 per photo, at most 25")
+        self.minutes = SpinBox(
+            label="minutes (0: auto)",
+            value=0,
+            min=0,
+            max=600,
+            tooltip="time budget; auto: 5 + 0.5 per photo, at most 25",
+        )
         self.output = FileEdit(label="save as", mode="w", value=default_output(), filter="*.pt")
         self.run = PushButton(text="Adapt to these photos")
         self.cancel = PushButton(text="Cancel", enabled=False)
@@ -102,8 +112,15 @@ class AdaptWidget(Container):
         from ._adapt import adapt
 
         minutes = float(self.minutes.value) or None
-        job = Job(adapt, photos, self.base.value.strip() or "garden", minutes=minutes, output=output,
-                  overwrite=overwrite, desc="Adapting to the photos")
+        job = Job(
+            adapt,
+            photos,
+            self.base.value.strip() or "garden",
+            minutes=minutes,
+            output=output,
+            overwrite=overwrite,
+            desc="Adapting to the photos",
+        )
         job.on_progress = lambda f, msg, job=job: self._show(job, msg)
         job.on_done = lambda outcome, job=job: self._on_done(job, outcome)
         self._job = job

@@ -53,8 +53,9 @@ def match_f1(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> tuple[int, int, 
     return int(np.count_nonzero(ious > iou)), int(np.count_nonzero(area_a[1:])), int(np.count_nonzero(area_b[1:]))
 
 
-def make_check_set(rng, photos, size_range, model=None, n_scenes: int = 2, scene_size: int = 320,
-                   cancel=None) -> CheckSet:
+def make_check_set(
+    rng, photos, size_range, model=None, n_scenes: int = 2, scene_size: int = 320, cancel=None
+) -> CheckSet:
     """A :class:`CheckSet` from held-back uint8 photos: their single plants and ``n_scenes``
     composed scenes per photo that has soil and two singles or more.
 

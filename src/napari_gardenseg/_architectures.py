@@ -143,13 +143,25 @@ class MobileNetFPNBackbone(nn.Module):
 
 
 def garden_mobilenet(
-    num_classes: int, min_size: int = 512, max_size: int = 1024, fpn_channels: int = 96,
-    mask_roi_size: int = 28, frozen_blocks: int = 0,
+    num_classes: int,
+    min_size: int = 512,
+    max_size: int = 1024,
+    fpn_channels: int = 96,
+    mask_roi_size: int = 28,
+    frozen_blocks: int = 0,
 ) -> MaskRCNN:
     """MobileNetV2 + FPN Mask R-CNN with slim heads and 56x56 masks, ImageNet normalisation."""
     backbone = MobileNetFPNBackbone(fpn_channels=fpn_channels, frozen_blocks=frozen_blocks)
-    return _slim_maskrcnn(backbone, num_classes, min_size, max_size, fpn_channels, mask_roi_size,
-                          image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
+    return _slim_maskrcnn(
+        backbone,
+        num_classes,
+        min_size,
+        max_size,
+        fpn_channels,
+        mask_roi_size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+    )
 
 
 def load_imagenet_features(net: MaskRCNN, path) -> None:

@@ -121,8 +121,16 @@ def segment_files(
     files = [FileStatus(file=p, name=n, status="pending") for p, n in zip(paths, names)]
     # resume in the tasks: a finished file whose result was lost with its worker and is recomputed
     # by Dask finds its own complete outputs and keeps them (with overwrite it simply redoes them)
-    kwargs = dict(segment_options, coco=coco, write_overlay=write_overlay, overwrite=overwrite,
-                  resume=not overwrite, crf_overrides=crf_overrides, model_id=model_id, axes=axes)
+    kwargs = dict(
+        segment_options,
+        coco=coco,
+        write_overlay=write_overlay,
+        overwrite=overwrite,
+        resume=not overwrite,
+        crf_overrides=crf_overrides,
+        model_id=model_id,
+        axes=axes,
+    )
     wanted_options = _compared_options(segment_options, crf_overrides, axes)
     n_finished = 0
 
@@ -137,11 +145,19 @@ def segment_files(
         _append_failure(out, entry)
         finished(fs, f"{Path(fs.file).name}: FAILED: {fs.error}")
 
-    wanted = {"model": model_id, "options": wanted_options, "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)}}
+    wanted = {
+        "model": model_id,
+        "options": wanted_options,
+        "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
+    }
     todo = []
     for fs in files:
-        targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay,
-                                                 big=is_big_input(fs.file, axes))]
+        targets = [
+            out / f
+            for f in output_files(
+                fs.name, crf=crf, coco=coco, write_overlay=write_overlay, big=is_big_input(fs.file, axes)
+            )
+        ]
         verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
         if verdict == "run":
             todo.append(fs)
@@ -181,7 +197,7 @@ def _within(progress, done: int, total: int, label: str):
 
 
 def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):
-    """"run", "skip" (resume: done with the same input, model and options), or a failure entry."""
+    """ "run", "skip" (resume: done with the same input, model and options), or a failure entry."""
     path = Path(fs.file)
     if not (path.is_file() or (path.is_dir() and path.suffix.lower() == ".zarr")):
         return _failure(fs, FileNotFoundError(f"no such image file: {path}"), tb="")
@@ -193,9 +209,15 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
             fs.outputs = [str(out / f) for f in [*record.get("written", []), f"{fs.name}{RUN_SUFFIX}"]]
             return "skip"
         if not overwrite:
-            return _failure(fs, tb="", error_type="OutputExistsError", message=(
-                f"output {str(out / (fs.name + RUN_SUFFIX))!r} was made by another run ({why}); not replacing it. "
-                "Pass overwrite=True (--overwrite on the command line) to redo it."))
+            return _failure(
+                fs,
+                tb="",
+                error_type="OutputExistsError",
+                message=(
+                    f"output {str(out / (fs.name + RUN_SUFFIX))!r} was made by another run ({why}); not replacing it. "
+                    "Pass overwrite=True (--overwrite on the command line) to redo it."
+                ),
+            )
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         try:

@@ -120,8 +120,14 @@ def process_file(
     }
     if resume and _is_done(out, name, record):
         done = read_run_record(out, name)
-        return {"file": str(path), "name": name, "instances": done.get("instances"), "seconds": 0.0,
-                "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"], "reused": True}
+        return {
+            "file": str(path),
+            "name": name,
+            "instances": done.get("instances"),
+            "seconds": 0.0,
+            "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"],
+            "reused": True,
+        }
     big = is_big_input(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, big=big)]
     for target in targets:  # fail before the work, not after it
@@ -135,7 +141,10 @@ def process_file(
     t0 = time.perf_counter()
     loaded = _model(model, segment_options.get("device", "auto"), record["model"])
     if crf_overrides:
-        segment_options = {**segment_options, "crf_params": crf_params_from(loaded, segment_options.get("crf_params"), crf_overrides)}
+        segment_options = {
+            **segment_options,
+            "crf_params": crf_params_from(loaded, segment_options.get("crf_params"), crf_overrides),
+        }
     options = _check_options(segment_options)
     progress, cancel = segment_options.get("progress"), segment_options.get("cancel")
     if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
@@ -151,9 +160,12 @@ def process_file(
 
         index = image.planes()
         result = segment_stack(
-            lambda i: image.plane(index[i]), index,
+            lambda i: image.plane(index[i]),
+            index,
             lambda plane, report: segment_with(plane, loaded, options, progress=report, cancel=cancel),
-            axes=image.plane_axes, progress=progress, cancel=cancel,
+            axes=image.plane_axes,
+            progress=progress,
+            cancel=cancel,
         )
     else:
         result = segment_with(image.data, loaded, options, progress=progress, cancel=cancel)
@@ -163,7 +175,9 @@ def process_file(
     run_json = out / f"{name}{RUN_SUFFIX}"
     if overwrite and run_json.exists():
         run_json.unlink()  # an old record must not vouch for outputs being replaced
-    written = _write_outputs(result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite)
+    written = _write_outputs(
+        result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite
+    )
     record.update(
         image=image.record(),
         written=written,

@@ -78,7 +78,9 @@ def is_big_input(path, axes: str | None = None) -> bool:
     return zarr_store or h * w > MAX_PLANE_PIXELS
 
 
-def output_files(name: str, *, crf: bool = True, coco: bool = False, write_overlay: bool = True, big: bool = False) -> list[str]:
+def output_files(
+    name: str, *, crf: bool = True, coco: bool = False, write_overlay: bool = True, big: bool = False
+) -> list[str]:
     """The files :func:`process_file` writes for output name ``name`` (the run record last).
 
     ``big`` inputs (:func:`is_big_input`) give one zarr store ``<name>_labels.zarr``

@@ -63,7 +63,9 @@ class BatchSummary:
         """A pandas DataFrame, one row per input: file, name, status, instances, outputs, seconds, attempts, error."""
         import pandas as pd
 
-        return pd.DataFrame([asdict(f) for f in self.files], columns=[f.name for f in FileStatus.__dataclass_fields__.values()])
+        return pd.DataFrame(
+            [asdict(f) for f in self.files], columns=[f.name for f in FileStatus.__dataclass_fields__.values()]
+        )
 
     def __len__(self) -> int:
         return len(self.files)
@@ -78,7 +80,9 @@ class BatchSummary:
         )
 
 
-def _failure(fs: FileStatus, exc: BaseException | None = None, *, tb: str | None = None, error_type=None, message=None) -> dict:
+def _failure(
+    fs: FileStatus, exc: BaseException | None = None, *, tb: str | None = None, error_type=None, message=None
+) -> dict:
     return {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "file": fs.file,

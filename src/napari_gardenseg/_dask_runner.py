@@ -88,10 +88,18 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
     def submit(fs: FileStatus):
         fs.attempts += 1
         fut = client.submit(
-            _task, fs.file, out, fs.name, model, kwargs, host_threads,
+            _task,
+            fs.file,
+            out,
+            fs.name,
+            model,
+            kwargs,
+            host_threads,
             # one key prefix for all files: Dask then treats them as one group and queues them on the
             # scheduler, so a worker holds only the file it runs and a dying worker takes no other with it
-            key=f"gardenseg-file-{uuid.uuid4().hex}", pure=False, resources=resources,
+            key=f"gardenseg-file-{uuid.uuid4().hex}",
+            pure=False,
+            resources=resources,
         )
         by_key[fut.key] = fs
         return fut
@@ -106,7 +114,10 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
             if fs.attempts <= retries:
                 ac.add(submit(fs))
                 continue
-            fail(fs, _failure(fs, exc, message=f"worker process lost {fs.attempts} times while running this file ({exc})"))
+            fail(
+                fs,
+                _failure(fs, exc, message=f"worker process lost {fs.attempts} times while running this file ({exc})"),
+            )
             continue
         except (Exception, FutureCancelledError) as exc:  # noqa: BLE001  (reported as that file's failure)
             fail(fs, _failure(fs, exc))
@@ -134,13 +145,13 @@ def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {n_workers!r}")
     kwargs.setdefault("silence_logs", logging.ERROR)  # not the nannies' warnings while torch processes exit
-    with dask.config.set({
-        "distributed.scheduler.allowed-failures": retries_lost,
-        "distributed.scheduler.worker-saturation": 1.0,
-        # Dask starts workers with glibc's trim threshold set, which also fixes the mmap threshold:
-        # every large array is then mapped and zeroed afresh, which slows segmenting down (README)
-        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
-    }):
-        return LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, **kwargs
-        )
+    with dask.config.set(
+        {
+            "distributed.scheduler.allowed-failures": retries_lost,
+            "distributed.scheduler.worker-saturation": 1.0,
+            # Dask starts workers with glibc's trim threshold set, which also fixes the mmap threshold:
+            # every large array is then mapped and zeroed afresh, which slows segmenting down (README)
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        }
+    ):
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None, **kwargs)

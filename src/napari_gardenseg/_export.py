@@ -36,7 +36,9 @@ def rle_encode(mask: np.ndarray, offset=(0, 0), shape=None) -> dict:
     return {"size": [h, w], "counts": counts}
 
 
-def labels_to_coco_annotations(labels, class_ids, scores=None, image_id: int = 1, start_id: int = 1, boxes=None) -> list[dict]:
+def labels_to_coco_annotations(
+    labels, class_ids, scores=None, image_id: int = 1, start_id: int = 1, boxes=None
+) -> list[dict]:
     """One COCO annotation per label 1..N of ``labels`` (label i+1 has ``class_ids[i]``).
 
     Each instance is read from its bounding box only (``boxes``: y0, x0, y1, x1
@@ -64,7 +66,12 @@ def labels_to_coco_annotations(labels, class_ids, scores=None, image_id: int = 1
             "category_id": int(cid),
             "segmentation": rle_encode(mask, (y0, x0), (h, w)),
             "area": area,
-            "bbox": [float(x0 + xs.min()), float(y0 + ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)],
+            "bbox": [
+                float(x0 + xs.min()),
+                float(y0 + ys.min()),
+                float(xs.max() - xs.min() + 1),
+                float(ys.max() - ys.min() + 1),
+            ],
             "iscrowd": 0,
         }
         if scores is not None:
@@ -84,12 +91,11 @@ def to_coco(result, class_names=None, image_id: int = 1, file_name: str | None =
     if not isinstance(result, SegmentationResult):
         raise TypeError(f"result must be a SegmentationResult (what segment() returns), got {type(result).__name__}")
     if class_names is not None and (
-        isinstance(class_names, (str, bytes)) or not isinstance(class_names, (list, tuple))
+        isinstance(class_names, (str, bytes))
+        or not isinstance(class_names, (list, tuple))
         or not all(isinstance(n, str) for n in class_names)
     ):
-        raise TypeError(
-            f"class_names must be None or a list of class names (background first), got {class_names!r}"
-        )
+        raise TypeError(f"class_names must be None or a list of class names (background first), got {class_names!r}")
     if isinstance(image_id, bool) or not isinstance(image_id, (int, np.integer)):
         raise TypeError(f"image_id must be a whole number, got {image_id!r}")
     if file_name is not None and not isinstance(file_name, str):
@@ -103,7 +109,9 @@ def to_coco(result, class_names=None, image_id: int = 1, file_name: str | None =
         cats = {i: n for i, n in enumerate(names) if i > 0 and n not in ("N/A", "__background__")}
     h, w = labels.shape
     return {
-        "images": [{"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}],
+        "images": [
+            {"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}
+        ],
         "categories": [{"id": int(i), "name": n} for i, n in sorted(cats.items())],
         "annotations": labels_to_coco_annotations(labels, result.class_ids, result.scores, image_id=int(image_id)),
     }

@@ -83,8 +83,15 @@ def network_size(shape, scale) -> tuple[int, int] | None:
 
 
 def predict_instances(
-    model: Model, rgb: np.ndarray, *, scale: float | None = None, offset=(0, 0), image_shape=None, cancel=None,
-    min_score: float = 0.0, classes=None,
+    model: Model,
+    rgb: np.ndarray,
+    *,
+    scale: float | None = None,
+    offset=(0, 0),
+    image_shape=None,
+    cancel=None,
+    min_score: float = 0.0,
+    classes=None,
 ) -> Instances:
     """Run the network on one float RGB (h, w, 3) region in 0..1; return compact instances.
 

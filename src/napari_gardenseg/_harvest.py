@@ -186,8 +186,16 @@ def shape_singles(comps: np.ndarray, props, size_range) -> list[int]:
     return out
 
 
-def harvest_photo(model, rgb_u8: np.ndarray, index: int, rng: np.random.Generator, *, crf_params=None,
-                  cancel=None, pseudo_score: float = PSEUDO_SCORE) -> PhotoMaterial:
+def harvest_photo(
+    model,
+    rgb_u8: np.ndarray,
+    index: int,
+    rng: np.random.Generator,
+    *,
+    crf_params=None,
+    cancel=None,
+    pseudo_score: float = PSEUDO_SCORE,
+) -> PhotoMaterial:
     """Single plants, soil and pseudo-labels of one photo (uint8 (H, W, 3) at network resolution).
 
     ``model``: a loaded :class:`~napari_gardenseg._models.Model`; it runs once
@@ -268,11 +276,18 @@ def harvest_photo(model, rgb_u8: np.ndarray, index: int, rng: np.random.Generato
             continue
         y0, x0, y1, x1 = p.bbox
         y0, x0, y1, x1 = max(0, y0 - 2), max(0, x0 - 2), min(h, y1 + 2), min(w, x1 + 2)
-        mat.plants.append(Plant(rgb_u8[y0:y1, x0:x1].copy(), comps[y0:y1, x0:x1] == p.label, cls_of[p.label], index,
-                                "model" if p.label in agreed else "shape", (y0, x0)))
+        mat.plants.append(
+            Plant(
+                rgb_u8[y0:y1, x0:x1].copy(),
+                comps[y0:y1, x0:x1] == p.label,
+                cls_of[p.label],
+                index,
+                "model" if p.label in agreed else "shape",
+                (y0, x0),
+            )
+        )
     _pseudo_labels(mat, found, comps, cls_of, names, pseudo_score)
-    mat.counts = {"components": n, "model": len(agreed), "shape": len(shape_tier),
-                  "pseudo": len(mat.pseudo_classes)}
+    mat.counts = {"components": n, "model": len(agreed), "shape": len(shape_tier), "pseudo": len(mat.pseudo_classes)}
     return mat
 
 

@@ -77,8 +77,9 @@ def resolve_scale(scale, source, model):
     return float(estimate_scale(source, model))
 
 
-def detect_instances(model, source, options: SegmentOptions, wanted, *, cancel=None,
-                     progress=None) -> tuple[Instances, dict]:
+def detect_instances(
+    model, source, options: SegmentOptions, wanted, *, cancel=None, progress=None
+) -> tuple[Instances, dict]:
     """The instances of a whole image (tiled or not), filtered, deduplicated; with a note of how it ran.
 
     ``wanted``: the class ids to keep (:func:`class_ids_for`), None for all.
@@ -88,11 +89,21 @@ def detect_instances(model, source, options: SegmentOptions, wanted, *, cancel=N
     tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, scale, model)
     if tiles is None:
         report(0.0, "running Mask R-CNN")
-        found = _forward.predict_instances(model, source.read(), scale=scale, cancel=cancel,
-                                           min_score=options.score_threshold, classes=wanted)
+        found = _forward.predict_instances(
+            model, source.read(), scale=scale, cancel=cancel, min_score=options.score_threshold, classes=wanted
+        )
     else:
-        found = detect(model, source, tiles, scale=scale, min_score=options.score_threshold, classes=wanted,
-                       mask_threshold=options.mask_threshold, cancel=cancel, progress=progress)
+        found = detect(
+            model,
+            source,
+            tiles,
+            scale=scale,
+            min_score=options.score_threshold,
+            classes=wanted,
+            mask_threshold=options.mask_threshold,
+            cancel=cancel,
+            progress=progress,
+        )
     if options.merge_classes:
         found = suppress_duplicates(found, options.mask_threshold)
         found.class_ids[:] = 1
@@ -185,15 +196,30 @@ def segment(
     each one's range); ``result.meta["options"]`` holds it.
     """
     options = SegmentOptions(
-        score_threshold=score_threshold, mask_threshold=mask_threshold, classes=classes, scale=scale,
-        tile_size=tile_size, tile_overlap=tile_overlap, merge_classes=merge_classes, crf=crf,
-        crf_params=crf_params, device=device, vegetation=vegetation,
+        score_threshold=score_threshold,
+        mask_threshold=mask_threshold,
+        classes=classes,
+        scale=scale,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        merge_classes=merge_classes,
+        crf=crf,
+        crf_params=crf_params,
+        device=device,
+        vegetation=vegetation,
     )
     return segment_with(image, model, options, progress=progress, cancel=cancel, keep_soft_masks=keep_soft_masks)
 
 
-def segment_with(image, model, options: SegmentOptions, *, progress: ProgressFn | None = None, cancel=None,
-                 keep_soft_masks: bool = False) -> SegmentationResult:
+def segment_with(
+    image,
+    model,
+    options: SegmentOptions,
+    *,
+    progress: ProgressFn | None = None,
+    cancel=None,
+    keep_soft_masks: bool = False,
+) -> SegmentationResult:
     """:func:`segment` with its options as one :class:`SegmentOptions` (what the widget, CLI and batch hand down)."""
     run = _Run.start(image, model, options, progress, cancel)
     found = run.follow_colour(run.detect())
@@ -242,16 +268,34 @@ def segment_to_zarr(
     whole image at once is what this function exists to avoid.
     """
     options = SegmentOptions(
-        score_threshold=score_threshold, mask_threshold=mask_threshold, classes=classes, scale=scale,
-        tile_size=tile_size, tile_overlap=tile_overlap, merge_classes=merge_classes, crf=crf,
-        crf_params=crf_params, device=device, vegetation=vegetation,
+        score_threshold=score_threshold,
+        mask_threshold=mask_threshold,
+        classes=classes,
+        scale=scale,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        merge_classes=merge_classes,
+        crf=crf,
+        crf_params=crf_params,
+        device=device,
+        vegetation=vegetation,
     )
-    return segment_to_zarr_with(image, path, model, options, progress=progress, cancel=cancel, overwrite=overwrite,
-                                chunk_size=chunk_size)
+    return segment_to_zarr_with(
+        image, path, model, options, progress=progress, cancel=cancel, overwrite=overwrite, chunk_size=chunk_size
+    )
 
 
-def segment_to_zarr_with(image, path, model, options: SegmentOptions, *, progress: ProgressFn | None = None,
-                         cancel=None, overwrite: bool = False, chunk_size: int = 1024) -> SegmentationResult:
+def segment_to_zarr_with(
+    image,
+    path,
+    model,
+    options: SegmentOptions,
+    *,
+    progress: ProgressFn | None = None,
+    cancel=None,
+    overwrite: bool = False,
+    chunk_size: int = 1024,
+) -> SegmentationResult:
     """:func:`segment_to_zarr` with its options as one :class:`SegmentOptions`."""
     import zarr  # only here: the one path that writes a store
 
@@ -264,8 +308,11 @@ def segment_to_zarr_with(image, path, model, options: SegmentOptions, *, progres
     run = _Run.start(source, model, options, progress, cancel)
     found = run.follow_colour(run.detect())
     h, w = run.source.shape
-    windows = [(y, x, min(y + chunk_size, h), min(x + chunk_size, w))
-               for y in range(0, h, chunk_size) for x in range(0, w, chunk_size)]
+    windows = [
+        (y, x, min(y + chunk_size, h), min(x + chunk_size, w))
+        for y in range(0, h, chunk_size)
+        for x in range(0, w, chunk_size)
+    ]
     run.report(0.7, "assembling instances")
     areas = np.zeros(len(found) + 1, np.int64)
     for win in windows:  # which instances keep pixels, before any id is written
@@ -341,7 +388,11 @@ class _Run:
 
     def detect(self) -> Instances:
         found, self.how = detect_instances(
-            self.model, self.source, self.options, self.wanted, cancel=self.cancel,
+            self.model,
+            self.source,
+            self.options,
+            self.wanted,
+            cancel=self.cancel,
             progress=lambda f, m: self.report(0.05 + 0.65 * f, m),
         )
         return found
@@ -367,7 +418,9 @@ class _Run:
             return found
         if h * w > VEGETATION_MAX_PIXELS or self.source.lazy or self.how.get("tiles"):
             # the stage holds a few image-sized maps: runs that read the image tile by tile skip it
-            why = f"image over {VEGETATION_MAX_PIXELS:,} pixels" if h * w > VEGETATION_MAX_PIXELS else "tiled or lazy run"
+            why = (
+                f"image over {VEGETATION_MAX_PIXELS:,} pixels" if h * w > VEGETATION_MAX_PIXELS else "tiled or lazy run"
+            )
             self.how["vegetation"] = {"applied": False, "reason": why}
             return found
         from ._plant_pixels import MODEL_COVERS, follow_vegetation, model_coverage
@@ -383,7 +436,9 @@ class _Run:
         covered = model_coverage(found, vmap, self.mask_threshold)
         info["vegetation_model_coverage"] = round(covered, 3)
         if mode == "auto" and covered >= MODEL_COVERS:
-            reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
+            reason = (
+                f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
+            )
             self.how["vegetation"] = {"applied": False, "reason": reason, **info}
             return found
         self.how["vegetation"] = {"applied": True, "reason": vmap.reason, **info}
@@ -395,8 +450,13 @@ class _Run:
         check(self.cancel, "segmentation")
         self.report(0.75, f"refining {len(found)} instances with the dense CRF")
         return refine_masks(
-            self.source, found, self.params, self.mask_threshold, device=self.model.device,
-            cancel=self.cancel, progress=lambda f, m: self.report(0.75 + 0.2 * f, m),
+            self.source,
+            found,
+            self.params,
+            self.mask_threshold,
+            device=self.model.device,
+            cancel=self.cancel,
+            progress=lambda f, m: self.report(0.75 + 0.2 * f, m),
         )
 
     def meta(self, claims) -> dict:
@@ -416,10 +476,14 @@ class _Run:
     def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:
         names = self.model.class_names
         # colour-only instances (class id 0) have no class of the model's: they are "plant"
-        class_names = ["plant"] * len(found) if self.options.merge_classes else [
-            names[int(c)] if 0 < int(c) < len(names) else "plant" if int(c) == 0 else str(int(c))
-            for c in found.class_ids
-        ]
+        class_names = (
+            ["plant"] * len(found)
+            if self.options.merge_classes
+            else [
+                names[int(c)] if 0 < int(c) < len(names) else "plant" if int(c) == 0 else str(int(c))
+                for c in found.class_ids
+            ]
+        )
         return SegmentationResult(
             labels=labels,
             refined=refined,

@@ -126,13 +126,19 @@ class Instances:
         a0, a1 = max(ry.start, y0), min(ry.stop, y1)
         b0, b1 = max(rx.start, x0), min(rx.stop, x1)
         if a0 < a1 and b0 < b1:
-            out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] = self.masks[i][a0 - ry.start : a1 - ry.start, b0 - rx.start : b1 - rx.start]
+            out[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] = self.masks[i][
+                a0 - ry.start : a1 - ry.start, b0 - rx.start : b1 - rx.start
+            ]
         return out
 
     def to_dense(self) -> np.ndarray:
         """(N, H, W) full-frame masks: for tests and small images only."""
         h, w = self.shape
-        return np.stack([self.crop(i, (0, 0, h, w)) for i in range(len(self))]) if len(self) else np.zeros((0, h, w), np.float32)
+        return (
+            np.stack([self.crop(i, (0, 0, h, w)) for i in range(len(self))])
+            if len(self)
+            else np.zeros((0, h, w), np.float32)
+        )
 
 
 def support(mask: np.ndarray, threshold: float):

@@ -54,9 +54,7 @@ class ImageSource:
         self.array = array
         self.dtype = np.dtype(array.dtype)
         if self.dtype.kind not in "biuf":
-            raise TypeError(
-                f"unsupported image dtype {self.dtype}: expected bool, integer or float pixels"
-            )
+            raise TypeError(f"unsupported image dtype {self.dtype}: expected bool, integer or float pixels")
         shape = tuple(int(s) for s in array.shape)
         if 0 in shape or len(shape) == 0:
             raise ImageError(f"the image is empty (shape {shape}); nothing to segment")

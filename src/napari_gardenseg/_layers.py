@@ -121,8 +121,9 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check)
     if isinstance(data, list):  # a lazy pyramid over a zarr store: a new layer, never a replacement
         _, name = _target(viewer, base, kind, Labels)
         many = len(data) > 1
-        layer = viewer.add_labels(data if many else data[0], name=name, features=features, multiscale=many,
-                                  **_spatial_kwargs(source))
+        layer = viewer.add_labels(
+            data if many else data[0], name=name, features=features, multiscale=many, **_spatial_kwargs(source)
+        )
         layer.metadata[META_KEY] = {"kind": kind, "image": source.name, "level": source.level, "lazy": True}
         return layer
     layer, name = _target(viewer, base, kind, Labels)
@@ -151,8 +152,16 @@ def _write_boxes(viewer, source: PlaneSource, boxes, features):
     kw = _spatial_kwargs(source)
     if layer is None:
         layer = viewer.add_shapes(
-            boxes or None, ndim=ndim, shape_type="rectangle", name=name, features=features,
-            edge_color="yellow", face_color="transparent", edge_width=2, text=_TEXT, **kw,
+            boxes or None,
+            ndim=ndim,
+            shape_type="rectangle",
+            name=name,
+            features=features,
+            edge_color="yellow",
+            face_color="transparent",
+            edge_width=2,
+            text=_TEXT,
+            **kw,
         )
     else:
         _set_geometry(layer, source)
@@ -197,8 +206,17 @@ def output_kinds(output: LayerOutput, *, boxes: bool = False) -> list[str]:
 # -- all three, for the console ------------------------------------------------------
 
 
-def segment_layer(layer, model=DEFAULT_MODEL, *, viewer=None, stack: bool = False, boxes: bool = False,
-                  progress: ProgressFn | None = None, cancel=None, **options):
+def segment_layer(
+    layer,
+    model=DEFAULT_MODEL,
+    *,
+    viewer=None,
+    stack: bool = False,
+    boxes: bool = False,
+    progress: ProgressFn | None = None,
+    cancel=None,
+    **options,
+):
     """Segment an Image layer and show the result as Labels layers (synchronously).
 
     ``segment_layer(viewer.layers["garden"], model="garden")`` adds (or

@@ -146,8 +146,7 @@ def load_model(
         if not path.exists():
             if isinstance(model, str) and os.sep not in model and not path.suffix:
                 raise ModelError(
-                    f"unknown model {model!r}: use one of {', '.join(MODEL_NAMES)} "
-                    "or the path of a checkpoint file"
+                    f"unknown model {model!r}: use one of {', '.join(MODEL_NAMES)} or the path of a checkpoint file"
                 )
             raise ModelError(f"checkpoint file not found: {path}")
         path = path.resolve()
@@ -182,8 +181,7 @@ def bundled_checkpoint() -> Path:
     path = Path(str(resources.files("napari_gardenseg") / "models" / "garden.pt"))
     if not path.exists():
         raise ModelError(
-            f"the bundled garden model is missing from this installation ({path}); "
-            "reinstall napari-gardenseg"
+            f"the bundled garden model is missing from this installation ({path}); reinstall napari-gardenseg"
         )
     return path
 

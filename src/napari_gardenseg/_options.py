@@ -189,11 +189,7 @@ class SegmentOptions:
 
     def changed(self) -> dict:
         """The fields that differ from the defaults, by name (what the repr shows)."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != f.default
-        }
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
 
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self.changed().items())

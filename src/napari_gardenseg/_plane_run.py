@@ -174,8 +174,18 @@ def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel
     report(1.0, "preparing layers")
     feats, feats_ref = _feature_table([res], source, [0])
     box_feats = feats[["label", "class_name", "score"]].copy()
-    return LayerOutput(source, labels, refined, feats, feats_ref, _box_corners(res, lead), box_feats, [res],
-                       {"masks": None, "crf": None}, lazy=True)
+    return LayerOutput(
+        source,
+        labels,
+        refined,
+        feats,
+        feats_ref,
+        _box_corners(res, lead),
+        box_feats,
+        [res],
+        {"masks": None, "crf": None},
+        lazy=True,
+    )
 
 
 def _lazy_pyramid(array, lead: tuple[int, ...]) -> list:

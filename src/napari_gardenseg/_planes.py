@@ -156,7 +156,9 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
     shape0 = tuple(int(s) for s in levels[0].shape)
     spatial0 = shape0[:-1] if rgb else shape0
     if len(spatial0) < 2:
-        raise ImageError(f"layer {layer.name!r} has {len(spatial0)} spatial axis; a 2-D image or a stack of them is needed")
+        raise ImageError(
+            f"layer {layer.name!r} has {len(spatial0)} spatial axis; a 2-D image or a stack of them is needed"
+        )
     if 0 in shape0:
         raise ImageError(f"the image {layer.name!r} is empty (shape {shape0}); nothing to segment")
 

@@ -78,8 +78,9 @@ def clean_vegetation(mask: np.ndarray) -> np.ndarray:
     return morphology.remove_small_holes(out, max_size=area)
 
 
-def model_coverage(found: Instances, vegetation: VegetationMap, mask_threshold: float = 0.5,
-                   min_score: float = 0.5) -> float:
+def model_coverage(
+    found: Instances, vegetation: VegetationMap, mask_threshold: float = 0.5, min_score: float = 0.5
+) -> float:
     """Share (0..1) of the plant-coloured pixels inside detections scoring at least ``min_score``."""
     veg = clean_vegetation(vegetation.mask)
     if not veg.any():
@@ -126,8 +127,9 @@ def follow_vegetation(
     comp_area = np.bincount(comps.ravel(), minlength=n_comps + 1)
 
     # each green instance's main component and how much of it the instance covers
-    pairs = np.bincount(labels[veg].astype(np.int64) * (n_comps + 1) + comps[veg],
-                        minlength=(n + 1) * (n_comps + 1)).reshape(n + 1, n_comps + 1)
+    pairs = np.bincount(
+        labels[veg].astype(np.int64) * (n_comps + 1) + comps[veg], minlength=(n + 1) * (n_comps + 1)
+    ).reshape(n + 1, n_comps + 1)
     pairs[0] = 0
     main = pairs.argmax(axis=1)
     cover = pairs[np.arange(n + 1), main] / np.maximum(comp_area[main], 1)
@@ -241,9 +243,16 @@ def follow_vegetation(
                 class_ids.append(0)
                 source.append("colour")
 
-    out = Instances(masks, np.asarray(offsets, np.int64).reshape(-1, 2), np.asarray(scores, np.float32),
-                    np.asarray(class_ids, np.int64), np.asarray(boxes, np.float32).reshape(-1, 4), (h, w),
-                    meta=dict(found.meta), sources=np.asarray(source, dtype=object))
+    out = Instances(
+        masks,
+        np.asarray(offsets, np.int64).reshape(-1, 2),
+        np.asarray(scores, np.float32),
+        np.asarray(class_ids, np.int64),
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        (h, w),
+        meta=dict(found.meta),
+        sources=np.asarray(source, dtype=object),
+    )
     return out.take(np.argsort(-out.scores, kind="stable"))  # best first, as everywhere
 
 
@@ -267,6 +276,8 @@ def adapt_hint(results) -> str | None:
         n_model += len(model)
         n_colour += int((colour["area"] >= 0.25 * typical).sum())
     if n_colour >= max(3, n_model):
-        return (f"the model found {n_model} plants; colour shows {n_colour} more plant-coloured patches it missed "
-                "(source 'colour'): try *Adapt to these photos*")
+        return (
+            f"the model found {n_model} plants; colour shows {n_colour} more plant-coloured patches it missed "
+            "(source 'colour'): try *Adapt to these photos*"
+        )
     return None

@@ -71,10 +71,7 @@ class SegmentationResult:
     def __repr__(self) -> str:
         names = ", ".join(sorted(set(self.class_names))) or "none"
         crf = "with" if self.refined is not None else "without"
-        return (
-            f"SegmentationResult({len(self)} instances of {names}; "
-            f"labels {self.labels.shape}, {crf} CRF)"
-        )
+        return f"SegmentationResult({len(self)} instances of {names}; labels {self.labels.shape}, {crf} CRF)"
 
 
 # rows per band when label images are read from a store, so a huge one is never read whole

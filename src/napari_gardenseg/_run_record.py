@@ -113,7 +113,8 @@ def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> 
     and the file's ``axes`` when the caller gave them."""
     defaults = _segment_defaults()
     opts = {
-        k: v for k, v in options.items()
+        k: v
+        for k, v in options.items()
         if k not in _NOT_COMPARED_OPTIONS and not (k in defaults and _same(v, defaults[k]))
     }
     if crf_overrides:

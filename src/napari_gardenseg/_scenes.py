@@ -47,8 +47,17 @@ def _transform(rng, rgb: np.ndarray, mask: np.ndarray, zoom: float):
     return t[..., :3], np.clip(t[..., 3] / 255, 0, 1)
 
 
-def compose_scene(rng: np.random.Generator, soil: np.ndarray, plants: list, size: int = 384, *,
-                  coverage=(0.15, 0.5), crowd: float = 0.7, zoom_range=(0.8, 1.25), max_plants: int = 60):
+def compose_scene(
+    rng: np.random.Generator,
+    soil: np.ndarray,
+    plants: list,
+    size: int = 384,
+    *,
+    coverage=(0.15, 0.5),
+    crowd: float = 0.7,
+    zoom_range=(0.8, 1.25),
+    max_plants: int = 60,
+):
     """One training scene: ``plants`` pasted onto a crop of ``soil``.
 
     ``soil`` uint8 (H, W, 3); ``plants`` objects with ``rgb`` uint8 (h, w, 3),
@@ -89,8 +98,9 @@ def compose_scene(rng: np.random.Generator, soil: np.ndarray, plants: list, size
         y0, x0 = int(np.clip(y0, 0, size - ph)), int(np.clip(x0, 0, size - pw))
         region = labels[y0 : y0 + ph, x0 : x0 + pw]
         hit = np.bincount(region[m], minlength=len(full) + 2)
-        if any(k and hit[k] and np.count_nonzero(labels == k) - hit[k] < MIN_VISIBLE * full[k]
-               for k in np.flatnonzero(hit)):
+        if any(
+            k and hit[k] and np.count_nonzero(labels == k) - hit[k] < MIN_VISIBLE * full[k] for k in np.flatnonzero(hit)
+        ):
             continue
         new = len(full) + 1
         a = alpha[..., None] * rng.uniform(0.92, 1.08)
@@ -111,8 +121,9 @@ def compose_scene(rng: np.random.Generator, soil: np.ndarray, plants: list, size
     return np.clip(image + 0.5, 0, 255).astype(np.uint8), labels, classes
 
 
-def cutouts_from_labels(image_u8: np.ndarray, labels: np.ndarray, classes: dict, photo: int = 0,
-                        min_area: int = 16) -> list:
+def cutouts_from_labels(
+    image_u8: np.ndarray, labels: np.ndarray, classes: dict, photo: int = 0, min_area: int = 16
+) -> list:
     """Painted instances as :class:`~._harvest.Plant` cut-outs (for scenes built from labelled photos)."""
     from scipy import ndimage
 

@@ -104,8 +104,18 @@ def _starts(n: int, size: int, overlap: int) -> list[int]:
     return [int(round(i * (n - size) / (count - 1))) for i in range(count)]
 
 
-def detect(model, source, tiles, *, scale, mask_threshold: float, min_score: float = 0.0, classes=None,
-           cancel=None, progress=None) -> Instances:
+def detect(
+    model,
+    source,
+    tiles,
+    *,
+    scale,
+    mask_threshold: float,
+    min_score: float = 0.0,
+    classes=None,
+    cancel=None,
+    progress=None,
+) -> Instances:
     """Instances of the whole image: the network on every tile (detections below ``min_score`` or
     not in ``classes`` dropped there), then merged across tiles."""
     report = progress or (lambda f, m: None)
@@ -114,10 +124,18 @@ def detect(model, source, tiles, *, scale, mask_threshold: float, min_score: flo
         check(cancel, "segmentation")
         report(k / len(tiles), f"tile {k + 1} of {len(tiles)}")
         y0, x0, y1, x1 = tile.window
-        per_tile.append(_forward.predict_instances(
-            model, source.read(tile.window), scale=scale, offset=(y0, x0), image_shape=source.shape, cancel=cancel,
-            min_score=min_score, classes=classes,
-        ))
+        per_tile.append(
+            _forward.predict_instances(
+                model,
+                source.read(tile.window),
+                scale=scale,
+                offset=(y0, x0),
+                image_shape=source.shape,
+                cancel=cancel,
+                min_score=min_score,
+                classes=classes,
+            )
+        )
     report(1.0, "merging tiles")
     return merge_tiles(per_tile, tiles, mask_threshold)
 
@@ -128,7 +146,9 @@ def _intersection(a, b):
     return (y0, x0, y1, x1) if y0 < y1 and x0 < x1 else None
 
 
-def merge_tiles(per_tile: list[Instances], tiles: list[Tile], mask_threshold: float = 0.5, iou: float = 0.5, ios: float = 0.8) -> Instances:
+def merge_tiles(
+    per_tile: list[Instances], tiles: list[Tile], mask_threshold: float = 0.5, iou: float = 0.5, ios: float = 0.8
+) -> Instances:
     """One instance per object from the instances of overlapping tiles (see the module docstring)."""
     shape = per_tile[0].shape if per_tile else (0, 0)
     starts = np.cumsum([0] + [len(p) for p in per_tile])
@@ -200,7 +220,9 @@ def merge_tiles(per_tile: list[Instances], tiles: list[Tile], mask_threshold: fl
         classes.append(src.class_ids[best[1]])
         bx = np.array([per_tile[t].boxes[i] for t, i in parts])
         boxes.append((bx[:, 0].min(), bx[:, 1].min(), bx[:, 2].max(), bx[:, 3].max()))
-    merged = Instances(masks, np.asarray(offsets).reshape(-1, 2), scores, classes, np.asarray(boxes).reshape(-1, 4), shape)
+    merged = Instances(
+        masks, np.asarray(offsets).reshape(-1, 2), scores, classes, np.asarray(boxes).reshape(-1, 4), shape
+    )
     order = np.argsort(-merged.scores, kind="stable")
     return merged.take(order)
 
@@ -212,8 +234,10 @@ def _cut(found: Instances, tile: Tile, shape) -> np.ndarray:
     if len(e) == 0:
         return np.zeros(0, bool)
     return (
-        ((e[:, 0] <= y0) & (y0 > 0)) | ((e[:, 1] <= x0) & (x0 > 0))
-        | ((e[:, 2] >= y1) & (y1 < shape[0])) | ((e[:, 3] >= x1) & (x1 < shape[1]))
+        ((e[:, 0] <= y0) & (y0 > 0))
+        | ((e[:, 1] <= x0) & (x0 > 0))
+        | ((e[:, 2] >= y1) & (y1 < shape[0]))
+        | ((e[:, 3] >= x1) & (x1 < shape[1]))
     )
 
 

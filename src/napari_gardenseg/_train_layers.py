@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = ["samples_from_layers", "classes_from_features", "candidate_pairs", "parse_class_names", "plane_shape"]
 
+
 def plane_shape(layer) -> tuple[int, int]:
     """(H, W) of a layer's 2-D plane: its last two axes (before the colour axis of an RGB image)."""
     shape = tuple(_level0(layer).shape)

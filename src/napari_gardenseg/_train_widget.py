@@ -1,4 +1,4 @@
-""""Train on my labels": fine-tune a Mask R-CNN on Labels layers drawn in napari.
+""" "Train on my labels": fine-tune a Mask R-CNN on Labels layers drawn in napari.
 
 Choosing what to train on
 -------------------------
@@ -53,7 +53,6 @@ file is never replaced without asking: Train asks first ("Replace?"), and a
 "No" starts nothing. The trained model is registered with the segmentation
 widget. Errors are shown as napari notifications; the layers are only read.
 """
-
 
 from __future__ import annotations
 
@@ -187,27 +186,43 @@ class TrainWidget(Container):
             choices=[(MODEL_TITLES.get(n, n), n) for n in MODEL_NAMES] + [("checkpoint file…", _CHECKPOINT)],
             value="garden" if "garden" in MODEL_NAMES else MODEL_NAMES[0],
         )
-        self.checkpoint = FileEdit(name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False)
+        self.checkpoint = FileEdit(
+            name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False
+        )
         self.iterations = SpinBox(name="iterations", value=defaults.get("iterations", 500), min=1, max=100_000, step=50)
         self.show_settings = CheckBox(name="show_settings", text="show training settings", value=False)
         self.lr = LineEdit(
-            name="lr", label="learning rate", value="auto" if lr is None else str(lr),
+            name="lr",
+            label="learning rate",
+            value="auto" if lr is None else str(lr),
             tooltip="'auto': the engine's choice for the base model; or a number such as 0.0002",
         )
         self.crop = SpinBox(
-            name="crop", label="crop (px)", value=defaults.get("crop", 384), min=32, max=4096, step=32,
+            name="crop",
+            label="crop (px)",
+            value=defaults.get("crop", 384),
+            min=32,
+            max=4096,
+            step=32,
             tooltip="Training crops are this size, or the smallest labelled plane if that is smaller",
         )
-        self.batch_size = SpinBox(name="batch_size", label="batch size", value=defaults.get("batch_size", 2), min=1, max=64)
+        self.batch_size = SpinBox(
+            name="batch_size", label="batch size", value=defaults.get("batch_size", 2), min=1, max=64
+        )
         self.seed = SpinBox(name="seed", value=defaults.get("seed", 0), min=0, max=2**31 - 1)
-        self.settings = Container(name="settings", widgets=[self.lr, self.crop, self.batch_size, self.seed], visible=False)
+        self.settings = Container(
+            name="settings", widgets=[self.lr, self.crop, self.batch_size, self.seed], visible=False
+        )
         self.output = FileEdit(name="output", label="save as", mode="w", filter="*.pt", value=default_output())
         self.device = ComboBox(name="device", choices=available_devices(), value="auto")
         self.train = PushButton(name="train", text="Train")
         self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
         self.status = Label(name="status", label="", value="")
-        self.adapt = PushButton(name="adapt", text="Adapt to these photos (no labels)…",
-                                tooltip="learn from the open photos without labels: opens the adapt panel")
+        self.adapt = PushButton(
+            name="adapt",
+            text="Adapt to these photos (no labels)…",
+            tooltip="learn from the open photos without labels: opens the adapt panel",
+        )
         self.extend(
             [
                 self.pairs,
@@ -374,7 +389,10 @@ class TrainWidget(Container):
             if w._job is not None:
                 w._job.abandon()
             layers = w._viewer.layers
-            for emitter, callback in [(layers.events.inserted, w._on_inserted), (layers.events.removed, w.reset_choices)]:
+            for emitter, callback in [
+                (layers.events.inserted, w._on_inserted),
+                (layers.events.removed, w.reset_choices),
+            ]:
                 emitter.disconnect(callback)
             for layer in layers:
                 layer.events.name.disconnect(w.reset_choices)
@@ -408,7 +426,11 @@ class TrainWidget(Container):
 
         registered = register_trained_model(path, path.stem)
         what = "stopped early; " if stopped else ""
-        where = "added to the segmentation widget's models" if registered else "load it in the segmentation widget as a checkpoint"
+        where = (
+            "added to the segmentation widget's models"
+            if registered
+            else "load it in the segmentation widget as a checkpoint"
+        )
         self.status.value = f"{what}saved {path.name} ({self._last_message or 'done'})"
         show_info(f"Training {what}model saved to {path}; {where}.")
         if self.output.value == self._run_field:  # unchanged during the run: move on to a free name

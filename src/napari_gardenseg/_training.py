@@ -90,7 +90,9 @@ def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = 12
     return {
         "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         "labels": torch.tensor(classes, dtype=torch.int64),
-        "masks": torch.from_numpy(np.stack(masks).astype(np.uint8)) if masks else torch.zeros((0, h, w), dtype=torch.uint8),
+        "masks": torch.from_numpy(np.stack(masks).astype(np.uint8))
+        if masks
+        else torch.zeros((0, h, w), dtype=torch.uint8),
     }
 
 
@@ -340,8 +342,19 @@ def train(
         draw = PaintedScenes(prepared, draw, paste, rng, size=max(crop, 384))
     start = time.perf_counter()
     history = fit(
-        net, draw, index, iterations, dev, rng=rng, lr=lr,
-        warmup=warmup, batch_size=batch_size, crop=crop, scale_range=scale_range, progress=progress, cancel=cancel,
+        net,
+        draw,
+        index,
+        iterations,
+        dev,
+        rng=rng,
+        lr=lr,
+        warmup=warmup,
+        batch_size=batch_size,
+        crop=crop,
+        scale_range=scale_range,
+        progress=progress,
+        cancel=cancel,
         roi_batch=roi_batch,
     )
     done = len(history)
@@ -371,5 +384,6 @@ def train(
     out_meta = {k: v for k, v in base_meta.items() if k != "training"}
     out_meta["training"] = info
     out_meta.update(meta or {})
-    return save_checkpoint(net, output, class_names=names, arch=arch, arch_kwargs=arch_kwargs, meta=out_meta,
-                           overwrite=overwrite)
+    return save_checkpoint(
+        net, output, class_names=names, arch=arch, arch_kwargs=arch_kwargs, meta=out_meta, overwrite=overwrite
+    )

@@ -210,8 +210,10 @@ def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_0
     coherence = separation / max(_class_gap(raw)[0], 1e-6)
     if separation < MIN_SEPARATION or coherence < MIN_COHERENCE:
         informative = False
-        reason = (f"one colour class (smoothed excess green classes {separation:.3f} apart, "
-                  f"{100 * coherence:.0f}% of the pixels' gap)")
+        reason = (
+            f"one colour class (smoothed excess green classes {separation:.3f} apart, "
+            f"{100 * coherence:.0f}% of the pixels' gap)"
+        )
     elif not FRACTION_RANGE[0] <= fraction <= FRACTION_RANGE[1]:
         informative, reason = False, f"plant-coloured fraction {fraction:.3f} outside {FRACTION_RANGE}"
     elif green_upper < MIN_GREEN_EXG:

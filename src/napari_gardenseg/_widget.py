@@ -189,8 +189,8 @@ class SegmentationWidget(SegmentationControls):
         job = Job(_segment_job, source, model, options, desc="Garden segmentation")
         job.on_progress = lambda fraction, message, job=job: self._on_progress(job, message)
         t0 = time.perf_counter()
-        job.on_done = lambda outcome, job=job, key=key, boxes=bool(self.boxes.value), t0=t0: (
-            self._on_done(job, key, boxes, t0, outcome)
+        job.on_done = lambda outcome, job=job, key=key, boxes=bool(self.boxes.value), t0=t0: self._on_done(
+            job, key, boxes, t0, outcome
         )
         self._job = job
         self._set_running(True)

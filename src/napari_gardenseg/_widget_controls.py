@@ -167,40 +167,79 @@ class SegmentationControls(Container):
         self.checkpoint = FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False)
         self.device = ComboBox(name="device", label="device", choices=available_devices(), value=DEFAULTS.device)
         self.score_threshold = FloatSlider(
-            name="score_threshold", label="min score", min=0.0, max=1.0, step=0.05,
+            name="score_threshold",
+            label="min score",
+            min=0.0,
+            max=1.0,
+            step=0.05,
             value=DEFAULTS.score_threshold,
         )
         self.mask_threshold = FloatSlider(
-            name="mask_threshold", label="mask threshold", min=0.05, max=1.0, step=0.05,
+            name="mask_threshold",
+            label="mask threshold",
+            min=0.05,
+            max=1.0,
+            step=0.05,
             value=DEFAULTS.mask_threshold,
         )
         self.classes = Select(  # choices from a callable: napari's reset_choices() on layer changes keeps them
-            name="classes", label="classes", choices=lambda _w: list(self._class_names),
+            name="classes",
+            label="classes",
+            choices=lambda _w: list(self._class_names),
             tooltip="Keep only the selected classes; select none to keep all",
         )
-        self.merge_classes = CheckBox(name="merge_classes", text="all plants as one class", value=DEFAULTS.merge_classes,
-                 tooltip="Report every instance as one class 'plant' (the model keeps its classes)")
-        self.vegetation = ComboBox(name="vegetation", label="plant pixels from colour", choices=list(VEGETATION_MODES),
-                 value=DEFAULTS.vegetation,
-                 tooltip="Instances follow plant-coloured pixels, and plant-coloured patches no detection claims are "
-                 "added (source 'colour'); 'auto': when the photo's colour tells plants from soil")
-        self.tile_mode = ComboBox(name="tile_mode", label="tiles", choices=_TILE_MODES, value=_mode(DEFAULTS.tile_size, "off", "size"),
-                 tooltip="Segment a large image in tiles: 'auto' picks a size from the model")
-        self.tile_size = SpinBox(name="tile_size", label="tile size (px)", min=64, max=16384, step=64, value=1024,
-                visible=False)
-        self.scale_mode = ComboBox(name="scale_mode", label="scale", choices=_SCALE_MODES, value=_mode(DEFAULTS.scale, "model", "factor"),
-                 tooltip="Resize before the network: the model's own size, estimated from the image, "
-                 "or a factor (1 = native resolution, 0.25 = shrink 4x)")
-        self.scale = FloatSpinBox(name="scale", label="scale factor", min=0.01, max=8.0, step=0.05, value=1.0,
-                     visible=False)
-        self.crf = CheckBox(name="crf", text="refine with the dense CRF", value=crf_ok,
-                 tooltip="" if crf_ok else "the dense CRF is not available here")
-        self.show_crf_settings = CheckBox(name="show_crf_settings", text="show CRF settings", value=False, visible=crf is not None)
+        self.merge_classes = CheckBox(
+            name="merge_classes",
+            text="all plants as one class",
+            value=DEFAULTS.merge_classes,
+            tooltip="Report every instance as one class 'plant' (the model keeps its classes)",
+        )
+        self.vegetation = ComboBox(
+            name="vegetation",
+            label="plant pixels from colour",
+            choices=list(VEGETATION_MODES),
+            value=DEFAULTS.vegetation,
+            tooltip="Instances follow plant-coloured pixels, and plant-coloured patches no detection claims are "
+            "added (source 'colour'); 'auto': when the photo's colour tells plants from soil",
+        )
+        self.tile_mode = ComboBox(
+            name="tile_mode",
+            label="tiles",
+            choices=_TILE_MODES,
+            value=_mode(DEFAULTS.tile_size, "off", "size"),
+            tooltip="Segment a large image in tiles: 'auto' picks a size from the model",
+        )
+        self.tile_size = SpinBox(
+            name="tile_size", label="tile size (px)", min=64, max=16384, step=64, value=1024, visible=False
+        )
+        self.scale_mode = ComboBox(
+            name="scale_mode",
+            label="scale",
+            choices=_SCALE_MODES,
+            value=_mode(DEFAULTS.scale, "model", "factor"),
+            tooltip="Resize before the network: the model's own size, estimated from the image, "
+            "or a factor (1 = native resolution, 0.25 = shrink 4x)",
+        )
+        self.scale = FloatSpinBox(
+            name="scale", label="scale factor", min=0.01, max=8.0, step=0.05, value=1.0, visible=False
+        )
+        self.crf = CheckBox(
+            name="crf",
+            text="refine with the dense CRF",
+            value=crf_ok,
+            tooltip="" if crf_ok else "the dense CRF is not available here",
+        )
+        self.show_crf_settings = CheckBox(
+            name="show_crf_settings", text="show CRF settings", value=False, visible=crf is not None
+        )
         self.crf_settings = Container(name="crf_settings", label="CRF", widgets=_crf_controls(), visible=False)
         self.settings = Label(name="settings", label="settings", value="defaults")
         self.stack = RadioButtons(
-            name="stack", label="planes", orientation="horizontal",
-            choices=[("current plane", False), ("whole stack", True)], value=False,
+            name="stack",
+            label="planes",
+            orientation="horizontal",
+            choices=[("current plane", False), ("whole stack", True)],
+            value=False,
         )
         self.boxes = CheckBox(name="boxes", text="show boxes", value=False)
         self.run = PushButton(name="run", text="Run")
@@ -257,7 +296,7 @@ class SegmentationControls(Container):
     # -- models and their settings ----------------------------------------------------------
 
     def model_spec(self) -> str | None:
-        """"coco", "coco-v1", "garden" or a checkpoint path; None when the picker is empty."""
+        """ "coco", "coco-v1", "garden" or a checkpoint path; None when the picker is empty."""
         value = self.model.value
         if value != CUSTOM:
             return value

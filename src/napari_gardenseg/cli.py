@@ -140,8 +140,15 @@ class _Progress:
 
 def _client(args, stack):
     """A Dask client for --workers / --scheduler / --scheduler-file, or None (run in this process)."""
-    given = [f for f, v in (("--workers", args.workers), ("--scheduler", args.scheduler),
-                            ("--scheduler-file", args.scheduler_file)) if v is not None]
+    given = [
+        f
+        for f, v in (
+            ("--workers", args.workers),
+            ("--scheduler", args.scheduler),
+            ("--scheduler-file", args.scheduler_file),
+        )
+        if v is not None
+    ]
     if not given:
         return None
     if len(given) > 1:
@@ -149,9 +156,7 @@ def _client(args, stack):
     try:
         from distributed import Client
     except ImportError:
-        raise ImportError(
-            f"{given[0]} needs Dask distributed: `pip install napari-gardenseg[distributed]`"
-        ) from None
+        raise ImportError(f"{given[0]} needs Dask distributed: `pip install napari-gardenseg[distributed]`") from None
     if args.workers is not None:
         from ._batch import local_cluster
 
@@ -190,13 +195,26 @@ def _cmd_segment(args) -> int:
         bar = _Progress(len({os.path.abspath(p) for p in inputs}))  # a file given twice runs once
         stack.callback(bar.close)
         summary = segment_files(
-            inputs, args.out, args.model, client=client, overwrite=args.overwrite, resume=args.resume,
-            progress=bar, retries=args.retries, coco=args.coco, crf_overrides=overrides,
-            resources=args.resources, axes=args.axes, **options,
+            inputs,
+            args.out,
+            args.model,
+            client=client,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            progress=bar,
+            retries=args.retries,
+            coco=args.coco,
+            crf_overrides=overrides,
+            resources=args.resources,
+            axes=args.axes,
+            **options,
         )
     tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
-    print(f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed "
-          f"in {summary.seconds:.1f} s -> {summary.out_dir}{tail}", file=sys.stderr if summary.failed else sys.stdout)
+    print(
+        f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed "
+        f"in {summary.seconds:.1f} s -> {summary.out_dir}{tail}",
+        file=sys.stderr if summary.failed else sys.stdout,
+    )
     return 0 if summary.ok else 1
 
 
@@ -217,9 +235,18 @@ def _cmd_adapt(args) -> int:
             last[:] = [stage, time.monotonic()]
             print(f"[{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
 
-    path = adapt(args.photos, args.base, minutes=args.minutes, output=args.out, progress=progress,
-                 overwrite=args.overwrite, rounds=args.rounds, iterations=args.iterations, device=args.device,
-                 seed=args.seed)
+    path = adapt(
+        args.photos,
+        args.base,
+        minutes=args.minutes,
+        output=args.out,
+        progress=progress,
+        overwrite=args.overwrite,
+        rounds=args.rounds,
+        iterations=args.iterations,
+        device=args.device,
+        seed=args.seed,
+    )
     print(path)
     return 0
 
@@ -241,43 +268,81 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment image files (PNG, JPEG, TIFF)")
     s.add_argument("inputs", nargs="*", help="image files")
-    s.add_argument("--sample", action="store_true",
-                   help="also segment the bundled sample photograph (seedling trays, PlantCV, CC BY 4.0)")
-    s.add_argument("--model", default=DEFAULT_MODEL,
-                   help="garden (bundled, offline), coco (everyday objects, downloaded once), coco-v1 "
-                   "or a checkpoint path (default: %(default)s)")
+    s.add_argument(
+        "--sample",
+        action="store_true",
+        help="also segment the bundled sample photograph (seedling trays, PlantCV, CC BY 4.0)",
+    )
+    s.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="garden (bundled, offline), coco (everyday objects, downloaded once), coco-v1 "
+        "or a checkpoint path (default: %(default)s)",
+    )
     s.add_argument("--out", default="gardenseg-out", help="output folder (default: gardenseg-out)")
     s.add_argument("--device", default=DEFAULTS.device, help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    s.add_argument("--score-threshold", type=float, default=DEFAULTS.score_threshold,
-                   help="drop instances scoring below this (default: %(default)s)")
-    s.add_argument("--mask-threshold", type=float, default=DEFAULTS.mask_threshold,
-                   help="a pixel belongs to an instance above this soft-mask value (default: %(default)s)")
+    s.add_argument(
+        "--score-threshold",
+        type=float,
+        default=DEFAULTS.score_threshold,
+        help="drop instances scoring below this (default: %(default)s)",
+    )
+    s.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=DEFAULTS.mask_threshold,
+        help="a pixel belongs to an instance above this soft-mask value (default: %(default)s)",
+    )
     s.add_argument("--classes", help="comma-separated class names to keep (default: all)")
     s.add_argument("--no-crf", action="store_true", help="skip the dense-CRF refinement")
     s.add_argument("--crf-iterations", type=int, help="mean-field iterations (default: the model's setting)")
     s.add_argument("--crf-backend", choices=CRF_BACKENDS, help="dense-CRF implementation (default: auto)")
-    s.add_argument("--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)")
-    s.add_argument("--tile-overlap", type=_pixels, help="overlap of neighbouring tiles in pixels (default: the model's)")
-    s.add_argument("--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'")
+    s.add_argument(
+        "--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)"
+    )
+    s.add_argument(
+        "--tile-overlap", type=_pixels, help="overlap of neighbouring tiles in pixels (default: the model's)"
+    )
+    s.add_argument(
+        "--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'"
+    )
     s.add_argument("--merge-classes", action="store_true", help="report every instance as one class 'plant'")
-    s.add_argument("--vegetation", choices=VEGETATION_MODES, default=DEFAULTS.vegetation,
-                   help="plant pixels from plant colour: instances follow plant-coloured pixels and plant-coloured "
-                   "patches no detection claims are added ('auto': when the photo's colour tells plants from "
-                   "soil; default: %(default)s)")
-    s.add_argument("--axes", metavar="LETTERS",
-                   help="the axes of TIFF/zarr inputs that do not state them, one letter per axis: T time, Z depth, "
-                   "C channels (each a plane), S colour samples, Y, X; e.g. TYX (stacks are segmented plane by plane)")
+    s.add_argument(
+        "--vegetation",
+        choices=VEGETATION_MODES,
+        default=DEFAULTS.vegetation,
+        help="plant pixels from plant colour: instances follow plant-coloured pixels and plant-coloured "
+        "patches no detection claims are added ('auto': when the photo's colour tells plants from "
+        "soil; default: %(default)s)",
+    )
+    s.add_argument(
+        "--axes",
+        metavar="LETTERS",
+        help="the axes of TIFF/zarr inputs that do not state them, one letter per axis: T time, Z depth, "
+        "C channels (each a plane), S colour samples, Y, X; e.g. TYX (stacks are segmented plane by plane)",
+    )
     s.add_argument("--coco", action="store_true", help="also write COCO JSON")
-    s.add_argument("--overwrite", action="store_true", help="replace outputs that already exist (never replaced otherwise)")
-    s.add_argument("--resume", action="store_true",
-                   help="skip files whose outputs were made with the same model and settings")
+    s.add_argument(
+        "--overwrite", action="store_true", help="replace outputs that already exist (never replaced otherwise)"
+    )
+    s.add_argument(
+        "--resume", action="store_true", help="skip files whose outputs were made with the same model and settings"
+    )
     b = s.add_argument_group("parallel and cluster runs (need dask distributed)")
-    b.add_argument("--workers", type=int, metavar="N", help="run on a local Dask cluster of N processes, one thread each")
+    b.add_argument(
+        "--workers", type=int, metavar="N", help="run on a local Dask cluster of N processes, one thread each"
+    )
     b.add_argument("--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster (e.g. tcp://host:8786)")
     b.add_argument("--scheduler-file", metavar="PATH", help="run on the Dask cluster described by this scheduler file")
-    b.add_argument("--retries", type=int, default=1, help="times a file is resubmitted when its worker dies (default: 1)")
-    b.add_argument("--resources", type=_resources, metavar="NAME=N",
-                   help="run each file on workers with these Dask resources, e.g. GPU=1")
+    b.add_argument(
+        "--retries", type=int, default=1, help="times a file is resubmitted when its worker dies (default: 1)"
+    )
+    b.add_argument(
+        "--resources",
+        type=_resources,
+        metavar="NAME=N",
+        help="run each file on workers with these Dask resources, e.g. GPU=1",
+    )
     s.set_defaults(func=_cmd_segment)
     m = sub.add_parser("models", help="list the models and whether their weights are here")
     m.set_defaults(func=_cmd_models)

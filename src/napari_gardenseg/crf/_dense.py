@@ -164,8 +164,7 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
         raise ValueError(f"probabilities must have shape (K, H, W), got {p.shape}")
     if p.shape[1:] != rgb.shape[:2]:
         raise ValueError(
-            f"probabilities are {p.shape[1]}x{p.shape[2]} (H x W) but the image is "
-            f"{rgb.shape[0]}x{rgb.shape[1]}"
+            f"probabilities are {p.shape[1]}x{p.shape[2]} (H x W) but the image is {rgb.shape[0]}x{rgb.shape[1]}"
         )
     if not np.isfinite(p).all():
         raise ValueError("probabilities contain NaN or infinite values")
@@ -174,8 +173,7 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
     deviation = float(np.abs(p.sum(axis=0, dtype=np.float64) - 1.0).max())
     if deviation > _SUM_TOL:
         raise ValueError(
-            f"probabilities must sum to 1 over the first (label) axis; the largest "
-            f"deviation is {deviation:.3g}"
+            f"probabilities must sum to 1 over the first (label) axis; the largest deviation is {deviation:.3g}"
         )
     device = resolve_device(device)
     backend, _ = choose_backend(params.backend, device)

@@ -253,8 +253,11 @@ def refine_masks(
         workers = cpu_cores() if len(jobs) > 1 else 1
         _numba.warm_up()  # compile (or load the cache) once, not in every thread
         if jobs and params.iterations and params.gaussian_compat > 0:  # one grid lattice for all crops
-            _numba.reserve(max(y1 - y0 for _, (y0, _, y1, _) in jobs), max(x1 - x0 for _, (_, x0, _, x1) in jobs),
-                           params.gaussian_sxy)
+            _numba.reserve(
+                max(y1 - y0 for _, (y0, _, y1, _) in jobs),
+                max(x1 - x0 for _, (_, x0, _, x1) in jobs),
+                params.gaussian_sxy,
+            )
     else:
         workers = cpu_workers() if backend == "torch" and _device_type(device) == "cpu" else 1
     if backend == "torch":
@@ -341,7 +344,9 @@ def refine_masks(
                 for future, *_ in pending:
                     future.cancel()
     meta = {**instances.meta, "crf_backend": backend, "crf_backend_reason": reason}
-    return Instances(masks, offsets, instances.scores, instances.class_ids, instances.boxes, instances.shape, probs, meta)
+    return Instances(
+        masks, offsets, instances.scores, instances.class_ids, instances.boxes, instances.shape, probs, meta
+    )
 
 
 def refine_instances(

@@ -140,8 +140,19 @@ def dense_crf(rgb: np.ndarray, unary: np.ndarray, iterations: int, gaussian: tup
     q = np.empty((0, k), np.float32)
     if g_m >= 0:
         q = _kernels()._mean_field(
-            np.ascontiguousarray(rgb, dtype=np.uint8), np.ascontiguousarray(np.asarray(unary, np.float32).T),
-            int(iterations), g_off, g_bary, g_nb, g_m, g_w, b_sxy, b_srgb, b_w, _GAUSSIAN[3], *_BILATERAL,
+            np.ascontiguousarray(rgb, dtype=np.uint8),
+            np.ascontiguousarray(np.asarray(unary, np.float32).T),
+            int(iterations),
+            g_off,
+            g_bary,
+            g_nb,
+            g_m,
+            g_w,
+            b_sxy,
+            b_srgb,
+            b_w,
+            _GAUSSIAN[3],
+            *_BILATERAL,
         )
     if q.shape[0] != h * w:
         raise ValueError(

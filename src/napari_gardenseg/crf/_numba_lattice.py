@@ -14,11 +14,11 @@ from numba import njit
 _SSE_BLOCK = 4  # pydensecrf's SSE init takes pixels four at a time
 
 
-
 @njit(cache=True, nogil=True, inline="always")
 def _slot(k0, k1, shift):
     h = (np.uint64(k0) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(k1) * np.uint64(0xC2B2AE3D27D4EB4F))
     return np.int64(h >> np.uint64(shift))
+
 
 @njit(cache=True, nogil=True)
 def _find(table, k0, k1, shift, new_id):
@@ -39,6 +39,7 @@ def _find(table, k0, k1, shift, new_id):
             return e
         slot = (slot + 1) & mask
 
+
 @njit(cache=True, nogil=True)
 def _grow(table, shift):
     """The same entries in a table of twice the capacity (and its new shift)."""
@@ -54,6 +55,7 @@ def _grow(table, shift):
             new[slot, 1] = table[i, 1]
             new[slot, 2] = table[i, 2]
     return new, shift
+
 
 @njit(cache=True, nogil=True)
 def _lattice(feat, pad, scale, down, canonical):
@@ -233,6 +235,7 @@ def _lattice(feat, pad, scale, down, canonical):
             neighbours[j, 1, i] = _find(v_table, v_keys[i, 0] - a0, v_keys[i, 1] - a1, v_shift, -1) + 1
     return offset, bary_out, neighbours, m
 
+
 @njit(cache=True, nogil=True)
 def _filter(offset, bary, neighbours, m, alpha, values_in, out, grid, spare):
     """pydensecrf's ``compute``: splat (N, K) ``values_in``, blur, slice into ``out``.
@@ -273,6 +276,7 @@ def _filter(offset, bary, neighbours, m, alpha, values_in, out, grid, spare):
                     acc += (bary[i * d1 + j] * alpha) * grid[offset[i * d1 + j], k]
                 out[i, k] = acc
 
+
 @njit(cache=True, nogil=True)
 def _exp_normalize(energy, q):
     """pydensecrf's expAndNormalize over (N, K) negative energies."""
@@ -290,6 +294,7 @@ def _exp_normalize(energy, q):
         for k in range(c):
             q[i, k] = q[i, k] / s
 
+
 @njit(cache=True, nogil=True)
 def _norm(offset, bary, neighbours, m, alpha, n):
     """NORMALIZE_SYMMETRIC: 1 / sqrt(K 1 + 1e-20) per point, in double as pydensecrf."""
@@ -303,6 +308,7 @@ def _norm(offset, bary, neighbours, m, alpha, n):
         norm[i] = np.float32(1.0 / math.sqrt(np.float64(raw[i, 0]) + 1e-20))
     return norm
 
+
 @njit(cache=True, nogil=True)
 def _grid_lattice(h, w, sxy, scale, down, canonical):
     """The Gaussian kernel's lattice over an h x w pixel grid, features (x / sxy, y / sxy)."""
@@ -312,6 +318,7 @@ def _grid_lattice(h, w, sxy, scale, down, canonical):
             feat[y * w + x, 0] = np.float32(x) / sxy
             feat[y * w + x, 1] = np.float32(y) / sxy
     return _lattice(feat, 0, scale, down, canonical)
+
 
 @njit(cache=True, nogil=True)
 def _grid_crop(offset_g, bary_g, neighbours_g, m_g, width_g, h, w):
@@ -347,9 +354,26 @@ def _grid_crop(offset_g, bary_g, neighbours_g, m_g, width_g, h, w):
                 neighbours[j, k, i] = local[neighbours_g[j, k, used[i] - 1]]
     return offset, bary, neighbours, m
 
+
 @njit(cache=True, nogil=True)
-def _mean_field(rgb, unary, iterations, g_off, g_bary, g_nb, g_m, g_w, b_sxy, b_srgb, b_w,
-                g_alpha, b_scale, b_down, b_canon, b_alpha):
+def _mean_field(
+    rgb,
+    unary,
+    iterations,
+    g_off,
+    g_bary,
+    g_nb,
+    g_m,
+    g_w,
+    b_sxy,
+    b_srgb,
+    b_w,
+    g_alpha,
+    b_scale,
+    b_down,
+    b_canon,
+    b_alpha,
+):
     """Mean-field Q (N, K) float32 for ``unary`` (N, K) over ``rgb`` (h, w, 3) uint8,
     with the Gaussian kernel's lattice given (``g_m`` vertices; unused if ``g_w`` is 0)."""
     h, w = rgb.shape[0], rgb.shape[1]
@@ -378,8 +402,7 @@ def _mean_field(rgb, unary, iterations, g_off, g_bary, g_nb, g_m, g_w, b_sxy, b_
         b_off, b_bary, b_nb, b_m = _lattice(feat, pad, b_scale, b_down, b_canon)
         b_norm = _norm(b_off, b_bary, b_nb, b_m, b_alpha, n) if b_m >= 0 else np.empty(0, np.float32)
     else:
-        b_off, b_bary, b_nb, b_m = (np.empty(0, np.int32), np.empty(0, np.float32),
-                                    np.empty((6, 2, 0), np.int32), 0)
+        b_off, b_bary, b_nb, b_m = (np.empty(0, np.int32), np.empty(0, np.float32), np.empty((6, 2, 0), np.int32), 0)
         b_norm = np.empty(0, np.float32)
     if g_m < 0 or b_m < 0:
         return np.empty((0, c), np.float32)  # lattice coordinates too wide

@@ -71,8 +71,9 @@ def dense_crf_batch(rgbs, unaries, iterations: int, gaussian, bilateral, device=
             raise
     half = len(rgbs) // 2
     g_sxy, g_compats = gaussian
-    return dense_crf_batch(rgbs[:half], unaries[:half], iterations, (g_sxy, list(g_compats)[:half]), bilateral, device) + \
-        dense_crf_batch(rgbs[half:], unaries[half:], iterations, (g_sxy, list(g_compats)[half:]), bilateral, device)
+    return dense_crf_batch(
+        rgbs[:half], unaries[:half], iterations, (g_sxy, list(g_compats)[:half]), bilateral, device
+    ) + dense_crf_batch(rgbs[half:], unaries[half:], iterations, (g_sxy, list(g_compats)[half:]), bilateral, device)
 
 
 def _dense_crf_batch(rgbs, unaries, iterations: int, gaussian, bilateral, device="cpu") -> list[np.ndarray]:

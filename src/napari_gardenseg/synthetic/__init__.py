@@ -28,8 +28,9 @@ from ._common import CLASS_NAMES, EVAL_SEED_START, EXTRA_KINDS
 __all__ = ["garden_scene", "CLASS_NAMES", "EXTRA_KINDS", "EVAL_SEED_START"]
 
 
-def garden_scene(seed: int, shape=(512, 512), n_plants: tuple[int, int] | None = None, kinds=CLASS_NAMES,
-                 style: str = "garden"):
+def garden_scene(
+    seed: int, shape=(512, 512), n_plants: tuple[int, int] | None = None, kinds=CLASS_NAMES, style: str = "garden"
+):
     """One synthetic garden photo.
 
     Returns ``(image, labels, classes)``: RGB uint8 (H, W, 3); int32 (H, W)

@@ -75,7 +75,10 @@ def _photo_rosette(rng, radius, form):
     elif form == "broadleaf":
         n = int(rng.integers(3, 7))
         angs = np.sort(rng.uniform(0, 2 * np.pi, n))
-        leaves = [(a, radius * rng.uniform(0.4, 0.55), radius * rng.uniform(0.4, 0.5), radius * rng.uniform(0.25, 0.45)) for a in angs]
+        leaves = [
+            (a, radius * rng.uniform(0.4, 0.55), radius * rng.uniform(0.4, 0.5), radius * rng.uniform(0.25, 0.45))
+            for a in angs
+        ]
         pw = max(0.8, radius * 0.04)
     else:  # arabidopsis-like: round blades on long petioles, younger leaves inside
         n = int(rng.integers(5, 14))
@@ -120,7 +123,9 @@ def _photo_carrot(rng, radius):
             ll = radius * rng.uniform(0.12, 0.3) * (1.1 - tt * 0.5)
             for sgn in (-1, 1):
                 la = ang + bend * tt + sgn * rng.uniform(0.6, 1.1)
-                segs.append((by, bx, by + ll * np.sin(la), bx + ll * np.cos(la), max(0.6, radius * rng.uniform(0.015, 0.035))))
+                segs.append(
+                    (by, bx, by + ll * np.sin(la), bx + ll * np.cos(la), max(0.6, radius * rng.uniform(0.015, 0.035)))
+                )
             del i
     width = np.zeros((size, size), np.float32)
     for y0, x0, y1, x1, w in segs:
@@ -198,12 +203,15 @@ def _photo_ground(rng, shape) -> np.ndarray:
     for _ in range(n_stones):
         r = rng.uniform(2, 14)
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        ys, xs = slice(max(0, int(cy - r - 1)), min(h, int(cy + r + 2))), slice(max(0, int(cx - r - 1)), min(w, int(cx + r + 2)))
+        ys, xs = (
+            slice(max(0, int(cy - r - 1)), min(h, int(cy + r + 2))),
+            slice(max(0, int(cx - r - 1)), min(w, int(cx + r + 2))),
+        )
         e = ((yy[ys, xs] - cy) / r) ** 2 + ((xx[ys, xs] - cx) / (r * rng.uniform(0.6, 1.4))) ** 2
         m = e < 1
         tone_s = rng.uniform(0.35, 0.8) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
         lit = 0.8 + 0.4 * np.sqrt(np.clip(1 - e, 0, 1)) + 0.2 * ((yy[ys, xs] - cy) / r)
-        img[ys, xs][m] = (tone_s[None] * lit[m][:, None])
+        img[ys, xs][m] = tone_s[None] * lit[m][:, None]
     if rng.random() < 0.4:  # perlite / vermiculite: small pale specks
         n = int(rng.uniform(0.002, 0.02) * h * w)
         py, px = rng.integers(0, h, n), rng.integers(0, w, n)
@@ -218,7 +226,9 @@ def _photo_ground(rng, shape) -> np.ndarray:
         xs = slice(max(0, int(cx - length)), min(w, int(cx + length + 1)))
         d, s = _segment_distance(yy[ys, xs], xx[ys, xs], cy, cx, cy + length * np.sin(ang), cx + length * np.cos(ang))
         m = d < half
-        col = (np.array([0.85, 0.75, 0.45], np.float32) if rng.random() < 0.6 else np.array([0.4, 0.27, 0.15], np.float32))
+        col = (
+            np.array([0.85, 0.75, 0.45], np.float32) if rng.random() < 0.6 else np.array([0.4, 0.27, 0.15], np.float32)
+        )
         img[ys, xs][m] = col * rng.uniform(0.6, 1.1) * (0.85 + 0.15 * (1 - d[m] / half))[:, None]
     if rng.random() < 0.1:  # the dark plastic walls of a seed tray
         cell = rng.uniform(0.2, 0.5) * min(h, w)
@@ -251,8 +261,12 @@ def _perspective(rng, image, labels):
     sy = np.clip((sv + 0.5) * (h - 1), 0, h - 1.001)
     x0, y0 = sx.astype(int), sy.astype(int)
     fx, fy = (sx - x0)[..., None], (sy - y0)[..., None]
-    out = (image[y0, x0] * (1 - fx) * (1 - fy) + image[y0, x0 + 1] * fx * (1 - fy)
-           + image[y0 + 1, x0] * (1 - fx) * fy + image[y0 + 1, x0 + 1] * fx * fy)
+    out = (
+        image[y0, x0] * (1 - fx) * (1 - fy)
+        + image[y0, x0 + 1] * fx * (1 - fy)
+        + image[y0 + 1, x0] * (1 - fx) * fy
+        + image[y0 + 1, x0 + 1] * fx * fy
+    )
     lab = labels[np.rint(sy).astype(int), np.rint(sx).astype(int)]
     return out.astype(np.float32), lab
 
@@ -314,7 +328,9 @@ def scene(rng, shape, n_plants, kinds):
     shadow_depth = rng.uniform(0.35, 0.6) if sun else rng.uniform(0.7, 0.85)
     forms = [f for f, (cls, _) in _PHOTO_FORMS.items() if cls in kinds]
     if not forms:
-        raise ValueError(f"style='photo' draws the classes {sorted({c for c, _ in _PHOTO_FORMS.values()})}; got kinds={kinds}")
+        raise ValueError(
+            f"style='photo' draws the classes {sorted({c for c, _ in _PHOTO_FORMS.values()})}; got kinds={kinds}"
+        )
     # most scenes favour one or two forms (a crop row, a tray of one species) plus weeds
     weights = rng.dirichlet(np.full(len(forms), 0.5))
     size_bias = rng.uniform(0.35, 1.0)  # small seedlings in some scenes, big plants in others
