@@ -346,10 +346,6 @@ def _json_safe(meta: dict) -> dict:
     return out
 
 
-# The vegetation stage holds a few image-sized maps: beyond this it is skipped (tiled zarr runs of mosaics).
-VEGETATION_MAX_PIXELS = 40_000_000
-
-
 @dataclass
 class _Run:
     """One segmentation run: its options, the loaded model and what the model makes of them.
@@ -398,51 +394,19 @@ class _Run:
         return found
 
     def follow_colour(self, found: Instances) -> Instances:
-        """The vegetation stage (``options.vegetation``): instances that follow plant colour; see :mod:`._plant_pixels`.
-
-        "auto" runs it when the photo's colour separates plants from their
-        background (:func:`._vegetation.vegetation_map`) and the network's
-        confident detections hold less than :data:`._plant_pixels.MODEL_COVERS`
-        of the plant-coloured pixels (else the network knows these plants
-        already); "on" always, "off" never. Images over :data:`VEGETATION_MAX_PIXELS` skip it (it needs a few
-        image-sized maps), and so do tiled runs and lazy sources (read tile by
-        tile) and runs with a class filter (colour knows no classes). ``self.how["vegetation"]`` says what was done and why.
-        """
-        mode = self.options.vegetation
-        h, w = self.source.shape[:2]
-        if mode == "off":
-            self.how["vegetation"] = {"applied": False, "reason": "vegetation='off'"}
-            return found
-        if self.wanted is not None:  # colour knows no classes: a run for some classes keeps the network's
-            self.how["vegetation"] = {"applied": False, "reason": "a class filter is set"}
-            return found
-        if h * w > VEGETATION_MAX_PIXELS or self.source.lazy or self.how.get("tiles"):
-            # the stage holds a few image-sized maps: runs that read the image tile by tile skip it
-            why = (
-                f"image over {VEGETATION_MAX_PIXELS:,} pixels" if h * w > VEGETATION_MAX_PIXELS else "tiled or lazy run"
-            )
-            self.how["vegetation"] = {"applied": False, "reason": why}
-            return found
-        from ._plant_pixels import MODEL_COVERS, follow_vegetation, model_coverage
-        from ._vegetation import vegetation_map
+        """The vegetation stage (``options.vegetation``); see :func:`._plant_pixels.vegetation_stage`."""
+        from ._plant_pixels import vegetation_stage
 
         check(self.cancel, "segmentation")
-        self.report(0.7, "finding plant pixels by colour")
-        vmap = vegetation_map(self.source.read())
-        info = {"mode": mode, **vmap.summary()}
-        if mode == "auto" and not vmap.informative:
-            self.how["vegetation"] = {"applied": False, "reason": vmap.reason, **info}
-            return found
-        covered = model_coverage(found, vmap, self.mask_threshold)
-        info["vegetation_model_coverage"] = round(covered, 3)
-        if mode == "auto" and covered >= MODEL_COVERS:
-            reason = (
-                f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
-            )
-            self.how["vegetation"] = {"applied": False, "reason": reason, **info}
-            return found
-        self.how["vegetation"] = {"applied": True, "reason": vmap.reason, **info}
-        return follow_vegetation(found, vmap, self.mask_threshold, score_threshold=self.options.score_threshold)
+        found, self.how["vegetation"] = vegetation_stage(
+            found,
+            self.source,
+            self.options,
+            classes_filtered=self.wanted is not None,
+            tiled=bool(self.how.get("tiles")),
+            report=self.report,
+        )
+        return found
 
     def refine(self, found: Instances) -> Instances | None:
         if self.params is None:

@@ -31,7 +31,7 @@ import numpy as np
 from ._instances import Instances, paint_image
 from ._vegetation import VegetationMap
 
-__all__ = ["follow_vegetation", "COLOUR_SCORE_RANGE"]
+__all__ = ["follow_vegetation", "vegetation_stage", "model_coverage", "adapt_hint", "COLOUR_SCORE_RANGE"]
 
 # Colour-only instances score in this range (below a detection's usual score),
 # larger components higher: AP ranks them after the detector's confident ones.
@@ -76,6 +76,52 @@ def clean_vegetation(mask: np.ndarray) -> np.ndarray:
     area = _min_area(mask.shape)
     out = morphology.remove_small_objects(out, max_size=area)
     return morphology.remove_small_holes(out, max_size=area)
+
+
+# The stage holds a few image-sized maps: beyond this it is skipped (tiled zarr runs of mosaics).
+VEGETATION_MAX_PIXELS = 40_000_000
+
+
+def vegetation_stage(
+    found: Instances, source, options, *, classes_filtered: bool = False, tiled: bool = False, report=None
+) -> tuple[Instances, dict]:
+    """``segment``'s vegetation stage: ``found`` made to follow plant colour, and a note of what was done and why.
+
+    ``source``: the run's :class:`~napari_gardenseg._io.ImageSource`;
+    ``options``: its :class:`~napari_gardenseg._options.SegmentOptions`.
+    ``options.vegetation`` "off" never runs it, "on" always, and "auto" when
+    the photo's colour separates plants from their background
+    (:func:`._vegetation.vegetation_map`) and the network's confident
+    detections hold less than :data:`MODEL_COVERS` of the plant-coloured
+    pixels (else the network knows these plants already). Images over
+    :data:`VEGETATION_MAX_PIXELS`, tiled runs and lazy sources (read tile by
+    tile) and runs with a class filter (colour knows no classes) skip it.
+    """
+    from ._vegetation import vegetation_map
+
+    mode = options.vegetation
+    h, w = source.shape[:2]
+    if mode == "off":
+        return found, {"applied": False, "reason": "vegetation='off'"}
+    if classes_filtered:  # a filtered detection could be taken for a piece of a plant
+        return found, {"applied": False, "reason": "a class filter is set"}
+    if h * w > VEGETATION_MAX_PIXELS:
+        return found, {"applied": False, "reason": f"image over {VEGETATION_MAX_PIXELS:,} pixels"}
+    if source.lazy or tiled:
+        return found, {"applied": False, "reason": "tiled or lazy run"}
+    if report is not None:
+        report(0.7, "finding plant pixels by colour")
+    vmap = vegetation_map(source.read())
+    info = {"mode": mode, **vmap.summary()}
+    if mode == "auto" and not vmap.informative:
+        return found, {"applied": False, "reason": vmap.reason, **info}
+    covered = model_coverage(found, vmap, options.mask_threshold)
+    info["vegetation_model_coverage"] = round(covered, 3)
+    if mode == "auto" and covered >= MODEL_COVERS:
+        reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
+        return found, {"applied": False, "reason": reason, **info}
+    out = follow_vegetation(found, vmap, options.mask_threshold, score_threshold=options.score_threshold)
+    return out, {"applied": True, "reason": vmap.reason, **info}
 
 
 def model_coverage(
