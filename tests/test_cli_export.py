@@ -101,6 +101,8 @@ def test_cli_sample_offline(tmp_path):
     assert cli.main(["segment", "--sample", "--out", str(tmp_path), "--no-crf"]) == 0
     import pandas as pd
 
+    record = json.loads((tmp_path / "seedling_tray_run.json").read_text())
+    assert record["vegetation"]["mode"] == "auto" and "reason" in record["vegetation"]
     table = pd.read_csv(tmp_path / "seedling_tray_instances.csv")
     # the photo's 18 or so rosettes: found by the model (not only as colour components)
     assert (table["source"] == "model").sum() >= 10

@@ -182,6 +182,8 @@ def process_file(
         image=image.record(),
         written=written,
         instances=len(result),
+        # whether the vegetation stage ran, and why (not compared on --resume: it follows from the options)
+        vegetation=(getattr(result, "meta", None) or {}).get("vegetation"),
         seconds=round(seconds, 3),
         device=str(loaded.device),
         package_version=_package_version(),
