@@ -43,6 +43,8 @@ MIN_GREEN_SHARE = 0.35
 MIN_SEED_SHARE = 0.2
 # A confident instance seeds a plant from this share of its component (three touching plants).
 STRONG_SEED_SHARE = 0.3
+# A detection scoring this much is confident: it may seed a plant in a shared component.
+SPLIT_SCORE = 0.5
 # A plant-coloured component over this share of the image and this many times the largest
 # instance found in it is ground cover.
 LAWN_RATIO = 8.0
@@ -53,31 +55,6 @@ MODEL_COVERS = 0.85
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
-# Closing radius of the vegetation mask, as a fraction of the image's geometric mean side.
-CLOSING = 0.002
-
-
-def _min_area(shape) -> int:
-    """Vegetation specks smaller than this (pixels) are noise, not plants."""
-    return max(12, int(2e-5 * shape[0] * shape[1]))
-
-
-def clean_vegetation(mask: np.ndarray) -> np.ndarray:
-    """bool (H, W): ``mask`` closed over gaps of a few pixels, without specks and pin holes.
-
-    The closing (a disk whose radius grows with the image's size) joins the
-    leaves of one plant that shadow or a thin stem cut apart; specks and holes
-    smaller than :func:`_min_area` pixels go.
-    """
-    from skimage import morphology
-
-    radius = int(round(CLOSING * np.sqrt(mask.shape[0] * mask.shape[1])))
-    out = morphology.closing(mask, morphology.disk(radius)) if radius > 0 else mask
-    area = _min_area(mask.shape)
-    out = morphology.remove_small_objects(out, max_size=area)
-    return morphology.remove_small_holes(out, max_size=area)
-
-
 # The stage holds a few image-sized maps: beyond this it is skipped (tiled zarr runs of mosaics).
 VEGETATION_MAX_PIXELS = 40_000_000
 
@@ -128,7 +105,7 @@ def model_coverage(
     found: Instances, vegetation: VegetationMap, mask_threshold: float = 0.5, min_score: float = 0.5
 ) -> float:
     """Share (0..1) of the plant-coloured pixels inside detections scoring at least ``min_score``."""
-    veg = clean_vegetation(vegetation.mask)
+    veg = vegetation.plants
     if not veg.any():
         return 1.0
     confident = found.take(np.flatnonzero(found.scores >= min_score))
@@ -141,15 +118,13 @@ def follow_vegetation(
     mask_threshold: float = 0.5,
     *,
     min_seed_share: float = MIN_SEED_SHARE,
-    split_score: float = 0.5,
-    add_components: bool = True,
     score_threshold: float = 0.0,
 ) -> Instances:
     """Instances of ``found`` (an (H, W) image's) made to follow ``vegetation``; see the module docstring.
 
     Returns new :class:`Instances` (``found`` is not changed), best score
     first: the model instances that hold plant pixels and the colour-only
-    ones (none when ``add_components`` is False). Scores lowered by colour
+    ones. Scores lowered by colour
     stay at ``score_threshold`` or above (a detection is ranked lower, never
     dropped); colour-only instances below it are not added. ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class).
@@ -161,7 +136,7 @@ def follow_vegetation(
     prob = vegetation.probability
     if prob.shape != (h, w):
         raise ValueError(f"vegetation map of shape {prob.shape} for instances of an image of shape {(h, w)}")
-    veg = clean_vegetation(vegetation.mask)
+    veg = vegetation.plants
     comps, n_comps = ndimage.label(veg, structure=np.ones((3, 3), bool))
     n = len(found)
     labels = paint_image(found, mask_threshold) if n else np.zeros((h, w), np.int32)
@@ -193,7 +168,7 @@ def follow_vegetation(
     gated = gated & ~on_lawn
     # splitting a component needs confident seeds; a lone seed may be less sure
     strong = np.zeros(n + 1, bool)
-    strong[1:] = found.scores >= split_score
+    strong[1:] = found.scores >= SPLIT_SCORE
     seed = gated & ((cover >= min_seed_share) | (strong & (cover >= STRONG_SEED_SHARE)))
     # a component with seeds belongs to them; one seed takes it whole, several split it
     seeds_of = {}
@@ -263,31 +238,30 @@ def follow_vegetation(
         class_ids.append(found.class_ids[i])
         source.append("model")
 
-    if add_components:
-        free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0 and not lawn[c]]
-        # the best green piece (a leaf the model found) inside each free component
-        piece = np.zeros(n_comps + 1, np.float32)
-        for i in np.flatnonzero(gated & ~seed):
-            piece[main[i]] = max(piece[main[i]], found.scores[i - 1])
-        if free:
-            objects = ndimage.find_objects(comps)
-            areas = comp_area[free].astype(np.float64)
-            rank = np.minimum(areas / max(typical, 1.0), 1.0)
-            lo, hi = COLOUR_SCORE_RANGE
-            for c, q in zip(free, rank):
-                sl = objects[c - 1]
-                own = (comps[sl] == c) & (claims[sl] == 0)
-                if not own.any():
-                    continue
-                score = max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c])
-                if score < score_threshold:
-                    continue
-                masks.append(np.where(own, 0.5 + 0.5 * prob[sl], 0.0).astype(np.float32))
-                offsets.append((sl[0].start, sl[1].start))
-                boxes.append(np.array([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1], np.float32))
-                scores.append(score)
-                class_ids.append(0)
-                source.append("colour")
+    free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0 and not lawn[c]]
+    # the best green piece (a leaf the model found) inside each free component
+    piece = np.zeros(n_comps + 1, np.float32)
+    for i in np.flatnonzero(gated & ~seed):
+        piece[main[i]] = max(piece[main[i]], found.scores[i - 1])
+    if free:
+        objects = ndimage.find_objects(comps)
+        areas = comp_area[free].astype(np.float64)
+        rank = np.minimum(areas / max(typical, 1.0), 1.0)
+        lo, hi = COLOUR_SCORE_RANGE
+        for c, q in zip(free, rank):
+            sl = objects[c - 1]
+            own = (comps[sl] == c) & (claims[sl] == 0)
+            if not own.any():
+                continue
+            score = max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c])
+            if score < score_threshold:
+                continue
+            masks.append(np.where(own, 0.5 + 0.5 * prob[sl], 0.0).astype(np.float32))
+            offsets.append((sl[0].start, sl[1].start))
+            boxes.append(np.array([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1], np.float32))
+            scores.append(score)
+            class_ids.append(0)
+            source.append("colour")
 
     out = Instances(
         masks,
