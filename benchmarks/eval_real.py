@@ -26,6 +26,7 @@ headline, per-group figures follow. Methods:
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -182,10 +183,13 @@ def recall_of(photos, model, vegetation, score_threshold) -> dict:
     return {k: round(a / max(b, 1), 3) for k, (a, b) in hits.items()}
 
 
-def fine_tuned(photos, counts, methods, score_threshold, iterations=200, out_dir="runs/eval_real") -> dict:
+def fine_tuned(
+    photos, counts, methods, score_threshold, iterations=200, out_dir="runs/eval_real", train_kwargs=None
+) -> dict:
     """AP50 after ``gs.train`` on the first k AgIR photos (their references as painted labels), for k in ``counts``.
 
     Scored on every photo not trained on (the other AgIR photos, the tray, the composites).
+    ``train_kwargs``: further ``gs.train`` arguments (``--set key=value``).
     """
     import napari_gardenseg as gs
 
@@ -198,13 +202,19 @@ def fine_tuned(photos, counts, methods, score_threshold, iterations=200, out_dir
         ]
         t0 = time.perf_counter()
         path = gs.train(
-            samples, base="garden", iterations=iterations, output=Path(out_dir) / f"painted_{k}.pt", overwrite=True
+            samples,
+            base="garden",
+            iterations=iterations,
+            output=Path(out_dir) / f"painted_{k}.pt",
+            overwrite=True,
+            **(train_kwargs or {}),
         )
         minutes = (time.perf_counter() - t0) / 60
         rest = [p for p in photos if p not in train_on]
         res = evaluate(path, rest, methods, score_threshold)
         res["trained_on"] = [p["name"] for p in train_on]
         res["train_minutes"] = round(minutes, 1)
+        res["train_kwargs"] = train_kwargs or {}
         out[f"train on {k}"] = res
         print(json.dumps({f"train on {k}": res["AP50"]}), file=sys.stderr, flush=True)
     return out
@@ -225,6 +235,7 @@ def main(argv=None):
         metavar="K",
         help="instead: AP50 after gs.train on the first K AgIR photos, scored on the others",
     )
+    p.add_argument("--set", action="append", default=[], help="key=value passed to gs.train (with --fine-tune)")
     p.add_argument(
         "--recolour",
         action="store_true",
@@ -233,7 +244,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     photos = load_set(args.only, args.sets)
     if args.fine_tune:
-        print(json.dumps(fine_tuned(photos, args.fine_tune, args.methods, args.score_threshold), indent=1))
+        kwargs = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
+        print(
+            json.dumps(
+                fine_tuned(photos, args.fine_tune, args.methods, args.score_threshold, train_kwargs=kwargs), indent=1
+            )
+        )
         return
     if args.recolour:
         red = recoloured(photos)

@@ -201,13 +201,15 @@ def follow_vegetation(
     single[joins] = best[joins]
     take = region & (single[comps] > 0)
     claims[take] = single[comps[take]]
-    if split.any():
-        where = region & split[comps]
-        markers = np.where(where & seed[labels] & (split[main[labels]]) & (comps > 0), labels, 0)
-        distance = ndimage.distance_transform_edt(where)
-        grown = segmentation.watershed(-distance, markers, mask=where)
-        claims[where] = grown[where]
-        del distance, grown, markers
+    comp_objects = ndimage.find_objects(comps)
+    for c in np.flatnonzero(split):
+        # each shared component in its own padded box: the distance map and watershed cost its area
+        sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in comp_objects[c - 1])
+        where = region[sl] & (comps[sl] == c)
+        lab = labels[sl]
+        markers = np.where(where & seed[lab] & split[main[lab]], lab, 0)
+        grown = segmentation.watershed(-ndimage.distance_transform_edt(where), markers, mask=where)
+        claims[sl][where] = grown[where]
 
     masks, offsets, boxes, scores, class_ids, source = [], [], [], [], [], []
     objects = ndimage.find_objects(claims, max_label=n)
@@ -244,7 +246,7 @@ def follow_vegetation(
     for i in np.flatnonzero(gated & ~seed):
         piece[main[i]] = max(piece[main[i]], found.scores[i - 1])
     if free:
-        objects = ndimage.find_objects(comps)
+        objects = comp_objects
         areas = comp_area[free].astype(np.float64)
         rank = np.minimum(areas / max(typical, 1.0), 1.0)
         lo, hi = COLOUR_SCORE_RANGE

@@ -162,11 +162,17 @@ class VegetationMap:
         thin stem cut apart; specks and holes smaller than :func:`min_area`
         pixels go. Computed once per map.
         """
+        from scipy import ndimage
         from skimage import morphology
 
         mask = self.mask
         radius = int(round(CLOSING * np.sqrt(mask.shape[0] * mask.shape[1])))
-        out = morphology.closing(mask, morphology.disk(radius)) if radius > 0 else mask
+        out = mask
+        if radius > 0:
+            # binary closing as two binary dilations (scipy's is several times faster than
+            # skimage.morphology.closing on a bool image, and gives the same pixels)
+            disk = morphology.disk(radius)
+            out = ~ndimage.binary_dilation(~ndimage.binary_dilation(mask, disk), disk)
         area = min_area(mask.shape)
         out = morphology.remove_small_objects(out, max_size=area)
         return morphology.remove_small_holes(out, max_size=area)
