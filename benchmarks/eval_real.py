@@ -212,11 +212,13 @@ def fine_tuned(
         minutes = (time.perf_counter() - t0) / 60
         rest = [p for p in photos if p not in train_on]
         res = evaluate(path, rest, methods, score_threshold)
+        res["zero-shot on the same photos"] = evaluate("garden", rest, methods, score_threshold)["AP50"]
         res["trained_on"] = [p["name"] for p in train_on]
         res["train_minutes"] = round(minutes, 1)
         res["train_kwargs"] = train_kwargs or {}
         out[f"train on {k}"] = res
-        print(json.dumps({f"train on {k}": res["AP50"]}), file=sys.stderr, flush=True)
+        summary = {"AP50": res["AP50"], "zero-shot": res["zero-shot on the same photos"], "minutes": round(minutes, 1)}
+        print(json.dumps({f"train on {k}": summary}), file=sys.stderr, flush=True)
     return out
 
 

@@ -96,17 +96,12 @@ class PhotoMaterial:
     index: int = -1
 
 
-def _clean(mask: np.ndarray) -> np.ndarray:
-    from skimage import morphology
-
-    mask = morphology.remove_small_objects(mask, max_size=MIN_AREA - 1)
-    return morphology.remove_small_holes(mask, max_size=MIN_AREA)
-
-
 def vegetation(rgb_u8: np.ndarray):
-    """(clean bool mask, VegetationMap) of a uint8 photo."""
+    """(bool (H, W) plant mask, VegetationMap) of a uint8 photo: the segmentation's own
+    cleaned plant mask (:attr:`._vegetation.VegetationMap.plants`), so that a harvested
+    plant is what ``segment``'s vegetation stage would call one."""
     veg = vegetation_map(rgb_u8.astype(np.float32) / 255)
-    return _clean(veg.mask), veg
+    return veg.plants, veg
 
 
 def soil_fill(rgb_u8: np.ndarray, plant: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:

@@ -22,13 +22,16 @@ SCALE_LIMITS = (0.1, 8.0)
 
 
 def vegetation_mask(rgb: np.ndarray, threshold: float = 0.08) -> np.ndarray:
-    """Excess green on chromatic coordinates (2g - r - b with r + g + b = 1), above the
-    image's median by ``threshold``: the median is the ground's, so a colour cast that
-    tints the whole photo does not turn the ground into vegetation."""
+    """bool (H, W): excess green (:func:`._vegetation.excess_green`) above the image's
+    median by ``threshold``: the median is the ground's, so a colour cast that tints the
+    whole photo does not turn the ground into vegetation. A fixed margin over the median
+    rather than the segmentation's Otsu threshold: blob sizes for the scale estimate must
+    not jump with how a photo's histogram splits."""
+    from ._vegetation import excess_green
+
     rgb = np.asarray(rgb, np.float32)
-    total = rgb.sum(-1) + 1e-6
-    exg = (2 * rgb[..., 1] - rgb[..., 0] - rgb[..., 2]) / total
-    return (exg > max(float(np.median(exg)), -0.1) + threshold) & (total > 0.06)
+    exg = excess_green(rgb)
+    return (exg > max(float(np.median(exg)), -0.1) + threshold) & (rgb.sum(-1) > 0.06)
 
 
 def _blob_areas(rgb: np.ndarray) -> np.ndarray:
