@@ -9,6 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 npe2 = pytest.importorskip("npe2")
@@ -193,3 +194,34 @@ def test_installed_wheel_is_a_working_plugin(wheel, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[:2] == ["napari-gardenseg 2", "(768, 1024, 3)"]
+
+
+def test_photo_reader_opens_a_portrait_jpeg_upright(tmp_path):
+    """A phone photo stored landscape with EXIF orientation 6 (rotate 90 degrees clockwise) opens upright."""
+    from PIL import Image
+
+    from napari_gardenseg._napari_reader import get_reader
+
+    stored = np.zeros((40, 60, 3), np.uint8)
+    stored[:10, :10] = (255, 0, 0)  # a red corner: stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "portrait.JPG"
+    Image.fromarray(stored).save(path, quality=95, exif=exif)
+
+    reader = get_reader(str(path))
+    assert reader is not None
+    ((data, meta, kind),) = reader(str(path))
+    assert kind == "image" and meta["rgb"] and meta["name"] == "portrait"
+    assert data.shape == (60, 40, 3)  # turned: portrait
+    assert data[5, -5, 0] > 200 and data[5, -5, 1] < 60  # top-left went to top-right, as a viewer shows it
+    assert meta["metadata"]["gardenseg_read"]["exif_orientation"] == 6
+    assert get_reader(str(tmp_path / "labels.png")) is None  # other formats stay with napari's readers
+    assert get_reader([str(path), str(path)]) is not None
+
+
+def test_photo_reader_is_contributed_for_jpeg_only():
+    mf = npe2.PluginManifest.from_file(MANIFEST)
+    (reader,) = mf.contributions.readers
+    assert reader.command == "napari-gardenseg.read_photos"
+    assert "*.jpg" in reader.filename_patterns and not any("png" in p or "tif" in p for p in reader.filename_patterns)

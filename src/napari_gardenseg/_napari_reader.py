@@ -1,0 +1,43 @@
+"""napari reader for photographs: the picture as a photo viewer shows it.
+
+napari's own reader hands a JPEG's stored pixels to the canvas, so a phone
+photo taken in portrait opens on its side and a photo with a wide-gamut ICC
+profile opens in the wrong colours. This reader opens ``*.jpg``, ``*.jpeg``
+and ``*.mpo`` files through the plugin's one reader
+(:func:`._reader.read_image`: Pillow, EXIF orientation applied, ICC profile
+converted to sRGB), so the layer holds the pixels that ``gardenseg segment``
+and :func:`~napari_gardenseg.segment_files` see for the same file, and the
+labels of either line up with it. Other formats stay with napari's readers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".mpo")
+
+
+def get_reader(path):
+    """The npe2 reader command: :func:`read_photos` for a photo path (or a list of them), else None."""
+    paths = path if isinstance(path, (list, tuple)) else [path]
+    if not paths or not all(isinstance(p, (str, Path)) and str(p).lower().endswith(PHOTO_SUFFIXES) for p in paths):
+        return None
+    return read_photos
+
+
+def read_photos(path) -> list[tuple]:
+    """napari layer data, one image layer per photo: ``(pixels, {"name", "rgb", "metadata"}, "image")``.
+
+    pixels: uint8 (H, W, 3) for colour photos, (H, W) for grey ones, upright
+    as the EXIF orientation says. ``metadata["gardenseg_read"]`` is what the
+    reader did (the run record's ``image`` entry: format, EXIF orientation,
+    colour conversion). Raises FileNotFoundError and Pillow's errors.
+    """
+    from ._reader import read_image
+
+    layers = []
+    for p in path if isinstance(path, (list, tuple)) else [path]:
+        image = read_image(p)
+        meta = {"name": Path(p).stem, "rgb": image.axes.endswith("S"), "metadata": {"gardenseg_read": image.record()}}
+        layers.append((image.data, meta, "image"))
+    return layers
