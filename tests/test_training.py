@@ -212,7 +212,8 @@ def test_training_scale_matches_inference():
 
 
 def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_scenes, monkeypatch):
-    """roi_batch and frozen_blocks hold while training and leave the model as it was after."""
+    """roi_batch, positive_fraction, frozen_blocks and channels-last hold while training and leave the model
+    as it was after."""
     from napari_gardenseg import _training
 
     seen = {}
@@ -221,11 +222,17 @@ def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_
     def spy_fit(net, *args, **kwargs):
         def progress(f, m):
             seen["roi_batch"] = net.roi_heads.fg_bg_sampler.batch_size_per_image
+            seen["positive_fraction"] = net.roi_heads.fg_bg_sampler.positive_fraction
+            conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+            seen["channels_last"] = conv.weight.is_contiguous(memory_format=torch.channels_last)
             seen["trainable"] = [any(p.requires_grad for p in b.parameters()) for b in net.backbone.body.children()]
 
         kwargs["progress"] = progress
         out = real_fit(net, *args, **kwargs)
         seen["after"] = net.roi_heads.fg_bg_sampler.batch_size_per_image
+        seen["fraction_after"] = net.roi_heads.fg_bg_sampler.positive_fraction
+        conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        seen["contiguous_after"] = conv.weight.is_contiguous()
         return out
 
     monkeypatch.setattr(_training, "fit", spy_fit)
@@ -237,13 +244,20 @@ def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_
         device="cpu",
         crop=96,
         roi_batch=64,
+        positive_fraction=0.5,
         frozen_blocks=7,
     )
     assert seen["roi_batch"] == 64 and seen["after"] == 128  # the model's own sampler again
+    assert seen["positive_fraction"] == 0.5 and seen["fraction_after"] == 0.25
+    assert seen["channels_last"] and seen["contiguous_after"]
     assert seen["trainable"][:7] == [False] * 7 and all(seen["trainable"][7:])
     info = load_model(path, device="cpu").meta["training"]
-    assert (info["roi_batch"], info["frozen_blocks"], info["crop"]) == (64, 7, 96)
+    assert (info["roi_batch"], info["positive_fraction"], info["frozen_blocks"], info["crop"]) == (64, 0.5, 7, 96)
     train(two_scenes, base="garden", iterations=1, output=tmp_path / "b.pt", device="cpu", crop=96)
+    assert seen["positive_fraction"] == _training.POSITIVE_FRACTION == 0.125  # the default: half torchvision's
     assert seen["roi_batch"] == 128 and seen["trainable"][:4] == [False] * 4 and all(seen["trainable"][4:])
     with pytest.raises(ValueError, match="frozen_blocks applies to garden_mobilenet"):
         train(two_scenes, base=None, iterations=1, output=tmp_path / "c.pt", device="cpu", frozen_blocks=3)
+    with pytest.raises(ValueError, match="positive_fraction must be in"):
+        train(two_scenes, base="garden", iterations=1, output=tmp_path / "d.pt", device="cpu", positive_fraction=0)
+    assert not (tmp_path / "d.pt").exists()

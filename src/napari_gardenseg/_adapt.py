@@ -203,7 +203,7 @@ def adapt(
     from ._files import check_target
     from ._harvest import harvest_photo
     from ._models import Model, load_model, resolve_device, save_checkpoint
-    from ._training import fit
+    from ._training import POSITIVE_FRACTION, fit
 
     start = time.perf_counter()
     if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
@@ -338,6 +338,7 @@ def adapt(
             progress=tick,
             cancel=stop,
             schedule=schedule,
+            positive_fraction=POSITIVE_FRACTION,
         )
         done_total += len(losses)
         if _should_stop(cancel):

@@ -44,6 +44,12 @@ class _Sample:
         self.zoom = zoom  # the scale inference will see this image at (before random rescaling)
 
 
+# Share of positives among the proposals sampled per image while training (torchvision: 0.25): each
+# positive also goes through the mask head, the costliest part of the heads; half as many learn as well
+# (README: the fine-tuning checks).
+POSITIVE_FRACTION = 0.125
+
+
 def prepare_samples(samples: Sequence) -> list[_Sample]:
     """Check and normalise ``(image, labels, classes)`` triples; clear errors on bad ones."""
     if len(samples) == 0:
@@ -163,18 +169,25 @@ def fit(
     on_iteration: Callable[[int], None] | None = None,
     schedule: Callable[[int], float] | None = None,
     roi_batch: int | None = None,
+    positive_fraction: float | None = None,
 ) -> list[float]:
     """The training loop: ``draw(rng)`` gives a sample per crop; returns the loss of each
     iteration done. ``on_iteration(done)`` runs after each (periodic checkpoints);
     ``schedule(it)`` in 0..1 replaces ``it / iterations`` in the learning-rate decay
     (a run limited by wall time decays by the clock). ``roi_batch``: proposals sampled
-    per image for the box head while training (a quarter positives, which the mask head
-    learns from; None: the model's own)."""
+    per image for the box head while training, ``positive_fraction`` of them positives,
+    which the mask head also learns from (None: the model's own sampler). On the CPU the
+    network trains in channels-last memory format."""
     sampler = net.roi_heads.fg_bg_sampler
-    saved_roi_batch = sampler.batch_size_per_image
+    saved_sampler = (sampler.batch_size_per_image, sampler.positive_fraction)
     if roi_batch is not None:
         sampler.batch_size_per_image = int(roi_batch)
+    if positive_fraction is not None:
+        sampler.positive_fraction = float(positive_fraction)
     net.to(dev).train()
+    if torch.device(dev).type == "cpu":
+        # oneDNN's convolutions run faster on NHWC tensors; the weights go back to NCHW after
+        net.to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
 
@@ -225,7 +238,8 @@ def fit(
                 net.train()
     finally:
         transform.min_size, transform.max_size = saved_sizes
-        sampler.batch_size_per_image = saved_roi_batch
+        sampler.batch_size_per_image, sampler.positive_fraction = saved_sampler
+        net.to(memory_format=torch.contiguous_format)
         net.eval()
     return history
 
@@ -250,6 +264,7 @@ def train(
     meta: dict | None = None,
     paste: float = 0.0,
     roi_batch: int | None = None,
+    positive_fraction: float | None = POSITIVE_FRACTION,
     frozen_blocks: int | None = None,
 ) -> Path:
     """Fine-tune (or train) a Mask R-CNN on ``samples`` and save a checkpoint.
@@ -278,14 +293,17 @@ def train(
 
     Speed (``benchmarks/bench_finetune.py --profile``): most of an iteration is
     the backbone's and the mask head's convolutions, forward and backward.
-    ``roi_batch`` proposals per image train the box head (a quarter of them
-    positives, each also a 28x28 RoI through the mask head; None: the model's
-    own sampler, 128 for the garden models); ``frozen_blocks`` first
-    MobileNetV2 blocks of a ``garden_mobilenet`` model get no gradient (None:
-    the model's own, 4 for the bundled one; other architectures refuse a
-    number). ``crop=320, roi_batch=64, frozen_blocks=7`` make an iteration
-    cheaper; whether they learn as well is not checked yet
-    (``scripts/check_finetune.py --set ...``), so they are not the defaults.
+    ``roi_batch`` proposals per image train the box head (None: the model's
+    own sampler, 128 for the garden models); ``positive_fraction`` of them are
+    positives, and each positive is also a RoI through the mask head (56x56
+    masks for the bundled model), the costliest part of the heads. The default
+    0.125 (torchvision's Mask R-CNN: 0.25) halves the mask head's work and
+    learns as well on the checks of ``scripts/check_finetune.py`` and
+    ``benchmarks/eval_real.py --fine-tune`` (README); None keeps the model's.
+    ``frozen_blocks`` first MobileNetV2 blocks of a ``garden_mobilenet`` model
+    get no gradient (None: the model's own, 4 for the bundled one; other
+    architectures refuse a number). Raises ValueError for a
+    ``positive_fraction`` outside (0, 1].
     """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
@@ -293,6 +311,8 @@ def train(
         _zoom_for(scale, None, None, None)  # validate before anything slow
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if positive_fraction is not None and not 0 < positive_fraction <= 1:
+        raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
     output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
@@ -356,6 +376,7 @@ def train(
         progress=progress,
         cancel=cancel,
         roi_batch=roi_batch,
+        positive_fraction=positive_fraction,
     )
     done = len(history)
     if done == 0:
@@ -373,6 +394,7 @@ def train(
         "lr": lr,
         "paste": paste,
         "roi_batch": roi_batch,
+        "positive_fraction": positive_fraction,
         "frozen_blocks": frozen_blocks,
         "samples": len(prepared),
         "device": str(dev),
