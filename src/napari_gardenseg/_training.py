@@ -230,7 +230,7 @@ def fit(
             done = it + 1
             if progress is not None:
                 parts = " ".join(f"{k.replace('loss_', '')}={float(v.detach()):.3f}" for k, v in losses.items())
-                progress(done / iterations, f"iteration {done}/{iterations} loss={float(loss):.3f} ({parts})")
+                progress(done / iterations, f"iteration {done}/{iterations} loss={history[-1]:.3f} ({parts})")
             if on_iteration is not None:
                 net.eval()
                 transform.min_size, transform.max_size = saved_sizes
