@@ -246,12 +246,11 @@ def follow_vegetation(
     for i in np.flatnonzero(gated & ~seed):
         piece[main[i]] = max(piece[main[i]], found.scores[i - 1])
     if free:
-        objects = comp_objects
         areas = comp_area[free].astype(np.float64)
         rank = np.minimum(areas / max(typical, 1.0), 1.0)
         lo, hi = COLOUR_SCORE_RANGE
         for c, q in zip(free, rank):
-            sl = objects[c - 1]
+            sl = comp_objects[c - 1]
             own = (comps[sl] == c) & (claims[sl] == 0)
             if not own.any():
                 continue
