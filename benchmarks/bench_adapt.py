@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--photos", help="folder of photos (default: synthetic photo-style scenes)")
     p.add_argument("--count", type=int, default=40)
     p.add_argument("--minutes", type=float, default=None, help="adapt's budget (default: adapt's own)")
+    p.add_argument("--keep", help="also write the adapted model (and its report) to this path")
     args = p.parse_args(argv)
     import napari_gardenseg as gs
     from napari_gardenseg.synthetic import garden_scene
@@ -65,6 +66,11 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - t0
         report = json.loads(path.with_suffix(".json").read_text())
         after = _ap(gs.load_model(path, device="cpu"), held) if held else None
+        if args.keep:
+            import shutil
+
+            for src in (path, path.with_suffix(".json")):
+                shutil.copy2(src, Path(args.keep).with_suffix(src.suffix))
     print(
         json.dumps(
             {

@@ -13,6 +13,14 @@ How each reference was made (see README.md beside this file):
   the reference then under-counts, and a correct split is scored as wrong).
 * ``tray``: PlantCV's approximate tray labels (``real/tray_labels_approx.png``),
   unchanged (made from an excess-green threshold, so they favour colour rules).
+* ``field-*`` and ``points-*``: one point per plant, placed by looking at the photo
+  (:data:`POINTS`; the Arabidopsis tray's points are PlantCV's own per-plant
+  centres of mass from ``arabidopsis_results.json``, checked by eye), and the
+  plant's pixels from colour: excess green (chromatic coordinates) above the
+  photo's Otsu threshold (or a threshold chosen by eye where Otsu missed faint
+  plants: the OpenWeedLocator frames), each such pixel given to the nearest point within
+  ``radius`` pixels. Made from colour, so these references favour colour rules
+  too; they do count plants as a person sees them.
 """
 
 from __future__ import annotations
@@ -53,6 +61,91 @@ def agir(name: str) -> dict:
     }
 
 
+# one (x, y) per plant in the (resized) photo's pixels, placed by eye; radius: the largest plant's reach
+POINTS = {
+    "field-owl-1": {
+        "image": "photos/openweedlocator-tools/owl_frame1.jpg",
+        "radius": 60,
+        "threshold": 0.06,
+        "points": [(228, 15), (205, 215), (310, 262), (405, 10)],
+    },
+    "field-owl-2": {
+        "image": "photos/openweedlocator-tools/owl_frame2.jpg",
+        "radius": 60,
+        "threshold": 0.06,
+        "points": [(100, 62), (330, 65), (225, 130), (315, 235)],
+    },
+    "field-owl-3": {
+        "image": "photos/openweedlocator-tools/owl_frame3.jpg",
+        "radius": 60,
+        "threshold": 0.06,
+        "points": [(92, 65), (113, 60), (250, 45), (100, 240)],
+    },
+    "points-seedling-flats": {
+        "image": "photos/plantcv/original-image.jpg",
+        "radius": 32,
+        "points": [(x, y) for y, xs in ((80, (28, 95, 170, 232, 305, 385)), (145, (35, 100, 170, 237, 308, 378)),
+                                        (215, (22, 95, 168, 238, 310, 378))) for x in xs],
+    },
+}
+ARABIDOPSIS = "photos/plantcv-tutorial-arabidopsis-tray"
+
+
+def arabidopsis_points() -> list[tuple[int, int]]:
+    """PlantCV's centres of mass of the 20 tray cells' plants, halved (the photo is halved); empty cells dropped."""
+    obs = json.loads((REAL / ARABIDOPSIS / "arabidopsis_results.json").read_text())["observations"]
+    return [
+        (round(o["center_of_mass"]["value"][0] / 2), round(o["center_of_mass"]["value"][1] / 2))
+        for o in obs.values()
+        if o["area"]["value"] > 0
+    ]
+
+
+def from_points(name: str, image: str, points, radius: int, resize=None, threshold=None) -> dict:
+    """Instances from one point per plant and colour (see the module docstring)."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    with Image.open(REAL / image) as im:
+        im = im.convert("RGB")
+        if resize:
+            im = im.resize(tuple(resize), Image.BILINEAR)
+        rgb = np.asarray(im).astype(np.float64)
+    chroma = rgb / np.maximum(rgb.sum(-1, keepdims=True), 1)
+    # near-black pixels have meaningless chromaticity (a few counts decide it): never plants
+    exg = np.where(rgb.sum(-1) > 45, 2 * chroma[..., 1] - chroma[..., 0] - chroma[..., 2], -1.0)
+    cut = threshold_otsu(exg[exg > -1]) if threshold is None else threshold
+    plant = morphology.remove_small_objects(exg > cut, max_size=8)
+    pts = np.asarray(points, np.float64)
+    yy, xx = np.mgrid[: plant.shape[0], : plant.shape[1]]
+    d2 = (yy[..., None] - pts[:, 1]) ** 2 + (xx[..., None] - pts[:, 0]) ** 2
+    nearest = d2.argmin(-1)
+    labels = np.where(plant & (d2.min(-1) <= radius**2), nearest + 1, 0)
+    # a point's plant is its pixels connected to the point's largest piece (stray specks of soil
+    # colour inside the radius are not the plant)
+    out = np.zeros_like(labels)
+    k = 0
+    for i in range(1, len(pts) + 1):
+        pieces, n = ndimage.label(labels == i, structure=np.ones((3, 3), bool))
+        if n == 0:
+            continue
+        sizes = np.bincount(pieces.ravel())[1:]
+        keep = np.isin(pieces, 1 + np.flatnonzero(sizes >= max(0.1 * sizes.max(), 12)))
+        if keep.sum() >= 30:
+            k += 1
+            out[keep] = k
+    path = HERE / f"{name}_labels.png"
+    Image.fromarray(out.astype(np.uint16)).save(path, optimize=True)
+    return {
+        "name": name,
+        "image": str(Path("real") / image),
+        "resize": list(resize) if resize else None,
+        "labels": path.name,
+        "instances": int(k),
+        "kind": "field and flats (points by eye, pixels from colour)",
+    }
+
+
 def main():
     entries = [agir(p.name.replace("_original.jpg", "")) for p in sorted(AGIR.glob("*_original.jpg"))]
     tray = np.asarray(Image.open(REAL / "tray_labels_approx.png"))
@@ -65,6 +158,11 @@ def main():
             "instances": int(len(np.unique(tray)) - 1),
             "kind": "tray (approximate, from excess green)",
         }
+    )
+    for name, spec in POINTS.items():
+        entries.append(from_points(name, **spec))
+    entries.append(
+        from_points("points-arabidopsis-tray", f"{ARABIDOPSIS}/arabidopsis_tray.jpg", arabidopsis_points(), 90, (1296, 972))
     )
     (HERE / "manifest.json").write_text(json.dumps(entries, indent=1) + "\n")
     for e in entries:
