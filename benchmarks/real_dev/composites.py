@@ -35,12 +35,14 @@ def _photo_and_mask(name: str, factor: int = 2):
     return rgb, mask > (127 if mask_file.suffix == ".jpg" else 0)
 
 
-def _cutouts_and_soil(rng):
+def _cutouts_and_soil(rng, species=None):
     from scipy import ndimage
     from skimage import measure
 
     plants, soil = [], []
     for photo in sorted(AGIR.glob("*_original.jpg")):
+        if species is not None and photo.name.replace("_original.jpg", "") not in species:
+            continue
         rgb, mask = _photo_and_mask(photo.name.replace("_original.jpg", ""))
         lab = measure.label(mask)
         for r in measure.regionprops(lab):
@@ -67,10 +69,13 @@ def _resize(rgb, mask, factor):
     return rgb, mask
 
 
-def touching_set(n_images: int = 6, shape=(720, 960), seed: int = 0) -> list[dict]:
-    """``n_images`` composites: dicts with name, kind, rgb (uint8 (H, W, 3)) and labels (int32 (H, W))."""
+def touching_set(n_images: int = 6, shape=(720, 960), seed: int = 0, species=None) -> list[dict]:
+    """``n_images`` composites: dicts with name, kind, rgb (uint8 (H, W, 3)) and labels (int32 (H, W)).
+
+    ``species``: AgIR photo names (e.g. "beet") to cut plants and soil from; None: all 11.
+    """
     rng = np.random.default_rng(seed)
-    plants, soil = _cutouts_and_soil(rng)
+    plants, soil = _cutouts_and_soil(rng, species)
     h, w = shape
     out = []
     for k in range(n_images):

@@ -84,8 +84,15 @@ POINTS = {
     "points-seedling-flats": {
         "image": "photos/plantcv/original-image.jpg",
         "radius": 32,
-        "points": [(x, y) for y, xs in ((80, (28, 95, 170, 232, 305, 385)), (145, (35, 100, 170, 237, 308, 378)),
-                                        (215, (22, 95, 168, 238, 310, 378))) for x in xs],
+        "points": [
+            (x, y)
+            for y, xs in (
+                (80, (28, 95, 170, 232, 305, 385)),
+                (145, (35, 100, 170, 237, 308, 378)),
+                (215, (22, 95, 168, 238, 310, 378)),
+            )
+            for x in xs
+        ],
     },
 }
 ARABIDOPSIS = "photos/plantcv-tutorial-arabidopsis-tray"
@@ -162,7 +169,9 @@ def main():
     for name, spec in POINTS.items():
         entries.append(from_points(name, **spec))
     entries.append(
-        from_points("points-arabidopsis-tray", f"{ARABIDOPSIS}/arabidopsis_tray.jpg", arabidopsis_points(), 90, (1296, 972))
+        from_points(
+            "points-arabidopsis-tray", f"{ARABIDOPSIS}/arabidopsis_tray.jpg", arabidopsis_points(), 90, (1296, 972)
+        )
     )
     (HERE / "manifest.json").write_text(json.dumps(entries, indent=1) + "\n")
     for e in entries:

@@ -1,0 +1,72 @@
+"""What the vegetation stage costs per photo: ``segment(..., crf=False)`` with ``vegetation="auto"`` against "off".
+
+    python benchmarks/bench_stage.py            # six real photos of ../shared/real, each resized to 1.25 MP
+
+The issue's target is time per photo at most 1.5x the time without the stage, on field photos
+of about 1.25 MP. Each photo: one warm-up run, then 3 interleaved off/auto runs; medians. Prints
+one line per photo (times, ratio, whether the stage ran) and the totals with the peak RSS of
+the process. Measure on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "real" / "photos"
+PHOTOS = (
+    "agir-cvtoolkit/maize_original.jpg",
+    "agir-cvtoolkit/upland_cotton_original.jpg",
+    "agir-cvtoolkit/horseweed_original.jpg",
+    "weed-ai/cobbity_wheat_image-3.jpg",
+    "weed-ai/resizeC1_PLOT_20190728_175852.jpg",
+    "plantcv-tutorial-arabidopsis-tray/arabidopsis_tray.jpg",
+)
+
+
+def main() -> int:
+    from PIL import Image
+
+    import napari_gardenseg as gs
+    from napari_gardenseg._reader import read_image
+
+    if not SHARED.is_dir():
+        raise SystemExit(f"needs the shared photos at {SHARED}")
+    model = gs.load_model("garden", device="cpu")
+    total = {"off": 0.0, "auto": 0.0}
+    for name in PHOTOS:
+        rgb = np.asarray(read_image(str(SHARED / name)).data)[..., :3]
+        h, w = rgb.shape[:2]
+        f = (1.25e6 / (h * w)) ** 0.5
+        rgb = np.asarray(Image.fromarray(rgb).resize((round(w * f), round(h * f)), Image.BILINEAR))
+        gs.segment(rgb, model, score_threshold=0.05, crf=False)
+        times = {"off": [], "auto": []}
+        for _ in range(3):
+            for mode in times:
+                t0 = time.perf_counter()
+                r = gs.segment(rgb, model, score_threshold=0.05, crf=False, vegetation=mode)
+                times[mode].append(time.perf_counter() - t0)
+        med = {m: statistics.median(t) for m, t in times.items()}
+        for m in med:
+            total[m] += med[m]
+        ran = r.meta.get("vegetation", {}).get("applied")
+        print(
+            f"{name} {rgb.shape[1]}x{rgb.shape[0]}: off {med['off']:.2f} s, auto {med['auto']:.2f} s "
+            f"({med['auto'] / med['off']:.2f}x), stage ran: {ran}",
+            flush=True,
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    print(
+        f"total: off {total['off']:.2f} s, auto {total['auto']:.2f} s ({total['auto'] / total['off']:.2f}x); "
+        f"peak RSS {peak:.2f} GB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
