@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_garden import coco_ap  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 DEV = HERE / "real_dev"
+sys.path[:0] = [str(HERE), str(DEV)]
+from composites import touching_set  # noqa: E402
+from eval_garden import coco_ap  # noqa: E402
+
 SHARED = HERE.parents[1] / "shared"
 PLANT = ["__background__", "plant"]
 METHODS = ("exg-fixed", "exg-otsu", "raw", "crf", "colour", "colour+crf")
@@ -67,9 +68,6 @@ def load_set(only=None, sets=("photos", "touching")) -> list[dict]:
             raise SystemExit(f"{e['name']}: labels {labels.shape} do not match the photo {rgb.shape[:2]}")
         out.append({**e, "rgb": rgb, "labels": labels})
     if "touching" in sets:
-        sys.path.insert(0, str(DEV))
-        from composites import touching_set
-
         out += [c for c in touching_set() if not only or c["name"] in only]
     return out
 
@@ -216,9 +214,6 @@ def fine_tuned(
         if any(p["name"].startswith("touching-") for p in photos):
             # the composites cut plants from every AgIR photo, the trained ones too: these are cut
             # only from photos not trained on, so a gain here is not the painted plants seen again
-            sys.path.insert(0, str(DEV))
-            from composites import touching_set
-
             unseen = touching_set(species=[p["name"][len("agir-") :] for p in agir[k:]])
             res["touching, species not trained on"] = {
                 "after": evaluate(path, unseen, methods, score_threshold)["AP50"],

@@ -118,21 +118,24 @@ def from_points(name: str, image: str, points, radius: int, resize=None, thresho
         if resize:
             im = im.resize(tuple(resize), Image.BILINEAR)
         rgb = np.asarray(im).astype(np.float64)
+    # the textbook index, written out rather than the package's excess_green (whose dark-pixel
+    # damping is a choice of the code these references score); near-black pixels have meaningless
+    # chromaticity (a few counts decide it): never plants
     chroma = rgb / np.maximum(rgb.sum(-1, keepdims=True), 1)
-    # near-black pixels have meaningless chromaticity (a few counts decide it): never plants
     exg = np.where(rgb.sum(-1) > 45, 2 * chroma[..., 1] - chroma[..., 0] - chroma[..., 2], -1.0)
     cut = threshold_otsu(exg[exg > -1]) if threshold is None else threshold
     plant = morphology.remove_small_objects(exg > cut, max_size=8)
-    pts = np.asarray(points, np.float64)
-    yy, xx = np.mgrid[: plant.shape[0], : plant.shape[1]]
-    d2 = (yy[..., None] - pts[:, 1]) ** 2 + (xx[..., None] - pts[:, 0]) ** 2
-    nearest = d2.argmin(-1)
-    labels = np.where(plant & (d2.min(-1) <= radius**2), nearest + 1, 0)
+    # each pixel's nearest point, and how far it is
+    seeds = np.zeros(plant.shape, np.int32)
+    for i, (x, y) in enumerate(points, start=1):
+        seeds[int(y), int(x)] = i
+    dist, (iy, ix) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+    labels = np.where(plant & (dist <= radius), seeds[iy, ix], 0)
     # a point's plant is its pixels connected to the point's largest piece (stray specks of soil
     # colour inside the radius are not the plant)
     out = np.zeros_like(labels)
     k = 0
-    for i in range(1, len(pts) + 1):
+    for i in range(1, len(points) + 1):
         pieces, n = ndimage.label(labels == i, structure=np.ones((3, 3), bool))
         if n == 0:
             continue
