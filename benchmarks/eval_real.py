@@ -3,6 +3,7 @@
     python benchmarks/eval_real.py                          # bundled model, every labelled real photo
     python benchmarks/eval_real.py --model runs/adapted.pt --methods raw crf colour colour+crf
     python benchmarks/eval_real.py --only agir-maize plantcv-tray --per-photo
+    python benchmarks/eval_real.py --model runs/m.pt --species barley beet   # a model trained on the other AgIR plants
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -45,11 +46,13 @@ PLANT = ["__background__", "plant"]
 METHODS = ("exg-fixed", "exg-otsu", "raw", "crf", "colour", "colour+crf")
 
 
-def load_set(only=None, sets=("photos", "touching")) -> list[dict]:
+def load_set(only=None, sets=("photos", "touching"), species=None) -> list[dict]:
     """The labelled set: dicts with name, kind, rgb (uint8 H, W, 3) and labels (int32 H, W).
 
     ``sets``: "photos" (the labelled real photos of ``real_dev/manifest.json``)
     and/or "touching" (``real_dev/composites.py``: real plants pasted in contact).
+    ``species``: AgIR photo names; when given, only these AgIR pot photos are kept and the
+    composites are cut from these alone (for a model whose training saw the other AgIR plants).
     """
     from PIL import Image
 
@@ -57,6 +60,8 @@ def load_set(only=None, sets=("photos", "touching")) -> list[dict]:
     out = []
     for e in entries:
         if only and e["name"] not in only:
+            continue
+        if species is not None and e["name"].startswith("agir-") and e["name"][len("agir-") :] not in species:
             continue
         with Image.open(SHARED / e["image"]) as im:
             im = im.convert("RGB")
@@ -68,7 +73,7 @@ def load_set(only=None, sets=("photos", "touching")) -> list[dict]:
             raise SystemExit(f"{e['name']}: labels {labels.shape} do not match the photo {rgb.shape[:2]}")
         out.append({**e, "rgb": rgb, "labels": labels})
     if "touching" in sets:
-        out += [c for c in touching_set() if not only or c["name"] in only]
+        out += [c for c in touching_set(species=species) if not only or c["name"] in only]
     return out
 
 
@@ -236,6 +241,9 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS) + ["default", "default+crf"])
     p.add_argument("--only", nargs="+", help="photo names from real_dev/manifest.json (or touching-<k>)")
     p.add_argument("--sets", nargs="+", default=["photos", "touching"], choices=["photos", "touching"])
+    p.add_argument(
+        "--species", nargs="+", help="AgIR species to score (pots, and composites cut from them alone); default: all"
+    )
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--per-photo", action="store_true")
     p.add_argument(
@@ -252,7 +260,7 @@ def main(argv=None):
         help="instead: recall of plants turned red-purple, vegetation auto vs off (non-green plants kept?)",
     )
     args = p.parse_args(argv)
-    photos = load_set(args.only, args.sets)
+    photos = load_set(args.only, args.sets, args.species)
     if args.fine_tune:
         kwargs = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
         print(

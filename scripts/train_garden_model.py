@@ -107,21 +107,92 @@ def paste_cutouts(rng, image, labels, classes, cutouts, n):
     return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8), labels, classes
 
 
+class RealScenes:
+    """Real plants pasted crowded onto real soil: the AgIR photos' plants (cut on their
+    human-verified masks, shrunk to seedling size) touching and overlapping each other,
+    the way young field plants do, which the synthetic scenes never show with real leaves.
+
+    Reuses the benchmark composites' cutting (``benchmarks/real_dev/composites.py``) and the
+    package's scene builder (:func:`napari_gardenseg._scenes.compose_scene`); ``species``
+    picks the AgIR photos plants are cut from, so the others stay unseen for evaluation.
+    """
+
+    SIZE = 448
+    BASE = 56.0  # a plant's sqrt(area) in px before compose_scene's zoom
+    # bare field soil (photos outside the dev set, their plants filled in with soil; MIT weed-ai,
+    # CC BY 4.0 PlantCV-geospatial): half the scenes lie on it, half on the AgIR pot mix
+    FIELD_SOIL = (
+        ("weed-ai/resizeC1_PLOT_20190728_175852.jpg", None),
+        ("plantcv-geospatial/silphium_subfield.png", (slice(240, 710), slice(245, 715))),  # inside the tilted frame
+    )
+
+    def __init__(self, rng, species=None):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "real_dev"))
+        from composites import cutouts_and_soil, resize_cutout
+
+        from napari_gardenseg._harvest import Plant
+
+        # soil from every photo (it is only ground), plants only from ``species``
+        plants, self.soil = cutouts_and_soil(rng, None)
+        if species is not None:
+            plants, _ = cutouts_and_soil(rng, species)
+        self.field = [self._field_soil(rng, name, box) for name, box in self.FIELD_SOIL]
+        self.plants = []
+        for rgb, mask in plants:
+            rgb, mask = resize_cutout(rgb, mask, self.BASE / np.sqrt(mask.sum()))
+            self.plants.append(Plant(rgb, mask, "weed", 0, "painted"))
+
+    @staticmethod
+    def _field_soil(rng, name, box):
+        from composites import AGIR
+        from PIL import Image
+
+        from napari_gardenseg._harvest import soil_fill, vegetation
+
+        with Image.open(AGIR.parent / name) as im:
+            im = im.convert("RGB")
+            f = min(1.0, 960 / max(im.size))
+            rgb = np.asarray(im.resize((round(im.size[0] * f), round(im.size[1] * f)), Image.BILINEAR))
+        filled = soil_fill(rgb, vegetation(rgb)[0], rng)
+        return filled if box is None else filled[box]
+
+    def __call__(self, rng):
+        from composites import soil_mosaic
+
+        from napari_gardenseg._scenes import compose_scene
+
+        if rng.random() < 0.5:
+            soil = self.field[int(rng.integers(len(self.field)))]
+        else:
+            soil = soil_mosaic(rng, self.soil, (self.SIZE, self.SIZE))
+        image, labels, classes = compose_scene(
+            rng, soil, self.plants, self.SIZE, coverage=(0.1, 0.45), zoom_range=(0.5, 2.0)
+        )
+        # the light of a field rather than of one greenhouse: brightness and white balance
+        gain = rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3)
+        image = np.clip(image * gain + 0.5, 0, 255).astype(np.uint8)
+        return image, labels, classes
+
+
 class ScenePool:
     """A pool of prepared scenes; ``draw`` picks one at random and ``refresh`` replaces one."""
 
-    def __init__(self, rng, size, photo_fraction, cutouts, cutout_fraction, seed_offset):
+    def __init__(self, rng, size, photo_fraction, cutouts, cutout_fraction, seed_offset, real=None, real_fraction=0.0):
         self.rng = rng
         self.photo_fraction, self.cutouts, self.cutout_fraction = photo_fraction, cutouts, cutout_fraction
+        self.real, self.real_fraction = real, real_fraction
         self.next_seed = seed_offset
-        self.made = {"photo": 0, "garden": 0, "cutout": 0}
+        self.made = {"photo": 0, "garden": 0, "cutout": 0, "real": 0}
         self.pool = [self._new() for _ in range(size)]
 
     def _new(self) -> _Sample:
         seed = self.next_seed
         self.next_seed += 1
         assert seed < EVAL_SEED_START
-        if self.rng.random() < self.photo_fraction:
+        if self.real is not None and self.rng.random() < self.real_fraction:
+            image, labels, classes = self.real(self.rng)
+            self.made["real"] += 1
+        elif self.rng.random() < self.photo_fraction:
             image, labels, classes = garden_scene(seed, style="photo")
             self.made["photo"] += 1
             if self.cutouts and self.rng.random() < self.cutout_fraction:
@@ -169,6 +240,8 @@ def main(argv=None) -> int:
     p.add_argument("--photo-fraction", type=float, default=0.75)
     p.add_argument("--cutouts", help="folder with tray.jpg, tray_labels_approx.png, setaria*.png")
     p.add_argument("--cutout-fraction", type=float, default=0.3)
+    p.add_argument("--real-species", nargs="*", help="AgIR photos to cut real plants from (no names: all 11)")
+    p.add_argument("--real-fraction", type=float, default=0.0, help="share of scenes made of real AgIR plants")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--crop", type=int, default=320)
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.6, 1.6))
@@ -215,7 +288,10 @@ def main(argv=None) -> int:
     stats = training_size_stats()
     print(f"size stats {stats} ({time.perf_counter() - t0:.0f} s)", flush=True)
     cutouts = load_cutouts(Path(args.cutouts)) if args.cutouts else []
-    pool = ScenePool(rng, args.pool, args.photo_fraction, cutouts, args.cutout_fraction, args.seed_offset)
+    real = RealScenes(rng, args.real_species or None) if args.real_fraction > 0 else None
+    pool = ScenePool(
+        rng, args.pool, args.photo_fraction, cutouts, args.cutout_fraction, args.seed_offset, real, args.real_fraction
+    )
     print(f"pool of {args.pool} scenes, {len(cutouts)} cut-outs ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     crf_meta = {}
@@ -247,7 +323,12 @@ def main(argv=None) -> int:
                 "torch": str(torch.__version__),
             },
             "trained_on": "synthetic scenes (style 'photo' and 'garden', seeds < 9,000,000)"
-            + (", real cut-outs from PlantCV's tray (left half) and Setaria photos" if cutouts else ""),
+            + (", real cut-outs from PlantCV's tray (left half) and Setaria photos" if cutouts else "")
+            + (
+                f", AgIR-CVToolkit plants pasted crowded on AgIR soil ({', '.join(args.real_species or ['all 11'])})"
+                if real is not None
+                else ""
+            ),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (shared)",
             "command": "python scripts/train_garden_model.py " + " ".join(sys.argv[1:]),
             "crf": crf_meta,

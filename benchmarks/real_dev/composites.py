@@ -35,7 +35,10 @@ def _photo_and_mask(name: str, factor: int = 2):
     return rgb, mask > (127 if mask_file.suffix == ".jpg" else 0)
 
 
-def _cutouts_and_soil(rng, species=None):
+def cutouts_and_soil(rng, species=None):
+    """Plants and soil of the AgIR photos (at half resolution): ``plants`` a list of (rgb uint8 (h, w, 3),
+    mask bool (h, w)), one per plant of at least 3,000 pixels; ``soil`` 96 x 96 uint8 squares of bare pot
+    mix far from any plant. ``species``: AgIR photo names (e.g. "beet"); None: all 11."""
     from scipy import ndimage
     from skimage import measure
 
@@ -61,7 +64,18 @@ def _cutouts_and_soil(rng, species=None):
     return plants, soil
 
 
-def _resize(rgb, mask, factor):
+def soil_mosaic(rng, soil, shape) -> np.ndarray:
+    """uint8 (H, W, 3): ``soil`` squares (96 x 96) laid side by side, each turned at random."""
+    h, w = shape
+    canvas = np.zeros((h, w, 3), np.uint8)
+    for y in range(0, h, 96):
+        for x in range(0, w, 96):
+            p = np.rot90(soil[rng.integers(len(soil))], rng.integers(4))
+            canvas[y : y + 96, x : x + 96] = p[: h - y, : w - x]
+    return canvas
+
+
+def resize_cutout(rgb, mask, factor):
     h, w = mask.shape
     size = (max(4, int(w * factor)), max(4, int(h * factor)))
     rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BILINEAR))
@@ -75,16 +89,13 @@ def touching_set(n_images: int = 6, shape=(720, 960), seed: int = 0, species=Non
     ``species``: AgIR photo names (e.g. "beet") to cut plants and soil from; None: all 11.
     """
     rng = np.random.default_rng(seed)
-    plants, soil = _cutouts_and_soil(rng, species)
+    plants, soil = cutouts_and_soil(rng, species)
+    if not soil:  # some photos have no bare pot mix far from plants: the ground of all 11 then
+        soil = cutouts_and_soil(np.random.default_rng(seed), None)[1]
     h, w = shape
     out = []
     for k in range(n_images):
-        canvas = np.zeros((h, w, 3), np.uint8)
-        for y in range(0, h, 96):
-            for x in range(0, w, 96):
-                p = soil[rng.integers(len(soil))]
-                p = np.rot90(p, rng.integers(4))
-                canvas[y : y + 96, x : x + 96] = p[: h - y, : w - x]
+        canvas = soil_mosaic(rng, soil, shape)
         labels = np.zeros((h, w), np.int32)
         full_area = {}
         # groups of 1-3 plants on a coarse grid; plants of a group in contact (leaves overlapping a little)
@@ -97,7 +108,7 @@ def touching_set(n_images: int = 6, shape=(720, 960), seed: int = 0, species=Non
             prev = None
             for _ in range(int(rng.choice([1, 2, 2, 3]))):
                 rgb, mask = plants[rng.integers(len(plants))]
-                rgb, mask = _resize(rgb, mask, rng.uniform(0.4, 0.7))
+                rgb, mask = resize_cutout(rgb, mask, rng.uniform(0.4, 0.7))
                 if rng.random() < 0.5:
                     rgb, mask = rgb[:, ::-1], mask[:, ::-1]
                 ph, pw = mask.shape
