@@ -119,8 +119,8 @@ class RealScenes:
 
     SIZE = 448
     BASE = 56.0  # a plant's sqrt(area) in px before compose_scene's zoom
-    # bare field soil (photos outside the dev set, their plants filled in with soil; MIT weed-ai,
-    # CC BY 4.0 PlantCV-geospatial): half the scenes lie on it, half on the AgIR pot mix
+    # bare field soil (photos outside the dev set, their plants filled in with soil; weed-ai, MIT;
+    # PlantCV-geospatial, MPL-2.0): half the scenes lie on it, half on the AgIR pot mix
     FIELD_SOIL = (
         ("weed-ai/resizeC1_PLOT_20190728_175852.jpg", None),
         ("plantcv-geospatial/silphium_subfield.png", (slice(240, 710), slice(245, 715))),  # inside the tilted frame

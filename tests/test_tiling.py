@@ -187,22 +187,31 @@ def big_scene():
 
 
 def test_tiled_agrees_with_whole_on_the_garden_model(big_scene):
-    # The network itself is not shift-invariant (a 16 px shift of the whole image changes some
-    # instances too), so whole and tiled are compared over two crowded scenes pooled.
-    pooled_whole, pooled_tiled = [], []
+    # The network itself is not shift-invariant: the same scene moved by 16 px changes some
+    # instances too. Tiling shows each tile shifted, so the bar is that variance, measured on
+    # the same two crowded scenes (pooled), not a fixed figure tuned to one model.
+    pooled = {"whole": [], "tiled": [], "cut": [], "shifted": []}
     for k, seed in enumerate((9_000_321, 9_000_322)):
         image = big_scene[0] if k == 0 else garden_scene(seed, shape=(768, 1024), n_plants=(18, 24))[0]
         whole = segment(image, "garden", crf=False, scale=1.0)
         tiled = segment(image, "garden", crf=False, scale=1.0, tile_size=512, tile_overlap=128)
+        shifted = segment(np.ascontiguousarray(image[16:, 16:]), "garden", crf=False, scale=1.0)
         assert tiled.meta["tiles"] == 6
         assert len(whole) >= 10, "the bundled model should find the plants of a crowded garden scene"
         ids = np.unique(tiled.labels[tiled.labels > 0])
         assert np.array_equal(ids, np.arange(1, len(tiled) + 1)), "ids are unique and consecutive over the image"
-        offset = sum(int(p.max()) for p in pooled_whole), sum(int(p.max()) for p in pooled_tiled)
-        pooled_whole.append(np.where(whole.labels > 0, whole.labels + offset[0], 0))
-        pooled_tiled.append(np.where(tiled.labels > 0, tiled.labels + offset[1], 0))
-    f1, med = match_f1(np.concatenate(pooled_whole), np.concatenate(pooled_tiled))
-    assert f1 >= 0.95 and med >= 0.9, (f1, med)
+        for key, labels in (
+            ("whole", whole.labels),
+            ("tiled", tiled.labels),
+            ("cut", whole.labels[16:, 16:]),
+            ("shifted", shifted.labels),
+        ):
+            offset = sum(int(p.max()) for p in pooled[key])
+            pooled[key].append(np.where(labels > 0, labels + offset, 0))
+    f1, med = match_f1(np.concatenate(pooled["whole"]), np.concatenate(pooled["tiled"]))
+    f1_shift, _ = match_f1(np.concatenate(pooled["cut"]), np.concatenate(pooled["shifted"]))
+    assert f1 >= 0.9 and med >= 0.9, (f1, med)
+    assert f1 >= f1_shift - 0.03, f"tiling disagrees more than a 16 px shift does: F1 {f1:.3f} against {f1_shift:.3f}"
 
 
 class CountingArray:
