@@ -262,7 +262,7 @@ def train(
     scale=None,
     warmup: int | None = None,
     meta: dict | None = None,
-    paste: float = 0.0,
+    paste: float = 0.5,
     roi_batch: int | None = None,
     positive_fraction: float | None = POSITIVE_FRACTION,
     frozen_blocks: int | None = None,
@@ -290,6 +290,9 @@ def train(
     painted plants of all samples are copied, crowded and rescaled, onto the
     samples' own soil (:class:`~napari_gardenseg._scenes.PaintedScenes`, the
     scenes :func:`~napari_gardenseg.adapt` builds); 0 trains on the samples alone.
+    The default keeps what the bundled model learnt about touching plants when the
+    painted photos show none (``benchmarks/eval_real.py --fine-tune 5``: without
+    pasting, the touching plants of species not painted fall much further).
 
     Speed (``benchmarks/bench_finetune.py --profile``): most of an iteration is
     the backbone's and the mask head's convolutions, forward and backward.
