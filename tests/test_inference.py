@@ -149,3 +149,21 @@ def test_instances_to_labels_best_wins():
 def test_model_device_and_cache():
     m = load_model("garden", device="cpu")
     assert str(m.device) == "cpu"
+
+
+def test_an_instance_mostly_hidden_by_better_ones_is_dropped_not_shown_as_a_sliver():
+    # the detector's NMS is per class: the same plant found again as another class lies under the
+    # better-scored one; painting leaves it a sliver, which the labels and the table must not show
+    from napari_gardenseg._inference import MIN_VISIBLE_SHARE, _shown
+    from napari_gardenseg._instances import Instances, paint_image
+
+    dense = np.zeros((4, 60, 60), np.float32)
+    dense[0, 10:30, 10:30] = 0.9  # a plant
+    dense[1, 11:31, 11:31] = 0.9  # the same plant again, another class, lower score: 39 of 400 px visible
+    dense[2, 10:30, 20:40] = 0.9  # a neighbour overlapping it by half: 181 of 400 px visible
+    dense[3, 40:55, 40:55] = 0.9  # a plant on its own
+    found = Instances.from_dense(dense, np.array([0.9, 0.8, 0.7, 0.6], np.float32), np.array([1, 2, 1, 1]))
+    visible = np.bincount(paint_image(found, 0.5).ravel(), minlength=5)[1:]
+    assert visible.tolist() == [400, 39, 181, 225]
+    assert MIN_VISIBLE_SHARE > 39 / 400
+    assert _shown(visible, found, 0.5).tolist() == [0, 2, 3]
