@@ -133,9 +133,7 @@ class RealScenes:
         from napari_gardenseg._harvest import Plant
 
         # soil from every photo (it is only ground), plants only from ``species``
-        plants, self.soil = cutouts_and_soil(rng, None)
-        if species is not None:
-            plants, _ = cutouts_and_soil(rng, species)
+        plants, self.soil = cutouts_and_soil(rng, species, soil_from_all=True)
         self.field = [self._field_soil(rng, name, box) for name, box in self.FIELD_SOIL]
         self.plants = []
         for rgb, mask in plants:

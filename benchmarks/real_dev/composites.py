@@ -35,23 +35,27 @@ def _photo_and_mask(name: str, factor: int = 2):
     return rgb, mask > (127 if mask_file.suffix == ".jpg" else 0)
 
 
-def cutouts_and_soil(rng, species=None):
+def cutouts_and_soil(rng, species=None, soil_from_all=False):
     """Plants and soil of the AgIR photos (at half resolution): ``plants`` a list of (rgb uint8 (h, w, 3),
     mask bool (h, w)), one per plant of at least 3,000 pixels; ``soil`` 96 x 96 uint8 squares of bare pot
-    mix far from any plant. ``species``: AgIR photo names (e.g. "beet"); None: all 11."""
+    mix far from any plant. ``species``: AgIR photo names (e.g. "beet") to cut from; None: all 11.
+    ``soil_from_all``: soil from all 11 photos whatever ``species`` (each photo is still read once)."""
     from scipy import ndimage
     from skimage import measure
 
     plants, soil = [], []
     for photo in sorted(AGIR.glob("*_original.jpg")):
-        if species is not None and photo.name.replace("_original.jpg", "") not in species:
+        name = photo.name.replace("_original.jpg", "")
+        want_plants = species is None or name in species
+        if not (want_plants or soil_from_all):
             continue
-        rgb, mask = _photo_and_mask(photo.name.replace("_original.jpg", ""))
-        lab = measure.label(mask)
-        for r in measure.regionprops(lab):
-            if r.area >= 3000:
-                y0, x0, y1, x1 = r.bbox
-                plants.append((rgb[y0:y1, x0:x1].copy(), lab[y0:y1, x0:x1] == r.label))
+        rgb, mask = _photo_and_mask(name)
+        if want_plants:
+            lab = measure.label(mask)
+            for r in measure.regionprops(lab):
+                if r.area >= 3000:
+                    y0, x0, y1, x1 = r.bbox
+                    plants.append((rgb[y0:y1, x0:x1].copy(), lab[y0:y1, x0:x1] == r.label))
         # bare soil: squares far from any plant pixel, brown (pot mix), not the black mat
         far = ndimage.distance_transform_edt(~mask) > 20
         for _ in range(40):
