@@ -119,7 +119,18 @@ def test_cutouts_from_labels_round_trip():
     assert sorted(p.area for p in cut) == sorted(int(np.count_nonzero(truth == k)) for k in classes)
 
 
-def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tmp_path):
+def _agreements(monkeypatch, values):
+    """measure_agreement replaced by one that reports ``values`` in turn (round 0 = the base model)."""
+    import napari_gardenseg._agreement as agreement
+
+    measured = iter(values)
+    monkeypatch.setattr(
+        agreement, "measure_agreement", lambda *a, **k: {"scenes": (v := next(measured)), "agreement": v}
+    )
+
+
+def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tmp_path, monkeypatch):
+    _agreements(monkeypatch, [0.3, 0.4, 0.35])  # round 1 beats the base model, round 2 does not
     photos = [_photo(9_500_000)[0], _photo(9_500_001)[0]]
     out = tmp_path / "field.pt"
     messages = []
@@ -132,6 +143,8 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
     assert [r["round"] for r in report["rounds"]][:2] == [0, 1]
     assert all(0 <= r["agreement"] <= 1 for r in report["rounds"] if "agreement" in r)
     assert report["held_back"] == "right quarter of each photo"
+    assert report["kept_round"] == 1 and report["stopped"] == "round 2 did not improve agreement"
+    assert report["outcome"] == "round 1 kept: agreement 0.400 (base model 0.300)"
     fractions = [f for f, _ in messages]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     model = gs.load_model(out, device="cpu")
@@ -147,6 +160,38 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
     with pytest.raises(OutputExistsError):
         gs.adapt(photos, small_base, output=out, iterations=1)
     assert out.read_bytes() == before
+
+
+def test_adapt_keeps_the_base_model_when_no_round_beats_it(small_base, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from napari_gardenseg.cli import main
+
+    _agreements(monkeypatch, [0.5, 0.45])
+    f = tmp_path / "p.png"
+    Image.fromarray(_photo(9_500_000)[0]).save(f)
+    out = tmp_path / "same.pt"
+    assert main(["adapt", str(f), str(f), "--out", str(out), "--base", str(small_base), "--iterations", "1"]) == 0
+    report = json.loads((tmp_path / "same.json").read_text())
+    assert report["kept_round"] == 0 and report["rounds"][1]["agreement"] == 0.45
+    assert "no round beat the base model" in capsys.readouterr().err
+    model, base = gs.load_model(out, device="cpu"), gs.load_model(small_base, device="cpu")
+    for k, v in model.net.state_dict().items():
+        assert np.array_equal(v.numpy(), base.net.state_dict()[k].numpy()), k
+
+
+def test_agreement_is_the_scenes_f1_when_there_are_scenes(small_base):
+    from napari_gardenseg._agreement import CheckSet, measure_agreement
+
+    model = gs.load_model(small_base, device="cpu")
+    image, truth, _ = _photo(9_500_001)
+    veg = truth > 0
+    with_scenes = measure_agreement(model, CheckSet(photos=[(image, veg, truth)], scenes=[(image, truth)]))
+    assert with_scenes["agreement"] == with_scenes["scenes"] > 0.5  # the model finds these plants
+    assert {"singles", "cover", "flips"} <= set(with_scenes)  # reported beside it
+    alone = measure_agreement(model, CheckSet(photos=[(image, veg, truth)]))
+    assert "scenes" not in alone
+    assert alone["agreement"] == pytest.approx(np.mean([alone[k] for k in ("singles", "cover", "flips")]), abs=1e-3)
 
 
 def test_adapt_default_name_is_new(tmp_path, monkeypatch):

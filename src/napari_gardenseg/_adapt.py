@@ -17,7 +17,9 @@ Self-training with a domain-specific scene generator, in rounds:
 4. measure agreement on the held-back part (:mod:`._agreement`); harvest
    again with the better model and train another round, until a round does
    not improve agreement, the rounds or the time run out. The best round is
-   saved.
+   saved; when no round beats the base model, the base model's weights are
+   (the report says so): adapting never hands back a model that measured
+   worse than the one it started from.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
 
-__all__ = ["adapt", "default_minutes", "default_output", "report_path"]
+__all__ = ["adapt", "default_minutes", "default_output", "report_path", "outcome_of"]
 
 # share of training draws: pseudo-labelled photos and synthetic scenes; the rest are pasted scenes
 PSEUDO_SHARE = 0.3
@@ -286,7 +288,9 @@ def adapt(
     # training-time RoI sampling only (not saved): fewer RoIs make a CPU iteration cheaper
     net.roi_heads.fg_bg_sampler.batch_size_per_image = 64
     net.rpn._post_nms_top_n["training"] = 300
-    best, best_state, kept_round, stopped, done_total = None, None, None, "all rounds done", 0
+    # round 0 (the base model) is the one to beat
+    base_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    best, best_state, kept_round, stopped, done_total = history[0]["agreement"], None, None, "all rounds done", 0
     last_round = rounds
     for r in range(1, rounds + 1):
         if r > last_round:
@@ -361,7 +365,7 @@ def adapt(
         report(f0 + (f1 - f0) * 0.9, f"round {r}: agreement {measured['agreement']:.3f}")
         if on_round is not None:
             on_round(r, model)
-        if best is not None and measured["agreement"] <= best:
+        if measured["agreement"] <= best:
             stopped = f"round {r} did not improve agreement"
             break
         best = measured["agreement"]
@@ -378,10 +382,10 @@ def adapt(
             except Cancelled:
                 stopped = "cancelled"
                 break
-    if best_state is None:
+    if best_state is None and done_total == 0:
         raise Cancelled("adapt was cancelled before the first training iteration; nothing was saved")
-    if kept_round is None:  # cancelled before the first round's check: its weights as they are
-        kept_round = history[-1]["round"]
+    if best_state is None:  # no round beat the base model
+        best_state, kept_round = base_state, 0
     net.load_state_dict(best_state)
     info = {
         "base": loaded.source,
@@ -393,6 +397,7 @@ def adapt(
         "rounds": history,
         "kept_round": kept_round,
         "stopped": stopped,
+        "outcome": outcome_line(kept_round, history),
         "iterations": done_total,
         "draws": dict(mix.made),
         "minutes_budget": round(budget / 60, 2),
@@ -425,8 +430,27 @@ def adapt(
 
     with atomic_write(report_path(path), overwrite, what="adapt report") as tmp:
         tmp.write_text(json.dumps({"model": str(path), **info}, indent=1, default=str))
-    report(1.0, f"saved {path.name} (round {kept_round} kept, agreement {best})")
+    report(1.0, f"saved {path.name}: {info['outcome']}")
     return path
+
+
+def outcome_of(model_path) -> str:
+    """The one-line outcome written in the report of the model that :func:`adapt` saved at ``model_path``."""
+    return json.loads(report_path(model_path).read_text()).get("outcome", "")
+
+
+def outcome_line(kept_round: int, rounds: list) -> str:
+    """One line for the user: which round was kept and its agreement against the base model's."""
+    base = rounds[0].get("agreement")
+    kept = next((r for r in rounds if r.get("round") == kept_round), {})
+    if kept_round == 0:
+        return (
+            f"no round beat the base model on the held-back photos (agreement {base:.3f}); "
+            "the saved weights are the base model's"
+        )
+    if "agreement" not in kept:
+        return f"round {kept_round} kept (cancelled before its check: not measured)"
+    return f"round {kept_round} kept: agreement {kept['agreement']:.3f} (base model {base:.3f})"
 
 
 def _counts(materials) -> dict:

@@ -154,7 +154,9 @@ class AdaptWidget(Container):
 
             path = Path(outcome.value)
             register_trained_model(path, path.stem)
-            self.status.value = f"saved {path.name} (report: {path.with_suffix('.json').name})"
+            from ._adapt import outcome_of, report_path
+
+            self.status.value = f"saved {path.name}: {outcome_of(path)} (report: {report_path(path).name})"
             show_info(f"Adapted model saved to {path}; added to the segmentation widget's models.")
             self.output.value = free_path(path)
 

@@ -221,7 +221,7 @@ def _cmd_segment(args) -> int:
 def _cmd_adapt(args) -> int:
     import time
 
-    from ._adapt import adapt
+    from ._adapt import adapt, outcome_of
 
     missing = [p for p in args.photos if not Path(p).exists()]
     if missing:
@@ -247,6 +247,7 @@ def _cmd_adapt(args) -> int:
         device=args.device,
         seed=args.seed,
     )
+    print(f"gardenseg adapt: {outcome_of(path)}", file=sys.stderr)
     print(path)
     return 0
 
