@@ -8,11 +8,14 @@ Given the detector's compact instances and a photo's vegetation map
    vegetation pixels. One that is not (a red lettuce, a purple basil, a flower,
    a pot) keeps its model mask unchanged, so plants that are not green are
    never cut away;
-2. gives the vegetation to the gated instances by a marker watershed
-   (scikit-image) on the distance to the background: each instance's core
-   (its green painted pixels) is a marker, so touching plants meet at the neck
-   between them. An instance reaches no further than its detector box grown by
-   ``reach`` of its size;
+2. gives the vegetation to the gated instances that seed a plant by a marker
+   watershed (scikit-image) on the distance to the background: each seed's
+   core (its green painted pixels) is a marker, so touching plants meet at the
+   neck between them. A seed is an instance covering a fifth of its
+   plant-coloured component, or a confident one lying beside better-scored
+   instances rather than under them (:data:`SEPARATE_SHARE`): in a crowded
+   bed touching plants form one large component that no single plant covers
+   a fifth of. Other gated instances are pieces (a leaf) of a seeded plant;
 3. adds the vegetation components that no instance claims as instances of
    their own (``source`` "colour") with a low score (below every model
    instance of the same image: ranked by area);
@@ -41,10 +44,13 @@ MIN_GREEN_SHARE = 0.35
 # A green instance seeds a plant of its vegetation component when it covers this share of the
 # component; smaller ones are pieces (a leaf) of the plant that the component is.
 MIN_SEED_SHARE = 0.2
-# A confident instance seeds a plant from this share of its component (three touching plants).
-STRONG_SEED_SHARE = 0.3
 # A detection scoring this much is confident: it may seed a plant in a shared component.
 SPLIT_SCORE = 0.5
+# An instance keeping this share of its own mask once better-scored ones are painted lies beside
+# them, not under them (a leaf lies under its plant's mask): confident, it seeds a plant however
+# large its component (plants in a crowded bed touch into one); less confident, it may still
+# split a component it covers enough of.
+SEPARATE_SHARE = 0.8
 # A plant-coloured component over this share of the image and this many times the largest
 # instance found in it is ground cover.
 LAWN_RATIO = 8.0
@@ -141,6 +147,8 @@ def follow_vegetation(
     n = len(found)
     labels = paint_image(found, mask_threshold) if n else np.zeros((h, w), np.int32)
     painted = np.bincount(labels.ravel(), minlength=n + 1)
+    own_area = np.array([0] + [np.count_nonzero(m > mask_threshold) for m in found.masks], np.int64)
+    visible = painted / np.maximum(own_area, 1)
     green = np.bincount(labels[veg], minlength=n + 1)
     share = np.where(painted > 0, green / np.maximum(painted, 1), 0.0)
     gated = share >= MIN_GREEN_SHARE
@@ -169,14 +177,15 @@ def follow_vegetation(
     # splitting a component needs confident seeds; a lone seed may be less sure
     strong = np.zeros(n + 1, bool)
     strong[1:] = found.scores >= SPLIT_SCORE
-    seed = gated & ((cover >= min_seed_share) | (strong & (cover >= STRONG_SEED_SHARE)))
+    apart = visible >= SEPARATE_SHARE
+    seed = gated & ((cover >= min_seed_share) | (strong & apart))
     # a component with seeds belongs to them; one seed takes it whole, several split it
     seeds_of = {}
     for i in np.flatnonzero(seed):
         seeds_of.setdefault(int(main[i]), []).append(int(i))
     for c, ids in seeds_of.items():
         if len(ids) > 1:
-            sure = [i for i in ids if strong[i]]
+            sure = [i for i in ids if strong[i] or apart[i]]
             seeds_of[c] = sure if sure else [max(ids, key=lambda i: found.scores[i - 1])]
     seed[:] = False
     for ids in seeds_of.values():
