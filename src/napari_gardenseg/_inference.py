@@ -30,7 +30,7 @@ from . import _forward
 from ._cancel import Cancelled, ProgressFn, check
 from ._files import atomic_write, check_target
 from ._forward import predict_instances
-from ._instances import Instances, paint, paint_image
+from ._instances import Instances, paint, paint_image, visible_shares
 from ._io import ImageSource, open_image
 from ._models import Model, load_model
 from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
@@ -146,8 +146,8 @@ def _shown(visible: np.ndarray, found: Instances, mask_threshold: float) -> np.n
     """Indices of the instances the labels show: ``visible`` (int (N,)) pixels each keeps once
     painted under better-scored ones; none, or under :data:`MIN_VISIBLE_SHARE` of its own mask, and
     it is dropped."""
-    own = np.array([np.count_nonzero(m > mask_threshold) for m in found.masks], np.int64).reshape(len(found))
-    return np.flatnonzero((visible > 0) & (visible >= MIN_VISIBLE_SHARE * own))
+    share = visible_shares(found, visible, mask_threshold)
+    return np.flatnonzero((visible > 0) & (share >= MIN_VISIBLE_SHARE))
 
 
 def segment(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Instances", "paint", "paint_image", "instances_to_labels"]
+__all__ = ["Instances", "paint", "paint_image", "visible_shares", "instances_to_labels"]
 
 
 @dataclass
@@ -195,6 +195,14 @@ def paint_image(instances: Instances, mask_threshold: float = 0.5, rows: int = 2
     for y in range(0, h, rows):
         out[y : y + rows] = paint(instances, mask_threshold, (y, 0, min(y + rows, h), w))
     return out
+
+
+def visible_shares(instances: Instances, visible: np.ndarray, mask_threshold: float = 0.5) -> np.ndarray:
+    """Share (float (N,), 0..1) of each instance's own mask that it keeps in the painted labels:
+    ``visible`` (int (N,)) its pixels there (a ``np.bincount`` of the labels without id 0).
+    Low for an instance under better-scored ones (a duplicate, a leaf of a plant found whole)."""
+    own = np.array([np.count_nonzero(m > mask_threshold) for m in instances.masks], np.int64)
+    return np.asarray(visible, np.float64).reshape(len(instances)) / np.maximum(own.reshape(len(instances)), 1)
 
 
 def instances_to_labels(soft_masks, scores=None, mask_threshold: float = 0.5) -> np.ndarray:

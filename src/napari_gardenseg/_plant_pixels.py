@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._instances import Instances, paint_image
+from ._instances import Instances, paint_image, visible_shares
 from ._vegetation import VegetationMap
 
 __all__ = ["follow_vegetation", "vegetation_stage", "model_coverage", "adapt_hint", "COLOUR_SCORE_RANGE"]
@@ -147,8 +147,7 @@ def follow_vegetation(
     n = len(found)
     labels = paint_image(found, mask_threshold) if n else np.zeros((h, w), np.int32)
     painted = np.bincount(labels.ravel(), minlength=n + 1)
-    own_area = np.array([0] + [np.count_nonzero(m > mask_threshold) for m in found.masks], np.int64)
-    visible = painted / np.maximum(own_area, 1)
+    visible = np.concatenate([[0.0], visible_shares(found, painted[1:], mask_threshold)])
     green = np.bincount(labels[veg], minlength=n + 1)
     share = np.where(painted > 0, green / np.maximum(painted, 1), 0.0)
     gated = share >= MIN_GREEN_SHARE
