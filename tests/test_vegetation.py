@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_gardenseg._instances import Instances, paint_image
-from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, follow_vegetation
+from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, MODEL_COVERS, follow_vegetation
 from napari_gardenseg._vegetation import (
     cive,
     excess_green,
@@ -201,7 +201,7 @@ def test_segment_runs_the_stage_and_says_so(garden_photo):
     assert set(off.table["source"]) == {"model"}
     # "auto" leaves a photo whose plants the network already holds to the network
     coverage = auto.meta["vegetation"]["vegetation_model_coverage"]
-    assert auto.meta["vegetation"]["applied"] == (coverage < 0.85)
+    assert auto.meta["vegetation"]["applied"] == (coverage < MODEL_COVERS)
     # the stage moves pixels between plants and soil: the instances' pixels follow plant colour
     green = vegetation_map(garden_photo.astype(np.float32) / 255).mask
     assert green[on.labels > 0].mean() > green[off.labels > 0].mean()

@@ -57,7 +57,7 @@ LAWN_RATIO = 8.0
 LAWN_SHARE = 0.15
 # "auto" leaves a photo to the network when its confident detections already cover this share of
 # the plant-coloured pixels: the network knows these plants (its training scenes, say).
-MODEL_COVERS = 0.85
+MODEL_COVERS = 0.9
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
