@@ -11,6 +11,11 @@ plant-coloured pixels) is taken to be *one plant* when three views agree:
   (mask IoU >= ``MIN_IOU``), and no other detection claims part of it;
 * the dense CRF: that detection's refined mask matches it as well.
 
+The three views are not independent where the model merges two touching
+plants: its one detection then matches their joint component and the CRF
+follows it, so a harvested "plant" can be two (README, *Adapt to your
+photos*, gives the measured share).
+
 Components that no detection claims but whose shape is that of a single
 compact plant (high solidity, size within the range of the agreed plants)
 are kept as a second tier, marked ``"shape"``.
