@@ -202,7 +202,7 @@ def visible_shares(instances: Instances, visible: np.ndarray, mask_threshold: fl
     ``visible`` (int (N,)) its pixels there (a ``np.bincount`` of the labels without id 0).
     Low for an instance under better-scored ones (a duplicate, a leaf of a plant found whole)."""
     own = np.array([np.count_nonzero(m > mask_threshold) for m in instances.masks], np.int64)
-    return np.asarray(visible, np.float64).reshape(len(instances)) / np.maximum(own.reshape(len(instances)), 1)
+    return np.asarray(visible, np.float64).reshape(len(instances)) / np.maximum(own, 1)
 
 
 def instances_to_labels(soft_masks, scores=None, mask_threshold: float = 0.5) -> np.ndarray:
