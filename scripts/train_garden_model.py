@@ -126,7 +126,8 @@ class RealScenes:
         ("plantcv-geospatial/silphium_subfield.png", (slice(240, 710), slice(245, 715))),  # inside the tilted frame
     )
 
-    def __init__(self, rng, species=None):
+    def __init__(self, rng, species=None, zoom_range=(0.5, 2.0)):
+        self.zoom_range = tuple(zoom_range)
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "real_dev"))
         from composites import cutouts_and_soil, resize_cutout
 
@@ -164,7 +165,7 @@ class RealScenes:
         else:
             soil = soil_mosaic(rng, self.soil, (self.SIZE, self.SIZE))
         image, labels, classes = compose_scene(
-            rng, soil, self.plants, self.SIZE, coverage=(0.1, 0.45), zoom_range=(0.5, 2.0)
+            rng, soil, self.plants, self.SIZE, coverage=(0.1, 0.45), zoom_range=self.zoom_range
         )
         # the light of a field rather than of one greenhouse: brightness and white balance
         gain = rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3)
@@ -239,6 +240,13 @@ def main(argv=None) -> int:
     p.add_argument("--cutouts", help="folder with tray.jpg, tray_labels_approx.png, setaria*.png")
     p.add_argument("--cutout-fraction", type=float, default=0.3)
     p.add_argument("--real-species", nargs="*", help="AgIR photos to cut real plants from (no names: all 11)")
+    p.add_argument(
+        "--real-zoom",
+        type=float,
+        nargs=2,
+        default=(0.5, 2.0),
+        help="zoom range of the real plants (from seedling size)",
+    )
     p.add_argument("--real-fraction", type=float, default=0.0, help="share of scenes made of real AgIR plants")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--crop", type=int, default=320)
@@ -286,7 +294,7 @@ def main(argv=None) -> int:
     stats = training_size_stats()
     print(f"size stats {stats} ({time.perf_counter() - t0:.0f} s)", flush=True)
     cutouts = load_cutouts(Path(args.cutouts)) if args.cutouts else []
-    real = RealScenes(rng, args.real_species or None) if args.real_fraction > 0 else None
+    real = RealScenes(rng, args.real_species or None, args.real_zoom) if args.real_fraction > 0 else None
     pool = ScenePool(
         rng, args.pool, args.photo_fraction, cutouts, args.cutout_fraction, args.seed_offset, real, args.real_fraction
     )
