@@ -183,6 +183,23 @@ def test_model_specks_on_soil_do_not_become_plants():
     assert len(out) == 2 and out.scores[1] < 0.2  # still there (not cut away), but ranked far below the plant
 
 
+def test_plant_coloured_specks_become_no_instance_but_small_plants_do(monkeypatch):
+    import napari_gardenseg._plant_pixels as plant_pixels
+
+    rgb, truth = _photo([(60, 60, 30), (120, 190, 8)], noise=0.0)
+    rgb[20:26, 200:206] = LEAF  # a 6x6 speck of plant colour (a JPEG block, a moss spot)
+    found = _instances([(truth == 1) * 0.9], [0.9], truth.shape)
+    vmap = vegetation_map(rgb)
+    assert vmap.plants[20:26, 200:206].any()  # colour does see the speck
+    out = follow_vegetation(found, vmap)
+    lab = paint_image(out)
+    assert list(out.sources) == ["model", "colour"]  # the plant, the seedling; no speck
+    assert _best(lab, truth, 2)[1] > 0.8
+    assert not lab[20:26, 200:206].any()
+    monkeypatch.setattr(plant_pixels, "MIN_COLOUR_SHARE", 0.0)  # without the rule the speck is an instance
+    assert len(follow_vegetation(found, vmap)) == 3
+
+
 def test_segment_runs_the_stage_and_says_so(garden_photo):
     import napari_gardenseg as gs
 
