@@ -304,8 +304,8 @@ def train(
     learns as well on the checks of ``scripts/check_finetune.py`` and
     ``benchmarks/eval_real.py --fine-tune`` (README); None keeps the model's.
     ``frozen_blocks`` first MobileNetV2 blocks of a ``garden_mobilenet`` model
-    get no gradient (None: the model's own, 4 for the bundled one; other
-    architectures refuse a number). Raises ValueError for a
+    get no gradient (None: the model's own, 4 for the bundled one; a smaller
+    number does not unfreeze those; other architectures refuse a number). Raises ValueError for a
     ``positive_fraction`` outside (0, 1].
     """
     if iterations < 1:
