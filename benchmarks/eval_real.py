@@ -4,6 +4,7 @@
     python benchmarks/eval_real.py --model runs/adapted.pt --methods raw crf colour colour+crf
     python benchmarks/eval_real.py --only agir-maize plantcv-tray --per-photo
     python benchmarks/eval_real.py --model runs/m.pt --species barley beet   # a model trained on the other AgIR plants
+    python benchmarks/eval_real.py --jpeg 70 --blur 1        # the same photos as a worse camera would give them
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -169,6 +170,30 @@ def recoloured(photos, seed: int = 0) -> list[dict]:
     return out
 
 
+def through_camera(photos, jpeg: int | None = None, blur: float | None = None) -> list[dict]:
+    """The photos as a camera would spoil them: Gaussian ``blur`` (sigma, pixels), then JPEG at quality ``jpeg``.
+
+    Pillow's encoder (4:2:0 chroma subsampling below quality 95); the labels are
+    unchanged. The composites' pasted plants have crisper edges than photographed
+    ones: this asks how much a result leans on them.
+    """
+    import io
+
+    from PIL import Image, ImageFilter
+
+    out = []
+    for p in photos:
+        img = Image.fromarray(p["rgb"])
+        if blur:
+            img = img.filter(ImageFilter.GaussianBlur(blur))
+        if jpeg:
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=jpeg)
+            img = Image.open(buf).convert("RGB")
+        out.append({**p, "rgb": np.asarray(img)})
+    return out
+
+
 def recall_of(photos, model, vegetation, score_threshold) -> dict:
     """Recall at IoU >= 0.5 of the recoloured plants and of the others, with ``vegetation`` mode."""
     from eval_garden import matched_iou
@@ -259,8 +284,12 @@ def main(argv=None):
         action="store_true",
         help="instead: recall of plants turned red-purple, vegetation auto vs off (non-green plants kept?)",
     )
+    p.add_argument("--jpeg", type=int, metavar="Q", help="re-encode every image as JPEG at quality Q first")
+    p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
     args = p.parse_args(argv)
     photos = load_set(args.only, args.sets, args.species)
+    if args.jpeg or args.blur:
+        photos = through_camera(photos, args.jpeg, args.blur)
     if args.fine_tune:
         kwargs = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
         print(
