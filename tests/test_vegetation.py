@@ -200,6 +200,24 @@ def test_plant_coloured_specks_become_no_instance_but_small_plants_do(monkeypatc
     assert len(follow_vegetation(found, vmap)) == 3
 
 
+def test_a_small_missed_plant_beside_a_crowded_bed_is_not_a_speck(monkeypatch):
+    import napari_gardenseg._plant_pixels as plant_pixels
+
+    # the bed is one large component (the typical one), so its twentieth is larger than the seedling;
+    # beside the plants the network found, the seedling is no speck
+    discs = [(100, 30 + 40 * k, 22) for k in range(7)] + [(170, 350, 10)]
+    rgb, truth = _photo(discs, shape=(200, 400), noise=0.0)
+    rgb[20:26, 380:386] = LEAF  # and a speck
+    shape = truth.shape
+    found = _instances([_disc(shape, cy, cx, 17) * 0.9 for cy, cx, _ in discs[:7]], [0.9] * 7, shape)
+    vmap = vegetation_map(rgb)
+    out = follow_vegetation(found, vmap)
+    assert list(out.sources) == ["model"] * 7 + ["colour"]
+    assert _best(paint_image(out), truth, 8)[1] > 0.8
+    monkeypatch.setattr(plant_pixels, "SPECK_OF_PLANT", 1.0)  # the bed's size alone would drop it
+    assert len(follow_vegetation(found, vmap)) == 7
+
+
 def test_segment_runs_the_stage_and_says_so(garden_photo):
     import napari_gardenseg as gs
 

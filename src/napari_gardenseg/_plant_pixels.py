@@ -18,8 +18,9 @@ Given the detector's compact instances and a photo's vegetation map
    a fifth of. Other gated instances are pieces (a leaf) of a seeded plant;
 3. adds the vegetation components that no instance claims as instances of
    their own (``source`` "colour") with a low score (below every model
-   instance of the same image: ranked by area); specks under
-   :data:`MIN_COLOUR_SHARE` of a typical plant are not added;
+   instance of the same image: ranked by area); specks (under
+   :data:`MIN_COLOUR_SHARE` of the typical component and
+   :data:`SPECK_OF_PLANT` of the network's median plant) are not added;
 4. writes the vegetation probability into the soft masks (the dense CRF's
    unary): inside an instance's claim ``0.5 + 0.5 p``, elsewhere in its box the
    model's soft value times ``p`` and below 0.5.
@@ -62,9 +63,11 @@ MODEL_COVERS = 0.9
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
-# A free plant-coloured component smaller than this share of a typical plant is a speck (JPEG
-# blocks, algae, a moss spot), not a plant: it becomes no instance.
+# A free plant-coloured component smaller than this share of the typical component (and than a
+# quarter of the median green model instance) is a speck (JPEG blocks, algae, a moss spot), not a
+# plant: it becomes no instance. The second bound keeps a small plant the network missed.
 MIN_COLOUR_SHARE = 0.05
+SPECK_OF_PLANT = 0.25
 # The stage holds a few image-sized maps: beyond this it is skipped (tiled zarr runs of mosaics).
 VEGETATION_MAX_PIXELS = 40_000_000
 
@@ -252,7 +255,9 @@ def follow_vegetation(
         class_ids.append(found.class_ids[i])
         source.append("model")
 
-    speck = comp_area < MIN_COLOUR_SHARE * typical
+    # a crowded bed's typical component is many plants: a speck is also small beside one plant
+    plant_area = float(np.median(painted[gated])) if gated.any() else typical
+    speck = (comp_area < MIN_COLOUR_SHARE * typical) & (comp_area < SPECK_OF_PLANT * plant_area)
     free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0 and not lawn[c] and not speck[c]]
     # the best green piece (a leaf the model found) inside each free component
     piece = np.zeros(n_comps + 1, np.float32)
