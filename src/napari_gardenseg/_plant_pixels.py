@@ -63,9 +63,11 @@ MODEL_COVERS = 0.9
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
-# A free plant-coloured component smaller than this share of the typical component (and than a
-# quarter of the median green model instance) is a speck (JPEG blocks, algae, a moss spot), not a
-# plant: it becomes no instance. The second bound keeps a small plant the network missed.
+# A free plant-coloured component smaller than MIN_COLOUR_SHARE of the typical component and
+# SPECK_OF_PLANT of the median green model instance is a speck (JPEG blocks, algae, a moss spot),
+# not a plant: it becomes no instance. (VegetationMap.plants already drops specks of a few pixels;
+# this bound is relative to the plants of the photo, which only the stage knows.) The second bound
+# keeps a small plant the network missed beside a crowded bed.
 MIN_COLOUR_SHARE = 0.05
 SPECK_OF_PLANT = 0.25
 # The stage holds a few image-sized maps: beyond this it is skipped (tiled zarr runs of mosaics).
