@@ -126,8 +126,9 @@ class RealScenes:
         ("plantcv-geospatial/silphium_subfield.png", (slice(240, 710), slice(245, 715))),  # inside the tilted frame
     )
 
-    def __init__(self, rng, species=None, zoom_range=(0.5, 2.0)):
+    def __init__(self, rng, species=None, zoom_range=(0.5, 2.0), camera=False):
         self.zoom_range = tuple(zoom_range)
+        self.camera = camera
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "real_dev"))
         from composites import cutouts_and_soil, resize_cutout
 
@@ -170,7 +171,34 @@ class RealScenes:
         # the light of a field rather than of one greenhouse: brightness and white balance
         gain = rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3)
         image = np.clip(image * gain + 0.5, 0, 255).astype(np.uint8)
+        if self.camera:
+            image = through_camera(rng, image)
         return image, labels, classes
+
+
+def through_camera(rng, image):
+    """What a camera does to a pasted scene: lens blur, a lower resolution, JPEG.
+
+    Pasted plants have crisp cut edges that no photograph has; a network trained on them alone
+    may lean on those edges to tell touching plants apart. uint8 (H, W, 3) in and out.
+    """
+    import io
+
+    from PIL import Image, ImageFilter
+
+    im = Image.fromarray(image)
+    if rng.random() < 0.5:
+        im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
+    if rng.random() < 0.3:
+        f = float(rng.uniform(0.5, 0.8))
+        small = im.resize((max(8, round(im.width * f)), max(8, round(im.height * f))), Image.BILINEAR)
+        im = small.resize(im.size, Image.BILINEAR)
+    if rng.random() < 0.6:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
+        buf.seek(0)
+        im = Image.open(buf).convert("RGB")
+    return np.array(im)  # writable: training turns it into a tensor
 
 
 class ScenePool:
@@ -248,6 +276,11 @@ def main(argv=None) -> int:
         help="zoom range of the real plants (from seedling size)",
     )
     p.add_argument("--real-fraction", type=float, default=0.0, help="share of scenes made of real AgIR plants")
+    p.add_argument(
+        "--real-camera",
+        action="store_true",
+        help="blur, shrink and JPEG-compress the real-plant scenes (through_camera)",
+    )
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--crop", type=int, default=320)
     p.add_argument("--scale-range", type=float, nargs=2, default=(0.6, 1.6))
@@ -294,7 +327,9 @@ def main(argv=None) -> int:
     stats = training_size_stats()
     print(f"size stats {stats} ({time.perf_counter() - t0:.0f} s)", flush=True)
     cutouts = load_cutouts(Path(args.cutouts)) if args.cutouts else []
-    real = RealScenes(rng, args.real_species or None, args.real_zoom) if args.real_fraction > 0 else None
+    real = (
+        RealScenes(rng, args.real_species or None, args.real_zoom, args.real_camera) if args.real_fraction > 0 else None
+    )
     pool = ScenePool(
         rng, args.pool, args.photo_fraction, cutouts, args.cutout_fraction, args.seed_offset, real, args.real_fraction
     )
