@@ -201,21 +201,53 @@ def through_camera(rng, image):
     return np.array(im)  # writable: training turns it into a tensor
 
 
+def pot_photos(species, min_size: int):
+    """The AgIR pot photos of ``species`` whole, with their human-verified plants as instances
+    (``benchmarks/real_dev``: one instance per connected component of the mask), each at the zoom
+    inference gives it (the model's ``min_size`` over the photo's shorter side): a big plant in a
+    pot is one plant, which the seedling-sized pasted scenes do not show."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from eval_real import load_set
+
+    out = []
+    for p in load_set(only=[f"agir-{s}" for s in species], sets=("photos",)):
+        labels = p["labels"].astype(np.int32)
+        class_of = {int(k): "weed" for k in np.unique(labels) if k > 0}
+        out.append(_Sample(p["rgb"], labels, class_of, zoom=min_size / min(labels.shape)))
+    return out
+
+
 class ScenePool:
     """A pool of prepared scenes; ``draw`` picks one at random and ``refresh`` replaces one."""
 
-    def __init__(self, rng, size, photo_fraction, cutouts, cutout_fraction, seed_offset, real=None, real_fraction=0.0):
+    def __init__(
+        self,
+        rng,
+        size,
+        photo_fraction,
+        cutouts,
+        cutout_fraction,
+        seed_offset,
+        real=None,
+        real_fraction=0.0,
+        pots=(),
+        pots_fraction=0.0,
+    ):
         self.rng = rng
         self.photo_fraction, self.cutouts, self.cutout_fraction = photo_fraction, cutouts, cutout_fraction
         self.real, self.real_fraction = real, real_fraction
+        self.pots, self.pots_fraction = list(pots), pots_fraction
         self.next_seed = seed_offset
-        self.made = {"photo": 0, "garden": 0, "cutout": 0, "real": 0}
+        self.made = {"photo": 0, "garden": 0, "cutout": 0, "real": 0, "pots": 0}
         self.pool = [self._new() for _ in range(size)]
 
     def _new(self) -> _Sample:
         seed = self.next_seed
         self.next_seed += 1
         assert seed < EVAL_SEED_START
+        if self.pots and self.rng.random() < self.pots_fraction:
+            self.made["pots"] += 1
+            return self.pots[int(self.rng.integers(len(self.pots)))]
         if self.real is not None and self.rng.random() < self.real_fraction:
             image, labels, classes = self.real(self.rng)
             self.made["real"] += 1
@@ -277,6 +309,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--real-fraction", type=float, default=0.0, help="share of scenes made of real AgIR plants")
     p.add_argument(
+        "--real-pots",
+        type=float,
+        default=0.0,
+        help="share of samples that are the --real-species AgIR pot photos whole, with their labels (pot_photos)",
+    )
+    p.add_argument(
         "--real-camera",
         action="store_true",
         help="blur, shrink and JPEG-compress the real-plant scenes (through_camera)",
@@ -330,8 +368,18 @@ def main(argv=None) -> int:
     real = (
         RealScenes(rng, args.real_species or None, args.real_zoom, args.real_camera) if args.real_fraction > 0 else None
     )
+    pots = pot_photos(args.real_species, int(net.transform.min_size[0])) if args.real_pots > 0 else ()
     pool = ScenePool(
-        rng, args.pool, args.photo_fraction, cutouts, args.cutout_fraction, args.seed_offset, real, args.real_fraction
+        rng,
+        args.pool,
+        args.photo_fraction,
+        cutouts,
+        args.cutout_fraction,
+        args.seed_offset,
+        real,
+        args.real_fraction,
+        pots,
+        args.real_pots,
     )
     print(f"pool of {args.pool} scenes, {len(cutouts)} cut-outs ({time.perf_counter() - t0:.0f} s)", flush=True)
 
@@ -369,7 +417,9 @@ def main(argv=None) -> int:
                 f", AgIR-CVToolkit plants pasted crowded on AgIR soil ({', '.join(args.real_species or ['all 11'])})"
                 if real is not None
                 else ""
-            ),
+            )
+            + (", those species' AgIR pot photos whole" if pots else "")
+            + (", the real-plant scenes through a camera (blur, resolution, JPEG)" if args.real_camera else ""),
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (shared)",
             "command": "python scripts/train_garden_model.py " + " ".join(sys.argv[1:]),
             "crf": crf_meta,
