@@ -368,6 +368,8 @@ def main(argv=None) -> int:
     real = (
         RealScenes(rng, args.real_species or None, args.real_zoom, args.real_camera) if args.real_fraction > 0 else None
     )
+    if args.real_pots > 0 and not args.real_species:
+        raise SystemExit("--real-pots needs --real-species (the species whose pot photos are trained on)")
     pots = pot_photos(args.real_species, int(net.transform.min_size[0])) if args.real_pots > 0 else ()
     pool = ScenePool(
         rng,
