@@ -170,12 +170,17 @@ def recoloured(photos, seed: int = 0) -> list[dict]:
     return out
 
 
-def through_camera(photos, jpeg: int | None = None, blur: float | None = None) -> list[dict]:
-    """The photos as a camera would spoil them: Gaussian ``blur`` (sigma, pixels), then JPEG at quality ``jpeg``.
+def through_camera(
+    photos, jpeg: int | None = None, blur: float | None = None, shrink: float | None = None
+) -> list[dict]:
+    """The photos as a camera would spoil them: Gaussian ``blur`` (sigma, pixels), a lower
+    resolution (``shrink``: bilinear down to that fraction of the size and back), then JPEG at
+    quality ``jpeg``.
 
     Pillow's encoder (4:2:0 chroma subsampling below quality 95); the labels are
     unchanged. The composites' pasted plants have crisper edges than photographed
-    ones: this asks how much a result leans on them.
+    ones: this asks how much a result leans on them (and the bundled model's training
+    script uses it to spoil its pasted scenes, ``--real-camera``).
     """
     import io
 
@@ -186,6 +191,9 @@ def through_camera(photos, jpeg: int | None = None, blur: float | None = None) -
         img = Image.fromarray(p["rgb"])
         if blur:
             img = img.filter(ImageFilter.GaussianBlur(blur))
+        if shrink:
+            size = (max(8, round(img.width * shrink)), max(8, round(img.height * shrink)))
+            img = img.resize(size, Image.BILINEAR).resize((img.width, img.height), Image.BILINEAR)
         if jpeg:
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=jpeg)

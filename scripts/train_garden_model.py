@@ -37,6 +37,9 @@ from napari_gardenseg._training import _Sample, fit
 from napari_gardenseg.synthetic import CLASS_NAMES, EVAL_SEED_START, garden_scene
 
 NAMES = ["__background__", *sorted(CLASS_NAMES)]
+# the real plants, pot photos and camera effects come from the benchmarks' own loaders
+_BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path[:0] = [str(_BENCHMARKS), str(_BENCHMARKS / "real_dev")]
 
 
 def _check_weights(path: Path) -> None:
@@ -129,7 +132,6 @@ class RealScenes:
     def __init__(self, rng, species=None, zoom_range=(0.5, 2.0), camera=False):
         self.zoom_range = tuple(zoom_range)
         self.camera = camera
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "real_dev"))
         from composites import cutouts_and_soil, resize_cutout
 
         from napari_gardenseg._harvest import Plant
@@ -172,33 +174,24 @@ class RealScenes:
         gain = rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3)
         image = np.clip(image * gain + 0.5, 0, 255).astype(np.uint8)
         if self.camera:
-            image = through_camera(rng, image)
+            image = camera_scene(rng, image)
         return image, labels, classes
 
 
-def through_camera(rng, image):
-    """What a camera does to a pasted scene: lens blur, a lower resolution, JPEG.
+def camera_scene(rng, image):
+    """A pasted scene as a camera would give it: lens blur (half the scenes), a lower resolution
+    (30%), JPEG (60%), each at a random strength, by ``eval_real.through_camera``.
 
     Pasted plants have crisp cut edges that no photograph has; a network trained on them alone
     may lean on those edges to tell touching plants apart. uint8 (H, W, 3) in and out.
     """
-    import io
+    from eval_real import through_camera
 
-    from PIL import Image, ImageFilter
-
-    im = Image.fromarray(image)
-    if rng.random() < 0.5:
-        im = im.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
-    if rng.random() < 0.3:
-        f = float(rng.uniform(0.5, 0.8))
-        small = im.resize((max(8, round(im.width * f)), max(8, round(im.height * f))), Image.BILINEAR)
-        im = small.resize(im.size, Image.BILINEAR)
-    if rng.random() < 0.6:
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=int(rng.integers(40, 96)))
-        buf.seek(0)
-        im = Image.open(buf).convert("RGB")
-    return np.array(im)  # writable: training turns it into a tensor
+    blur = float(rng.uniform(0.3, 1.2)) if rng.random() < 0.5 else None
+    shrink = float(rng.uniform(0.5, 0.8)) if rng.random() < 0.3 else None
+    jpeg = int(rng.integers(40, 96)) if rng.random() < 0.6 else None
+    spoilt = through_camera([{"rgb": image}], jpeg=jpeg, blur=blur, shrink=shrink)[0]["rgb"]
+    return np.array(spoilt)  # writable: training turns it into a tensor
 
 
 def pot_photos(species, min_size: int):
@@ -206,7 +199,6 @@ def pot_photos(species, min_size: int):
     (``benchmarks/real_dev``: one instance per connected component of the mask), each at the zoom
     inference gives it (the model's ``min_size`` over the photo's shorter side): a big plant in a
     pot is one plant, which the seedling-sized pasted scenes do not show."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from eval_real import load_set
 
     out = []
@@ -317,7 +309,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--real-camera",
         action="store_true",
-        help="blur, shrink and JPEG-compress the real-plant scenes (through_camera)",
+        help="blur, shrink and JPEG-compress the real-plant scenes (camera_scene)",
     )
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--crop", type=int, default=320)
