@@ -143,7 +143,7 @@ def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
     assert status["corrupt.png"].status == "failed"
     assert [status[p.name].status for p in (images[1], images[2])] == ["done", "done"]
     lines = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
-    assert [(x["file"], x["error_type"]) for x in lines] == [(str(bad), "UnidentifiedImageError")]
+    assert [(x["file"], x["error_type"]) for x in lines] == [(str(bad), "ImageError")]
     assert "Traceback" in lines[0]["traceback"] and "corrupt.png" in lines[0]["message"]
     assert tifffile.imread(out / "doomed_labels.tif").max() >= 1 and (out / "doomed_run.json").exists()
 

@@ -89,7 +89,8 @@ def test_cli_reports_bad_files_and_keeps_going(tmp_path, scene, capsys):
     assert rc == 1
     assert "bad.png: FAILED" in capsys.readouterr().err
     (failure,) = [json.loads(line) for line in (tmp_path / "o" / "failures.jsonl").read_text().splitlines()]
-    assert failure["file"] == str(tmp_path / "bad.png") and failure["error_type"] == "UnidentifiedImageError"
+    assert failure["file"] == str(tmp_path / "bad.png") and failure["error_type"] == "ImageError"
+    assert "bad.png is not an image" in failure["message"]
     assert (tmp_path / "o" / "ok_labels.tif").exists()
     assert not (tmp_path / "o" / "ok_labels_crf.tif").exists()
     assert cli.main(["segment", str(tmp_path / "missing.png")]) == 2

@@ -220,8 +220,15 @@ def test_photo_reader_opens_a_portrait_jpeg_upright(tmp_path):
     assert get_reader([str(path), str(path)]) is not None
 
 
-def test_photo_reader_is_contributed_for_jpeg_only():
+def test_photo_reader_is_contributed_for_photo_formats_only():
+    from napari_gardenseg._napari_reader import PHOTO_SUFFIXES
+
     mf = npe2.PluginManifest.from_file(MANIFEST)
     (reader,) = mf.contributions.readers
     assert reader.command == "napari-gardenseg.read_photos"
-    assert "*.jpg" in reader.filename_patterns and not any("png" in p or "tif" in p for p in reader.filename_patterns)
+    assert not any("png" in p or "tif" in p for p in reader.filename_patterns)
+    # every suffix the reader takes is offered to napari, in both cases
+    assert {p for p in reader.filename_patterns} == {f"*{s}" for s in PHOTO_SUFFIXES} | {
+        f"*{s.upper()}" for s in PHOTO_SUFFIXES
+    }
+    assert "*.heic" in reader.filename_patterns

@@ -273,3 +273,46 @@ def test_exif_transpose_matches_pillow_for_every_orientation(tmp_path):
             want = np.asarray(ImageOps.exif_transpose(ref).convert("RGB"))
         np.testing.assert_array_equal(read_image(path).data, want)
         assert read_image(path).data.shape[:2] == ((30, 20) if orientation >= 5 else (20, 30))
+
+
+def test_files_that_are_not_whole_images_say_what_is_wrong(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "ok.jpg", quality=90)
+    tifffile.imwrite(tmp_path / "ok.tif", noise)
+    half = {s: (tmp_path / f"ok.{s}").read_bytes() for s in ("jpg", "tif")}
+    cases = {
+        "empty.jpg": b"",
+        "notes.png": b"this is a text file, not a picture",
+        "notes.tif": b"this is a text file, not a picture",
+        "cut.jpg": half["jpg"][: len(half["jpg"]) // 2],
+        "cut.tif": half["tif"][: len(half["tif"]) // 2],
+    }
+    said = {"empty": r"is empty \(0 bytes\)", "notes": "is not a", "cut": "truncated"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ImageError, match=said[name.split(".")[0]]) as err:
+            read_image(tmp_path / name)
+        assert name in str(err.value)
+    assert read_image(tmp_path / "ok.jpg").data.shape == (300, 400, 3)  # the whole files still read
+
+
+def test_heic_photos_from_phones(tmp_path, monkeypatch):
+    import pillow_heif  # the heif extra, in [all] and so in [test]
+
+    from napari_gardenseg._napari_reader import get_reader
+
+    pillow_heif.register_heif_opener()
+    a = _marked(300, 400)
+    a[100:200, 150:250] = (40, 160, 60)  # a green plant in the middle
+    path = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(a).save(path, quality=95)
+    f = read_image(path)
+    assert f.data.shape == (300, 400, 3) and f.data.dtype == np.uint8 and f.applied["format"] == "HEIF"
+    assert np.abs(f.data[110:190, 160:240].astype(int) - (40, 160, 60)).max() < 25  # lossy, but the same colours
+    assert f.data[:6, :8, 0].mean() > 200  # not turned: the red corner stays top-left
+    ((data, meta, kind),) = get_reader(str(path))(str(path))
+    assert kind == "image" and data.shape == (300, 400, 3) and meta["name"] == "IMG_0001"
+    # without the plugin: what to install, not Pillow's "cannot identify image file"
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
+    with pytest.raises(ImageError, match="pip install pillow-heif"):
+        read_image(path)

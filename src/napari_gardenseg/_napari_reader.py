@@ -2,10 +2,11 @@
 
 napari's own reader hands a JPEG's stored pixels to the canvas, so a phone
 photo taken in portrait opens on its side and a photo with a wide-gamut ICC
-profile opens in the wrong colours. This reader opens ``*.jpg``, ``*.jpeg``
-and ``*.mpo`` files through the plugin's one reader
+profile opens in the wrong colours, and a phone's HEIC photo does not open at
+all. This reader opens ``*.jpg``, ``*.jpeg``, ``*.mpo`` and ``*.heic`` /
+``*.heif`` / ``*.hif`` files through the plugin's one reader
 (:func:`._reader.read_image`: Pillow, EXIF orientation applied, ICC profile
-converted to sRGB), so the layer holds the pixels that ``gardenseg segment``
+converted to sRGB; HEIC through pillow-heif), so the layer holds the pixels that ``gardenseg segment``
 and :func:`~napari_gardenseg.segment_files` see for the same file, and the
 labels of either line up with it. Other formats stay with napari's readers.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".mpo")
+from ._reader import HEIF_SUFFIXES
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".mpo", *HEIF_SUFFIXES)
 
 
 def get_reader(path):
@@ -31,7 +34,7 @@ def read_photos(path) -> list[tuple]:
     pixels: uint8 (H, W, 3) for colour photos, (H, W) for grey ones, upright
     as the EXIF orientation says. ``metadata["gardenseg_read"]`` is what the
     reader did (the run record's ``image`` entry: format, EXIF orientation,
-    colour conversion). Raises FileNotFoundError and Pillow's errors.
+    colour conversion). Raises FileNotFoundError and :class:`~napari_gardenseg._images.ImageError` (see ``read_image``).
     """
     from ._reader import read_image
 

@@ -5,7 +5,9 @@
 :func:`~napari_gardenseg.segment_to_zarr`, the sample). It is built on the
 libraries that know the formats, never on an array's shape alone:
 
-* Pillow (PNG, JPEG, BMP, GIF, WebP...): the EXIF orientation is applied
+* Pillow (PNG, JPEG, BMP, GIF, WebP..., and a phone's HEIC/HEIF photos
+  where pillow-heif is installed, as the ``heif`` extra and ``all`` do): the
+  EXIF orientation is applied
   (``PIL.ImageOps.exif_transpose``), so the pixels are the picture a viewer
   shows; an embedded ICC profile other than sRGB is converted to sRGB
   (``PIL.ImageCms``); every mode becomes RGB or grey the way Pillow converts
@@ -24,6 +26,9 @@ libraries that know the formats, never on an array's shape alone:
 * zarr (OME-Zarr: the ``multiscales`` axes, level 0; a plain array of shape
   (H, W) or (H, W, 3|4) is grey or colour, the layout of numpy, Pillow and
   napari's RGB images).
+
+A file that is empty, cut short (truncated) or not an image raises
+:class:`~napari_gardenseg._images.ImageError` saying so and what to do.
 
 Axes the file does not name (tifffile's ``Q`` and ``I``) on an axis longer
 than 1 raise :class:`~napari_gardenseg._images.ImageError` naming the shape
@@ -52,6 +57,8 @@ from ._images import ImageError
 __all__ = ["ImageFile", "read_image", "TIFF_SUFFIXES", "AXES_LETTERS"]
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif")
+# the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
 AXES_LETTERS = "TZCSYX"
 PLANE_AXES = "TZC"
 # TIFF and zarr files at most this big are read whole unless lazy=True
@@ -124,12 +131,15 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     over 256 MB (None).
 
     Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
-    (axes unknown or contradicting the shape), and Pillow's and tifffile's own
-    errors for files that are not images.
+    (axes unknown or contradicting the shape; a file that is empty, truncated or
+    not an image Pillow reads; a HEIC photo without pillow-heif), and
+    tifffile's own errors for TIFF files it cannot parse.
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no such image file: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ImageError(f"{path.name} is empty (0 bytes): a copy or download did not finish; copy the file again")
     if axes is not None:
         axes = check_axes(axes)
     name = path.name.lower()
@@ -158,18 +168,32 @@ def check_axes(axes) -> str:
 
 
 def _read_pillow(path: Path) -> ImageFile:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # a big photo is not a decompression bomb here
-    with Image.open(path) as im:
-        fmt = im.format
-        n_frames = getattr(im, "n_frames", 1)
-        frames = range(n_frames) if n_frames > 1 and fmt != "MPO" else [0]
-        planes, applied = [], {}
-        for k in frames:
-            im.seek(k)
-            plane, applied = _pillow_pixels(im)
-            planes.append(plane)
+    heif = path.name.lower().endswith(HEIF_SUFFIXES)
+    if heif:
+        _register_heif(path)
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            n_frames = getattr(im, "n_frames", 1)
+            # an MPO's extra frames are previews; a HEIC's are a burst or depth map: the first is the photo
+            frames = range(n_frames) if n_frames > 1 and fmt not in ("MPO", "HEIF") else [0]
+            planes, applied = [], {}
+            for k in frames:
+                im.seek(k)
+                plane, applied = _pillow_pixels(im)
+                planes.append(plane)
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
+            "open it in an image editor and save it as PNG or JPEG"
+        ) from None
+    except OSError as err:
+        if "truncated" not in str(err):
+            raise
+        raise _truncated(path) from None
     applied = {"format": fmt, **applied}
     if len(planes) == 1:
         data = planes[0]
@@ -179,6 +203,24 @@ def _read_pillow(path: Path) -> ImageFile:
     applied["frames"] = len(planes)
     data = np.stack(planes)
     return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
+
+
+def _truncated(path: Path) -> ImageError:
+    return ImageError(
+        f"{path.name} stops before its image ends (truncated: a copy or download was cut short); copy the file again"
+    )
+
+
+def _register_heif(path: Path) -> None:
+    """Let Pillow open HEIC/HEIF files (pillow-heif's opener); ImageError saying how to get it when it is missing."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        raise ImageError(
+            f"{path.name} is a HEIC/HEIF photo (a phone's format): reading it needs pillow-heif, "
+            "`pip install pillow-heif` (or `pip install napari-gardenseg[all]`), or export the photo as JPEG"
+        ) from None
+    register_heif_opener()
 
 
 def _pillow_pixels(im) -> tuple[np.ndarray, dict]:
@@ -235,28 +277,37 @@ def _to_srgb(im, icc: bytes):
 def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        page = series.keyframe
-        file_axes = series.axes
-        shape = tuple(int(s) for s in series.shape)
-        photometric = page.photometric.name
-        bits = int(page.bitspersample) if isinstance(page.bitspersample, (int, np.integer)) else None
-        dtype = np.dtype(series.dtype)
-        kind = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        colormap = page.colormap if photometric == "PALETTE" else None
-        single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
-        by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
-        if by_pillow:
-            data = None
-        elif lazy or (lazy is None and nbytes > LAZY_BYTES):
-            import zarr
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            page = series.keyframe
+            file_axes = series.axes
+            shape = tuple(int(s) for s in series.shape)
+            photometric = page.photometric.name
+            bits = int(page.bitspersample) if isinstance(page.bitspersample, (int, np.integer)) else None
+            dtype = np.dtype(series.dtype)
+            kind = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            colormap = page.colormap if photometric == "PALETTE" else None
+            single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
+            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
+            if by_pillow:
+                data = None
+            elif lazy or (lazy is None and nbytes > LAZY_BYTES):
+                import zarr
 
-            z = zarr.open(tifffile.imread(path, aszarr=True, series=0), mode="r")
-            data = z if hasattr(z, "shape") else z[sorted(z.array_keys())[0]]  # a pyramid: level 0
-        else:
-            data = series.asarray()
+                z = zarr.open(tifffile.imread(path, aszarr=True, series=0), mode="r")
+                data = z if hasattr(z, "shape") else z[sorted(z.array_keys())[0]]  # a pyramid: level 0
+            else:
+                data = series.asarray()
+    except tifffile.TiffFileError as err:
+        raise ImageError(
+            f"{path.name} is not a TIFF file tifffile can read ({err}): open it in an image editor and save it again"
+        ) from None
+    except ValueError as err:
+        if "failed to read" not in str(err):
+            raise
+        raise _truncated(path) from None
     if by_pillow:
         image = _read_pillow(path)
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
