@@ -233,15 +233,19 @@ def test_cli_adapt(small_base, tmp_path, capsys):
     from napari_gardenseg.cli import main
 
     files = []
+    (tmp_path / "field").mkdir()
     for seed in (9_500_000, 9_500_001):
-        f = tmp_path / f"p{seed}.png"
+        f = tmp_path / "field" / f"p{seed}.png"
         Image.fromarray(_photo(seed)[0]).save(f)
         files.append(str(f))
+    (tmp_path / "field" / "notes.txt").write_text("not a photo")
     out = tmp_path / "cli.pt"
+    folder = str(tmp_path / "field")  # a folder stands for the photos in it
     assert (
-        main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--rounds", "1", "--iterations", "1"]) == 0
+        main(["adapt", folder, "--out", str(out), "--base", str(small_base), "--rounds", "1", "--iterations", "1"]) == 0
     )
     assert out.exists() and (tmp_path / "cli.json").exists()
+    assert json.loads((tmp_path / "cli.json").read_text())["photo_names"] == ["p9500000.png", "p9500001.png"]
     assert str(out) in capsys.readouterr().out
     assert main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--iterations", "1"]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -98,6 +98,22 @@ def test_cli_reports_bad_files_and_keeps_going(tmp_path, scene, capsys):
     assert "unknown model" in capsys.readouterr().err
 
 
+def test_cli_segments_a_folder(tmp_path, scene, capsys):
+    image, _, _ = scene
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(image[:96, :96]).save(photos / "a.png")
+    Image.fromarray(image[-96:, -96:]).save(photos / "b.jpg", quality=95)
+    (photos / "notes.txt").write_text("not a photo")
+    assert cli.main(["segment", str(photos), "--no-crf", "--out", str(tmp_path / "o")]) == 0
+    assert sorted(f.name for f in (tmp_path / "o").glob("*_run.json")) == ["a_run.json", "b_run.json"]
+    # outputs written into the folder would be read as photos by the next run: refused
+    capsys.readouterr()
+    assert cli.main(["segment", str(photos), "--no-crf", "--out", str(photos)]) == 2
+    assert "also an input folder" in capsys.readouterr().err
+    assert sorted(f.name for f in photos.iterdir()) == ["a.png", "b.jpg", "notes.txt"]
+
+
 def test_cli_sample_offline(tmp_path):
     assert cli.main(["segment", "--sample", "--out", str(tmp_path), "--no-crf"]) == 0
     import pandas as pd

@@ -316,3 +316,27 @@ def test_heic_photos_from_phones(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
     with pytest.raises(ImageError, match="pip install pillow-heif"):
         read_image(path)
+
+
+def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
+    from napari_gardenseg._reader import expand_folders, image_files
+
+    photos = tmp_path / "photos"
+    (photos / "older").mkdir(parents=True)
+    for name in ("b.JPG", "a.png", "c.heic", "d.tif", "older/e.png"):
+        (photos / name).write_bytes(b"x")
+    (photos / "stack.zarr").mkdir()
+    for name in ("notes.txt", ".DS_Store", "._b.JPG", "run.json"):
+        (photos / name).write_bytes(b"x")
+    want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "stack.zarr")]
+    assert image_files(photos) == want  # by name, not into subfolders, hidden and other files skipped
+    assert expand_folders([str(tmp_path / "one.png"), photos, photos / "stack.zarr"]) == [
+        str(tmp_path / "one.png"),
+        *want,
+        photos / "stack.zarr",
+    ]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="no image files in the folder"):
+        image_files(tmp_path / "empty")
+    with pytest.raises(NotADirectoryError):
+        image_files(photos / "a.png")

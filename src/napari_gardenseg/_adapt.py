@@ -181,8 +181,8 @@ def adapt(
 ) -> Path:
     """Adapt a model to unlabelled photos by self-training on scenes built from them; save a new checkpoint.
 
-    ``images``: photos as arrays (anything :func:`to_rgb_float` takes) or
-    file paths. ``base``: the model to start from (``"garden"``, a checkpoint
+    ``images``: photos as arrays (anything :func:`to_rgb_float` takes),
+    file paths, or folders (each stands for the image files directly in it). ``base``: the model to start from (``"garden"``, a checkpoint
     path, a :class:`Model`). ``minutes``: wall-time budget for the whole run
     (default :func:`default_minutes`); ``rounds``: at most this many rounds of
     harvest and training, each stopped by its share of the time or, when
@@ -205,12 +205,13 @@ def adapt(
     from ._files import check_target
     from ._harvest import harvest_photo
     from ._models import Model, load_model, resolve_device, save_checkpoint
+    from ._reader import expand_folders
     from ._training import POSITIVE_FRACTION, fit
 
     start = time.perf_counter()
     if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
         images = [images]  # one photo; a 4-D array is a stack of photos
-    images = list(images)
+    images = expand_folders(list(images))
     if not images:
         raise ValueError("adapt() needs at least one photo")
     if minutes is not None and (isinstance(minutes, bool) or not float(minutes) > 0):

@@ -73,6 +73,10 @@ def segment_files(
 ) -> BatchSummary:
     """Segment image files and write each one's outputs into ``out_dir``.
 
+    ``paths``: image files, zarr stores, and folders (each stands for the
+    image files directly in it, :func:`~napari_gardenseg._reader.image_files`;
+    ValueError when ``out_dir`` is one of them).
+
     ``client=None`` runs the files one after another in this process; a
     ``dask.distributed.Client`` runs them on its cluster (``model`` must then
     be a model name or a checkpoint path the workers can read). ``resources``
@@ -92,8 +96,17 @@ def segment_files(
     stages and tiles go by (fractions short of the next ``k / n``).
     """
     t_start = time.perf_counter()
+    from ._reader import expand_folders
+
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    folders = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
+    if Path(out_dir).expanduser().resolve() in folders:
+        raise ValueError(
+            f"the output folder {out_dir} is also an input folder: its outputs would be read as photos "
+            "next time; write them into another folder"
+        )
+    paths = expand_folders(paths)
     paths = list(dict.fromkeys(os.path.abspath(os.fspath(p)) for p in paths))  # a file given twice runs once
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")

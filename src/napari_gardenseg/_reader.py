@@ -54,11 +54,16 @@ import numpy as np
 
 from ._images import ImageError
 
-__all__ = ["ImageFile", "read_image", "TIFF_SUFFIXES", "AXES_LETTERS"]
+__all__ = ["ImageFile", "read_image", "image_files", "expand_folders", "TIFF_SUFFIXES", "AXES_LETTERS"]
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif")
 # the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+# what a folder of images is taken to hold (image_files): the photo and scan formats these libraries read
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".bmp", ".gif", ".avif", ".jp2",
+    ".tga", ".ppm", ".pgm", ".pnm", *TIFF_SUFFIXES, *HEIF_SUFFIXES,
+)  # fmt: skip
 AXES_LETTERS = "TZCSYX"
 PLANE_AXES = "TZC"
 # TIFF and zarr files at most this big are read whole unless lazy=True
@@ -148,6 +153,44 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     if name.endswith(TIFF_SUFFIXES):
         return _read_tiff(path, axes, lazy)
     return _read_pillow(path)
+
+
+def image_files(folder) -> list[Path]:
+    """The image files directly in ``folder`` (not in its subfolders), sorted by name.
+
+    Image files: the suffixes of :data:`IMAGE_SUFFIXES` (any case) and
+    ``*.zarr`` stores. Hidden files are skipped (``.DS_Store``, and macOS's
+    ``._IMG_0001.JPG`` copies of a photo's metadata on shared drives).
+    Raises NotADirectoryError, and :class:`~napari_gardenseg._images.ImageError`
+    when the folder holds no image file.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise NotADirectoryError(f"not a folder: {folder}")
+    found = sorted(
+        p
+        for p in folder.iterdir()
+        if not p.name.startswith(".")
+        and (p.name.lower().endswith(".zarr") or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)))
+    )
+    if not found:
+        raise ImageError(
+            f"no image files in the folder {folder} ({', '.join(IMAGE_SUFFIXES[:6])}..., TIFF, HEIC, zarr); "
+            "give the files or a folder that holds them"
+        )
+    return found
+
+
+def expand_folders(items) -> list:
+    """``items`` (paths or arrays) with every folder that is not a ``.zarr`` store replaced by its :func:`image_files`."""
+    out = []
+    for item in items:
+        is_path = isinstance(item, (str, os.PathLike))
+        if is_path and Path(item).expanduser().is_dir() and not os.fspath(item).lower().rstrip("/\\").endswith(".zarr"):
+            out += image_files(item)
+        else:
+            out.append(item)
+    return out
 
 
 def check_axes(axes) -> str:

@@ -2,6 +2,7 @@
 
     gardenseg segment photo1.jpg photo2.png --model garden --out results/
     gardenseg segment --sample --out results/        # the bundled sample, offline
+    gardenseg segment photos/ --out results/                           # every image file in a folder
     gardenseg segment photos/*.jpg --out results/ --workers 4          # 4 local processes
     gardenseg segment photos/*.jpg --out results/ --scheduler-file sched.json  # a Dask cluster
     gardenseg models                                 # what can be loaded here
@@ -173,17 +174,19 @@ def _cmd_segment(args) -> int:
     from contextlib import ExitStack
 
     from ._batch import model_identity, segment_files
+    from ._reader import expand_folders
 
     inputs = [Path(p) for p in args.inputs]
     if args.sample:
         inputs.append(_sample_file())
     if not inputs:
-        print("gardenseg segment: give image files or --sample", file=sys.stderr)
+        print("gardenseg segment: give image files, folders of them, or --sample", file=sys.stderr)
         return 2
     missing = [str(p) for p in inputs if not p.exists()]
     if missing:
         print(f"gardenseg segment: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    files = expand_folders(inputs)  # for the count; segment_files expands the folders itself
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.retries < 0:
@@ -192,7 +195,7 @@ def _cmd_segment(args) -> int:
     model_identity(args.model)  # an unknown model or a missing checkpoint: say so before starting a cluster
     with ExitStack() as stack:
         client = _client(args, stack)
-        bar = _Progress(len({os.path.abspath(p) for p in inputs}))  # a file given twice runs once
+        bar = _Progress(len({os.path.abspath(p) for p in files}))  # a file given twice runs once
         stack.callback(bar.close)
         summary = segment_files(
             inputs,
@@ -268,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gardenseg", description="Mask R-CNN + dense-CRF instance segmentation")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment image files (PNG, JPEG, TIFF)")
-    s.add_argument("inputs", nargs="*", help="image files")
+    s.add_argument("inputs", nargs="*", help="image files, or folders of them (the image files directly in each)")
     s.add_argument(
         "--sample",
         action="store_true",
@@ -348,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the models and whether their weights are here")
     m.set_defaults(func=_cmd_models)
     a = sub.add_parser("adapt", help="adapt a model to unlabelled photos (writes a new model and a report)")
-    a.add_argument("photos", nargs="+", help="photos of the field or garden (PNG, JPEG, TIFF)")
+    a.add_argument(
+        "photos", nargs="+", help="photos of the field or garden (PNG, JPEG, TIFF, HEIC), or folders of them"
+    )
     a.add_argument("--out", help="model file to write (default: a new file in the models folder)")
     a.add_argument("--base", default="garden", help="model to start from (default: %(default)s)")
     a.add_argument("--minutes", type=float, help="time budget (default: 5 + 0.5 per photo, at most 25)")
