@@ -137,8 +137,7 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
 
     Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
     (axes unknown or contradicting the shape; a file that is empty, truncated or
-    not an image Pillow reads; a HEIC photo without pillow-heif), and
-    tifffile's own errors for TIFF files it cannot parse.
+    not an image Pillow or tifffile reads; a HEIC photo without pillow-heif).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -214,8 +213,7 @@ def _read_pillow(path: Path) -> ImageFile:
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # a big photo is not a decompression bomb here
-    heif = path.name.lower().endswith(HEIF_SUFFIXES)
-    if heif:
+    if path.name.lower().endswith(HEIF_SUFFIXES):
         _register_heif(path)
     try:
         with Image.open(path) as im:
