@@ -182,8 +182,9 @@ def adapt(
     """Adapt a model to unlabelled photos by self-training on scenes built from them; save a new checkpoint.
 
     ``images``: photos as arrays (anything :func:`to_rgb_float` takes),
-    file paths, or folders (each stands for the image files directly in it). ``base``: the model to start from (``"garden"``, a checkpoint
-    path, a :class:`Model`). ``minutes``: wall-time budget for the whole run
+    file paths, or folders (each stands for the image files directly in it).
+    ``base``: the model to start from (``"garden"``, a checkpoint path, a
+    :class:`Model`). ``minutes``: wall-time budget for the whole run
     (default :func:`default_minutes`); ``rounds``: at most this many rounds of
     harvest and training, each stopped by its share of the time or, when
     given, after ``iterations``. ``output``: the checkpoint to write; None

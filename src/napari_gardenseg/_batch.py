@@ -95,9 +95,9 @@ def segment_files(
     for ``k`` files finished) and, in-process, in between as the file's
     stages and tiles go by (fractions short of the next ``k / n``).
     """
-    t_start = time.perf_counter()
     from ._reader import expand_folders
 
+    t_start = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     folders = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
