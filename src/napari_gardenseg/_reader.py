@@ -170,7 +170,7 @@ def image_files(folder) -> list[Path]:
         p
         for p in folder.iterdir()
         if not p.name.startswith(".")
-        and (p.name.lower().endswith(".zarr") or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)))
+        and (p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)))
     )
     if not found:
         raise ImageError(
@@ -184,11 +184,9 @@ def expand_folders(items) -> list:
     """``items`` (paths or arrays) with every folder that is not a ``.zarr`` store replaced by its :func:`image_files`."""
     out = []
     for item in items:
-        is_path = isinstance(item, (str, os.PathLike))
-        if is_path and Path(item).expanduser().is_dir() and not os.fspath(item).lower().rstrip("/\\").endswith(".zarr"):
-            out += image_files(item)
-        else:
-            out.append(item)
+        path = Path(item).expanduser() if isinstance(item, (str, os.PathLike)) else None
+        is_folder = path is not None and path.is_dir() and path.suffix.lower() != ".zarr"
+        out += image_files(path) if is_folder else [item]
     return out
 
 
@@ -231,7 +229,7 @@ def _read_pillow(path: Path) -> ImageFile:
             f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
             "open it in an image editor and save it as PNG or JPEG"
         ) from None
-    except OSError as err:
+    except OSError as err:  # Pillow says "image file is truncated" with no error type of its own
         if "truncated" not in str(err):
             raise
         raise _truncated(path) from None
@@ -345,7 +343,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         raise ImageError(
             f"{path.name} is not a TIFF file tifffile can read ({err}): open it in an image editor and save it again"
         ) from None
-    except ValueError as err:
+    except ValueError as err:  # tifffile's "failed to read N bytes": the file ends inside its data
         if "failed to read" not in str(err):
             raise
         raise _truncated(path) from None
