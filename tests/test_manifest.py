@@ -232,3 +232,37 @@ def test_photo_reader_is_contributed_for_photo_formats_only():
         f"*{s.upper()}" for s in PHOTO_SUFFIXES
     }
     assert "*.heic" in reader.filename_patterns
+
+
+# Modules the package may import without declaring them: the Qt shims napari brings (a napari
+# plugin declares no Qt binding of its own).
+FROM_NAPARI = {"qtpy", "superqt"}
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    # a module imported but left to arrive through another package breaks when that package
+    # stops bringing it, or brings an older version (as napari allows older scikit-image)
+    import ast
+    import importlib.metadata as md
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+
+    def norm(name):
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {norm(re.match(r"[A-Za-z0-9_.\-]+", r).group()) for r in requirements}
+    imported = set()
+    for path in (ROOT / "src" / "napari_gardenseg").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    dists = md.packages_distributions()
+    third_party = {m for m in imported if m in dists and m != "napari_gardenseg" and m not in FROM_NAPARI}
+    assert {"numpy", "torch", "skimage", "PIL"} <= third_party  # the scan sees the package's imports
+    missing = {m: dists[m] for m in third_party if not any(norm(d) in declared for d in dists[m])}
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"

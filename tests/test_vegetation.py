@@ -173,6 +173,35 @@ def test_plants_that_are_not_green_are_not_cut_away():
     assert len(out) == 3 and not np.any(out.sources == "colour")
 
 
+def test_specks_and_holes_go_the_same_with_scikit_image_before_and_after_0_26(monkeypatch):
+    # napari allows scikit-image older than 0.26, whose remove_small_* take min_size /
+    # area_threshold (below) where 0.26 takes max_size (at most): the shim serves both alike
+    import warnings
+
+    from napari_gardenseg import _compat
+
+    mask = np.zeros((40, 60), bool)
+    mask[2:4, 2:7] = True  # a 10-px object
+    mask[10:14, 10:13] = True  # a 12-px object
+    mask[20:35, 20:50] = True
+    mask[25:27, 30:35] = False  # a 10-px hole
+    mask[28:31, 40:44] = False  # a 12-px hole
+    results = []
+    # the installed scikit-image's own names, then (0.26 still takes them, deprecated) the old ones
+    for old_api in (False, True) if _compat._skimage_takes_max_size() else (True,):
+        if old_api:
+            monkeypatch.setattr(_compat, "_skimage_takes_max_size", lambda: False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # 0.26 still takes the old names, deprecated
+            objects = _compat.remove_small_objects(mask, 10)
+            holes = _compat.remove_small_holes(mask, 10)
+        assert not objects[2:4, 2:7].any() and objects[10:14, 10:13].all()  # 10 px go, 12 px stay
+        assert holes[25:27, 30:35].all() and not holes[28:31, 40:44].any()
+        results.append((objects, holes))
+    for first, other in zip(results[0], results[-1]):  # the two APIs agree (one result before 0.26)
+        assert (first == other).all()
+
+
 def test_model_specks_on_soil_do_not_become_plants():
     rgb, truth = _photo([(60, 60, 25)])
     shape = truth.shape

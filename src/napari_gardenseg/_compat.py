@@ -1,6 +1,8 @@
-"""Work-arounds for the platforms napari runs on (no torch, no Qt imports here)."""
+"""Work-arounds for the platforms and library versions napari runs on (no torch, no Qt imports here)."""
 
 from __future__ import annotations
+
+import functools
 
 
 def avoid_triton_llvm_clash() -> None:
@@ -26,3 +28,34 @@ def avoid_triton_llvm_clash() -> None:
         return
     if "libLLVM" in mapped:
         sys.modules["triton"] = None
+
+
+@functools.cache
+def _skimage_takes_max_size() -> bool:
+    import inspect
+
+    from skimage import morphology
+
+    return "max_size" in inspect.signature(morphology.remove_small_objects).parameters
+
+
+def remove_small_objects(mask, max_size: int):
+    """bool mask without its connected objects (skimage's default connectivity) of at most ``max_size`` pixels.
+
+    scikit-image 0.26 renamed ``min_size`` to ``max_size`` (objects up to it go, where
+    ``min_size`` removed those below it); napari allows older scikit-image, so both are served.
+    """
+    from skimage import morphology
+
+    if _skimage_takes_max_size():
+        return morphology.remove_small_objects(mask, max_size=max_size)
+    return morphology.remove_small_objects(mask, min_size=max_size + 1)
+
+
+def remove_small_holes(mask, max_size: int):
+    """bool mask with its holes of at most ``max_size`` pixels filled (``area_threshold`` before scikit-image 0.26)."""
+    from skimage import morphology
+
+    if _skimage_takes_max_size():
+        return morphology.remove_small_holes(mask, max_size=max_size)
+    return morphology.remove_small_holes(mask, area_threshold=max_size + 1)

@@ -159,11 +159,13 @@ class VegetationMap:
 
         The closing (a disk whose radius is :data:`CLOSING` of the image's
         geometric mean side) joins the leaves of one plant that shadow or a
-        thin stem cut apart; specks and holes smaller than :func:`min_area`
+        thin stem cut apart; specks and holes of at most :func:`min_area`
         pixels go. Computed once per map.
         """
         from scipy import ndimage
         from skimage import morphology
+
+        from ._compat import remove_small_holes, remove_small_objects
 
         mask = self.mask
         radius = int(round(CLOSING * np.sqrt(mask.shape[0] * mask.shape[1])))
@@ -175,8 +177,8 @@ class VegetationMap:
             disk = morphology.disk(radius)
             out = ~ndimage.binary_dilation(~ndimage.binary_dilation(mask, disk), disk)
         area = min_area(mask.shape)
-        out = morphology.remove_small_objects(out, max_size=area)
-        return morphology.remove_small_holes(out, max_size=area)
+        out = remove_small_objects(out, area)
+        return remove_small_holes(out, area)
 
     def summary(self) -> dict:
         return {
