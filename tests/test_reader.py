@@ -198,6 +198,26 @@ def test_channels_are_colour_only_when_the_file_says_so(tmp_path):
     assert read_image(tmp_path / "cyx.ome.tif", axes="SYX").axes == "YXS"
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_bands_beyond_rgb(tmp_path, lazy):
+    # drone orthomosaics: RGB with near-infrared and red-edge samples, or five bands and no colour
+    rng = np.random.default_rng(0)
+    bands = rng.integers(0, 60000, (24, 32, 5), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "rgbnr.tif", bands, photometric="rgb", extrasamples=[0, 0])
+    f = read_image(tmp_path / "rgbnr.tif", lazy=lazy)
+    assert f.axes == "YXS" and "2 extra samples" in f.applied["samples"]
+    np.testing.assert_array_equal(np.asarray(f.data), bands[..., :3])  # the file says these are R, G, B
+    tifffile.imwrite(
+        tmp_path / "bands.tif", np.moveaxis(bands, -1, 0), photometric="minisblack", planarconfig="separate"
+    )
+    with pytest.raises(ImageError) as info:
+        read_image(tmp_path / "bands.tif", lazy=lazy)
+    message = str(info.value)
+    assert "5 samples per pixel" in message and "multispectral" in message and "--axes CYX" in message
+    f = read_image(tmp_path / "bands.tif", axes="CYX", lazy=lazy)  # what the message offers works
+    assert f.axes == "CYX" and f.n_planes == 5
+
+
 def test_unknown_axes_are_an_error_that_says_what_to_do(tmp_path):
     frames = _frames(3)
     path = tmp_path / "pages.tif"

@@ -353,9 +353,11 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
     given = axes is not None
-    data, out_axes = _arrange(data, axes or file_axes, path, given=given, rgb=photometric == "RGB")
+    data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, rgb=photometric == "RGB")
     if given:
         applied["axes_given"] = axes
+    if note:
+        applied["samples"] = note
     if photometric == "MINISWHITE":
         data = _lazy_or_numpy(data, lambda a: np.iinfo(a.dtype).max - a if a.dtype.kind in "ui" else a.max() - a)
         applied["converted"] = "MINISWHITE inverted"
@@ -380,8 +382,12 @@ def _lazy_or_numpy(data, fn):
 
 
 def _arrange(data, axes: str, path: Path, *, given: bool, rgb: bool):
-    """``data`` reordered to (plane axes..., Y, X[, S]) from ``axes``; singleton axes dropped."""
+    """``data`` reordered to (plane axes..., Y, X[, S]) from ``axes``, singleton axes dropped; its axes; a note or None.
+
+    ``rgb``: the file says its samples are red, green, blue (then any beyond the fourth are dropped).
+    """
     shape = tuple(int(s) for s in data.shape)
+    full_axes = axes
     how = "as given" if given else "as the file states them"
     if len(axes) != len(shape):
         raise ImageError(
@@ -409,17 +415,28 @@ def _arrange(data, axes: str, path: Path, *, given: bool, rgb: bool):
     colour = "S" if "S" in axes else None
     if colour is None and rgb and "C" in axes and data.shape[axes.index("C")] in (3, 4):
         colour = "C"  # photometric RGB: these channels are the colours
+    note = None
     if colour is not None and data.shape[axes.index(colour)] > 4:
-        raise ImageError(
-            f"{path.name}: {data.shape[axes.index(colour)]} colour samples ({axes!r}, shape {tuple(data.shape)}); "
-            "1-4 (grey, grey+alpha, RGB, RGBA) are colour: give axes with C for these channels to segment each"
-        )
+        n = data.shape[axes.index(colour)]
+        if not rgb:
+            raise ImageError(
+                f"{path.name}: {n} samples per pixel ({axes!r}, shape {tuple(data.shape)}), more than a colour "
+                "image has (grey, grey+alpha, RGB, RGBA). The bands of a multispectral camera? Segment an image "
+                "of its red, green and blue bands: save them as an RGB file (in Python, an (H, W, 3) array of "
+                "the three bands in that order, with tifffile.imwrite) or pass that array to gs.segment; or give "
+                f"axes with C for these bands (--axes {full_axes.replace(colour, 'C')}) to segment each as a grey image"
+            )
+        # an RGB file with extra samples (near-infrared, red edge...): the file says the first
+        # three are red, green and blue
+        pick = tuple(slice(0, 3) if a == colour else slice(None) for a in axes)
+        data = data[pick] if isinstance(data, np.ndarray) else _as_dask(data)[pick]
+        note = f"RGB and {n - 3} extra samples per pixel: the extra samples ignored"
     lead = [a for a in axes if a not in "YX" and a != colour]
     order = [axes.index(a) for a in lead] + [axes.index("Y"), axes.index("X")]
     order += [axes.index(colour)] if colour else []
     if order != list(range(len(order))):
         data = np.transpose(data, order) if isinstance(data, np.ndarray) else _as_dask(data).transpose(order)
-    return data, "".join(lead) + "YX" + ("S" if colour else "")
+    return data, "".join(lead) + "YX" + ("S" if colour else ""), note
 
 
 def _as_dask(data):
@@ -463,7 +480,7 @@ def _read_zarr(path: Path, axes: str | None) -> ImageFile:
         else:
             file_axes = "Q" * (len(shape) - 2) + "YX"
     applied = {"format": "zarr", "file_axes": file_axes}
-    data, out_axes = _arrange(array, axes or file_axes, path, given=axes is not None, rgb=False)
+    data, out_axes, _ = _arrange(array, axes or file_axes, path, given=axes is not None, rgb=False)
     if axes is not None:
         applied["axes_given"] = axes
     return ImageFile(path, data, out_axes, applied)
