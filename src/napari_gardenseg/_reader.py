@@ -384,7 +384,7 @@ def _lazy_or_numpy(data, fn):
 def _arrange(data, axes: str, path: Path, *, given: bool, rgb: bool):
     """``data`` reordered to (plane axes..., Y, X[, S]) from ``axes``, singleton axes dropped; its axes; a note or None.
 
-    ``rgb``: the file says its samples are red, green, blue (then any beyond the fourth are dropped).
+    ``rgb``: the file says its samples are red, green, blue (of five or more, only those three are kept).
     """
     shape = tuple(int(s) for s in data.shape)
     full_axes = axes
