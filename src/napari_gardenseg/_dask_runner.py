@@ -79,7 +79,6 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
     import uuid
 
     from distributed import as_completed
-    from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
 
     host_threads = _host_threads(client.scheduler_info(n_workers=-1)["workers"])
@@ -119,7 +118,9 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
                 _failure(fs, exc, message=f"worker process lost {fs.attempts} times while running this file ({exc})"),
             )
             continue
-        except (Exception, FutureCancelledError) as exc:  # noqa: BLE001  (reported as that file's failure)
+        # a cancelled future raises concurrent.futures.CancelledError (distributed 2024.7 on: its
+        # subclass FutureCancelledError), an Exception too: reported as that file's failure
+        except Exception as exc:  # noqa: BLE001
             fail(fs, _failure(fs, exc))
             continue
         finally:
