@@ -316,6 +316,25 @@ def test_files_that_are_not_whole_images_say_what_is_wrong(tmp_path):
     assert read_image(tmp_path / "ok.jpg").data.shape == (300, 400, 3)  # the whole files still read
 
 
+def test_a_whole_ycbcr_tiff_that_pillow_cannot_read_is_not_called_truncated(tmp_path, monkeypatch):
+    from napari_gardenseg import _reader
+
+    rgb = np.random.default_rng(0).integers(0, 256, (60, 70, 3), dtype=np.uint8)
+    Image.fromarray(rgb).convert("YCbCr").save(tmp_path / "scan.tif")
+    whole = (tmp_path / "scan.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(whole[: len(whole) // 2])
+    assert read_image(tmp_path / "scan.tif").data.shape == (60, 70, 3)
+
+    def old_pillow(path):  # Pillow before 13 raised "image file is truncated" on such files
+        raise _reader._truncated(path)
+
+    monkeypatch.setattr(_reader, "_read_pillow", old_pillow)
+    with pytest.raises(ImageError, match=r"cannot read this TIFF's YCbCr pixels \(the file is whole\); update Pillow"):
+        read_image(tmp_path / "scan.tif")
+    with pytest.raises(ImageError, match="truncated"):  # a file that is cut short still says so
+        read_image(tmp_path / "cut.tif")
+
+
 def test_heic_photos_from_phones(tmp_path, monkeypatch):
     import pillow_heif  # the heif extra, in [all] and so in [test]
 

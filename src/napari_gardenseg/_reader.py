@@ -348,7 +348,19 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             raise
         raise _truncated(path) from None
     if by_pillow:
-        image = _read_pillow(path)
+        try:
+            image = _read_pillow(path)
+        except ImageError:
+            # Pillow before 13 calls some whole uncompressed YCbCr TIFFs truncated: say so when
+            # tifffile reads every byte of the pixels
+            if photometric == "YCBCR" and _tifffile_reads(path):
+                import PIL
+
+                raise ImageError(
+                    f"{path.name}: Pillow {PIL.__version__} cannot read this TIFF's YCbCr pixels (the file is "
+                    "whole); update Pillow (pip install -U pillow) or save the image as RGB"
+                ) from None
+            raise
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
@@ -371,6 +383,16 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
     return ImageFile(path, data, out_axes, applied)
+
+
+def _tifffile_reads(path: Path) -> bool:
+    import tifffile
+
+    try:
+        tifffile.imread(path, series=0)
+    except Exception:  # noqa: BLE001  (any failure: the file may well be broken)
+        return False
+    return True
 
 
 def _lazy_or_numpy(data, fn):
