@@ -351,14 +351,15 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         try:
             image = _read_pillow(path)
         except ImageError:
-            # Pillow before 13 calls some whole uncompressed YCbCr TIFFs truncated: say so when
-            # tifffile reads every byte of the pixels
-            if photometric == "YCBCR" and _tifffile_reads(path):
+            # Pillow's failure is not the file's when tifffile reads all of its pixels (Pillow before
+            # 13 calls some whole uncompressed YCbCr TIFFs truncated)
+            if _tifffile_reads(path):
                 import PIL
 
+                colours = {"YCBCR": "YCbCr", "SEPARATED": "CMYK"}.get(photometric, photometric)
                 raise ImageError(
-                    f"{path.name}: Pillow {PIL.__version__} cannot read this TIFF's YCbCr pixels (the file is "
-                    "whole); update Pillow (pip install -U pillow) or save the image as RGB"
+                    f"{path.name}: Pillow {PIL.__version__} cannot read this TIFF's {colours} pixels (the "
+                    "file is whole); update Pillow (pip install -U pillow) or save the image as RGB"
                 ) from None
             raise
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
