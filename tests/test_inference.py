@@ -120,6 +120,31 @@ def test_image_kinds_all_work(scene, convert):
     assert res.labels.shape == image.shape[:2] and res.labels.dtype == np.int32
 
 
+def test_a_file_path_a_pil_image_and_nested_lists_are_the_same_image(scene, tmp_path):
+    """What a console user passes: a path (read as open_image reads it, EXIF orientation applied), a PIL image, lists."""
+    from PIL import Image
+
+    image, _, _ = scene
+    expected = segment(image, "garden", score_threshold=0.3, crf=False)
+    assert expected.labels.max() >= 1
+    sideways = Image.fromarray(np.ascontiguousarray(np.rot90(image, 1)))  # stored turned, EXIF says turn it back
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    sideways.save(tmp_path / "photo.png", exif=exif)
+    Image.fromarray(image).save(tmp_path / "photo2.png")
+    for given in (tmp_path / "photo.png", str(tmp_path / "photo2.png"), Image.fromarray(image), image.tolist()):
+        res = segment(given, "garden", score_threshold=0.3, crf=False)
+        np.testing.assert_array_equal(res.labels, expected.labels)
+    assert segment(tmp_path / "photo.png", "garden", crf=False).meta["read"]["exif_orientation"] == 6
+
+
+def test_a_napari_layer_is_refused_with_the_function_that_takes_it(scene):
+    from napari.layers import Image as ImageLayer
+
+    with pytest.raises(TypeError, match=r"segment_layer\(layer\)"):
+        segment(ImageLayer(scene[0], rgb=True), "garden", crf=False)
+
+
 def test_cancel_raises_and_progress_is_reported(scene):
     image, _, _ = scene
     seen = []

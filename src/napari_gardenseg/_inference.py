@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Callable
 
@@ -173,7 +172,10 @@ def segment(
 
     ``image``: any array :func:`napari_gardenseg.to_rgb_float` accepts (uint8,
     uint16, float of any range with NaN/inf, bool; grayscale, RGB, RGBA,
-    channel-first), or a lazy array (dask, zarr), read tile by tile.
+    channel-first), a lazy array (dask, zarr), read tile by tile, or the path
+    of an image file, read by :func:`~napari_gardenseg.open_image` (EXIF
+    orientation applied; big TIFFs and zarr stores lazily). A napari layer
+    raises ``TypeError``: :func:`segment_layer` takes those.
     ``model``: a :class:`Model` from :func:`load_model`, or anything
     ``load_model`` takes (default: the bundled ``"garden"`` model, offline;
     ``"coco"`` is torchvision's everyday-objects model). A torchvision module
@@ -311,8 +313,7 @@ def segment_to_zarr_with(
         raise ValueError(f"chunk_size must be a whole number of pixels >= 64, got {chunk_size!r}")
     if options.tile_size is None:
         options = options.replace(tile_size="auto")
-    source = image if not isinstance(image, (str, os.PathLike)) else open_image(image)
-    run = _Run.start(source, model, options, progress, cancel)
+    run = _Run.start(image, model, options, progress, cancel)
     found = run.follow_colour(run.detect())
     h, w = run.source.shape
     windows = [
@@ -374,7 +375,7 @@ class _Run:
         if not isinstance(options, SegmentOptions):
             raise TypeError(f"options must be a SegmentOptions, got {type(options).__name__}")
         report = progress or (lambda f, m: None)
-        source = image if isinstance(image, ImageSource) else ImageSource(image)  # a bad image fails first
+        source = image if isinstance(image, ImageSource) else open_image(image)  # a bad image fails first
         if not isinstance(model, Model):
             report(0.0, "loading model")
         model = load_model(model, device=options.device)
@@ -442,6 +443,7 @@ class _Run:
             **crf_meta,
             "merge_classes": self.options.merge_classes,
             **self.how,
+            **({"read": self.source.applied} if self.source.applied else {}),  # how a file was read
         }
 
     def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:

@@ -44,10 +44,17 @@ class ImageSource:
     """
 
     def __init__(self, array, *, name: str | None = None):
+        if type(array).__module__.startswith("napari.layers"):
+            raise TypeError(
+                f"got a napari {type(array).__name__} layer, not its pixels: use gs.segment_layer(layer), which reads "
+                "any image layer (multiscale, stacks, scale) and adds the results as Labels layers, or pass layer.data"
+            )
         if isinstance(array, (list, tuple)):
             if not array:
                 raise ImageError("an empty list is not an image")
-            array = array[0]  # napari multiscale: full resolution
+            if len(getattr(array[0], "shape", ())) >= 2:
+                array = array[0]  # napari multiscale: full resolution
+        # anything else (nested lists of pixel values, PIL images) is converted whole
         if not hasattr(array, "shape") or not hasattr(array, "dtype"):
             array = np.asarray(array)
         self.name = name
