@@ -139,6 +139,22 @@ def test_bad_checkpoints(tmp_path, kind, match):
         load_model(path, device="cpu")
 
 
+def test_code_in_a_checkpoint_is_named_as_torch_before_2_4_words_it(tmp_path, monkeypatch):
+    """torch 2.1-2.3's weights_only error says "Unsupported class posix.system", later ones "Unsupported global"."""
+
+    def old_torch_load(*args, **kwargs):
+        raise pickle.UnpicklingError(
+            "Weights only load failed. Re-running `torch.load` with `weights_only` set to `False` will likely "
+            "succeed, but it can result in arbitrary code execution.Do it only if you get the file from a trusted "
+            "source. WeightsUnpickler error: Unsupported class posix.system"
+        )
+
+    monkeypatch.setattr(torch, "load", old_torch_load)
+    (tmp_path / "code.pt").write_bytes(b"stands for a pickle that names os.system")
+    with pytest.raises(ModelError, match="would run code"):
+        load_model(tmp_path / "code.pt", device="cpu")
+
+
 def test_public_names_are_lazy_and_complete():
     import subprocess
     import sys

@@ -267,8 +267,9 @@ def _read(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        # weights_only refuses a pickle that names a global (a class or function to call)
-        if "global" in text.lower() and "Unsupported operand" not in text:
+        # weights_only refuses a pickle that names a global (a class or function to call);
+        # torch before 2.4 says "Unsupported class", later ones "Unsupported global"
+        if ("global" in text.lower() or "Unsupported class" in text) and "Unsupported operand" not in text:
             raise ModelError(
                 f"{path} holds Python objects, not only weights, and loading it would run code; "
                 "napari-gardenseg refuses such files. Save the weights alone instead: "
