@@ -1,11 +1,14 @@
 """What the vegetation stage costs per photo: ``segment(..., crf=False)`` with ``vegetation="auto"`` against "off".
 
     python benchmarks/bench_stage.py            # six real photos of ../shared/real, each resized to 1.25 MP
+    python benchmarks/bench_stage.py --megapixels 12 48 108   # the first photo at phone-camera sizes
 
 The issue's target is time per photo at most 1.5x the time without the stage, on field photos
 of about 1.25 MP. Each photo: one warm-up run, then 3 interleaved off/auto runs; medians. Prints
 one line per photo (times, ratio, whether the stage ran) and the totals with the peak RSS of
-the process. Measure on a quiet machine.
+the process. With ``--megapixels`` the first photo is resized to each size (ascending) and run
+once each way, from a JPEG file as a phone gives it; the peak RSS printed after each size is the
+process's so far, so the largest size's is its own. Measure on a quiet machine.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def main() -> int:
     if not SHARED.is_dir():
         raise SystemExit(f"needs the shared photos at {SHARED}")
     model = gs.load_model("garden", device="cpu")
+    if "--megapixels" in sys.argv:
+        return _phone_sizes(gs, model, [float(v) for v in sys.argv[sys.argv.index("--megapixels") + 1 :]])
     total = {"off": 0.0, "auto": 0.0}
     for name in PHOTOS:
         rgb = np.asarray(read_image(str(SHARED / name)).data)[..., :3]
@@ -65,6 +70,31 @@ def main() -> int:
         f"total: off {total['off']:.2f} s, auto {total['auto']:.2f} s ({total['auto'] / total['off']:.2f}x); "
         f"peak RSS {peak:.2f} GB"
     )
+    return 0
+
+
+def _phone_sizes(gs, model, megapixels) -> int:
+    import tempfile
+
+    from PIL import Image
+
+    photo = Image.open(SHARED / PHOTOS[0]).convert("RGB")
+    with tempfile.TemporaryDirectory() as tmp:
+        for mp in sorted(megapixels):
+            w = round((mp * 1e6 * photo.width / photo.height) ** 0.5)
+            h = round(w * photo.height / photo.width)
+            path = Path(tmp) / f"photo_{mp:g}mp.jpg"
+            photo.resize((w, h), Image.BICUBIC).save(path, quality=90)
+            line = []
+            for mode in ("off", "auto"):
+                t0 = time.perf_counter()
+                r = gs.segment(path, model, score_threshold=0.05, crf=False, vegetation=mode)
+                line.append(f"{mode} {time.perf_counter() - t0:.1f} s, {int(r.labels.max())} instances")
+            ran = r.meta.get("vegetation", {}).get("applied")
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+            print(
+                f"{mp:g} MP ({w}x{h}): {'; '.join(line)}; stage ran: {ran}; peak RSS so far {peak:.2f} GB", flush=True
+            )
     return 0
 
 

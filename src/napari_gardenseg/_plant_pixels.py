@@ -70,8 +70,9 @@ SIZE_WEIGHT = 0.5
 # keeps a small plant the network missed beside a crowded bed.
 MIN_COLOUR_SHARE = 0.05
 SPECK_OF_PLANT = 0.25
-# The stage holds a few image-sized maps: beyond this it is skipped (tiled zarr runs of mosaics).
-VEGETATION_MAX_PIXELS = 40_000_000
+# The stage holds a few image-sized maps; phone cameras' largest photos (108 MP) are under this,
+# and beyond it an image is a mosaic, segmented tile by tile (benchmarks/bench_stage.py --megapixels).
+VEGETATION_MAX_PIXELS = 120_000_000
 
 
 def vegetation_stage(

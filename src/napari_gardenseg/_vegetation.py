@@ -124,6 +124,31 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
 CLOSING = 0.002
 
 
+# Above this radius a disk dilation is read off the Euclidean distance transform, whose cost does
+# not grow with the radius; below it scipy's binary dilation, whose cost grows with the disk's area,
+# is the faster (benchmarks/bench_vegetation.py).
+EDT_FROM_RADIUS = 9
+
+
+def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """bool (H, W): ``mask`` dilated by ``skimage.morphology.disk(radius)``, outside the image counting as background.
+
+    Exactly the pixels of ``scipy.ndimage.binary_dilation(mask, disk(radius))``:
+    for a large radius they are the pixels within ``radius`` (Euclidean) of a
+    ``mask`` pixel, from ``scipy.ndimage.distance_transform_edt``, as
+    ``skimage.morphology.isotropic_dilation`` takes them.
+    """
+    from scipy import ndimage
+
+    if radius < EDT_FROM_RADIUS:
+        from skimage import morphology
+
+        return ndimage.binary_dilation(mask, morphology.disk(radius))
+    if not mask.any():  # the transform has no pixel to measure from
+        return np.zeros(mask.shape, bool)
+    return ndimage.distance_transform_edt(~mask) <= radius
+
+
 def min_area(shape) -> int:
     """Plant-coloured specks smaller than this (pixels) in an image of ``shape`` are noise, not plants."""
     return max(12, int(2e-5 * shape[0] * shape[1]))
@@ -162,20 +187,16 @@ class VegetationMap:
         thin stem cut apart; specks and holes of at most :func:`min_area`
         pixels go. Computed once per map.
         """
-        from scipy import ndimage
-        from skimage import morphology
-
         from ._compat import remove_small_holes, remove_small_objects
 
         mask = self.mask
         radius = int(round(CLOSING * np.sqrt(mask.shape[0] * mask.shape[1])))
         out = mask
         if radius > 0:
-            # closing as two binary dilations (of the mask, then of what stays outside): the same
-            # pixels as skimage.morphology.closing, several times faster on a bool image; scipy's
-            # binary_closing would erode plants that touch the image's edge
-            disk = morphology.disk(radius)
-            out = ~ndimage.binary_dilation(~ndimage.binary_dilation(mask, disk), disk)
+            # closing as two dilations (of the mask, then of what stays outside): the same pixels
+            # as skimage.morphology.closing; scipy's binary_closing would erode plants that touch
+            # the image's edge
+            out = ~dilate_disk(~dilate_disk(mask, radius), radius)
         area = min_area(mask.shape)
         out = remove_small_objects(out, area)
         return remove_small_holes(out, area)
