@@ -5,6 +5,7 @@
     python benchmarks/eval_real.py --only agir-maize plantcv-tray --per-photo
     python benchmarks/eval_real.py --model runs/m.pt --species barley beet   # a model trained on the other AgIR plants
     python benchmarks/eval_real.py --jpeg 70 --blur 1        # the same photos as a worse camera would give them
+    python benchmarks/eval_real.py --tile-size 512            # segmented in tiles (a quarter overlapping)
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -96,7 +97,7 @@ def baseline(rgb_u8: np.ndarray, kind: str):
     return components(vegetation_map(rgb).mask)
 
 
-def run_methods(model, rgb, methods, score_threshold) -> dict:
+def run_methods(model, rgb, methods, score_threshold, **segment_options) -> dict:
     import napari_gardenseg as gs
 
     preds, seconds = {}, {}
@@ -108,7 +109,9 @@ def run_methods(model, rgb, methods, score_threshold) -> dict:
         if not wanted:
             continue
         t0 = time.perf_counter()
-        r = gs.segment(rgb, model, score_threshold=score_threshold, crf=names[1] in wanted, vegetation=veg)
+        r = gs.segment(
+            rgb, model, score_threshold=score_threshold, crf=names[1] in wanted, vegetation=veg, **segment_options
+        )
         seconds[veg] = time.perf_counter() - t0
         ones = [1] * len(r.scores)
         preds[names[0]] = (r.labels, ones, r.scores)
@@ -117,7 +120,7 @@ def run_methods(model, rgb, methods, score_threshold) -> dict:
     return preds, seconds
 
 
-def evaluate(model, photos, methods, score_threshold, per_photo=False) -> dict:
+def evaluate(model, photos, methods, score_threshold, per_photo=False, **segment_options) -> dict:
     import napari_gardenseg as gs
 
     model = gs.load_model(model, device="cpu")
@@ -125,7 +128,7 @@ def evaluate(model, photos, methods, score_threshold, per_photo=False) -> dict:
     preds = {m: [] for m in methods}
     rows, total_s = {}, {}
     for p, gt in zip(photos, gts):
-        got, secs = run_methods(model, p["rgb"], methods, score_threshold)
+        got, secs = run_methods(model, p["rgb"], methods, score_threshold, **segment_options)
         for k, v in secs.items():
             total_s[k] = total_s.get(k, 0.0) + v
         for m in methods:
@@ -294,7 +297,9 @@ def main(argv=None):
     )
     p.add_argument("--jpeg", type=int, metavar="Q", help="re-encode every image as JPEG at quality Q first")
     p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
+    p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     args = p.parse_args(argv)
+    tiles = {"tile_size": args.tile_size, "tile_overlap": args.tile_size // 4} if args.tile_size else {}
     photos = load_set(args.only, args.sets, args.species)
     if args.jpeg or args.blur:
         photos = through_camera(photos, args.jpeg, args.blur)
@@ -310,7 +315,9 @@ def main(argv=None):
         red = recoloured(photos)
         print(json.dumps({v: recall_of(red, args.model, v, args.score_threshold) for v in ("off", "auto")}, indent=1))
         return
-    print(json.dumps(evaluate(args.model, photos, args.methods, args.score_threshold, args.per_photo), indent=1))
+    print(
+        json.dumps(evaluate(args.model, photos, args.methods, args.score_threshold, args.per_photo, **tiles), indent=1)
+    )
 
 
 if __name__ == "__main__":

@@ -285,6 +285,29 @@ def test_segment_runs_the_stage_and_says_so(garden_photo):
         gs.segment(garden_photo, "garden", vegetation="yes")
 
 
+def test_tiled_runs_of_an_image_in_memory_follow_colour_and_windowed_ones_say_why_not(garden_photo, tmp_path):
+    # tiling (small plants at native resolution) must not lose the stage; segment_to_zarr and lazy
+    # sources hold no image-sized array, so they skip it and say so
+    import dask.array as da
+
+    import napari_gardenseg as gs
+
+    tiled = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on", tile_size=256)
+    assert tiled.meta["tiles"] > 1 and tiled.meta["vegetation"]["applied"]
+    assert (tiled.table["source"] == "model").sum() >= 3
+    green = vegetation_map(garden_photo.astype(np.float32) / 255).mask
+    whole = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on")
+    assert green[tiled.labels > 0].mean() > 0.9 * green[whole.labels > 0].mean()
+    for run in (
+        lambda: gs.segment_to_zarr(garden_photo, tmp_path / "out.zarr", "garden", crf=False, vegetation="on"),
+        lambda: gs.segment(da.from_array(garden_photo, chunks=128), "garden", crf=False, vegetation="on"),
+    ):
+        assert run().meta["vegetation"] == {
+            "applied": False,
+            "reason": "read window by window (a lazy image or a zarr output)",
+        }
+
+
 def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
     from napari_gardenseg._plant_pixels import adapt_hint
     from napari_gardenseg._results import SegmentationResult

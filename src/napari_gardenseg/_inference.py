@@ -314,7 +314,7 @@ def segment_to_zarr_with(
     if options.tile_size is None:
         options = options.replace(tile_size="auto")
     run = _Run.start(image, model, options, progress, cancel)
-    found = run.follow_colour(run.detect())
+    found = run.follow_colour(run.detect(), windowed=True)
     h, w = run.source.shape
     windows = [
         (y, x, min(y + chunk_size, h), min(x + chunk_size, w))
@@ -401,8 +401,11 @@ class _Run:
         )
         return found
 
-    def follow_colour(self, found: Instances) -> Instances:
-        """The vegetation stage (``options.vegetation``); see :func:`._plant_pixels.vegetation_stage`."""
+    def follow_colour(self, found: Instances, *, windowed: bool = False) -> Instances:
+        """The vegetation stage (``options.vegetation``); see :func:`._plant_pixels.vegetation_stage`.
+
+        ``windowed``: the run holds no image-sized array (``segment_to_zarr``).
+        """
         from ._plant_pixels import vegetation_stage
 
         check(self.cancel, "segmentation")
@@ -411,7 +414,7 @@ class _Run:
             self.source,
             self.options,
             classes_filtered=self.wanted is not None,
-            tiled=bool(self.how.get("tiles")),
+            windowed=windowed,
             report=self.report,
         )
         return found

@@ -76,7 +76,7 @@ VEGETATION_MAX_PIXELS = 120_000_000
 
 
 def vegetation_stage(
-    found: Instances, source, options, *, classes_filtered: bool = False, tiled: bool = False, report=None
+    found: Instances, source, options, *, classes_filtered: bool = False, windowed: bool = False, report=None
 ) -> tuple[Instances, dict]:
     """``segment``'s vegetation stage: ``found`` made to follow plant colour, and a note of what was done and why.
 
@@ -86,9 +86,12 @@ def vegetation_stage(
     the photo's colour separates plants from their background
     (:func:`._vegetation.vegetation_map`) and the network's confident
     detections hold less than :data:`MODEL_COVERS` of the plant-coloured
-    pixels (else the network knows these plants already). Images over
-    :data:`VEGETATION_MAX_PIXELS`, tiled runs and lazy sources (read tile by
-    tile) and runs with a class filter (colour knows no classes) skip it.
+    pixels (else the network knows these plants already). It holds a few
+    image-sized maps, so images over :data:`VEGETATION_MAX_PIXELS`, lazy
+    sources (read tile by tile) and ``windowed`` runs (``segment_to_zarr``,
+    which holds no image-sized array) skip it, as do runs with a class filter
+    (colour knows no classes). Tiled runs of an image in memory run it on the
+    instances merged across tiles.
     """
     from ._vegetation import vegetation_map
 
@@ -100,8 +103,8 @@ def vegetation_stage(
         return found, {"applied": False, "reason": "a class filter is set"}
     if h * w > VEGETATION_MAX_PIXELS:
         return found, {"applied": False, "reason": f"image over {VEGETATION_MAX_PIXELS:,} pixels"}
-    if source.lazy or tiled:
-        return found, {"applied": False, "reason": "tiled or lazy run"}
+    if source.lazy or windowed:
+        return found, {"applied": False, "reason": "read window by window (a lazy image or a zarr output)"}
     if report is not None:
         report(0.7, "finding plant pixels by colour")
     vmap = vegetation_map(source.read())
