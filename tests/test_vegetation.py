@@ -285,9 +285,9 @@ def test_segment_runs_the_stage_and_says_so(garden_photo):
         gs.segment(garden_photo, "garden", vegetation="yes")
 
 
-def test_tiled_runs_of_an_image_in_memory_follow_colour_and_windowed_ones_say_why_not(garden_photo, tmp_path):
-    # tiling (small plants at native resolution) must not lose the stage; segment_to_zarr and lazy
-    # sources hold no image-sized array, so they skip it and say so
+def test_tiled_and_lazy_runs_follow_colour_and_zarr_outputs_say_why_not(garden_photo, tmp_path):
+    # tiling (small plants at native resolution) and a lazy array must not lose the stage;
+    # segment_to_zarr and a lazy array in tiles are read window by window: they skip it and say so
     import dask.array as da
 
     import napari_gardenseg as gs
@@ -298,14 +298,19 @@ def test_tiled_runs_of_an_image_in_memory_follow_colour_and_windowed_ones_say_wh
     green = vegetation_map(garden_photo.astype(np.float32) / 255).mask
     whole = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on")
     assert green[tiled.labels > 0].mean() > 0.9 * green[whole.labels > 0].mean()
+    lazy = gs.segment(
+        da.from_array(garden_photo, chunks=128), "garden", score_threshold=0.3, crf=False, vegetation="on"
+    )
+    assert lazy.meta["vegetation"]["applied"]
+    np.testing.assert_array_equal(lazy.labels, whole.labels)  # the same pixels, the same instances
     for run in (
         lambda: gs.segment_to_zarr(garden_photo, tmp_path / "out.zarr", "garden", crf=False, vegetation="on"),
-        lambda: gs.segment(da.from_array(garden_photo, chunks=128), "garden", crf=False, vegetation="on"),
+        lambda: gs.segment(
+            da.from_array(garden_photo, chunks=128), "garden", crf=False, vegetation="on", tile_size=256
+        ),
     ):
-        assert run().meta["vegetation"] == {
-            "applied": False,
-            "reason": "read window by window (a lazy image or a zarr output)",
-        }
+        why = "read window by window (a lazy image in tiles, or a zarr output)"
+        assert run().meta["vegetation"] == {"applied": False, "reason": why}
 
 
 def test_widget_hint_when_colour_finds_many_plants_the_model_missed():

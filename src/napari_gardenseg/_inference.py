@@ -404,11 +404,13 @@ class _Run:
     def follow_colour(self, found: Instances, *, windowed: bool = False) -> Instances:
         """The vegetation stage (``options.vegetation``); see :func:`._plant_pixels.vegetation_stage`.
 
-        ``windowed``: the run holds no image-sized array (``segment_to_zarr``).
+        ``windowed``: the run holds no image-sized array (``segment_to_zarr``); nor does a lazy
+        source read in tiles.
         """
         from ._plant_pixels import vegetation_stage
 
         check(self.cancel, "segmentation")
+        windowed = windowed or (self.source.lazy and bool(self.how.get("tiles")))
         found, self.how["vegetation"] = vegetation_stage(
             found,
             self.source,

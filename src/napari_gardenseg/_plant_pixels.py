@@ -87,11 +87,13 @@ def vegetation_stage(
     (:func:`._vegetation.vegetation_map`) and the network's confident
     detections hold less than :data:`MODEL_COVERS` of the plant-coloured
     pixels (else the network knows these plants already). It holds a few
-    image-sized maps, so images over :data:`VEGETATION_MAX_PIXELS`, lazy
-    sources (read tile by tile) and ``windowed`` runs (``segment_to_zarr``,
-    which holds no image-sized array) skip it, as do runs with a class filter
-    (colour knows no classes). Tiled runs of an image in memory run it on the
-    instances merged across tiles.
+    image-sized maps, so images over :data:`VEGETATION_MAX_PIXELS` and
+    ``windowed`` runs, which never read the whole image (``segment_to_zarr``,
+    a lazy source in tiles), skip it, as do runs with a class filter (colour
+    knows no classes). Tiled runs of an image in memory run it on the
+    instances merged across tiles, and an untiled lazy source (dask, zarr, a
+    big TIFF), which the network reads whole, runs it too: the same pixels
+    give the same instances whichever way they come.
     """
     from ._vegetation import vegetation_map
 
@@ -103,8 +105,8 @@ def vegetation_stage(
         return found, {"applied": False, "reason": "a class filter is set"}
     if h * w > VEGETATION_MAX_PIXELS:
         return found, {"applied": False, "reason": f"image over {VEGETATION_MAX_PIXELS:,} pixels"}
-    if source.lazy or windowed:
-        return found, {"applied": False, "reason": "read window by window (a lazy image or a zarr output)"}
+    if windowed:
+        return found, {"applied": False, "reason": "read window by window (a lazy image in tiles, or a zarr output)"}
     if report is not None:
         report(0.7, "finding plant pixels by colour")
     vmap = vegetation_map(source.read())
