@@ -216,6 +216,16 @@ def test_bands_beyond_rgb(tmp_path, lazy):
     assert "5 samples per pixel" in message and "multispectral" in message and "--axes CYX" in message
     f = read_image(tmp_path / "bands.tif", axes="CYX", lazy=lazy)  # what the message offers works
     assert f.axes == "CYX" and f.n_planes == 5
+    # three or four bands the file does not call RGB are read as colour, and the record says so
+    for n, planar in ((4, "separate"), (3, "contig")):
+        data = np.moveaxis(bands[..., :n], -1, 0) if planar == "separate" else bands[..., :n]
+        tifffile.imwrite(tmp_path / f"{n}bands.tif", data, photometric="minisblack", planarconfig=planar)
+        f = read_image(tmp_path / f"{n}bands.tif", lazy=lazy)
+        assert f.axes == "YXS" and f"{n} samples per pixel, which the file calls MINISBLACK" in f.applied["samples"]
+        assert ("the fourth ignored" in f.applied["samples"]) == (n == 4)
+        np.testing.assert_array_equal(np.asarray(f.data), bands[..., :n])
+    tifffile.imwrite(tmp_path / "rgb.tif", bands[..., :3], photometric="rgb")
+    assert "samples" not in read_image(tmp_path / "rgb.tif", lazy=lazy).applied
 
 
 def test_unknown_axes_are_an_error_that_says_what_to_do(tmp_path):

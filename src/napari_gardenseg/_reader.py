@@ -371,6 +371,13 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         applied["axes_given"] = axes
     if note:
         applied["samples"] = note
+    elif out_axes.endswith("S") and photometric != "RGB" and data.shape[-1] in (3, 4):
+        # a multispectral camera's bands are often written so (GDAL writes MINISBLACK for
+        # non-8-bit data): what was taken for colour is said, since the file does not say it
+        applied["samples"] = (
+            f"{data.shape[-1]} samples per pixel, which the file calls {photometric}, not RGB: the first three "
+            "read as red, green, blue" + (", the fourth ignored (alpha or another band)" if data.shape[-1] == 4 else "")
+        )
     if photometric == "MINISWHITE":
         data = _lazy_or_numpy(data, lambda a: np.iinfo(a.dtype).max - a if a.dtype.kind in "ui" else a.max() - a)
         applied["converted"] = "MINISWHITE inverted"
