@@ -40,7 +40,8 @@ class ImageSource:
     tiles of one image are treated alike: for arrays in memory it is exactly
     :func:`~napari_gardenseg.to_rgb_float`'s (range from every pixel), for lazy
     ones the range comes from a strided overview. Nothing is converted until a
-    window is read, so a tiled run never holds a float copy of the whole image.
+    window is read, so a tiled run of a lazy image never holds a float copy of
+    the whole image (of an image in memory, the vegetation stage reads it whole).
     """
 
     def __init__(self, array, *, name: str | None = None):
