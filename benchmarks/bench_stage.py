@@ -33,16 +33,21 @@ PHOTOS = (
 
 
 def main() -> int:
+    import argparse
+
     from PIL import Image
 
     import napari_gardenseg as gs
     from napari_gardenseg._reader import read_image
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megapixels", type=float, nargs="+", help="the first photo at these sizes instead")
+    args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs the shared photos at {SHARED}")
     model = gs.load_model("garden", device="cpu")
-    if "--megapixels" in sys.argv:
-        return _phone_sizes(gs, model, [float(v) for v in sys.argv[sys.argv.index("--megapixels") + 1 :]])
+    if args.megapixels:
+        return _phone_sizes(gs, model, args.megapixels)
     total = {"off": 0.0, "auto": 0.0}
     for name in PHOTOS:
         rgb = np.asarray(read_image(str(SHARED / name)).data)[..., :3]

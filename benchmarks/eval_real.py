@@ -6,6 +6,7 @@
     python benchmarks/eval_real.py --model runs/m.pt --species barley beet   # a model trained on the other AgIR plants
     python benchmarks/eval_real.py --jpeg 70 --blur 1        # the same photos as a worse camera would give them
     python benchmarks/eval_real.py --tile-size 512            # segmented in tiles (a quarter overlapping)
+    python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -205,6 +206,21 @@ def through_camera(
     return out
 
 
+def resized(photos, megapixels: float) -> list[dict]:
+    """The photos resized to ``megapixels`` (bicubic) and their labels with them (nearest), as a sharper camera sees them."""
+    from PIL import Image
+
+    out = []
+    for p in photos:
+        h, w = p["labels"].shape
+        f = (megapixels * 1e6 / (h * w)) ** 0.5
+        size = (round(w * f), round(h * f))
+        rgb = np.asarray(Image.fromarray(p["rgb"]).resize(size, Image.BICUBIC))
+        labels = np.asarray(Image.fromarray(p["labels"]).resize(size, Image.NEAREST))
+        out.append({**p, "rgb": rgb, "labels": labels})
+    return out
+
+
 def recall_of(photos, model, vegetation, score_threshold) -> dict:
     """Recall at IoU >= 0.5 of the recoloured plants and of the others, with ``vegetation`` mode."""
     from eval_garden import matched_iou
@@ -298,9 +314,12 @@ def main(argv=None):
     p.add_argument("--jpeg", type=int, metavar="Q", help="re-encode every image as JPEG at quality Q first")
     p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
+    p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
     args = p.parse_args(argv)
     tiles = {"tile_size": args.tile_size, "tile_overlap": args.tile_size // 4} if args.tile_size else {}
     photos = load_set(args.only, args.sets, args.species)
+    if args.megapixels:
+        photos = resized(photos, args.megapixels)
     if args.jpeg or args.blur:
         photos = through_camera(photos, args.jpeg, args.blur)
     if args.fine_tune:

@@ -366,18 +366,11 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
     given = axes is not None
-    data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, rgb=photometric == "RGB")
+    data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, photometric=photometric)
     if given:
         applied["axes_given"] = axes
     if note:
         applied["samples"] = note
-    elif out_axes.endswith("S") and photometric != "RGB" and data.shape[-1] in (3, 4):
-        # a multispectral camera's bands are often written so (GDAL writes MINISBLACK for
-        # non-8-bit data): what was taken for colour is said, since the file does not say it
-        applied["samples"] = (
-            f"{data.shape[-1]} samples per pixel, which the file calls {photometric}, not RGB: the first three "
-            "read as red, green, blue" + (", the fourth ignored (alpha or another band)" if data.shape[-1] == 4 else "")
-        )
     if photometric == "MINISWHITE":
         data = _lazy_or_numpy(data, lambda a: np.iinfo(a.dtype).max - a if a.dtype.kind in "ui" else a.max() - a)
         applied["converted"] = "MINISWHITE inverted"
@@ -411,11 +404,14 @@ def _lazy_or_numpy(data, fn):
     return d.map_blocks(fn, dtype=np.result_type(fn(np.zeros((1,) * d.ndim, d.dtype))))
 
 
-def _arrange(data, axes: str, path: Path, *, given: bool, rgb: bool):
+def _arrange(data, axes: str, path: Path, *, given: bool, photometric: str | None = None):
     """``data`` reordered to (plane axes..., Y, X[, S]) from ``axes``, singleton axes dropped; its axes; a note or None.
 
-    ``rgb``: the file says its samples are red, green, blue (of five or more, only those three are kept).
+    ``photometric``: the TIFF's colour space, None for a file that has none (zarr). "RGB" says the
+    samples are red, green, blue (of five or more, only those three are kept); the note says which
+    samples were taken for colour where the file does not say so.
     """
+    rgb = photometric == "RGB"
     shape = tuple(int(s) for s in data.shape)
     full_axes = axes
     how = "as given" if given else "as the file states them"
@@ -461,6 +457,12 @@ def _arrange(data, axes: str, path: Path, *, given: bool, rgb: bool):
         pick = tuple(slice(0, 3) if a == colour else slice(None) for a in axes)
         data = data[pick] if isinstance(data, np.ndarray) else _as_dask(data)[pick]
         note = f"RGB and {n - 3} extra samples per pixel: the extra samples ignored"
+    elif colour is not None and photometric not in (None, "RGB") and data.shape[axes.index(colour)] in (3, 4):
+        # a multispectral camera's bands are often written so (GDAL writes MINISBLACK for
+        # non-8-bit data): what was taken for colour is said, since the file does not say it
+        n = data.shape[axes.index(colour)]
+        note = f"{n} samples per pixel, which the file calls {photometric}, not RGB: the first three read as red, "
+        note += "green, blue" + (", the fourth ignored (alpha or another band)" if n == 4 else "")
     lead = [a for a in axes if a not in "YX" and a != colour]
     order = [axes.index(a) for a in lead] + [axes.index("Y"), axes.index("X")]
     order += [axes.index(colour)] if colour else []
@@ -510,7 +512,7 @@ def _read_zarr(path: Path, axes: str | None) -> ImageFile:
         else:
             file_axes = "Q" * (len(shape) - 2) + "YX"
     applied = {"format": "zarr", "file_axes": file_axes}
-    data, out_axes, _ = _arrange(array, axes or file_axes, path, given=axes is not None, rgb=False)
+    data, out_axes, _ = _arrange(array, axes or file_axes, path, given=axes is not None)
     if axes is not None:
         applied["axes_given"] = axes
     return ImageFile(path, data, out_axes, applied)
