@@ -7,6 +7,7 @@
     python benchmarks/eval_real.py --jpeg 70 --blur 1        # the same photos as a worse camera would give them
     python benchmarks/eval_real.py --tile-size 512            # segmented in tiles (a quarter overlapping)
     python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
+    python benchmarks/eval_real.py --zarr --block 256         # through segment_to_zarr, colour stage in 256 px windows
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -98,7 +99,14 @@ def baseline(rgb_u8: np.ndarray, kind: str):
     return components(vegetation_map(rgb).mask)
 
 
-def run_methods(model, rgb, methods, score_threshold, **segment_options) -> dict:
+def run_methods(model, rgb, methods, score_threshold, to_zarr=False, **segment_options) -> dict:
+    """Each method's (labels, class ids, scores) of ``rgb``, and the seconds per vegetation mode.
+
+    ``to_zarr``: run ``gs.segment_to_zarr`` (labels written chunk by chunk, the colour stage window
+    by window) into a temporary folder instead of ``gs.segment``.
+    """
+    import tempfile
+
     import napari_gardenseg as gs
 
     preds, seconds = {}, {}
@@ -110,14 +118,17 @@ def run_methods(model, rgb, methods, score_threshold, **segment_options) -> dict
         if not wanted:
             continue
         t0 = time.perf_counter()
-        r = gs.segment(
-            rgb, model, score_threshold=score_threshold, crf=names[1] in wanted, vegetation=veg, **segment_options
-        )
-        seconds[veg] = time.perf_counter() - t0
-        ones = [1] * len(r.scores)
-        preds[names[0]] = (r.labels, ones, r.scores)
-        if names[1] in wanted:
-            preds[names[1]] = (r.refined, ones, r.scores)
+        options = dict(score_threshold=score_threshold, crf=names[1] in wanted, vegetation=veg, **segment_options)
+        with tempfile.TemporaryDirectory() as tmp:
+            if to_zarr:
+                r = gs.segment_to_zarr(rgb, Path(tmp) / "out.zarr", model, **options)
+            else:
+                r = gs.segment(rgb, model, **options)
+            seconds[veg] = time.perf_counter() - t0
+            ones = [1] * len(r.scores)
+            preds[names[0]] = (np.asarray(r.labels[:]), ones, r.scores)
+            if names[1] in wanted:
+                preds[names[1]] = (np.asarray(r.refined[:]), ones, r.scores)
     return preds, seconds
 
 
@@ -315,8 +326,16 @@ def main(argv=None):
     p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
+    p.add_argument("--zarr", action="store_true", help="run gs.segment_to_zarr (the colour stage window by window)")
+    p.add_argument("--block", type=int, metavar="PX", help="with --zarr: the colour stage's windows' core side")
     args = p.parse_args(argv)
-    tiles = {"tile_size": args.tile_size, "tile_overlap": args.tile_size // 4} if args.tile_size else {}
+    run_options = {"tile_size": args.tile_size, "tile_overlap": args.tile_size // 4} if args.tile_size else {}
+    if args.zarr:
+        run_options["to_zarr"] = True
+    if args.block:
+        from napari_gardenseg import _vegetation_windows
+
+        _vegetation_windows.BLOCK = args.block
     photos = load_set(args.only, args.sets, args.species)
     if args.megapixels:
         photos = resized(photos, args.megapixels)
@@ -335,7 +354,9 @@ def main(argv=None):
         print(json.dumps({v: recall_of(red, args.model, v, args.score_threshold) for v in ("off", "auto")}, indent=1))
         return
     print(
-        json.dumps(evaluate(args.model, photos, args.methods, args.score_threshold, args.per_photo, **tiles), indent=1)
+        json.dumps(
+            evaluate(args.model, photos, args.methods, args.score_threshold, args.per_photo, **run_options), indent=1
+        )
     )
 
 

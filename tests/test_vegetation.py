@@ -285,32 +285,76 @@ def test_segment_runs_the_stage_and_says_so(garden_photo):
         gs.segment(garden_photo, "garden", vegetation="yes")
 
 
-def test_tiled_and_lazy_runs_follow_colour_and_zarr_outputs_say_why_not(garden_photo, tmp_path):
-    # tiling (small plants at native resolution) and a lazy array must not lose the stage;
-    # segment_to_zarr and a lazy array in tiles are read window by window: they skip it and say so
+def test_tiled_lazy_and_zarr_runs_follow_colour(garden_photo, tmp_path):
+    # tiling (small plants at native resolution), a lazy array and a zarr output must not lose the
+    # stage; those never reading the whole image run it window by window: here one window, which
+    # is exactly the whole-image stage
     import dask.array as da
 
     import napari_gardenseg as gs
 
-    tiled = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on", tile_size=256)
+    opts = dict(score_threshold=0.3, crf=False, vegetation="on")
+    tiled = gs.segment(garden_photo, "garden", tile_size=256, **opts)
     assert tiled.meta["tiles"] > 1 and tiled.meta["vegetation"]["applied"]
     assert (tiled.table["source"] == "model").sum() >= 3
     green = vegetation_map(garden_photo.astype(np.float32) / 255).mask
-    whole = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on")
+    whole = gs.segment(garden_photo, "garden", **opts)
+    assert "windows" not in whole.meta["vegetation"]
     assert green[tiled.labels > 0].mean() > 0.9 * green[whole.labels > 0].mean()
-    lazy = gs.segment(
-        da.from_array(garden_photo, chunks=128), "garden", score_threshold=0.3, crf=False, vegetation="on"
-    )
+    lazy = gs.segment(da.from_array(garden_photo, chunks=128), "garden", **opts)
     assert lazy.meta["vegetation"]["applied"]
     np.testing.assert_array_equal(lazy.labels, whole.labels)  # the same pixels, the same instances
-    for run in (
-        lambda: gs.segment_to_zarr(garden_photo, tmp_path / "out.zarr", "garden", crf=False, vegetation="on"),
-        lambda: gs.segment(
-            da.from_array(garden_photo, chunks=128), "garden", crf=False, vegetation="on", tile_size=256
-        ),
-    ):
-        why = "read window by window (a lazy image in tiles, or a zarr output)"
-        assert run().meta["vegetation"] == {"applied": False, "reason": why}
+    lazy_tiled = gs.segment(da.from_array(garden_photo, chunks=128), "garden", tile_size=256, **opts)
+    assert lazy_tiled.meta["vegetation"]["windows"] == 1
+    np.testing.assert_array_equal(lazy_tiled.labels, tiled.labels)
+    stored = gs.segment_to_zarr(garden_photo, tmp_path / "out.zarr", "garden", **opts)
+    assert stored.meta["vegetation"]["applied"] and stored.meta["vegetation"]["windows"] == 1
+    np.testing.assert_array_equal(stored.labels[:], whole.labels)
+    assert list(stored.table["source"]) == list(whole.table["source"])
+
+
+def test_windows_agree_with_the_whole_image_stage(garden_photo, monkeypatch):
+    # many windows (cores far smaller than the photo): each plant is decided in the window owning
+    # it, beside its neighbours, so the instances are the whole-image stage's
+    import napari_gardenseg as gs
+    from napari_gardenseg import _plant_pixels, _vegetation_windows
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._vegetation import colour_classes
+
+    found = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="off", keep_soft_masks=True)
+    found = found.instances
+    rgb = garden_photo.astype(np.float32) / 255
+    vmap = vegetation_map(rgb)
+    whole = paint_image(follow_vegetation(found, vmap, score_threshold=0.3))
+    source, classes = ImageSource(garden_photo), colour_classes(rgb)
+    one, coverage = _vegetation_windows.follow_in_windows(found, source, classes, score_threshold=0.3)
+    np.testing.assert_array_equal(paint_image(one), whole)
+    assert coverage == pytest.approx(_plant_pixels.model_coverage(found, vmap))
+    for block in (100, 160):
+        plans = _vegetation_windows.plan_windows(garden_photo.shape[:2], found, block)
+        assert len(plans) >= 15 and sorted(np.concatenate([o for _, _, o in plans])) == list(range(len(found)))
+        margin, ext = _vegetation_windows.margin_for(found), found.extents()
+        for core, win, owned in plans:  # a window is its core, the margin and what it owns, no more
+            grown = np.array([*np.subtract(core[:2], margin), *np.add(core[2:], margin)])
+            if owned.size:
+                grown = np.concatenate(
+                    [np.minimum(grown[:2], ext[owned, :2].min(0)), np.maximum(grown[2:], ext[owned, 2:].max(0))]
+                )
+            np.testing.assert_array_equal(win, np.clip(grown, 0, np.tile(garden_photo.shape[:2], 2)))
+        out, cov = _vegetation_windows.follow_in_windows(found, source, classes, score_threshold=0.3, block=block)
+        labels = paint_image(out)
+        assert cov == pytest.approx(coverage, abs=1e-6)  # the cores' counts add up to the image's
+        assert len(out) == len(np.unique(whole)) - 1
+        for k in np.unique(whole)[1:]:
+            mine = whole == k
+            ids, counts = np.unique(labels[mine], return_counts=True)
+            j = ids[np.argmax(counts)]
+            assert j > 0 and np.count_nonzero(mine & (labels == j)) / np.count_nonzero(mine | (labels == j)) > 0.9
+    # an image over the in-memory limit runs it window by window, and says so
+    monkeypatch.setattr(_plant_pixels, "VEGETATION_MAX_PIXELS", 100_000)
+    monkeypatch.setattr(_vegetation_windows, "BLOCK", 256)
+    big = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on")
+    assert big.meta["vegetation"]["applied"] and big.meta["vegetation"]["windows"] == 6
 
 
 def test_widget_hint_when_colour_finds_many_plants_the_model_missed():

@@ -404,8 +404,8 @@ class _Run:
     def follow_colour(self, found: Instances, *, windowed: bool = False) -> Instances:
         """The vegetation stage (``options.vegetation``); see :func:`._plant_pixels.vegetation_stage`.
 
-        ``windowed``: the run holds no image-sized array (``segment_to_zarr``); nor does a lazy
-        source read in tiles.
+        ``windowed``: the run never reads the whole image (``segment_to_zarr``, or a lazy source
+        read in tiles): the stage runs window by window.
         """
         from ._plant_pixels import vegetation_stage
 
@@ -418,6 +418,7 @@ class _Run:
             classes_filtered=self.wanted is not None,
             windowed=windowed,
             report=self.report,
+            cancel=self.cancel,
         )
         return found
 

@@ -131,6 +131,57 @@ class Instances:
             ]
         return out
 
+    def cut(self, idx, window) -> "Instances":
+        """The instances at ``idx`` cut to ``window`` = (y0, x0, y1, x1), in the window's coordinates
+        (an instance of an image window, as :meth:`moved` puts back). Bool masks keep their ``probs``."""
+        y0, x0, y1, x1 = (int(v) for v in window)
+        idx = np.asarray(idx, np.int64).reshape(-1)
+        masks, probs, offsets = [], [], []
+        for i in idx:
+            ry, rx = self.region(i)
+            a0, b0 = max(ry.start, y0), max(rx.start, x0)
+            a1, b1 = max(min(ry.stop, y1), a0), max(min(rx.stop, x1), b0)  # empty when it misses the window
+            src = (slice(a0 - ry.start, a1 - ry.start), slice(b0 - rx.start, b1 - rx.start))
+            masks.append(self.masks[i][src])
+            if self.probs is not None:
+                probs.append(self.probs[i][src])
+            offsets.append((a0 - y0, b0 - x0))
+        out = self.take(idx)
+        out.masks, out.offsets = masks, np.asarray(offsets, np.int64).reshape(-1, 2)
+        out.probs = probs if self.probs is not None else None
+        out.boxes = out.boxes - np.array([x0, y0, x0, y0], np.float32)
+        out.shape = (y1 - y0, x1 - x0)
+        return out
+
+    def moved(self, dy: int, dx: int, shape) -> "Instances":
+        """These instances moved by (``dy``, ``dx``) pixels into an image of ``shape`` (the inverse of :meth:`cut`)."""
+        out = self.take(np.arange(len(self)))
+        out.offsets = out.offsets + np.array([dy, dx], np.int64)
+        out.boxes = out.boxes + np.array([dx, dy, dx, dy], np.float32)
+        out.shape = (int(shape[0]), int(shape[1]))
+        return out
+
+    @classmethod
+    def concat(cls, parts: list, shape) -> "Instances":
+        """The instances of ``parts`` (of one image of ``shape``) one after another; meta of the first."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls.empty(shape)
+        with_sources = any(p.sources is not None for p in parts)
+        return cls(
+            [m for p in parts for m in p.masks],
+            np.concatenate([p.offsets for p in parts]),
+            np.concatenate([p.scores for p in parts]),
+            np.concatenate([p.class_ids for p in parts]),
+            np.concatenate([p.boxes for p in parts]),
+            shape,
+            [m for p in parts for m in p.probs] if all(p.probs is not None for p in parts) else None,
+            dict(parts[0].meta),
+            np.concatenate([p.sources if p.sources is not None else np.full(len(p), "model", object) for p in parts])
+            if with_sources
+            else None,
+        )
+
     def to_dense(self) -> np.ndarray:
         """(N, H, W) full-frame masks: for tests and small images only."""
         h, w = self.shape

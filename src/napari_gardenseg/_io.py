@@ -75,14 +75,15 @@ class ImageSource:
         self.applied: dict = {}  # what the file reader did (open_image), for records
 
     # ------------------------------------------------------------ reading
-    def _raw(self, window) -> np.ndarray:
+    def _raw(self, window, step: int = 1) -> np.ndarray:
         y0, x0, y1, x1 = (int(v) for v in window)
+        ys, xs = slice(y0, y1, step), slice(x0, x1, step)
         if self.channel_first:
-            block = self.array[:, y0:y1, x0:x1]
+            block = self.array[:, ys, xs]
         elif len(self.array.shape) == 3:
-            block = self.array[y0:y1, x0:x1, :]
+            block = self.array[ys, xs, :]
         else:
-            block = self.array[y0:y1, x0:x1]
+            block = self.array[ys, xs]
         block = np.asarray(block)
         return np.moveaxis(block, 0, -1) if self.channel_first else block
 
@@ -98,13 +99,9 @@ class ImageSource:
         h, w = self.shape
         # in memory: every pixel, so windows map exactly as to_rgb_float maps the whole image
         step = max(1, int(np.ceil(np.sqrt(h * w / _OVERVIEW_PIXELS)))) if self.lazy else 1
-        if self.channel_first:
-            sample = np.asarray(self.array[:, ::step, ::step])
-        else:
-            sample = np.asarray(self.array[::step, ::step])
-        sample = sample.astype(np.float32)
+        sample = self._raw((0, 0, h, w), step).astype(np.float32)
         if self.channels in (2, 4):  # ignore alpha, as to_rgb_float does
-            sample = sample[: self.channels - 1] if self.channel_first else sample[..., : self.channels - 1]
+            sample = sample[..., : self.channels - 1]
         good = sample[np.isfinite(sample)]
         if good.size == 0:
             return (0.0, 0.0)
@@ -114,11 +111,14 @@ class ImageSource:
         """The (low, high) mapped to 0..1: :func:`~napari_gardenseg._images.intensity_range` of the values."""
         return intensity_range(self.dtype, *self.value_range())
 
-    def read(self, window=None) -> np.ndarray:
-        """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None."""
+    def read(self, window=None, step: int = 1) -> np.ndarray:
+        """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None.
+
+        ``step`` > 1 reads every ``step``-th pixel along both axes (an overview).
+        """
         h, w = self.shape
         window = (0, 0, h, w) if window is None else tuple(int(v) for v in window)
-        block = self._raw(window)
+        block = self._raw(window, int(step))
         if block.ndim == 2:
             block = block[..., None]
         if block.shape[-1] in (2, 4):

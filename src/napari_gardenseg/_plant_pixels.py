@@ -70,13 +70,21 @@ SIZE_WEIGHT = 0.5
 # keeps a small plant the network missed beside a crowded bed.
 MIN_COLOUR_SHARE = 0.05
 SPECK_OF_PLANT = 0.25
-# The stage holds a few image-sized maps; phone cameras' largest photos (108 MP) are under this,
-# and beyond it an image is a mosaic, segmented tile by tile (benchmarks/bench_stage.py --megapixels).
+# The stage holds a few image-sized maps; phone cameras' largest photos (108 MP) are under this.
+# Beyond it, and in runs that never read the whole image, it runs window by window
+# (_vegetation_windows; benchmarks/bench_stage.py --megapixels).
 VEGETATION_MAX_PIXELS = 120_000_000
 
 
 def vegetation_stage(
-    found: Instances, source, options, *, classes_filtered: bool = False, windowed: bool = False, report=None
+    found: Instances,
+    source,
+    options,
+    *,
+    classes_filtered: bool = False,
+    windowed: bool = False,
+    report=None,
+    cancel=None,
 ) -> tuple[Instances, dict]:
     """``segment``'s vegetation stage: ``found`` made to follow plant colour, and a note of what was done and why.
 
@@ -84,18 +92,20 @@ def vegetation_stage(
     ``options``: its :class:`~napari_gardenseg._options.SegmentOptions`.
     ``options.vegetation`` "off" never runs it, "on" always, and "auto" when
     the photo's colour separates plants from their background
-    (:func:`._vegetation.vegetation_map`) and the network's confident
-    detections hold less than :data:`MODEL_COVERS` of the plant-coloured
-    pixels (else the network knows these plants already). It holds a few
-    image-sized maps, so images over :data:`VEGETATION_MAX_PIXELS` and
-    ``windowed`` runs, which never read the whole image (``segment_to_zarr``,
-    a lazy source in tiles), skip it, as do runs with a class filter (colour
-    knows no classes). Tiled runs of an image in memory run it on the
-    instances merged across tiles, and an untiled lazy source (dask, zarr, a
-    big TIFF), which the network reads whole, runs it too: the same pixels
-    give the same instances whichever way they come.
+    (:func:`._vegetation.colour_classes`, decided on a strided overview) and
+    the network's confident detections hold less than :data:`MODEL_COVERS` of
+    the plant-coloured pixels (else the network knows these plants already).
+    Runs with a class filter skip it (colour knows no classes).
+
+    It holds a few image-sized maps; ``windowed`` runs, which never read the
+    whole image (``segment_to_zarr``, a lazy source in tiles), and images over
+    :data:`VEGETATION_MAX_PIXELS` run it window by window
+    (:mod:`._vegetation_windows`; the note's ``"windows"`` says how many).
+    Tiled runs of an image in memory run it on the instances merged across
+    tiles, and an untiled lazy source, which the network reads whole, runs it
+    whole too. Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
-    from ._vegetation import vegetation_map
+    from ._vegetation import colour_classes, sample_step
 
     mode = options.vegetation
     h, w = source.shape[:2]
@@ -103,23 +113,38 @@ def vegetation_stage(
         return found, {"applied": False, "reason": "vegetation='off'"}
     if classes_filtered:  # a filtered detection could be taken for a piece of a plant
         return found, {"applied": False, "reason": "a class filter is set"}
-    if h * w > VEGETATION_MAX_PIXELS:
-        return found, {"applied": False, "reason": f"image over {VEGETATION_MAX_PIXELS:,} pixels"}
-    if windowed:
-        return found, {"applied": False, "reason": "read window by window (a lazy image in tiles, or a zarr output)"}
     if report is not None:
         report(0.7, "finding plant pixels by colour")
-    vmap = vegetation_map(source.read())
-    info = {"mode": mode, **vmap.summary()}
-    if mode == "auto" and not vmap.informative:
-        return found, {"applied": False, "reason": vmap.reason, **info}
-    covered = model_coverage(found, vmap, options.mask_threshold)
+    step = sample_step((h, w))
+    classes = colour_classes(source.read(step=step), step=step)
+    info = {"mode": mode, **classes.summary()}
+    if mode == "auto" and not classes.informative:
+        return found, {"applied": False, "reason": classes.reason, **info}
+    if windowed or h * w > VEGETATION_MAX_PIXELS:
+        from ._vegetation_windows import BLOCK, follow_in_windows
+
+        out, covered = follow_in_windows(
+            found,
+            source,
+            classes,
+            options.mask_threshold,
+            score_threshold=options.score_threshold,
+            block=BLOCK,
+            cancel=cancel,
+            progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),
+        )
+        info["windows"] = len(range(0, h, BLOCK)) * len(range(0, w, BLOCK))
+    else:
+        vmap = classes.map(source.read())
+        covered = model_coverage(found, vmap, options.mask_threshold)
+        out = None
     info["vegetation_model_coverage"] = round(covered, 3)
     if mode == "auto" and covered >= MODEL_COVERS:
         reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
         return found, {"applied": False, "reason": reason, **info}
-    out = follow_vegetation(found, vmap, options.mask_threshold, score_threshold=options.score_threshold)
-    return out, {"applied": True, "reason": vmap.reason, **info}
+    if out is None:
+        out = follow_vegetation(found, vmap, options.mask_threshold, score_threshold=options.score_threshold)
+    return out, {"applied": True, "reason": classes.reason, **info}
 
 
 def model_coverage(
@@ -150,6 +175,20 @@ def follow_vegetation(
     dropped); colour-only instances below it are not added. ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class).
     """
+    return follow_with_origins(
+        found, vegetation, mask_threshold, min_seed_share=min_seed_share, score_threshold=score_threshold
+    )[0]
+
+
+def follow_with_origins(
+    found: Instances,
+    vegetation: VegetationMap,
+    mask_threshold: float = 0.5,
+    *,
+    min_seed_share: float = MIN_SEED_SHARE,
+    score_threshold: float = 0.0,
+) -> tuple[Instances, np.ndarray]:
+    """:func:`follow_vegetation` and, per instance it returns, the index in ``found`` it came from (-1: colour-only)."""
     from scipy import ndimage
     from skimage import segmentation
 
@@ -234,7 +273,7 @@ def follow_vegetation(
         grown = segmentation.watershed(-ndimage.distance_transform_edt(where), markers, mask=where)
         claims[sl][where] = grown[where]
 
-    masks, offsets, boxes, scores, class_ids, source = [], [], [], [], [], []
+    masks, offsets, boxes, scores, class_ids, source, origin = [], [], [], [], [], [], []
     objects = ndimage.find_objects(claims, max_label=n)
     for i in range(n):
         sl = objects[i]
@@ -262,6 +301,7 @@ def follow_vegetation(
         scores.append(max(found.scores[i] * factor, min(score_threshold, found.scores[i])))
         class_ids.append(found.class_ids[i])
         source.append("model")
+        origin.append(i)
 
     # a crowded bed's typical component is many plants: a speck is also small beside one plant
     plant_area = float(np.median(painted[gated])) if gated.any() else typical
@@ -289,6 +329,7 @@ def follow_vegetation(
             scores.append(score)
             class_ids.append(0)
             source.append("colour")
+            origin.append(-1)
 
     out = Instances(
         masks,
@@ -300,7 +341,8 @@ def follow_vegetation(
         meta=dict(found.meta),
         sources=np.asarray(source, dtype=object),
     )
-    return out.take(np.argsort(-out.scores, kind="stable"))  # best first, as everywhere
+    order = np.argsort(-out.scores, kind="stable")  # best first, as everywhere
+    return out.take(order), np.asarray(origin, np.int64).reshape(-1)[order]
 
 
 def adapt_hint(results) -> str | None:

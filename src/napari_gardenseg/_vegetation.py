@@ -31,6 +31,9 @@ import numpy as np
 __all__ = [
     "INDICES",
     "VegetationMap",
+    "ColourClasses",
+    "colour_classes",
+    "sample_step",
     "excess_green",
     "excess_green_minus_red",
     "cive",
@@ -156,13 +159,16 @@ def min_area(shape) -> int:
 
 @dataclass(frozen=True)
 class VegetationMap:
-    """A photo's vegetation probability and how it was decided.
+    """A photo's (or a window's) vegetation probability and how it was decided.
 
     ``probability``: float32 (H, W) in 0..1 (0.5 at the threshold).
     ``informative``: whether colour separates plants from background in this
     photo (two classes, the upper one green, a plausible plant fraction).
     ``threshold``/``eta``: Otsu's threshold on the index and its separability.
     ``fraction``: share of pixels above the threshold.
+    ``image_shape``: (H, W) of the whole image when ``probability`` is one
+    window of it (the closing radius and the speck size follow the whole
+    image); None when it is the whole image.
     """
 
     probability: np.ndarray
@@ -172,6 +178,7 @@ class VegetationMap:
     fraction: float
     informative: bool
     reason: str
+    image_shape: tuple[int, int] | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -190,26 +197,32 @@ class VegetationMap:
         from ._compat import remove_small_holes, remove_small_objects
 
         mask = self.mask
-        radius = int(round(CLOSING * np.sqrt(mask.shape[0] * mask.shape[1])))
+        shape = self.image_shape or mask.shape
+        radius = int(round(CLOSING * np.sqrt(shape[0] * shape[1])))
         out = mask
         if radius > 0:
             # closing as two dilations (of the mask, then of what stays outside): the same pixels
             # as skimage.morphology.closing; scipy's binary_closing would erode plants that touch
             # the image's edge
             out = ~dilate_disk(~dilate_disk(mask, radius), radius)
-        area = min_area(mask.shape)
+        area = min_area(shape)
         out = remove_small_objects(out, area)
         return remove_small_holes(out, area)
 
     def summary(self) -> dict:
-        return {
-            "vegetation_index": self.index,
-            "vegetation_threshold": round(self.threshold, 4),
-            "vegetation_eta": round(self.eta, 3),
-            "vegetation_fraction": round(self.fraction, 4),
-            "vegetation_informative": self.informative,
-            "vegetation_reason": self.reason,
-        }
+        return _summary(self)
+
+
+def _summary(c) -> dict:
+    """The run record's entries for a :class:`VegetationMap` or :class:`ColourClasses`."""
+    return {
+        "vegetation_index": c.index,
+        "vegetation_threshold": round(c.threshold, 4),
+        "vegetation_eta": round(c.eta, 3),
+        "vegetation_fraction": round(c.fraction, 4),
+        "vegetation_informative": c.informative,
+        "vegetation_reason": c.reason,
+    }
 
 
 # Whether colour is informative is decided on excess green smoothed over a few pixels. Plants are
@@ -235,22 +248,63 @@ def _class_gap(values: np.ndarray) -> tuple[float, float]:
     return float(up.mean() - low.mean()), float(up.mean())
 
 
-def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
-    """The vegetation probability of a float RGB (H, W, 3) image in 0..1.
+@dataclass(frozen=True)
+class ColourClasses:
+    """How one image's pixels split into plant-coloured and background, decided once for the image.
 
-    The threshold is Otsu's on ``index`` (estimated on at most ``sample``
-    pixels, strided); the probability is a logistic of the index around it
-    whose width is a quarter of the distance between the two class means.
-    ``informative`` is decided on excess green smoothed by a Gaussian of
-    sigma 2 px (see :data:`MIN_COHERENCE`, :data:`MIN_SEPARATION`,
-    :data:`MIN_GREEN_EXG`, :data:`FRACTION_RANGE`). Raises ValueError for a
-    bad ``index`` or shape.
+    ``threshold`` (Otsu's, on ``index``), ``width`` (of the logistic around it),
+    ``eta``, ``fraction``, ``informative``, ``reason``: as in
+    :class:`VegetationMap`. :meth:`map` applies them to the whole image or to
+    any window of it, so the windows of a big image share one threshold.
+    """
+
+    index: str
+    threshold: float
+    width: float
+    eta: float
+    fraction: float
+    informative: bool
+    reason: str
+
+    def map(self, rgb: np.ndarray, image_shape=None) -> VegetationMap:
+        """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
+        ``image_shape`` (None: ``rgb`` is the whole image)."""
+        values = colour_index(rgb, self.index)
+        prob = 1.0 / (1.0 + np.exp(-(values - np.float32(self.threshold)) / np.float32(self.width)))
+        shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
+        return VegetationMap(
+            prob.astype(np.float32, copy=False),
+            self.index,
+            self.threshold,
+            self.eta,
+            self.fraction,
+            self.informative,
+            self.reason,
+            shape,
+        )
+
+    def summary(self) -> dict:
+        return _summary(self)
+
+
+def sample_step(shape, sample: int = 1_000_000) -> int:
+    """The stride (pixels) of the sample :func:`colour_classes` decides on: at most ``sample`` pixels of an image of ``shape``."""
+    return max(1, int(np.sqrt(shape[0] * shape[1] / sample)))
+
+
+def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1) -> ColourClasses:
+    """The plant/background colour classes of an image, from ``sample_rgb``: float RGB in 0..1 of
+    every ``step``-th pixel of it along both axes (the image itself for ``step`` 1).
+
+    The threshold is Otsu's on ``index``; the logistic's width is a quarter
+    of the distance between the two class means. ``informative`` is decided
+    on excess green smoothed by a Gaussian of sigma 2 image pixels (see
+    :data:`MIN_COHERENCE`, :data:`MIN_SEPARATION`, :data:`MIN_GREEN_EXG`,
+    :data:`FRACTION_RANGE`). Raises ValueError for a bad ``index`` or shape.
     """
     from scipy import ndimage
 
-    values = colour_index(rgb, index)
-    step = max(1, int(np.sqrt(values.size / sample)))
-    sub = values[::step, ::step]
+    sub = colour_index(sample_rgb, index)
     threshold, eta = otsu_threshold(sub)
     upper = sub[sub > threshold]
     lower = sub[sub <= threshold]
@@ -259,10 +313,8 @@ def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_0
         width = max(float(upper.mean() - lower.mean()) / 4.0, 1e-3)
     else:
         width = 1e-3
-    prob = 1.0 / (1.0 + np.exp(-(values - np.float32(threshold)) / np.float32(width)))
-    prob = prob.astype(np.float32, copy=False)
 
-    raw = excess_green(rgb[::step, ::step]) if index != "exg" else sub
+    raw = excess_green(sample_rgb) if index != "exg" else sub
     exg = ndimage.gaussian_filter(raw, _SMOOTH_SIGMA / step)
     separation, green_upper = _class_gap(exg)
     coherence = separation / max(_class_gap(raw)[0], 1e-6)
@@ -279,4 +331,18 @@ def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_0
     else:
         informative = True
         reason = f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
-    return VegetationMap(prob, index, threshold, eta, fraction, informative, reason)
+    return ColourClasses(index, threshold, width, eta, fraction, informative, reason)
+
+
+def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
+    """The vegetation probability of a float RGB (H, W, 3) image in 0..1.
+
+    :func:`colour_classes` decided on every :func:`sample_step`-th pixel (at
+    most ``sample`` pixels), applied to every pixel. Raises ValueError for a
+    bad ``index`` or shape.
+    """
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ValueError(f"expected a float RGB image of shape (H, W, 3), got shape {rgb.shape}")
+    step = sample_step(rgb.shape, sample)
+    return colour_classes(rgb[::step, ::step], index, step=step).map(rgb)

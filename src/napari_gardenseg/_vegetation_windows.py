@@ -1,0 +1,152 @@
+"""The vegetation stage window by window, for runs that never hold the whole image.
+
+``segment_to_zarr`` (and so ``segment_files`` on big inputs, and napari's
+planes too big for memory), a lazy image segmented in tiles, and images over
+:data:`~napari_gardenseg._plant_pixels.VEGETATION_MAX_PIXELS` run the stage
+the way the network runs on tiles:
+
+* the plant/background colour classes are decided once, on a strided
+  overview of the image (:class:`~napari_gardenseg._vegetation.ColourClasses`:
+  the same pixels a whole-image run decides on), so every window shares one
+  threshold;
+* the image is cut into cores of :data:`BLOCK` pixels. An instance belongs to
+  the core holding the centre of its mask's box, and a core's window is the
+  core grown by a margin wider than the plants the network found
+  (:func:`margin_for`) and by the boxes of the instances it owns, so each is
+  seen whole by its owner;
+* in each window :func:`~napari_gardenseg._plant_pixels.follow_with_origins`
+  runs on every instance that meets the window (cut to it: the neighbours
+  compete for pixels as in the whole image) and the window keeps the model
+  instances it owns and the colour-only instances whose box centre lies in
+  its core.
+
+The closing radius and speck size follow the whole image; the statistics
+relative to the photo's plants (a typical component, ground cover's share)
+are the window's. An image that fits in one core gets exactly the
+whole-image stage. Memory: the stage's maps for one window at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._cancel import check
+from ._instances import Instances, paint_image
+from ._vegetation import ColourClasses
+
+__all__ = ["follow_in_windows", "plan_windows", "margin_for", "BLOCK"]
+
+# Side (pixels) of a window's core: the stage's maps of a window of this size plus margins stay
+# well under a gigabyte.
+BLOCK = 2048
+# The margin around a core: twice the box side of the larger plants found, within these bounds.
+MIN_MARGIN = 128
+MAX_MARGIN = 1024
+# A detection scoring this much counts as the network's own find of a plant (see
+# _plant_pixels.model_coverage, whose default it is).
+CONFIDENT = 0.5
+
+
+def margin_for(found: Instances) -> int:
+    """Pixels added around each core: twice the 90th percentile of the instances' longer box side,
+    within :data:`MIN_MARGIN` .. :data:`MAX_MARGIN`, so a plant beside a core's edge is seen whole."""
+    if not len(found):
+        return MIN_MARGIN
+    e = found.extents()
+    side = np.maximum(e[:, 2] - e[:, 0], e[:, 3] - e[:, 1])
+    return int(np.clip(2 * np.percentile(side, 90), MIN_MARGIN, MAX_MARGIN))
+
+
+def _centres(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (e[:, 0] + e[:, 2]) // 2, (e[:, 1] + e[:, 3]) // 2
+
+
+def plan_windows(shape, found: Instances, block: int = BLOCK) -> list[tuple[tuple, tuple, np.ndarray]]:
+    """(core, window, owned) per core of ``block`` pixels covering an image of ``shape`` (H, W).
+
+    ``core`` and ``window`` are (y0, x0, y1, x1); ``owned``: indices of the
+    instances of ``found`` whose mask box centre lies in the core. The window is
+    the core grown by :func:`margin_for` and by the owned instances' boxes,
+    clipped to the image.
+    """
+    h, w = shape
+    margin = margin_for(found)
+    e = found.extents()
+    cy, cx = _centres(e)
+    plans = []
+    for y0 in range(0, h, block):
+        for x0 in range(0, w, block):
+            core = (y0, x0, min(y0 + block, h), min(x0 + block, w))
+            owned = np.flatnonzero((cy >= core[0]) & (cy < core[2]) & (cx >= core[1]) & (cx < core[3]))
+            win = [
+                max(core[0] - margin, 0),
+                max(core[1] - margin, 0),
+                min(core[2] + margin, h),
+                min(core[3] + margin, w),
+            ]
+            if owned.size:
+                win = [
+                    min(win[0], int(e[owned, 0].min())),
+                    min(win[1], int(e[owned, 1].min())),
+                    max(win[2], int(e[owned, 2].max())),
+                    max(win[3], int(e[owned, 3].max())),
+                ]
+            plans.append((core, tuple(win), owned))
+    return plans
+
+
+def follow_in_windows(
+    found: Instances,
+    source,
+    classes: ColourClasses,
+    mask_threshold: float = 0.5,
+    *,
+    score_threshold: float = 0.0,
+    block: int = BLOCK,
+    cancel=None,
+    progress=None,
+) -> tuple[Instances, float]:
+    """``found`` made to follow plant colour window by window, and the network's coverage of the plants.
+
+    ``source``: an :class:`~napari_gardenseg._io.ImageSource` (read one window
+    at a time); ``classes``: the image's colour classes. Returns the new
+    :class:`Instances` (best score first, as
+    :func:`~napari_gardenseg._plant_pixels.follow_vegetation` returns them)
+    and the share (0..1) of the plant-coloured pixels inside detections scoring
+    at least :data:`CONFIDENT` (1.0 when there are none), summed over the
+    cores. Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
+    """
+    from ._plant_pixels import follow_with_origins
+
+    report = progress or (lambda f, m: None)
+    h, w = source.shape
+    plans = plan_windows((h, w), found, block)
+    parts = []
+    plant_pixels = covered = 0
+    for k, (core, win, owned) in enumerate(plans):
+        check(cancel, "plant pixels by colour")
+        report(k / len(plans), f"plant pixels by colour, window {k + 1} of {len(plans)}")
+        y0, x0, y1, x1 = win
+        near = found.overlapping(win)
+        local = found.cut(near, win)
+        vmap = classes.map(source.read(win), image_shape=(h, w))
+        inner = (slice(core[0] - y0, core[2] - y0), slice(core[1] - x0, core[3] - x0))
+        plants = vmap.plants[inner]
+        plant_pixels += int(plants.sum())
+        sure = np.flatnonzero(local.scores >= CONFIDENT)
+        if sure.size and plants.any():
+            covered += int((paint_image(local.take(sure), mask_threshold)[inner][plants] > 0).sum())
+        out, origin = follow_with_origins(local, vmap, mask_threshold, score_threshold=score_threshold)
+        ext = out.extents()
+        cy, cx = _centres(ext + np.array([y0, x0, y0, x0]))
+        in_core = (cy >= core[0]) & (cy < core[2]) & (cx >= core[1]) & (cx < core[3])
+        mine = np.zeros(len(found) + 1, bool)
+        mine[np.asarray(owned, np.int64) + 1] = True
+        keep = np.where(origin >= 0, mine[near[np.maximum(origin, 0)] + 1] if len(near) else False, in_core)
+        parts.append(out.take(np.flatnonzero(keep)).moved(y0, x0, (h, w)))
+    merged = Instances.concat(parts, (h, w))
+    merged.meta = dict(found.meta)
+    if not len(merged):
+        merged.sources = np.zeros(0, object)
+    coverage = covered / plant_pixels if plant_pixels else 1.0
+    return merged.take(np.argsort(-merged.scores, kind="stable")), float(coverage)
