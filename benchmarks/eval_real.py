@@ -8,6 +8,7 @@
     python benchmarks/eval_real.py --tile-size 512            # segmented in tiles (a quarter overlapping)
     python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
     python benchmarks/eval_real.py --zarr --block 256         # through segment_to_zarr, colour stage in 256 px windows
+    python benchmarks/eval_real.py --mosaic 4 --tile-size 1024 --zarr   # the photos joined into one big image
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -232,6 +233,32 @@ def resized(photos, megapixels: float) -> list[dict]:
     return out
 
 
+def mosaic(photos, cols: int) -> list[dict]:
+    """The photos side by side, ``cols`` to a row, as one big image (a drone's orthomosaic of many beds).
+
+    Rows are as tall as their tallest photo; the gaps are black. Label ids are
+    made unique across the photos.
+    """
+    rows = [photos[i : i + cols] for i in range(0, len(photos), cols)]
+    heights = [max(p["rgb"].shape[0] for p in row) for row in rows]
+    width = max(sum(p["rgb"].shape[1] for p in row) for row in rows)
+    rgb = np.zeros((sum(heights), width, 3), np.uint8)
+    labels = np.zeros(rgb.shape[:2], np.int32)
+    y = n = 0
+    for row, height in zip(rows, heights):
+        x = 0
+        for p in row:
+            h, w = p["labels"].shape
+            lab = p["labels"].astype(np.int32)
+            rgb[y : y + h, x : x + w] = p["rgb"]
+            labels[y : y + h, x : x + w] = np.where(lab > 0, lab + n, 0)
+            n, x = n + int(lab.max()), x + w
+        y += height
+    return [
+        {"name": f"mosaic of {len(photos)}", "kind": f"mosaic of {len(photos)} photos", "rgb": rgb, "labels": labels}
+    ]
+
+
 def recall_of(photos, model, vegetation, score_threshold) -> dict:
     """Recall at IoU >= 0.5 of the recoloured plants and of the others, with ``vegetation`` mode."""
     from eval_garden import matched_iou
@@ -326,6 +353,7 @@ def main(argv=None):
     p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
+    p.add_argument("--mosaic", type=int, metavar="COLS", help="join the photos into one image, COLS to a row, first")
     p.add_argument("--zarr", action="store_true", help="run gs.segment_to_zarr (the colour stage window by window)")
     p.add_argument("--block", type=int, metavar="PX", help="with --zarr: the colour stage's windows' core side")
     args = p.parse_args(argv)
@@ -341,6 +369,8 @@ def main(argv=None):
         photos = resized(photos, args.megapixels)
     if args.jpeg or args.blur:
         photos = through_camera(photos, args.jpeg, args.blur)
+    if args.mosaic:
+        photos = mosaic(photos, args.mosaic)
     if args.fine_tune:
         kwargs = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
         print(

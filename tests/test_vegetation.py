@@ -327,7 +327,8 @@ def test_windows_agree_with_the_whole_image_stage(garden_photo, monkeypatch):
     vmap = vegetation_map(rgb)
     whole = paint_image(follow_vegetation(found, vmap, score_threshold=0.3))
     source, classes = ImageSource(garden_photo), colour_classes(rgb)
-    one, coverage = _vegetation_windows.follow_in_windows(found, source, classes, score_threshold=0.3)
+    one, coverage, n = _vegetation_windows.follow_in_windows(found, source, classes, score_threshold=0.3)
+    assert n == 1
     np.testing.assert_array_equal(paint_image(one), whole)
     assert coverage == pytest.approx(_plant_pixels.model_coverage(found, vmap))
     for block in (100, 160):
@@ -341,7 +342,8 @@ def test_windows_agree_with_the_whole_image_stage(garden_photo, monkeypatch):
                     [np.minimum(grown[:2], ext[owned, :2].min(0)), np.maximum(grown[2:], ext[owned, 2:].max(0))]
                 )
             np.testing.assert_array_equal(win, np.clip(grown, 0, np.tile(garden_photo.shape[:2], 2)))
-        out, cov = _vegetation_windows.follow_in_windows(found, source, classes, score_threshold=0.3, block=block)
+        out, cov, n = _vegetation_windows.follow_in_windows(found, source, classes, score_threshold=0.3, block=block)
+        assert n == len(plans)
         labels = paint_image(out)
         assert cov == pytest.approx(coverage, abs=1e-6)  # the cores' counts add up to the image's
         assert len(out) == len(np.unique(whole)) - 1

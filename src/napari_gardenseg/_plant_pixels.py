@@ -123,7 +123,7 @@ def vegetation_stage(
     if windowed or h * w > VEGETATION_MAX_PIXELS:
         from ._vegetation_windows import BLOCK, follow_in_windows
 
-        out, covered = follow_in_windows(
+        out, covered, info["windows"] = follow_in_windows(
             found,
             source,
             classes,
@@ -133,7 +133,6 @@ def vegetation_stage(
             cancel=cancel,
             progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),
         )
-        info["windows"] = len(range(0, h, BLOCK)) * len(range(0, w, BLOCK))
     else:
         vmap = classes.map(source.read())
         covered = model_coverage(found, vmap, options.mask_threshold)

@@ -105,8 +105,8 @@ def follow_in_windows(
     block: int = BLOCK,
     cancel=None,
     progress=None,
-) -> tuple[Instances, float]:
-    """``found`` made to follow plant colour window by window, and the network's coverage of the plants.
+) -> tuple[Instances, float, int]:
+    """``found`` made to follow plant colour window by window, the network's coverage of the plants, and the number of windows.
 
     ``source``: an :class:`~napari_gardenseg._io.ImageSource` (read one window
     at a time); ``classes``: the image's colour classes. Returns the new
@@ -114,7 +114,7 @@ def follow_in_windows(
     :func:`~napari_gardenseg._plant_pixels.follow_vegetation` returns them)
     and the share (0..1) of the plant-coloured pixels inside detections scoring
     at least :data:`CONFIDENT` (1.0 when there are none), summed over the
-    cores. Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
+    cores, and how many windows it took. Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
     from ._plant_pixels import follow_with_origins
 
@@ -149,4 +149,4 @@ def follow_in_windows(
     if not len(merged):
         merged.sources = np.zeros(0, object)
     coverage = covered / plant_pixels if plant_pixels else 1.0
-    return merged.take(np.argsort(-merged.scores, kind="stable")), float(coverage)
+    return merged.take(np.argsort(-merged.scores, kind="stable")), float(coverage), len(plans)
