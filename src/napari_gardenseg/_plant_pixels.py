@@ -60,6 +60,8 @@ LAWN_SHARE = 0.15
 # "auto" leaves a photo to the network when its confident detections already cover this share of
 # the plant-coloured pixels: the network knows these plants (its training scenes, say).
 MODEL_COVERS = 0.9
+# ...counting the detections scoring this much: the network's own confident finds.
+COVERAGE_SCORE = 0.5
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
@@ -147,7 +149,7 @@ def vegetation_stage(
 
 
 def model_coverage(
-    found: Instances, vegetation: VegetationMap, mask_threshold: float = 0.5, min_score: float = 0.5
+    found: Instances, vegetation: VegetationMap, mask_threshold: float = 0.5, min_score: float = COVERAGE_SCORE
 ) -> float:
     """Share (0..1) of the plant-coloured pixels inside detections scoring at least ``min_score``."""
     veg = vegetation.plants
@@ -164,7 +166,8 @@ def follow_vegetation(
     *,
     min_seed_share: float = MIN_SEED_SHARE,
     score_threshold: float = 0.0,
-) -> Instances:
+    return_origins: bool = False,
+):
     """Instances of ``found`` (an (H, W) image's) made to follow ``vegetation``; see the module docstring.
 
     Returns new :class:`Instances` (``found`` is not changed), best score
@@ -172,22 +175,9 @@ def follow_vegetation(
     ones. Scores lowered by colour
     stay at ``score_threshold`` or above (a detection is ranked lower, never
     dropped); colour-only instances below it are not added. ``sources`` says "model" or "colour" per instance; ``class_ids`` of
-    colour-only instances are 0 (no class).
+    colour-only instances are 0 (no class). With ``return_origins`` also an
+    int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only).
     """
-    return follow_with_origins(
-        found, vegetation, mask_threshold, min_seed_share=min_seed_share, score_threshold=score_threshold
-    )[0]
-
-
-def follow_with_origins(
-    found: Instances,
-    vegetation: VegetationMap,
-    mask_threshold: float = 0.5,
-    *,
-    min_seed_share: float = MIN_SEED_SHARE,
-    score_threshold: float = 0.0,
-) -> tuple[Instances, np.ndarray]:
-    """:func:`follow_vegetation` and, per instance it returns, the index in ``found`` it came from (-1: colour-only)."""
     from scipy import ndimage
     from skimage import segmentation
 
@@ -341,7 +331,8 @@ def follow_with_origins(
         sources=np.asarray(source, dtype=object),
     )
     order = np.argsort(-out.scores, kind="stable")  # best first, as everywhere
-    return out.take(order), np.asarray(origin, np.int64).reshape(-1)[order]
+    out = out.take(order)
+    return (out, np.asarray(origin, np.int64).reshape(-1)[order]) if return_origins else out
 
 
 def adapt_hint(results) -> str | None:

@@ -14,7 +14,7 @@ the way the network runs on tiles:
   core grown by a margin wider than the plants the network found
   (:func:`margin_for`) and by the boxes of the instances it owns, so each is
   seen whole by its owner;
-* in each window :func:`~napari_gardenseg._plant_pixels.follow_with_origins`
+* in each window :func:`~napari_gardenseg._plant_pixels.follow_vegetation`
   runs on every instance that meets the window (cut to it: the neighbours
   compete for pixels as in the whole image) and the window keeps the model
   instances it owns and the colour-only instances whose box centre lies in
@@ -39,22 +39,21 @@ __all__ = ["follow_in_windows", "plan_windows", "margin_for", "BLOCK"]
 # Side (pixels) of a window's core: the stage's maps of a window of this size plus margins stay
 # well under a gigabyte.
 BLOCK = 2048
-# The margin around a core: twice the box side of the larger plants found, within these bounds.
+# The margin around a core: MARGIN_SIDES times the box side of the larger plants found, within
+# these bounds. Windows are cores plus margins, so the margin is what the windows cost over the image.
+MARGIN_SIDES = 1.0
 MIN_MARGIN = 128
 MAX_MARGIN = 1024
-# A detection scoring this much counts as the network's own find of a plant (see
-# _plant_pixels.model_coverage, whose default it is).
-CONFIDENT = 0.5
 
 
 def margin_for(found: Instances) -> int:
-    """Pixels added around each core: twice the 90th percentile of the instances' longer box side,
+    """Pixels added around each core: :data:`MARGIN_SIDES` times the 90th percentile of the instances' longer box side,
     within :data:`MIN_MARGIN` .. :data:`MAX_MARGIN`, so a plant beside a core's edge is seen whole."""
     if not len(found):
         return MIN_MARGIN
     e = found.extents()
     side = np.maximum(e[:, 2] - e[:, 0], e[:, 3] - e[:, 1])
-    return int(np.clip(2 * np.percentile(side, 90), MIN_MARGIN, MAX_MARGIN))
+    return int(np.clip(MARGIN_SIDES * np.percentile(side, 90), MIN_MARGIN, MAX_MARGIN))
 
 
 def _centres(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,17 +105,18 @@ def follow_in_windows(
     cancel=None,
     progress=None,
 ) -> tuple[Instances, float, int]:
-    """``found`` made to follow plant colour window by window, the network's coverage of the plants, and the number of windows.
+    """``found`` made to follow plant colour window by window; the network's coverage of the plants; the window count.
 
     ``source``: an :class:`~napari_gardenseg._io.ImageSource` (read one window
     at a time); ``classes``: the image's colour classes. Returns the new
     :class:`Instances` (best score first, as
-    :func:`~napari_gardenseg._plant_pixels.follow_vegetation` returns them)
-    and the share (0..1) of the plant-coloured pixels inside detections scoring
-    at least :data:`CONFIDENT` (1.0 when there are none), summed over the
-    cores, and how many windows it took. Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
+    :func:`~napari_gardenseg._plant_pixels.follow_vegetation` returns them),
+    the share (0..1) of the plant-coloured pixels inside detections scoring at
+    least ``_plant_pixels.COVERAGE_SCORE`` (1.0 when there are none) summed
+    over the cores, and how many windows it took. Raises
+    :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
-    from ._plant_pixels import follow_with_origins
+    from ._plant_pixels import COVERAGE_SCORE, follow_vegetation
 
     report = progress or (lambda f, m: None)
     h, w = source.shape
@@ -133,16 +133,18 @@ def follow_in_windows(
         inner = (slice(core[0] - y0, core[2] - y0), slice(core[1] - x0, core[3] - x0))
         plants = vmap.plants[inner]
         plant_pixels += int(plants.sum())
-        sure = np.flatnonzero(local.scores >= CONFIDENT)
+        sure = np.flatnonzero(local.scores >= COVERAGE_SCORE)
         if sure.size and plants.any():
             covered += int((paint_image(local.take(sure), mask_threshold)[inner][plants] > 0).sum())
-        out, origin = follow_with_origins(local, vmap, mask_threshold, score_threshold=score_threshold)
+        out, origin = follow_vegetation(
+            local, vmap, mask_threshold, score_threshold=score_threshold, return_origins=True
+        )
         ext = out.extents()
         cy, cx = _centres(ext + np.array([y0, x0, y0, x0]))
         in_core = (cy >= core[0]) & (cy < core[2]) & (cx >= core[1]) & (cx < core[3])
-        mine = np.zeros(len(found) + 1, bool)
-        mine[np.asarray(owned, np.int64) + 1] = True
-        keep = np.where(origin >= 0, mine[near[np.maximum(origin, 0)] + 1] if len(near) else False, in_core)
+        keep = in_core  # colour-only instances: by their box centre; the network's: by their owner
+        from_model = origin >= 0
+        keep[from_model] = np.isin(near, owned)[origin[from_model]]
         parts.append(out.take(np.flatnonzero(keep)).moved(y0, x0, (h, w)))
     merged = Instances.concat(parts, (h, w))
     merged.meta = dict(found.meta)
