@@ -30,10 +30,37 @@ def _rle(mask):
     return rle
 
 
+def _rle_of_crop(crop, y0, x0, shape):
+    """COCO RLE of a full (H, W) mask that is ``crop`` (bool) at (y0, x0) and empty elsewhere: the
+    same as :func:`_rle` of the full mask, without making it (a 48 MP image has a thousand instances)."""
+    from pycocotools import mask as mask_utils
+
+    h, w = shape
+    if crop.shape[0] < h:  # a zero row below each column: runs never wrap into the next column
+        crop = np.vstack([crop, np.zeros((1, crop.shape[1]), bool)])
+    hc = crop.shape[0]
+    d = np.diff(np.concatenate([[0], crop.ravel(order="F").astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+    def full(p):
+        return (x0 + p // hc) * h + y0 + p % hc
+
+    s_full, e_full = full(starts), full(ends - 1) + 1
+    bounds = np.empty(2 * len(starts), np.int64)
+    bounds[0::2], bounds[1::2] = s_full, e_full
+    counts = np.diff(np.concatenate([[0], bounds, [h * w]])).tolist()
+    if len(counts) > 1 and counts[-1] == 0:  # pycocotools ends on the last run that is not empty
+        counts.pop()
+    rle = mask_utils.frPyObjects({"counts": counts, "size": [h, w]}, h, w)
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
 def coco_ap(gts, dts, class_names) -> dict:
     """gts: [(labels, {id: class})], dts: [(labels, class_ids, scores)] -> AP, AP50."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
+    from scipy import ndimage
 
     index = {n: i for i, n in enumerate(class_names)}
     images, gt_anns, dt_anns = [], [], []
@@ -54,12 +81,13 @@ def coco_ap(gts, dts, class_names) -> dict:
                     "bbox": [float(xs.min()), float(ys.min()), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)],
                 }
             )
+        dlab = np.asarray(dlab)
+        boxes = ndimage.find_objects(dlab.astype(np.int32, copy=False), max_label=len(dsc))
         for i, (cid, s) in enumerate(zip(dcls, dsc)):
-            m = dlab == i + 1
-            if m.any():
-                dt_anns.append(
-                    {"image_id": img_id, "category_id": int(cid), "segmentation": _rle(m), "score": float(s)}
-                )
+            if boxes[i] is not None:
+                sy, sx = boxes[i]
+                rle = _rle_of_crop(dlab[sy, sx] == i + 1, sy.start, sx.start, (h, w))
+                dt_anns.append({"image_id": img_id, "category_id": int(cid), "segmentation": rle, "score": float(s)})
     gt = COCO()
     gt.dataset = {
         "images": images,
