@@ -123,7 +123,7 @@ def vegetation_stage(
     if mode == "auto" and not classes.informative:
         return found, {"applied": False, "reason": classes.reason, **info}
     if windowed or h * w > VEGETATION_MAX_PIXELS:
-        from ._vegetation_windows import BLOCK, follow_in_windows
+        from ._vegetation_windows import follow_in_windows
 
         out, covered, info["windows"] = follow_in_windows(
             found,
@@ -131,7 +131,6 @@ def vegetation_stage(
             classes,
             options.mask_threshold,
             score_threshold=options.score_threshold,
-            block=BLOCK,
             cancel=cancel,
             progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),
         )

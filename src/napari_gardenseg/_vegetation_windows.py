@@ -56,8 +56,10 @@ def margin_for(found: Instances) -> int:
     return int(np.clip(MARGIN_SIDES * np.percentile(side, 90), MIN_MARGIN, MAX_MARGIN))
 
 
-def _centres(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (e[:, 0] + e[:, 2]) // 2, (e[:, 1] + e[:, 3]) // 2
+def _centred_in(core, e: np.ndarray) -> np.ndarray:
+    """bool (N,): whether the box centre of each (y0, x0, y1, x1) row of ``e`` lies in ``core``."""
+    cy, cx = (e[:, 0] + e[:, 2]) // 2, (e[:, 1] + e[:, 3]) // 2
+    return (cy >= core[0]) & (cy < core[2]) & (cx >= core[1]) & (cx < core[3])
 
 
 def plan_windows(shape, found: Instances, block: int = BLOCK) -> list[tuple[tuple, tuple, np.ndarray]]:
@@ -71,12 +73,11 @@ def plan_windows(shape, found: Instances, block: int = BLOCK) -> list[tuple[tupl
     h, w = shape
     margin = margin_for(found)
     e = found.extents()
-    cy, cx = _centres(e)
     plans = []
     for y0 in range(0, h, block):
         for x0 in range(0, w, block):
             core = (y0, x0, min(y0 + block, h), min(x0 + block, w))
-            owned = np.flatnonzero((cy >= core[0]) & (cy < core[2]) & (cx >= core[1]) & (cx < core[3]))
+            owned = np.flatnonzero(_centred_in(core, e))
             win = [
                 max(core[0] - margin, 0),
                 max(core[1] - margin, 0),
@@ -101,14 +102,15 @@ def follow_in_windows(
     mask_threshold: float = 0.5,
     *,
     score_threshold: float = 0.0,
-    block: int = BLOCK,
+    block: int | None = None,
     cancel=None,
     progress=None,
 ) -> tuple[Instances, float, int]:
     """``found`` made to follow plant colour window by window; the network's coverage of the plants; the window count.
 
     ``source``: an :class:`~napari_gardenseg._io.ImageSource` (read one window
-    at a time); ``classes``: the image's colour classes. Returns the new
+    at a time); ``classes``: the image's colour classes; ``block``: the
+    cores' side (None: :data:`BLOCK`). Returns the new
     :class:`Instances` (best score first, as
     :func:`~napari_gardenseg._plant_pixels.follow_vegetation` returns them),
     the share (0..1) of the plant-coloured pixels inside detections scoring at
@@ -120,7 +122,7 @@ def follow_in_windows(
 
     report = progress or (lambda f, m: None)
     h, w = source.shape
-    plans = plan_windows((h, w), found, block)
+    plans = plan_windows((h, w), found, BLOCK if block is None else block)
     parts = []
     plant_pixels = covered = 0
     for k, (core, win, owned) in enumerate(plans):
@@ -139,10 +141,9 @@ def follow_in_windows(
         out, origin = follow_vegetation(
             local, vmap, mask_threshold, score_threshold=score_threshold, return_origins=True
         )
-        ext = out.extents()
-        cy, cx = _centres(ext + np.array([y0, x0, y0, x0]))
-        in_core = (cy >= core[0]) & (cy < core[2]) & (cx >= core[1]) & (cx < core[3])
-        keep = in_core  # colour-only instances: by their box centre; the network's: by their owner
+        keep = _centred_in(
+            core, out.extents() + np.array([y0, x0, y0, x0])
+        )  # colour-only instances: by their box centre; the network's: by their owner
         from_model = origin >= 0
         keep[from_model] = np.isin(near, owned)[origin[from_model]]
         parts.append(out.take(np.flatnonzero(keep)).moved(y0, x0, (h, w)))
