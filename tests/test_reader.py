@@ -253,6 +253,10 @@ def test_tiff_photometric_and_bit_depth(tmp_path):
     tifffile.imwrite(tmp_path / "mw.tif", g, photometric="miniswhite")
     with Image.open(tmp_path / "mw.tif") as ref:
         np.testing.assert_array_equal(read_image(tmp_path / "mw.tif").data, np.asarray(ref))  # 0 is white
+    mask = g > 100  # a 1-bit mask: tifffile writes bool as MINISWHITE
+    tifffile.imwrite(tmp_path / "bits.tif", mask)
+    with Image.open(tmp_path / "bits.tif") as ref:
+        np.testing.assert_array_equal(read_image(tmp_path / "bits.tif").data, np.asarray(ref))
     cmap = np.zeros((3, 256), np.uint16)
     cmap[1] = np.arange(256) * 257
     tifffile.imwrite(tmp_path / "pal.tif", g, photometric="palette", colormap=cmap)

@@ -372,7 +372,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     if note:
         applied["samples"] = note
     if photometric == "MINISWHITE":
-        data = _lazy_or_numpy(data, lambda a: np.iinfo(a.dtype).max - a if a.dtype.kind in "ui" else a.max() - a)
+        data = _lazy_or_numpy(data, _white_is_zero)
         applied["converted"] = "MINISWHITE inverted"
     elif colormap is not None and "S" not in out_axes:
         cmap = np.asarray(colormap)  # (3, 2**bits) uint16
@@ -384,6 +384,13 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
     return ImageFile(path, data, out_axes, applied)
+
+
+def _white_is_zero(a: np.ndarray) -> np.ndarray:
+    """MINISWHITE pixels as MINISBLACK ones, as Pillow reads them (1-bit masks are bool here)."""
+    if a.dtype == bool:
+        return ~a
+    return np.iinfo(a.dtype).max - a if a.dtype.kind in "ui" else a.max() - a
 
 
 def _tifffile_reads(path: Path) -> bool:
