@@ -9,7 +9,6 @@ from scipy import ndimage
 from napari_gardenseg._instances import Instances, paint_image
 from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, MODEL_COVERS, follow_vegetation
 from napari_gardenseg._vegetation import (
-    EDT_FROM_RADIUS,
     cive,
     dilate_disk,
     excess_green,
@@ -204,19 +203,20 @@ def test_specks_and_holes_go_the_same_with_scikit_image_before_and_after_0_26(mo
         assert (first == other).all()
 
 
-@pytest.mark.parametrize("radius", [1, EDT_FROM_RADIUS - 1, EDT_FROM_RADIUS, 23])
-def test_disk_dilation_is_scipys_either_way(radius):
-    # below EDT_FROM_RADIUS scipy's binary dilation runs, from it the distance transform: same pixels,
-    # at the image's edges too, and for an empty or a full mask
+@pytest.mark.parametrize("radius", [1, 2, 8, 9, 23])
+def test_disk_dilation_is_scipys(radius):
+    # the union of the disk's rows gives scipy's pixels, at the image's edges too, for an empty or
+    # a full mask, and for an image with fewer rows than the radius
     from skimage import morphology
 
     rng = np.random.default_rng(radius)
     blobs = ndimage.gaussian_filter(rng.random((150, 170)), 3) > 0.53  # plants, some cut by the edge
     specks = rng.random((150, 170)) > 0.999  # lone pixels: the disk itself
-    for mask in (blobs, specks, blobs | specks, np.zeros((40, 50), bool), np.ones((40, 50), bool)):
+    strip = rng.random((5, 90)) > 0.97
+    for mask in (blobs, specks, blobs | specks, np.zeros((40, 50), bool), np.ones((40, 50), bool), strip):
         expected = ndimage.binary_dilation(mask, morphology.disk(radius))
         np.testing.assert_array_equal(dilate_disk(mask, radius), expected)
-    assert 0 < blobs.mean() < 0.5 and specks.any()
+    assert 0 < blobs.mean() < 0.5 and specks.any() and strip.any()
 
 
 def test_model_specks_on_soil_do_not_become_plants():

@@ -23,6 +23,7 @@ stage never cuts an instance down to green pixels unless most of it is green.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -127,29 +128,37 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
 CLOSING = 0.002
 
 
-# Above this radius a disk dilation is read off the Euclidean distance transform, whose cost does
-# not grow with the radius; below it scipy's binary dilation, whose cost grows with the disk's area,
-# is the faster (benchmarks/bench_vegetation.py).
-EDT_FROM_RADIUS = 9
-
-
 def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
     """bool (H, W): ``mask`` dilated by ``skimage.morphology.disk(radius)``, outside the image counting as background.
 
-    Exactly the pixels of ``scipy.ndimage.binary_dilation(mask, disk(radius))``:
-    for a large radius they are the pixels within ``radius`` (Euclidean) of a
-    ``mask`` pixel, from ``scipy.ndimage.distance_transform_edt``, as
-    ``skimage.morphology.isotropic_dilation`` takes them.
+    Exactly the pixels of ``scipy.ndimage.binary_dilation(mask, disk(radius))``,
+    computed as the union of the disk's rows: the row at height ``dy`` is a
+    segment of half-width ``floor(sqrt(radius**2 - dy**2))``, one 1-D maximum
+    filter (van Herk / Gil-Werman, ``scipy.ndimage.maximum_filter1d``) shifted
+    by ``dy``. Its cost grows with the radius, not with the disk's area, and it
+    holds two image-sized masks besides ``mask`` (scipy's Euclidean distance
+    transform, the usual way for large disks, holds float64 distances and
+    int32 indices; ``benchmarks/bench_vegetation.py``).
     """
     from scipy import ndimage
 
-    if radius < EDT_FROM_RADIUS:
-        from skimage import morphology
-
-        return ndimage.binary_dilation(mask, morphology.disk(radius))
-    if not mask.any():  # the transform has no pixel to measure from
-        return np.zeros(mask.shape, bool)
-    return ndimage.distance_transform_edt(~mask) <= radius
+    mask = np.asarray(mask, bool)
+    if radius <= 0:
+        return mask.copy()
+    h = mask.shape[0]
+    out = np.zeros_like(mask)
+    rows, half_done = None, None
+    for dy in range(radius + 1):  # |dy| ascending: the half-width only shrinks, one filter each
+        half = math.isqrt(radius * radius - dy * dy)  # skimage's disk: x**2 + dy**2 <= radius**2
+        if half != half_done:
+            rows = ndimage.maximum_filter1d(mask.view(np.uint8), 2 * half + 1, axis=1, mode="constant").view(bool)
+            half_done = half
+        if dy >= h:
+            continue
+        out[dy:] |= rows[: h - dy]  # out[y] |= rows[y - dy]
+        if dy:
+            out[: h - dy] |= rows[dy:]  # out[y] |= rows[y + dy]
+    return out
 
 
 def min_area(shape) -> int:
