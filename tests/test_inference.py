@@ -50,6 +50,23 @@ def test_segment_matches_torchvision_called_directly(random_maskrcnn):
         claimed |= ref_masks[i]
 
 
+def test_a_photo_larger_than_the_network_input_matches_torchvision_up_to_rounding():
+    # the bundled model shrinks the 1296 x 972 sample photo; predict_instances resizes it before the
+    # transform normalises (not at full size), which moves values by float rounding only
+    from napari_gardenseg import _forward
+    from napari_gardenseg._sample_data import load_photo_sample
+
+    model = load_model("garden", device="cpu")
+    image = load_photo_sample()
+    assert _forward.own_size(model.net, image.shape[:2]) < image.shape[:2]
+    ref = _direct(model.net.eval(), image)
+    found = _forward.predict_instances(model, image.astype(np.float32) / 255)
+    assert len(found) == len(ref["scores"]) > 20
+    np.testing.assert_allclose(found.scores, ref["scores"].numpy(), atol=1e-4)
+    np.testing.assert_allclose(found.boxes, ref["boxes"].numpy(), atol=0.05)
+    np.testing.assert_allclose(found.to_dense(), ref["masks"][:, 0].numpy(), atol=1e-3)
+
+
 def test_score_threshold_and_table(random_maskrcnn):
     image = rgb_image(96, 128, seed=3)
     all_ = segment(image, random_maskrcnn, score_threshold=0.0, crf=False)

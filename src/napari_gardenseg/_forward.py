@@ -13,6 +13,7 @@ so the caller finds the module as it was.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,17 @@ def network_size(shape, scale) -> tuple[int, int] | None:
     return max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale)))
 
 
+def own_size(net, shape) -> tuple[int, int] | None:
+    """The (h, w) torchvision's ``GeneralizedRCNNTransform`` resizes a region of ``shape`` to in eval
+    (its ``min_size``/``max_size`` rule, computed as its ``_resize_image_and_masks`` and
+    ``interpolate(recompute_scale_factor=True)`` do); None when it has a ``fixed_size``."""
+    transform = net.transform
+    if getattr(transform, "fixed_size", None) is not None:
+        return None
+    factor = min(float(transform.min_size[-1]) / min(shape), float(transform.max_size) / max(shape))
+    return math.floor(float(shape[0]) * factor), math.floor(float(shape[1]) * factor)
+
+
 def predict_instances(
     model: Model,
     rgb: np.ndarray,
@@ -96,8 +108,9 @@ def predict_instances(
     """Run the network on one float RGB (h, w, 3) region in 0..1; return compact instances.
 
     ``scale`` None lets the model resize the region its own way (torchvision's
-    ``min_size``/``max_size``); a number resizes it by that factor instead
-    (1.0: native pixels). Each mask is pasted into its own box at the region's
+    ``min_size``/``max_size``: to :func:`own_size`, done before the transform
+    normalises when it shrinks, which gives torchvision's own detections up to
+    float rounding); a number resizes it by that factor instead (1.0: native pixels). Each mask is pasted into its own box at the region's
     resolution exactly as torchvision's ``paste_masks_in_image`` would, but
     kept local to the box. ``offset`` (y, x) places the region in an image of
     ``image_shape``; instances are sorted by descending score. Detections
@@ -111,9 +124,13 @@ def predict_instances(
     net = model.net
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
     size = network_size((h, w), scale)
+    if size is None:  # the model's own resize, done here first when it shrinks (see below)
+        own = own_size(net, (h, w))
+        size = own if own is not None and own[0] * own[1] < h * w else None
     with model.lock, torch.inference_mode(), _eval_mode(net), _cancellable(net, cancel), _network_size(net, size):
         if size is not None and size != (h, w):
-            # resize before the transform normalises: a 12 MP photo is not normalised at full size
+            # resize before the transform normalises (it then resizes to the same size: a copy), so a
+            # 12 MP photo is not normalised at full size; the same pixels up to float rounding
             tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]
         # GeneralizedRCNN.forward, stopping before its postprocess pastes every mask into a full frame
         images, _ = net.transform([tensor])

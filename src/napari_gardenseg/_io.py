@@ -125,7 +125,8 @@ class ImageSource:
             block = block[..., : block.shape[-1] - 1]
         lo, hi = self.value_range()
         if self.dtype == np.uint8:
-            data = block.astype(np.float32) / np.float32(255.0)  # exactly to_rgb_float's
+            data = block.astype(np.float32)
+            data /= np.float32(255.0)  # exactly to_rgb_float's, without a second image-sized array
         else:
             data = block.astype(np.float32)
         if self.dtype.kind == "f" and not np.isfinite(data).all():
