@@ -190,7 +190,8 @@ def follow_vegetation(
     labels = paint_image(found, mask_threshold) if n else np.zeros((h, w), np.int32)
     painted = np.bincount(labels.ravel(), minlength=n + 1)
     visible = np.concatenate([[0.0], visible_shares(found, painted[1:], mask_threshold)])
-    green = np.bincount(labels[veg], minlength=n + 1)
+    on_veg = labels[veg]  # each plant-coloured pixel's instance (0: none), read once
+    green = np.bincount(on_veg, minlength=n + 1)
     share = np.where(painted > 0, green / np.maximum(painted, 1), 0.0)
     gated = share >= MIN_GREEN_SHARE
     gated[0] = False
@@ -198,7 +199,7 @@ def follow_vegetation(
 
     # each green instance's main component and how much of it the instance covers
     pairs = np.bincount(
-        labels[veg].astype(np.int64) * (n_comps + 1) + comps[veg], minlength=(n + 1) * (n_comps + 1)
+        on_veg.astype(np.int64) * (n_comps + 1) + comps[veg], minlength=(n + 1) * (n_comps + 1)
     ).reshape(n + 1, n_comps + 1)
     pairs[0] = 0
     main = pairs.argmax(axis=1)
