@@ -206,14 +206,14 @@ def test_specks_and_holes_go_the_same_with_scikit_image_before_and_after_0_26(mo
 @pytest.mark.parametrize("radius", [1, 2, 8, 9, 23])
 def test_disk_dilation_is_scipys(radius):
     # the union of the disk's rows gives scipy's pixels, at the image's edges too, for an empty or
-    # a full mask, and for an image with fewer rows than the radius
+    # a full mask, and for an image narrower than the radius either way
     from skimage import morphology
 
     rng = np.random.default_rng(radius)
     blobs = ndimage.gaussian_filter(rng.random((150, 170)), 3) > 0.53  # plants, some cut by the edge
     specks = rng.random((150, 170)) > 0.999  # lone pixels: the disk itself
     strip = rng.random((5, 90)) > 0.97
-    for mask in (blobs, specks, blobs | specks, np.zeros((40, 50), bool), np.ones((40, 50), bool), strip):
+    for mask in (blobs, specks, blobs | specks, np.zeros((40, 50), bool), np.ones((40, 50), bool), strip, strip.T):
         expected = ndimage.binary_dilation(mask, morphology.disk(radius))
         np.testing.assert_array_equal(dilate_disk(mask, radius), expected)
     assert 0 < blobs.mean() < 0.5 and specks.any() and strip.any()
