@@ -110,9 +110,10 @@ def predict_instances(
     ``scale`` None lets the model resize the region its own way (torchvision's
     ``min_size``/``max_size``: to :func:`own_size`, done before the transform
     normalises when it shrinks, which gives torchvision's own detections up to
-    float rounding); a number resizes it by that factor instead (1.0: native pixels). Each mask is pasted into its own box at the region's
-    resolution exactly as torchvision's ``paste_masks_in_image`` would, but
-    kept local to the box. ``offset`` (y, x) places the region in an image of
+    float rounding); a number resizes it by that factor instead (1.0: native
+    pixels). Each mask is pasted into its own box at the region's resolution
+    exactly as torchvision's ``paste_masks_in_image`` would, but kept local to
+    the box. ``offset`` (y, x) places the region in an image of
     ``image_shape``; instances are sorted by descending score. Detections
     below ``min_score`` or not in ``classes`` (a set of ids) are dropped before
     their masks are pasted.

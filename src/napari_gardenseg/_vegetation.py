@@ -152,11 +152,11 @@ def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
     rows, half_done = None, None
     for dy in range(radius + 1):  # |dy| ascending: the half-width only shrinks, one filter each
         half = math.isqrt(radius * radius - dy * dy)  # skimage's disk: x**2 + dy**2 <= radius**2
+        if dy >= h:  # rows this far away lie outside the image
+            break
         if half != half_done:
             rows = ndimage.maximum_filter1d(mask.view(np.uint8), 2 * half + 1, axis=1, mode="constant").view(bool)
             half_done = half
-        if dy >= h:
-            continue
         out[dy:] |= rows[: h - dy]  # out[y] |= rows[y - dy]
         if dy:
             out[: h - dy] |= rows[dy:]  # out[y] |= rows[y + dy]
