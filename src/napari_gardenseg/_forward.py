@@ -86,11 +86,13 @@ def network_size(shape, scale) -> tuple[int, int] | None:
 def own_size(net, shape) -> tuple[int, int] | None:
     """The (h, w) torchvision's ``GeneralizedRCNNTransform`` resizes a region of ``shape`` to in eval
     (its ``min_size``/``max_size`` rule, computed as its ``_resize_image_and_masks`` and
-    ``interpolate(recompute_scale_factor=True)`` do); None when it has a ``fixed_size``."""
-    transform = net.transform
-    if getattr(transform, "fixed_size", None) is not None:
+    ``interpolate(recompute_scale_factor=True)`` do); None when it has a ``fixed_size`` or is
+    another kind of transform (it then resizes its own way)."""
+    transform = getattr(net, "transform", None)
+    min_size, max_size = getattr(transform, "min_size", None), getattr(transform, "max_size", None)
+    if getattr(transform, "fixed_size", None) is not None or not min_size or not max_size:
         return None
-    factor = min(float(transform.min_size[-1]) / min(shape), float(transform.max_size) / max(shape))
+    factor = min(float(min_size[-1]) / min(shape), float(max_size) / max(shape))
     return math.floor(float(shape[0]) * factor), math.floor(float(shape[1]) * factor)
 
 
