@@ -9,6 +9,7 @@
     python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
     python benchmarks/eval_real.py --zarr --block 256         # through segment_to_zarr, colour stage in 256 px windows
     python benchmarks/eval_real.py --mosaic 4 --tile-size 1024 --zarr   # the photos joined into one big image
+    python benchmarks/eval_real.py --counts --score-threshold 0.5   # what a user sees: precision / recall at IoU 0.5
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -276,6 +277,41 @@ def recall_of(photos, model, vegetation, score_threshold) -> dict:
     return {k: round(a / max(b, 1), 3) for k, (a, b) in hits.items()}
 
 
+def counts_at(photos, model, score_threshold) -> dict:
+    """Precision, recall and F1 at IoU >= 0.5 of the labels ``segment`` gives with its defaults (CRF off) at
+    ``score_threshold``: what a user sees, where AP50 ranks every instance. Each label, best score first,
+    matches the unmatched reference plant it overlaps most; per source ("model" / "colour") too."""
+    from collections import Counter
+
+    import napari_gardenseg as gs
+
+    tot = Counter()
+    for p in photos:
+        r = gs.segment(p["rgb"], model, score_threshold=score_threshold, crf=False)
+        pred, ref = np.asarray(r.labels).astype(np.int64), np.asarray(p["labels"]).astype(np.int64)
+        n_p, n_r = int(pred.max()), int(ref.max())
+        inter = np.bincount((pred * (n_r + 1) + ref).ravel(), minlength=(n_p + 1) * (n_r + 1)).reshape(n_p + 1, -1)
+        iou = inter / np.maximum(inter.sum(1)[:, None] + inter.sum(0)[None, :] - inter, 1)
+        iou[0, :] = iou[:, 0] = 0
+        sources, used = r.sources or ["model"] * n_p, set()
+        for i in range(1, n_p + 1):  # label i is the i-th best instance
+            j = int(np.argmax(iou[i]))
+            hit = bool(iou[i, j] >= 0.5) and j not in used
+            used.update([j] if hit else [])
+            tot["instances"] += 1
+            tot[f"instances_{sources[i - 1]}"] += 1
+            tot["matched"] += int(hit)
+            tot[f"matched_{sources[i - 1]}"] += int(hit)
+        tot["plants"] += int((inter.sum(0)[1:] > 0).sum())
+    precision, recall = tot["matched"] / max(tot["instances"], 1), tot["matched"] / max(tot["plants"], 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+    return {
+        "score_threshold": score_threshold,
+        **tot,
+        **{k: round(v, 3) for k, v in {"precision": precision, "recall": recall, "F1": f1}.items()},
+    }
+
+
 def fine_tuned(
     photos, counts, methods, score_threshold, iterations=200, out_dir="runs/eval_real", train_kwargs=None
 ) -> dict:
@@ -349,6 +385,11 @@ def main(argv=None):
         action="store_true",
         help="instead: recall of plants turned red-purple, vegetation auto vs off (non-green plants kept?)",
     )
+    p.add_argument(
+        "--counts",
+        action="store_true",
+        help="instead: precision / recall / F1 at IoU 0.5 of the defaults' labels at --score-threshold",
+    )
     p.add_argument("--jpeg", type=int, metavar="Q", help="re-encode every image as JPEG at quality Q first")
     p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
@@ -378,6 +419,9 @@ def main(argv=None):
                 fine_tuned(photos, args.fine_tune, args.methods, args.score_threshold, train_kwargs=kwargs), indent=1
             )
         )
+        return
+    if args.counts:
+        print(json.dumps(counts_at(photos, args.model, args.score_threshold), indent=1))
         return
     if args.recolour:
         red = recoloured(photos)

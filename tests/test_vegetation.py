@@ -159,6 +159,16 @@ def test_one_seed_takes_its_whole_plant_and_unclaimed_plants_are_added_low():
     assert COLOUR_SCORE_RANGE[0] <= out.scores[1] <= COLOUR_SCORE_RANGE[1] < out.scores[0]
 
 
+def test_colour_only_plants_are_kept_at_a_high_score_threshold():
+    # score_threshold filters the network's detections; a plant only colour found stays, at the threshold
+    rgb, truth = _photo([(60, 60, 30), (110, 190, 20)])
+    found = _instances([_disc(truth.shape, 60, 75, 14) * 0.95], [0.9], truth.shape)
+    out = follow_vegetation(found, vegetation_map(rgb), score_threshold=0.8)
+    assert list(out.sources) == ["model", "colour"]
+    assert out.scores[1] == np.float32(0.8) < out.scores[0]
+    assert _iou(paint_image(out) == 2, truth == 2) > 0.9
+
+
 def test_plants_that_are_not_green_are_not_cut_away():
     # a red lettuce between green plants: the model found it; colour must not shrink it
     rgb, truth = _photo([(60, 60, 25), (60, 150, 25), (120, 100, 25)], colours={2: RED_LEAF})

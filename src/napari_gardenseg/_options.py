@@ -106,7 +106,8 @@ def _flag(name: str, value) -> bool:
 class SegmentOptions:
     """The settings of one segmentation run (defaults: what ``segment(image)`` does).
 
-    score_threshold: instances scoring below it are dropped (0..1).
+    score_threshold: the network's detections scoring below it are dropped (0..1);
+        plants found by colour alone are kept, scored at it when they score lower.
     mask_threshold: a pixel belongs to an instance where its soft mask is above
         this (above 0, below 1).
     classes: None keeps every class; else a tuple of class names or ids

@@ -171,9 +171,12 @@ def follow_vegetation(
 
     Returns new :class:`Instances` (``found`` is not changed), best score
     first: the model instances that hold plant pixels and the colour-only
-    ones. Scores lowered by colour
-    stay at ``score_threshold`` or above (a detection is ranked lower, never
-    dropped); colour-only instances below it are not added. ``sources`` says "model" or "colour" per instance; ``class_ids`` of
+    ones. No score is below ``score_threshold``, which filters the network's
+    detections: a detection that colour scores lower stays at it (ranked lower,
+    never dropped), and so does a colour-only instance scoring below it (kept
+    whatever the threshold: colour finds the plants the network missed, and
+    the default threshold is above :data:`COLOUR_SCORE_RANGE`'s low end).
+    ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class). With ``return_origins`` also an
     int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only).
     """
@@ -310,8 +313,7 @@ def follow_vegetation(
             if not own.any():
                 continue
             score = max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c])
-            if score < score_threshold:
-                continue
+            score = max(score, score_threshold)  # kept whatever the threshold (it filters detections)
             masks.append(np.where(own, 0.5 + 0.5 * prob[sl], 0.0).astype(np.float32))
             offsets.append((sl[0].start, sl[1].start))
             boxes.append(np.array([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1], np.float32))

@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--score-threshold",
         type=float,
         default=DEFAULTS.score_threshold,
-        help="drop instances scoring below this (default: %(default)s)",
+        help="drop the network's detections scoring below this; plants found by colour alone are kept, "
+        "at this score (default: %(default)s)",
     )
     s.add_argument(
         "--mask-threshold",
