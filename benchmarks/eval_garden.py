@@ -106,12 +106,13 @@ def coco_ap(gts, dts, class_names) -> dict:
     return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1])}
 
 
-def matched_iou(gt_labels, dt_labels, dt_scores) -> tuple[list[float], int, int]:
-    """Greedy class-agnostic matching by score at IoU >= 0.5: (IoUs of matches, n_gt, n_dt)."""
+def matches(gt_labels, dt_labels, dt_scores) -> tuple[dict[int, tuple[int, float]], int, int]:
+    """Greedy class-agnostic matching by score at IoU >= 0.5: ({detection id: (reference id, IoU)}
+    in score order, n_gt, n_dt). Ids are label values; ``dt_scores[k - 1]`` is detection k's."""
     g_ids = [k for k in np.unique(gt_labels) if k > 0]
     d_ids = [k for k in np.unique(dt_labels) if k > 0]
     if not g_ids or not d_ids:
-        return [], len(g_ids), len(d_ids)
+        return {}, len(g_ids), len(d_ids)
     # pairwise intersections from one joint histogram
     joint = np.bincount(
         gt_labels.ravel().astype(np.int64) * (dt_labels.max() + 1) + dt_labels.ravel(),
@@ -120,7 +121,7 @@ def matched_iou(gt_labels, dt_labels, dt_scores) -> tuple[list[float], int, int]
     inter = joint.reshape(gt_labels.max() + 1, dt_labels.max() + 1)
     g_area = inter.sum(1)
     d_area = inter.sum(0)
-    used, ious = set(), []
+    used, found = set(), {}
     for d in sorted(d_ids, key=lambda k: -dt_scores[k - 1]):
         best, best_g = 0.5, None
         for g in g_ids:
@@ -131,8 +132,14 @@ def matched_iou(gt_labels, dt_labels, dt_scores) -> tuple[list[float], int, int]
                 best, best_g = iou, g
         if best_g is not None:
             used.add(best_g)
-            ious.append(float(best))
-    return ious, len(g_ids), len(d_ids)
+            found[int(d)] = (int(best_g), float(best))
+    return found, len(g_ids), len(d_ids)
+
+
+def matched_iou(gt_labels, dt_labels, dt_scores) -> tuple[list[float], int, int]:
+    """Greedy class-agnostic matching by score at IoU >= 0.5: (IoUs of matches, n_gt, n_dt)."""
+    found, n_gt, n_dt = matches(gt_labels, dt_labels, dt_scores)
+    return [iou for _, iou in found.values()], n_gt, n_dt
 
 
 def _agnostic(gts, dts):

@@ -279,30 +279,22 @@ def recall_of(photos, model, vegetation, score_threshold) -> dict:
 
 def counts_at(photos, model, score_threshold) -> dict:
     """Precision, recall and F1 at IoU >= 0.5 of the labels ``segment`` gives with its defaults (CRF off) at
-    ``score_threshold``: what a user sees, where AP50 ranks every instance. Each label, best score first,
-    matches the unmatched reference plant it overlaps most; per source ("model" / "colour") too."""
+    ``score_threshold``: what a user sees, where AP50 ranks every instance. Matched as
+    :func:`eval_garden.matches` does (greedy by score); per source ("model" / "colour") too."""
     from collections import Counter
+
+    from eval_garden import matches
 
     import napari_gardenseg as gs
 
     tot = Counter()
     for p in photos:
         r = gs.segment(p["rgb"], model, score_threshold=score_threshold, crf=False)
-        pred, ref = np.asarray(r.labels).astype(np.int64), np.asarray(p["labels"]).astype(np.int64)
-        n_p, n_r = int(pred.max()), int(ref.max())
-        inter = np.bincount((pred * (n_r + 1) + ref).ravel(), minlength=(n_p + 1) * (n_r + 1)).reshape(n_p + 1, -1)
-        iou = inter / np.maximum(inter.sum(1)[:, None] + inter.sum(0)[None, :] - inter, 1)
-        iou[0, :] = iou[:, 0] = 0
-        sources, used = r.sources or ["model"] * n_p, set()
-        for i in range(1, n_p + 1):  # label i is the i-th best instance
-            j = int(np.argmax(iou[i]))
-            hit = bool(iou[i, j] >= 0.5) and j not in used
-            used.update([j] if hit else [])
-            tot["instances"] += 1
-            tot[f"instances_{sources[i - 1]}"] += 1
-            tot["matched"] += int(hit)
-            tot[f"matched_{sources[i - 1]}"] += int(hit)
-        tot["plants"] += int((inter.sum(0)[1:] > 0).sum())
+        found, n_ref, n_det = matches(np.asarray(p["labels"]), np.asarray(r.labels), r.scores)
+        sources = r.sources or ["model"] * len(r.scores)
+        tot.update({"instances": n_det, "matched": len(found), "plants": n_ref})
+        tot.update(f"instances_{sources[k - 1]}" for k in np.unique(r.labels) if k > 0)
+        tot.update(f"matched_{sources[k - 1]}" for k in found)
     precision, recall = tot["matched"] / max(tot["instances"], 1), tot["matched"] / max(tot["plants"], 1)
     f1 = 2 * precision * recall / max(precision + recall, 1e-9)
     return {

@@ -79,13 +79,13 @@ def _to_network_size(rgb: np.ndarray, net) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    t = net.transform
+    from ._forward import own_size
+
     h, w = rgb.shape[:2]
-    zoom = min(t.min_size[-1] / min(h, w), t.max_size / max(h, w))
-    oh, ow = max(8, round(h * zoom)), max(8, round(w * zoom))
+    oh, ow = (max(8, n) for n in own_size(net, (h, w)) or (h, w))
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]
     if (oh, ow) != (h, w):
-        x = F.interpolate(x, size=(oh, ow), mode="bilinear", align_corners=False, antialias=zoom < 1)
+        x = F.interpolate(x, size=(oh, ow), mode="bilinear", align_corners=False, antialias=oh * ow < h * w)
     return (x[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
 
 

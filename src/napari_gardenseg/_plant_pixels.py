@@ -174,8 +174,7 @@ def follow_vegetation(
     ones. No score is below ``score_threshold``, which filters the network's
     detections: a detection that colour scores lower stays at it (ranked lower,
     never dropped), and so does a colour-only instance scoring below it (kept
-    whatever the threshold: colour finds the plants the network missed, and
-    the default threshold is above :data:`COLOUR_SCORE_RANGE`'s low end).
+    whatever the threshold: it is a plant the network missed).
     ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class). With ``return_origins`` also an
     int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only).

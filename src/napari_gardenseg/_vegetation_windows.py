@@ -141,9 +141,8 @@ def follow_in_windows(
         out, origin = follow_vegetation(
             local, vmap, mask_threshold, score_threshold=score_threshold, return_origins=True
         )
-        keep = _centred_in(
-            core, out.extents() + np.array([y0, x0, y0, x0])
-        )  # colour-only instances: by their box centre; the network's: by their owner
+        # colour-only instances: by their box centre; the network's: by their owner
+        keep = _centred_in(core, out.extents() + np.array([y0, x0, y0, x0]))
         from_model = origin >= 0
         keep[from_model] = np.isin(near, owned)[origin[from_model]]
         parts.append(out.take(np.flatnonzero(keep)).moved(y0, x0, (h, w)))
