@@ -322,6 +322,47 @@ def test_crowded_scene_keeps_every_instance_and_improves(backend):
     assert ref_iou.mean() >= raw_iou.mean() + 0.03  # 0.876 -> 0.962 when written
 
 
+def _enlarged(array: np.ndarray, k: int, axes=(0, 1)) -> np.ndarray:
+    for axis in axes:
+        array = np.repeat(array, k, axis)
+    return array
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_large_instance_is_refined_as_it_is_at_max_side(backend):
+    # The leaf at 4x its size, refined with max_side its small size, gives the small leaf's refinement
+    # (the CRF sees the same pixels; only Q's bilinear way back up can move its edge).
+    image, gt, soft = single_object_case("compact", 2, noise=20)
+    small = refine_instances(image, soft, params=P(backend, max_side=0)) == 1
+    ys, xs = np.nonzero(soft[0] > 0.1)
+    side = int(max(np.ptp(ys), np.ptp(xs)) + 1)
+    big_image, big_soft, big_gt = _enlarged(image, 4), _enlarged(soft, 4, (1, 2)), _enlarged(gt, 4)
+    big = refine_instances(big_image, big_soft, params=P(backend, max_side=side)) == 1
+    assert iou(big, _enlarged(small, 4)) > 0.98
+    assert iou(big, big_gt) > iou(big_soft[0] > 0.5, big_gt) + 0.005  # still an improvement
+
+
+def test_crops_handed_to_the_crf_are_at_most_max_side_plus_padding(monkeypatch):
+    from napari_gardenseg.crf import _instances
+
+    seen = []
+    real = _instances.dense_crf_many
+
+    def spy(backend, rgbs, *args, **kwargs):
+        seen.extend(rgb.shape[:2] for rgb in rgbs)
+        return real(backend, rgbs, *args, **kwargs)
+
+    monkeypatch.setattr(_instances, "dense_crf_many", spy)
+    image, gt, soft, scores = crowded_case(seed=3)
+    big_image, big_soft = _enlarged(image, 3), _enlarged(soft, 3, (1, 2))
+    params = P("torch", max_side=64, padding=8)
+    labels = refine_instances(big_image, big_soft, scores, params)
+    assert seen and max(max(s) for s in seen) <= 64 + 2 * 8 + 1
+    raw = instances_to_labels(big_soft, scores)
+    for k in range(1, len(gt) + 1):  # every instance kept, none shrunk much
+        assert (labels == k).sum() >= 0.7 * (raw == k).sum() > 0
+
+
 def _overlapping_discs():
     h, w = 60, 90
     a, b = lobed((h, w), (30, 35), 18, amp=0), lobed((h, w), (30, 55), 18, amp=0)

@@ -19,6 +19,8 @@ from napari_gardenseg.crf import CRFParams
         ({"iterations": True}, TypeError, r"iterations must be an integer, got True \(bool\)"),
         ({"padding": -2}, ValueError, "padding must be >= 0"),
         ({"padding": None}, TypeError, "padding must be an integer, got None"),
+        ({"max_side": -1}, ValueError, "max_side must be >= 0, got -1"),
+        ({"max_side": 256.5}, ValueError, "max_side must be an integer, got 256.5"),
         ({"gaussian_sxy": 0}, ValueError, "gaussian_sxy must be a positive number, got 0"),
         ({"gaussian_sxy": "3"}, TypeError, r"gaussian_sxy must be a number, got '3' \(str\)"),
         ({"gaussian_sxy": float("nan")}, ValueError, "gaussian_sxy must be a finite number"),

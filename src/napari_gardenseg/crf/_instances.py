@@ -9,6 +9,15 @@ of the image and the instances that overlap it. With the numba backend the
 crops run on all cores at once; with the torch backend the crops of a batch
 share one lattice (see ``_torch``).
 
+A large instance (its uncertain region longer than ``max_side``) is refined at
+a reduced resolution where it is ``max_side`` long: its crop and the soft
+masks are box-filtered down (Pillow), the CRF runs there with the padding and
+kernel widths counted in those pixels, and Q comes back bilinearly to the
+crop's pixels, where the guards below apply. The kernels' widths suit plants
+of a photo of about a megapixel; at a phone camera's 12 or 48 MP the same
+plant covers ten to forty times the pixels, which the CRF at full resolution
+pays for in time while its kernels cover less of the plant.
+
 Refinement policy: do no harm
 -----------------------------
 The mask head predicts 28x28 masks, so thin structures (grass blades, stems)
@@ -56,6 +65,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
+from PIL import Image
+from PIL.Image import Resampling
 
 from .._cancel import check as _check_cancel
 from .._images import to_rgb_uint8
@@ -183,6 +194,19 @@ def _others(instances: Instances, i: int, window, cores) -> np.ndarray:
     return out
 
 
+def _factor(core, max_side: int) -> float:
+    """How many image pixels one pixel of the instance's CRF spans (1: its own resolution)."""
+    side = max(core[2] - core[0], core[3] - core[1])
+    return 1.0 if max_side == 0 or side <= max_side else side / max_side
+
+
+def _resize(array: np.ndarray, size, resample) -> np.ndarray:
+    """``array`` (h, w) float32 or (h, w, 3) uint8 resized to ``size`` (h, w) by Pillow."""
+    if array.shape[:2] == tuple(size):
+        return array
+    return np.array(Image.fromarray(array).resize((size[1], size[0]), resample))
+
+
 def _read_crop(image, window) -> np.ndarray:
     y0, x0, y1, x1 = window
     crop = np.asarray(image[y0:y1, x0:x1])
@@ -242,38 +266,40 @@ def refine_masks(
         box = support(m, floor) if m.size else None
         cores.append(None if box is None else _window_of(box, instances.offsets[i]))
 
-    pad = params.padding
-    jobs = [
-        (i, (max(c[0] - pad, 0), max(c[1] - pad, 0), min(c[2] + pad, h), min(c[3] + pad, w)))
-        for i, c in enumerate(cores)
-        if c is not None
-    ]
+    # A large instance is refined at a reduced resolution (its core at most max_side px, the
+    # padding and kernel widths in those pixels): the same CRF whatever the camera's resolution,
+    # and a cost bounded per instance.
+    jobs = []
+    for i, c in enumerate(cores):
+        if c is None:
+            continue
+        factor = _factor(c, params.max_side)
+        pad = round(params.padding * factor)
+        y0, x0, y1, x1 = max(c[0] - pad, 0), max(c[1] - pad, 0), min(c[2] + pad, h), min(c[3] + pad, w)
+        size = (max(1, round((y1 - y0) / factor)), max(1, round((x1 - x0) / factor)))
+        jobs.append((i, (y0, x0, y1, x1), size))
     if backend == "numba":
         # one crop per job, on every core: the compiled mean field releases the GIL
         workers = cpu_cores() if len(jobs) > 1 else 1
         _numba.warm_up()  # compile (or load the cache) once, not in every thread
         if jobs and params.iterations and params.gaussian_compat > 0:  # one grid lattice for all crops
-            _numba.reserve(
-                max(y1 - y0 for _, (y0, _, y1, _) in jobs),
-                max(x1 - x0 for _, (_, x0, _, x1) in jobs),
-                params.gaussian_sxy,
-            )
+            _numba.reserve(max(sh for *_, (sh, _) in jobs), max(sw for *_, (_, sw) in jobs), params.gaussian_sxy)
     else:
         workers = cpu_workers() if backend == "torch" and _device_type(device) == "cpu" else 1
     if backend == "torch":
         # Even batches, one per worker (then at most _BATCH_PIXELS each).
-        total = sum((y1 - y0) * (x1 - x0) for _, (y0, x0, y1, x1) in jobs)
+        total = sum(sh * sw for *_, (sh, sw) in jobs)
         budget = min(_BATCH_PIXELS, -(-total // workers))
     else:
         budget = 1
     batches, current, size = [], [], 0
     for job in jobs:
-        y0, x0, y1, x1 = job[1]
-        if current and size + (y1 - y0) * (x1 - x0) > budget:
+        sh, sw = job[2]
+        if current and size + sh * sw > budget:
             batches.append(current)
             current, size = [], 0
         current.append(job)
-        size += (y1 - y0) * (x1 - x0)
+        size += sh * sw
     if current:
         batches.append(current)
 
@@ -284,11 +310,13 @@ def refine_masks(
     def prepare(batch):
         # Crops are read here, in the calling thread (lazy readers need not be thread-safe).
         rgbs, unaries, compats, softs, others = [], [], [], [], []
-        for i, window in batch:
+        for i, window, size in batch:
             soft = instances.crop(i, window)
             other = _others(instances, i, window, cores)
-            unary, compat = _unary(soft, other, params, mask_threshold)
-            rgbs.append(_read_crop(image, window))
+            unary, compat = _unary(
+                _resize(soft, size, Resampling.BOX), _resize(other, size, Resampling.BOX), params, mask_threshold
+            )
+            rgbs.append(_resize(_read_crop(image, window), size, Resampling.BOX))
             unaries.append(unary)
             compats.append(compat)
             softs.append(soft)
@@ -296,7 +324,9 @@ def refine_masks(
         return batch, rgbs, unaries, compats, softs, others
 
     def finish(batch, qs, softs, others):
-        for (i, window), q, soft, other in zip(batch, qs, softs, others):
+        for (i, window, _), q, soft, other in zip(batch, qs, softs, others):
+            if q.shape[1:] != soft.shape:  # refined at a reduced resolution: Q back to the crop's pixels
+                q = np.stack([_resize(np.ascontiguousarray(qk), soft.shape, Resampling.BILINEAR) for qk in q])
             claim = _claim(q, soft, other, params, mask_threshold)
             box = support(claim, 0)
             if box is None:
@@ -323,7 +353,7 @@ def refine_masks(
         # Batches side by side: torch on the CPU with one torch thread each (see
         # cpu_workers); numba crops, largest first, with a few queued so that no core waits.
         if backend == "numba":
-            batches.sort(key=lambda b: -sum((y1 - y0) * (x1 - x0) for _, (y0, x0, y1, x1) in b))
+            batches.sort(key=lambda b: -sum(sh * sw for *_, (sh, sw) in b))
         in_flight = 2 * workers if backend == "numba" else workers
         threads = single_threaded_torch() if backend == "torch" else nullcontext()
         with threads, ThreadPoolExecutor(workers) as pool:

@@ -40,6 +40,10 @@ class CRFParams:
     bilateral_sxy, bilateral_srgb, bilateral_compat: appearance kernel widths
         (px and colour levels, > 0) and weight (>= 0).
     padding: crop margin (px, >= 0) around each instance's uncertain region.
+    max_side: an instance whose uncertain region is longer than this (px) is refined at a
+        reduced resolution where it is ``max_side`` long (Pillow's box filter down, Q
+        bilinearly back up), its padding and the kernel widths counted in those pixels;
+        0 refines every instance at the image's resolution.
     unary_weight: weight (> 0) of the soft mask's unary against the pairwise terms.
     band: (low, high), 0 <= low < high <= 1; only pixels with low < soft < high may change.
     min_keep: in 0..1; keep the raw mask if the refined one retains less than
@@ -56,6 +60,7 @@ class CRFParams:
     bilateral_srgb: float = 13
     bilateral_compat: float = 10
     padding: int = 24
+    max_side: int = 512
     unary_weight: float = 2.0
     band: tuple[float, float] = (0.1, 0.9)
     min_keep: float = 0.7
@@ -66,7 +71,7 @@ class CRFParams:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        for name in ("iterations", "padding"):
+        for name in ("iterations", "padding", "max_side"):
             value = _integer(name, getattr(self, name))
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
