@@ -3,6 +3,7 @@
     python benchmarks/bench_stage.py            # six real photos of ../shared/real, each resized to 1.25 MP
     python benchmarks/bench_stage.py --megapixels 12 48 108   # the first photo at phone-camera sizes
     python benchmarks/bench_stage.py --megapixels 48 --zarr   # through segment_to_zarr (stage window by window)
+    python benchmarks/bench_stage.py --megapixels 12 48 --crf  # with the dense CRF (segment's default)
 
 The issue's target is time per photo at most 1.5x the time without the stage, on field photos
 of about 1.25 MP. Each photo: one warm-up run, then 3 interleaved off/auto runs; medians. Prints
@@ -46,24 +47,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megapixels", type=float, nargs="+", help="the first photo at these sizes instead")
     parser.add_argument("--zarr", action="store_true", help="with --megapixels: run gs.segment_to_zarr")
+    parser.add_argument("--crf", action="store_true", help="refine with the dense CRF too (off by default)")
     args = parser.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"needs the shared photos at {SHARED}")
     model = gs.load_model("garden", device="cpu")
     if args.megapixels:
-        return _phone_sizes(gs, model, args.megapixels, args.zarr)
+        return _phone_sizes(gs, model, args.megapixels, args.zarr, args.crf)
     total = {"off": 0.0, "auto": 0.0}
     for name in PHOTOS:
         rgb = np.asarray(read_image(str(SHARED / name)).data)[..., :3]
         h, w = rgb.shape[:2]
         f = (1.25e6 / (h * w)) ** 0.5
         rgb = np.asarray(Image.fromarray(rgb).resize((round(w * f), round(h * f)), Image.BILINEAR))
-        gs.segment(rgb, model, score_threshold=0.05, crf=False)
+        gs.segment(rgb, model, score_threshold=0.05, crf=args.crf)
         times = {"off": [], "auto": []}
         for _ in range(3):
             for mode in times:
                 t0 = time.perf_counter()
-                r = gs.segment(rgb, model, score_threshold=0.05, crf=False, vegetation=mode)
+                r = gs.segment(rgb, model, score_threshold=0.05, crf=args.crf, vegetation=mode)
                 times[mode].append(time.perf_counter() - t0)
         med = {m: statistics.median(t) for m, t in times.items()}
         for m in med:
@@ -82,7 +84,7 @@ def main() -> int:
     return 0
 
 
-def _phone_sizes(gs, model, megapixels, to_zarr=False) -> int:
+def _phone_sizes(gs, model, megapixels, to_zarr=False, crf=False) -> int:
     import tempfile
 
     from PIL import Image
@@ -99,9 +101,9 @@ def _phone_sizes(gs, model, megapixels, to_zarr=False) -> int:
                 t0 = time.perf_counter()
                 if to_zarr:
                     out = Path(tmp) / f"labels_{mp:g}_{mode}.zarr"
-                    r = gs.segment_to_zarr(path, out, model, score_threshold=0.05, crf=False, vegetation=mode)
+                    r = gs.segment_to_zarr(path, out, model, score_threshold=0.05, crf=crf, vegetation=mode)
                 else:
-                    r = gs.segment(path, model, score_threshold=0.05, crf=False, vegetation=mode)
+                    r = gs.segment(path, model, score_threshold=0.05, crf=crf, vegetation=mode)
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
                 line.append(
                     f"{mode} {time.perf_counter() - t0:.1f} s, {len(r)} instances, peak RSS so far {peak:.2f} GB"
