@@ -10,6 +10,7 @@ from napari_gardenseg._instances import Instances, paint_image
 from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, MODEL_COVERS, follow_vegetation
 from napari_gardenseg._vegetation import (
     cive,
+    colour_classes,
     dilate_disk,
     excess_green,
     excess_green_minus_red,
@@ -98,6 +99,22 @@ def test_vegetation_map_finds_the_plants_and_follows_a_colour_cast():
     # a white-balance shift of the whole photo (bluish artificial light) moves the threshold with it
     cast = np.clip(rgb * np.array([0.85, 0.95, 1.3], np.float32), 0, 1)
     assert _iou(vegetation_map(cast).mask, labels > 0) > 0.95
+
+
+@pytest.mark.parametrize("nodata", [0.0, 1.0])
+def test_a_nodata_border_does_not_move_the_colour_classes(garden_photo, nodata):
+    # an orthomosaic's border (black, or white; alpha is dropped on reading) three times the photo's area
+    photo = garden_photo.astype(np.float32) / 255
+    h, w = photo.shape[:2]
+    canvas = np.full((2 * h, 2 * w, 3), nodata, np.float32)
+    canvas[h // 3 : h // 3 + h, w // 2 : w // 2 + w] = photo
+    alone, framed = colour_classes(photo), colour_classes(canvas)
+    assert alone.informative and framed.informative, framed.reason
+    assert framed.threshold == pytest.approx(alone.threshold, abs=1e-6)
+    assert framed.fraction == pytest.approx(alone.fraction, abs=1e-6)
+    assert framed.width == pytest.approx(alone.width, abs=1e-6)
+    # and a photo that is all black stays a photo with one colour class, not an error
+    assert not colour_classes(np.zeros((40, 60, 3), np.float32)).informative
 
 
 def test_vegetation_map_says_when_colour_tells_nothing():

@@ -303,30 +303,44 @@ def sample_step(shape, sample: int = 1_000_000) -> int:
     return max(1, int(np.sqrt(shape[0] * shape[1] / sample)))
 
 
+def _colourless(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels of float RGB ``rgb`` that are exactly black (0) or white (1) in every channel."""
+    low, high = rgb.min(axis=-1), rgb.max(axis=-1)
+    return (high <= 0.0) | (low >= 1.0)
+
+
 def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1) -> ColourClasses:
     """The plant/background colour classes of an image, from ``sample_rgb``: float RGB in 0..1 of
     every ``step``-th pixel of it along both axes (the image itself for ``step`` 1).
 
     The threshold is Otsu's on ``index``; the logistic's width is a quarter
-    of the distance between the two class means. ``informative`` is decided
+    of the distance between the two class means. Pixels exactly black or white
+    in every channel (nodata, clipped highlights) are left out of all of it,
+    unless every pixel is. ``informative`` is decided
     on excess green smoothed by a Gaussian of sigma 2 image pixels (see
     :data:`MIN_COHERENCE`, :data:`MIN_SEPARATION`, :data:`MIN_GREEN_EXG`,
     :data:`FRACTION_RANGE`). Raises ValueError for a bad ``index`` or shape.
     """
     from scipy import ndimage
 
-    sub = colour_index(sample_rgb, index)
-    threshold, eta = otsu_threshold(sub)
-    upper = sub[sub > threshold]
-    lower = sub[sub <= threshold]
-    fraction = float(upper.size / max(sub.size, 1))
+    index_values = colour_index(sample_rgb, index)
+    raw = excess_green(sample_rgb) if index != "exg" else index_values
+    exg = ndimage.gaussian_filter(raw, _SMOOTH_SIGMA / step)
+    # Pure black or white pixels have no colour to learn from: an orthomosaic's nodata border
+    # (alpha is dropped on reading) or clipped highlights. Left in, a border as large as the
+    # photo moves the threshold and dilutes the plant-coloured fraction.
+    colourless = _colourless(sample_rgb)
+    if colourless.any() and not colourless.all():
+        index_values, raw, exg = index_values[~colourless], raw[~colourless], exg[~colourless]
+    threshold, eta = otsu_threshold(index_values)
+    upper = index_values[index_values > threshold]
+    lower = index_values[index_values <= threshold]
+    fraction = float(upper.size / max(index_values.size, 1))
     if upper.size and lower.size:
         width = max(float(upper.mean() - lower.mean()) / 4.0, 1e-3)
     else:
         width = 1e-3
 
-    raw = excess_green(sample_rgb) if index != "exg" else sub
-    exg = ndimage.gaussian_filter(raw, _SMOOTH_SIGMA / step)
     separation, green_upper = _class_gap(exg)
     coherence = separation / max(_class_gap(raw)[0], 1e-6)
     if separation < MIN_SEPARATION or coherence < MIN_COHERENCE:
