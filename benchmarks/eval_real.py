@@ -8,6 +8,7 @@
     python benchmarks/eval_real.py --tile-size 512            # segmented in tiles (a quarter overlapping)
     python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
     python benchmarks/eval_real.py --zarr --block 256         # through segment_to_zarr, colour stage in 256 px windows
+    python benchmarks/eval_real.py --canvas 0                 # each photo on a black (nodata) border, 4x its area
     python benchmarks/eval_real.py --mosaic 4 --tile-size 1024 --zarr   # the photos joined into one big image
     python benchmarks/eval_real.py --counts --score-threshold 0.5   # what a user sees: precision / recall at IoU 0.5
     python benchmarks/eval_real.py --methods default+crf --crf max_side=0   # a CRF setting over the model's
@@ -240,6 +241,20 @@ def resized(photos, megapixels: float) -> list[dict]:
     return out
 
 
+def on_canvas(photos, value: int) -> list[dict]:
+    """Each photo on a canvas of ``value`` (0 black, 255 white) twice its height and width, as an
+    orthomosaic's nodata border surrounds its pixels; labels 0 there."""
+    out = []
+    for p in photos:
+        h, w = p["labels"].shape
+        rgb = np.full((2 * h, 2 * w, 3), value, np.uint8)
+        labels = np.zeros((2 * h, 2 * w), np.int32)
+        rgb[h // 2 : h // 2 + h, w // 3 : w // 3 + w] = p["rgb"]
+        labels[h // 2 : h // 2 + h, w // 3 : w // 3 + w] = p["labels"]
+        out.append({**p, "rgb": rgb, "labels": labels})
+    return out
+
+
 def mosaic(photos, cols: int) -> list[dict]:
     """The photos side by side, ``cols`` to a row, as one big image (a drone's orthomosaic of many beds).
 
@@ -394,6 +409,7 @@ def main(argv=None):
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
     p.add_argument("--mosaic", type=int, metavar="COLS", help="join the photos into one image, COLS to a row, first")
+    p.add_argument("--canvas", type=int, metavar="V", help="put every photo on a canvas of value V, 4x its area, first")
     p.add_argument("--zarr", action="store_true", help="run gs.segment_to_zarr (the colour stage window by window)")
     p.add_argument("--block", type=int, metavar="PX", help="with --zarr: the colour stage's windows' core side")
     args = p.parse_args(argv)
@@ -409,6 +425,8 @@ def main(argv=None):
         photos = resized(photos, args.megapixels)
     if args.jpeg or args.blur:
         photos = through_camera(photos, args.jpeg, args.blur)
+    if args.canvas is not None:
+        photos = on_canvas(photos, args.canvas)
     if args.mosaic:
         photos = mosaic(photos, args.mosaic)
     if args.fine_tune:
