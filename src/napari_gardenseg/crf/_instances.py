@@ -201,9 +201,11 @@ def _factor(core, max_side: int) -> float:
 
 
 def _resize(array: np.ndarray, size, resample) -> np.ndarray:
-    """``array`` (h, w) float32 or (h, w, 3) uint8 resized to ``size`` (h, w) by Pillow."""
+    """``array`` (h, w) float (float32 out) or (h, w, 3) uint8 resized to ``size`` (h, w) by Pillow."""
     if array.shape[:2] == tuple(size):
         return array
+    if array.ndim == 2:  # Pillow's float mode is float32
+        array = array.astype(np.float32, copy=False)
     return np.array(Image.fromarray(array).resize((size[1], size[0]), resample))
 
 
