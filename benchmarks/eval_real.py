@@ -9,6 +9,7 @@
     python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
     python benchmarks/eval_real.py --zarr --block 256         # through segment_to_zarr, colour stage in 256 px windows
     python benchmarks/eval_real.py --canvas 0                 # each photo on a black (nodata) border, 4x its area
+    python benchmarks/eval_real.py --sets photos --file-size  # the photos at their files' size (3-5 MP), not halved
     python benchmarks/eval_real.py --mosaic 4 --tile-size 1024 --zarr   # the photos joined into one big image
     python benchmarks/eval_real.py --counts --score-threshold 0.5   # what a user sees: precision / recall at IoU 0.5
     python benchmarks/eval_real.py --methods default+crf --crf max_side=0   # a CRF setting over the model's
@@ -241,6 +242,22 @@ def resized(photos, megapixels: float) -> list[dict]:
     return out
 
 
+def at_file_size(photos) -> list[dict]:
+    """The photos read at their files' own size (the manifest halves some) and their labels enlarged (nearest)."""
+    from PIL import Image
+
+    out = []
+    for p in photos:
+        if not p.get("resize"):
+            out.append(p)
+            continue
+        with Image.open(SHARED / p["image"]) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        labels = np.asarray(Image.fromarray(p["labels"]).resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST))
+        out.append({**p, "rgb": rgb, "labels": labels})
+    return out
+
+
 def on_canvas(photos, value: int) -> list[dict]:
     """Each photo on a canvas of ``value`` (0 black, 255 white) twice its height and width, as an
     orthomosaic's nodata border surrounds its pixels; labels 0 there."""
@@ -409,6 +426,7 @@ def main(argv=None):
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
     p.add_argument("--mosaic", type=int, metavar="COLS", help="join the photos into one image, COLS to a row, first")
+    p.add_argument("--file-size", action="store_true", help="read the photos at their files' size (not the manifest's)")
     p.add_argument("--canvas", type=int, metavar="V", help="put every photo on a canvas of value V, 4x its area, first")
     p.add_argument("--zarr", action="store_true", help="run gs.segment_to_zarr (the colour stage window by window)")
     p.add_argument("--block", type=int, metavar="PX", help="with --zarr: the colour stage's windows' core side")
@@ -421,6 +439,8 @@ def main(argv=None):
 
         _vegetation_windows.BLOCK = args.block
     photos = load_set(args.only, args.sets, args.species)
+    if args.file_size:
+        photos = at_file_size(photos)
     if args.megapixels:
         photos = resized(photos, args.megapixels)
     if args.jpeg or args.blur:
