@@ -50,14 +50,18 @@ INDICES = ("exg", "exg-exr", "cive")
 _DARK = 0.06
 
 
-def _chromatic(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _chromatic_sum(rgb: np.ndarray, weights) -> np.ndarray:
+    """``weights`` (r, g, b) applied to the chromatic coordinates R/T, G/T, B/T (T = R+G+B+_DARK):
+    one weighted sum over the channels divided by T, not three image-sized quotients."""
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise ValueError(f"expected a float RGB image of shape (H, W, 3), got shape {rgb.shape}")
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    total = r + g + b  # the same sums as rgb.sum(-1), without numpy's slow reduction over a 3-long axis
+    # matrix-vector products over the 3-long last axis (numpy's reductions over it are slow)
+    total = rgb @ np.ones(3, np.float32)
     total += np.float32(_DARK)
-    return r / total, g / total, b / total
+    out = rgb @ np.asarray(weights, np.float32)
+    out /= total
+    return out
 
 
 def excess_green(rgb: np.ndarray) -> np.ndarray:
@@ -66,14 +70,12 @@ def excess_green(rgb: np.ndarray) -> np.ndarray:
     ``rgb``: float (H, W, 3) in 0..1. Returns float32 (H, W), about -1..2;
     green vegetation is high, soil near 0. Near-black pixels tend to 0.
     """
-    r, g, b = _chromatic(rgb)
-    return 2 * g - r - b
+    return _chromatic_sum(rgb, (-1.0, 2.0, -1.0))
 
 
 def excess_green_minus_red(rgb: np.ndarray) -> np.ndarray:
     """ExG - ExR with ExR = 1.4r - g (Meyer & Neto 2008); float32 (H, W), vegetation above 0."""
-    r, g, b = _chromatic(rgb)
-    return (2 * g - r - b) - (1.4 * r - g)
+    return _chromatic_sum(rgb, (-2.4, 3.0, -1.0))  # (2g - r - b) - (1.4r - g)
 
 
 def cive(rgb: np.ndarray) -> np.ndarray:
