@@ -42,7 +42,9 @@ MODES = [
     ("YCbCr", "tif", (76, 85, 255), None),
     ("P", "png", None, None),
     ("P", "gif", None, None),
-    ("RGBA", "png", (10, 200, 30, 0), (10, 200, 30)),  # the colour under a transparent pixel
+    ("RGBA", "png", (10, 200, 30, 0), (0, 0, 0)),  # fully transparent: nodata, whatever colour is under it
+    ("RGBA", "png", (10, 200, 30, 1), (10, 200, 30)),  # barely visible: its colour
+    ("LA", "png", (77, 0), 0),
     ("LA", "png", (77, 3), 77),
     ("L", "png", (77,), 77),
     ("1", "png", (1,), 255),
@@ -68,6 +70,9 @@ def test_every_pillow_mode_is_read_as_pillow_converts_it(tmp_path, mode, suffix,
             want = np.asarray(ref)
         else:
             want = np.asarray(ref.convert("RGB"))
+        if ref.mode in ("RGBA", "LA"):  # fully transparent pixels are nodata: black
+            want = want.copy()
+            want[np.asarray(ref.getchannel(ref.mode[-1])) == 0] = 0
     np.testing.assert_array_equal(f.data, want)
     assert f.axes == ("YXS" if want.ndim == 3 else "YX")
     if expected is not None:
@@ -222,10 +227,51 @@ def test_bands_beyond_rgb(tmp_path, lazy):
         tifffile.imwrite(tmp_path / f"{n}bands.tif", data, photometric="minisblack", planarconfig=planar)
         f = read_image(tmp_path / f"{n}bands.tif", lazy=lazy)
         assert f.axes == "YXS" and f"{n} samples per pixel, which the file calls MINISBLACK" in f.applied["samples"]
-        assert ("the fourth ignored" in f.applied["samples"]) == (n == 4)
-        np.testing.assert_array_equal(np.asarray(f.data), bands[..., :n])
+        assert ("not marked as alpha" in f.applied["samples"]) == (n == 4)
+        np.testing.assert_array_equal(np.asarray(f.data), bands[..., :3])  # a fourth band is not opacity
     tifffile.imwrite(tmp_path / "rgb.tif", bands[..., :3], photometric="rgb")
     assert "samples" not in read_image(tmp_path / "rgb.tif", lazy=lazy).applied
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_transparent_pixels_are_nodata_whatever_colour_is_under_them(tmp_path, lazy):
+    # an orthomosaic: the survey's pixels opaque, the rest transparent over leftover colour
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgba[:, :12, 3] = 0
+    rgba[0, 20, 3] = 1  # barely visible: kept
+    want = rgba[..., :3].copy()
+    want[:, :12] = 0
+    Image.fromarray(rgba).save(tmp_path / "ortho.png")
+    f = read_image(tmp_path / "ortho.png")
+    np.testing.assert_array_equal(f.data, want)
+    assert f.applied["transparent"].startswith("360 fully transparent pixels")
+    # a TIFF whose fourth sample is marked as alpha keeps it; every reader of pixels blanks the same pixels
+    tifffile.imwrite(tmp_path / "ortho.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
+    f = read_image(tmp_path / "ortho.tif", lazy=lazy)
+    assert f.data.shape == (30, 40, 4)
+    source = open_image(tmp_path / "ortho.tif", lazy=lazy)
+    np.testing.assert_array_equal(source.read(), want / np.float32(255))
+    np.testing.assert_array_equal(source.read((0, 5, 10, 30)), want[0:10, 5:30] / np.float32(255))
+    np.testing.assert_array_equal(to_rgb_float(rgba), want / np.float32(255))
+    # a fourth sample not marked as alpha is another band: dropped, nothing blanked
+    tifffile.imwrite(tmp_path / "rgbn.tif", rgba, photometric="rgb", extrasamples=["unspecified"])
+    f = read_image(tmp_path / "rgbn.tif", lazy=lazy)
+    np.testing.assert_array_equal(np.asarray(f.data), rgba[..., :3])
+    assert "not marked as alpha" in f.applied["samples"]
+
+
+def test_an_alpha_that_hides_every_pixel_is_ignored():
+    rgba = np.full((6, 7, 4), 200, np.uint8)
+    rgba[..., 3] = 0  # a fourth channel of zeros is not opacity: nothing would be left to segment
+    np.testing.assert_array_equal(to_rgb_float(rgba), to_rgb_float(rgba[..., :3]))
+    np.testing.assert_array_equal(open_image(rgba).read(), to_rgb_float(rgba[..., :3]))
+    grey_alpha = np.stack([np.full((6, 7), 0.5), np.eye(6, 7)], axis=-1)  # grey + alpha, float
+    out = to_rgb_float(grey_alpha)
+    np.testing.assert_array_equal(out[np.eye(6, 7) == 0], 0.0)
+    np.testing.assert_array_equal(out[np.eye(6, 7) == 1], 0.5)
+    np.testing.assert_array_equal(open_image(grey_alpha).read(), out)
 
 
 def test_unknown_axes_are_an_error_that_says_what_to_do(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from napari_gardenseg._images import to_rgb_float
 from napari_gardenseg._instances import Instances, paint_image
 from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, MODEL_COVERS, follow_vegetation
 from napari_gardenseg._vegetation import (
@@ -101,13 +102,21 @@ def test_vegetation_map_finds_the_plants_and_follows_a_colour_cast():
     assert _iou(vegetation_map(cast).mask, labels > 0) > 0.95
 
 
-@pytest.mark.parametrize("nodata", [0.0, 1.0])
+@pytest.mark.parametrize("nodata", [0.0, 1.0, "transparent"])
 def test_a_nodata_border_does_not_move_the_colour_classes(garden_photo, nodata):
-    # an orthomosaic's border (black, or white; alpha is dropped on reading) three times the photo's area
+    # an orthomosaic's border three times the photo's area: black, white, or transparent over leftover
+    # green and soil (fully transparent pixels are read as black)
     photo = garden_photo.astype(np.float32) / 255
     h, w = photo.shape[:2]
-    canvas = np.full((2 * h, 2 * w, 3), nodata, np.float32)
-    canvas[h // 3 : h // 3 + h, w // 2 : w // 2 + w] = photo
+    if nodata == "transparent":
+        rng = np.random.default_rng(0)
+        canvas = np.zeros((2 * h, 2 * w, 4), np.float32)
+        canvas[..., :3] = rng.choice([[0.2, 0.6, 0.1], [0.5, 0.4, 0.3]], size=(2 * h, 2 * w))
+        canvas[h // 3 : h // 3 + h, w // 2 : w // 2 + w] = np.dstack([photo, np.ones((h, w), np.float32)])
+        canvas = to_rgb_float(canvas)
+    else:
+        canvas = np.full((2 * h, 2 * w, 3), nodata, np.float32)
+        canvas[h // 3 : h // 3 + h, w // 2 : w // 2 + w] = photo
     alone, framed = colour_classes(photo), colour_classes(canvas)
     assert alone.informative and framed.informative, framed.reason
     assert framed.threshold == pytest.approx(alone.threshold, abs=1e-6)

@@ -121,6 +121,33 @@ def stretch(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return data
 
 
+def blank_transparent(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Set the fully transparent pixels (``alpha`` == 0) of ``colour`` to 0 (black), in place; return it.
+
+    ``colour``: (h, w, C) or (h, w) pixels, writable; ``alpha``: (h, w) of any
+    numeric dtype. A transparent pixel shows nothing (in napari, in any image
+    viewer): an orthomosaic's area outside the survey, a cut-out's background.
+    Whatever colour the file stores under it, black is what the vegetation stage
+    leaves out as nodata (:func:`~napari_gardenseg._vegetation.colour_classes`)
+    and what the network sees as nothing. Partly transparent pixels (a feathered
+    edge) keep their colour. Callers decide once per image whether its alpha is
+    used at all (:func:`alpha_used`), so windows of one image agree.
+    """
+    clear = np.asarray(alpha) == 0
+    if clear.any():
+        colour[clear] = 0
+    return colour
+
+
+def alpha_used(alpha: np.ndarray) -> bool:
+    """Whether an image's alpha (or an overview of it) marks pixels: some are visible.
+
+    An alpha channel that is 0 everywhere would hide the whole image; it is
+    taken for a fourth channel that is not opacity and ignored.
+    """
+    return bool(np.any(alpha))
+
+
 def to_rgb_float(image) -> np.ndarray:
     """Return ``image`` as a C-contiguous float32 (H, W, 3) array in 0..1.
 
@@ -128,8 +155,10 @@ def to_rgb_float(image) -> np.ndarray:
 
     * layout: (H, W) grayscale, (H, W, C) or channel-first (C, H, W) with C =
       1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA). A last axis of length
-      1-4 wins over a first one. Grey is repeated to three channels; alpha is
-      dropped (the colour under it is what the model sees).
+      1-4 wins over a first one. Grey is repeated to three channels. Alpha is
+      dropped after fully transparent pixels (alpha 0) are made black, the
+      nodata the vegetation stage leaves out (:func:`blank_transparent`;
+      unless alpha is 0 everywhere, which is ignored).
     * intensity, one rule for every dtype (:func:`intensity_range`), on all
       channels together (never per channel: colour ratios such as excess
       green stay as they are): bool is 0 or 1; uint8 is divided by 255; any
@@ -166,9 +195,13 @@ def to_rgb_float(image) -> np.ndarray:
         raise ImageError(f"the image is empty (shape {arr.shape}); nothing to segment")
     arr = _channels_last(arr)
     c = arr.shape[-1]
+    alpha = None
     if c in (2, 4):
-        arr = arr[..., : c - 1]  # drop alpha
+        alpha = arr[..., c - 1]
+        arr = arr[..., : c - 1]
     unit = _scale_to_unit(arr)
+    if alpha is not None and alpha_used(alpha):
+        blank_transparent(unit, alpha)  # unit is a new array
     if unit.shape[-1] == 1:
         unit = np.repeat(unit, 3, axis=-1)
     return np.ascontiguousarray(unit, dtype=np.float32)

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ._images import ImageError, image_layout, intensity_range, stretch
+from ._images import ImageError, alpha_used, blank_transparent, image_layout, intensity_range, stretch
 
 __all__ = ["ImageSource", "open_image", "is_lazy"]
 
@@ -72,6 +72,7 @@ class ImageSource:
         self.channels = 1 if layout == "hw" else (shape[0] if self.channel_first else shape[2])
         self.lazy = is_lazy(array)
         self._range = None
+        self._alpha = None  # whether the alpha channel is used (decided once, for every window alike)
         self.applied: dict = {}  # what the file reader did (open_image), for records
 
     # ------------------------------------------------------------ reading
@@ -93,13 +94,25 @@ class ImageSource:
             self._range = self._overview_range()
         return self._range
 
+    def _overview_step(self) -> int:
+        # in memory: every pixel, so windows map exactly as to_rgb_float maps the whole image
+        h, w = self.shape
+        return max(1, int(np.ceil(np.sqrt(h * w / _OVERVIEW_PIXELS)))) if self.lazy else 1
+
+    def _alpha_used(self) -> bool:
+        """Whether fully transparent pixels are blanked (:func:`~napari_gardenseg._images.alpha_used`)."""
+        if self._alpha is None:
+            h, w = self.shape
+            self._alpha = self.channels in (2, 4) and alpha_used(
+                self._raw((0, 0, h, w), self._overview_step())[..., -1]
+            )
+        return self._alpha
+
     def _overview_range(self):
         if self.dtype in (np.uint8, np.bool_):
             return (0.0, 255.0) if self.dtype == np.uint8 else (0.0, 1.0)
         h, w = self.shape
-        # in memory: every pixel, so windows map exactly as to_rgb_float maps the whole image
-        step = max(1, int(np.ceil(np.sqrt(h * w / _OVERVIEW_PIXELS)))) if self.lazy else 1
-        sample = self._raw((0, 0, h, w), step).astype(np.float32)
+        sample = self._raw((0, 0, h, w), self._overview_step()).astype(np.float32)
         if self.channels in (2, 4):  # ignore alpha, as to_rgb_float does
             sample = sample[..., : self.channels - 1]
         good = sample[np.isfinite(sample)]
@@ -121,7 +134,9 @@ class ImageSource:
         block = self._raw(window, int(step))
         if block.ndim == 2:
             block = block[..., None]
+        alpha = None
         if block.shape[-1] in (2, 4):
+            alpha = block[..., -1] if self._alpha_used() else None
             block = block[..., : block.shape[-1] - 1]
         lo, hi = self.value_range()
         if self.dtype == np.uint8:
@@ -136,6 +151,8 @@ class ImageSource:
             data = stretch(data, low, high)
         if self.lazy and self.dtype != np.uint8:  # the overview may have missed the extremes
             np.clip(data, 0.0, 1.0, out=data)
+        if alpha is not None:
+            blank_transparent(data, alpha)
         if data.shape[-1] == 1:
             data = np.repeat(data, 3, axis=-1)
         return np.ascontiguousarray(data, dtype=np.float32)

@@ -12,7 +12,8 @@ libraries that know the formats, never on an array's shape alone:
   shows; an embedded ICC profile other than sRGB is converted to sRGB
   (``PIL.ImageCms``); every mode becomes RGB or grey the way Pillow converts
   it (CMYK, YCbCr, LAB, HSV, P, PA, RGBA... -> RGB; 1, L, LA -> grey; alpha is
-  dropped), while the numeric modes I, I;16 and F keep their values for the
+  dropped after fully transparent pixels are made black, the nodata the
+  vegetation stage leaves out), while the numeric modes I, I;16 and F keep their values for the
   intensity rule (:func:`~napari_gardenseg._images.intensity_range`).
   Frames of an animation are a time stack (an MPO's extra frames are
   previews: its first frame is the photo).
@@ -52,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from ._images import ImageError
+from ._images import ImageError, alpha_used, blank_transparent
 
 __all__ = ["ImageFile", "read_image", "image_files", "expand_folders", "TIFF_SUFFIXES", "AXES_LETTERS"]
 
@@ -68,6 +69,9 @@ AXES_LETTERS = "TZCSYX"
 PLANE_AXES = "TZC"
 # TIFF and zarr files at most this big are read whole unless lazy=True
 LAZY_BYTES = 256 * 2**20
+
+# TIFF ExtraSamples values that say a sample is opacity (associated, unassociated alpha)
+_ALPHA = (1, 2)
 
 # TIFF colour spaces that Pillow converts and tifffile hands out raw
 _PILLOW_PHOTOMETRIC = ("SEPARATED", "YCBCR", "CIELAB", "ICCLAB", "ITULAB")
@@ -272,6 +276,7 @@ def _pillow_pixels(im) -> tuple[np.ndarray, dict]:
     if orientation not in (None, 1):
         applied["exif_orientation"] = int(orientation)
     im = upright
+    alpha = _pillow_alpha(im)  # before the ICC conversion, which drops it
     icc = im.info.get("icc_profile")
     if icc:
         im, applied["icc_profile"] = _to_srgb(im, icc)
@@ -285,7 +290,20 @@ def _pillow_pixels(im) -> tuple[np.ndarray, dict]:
         arr = np.asarray(im.convert("RGB"))
     if applied["mode"] not in ("L", "RGB", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"):
         applied["converted"] = f"{applied['mode']} -> {'grey' if arr.ndim == 2 else 'RGB'}"
-    return np.ascontiguousarray(arr), applied
+    arr = np.ascontiguousarray(arr)
+    if alpha is not None and alpha_used(alpha) and not alpha.all():
+        arr = blank_transparent(arr.copy() if not arr.flags.writeable else arr, alpha)
+        applied["transparent"] = f"{int((alpha == 0).sum())} fully transparent pixels read as black (nodata)"
+    return arr, applied
+
+
+def _pillow_alpha(im) -> np.ndarray | None:
+    """The (h, w) alpha of a Pillow image that has one (RGBA, LA, PA, a palette's or PNG's transparent colour), else None."""
+    if im.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        return np.asarray(im.getchannel(im.mode[-1]))
+    if "transparency" in im.info and im.mode in ("P", "L", "RGB"):
+        return np.asarray(im.convert("RGBA").getchannel("A"))
+    return None
 
 
 def _to_srgb(im, icc: bytes):
@@ -328,6 +346,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             kind = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             colormap = page.colormap if photometric == "PALETTE" else None
+            extra = tuple(int(e) for e in (page.extrasamples or ()))
             single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
             by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
             if by_pillow:
@@ -369,6 +388,10 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, photometric=photometric)
     if given:
         applied["axes_given"] = axes
+    if out_axes.endswith("S") and data.shape[-1] in (2, 4) and (not extra or extra[-1] not in _ALPHA):
+        # the last sample is not marked as alpha (a multispectral band): only marked alpha blanks pixels
+        data = data[..., :-1] if isinstance(data, np.ndarray) else _as_dask(data)[..., :-1]
+        note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
     if note:
         applied["samples"] = note
     if photometric == "MINISWHITE":
@@ -469,7 +492,7 @@ def _arrange(data, axes: str, path: Path, *, given: bool, photometric: str | Non
         # non-8-bit data): what was taken for colour is said, since the file does not say it
         n = data.shape[axes.index(colour)]
         note = f"{n} samples per pixel, which the file calls {photometric}, not RGB: the first three read as red, "
-        note += "green, blue" + (", the fourth ignored (alpha or another band)" if n == 4 else "")
+        note += "green, blue"
     lead = [a for a in axes if a not in "YX" and a != colour]
     order = [axes.index(a) for a in lead] + [axes.index("Y"), axes.index("X")]
     order += [axes.index(colour)] if colour else []

@@ -329,7 +329,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     raw = excess_green(sample_rgb) if index != "exg" else index_values
     exg = ndimage.gaussian_filter(raw, _SMOOTH_SIGMA / step)
     # Pure black or white pixels have no colour to learn from: an orthomosaic's nodata border
-    # (alpha is dropped on reading) or clipped highlights. Left in, a border as large as the
+    # (fully transparent pixels are read as black) or clipped highlights. Left in, a border as large as the
     # photo moves the threshold and dilutes the plant-coloured fraction.
     colourless = _colourless(sample_rgb)
     if colourless.any() and not colourless.all():
