@@ -282,8 +282,13 @@ class ColourClasses:
     def map(self, rgb: np.ndarray, image_shape=None) -> VegetationMap:
         """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
         ``image_shape`` (None: ``rgb`` is the whole image)."""
-        values = colour_index(rgb, self.index)
-        prob = 1.0 / (1.0 + np.exp(-(values - np.float32(self.threshold)) / np.float32(self.width)))
+        from scipy.special import expit
+
+        # the logistic in place, in the index's own new array: no image-sized temporaries
+        prob = colour_index(rgb, self.index)
+        prob -= np.float32(self.threshold)
+        prob /= np.float32(self.width)
+        expit(prob, out=prob)
         shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
         return VegetationMap(
             prob.astype(np.float32, copy=False),
