@@ -439,3 +439,28 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         image_files(tmp_path / "empty")
     with pytest.raises(NotADirectoryError):
         image_files(photos / "a.png")
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("dtype, value", [(np.float32, -10000), (np.uint16, 65535), (np.uint8, 255)])
+def test_a_geotiffs_nodata_value_is_read_as_black(tmp_path, lazy, dtype, value):
+    # GDAL's nodata outside an orthomosaic's survey: left as -10000 it would stretch the whole photo white
+    rng = np.random.default_rng(4)
+    top = 1.0 if dtype == np.float32 else np.iinfo(dtype).max - 1
+    rgb = (rng.random((40, 50, 3)) * top).astype(dtype)
+    rgb[:, :10] = value
+    if dtype != np.float32:
+        rgb[5, 20, 0] = value  # a saturated red, not nodata: every sample must have the value
+    path = tmp_path / "ortho.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb", extratags=[(42113, "s", 0, f"{value}", True)])
+    f = read_image(path, lazy=lazy)
+    assert "GDAL_NODATA" in f.applied["nodata"]
+    want = rgb.copy()
+    want[:, :10] = 0
+    np.testing.assert_array_equal(np.asarray(f.data), want)
+    read = open_image(path, lazy=lazy).read()
+    np.testing.assert_array_equal(read[:, :10], 0.0)  # black: the colour stage leaves it out
+    if dtype == np.float32:
+        np.testing.assert_allclose(read[:, 10:], rgb[:, 10:], atol=1e-6)  # the photo keeps its values
+    tifffile.imwrite(tmp_path / "plain.tif", rgb, photometric="rgb")  # no tag: nothing changed
+    assert "nodata" not in read_image(tmp_path / "plain.tif").applied

@@ -347,6 +347,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             colormap = page.colormap if photometric == "PALETTE" else None
             extra = tuple(int(e) for e in (page.extrasamples or ()))
+            nodata = _gdal_nodata(page)
             single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
             by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
             if by_pillow:
@@ -394,6 +395,12 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
     if note:
         applied["samples"] = note
+    if nodata is not None:
+        colour = out_axes.endswith("S")
+        if colour and not isinstance(data, np.ndarray):
+            data = _as_dask(data).rechunk({data.ndim - 1: -1})  # each block holds a pixel's every sample
+        data = _lazy_or_numpy(data, lambda a: _blank_nodata(a, nodata, colour))
+        applied["nodata"] = f"GDAL_NODATA {nodata:g}: pixels of that value in every sample read as black (nodata)"
     if photometric == "MINISWHITE":
         data = _lazy_or_numpy(data, _white_is_zero)
         applied["converted"] = "MINISWHITE inverted"
@@ -407,6 +414,35 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
     return ImageFile(path, data, out_axes, applied)
+
+
+def _gdal_nodata(page) -> float | None:
+    """A GeoTIFF's nodata value (its GDAL_NODATA tag), or None when it has none, it is 0 or NaN (read as black already)."""
+    tag = page.tags.get("GDAL_NODATA")
+    if tag is None:
+        return None
+    try:
+        value = float(str(tag.value).strip("\x00 "))
+    except ValueError:
+        return None
+    return value if np.isfinite(value) and value != 0 else None
+
+
+def _blank_nodata(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
+    """``a`` with the pixels equal to ``value`` (in every sample when ``colour``) set to 0.
+
+    GDAL's nodata (an orthomosaic's area outside the survey, often -10000 or 65535 in float and
+    16-bit exports): 0 makes it black, the nodata the vegetation stage leaves out, and keeps it
+    out of the intensity range, which a value such as -10000 would otherwise stretch the photo by.
+    """
+    hit = a == value
+    if colour:
+        hit = hit.all(axis=-1)
+    if not hit.any():
+        return a
+    out = np.array(a, copy=True)
+    out[hit] = 0
+    return out
 
 
 def _white_is_zero(a: np.ndarray) -> np.ndarray:
