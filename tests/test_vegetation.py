@@ -10,8 +10,10 @@ from napari_gardenseg._images import to_rgb_float
 from napari_gardenseg._instances import Instances, paint_image
 from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, MODEL_COVERS, follow_vegetation
 from napari_gardenseg._vegetation import (
+    ColourClasses,
     cive,
     colour_classes,
+    data_window,
     dilate_disk,
     excess_green,
     excess_green_minus_red,
@@ -319,6 +321,47 @@ def test_segment_runs_the_stage_and_says_so(garden_photo):
     assert green[on.labels > 0].mean() > green[off.labels > 0].mean()
     with pytest.raises(ValueError, match="vegetation"):
         gs.segment(garden_photo, "garden", vegetation="yes")
+
+
+def test_the_data_window_leaves_out_a_nodata_border():
+    rgb = np.random.default_rng(0).random((100, 200, 3)).astype(np.float32)
+    framed = np.zeros((300, 400, 3), np.float32)
+    framed[50:150, 120:320] = rgb
+    framed[:20, :] = 1.0  # a white band (clipped sky, a scan's margin) is nodata too
+    assert data_window(framed) == (50, 120, 150, 320)
+    assert data_window(rgb) == (0, 0, 100, 200)
+    thin = np.pad(rgb, ((2, 2), (3, 3), (0, 0)))  # a border of a few rows: under a tenth of the image
+    assert data_window(thin) == (0, 0, 104, 206)
+    assert data_window(np.zeros((10, 12, 3), np.float32)) == (0, 0, 10, 12)  # all nodata: the whole image
+
+
+def test_nodata_is_never_plant_whatever_the_threshold():
+    # a photo with a purple cast puts Otsu's threshold below 0, the excess green of black and white
+    classes = ColourClasses("exg", -0.05, 0.02, 0.8, 0.2, True, "test")
+    rgb = np.full((4, 6, 3), 0.4, np.float32)
+    rgb[0], rgb[1] = 0.0, 1.0
+    prob = classes.map(rgb).probability
+    np.testing.assert_array_equal(prob[:2], 0.0)
+    assert (prob[2:] > 0.5).all()  # grey: excess green 0, above this threshold
+
+
+@pytest.mark.parametrize("nodata", [0, 255])
+def test_a_photo_in_a_nodata_border_is_segmented_as_the_photo_alone(garden_photo, nodata):
+    # an orthomosaic's border as large as the photo: the network sees the photo at its own size, and
+    # the colour stage takes no nodata for plant
+    import napari_gardenseg as gs
+
+    h, w = garden_photo.shape[:2]
+    framed = np.full((2 * h, 2 * w, 3), nodata, np.uint8)
+    framed[h // 2 : h // 2 + h, w // 3 : w // 3 + w] = garden_photo
+    alone = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on")
+    inside = gs.segment(framed, "garden", score_threshold=0.3, crf=False, vegetation="on")
+    assert inside.meta["data_window"] == [h // 2, w // 3, h // 2 + h, w // 3 + w]
+    assert len(alone) >= 3 and len(inside) == len(alone)
+    np.testing.assert_allclose(np.sort(inside.scores), np.sort(alone.scores), atol=1e-4)
+    crop = inside.labels[h // 2 : h // 2 + h, w // 3 : w // 3 + w]
+    assert (inside.labels > 0).sum() == (crop > 0).sum()  # nothing found in the border
+    assert ((crop > 0) == (alone.labels > 0)).mean() > 0.995
 
 
 def test_tiled_lazy_and_zarr_runs_follow_colour(garden_photo, tmp_path):

@@ -86,11 +86,24 @@ def detect_instances(
     report = progress or (lambda f, m: None)
     scale = resolve_scale(options.scale, source, model)
     tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, scale, model)
+    window = None
     if tiles is None:
+        from ._vegetation import data_window
+
         report(0.0, "running Mask R-CNN")
+        rgb = source.read()
+        window = data_window(rgb)  # the network sees the data, not a nodata border around it
         found = _forward.predict_instances(
-            model, source.read(), scale=scale, cancel=cancel, min_score=options.score_threshold, classes=wanted
+            model,
+            rgb[window[0] : window[2], window[1] : window[3]],
+            scale=scale,
+            offset=window[:2],
+            image_shape=rgb.shape[:2],
+            cancel=cancel,
+            min_score=options.score_threshold,
+            classes=wanted,
         )
+        del rgb
     else:
         found = detect(
             model,
@@ -107,6 +120,8 @@ def detect_instances(
         found = suppress_duplicates(found, options.mask_threshold)
         found.class_ids[:] = 1
     how = {"scale": scale, "tiles": 0 if tiles is None else len(tiles)}
+    if window is not None and window != (0, 0, *source.shape[:2]):
+        how["data_window"] = list(window)
     if tiles is not None:
         how["tile_windows"] = [t.window for t in tiles]
     return found, how

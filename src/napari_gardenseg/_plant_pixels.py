@@ -135,7 +135,12 @@ def vegetation_stage(
             progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),
         )
     else:
-        vmap = classes.map(source.read())
+        from ._vegetation import data_window
+
+        rgb = source.read()
+        y0, x0, y1, x1 = data_window(rgb)  # a nodata border does not widen the closing or the speck size
+        vmap = classes.map(rgb, image_shape=(y1 - y0, x1 - x0))
+        del rgb
         covered = model_coverage(found, vmap, options.mask_threshold)
         out = None
     info["vegetation_model_coverage"] = round(covered, 3)

@@ -179,9 +179,10 @@ class VegetationMap:
     photo (two classes, the upper one green, a plausible plant fraction).
     ``threshold``/``eta``: Otsu's threshold on the index and its separability.
     ``fraction``: share of pixels above the threshold.
-    ``image_shape``: (H, W) of the whole image when ``probability`` is one
-    window of it (the closing radius and the speck size follow the whole
-    image); None when it is the whole image.
+    ``image_shape``: the (H, W) the closing radius and the speck size follow:
+    the whole image's when ``probability`` is one window of it, its data's when
+    the image has a nodata border (:func:`data_window`); None: ``probability``'s
+    own shape.
     """
 
     probability: np.ndarray
@@ -289,6 +290,9 @@ class ColourClasses:
         prob -= np.float32(self.threshold)
         prob /= np.float32(self.width)
         expit(prob, out=prob)
+        # nodata is never plant, whatever side of the threshold its index falls (black's excess green
+        # is 0, above the threshold of a photo with a purple cast)
+        prob[_colourless(rgb)] = 0.0
         shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
         return VegetationMap(
             prob.astype(np.float32, copy=False),
@@ -312,8 +316,34 @@ def sample_step(shape, sample: int = 1_000_000) -> int:
 
 def _colourless(rgb: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels of float RGB ``rgb`` that are exactly black (0) or white (1) in every channel."""
-    low, high = rgb.min(axis=-1), rgb.max(axis=-1)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    # elementwise over the channels: numpy's min/max reductions over a 3-long last axis are slow
+    low, high = np.minimum(np.minimum(r, g), b), np.maximum(np.maximum(r, g), b)
     return (high <= 0.0) | (low >= 1.0)
+
+
+# A nodata border holding at least this share of an image is left out of what the network sees.
+NODATA_BORDER_SHARE = 0.1
+
+
+def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1): the bounding box of the pixels of float RGB ``rgb`` that are not nodata.
+
+    Nodata: pixels exactly black or white in every channel (an orthomosaic's border, transparent
+    pixels and a GeoTIFF's nodata value as the reader gives them). The whole image when that
+    border holds less than ``min_share`` of its pixels (a clipped row changes nothing) or when
+    every pixel is nodata. The network resizes an image to its input size, so a photo inside a
+    border as large as itself would otherwise be seen at half its size.
+    """
+    h, w = rgb.shape[:2]
+    valid = ~_colourless(rgb)
+    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
+    if not rows.size:
+        return 0, 0, h, w
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if (y1 - y0) * (x1 - x0) > (1 - min_share) * h * w:
+        return 0, 0, h, w
+    return y0, x0, y1, x1
 
 
 def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1) -> ColourClasses:
