@@ -282,7 +282,8 @@ class ColourClasses:
 
     def map(self, rgb: np.ndarray, image_shape=None) -> VegetationMap:
         """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
-        ``image_shape`` (None: ``rgb`` is the whole image)."""
+        ``image_shape`` (None: ``rgb`` is the whole image). Nodata (pixels exactly black or white in
+        every channel) has probability 0."""
         from scipy.special import expit
 
         # the logistic in place, in the index's own new array: no image-sized temporaries
