@@ -291,9 +291,10 @@ class ColourClasses:
         prob -= np.float32(self.threshold)
         prob /= np.float32(self.width)
         expit(prob, out=prob)
-        # nodata is never plant, whatever side of the threshold its index falls (black's excess green
-        # is 0, above the threshold of a photo with a purple cast)
-        prob[_colourless(rgb)] = 0.0
+        # nodata is never plant: it needs looking for only where black or white would pass the
+        # threshold (black's excess green, 0, lies above the threshold of a photo with a purple cast)
+        if (colour_index(_NODATA_COLOURS, self.index) > self.threshold).any():
+            prob[_colourless(rgb)] = 0.0
         shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
         return VegetationMap(
             prob.astype(np.float32, copy=False),
@@ -318,10 +319,19 @@ def sample_step(shape, sample: int = 1_000_000) -> int:
 def _colourless(rgb: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels of float RGB ``rgb`` that are exactly black (0) or white (1) in every channel."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    # elementwise over the channels: numpy's min/max reductions over a 3-long last axis are slow
-    low, high = np.minimum(np.minimum(r, g), b), np.maximum(np.maximum(r, g), b)
-    return (high <= 0.0) | (low >= 1.0)
+    # elementwise over the channels (numpy's min/max reductions over a 3-long last axis are slow),
+    # in place: every image-sized array is fresh memory to fault in
+    low = np.minimum(r, g)
+    np.minimum(low, b, out=low)
+    out = low >= 1.0
+    high = np.maximum(r, g, out=low)
+    np.maximum(high, b, out=high)
+    out |= high <= 0.0
+    return out
 
+
+# Black and white: the colours of nodata, as a (1, 2, 3) image.
+_NODATA_COLOURS = np.array([[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]], np.float32)
 
 # A nodata border holding at least this share of an image is left out of what the network sees.
 NODATA_BORDER_SHARE = 0.1
@@ -337,14 +347,36 @@ def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tupl
     border as large as itself would otherwise be seen at half its size.
     """
     h, w = rgb.shape[:2]
-    valid = ~_colourless(rgb)
-    rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
-    if not rows.size:
+
+    def rows(a, b):  # per row of rgb[a:b]: does it hold data
+        return ~_colourless(rgb[a:b]).all(axis=1)
+
+    y0 = _first_with_data(h, rows)
+    if y0 is None:
         return 0, 0, h, w
-    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    y1 = _first_with_data(h, rows, backwards=True) + 1
+
+    def cols(a, b):
+        return ~_colourless(rgb[y0:y1, a:b]).all(axis=0)
+
+    x0, x1 = _first_with_data(w, cols), _first_with_data(w, cols, backwards=True) + 1
     if (y1 - y0) * (x1 - x0) > (1 - min_share) * h * w:
         return 0, 0, h, w
     return y0, x0, y1, x1
+
+
+def _first_with_data(n: int, has_data, *, backwards: bool = False, block: int = 64) -> int | None:
+    """The index of the first of ``n`` lines, from the start or the end, that holds data; None if none.
+
+    ``has_data(a, b)``: bool per line of lines a..b. Read block by block from the edge, so a photo
+    without a border costs one block per edge, not a pass over the image.
+    """
+    for start in range(0, n, block):
+        a, b = (max(n - start - block, 0), n - start) if backwards else (start, min(start + block, n))
+        found = np.flatnonzero(has_data(a, b))
+        if found.size:
+            return a + int(found[-1] if backwards else found[0])
+    return None
 
 
 def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1) -> ColourClasses:
