@@ -350,3 +350,22 @@ def test_triton_guard_only_acts_where_mesa_llvm_is_mapped(monkeypatch):
         maps += "7f01 r-xp /usr/lib/x86_64-linux-gnu/libLLVM-15.so.1\n"
         _layers.avoid_triton_llvm_clash()
         assert sys.modules["triton"] is None
+
+
+def test_an_rgba_layer_is_segmented_as_the_photo_its_alpha_shows(scene):
+    # an orthomosaic: the survey opaque inside a transparent frame over leftover colour (a mirrored copy)
+    image, _, _ = scene
+    photo = np.ascontiguousarray(image[:128, :128])
+    rgba = np.zeros((256, 256, 4), np.uint8)
+    rgba[..., :3] = image[::-1, ::-1]
+    rgba[64:192, 64:192, :3] = photo
+    rgba[64:192, 64:192, 3] = 255
+    v = ViewerModel()
+    framed = segment_layer(v.add_image(rgba, rgb=True, name="ortho"), model="garden", viewer=v, crf=False)
+    alone = segment_layer(v.add_image(photo, rgb=True, name="photo"), model="garden", viewer=v, crf=False)
+    assert framed.meta["data_window"] == [64, 64, 192, 192]
+    assert len(framed) == len(alone) >= 1
+    np.testing.assert_allclose(np.sort(framed.scores), np.sort(alone.scores), atol=1e-4)
+    inside = framed.labels[64:192, 64:192]
+    assert (inside > 0).sum() == (framed.labels > 0).sum()  # nothing under the transparent frame
+    assert ((inside > 0) == (alone.labels > 0)).mean() > 0.995
