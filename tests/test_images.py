@@ -53,9 +53,16 @@ def test_float_with_nan_and_inf():
     img = np.array([[np.nan, -np.inf, 5.0, np.inf, 10.0]])
     out = to_rgb_float(img)[0, :, 0]
     assert np.isfinite(out).all()
-    np.testing.assert_allclose(out, [5 / 255, 5 / 255, 5 / 255, 10 / 255, 10 / 255])  # 5..10 fits 0..255
+    # NaN is nodata: black; -inf the darkest value, +inf the brightest; 5..10 fits 0..255
+    np.testing.assert_allclose(out, [0, 5 / 255, 5 / 255, 10 / 255, 10 / 255])
     out = to_rgb_float(np.array([[np.nan, -np.inf, -5.0, np.inf, 15.0]]))[0, :, 0]  # negative: min..max
     np.testing.assert_allclose(out, [0, 0, 0, 1, 1])
+    # a float raster's NaN frame (GDAL, rasterio) around reflectances in 0.2..0.8: black, the rest kept
+    raster = np.full((20, 30, 3), np.nan, np.float32)
+    raster[5:15, 10:25] = np.linspace(0.2, 0.8, 10 * 15 * 3, dtype=np.float32).reshape(10, 15, 3)
+    out = to_rgb_float(raster)
+    np.testing.assert_array_equal(out[np.isnan(raster)], 0.0)
+    np.testing.assert_array_equal(out[5:15, 10:25], raster[5:15, 10:25])
 
 
 def test_bool_and_constant():

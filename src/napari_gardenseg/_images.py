@@ -90,19 +90,23 @@ def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
     if data.size == 0:
         return data
     finite = np.isfinite(data)
+    nan = None
     if finite.all():
         lo, hi = float(data.min()), float(data.max())
     else:
-        # +inf -> the brightest finite value, -inf and NaN -> the darkest
+        # +inf -> the brightest finite value, -inf -> the darkest, NaN -> black afterwards
         good = data[finite]
         lo = float(good.min()) if good.size else 0.0
         hi = float(good.max()) if good.size else 0.0
+        nan = np.isnan(data)
         data[np.isposinf(data)] = hi
         data[~np.isfinite(data)] = lo
     low, high = intensity_range(arr.dtype, lo, hi)
-    if (low, high) == (0.0, 1.0):
-        return data  # floats already in 0..1: the user's values
-    return stretch(data, low, high)
+    if (low, high) != (0.0, 1.0):  # else floats already in 0..1: the user's values
+        data = stretch(data, low, high)
+    if nan is not None and nan.any():
+        data[nan] = 0.0  # NaN is nodata (GDAL's and rasterio's fill for floats): black
+    return data
 
 
 def stretch(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -176,8 +180,9 @@ def to_rgb_float(image) -> np.ndarray:
       is stretched linearly from its minimum to its maximum (a constant image
       then becomes mid-grey, black if 0). A 12-bit camera's uint16 image
       (0..4095) is therefore dim: divide it by 4095 first (a TIFF that states
-      12 bits per sample is scaled by the reader). NaN and -inf count as the
-      darkest finite value, +inf as the brightest.
+      12 bits per sample is scaled by the reader). -inf counts as the darkest
+      finite value, +inf as the brightest; NaN, the nodata of float rasters
+      (GDAL, rasterio), is black, the nodata the vegetation stage leaves out.
     * rejected with :class:`ImageError` / ``TypeError``: empty arrays, more than
       3 dimensions, 3-D arrays without a channel axis, complex, object and
       string arrays.

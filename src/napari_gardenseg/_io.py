@@ -144,13 +144,17 @@ class ImageSource:
             data /= np.float32(255.0)  # exactly to_rgb_float's, without a second image-sized array
         else:
             data = block.astype(np.float32)
+        nan = None
         if self.dtype.kind == "f" and not np.isfinite(data).all():
+            nan = np.isnan(data)
             data = np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
         low, high = self.intensity_range()
         if self.dtype != np.uint8 and (low, high) != (0.0, 1.0):
             data = stretch(data, low, high)
         if self.lazy and self.dtype != np.uint8:  # the overview may have missed the extremes
             np.clip(data, 0.0, 1.0, out=data)
+        if nan is not None and nan.any():
+            data[nan] = 0.0  # NaN is nodata: black, as to_rgb_float
         if alpha is not None:
             blank_transparent(data, alpha)
         if data.shape[-1] == 1:
