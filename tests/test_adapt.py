@@ -74,6 +74,46 @@ def test_soil_fill_replaces_plants_with_soil():
     assert np.abs(soil[ground].astype(int) - image[ground]).mean() < 4  # soil kept (grain added only in holes)
 
 
+def test_harvest_fills_nodata_with_soil(small_base):
+    # an orthomosaic's corner of nodata (black) is soil in the scenes' backgrounds, not black
+    from napari_gardenseg._harvest import harvest_photo
+    from napari_gardenseg._vegetation import is_nodata
+
+    image = _photo(9_500_001)[0].copy()
+    yy, xx = np.mgrid[:256, :256]
+    corner = yy + xx < 120
+    image[corner] = 0
+    mat = harvest_photo(gs.load_model(small_base, device="cpu"), image, 0, np.random.default_rng(0))
+    assert mat.soil is not None
+    # (the soil's grain may darken a pixel to black here and there)
+    assert is_nodata(mat.soil.astype(np.float32) / 255)[corner].mean() < 0.01
+    beside = (yy + xx >= 120) & (yy + xx < 180) & ~mat.vegetation  # the soil beside the corner
+    assert np.abs(mat.soil[corner].mean(0) - image[beside].mean(0)).max() < 25  # its colour
+
+
+def test_adapt_gives_the_network_the_photo_inside_a_nodata_frame(small_base, monkeypatch):
+    import napari_gardenseg._harvest as harvest
+
+    photo = _photo(9_500_000)[0]
+    framed = np.zeros((256, 640, 3), np.uint8)  # black left and right: a mosaic's nodata
+    framed[:, 192:448] = photo
+    seen = []
+
+    class Seen(Exception):
+        pass
+
+    def record(model, rgb, *a, **k):
+        seen.append(rgb.shape[:2])
+        raise Seen
+
+    monkeypatch.setattr(harvest, "harvest_photo", record)
+    with pytest.raises(Seen):
+        gs.adapt([framed, framed], small_base, iterations=1)
+    # the photo alone at its own size (the left three quarters: the right one is held back);
+    # with the frame the resize would give it 205 x 512, and the harvest 205 x 384
+    assert seen == [(256, 192)]
+
+
 def _disc(colour, r):
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
     mask = yy**2 + xx**2 <= r * r

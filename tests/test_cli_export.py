@@ -104,14 +104,22 @@ def test_cli_segments_a_folder(tmp_path, scene, capsys):
     photos.mkdir()
     Image.fromarray(image[:96, :96]).save(photos / "a.png")
     Image.fromarray(image[-96:, -96:]).save(photos / "b.jpg", quality=95)
+    framed = np.zeros((192, 192, 3), np.uint8)  # a mosaic's nodata border around the photo
+    framed[48:144, 48:144] = image[:96, :96]
+    Image.fromarray(framed).save(photos / "c.png")
     (photos / "notes.txt").write_text("not a photo")
     assert cli.main(["segment", str(photos), "--no-crf", "--out", str(tmp_path / "o")]) == 0
-    assert sorted(f.name for f in (tmp_path / "o").glob("*_run.json")) == ["a_run.json", "b_run.json"]
+    runs = sorted(f.name for f in (tmp_path / "o").glob("*_run.json"))
+    assert runs == ["a_run.json", "b_run.json", "c_run.json"]
+    # the run record says how the network saw each image: c without its border
+    seen = {r: json.loads((tmp_path / "o" / r).read_text())["network"] for r in runs}
+    assert seen["a_run.json"]["tiles"] == 0 and "data_window" not in seen["a_run.json"]
+    assert seen["c_run.json"]["data_window"] == [48, 48, 144, 144]
     # outputs written into the folder would be read as photos by the next run: refused
     capsys.readouterr()
     assert cli.main(["segment", str(photos), "--no-crf", "--out", str(photos)]) == 2
     assert "also an input folder" in capsys.readouterr().err
-    assert sorted(f.name for f in photos.iterdir()) == ["a.png", "b.jpg", "notes.txt"]
+    assert sorted(f.name for f in photos.iterdir()) == ["a.png", "b.jpg", "c.png", "notes.txt"]
 
 
 def test_cli_sample_offline(tmp_path):

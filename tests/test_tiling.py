@@ -146,9 +146,9 @@ def test_bad_tiling_arguments_are_named(kwargs, message):
 def test_merge_is_exact_with_a_stub_detector(monkeypatch):
     truth = convex_scene()
     monkeypatch.setattr(_forward, "predict_instances", stub_predictor(truth))
-    image = np.zeros((*truth.shape, 3), np.uint8)
+    image = np.full((*truth.shape, 3), 90, np.uint8)  # grey: black tiles would be nodata, never run
     res = segment(image, "garden", crf=False, tile_size=256, tile_overlap=64, scale=1.0, score_threshold=0.0)
-    assert res.meta["tiles"] == 12
+    assert res.meta["tiles"] == 12 and "nodata_tiles" not in res.meta
     # objects straddle borders and corners: check the scene really makes that case
     windows = res.meta["tile_windows"]
     spans = [
@@ -158,6 +158,30 @@ def test_merge_is_exact_with_a_stub_detector(monkeypatch):
     assert max(spans) >= 4 and sum(s >= 2 for s in spans) >= 10
     assert len(res) == truth.max()
     assert same_partition(res.labels, truth), "an object was split at a seam or two were merged"
+
+
+@pytest.mark.parametrize("nodata", [0, 255])
+def test_tiles_of_nodata_only_are_not_given_to_the_network(monkeypatch, nodata):
+    # an orthomosaic: the data in the middle, a black (or white) nodata border around it
+    truth = np.zeros((600, 700), np.int32)
+    truth[200:420, 250:480] = convex_scene((220, 230), seed=3)
+    image = np.full((*truth.shape, 3), nodata, np.uint8)
+    image[200:420, 250:480] = (110, 90, 60)
+    calls = []
+    stub = stub_predictor(truth)
+
+    def counting(model, rgb, **kw):
+        calls.append(kw["offset"])
+        return stub(model, rgb, **kw)
+
+    monkeypatch.setattr(_forward, "predict_instances", counting)
+    res = segment(image, "garden", crf=False, tile_size=128, tile_overlap=32, scale=1.0, score_threshold=0.0)
+    windows = res.meta["tile_windows"]
+    with_data = [w for w in windows if (image[w[0] : w[2], w[1] : w[3]] != nodata).any()]
+    assert 0 < len(with_data) < len(windows) // 2
+    assert res.meta["nodata_tiles"] == len(windows) - len(with_data)
+    assert sorted(calls) == sorted(w[:2] for w in with_data)
+    assert same_partition(res.labels, truth), "skipping nodata tiles lost or merged an object"
 
 
 def test_merge_keeps_touching_objects_apart():

@@ -208,6 +208,7 @@ def adapt(
     from ._models import Model, load_model, resolve_device, save_checkpoint
     from ._reader import expand_folders
     from ._training import POSITIVE_FRACTION, fit
+    from ._vegetation import data_window
 
     start = time.perf_counter()
     if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
@@ -240,7 +241,9 @@ def adapt(
         if _should_stop(cancel):
             raise Cancelled("adapt was cancelled; nothing was saved")
         rgb, name = _read(item, i)
-        photos.append(_to_network_size(rgb, net))
+        # as segment gives the network an orthomosaic: its data, without the nodata frame
+        y0, x0, y1, x1 = data_window(rgb)
+        photos.append(_to_network_size(rgb[y0:y1, x0:x1], net))
         names.append(name)
         report(0.02 * (i + 1) / len(images), f"reading photo {i + 1} of {len(images)}")
     train_photos, check_photos, held = _split(photos, holdout)

@@ -31,6 +31,9 @@ from ._run_record import (
 # segment() arguments that are not SegmentOptions fields
 _RUN_ONLY = ("progress", "cancel", "keep_soft_masks")
 
+# result.meta's entries on how the network saw the image, kept in the run record
+_NETWORK_KEYS = ("scale", "tiles", "data_window", "nodata_tiles")
+
 
 def crf_params_from(model, crf_params=None, crf_overrides=None):
     """The CRFParams for one run: ``crf_params`` (CRFParams, dict or None) as given, or
@@ -184,6 +187,8 @@ def process_file(
         instances=len(result),
         # whether the vegetation stage ran, and why (not compared on --resume: it follows from the options)
         vegetation=(getattr(result, "meta", None) or {}).get("vegetation"),
+        # how the network saw the image: its scale, the tiles, and what it was not given (nodata)
+        network={k: v for k, v in (getattr(result, "meta", None) or {}).items() if k in _NETWORK_KEYS},
         seconds=round(seconds, 3),
         device=str(loaded.device),
         package_version=_package_version(),

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._instances import Instances
-from ._vegetation import vegetation_map
+from ._vegetation import is_nodata, vegetation_map
 
 __all__ = ["Plant", "PhotoMaterial", "harvest_photo", "soil_fill", "shape_singles"]
 
@@ -212,9 +212,10 @@ def harvest_photo(
     if not veg.informative:
         mat.counts = {"components": 0, "model": 0, "shape": 0, "pseudo": 0}
         return mat
-    # leaf edges below the threshold would leave green rims on the soil: fill a looser mask
-    mat.soil = soil_fill(rgb_u8, plant_mask | (veg.probability > 0.2), rng)
     rgb = rgb_u8.astype(np.float32) / 255
+    # leaf edges below the threshold would leave green rims on the soil: fill a looser mask;
+    # nodata (an orthomosaic's corners) is filled too, so no scene is built on a black "soil"
+    mat.soil = soil_fill(rgb_u8, plant_mask | (veg.probability > 0.2) | is_nodata(rgb), rng)
     found = predict_instances(model, rgb, scale=1.0, min_score=OBJECT_SCORE, cancel=cancel)
     # one plant is often detected once per class (the detector's NMS is per class): classes do not count here
     found = suppress_duplicates(found, 0.5)

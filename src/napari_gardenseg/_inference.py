@@ -86,7 +86,7 @@ def detect_instances(
     report = progress or (lambda f, m: None)
     scale = resolve_scale(options.scale, source, model)
     tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, scale, model)
-    window = None
+    window, skipped = None, 0
     if tiles is None:
         from ._vegetation import data_window
 
@@ -105,7 +105,7 @@ def detect_instances(
         )
         del rgb
     else:
-        found = detect(
+        found, skipped = detect(
             model,
             source,
             tiles,
@@ -124,6 +124,8 @@ def detect_instances(
         how["data_window"] = list(window)
     if tiles is not None:
         how["tile_windows"] = [t.window for t in tiles]
+        if skipped:
+            how["nodata_tiles"] = skipped
     return found, how
 
 

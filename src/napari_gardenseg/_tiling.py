@@ -115,19 +115,29 @@ def detect(
     classes=None,
     cancel=None,
     progress=None,
-) -> Instances:
+) -> tuple[Instances, int]:
     """Instances of the whole image: the network on every tile (detections below ``min_score`` or
-    not in ``classes`` dropped there), then merged across tiles."""
+    not in ``classes`` dropped there), then merged across tiles; and how many tiles held only
+    nodata (pixels black or white in every channel, :func:`._vegetation.is_nodata`) and were
+    not given to the network."""
+    from ._vegetation import is_nodata
+
     report = progress or (lambda f, m: None)
-    per_tile = []
+    per_tile, skipped = [], 0
     for k, tile in enumerate(tiles):
         check(cancel, "segmentation")
         report(k / len(tiles), f"tile {k + 1} of {len(tiles)}")
         y0, x0, y1, x1 = tile.window
+        rgb = source.read(tile.window)
+        if is_nodata(rgb).all():
+            # nothing but nodata (an orthomosaic's border, a survey's outline): nothing to find there
+            per_tile.append(Instances.empty(source.shape))
+            skipped += 1
+            continue
         per_tile.append(
             _forward.predict_instances(
                 model,
-                source.read(tile.window),
+                rgb,
                 scale=scale,
                 offset=(y0, x0),
                 image_shape=source.shape,
@@ -137,7 +147,7 @@ def detect(
             )
         )
     report(1.0, "merging tiles")
-    return merge_tiles(per_tile, tiles, mask_threshold)
+    return merge_tiles(per_tile, tiles, mask_threshold), skipped
 
 
 def _intersection(a, b):

@@ -294,7 +294,7 @@ class ColourClasses:
         # nodata is never plant: it needs looking for only where black or white would pass the
         # threshold (black's excess green, 0, lies above the threshold of a photo with a purple cast)
         if (colour_index(_NODATA_COLOURS, self.index) > self.threshold).any():
-            prob[_colourless(rgb)] = 0.0
+            prob[is_nodata(rgb)] = 0.0
         shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
         return VegetationMap(
             prob.astype(np.float32, copy=False),
@@ -316,7 +316,7 @@ def sample_step(shape, sample: int = 1_000_000) -> int:
     return max(1, int(np.sqrt(shape[0] * shape[1] / sample)))
 
 
-def _colourless(rgb: np.ndarray) -> np.ndarray:
+def is_nodata(rgb: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels of float RGB ``rgb`` that are exactly black (0) or white (1) in every channel."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     # elementwise over the channels (numpy's min/max reductions over a 3-long last axis are slow),
@@ -349,7 +349,7 @@ def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tupl
     h, w = rgb.shape[:2]
 
     def rows(a, b):  # per row of rgb[a:b]: does it hold data
-        return ~_colourless(rgb[a:b]).all(axis=1)
+        return ~is_nodata(rgb[a:b]).all(axis=1)
 
     y0 = _first_with_data(h, rows)
     if y0 is None:
@@ -357,7 +357,7 @@ def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tupl
     y1 = _first_with_data(h, rows, backwards=True) + 1
 
     def cols(a, b):
-        return ~_colourless(rgb[y0:y1, a:b]).all(axis=0)
+        return ~is_nodata(rgb[y0:y1, a:b]).all(axis=0)
 
     x0, x1 = _first_with_data(w, cols), _first_with_data(w, cols, backwards=True) + 1
     if (y1 - y0) * (x1 - x0) > (1 - min_share) * h * w:
@@ -399,7 +399,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     # Pure black or white pixels have no colour to learn from: an orthomosaic's nodata border
     # (fully transparent pixels are read as black) or clipped highlights. Left in, a border as large as the
     # photo moves the threshold and dilutes the plant-coloured fraction.
-    colourless = _colourless(sample_rgb)
+    colourless = is_nodata(sample_rgb)
     if colourless.any() and not colourless.all():
         index_values, raw, exg = index_values[~colourless], raw[~colourless], exg[~colourless]
     threshold, eta = otsu_threshold(index_values)
