@@ -364,6 +364,21 @@ def test_a_photo_in_a_nodata_border_is_segmented_as_the_photo_alone(garden_photo
     assert ((crop > 0) == (alone.labels > 0)).mean() > 0.995
 
 
+def test_windowed_stage_follows_the_data_inside_a_nodata_border(garden_photo, tmp_path):
+    # segment_to_zarr never reads the whole image for the stage: its closing and speck size must
+    # still follow the photo, not the border around it, as the whole-image stage does
+    import napari_gardenseg as gs
+
+    h, w = garden_photo.shape[:2]
+    framed = np.zeros((2 * h, 2 * w, 3), np.uint8)
+    framed[h // 2 : h // 2 + h, w // 3 : w // 3 + w] = garden_photo
+    opts = dict(score_threshold=0.3, crf=False, vegetation="on")
+    whole = gs.segment(framed, "garden", **opts)
+    stored = gs.segment_to_zarr(framed, tmp_path / "framed.zarr", "garden", **opts)
+    assert stored.meta["vegetation"]["windows"] == 1 and len(whole) >= 3
+    np.testing.assert_array_equal(stored.labels[:], whole.labels)
+
+
 def test_tiled_lazy_and_zarr_runs_follow_colour(garden_photo, tmp_path):
     # tiling (small plants at native resolution), a lazy array and a zarr output must not lose the
     # stage; those never reading the whole image run it window by window: here one window, which

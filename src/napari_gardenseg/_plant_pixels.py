@@ -118,23 +118,30 @@ def vegetation_stage(
     if report is not None:
         report(0.7, "finding plant pixels by colour")
     step = sample_step((h, w))
-    classes = colour_classes(source.read(step=step), step=step)
+    overview = source.read(step=step)
+    classes = colour_classes(overview, step=step)
     info = {"mode": mode, **classes.summary()}
     if mode == "auto" and not classes.informative:
         return found, {"applied": False, "reason": classes.reason, **info}
     if windowed or h * w > VEGETATION_MAX_PIXELS:
+        from ._vegetation import data_window
         from ._vegetation_windows import follow_in_windows
 
+        # the data's extent, from the overview (to a stride): a nodata border does not widen the
+        # closing or the speck size, as in a whole-image run
+        y0, x0, y1, x1 = data_window(overview)
         out, covered, info["windows"] = follow_in_windows(
             found,
             source,
             classes,
             options.mask_threshold,
+            data_shape=(min(h, (y1 - y0) * step), min(w, (x1 - x0) * step)),
             score_threshold=options.score_threshold,
             cancel=cancel,
             progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),
         )
     else:
+        del overview
         from ._vegetation import data_window
 
         rgb = source.read()

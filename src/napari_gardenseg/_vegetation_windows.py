@@ -20,7 +20,8 @@ the way the network runs on tiles:
   instances it owns and the colour-only instances whose box centre lies in
   its core.
 
-The closing radius and speck size follow the whole image; the statistics
+The closing radius and speck size follow the image's data (its extent inside a
+nodata border, from the overview), as in a whole-image run; the statistics
 relative to the photo's plants (a typical component, ground cover's share)
 are the window's. An image that fits in one core gets exactly the
 whole-image stage. Memory: the stage's maps for one window at a time.
@@ -101,6 +102,7 @@ def follow_in_windows(
     classes: ColourClasses,
     mask_threshold: float = 0.5,
     *,
+    data_shape=None,
     score_threshold: float = 0.0,
     block: int | None = None,
     cancel=None,
@@ -110,7 +112,8 @@ def follow_in_windows(
 
     ``source``: an :class:`~napari_gardenseg._io.ImageSource` (read one window
     at a time); ``classes``: the image's colour classes; ``block``: the
-    cores' side (None: :data:`BLOCK`). Returns the new
+    cores' side (None: :data:`BLOCK`); ``data_shape``: (h, w) of the image's data inside a nodata
+    border (None: the image's shape), which sets the closing radius and speck size. Returns the new
     :class:`Instances` (best score first, as
     :func:`~napari_gardenseg._plant_pixels.follow_vegetation` returns them),
     the share (0..1) of the plant-coloured pixels inside detections scoring at
@@ -131,7 +134,7 @@ def follow_in_windows(
         y0, x0, y1, x1 = win
         near = found.overlapping(win)
         local = found.cut(near, win)
-        vmap = classes.map(source.read(win), image_shape=(h, w))
+        vmap = classes.map(source.read(win), image_shape=data_shape or (h, w))
         inner = (slice(core[0] - y0, core[2] - y0), slice(core[1] - x0, core[3] - x0))
         plants = vmap.plants[inner]
         plant_pixels += int(plants.sum())
