@@ -65,6 +65,24 @@ def test_float_with_nan_and_inf():
     np.testing.assert_array_equal(out[5:15, 10:25], raster[5:15, 10:25])
 
 
+def test_masked_values_are_nodata():
+    # rasterio's read(masked=True) of a float raster whose nodata is -10000: black, and no stretch
+    data = np.full((4, 5, 3), 0.5, np.float32)
+    data[0] = -10000
+    out = to_rgb_float(np.ma.masked_equal(data, -10000))
+    np.testing.assert_array_equal(out[0], 0.0)
+    np.testing.assert_array_equal(out[1:], 0.5)
+    assert to_rgb_float(data)[1:].min() == 1.0  # unmasked, the fill value stretches the rest to white
+    # the array's own dtype keeps its rule: 8-bit values are divided by 255 whatever is masked
+    u8 = np.ma.masked_array(np.full((4, 5, 3), 1, np.uint8), mask=False)
+    u8[0, 0] = np.ma.masked
+    out = to_rgb_float(u8)
+    np.testing.assert_array_equal(out[0, 0], 0.0)
+    np.testing.assert_allclose(out[1:], 1 / 255)
+    # nothing masked: the data as it is
+    np.testing.assert_array_equal(to_rgb_float(np.ma.masked_array(data[1:])), to_rgb_float(data[1:]))
+
+
 def test_bool_and_constant():
     assert to_rgb_float(np.ones((2, 2), bool)).max() == 1.0
     np.testing.assert_allclose(to_rgb_float(np.full((2, 2), 7, np.int32)), 7 / 255)

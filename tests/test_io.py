@@ -24,6 +24,9 @@ def _cases():
         rng.random((9, 9)) > 0.5,
         np.full((5, 6), 7, np.int32),  # flat
         f,
+        # rasterio's read(masked=True): masked values (nodata) black, the rule of its own dtype
+        np.ma.masked_less(np.where(unit > 0.3, unit, -10000).astype(np.float32), -9999),
+        np.ma.masked_array(np.full((8, 9, 3), 1, np.uint8), mask=np.eye(8, 9, dtype=bool)[..., None].repeat(3, -1)),
     ]
 
 

@@ -345,15 +345,21 @@ def test_nodata_is_never_plant_whatever_the_threshold():
     assert (prob[2:] > 0.5).all()  # grey: excess green 0, above this threshold
 
 
-@pytest.mark.parametrize("nodata", [0, 255])
+@pytest.mark.parametrize("nodata", [0, 255, "masked"])
 def test_a_photo_in_a_nodata_border_is_segmented_as_the_photo_alone(garden_photo, nodata):
     # an orthomosaic's border as large as the photo: the network sees the photo at its own size, and
-    # the colour stage takes no nodata for plant
+    # the colour stage takes no nodata for plant. "masked": a float raster whose nodata is -10000,
+    # read with rasterio's read(masked=True)
     import napari_gardenseg as gs
 
     h, w = garden_photo.shape[:2]
-    framed = np.full((2 * h, 2 * w, 3), nodata, np.uint8)
-    framed[h // 2 : h // 2 + h, w // 3 : w // 3 + w] = garden_photo
+    if nodata == "masked":
+        framed = np.full((2 * h, 2 * w, 3), -10000, np.float32)
+        framed[h // 2 : h // 2 + h, w // 3 : w // 3 + w] = garden_photo / np.float32(255)
+        framed = np.ma.masked_equal(framed, -10000)
+    else:
+        framed = np.full((2 * h, 2 * w, 3), nodata, np.uint8)
+        framed[h // 2 : h // 2 + h, w // 3 : w // 3 + w] = garden_photo
     alone = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="on")
     inside = gs.segment(framed, "garden", score_threshold=0.3, crf=False, vegetation="on")
     assert inside.meta["data_window"] == [h // 2, w // 3, h // 2 + h, w // 3 + w]

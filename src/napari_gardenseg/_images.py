@@ -80,8 +80,26 @@ def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
-def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
-    """Map any numeric array to float32 0..1 by :func:`intensity_range`; see :func:`to_rgb_float`."""
+def unmask(image):
+    """(pixels, dtype whose intensity rule applies) of ``image``.
+
+    A numpy masked array (rasterio's ``read(masked=True)``, where masked values
+    are nodata) becomes float with NaN at its masked values, which the
+    intensity rule leaves out and makes black, the nodata the vegetation stage
+    leaves out; its own dtype still chooses the rule (:func:`intensity_range`).
+    Anything else is returned as it is, with None.
+    """
+    if not isinstance(image, np.ma.MaskedArray):
+        return image, None
+    dtype = np.dtype(image.dtype)
+    if dtype.kind not in "biuf" or not np.ma.getmaskarray(image).any():
+        return np.asarray(image.data), None
+    return image.astype(np.float64 if dtype.itemsize > 4 else np.float32).filled(np.nan), dtype
+
+
+def _scale_to_unit(arr: np.ndarray, rule_dtype=None) -> np.ndarray:
+    """Map any numeric array to float32 0..1 by :func:`intensity_range` of its dtype (or of
+    ``rule_dtype``: a masked array's own, see :func:`unmask`); see :func:`to_rgb_float`."""
     if arr.dtype == np.bool_:
         return arr.astype(np.float32)
     if arr.dtype == np.uint8:
@@ -101,7 +119,7 @@ def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
         nan = np.isnan(data)
         data[np.isposinf(data)] = hi
         data[~np.isfinite(data)] = lo
-    low, high = intensity_range(arr.dtype, lo, hi)
+    low, high = intensity_range(rule_dtype or arr.dtype, lo, hi)
     if (low, high) != (0.0, 1.0):  # else floats already in 0..1: the user's values
         data = stretch(data, low, high)
     if nan is not None and nan.any():
@@ -182,13 +200,17 @@ def to_rgb_float(image) -> np.ndarray:
       (0..4095) is therefore dim: divide it by 4095 first (a TIFF that states
       12 bits per sample is scaled by the reader). -inf counts as the darkest
       finite value, +inf as the brightest; NaN, the nodata of float rasters
-      (GDAL, rasterio), is black, the nodata the vegetation stage leaves out.
+      (GDAL, rasterio), is black, the nodata the vegetation stage leaves out,
+      and so are the masked values of a numpy masked array (rasterio's
+      ``read(masked=True)``: a nodata value such as -10000 neither counts in
+      the range nor shows), by the rule of the array's own dtype.
     * rejected with :class:`ImageError` / ``TypeError``: empty arrays, more than
       3 dimensions, 3-D arrays without a channel axis, complex, object and
       string arrays.
 
     Read-only inputs (napari hands those out) are never written to.
     """
+    image, rule_dtype = unmask(image)
     arr = np.asarray(image)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
@@ -204,7 +226,7 @@ def to_rgb_float(image) -> np.ndarray:
     if c in (2, 4):
         alpha = arr[..., c - 1]
         arr = arr[..., : c - 1]
-    unit = _scale_to_unit(arr)
+    unit = _scale_to_unit(arr, rule_dtype)
     if alpha is not None and alpha_used(alpha):
         blank_transparent(unit, alpha)  # unit is a new array
     if unit.shape[-1] == 1:

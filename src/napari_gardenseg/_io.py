@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ._images import ImageError, alpha_used, blank_transparent, image_layout, intensity_range, stretch
+from ._images import ImageError, alpha_used, blank_transparent, image_layout, intensity_range, stretch, unmask
 
 __all__ = ["ImageSource", "open_image", "is_lazy"]
 
@@ -58,9 +58,12 @@ class ImageSource:
         # anything else (nested lists of pixel values, PIL images) is converted whole
         if not hasattr(array, "shape") or not hasattr(array, "dtype"):
             array = np.asarray(array)
+        # a masked array's masked values are nodata: NaN, black; its own dtype keeps choosing the rule
+        array, rule_dtype = unmask(array)
         self.name = name
         self.array = array
         self.dtype = np.dtype(array.dtype)
+        self.rule_dtype = rule_dtype or self.dtype
         if self.dtype.kind not in "biuf":
             raise TypeError(f"unsupported image dtype {self.dtype}: expected bool, integer or float pixels")
         shape = tuple(int(s) for s in array.shape)
@@ -122,7 +125,7 @@ class ImageSource:
 
     def intensity_range(self) -> tuple[float, float]:
         """The (low, high) mapped to 0..1: :func:`~napari_gardenseg._images.intensity_range` of the values."""
-        return intensity_range(self.dtype, *self.value_range())
+        return intensity_range(self.rule_dtype, *self.value_range())
 
     def read(self, window=None, step: int = 1) -> np.ndarray:
         """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None.
