@@ -182,6 +182,13 @@ def test_tiles_of_nodata_only_are_not_given_to_the_network(monkeypatch, nodata):
     assert res.meta["nodata_tiles"] == len(windows) - len(with_data)
     assert sorted(calls) == sorted(w[:2] for w in with_data)
     assert same_partition(res.labels, truth), "skipping nodata tiles lost or merged an object"
+    # a black-and-white picture (shapes of pure white on black) is no frame: every tile is seen
+    calls.clear()
+    drawing = np.where((truth > 0)[..., None], 255, 0).astype(np.uint8)
+    res = segment(drawing, "garden", crf=False, tile_size=128, tile_overlap=32, scale=1.0, score_threshold=0.0)
+    mixed = [w for w in windows if np.unique(drawing[w[0] : w[2], w[1] : w[3]]).size > 1]
+    assert mixed and sorted(calls) == sorted(w[:2] for w in mixed)
+    assert same_partition(res.labels, truth)
 
 
 def test_merge_keeps_touching_objects_apart():

@@ -117,11 +117,8 @@ def detect(
     progress=None,
 ) -> tuple[Instances, int]:
     """Instances of the whole image: the network on every tile (detections below ``min_score`` or
-    not in ``classes`` dropped there), then merged across tiles; and how many tiles held only
-    nodata (pixels black or white in every channel, :func:`._vegetation.is_nodata`) and were
-    not given to the network."""
-    from ._vegetation import is_nodata
-
+    not in ``classes`` dropped there), then merged across tiles; and how many tiles were all
+    black or all white (nodata, an orthomosaic's border) and were not given to the network."""
     report = progress or (lambda f, m: None)
     per_tile, skipped = [], 0
     for k, tile in enumerate(tiles):
@@ -129,8 +126,9 @@ def detect(
         report(k / len(tiles), f"tile {k + 1} of {len(tiles)}")
         y0, x0, y1, x1 = tile.window
         rgb = source.read(tile.window)
-        if is_nodata(rgb).all():
-            # nothing but nodata (an orthomosaic's border, a survey's outline): nothing to find there
+        if rgb.max() <= 0.0 or rgb.min() >= 1.0:
+            # one nodata colour (an orthomosaic's border, a survey's outline): nothing to find there.
+            # Not any mix of black and white: a black-and-white picture has shapes in it
             per_tile.append(Instances.empty(source.shape))
             skipped += 1
             continue
