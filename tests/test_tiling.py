@@ -161,12 +161,18 @@ def test_merge_is_exact_with_a_stub_detector(monkeypatch):
 
 
 @pytest.mark.parametrize("nodata", [0, 255])
-def test_tiles_of_nodata_only_are_not_given_to_the_network(monkeypatch, nodata):
-    # an orthomosaic: the data in the middle, a black (or white) nodata border around it
-    truth = np.zeros((600, 700), np.int32)
-    truth[200:420, 250:480] = convex_scene((220, 230), seed=3)
+def test_tiles_cover_the_data_not_its_nodata_border(monkeypatch, nodata):
+    # an orthomosaic whose survey outline is a diamond inside a black (or white) nodata border: the
+    # tiles cover the outline's box, and the box's corners of pure nodata are not given to the network
+    from skimage import measure
+
+    yy, xx = np.mgrid[:600, :700]
+    diamond = np.abs(yy - 300) + np.abs(xx - 350) < 200
+    truth = convex_scene((600, 700), seed=3)
+    truth[~diamond] = 0
+    truth = measure.label(truth, background=0)  # objects cut by the outline: one object per piece
     image = np.full((*truth.shape, 3), nodata, np.uint8)
-    image[200:420, 250:480] = (110, 90, 60)
+    image[diamond] = (110, 90, 60)
     calls = []
     stub = stub_predictor(truth)
 
@@ -175,17 +181,21 @@ def test_tiles_of_nodata_only_are_not_given_to_the_network(monkeypatch, nodata):
         return stub(model, rgb, **kw)
 
     monkeypatch.setattr(_forward, "predict_instances", counting)
-    res = segment(image, "garden", crf=False, tile_size=128, tile_overlap=32, scale=1.0, score_threshold=0.0)
+    res = segment(image, "garden", crf=False, tile_size=64, tile_overlap=16, scale=1.0, score_threshold=0.0)
+    assert res.meta["data_window"] == [101, 151, 500, 550]  # the outline's box
     windows = res.meta["tile_windows"]
-    with_data = [w for w in windows if (image[w[0] : w[2], w[1] : w[3]] != nodata).any()]
-    assert 0 < len(with_data) < len(windows) // 2
+    assert all(101 <= w[0] and 151 <= w[1] and w[2] <= 500 and w[3] <= 550 for w in windows)
+    with_data = [w for w in windows if diamond[w[0] : w[2], w[1] : w[3]].any()]
+    assert 0 < len(with_data) < len(windows)
     assert res.meta["nodata_tiles"] == len(windows) - len(with_data)
     assert sorted(calls) == sorted(w[:2] for w in with_data)
-    assert same_partition(res.labels, truth), "skipping nodata tiles lost or merged an object"
-    # a black-and-white picture (shapes of pure white on black) is no frame: every tile is seen
+    assert same_partition(res.labels, truth), "tiling the data alone lost or merged an object"
+    # a black-and-white picture (shapes of pure white on black) is no frame: every tile with shapes is seen
     calls.clear()
     drawing = np.where((truth > 0)[..., None], 255, 0).astype(np.uint8)
-    res = segment(drawing, "garden", crf=False, tile_size=128, tile_overlap=32, scale=1.0, score_threshold=0.0)
+    res = segment(drawing, "garden", crf=False, tile_size=64, tile_overlap=16, scale=1.0, score_threshold=0.0)
+    assert "data_window" not in res.meta
+    windows = res.meta["tile_windows"]
     mixed = [w for w in windows if np.unique(drawing[w[0] : w[2], w[1] : w[3]]).size > 1]
     assert mixed and sorted(calls) == sorted(w[:2] for w in mixed)
     assert same_partition(res.labels, truth)
@@ -265,8 +275,12 @@ def test_lazy_source_is_read_tile_by_tile_and_gives_the_same_result(big_scene):
     res = segment(lazy, "garden", crf=False, scale=1.0, tile_size=384, tile_overlap=128, vegetation="off")
     ref = segment(image, "garden", crf=False, scale=1.0, tile_size=384, tile_overlap=128, vegetation="off")
     full = image.shape[0] * image.shape[1]
-    assert len(lazy.reads) >= res.meta["tiles"]
-    assert max(r[0] * r[1] for r in lazy.reads) < full / 2, "a read covered most of the image"
+    # one overview of at most a million pixels (here the whole image) looks for a nodata border
+    overviews = [r for r in lazy.reads if r[0] * r[1] <= 1_000_000 and r[:2] == image.shape[:2]]
+    reads = [r for r in lazy.reads if r[:2] != image.shape[:2]]
+    assert len(overviews) == 1 and len(reads) == len(lazy.reads) - 1
+    assert len(reads) >= res.meta["tiles"]
+    assert max(r[0] * r[1] for r in reads) < full / 2, "a read covered most of the image"
     assert len(res) == len(ref) > 0
     np.testing.assert_array_equal(res.labels, ref.labels)
 

@@ -75,6 +75,7 @@ class ImageSource:
         self.channels = 1 if layout == "hw" else (shape[0] if self.channel_first else shape[2])
         self.lazy = is_lazy(array)
         self._range = None
+        self._overview = None  # (step, read(step=step)): the last overview, which several stages decide on
         self._alpha = None  # whether the alpha channel is used (decided once, for every window alike)
         self.applied: dict = {}  # what the file reader did (open_image), for records
 
@@ -163,6 +164,14 @@ class ImageSource:
         if data.shape[-1] == 1:
             data = np.repeat(data, 3, axis=-1)
         return np.ascontiguousarray(data, dtype=np.float32)
+
+    def overview(self, step: int) -> np.ndarray:
+        """``read(step=step)`` of the whole image, kept until another step is asked for: the tile
+        plan and the colour stage decide on the same overview, which a lazy image would otherwise
+        read from disk twice. Do not write to it."""
+        if self._overview is None or self._overview[0] != int(step):
+            self._overview = (int(step), self.read(step=int(step)))
+        return self._overview[1]
 
     def read_uint8(self, window=None) -> np.ndarray:
         rgb = self.read(window)

@@ -118,7 +118,7 @@ def vegetation_stage(
     if report is not None:
         report(0.7, "finding plant pixels by colour")
     step = sample_step((h, w))
-    overview = source.read(step=step)
+    overview = source.overview(step)
     classes = colour_classes(overview, step=step)
     info = {"mode": mode, **classes.summary()}
     if mode == "auto" and not classes.informative:

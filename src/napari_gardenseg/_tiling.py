@@ -56,7 +56,7 @@ def default_overlap(tile_size: int) -> int:
     return max(16, tile_size // 4)
 
 
-def plan_tiles(shape, tile_size, tile_overlap, scale, model) -> tuple[list[Tile] | None, float | None]:
+def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tuple[list[Tile] | None, float | None]:
     """Tile windows in image pixels (None: the whole image at once) and the scale to run them at.
 
     ``tile_size`` and ``tile_overlap`` are in pixels at ``scale`` (what the
@@ -64,6 +64,9 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model) -> tuple[list[Tile]
     with tiling, ``scale`` None means native pixels (1.0). ``"auto"`` tiles
     when the image at ``scale`` is much larger than the model's input, or,
     with ``scale`` None, when it is too large to be shrunk to it usefully.
+    ``region`` (y0, x0, y1, x1): the part of the image the tiles cover (its
+    data inside a nodata border); None: all of it. Whether to tile is decided
+    on the whole ``shape`` either way.
     """
     h, w = shape
     if tile_size is None:
@@ -81,12 +84,15 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model) -> tuple[list[Tile]
     overlap = default_overlap(tile_size) if tile_overlap is None else int(tile_overlap)
     size = max(1, int(round(tile_size / s)))
     over = int(round(overlap / s))
-    ys, cys = _starts(h, size, over), _cores(h, size, _starts(h, size, over))
-    xs, cxs = _starts(w, size, over), _cores(w, size, _starts(w, size, over))
+    ry0, rx0, ry1, rx1 = region or (0, 0, h, w)
+    rh, rw = ry1 - ry0, rx1 - rx0
+    ys, cys = _starts(rh, size, over), _cores(rh, size, _starts(rh, size, over))
+    xs, cxs = _starts(rw, size, over), _cores(rw, size, _starts(rw, size, over))
     tiles = []
     for y, (cy0, cy1) in zip(ys, cys):
         for x, (cx0, cx1) in zip(xs, cxs):
-            tiles.append(Tile(len(tiles), (y, x, min(y + size, h), min(x + size, w)), (cy0, cx0, cy1, cx1)))
+            window = (ry0 + y, rx0 + x, ry0 + min(y + size, rh), rx0 + min(x + size, rw))
+            tiles.append(Tile(len(tiles), window, (ry0 + cy0, rx0 + cx0, ry0 + cy1, rx0 + cx1)))
     return tiles, s
 
 
