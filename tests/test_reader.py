@@ -312,19 +312,25 @@ def test_tiff_photometric_and_bit_depth(tmp_path):
     assert f.axes == "YXS" and f.applied["converted"] == "PALETTE -> RGB"
 
 
-@pytest.mark.parametrize("compression", ["tiff_lzw", "jpeg", "tiff_adobe_deflate", "packbits"])
+@pytest.mark.parametrize("compression", ["tiff_lzw", "jpeg", "jpeg-ycbcr", "tiff_adobe_deflate", "packbits"])
 @pytest.mark.parametrize("lazy", [False, True])
 def test_compressed_tiffs_are_read_as_pillow_reads_them(tmp_path, compression, lazy):
-    # LZW (GIS exports, scanners, ImageJ) and JPEG (compact orthomosaics) TIFFs, whole or window
-    # by window: tifffile decodes them with imagecodecs
+    # LZW (GIS exports, scanners, ImageJ) and JPEG TIFFs, whole or window by window: tifffile
+    # decodes them with imagecodecs. JPEG in YCbCr is the compact orthomosaic GeoTIFF: a big one
+    # is read lazily, as RGB
     rgb = (np.random.default_rng(3).random((96, 120, 3)) * 255).astype(np.uint8)
     rgb[20:60, 30:90] = (60, 150, 40)
     path = tmp_path / f"{compression}.tif"
-    Image.fromarray(rgb).save(path, compression=compression)
+    if compression == "jpeg-ycbcr":
+        Image.fromarray(rgb).convert("YCbCr").save(path, compression="jpeg")
+    else:
+        Image.fromarray(rgb).save(path, compression=compression)
     with Image.open(path) as ref:
         expected = np.asarray(ref.convert("RGB"))
     source = open_image(path, lazy=lazy)
     assert source.lazy == lazy
+    if lazy and compression == "jpeg-ycbcr":
+        assert source.applied["converted"] == "JPEG YCbCr -> RGB (imagecodecs)" and "samples" not in source.applied
     np.testing.assert_array_equal(source.read_uint8(), expected)
     np.testing.assert_array_equal(source.read_uint8((10, 20, 70, 100)), expected[10:70, 20:100])
 

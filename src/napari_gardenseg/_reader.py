@@ -349,10 +349,14 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             extra = tuple(int(e) for e in (page.extrasamples or ()))
             nodata = _gdal_nodata(page)
             single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
-            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
+            big = lazy or (lazy is None and nbytes > LAZY_BYTES)
+            # JPEG-compressed YCbCr (the compact orthomosaic GeoTIFF): imagecodecs decodes it to RGB
+            # window by window, so a big one stays lazy; Pillow would read it whole
+            jpeg_ycbcr = photometric == "YCBCR" and int(page.compression) == 7
+            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None and not (jpeg_ycbcr and big)
             if by_pillow:
                 data = None
-            elif lazy or (lazy is None and nbytes > LAZY_BYTES):
+            elif big:
                 import zarr
 
                 z = zarr.open(tifffile.imread(path, aszarr=True, series=0), mode="r")
@@ -385,6 +389,9 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
+    if jpeg_ycbcr:
+        applied["converted"] = "JPEG YCbCr -> RGB (imagecodecs)"
+        photometric = "RGB"  # what imagecodecs hands out
     given = axes is not None
     data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, photometric=photometric)
     if given:
