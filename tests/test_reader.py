@@ -335,6 +335,30 @@ def test_compressed_tiffs_are_read_as_pillow_reads_them(tmp_path, compression, l
     np.testing.assert_array_equal(source.read_uint8((10, 20, 70, 100)), expected[10:70, 20:100])
 
 
+@pytest.mark.parametrize("compression", ["jpeg", "lzw"])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_tiffs_transparency_mask_is_nodata(tmp_path, compression, lazy):
+    # GDAL's internal mask (a mask IFD beside the image): how a JPEG-compressed orthomosaic keeps
+    # its nodata, which JPEG itself leaves near black, not black
+    rgb = np.full((96, 128, 3), (120, 90, 60), np.uint8)
+    rgb[30:60, 40:80] = (60, 150, 40)
+    mask = np.zeros((96, 128), bool)
+    mask[8:88, 10:118] = True
+    rgb[~mask] = (3, 2, 4)
+    path = tmp_path / "ortho.tif"
+    with tifffile.TiffWriter(path) as tw:
+        kw = dict(photometric="ycbcr", subsampling=(2, 2)) if compression == "jpeg" else dict(photometric="rgb")
+        tw.write(rgb, compression=compression, tile=(32, 32), **kw)
+        tw.write(mask, photometric=4, subfiletype=4, tile=(32, 32), compression="zlib")
+    decoded = tifffile.imread(path, key=0)  # the image alone (imagecodecs: YCbCr to RGB)
+    source = open_image(path, lazy=lazy)
+    assert source.lazy == lazy and "mask" in source.applied
+    u8 = source.read_uint8()
+    np.testing.assert_array_equal(u8[~mask], 0)
+    np.testing.assert_array_equal(u8[mask], decoded[mask])
+    assert (decoded[~mask] > 0).any()  # what the mask hides is not black by itself
+
+
 def test_zarr_axes(tmp_path):
     import zarr
 

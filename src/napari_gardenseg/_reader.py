@@ -348,12 +348,15 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             colormap = page.colormap if photometric == "PALETTE" else None
             extra = tuple(int(e) for e in (page.extrasamples or ()))
             nodata = _gdal_nodata(page)
+            mask = _transparency_mask(tif, shape, file_axes)
             single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
             big = lazy or (lazy is None and nbytes > LAZY_BYTES)
             # JPEG-compressed YCbCr (the compact orthomosaic GeoTIFF): imagecodecs decodes it to RGB
-            # window by window, so a big one stays lazy; Pillow would read it whole
+            # window by window, so a big one stays lazy; Pillow would read it whole, and cannot
+            # open a file with a mask IFD at all
             jpeg_ycbcr = photometric == "YCBCR" and int(page.compression) == 7
-            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None and not (jpeg_ycbcr and big)
+            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
+            by_pillow = by_pillow and not (jpeg_ycbcr and (big or mask is not None))
             if by_pillow:
                 data = None
             elif big:
@@ -363,6 +366,10 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
                 data = z if hasattr(z, "shape") else z[sorted(z.array_keys())[0]]  # a pyramid: level 0
             else:
                 data = series.asarray()
+            if mask is not None and (by_pillow or isinstance(data, np.ndarray)):
+                mask = mask.asarray()
+            elif mask is not None:  # its own store, open after this file closes, as the image's
+                mask = zarr.open(tifffile.imread(path, aszarr=True, key=mask.index), mode="r")
     except tifffile.TiffFileError as err:
         raise ImageError(
             f"{path.name} is not a TIFF file tifffile can read ({err}): open it in an image editor and save it again"
@@ -387,6 +394,9 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
                 ) from None
             raise
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
+        if mask is not None and image.data.shape[:2] == mask.shape:
+            image.data = _blank_masked(image.data, mask, image.data.ndim == 3)
+            image.applied["mask"] = _MASK_NOTE
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
     if jpeg_ycbcr:
@@ -402,6 +412,17 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
     if note:
         applied["samples"] = note
+    if mask is not None and data.shape[: len(out_axes.rstrip("S"))] == mask.shape and out_axes.rstrip("S") == "YX":
+        colour = out_axes.endswith("S")
+        if isinstance(data, np.ndarray):
+            data = _blank_masked(data, np.asarray(mask), colour)
+        else:
+            import dask.array as da
+
+            d = _as_dask(data)
+            m = da.from_zarr(mask).rechunk(d.chunks[:2])
+            data = da.where(m[..., None] if colour else m, d, d.dtype.type(0))
+        applied["mask"] = _MASK_NOTE
     if nodata is not None:
         colour = out_axes.endswith("S")
         if colour and not isinstance(data, np.ndarray):
@@ -421,6 +442,29 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
     return ImageFile(path, data, out_axes, applied)
+
+
+_MASK_NOTE = "pixels outside the file's transparency mask (a mask IFD, as GDAL writes) read as black (nodata)"
+
+
+def _transparency_mask(tif, shape, axes: str):
+    """The TIFF page holding the image's transparency mask (NewSubfileType mask, photometric MASK:
+    the internal mask GDAL writes for nodata, as a JPEG-compressed orthomosaic needs), for a
+    single-plane image of ``shape`` / ``axes``; None when there is none."""
+    if "Y" not in axes or "X" not in axes or any(s > 1 for s, a in zip(shape, axes) if a not in "YXS"):
+        return None
+    hw = (shape[axes.index("Y")], shape[axes.index("X")])
+    return next((p for p in tif.pages if p.is_mask and tuple(p.shape[:2]) == hw and p.ndim == 2), None)
+
+
+def _blank_masked(a: np.ndarray, mask: np.ndarray, colour: bool) -> np.ndarray:
+    """``a`` with the pixels where ``mask`` (bool (H, W)) is False set to 0, the nodata the vegetation stage leaves out."""
+    hide = ~np.asarray(mask, bool)
+    if not hide.any():
+        return a
+    out = np.array(a, copy=True)
+    out[hide] = 0
+    return out
 
 
 def _gdal_nodata(page) -> float | None:
