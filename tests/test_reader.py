@@ -347,8 +347,11 @@ def test_a_tiffs_transparency_mask_is_nodata(tmp_path, compression, lazy):
     rgb[~mask] = (3, 2, 4)
     path = tmp_path / "ortho.tif"
     with tifffile.TiffWriter(path) as tw:
-        kw = dict(photometric="ycbcr", subsampling=(2, 2)) if compression == "jpeg" else dict(photometric="rgb")
-        tw.write(rgb, compression=compression, tile=(32, 32), **kw)
+        if compression == "jpeg":  # tifffile writes YCbCr as given: convert first
+            ycbcr = np.asarray(Image.fromarray(rgb).convert("YCbCr"))
+            tw.write(ycbcr, photometric="ycbcr", subsampling=(2, 2), compression="jpeg", tile=(32, 32))
+        else:
+            tw.write(rgb, photometric="rgb", compression=compression, tile=(32, 32))
         tw.write(mask, photometric=4, subfiletype=4, tile=(32, 32), compression="zlib")
     decoded = tifffile.imread(path, key=0)  # the image alone (imagecodecs: YCbCr to RGB)
     source = open_image(path, lazy=lazy)
@@ -356,6 +359,7 @@ def test_a_tiffs_transparency_mask_is_nodata(tmp_path, compression, lazy):
     u8 = source.read_uint8()
     np.testing.assert_array_equal(u8[~mask], 0)
     np.testing.assert_array_equal(u8[mask], decoded[mask])
+    assert np.abs(decoded[40:50, 50:70].astype(int) - (60, 150, 40)).max() < 12  # the plant is green
     assert (decoded[~mask] > 0).any()  # what the mask hides is not black by itself
 
 
