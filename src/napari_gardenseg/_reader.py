@@ -454,7 +454,9 @@ def _transparency_mask(tif, shape, axes: str):
     if "Y" not in axes or "X" not in axes or any(s > 1 for s, a in zip(shape, axes) if a not in "YXS"):
         return None
     hw = (shape[axes.index("Y")], shape[axes.index("X")])
-    return next((p for p in tif.pages if p.is_mask and tuple(p.shape[:2]) == hw and p.ndim == 2), None)
+    # tifffile hands out light TiffFrames for some files' pages: they hold no mask flag
+    found = (p for p in tif.pages if getattr(p, "is_mask", False) and p.ndim == 2 and tuple(p.shape) == hw)
+    return next(found, None)
 
 
 def _blank_masked(a: np.ndarray, mask: np.ndarray, colour: bool) -> np.ndarray:
