@@ -83,17 +83,16 @@ def detect_instances(
 
     ``wanted``: the class ids to keep (:func:`class_ids_for`), None for all.
     """
+    from ._vegetation import data_region, data_window
+
     report = progress or (lambda f, m: None)
     asked = resolve_scale(options.scale, source, model)
     tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, asked, model)
     window, skipped = None, 0
-    if tiles is not None:
-        window = data_region(source)
-        if window is not None:  # tiles over the data only: none over a nodata border
-            tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, asked, model, window)
+    if tiles is not None and (window := data_region(source)) is not None:
+        # tiles over the data only: none over a nodata border
+        tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, asked, model, window)
     if tiles is None:
-        from ._vegetation import data_window
-
         report(0.0, "running Mask R-CNN")
         rgb = source.read()
         window = data_window(rgb)  # the network sees the data, not a nodata border around it
@@ -131,23 +130,6 @@ def detect_instances(
         if skipped:
             how["nodata_tiles"] = skipped
     return found, how
-
-
-def data_region(source) -> tuple[int, int, int, int] | None:
-    """(y0, x0, y1, x1): the part of ``source`` inside a nodata border, found on an overview of at
-    most a million pixels (:func:`._vegetation.data_window`, to that overview's stride: a sliver
-    of data narrower than the stride at the border's edge may be left out); None without such a
-    border."""
-    from ._vegetation import data_window, sample_step
-
-    h, w = source.shape
-    step = sample_step((h, w))
-    overview = source.overview(step)
-    y0, x0, y1, x1 = data_window(overview)
-    if (y0, x0, y1, x1) == (0, 0, *overview.shape[:2]):
-        return None
-    # overview line i is image line i * step: the data begins after the last nodata line seen
-    return (max(0, (y0 - 1) * step + 1), max(0, (x0 - 1) * step + 1), min(h, y1 * step), min(w, x1 * step))
 
 
 def suppress_duplicates(found: Instances, mask_threshold: float, ios: float = 0.8) -> Instances:

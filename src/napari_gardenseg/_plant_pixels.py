@@ -124,18 +124,18 @@ def vegetation_stage(
     if mode == "auto" and not classes.informative:
         return found, {"applied": False, "reason": classes.reason, **info}
     if windowed or h * w > VEGETATION_MAX_PIXELS:
-        from ._vegetation import data_window
+        from ._vegetation import data_region
         from ._vegetation_windows import follow_in_windows
 
-        # the data's extent, from the overview (to a stride): a nodata border does not widen the
-        # closing or the speck size, as in a whole-image run
-        y0, x0, y1, x1 = data_window(overview)
+        # the data's extent (from the same overview): a nodata border does not widen the closing
+        # or the speck size, as in a whole-image run
+        region = data_region(source)
         out, covered, info["windows"] = follow_in_windows(
             found,
             source,
             classes,
             options.mask_threshold,
-            data_shape=(min(h, (y1 - y0) * step), min(w, (x1 - x0) * step)),
+            data_shape=None if region is None else (region[2] - region[0], region[3] - region[1]),
             score_threshold=options.score_threshold,
             cancel=cancel,
             progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),

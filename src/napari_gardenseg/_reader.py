@@ -395,7 +395,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             raise
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
         if mask is not None and image.data.shape[:2] == mask.shape:
-            image.data = _blank_masked(image.data, mask, image.data.ndim == 3)
+            image.data = _blank_masked(image.data, mask)
             image.applied["mask"] = _MASK_NOTE
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
@@ -412,16 +412,15 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
     if note:
         applied["samples"] = note
-    if mask is not None and data.shape[: len(out_axes.rstrip("S"))] == mask.shape and out_axes.rstrip("S") == "YX":
-        colour = out_axes.endswith("S")
+    if mask is not None and out_axes.rstrip("S") == "YX" and data.shape[:2] == mask.shape:
         if isinstance(data, np.ndarray):
-            data = _blank_masked(data, np.asarray(mask), colour)
+            data = _blank_masked(data, mask)
         else:
             import dask.array as da
 
             d = _as_dask(data)
             m = da.from_zarr(mask).rechunk(d.chunks[:2])
-            data = da.where(m[..., None] if colour else m, d, d.dtype.type(0))
+            data = da.where(m[..., None] if d.ndim == 3 else m, d, d.dtype.type(0))
         applied["mask"] = _MASK_NOTE
     if nodata is not None:
         colour = out_axes.endswith("S")
@@ -459,8 +458,9 @@ def _transparency_mask(tif, shape, axes: str):
     return next(found, None)
 
 
-def _blank_masked(a: np.ndarray, mask: np.ndarray, colour: bool) -> np.ndarray:
-    """``a`` with the pixels where ``mask`` (bool (H, W)) is False set to 0, the nodata the vegetation stage leaves out."""
+def _blank_masked(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``a`` with the pixels where ``mask`` (bool, ``a``'s shape without its samples) is False set
+    to 0, the nodata the vegetation stage leaves out; ``a`` itself when none is."""
     hide = ~np.asarray(mask, bool)
     if not hide.any():
         return a
@@ -489,13 +489,7 @@ def _blank_nodata(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
     out of the intensity range, which a value such as -10000 would otherwise stretch the photo by.
     """
     hit = a == value
-    if colour:
-        hit = hit.all(axis=-1)
-    if not hit.any():
-        return a
-    out = np.array(a, copy=True)
-    out[hit] = 0
-    return out
+    return _blank_masked(a, ~(hit.all(axis=-1) if colour else hit))
 
 
 def _white_is_zero(a: np.ndarray) -> np.ndarray:

@@ -365,6 +365,21 @@ def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tupl
     return y0, x0, y1, x1
 
 
+def data_region(source) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1): the part of an :class:`~napari_gardenseg._io.ImageSource` inside a nodata
+    border, found by :func:`data_window` on the overview of at most a million pixels that the
+    colour classes are decided on (to its stride: a sliver of data narrower than the stride at the
+    border's edge may be left out); None without such a border. Reads no more than that overview."""
+    h, w = source.shape
+    step = sample_step((h, w))
+    overview = source.overview(step)
+    y0, x0, y1, x1 = data_window(overview)
+    if (y0, x0, y1, x1) == (0, 0, *overview.shape[:2]):
+        return None
+    # overview line i is image line i * step: the data begins after the last nodata line seen
+    return (max(0, (y0 - 1) * step + 1), max(0, (x0 - 1) * step + 1), min(h, y1 * step), min(w, x1 * step))
+
+
 def _first_with_data(n: int, has_data, *, backwards: bool = False, block: int = 64) -> int | None:
     """The index of the first of ``n`` lines, from the start or the end, that holds data; None if none.
 
