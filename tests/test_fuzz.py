@@ -46,10 +46,13 @@ ALLOWED = (ValueError, TypeError)
 def expected_hw(shape) -> tuple[int, int] | None:
     """(H, W) that the documented layout rule gives for ``shape``; None when it is not an image.
 
-    (H, W); (H, W, C) or (C, H, W) with C in 1..4, a last axis of 1-4 winning.
+    (H, W); (H, W, C) or (C, H, W) with C in 1..4, a last axis of 1-4 winning; leading axes of
+    length 1 in front of more than three are dropped.
     """
     if 0 in shape:
         return None
+    while len(shape) > 3 and shape[0] == 1:
+        shape = shape[1:]
     if len(shape) == 2:
         return tuple(shape)
     if len(shape) != 3:
@@ -67,7 +70,7 @@ def images(draw, max_side: int = 40):
     h = draw(st.integers(1, max_side))
     w = draw(st.integers(1, max_side))
     layout = draw(
-        st.sampled_from(["hw", "hw1", "hw2", "hw3", "hw4", "1hw", "3hw", "4hw", "hw5", "6hw", "h", "thw3", "0w3"])
+        st.sampled_from(["hw", "hw1", "hw2", "hw3", "hw4", "1hw", "3hw", "4hw", "hw5", "6hw", "h", "thw3", "11hw3", "0w3"])
     )
     shape = {
         "hw": (h, w),
@@ -82,6 +85,7 @@ def images(draw, max_side: int = 40):
         "6hw": (6, h, w),
         "h": (h,),
         "thw3": (2, h, w, 3),
+        "11hw3": (1, 1, h, w, 3),
         "0w3": (0, w, 3),
     }[layout]
     dtype = np.dtype(draw(st.sampled_from(DTYPES)))

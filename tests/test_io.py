@@ -80,3 +80,21 @@ def test_the_callers_array_is_never_written(array):
     src.read()
     src.read_uint8((0, 0, 2, 2))
     np.testing.assert_array_equal(array, before)  # NaN and inf stay where they were, values unscaled
+
+
+def test_tensors_and_leading_axes_of_one_read_as_the_image():
+    # a model's (C, H, W) float tensor, a batch of one, a (T, Z, Y, X) reader's singleton axes
+    import dask.array as da
+    import torch
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (12, 15, 3), dtype=np.uint8)
+    whole = to_rgb_float(rgb)
+    tensor = torch.from_numpy(np.moveaxis(rgb, -1, 0) / 255.0).float()
+    for image in (tensor, tensor[None], rgb[None], rgb[None, None], da.from_array(rgb[None], chunks=(1, 5, 5, 3))):
+        np.testing.assert_allclose(ImageSource(image).read(), whole, atol=1e-7)
+        np.testing.assert_allclose(to_rgb_float(image), whole, atol=1e-7)
+    grey = ImageSource(rgb[None, None, :, :, 0])
+    assert grey.shape == (12, 15) and grey.channels == 1
+    with pytest.raises(ImageError, match="4 dimensions"):  # a real stack stays an error
+        ImageSource(np.stack([rgb, rgb])[None])

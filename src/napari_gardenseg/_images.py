@@ -80,6 +80,25 @@ def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
+def host_array(image):
+    """``image`` as an array numpy reads, without copying numpy, dask or zarr arrays.
+
+    A torch tensor (on any device, e.g. a model's (C, H, W) input) or a CuPy
+    array is copied to host memory, which ``np.asarray`` refuses for GPU
+    memory. Leading axes of length 1 in front of an image of more than three
+    axes are dropped: (1, H, W, 3) from a batch of one, (1, 1, H, W) from a
+    (T, Z, Y, X) reader; (1, H, W) stays a one-channel image.
+    """
+    package = type(image).__module__.split(".")[0]
+    if package == "torch":  # duck-typed: this module does not import torch
+        image = image.detach().cpu().numpy()
+    elif package == "cupy":
+        image = image.get()
+    while len(getattr(image, "shape", ())) > 3 and image.shape[0] == 1:
+        image = image[0]
+    return image
+
+
 def unmask(image):
     """(pixels, dtype whose intensity rule applies) of ``image``.
 
@@ -204,13 +223,16 @@ def to_rgb_float(image) -> np.ndarray:
       and so are the masked values of a numpy masked array (rasterio's
       ``read(masked=True)``: a nodata value such as -10000 neither counts in
       the range nor shows), by the rule of the array's own dtype.
+    * torch tensors and CuPy arrays are copied to host memory first, and
+      leading axes of length 1 are dropped from arrays of more than 3
+      dimensions (:func:`host_array`).
     * rejected with :class:`ImageError` / ``TypeError``: empty arrays, more than
-      3 dimensions, 3-D arrays without a channel axis, complex, object and
+      3 dimensions (besides those leading 1s), 3-D arrays without a channel axis, complex, object and
       string arrays.
 
     Read-only inputs (napari hands those out) are never written to.
     """
-    image, rule_dtype = unmask(image)
+    image, rule_dtype = unmask(host_array(image))
     arr = np.asarray(image)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
@@ -240,7 +262,7 @@ def to_rgb_uint8(image) -> np.ndarray:
     This is the form pydensecrf's bilateral kernel needs. uint8 RGB input is
     copied unchanged.
     """
-    arr = np.asarray(image)
+    arr = np.asarray(host_array(image))
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:
         return np.array(arr, dtype=np.uint8, order="C", copy=True)
     rgb = to_rgb_float(arr)

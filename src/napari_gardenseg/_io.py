@@ -13,7 +13,16 @@ import os
 
 import numpy as np
 
-from ._images import ImageError, alpha_used, blank_transparent, image_layout, intensity_range, stretch, unmask
+from ._images import (
+    ImageError,
+    alpha_used,
+    blank_transparent,
+    host_array,
+    image_layout,
+    intensity_range,
+    stretch,
+    unmask,
+)
 
 __all__ = ["ImageSource", "open_image", "is_lazy"]
 
@@ -55,6 +64,7 @@ class ImageSource:
                 raise ImageError("an empty list is not an image")
             if len(getattr(array[0], "shape", ())) >= 2:
                 array = array[0]  # napari multiscale: full resolution
+        array = host_array(array)  # tensors on any device; leading axes of length 1 dropped
         # anything else (nested lists of pixel values, PIL images) is converted whole
         if not hasattr(array, "shape") or not hasattr(array, "dtype"):
             array = np.asarray(array)
