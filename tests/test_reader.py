@@ -490,6 +490,8 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         image_files(tmp_path / "empty")
     with pytest.raises(NotADirectoryError):
         image_files(photos / "a.png")
+    with pytest.raises(ImageError, match="is a folder, not an image file or zarr store.*segment_files"):
+        read_image(photos)  # gs.segment(folder) says what takes a folder (zarr had: "No group found in store")
 
 
 @pytest.mark.parametrize("lazy", [False, True])

@@ -129,6 +129,10 @@ class ImageFile:
         return {"axes": self.axes, "shape": [int(s) for s in self.data.shape], **self.applied}
 
 
+# the files that make a folder a zarr store: v3, v2 array, v2 group
+_ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
+
+
 def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> ImageFile:
     """Read an image file (see the module's docstring for what is done to it).
 
@@ -141,7 +145,8 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
 
     Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
     (axes unknown or contradicting the shape; a file that is empty, truncated or
-    not an image Pillow or tifffile reads; a HEIC photo without pillow-heif).
+    not an image Pillow or tifffile reads; a HEIC photo without pillow-heif; a
+    folder that is not a zarr store).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -151,6 +156,11 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     if axes is not None:
         axes = check_axes(axes)
     name = path.name.lower()
+    if path.is_dir() and not any((path / f).exists() for f in _ZARR_METADATA):
+        raise ImageError(
+            f"{path} is a folder, not an image file or zarr store: segment the images in it with "
+            "segment_files(folder, out_dir) or `gardenseg segment FOLDER --out DIR`"
+        )
     if path.is_dir() or name.endswith(".zarr"):
         return _read_zarr(path, axes)
     if name.endswith(TIFF_SUFFIXES):
