@@ -76,7 +76,8 @@ def test_cli_segments_files_and_writes_everything(tmp_path, scene, capsys):
     # a second run does not replace them unless asked
     capsys.readouterr()
     assert cli.main(["segment", str(tmp_path / "g.png"), "--out", str(out), "--coco"]) == 1
-    assert "--overwrite" in capsys.readouterr().err
+    summary = capsys.readouterr().err.splitlines()[-1]  # the last line says the ways on
+    assert "1 of them because their outputs exist: --resume skips" in summary and "--overwrite" in summary
 
 
 def test_cli_reports_bad_files_and_keeps_going(tmp_path, scene, capsys):

@@ -213,6 +213,12 @@ def _cmd_segment(args) -> int:
             **options,
         )
     tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
+    existing = sum(1 for f in summary if (f.error or "").startswith("OutputExistsError"))
+    if existing:  # a batch run again into the same folder: say the two ways on
+        tail += (
+            f"; {existing} of them because their outputs exist: --resume skips the files already done, "
+            "--overwrite replaces their outputs"
+        )
     print(
         f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed "
         f"in {summary.seconds:.1f} s -> {summary.out_dir}{tail}",
