@@ -282,10 +282,9 @@ def _pillow_pixels(im) -> tuple[np.ndarray, dict]:
 
     applied = {"mode": im.mode}
     orientation = im.getexif().get(0x0112)  # EXIF Orientation
-    upright = ImageOps.exif_transpose(im)  # a copy turned as the EXIF tag says (tag removed)
-    if orientation not in (None, 1):
+    if orientation not in (None, 1):  # exif_transpose copies even an upright image: a photo's size more at peak
+        im = ImageOps.exif_transpose(im)  # turned as the EXIF tag says (tag removed)
         applied["exif_orientation"] = int(orientation)
-    im = upright
     alpha = _pillow_alpha(im)  # before the ICC conversion, which drops it
     icc = im.info.get("icc_profile")
     if icc:
@@ -297,7 +296,7 @@ def _pillow_pixels(im) -> tuple[np.ndarray, dict]:
         arr = np.asarray(im)
         arr = arr.astype(arr.dtype.newbyteorder("="))  # I;16B is big-endian
     else:
-        arr = np.asarray(im.convert("RGB"))
+        arr = np.asarray(im if mode == "RGB" else im.convert("RGB"))  # convert() copies even RGB
     if applied["mode"] not in ("L", "RGB", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"):
         applied["converted"] = f"{applied['mode']} -> {'grey' if arr.ndim == 2 else 'RGB'}"
     arr = np.ascontiguousarray(arr)
