@@ -70,7 +70,9 @@ def images(draw, max_side: int = 40):
     h = draw(st.integers(1, max_side))
     w = draw(st.integers(1, max_side))
     layout = draw(
-        st.sampled_from(["hw", "hw1", "hw2", "hw3", "hw4", "1hw", "3hw", "4hw", "hw5", "6hw", "h", "thw3", "11hw3", "0w3"])
+        st.sampled_from(
+            ["hw", "hw1", "hw2", "hw3", "hw4", "1hw", "3hw", "4hw", "hw5", "6hw", "h", "thw3", "11hw3", "0w3"]
+        )
     )
     shape = {
         "hw": (h, w),

@@ -482,3 +482,25 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
     hint = adapt_hint([result(["model", "colour", "colour", "colour", "colour"])])
     assert hint is not None and "1 plants" in hint and "4 more" in hint and "Adapt to these photos" in hint
     assert adapt_hint([result(["model"] * 4 + ["colour"])]) is None
+
+
+def test_status_hint_says_why_nothing_was_found():
+    from napari_gardenseg._plant_pixels import status_hint
+    from napari_gardenseg._results import SegmentationResult
+
+    def empty(channels):
+        labels = np.zeros((20, 30), np.int32)
+        meta = {"channels": channels, "score_threshold": 0.5}
+        return SegmentationResult(labels, None, np.zeros(0, np.int64), [], np.zeros(0), np.zeros((0, 4)), meta=meta)
+
+    assert "grey" in status_hint([empty(1)]) and "RGB layer" in status_hint([empty(2), empty(1)])
+    assert status_hint([empty(3)]) == "no detection scored 0.5 or more: try a lower *score threshold*"
+    assert "grey" not in status_hint([empty(1), empty(4)])  # one colour plane: not the grey case
+
+
+def test_the_result_says_how_many_channels_the_image_had(garden_photo):
+    import napari_gardenseg as gs
+
+    grey = gs.segment(garden_photo.mean(axis=-1), "garden", crf=False, vegetation="off")
+    assert grey.meta["channels"] == 1
+    assert gs.segment(garden_photo, "garden", crf=False, vegetation="off").meta["channels"] == 3

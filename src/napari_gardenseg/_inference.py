@@ -468,6 +468,7 @@ class _Run:
             "crf_params": self.params,
             **crf_meta,
             "merge_classes": self.options.merge_classes,
+            "channels": self.source.channels,  # 1: grey, 2: grey + alpha, 3: RGB, 4: RGBA
             **self.how,
             **({"read": self.source.applied} if self.source.applied else {}),  # how a file was read
         }

@@ -36,7 +36,7 @@ import numpy as np
 from ._instances import Instances, paint_image, visible_shares
 from ._vegetation import VegetationMap
 
-__all__ = ["follow_vegetation", "vegetation_stage", "model_coverage", "adapt_hint", "COLOUR_SCORE_RANGE"]
+__all__ = ["follow_vegetation", "vegetation_stage", "model_coverage", "adapt_hint", "status_hint", "COLOUR_SCORE_RANGE"]
 
 # Colour-only instances score in this range (below a detection's usual score),
 # larger components higher: AP ranks them after the detector's confident ones.
@@ -346,6 +346,27 @@ def follow_vegetation(
     order = np.argsort(-out.scores, kind="stable")  # best first, as everywhere
     out = out.take(order)
     return (out, np.asarray(origin, np.int64).reshape(-1)[order]) if return_origins else out
+
+
+def status_hint(results) -> str | None:
+    """One line that says why a run found nothing, or that the model missed many plants; else None.
+
+    ``results``: the :class:`~napari_gardenseg.SegmentationResult` of each plane.
+    Nothing found in a grey image (``meta["channels"]`` 1 or 2): the bundled
+    model tells plants by colour too, so a channel split off a colour photo
+    is the likely cause. Nothing found in colour: the score threshold. Else
+    :func:`adapt_hint`.
+    """
+    results = list(results)
+    if results and not any(len(r) for r in results):
+        if all(r.meta.get("channels", 3) < 3 for r in results):
+            return (
+                "the image is grey (one channel) and the models tell plants by colour too: "
+                "open the photo in colour (one RGB layer, not one layer per channel)"
+            )
+        threshold = results[0].meta.get("score_threshold")
+        return f"no detection scored {threshold} or more: try a lower *score threshold*"
+    return adapt_hint(results)
 
 
 def adapt_hint(results) -> str | None:

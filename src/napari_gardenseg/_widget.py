@@ -243,11 +243,11 @@ class SegmentationWidget(SegmentationControls):
         if kinds[1:]:
             QTimer.singleShot(0, lambda: self._write_next(job, output, kinds[1:], t0))
             return
-        from ._plant_pixels import adapt_hint
+        from ._plant_pixels import status_hint
 
         n = output.n_instances
         status = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
-        hint = adapt_hint(output.results)
+        hint = status_hint(output.results)
         self.status.value = status if hint is None else f"{status}; {hint}"
         self._done(job)
 
