@@ -384,3 +384,24 @@ def test_bad_options_fail_before_any_file(images, tmp_path):
 
         _batch.segment_files(images[:1], tmp_path, model=load_model("garden"), client=object())
     assert not list(tmp_path.glob("*_labels.tif"))
+
+
+def test_a_file_that_runs_out_of_memory_fails_alone_and_says_what_to_do(images, tmp_path, monkeypatch, capsys):
+    from napari_gardenseg import _dask_runner
+
+    original = _dask_runner.process_file
+
+    def short_of_memory(path, *args, **kwargs):
+        if Path(path).name == "scene1.png":  # numpy's words when an allocation fails
+            raise MemoryError(
+                "Unable to allocate 1.21 GiB for an array with shape (8770, 12313, 3) and data type float32"
+            )
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(_dask_runner, "process_file", short_of_memory)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]) == 1
+    assert "not enough memory for this image (Unable to allocate 1.21 GiB" in capsys.readouterr().err
+    (line,) = (json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines())
+    assert line["error_type"] == "MemoryError" and "segment_to_zarr" in line["message"]
+    assert (out / "scene2_labels.tif").exists()  # the next file ran

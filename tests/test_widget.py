@@ -613,3 +613,13 @@ def test_which_errors_are_the_users():
     assert not is_user_error(raised(lambda: {}["key"]))
     assert not is_user_error(raised(lambda: None + 1))  # a TypeError raised outside the package
     assert is_user_error(FileNotFoundError(2, "No such file", "/x.pt"))
+    # memory that ran out is the machine's limit, with advice (numpy's, torch's CPU and GPU words)
+    assert is_user_error(MemoryError("Unable to allocate 1.2 GiB for an array"))
+    assert is_user_error(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    import torch
+
+    gpu = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert is_user_error(gpu)
+    from napari_gardenseg._device import with_memory_advice
+
+    assert "choose the device 'cpu'" in with_memory_advice(gpu) and with_memory_advice(ValueError("x")) is None

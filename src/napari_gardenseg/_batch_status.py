@@ -88,11 +88,18 @@ def _failure(
         "file": fs.file,
         "name": fs.name,
         "error_type": error_type or type(exc).__name__,
-        "message": message if message is not None else str(exc),
+        "message": message if message is not None else failure_message(exc),
         "traceback": tb if tb is not None else "".join(traceback.format_exception(exc)) if exc is not None else "",
         "attempts": fs.attempts,
         "worker": fs.worker,
     }
+
+
+def failure_message(exc: BaseException) -> str:
+    """The message a batch reports for a file that raised ``exc``: with what to do when memory ran out."""
+    from ._device import with_memory_advice
+
+    return with_memory_advice(exc) or str(exc)
 
 
 def _append_failure(out: Path, entry: dict) -> None:

@@ -13,7 +13,7 @@ import traceback
 from collections import Counter
 
 from ._batch_file import process_file
-from ._batch_status import FileStatus, _failure
+from ._batch_status import FileStatus, _failure, failure_message
 
 
 def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads: dict | None) -> dict:
@@ -27,7 +27,7 @@ def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads:
             "status": "failed",
             "worker": worker,
             "error_type": type(exc).__name__,
-            "message": str(exc),
+            "message": failure_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
 

@@ -7,7 +7,7 @@ never torch's own error from deep inside a run.
 
 from __future__ import annotations
 
-__all__ = ["DeviceError", "resolve_device", "available_devices"]
+__all__ = ["DeviceError", "resolve_device", "available_devices", "with_memory_advice"]
 
 _CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
 
@@ -60,3 +60,25 @@ def available_devices() -> list[str]:
     if _mps_available():
         out.append("mps")
     return out
+
+
+def with_memory_advice(exc: BaseException) -> str | None:
+    """``exc``'s message with what to do, when it says memory ran out; None for other errors.
+
+    GPU: torch's ``OutOfMemoryError`` (CUDA, and MPS's "out of memory"). Host:
+    ``MemoryError`` (numpy's "Unable to allocate ...") and torch's CPU
+    allocator ("can't allocate memory").
+    """
+    text = str(exc) or type(exc).__name__
+    first = text.splitlines()[0]
+    if type(exc).__name__ == "OutOfMemoryError" or "MPS backend out of memory" in text:
+        return (
+            f"the GPU ran out of memory ({first[:120]}): choose the device 'cpu', or segment in tiles (tile size 512)"
+        )
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
+        return (
+            f"not enough memory for this image ({first[:120]}): close other programs, or write the labels into "
+            "a zarr store with gs.segment_to_zarr, which holds a window of the image at a time "
+            "(`gardenseg segment` does so for TIFFs over 256 MB and zarr stores)"
+        )
+    return None

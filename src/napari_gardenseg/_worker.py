@@ -235,8 +235,12 @@ def _raised_here(exc: BaseException) -> bool:
 def is_user_error(exc: BaseException) -> bool:
     """Errors a user can act on: the package's own error types, a ValueError/TypeError
     raised by the package's validation, a missing optional dependency, a file problem
-    (OSError with its path). Anything else is unexpected: a bug to report."""
+    (OSError with its path), memory that ran out. Anything else is unexpected: a bug to report."""
     if isinstance(exc, _user_error_types()):
+        return True
+    from ._device import with_memory_advice
+
+    if with_memory_advice(exc) is not None:  # memory ran out: the machine's limit, not a bug
         return True
     if isinstance(exc, ImportError):
         return "crf" in type(exc).__name__.lower() or exc.name is not None
@@ -259,6 +263,9 @@ def report_error(exc: BaseException, what: str) -> str:
 
     # An exception raised without a message still has a docstring that says what it means.
     message = str(exc) or " ".join((type(exc).__doc__ or type(exc).__name__).split())
+    from ._device import with_memory_advice
+
+    message = with_memory_advice(exc) or message
     if is_user_error(exc):
         if isinstance(exc, ImportError) and "crf" in type(exc).__name__.lower() and "crf=" not in message:
             message += (
