@@ -211,10 +211,41 @@ def guess_architecture(state_dict) -> str | None:
     return None
 
 
-def replace_heads(net: MaskRCNN, num_classes: int) -> None:
-    """New box and mask predictors for ``num_classes`` (torchvision's fine-tuning recipe)."""
+def replace_heads(net: MaskRCNN, new_names, old_names=None) -> None:
+    """New box and mask predictors for the classes ``new_names`` (``"__background__"`` first).
+
+    torchvision's fine-tuning recipe gives new classes new, randomly initialised
+    predictors. With ``old_names`` (the classes of ``net``'s predictors) they
+    start from what ``net`` knows instead: the mask predictor's class-agnostic
+    layer (``conv5_mask``) is kept, the background and every class known to
+    both keep their rows, and a new class starts from the mean of the old
+    foreground classes' rows, its score's bias raised by the log of their
+    number, so that it starts about as likely as any of them together. A
+    fine-tune from the bundled model (rosette, weed, flowering) to one class
+    "plant" therefore starts from a network that already finds plants.
+    """
     box_in = net.roi_heads.box_predictor.cls_score.in_features
-    net.roi_heads.box_predictor = FastRCNNPredictor(box_in, num_classes)
     mask_in = net.roi_heads.mask_predictor.conv5_mask.in_channels
     hidden = net.roi_heads.mask_predictor.conv5_mask.out_channels
-    net.roi_heads.mask_predictor = MaskRCNNPredictor(mask_in, hidden, num_classes)
+    box = FastRCNNPredictor(box_in, len(new_names))
+    mask = MaskRCNNPredictor(mask_in, hidden, len(new_names))
+    if old_names is not None:
+        old_box, old_mask = net.roi_heads.box_predictor, net.roi_heads.mask_predictor
+        mask.conv5_mask.load_state_dict(old_mask.conv5_mask.state_dict())
+        known = {name: i for i, name in enumerate(old_names)}
+        foreground = [i for i, name in enumerate(old_names) if name != "__background__"]
+        with torch.no_grad():
+            for j, name in enumerate(new_names):
+                rows = [known[name]] if name in known else foreground
+                boost = 0.0 if name in known else float(torch.log(torch.tensor(float(len(rows)))))
+                box.cls_score.weight[j] = old_box.cls_score.weight[rows].mean(0)
+                box.cls_score.bias[j] = old_box.cls_score.bias[rows].mean() + boost
+                deltas = [old_box.bbox_pred.weight[4 * i : 4 * i + 4] for i in rows]
+                box.bbox_pred.weight[4 * j : 4 * j + 4] = torch.stack(deltas).mean(0)
+                box.bbox_pred.bias[4 * j : 4 * j + 4] = torch.stack(
+                    [old_box.bbox_pred.bias[4 * i : 4 * i + 4] for i in rows]
+                ).mean(0)
+                mask.mask_fcn_logits.weight[j] = old_mask.mask_fcn_logits.weight[rows].mean(0)
+                mask.mask_fcn_logits.bias[j] = old_mask.mask_fcn_logits.bias[rows].mean()
+    net.roi_heads.box_predictor = box
+    net.roi_heads.mask_predictor = mask

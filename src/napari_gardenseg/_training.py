@@ -277,7 +277,11 @@ def train(
     ``progress(fraction, message)`` is called after every iteration; ``cancel``
     (a ``threading.Event`` or a callable returning True) stops early, and what
     was learnt so far is saved all the same. Returns the checkpoint's path;
-    ``load_model(path)`` loads it with its class names.
+    ``load_model(path)`` loads it with its class names. Class names the base
+    does not have get new box and mask predictors started from the base's
+    (:func:`~napari_gardenseg._architectures.replace_heads`), not random ones:
+    a bundled-model fine-tune to one class "plant" starts from a network that
+    finds plants.
 
     ``scale`` is the scale the model will be used at, as in :func:`segment`:
     ``None`` trains at the size the model's own resize gives each image (what
@@ -338,8 +342,8 @@ def train(
         names = list(loaded.class_names)
         base_name = loaded.source
         if not set(wanted) <= set(names):
-            names = ["__background__", *wanted]
-            replace_heads(net, len(names))
+            old_names, names = names, ["__background__", *wanted]
+            replace_heads(net, names, old_names)  # warm: the new classes start from what the base finds
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
     if frozen_blocks is not None:
