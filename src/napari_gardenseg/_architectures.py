@@ -11,6 +11,7 @@ training script; built here with no weights) under the same FPN and slim heads.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -237,14 +238,14 @@ def replace_heads(net: MaskRCNN, new_names, old_names=None) -> None:
         with torch.no_grad():
             for j, name in enumerate(new_names):
                 rows = [known[name]] if name in known else foreground
-                boost = 0.0 if name in known else float(torch.log(torch.tensor(float(len(rows)))))
+                boost = 0.0 if name in known else math.log(len(rows))
                 box.cls_score.weight[j] = old_box.cls_score.weight[rows].mean(0)
                 box.cls_score.bias[j] = old_box.cls_score.bias[rows].mean() + boost
-                deltas = [old_box.bbox_pred.weight[4 * i : 4 * i + 4] for i in rows]
-                box.bbox_pred.weight[4 * j : 4 * j + 4] = torch.stack(deltas).mean(0)
-                box.bbox_pred.bias[4 * j : 4 * j + 4] = torch.stack(
-                    [old_box.bbox_pred.bias[4 * i : 4 * i + 4] for i in rows]
+                deltas = [slice(4 * i, 4 * i + 4) for i in rows]  # (dx, dy, dw, dh) per class
+                box.bbox_pred.weight[4 * j : 4 * j + 4] = torch.stack(
+                    [old_box.bbox_pred.weight[d] for d in deltas]
                 ).mean(0)
+                box.bbox_pred.bias[4 * j : 4 * j + 4] = torch.stack([old_box.bbox_pred.bias[d] for d in deltas]).mean(0)
                 mask.mask_fcn_logits.weight[j] = old_mask.mask_fcn_logits.weight[rows].mean(0)
                 mask.mask_fcn_logits.bias[j] = old_mask.mask_fcn_logits.bias[rows].mean()
     net.roi_heads.box_predictor = box
