@@ -212,7 +212,7 @@ def guess_architecture(state_dict) -> str | None:
     return None
 
 
-def replace_heads(net: MaskRCNN, new_names, old_names=None) -> None:
+def replace_heads(net: MaskRCNN, new_names, old_names=None, start_from: dict | None = None) -> None:
     """New box and mask predictors for the classes ``new_names`` (``"__background__"`` first).
 
     torchvision's fine-tuning recipe gives new classes new, randomly initialised
@@ -221,10 +221,13 @@ def replace_heads(net: MaskRCNN, new_names, old_names=None) -> None:
     layer (``conv5_mask``) is kept, the background and every class known to
     both keep their rows, and a new class starts from the mean of the old
     foreground classes' rows, its score's bias raised by the log of their
-    number, so that it starts about as likely as any of them together. A
-    fine-tune from the bundled model (rosette, weed, flowering) to one class
-    "plant" therefore starts from a network that already finds plants.
+    number, so that it starts about as likely as any of them together, or,
+    when ``start_from`` maps it to an old class (the one the network gives
+    the painted instances of that class, see ``train``), from that class's
+    rows. A fine-tune from the bundled model (rosette, weed, flowering) to one
+    class "plant" therefore starts from a network that already finds plants.
     """
+    start_from = start_from or {}
     box_in = net.roi_heads.box_predictor.cls_score.in_features
     mask_in = net.roi_heads.mask_predictor.conv5_mask.in_channels
     hidden = net.roi_heads.mask_predictor.conv5_mask.out_channels
@@ -237,8 +240,9 @@ def replace_heads(net: MaskRCNN, new_names, old_names=None) -> None:
         foreground = [i for i, name in enumerate(old_names) if name != "__background__"]
         with torch.no_grad():
             for j, name in enumerate(new_names):
-                rows = [known[name]] if name in known else foreground
-                boost = 0.0 if name in known else math.log(len(rows))
+                source = name if name in known else start_from.get(name)
+                rows = [known[source]] if source in known else foreground
+                boost = 0.0 if source in known else math.log(len(rows))
                 box.cls_score.weight[j] = old_box.cls_score.weight[rows].mean(0)
                 box.cls_score.bias[j] = old_box.cls_score.bias[rows].mean() + boost
                 deltas = [slice(4 * i, 4 * i + 4) for i in rows]  # (dx, dy, dw, dh) per class

@@ -81,6 +81,33 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
     return out
 
 
+def _classes_found(model, samples, min_iou: float = 0.5) -> dict[str, str]:
+    """{painted class name: the class of ``model`` that most of its painted instances are detected as}.
+
+    Each sample is segmented once (network alone); a detection counts for the
+    painted instance it overlaps with mask IoU ``min_iou`` or more. Painted
+    classes that no detection matches are left out.
+    """
+    from ._inference import segment
+
+    votes: dict[str, dict[str, int]] = {}
+    for s in samples:
+        found = segment(s.image, model, crf=False, vegetation="off", score_threshold=0.3)
+        painted = s.labels.ravel()
+        pairs = np.bincount(
+            found.labels.ravel().astype(np.int64) * (int(painted.max()) + 1) + painted,
+            minlength=(len(found) + 1) * (int(painted.max()) + 1),
+        ).reshape(len(found) + 1, -1)
+        union = pairs.sum(1)[:, None] + pairs.sum(0)[None, :] - pairs
+        iou = pairs[1:, 1:] / np.maximum(union[1:, 1:], 1)
+        for i, k in zip(*np.nonzero(iou >= min_iou)):
+            if int(k) + 1 in s.class_of:
+                count = votes.setdefault(s.class_of[int(k) + 1], {})
+                name = found.class_names[i]
+                count[name] = count.get(name, 0) + 1
+    return {name: max(count, key=count.get) for name, count in votes.items()}
+
+
 def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = 12):
     ids = [int(v) for v in np.unique(labels) if v > 0]
     masks, boxes, classes = [], [], []
@@ -280,8 +307,9 @@ def train(
     ``load_model(path)`` loads it with its class names. Class names the base
     does not have get new box and mask predictors started from the base's
     (:func:`~napari_gardenseg._architectures.replace_heads`), not random ones:
-    a bundled-model fine-tune to one class "plant" starts from a network that
-    finds plants.
+    each from the class the base detects its painted instances as (the
+    samples are segmented once for this), so a bundled-model fine-tune to one
+    class "plant" starts from a network that finds plants.
 
     ``scale`` is the scale the model will be used at, as in :func:`segment`:
     ``None`` trains at the size the model's own resize gives each image (what
@@ -343,7 +371,8 @@ def train(
         base_name = loaded.source
         if not set(wanted) <= set(names):
             old_names, names = names, ["__background__", *wanted]
-            replace_heads(net, names, old_names)  # warm: the new classes start from what the base finds
+            # warm: the new classes start from what the base finds, each from the class it gives them
+            replace_heads(net, names, old_names, start_from=_classes_found(loaded, prepared))
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
     if frozen_blocks is not None:
