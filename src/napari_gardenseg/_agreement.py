@@ -30,7 +30,7 @@ import numpy as np
 
 from ._instances import paint_image
 
-__all__ = ["CheckSet", "make_check_set", "measure_agreement", "match_f1"]
+__all__ = ["CheckSet", "make_check_set", "measure_agreement", "match_f1", "mask_ious"]
 
 SCORE = 0.5  # instances at least this confident count
 
@@ -44,9 +44,9 @@ class CheckSet:
     scenes: list = field(default_factory=list)  # (rgb uint8, labels int32)
 
 
-def match_f1(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> tuple[int, int, int]:
-    """(matches, instances in ``a``, instances in ``b``) of two int label images; a match is a pair
-    with mask IoU above ``iou`` (unique for iou >= 0.5 since labels do not overlap)."""
+def mask_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) float: the mask IoU of instance ``i + 1`` of the int label image ``a`` with instance
+    ``j + 1`` of ``b`` (A, B: their largest ids; 0 for ids without pixels)."""
     a = np.asarray(a, np.int64)
     b = np.asarray(b, np.int64)
     nb = int(b.max()) + 1
@@ -54,9 +54,15 @@ def match_f1(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> tuple[int, int, 
     area_a, area_b = cont.sum(1), cont.sum(0)
     inter = cont[1:, 1:]
     union = area_a[1:, None] + area_b[None, 1:] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ious = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    return int(np.count_nonzero(ious > iou)), int(np.count_nonzero(area_a[1:])), int(np.count_nonzero(area_b[1:]))
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def match_f1(a: np.ndarray, b: np.ndarray, iou: float = 0.5) -> tuple[int, int, int]:
+    """(matches, instances in ``a``, instances in ``b``) of two int label images; a match is a pair
+    with mask IoU above ``iou`` (unique for iou >= 0.5 since labels do not overlap)."""
+    ious = mask_ious(a, b)
+    count = [int(np.count_nonzero(np.bincount(np.asarray(x, np.int64).ravel())[1:])) for x in (a, b)]
+    return int(np.count_nonzero(ious > iou)), count[0], count[1]
 
 
 def make_check_set(

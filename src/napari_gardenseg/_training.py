@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -88,24 +89,16 @@ def _classes_found(model, samples, min_iou: float = 0.5) -> dict[str, str]:
     painted instance it overlaps with mask IoU ``min_iou`` or more. Painted
     classes that no detection matches are left out.
     """
+    from ._agreement import mask_ious
     from ._inference import segment
 
-    votes: dict[str, dict[str, int]] = {}
+    votes: dict[str, Counter] = {}
     for s in samples:
         found = segment(s.image, model, crf=False, vegetation="off", score_threshold=0.3)
-        painted = s.labels.ravel()
-        pairs = np.bincount(
-            found.labels.ravel().astype(np.int64) * (int(painted.max()) + 1) + painted,
-            minlength=(len(found) + 1) * (int(painted.max()) + 1),
-        ).reshape(len(found) + 1, -1)
-        union = pairs.sum(1)[:, None] + pairs.sum(0)[None, :] - pairs
-        iou = pairs[1:, 1:] / np.maximum(union[1:, 1:], 1)
-        for i, k in zip(*np.nonzero(iou >= min_iou)):
+        for i, k in zip(*np.nonzero(mask_ious(found.labels, s.labels) >= min_iou)):
             if int(k) + 1 in s.class_of:
-                count = votes.setdefault(s.class_of[int(k) + 1], {})
-                name = found.class_names[i]
-                count[name] = count.get(name, 0) + 1
-    return {name: max(count, key=count.get) for name, count in votes.items()}
+                votes.setdefault(s.class_of[int(k) + 1], Counter())[found.class_names[i]] += 1
+    return {name: count.most_common(1)[0][0] for name, count in votes.items()}
 
 
 def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = 12):
