@@ -49,7 +49,12 @@ def test_fine_tuning_lowers_loss_and_round_trips(tmp_path, two_scenes):
     wanted = sorted({v for _, _, c in renamed for v in c.values()})
     assert model.class_names == ["__background__", *wanted]
     assert model.meta["training"]["iterations"] == 25
-    assert len(seen) == 25 and seen[-1][0] == 1.0 and "loss=" in seen[-1][1]
+    # first the painted photos, segmented by the base (the new classes' start), then one per iteration
+    assert [m for f, m in seen[:2]] == [
+        f"finding what the base model calls the painted plants: photo {i} of 2" for i in (1, 2)
+    ]
+    iterations = [(f, m) for f, m in seen if m.startswith("iteration")]
+    assert len(iterations) == 25 == len(seen) - 2 and iterations[-1][0] == 1.0 and "loss=" in iterations[-1][1]
 
     # the same recipe from the same start, untrained, scores a higher loss than the trained one
     import copy
@@ -108,6 +113,20 @@ def test_new_classes_start_from_what_the_base_model_finds(two_scenes):
     )
 
 
+def test_classes_found_reports_stops_early_and_cancels(two_scenes):
+    base = load_model("garden", device="cpu")
+    painted = prepare_samples([(im, lab, "plant") for im, lab, _ in two_scenes])
+    said = []
+    found = _classes_found(base, painted, progress=lambda f, m: said.append(m), enough=1)
+    # one vote is enough here: the second scene is not segmented
+    assert said == ["finding what the base model calls the painted plants: photo 1 of 2"]
+    assert found["plant"] in base.class_names[1:]
+    ev = threading.Event()
+    ev.set()
+    with pytest.raises(Cancelled):
+        _classes_found(base, painted, cancel=ev)
+
+
 def test_training_is_deterministic(tmp_path, two_scenes):
     a = train(two_scenes, base="garden", iterations=3, output=tmp_path / "a.pt", device="cpu", crop=96, seed=5)
     b = train(two_scenes, base="garden", iterations=3, output=tmp_path / "b.pt", device="cpu", crop=96, seed=5)
@@ -138,6 +157,11 @@ def test_cancel_stops_early_and_keeps_the_work(tmp_path, two_scenes):
     with pytest.raises(Cancelled):
         train(two_scenes, iterations=5, output=tmp_path / "d.pt", device="cpu", cancel=ev2)
     assert not (tmp_path / "d.pt").exists()
+    # a new class: cancelled while the base segments the painted photos, before any training
+    renamed = [(im, lab, "plant") for im, lab, _ in two_scenes]
+    with pytest.raises(Cancelled, match="before the first iteration"):
+        train(renamed, iterations=5, output=tmp_path / "e.pt", device="cpu", cancel=ev2)
+    assert not (tmp_path / "e.pt").exists()
 
 
 @pytest.mark.parametrize(

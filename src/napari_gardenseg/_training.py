@@ -82,22 +82,32 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
     return out
 
 
-def _classes_found(model, samples, min_iou: float = 0.5) -> dict[str, str]:
+def _classes_found(
+    model, samples, min_iou: float = 0.5, *, device="cpu", progress=None, cancel=None, enough: int = 10
+) -> dict[str, str]:
     """{painted class name: the class of ``model`` that most of its painted instances are detected as}.
 
-    Each sample is segmented once (network alone); a detection counts for the
-    painted instance it overlaps with mask IoU ``min_iou`` or more. Painted
-    classes that no detection matches are left out.
+    The samples are segmented one by one (network alone); a detection counts
+    for the painted instance it overlaps with mask IoU ``min_iou`` or more.
+    It stops once every painted class has ``enough`` such votes (many painted
+    photos need not all be segmented before training starts). Painted classes
+    that no detection matches are left out. ``progress(0.0, message)`` names
+    the photo; ``cancel`` raises :class:`Cancelled`.
     """
     from ._agreement import mask_ious
     from ._inference import segment
 
+    wanted = {name for s in samples for name in s.class_of.values()}
     votes: dict[str, Counter] = {}
-    for s in samples:
-        found = segment(s.image, model, crf=False, vegetation="off", score_threshold=0.3)
+    for n, s in enumerate(samples):
+        if progress is not None:
+            progress(0.0, f"finding what the base model calls the painted plants: photo {n + 1} of {len(samples)}")
+        found = segment(s.image, model, crf=False, vegetation="off", score_threshold=0.3, device=device, cancel=cancel)
         for i, k in zip(*np.nonzero(mask_ious(found.labels, s.labels) >= min_iou)):
             if int(k) + 1 in s.class_of:
                 votes.setdefault(s.class_of[int(k) + 1], Counter())[found.class_names[i]] += 1
+        if all(votes.get(name, Counter()).total() >= enough for name in wanted):
+            break
     return {name: count.most_common(1)[0][0] for name, count in votes.items()}
 
 
@@ -294,7 +304,8 @@ def train(
     architecture. ``output`` is the checkpoint to write; ``None`` picks a new
     file in :func:`~napari_gardenseg._files.user_models_dir`. An existing
     ``output`` is refused before training starts unless ``overwrite=True``.
-    ``progress(fraction, message)`` is called after every iteration; ``cancel``
+    ``progress(fraction, message)`` is called after every iteration (and,
+    with fraction 0, for each painted photo segmented first); ``cancel``
     (a ``threading.Event`` or a callable returning True) stops early, and what
     was learnt so far is saved all the same. Returns the checkpoint's path;
     ``load_model(path)`` loads it with its class names. Class names the base
@@ -365,7 +376,11 @@ def train(
         if not set(wanted) <= set(names):
             old_names, names = names, ["__background__", *wanted]
             # warm: the new classes start from what the base finds, each from the class it gives them
-            replace_heads(net, names, old_names, start_from=_classes_found(loaded, prepared))
+            try:
+                found = _classes_found(loaded, prepared, device=dev, progress=progress, cancel=cancel)
+            except Cancelled:
+                raise Cancelled("training was cancelled before the first iteration; nothing was saved") from None
+            replace_heads(net, names, old_names, start_from=found)
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
     if frozen_blocks is not None:
