@@ -329,3 +329,35 @@ def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_
     with pytest.raises(ValueError, match="positive_fraction must be in"):
         train(two_scenes, base="garden", iterations=1, output=tmp_path / "d.pt", device="cpu", positive_fraction=0)
     assert not (tmp_path / "d.pt").exists()
+
+
+def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, capsys):
+    import tifffile
+    from PIL import Image
+
+    from napari_gardenseg.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, (im, lab, _) in zip(("a", "b"), two_scenes):
+        Image.fromarray(im).save(photos / f"{name}.png")
+        tifffile.imwrite(photos / f"{name}_labels.tif", lab)  # as napari saves a Labels layer
+    Image.fromarray(two_scenes[0][0]).save(photos / "unpainted.png")
+    out = tmp_path / "field.pt"
+    argv = ["train", str(photos), "--out", str(out), "--iterations", "2", "--device", "cpu"]
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert said.out.strip() == str(out)
+    assert "left out 1 photo(s) with no label image next to each photo: unpainted.png" in said.err
+    assert "2 labelled photo(s), class 'plant'" in said.err and "iteration 1/2" in said.err
+    model = load_model(out, device="cpu")
+    assert model.class_names == ["__background__", "plant"]
+    assert model.meta["training"]["samples"] == 2 and model.meta["training"]["iterations"] == 2
+    # never replaced without --overwrite; a label image of another size is named
+    assert main(argv) == 2
+    assert "exists" in capsys.readouterr().err
+    tifffile.imwrite(photos / "a_labels.tif", two_scenes[0][1][:100])
+    assert main([*argv, "--overwrite"]) == 2
+    assert "a_labels.tif is 100x160 but a.png is 160x160" in capsys.readouterr().err
+    assert main(["train", str(photos / "unpainted.png"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "no photo has a label image" in capsys.readouterr().err

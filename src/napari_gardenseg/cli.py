@@ -7,6 +7,7 @@
     gardenseg segment photos/*.jpg --out results/ --scheduler-file sched.json  # a Dask cluster
     gardenseg models                                 # what can be loaded here
     gardenseg adapt photos/*.jpg --out my_field.pt   # learn from unlabelled photos (see adapt())
+    gardenseg train photos/ --out my_field.pt        # fine-tune on painted photos: a.jpg + a_labels.tif
 
 Each input gives ``<name>_labels.tif`` (raw instance ids), ``<name>_labels_crf.tif``
 (CRF-refined), ``<name>_instances.csv`` (one row per instance),
@@ -227,29 +228,39 @@ def _cmd_segment(args) -> int:
     return 0 if summary.ok else 1
 
 
-def _cmd_adapt(args) -> int:
+def _stage_printer():
+    """A ``progress(fraction, message)`` that prints a line per stage, and every 30 s within one.
+
+    The stage is the message up to its first ``:`` and before its counter
+    (``3/200``, ``2 of 40``): "iteration 3/200 loss=…" is one stage.
+    """
+    import re
     import time
 
+    last = [None, 0.0]
+
+    def progress(fraction, message):
+        stage = re.split(r"\d+(?:/| of )\d+", message.split(":")[0])[0]
+        if stage != last[0] or time.monotonic() - last[1] > 30:
+            last[:] = [stage, time.monotonic()]
+            print(f"[{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _cmd_adapt(args) -> int:
     from ._adapt import adapt, outcome_of
 
     missing = [p for p in args.photos if not Path(p).exists()]
     if missing:
         print(f"gardenseg adapt: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    last = [None, 0.0]
-
-    def progress(fraction, message):  # one line per stage, and every 30 s within one
-        stage = message.split(":")[0]
-        if stage != last[0] or time.monotonic() - last[1] > 30:
-            last[:] = [stage, time.monotonic()]
-            print(f"[{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
-
     path = adapt(
         args.photos,
         args.base,
         minutes=args.minutes,
         output=args.out,
-        progress=progress,
+        progress=_stage_printer(),
         overwrite=args.overwrite,
         rounds=args.rounds,
         iterations=args.iterations,
@@ -257,6 +268,58 @@ def _cmd_adapt(args) -> int:
         seed=args.seed,
     )
     print(f"gardenseg adapt: {outcome_of(path)}", file=sys.stderr)
+    print(path)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from ._label_files import labelled_photos, read_labels
+    from ._reader import read_image
+    from ._training import train
+
+    missing = [p for p in args.photos if not Path(p).exists()]
+    if missing:
+        print(f"gardenseg train: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix)
+    where = f"in {args.labels}" if args.labels else "next to each photo"
+    if unlabelled:
+        names = ", ".join(p.name for p in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
+        print(
+            f"gardenseg train: left out {len(unlabelled)} photo(s) with no label image {where}: {names}",
+            file=sys.stderr,
+        )
+    if not pairs:
+        print(
+            f"gardenseg train: no photo has a label image: looked {where} for <photo name>{args.suffix}.tif, "
+            ".tiff or .png (save each photo's Labels layer under that name; --labels and --suffix say where)",
+            file=sys.stderr,
+        )
+        return 2
+    samples = []
+    for photo, label_file in pairs:
+        image = read_image(photo)
+        if image.is_stack:
+            raise ValueError(f"{photo.name} holds {image.n_planes} planes; train takes 2-D photos")
+        labels = read_labels(label_file)
+        if labels.shape != image.plane_shape:
+            h, w = image.plane_shape
+            raise ValueError(
+                f"{label_file.name} is {labels.shape[0]}x{labels.shape[1]} but {photo.name} is {h}x{w}: "
+                "each label image must be painted on its photo"
+            )
+        samples.append((image.data, labels, args.class_name))
+    print(f"gardenseg train: {len(samples)} labelled photo(s), class {args.class_name!r}", file=sys.stderr)
+    path = train(
+        samples,
+        args.base,
+        iterations=args.iterations,
+        output=args.out,
+        device=args.device,
+        progress=_stage_printer(),
+        overwrite=args.overwrite,
+        seed=args.seed,
+    )
     print(path)
     return 0
 
@@ -370,6 +433,28 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
     a.set_defaults(func=_cmd_adapt)
+    t = sub.add_parser("train", help="fine-tune a model on photos with painted label images (writes a new model)")
+    t.add_argument(
+        "photos",
+        nargs="+",
+        help="photos, or folders of them, each with a label image (ids, 0 = background) named "
+        "<photo name>_labels.tif, .tiff or .png; photos without one are left out",
+    )
+    t.add_argument("--labels", metavar="DIR", help="folder of the label images (default: each photo's folder)")
+    t.add_argument(
+        "--suffix",
+        default="_labels",
+        help="what follows the photo's name in its label image's name; '' for the same name "
+        "in the --labels folder (default: %(default)s)",
+    )
+    t.add_argument("--class-name", default="plant", help="the class of every painted instance (default: %(default)s)")
+    t.add_argument("--out", help="model file to write (default: a new file in the models folder)")
+    t.add_argument("--base", default="garden", help="model to start from (default: %(default)s)")
+    t.add_argument("--iterations", type=int, default=200, help="training iterations (default: %(default)s)")
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
+    t.set_defaults(func=_cmd_train)
     return p
 
 

@@ -1,0 +1,143 @@
+"""Label images from files, and the photos they label: what ``gardenseg train`` reads.
+
+A label image holds one instance id per pixel, 0 for the background. It is
+what napari saves for a Labels layer (TIFF, PNG), this plugin's own
+``<name>_labels.tif`` outputs after a user corrected them, and the masks that
+annotation tools export. :func:`read_labels` reads all of these;
+:func:`labelled_photos` finds each photo's label image by name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._images import ImageError
+
+__all__ = ["LABEL_SUFFIXES", "read_labels", "label_path", "labelled_photos"]
+
+# The files a label image is looked for in, in this order: napari saves Labels layers as TIFF.
+LABEL_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+def read_labels(path) -> np.ndarray:
+    """Read a label image file: ``(H, W)`` int32 instance ids, 0 the background.
+
+    - an integer image (8, 16 or 32 bits; a napari Labels layer saved as TIFF
+      or PNG): the ids as they are; a float image of whole numbers likewise;
+    - a palette PNG: the palette indices;
+    - an RGB(A) image with one colour per instance: each colour an id, black and
+      fully transparent pixels the background;
+    - a mask with one value besides 0 (0/255 masks, 1-bit images): each
+      connected component (8-connected, ``skimage.measure.label``) an instance.
+
+    TIFF files are read with tifffile, the rest with Pillow. Raises
+    FileNotFoundError, and :class:`~napari_gardenseg._images.ImageError`
+    naming the file for one that is not 2-D, has negative or fractional
+    values, or that neither library reads.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such label image: {path}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            data = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                data = _pillow_labels(im)
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow's and tifffile's "not this format"
+        raise ImageError(f"{path.name} could not be read as a label image: {exc}") from exc
+    data = np.asarray(data)
+    while data.ndim > 2 and data.shape[0] == 1:  # a one-plane stack
+        data = data[0]
+    if data.ndim == 3 and data.shape[-1] in (3, 4):
+        data = _colours_to_ids(data)
+    if data.ndim != 2:
+        raise ImageError(
+            f"{path.name} is not a 2-D label image (shape {data.shape}): save the Labels layer of one photo"
+        )
+    return _as_ids(data, path.name)
+
+
+def _pillow_labels(im) -> np.ndarray:
+    # palette images keep their indices (the ids), not the colours
+    if im.mode in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"):
+        return np.asarray(im)
+    return np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
+
+
+def _colours_to_ids(rgb: np.ndarray) -> np.ndarray:
+    """One id per colour, in order of first appearance (C order); black and alpha 0 are 0."""
+    if rgb.dtype != np.uint8:
+        raise ImageError(f"colour label images must be 8-bit, got {rgb.dtype}")
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    if rgb.shape[-1] == 4:
+        packed[rgb[..., 3] == 0] = 0
+    colours, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+    fg = np.flatnonzero(colours != 0)
+    ids = np.zeros(len(colours), np.int32)
+    ids[fg[np.argsort(first[fg], kind="stable")]] = np.arange(1, len(fg) + 1)
+    return ids[inverse.reshape(packed.shape)]
+
+
+def _as_ids(data: np.ndarray, name: str) -> np.ndarray:
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    if data.dtype.kind == "f":
+        if not np.all(np.isfinite(data)) or np.any(data != np.round(data)):
+            raise ImageError(f"{name} has fractional values: a label image holds whole instance ids")
+        data = data.astype(np.int64)
+    if data.dtype.kind not in "iu":
+        raise ImageError(f"{name} is not a label image (dtype {data.dtype})")
+    if data.size and data.min() < 0:
+        raise ImageError(f"{name} has negative values: a label image holds ids from 0 (background) up")
+    if data.size and data.max() > np.iinfo(np.int32).max:
+        raise ImageError(f"{name} has ids above 2**31 - 1")
+    values = np.unique(data)
+    values = values[values > 0]
+    if len(values) == 1:  # a mask: one instance per connected component
+        from skimage.measure import label
+
+        return label(data > 0, connectivity=2).astype(np.int32)
+    return data.astype(np.int32)
+
+
+def label_path(photo, labels_dir=None, suffix: str = "_labels") -> Path | None:
+    """The label image of ``photo``: ``<labels_dir>/<photo's stem><suffix>`` with a suffix of
+    :data:`LABEL_SUFFIXES` (first found), ``labels_dir`` defaulting to the photo's folder; None if there is none."""
+    photo = Path(photo)
+    folder = Path(labels_dir).expanduser() if labels_dir is not None else photo.parent
+    for ext in LABEL_SUFFIXES + tuple(s.upper() for s in LABEL_SUFFIXES):
+        candidate = folder / f"{photo.stem}{suffix}{ext}"
+        if candidate.is_file() and candidate.resolve() != photo.resolve():
+            return candidate
+    return None
+
+
+def labelled_photos(items, labels_dir=None, suffix: str = "_labels") -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Pair photos with their label images (:func:`label_path`).
+
+    ``items``: photo files, or folders of them (their image files, the label
+    images among them left out). Returns ``([(photo, label image), ...],
+    [photos without a label image])``. Raises ValueError for an empty
+    ``suffix`` without ``labels_dir`` (each photo would be its own label image).
+    """
+    from ._reader import expand_folders
+
+    if not suffix and labels_dir is None:
+        raise ValueError("with an empty suffix the label images must be in another folder: give that folder")
+    photos = [Path(p) for p in expand_folders([os.fspath(Path(i).expanduser()) for i in items])]
+    found = {p: label_path(p, labels_dir, suffix) for p in photos}
+    label_files = {lab.resolve() for lab in found.values() if lab is not None}
+    pairs, unlabelled = [], []
+    for photo, lab in found.items():
+        if photo.resolve() in label_files:
+            continue  # a label image listed with the photos (a folder holding both)
+        (pairs.append((photo, lab)) if lab is not None else unlabelled.append(photo))
+    return pairs, unlabelled

@@ -1,0 +1,109 @@
+"""Label images from files (what `gardenseg train` reads) and pairing them with their photos."""
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_gardenseg._images import ImageError
+from napari_gardenseg._label_files import label_path, labelled_photos, read_labels
+
+
+def _ids():
+    lab = np.zeros((20, 30), np.int32)
+    lab[2:8, 2:8] = 1
+    lab[2:8, 8:14] = 7  # touching instance 1: must stay apart
+    lab[12:18, 20:28] = 300
+    return lab
+
+
+def test_integer_tiff_and_png_keep_their_ids(tmp_path):
+    lab = _ids()
+    tifffile.imwrite(tmp_path / "a.tif", lab)  # what napari's Labels layer save writes
+    np.testing.assert_array_equal(read_labels(tmp_path / "a.tif"), lab)
+    Image.fromarray(lab.astype(np.uint16)).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_labels(tmp_path / "a.png"), lab)
+    tifffile.imwrite(tmp_path / "stack.tif", lab[None].astype(np.float32))  # one plane, float ids
+    out = read_labels(tmp_path / "stack.tif")
+    assert out.dtype == np.int32 and out.shape == (20, 30)
+    np.testing.assert_array_equal(out, lab)
+
+
+def test_palette_png_gives_indices(tmp_path):
+    lab = _ids() % 256  # 300 -> 44
+    im = Image.fromarray(lab.astype(np.uint8), mode="P")
+    im.putpalette([v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)])
+    im.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_labels(tmp_path / "p.png"), lab)
+
+
+def test_colour_labels_one_id_per_colour(tmp_path):
+    lab = _ids()
+    colours = {0: (0, 0, 0), 1: (255, 0, 0), 7: (0, 255, 0), 300: (10, 20, 200)}
+    rgb = np.zeros((*lab.shape, 3), np.uint8)
+    for k, c in colours.items():
+        rgb[lab == k] = c
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    out = read_labels(tmp_path / "c.png")
+    assert out[lab == 0].max() == 0
+    # ids in reading order, one per colour, the touching pair kept apart
+    assert out[3, 3] == 1 and out[3, 10] == 2 and out[15, 25] == 3
+    for k in colours:
+        assert len(np.unique(out[lab == k])) == 1
+    # alpha 0 is background whatever its colour
+    rgba = np.dstack([rgb, np.where(lab == 300, 0, 255).astype(np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "ca.png")
+    assert set(np.unique(read_labels(tmp_path / "ca.png"))) == {0, 1, 2}
+
+
+def test_a_mask_is_split_into_components(tmp_path):
+    mask = (_ids() > 0).astype(np.uint8) * 255  # instances 1 and 7 touch: one component
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    out = read_labels(tmp_path / "m.png")
+    assert out.max() == 2 and out[3, 3] == out[3, 10] != out[15, 25]
+    Image.fromarray(mask > 0).save(tmp_path / "m1.png")  # 1-bit
+    np.testing.assert_array_equal(read_labels(tmp_path / "m1.png"), out)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (np.full((5, 5), -1, np.int16), "negative"),
+        (np.full((5, 5), 0.5, np.float32), "fractional"),
+        (np.zeros((2, 5, 5), np.int32), "not a 2-D label image"),
+    ],
+)
+def test_bad_label_images_are_named(tmp_path, data, message):
+    tifffile.imwrite(tmp_path / "bad.tif", data)
+    with pytest.raises(ImageError, match=f"bad.tif.*{message}|{message}"):
+        read_labels(tmp_path / "bad.tif")
+
+
+def test_not_an_image_and_missing(tmp_path):
+    (tmp_path / "x.png").write_text("not a png")
+    with pytest.raises(ImageError, match="x.png could not be read"):
+        read_labels(tmp_path / "x.png")
+    with pytest.raises(FileNotFoundError):
+        read_labels(tmp_path / "none.tif")
+
+
+def test_photos_are_paired_with_their_labels(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a", "b", "c"):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(photos / f"{name}.jpg")
+    tifffile.imwrite(photos / "a_labels.tif", np.ones((4, 4), np.int32))
+    Image.fromarray(np.ones((4, 4), np.uint8)).save(photos / "b_labels.png")
+    # a folder holding photos and labels: the label images are not photos
+    pairs, unlabelled = labelled_photos([photos])
+    assert [(p.name, lab.name) for p, lab in pairs] == [("a.jpg", "a_labels.tif"), ("b.jpg", "b_labels.png")]
+    assert [p.name for p in unlabelled] == ["c.jpg"]
+    # labels in their own folder under the photos' names
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    tifffile.imwrite(masks / "c.tif", np.ones((4, 4), np.int32))
+    assert label_path(photos / "c.jpg", masks, suffix="") == masks / "c.tif"
+    pairs, unlabelled = labelled_photos([photos / "c.jpg", photos / "a.jpg"], masks, suffix="")
+    assert [p.name for p, _ in pairs] == ["c.jpg"] and [p.name for p in unlabelled] == ["a.jpg"]
+    with pytest.raises(ValueError, match="another folder"):
+        labelled_photos([photos], suffix="")
