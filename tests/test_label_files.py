@@ -107,3 +107,19 @@ def test_photos_are_paired_with_their_labels(tmp_path):
     assert [p.name for p, _ in pairs] == ["c.jpg"] and [p.name for p in unlabelled] == ["a.jpg"]
     with pytest.raises(ValueError, match="another folder"):
         labelled_photos([photos], suffix="")
+
+
+def test_train_samples_may_be_files(tmp_path):
+    from napari_gardenseg._training import prepare_samples
+
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "a_labels.tif", _ids())
+    [from_files] = prepare_samples([(tmp_path / "a.png", tmp_path / "a_labels.tif", "plant")])
+    [from_arrays] = prepare_samples([(rgb, _ids(), "plant")])
+    np.testing.assert_array_equal(from_files.image, from_arrays.image)
+    np.testing.assert_array_equal(from_files.labels, from_arrays.labels)
+    assert from_files.class_of == {1: "plant", 7: "plant", 300: "plant"}
+    tifffile.imwrite(tmp_path / "small.tif", _ids()[:10])
+    with pytest.raises(ValueError, match=r"sample 0 \(a.png\): small.tif: labels of 10x30 pixels"):
+        prepare_samples([(str(tmp_path / "a.png"), str(tmp_path / "small.tif"), "plant")])

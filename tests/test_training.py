@@ -358,6 +358,6 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     assert "exists" in capsys.readouterr().err
     tifffile.imwrite(photos / "a_labels.tif", two_scenes[0][1][:100])
     assert main([*argv, "--overwrite"]) == 2
-    assert "a_labels.tif is 100x160 but a.png is 160x160" in capsys.readouterr().err
+    assert "(a.png): a_labels.tif: labels of 100x160 pixels do not match the image's 160x160" in capsys.readouterr().err
     assert main(["train", str(photos / "unpainted.png"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "no photo has a label image" in capsys.readouterr().err

@@ -52,7 +52,14 @@ POSITIVE_FRACTION = 0.125
 
 
 def prepare_samples(samples: Sequence) -> list[_Sample]:
-    """Check and normalise ``(image, labels, classes)`` triples; clear errors on bad ones."""
+    """Check and normalise ``(image, labels, classes)`` triples; clear errors on bad ones.
+
+    ``image`` and ``labels`` are arrays or files: a photo as
+    :func:`~napari_gardenseg._reader.read_image` reads it, a label image as
+    :func:`~napari_gardenseg._label_files.read_labels` does.
+    """
+    from ._reader import is_image_path
+
     if len(samples) == 0:
         raise ValueError("train() needs at least one (image, labels, classes) sample")
     out = []
@@ -61,19 +68,34 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
             image, labels, classes = sample
         except (TypeError, ValueError) as exc:
             raise ValueError(f"sample {i} is not an (image, labels, classes) triple") from exc
+        what = f"sample {i}"
+        if is_image_path(image):
+            from ._reader import read_image
+
+            what, photo = f"{what} ({Path(image).name})", read_image(image)
+            if photo.is_stack:
+                raise ValueError(f"{what} holds {photo.n_planes} planes; train takes 2-D photos")
+            image = photo.data
+        if is_image_path(labels):
+            from ._label_files import read_labels
+
+            what, labels = f"{what}: {Path(labels).name}", read_labels(labels)
         rgb = to_rgb_float(image)
         lab = np.asarray(labels)
         if lab.dtype.kind not in "iub":
-            raise ValueError(f"sample {i}: labels must be an integer label image, got dtype {lab.dtype}")
+            raise ValueError(f"{what}: labels must be an integer label image, got dtype {lab.dtype}")
         if lab.shape != rgb.shape[:2]:
-            raise ValueError(f"sample {i}: labels of shape {lab.shape} do not match the image's {rgb.shape[:2]}")
+            raise ValueError(
+                f"{what}: labels of {lab.shape[0]}x{lab.shape[1]} pixels do not match the image's "
+                f"{rgb.shape[0]}x{rgb.shape[1]}: paint the labels on the image they are for"
+            )
         ids = [int(v) for v in np.unique(lab) if v > 0]
         if isinstance(classes, str):  # one class for every instance
             classes = {k: classes for k in ids}
         missing = [k for k in ids if k not in classes]
         if missing:
             raise ValueError(
-                f"sample {i}: instances {missing[:5]} have no class name; give classes as a dict "
+                f"{what}: instances {missing[:5]} have no class name; give classes as a dict "
                 "{instance id: class name} or one name for all"
             )
         out.append(_Sample(rgb, lab.astype(np.int32), {k: str(classes[k]) for k in ids}))
@@ -298,6 +320,11 @@ def train(
     frozen_blocks: int | None = None,
 ) -> Path:
     """Fine-tune (or train) a Mask R-CNN on ``samples`` and save a checkpoint.
+
+    ``samples``: ``(image, labels, classes)`` triples. ``image`` is an array or
+    a photo file; ``labels`` an integer (H, W) array of instance ids (0: the
+    background) or a label image file (``gardenseg train`` reads these);
+    ``classes`` one class name for every instance, or ``{instance id: name}``.
 
     ``base`` is ``"garden"``, ``"coco"``, ``"coco-v1"``, a checkpoint path, a
     :class:`Model`, or ``None`` to start from scratch with the small garden

@@ -273,8 +273,7 @@ def _cmd_adapt(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from ._label_files import labelled_photos, read_labels
-    from ._reader import read_image
+    from ._label_files import labelled_photos
     from ._training import train
 
     missing = [p for p in args.photos if not Path(p).exists()]
@@ -296,19 +295,7 @@ def _cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 2
-    samples = []
-    for photo, label_file in pairs:
-        image = read_image(photo)
-        if image.is_stack:
-            raise ValueError(f"{photo.name} holds {image.n_planes} planes; train takes 2-D photos")
-        labels = read_labels(label_file)
-        if labels.shape != image.plane_shape:
-            h, w = image.plane_shape
-            raise ValueError(
-                f"{label_file.name} is {labels.shape[0]}x{labels.shape[1]} but {photo.name} is {h}x{w}: "
-                "each label image must be painted on its photo"
-            )
-        samples.append((image.data, labels, args.class_name))
+    samples = [(photo, label_file, args.class_name) for photo, label_file in pairs]
     print(f"gardenseg train: {len(samples)} labelled photo(s), class {args.class_name!r}", file=sys.stderr)
     path = train(
         samples,
