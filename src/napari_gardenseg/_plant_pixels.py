@@ -248,7 +248,8 @@ def follow_vegetation(
         seed[ids] = True
 
     # not green, or on ground cover: kept as the network painted it
-    claims = np.where((labels > 0) & ~gated[labels], labels, 0)
+    claims = labels.copy()  # in place, no full-size temporaries (label 0 is never gated)
+    claims[gated[labels]] = 0
     region = veg & (claims == 0)
     single = np.zeros(n_comps + 1, np.int32)
     split = np.zeros(n_comps + 1, bool)
@@ -264,7 +265,7 @@ def follow_vegetation(
     joins = (inside[best, np.arange(n_comps + 1)] >= 0.5 * comp_area) & (single == 0) & ~split
     joins[0] = False
     single[joins] = best[joins]
-    take = region & (single[comps] > 0)
+    take = region & (single > 0)[comps]  # a bool per pixel, not a full-size int32 copy
     claims[take] = single[comps[take]]
     comp_objects = ndimage.find_objects(comps)
     for c in np.flatnonzero(split):
@@ -275,6 +276,7 @@ def follow_vegetation(
         markers = np.where(where & seed[lab] & split[main[lab]], lab, 0)
         grown = segmentation.watershed(-ndimage.distance_transform_edt(where), markers, mask=where)
         claims[sl][where] = grown[where]
+    del labels, region, take  # full-size maps the masks below do not need: the peak is there
 
     masks, offsets, boxes, scores, class_ids, source, origin = [], [], [], [], [], [], []
     objects = ndimage.find_objects(claims, max_label=n)
