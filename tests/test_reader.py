@@ -476,9 +476,10 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
     for name in ("b.JPG", "a.png", "c.heic", "d.tif", "older/e.png"):
         (photos / name).write_bytes(b"x")
     (photos / "stack.zarr").mkdir()
-    for name in ("notes.txt", ".DS_Store", "._b.JPG", "run.json"):
+    # the label images of photos in the folder are not photos; an image merely named so is one
+    for name in ("notes.txt", ".DS_Store", "._b.JPG", "run.json", "a_labels.tif", "b_labels_crf.tif", "f_labels.png"):
         (photos / name).write_bytes(b"x")
-    want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "stack.zarr")]
+    want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "f_labels.png", "stack.zarr")]
     assert image_files(photos) == want  # by name, not into subfolders, hidden and other files skipped
     assert expand_folders([str(tmp_path / "one.png"), photos, photos / "stack.zarr"]) == [
         str(tmp_path / "one.png"),

@@ -173,9 +173,12 @@ def image_files(folder) -> list[Path]:
 
     Image files: the suffixes of :data:`IMAGE_SUFFIXES` (any case) and
     ``*.zarr`` stores. Hidden files are skipped (``.DS_Store``, and macOS's
-    ``._IMG_0001.JPG`` copies of a photo's metadata on shared drives).
-    Raises NotADirectoryError, and :class:`~napari_gardenseg._images.ImageError`
-    when the folder holds no image file.
+    ``._IMG_0001.JPG`` copies of a photo's metadata on shared drives). So
+    are the label images of photos in the folder (``a_labels.tif`` and
+    ``a_labels_crf.tif`` beside ``a.jpg``: painted for ``gardenseg train``, or
+    this plugin's outputs), which are not photos. Raises NotADirectoryError,
+    and :class:`~napari_gardenseg._images.ImageError` when the folder holds no
+    image file.
     """
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -186,12 +189,22 @@ def image_files(folder) -> list[Path]:
         if not p.name.startswith(".")
         and (p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)))
     )
+    stems = {p.stem for p in found}
+    found = [p for p in found if not _labels_of(p.stem, stems)]
     if not found:
         raise ImageError(
             f"no image files in the folder {folder} ({', '.join(IMAGE_SUFFIXES[:6])}..., TIFF, HEIC, zarr); "
             "give the files or a folder that holds them"
         )
     return found
+
+
+def _labels_of(stem: str, stems) -> bool:
+    """``stem`` names the label image of another file's stem: ``<stem>_labels`` or ``<stem>_labels_crf``."""
+    for tail in ("_labels", "_labels_crf"):
+        if stem.endswith(tail) and stem[: -len(tail)] in stems:
+            return True
+    return False
 
 
 def expand_folders(items) -> list:
