@@ -224,8 +224,11 @@ def test_photo_reader_is_contributed_for_photo_formats_only():
     from napari_gardenseg._napari_reader import PHOTO_SUFFIXES
 
     mf = npe2.PluginManifest.from_file(MANIFEST)
-    (reader,) = mf.contributions.readers
+    reader, labels_reader = mf.contributions.readers
     assert reader.command == "napari-gardenseg.read_photos"
+    # label images (the batch's outputs, gardenseg train's inputs) by name only, never every TIFF or PNG
+    assert labels_reader.command == "napari-gardenseg.read_labels"
+    assert all(p.startswith(("*_labels.", "*_labels_crf.")) for p in labels_reader.filename_patterns)
     assert not any("png" in p or "tif" in p for p in reader.filename_patterns)
     # every suffix the reader takes is offered to napari, in both cases
     assert {p for p in reader.filename_patterns} == {f"*{s}" for s in PHOTO_SUFFIXES} | {

@@ -22,7 +22,7 @@ __all__ = ["LABEL_SUFFIXES", "read_labels", "label_path", "labelled_photos"]
 LABEL_SUFFIXES = (".tif", ".tiff", ".png")
 
 
-def read_labels(path) -> np.ndarray:
+def read_labels(path, *, planes: bool = False) -> np.ndarray:
     """Read a label image file: ``(H, W)`` int32 instance ids, 0 the background.
 
     - an integer image (8, 16 or 32 bits; a napari Labels layer saved as TIFF
@@ -32,6 +32,11 @@ def read_labels(path) -> np.ndarray:
       fully transparent pixels the background;
     - a mask with one value besides 0 (0/255 masks, 1-bit images): each
       connected component (8-connected, ``skimage.measure.label``) an instance.
+
+    ``planes=True`` reads the ids as stored, for viewing: an integer image of
+    more than two axes (the labels of a stack, as ``gardenseg segment`` writes
+    them: planes first, then Y, X) keeps all its axes, and an image with one
+    id is not split into components.
 
     TIFF files are read with tifffile, the rest with Pillow. Raises
     FileNotFoundError, and :class:`~napari_gardenseg._images.ImageError`
@@ -56,13 +61,15 @@ def read_labels(path) -> np.ndarray:
     data = np.asarray(data)
     while data.ndim > 2 and data.shape[0] == 1:  # a one-plane stack
         data = data[0]
-    if data.ndim == 3 and data.shape[-1] in (3, 4):
+    if data.ndim == 3 and data.shape[-1] in (3, 4) and data.dtype == np.uint8:
         data = _colours_to_ids(data)
+    if planes and data.ndim > 2 and data.dtype.kind in "iu":
+        return _as_ids(data, path.name, split=False)
     if data.ndim != 2:
         raise ImageError(
             f"{path.name} is not a 2-D label image (shape {data.shape}): save the Labels layer of one photo"
         )
-    return _as_ids(data, path.name)
+    return _as_ids(data, path.name, split=not planes)
 
 
 def _pillow_labels(im) -> np.ndarray:
@@ -74,8 +81,6 @@ def _pillow_labels(im) -> np.ndarray:
 
 def _colours_to_ids(rgb: np.ndarray) -> np.ndarray:
     """One id per colour, in order of first appearance (C order); black and alpha 0 are 0."""
-    if rgb.dtype != np.uint8:
-        raise ImageError(f"colour label images must be 8-bit, got {rgb.dtype}")
     packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
     if rgb.shape[-1] == 4:
         packed[rgb[..., 3] == 0] = 0
@@ -86,7 +91,7 @@ def _colours_to_ids(rgb: np.ndarray) -> np.ndarray:
     return ids[inverse.reshape(packed.shape)]
 
 
-def _as_ids(data: np.ndarray, name: str) -> np.ndarray:
+def _as_ids(data: np.ndarray, name: str, split: bool) -> np.ndarray:
     if data.dtype == bool:
         data = data.astype(np.uint8)
     if data.dtype.kind == "f":
@@ -101,7 +106,7 @@ def _as_ids(data: np.ndarray, name: str) -> np.ndarray:
         raise ImageError(f"{name} has ids above 2**31 - 1")
     values = np.unique(data)
     values = values[values > 0]
-    if len(values) == 1:  # a mask: one instance per connected component
+    if split and len(values) == 1:  # a mask: one instance per connected component
         from skimage.measure import label
 
         return label(data > 0, connectivity=2).astype(np.int32)

@@ -9,6 +9,13 @@ all. This reader opens ``*.jpg``, ``*.jpeg``, ``*.mpo`` and ``*.heic`` /
 converted to sRGB; HEIC through pillow-heif), so the layer holds the pixels that ``gardenseg segment``
 and :func:`~napari_gardenseg.segment_files` see for the same file, and the
 labels of either line up with it. Other formats stay with napari's readers.
+
+Label images (``*_labels.tif``, ``*_labels_crf.tif``, ``*_labels.png``: what
+``gardenseg segment`` writes, and what ``gardenseg train`` reads) open as
+Labels layers, not as grey images: :func:`read_label_layers`, with the
+instances' class names and scores as the layer's features when the batch's
+``<name>_instances.csv`` lies beside them, so that a corrected batch result
+can be trained on in the *Train on my labels* widget.
 """
 
 from __future__ import annotations
@@ -44,3 +51,61 @@ def read_photos(path) -> list[tuple]:
         meta = {"name": Path(p).stem, "rgb": image.axes.endswith("S"), "metadata": {"gardenseg_read": image.record()}}
         layers.append((image.data, meta, "image"))
     return layers
+
+
+LABEL_TAILS = ("_labels", "_labels_crf")
+LABEL_FILE_SUFFIXES = (".tif", ".tiff", ".png")
+
+
+def _label_file(p) -> bool:
+    p = Path(p)
+    return p.suffix.lower() in LABEL_FILE_SUFFIXES and p.stem.endswith(LABEL_TAILS)
+
+
+def get_labels_reader(path):
+    """The npe2 reader command for label images: :func:`read_label_layers` when every path is one, else None."""
+    paths = path if isinstance(path, (list, tuple)) else [path]
+    if not paths or not all(isinstance(p, (str, Path)) and _label_file(p) for p in paths):
+        return None
+    return read_label_layers
+
+
+def read_label_layers(path) -> list[tuple]:
+    """napari layer data, one Labels layer per file: ``(ids, {"name", "features"}, "labels")``.
+
+    ids: int32, (H, W) or, for a stack's labels, planes first
+    (:func:`~napari_gardenseg._label_files.read_labels` with ``planes=True``).
+    features: from ``<name>_instances.csv`` beside the file (``<name>`` the
+    file's name without ``_labels`` / ``_labels_crf``), as the segmentation
+    widget sets them (``area`` of the refined masks for ``_labels_crf``);
+    none when there is no such table or it does not have the batch's columns.
+    Raises FileNotFoundError and :class:`~napari_gardenseg._images.ImageError`.
+    """
+    from ._label_files import read_labels
+
+    layers = []
+    for p in path if isinstance(path, (list, tuple)) else [path]:
+        p = Path(p)
+        meta = {"name": p.stem}
+        features = _batch_features(p)
+        if features is not None:
+            meta["features"] = features
+        layers.append((read_labels(p, planes=True), meta, "labels"))
+    return layers
+
+
+def _batch_features(label_file: Path):
+    import pandas as pd
+
+    from ._plane_run import instance_features, split_areas
+
+    refined = label_file.stem.endswith("_labels_crf")
+    name = label_file.stem[: -len("_labels_crf" if refined else "_labels")]
+    table_file = label_file.with_name(f"{name}_instances.csv")
+    if not table_file.is_file():
+        return None
+    try:
+        masks, crf = split_areas(instance_features(pd.read_csv(table_file)))
+    except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
+        return None
+    return crf if refined else masks

@@ -57,32 +57,49 @@ def checksum(data) -> tuple:
     return (arr.shape, arr.dtype.str, zlib.crc32(memoryview(arr).cast("B")))
 
 
+def instance_features(table, offset: int = 0):
+    """napari ``features`` of an instances table (``SegmentationResult.table`` or its CSV), one row per instance.
+
+    Columns: ``index`` and ``label`` (the label id plus ``offset``; napari maps
+    label ids through ``index``), ``class_id``, ``class_name``, ``score``,
+    ``area``, ``area_refined``. Use :func:`split_areas` for the two layers.
+    """
+    import pandas as pd
+
+    labels = table["label"].to_numpy(np.int64) + offset
+    return pd.DataFrame(
+        {
+            "index": labels,
+            "label": labels,
+            "class_id": table["class_id"].to_numpy(np.int64),
+            "class_name": table["class_name"].astype(str),
+            "score": table["score"].to_numpy(np.float32),
+            "area": table["area"].to_numpy(np.int64),
+            "area_refined": table["area_refined"].to_numpy(float),
+        }
+    )
+
+
+def split_areas(table):
+    """(features of the masks layer, of the refined layer): the same rows, each with its own ``area``."""
+    masks = table.drop(columns=["area_refined"])
+    refined = table.drop(columns=["area"]).rename(columns={"area_refined": "area"})
+    refined["area"] = refined["area"].fillna(0).astype(np.int64)
+    return masks, refined[masks.columns]
+
+
 def _feature_table(results, source: PlaneSource, offsets):
     import pandas as pd
 
     frames = []
     for i, (res, off) in enumerate(zip(results, offsets)):
-        table = res.table
-        df = pd.DataFrame(
-            {
-                "index": table["label"].to_numpy(np.int64) + off,  # napari maps label ids through `index`
-                "label": table["label"].to_numpy(np.int64) + off,
-                "class_id": table["class_id"].to_numpy(np.int64),
-                "class_name": table["class_name"].astype(str),
-                "score": table["score"].to_numpy(np.float32),
-                "area": table["area"].to_numpy(np.int64),
-                "area_refined": table["area_refined"].to_numpy(float),
-            }
-        )
+        df = instance_features(res.table, off)
         if source.stack:
             for ax, v in enumerate(source.planes[i]):
                 df[f"axis_{ax}"] = np.full(len(df), v, dtype=np.int64)
         frames.append(df)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    masks = table.drop(columns=["area_refined"])
-    refined = table.drop(columns=["area"]).rename(columns={"area_refined": "area"})
-    refined["area"] = refined["area"].fillna(0).astype(np.int64)
-    return masks, refined[masks.columns]
+    return split_areas(table)
 
 
 def _box_corners(res, lead: tuple[int, ...]) -> list[np.ndarray]:
