@@ -333,6 +333,23 @@ def test_the_data_window_leaves_out_a_nodata_border():
     thin = np.pad(rgb, ((2, 2), (3, 3), (0, 0)))  # a border of a few rows: under a tenth of the image
     assert data_window(thin) == (0, 0, 104, 206)
     assert data_window(np.zeros((10, 12, 3), np.float32)) == (0, 0, 10, 12)  # all nodata: the whole image
+    # an ImageSource is read block by block from its edges: the same window
+    from napari_gardenseg._io import ImageSource
+
+    assert data_window(ImageSource(framed)) == (50, 120, 150, 320)
+
+
+def test_the_map_of_an_image_source_is_read_band_by_band_and_equal(garden_photo):
+    from napari_gardenseg._io import ImageSource
+
+    framed = np.zeros((garden_photo.shape[0] + 40, garden_photo.shape[1], 3), np.uint8)
+    framed[40:] = garden_photo  # a nodata band on top
+    classes = colour_classes(to_rgb_float(framed))
+    whole = classes.map(to_rgb_float(framed), image_shape=(100, 120))
+    bands = classes.map(ImageSource(framed), image_shape=(100, 120), rows=37)  # bands that do not divide it
+    np.testing.assert_array_equal(bands.probability, whole.probability)
+    np.testing.assert_array_equal(bands.plants, whole.plants)
+    assert bands.probability.dtype == np.float32 and not bands.plants[:40].any()
 
 
 def test_nodata_is_never_plant_whatever_the_threshold():

@@ -238,11 +238,12 @@ def paint(instances: Instances, mask_threshold: float = 0.5, window=None, labels
     return out
 
 
-def paint_image(instances: Instances, mask_threshold: float = 0.5, rows: int = 2048) -> np.ndarray:
+def paint_image(instances: Instances, mask_threshold: float = 0.5, rows: int = 2048, dtype=np.int32) -> np.ndarray:
     """:func:`paint` of the whole image, band by band: the painter's score and soft-value
-    buffers then cover one band, not the whole image, besides the int32 result."""
+    buffers then cover one band, not the whole image, besides the result (``dtype``, which
+    must hold the number of instances)."""
     h, w = instances.shape
-    out = np.empty((h, w), np.int32)
+    out = np.empty((h, w), dtype)
     for y in range(0, h, rows):
         out[y : y + rows] = paint(instances, mask_threshold, (y, 0, min(y + rows, h), w))
     return out

@@ -144,10 +144,9 @@ def vegetation_stage(
         del overview
         from ._vegetation import data_window
 
-        rgb = source.read()
-        y0, x0, y1, x1 = data_window(rgb)  # a nodata border does not widen the closing or the speck size
-        vmap = classes.map(rgb, image_shape=(y1 - y0, x1 - x0))
-        del rgb
+        # band by band from the source: no float copy of the whole image (the stage's peak memory)
+        y0, x0, y1, x1 = data_window(source)  # a nodata border does not widen the closing or the speck size
+        vmap = classes.map(source, image_shape=(y1 - y0, x1 - x0))
         covered = model_coverage(found, vmap, options.mask_threshold)
         out = None
     info["vegetation_model_coverage"] = round(covered, 3)
@@ -199,9 +198,14 @@ def follow_vegetation(
     if prob.shape != (h, w):
         raise ValueError(f"vegetation map of shape {prob.shape} for instances of an image of shape {(h, w)}")
     veg = vegetation.plants
-    comps, n_comps = ndimage.label(veg, structure=np.ones((3, 3), bool))
+    # the full-size id maps in 16 bits when their ids fit: they are most of this stage's peak memory
+    try:
+        comps, n_comps = ndimage.label(veg, structure=np.ones((3, 3), bool), output=np.uint16)
+    except RuntimeError:  # more components than 16 bits hold
+        comps, n_comps = ndimage.label(veg, structure=np.ones((3, 3), bool))
     n = len(found)
-    labels = paint_image(found, mask_threshold) if n else np.zeros((h, w), np.int32)
+    ids = np.uint16 if n < np.iinfo(np.uint16).max else np.int32
+    labels = paint_image(found, mask_threshold, dtype=ids) if n else np.zeros((h, w), ids)
     painted = np.bincount(labels.ravel(), minlength=n + 1)
     visible = np.concatenate([[0.0], visible_shares(found, painted[1:], mask_threshold)])
     on_veg = labels[veg]  # each plant-coloured pixel's instance (0: none), read once

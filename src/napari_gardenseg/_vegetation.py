@@ -280,24 +280,22 @@ class ColourClasses:
     informative: bool
     reason: str
 
-    def map(self, rgb: np.ndarray, image_shape=None) -> VegetationMap:
+    def map(self, rgb, image_shape=None, *, rows: int = 1024) -> VegetationMap:
         """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
         ``image_shape`` (None: ``rgb`` is the whole image). Nodata (pixels exactly black or white in
-        every channel) has probability 0."""
-        from scipy.special import expit
-
-        # the logistic in place, in the index's own new array: no image-sized temporaries
-        prob = colour_index(rgb, self.index)
-        prob -= np.float32(self.threshold)
-        prob /= np.float32(self.width)
-        expit(prob, out=prob)
-        # nodata is never plant: it needs looking for only where black or white would pass the
-        # threshold (black's excess green, 0, lies above the threshold of a photo with a purple cast)
-        if (colour_index(_NODATA_COLOURS, self.index) > self.threshold).any():
-            prob[is_nodata(rgb)] = 0.0
+        every channel) has probability 0. ``rgb`` may also be an
+        :class:`~napari_gardenseg._io.ImageSource`, read ``rows`` rows at a time: the same map
+        without a float copy of the whole image."""
+        if hasattr(rgb, "read"):
+            h, w = rgb.shape
+            prob = np.empty((h, w), np.float32)
+            for y in range(0, h, rows):
+                prob[y : y + rows] = self._probability(rgb.read((y, 0, min(y + rows, h), w)))
+        else:
+            prob = self._probability(rgb)
         shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
         return VegetationMap(
-            prob.astype(np.float32, copy=False),
+            prob,
             self.index,
             self.threshold,
             self.eta,
@@ -309,6 +307,20 @@ class ColourClasses:
 
     def summary(self) -> dict:
         return _summary(self)
+
+    def _probability(self, rgb: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        # the logistic in place, in the index's own new array: no image-sized temporaries
+        prob = colour_index(rgb, self.index)
+        prob -= np.float32(self.threshold)
+        prob /= np.float32(self.width)
+        expit(prob, out=prob)
+        # nodata is never plant: it needs looking for only where black or white would pass the
+        # threshold (black's excess green, 0, lies above the threshold of a photo with a purple cast)
+        if (colour_index(_NODATA_COLOURS, self.index) > self.threshold).any():
+            prob[is_nodata(rgb)] = 0.0
+        return prob.astype(np.float32, copy=False)
 
 
 def sample_step(shape, sample: int = 1_000_000) -> int:
@@ -337,8 +349,11 @@ _NODATA_COLOURS = np.array([[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]], np.float32)
 NODATA_BORDER_SHARE = 0.1
 
 
-def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tuple[int, int, int, int]:
+def data_window(rgb, min_share: float = NODATA_BORDER_SHARE) -> tuple[int, int, int, int]:
     """(y0, x0, y1, x1): the bounding box of the pixels of float RGB ``rgb`` that are not nodata.
+
+    ``rgb`` is an (H, W, 3) array or an :class:`~napari_gardenseg._io.ImageSource`; either is
+    read block by block from its edges.
 
     Nodata: pixels exactly black or white in every channel (an orthomosaic's border, transparent
     pixels and a GeoTIFF's nodata value as the reader gives them). The whole image when that
@@ -346,10 +361,15 @@ def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tupl
     every pixel is nodata. The network resizes an image to its input size, so a photo inside a
     border as large as itself would otherwise be seen at half its size.
     """
-    h, w = rgb.shape[:2]
+    if hasattr(rgb, "read"):
+        h, w = rgb.shape
+        block = lambda y0, y1, x0, x1: rgb.read((y0, x0, y1, x1))  # noqa: E731
+    else:
+        h, w = rgb.shape[:2]
+        block = lambda y0, y1, x0, x1: rgb[y0:y1, x0:x1]  # noqa: E731
 
     def rows(a, b):  # per row of rgb[a:b]: does it hold data
-        return ~is_nodata(rgb[a:b]).all(axis=1)
+        return ~is_nodata(block(a, b, 0, w)).all(axis=1)
 
     y0 = _first_with_data(h, rows)
     if y0 is None:
@@ -357,7 +377,7 @@ def data_window(rgb: np.ndarray, min_share: float = NODATA_BORDER_SHARE) -> tupl
     y1 = _first_with_data(h, rows, backwards=True) + 1
 
     def cols(a, b):
-        return ~is_nodata(rgb[y0:y1, a:b]).all(axis=0)
+        return ~is_nodata(block(y0, y1, a, b)).all(axis=0)
 
     x0, x1 = _first_with_data(w, cols), _first_with_data(w, cols, backwards=True) + 1
     if (y1 - y0) * (x1 - x0) > (1 - min_share) * h * w:
