@@ -248,12 +248,18 @@ def _stage_printer():
     return progress
 
 
+def _missing(paths, command: str) -> bool:
+    """Say which of ``paths`` do not exist (True if any)."""
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"gardenseg {command}: no such file: {', '.join(missing)}", file=sys.stderr)
+    return bool(missing)
+
+
 def _cmd_adapt(args) -> int:
     from ._adapt import adapt, outcome_of
 
-    missing = [p for p in args.photos if not Path(p).exists()]
-    if missing:
-        print(f"gardenseg adapt: no such file: {', '.join(missing)}", file=sys.stderr)
+    if _missing(args.photos, "adapt"):
         return 2
     path = adapt(
         args.photos,
@@ -276,9 +282,7 @@ def _cmd_train(args) -> int:
     from ._label_files import labelled_photos
     from ._training import train
 
-    missing = [p for p in args.photos if not Path(p).exists()]
-    if missing:
-        print(f"gardenseg train: no such file: {', '.join(missing)}", file=sys.stderr)
+    if _missing(args.photos, "train"):
         return 2
     pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix)
     where = f"in {args.labels}" if args.labels else "next to each photo"
@@ -411,14 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "photos", nargs="+", help="photos of the field or garden (PNG, JPEG, TIFF, HEIC), or folders of them"
     )
-    a.add_argument("--out", help="model file to write (default: a new file in the models folder)")
-    a.add_argument("--base", default="garden", help="model to start from (default: %(default)s)")
+    _model_output_args(a)
     a.add_argument("--minutes", type=float, help="time budget (default: 5 + 0.5 per photo, at most 25)")
     a.add_argument("--rounds", type=int, default=3, help="most rounds of harvest and training (default: %(default)s)")
     a.add_argument("--iterations", type=int, help="training iterations per round (default: by the time budget)")
-    a.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
     a.set_defaults(func=_cmd_adapt)
     t = sub.add_parser("train", help="fine-tune a model on photos with painted label images (writes a new model)")
     t.add_argument(
@@ -435,14 +435,19 @@ def build_parser() -> argparse.ArgumentParser:
         "in the --labels folder (default: %(default)s)",
     )
     t.add_argument("--class-name", default="plant", help="the class of every painted instance (default: %(default)s)")
-    t.add_argument("--out", help="model file to write (default: a new file in the models folder)")
-    t.add_argument("--base", default="garden", help="model to start from (default: %(default)s)")
+    _model_output_args(t)
     t.add_argument("--iterations", type=int, default=200, help="training iterations (default: %(default)s)")
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
     t.set_defaults(func=_cmd_train)
     return p
+
+
+def _model_output_args(p) -> None:
+    """The options ``adapt`` and ``train`` share: the model written, the one started from, where and how."""
+    p.add_argument("--out", help="model file to write (default: a new file in the models folder)")
+    p.add_argument("--base", default="garden", help="model to start from (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
 
 
 def main(argv=None) -> int:
