@@ -344,7 +344,7 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
         tifffile.imwrite(photos / f"{name}_labels.tif", lab)  # as napari saves a Labels layer
     Image.fromarray(two_scenes[0][0]).save(photos / "unpainted.png")
     out = tmp_path / "field.pt"
-    argv = ["train", str(photos), "--out", str(out), "--iterations", "2", "--device", "cpu"]
+    argv = ["train", str(photos), "--out", str(out), "--iterations", "2", "--device", "cpu", "--crop", "128"]
     assert main(argv) == 0
     said = capsys.readouterr()
     assert said.out.strip() == str(out)
@@ -353,6 +353,7 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     model = load_model(out, device="cpu")
     assert model.class_names == ["__background__", "plant"]
     assert model.meta["training"]["samples"] == 2 and model.meta["training"]["iterations"] == 2
+    assert model.meta["training"]["crop"] == 128 and model.meta["training"]["lr"] == 1e-3  # train's default
     # never replaced without --overwrite; a label image of another size is named
     assert main(argv) == 2
     assert "exists" in capsys.readouterr().err
@@ -361,3 +362,5 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     assert "(a.png): a_labels.tif: labels of 100x160 pixels do not match the image's 160x160" in capsys.readouterr().err
     assert main(["train", str(photos / "unpainted.png"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "no photo has a label image" in capsys.readouterr().err
+    assert main(["train", str(photos), "--out", str(tmp_path / "y.pt"), "--lr", "0"]) == 2
+    assert "lr must be a positive number" in capsys.readouterr().err

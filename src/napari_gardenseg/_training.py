@@ -379,6 +379,11 @@ def train(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if positive_fraction is not None and not 0 < positive_fraction <= 1:
         raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
+    lr = 1e-3 if lr is None else lr  # None: the default (the training widget's "auto")
+    if not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if isinstance(paste, bool) or not 0 <= paste <= 1:
+        raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
     output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
@@ -420,12 +425,7 @@ def train(
     for sample in prepared:
         sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
 
-    lr = 1e-3 if lr is None else lr  # None: the default (the training widget's "auto")
-    if not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
     warmup = warmup if warmup is not None else min(200, iterations // 10)
-    if isinstance(paste, bool) or not 0 <= paste <= 1:
-        raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
     draw = lambda r: prepared[int(r.integers(len(prepared)))]  # noqa: E731
     if paste:
         from ._scenes import PaintedScenes

@@ -310,6 +310,9 @@ def _cmd_train(args) -> int:
         progress=_stage_printer(),
         overwrite=args.overwrite,
         seed=args.seed,
+        lr=args.lr,
+        crop=args.crop,
+        batch_size=args.batch_size,
     )
     print(path)
     return 0
@@ -437,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--class-name", default="plant", help="the class of every painted instance (default: %(default)s)")
     _model_output_args(t)
     t.add_argument("--iterations", type=int, default=200, help="training iterations (default: %(default)s)")
+    t.add_argument("--lr", type=float, help="learning rate (default: train's, 1e-3)")
+    t.add_argument("--crop", type=int, default=384, help="training crops of this many pixels (default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=2, help="crops per iteration (default: %(default)s)")
     t.set_defaults(func=_cmd_train)
     return p
 
