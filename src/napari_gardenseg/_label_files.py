@@ -16,10 +16,21 @@ import numpy as np
 
 from ._images import ImageError
 
-__all__ = ["LABEL_SUFFIXES", "read_labels", "label_path", "labelled_photos"]
+__all__ = ["LABEL_SUFFIXES", "LABEL_TAILS", "read_labels", "photo_stem", "label_path", "labelled_photos"]
 
 # The files a label image is looked for in, in this order: napari saves Labels layers as TIFF.
 LABEL_SUFFIXES = (".tif", ".tiff", ".png")
+# What follows a photo's name in the names of its label images: gardenseg segment's two outputs
+# (raw, CRF-refined), and what gardenseg train looks for by default.
+LABEL_TAILS = ("_labels", "_labels_crf")
+
+
+def photo_stem(stem: str) -> str | None:
+    """The photo's name in a label image's name (``"a"`` for ``"a_labels"`` or ``"a_labels_crf"``); None if none."""
+    for tail in LABEL_TAILS:
+        if stem.endswith(tail):
+            return stem[: -len(tail)]
+    return None
 
 
 def read_labels(path, *, planes: bool = False) -> np.ndarray:

@@ -53,13 +53,11 @@ def read_photos(path) -> list[tuple]:
     return layers
 
 
-LABEL_TAILS = ("_labels", "_labels_crf")
-LABEL_FILE_SUFFIXES = (".tif", ".tiff", ".png")
-
-
 def _label_file(p) -> bool:
+    from ._label_files import LABEL_SUFFIXES, photo_stem
+
     p = Path(p)
-    return p.suffix.lower() in LABEL_FILE_SUFFIXES and p.stem.endswith(LABEL_TAILS)
+    return p.suffix.lower() in LABEL_SUFFIXES and photo_stem(p.stem) is not None
 
 
 def get_labels_reader(path):
@@ -97,15 +95,14 @@ def read_label_layers(path) -> list[tuple]:
 def _batch_features(label_file: Path):
     import pandas as pd
 
+    from ._label_files import photo_stem
     from ._plane_run import instance_features, split_areas
 
-    refined = label_file.stem.endswith("_labels_crf")
-    name = label_file.stem[: -len("_labels_crf" if refined else "_labels")]
-    table_file = label_file.with_name(f"{name}_instances.csv")
+    table_file = label_file.with_name(f"{photo_stem(label_file.stem)}_instances.csv")
     if not table_file.is_file():
         return None
     try:
         masks, crf = split_areas(instance_features(pd.read_csv(table_file)))
     except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
         return None
-    return crf if refined else masks
+    return crf if label_file.stem.endswith("_labels_crf") else masks

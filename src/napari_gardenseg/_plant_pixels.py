@@ -204,8 +204,8 @@ def follow_vegetation(
     except RuntimeError:  # more components than 16 bits hold
         comps, n_comps = ndimage.label(veg, structure=np.ones((3, 3), bool))
     n = len(found)
-    ids = np.uint16 if n < np.iinfo(np.uint16).max else np.int32
-    labels = paint_image(found, mask_threshold, dtype=ids) if n else np.zeros((h, w), ids)
+    id_type = np.uint16 if n < np.iinfo(np.uint16).max else np.int32
+    labels = paint_image(found, mask_threshold, dtype=id_type) if n else np.zeros((h, w), id_type)
     painted = np.bincount(labels.ravel(), minlength=n + 1)
     visible = np.concatenate([[0.0], visible_shares(found, painted[1:], mask_threshold)])
     on_veg = labels[veg]  # each plant-coloured pixel's instance (0: none), read once

@@ -189,22 +189,16 @@ def image_files(folder) -> list[Path]:
         if not p.name.startswith(".")
         and (p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)))
     )
+    from ._label_files import photo_stem
+
     stems = {p.stem for p in found}
-    found = [p for p in found if not _labels_of(p.stem, stems)]
+    found = [p for p in found if photo_stem(p.stem) not in stems]
     if not found:
         raise ImageError(
             f"no image files in the folder {folder} ({', '.join(IMAGE_SUFFIXES[:6])}..., TIFF, HEIC, zarr); "
             "give the files or a folder that holds them"
         )
     return found
-
-
-def _labels_of(stem: str, stems) -> bool:
-    """``stem`` names the label image of another file's stem: ``<stem>_labels`` or ``<stem>_labels_crf``."""
-    for tail in ("_labels", "_labels_crf"):
-        if stem.endswith(tail) and stem[: -len(tail)] in stems:
-            return True
-    return False
 
 
 def expand_folders(items) -> list:

@@ -301,18 +301,17 @@ def _cmd_train(args) -> int:
         return 2
     samples = [(photo, label_file, args.class_name) for photo, label_file in pairs]
     print(f"gardenseg train: {len(samples)} labelled photo(s), class {args.class_name!r}", file=sys.stderr)
+    # train's own defaults for the settings not given: no copies of them here
+    given = {k: getattr(args, k) for k in ("iterations", "lr", "crop", "batch_size") if getattr(args, k) is not None}
     path = train(
         samples,
         args.base,
-        iterations=args.iterations,
         output=args.out,
         device=args.device,
         progress=_stage_printer(),
         overwrite=args.overwrite,
         seed=args.seed,
-        lr=args.lr,
-        crop=args.crop,
-        batch_size=args.batch_size,
+        **given,
     )
     print(path)
     return 0
@@ -439,10 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--class-name", default="plant", help="the class of every painted instance (default: %(default)s)")
     _model_output_args(t)
-    t.add_argument("--iterations", type=int, default=200, help="training iterations (default: %(default)s)")
+    t.add_argument("--iterations", type=int, help="training iterations (default: train's, 200)")
     t.add_argument("--lr", type=float, help="learning rate (default: train's, 1e-3)")
-    t.add_argument("--crop", type=int, default=384, help="training crops of this many pixels (default: %(default)s)")
-    t.add_argument("--batch-size", type=int, default=2, help="crops per iteration (default: %(default)s)")
+    t.add_argument("--crop", type=int, help="training crops of this many pixels (default: train's, 384)")
+    t.add_argument("--batch-size", type=int, help="crops per iteration (default: train's, 2)")
     t.set_defaults(func=_cmd_train)
     return p
 
