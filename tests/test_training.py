@@ -349,7 +349,7 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     said = capsys.readouterr()
     assert said.out.strip() == str(out)
     assert "left out 1 photo(s) with no label image next to each photo: unpainted.png" in said.err
-    assert "2 labelled photo(s), class 'plant'" in said.err and "iteration 1/2" in said.err
+    assert "2 labelled photo(s), class(es) plant" in said.err and "iteration 1/2" in said.err
     model = load_model(out, device="cpu")
     assert model.class_names == ["__background__", "plant"]
     assert model.meta["training"]["samples"] == 2 and model.meta["training"]["iterations"] == 2
@@ -364,3 +364,43 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     assert "no photo has a label image" in capsys.readouterr().err
     assert main(["train", str(photos), "--out", str(tmp_path / "y.pt"), "--lr", "0"]) == 2
     assert "lr must be a positive number" in capsys.readouterr().err
+
+
+def test_cli_train_on_a_coco_export(tmp_path, two_scenes, capsys):
+    """An annotation tool's COCO file: the photos in its images/ folder, classes from its categories."""
+    import json
+
+    from PIL import Image
+
+    from napari_gardenseg._export import labels_to_coco_annotations
+    from napari_gardenseg.cli import main
+
+    (tmp_path / "images").mkdir()
+    names = sorted({n for _, _, classes in two_scenes for n in classes.values()})
+    category = {n: i + 1 for i, n in enumerate(names)}
+    images, annotations = [], []
+    for i, (im, lab, classes) in enumerate(two_scenes, start=1):
+        Image.fromarray(im).save(tmp_path / "images" / f"scene{i}.jpg")
+        images.append({"id": i, "file_name": f"scene{i}.jpg", "height": lab.shape[0], "width": lab.shape[1]})
+        ids = [category[classes[k]] for k in range(1, int(lab.max()) + 1)]
+        annotations += labels_to_coco_annotations(lab, ids, image_id=i, start_id=len(annotations) + 1)
+    coco = tmp_path / "annotations.json"
+    coco.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": annotations,
+                "categories": [{"id": v, "name": n} for n, v in category.items()],
+            }
+        )
+    )
+    out = tmp_path / "coco.pt"
+    argv = ["train", "--coco", str(coco), "--out", str(out), "--iterations", "2", "--device", "cpu", "--crop", "128"]
+    assert main(argv) == 0
+    said = capsys.readouterr()
+    assert said.out.strip() == str(out)
+    assert f"2 labelled photo(s), class(es) {', '.join(names)}" in said.err
+    model = load_model(out, device="cpu")
+    assert set(names) <= set(model.class_names) and model.meta["training"]["samples"] == 2
+    assert main(["train", "--out", str(tmp_path / "none.pt")]) == 2
+    assert "give photos with label images, or --coco FILE" in capsys.readouterr().err

@@ -41,6 +41,7 @@ _EXPORTS = {
     "segment_layer": "._layers",
     "garden_scene": ".synthetic",
     "to_coco": "._export",
+    "read_coco": "._coco_labels",
     "segment_files": "._batch",
     "BatchSummary": "._batch",
     "Instances": "._instances",
@@ -50,7 +51,7 @@ _EXPORTS = {
 # public submodules, reachable as attributes (``gs.synthetic``) and imported on first use
 _SUBMODULES = ("synthetic", "cli", "crf")
 # modules that do not import torch
-_LIGHT = ("._images", "._cancel", "._export", ".synthetic", ".cli")
+_LIGHT = ("._images", "._cancel", "._export", "._coco_labels", ".synthetic", ".cli")
 
 __all__ = list(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -8,6 +8,7 @@
     gardenseg models                                 # what can be loaded here
     gardenseg adapt photos/*.jpg --out my_field.pt   # learn from unlabelled photos (see adapt())
     gardenseg train photos/ --out my_field.pt        # fine-tune on painted photos: a.jpg + a_labels.tif
+    gardenseg train --coco export/annotations.json --out my_field.pt  # or on an annotation tool's COCO export
 
 Each input gives ``<name>_labels.tif`` (raw instance ids), ``<name>_labels_crf.tif``
 (CRF-refined), ``<name>_instances.csv`` (one row per instance),
@@ -279,28 +280,20 @@ def _cmd_adapt(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from ._label_files import labelled_photos
     from ._training import train
 
-    if _missing(args.photos, "train"):
+    if not args.photos and not args.coco:
+        print("gardenseg train: give photos with label images, or --coco FILE", file=sys.stderr)
         return 2
-    pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix)
-    where = f"in {args.labels}" if args.labels else "next to each photo"
-    if unlabelled:
-        names = ", ".join(p.name for p in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
-        print(
-            f"gardenseg train: left out {len(unlabelled)} photo(s) with no label image {where}: {names}",
-            file=sys.stderr,
-        )
-    if not pairs:
-        print(
-            f"gardenseg train: no photo has a label image: looked {where} for <photo name>{args.suffix}.tif, "
-            ".tiff or .png (save each photo's Labels layer under that name; --labels and --suffix say where)",
-            file=sys.stderr,
-        )
-        return 2
-    samples = [(photo, label_file, args.class_name) for photo, label_file in pairs]
-    print(f"gardenseg train: {len(samples)} labelled photo(s), class {args.class_name!r}", file=sys.stderr)
+    samples = []
+    if args.photos:
+        samples = _painted_samples(args)
+        if samples is None:
+            return 2
+    for coco_file in args.coco or ():
+        samples += _coco_samples(coco_file, args.images)
+    named = sorted({name for _, _, classes in samples for name in _names(classes)})
+    print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
     # train's own defaults for the settings not given: no copies of them here
     given = {k: getattr(args, k) for k in ("iterations", "lr", "crop", "batch_size") if getattr(args, k) is not None}
     path = train(
@@ -315,6 +308,49 @@ def _cmd_train(args) -> int:
     )
     print(path)
     return 0
+
+
+def _painted_samples(args) -> list | None:
+    """(photo, label image, class name) for the photos given with label images; None if none has one."""
+    from ._label_files import labelled_photos
+
+    if _missing(args.photos, "train"):
+        return None
+    pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix)
+    where = f"in {args.labels}" if args.labels else "next to each photo"
+    if unlabelled:
+        names = ", ".join(p.name for p in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
+        print(
+            f"gardenseg train: left out {len(unlabelled)} photo(s) with no label image {where}: {names}",
+            file=sys.stderr,
+        )
+    if not pairs:
+        print(
+            f"gardenseg train: no photo has a label image: looked {where} for <photo name>{args.suffix}.tif, "
+            ".tiff or .png (save each photo's Labels layer under that name; --labels and --suffix say where)",
+            file=sys.stderr,
+        )
+        return None
+    return [(photo, label_file, args.class_name) for photo, label_file in pairs]
+
+
+def _coco_samples(coco_file, images) -> list:
+    """read_coco's samples, its warnings (what it left out) printed as the CLI's own lines."""
+    import warnings
+
+    from ._coco_labels import read_coco
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        samples = read_coco(coco_file, images)
+    for w in caught:
+        if issubclass(w.category, UserWarning):  # what was left out; not libraries' deprecations
+            print(f"gardenseg train: {w.message}", file=sys.stderr)
+    return samples
+
+
+def _names(classes) -> set:
+    return {classes} if isinstance(classes, str) else set(classes.values())
 
 
 def _cmd_models(args) -> int:
@@ -425,9 +461,21 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fine-tune a model on photos with painted label images (writes a new model)")
     t.add_argument(
         "photos",
-        nargs="+",
+        nargs="*",
         help="photos, or folders of them, each with a label image (ids, 0 = background) named "
         "<photo name>_labels.tif, .tiff or .png; photos without one are left out",
+    )
+    t.add_argument(
+        "--coco",
+        metavar="FILE",
+        action="append",
+        help="COCO instance annotations (polygons or RLE, as CVAT, Label Studio or Roboflow export them), "
+        "classes from their categories; may be given more than once, and with photos",
+    )
+    t.add_argument(
+        "--images",
+        metavar="DIR",
+        help="folder of the photos that --coco annotates (default: the JSON file's folder, then its images/)",
     )
     t.add_argument("--labels", metavar="DIR", help="folder of the label images (default: each photo's folder)")
     t.add_argument(
@@ -436,7 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="what follows the photo's name in its label image's name; '' for the same name "
         "in the --labels folder (default: %(default)s)",
     )
-    t.add_argument("--class-name", default="plant", help="the class of every painted instance (default: %(default)s)")
+    t.add_argument(
+        "--class-name", default="plant", help="the class of every instance in the label images (default: %(default)s)"
+    )
     _model_output_args(t)
     t.add_argument("--iterations", type=int, help="training iterations (default: train's, 200)")
     t.add_argument("--lr", type=float, help="learning rate (default: train's, 1e-3)")

@@ -1,0 +1,185 @@
+"""COCO annotation files as training samples: what annotation tools export, read for ``train``.
+
+CVAT, Label Studio, Roboflow, makesense.ai and this plugin's own ``--coco``
+export write instance masks as COCO JSON: polygons, or run-length encoded
+masks (RLE, plain or compressed). :func:`read_coco` turns each annotated
+photo into the ``(photo, labels, classes)`` triple that
+:func:`~napari_gardenseg.train` takes, with the category names as classes.
+Masks are decoded by pycocotools, the COCO reference implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._images import ImageError
+
+__all__ = ["read_coco"]
+
+
+def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]]:
+    """Read a COCO instance annotation file as training samples for :func:`~napari_gardenseg.train`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The COCO JSON file (``images``, ``annotations``, ``categories``; the
+        format of https://cocodataset.org/#format-data).
+    images : str or Path, optional
+        The folder of the photos. Each image's ``file_name`` is looked for
+        there as written, then by its base name; the default folder is the
+        JSON file's, then its ``images/`` subfolder (CVAT's and Roboflow's layout).
+
+    Returns
+    -------
+    list of ``(photo, labels, classes)``
+        One per annotated photo found, in the file's order: the photo's path,
+        an ``(H, W)`` int32 label image (instance ids from 1, 0 background) of
+        the size the file gives, and ``{instance id: category name}``. Where
+        masks overlap, the smaller instance is drawn over the larger one, so a
+        small plant on a larger one keeps its pixels.
+
+    Photos that are not found, photos with no annotations (perhaps not yet
+    labelled: training on them would teach that their plants are background),
+    crowd annotations (``iscrowd=1``: one region for many objects) and
+    instances hidden entirely under others are left out, with a warning
+    saying how many.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` or ``images`` does not exist.
+    ImageError
+        The file is not COCO instance annotations, an annotation names an
+        image or category the file does not have, or no annotated photo was found.
+    ImportError
+        pycocotools is not installed.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such COCO annotation file: {path}")
+    folders = [Path(images).expanduser()] if images is not None else [path.parent, path.parent / "images"]
+    if images is not None and not folders[0].is_dir():
+        raise FileNotFoundError(f"no such folder of photos: {folders[0]}")
+    try:
+        from pycocotools import mask as coco_mask
+    except ImportError as exc:
+        raise ImportError(
+            "reading COCO annotations needs pycocotools: pip install 'napari-gardenseg[metrics]'"
+        ) from exc
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        entries = {int(im["id"]): im for im in data["images"]}
+        categories = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+        annotations = list(data["annotations"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ImageError(
+            f"{path.name} is not a COCO instance annotation file (images, annotations, categories): {exc}"
+        ) from exc
+
+    by_image: dict[int, list[dict]] = {}
+    crowd = 0
+    for ann in annotations:
+        image_id, category_id = int(ann.get("image_id", -1)), int(ann.get("category_id", -1))
+        if image_id not in entries:
+            raise ImageError(f"{path.name}: annotation {ann.get('id')} is for image {image_id}, which it does not list")
+        if category_id not in categories:
+            raise ImageError(
+                f"{path.name}: annotation {ann.get('id')} has category {category_id}, which it does not list"
+            )
+        if ann.get("iscrowd", 0):
+            crowd += 1
+            continue
+        if ann.get("segmentation"):  # boxes alone (a detection dataset) hold no mask
+            by_image.setdefault(image_id, []).append(ann)
+
+    samples, missing, hidden = [], [], 0
+    unannotated = sum(1 for i in entries if i not in by_image)
+    for image_id, anns in by_image.items():
+        entry = entries[image_id]
+        photo = _find_photo(str(entry["file_name"]), folders)
+        if photo is None:
+            missing.append(str(entry["file_name"]))
+            continue
+        h, w = int(entry["height"]), int(entry["width"])
+        labels, classes = np.zeros((h, w), np.int32), {}
+        # encoded masks are small; each is decoded only while it is drawn
+        rles = [(_rle(coco_mask, a["segmentation"], h, w, path.name, a.get("id")), a) for a in anns]
+        for rle, ann in sorted(rles, key=lambda r: -int(coco_mask.area(r[0]))):  # largest first: smaller on top
+            mask = coco_mask.decode(rle).astype(bool)
+            if not mask.any():
+                continue
+            k = len(classes) + 1
+            labels[mask] = k
+            classes[k] = categories[int(ann["category_id"])]
+        present = set(np.unique(labels).tolist()) - {0}
+        hidden += len(classes) - len(present)
+        labels, classes = _renumbered(labels, classes, present)
+        if classes:
+            samples.append((photo, labels, classes))
+
+    left_out = []
+    if missing:
+        names = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        left_out.append(f"{len(missing)} photo(s) not found in {', '.join(map(str, folders))}: {names}")
+    if unannotated:
+        left_out.append(f"{unannotated} photo(s) with no mask annotations")
+    if crowd:
+        left_out.append(f"{crowd} crowd annotation(s)")
+    if hidden:
+        left_out.append(f"{hidden} instance(s) hidden under others")
+    if left_out:
+        warnings.warn(f"{path.name}: left out " + "; ".join(left_out), stacklevel=2)
+    if not samples:
+        raise ImageError(
+            f"{path.name}: no annotated photo was found"
+            + (f" (looked in {', '.join(map(str, folders))}: give the photos' folder)" if missing else "")
+        )
+    return samples
+
+
+def _find_photo(file_name: str, folders: list[Path]) -> Path | None:
+    name = Path(file_name.replace("\\", "/"))  # written on Windows
+    if name.is_absolute() and name.is_file():
+        return name
+    for folder in folders:
+        for candidate in (folder / name, folder / name.name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _rle(coco_mask, segmentation, h: int, w: int, file: str, ann_id) -> dict:
+    """One annotation's mask as compressed RLE: from polygons, plain RLE or compressed RLE."""
+    try:
+        if isinstance(segmentation, list):  # polygons: [x0, y0, x1, y1, ...] each
+            # fewer than 3 points enclose nothing; an empty list encodes an empty mask
+            polygons = [p for p in segmentation if len(p) >= 6] or [[0, 0, 0, 0, 0, 0]]
+            rle = coco_mask.merge(coco_mask.frPyObjects(polygons, h, w))
+        elif isinstance(segmentation.get("counts"), list):  # plain RLE
+            rle = coco_mask.frPyObjects(segmentation, *segmentation["size"])
+        else:  # compressed RLE
+            rle = dict(segmentation)
+            if isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
+        size = [int(v) for v in rle["size"]]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ImageError(f"{file}: annotation {ann_id} has a segmentation pycocotools cannot read: {exc}") from exc
+    if size != [h, w]:
+        raise ImageError(f"{file}: annotation {ann_id}'s mask is {size[1]}x{size[0]} pixels, its image {w}x{h}")
+    return rle
+
+
+def _renumbered(labels: np.ndarray, classes: dict[int, str], present: set) -> tuple[np.ndarray, dict[int, str]]:
+    """Ids 1..n again after instances hidden under others are dropped."""
+    if len(present) == len(classes):
+        return labels, classes
+    lut = np.zeros(len(classes) + 1, np.int32)
+    kept = sorted(present)
+    lut[kept] = np.arange(1, len(kept) + 1)
+    return lut[labels], {i + 1: classes[k] for i, k in enumerate(kept)}

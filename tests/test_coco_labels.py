@@ -1,0 +1,115 @@
+"""COCO annotation files (what annotation tools export) read as training samples."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from napari_gardenseg._coco_labels import read_coco
+from napari_gardenseg._export import labels_to_coco_annotations
+from napari_gardenseg._images import ImageError
+
+
+def _write(path, images, annotations, categories=({"id": 1, "name": "weed"},)):
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": list(categories)}))
+    return path
+
+
+def _photo(folder, name, h=40, w=60):
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((h, w, 3), 90, np.uint8)).save(folder / name)
+    return {"id": len(list(folder.iterdir())), "file_name": name, "height": h, "width": w}
+
+
+def _same_partition(a, b):
+    """Equal up to the ids' numbering: each id of one is exactly one id of the other."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return len(pairs[0]) == len(np.unique(a)) == len(np.unique(b)) and np.all((pairs[0] == 0) == (pairs[1] == 0))
+
+
+def test_plain_rle_polygons_and_compressed_rle(tmp_path):
+    entry = _photo(tmp_path / "images", "a.jpg")  # CVAT's layout: the JSON beside images/
+    lab = np.zeros((40, 60), np.int32)
+    lab[2:10, 3:20] = 1
+    lab[2:10, 20:30] = 2  # touching 1: stays apart
+    anns = labels_to_coco_annotations(lab, [1, 2], image_id=entry["id"])  # this plugin's own export: plain RLE
+    # a polygon (x, y pairs; pycocotools rasterises it) and a compressed RLE, as SAM-style tools write it
+    anns.append(
+        {"id": 3, "image_id": entry["id"], "category_id": 2, "segmentation": [[40, 20, 55, 20, 55, 35, 40, 35]]}
+    )
+    square = np.zeros((40, 60), np.uint8, order="F")
+    square[30:38, 5:15] = 1
+    rle = coco_mask.encode(square)
+    rle["counts"] = rle["counts"].decode("ascii")  # how it is stored in JSON
+    anns.append({"id": 4, "image_id": entry["id"], "category_id": 1, "segmentation": rle, "iscrowd": 0})
+    path = _write(tmp_path / "annotations.json", [entry], anns, [{"id": 1, "name": "weed"}, {"id": 2, "name": "beet"}])
+
+    [(photo, labels, classes)] = read_coco(path)
+    assert photo == tmp_path / "images" / "a.jpg"
+    assert labels.shape == (40, 60) and labels.dtype == np.int32
+    expected = lab.copy()
+    polygon = np.asarray(coco_mask.decode(coco_mask.frPyObjects([[40, 20, 55, 20, 55, 35, 40, 35]], 40, 60))[..., 0])
+    expected[polygon > 0] = 3
+    expected[square > 0] = 4
+    assert polygon.sum() > 200  # the polygon's inside, not just its outline
+    assert _same_partition(labels, expected)
+    names = {int(k): classes[int(labels[expected == k][0])] for k in (1, 2, 3, 4)}
+    assert names == {1: "weed", 2: "beet", 3: "beet", 4: "weed"}
+    assert sorted(classes) == [1, 2, 3, 4]
+
+
+def test_overlaps_small_on_top_and_what_is_left_out_is_said(tmp_path):
+    a, b, c = _photo(tmp_path, "a.png"), _photo(tmp_path, "b.png"), _photo(tmp_path, "c.png")
+    missing = {"id": 9, "file_name": "elsewhere/gone.png", "height": 40, "width": 60}
+    big = [[0, 0, 50, 0, 50, 30, 0, 30]]
+    small = [[10, 10, 20, 10, 20, 20, 10, 20]]
+    anns = [
+        {"id": 1, "image_id": a["id"], "category_id": 1, "segmentation": small},  # listed before the big one
+        {"id": 2, "image_id": a["id"], "category_id": 1, "segmentation": big},
+        {"id": 3, "image_id": a["id"], "category_id": 1, "segmentation": small},  # under its twin: hidden
+        {"id": 4, "image_id": b["id"], "category_id": 1, "segmentation": big, "iscrowd": 1},
+        {"id": 5, "image_id": 9, "category_id": 1, "segmentation": big},
+        {"id": 6, "image_id": a["id"], "category_id": 1, "bbox": [0, 0, 5, 5], "segmentation": []},  # a box only
+    ]
+    path = _write(tmp_path / "coco.json", [a, b, c, missing], anns)
+    with pytest.warns(UserWarning) as said:
+        [(photo, labels, classes)] = read_coco(path)
+    [message] = [str(w.message) for w in said if "left out" in str(w.message)]
+    assert "1 photo(s) not found" in message and "elsewhere/gone.png" in message
+    assert "2 photo(s) with no mask annotations" in message  # b (crowd only) and c
+    assert "1 crowd annotation(s)" in message and "1 instance(s) hidden under others" in message
+    assert photo.name == "a.png" and classes == {1: "weed", 2: "weed"}
+    assert np.unique(labels).tolist() == [0, 1, 2]  # ids renumbered after the hidden one was dropped
+    inner = labels[12:18, 12:18]
+    assert np.all(inner == inner[0, 0]) and inner[0, 0] != labels[25, 40] != 0  # the small one kept its pixels
+
+
+def test_photo_folder_and_clear_errors(tmp_path):
+    entry = _photo(tmp_path / "shots", "a.png")
+    entry["file_name"] = "C:\\\\labelling\\\\a.png"  # written on Windows: found by its base name
+    ann = {"id": 1, "image_id": entry["id"], "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]}
+    path = _write(tmp_path / "coco.json", [entry], [ann])
+    with pytest.raises(ImageError, match="no annotated photo was found .*give the photos' folder"):
+        with pytest.warns(UserWarning, match="not found"):
+            read_coco(path)
+    [(photo, _, _)] = read_coco(path, images=tmp_path / "shots")
+    assert photo == tmp_path / "shots" / "a.png"
+    with pytest.raises(FileNotFoundError, match="no such folder of photos"):
+        read_coco(path, images=tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no such COCO annotation file"):
+        read_coco(tmp_path / "none.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ImageError, match="list.json is not a COCO instance annotation file"):
+        read_coco(tmp_path / "list.json")
+    bad = _write(tmp_path / "bad.json", [entry], [{**ann, "category_id": 5}])
+    with pytest.raises(ImageError, match="annotation 1 has category 5, which it does not list"):
+        read_coco(bad, images=tmp_path / "shots")
+    bad = _write(tmp_path / "bad.json", [entry], [{**ann, "image_id": 7}])
+    with pytest.raises(ImageError, match="annotation 1 is for image 7"):
+        read_coco(bad, images=tmp_path / "shots")
+    other_size = {"size": [20, 20], "counts": [10, 390]}
+    bad = _write(tmp_path / "bad.json", [entry], [{**ann, "segmentation": other_size}])
+    with pytest.raises(ImageError, match="annotation 1's mask is 20x20 pixels, its image 60x40"):
+        read_coco(bad, images=tmp_path / "shots")
