@@ -366,6 +366,42 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     assert "lr must be a positive number" in capsys.readouterr().err
 
 
+def test_cli_train_takes_classes_from_a_batch_table(tmp_path, two_scenes, capsys, monkeypatch):
+    """A batch's corrected result: the classes of its <name>_instances.csv, unless --class-name is given."""
+    import pandas as pd
+    import tifffile
+    from PIL import Image
+
+    import napari_gardenseg._training as training
+    from napari_gardenseg.cli import main
+
+    given = []
+    monkeypatch.setattr(training, "train", lambda samples, *a, **k: given.append(samples) or tmp_path / "m.pt")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "results").mkdir()
+    im, lab, classes = two_scenes[0]
+    Image.fromarray(im).save(tmp_path / "photos" / "a.png")
+    tifffile.imwrite(tmp_path / "results" / "a_labels_crf.tif", lab)
+    n = int(lab.max())
+    table = {"label": range(1, n + 1), "class_id": [1] * n, "class_name": [classes[k] for k in range(1, n + 1)]}
+    table.update(score=[0.9] * n, area=[10] * n, area_refined=[10.0] * n)
+    pd.DataFrame(table).to_csv(tmp_path / "results" / "a_instances.csv", index=False)
+    argv = ["train", str(tmp_path / "photos"), "--labels", str(tmp_path / "results"), "--suffix", "_labels_crf"]
+    assert main(argv) == 0
+    assert given[-1][0][2] == classes
+    assert f"class(es) {', '.join(sorted(set(classes.values())))}" in capsys.readouterr().err
+    assert main([*argv, "--class-name", "weed"]) == 0
+    assert given[-1][0][2] == "weed"
+    painted = lab.copy()
+    painted[:5, :5] = n + 1  # a plant painted after the batch: the table does not name it
+    tifffile.imwrite(tmp_path / "results" / "a_labels_crf.tif", painted)
+    assert main(argv) == 2
+    assert f"a_labels_crf.tif: instances [{n + 1}] are not in a_instances.csv" in capsys.readouterr().err
+    (tmp_path / "results" / "a_instances.csv").unlink()  # no table: the default class
+    assert main(argv) == 0
+    assert given[-1][0][2] == "plant"
+
+
 def test_cli_train_on_a_coco_export(tmp_path, two_scenes, capsys):
     """An annotation tool's COCO file: the photos in its images/ folder, classes from its categories."""
     import json

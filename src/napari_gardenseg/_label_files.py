@@ -16,7 +16,15 @@ import numpy as np
 
 from ._images import ImageError
 
-__all__ = ["LABEL_SUFFIXES", "LABEL_TAILS", "read_labels", "photo_stem", "label_path", "labelled_photos"]
+__all__ = [
+    "LABEL_SUFFIXES",
+    "LABEL_TAILS",
+    "read_labels",
+    "photo_stem",
+    "label_path",
+    "labelled_photos",
+    "batch_features",
+]
 
 # The files a label image is looked for in, in this order: napari saves Labels layers as TIFF.
 LABEL_SUFFIXES = (".tif", ".tiff", ".png")
@@ -157,3 +165,29 @@ def labelled_photos(items, labels_dir=None, suffix: str = "_labels") -> tuple[li
             continue  # a label image listed with the photos (a folder holding both)
         (pairs.append((photo, lab)) if lab is not None else unlabelled.append(photo))
     return pairs, unlabelled
+
+
+def batch_features(label_file):
+    """The instances of a batch's label image, from the ``<name>_instances.csv`` beside it.
+
+    ``<name>`` is the file's name without ``_labels`` / ``_labels_crf``
+    (:func:`photo_stem`). Returns the table as napari ``features``
+    (:func:`~napari_gardenseg._plane_run.instance_features`: label,
+    class_name, score, area, ...), ``area`` being the refined masks' for
+    ``_labels_crf``; None when there is no such table or it does not have the
+    batch's columns (not this plugin's).
+    """
+    import pandas as pd
+
+    from ._plane_run import instance_features, split_areas
+
+    label_file = Path(label_file)
+    stem = photo_stem(label_file.stem)
+    table_file = label_file.with_name(f"{stem}_instances.csv") if stem is not None else None
+    if table_file is None or not table_file.is_file():
+        return None
+    try:
+        masks, crf = split_areas(instance_features(pd.read_csv(table_file)))
+    except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
+        return None
+    return crf if label_file.stem.endswith("_labels_crf") else masks

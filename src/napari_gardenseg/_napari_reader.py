@@ -79,30 +79,14 @@ def read_label_layers(path) -> list[tuple]:
     none when there is no such table or it does not have the batch's columns.
     Raises FileNotFoundError and :class:`~napari_gardenseg._images.ImageError`.
     """
-    from ._label_files import read_labels
+    from ._label_files import batch_features, read_labels
 
     layers = []
     for p in path if isinstance(path, (list, tuple)) else [path]:
         p = Path(p)
         meta = {"name": p.stem}
-        features = _batch_features(p)
+        features = batch_features(p)
         if features is not None:
             meta["features"] = features
         layers.append((read_labels(p, planes=True), meta, "labels"))
     return layers
-
-
-def _batch_features(label_file: Path):
-    import pandas as pd
-
-    from ._label_files import photo_stem
-    from ._plane_run import instance_features, split_areas
-
-    table_file = label_file.with_name(f"{photo_stem(label_file.stem)}_instances.csv")
-    if not table_file.is_file():
-        return None
-    try:
-        masks, crf = split_areas(instance_features(pd.read_csv(table_file)))
-    except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
-        return None
-    return crf if label_file.stem.endswith("_labels_crf") else masks

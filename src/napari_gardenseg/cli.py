@@ -310,6 +310,10 @@ def _cmd_train(args) -> int:
     return 0
 
 
+# the class of painted instances when nothing names one
+DEFAULT_CLASS = "plant"
+
+
 def _painted_samples(args) -> list | None:
     """(photo, label image, class name) for the photos given with label images; None if none has one."""
     from ._label_files import labelled_photos
@@ -331,7 +335,29 @@ def _painted_samples(args) -> list | None:
             file=sys.stderr,
         )
         return None
-    return [(photo, label_file, args.class_name) for photo, label_file in pairs]
+    if args.class_name is not None:
+        return [(photo, label_file, args.class_name) for photo, label_file in pairs]
+    import numpy as np
+
+    from ._label_files import batch_features, read_labels
+    from ._train_layers import classes_from_features
+
+    samples = []
+    for photo, label_file in pairs:
+        # a batch's result, corrected: its instance table beside it names each instance's class
+        classes = classes_from_features(batch_features(label_file))
+        if not classes:
+            samples.append((photo, label_file, DEFAULT_CLASS))
+            continue
+        unnamed = [int(k) for k in np.unique(read_labels(label_file)) if k > 0 and int(k) not in classes]
+        if unnamed:
+            raise ValueError(
+                f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} are not in "
+                f"{photo.stem}_instances.csv, which names the classes of the others (painted since the batch?): "
+                "give --class-name for every instance"
+            )
+        samples.append((photo, label_file, classes))
+    return samples
 
 
 def _coco_samples(coco_file, images) -> list:
@@ -485,7 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in the --labels folder (default: %(default)s)",
     )
     t.add_argument(
-        "--class-name", default="plant", help="the class of every instance in the label images (default: %(default)s)"
+        "--class-name",
+        help="the class of every instance in the label images (default: the classes of the batch's "
+        f"<name>_instances.csv beside a label image, else {DEFAULT_CLASS!r})",
     )
     _model_output_args(t)
     t.add_argument("--iterations", type=int, help="training iterations (default: train's, 200)")
