@@ -1,12 +1,13 @@
-"""Label images open in napari as Labels layers, with the batch's classes and scores as features."""
+"""Label images and COCO annotation files open in napari as Labels layers, with their classes as features."""
 
 import numpy as np
 import pandas as pd
+import pytest
 import tifffile
 from PIL import Image
 
-from napari_gardenseg._napari_reader import get_labels_reader, get_reader
-from napari_gardenseg._train_layers import classes_from_features
+from napari_gardenseg._napari_reader import get_coco_reader, get_labels_reader, get_reader
+from napari_gardenseg._train_layers import candidate_pairs, classes_from_features, samples_from_layers
 
 
 def _batch(tmp_path):
@@ -63,3 +64,70 @@ def test_viewer_opens_a_batch_result_as_labels(make_napari_viewer, tmp_path):
     assert layer.__class__.__name__ == "Labels" and layer.name == "bed_labels_crf"
     table = pd.read_csv(out / "bed_instances.csv")
     assert list(layer.features["class_name"]) == list(table["class_name"])
+
+
+def _coco_export(tmp_path, n_photos=2):
+    """A COCO file over photos in images/, as an annotation tool exports it: two categories."""
+    import json
+
+    from napari_gardenseg._export import labels_to_coco_annotations
+
+    (tmp_path / "images").mkdir()
+    images, annotations = [], []
+    for i in range(1, n_photos + 1):
+        rgb = np.full((30, 40, 3), 60 + i, np.uint8)
+        Image.fromarray(rgb).save(tmp_path / "images" / f"p{i}.png")
+        lab = np.zeros((30, 40), np.int32)
+        lab[2:10, 2:10], lab[12:20, 20:35] = 1, 2
+        images.append({"id": i, "file_name": f"p{i}.png", "height": 30, "width": 40})
+        annotations += labels_to_coco_annotations(lab, [1, 2], image_id=i, start_id=len(annotations) + 1)
+    categories = [{"id": 1, "name": "weed"}, {"id": 2, "name": "beet"}]
+    path = tmp_path / "annotations.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def test_coco_file_opens_as_photos_and_labels_with_classes(tmp_path):
+    path = _coco_export(tmp_path)
+    reader = get_coco_reader(str(path))
+    assert reader is not None
+    layers = reader(str(path))
+    assert [(meta["name"], kind) for _, meta, kind in layers] == [
+        ("p1", "image"),
+        ("p1_labels", "labels"),
+        ("p2", "image"),
+        ("p2_labels", "labels"),
+    ]
+    pixels, labels, features = layers[0][0], layers[1][0], layers[1][1]["features"]
+    assert pixels.shape == (30, 40, 3) and labels.shape == (30, 40) and labels.dtype == np.int32
+    classes = classes_from_features(features)  # what the training widget reads
+    assert set(classes) == {int(k) for k in np.unique(labels) if k}
+    assert sorted(classes.values()) == ["beet", "weed"]
+    assert classes[int(labels[15, 30])] == "beet" and classes[int(labels[5, 5])] == "weed"
+    # other JSON files are left to other readers
+    (tmp_path / "other.json").write_text('{"images": []}')
+    (tmp_path / "broken.json").write_text("{")
+    for other in ("other.json", "broken.json", "images/p1.png"):
+        assert get_coco_reader(str(tmp_path / other)) is None
+
+
+def test_coco_file_of_too_many_photos_says_how_to_train_on_it(tmp_path, monkeypatch):
+    import napari_gardenseg._napari_reader as napari_reader
+
+    path = _coco_export(tmp_path, n_photos=3)
+    monkeypatch.setattr(napari_reader, "MAX_COCO_PHOTOS", 2)
+    with pytest.raises(ValueError, match="annotates 3 photos; napari opens at most 2 .*gardenseg train --coco"):
+        get_coco_reader(str(path))(str(path))
+
+
+def test_viewer_opens_a_coco_file_ready_for_training(make_napari_viewer, tmp_path):
+    path = _coco_export(tmp_path)
+    viewer = make_napari_viewer()
+    layers = viewer.open(path, plugin="napari-gardenseg")
+    assert [layer.__class__.__name__ for layer in layers] == ["Image", "Labels", "Image", "Labels"]
+    images = [layer for layer in viewer.layers if layer.__class__.__name__ == "Image"]
+    labels = [layer for layer in viewer.layers if layer.__class__.__name__ == "Labels"]
+    pairs = [(im, lab) for im, lab, preferred in candidate_pairs(images, labels) if preferred]
+    assert [(im.name, lab.name) for im, lab in pairs] == [("p1", "p1_labels"), ("p2", "p2_labels")]
+    samples = samples_from_layers(pairs)  # the training widget's samples: a class for every instance
+    assert [sorted(set(classes.values())) for _, _, classes in samples] == [["beet", "weed"]] * 2

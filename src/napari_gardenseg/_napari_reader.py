@@ -16,6 +16,10 @@ Labels layers, not as grey images: :func:`read_label_layers`, with the
 instances' class names and scores as the layer's features when the batch's
 ``<name>_instances.csv`` lies beside them, so that a corrected batch result
 can be trained on in the *Train on my labels* widget.
+
+COCO instance annotation files (``*.json``: what CVAT, Label Studio or
+Roboflow export) open as each annotated photo and its Labels layer, the
+annotations' categories as the ``class_name`` feature: :func:`read_coco_layers`.
 """
 
 from __future__ import annotations
@@ -89,4 +93,58 @@ def read_label_layers(path) -> list[tuple]:
         if features is not None:
             meta["features"] = features
         layers.append((read_labels(p, planes=True), meta, "labels"))
+    return layers
+
+
+# napari holds every photo opened in memory: a bigger COCO file is for gardenseg train --coco
+MAX_COCO_PHOTOS = 20
+
+
+def get_coco_reader(path):
+    """The npe2 reader command for COCO instance annotations: :func:`read_coco_layers`, else None.
+
+    Only a ``.json`` file whose top level holds ``images``, ``annotations`` and
+    ``categories`` is taken; other JSON files are left to other readers.
+    """
+    import json
+
+    if not isinstance(path, (str, Path)) or not str(path).lower().endswith(".json"):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
+        return None
+    return read_coco_layers
+
+
+def read_coco_layers(path) -> list[tuple]:
+    """napari layer data for a COCO file: per annotated photo, its image layer, then its Labels layer.
+
+    The photo as :func:`read_photos` gives it, named after its file; the
+    labels (int32 (H, W), :func:`~napari_gardenseg._coco_labels.read_coco`)
+    named ``<photo name>_labels``, so the *Train on my labels* widget pairs
+    them, with ``label`` and ``class_name`` features. Raises ValueError for a
+    file of more than :data:`MAX_COCO_PHOTOS` annotated photos (napari would
+    hold them all), and what ``read_coco`` raises.
+    """
+    import pandas as pd
+
+    from ._coco_labels import read_coco
+
+    samples = read_coco(path)
+    if len(samples) > MAX_COCO_PHOTOS:
+        raise ValueError(
+            f"{Path(path).name} annotates {len(samples)} photos; napari opens at most {MAX_COCO_PHOTOS} at once. "
+            f"Train on all of them with: gardenseg train --coco {Path(path).name} --out MODEL.pt"
+        )
+    layers = []
+    for photo, labels, classes in samples:
+        [(pixels, meta, kind)] = read_photos(photo)
+        ids = sorted(classes)
+        features = pd.DataFrame({"index": ids, "label": ids, "class_name": [classes[k] for k in ids]})
+        layers.append((pixels, meta, kind))
+        layers.append((labels, {"name": f"{meta['name']}_labels", "features": features}, "labels"))
     return layers
