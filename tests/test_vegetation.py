@@ -284,6 +284,25 @@ def test_plant_coloured_specks_become_no_instance_but_small_plants_do(monkeypatc
     assert len(follow_vegetation(found, vmap)) == 3
 
 
+def test_leaf_sized_detections_at_a_low_threshold_do_not_shrink_the_speck_bound():
+    # score_threshold=0.05 keeps many leaf-sized detections; the speck bound follows the confident ones
+    rgb, truth = _photo([(60, 60, 30), (120, 190, 8)], noise=0.0)
+    rgb[20:26, 200:206] = LEAF  # a speck of plant colour
+    leaves = [(100, 20), (140, 20), (140, 60), (140, 100)]
+    masks = [(truth == 1) * 0.9]
+    for y, x in leaves:  # tiny plants the network found, barely
+        rgb[y : y + 5, x : x + 5] = LEAF
+        m = np.zeros(truth.shape, np.float32)
+        m[y : y + 5, x : x + 5] = 0.9
+        masks.append(m)
+    found = _instances(masks, [0.9] + [0.06] * len(leaves), truth.shape)
+    out = follow_vegetation(found, vegetation_map(rgb), score_threshold=0.05)
+    lab = paint_image(out)
+    assert sorted(out.sources) == ["colour"] + ["model"] * 5  # the plant, the tiny ones, the seedling
+    assert _best(lab, truth, 2)[1] > 0.8
+    assert not lab[20:26, 200:206].any()  # the speck is still no instance
+
+
 def test_a_small_missed_plant_beside_a_crowded_bed_is_not_a_speck(monkeypatch):
     import napari_gardenseg._plant_pixels as plant_pixels
 

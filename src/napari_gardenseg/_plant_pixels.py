@@ -66,7 +66,7 @@ COVERAGE_SCORE = 0.5
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
 # A free plant-coloured component smaller than MIN_COLOUR_SHARE of the typical component and
-# SPECK_OF_PLANT of the median green model instance is a speck (JPEG blocks, algae, a moss spot),
+# SPECK_OF_PLANT of the median confident green detection is a speck (JPEG blocks, algae, a moss spot),
 # not a plant: it becomes no instance. (VegetationMap.plants already drops specks of a few pixels;
 # this bound is relative to the plants of the photo, which only the stage knows.) The second bound
 # keeps a small plant the network missed beside a crowded bed.
@@ -312,8 +312,10 @@ def follow_vegetation(
         source.append("model")
         origin.append(i)
 
-    # a crowded bed's typical component is many plants: a speck is also small beside one plant
-    plant_area = float(np.median(painted[gated])) if gated.any() else typical
+    # a crowded bed's typical component is many plants: a speck is also small beside one plant, the
+    # median of the confident green detections (a low score threshold adds many leaf-sized ones)
+    sure = gated & strong
+    plant_area = float(np.median(painted[sure if sure.any() else gated])) if gated.any() else typical
     speck = (comp_area < MIN_COLOUR_SHARE * typical) & (comp_area < SPECK_OF_PLANT * plant_area)
     free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0 and not lawn[c] and not speck[c]]
     # the best green piece (a leaf the model found) inside each free component
