@@ -86,6 +86,15 @@ def test_overlaps_small_on_top_and_what_is_left_out_is_said(tmp_path):
     assert np.all(inner == inner[0, 0]) and inner[0, 0] != labels[25, 40] != 0  # the small one kept its pixels
 
 
+def test_cvat_layout_annotations_beside_images(tmp_path):
+    entry = _photo(tmp_path / "export" / "images", "a.jpg")
+    (tmp_path / "export" / "annotations").mkdir()
+    ann = {"id": 1, "image_id": entry["id"], "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]}
+    path = _write(tmp_path / "export" / "annotations" / "instances_default.json", [entry], [ann])
+    [(photo, labels, classes)] = read_coco(path)
+    assert photo == tmp_path / "export" / "images" / "a.jpg" and classes == {1: "weed"} and labels.max() == 1
+
+
 def test_photo_folder_and_clear_errors(tmp_path):
     entry = _photo(tmp_path / "shots", "a.png")
     entry["file_name"] = "C:\\\\labelling\\\\a.png"  # written on Windows: found by its base name

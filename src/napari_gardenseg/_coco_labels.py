@@ -31,8 +31,10 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
         format of https://cocodataset.org/#format-data).
     images : str or Path, optional
         The folder of the photos. Each image's ``file_name`` is looked for
-        there as written, then by its base name; the default folder is the
-        JSON file's, then its ``images/`` subfolder (CVAT's and Roboflow's layout).
+        there as written, then by its base name. By default the photos are
+        looked for beside the JSON file (Roboflow's layout), in its
+        ``images/`` subfolder, and in the ``images/`` folder beside its own
+        folder (CVAT's: ``annotations/instances_default.json`` and ``images/``).
 
     Returns
     -------
@@ -62,7 +64,10 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no such COCO annotation file: {path}")
-    folders = [Path(images).expanduser()] if images is not None else [path.parent, path.parent / "images"]
+    if images is not None:
+        folders = [Path(images).expanduser()]
+    else:  # Roboflow: photos beside the JSON; CVAT: annotations/ beside images/
+        folders = [path.parent, path.parent / "images", path.parent.parent / "images"]
     if images is not None and not folders[0].is_dir():
         raise FileNotFoundError(f"no such folder of photos: {folders[0]}")
     try:
