@@ -24,6 +24,8 @@ __all__ = [
     "label_path",
     "labelled_photos",
     "batch_features",
+    "DEFAULT_CLASS",
+    "label_classes",
 ]
 
 # The files a label image is looked for in, in this order: napari saves Labels layers as TIFF.
@@ -31,6 +33,8 @@ LABEL_SUFFIXES = (".tif", ".tiff", ".png")
 # What follows a photo's name in the names of its label images: gardenseg segment's two outputs
 # (raw, CRF-refined), and what gardenseg train looks for by default.
 LABEL_TAILS = ("_labels", "_labels_crf")
+# the class of painted instances when nothing names one
+DEFAULT_CLASS = "plant"
 
 
 def photo_stem(stem: str) -> str | None:
@@ -191,3 +195,27 @@ def batch_features(label_file):
     except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
         return None
     return crf if label_file.stem.endswith("_labels_crf") else masks
+
+
+def label_classes(label_file, default: str = DEFAULT_CLASS) -> dict[int, str] | str:
+    """The classes of a label image's instances: ``{id: class name}``, or ``default`` for all.
+
+    A batch's result (corrected or not) names them in the ``<name>_instances.csv``
+    beside it (:func:`batch_features`); other label images take ``default``.
+    Raises ValueError naming the file when the table leaves instances of the
+    image unnamed (painted after the batch): one class for all must be given then.
+    """
+    from ._train_layers import classes_from_features
+
+    classes = classes_from_features(batch_features(label_file))
+    if not classes:
+        return default
+    label_file = Path(label_file)
+    unnamed = [int(k) for k in np.unique(read_labels(label_file)) if k > 0 and int(k) not in classes]
+    if unnamed:
+        raise ValueError(
+            f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} are not in "
+            f"{photo_stem(label_file.stem)}_instances.csv, which names the classes of the others "
+            "(painted since the batch?): give one class name for every instance"
+        )
+    return classes

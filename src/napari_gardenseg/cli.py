@@ -310,13 +310,9 @@ def _cmd_train(args) -> int:
     return 0
 
 
-# the class of painted instances when nothing names one
-DEFAULT_CLASS = "plant"
-
-
 def _painted_samples(args) -> list | None:
-    """(photo, label image, class name) for the photos given with label images; None if none has one."""
-    from ._label_files import labelled_photos
+    """(photo, label image, classes) for the photos given with label images; None if none has one."""
+    from ._label_files import label_classes, labelled_photos
 
     if _missing(args.photos, "train"):
         return None
@@ -335,29 +331,11 @@ def _painted_samples(args) -> list | None:
             file=sys.stderr,
         )
         return None
-    if args.class_name is not None:
-        return [(photo, label_file, args.class_name) for photo, label_file in pairs]
-    import numpy as np
-
-    from ._label_files import batch_features, read_labels
-    from ._train_layers import classes_from_features
-
-    samples = []
-    for photo, label_file in pairs:
-        # a batch's result, corrected: its instance table beside it names each instance's class
-        classes = classes_from_features(batch_features(label_file))
-        if not classes:
-            samples.append((photo, label_file, DEFAULT_CLASS))
-            continue
-        unnamed = [int(k) for k in np.unique(read_labels(label_file)) if k > 0 and int(k) not in classes]
-        if unnamed:
-            raise ValueError(
-                f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} are not in "
-                f"{photo.stem}_instances.csv, which names the classes of the others (painted since the batch?): "
-                "give --class-name for every instance"
-            )
-        samples.append((photo, label_file, classes))
-    return samples
+    # a batch's result (corrected) keeps the classes its instance table names, unless --class-name
+    return [
+        (photo, label_file, args.class_name if args.class_name is not None else label_classes(label_file))
+        for photo, label_file in pairs
+    ]
 
 
 def _coco_samples(coco_file, images) -> list:
@@ -484,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--rounds", type=int, default=3, help="most rounds of harvest and training (default: %(default)s)")
     a.add_argument("--iterations", type=int, help="training iterations per round (default: by the time budget)")
     a.set_defaults(func=_cmd_adapt)
-    t = sub.add_parser("train", help="fine-tune a model on photos with painted label images (writes a new model)")
+    t = sub.add_parser(
+        "train", help="fine-tune a model on photos with painted label images or COCO annotations (writes a new model)"
+    )
     t.add_argument(
         "photos",
         nargs="*",
@@ -501,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--images",
         metavar="DIR",
-        help="folder of the photos that --coco annotates (default: the JSON file's folder, then its images/)",
+        help="folder of the photos that --coco annotates (default: beside the JSON file, its images/ "
+        "subfolder, or the images/ folder beside its folder)",
     )
     t.add_argument("--labels", metavar="DIR", help="folder of the label images (default: each photo's folder)")
     t.add_argument(
@@ -513,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--class-name",
         help="the class of every instance in the label images (default: the classes of the batch's "
-        f"<name>_instances.csv beside a label image, else {DEFAULT_CLASS!r})",
+        "<name>_instances.csv beside a label image, else 'plant')",
     )
     _model_output_args(t)
     t.add_argument("--iterations", type=int, help="training iterations (default: train's, 200)")
