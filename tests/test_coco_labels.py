@@ -122,3 +122,17 @@ def test_photo_folder_and_clear_errors(tmp_path):
     bad = _write(tmp_path / "bad.json", [entry], [{**ann, "segmentation": other_size}])
     with pytest.raises(ImageError, match="annotation 1's mask is 20x20 pixels, its image 60x40"):
         read_coco(bad, images=tmp_path / "shots")
+
+
+def test_string_ids_and_sizes_left_out_as_some_tools_write_them(tmp_path):
+    _photo(tmp_path, "a.png", h=30, w=50)
+    entry = {"id": "img-a", "file_name": "a.png"}  # no height or width: the photo's own size
+    anns = [
+        {"id": "1", "image_id": "img-a", "category_id": "7", "segmentation": [[0, 0, 20, 0, 20, 20, 0, 20]]},
+        {"id": "2", "image_id": "img-a", "category_id": 7.0, "segmentation": [[30, 5, 45, 5, 45, 25, 30, 25]]},
+    ]
+    path = _write(tmp_path / "coco.json", [entry, {"id": 2}], anns, [{"id": 7, "name": "thistle"}])
+    with pytest.warns(UserWarning, match="with no mask annotations"):
+        [(photo, labels, classes)] = read_coco(path)
+    assert labels.shape == (30, 50) and classes == {1: "thistle", 2: "thistle"}
+    assert labels[10, 10] != labels[15, 40] and labels[10, 10] > 0 and labels[15, 40] > 0

@@ -79,18 +79,19 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        entries = {int(im["id"]): im for im in data["images"]}
-        categories = {int(c["id"]): str(c["name"]) for c in data["categories"]}
-        annotations = list(data["annotations"])
+        # ids as written: whole numbers in COCO, strings in some tools' exports
+        entries = {_key(im["id"]): im for im in data["images"]}
+        categories = {_key(c["id"]): str(c["name"]) for c in data["categories"]}
+        annotations = [a for a in data["annotations"] if isinstance(a, dict)]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ImageError(
             f"{path.name} is not a COCO instance annotation file (images, annotations, categories): {exc}"
         ) from exc
 
-    by_image: dict[int, list[dict]] = {}
+    by_image: dict = {}
     crowd = 0
     for ann in annotations:
-        image_id, category_id = int(ann.get("image_id", -1)), int(ann.get("category_id", -1))
+        image_id, category_id = _key(ann.get("image_id")), _key(ann.get("category_id"))
         if image_id not in entries:
             raise ImageError(f"{path.name}: annotation {ann.get('id')} is for image {image_id}, which it does not list")
         if category_id not in categories:
@@ -107,11 +108,16 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
     unannotated = sum(1 for i in entries if i not in by_image)
     for image_id, anns in by_image.items():
         entry = entries[image_id]
-        photo = _find_photo(str(entry["file_name"]), folders)
+        photo = _find_photo(str(entry.get("file_name", "")), folders) if entry.get("file_name") else None
         if photo is None:
-            missing.append(str(entry["file_name"]))
+            missing.append(str(entry.get("file_name", f"(image {image_id} has no file_name)")))
             continue
-        h, w = int(entry["height"]), int(entry["width"])
+        try:
+            h, w = int(entry["height"]), int(entry["width"])
+        except (KeyError, TypeError, ValueError):  # not written by every tool: the photo's own size
+            from ._reader import read_image
+
+            h, w = read_image(photo, lazy=True).plane_shape
         labels, classes = np.zeros((h, w), np.int32), {}
         # encoded masks are small; each is decoded only while it is drawn
         rles = [(_rle(coco_mask, a["segmentation"], h, w, path.name, a.get("id")), a) for a in anns]
@@ -121,7 +127,7 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
                 continue
             k = len(classes) + 1
             labels[mask] = k
-            classes[k] = categories[int(ann["category_id"])]
+            classes[k] = categories[_key(ann["category_id"])]
         present = set(np.unique(labels).tolist()) - {0}
         hidden += len(classes) - len(present)
         labels, classes = _renumbered(labels, classes, present)
@@ -146,6 +152,15 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
             + (f" (looked in {', '.join(map(str, folders))}: give the photos' folder)" if missing else "")
         )
     return samples
+
+
+def _key(value):
+    """An id as a dict key: 3, 3.0 and "3" are one id; other strings are themselves."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _find_photo(file_name: str, folders: list[Path]) -> Path | None:
