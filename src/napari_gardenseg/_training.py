@@ -332,6 +332,8 @@ def train(
     a photo file; ``labels`` an integer (H, W) array of instance ids (0: the
     background) or a label image file (``gardenseg train`` reads these);
     ``classes`` one class name for every instance, or ``{instance id: name}``.
+    :func:`~napari_gardenseg.read_coco` gives such triples from an annotation
+    tool's COCO export.
 
     ``base`` is ``"garden"``, ``"coco"``, ``"coco-v1"``, a checkpoint path, a
     :class:`Model`, or ``None`` to start from scratch with the small garden
