@@ -136,3 +136,13 @@ def test_string_ids_and_sizes_left_out_as_some_tools_write_them(tmp_path):
         [(photo, labels, classes)] = read_coco(path)
     assert labels.shape == (30, 50) and classes == {1: "thistle", 2: "thistle"}
     assert labels[10, 10] != labels[15, 40] and labels[10, 10] > 0 and labels[15, 40] > 0
+
+
+def test_without_pycocotools_the_error_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    entry = _photo(tmp_path, "a.png")
+    path = _write(tmp_path / "coco.json", [entry], [])
+    monkeypatch.setitem(sys.modules, "pycocotools", None)  # not installed
+    with pytest.raises(ImportError, match=r"needs pycocotools: pip install 'napari-gardenseg\[metrics\]'"):
+        read_coco(path)

@@ -41,7 +41,8 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
     list of ``(photo, labels, classes)``
         One per annotated photo found, in the file's order: the photo's path,
         an ``(H, W)`` int32 label image (instance ids from 1, 0 background) of
-        the size the file gives, and ``{instance id: category name}``. Where
+        the size the file gives (the photo's own where it gives none), and
+        ``{instance id: category name}``. Where
         masks overlap, the smaller instance is drawn over the larger one, so a
         small plant on a larger one keeps its pixels.
 
