@@ -262,9 +262,23 @@ def test_model_specks_on_soil_do_not_become_plants():
     shape = truth.shape
     soil_box = np.zeros(shape, np.float32)
     soil_box[120:150, 180:230] = 0.9  # a detection on bare soil
-    found = _instances([(truth == 1) * 0.9, soil_box], [0.9, 0.6], shape)
+    found = _instances([(truth == 1) * 0.9, soil_box], [0.9, 0.3], shape)
     out = follow_vegetation(found, vegetation_map(rgb))
-    assert len(out) == 2 and out.scores[1] < 0.2  # still there (not cut away), but ranked far below the plant
+    assert len(out) == 2 and out.scores[1] < 0.1  # still there (not cut away), but ranked far below the plant
+
+
+def test_a_confident_detection_colour_does_not_call_plant_keeps_most_of_its_score():
+    # a pale seedling whose excess green lies below the threshold a bright plant sets
+    rgb, truth = _photo([(60, 60, 30), (120, 190, 10)], noise=0.0)
+    pale = (SOIL + LEAF) / 2
+    rgb[truth == 2] = pale
+    vmap = vegetation_map(rgb)
+    assert not vmap.mask[truth == 2].any()  # colour does not call it plant
+    found = _instances([(truth == 1) * 0.9, (truth == 2) * 0.9], [0.9, 0.9], truth.shape)
+    out = follow_vegetation(found, vmap)
+    assert len(out) == 2 and out.scores[1] == pytest.approx(0.81, abs=1e-6)  # 0.9 x 0.9
+    unsure = follow_vegetation(_instances([(truth == 1) * 0.9, (truth == 2) * 0.9], [0.9, 0.3], truth.shape), vmap)
+    assert unsure.scores[1] == pytest.approx(0.09, abs=1e-6)  # 0.3 x 0.3: an unsure one falls further
 
 
 def test_plant_coloured_specks_become_no_instance_but_small_plants_do(monkeypatch):

@@ -299,14 +299,16 @@ def follow_vegetation(
         offsets.append((window[0], window[1]))
         boxes.append(found.boxes[i])
         # colour is evidence too: an instance with few plant-coloured pixels in a photo whose plants
-        # are green is less likely a plant (it is kept, ranked lower)
+        # are green is less likely a plant (it is kept, ranked lower); the more sure the network
+        # is, the less colour lowers it (a pale seedling below a bright crop's threshold: the score
+        # times itself at the least)
         if gated[i + 1]:
             size_q = min(float(own.sum()) / max(typical, 1.0), 1.0)
             factor = 1 - SIZE_WEIGHT + SIZE_WEIGHT * size_q
         elif on_lawn[i + 1]:
             factor = 1.0
         else:
-            factor = max(share[i + 1] / MIN_GREEN_SHARE, 0.1)
+            factor = max(share[i + 1] / MIN_GREEN_SHARE, float(found.scores[i]), 0.1)
         scores.append(max(found.scores[i] * factor, min(score_threshold, found.scores[i])))
         class_ids.append(found.class_ids[i])
         source.append("model")
