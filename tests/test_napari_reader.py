@@ -116,7 +116,7 @@ def test_coco_file_of_too_many_photos_says_how_to_train_on_it(tmp_path, monkeypa
 
     path = _coco_export(tmp_path, n_photos=3)
     monkeypatch.setattr(napari_reader, "MAX_COCO_PHOTOS", 2)
-    with pytest.raises(ValueError, match="annotates 3 photos; napari opens at most 2 .*gardenseg train --coco"):
+    with pytest.raises(ValueError, match="annotates 3 photos, more than 2: napari opens at most 2 .*train --coco"):
         get_coco_reader(str(path))(str(path))
 
 

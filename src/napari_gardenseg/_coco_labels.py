@@ -21,7 +21,7 @@ from ._images import ImageError
 __all__ = ["read_coco"]
 
 
-def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]]:
+def read_coco(path, images=None, *, max_photos: int | None = None) -> list[tuple[Path, np.ndarray, dict[int, str]]]:
     """Read a COCO instance annotation file as training samples for :func:`~napari_gardenseg.train`.
 
     Parameters
@@ -35,6 +35,9 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
         looked for beside the JSON file (Roboflow's layout), in its
         ``images/`` subfolder, and in the ``images/`` folder beside its own
         folder (CVAT's: ``annotations/instances_default.json`` and ``images/``).
+    max_photos : int, optional
+        Refuse a file that annotates more photos than this (ValueError),
+        before any mask is decoded.
 
     Returns
     -------
@@ -59,6 +62,8 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
     ImageError
         The file is not COCO instance annotations, an annotation names an
         image or category the file does not have, or no annotated photo was found.
+    ValueError
+        More annotated photos than ``max_photos``.
     ImportError
         pycocotools is not installed.
     """
@@ -105,6 +110,8 @@ def read_coco(path, images=None) -> list[tuple[Path, np.ndarray, dict[int, str]]
         if ann.get("segmentation"):  # boxes alone (a detection dataset) hold no mask
             by_image.setdefault(image_id, []).append(ann)
 
+    if max_photos is not None and len(by_image) > max_photos:
+        raise ValueError(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
     samples, missing, hidden = [], [], 0
     unannotated = sum(1 for i in entries if i not in by_image)
     for image_id, anns in by_image.items():

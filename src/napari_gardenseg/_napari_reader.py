@@ -133,13 +133,17 @@ def read_coco_layers(path) -> list[tuple]:
     import pandas as pd
 
     from ._coco_labels import read_coco
+    from ._images import ImageError
 
-    samples = read_coco(path)
-    if len(samples) > MAX_COCO_PHOTOS:
+    try:
+        samples = read_coco(path, max_photos=MAX_COCO_PHOTOS)
+    except ImageError:
+        raise
+    except ValueError as exc:  # more photos than napari should hold
         raise ValueError(
-            f"{Path(path).name} annotates {len(samples)} photos; napari opens at most {MAX_COCO_PHOTOS} at once. "
+            f"{exc}: napari opens at most {MAX_COCO_PHOTOS} at once. "
             f"Train on all of them with: gardenseg train --coco {Path(path).name} --out MODEL.pt"
-        )
+        ) from exc
     layers = []
     for photo, labels, classes in samples:
         [(pixels, meta, kind)] = read_photos(photo)
