@@ -18,10 +18,32 @@ import numpy as np
 
 from ._images import ImageError
 
-__all__ = ["read_coco"]
+__all__ = ["read_coco", "load_coco"]
 
 
-def read_coco(path, images=None, *, max_photos: int | None = None) -> list[tuple[Path, np.ndarray, dict[int, str]]]:
+def load_coco(path) -> dict:
+    """The contents of a COCO instance annotation file: a dict with ``images``, ``annotations`` and
+    ``categories`` lists. Raises FileNotFoundError, and ImageError for a file that is not one."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such COCO annotation file: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        missing = {"images", "annotations", "categories"} - data.keys()
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ImageError(f"{path.name} is not a COCO instance annotation file: {exc}") from exc
+    if missing or not all(isinstance(data[k], list) for k in ("images", "annotations", "categories")):
+        raise ImageError(
+            f"{path.name} is not a COCO instance annotation file: it needs images, annotations and "
+            f"categories lists{' (no ' + ', '.join(sorted(missing)) + ')' if missing else ''}"
+        )
+    return data
+
+
+def read_coco(
+    path, images=None, *, max_photos: int | None = None, coco: dict | None = None
+) -> list[tuple[Path, np.ndarray, dict[int, str]]]:
     """Read a COCO instance annotation file as training samples for :func:`~napari_gardenseg.train`.
 
     Parameters
@@ -38,6 +60,8 @@ def read_coco(path, images=None, *, max_photos: int | None = None) -> list[tuple
     max_photos : int, optional
         Refuse a file that annotates more photos than this (ValueError),
         before any mask is decoded.
+    coco : dict, optional
+        The file's contents as :func:`load_coco` gives them, when already read.
 
     Returns
     -------
@@ -68,8 +92,6 @@ def read_coco(path, images=None, *, max_photos: int | None = None) -> list[tuple
         pycocotools is not installed.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such COCO annotation file: {path}")
     if images is not None:
         folders = [Path(images).expanduser()]
     else:  # Roboflow: photos beside the JSON; CVAT: annotations/ beside images/
@@ -82,17 +104,16 @@ def read_coco(path, images=None, *, max_photos: int | None = None) -> list[tuple
         raise ImportError(
             "reading COCO annotations needs pycocotools: pip install 'napari-gardenseg[metrics]'"
         ) from exc
+    from skimage.segmentation import relabel_sequential
+
+    data = load_coco(path) if coco is None else coco
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
         # ids as written: whole numbers in COCO, strings in some tools' exports
         entries = {_key(im["id"]): im for im in data["images"]}
         categories = {_key(c["id"]): str(c["name"]) for c in data["categories"]}
         annotations = [a for a in data["annotations"] if isinstance(a, dict)]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ImageError(
-            f"{path.name} is not a COCO instance annotation file (images, annotations, categories): {exc}"
-        ) from exc
+    except (KeyError, TypeError) as exc:
+        raise ImageError(f"{path.name}: an image or category without an id or name: {exc!r}") from exc
 
     by_image: dict = {}
     crowd = 0
@@ -116,9 +137,10 @@ def read_coco(path, images=None, *, max_photos: int | None = None) -> list[tuple
     unannotated = sum(1 for i in entries if i not in by_image)
     for image_id, anns in by_image.items():
         entry = entries[image_id]
-        photo = _find_photo(str(entry.get("file_name", "")), folders) if entry.get("file_name") else None
+        name = entry.get("file_name")
+        photo = _find_photo(str(name), folders) if name else None
         if photo is None:
-            missing.append(str(entry.get("file_name", f"(image {image_id} has no file_name)")))
+            missing.append(str(name) if name else f"(image {image_id} has no file_name)")
             continue
         try:
             h, w = int(entry["height"]), int(entry["width"])
@@ -136,9 +158,11 @@ def read_coco(path, images=None, *, max_photos: int | None = None) -> list[tuple
             k = len(classes) + 1
             labels[mask] = k
             classes[k] = categories[_key(ann["category_id"])]
-        present = set(np.unique(labels).tolist()) - {0}
+        # ids 1..n again once instances hidden under others are gone
+        labels, forward, _ = relabel_sequential(labels)
+        present = [k for k in classes if forward[k] > 0]
         hidden += len(classes) - len(present)
-        labels, classes = _renumbered(labels, classes, present)
+        classes = {int(forward[k]): classes[k] for k in present}
         if classes:
             samples.append((photo, labels, classes))
 
@@ -201,13 +225,3 @@ def _rle(coco_mask, segmentation, h: int, w: int, file: str, ann_id) -> dict:
     if size != [h, w]:
         raise ImageError(f"{file}: annotation {ann_id}'s mask is {size[1]}x{size[0]} pixels, its image {w}x{h}")
     return rle
-
-
-def _renumbered(labels: np.ndarray, classes: dict[int, str], present: set) -> tuple[np.ndarray, dict[int, str]]:
-    """Ids 1..n again after instances hidden under others are dropped."""
-    if len(present) == len(classes):
-        return labels, classes
-    lut = np.zeros(len(classes) + 1, np.int32)
-    kept = sorted(present)
-    lut[kept] = np.arange(1, len(kept) + 1)
-    return lut[labels], {i + 1: classes[k] for i, k in enumerate(kept)}

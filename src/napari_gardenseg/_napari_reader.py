@@ -104,29 +104,31 @@ def get_coco_reader(path):
     """The npe2 reader command for COCO instance annotations: :func:`read_coco_layers`, else None.
 
     Only a ``.json`` file whose top level holds ``images``, ``annotations`` and
-    ``categories`` is taken; other JSON files are left to other readers.
+    ``categories`` is taken (:func:`~napari_gardenseg._coco_labels.load_coco`;
+    the reader is handed what it read); other JSON files are left to other readers.
     """
-    import json
+    from functools import partial
+
+    from ._coco_labels import load_coco
+    from ._images import ImageError
 
     if not isinstance(path, (str, Path)) or not str(path).lower().endswith(".json"):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError):
+        coco = load_coco(path)
+    except (OSError, ImageError):
         return None
-    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
-        return None
-    return read_coco_layers
+    return partial(read_coco_layers, coco=coco)
 
 
-def read_coco_layers(path) -> list[tuple]:
+def read_coco_layers(path, coco: dict | None = None) -> list[tuple]:
     """napari layer data for a COCO file: per annotated photo, its image layer, then its Labels layer.
 
     The photo as :func:`read_photos` gives it, named after its file; the
     labels (int32 (H, W), :func:`~napari_gardenseg._coco_labels.read_coco`)
     named ``<photo name>_labels``, so the *Train on my labels* widget pairs
-    them, with ``label`` and ``class_name`` features. Raises ValueError for a
+    them, with ``label`` and ``class_name`` features. ``coco``: the file's
+    contents when already read. Raises ValueError for a
     file of more than :data:`MAX_COCO_PHOTOS` annotated photos (napari would
     hold them all), and what ``read_coco`` raises.
     """
@@ -136,7 +138,7 @@ def read_coco_layers(path) -> list[tuple]:
     from ._images import ImageError
 
     try:
-        samples = read_coco(path, max_photos=MAX_COCO_PHOTOS)
+        samples = read_coco(path, max_photos=MAX_COCO_PHOTOS, coco=coco)
     except ImageError:
         raise
     except ValueError as exc:  # more photos than napari should hold

@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from ._images import ImageError, alpha_used, blank_transparent
+from ._label_files import photo_stem
 
 __all__ = ["ImageFile", "read_image", "image_files", "expand_folders", "TIFF_SUFFIXES", "AXES_LETTERS"]
 
@@ -189,8 +190,6 @@ def image_files(folder) -> list[Path]:
         if not p.name.startswith(".")
         and (p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)))
     )
-    from ._label_files import photo_stem
-
     stems = {p.stem for p in found}
     found = [p for p in found if photo_stem(p.stem) not in stems]
     if not found:

@@ -86,15 +86,10 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
             raise ValueError(f"{what}: labels must be an integer label image, got dtype {lab.dtype}")
         if lab.shape != rgb.shape[:2]:
             turned = lab.shape == rgb.shape[1::-1]
+            hint = " (the photo is read turned upright by its EXIF orientation: were they drawn on it unturned?)"
             raise ValueError(
                 f"{what}: labels of {lab.shape[0]}x{lab.shape[1]} pixels do not match the image's "
-                f"{rgb.shape[0]}x{rgb.shape[1]}: paint the labels on the image they are for"
-                + (
-                    " (the photo is read turned upright by its EXIF orientation; "
-                    "the labels may have been drawn on it unturned)"
-                    if turned
-                    else ""
-                )
+                f"{rgb.shape[0]}x{rgb.shape[1]}: paint the labels on the image they are for{hint if turned else ''}"
             )
         ids = [int(v) for v in np.unique(lab) if v > 0]
         if isinstance(classes, str):  # one class for every instance

@@ -266,13 +266,9 @@ def _cmd_adapt(args) -> int:
         args.photos,
         args.base,
         minutes=args.minutes,
-        output=args.out,
-        progress=_stage_printer(),
-        overwrite=args.overwrite,
         rounds=args.rounds,
         iterations=args.iterations,
-        device=args.device,
-        seed=args.seed,
+        **_model_output_options(args),
     )
     print(f"gardenseg adapt: {outcome_of(path)}", file=sys.stderr)
     print(path)
@@ -296,16 +292,7 @@ def _cmd_train(args) -> int:
     print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
     # train's own defaults for the settings not given: no copies of them here
     given = {k: getattr(args, k) for k in ("iterations", "lr", "crop", "batch_size") if getattr(args, k) is not None}
-    path = train(
-        samples,
-        args.base,
-        output=args.out,
-        device=args.device,
-        progress=_stage_printer(),
-        overwrite=args.overwrite,
-        seed=args.seed,
-        **given,
-    )
+    path = train(samples, args.base, **_model_output_options(args), **given)
     print(path)
     return 0
 
@@ -503,6 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, help="crops per iteration (default: train's, 2)")
     t.set_defaults(func=_cmd_train)
     return p
+
+
+def _model_output_options(args) -> dict:
+    """What :func:`_model_output_args` parsed, as ``adapt``'s and ``train``'s keywords (with the stage printer)."""
+    return {
+        "output": args.out,
+        "device": args.device,
+        "overwrite": args.overwrite,
+        "seed": args.seed,
+        "progress": _stage_printer(),
+    }
 
 
 def _model_output_args(p) -> None:
