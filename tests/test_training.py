@@ -439,4 +439,40 @@ def test_cli_train_on_a_coco_export(tmp_path, two_scenes, capsys):
     model = load_model(out, device="cpu")
     assert set(names) <= set(model.class_names) and model.meta["training"]["samples"] == 2
     assert main(["train", "--out", str(tmp_path / "none.pt")]) == 2
-    assert "give photos with label images, or --coco FILE" in capsys.readouterr().err
+    assert "give photos with label images, --coco FILE or --yolo DATASET" in capsys.readouterr().err
+
+
+def test_cli_train_on_a_yolo_dataset(tmp_path, two_scenes, monkeypatch, capsys):
+    """A YOLO segmentation dataset (Roboflow's layout): each instance's outline as a polygon line, the
+    classes from data.yaml; the labels read back are the scene's instances."""
+    from PIL import Image
+    from skimage.measure import find_contours
+
+    import napari_gardenseg._training as training
+    from napari_gardenseg._agreement import mask_ious
+    from napari_gardenseg.cli import main
+
+    given = []
+    monkeypatch.setattr(training, "train", lambda samples, *a, **k: given.append(samples) or tmp_path / "m.pt")
+    names = sorted({n for _, _, classes in two_scenes for n in classes.values()})
+    (tmp_path / "data.yaml").write_text(f"train: ../train/images\nnames: {names}\n")
+    for i, (im, lab, classes) in enumerate(two_scenes):
+        (tmp_path / "train" / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "train" / "labels").mkdir(exist_ok=True)
+        Image.fromarray(im).save(tmp_path / "train" / "images" / f"s{i}.png")
+        h, w = lab.shape
+        lines = []
+        for k, name in classes.items():
+            # the outline around the instance's pixels (a padded mask: contours close at the border)
+            outline = max(find_contours(np.pad(lab == k, 1).astype(float), 0.5), key=len) - 1 + 0.5
+            xy = np.stack([outline[:, 1] / w, outline[:, 0] / h], 1)
+            lines.append(f"{names.index(name)} " + " ".join(f"{v:.5f}" for v in xy.ravel()))
+        (tmp_path / "train" / "labels" / f"s{i}.txt").write_text("\n".join(lines))
+    assert main(["train", "--yolo", str(tmp_path), "--out", str(tmp_path / "m.pt")]) == 0
+    assert f"2 labelled photo(s), class(es) {', '.join(names)}" in capsys.readouterr().err
+    for (photo, labels, classes), (_, lab, truth) in zip(given[-1], two_scenes, strict=True):
+        ious = mask_ious(labels, lab)
+        assert ious.shape == (len(truth), len(truth))
+        best = ious.argmax(1)
+        assert ious.max(1).min() > 0.8  # every instance read back, outline rasterised
+        assert [classes[i + 1] for i in range(len(classes))] == [truth[int(j) + 1] for j in best]

@@ -42,6 +42,7 @@ _EXPORTS = {
     "garden_scene": ".synthetic",
     "to_coco": "._export",
     "read_coco": "._coco_labels",
+    "read_yolo": "._yolo_labels",
     "segment_files": "._batch",
     "BatchSummary": "._batch",
     "Instances": "._instances",
@@ -51,7 +52,7 @@ _EXPORTS = {
 # public submodules, reachable as attributes (``gs.synthetic``) and imported on first use
 _SUBMODULES = ("synthetic", "cli", "crf")
 # modules that do not import torch
-_LIGHT = ("._images", "._cancel", "._export", "._coco_labels", ".synthetic", ".cli")
+_LIGHT = ("._images", "._cancel", "._export", "._coco_labels", "._yolo_labels", ".synthetic", ".cli")
 
 __all__ = list(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -98,14 +98,7 @@ def read_coco(
         folders = [path.parent, path.parent / "images", path.parent.parent / "images"]
     if images is not None and not folders[0].is_dir():
         raise FileNotFoundError(f"no such folder of photos: {folders[0]}")
-    try:
-        from pycocotools import mask as coco_mask
-    except ImportError as exc:
-        raise ImportError(
-            "reading COCO annotations needs pycocotools: pip install 'napari-gardenseg[metrics]'"
-        ) from exc
-    from skimage.segmentation import relabel_sequential
-
+    coco_mask = pycocotools_mask("reading COCO annotations")
     data = load_coco(path) if coco is None else coco
     try:
         # ids as written: whole numbers in COCO, strings in some tools' exports
@@ -148,21 +141,12 @@ def read_coco(
             from ._reader import read_image
 
             h, w = read_image(photo, lazy=True).plane_shape
-        labels, classes = np.zeros((h, w), np.int32), {}
-        # encoded masks are small; each is decoded only while it is drawn
-        rles = [(_rle(coco_mask, a["segmentation"], h, w, path.name, a.get("id")), a) for a in anns]
-        for rle, ann in sorted(rles, key=lambda r: -int(coco_mask.area(r[0]))):  # largest first: smaller on top
-            mask = coco_mask.decode(rle).astype(bool)
-            if not mask.any():
-                continue
-            k = len(classes) + 1
-            labels[mask] = k
-            classes[k] = categories[_key(ann["category_id"])]
-        # ids 1..n again once instances hidden under others are gone
-        labels, forward, _ = relabel_sequential(labels)
-        present = [k for k in classes if forward[k] > 0]
-        hidden += len(classes) - len(present)
-        classes = {int(forward[k]): classes[k] for k in present}
+        rles = [
+            (_rle(coco_mask, a["segmentation"], h, w, path.name, a.get("id")), categories[_key(a["category_id"])])
+            for a in anns
+        ]
+        labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w))
+        hidden += n_hidden
         if classes:
             samples.append((photo, labels, classes))
 
@@ -176,14 +160,51 @@ def read_coco(
         left_out.append(f"{crowd} crowd annotation(s)")
     if hidden:
         left_out.append(f"{hidden} instance(s) hidden under others")
-    if left_out:
-        warnings.warn(f"{path.name}: left out " + "; ".join(left_out), stacklevel=2)
+    warn_left_out(path.name, left_out)
     if not samples:
         raise ImageError(
             f"{path.name}: no annotated photo was found"
             + (f" (looked in {', '.join(map(str, folders))}: give the photos' folder)" if missing else "")
         )
     return samples
+
+
+def pycocotools_mask(what: str):
+    """pycocotools' ``mask`` module; ImportError naming the extra that installs it."""
+    try:
+        from pycocotools import mask
+    except ImportError as exc:
+        raise ImportError(f"{what} needs pycocotools: pip install 'napari-gardenseg[metrics]'") from exc
+    return mask
+
+
+def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], int]:
+    """(labels, {instance id: class name}, instances hidden) from ``(compressed RLE, class name)`` pairs.
+
+    ``labels`` is an int32 ``shape`` image, ids 1..n. Where masks overlap the
+    smaller is drawn over the larger, so a small plant on a larger one keeps
+    its pixels; an empty mask gets no id, nor does one left with no pixel
+    under others (counted as hidden). Encoded masks are small: each is
+    decoded only while it is drawn.
+    """
+    from skimage.segmentation import relabel_sequential
+
+    labels, classes = np.zeros(shape, np.int32), {}
+    for rle, name in sorted(rles, key=lambda r: -int(coco_mask.area(r[0]))):  # largest first: smaller on top
+        mask = coco_mask.decode(rle).astype(bool)
+        if mask.any():
+            k = len(classes) + 1
+            labels[mask] = k
+            classes[k] = name
+    labels, forward, _ = relabel_sequential(labels)  # ids 1..n again once hidden instances are gone
+    present = [k for k in classes if forward[k] > 0]
+    return labels, {int(forward[k]): classes[k] for k in present}, len(classes) - len(present)
+
+
+def warn_left_out(file_name: str, left_out: list[str]) -> None:
+    """One warning saying what a reader of annotations left out, if anything."""
+    if left_out:
+        warnings.warn(f"{file_name}: left out " + "; ".join(left_out), stacklevel=3)
 
 
 def _key(value):

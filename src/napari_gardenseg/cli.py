@@ -9,6 +9,7 @@
     gardenseg adapt photos/*.jpg --out my_field.pt   # learn from unlabelled photos (see adapt())
     gardenseg train photos/ --out my_field.pt        # fine-tune on painted photos: a.jpg + a_labels.tif
     gardenseg train --coco export/annotations.json --out my_field.pt  # or on an annotation tool's COCO export
+    gardenseg train --yolo dataset/data.yaml --out my_field.pt        # or on a YOLO segmentation dataset
 
 Each input gives ``<name>_labels.tif`` (raw instance ids), ``<name>_labels_crf.tif``
 (CRF-refined), ``<name>_instances.csv`` (one row per instance),
@@ -278,16 +279,21 @@ def _cmd_adapt(args) -> int:
 def _cmd_train(args) -> int:
     from ._training import train
 
-    if not args.photos and not args.coco:
-        print("gardenseg train: give photos with label images, or --coco FILE", file=sys.stderr)
+    if not args.photos and not args.coco and not args.yolo:
+        print("gardenseg train: give photos with label images, --coco FILE or --yolo DATASET", file=sys.stderr)
         return 2
     samples = []
     if args.photos:
         samples = _painted_samples(args)
         if samples is None:
             return 2
+    from ._coco_labels import read_coco
+    from ._yolo_labels import read_yolo
+
     for coco_file in args.coco or ():
-        samples += _coco_samples(coco_file, args.images)
+        samples += _annotated_samples(read_coco, coco_file, args.images)
+    for dataset in args.yolo or ():
+        samples += _annotated_samples(read_yolo, dataset, split=args.split)
     named = sorted({name for _, _, classes in samples for name in _names(classes)})
     print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
     # train's own defaults for the settings not given: no copies of them here
@@ -325,15 +331,14 @@ def _painted_samples(args) -> list | None:
     ]
 
 
-def _coco_samples(coco_file, images) -> list:
-    """read_coco's samples, its warnings (what it left out) printed as the CLI's own lines."""
+def _annotated_samples(reader, *args, **kwargs) -> list:
+    """An annotation reader's samples (read_coco, read_yolo), its warnings (what it left out)
+    printed as the CLI's own lines."""
     import warnings
-
-    from ._coco_labels import read_coco
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        samples = read_coco(coco_file, images)
+        samples = reader(*args, **kwargs)
     for w in caught:
         if issubclass(w.category, UserWarning):  # what was left out; not libraries' deprecations
             print(f"gardenseg train: {w.message}", file=sys.stderr)
@@ -450,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--iterations", type=int, help="training iterations per round (default: by the time budget)")
     a.set_defaults(func=_cmd_adapt)
     t = sub.add_parser(
-        "train", help="fine-tune a model on photos with painted label images or COCO annotations (writes a new model)"
+        "train",
+        help="fine-tune a model on photos with painted label images, COCO annotations or a YOLO dataset "
+        "(writes a new model)",
     )
     t.add_argument(
         "photos",
@@ -464,6 +471,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="COCO instance annotations (polygons or RLE, as CVAT, Label Studio or Roboflow export them), "
         "classes from their categories; may be given more than once, and with photos",
+    )
+    t.add_argument(
+        "--yolo",
+        metavar="DATASET",
+        action="append",
+        help="a YOLO segmentation dataset (Ultralytics, Roboflow's YOLOv8 export): its data.yaml or folder; "
+        "classes from its names; may be given more than once",
+    )
+    t.add_argument(
+        "--split",
+        default="train",
+        choices=("train", "val", "test", "all"),
+        help="which split of --yolo datasets to train on (default: %(default)s)",
     )
     t.add_argument(
         "--images",

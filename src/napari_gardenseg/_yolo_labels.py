@@ -1,0 +1,204 @@
+"""YOLO segmentation datasets as training samples: what Ultralytics and Roboflow's "YOLOv8" export hold.
+
+A dataset is a YAML file (``data.yaml``) naming the classes and the folders of
+its splits' photos; each photo ``…/images/…/a.jpg`` has its labels in
+``…/labels/…/a.txt``, one instance per line: the class number, then the
+polygon's x y pairs as fractions of the photo's width and height
+(https://docs.ultralytics.com/datasets/segment/). :func:`read_yolo` turns
+each labelled photo into the ``(photo, labels, classes)`` triple that
+:func:`~napari_gardenseg.train` takes. Polygons are drawn by pycocotools,
+as the COCO reader's are, and overlaps resolved the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._coco_labels import draw_instances, pycocotools_mask, warn_left_out
+from ._images import ImageError
+from ._reader import IMAGE_SUFFIXES, image_files
+
+__all__ = ["read_yolo"]
+
+
+def read_yolo(path, *, split: str = "train", max_photos: int | None = None):
+    """Read a YOLO segmentation dataset as training samples for :func:`~napari_gardenseg.train`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The dataset's YAML file (``names``: the classes, a list or
+        ``{number: name}``; ``train``/``val``/``test``: a folder of photos, a
+        text file listing them, or a list of these; ``path``: the folder they
+        are relative to, else the YAML's own), or a folder holding one
+        (``data.yaml`` first). A folder of photos without a YAML file is read
+        too, its classes then named by number (``"class 0"``).
+    split : str
+        The split to read (``"train"``, ``"val"``, ``"test"``), or ``"all"``
+        for every split the file lists. Ignored for a folder of photos.
+    max_photos : int, optional
+        Refuse a dataset of more photos than this (ValueError) before reading any.
+
+    Returns
+    -------
+    list of ``(photo, labels, classes)``
+        One per labelled photo, sorted by path: the photo's path, an ``(H, W)``
+        int32 label image (instance ids from 1, 0 background) of the photo's
+        size (after its EXIF orientation, as Ultralytics reads it), and
+        ``{instance id: class name}``. Where polygons overlap, the smaller
+        instance is drawn over the larger.
+
+    Photos without a label file or with an empty one (background photos to
+    YOLO, perhaps not yet labelled here: training on them would teach that
+    their plants are background), lines that hold a box and no polygon
+    (a detection dataset), and instances hidden under others are left out,
+    with a warning saying how many.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` or a folder the YAML file names does not exist.
+    ImageError
+        The YAML file is not a dataset's (no ``names``, or not the split asked
+        for), a label line is not a class number followed by coordinates, a
+        class number has no name, or no labelled photo was found.
+    ValueError
+        More photos than ``max_photos``, or an unknown ``split``.
+    ImportError
+        pycocotools is not installed.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no such YOLO dataset: {path}")
+    coco_mask = pycocotools_mask("reading YOLO labels")
+    yaml_file = _dataset_file(path)
+    if yaml_file is None:
+        names, photos = {}, image_files(path)
+    else:
+        names, photos = _dataset(yaml_file, split)
+    if max_photos is not None and len(photos) > max_photos:
+        raise ValueError(f"{path.name} holds {len(photos)} photos, more than {max_photos}")
+    from ._reader import read_image
+
+    samples, unlabelled, boxes, hidden = [], [], 0, 0
+    for photo in photos:
+        label_file = _label_file(photo)
+        lines = _label_lines(label_file, names)
+        boxes += sum(1 for _, xy in lines if xy is None)
+        polygons = [(k, xy) for k, xy in lines if xy is not None]
+        if not polygons:
+            unlabelled.append(photo.name)
+            continue
+        h, w = read_image(photo, lazy=True).plane_shape
+        rles = []
+        for k, xy in polygons:
+            pixels = np.clip(xy, 0.0, 1.0) * (w, h)
+            rles.append(
+                (coco_mask.merge(coco_mask.frPyObjects([pixels.ravel().tolist()], h, w)), names.get(k, f"class {k}"))
+            )
+        labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w))
+        hidden += n_hidden
+        if classes:
+            samples.append((photo, labels, classes))
+
+    left_out = []
+    if unlabelled:
+        shown = ", ".join(unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
+        left_out.append(f"{len(unlabelled)} photo(s) with no polygon labels: {shown}")
+    if boxes:
+        left_out.append(f"{boxes} box label(s) without a polygon (a detection dataset holds no masks)")
+    if hidden:
+        left_out.append(f"{hidden} instance(s) hidden under others")
+    warn_left_out(path.name, left_out)
+    if not samples:
+        raise ImageError(
+            f"{path.name}: no photo has polygon labels (looked for <labels folder>/<photo name>.txt, "
+            "the images/ folder's twin labels/, or beside the photo)"
+        )
+    return samples
+
+
+def _dataset_file(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    for candidate in (path / "data.yaml", *sorted(path.glob("*.yaml")), *sorted(path.glob("*.yml"))):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _dataset(yaml_file: Path, split: str) -> tuple[dict[int, str], list[Path]]:
+    """({class number: name}, the split's photos) from a dataset's YAML file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
+        raw_names = data["names"]
+        names = dict(enumerate(raw_names)) if isinstance(raw_names, list) else dict(raw_names)
+        names = {int(k): str(v) for k, v in names.items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
+        raise ImageError(f"{yaml_file.name} is not a YOLO dataset file (it needs names: the classes): {exc!r}") from exc
+    splits = ("train", "val", "test") if split == "all" else (split,)
+    if split != "all" and split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
+    listed = [s for s in splits if data.get(s)]
+    if not listed:
+        raise ImageError(f"{yaml_file.name} lists no {split} photos ({', '.join(splits)})")
+    root = Path(data.get("path") or yaml_file.parent).expanduser()
+    if not root.is_absolute():
+        root = yaml_file.parent / root
+    photos: set[Path] = set()
+    for s in listed:
+        for entry in data[s] if isinstance(data[s], list) else [data[s]]:
+            photos.update(_split_photos(root, str(entry), yaml_file.name))
+    return names, sorted(photos)
+
+
+def _split_photos(root: Path, entry: str, file_name: str) -> list[Path]:
+    # Roboflow writes "../train/images" for a folder beside the YAML file: Ultralytics then drops the "../"
+    for candidate in (root / entry, root / entry.removeprefix("../")):
+        if candidate.is_dir():
+            return image_files(candidate)
+        if candidate.is_file() and candidate.suffix.lower() == ".txt":  # a list of photos, one per line
+            lines = [ln.strip() for ln in candidate.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            return [p if p.is_absolute() else (candidate.parent / p) for p in map(Path, lines)]
+        if candidate.is_file() and candidate.name.lower().endswith(IMAGE_SUFFIXES):
+            return [candidate]
+    raise FileNotFoundError(f"{file_name} names {entry}, which is not a folder or list of photos under {root}")
+
+
+def _label_file(photo: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` folder of the photo's path becomes ``labels``; else beside it."""
+    parts = photo.parts
+    if "images" in parts[:-1]:
+        i = len(parts) - 2 - parts[:-1][::-1].index("images")
+        twin = Path(*parts[:i], "labels", *parts[i + 1 : -1], photo.stem + ".txt")
+        if twin.is_file():
+            return twin
+    return photo.with_suffix(".txt")
+
+
+def _label_lines(label_file: Path, names: dict[int, str]) -> list[tuple[int, np.ndarray | None]]:
+    """(class number, (n, 2) polygon in fractions, or None for a box) per line of a label file."""
+    if not label_file.is_file():
+        return []
+    out = []
+    for number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            k, values = int(fields[0]), np.array(fields[1:], np.float64)
+        except ValueError:
+            values = None
+        if values is None or len(values) < 4 or (len(values) > 4 and len(values) % 2) or not np.isfinite(values).all():
+            raise ImageError(
+                f"{label_file.name}, line {number}: expected a class number and then x y pairs "
+                f"(a polygon in fractions of the photo's size), got {line.strip()[:60]!r}"
+            )
+        if names and k not in names:
+            raise ImageError(f"{label_file.name}, line {number}: class {k} has no name in the dataset file")
+        out.append((k, None if len(values) == 4 else values.reshape(-1, 2)))
+    return out

@@ -1,0 +1,89 @@
+"""YOLO segmentation datasets (Ultralytics, Roboflow's YOLOv8 export) read as training samples."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_gardenseg._images import ImageError
+from napari_gardenseg._yolo_labels import read_yolo
+
+
+def _photo(path, h=40, w=60, orientation=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exif = None
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+    Image.fromarray(np.full((h, w, 3), 90, np.uint8)).save(path, exif=exif) if exif else Image.fromarray(
+        np.full((h, w, 3), 90, np.uint8)
+    ).save(path)
+    return path
+
+
+def _labels(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_roboflow_export_polygons_classes_overlaps_and_what_is_left_out(tmp_path):
+    # Roboflow's YOLOv8 layout: data.yaml beside train/ valid/, paths written as "../train/images"
+    (tmp_path / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['beet', 'weed']\n"
+    )
+    _photo(tmp_path / "train/images/a.jpg")
+    _labels(
+        tmp_path / "train/labels/a.txt",
+        [
+            "0 0.0 0.0 0.5 0.0 0.5 0.5 0.0 0.5",  # beet: x 0..30, y 0..20
+            "1 0.1 0.1 0.2 0.1 0.2 0.3 0.1 0.3",  # weed on top of it: x 6..12, y 4..12 (smaller: drawn over)
+            "1 0.7 0.7 0.9 0.7 0.9 0.9",  # a triangle
+            "0 0.5 0.5 0.2 0.2",  # a box: no mask
+        ],
+    )
+    _photo(tmp_path / "train/images/b.jpg")  # no label file: a background photo to YOLO
+    _photo(tmp_path / "train/images/c.jpg")
+    _labels(tmp_path / "train/labels/c.txt", [""])  # empty
+    _photo(tmp_path / "valid/images/v.jpg")
+    _labels(tmp_path / "valid/labels/v.txt", ["0 0 0 1 0 1 1 0 1"])
+
+    with pytest.warns(UserWarning) as said:
+        [(photo, labels, classes)] = read_yolo(tmp_path)  # the folder: its data.yaml, the train split
+    message = " ".join(str(w.message) for w in said)
+    assert "2 photo(s) with no polygon labels" in message and "1 box label(s)" in message
+    assert photo == tmp_path / "train/images/a.jpg"
+    assert labels.shape == (40, 60) and labels.dtype == np.int32
+    assert sorted(classes.values()) == ["beet", "weed", "weed"]
+    beet = [k for k, v in classes.items() if v == "beet"][0]
+    small = labels[8, 9]
+    assert classes[int(small)] == "weed"  # the small weed kept its pixels on the beet
+    assert 500 < (labels == beet).sum() < 600  # 30 x 20 less the weed's
+    assert labels[30, 50] > 0 and classes[int(labels[30, 50])] == "weed"  # inside the triangle
+    assert labels[39, 0] == 0
+
+    both = read_yolo(tmp_path / "data.yaml", split="all")
+    assert [p.name for p, _, _ in both] == ["a.jpg", "v.jpg"]
+    assert (both[1][1] > 0).all()
+
+
+def test_folder_without_yaml_exif_size_and_errors(tmp_path):
+    # labels beside the photos, no dataset file: classes by number; the photo turned by its EXIF tag
+    _photo(tmp_path / "p.jpg", h=40, w=60, orientation=6)
+    _labels(tmp_path / "p.txt", ["3 0 0 1 0 1 0.5 0 0.5"])
+    [(photo, labels, classes)] = read_yolo(tmp_path)
+    assert labels.shape == (60, 40)  # as the photo is shown (and read for training)
+    assert classes == {1: "class 3"} and (labels[:30] == 1).mean() > 0.9 and not labels[31:].any()
+
+    _labels(tmp_path / "p.txt", ["0 0.1 0.2 0.3"])
+    with pytest.raises(ImageError, match=r"p.txt, line 1: expected a class number"):
+        read_yolo(tmp_path)
+    (tmp_path / "d.yaml").write_text("names: {0: plant}\ntrain: .\n")
+    _labels(tmp_path / "p.txt", ["2 0 0 1 0 1 1"])
+    with pytest.raises(ImageError, match="class 2 has no name"):
+        read_yolo(tmp_path / "d.yaml")
+    with pytest.raises(ImageError, match="lists no val photos"):
+        read_yolo(tmp_path / "d.yaml", split="val")
+    (tmp_path / "d.yaml").write_text("names: [plant]\ntrain: gone/images\n")
+    with pytest.raises(FileNotFoundError, match="gone/images"):
+        read_yolo(tmp_path / "d.yaml")
+    with pytest.raises(FileNotFoundError):
+        read_yolo(tmp_path / "nothing.yaml")
