@@ -328,7 +328,8 @@ def train(
     background) or a label image file (``gardenseg train`` reads these);
     ``classes`` one class name for every instance, or ``{instance id: name}``.
     :func:`~napari_gardenseg.read_coco` gives such triples from an annotation
-    tool's COCO export.
+    tool's COCO export, :func:`~napari_gardenseg.read_yolo` from a YOLO
+    segmentation dataset.
 
     ``base`` is ``"garden"``, ``"coco"``, ``"coco-v1"``, a checkpoint path, a
     :class:`Model`, or ``None`` to start from scratch with the small garden
