@@ -44,6 +44,7 @@ def test_fine_tuning_lowers_loss_and_round_trips(tmp_path, two_scenes):
         crop=128,
         lr=3e-4,  # 25 iterations with a warm-up of 2: a higher rate first shakes the warm start
         progress=lambda f, m: seen.append((f, m)),
+        wise_alpha=1.0,  # the fine-tuned weights themselves: what training learnt (averaging: below)
     )
     model = load_model(path, device="cpu")
     wanted = sorted({v for _, _, c in renamed for v in c.values()})
@@ -132,6 +133,24 @@ def test_training_is_deterministic(tmp_path, two_scenes):
     b = train(two_scenes, base="garden", iterations=3, output=tmp_path / "b.pt", device="cpu", crop=96, seed=5)
     sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_saved_weights_average_the_start_and_the_fine_tuned_network(tmp_path, two_scenes):
+    """WiSE-FT: by default every weight is halfway between the base's and the fine-tuned one."""
+    options = dict(base="garden", iterations=3, device="cpu", crop=96, seed=5)
+    tuned = train(two_scenes, output=tmp_path / "tuned.pt", wise_alpha=1.0, **options)
+    mixed = train(two_scenes, output=tmp_path / "mixed.pt", **options)
+    start = load_model("garden", device="cpu").net.state_dict()
+    st, sm = (torch.load(p, weights_only=True)["state_dict"] for p in (tuned, mixed))
+    moved = [k for k in st if st[k].is_floating_point() and not torch.equal(st[k], start[k])]
+    assert len(moved) > 10  # the heads and the unfrozen backbone trained
+    for k in moved:
+        torch.testing.assert_close(sm[k], (start[k] + st[k]) / 2, rtol=0, atol=1e-6)
+    assert load_model(mixed, device="cpu").meta["training"]["wise_alpha"] == 0.5
+    assert load_model(tuned, device="cpu").meta["training"]["wise_alpha"] == 1.0
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="wise_alpha"):
+            train(two_scenes, output=tmp_path / "bad.pt", wise_alpha=bad, **options)
 
 
 def test_cancel_stops_early_and_keeps_the_work(tmp_path, two_scenes):
@@ -452,8 +471,10 @@ def test_cli_train_on_a_yolo_dataset(tmp_path, two_scenes, monkeypatch, capsys):
     from napari_gardenseg._agreement import mask_ious
     from napari_gardenseg.cli import main
 
-    given = []
-    monkeypatch.setattr(training, "train", lambda samples, *a, **k: given.append(samples) or tmp_path / "m.pt")
+    given, options = [], []
+    monkeypatch.setattr(
+        training, "train", lambda samples, *a, **k: given.append(samples) or options.append(k) or tmp_path / "m.pt"
+    )
     names = sorted({n for _, _, classes in two_scenes for n in classes.values()})
     (tmp_path / "data.yaml").write_text(f"train: ../train/images\nnames: {names}\n")
     for i, (im, lab, classes) in enumerate(two_scenes):
@@ -468,7 +489,8 @@ def test_cli_train_on_a_yolo_dataset(tmp_path, two_scenes, monkeypatch, capsys):
             xy = np.stack([outline[:, 1] / w, outline[:, 0] / h], 1)
             lines.append(f"{names.index(name)} " + " ".join(f"{v:.5f}" for v in xy.ravel()))
         (tmp_path / "train" / "labels" / f"s{i}.txt").write_text("\n".join(lines))
-    assert main(["train", "--yolo", str(tmp_path), "--out", str(tmp_path / "m.pt")]) == 0
+    assert main(["train", "--yolo", str(tmp_path), "--out", str(tmp_path / "m.pt"), "--wise-alpha", "1"]) == 0
+    assert options[-1]["wise_alpha"] == 1.0
     assert f"2 labelled photo(s), class(es) {', '.join(names)}" in capsys.readouterr().err
     for (photo, labels, classes), (_, lab, truth) in zip(given[-1], two_scenes, strict=True):
         ious = mask_ious(labels, lab)

@@ -32,6 +32,9 @@ from ._files import check_target, free_path, user_models_dir
 from ._images import to_rgb_float
 from ._models import ModelError, load_model, resolve_device, save_checkpoint
 
+# the share of the fine-tuned weights in the saved ones (train's wise_alpha, WiSE-FT)
+WISE_ALPHA = 0.5
+
 __all__ = ["train", "prepare_samples"]
 
 
@@ -298,6 +301,15 @@ def fit(
     return history
 
 
+def average_weights(net: torch.nn.Module, start: dict, alpha: float) -> None:
+    """Set every floating-point weight and buffer of ``net`` to ``(1 - alpha) * start + alpha * itself``
+    (WiSE-FT); integer buffers (BatchNorm's batch counts) are left as they are."""
+    with torch.no_grad():
+        for name, value in net.state_dict().items():
+            if value.is_floating_point():
+                value.mul_(alpha).add_(start[name].to(value.device, value.dtype), alpha=1.0 - alpha)
+
+
 def train(
     samples: Sequence,
     base="garden",
@@ -320,6 +332,7 @@ def train(
     roi_batch: int | None = None,
     positive_fraction: float | None = POSITIVE_FRACTION,
     frozen_blocks: int | None = None,
+    wise_alpha: float = WISE_ALPHA,
 ) -> Path:
     """Fine-tune (or train) a Mask R-CNN on ``samples`` and save a checkpoint.
 
@@ -373,8 +386,22 @@ def train(
     ``benchmarks/eval_real.py --fine-tune`` (README); None keeps the model's.
     ``frozen_blocks`` first MobileNetV2 blocks of a ``garden_mobilenet`` model
     get no gradient (None: the model's own, 4 for the bundled one; a smaller
-    number does not unfreeze those; other architectures refuse a number). Raises ValueError for a
-    ``positive_fraction`` outside (0, 1].
+    number does not unfreeze those; other architectures refuse a number).
+
+    ``wise_alpha``: the checkpoint holds ``(1 - wise_alpha) * start +
+    wise_alpha * trained`` of every weight, where ``start`` is the network
+    before the first iteration (the base, its new classes' predictors warm
+    started as above): WiSE-FT, weight-space ensembling of the base and its
+    fine-tuned copy (Wortsman et al., "Robust fine-tuning of zero-shot
+    models", CVPR 2022). With a few painted photos the fine-tuned network
+    alone forgets much of what the base knew (touching plants of species not
+    painted); the average keeps it and the photos' gain as well
+    (``benchmarks/eval_real.py --fine-tune 5``, README). 1.0 saves the
+    fine-tuned network itself; training from scratch (``base=None``) has no
+    start to average with and ignores it.
+
+    Raises ValueError for a ``positive_fraction`` outside (0, 1] or a
+    ``wise_alpha`` outside (0, 1].
     """
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
@@ -389,6 +416,8 @@ def train(
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     if isinstance(paste, bool) or not 0 <= paste <= 1:
         raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
+    if isinstance(wise_alpha, bool) or not 0 < wise_alpha <= 1:
+        raise ValueError(f"wise_alpha must be in (0, 1] (1: the fine-tuned weights alone), got {wise_alpha!r}")
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
     output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
@@ -436,6 +465,8 @@ def train(
         from ._scenes import PaintedScenes
 
         draw = PaintedScenes(prepared, draw, paste, rng, size=max(crop, 384))
+    averaged = base is not None and wise_alpha < 1
+    start_weights = {k: v.detach().clone() for k, v in net.state_dict().items()} if averaged else None
     start = time.perf_counter()
     history = fit(
         net,
@@ -457,6 +488,8 @@ def train(
     done = len(history)
     if done == 0:
         raise Cancelled("training was cancelled before the first iteration; nothing was saved")
+    if averaged:
+        average_weights(net, start_weights, wise_alpha)
     info = {
         "base": base_name,
         "iterations": done,
@@ -472,6 +505,7 @@ def train(
         "roi_batch": roi_batch,
         "positive_fraction": positive_fraction,
         "frozen_blocks": frozen_blocks,
+        "wise_alpha": wise_alpha if averaged else 1.0,
         "samples": len(prepared),
         "device": str(dev),
         "wall_seconds": round(time.perf_counter() - start, 1),

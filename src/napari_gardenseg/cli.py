@@ -297,7 +297,11 @@ def _cmd_train(args) -> int:
     named = sorted({name for _, _, classes in samples for name in _names(classes)})
     print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
     # train's own defaults for the settings not given: no copies of them here
-    given = {k: getattr(args, k) for k in ("iterations", "lr", "crop", "batch_size") if getattr(args, k) is not None}
+    given = {
+        k: getattr(args, k)
+        for k in ("iterations", "lr", "crop", "batch_size", "wise_alpha")
+        if getattr(args, k) is not None
+    }
     path = train(samples, args.base, **_model_output_options(args), **given)
     print(path)
     return 0
@@ -508,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="learning rate (default: train's, 1e-3)")
     t.add_argument("--crop", type=int, help="training crops of this many pixels (default: train's, 384)")
     t.add_argument("--batch-size", type=int, help="crops per iteration (default: train's, 2)")
+    t.add_argument(
+        "--wise-alpha",
+        type=float,
+        help="share of the fine-tuned weights in the saved model, the rest the base's (WiSE-FT; "
+        "default: train's, 0.5; 1 saves the fine-tuned weights alone)",
+    )
     t.set_defaults(func=_cmd_train)
     return p
 
