@@ -152,15 +152,12 @@ def read_coco(
 
     left_out = []
     if missing:
-        names = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        left_out.append(f"{len(missing)} photo(s) not found in {', '.join(map(str, folders))}: {names}")
+        left_out.append(f"{len(missing)} photo(s) not found in {', '.join(map(str, folders))}: {first_few(missing)}")
     if unannotated:
         left_out.append(f"{unannotated} photo(s) with no mask annotations")
     if crowd:
         left_out.append(f"{crowd} crowd annotation(s)")
-    if hidden:
-        left_out.append(f"{hidden} instance(s) hidden under others")
-    warn_left_out(path.name, left_out)
+    warn_left_out(path.name, left_out, hidden)
     if not samples:
         raise ImageError(
             f"{path.name}: no annotated photo was found"
@@ -201,8 +198,15 @@ def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], 
     return labels, {int(forward[k]): classes[k] for k in present}, len(classes) - len(present)
 
 
-def warn_left_out(file_name: str, left_out: list[str]) -> None:
-    """One warning saying what a reader of annotations left out, if anything."""
+def first_few(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def warn_left_out(file_name: str, left_out: list[str], hidden: int = 0) -> None:
+    """One warning saying what a reader of annotations left out, if anything (``hidden``: instances
+    hidden under others, see :func:`draw_instances`)."""
+    if hidden:
+        left_out = [*left_out, f"{hidden} instance(s) hidden under others"]
     if left_out:
         warnings.warn(f"{file_name}: left out " + "; ".join(left_out), stacklevel=3)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._coco_labels import draw_instances, pycocotools_mask, warn_left_out
+from ._coco_labels import draw_instances, first_few, pycocotools_mask, warn_left_out
 from ._images import ImageError
 from ._reader import IMAGE_SUFFIXES, image_files
 
@@ -105,13 +105,10 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None):
 
     left_out = []
     if unlabelled:
-        shown = ", ".join(unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
-        left_out.append(f"{len(unlabelled)} photo(s) with no polygon labels: {shown}")
+        left_out.append(f"{len(unlabelled)} photo(s) with no polygon labels: {first_few(unlabelled)}")
     if boxes:
         left_out.append(f"{boxes} box label(s) without a polygon (a detection dataset holds no masks)")
-    if hidden:
-        left_out.append(f"{hidden} instance(s) hidden under others")
-    warn_left_out(path.name, left_out)
+    warn_left_out(path.name, left_out, hidden)
     if not samples:
         raise ImageError(
             f"{path.name}: no photo has polygon labels (looked for <labels folder>/<photo name>.txt, "
