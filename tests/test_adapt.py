@@ -183,7 +183,6 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
     assert [r["round"] for r in report["rounds"]][:2] == [0, 1]
     assert all(0 <= r["agreement"] <= 1 for r in report["rounds"] if "agreement" in r)
     assert report["held_back"] == "right quarter of each photo"
-    assert report["settings"]["wise_alpha"] == 0.5  # train's WiSE-FT share
     assert report["kept_round"] == 1 and report["stopped"] == "round 2 did not improve agreement"
     assert report["outcome"] == "round 1 kept: agreement 0.400 (base model 0.300)"
     fractions = [f for f, _ in messages]
@@ -201,26 +200,6 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
     with pytest.raises(OutputExistsError):
         gs.adapt(photos, small_base, output=out, iterations=1)
     assert out.read_bytes() == before
-
-
-def test_adapt_averages_each_round_with_its_start(small_base, tmp_path, monkeypatch):
-    """WiSE-FT per round: the kept weights lie halfway between the base and the round's own."""
-    photos = [_photo(9_500_000)[0], _photo(9_500_001)[0]]
-    kept = {}
-    for alpha in (1.0, None):
-        _agreements(monkeypatch, [0.3, 0.4])  # round 1 kept
-        out = tmp_path / f"a{alpha}.pt"
-        gs.adapt(photos, small_base, output=out, rounds=1, iterations=2, minutes=5, wise_alpha=alpha)
-        kept[alpha] = gs.load_model(out, device="cpu").net.state_dict()
-    base = gs.load_model(small_base, device="cpu").net.state_dict()
-    moved = [
-        k for k, v in kept[1.0].items() if v.is_floating_point() and not np.array_equal(v.numpy(), base[k].numpy())
-    ]
-    assert moved
-    for k in moved:
-        np.testing.assert_allclose(kept[None][k].numpy(), (base[k].numpy() + kept[1.0][k].numpy()) / 2, atol=1e-6)
-    with pytest.raises(ValueError, match="wise_alpha"):
-        gs.adapt(photos, small_base, output=tmp_path / "bad.pt", iterations=1, wise_alpha=0)
 
 
 def test_adapt_keeps_the_base_model_when_no_round_beats_it(small_base, tmp_path, monkeypatch, capsys):

@@ -178,7 +178,6 @@ def adapt(
     device="auto",
     seed: int = 0,
     on_round: Callable[[int, object], None] | None = None,
-    wise_alpha: float | None = None,
 ) -> Path:
     """Adapt a model to unlabelled photos by self-training on scenes built from them; save a new checkpoint.
 
@@ -201,9 +200,6 @@ def adapt(
     plant-coloured components that are single plants, no confident
     detections). Returns the checkpoint's path. ``on_round(round, model)``
     is called after each round's check (e.g. to keep a snapshot).
-    ``wise_alpha``: each round's weights are averaged with those it started
-    from, as :func:`~napari_gardenseg.train` does (WiSE-FT), before its
-    check; None: train's default; 1.0: the round's own weights.
     """
     import torch
 
@@ -211,13 +207,10 @@ def adapt(
     from ._harvest import harvest_photo
     from ._models import Model, load_model, resolve_device, save_checkpoint
     from ._reader import expand_folders
-    from ._training import POSITIVE_FRACTION, WISE_ALPHA, average_weights, fit
+    from ._training import POSITIVE_FRACTION, fit
     from ._vegetation import data_window
 
     start = time.perf_counter()
-    wise_alpha = WISE_ALPHA if wise_alpha is None else wise_alpha
-    if isinstance(wise_alpha, bool) or not 0 < wise_alpha <= 1:
-        raise ValueError(f"wise_alpha must be in (0, 1] (1: each round's own weights), got {wise_alpha!r}")
     if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
         images = [images]  # one photo; a 4-D array is a stack of photos
     images = expand_folders(list(images))
@@ -339,7 +332,6 @@ def adapt(
                 fraction = (time.perf_counter() - round_start) / max(round_end - round_start, 1e-6)
             report(f0 + (f1 - f0) * 0.85 * min(fraction, 1.0), f"round {r}: {message.split(' (')[0]}")
 
-        round_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         losses = fit(
             net,
             mix,
@@ -358,8 +350,6 @@ def adapt(
             positive_fraction=POSITIVE_FRACTION,
         )
         done_total += len(losses)
-        if losses and wise_alpha < 1:
-            average_weights(net, round_state, wise_alpha)
         if _should_stop(cancel):
             stopped = "cancelled"
             if best_state is None and losses:
@@ -426,7 +416,6 @@ def adapt(
             "batch_size": batch_size,
             "crop": crop,
             "seed": seed,
-            "wise_alpha": wise_alpha,
         },
         "torch": str(torch.__version__),
     }
