@@ -60,7 +60,8 @@ def test_roboflow_export_polygons_classes_overlaps_and_what_is_left_out(tmp_path
     assert labels[30, 50] > 0 and classes[int(labels[30, 50])] == "weed"  # inside the triangle
     assert labels[39, 0] == 0
 
-    both = read_yolo(tmp_path / "data.yaml", split="all")
+    with pytest.warns(UserWarning, match="1 box label"):
+        both = read_yolo(tmp_path / "data.yaml", split="all")
     assert [p.name for p, _, _ in both] == ["a.jpg", "v.jpg"]
     assert (both[1][1] > 0).all()
 
