@@ -69,7 +69,7 @@ def test_roboflow_export_polygons_classes_overlaps_and_what_is_left_out(tmp_path
 def test_folder_without_yaml_exif_size_and_errors(tmp_path):
     # labels beside the photos, no dataset file: classes by number; the photo turned by its EXIF tag
     _photo(tmp_path / "p.jpg", h=40, w=60, orientation=6)
-    _labels(tmp_path / "p.txt", ["3 0 0 1 0 1 0.5 0 0.5"])
+    _labels(tmp_path / "p.txt", ["\ufeff3 0 0 1 0 1 0.5 0 0.5"])  # a byte-order mark first (Windows editors)
     [(photo, labels, classes)] = read_yolo(tmp_path)
     assert labels.shape == (60, 40)  # as the photo is shown (and read for training)
     assert classes == {1: "class 3"} and (labels[:30] == 1).mean() > 0.9 and not labels[31:].any()

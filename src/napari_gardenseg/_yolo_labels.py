@@ -131,7 +131,7 @@ def _dataset(yaml_file: Path, split: str) -> tuple[dict[int, str], list[Path]]:
     import yaml
 
     try:
-        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8"))
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8-sig"))
         raw_names = data["names"]
         names = dict(enumerate(raw_names)) if isinstance(raw_names, list) else dict(raw_names)
         names = {int(k): str(v) for k, v in names.items()}
@@ -142,7 +142,7 @@ def _dataset(yaml_file: Path, split: str) -> tuple[dict[int, str], list[Path]]:
         raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
     listed = [s for s in splits if data.get(s)]
     if not listed:
-        raise ImageError(f"{yaml_file.name} lists no {split} photos ({', '.join(splits)})")
+        raise ImageError(f"{yaml_file.name} lists no {split} photos: it has no {' or '.join(splits)} entry")
     root = Path(data.get("path") or yaml_file.parent).expanduser()
     if not root.is_absolute():
         root = yaml_file.parent / root
@@ -159,7 +159,7 @@ def _split_photos(root: Path, entry: str, file_name: str) -> list[Path]:
         if candidate.is_dir():
             return image_files(candidate)
         if candidate.is_file() and candidate.suffix.lower() == ".txt":  # a list of photos, one per line
-            lines = [ln.strip() for ln in candidate.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            lines = [ln.strip() for ln in candidate.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
             return [p if p.is_absolute() else (candidate.parent / p) for p in map(Path, lines)]
         if candidate.is_file() and candidate.name.lower().endswith(IMAGE_SUFFIXES):
             return [candidate]
@@ -182,7 +182,8 @@ def _label_lines(label_file: Path, names: dict[int, str]) -> list[tuple[int, np.
     if not label_file.is_file():
         return []
     out = []
-    for number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), 1):
+    # utf-8-sig: a file saved by a Windows editor may start with a byte-order mark
+    for number, line in enumerate(label_file.read_text(encoding="utf-8-sig").splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
