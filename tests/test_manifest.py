@@ -224,11 +224,17 @@ def test_photo_reader_is_contributed_for_photo_formats_only():
     from napari_gardenseg._napari_reader import PHOTO_SUFFIXES
 
     mf = npe2.PluginManifest.from_file(MANIFEST)
-    reader, labels_reader, coco_reader = mf.contributions.readers
+    reader, labels_reader, coco_reader, yolo_reader = mf.contributions.readers
     assert reader.command == "napari-gardenseg.read_photos"
     assert coco_reader.command == "napari-gardenseg.read_coco" and set(coco_reader.filename_patterns) == {
         "*.json",
         "*.JSON",
+    }
+    assert yolo_reader.command == "napari-gardenseg.read_yolo" and set(yolo_reader.filename_patterns) == {
+        "*.yaml",
+        "*.yml",
+        "*.YAML",
+        "*.YML",
     }
     # label images (the batch's outputs, gardenseg train's inputs) by name only, never every TIFF or PNG
     assert labels_reader.command == "napari-gardenseg.read_labels"

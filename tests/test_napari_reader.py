@@ -6,7 +6,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_gardenseg._napari_reader import get_coco_reader, get_labels_reader, get_reader
+from napari_gardenseg._napari_reader import get_coco_reader, get_labels_reader, get_reader, get_yolo_reader
 from napari_gardenseg._train_layers import candidate_pairs, classes_from_features, samples_from_layers
 
 
@@ -118,6 +118,39 @@ def test_coco_file_of_too_many_photos_says_how_to_train_on_it(tmp_path, monkeypa
     monkeypatch.setattr(napari_reader, "MAX_COCO_PHOTOS", 2)
     with pytest.raises(ValueError, match="annotates 3 photos, more than 2: napari opens at most 2 .*train --coco"):
         get_coco_reader(str(path))(str(path))
+
+
+def test_yolo_dataset_opens_as_photos_and_labels_with_classes(tmp_path, monkeypatch):
+    import napari_gardenseg._napari_reader as napari_reader
+
+    (tmp_path / "data.yaml").write_text("train: ../train/images\nnames: [weed, beet]\n")
+    for i in (1, 2):
+        (tmp_path / "train" / "images").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "train" / "labels").mkdir(exist_ok=True)
+        Image.fromarray(np.full((30, 40, 3), 60 + i, np.uint8)).save(tmp_path / "train" / "images" / f"p{i}.png")
+        (tmp_path / "train" / "labels" / f"p{i}.txt").write_text(
+            "0 0.05 0.05 0.25 0.05 0.25 0.3 0.05 0.3\n1 0.5 0.4 0.85 0.4 0.85 0.65 0.5 0.65\n"
+        )
+    reader = get_yolo_reader(str(tmp_path / "data.yaml"))
+    assert reader is not None
+    layers = reader(str(tmp_path / "data.yaml"))
+    assert [(meta["name"], kind) for _, meta, kind in layers] == [
+        ("p1", "image"),
+        ("p1_labels", "labels"),
+        ("p2", "image"),
+        ("p2_labels", "labels"),
+    ]
+    labels, features = layers[1][0], layers[1][1]["features"]
+    classes = classes_from_features(features)  # what the training widget reads
+    assert classes[int(labels[5, 5])] == "weed" and classes[int(labels[15, 28])] == "beet"
+    # other YAML files are left to other readers
+    (tmp_path / "config.yaml").write_text("colour: green\n")
+    (tmp_path / "broken.yml").write_text("names: [unclosed\n")
+    for other in ("config.yaml", "broken.yml", "train/images/p1.png"):
+        assert get_yolo_reader(str(tmp_path / other)) is None
+    monkeypatch.setattr(napari_reader, "MAX_COCO_PHOTOS", 1)
+    with pytest.raises(ValueError, match="holds 2 photos, more than 1: napari opens at most 1 .*train --yolo"):
+        reader(str(tmp_path / "data.yaml"))
 
 
 def test_viewer_opens_a_coco_file_ready_for_training(make_napari_viewer, tmp_path):

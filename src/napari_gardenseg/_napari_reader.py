@@ -20,6 +20,8 @@ can be trained on in the *Train on my labels* widget.
 COCO instance annotation files (``*.json``: what CVAT, Label Studio or
 Roboflow export) open as each annotated photo and its Labels layer, the
 annotations' categories as the ``class_name`` feature: :func:`read_coco_layers`.
+A YOLO segmentation dataset's ``data.yaml`` likewise, its ``train`` split:
+:func:`read_yolo_layers`.
 """
 
 from __future__ import annotations
@@ -132,8 +134,6 @@ def read_coco_layers(path, coco: dict | None = None) -> list[tuple]:
     file of more than :data:`MAX_COCO_PHOTOS` annotated photos (napari would
     hold them all), and what ``read_coco`` raises.
     """
-    import pandas as pd
-
     from ._coco_labels import read_coco
     from ._images import ImageError
 
@@ -146,6 +146,52 @@ def read_coco_layers(path, coco: dict | None = None) -> list[tuple]:
             f"{exc}: napari opens at most {MAX_COCO_PHOTOS} at once. "
             f"Train on all of them with: gardenseg train --coco {Path(path).name} --out MODEL.pt"
         ) from exc
+    return _sample_layers(samples)
+
+
+def get_yolo_reader(path):
+    """The npe2 reader command for a YOLO segmentation dataset's YAML file: :func:`read_yolo_layers`, else None.
+
+    Only a ``.yaml``/``.yml`` file whose top level names the classes
+    (``names``) and a ``train`` split is taken; other YAML files are left to other readers.
+    """
+    if not isinstance(path, (str, Path)) or not str(path).lower().endswith((".yaml", ".yml")):
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or "names" not in data or not data.get("train"):
+        return None
+    return read_yolo_layers
+
+
+def read_yolo_layers(path) -> list[tuple]:
+    """napari layer data for a YOLO dataset's ``train`` split, as :func:`read_coco_layers` gives a COCO
+    file's (:func:`~napari_gardenseg._yolo_labels.read_yolo`). Raises ValueError for more than
+    :data:`MAX_COCO_PHOTOS` photos, and what ``read_yolo`` raises."""
+    from ._images import ImageError
+    from ._yolo_labels import read_yolo
+
+    try:
+        samples = read_yolo(path, max_photos=MAX_COCO_PHOTOS)
+    except ImageError:
+        raise
+    except ValueError as exc:  # more photos than napari should hold
+        raise ValueError(
+            f"{exc}: napari opens at most {MAX_COCO_PHOTOS} at once. "
+            f"Train on all of them with: gardenseg train --yolo {Path(path).name} --out MODEL.pt"
+        ) from exc
+    return _sample_layers(samples)
+
+
+def _sample_layers(samples) -> list[tuple]:
+    """Per ``(photo, labels, classes)`` sample: the photo's image layer, then its ``<photo>_labels``
+    Labels layer with ``label`` and ``class_name`` features (what *Train on my labels* pairs and reads)."""
+    import pandas as pd
+
     layers = []
     for photo, labels, classes in samples:
         [(pixels, meta, kind)] = read_photos(photo)
