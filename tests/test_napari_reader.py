@@ -115,7 +115,7 @@ def test_coco_file_of_too_many_photos_says_how_to_train_on_it(tmp_path, monkeypa
     import napari_gardenseg._napari_reader as napari_reader
 
     path = _coco_export(tmp_path, n_photos=3)
-    monkeypatch.setattr(napari_reader, "MAX_COCO_PHOTOS", 2)
+    monkeypatch.setattr(napari_reader, "MAX_ANNOTATED_PHOTOS", 2)
     with pytest.raises(ValueError, match="annotates 3 photos, more than 2: napari opens at most 2 .*train --coco"):
         get_coco_reader(str(path))(str(path))
 
@@ -148,7 +148,7 @@ def test_yolo_dataset_opens_as_photos_and_labels_with_classes(tmp_path, monkeypa
     (tmp_path / "broken.yml").write_text("names: [unclosed\n")
     for other in ("config.yaml", "broken.yml", "train/images/p1.png"):
         assert get_yolo_reader(str(tmp_path / other)) is None
-    monkeypatch.setattr(napari_reader, "MAX_COCO_PHOTOS", 1)
+    monkeypatch.setattr(napari_reader, "MAX_ANNOTATED_PHOTOS", 1)
     with pytest.raises(ValueError, match="holds 2 photos, more than 1: napari opens at most 1 .*train --yolo"):
         reader(str(tmp_path / "data.yaml"))
 

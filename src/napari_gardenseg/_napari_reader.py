@@ -98,8 +98,8 @@ def read_label_layers(path) -> list[tuple]:
     return layers
 
 
-# napari holds every photo opened in memory: a bigger COCO file is for gardenseg train --coco
-MAX_COCO_PHOTOS = 20
+# napari holds every photo opened in memory: a bigger COCO file or YOLO dataset is for gardenseg train
+MAX_ANNOTATED_PHOTOS = 20
 
 
 def get_coco_reader(path):
@@ -131,22 +131,12 @@ def read_coco_layers(path, coco: dict | None = None) -> list[tuple]:
     named ``<photo name>_labels``, so the *Train on my labels* widget pairs
     them, with ``label`` and ``class_name`` features. ``coco``: the file's
     contents when already read. Raises ValueError for a
-    file of more than :data:`MAX_COCO_PHOTOS` annotated photos (napari would
+    file of more than :data:`MAX_ANNOTATED_PHOTOS` annotated photos (napari would
     hold them all), and what ``read_coco`` raises.
     """
     from ._coco_labels import read_coco
-    from ._images import ImageError
 
-    try:
-        samples = read_coco(path, max_photos=MAX_COCO_PHOTOS, coco=coco)
-    except ImageError:
-        raise
-    except ValueError as exc:  # more photos than napari should hold
-        raise ValueError(
-            f"{exc}: napari opens at most {MAX_COCO_PHOTOS} at once. "
-            f"Train on all of them with: gardenseg train --coco {Path(path).name} --out MODEL.pt"
-        ) from exc
-    return _sample_layers(samples)
+    return _annotated_layers(read_coco, path, "--coco", coco=coco)
 
 
 def get_yolo_reader(path):
@@ -171,26 +161,29 @@ def get_yolo_reader(path):
 def read_yolo_layers(path) -> list[tuple]:
     """napari layer data for a YOLO dataset's ``train`` split, as :func:`read_coco_layers` gives a COCO
     file's (:func:`~napari_gardenseg._yolo_labels.read_yolo`). Raises ValueError for more than
-    :data:`MAX_COCO_PHOTOS` photos, and what ``read_yolo`` raises."""
-    from ._images import ImageError
+    :data:`MAX_ANNOTATED_PHOTOS` photos, and what ``read_yolo`` raises."""
     from ._yolo_labels import read_yolo
 
+    return _annotated_layers(read_yolo, path, "--yolo")
+
+
+def _annotated_layers(read, path, cli_option: str, **kwargs) -> list[tuple]:
+    """Per sample of ``read(path, max_photos=MAX_ANNOTATED_PHOTOS, **kwargs)`` (read_coco, read_yolo):
+    the photo's image layer, then its ``<photo>_labels`` Labels layer with ``label`` and
+    ``class_name`` features (what *Train on my labels* pairs and reads)."""
+    import pandas as pd
+
+    from ._images import ImageError
+
     try:
-        samples = read_yolo(path, max_photos=MAX_COCO_PHOTOS)
+        samples = read(path, max_photos=MAX_ANNOTATED_PHOTOS, **kwargs)
     except ImageError:
         raise
     except ValueError as exc:  # more photos than napari should hold
         raise ValueError(
-            f"{exc}: napari opens at most {MAX_COCO_PHOTOS} at once. "
-            f"Train on all of them with: gardenseg train --yolo {Path(path).name} --out MODEL.pt"
+            f"{exc}: napari opens at most {MAX_ANNOTATED_PHOTOS} at once. "
+            f"Train on all of them with: gardenseg train {cli_option} {Path(path).name} --out MODEL.pt"
         ) from exc
-    return _sample_layers(samples)
-
-
-def _sample_layers(samples) -> list[tuple]:
-    """Per ``(photo, labels, classes)`` sample: the photo's image layer, then its ``<photo>_labels``
-    Labels layer with ``label`` and ``class_name`` features (what *Train on my labels* pairs and reads)."""
-    import pandas as pd
 
     layers = []
     for photo, labels, classes in samples:
