@@ -145,26 +145,30 @@ def get_yolo_reader(path):
     Only a ``.yaml``/``.yml`` file whose top level names the classes
     (``names``) and a ``train`` split is taken; other YAML files are left to other readers.
     """
+    from functools import partial
+
+    from ._images import ImageError
+    from ._yolo_labels import load_dataset
+
     if not isinstance(path, (str, Path)) or not str(path).lower().endswith((".yaml", ".yml")):
         return None
-    import yaml
-
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError, yaml.YAMLError):
+        dataset = load_dataset(path)
+    except (OSError, ImageError):
         return None
-    if not isinstance(data, dict) or "names" not in data or not data.get("train"):
+    if not dataset.get("train"):
         return None
-    return read_yolo_layers
+    return partial(read_yolo_layers, dataset=dataset)
 
 
-def read_yolo_layers(path) -> list[tuple]:
+def read_yolo_layers(path, dataset: dict | None = None) -> list[tuple]:
     """napari layer data for a YOLO dataset's ``train`` split, as :func:`read_coco_layers` gives a COCO
-    file's (:func:`~napari_gardenseg._yolo_labels.read_yolo`). Raises ValueError for more than
-    :data:`MAX_ANNOTATED_PHOTOS` photos, and what ``read_yolo`` raises."""
+    file's (:func:`~napari_gardenseg._yolo_labels.read_yolo`); ``dataset``: the YAML file's contents
+    when already read. Raises ValueError for more than :data:`MAX_ANNOTATED_PHOTOS` photos, and what
+    ``read_yolo`` raises."""
     from ._yolo_labels import read_yolo
 
-    return _annotated_layers(read_yolo, path, "--yolo")
+    return _annotated_layers(read_yolo, path, "--yolo", dataset=dataset)
 
 
 def _annotated_layers(read, path, cli_option: str, **kwargs) -> list[tuple]:

@@ -18,12 +18,14 @@ import numpy as np
 
 from ._coco_labels import draw_instances, first_few, pycocotools_mask, warn_left_out
 from ._images import ImageError
-from ._reader import IMAGE_SUFFIXES, image_files
+from ._reader import IMAGE_SUFFIXES, image_files, read_image
 
-__all__ = ["read_yolo"]
+__all__ = ["read_yolo", "load_dataset"]
+
+SPLITS = ("train", "val", "test")
 
 
-def read_yolo(path, *, split: str = "train", max_photos: int | None = None):
+def read_yolo(path, *, split: str = "train", max_photos: int | None = None, dataset: dict | None = None):
     """Read a YOLO segmentation dataset as training samples for :func:`~napari_gardenseg.train`.
 
     Parameters
@@ -40,6 +42,8 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None):
         for every split the file lists. Ignored for a folder of photos.
     max_photos : int, optional
         Refuse a dataset of more photos than this (ValueError) before reading any.
+    dataset : dict, optional
+        The YAML file's contents as :func:`load_dataset` gives them, when already read.
 
     Returns
     -------
@@ -69,6 +73,8 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None):
     ImportError
         pycocotools is not installed.
     """
+    if split != "all" and split not in SPLITS:
+        raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no such YOLO dataset: {path}")
@@ -77,10 +83,10 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None):
     if yaml_file is None:
         names, photos = {}, image_files(path)
     else:
-        names, photos = _dataset(yaml_file, split)
+        data = load_dataset(yaml_file) if dataset is None else dataset
+        names, photos = _class_names(data), _split_photos(data, yaml_file, split)
     if max_photos is not None and len(photos) > max_photos:
         raise ValueError(f"{path.name} holds {len(photos)} photos, more than {max_photos}")
-    from ._reader import read_image
 
     samples, unlabelled, boxes, hidden = [], [], 0, 0
     for photo in photos:
@@ -126,20 +132,31 @@ def _dataset_file(path: Path) -> Path | None:
     return None
 
 
-def _dataset(yaml_file: Path, split: str) -> tuple[dict[int, str], list[Path]]:
-    """({class number: name}, the split's photos) from a dataset's YAML file."""
+def load_dataset(yaml_file) -> dict:
+    """The contents of a YOLO dataset's YAML file: a mapping with the classes (``names``, a list or
+    ``{number: name}``). Raises FileNotFoundError, and ImageError for a file that is not one."""
     import yaml
 
+    yaml_file = Path(yaml_file).expanduser()
+    if not yaml_file.is_file():
+        raise FileNotFoundError(f"no such YOLO dataset file: {yaml_file}")
     try:
+        # utf-8-sig: a file saved by a Windows editor may start with a byte-order mark
         data = yaml.safe_load(yaml_file.read_text(encoding="utf-8-sig"))
-        raw_names = data["names"]
-        names = dict(enumerate(raw_names)) if isinstance(raw_names, list) else dict(raw_names)
-        names = {int(k): str(v) for k, v in names.items()}
+        _class_names(data)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:
         raise ImageError(f"{yaml_file.name} is not a YOLO dataset file (it needs names: the classes): {exc!r}") from exc
-    splits = ("train", "val", "test") if split == "all" else (split,)
-    if split != "all" and split not in ("train", "val", "test"):
-        raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}")
+    return data
+
+
+def _class_names(data: dict) -> dict[int, str]:
+    names = data["names"]
+    return {int(k): str(v) for k, v in (enumerate(names) if isinstance(names, list) else dict(names).items())}
+
+
+def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
+    """The photos of ``split`` (or of every split, ``"all"``) that a dataset's YAML file lists."""
+    splits = SPLITS if split == "all" else (split,)
     listed = [s for s in splits if data.get(s)]
     if not listed:
         raise ImageError(f"{yaml_file.name} lists no {split} photos: it has no {' or '.join(splits)} entry")
@@ -149,11 +166,11 @@ def _dataset(yaml_file: Path, split: str) -> tuple[dict[int, str], list[Path]]:
     photos: set[Path] = set()
     for s in listed:
         for entry in data[s] if isinstance(data[s], list) else [data[s]]:
-            photos.update(_split_photos(root, str(entry), yaml_file.name))
-    return names, sorted(photos)
+            photos.update(_entry_photos(root, str(entry), yaml_file.name))
+    return sorted(photos)
 
 
-def _split_photos(root: Path, entry: str, file_name: str) -> list[Path]:
+def _entry_photos(root: Path, entry: str, file_name: str) -> list[Path]:
     # Roboflow writes "../train/images" for a folder beside the YAML file: Ultralytics then drops the "../"
     for candidate in (root / entry, root / entry.removeprefix("../")):
         if candidate.is_dir():
@@ -182,7 +199,6 @@ def _label_lines(label_file: Path, names: dict[int, str]) -> list[tuple[int, np.
     if not label_file.is_file():
         return []
     out = []
-    # utf-8-sig: a file saved by a Windows editor may start with a byte-order mark
     for number, line in enumerate(label_file.read_text(encoding="utf-8-sig").splitlines(), 1):
         fields = line.split()
         if not fields:
