@@ -2,9 +2,10 @@
 
     xvfb-run -a python scripts/make_screenshot.py [--out docs/screenshot.png]
 
-Opens napari, loads File > Open Sample > Garden (synthetic) through the
-manifest, docks "Garden segmentation", runs the bundled model with the dense
-CRF (when pydensecrf is installed) and saves a grab of the whole window.
+Opens napari, loads File > Open Sample > Seedling tray (photograph) through the
+manifest (``--sample garden``: the synthetic scene), docks "Garden
+segmentation", runs the bundled model with the dense CRF and saves a grab of
+the whole window.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     ap.add_argument("--score", type=float, default=0.5, help="the widget's minimum score")
+    ap.add_argument("--sample", default="seedling_tray", choices=["seedling_tray", "garden"], help="napari sample key")
     args = ap.parse_args()
 
     import napari
@@ -36,7 +38,7 @@ def main() -> None:
 
     viewer = napari.Viewer(title="napari-gardenseg")
     viewer.window.resize(1400, 860)
-    viewer.open_sample("napari-gardenseg", "garden")
+    viewer.open_sample("napari-gardenseg", args.sample)
     dock, widget = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
     dock.setMaximumWidth(440)  # leave the canvas most of the window
     app = QApplication.instance()
@@ -54,12 +56,13 @@ def main() -> None:
     print("status:", widget.status.value)
     names = [layer.name for layer in viewer.layers]
     print("layers:", names)
-    if "garden masks" not in names:
+    image = viewer.layers[0].name
+    if f"{image} masks" not in names:
         raise SystemExit("the run added no masks layer; see the status above")
     # Show the raw masks as outlines over the refined ones, and select the CRF layer.
-    viewer.layers["garden masks"].contour = 2
-    if "garden masks (CRF)" in viewer.layers:
-        viewer.layers.selection.active = viewer.layers["garden masks (CRF)"]
+    viewer.layers[f"{image} masks"].contour = 2
+    if f"{image} masks (CRF)" in viewer.layers:
+        viewer.layers.selection.active = viewer.layers[f"{image} masks (CRF)"]
     viewer.reset_view()
     print("classes offered:", widget.classes.choices)
     pump_until(lambda: False, 2.0)
