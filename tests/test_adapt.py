@@ -312,6 +312,7 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     trainer = TrainWidget(viewer)
     panel = trainer.open_adapt()  # the training widget's "Adapt to these photos" button
     assert [layer.name for layer in panel.photos.value] == ["p9500000", "p9500001"]
+    assert panel.status.native.wordWrap() and trainer.status.native.wordWrap()  # messages are sentences
     panel.base.value = str(small_base)
     panel.output.value = tmp_path / "w.pt"
     panel.run.clicked.emit()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 
 import numpy as np
@@ -88,6 +89,7 @@ def test_defaults_and_members(garden):
     w.show_crf_settings.value = True
     assert not hidden(w.crf_settings)
     assert not w.stack.enabled  # a 2-D image has no planes to choose
+    assert w.status.native.wordWrap()  # a hint after the count is read whole in a narrow dock
     for name in ("score_threshold", "mask_threshold", "boxes", "cancel", "status", "merge_classes"):
         assert getattr(w, name) is not None
     assert (w.tile_mode.value, w.scale_mode.value, w.merge_classes.value) == ("off", "model", False)
@@ -623,3 +625,27 @@ def test_which_errors_are_the_users():
     from napari_gardenseg._device import with_memory_advice
 
     assert "choose the device 'cpu'" in with_memory_advice(gpu) and with_memory_advice(ValueError("x")) is None
+
+
+def test_leaving_while_a_job_runs_does_not_abort(tmp_path):
+    """napari closed (or a script ended) while a job's thread still runs, a model load say."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "import time\n"
+        "from qtpy.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from napari_gardenseg._worker import Job\n"
+        "def slow(*, progress, cancel):\n"
+        "    time.sleep(1.0)  # cannot be interrupted\n"
+        "    return 1\n"
+        "jobs = [Job(slow).start() for _ in range(3)]\n"
+        "time.sleep(0.1)\n"
+        "print('left', flush=True)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    for _ in range(3):  # without the wait at exit, most runs abort
+        run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+        assert run.returncode == 0 and "left" in run.stdout, run.stderr[-2000:]

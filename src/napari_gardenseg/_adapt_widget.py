@@ -15,12 +15,12 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import Container, FileEdit, Label, LineEdit, PushButton, Select, SpinBox
+from magicgui.widgets import Container, FileEdit, LineEdit, PushButton, Select, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_info
 
 from ._compat import avoid_triton_llvm_clash
-from ._worker import Job, Outcome, report_error
+from ._worker import Job, Outcome, report_error, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -66,7 +66,7 @@ class AdaptWidget(Container):
         self.output = FileEdit(label="save as", mode="w", value=default_output(), filter="*.pt")
         self.run = PushButton(text="Adapt to these photos")
         self.cancel = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="select photos (no labels needed)")
+        self.status = status_label(value="select photos (no labels needed)")
         self.extend([self.photos, self.base, self.minutes, self.output, self.run, self.cancel, self.status])
         self.run.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)

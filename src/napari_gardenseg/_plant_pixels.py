@@ -371,8 +371,8 @@ def status_hint(results) -> str | None:
     if results and not any(len(r) for r in results):
         if all(r.meta.get("channels", 3) < 3 for r in results):
             return (
-                "the image is grey (one channel) and the models tell plants by colour too: "
-                "open the photo in colour (one RGB layer, not one layer per channel)"
+                "grey image (one channel): the models need colour; make its channels one RGB layer "
+                "(select them, right-click > Merge to RGB)"
             )
         threshold = results[0].meta.get("score_threshold")
         return f"no detection scored {threshold} or more: try a lower *score threshold*"

@@ -66,7 +66,6 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    Label,
     LineEdit,
     PushButton,
     Select,
@@ -77,7 +76,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ._compat import avoid_triton_llvm_clash
 from ._train_layers import candidate_pairs, samples_from_layers
-from ._worker import Job, Outcome, report_error
+from ._worker import Job, Outcome, report_error, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -217,7 +216,7 @@ class TrainWidget(Container):
         self.device = ComboBox(name="device", choices=available_devices(), value="auto")
         self.train = PushButton(name="train", text="Train")
         self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
-        self.status = Label(name="status", label="", value="")
+        self.status = status_label(name="status", label="", value="")
         self.adapt = PushButton(
             name="adapt",
             text="Adapt to these photos (no labels)…",

@@ -43,6 +43,7 @@ from magicgui.widgets import (
 
 from ._models import MODEL_NAMES, MODEL_TITLES
 from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
+from ._worker import status_label
 
 __all__ = ["SegmentationControls", "register_model", "CUSTOM"]
 
@@ -244,7 +245,7 @@ class SegmentationControls(Container):
         self.boxes = CheckBox(name="boxes", text="show boxes", value=False)
         self.run = PushButton(name="run", text="Run")
         self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
-        self.status = Label(name="status", label="status", value="ready")
+        self.status = status_label(name="status", label="status", value="ready")
         self.extend(
             [
                 self.image,

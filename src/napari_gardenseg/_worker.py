@@ -20,7 +20,8 @@ reports and shows the latest, so a fast reporter never floods the event loop.
 :func:`report_error` is the one way a widget tells the user that something
 failed: a one-line message for the errors a user can act on, and for anything
 else the message plus the traceback, kept in the notification ("View
-Traceback") and in the log at WARNING level.
+Traceback") and in the log at WARNING level. :func:`status_label` is where each
+widget shows a job's state, a count, a hint or that one line.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ._cancel import Cancelled, ProgressFn
 
-__all__ = ["Job", "Outcome", "report_error", "is_user_error"]
+__all__ = ["Job", "Outcome", "report_error", "is_user_error", "status_label"]
 
 log = logging.getLogger("napari_gardenseg")
 
@@ -54,11 +55,29 @@ def _pool():
     """
     global _POOL
     if _POOL is None:
+        import atexit
+
         from qtpy.QtCore import QThreadPool
 
         _POOL = QThreadPool()
         _POOL.setMaxThreadCount(4)
+        atexit.register(_finish_jobs)
     return _POOL
+
+
+# The longest napari's exit waits for running jobs. A cancelled run stops within a fraction of a
+# second; a model load cannot be interrupted, but ends in seconds.
+EXIT_WAIT_MS = 60_000
+
+
+def _finish_jobs() -> None:
+    """At interpreter exit (napari closed while a job runs, a script's end): cancel every job and
+    wait for its thread. A thread that outlives its Job (the interpreter's teardown deletes it)
+    reports to a deleted Qt object, and the process aborts."""
+    for job in list(_ACTIVE):
+        job.cancel.set()  # no callback runs after this: the event loop has ended
+    if _POOL is not None:
+        _POOL.waitForDone(EXIT_WAIT_MS)
 
 
 @dataclass
@@ -284,3 +303,13 @@ def report_error(exc: BaseException, what: str) -> str:
     note.message = text
     notification_manager.dispatch(note)
     return f"error: {type(exc).__name__}: {message.splitlines()[0][:100]} (see the log)"
+
+
+def status_label(**kwargs):
+    """A magicgui ``Label`` (``kwargs`` are its own) for a widget's status: word-wrapped, since a
+    hint after a count, or an error with what to do, is a sentence long and a dock is narrow."""
+    from magicgui.widgets import Label
+
+    label = Label(**kwargs)
+    label.native.setWordWrap(True)
+    return label
