@@ -313,7 +313,9 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     panel = trainer.open_adapt()  # the training widget's "Adapt to these photos" button
     assert [layer.name for layer in panel.photos.value] == ["p9500000", "p9500001"]
     assert panel.status.native.wordWrap() and trainer.status.native.wordWrap()  # messages are sentences
-    panel.base.value = str(small_base)
+    assert panel.base.value == "garden" and not panel.checkpoint.visible  # the training widget's "start from"
+    panel.base.value = "checkpoint"
+    panel.checkpoint.value = small_base
     panel.output.value = tmp_path / "w.pt"
     panel.run.clicked.emit()
     assert panel.running and panel.cancel.enabled and not panel.run.enabled

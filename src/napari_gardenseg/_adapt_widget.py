@@ -15,7 +15,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import Container, FileEdit, LineEdit, PushButton, Select, SpinBox
+from magicgui.widgets import Container, FileEdit, PushButton, Select, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_info
 
@@ -55,7 +55,9 @@ class AdaptWidget(Container):
             allow_multiple=True,
             tooltip="unlabelled photos of your field or garden (Image layers)",
         )
-        self.base = LineEdit(label="start from", value="garden", tooltip="'garden' or a checkpoint path")
+        from ._train_widget import start_from_controls
+
+        self.base, self.checkpoint = start_from_controls()
         self.minutes = SpinBox(
             label="minutes (0: auto)",
             value=0,
@@ -67,7 +69,9 @@ class AdaptWidget(Container):
         self.run = PushButton(text="Adapt to these photos")
         self.cancel = PushButton(text="Cancel", enabled=False)
         self.status = status_label(value="select photos (no labels needed)")
-        self.extend([self.photos, self.base, self.minutes, self.output, self.run, self.cancel, self.status])
+        self.extend(
+            [self.photos, self.base, self.checkpoint, self.minutes, self.output, self.run, self.cancel, self.status]
+        )
         self.run.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
         layers = viewer.layers
@@ -94,6 +98,9 @@ class AdaptWidget(Container):
             if not layers:
                 raise ValueError("select at least one photo (Image layer)")
             photos = [photo_of_layer(layer) for layer in layers]
+            from ._train_widget import chosen_base
+
+            base = chosen_base(self.base, self.checkpoint)
             output = Path(self.output.value).expanduser()
             if str(self.output.value) in ("", ".") or output.is_dir():
                 raise ValueError("'save as' must be a file name, not a folder")
@@ -115,7 +122,7 @@ class AdaptWidget(Container):
         job = Job(
             adapt,
             photos,
-            self.base.value.strip() or "garden",
+            base,
             minutes=minutes,
             output=output,
             overwrite=overwrite,

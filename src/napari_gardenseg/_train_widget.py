@@ -86,6 +86,37 @@ __all__ = ["TrainWidget", "default_output", "train_defaults"]
 _CHECKPOINT = "checkpoint"
 
 
+def start_from_controls():
+    """The "start from" controls of the training and adapt widgets: a model name (ComboBox
+    ``base``) or, for "checkpoint file…", a file (FileEdit ``checkpoint``, shown only then).
+    :func:`chosen_base` reads them."""
+    from ._models import MODEL_NAMES, MODEL_TITLES
+
+    base = ComboBox(
+        name="base",
+        label="start from",
+        choices=[(MODEL_TITLES.get(n, n), n) for n in MODEL_NAMES] + [("checkpoint file…", _CHECKPOINT)],
+        value="garden" if "garden" in MODEL_NAMES else MODEL_NAMES[0],
+    )
+    checkpoint = FileEdit(name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False)
+    base.changed.connect(lambda v: setattr(checkpoint, "visible", v == _CHECKPOINT))
+    return base, checkpoint
+
+
+def chosen_base(base, checkpoint) -> str:
+    """The model name or checkpoint path that :func:`start_from_controls` show; ValueError when
+    "checkpoint file…" is chosen without an existing file."""
+    if base.value != _CHECKPOINT:
+        return base.value
+    value = str(checkpoint.value or "")
+    if value in ("", "."):
+        raise ValueError("choose the checkpoint file to start from ('base checkpoint')")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ValueError(f"checkpoint file not found: {path}")
+    return str(path)
+
+
 def default_output() -> Path:
     """A checkpoint path in the user's models folder that is not taken yet."""
     from ._files import free_path, user_models_dir
@@ -156,7 +187,7 @@ class TrainWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         avoid_triton_llvm_clash()  # before the first torch import: see its docstring
-        from ._models import MODEL_NAMES, MODEL_TITLES, available_devices
+        from ._models import available_devices
 
         self._viewer = viewer
         self._job: Job | None = None
@@ -179,15 +210,7 @@ class TrainWidget(Container):
                 "or empty to read each Labels layer's class_name feature"
             ),
         )
-        self.base = ComboBox(
-            name="base",
-            label="start from",
-            choices=[(MODEL_TITLES.get(n, n), n) for n in MODEL_NAMES] + [("checkpoint file…", _CHECKPOINT)],
-            value="garden" if "garden" in MODEL_NAMES else MODEL_NAMES[0],
-        )
-        self.checkpoint = FileEdit(
-            name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False
-        )
+        self.base, self.checkpoint = start_from_controls()
         self.iterations = SpinBox(name="iterations", value=defaults.get("iterations", 500), min=1, max=100_000, step=50)
         self.show_settings = CheckBox(name="show_settings", text="show training settings", value=False)
         self.lr = LineEdit(
@@ -240,7 +263,6 @@ class TrainWidget(Container):
             ]
         )
 
-        self.base.changed.connect(lambda v: setattr(self.checkpoint, "visible", v == _CHECKPOINT))
         self.show_settings.changed.connect(lambda on: setattr(self.settings, "visible", bool(on)))
         self.train.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
@@ -301,17 +323,6 @@ class TrainWidget(Container):
     def running(self) -> bool:
         return self._job is not None
 
-    def _base_value(self) -> str:
-        if self.base.value != _CHECKPOINT:
-            return self.base.value
-        value = str(self.checkpoint.value or "")
-        if value in ("", "."):
-            raise ValueError("choose the checkpoint file to start from ('base checkpoint')")
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ValueError(f"checkpoint file not found: {path}")
-        return str(path)
-
     def _output_value(self) -> Path:
         path = Path(self.output.value).expanduser()
         if str(self.output.value) in ("", ".") or path.is_dir():
@@ -329,7 +340,7 @@ class TrainWidget(Container):
             if gone:
                 raise ValueError(f"layer(s) {gone} are no longer in the viewer")
             samples = samples_from_layers(pairs, self.class_names.value, point=self._viewer.dims.point)
-            base = self._base_value()
+            base = chosen_base(self.base, self.checkpoint)
             output = self._output_value()
             lr = _learning_rate(self.lr.value)
         except (ValueError, TypeError) as exc:
