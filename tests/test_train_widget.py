@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -457,3 +458,26 @@ def test_napari_opens_the_widget_with_its_viewer(make_napari_viewer):
     viewer.add_image(np.zeros((32, 32)), name="photo")
     viewer.add_labels(np.zeros((32, 32), np.int32), name="photo masks")
     assert _rows(widget) == ["photo masks  ←  photo"]  # it follows this viewer's layers
+
+
+@pytest.mark.gui
+def test_start_from_offers_the_segmentation_widgets_models(make_napari_viewer, user_models):
+    """Training and adapting start from what the segmentation widget lists: your models folder too."""
+    import shutil
+
+    from napari_gardenseg._models import bundled_checkpoint
+    from napari_gardenseg._train_widget import TrainWidget, chosen_base
+
+    user_models.mkdir(parents=True)
+    path = str(Path(shutil.copy(bundled_checkpoint(), user_models / "my_roses.pt")).resolve())
+    widget = TrainWidget(make_napari_viewer())
+    panel = widget.open_adapt()
+    for w in (widget, panel):
+        choices = dict(w.base._default_choices(w.base))
+        assert choices["my_roses (my models)"] == path and choices["Garden (bundled, offline)"] == "garden"
+        assert w.base.value == "garden" and list(choices.values())[-1] == "checkpoint"
+        w.base.value = path
+        assert chosen_base(w.base, w.checkpoint) == path and not w.checkpoint.visible
+        w.base.value = "checkpoint"  # the file picker, empty: refused before any run
+        with pytest.raises(ValueError, match="choose the checkpoint file"):
+            chosen_base(w.base, w.checkpoint)

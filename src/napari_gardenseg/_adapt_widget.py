@@ -161,6 +161,7 @@ class AdaptWidget(Container):
 
             path = Path(outcome.value)
             register_trained_model(path, path.stem)
+            self.base.reset_choices()  # the new model is a base to start from too
             from ._adapt import outcome_of, report_path
 
             self.status.value = f"saved {path.name}: {outcome_of(path)} (report: {report_path(path).name})"

@@ -86,18 +86,19 @@ __all__ = ["TrainWidget", "default_output", "train_defaults"]
 _CHECKPOINT = "checkpoint"
 
 
-def start_from_controls():
-    """The "start from" controls of the training and adapt widgets: a model name (ComboBox
-    ``base``) or, for "checkpoint file…", a file (FileEdit ``checkpoint``, shown only then).
-    :func:`chosen_base` reads them."""
-    from ._models import MODEL_NAMES, MODEL_TITLES
+def _start_from_choices(_widget=None) -> list[tuple[str, str]]:
+    """The segmentation widget's models (your models folder and this session's trained ones
+    included), the file picker last."""
+    from ._widget_controls import CUSTOM, model_choices
 
-    base = ComboBox(
-        name="base",
-        label="start from",
-        choices=[(MODEL_TITLES.get(n, n), n) for n in MODEL_NAMES] + [("checkpoint file…", _CHECKPOINT)],
-        value="garden" if "garden" in MODEL_NAMES else MODEL_NAMES[0],
-    )
+    return [c for c in model_choices() if c[1] != CUSTOM] + [("checkpoint file…", _CHECKPOINT)]
+
+
+def start_from_controls():
+    """The "start from" controls of the training and adapt widgets: a model (ComboBox ``base``,
+    the models the segmentation widget offers) or, for "checkpoint file…", a file (FileEdit
+    ``checkpoint``, shown only then). :func:`chosen_base` reads them."""
+    base = ComboBox(name="base", label="start from", choices=_start_from_choices, value="garden")
     checkpoint = FileEdit(name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False)
     base.changed.connect(lambda v: setattr(checkpoint, "visible", v == _CHECKPOINT))
     return base, checkpoint
@@ -435,6 +436,7 @@ class TrainWidget(Container):
         from ._files import free_path
 
         registered = register_trained_model(path, path.stem)
+        self.base.reset_choices()  # the new model is a base to start from too
         what = "stopped early; " if stopped else ""
         where = (
             "added to the segmentation widget's models"

@@ -45,7 +45,7 @@ from ._models import MODEL_NAMES, MODEL_TITLES
 from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
 from ._worker import status_label
 
-__all__ = ["SegmentationControls", "register_model", "CUSTOM"]
+__all__ = ["SegmentationControls", "register_model", "model_choices", "CUSTOM"]
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ def user_models() -> dict[str, str]:
     return {str(p.resolve()): p.stem for p in files}
 
 
-def _model_choices(_widget=None) -> list[tuple[str, str]]:
+def model_choices(_widget=None) -> list[tuple[str, str]]:
+    """(title, value) of every model on offer: COCO v2 and v1, the bundled one, the user's models
+    folder, the ones registered this session (trained or adapted), then the checkpoint picker."""
     choices = [(MODEL_TITLES[name], name) for name in _ORDER]
     mine = user_models()
     choices += [(f"{title} (my models)", path) for path, title in mine.items() if path not in _REGISTERED]
@@ -164,7 +166,7 @@ class SegmentationControls(Container):
         crf = crf_module()
         crf_ok = bool(crf and crf.crf_available())
         self.image = ComboBox(name="image", label="image", choices=self._image_choices)
-        self.model = ComboBox(name="model", label="model", choices=_model_choices, value=DEFAULT_MODEL)
+        self.model = ComboBox(name="model", label="model", choices=model_choices, value=DEFAULT_MODEL)
         self.checkpoint = FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False)
         self.device = ComboBox(name="device", label="device", choices=available_devices(), value=DEFAULTS.device)
         self.score_threshold = FloatSlider(
