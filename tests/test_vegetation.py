@@ -173,6 +173,45 @@ def test_a_crowded_row_of_touching_plants_keeps_one_instance_per_plant():
         assert _best(lab, truth, k)[1] > 0.8
 
 
+def test_ground_cover_is_measured_and_named_for_the_widget():
+    from napari_gardenseg._plant_pixels import GROUND_COVER, ground_cover_hint, status_hint
+    from napari_gardenseg._results import SegmentationResult
+
+    # a lawn over the left half of the photo, a small plant found on it, and a plant on soil
+    shape = (160, 240)
+    rgb, truth = _photo([(120, 200, 15)], shape=shape)
+    rgb[:, :120] = LEAF
+    found = _instances([_disc(shape, 80, 60, 10) * 0.9, _disc(shape, 120, 200, 12) * 0.9], [0.9, 0.8], shape)
+    out = follow_vegetation(found, vegetation_map(rgb))
+    assert out.meta[GROUND_COVER] == pytest.approx(0.5, abs=0.02)
+    lab = paint_image(out)
+    assert _iou(lab == 1, _disc(shape, 80, 60, 10)) > 0.9  # the find on the lawn keeps its own mask
+    assert _iou(lab == 2, truth == 1) > 0.9
+    on_soil = follow_vegetation(found.take([1]), vegetation_map(_photo([(120, 200, 15)], shape=shape)[0]))
+    assert on_soil.meta[GROUND_COVER] == 0.0
+
+    def result(share):
+        labels = np.ones((20, 30), np.int32)
+        meta = {"vegetation": {GROUND_COVER: share}}
+        return SegmentationResult(
+            labels, None, np.ones(1, np.int64), ["plant"], np.ones(1), np.zeros((1, 4)), meta=meta
+        )
+
+    hint = status_hint([result(0.0), result(0.5)])
+    assert hint == ground_cover_hint([result(0.5)]) and "50% of the photo" in hint and "Train on my labels" in hint
+    assert (
+        ground_cover_hint([result(0.0)]) is None
+        and ground_cover_hint(
+            [
+                SegmentationResult(
+                    np.zeros((2, 2), np.int32), None, np.zeros(0, np.int64), [], np.zeros(0), np.zeros((0, 4)), meta={}
+                )
+            ]
+        )
+        is None
+    )
+
+
 def test_one_seed_takes_its_whole_plant_and_unclaimed_plants_are_added_low():
     rgb, truth = _photo([(60, 60, 30), (110, 190, 20)])
     shape = truth.shape
@@ -343,6 +382,7 @@ def test_segment_runs_the_stage_and_says_so(garden_photo):
     auto = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False)  # the default
     veg = on.meta["vegetation"]
     assert veg["applied"] and veg["vegetation_informative"]
+    assert veg["vegetation_ground_cover"] == 0.0  # plants on soil: no ground cover, no hint of it
     assert off.meta["vegetation"] == {"applied": False, "reason": "vegetation='off'"}
     assert set(on.table["source"]) <= {"model", "colour"} and (on.table["source"] == "model").sum() >= 3
     assert set(off.table["source"]) == {"model"}

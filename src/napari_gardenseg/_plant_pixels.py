@@ -36,7 +36,16 @@ import numpy as np
 from ._instances import Instances, paint_image, visible_shares
 from ._vegetation import VegetationMap
 
-__all__ = ["follow_vegetation", "vegetation_stage", "model_coverage", "adapt_hint", "status_hint", "COLOUR_SCORE_RANGE"]
+__all__ = [
+    "follow_vegetation",
+    "vegetation_stage",
+    "model_coverage",
+    "adapt_hint",
+    "ground_cover_hint",
+    "status_hint",
+    "COLOUR_SCORE_RANGE",
+    "GROUND_COVER",
+]
 
 # Colour-only instances score in this range (below a detection's usual score),
 # larger components higher: AP ranks them after the detector's confident ones.
@@ -57,6 +66,8 @@ SEPARATE_SHARE = 0.8
 # instance found in it is ground cover.
 LAWN_RATIO = 8.0
 LAWN_SHARE = 0.15
+# The key, in the instances' meta and the stage's note, of the share of the image that is ground cover.
+GROUND_COVER = "vegetation_ground_cover"
 # "auto" leaves a photo to the network when its confident detections already cover this share of
 # the plant-coloured pixels: the network knows these plants (its training scenes, say).
 MODEL_COVERS = 0.9
@@ -155,6 +166,7 @@ def vegetation_stage(
         return found, {"applied": False, "reason": reason, **info}
     if out is None:
         out = follow_vegetation(found, vmap, options.mask_threshold, score_threshold=options.score_threshold)
+        info[GROUND_COVER] = out.meta.pop(GROUND_COVER)
     return out, {"applied": True, "reason": classes.reason, **info}
 
 
@@ -350,7 +362,8 @@ def follow_vegetation(
         np.asarray(class_ids, np.int64),
         np.asarray(boxes, np.float32).reshape(-1, 4),
         (h, w),
-        meta=dict(found.meta),
+        # the share of the image that is ground cover: it has no instance, and the widget says why
+        meta={**found.meta, GROUND_COVER: round(float(comp_area[lawn].sum()) / (h * w), 4)},
         sources=np.asarray(source, dtype=object),
     )
     order = np.argsort(-out.scores, kind="stable")  # best first, as everywhere
@@ -376,7 +389,22 @@ def status_hint(results) -> str | None:
             )
         threshold = results[0].meta.get("score_threshold")
         return f"no detection scored {threshold} or more: try a lower *score threshold*"
-    return adapt_hint(results)
+    return adapt_hint(results) or ground_cover_hint(results)
+
+
+def ground_cover_hint(results) -> str | None:
+    """One line when plant-coloured ground cover (:data:`LAWN_SHARE` of the image or more, far larger
+    than any plant found in it: a lawn, a hedge, a bed grown together) was left without instances;
+    else None. ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per plane)."""
+    shares = [(r.meta.get("vegetation") or {}).get(GROUND_COVER, 0.0) for r in results]
+    share = max(shares, default=0.0)
+    if share < LAWN_SHARE:
+        return None
+    return (
+        f"{100 * share:.0f}% of the photo is plant-coloured ground cover, far larger than any plant found in it "
+        "(a lawn, a hedge, plants grown together): left without instances; paint its plants and "
+        "*Train on my labels* to have them told apart"
+    )
 
 
 def adapt_hint(results) -> str | None:
