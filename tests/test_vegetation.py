@@ -189,6 +189,14 @@ def test_ground_cover_is_measured_and_named_for_the_widget():
     assert _iou(lab == 2, truth == 1) > 0.9
     on_soil = follow_vegetation(found.take([1]), vegetation_map(_photo([(120, 200, 15)], shape=shape)[0]))
     assert on_soil.meta[GROUND_COVER] == 0.0
+    # window by window (big images, zarr output): the windows' shares add up over their cores
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._vegetation import colour_classes
+    from napari_gardenseg._vegetation_windows import follow_in_windows
+
+    source = ImageSource((rgb * 255).round().astype(np.uint8))
+    windowed, _, n = follow_in_windows(found, source, colour_classes(rgb), block=64)
+    assert n > 1 and windowed.meta[GROUND_COVER] == pytest.approx(0.5, abs=0.1)
 
     def result(share):
         labels = np.ones((20, 30), np.int32)

@@ -166,7 +166,7 @@ def vegetation_stage(
         return found, {"applied": False, "reason": reason, **info}
     if out is None:
         out = follow_vegetation(found, vmap, options.mask_threshold, score_threshold=options.score_threshold)
-        info[GROUND_COVER] = out.meta.pop(GROUND_COVER)
+    info[GROUND_COVER] = out.meta.pop(GROUND_COVER, 0.0)
     return out, {"applied": True, "reason": classes.reason, **info}
 
 

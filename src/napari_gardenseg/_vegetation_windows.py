@@ -121,13 +121,14 @@ def follow_in_windows(
     over the cores, and how many windows it took. Raises
     :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
-    from ._plant_pixels import COVERAGE_SCORE, follow_vegetation
+    from ._plant_pixels import COVERAGE_SCORE, GROUND_COVER, follow_vegetation
 
     report = progress or (lambda f, m: None)
     h, w = source.shape
     plans = plan_windows((h, w), found, BLOCK if block is None else block)
     parts = []
     plant_pixels = covered = 0
+    ground = 0.0  # pixels of ground cover: each window's share of it, over its core
     for k, (core, win, owned) in enumerate(plans):
         check(cancel, "plant pixels by colour")
         report(k / len(plans), f"plant pixels by colour, window {k + 1} of {len(plans)}")
@@ -144,13 +145,14 @@ def follow_in_windows(
         out, origin = follow_vegetation(
             local, vmap, mask_threshold, score_threshold=score_threshold, return_origins=True
         )
+        ground += out.meta.get(GROUND_COVER, 0.0) * (core[2] - core[0]) * (core[3] - core[1])
         # colour-only instances: by their box centre; the network's: by their owner
         keep = _centred_in(core, out.extents() + np.array([y0, x0, y0, x0]))
         from_model = origin >= 0
         keep[from_model] = np.isin(near, owned)[origin[from_model]]
         parts.append(out.take(np.flatnonzero(keep)).moved(y0, x0, (h, w)))
     merged = Instances.concat(parts, (h, w))
-    merged.meta = dict(found.meta)
+    merged.meta = {**found.meta, GROUND_COVER: round(ground / (h * w), 4)}
     if not len(merged):
         merged.sources = np.zeros(0, object)
     coverage = covered / plant_pixels if plant_pixels else 1.0
