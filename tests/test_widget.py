@@ -121,7 +121,7 @@ def test_runs_end_to_end_and_rerun_replaces_in_place(garden, qtbot):
     assert set(f["class_name"]) <= {"rosette", "flowering", "weed", "plant"}
     assert (f["score"] >= 0.5).all() and (f["area"] > 0).all()
     assert sorted(set(np.unique(masks.data)) - {0}) == list(f["label"])
-    assert f"{len(f)} instance" in w.status.value
+    assert f"{len(f)} instance" in w.status.value and "replaced" not in w.status.value
     boxes = viewer.layers["garden boxes"]
     assert len(boxes.data) == len(f)
 
@@ -148,6 +148,18 @@ def test_an_edited_layer_survives_a_rerun(garden, qtbot):
     np.testing.assert_array_equal(
         viewer.layers["garden masks [2]"].data[masks.data != 99], masks.data[masks.data != 99]
     )
+
+
+def test_data_replaced_during_a_run_is_said(garden, qtbot, sample):
+    viewer, w = garden
+    layer = viewer.layers["garden"]
+    before = layer.data
+    w.run.clicked()  # the job has the array it segments; the user then opens another image into the layer
+    layer.data = sample[:100, :120].copy()
+    qtbot.waitUntil(lambda: not w.running, timeout=RUN_TIMEOUT_MS)
+    masks = viewer.layers["garden masks"]
+    assert masks.data.shape == before.shape[:2] and masks.data.max() >= 1  # the labels of what was segmented
+    assert "the data of 'garden' was replaced during the run" in w.status.value
 
 
 def test_cancel_stops_quickly_and_adds_no_layer(make_napari_viewer, qtbot, sample):

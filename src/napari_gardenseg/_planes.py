@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PlaneSource", "plane_source", "current_plane", "MAX_PLANE_PIXELS"]
+__all__ = ["PlaneSource", "plane_source", "current_plane", "still_holds", "MAX_PLANE_PIXELS"]
 
 # Planes above this many pixels are segmented into a zarr store, not into memory:
 # two int32 label images of 64 Mpx are 512 MB before napari makes its own copies.
@@ -96,6 +96,13 @@ class PlaneSource:
         """One plane too big to hold its labels in memory (see :data:`MAX_PLANE_PIXELS`)."""
         h, w = self.plane_shape
         return h * w > MAX_PLANE_PIXELS and len(self.planes) == 1
+
+
+def still_holds(layer, source: PlaneSource) -> bool:
+    """Whether ``layer`` still holds the array ``source`` was described from (False once its data
+    was replaced, e.g. by ``layer.data = other`` during a run)."""
+    levels = _levels(layer)
+    return source.level < len(levels) and levels[source.level] is source.data
 
 
 def _levels(layer) -> list:

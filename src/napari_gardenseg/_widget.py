@@ -188,9 +188,11 @@ class SegmentationWidget(SegmentationControls):
         model = self._loaded[1] if self._loaded is not None and self._loaded[0] == key else spec
         job = Job(_segment_job, source, model, options, desc="Garden segmentation")
         job.on_progress = lambda fraction, message, job=job: self._on_progress(job, message)
+        # the layer's data may be replaced during the run: the status then says which image the labels are of
+        image = (weakref.ref(layer), source)
         t0 = time.perf_counter()
         job.on_done = lambda outcome, job=job, key=key, boxes=bool(self.boxes.value), t0=t0: self._on_done(
-            job, key, boxes, t0, outcome
+            job, key, boxes, t0, outcome, image
         )
         self._job = job
         self._set_running(True)
@@ -207,7 +209,7 @@ class SegmentationWidget(SegmentationControls):
         if job is self._job:  # never a stale job's news over the current status
             self.status.value = message
 
-    def _on_done(self, job: Job, key: tuple, boxes: bool, t0: float, outcome: Outcome) -> None:
+    def _on_done(self, job: Job, key: tuple, boxes: bool, t0: float, outcome: Outcome, image: tuple) -> None:
         if not _alive(self):  # the dock widget was closed during the run: write nothing
             return
         if outcome.cancelled or (outcome.ok and job.cancel.is_set()):  # a late cancel still discards the result
@@ -222,9 +224,9 @@ class SegmentationWidget(SegmentationControls):
                 self._loaded = (key, model)
             from ._layers import output_kinds
 
-            self._write_next(job, output, output_kinds(output, boxes=boxes), t0)
+            self._write_next(job, output, output_kinds(output, boxes=boxes), t0, image)
 
-    def _write_next(self, job: Job, output, kinds: list, t0: float) -> None:
+    def _write_next(self, job: Job, output, kinds: list, t0: float, image: tuple) -> None:
         """Write one layer, then yield to the event loop before the next.
 
         Adding a layer costs napari a few hundred ms (its visuals); one per
@@ -241,12 +243,16 @@ class SegmentationWidget(SegmentationControls):
             self._done(job)
             return
         if kinds[1:]:
-            QTimer.singleShot(0, lambda: self._write_next(job, output, kinds[1:], t0))
+            QTimer.singleShot(0, lambda: self._write_next(job, output, kinds[1:], t0, image))
             return
+        from ._planes import still_holds
         from ._plant_pixels import status_hint
 
         n = output.n_instances
         status = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
+        layer, source = image[0](), image[1]
+        if layer is not None and not still_holds(layer, source):
+            status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
         hint = status_hint(output.results)
         self.status.value = status if hint is None else f"{status}; {hint}"
         self._done(job)
