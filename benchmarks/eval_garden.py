@@ -158,6 +158,7 @@ def evaluate(
     vegetation="auto",
     style="garden",
     scale=None,
+    mask_threshold=0.5,
 ) -> dict:
     import napari_gardenseg as gs
     from napari_gardenseg.synthetic import garden_scene
@@ -169,12 +170,21 @@ def evaluate(
     for k, seed in enumerate(seeds):
         image, labels, classes = garden_scene(seed, shape=shape, style=style)
         t0 = time.perf_counter()
-        r0 = gs.segment(image, model, score_threshold=score_threshold, crf=False, scale=scale, vegetation=vegetation)
+        r0 = gs.segment(
+            image,
+            model,
+            score_threshold=score_threshold,
+            mask_threshold=mask_threshold,
+            crf=False,
+            scale=scale,
+            vegetation=vegetation,
+        )
         t1 = time.perf_counter()
         r = gs.segment(
             image,
             model,
             score_threshold=score_threshold,
+            mask_threshold=mask_threshold,
             crf=True,
             crf_params=crf_params,
             scale=scale,
@@ -201,6 +211,7 @@ def evaluate(
         "model": str(model.source),
         "style": style,
         "scale": scale,
+        "mask_threshold": mask_threshold,
         "scenes": len(seeds),
         "gt_instances": n_gt,
         "detections": n_dt,
@@ -231,6 +242,7 @@ def main(argv=None):
     p.add_argument("--style", choices=("garden", "photo"), default="garden")
     p.add_argument("--vegetation", choices=("auto", "on", "off"), default="auto", help="segment's vegetation stage")
     p.add_argument("--scale", default=None, help="segment's scale: a number or 'auto' (default: the model's resize)")
+    p.add_argument("--mask-threshold", type=float, default=0.5, help="segment's mask_threshold")
     args = p.parse_args(argv)
     scale = args.scale if args.scale in (None, "auto") else float(args.scale)
     seeds = range(args.start, args.start + args.count)
@@ -241,6 +253,7 @@ def main(argv=None):
         style=args.style,
         scale=scale,
         vegetation=args.vegetation,
+        mask_threshold=args.mask_threshold,
     )
     print(json.dumps(result, indent=2))
 

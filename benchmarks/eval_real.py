@@ -423,6 +423,7 @@ def main(argv=None):
     )
     p.add_argument("--jpeg", type=int, metavar="Q", help="re-encode every image as JPEG at quality Q first")
     p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
+    p.add_argument("--mask-threshold", type=float, help="segment's mask_threshold (default: segment's)")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
     p.add_argument("--mosaic", type=int, metavar="COLS", help="join the photos into one image, COLS to a row, first")
@@ -432,6 +433,8 @@ def main(argv=None):
     p.add_argument("--block", type=int, metavar="PX", help="with --zarr: the colour stage's windows' core side")
     args = p.parse_args(argv)
     run_options = {"tile_size": args.tile_size, "tile_overlap": args.tile_size // 4} if args.tile_size else {}
+    if args.mask_threshold is not None:
+        run_options["mask_threshold"] = args.mask_threshold
     if args.zarr:
         run_options["to_zarr"] = True
     if args.block:

@@ -18,7 +18,7 @@ def _loss(net, samples, names):
     """Training loss on whole scenes, with torch's RNG fixed so proposal sampling repeats."""
     index = {n: i for i, n in enumerate(names)}
     prepared = prepare_samples(samples)
-    images = [torch.from_numpy(s.image).permute(2, 0, 1) for s in prepared]
+    images = [torch.from_numpy(s.image).permute(2, 0, 1).float() / 255 for s in prepared]  # 8-bit scenes
     targets = [_targets(s.labels, s.class_of, index) for s in prepared]
     net.train()
     net.transform.min_size, saved = (160,), net.transform.min_size
@@ -29,6 +29,25 @@ def _loss(net, samples, names):
     finally:
         net.transform.min_size = saved
         net.eval()
+
+
+def test_photos_are_held_compactly_and_read_as_segment_reads_them(two_scenes):
+    from napari_gardenseg._images import to_rgb_float
+
+    (im, lab, classes), (im2, lab2, _) = two_scenes
+    big_ids = np.where(lab2 > 0, lab2 + 40_000, 0)  # ids beyond int16
+    prepared = prepare_samples(
+        [(im, lab, classes), (im.astype(np.float32) / 255, lab, classes), (im2, big_ids, "plant")]
+    )
+    eight_bit, floats, many = prepared
+    # an 8-bit photo is held as uint8 (a quarter of float32's memory), its labels as int16 ...
+    assert eight_bit.image.dtype == np.uint8 and eight_bit.labels.dtype == np.int16
+    np.testing.assert_array_equal(eight_bit.labels, lab)
+    # ... and each crop is converted to the very floats segment gives the network (to_rgb_float)
+    crop = torch.from_numpy(eight_bit.image[10:90, 20:110]).float() / 255
+    assert torch.equal(crop, torch.from_numpy(to_rgb_float(im)[10:90, 20:110]))
+    assert floats.image.dtype == np.float32
+    assert many.labels.dtype == np.int32 and many.labels.max() == big_ids.max()
 
 
 def test_fine_tuning_lowers_loss_and_round_trips(tmp_path, two_scenes):

@@ -43,7 +43,7 @@ class _Sample:
 
     def __init__(self, image, labels, class_of, zoom: float = 1.0):
         self.image = image  # float32 (H, W, 3), or uint8 (converted crop by crop)
-        self.labels = labels  # int32 (H, W)
+        self.labels = labels  # int16 or int32 (H, W)
         self.class_of = class_of  # instance id -> class name
         self.zoom = zoom  # the scale inference will see this image at (before random rescaling)
 
@@ -83,7 +83,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
             from ._label_files import read_labels
 
             what, labels = f"{what}: {Path(labels).name}", read_labels(labels)
-        rgb = to_rgb_float(image)
+        rgb = _held_rgb(image)
         lab = np.asarray(labels)
         if lab.dtype.kind not in "iub":
             raise ValueError(f"{what}: labels must be an integer label image, got dtype {lab.dtype}")
@@ -103,10 +103,27 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
                 f"{what}: instances {missing[:5]} have no class name; give classes as a dict "
                 "{instance id: class name} or one name for all"
             )
-        out.append(_Sample(rgb, lab.astype(np.int32), {k: str(classes[k]) for k in ids}))
+        out.append(_Sample(rgb, _held_labels(lab, ids), {k: str(classes[k]) for k in ids}))
     if not any(s.class_of for s in out):
         raise ValueError("the samples hold no labelled instances (all labels are 0)")
     return out
+
+
+def _held_rgb(image) -> np.ndarray:
+    """The photo as training holds it: 8-bit photos as uint8 (H, W, 3), a quarter of float32's
+    memory, converted crop by crop with the same division by 255 as :func:`to_rgb_float`; any
+    other dtype as float32 (H, W, 3) in 0..1."""
+    from ._images import to_rgb_uint8
+
+    if np.asarray(image).dtype == np.uint8:  # to_rgb_uint8 of 8-bit data is exactly to_rgb_float * 255
+        return to_rgb_uint8(image)
+    return to_rgb_float(image)
+
+
+def _held_labels(labels: np.ndarray, ids: list[int]) -> np.ndarray:
+    """``labels`` as int16 where its ids fit (half of int32's memory for every photo held), else int32."""
+    dtype = np.int16 if not ids or max(ids) <= np.iinfo(np.int16).max else np.int32
+    return labels.astype(dtype)
 
 
 def _classes_found(
