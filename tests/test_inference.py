@@ -7,7 +7,7 @@ from conftest import rgb_image
 
 from napari_gardenseg import Cancelled, segment
 from napari_gardenseg._instances import instances_to_labels
-from napari_gardenseg._models import load_model
+from napari_gardenseg._models import bundled_checkpoint, load_model
 
 
 def _direct(net, image_u8):
@@ -65,6 +65,32 @@ def test_a_photo_larger_than_the_network_input_matches_torchvision_up_to_roundin
     np.testing.assert_allclose(found.scores, ref["scores"].numpy(), atol=1e-4)
     np.testing.assert_allclose(found.boxes, ref["boxes"].numpy(), atol=0.05)
     np.testing.assert_allclose(found.to_dense(), ref["masks"][:, 0].numpy(), atol=1e-3)
+
+
+def test_the_mask_threshold_is_the_models_own_unless_given(scene, tmp_path):
+    from napari_gardenseg._options import MASK_RCNN_THRESHOLD, model_mask_threshold
+
+    image = scene[0]
+    garden = load_model("garden")
+    stored = garden.meta["mask_threshold"]  # chosen by measurement for this model (docs/quality.md)
+    assert 0 < stored < MASK_RCNN_THRESHOLD == 0.5 and model_mask_threshold(garden.meta) == stored
+    run = dict(crf=False, vegetation="off")
+    own = segment(image, garden, **run)
+    assert own.meta["mask_threshold"] == stored and own.meta["options"].mask_threshold == stored
+    np.testing.assert_array_equal(own.labels, segment(image, garden, mask_threshold=stored, **run).labels)
+    at_half = segment(image, garden, mask_threshold=0.5, **run)
+    assert (own.labels > 0).sum() > (at_half.labels > 0).sum() > 0  # the lower threshold keeps more of each plant
+    # a checkpoint that stores none runs at Mask R-CNN's 0.5; a bad stored value is named
+    ck = torch.load(bundled_checkpoint(), weights_only=False)
+    ck["meta"].pop("mask_threshold")
+    torch.save(ck, tmp_path / "none.pt")
+    none = segment(image, str(tmp_path / "none.pt"), **run)
+    assert none.meta["mask_threshold"] == 0.5
+    np.testing.assert_array_equal(none.labels, at_half.labels)
+    ck["meta"]["mask_threshold"] = 1.5
+    torch.save(ck, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="stored mask_threshold"):
+        segment(image, str(tmp_path / "bad.pt"), **run)
 
 
 def test_score_threshold_and_table(random_maskrcnn):

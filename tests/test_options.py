@@ -14,7 +14,7 @@ def test_defaults_and_repr():
     o = SegmentOptions()
     assert (o.score_threshold, o.mask_threshold, o.classes, o.scale, o.tile_size, o.tile_overlap) == (
         0.5,
-        0.5,
+        None,  # the model's own
         None,
         None,
         None,

@@ -603,3 +603,28 @@ def test_the_result_says_how_many_channels_the_image_had(garden_photo):
     grey = gs.segment(garden_photo.mean(axis=-1), "garden", crf=False, vegetation="off")
     assert grey.meta["channels"] == 1
     assert gs.segment(garden_photo, "garden", crf=False, vegetation="off").meta["channels"] == 3
+
+
+def test_the_stage_starts_from_its_own_threshold_whatever_mask_threshold_is():
+    """A low mask_threshold widens the network's own masks (thin leaves), not what the stage starts
+    from: masks sure only in their cores (soft 0.4 at the rim) cover too little of the plants at the
+    stage's threshold, so "auto" runs it at every mask_threshold, with the same result (whole images
+    and window by window)."""
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._options import SegmentOptions
+    from napari_gardenseg._plant_pixels import MODEL_COVERS, SEED_THRESHOLD, vegetation_stage
+
+    rgb, truth = _photo([(80, 60, 28), (80, 170, 28)])
+    shape = truth.shape
+    cores = [np.where(_disc(shape, 80, x, 20), 0.95, np.where(truth == k, 0.4, 0.0)) for k, x in ((1, 60), (2, 170))]
+    found = _instances(cores, [0.9, 0.8], shape)
+    assert SEED_THRESHOLD > 0.4 and (paint_image(found, 0.3) > 0)[truth > 0].mean() > MODEL_COVERS
+    source = ImageSource((rgb * 255).round().astype(np.uint8))
+    for windowed in (False, True):
+        low, high = (
+            vegetation_stage(found, source, SegmentOptions(mask_threshold=t), windowed=windowed) for t in (0.3, 0.5)
+        )
+        assert low[1]["applied"] and high[1]["applied"], (low[1], high[1])
+        np.testing.assert_array_equal(paint_image(low[0]), paint_image(high[0]))
+        lab = paint_image(low[0])
+        assert _best(lab, truth, 1)[1] > 0.9 and _best(lab, truth, 2)[1] > 0.9  # colour drew the whole plants

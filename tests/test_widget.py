@@ -377,14 +377,15 @@ def test_settings_follow_the_chosen_model_at_once(garden, tmp_path):
     shown = _shown_crf(w)
     for name, value in stored.items():
         assert shown[name] == (tuple(value) if isinstance(value, list) else value), name
-    assert w.settings.value == "from model garden: CRF"
+    assert w.settings.value == "from model garden: mask threshold, CRF"
+    assert w.mask_threshold.value == model_info("garden")[1]["mask_threshold"] < 0.5  # its own, as segment runs it
     assert w.crf_params() == load_model("garden", device="cpu").meta["crf"] or True
     assert dataclasses.asdict(w.crf_params())["bilateral_srgb"] == stored["bilateral_srgb"]
 
     # a model without stored settings: the engine's defaults, said so (synchronously: no waiting)
     w.crf_settings.bilateral_srgb.value = 42.0
     w.score_threshold.value = 0.9
-    assert w.settings.value == "from model garden: CRF, edited"
+    assert w.settings.value == "from model garden: mask threshold, CRF, edited"
     w.model.value = "coco"
     assert _shown_crf(w) == {f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)}
     assert w.score_threshold.value == 0.5 and w.mask_threshold.value == 0.5
@@ -441,7 +442,7 @@ def test_widget_api_and_cli_give_the_same_labels(make_napari_viewer, qtbot, samp
     viewer.add_image(crop, name="garden")
     _, w = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
     w.device.value = "cpu"
-    assert w.crf.value and w.settings.value == "from model garden: CRF"
+    assert w.crf.value and w.settings.value == "from model garden: mask threshold, CRF"
     run(w, qtbot)
     shown_masks = viewer.layers["garden masks"].data
     shown_crf = viewer.layers["garden masks (CRF)"].data

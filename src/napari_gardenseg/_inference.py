@@ -32,7 +32,7 @@ from ._forward import predict_instances
 from ._instances import Instances, paint, paint_image, visible_shares
 from ._io import ImageSource, open_image
 from ._models import Model, load_model
-from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_threshold
 from ._results import SegmentationResult
 from ._scale import estimate_scale
 from ._tiling import _intersection, detect, plan_tiles
@@ -173,7 +173,7 @@ def segment(
     image,
     model=DEFAULT_MODEL,
     score_threshold: float = DEFAULTS.score_threshold,
-    mask_threshold: float = DEFAULTS.mask_threshold,
+    mask_threshold: float | None = DEFAULTS.mask_threshold,
     classes=DEFAULTS.classes,
     crf: bool = DEFAULTS.crf,
     crf_params=DEFAULTS.crf_params,
@@ -267,7 +267,7 @@ def segment_to_zarr(
     path,
     model=DEFAULT_MODEL,
     score_threshold: float = DEFAULTS.score_threshold,
-    mask_threshold: float = DEFAULTS.mask_threshold,
+    mask_threshold: float | None = DEFAULTS.mask_threshold,
     classes=DEFAULTS.classes,
     crf: bool = DEFAULTS.crf,
     crf_params=DEFAULTS.crf_params,
@@ -399,6 +399,8 @@ class _Run:
         if not isinstance(model, Model):
             report(0.0, "loading model")
         model = load_model(model, device=options.device)
+        if options.mask_threshold is None:  # the model's own, resolved once: every stage sees a number
+            options = options.replace(mask_threshold=model_mask_threshold(model.meta))
         wanted = class_ids_for(model, options.classes)
         params = None
         if options.crf:

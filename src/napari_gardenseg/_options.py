@@ -109,7 +109,8 @@ class SegmentOptions:
     score_threshold: the network's detections scoring below it are dropped (0..1);
         plants found by colour alone are kept, scored at it when they score lower.
     mask_threshold: a pixel belongs to an instance where its soft mask is above
-        this (above 0, below 1).
+        this (above 0, below 1); None: the model's own (:func:`model_mask_threshold`:
+        the value stored with it, else Mask R-CNN's 0.5).
     classes: None keeps every class; else a tuple of class names or ids
         (a single name or id, a list or a set are accepted and stored as a tuple).
     scale: None lets the model resize the image its own way (torchvision's
@@ -133,7 +134,7 @@ class SegmentOptions:
     """
 
     score_threshold: float = 0.5
-    mask_threshold: float = 0.5
+    mask_threshold: float | None = None
     classes: tuple[str | int, ...] | None = None
     scale: float | Literal["auto"] | None = None
     tile_size: int | Literal["auto"] | None = None
@@ -149,7 +150,8 @@ class SegmentOptions:
             object.__setattr__(self, name, value)
 
         put("score_threshold", _fraction("score_threshold", self.score_threshold))
-        put("mask_threshold", _fraction("mask_threshold", self.mask_threshold, open_low=True, open_high=True))
+        if self.mask_threshold is not None:
+            put("mask_threshold", _fraction("mask_threshold", self.mask_threshold, open_low=True, open_high=True))
         put("classes", _classes(self.classes))
         put("scale", _scale(self.scale))
         tile_size, tile_overlap = _tiling(self.tile_size, self.tile_overlap)
@@ -195,6 +197,22 @@ class SegmentOptions:
     def __repr__(self) -> str:
         body = ", ".join(f"{k}={v!r}" for k, v in self.changed().items())
         return f"SegmentOptions({body})"
+
+
+# Where Mask R-CNN's soft masks end (He et al. 2017; torchvision's paste_masks_in_image): the
+# threshold of a model that stores none.
+MASK_RCNN_THRESHOLD = 0.5
+
+
+def model_mask_threshold(meta: dict) -> float:
+    """The ``mask_threshold`` a model runs at by default: ``meta["mask_threshold"]`` (its
+    checkpoint's, chosen by measurement for that model: the bundled garden model's blurs thin
+    leaves below 0.5, docs/quality.md) or :data:`MASK_RCNN_THRESHOLD`. ValueError for a stored
+    value outside (0, 1)."""
+    stored = (meta or {}).get("mask_threshold")
+    if stored is None:
+        return MASK_RCNN_THRESHOLD
+    return _fraction("the model's stored mask_threshold", stored, open_low=True, open_high=True)
 
 
 def field_names() -> list[str]:

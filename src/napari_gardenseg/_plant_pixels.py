@@ -73,6 +73,10 @@ GROUND_COVER = "vegetation_ground_cover"
 MODEL_COVERS = 0.9
 # ...counting the detections scoring this much: the network's own confident finds.
 COVERAGE_SCORE = 0.5
+# The network's masks the stage starts from (seeds, coverage) are its soft masks above this,
+# whatever ``mask_threshold`` is: colour, not the mask's edge, draws a seeded plant's outline,
+# and a seed wider than the network is sure of claims its neighbour's leaves.
+SEED_THRESHOLD = 0.5
 # A free component holding pieces the model found scores this much of the best piece's score.
 PIECE_WEIGHT = 0.5
 SIZE_WEIGHT = 0.5
@@ -145,7 +149,7 @@ def vegetation_stage(
             found,
             source,
             classes,
-            options.mask_threshold,
+            SEED_THRESHOLD,
             data_shape=None if region is None else (region[2] - region[0], region[3] - region[1]),
             score_threshold=options.score_threshold,
             cancel=cancel,
@@ -158,14 +162,14 @@ def vegetation_stage(
         # band by band from the source: no float copy of the whole image (the stage's peak memory)
         y0, x0, y1, x1 = data_window(source)  # a nodata border does not widen the closing or the speck size
         vmap = classes.map(source, image_shape=(y1 - y0, x1 - x0))
-        covered = model_coverage(found, vmap, options.mask_threshold)
+        covered = model_coverage(found, vmap, SEED_THRESHOLD)
         out = None
     info["vegetation_model_coverage"] = round(covered, 3)
     if mode == "auto" and covered >= MODEL_COVERS:
         reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
         return found, {"applied": False, "reason": reason, **info}
     if out is None:
-        out = follow_vegetation(found, vmap, options.mask_threshold, score_threshold=options.score_threshold)
+        out = follow_vegetation(found, vmap, SEED_THRESHOLD, score_threshold=options.score_threshold)
     info[GROUND_COVER] = out.meta.pop(GROUND_COVER, 0.0)
     return out, {"applied": True, "reason": classes.reason, **info}
 

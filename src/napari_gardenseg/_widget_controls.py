@@ -42,7 +42,7 @@ from magicgui.widgets import (
 )
 
 from ._models import MODEL_NAMES, MODEL_TITLES
-from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
+from ._options import DEFAULT_MODEL, DEFAULTS, MASK_RCNN_THRESHOLD, VEGETATION_MODES, SegmentOptions
 from ._worker import status_label
 
 __all__ = ["SegmentationControls", "register_model", "model_choices", "CUSTOM"]
@@ -183,7 +183,7 @@ class SegmentationControls(Container):
             min=0.05,
             max=1.0,
             step=0.05,
-            value=DEFAULTS.mask_threshold,
+            value=MASK_RCNN_THRESHOLD,  # then the chosen model's own
         )
         self.classes = Select(  # choices from a callable: napari's reset_choices() on layer changes keeps them
             name="classes",
@@ -333,10 +333,12 @@ class SegmentationControls(Container):
         used = []
         self._applying = True
         try:
-            for name in ("score_threshold", "mask_threshold"):
+            # a model that stores none runs at segment's score threshold and Mask R-CNN's mask threshold
+            fallback = {"score_threshold": DEFAULTS.score_threshold, "mask_threshold": MASK_RCNN_THRESHOLD}
+            for name, default in fallback.items():
                 value = meta.get(name)
                 if value is None:
-                    value = getattr(DEFAULTS, name)
+                    value = default
                 else:
                     used.append(name.split("_")[0] + " threshold")
                 getattr(self, name).value = float(value)

@@ -394,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mask-threshold",
         type=float,
         default=DEFAULTS.mask_threshold,
-        help="a pixel belongs to an instance above this soft-mask value (default: %(default)s)",
+        help="a pixel belongs to an instance above this soft-mask value (default: the model's own, "
+        "the value stored with it: 0.3 for the bundled garden model, else 0.5)",
     )
     s.add_argument("--classes", help="comma-separated class names to keep (default: all)")
     s.add_argument("--no-crf", action="store_true", help="skip the dense-CRF refinement")
