@@ -158,7 +158,7 @@ def evaluate(
     vegetation="auto",
     style="garden",
     scale=None,
-    mask_threshold=0.5,
+    mask_threshold=None,
 ) -> dict:
     import napari_gardenseg as gs
     from napari_gardenseg.synthetic import garden_scene
@@ -211,7 +211,7 @@ def evaluate(
         "model": str(model.source),
         "style": style,
         "scale": scale,
-        "mask_threshold": mask_threshold,
+        "mask_threshold": r.meta["mask_threshold"],  # the model's own unless given
         "scenes": len(seeds),
         "gt_instances": n_gt,
         "detections": n_dt,
@@ -242,7 +242,7 @@ def main(argv=None):
     p.add_argument("--style", choices=("garden", "photo"), default="garden")
     p.add_argument("--vegetation", choices=("auto", "on", "off"), default="auto", help="segment's vegetation stage")
     p.add_argument("--scale", default=None, help="segment's scale: a number or 'auto' (default: the model's resize)")
-    p.add_argument("--mask-threshold", type=float, default=0.5, help="segment's mask_threshold")
+    p.add_argument("--mask-threshold", type=float, help="segment's mask_threshold (default: the model's own)")
     args = p.parse_args(argv)
     scale = args.scale if args.scale in (None, "auto") else float(args.scale)
     seeds = range(args.start, args.start + args.count)
