@@ -427,7 +427,7 @@ def test_models_in_the_user_models_folder_are_offered(garden, user_models):
     choices = dict(w.model._default_choices(w.model))
     assert choices["my_roses (my models)"] == str(path.resolve())
     w.model.value = str(path.resolve())
-    assert w.settings.value == "from model my_roses: CRF"
+    assert w.settings.value == "from model my_roses: mask threshold, CRF"  # a copy of garden: its meta
 
 
 def test_widget_api_and_cli_give_the_same_labels(make_napari_viewer, qtbot, sample, tmp_path):
