@@ -115,7 +115,8 @@ def _held_rgb(image) -> np.ndarray:
     other dtype as float32 (H, W, 3) in 0..1."""
     from ._images import to_rgb_uint8
 
-    if np.asarray(image).dtype == np.uint8:  # to_rgb_uint8 of 8-bit data is exactly to_rgb_float * 255
+    dtype = image.dtype if hasattr(image, "dtype") else np.asarray(image).dtype  # a lazy array is read once
+    if dtype == np.uint8:  # to_rgb_uint8 of 8-bit data is exactly to_rgb_float * 255
         return to_rgb_uint8(image)
     return to_rgb_float(image)
 

@@ -189,7 +189,7 @@ class SegmentationWidget(SegmentationControls):
         job = Job(_segment_job, source, model, options, desc="Garden segmentation")
         job.on_progress = lambda fraction, message, job=job: self._on_progress(job, message)
         # the layer's data may be replaced during the run: the status then says which image the labels are of
-        image = (weakref.ref(layer), source)
+        image = weakref.ref(layer)
         t0 = time.perf_counter()
         job.on_done = lambda outcome, job=job, key=key, boxes=bool(self.boxes.value), t0=t0: self._on_done(
             job, key, boxes, t0, outcome, image
@@ -209,7 +209,7 @@ class SegmentationWidget(SegmentationControls):
         if job is self._job:  # never a stale job's news over the current status
             self.status.value = message
 
-    def _on_done(self, job: Job, key: tuple, boxes: bool, t0: float, outcome: Outcome, image: tuple) -> None:
+    def _on_done(self, job: Job, key: tuple, boxes: bool, t0: float, outcome: Outcome, image: weakref.ref) -> None:
         if not _alive(self):  # the dock widget was closed during the run: write nothing
             return
         if outcome.cancelled or (outcome.ok and job.cancel.is_set()):  # a late cancel still discards the result
@@ -226,7 +226,7 @@ class SegmentationWidget(SegmentationControls):
 
             self._write_next(job, output, output_kinds(output, boxes=boxes), t0, image)
 
-    def _write_next(self, job: Job, output, kinds: list, t0: float, image: tuple) -> None:
+    def _write_next(self, job: Job, output, kinds: list, t0: float, image: weakref.ref) -> None:
         """Write one layer, then yield to the event loop before the next.
 
         Adding a layer costs napari a few hundred ms (its visuals); one per
@@ -250,8 +250,8 @@ class SegmentationWidget(SegmentationControls):
 
         n = output.n_instances
         status = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
-        layer, source = image[0](), image[1]
-        if layer is not None and not still_holds(layer, source):
+        layer = image()
+        if layer is not None and not still_holds(layer, output.source):
             status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
         hint = status_hint(output.results)
         self.status.value = status if hint is None else f"{status}; {hint}"
