@@ -343,12 +343,20 @@ def counts_at(photos, model, score_threshold) -> dict:
 
 
 def fine_tuned(
-    photos, counts, methods, score_threshold, iterations=200, out_dir="runs/eval_real", train_kwargs=None
+    photos,
+    counts,
+    methods,
+    score_threshold,
+    iterations=200,
+    out_dir="runs/eval_real",
+    train_kwargs=None,
+    **segment_options,
 ) -> dict:
     """AP50 after ``gs.train`` on the first k AgIR photos (their references as painted labels), for k in ``counts``.
 
     Scored on every photo not trained on (the other AgIR photos, the tray, the composites).
-    ``train_kwargs``: further ``gs.train`` arguments (``--set key=value``).
+    ``train_kwargs``: further ``gs.train`` arguments (``--set key=value``); ``segment_options``:
+    ``gs.segment``'s, for the trained and the bundled model alike (``--mask-threshold``, ``--tile-size``).
     """
     import napari_gardenseg as gs
 
@@ -370,19 +378,22 @@ def fine_tuned(
         )
         minutes = (time.perf_counter() - t0) / 60
         rest = [p for p in photos if p not in train_on]
-        res = evaluate(path, rest, methods, score_threshold)
-        res["zero-shot on the same photos"] = evaluate("garden", rest, methods, score_threshold)["AP50"]
+        res = evaluate(path, rest, methods, score_threshold, **segment_options)
+        res["zero-shot on the same photos"] = evaluate("garden", rest, methods, score_threshold, **segment_options)[
+            "AP50"
+        ]
         if any(p["name"].startswith("touching-") for p in photos):
             # the composites cut plants from every AgIR photo, the trained ones too: these are cut
             # only from photos not trained on, so a gain here is not the painted plants seen again
             unseen = touching_set(species=[p["name"][len("agir-") :] for p in agir[k:]])
             res["touching, species not trained on"] = {
-                "after": evaluate(path, unseen, methods, score_threshold)["AP50"],
-                "zero-shot": evaluate("garden", unseen, methods, score_threshold)["AP50"],
+                "after": evaluate(path, unseen, methods, score_threshold, **segment_options)["AP50"],
+                "zero-shot": evaluate("garden", unseen, methods, score_threshold, **segment_options)["AP50"],
             }
         res["trained_on"] = [p["name"] for p in train_on]
         res["train_minutes"] = round(minutes, 1)
         res["train_kwargs"] = train_kwargs or {}
+        res["segment_options"] = segment_options
         out[f"train on {k}"] = res
         summary = {"AP50": res["AP50"], "zero-shot": res["zero-shot on the same photos"], "minutes": round(minutes, 1)}
         if "touching, species not trained on" in res:
@@ -456,7 +467,10 @@ def main(argv=None):
         kwargs = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
         print(
             json.dumps(
-                fine_tuned(photos, args.fine_tune, args.methods, args.score_threshold, train_kwargs=kwargs), indent=1
+                fine_tuned(
+                    photos, args.fine_tune, args.methods, args.score_threshold, train_kwargs=kwargs, **run_options
+                ),
+                indent=1,
             )
         )
         return
