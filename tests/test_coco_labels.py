@@ -48,7 +48,7 @@ def test_plain_rle_polygons_and_compressed_rle(tmp_path):
 
     [(photo, labels, classes)] = read_coco(path)
     assert photo == tmp_path / "images" / "a.jpg"
-    assert labels.shape == (40, 60) and labels.dtype == np.int32
+    assert labels.shape == (40, 60) and labels.dtype == np.int16  # as train holds them
     expected = lab.copy()
     polygon = np.asarray(coco_mask.decode(coco_mask.frPyObjects([[40, 20, 55, 20, 55, 35, 40, 35]], 40, 60))[..., 0])
     expected[polygon > 0] = 3
@@ -146,3 +146,11 @@ def test_without_pycocotools_the_error_says_what_to_install(tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "pycocotools", None)  # not installed
     with pytest.raises(ImportError, match=r"needs pycocotools: pip install 'napari-gardenseg\[metrics\]'"):
         read_coco(path)
+
+
+def test_label_images_are_int16_while_the_ids_fit():
+    # read_coco / read_yolo draw in the dtype train holds; beyond int16 an id would wrap to a negative
+    from napari_gardenseg._label_files import ids_dtype
+
+    assert ids_dtype(0) is np.int16 and ids_dtype(np.iinfo(np.int16).max) is np.int16
+    assert ids_dtype(np.iinfo(np.int16).max + 1) is np.int32

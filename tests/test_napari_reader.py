@@ -99,7 +99,7 @@ def test_coco_file_opens_as_photos_and_labels_with_classes(tmp_path):
         ("p2_labels", "labels"),
     ]
     pixels, labels, features = layers[0][0], layers[1][0], layers[1][1]["features"]
-    assert pixels.shape == (30, 40, 3) and labels.shape == (30, 40) and labels.dtype == np.int32
+    assert pixels.shape == (30, 40, 3) and labels.shape == (30, 40) and labels.dtype == np.int16
     classes = classes_from_features(features)  # what the training widget reads
     assert set(classes) == {int(k) for k in np.unique(labels) if k}
     assert sorted(classes.values()) == ["beet", "weed"]

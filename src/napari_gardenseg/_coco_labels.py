@@ -67,7 +67,8 @@ def read_coco(
     -------
     list of ``(photo, labels, classes)``
         One per annotated photo found, in the file's order: the photo's path,
-        an ``(H, W)`` int32 label image (instance ids from 1, 0 background) of
+        an ``(H, W)`` label image (instance ids from 1, 0 background; int16
+        where the ids fit, else int32, as ``train`` holds them) of
         the size the file gives (the photo's own where it gives none), and
         ``{instance id: category name}``. Where
         masks overlap, the smaller instance is drawn over the larger one, so a
@@ -178,7 +179,8 @@ def pycocotools_mask(what: str):
 def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], int]:
     """(labels, {instance id: class name}, instances hidden) from ``(compressed RLE, class name)`` pairs.
 
-    ``labels`` is an int32 ``shape`` image, ids 1..n. Where masks overlap the
+    ``labels`` is a ``shape`` image of ids 1..n, int16 where they fit, else int32
+    (:func:`ids_dtype`: what training holds). Where masks overlap the
     smaller is drawn over the larger, so a small plant on a larger one keeps
     its pixels; an empty mask gets no id, nor does one left with no pixel
     under others (counted as hidden). Encoded masks are small: each is
@@ -186,7 +188,9 @@ def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], 
     """
     from skimage.segmentation import relabel_sequential
 
-    labels, classes = np.zeros(shape, np.int32), {}
+    from ._label_files import ids_dtype
+
+    labels, classes = np.zeros(shape, ids_dtype(len(rles))), {}
     for rle, name in sorted(rles, key=lambda r: -int(coco_mask.area(r[0]))):  # largest first: smaller on top
         mask = coco_mask.decode(rle).astype(bool)
         if mask.any():

@@ -26,6 +26,7 @@ __all__ = [
     "batch_features",
     "DEFAULT_CLASS",
     "label_classes",
+    "ids_dtype",
 ]
 
 # The files a label image is looked for in, in this order: napari saves Labels layers as TIFF.
@@ -35,6 +36,13 @@ LABEL_SUFFIXES = (".tif", ".tiff", ".png")
 LABEL_TAILS = ("_labels", "_labels_crf")
 # the class of painted instances when nothing names one
 DEFAULT_CLASS = "plant"
+
+
+def ids_dtype(max_id: int) -> type:
+    """The dtype a label image of instance ids up to ``max_id`` is held in: int16 where they fit
+    (half of int32's memory for every photo held in training), else int32. Signed, as torch
+    has no uint16 arithmetic."""
+    return np.int16 if max_id <= np.iinfo(np.int16).max else np.int32
 
 
 def photo_stem(stem: str) -> str | None:

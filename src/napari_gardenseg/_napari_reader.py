@@ -127,7 +127,7 @@ def read_coco_layers(path, coco: dict | None = None) -> list[tuple]:
     """napari layer data for a COCO file: per annotated photo, its image layer, then its Labels layer.
 
     The photo as :func:`read_photos` gives it, named after its file; the
-    labels (int32 (H, W), :func:`~napari_gardenseg._coco_labels.read_coco`)
+    labels ((H, W), int16 where the ids fit, :func:`~napari_gardenseg._coco_labels.read_coco`)
     named ``<photo name>_labels``, so the *Train on my labels* widget pairs
     them, with ``label`` and ``class_name`` features. ``coco``: the file's
     contents when already read. Raises ValueError for a

@@ -30,6 +30,7 @@ from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
 from ._files import check_target, free_path, user_models_dir
 from ._images import to_rgb_float
+from ._label_files import ids_dtype
 from ._models import ModelError, load_model, resolve_device, save_checkpoint
 
 # the share of the fine-tuned weights in the saved ones (train's wise_alpha, WiSE-FT)
@@ -122,9 +123,8 @@ def _held_rgb(image) -> np.ndarray:
 
 
 def _held_labels(labels: np.ndarray, ids: list[int]) -> np.ndarray:
-    """``labels`` as int16 where its ids fit (half of int32's memory for every photo held), else int32."""
-    dtype = np.int16 if not ids or max(ids) <= np.iinfo(np.int16).max else np.int32
-    return labels.astype(dtype)
+    """A copy of ``labels`` in :func:`ids_dtype` (a copy: a layer painted while training runs is not seen)."""
+    return labels.astype(ids_dtype(max(ids, default=0)))
 
 
 def _classes_found(

@@ -49,7 +49,8 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     -------
     list of ``(photo, labels, classes)``
         One per labelled photo, sorted by path: the photo's path, an ``(H, W)``
-        int32 label image (instance ids from 1, 0 background) of the photo's
+        label image (instance ids from 1, 0 background; int16 where the ids
+        fit, else int32, as ``train`` holds them) of the photo's
         size (after its EXIF orientation, as Ultralytics reads it), and
         ``{instance id: class name}``. Where polygons overlap, the smaller
         instance is drawn over the larger.
