@@ -327,6 +327,12 @@ def main(argv=None) -> int:
         default="src/napari_gardenseg/models/garden.pt",
         help="copy the tuned CRF settings from this checkpoint's meta",
     )
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        help="store this as the model's own mask threshold (the bundled model's 0.3 was chosen on "
+        "benchmarks/eval_real.py --mask-threshold; without it the model runs at Mask R-CNN's 0.5)",
+    )
     p.add_argument("--half", action="store_true", help="store float16 weights (half the file size)")
     p.add_argument("--output", default="runs/garden-mobilenet.pt")
     args = p.parse_args(argv)
@@ -417,6 +423,7 @@ def main(argv=None) -> int:
             "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads (shared)",
             "command": "python scripts/train_garden_model.py " + " ".join(sys.argv[1:]),
             "crf": crf_meta,
+            **({"mask_threshold": args.mask_threshold} if args.mask_threshold is not None else {}),
             **stats,
         }
 

@@ -82,6 +82,11 @@ def test_fine_tuning_lowers_loss_and_round_trips(tmp_path, two_scenes):
     from napari_gardenseg._architectures import replace_heads
 
     base = load_model("garden", device="cpu")
+    # the base's stored settings are kept, its mask threshold (fit to its own soft masks) is not
+    from napari_gardenseg._options import MASK_RCNN_THRESHOLD, model_mask_threshold
+
+    assert model.meta["crf"] == base.meta["crf"] and model_mask_threshold(base.meta) == 0.3
+    assert model_mask_threshold(model.meta) == MASK_RCNN_THRESHOLD
     start = copy.deepcopy(base.net)
     torch.manual_seed(0)  # train() seeds torch with seed=0 before replacing the heads
     replace_heads(start, model.class_names, base.class_names, _classes_found(base, prepare_samples(renamed)))
