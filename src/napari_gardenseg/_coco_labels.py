@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._images import ImageError
+from ._label_files import ids_dtype
 
 __all__ = ["read_coco", "load_coco"]
 
@@ -187,8 +188,6 @@ def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], 
     decoded only while it is drawn.
     """
     from skimage.segmentation import relabel_sequential
-
-    from ._label_files import ids_dtype
 
     labels, classes = np.zeros(shape, ids_dtype(len(rles))), {}
     for rle, name in sorted(rles, key=lambda r: -int(coco_mask.area(r[0]))):  # largest first: smaller on top
