@@ -51,7 +51,7 @@ class _Sample:
 
 # Share of positives among the proposals sampled per image while training (torchvision: 0.25): each
 # positive also goes through the mask head, the costliest part of the heads; half as many learn as well
-# (README: the fine-tuning checks).
+# (docs/benchmarks.md: the fine-tuning checks).
 POSITIVE_FRACTION = 0.125
 
 
@@ -401,7 +401,7 @@ def train(
     masks for the bundled model), the costliest part of the heads. The default
     0.125 (torchvision's Mask R-CNN: 0.25) halves the mask head's work and
     learns as well on the checks of ``scripts/check_finetune.py`` and
-    ``benchmarks/eval_real.py --fine-tune`` (README); None keeps the model's.
+    ``benchmarks/eval_real.py --fine-tune`` (docs/benchmarks.md); None keeps the model's.
     ``frozen_blocks`` first MobileNetV2 blocks of a ``garden_mobilenet`` model
     get no gradient (None: the model's own, 4 for the bundled one; a smaller
     number does not unfreeze those; other architectures refuse a number).
@@ -414,14 +414,14 @@ def train(
     models", CVPR 2022). With a few painted photos the fine-tuned network
     alone forgets much of what the base knew (touching plants of species not
     painted); the average keeps it and the photos' gain as well
-    (``benchmarks/eval_real.py --fine-tune 5``, README). 1.0 saves the
+    (``benchmarks/eval_real.py --fine-tune 5``, docs/benchmarks.md). 1.0 saves the
     fine-tuned network itself; training from scratch (``base=None``) has no
     start to average with and ignores it.
 
     The checkpoint keeps the base's stored settings (CRF, object size) but not
     its ``mask_threshold``: the trained model runs at Mask R-CNN's 0.5 (three
     of four models trained on 1, 3 and 5 painted photos did better at 0.5 than
-    at the bundled model's 0.3, ``eval_real.py --fine-tune``, README);
+    at the bundled model's 0.3, ``eval_real.py --fine-tune``, docs/benchmarks.md);
     ``meta={"mask_threshold": t}`` stores one.
 
     Raises ValueError for a ``positive_fraction`` outside (0, 1] or a
@@ -538,7 +538,7 @@ def train(
         "torch": str(torch.__version__),
     }
     # the base's mask threshold fits its own soft masks; trained on painted masks, the network
-    # measured better at Mask R-CNN's 0.5 (README: eval_real.py --fine-tune), so it is not inherited
+    # measured better at Mask R-CNN's 0.5 (docs/benchmarks.md: eval_real.py --fine-tune), so it is not inherited
     out_meta = {k: v for k, v in base_meta.items() if k not in ("training", "mask_threshold")}
     out_meta["training"] = info
     out_meta.update(meta or {})
