@@ -124,6 +124,27 @@ def test_auto_tiles_only_big_images():
     assert len(tiles) > 4
 
 
+def test_a_strip_runs_in_native_tiles_instead_of_shrinking_to_nothing(monkeypatch):
+    """A crop-row panorama shrunk to the model's 1024-px input would be ~50 px high: its plants vanish."""
+    import napari_gardenseg._tiling as tiling
+
+    model = load_model("garden", device="cpu")
+    assert plan_tiles((768, 1024), None, None, None, model) == (None, None)
+    assert plan_tiles((128, 2600), None, None, 0.5, model) == (None, 0.5)  # a scale asked for is kept
+    # torchvision's own resize would make this one 0 px high
+    tiles, scale = plan_tiles((10, 12960), None, None, None, model)
+    assert scale == 1.0 and len(tiles) > 10 and {t.window[2] - t.window[0] for t in tiles} == {10}
+    assert min(_forward.own_size(model.net, (10, 12960))) == 1
+    image, labels, _ = garden_scene(8_000_321, shape=(128, 2600), n_plants=(14, 18))
+    tiled = segment(image, model, crf=False, vegetation="off")
+    assert tiled.meta["tiles"] > 1 and tiled.meta["scale"] == 1.0
+    monkeypatch.setattr(tiling, "_too_thin", lambda model, shape: False)
+    shrunk = segment(image, model, crf=False, vegetation="off")
+    assert shrunk.meta["tiles"] == 0
+    f1_tiled, f1_shrunk = match_f1(labels, tiled.labels)[0], match_f1(labels, shrunk.labels)[0]
+    assert f1_tiled >= 0.8 and f1_tiled > f1_shrunk + 0.3, (f1_tiled, f1_shrunk)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

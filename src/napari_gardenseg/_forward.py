@@ -93,7 +93,8 @@ def own_size(net, shape) -> tuple[int, int] | None:
     if getattr(transform, "fixed_size", None) is not None or not min_size or not max_size:
         return None
     factor = min(float(min_size[-1]) / min(shape), float(max_size) / max(shape))
-    return math.floor(float(shape[0]) * factor), math.floor(float(shape[1]) * factor)
+    # at least a pixel: torchvision's own rule gives 0 past an aspect ratio of about 100:1
+    return max(1, math.floor(float(shape[0]) * factor)), max(1, math.floor(float(shape[1]) * factor))
 
 
 def predict_instances(

@@ -32,6 +32,10 @@ _AUTO_FACTOR = 1.5
 # ...and, when no scale is given, when the image is this many times the input: shrinking it
 # that much would lose every small object, so it is tiled at native resolution instead
 _NATIVE_AUTO_FACTOR = 4
+# A strip (a stitched crop row, a line scan) that the model's own resize would leave thinner than
+# this runs in native-pixel tiles instead: shrunk to the model's input its plants would vanish
+# (torchvision's resize even leaves a side of 0 pixels past an aspect ratio of about 100:1).
+MIN_RESIZED_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,16 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tup
     with ``scale`` None, when it is too large to be shrunk to it usefully.
     ``region`` (y0, x0, y1, x1): the part of the image the tiles cover (its
     data inside a nodata border); None: all of it. Whether to tile is decided
-    on the whole ``shape`` either way.
+    on the whole ``shape`` either way. With ``scale`` None and ``tile_size``
+    None or "auto", a strip that the model's own resize would leave under
+    :data:`MIN_RESIZED_SIDE` pixels across is tiled at native pixels.
     """
     h, w = shape
-    if tile_size is None:
-        return None, scale
     limit = model_input_size(model)
+    if scale is None and (tile_size is None or tile_size == "auto") and _too_thin(model, shape):
+        tile_size, scale = limit, 1.0
+    elif tile_size is None:
+        return None, scale
     if tile_size == "auto":
         if scale is None:
             if max(h, w) <= _NATIVE_AUTO_FACTOR * limit:
@@ -94,6 +102,12 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tup
             window = (ry0 + y, rx0 + x, ry0 + min(y + size, rh), rx0 + min(x + size, rw))
             tiles.append(Tile(len(tiles), window, (ry0 + cy0, rx0 + cx0, ry0 + cy1, rx0 + cx1)))
     return tiles, s
+
+
+def _too_thin(model, shape) -> bool:
+    """Whether the model's own resize leaves the short side of ``shape`` under :data:`MIN_RESIZED_SIDE`."""
+    own = _forward.own_size(model.net, shape)
+    return own is not None and min(own) < MIN_RESIZED_SIDE
 
 
 def _cores(n: int, size: int, starts: list[int]) -> list[tuple[int, int]]:
