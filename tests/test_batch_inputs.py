@@ -105,3 +105,19 @@ def test_the_same_picture_stored_as_uint8_uint16_or_float_gives_the_same_plants(
         np.testing.assert_array_equal(other, labels[0])
     by_api = segment(dim.astype(np.uint16) * 257, model, crf=False)
     np.testing.assert_array_equal(by_api.labels, labels[0])
+
+
+def test_a_batch_says_why_a_file_gave_no_instance(tmp_path, capsys):
+    scene = garden_scene(8_000_123, (128, 96))[0]
+    Image.fromarray(scene).save(tmp_path / "colour.png")
+    grey = np.random.default_rng(0).normal(120, 10, (128, 96)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "grey.png")  # one channel: split off a photo, or a B/W camera
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(tmp_path), "--out", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "grey.png: 0 instances" in printed and "(a grey image: the models need colour photos)" in printed
+    summary = segment_files([tmp_path / "colour.png", tmp_path / "grey.png"], tmp_path / "again", crf=False)
+    colour, grey = summary.files
+    assert colour.instances >= 1 and colour.note is None
+    assert grey.instances == 0 and "grey" in grey.note
+    assert summary.table.loc[1, "note"] == grey.note

@@ -183,7 +183,9 @@ def segment_files(
         if res["status"] == "done":
             fs.status, fs.instances, fs.seconds, fs.worker = "done", res["instances"], res["seconds"], res["worker"]
             fs.outputs = [str(out / f) for f in res["written"]]
-            finished(fs, f"{Path(fs.file).name}: {fs.instances} instances in {fs.seconds} s")
+            fs.note = res.get("note")
+            note = f" ({fs.note})" if fs.note else ""
+            finished(fs, f"{Path(fs.file).name}: {fs.instances} instances in {fs.seconds} s{note}")
         else:
             fs.worker = res["worker"]
             fail(fs, _failure(fs, tb=res["traceback"], error_type=res["error_type"], message=res["message"]))

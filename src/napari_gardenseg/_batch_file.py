@@ -197,4 +197,23 @@ def process_file(
     with atomic_write(run_json, overwrite, "run record") as tmp:
         tmp.write_text(json.dumps(_jsonable(record), indent=1))
     written.append(run_json.name)
-    return {"file": str(path), "name": name, "instances": len(result), "seconds": round(seconds, 2), "written": written}
+    return {
+        "file": str(path),
+        "name": name,
+        "instances": len(result),
+        "seconds": round(seconds, 2),
+        "written": written,
+        "note": _nothing_found_note(result, options.score_threshold),
+    }
+
+
+def _nothing_found_note(result, score_threshold: float) -> str | None:
+    """Why a file gave no instance, in a batch's words (the widget says it in its own: ``status_hint``)."""
+    from ._plant_pixels import nothing_found
+
+    why = nothing_found(getattr(result, "results", None) or [result])  # a stack's planes, or the one result
+    if why == "grey":
+        return "a grey image: the models need colour photos"
+    if why == "score threshold":
+        return f"no detection scored {score_threshold} or more: try a lower score threshold"
+    return None

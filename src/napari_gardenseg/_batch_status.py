@@ -24,6 +24,7 @@ class FileStatus:
     attempts: int = 0
     error: str | None = None
     worker: str | None = None  # the Dask worker that ran it (None in-process)
+    note: str | None = None  # why a file that was done gave no instance (a grey image, the score threshold)
 
 
 @dataclass
@@ -60,7 +61,8 @@ class BatchSummary:
 
     @property
     def table(self):
-        """A pandas DataFrame, one row per input: file, name, status, instances, outputs, seconds, attempts, error."""
+        """A pandas DataFrame, one row per input: file, name, status, instances, outputs, seconds, attempts, error,
+        worker, note."""
         import pandas as pd
 
         return pd.DataFrame(

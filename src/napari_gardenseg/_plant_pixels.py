@@ -43,6 +43,7 @@ __all__ = [
     "adapt_hint",
     "ground_cover_hint",
     "status_hint",
+    "nothing_found",
     "COLOUR_SCORE_RANGE",
     "GROUND_COVER",
 ]
@@ -385,15 +386,28 @@ def status_hint(results) -> str | None:
     :func:`adapt_hint`.
     """
     results = list(results)
-    if results and not any(len(r) for r in results):
-        if all(r.meta.get("channels", 3) < 3 for r in results):
-            return (
-                "grey image (one channel): the models need colour; make its channels one RGB layer "
-                "(select them, right-click > Merge to RGB)"
-            )
-        threshold = results[0].meta.get("score_threshold")
-        return f"no detection scored {threshold} or more: try a lower *score threshold*"
+    why = nothing_found(results)
+    if why == "grey":
+        return (
+            "grey image (one channel): the models need colour; make its channels one RGB layer "
+            "(select them, right-click > Merge to RGB)"
+        )
+    if why == "score threshold":
+        return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
     return adapt_hint(results) or ground_cover_hint(results)
+
+
+def nothing_found(results) -> str | None:
+    """Why no plane found an instance: "grey" or "score threshold"; None when one did (or no results).
+
+    ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per
+    plane). "grey" when every plane is grey (``meta["channels"]`` 1 or 2): the
+    models tell plants by colour too. Else the score threshold left nothing.
+    """
+    results = list(results)
+    if not results or any(len(r) for r in results):
+        return None
+    return "grey" if all(r.meta.get("channels", 3) < 3 for r in results) else "score threshold"
 
 
 def ground_cover_hint(results) -> str | None:
