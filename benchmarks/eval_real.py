@@ -11,6 +11,7 @@
     python benchmarks/eval_real.py --canvas 0                 # each photo on a black (nodata) border, 4x its area
     python benchmarks/eval_real.py --sets photos --file-size  # the photos at their files' size (3-5 MP), not halved
     python benchmarks/eval_real.py --mosaic 4 --tile-size 1024 --zarr   # the photos joined into one big image
+    python benchmarks/eval_real.py --strips 6                 # each photo cut into 6 bands laid side by side
     python benchmarks/eval_real.py --counts --score-threshold 0.5   # what a user sees: precision / recall at IoU 0.5
     python benchmarks/eval_real.py --methods default+crf --crf max_side=0   # a CRF setting over the model's
 
@@ -272,6 +273,32 @@ def on_canvas(photos, value: int) -> list[dict]:
     return out
 
 
+def strips(photos, bands: int) -> list[dict]:
+    """Each photo cut into ``bands`` horizontal bands laid side by side: a strip (a stitched crop row).
+
+    A plant cut by a band's edge becomes one instance per band it lies in.
+    """
+    out = []
+    for p in photos:
+        h = p["rgb"].shape[0] // bands
+        rgb = np.concatenate([p["rgb"][i * h : (i + 1) * h] for i in range(bands)], axis=1)
+        parts, n = [], 0
+        for i in range(bands):
+            ids, lab = np.unique(p["labels"][i * h : (i + 1) * h], return_inverse=True)
+            lab = lab.reshape(h, -1).astype(np.int32) if ids[0] == 0 else lab.reshape(h, -1).astype(np.int32) + 1
+            parts.append(np.where(lab > 0, lab + n, 0))
+            n += int(lab.max())
+        out.append(
+            {
+                **p,
+                "name": f"{p['name']} in {bands} bands",
+                "rgb": np.ascontiguousarray(rgb),
+                "labels": np.concatenate(parts, axis=1),
+            }
+        )
+    return out
+
+
 def mosaic(photos, cols: int) -> list[dict]:
     """The photos side by side, ``cols`` to a row, as one big image (a drone's orthomosaic of many beds).
 
@@ -438,6 +465,7 @@ def main(argv=None):
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
     p.add_argument("--mosaic", type=int, metavar="COLS", help="join the photos into one image, COLS to a row, first")
+    p.add_argument("--strips", type=int, metavar="N", help="cut each photo into N bands laid side by side, first")
     p.add_argument("--file-size", action="store_true", help="read the photos at their files' size (not the manifest's)")
     p.add_argument("--canvas", type=int, metavar="V", help="put every photo on a canvas of value V, 4x its area, first")
     p.add_argument("--zarr", action="store_true", help="run gs.segment_to_zarr (the colour stage window by window)")
@@ -461,6 +489,8 @@ def main(argv=None):
         photos = through_camera(photos, args.jpeg, args.blur)
     if args.canvas is not None:
         photos = on_canvas(photos, args.canvas)
+    if args.strips:
+        photos = strips(photos, args.strips)
     if args.mosaic:
         photos = mosaic(photos, args.mosaic)
     if args.fine_tune:
