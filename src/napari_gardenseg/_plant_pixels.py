@@ -389,8 +389,8 @@ def status_hint(results) -> str | None:
     why = nothing_found(results)
     if why == "grey":
         return (
-            "grey image (one channel): the models need colour; make its channels one RGB layer "
-            "(select them, right-click > Merge to RGB)"
+            "grey image (one channel): the models need colour; if it is a channel of a colour photo, make its "
+            "channels one RGB layer (select them, right-click > Merge to RGB)"
         )
     if why == "score threshold":
         return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
