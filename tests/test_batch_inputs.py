@@ -121,3 +121,6 @@ def test_a_batch_says_why_a_file_gave_no_instance(tmp_path, capsys):
     assert colour.instances >= 1 and colour.note is None
     assert grey.instances == 0 and "grey" in grey.note
     assert summary.table.loc[1, "note"] == grey.note
+    assert _record(tmp_path / "again", "grey")["note"] == grey.note  # in the run record too
+    resumed = segment_files([tmp_path / "grey.png"], tmp_path / "again", crf=False, resume=True)
+    assert resumed.files[0].status == "skipped" and resumed.files[0].note == grey.note

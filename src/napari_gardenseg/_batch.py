@@ -220,7 +220,7 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
     if record is not None:
         why = _not_done(out, fs.name, {**wanted, "input": _input_identity(path)}, record)
         if why is None:
-            fs.status, fs.instances = "skipped", record.get("instances")
+            fs.status, fs.instances, fs.note = "skipped", record.get("instances"), record.get("note")
             fs.outputs = [str(out / f) for f in [*record.get("written", []), f"{fs.name}{RUN_SUFFIX}"]]
             return "skip"
         if not overwrite:

@@ -127,6 +127,7 @@ def process_file(
             "file": str(path),
             "name": name,
             "instances": done.get("instances"),
+            "note": done.get("note"),
             "seconds": 0.0,
             "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"],
             "reused": True,
@@ -181,10 +182,12 @@ def process_file(
     written = _write_outputs(
         result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite
     )
+    note = _nothing_found_note(result, options.score_threshold)
     record.update(
         image=image.record(),
         written=written,
         instances=len(result),
+        note=note,
         # whether the vegetation stage ran, and why (not compared on --resume: it follows from the options)
         vegetation=(getattr(result, "meta", None) or {}).get("vegetation"),
         # how the network saw the image: its scale, the tiles, and what it was not given (nodata)
@@ -203,7 +206,7 @@ def process_file(
         "instances": len(result),
         "seconds": round(seconds, 2),
         "written": written,
-        "note": _nothing_found_note(result, options.score_threshold),
+        "note": note,
     }
 
 
