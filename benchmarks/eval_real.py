@@ -276,26 +276,15 @@ def on_canvas(photos, value: int) -> list[dict]:
 def strips(photos, bands: int) -> list[dict]:
     """Each photo cut into ``bands`` horizontal bands laid side by side: a strip (a stitched crop row).
 
-    A plant cut by a band's edge becomes one instance per band it lies in.
+    The bands are joined as :func:`mosaic` joins photos: a plant cut by a band's
+    edge becomes one instance per band it lies in.
     """
     out = []
     for p in photos:
         h = p["rgb"].shape[0] // bands
-        rgb = np.concatenate([p["rgb"][i * h : (i + 1) * h] for i in range(bands)], axis=1)
-        parts, n = [], 0
-        for i in range(bands):
-            ids, lab = np.unique(p["labels"][i * h : (i + 1) * h], return_inverse=True)
-            lab = lab.reshape(h, -1).astype(np.int32) if ids[0] == 0 else lab.reshape(h, -1).astype(np.int32) + 1
-            parts.append(np.where(lab > 0, lab + n, 0))
-            n += int(lab.max())
-        out.append(
-            {
-                **p,
-                "name": f"{p['name']} in {bands} bands",
-                "rgb": np.ascontiguousarray(rgb),
-                "labels": np.concatenate(parts, axis=1),
-            }
-        )
+        cut = [{"rgb": p["rgb"][i * h : (i + 1) * h], "labels": p["labels"][i * h : (i + 1) * h]} for i in range(bands)]
+        joined = mosaic(cut, bands)[0]
+        out.append({**p, "name": f"{p['name']} in {bands} bands", "rgb": joined["rgb"], "labels": joined["labels"]})
     return out
 
 

@@ -93,7 +93,7 @@ def own_size(net, shape) -> tuple[int, int] | None:
     if getattr(transform, "fixed_size", None) is not None or not min_size or not max_size:
         return None
     factor = min(float(min_size[-1]) / min(shape), float(max_size) / max(shape))
-    # at least a pixel: torchvision's own rule gives 0 past an aspect ratio of about 100:1
+    # at least a pixel: torchvision's own rule gives 0 when the long side is over max_size times the short
     return max(1, math.floor(float(shape[0]) * factor)), max(1, math.floor(float(shape[1]) * factor))
 
 

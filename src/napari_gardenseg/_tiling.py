@@ -34,7 +34,7 @@ _AUTO_FACTOR = 1.5
 _NATIVE_AUTO_FACTOR = 4
 # A strip (a stitched crop row, a line scan) that the model's own resize would leave thinner than
 # this runs in native-pixel tiles instead: shrunk to the model's input its plants would vanish
-# (torchvision's resize even leaves a side of 0 pixels past an aspect ratio of about 100:1).
+# (torchvision's resize even leaves 0 pixels when the long side is over max_size times the short).
 MIN_RESIZED_SIDE = 64
 
 
