@@ -79,6 +79,12 @@ def garden_small(
     return _slim_maskrcnn(backbone, num_classes, min_size, max_size, fpn_channels, mask_roi_size)
 
 
+# Instances one network pass may return (torchvision's default is COCO's 100): a seedling tray or a
+# bed seen whole holds more plants than that, and a cap that binds drops plants silently. The slim
+# models' 300 proposals bound it too; photos with fewer plants return the same instances either way.
+DETECTIONS_PER_PASS = 300
+
+
 def _slim_maskrcnn(backbone, num_classes, min_size, max_size, fpn_channels, mask_roi_size, **transform) -> MaskRCNN:
     """torchvision's MaskRCNN with the garden models' slim heads and RPN budget, on any FPN ``backbone``."""
     anchors = AnchorGenerator(((16,), (32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 5)
@@ -95,7 +101,7 @@ def _slim_maskrcnn(backbone, num_classes, min_size, max_size, fpn_channels, mask
         rpn_post_nms_top_n_test=300,
         rpn_batch_size_per_image=128,
         box_batch_size_per_image=128,
-        box_detections_per_img=100,
+        box_detections_per_img=DETECTIONS_PER_PASS,
         box_head=TwoMLPHead(fpn_channels * 7 * 7, rep),
         box_predictor=FastRCNNPredictor(rep, num_classes),
         mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2", "3"], mask_roi_size, 2),
@@ -181,12 +187,14 @@ def load_imagenet_features(net: MaskRCNN, path) -> None:
 def maskrcnn_resnet50_fpn_v2(num_classes: int, **kwargs) -> MaskRCNN:
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2 as build
 
+    kwargs.setdefault("box_detections_per_img", DETECTIONS_PER_PASS)
     return build(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
 
 
 def maskrcnn_resnet50_fpn(num_classes: int, **kwargs) -> MaskRCNN:
     from torchvision.models.detection import maskrcnn_resnet50_fpn as build
 
+    kwargs.setdefault("box_detections_per_img", DETECTIONS_PER_PASS)
     return build(weights=None, weights_backbone=None, num_classes=num_classes, **kwargs)
 
 
