@@ -182,7 +182,7 @@ def process_file(
     written = _write_outputs(
         result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite
     )
-    note = _nothing_found_note(result, options.score_threshold)
+    note = _file_note(result, options.score_threshold)
     record.update(
         image=image.record(),
         written=written,
@@ -210,13 +210,17 @@ def process_file(
     }
 
 
-def _nothing_found_note(result, score_threshold: float) -> str | None:
-    """Why a file gave no instance, in a batch's words (the widget says it in its own: ``status_hint``)."""
-    from ._plant_pixels import nothing_found
+def _file_note(result, score_threshold: float) -> str | None:
+    """Why a file gave no instance, or that plants may be missing, in a batch's words; else None
+    (the widget says it in its own: ``status_hint``)."""
+    from ._plant_pixels import network_full_hint, nothing_found
 
-    why = nothing_found(getattr(result, "results", None) or [result])  # a stack's planes, or the one result
+    results = getattr(result, "results", None) or [result]  # a stack's planes, or the one result
+    why = nothing_found(results)
     if why == "grey":
         return "a grey image: the models need colour photos"
     if why == "score threshold":
         return f"no detection scored {score_threshold} or more: try a lower score threshold"
+    if network_full_hint(results):
+        return "the network returned as many instances as one pass may: plants may be missing; try tiles of 512 px"
     return None

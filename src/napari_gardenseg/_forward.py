@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ._cancel import check
-from ._instances import Instances
+from ._instances import FULL_PASSES, Instances
 
 if TYPE_CHECKING:
     from ._models import Model
@@ -119,7 +119,8 @@ def predict_instances(
     the box. ``offset`` (y, x) places the region in an image of
     ``image_shape``; instances are sorted by descending score. Detections
     below ``min_score`` or not in ``classes`` (a set of ids) are dropped before
-    their masks are pasted.
+    their masks are pasted. ``meta[FULL_PASSES]`` is 1 when the network returned
+    as many detections as one pass may (it may have dropped some).
     """
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
     from torchvision.models.detection.transform import resize_boxes
@@ -143,6 +144,7 @@ def predict_instances(
         proposals, _ = net.rpn(images, features)
         det = net.roi_heads(features, proposals, images.image_sizes)[0][0]
         del features, proposals, images.tensors
+        full = len(det["scores"]) >= getattr(net.roi_heads, "detections_per_img", math.inf)
         boxes = resize_boxes(det["boxes"], images.image_sizes[0], (h, w))
         order = torch.argsort(det["scores"], descending=True, stable=True)
         wanted = det["scores"][order] >= min_score
@@ -172,4 +174,5 @@ def predict_instances(
         labels.cpu().numpy(),
         boxes.float().cpu().numpy() + shift,
         image_shape if image_shape is not None else (h, w),
+        meta={FULL_PASSES: 1} if full else {},
     )

@@ -29,7 +29,7 @@ from . import _forward
 from ._cancel import Cancelled, ProgressFn, check
 from ._files import atomic_write, check_target
 from ._forward import predict_instances
-from ._instances import Instances, paint, paint_image, visible_shares
+from ._instances import FULL_PASSES, Instances, paint, paint_image, visible_shares
 from ._io import ImageSource, open_image
 from ._models import Model, load_model
 from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_threshold
@@ -123,6 +123,8 @@ def detect_instances(
         found = suppress_duplicates(found, options.mask_threshold)
         found.class_ids[:] = 1
     how = {"scale": scale, "tiles": 0 if tiles is None else len(tiles)}
+    if found.meta.get(FULL_PASSES):
+        how[FULL_PASSES] = found.meta[FULL_PASSES]
     if window is not None and window != (0, 0, *source.shape[:2]):
         how["data_window"] = list(window)
     if tiles is not None:

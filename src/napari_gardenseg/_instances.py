@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Instances", "paint", "paint_image", "visible_shares", "instances_to_labels"]
+__all__ = ["Instances", "paint", "paint_image", "visible_shares", "instances_to_labels", "FULL_PASSES"]
+
+# The key, in the instances' meta and a result's, of how many network passes returned as many
+# instances as one pass may (``roi_heads.detections_per_img``): it may have dropped plants.
+FULL_PASSES = "full_passes"
 
 
 @dataclass

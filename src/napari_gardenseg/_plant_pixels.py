@@ -42,6 +42,7 @@ __all__ = [
     "model_coverage",
     "adapt_hint",
     "ground_cover_hint",
+    "network_full_hint",
     "status_hint",
     "nothing_found",
     "COLOUR_SCORE_RANGE",
@@ -383,7 +384,7 @@ def status_hint(results) -> str | None:
     Nothing found in a grey image (``meta["channels"]`` 1 or 2): the bundled
     model tells plants by colour too, so a channel split off a colour photo
     is the likely cause. Nothing found in colour: the score threshold. Else
-    :func:`adapt_hint`.
+    :func:`network_full_hint`, :func:`adapt_hint`, :func:`ground_cover_hint`.
     """
     results = list(results)
     why = nothing_found(results)
@@ -394,7 +395,7 @@ def status_hint(results) -> str | None:
         )
     if why == "score threshold":
         return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
-    return adapt_hint(results) or ground_cover_hint(results)
+    return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results)
 
 
 def nothing_found(results) -> str | None:
@@ -408,6 +409,21 @@ def nothing_found(results) -> str | None:
     if not results or any(len(r) for r in results):
         return None
     return "grey" if all(r.meta.get("channels", 3) < 3 for r in results) else "score threshold"
+
+
+def network_full_hint(results) -> str | None:
+    """One line when a network pass returned as many instances as one pass may (``meta["full_passes"]``,
+    :data:`~napari_gardenseg._instances.FULL_PASSES`): it may have dropped plants, which smaller
+    tiles find; else None. ``results``: :class:`~napari_gardenseg.SegmentationResult` objects."""
+    from ._instances import FULL_PASSES
+
+    passes = sum(r.meta.get(FULL_PASSES, 0) for r in results)
+    if not passes:
+        return None
+    return (
+        f"the network returned as many instances as one pass may ({passes} pass{'es' if passes > 1 else ''}): "
+        "plants may be missing; segment in smaller tiles (tiles: size in pixels, 512 say) to find them"
+    )
 
 
 def ground_cover_hint(results) -> str | None:

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _forward
 from ._cancel import check
-from ._instances import Instances
+from ._instances import FULL_PASSES, Instances
 
 __all__ = ["Tile", "plan_tiles", "merge_tiles", "detect"]
 
@@ -165,7 +165,11 @@ def detect(
             )
         )
     report(1.0, "merging tiles")
-    return merge_tiles(per_tile, tiles, mask_threshold), skipped
+    merged = merge_tiles(per_tile, tiles, mask_threshold)
+    full = sum(p.meta.get(FULL_PASSES, 0) for p in per_tile)
+    if full:
+        merged.meta[FULL_PASSES] = full
+    return merged, skipped
 
 
 def _intersection(a, b):
