@@ -94,17 +94,19 @@ def test_a_tray_of_two_hundred_plants_is_not_cut_at_a_hundred():
 
 def test_a_full_network_pass_is_said(random_maskrcnn, scene):
     # torchvision's own module keeps COCO's cap of 100, and this one reports every detection:
-    # each pass is full, which the result, the widget's hint and a batch's note say
+    # at a threshold of 0 each pass is full, which the result, the widget's hint and a batch's note say
     from napari_gardenseg._batch_file import _file_note
     from napari_gardenseg._plant_pixels import network_full_hint, status_hint
 
     image = rgb_image(256, 256)
-    whole = segment(image, random_maskrcnn, vegetation="off", score_threshold=0.5)
+    whole = segment(image, random_maskrcnn, vegetation="off", score_threshold=0.0)
     assert whole.meta["full_passes"] == 1
     assert "may be missing" in status_hint([whole])
     assert "may be missing" in _file_note(whole, 0.5)
-    tiled = segment(image, random_maskrcnn, vegetation="off", tile_size=160, tile_overlap=64)
+    tiled = segment(image, random_maskrcnn, vegetation="off", score_threshold=0.0, tile_size=160, tile_overlap=64)
     assert tiled.meta["full_passes"] == tiled.meta["tiles"] == 4
+    # a full pass of detections all below the threshold dropped none that would have been kept
+    assert "full_passes" not in segment(image, random_maskrcnn, vegetation="off", score_threshold=1.0).meta
     few = segment(scene[0], "garden", vegetation="off")  # a bed of a few plants: far from full
     assert len(few) > 0 and "full_passes" not in few.meta and network_full_hint([few]) is None
 

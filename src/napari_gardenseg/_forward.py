@@ -120,7 +120,8 @@ def predict_instances(
     ``image_shape``; instances are sorted by descending score. Detections
     below ``min_score`` or not in ``classes`` (a set of ids) are dropped before
     their masks are pasted. ``meta[FULL_PASSES]`` is 1 when the network returned
-    as many detections as one pass may (it may have dropped some).
+    as many detections as one pass may, the last scoring ``min_score`` or more
+    (it may have dropped some that would have been kept).
     """
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
     from torchvision.models.detection.transform import resize_boxes
@@ -144,7 +145,12 @@ def predict_instances(
         proposals, _ = net.rpn(images, features)
         det = net.roi_heads(features, proposals, images.image_sizes)[0][0]
         del features, proposals, images.tensors
-        full = len(det["scores"]) >= getattr(net.roi_heads, "detections_per_img", math.inf)
+        # full: the pass returned as many as it may, and those it dropped (scoring at most its last)
+        # might have passed min_score
+        scores = det["scores"]
+        full = (
+            len(scores) >= getattr(net.roi_heads, "detections_per_img", math.inf) and float(scores.min()) >= min_score
+        )
         boxes = resize_boxes(det["boxes"], images.image_sizes[0], (h, w))
         order = torch.argsort(det["scores"], descending=True, stable=True)
         wanted = det["scores"][order] >= min_score
