@@ -119,12 +119,12 @@ def detect_instances(
             cancel=cancel,
             progress=progress,
         )
-    if options.merge_classes:
-        found = suppress_duplicates(found, options.mask_threshold)
-        found.class_ids[:] = 1
     how = {"scale": scale, "tiles": 0 if tiles is None else len(tiles)}
     if found.meta.get(FULL_PASSES):
         how[FULL_PASSES] = found.meta[FULL_PASSES]
+    if options.merge_classes:
+        found = suppress_duplicates(found, options.mask_threshold)
+        found.class_ids[:] = 1
     if window is not None and window != (0, 0, *source.shape[:2]):
         how["data_window"] = list(window)
     if tiles is not None:
