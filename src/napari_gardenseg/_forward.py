@@ -147,10 +147,8 @@ def predict_instances(
         del features, proposals, images.tensors
         # full: the pass returned as many as it may, and those it dropped (scoring at most its last)
         # might have passed min_score
-        scores = det["scores"]
-        full = (
-            len(scores) >= getattr(net.roi_heads, "detections_per_img", math.inf) and float(scores.min()) >= min_score
-        )
+        cap = getattr(net.roi_heads, "detections_per_img", math.inf)
+        full = len(det["scores"]) >= cap and float(det["scores"].min()) >= min_score
         boxes = resize_boxes(det["boxes"], images.image_sizes[0], (h, w))
         order = torch.argsort(det["scores"], descending=True, stable=True)
         wanted = det["scores"][order] >= min_score

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._instances import Instances, paint_image, visible_shares
+from ._instances import FULL_PASSES, Instances, paint_image, visible_shares
 from ._vegetation import VegetationMap
 
 __all__ = [
@@ -415,8 +415,6 @@ def network_full_hint(results) -> str | None:
     """One line when a network pass returned as many instances as one pass may (``meta["full_passes"]``,
     :data:`~napari_gardenseg._instances.FULL_PASSES`): it may have dropped plants, which smaller
     tiles find; else None. ``results``: :class:`~napari_gardenseg.SegmentationResult` objects."""
-    from ._instances import FULL_PASSES
-
     passes = sum(r.meta.get(FULL_PASSES, 0) for r in results)
     if not passes:
         return None
