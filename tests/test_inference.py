@@ -67,6 +67,71 @@ def test_a_photo_larger_than_the_network_input_matches_torchvision_up_to_roundin
     np.testing.assert_allclose(found.to_dense(), ref["masks"][:, 0].numpy(), atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    "shape, dtype, scale",
+    [((1465, 2200, 3), np.uint8, None), ((1200, 1777, 4), np.uint8, None), ((900, 1300, 3), np.uint16, 0.37)],
+)
+def test_a_large_photo_is_shrunk_for_the_network_without_a_float_copy_of_it(monkeypatch, shape, dtype, scale):
+    # network_input picks the rows and columns that bilinear resizing samples: the same values as
+    # interpolate on the whole float image, while no window of more than a band of rows is read
+    from napari_gardenseg import _forward
+    from napari_gardenseg._io import ImageSource
+
+    model = load_model("garden", device="cpu")
+    top = np.iinfo(dtype).max
+    image = np.random.default_rng(5).integers(0, top, shape, endpoint=True).astype(dtype)
+    image[..., 3:] = np.where(np.arange(shape[1]) % 5 == 0, 0, top)[None, :, None]  # transparent columns
+    source = ImageSource(image)
+    h, w = source.shape
+    full = torch.from_numpy(source.read()).permute(2, 0, 1)
+    size = _forward.network_size((h, w), scale) or _forward.own_size(model.net, (h, w))
+    assert h * w > _forward.SAMPLED_ABOVE * size[0] * size[1]
+    ref = torch.nn.functional.interpolate(full[None], size=size, mode="bilinear", align_corners=False)[0]
+    raw = ImageSource._raw
+    calls = []
+
+    def spy(self, window, step=1):
+        calls.append(window[2] - window[0])
+        return raw(self, window, step)
+
+    monkeypatch.setattr(ImageSource, "_raw", spy)
+    got = _forward.network_input(source, (0, 0, h, w), scale, model.net)
+    assert got.shape == (*size, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref.permute(1, 2, 0).numpy(), rtol=0, atol=1e-6)
+    assert calls and max(calls) <= 256
+
+
+def test_segment_never_holds_a_large_photo_as_floats(monkeypatch):
+    # the whole-image path gives the network network_input's pixels: the detections are those of
+    # the photo resized whole, while no read holds more than the vegetation stage's band of rows
+    # as floats (the network's sampled rows, the stage's overview, the nodata border's strips)
+    from napari_gardenseg import _forward
+    from napari_gardenseg._inference import detect_instances
+    from napari_gardenseg._io import ImageSource, open_image
+    from napari_gardenseg._options import SegmentOptions
+    from napari_gardenseg._sample_data import load_photo_sample
+
+    model = load_model("garden", device="cpu")
+    image = np.tile(load_photo_sample(), (3, 2, 1))  # 7.6 MP
+    ref = _forward.predict_instances(model, image.astype(np.float32) / 255, min_score=0.05)
+    read = ImageSource.read
+    pixels = []
+
+    def spy(self, window=None, step=1):
+        out = read(self, window, step)
+        pixels.append(out.shape[0] * out.shape[1])
+        return out
+
+    monkeypatch.setattr(ImageSource, "read", spy)
+    found, _ = detect_instances(model, open_image(image), SegmentOptions(score_threshold=0.05), None)
+    assert len(found) == len(ref) > 20
+    np.testing.assert_array_equal(found.scores, ref.scores)
+    np.testing.assert_array_equal(found.boxes, ref.boxes)
+    res = segment(image, model, score_threshold=0.05, crf=False)
+    assert len(res) > 40 and res.meta["vegetation"]["applied"]
+    assert pixels and max(pixels) <= 1024 * image.shape[1] < image.shape[0] * image.shape[1] // 2
+
+
 def test_a_tray_of_two_hundred_plants_is_not_cut_at_a_hundred():
     # sixteen synthetic beds of twelve plants side by side (a tray seen whole); torchvision's COCO
     # cap of 100 instances per pass dropped the rest silently, the network alone found 74 of them

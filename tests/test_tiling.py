@@ -44,8 +44,19 @@ def convex_scene(shape=(600, 700), seed=0) -> np.ndarray:
 def stub_predictor(truth: np.ndarray):
     """A stand-in for the network: its detections in a region are the connected components of ``truth`` there."""
 
-    def predict(model, rgb, *, scale=None, offset=(0, 0), image_shape=None, cancel=None, min_score=0.0, classes=None):
-        h, w = rgb.shape[:2]
+    def predict(
+        model,
+        rgb,
+        *,
+        scale=None,
+        offset=(0, 0),
+        image_shape=None,
+        cancel=None,
+        min_score=0.0,
+        classes=None,
+        region_shape=None,
+    ):
+        h, w = rgb.shape[:2] if region_shape is None else region_shape
         y0, x0 = offset
         region = truth[y0 : y0 + h, x0 : x0 + w]
         masks, offsets, scores, boxes = [], [], [], []

@@ -26,7 +26,7 @@ from ._instances import FULL_PASSES, Instances
 if TYPE_CHECKING:
     from ._models import Model
 
-__all__ = ["predict_instances", "network_size"]
+__all__ = ["predict_instances", "network_input", "network_size"]
 
 
 @contextmanager
@@ -97,6 +97,69 @@ def own_size(net, shape) -> tuple[int, int] | None:
     return max(1, math.floor(float(shape[0]) * factor)), max(1, math.floor(float(shape[1]) * factor))
 
 
+def _linear_taps(n_in: int, n_out: int):
+    """The two source indices and weights of each of ``n_out`` outputs of a linear resize from
+    ``n_in`` samples, as PyTorch's CPU ``upsample_bilinear2d`` (``align_corners=False``, no
+    antialias, the size given) computes them: (i0, i1, w0, w1), int64 and float32 (n_out,).
+
+    Its source position ``scale * (i + 0.5) - 0.5`` is rounded once (a fused multiply-add),
+    which float64 gives exactly here for any image size.
+    """
+    scale = np.float32(n_in) / np.float32(n_out)
+    real = (np.float64(scale) * (np.arange(n_out, dtype=np.float64) + 0.5) - 0.5).astype(np.float32)
+    real = np.maximum(real, np.float32(0))
+    i0 = np.minimum(np.floor(real).astype(np.int64), n_in - 1)
+    w1 = np.clip(real - i0.astype(np.float32), np.float32(0), np.float32(1))
+    return i0, i0 + (i0 < n_in - 1), np.float32(1) - w1, w1
+
+
+def _blend(a: np.ndarray, b: np.ndarray, w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """float32 ``a * w0 + b * w1``, rounded as PyTorch's kernel rounds it (the second product
+    rounded, then added to the first with one rounding: a fused multiply-add)."""
+    return (a.astype(np.float64) * w0 + (b * w1).astype(np.float64)).astype(np.float32)
+
+
+# A region of more than this many times the network's input pixels is read sampled: below it the
+# float copy is small, and reading it whole and resizing it is faster than picking its pixels.
+SAMPLED_ABOVE = 4
+
+
+def network_input(source, window, scale, net) -> np.ndarray:
+    """Float RGB of ``window`` (y0, x0, y1, x1) of an :class:`~napari_gardenseg._io.ImageSource`,
+    as :func:`predict_instances` wants it (pass ``region_shape``).
+
+    Where the network shrinks the region to less than 1 / :data:`SAMPLED_ABOVE`
+    of its pixels (a small ``scale``, or the model's own resize of a large photo),
+    the region is resized here exactly as ``predict_instances`` would resize it
+    (bilinear, ``torch.nn.functional.interpolate``), from only the rows and
+    columns that resize samples: a 48 MP photo is never held as floats.
+    Otherwise the region as :meth:`~napari_gardenseg._io.ImageSource.read` gives it.
+    """
+    y0, x0, y1, x1 = window
+    h, w = y1 - y0, x1 - x0
+    size = _shrunk_size(net, (h, w), scale)
+    if size is None or h * w < SAMPLED_ABOVE * size[0] * size[1]:
+        return source.read(window)
+    (ry0, ry1, wy0, wy1), (cx0, cx1, wx0, wx1) = _linear_taps(h, size[0]), _linear_taps(w, size[1])
+    rows, row_at = np.unique(np.concatenate([ry0, ry1]), return_inverse=True)
+    cols, col_at = np.unique(np.concatenate([cx0, cx1]), return_inverse=True)
+    picked = source.read_sampled(window, rows, cols)
+    # along each row first, then across rows: the order of PyTorch's kernel
+    left, right = np.take(picked, col_at[: size[1]], axis=1), np.take(picked, col_at[size[1] :], axis=1)
+    across = _blend(left, right, wx0[:, None], wx1[:, None])
+    return _blend(across[row_at[: size[0]]], across[row_at[size[0] :]], wy0[:, None, None], wy1[:, None, None])
+
+
+def _shrunk_size(net, shape, scale) -> tuple[int, int] | None:
+    """The (h, w) the network's input is resized to for a region of ``shape``, when smaller; else None."""
+    size = network_size(shape, scale)
+    if size is None:
+        size = own_size(net, shape)
+    if size is None or size[0] * size[1] >= shape[0] * shape[1]:
+        return None
+    return size
+
+
 def predict_instances(
     model: Model,
     rgb: np.ndarray,
@@ -107,6 +170,7 @@ def predict_instances(
     cancel=None,
     min_score: float = 0.0,
     classes=None,
+    region_shape=None,
 ) -> Instances:
     """Run the network on one float RGB (h, w, 3) region in 0..1; return compact instances.
 
@@ -121,20 +185,24 @@ def predict_instances(
     below ``min_score`` or not in ``classes`` (a set of ids) are dropped before
     their masks are pasted. ``meta[FULL_PASSES]`` is 1 when the network returned
     as many detections as one pass may, the last scoring ``min_score`` or more
-    (it may have dropped some that would have been kept).
+    (it may have dropped some that would have been kept). ``region_shape``: the
+    region's (h, w) when ``rgb`` is :func:`network_input`'s, already shrunk to
+    the network's size (None: ``rgb`` is the region at its own resolution).
     """
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
     from torchvision.models.detection.transform import resize_boxes
 
-    h, w = rgb.shape[:2]
+    h, w = rgb.shape[:2] if region_shape is None else (int(region_shape[0]), int(region_shape[1]))
     net = model.net
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
     size = network_size((h, w), scale)
     if size is None:  # the model's own resize, done here first when it shrinks (see below)
         own = own_size(net, (h, w))
         size = own if own is not None and own[0] * own[1] < h * w else None
+    if tuple(rgb.shape[:2]) != (h, w) and tuple(rgb.shape[:2]) != size:
+        raise ValueError(f"rgb of shape {rgb.shape[:2]} is neither the region {(h, w)} nor its network size {size}")
     with model.lock, torch.inference_mode(), _eval_mode(net), _cancellable(net, cancel), _network_size(net, size):
-        if size is not None and size != (h, w):
+        if size is not None and tuple(tensor.shape[1:]) != size:
             # resize before the transform normalises (it then resizes to the same size: a copy), so a
             # 12 MP photo is not normalised at full size; the same pixels up to float rounding
             tensor = torch.nn.functional.interpolate(tensor[None], size=size, mode="bilinear", align_corners=False)[0]

@@ -94,19 +94,18 @@ def detect_instances(
         tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, asked, model, window)
     if tiles is None:
         report(0.0, "running Mask R-CNN")
-        rgb = source.read()
-        window = data_window(rgb)  # the network sees the data, not a nodata border around it
+        window = data_window(source)  # the network sees the data, not a nodata border around it
         found = _forward.predict_instances(
             model,
-            rgb[window[0] : window[2], window[1] : window[3]],
+            _forward.network_input(source, window, scale, model.net),
             scale=scale,
             offset=window[:2],
-            image_shape=rgb.shape[:2],
+            image_shape=source.shape,
+            region_shape=(window[2] - window[0], window[3] - window[1]),
             cancel=cancel,
             min_score=options.score_threshold,
             classes=wanted,
         )
-        del rgb
     else:
         found, skipped = detect(
             model,

@@ -49,8 +49,10 @@ class ImageSource:
     tiles of one image are treated alike: for arrays in memory it is exactly
     :func:`~napari_gardenseg.to_rgb_float`'s (range from every pixel), for lazy
     ones the range comes from a strided overview. Nothing is converted until a
-    window is read, so a tiled run of a lazy image never holds a float copy of
-    the whole image (of an image in memory, the vegetation stage reads it whole).
+    window is read: the network's input is read sampled
+    (:meth:`read_sampled`, :func:`~napari_gardenseg._forward.network_input`) or
+    tile by tile, and the vegetation stage reads bands and an overview, so no
+    run holds a float copy of a large image.
     """
 
     def __init__(self, array, *, name: str | None = None):
@@ -145,7 +147,27 @@ class ImageSource:
         """
         h, w = self.shape
         window = (0, 0, h, w) if window is None else tuple(int(v) for v in window)
-        block = self._raw(window, int(step))
+        return self._float(self._raw(window, int(step)))
+
+    def read_sampled(self, window, rows, cols, *, band: int = 256) -> np.ndarray:
+        """``read(window)[rows][:, cols]``: float32 RGB (len(rows), len(cols), 3), reading the
+        window ``band`` rows at a time, so that no float copy of the window is ever made.
+
+        ``rows``, ``cols``: sorted int indices relative to the window. Every step of
+        :meth:`read` is per pixel, so picking the pixels first changes no value.
+        """
+        y0, x0, y1, x1 = (int(v) for v in window)
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        parts = []
+        for start in range(0, y1 - y0, band):
+            pick = rows[(rows >= start) & (rows < start + band)]
+            if pick.size:
+                block = self._raw((y0 + start, x0, min(y0 + start + band, y1), x1))
+                parts.append(np.take(block[pick - start], cols, axis=1))  # C order, unlike [:, cols]
+        return self._float(np.concatenate(parts))
+
+    def _float(self, block: np.ndarray) -> np.ndarray:
+        """Raw pixels (..., channels) of this image as float32 RGB in 0..1: the mapping of :meth:`read`."""
         if block.ndim == 2:
             block = block[..., None]
         alpha = None

@@ -138,17 +138,19 @@ def detect(
 ) -> tuple[Instances, int]:
     """Instances of the whole image: the network on every tile (detections below ``min_score`` or
     not in ``classes`` dropped there), then merged across tiles; and how many tiles were all
-    black or all white (nodata, an orthomosaic's border) and were not given to the network."""
+    black or all white (nodata, an orthomosaic's border; at the network's scale, the pixels its
+    resize samples) and were not given to the network."""
     report = progress or (lambda f, m: None)
     per_tile, skipped = [], 0
     for k, tile in enumerate(tiles):
         check(cancel, "segmentation")
         report(k / len(tiles), f"tile {k + 1} of {len(tiles)}")
         y0, x0, y1, x1 = tile.window
-        rgb = source.read(tile.window)
+        rgb = _forward.network_input(source, tile.window, scale, model.net)
         if rgb.max() <= 0.0 or rgb.min() >= 1.0:
-            # one nodata colour (an orthomosaic's border, a survey's outline): nothing to find there.
-            # Not any mix of black and white: a black-and-white picture has shapes in it
+            # one nodata colour in all the network would see (an orthomosaic's border, a survey's
+            # outline): nothing to find there. Not any mix of black and white: a black-and-white
+            # picture has shapes in it
             per_tile.append(Instances.empty(source.shape))
             skipped += 1
             continue
@@ -159,6 +161,7 @@ def detect(
                 scale=scale,
                 offset=(y0, x0),
                 image_shape=source.shape,
+                region_shape=(y1 - y0, x1 - x0),
                 cancel=cancel,
                 min_score=min_score,
                 classes=classes,
