@@ -51,8 +51,8 @@ class ImageSource:
     ones the range comes from a strided overview. Nothing is converted until a
     window is read: the network's input is read sampled
     (:meth:`read_sampled`, :func:`~napari_gardenseg._forward.network_input`) or
-    tile by tile, and the vegetation stage reads bands and an overview, so no
-    run holds a float copy of a large image.
+    tile by tile, and the vegetation stage reads bands and a strided overview
+    (every pixel below 4 MP), so no run holds a float copy of a larger image.
     """
 
     def __init__(self, array, *, name: str | None = None):
