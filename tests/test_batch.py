@@ -405,3 +405,22 @@ def test_a_file_that_runs_out_of_memory_fails_alone_and_says_what_to_do(images, 
     (line,) = (json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines())
     assert line["error_type"] == "MemoryError" and "segment_to_zarr" in line["message"]
     assert (out / "scene2_labels.tif").exists()  # the next file ran
+
+
+def test_the_overlay_is_drawn_band_by_band_with_outlines_across_the_seams():
+    # the overlay PNG is made a band of rows at a time (no float copy of a big photo): the bands
+    # must give the picture drawn in one piece, outlines at the seams included
+    from napari_gardenseg._batch_outputs import overlay
+    from napari_gardenseg._images import to_rgb_uint8
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 60000, (200, 90, 3)).astype(np.uint16)
+    labels = np.zeros((200, 90), np.int32)
+    labels[20:70, 10:40] = 1  # across the seam at row 32 and 64
+    labels[64:130, 30:80] = 2  # its top edge is the first row of a band
+    whole = overlay(image, labels, rows=10_000)
+    np.testing.assert_array_equal(overlay(image, labels, rows=32), whole)
+    background = labels == 0
+    np.testing.assert_array_equal(whole[background], to_rgb_uint8(image)[background])
+    assert (whole[64, 41:79] == 255).all(), "the outline on a band's first row"
+    assert (whole[40, 11:39] != 255).any() and not (whole[40, 11:39] == to_rgb_uint8(image)[40, 11:39]).all()

@@ -21,23 +21,35 @@ from ._reader import read_image
 from ._run_record import RUN_SUFFIX
 
 
-def overlay(image, labels, alpha: float = 0.45) -> np.ndarray:
-    """RGB uint8 picture of ``labels`` over ``image``: a colour per instance, outlines in white."""
-    from ._images import to_rgb_uint8
+def overlay(image, labels, alpha: float = 0.45, rows: int = 1024) -> np.ndarray:
+    """RGB uint8 picture of ``labels`` over ``image``: a colour per instance, outlines in white.
 
-    rgb = to_rgb_uint8(image).astype(np.float32)
+    Made ``rows`` rows at a time from an :class:`~napari_gardenseg._io.ImageSource` of ``image``
+    (the colours of :func:`~napari_gardenseg.to_rgb_uint8`): no float copy of a large photo.
+    """
+    from ._io import ImageSource
+
+    source = image if isinstance(image, ImageSource) else ImageSource(image)
+    h, w = labels.shape
+    out = np.empty((h, w, 3), np.uint8)
     n = int(labels.max())
-    if n == 0:
-        return rgb.astype(np.uint8)
     rng = np.random.default_rng(0)
     colours = np.vstack([[0, 0, 0], rng.uniform(40, 255, (n, 3))]).astype(np.float32)
-    inside = labels > 0
-    rgb[inside] = (1 - alpha) * rgb[inside] + alpha * colours[labels[inside]]
-    edge = np.zeros_like(inside)
-    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    rgb[edge & inside] = 255
-    return rgb.astype(np.uint8)
+    for y0 in range(0, h, rows):
+        y1 = min(y0 + rows, h)
+        rgb, band = source.read_uint8((y0, 0, y1, w)), labels[y0:y1]
+        inside = band > 0
+        if n:
+            mixed = (1 - alpha) * rgb[inside].astype(np.float32) + alpha * colours[band[inside]]
+            rgb[inside] = mixed.astype(np.uint8)
+            edge = np.zeros_like(inside)
+            edge[1:, :] |= band[1:, :] != band[:-1, :]
+            if y0:  # the row above, in the band before
+                edge[0, :] |= band[0, :] != labels[y0 - 1, :]
+            edge[:, 1:] |= band[:, 1:] != band[:, :-1]
+            rgb[edge & inside] = 255
+        out[y0:y1] = rgb
+    return out
 
 
 def _path_tag(path) -> str:
