@@ -121,6 +121,10 @@ def test_cli_segments_a_folder(tmp_path, scene, capsys):
     assert cli.main(["segment", str(photos), "--no-crf", "--out", str(photos)]) == 2
     assert "also an input folder" in capsys.readouterr().err
     assert sorted(f.name for f in photos.iterdir()) == ["a.png", "b.jpg", "c.png", "notes.txt"]
+    # an output "folder" that is a file: said plainly, the file untouched
+    assert cli.main(["segment", str(photos / "a.png"), "--no-crf", "--out", str(photos / "notes.txt")]) == 2
+    assert "is a file: give a folder" in capsys.readouterr().err
+    assert (photos / "notes.txt").read_text() == "not a photo"
 
 
 def test_cli_sample_offline(tmp_path):
