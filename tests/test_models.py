@@ -212,3 +212,10 @@ def test_save_checkpoint_never_replaces_a_file_unless_asked(tmp_path):
     save_checkpoint(_garden_net(3), path, class_names=names, arch="garden_small", overwrite=True)
     assert load_model(path, device="cpu").class_names == names
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.pt"]
+    # a folder given as the checkpoint's name is never replaced, not even with overwrite
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "field.pt").write_bytes(b"another model")
+    with pytest.raises(OutputExistsError, match="models.*is a folder"):
+        save_checkpoint(_garden_net(3), models, class_names=names, arch="garden_small", overwrite=True)
+    assert (models / "field.pt").read_bytes() == b"another model"

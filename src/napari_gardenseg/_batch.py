@@ -238,7 +238,7 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
         try:
-            check_target(existing[0], False, "output")
+            check_target(existing[0], False, "output", folder=existing[0].suffix == ".zarr")
         except OutputExistsError as exc:
             return _failure(fs, exc, tb="")
     return "run"

@@ -135,7 +135,7 @@ def process_file(
     big = is_big_input(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, big=big)]
     for target in targets:  # fail before the work, not after it
-        check_target(target, overwrite, "output")
+        check_target(target, overwrite, "output", folder=target.suffix == ".zarr")
 
     # 1. read: the one reader (orientation, colours, axes); a big input lazily, tile by tile
     image = read_image(path, axes=axes, lazy=big)

@@ -40,9 +40,16 @@ def user_results_dir() -> Path:
     return user_models_dir().parent / "results"
 
 
-def check_target(path, overwrite: bool = False, what: str = "file") -> Path:
-    """Return ``path`` as a Path; raise :class:`OutputExistsError` if it exists and ``overwrite`` is False."""
+def check_target(path, overwrite: bool = False, what: str = "file", *, folder: bool = False) -> Path:
+    """Return ``path`` as a Path; raise :class:`OutputExistsError` if it exists and ``overwrite`` is
+    False, or if it is a folder where a file goes (``folder`` False) or a file where a folder (a zarr
+    store) goes: ``overwrite`` replaces an output of the same kind, never a user's folder."""
     path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != folder:
+        here, going = ("a folder", "a file") if path.is_dir() else ("a file", "a folder")
+        raise OutputExistsError(
+            f"{what} {str(path)!r} is {here}, where {going} would be written; not replacing it. Choose another name."
+        )
     if path.exists() and not overwrite:
         raise OutputExistsError(
             f"{what} {str(path)!r} already exists; not replacing it. Choose another name, "
@@ -52,18 +59,19 @@ def check_target(path, overwrite: bool = False, what: str = "file") -> Path:
 
 
 @contextmanager
-def atomic_write(path, overwrite: bool = False, what: str = "file"):
+def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: bool = False):
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
 
     The check for an existing file happens before and again just before the
-    rename, so a file that appeared meanwhile is not replaced either.
+    rename, so a file that appeared meanwhile is not replaced either. ``folder``:
+    the block writes a folder (a zarr store); see :func:`check_target`.
     """
-    path = check_target(path, overwrite, what)
+    path = check_target(path, overwrite, what, folder=folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
-        check_target(path, overwrite, what)
+        check_target(path, overwrite, what, folder=folder)
         if path.is_dir():  # a zarr store being replaced: os.replace cannot swap folders
             import shutil
 

@@ -329,7 +329,7 @@ def segment_to_zarr_with(
     """:func:`segment_to_zarr` with its options as one :class:`SegmentOptions`."""
     import zarr  # only here: the one path that writes a store
 
-    check_target(path, overwrite, "zarr output")
+    check_target(path, overwrite, "zarr output", folder=True)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 64:
         raise ValueError(f"chunk_size must be a whole number of pixels >= 64, got {chunk_size!r}")
     if options.tile_size is None:
@@ -349,7 +349,7 @@ def segment_to_zarr_with(
     found = found.take(_shown(areas[1:], found, run.mask_threshold))
     claims = run.refine(found)
     chunks = (min(chunk_size, h), min(chunk_size, w))
-    with atomic_write(path, overwrite, "zarr output") as tmp:
+    with atomic_write(path, overwrite, "zarr output", folder=True) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         names = ["labels"] + ([] if claims is None else ["refined"])
         arrays = {n: group.create_array(n, shape=(h, w), chunks=chunks, dtype="int32", fill_value=0) for n in names}
