@@ -69,7 +69,7 @@ def test_a_photo_larger_than_the_network_input_matches_torchvision_up_to_roundin
 
 @pytest.mark.parametrize(
     "shape, dtype, scale",
-    [((1465, 2200, 3), np.uint8, None), ((1200, 1777, 4), np.uint8, None), ((900, 1300, 3), np.uint16, 0.37)],
+    [((1465, 2200, 3), np.uint8, None), ((1200, 1777, 4), np.uint8, None), ((1300, 1900, 3), np.uint16, 0.37)],
 )
 def test_a_large_photo_is_shrunk_for_the_network_without_a_float_copy_of_it(monkeypatch, shape, dtype, scale):
     # network_input picks the rows and columns that bilinear resizing samples: the same values as
@@ -87,18 +87,24 @@ def test_a_large_photo_is_shrunk_for_the_network_without_a_float_copy_of_it(monk
     size = _forward.network_size((h, w), scale) or _forward.own_size(model.net, (h, w))
     assert h * w > _forward.SAMPLED_ABOVE * size[0] * size[1]
     ref = torch.nn.functional.interpolate(full[None], size=size, mode="bilinear", align_corners=False)[0]
-    raw = ImageSource._raw
-    calls = []
+    raw, to_float = ImageSource._raw, ImageSource._float
+    rows, converted = [], []
 
-    def spy(self, window, step=1):
-        calls.append(window[2] - window[0])
+    def spy_raw(self, window, step=1):
+        rows.append(window[2] - window[0])
         return raw(self, window, step)
 
-    monkeypatch.setattr(ImageSource, "_raw", spy)
+    def spy_float(self, block):
+        converted.append(block.shape[0] * block.shape[1])
+        return to_float(self, block)
+
+    monkeypatch.setattr(ImageSource, "_raw", spy_raw)
+    monkeypatch.setattr(ImageSource, "_float", spy_float)
     got = _forward.network_input(source, (0, 0, h, w), scale, model.net)
     assert got.shape == (*size, 3) and got.dtype == np.float32
     np.testing.assert_allclose(got, ref.permute(1, 2, 0).numpy(), rtol=0, atol=1e-6)
-    assert calls and max(calls) <= 256
+    assert rows and max(rows) <= 1024 < h, "raw pixels read a band of rows at a time"
+    assert max(converted) < h * w, "only the sampled pixels made floats"
 
 
 def test_segment_never_holds_a_large_photo_as_floats(monkeypatch):

@@ -149,9 +149,10 @@ class ImageSource:
         window = (0, 0, h, w) if window is None else tuple(int(v) for v in window)
         return self._float(self._raw(window, int(step)))
 
-    def read_sampled(self, window, rows, cols, *, band: int = 256) -> np.ndarray:
+    def read_sampled(self, window, rows, cols, *, band: int = 1024) -> np.ndarray:
         """``read(window)[rows][:, cols]``: float32 RGB (len(rows), len(cols), 3), reading the
-        window ``band`` rows at a time, so that no float copy of the window is ever made.
+        window's raw pixels ``band`` rows at a time and converting only those picked, so that no
+        float copy of the window is ever made.
 
         ``rows``, ``cols``: sorted int indices relative to the window. Every step of
         :meth:`read` is per pixel, so picking the pixels first changes no value.
