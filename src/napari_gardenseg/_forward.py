@@ -137,7 +137,7 @@ def network_input(source, window, scale, net) -> np.ndarray:
     """
     y0, x0, y1, x1 = window
     h, w = y1 - y0, x1 - x0
-    size = _shrunk_size(net, (h, w), scale)
+    size = _input_size(net, (h, w), scale)
     if size is None or h * w < SAMPLED_ABOVE * size[0] * size[1]:
         return source.read(window)
     (ry0, ry1, wy0, wy1), (cx0, cx1, wx0, wx1) = _linear_taps(h, size[0]), _linear_taps(w, size[1])
@@ -150,13 +150,13 @@ def network_input(source, window, scale, net) -> np.ndarray:
     return _blend(across[row_at[: size[0]]], across[row_at[size[0] :]], wy0[:, None, None], wy1[:, None, None])
 
 
-def _shrunk_size(net, shape, scale) -> tuple[int, int] | None:
-    """The (h, w) the network's input is resized to for a region of ``shape``, when smaller; else None."""
+def _input_size(net, shape, scale) -> tuple[int, int] | None:
+    """The (h, w) :func:`predict_instances` resizes a region of ``shape`` to before the network's
+    transform: ``scale``'s size, or the model's own when it shrinks; None: the transform's own resize."""
     size = network_size(shape, scale)
     if size is None:
-        size = own_size(net, shape)
-    if size is None or size[0] * size[1] >= shape[0] * shape[1]:
-        return None
+        own = own_size(net, shape)
+        size = own if own is not None and own[0] * own[1] < shape[0] * shape[1] else None
     return size
 
 
@@ -195,10 +195,7 @@ def predict_instances(
     h, w = rgb.shape[:2] if region_shape is None else (int(region_shape[0]), int(region_shape[1]))
     net = model.net
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).to(model.device)
-    size = network_size((h, w), scale)
-    if size is None:  # the model's own resize, done here first when it shrinks (see below)
-        own = own_size(net, (h, w))
-        size = own if own is not None and own[0] * own[1] < h * w else None
+    size = _input_size(net, (h, w), scale)  # the model's own resize is done here when it shrinks (below)
     if tuple(rgb.shape[:2]) != (h, w) and tuple(rgb.shape[:2]) != size:
         raise ValueError(f"rgb of shape {rgb.shape[:2]} is neither the region {(h, w)} nor its network size {size}")
     with model.lock, torch.inference_mode(), _eval_mode(net), _cancellable(net, cancel), _network_size(net, size):

@@ -121,7 +121,8 @@ def vegetation_stage(
     :data:`VEGETATION_MAX_PIXELS` run it window by window
     (:mod:`._vegetation_windows`; the note's ``"windows"`` says how many).
     Tiled runs of an image in memory run it on the instances merged across
-    tiles, and an untiled lazy source runs it whole too (reading it in bands). Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
+    tiles, and an untiled lazy source runs it whole too (reading it in bands).
+    Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
     from ._vegetation import colour_classes, sample_step
 
