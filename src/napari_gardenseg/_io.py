@@ -207,6 +207,11 @@ class ImageSource:
         return self._overview[1]
 
     def read_uint8(self, window=None) -> np.ndarray:
+        """:meth:`read` as uint8 RGB (h, w, 3), writable; 8-bit RGB pixels are copied as they are
+        (the round trip through floats gives them back unchanged)."""
+        if self.dtype == np.uint8 and self.channels == 3:
+            h, w = self.shape
+            return np.array(self._raw((0, 0, h, w) if window is None else window), dtype=np.uint8, order="C")
         rgb = self.read(window)
         return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
 
