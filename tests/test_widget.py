@@ -18,6 +18,9 @@ import pytest
 pytest.importorskip("napari")
 # torch's triton must load before Mesa's OpenGL (llvmpipe) is in the process, or
 # it segfaults: importing torchvision here, at collection, runs before any viewer.
+# With the engine (torch, pandas) imported, the widget reads the model's settings as it
+# opens; the path of a fresh napari, where a job imports it first, has its own test.
+import pandas  # noqa: E402,F401
 import torchvision.models.detection  # noqa: E402,F401
 
 from napari_gardenseg import _inference, _widget_controls  # noqa: E402
@@ -311,6 +314,53 @@ def test_model_is_loaded_once_and_reused(garden, qtbot, monkeypatch):
     assert w._loaded[1] is loaded and calls and all(c is loaded for c in calls)
     w.device.value = "cpu"  # a new device (or model) drops the handle
     assert w._loaded is None
+
+
+def test_the_widget_module_does_not_import_torch():
+    # napari imports it when the widget opens: torch and torchvision (seconds) load in a job after
+    import subprocess
+    import sys
+
+    code = "import sys, napari_gardenseg._widget; print(sorted({'torch', 'torchvision', 'pandas'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_widget_opens_at_once_and_a_run_waits_for_torch(make_napari_viewer, qtbot, sample, monkeypatch):
+    from napari_gardenseg import _widget
+    from napari_gardenseg._models import model_info
+
+    release = threading.Event()
+    real = _widget._import_engine
+
+    def slow_import(**kwargs):
+        assert release.wait(30)
+        return real(**kwargs)
+
+    monkeypatch.setattr(_widget, "_engine_imported", lambda: False)  # as in a fresh napari
+    monkeypatch.setattr(_widget, "_import_engine", slow_import)
+    viewer = make_napari_viewer()
+    viewer.add_image(sample[450:610, 40:232], name="garden")
+    _, w = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
+    assert not w.ready and "loading torch" in w.settings.value
+    assert not w.score_threshold.enabled and not w.crf_settings.enabled  # the model's values are not shown yet
+    assert list(w.device.choices) == ["auto", "cpu"]
+    w.crf.value = False
+    w.model.value = "coco"  # chosen while loading: read once torch is in
+    w.model.value = "garden"
+    w.run.clicked()
+    assert w.running and w.cancel.enabled and "starts when torch has loaded" in w.status.value
+    w.cancel.clicked()  # takes the waiting run back
+    assert not w.running and w.status.value.startswith("cancelled")
+    w.run.clicked()
+    release.set()
+    qtbot.waitUntil(lambda: w.ready, timeout=30_000)
+    assert w.score_threshold.enabled and w.crf_settings.enabled and "cpu" in w.device.choices
+    assert w.settings.value == "from model garden: mask threshold, CRF"
+    assert w.mask_threshold.value == model_info("garden")[1]["mask_threshold"]
+    qtbot.waitUntil(lambda: not w.running, timeout=RUN_TIMEOUT_MS)  # the waiting run started by itself
+    assert w.status.value.split()[1].startswith("instance") and int(w.status.value.split()[0]) > 0
+    assert viewer.layers["garden masks"].data.max() > 0
 
 
 def test_segment_layer_from_the_console(make_napari_viewer, sample):

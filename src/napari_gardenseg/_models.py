@@ -31,7 +31,7 @@ from torch import nn
 
 from ._architectures import ARCHITECTURES, guess_architecture
 from ._device import available_devices, resolve_device
-from ._options import DEFAULT_MODEL
+from ._options import DEFAULT_MODEL, MODEL_NAMES
 
 __all__ = [
     "load_model",
@@ -47,13 +47,6 @@ __all__ = [
 
 FORMAT = "napari-gardenseg"
 FORMAT_VERSION = 1
-MODEL_NAMES = ("coco", "coco-v1", "garden")
-# What the widget and the README call each name.
-MODEL_TITLES = {
-    "coco": "COCO Mask R-CNN v2 (torchvision, downloads 180 MB once)",
-    "coco-v1": "COCO Mask R-CNN v1 (torchvision, downloads 170 MB once)",
-    "garden": "Garden (bundled, offline)",
-}
 
 
 class ModelError(ValueError):

@@ -22,11 +22,19 @@ import numpy as np
 
 from .crf._params import CRFParams
 
-__all__ = ["DEFAULT_MODEL", "DEFAULTS", "VEGETATION_MODES", "SegmentOptions"]
+__all__ = ["DEFAULT_MODEL", "DEFAULTS", "MODEL_NAMES", "MODEL_TITLES", "VEGETATION_MODES", "SegmentOptions"]
 
 # The bundled model: works offline. "coco" (torchvision's COCO weights, everyday
 # objects, downloaded once) is one argument away.
 DEFAULT_MODEL = "garden"
+MODEL_NAMES = ("coco", "coco-v1", "garden")
+# What the widget and the README call each name (here, not in _models, so that the widget
+# can show them without importing torch).
+MODEL_TITLES = {
+    "coco": "COCO Mask R-CNN v2 (torchvision, downloads 180 MB once)",
+    "coco-v1": "COCO Mask R-CNN v1 (torchvision, downloads 170 MB once)",
+    "garden": "Garden (bundled, offline)",
+}
 VEGETATION_MODES = ("auto", "on", "off")
 
 

@@ -15,36 +15,58 @@ feature tables; when it returns, the GUI thread assigns the arrays to layers
 (:func:`._layers.write_layers`), one layer per event-loop turn. A failed or
 cancelled run changes no layer.
 
-Choosing a model shows its stored settings at once (read from the checkpoint,
-see :class:`._widget_controls.SegmentationControls`); a local model (the
-bundled one, a checkpoint file) is then loaded in the background so that the
-first run does not start with it, and kept until the model or device changes.
+The widget opens without the engine (torch and torchvision take seconds to
+import): a job imports them at once, in the background. Until it is done the
+thresholds and CRF settings wait greyed out, and Run pressed meanwhile starts
+when it is. Choosing a model then shows its stored settings at once (read from
+the checkpoint, see :class:`._widget_controls.SegmentationControls`); a local
+model (the bundled one, a checkpoint file) is loaded in the background so that
+the first run does not start with it, and kept until the model or device changes.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._compat import avoid_triton_llvm_clash
-
-avoid_triton_llvm_clash()  # before the first torch import: see its docstring
-# Heavy imports happen when the widget opens rather than in the job during the
-# first run: an import holds the GIL while it loads extension modules, which
-# would freeze napari mid-run.
-import pandas  # noqa: E402,F401  (the feature tables)
-
-from . import _inference  # noqa: E402,F401  (torch, torchvision)
-from ._models import MODEL_NAMES  # noqa: E402
-from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model  # noqa: E402
-from ._worker import Job, Outcome, report_error  # noqa: E402
+from ._options import MODEL_NAMES
+from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model
+from ._worker import Job, Outcome, report_error
 
 if TYPE_CHECKING:
     import napari
 
 __all__ = ["SegmentationWidget", "register_model", "CUSTOM"]
+
+
+# What a run needs that takes seconds to import (torch and torchvision above all).
+_ENGINE_MODULES = ("pandas", "napari_gardenseg._inference")
+
+
+def _engine_imported() -> bool:
+    return all(name in sys.modules for name in _ENGINE_MODULES)
+
+
+def _import_engine(*, progress, cancel) -> list[str]:
+    """Job body: import the engine (torch, torchvision, pandas); returns the device choices.
+
+    The widget opens without them and runs this at once in the background, so
+    napari stays responsive while they load (an import holds the GIL only
+    while it loads each extension module) and no run starts with an import.
+    """
+    import importlib
+
+    from ._compat import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()  # before the first torch import: see its docstring
+    for name in _ENGINE_MODULES:
+        importlib.import_module(name)
+    from ._device import available_devices
+
+    return available_devices()
 
 
 def _segment_job(source, model, options, *, progress, cancel):
@@ -76,6 +98,8 @@ class SegmentationWidget(SegmentationControls):
         self._job: Job | None = None
         self._preload: Job | None = None
         self._loaded: tuple[tuple, object] | None = None  # (model key, Model): reused until the key changes
+        self._engine: Job | None = None  # importing torch & co. when the widget opened without them
+        self._run_when_ready = False  # Run was pressed while they were loading
 
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_model_changed)
@@ -100,7 +124,42 @@ class SegmentationWidget(SegmentationControls):
 
         self._on_active()
         self._on_image_changed()
+        if _engine_imported():
+            from ._device import available_devices
+
+            self.show_devices(available_devices())
+            self._on_model_changed()
+        else:
+            self._load_engine()
+
+    # -- engine --------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """False while the engine (torch) is still being imported after the widget opened."""
+        return self._engine is None
+
+    def _load_engine(self) -> None:
+        self.checkpoint.visible = self.model.value == CUSTOM
+        self.enable_settings(False)
+        self.settings.value = "loading torch (first use this session)…"
+        job = Job(_import_engine)
+        job.on_done = self._on_engine_loaded
+        self._engine = job.start()
+
+    def _on_engine_loaded(self, outcome: Outcome) -> None:
+        if not _alive(self):
+            return
+        self._engine = None
+        self.enable_settings(True)
+        if outcome.ok:
+            self.show_devices(outcome.value)
+        # On a failure the model's settings say so (model_info raises it again), and Run reports it.
         self._on_model_changed()
+        if self._run_when_ready:
+            self._run_when_ready = False
+            self._set_running(False)
+            self._on_run()
 
     # -- viewer --------------------------------------------------------------------------
 
@@ -120,7 +179,7 @@ class SegmentationWidget(SegmentationControls):
 
     def _teardown(self) -> None:
         _LIVE.discard(self)
-        for job in (self._job, self._preload):
+        for job in (self._job, self._preload, self._engine):
             if job is not None:
                 job.abandon()
         for emitter, callback in self._connections:
@@ -138,12 +197,16 @@ class SegmentationWidget(SegmentationControls):
 
     def _on_model_changed(self, _=None) -> None:
         self.checkpoint.visible = self.model.value == CUSTOM
+        if not self.ready:  # the model's settings are shown once the engine is in
+            return
         self.apply_model_settings(self.model_spec())  # at once: Run uses what the controls show
         self._preload_model()
 
     def _preload_model(self, _=None) -> None:
         """Forget the loaded model; load the chosen local one in the background."""
         self._loaded = None
+        if not self.ready:
+            return
         spec = self.model_spec()
         if self._preload is not None:
             self._preload.abandon()
@@ -169,6 +232,11 @@ class SegmentationWidget(SegmentationControls):
 
     def _on_run(self, _=None) -> None:
         if self._job is not None:
+            return
+        if not self.ready:  # what runs must be what is shown: the model's settings come with the engine
+            self._run_when_ready = True
+            self._set_running(True)  # Cancel takes the run back
+            self.status.value = "starts when torch has loaded…"
             return
         from ._planes import plane_source
 
@@ -200,7 +268,11 @@ class SegmentationWidget(SegmentationControls):
         job.start()
 
     def _on_cancel(self, _=None) -> None:
-        if self._job is not None:
+        if self._run_when_ready:
+            self._run_when_ready = False
+            self._set_running(False)
+            self.status.value = "cancelled: no layer was changed"
+        elif self._job is not None:
             self._job.request_cancel()
             self.status.value = "cancelling…"
             self.cancel.enabled = False
@@ -268,8 +340,8 @@ class SegmentationWidget(SegmentationControls):
 
     @property
     def running(self) -> bool:
-        """True while a segmentation is in progress."""
-        return self._job is not None
+        """True while a segmentation is in progress (or waits for torch to load)."""
+        return self._job is not None or self._run_when_ready
 
 
 def _alive(widget) -> bool:

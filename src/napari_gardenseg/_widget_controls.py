@@ -41,8 +41,15 @@ from magicgui.widgets import (
     create_widget,
 )
 
-from ._models import MODEL_NAMES, MODEL_TITLES
-from ._options import DEFAULT_MODEL, DEFAULTS, MASK_RCNN_THRESHOLD, VEGETATION_MODES, SegmentOptions
+from ._options import (
+    DEFAULT_MODEL,
+    DEFAULTS,
+    MASK_RCNN_THRESHOLD,
+    MODEL_NAMES,
+    MODEL_TITLES,
+    VEGETATION_MODES,
+    SegmentOptions,
+)
 from ._worker import status_label
 
 __all__ = ["SegmentationControls", "register_model", "model_choices", "CUSTOM"]
@@ -157,9 +164,9 @@ class SegmentationControls(Container):
 
     def __init__(self, viewer) -> None:
         super().__init__(labels=True)
-        from ._models import available_devices
-
         self._viewer = viewer
+        # Which devices work needs torch: until the widget has it (show_devices), the two that always do.
+        self._devices = ["auto", "cpu"]
         self._class_names: list[str] = []
         self._applying = False
         self._settings_source = "defaults"
@@ -168,7 +175,9 @@ class SegmentationControls(Container):
         self.image = ComboBox(name="image", label="image", choices=self._image_choices)
         self.model = ComboBox(name="model", label="model", choices=model_choices, value=DEFAULT_MODEL)
         self.checkpoint = FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False)
-        self.device = ComboBox(name="device", label="device", choices=available_devices(), value=DEFAULTS.device)
+        self.device = ComboBox(
+            name="device", label="device", choices=lambda _w: list(self._devices), value=DEFAULTS.device
+        )
         self.score_threshold = FloatSlider(
             name="score_threshold",
             label="min score",
@@ -283,6 +292,16 @@ class SegmentationControls(Container):
         for w in self._shown_settings():
             w.changed.connect(self._on_setting_edited)
         _LIVE.add(self)
+
+    def show_devices(self, devices: list[str]) -> None:
+        """Offer ``devices`` (:func:`napari_gardenseg._device.available_devices`, which imports torch)."""
+        self._devices = list(devices)
+        self.device.reset_choices()
+
+    def enable_settings(self, enabled: bool) -> None:
+        """Let the thresholds and CRF settings be edited, or not (while the model's are not shown yet)."""
+        for w in (self.score_threshold, self.mask_threshold, self.crf_settings):
+            w.enabled = enabled
 
     # -- images -------------------------------------------------------------------------
 

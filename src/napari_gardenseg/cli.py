@@ -354,7 +354,8 @@ def _names(classes) -> set:
 
 
 def _cmd_models(args) -> int:
-    from ._models import MODEL_TITLES, coco_weights_path
+    from ._models import coco_weights_path
+    from ._options import MODEL_TITLES
 
     for name, title in MODEL_TITLES.items():
         where = ""
