@@ -316,12 +316,15 @@ def test_model_is_loaded_once_and_reused(garden, qtbot, monkeypatch):
     assert w._loaded is None
 
 
-def test_the_widget_module_does_not_import_torch():
-    # napari imports it when the widget opens: torch and torchvision (seconds) load in a job after
+def test_the_widget_modules_do_not_import_torch():
+    # napari imports them when a widget opens: torch and torchvision (seconds) load in a job after
     import subprocess
     import sys
 
-    code = "import sys, napari_gardenseg._widget; print(sorted({'torch', 'torchvision', 'pandas'} & set(sys.modules)))"
+    code = (
+        "import sys, napari_gardenseg._widget, napari_gardenseg._train_widget, napari_gardenseg._adapt_widget; "
+        "print(sorted({'torch', 'torchvision', 'pandas'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
@@ -331,14 +334,14 @@ def test_the_widget_opens_at_once_and_a_run_waits_for_torch(make_napari_viewer, 
     from napari_gardenseg._models import model_info
 
     release = threading.Event()
-    real = _widget._import_engine
+    real = _widget.load_engine
 
-    def slow_import(**kwargs):
+    def slow_load(modules, **kwargs):
         assert release.wait(30)
-        return real(**kwargs)
+        return real(modules, **kwargs)
 
     monkeypatch.setattr(_widget, "_engine_imported", lambda: False)  # as in a fresh napari
-    monkeypatch.setattr(_widget, "_import_engine", slow_import)
+    monkeypatch.setattr(_widget, "load_engine", slow_load)
     viewer = make_napari_viewer()
     viewer.add_image(sample[450:610, 40:232], name="garden")
     _, w = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")

@@ -22,7 +22,15 @@ import numpy as np
 
 from .crf._params import CRFParams
 
-__all__ = ["DEFAULT_MODEL", "DEFAULTS", "MODEL_NAMES", "MODEL_TITLES", "VEGETATION_MODES", "SegmentOptions"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULTS",
+    "MODEL_NAMES",
+    "MODEL_TITLES",
+    "TRAIN_DEFAULTS",
+    "VEGETATION_MODES",
+    "SegmentOptions",
+]
 
 # The bundled model: works offline. "coco" (torchvision's COCO weights, everyday
 # objects, downloaded once) is one argument away.
@@ -36,6 +44,8 @@ MODEL_TITLES = {
     "garden": "Garden (bundled, offline)",
 }
 VEGETATION_MODES = ("auto", "on", "off")
+# train()'s defaults for what the training widget shows (here so that it opens without torch).
+TRAIN_DEFAULTS = {"iterations": 200, "batch_size": 2, "lr": 1e-3, "crop": 384, "seed": 0}
 
 
 def _fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:

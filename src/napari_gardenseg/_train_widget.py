@@ -56,7 +56,6 @@ widget. Errors are shown as napari notifications; the layers are only read.
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,9 +73,8 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
-from ._compat import avoid_triton_llvm_clash
 from ._train_layers import candidate_pairs, samples_from_layers
-from ._worker import Job, Outcome, report_error, status_label
+from ._worker import Job, Outcome, imported, load_engine, report_error, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -126,15 +124,22 @@ def default_output() -> Path:
 
 
 def train_defaults() -> dict[str, Any]:
-    """:func:`napari_gardenseg.train`'s keyword defaults (the engine's working values)."""
-    avoid_triton_llvm_clash()  # before the first torch import: see its docstring
+    """:func:`napari_gardenseg.train`'s defaults for the widget's controls (its signature reads
+    them from :data:`napari_gardenseg._options.TRAIN_DEFAULTS` too), without importing torch."""
+    from ._options import TRAIN_DEFAULTS
+
+    return dict(TRAIN_DEFAULTS)
+
+
+# What training needs that takes seconds to import (torch and torchvision).
+_ENGINE_MODULES = ("napari_gardenseg._training",)
+
+
+def _train_job(samples, **kwargs):
+    """Job body: :func:`napari_gardenseg.train`, imported in the job's thread (not the GUI's)."""
     from ._training import train
 
-    return {
-        name: p.default
-        for name, p in inspect.signature(train).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+    return train(samples, **kwargs)
 
 
 def ask_replace(parent, path: Path) -> bool:
@@ -187,10 +192,10 @@ class TrainWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
-        avoid_triton_llvm_clash()  # before the first torch import: see its docstring
-        from ._models import available_devices
-
         self._viewer = viewer
+        # Which devices work needs torch, loaded in a job once the widget is open: until then the two that always do.
+        self._devices = ["auto", "cpu"]
+        self._engine: Job | None = None
         self._job: Job | None = None
         self._run_field = None
         self._seen_labels: weakref.WeakSet = weakref.WeakSet()
@@ -237,7 +242,7 @@ class TrainWidget(Container):
             name="settings", widgets=[self.lr, self.crop, self.batch_size, self.seed], visible=False
         )
         self.output = FileEdit(name="output", label="save as", mode="w", filter="*.pt", value=default_output())
-        self.device = ComboBox(name="device", choices=available_devices(), value="auto")
+        self.device = ComboBox(name="device", choices=lambda _w: list(self._devices), value="auto")
         self.train = PushButton(name="train", text="Train")
         self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
         self.status = status_label(name="status", label="", value="")
@@ -276,6 +281,23 @@ class TrainWidget(Container):
         # closing the widget (or napari) stops a run and unhooks the layer events
         self.native.destroyed.connect(self._make_teardown())
         self.reset_choices()
+        if imported(_ENGINE_MODULES):
+            from ._device import available_devices
+
+            self._show_devices(available_devices())
+        else:
+            self._engine = Job(load_engine, _ENGINE_MODULES)
+            self._engine.on_done = self._on_engine_loaded
+            self._engine.start()
+
+    def _on_engine_loaded(self, outcome: Outcome) -> None:
+        self._engine = None
+        if outcome.ok:  # a failure is reported by Train, with the engine's message
+            self._show_devices(outcome.value)
+
+    def _show_devices(self, devices: list[str]) -> None:
+        self._devices = list(devices)
+        self.device.reset_choices()
 
     # -- pairing ---------------------------------------------------------------
 
@@ -354,12 +376,10 @@ class TrainWidget(Container):
                 return None
             overwrite = True
 
-        from ._training import train
-
         iterations = int(self.iterations.value)
         crop = min(int(self.crop.value), min(min(lab.shape) for _, lab, _ in samples))
         job = Job(
-            train,
+            _train_job,
             samples,
             base=base,
             iterations=iterations,
@@ -397,8 +417,9 @@ class TrainWidget(Container):
             w = widget()
             if w is None:
                 return
-            if w._job is not None:
-                w._job.abandon()
+            for job in (w._job, w._engine):
+                if job is not None:
+                    job.abandon()
             layers = w._viewer.layers
             for emitter, callback in [
                 (layers.events.inserted, w._on_inserted),

@@ -32,6 +32,7 @@ from ._files import check_target, free_path, user_models_dir
 from ._images import to_rgb_float
 from ._label_files import ids_dtype
 from ._models import ModelError, load_model, resolve_device, save_checkpoint
+from ._options import TRAIN_DEFAULTS
 
 # the share of the fine-tuned weights in the saved ones (train's wise_alpha, WiSE-FT)
 WISE_ALPHA = 0.5
@@ -331,17 +332,17 @@ def average_weights(net: torch.nn.Module, start: dict, alpha: float) -> None:
 def train(
     samples: Sequence,
     base="garden",
-    iterations: int = 200,
+    iterations: int = TRAIN_DEFAULTS["iterations"],
     output=None,
     device="auto",
     progress: Callable[[float, str], None] | None = None,
     cancel=None,
     *,
     overwrite: bool = False,
-    seed: int = 0,
-    batch_size: int = 2,
-    lr: float | None = 1e-3,
-    crop: int = 384,
+    seed: int = TRAIN_DEFAULTS["seed"],
+    batch_size: int = TRAIN_DEFAULTS["batch_size"],
+    lr: float | None = TRAIN_DEFAULTS["lr"],
+    crop: int = TRAIN_DEFAULTS["crop"],
     scale_range=(0.75, 1.33),
     scale=None,
     warmup: int | None = None,

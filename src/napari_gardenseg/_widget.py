@@ -26,7 +26,6 @@ the first run does not start with it, and kept until the model or device changes
 
 from __future__ import annotations
 
-import sys
 import time
 import weakref
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from ._options import MODEL_NAMES
 from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model
-from ._worker import Job, Outcome, report_error
+from ._worker import Job, Outcome, imported, load_engine, report_error
 
 if TYPE_CHECKING:
     import napari
@@ -47,26 +46,7 @@ _ENGINE_MODULES = ("pandas", "napari_gardenseg._inference")
 
 
 def _engine_imported() -> bool:
-    return all(name in sys.modules for name in _ENGINE_MODULES)
-
-
-def _import_engine(*, progress, cancel) -> list[str]:
-    """Job body: import the engine (torch, torchvision, pandas); returns the device choices.
-
-    The widget opens without them and runs this at once in the background, so
-    napari stays responsive while they load (an import holds the GIL only
-    while it loads each extension module) and no run starts with an import.
-    """
-    import importlib
-
-    from ._compat import avoid_triton_llvm_clash
-
-    avoid_triton_llvm_clash()  # before the first torch import: see its docstring
-    for name in _ENGINE_MODULES:
-        importlib.import_module(name)
-    from ._device import available_devices
-
-    return available_devices()
+    return imported(_ENGINE_MODULES)
 
 
 def _segment_job(source, model, options, *, progress, cancel):
@@ -143,7 +123,7 @@ class SegmentationWidget(SegmentationControls):
         self.checkpoint.visible = self.model.value == CUSTOM
         self.enable_settings(False)
         self.settings.value = "loading torch (first use this session)…"
-        job = Job(_import_engine)
+        job = Job(load_engine, _ENGINE_MODULES)
         job.on_done = self._on_engine_loaded
         self._engine = job.start()
 

@@ -224,6 +224,35 @@ class Job:
             self._pbar = None
 
 
+# -- the engine's imports ------------------------------------------------------------
+
+
+def imported(modules) -> bool:
+    """True when every module named in ``modules`` is imported already."""
+    import sys
+
+    return all(name in sys.modules for name in modules)
+
+
+def load_engine(modules, *, progress, cancel) -> list[str]:
+    """Job body: import ``modules`` (torch, torchvision: seconds); returns the device choices.
+
+    The widgets open without them and run this at once in the background, so
+    napari stays responsive while they load (an import holds the GIL only
+    while it loads each extension module) and no run starts with an import.
+    """
+    import importlib
+
+    from ._compat import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()  # before the first torch import: see its docstring
+    for name in modules:
+        importlib.import_module(name)
+    from ._device import available_devices
+
+    return available_devices()
+
+
 # -- errors ---------------------------------------------------------------------------
 
 
