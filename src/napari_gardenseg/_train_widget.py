@@ -137,6 +137,9 @@ _ENGINE_MODULES = ("napari_gardenseg._training",)
 
 def _train_job(samples, **kwargs):
     """Job body: :func:`napari_gardenseg.train`, imported in the job's thread (not the GUI's)."""
+    from ._compat import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()  # before the first torch import: see its docstring
     from ._training import train
 
     return train(samples, **kwargs)
