@@ -348,10 +348,10 @@ def test_closed_widget_lets_go_of_the_viewer(make_napari_viewer, tmp_path):
 
 @pytest.mark.gui
 def test_widget_opens_without_torch_and_offers_the_devices_once_loaded(make_napari_viewer, qtbot, monkeypatch):
-    from napari_gardenseg import _train_widget
+    from napari_gardenseg import _train_widget, _worker
     from napari_gardenseg._device import available_devices
 
-    monkeypatch.setattr(_train_widget, "imported", lambda modules: False)  # as in a fresh napari
+    monkeypatch.setattr(_worker, "imported", lambda modules: False)  # as in a fresh napari
     widget = _train_widget.TrainWidget(make_napari_viewer())
     assert widget._engine is not None and list(widget.device.choices) == ["auto", "cpu"]
     qtbot.waitUntil(lambda: widget._engine is None, timeout=30_000)

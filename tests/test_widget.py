@@ -330,18 +330,18 @@ def test_the_widget_modules_do_not_import_torch():
 
 
 def test_the_widget_opens_at_once_and_a_run_waits_for_torch(make_napari_viewer, qtbot, sample, monkeypatch):
-    from napari_gardenseg import _widget
+    from napari_gardenseg import _worker
     from napari_gardenseg._models import model_info
 
     release = threading.Event()
-    real = _widget.load_engine
+    real = _worker.load_engine
 
     def slow_load(modules, **kwargs):
         assert release.wait(30)
         return real(modules, **kwargs)
 
-    monkeypatch.setattr(_widget, "_engine_imported", lambda: False)  # as in a fresh napari
-    monkeypatch.setattr(_widget, "load_engine", slow_load)
+    monkeypatch.setattr(_worker, "imported", lambda modules: False)  # as in a fresh napari
+    monkeypatch.setattr(_worker, "load_engine", slow_load)
     viewer = make_napari_viewer()
     viewer.add_image(sample[450:610, 40:232], name="garden")
     _, w = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")

@@ -74,7 +74,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
 from ._train_layers import candidate_pairs, samples_from_layers
-from ._worker import Job, Outcome, imported, load_engine, report_error, status_label
+from ._worker import Job, Outcome, report_error, status_label, when_engine_loaded
 
 if TYPE_CHECKING:
     import napari
@@ -284,23 +284,13 @@ class TrainWidget(Container):
         # closing the widget (or napari) stops a run and unhooks the layer events
         self.native.destroyed.connect(self._make_teardown())
         self.reset_choices()
-        if imported(_ENGINE_MODULES):
-            from ._device import available_devices
-
-            self._show_devices(available_devices())
-        else:
-            self._engine = Job(load_engine, _ENGINE_MODULES)
-            self._engine.on_done = self._on_engine_loaded
-            self._engine.start()
+        self._engine = when_engine_loaded(_ENGINE_MODULES, self._on_engine_loaded)
 
     def _on_engine_loaded(self, outcome: Outcome) -> None:
         self._engine = None
         if outcome.ok:  # a failure is reported by Train, with the engine's message
-            self._show_devices(outcome.value)
-
-    def _show_devices(self, devices: list[str]) -> None:
-        self._devices = list(devices)
-        self.device.reset_choices()
+            self._devices = list(outcome.value)
+            self.device.reset_choices()
 
     # -- pairing ---------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from ._options import MODEL_NAMES
 from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model
-from ._worker import Job, Outcome, imported, load_engine, report_error
+from ._worker import Job, Outcome, report_error, when_engine_loaded
 
 if TYPE_CHECKING:
     import napari
@@ -43,10 +43,6 @@ __all__ = ["SegmentationWidget", "register_model", "CUSTOM"]
 
 # What a run needs that takes seconds to import (torch and torchvision above all).
 _ENGINE_MODULES = ("pandas", "napari_gardenseg._inference")
-
-
-def _engine_imported() -> bool:
-    return imported(_ENGINE_MODULES)
 
 
 def _segment_job(source, model, options, *, progress, cancel):
@@ -104,13 +100,10 @@ class SegmentationWidget(SegmentationControls):
 
         self._on_active()
         self._on_image_changed()
-        if _engine_imported():
-            from ._device import available_devices
-
-            self.show_devices(available_devices())
-            self._on_model_changed()
-        else:
-            self._load_engine()
+        self._engine = when_engine_loaded(_ENGINE_MODULES, self._on_engine_loaded)
+        if self._engine is not None:  # the model's settings are shown once it is in
+            self.enable_settings(False)
+            self.settings.value = "loading torch (first use this session)…"
 
     # -- engine --------------------------------------------------------------------------
 
@@ -118,14 +111,6 @@ class SegmentationWidget(SegmentationControls):
     def ready(self) -> bool:
         """False while the engine (torch) is still being imported after the widget opened."""
         return self._engine is None
-
-    def _load_engine(self) -> None:
-        self.checkpoint.visible = self.model.value == CUSTOM
-        self.enable_settings(False)
-        self.settings.value = "loading torch (first use this session)…"
-        job = Job(load_engine, _ENGINE_MODULES)
-        job.on_done = self._on_engine_loaded
-        self._engine = job.start()
 
     def _on_engine_loaded(self, outcome: Outcome) -> None:
         if not _alive(self):

@@ -234,6 +234,22 @@ def imported(modules) -> bool:
     return all(name in sys.modules for name in modules)
 
 
+def when_engine_loaded(modules, done: Callable[[Outcome], None]) -> Job | None:
+    """Call ``done`` with an :class:`Outcome` holding the device choices once ``modules`` are imported.
+
+    At once (and None returned) when they are already; else from a
+    :func:`load_engine` job, which is returned (running).
+    """
+    if imported(modules):
+        from ._device import available_devices
+
+        done(Outcome(value=available_devices()))
+        return None
+    job = Job(load_engine, modules)
+    job.on_done = done
+    return job.start()
+
+
 def load_engine(modules, *, progress, cancel) -> list[str]:
     """Job body: import ``modules`` (torch, torchvision: seconds); returns the device choices.
 
