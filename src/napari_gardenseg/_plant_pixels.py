@@ -17,8 +17,10 @@ Given the detector's compact instances and a photo's vegetation map
    bed touching plants form one large component that no single plant covers
    a fifth of. Other gated instances are pieces (a leaf) of a seeded plant;
 3. adds the vegetation components that no instance claims as instances of
-   their own (``source`` "colour") with a low score (below every model
-   instance of the same image: ranked by area); specks (under
+   their own (``source`` "colour") scoring in :data:`COLOUR_SCORE_RANGE`,
+   larger components higher (below a confident detection, above the weak
+   ones a low ``score_threshold`` keeps: they may be plants the network does
+   not know); specks (under
    :data:`MIN_COLOUR_SHARE` of the typical component and
    :data:`SPECK_OF_PLANT` of the network's median plant) are not added;
 4. writes the vegetation probability into the soft masks (the dense CRF's
