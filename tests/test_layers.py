@@ -153,6 +153,9 @@ def test_dask_stack_computes_only_the_plane_it_reads():
     [
         (lambda: None, "no image layer"),
         (lambda: Labels(np.zeros((8, 8), np.int32)), "not an Image layer"),
+        # a colour photo napari shows as a stack of 40 slivers of 50 x 3 pixels
+        (lambda: Image(np.zeros((40, 50, 3), np.uint8), rgb=False), r"each of its planes is 50 x 3 pixels.*rgb=True"),
+        (lambda: Image(np.zeros((20, 500, 4), np.uint8)), r"not shown as a colour image"),  # napari's own guess
     ],
 )
 def test_plane_source_rejects_what_cannot_be_segmented(make, message):
@@ -224,6 +227,8 @@ def test_layers_get_names_geometry_and_features(viewer, fake_segment):
     assert list(masks.features["index"]) == [1, 2]
     assert list(masks.features["class_name"]) == ["c1", "c2"]
     assert list(crf.features["area"]) == [0, 36]  # the refined areas
+    assert crf.visible and not masks.visible  # the refined layer shows, the raw one starts hidden
+    masks.visible = True  # napari says nothing of a hidden layer's pixels
     # napari finds a label's row through the `index` column
     status = masks.get_status((5 + 2 * 16, 7 + 2 * 16), world=True)  # data pixel (16, 16): label 2
     # napari 0.6 on gives the label's text as "value", 0.5 after the coordinates

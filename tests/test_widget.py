@@ -147,6 +147,7 @@ def test_an_edited_layer_survives_a_rerun(garden, qtbot):
     assert viewer.layers["garden masks"] is masks
     np.testing.assert_array_equal(masks.data, painted)
     assert "garden masks [2]" in viewer.layers
+    assert "kept your 'garden masks', this run is in 'garden masks [2]'" in w.status.value
     assert viewer.layers["garden masks [2]"].data.shape == (160, 192)
     np.testing.assert_array_equal(
         viewer.layers["garden masks [2]"].data[masks.data != 99], masks.data[masks.data != 99]
@@ -222,6 +223,11 @@ def test_crf_run_adds_the_refined_layer(garden, qtbot):
     # the CRF moves pixels at the borders, not whole plants
     overlap = np.logical_and(refined.data > 0, masks.data > 0).sum()
     assert overlap >= 0.5 * (masks.data > 0).sum()
+    # the refined layer is what shows; the raw one starts hidden, and a rerun keeps the user's choice
+    assert refined.visible and not masks.visible
+    masks.visible = True
+    run(w, qtbot)
+    assert viewer.layers["garden masks"] is masks and masks.visible
 
 
 def test_coco_offline_error_then_still_usable(garden, qtbot, errors):
@@ -254,7 +260,10 @@ def test_no_image_layer_error(make_napari_viewer, qtbot, errors):
     viewer = make_napari_viewer()
     w = open_widget(viewer, qtbot)
     run(w, qtbot)
-    assert any("no image layer" in m for m in errors())
+    assert any("no image layer" in m and "Open Sample > Garden segmentation" in m for m in errors())
+    assert w.status.value.startswith("error: no image layer")
+    viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo")  # the error is of the earlier choice
+    assert w.status.value == "ready"
 
 
 def test_crf_backend_unavailable_error(garden, qtbot, errors, monkeypatch):

@@ -455,7 +455,10 @@ def outcome_line(kept_round: int, rounds: list) -> str:
         )
     if "agreement" not in kept:
         return f"round {kept_round} kept (cancelled before its check: not measured)"
-    return f"round {kept_round} kept: agreement {kept['agreement']:.3f} (base model {base:.3f})"
+    return (
+        f"round {kept_round} kept: agreement {kept['agreement']:.3f} on the held-back photos, "
+        f"base model {base:.3f} (F1, 0-1, on check scenes made of those photos' own plants)"
+    )
 
 
 def _counts(materials) -> dict:

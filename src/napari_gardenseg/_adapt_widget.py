@@ -55,6 +55,7 @@ class AdaptWidget(Container):
             allow_multiple=True,
             tooltip="unlabelled photos of your field or garden (Image layers)",
         )
+        self.photos.native.setMaximumHeight(90)  # a few rows; Qt's default list height pushes the buttons off-screen
         from ._train_widget import start_from_controls
 
         self.base, self.checkpoint = start_from_controls()
@@ -80,6 +81,10 @@ class AdaptWidget(Container):
         self.native.destroyed.connect(self._make_teardown())
         self.reset_choices()
         self.photos.value = self.photos.choices
+        if not self.photos.choices:
+            self.status.value = "open your photos as image layers (no labels needed)"
+        else:
+            self.status.value = "ready: the selected photos need no labels"
 
     def _photo_choices(self, _widget=None):
         return [layer for layer in self._viewer.layers if isinstance(layer, Image)]

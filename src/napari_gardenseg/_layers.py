@@ -30,7 +30,7 @@ from ._options import DEFAULT_MODEL, SegmentOptions
 from ._plane_run import LayerOutput, checksum, run_planes
 from ._planes import PlaneSource, plane_source
 
-__all__ = ["segment_layer", "write_layers", "output_kinds", "layer_names", "is_edited"]
+__all__ = ["segment_layer", "write_layers", "output_kinds", "layer_names", "is_edited", "kept_layers_note"]
 
 # Key of our bookkeeping in a layer's ``metadata``.
 META_KEY = "napari_gardenseg"
@@ -114,7 +114,7 @@ def _stamp(layer, kind: str, source: PlaneSource, check) -> None:
     layer.metadata[META_KEY] = {"kind": kind, "image": source.name, "level": source.level, "checksum": check}
 
 
-def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check):
+def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check, *, visible: bool = True):
     base = layer_names(source.name)[kind]
     from napari.layers import Labels
 
@@ -128,7 +128,7 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check)
         return layer
     layer, name = _target(viewer, base, kind, Labels)
     if layer is None:
-        layer = viewer.add_labels(data, name=name, features=features, **_spatial_kwargs(source))
+        layer = viewer.add_labels(data, name=name, features=features, visible=visible, **_spatial_kwargs(source))
     else:
         # Geometry first: a new slab position must not flash the new data at the old plane.
         _set_geometry(layer, source)
@@ -186,7 +186,17 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
     layers = {}
     for kind in wanted:
         if kind == "masks":
-            layers[kind] = _write_labels(viewer, source, kind, output.labels, output.features, output.checksums[kind])
+            # beside a refined layer a new raw one starts hidden: two label layers at 0.7 opacity blend
+            # into colours of neither (a replaced layer keeps what the user chose)
+            layers[kind] = _write_labels(
+                viewer,
+                source,
+                kind,
+                output.labels,
+                output.features,
+                output.checksums[kind],
+                visible=output.refined is None,
+            )
         elif kind == "crf" and output.refined is not None:
             layers[kind] = _write_labels(
                 viewer, source, kind, output.refined, output.features_refined, output.checksums[kind]
@@ -196,6 +206,18 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
     for res in output.results:
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
     return layers
+
+
+def kept_layers_note(output: LayerOutput) -> str | None:
+    """One line when a run wrote beside a layer of its name instead of into it (the user edited
+    it, or made it: it is kept), saying where the run's output is; None when every output went to
+    its own name. Reads ``meta["layers"]`` that :func:`write_layers` sets."""
+    names = layer_names(output.source.name)
+    written = (output.results[0].meta.get("layers") or {}) if output.results else {}
+    moved = [(names[k], name) for k, name in written.items() if k in names and name != names[k]]
+    if not moved:
+        return None
+    return "; ".join(f"kept your '{base}', this run is in '{name}'" for base, name in moved)
 
 
 def output_kinds(output: LayerOutput, *, boxes: bool = False) -> list[str]:

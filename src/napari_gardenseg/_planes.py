@@ -153,7 +153,7 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
     from ._images import ImageError
 
     if layer is None:
-        raise ValueError("no image layer to segment: open an image (or File > Open Sample > Garden) first")
+        raise ValueError("no image layer to segment: open an image (or File > Open Sample > Garden segmentation) first")
     from napari.layers import Image
 
     if not isinstance(layer, Image):
@@ -168,6 +168,14 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
         )
     if 0 in shape0:
         raise ImageError(f"the image {layer.name!r} is empty (shape {shape0}); nothing to segment")
+    if not rgb and len(shape0) >= 3 and shape0[-1] in (3, 4) and shape0[-2] > shape0[-1]:
+        # a colour photo that napari shows as a stack (rgb=False, given by a reader or a script, or
+        # guessed so because a side is 30 px or less): its planes would be slivers of N x 3 pixels
+        raise ImageError(
+            f"layer {layer.name!r} (shape {shape0}) is not shown as a colour image, so each of its planes is "
+            f"{shape0[-2]} x {shape0[-1]} pixels; if it is a colour photo, add it again as one: "
+            f"viewer.add_image(viewer.layers[{layer.name!r}].data, rgb=True)"
+        )
 
     k = 0 if max_pixels is None else _pick_level(levels, rgb, max_pixels)
     data = levels[k]

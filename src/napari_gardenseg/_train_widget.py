@@ -211,6 +211,7 @@ class TrainWidget(Container):
             choices=self._pair_choices,
             tooltip="Labels layers to train on, each with its image (Ctrl/Shift-click to pick several)",
         )
+        self.pairs.native.setMaximumHeight(90)  # a few rows; Qt's default list height pushes Train off a laptop screen
         self.class_names = LineEdit(
             name="class_names",
             label="class names",

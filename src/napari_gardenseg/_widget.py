@@ -162,6 +162,7 @@ class SegmentationWidget(SegmentationControls):
 
     def _on_model_changed(self, _=None) -> None:
         self.checkpoint.visible = self.model.value == CUSTOM
+        self.clear_error()
         if not self.ready:  # the model's settings are shown once the engine is in
             return
         self.apply_model_settings(self.model_spec())  # at once: Run uses what the controls show
@@ -208,7 +209,9 @@ class SegmentationWidget(SegmentationControls):
         try:
             layer = self.image.value
             if layer is None:
-                raise ValueError("no image layer to segment: open an image (or File > Open Sample > Garden) first")
+                raise ValueError(
+                    "no image layer to segment: open an image (or File > Open Sample > Garden segmentation) first"
+                )
             spec = self.model_spec()
             if spec is None:
                 raise ValueError("choose a checkpoint file (.pt) for the custom model")
@@ -290,8 +293,10 @@ class SegmentationWidget(SegmentationControls):
         layer = image()
         if layer is not None and not still_holds(layer, output.source):
             status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
-        hint = status_hint(output.results)
-        self.status.value = status if hint is None else f"{status}; {hint}"
+        from ._layers import kept_layers_note
+
+        notes = [n for n in (kept_layers_note(output), status_hint(output.results)) if n]
+        self.status.value = "; ".join([status, *notes])
         self._done(job)
 
     def _done(self, job: Job) -> None:

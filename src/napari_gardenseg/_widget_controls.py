@@ -314,6 +314,12 @@ class SegmentationControls(Container):
         layer = self.image.value
         ndim = 0 if layer is None else layer.ndim
         self.stack.enabled = ndim > 2  # layer.ndim excludes an RGB colour axis
+        self.clear_error()
+
+    def clear_error(self) -> None:
+        """Put the status back to "ready" when it shows an error of an earlier choice (the image, the model)."""
+        if str(self.status.value).startswith("error") and not getattr(self, "running", False):
+            self.status.value = "ready"
 
     # -- models and their settings ----------------------------------------------------------
 
