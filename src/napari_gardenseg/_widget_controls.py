@@ -176,7 +176,11 @@ class SegmentationControls(Container):
         self.model = ComboBox(name="model", label="model", choices=model_choices, value=DEFAULT_MODEL)
         self.checkpoint = FileEdit(name="checkpoint", label="checkpoint", mode="r", filter="*.pt *.pth", visible=False)
         self.device = ComboBox(
-            name="device", label="device", choices=lambda _w: list(self._devices), value=DEFAULTS.device
+            name="device",
+            label="device",
+            choices=lambda _w: list(self._devices),
+            value=DEFAULTS.device,
+            tooltip="Where the network runs: auto takes a GPU when there is one",
         )
         self.score_threshold = FloatSlider(
             name="score_threshold",
@@ -185,6 +189,7 @@ class SegmentationControls(Container):
             max=1.0,
             step=0.05,
             value=DEFAULTS.score_threshold,
+            tooltip="Keep instances the network scores at least this (0-1); lower finds more plants and more mistakes",
         )
         self.mask_threshold = FloatSlider(
             name="mask_threshold",
@@ -193,6 +198,8 @@ class SegmentationControls(Container):
             max=1.0,
             step=0.05,
             value=MASK_RCNN_THRESHOLD,  # then the chosen model's own
+            tooltip="A pixel belongs to an instance where its soft mask is at least this (0-1); lower draws "
+            "masks wider (thin leaves kept), higher tighter",
         )
         self.classes = Select(  # choices from a callable: napari's reset_choices() on layer changes keeps them
             name="classes",
@@ -253,7 +260,12 @@ class SegmentationControls(Container):
             choices=[("current plane", False), ("whole stack", True)],
             value=False,
         )
-        self.boxes = CheckBox(name="boxes", text="show boxes", value=False)
+        self.boxes = CheckBox(
+            name="boxes",
+            text="show boxes",
+            value=False,
+            tooltip="Also add a Shapes layer: each instance's box, class and score",
+        )
         self.run = PushButton(name="run", text="Run")
         self.cancel = PushButton(name="cancel", text="Cancel", enabled=False)
         self.status = status_label(name="status", label="status", value="ready")
@@ -385,7 +397,11 @@ class SegmentationControls(Container):
             text = "defaults" + (f" (model {label} stores none)" if spec is not None else "")
         self._settings_source = text
         self.settings.value = text + problem
-        self.settings.tooltip = self.settings.value
+        self.settings.tooltip = (
+            f"{self.settings.value}\n\nWhere the thresholds and CRF settings shown come from: what the chosen "
+            "model stores in its checkpoint (its makers' choice), else the engine's defaults; 'edited' once you "
+            "change one. Run uses what is shown."
+        )
 
     def _show_crf_params(self, params) -> None:
         for w in self._crf_leaf_controls():
