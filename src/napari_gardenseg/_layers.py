@@ -122,7 +122,12 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
         _, name = _target(viewer, base, kind, Labels)
         many = len(data) > 1
         layer = viewer.add_labels(
-            data if many else data[0], name=name, features=features, multiscale=many, **_spatial_kwargs(source)
+            data if many else data[0],
+            name=name,
+            features=features,
+            multiscale=many,
+            visible=visible,
+            **_spatial_kwargs(source),
         )
         layer.metadata[META_KEY] = {"kind": kind, "image": source.name, "level": source.level, "lazy": True}
         return layer
