@@ -207,15 +207,11 @@ class SegmentationWidget(SegmentationControls):
         from ._planes import plane_source
 
         try:
-            layer = self.image.value
-            if layer is None:
-                raise ValueError(
-                    "no image layer to segment: open an image (or File > Open Sample > Garden segmentation) first"
-                )
+            layer = self.image.value  # plane_source says what is wrong with it (none, not an image...)
+            source = plane_source(layer, point=self._viewer.dims.point, stack=bool(self.stack.value))
             spec = self.model_spec()
             if spec is None:
                 raise ValueError("choose a checkpoint file (.pt) for the custom model")
-            source = plane_source(layer, point=self._viewer.dims.point, stack=bool(self.stack.value))
             options = self.segment_options()
         except Exception as exc:
             self.status.value = report_error(exc, "segmentation")
