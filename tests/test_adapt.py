@@ -303,7 +303,7 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
 
     registered = []
     fake = types.ModuleType("napari_gardenseg._widget")
-    fake.register_model = lambda path, title: registered.append((path, title))
+    fake.register_model = lambda path, title, select=False: registered.append((path, title, select))
     monkeypatch.setitem(sys.modules, "napari_gardenseg._widget", fake)
     monkeypatch.setattr(engine, "adapt", functools.partial(engine.adapt, rounds=1, iterations=1))
     viewer = make_napari_viewer()
@@ -321,7 +321,7 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     assert panel.running and panel.cancel.enabled and not panel.run.enabled
     qtbot.waitUntil(lambda: not panel.running, timeout=120_000)
     assert (tmp_path / "w.pt").exists() and (tmp_path / "w.json").exists(), panel.status.value
-    assert registered == [(tmp_path / "w.pt", "w")]
+    assert registered == [(tmp_path / "w.pt", "w", True)]
     assert panel.status.value.startswith("saved w.pt")
     assert panel.output.value == tmp_path / "w-2.pt"
 

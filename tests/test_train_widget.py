@@ -174,7 +174,7 @@ def registry(monkeypatch):
     """Stand-in for napari_gardenseg._widget.register_model: records what would be registered."""
     calls = []
     fake = types.ModuleType("napari_gardenseg._widget")
-    fake.register_model = lambda path, title: calls.append((path, title))
+    fake.register_model = lambda path, title, select=False: calls.append((path, title, select))
     monkeypatch.setitem(sys.modules, "napari_gardenseg._widget", fake)
     return calls
 
@@ -245,7 +245,7 @@ def test_widget_trains_and_registers(make_napari_viewer, qtbot, tmp_path, regist
     info = model.meta["training"]
     assert info["iterations"] == 2 and info["crop"] == 128  # min(384, image size)
     assert model.meta["trained_on"] == ["scene masks"]
-    assert registry == [(path, "mine")]
+    assert registry == [(path, "mine", True)]
     assert "saved mine.pt" in widget.status.value and "loss=" in widget.status.value
     assert widget.output.value == tmp_path / "mine-2.pt"  # the next run does not overwrite it
     assert widget.train.enabled and not widget.cancel.enabled

@@ -310,6 +310,23 @@ def test_registered_model_is_offered_and_used(garden, qtbot, tmp_path, monkeypat
     assert viewer.layers["garden masks"].data.max() >= 1
 
 
+def test_registered_model_is_chosen_when_asked_unless_running(garden, tmp_path, monkeypatch):
+    import shutil
+
+    from napari_gardenseg._models import bundled_checkpoint
+
+    monkeypatch.setattr(_widget_controls, "_REGISTERED", {})
+    _, w = garden
+    first = register_model(shutil.copy(bundled_checkpoint(), tmp_path / "a.pt"), "a")
+    assert w.model.value == "garden"  # offered, not chosen
+    register_model(tmp_path / "a.pt", "a", select=True)
+    assert w.model.value == first
+    w._run_when_ready = True  # a run waiting for torch keeps the model it was started with
+    register_model(shutil.copy(bundled_checkpoint(), tmp_path / "b.pt"), "b", select=True)
+    w._run_when_ready = False
+    assert w.model.value == first
+
+
 def test_model_is_loaded_once_and_reused(garden, qtbot, monkeypatch):
     from napari_gardenseg import _models
 

@@ -165,12 +165,13 @@ class AdaptWidget(Container):
             from ._train_widget import register_trained_model
 
             path = Path(outcome.value)
-            register_trained_model(path, path.stem)
+            registered = register_trained_model(path, path.stem)
             self.base.reset_choices()  # the new model is a base to start from too
             from ._adapt import outcome_of, report_path
 
             self.status.value = f"saved {path.name}: {outcome_of(path)} (report: {report_path(path).name})"
-            show_info(f"Adapted model saved to {path}; added to the segmentation widget's models.")
+            where = "chosen in the segmentation widget" if registered else "load it in the segmentation widget"
+            show_info(f"Adapted model saved to {path}; {where}.")
             self.output.value = free_path(path)
 
     def _make_teardown(self):

@@ -160,13 +160,14 @@ def ask_replace(parent, path: Path) -> bool:
 
 
 def register_trained_model(path, title: str) -> bool:
-    """Add a trained checkpoint to the segmentation widget's model list; False when that is not possible."""
+    """Add a trained checkpoint to the segmentation widget's model list and choose it there
+    (unless that widget is running); False when that is not possible."""
     try:
         from ._widget import register_model
     except (ImportError, AttributeError):
         return False
     try:
-        register_model(path, title)
+        register_model(path, title, select=True)
     except Exception as exc:  # never lose a finished training run to a registry problem
         show_warning(f"The model was saved to {path} but could not be added to the segmentation widget: {exc}")
         return False
@@ -454,7 +455,7 @@ class TrainWidget(Container):
         self.base.reset_choices()  # the new model is a base to start from too
         what = "stopped early; " if stopped else ""
         where = (
-            "added to the segmentation widget's models"
+            "added to the segmentation widget's models and chosen there"
             if registered
             else "load it in the segmentation widget as a checkpoint"
         )

@@ -67,18 +67,22 @@ _REGISTERED: dict[str, str] = {}
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
-def register_model(path, title: str | None = None) -> str:
+def register_model(path, title: str | None = None, *, select: bool = False) -> str:
     """Offer the checkpoint at ``path`` in every segmentation widget's model list.
 
     Call from the GUI thread. Returns the choice's value (the resolved path as
     a string), which can be assigned to ``widget.model.value``. Registering a
-    path again updates its title.
+    path again updates its title. With ``select=True`` the model also becomes
+    the choice of every widget that is not running (a model just trained is
+    the one the user wants to try next); a running widget keeps its choice.
     """
     key = str(Path(path).expanduser().resolve())
     _REGISTERED[key] = title or Path(key).stem
     for widget in list(_LIVE):
         try:
             widget.model.reset_choices()
+            if select and not getattr(widget, "running", False):
+                widget.model.value = key
         except RuntimeError:  # its Qt side is gone (closed dock widget)
             _LIVE.discard(widget)
     return key
