@@ -385,6 +385,32 @@ def test_zarr_axes(tmp_path):
     assert read_image(tmp_path / "plain.zarr", axes="ZYX").axes == "ZYX"
 
 
+def test_npy_files_read_as_the_arrays_passed_to_the_api(tmp_path):
+    import dask.array as da
+
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.uint8)
+    np.save(tmp_path / "hwc.npy", rgb)
+    np.save(tmp_path / "chw.npy", np.moveaxis(rgb, -1, 0))  # PyTorch's layout
+    for name in ("hwc.npy", "chw.npy"):
+        f = read_image(tmp_path / name)
+        assert f.axes == "YXS" and isinstance(f.data, np.ndarray) and f.applied["format"] == "npy"
+        np.testing.assert_array_equal(f.data, rgb)
+    lazy = read_image(tmp_path / "hwc.npy", lazy=True)  # windows from a memory map
+    assert isinstance(lazy.data, da.Array) and open_image(tmp_path / "hwc.npy", lazy=True).shape[:2] == (20, 30)
+    np.testing.assert_array_equal(lazy.data.compute(), rgb)
+    np.save(tmp_path / "stack.npy", np.zeros((5, 20, 30), np.uint16))
+    with pytest.raises(ImageError, match="axes='TYX'"):
+        read_image(tmp_path / "stack.npy")
+    assert read_image(tmp_path / "stack.npy", axes="TYX").n_planes == 5
+    # what is not an image array says so, and a pickle is never loaded
+    np.save(tmp_path / "a_seg.npy", np.array([{"masks": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "text.npy", np.array(["a", "b"]))
+    (tmp_path / "fake.npy").write_bytes(b"not numpy at all")
+    for name, words in [("a_seg.npy", "Python objects"), ("text.npy", "not an image"), ("fake.npy", "not a numpy")]:
+        with pytest.raises(ImageError, match=words):
+            read_image(tmp_path / name)
+
+
 def test_animation_frames_are_a_time_stack(tmp_path):
     frames = [Image.fromarray(np.full((10, 12), v, np.uint8)) for v in (10, 100, 200)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
@@ -477,7 +503,17 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         (photos / name).write_bytes(b"x")
     (photos / "stack.zarr").mkdir()
     # the label images of photos in the folder are not photos; an image merely named so is one
-    for name in ("notes.txt", ".DS_Store", "._b.JPG", "run.json", "a_labels.tif", "b_labels_crf.tif", "f_labels.png"):
+    # .npy files are read when named, but a folder's are side files (Cellpose's _seg.npy, features)
+    for name in (
+        "notes.txt",
+        ".DS_Store",
+        "._b.JPG",
+        "run.json",
+        "a_labels.tif",
+        "b_labels_crf.tif",
+        "f_labels.png",
+        "a_seg.npy",
+    ):
         (photos / name).write_bytes(b"x")
     want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "f_labels.png", "stack.zarr")]
     assert image_files(photos) == want  # by name, not into subfolders, hidden and other files skipped

@@ -27,6 +27,11 @@ libraries that know the formats, never on an array's shape alone:
 * zarr (OME-Zarr: the ``multiscales`` axes, level 0; a plain array of shape
   (H, W) or (H, W, 3|4) is grey or colour, the layout of numpy, Pillow and
   napari's RGB images).
+* numpy's ``.npy`` files (``numpy.save``; napari's own reader opens them):
+  their axes by the rule arrays passed to the API follow ((H, W), (H, W, C),
+  (C, H, W) with C in 1..4); read through a memory map, so a big one is read
+  window by window like a TIFF. Pickled objects (e.g. Cellpose's
+  ``_seg.npy``) are refused, never unpickled.
 
 A file that is empty, cut short (truncated) or not an image raises
 :class:`~napari_gardenseg._images.ImageError` saying so and what to do.
@@ -68,7 +73,7 @@ IMAGE_SUFFIXES = (
 )  # fmt: skip
 AXES_LETTERS = "TZCSYX"
 PLANE_AXES = "TZC"
-# TIFF and zarr files at most this big are read whole unless lazy=True
+# TIFF, zarr and .npy files at most this big are read whole unless lazy=True
 LAZY_BYTES = 256 * 2**20
 
 # TIFF ExtraSamples values that say a sample is opacity (associated, unassociated alpha)
@@ -82,7 +87,7 @@ _PILLOW_PHOTOMETRIC = ("SEPARATED", "YCBCR", "CIELAB", "ICCLAB", "ITULAB")
 class ImageFile:
     """An image file as read: ``data`` with the plane axes first, then Y, X and colour samples (S) last.
 
-    ``data`` is a numpy array, or a lazy one (zarr, dask) for TIFF/zarr files
+    ``data`` is a numpy array, or a lazy one (zarr, dask) for TIFF, zarr and .npy files
     read lazily. ``axes`` names its axes (e.g. ``"YXS"``, ``"TYX"``,
     ``"TZYX"``); ``applied`` says what the reader did (JSON-able, stored in
     the batch's run record): format, axes as the file (or the caller) gave
@@ -138,16 +143,16 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     """Read an image file (see the module's docstring for what is done to it).
 
     ``axes``: the letters of the file's axes in its own order (``"TYX"``,
-    ``"ZYX"``, ``"CYX"``, ``"SYX"``, ``"YXS"``...), for TIFF and zarr files
+    ``"ZYX"``, ``"CYX"``, ``"SYX"``, ``"YXS"``...), for TIFF, zarr and .npy files
     that do not say or say it wrongly; files Pillow reads have fixed axes and
-    ignore it. ``lazy``: TIFF/zarr pixels stay on disk and are read window by
+    ignore it. ``lazy``: TIFF/zarr/.npy pixels stay on disk and are read window by
     window (True), always (zarr stores are always lazy), or when the file is
     over 256 MB (None).
 
     Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
     (axes unknown or contradicting the shape; a file that is empty, truncated or
     not an image Pillow or tifffile reads; a HEIC photo without pillow-heif; a
-    folder that is not a zarr store).
+    folder that is not a zarr store; a .npy file of Python objects or of no pixel type).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -166,6 +171,8 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         return _read_zarr(path, axes)
     if name.endswith(TIFF_SUFFIXES):
         return _read_tiff(path, axes, lazy)
+    if name.endswith(".npy"):
+        return _read_npy(path, axes, lazy)
     return _read_pillow(path)
 
 
@@ -173,7 +180,8 @@ def image_files(folder) -> list[Path]:
     """The image files directly in ``folder`` (not in its subfolders), sorted by name.
 
     Image files: the suffixes of :data:`IMAGE_SUFFIXES` (any case) and
-    ``*.zarr`` stores. Hidden files are skipped (``.DS_Store``, and macOS's
+    ``*.zarr`` stores; not ``.npy`` files, which :func:`read_image` reads when
+    named but which beside photos are side files (Cellpose's ``_seg.npy``). Hidden files are skipped (``.DS_Store``, and macOS's
     ``._IMG_0001.JPG`` copies of a photo's metadata on shared drives). So
     are the label images of photos in the folder (``a_labels.tif`` and
     ``a_labels_crf.tif`` beside ``a.jpg``: painted for ``gardenseg train``, or
@@ -556,7 +564,7 @@ def _arrange(data, axes: str, path: Path, *, given: bool, photometric: str | Non
         letters = "".join(a if a in AXES_LETTERS else "?" for a in axes)
         raise ImageError(
             f"{path.name}: the file does not say what axis {', '.join(repr(a) for a in unknown)} of its shape "
-            f"{shape} is (tifffile reads its axes as {axes!r}, '?' below). Say what they are, one letter per axis "
+            f"{shape} is (its axes read as {axes!r}, '?' below). Say what they are, one letter per axis "
             f"({letters}): T time, Z depth, C channels (each segmented as its own plane), S colour samples "
             f"(RGB), e.g. --axes {letters.replace('?', 'T', 1)} on the command line or "
             f"axes={letters.replace('?', 'T', 1)!r} in the API"
@@ -631,19 +639,76 @@ def _read_zarr(path: Path, axes: str | None) -> ImageFile:
             if not keys:
                 raise ImageError(f"{path} is a zarr group with no arrays")
             array = z[keys[0]]
-    shape = tuple(int(s) for s in array.shape)
     if file_axes is None:
-        if len(shape) == 2:
-            file_axes = "YX"
-        elif len(shape) == 3 and shape[2] in (3, 4) and min(shape[:2]) > 4:
-            file_axes = "YXS"
-        else:
-            file_axes = "Q" * (len(shape) - 2) + "YX"
+        file_axes = _plain_axes(array.shape)
     applied = {"format": "zarr", "file_axes": file_axes}
     data, out_axes, _ = _arrange(array, axes or file_axes, path, given=axes is not None)
     if axes is not None:
         applied["axes_given"] = axes
     return ImageFile(path, data, out_axes, applied)
+
+
+def _plain_axes(shape) -> str:
+    """The axes of an array that does not name them: (H, W) grey, (H, W, 3|4) colour (numpy's,
+    Pillow's and napari's layout); any other leading axes unknown (``Q``), for ``axes`` to name."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        return "YX"
+    if len(shape) == 3 and shape[2] in (3, 4) and min(shape[:2]) > 4:
+        return "YXS"
+    return "Q" * (len(shape) - 2) + "YX"
+
+
+# ----------------------------------------------------------------------------- npy
+
+
+def _read_npy(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as f:
+            npy_format.read_magic(f)
+    except ValueError:
+        raise ImageError(
+            f"{path.name} is not a numpy .npy file (numpy.save writes those); open the image in napari or "
+            "an image editor and save it as PNG, TIFF or with numpy.save"
+        ) from None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:  # numpy's refusal of object arrays: a pickle is never loaded
+        raise ImageError(
+            f"{path.name} holds Python objects (e.g. a dict of masks and settings, as Cellpose's _seg.npy), not "
+            "an image array: save the image itself with numpy.save(path, image), an (H, W) or (H, W, 3) array"
+        ) from None
+    if array.ndim < 2 or array.dtype.kind not in "biuf":
+        raise ImageError(
+            f"{path.name} holds an array of {array.dtype} values and shape {array.shape}, not an image: save an (H, W), "
+            "(H, W, 3) or (3, H, W) array of bool, integer or float pixels"
+        )
+    file_axes = _npy_axes(array.shape)
+    if lazy is False or (lazy is None and path.stat().st_size <= LAZY_BYTES):
+        array = np.array(array)  # read whole, as a small TIFF is: the file is free again
+    else:
+        import dask.array as da
+
+        array = da.from_array(array, chunks="auto")  # windows read from the memory map
+    applied = {"format": "npy", "file_axes": file_axes}
+    data, out_axes, _ = _arrange(array, axes or file_axes, path, given=axes is not None)
+    if axes is not None:
+        applied["axes_given"] = axes
+    return ImageFile(path, data, out_axes, applied)
+
+
+def _npy_axes(shape) -> str:
+    """The axes of a saved array, by the rule arrays passed to the API follow
+    (:func:`~napari_gardenseg._images.image_layout`: (H, W), (H, W, C), (C, H, W));
+    more axes are unknown (``Q``), for ``axes`` to name."""
+    from ._images import image_layout
+
+    try:
+        return {"hw": "YX", "hwc": "YXS", "chw": "SYX"}[image_layout(shape)]
+    except ImageError:
+        return "Q" * (len(shape) - 2) + "YX"
 
 
 def is_image_path(value) -> bool:
