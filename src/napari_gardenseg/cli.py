@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--axes",
         metavar="LETTERS",
-        help="the axes of TIFF/zarr inputs that do not state them, one letter per axis: T time, Z depth, "
+        help="the axes of TIFF/zarr/.npy inputs that do not state them, one letter per axis: T time, Z depth, "
         "C channels (each a plane), S colour samples, Y, X; e.g. TYX (stacks are segmented plane by plane)",
     )
     s.add_argument("--coco", action="store_true", help="also write COCO JSON")
