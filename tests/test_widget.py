@@ -371,7 +371,7 @@ def test_the_widget_opens_at_once_and_a_run_waits_for_torch(make_napari_viewer, 
     viewer = make_napari_viewer()
     viewer.add_image(sample[450:610, 40:232], name="garden")
     _, w = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
-    assert not w.ready and "loading torch" in w.settings.value
+    assert not w.ready and "loading torch" in w.settings.value and w.status.value.startswith("loading torch")
     assert not w.score_threshold.enabled and not w.crf_settings.enabled  # the model's values are not shown yet
     assert list(w.device.choices) == ["auto", "cpu"]
     w.crf.value = False

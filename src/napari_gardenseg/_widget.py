@@ -104,6 +104,7 @@ class SegmentationWidget(SegmentationControls):
         if self._engine is not None:  # the model's settings are shown once it is in
             self.enable_settings(False)
             self.settings.value = "loading torch (first use this session)…"
+            self.status.value = _LOADING
 
     # -- engine --------------------------------------------------------------------------
 
@@ -117,6 +118,8 @@ class SegmentationWidget(SegmentationControls):
             return
         self._engine = None
         self.enable_settings(True)
+        if self.status.value == _LOADING:
+            self.status.value = "ready"
         if outcome.ok:
             self.show_devices(outcome.value)
         # On a failure the model's settings say so (model_info raises it again), and Run reports it.
@@ -308,6 +311,9 @@ class SegmentationWidget(SegmentationControls):
     def running(self) -> bool:
         """True while a segmentation is in progress (or waits for torch to load)."""
         return self._job is not None or self._run_when_ready
+
+
+_LOADING = "loading torch…; Run can be pressed, it starts when torch is in"
 
 
 def _alive(widget) -> bool:
