@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,3 +125,21 @@ def test_a_batch_says_why_a_file_gave_no_instance(tmp_path, capsys):
     assert _record(tmp_path / "again", "grey")["note"] == grey.note  # in the run record too
     resumed = segment_files([tmp_path / "grey.png"], tmp_path / "again", crf=False, resume=True)
     assert resumed.files[0].status == "skipped" and resumed.files[0].note == grey.note
+
+
+def test_a_batch_says_when_a_file_looks_like_a_mask_not_a_photo(tmp_path, capsys):
+    """A folder of photos often holds their masks (``*_mask.png``, an RGB label map): they are
+    segmented as asked, with a note; the photos, even a dark one, get none."""
+    scene = garden_scene(8_000_123, (128, 96))[0]
+    Image.fromarray(scene).save(tmp_path / "photo.png")
+    Image.fromarray(scene // 4).save(tmp_path / "dark.jpg", quality=90)  # underexposed
+    yy, xx = np.mgrid[:128, :96]
+    label_map = np.zeros((128, 96, 3), np.uint8)
+    for (y, x), colour in zip([(40, 30), (90, 60)], [(0, 255, 0), (255, 0, 0)]):
+        label_map[(yy - y) ** 2 + (xx - x) ** 2 < 400] = colour
+    Image.fromarray(label_map).save(tmp_path / "photo_label.png")
+    summary = segment_files(tmp_path, tmp_path / "out", crf=False)
+    notes = {Path(f.file).name: f.note for f in summary.files}
+    assert notes["photo.png"] is None and notes["dark.jpg"] is None
+    assert "mask or label map" in notes["photo_label.png"]
+    assert "mask or label map" in _record(tmp_path / "out", "photo_label")["note"]
