@@ -134,8 +134,26 @@ def crf_settings(stored) -> Any:
     return crf_module().CRFParams.from_any(None, stored or None)
 
 
+# What each CRFParams field is called in the dock, and its tooltip (the API's name is added to it)
+_CRF_WORDS = {
+    "iterations": ("iterations", "mean-field iterations; 0 keeps the network's masks"),
+    "gaussian_sxy": ("smoothness width (px)", "reach of the smoothness kernel, which removes small isolated bits"),
+    "gaussian_compat": ("smoothness weight", "weight of the smoothness kernel; 0 turns it off"),
+    "bilateral_sxy": ("appearance reach (px)", "how far the appearance kernel looks for pixels of like colour"),
+    "bilateral_srgb": ("appearance colour width", "colour difference (0..255 levels) still counted as like colour"),
+    "bilateral_compat": ("appearance weight", "weight of the appearance kernel, which makes masks follow colour edges"),
+    "padding": ("padding (px)", "margin around each instance's uncertain region given to the CRF"),
+    "max_side": ("max side (px)", "a larger instance is refined at a reduced resolution; 0: always full resolution"),
+    "unary_weight": ("unary weight", "weight of the network's soft mask against the two kernels"),
+    "band": ("uncertain band", "only pixels whose soft mask lies between these two values may change"),
+    "min_keep": ("min kept", "keep the raw mask if the refined one keeps less than this fraction of it"),
+    "thin_width": ("thin width (px)", "objects thinner than this get a weaker smoothness kernel (leaves, stems)"),
+    "backend": ("backend", "auto: torch on a GPU, on CPU the fastest installed; numba, pydensecrf or torch"),
+}
+
+
 def _crf_controls() -> list:
-    """One control per CRFParams field, named after it (backend: a choice)."""
+    """One control per CRFParams field, named after it (backend: a choice), labelled in words."""
     crf = crf_module()
     if crf is None:
         return []
@@ -149,10 +167,12 @@ def _crf_controls() -> list:
         elif ann is float:
             opts = {"min": 0.0, "max": 10_000.0, "step": 0.05}
         try:
-            w = create_widget(value=f.default, annotation=ann, name=f.name, options=opts)
+            label, tip = _CRF_WORDS.get(f.name, (f.name, ""))
+            w = create_widget(value=f.default, annotation=ann, name=f.name, label=label, options=opts)
         except Exception:  # a field type magicgui cannot show: it stays at the stored/default value
             log.warning("no control for CRF setting %s (%s)", f.name, ann)
             continue
+        w.tooltip = f"{tip} (CRFParams.{f.name})" if tip else f"CRFParams.{f.name}"
         for sub in [w, *(w if isinstance(w, Container) else [])]:
             if isinstance(sub, FloatSpinBox):
                 sub.native.setDecimals(6)  # show stored values exactly (Qt's default rounds to 0.01)
