@@ -237,6 +237,33 @@ def test_layers_get_names_geometry_and_features(viewer, fake_segment):
     assert len(boxes.data) == 2 and list(boxes.text.values) == ["c1 0.90", "c2 0.60"]
 
 
+def test_labels_lie_on_a_rotated_sheared_or_affine_image(fake_segment):
+    """A layer placed by rotate, shear or affine (a reader's georeference, a user's turn): every
+    output pixel lands on the image pixel it was segmented from, in world coordinates."""
+    v = ViewerModel()
+    image = v.add_image(rgb(), name="turned", scale=(2.0, 1.5), translate=(5.0, 7.0), rotate=30, shear=[0.2])
+    image.affine = [[1.0, 0.0, 3.0], [0.0, -1.0, 40.0], [0.0, 0.0, 1.0]]  # flipped and moved
+    layers = write_layers(v, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
+    pixel = np.array([16.0, 24.0])
+    for layer in layers.values():
+        np.testing.assert_allclose(layer.data_to_world(pixel), image.data_to_world(pixel))
+    # one plane of a turned stack: its one-plane slab lies where that plane does
+    stack = v.add_image(
+        np.zeros((4, 32, 40), np.uint8),
+        name="stack",
+        scale=(3.0, 1, 1),
+        rotate=[[0.8, 0.6, 0], [-0.6, 0.8, 0], [0, 0, 1]],
+    )
+    src = plane_source(stack, point=stack.data_to_world((2.0, 0.0, 0.0)))
+    assert src.planes == [(2,)]
+    out = write_layers(v, fake_run(src, fake_segment), boxes=False)["masks"]
+    np.testing.assert_allclose(out.data_to_world((0.0, 10.0, 20.0)), stack.data_to_world((2.0, 10.0, 20.0)))
+    # a rerun on the image turned back puts the layer back (nothing left of the old placement)
+    image.rotate, image.shear, image.affine = 0, [0.0], np.eye(3)
+    again = write_layers(v, fake_run(plane_source(image), fake_segment), boxes=False)["masks"]
+    np.testing.assert_allclose(again.data_to_world(pixel), image.data_to_world(pixel))
+
+
 def test_rerun_replaces_in_place_and_keeps_edited_layers(viewer, fake_segment):
     image = viewer.layers["garden"]
     first = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=True)

@@ -85,12 +85,22 @@ def _target(viewer, base: str, kind: str, layer_type: type):
         k += 1
 
 
-def _spatial_kwargs(source: PlaneSource) -> dict:
+def _spatial_kwargs(source: PlaneSource, *, every: bool = False) -> dict:
+    """Where the output layers lie: the image's scale, translate, units, axis labels, and its rotate,
+    shear and affine where it has them (``every``: those too when they are the identity, to reset a
+    layer written for an image placed otherwise)."""
     kw = {"scale": source.scale, "translate": source.out_translate}
     if source.units is not None:
         kw["units"] = source.units
     if source.axis_labels is not None:
         kw["axis_labels"] = source.axis_labels
+    ndim = len(source.scale)
+    identity = {"rotate": np.eye(ndim), "shear": np.zeros(ndim * (ndim - 1) // 2), "affine": np.eye(ndim + 1)}
+    for key, default in identity.items():
+        if getattr(source, key) is not None:
+            kw[key] = getattr(source, key)
+        elif every:
+            kw[key] = default
     return kw
 
 
@@ -100,9 +110,11 @@ def _set_geometry(layer, source: PlaneSource) -> None:
     Every assignment makes napari re-slice and redraw the layer (tens of ms on
     a big image), so unchanged values are not assigned again.
     """
-    for key, value in _spatial_kwargs(source).items():
+    for key, value in _spatial_kwargs(source, every=True).items():
         current = getattr(layer, key)
-        if key in ("scale", "translate"):
+        if key == "affine":
+            current = current.affine_matrix
+        if key in ("scale", "translate", "rotate", "shear", "affine"):
             same = np.shape(current) == np.shape(value) and np.allclose(current, value)
         else:
             same = tuple(str(v) for v in current) == tuple(str(v) for v in value)

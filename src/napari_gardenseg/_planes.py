@@ -50,6 +50,11 @@ class PlaneSource:
     units: tuple | None = None
     axis_labels: tuple | None = None
     level: int = 0  # multiscale level read (0 = full resolution)
+    # the layer's rotate (ndim x ndim), shear and affine ((ndim + 1)^2) when any is not the
+    # identity: the output layers get them too, so the labels lie on the image however it is placed
+    rotate: np.ndarray | None = None
+    shear: np.ndarray | None = None
+    affine: np.ndarray | None = None
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -76,8 +81,19 @@ class PlaneSource:
         t = np.array(self.translate, dtype=float)
         if not self.stack and self.lead_shape:
             lead = np.array(self.planes[0], dtype=float)
-            t[: len(lead)] += lead * np.asarray(self.scale[: len(lead)], dtype=float)
+            # napari places data at translate + rotate @ shear @ scale @ index: the slab's origin
+            # moves by that linear map of the plane's index (the affine comes after, unchanged)
+            t += self.linear_matrix[:, : len(lead)] @ lead
         return t
+
+    @property
+    def linear_matrix(self) -> np.ndarray:
+        """rotate @ shear @ scale of the output layers (ndim x ndim), as napari composes them."""
+        if self.rotate is None and self.shear is None:
+            return np.diag(np.asarray(self.scale, dtype=float))
+        from napari.utils.transforms import Affine
+
+        return Affine(scale=self.scale, rotate=self.rotate, shear=self.shear, ndim=len(self.scale)).linear_matrix
 
     def out_index(self, i: int) -> tuple[int, ...]:
         """Where plane ``i`` goes in the output arrays."""
@@ -201,4 +217,22 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
         units=tuple(layer.units) if getattr(layer, "units", None) is not None else None,
         axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
         level=k,
+        **_placement(layer),
     )
+
+
+def _placement(layer) -> dict:
+    """The layer's rotate, shear and affine that are not the identity (napari's own values)."""
+    ndim = int(layer.ndim)
+    found = {}
+    rotate = np.asarray(getattr(layer, "rotate", np.eye(ndim)), dtype=float)
+    if rotate.shape == (ndim, ndim) and not np.allclose(rotate, np.eye(ndim)):
+        found["rotate"] = rotate
+    shear = np.asarray(getattr(layer, "shear", ()), dtype=float)
+    if shear.size and np.any(shear != 0) and not (shear.ndim == 2 and np.allclose(shear, np.eye(ndim))):
+        found["shear"] = shear
+    affine = getattr(layer, "affine", None)
+    matrix = np.asarray(getattr(affine, "affine_matrix", np.eye(ndim + 1)), dtype=float)
+    if matrix.shape == (ndim + 1, ndim + 1) and not np.allclose(matrix, np.eye(ndim + 1)):
+        found["affine"] = matrix
+    return found
