@@ -639,24 +639,24 @@ def _read_zarr(path: Path, axes: str | None) -> ImageFile:
             if not keys:
                 raise ImageError(f"{path} is a zarr group with no arrays")
             array = z[keys[0]]
+    shape = tuple(int(s) for s in array.shape)
     if file_axes is None:
-        file_axes = _plain_axes(array.shape)
-    applied = {"format": "zarr", "file_axes": file_axes}
+        if len(shape) == 2:
+            file_axes = "YX"
+        elif len(shape) == 3 and shape[2] in (3, 4) and min(shape[:2]) > 4:
+            file_axes = "YXS"
+        else:
+            file_axes = "Q" * (len(shape) - 2) + "YX"
+    return _arranged_file(path, array, "zarr", file_axes, axes)
+
+
+def _arranged_file(path: Path, array, fmt: str, file_axes: str, axes: str | None) -> ImageFile:
+    """The ImageFile of an array whose axes the file states (or the caller gives: ``axes``)."""
+    applied = {"format": fmt, "file_axes": file_axes}
     data, out_axes, _ = _arrange(array, axes or file_axes, path, given=axes is not None)
     if axes is not None:
         applied["axes_given"] = axes
     return ImageFile(path, data, out_axes, applied)
-
-
-def _plain_axes(shape) -> str:
-    """The axes of an array that does not name them: (H, W) grey, (H, W, 3|4) colour (numpy's,
-    Pillow's and napari's layout); any other leading axes unknown (``Q``), for ``axes`` to name."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 2:
-        return "YX"
-    if len(shape) == 3 and shape[2] in (3, 4) and min(shape[:2]) > 4:
-        return "YXS"
-    return "Q" * (len(shape) - 2) + "YX"
 
 
 # ----------------------------------------------------------------------------- npy
@@ -692,11 +692,7 @@ def _read_npy(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         import dask.array as da
 
         array = da.from_array(array, chunks="auto")  # windows read from the memory map
-    applied = {"format": "npy", "file_axes": file_axes}
-    data, out_axes, _ = _arrange(array, axes or file_axes, path, given=axes is not None)
-    if axes is not None:
-        applied["axes_given"] = axes
-    return ImageFile(path, data, out_axes, applied)
+    return _arranged_file(path, array, "npy", file_axes, axes)
 
 
 def _npy_axes(shape) -> str:
