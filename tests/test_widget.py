@@ -136,6 +136,23 @@ def test_runs_end_to_end_and_rerun_replaces_in_place(garden, qtbot):
     assert 1 <= len(masks.features) == int(masks.data.max()) <= n_first
 
 
+def test_a_layer_that_looks_like_a_label_map_is_named_in_the_status(garden, qtbot):
+    viewer, w = garden
+    run(w, qtbot)
+    assert "label map" not in w.status.value  # the photo crop is not taken for one
+    # a colour label map of the same crop (three colours on black), as a folder's *_mask.png opens
+    crop = np.asarray(viewer.layers["garden"].data)
+    painted = np.zeros_like(crop)
+    ids = viewer.layers["garden masks"].data
+    assert ids.max() >= 1
+    for i, colour in enumerate([(0, 200, 0), (200, 0, 0), (0, 0, 200)]):
+        painted[(ids > 0) & (ids % 3 == i)] = colour
+    viewer.add_image(painted, name="garden_mask")
+    w.image.value = viewer.layers["garden_mask"]
+    run(w, qtbot)
+    assert "'garden_mask' looks like a mask or label map, not a photo" in w.status.value
+
+
 def test_an_edited_layer_survives_a_rerun(garden, qtbot):
     viewer, w = garden
     run(w, qtbot)

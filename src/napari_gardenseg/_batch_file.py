@@ -13,10 +13,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from ._batch_outputs import _write_outputs, is_big_input, output_files
 from ._files import atomic_write, check_target
+from ._images import looks_like_label_map
 from ._reader import read_image
 from ._run_record import (
     _RECORD_FORMAT,
@@ -212,30 +211,10 @@ def process_file(
     }
 
 
-# A mask or label map is a few colours: apart from its most common one (background, or the
-# nodata around a photo), a handful of colours hold nearly all its pixels (a JPEG'd one's mostly
-# too, unless chroma subsampling smeared a small colour map); a photo's pixels spread over
-# thousands of colours (sensor noise, light), even a dark one's
-_LABEL_MAP_TOP = 16  # the most common colours after the first
-_LABEL_MAP_SHARE = 0.8  # their share of the pixels that are not the first colour
-_SAMPLED_PIXELS = 65_536
-
-
 def _label_map_note(image) -> str | None:
     """A note when the file looks like a mask or label map rather than a photo (a folder of photos
-    often holds their masks too: ``*_mask.png``), else None. Reads a strided sample of the first
-    plane of 8-bit images; lazy (big) inputs are not sampled."""
-    data = image.plane(image.planes()[0])
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-        return None
-    h, w = data.shape[:2]
-    step = max(1, int(np.sqrt(h * w / _SAMPLED_PIXELS)))
-    sample = data[::step, ::step].reshape(-1, data.shape[2] if data.ndim == 3 else 1)
-    if len(sample) < 1024:  # a thumbnail may well be flat
-        return None
-    counts = np.sort(np.unique(sample, axis=0, return_counts=True)[1])[::-1]
-    rest = counts.sum() - counts[0]
-    if rest and counts[1 : 1 + _LABEL_MAP_TOP].sum() < _LABEL_MAP_SHARE * rest:
+    often holds their masks too: ``*_mask.png``), else None."""
+    if not looks_like_label_map(image.plane(image.planes()[0])):
         return None
     return "a mask or label map, not a photo? (nearly all its pixels are a few colours; its instances follow them)"
 

@@ -267,3 +267,34 @@ def to_rgb_uint8(image) -> np.ndarray:
         return np.array(arr, dtype=np.uint8, order="C", copy=True)
     rgb = to_rgb_float(arr)
     return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
+
+
+# A mask or label map is a few colours: apart from its most common one (background, or the
+# nodata around a photo), a handful of colours hold nearly all its pixels (a JPEG'd one's mostly
+# too, unless chroma subsampling smeared a small colour map); a photo's pixels spread over
+# thousands of colours (sensor noise, light), even a dark one's
+_LABEL_MAP_TOP = 16  # the most common colours after the first
+_LABEL_MAP_SHARE = 0.8  # their share of the pixels that are not the first colour
+_SAMPLED_PIXELS = 65_536
+
+
+def looks_like_label_map(plane) -> bool:
+    """Whether ``plane`` looks like a mask or label map rather than a photo.
+
+    ``plane``: (H, W) or (H, W, C) array. Only in-memory uint8 planes are judged
+    (a strided sample of about 65,536 pixels; a lazy or other-dtype plane, or a
+    thumbnail under 1,024 sampled pixels, gives False): besides the commonest
+    colour, its 16 next commonest must hold at least 80% of the pixels. Users
+    running a folder or a layer that holds masks beside photos get a note, not
+    an error: a label map may be what they mean to segment.
+    """
+    if not isinstance(plane, np.ndarray) or plane.dtype != np.uint8 or plane.ndim not in (2, 3):
+        return False
+    h, w = plane.shape[:2]
+    step = max(1, int(np.sqrt(h * w / _SAMPLED_PIXELS)))
+    sample = plane[::step, ::step].reshape(-1, plane.shape[2] if plane.ndim == 3 else 1)
+    if len(sample) < 1024:  # a thumbnail may well be flat
+        return False
+    counts = np.sort(np.unique(sample, axis=0, return_counts=True)[1])[::-1]
+    rest = counts.sum() - counts[0]
+    return not rest or counts[1 : 1 + _LABEL_MAP_TOP].sum() >= _LABEL_MAP_SHARE * rest

@@ -237,6 +237,17 @@ def kept_layers_note(output: LayerOutput) -> str | None:
     return "; ".join(f"kept your '{base}', this run is in '{name}'" for base, name in moved)
 
 
+def label_map_note(output: LayerOutput) -> str | None:
+    """One line when the segmented layer looks like a mask or label map, not a photo (its first
+    plane, when in memory and 8-bit: :func:`~napari_gardenseg._images.looks_like_label_map`), so
+    that instances which follow its few colours are not taken for the model's view of a photo."""
+    from ._images import looks_like_label_map
+
+    if not output.source.planes or not looks_like_label_map(output.source.plane(0)):
+        return None
+    return f"'{output.source.name}' looks like a mask or label map, not a photo: its instances follow its colours"
+
+
 def output_kinds(output: LayerOutput, *, boxes: bool = False) -> list[str]:
     """The layers a run writes: "masks", then "crf" (CRF on) and "boxes" (asked for)."""
     return ["masks"] + (["crf"] if output.refined is not None else []) + (["boxes"] if boxes else [])
