@@ -119,11 +119,40 @@ def test_read_only_input():
         (np.array([[object()]]), TypeError, "dtype"),
     ],
 )
-def test_bad_images(bad, exc, match):
+@pytest.mark.parametrize("convert", [to_rgb_float, to_rgb_uint8])
+def test_bad_images(bad, exc, match, convert):
     with pytest.raises(exc, match=match):
-        to_rgb_float(bad)
+        convert(bad)
 
 
 def test_uint8_conversion_round_trips():
     img = np.random.default_rng(1).integers(0, 256, (8, 9, 3), dtype=np.uint8)
     np.testing.assert_array_equal(to_rgb_uint8(to_rgb_float(img)), img)
+
+
+def test_uint8_in_row_bands_is_the_rounded_float_image(monkeypatch):
+    # to_rgb_uint8 converts a few rows at a time with the whole image's intensity range (taken in
+    # bands too): the same values as rounding to_rgb_float, for every dtype rule
+    import napari_gardenseg._io as io
+
+    monkeypatch.setattr(io, "_RANGE_BAND_PIXELS", 100)  # many bands on a small image
+    rng = np.random.default_rng(3)
+    rgba16 = rng.integers(0, 65535, (61, 23, 4)).astype(np.uint16)
+    rgba16[..., 3] = np.where(rng.random((61, 23)) < 0.2, 0, 65535)
+    floats = rng.random((59, 17, 3)).astype(np.float32) * 300
+    floats[rng.random(floats.shape) < 0.05] = np.nan
+    floats[5, 5, 1], floats[50, 3, 0] = np.inf, -np.inf
+    images = [
+        rgba16,
+        rng.integers(0, 4096, (40, 30)).astype(np.uint16),
+        floats,
+        rng.integers(-500, 500, (3, 37, 19)).astype(np.int16),  # channel-first, negative
+        rng.random((33, 21)) < 0.5,
+        rng.integers(0, 256, (45, 20, 2), dtype=np.uint8),
+        rng.random((30, 44, 3)),
+    ]
+    for image in images:
+        expected = np.clip(np.rint(to_rgb_float(image) * 255.0), 0, 255).astype(np.uint8)
+        got = to_rgb_uint8(image, rows=7)
+        assert got.dtype == np.uint8 and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)

@@ -256,17 +256,30 @@ def to_rgb_float(image) -> np.ndarray:
     return np.ascontiguousarray(unit, dtype=np.float32)
 
 
-def to_rgb_uint8(image) -> np.ndarray:
+def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
     """Like :func:`to_rgb_float` but uint8 (H, W, 3), writable and C-contiguous.
 
     This is the form pydensecrf's bilateral kernel needs. uint8 RGB input is
-    copied unchanged.
+    copied unchanged. Other input is converted ``rows`` rows at a time with the
+    intensity mapping of the whole image (:class:`~napari_gardenseg._io.ImageSource`,
+    the same values as rounding ``to_rgb_float(image) * 255``), so a 16-bit or
+    float photo never has a float copy of its own size. Raises what
+    :func:`to_rgb_float` raises.
     """
     arr = np.asarray(host_array(image))
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:
         return np.array(arr, dtype=np.uint8, order="C", copy=True)
-    rgb = to_rgb_float(arr)
-    return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
+    if np.ma.isMaskedArray(image) or arr.ndim not in (2, 3) or arr.dtype.kind not in "biuf" or 0 in arr.shape:
+        rgb = to_rgb_float(image if np.ma.isMaskedArray(image) else arr)  # its checks and messages
+        return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
+    from ._io import ImageSource  # it imports this module
+
+    source = ImageSource(arr)
+    h, w = source.shape
+    out = np.empty((h, w, 3), np.uint8)
+    for y0 in range(0, h, rows):
+        out[y0 : y0 + rows] = source.read_uint8((y0, 0, min(y0 + rows, h), w))
+    return out
 
 
 # A mask or label map is a few colours: apart from its most common one (background, or the

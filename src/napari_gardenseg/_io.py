@@ -28,6 +28,8 @@ __all__ = ["ImageSource", "open_image", "is_lazy"]
 
 # an overview of at most this many pixels gives the intensity range of big non-uint8 images
 _OVERVIEW_PIXELS = 4_000_000
+# rows of this many pixels at a time when the range is taken from every pixel of an array in memory
+_RANGE_BAND_PIXELS = 1_000_000
 
 
 def is_lazy(image) -> bool:
@@ -128,13 +130,18 @@ class ImageSource:
         if self.dtype in (np.uint8, np.bool_):
             return (0.0, 255.0) if self.dtype == np.uint8 else (0.0, 1.0)
         h, w = self.shape
-        sample = self._raw((0, 0, h, w), self._overview_step()).astype(np.float32)
-        if self.channels in (2, 4):  # ignore alpha, as to_rgb_float does
-            sample = sample[..., : self.channels - 1]
-        good = sample[np.isfinite(sample)]
-        if good.size == 0:
-            return (0.0, 0.0)
-        return (float(good.min()), float(good.max()))
+        step = self._overview_step()
+        # in memory, band by band: a float copy (and its finite mask) of one band, not of the image
+        rows = h if self.lazy else max(1, _RANGE_BAND_PIXELS // w)
+        lo, hi = np.inf, -np.inf
+        for y0 in range(0, h, rows):
+            sample = self._raw((y0, 0, min(y0 + rows, h), w), step).astype(np.float32)
+            if self.channels in (2, 4):  # ignore alpha, as to_rgb_float does
+                sample = sample[..., : self.channels - 1]
+            good = sample[np.isfinite(sample)] if self.dtype.kind == "f" else sample
+            if good.size:
+                lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
+        return (0.0, 0.0) if lo > hi else (lo, hi)
 
     def intensity_range(self) -> tuple[float, float]:
         """The (low, high) mapped to 0..1: :func:`~napari_gardenseg._images.intensity_range` of the values."""
