@@ -108,6 +108,26 @@ def test_defaults_and_members(garden):
     assert not hidden(w.tile_size) and not hidden(w.scale)
 
 
+def test_long_choices_do_not_widen_the_dock(garden):
+    viewer, w = garden
+    # a layer named after a long file, beside the models' long titles: the dock stays narrow, the
+    # closed drop-down says the whole choice in its tooltip, and its list opens wide enough to read
+    long_name = "10.9.1.246_pos-165-003-019_2020-12-11-15-05_top-down-field-photo-of-the-north-bed"
+    viewer.add_image(np.zeros((8, 8, 3), np.uint8), name=long_name)
+    w.image.value = viewer.layers[long_name]
+    assert w.image.native.toolTip() == long_name
+    combo = w.model.native
+    widest = max(combo.fontMetrics().horizontalAdvance(combo.itemText(i)) for i in range(combo.count()))
+    assert w.native.minimumSizeHint().width() < 450
+    assert combo.minimumSizeHint().width() < widest
+    assert combo.toolTip() == combo.currentText() == "Garden (bundled, offline)"
+    combo.showPopup()
+    try:
+        assert combo.view().window().width() >= widest
+    finally:
+        combo.hidePopup()
+
+
 def test_runs_end_to_end_and_rerun_replaces_in_place(garden, qtbot):
     viewer, w = garden
     w.boxes.value = True

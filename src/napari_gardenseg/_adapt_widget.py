@@ -20,7 +20,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 
 from ._compat import avoid_triton_llvm_clash
-from ._worker import Job, Outcome, report_error, status_label
+from ._worker import Job, Outcome, keep_narrow, report_error, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -73,6 +73,7 @@ class AdaptWidget(Container):
         self.extend(
             [self.photos, self.base, self.checkpoint, self.minutes, self.output, self.run, self.cancel, self.status]
         )
+        keep_narrow(self)
         self.run.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
         layers = viewer.layers

@@ -74,7 +74,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
 from ._train_layers import candidate_pairs, samples_from_layers
-from ._worker import Job, Outcome, report_error, status_label, when_engine_loaded
+from ._worker import Job, Outcome, keep_narrow, report_error, status_label, when_engine_loaded
 
 if TYPE_CHECKING:
     import napari
@@ -274,6 +274,7 @@ class TrainWidget(Container):
             ]
         )
 
+        keep_narrow(self)
         self.show_settings.changed.connect(lambda on: setattr(self.settings, "visible", bool(on)))
         self.train.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)

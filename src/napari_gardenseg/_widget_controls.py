@@ -50,7 +50,7 @@ from ._options import (
     VEGETATION_MODES,
     SegmentOptions,
 )
-from ._worker import status_label
+from ._worker import keep_narrow, status_label
 
 __all__ = ["SegmentationControls", "register_model", "model_choices", "CUSTOM"]
 
@@ -320,6 +320,8 @@ class SegmentationControls(Container):
             ]
         )
         self.classes.native.setMaximumHeight(110)
+        self.settings.native.setWordWrap(True)
+        keep_narrow(self)
         self.scale.native.setDecimals(3)
         self.tile_mode.changed.connect(lambda v: setattr(self.tile_size, "visible", v == "size"))
         self.scale_mode.changed.connect(lambda v: setattr(self.scale, "visible", v == "factor"))

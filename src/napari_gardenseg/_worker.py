@@ -21,7 +21,8 @@ reports and shows the latest, so a fast reporter never floods the event loop.
 failed: a one-line message for the errors a user can act on, and for anything
 else the message plus the traceback, kept in the notification ("View
 Traceback") and in the log at WARNING level. :func:`status_label` is where each
-widget shows a job's state, a count, a hint or that one line.
+widget shows a job's state, a count, a hint or that one line; :func:`keep_narrow`
+keeps long choices from widening a dock.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ._cancel import Cancelled, ProgressFn
 
-__all__ = ["Job", "Outcome", "report_error", "is_user_error", "status_label"]
+__all__ = ["Job", "Outcome", "report_error", "is_user_error", "status_label", "keep_narrow"]
 
 log = logging.getLogger("napari_gardenseg")
 
@@ -348,6 +349,31 @@ def report_error(exc: BaseException, what: str) -> str:
     note.message = text
     notification_manager.dispatch(note)
     return f"error: {type(exc).__name__}: {message.splitlines()[0][:100]} (see the log)"
+
+
+# a closed drop-down shows this many characters at least; its list opens as wide as its longest choice
+NARROW_CHOICE_CHARS = 16
+
+
+def keep_narrow(container) -> None:
+    """Let a dock widget be narrow whatever its choices say: each drop-down of ``container`` (and of
+    the containers in it) sizes to :data:`NARROW_CHOICE_CHARS` characters instead of its longest
+    choice (a model's long title, a layer named after a long file), with the chosen text as its
+    tooltip when it has none of its own; its list still opens wide enough to read every choice.
+    Without this, one long choice makes the dock take half of a laptop's screen from the canvas."""
+    from magicgui.widgets import ComboBox, Container
+    from qtpy.QtWidgets import QComboBox
+
+    for widget in container:
+        if isinstance(widget, Container):
+            keep_narrow(widget)
+        elif isinstance(widget, ComboBox):
+            combo = widget.native
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(NARROW_CHOICE_CHARS)
+            if not combo.toolTip():
+                combo.setToolTip(combo.currentText())
+                combo.currentTextChanged.connect(combo.setToolTip)
 
 
 def status_label(**kwargs):
