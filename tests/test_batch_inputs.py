@@ -143,3 +143,34 @@ def test_a_batch_says_when_a_file_looks_like_a_mask_not_a_photo(tmp_path, capsys
     assert notes["photo.png"] is None and notes["dark.jpg"] is None
     assert "mask or label map" in notes["photo_label.png"]
     assert "mask or label map" in _record(tmp_path / "out", "photo_label")["note"]
+
+
+def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
+    # a drone orthophoto's GeoTIFF tags (EPSG:32755, 2 cm pixels): the label TIFFs get the same, so
+    # QGIS or rasterio lays them on the photo; a plain TIFF's labels get none
+    scene = garden_scene(8_000_321, (96, 128))[0]
+    geo = [
+        (33550, "d", 3, (0.02, 0.02, 0.0), True),  # ModelPixelScale
+        (33922, "d", 6, (0.0, 0.0, 0.0, 300000.0, 6200000.0, 0.0), True),  # ModelTiepoint
+        (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32755), True),
+        (34737, "s", 0, "WGS 84 / UTM zone 55S|", True),
+    ]
+    tifffile.imwrite(tmp_path / "ortho.tif", scene, photometric="rgb", extratags=geo)  # Pillow reads it
+    tifffile.imwrite(tmp_path / "ortho16.tif", scene.astype(np.uint16) * 257, photometric="rgb", extratags=geo)
+    tifffile.imwrite(tmp_path / "plain.tif", scene, photometric="rgb")
+    out = tmp_path / "out"
+    summary = segment_files(sorted(tmp_path.glob("*.tif")), out, model="garden", crf=True)
+    assert summary.failed == 0
+    for name in ("ortho", "ortho16"):
+        assert "GeoTIFF" in _record(out, name)["image"]["georeference"]
+        for suffix in ("labels", "labels_crf"):
+            with tifffile.TiffFile(out / f"{name}_{suffix}.tif") as tif:
+                page = tif.pages[0]
+                assert page.tags[33550].value == (0.02, 0.02, 0.0)
+                assert page.tags[33922].value == (0.0, 0.0, 0.0, 300000.0, 6200000.0, 0.0)
+                assert tif.geotiff_metadata["ProjectedCSTypeGeoKey"].value == 32755
+                assert page.asarray().max() >= 1  # plants found, on the photo's grid
+                assert page.shape == (96, 128)
+    with tifffile.TiffFile(out / "plain_labels.tif") as tif:
+        assert 34735 not in tif.pages[0].tags
+    assert "georeference" not in _record(out, "plain")["image"]

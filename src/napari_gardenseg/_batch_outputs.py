@@ -144,9 +144,13 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
             write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
             written.append(filename)
 
-        put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib"))
+        geo = getattr(image, "georeference", ())  # a GeoTIFF's labels lie on its grid in GIS software too
+        put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib", extratags=geo))
         if result.refined is not None:
-            put(f"{name}_labels_crf.tif", lambda t: tifffile.imwrite(t, result.refined, compression="zlib"))
+            put(
+                f"{name}_labels_crf.tif",
+                lambda t: tifffile.imwrite(t, result.refined, compression="zlib", extratags=geo),
+            )
         put(f"{name}_instances.csv", lambda t: result.table.to_csv(t, index=False))
         if write_overlay:
             shown = result.refined if result.refined is not None else result.labels

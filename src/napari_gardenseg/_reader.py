@@ -98,6 +98,9 @@ class ImageFile:
     data: Any
     axes: str
     applied: dict = field(default_factory=dict)
+    # a GeoTIFF's georeferencing tags as tifffile ``extratags`` (:func:`geotiff_tags`): the label
+    # TIFFs of the file get them, so GIS software lays the labels on the photo; () for other files
+    georeference: tuple = ()
 
     @property
     def plane_axes(self) -> str:
@@ -371,6 +374,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             colormap = page.colormap if photometric == "PALETTE" else None
             extra = tuple(int(e) for e in (page.extrasamples or ()))
             nodata = _gdal_nodata(page)
+            georeference = geotiff_tags(page)
             mask = _transparency_mask(tif, shape, file_axes)
             single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
             big = lazy or (lazy is None and nbytes > LAZY_BYTES)
@@ -417,6 +421,9 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
                 ) from None
             raise
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
+        if georeference and "exif_orientation" not in image.applied:  # a turned image is off its grid
+            image.georeference = georeference
+            image.applied["georeference"] = _GEO_NOTE
         if mask is not None and image.data.shape[:2] == mask.shape:
             image.data = _blank_masked(image.data, mask)
             image.applied["mask"] = _MASK_NOTE
@@ -463,7 +470,28 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         top = float(2**bits - 1)
         data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
-    return ImageFile(path, data, out_axes, applied)
+    if georeference:
+        applied["georeference"] = _GEO_NOTE
+    return ImageFile(path, data, out_axes, applied, georeference)
+
+
+# GeoTIFF 1.1 (OGC 19-008r4): ModelPixelScale, ModelTiepoint, ModelTransformation place the pixel
+# grid; GeoKeyDirectory and its double and ASCII parameters give the coordinate reference system
+_GEOTIFF_CODES = (33550, 33922, 34264, 34735, 34736, 34737)
+_GEO_NOTE = "GeoTIFF georeferencing: copied to the label TIFFs (same pixel grid)"
+
+
+def geotiff_tags(page) -> tuple:
+    """The GeoTIFF tags of a tifffile page as ``extratags`` for :func:`tifffile.imwrite`: tuples
+    ``(code, datatype, count, value, True)``; () when the page has no GeoKeyDirectory (not a GeoTIFF)
+    or no tag placing its grid."""
+    found = []
+    for code in _GEOTIFF_CODES:
+        tag = page.tags.get(code)
+        if tag is not None:
+            found.append((code, int(tag.dtype), int(tag.count), tag.value, True))
+    codes = {f[0] for f in found}
+    return tuple(found) if 34735 in codes and codes & {33550, 33922, 34264} else ()
 
 
 _MASK_NOTE = "pixels outside the file's transparency mask (a mask IFD, as GDAL writes) read as black (nodata)"
