@@ -58,3 +58,46 @@ def test_a_zarr_input_is_read_lazily(tmp_path, mosaic):
     assert summary.ok, summary.table
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "ortho_labels.zarr" in written and "ortho_coco.json" in written
+
+
+def test_a_big_geotiff_also_gets_tiled_label_geotiffs(tmp_path, mosaic):
+    # GIS software reads GeoTIFFs, not the zarr store: a georeferenced mosaic's labels come as both
+    import tifffile
+    import zarr
+
+    image, _ = mosaic
+    geo = [
+        (33550, "d", 3, (0.05, 0.05, 0.0), True),
+        (33922, "d", 6, (0.0, 0.0, 0.0, 500000.0, 4100000.0, 0.0), True),
+        (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32633), True),
+    ]
+    path = tmp_path / "ortho.tif"
+    tifffile.imwrite(path, image, photometric="rgb", tile=(256, 256), bigtiff=True, extratags=geo)
+    out = tmp_path / "out"
+    summary = segment_files([path], out, "garden", **{**OPTIONS, "crf": True})
+    assert summary.ok, summary.table
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "ortho_instances.csv",
+        "ortho_labels.tif",
+        "ortho_labels.zarr",
+        "ortho_labels_crf.tif",
+        "ortho_run.json",
+    ], names
+    stored = zarr.open_group(str(out / "ortho_labels.zarr"), mode="r")
+    for tif_name, array in (("ortho_labels.tif", "labels"), ("ortho_labels_crf.tif", "refined")):
+        with tifffile.TiffFile(out / tif_name) as tif:
+            page = tif.pages[0]
+            assert page.is_tiled and tif.is_bigtiff
+            assert page.tags[33922].value == (0.0, 0.0, 0.0, 500000.0, 4100000.0, 0.0)
+            assert tif.geotiff_metadata["ProjectedCSTypeGeoKey"].value == 32633
+            labels = page.asarray()
+        np.testing.assert_array_equal(labels, stored[array][...])
+        assert labels.max() >= 1
+    # the TIFFs are outputs like the others: with the store gone, a run without overwrite still refuses
+    import shutil
+
+    shutil.rmtree(out / "ortho_labels.zarr")
+    refused = segment_files([path], out, "garden", **{**OPTIONS, "crf": True})
+    error = refused.table["error"].iloc[0]
+    assert refused.failed == 1 and "already exists" in error and "ortho_labels.tif" in error

@@ -67,8 +67,10 @@ def output_names(paths) -> list[str]:
     return [s if counts[s.casefold()] == 1 else f"{s}__{_path_tag(p)}" for s, p in zip(stems, paths)]
 
 
-def is_big_input(path, axes: str | None = None) -> bool:
-    """A zarr store of one plane, or a TIFF of one plane over ``_planes.MAX_PLANE_PIXELS``: segmented into a zarr store.
+def big_input(path, axes: str | None = None) -> tuple[bool, bool]:
+    """``(big, georeferenced)`` of an input: big is a zarr store of one plane, or a TIFF of one
+    plane over ``_planes.MAX_PLANE_PIXELS``, segmented into a zarr store; georeferenced is a big
+    GeoTIFF, whose labels are also written as tiled GeoTIFFs (:func:`output_files`).
 
     Reads the file's header only (:func:`~napari_gardenseg._reader.read_image`, lazily).
     """
@@ -79,27 +81,39 @@ def is_big_input(path, axes: str | None = None) -> bool:
     name = path.name.lower()
     zarr_store = name.endswith(".zarr") or path.is_dir()
     if not (zarr_store or name.endswith(TIFF_SUFFIXES)) or not path.exists():
-        return False
+        return False, False
     try:
         image = read_image(path, axes=axes, lazy=True)
     except Exception:  # noqa: BLE001  (unreadable, or axes unknown: the normal path reports it)
-        return zarr_store
+        return zarr_store, False
     if image.is_stack:
-        return False
+        return False, False
     h, w = image.plane_shape
-    return zarr_store or h * w > MAX_PLANE_PIXELS
+    big = zarr_store or h * w > MAX_PLANE_PIXELS
+    return big, big and bool(image.georeference)
 
 
 def output_files(
-    name: str, *, crf: bool = True, coco: bool = False, write_overlay: bool = True, big: bool = False
+    name: str,
+    *,
+    crf: bool = True,
+    coco: bool = False,
+    write_overlay: bool = True,
+    big: bool = False,
+    georeferenced: bool = False,
 ) -> list[str]:
     """The files :func:`process_file` writes for output name ``name`` (the run record last).
 
-    ``big`` inputs (:func:`is_big_input`) give one zarr store ``<name>_labels.zarr``
-    (arrays ``labels`` and ``refined``) instead of the TIFFs, and no overlay.
+    ``big`` inputs (:func:`big_input`) give one zarr store ``<name>_labels.zarr``
+    (arrays ``labels`` and ``refined``) instead of the TIFFs, and no overlay; a
+    ``georeferenced`` big one (a GeoTIFF) also gets the label TIFFs, tiled BigTIFFs
+    with its georeferencing, which GIS software reads (it does not read the store's).
     """
     if big:
-        files = [f"{name}_labels.zarr", f"{name}_instances.csv"]
+        files = [f"{name}_labels.zarr"]
+        if georeferenced:
+            files += [f"{name}_labels.tif"] + ([f"{name}_labels_crf.tif"] if crf else [])
+        files.append(f"{name}_instances.csv")
         return files + ([f"{name}_coco.json"] if coco else []) + [f"{name}{RUN_SUFFIX}"]
     files = [f"{name}_labels.tif"]
     if crf:
@@ -125,6 +139,8 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
     written = []
     staged = getattr(result, "meta", {}).get("staged")
     if staged is not None:  # a big input: the store holds the labels; table and COCO are read from it first
+        import zarr
+
         table = result.table
         coco_json = json.dumps(to_coco_of(result, path)) if coco else None
         with ExitStack() as renames:
@@ -133,6 +149,12 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
                 write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
                 written.append(filename)
 
+            geo = getattr(image, "georeference", ())
+            if geo:  # a GIS copy beside the store, read from it tile by tile
+                store = zarr.open_group(str(staged), mode="r")
+                put(f"{name}_labels.tif", lambda t: write_tiled_tiff(t, store["labels"], geo))
+                if "refined" in store:
+                    put(f"{name}_labels_crf.tif", lambda t: write_tiled_tiff(t, store["refined"], geo))
             put(f"{name}_labels.zarr", lambda t: os.replace(staged, t))
             put(f"{name}_instances.csv", lambda t: table.to_csv(t, index=False))
             if coco_json is not None:
@@ -158,6 +180,34 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
         if coco:
             put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco_of(result, path))))
     return written
+
+
+def write_tiled_tiff(target, labels, extratags=(), tile: int = 1024) -> None:
+    """Write a (H, W) label array (numpy, zarr: anything sliced into numpy) as a tiled, zlib-compressed
+    BigTIFF, one ``tile``² block at a time (memory: one block), with ``extratags`` (tifffile's: the
+    input's GeoTIFF tags). Tiles are how GDAL reads a big raster a window at a time."""
+    import tifffile
+
+    h, w = (int(n) for n in labels.shape)
+
+    def tiles():
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                block = np.zeros((tile, tile), np.int32)  # edge tiles are padded to the tile size
+                part = np.asarray(labels[y : y + tile, x : x + tile])
+                block[: part.shape[0], : part.shape[1]] = part
+                yield block
+
+    tifffile.imwrite(
+        target,
+        tiles(),
+        shape=(h, w),
+        dtype=np.int32,
+        tile=(tile, tile),
+        compression="zlib",
+        bigtiff=True,
+        extratags=extratags,
+    )
 
 
 def _save_overlay(target: Path, image, shown) -> None:
