@@ -156,6 +156,9 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
         (34737, "s", 0, "WGS 84 / UTM zone 55S|", True),
     ]
     tifffile.imwrite(tmp_path / "ortho.tif", scene, photometric="rgb", extratags=geo)  # Pillow reads it
+    # a citation in Latin-1 ("Réseau", as some writers store it), which TIFF's 7-bit ASCII cannot hold
+    raw = (tmp_path / "ortho.tif").read_bytes().replace(b"WGS 84 / UTM", b"WGS 84 \xe9 UTM")
+    (tmp_path / "ortho.tif").write_bytes(raw)
     tifffile.imwrite(tmp_path / "ortho16.tif", scene.astype(np.uint16) * 257, photometric="rgb", extratags=geo)
     tifffile.imwrite(tmp_path / "plain.tif", scene, photometric="rgb")
     out = tmp_path / "out"
@@ -169,6 +172,7 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
                 assert page.tags[33550].value == (0.02, 0.02, 0.0)
                 assert page.tags[33922].value == (0.0, 0.0, 0.0, 300000.0, 6200000.0, 0.0)
                 assert tif.geotiff_metadata["ProjectedCSTypeGeoKey"].value == 32755
+                assert page.tags[34737].value in ("WGS 84 / UTM zone 55S|", "WGS 84 ? UTM zone 55S|")
                 assert page.asarray().max() >= 1  # plants found, on the photo's grid
                 assert page.shape == (96, 128)
     with tifffile.TiffFile(out / "plain_labels.tif") as tif:

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,13 +486,24 @@ def geotiff_tags(page) -> tuple:
     """The GeoTIFF tags of a tifffile page as ``extratags`` for :func:`tifffile.imwrite`: tuples
     ``(code, datatype, count, value, True)``; () when the page has no GeoKeyDirectory (not a GeoTIFF)
     or no tag placing its grid."""
+    import tifffile
+
     found = []
     for code in _GEOTIFF_CODES:
         tag = page.tags.get(code)
         if tag is not None:
-            found.append((code, int(tag.dtype), int(tag.count), tag.value, True))
+            value = tag.value
+            if isinstance(value, str):  # a CRS citation such as "RGF93 / Réseau…": TIFF ASCII is 7-bit
+                value = value.encode("ascii", "replace").decode("ascii")
+            found.append((code, int(tag.dtype), int(tag.count), value, True))
     codes = {f[0] for f in found}
-    return tuple(found) if 34735 in codes and codes & {33550, 33922, 34264} else ()
+    if 34735 not in codes or not codes & {33550, 33922, 34264}:
+        return ()
+    try:  # tags tifffile cannot write back would fail the labels' writing: check them on one pixel
+        tifffile.imwrite(io.BytesIO(), np.zeros((1, 1), np.uint8), extratags=found)
+    except (ValueError, TypeError, struct.error):
+        return ()
+    return tuple(found)
 
 
 _MASK_NOTE = "pixels outside the file's transparency mask (a mask IFD, as GDAL writes) read as black (nodata)"
