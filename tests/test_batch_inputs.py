@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -175,6 +176,32 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
                 assert page.tags[34737].value in ("WGS 84 / UTM zone 55S|", "WGS 84 ? UTM zone 55S|")
                 assert page.asarray().max() >= 1  # plants found, on the photo's grid
                 assert page.shape == (96, 128)
+        # the instances as points in the CRS: pixel centres of 2 cm pixels from (300000, 6200000)
+        table = pd.read_csv(out / f"{name}_instances.csv")
+        centroids = np.array([ast.literal_eval(c) for c in table["centroid"]])  # "(y, x)"
+        np.testing.assert_allclose(table["map_x"], 300000 + (centroids[:, 1] + 0.5) * 0.02)
+        np.testing.assert_allclose(table["map_y"], 6200000 - (centroids[:, 0] + 0.5) * 0.02)
+        assert "EPSG:32755" in _record(out, name)["image"]["georeference"]
     with tifffile.TiffFile(out / "plain_labels.tif") as tif:
         assert 34735 not in tif.pages[0].tags
+    assert "map_x" not in pd.read_csv(out / "plain_instances.csv")
     assert "georeference" not in _record(out, "plain")["image"]
+
+
+@pytest.mark.parametrize("placed_by", ["transformation", "scale and tiepoint"])
+def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by):
+    # PixelIsPoint (GTRasterTypeGeoKey 2): the tiepoint is a pixel's centre, no half-pixel shift;
+    # (row 10, col 20) of 0.5 m pixels from (1000, 2000) is (1010, 1995), as GDAL (rasterio) gives it
+    from napari_gardenseg._reader import geotiff_crs, geotiff_to_map, read_image
+
+    keys = (34735, "H", 12, (1, 1, 0, 2, 1025, 0, 1, 2, 3072, 0, 1, 32633), True)
+    if placed_by == "transformation":
+        matrix = (0.5, 0, 0, 1000.0, 0, -0.5, 0, 2000.0, 0, 0, 0, 0, 0, 0, 0, 1)
+        tags = [(34264, "d", 16, matrix, True), keys]
+    else:
+        tags = [(33550, "d", 3, (0.5, 0.5, 0.0), True), (33922, "d", 6, (0, 0, 0, 1000.0, 2000.0, 0), True), keys]
+    path = tmp_path / "point.tif"
+    tifffile.imwrite(path, np.zeros((40, 50, 3), np.uint8), photometric="rgb", extratags=tags)
+    georeference = read_image(path).georeference
+    assert geotiff_crs(georeference) == "EPSG:32633"
+    np.testing.assert_allclose(geotiff_to_map(georeference)(10.0, 20.0), (1010.0, 1995.0))

@@ -221,6 +221,12 @@ def test_score_threshold_and_table(random_maskrcnn):
     y0, x0, y1, x1 = table["bbox"][0]
     ys, xs = np.nonzero(some.labels == 1)
     assert (y0, x0, y1, x1) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+    # centroids as scikit-image's regionprops gives them (rounded to 0.01 px)
+    from skimage.measure import regionprops
+
+    expected = {r.label: r.centroid for r in regionprops(some.labels)}
+    for label, centroid in zip(table["label"], table["centroid"]):
+        np.testing.assert_allclose(centroid, expected[label], atol=0.005)
 
 
 def test_class_filter(random_maskrcnn):

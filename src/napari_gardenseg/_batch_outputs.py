@@ -156,7 +156,7 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
                 if "refined" in store:
                     put(f"{name}_labels_crf.tif", lambda t: write_tiled_tiff(t, store["refined"], geo))
             put(f"{name}_labels.zarr", lambda t: os.replace(staged, t))
-            put(f"{name}_instances.csv", lambda t: table.to_csv(t, index=False))
+            put(f"{name}_instances.csv", lambda t: with_map_coordinates(table, image).to_csv(t, index=False))
             if coco_json is not None:
                 put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
         return written
@@ -173,13 +173,32 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
                 f"{name}_labels_crf.tif",
                 lambda t: tifffile.imwrite(t, result.refined, compression="zlib", extratags=geo),
             )
-        put(f"{name}_instances.csv", lambda t: result.table.to_csv(t, index=False))
+        put(f"{name}_instances.csv", lambda t: with_map_coordinates(result.table, image).to_csv(t, index=False))
         if write_overlay:
             shown = result.refined if result.refined is not None else result.labels
             put(f"{name}_overlay.png", lambda t: _save_overlay(t, image, shown))
         if coco:
             put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco_of(result, path))))
     return written
+
+
+def with_map_coordinates(table, image):
+    """``table`` with ``map_x`` and ``map_y`` after ``centroid``: each instance's centroid in the
+    coordinates of a GeoTIFF's CRS (:func:`~napari_gardenseg._reader.geotiff_to_map`), so a GIS
+    reads the instances table as points; ``table`` unchanged for other inputs."""
+    from ._reader import geotiff_to_map
+
+    to_map = geotiff_to_map(getattr(image, "georeference", ())) if getattr(image, "georeference", ()) else None
+    if to_map is None or "centroid" not in table or not len(table):
+        return table
+    rows = np.array([c[0] for c in table["centroid"]], dtype=float)
+    cols = np.array([c[1] for c in table["centroid"]], dtype=float)
+    x, y = to_map(rows, cols)
+    table = table.copy()
+    at = table.columns.get_loc("centroid") + 1
+    table.insert(at, "map_x", x)
+    table.insert(at + 1, "map_y", y)
+    return table
 
 
 def write_tiled_tiff(target, labels, extratags=(), tile: int = 1024) -> None:

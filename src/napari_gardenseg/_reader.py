@@ -424,7 +424,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
         if georeference and "exif_orientation" not in image.applied:  # a turned image is off its grid
             image.georeference = georeference
-            image.applied["georeference"] = _GEO_NOTE
+            image.applied["georeference"] = _geo_note(georeference)
         if mask is not None and image.data.shape[:2] == mask.shape:
             image.data = _blank_masked(image.data, mask)
             image.applied["mask"] = _MASK_NOTE
@@ -472,7 +472,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
     if georeference:
-        applied["georeference"] = _GEO_NOTE
+        applied["georeference"] = _geo_note(georeference)
     return ImageFile(path, data, out_axes, applied, georeference)
 
 
@@ -480,6 +480,52 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
 # grid; GeoKeyDirectory and its double and ASCII parameters give the coordinate reference system
 _GEOTIFF_CODES = (33550, 33922, 34264, 34735, 34736, 34737)
 _GEO_NOTE = "GeoTIFF georeferencing: copied to the label TIFFs (same pixel grid)"
+_GEO_MAP_NOTE = "; the instances' centroids in its coordinates: map_x, map_y"
+
+
+def _geo_note(tags: tuple) -> str:
+    crs = geotiff_crs(tags)
+    note = _GEO_NOTE.replace("georeferencing", f"georeferencing ({crs})") if crs else _GEO_NOTE
+    return note + (_GEO_MAP_NOTE if geotiff_to_map(tags) is not None else "")
+
+
+def _geokeys(tags: tuple) -> dict:
+    """The GeoKeys stored in the directory itself (TIFFTagLocation 0), as {key id: value}."""
+    directory = next((v for code, _, _, v, _ in tags if code == 34735), None)
+    if directory is None or len(directory) < 4:
+        return {}
+    entries = np.asarray(directory[4 : 4 + 4 * int(directory[3])], dtype=np.int64).reshape(-1, 4)
+    return {int(key): int(value) for key, where, _, value in entries if where == 0}
+
+
+def geotiff_crs(tags: tuple) -> str | None:
+    """ "EPSG:<code>" of GeoTIFF tags (:func:`geotiff_tags`): the projected, else the geographic
+    CRS GeoKey; None when user-defined (32767) or absent."""
+    keys = _geokeys(tags)
+    code = keys.get(3072) or keys.get(2048)  # ProjectedCSTypeGeoKey, GeographicTypeGeoKey
+    return f"EPSG:{code}" if code and code != 32767 else None
+
+
+def geotiff_to_map(tags: tuple):
+    """A function ``(row, col) -> (x, y)`` from pixel coordinates (pixel centres at integers, as
+    centroids are) to the CRS's, from GeoTIFF tags (:func:`geotiff_tags`): ModelTransformation, or
+    ModelPixelScale with one ModelTiepoint (OGC GeoTIFF 1.1), raster space shifted by half a pixel
+    unless GTRasterTypeGeoKey says PixelIsPoint, as GDAL reads it. None when the tags hold only
+    ground control points (several tiepoints, no scale). Works on numpy arrays elementwise."""
+    values = {code: v for code, _, _, v, _ in tags}
+    half = 0.0 if _geokeys(tags).get(1025) == 2 else 0.5  # GTRasterTypeGeoKey: 2 is PixelIsPoint
+    if 34264 in values and len(values[34264]) >= 8:
+        m = [float(v) for v in values[34264]]
+        return lambda row, col: (
+            m[0] * (col + half) + m[1] * (row + half) + m[3],
+            m[4] * (col + half) + m[5] * (row + half) + m[7],
+        )
+    tie, scale = values.get(33922), values.get(33550)
+    if tie is None or scale is None or len(tie) != 6:
+        return None
+    i, j, _, x, y, _ = (float(v) for v in tie)
+    sx, sy = float(scale[0]), float(scale[1])
+    return lambda row, col: (x + (col + half - i) * sx, y - (row + half - j) * sy)
 
 
 def geotiff_tags(page) -> tuple:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TABLE_COLUMNS = ("label", "class_id", "class_name", "score", "area", "area_refined", "bbox", "source")
+TABLE_COLUMNS = ("label", "class_id", "class_name", "score", "area", "area_refined", "bbox", "centroid", "source")
 
 
 @dataclass
@@ -44,7 +44,9 @@ class SegmentationResult:
         Columns: label, class_id, class_name, score, area (pixels in
         ``labels``), area_refined (pixels in ``refined``, NaN without CRF) and
         bbox (y0, x0, y1, x1 of the instance's pixels in ``labels``, napari's
-        axis order, end exclusive) and source ("model": found by the network;
+        axis order, end exclusive), centroid ((y, x): the mean row and column of
+        those pixels, as scikit-image's ``regionprops`` gives it; NaN for an
+        instance with no pixel left) and source ("model": found by the network;
         "colour": a plant-coloured component that no detection claimed, added
         by the vegetation stage with a low score and class "plant").
         """
@@ -52,7 +54,7 @@ class SegmentationResult:
 
         n = len(self)
         ids = np.arange(1, n + 1)
-        area, boxes = label_stats(self.labels, n)
+        area, boxes, centroids = label_stats(self.labels, n, centroids=True)
         area_ref = label_stats(self.refined, n)[0].astype(float) if self.refined is not None else np.full(n, np.nan)
         return pd.DataFrame(
             {
@@ -63,6 +65,7 @@ class SegmentationResult:
                 "area": area,
                 "area_refined": area_ref,
                 "bbox": boxes,
+                "centroid": centroids,
                 "source": list(self.sources) if self.sources is not None else ["model"] * n,
             },
             columns=list(TABLE_COLUMNS),
@@ -78,10 +81,13 @@ class SegmentationResult:
 _BAND_ROWS = 2048
 
 
-def label_stats(labels, n: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """Pixel count and bounding box (y0, x0, y1, x1, end exclusive) of labels 1..n.
+def label_stats(labels, n: int, *, centroids: bool = False):
+    """Pixel count and bounding box (y0, x0, y1, x1, end exclusive) of labels 1..n; with
+    ``centroids``, also each label's centroid (y, x): the mean row and column of its pixels, in
+    pixels, rounded to 0.01, (nan, nan) for an absent label.
 
     Reads ``labels`` (numpy or zarr) in bands of rows; (0, 0, 0, 0) for an absent label.
+    Returns ``(area, boxes)`` or ``(area, boxes, centroids)``.
     """
     big = np.iinfo(np.int64).max
     area = np.zeros(n + 1, np.int64)
@@ -89,6 +95,8 @@ def label_stats(labels, n: int) -> tuple[np.ndarray, list[tuple[int, int, int, i
     x0 = np.full(n + 1, big)
     y1 = np.full(n + 1, -1)
     x1 = np.full(n + 1, -1)
+    y_sum = np.zeros(n + 1)
+    x_sum = np.zeros(n + 1)
     height = labels.shape[0]
     step = height if isinstance(labels, np.ndarray) else _BAND_ROWS
     for top in range(0, height, step):
@@ -102,8 +110,15 @@ def label_stats(labels, n: int) -> tuple[np.ndarray, list[tuple[int, int, int, i
         np.minimum.at(x0, lab, xs)
         np.maximum.at(y1, lab, ys + top)
         np.maximum.at(x1, lab, xs)
+        if centroids:
+            y_sum += np.bincount(lab, weights=ys + top, minlength=n + 1)[: n + 1]
+            x_sum += np.bincount(lab, weights=xs, minlength=n + 1)[: n + 1]
     boxes = [
         (int(y0[i]), int(x0[i]), int(y1[i]) + 1, int(x1[i]) + 1) if y1[i] >= 0 else (0, 0, 0, 0)
         for i in range(1, n + 1)
     ]
-    return area[1:], boxes
+    if not centroids:
+        return area[1:], boxes
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cy, cx = np.round(y_sum / area, 2), np.round(x_sum / area, 2)
+    return area[1:], boxes, [(float(cy[i]), float(cx[i])) for i in range(1, n + 1)]
