@@ -188,7 +188,8 @@ def with_map_coordinates(table, image):
     reads the instances table as points; ``table`` unchanged for other inputs."""
     from ._reader import geotiff_to_map
 
-    to_map = geotiff_to_map(getattr(image, "georeference", ())) if getattr(image, "georeference", ()) else None
+    geo = getattr(image, "georeference", ())
+    to_map = geotiff_to_map(geo) if geo else None
     if to_map is None or "centroid" not in table or not len(table):
         return table
     rows = np.array([c[0] for c in table["centroid"]], dtype=float)

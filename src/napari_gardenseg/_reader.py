@@ -494,7 +494,8 @@ def _geokeys(tags: tuple) -> dict:
     directory = next((v for code, _, _, v, _ in tags if code == 34735), None)
     if directory is None or len(directory) < 4:
         return {}
-    entries = np.asarray(directory[4 : 4 + 4 * int(directory[3])], dtype=np.int64).reshape(-1, 4)
+    flat = directory[4 : 4 + 4 * int(directory[3])]
+    entries = np.asarray(flat[: len(flat) // 4 * 4], dtype=np.int64).reshape(-1, 4)  # a cut-off one too
     return {int(key): int(value) for key, where, _, value in entries if where == 0}
 
 
