@@ -139,8 +139,6 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
     written = []
     staged = getattr(result, "meta", {}).get("staged")
     if staged is not None:  # a big input: the store holds the labels; table and COCO are read from it first
-        import zarr
-
         table = result.table
         coco_json = json.dumps(to_coco_of(result, path)) if coco else None
         with ExitStack() as renames:
@@ -151,6 +149,8 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
 
             geo = getattr(image, "georeference", ())
             if geo:  # a GIS copy beside the store, read from it tile by tile
+                import zarr
+
                 store = zarr.open_group(str(staged), mode="r")
                 put(f"{name}_labels.tif", lambda t: write_tiled_tiff(t, store["labels"], geo))
                 if "refined" in store:
@@ -190,7 +190,7 @@ def with_map_coordinates(table, image):
 
     geo = getattr(image, "georeference", ())
     to_map = geotiff_to_map(geo) if geo else None
-    if to_map is None or "centroid" not in table or not len(table):
+    if to_map is None or not len(table):
         return table
     rows = np.array([c[0] for c in table["centroid"]], dtype=float)
     cols = np.array([c[1] for c in table["centroid"]], dtype=float)

@@ -269,12 +269,12 @@ def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
     arr = np.asarray(host_array(image))
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:
         return np.array(arr, dtype=np.uint8, order="C", copy=True)
-    if np.ma.isMaskedArray(image) or arr.ndim not in (2, 3) or arr.dtype.kind not in "biuf" or 0 in arr.shape:
-        rgb = to_rgb_float(image if np.ma.isMaskedArray(image) else arr)  # its checks and messages
+    if arr.ndim not in (2, 3) or arr.dtype.kind not in "biuf" or 0 in arr.shape:
+        rgb = to_rgb_float(arr)  # its checks and messages for what is not an image
         return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
     from ._io import ImageSource  # it imports this module
 
-    source = ImageSource(arr)
+    source = ImageSource(image if np.ma.isMaskedArray(image) else arr)  # masked values are nodata there
     h, w = source.shape
     out = np.empty((h, w, 3), np.uint8)
     for y0 in range(0, h, rows):

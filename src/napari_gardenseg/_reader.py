@@ -479,14 +479,15 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
 # GeoTIFF 1.1 (OGC 19-008r4): ModelPixelScale, ModelTiepoint, ModelTransformation place the pixel
 # grid; GeoKeyDirectory and its double and ASCII parameters give the coordinate reference system
 _GEOTIFF_CODES = (33550, 33922, 34264, 34735, 34736, 34737)
-_GEO_NOTE = "GeoTIFF georeferencing: copied to the label TIFFs (same pixel grid)"
-_GEO_MAP_NOTE = "; the instances' centroids in its coordinates: map_x, map_y"
 
 
 def _geo_note(tags: tuple) -> str:
+    """The run record's word on a GeoTIFF's georeferencing: its CRS, and what the outputs keep of it."""
     crs = geotiff_crs(tags)
-    note = _GEO_NOTE.replace("georeferencing", f"georeferencing ({crs})") if crs else _GEO_NOTE
-    return note + (_GEO_MAP_NOTE if geotiff_to_map(tags) is not None else "")
+    note = f"GeoTIFF georeferencing{f' ({crs})' if crs else ''}: copied to the label TIFFs (same pixel grid)"
+    if geotiff_to_map(tags) is not None:
+        note += "; the instances' centroids in its coordinates: map_x, map_y"
+    return note
 
 
 def _geokeys(tags: tuple) -> dict:
