@@ -101,3 +101,36 @@ def test_a_big_geotiff_also_gets_tiled_label_geotiffs(tmp_path, mosaic):
     refused = segment_files([path], out, "garden", **{**OPTIONS, "crf": True})
     error = refused.table["error"].iloc[0]
     assert refused.failed == 1 and "already exists" in error and "ortho_labels.tif" in error
+
+
+def test_a_big_tiff_placed_by_a_world_file_gets_tiled_label_tiffs_and_world_files(tmp_path, mosaic):
+    # the same GIS copies for a plain big TIFF with a .tfw (ArcGIS, Agisoft exports): tiled label
+    # TIFFs, each with its world file, planned from the header before any work
+    import tifffile
+
+    from napari_gardenseg._batch_outputs import input_kind, output_files
+
+    image, _ = mosaic
+    path = tmp_path / "ortho.tif"
+    tifffile.imwrite(path, image, photometric="rgb", tile=(256, 256))
+    (tmp_path / "ortho.tfw").write_text("0.05\n0\n0\n-0.05\n500000.025\n4100000.975\n")
+    kind = input_kind(path)
+    assert kind.big and kind.georeferenced
+    assert kind.sidecars.transform == (500000.0, 0.05, 0.0, 4100001.0, 0.0, -0.05)
+    assert output_files("ortho", **kind._asdict()) == [
+        "ortho_labels.zarr",
+        "ortho_labels.tif",
+        "ortho_labels.tfw",
+        "ortho_labels_crf.tif",
+        "ortho_labels_crf.tfw",
+        "ortho_instances.csv",
+        "ortho_run.json",
+    ]
+    out = tmp_path / "out"
+    summary = segment_files([path], out, "garden", **{**OPTIONS, "crf": True})
+    assert summary.ok, summary.table
+    assert sorted(p.name for p in out.iterdir()) == sorted(output_files("ortho", **kind._asdict()))
+    for stem in ("ortho_labels", "ortho_labels_crf"):
+        assert (out / f"{stem}.tfw").read_text().split() == ["0.05", "0.0", "0.0", "-0.05", "500000.025", "4100000.975"]
+        with tifffile.TiffFile(out / f"{stem}.tif") as tif:
+            assert tif.pages[0].is_tiled and tif.pages[0].asarray().max() >= 1

@@ -188,6 +188,54 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
     assert "georeference" not in _record(out, "plain")["image"]
 
 
+_UTM33 = 'PROJCS["WGS_1984_UTM_Zone_33N",GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984"]]]'  # a .prj's ESRI WKT
+
+
+def test_photos_placed_by_world_files_give_labels_placed_the_same(tmp_path):
+    # orthophotos exported as JPEG + .jgw + .prj (ESRI) and PNG + .pgw + .png.aux.xml (QGIS's Save as
+    # Image): each label TIFF gets a world file and the CRS beside it, as GDAL reads them; the PAM
+    # file's GeoTransform wins over the world file, as in GDAL; an EXIF-turned photo keeps none
+    scene = garden_scene(8_000_321, (96, 128))[0]
+    Image.fromarray(scene).save(tmp_path / "ortho.jpg", quality=95)
+    # ESRI world file: A, D, B, E, then C, F, the centre of the top-left pixel
+    (tmp_path / "ortho.jgw").write_text("0.05\n0\n0\n-0.05\n500000.025\n4000000.975\n")
+    (tmp_path / "ortho.prj").write_text(_UTM33)
+    Image.fromarray(scene).save(tmp_path / "qgis.png")
+    (tmp_path / "qgis.pgw").write_text("9\n0\n0\n-9\n0\n0\n")  # overridden by the PAM file
+    (tmp_path / "qgis.png.aux.xml").write_text(
+        "<PAMDataset><SRS>EPSG:32633 &amp; more</SRS>"
+        "<GeoTransform> 1000.0, 0.5, 0, 2000.0, 0, -0.5</GeoTransform></PAMDataset>"
+    )
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(scene).save(tmp_path / "turned.jpg", exif=exif)
+    (tmp_path / "turned.jgw").write_text("0.05\n0\n0\n-0.05\n500000.025\n4000000.975\n")
+    out = tmp_path / "out"
+    summary = segment_files([tmp_path / f for f in ("ortho.jpg", "qgis.png", "turned.jpg")], out, crf=True)
+    assert summary.failed == 0
+    for stem in ("ortho_labels", "ortho_labels_crf"):
+        lines = [float(v) for v in (out / f"{stem}.tfw").read_text().split()]
+        assert lines == [0.05, 0.0, 0.0, -0.05, 500000.025, 4000000.975]
+        assert "WGS_1984_UTM_Zone_33N" in (out / f"{stem}.tif.aux.xml").read_text()
+    assert [float(v) for v in (out / "qgis_labels.tfw").read_text().split()] == [0.5, 0, 0, -0.5, 1000.25, 1999.75]
+    assert "<SRS>EPSG:32633 &amp; more</SRS>" in (out / "qgis_labels_crf.tif.aux.xml").read_text()
+    table = pd.read_csv(out / "ortho_instances.csv")
+    assert len(table)
+    centroids = np.array([ast.literal_eval(c) for c in table["centroid"]])
+    np.testing.assert_allclose(table["map_x"], 500000 + (centroids[:, 1] + 0.5) * 0.05)
+    np.testing.assert_allclose(table["map_y"], 4000001 - (centroids[:, 0] + 0.5) * 0.05)
+    record = _record(out, "ortho")
+    assert "ortho.jgw" in record["image"]["georeference"] and "ortho_labels.tfw" in record["written"]
+    assert "not kept" in _record(out, "turned")["image"]["georeference"]
+    assert not list(out.glob("turned*.tfw")) and "map_x" not in pd.read_csv(out / "turned_instances.csv")
+    # the user's own world file beside the labels is not replaced: the rerun is refused before the work
+    (out / "ortho_labels.tif").unlink()
+    (out / "ortho_labels.tfw").write_text("mine")
+    refused = segment_files([tmp_path / "ortho.jpg"], out, crf=True)
+    assert refused.failed == 1 and "ortho_labels.tfw" in refused.files[0].error
+    assert (out / "ortho_labels.tfw").read_text() == "mine"
+
+
 @pytest.mark.parametrize("placed_by", ["transformation", "scale and tiepoint"])
 def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by):
     # PixelIsPoint (GTRasterTypeGeoKey 2): the tiepoint is a pixel's centre, no half-pixel shift;

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from ._batch_file import _check_options, _model, crf_params_from, process_file
-from ._batch_outputs import big_input, output_files, output_names, overlay
+from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import OutputExistsError, check_target
@@ -167,9 +167,8 @@ def segment_files(
     }
     todo = []
     for fs in files:
-        big, georeferenced = big_input(fs.file, axes)
-        kinds = dict(crf=crf, coco=coco, write_overlay=write_overlay, big=big, georeferenced=georeferenced)
-        targets = [out / f for f in output_files(fs.name, **kinds)]
+        kinds = input_kind(fs.file, axes)._asdict()
+        targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay, **kinds)]
         verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
         if verdict == "run":
             todo.append(fs)

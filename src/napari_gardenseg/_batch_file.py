@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ._batch_outputs import _write_outputs, big_input, output_files
+from ._batch_outputs import _write_outputs, input_kind, output_files
 from ._files import atomic_write, check_target
 from ._images import looks_like_label_map
 from ._reader import read_image
@@ -133,13 +133,9 @@ def process_file(
             "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"],
             "reused": True,
         }
-    big, georeferenced = big_input(path, axes)
-    targets = [
-        out / f
-        for f in output_files(
-            name, crf=crf, coco=coco, write_overlay=write_overlay, big=big, georeferenced=georeferenced
-        )
-    ]
+    kind = input_kind(path, axes)
+    targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
+    big = kind.big
     for target in targets:  # fail before the work, not after it
         check_target(target, overwrite, "output", folder=target.suffix == ".zarr")
 

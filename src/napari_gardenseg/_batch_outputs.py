@@ -13,6 +13,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,30 +68,44 @@ def output_names(paths) -> list[str]:
     return [s if counts[s.casefold()] == 1 else f"{s}__{_path_tag(p)}" for s, p in zip(stems, paths)]
 
 
-def big_input(path, axes: str | None = None) -> tuple[bool, bool]:
-    """``(big, georeferenced)`` of an input: big is a zarr store of one plane, or a TIFF of one
-    plane over ``_planes.MAX_PLANE_PIXELS``, segmented into a zarr store; georeferenced is a big
-    GeoTIFF, whose labels are also written as tiled GeoTIFFs (:func:`output_files`).
+class InputKind(NamedTuple):
+    """What an input's outputs are (:func:`input_kind`): ``big``, a zarr store of one plane or a
+    TIFF of one plane over ``_planes.MAX_PLANE_PIXELS``, segmented into a zarr store;
+    ``georeferenced``, a big one placed on a map (GeoTIFF tags or sidecars), whose labels are also
+    written as tiled TIFFs that GIS software reads; ``sidecars``, the photo's world file or
+    .aux.xml georeferencing (:class:`~napari_gardenseg._sidecars.SidecarGeoreference`), which its
+    label TIFFs get beside them, or None."""
 
-    Reads the file's header only (:func:`~napari_gardenseg._reader.read_image`, lazily).
-    """
+    big: bool = False
+    georeferenced: bool = False
+    sidecars: Any = None
+
+
+def input_kind(path, axes: str | None = None) -> InputKind:
+    """:class:`InputKind` of an input, from its header (:func:`~napari_gardenseg._reader.read_image`
+    lazily; a JPEG's or PNG's EXIF only) and the files beside it."""
     from ._planes import MAX_PLANE_PIXELS
-    from ._reader import TIFF_SUFFIXES
+    from ._reader import TIFF_SUFFIXES, exif_turns
+    from ._sidecars import read_sidecars
 
     path = Path(path)
     name = path.name.lower()
     zarr_store = name.endswith(".zarr") or path.is_dir()
-    if not (zarr_store or name.endswith(TIFF_SUFFIXES)) or not path.exists():
-        return False, False
+    if not path.exists() or name.endswith(".npy"):
+        return InputKind()
+    if not (zarr_store or name.endswith(TIFF_SUFFIXES)):  # the reader's rule, without decoding the photo
+        geo = read_sidecars(path)
+        return InputKind(sidecars=None if geo is None or exif_turns(path) else geo)
     try:
         image = read_image(path, axes=axes, lazy=True)
     except Exception:  # noqa: BLE001  (unreadable, or axes unknown: the normal path reports it)
-        return zarr_store, False
+        return InputKind(big=zarr_store)
     if image.is_stack:
-        return False, False
+        return InputKind(sidecars=image.sidecar_georeference)
     h, w = image.plane_shape
     big = zarr_store or h * w > MAX_PLANE_PIXELS
-    return big, big and bool(image.georeference)
+    placed = bool(image.georeference) or image.sidecar_georeference is not None
+    return InputKind(big, big and placed, image.sidecar_georeference)
 
 
 def output_files(
@@ -101,23 +116,26 @@ def output_files(
     write_overlay: bool = True,
     big: bool = False,
     georeferenced: bool = False,
+    sidecars=None,
 ) -> list[str]:
     """The files :func:`process_file` writes for output name ``name`` (the run record last).
 
-    ``big`` inputs (:func:`big_input`) give one zarr store ``<name>_labels.zarr``
+    ``big`` inputs (:func:`input_kind`) give one zarr store ``<name>_labels.zarr``
     (arrays ``labels`` and ``refined``) instead of the TIFFs, and no overlay; a
-    ``georeferenced`` big one (a GeoTIFF) also gets the label TIFFs, tiled BigTIFFs
-    with its georeferencing, which GIS software reads (it does not read the store's).
+    ``georeferenced`` big one (a GeoTIFF, or a TIFF with a world file) also gets the label
+    TIFFs, tiled BigTIFFs with its georeferencing, which GIS software reads (it does not read
+    the store's). ``sidecars`` (the photo's world file georeferencing): each label TIFF gets
+    its world file and .aux.xml beside it (:func:`~napari_gardenseg._sidecars.sidecar_files`).
     """
+    from ._sidecars import sidecar_files
+
+    tiffs = [f"{name}_labels"] + ([f"{name}_labels_crf"] if crf else [])
+    placed = [f for stem in tiffs for f in (f"{stem}.tif", *sidecar_files(stem, sidecars))]
     if big:
-        files = [f"{name}_labels.zarr"]
-        if georeferenced:
-            files += [f"{name}_labels.tif"] + ([f"{name}_labels_crf.tif"] if crf else [])
+        files = [f"{name}_labels.zarr"] + (placed if georeferenced else [])
         files.append(f"{name}_instances.csv")
         return files + ([f"{name}_coco.json"] if coco else []) + [f"{name}{RUN_SUFFIX}"]
-    files = [f"{name}_labels.tif"]
-    if crf:
-        files.append(f"{name}_labels_crf.tif")
+    files = list(placed)
     files.append(f"{name}_instances.csv")
     if write_overlay:
         files.append(f"{name}_overlay.png")
@@ -148,13 +166,16 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
                 written.append(filename)
 
             geo = getattr(image, "georeference", ())
-            if geo:  # a GIS copy beside the store, read from it tile by tile
+            sidecars = getattr(image, "sidecar_georeference", None)
+            if geo or sidecars is not None:  # a GIS copy beside the store, read from it tile by tile
                 import zarr
 
                 store = zarr.open_group(str(staged), mode="r")
                 put(f"{name}_labels.tif", lambda t: write_tiled_tiff(t, store["labels"], geo))
+                put_sidecars(put, f"{name}_labels", sidecars)
                 if "refined" in store:
                     put(f"{name}_labels_crf.tif", lambda t: write_tiled_tiff(t, store["refined"], geo))
+                    put_sidecars(put, f"{name}_labels_crf", sidecars)
             put(f"{name}_labels.zarr", lambda t: os.replace(staged, t))
             put(f"{name}_instances.csv", lambda t: with_map_coordinates(table, image).to_csv(t, index=False))
             if coco_json is not None:
@@ -167,12 +188,15 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
             written.append(filename)
 
         geo = getattr(image, "georeference", ())  # a GeoTIFF's labels lie on its grid in GIS software too
+        sidecars = getattr(image, "sidecar_georeference", None)  # and a world file's, with theirs
         put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib", extratags=geo))
+        put_sidecars(put, f"{name}_labels", sidecars)
         if result.refined is not None:
             put(
                 f"{name}_labels_crf.tif",
                 lambda t: tifffile.imwrite(t, result.refined, compression="zlib", extratags=geo),
             )
+            put_sidecars(put, f"{name}_labels_crf", sidecars)
         put(f"{name}_instances.csv", lambda t: with_map_coordinates(result.table, image).to_csv(t, index=False))
         if write_overlay:
             shown = result.refined if result.refined is not None else result.labels
@@ -182,14 +206,26 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
     return written
 
 
+def put_sidecars(put, labels_stem: str, sidecars) -> None:
+    """Write the world file and .aux.xml of the label TIFF ``<labels_stem>.tif`` with ``put``
+    (:func:`_write_outputs`'s), when the photo had them (:mod:`._sidecars`)."""
+    from ._sidecars import sidecar_texts
+
+    if sidecars is not None:
+        for filename, text in sidecar_texts(labels_stem, sidecars).items():
+            put(filename, lambda t, text=text: t.write_text(text))
+
+
 def with_map_coordinates(table, image):
     """``table`` with ``map_x`` and ``map_y`` after ``centroid``: each instance's centroid in the
-    coordinates of a GeoTIFF's CRS (:func:`~napari_gardenseg._reader.geotiff_to_map`), so a GIS
+    coordinates of a GeoTIFF's CRS (:func:`~napari_gardenseg._reader.geotiff_to_map`) or of a
+    world file's (:meth:`~napari_gardenseg._sidecars.SidecarGeoreference.to_map`), so a GIS
     reads the instances table as points; ``table`` unchanged for other inputs."""
     from ._reader import geotiff_to_map
 
     geo = getattr(image, "georeference", ())
-    to_map = geotiff_to_map(geo) if geo else None
+    sidecars = getattr(image, "sidecar_georeference", None)
+    to_map = geotiff_to_map(geo) if geo else sidecars.to_map if sidecars is not None else None
     if to_map is None or not len(table):
         return table
     rows = np.array([c[0] for c in table["centroid"]], dtype=float)

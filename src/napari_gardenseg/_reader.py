@@ -62,7 +62,7 @@ import numpy as np
 from ._images import ImageError, alpha_used, blank_transparent
 from ._label_files import photo_stem
 
-__all__ = ["ImageFile", "read_image", "image_files", "expand_folders", "TIFF_SUFFIXES", "AXES_LETTERS"]
+__all__ = ["ImageFile", "read_image", "exif_turns", "image_files", "expand_folders", "TIFF_SUFFIXES", "AXES_LETTERS"]
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif")
 # the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
@@ -102,6 +102,10 @@ class ImageFile:
     # a GeoTIFF's georeferencing tags as tifffile ``extratags`` (:func:`geotiff_tags`): the label
     # TIFFs of the file get them, so GIS software lays the labels on the photo; () for other files
     georeference: tuple = ()
+    # georeferencing from files beside it (a world file, GDAL's .aux.xml) when it has no GeoTIFF
+    # tags: a :class:`~napari_gardenseg._sidecars.SidecarGeoreference`, whose sidecars the label
+    # TIFFs get; None for other files
+    sidecar_georeference: Any = None
 
     @property
     def plane_axes(self) -> str:
@@ -173,11 +177,29 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         )
     if path.is_dir() or name.endswith(".zarr"):
         return _read_zarr(path, axes)
-    if name.endswith(TIFF_SUFFIXES):
-        return _read_tiff(path, axes, lazy)
     if name.endswith(".npy"):
         return _read_npy(path, axes, lazy)
-    return _read_pillow(path)
+    image = _read_tiff(path, axes, lazy) if name.endswith(TIFF_SUFFIXES) else _read_pillow(path)
+    if not image.georeference:
+        _add_sidecar_georeference(image)
+    return image
+
+
+def _add_sidecar_georeference(image: ImageFile) -> None:
+    """Take the georeferencing of a photo's world file or .aux.xml (:mod:`._sidecars`), unless the
+    EXIF orientation turned the pixels off the grid it places (GDAL reads them unturned)."""
+    from ._sidecars import read_sidecars
+
+    geo = read_sidecars(image.path)
+    if geo is None:
+        return
+    if "exif_orientation" in image.applied:
+        image.applied["georeference"] = (
+            f"not kept: {', '.join(geo.sources)} place the unturned pixels, and the EXIF orientation turned them"
+        )
+        return
+    image.sidecar_georeference = geo
+    image.applied["georeference"] = geo.note()
 
 
 def image_files(folder) -> list[Path]:
@@ -294,15 +316,34 @@ def _register_heif(path: Path) -> None:
     register_heif_opener()
 
 
+def _turns(im) -> bool:
+    """Whether an image's EXIF Orientation turns or mirrors its pixels (read upright here)."""
+    return im.getexif().get(0x0112) not in (None, 1)
+
+
+def exif_turns(path) -> bool:
+    """Whether reading the photo ``path`` turns its pixels upright (its EXIF orientation), from its
+    header only; False for a file Pillow cannot open (reading it says why)."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        if path.name.lower().endswith(HEIF_SUFFIXES):
+            _register_heif(path)
+        with Image.open(path) as im:
+            return _turns(im)
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def _pillow_pixels(im) -> tuple[np.ndarray, dict]:
     """One frame as RGB uint8, grey, or the numbers of modes I/I;16/F, upright; and what was done."""
     from PIL import ImageOps
 
     applied = {"mode": im.mode}
-    orientation = im.getexif().get(0x0112)  # EXIF Orientation
-    if orientation not in (None, 1):  # exif_transpose copies even an upright image: a photo's size more at peak
+    if _turns(im):  # exif_transpose copies even an upright image: a photo's size more at peak
+        applied["exif_orientation"] = int(im.getexif()[0x0112])
         im = ImageOps.exif_transpose(im)  # turned as the EXIF tag says (tag removed)
-        applied["exif_orientation"] = int(orientation)
     alpha = _pillow_alpha(im)  # before the ICC conversion, which drops it
     icc = im.info.get("icc_profile")
     if icc:
