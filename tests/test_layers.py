@@ -179,6 +179,9 @@ def test_stack_ids_are_unique_across_planes(fake_segment):
     assert list(f["axis_0"]) == [0, 0, 1, 1, 2, 2]
     assert {"class_name", "score", "area"} <= set(f.columns)
     assert list(f["area"]) == [36] * 6
+    # each plane's 6x6 squares at (4, 4) and (14, 14): centroids in the plane's pixels; who found them
+    np.testing.assert_allclose(f[["centroid_y", "centroid_x"]], [[6.5, 6.5], [16.5, 16.5]] * 3)
+    assert list(f["source"]) == ["model"] * 6
     assert out.refined is None and len(out.boxes) == 6
     # boxes: pixel edges -> napari pixel centres, leading axis = plane
     np.testing.assert_allclose(out.boxes[2][0], (1, 3.5, 3.5))

@@ -34,6 +34,11 @@ def test_batch_outputs_read_as_labels_with_their_classes(tmp_path):
         features = meta["features"]
         assert list(features["index"]) == list(table["label"])  # napari maps ids through `index`
         np.testing.assert_array_equal(features["area"], table[area].fillna(0).astype(int))
+        assert list(features["source"]) == list(table["source"])
+        from skimage.measure import regionprops
+
+        first = regionprops(tifffile.imread(out / "bed_labels.tif"))[0]  # the table's centroid is the masks'
+        np.testing.assert_allclose(features[["centroid_y", "centroid_x"]].to_numpy(float)[0], first.centroid, atol=0.01)
         # what the training widget reads: a class for every instance painted
         classes = classes_from_features(features)
         assert {int(k) for k in np.unique(data) if k} <= set(classes)

@@ -62,11 +62,18 @@ def instance_features(table, offset: int = 0):
 
     Columns: ``index`` and ``label`` (the label id plus ``offset``; napari maps
     label ids through ``index``), ``class_id``, ``class_name``, ``score``,
-    ``area``, ``area_refined``. Use :func:`split_areas` for the two layers.
+    ``area``, ``area_refined``, ``centroid_y`` and ``centroid_x`` (the table's
+    ``centroid``, pixels of the plane; NaN where the table has none) and ``source``
+    ("model" or "colour": who found the instance; "model" for tables written before
+    it existed). Use :func:`split_areas` for the two layers.
     """
     import pandas as pd
 
     labels = table["label"].to_numpy(np.int64) + offset
+    centroids = np.full((len(table), 2), np.nan)
+    if "centroid" in table:
+        for i, c in enumerate(table["centroid"]):
+            centroids[i] = _pair(c)
     return pd.DataFrame(
         {
             "index": labels,
@@ -76,8 +83,22 @@ def instance_features(table, offset: int = 0):
             "score": table["score"].to_numpy(np.float32),
             "area": table["area"].to_numpy(np.int64),
             "area_refined": table["area_refined"].to_numpy(float),
+            "centroid_y": centroids[:, 0],
+            "centroid_x": centroids[:, 1],
+            "source": table["source"].astype(str) if "source" in table else ["model"] * len(table),
         }
     )
+
+
+def _pair(value) -> tuple[float, float]:
+    """(y, x) of a centroid cell: a tuple, or its text in a CSV ("(12.5, 30.0)", "(nan, nan)")."""
+    if isinstance(value, str):
+        value = value.strip("()[] ").split(",")
+    try:
+        y, x = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return np.nan, np.nan
+    return y, x
 
 
 def split_areas(table):
