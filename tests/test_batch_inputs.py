@@ -240,7 +240,8 @@ def test_photos_placed_by_world_files_give_labels_placed_the_same(tmp_path):
 def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by):
     # PixelIsPoint (GTRasterTypeGeoKey 2): the tiepoint is a pixel's centre, no half-pixel shift;
     # (row 10, col 20) of 0.5 m pixels from (1000, 2000) is (1010, 1995), as GDAL (rasterio) gives it
-    from napari_gardenseg._reader import geotiff_crs, geotiff_to_map, read_image
+    from napari_gardenseg._georeference import geotiff_crs, geotiff_to_map
+    from napari_gardenseg._reader import read_image
 
     keys = (34735, "H", 12, (1, 1, 0, 2, 1025, 0, 1, 2, 3072, 0, 1, 32633), True)
     if placed_by == "transformation":

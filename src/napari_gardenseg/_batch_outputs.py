@@ -73,7 +73,7 @@ class InputKind(NamedTuple):
     TIFF of one plane over ``_planes.MAX_PLANE_PIXELS``, segmented into a zarr store;
     ``georeferenced``, a big one placed on a map (GeoTIFF tags or sidecars), whose labels are also
     written as tiled TIFFs that GIS software reads; ``sidecars``, the photo's world file or
-    .aux.xml georeferencing (:class:`~napari_gardenseg._sidecars.SidecarGeoreference`), which its
+    .aux.xml georeferencing (:class:`~napari_gardenseg._georeference.SidecarGeoreference`), which its
     label TIFFs get beside them, or None."""
 
     big: bool = False
@@ -84,9 +84,9 @@ class InputKind(NamedTuple):
 def input_kind(path, axes: str | None = None) -> InputKind:
     """:class:`InputKind` of an input, from its header (:func:`~napari_gardenseg._reader.read_image`
     lazily; a JPEG's or PNG's EXIF only) and the files beside it."""
+    from ._georeference import read_sidecars
     from ._planes import MAX_PLANE_PIXELS
     from ._reader import TIFF_SUFFIXES, exif_turns
-    from ._sidecars import read_sidecars
 
     path = Path(path)
     name = path.name.lower()
@@ -125,9 +125,9 @@ def output_files(
     ``georeferenced`` big one (a GeoTIFF, or a TIFF with a world file) also gets the label
     TIFFs, tiled BigTIFFs with its georeferencing, which GIS software reads (it does not read
     the store's). ``sidecars`` (the photo's world file georeferencing): each label TIFF gets
-    its world file and .aux.xml beside it (:func:`~napari_gardenseg._sidecars.sidecar_files`).
+    its world file and .aux.xml beside it (:func:`~napari_gardenseg._georeference.sidecar_files`).
     """
-    from ._sidecars import sidecar_files
+    from ._georeference import sidecar_files
 
     tiffs = [f"{name}_labels"] + ([f"{name}_labels_crf"] if crf else [])
     placed = [f for stem in tiffs for f in (f"{stem}.tif", *sidecar_files(stem, sidecars))]
@@ -208,8 +208,8 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
 
 def put_sidecars(put, labels_stem: str, sidecars) -> None:
     """Write the world file and .aux.xml of the label TIFF ``<labels_stem>.tif`` with ``put``
-    (:func:`_write_outputs`'s), when the photo had them (:mod:`._sidecars`)."""
-    from ._sidecars import sidecar_texts
+    (:func:`_write_outputs`'s), when the photo had them (:mod:`._georeference`)."""
+    from ._georeference import sidecar_texts
 
     if sidecars is not None:
         for filename, text in sidecar_texts(labels_stem, sidecars).items():
@@ -218,10 +218,10 @@ def put_sidecars(put, labels_stem: str, sidecars) -> None:
 
 def with_map_coordinates(table, image):
     """``table`` with ``map_x`` and ``map_y`` after ``centroid``: each instance's centroid in the
-    coordinates of a GeoTIFF's CRS (:func:`~napari_gardenseg._reader.geotiff_to_map`) or of a
-    world file's (:meth:`~napari_gardenseg._sidecars.SidecarGeoreference.to_map`), so a GIS
+    coordinates of a GeoTIFF's CRS (:func:`~napari_gardenseg._georeference.geotiff_to_map`) or of a
+    world file's (:meth:`~napari_gardenseg._georeference.SidecarGeoreference.to_map`), so a GIS
     reads the instances table as points; ``table`` unchanged for other inputs."""
-    from ._reader import geotiff_to_map
+    from ._georeference import geotiff_to_map
 
     geo = getattr(image, "georeference", ())
     sidecars = getattr(image, "sidecar_georeference", None)

@@ -52,13 +52,13 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._georeference import geotiff_note, geotiff_tags
 from ._images import ImageError, alpha_used, blank_transparent
 from ._label_files import photo_stem
 
@@ -99,11 +99,11 @@ class ImageFile:
     data: Any
     axes: str
     applied: dict = field(default_factory=dict)
-    # a GeoTIFF's georeferencing tags as tifffile ``extratags`` (:func:`geotiff_tags`): the label
+    # a GeoTIFF's georeferencing tags as tifffile ``extratags`` (:func:`~napari_gardenseg._georeference.geotiff_tags`): the label
     # TIFFs of the file get them, so GIS software lays the labels on the photo; () for other files
     georeference: tuple = ()
     # georeferencing from files beside it (a world file, GDAL's .aux.xml) when it has no GeoTIFF
-    # tags: a :class:`~napari_gardenseg._sidecars.SidecarGeoreference`, whose sidecars the label
+    # tags: a :class:`~napari_gardenseg._georeference.SidecarGeoreference`, whose sidecars the label
     # TIFFs get; None for other files
     sidecar_georeference: Any = None
 
@@ -186,9 +186,9 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
 
 
 def _add_sidecar_georeference(image: ImageFile) -> None:
-    """Take the georeferencing of a photo's world file or .aux.xml (:mod:`._sidecars`), unless the
+    """Take the georeferencing of a photo's world file or .aux.xml (:mod:`._georeference`), unless the
     EXIF orientation turned the pixels off the grid it places (GDAL reads them unturned)."""
-    from ._sidecars import read_sidecars
+    from ._georeference import read_sidecars
 
     geo = read_sidecars(image.path)
     if geo is None:
@@ -465,7 +465,7 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
         if georeference and "exif_orientation" not in image.applied:  # a turned image is off its grid
             image.georeference = georeference
-            image.applied["georeference"] = _geo_note(georeference)
+            image.applied["georeference"] = geotiff_note(georeference)
         if mask is not None and image.data.shape[:2] == mask.shape:
             image.data = _blank_masked(image.data, mask)
             image.applied["mask"] = _MASK_NOTE
@@ -513,86 +513,8 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         data = _lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
     if georeference:
-        applied["georeference"] = _geo_note(georeference)
+        applied["georeference"] = geotiff_note(georeference)
     return ImageFile(path, data, out_axes, applied, georeference)
-
-
-# GeoTIFF 1.1 (OGC 19-008r4): ModelPixelScale, ModelTiepoint, ModelTransformation place the pixel
-# grid; GeoKeyDirectory and its double and ASCII parameters give the coordinate reference system
-_GEOTIFF_CODES = (33550, 33922, 34264, 34735, 34736, 34737)
-
-
-def _geo_note(tags: tuple) -> str:
-    """The run record's word on a GeoTIFF's georeferencing: its CRS, and what the outputs keep of it."""
-    crs = geotiff_crs(tags)
-    note = f"GeoTIFF georeferencing{f' ({crs})' if crs else ''}: copied to the label TIFFs (same pixel grid)"
-    if geotiff_to_map(tags) is not None:
-        note += "; the instances' centroids in its coordinates: map_x, map_y"
-    return note
-
-
-def _geokeys(tags: tuple) -> dict:
-    """The GeoKeys stored in the directory itself (TIFFTagLocation 0), as {key id: value}."""
-    directory = next((v for code, _, _, v, _ in tags if code == 34735), None)
-    if directory is None or len(directory) < 4:
-        return {}
-    flat = directory[4 : 4 + 4 * int(directory[3])]
-    entries = np.asarray(flat[: len(flat) // 4 * 4], dtype=np.int64).reshape(-1, 4)  # a cut-off one too
-    return {int(key): int(value) for key, where, _, value in entries if where == 0}
-
-
-def geotiff_crs(tags: tuple) -> str | None:
-    """ "EPSG:<code>" of GeoTIFF tags (:func:`geotiff_tags`): the projected, else the geographic
-    CRS GeoKey; None when user-defined (32767) or absent."""
-    keys = _geokeys(tags)
-    code = keys.get(3072) or keys.get(2048)  # ProjectedCSTypeGeoKey, GeographicTypeGeoKey
-    return f"EPSG:{code}" if code and code != 32767 else None
-
-
-def geotiff_to_map(tags: tuple):
-    """A function ``(row, col) -> (x, y)`` from pixel coordinates (pixel centres at integers, as
-    centroids are) to the CRS's, from GeoTIFF tags (:func:`geotiff_tags`): ModelTransformation, or
-    ModelPixelScale with one ModelTiepoint (OGC GeoTIFF 1.1), raster space shifted by half a pixel
-    unless GTRasterTypeGeoKey says PixelIsPoint, as GDAL reads it. None when the tags hold only
-    ground control points (several tiepoints, no scale). Works on numpy arrays elementwise."""
-    values = {code: v for code, _, _, v, _ in tags}
-    half = 0.0 if _geokeys(tags).get(1025) == 2 else 0.5  # GTRasterTypeGeoKey: 2 is PixelIsPoint
-    if 34264 in values and len(values[34264]) >= 8:
-        m = [float(v) for v in values[34264]]
-        return lambda row, col: (
-            m[0] * (col + half) + m[1] * (row + half) + m[3],
-            m[4] * (col + half) + m[5] * (row + half) + m[7],
-        )
-    tie, scale = values.get(33922), values.get(33550)
-    if tie is None or scale is None or len(tie) != 6:
-        return None
-    i, j, _, x, y, _ = (float(v) for v in tie)
-    sx, sy = float(scale[0]), float(scale[1])
-    return lambda row, col: (x + (col + half - i) * sx, y - (row + half - j) * sy)
-
-
-def geotiff_tags(page) -> tuple:
-    """The GeoTIFF tags of a tifffile page as ``extratags`` for :func:`tifffile.imwrite`: tuples
-    ``(code, datatype, count, value, True)``; () when the page has no GeoKeyDirectory (not a GeoTIFF)
-    or no tag placing its grid."""
-    import tifffile
-
-    found = []
-    for code in _GEOTIFF_CODES:
-        tag = page.tags.get(code)
-        if tag is not None:
-            value = tag.value
-            if isinstance(value, str):  # a CRS citation such as "RGF93 / Réseau…": TIFF ASCII is 7-bit
-                value = value.encode("ascii", "replace").decode("ascii")
-            found.append((code, int(tag.dtype), int(tag.count), value, True))
-    codes = {f[0] for f in found}
-    if 34735 not in codes or not codes & {33550, 33922, 34264}:
-        return ()
-    try:  # tags tifffile cannot write back would fail the labels' writing: check them on one pixel
-        tifffile.imwrite(io.BytesIO(), np.zeros((1, 1), np.uint8), extratags=found)
-    except (ValueError, TypeError, struct.error):
-        return ()
-    return tuple(found)
 
 
 _MASK_NOTE = "pixels outside the file's transparency mask (a mask IFD, as GDAL writes) read as black (nodata)"

@@ -1,4 +1,8 @@
-"""Georeferencing kept beside an image rather than in it: world files and GDAL's ``.aux.xml``.
+"""Where a photo lies on the ground: a GeoTIFF's georeferencing tags, and the files beside a photo.
+
+GeoTIFF (OGC GeoTIFF 1.1) keeps the pixel grid's place and the coordinate reference system in
+tags of the file itself (:func:`geotiff_tags`); the label TIFFs of such a photo get the same tags
+(:mod:`._reader` reads them, :mod:`._batch_outputs` writes them).
 
 Orthophotos exported as JPEG or PNG (QGIS's *Save as Image*, drone mapping services) and plain
 TIFFs carry their pixel grid's position in a *world file* beside them (``ortho.jgw`` for
@@ -6,18 +10,111 @@ TIFFs carry their pixel grid's position in a *world file* beside them (``ortho.j
 coordinate reference system in GDAL's PAM file (``ortho.jpg.aux.xml``, an ``<SRS>`` element,
 sometimes a ``<GeoTransform>`` too). GDAL, and so QGIS, reads both; the label TIFFs of such a
 photo get the same two sidecars (``<name>_labels.tfw``, ``<name>_labels.tif.aux.xml``), so
-they lie on the photo in GIS software as a GeoTIFF's labels do (:mod:`._reader` copies a
-GeoTIFF's own tags instead; they win over sidecars, as in GDAL's GTiff driver).
+they lie on the photo in GIS software as a GeoTIFF's labels do (a GeoTIFF's own tags win over
+sidecars, as in GDAL's GTiff driver).
 """
 
 from __future__ import annotations
 
+import io
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-__all__ = ["SidecarGeoreference", "read_sidecars", "sidecar_files", "sidecar_texts"]
+import numpy as np
+
+__all__ = [
+    "geotiff_tags",
+    "geotiff_crs",
+    "geotiff_to_map",
+    "geotiff_note",
+    "SidecarGeoreference",
+    "read_sidecars",
+    "sidecar_files",
+    "sidecar_texts",
+]
+
+# GeoTIFF 1.1 (OGC 19-008r4): ModelPixelScale, ModelTiepoint, ModelTransformation place the pixel
+# grid; GeoKeyDirectory and its double and ASCII parameters give the coordinate reference system
+_GEOTIFF_CODES = (33550, 33922, 34264, 34735, 34736, 34737)
+
+
+def geotiff_note(tags: tuple) -> str:
+    """The run record's word on a GeoTIFF's georeferencing: its CRS, and what the outputs keep of it."""
+    crs = geotiff_crs(tags)
+    note = f"GeoTIFF georeferencing{f' ({crs})' if crs else ''}: copied to the label TIFFs (same pixel grid)"
+    if geotiff_to_map(tags) is not None:
+        note += "; the instances' centroids in its coordinates: map_x, map_y"
+    return note
+
+
+def _geokeys(tags: tuple) -> dict:
+    """The GeoKeys stored in the directory itself (TIFFTagLocation 0), as {key id: value}."""
+    directory = next((v for code, _, _, v, _ in tags if code == 34735), None)
+    if directory is None or len(directory) < 4:
+        return {}
+    flat = directory[4 : 4 + 4 * int(directory[3])]
+    entries = np.asarray(flat[: len(flat) // 4 * 4], dtype=np.int64).reshape(-1, 4)  # a cut-off one too
+    return {int(key): int(value) for key, where, _, value in entries if where == 0}
+
+
+def geotiff_crs(tags: tuple) -> str | None:
+    """ "EPSG:<code>" of GeoTIFF tags (:func:`geotiff_tags`): the projected, else the geographic
+    CRS GeoKey; None when user-defined (32767) or absent."""
+    keys = _geokeys(tags)
+    code = keys.get(3072) or keys.get(2048)  # ProjectedCSTypeGeoKey, GeographicTypeGeoKey
+    return f"EPSG:{code}" if code and code != 32767 else None
+
+
+def geotiff_to_map(tags: tuple):
+    """A function ``(row, col) -> (x, y)`` from pixel coordinates (pixel centres at integers, as
+    centroids are) to the CRS's, from GeoTIFF tags (:func:`geotiff_tags`): ModelTransformation, or
+    ModelPixelScale with one ModelTiepoint (OGC GeoTIFF 1.1), raster space shifted by half a pixel
+    unless GTRasterTypeGeoKey says PixelIsPoint, as GDAL reads it. None when the tags hold only
+    ground control points (several tiepoints, no scale). Works on numpy arrays elementwise."""
+    values = {code: v for code, _, _, v, _ in tags}
+    half = 0.0 if _geokeys(tags).get(1025) == 2 else 0.5  # GTRasterTypeGeoKey: 2 is PixelIsPoint
+    if 34264 in values and len(values[34264]) >= 8:
+        m = [float(v) for v in values[34264]]
+        return lambda row, col: (
+            m[0] * (col + half) + m[1] * (row + half) + m[3],
+            m[4] * (col + half) + m[5] * (row + half) + m[7],
+        )
+    tie, scale = values.get(33922), values.get(33550)
+    if tie is None or scale is None or len(tie) != 6:
+        return None
+    i, j, _, x, y, _ = (float(v) for v in tie)
+    sx, sy = float(scale[0]), float(scale[1])
+    return lambda row, col: (x + (col + half - i) * sx, y - (row + half - j) * sy)
+
+
+def geotiff_tags(page) -> tuple:
+    """The GeoTIFF tags of a tifffile page as ``extratags`` for :func:`tifffile.imwrite`: tuples
+    ``(code, datatype, count, value, True)``; () when the page has no GeoKeyDirectory (not a GeoTIFF)
+    or no tag placing its grid."""
+    import tifffile
+
+    found = []
+    for code in _GEOTIFF_CODES:
+        tag = page.tags.get(code)
+        if tag is not None:
+            value = tag.value
+            if isinstance(value, str):  # a CRS citation such as "RGF93 / Réseau…": TIFF ASCII is 7-bit
+                value = value.encode("ascii", "replace").decode("ascii")
+            found.append((code, int(tag.dtype), int(tag.count), value, True))
+    codes = {f[0] for f in found}
+    if 34735 not in codes or not codes & {33550, 33922, 34264}:
+        return ()
+    try:  # tags tifffile cannot write back would fail the labels' writing: check them on one pixel
+        tifffile.imwrite(io.BytesIO(), np.zeros((1, 1), np.uint8), extratags=found)
+    except (ValueError, TypeError, struct.error):
+        return ()
+    return tuple(found)
+
+
+# -- sidecars: world files, GDAL's .aux.xml, ESRI's .prj ---------------------------------------
 
 
 @dataclass(frozen=True)
