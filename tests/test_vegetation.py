@@ -578,8 +578,18 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
         )
 
     hint = adapt_hint([result(["model", "colour", "colour", "colour", "colour"])])
-    assert hint is not None and "1 plants" in hint and "4 more" in hint and "Adapt to these photos" in hint
+    assert hint is not None and "found 1 plant;" in hint and "4 more" in hint and "Adapt to these photos" in hint
     assert adapt_hint([result(["model"] * 4 + ["colour"])]) is None
+    # a batch says both, in its own words: the command to run, and the ground cover left out
+    from napari_gardenseg._batch_file import _file_note
+    from napari_gardenseg._plant_pixels import GROUND_COVER
+
+    missed = result(["model", "colour", "colour", "colour", "colour"])
+    missed.meta["vegetation"] = {GROUND_COVER: 0.3}
+    note = _file_note(missed, 0.5)
+    assert "found 1 plant;" in note and "gardenseg adapt" in note and "Adapt to these" not in note
+    assert "30% of the photo is plant-coloured ground cover" in note and "gardenseg train" in note
+    assert _file_note(result(["model"] * 4 + ["colour"]), 0.5) is None
 
 
 def test_status_hint_says_why_nothing_was_found():

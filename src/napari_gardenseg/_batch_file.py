@@ -221,9 +221,10 @@ def _label_map_note(image) -> str | None:
 
 
 def _file_note(result, score_threshold: float) -> str | None:
-    """Why a file gave no instance, or that plants may be missing, in a batch's words; else None
-    (the widget says it in its own: ``status_hint``)."""
-    from ._plant_pixels import network_full_hint, nothing_found
+    """Why a file gave no instance, that plants may be missing, that the model missed many plants
+    or left ground cover, in a batch's words; else None (the widget says it in its own:
+    ``status_hint``)."""
+    from ._plant_pixels import adapt_hint, ground_cover_hint, network_full_hint, nothing_found
 
     results = getattr(result, "results", None) or [result]  # a stack's planes, or the one result
     why = nothing_found(results)
@@ -233,4 +234,8 @@ def _file_note(result, score_threshold: float) -> str | None:
         return f"no detection scored {score_threshold} or more: try a lower score threshold"
     if network_full_hint(results):
         return "the network returned as many instances as one pass may: plants may be missing; try tiles of 512 px"
-    return None
+    hints = (
+        adapt_hint(results, "try `gardenseg adapt PHOTOS... --out MODEL.pt`, then segment with --model MODEL.pt"),
+        ground_cover_hint(results, "label some of its plants and `gardenseg train` a model on them"),
+    )
+    return "; ".join(h for h in hints if h) or None

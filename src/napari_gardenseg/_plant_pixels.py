@@ -426,26 +426,26 @@ def network_full_hint(results) -> str | None:
     )
 
 
-def ground_cover_hint(results) -> str | None:
+def ground_cover_hint(results, action: str = "paint its plants and *Train on my labels*") -> str | None:
     """One line when plant-coloured ground cover (:data:`LAWN_SHARE` of the image or more, far larger
     than any plant found in it: a lawn, a hedge, a bed grown together) was left without instances;
-    else None. ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per plane)."""
+    else None. ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per plane);
+    ``action``: what to do, in the widget's words (a batch gives its own)."""
     shares = [(r.meta.get("vegetation") or {}).get(GROUND_COVER, 0.0) for r in results]
     share = max(shares, default=0.0)
     if share < LAWN_SHARE:
         return None
     return (
         f"{100 * share:.0f}% of the photo is plant-coloured ground cover, far larger than any plant found in it "
-        "(a lawn, a hedge, plants grown together): left without instances; paint its plants and "
-        "*Train on my labels* to have them told apart"
+        f"(a lawn, a hedge, plants grown together): left without instances; {action} to have them told apart"
     )
 
 
-def adapt_hint(results) -> str | None:
-    """One line for the widget when the model missed many of a photo's plants, else None.
+def adapt_hint(results, action: str = "try *Adapt to these photos*") -> str | None:
+    """One line when the model missed many of a photo's plants, else None.
 
     ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per
-    plane). Counts the "colour" instances (plant-coloured components no
+    plane); ``action``: what to do, in the widget's words (a batch gives its own). Counts the "colour" instances (plant-coloured components no
     detection claimed) at least a quarter the size of the median model
     instance; when they are as many as the model's instances (and at least
     3), the model has not learnt these plants yet.
@@ -462,7 +462,7 @@ def adapt_hint(results) -> str | None:
         n_colour += int((colour["area"] >= 0.25 * typical).sum())
     if n_colour >= max(3, n_model):
         return (
-            f"the model found {n_model} plants; colour shows {n_colour} more plant-coloured patches it missed "
-            "(source 'colour'): try *Adapt to these photos*"
+            f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed "
+            f"(source 'colour'): {action}"
         )
     return None
