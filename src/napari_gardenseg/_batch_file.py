@@ -184,7 +184,7 @@ def process_file(
     written = _write_outputs(
         result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite
     )
-    note = _file_note(result, options.score_threshold) or _label_map_note(image)
+    note = _label_map_note(image) or _file_note(result, options.score_threshold)  # not a photo: that first
     record.update(
         image=image.record(),
         written=written,
