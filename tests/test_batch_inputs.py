@@ -237,6 +237,39 @@ def test_photos_placed_by_world_files_give_labels_placed_the_same(tmp_path):
     assert (out / "ortho_labels.tfw").read_text() == "mine"
 
 
+@pytest.mark.parametrize(
+    "sidecars",
+    [
+        {"a.jgw": "0.05\n0\n0\n-0.05\n500000\n"},  # five lines
+        {"a.jgw": "0\n0\n0\n0\n500000\n4000000\n"},  # a grid of no size
+        {"a.jgw": "0.05\n0\n0\n-0.05\nnan\n4000000\n"},
+        {"a.jpg.aux.xml": "<PAMDataset><SRS>EPSG:32633</SRS>"},  # cut off
+        {"a.jpg.aux.xml": "<PAMDataset><SRS>EPSG:32633</SRS></PAMDataset>"},  # a CRS, no grid
+        {"a.jpg.aux.xml": "<PAMDataset><GeoTransform>1, 0, 0, 2, 0, 0</GeoTransform></PAMDataset>"},
+    ],
+)
+def test_sidecars_that_place_no_grid_are_ignored(tmp_path, sidecars):
+    # as GDAL ignores them: the photo reads, without georeferencing
+    from napari_gardenseg._reader import read_image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.jpg")
+    for name, text in sidecars.items():
+        (tmp_path / name).write_text(text)
+    image = read_image(tmp_path / "a.jpg")
+    assert image.sidecar_georeference is None and "georeference" not in image.applied
+
+
+def test_a_prj_that_is_not_text_gives_no_crs(tmp_path):
+    from napari_gardenseg._reader import read_image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "a.pgw").write_text("1\n0\n0\n-1\n0.5\n7.5\n")
+    (tmp_path / "a.prj").write_bytes(b"\x00\x01PK\x03binary")
+    geo = read_image(tmp_path / "a.png").sidecar_georeference
+    assert geo.transform == (0.0, 1.0, 0.0, 8.0, 0.0, -1.0) and geo.srs is None
+    assert geo.sources == ("a.pgw",)
+
+
 @pytest.mark.parametrize("placed_by", ["transformation", "scale and tiepoint"])
 def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by):
     # PixelIsPoint (GTRasterTypeGeoKey 2): the tiepoint is a pixel's centre, no half-pixel shift;

@@ -190,7 +190,7 @@ def _read_pam(path: Path) -> tuple[tuple[float, ...] | None, str | None]:
         root = ElementTree.parse(pam).getroot()
     except (OSError, ElementTree.ParseError):
         return None, None
-    srs = (root.findtext("SRS") or "").strip() or None
+    srs = _text_srs(root.findtext("SRS") or "")
     transform = None
     text = root.findtext("GeoTransform")
     if text:
@@ -201,6 +201,15 @@ def _read_pam(path: Path) -> tuple[tuple[float, ...] | None, str | None]:
         if len(values) == 6 and all(map(math.isfinite, values)) and values[1] * values[5] - values[2] * values[4]:
             transform = values
     return transform, srs
+
+
+def _text_srs(text: str) -> str | None:
+    """A CRS given as text (WKT, "EPSG:…"), or None when the text is empty or not text: control
+    characters would make the .aux.xml written beside the labels invalid XML for GDAL."""
+    text = text.strip()
+    if not text or len(text) > 100_000 or any(ord(c) < 32 and c not in "\r\n\t" for c in text):
+        return None
+    return text
 
 
 def read_sidecars(path) -> SidecarGeoreference | None:
@@ -220,7 +229,7 @@ def read_sidecars(path) -> SidecarGeoreference | None:
     if srs is None:
         prj = next((p for p in (path.with_suffix(".prj"), path.with_suffix(".PRJ")) if p.is_file()), None)
         if prj is not None:
-            srs = prj.read_text(errors="replace").strip() or None
+            srs = _text_srs(prj.read_text(errors="replace"))
             if srs:
                 sources.append(prj.name)
     return SidecarGeoreference(tuple(float(v) for v in transform), srs, tuple(sources))
