@@ -228,10 +228,12 @@ def read_sidecars(path) -> SidecarGeoreference | None:
         return None
     if srs is None:
         prj = next((p for p in (path.with_suffix(".prj"), path.with_suffix(".PRJ")) if p.is_file()), None)
-        if prj is not None:
-            srs = _text_srs(prj.read_text(errors="replace"))
-            if srs:
-                sources.append(prj.name)
+        try:
+            srs = _text_srs(prj.read_text(errors="replace")) if prj is not None else None
+        except OSError:  # unreadable: the labels are placed all the same, without a CRS
+            srs = None
+        if srs:
+            sources.append(prj.name)
     return SidecarGeoreference(tuple(float(v) for v in transform), srs, tuple(sources))
 
 
