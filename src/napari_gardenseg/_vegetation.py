@@ -443,13 +443,12 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     upper = index_values[index_values > threshold]
     lower = index_values[index_values <= threshold]
     fraction = float(upper.size / max(index_values.size, 1))
-    if upper.size and lower.size:
-        width = max(float(upper.mean() - lower.mean()) / 4.0, 1e-3)
-    else:
-        width = 1e-3
+    gap = float(upper.mean() - lower.mean()) if upper.size and lower.size else 0.0
+    width = max(gap / 4.0, 1e-3) if gap else 1e-3
 
     separation, green_upper = _class_gap(exg)
-    coherence = separation / max(_class_gap(raw)[0], 1e-6)
+    raw_gap = gap if index == "exg" else _class_gap(raw)[0]  # exg: the same split as the threshold's
+    coherence = separation / max(raw_gap, 1e-6)
     if separation < MIN_SEPARATION or coherence < MIN_COHERENCE:
         informative = False
         reason = (
