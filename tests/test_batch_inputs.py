@@ -288,3 +288,14 @@ def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by
     georeference = read_image(path).georeference
     assert geotiff_crs(georeference) == "EPSG:32633"
     np.testing.assert_allclose(geotiff_to_map(georeference)(10.0, 20.0), (1010.0, 1995.0))
+
+
+def test_a_class_the_model_lacks_fails_the_batch_before_any_file(tmp_path):
+    # one message for the run, not one failure per file, and nothing written
+    for k in range(3):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / f"p{k}.png")
+    with pytest.raises(ValueError, match="unknown class 'rosete' for model 'garden'. Did you mean 'rosette'"):
+        segment_files(tmp_path, tmp_path / "out", classes=["rosete"])
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="unknown class 'tulip' for model 'coco'"):  # COCO's names, no download
+        segment_files(tmp_path, tmp_path / "out", model="coco", classes="tulip")

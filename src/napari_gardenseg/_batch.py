@@ -121,6 +121,12 @@ def segment_files(
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out_dir} is a file: give a folder (it is made if missing)")
     model_id = model_identity(model)  # unknown model or missing checkpoint: fail now, not per file
+    if segment_options.get("classes") is not None:  # a class the model lacks: likewise
+        from ._inference import class_ids_in
+        from ._models import Model, model_info
+
+        source = model.source if isinstance(model, Model) else os.fspath(model)
+        class_ids_in(model_info(model)[0], source, segment_options["classes"])
     if client is not None and not isinstance(model, (str, os.PathLike)):
         raise TypeError(
             f"with a Dask client, model must be a model name or a checkpoint path, not {type(model).__name__} "

@@ -43,6 +43,12 @@ __all__ = ["segment", "segment_to_zarr", "segment_with", "segment_to_zarr_with",
 
 def class_ids_for(model: Model, classes) -> set[int] | None:
     """Turn a class filter (names or ids) into class ids; None keeps all."""
+    return class_ids_in(model.class_names, model.source, classes)
+
+
+def class_ids_in(names, source, classes) -> set[int] | None:
+    """:func:`class_ids_for` with a model's class names (background first) and its name ``source``:
+    ValueError naming the unknown class, the closest names and the model's classes."""
     if classes is None:
         return None
     if isinstance(classes, (str, int, np.integer)):
@@ -51,7 +57,6 @@ def class_ids_for(model: Model, classes) -> set[int] | None:
         raise TypeError(
             f"classes must be None, a class name or id, or a list of them, got {classes!r} ({type(classes).__name__})"
         )
-    names = model.class_names
     ids = set()
     for c in classes:
         if isinstance(c, (int, np.integer)) and 0 < int(c) < len(names):
@@ -63,7 +68,7 @@ def class_ids_for(model: Model, classes) -> set[int] | None:
             close = difflib.get_close_matches(str(c), real, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise ValueError(
-                f"unknown class {c!r} for model {model.source!r}.{hint} "
+                f"unknown class {c!r} for model {source!r}.{hint} "
                 f"Its classes are: {', '.join(real[:40])}{' ...' if len(real) > 40 else ''}"
             )
     return ids
