@@ -127,8 +127,8 @@ PARAMS = {
     "score_threshold": fraction("score_threshold"),
     "mask_threshold": fraction("mask_threshold", low_open=True),
     "classes": st.one_of(
-        tagged("ok", ("classes",), None, ["weed"], ["rosette", "weed"], [1], 2, "weed", ()),
-        tagged("bad", ("class", "classes"), ["nope"], [99], [0], [-1], [None], [1.5], 3.5),
+        tagged("ok", ("classes",), None, ["weed"], ["rosette", "weed"], [1], 2, "weed"),
+        tagged("bad", ("class", "classes"), ["nope"], [99], [0], [-1], [None], [1.5], 3.5, (), []),
     ),
     "crf": tagged("ok", ("crf",), True, False),
     "crf_params": st.one_of(

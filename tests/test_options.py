@@ -46,6 +46,7 @@ def test_values_are_normalised():
         ({"mask_threshold": "high"}, ValueError, "mask_threshold must be a number"),
         ({"classes": 2.5}, TypeError, "classes must be None"),
         ({"classes": ["weed", None]}, TypeError, "classes must hold class names"),
+        ({"classes": []}, ValueError, "classes is empty"),
         ({"scale": 0}, ValueError, "scale must be between"),
         ({"tile_size": 32}, ValueError, "at least 64"),
         ({"tile_size": 256, "tile_overlap": 200}, ValueError, "less than half"),

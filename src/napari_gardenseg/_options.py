@@ -111,6 +111,8 @@ def _classes(classes) -> tuple | None:
             out.append(c)
         else:
             raise TypeError(f"classes must hold class names (str) or ids (int), got {c!r} ({type(c).__name__})")
+    if not out:  # an empty filter would keep nothing, silently
+        raise ValueError("classes is empty: give class names or ids to keep, or None for every class")
     return tuple(out)
 
 
@@ -129,7 +131,7 @@ class SegmentOptions:
     mask_threshold: a pixel belongs to an instance where its soft mask is above
         this (above 0, below 1); None: the model's own (:func:`model_mask_threshold`:
         the value stored with it, else Mask R-CNN's 0.5).
-    classes: None keeps every class; else a tuple of class names or ids
+    classes: None keeps every class; else a tuple of class names or ids, not empty
         (a single name or id, a list or a set are accepted and stored as a tuple).
     scale: None lets the model resize the image its own way (torchvision's
         ``min_size``/``max_size``); a factor in 0.01..16 resizes it first
