@@ -453,6 +453,15 @@ def test_files_that_are_not_whole_images_say_what_is_wrong(tmp_path):
     assert read_image(tmp_path / "ok.jpg").data.shape == (300, 400, 3)  # the whole files still read
 
 
+@pytest.mark.parametrize("name", ["IMG_0001.DNG", "dsc.nef", "photo.cr2"])
+def test_a_camera_raw_file_is_refused_not_read_as_its_preview(tmp_path, name):
+    # DNG, NEF and CR2 are TIFFs whose first image is often a small preview: Pillow would read that
+    preview = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / name, preview, photometric="rgb")
+    with pytest.raises(ImageError, match=f"{name} is a camera's raw file: develop it"):
+        read_image(tmp_path / name)
+
+
 def test_a_whole_ycbcr_tiff_that_pillow_cannot_read_is_not_called_truncated(tmp_path, monkeypatch):
     from napari_gardenseg import _reader
 

@@ -72,6 +72,8 @@ IMAGE_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".bmp", ".gif", ".avif", ".jp2",
     ".tga", ".ppm", ".pgm", ".pnm", *TIFF_SUFFIXES, *HEIF_SUFFIXES,
 )  # fmt: skip
+# cameras' raw files: Pillow would read only the small preview some of them hold
+RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw")
 AXES_LETTERS = "TZCSYX"
 PLANE_AXES = "TZC"
 # TIFF, zarr and .npy files at most this big are read whole unless lazy=True
@@ -159,8 +161,9 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
 
     Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
     (axes unknown or contradicting the shape; a file that is empty, truncated or
-    not an image Pillow or tifffile reads; a HEIC photo without pillow-heif; a
-    folder that is not a zarr store; a .npy file of Python objects or of no pixel type).
+    not an image Pillow or tifffile reads; a HEIC photo without pillow-heif; a camera
+    raw file (DNG, CR2, NEF...: develop it first); a folder that is not a zarr store; a
+    .npy file of Python objects or of no pixel type).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -179,6 +182,11 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         return _read_zarr(path, axes)
     if name.endswith(".npy"):
         return _read_npy(path, axes, lazy)
+    if name.endswith(RAW_SUFFIXES):
+        raise ImageError(
+            f"{path.name} is a camera's raw file: develop it into a JPEG, PNG or 16-bit TIFF first (the "
+            "camera's software, darktable, RawTherapee, or rawpy in Python) and segment that"
+        )
     image = _read_tiff(path, axes, lazy) if name.endswith(TIFF_SUFFIXES) else _read_pillow(path)
     if not image.georeference:
         _add_sidecar_georeference(image)
