@@ -445,10 +445,11 @@ def adapt_hint(results, action: str = "try *Adapt to these photos*") -> str | No
     """One line when the model missed many of a photo's plants, else None.
 
     ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per
-    plane); ``action``: what to do, in the widget's words (a batch gives its own). Counts the "colour" instances (plant-coloured components no
-    detection claimed) at least a quarter the size of the median model
-    instance; when they are as many as the model's instances (and at least
-    3), the model has not learnt these plants yet.
+    plane); ``action``: what to do, in the widget's words (a batch gives its own).
+    Counts the "colour" instances (plant-coloured components no detection
+    claimed) at least a quarter the size of the median model instance; when
+    they are as many as the model's instances (and at least 3), the model has
+    not learnt these plants yet.
     """
     n_model = n_colour = 0
     for r in results:
