@@ -299,3 +299,18 @@ def test_a_class_the_model_lacks_fails_the_batch_before_any_file(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="unknown class 'tulip' for model 'coco'"):  # COCO's names, no download
         segment_files(tmp_path, tmp_path / "out", model="coco", classes="tulip")
+
+
+def test_a_turned_tiff_keeps_no_world_file_whichever_way_it_is_read(tmp_path):
+    # the outputs are planned from a lazy header read and written after the full read: both drop it
+    from napari_gardenseg._batch_outputs import input_kind, output_files
+    from napari_gardenseg._reader import read_image
+
+    path = tmp_path / "turned.tif"
+    tifffile.imwrite(path, np.zeros((20, 30, 3), np.uint8), photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    (tmp_path / "turned.tfw").write_text("1\n0\n0\n-1\n0.5\n19.5\n")
+    for lazy in (True, False):
+        image = read_image(path, lazy=lazy)
+        assert image.sidecar_georeference is None and "not kept" in image.applied["georeference"]
+    assert input_kind(path).sidecars is None
+    assert not any(f.endswith(".tfw") for f in output_files("turned", **input_kind(path)._asdict()))

@@ -201,7 +201,9 @@ def _add_sidecar_georeference(image: ImageFile) -> None:
     geo = read_sidecars(image.path)
     if geo is None:
         return
-    if "exif_orientation" in image.applied:
+    # decided from the file, not from this read: a TIFF read lazily is not turned, but its outputs,
+    # planned from that read, must be the ones the full read gives
+    if "exif_orientation" in image.applied or exif_turns(image.path):
         image.applied["georeference"] = (
             f"not kept: {', '.join(geo.sources)} place the unturned pixels, and the EXIF orientation turned them"
         )
