@@ -84,9 +84,8 @@ class InputKind(NamedTuple):
 def input_kind(path, axes: str | None = None) -> InputKind:
     """:class:`InputKind` of an input, from its header (:func:`~napari_gardenseg._reader.read_image`
     lazily; a JPEG's or PNG's EXIF only) and the files beside it."""
-    from ._georeference import read_sidecars
     from ._planes import MAX_PLANE_PIXELS
-    from ._reader import TIFF_SUFFIXES, exif_turns
+    from ._reader import TIFF_SUFFIXES, kept_sidecars
 
     path = Path(path)
     name = path.name.lower()
@@ -94,8 +93,7 @@ def input_kind(path, axes: str | None = None) -> InputKind:
     if not path.exists() or name.endswith(".npy"):
         return InputKind()
     if not (zarr_store or name.endswith(TIFF_SUFFIXES)):  # the reader's rule, without decoding the photo
-        geo = read_sidecars(path)
-        return InputKind(sidecars=None if geo is None or exif_turns(path) else geo)
+        return InputKind(sidecars=kept_sidecars(path)[0])
     try:
         image = read_image(path, axes=axes, lazy=True)
     except Exception:  # noqa: BLE001  (unreadable, or axes unknown: the normal path reports it)

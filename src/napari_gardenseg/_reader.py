@@ -62,7 +62,7 @@ from ._georeference import geotiff_note, geotiff_tags
 from ._images import ImageError, alpha_used, blank_transparent
 from ._label_files import photo_stem
 
-__all__ = ["ImageFile", "read_image", "exif_turns", "image_files", "expand_folders", "TIFF_SUFFIXES", "AXES_LETTERS"]
+__all__ = ["ImageFile", "read_image", "kept_sidecars", "image_files", "expand_folders", "TIFF_SUFFIXES", "AXES_LETTERS"]
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif")
 # the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
@@ -194,22 +194,31 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
 
 
 def _add_sidecar_georeference(image: ImageFile) -> None:
-    """Take the georeferencing of a photo's world file or .aux.xml (:mod:`._georeference`), unless the
-    EXIF orientation turned the pixels off the grid it places (GDAL reads them unturned)."""
+    """Take the georeferencing of a photo's world file or .aux.xml (:func:`kept_sidecars`)."""
+    geo, note = kept_sidecars(image.path, turned="exif_orientation" in image.applied)
+    if note is not None:
+        image.sidecar_georeference = geo
+        image.applied["georeference"] = note
+
+
+def kept_sidecars(path, *, turned: bool = False):
+    """``(georeference, note)`` of the world file or .aux.xml beside the photo ``path``
+    (:func:`~napari_gardenseg._georeference.read_sidecars`): ``(None, None)`` without one;
+    ``(None, why)`` when the EXIF orientation turns the photo (``turned``, or its header says so),
+    since the sidecars place the unturned pixels, as GDAL reads them. Decided from the file, not
+    from one read of it: a TIFF read lazily is not turned, yet the outputs planned from that read
+    must be the ones the full read gives."""
     from ._georeference import read_sidecars
 
-    geo = read_sidecars(image.path)
+    geo = read_sidecars(path)
     if geo is None:
-        return
-    # decided from the file, not from this read: a TIFF read lazily is not turned, but its outputs,
-    # planned from that read, must be the ones the full read gives
-    if "exif_orientation" in image.applied or exif_turns(image.path):
-        image.applied["georeference"] = (
-            f"not kept: {', '.join(geo.sources)} place the unturned pixels, and the EXIF orientation turned them"
+        return None, None
+    if turned or _exif_turns(path):
+        return (
+            None,
+            f"not kept: {', '.join(geo.sources)} place the unturned pixels, and the EXIF orientation turned them",
         )
-        return
-    image.sidecar_georeference = geo
-    image.applied["georeference"] = geo.note()
+    return geo, geo.note()
 
 
 def image_files(folder) -> list[Path]:
@@ -331,7 +340,7 @@ def _turns(im) -> bool:
     return im.getexif().get(0x0112) not in (None, 1)
 
 
-def exif_turns(path) -> bool:
+def _exif_turns(path) -> bool:
     """Whether reading the photo ``path`` turns its pixels upright (its EXIF orientation), from its
     header only; False for a file Pillow cannot open (reading it says why)."""
     from PIL import Image
