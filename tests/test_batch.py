@@ -265,6 +265,27 @@ def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
     )
 
 
+def test_a_recursive_batch_mirrors_the_subfolders_and_resumes(images, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    for sub, src in (("2024-06/plotA", images[0]), ("2024-07", images[1]), ("", images[2])):
+        (photos / sub).mkdir(parents=True, exist_ok=True)
+        (photos / sub / "a.png").write_bytes(src.read_bytes())
+    out = photos / "results"  # inside the tree: its outputs must not become inputs next time
+    args = ["segment", str(photos), "--recursive", "--out", str(out), "--no-crf"]
+    assert cli.main(args) == 0
+    lines = capsys.readouterr().out
+    assert "2024-06/plotA/a.png: " in lines and "2024-07/a.png: " in lines
+    for name, src in (("2024-06/plotA/a", images[0]), ("2024-07/a", images[1]), ("a", images[2])):
+        labels = tifffile.imread(out / f"{name}_labels.tif")
+        alone = _batch.segment_files([src], tmp_path / "alone" / Path(name).parent, crf=False, overwrite=True)
+        np.testing.assert_array_equal(labels, tifffile.imread(alone.files[0].outputs[0]))
+        assert labels.max() >= 1 and _record(out, name)["input"]["path"] == str(photos / Path(name).parent / "a.png")
+    assert cli.main([*args, "--resume"]) == 0  # the same three, found again and skipped; results/ not searched
+    assert "0 done, 3 skipped, 0 failed" in capsys.readouterr().out
+    assert cli.main([*args[:2], *args[3:], "--resume"]) == 0  # not recursive: only the top folder's photo
+    assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().out
+
+
 def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

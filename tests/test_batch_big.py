@@ -47,6 +47,23 @@ def test_a_big_tiff_gives_a_zarr_store_and_a_table(tmp_path, mosaic):
     assert refused.failed == 1 and "already exists" in refused.table["error"].iloc[0]
 
 
+def test_a_big_tiff_in_a_subfolder_gets_its_store_in_the_same_subfolder(tmp_path, mosaic):
+    _, path = mosaic
+    flight = tmp_path / "photos" / "flight1"
+    flight.mkdir(parents=True)
+    path.rename(flight / path.name)
+    out = tmp_path / "out"
+    summary = segment_files([tmp_path / "photos"], out, "garden", recursive=True, **OPTIONS)
+    assert summary.ok, summary.table
+    # the store is staged beside its final place, not in a hidden copy of the subfolder
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if ".zarr/" not in p.as_posix()) == [
+        "flight1",
+        "flight1/field_instances.csv",
+        "flight1/field_labels.zarr",
+        "flight1/field_run.json",
+    ]
+
+
 def test_a_zarr_input_is_read_lazily(tmp_path, mosaic):
     import zarr
 

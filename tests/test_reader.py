@@ -540,6 +540,42 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         read_image(photos)  # gs.segment(folder) says what takes a folder (zarr had: "No group found in store")
 
 
+def test_a_folder_of_subfolders_is_searched_only_when_asked(tmp_path):
+    from napari_gardenseg._reader import expand_entries, folder_entries, image_files
+
+    photos = tmp_path / "photos"
+    for name in (
+        "top.jpg",
+        "2024-06/plotB/b.jpg",
+        "2024-06/plotA/a.jpg",
+        "2024-06/plotA/a_labels.tif",  # a painted label image beside its photo
+        "2024-06/z.png",
+        ".trash/old.jpg",  # hidden folders are not searched
+        "results/a_overlay.png",  # an earlier batch's outputs: an overlay is not a photo
+        "results/a_run.json",
+        "out/x.png",  # the output folder of this batch
+    ):
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        (photos / name).write_bytes(b"x")
+    (photos / "2024-06" / "plotA" / "up").symlink_to(photos, target_is_directory=True)  # a link back up
+    assert image_files(photos) == [photos / "top.jpg"]
+    entries = folder_entries(photos, recursive=True, exclude=[photos / "out"])
+    # the folder's own files first, then each subfolder's, depth first, by name
+    assert entries == [
+        (photos / "top.jpg", ""),
+        (photos / "2024-06" / "z.png", "2024-06"),
+        (photos / "2024-06" / "plotA" / "a.jpg", "2024-06/plotA"),
+        (photos / "2024-06" / "plotB" / "b.jpg", "2024-06/plotB"),
+    ]
+    assert expand_entries(["one.png", photos / "2024-06" / "plotB"], recursive=True) == [
+        ("one.png", ""),
+        (photos / "2024-06" / "plotB" / "b.jpg", ""),
+    ]
+    (photos / "top.jpg").unlink()  # without files of its own, the message names the subfolders
+    with pytest.raises(ImageError, match=r"its subfolders \(2024-06/, out/, results/\) are not searched.*--recursive"):
+        image_files(photos)
+
+
 @pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("dtype, value", [(np.float32, -10000), (np.uint16, 65535), (np.uint8, 255)])
 def test_a_geotiffs_nodata_value_is_read_as_black(tmp_path, lazy, dtype, value):

@@ -69,13 +69,18 @@ def segment_files(
     crf_overrides: dict | None = None,
     resources: dict | None = None,
     axes: str | None = None,
+    recursive: bool = False,
     **segment_options,
 ) -> BatchSummary:
     """Segment image files and write each one's outputs into ``out_dir``.
 
     ``paths``: image files, zarr stores, and folders (each stands for the
     image files directly in it, :func:`~napari_gardenseg._reader.image_files`;
-    ValueError when ``out_dir`` is one of them).
+    ValueError when ``out_dir`` is one of them). ``recursive``: a folder stands for
+    the image files in its subfolders too, at any depth, and their outputs go into
+    the same subfolders of ``out_dir`` (``out/2024-06/plot3_labels.tif`` for
+    ``photos/2024-06/plot3.jpg``); ``out_dir`` itself, hidden folders and folders of
+    earlier outputs are not searched.
 
     ``client=None`` runs the files one after another in this process; a
     ``dask.distributed.Client`` runs them on its cluster (``model`` must then
@@ -95,7 +100,7 @@ def segment_files(
     for ``k`` files finished) and, in-process, in between as the file's
     stages and tiles go by (fractions short of the next ``k / n``).
     """
-    from ._reader import expand_folders
+    from ._reader import expand_entries
 
     t_start = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
@@ -106,8 +111,11 @@ def segment_files(
             f"the output folder {out_dir} is also an input folder: its outputs would be read as photos "
             "next time; write them into another folder"
         )
-    paths = expand_folders(paths)
-    paths = list(dict.fromkeys(os.path.abspath(os.fspath(p)) for p in paths))  # a file given twice runs once
+    entries = expand_entries(paths, recursive=recursive, exclude=[out_dir])
+    subfolders = {}  # a file given twice runs once, under the name of its first mention
+    for p, sub in entries:
+        subfolders.setdefault(os.path.abspath(os.fspath(p)), sub)
+    paths = list(subfolders)
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     _check_options(segment_options)
@@ -138,7 +146,7 @@ def segment_files(
         model = model_id["source"]  # a checkpoint's absolute path: workers may run in another folder
     out.mkdir(parents=True, exist_ok=True)
     crf = segment_options.get("crf", True)
-    names = output_names(paths)
+    names = output_names(paths, list(subfolders.values()))
     files = [FileStatus(file=p, name=n, status="pending") for p, n in zip(paths, names)]
     # resume in the tasks: a finished file whose result was lost with its worker and is recomputed
     # by Dask finds its own complete outputs and keeps them (with overwrite it simply redoes them)
@@ -164,7 +172,7 @@ def segment_files(
     def fail(fs: FileStatus, entry: dict):
         fs.status, fs.error = "failed", f"{entry['error_type']}: {entry['message']}"
         _append_failure(out, entry)
-        finished(fs, f"{Path(fs.file).name}: FAILED: {fs.error}")
+        finished(fs, f"{_shown(fs)}: FAILED: {fs.error}")
 
     wanted = {
         "model": model_id,
@@ -179,7 +187,7 @@ def segment_files(
         if verdict == "run":
             todo.append(fs)
         elif verdict == "skip":
-            finished(fs, f"{Path(fs.file).name}: already done (resume)")
+            finished(fs, f"{_shown(fs)}: already done (resume)")
         else:
             fail(fs, verdict)
 
@@ -189,7 +197,7 @@ def segment_files(
             fs.outputs = [str(out / f) for f in res["written"]]
             fs.note = res.get("note")
             note = f" ({fs.note})" if fs.note else ""
-            finished(fs, f"{Path(fs.file).name}: {fs.instances} instances in {fs.seconds} s{note}")
+            finished(fs, f"{_shown(fs)}: {fs.instances} instances in {fs.seconds} s{note}")
         else:
             fs.worker = res["worker"]
             fail(fs, _failure(fs, tb=res["traceback"], error_type=res["error_type"], message=res["message"]))
@@ -201,7 +209,7 @@ def segment_files(
             fs.attempts = 1
             task_kwargs = kwargs
             if progress is not None:  # the stages (and tiles) of this file move the bar between files
-                task_kwargs = dict(kwargs, progress=_within(progress, n_finished, len(files), Path(fs.file).name))
+                task_kwargs = dict(kwargs, progress=_within(progress, n_finished, len(files), _shown(fs)))
             res = _task(fs.file, str(out), fs.name, loaded, task_kwargs, None)
             settle(fs, res)
     else:
@@ -213,6 +221,12 @@ def segment_files(
 def _within(progress, done: int, total: int, label: str):
     """segment()'s progress for one file, as a fraction of the batch that stays below the file's end."""
     return lambda f, message: progress((done + 0.99 * min(max(f, 0.0), 1.0)) / total, f"{label}: {message}")
+
+
+def _shown(fs: FileStatus) -> str:
+    """The input's name in progress messages: with the subfolder its outputs mirror (recursive batches)."""
+    folder, _, _ = fs.name.rpartition("/")
+    return f"{folder}/{Path(fs.file).name}" if folder else Path(fs.file).name
 
 
 def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):

@@ -154,8 +154,9 @@ def process_file(
     options = _check_options(segment_options)
     progress, cancel = segment_options.get("progress"), segment_options.get("cancel")
     if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
-        out.mkdir(parents=True, exist_ok=True)
-        staged = out / f".{name}_labels.zarr.staged"
+        labels = out / f"{name}_labels.zarr"  # name may hold a subfolder (recursive batches)
+        staged = labels.with_name(f".{labels.name}.staged")
+        staged.parent.mkdir(parents=True, exist_ok=True)
         from ._io import ImageSource
 
         source = ImageSource(image.data, name=path.name)

@@ -57,15 +57,19 @@ def _path_tag(path) -> str:
     return hashlib.sha1(os.path.abspath(os.fspath(path)).encode("utf-8")).hexdigest()[:6]
 
 
-def output_names(paths) -> list[str]:
-    """The output name (prefix of every output file) of each input, in order.
+def output_names(paths, subfolders=None) -> list[str]:
+    """The output name (prefix of every output file, relative to the output folder) of each input,
+    in order.
 
-    ``<stem>``, or ``<stem>__<6 hex of the SHA-1 of the absolute path>`` for
-    inputs whose stems collide (case-insensitively) within ``paths``.
+    ``<stem>``, or ``<subfolder>/<stem>`` where ``subfolders`` gives the input's folder
+    relative to a folder searched recursively (POSIX; ``""`` for none), so the outputs
+    mirror that tree; ``...__<6 hex of the SHA-1 of the absolute path>`` for inputs
+    whose names collide (case-insensitively) within ``paths``.
     """
-    stems = [Path(p).stem for p in paths]
-    counts = Counter(s.casefold() for s in stems)
-    return [s if counts[s.casefold()] == 1 else f"{s}__{_path_tag(p)}" for s, p in zip(stems, paths)]
+    subfolders = subfolders or [""] * len(paths)
+    names = [f"{sub}/{Path(p).stem}" if sub else Path(p).stem for p, sub in zip(paths, subfolders)]
+    counts = Counter(n.casefold() for n in names)
+    return [n if counts[n.casefold()] == 1 else f"{n}__{_path_tag(p)}" for n, p in zip(names, paths)]
 
 
 class InputKind(NamedTuple):

@@ -221,45 +221,86 @@ def kept_sidecars(path, *, turned: bool = False):
     return geo, geo.note()
 
 
-def image_files(folder) -> list[Path]:
-    """The image files directly in ``folder`` (not in its subfolders), sorted by name.
+def image_files(folder, *, recursive: bool = False, exclude=()) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name; with ``recursive``, then those of
+    its subfolders at any depth, folder by folder in name order.
 
     Image files: the suffixes of :data:`IMAGE_SUFFIXES` (any case) and
     ``*.zarr`` stores; not ``.npy`` files, which :func:`read_image` reads when
     named but which beside photos are side files (Cellpose's ``_seg.npy``). Hidden files are skipped (``.DS_Store``, and macOS's
     ``._IMG_0001.JPG`` copies of a photo's metadata on shared drives). So
-    are the label images of photos in the folder (``a_labels.tif`` and
+    are the label images of photos in the same folder (``a_labels.tif`` and
     ``a_labels_crf.tif`` beside ``a.jpg``: painted for ``gardenseg train``, or
-    this plugin's outputs), which are not photos. Raises NotADirectoryError,
-    and :class:`~napari_gardenseg._images.ImageError` when the folder holds no
-    image file.
+    this plugin's outputs), which are not photos. ``recursive`` leaves out hidden
+    subfolders, those in ``exclude`` (an output folder) and those that hold a batch's
+    outputs (a run record, ``*_run.json``): its overlays would be taken for photos.
+    Raises NotADirectoryError, and :class:`~napari_gardenseg._images.ImageError` when
+    the folder holds no image file (naming its subfolders when it has some).
     """
+    return [path for path, _ in folder_entries(folder, recursive=recursive, exclude=exclude)]
+
+
+def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple[Path, str]]:
+    """:func:`image_files` with each file's folder relative to ``folder`` (POSIX, ``""`` for
+    ``folder`` itself), which a batch's outputs mirror."""
+    from ._run_record import RUN_SUFFIX
+
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder: {folder}")
-    found = sorted(
-        p
-        for p in folder.iterdir()
-        if not p.name.startswith(".")
-        and (p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)))
-    )
-    stems = {p.stem for p in found}
-    found = [p for p in found if photo_stem(p.stem) not in stems]
-    if not found:
+    skipped = {Path(p).expanduser().resolve() for p in exclude}
+    entries, subfolders, seen = [], [], set()
+    pending = [folder]
+    while pending:
+        here = pending.pop(0)
+        if here.resolve() in seen:  # a link back up the tree
+            continue
+        seen.add(here.resolve())
+        children = sorted(here.iterdir())
+        if here != folder and (here.resolve() in skipped or any(c.name.endswith(RUN_SUFFIX) for c in children)):
+            continue
+        visible = [c for c in children if not c.name.startswith(".")]
+        found = [
+            p
+            for p in visible
+            if p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+        ]
+        stems = {p.stem for p in found}
+        relative = here.relative_to(folder).as_posix() if here != folder else ""
+        entries += [(p, relative) for p in found if photo_stem(p.stem) not in stems]
+        inner = [c for c in visible if c.is_dir() and c.suffix.lower() != ".zarr"]
+        if here == folder:
+            subfolders = inner
+        if recursive:
+            pending = inner + pending  # depth first: a subfolder's files before the next one's
+    if not entries:
+        hint = "give the files or a folder that holds them"
+        if subfolders and not recursive:
+            names = ", ".join(f"{c.name}/" for c in subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
+            hint = (
+                f"its subfolders ({names}) are not searched: give them (e.g. {folder}/*/); "
+                "`gardenseg segment --recursive` (segment_files(recursive=True)) searches them all"
+            )
         raise ImageError(
-            f"no image files in the folder {folder} ({', '.join(IMAGE_SUFFIXES[:6])}..., TIFF, HEIC, zarr); "
-            "give the files or a folder that holds them"
+            f"no image files in the folder {folder} ({', '.join(IMAGE_SUFFIXES[:6])}..., TIFF, HEIC, zarr); {hint}"
         )
-    return found
+    return entries
 
 
-def expand_folders(items) -> list:
-    """``items`` (paths or arrays) with every folder that is not a ``.zarr`` store replaced by its :func:`image_files`."""
+def expand_folders(items, *, recursive: bool = False, exclude=()) -> list:
+    """``items`` (paths or arrays) with every folder that is not a ``.zarr`` store replaced by its
+    :func:`image_files` (``recursive`` and ``exclude`` as there)."""
+    return [item for item, _ in expand_entries(items, recursive=recursive, exclude=exclude)]
+
+
+def expand_entries(items, *, recursive: bool = False, exclude=()) -> list[tuple]:
+    """:func:`expand_folders` with each item's folder relative to the folder it was found in
+    (:func:`folder_entries`; ``""`` for items given themselves)."""
     out = []
     for item in items:
         path = Path(item).expanduser() if isinstance(item, (str, os.PathLike)) else None
         is_folder = path is not None and path.is_dir() and path.suffix.lower() != ".zarr"
-        out += image_files(path) if is_folder else [item]
+        out += folder_entries(path, recursive=recursive, exclude=exclude) if is_folder else [(item, "")]
     return out
 
 

@@ -189,7 +189,9 @@ def _cmd_segment(args) -> int:
     if missing:
         print(f"gardenseg segment: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    files = expand_folders(inputs)  # for the count; segment_files expands the folders itself
+    files = expand_folders(
+        inputs, recursive=args.recursive, exclude=[args.out]
+    )  # for the count; segment_files expands them itself
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.retries < 0:
@@ -213,6 +215,7 @@ def _cmd_segment(args) -> int:
             crf_overrides=overrides,
             resources=args.resources,
             axes=args.axes,
+            recursive=args.recursive,
             **options,
         )
     tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
@@ -370,7 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gardenseg", description="Mask R-CNN + dense-CRF instance segmentation")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("segment", help="segment image files (PNG, JPEG, TIFF)")
-    s.add_argument("inputs", nargs="*", help="image files, or folders of them (the image files directly in each)")
+    s.add_argument(
+        "inputs", nargs="*", help="image files, or folders of them (the image files directly in each; see --recursive)"
+    )
+    s.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="also the image files in the folders' subfolders, at any depth; their outputs go into the same "
+        "subfolders of --out (hidden folders, --out and folders of earlier outputs are not searched)",
+    )
     s.add_argument(
         "--sample",
         action="store_true",
