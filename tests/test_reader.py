@@ -540,6 +540,16 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         read_image(photos)  # gs.segment(folder) says what takes a folder (zarr had: "No group found in store")
 
 
+def test_the_outputs_a_folder_listing_leaves_out_are_the_image_outputs_of_a_batch():
+    from napari_gardenseg._batch_outputs import output_files
+    from napari_gardenseg._reader import IMAGE_SUFFIXES, OUTPUT_IMAGE_TAILS
+
+    for big in (False, True):
+        files = output_files("a", crf=True, coco=True, write_overlay=True, big=big, georeferenced=big)
+        images = {f[1:] for f in files if f.endswith((*IMAGE_SUFFIXES, ".zarr"))}
+        assert images <= set(OUTPUT_IMAGE_TAILS) and files[-1] == "a_run.json"
+
+
 def test_a_folder_of_subfolders_is_searched_only_when_asked(tmp_path):
     from napari_gardenseg._reader import expand_entries, folder_entries, image_files
 
@@ -551,8 +561,11 @@ def test_a_folder_of_subfolders_is_searched_only_when_asked(tmp_path):
         "2024-06/plotA/a_labels.tif",  # a painted label image beside its photo
         "2024-06/z.png",
         ".trash/old.jpg",  # hidden folders are not searched
-        "results/a_overlay.png",  # an earlier batch's outputs: an overlay is not a photo
+        "results/a_overlay.png",  # an earlier batch's outputs (named after its run record) are not photos
+        "results/a_labels.tif",
+        "results/a_labels_crf.tif",
         "results/a_run.json",
+        "results/b_overlay.png",  # a photo of that name, without a run record, is one
         "out/x.png",  # the output folder of this batch
     ):
         (photos / name).parent.mkdir(parents=True, exist_ok=True)
@@ -566,11 +579,15 @@ def test_a_folder_of_subfolders_is_searched_only_when_asked(tmp_path):
         (photos / "2024-06" / "z.png", "2024-06"),
         (photos / "2024-06" / "plotA" / "a.jpg", "2024-06/plotA"),
         (photos / "2024-06" / "plotB" / "b.jpg", "2024-06/plotB"),
+        (photos / "results" / "b_overlay.png", "results"),
     ]
     assert expand_entries(["one.png", photos / "2024-06" / "plotB"], recursive=True) == [
         ("one.png", ""),
         (photos / "2024-06" / "plotB" / "b.jpg", ""),
     ]
+    (photos / "results" / "b_overlay.png").unlink()
+    with pytest.raises(ImageError, match=r"it holds a batch's outputs .*, not photos"):
+        image_files(photos / "results")  # given by mistake for the photos' folder
     (photos / "top.jpg").unlink()  # without files of its own, the message names the subfolders
     with pytest.raises(ImageError, match=r"its subfolders \(2024-06/, out/, results/\) are not searched.*--recursive"):
         image_files(photos)

@@ -79,8 +79,8 @@ def segment_files(
     ValueError when ``out_dir`` is one of them). ``recursive``: a folder stands for
     the image files in its subfolders too, at any depth, and their outputs go into
     the same subfolders of ``out_dir`` (``out/2024-06/plot3_labels.tif`` for
-    ``photos/2024-06/plot3.jpg``); ``out_dir`` itself, hidden folders and folders of
-    earlier outputs are not searched.
+    ``photos/2024-06/plot3.jpg``); ``out_dir`` itself and hidden folders are not searched.
+    The outputs of earlier batches found in a folder are not photos (``image_files``).
 
     ``client=None`` runs the files one after another in this process; a
     ``dask.distributed.Client`` runs them on its cluster (``model`` must then

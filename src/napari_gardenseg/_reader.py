@@ -72,6 +72,8 @@ IMAGE_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".bmp", ".gif", ".avif", ".jp2",
     ".tga", ".ppm", ".pgm", ".pnm", *TIFF_SUFFIXES, *HEIF_SUFFIXES,
 )  # fmt: skip
+# the image files a batch writes beside its run record <name>_run.json (_batch_outputs.output_files)
+OUTPUT_IMAGE_TAILS = ("_labels.tif", "_labels_crf.tif", "_overlay.png", "_labels.zarr")
 # cameras' raw files: Pillow would read only the small preview some of them hold
 RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw")
 AXES_LETTERS = "TZCSYX"
@@ -231,9 +233,9 @@ def image_files(folder, *, recursive: bool = False, exclude=()) -> list[Path]:
     ``._IMG_0001.JPG`` copies of a photo's metadata on shared drives). So
     are the label images of photos in the same folder (``a_labels.tif`` and
     ``a_labels_crf.tif`` beside ``a.jpg``: painted for ``gardenseg train``, or
-    this plugin's outputs), which are not photos. ``recursive`` leaves out hidden
-    subfolders, those in ``exclude`` (an output folder) and those that hold a batch's
-    outputs (a run record, ``*_run.json``): its overlays would be taken for photos.
+    this plugin's outputs), which are not photos, and a batch's outputs (``a_overlay.png``
+    and the label images beside the run record ``a_run.json``). ``recursive`` leaves out
+    hidden subfolders and those in ``exclude`` (the output folder).
     Raises NotADirectoryError, and :class:`~napari_gardenseg._images.ImageError` when
     the folder holds no image file (naming its subfolders when it has some).
     """
@@ -249,25 +251,27 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder: {folder}")
     skipped = {Path(p).expanduser().resolve() for p in exclude}
-    entries, subfolders, seen = [], [], set()
+    entries, subfolders, seen, n_outputs = [], [], set(), 0
     pending = [folder]
     while pending:
         here = pending.pop(0)
-        if here.resolve() in seen:  # a link back up the tree
+        if here.resolve() in seen or (here != folder and here.resolve() in skipped):  # a link back up the tree
             continue
         seen.add(here.resolve())
-        children = sorted(here.iterdir())
-        if here != folder and (here.resolve() in skipped or any(c.name.endswith(RUN_SUFFIX) for c in children)):
-            continue
-        visible = [c for c in children if not c.name.startswith(".")]
+        visible = [c for c in sorted(here.iterdir()) if not c.name.startswith(".")]
         found = [
             p
             for p in visible
             if p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
         ]
+        # a batch's outputs are named after its run record: <name>_labels.tif etc. beside <name>_run.json
+        runs = [c.name[: -len(RUN_SUFFIX)] for c in visible if c.name.endswith(RUN_SUFFIX)]
+        outputs = {f"{run}{tail}" for run in runs for tail in OUTPUT_IMAGE_TAILS}
         stems = {p.stem for p in found}
+        photos = [p for p in found if photo_stem(p.stem) not in stems and p.name not in outputs]
+        n_outputs += sum(p.name in outputs for p in found)
         relative = here.relative_to(folder).as_posix() if here != folder else ""
-        entries += [(p, relative) for p in found if photo_stem(p.stem) not in stems]
+        entries += [(p, relative) for p in photos]
         inner = [c for c in visible if c.is_dir() and c.suffix.lower() != ".zarr"]
         if here == folder:
             subfolders = inner
@@ -275,7 +279,9 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
             pending = inner + pending  # depth first: a subfolder's files before the next one's
     if not entries:
         hint = "give the files or a folder that holds them"
-        if subfolders and not recursive:
+        if n_outputs:
+            hint = "it holds a batch's outputs (label images and overlays beside run records), not photos: " + hint
+        elif subfolders and not recursive:
             names = ", ".join(f"{c.name}/" for c in subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
             hint = (
                 f"its subfolders ({names}) are not searched: give them (e.g. {folder}/*/); "

@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recursive",
         action="store_true",
         help="also the image files in the folders' subfolders, at any depth; their outputs go into the same "
-        "subfolders of --out (hidden folders, --out and folders of earlier outputs are not searched)",
+        "subfolders of --out (hidden folders and --out are not searched; earlier batches' outputs are not photos)",
     )
     s.add_argument(
         "--sample",
