@@ -255,9 +255,10 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
     pending = [folder]
     while pending:
         here = pending.pop(0)
-        if here.resolve() in seen or (here != folder and here.resolve() in skipped):  # a link back up the tree
+        resolved = here.resolve()
+        if resolved in seen or (here != folder and resolved in skipped):  # seen: a link back up the tree
             continue
-        seen.add(here.resolve())
+        seen.add(resolved)
         visible = [c for c in sorted(here.iterdir()) if not c.name.startswith(".")]
         found = [
             p

@@ -189,9 +189,8 @@ def _cmd_segment(args) -> int:
     if missing:
         print(f"gardenseg segment: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    files = expand_folders(
-        inputs, recursive=args.recursive, exclude=[args.out]
-    )  # for the count; segment_files expands them itself
+    # for the count; segment_files expands the folders itself
+    files = expand_folders(inputs, recursive=args.recursive, exclude=[args.out])
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.retries < 0:
