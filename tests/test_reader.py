@@ -453,6 +453,23 @@ def test_files_that_are_not_whole_images_say_what_is_wrong(tmp_path):
     assert read_image(tmp_path / "ok.jpg").data.shape == (300, 400, 3)  # the whole files still read
 
 
+@pytest.mark.parametrize(
+    "name, said",
+    [
+        ("DJI_0001.MP4", r"DJI_0001.MP4 is a video: take frames from it \(e.g. `ffmpeg -i DJI_0001.MP4 -vf fps=1"),
+        ("bed 2.mov", r"bed 2.mov is a video: .*`ffmpeg -i 'bed 2.mov' "),
+        (
+            "scan.pdf",
+            r"scan.pdf is a PDF document: export its pages as images \(e.g. `pdftoppm -png -r 300 scan.pdf page`",
+        ),
+    ],
+)
+def test_a_video_or_a_pdf_says_how_to_make_images_of_it(tmp_path, name, said):
+    (tmp_path / name).write_bytes(b"\x00\x00\x00\x18ftypmp42" if name != "scan.pdf" else b"%PDF-1.4")
+    with pytest.raises(ImageError, match=said):
+        read_image(tmp_path / name)
+
+
 @pytest.mark.parametrize("name", ["IMG_0001.DNG", "dsc.nef", "photo.cr2"])
 def test_a_camera_raw_file_is_refused_not_read_as_its_preview(tmp_path, name):
     # DNG, NEF and CR2 are TIFFs whose first image is often a small preview: Pillow would read that

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,8 @@ IMAGE_SUFFIXES = (
 OUTPUT_IMAGE_TAILS = ("_labels.tif", "_labels_crf.tif", "_overlay.png", "_labels.zarr")
 # cameras' raw files: Pillow would read only the small preview some of them hold
 RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw")
+# files people take for images that are not: a drone's or phone's video, a scanner's PDF
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mts", ".m2ts", ".webm", ".3gp", ".wmv")
 AXES_LETTERS = "TZCSYX"
 PLANE_AXES = "TZC"
 # TIFF, zarr and .npy files at most this big are read whole unless lazy=True
@@ -164,7 +167,8 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
     (axes unknown or contradicting the shape; a file that is empty, truncated or
     not an image Pillow or tifffile reads; a HEIC photo without pillow-heif; a camera
-    raw file (DNG, CR2, NEF...: develop it first); a folder that is not a zarr store; a
+    raw file (DNG, CR2, NEF...: develop it first); a video or a PDF (the message says how to
+    make images of it); a folder that is not a zarr store; a
     .npy file of Python objects or of no pixel type).
     """
     path = Path(path).expanduser()
@@ -188,6 +192,16 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         raise ImageError(
             f"{path.name} is a camera's raw file: develop it into a JPEG, PNG or 16-bit TIFF first (the "
             "camera's software, darktable, RawTherapee, or rawpy in Python) and segment that"
+        )
+    if name.endswith(VIDEO_SUFFIXES):
+        raise ImageError(
+            f"{path.name} is a video: take frames from it (e.g. `ffmpeg -i {shlex.quote(path.name)} -vf fps=1 "
+            "frame_%04d.png`: one a second) and segment those"
+        )
+    if name.endswith(".pdf"):
+        raise ImageError(
+            f"{path.name} is a PDF document: export its pages as images (e.g. `pdftoppm -png -r 300 "
+            f"{shlex.quote(path.name)} page`, or the scanner's software set to PNG or TIFF) and segment those"
         )
     image = _read_tiff(path, axes, lazy) if name.endswith(TIFF_SUFFIXES) else _read_pillow(path)
     if not image.georeference:
