@@ -173,6 +173,20 @@ def test_a_layer_that_looks_like_a_label_map_is_named_in_the_status(garden, qtbo
     assert "'garden_mask' looks like a mask or label map, not a photo" in w.status.value
 
 
+def test_a_colour_photo_opened_as_three_planes_is_named_in_the_status(garden, qtbot):
+    viewer, w = garden
+    crop = np.asarray(viewer.layers["garden"].data)
+    viewer.add_image(np.moveaxis(crop, -1, 0), name="planar")  # napari's reader on a band-by-band TIFF
+    assert not viewer.layers["planar"].rgb and viewer.layers["planar"].data.shape[0] == 3
+    w.image.value = viewer.layers["planar"]
+    run(w, qtbot)
+    said = "'planar' is 3 grey planes, segmented without colour; if they are the red, green and blue"
+    assert said in w.status.value and "np.moveaxis(viewer.layers['planar'].data, 0, -1), rgb=True" in w.status.value
+    w.image.value = viewer.layers["garden"]  # the colour photo itself gets no such line
+    run(w, qtbot)
+    assert "grey planes" not in w.status.value
+
+
 def test_an_edited_layer_survives_a_rerun(garden, qtbot):
     viewer, w = garden
     run(w, qtbot)

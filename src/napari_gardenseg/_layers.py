@@ -30,7 +30,16 @@ from ._options import DEFAULT_MODEL, SegmentOptions
 from ._plane_run import LayerOutput, checksum, run_planes
 from ._planes import PlaneSource, plane_source
 
-__all__ = ["segment_layer", "write_layers", "output_kinds", "layer_names", "is_edited", "kept_layers_note"]
+__all__ = [
+    "segment_layer",
+    "write_layers",
+    "output_kinds",
+    "layer_names",
+    "is_edited",
+    "kept_layers_note",
+    "label_map_note",
+    "colour_planes_note",
+]
 
 # Key of our bookkeeping in a layer's ``metadata``.
 META_KEY = "napari_gardenseg"
@@ -246,6 +255,23 @@ def label_map_note(output: LayerOutput) -> str | None:
     if not output.source.planes or not looks_like_label_map(output.source.plane(0)):
         return None
     return f"'{output.source.name}' looks like a mask or label map, not a photo: its instances follow its colours"
+
+
+def colour_planes_note(output: LayerOutput) -> str | None:
+    """One line when the segmented layer is three or four 8- or 16-bit grey planes of one size,
+    as napari's own reader opens a colour TIFF stored band by band (planar, channel first):
+    each plane was segmented in grey, without the colour the plant stage and the model use,
+    while ``gs.segment`` and ``gardenseg segment`` read such an image as one colour photo."""
+    source = output.source
+    shape, dtype = tuple(source.data.shape), np.dtype(source.data.dtype)
+    if source.rgb or len(shape) != 3 or shape[0] not in (3, 4) or dtype not in (np.uint8, np.uint16):
+        return None
+    name = source.name
+    return (
+        f"'{name}' is {shape[0]} grey planes, segmented without colour; if they are the red, green and blue "
+        "of one photo (a TIFF stored band by band), add it as a colour image and segment that: "
+        f"viewer.add_image(np.moveaxis(viewer.layers[{name!r}].data, 0, -1), rgb=True)"
+    )
 
 
 def output_kinds(output: LayerOutput, *, boxes: bool = False) -> list[str]:

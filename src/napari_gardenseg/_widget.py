@@ -292,9 +292,9 @@ class SegmentationWidget(SegmentationControls):
         layer = image()
         if layer is not None and not still_holds(layer, output.source):
             status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
-        from ._layers import kept_layers_note, label_map_note
+        from ._layers import colour_planes_note, kept_layers_note, label_map_note
 
-        hint = status_hint(output.results) or label_map_note(output)
+        hint = colour_planes_note(output) or status_hint(output.results) or label_map_note(output)
         notes = [n for n in (kept_layers_note(output), hint) if n]
         self.status.value = "; ".join([status, *notes])
         self._done(job)
