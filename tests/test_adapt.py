@@ -273,17 +273,16 @@ def test_cli_adapt(small_base, tmp_path, capsys):
     from napari_gardenseg.cli import main
 
     files = []
-    (tmp_path / "field").mkdir()
-    for seed in (9_500_000, 9_500_001):
-        f = tmp_path / "field" / f"p{seed}.png"
+    (tmp_path / "field" / "flight2").mkdir(parents=True)
+    for seed, sub in ((9_500_000, ""), (9_500_001, "flight2")):
+        f = tmp_path / "field" / sub / f"p{seed}.png"
         Image.fromarray(_photo(seed)[0]).save(f)
         files.append(str(f))
     (tmp_path / "field" / "notes.txt").write_text("not a photo")
     out = tmp_path / "cli.pt"
-    folder = str(tmp_path / "field")  # a folder stands for the photos in it
-    assert (
-        main(["adapt", folder, "--out", str(out), "--base", str(small_base), "--rounds", "1", "--iterations", "1"]) == 0
-    )
+    folder = str(tmp_path / "field")  # a folder stands for the photos in it; -r: its subfolders' too
+    args = ["--out", str(out), "--base", str(small_base), "--rounds", "1", "--iterations", "1"]
+    assert main(["adapt", folder, "-r", *args]) == 0
     assert out.exists() and (tmp_path / "cli.json").exists()
     assert json.loads((tmp_path / "cli.json").read_text())["photo_names"] == ["p9500000.png", "p9500001.png"]
     assert str(out) in capsys.readouterr().out

@@ -265,8 +265,13 @@ def _cmd_adapt(args) -> int:
 
     if _missing(args.photos, "adapt"):
         return 2
+    photos = args.photos
+    if args.recursive:
+        from ._reader import expand_folders
+
+        photos = expand_folders(photos, recursive=True)
     path = adapt(
-        args.photos,
+        photos,
         args.base,
         minutes=args.minutes,
         rounds=args.rounds,
@@ -465,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("adapt", help="adapt a model to unlabelled photos (writes a new model and a report)")
     a.add_argument(
         "photos", nargs="+", help="photos of the field or garden (PNG, JPEG, TIFF, HEIC), or folders of them"
+    )
+    a.add_argument(
+        "-r", "--recursive", action="store_true", help="also the photos in the folders' subfolders, at any depth"
     )
     _model_output_args(a)
     a.add_argument("--minutes", type=float, help="time budget (default: 5 + 0.5 per photo, at most 25)")
