@@ -444,7 +444,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     lower = index_values[index_values <= threshold]
     fraction = float(upper.size / max(index_values.size, 1))
     gap = float(upper.mean() - lower.mean()) if upper.size and lower.size else 0.0
-    width = max(gap / 4.0, 1e-3) if gap else 1e-3
+    width = max(gap / 4.0, 1e-3)
 
     separation, green_upper = _class_gap(exg)
     raw_gap = gap if index == "exg" else _class_gap(raw)[0]  # exg: the same split as the threshold's
