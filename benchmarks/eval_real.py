@@ -138,11 +138,14 @@ def run_methods(model, rgb, methods, score_threshold, to_zarr=False, **segment_o
     return preds, seconds
 
 
-def evaluate(model, photos, methods, score_threshold, per_photo=False, crf_fields=None, **segment_options) -> dict:
-    """AP50 of each method, pooled and by kind. ``crf_fields``: CRFParams fields read over the model's stored ones."""
+def evaluate(
+    model, photos, methods, score_threshold, per_photo=False, crf_fields=None, device="cpu", **segment_options
+) -> dict:
+    """AP50 of each method, pooled and by kind. ``crf_fields``: CRFParams fields read over the model's stored ones;
+    ``device``: where the network and the CRF run ("cpu", "cuda", ...)."""
     import napari_gardenseg as gs
 
-    model = gs.load_model(model, device="cpu")
+    model = gs.load_model(model, device=device)
     if crf_fields:
         segment_options["crf_params"] = gs.CRFParams.from_any(crf_fields, defaults=model.meta.get("crf"))
     gts = [(p["labels"], {int(k): "plant" for k in np.unique(p["labels"]) if k > 0}) for p in photos]
@@ -159,6 +162,7 @@ def evaluate(model, photos, methods, score_threshold, per_photo=False, crf_field
             print(p["name"], rows[p["name"]], file=sys.stderr, flush=True)
     out = {
         "model": str(model.source),
+        "device": str(model.device),
         "score_threshold": score_threshold,
         "photos": len(photos),
         "instances": int(sum(len(g[1]) for g in gts)),
@@ -390,7 +394,7 @@ def fine_tuned(
             iterations=iterations,
             output=Path(out_dir) / f"painted_{k}.pt",
             overwrite=True,
-            **(train_kwargs or {}),
+            **{"device": segment_options.get("device", "cpu"), **(train_kwargs or {})},
         )
         minutes = (time.perf_counter() - t0) / 60
         rest = [p for p in photos if p not in train_on]
@@ -428,6 +432,9 @@ def main(argv=None):
         "--species", nargs="+", help="AgIR species to score (pots, and composites cut from them alone); default: all"
     )
     p.add_argument("--score-threshold", type=float, default=0.05)
+    p.add_argument(
+        "--device", default="cpu", help="where the network and the CRF run: cpu, cuda, ... (default: %(default)s)"
+    )
     p.add_argument("--per-photo", action="store_true")
     p.add_argument(
         "--fine-tune",
@@ -461,6 +468,7 @@ def main(argv=None):
     p.add_argument("--block", type=int, metavar="PX", help="with --zarr: the colour stage's windows' core side")
     args = p.parse_args(argv)
     run_options = {"tile_size": args.tile_size, "tile_overlap": args.tile_size // 4} if args.tile_size else {}
+    run_options["device"] = args.device
     if args.mask_threshold is not None:
         run_options["mask_threshold"] = args.mask_threshold
     if args.zarr:

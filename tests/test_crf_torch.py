@@ -325,10 +325,21 @@ def test_auto_backend_rule(monkeypatch):
 
     with monkeypatch.context() as m:  # as if the GPUs were there (the resolver refuses absent ones)
         m.setattr(_dense, "resolve_device", lambda d: torch.device(d))
-        for device in ("cuda", "cuda:1", torch.device("cuda"), "mps"):
-            backend, reason = choose_backend("auto", device)
-            assert backend == "torch" and "auto: the device is" in reason
+        m.setattr(_numba, "available", lambda: True)
+        for device, kind in (("cuda", "cuda"), ("cuda:1", "cuda"), (torch.device("cuda"), "cuda"), ("mps", "mps")):
+            # numba's CPU lattice beat the torch lattice on an H200 (gpu_check.py): auto keeps it
+            assert choose_backend("auto", device) == (
+                "numba",
+                f"auto: the numba lattice (on the CPU) is faster than the torch lattice on {kind}",
+            )
+            m.setattr(_numba, "available", lambda: False)
+            assert choose_backend("auto", device) == (
+                "torch",
+                f"auto: numba cannot be imported and the device is {kind}",
+            )
+            m.setattr(_numba, "available", lambda: True)
         assert choose_backend("numba", "cuda") == ("numba", "asked for (runs on the CPU)")
+        assert choose_backend("torch", "cuda") == ("torch", "asked for")
     if not torch.cuda.is_available() and not torch.backends.mps.is_available():
         assert choose_backend("torch", "auto") == ("torch", "asked for")  # "auto" device: the CPU here
     assert choose_backend("torch", "cpu") == ("torch", "asked for")

@@ -148,7 +148,10 @@ _CRF_WORDS = {
     "band": ("uncertain band", "only pixels whose soft mask lies between these two values may change"),
     "min_keep": ("min kept", "keep the raw mask if the refined one keeps less than this fraction of it"),
     "thin_width": ("thin width (px)", "objects thinner than this get a weaker smoothness kernel (leaves, stems)"),
-    "backend": ("backend", "auto: torch on a GPU, on CPU the fastest installed; numba, pydensecrf or torch"),
+    "backend": (
+        "backend",
+        "auto: numba (on the CPU, also beside a GPU), else the fastest installed; numba, pydensecrf or torch",
+    ),
 }
 
 

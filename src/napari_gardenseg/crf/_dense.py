@@ -114,10 +114,14 @@ def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
         if not torch_available():
             raise CRFUnavailableError("the torch CRF backend needs PyTorch, which cannot be imported")
         return "torch", "asked for"
-    if kind in ("cuda", "mps") and torch_available():
-        return "torch", f"auto: the device is {kind} (the numba and pydensecrf lattices run on the CPU only)"
     if _numba.available():
-        return "numba", "auto: the numba lattice is the fastest exact backend on the CPU"
+        # On a GPU too: the instances' crops are small, so the torch lattice's many small kernels
+        # cost more than numba's CPU threads (benchmarks/gpu_check.py, bench_crf.py --backends)
+        if kind == "cpu":
+            return "numba", "auto: the numba lattice is the fastest exact backend on the CPU"
+        return "numba", f"auto: the numba lattice (on the CPU) is faster than the torch lattice on {kind}"
+    if kind in ("cuda", "mps") and torch_available():
+        return "torch", f"auto: numba cannot be imported and the device is {kind}"
     if _pydensecrf.available():
         return "pydensecrf", "auto: numba cannot be imported; pydensecrf is faster than torch on the CPU"
     if torch_available():

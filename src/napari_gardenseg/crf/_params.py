@@ -49,8 +49,9 @@ class CRFParams:
     min_keep: in 0..1; keep the raw mask if the refined one retains less than
         this fraction of it.
     thin_width: objects thinner than this (px, >= 0) get a weaker Gaussian kernel.
-    backend: "auto" (torch on a GPU; on CPU the faster one installed),
-        "pydensecrf" (the C++ reference, optional extra) or "torch" (always there).
+    backend: "auto" (numba, on the CPU even where the network runs on a GPU; without
+        numba, torch on a GPU, else pydensecrf, else torch), "numba", "pydensecrf" (the C++
+        reference, optional extra) or "torch" (always there; CPU, CUDA or MPS).
     """
 
     iterations: int = 5
