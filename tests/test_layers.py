@@ -404,3 +404,43 @@ def test_an_rgba_layer_is_segmented_as_the_photo_its_alpha_shows(scene):
     inside = framed.labels[64:192, 64:192]
     assert (inside > 0).sum() == (framed.labels > 0).sum()  # nothing under the transparent frame
     assert ((inside > 0) == (alone.labels > 0)).mean() > 0.995
+
+
+def test_a_corrected_layer_saves_with_the_photos_georeferencing(tmp_path, fake_segment):
+    """napari's Save Selected Layers with this plugin's writer: the labels as the user left them,
+    their table, and the georeferencing of the file the image layer was read from (an orthophoto
+    exported as JPEG with a world file)."""
+    import pandas as pd
+    import tifffile
+    from PIL import Image
+
+    from napari_gardenseg._label_files import batch_features
+
+    photo = tmp_path / "ortho.jpg"
+    Image.fromarray(rgb()).save(photo, quality=95)
+    (tmp_path / "ortho.jgw").write_text("0.02\n0\n0\n-0.02\n300000.01\n6199999.99\n")
+    npe2 = pytest.importorskip("npe2")
+    npe2.PluginManager.instance().discover()  # napari's window does this at start; a ViewerModel does not
+    viewer = ViewerModel()
+    [image] = viewer.open(str(photo), plugin="napari-gardenseg")
+    out = fake_run(plane_source(image), fake_segment, crf=False)
+    masks = write_layers(viewer, out)["masks"]
+    assert masks.metadata[_layers.META_KEY]["georeference_source"] == str(photo)
+    masks.data[30:34, 40:44] = 5  # painted by hand
+    viewer.layers.selection = {masks}
+    saved = viewer.layers.save(str(tmp_path / "ortho_labels.tif"), selected=True, plugin="napari-gardenseg")
+    assert [p.rsplit("/", 1)[-1] for p in saved] == [
+        "ortho_labels.tif",
+        "ortho_labels_instances.csv",
+        "ortho_labels.tfw",
+    ]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "ortho_labels.tif"), masks.data)
+    assert [float(v) for v in (tmp_path / "ortho_labels.tfw").read_text().split()][0] == 0.02
+    table = pd.read_csv(tmp_path / "ortho_labels_instances.csv")
+    assert table["label"].tolist() == [1, 2, 5] and table["source"].tolist() == ["model", "model", "painted"]
+    assert {"map_x", "map_y"} <= set(table.columns)
+    assert batch_features(tmp_path / "ortho_labels.tif")["class_name"].tolist() == ["c1", "c2", ""]
+    # a layer made in a script has no file: saved without georeferencing
+    viewer.add_image(rgb(), name="garden")
+    plain = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment))["masks"]
+    assert "georeference_source" not in plain.metadata[_layers.META_KEY]

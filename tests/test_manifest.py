@@ -50,6 +50,12 @@ def test_installed_plugin_is_discovered_with_its_contributions():
     assert synthetic.display_name == "Garden (synthetic)"
     menu = mf.contributions.menus["napari/layers/segment"]
     assert [item.command for item in menu] == ["napari-gardenseg.segmentation_widget"]
+    [writer] = mf.contributions.writers  # File > Save Selected Layers of one Labels layer
+    assert (writer.command, list(writer.layer_types), list(writer.filename_extensions)) == (
+        "napari-gardenseg.write_labels",
+        ["labels"],
+        [".tif", ".tiff"],
+    )
 
 
 def test_segment_menu_is_one_napari_accepts():

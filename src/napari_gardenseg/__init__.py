@@ -47,6 +47,7 @@ _EXPORTS = {
     "BatchSummary": "._batch",
     "Instances": "._instances",
     "open_image": "._io",
+    "write_label_file": "._label_writer",
 }
 
 # public submodules, reachable as attributes (``gs.synthetic``) and imported on first use

@@ -180,10 +180,10 @@ def labelled_photos(items, labels_dir=None, suffix: str = "_labels") -> tuple[li
 
 
 def batch_features(label_file):
-    """The instances of a batch's label image, from the ``<name>_instances.csv`` beside it.
-
-    ``<name>`` is the file's name without ``_labels`` / ``_labels_crf``
-    (:func:`photo_stem`). Returns the table as napari ``features``
+    """The instances of a label image, from the table beside it: the file's own
+    ``<file stem>_instances.csv`` (what the Labels writer, :mod:`._label_writer`, writes),
+    else the batch's ``<name>_instances.csv``, ``<name>`` being the file's name without
+    ``_labels`` / ``_labels_crf`` (:func:`photo_stem`). Returns the table as napari ``features``
     (:func:`~napari_gardenseg._plane_run.instance_features`: label,
     class_name, score, area, ...), ``area`` being the refined masks' for
     ``_labels_crf``; None when there is no such table or it does not have the
@@ -194,15 +194,16 @@ def batch_features(label_file):
     from ._plane_run import instance_features, split_areas
 
     label_file = Path(label_file)
+    own = label_file.with_name(f"{label_file.stem}_instances.csv")  # the writer's (_label_writer), this file's
     stem = photo_stem(label_file.stem)
-    table_file = label_file.with_name(f"{stem}_instances.csv") if stem is not None else None
+    table_file = own if own.is_file() else label_file.with_name(f"{stem}_instances.csv") if stem is not None else None
     if table_file is None or not table_file.is_file():
         return None
     try:
         masks, crf = split_areas(instance_features(pd.read_csv(table_file)))
     except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
         return None
-    return crf if label_file.stem.endswith("_labels_crf") else masks
+    return crf if label_file.stem.endswith("_labels_crf") and table_file != own else masks
 
 
 def label_classes(label_file, default: str = DEFAULT_CLASS) -> dict[int, str] | str:

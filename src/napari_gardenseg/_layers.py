@@ -132,7 +132,16 @@ def _set_geometry(layer, source: PlaneSource) -> None:
 
 
 def _stamp(layer, kind: str, source: PlaneSource, check) -> None:
-    layer.metadata[META_KEY] = {"kind": kind, "image": source.name, "level": source.level, "checksum": check}
+    layer.metadata[META_KEY] = {"kind": kind, **_about(source), "checksum": check}
+
+
+def _about(source: PlaneSource) -> dict:
+    """What an output layer records of its image: name, pyramid level and, read at full
+    resolution from a file, that file (whose georeferencing the layer's writer gives the labels)."""
+    about = {"image": source.name, "level": source.level}
+    if source.path is not None and source.level == 0:
+        about["georeference_source"] = source.path
+    return about
 
 
 def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check, *, visible: bool = True):
@@ -150,7 +159,7 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
             visible=visible,
             **_spatial_kwargs(source),
         )
-        layer.metadata[META_KEY] = {"kind": kind, "image": source.name, "level": source.level, "lazy": True}
+        layer.metadata[META_KEY] = {"kind": kind, **_about(source), "lazy": True}
         return layer
     layer, name = _target(viewer, base, kind, Labels)
     if layer is None:

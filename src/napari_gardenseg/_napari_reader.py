@@ -75,7 +75,7 @@ def get_labels_reader(path):
 
 
 def read_label_layers(path) -> list[tuple]:
-    """napari layer data, one Labels layer per file: ``(ids, {"name", "features"}, "labels")``.
+    """napari layer data, one Labels layer per file: ``(ids, {"name", "metadata", "features"}, "labels")``.
 
     ids: int32, (H, W) or, for a stack's labels, planes first
     (:func:`~napari_gardenseg._label_files.read_labels` with ``planes=True``).
@@ -86,11 +86,13 @@ def read_label_layers(path) -> list[tuple]:
     Raises FileNotFoundError and :class:`~napari_gardenseg._images.ImageError`.
     """
     from ._label_files import batch_features, read_labels
+    from ._layers import META_KEY
 
     layers = []
     for p in path if isinstance(path, (list, tuple)) else [path]:
         p = Path(p)
-        meta = {"name": p.stem}
+        # this plugin's writer gives the labels the file's georeferencing when they are saved again
+        meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p)}}}
         features = batch_features(p)
         if features is not None:
             meta["features"] = features

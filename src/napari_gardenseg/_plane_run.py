@@ -79,7 +79,7 @@ def instance_features(table, offset: int = 0):
             "index": labels,
             "label": labels,
             "class_id": table["class_id"].to_numpy(np.int64),
-            "class_name": table["class_name"].astype(str),
+            "class_name": table["class_name"].fillna("").astype(str),  # a CSV's empty name reads as NaN
             "score": table["score"].to_numpy(np.float32),
             "area": table["area"].to_numpy(np.int64),
             "area_refined": table["area_refined"].to_numpy(float),

@@ -55,6 +55,7 @@ class PlaneSource:
     rotate: np.ndarray | None = None
     shear: np.ndarray | None = None
     affine: np.ndarray | None = None
+    path: str | None = None  # the file the layer was read from (napari's layer.source.path), if any
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -217,8 +218,15 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
         units=tuple(layer.units) if getattr(layer, "units", None) is not None else None,
         axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
         level=k,
+        path=_source_path(layer),
         **_placement(layer),
     )
+
+
+def _source_path(layer) -> str | None:
+    """The file napari read ``layer`` from, or None (made in a script, a sample, a plugin's widget)."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    return str(path) if path else None
 
 
 def _placement(layer) -> dict:

@@ -1,0 +1,213 @@
+"""A label image written with its instances table: what napari's *Save Selected Layers* gives
+for a Labels layer with this plugin's writer, and :func:`write_label_file` from a script.
+
+The table is the batch's (``<name>_instances.csv``, :attr:`SegmentationResult.table`'s
+columns), recomputed from the labels as they are now: instances the user deleted are gone,
+areas, boxes and centroids follow the brush, and an id painted by hand gets a row with
+``source`` "painted", no class and no score. A label image of a georeferenced photo (a
+GeoTIFF, or a photo with a world file) keeps its georeferencing, so GIS software lays the
+corrected labels on the photo, and the table gets each instance's map coordinates.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_label_file", "instances_table", "table_path", "write_labels_layer", "PAINTED"]
+
+# ``source`` of an instance id that the labels hold and their features do not (painted by hand)
+PAINTED = "painted"
+_TIFF = (".tif", ".tiff")
+# the largest id counted with per-id arrays (a few MB); larger ones are renumbered first
+_DIRECT_IDS = 1 << 20
+
+
+def table_path(label_file) -> Path:
+    """The instances table written beside ``label_file``: ``<its stem>_instances.csv``."""
+    label_file = Path(label_file)
+    return label_file.with_name(f"{label_file.stem}_instances.csv")
+
+
+def _known(features) -> dict[int, dict]:
+    """{label id: its class_id, class_name, score and source} from a Labels layer's ``features``.
+
+    Rows are matched to ids by the ``label`` column (this plugin's), else ``index`` (napari's).
+    """
+    import pandas as pd
+
+    if features is None or not len(features):
+        return {}
+    cols = features.columns
+    key = "label" if "label" in cols else "index" if "index" in cols else None
+    if key is None:
+        return {}
+    out = {}
+    for row in features.to_dict("records"):
+        k = row.get(key)
+        if pd.isna(k) or int(k) <= 0:
+            continue
+        class_id, name = row.get("class_id"), row.get("class_name")
+        score, source = row.get("score"), row.get("source")
+        out[int(k)] = {
+            "class_id": -1 if class_id is None or pd.isna(class_id) else int(class_id),
+            "class_name": "" if name is None or pd.isna(name) else str(name),
+            "score": np.nan if score is None or pd.isna(score) else float(score),
+            "source": "model" if source is None or pd.isna(source) else str(source),
+        }
+    return out
+
+
+def instances_table(labels, features=None):
+    """One row per instance id in ``labels`` (a 2-D integer array), as a pandas DataFrame.
+
+    Columns: label, class_id, class_name, score, area, area_refined, bbox, centroid, source:
+    those of :attr:`~napari_gardenseg.SegmentationResult.table`, so the batch's readers take it.
+    class_id, class_name, score and source come from ``features`` (a Labels layer's table,
+    rows matched by its ``label`` or ``index`` column); an id not in it gets class_id -1, an
+    empty class_name, score NaN and source ``"painted"``. area (pixels), bbox (y0, x0, y1, x1,
+    end exclusive) and centroid (y, x) are read from ``labels``; area_refined is NaN (the table
+    describes this one label image). Rows are ordered by id; ids absent from ``labels`` have none.
+    """
+    import pandas as pd
+
+    from ._results import TABLE_COLUMNS, label_stats
+
+    labels = np.asarray(labels)
+    low, top = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+    if low < 0:
+        raise ValueError(f"label ids must be >= 0 (0 the background); these labels hold {low}")
+    if top <= _DIRECT_IDS:  # ids as napari paints them: counted directly, absent ones dropped after
+        area, boxes, centroids = label_stats(labels, top, centroids=True)
+        present = np.flatnonzero(area)
+        ids = np.concatenate([[0], present + 1])
+        area, boxes, centroids = area[present], [boxes[i] for i in present], [centroids[i] for i in present]
+    else:  # a few ids spread over a huge range: numbered 1..n first
+        ids, inverse = np.unique(labels, return_inverse=True)
+        if ids[0] != 0:  # no background: index 0 must still mean background
+            ids, inverse = np.concatenate([[0], ids]), inverse + 1
+        area, boxes, centroids = label_stats(inverse.reshape(labels.shape), len(ids) - 1, centroids=True)
+    n = len(ids) - 1
+    known = _known(features)
+    rows = [known.get(int(k), {"class_id": -1, "class_name": "", "score": np.nan, "source": PAINTED}) for k in ids[1:]]
+    return pd.DataFrame(
+        {
+            "label": ids[1:].astype(np.int64),
+            "class_id": np.asarray([r["class_id"] for r in rows], dtype=np.int64),
+            "class_name": [r["class_name"] for r in rows],
+            "score": np.asarray([r["score"] for r in rows], dtype=np.float32),
+            "area": area,
+            "area_refined": np.full(n, np.nan),
+            "bbox": boxes,
+            "centroid": centroids,
+            "source": [str(r["source"]) for r in rows],
+        },
+        columns=list(TABLE_COLUMNS),
+    )
+
+
+def _georeferenced(source, shape):
+    """The image file ``source`` as read (its ``georeference`` and ``sidecar_georeference``), or None
+    where it has neither or its pixel grid is not the labels' (``shape``, Y and X): warns then."""
+    from ._reader import read_image
+
+    try:
+        image = read_image(source, lazy=True)
+    except (OSError, ValueError) as exc:  # moved or deleted since it was opened: the labels alone
+        warnings.warn(f"labels written without georeferencing: {exc}", stacklevel=3)
+        return None
+    if not image.georeference and image.sidecar_georeference is None:
+        return None
+    y = image.axes.index("Y")
+    grid = tuple(int(s) for s in image.data.shape[y : y + 2])
+    if grid != tuple(shape[-2:]):
+        warnings.warn(
+            f"labels written without georeferencing: they are {shape[-2]} x {shape[-1]} pixels, "
+            f"{Path(source).name} is {grid[0]} x {grid[1]}",
+            stacklevel=3,
+        )
+        return None
+    return image
+
+
+def write_label_file(path, labels, features=None, *, georeference_from=None, overwrite: bool = False) -> list[str]:
+    """Write ``labels`` as a label TIFF at ``path`` and its instances table beside it.
+
+    labels: integer instance ids, 0 the background; (H, W), or planes first (a stack's: its
+    TIFF only, no table). Written as int32 (int64 where ids do not fit), zlib-compressed.
+    features: a Labels layer's features (pandas DataFrame) naming the ids' classes, scores and
+    sources (:func:`instances_table`); None: every id is ``"painted"``.
+    georeference_from: an image file (path) whose georeferencing the labels share (the photo
+    they were segmented from, or the label TIFF they were read from): its GeoTIFF tags go into
+    the TIFF, its world file and .aux.xml are written beside it, and the table gets ``map_x``
+    and ``map_y``; skipped, with a warning, when its pixel grid is not the labels'.
+    overwrite: replace ``path``; the table and sidecars beside it are replaced when ``path`` was,
+    never files of those names beside a new ``path``.
+
+    Returns the names of the files written, the TIFF first: ``<stem>.tif``,
+    ``<stem>_instances.csv`` (:func:`table_path`), then any world file and .aux.xml.
+    Raises ValueError (not a .tif/.tiff name; not integer ids) and
+    :class:`~napari_gardenseg._files.OutputExistsError` (nothing is written then).
+    """
+    from contextlib import ExitStack
+
+    import tifffile
+
+    from ._batch_outputs import put_sidecars, with_map_coordinates
+    from ._files import OutputExistsError, atomic_write
+
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in _TIFF:
+        raise ValueError(f"label images are written as TIFF: give a name ending in .tif, not {path.name!r}")
+    labels = np.asarray(labels)
+    if labels.ndim < 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ValueError(f"labels must be integer instance ids of 2 or more axes, got {labels.dtype} {labels.shape}")
+    ids = labels.astype(np.int32) if labels.size == 0 or int(labels.max()) <= np.iinfo(np.int32).max else labels
+    replacing = path.exists()
+    if replacing and not overwrite:
+        raise OutputExistsError(f"{str(path)!r} already exists; not replacing it. Choose another name.")
+    flat = labels.ndim == 2
+    image = _georeferenced(georeference_from, labels.shape) if georeference_from is not None else None
+    geo = image.georeference if image is not None else ()
+    sidecars = image.sidecar_georeference if image is not None else None
+    written = []
+    with ExitStack() as renames:
+
+        def put(filename, write):
+            # GDAL reads <file name>.aux.xml: "x.tiff.aux.xml" beside "x.tiff"
+            filename = filename.replace(f"{path.stem}.tif.aux.xml", f"{path.name}.aux.xml")
+            # a table or sidecar is replaced only with its label image (``replacing``)
+            target = path.with_name(filename)
+            write(renames.enter_context(atomic_write(target, replacing, "file")))
+            written.append(filename)
+
+        put(path.name, lambda t: tifffile.imwrite(t, ids, compression="zlib", extratags=geo, photometric="minisblack"))
+        if flat:
+            table = with_map_coordinates(instances_table(labels, features), image)
+            put(table_path(path).name, lambda t: table.to_csv(t, index=False))
+        put_sidecars(put, path.stem, sidecars)
+    return written
+
+
+def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
+    """The npe2 writer of a Labels layer: :func:`write_label_file` with the layer's features and
+    the georeferencing of the file it came from (this plugin's layers record it in their
+    metadata). napari's save dialog has asked before replacing the file. Returns the paths written."""
+    from ._layers import META_KEY
+
+    source = ((attributes.get("metadata") or {}).get(META_KEY) or {}).get("georeference_source")
+    if source is not None and not Path(source).exists():
+        source = None
+    from ._planes import MAX_PLANE_PIXELS
+
+    data = data[0] if isinstance(data, list) else data  # a multiscale layer: its full resolution
+    if not isinstance(data, np.ndarray) and np.prod(data.shape[-2:], dtype=np.int64) > MAX_PLANE_PIXELS:
+        raise ValueError(
+            f"these labels ({data.shape[-2]} x {data.shape[-1]} pixels) are held in a zarr store, too big to "
+            "write as one TIFF from napari; the store holds them already, and `gardenseg segment` writes a "
+            "big photo's labels as tiled, georeferenced TIFFs"
+        )
+    names = write_label_file(path, data, attributes.get("features"), georeference_from=source, overwrite=True)
+    return [str(Path(path).with_name(n)) for n in names]

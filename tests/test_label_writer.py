@@ -1,0 +1,167 @@
+"""The Labels writer (napari_gardenseg._label_writer): a corrected layer saved as a label TIFF
+with its instances table, readable by the batch's readers, georeferenced like its photo."""
+
+from __future__ import annotations
+
+import ast
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_gardenseg._files import OutputExistsError
+from napari_gardenseg._label_files import batch_features, label_classes, read_labels
+from napari_gardenseg._label_writer import PAINTED, instances_table, write_label_file, write_labels_layer
+from napari_gardenseg._layers import META_KEY
+
+GEO = [
+    (33550, "d", 3, (0.02, 0.02, 0.0), True),  # ModelPixelScale
+    (33922, "d", 6, (0.0, 0.0, 0.0, 300000.0, 6200000.0, 0.0), True),  # ModelTiepoint
+    (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32755), True),
+]
+
+
+def features():
+    """A segmentation's features (the widget's columns) for ids 1, 2, 3."""
+    return pd.DataFrame(
+        {
+            "index": [1, 2, 3],
+            "label": [1, 2, 3],
+            "class_id": [2, 2, 1],
+            "class_name": ["weed", "weed", "rosette"],
+            "score": np.array([0.9, 0.8, 0.05], np.float32),
+            "area": [16, 16, 16],
+            "centroid_y": [0.0, 0.0, 0.0],
+            "centroid_x": [0.0, 0.0, 0.0],
+            "source": ["model", "model", "colour"],
+        }
+    )
+
+
+def edited():
+    """Labels as a user left them: 1 grown, 2 erased, 3 untouched, 7 painted by hand."""
+    labels = np.zeros((40, 50), np.int32)
+    labels[2:8, 2:8] = 1  # grown from 4 x 4 to 6 x 6
+    labels[20:24, 30:34] = 3
+    labels[30:35, 5:7] = 7
+    return labels
+
+
+def test_the_table_follows_the_labels_as_the_user_left_them():
+    table = instances_table(edited(), features())
+    assert table["label"].tolist() == [1, 3, 7]  # the erased instance has no row
+    assert table["class_name"].tolist() == ["weed", "rosette", ""]
+    assert table["class_id"].tolist() == [2, 1, -1]
+    assert table["source"].tolist() == ["model", "colour", PAINTED]
+    assert table["score"].iloc[0] == pytest.approx(0.9) and np.isnan(table["score"].iloc[2])
+    assert table["area"].tolist() == [36, 16, 10]
+    assert table["bbox"].tolist() == [(2, 2, 8, 8), (20, 30, 24, 34), (30, 5, 35, 7)]
+    assert table["centroid"].tolist() == [(4.5, 4.5), (21.5, 31.5), (32.0, 5.5)]
+    assert table["area_refined"].isna().all()
+    # no features (a layer painted from scratch): every instance painted; no labels: no rows
+    assert set(instances_table(edited())["source"]) == {PAINTED}
+    assert len(instances_table(np.zeros((5, 5), np.uint8))) == 0
+    # ids far apart (a script's hashes): the same table as for small ids
+    big = edited().astype(np.int64)
+    big[big == 7] = 5_000_000_000
+    far = instances_table(big, features())
+    assert far["label"].tolist() == [1, 3, 5_000_000_000]
+    pd.testing.assert_frame_equal(far.drop(columns="label"), table.drop(columns="label"))
+    with pytest.raises(ValueError, match="hold -14"):
+        instances_table(-2 * edited())
+
+
+def test_a_written_label_file_reads_back_with_its_classes(tmp_path):
+    target = tmp_path / "plot3_labels_crf.tif"
+    written = write_label_file(target, edited(), features())
+    assert written == ["plot3_labels_crf.tif", "plot3_labels_crf_instances.csv"]
+    np.testing.assert_array_equal(read_labels(target), edited())
+    # the batch's readers take the file's own table (not the batch's plot3_instances.csv)
+    (tmp_path / "plot3_instances.csv").write_text("label,class_name\n1,other\n")
+    back = batch_features(target)
+    assert back["label"].tolist() == [1, 3, 7]
+    assert back["class_name"].tolist() == ["weed", "rosette", ""]  # the painted one unnamed, not "nan"
+    assert back["area"].tolist() == [36, 16, 10]  # this file's areas
+    # training from it: the painted instance needs a class, as for any batch output painted after
+    with pytest.raises(ValueError, match="7"):
+        label_classes(target)
+    named = edited()
+    named[named == 7] = 0
+    write_label_file(tmp_path / "b_labels.tif", named, features())
+    assert label_classes(tmp_path / "b_labels.tif") == {1: "weed", 3: "rosette"}
+
+
+def test_nothing_the_user_made_is_replaced(tmp_path):
+    target = tmp_path / "a_labels.tif"
+    target.write_bytes(b"mine")
+    with pytest.raises(OutputExistsError, match="a_labels.tif"):
+        write_label_file(target, edited())
+    assert target.read_bytes() == b"mine"
+    # a new label file whose table name is taken by the user's own file: nothing is written
+    (tmp_path / "b_labels_instances.csv").write_text("mine")
+    with pytest.raises(OutputExistsError, match="b_labels_instances.csv"):
+        write_label_file(tmp_path / "b_labels.tif", edited())
+    assert not (tmp_path / "b_labels.tif").exists() and (tmp_path / "b_labels_instances.csv").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_labels.tif", "b_labels_instances.csv"]  # no temporaries
+    # replacing the label file (napari's dialog asked) replaces its table with it
+    write_label_file(target, edited(), overwrite=True)
+    write_label_file(target, edited()[::-1], overwrite=True)
+    np.testing.assert_array_equal(read_labels(target), edited()[::-1])
+    with pytest.raises(ValueError, match="TIFF"):
+        write_label_file(tmp_path / "a.png", edited())
+    with pytest.raises(ValueError, match="integer"):
+        write_label_file(tmp_path / "c.tif", edited().astype(float))
+
+
+def test_the_labels_keep_the_photos_georeferencing(tmp_path):
+    photo = tmp_path / "ortho.tif"
+    tifffile.imwrite(photo, np.zeros((40, 50, 3), np.uint8), photometric="rgb", extratags=GEO)
+    target = tmp_path / "ortho_labels.tif"
+    write_label_file(target, edited(), features(), georeference_from=photo)
+    with tifffile.TiffFile(target) as tif:
+        assert tif.pages[0].tags[33550].value == (0.02, 0.02, 0.0)
+        assert tif.geotiff_metadata["ProjectedCSTypeGeoKey"].value == 32755
+    table = pd.read_csv(tmp_path / "ortho_labels_instances.csv")
+    centroids = np.array([ast.literal_eval(c) for c in table["centroid"]])
+    np.testing.assert_allclose(table["map_x"], 300000 + (centroids[:, 1] + 0.5) * 0.02)
+    np.testing.assert_allclose(table["map_y"], 6200000 - (centroids[:, 0] + 0.5) * 0.02)
+    # saved again from the label file itself (what the labels reader records): still placed
+    write_label_file(target, edited(), georeference_from=target, overwrite=True)
+    with tifffile.TiffFile(target) as tif:
+        assert tif.pages[0].tags[33550].value == (0.02, 0.02, 0.0)
+    # a JPEG with a world file: the labels get theirs beside them (.tiff: GDAL's name for the PAM file)
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "ortho.jpg")
+    (tmp_path / "ortho.jgw").write_text("0.05\n0\n0\n-0.05\n500000.025\n4000000.975\n")
+    written = write_label_file(tmp_path / "j.tiff", edited(), georeference_from=tmp_path / "ortho.jpg")
+    assert written == ["j.tiff", "j_instances.csv", "j.tfw"]
+    assert [float(v) for v in (tmp_path / "j.tfw").read_text().split()] == [0.05, 0, 0, -0.05, 500000.025, 4000000.975]
+    # another grid (labels of a downscaled copy): written without, and said so
+    with pytest.warns(UserWarning, match="without georeferencing"):
+        write_label_file(tmp_path / "small.tif", edited()[::2, ::2], georeference_from=photo)
+    with tifffile.TiffFile(tmp_path / "small.tif") as tif:
+        assert 33550 not in tif.pages[0].tags
+    assert "map_x" not in pd.read_csv(tmp_path / "small_instances.csv")
+
+
+def test_the_napari_writer_uses_the_layers_features_and_source(tmp_path):
+    photo = tmp_path / "ortho.tif"
+    tifffile.imwrite(photo, np.zeros((40, 50, 3), np.uint8), photometric="rgb", extratags=GEO)
+    attributes = {
+        "name": "ortho masks",
+        "features": features(),
+        "metadata": {META_KEY: {"georeference_source": str(photo)}},
+    }
+    out = write_labels_layer(str(tmp_path / "ortho masks.tif"), edited(), attributes)
+    assert out == [str(tmp_path / "ortho masks.tif"), str(tmp_path / "ortho masks_instances.csv")]
+    with tifffile.TiffFile(out[0]) as tif:
+        assert 33550 in tif.pages[0].tags
+    # the photo moved away since: the labels alone, no error
+    photo.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_labels_layer(out[0], edited(), attributes)
+    with tifffile.TiffFile(out[0]) as tif:
+        assert 33550 not in tif.pages[0].tags
