@@ -109,6 +109,28 @@ def test_photos_are_paired_with_their_labels(tmp_path):
         labelled_photos([photos], suffix="")
 
 
+def test_photos_in_subfolders_are_paired_with_labels_in_the_same_subfolders(tmp_path):
+    # a field's flights in a folder each, segmented with `gardenseg segment -r --out results/`
+    # (which mirrors the tree), corrected, then trained on with `gardenseg train -r --labels results/`
+    photos, results = tmp_path / "photos", tmp_path / "photos" / "results"
+    for sub in ("", "2024-05", "2024-06/plotA"):
+        (photos / sub).mkdir(parents=True, exist_ok=True)
+        (results / sub).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(photos / sub / "a.jpg")
+        tifffile.imwrite(results / sub / "a_labels_crf.tif", np.ones((4, 4), np.int32))
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(photos / "2024-05" / "b.jpg")  # not segmented
+    pairs, unlabelled = labelled_photos([photos], results, "_labels_crf", recursive=True)
+    rel = [(p.relative_to(photos).as_posix(), lab.relative_to(results).as_posix()) for p, lab in pairs]
+    assert rel == [
+        ("a.jpg", "a_labels_crf.tif"),
+        ("2024-05/a.jpg", "2024-05/a_labels_crf.tif"),
+        ("2024-06/plotA/a.jpg", "2024-06/plotA/a_labels_crf.tif"),
+    ]  # each with its own subfolder's label image, the results folder inside the tree not searched
+    assert [p.relative_to(photos).as_posix() for p in unlabelled] == ["2024-05/b.jpg"]
+    # without -r: the folder's own photos only
+    assert [p.name for p, _ in labelled_photos([photos], results, "_labels_crf")[0]] == ["a.jpg"]
+
+
 def test_train_samples_may_be_files(tmp_path):
     from napari_gardenseg._training import prepare_samples
 

@@ -156,20 +156,28 @@ def label_path(photo, labels_dir=None, suffix: str = "_labels") -> Path | None:
     return None
 
 
-def labelled_photos(items, labels_dir=None, suffix: str = "_labels") -> tuple[list[tuple[Path, Path]], list[Path]]:
+def labelled_photos(
+    items, labels_dir=None, suffix: str = "_labels", *, recursive: bool = False
+) -> tuple[list[tuple[Path, Path]], list[Path]]:
     """Pair photos with their label images (:func:`label_path`).
 
     ``items``: photo files, or folders of them (their image files, the label
-    images among them left out). Returns ``([(photo, label image), ...],
+    images among them left out; ``recursive``: their subfolders' too, at any depth,
+    each photo's label image then looked for in the same subfolder of ``labels_dir``,
+    as ``gardenseg segment -r`` mirrors the tree). Returns ``([(photo, label image), ...],
     [photos without a label image])``. Raises ValueError for an empty
     ``suffix`` without ``labels_dir`` (each photo would be its own label image).
     """
-    from ._reader import expand_folders
+    from ._reader import expand_entries
 
     if not suffix and labels_dir is None:
         raise ValueError("with an empty suffix the label images must be in another folder: give that folder")
-    photos = [Path(p) for p in expand_folders([os.fspath(Path(i).expanduser()) for i in items])]
-    found = {p: label_path(p, labels_dir, suffix) for p in photos}
+    exclude = [labels_dir] if labels_dir is not None else []  # a batch's results inside the photos' tree
+    entries = expand_entries([os.fspath(Path(i).expanduser()) for i in items], recursive=recursive, exclude=exclude)
+    found = {
+        Path(p): label_path(p, Path(labels_dir).expanduser() / sub if labels_dir is not None else None, suffix)
+        for p, sub in entries
+    }
     label_files = {lab.resolve() for lab in found.values() if lab is not None}
     pairs, unlabelled = [], []
     for photo, lab in found.items():

@@ -300,7 +300,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
             names = ", ".join(f"{c.name}/" for c in subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
             hint = (
                 f"its subfolders ({names}) are not searched: give them (e.g. {folder}/*/); "
-                "--recursive (`gardenseg segment`, `gardenseg adapt`; segment_files(recursive=True)) searches them all"
+                "--recursive (`gardenseg segment`, `adapt` and `train`; segment_files(recursive=True)) searches them all"
             )
         raise ImageError(
             f"no image files in the folder {folder} ({', '.join(IMAGE_SUFFIXES[:6])}..., TIFF, HEIC, zarr); {hint}"

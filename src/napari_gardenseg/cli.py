@@ -320,7 +320,7 @@ def _painted_samples(args) -> list | None:
 
     if _missing(args.photos, "train"):
         return None
-    pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix)
+    pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix, recursive=args.recursive)
     where = f"in {args.labels}" if args.labels else "next to each photo"
     if unlabelled:
         names = ", ".join(p.name for p in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
@@ -515,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder of the photos that --coco annotates (default: beside the JSON file, its images/ "
         "subfolder, or the images/ folder beside its folder)",
+    )
+    t.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="also the photos in the folders' subfolders, at any depth (their label images in the same "
+        "subfolders of --labels)",
     )
     t.add_argument("--labels", metavar="DIR", help="folder of the label images (default: each photo's folder)")
     t.add_argument(
