@@ -224,9 +224,12 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
 
 
 def _source_path(layer) -> str | None:
-    """The file napari read ``layer`` from, or None (made in a script, a sample, a plugin's widget)."""
+    """The file napari read ``layer`` from, or None (made in a script, a sample, a plugin's widget;
+    read from a folder: a zarr store or a stack of files, which hold no georeferencing here)."""
+    from pathlib import Path
+
     path = getattr(getattr(layer, "source", None), "path", None)
-    return str(path) if path else None
+    return str(path) if path and Path(path).is_file() else None
 
 
 def _placement(layer) -> dict:
