@@ -330,7 +330,7 @@ def test_auto_backend_rule(monkeypatch):
             # numba's CPU lattice beat the torch lattice on an H200 (gpu_check.py): auto keeps it
             assert choose_backend("auto", device) == (
                 "numba",
-                f"auto: the numba lattice (on the CPU) is faster than the torch lattice on {kind}",
+                f"auto: numba on the CPU beside {kind} (it refined instances faster than torch on a CUDA GPU)",
             )
             m.setattr(_numba, "available", lambda: False)
             assert choose_backend("auto", device) == (

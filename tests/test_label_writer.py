@@ -64,6 +64,8 @@ def test_the_table_follows_the_labels_as_the_user_left_them():
     # no features (a layer painted from scratch): every instance painted; no labels: no rows
     assert set(instances_table(edited())["source"]) == {PAINTED}
     assert len(instances_table(np.zeros((5, 5), np.uint8))) == 0
+    mask = instances_table(edited() == 1)  # a boolean mask: one instance
+    assert mask["label"].tolist() == [1] and mask["area"].tolist() == [36] and mask["bbox"].tolist() == [(2, 2, 8, 8)]
     # ids far apart (a script's hashes): the same table as for small ids
     big = edited().astype(np.int64)
     big[big == 7] = 5_000_000_000

@@ -76,6 +76,8 @@ def instances_table(labels, features=None):
     from ._results import TABLE_COLUMNS, label_stats
 
     labels = np.asarray(labels)
+    if labels.dtype == bool:  # a mask: one instance, id 1
+        labels = labels.view(np.uint8)
     low, top = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
     if low < 0:
         raise ValueError(f"label ids must be >= 0 (0 the background); these labels hold {low}")
@@ -196,12 +198,11 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
     the georeferencing of the file it came from (this plugin's layers record it in their
     metadata). napari's save dialog has asked before replacing the file. Returns the paths written."""
     from ._layers import META_KEY
+    from ._planes import MAX_PLANE_PIXELS
 
     source = ((attributes.get("metadata") or {}).get(META_KEY) or {}).get("georeference_source")
     if source is not None and not Path(source).exists():
         source = None
-    from ._planes import MAX_PLANE_PIXELS
-
     data = data[0] if isinstance(data, list) else data  # a multiscale layer: its full resolution
     if not isinstance(data, np.ndarray) and np.prod(data.shape[-2:], dtype=np.int64) > MAX_PLANE_PIXELS:
         raise ValueError(

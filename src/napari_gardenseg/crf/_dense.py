@@ -119,7 +119,7 @@ def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
         # cost more than numba's CPU threads (benchmarks/gpu_check.py, bench_crf.py --backends)
         if kind == "cpu":
             return "numba", "auto: the numba lattice is the fastest exact backend on the CPU"
-        return "numba", f"auto: the numba lattice (on the CPU) is faster than the torch lattice on {kind}"
+        return "numba", f"auto: numba on the CPU beside {kind} (it refined instances faster than torch on a CUDA GPU)"
     if kind in ("cuda", "mps") and torch_available():
         return "torch", f"auto: numba cannot be imported and the device is {kind}"
     if _pydensecrf.available():
