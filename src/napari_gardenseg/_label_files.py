@@ -23,6 +23,7 @@ __all__ = [
     "photo_stem",
     "label_path",
     "labelled_photos",
+    "table_path",
     "batch_features",
     "DEFAULT_CLASS",
     "label_classes",
@@ -187,6 +188,13 @@ def labelled_photos(
     return pairs, unlabelled
 
 
+def table_path(label_file) -> Path:
+    """A label image's own instances table, ``<its stem>_instances.csv`` beside it (what the
+    Labels writer, :mod:`._label_writer`, writes with it)."""
+    label_file = Path(label_file)
+    return label_file.with_name(f"{label_file.stem}_instances.csv")
+
+
 def batch_features(label_file):
     """The instances of a label image, from the table beside it: the file's own
     ``<file stem>_instances.csv`` (what the Labels writer, :mod:`._label_writer`, writes),
@@ -202,7 +210,7 @@ def batch_features(label_file):
     from ._plane_run import instance_features, split_areas
 
     label_file = Path(label_file)
-    own = label_file.with_name(f"{label_file.stem}_instances.csv")  # the writer's (_label_writer), this file's
+    own = table_path(label_file)
     stem = photo_stem(label_file.stem)
     table_file = own if own.is_file() else label_file.with_name(f"{stem}_instances.csv") if stem is not None else None
     if table_file is None or not table_file.is_file():

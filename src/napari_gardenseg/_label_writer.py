@@ -16,19 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_label_file", "instances_table", "table_path", "write_labels_layer", "PAINTED"]
+__all__ = ["write_label_file", "instances_table", "write_labels_layer", "PAINTED"]
 
 # ``source`` of an instance id that the labels hold and their features do not (painted by hand)
 PAINTED = "painted"
 _TIFF = (".tif", ".tiff")
 # the largest id counted with per-id arrays (a few MB); larger ones are renumbered first
 _DIRECT_IDS = 1 << 20
-
-
-def table_path(label_file) -> Path:
-    """The instances table written beside ``label_file``: ``<its stem>_instances.csv``."""
-    label_file = Path(label_file)
-    return label_file.with_name(f"{label_file.stem}_instances.csv")
 
 
 def _known(features) -> dict[int, dict]:
@@ -149,7 +143,7 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     never files of those names beside a new ``path``.
 
     Returns the names of the files written, the TIFF first: ``<stem>.tif``,
-    ``<stem>_instances.csv`` (:func:`table_path`), then any world file and .aux.xml.
+    ``<stem>_instances.csv`` (:func:`~napari_gardenseg._label_files.table_path`), then any world file and .aux.xml.
     Raises ValueError (not a .tif/.tiff name; not integer ids) and
     :class:`~napari_gardenseg._files.OutputExistsError` (nothing is written then).
     """
@@ -159,6 +153,7 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
 
     from ._batch_outputs import put_sidecars, with_map_coordinates
     from ._files import OutputExistsError, atomic_write
+    from ._label_files import table_path
 
     path = Path(path).expanduser()
     if path.suffix.lower() not in _TIFF:
