@@ -287,6 +287,20 @@ def test_rerun_replaces_in_place_and_keeps_edited_layers(viewer, fake_segment):
     assert fourth["masks"] is third["masks"] and len(viewer.layers) == 5
 
 
+def test_painting_an_output_layer_updates_its_features_and_a_rerun_resets_them(viewer, fake_segment):
+    image = viewer.layers["garden"]
+    masks = write_layers(viewer, fake_run(plane_source(image), fake_segment))["masks"]
+    masks.brush_size = 3
+    masks.paint((40, 50), 9)  # a plant the model missed
+    masks.fill((6, 6), 0)  # one it found by mistake
+    rows = masks.features.set_index("label")
+    assert list(rows.index) == [2, 9] and rows.loc[9, "source"] == "painted"
+    assert rows.loc[9, "area"] == (masks.data == 9).sum() and rows.loc[2, "class_name"] == "c2"
+    # the edited layer is kept; a new run's layer starts from that run's table
+    again = write_layers(viewer, fake_run(plane_source(image), fake_segment))["masks"]
+    assert again is not masks and list(again.features["label"]) == [1, 2]
+
+
 def test_a_layer_the_user_made_is_never_overwritten(viewer, fake_segment):
     mine = viewer.add_labels(np.ones((48, 64), np.int32), name="garden masks")
     layers = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment))

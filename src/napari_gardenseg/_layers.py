@@ -27,6 +27,7 @@ import numpy as np
 from ._cancel import ProgressFn
 from ._compat import avoid_triton_llvm_clash
 from ._options import DEFAULT_MODEL, SegmentOptions
+from ._paint_features import follow_paint
 from ._plane_run import LayerOutput, checksum, run_planes
 from ._planes import PlaneSource, plane_source
 
@@ -172,6 +173,7 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
     if layer.data is not data:  # napari converted it: fingerprint what the layer really holds
         check = checksum(layer.data)
     _stamp(layer, kind, source, check)
+    follow_paint(layer)  # areas, centroids and painted ids follow the brush
     return layer
 
 

@@ -1,0 +1,284 @@
+"""An output Labels layer's ``features`` kept true while the user paints it.
+
+napari shows a label's row of ``features`` under the cursor; after a brush stroke, a fill or
+an erase, the rows of the ids it touched would be stale (old areas, a deleted instance still
+listed, "[No Properties]" for a new id). :func:`follow_paint` updates them from napari's own
+record of each edit (its undo history: which pixels changed, from which ids, to which id), so
+the cost follows the pixels painted, never the image size:
+
+- ``area`` and ``centroid_y`` / ``centroid_x`` of every touched id change by the pixels it
+  gained and lost (centroids: the running mean, pixels of the plane);
+- an id that lost all its pixels loses its row (kept aside: an undo, or the same id painted
+  again, brings it back with its class and score);
+- an id painted by hand gets a row with ``source`` "painted", class_id -1, no class name and
+  no score (as the Labels writer's table, :data:`~napari_gardenseg._label_writer.PAINTED`),
+  and in a stack the plane it was painted in.
+
+Undo and redo are followed too: napari emits no ``paint`` event for them, so a change of the
+history's lengths seen at the next refresh (``set_data``) says which edit was undone or
+redone. Where that cannot be told (several steps while the layer was hidden), the rows are
+recomputed from the data. A history reset (new data set on the layer) is left to whoever
+set the data, as :func:`~napari_gardenseg._layers.write_layers` sets the features with it.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+__all__ = ["follow_paint", "apply_edit", "recompute_features"]
+
+_PAINTED = "painted"  # as _label_writer.PAINTED; not imported: that module reads files
+# (len(undo history), len(redo history), the item on top of each) as last seen, per layer
+_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# {label id: its row} of the instances each layer's edits removed
+_removed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def follow_paint(layer) -> None:
+    """Keep ``layer.features`` (a napari Labels layer of this plugin's output: columns ``index``,
+    ``label``, ``area``, ``centroid_y``, ``centroid_x``, ...) true through painting, filling,
+    erasing, undo and redo. Connecting twice is harmless (napari ignores a second connection)."""
+    layer.events.paint.connect(_on_paint)
+    layer.events.set_data.connect(_on_refresh)
+    _remember(layer)
+
+
+def _history(layer):
+    # private in napari (Labels._undo_history / _redo_history); absent -> undo not followed
+    return getattr(layer, "_undo_history", None), getattr(layer, "_redo_history", None)
+
+
+def _remember(layer) -> None:
+    undo, redo = _history(layer)
+    if undo is None or redo is None:
+        return
+    _seen[layer] = (len(undo), len(redo), id(undo[-1]) if undo else None, id(redo[-1]) if redo else None)
+
+
+def _on_paint(event) -> None:
+    layer = event.source
+    _apply_item(layer, event.value, forward=True)
+    _remember(layer)
+
+
+def _on_refresh(event) -> None:
+    layer = event.source
+    undo, redo = _history(layer)
+    before = _seen.get(layer)
+    if undo is None or redo is None or before is None:
+        return
+    n_undo, n_redo, top_undo, top_redo = before
+    if (len(undo), len(redo)) == (n_undo, n_redo) and (id(undo[-1]) if undo else None) == top_undo:
+        return  # no edit since: a refresh for slicing, colour, ...
+    if not undo and not redo:
+        _removed.pop(layer, None)  # history reset: new data, whose features its setter gives
+    elif len(undo) == n_undo - 1 and len(redo) == n_redo + 1:
+        _apply_item(layer, redo[-1], forward=False)  # undone: redo holds it, atoms reversed
+    elif len(redo) == n_redo - 1 and len(undo) in (n_undo, n_undo + 1) and top_redo is not None:
+        _apply_item(layer, undo[-1], forward=True)  # redone (a full undo deque keeps its length)
+    else:
+        layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
+    _remember(layer)
+
+
+def _apply_item(layer, item, *, forward: bool) -> None:
+    deltas: dict = {}
+    for atom in item:
+        _atom_deltas(atom, forward, deltas)
+    features = layer.features
+    updated = _apply_deltas(features, deltas, _removed.setdefault(layer, {}))
+    if updated is not features:
+        layer.features = updated
+
+
+def _add(deltas: dict, k: int, sign: int, area: int, sy: float, sx: float, at=None) -> None:
+    d = deltas.setdefault(int(k), [0, 0.0, 0.0, None])
+    d[0] += sign * int(area)
+    d[1] += sign * float(sy)
+    d[2] += sign * float(sx)
+    if sign > 0 and d[3] is None and at is not None:
+        d[3] = tuple(int(v) for v in at)
+
+
+def _mask_sums(mask, starts):
+    """(pixels, sum of rows, sum of columns, first pixel) of a boolean box whose corner is at
+    ``starts``: from per-row and per-column counts, so a fill of a whole photo costs no
+    coordinate arrays."""
+    rows = mask.sum(axis=tuple(a for a in range(mask.ndim) if a != mask.ndim - 2))
+    cols = mask.sum(axis=tuple(range(mask.ndim - 1)))
+    area = int(rows.sum())
+    if area == 0:
+        return 0, 0.0, 0.0, None
+    sy = float(rows @ (np.arange(len(rows)) + starts[-2]))
+    sx = float(cols @ (np.arange(len(cols)) + starts[-1]))
+    at = np.asarray(np.unravel_index(int(np.argmax(mask)), mask.shape)) + starts
+    return area, sy, sx, at
+
+
+def _atom_deltas(atom, forward: bool, deltas: dict) -> None:
+    """Add one napari Labels history atom's change of each id (pixels, sums of rows and
+    columns gained minus lost) to ``deltas``. The atom is a ``_MaskedPaintAtom`` (slice_key,
+    mask, old_values, new_value) or a tuple (indices, previous values, new value(s));
+    ``forward`` False undoes it."""
+    sign = 1 if forward else -1
+    if hasattr(atom, "slice_key"):
+        starts = np.asarray([s.start or 0 for s in atom.slice_key], np.int64)
+        old = np.asarray(atom.old_values)
+        if atom.mask is None:  # every pixel of the box changed; old_values is the box
+            mask, box = np.ones(old.shape, bool), old
+        else:
+            mask, box = atom.mask, None
+        changed = _mask_sums(mask, starts)
+        _add(deltas, int(atom.new_value), sign, *changed)
+        if old.size and old.min() == old.max():  # a fill, or a brush over one instance
+            _add(deltas, int(old.flat[0]), -sign, *changed)
+            return
+        if box is None:
+            box = np.zeros(mask.shape, old.dtype)
+            box[mask] = old
+        for k in np.unique(old):
+            _add(deltas, int(k), -sign, *_mask_sums(mask & (box == k), starts))
+        return
+    indices, old, new = atom
+    coords = np.stack([np.asarray(i, np.int64).ravel() for i in indices], axis=1)
+    old = np.asarray(old).ravel().astype(np.int64)
+    new = np.broadcast_to(np.asarray(new), old.shape).astype(np.int64)
+    for values, s in ((new, sign), (old, -sign)):
+        ids, first, inv = np.unique(values, return_index=True, return_inverse=True)
+        area = np.bincount(inv, minlength=len(ids))
+        sy = np.bincount(inv, weights=coords[:, -2], minlength=len(ids))
+        sx = np.bincount(inv, weights=coords[:, -1], minlength=len(ids))
+        for j, k in enumerate(ids):
+            _add(deltas, int(k), s, area[j], sy[j], sx[j], coords[first[j]])
+
+
+def apply_edit(features, coords, old, new, *, removed: dict | None = None):
+    """``features`` after the pixels at ``coords`` went from ids ``old`` to ids ``new``.
+
+    features: pandas DataFrame with ``index`` (napari's key) and ``label``, optionally
+    ``area`` (int pixels), ``centroid_y`` / ``centroid_x`` (pixels of the plane: the last two
+    axes) and ``axis_<k>`` (a stack's plane). coords: (N, ndim) int pixel indices of the layer's
+    data; old, new: (N,) ids, 0 the background. Changes are summed, so a pixel listed twice (a
+    stroke crossing itself: a -> b, then b -> c) counts as a -> c. ``removed`` ({id: row},
+    updated in place) receives the rows of ids that lost all their pixels and gives back the
+    row of an id that reappears. Returns a new DataFrame (rows ordered by id), or ``features``
+    itself when no id changed.
+    """
+    old = np.asarray(old, np.int64).ravel()
+    deltas: dict = {}
+    _atom_deltas((tuple(np.asarray(coords, np.int64).reshape(len(old), -1).T), old, new), True, deltas)
+    return _apply_deltas(features, deltas, removed)
+
+
+def _apply_deltas(features, deltas: dict, removed: dict | None):
+    """``features`` with each id's [pixels, row sum, column sum, first pixel] change applied."""
+    import pandas as pd
+
+    deltas = {k: d for k, d in deltas.items() if k > 0 and (d[0] or d[1] or d[2])}
+    if not deltas:
+        return features
+    table = features.copy() if features is not None and len(features.columns) else pd.DataFrame()
+    key = "label" if "label" in table else "index" if "index" in table else None
+    rows = {} if key is None else {int(k): i for i, k in enumerate(table[key].to_numpy()) if not pd.isna(k)}
+    area = table["area"].to_numpy(np.int64, copy=True) if "area" in table else None
+    cy = table["centroid_y"].to_numpy(float, copy=True) if "centroid_y" in table else None
+    cx = table["centroid_x"].to_numpy(float, copy=True) if "centroid_x" in table else None
+    new_rows, gone = [], []
+    for k, (d_area, d_y, d_x, at) in sorted(deltas.items()):
+        i = rows.get(k)
+        if i is None:
+            if d_area > 0:  # an id the table does not have: back from removed, or painted
+                row = _painted_row(table, k, d_area, d_y / d_area, d_x / d_area, at)
+                if removed and k in removed:
+                    row = {**removed.pop(k), **{c: row[c] for c in ("area", "centroid_y", "centroid_x") if c in row}}
+                new_rows.append(row)
+            continue
+        if area is None:
+            continue
+        before, after = int(area[i]), int(area[i]) + d_area
+        if after <= 0:
+            gone.append(i)
+            if removed is not None:
+                removed[k] = table.iloc[i].to_dict()
+            continue
+        area[i] = after
+        if cy is not None and cx is not None:
+            # running mean; a row that had no pixels (or no centroid) takes the new pixels' mean
+            had = before > 0 and np.isfinite(cy[i]) and np.isfinite(cx[i])
+            base_y, base_x = (cy[i] * before, cx[i] * before) if had else (0.0, 0.0)
+            count = after if had else d_area
+            if count > 0:
+                cy[i] = round((base_y + d_y) / count, 2)
+                cx[i] = round((base_x + d_x) / count, 2)
+    if area is not None:
+        table["area"] = area
+    if cy is not None and cx is not None:
+        table["centroid_y"], table["centroid_x"] = cy, cx
+    table = table.drop(index=table.index[gone]) if gone else table
+    if new_rows:
+        table = pd.concat([table, pd.DataFrame(new_rows)], ignore_index=True)
+        table = table.sort_values(key or "index", kind="stable")
+    return _typed(table.reset_index(drop=True), features)
+
+
+def _painted_row(table, label: int, area: int, cy: float, cx: float, at) -> dict:
+    row = {
+        "index": label,
+        "label": label,
+        "class_id": -1,
+        "class_name": "",
+        "score": np.nan,
+        "area": area,
+        "centroid_y": round(cy, 2),
+        "centroid_x": round(cx, 2),
+        "source": _PAINTED,
+    }
+    if "area_refined" in table:
+        row["area_refined"] = np.nan
+    for col in table.columns:  # a stack's plane: the leading coordinates of the first pixel
+        if col.startswith("axis_") and col[5:].isdigit() and int(col[5:]) < len(at) - 2:
+            row[col] = int(at[int(col[5:])])
+    return {c: v for c, v in row.items() if c in table.columns or not len(table.columns)}
+
+
+def _typed(table, like):
+    """``table`` with ``like``'s column order and numeric dtypes (concat makes integer columns
+    float where a new row lacked them, and float32 float64)."""
+    if like is None or not len(like.columns):
+        return table
+    for col in like.columns:
+        kind = like[col].dtype.kind
+        if col in table and (kind == "f" or (kind in "iu" and not table[col].isna().any())):
+            table[col] = table[col].astype(like[col].dtype)
+    return table[[c for c in like.columns if c in table]]
+
+
+def recompute_features(data, features, *, removed: dict | None = None):
+    """``features`` with area and centroid of every id read again from ``data`` (a napari
+    Labels layer's data, numpy: 2-D or a stack of planes): rows of absent ids dropped, ids
+    without a row added as painted (or from ``removed``, as :func:`apply_edit`). For what
+    cannot be followed edit by edit.
+    """
+    data = np.asarray(data)
+    table = features.copy()
+    for col in ("area", "centroid_y", "centroid_x"):
+        if col in table:
+            table[col] = 0 if col == "area" else np.nan
+    deltas: dict = {}
+    planes = data.reshape((-1, *data.shape[-2:])) if data.ndim > 2 else data[None]
+    for p, plane in enumerate(planes):  # one plane at a time bounds the memory
+        lead = np.unravel_index(p, data.shape[:-2]) if data.ndim > 2 else ()
+        ids, first, inv = np.unique(plane.ravel(), return_index=True, return_inverse=True)
+        h, w = plane.shape
+        area = np.bincount(inv, minlength=len(ids))
+        sy = np.bincount(inv, weights=np.repeat(np.arange(h, dtype=float), w), minlength=len(ids))
+        sx = np.bincount(inv, weights=np.tile(np.arange(w, dtype=float), h), minlength=len(ids))
+        for j, k in enumerate(ids):
+            at = (*lead, *np.unravel_index(int(first[j]), plane.shape))
+            _add(deltas, int(k), 1, area[j], sy[j], sx[j], at)
+    table = _apply_deltas(table, deltas, removed)
+    if "area" in table:
+        table = table[table["area"] > 0].reset_index(drop=True)
+    return table

@@ -1,0 +1,141 @@
+"""An output layer's features follow painting, filling, erasing, undo and redo
+(napari_gardenseg._paint_features). Plain napari layer models: no window, no Qt.
+
+The reference is the Labels writer's table, read from the pixels afresh
+(:func:`~napari_gardenseg._label_writer.instances_table`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+napari = pytest.importorskip("napari")
+from napari.layers import Labels  # noqa: E402
+
+from napari_gardenseg._label_writer import instances_table  # noqa: E402
+from napari_gardenseg._paint_features import apply_edit, follow_paint, recompute_features  # noqa: E402
+from napari_gardenseg._plane_run import instance_features, split_areas  # noqa: E402
+
+
+def _labels():
+    data = np.zeros((40, 50), np.int32)
+    data[5:15, 5:20] = 1
+    data[20:35, 10:30] = 2
+    data[8:12, 35:45] = 3
+    return data
+
+
+def _features(data):
+    table = instances_table(data)
+    table["class_id"] = [1, 2, 1]
+    table["class_name"] = ["bean", "pea", "bean"]
+    table["score"] = np.float32([0.9, 0.8, 0.7])
+    table["source"] = ["model", "model", "colour"]
+    return split_areas(instance_features(table))[0]
+
+
+def _check(layer):
+    """Every id's area and centroid as the pixels say, and the class of the model's ids kept."""
+    truth = instances_table(layer.data)
+    got = layer.features
+    assert list(got["label"]) == list(truth["label"])
+    assert list(got["index"]) == list(truth["label"])
+    np.testing.assert_array_equal(got["area"], truth["area"])
+    np.testing.assert_allclose(got["centroid_y"], [c[0] for c in truth["centroid"]], atol=0.011)
+    np.testing.assert_allclose(got["centroid_x"], [c[1] for c in truth["centroid"]], atol=0.011)
+    return got.set_index("label")
+
+
+def _layer():
+    data = _labels()
+    layer = Labels(data, features=_features(data))
+    follow_paint(layer)
+    return layer
+
+
+def test_a_brush_stroke_moves_area_and_centroid_and_a_new_id_gets_a_painted_row():
+    layer = _layer()
+    layer.brush_size = 5
+    layer.paint((10, 18), 2)  # id 2 reaches into id 1
+    rows = _check(layer)
+    assert rows.loc[1, "area"] < 150 and rows.loc[2, "area"] > 300
+    assert rows.loc[2, "class_name"] == "pea" and rows.loc[2, "source"] == "model"
+    layer.paint((2, 45), 9)  # a new plant, painted by hand
+    rows = _check(layer)
+    assert rows.loc[9, "source"] == "painted" and rows.loc[9, "class_id"] == -1
+    assert rows.loc[9, "class_name"] == "" and np.isnan(rows.loc[9, "score"])
+    assert layer.features["label"].dtype.kind == "i" and layer.features["area"].dtype.kind == "i"
+    # napari finds the new row under the cursor: no "[No Properties]"
+    status = layer.get_status((2, 45))
+    assert "painted" in (status["value"] if "value" in status else status["coordinates"])
+
+
+def test_erasing_or_filling_an_instance_away_drops_its_row():
+    layer = _layer()
+    layer.fill((10, 40), 0)  # id 3 erased
+    assert 3 not in set(_check(layer).index)
+    layer.fill((10, 10), 2)  # id 1 merged into id 2
+    rows = _check(layer)
+    assert list(rows.index) == [2] and rows.loc[2, "area"] == 150 + 300
+
+
+def test_undo_and_redo_are_followed():
+    layer = _layer()
+    before = layer.features.copy()
+    layer.fill((10, 10), 3)  # id 1 becomes id 3
+    after = _check(layer).copy()
+    assert 1 not in after.index
+    layer.undo()
+    layer.refresh()  # napari emits no event for undo; the next refresh tells
+    pd.testing.assert_frame_equal(layer.features, before)
+    layer.redo()
+    layer.refresh()
+    pd.testing.assert_frame_equal(_check(layer), after)
+
+
+def test_new_data_set_on_the_layer_keeps_the_features_its_setter_gives():
+    layer = _layer()
+    layer.paint((10, 18), 2)
+    fresh = _labels()
+    layer.data = fresh  # a rerun replacing the layer: history reset
+    layer.features = _features(fresh)
+    layer.refresh()
+    _check(layer)
+    assert list(layer.features["class_name"]) == ["bean", "pea", "bean"]
+
+
+def test_a_stack_keeps_plane_columns_and_a_new_id_gets_its_plane():
+    data = np.zeros((3, 20, 20), np.int32)
+    data[0, 2:6, 2:6] = 1
+    data[1, 4:10, 4:10] = 2
+    table = instance_features(instances_table(data.max(axis=0)))
+    table["axis_0"] = np.int64([0, 1])
+    layer = Labels(data, features=table)
+    follow_paint(layer)
+    layer.selected_label = 5
+    layer.data_setitem((np.array([2, 2]), np.array([15, 15]), np.array([15, 16])), 5)
+    rows = layer.features.set_index("label")
+    assert rows.loc[5, "axis_0"] == 2 and rows.loc[5, "area"] == 2
+    assert rows.loc[5, "centroid_y"] == 15 and rows.loc[5, "centroid_x"] == 15.5
+    assert list(rows["axis_0"]) == [0, 1, 2]
+
+
+def test_apply_edit_sums_a_pixel_changed_twice():
+    data = _labels()
+    features = _features(data)
+    # pixel (6, 6): 1 -> 3, then 3 -> 2 within one stroke
+    out = apply_edit(features, [(6, 6), (6, 6)], [1, 3], [3, 2])
+    rows = out.set_index("label")
+    assert rows.loc[1, "area"] == 149 and rows.loc[2, "area"] == 301 and rows.loc[3, "area"] == 40
+    assert apply_edit(features, [(6, 6)], [1], [1]) is features  # nothing changed
+
+
+def test_recompute_reads_every_id_from_the_pixels():
+    data = _labels()
+    features = _features(data)
+    data[0:3, 0:3] = 7  # painted while nobody looked
+    data[data == 3] = 0
+    layer = Labels(data, features=recompute_features(data, features))
+    rows = _check(layer)
+    assert rows.loc[7, "source"] == "painted" and rows.loc[1, "class_name"] == "bean"
