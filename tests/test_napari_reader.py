@@ -69,6 +69,15 @@ def test_viewer_opens_a_batch_result_as_labels(make_napari_viewer, tmp_path):
     assert layer.__class__.__name__ == "Labels" and layer.name == "bed_labels_crf"
     table = pd.read_csv(out / "bed_instances.csv")
     assert list(layer.features["class_name"]) == list(table["class_name"])
+    # with a dock widget of this plugin open, the tables of opened label files follow the brush
+    viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
+    (raw,) = viewer.open(out / "bed_labels.tif", plugin="napari-gardenseg")  # opened after the widget
+    for lay in (layer, raw):
+        first = int(lay.features["label"].iloc[0])
+        lay.fill(tuple(np.argwhere(lay.data == first)[0]), 0)  # erased
+        assert first not in set(lay.features["label"])
+        lay.paint((1, 1), 77)
+        assert lay.features.set_index("label").loc[77, "source"] == "painted"
 
 
 def _coco_export(tmp_path, n_photos=2):

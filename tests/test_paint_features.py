@@ -14,7 +14,12 @@ napari = pytest.importorskip("napari")
 from napari.layers import Labels  # noqa: E402
 
 from napari_gardenseg._label_writer import instances_table  # noqa: E402
-from napari_gardenseg._paint_features import apply_edit, follow_paint, recompute_features  # noqa: E402
+from napari_gardenseg._paint_features import (  # noqa: E402
+    apply_edit,
+    follow_if_ours,
+    follow_paint,
+    recompute_features,
+)
 from napari_gardenseg._plane_run import instance_features, split_areas  # noqa: E402
 
 
@@ -139,3 +144,14 @@ def test_recompute_reads_every_id_from_the_pixels():
     layer = Labels(data, features=recompute_features(data, features))
     rows = _check(layer)
     assert rows.loc[7, "source"] == "painted" and rows.loc[1, "class_name"] == "bean"
+
+
+def test_only_this_plugins_label_layers_are_followed_without_asking():
+    data = _labels()
+    ours = Labels(data.copy(), features=_features(data), metadata={"napari_gardenseg": {}})
+    mine = Labels(data.copy(), features=_features(data))  # a user's own layer: left as it is
+    bare = Labels(data.copy(), metadata={"napari_gardenseg": {}})  # no table to follow
+    assert follow_if_ours(ours) and not follow_if_ours(mine) and not follow_if_ours(bare)
+    for layer in (ours, mine):
+        layer.fill((10, 40), 0)
+    assert 3 not in set(ours.features["label"]) and 3 in set(mine.features["label"])

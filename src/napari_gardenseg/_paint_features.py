@@ -27,7 +27,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["follow_paint", "apply_edit", "recompute_features"]
+__all__ = ["follow_paint", "follow_if_ours", "apply_edit", "recompute_features"]
 
 _PAINTED = "painted"  # as _label_writer.PAINTED; not imported: that module reads files
 # (len(undo history), len(redo history), the item on top of each) as last seen, per layer
@@ -43,6 +43,23 @@ def follow_paint(layer) -> None:
     layer.events.paint.connect(_on_paint)
     layer.events.set_data.connect(_on_refresh)
     _remember(layer)
+
+
+def follow_if_ours(layer) -> bool:
+    """:func:`follow_paint` for a Labels layer this plugin wrote or read (a batch's label file
+    opened with its reader: ``metadata`` under this plugin's key, ``features`` with ``label``
+    and ``area``); the widgets call it for the layers of their viewer. True when followed."""
+    from napari.layers import Labels
+
+    from ._layers import META_KEY
+
+    features = getattr(layer, "features", None)
+    if not isinstance(layer, Labels) or META_KEY not in layer.metadata or features is None:
+        return False
+    if not {"label", "area"} <= set(features.columns) or isinstance(layer.data, list) or layer.multiscale:
+        return False
+    follow_paint(layer)
+    return True
 
 
 def _history(layer):

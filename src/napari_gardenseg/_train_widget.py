@@ -73,6 +73,7 @@ from magicgui.widgets import (
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
+from ._paint_features import follow_if_ours
 from ._train_layers import candidate_pairs, samples_from_layers
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label, when_engine_loaded
 
@@ -284,6 +285,7 @@ class TrainWidget(Container):
         layers.events.removed.connect(self.reset_choices)
         for layer in layers:
             layer.events.name.connect(self.reset_choices)
+            follow_if_ours(layer)
         # closing the widget (or napari) stops a run and unhooks the layer events
         self.native.destroyed.connect(self._make_teardown())
         self.reset_choices()
@@ -308,6 +310,7 @@ class TrainWidget(Container):
 
     def _on_inserted(self, event) -> None:
         event.value.events.name.connect(self.reset_choices)
+        follow_if_ours(event.value)  # a batch's label file opened: its table follows the brush
         self.reset_choices()
 
     def reset_choices(self, *_) -> None:

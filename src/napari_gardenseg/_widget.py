@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._options import MODEL_NAMES
+from ._paint_features import follow_if_ours
 from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model
 from ._worker import Job, Outcome, report_error, when_engine_loaded
 
@@ -92,6 +93,8 @@ class SegmentationWidget(SegmentationControls):
             (layers.selection.events.active, self._on_active),
         ]
         self._connections += [(layer.events.name, self._on_layers_changed) for layer in layers]
+        for layer in layers:
+            follow_if_ours(layer)
         for emitter, callback in self._connections:
             emitter.connect(callback)
         # When the dock widget is deleted, stop listening and stop any run.
@@ -135,6 +138,7 @@ class SegmentationWidget(SegmentationControls):
         if event is not None and getattr(event, "type", "") == "inserted":
             self._connections.append((event.value.events.name, self._on_layers_changed))
             event.value.events.name.connect(self._on_layers_changed)
+            follow_if_ours(event.value)  # a batch's label file opened: its table follows the brush
         self.image.reset_choices()
 
     def _on_active(self, event=None) -> None:
