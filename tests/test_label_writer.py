@@ -96,6 +96,25 @@ def test_a_written_label_file_reads_back_with_its_classes(tmp_path):
     assert label_classes(tmp_path / "b_labels.tif") == {1: "weed", 3: "rosette"}
 
 
+def test_a_stack_is_written_with_a_row_per_instance_and_plane(tmp_path):
+    from napari_gardenseg._napari_reader import read_label_layers
+
+    stack = np.zeros((2, 3, 20, 24), np.int32)  # (time, z, y, x)
+    stack[0, 1, 2:6, 2:8] = 1
+    stack[1, 2, 10:14, 10:20] = 3
+    stack[1, 2, 0:2, 0:2] = 1  # id 1 again in another plane: its own row there
+    names = write_label_file(tmp_path / "growth_labels.tif", stack, features())
+    assert names == ["growth_labels.tif", "growth_labels_instances.csv"]
+    table = pd.read_csv(tmp_path / "growth_labels_instances.csv")
+    assert table[["label", "axis_0", "axis_1", "area"]].values.tolist() == [[1, 0, 1, 24], [1, 1, 2, 4], [3, 1, 2, 40]]
+    assert table["class_name"].tolist() == ["weed", "weed", "rosette"]
+    assert ast.literal_eval(table["centroid"][2]) == (11.5, 14.5)  # of its plane, in pixels
+    # read back as a Labels layer whose features say where each row lies
+    ((data, meta, _),) = read_label_layers(str(tmp_path / "growth_labels.tif"))
+    np.testing.assert_array_equal(data, stack)
+    assert meta["features"]["axis_1"].tolist() == [1, 2, 2]
+
+
 def test_nothing_the_user_made_is_replaced(tmp_path):
     target = tmp_path / "a_labels.tif"
     target.write_bytes(b"mine")

@@ -55,7 +55,10 @@ def _known(features) -> dict[int, dict]:
 
 
 def instances_table(labels, features=None):
-    """One row per instance id in ``labels`` (a 2-D integer array), as a pandas DataFrame.
+    """One row per instance id in ``labels`` (a 2-D integer array), as a pandas DataFrame; for
+    a stack (planes first, e.g. (T, H, W)), one row per instance and plane, with the plane's
+    indices in ``axis_0``, ``axis_1``, ... after the table's columns (as the widget's features
+    of a stack), rows ordered by plane, then id.
 
     Columns: label, class_id, class_name, score, area, area_refined, bbox, centroid, source:
     those of :attr:`~napari_gardenseg.SegmentationResult.table`, so the batch's readers take it.
@@ -72,6 +75,15 @@ def instances_table(labels, features=None):
     labels = np.asarray(labels)
     if labels.dtype == bool:  # a mask: one instance, id 1
         labels = labels.view(np.uint8)
+    if labels.ndim > 2:
+        lead = labels.shape[:-2]
+        frames = []
+        for index in np.ndindex(*lead):
+            table = instances_table(labels[index], features)
+            for ax, v in enumerate(index):
+                table[f"axis_{ax}"] = np.full(len(table), v, dtype=np.int64)
+            frames.append(table)
+        return pd.concat(frames, ignore_index=True) if frames else instances_table(labels.reshape(0, 0), features)
     low, top = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
     if low < 0:
         raise ValueError(f"label ids must be >= 0 (0 the background); these labels hold {low}")
@@ -131,8 +143,9 @@ def _georeferenced(source, shape):
 def write_label_file(path, labels, features=None, *, georeference_from=None, overwrite: bool = False) -> list[str]:
     """Write ``labels`` as a label TIFF at ``path`` and its instances table beside it.
 
-    labels: integer instance ids, 0 the background; (H, W), or planes first (a stack's: its
-    TIFF only, no table). Written as int32 (int64 where ids do not fit), zlib-compressed.
+    labels: integer instance ids, 0 the background; (H, W), or planes first (a stack's: the
+    table has a row per instance and plane, :func:`instances_table`). Written as int32 (int64
+    where ids do not fit), zlib-compressed.
     features: a Labels layer's features (pandas DataFrame) naming the ids' classes, scores and
     sources (:func:`instances_table`); None: every id is ``"painted"``.
     georeference_from: an image file (path) whose georeferencing the labels share (the photo
@@ -165,7 +178,6 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     replacing = path.exists()
     if replacing and not overwrite:
         raise OutputExistsError(f"{str(path)!r} already exists; not replacing it. Choose another name.")
-    flat = labels.ndim == 2
     image = _georeferenced(georeference_from, labels.shape) if georeference_from is not None else None
     geo = image.georeference if image is not None else ()
     sidecars = image.sidecar_georeference if image is not None else None
@@ -181,9 +193,8 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
             written.append(filename)
 
         put(path.name, lambda t: tifffile.imwrite(t, ids, compression="zlib", extratags=geo, photometric="minisblack"))
-        if flat:
-            table = with_map_coordinates(instances_table(labels, features), image)
-            put(table_path(path).name, lambda t: table.to_csv(t, index=False))
+        table = with_map_coordinates(instances_table(labels, features), image)
+        put(table_path(path).name, lambda t: table.to_csv(t, index=False))
         put_sidecars(put, path.stem, sidecars)
     return written
 

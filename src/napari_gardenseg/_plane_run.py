@@ -65,7 +65,8 @@ def instance_features(table, offset: int = 0):
     ``area``, ``area_refined``, ``centroid_y`` and ``centroid_x`` (the table's
     ``centroid``, pixels of the plane; NaN where the table has none) and ``source``
     ("model" or "colour": who found the instance; "model" for tables written before
-    it existed). Use :func:`split_areas` for the two layers.
+    it existed), then a stack's plane indices (``axis_0``, ...) where the table has them.
+    Use :func:`split_areas` for the two layers.
     """
     import pandas as pd
 
@@ -86,6 +87,7 @@ def instance_features(table, offset: int = 0):
             "centroid_y": centroids[:, 0],
             "centroid_x": centroids[:, 1],
             "source": table["source"].astype(str) if "source" in table else ["model"] * len(table),
+            **{c: table[c].to_numpy(np.int64) for c in table.columns if str(c).startswith("axis_")},
         }
     )
 
