@@ -97,6 +97,16 @@ def test_undo_and_redo_are_followed():
     layer.redo()
     layer.refresh()
     pd.testing.assert_frame_equal(_check(layer), after)
+    # several steps while the layer was hidden: read again from the pixels, classes kept
+    layer.brush_size = 3
+    for k in range(3):
+        layer.paint((2 + 3 * k, 45), 10 + k)
+    layer.visible = False
+    layer.undo()
+    layer.undo()
+    layer.visible = True
+    rows = _check(layer)
+    assert list(rows.index) == [2, 3, 10] and rows.loc[3, "class_name"] == "bean"
 
 
 def test_new_data_set_on_the_layer_keeps_the_features_its_setter_gives():
