@@ -76,6 +76,21 @@ def test_a_brush_stroke_moves_area_and_centroid_and_a_new_id_gets_a_painted_row(
     assert "painted" in (status["value"] if "value" in status else status["coordinates"])
 
 
+def test_a_dragged_stroke_is_one_edit_of_many_overlapping_dabs():
+    layer = _layer()
+    layer.brush_size = 4
+    layer._begin_stroke()  # as napari's mouse drag: dabs staged, one undo item on release
+    for x in range(5, 45, 2):
+        layer.paint((12, x), 7)  # across id 1, each dab overlapping the last
+    layer._commit_stroke()
+    assert len(layer._undo_history[-1]) > 1
+    rows = _check(layer)
+    assert rows.loc[7, "source"] == "painted" and 0 < rows.loc[1, "area"] < 150
+    layer.undo()
+    layer.refresh()
+    assert list(_check(layer).index) == [1, 2, 3]
+
+
 def test_erasing_or_filling_an_instance_away_drops_its_row():
     layer = _layer()
     layer.fill((10, 40), 0)  # id 3 erased
