@@ -326,6 +326,8 @@ def test_no_instances_gives_empty_layers(viewer, fake_segment):
     layers = write_layers(viewer, out, boxes=True)
     assert not layers["masks"].data.any() and len(layers["masks"].features) == 0
     assert len(layers["boxes"].data) == 0
+    layers["masks"].paint((20, 20), 4)  # the user paints the plant the model missed
+    assert layers["masks"].features[["label", "source"]].values.tolist() == [[4, "painted"]]
 
 
 # -- segment_layer (the console entry point) with the bundled model ------------------

@@ -27,9 +27,11 @@ import weakref
 
 import numpy as np
 
+from ._label_writer import PAINTED
+
 __all__ = ["follow_paint", "follow_if_ours", "apply_edit", "recompute_features"]
 
-_PAINTED = "painted"  # as _label_writer.PAINTED; not imported: that module reads files
+
 # (len(undo history), len(redo history), the item on top of each) as last seen, per layer
 _seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # {label id: its row} of the instances each layer's edits removed
@@ -250,7 +252,7 @@ def _painted_row(table, label: int, area: int, cy: float, cx: float, at) -> dict
         "area": area,
         "centroid_y": round(cy, 2),
         "centroid_x": round(cx, 2),
-        "source": _PAINTED,
+        "source": PAINTED,
     }
     if "area_refined" in table:
         row["area_refined"] = np.nan
