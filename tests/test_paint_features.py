@@ -76,14 +76,23 @@ def test_a_brush_stroke_moves_area_and_centroid_and_a_new_id_gets_a_painted_row(
     assert "painted" in (status["value"] if "value" in status else status["coordinates"])
 
 
-def test_a_dragged_stroke_is_one_edit_of_many_overlapping_dabs():
+def test_a_mouse_drag_is_one_edit_of_many_overlapping_dabs(MouseEvent):
+    """The user's path: napari's own mouse callbacks in paint mode (napari's MouseEvent fixture)."""
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import mouse_move_callbacks, mouse_press_callbacks, mouse_release_callbacks
+
     layer = _layer()
-    layer.brush_size = 4
-    layer._begin_stroke()  # as napari's mouse drag: dabs staged, one undo item on release
-    for x in range(5, 45, 2):
-        layer.paint((12, x), 7)  # across id 1, each dab overlapping the last
-    layer._commit_stroke()
-    assert len(layer._undo_history[-1]) > 1
+    layer.brush_size, layer.mode, layer.selected_label = 4, "paint", 7
+
+    def mouse(callbacks, kind, at):
+        event = MouseEvent(type=kind, is_dragging=kind == "mouse_move", position=at, dims_point=(0, 0))
+        callbacks(layer, ReadOnlyWrapper(event))
+
+    mouse(mouse_press_callbacks, "mouse_press", (12, 5))
+    for x in range(7, 45, 2):  # across id 1, each dab overlapping the last
+        mouse(mouse_move_callbacks, "mouse_move", (12, x))
+    mouse(mouse_release_callbacks, "mouse_release", (12, 44))
+    assert len(layer._undo_history) == 1 and len(layer._undo_history[-1]) > 1  # one edit, many dabs
     rows = _check(layer)
     assert rows.loc[7, "source"] == "painted" and 0 < rows.loc[1, "area"] < 150
     layer.undo()
