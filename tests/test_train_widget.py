@@ -101,6 +101,10 @@ def test_errors_name_the_problem():
     lab.features = _features({k: v for k, v in classes.items() if k != 2})
     with pytest.raises(ValueError, match=r"'scene masks': instances \[2\] have no class_name"):
         samples_from_layers([(img, lab)], None)
+    painted = _features({k: v for k, v in classes.items() if k != 2})
+    lab.features = pd.concat([painted, pd.DataFrame({"label": [2], "class_name": [""], "source": ["painted"]})])
+    with pytest.raises(ValueError, match=r"instances \[2\] \(painted by hand\) have no class_name"):
+        samples_from_layers([(img, lab)], None)
     small = Labels(labels[:32], name="small")
     with pytest.raises(ValueError, match="'small' is 32x64 but image 'scene' is 64x64"):
         samples_from_layers([(img, small)], "weed")

@@ -91,6 +91,15 @@ def classes_from_features(features: Any) -> dict[int, str]:
     return out
 
 
+def _painted_ids(features) -> set[int]:
+    """Ids whose ``source`` is "painted" (a row the output layer gave an id painted by hand)."""
+    from ._label_writer import PAINTED
+
+    if features is None or "source" not in getattr(features, "columns", ()) or "label" not in features.columns:
+        return set()
+    return {int(k) for k, src in zip(features["label"], features["source"]) if src == PAINTED and not _missing(k)}
+
+
 def _missing(value) -> bool:
     import pandas as pd
 
@@ -169,11 +178,14 @@ def samples_from_layers(
         if name is not None:
             classes: dict[int, str] | str = name
         else:
-            found = classes_from_features(getattr(labels_layer, "features", None))
+            features = getattr(labels_layer, "features", None)
+            found = classes_from_features(features)
             missing = [k for k in ids if k not in found]
             if missing:
+                by_hand = " (painted by hand)" if set(missing) <= _painted_ids(features) else ""
                 what = (
-                    f": instances {missing[:5]}{' ...' if len(missing) > 5 else ''} have no class_name in its features"
+                    f": instances {missing[:5]}{' ...' if len(missing) > 5 else ''}{by_hand} have no class_name "
+                    "in its features"
                     if found
                     else " has no class_name feature"
                 )
