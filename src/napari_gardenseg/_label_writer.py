@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_label_file", "instances_table", "write_labels_layer", "PAINTED"]
+__all__ = ["write_label_file", "instances_table", "write_labels_layer", "PAINTED", "UNKNOWN_INSTANCE"]
 
 # ``source`` of an instance id that the labels hold and their features do not (painted by hand)
 PAINTED = "painted"
+# what the table says of such an id: no class, no score
+UNKNOWN_INSTANCE = {"class_id": -1, "class_name": "", "score": np.nan, "source": PAINTED}
 _TIFF = (".tif", ".tiff")
 # the largest id counted with per-id arrays (a few MB); larger ones are renumbered first
 _DIRECT_IDS = 1 << 20
@@ -99,7 +101,7 @@ def instances_table(labels, features=None):
         area, boxes, centroids = label_stats(inverse.reshape(labels.shape), len(ids) - 1, centroids=True)
     n = len(ids) - 1
     known = _known(features)
-    rows = [known.get(int(k), {"class_id": -1, "class_name": "", "score": np.nan, "source": PAINTED}) for k in ids[1:]]
+    rows = [known.get(int(k), UNKNOWN_INSTANCE) for k in ids[1:]]
     return pd.DataFrame(
         {
             "label": ids[1:].astype(np.int64),

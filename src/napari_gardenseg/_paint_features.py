@@ -11,7 +11,7 @@ the cost follows the pixels painted, never the image size:
 - an id that lost all its pixels loses its row (kept aside: an undo, or the same id painted
   again, brings it back with its class and score);
 - an id painted by hand gets a row with ``source`` "painted", class_id -1, no class name and
-  no score (as the Labels writer's table, :data:`~napari_gardenseg._label_writer.PAINTED`),
+  no score (as the Labels writer's table, :data:`~napari_gardenseg._label_writer.UNKNOWN_INSTANCE`),
   and in a stack the plane it was painted in.
 
 Undo and redo are followed too: napari emits no ``paint`` event for them, so a change of the
@@ -27,7 +27,7 @@ import weakref
 
 import numpy as np
 
-from ._label_writer import PAINTED
+from ._label_writer import UNKNOWN_INSTANCE
 
 __all__ = ["follow_paint", "follow_if_ours", "apply_edit", "recompute_features"]
 
@@ -246,13 +246,10 @@ def _painted_row(table, label: int, area: int, cy: float, cx: float, at) -> dict
     row = {
         "index": label,
         "label": label,
-        "class_id": -1,
-        "class_name": "",
-        "score": np.nan,
+        **UNKNOWN_INSTANCE,
         "area": area,
         "centroid_y": round(cy, 2),
         "centroid_x": round(cx, 2),
-        "source": PAINTED,
     }
     if "area_refined" in table:
         row["area_refined"] = np.nan
@@ -276,27 +273,24 @@ def _typed(table, like):
 
 def recompute_features(data, features, *, removed: dict | None = None):
     """``features`` with area and centroid of every id read again from ``data`` (a napari
-    Labels layer's data, numpy: 2-D or a stack of planes): rows of absent ids dropped, ids
-    without a row added as painted (or from ``removed``, as :func:`apply_edit`). For what
-    cannot be followed edit by edit.
+    Labels layer's data, numpy: 2-D or a stack of planes; the Labels writer's
+    :func:`~napari_gardenseg._label_writer.instances_table` reads them): rows of absent ids
+    dropped, ids without a row added as painted (or from ``removed``, as :func:`apply_edit`).
+    For what cannot be followed edit by edit.
     """
-    data = np.asarray(data)
+    from ._label_writer import instances_table
+
     table = features.copy()
     for col in ("area", "centroid_y", "centroid_x"):
         if col in table:
             table[col] = 0 if col == "area" else np.nan
     deltas: dict = {}
-    planes = data.reshape((-1, *data.shape[-2:])) if data.ndim > 2 else data[None]
-    for p, plane in enumerate(planes):  # one plane at a time bounds the memory
-        lead = np.unravel_index(p, data.shape[:-2]) if data.ndim > 2 else ()
-        ids, first, inv = np.unique(plane.ravel(), return_index=True, return_inverse=True)
-        h, w = plane.shape
-        area = np.bincount(inv, minlength=len(ids))
-        sy = np.bincount(inv, weights=np.repeat(np.arange(h, dtype=float), w), minlength=len(ids))
-        sx = np.bincount(inv, weights=np.tile(np.arange(w, dtype=float), h), minlength=len(ids))
-        for j, k in enumerate(ids):
-            at = (*lead, *np.unravel_index(int(first[j]), plane.shape))
-            _add(deltas, int(k), 1, area[j], sy[j], sx[j], at)
+    truth = instances_table(np.asarray(data))
+    lead = [c for c in truth.columns if str(c).startswith("axis_")]
+    for row in truth.to_dict("records"):
+        (cy, cx), area = row["centroid"], int(row["area"])
+        at = (*(row[c] for c in lead), round(cy), round(cx))  # a stack's plane, for a new row
+        _add(deltas, int(row["label"]), 1, area, cy * area, cx * area, at)
     table = _apply_deltas(table, deltas, removed)
     if "area" in table:
         table = table[table["area"] > 0].reset_index(drop=True)
