@@ -109,10 +109,14 @@ def test_a_stack_is_written_with_a_row_per_instance_and_plane(tmp_path):
     assert table[["label", "axis_0", "axis_1", "area"]].values.tolist() == [[1, 0, 1, 24], [1, 1, 2, 4], [3, 1, 2, 40]]
     assert table["class_name"].tolist() == ["weed", "weed", "rosette"]
     assert ast.literal_eval(table["centroid"][2]) == (11.5, 14.5)  # of its plane, in pixels
-    # read back as a Labels layer whose features say where each row lies
+    # read back as a Labels layer: napari holds one row per id, so id 1's two rows are one
+    # (its first plane, the area and centroid of all its pixels)
     ((data, meta, _),) = read_label_layers(str(tmp_path / "growth_labels.tif"))
     np.testing.assert_array_equal(data, stack)
-    assert meta["features"]["axis_1"].tolist() == [1, 2, 2]
+    rows = meta["features"]
+    assert rows["label"].tolist() == [1, 3] and rows["index"].tolist() == [1, 3]
+    assert rows["axis_1"].tolist() == [1, 2] and rows["area"].tolist() == [28, 40]
+    assert (rows["centroid_y"][0], rows["centroid_x"][0]) == (3.07, 3.93)  # (3.5, 4.5) x 24 px, (0.5, 0.5) x 4
 
 
 def test_nothing_the_user_made_is_replaced(tmp_path):

@@ -301,6 +301,46 @@ def test_painting_an_output_layer_updates_its_features_and_a_rerun_resets_them(v
     assert again is not masks and list(again.features["label"]) == [1, 2]
 
 
+def test_a_rerun_empties_the_undo_history_of_the_layers_it_replaces(viewer, fake_segment):
+    image = viewer.layers["garden"]
+    masks = write_layers(viewer, fake_run(plane_source(image), fake_segment))["masks"]
+    masks.brush_size = 5
+    masks.paint((6, 6), 2)
+    masks.undo()  # unedited again, with the stroke on the redo history
+    again = write_layers(viewer, fake_run(plane_source(image), fake_segment, n=1))["masks"]
+    assert again is masks
+    fresh = masks.data.copy()
+    masks.redo()  # nothing to redo: the earlier run's stroke must not land on this run's labels
+    np.testing.assert_array_equal(masks.data, fresh)
+    masks.undo()
+    np.testing.assert_array_equal(masks.data, fresh)
+    assert list(masks.features["area"]) == [36]
+
+
+def test_a_run_without_the_crf_or_boxes_shows_its_own_layer(viewer, fake_segment):
+    image = viewer.layers["garden"]
+    first = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
+    assert not first["masks"].visible and first["crf"].visible and first["boxes"].visible
+    second = write_layers(viewer, fake_run(plane_source(image), fake_segment, n=1))
+    assert second["masks"] is first["masks"] and second["masks"].visible
+    assert not first["crf"].visible and not first["boxes"].visible  # the earlier run's: kept, hidden
+    assert len(viewer.layers) == 4
+    third = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
+    assert third["crf"] is first["crf"] and third["crf"].visible and third["boxes"].visible
+
+
+def test_an_image_of_another_number_of_axes_gets_new_layers(viewer, fake_segment):
+    """A stack opened under the name of a 2-D photo segmented before (napari cannot give a layer
+    another number of axes)."""
+    image = viewer.layers["garden"]
+    flat = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=True)
+    viewer.layers.remove(image)
+    stack = viewer.add_image(np.zeros((3, 48, 64, 3), np.uint8), name="garden", rgb=True)
+    layers = write_layers(viewer, fake_run(plane_source(stack), fake_segment), boxes=True)
+    assert layers["masks"].name == "garden masks [2]" and layers["masks"].ndim == 3
+    assert layers["boxes"].name == "garden boxes [2]" and flat["masks"].ndim == 2
+
+
 def test_a_layer_the_user_made_is_never_overwritten(viewer, fake_segment):
     mine = viewer.add_labels(np.ones((48, 64), np.int32), name="garden masks")
     layers = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment))

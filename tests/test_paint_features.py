@@ -160,6 +160,37 @@ def test_a_stack_keeps_plane_columns_and_a_new_id_gets_its_plane():
     assert list(rows["axis_0"]) == [0, 1, 2]
 
 
+def test_centroids_stay_exact_when_an_instance_shrinks_to_a_few_pixels():
+    """The table's centroids are rounded to 0.01 px; carried as a running mean, that rounding
+    would grow with every shrink (a fill undone, most of a plant erased)."""
+    data = np.zeros((300, 300), np.int32)
+    data[9, 15] = 1  # a seedling of one pixel beside a big rosette
+    data[50:250, 40:241] = 2
+    table = instances_table(data)
+    table["source"] = "model"
+    layer = Labels(data, features=split_areas(instance_features(table))[0])
+    follow_paint(layer)
+    layer.fill((100, 100), 1)  # the rosette merged into the seedling...
+    layer.undo()  # ...and taken back: id 1 shrinks from 40,201 pixels to one
+    layer.refresh()
+    rows = _check(layer)
+    assert (rows.loc[1, "centroid_y"], rows.loc[1, "centroid_x"]) == (9.0, 15.0)
+    # most of the rosette erased in one edit from the console: napari emits the edit before writing it
+    keep = np.zeros(data.shape, bool)
+    keep[50:53, 40:47] = True
+    layer.data_setitem(np.nonzero((layer.data == 2) & ~keep), 0)
+    _check(layer)
+    # and bit by bit, with an eraser of 60 px
+    layer.undo()
+    layer.refresh()
+    layer.brush_size = 40
+    for y in range(70, 250, 40):
+        for x in range(60, 250, 40):
+            layer.paint((y, x), 0)
+    rows = _check(layer)
+    assert 0 < rows.loc[2, "area"] < 40_000 / 4
+
+
 def test_apply_edit_sums_a_pixel_changed_twice():
     data = _labels()
     features = _features(data)

@@ -27,7 +27,7 @@ import numpy as np
 from ._cancel import ProgressFn
 from ._compat import avoid_triton_llvm_clash
 from ._options import DEFAULT_MODEL, SegmentOptions
-from ._paint_features import follow_paint
+from ._paint_features import follow_paint, forget_history
 from ._plane_run import LayerOutput, checksum, run_planes
 from ._planes import PlaneSource, plane_source
 
@@ -77,11 +77,13 @@ def is_edited(layer) -> bool:
     return current != info.get("checksum")
 
 
-def _target(viewer, base: str, kind: str, layer_type: type):
+def _target(viewer, base: str, kind: str, layer_type: type, ndim: int | None = None):
     """The layer to overwrite for ``kind``, or the free name for a new one.
 
     Walks ``base``, ``base [2]``, ``base [3]``... and stops at the first name
-    that is free or that holds an unedited layer of ours of the right type.
+    that is free or that holds an unedited layer of ours of the right type
+    (and, given ``ndim``, of that many axes: napari cannot give a layer another
+    number of axes, as when a stack of the photo's name replaces a 2-D photo).
     Layers the user made, or ours that the user edited, are never touched.
     """
     k = 1
@@ -90,7 +92,8 @@ def _target(viewer, base: str, kind: str, layer_type: type):
         if name not in viewer.layers:
             return None, name
         layer = viewer.layers[name]
-        if isinstance(layer, layer_type) and _ours(layer, kind) and not is_edited(layer):
+        fits = ndim is None or layer.ndim == ndim
+        if isinstance(layer, layer_type) and _ours(layer, kind) and fits and not is_edited(layer):
             return layer, name
         k += 1
 
@@ -162,7 +165,7 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
         )
         layer.metadata[META_KEY] = {"kind": kind, **_about(source), "lazy": True}
         return layer
-    layer, name = _target(viewer, base, kind, Labels)
+    layer, name = _target(viewer, base, kind, Labels, np.ndim(data))
     if layer is None:
         layer = viewer.add_labels(data, name=name, features=features, visible=visible, **_spatial_kwargs(source))
     else:
@@ -170,6 +173,8 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
         _set_geometry(layer, source)
         layer.data = data
         layer.features = features
+        _show_if_hidden_stale(layer)
+        forget_history(layer)  # napari's undo would replay the earlier run's strokes on this one
     if layer.data is not data:  # napari converted it: fingerprint what the layer really holds
         check = checksum(layer.data)
     _stamp(layer, kind, source, check)
@@ -184,8 +189,8 @@ def _write_boxes(viewer, source: PlaneSource, boxes, features):
     base = layer_names(source.name)["boxes"]
     from napari.layers import Shapes
 
-    layer, name = _target(viewer, base, "boxes", Shapes)
     ndim = len(source.out_shape)
+    layer, name = _target(viewer, base, "boxes", Shapes, ndim)
     kw = _spatial_kwargs(source)
     if layer is None:
         layer = viewer.add_shapes(
@@ -205,6 +210,7 @@ def _write_boxes(viewer, source: PlaneSource, boxes, features):
         layer.data = [(b, "rectangle") for b in boxes]
         layer.features = features
         layer.text = _TEXT
+        _show_if_hidden_stale(layer)
     _stamp(layer, "boxes", source, _shapes_checksum(layer.data))
     return layer
 
@@ -216,11 +222,17 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
     objects) unless the user edited them since; then a new layer is added
     (``"<image> masks [2]"``...), so no edit is ever lost. ``kinds`` limits
     the writing to some of "masks", "crf", "boxes" (the widget writes one per
-    event-loop turn: adding a layer to napari takes a few hundred ms).
+    event-loop turn: adding a layer to napari takes a few hundred ms), ``boxes``
+    still saying whether the run has boxes. Writing "masks" hides our unedited
+    layers of this image that the run does not write (the CRF layer of an
+    earlier run with the CRF, its boxes), so that what shows is this run.
     """
     source = output.source
-    wanted = output_kinds(output, boxes=boxes) if kinds is None else list(kinds)
+    every = output_kinds(output, boxes=boxes)
+    wanted = every if kinds is None else list(kinds)
     layers = {}
+    if "masks" in wanted:
+        _hide_stale(viewer, source, [k for k in ("crf", "boxes") if k not in every])
     for kind in wanted:
         if kind == "masks":
             # beside a refined layer a new raw one starts hidden: two label layers at 0.7 opacity blend
@@ -234,6 +246,8 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
                 output.checksums[kind],
                 visible=output.refined is None,
             )
+            if output.refined is None:  # the one result of this run: shown, even where a CRF run hid it
+                layers[kind].visible = True
         elif kind == "crf" and output.refined is not None:
             layers[kind] = _write_labels(
                 viewer, source, kind, output.refined, output.features_refined, output.checksums[kind]
@@ -243,6 +257,24 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
     for res in output.results:
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
     return layers
+
+
+def _hide_stale(viewer, source: PlaneSource, kinds) -> None:
+    """Hide our unedited layers of ``kinds`` for this image that the run does not write (a CRF
+    layer after a run without the CRF, boxes after one without them): what shows is this run's
+    result. They stay in the layer list, as every earlier output does."""
+    from napari.layers import Labels, Shapes
+
+    for kind in kinds:
+        layer, _ = _target(viewer, layer_names(source.name)[kind], kind, Shapes if kind == "boxes" else Labels)
+        if layer is not None:
+            layer.visible = False
+            layer.metadata[META_KEY]["hidden_stale"] = True  # shown again when a run writes it
+
+
+def _show_if_hidden_stale(layer) -> None:
+    if (layer.metadata.get(META_KEY) or {}).get("hidden_stale"):
+        layer.visible = True
 
 
 def kept_layers_note(output: LayerOutput) -> str | None:

@@ -17,8 +17,13 @@ the cost follows the pixels painted, never the image size:
 Undo and redo are followed too: napari emits no ``paint`` event for them, so a change of the
 history's lengths seen at the next refresh (``set_data``) says which edit was undone or
 redone. Where that cannot be told (several steps while the layer was hidden), the rows are
-recomputed from the data. A history reset (new data set on the layer) is left to whoever
-set the data, as :func:`~napari_gardenseg._layers.write_layers` sets the features with it.
+recomputed from the data. New data set on the layer comes with its own features from whoever
+set it, and its history must go with the old data (:func:`forget_history`, as
+:func:`~napari_gardenseg._layers.write_layers` does).
+
+Centroids are running means of unrounded sums; an id left with under half the pixels its sums
+were last exact for is read again from the pixels (one pass), so the table's rounding never
+grows with a shrink.
 """
 
 from __future__ import annotations
@@ -29,13 +34,16 @@ import numpy as np
 
 from ._label_writer import UNKNOWN_INSTANCE
 
-__all__ = ["follow_paint", "follow_if_ours", "apply_edit", "recompute_features"]
+__all__ = ["follow_paint", "follow_if_ours", "forget_history", "apply_edit", "recompute_features"]
 
 
 # (len(undo history), len(redo history), the item on top of each) as last seen, per layer
 _seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # {label id: its row} of the instances each layer's edits removed
 _removed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# {label id: [row sum, column sum, area when last exact]} of the ids each layer's edits touched: the
+# table's centroids are rounded, and a rounded mean times an area that then shrinks is off by the shrink
+_sums: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def follow_paint(layer) -> None:
@@ -62,6 +70,18 @@ def follow_if_ours(layer) -> bool:
         return False
     follow_paint(layer)
     return True
+
+
+def forget_history(layer) -> None:
+    """Empty ``layer``'s undo and redo history (and the rows its edits removed): for new data
+    set on a layer in place, as a rerun does. napari's ``Labels.data`` setter keeps the
+    history, so an undo would otherwise write the earlier data's ids into the new labels."""
+    reset = getattr(layer, "_reset_history", None)  # private in napari; absent -> nothing to replay
+    if reset is not None:
+        reset()
+    _removed.pop(layer, None)
+    _sums.pop(layer, None)
+    _remember(layer)
 
 
 def _history(layer):
@@ -93,12 +113,14 @@ def _on_refresh(event) -> None:
         return  # no edit since: a refresh for slicing, colour, ...
     if not undo and not redo:
         _removed.pop(layer, None)  # history reset: new data, whose features its setter gives
+        _sums.pop(layer, None)
     elif len(undo) == n_undo - 1 and len(redo) == n_redo + 1:
         _apply_item(layer, redo[-1], forward=False)  # undone: redo holds it, atoms reversed
     elif len(redo) == n_redo - 1 and len(undo) in (n_undo, n_undo + 1) and top_redo is not None:
         _apply_item(layer, undo[-1], forward=True)  # redone (a full undo deque keeps its length)
     else:
         layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
+        _sums.pop(layer, None)
     _remember(layer)
 
 
@@ -107,9 +129,68 @@ def _apply_item(layer, item, *, forward: bool) -> None:
     for atom in item:
         _atom_deltas(atom, forward, deltas)
     features = layer.features
-    updated = _apply_deltas(features, deltas, _removed.setdefault(layer, {}))
-    if updated is not features:
-        layer.features = updated
+    sums = _sums.setdefault(layer, {})
+    updated = _apply_deltas(features, deltas, _removed.setdefault(layer, {}), sums)
+    if updated is features:
+        return
+    halved = [k for k, (_, _, ref) in sums.items() if k in deltas and _area(updated, k) * 2 < ref]
+    if halved:  # napari emits ``paint`` before writing a single edit's pixels, after a stroke's
+        pending = None if _written(layer.data, item, forward) else deltas
+        updated = _exact_centroids(layer.data, updated, halved, sums, pending)
+    layer.features = updated
+
+
+def _area(table, k: int) -> int:
+    at = (table["label"] == k).to_numpy() if "label" in table else np.zeros(0, bool)
+    return int(table["area"].to_numpy()[at][0]) if at.any() and "area" in table else 0
+
+
+def _written(data, item, forward: bool) -> bool:
+    """Whether ``data`` already holds the edit ``item`` (napari history atoms), judged at one
+    pixel that the edit changes."""
+    for atom in item:
+        if hasattr(atom, "slice_key"):  # every pixel under its mask (or of its box) changed
+            old = np.asarray(atom.old_values)
+            if not old.size:
+                continue
+            pos = (
+                (0,) * len(atom.slice_key)
+                if atom.mask is None
+                else np.unravel_index(int(np.argmax(atom.mask)), atom.mask.shape)
+            )
+            at = tuple(int(s.start or 0) + int(p) for s, p in zip(atom.slice_key, pos))
+            return int(np.asarray(data)[at]) == int(atom.new_value if forward else old.flat[0])
+        indices, old, new = atom
+        old = np.asarray(old).ravel()
+        new = np.broadcast_to(np.asarray(new), old.shape)
+        j = np.flatnonzero(old != new)
+        if j.size:
+            at = tuple(int(np.asarray(i).ravel()[j[0]]) for i in indices)
+            return int(np.asarray(data)[at]) == int((new if forward else old)[j[0]])
+    return True
+
+
+def _exact_centroids(data, table, ids: list[int], sums: dict, pending: dict | None = None):
+    """``table`` with the centroids of ``ids`` read from ``data``'s pixels (one pass), plus the
+    ``pending`` changes ({id: [pixels, row sum, column sum, ...]}) that ``data`` does not hold
+    yet; ``sums`` (see ``_sums``) updated in place."""
+    if not ids or "centroid_y" not in table:
+        return table
+    data = np.asarray(data)
+    found = np.nonzero(np.isin(data, ids))
+    labels = data[found]
+    table = table.copy()
+    for k in ids:
+        at = labels == k
+        d = (pending or {}).get(k, (0, 0.0, 0.0))
+        area = int(at.sum()) + d[0]
+        row = (table["label"] == k).to_numpy()
+        if area > 0 and row.any():
+            sy, sx = float(found[-2][at].sum()) + d[1], float(found[-1][at].sum()) + d[2]
+            sums[k] = [sy, sx, area]
+            table.loc[row, "centroid_y"] = round(sy / area, 2)
+            table.loc[row, "centroid_x"] = round(sx / area, 2)
+    return table
 
 
 def _add(deltas: dict, k: int, sign: int, area: int, sy: float, sx: float, at=None) -> None:
@@ -191,8 +272,9 @@ def apply_edit(features, coords, old, new, *, removed: dict | None = None):
     return _apply_deltas(features, deltas, removed)
 
 
-def _apply_deltas(features, deltas: dict, removed: dict | None):
-    """``features`` with each id's [pixels, row sum, column sum, first pixel] change applied."""
+def _apply_deltas(features, deltas: dict, removed: dict | None, sums: dict | None = None):
+    """``features`` with each id's [pixels, row sum, column sum, first pixel] change applied;
+    ``sums`` (see ``_sums``; updated in place) holds the running sums unrounded."""
     import pandas as pd
 
     deltas = {k: d for k, d in deltas.items() if k > 0 and (d[0] or d[1] or d[2])}
@@ -209,6 +291,8 @@ def _apply_deltas(features, deltas: dict, removed: dict | None):
         i = rows.get(k)
         if i is None:
             if d_area > 0:  # an id the table does not have: back from removed, or painted
+                if sums is not None:
+                    sums[k] = [d_y, d_x, d_area]
                 row = _painted_row(table, k, d_area, d_y / d_area, d_x / d_area, at)
                 if removed and k in removed:
                     row = {**removed.pop(k), **{c: row[c] for c in ("area", "centroid_y", "centroid_x") if c in row}}
@@ -221,14 +305,20 @@ def _apply_deltas(features, deltas: dict, removed: dict | None):
             gone.append(i)
             if removed is not None:
                 removed[k] = table.iloc[i].to_dict()
+            if sums is not None:
+                sums.pop(k, None)
             continue
         area[i] = after
         if cy is not None and cx is not None:
             # running mean; a row that had no pixels (or no centroid) takes the new pixels' mean
             had = before > 0 and np.isfinite(cy[i]) and np.isfinite(cx[i])
-            base_y, base_x = (cy[i] * before, cx[i] * before) if had else (0.0, 0.0)
+            base_y, base_x, ref = (cy[i] * before, cx[i] * before, before) if had else (0.0, 0.0, d_area)
+            if had and sums is not None and k in sums:
+                base_y, base_x, ref = sums[k]
             count = after if had else d_area
             if count > 0:
+                if sums is not None:
+                    sums[k] = [base_y + d_y, base_x + d_x, ref]
                 cy[i] = round((base_y + d_y) / count, 2)
                 cx[i] = round((base_x + d_x) / count, 2)
     if area is not None:

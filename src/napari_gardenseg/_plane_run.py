@@ -66,9 +66,15 @@ def instance_features(table, offset: int = 0):
     ``centroid``, pixels of the plane; NaN where the table has none) and ``source``
     ("model" or "colour": who found the instance; "model" for tables written before
     it existed), then a stack's plane indices (``axis_0``, ...) where the table has them.
-    Use :func:`split_areas` for the two layers.
+    Use :func:`split_areas` for the two layers. napari holds one row per id, so the rows of an
+    id in several planes (a label stack's table has a row per instance and plane; ids painted
+    across planes) become one: areas summed, the centroid of all its pixels, the first
+    plane's indices.
     """
     import pandas as pd
+
+    if "label" in table and table["label"].duplicated().any():
+        table = _one_row_per_id(table)
 
     labels = table["label"].to_numpy(np.int64) + offset
     centroids = np.full((len(table), 2), np.nan)
@@ -90,6 +96,26 @@ def instance_features(table, offset: int = 0):
             **{c: table[c].to_numpy(np.int64) for c in table.columns if str(c).startswith("axis_")},
         }
     )
+
+
+def _one_row_per_id(table):
+    """``table`` (an instances table) with the rows of an id merged into its first."""
+    import pandas as pd
+
+    rows = []
+    for _, group in table.groupby("label", sort=False):
+        row = group.iloc[0].to_dict()
+        if len(group) > 1:
+            area = group["area"].to_numpy(np.int64)
+            total = max(int(area.sum()), 1)
+            if "centroid" in group:
+                yx = np.asarray([_pair(c) for c in group["centroid"]])
+                row["centroid"] = (round(float(yx[:, 0] @ area) / total, 2), round(float(yx[:, 1] @ area) / total, 2))
+            row["area"] = int(area.sum())
+            if "area_refined" in group:
+                row["area_refined"] = group["area_refined"].sum(min_count=1)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=table.columns)
 
 
 def _pair(value) -> tuple[float, float]:

@@ -280,7 +280,7 @@ class SegmentationWidget(SegmentationControls):
         from ._layers import write_layers
 
         try:
-            write_layers(self._viewer, output, kinds=kinds[:1])
+            write_layers(self._viewer, output, boxes="boxes" in kinds, kinds=kinds[:1])
         except Exception as exc:
             self.status.value = report_error(exc, "showing the result")
             self._done(job)
