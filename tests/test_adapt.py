@@ -308,9 +308,11 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     viewer = make_napari_viewer()
     for seed in (9_500_000, 9_500_001):
         viewer.add_image(_photo(seed)[0], name=f"p{seed}")
+    viewer.add_image(np.zeros((3, 32, 32), np.uint8), name="z stack")  # not a photo to learn from: not offered
     trainer = TrainWidget(viewer)
     panel = trainer.open_adapt()  # the training widget's "Adapt to these photos" button
     assert [layer.name for layer in panel.photos.value] == ["p9500000", "p9500001"]
+    assert [layer.name for layer in panel.photos.choices] == ["p9500000", "p9500001"]
     assert panel.status.native.wordWrap() and trainer.status.native.wordWrap()  # messages are sentences
     assert panel.base.value == "garden" and not panel.checkpoint.visible  # the training widget's "start from"
     panel.base.value = "checkpoint"

@@ -28,11 +28,15 @@ if TYPE_CHECKING:
 __all__ = ["AdaptWidget", "photo_of_layer"]
 
 
+def _is_photo(layer) -> bool:
+    data = layer.data[0] if layer.multiscale else layer.data
+    return isinstance(layer, Image) and data.ndim - (1 if layer.rgb else 0) == 2
+
+
 def photo_of_layer(layer: Image):
     """The layer's 2-D photo (grey or RGB(A); multiscale: level 0); ValueError for stacks."""
     data = layer.data[0] if layer.multiscale else layer.data
-    plane_dims = data.ndim - (1 if layer.rgb else 0)
-    if plane_dims != 2:
+    if not _is_photo(layer):
         raise ValueError(
             f"layer {layer.name!r} is not a 2-D photo (shape {tuple(data.shape)}); adapt learns from single photos"
         )
@@ -83,12 +87,13 @@ class AdaptWidget(Container):
         self.reset_choices()
         self.photos.value = self.photos.choices
         if not self.photos.choices:
-            self.status.value = "open your photos as image layers (no labels needed)"
+            self.status.value = "open your photos as image layers (2-D photos, no labels needed)"
         else:
             self.status.value = "ready: the selected photos need no labels"
 
     def _photo_choices(self, _widget=None):
-        return [layer for layer in self._viewer.layers if isinstance(layer, Image)]
+        # stacks are not offered: adapt learns from single photos (photo_of_layer)
+        return [layer for layer in self._viewer.layers if isinstance(layer, Image) and _is_photo(layer)]
 
     @property
     def running(self) -> bool:
