@@ -65,6 +65,15 @@ def test_float_with_nan_and_inf():
     np.testing.assert_array_equal(out[5:15, 10:25], raster[5:15, 10:25])
 
 
+def test_masked_uint8_rgb_is_black_where_masked_in_both_conversions():
+    rgb = np.full((2, 3, 3), 200, np.uint8)
+    mask = np.zeros(rgb.shape, bool)
+    mask[0, 0] = True
+    image = np.ma.masked_array(rgb, mask)
+    assert (to_rgb_uint8(image)[0, 0] == 0).all() and (to_rgb_float(image)[0, 0] == 0).all()
+    assert (to_rgb_uint8(image)[1, 1] == 200).all()
+
+
 def test_masked_values_are_nodata():
     # rasterio's read(masked=True) of a float raster whose nodata is -10000: black, and no stretch
     data = np.full((4, 5, 3), 0.5, np.float32)

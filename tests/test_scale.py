@@ -49,6 +49,15 @@ def test_uses_the_models_reference_and_handles_no_vegetation():
         estimate_scale(np.zeros((10, 10)))
 
 
+def test_a_strip_thinner_than_the_measuring_step_is_measured_without_warnings():
+    import warnings
+
+    strip = np.full((1, 3000, 3), (110, 80, 60), np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert estimate_scale(strip) == 1.0
+
+
 def test_lazy_source_gives_the_same_estimate():
     from napari_gardenseg._io import ImageSource
 

@@ -165,11 +165,15 @@ def test_a_strip_runs_in_native_tiles_instead_of_shrinking_to_nothing(monkeypatc
         ({"tile_size": 256, "tile_overlap": -1}, ">= 0"),
         ({"scale": 0}, "scale must be between"),
         ({"scale": "x"}, "scale must be None, 'auto'"),
+        # the tile size in use is the model's input (1024 px): an overlap of half of it or more
+        ({"tile_size": "auto", "scale": 8.0, "tile_overlap": 1024, "shape": (300, 300, 3)}, r"tile size in use \(1024"),
+        ({"tile_overlap": 600, "shape": (20, 3000, 3)}, "tile size in use"),  # a strip: tiled on its own
     ],
 )
 def test_bad_tiling_arguments_are_named(kwargs, message):
+    image = np.zeros(kwargs.pop("shape", (64, 64, 3)), np.uint8)
     with pytest.raises((ValueError, TypeError), match=message):
-        segment(np.zeros((64, 64, 3), np.uint8), "garden", crf=False, **kwargs)
+        segment(image, "garden", crf=False, **kwargs)
 
 
 # ------------------------------------------------------------------ exact merging

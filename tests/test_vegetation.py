@@ -638,3 +638,34 @@ def test_the_stage_starts_from_its_own_threshold_whatever_mask_threshold_is():
         np.testing.assert_array_equal(paint_image(low[0]), paint_image(high[0]))
         lab = paint_image(low[0])
         assert _best(lab, truth, 1)[1] > 0.9 and _best(lab, truth, 2)[1] > 0.9  # colour drew the whole plants
+
+
+def test_merged_classes_are_one_class_with_the_colour_only_instances():
+    import napari_gardenseg as gs
+    from napari_gardenseg.synthetic import garden_scene
+
+    image, _, _ = garden_scene(3, (384, 384), style="photo")
+    res = gs.segment(image, "garden", merge_classes=True, crf=False)
+    assert {"model", "colour"} <= set(res.table["source"])  # the case: colour-only instances (id 0 before)
+    assert set(res.class_ids) == {1} and set(res.class_names) == {"plant"}
+    assert [c["id"] for c in gs.to_coco(res)["categories"]] == [1]
+
+
+def test_instance_component_pairs_are_the_same_counted_densely_or_sparsely(monkeypatch):
+    """Thousands of instances and components (a tiled tray) are counted without an
+    instances x components table; both ways give the same pairs."""
+    import napari_gardenseg._plant_pixels as plant_pixels
+
+    rng = np.random.default_rng(0)
+    inst, comp = rng.integers(0, 40, 5000), rng.integers(1, 30, 5000)
+    dense = plant_pixels._pair_counts(inst, comp, 39, 29)
+    monkeypatch.setattr(plant_pixels, "_DENSE_PAIRS", 0)
+    sparse = plant_pixels._pair_counts(inst, comp, 39, 29)
+    for a, b in zip(dense, sparse):
+        np.testing.assert_array_equal(a, b)
+    main, top = plant_pixels._largest(*sparse, 40)
+    table = np.zeros((40, 30), np.int64)
+    np.add.at(table, (inst, comp), 1)
+    table[0] = 0
+    np.testing.assert_array_equal(main, table.argmax(axis=1))
+    np.testing.assert_array_equal(top, table.max(axis=1))

@@ -267,7 +267,7 @@ def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
     :func:`to_rgb_float` raises.
     """
     arr = np.asarray(host_array(image))
-    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3 and not np.ma.isMaskedArray(image):
         return np.array(arr, dtype=np.uint8, order="C", copy=True)
     if arr.ndim not in (2, 3) or arr.dtype.kind not in "biuf" or 0 in arr.shape:
         rgb = to_rgb_float(arr)  # its checks and messages for what is not an image

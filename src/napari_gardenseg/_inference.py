@@ -492,10 +492,12 @@ class _Run:
                 for c in found.class_ids
             ]
         )
+        # merged classes are one class, id 1, the colour-only instances (id 0 until here) too
+        class_ids = np.ones(len(found), np.int64) if self.options.merge_classes else found.class_ids.astype(np.int64)
         return SegmentationResult(
             labels=labels,
             refined=refined,
-            class_ids=found.class_ids.astype(np.int64),
+            class_ids=class_ids,
             class_names=class_names,
             scores=found.scores.astype(np.float32),
             boxes=found.boxes.astype(np.float32),

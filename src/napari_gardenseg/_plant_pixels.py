@@ -189,6 +189,38 @@ def model_coverage(
     return float((paint_image(confident, mask_threshold)[veg] > 0).mean()) if len(confident) else 0.0
 
 
+# instances x components up to this many are counted in one dense table (32 MB), more sparsely
+_DENSE_PAIRS = 1 << 22
+
+
+def _pair_counts(inst, comp, n: int, n_comps: int):
+    """(instance, component, pixels) of every instance 1..n and component that share
+    plant-coloured pixels; ``inst`` / ``comp``: each such pixel's ids. Never an n x n_comps
+    table where that is large (a tiled tray: thousands of both)."""
+    key = inst.astype(np.int64) * (n_comps + 1) + comp
+    size = (n + 1) * (n_comps + 1)
+    if size <= _DENSE_PAIRS:
+        counts = np.bincount(key, minlength=size)
+        keys = np.flatnonzero(counts)
+        counts = counts[keys]
+    else:
+        keys, counts = np.unique(key, return_counts=True)
+    i, c = np.divmod(keys, n_comps + 1)
+    keep = i > 0
+    return i[keep], c[keep], counts[keep]
+
+
+def _largest(group, other, pixels, size: int):
+    """For each group id 0..size-1: the ``other`` id it shares most pixels with (the lowest on a
+    tie; 0 where none) and that count."""
+    which, count = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    if len(group):
+        order = np.lexsort((other, -pixels, group))
+        first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+        which[group[first]], count[group[first]] = other[first], pixels[first]
+    return which, count
+
+
 def follow_vegetation(
     found: Instances,
     vegetation: VegetationMap,
@@ -236,12 +268,9 @@ def follow_vegetation(
     comp_area = np.bincount(comps.ravel(), minlength=n_comps + 1)
 
     # each green instance's main component and how much of it the instance covers
-    pairs = np.bincount(
-        on_veg.astype(np.int64) * (n_comps + 1) + comps[veg], minlength=(n + 1) * (n_comps + 1)
-    ).reshape(n + 1, n_comps + 1)
-    pairs[0] = 0
-    main = pairs.argmax(axis=1)
-    cover = pairs[np.arange(n + 1), main] / np.maximum(comp_area[main], 1)
+    pair_inst, pair_comp, pair_pixels = _pair_counts(on_veg, comps[veg], n, n_comps)
+    main, top = _largest(pair_inst, pair_comp, pair_pixels, n + 1)
+    cover = top / np.maximum(comp_area[main], 1)
     # a plant-coloured region far larger than the plants the network found in it is ground cover
     # (a lawn, a hedge, a canopy), not a plant: instances on it keep the network's masks, and it
     # becomes no instance of its own
@@ -284,9 +313,9 @@ def follow_vegetation(
             split[c] = True
     # pieces of a seeded plant that colour cut off (a leaf behind a thin petiole) join it:
     # a component lying mostly inside one seed's mask
-    inside = pairs * seed[:, None]
-    best = inside.argmax(axis=0)
-    joins = (inside[best, np.arange(n_comps + 1)] >= 0.5 * comp_area) & (single == 0) & ~split
+    by_seed = seed[pair_inst]
+    best, most = _largest(pair_comp[by_seed], pair_inst[by_seed], pair_pixels[by_seed], n_comps + 1)
+    joins = (most >= 0.5 * comp_area) & (single == 0) & ~split
     joins[0] = False
     single[joins] = best[joins]
     take = region & (single > 0)[comps]  # a bool per pixel, not a full-size int32 copy

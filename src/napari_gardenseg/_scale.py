@@ -44,6 +44,8 @@ def _blob_areas(rgb: np.ndarray) -> np.ndarray:
     if max(h, w) > _MEASURE_SIDE:
         step = int(np.ceil(max(h, w) / _MEASURE_SIDE))
         hh, ww = h - h % step, w - w % step
+        if hh == 0 or ww == 0:  # a strip thinner than one step: nothing to measure at this size
+            return np.zeros(0)
         rgb = rgb[:hh, :ww].reshape(hh // step, step, ww // step, step, 3).mean((1, 3))
     labels, n = ndimage.label(vegetation_mask(rgb))
     if n == 0:
