@@ -309,6 +309,52 @@ def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, c
     assert again["reused"] and again["instances"] == _record(out, "scene2")["instances"]
 
 
+def test_overwrite_with_other_settings_leaves_no_output_of_the_earlier_run(images, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(images[1]), "--out", str(out), "--coco"]) == 0
+    assert (out / "scene1_labels_crf.tif").exists() and (out / "scene1_coco.json").exists()
+    assert cli.main(["segment", str(images[1]), "--out", str(out), "--no-crf", "--overwrite"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["scene1_instances.csv", "scene1_labels.tif", "scene1_overlay.png", "scene1_run.json"]
+    assert sorted(_record(out, "scene1")["written"]) == names[:3]
+
+
+def test_ctrl_c_waits_for_a_files_outputs_to_be_renamed_together(tmp_path):
+    import os
+    import signal
+
+    from napari_gardenseg._files import atomic_write, interrupts_held
+
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held() as held:
+            with atomic_write(tmp_path / "a_labels.tif") as a, atomic_write(tmp_path / "a_run.json") as b:
+                a.write_text("labels")
+                b.write_text("record")
+                held.hold()
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the two renames
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_labels.tif", "a_run.json"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_output_folder_that_takes_no_files_is_named_before_any_file_is_segmented(images, tmp_path):
+    from napari_gardenseg._batch import _check_writable
+
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="cannot write into the output folder .*not a folder.*choose another --out"):
+        _check_writable(blocker)
+
+
+def test_ctrl_c_says_how_to_go_on(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_batch, "segment_files", interrupted)
+    assert cli.main(["segment", str(cli._sample_file()), "--out", "o"]) == 130
+    err = capsys.readouterr().err
+    assert "gardenseg: interrupted" in err and "--resume" in err and "Traceback" not in err
+
+
 def test_cli_options_reach_segment_only_when_given(monkeypatch):
     seen = {}
     monkeypatch.setattr(

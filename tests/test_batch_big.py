@@ -45,6 +45,11 @@ def test_a_big_tiff_gives_a_zarr_store_and_a_table(tmp_path, mosaic):
     assert again.skipped == 1
     refused = segment_files([path], out, "garden", **OPTIONS)
     assert refused.failed == 1 and "already exists" in refused.table["error"].iloc[0]
+    # overwrite replaces the store (it failed on the folder, after removing the run record)
+    replaced = segment_files([path], out, "garden", overwrite=True, **OPTIONS)
+    assert replaced.ok, replaced.table
+    assert sorted(p.name for p in out.iterdir() if p.name != "failures.jsonl") == names  # no staged store left
+    np.testing.assert_array_equal(zarr.open_group(str(out / "field_labels.zarr"), mode="r")["labels"][...], ref.labels)
 
 
 def test_a_big_tiff_in_a_subfolder_gets_its_store_in_the_same_subfolder(tmp_path, mosaic):

@@ -190,3 +190,23 @@ def test_the_napari_writer_uses_the_layers_features_and_source(tmp_path):
         write_labels_layer(out[0], edited(), attributes)
     with tifffile.TiffFile(out[0]) as tif:
         assert 33550 not in tif.pages[0].tags
+
+
+def test_labels_corrected_down_to_one_plant_keep_their_id(tmp_path):
+    """One id left is not a 0/255 mask to split into components: its table names it."""
+    from napari_gardenseg._training import prepare_samples
+
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:15, 5:15] = 3  # the rosette, in two pieces
+    labels[20:30, 30:40] = 3
+    write_label_file(tmp_path / "bed_labels.tif", labels, features())
+    assert label_classes(tmp_path / "bed_labels.tif") == {3: "rosette"}
+    photo = tmp_path / "bed.png"
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(photo)
+    (sample,) = prepare_samples([(photo, tmp_path / "bed_labels.tif", {3: "rosette"})])
+    assert sorted(np.unique(sample.labels)) == [0, 3] and sample.class_of == {3: "rosette"}
+    # a table that names other ids than the labels hold is named in the error, as it was read
+    labels[20:30, 30:40] = 7  # painted by hand: the table has no class for it
+    write_label_file(tmp_path / "pot_labels.tif", labels, features())
+    with pytest.raises(ValueError, match=r"instances \[7\] are not in pot_labels_instances.csv"):
+        label_classes(tmp_path / "pot_labels.tif")

@@ -451,6 +451,13 @@ def test_files_that_are_not_whole_images_say_what_is_wrong(tmp_path):
             read_image(tmp_path / name)
         assert name in str(err.value)
     assert read_image(tmp_path / "ok.jpg").data.shape == (300, 400, 3)  # the whole files still read
+    # cut inside a long EXIF block, before the pixels: Pillow says "Truncated File Read"
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 30_000
+    Image.fromarray(noise).save(tmp_path / "exif.jpg", exif=exif.tobytes())
+    (tmp_path / "cut exif.jpg").write_bytes((tmp_path / "exif.jpg").read_bytes()[:15_000])
+    with pytest.raises(ImageError, match="cut exif.jpg stops before its image ends"):
+        read_image(tmp_path / "cut exif.jpg")
 
 
 @pytest.mark.parametrize(
@@ -539,6 +546,7 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         "b_labels_crf.tif",
         "f_labels.png",
         "a_seg.npy",
+        "notes.zarr",  # a file: a zarr store is a folder
     ):
         (photos / name).write_bytes(b"x")
     want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "f_labels.png", "stack.zarr")]
@@ -555,6 +563,8 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         image_files(photos / "a.png")
     with pytest.raises(ImageError, match="is a folder, not an image file or zarr store.*segment_files"):
         read_image(photos)  # gs.segment(folder) says what takes a folder (zarr had: "No group found in store")
+    with pytest.raises(ImageError, match="notes.zarr is a file, not a zarr store"):
+        read_image(photos / "notes.zarr")
 
 
 def test_the_outputs_a_folder_listing_leaves_out_are_the_image_outputs_of_a_batch():

@@ -54,6 +54,17 @@ __all__ = [
 ]
 
 
+def _check_writable(out: Path) -> None:
+    """OSError naming ``out`` when no file can be made in it (read-only, no permission)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write into the output folder {out} ({exc.strerror}): choose another --out") from None
+
+
 def segment_files(
     paths,
     out_dir,
@@ -145,6 +156,7 @@ def segment_files(
     if isinstance(model, (str, os.PathLike)) and model_id["sha256"] is not None and model != "garden":
         model = model_id["source"]  # a checkpoint's absolute path: workers may run in another folder
     out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)  # before the first file is read and segmented for nothing
     crf = segment_options.get("crf", True)
     names = output_names(paths, list(subfolders.values()))
     files = [FileStatus(file=p, name=n, status="pending") for p, n in zip(paths, names)]

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ._batch_outputs import _write_outputs, input_kind, output_files
-from ._files import atomic_write, check_target
+from ._files import check_target
 from ._images import looks_like_label_map
 from ._reader import read_image
 from ._run_record import (
@@ -180,15 +180,11 @@ def process_file(
     # 3. write: every output atomically, the run record last (its presence means complete)
     out.mkdir(parents=True, exist_ok=True)
     run_json = out / f"{name}{RUN_SUFFIX}"
-    if overwrite and run_json.exists():
-        run_json.unlink()  # an old record must not vouch for outputs being replaced
-    written = _write_outputs(
-        result, image, path, out, name, coco=coco, write_overlay=write_overlay, overwrite=overwrite
-    )
+    # everything the record says is worked out first: between the outputs' renames and the
+    # record's there must be no time for an interruption to leave outputs without a record
     note = _label_map_note(image) or _file_note(result, options.score_threshold)  # not a photo: that first
     record.update(
         image=image.record(),
-        written=written,
         instances=len(result),
         note=note,
         # whether the vegetation stage ran, and why (not compared on --resume: it follows from the options)
@@ -200,9 +196,26 @@ def process_file(
         package_version=_package_version(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    with atomic_write(run_json, overwrite, "run record") as tmp:
-        tmp.write_text(json.dumps(_jsonable(record), indent=1))
+    earlier = _written_by(run_json) if overwrite else []
+    if overwrite and run_json.exists():
+        run_json.unlink()  # an old record must not vouch for outputs being replaced
+
+    def record_text(names):
+        return json.dumps(_jsonable({**record, "written": names}), indent=1)
+
+    written = _write_outputs(
+        result,
+        image,
+        path,
+        out,
+        name,
+        coco=coco,
+        write_overlay=write_overlay,
+        overwrite=overwrite,
+        record=(run_json, record_text),
+    )
     written.append(run_json.name)
+    _remove_replaced(out, earlier, written)
     return {
         "file": str(path),
         "name": name,
@@ -240,3 +253,29 @@ def _file_note(result, score_threshold: float) -> str | None:
         ground_cover_hint(results, "label some of its plants and `gardenseg train` a model on them"),
     )
     return "; ".join(h for h in hints if h) or None
+
+
+def _written_by(run_json: Path) -> list[str]:
+    """The outputs an earlier run's record lists (none when it has no readable record)."""
+    try:
+        listed = json.loads(run_json.read_text()).get("written") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(f) for f in listed if isinstance(f, str)]
+
+
+def _remove_replaced(out: Path, earlier: list[str], written: list[str]) -> None:
+    """Remove what an earlier run of this file wrote and this run (``--overwrite``, other
+    settings: the CRF off, no COCO) did not: its CRF labels or COCO JSON would contradict the
+    new table. Only names the earlier record lists, inside ``out``."""
+    import shutil
+
+    root = out.resolve()
+    for name in set(earlier) - set(written):
+        target = (out / name).resolve()
+        if root not in target.parents:
+            continue
+        if target.is_dir() and target.suffix == ".zarr":
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.is_file():
+            target.unlink(missing_ok=True)

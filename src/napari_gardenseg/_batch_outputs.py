@@ -146,29 +146,37 @@ def output_files(
     return files + [f"{name}{RUN_SUFFIX}"]
 
 
-def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, write_overlay, overwrite) -> list[str]:
-    """Write every output under a temporary name, then rename them all together.
+def _write_outputs(
+    result, image, path: Path, out: Path, name: str, *, coco, write_overlay, overwrite, record=None
+) -> list[str]:
+    """Write every output under a temporary name, then rename them all together, the run
+    record last (``record``: (its path, a function of the names written giving its text)).
 
-    A process killed while writing leaves only hidden ``.*.tmp`` files, never
-    some outputs under their real names, which a retry would have to refuse.
+    A process killed while writing leaves only hidden ``.*.tmp`` files, never some outputs
+    under their real names, which a retry would have to refuse; Ctrl-C during the renames
+    waits for them to end (:func:`~napari_gardenseg._files.interrupts_held`).
     """
     from contextlib import ExitStack
 
     import tifffile
 
+    from ._files import interrupts_held
+
     written = []
     staged = getattr(result, "meta", {}).get("staged")
-    if staged is not None:  # a big input: the store holds the labels; table and COCO are read from it first
-        table = result.table
-        coco_json = json.dumps(to_coco_of(result, path)) if coco else None
-        with ExitStack() as renames:
+    table = result.table
+    coco_json = json.dumps(to_coco_of(result, path)) if coco else None  # before any output gets its name
+    with ExitStack() as renames:  # on leaving: each temporary file renamed (on an error: all removed)
+        held = renames.enter_context(interrupts_held())  # left last: held from the first rename on
+        record_tmp = None if record is None else renames.enter_context(atomic_write(record[0], overwrite, "run record"))
 
-            def put(filename, write):
-                write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
-                written.append(filename)
+        def put(filename, write, folder=False):
+            write(renames.enter_context(atomic_write(out / filename, overwrite, "output", folder=folder)))
+            written.append(filename)
 
-            geo = getattr(image, "georeference", ())
-            sidecars = getattr(image, "sidecar_georeference", None)
+        geo = getattr(image, "georeference", ())  # a GeoTIFF's labels lie on its grid in GIS software too
+        sidecars = getattr(image, "sidecar_georeference", None)  # and a world file's, with theirs
+        if staged is not None:  # a big input: the store holds the labels; table and COCO were read from it
             if geo or sidecars is not None:  # a GIS copy beside the store, read from it tile by tile
                 import zarr
 
@@ -178,33 +186,25 @@ def _write_outputs(result, image, path: Path, out: Path, name: str, *, coco, wri
                 if "refined" in store:
                     put(f"{name}_labels_crf.tif", lambda t: write_tiled_tiff(t, store["refined"], geo))
                     put_sidecars(put, f"{name}_labels_crf", sidecars)
-            put(f"{name}_labels.zarr", lambda t: os.replace(staged, t))
-            put(f"{name}_instances.csv", lambda t: with_map_coordinates(table, image).to_csv(t, index=False))
-            if coco_json is not None:
-                put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
-        return written
-    with ExitStack() as renames:  # on leaving: each temporary file renamed (on an error: all removed)
-
-        def put(filename, write):
-            write(renames.enter_context(atomic_write(out / filename, overwrite, "output")))
-            written.append(filename)
-
-        geo = getattr(image, "georeference", ())  # a GeoTIFF's labels lie on its grid in GIS software too
-        sidecars = getattr(image, "sidecar_georeference", None)  # and a world file's, with theirs
-        put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib", extratags=geo))
-        put_sidecars(put, f"{name}_labels", sidecars)
-        if result.refined is not None:
-            put(
-                f"{name}_labels_crf.tif",
-                lambda t: tifffile.imwrite(t, result.refined, compression="zlib", extratags=geo),
-            )
-            put_sidecars(put, f"{name}_labels_crf", sidecars)
-        put(f"{name}_instances.csv", lambda t: with_map_coordinates(result.table, image).to_csv(t, index=False))
-        if write_overlay:
+            put(f"{name}_labels.zarr", lambda t: os.replace(staged, t), folder=True)
+        else:
+            put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib", extratags=geo))
+            put_sidecars(put, f"{name}_labels", sidecars)
+            if result.refined is not None:
+                put(
+                    f"{name}_labels_crf.tif",
+                    lambda t: tifffile.imwrite(t, result.refined, compression="zlib", extratags=geo),
+                )
+                put_sidecars(put, f"{name}_labels_crf", sidecars)
+        put(f"{name}_instances.csv", lambda t: with_map_coordinates(table, image).to_csv(t, index=False))
+        if write_overlay and staged is None:
             shown = result.refined if result.refined is not None else result.labels
             put(f"{name}_overlay.png", lambda t: _save_overlay(t, image, shown))
-        if coco:
-            put(f"{name}_coco.json", lambda t: t.write_text(json.dumps(to_coco_of(result, path))))
+        if coco_json is not None:
+            put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
+        if record_tmp is not None:
+            record_tmp.write_text(record[1](list(written)))
+        held.hold()
     return written
 
 

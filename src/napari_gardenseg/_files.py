@@ -86,6 +86,34 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
             tmp.unlink()
 
 
+class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's)
+    """Context manager: after :meth:`hold`, Ctrl-C (SIGINT) waits until the block ends, then
+    raises KeyboardInterrupt; for a group of renames that must all happen or none. Holds
+    nothing outside the main thread, where Python delivers signals."""
+
+    def __enter__(self):
+        self._old, self._caught = None, False
+        return self
+
+    def hold(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and self._old is None:
+            self._old = signal.signal(signal.SIGINT, self._catch)
+
+    def _catch(self, signum, frame) -> None:
+        self._caught = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self._old)
+        if self._caught and exc[0] is None:
+            raise KeyboardInterrupt
+
+
 def free_path(path) -> Path:
     """``path`` if nothing is there, else ``<stem>-2<suffix>``, ``-3``... next to it."""
     path = Path(path).expanduser()

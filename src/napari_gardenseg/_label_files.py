@@ -54,7 +54,7 @@ def photo_stem(stem: str) -> str | None:
     return None
 
 
-def read_labels(path, *, planes: bool = False) -> np.ndarray:
+def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray:
     """Read a label image file: ``(H, W)`` int32 instance ids, 0 the background.
 
     - an integer image (8, 16 or 32 bits; a napari Labels layer saved as TIFF
@@ -68,7 +68,9 @@ def read_labels(path, *, planes: bool = False) -> np.ndarray:
     ``planes=True`` reads the ids as stored, for viewing: an integer image of
     more than two axes (the labels of a stack, as ``gardenseg segment`` writes
     them: planes first, then Y, X) keeps all its axes, and an image with one
-    id is not split into components.
+    id is not split into components. ``split=False`` keeps one id as stored
+    too: for labels whose table names their ids (corrected labels down to one
+    plant are not a mask).
 
     TIFF files are read with tifffile, the rest with Pillow. Raises
     FileNotFoundError, and :class:`~napari_gardenseg._images.ImageError`
@@ -101,7 +103,7 @@ def read_labels(path, *, planes: bool = False) -> np.ndarray:
         raise ImageError(
             f"{path.name} is not a 2-D label image (shape {data.shape}): save the Labels layer of one photo"
         )
-    return _as_ids(data, path.name, split=not planes)
+    return _as_ids(data, path.name, split=split and not planes)
 
 
 def _pillow_labels(im) -> np.ndarray:
@@ -211,15 +213,22 @@ def batch_features(label_file):
 
     label_file = Path(label_file)
     own = table_path(label_file)
-    stem = photo_stem(label_file.stem)
-    table_file = own if own.is_file() else label_file.with_name(f"{stem}_instances.csv") if stem is not None else None
-    if table_file is None or not table_file.is_file():
+    table_file = _table_of(label_file)
+    if table_file is None:
         return None
     try:
         masks, crf = split_areas(instance_features(pd.read_csv(table_file)))
     except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
         return None
     return crf if label_file.stem.endswith("_labels_crf") and table_file != own else masks
+
+
+def _table_of(label_file: Path) -> Path | None:
+    """The instances table :func:`batch_features` reads for ``label_file``, None if none is there."""
+    own = table_path(label_file)
+    stem = photo_stem(label_file.stem)
+    table_file = own if own.is_file() else label_file.with_name(f"{stem}_instances.csv") if stem is not None else None
+    return table_file if table_file is not None and table_file.is_file() else None
 
 
 def label_classes(label_file, default: str = DEFAULT_CLASS) -> dict[int, str] | str:
@@ -236,11 +245,11 @@ def label_classes(label_file, default: str = DEFAULT_CLASS) -> dict[int, str] | 
     if not classes:
         return default
     label_file = Path(label_file)
-    unnamed = [int(k) for k in np.unique(read_labels(label_file)) if k > 0 and int(k) not in classes]
+    unnamed = [int(k) for k in np.unique(read_labels(label_file, split=False)) if k > 0 and int(k) not in classes]
     if unnamed:
         raise ValueError(
             f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} are not in "
-            f"{photo_stem(label_file.stem)}_instances.csv, which names the classes of the others "
+            f"{_table_of(label_file).name}, which names the classes of the others "
             "(painted since the batch?): give one class name for every instance"
         )
     return classes

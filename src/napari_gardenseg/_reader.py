@@ -184,6 +184,8 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
             f"{path} is a folder, not an image file or zarr store: segment the images in it with "
             "segment_files(folder, out_dir) or `gardenseg segment FOLDER --out DIR`"
         )
+    if path.is_file() and name.endswith(".zarr"):
+        raise ImageError(f"{path.name} is a file, not a zarr store (a store is a folder): give the store's folder")
     if path.is_dir() or name.endswith(".zarr"):
         return _read_zarr(path, axes)
     if name.endswith(".npy"):
@@ -277,7 +279,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         found = [
             p
             for p in visible
-            if p.suffix.lower() == ".zarr" or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+            if (p.is_dir() and p.suffix.lower() == ".zarr") or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
         ]
         # a batch's outputs are named after its run record: <name>_labels.tif etc. beside <name>_run.json
         runs = [c.name[: -len(RUN_SUFFIX)] for c in visible if c.name.endswith(RUN_SUFFIX)]
@@ -364,8 +366,8 @@ def _read_pillow(path: Path) -> ImageFile:
             f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
             "open it in an image editor and save it as PNG or JPEG"
         ) from None
-    except OSError as err:  # Pillow says "image file is truncated" with no error type of its own
-        if "truncated" not in str(err):
+    except OSError as err:  # Pillow says "image file is truncated" / "Truncated File Read", no type of its own
+        if "truncated" not in str(err).lower():
             raise
         raise _truncated(path) from None
     applied = {"format": fmt, **applied}

@@ -84,7 +84,8 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
         if is_image_path(labels):
             from ._label_files import read_labels
 
-            what, labels = f"{what}: {Path(labels).name}", read_labels(labels)
+            # ids a table names are kept as stored (one plant left is not a mask to split)
+            what, labels = f"{what}: {Path(labels).name}", read_labels(labels, split=not isinstance(classes, dict))
         rgb = _held_rgb(image)
         lab = np.asarray(labels)
         if lab.dtype.kind not in "iub":

@@ -219,7 +219,11 @@ def _cmd_segment(args) -> int:
         )
     tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
     existing = sum(1 for f in summary if (f.error or "").startswith("OutputExistsError"))
-    if existing:  # a batch run again into the same folder: say the two ways on
+    if existing and args.resume:  # outputs without a matching record (another run's, or one interrupted)
+        tail += (
+            f"; {existing} of them because their outputs exist and are not this run's: --resume --overwrite redoes them"
+        )
+    elif existing:  # a batch run again into the same folder: say the two ways on
         tail += (
             f"; {existing} of them because their outputs exist: --resume skips the files already done, "
             "--overwrite replaces their outputs"
@@ -577,6 +581,13 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"gardenseg: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, not torch's traceback
+        if args.command == "segment":
+            hint = "the files finished so far are complete (outputs and run record): run the same command with --resume to go on"
+        else:
+            hint = "no model was saved" if args.command in ("train", "adapt") else ""
+        print(f"\ngardenseg: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
