@@ -72,6 +72,7 @@ def test_overlaps_small_on_top_and_what_is_left_out_is_said(tmp_path):
         {"id": 4, "image_id": b["id"], "category_id": 1, "segmentation": big, "iscrowd": 1},
         {"id": 5, "image_id": 9, "category_id": 1, "segmentation": big},
         {"id": 6, "image_id": a["id"], "category_id": 1, "bbox": [0, 0, 5, 5], "segmentation": []},  # a box only
+        {"id": 7, "image_id": a["id"], "category_id": 1, "segmentation": [[0, 0, 0, 0, 0, 0]]},  # no pixel: said too
     ]
     path = _write(tmp_path / "coco.json", [a, b, c, missing], anns)
     with pytest.warns(UserWarning) as said:
@@ -79,7 +80,9 @@ def test_overlaps_small_on_top_and_what_is_left_out_is_said(tmp_path):
     [message] = [str(w.message) for w in said if "left out" in str(w.message)]
     assert "1 photo(s) not found" in message and "elsewhere/gone.png" in message
     assert "2 photo(s) with no mask annotations" in message  # b (crowd only) and c
-    assert "1 crowd annotation(s)" in message and "1 instance(s) hidden under others" in message
+    assert (
+        "1 crowd annotation(s)" in message and "2 instance(s) with no pixel (empty, or hidden under others)" in message
+    )
     assert photo.name == "a.png" and classes == {1: "weed", 2: "weed"}
     assert np.unique(labels).tolist() == [0, 1, 2]  # ids renumbered after the hidden one was dropped
     inner = labels[12:18, 12:18]
@@ -154,3 +157,88 @@ def test_label_images_are_int16_while_the_ids_fit():
 
     assert ids_dtype(0) is np.int16 and ids_dtype(np.iinfo(np.int16).max) is np.int16
     assert ids_dtype(np.iinfo(np.int16).max + 1) is np.int32
+
+
+def test_sizes_are_checked_against_the_photo_and_a_turned_photos_labels_turn_with_it(tmp_path):
+    # stored 60 x 40 with EXIF orientation 6 (shown turned a quarter clockwise): annotated on the stored pixels
+    stored = np.full((40, 60, 3), 90, np.uint8)
+    stored[5:15, 40:55] = (200, 30, 30)  # the plant, where the tool drew it
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(tmp_path / "turned.jpg", exif=exif.tobytes(), quality=95)
+    entry = {"id": 1, "file_name": "turned.jpg", "height": 40, "width": 60}
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[40, 5, 55, 5, 55, 15, 40, 15]]}
+    [(_, labels, _)] = read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+    from napari_gardenseg._reader import read_image
+
+    upright = read_image(tmp_path / "turned.jpg").data
+    assert labels.shape == upright.shape[:2] == (60, 40)
+    red = (upright[..., 0] > 150) & (upright[..., 1] < 100)
+    assert (labels > 0).sum() > 100 and (red[labels > 0]).mean() > 0.9  # on the plant as napari shows it
+    # a photo resized after it was annotated: named, not drawn at the wrong size
+    Image.fromarray(stored[::2, ::2]).save(tmp_path / "small.png")
+    small = {"id": 1, "file_name": "small.png", "height": 40, "width": 60}
+    with pytest.raises(ImageError, match=r"image 1 \(small.png\) is 60x40 pixels in the file but 30x20 on disk"):
+        read_coco(_write(tmp_path / "small.json", [small], [ann]))
+    # a size of 0 is no size: the photo's own
+    _photo(tmp_path / "z", "a.png")
+    zero = {"id": 1, "file_name": "a.png", "height": 0, "width": 0}
+    [(_, labels, _)] = read_coco(_write(tmp_path / "z" / "coco.json", [zero], [ann]))
+    assert labels.shape == (40, 60)
+
+
+def test_a_run_length_mask_whose_runs_do_not_fill_its_size_is_named(tmp_path):
+    entry = _photo(tmp_path, "a.png")
+    for runs in ([10, 50], [10, 5000]):  # too few pixels, too many (CVAT has written both)
+        ann = {"id": 4, "image_id": entry["id"], "category_id": 1, "segmentation": {"size": [40, 60], "counts": runs}}
+        with pytest.raises(ImageError, match="coco.json: annotation 4 .* its runs cover"):
+            read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+    compressed = coco_mask.encode(np.asfortranarray(np.ones((40, 60), np.uint8)))
+    compressed["size"] = [40, 60]
+    compressed["counts"] = coco_mask.encode(np.asfortranarray(np.ones((80, 60), np.uint8)))["counts"].decode()
+    ann = {"id": 5, "image_id": entry["id"], "category_id": 1, "segmentation": compressed}
+    with pytest.raises(ImageError, match="annotation 5 has a segmentation pycocotools cannot read"):
+        read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+
+
+def test_cvat_masks_marked_crowd_are_instances(tmp_path):
+    """CVAT (Datumaro's COCO writer) marks every brush mask iscrowd=1 and gives every annotation
+    ``attributes``; a plain COCO file's crowd regions stay out."""
+    entry = _photo(tmp_path, "a.png")
+    mask = np.zeros((40, 60), np.uint8)
+    mask[5:15, 5:20] = 1
+    plain = {"size": [40, 60], "counts": [int(v) for v in _runs(mask)]}
+    anns = [
+        {
+            "id": 1,
+            "image_id": entry["id"],
+            "category_id": 1,
+            "iscrowd": 1,
+            "segmentation": plain,
+            "attributes": {"occluded": False},
+        },
+        {
+            "id": 2,
+            "image_id": entry["id"],
+            "category_id": 1,
+            "iscrowd": 0,
+            "segmentation": [[30, 20, 50, 20, 50, 35, 30, 35]],
+            "attributes": {"occluded": False},
+        },
+    ]
+    [(_, labels, classes)] = read_coco(_write(tmp_path / "cvat.json", [entry], anns))
+    assert classes == {1: "weed", 2: "weed"} and mask.sum() in np.bincount(labels.ravel())[1:]
+    for ann in anns:
+        del ann["attributes"]
+    with pytest.warns(UserWarning, match="1 crowd annotation"):
+        [(_, labels, classes)] = read_coco(_write(tmp_path / "plain.json", [entry], anns))
+    assert len(classes) == 1
+
+
+def _runs(mask):
+    """Uncompressed COCO RLE counts of ``mask`` (column-major, starting with background)."""
+    flat = np.asfortranarray(mask).ravel(order="F")
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], edges, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    return counts if flat[0] == 0 else [0, *counts]

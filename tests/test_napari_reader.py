@@ -132,6 +132,19 @@ def test_coco_file_of_too_many_photos_says_how_to_train_on_it(tmp_path, monkeypa
     monkeypatch.setattr(napari_reader, "MAX_ANNOTATED_PHOTOS", 2)
     with pytest.raises(ValueError, match="annotates 3 photos, more than 2: napari opens at most 2 .*train --coco"):
         get_coco_reader(str(path))(str(path))
+    # another error is not taken for that one
+    monkeypatch.setattr(napari_reader, "MAX_ANNOTATED_PHOTOS", 20)
+    monkeypatch.setattr("napari_gardenseg._coco_labels.read_coco", _raises(ValueError("zero-size array")))
+    with pytest.raises(ValueError, match="zero-size array") as err:
+        get_coco_reader(str(path))(str(path))
+    assert "napari opens at most" not in str(err.value)
+
+
+def _raises(exc):
+    def read(*args, **kwargs):
+        raise exc
+
+    return read
 
 
 def test_yolo_dataset_opens_as_photos_and_labels_with_classes(tmp_path, monkeypatch):

@@ -43,8 +43,8 @@ def test_values_are_normalised():
     [
         ({"score_threshold": 1.5}, ValueError, "score_threshold must be between 0 and 1"),
         ({"mask_threshold": 1.0}, ValueError, "mask_threshold must be above 0 and below 1"),
-        ({"mask_threshold": "high"}, TypeError, "mask_threshold must be a number"),
-        ({"score_threshold": True}, TypeError, "score_threshold must be a number"),  # float(True) is 1.0
+        ({"mask_threshold": "high"}, ValueError, "mask_threshold must be a number"),
+        ({"score_threshold": True}, ValueError, "score_threshold must be a number"),  # float(True) is 1.0
         ({"classes": 2.5}, TypeError, "classes must be None"),
         ({"classes": ["weed", None]}, TypeError, "classes must hold class names"),
         ({"classes": []}, ValueError, "classes is empty"),

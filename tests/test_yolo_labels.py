@@ -88,3 +88,17 @@ def test_folder_without_yaml_exif_size_and_errors(tmp_path):
         read_yolo(tmp_path / "d.yaml")
     with pytest.raises(FileNotFoundError):
         read_yolo(tmp_path / "nothing.yaml")
+
+
+def test_a_splits_subfolders_are_read_and_pixel_coordinates_are_refused(tmp_path):
+    """Ultralytics reads a split folder with its subfolders (labels/ mirroring them); its labels
+    are fractions of the photo's size, and a tool that wrote pixels is named."""
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [plant]\n")
+    for rel in ("a", "plot2/b", "plot3/deep/c"):
+        _photo(tmp_path / "images" / "train" / f"{rel}.jpg")
+        _labels(tmp_path / "labels" / "train" / f"{rel}.txt", ["0 0.1 0.1 0.5 0.1 0.5 0.5"])
+    samples = read_yolo(tmp_path / "data.yaml")
+    assert [p.name for p, _, _ in samples] == ["a.jpg", "b.jpg", "c.jpg"]
+    _labels(tmp_path / "labels" / "train" / "plot2" / "b.txt", ["0 6 4 30 4 30 20"])
+    with pytest.raises(ImageError, match=r"b.txt, line 1: coordinates outside 0..1 \(4 to 30\).*not pixels"):
+        read_yolo(tmp_path / "data.yaml")

@@ -79,7 +79,9 @@ def read_coco(
     labelled: training on them would teach that their plants are background),
     crowd annotations (``iscrowd=1``: one region for many objects) and
     instances hidden entirely under others are left out, with a warning
-    saying how many.
+    saying how many. CVAT's exports (Datumaro's writer: every annotation has
+    ``attributes``) mark every mask drawn with the brush ``iscrowd=1``; there
+    a crowd annotation in RLE is one instance, as drawn.
 
     Raises
     ------
@@ -112,6 +114,7 @@ def read_coco(
 
     by_image: dict = {}
     crowd = 0
+    cvat = bool(annotations) and all(isinstance(a.get("attributes"), dict) for a in annotations)
     for ann in annotations:
         image_id, category_id = _key(ann.get("image_id")), _key(ann.get("category_id"))
         if image_id not in entries:
@@ -120,14 +123,15 @@ def read_coco(
             raise ImageError(
                 f"{path.name}: annotation {ann.get('id')} has category {category_id}, which it does not list"
             )
-        if ann.get("iscrowd", 0):
+        brush = cvat and isinstance(ann.get("segmentation"), dict)  # CVAT: a mask, not a crowd
+        if ann.get("iscrowd", 0) and not brush:
             crowd += 1
             continue
         if ann.get("segmentation"):  # boxes alone (a detection dataset) hold no mask
             by_image.setdefault(image_id, []).append(ann)
 
     if max_photos is not None and len(by_image) > max_photos:
-        raise ValueError(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
+        raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
     samples, missing, hidden = [], [], 0
     unannotated = sum(1 for i in entries if i not in by_image)
     for image_id, anns in by_image.items():
@@ -137,17 +141,32 @@ def read_coco(
         if photo is None:
             missing.append(str(name) if name else f"(image {image_id} has no file_name)")
             continue
+        from ._reader import read_image
+
+        read = read_image(photo, lazy=True)
+        size = tuple(read.plane_shape)  # upright (EXIF), as the photo layer shows it
         try:
             h, w = int(entry["height"]), int(entry["width"])
         except (KeyError, TypeError, ValueError):  # not written by every tool: the photo's own size
-            from ._reader import read_image
-
-            h, w = read_image(photo, lazy=True).plane_shape
+            h, w = size
+        if h <= 0 or w <= 0:
+            h, w = size
+        orientation = read.applied.get("exif_orientation")
+        # a tool that annotated the stored pixels of a photo its EXIF orientation turns (their size
+        # is the turned one's, swapped): the labels are turned as the photo is read
+        turn = orientation in _EXIF_TRANSPOSE and (w, h) == size and (h, w) != size
+        if (h, w) != size and not turn:
+            raise ImageError(
+                f"{path.name}: image {image_id} ({name}) is {w}x{h} pixels in the file but {size[1]}x{size[0]} "
+                "on disk: the photo was resized or replaced after it was annotated"
+            )
         rles = [
             (_rle(coco_mask, a["segmentation"], h, w, path.name, a.get("id")), categories[_key(a["category_id"])])
             for a in anns
         ]
         labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w))
+        if turn:
+            labels = _turned(labels, orientation)
         hidden += n_hidden
         if classes:
             samples.append((photo, labels, classes))
@@ -168,6 +187,30 @@ def read_coco(
     return samples
 
 
+# EXIF orientation -> the transpose that turns a photo upright (Pillow's ImageOps.exif_transpose)
+_EXIF_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+
+
+def _turned(labels: np.ndarray, orientation: int) -> np.ndarray:
+    """``labels`` turned as Pillow turns a photo of that EXIF orientation upright."""
+    from PIL import Image
+
+    method = getattr(Image.Transpose, _EXIF_TRANSPOSE[orientation])
+    return np.asarray(Image.fromarray(labels.astype(np.int32)).transpose(method)).astype(labels.dtype)
+
+
+class TooManyPhotos(ValueError):
+    """A dataset with more annotated photos than ``max_photos`` (what napari should open at once)."""
+
+
 def pycocotools_mask(what: str):
     """pycocotools' ``mask`` module; ImportError naming the extra that installs it."""
     try:
@@ -184,7 +227,7 @@ def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], 
     (:func:`ids_dtype`: what training holds). Where masks overlap the
     smaller is drawn over the larger, so a small plant on a larger one keeps
     its pixels; an empty mask gets no id, nor does one left with no pixel
-    under others (counted as hidden). Encoded masks are small: each is
+    under others (both counted as hidden). Encoded masks are small: each is
     decoded only while it is drawn.
     """
     from skimage.segmentation import relabel_sequential
@@ -198,7 +241,7 @@ def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], 
             classes[k] = name
     labels, forward, _ = relabel_sequential(labels)  # ids 1..n again once hidden instances are gone
     present = [k for k in classes if forward[k] > 0]
-    return labels, {int(forward[k]): classes[k] for k in present}, len(classes) - len(present)
+    return labels, {int(forward[k]): classes[k] for k in present}, len(rles) - len(present)
 
 
 def first_few(names: list[str]) -> str:
@@ -209,7 +252,7 @@ def warn_left_out(file_name: str, left_out: list[str], hidden: int = 0) -> None:
     """One warning saying what a reader of annotations left out, if anything (``hidden``: instances
     hidden under others, see :func:`draw_instances`)."""
     if hidden:
-        left_out = [*left_out, f"{hidden} instance(s) hidden under others"]
+        left_out = [*left_out, f"{hidden} instance(s) with no pixel (empty, or hidden under others)"]
     if left_out:
         warnings.warn(f"{file_name}: left out " + "; ".join(left_out), stacklevel=3)
 
@@ -242,12 +285,16 @@ def _rle(coco_mask, segmentation, h: int, w: int, file: str, ann_id) -> dict:
             polygons = [p for p in segmentation if len(p) >= 6] or [[0, 0, 0, 0, 0, 0]]
             rle = coco_mask.merge(coco_mask.frPyObjects(polygons, h, w))
         elif isinstance(segmentation.get("counts"), list):  # plain RLE
+            runs, (rh, rw) = segmentation["counts"], segmentation["size"]
+            if sum(int(v) for v in runs) != int(rh) * int(rw):  # CVAT has written such (its issue 9460)
+                raise ValueError(f"its runs cover {sum(int(v) for v in runs)} pixels, its size {rw}x{rh} has {rh * rw}")
             rle = coco_mask.frPyObjects(segmentation, *segmentation["size"])
         else:  # compressed RLE
             rle = dict(segmentation)
             if isinstance(rle["counts"], str):
                 rle["counts"] = rle["counts"].encode("ascii")
         size = [int(v) for v in rle["size"]]
+        coco_mask.decode(rle)  # a compressed RLE whose runs overrun its size fails here, not later unnamed
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ImageError(f"{file}: annotation {ann_id} has a segmentation pycocotools cannot read: {exc}") from exc
     if size != [h, w]:

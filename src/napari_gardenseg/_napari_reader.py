@@ -179,13 +179,11 @@ def _annotated_layers(read, path, cli_option: str, **kwargs) -> list[tuple]:
     ``class_name`` features (what *Train on my labels* pairs and reads)."""
     import pandas as pd
 
-    from ._images import ImageError
+    from ._coco_labels import TooManyPhotos
 
     try:
         samples = read(path, max_photos=MAX_ANNOTATED_PHOTOS, **kwargs)
-    except ImageError:
-        raise
-    except ValueError as exc:  # more photos than napari should hold
+    except TooManyPhotos as exc:  # more photos than napari should hold
         raise ValueError(
             f"{exc}: napari opens at most {MAX_ANNOTATED_PHOTOS} at once. "
             f"Train on all of them with: gardenseg train {cli_option} {Path(path).name} --out MODEL.pt"

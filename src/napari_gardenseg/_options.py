@@ -51,7 +51,7 @@ TRAIN_DEFAULTS = {"iterations": 200, "batch_size": 2, "lr": 1e-3, "crop": 384, "
 def _fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:
     """``value`` as a float in [0, 1] (``open_low``: above 0; ``open_high``: below 1); ValueError otherwise."""
     if isinstance(value, (bool, str, bytes)) or type(value).__name__ == "bool_":  # float() takes True and "0.7"
-        raise TypeError(f"{name} must be a number between 0 and 1, got {value!r}")
+        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):

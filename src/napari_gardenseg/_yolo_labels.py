@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._coco_labels import draw_instances, first_few, pycocotools_mask, warn_left_out
+from ._coco_labels import TooManyPhotos, draw_instances, first_few, pycocotools_mask, warn_left_out
 from ._images import ImageError
 from ._reader import IMAGE_SUFFIXES, image_files, read_image
 
@@ -87,7 +87,7 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
         data = load_dataset(yaml_file) if dataset is None else dataset
         names, photos = _class_names(data), _split_photos(data, yaml_file, split)
     if max_photos is not None and len(photos) > max_photos:
-        raise ValueError(f"{path.name} holds {len(photos)} photos, more than {max_photos}")
+        raise TooManyPhotos(f"{path.name} holds {len(photos)} photos, more than {max_photos}")
 
     samples, unlabelled, boxes, hidden = [], [], 0, 0
     for photo in photos:
@@ -174,8 +174,8 @@ def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
 def _entry_photos(root: Path, entry: str, file_name: str) -> list[Path]:
     # Roboflow writes "../train/images" for a folder beside the YAML file: Ultralytics then drops the "../"
     for candidate in (root / entry, root / entry.removeprefix("../")):
-        if candidate.is_dir():
-            return image_files(candidate)
+        if candidate.is_dir():  # with its subfolders, as Ultralytics reads a split (labels/ mirrors them)
+            return image_files(candidate, recursive=True)
         if candidate.is_file() and candidate.suffix.lower() == ".txt":  # a list of photos, one per line
             lines = [ln.strip() for ln in candidate.read_text(encoding="utf-8-sig").splitlines() if ln.strip()]
             return [p if p.is_absolute() else (candidate.parent / p) for p in map(Path, lines)]
@@ -215,5 +215,10 @@ def _label_lines(label_file: Path, names: dict[int, str]) -> list[tuple[int, np.
             )
         if names and k not in names:
             raise ImageError(f"{label_file.name}, line {number}: class {k} has no name in the dataset file")
+        if values.max() > 1.01 or values.min() < -0.01:  # clipped to the photo's edge, nothing would be left
+            raise ImageError(
+                f"{label_file.name}, line {number}: coordinates outside 0..1 ({values.min():g} to {values.max():g}): "
+                "YOLO labels are fractions of the photo's width and height, not pixels"
+            )
         out.append((k, None if len(values) == 4 else values.reshape(-1, 2)))
     return out
