@@ -202,6 +202,22 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
     assert out.read_bytes() == before
 
 
+def test_adapt_is_the_same_with_the_same_seed_whether_the_base_was_loaded_or_not(small_base, tmp_path, monkeypatch):
+    import napari_gardenseg._models as models
+
+    photos = [_photo(9_500_000)[0], _photo(9_500_001)[0]]
+    runs = []
+    for k, cached in enumerate((False, True)):
+        if not cached:  # a first load builds the network (random initial weights) before reading the file
+            monkeypatch.setattr(models, "_CACHE", {})
+        gs.adapt(photos, small_base, output=tmp_path / f"s{k}.pt", rounds=1, iterations=1, seed=3)
+        rounds = json.loads((tmp_path / f"s{k}.json").read_text())["rounds"]
+        runs.append([{key: v for key, v in r.items() if key != "seconds"} for r in rounds])
+    assert runs[0] == runs[1]
+    with pytest.raises(ValueError, match="must not end in .json"):  # its report would take the model's name
+        gs.adapt(photos, small_base, output=tmp_path / "m.json", iterations=1)
+
+
 def test_adapt_keeps_the_base_model_when_no_round_beats_it(small_base, tmp_path, monkeypatch, capsys):
     from PIL import Image
 

@@ -47,7 +47,11 @@ def test_photos_are_held_compactly_and_read_as_segment_reads_them(two_scenes):
     crop = torch.from_numpy(eight_bit.image[10:90, 20:110]).float() / 255
     assert torch.equal(crop, torch.from_numpy(to_rgb_float(im)[10:90, 20:110]))
     assert floats.image.dtype == np.float32
-    assert many.labels.dtype == np.int32 and many.labels.max() == big_ids.max()
+    # ids beyond int16 (or float32's exact 2**24, which resizing crops needs) are numbered 1..n again
+    n = len(np.unique(big_ids)) - 1
+    assert many.labels.dtype == np.int16 and many.labels.max() == n and sorted(many.class_of) == list(range(1, n + 1))
+    np.testing.assert_array_equal(many.labels > 0, big_ids > 0)
+    assert len(np.unique(np.stack([many.labels.ravel(), big_ids.ravel()]), axis=1)[0]) == n + 1  # one id each
 
 
 def test_fine_tuning_lowers_loss_and_round_trips(tmp_path, two_scenes):
@@ -216,11 +220,39 @@ def test_cancel_stops_early_and_keeps_the_work(tmp_path, two_scenes):
         ([(np.zeros((8, 8, 3)), np.zeros((8, 8), np.int32), {})], "no labelled instances"),
         ([(np.zeros((8, 8, 3)), np.zeros((8, 8), np.float32), {})], "integer label image"),
         ([np.zeros((8, 8))], "triple"),
+        ([(np.zeros((8, 8, 3)), np.zeros((8, 8, 3), np.uint8), "weed")], r"one 2-D image of instance ids.*\(8, 8, 3\)"),
+        ([(np.zeros((8, 8, 3)), np.full((8, 8), -1, np.int32), "weed")], "negative ids"),
+        ([(np.zeros((8, 8, 3)), np.ones((8, 8), np.int32), "__background__")], "background's name"),
     ],
 )
 def test_bad_samples(tmp_path, samples, match):
     with pytest.raises(ValueError, match=match):
         train(samples, iterations=1, output=tmp_path / "x.pt", device="cpu")
+
+
+def test_crop_is_checked(tmp_path, two_scenes):
+    with pytest.raises(ValueError, match="crop must be a whole number of pixels, at least 64"):
+        train(two_scenes, iterations=1, output=tmp_path / "x.pt", device="cpu", crop=0)
+
+
+def test_numpy_settings_and_huge_ids_train_a_model_that_loads(tmp_path, two_scenes):
+    """A sweep over np.logspace gives numpy scalars; a label image may number its plants from 2**24 on
+    (float32 resizing could not keep such ids apart)."""
+    im, lab, classes = two_scenes[0]
+    big = np.where(lab > 0, lab.astype(np.int64) + 20_000_000, 0)
+    path = train(
+        [(im, big, {k + 20_000_000: v for k, v in classes.items()})],
+        base="garden",
+        iterations=np.int64(1),
+        lr=np.logspace(-4, -2, 3)[1],
+        output=tmp_path / "sweep.pt",
+        device="cpu",
+        crop=96,
+        paste=0.0,
+        meta={"mask_threshold": np.float32(0.4)},
+    )
+    loaded = load_model(path, device="cpu")
+    assert loaded.meta["mask_threshold"] == pytest.approx(0.4) and type(loaded.meta["mask_threshold"]) is float
 
 
 def test_one_class_name_for_all(tmp_path, two_scenes):
@@ -259,6 +291,19 @@ def test_default_output_is_a_new_file_in_the_user_models_folder(tmp_path, monkey
     second = train(two_scenes, base="garden", iterations=1, device="cpu", crop=96)
     assert first.parent == second.parent == user_models_dir() == tmp_path / "home" / "models"
     assert first != second and first.exists() and second.exists()
+    # a run whose chosen name another run took meanwhile saves under the next free one
+    import napari_gardenseg._training as training
+
+    taken = user_models_dir() / "my_model-3.pt"
+    real_fit = training.fit
+
+    def fit_while_another_run_saves(*args, **kwargs):
+        taken.write_bytes(b"the other run's model")
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(training, "fit", fit_while_another_run_saves)
+    third = train(two_scenes, base="garden", iterations=1, device="cpu", crop=96)
+    assert third.name == "my_model-4.pt" and taken.read_bytes() == b"the other run's model"
 
 
 def test_garden_mobilenet_builds_trains_and_round_trips(tmp_path):

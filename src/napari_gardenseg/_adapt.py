@@ -220,8 +220,11 @@ def adapt(
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
     if rounds < 1 or (iterations is not None and iterations < 1):
         raise ValueError("rounds and iterations must be at least 1")
+    named = output is not None
     output = default_output() if output is None else output
     output = check_target(output, overwrite, what="checkpoint")
+    if report_path(output) == output:
+        raise ValueError(f"the model's file name must not end in .json ({output.name}): its report is MODEL.json")
     check_target(report_path(output), overwrite, what="adapt report")
     budget = 60.0 * (float(minutes) if minutes is not None else default_minutes(len(images)))
     deadline = start + budget
@@ -232,6 +235,7 @@ def adapt(
 
     report(0.0, "loading model")
     loaded = load_model(base, device=dev)
+    torch.manual_seed(seed)  # a model built on loading drew from it: the same seed, the same run either way
     net = copy.deepcopy(loaded.net).eval()  # never train the cached model in place
     model = Model(
         net, list(loaded.class_names), dev, loaded.source, loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
@@ -422,6 +426,8 @@ def adapt(
     meta = {k: v for k, v in loaded.meta.items() if k != "adapt"}
     meta["adapt"] = info
     report(0.98, "saving the model")
+    if not named and (output.exists() or report_path(output).exists()):
+        output = default_output()  # another run took the name chosen at the start: the next free one
     path = save_checkpoint(
         net,
         output,

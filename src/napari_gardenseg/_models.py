@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -365,6 +366,21 @@ def model_info(model: str | os.PathLike | Model) -> tuple[list[str], dict]:
     return _default_names(_num_classes(_state_dict_of(obj, path), path)), {}
 
 
+def _plain(value):
+    """``value`` with numpy scalars and arrays (a learning rate from ``np.logspace``) made Python
+    numbers and lists: ``load_model`` reads checkpoints with ``weights_only=True``, which refuses
+    any other object, so such a value would make the file unloadable."""
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, np.str_) else k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
 def save_checkpoint(
     model: Model | nn.Module,
     path: str | os.PathLike,
@@ -410,10 +426,10 @@ def save_checkpoint(
                 "format": FORMAT,
                 "version": FORMAT_VERSION,
                 "arch": arch,
-                "arch_kwargs": dict(arch_kwargs or {}),
-                "class_names": list(class_names),
+                "arch_kwargs": _plain(dict(arch_kwargs or {})),
+                "class_names": [str(n) for n in class_names],
                 "state_dict": state,
-                "meta": dict(meta or {}),
+                "meta": _plain(dict(meta or {})),
             },
             tmp,
         )

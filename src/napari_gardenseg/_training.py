@@ -40,6 +40,10 @@ WISE_ALPHA = 0.5
 __all__ = ["train", "prepare_samples"]
 
 
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: the settings (lr) do not suit these samples, nothing was saved."""
+
+
 class _Sample:
     __slots__ = ("image", "labels", "class_of", "zoom")
 
@@ -90,6 +94,15 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
         lab = np.asarray(labels)
         if lab.dtype.kind not in "iub":
             raise ValueError(f"{what}: labels must be an integer label image, got dtype {lab.dtype}")
+        if lab.ndim != 2:
+            raise ValueError(
+                f"{what}: labels must be one 2-D image of instance ids (H, W), got shape {lab.shape} "
+                "(a label image with one colour per instance: give its file, which is read into ids)"
+            )
+        if lab.size and lab.min() < 0:
+            raise ValueError(
+                f"{what}: labels hold negative ids ({int(lab.min())}); 0 is the background, instances 1 up"
+            )
         if lab.shape != rgb.shape[:2]:
             turned = lab.shape == rgb.shape[1::-1]
             hint = " (the photo is read turned upright by its EXIF orientation: were they drawn on it unturned?)"
@@ -106,7 +119,15 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
                 f"{what}: instances {missing[:5]} have no class name; give classes as a dict "
                 "{instance id: class name} or one name for all"
             )
-        out.append(_Sample(rgb, _held_labels(lab, ids), {k: str(classes[k]) for k in ids}))
+        class_of = {k: str(classes[k]) for k in ids}
+        if ids and ids[-1] > len(ids):  # ids 1..n: crops are resized in float32, exact to 2**24 only
+            ids_now = np.concatenate([[0], ids])
+            lab = np.searchsorted(ids_now, lab)  # each id to its rank; 0 stays 0
+            class_of, ids = (
+                {i: class_of[k] for i, k in enumerate(ids_now[1:].tolist(), 1)},
+                list(range(1, len(ids) + 1)),
+            )
+        out.append(_Sample(rgb, _held_labels(lab, ids), class_of))
     if not any(s.class_of for s in out):
         raise ValueError("the samples hold no labelled instances (all labels are 0)")
     return out
@@ -298,7 +319,7 @@ def fit(
             losses = net(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise RuntimeError(f"training diverged at iteration {it} (loss {float(loss)}); lower lr")
+                raise TrainingDiverged(f"training diverged at iteration {it} (loss {float(loss)}); lower lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -444,6 +465,9 @@ def train(
         raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
     if isinstance(wise_alpha, bool) or not 0 < wise_alpha <= 1:
         raise ValueError(f"wise_alpha must be in (0, 1] (1: the fine-tuned weights alone), got {wise_alpha!r}")
+    if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 64:
+        raise ValueError(f"crop must be a whole number of pixels, at least 64, got {crop!r}")
+    named = output is not None
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
     output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
@@ -453,6 +477,8 @@ def train(
     rng = np.random.default_rng(seed)
 
     wanted = sorted({name for s in prepared for name in s.class_of.values()})
+    if "__background__" in wanted:  # index 0: the plants would be trained as background
+        raise ValueError("'__background__' is the background's name, not a class to train: name the plants")
     if base is None:
         names = ["__background__", *wanted]
         arch, arch_kwargs, base_meta = "garden_small", {}, {}
@@ -544,6 +570,8 @@ def train(
     out_meta = {k: v for k, v in base_meta.items() if k not in ("training", "mask_threshold")}
     out_meta["training"] = info
     out_meta.update(meta or {})
+    if not named and output.exists():
+        output = free_path(output)  # another run took the name chosen at the start: the next free one
     return save_checkpoint(
         net, output, class_names=names, arch=arch, arch_kwargs=arch_kwargs, meta=out_meta, overwrite=overwrite
     )
