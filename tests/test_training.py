@@ -231,7 +231,7 @@ def test_bad_samples(tmp_path, samples, match):
 
 
 def test_crop_is_checked(tmp_path, two_scenes):
-    with pytest.raises(ValueError, match="crop must be a whole number of pixels, at least 64"):
+    with pytest.raises(ValueError, match="crop must be a whole number of pixels, at least 16"):
         train(two_scenes, iterations=1, output=tmp_path / "x.pt", device="cpu", crop=0)
 
 

@@ -465,8 +465,8 @@ def train(
         raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
     if isinstance(wise_alpha, bool) or not 0 < wise_alpha <= 1:
         raise ValueError(f"wise_alpha must be in (0, 1] (1: the fine-tuned weights alone), got {wise_alpha!r}")
-    if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 64:
-        raise ValueError(f"crop must be a whole number of pixels, at least 64, got {crop!r}")
+    if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 16:
+        raise ValueError(f"crop must be a whole number of pixels, at least 16, got {crop!r}")
     named = output is not None
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
