@@ -50,12 +50,12 @@ def test_to_coco_of_a_result():
     assert (a["category_id"], a["area"], a["bbox"], a["score"]) == (3, 6, [1.0, 1.0, 3.0, 2.0], pytest.approx(0.9))
     np.testing.assert_array_equal(_decode(b["segmentation"]), labels == 2)
     json.dumps(coco)  # serialisable as is
-    # with the model's classes given, a class of the result that the model lacks (colour-only: 0
-    # "plant") is listed too: every annotation's category is in the file
-    res.class_ids[1], res.class_names[1] = 0, "plant"
+    # with the model's classes given, a class of the result that the model lacks (colour-only: 4
+    # "plant" for the garden model) is listed too: every annotation's category is in the file
+    res.class_ids[1], res.class_names[1] = 4, "plant"
     named = to_coco(res, class_names=["__background__", "flowering", "rosette", "weed"])
     ids = {c["id"]: c["name"] for c in named["categories"]}
-    assert ids == {0: "plant", 1: "flowering", 2: "rosette", 3: "weed"}
+    assert ids == {1: "flowering", 2: "rosette", 3: "weed", 4: "plant"}
     assert {a["category_id"] for a in named["annotations"]} <= set(ids)
 
 

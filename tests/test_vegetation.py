@@ -649,6 +649,11 @@ def test_merged_classes_are_one_class_with_the_colour_only_instances():
     assert {"model", "colour"} <= set(res.table["source"])  # the case: colour-only instances (id 0 before)
     assert set(res.class_ids) == {1} and set(res.class_names) == {"plant"}
     assert [c["id"] for c in gs.to_coco(res)["categories"]] == [1]
+    # unmerged, they are the class after the model's last, never 0 (COCO converters take 0 for background)
+    res = gs.segment(image, "garden", crf=False)
+    colour = res.table[res.table["source"] == "colour"]
+    assert len(colour) and set(colour["class_id"]) == {4} and set(colour["class_name"]) == {"plant"}
+    assert 0 not in {c["id"] for c in gs.to_coco(res)["categories"]}
 
 
 def test_instance_component_pairs_are_the_same_counted_densely_or_sparsely(monkeypatch):

@@ -492,8 +492,15 @@ class _Run:
                 for c in found.class_ids
             ]
         )
-        # merged classes are one class, id 1, the colour-only instances (id 0 until here) too
-        class_ids = np.ones(len(found), np.int64) if self.options.merge_classes else found.class_ids.astype(np.int64)
+        # merged classes are one class, id 1, the colour-only instances (id 0 until here) too; otherwise
+        # those get the model's class "plant", or the id after its last class: never 0, the background's
+        # (converters to other formats take COCO's category 0 for background, or subtract 1)
+        colour_id = names.index("plant") if "plant" in names else len(names)
+        class_ids = (
+            np.ones(len(found), np.int64)
+            if self.options.merge_classes
+            else np.where(found.class_ids == 0, colour_id, found.class_ids).astype(np.int64)
+        )
         return SegmentationResult(
             labels=labels,
             refined=refined,

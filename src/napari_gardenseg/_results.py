@@ -48,7 +48,8 @@ class SegmentationResult:
         those pixels, as scikit-image's ``regionprops`` gives it; NaN for an
         instance with no pixel left) and source ("model": found by the network;
         "colour": a plant-coloured component that no detection claimed, added
-        by the vegetation stage with a low score and class "plant").
+        by the vegetation stage with a low score and class "plant": the model's
+        class of that name, or the id after its last class, 4 for "garden").
         """
         import pandas as pd
 
