@@ -110,6 +110,7 @@ class _Evil:
         ("names_mismatch", "lists 2 class names but its predictor has 3"),
         ("code", "would run code"),
         ("not_a_dict", "does not hold a Mask R-CNN"),
+        ("folder", "is a folder: give the checkpoint file in it"),
     ],
 )
 def test_bad_checkpoints(tmp_path, kind, match):
@@ -135,6 +136,8 @@ def test_bad_checkpoints(tmp_path, kind, match):
         torch.save({"x": _Evil()}, path)
     elif kind == "not_a_dict":
         torch.save([torch.zeros(2)], path)
+    elif kind == "folder":
+        path.mkdir()
     with pytest.raises(ModelError, match=match):
         load_model(path, device="cpu")
 

@@ -124,7 +124,7 @@ def read_coco(
                 f"{path.name}: annotation {ann.get('id')} has category {category_id}, which it does not list"
             )
         brush = cvat and isinstance(ann.get("segmentation"), dict)  # CVAT: a mask, not a crowd
-        if ann.get("iscrowd", 0) and not brush:
+        if _key(ann.get("iscrowd", 0)) and not brush:  # written "0" by some tools: not a crowd
             crowd += 1
             continue
         if ann.get("segmentation"):  # boxes alone (a detection dataset) hold no mask

@@ -257,6 +257,8 @@ def _download(url: str, path: Path, name: str, progress: bool) -> None:
 
 
 def _read(path: Path):
+    if path.is_dir():
+        raise ModelError(f"{path} is a folder: give the checkpoint file in it (a .pt or .pth file)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
