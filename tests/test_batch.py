@@ -325,6 +325,7 @@ def test_ctrl_c_waits_for_a_files_outputs_to_be_renamed_together(tmp_path):
 
     from napari_gardenseg._files import atomic_write, interrupts_held
 
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (CI may ignore it)
     with pytest.raises(KeyboardInterrupt):
         with interrupts_held() as held:
             with atomic_write(tmp_path / "a_labels.tif") as a, atomic_write(tmp_path / "a_run.json") as b:
@@ -334,6 +335,13 @@ def test_ctrl_c_waits_for_a_files_outputs_to_be_renamed_together(tmp_path):
                 os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C between the two renames
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_labels.tif", "a_run.json"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # where Ctrl-C is ignored (a background job), it stays ignored: no interrupt afterwards
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts_held() as held:
+        held.hold()
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_an_output_folder_that_takes_no_files_is_named_before_any_file_is_segmented(images, tmp_path):

@@ -141,7 +141,7 @@ def test_train_samples_may_be_files(tmp_path):
     [from_arrays] = prepare_samples([(rgb, _ids(), "plant")])
     np.testing.assert_array_equal(from_files.image, from_arrays.image)
     np.testing.assert_array_equal(from_files.labels, from_arrays.labels)
-    assert from_files.class_of == {1: "plant", 7: "plant", 300: "plant"}
+    assert from_files.class_of == {1: "plant", 2: "plant", 3: "plant"}  # ids 1, 7, 300 numbered 1..n for training
     tifffile.imwrite(tmp_path / "small.tif", _ids()[:10])
     with pytest.raises(ValueError, match=r"sample 0 \(a.png\): small.tif: labels of 10x30 pixels"):
         prepare_samples([(str(tmp_path / "a.png"), str(tmp_path / "small.tif"), "plant")])

@@ -204,7 +204,9 @@ def test_labels_corrected_down_to_one_plant_keep_their_id(tmp_path):
     photo = tmp_path / "bed.png"
     Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(photo)
     (sample,) = prepare_samples([(photo, tmp_path / "bed_labels.tif", {3: "rosette"})])
-    assert sorted(np.unique(sample.labels)) == [0, 3] and sample.class_of == {3: "rosette"}
+    # one instance (in two pieces), the rosette: numbered 1 for training, not split into components
+    assert sorted(np.unique(sample.labels)) == [0, 1] and sample.class_of == {1: "rosette"}
+    np.testing.assert_array_equal(sample.labels > 0, labels > 0)
     # a table that names other ids than the labels hold is named in the error, as it was read
     labels[20:30, 30:40] = 7  # painted by hand: the table has no class for it
     write_label_file(tmp_path / "pot_labels.tif", labels, features())

@@ -99,7 +99,10 @@ class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's
         import signal
         import threading
 
-        if threading.current_thread() is threading.main_thread() and self._old is None:
+        # only Python's own Ctrl-C handler is held: an ignored SIGINT (a background job, nohup)
+        # stays ignored, and another program's handler is left to do what it does
+        main = threading.current_thread() is threading.main_thread()
+        if main and self._old is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._old = signal.signal(signal.SIGINT, self._catch)
 
     def _catch(self, signum, frame) -> None:
