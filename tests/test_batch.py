@@ -353,6 +353,14 @@ def test_an_output_folder_that_takes_no_files_is_named_before_any_file_is_segmen
         _check_writable(blocker)
 
 
+def test_a_relative_output_folder_is_the_callers_not_each_workers(images, tmp_path, monkeypatch):
+    """Dask workers may run in another folder (dask worker, SLURM jobs): they get an absolute one."""
+    monkeypatch.chdir(tmp_path)
+    summary = _batch.segment_files([images[1]], "results", crf=False)
+    assert summary.out_dir == tmp_path / "results" and summary.out_dir.is_absolute()
+    assert (tmp_path / "results" / "scene1_run.json").exists()
+
+
 def test_ctrl_c_says_how_to_go_on(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -344,6 +344,13 @@ def test_segment_to_zarr_from_a_tiled_bigtiff(tmp_path, big_scene):
     with pytest.raises(OutputExistsError, match="already exists"):
         segment_to_zarr(path, out, "garden", crf=False, scale=1.0, tile_size=384)
     assert len(list(tmp_path.iterdir())) == 2, "no temporary folder is left behind"
+    # overwrite replaces a store, never a folder of the user's own files given by mistake
+    photos = tmp_path / "field photos"
+    photos.mkdir()
+    (photos / "IMG_0001.jpg").write_bytes(b"a photo")
+    with pytest.raises(OutputExistsError, match="is a folder that is not a zarr store"):
+        segment_to_zarr(path, photos, "garden", crf=False, scale=1.0, tile_size=384, overwrite=True)
+    assert (photos / "IMG_0001.jpg").read_bytes() == b"a photo"
 
 
 def test_merge_classes_gives_one_class_without_duplicates(big_scene):

@@ -20,6 +20,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 
 from ._compat import avoid_triton_llvm_clash
+from ._widget_controls import reset_keeping
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class AdaptWidget(Container):
 
             path = Path(outcome.value)
             registered = register_trained_model(path, path.stem)
-            self.base.reset_choices()  # the new model is a base to start from too
+            reset_keeping(self.base)  # the new model is a base to start from too
             from ._adapt import outcome_of, report_path
 
             self.status.value = f"saved {path.name}: {outcome_of(path)} (report: {report_path(path).name})"

@@ -136,7 +136,7 @@ def segment_files(
         axes = check_axes(axes)
     if "crf_params" in segment_options and segment_options["crf_params"] is not None and crf_overrides:
         raise ValueError("give crf_params or crf_overrides, not both")
-    out = Path(out_dir).expanduser()
+    out = Path(out_dir).expanduser().resolve()  # Dask workers may run in another folder
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out_dir} is a file: give a folder (it is made if missing)")
     model_id = model_identity(model)  # unknown model or missing checkpoint: fail now, not per file

@@ -55,7 +55,15 @@ def check_target(path, overwrite: bool = False, what: str = "file", *, folder: b
             f"{what} {str(path)!r} already exists; not replacing it. Choose another name, "
             "or pass overwrite=True (--overwrite on the command line) to replace it."
         )
+    if folder and path.is_dir() and any(path.iterdir()) and not any((path / f).exists() for f in ZARR_METADATA):
+        raise OutputExistsError(  # a folder of the user's own files is never replaced, overwrite or not
+            f"{what} {str(path)!r} is a folder that is not a zarr store; not replacing it. Choose another name."
+        )
     return path
+
+
+# the files that make a folder a zarr store: v3, v2 array, v2 group
+ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 
 
 @contextmanager

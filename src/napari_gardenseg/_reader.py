@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from ._files import ZARR_METADATA as _ZARR_METADATA  # the files that make a folder a zarr store
 from ._georeference import geotiff_note, geotiff_tags
 from ._images import ImageError, alpha_used, blank_transparent
 from ._label_files import photo_stem
@@ -148,10 +149,6 @@ class ImageFile:
     def record(self) -> dict:
         """What the run record says about the reading."""
         return {"axes": self.axes, "shape": [int(s) for s in self.data.shape], **self.applied}
-
-
-# the files that make a folder a zarr store: v3, v2 array, v2 group
-_ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 
 
 def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> ImageFile:

@@ -75,6 +75,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ._paint_features import follow_if_ours
 from ._train_layers import candidate_pairs, samples_from_layers
+from ._widget_controls import reset_keeping, restore_choice
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label, when_engine_loaded
 
 if TYPE_CHECKING:
@@ -329,7 +330,9 @@ class TrainWidget(Container):
         for _, lab, _ in cands:
             self._seen_labels.add(lab)
         self.pairs.value = keep
+        base = self.base.value
         super().reset_choices()
+        restore_choice(self.base, base)  # found again by its title, which may have changed
 
     def open_adapt(self, *_):
         """Dock the "Adapt to these photos" panel (:mod:`napari_gardenseg._adapt_widget`); returns it."""
@@ -357,7 +360,8 @@ class TrainWidget(Container):
             show_info("Training is already running; cancel it first.")
             return None
         try:
-            pairs = [tuple(p) for p in self.pairs.value]
+            chosen = [tuple(p) for p in self.pairs.value]  # in the order they were clicked
+            pairs = [tuple(p) for p in self.pairs.choices if tuple(p) in chosen]  # the list's order
             gone = [lab.name for im, lab in pairs if im not in self._viewer.layers or lab not in self._viewer.layers]
             if gone:
                 raise ValueError(f"layer(s) {gone} are no longer in the viewer")
@@ -456,7 +460,7 @@ class TrainWidget(Container):
         from ._files import free_path
 
         registered = register_trained_model(path, path.stem)
-        self.base.reset_choices()  # the new model is a base to start from too
+        reset_keeping(self.base)  # the new model is a base to start from too
         what = "stopped early; " if stopped else ""
         where = (
             "added to the segmentation widget's models and chosen there"

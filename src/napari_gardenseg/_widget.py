@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from ._options import MODEL_NAMES
 from ._paint_features import follow_if_ours
-from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model
+from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model, reset_keeping
 from ._worker import Job, Outcome, report_error, when_engine_loaded
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ class SegmentationWidget(SegmentationControls):
             self._connections.append((event.value.events.name, self._on_layers_changed))
             event.value.events.name.connect(self._on_layers_changed)
             follow_if_ours(event.value)  # a batch's label file opened: its table follows the brush
-        self.image.reset_choices()
+        reset_keeping(self.image)  # a renamed image stays the chosen one
 
     def _on_active(self, event=None) -> None:
         from napari.layers import Image
@@ -218,7 +218,15 @@ class SegmentationWidget(SegmentationControls):
             source = plane_source(layer, point=self._viewer.dims.point, stack=bool(self.stack.value))
             spec = self.model_spec()
             if spec is None:
-                raise ValueError("choose a checkpoint file (.pt) for the custom model")
+                chosen = str(self.checkpoint.value or "")
+                why = (
+                    f"{Path(chosen).name} is a folder"
+                    if chosen not in ("", ".") and Path(chosen).is_dir()
+                    else f"{Path(chosen).name} does not exist"
+                    if chosen not in ("", ".")
+                    else "none is chosen"
+                )
+                raise ValueError(f"choose a checkpoint file (.pt) for the custom model: {why}")
             options = self.segment_options()
         except Exception as exc:
             self.status.value = report_error(exc, "segmentation")

@@ -67,6 +67,21 @@ _REGISTERED: dict[str, str] = {}
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
+def reset_keeping(combo) -> None:
+    """``combo.reset_choices()`` that keeps the chosen value where it is still offered: magicgui
+    finds the choice again by its title, so a renamed layer or a model whose title changed
+    ("(my models)" to "(trained)") would fall back to the first entry, and Run would use it."""
+    keep = combo.value
+    combo.reset_choices()
+    restore_choice(combo, keep)
+
+
+def restore_choice(combo, keep) -> None:
+    """Choose ``keep`` again in ``combo`` after its choices were reset, where it is still offered."""
+    if keep is not None and combo.value is not keep and any(keep is c or keep == c for c in combo.choices):
+        combo.value = keep
+
+
 def register_model(path, title: str | None = None, *, select: bool = False) -> str:
     """Offer the checkpoint at ``path`` in every segmentation widget's model list.
 
@@ -80,7 +95,7 @@ def register_model(path, title: str | None = None, *, select: bool = False) -> s
     _REGISTERED[key] = title or Path(key).stem
     for widget in list(_LIVE):
         try:
-            widget.model.reset_choices()
+            reset_keeping(widget.model)
             if select and not getattr(widget, "running", False):
                 widget.model.value = key
         except RuntimeError:  # its Qt side is gone (closed dock widget)
@@ -105,10 +120,13 @@ def model_choices(_widget=None) -> list[tuple[str, str]]:
     folder, the ones registered this session (trained or adapted), then the checkpoint picker."""
     choices = [(MODEL_TITLES[name], name) for name in _ORDER]
     mine = user_models()
-    choices += [(f"{title} (my models)", path) for path, title in mine.items() if path not in _REGISTERED]
-    choices += [(f"{title} (trained)", path) for path, title in _REGISTERED.items()]
-    choices.append(("custom checkpoint…", CUSTOM))
-    return choices
+    files = [(f"{title} (my models)", path) for path, title in mine.items() if path not in _REGISTERED]
+    files += [(f"{title} (trained)", path) for path, title in _REGISTERED.items()]
+    # magicgui keeps one entry per title: two checkpoints of one name (north/model.pt, south/model.pt)
+    # are told apart by their folder
+    titles = [t for t, _ in files]
+    files = [(f"{t} [{Path(p).parent.name}]" if titles.count(t) > 1 else t, p) for t, p in files]
+    return choices + files + [("custom checkpoint…", CUSTOM)]
 
 
 # -- engine defaults ----------------------------------------------------------------------
@@ -188,6 +206,14 @@ def _crf_controls() -> list:
 
 class SegmentationControls(Container):
     """The widgets of the segmentation dock widget and their meaning (no running here)."""
+
+    def reset_choices(self, *_) -> None:
+        """napari calls this when layers are added, removed, reordered or renamed: the chosen image
+        and model stay chosen (magicgui would find them again by title, and a renamed image's is new)."""
+        kept = [(w, w.value) for w in (getattr(self, "image", None), getattr(self, "model", None)) if w is not None]
+        super().reset_choices()
+        for combo, keep in kept:
+            restore_choice(combo, keep)
 
     def __init__(self, viewer) -> None:
         super().__init__(labels=True)
