@@ -87,6 +87,7 @@ def test_retraining_a_model_in_place_keeps_it_as_the_start(make_napari_viewer, q
     widget.base.value = str(mine.resolve())  # "weeds (my models)"
     widget.output.value = mine  # improved in place: it becomes "weeds (trained)"
     widget.train.clicked()
+    assert "loading weeds (my models)…" in widget.status.value  # its title, not its path
     qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
     assert widget.base.value == str(mine.resolve())
 

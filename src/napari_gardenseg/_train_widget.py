@@ -403,7 +403,10 @@ class TrainWidget(Container):
         self._last_message = ""
         self.train.enabled = False
         self.cancel.enabled = True
-        self.status.value = f"training on {len(samples)} layer(s), loading {self.base.value}…"
+        shown = self.base.native.currentText()  # the entry's title, not its key or a full path
+        if self.base.value == _CHECKPOINT:
+            shown = Path(str(self.checkpoint.value)).name
+        self.status.value = f"training on {len(samples)} layer(s), loading {shown}…"
         return job.start()
 
     def stop(self, *_) -> None:

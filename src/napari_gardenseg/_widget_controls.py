@@ -416,7 +416,9 @@ class SegmentationControls(Container):
                 all_names, meta = model_info(spec)
                 names = [n for n in all_names[1:] if n != "N/A"]
             except Exception as exc:  # a bad file: Run reports the engine's error
-                problem = f" (cannot read the model: {str(exc).splitlines()[0][:80]})"
+                # the reason, not the path it starts with (a long path left no room for it)
+                reason = str(exc).splitlines()[0].replace(str(spec), Path(str(spec)).name)
+                problem = f" (cannot read the model: {reason if len(reason) <= 100 else reason[:99] + '…'})"
                 log.info("cannot read %s: %s", spec, exc)
         self._class_names = sorted(set(names), key=names.index)
         self.classes.reset_choices()
