@@ -196,7 +196,7 @@ def process_file(
         package_version=_package_version(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    earlier = _written_by(run_json) if overwrite else []
+    earlier = ((read_run_record(out, name) or {}).get("written") or []) if overwrite else []
     if overwrite and run_json.exists():
         run_json.unlink()  # an old record must not vouch for outputs being replaced
 
@@ -255,15 +255,6 @@ def _file_note(result, score_threshold: float) -> str | None:
     return "; ".join(h for h in hints if h) or None
 
 
-def _written_by(run_json: Path) -> list[str]:
-    """The outputs an earlier run's record lists (none when it has no readable record)."""
-    try:
-        listed = json.loads(run_json.read_text()).get("written") or []
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [str(f) for f in listed if isinstance(f, str)]
-
-
 def _remove_replaced(out: Path, earlier: list[str], written: list[str]) -> None:
     """Remove what an earlier run of this file wrote and this run (``--overwrite``, other
     settings: the CRF off, no COCO) did not: its CRF labels or COCO JSON would contradict the
@@ -271,7 +262,7 @@ def _remove_replaced(out: Path, earlier: list[str], written: list[str]) -> None:
     import shutil
 
     root = out.resolve()
-    for name in set(earlier) - set(written):
+    for name in set(map(str, earlier)) - set(written):
         target = (out / name).resolve()
         if root not in target.parents:
             continue

@@ -154,7 +154,7 @@ def read_coco(
         orientation = read.applied.get("exif_orientation")
         # a tool that annotated the stored pixels of a photo its EXIF orientation turns (their size
         # is the turned one's, swapped): the labels are turned as the photo is read
-        turn = orientation in _EXIF_TRANSPOSE and (w, h) == size and (h, w) != size
+        turn = orientation is not None and (w, h) == size and (h, w) != size
         if (h, w) != size and not turn:
             raise ImageError(
                 f"{path.name}: image {image_id} ({name}) is {w}x{h} pixels in the file but {size[1]}x{size[0]} "
@@ -187,24 +187,14 @@ def read_coco(
     return samples
 
 
-# EXIF orientation -> the transpose that turns a photo upright (Pillow's ImageOps.exif_transpose)
-_EXIF_TRANSPOSE = {
-    2: "FLIP_LEFT_RIGHT",
-    3: "ROTATE_180",
-    4: "FLIP_TOP_BOTTOM",
-    5: "TRANSPOSE",
-    6: "ROTATE_270",
-    7: "TRANSVERSE",
-    8: "ROTATE_90",
-}
-
-
 def _turned(labels: np.ndarray, orientation: int) -> np.ndarray:
-    """``labels`` turned as Pillow turns a photo of that EXIF orientation upright."""
-    from PIL import Image
+    """``labels`` turned as the reader turns a photo of that EXIF orientation upright (Pillow's
+    ``ImageOps.exif_transpose``, given the orientation)."""
+    from PIL import Image, ImageOps
 
-    method = getattr(Image.Transpose, _EXIF_TRANSPOSE[orientation])
-    return np.asarray(Image.fromarray(labels.astype(np.int32)).transpose(method)).astype(labels.dtype)
+    image = Image.fromarray(labels.astype(np.int32))
+    image.getexif()[0x0112] = orientation
+    return np.asarray(ImageOps.exif_transpose(image)).astype(labels.dtype)
 
 
 class TooManyPhotos(ValueError):

@@ -133,7 +133,7 @@ def _apply_item(layer, item, *, forward: bool) -> None:
     updated = _apply_deltas(features, deltas, _removed.setdefault(layer, {}), sums)
     if updated is features:
         return
-    halved = [k for k, (_, _, ref) in sums.items() if k in deltas and _area(updated, k) * 2 < ref]
+    halved = [k for k in deltas if k in sums and deltas[k][0] < 0 and _area(updated, k) * 2 < sums[k][2]]
     if halved:  # napari emits ``paint`` before writing a single edit's pixels, after a stroke's
         pending = None if _written(layer.data, item, forward) else deltas
         updated = _exact_centroids(layer.data, updated, halved, sums, pending)
