@@ -105,7 +105,7 @@ def to_coco(result, class_names=None, image_id: int = 1, file_name: str | None =
     cats = {}
     for cid, name in zip(result.class_ids, result.class_names):
         cats[int(cid)] = name
-    if names is not None:  # the model's classes, and those the result holds besides (colour-only: 0 "plant")
+    if names is not None:  # the model's classes, and those the result holds besides (colour-only "plant")
         found = cats
         cats = {i: n for i, n in enumerate(names) if i > 0 and n not in ("N/A", "__background__")}
         cats.update({i: n for i, n in found.items() if i not in cats})

@@ -74,6 +74,19 @@ def _scale(scale):
     return float(scale)
 
 
+def check_tile_overlap(tile_overlap: int, tile_size: int, *, in_use: bool = False) -> None:
+    """ValueError unless ``tile_overlap`` is under half of ``tile_size`` (``in_use``: the size a run
+    tiles at, the model's input size where tile_size is 'auto' or the image a thin strip)."""
+    if tile_overlap >= tile_size // 2:
+        size = (
+            f"the tile size in use ({tile_size} px, the model's input size where tile_size is 'auto' "
+            "or the image is a thin strip): choose a smaller tile_overlap"
+            if in_use
+            else f"tile_size ({tile_size})"
+        )
+        raise ValueError(f"tile_overlap ({tile_overlap}) must be less than half of {size}")
+
+
 def _tiling(tile_size, tile_overlap) -> tuple:
     """``tile_size``: None, "auto" or pixels >= 64; ``tile_overlap``: None or pixels >= 0, under half a tile."""
     if tile_size is not None and not (isinstance(tile_size, str) and tile_size == "auto"):
@@ -87,8 +100,8 @@ def _tiling(tile_size, tile_overlap) -> tuple:
             raise TypeError(f"tile_overlap must be None or a whole number of pixels, got {tile_overlap!r}")
         if tile_overlap < 0:
             raise ValueError(f"tile_overlap must be >= 0, got {tile_overlap}")
-        if isinstance(tile_size, int) and tile_overlap >= tile_size // 2:
-            raise ValueError(f"tile_overlap ({tile_overlap}) must be less than half of tile_size ({tile_size})")
+        if isinstance(tile_size, int):
+            check_tile_overlap(tile_overlap, tile_size)
         tile_overlap = int(tile_overlap)
     return tile_size, tile_overlap
 

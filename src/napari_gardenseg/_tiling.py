@@ -24,6 +24,7 @@ import numpy as np
 from . import _forward
 from ._cancel import check
 from ._instances import FULL_PASSES, Instances
+from ._options import check_tile_overlap
 
 __all__ = ["Tile", "plan_tiles", "merge_tiles", "detect"]
 
@@ -90,11 +91,7 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tup
         tile_size = limit
     s = 1.0 if scale is None else float(scale)
     overlap = default_overlap(tile_size) if tile_overlap is None else int(tile_overlap)
-    if overlap >= tile_size // 2:  # the options check a tile_size given in pixels; this is the one in use
-        raise ValueError(
-            f"tile_overlap ({overlap}) must be less than half of the tile size in use ({tile_size} px, "
-            "the model's input size where tile_size is 'auto' or the image is a thin strip): choose a smaller tile_overlap"
-        )
+    check_tile_overlap(overlap, tile_size, in_use=True)  # the options checked a tile_size given in pixels
     size = max(1, int(round(tile_size / s)))
     over = int(round(overlap / s))
     ry0, rx0, ry1, rx1 = region or (0, 0, h, w)

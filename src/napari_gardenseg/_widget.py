@@ -218,13 +218,13 @@ class SegmentationWidget(SegmentationControls):
             source = plane_source(layer, point=self._viewer.dims.point, stack=bool(self.stack.value))
             spec = self.model_spec()
             if spec is None:
-                chosen = str(self.checkpoint.value or "")
+                chosen = Path(str(self.checkpoint.value or "."))
                 why = (
-                    f"{Path(chosen).name} is a folder"
-                    if chosen not in ("", ".") and Path(chosen).is_dir()
-                    else f"{Path(chosen).name} does not exist"
-                    if chosen not in ("", ".")
-                    else "none is chosen"
+                    "none is chosen"
+                    if str(chosen) == "."
+                    else f"{chosen.name} is a folder"
+                    if chosen.is_dir()
+                    else f"{chosen.name} does not exist"
                 )
                 raise ValueError(f"choose a checkpoint file (.pt) for the custom model: {why}")
             options = self.segment_options()
