@@ -158,6 +158,20 @@ def test_corrupt_file_and_killed_worker_fail_alone(images, client, tmp_path):
     assert not list((tmp_path / "out2").glob("doomed*")) and len(list((tmp_path / "out2").glob(".doomed_*.tmp"))) == 2
 
 
+def test_files_waiting_on_a_dying_worker_are_not_failed(images, client, tmp_path):
+    # four files on two one-thread workers: Dask hands each worker two of them, so the worker that
+    # dies in "doomed" also held a file it had not started, which must neither fail nor use a retry
+    doomed = tmp_path / "doomed.png"
+    doomed.write_bytes(images[0].read_bytes())
+    client.wait_for_workers(2, timeout=60)
+    client.run(_exit_once, str(tmp_path / "died"), "doomed")
+    summary = _batch.segment_files([doomed, *images[1:4]], tmp_path / "out", client=client, crf=False, retries=0)
+    assert (tmp_path / "died").exists()
+    status = {Path(f.file).name: f for f in summary}
+    assert (status["doomed.png"].status, status["doomed.png"].attempts) == ("failed", 1)
+    assert [(status[p.name].status, status[p.name].attempts) for p in images[1:4]] == [("done", 1)] * 3
+
+
 def test_cli_against_a_scheduler_from_a_subprocess(images, client, tmp_path, capsys):
     out = tmp_path / "out"
     address = client.scheduler.address

@@ -3,7 +3,9 @@
 Tasks carry paths and options, never arrays: every worker reads its own files.
 Each task sets torch's thread count so that the worker processes on one host
 share its cores instead of each taking all of them; a task whose worker died
-is submitted again up to ``retries`` times.
+is submitted again up to ``retries`` times. A file that only waited on a
+worker that died (it never started there) is submitted again without using
+up a retry: each task reports its start as a Dask event.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from ._batch_status import FileStatus, _failure, failure_message
 def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads: dict | None) -> dict:
     """Run on a worker: one file, never raising for the file's own errors (they come back as data)."""
     worker = _set_torch_threads(host_threads)
+    if host_threads is not None:  # on a cluster: say that this file started, see _run_on_cluster
+        from distributed import get_worker
+
+        get_worker().log_event(_STARTED, get_worker().get_current_task())
     try:
         summary = process_file(path, out_dir, model, name=name, **kwargs)
         return {"status": "done", "worker": worker, **summary}
@@ -30,6 +36,12 @@ def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads:
             "message": failure_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
+
+
+# the Dask event topic of tasks that started running (not only waited on their worker)
+_STARTED = "gardenseg-file-started"
+# a file whose workers die before it starts is given up after this many such losses (a broken cluster)
+_MAX_WAITS_LOST = 5
 
 
 def _set_torch_threads(host_threads: dict | None) -> str | None:
@@ -94,8 +106,9 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
             model,
             kwargs,
             host_threads,
-            # one key prefix for all files: Dask then treats them as one group and queues them on the
-            # scheduler, so a worker holds only the file it runs and a dying worker takes no other with it
+            # one key prefix for all files: Dask then treats them as one group and, for a batch larger
+            # than twice the cluster's threads without resources, queues them on the scheduler; otherwise
+            # a worker may hold files it has not started, which a dying worker loses (resubmitted below)
             key=f"gardenseg-file-{uuid.uuid4().hex}",
             pure=False,
             resources=resources,
@@ -104,12 +117,30 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
         return fut
 
     ac = as_completed([submit(fs) for fs in todo])
+    waits_lost: Counter = Counter()
     for fut in ac:
         fs = by_key.pop(fut.key)
         try:
             res = fut.result()
         except KilledWorker as exc:  # the worker process died while running (or holding) this file
             fs.worker = getattr(getattr(exc, "last_worker", None), "address", None)
+            if not _started(client, fut.key):
+                # it only waited on that worker (Dask may hand a worker more files than it runs at once)
+                fs.attempts -= 1
+                waits_lost[fs.file] += 1
+                if waits_lost[fs.file] <= _MAX_WAITS_LOST:
+                    ac.add(submit(fs))
+                    continue
+                fail(
+                    fs,
+                    _failure(
+                        fs,
+                        exc,
+                        message=f"worker processes lost {waits_lost[fs.file]} times "
+                        f"while this file waited for them, before it started ({exc})",
+                    ),
+                )
+                continue
             if fs.attempts <= retries:
                 ac.add(submit(fs))
                 continue
@@ -128,15 +159,19 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
         settle(fs, res)
 
 
+def _started(client, key) -> bool:
+    """Whether the task ``key`` reported its start (see _task); a start may be missed if its worker died at once."""
+    return any(msg == key for _, msg in client.get_events(_STARTED))
+
+
 def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     """A LocalCluster of ``n_workers`` processes with one thread each, for :func:`segment_files`.
 
     Workers start without Dask's ``MALLOC_TRIM_THRESHOLD_`` (it slows
     segmentation down). A task counts as lost at the first death of its
     worker (the batch resubmits it ``retries`` times itself, the same on any
-    cluster), and when the scheduler queues a batch's tasks (batches larger
-    than twice the worker threads) it hands a worker one file at a time, so
-    a dying worker takes no waiting file with it.
+    cluster; files that only waited on the dead worker are submitted again
+    without using up a retry).
     """
     import logging
 
