@@ -277,6 +277,23 @@ def test_adapt_cancel_saves_nothing(small_base, tmp_path):
     assert not out.exists() and not (tmp_path / "never.json").exists()
 
 
+def test_adapt_cancel_during_round_one_saves_nothing(small_base, tmp_path):
+    # round 1's weights are never checked when it is cancelled: they may be worse than the base model
+    out = tmp_path / "never.pt"
+    stop = threading.Event()
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(message)
+        if message.startswith("round 1: iteration 2/"):
+            stop.set()
+
+    with pytest.raises(gs.Cancelled, match="nothing was saved"):
+        gs.adapt([_photo(9_500_000)[0]] * 2, small_base, output=out, iterations=5, progress=progress, cancel=stop)
+    assert any(m.startswith("round 1: iteration 2/") for m in seen)  # it was cancelled while training
+    assert not out.exists() and not (tmp_path / "never.json").exists()
+
+
 def test_adapt_refuses_photos_without_plants(small_base, tmp_path):
     grey = np.full((128, 128, 3), 120, np.uint8)
     with pytest.raises(ValueError, match="nothing to learn"):

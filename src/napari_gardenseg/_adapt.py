@@ -194,9 +194,10 @@ def adapt(
     it as ``MODEL.json`` and stored in the checkpoint's ``meta["adapt"]``.
 
     ``progress(fraction, message)`` reports the stages; ``cancel`` (an Event
-    or a callable) stops the run: before any training iteration nothing is
-    saved and :class:`Cancelled` is raised, later the best weights so far are
-    saved. Raises ValueError when the photos give nothing to learn from (no
+    or a callable) stops the run: the round it stops is not kept (its weights
+    were not checked), so before the end of round 1's check nothing is saved
+    and :class:`Cancelled` is raised; later the best checked weights so far
+    are saved. Raises ValueError when the photos give nothing to learn from (no
     plant-coloured components that are single plants, no confident
     detections). Returns the checkpoint's path. ``on_round(round, model)``
     is called after each round's check (e.g. to keep a snapshot).
@@ -355,11 +356,9 @@ def adapt(
         )
         done_total += len(losses)
         if _should_stop(cancel):
+            # this round's weights were never checked (a few steps can undo the base model): not kept
             stopped = "cancelled"
-            if best_state is None and losses:
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                history.append({"round": r, "iterations": len(losses), "what": "cancelled before its check"})
-                kept_round = r
+            history.append({"round": r, "iterations": len(losses), "what": "cancelled before its check: not kept"})
             break
         measured = measure_agreement(model, check, cancel=None)
         history.append(
@@ -391,8 +390,8 @@ def adapt(
             except Cancelled:
                 stopped = "cancelled"
                 break
-    if best_state is None and done_total == 0:
-        raise Cancelled("adapt was cancelled before the first training iteration; nothing was saved")
+    if best_state is None and stopped == "cancelled":
+        raise Cancelled("adapt was cancelled before any round's weights were checked; nothing was saved")
     if best_state is None:  # no round beat the base model
         best_state, kept_round = base_state, 0
     net.load_state_dict(best_state)
@@ -459,8 +458,6 @@ def outcome_line(kept_round: int, rounds: list) -> str:
             f"no round beat the base model on the held-back photos (agreement {base:.3f}); "
             "the saved weights are the base model's"
         )
-    if "agreement" not in kept:
-        return f"round {kept_round} kept (cancelled before its check: not measured)"
     return (
         f"round {kept_round} kept: agreement {kept['agreement']:.3f} on the held-back photos, "
         f"base model {base:.3f} (F1, 0-1, on check scenes made of those photos' own plants)"
