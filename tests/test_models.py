@@ -111,6 +111,9 @@ class _Evil:
         ("code", "would run code"),
         ("not_a_dict", "does not hold a Mask R-CNN"),
         ("folder", "is a folder: give the checkpoint file in it"),
+        ("bad_min_size", "min_size='big' cannot rebuild garden_small"),
+        ("bad_score_thresh", "box_score_thresh=True cannot rebuild garden_small"),
+        ("meta_not_a_dict", "must be dicts"),
     ],
 )
 def test_bad_checkpoints(tmp_path, kind, match):
@@ -138,6 +141,18 @@ def test_bad_checkpoints(tmp_path, kind, match):
         torch.save([torch.zeros(2)], path)
     elif kind == "folder":
         path.mkdir()
+    elif kind in ("bad_min_size", "bad_score_thresh", "meta_not_a_dict"):
+        # values that build a network which fails only at its first inference, or not at all
+        ck_path = save_checkpoint(_garden_net(3), path, class_names=["__background__", "a", "b"], arch="garden_small")
+        ck = torch.load(ck_path, weights_only=True)
+        ck.update(
+            {
+                "bad_min_size": {"arch_kwargs": {"min_size": "big"}},
+                "bad_score_thresh": {"arch_kwargs": {"box_score_thresh": True}},
+                "meta_not_a_dict": {"meta": "oops"},
+            }[kind]
+        )
+        torch.save(ck, path)
     with pytest.raises(ModelError, match=match):
         load_model(path, device="cpu")
 

@@ -315,6 +315,43 @@ def _load_state(net: nn.Module, state: dict, path) -> None:
         )
 
 
+def _check_arch_kwargs(arch: str, kwargs: dict, path) -> None:
+    """Refuse a checkpoint's keyword arguments whose type differs from the builder's default.
+
+    A wrong value (``min_size: "big"``) would otherwise build a network that
+    fails only at the first inference, far from the file that caused it.
+    The defaults are read from the builder's signature and, for the keywords
+    it passes on, from torchvision's ``FasterRCNN``.
+    """
+    import inspect
+
+    from torchvision.models.detection import FasterRCNN
+
+    defaults = {
+        k: v.default
+        for fn in (FasterRCNN.__init__, ARCHITECTURES[arch])
+        for k, v in inspect.signature(fn).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
+    for key, value in kwargs.items():
+        default = defaults.get(key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):  # min_size may also be several sizes (torchvision trains on one at random)
+            sizes = value if key == "min_size" and isinstance(value, (list, tuple)) and value else [value]
+            ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            continue  # unknown keywords are refused when the network is built
+        if not ok:
+            raise ModelError(
+                f"{path}: arch_kwargs {key}={value!r} cannot rebuild {arch} "
+                f"(expected {'non-negative ' if type(default) is int else ''}{type(default).__name__}, "
+                f"like its default {default!r}); the checkpoint is damaged"
+            )
+
+
 def _from_checkpoint(path: Path, dev: torch.device, source: str) -> Model:
     obj = _read(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
@@ -329,8 +366,13 @@ def _from_checkpoint(path: Path, dev: torch.device, source: str) -> Model:
                 f"{path} lists {len(names)} class names but its predictor has {n} classes "
                 "(background included); the checkpoint is inconsistent"
             )
-        kwargs = dict(obj.get("arch_kwargs") or {})
-        meta = dict(obj.get("meta") or {})
+        kwargs, meta = obj.get("arch_kwargs") or {}, obj.get("meta") or {}
+        if not isinstance(kwargs, dict) or not isinstance(meta, dict) or not all(isinstance(c, str) for c in names):
+            raise ModelError(
+                f"{path}: arch_kwargs and meta must be dicts and class_names strings; the checkpoint is damaged"
+            )
+        kwargs, meta = dict(kwargs), dict(meta)
+        _check_arch_kwargs(arch, kwargs, path)
     else:
         state = _state_dict_of(obj, path)
         n = _num_classes(state, path)
