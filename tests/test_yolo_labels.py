@@ -102,3 +102,27 @@ def test_a_splits_subfolders_are_read_and_pixel_coordinates_are_refused(tmp_path
     _labels(tmp_path / "labels" / "train" / "plot2" / "b.txt", ["0 6 4 30 4 30 20"])
     with pytest.raises(ImageError, match=r"b.txt, line 1: coordinates outside 0..1 \(4 to 30\).*not pixels"):
         read_yolo(tmp_path / "data.yaml")
+
+
+def test_label_studio_yolo_export_without_yaml_takes_classes_txt(tmp_path):
+    # Label Studio's "YOLO" export (and LabelImg): classes.txt, images/, labels/, no YAML file
+    (tmp_path / "classes.txt").write_text("weed\ncarrot\n")
+    _photo(tmp_path / "images/a.jpg")
+    _labels(tmp_path / "labels/a.txt", ["1 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5"])
+    [(photo, labels, classes)] = read_yolo(tmp_path)
+    assert photo == tmp_path / "images/a.jpg" and labels.max() == 1 and classes == {1: "carrot"}
+
+
+def test_relative_dataset_path_missing_beside_the_yaml_is_tried_from_the_working_folder(tmp_path, monkeypatch):
+    # Ultralytics' own YAML files say "path: ../datasets/coco8", from its datasets folder, not the YAML's
+    (tmp_path / "cfg").mkdir()
+    yaml_file = tmp_path / "cfg" / "coco8-seg.yaml"
+    yaml_file.write_text("path: data/coco8\ntrain: images/train\nnames: {0: person}\n")
+    _photo(tmp_path / "work/data/coco8/images/train/a.jpg")
+    _labels(tmp_path / "work/data/coco8/labels/train/a.txt", ["0 0 0 1 0 1 1 0 1"])
+    monkeypatch.chdir(tmp_path / "work")
+    [(photo, labels, classes)] = read_yolo(yaml_file)
+    assert photo.name == "a.jpg" and (labels == 1).all() and classes == {1: "person"}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="names images/train"):
+        read_yolo(yaml_file)

@@ -34,9 +34,13 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
         The dataset's YAML file (``names``: the classes, a list or
         ``{number: name}``; ``train``/``val``/``test``: a folder of photos, a
         text file listing them, or a list of these; ``path``: the folder they
-        are relative to, else the YAML's own), or a folder holding one
-        (``data.yaml`` first). A folder of photos without a YAML file is read
-        too, its classes then named by number (``"class 0"``).
+        are relative to, else the YAML's own; a relative ``path`` that is not
+        there is tried from the working folder, then the YAML's folder itself
+        stands for it), or a folder holding one (``data.yaml`` first). A folder
+        without a YAML file is read too: its photos in ``images/`` if it has
+        one, else in the folder itself, its classes from ``classes.txt`` (line
+        n names class n; LabelImg, Label Studio), else named by number
+        (``"class 0"``).
     split : str
         The split to read (``"train"``, ``"val"``, ``"test"``), or ``"all"``
         for every split the file lists. Ignored for a folder of photos.
@@ -82,7 +86,7 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     coco_mask = pycocotools_mask("reading YOLO labels")
     yaml_file = _dataset_file(path)
     if yaml_file is None:
-        names, photos = {}, image_files(path)
+        names, photos = _folder_dataset(path)
     else:
         data = load_dataset(yaml_file) if dataset is None else dataset
         names, photos = _class_names(data), _split_photos(data, yaml_file, split)
@@ -124,6 +128,20 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     return samples
 
 
+def _folder_dataset(path: Path) -> tuple[dict[int, str], list[Path]]:
+    """Classes and photos of a dataset folder without a YAML file, as LabelImg and Label Studio's
+    "YOLO" export write it: ``classes.txt`` (one name per line, line n is class n) and the photos
+    in ``images/`` (with ``labels/`` beside it) or in the folder itself."""
+    names = {}
+    for classes in (path / "classes.txt", path / "labels" / "classes.txt"):
+        if classes.is_file():
+            lines = [ln.strip() for ln in classes.read_text(encoding="utf-8-sig").splitlines()]
+            names = {k: name for k, name in enumerate(lines) if name}
+            break
+    photos = image_files(path / "images", recursive=True) if (path / "images").is_dir() else image_files(path)
+    return names, photos
+
+
 def _dataset_file(path: Path) -> Path | None:
     if path.is_file():
         return path
@@ -162,18 +180,23 @@ def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
     if not listed:
         raise ImageError(f"{yaml_file.name} lists no {split} photos: it has no {' or '.join(splits)} entry")
     root = Path(data.get("path") or yaml_file.parent).expanduser()
+    roots = [root]
     if not root.is_absolute():
-        root = yaml_file.parent / root
+        # Ultralytics takes a relative path (its own "../datasets/coco8") from its datasets folder, which
+        # we do not know: from the YAML's folder, then the working folder, then the YAML's folder itself
+        roots = [yaml_file.parent / root, Path.cwd() / root, yaml_file.parent]
+        roots = [r for i, r in enumerate(roots) if r.is_dir() and r.resolve() not in {x.resolve() for x in roots[:i]}]
+        roots = roots or [yaml_file.parent / root]
     photos: set[Path] = set()
     for s in listed:
         for entry in data[s] if isinstance(data[s], list) else [data[s]]:
-            photos.update(_entry_photos(root, str(entry), yaml_file.name))
+            photos.update(_entry_photos(roots, str(entry), yaml_file.name))
     return sorted(photos)
 
 
-def _entry_photos(root: Path, entry: str, file_name: str) -> list[Path]:
+def _entry_photos(roots: list[Path], entry: str, file_name: str) -> list[Path]:
     # Roboflow writes "../train/images" for a folder beside the YAML file: Ultralytics then drops the "../"
-    for candidate in (root / entry, root / entry.removeprefix("../")):
+    for candidate in (c for root in roots for c in (root / entry, root / entry.removeprefix("../"))):
         if candidate.is_dir():  # with its subfolders, as Ultralytics reads a split (labels/ mirrors them)
             return image_files(candidate, recursive=True)
         if candidate.is_file() and candidate.suffix.lower() == ".txt":  # a list of photos, one per line
@@ -181,7 +204,9 @@ def _entry_photos(root: Path, entry: str, file_name: str) -> list[Path]:
             return [p if p.is_absolute() else (candidate.parent / p) for p in map(Path, lines)]
         if candidate.is_file() and candidate.name.lower().endswith(IMAGE_SUFFIXES):
             return [candidate]
-    raise FileNotFoundError(f"{file_name} names {entry}, which is not a folder or list of photos under {root}")
+    raise FileNotFoundError(
+        f"{file_name} names {entry}, which is not a folder or list of photos under {' or '.join(map(str, roots))}"
+    )
 
 
 def _label_file(photo: Path) -> Path:
