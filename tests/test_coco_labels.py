@@ -243,3 +243,17 @@ def _runs(mask):
     bounds = np.concatenate([[0], edges, [flat.size]])
     counts = np.diff(bounds).tolist()
     return counts if flat[0] == 0 else [0, *counts]
+
+
+def test_pycocotools_numpy_2_copy_warning_is_not_shown(tmp_path):
+    import warnings
+
+    entry = _photo(tmp_path / "images", "a.jpg")
+    lab = np.zeros((40, 60), np.int32)
+    lab[2:10, 3:20] = 1
+    path = _write(tmp_path / "annotations.json", [entry], labels_to_coco_annotations(lab, [1], image_id=entry["id"]))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        [(_, labels, _)] = read_coco(path)
+    assert (labels > 0).sum() == (lab > 0).sum()
+    assert not [w for w in seen if "copy keyword" in str(w.message)], [str(w.message) for w in seen]

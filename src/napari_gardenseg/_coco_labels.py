@@ -207,6 +207,13 @@ def pycocotools_mask(what: str):
         from pycocotools import mask
     except ImportError as exc:
         raise ImportError(f"{what} needs pycocotools: pip install 'napari-gardenseg[metrics]'") from exc
+    import warnings
+
+    # pycocotools (2.0.11 and before) passes copy=False to NumPy 2's __array__ on every decode: a
+    # DeprecationWarning per mask in napari's console that says nothing to a user of this plugin
+    warnings.filterwarnings(
+        "ignore", message="__array__ implementation doesn't accept a copy keyword", module="pycocotools"
+    )
     return mask
 
 
