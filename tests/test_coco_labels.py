@@ -175,11 +175,16 @@ def test_sizes_are_checked_against_the_photo_and_a_turned_photos_labels_turn_wit
     assert labels.shape == upright.shape[:2] == (60, 40)
     red = (upright[..., 0] > 150) & (upright[..., 1] < 100)
     assert (labels > 0).sum() > 100 and (red[labels > 0]).mean() > 0.9  # on the plant as napari shows it
-    # a photo resized after it was annotated: named, not drawn at the wrong size
+    # a photo resized after it was annotated: left out by name, not drawn at the wrong size; the others read
     Image.fromarray(stored[::2, ::2]).save(tmp_path / "small.png")
-    small = {"id": 1, "file_name": "small.png", "height": 40, "width": 60}
-    with pytest.raises(ImageError, match=r"image 1 \(small.png\) is 60x40 pixels in the file but 30x20 on disk"):
-        read_coco(_write(tmp_path / "small.json", [small], [ann]))
+    small = {"id": 2, "file_name": "small.png", "height": 40, "width": 60}
+    with pytest.warns(
+        UserWarning, match=r"1 photo\(s\) of another size .*small.png \(60x40 in the file, 30x20 on disk\)"
+    ):
+        [(photo, _, _)] = read_coco(_write(tmp_path / "small.json", [entry, small], [ann, dict(ann, id=2, image_id=2)]))
+    assert photo.name == "turned.jpg"
+    with pytest.raises(ImageError, match="no annotated photo"), pytest.warns(UserWarning, match="another size"):
+        read_coco(_write(tmp_path / "small.json", [small], [dict(ann, image_id=2)]))
     # a size of 0 is no size: the photo's own
     _photo(tmp_path / "z", "a.png")
     zero = {"id": 1, "file_name": "a.png", "height": 0, "width": 0}

@@ -75,7 +75,9 @@ def read_coco(
         masks overlap, the smaller instance is drawn over the larger one, so a
         small plant on a larger one keeps its pixels.
 
-    Photos that are not found, photos with no annotations (perhaps not yet
+    Photos that are not found, photos of another size than the file gives
+    (resized or replaced after they were annotated: their masks do not fit),
+    photos with no annotations (perhaps not yet
     labelled: training on them would teach that their plants are background),
     crowd annotations (``iscrowd=1``: one region for many objects) and
     instances hidden entirely under others are left out, with a warning
@@ -132,7 +134,7 @@ def read_coco(
 
     if max_photos is not None and len(by_image) > max_photos:
         raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
-    samples, missing, hidden = [], [], 0
+    samples, missing, resized, hidden = [], [], [], 0
     unannotated = sum(1 for i in entries if i not in by_image)
     for image_id, anns in by_image.items():
         entry = entries[image_id]
@@ -155,11 +157,9 @@ def read_coco(
         # a tool that annotated the stored pixels of a photo its EXIF orientation turns (their size
         # is the turned one's, swapped): the labels are turned as the photo is read
         turn = orientation is not None and (w, h) == size and (h, w) != size
-        if (h, w) != size and not turn:
-            raise ImageError(
-                f"{path.name}: image {image_id} ({name}) is {w}x{h} pixels in the file but {size[1]}x{size[0]} "
-                "on disk: the photo was resized or replaced after it was annotated"
-            )
+        if (h, w) != size and not turn:  # resized or replaced after it was annotated: its masks do not fit
+            resized.append(f"{name} ({w}x{h} in the file, {size[1]}x{size[0]} on disk)")
+            continue
         rles = [
             (_rle(coco_mask, a["segmentation"], h, w, path.name, a.get("id")), categories[_key(a["category_id"])])
             for a in anns
@@ -174,6 +174,11 @@ def read_coco(
     left_out = []
     if missing:
         left_out.append(f"{len(missing)} photo(s) not found in {', '.join(map(str, folders))}: {first_few(missing)}")
+    if resized:
+        left_out.append(
+            f"{len(resized)} photo(s) of another size than the file gives (resized or replaced after they were "
+            f"annotated): {first_few(resized)}"
+        )
     if unannotated:
         left_out.append(f"{unannotated} photo(s) with no mask annotations")
     if crowd:
