@@ -308,11 +308,15 @@ def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, c
     args = ["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
-    assert str(mine) in err and "--overwrite" in err
+    assert str(mine) in err and "no earlier run made it" in err and "--overwrite replaces" not in err
     assert mine.read_bytes() == b"the user's own labels"
     assert not (out / "scene1_instances.csv").exists() and (out / "scene2_run.json").exists()
     (line,) = (json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines())
-    assert line["error_type"] == "OutputExistsError" and line["file"] == str(images[1])
+    assert line["error_type"] == "ForeignFileError" and line["file"] == str(images[1])
+    # a file no run made (a painted label image, another photo) is not replaced with --overwrite either
+    assert cli.main(args + ["--overwrite"]) == 1
+    assert mine.read_bytes() == b"the user's own labels"
+    mine.unlink()
     assert cli.main(args + ["--overwrite"]) == 0
     assert tifffile.imread(mine).shape == (128, 128)
     # process_file itself refuses too (other settings than the outputs there), and with resume=True
@@ -321,6 +325,21 @@ def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, c
         _batch.process_file(images[2], out, crf=False, score_threshold=0.7)
     again = _batch.process_file(images[2], out, crf=False, score_threshold=0.5, resume=True)
     assert again["reused"] and again["instances"] == _record(out, "scene2")["instances"]
+
+
+def test_an_input_of_the_batch_is_never_one_of_its_outputs(images, tmp_path):
+    # files given one by one (a shell glob) from the output folder: plot_overlay.png is an input
+    folder = tmp_path / "self"
+    folder.mkdir()
+    (folder / "plot.png").write_bytes(images[1].read_bytes())
+    (folder / "plot_overlay.png").write_bytes(images[2].read_bytes())
+    summary = _batch.segment_files(
+        [folder / "plot.png", folder / "plot_overlay.png"], folder, crf=False, overwrite=True
+    )
+    status = {Path(f.file).name: f for f in summary}
+    assert status["plot.png"].status == "failed" and "also an input of this batch" in status["plot.png"].error
+    assert status["plot_overlay.png"].status == "done"
+    assert (folder / "plot_overlay.png").read_bytes() == images[2].read_bytes()
 
 
 def test_overwrite_with_other_settings_leaves_no_output_of_the_earlier_run(images, tmp_path):

@@ -32,11 +32,11 @@ import os
 import time
 from pathlib import Path
 
-from ._batch_file import _check_options, _model, crf_params_from, process_file
+from ._batch_file import _check_options, _model, check_outputs, crf_params_from, process_file
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
-from ._files import OutputExistsError, check_target
+from ._files import ForeignFileError, OutputExistsError
 from ._run_record import RUN_SUFFIX, _compared_options, _input_identity, _not_done, model_identity, read_run_record
 
 __all__ = [
@@ -192,9 +192,15 @@ def segment_files(
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
     todo = []
+    inputs = {os.path.realpath(p) for p in paths}  # files given one by one (a shell glob) may lie in out
     for fs in files:
         kinds = input_kind(fs.file, axes)._asdict()
         targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay, **kinds)]
+        clash = next((t for t in targets if os.path.realpath(t) in inputs), None)
+        if clash is not None:
+            message = f"its output {str(clash)!r} is also an input of this batch; not replacing it: write into another output folder"
+            fail(fs, _failure(fs, ForeignFileError(message), tb=""))
+            continue
         verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
         if verdict == "run":
             todo.append(fs)
@@ -263,10 +269,8 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
                     "Pass overwrite=True (--overwrite on the command line) to redo it."
                 ),
             )
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        try:
-            check_target(existing[0], False, "output", folder=existing[0].suffix == ".zarr")
-        except OutputExistsError as exc:
-            return _failure(fs, exc, tb="")
+    try:
+        check_outputs(out, fs.name, targets, overwrite)
+    except OutputExistsError as exc:
+        return _failure(fs, exc, tb="")
     return "run"

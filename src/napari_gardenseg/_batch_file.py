@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ._batch_outputs import _write_outputs, input_kind, output_files
-from ._files import check_target
+from ._files import ForeignFileError, check_target
 from ._images import looks_like_label_map
 from ._reader import read_image
 from ._run_record import (
@@ -136,8 +136,7 @@ def process_file(
     kind = input_kind(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
     big = kind.big
-    for target in targets:  # fail before the work, not after it
-        check_target(target, overwrite, "output", folder=target.suffix == ".zarr")
+    check_outputs(out, name, targets, overwrite)  # fail before the work, not after it
 
     # 1. read: the one reader (orientation, colours, axes); a big input lazily, tile by tile
     image = read_image(path, axes=axes, lazy=big)
@@ -224,6 +223,32 @@ def process_file(
         "written": written,
         "note": note,
     }
+
+
+def check_outputs(out: Path, name: str, targets: list[Path], overwrite: bool) -> None:
+    """Raise unless every existing file of ``targets`` (``out / <output name>``) may be replaced.
+
+    An existing file that the run record of ``name`` does not list was not made
+    by a run of this package (a user's painted ``<name>_labels.tif``, another
+    photo): :class:`~napari_gardenseg._files.ForeignFileError`, even with
+    ``overwrite``. One that it lists: :class:`OutputExistsError` unless
+    ``overwrite``. Also refuses a folder where a file goes and the reverse
+    (:func:`check_target`).
+    """
+    existing = [t for t in targets if t.exists()]
+    if existing:
+        record = read_run_record(out, name) or {}
+        made = {str(f) for f in record.get("written") or []} | ({f"{name}{RUN_SUFFIX}"} if record else set())
+        for target in existing:
+            if target.relative_to(out).as_posix() not in made:
+                raise ForeignFileError(
+                    f"output {str(target)!r} already exists and no earlier run made it (the run record "
+                    f"{name}{RUN_SUFFIX} does not list it): a file of yours? Not replacing it, overwrite or not. "
+                    "Move it, or write into another folder (a run interrupted before writing its "
+                    "record leaves such files too: delete them then)."
+                )
+    for target in targets:
+        check_target(target, overwrite, "output", folder=target.suffix == ".zarr")
 
 
 def _label_map_note(image) -> str | None:

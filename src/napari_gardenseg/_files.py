@@ -21,11 +21,23 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["OutputExistsError", "check_target", "atomic_write", "free_path", "user_models_dir", "user_results_dir"]
+__all__ = [
+    "OutputExistsError",
+    "ForeignFileError",
+    "check_target",
+    "atomic_write",
+    "free_path",
+    "user_models_dir",
+    "user_results_dir",
+]
 
 
 class OutputExistsError(FileExistsError):
     """A file is already there and overwriting was not asked for."""
+
+
+class ForeignFileError(OutputExistsError):
+    """A file is where an output goes, and no earlier run made it: it is never replaced, overwrite or not."""
 
 
 def user_models_dir() -> Path:
