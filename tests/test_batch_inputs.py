@@ -50,7 +50,8 @@ def test_a_phone_photo_is_segmented_as_a_viewer_shows_it(tmp_path, model):
 
 
 def test_stacks_are_segmented_plane_by_plane_with_ids_unique(tmp_path, model):
-    frames = np.stack([garden_scene(seed, (96, 96))[0] for seed in (3, 8_000_123)])
+    # three planes: tifffile would store a (3, H, W) label stack as one RGB page unless told otherwise
+    frames = np.stack([garden_scene(seed, (96, 96))[0] for seed in (3, 8_000_123, 11)])
     tifffile.imwrite(tmp_path / "timelapse.tif", frames, metadata={"axes": "TYXS"}, photometric="rgb")
     with tifffile.TiffWriter(tmp_path / "pages.tif") as w:  # the same planes; nothing says what they are
         for plane in frames:
@@ -59,24 +60,27 @@ def test_stacks_are_segmented_plane_by_plane_with_ids_unique(tmp_path, model):
     args = ["segment", str(tmp_path / "timelapse.tif"), str(tmp_path / "pages.tif"), "--out", str(out), "--coco", *FAST]
     assert cli.main(args) == 1  # one file failed, the other went on
     (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
-    assert failure["error_type"] == "ImageError" and "(2, 96, 96, 3)" in failure["message"]
+    assert failure["error_type"] == "ImageError" and "(3, 96, 96, 3)" in failure["message"]
     assert "--axes" in failure["message"]
 
     refs = [segment(f, model, crf=False) for f in frames]
-    n0 = len(refs[0])
-    assert n0 >= 1 and len(refs[1]) >= 1
+    n0, n1 = len(refs[0]), len(refs[1])
+    assert n0 >= 1 and n1 >= 1
     labels = tifffile.imread(out / "timelapse_labels.tif")
-    assert labels.shape == (2, 96, 96)
+    assert labels.shape == (3, 96, 96)
     np.testing.assert_array_equal(labels[0], refs[0].labels)
     np.testing.assert_array_equal(labels[1], np.where(refs[1].labels > 0, refs[1].labels + n0, 0))  # ids run on
+    with Image.open(out / "timelapse_labels.tif") as pages:  # grey pages, not one RGB page
+        assert pages.n_frames == 3 and pages.size == (96, 96)
     table = pd.read_csv(out / "timelapse_instances.csv")
-    assert list(table["plane"]) == [0] * n0 + [1] * len(refs[1]) and list(table["t"]) == list(table["plane"])
-    assert list(table["label"]) == list(range(1, n0 + len(refs[1]) + 1))
+    planes = [0] * n0 + [1] * n1 + [2] * len(refs[2])
+    assert list(table["plane"]) == planes and list(table["t"]) == list(table["plane"])
+    assert list(table["label"]) == list(range(1, len(planes) + 1))
     assert list(table["area"]) == list(np.bincount(labels.ravel())[1:])
     with Image.open(out / "timelapse_overlay.png") as overlay:
-        assert overlay.n_frames == 2 and overlay.size == (96, 96)
+        assert overlay.n_frames == 3 and overlay.size == (96, 96)
     coco = json.loads((out / "timelapse_coco.json").read_text())
-    assert [i["id"] for i in coco["images"]] == [1, 2] and len(coco["annotations"]) == len(table)
+    assert [i["id"] for i in coco["images"]] == [1, 2, 3] and len(coco["annotations"]) == len(table)
     assert len({a["id"] for a in coco["annotations"]}) == len(table)
     assert _record(out, "timelapse")["image"]["axes"] == "TYXS"
 

@@ -158,8 +158,6 @@ def _write_outputs(
     """
     from contextlib import ExitStack
 
-    import tifffile
-
     from ._files import interrupts_held
 
     written = []
@@ -188,12 +186,12 @@ def _write_outputs(
                     put_sidecars(put, f"{name}_labels_crf", sidecars)
             put(f"{name}_labels.zarr", lambda t: os.replace(staged, t), folder=True)
         else:
-            put(f"{name}_labels.tif", lambda t: tifffile.imwrite(t, result.labels, compression="zlib", extratags=geo))
+            put(f"{name}_labels.tif", lambda t: write_label_tiff(t, result.labels, geo))
             put_sidecars(put, f"{name}_labels", sidecars)
             if result.refined is not None:
                 put(
                     f"{name}_labels_crf.tif",
-                    lambda t: tifffile.imwrite(t, result.refined, compression="zlib", extratags=geo),
+                    lambda t: write_label_tiff(t, result.refined, geo),
                 )
                 put_sidecars(put, f"{name}_labels_crf", sidecars)
         put(f"{name}_instances.csv", lambda t: with_map_coordinates(table, image).to_csv(t, index=False))
@@ -206,6 +204,15 @@ def _write_outputs(
             record_tmp.write_text(record[1](list(written)))
         held.hold()
     return written
+
+
+def write_label_tiff(target, labels: np.ndarray, extratags=()) -> None:
+    """``labels`` (``(*stack, H, W)``, integer ids) as a zlib TIFF of grey pages, one per plane, with
+    ``extratags`` (the input's GeoTIFF tags). Photometric minisblack: otherwise tifffile stores a
+    3- or 4-plane stack as one RGB(A) page, which Pillow cannot open and GIS reads as colours."""
+    import tifffile
+
+    tifffile.imwrite(target, labels, compression="zlib", extratags=extratags, photometric="minisblack")
 
 
 def put_sidecars(put, labels_stem: str, sidecars) -> None:

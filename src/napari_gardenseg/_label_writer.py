@@ -164,9 +164,7 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     """
     from contextlib import ExitStack
 
-    import tifffile
-
-    from ._batch_outputs import put_sidecars, with_map_coordinates
+    from ._batch_outputs import put_sidecars, with_map_coordinates, write_label_tiff
     from ._files import OutputExistsError, atomic_write
     from ._label_files import table_path
 
@@ -194,7 +192,7 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
             write(renames.enter_context(atomic_write(target, replacing, "file")))
             written.append(filename)
 
-        put(path.name, lambda t: tifffile.imwrite(t, ids, compression="zlib", extratags=geo, photometric="minisblack"))
+        put(path.name, lambda t: write_label_tiff(t, ids, geo))
         table = with_map_coordinates(instances_table(labels, features), image)
         put(table_path(path).name, lambda t: table.to_csv(t, index=False))
         put_sidecars(put, path.stem, sidecars)
