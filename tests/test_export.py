@@ -47,3 +47,13 @@ def test_annotations_read_each_instance_from_its_box():
         decoded = mask_utils.decode(mask_utils.frPyObjects(a["segmentation"], 300, 400))
         np.testing.assert_array_equal(decoded, labels == lab)
     assert anns[1]["bbox"] == [300.0, 200.0, 10.0, 90.0]
+
+
+def test_annotation_ids_are_the_label_ids_when_an_instance_has_no_pixel():
+    # the CRF labels may lose an instance: the later annotations keep their label's id (the table's row)
+    labels = np.zeros((20, 30), np.int32)
+    labels[0:5, 0:5] = 1
+    labels[10:15, 10:20] = 3
+    anns = labels_to_coco_annotations(labels, [1, 1, 2], [0.9, 0.8, 0.7])
+    assert [(a["id"], a["area"], a["category_id"]) for a in anns] == [(1, 25, 1), (3, 50, 2)]
+    assert [a["id"] for a in labels_to_coco_annotations(labels, [1, 1, 2], start_id=11)] == [11, 13]

@@ -285,16 +285,18 @@ def _save_overlay(target: Path, image, shown) -> None:
 
 def to_coco_of(result, path: Path) -> dict:
     """COCO JSON of one file's result; a stack (:class:`~napari_gardenseg._stack.StackResult`) gives one
-    COCO image per plane, named ``<file>[<plane index>]``, with annotation ids running on across planes."""
+    COCO image per plane, named ``<file>[<plane index>]``, with annotation ids that are the stack's
+    label ids (they run on across planes)."""
     from ._export import to_coco
     from ._stack import StackResult
 
     if not isinstance(result, StackResult):
         return to_coco(result, file_name=path.name)
-    images, categories, annotations = [], {}, []
+    images, categories, annotations, offset = [], {}, [], 0
     for k, (res, where) in enumerate(zip(result.results, result.planes)):
         part = to_coco(res, image_id=k + 1, file_name=f"{path.name}[{','.join(map(str, where))}]")
         images += part["images"]
         categories.update({c["id"]: c for c in part["categories"]})
-        annotations += [{**a, "id": len(annotations) + j + 1} for j, a in enumerate(part["annotations"])]
+        annotations += [{**a, "id": a["id"] + offset} for a in part["annotations"]]
+        offset += len(res)
     return {"images": images, "categories": [categories[i] for i in sorted(categories)], "annotations": annotations}

@@ -39,7 +39,9 @@ def rle_encode(mask: np.ndarray, offset=(0, 0), shape=None) -> dict:
 def labels_to_coco_annotations(
     labels, class_ids, scores=None, image_id: int = 1, start_id: int = 1, boxes=None
 ) -> list[dict]:
-    """One COCO annotation per label 1..N of ``labels`` (label i+1 has ``class_ids[i]``).
+    """One COCO annotation per label 1..N of ``labels`` (label i+1 has ``class_ids[i]``), with id
+    ``start_id + i``: ids follow the labels (and the table's rows), also where an instance has no
+    pixel (left out) in ``labels``.
 
     Each instance is read from its bounding box only (``boxes``: y0, x0, y1, x1
     per label as in ``SegmentationResult.table``; computed when None), so big
@@ -61,7 +63,7 @@ def labels_to_coco_annotations(
             continue
         ys, xs = np.nonzero(mask)
         ann = {
-            "id": start_id + len(anns),
+            "id": start_id + i,
             "image_id": image_id,
             "category_id": int(cid),
             "segmentation": rle_encode(mask, (y0, x0), (h, w)),
