@@ -127,8 +127,9 @@ def test_nothing_the_user_made_is_replaced(tmp_path):
     assert target.read_bytes() == b"mine"
     # a new label file whose table name is taken by the user's own file: nothing is written
     (tmp_path / "b_labels_instances.csv").write_text("mine")
-    with pytest.raises(OutputExistsError, match="b_labels_instances.csv"):
+    with pytest.raises(OutputExistsError, match="b_labels_instances.csv' lies beside") as refused:
         write_label_file(tmp_path / "b_labels.tif", edited())
+    assert "overwrite" not in str(refused.value)  # napari's save dialog offers no such thing
     assert not (tmp_path / "b_labels.tif").exists() and (tmp_path / "b_labels_instances.csv").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_labels.tif", "b_labels_instances.csv"]  # no temporaries
     # replacing the label file (napari's dialog asked) replaces its table with it
@@ -153,6 +154,9 @@ def test_the_labels_keep_the_photos_georeferencing(tmp_path):
     centroids = np.array([ast.literal_eval(c) for c in table["centroid"]])
     np.testing.assert_allclose(table["map_x"], 300000 + (centroids[:, 1] + 0.5) * 0.02)
     np.testing.assert_allclose(table["map_y"], 6200000 - (centroids[:, 0] + 0.5) * 0.02)
+    # no instance left: the same columns (a batch's tables are read together)
+    write_label_file(tmp_path / "none.tif", np.zeros((40, 50), np.int32), georeference_from=photo)
+    assert list(pd.read_csv(tmp_path / "none_instances.csv").columns) == list(table.columns)
     # saved again from the label file itself (what the labels reader records): still placed
     write_label_file(target, edited(), georeference_from=target, overwrite=True)
     with tifffile.TiffFile(target) as tif:
@@ -163,6 +167,10 @@ def test_the_labels_keep_the_photos_georeferencing(tmp_path):
     written = write_label_file(tmp_path / "j.tiff", edited(), georeference_from=tmp_path / "ortho.jpg")
     assert written == ["j.tiff", "j_instances.csv", "j.tfw"]
     assert [float(v) for v in (tmp_path / "j.tfw").read_text().split()] == [0.05, 0, 0, -0.05, 500000.025, 4000000.975]
+    # replaced by labels without georeferencing (napari's dialog asked): the old world file goes with it
+    (tmp_path / "j.tiff.aux.xml").write_text("<PAMDataset/>")
+    assert write_label_file(tmp_path / "j.tiff", edited(), overwrite=True) == ["j.tiff", "j_instances.csv"]
+    assert not (tmp_path / "j.tfw").exists() and not (tmp_path / "j.tiff.aux.xml").exists()
     # another grid (labels of a downscaled copy): written without, and said so
     with pytest.warns(UserWarning, match="without georeferencing"):
         write_label_file(tmp_path / "small.tif", edited()[::2, ::2], georeference_from=photo)
@@ -212,3 +220,22 @@ def test_labels_corrected_down_to_one_plant_keep_their_id(tmp_path):
     write_label_file(tmp_path / "pot_labels.tif", labels, features())
     with pytest.raises(ValueError, match=r"instances \[7\] are not in pot_labels_instances.csv"):
         label_classes(tmp_path / "pot_labels.tif")
+
+
+@pytest.mark.parametrize("dtype, top", [(np.uint32, 3_000_000_000), (np.int64, 2**40)])
+def test_ids_beyond_int32_are_renumbered_so_readers_open_the_file(tmp_path, dtype, top):
+    labels = edited().astype(dtype)
+    labels[labels == 3] = top  # a script's hashed ids: 1, 7 and a huge one
+    feats = features()
+    feats.loc[feats["label"] == 3, "label"] = top
+    target = tmp_path / "huge_labels.tif"
+    with pytest.warns(UserWarning, match="renumbered 1..n"):
+        write_label_file(target, labels, feats)
+    back = read_labels(target)  # this plugin's reader refuses ids past int32
+    expected = np.select([labels == 1, labels == 7, labels == top], [1, 2, 3], 0)
+    np.testing.assert_array_equal(back, expected)
+    with Image.open(target) as im:
+        np.testing.assert_array_equal(np.asarray(im), expected)
+    table = pd.read_csv(tmp_path / "huge_labels_instances.csv")
+    assert table["label"].tolist() == [1, 2, 3]
+    assert table["class_name"].fillna("").tolist() == ["weed", "", "rosette"]  # the classes follow their ids

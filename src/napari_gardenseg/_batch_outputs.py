@@ -235,11 +235,12 @@ def with_map_coordinates(table, image):
     geo = getattr(image, "georeference", ())
     sidecars = getattr(image, "sidecar_georeference", None)
     to_map = geotiff_to_map(geo) if geo else sidecars.to_map if sidecars is not None else None
-    if to_map is None or not len(table):
+    if to_map is None:
         return table
     rows = np.array([c[0] for c in table["centroid"]], dtype=float)
     cols = np.array([c[1] for c in table["centroid"]], dtype=float)
-    x, y = to_map(rows, cols)
+    # no instance: the columns all the same (a batch's tables are read together)
+    x, y = to_map(rows, cols) if len(table) else (np.zeros(0), np.zeros(0))
     table = table.copy()
     at = table.columns.get_loc("centroid") + 1
     table.insert(at, "map_x", x)

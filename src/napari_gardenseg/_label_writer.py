@@ -142,12 +142,28 @@ def _georeferenced(source, shape):
     return image
 
 
+def _renumbered(labels: np.ndarray, features):
+    """``labels`` with ids 1..n in the order of the old ones (skimage's relabel_sequential), and
+    ``features`` with its ``label`` (or ``index``) column mapped to them."""
+    from skimage.segmentation import relabel_sequential
+
+    labels, forward, _ = relabel_sequential(labels)
+    if features is not None and len(features):
+        key = "label" if "label" in features.columns else "index" if "index" in features.columns else None
+        if key is not None:
+            features = features.copy()
+            old = np.nan_to_num(features[key].to_numpy(dtype=float), nan=0).astype(np.int64)
+            features[key] = forward[np.clip(old, 0, None)]
+    return labels, features
+
+
 def write_label_file(path, labels, features=None, *, georeference_from=None, overwrite: bool = False) -> list[str]:
     """Write ``labels`` as a label TIFF at ``path`` and its instances table beside it.
 
     labels: integer instance ids, 0 the background; (H, W), or planes first (a stack's: the
-    table has a row per instance and plane, :func:`instances_table`). Written as int32 (int64
-    where ids do not fit), zlib-compressed.
+    table has a row per instance and plane, :func:`instances_table`). Written as int32,
+    zlib-compressed; ids above 2**31 - 1 are renumbered 1..n in order first (with a warning),
+    as readers of label TIFFs take int32.
     features: a Labels layer's features (pandas DataFrame) naming the ids' classes, scores and
     sources (:func:`instances_table`); None: every id is ``"painted"``.
     georeference_from: an image file (path) whose georeferencing the labels share (the photo
@@ -174,7 +190,14 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     labels = np.asarray(labels)
     if labels.ndim < 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise ValueError(f"labels must be integer instance ids of 2 or more axes, got {labels.dtype} {labels.shape}")
-    ids = labels.astype(np.int32) if labels.size == 0 or int(labels.max()) <= np.iinfo(np.int32).max else labels
+    if labels.size and int(labels.max()) > np.iinfo(np.int32).max:
+        labels, features = _renumbered(labels, features)
+        warnings.warn(
+            f"{path.name}: ids above 2**31 - 1 renumbered 1..n in order (readers of label TIFFs, this plugin's "
+            "too, take int32 ids); the table follows the new ids",
+            stacklevel=2,
+        )
+    ids = labels.astype(np.int32)
     replacing = path.exists()
     if replacing and not overwrite:
         raise OutputExistsError(f"{str(path)!r} already exists; not replacing it. Choose another name.")
@@ -189,13 +212,28 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
             filename = filename.replace(f"{path.stem}.tif.aux.xml", f"{path.name}.aux.xml")
             # a table or sidecar is replaced only with its label image (``replacing``)
             target = path.with_name(filename)
-            write(renames.enter_context(atomic_write(target, replacing, "file")))
+            try:
+                tmp = renames.enter_context(atomic_write(target, replacing, "file"))
+            except OutputExistsError:
+                if filename == path.name:
+                    raise
+                raise OutputExistsError(  # napari's save dialog offers no overwrite: say what to do
+                    f"{str(target)!r} lies beside the new label file {path.name} (left from another file?); not "
+                    "replacing it. Move it away, or save the labels under another name."
+                ) from None
+            write(tmp)
             written.append(filename)
 
         put(path.name, lambda t: write_label_tiff(t, ids, geo))
         table = with_map_coordinates(instances_table(labels, features), image)
         put(table_path(path).name, lambda t: table.to_csv(t, index=False))
         put_sidecars(put, path.stem, sidecars)
+    if replacing:  # the replaced file's world file or .aux.xml would place the new labels on its map
+        from ._georeference import _world_file_names
+
+        for stale in [*_world_file_names(path), path.with_name(f"{path.name}.aux.xml")]:
+            if stale.name not in written and stale.is_file():
+                stale.unlink()
     return written
 
 
