@@ -540,3 +540,16 @@ def test_the_overlay_is_drawn_band_by_band_with_outlines_across_the_seams():
     np.testing.assert_array_equal(whole[background], to_rgb_uint8(image)[background])
     assert (whole[64, 41:79] == 255).all(), "the outline on a band's first row"
     assert (whole[40, 11:39] != 255).any() and not (whole[40, 11:39] == to_rgb_uint8(image)[40, 11:39]).all()
+
+
+def test_long_file_names_that_fit_are_written_and_too_long_ones_refused_before_the_work(images, tmp_path):
+    # 236 + "_labels_crf.tif" = 251 bytes: fits ext4's 255, not with a temporary suffix added to it
+    long = tmp_path / ("a" * 236 + ".png")
+    long.write_bytes(images[1].read_bytes())
+    summary = _batch.segment_files([long], tmp_path / "out")
+    assert summary.ok and (tmp_path / "out" / ("a" * 236 + "_labels_crf.tif")).exists()
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary left behind
+    longer = tmp_path / ("b" * 245 + ".png")
+    longer.write_bytes(images[1].read_bytes())
+    with pytest.raises(ValueError, match="longer than file systems take"):
+        _batch.process_file(longer, tmp_path / "out2")

@@ -225,6 +225,10 @@ def process_file(
     }
 
 
+# the longest file name (bytes) of ext4, XFS, NTFS (255 UTF-16 units), APFS
+_NAME_MAX = 255
+
+
 def check_outputs(out: Path, name: str, targets: list[Path], overwrite: bool) -> None:
     """Raise unless every existing file of ``targets`` (``out / <output name>``) may be replaced.
 
@@ -233,8 +237,14 @@ def check_outputs(out: Path, name: str, targets: list[Path], overwrite: bool) ->
     photo): :class:`~napari_gardenseg._files.ForeignFileError`, even with
     ``overwrite``. One that it lists: :class:`OutputExistsError` unless
     ``overwrite``. Also refuses a folder where a file goes and the reverse
-    (:func:`check_target`).
+    (:func:`check_target`), and a name too long for file systems (ValueError).
     """
+    too_long = next((t for t in targets if len(os.fsencode(t.name)) > _NAME_MAX), None)
+    if too_long is not None:
+        raise ValueError(
+            f"output name {too_long.name!r} is longer than file systems take ({_NAME_MAX} bytes): "
+            "rename the input to a shorter name"
+        )
     existing = [t for t in targets if t.exists()]
     if existing:
         record = read_run_record(out, name) or {}

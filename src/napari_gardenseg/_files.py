@@ -89,6 +89,8 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
     path = check_target(path, overwrite, what, folder=folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    if len(os.fsencode(tmp.name)) > 255:  # a long name that fits the file system, not with our suffix
+        tmp = path.with_name(f".gardenseg-{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield tmp
         check_target(path, overwrite, what, folder=folder)
