@@ -126,3 +126,14 @@ def test_relative_dataset_path_missing_beside_the_yaml_is_tried_from_the_working
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="names images/train"):
         read_yolo(yaml_file)
+
+
+def test_a_dataset_folder_given_relative_to_the_working_folder(tmp_path, monkeypatch):
+    # Roboflow's data.yaml has no path: its folders are relative to the YAML's own folder, "yolo/"
+    (tmp_path / "yolo").mkdir()
+    (tmp_path / "yolo" / "data.yaml").write_text("train: ../train/images\nnames: ['beet']\n")
+    _photo(tmp_path / "yolo/train/images/a.jpg")
+    _labels(tmp_path / "yolo/train/labels/a.txt", ["0 0 0 1 0 1 1 0 1"])
+    monkeypatch.chdir(tmp_path)
+    [(photo, labels, classes)] = read_yolo("yolo")
+    assert photo.resolve() == (tmp_path / "yolo/train/images/a.jpg").resolve() and classes == {1: "beet"}

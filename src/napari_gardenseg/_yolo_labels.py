@@ -179,9 +179,9 @@ def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
     listed = [s for s in splits if data.get(s)]
     if not listed:
         raise ImageError(f"{yaml_file.name} lists no {split} photos: it has no {' or '.join(splits)} entry")
-    root = Path(data.get("path") or yaml_file.parent).expanduser()
+    root = Path(data["path"]).expanduser() if data.get("path") else yaml_file.parent
     roots = [root]
-    if not root.is_absolute():
+    if data.get("path") and not root.is_absolute():
         # Ultralytics takes a relative path (its own "../datasets/coco8") from its datasets folder, which
         # we do not know: from the YAML's folder, then the working folder, then the YAML's folder itself
         roots = [yaml_file.parent / root, Path.cwd() / root, yaml_file.parent]
