@@ -160,12 +160,15 @@ class SegmentOptions:
     crf_params: the CRF's settings (a :class:`CRFParams`; a dict of its fields
         is read over the package defaults); None uses the settings stored with
         the model, else the package defaults.
-    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps".
+    device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps";
+        the name is checked when the run starts (without importing torch
+        here): :class:`~napari_gardenseg._device.DeviceError` then.
     vegetation: plant pixels from colour (``napari_gardenseg._vegetation``):
         "auto" uses them where the image's colours separate plants from the
         ground, "on" always, "off" never.
 
-    Raises TypeError or ValueError naming the field for a bad value.
+    Raises TypeError or ValueError naming the field for a bad value (the
+    device's name: when the run starts).
     """
 
     score_threshold: float = 0.5

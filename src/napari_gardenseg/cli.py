@@ -380,9 +380,13 @@ def _cmd_models(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gardenseg", description="Mask R-CNN + dense-CRF instance segmentation")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("segment", help="segment image files (PNG, JPEG, TIFF)")
+    s = sub.add_parser(
+        "segment", help="segment image files (PNG, JPEG, TIFF, HEIC, WebP, .npy), zarr stores, or folders of them"
+    )
     s.add_argument(
-        "inputs", nargs="*", help="image files, or folders of them (the image files directly in each; see --recursive)"
+        "inputs",
+        nargs="*",
+        help="image files or zarr stores, or folders of image files (the files directly in each; see --recursive)",
     )
     s.add_argument(
         "-r",
@@ -426,7 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)"
     )
     s.add_argument(
-        "--tile-overlap", type=_pixels, help="overlap of neighbouring tiles in pixels (default: the model's)"
+        "--tile-overlap",
+        type=_pixels,
+        help="overlap of neighbouring tiles in pixels (default: a quarter of the tile, at least 16)",
     )
     s.add_argument(
         "--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'"
@@ -448,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--coco", action="store_true", help="also write COCO JSON")
     s.add_argument(
-        "--overwrite", action="store_true", help="replace outputs that already exist (never replaced otherwise)"
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs of an earlier run (never replaced otherwise; files no run made never are)",
     )
     s.add_argument(
         "--resume", action="store_true", help="skip files whose outputs were made with the same model and settings"
