@@ -643,3 +643,19 @@ def test_a_geotiffs_nodata_value_is_read_as_black(tmp_path, lazy, dtype, value):
         np.testing.assert_allclose(read[:, 10:], rgb[:, 10:], atol=1e-6)  # the photo keeps its values
     tifffile.imwrite(tmp_path / "plain.tif", rgb, photometric="rgb")  # no tag: nothing changed
     assert "nodata" not in read_image(tmp_path / "plain.tif").applied
+
+
+def test_pillows_pixel_limit_is_lifted_for_our_reads_only(tmp_path, monkeypatch):
+    import napari_gardenseg._reader as reader
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "a.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a photo of 600 pixels is over it
+    assert read_image(tmp_path / "a.png").data.shape == (20, 30, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100  # napari's and other plugins' reads keep their guard
+
+    def out_of_memory(im):
+        raise MemoryError
+
+    monkeypatch.setattr(reader, "_pillow_pixels", out_of_memory)  # a small file that declares a huge image
+    with pytest.raises(ImageError, match=r"a.png is 30 x 20 pixels .* more than this machine's free memory"):
+        read_image(tmp_path / "a.png")

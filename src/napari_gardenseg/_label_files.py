@@ -86,9 +86,9 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
 
             data = tifffile.imread(path)
         else:
-            from PIL import Image
+            from ._reader import open_pillow
 
-            with Image.open(path) as im:
+            with open_pillow(path) as im:
                 data = _pillow_labels(im)
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow's and tifffile's "not this format"
         raise ImageError(f"{path.name} could not be read as a label image: {exc}") from exc

@@ -53,6 +53,7 @@ from __future__ import annotations
 import io
 import os
 import shlex
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,14 +342,30 @@ def check_axes(axes) -> str:
 # ----------------------------------------------------------------------------- Pillow
 
 
-def _read_pillow(path: Path) -> ImageFile:
-    from PIL import Image, UnidentifiedImageError
+_PIXEL_LIMIT = threading.Lock()
 
-    Image.MAX_IMAGE_PIXELS = None  # a big photo is not a decompression bomb here
+
+def open_pillow(path):
+    """``PIL.Image.open(path)`` without Pillow's decompression-bomb limit: a big photo is no bomb
+    here (memory is checked where pixels are decoded). The limit is lifted for this call only,
+    as it is Pillow's global, which napari and other plugins rely on."""
+    from PIL import Image
+
+    with _PIXEL_LIMIT:
+        before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
+def _read_pillow(path: Path) -> ImageFile:
+    from PIL import UnidentifiedImageError
+
     if path.name.lower().endswith(HEIF_SUFFIXES):
         _register_heif(path)
     try:
-        with Image.open(path) as im:
+        with open_pillow(path) as im:
             fmt = im.format
             n_frames = getattr(im, "n_frames", 1)
             # an MPO's extra frames are previews; a HEIC's are a burst or depth map: the first is the photo
@@ -356,7 +373,14 @@ def _read_pillow(path: Path) -> ImageFile:
             planes, applied = [], {}
             for k in frames:
                 im.seek(k)
-                plane, applied = _pillow_pixels(im)
+                try:
+                    plane, applied = _pillow_pixels(im)
+                except MemoryError:
+                    w, h = im.size
+                    raise ImageError(
+                        f"{path.name} is {w} x {h} pixels ({w * h * 3 / 1e9:.1f} GB as RGB), more than this "
+                        "machine's free memory: save it as a tiled TIFF, which is read window by window"
+                    ) from None
                 planes.append(plane)
     except UnidentifiedImageError:
         raise ImageError(
@@ -404,13 +428,12 @@ def _turns(im) -> bool:
 def _exif_turns(path) -> bool:
     """Whether reading the photo ``path`` turns its pixels upright (its EXIF orientation), from its
     header only; False for a file Pillow cannot open (reading it says why)."""
-    from PIL import Image
 
     path = Path(path)
     try:
         if path.name.lower().endswith(HEIF_SUFFIXES):
             _register_heif(path)
-        with Image.open(path) as im:
+        with open_pillow(path) as im:
             return _turns(im)
     except Exception:  # noqa: BLE001
         return False
