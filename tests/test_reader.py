@@ -659,3 +659,18 @@ def test_pillows_pixel_limit_is_lifted_for_our_reads_only(tmp_path, monkeypatch)
     monkeypatch.setattr(reader, "_pillow_pixels", out_of_memory)  # a small file that declares a huge image
     with pytest.raises(ImageError, match=r"a.png is 30 x 20 pixels .* more than this machine's free memory"):
         read_image(tmp_path / "a.png")
+
+
+def test_damaged_files_say_so_instead_of_a_library_error(tmp_path):
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (96, 128, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "plain.tif", photo, photometric="rgb")
+    tifffile.imwrite(tmp_path / "big.tif", photo, photometric="rgb", bigtiff=True)
+    tifffile.imwrite(tmp_path / "tiled.tif", photo, photometric="rgb", tile=(32, 32), compression="zlib")
+    Image.fromarray(photo).save(tmp_path / "full.webp")
+    cuts = {"plain.tif": 8, "big.tif": 8, "tiled.tif": None, "full.webp": 200}
+    for name, keep in cuts.items():
+        data = (tmp_path / name).read_bytes()
+        (tmp_path / f"cut_{name}").write_bytes(data[: keep or len(data) // 2])
+        with pytest.raises(ImageError, match=f"cut_{name} (is damaged or cut short|stops before its image ends)"):
+            read_image(tmp_path / f"cut_{name}").data

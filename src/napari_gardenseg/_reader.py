@@ -53,6 +53,7 @@ from __future__ import annotations
 import io
 import os
 import shlex
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -388,9 +389,11 @@ def _read_pillow(path: Path) -> ImageFile:
             "open it in an image editor and save it as PNG or JPEG"
         ) from None
     except OSError as err:  # Pillow says "image file is truncated" / "Truncated File Read", no type of its own
-        if "truncated" not in str(err).lower():
+        if err.errno is not None:  # the system's (no such file, permission): not the file's contents
             raise
-        raise _truncated(path) from None
+        if "truncated" in str(err).lower():
+            raise _truncated(path) from None
+        raise _damaged(path, err) from None
     applied = {"format": fmt, **applied}
     if len(planes) == 1:
         data = planes[0]
@@ -405,6 +408,13 @@ def _read_pillow(path: Path) -> ImageFile:
 def _truncated(path: Path) -> ImageError:
     return ImageError(
         f"{path.name} stops before its image ends (truncated: a copy or download was cut short); copy the file again"
+    )
+
+
+def _damaged(path: Path, err: BaseException) -> ImageError:
+    return ImageError(
+        f"{path.name} is damaged or cut short ({type(err).__name__}: {str(err)[:100]}); copy the file again, "
+        "or open it in an image editor and save it again"
     )
 
 
@@ -550,6 +560,12 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         if "failed to read" not in str(err):
             raise
         raise _truncated(path) from None
+    except (IndexError, struct.error) as err:  # a header that promises pages or entries it does not hold
+        raise _damaged(path, err) from None
+    except RuntimeError as err:  # imagecodecs' decoders (DeflateError, ...): data that does not decode
+        if not type(err).__module__.startswith("imagecodecs"):
+            raise
+        raise _damaged(path, err) from None
     if by_pillow:
         try:
             image = _read_pillow(path)
