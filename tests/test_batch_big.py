@@ -82,6 +82,21 @@ def test_a_zarr_input_is_read_lazily(tmp_path, mosaic):
     assert "ortho_labels.zarr" in written and "ortho_coco.json" in written
 
 
+def test_a_big_npy_and_a_zarr_store_without_its_suffix_are_read_lazily(tmp_path, mosaic):
+    import zarr
+
+    image, _ = mosaic
+    np.save(tmp_path / "plot.npy", image)  # memory-mapped: segmented window by window as a big TIFF is
+    store = tmp_path / "ortho_store"  # a zarr store saved without ".zarr": one image, not a folder of photos
+    zarr.create_array(str(store), shape=image.shape, chunks=(256, 256, 3), dtype="uint8")[...] = image
+    summary = segment_files([tmp_path / "plot.npy", store], tmp_path / "out", "garden", **OPTIONS)
+    assert summary.ok, summary.table
+    ref = segment(image, "garden", **OPTIONS).labels
+    for name in ("plot", "ortho_store"):
+        stored = zarr.open_group(str(tmp_path / "out" / f"{name}_labels.zarr"), mode="r")
+        np.testing.assert_array_equal(stored["labels"][...], ref)
+
+
 def test_a_big_geotiff_also_gets_tiled_label_geotiffs(tmp_path, mosaic):
     # GIS software reads GeoTIFFs, not the zarr store: a georeferenced mosaic's labels come as both
     import tifffile

@@ -37,6 +37,7 @@ from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError
+from ._reader import is_zarr_store
 from ._run_record import RUN_SUFFIX, _compared_options, _input_identity, _not_done, model_identity, read_run_record
 
 __all__ = [
@@ -250,7 +251,7 @@ def _shown(fs: FileStatus) -> str:
 def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):
     """ "run", "skip" (resume: done with the same input, model and options), or a failure entry."""
     path = Path(fs.file)
-    if not (path.is_file() or (path.is_dir() and path.suffix.lower() == ".zarr")):
+    if not (path.is_file() or is_zarr_store(path)):
         return _failure(fs, FileNotFoundError(f"no such image file: {path}"), tb="")
     record = read_run_record(out, fs.name) if resume else None
     if record is not None:

@@ -94,9 +94,10 @@ def input_kind(path, axes: str | None = None) -> InputKind:
     path = Path(path)
     name = path.name.lower()
     zarr_store = name.endswith(".zarr") or path.is_dir()
-    if not path.exists() or name.endswith(".npy"):
+    if not path.exists():
         return InputKind()
-    if not (zarr_store or name.endswith(TIFF_SUFFIXES)):  # the reader's rule, without decoding the photo
+    # a TIFF, zarr store or .npy is read lazily (its header, a memory map): big ones are segmented window by window
+    if not (zarr_store or name.endswith((*TIFF_SUFFIXES, ".npy"))):  # the reader's rule, without decoding the photo
         return InputKind(sidecars=kept_sidecars(path)[0])
     try:
         image = read_image(path, axes=axes, lazy=True)

@@ -257,6 +257,13 @@ def image_files(folder, *, recursive: bool = False, exclude=()) -> list[Path]:
     return [path for path, _ in folder_entries(folder, recursive=recursive, exclude=exclude)]
 
 
+def is_zarr_store(path) -> bool:
+    """Whether ``path`` is a zarr store (one image, read as such): a folder named ``*.zarr``, or
+    one holding zarr's metadata (a store saved without the suffix), not a folder of photos."""
+    path = Path(path)
+    return path.is_dir() and (path.suffix.lower() == ".zarr" or any((path / f).is_file() for f in _ZARR_METADATA))
+
+
 def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple[Path, str]]:
     """:func:`image_files` with each file's folder relative to ``folder`` (POSIX, ``""`` for
     ``folder`` itself), which a batch's outputs mirror."""
@@ -275,11 +282,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
             continue
         seen.add(resolved)
         visible = [c for c in sorted(here.iterdir()) if not c.name.startswith(".")]
-        found = [
-            p
-            for p in visible
-            if (p.is_dir() and p.suffix.lower() == ".zarr") or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
-        ]
+        found = [p for p in visible if is_zarr_store(p) or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))]
         # a batch's outputs are named after its run record: <name>_labels.tif etc. beside <name>_run.json
         runs = [c.name[: -len(RUN_SUFFIX)] for c in visible if c.name.endswith(RUN_SUFFIX)]
         outputs = {f"{run}{tail}" for run in runs for tail in OUTPUT_IMAGE_TAILS}
@@ -288,7 +291,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         n_outputs += sum(p.name in outputs for p in found)
         relative = here.relative_to(folder).as_posix() if here != folder else ""
         entries += [(p, relative) for p in photos]
-        inner = [c for c in visible if c.is_dir() and c.suffix.lower() != ".zarr"]
+        inner = [c for c in visible if c.is_dir() and not is_zarr_store(c)]
         if here == folder:
             subfolders = inner
         if recursive:
@@ -321,7 +324,7 @@ def expand_entries(items, *, recursive: bool = False, exclude=()) -> list[tuple]
     out = []
     for item in items:
         path = Path(item).expanduser() if isinstance(item, (str, os.PathLike)) else None
-        is_folder = path is not None and path.is_dir() and path.suffix.lower() != ".zarr"
+        is_folder = path is not None and path.is_dir() and not is_zarr_store(path)
         out += folder_entries(path, recursive=recursive, exclude=exclude) if is_folder else [(item, "")]
     return out
 
