@@ -49,6 +49,14 @@ def test_float_in_unit_range_is_kept():
     np.testing.assert_allclose(to_rgb_float(img), 0.25)
 
 
+def test_float_reflectance_whose_highlights_pass_one_is_read_as_zero_to_one():
+    # a 0..1 float photo at x1.02 (reflectance overshoots on highlights): not divided by 255 (black)
+    unit = np.random.default_rng(4).random((8, 9, 3)).astype(np.float32)
+    over = unit * np.float32(1.02)
+    np.testing.assert_allclose(to_rgb_float(over), np.minimum(over, 1.0))
+    assert to_rgb_float(over).max() == 1.0 and to_rgb_float(over).mean() > 0.4
+
+
 def test_float_with_nan_and_inf():
     img = np.array([[np.nan, -np.inf, 5.0, np.inf, 10.0]])
     out = to_rgb_float(img)[0, :, 0]

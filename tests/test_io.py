@@ -21,6 +21,7 @@ def _cases():
         rng.integers(0, 65535, (30, 20), dtype=np.uint16),
         rng.normal(size=(3, 25, 30)).astype(np.float32),  # channel-first
         rng.random((20, 20, 4)),  # RGBA float64 in 0..1
+        (rng.random((20, 20, 3)) * 1.3).astype(np.float32),  # reflectance past 1 in its highlights
         rng.random((9, 9)) > 0.5,
         np.full((5, 6), 7, np.int32),  # flat
         f,

@@ -54,14 +54,20 @@ def _channels_last(arr: np.ndarray) -> np.ndarray:
     return np.moveaxis(arr, 0, -1) if layout == "chw" else arr
 
 
+# floats of 0..1 photos (reflectance, img_as_float) may pass 1 a little in their highlights; a
+# 0..255 float photo whose brightest pixel is at most this is black, whichever way it is read
+FLOAT_OVERSHOOT = 2.0
+
+
 def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
     """The (low, high) that maps to 0..1 for pixels of ``dtype`` whose finite values span ``lo..hi``.
 
     The one intensity rule of the package (see :func:`to_rgb_float`): bool
     (0, 1); uint8 (0, 255); any other type whose values are all >= 0 the
-    smallest of these ranges that holds them: (0, 1) for floats, (0, 255),
-    (0, 65535); anything else (negative values, or above 65535) its own
-    ``(lo, hi)``. Depends on the values' range only through that choice, so a
+    smallest of these ranges that holds them: (0, 1) for floats (up to
+    :data:`FLOAT_OVERSHOOT`: reflectance whose highlights pass 1, which are then
+    white), (0, 255), (0, 65535); anything else (negative values, or above
+    65535) its own ``(lo, hi)``. Depends on the values' range only through that choice, so a
     uint16 copy (x257) or a float copy (0..255 or 0..1) of an 8-bit image maps
     to the same floats as the 8-bit image.
     """
@@ -71,7 +77,7 @@ def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
     if dtype == np.uint8:
         return (0.0, 255.0)
     if lo >= 0.0:
-        if dtype.kind == "f" and hi <= 1.0:
+        if dtype.kind == "f" and hi <= FLOAT_OVERSHOOT:
             return (0.0, 1.0)
         if hi <= 255.0:
             return (0.0, 255.0)
@@ -141,6 +147,8 @@ def _scale_to_unit(arr: np.ndarray, rule_dtype=None) -> np.ndarray:
     low, high = intensity_range(rule_dtype or arr.dtype, lo, hi)
     if (low, high) != (0.0, 1.0):  # else floats already in 0..1: the user's values
         data = stretch(data, low, high)
+    elif hi > 1.0:  # highlights past 1 (FLOAT_OVERSHOOT): white
+        np.minimum(data, 1.0, out=data)
     if nan is not None and nan.any():
         data[nan] = 0.0  # NaN is nodata (GDAL's and rasterio's fill for floats): black
     return data

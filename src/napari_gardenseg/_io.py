@@ -195,7 +195,8 @@ class ImageSource:
         low, high = self.intensity_range()
         if self.dtype != np.uint8 and (low, high) != (0.0, 1.0):
             data = stretch(data, low, high)
-        if self.lazy and self.dtype != np.uint8:  # the overview may have missed the extremes
+        # the overview may have missed the extremes; floats' highlights past 1 (FLOAT_OVERSHOOT) are white
+        if self.dtype != np.uint8 and (self.lazy or hi > 1.0):
             np.clip(data, 0.0, 1.0, out=data)
         if nan is not None and nan.any():
             data[nan] = 0.0  # NaN is nodata: black, as to_rgb_float
