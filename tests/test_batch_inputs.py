@@ -305,16 +305,29 @@ def test_a_class_the_model_lacks_fails_the_batch_before_any_file(tmp_path):
         segment_files(tmp_path, tmp_path / "out", model="coco", classes="tulip")
 
 
-def test_a_turned_tiff_keeps_no_world_file_whichever_way_it_is_read(tmp_path):
-    # the outputs are planned from a lazy header read and written after the full read: both drop it
+def test_a_tiff_with_an_orientation_tag_is_read_as_stored_and_keeps_its_world_file(tmp_path):
+    # TIFFs are never turned (tifffile's way and GDAL's), whichever library decodes them: the world
+    # file places the stored pixels, so it is kept; the outputs planned from a lazy read agree
+    from PIL import Image
+
     from napari_gardenseg._batch_outputs import input_kind, output_files
     from napari_gardenseg._reader import read_image
 
+    stored = np.random.default_rng(1).integers(0, 255, (20, 30, 3), np.uint8)
     path = tmp_path / "turned.tif"
-    tifffile.imwrite(path, np.zeros((20, 30, 3), np.uint8), photometric="rgb", extratags=[(274, "H", 1, 6, True)])
+    tifffile.imwrite(path, stored, photometric="rgb", extratags=[(274, "H", 1, 6, True)])
     (tmp_path / "turned.tfw").write_text("1\n0\n0\n-1\n0.5\n19.5\n")
     for lazy in (True, False):
         image = read_image(path, lazy=lazy)
-        assert image.sidecar_georeference is None and "not kept" in image.applied["georeference"]
-    assert input_kind(path).sidecars is None
-    assert not any(f.endswith(".tfw") for f in output_files("turned", **input_kind(path)._asdict()))
+        assert image.sidecar_georeference is not None and "exif_orientation" not in image.applied
+        np.testing.assert_array_equal(np.asarray(image.data), stored)
+    assert input_kind(path).sidecars is not None
+    assert "turned_labels.tfw" in output_files("turned", **input_kind(path)._asdict())
+    # a CMYK TIFF is decoded by Pillow, which (Pillow 13) would turn it while loading: read as stored too
+    cmyk = Image.fromarray(stored).convert("CMYK")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    cmyk.save(tmp_path / "cmyk.tif", exif=exif)
+    image = read_image(tmp_path / "cmyk.tif")
+    assert image.data.shape == (20, 30, 3) and "exif_orientation" not in image.applied
+    np.testing.assert_allclose(image.data.astype(int), np.asarray(cmyk.convert("RGB")).astype(int), atol=2)

@@ -434,7 +434,17 @@ def _register_heif(path: Path) -> None:
 
 
 def _turns(im) -> bool:
-    """Whether an image's EXIF Orientation turns or mirrors its pixels (read upright here)."""
+    """Whether an image's EXIF Orientation turns or mirrors its pixels (read upright here).
+
+    Never a TIFF's: its pixels are read as stored (tifffile's way, and GDAL's, so its world file
+    still places them), whichever library decodes them; Pillow 13 would turn some TIFFs itself
+    while loading them, so the tag is removed from an opened TIFF here.
+    """
+    if im.format == "TIFF":
+        if im.tag_v2.pop(0x0112, None) in (5, 6, 7, 8) and hasattr(im, "_tile_size"):
+            im._size = im._tile_size  # Pillow 13 swapped the size it gives for the turn it planned
+        im.getexif().pop(0x0112, None)
+        return False
     return im.getexif().get(0x0112) not in (None, 1)
 
 
