@@ -674,3 +674,18 @@ def test_damaged_files_say_so_instead_of_a_library_error(tmp_path):
         (tmp_path / f"cut_{name}").write_bytes(data[: keep or len(data) // 2])
         with pytest.raises(ImageError, match=f"cut_{name} (is damaged or cut short|stops before its image ends)"):
             read_image(tmp_path / f"cut_{name}").data
+
+
+def test_a_pil_image_is_read_as_its_file_is(tmp_path):
+    rng = np.random.default_rng(5)
+    rgb = Image.fromarray(rng.integers(0, 255, (24, 32, 3), np.uint8))
+    palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.save(tmp_path / "p.png")
+    rgb.convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rgb.save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    for name in ("p.png", "c.jpg", "turned.jpg"):
+        with Image.open(tmp_path / name) as im:
+            np.testing.assert_array_equal(to_rgb_float(im), to_rgb_float(read_image(tmp_path / name).data))
+            np.testing.assert_array_equal(open_image(im).read(), to_rgb_float(read_image(tmp_path / name).data))

@@ -89,13 +89,19 @@ def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
 def host_array(image):
     """``image`` as an array numpy reads, without copying numpy, dask or zarr arrays.
 
-    A torch tensor (on any device, e.g. a model's (C, H, W) input) or a CuPy
+    A PIL image is read as the file reader reads an opened photo (its
+    palette, CMYK, alpha, ICC profile and EXIF orientation applied). A torch
+    tensor (on any device, e.g. a model's (C, H, W) input) or a CuPy
     array is copied to host memory, which ``np.asarray`` refuses for GPU
     memory. Leading axes of length 1 in front of an image of more than three
     axes are dropped: (1, H, W, 3) from a batch of one, (1, 1, H, W) from a
     (T, Z, Y, X) reader; (1, H, W) stays a one-channel image.
     """
     package = type(image).__module__.split(".")[0]
+    if package == "PIL" and hasattr(image, "getexif"):  # a PIL image: as the file reader reads one
+        from ._reader import _pillow_pixels  # palette, CMYK, alpha, ICC profile, EXIF orientation
+
+        return _pillow_pixels(image)[0]
     if package == "torch":  # duck-typed: this module does not import torch
         image = image.detach().cpu().numpy()
     elif package == "cupy":
