@@ -212,6 +212,12 @@ def test_bands_beyond_rgb(tmp_path, lazy):
     f = read_image(tmp_path / "rgbnr.tif", lazy=lazy)
     assert f.axes == "YXS" and "2 extra samples" in f.applied["samples"]
     np.testing.assert_array_equal(np.asarray(f.data), bands[..., :3])  # the file says these are R, G, B
+    # one of the extra samples marked as alpha (an orthomosaic's RGB + NIR + alpha): kept, after R, G, B
+    for marks, at in (([0, 2], 4), ([2, 0], 3)):
+        tifffile.imwrite(tmp_path / "rgbna.tif", bands, photometric="rgb", extrasamples=marks)
+        f = read_image(tmp_path / "rgbna.tif", lazy=lazy)
+        assert "the one marked as alpha" in f.applied["samples"]
+        np.testing.assert_array_equal(np.asarray(f.data), bands[..., [0, 1, 2, at]])
     tifffile.imwrite(
         tmp_path / "bands.tif", np.moveaxis(bands, -1, 0), photometric="minisblack", planarconfig="separate"
     )

@@ -607,10 +607,14 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         applied["converted"] = "JPEG YCbCr -> RGB (imagecodecs)"
         photometric = "RGB"  # what imagecodecs hands out
     given = axes is not None
-    data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, photometric=photometric)
+    # the sample the file marks as alpha (ExtraSamples 1 or 2), after the colour samples
+    marked = next((i for i, e in enumerate(extra) if e in _ALPHA), None)
+    alpha = None if marked is None or not shape else shape[file_axes.index("S")] - len(extra) + marked
+    alpha = alpha if "S" in file_axes else None
+    data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, photometric=photometric, alpha=alpha)
     if given:
         applied["axes_given"] = axes
-    if out_axes.endswith("S") and data.shape[-1] in (2, 4) and (not extra or extra[-1] not in _ALPHA):
+    if out_axes.endswith("S") and data.shape[-1] in (2, 4) and alpha is None:
         # the last sample is not marked as alpha (a multispectral band): only marked alpha blanks pixels
         data = data[..., :-1] if isinstance(data, np.ndarray) else _as_dask(data)[..., :-1]
         note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
@@ -723,12 +727,13 @@ def _lazy_or_numpy(data, fn):
     return d.map_blocks(fn, dtype=np.result_type(fn(np.zeros((1,) * d.ndim, d.dtype))))
 
 
-def _arrange(data, axes: str, path: Path, *, given: bool, photometric: str | None = None):
+def _arrange(data, axes: str, path: Path, *, given: bool, photometric: str | None = None, alpha: int | None = None):
     """``data`` reordered to (plane axes..., Y, X[, S]) from ``axes``, singleton axes dropped; its axes; a note or None.
 
     ``photometric``: the TIFF's colour space, None for a file that has none (zarr). "RGB" says the
-    samples are red, green, blue (of five or more, only those three are kept); the note says which
-    samples were taken for colour where the file does not say so.
+    samples are red, green, blue (of five or more, only those three are kept, and the sample
+    ``alpha``, the one the file marks as alpha, after them); the note says which samples were
+    taken for colour where the file does not say so.
     """
     rgb = photometric == "RGB"
     shape = tuple(int(s) for s in data.shape)
@@ -773,9 +778,12 @@ def _arrange(data, axes: str, path: Path, *, given: bool, photometric: str | Non
             )
         # an RGB file with extra samples (near-infrared, red edge...): the file says the first
         # three are red, green and blue
-        pick = tuple(slice(0, 3) if a == colour else slice(None) for a in axes)
-        data = data[pick] if isinstance(data, np.ndarray) else _as_dask(data)[pick]
+        keep = [0, 1, 2] + ([alpha] if alpha is not None else [])
+        data = np.take(data, keep, axis=axes.index(colour)) if isinstance(data, np.ndarray) else _as_dask(data)
+        if not isinstance(data, np.ndarray):
+            data = data[tuple(keep if a == colour else slice(None) for a in axes)]
         note = f"RGB and {n - 3} extra samples per pixel: the extra samples ignored"
+        note += " but the one marked as alpha (ExtraSamples)" if alpha is not None else ""
     elif colour is not None and photometric not in (None, "RGB") and data.shape[axes.index(colour)] in (3, 4):
         # a multispectral camera's bands are often written so (GDAL writes MINISBLACK for
         # non-8-bit data): what was taken for colour is said, since the file does not say it
