@@ -695,3 +695,21 @@ def test_a_pil_image_is_read_as_its_file_is(tmp_path):
         with Image.open(tmp_path / name) as im:
             np.testing.assert_array_equal(to_rgb_float(im), to_rgb_float(read_image(tmp_path / name).data))
             np.testing.assert_array_equal(open_image(im).read(), to_rgb_float(read_image(tmp_path / name).data))
+
+
+def test_ome_zarr_in_bioformats2raw_layout_reads_its_first_image(tmp_path):
+    import zarr
+
+    image = np.random.default_rng(2).integers(0, 255, (1, 1, 1, 24, 32), np.uint8)
+    root = zarr.open_group(str(tmp_path / "slide.zarr"), mode="w", zarr_format=2)
+    root.attrs["bioformats2raw.layout"] = 3
+    group = root.create_group("0")
+    group.create_array("0", shape=image.shape, dtype="uint8")[...] = image
+    axes = [{"name": n, "type": "space" if n in "zyx" else "time" if n == "t" else "channel"} for n in "tczyx"]
+    group.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [{"path": "0"}]}]
+    f = read_image(tmp_path / "slide.zarr")
+    assert f.axes == "YX"
+    np.testing.assert_array_equal(np.asarray(f.data), image[0, 0, 0])
+    zarr.open_group(str(tmp_path / "groups.zarr"), mode="w").create_group("plate")
+    with pytest.raises(ImageError, match="no arrays at its top .*its groups: plate"):
+        read_image(tmp_path / "groups.zarr")

@@ -818,6 +818,7 @@ def _read_zarr(path: Path, axes: str | None) -> ImageFile:
     if hasattr(z, "shape"):
         array = z
     else:
+        z = _image_group(z)
         attrs = dict(z.attrs)
         multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
         if multiscales:
@@ -828,7 +829,15 @@ def _read_zarr(path: Path, axes: str | None) -> ImageFile:
         else:
             keys = sorted(z.array_keys())
             if not keys:
-                raise ImageError(f"{path} is a zarr group with no arrays")
+                groups = sorted(z.group_keys())
+                raise ImageError(
+                    f"{path} is a zarr group with no arrays at its top"
+                    + (
+                        f" (its groups: {', '.join(groups[:5])}): give the group of the image, e.g. {path}/{groups[0]}"
+                        if groups
+                        else ""
+                    )
+                )
             array = z[keys[0]]
     shape = tuple(int(s) for s in array.shape)
     if file_axes is None:
@@ -839,6 +848,17 @@ def _read_zarr(path: Path, axes: str | None) -> ImageFile:
         else:
             file_axes = "Q" * (len(shape) - 2) + "YX"
     return _arranged_file(path, array, "zarr", file_axes, axes)
+
+
+def _image_group(z):
+    """The group of a zarr store that holds its image: bioformats2raw's layout (OME-Zarr written from
+    a microscope or slide file, ``bioformats2raw.layout`` in the root's attributes) puts the first
+    image in the group ``0``; other groups are their own image."""
+    attrs = dict(z.attrs)
+    layout = attrs.get("bioformats2raw.layout") or (attrs.get("ome") or {}).get("bioformats2raw.layout")
+    if layout is not None and "0" in set(z.group_keys()):
+        return z["0"]
+    return z
 
 
 def _arranged_file(path: Path, array, fmt: str, file_axes: str, axes: str | None) -> ImageFile:
