@@ -54,6 +54,19 @@ def test_colour_labels_one_id_per_colour(tmp_path):
     rgba = np.dstack([rgb, np.where(lab == 300, 0, 255).astype(np.uint8)])
     Image.fromarray(rgba).save(tmp_path / "ca.png")
     assert set(np.unique(read_labels(tmp_path / "ca.png"))) == {0, 1, 2}
+    # 16-bit colours are colours too; a stack of colour labels gets ids unique across its planes
+    tifffile.imwrite(tmp_path / "c16.tif", rgb.astype(np.uint16) * 257, photometric="rgb")
+    np.testing.assert_array_equal(read_labels(tmp_path / "c16.tif"), out)
+    tifffile.imwrite(tmp_path / "cstack.tif", np.stack([rgb, rgb[::-1]]), photometric="rgb")
+    stack = read_labels(tmp_path / "cstack.tif", planes=True)
+    assert stack.shape == (2, 20, 30) and set(np.unique(stack)) == {0, 1, 2, 3}
+
+
+def test_grey_and_alpha_labels_keep_their_ids(tmp_path):
+    lab = _ids() % 256  # 300 -> 44
+    la = np.dstack([lab, np.where(lab == 7, 0, 255)]).astype(np.uint8)  # id 7 hidden by its alpha
+    Image.fromarray(la, mode="LA").save(tmp_path / "la.png")
+    np.testing.assert_array_equal(read_labels(tmp_path / "la.png"), np.where(lab == 7, 0, lab))
 
 
 def test_a_mask_is_split_into_components(tmp_path):

@@ -95,8 +95,8 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
     data = np.asarray(data)
     while data.ndim > 2 and data.shape[0] == 1:  # a one-plane stack
         data = data[0]
-    if data.ndim == 3 and data.shape[-1] in (3, 4) and data.dtype == np.uint8:
-        data = _colours_to_ids(data)
+    if data.ndim >= 3 and data.shape[-1] in (3, 4) and data.dtype in (np.uint8, np.uint16):
+        data = _colours_to_ids(data)  # a colour per instance (a stack's: ids unique across its planes)
     if planes and data.ndim > 2 and data.dtype.kind in "iu":
         return _as_ids(data, path.name, split=False)
     if data.ndim != 2:
@@ -110,12 +110,16 @@ def _pillow_labels(im) -> np.ndarray:
     # palette images keep their indices (the ids), not the colours
     if im.mode in ("P", "1", "L", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA"):
         return np.asarray(im)
+    if im.mode in ("LA", "La", "PA"):  # ids (grey values or palette indices) with an alpha: 0 where transparent
+        both = np.asarray(im)
+        return np.where(both[..., 1] == 0, 0, both[..., 0])
     return np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
 
 
 def _colours_to_ids(rgb: np.ndarray) -> np.ndarray:
     """One id per colour, in order of first appearance (C order); black and alpha 0 are 0."""
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    bits, wide = (8, np.uint32) if rgb.dtype == np.uint8 else (16, np.uint64)
+    packed = (rgb[..., 0].astype(wide) << (2 * bits)) | (rgb[..., 1].astype(wide) << bits) | rgb[..., 2]
     if rgb.shape[-1] == 4:
         packed[rgb[..., 3] == 0] = 0
     colours, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
