@@ -237,3 +237,15 @@ def test_save_checkpoint_never_replaces_a_file_unless_asked(tmp_path):
     with pytest.raises(OutputExistsError, match="models.*is a folder"):
         save_checkpoint(_garden_net(3), models, class_names=names, arch="garden_small", overwrite=True)
     assert (models / "field.pt").read_bytes() == b"another model"
+
+
+def test_gardenseg_models_lists_the_users_own_models(user_models, capsys):
+    from napari_gardenseg import cli
+
+    assert cli.main(["models"]) == 0
+    assert "garden " in capsys.readouterr().out
+    user_models.mkdir(parents=True)
+    (user_models / "roses.pt").write_bytes(b"a trained model")
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "roses" in out and str((user_models / "roses.pt").resolve()) in out

@@ -27,6 +27,7 @@ __all__ = [
     "check_target",
     "atomic_write",
     "free_path",
+    "user_models",
     "user_models_dir",
     "user_results_dir",
 ]
@@ -45,6 +46,16 @@ def user_models_dir() -> Path:
     home = os.environ.get("GARDENSEG_HOME")
     base = Path(home).expanduser() if home else Path("~/.napari-gardenseg").expanduser()
     return base / "models"
+
+
+def user_models() -> dict[str, str]:
+    """Checkpoints in the user's models folder (:func:`user_models_dir`): {resolved path: title, the file's stem}."""
+    folder = user_models_dir()
+    try:
+        files = sorted(p for p in folder.glob("*.pt") if p.is_file() and not p.name.startswith("."))
+    except OSError:  # unreadable folder: nothing to offer
+        return {}
+    return {str(p.resolve()): p.stem for p in files}
 
 
 def user_results_dir() -> Path:

@@ -41,6 +41,7 @@ from magicgui.widgets import (
     create_widget,
 )
 
+from ._files import user_models
 from ._options import (
     DEFAULT_MODEL,
     DEFAULTS,
@@ -101,18 +102,6 @@ def register_model(path, title: str | None = None, *, select: bool = False) -> s
         except RuntimeError:  # its Qt side is gone (closed dock widget)
             _LIVE.discard(widget)
     return key
-
-
-def user_models() -> dict[str, str]:
-    """Checkpoints in the user's models folder: {resolved path: title}."""
-    from ._files import user_models_dir
-
-    folder = user_models_dir()
-    try:
-        files = sorted(p for p in folder.glob("*.pt") if p.is_file() and not p.name.startswith("."))
-    except OSError:  # unreadable folder: nothing to offer
-        return {}
-    return {str(p.resolve()): p.stem for p in files}
 
 
 def model_choices(_widget=None) -> list[tuple[str, str]]:

@@ -374,6 +374,16 @@ def _cmd_models(args) -> int:
             p = coco_weights_path(name)
             where = f"  [{'cached' if p.exists() else 'not downloaded'}: {p}]"
         print(f"{name:8s} {title}{where}")
+    from ._files import user_models, user_models_dir
+
+    mine = user_models()  # what train and adapt wrote there: --model takes their path
+    print(
+        f"\nyour models ({user_models_dir()}; give --model the path):"
+        if mine
+        else f"\nno models of yours in {user_models_dir()}"
+    )
+    for path, title in mine.items():
+        print(f"  {title:20s} {path}")
     return 0
 
 
