@@ -262,3 +262,16 @@ def test_pycocotools_numpy_2_copy_warning_is_not_shown(tmp_path):
         [(_, labels, _)] = read_coco(path)
     assert (labels > 0).sum() == (lab > 0).sum()
     assert not [w for w in seen if "copy keyword" in str(w.message)], [str(w.message) for w in seen]
+
+
+def test_a_stacks_planes_are_named_as_such_not_as_missing_photos(tmp_path):
+    entry = _photo(tmp_path, "stack.tif.png")
+    lab = np.zeros((40, 60), np.int32)
+    lab[2:10, 3:20] = 1
+    planes = [dict(entry, id=k + 1, file_name=f"stack.tif.png[{k}]") for k in range(2)]
+    anns = [a for k in (1, 2) for a in labels_to_coco_annotations(lab, [1], image_id=k, start_id=k)]
+    path = _write(tmp_path / "stack_coco.json", planes, anns)
+    with pytest.warns(UserWarning, match=r"2 plane\(s\) of stacks") as said:
+        with pytest.raises(ImageError, match="no annotated photo"):
+            read_coco(path)
+    assert "not found" not in " ".join(str(w.message) for w in said)

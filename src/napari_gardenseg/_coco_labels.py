@@ -134,12 +134,15 @@ def read_coco(
 
     if max_photos is not None and len(by_image) > max_photos:
         raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
-    samples, missing, resized, hidden = [], [], [], 0
+    samples, missing, resized, planes, hidden = [], [], [], [], 0
     unannotated = sum(1 for i in entries if i not in by_image)
     for image_id, anns in by_image.items():
         entry = entries[image_id]
         name = entry.get("file_name")
         photo = _find_photo(str(name), folders) if name else None
+        if photo is None and name and _stack_plane(str(name), folders):
+            planes.append(str(name))
+            continue
         if photo is None:
             missing.append(str(name) if name else f"(image {image_id} has no file_name)")
             continue
@@ -174,6 +177,11 @@ def read_coco(
     left_out = []
     if missing:
         left_out.append(f"{len(missing)} photo(s) not found in {', '.join(map(str, folders))}: {first_few(missing)}")
+    if planes:
+        left_out.append(
+            f"{len(planes)} plane(s) of stacks ({first_few(planes)}: this plugin's COCO of a stack names each "
+            "plane file[index]); save each plane as its own image to train on it"
+        )
     if resized:
         left_out.append(
             f"{len(resized)} photo(s) of another size than the file gives (resized or replaced after they were "
@@ -266,6 +274,13 @@ def _key(value):
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _stack_plane(file_name: str, folders: list[Path]) -> bool:
+    """Whether ``file_name`` is ``<file>[<indices>]`` (a plane of a stack, as this plugin's batch
+    writes a stack's COCO images) and that file is there."""
+    base, bracket, rest = file_name.rpartition("[")
+    return bool(bracket) and rest.endswith("]") and _find_photo(base, folders) is not None
 
 
 def _find_photo(file_name: str, folders: list[Path]) -> Path | None:
