@@ -287,6 +287,19 @@ def test_rerun_replaces_in_place_and_keeps_edited_layers(viewer, fake_segment):
     assert fourth["masks"] is third["masks"] and len(viewer.layers) == 5
 
 
+def test_a_class_name_corrected_in_the_features_is_an_edit_a_rerun_keeps(viewer, fake_segment):
+    image = viewer.layers["garden"]
+    masks = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)["masks"]
+    features = masks.features.copy()
+    features.loc[features["label"] == 1, "class_name"] = "weed"  # what Train on my labels reads
+    masks.features = features
+    again = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)["masks"]
+    assert again is not masks and again.name == "garden masks [2]"
+    assert list(masks.features["class_name"])[0] == "weed"
+    # an unedited layer is still replaced in place
+    assert write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)["masks"] is again
+
+
 def test_painting_an_output_layer_updates_its_features_and_a_rerun_resets_them(viewer, fake_segment):
     image = viewer.layers["garden"]
     masks = write_layers(viewer, fake_run(plane_source(image), fake_segment))["masks"]

@@ -66,7 +66,8 @@ def _ours(layer, kind: str) -> bool:
 
 
 def is_edited(layer) -> bool:
-    """True if ``layer``'s data differs from what this plugin last wrote into it.
+    """True if ``layer``'s data, or its features table (a class name corrected by hand), differs
+    from what this plugin last wrote into it.
 
     A lazy (zarr-backed) output counts as edited: it is never replaced in place.
     """
@@ -74,7 +75,16 @@ def is_edited(layer) -> bool:
     if info.get("lazy"):
         return True
     current = _shapes_checksum(layer.data) if info.get("kind") == "boxes" else checksum(layer.data)
+    if "features_checksum" in info and _features_checksum(layer) != info["features_checksum"]:
+        return True
     return current != info.get("checksum")
+
+
+def _features_checksum(layer) -> int:
+    """A fingerprint of a layer's features table (its CSV text: every column, every value)."""
+    import zlib
+
+    return zlib.crc32(layer.features.to_csv(index=False).encode())
 
 
 def _target(viewer, base: str, kind: str, layer_type: type, ndim: int | None = None):
@@ -136,7 +146,10 @@ def _set_geometry(layer, source: PlaneSource) -> None:
 
 
 def _stamp(layer, kind: str, source: PlaneSource, check) -> None:
-    layer.metadata[META_KEY] = {"kind": kind, **_about(source), "checksum": check}
+    info = {"kind": kind, **_about(source), "checksum": check}
+    if kind != "boxes":  # a corrected class name is an edit: see is_edited
+        info["features_checksum"] = _features_checksum(layer)
+    layer.metadata[META_KEY] = info
 
 
 def _about(source: PlaneSource) -> dict:
