@@ -452,6 +452,19 @@ def test_segment_layer_from_the_console(make_napari_viewer, sample):
     assert viewer.layers["garden masks"].data.shape == (128, 128)
     assert len(result) == len(viewer.layers["garden masks"].features) >= 1
     np.testing.assert_array_equal(viewer.layers["garden masks"].data, result.labels)
+    # the layer's own viewer, not the current one; a layer of no viewer given is refused
+    other = make_napari_viewer()  # now the current viewer
+    segment_layer(viewer.layers["garden"], model="garden", crf=False)
+    assert "garden masks" not in other.layers
+    from napari.layers import Image
+
+    with pytest.raises(ValueError, match="not in this viewer"):
+        segment_layer(Image(sample[:64, :64], name="loose"), model="garden", viewer=other, crf=False)
+    # what the status line would say is warned: a kept edited layer, and where this run went
+    viewer.layers["garden masks"].data[0, 0] = 99
+    with pytest.warns(UserWarning, match=r"kept your 'garden masks', this run is in 'garden masks \[2\]'"):
+        again = segment_layer(viewer.layers["garden"], model="garden", crf=False)
+    assert any("garden masks [2]" in n for n in again.meta["notes"])
 
 
 def test_class_filter_reaches_segment(garden, qtbot, monkeypatch):

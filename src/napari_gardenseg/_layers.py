@@ -354,7 +354,10 @@ def segment_layer(
     ``segment_layer(viewer.layers["garden"], model="garden")`` adds (or
     updates) ``"garden masks"`` and, with the CRF on, ``"garden masks (CRF)"``;
     ``boxes=True`` adds a Shapes layer of the detection boxes. ``viewer``
-    defaults to ``napari.current_viewer()``. Other keyword arguments are the
+    defaults to the open viewer that holds ``layer`` (for a name, the current
+    one); a layer not in ``viewer`` raises ValueError. What the widget's
+    status line would add (a kept layer, why little was found) is warned and
+    kept in ``result.meta["notes"]``. Other keyword arguments are the
     options of :func:`napari_gardenseg.segment` (``score_threshold``,
     ``mask_threshold``, ``classes``, ``crf``, ``crf_params``, ``device``,
     ``tile_size``, ``scale``...; see :class:`~napari_gardenseg._options.SegmentOptions`).
@@ -365,17 +368,46 @@ def segment_layer(
     ``axis_<i>`` feature columns). ``result.meta["layers"]`` names the layers
     written. A run that fails or is cancelled changes no layer.
     """
+    import warnings
+
     avoid_triton_llvm_clash()
     opts = SegmentOptions.from_kwargs(**options)  # bad options fail before anything is read
     if viewer is None:
-        import napari
-
-        viewer = napari.current_viewer()
-        if viewer is None:
-            raise RuntimeError("no napari viewer is open; pass viewer=... to segment_layer")
+        viewer = _viewer_of(layer)
     if isinstance(layer, str):
         layer = viewer.layers[layer]
+    if layer not in viewer.layers:  # its labels would land in a viewer without their image
+        raise ValueError(f"layer {layer.name!r} is not in this viewer: pass viewer= the viewer that shows it")
     source = plane_source(layer, point=viewer.dims.point, stack=stack)
     output = run_planes(source, model, opts, progress=progress, cancel=cancel)
     write_layers(viewer, output, boxes=boxes)
+    notes = run_notes(output)
+    for result in output.results:
+        result.meta["notes"] = notes
+    for note in notes:  # what the widget's status line says
+        warnings.warn(note, stacklevel=2)
     return output.results if source.stack else output.results[0]
+
+
+def _viewer_of(layer):
+    """The open napari viewer that holds ``layer`` (a Layer), else the current one."""
+    import napari
+
+    if not isinstance(layer, str):
+        for viewer in list(getattr(napari.Viewer, "_instances", ())):
+            if layer in viewer.layers:
+                return viewer
+    viewer = napari.current_viewer()
+    if viewer is None:
+        raise RuntimeError("no napari viewer is open; pass viewer=... to segment_layer")
+    return viewer
+
+
+def run_notes(output: LayerOutput) -> list[str]:
+    """What a run's user should know beyond its count (the widget's status line, the console's
+    warnings): a layer kept and where this run went; a colour image split into grey planes, why
+    nothing or little was found (:func:`~napari_gardenseg._plant_pixels.status_hint`), or a label map."""
+    from ._plant_pixels import status_hint
+
+    hint = colour_planes_note(output) or status_hint(output.results) or label_map_note(output)
+    return [n for n in (kept_layers_note(output), hint) if n]

@@ -297,18 +297,15 @@ class SegmentationWidget(SegmentationControls):
             QTimer.singleShot(0, lambda: self._write_next(job, output, kinds[1:], t0, image))
             return
         from ._planes import still_holds
-        from ._plant_pixels import status_hint
 
         n = output.n_instances
         status = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
         layer = image()
         if layer is not None and not still_holds(layer, output.source):
             status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
-        from ._layers import colour_planes_note, kept_layers_note, label_map_note
+        from ._layers import run_notes
 
-        hint = colour_planes_note(output) or status_hint(output.results) or label_map_note(output)
-        notes = [n for n in (kept_layers_note(output), hint) if n]
-        self.status.value = "; ".join([status, *notes])
+        self.status.value = "; ".join([status, *run_notes(output)])
         self._done(job)
 
     def _done(self, job: Job) -> None:
