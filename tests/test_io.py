@@ -99,3 +99,15 @@ def test_tensors_and_leading_axes_of_one_read_as_the_image():
     assert grey.shape == (12, 15) and grey.channels == 1
     with pytest.raises(ImageError, match="4 dimensions"):  # a real stack stays an error
         ImageSource(np.stack([rgb, rgb])[None])
+
+
+def test_a_napari_multiscale_layers_data_is_read_at_full_resolution_and_a_layer_is_refused():
+    from napari.layers import Image as ImageLayer
+
+    rng = np.random.default_rng(8)
+    full = rng.integers(0, 255, (64, 96, 3), np.uint8)
+    layer = ImageLayer([full, full[::2, ::2]], multiscale=True, rgb=True)
+    assert type(layer.data).__name__ == "MultiScaleData"
+    np.testing.assert_array_equal(ImageSource(layer.data).read(), to_rgb_float(full))
+    with pytest.raises(TypeError, match="use gs.segment_layer"):
+        ImageSource(layer)

@@ -58,12 +58,13 @@ class ImageSource:
     """
 
     def __init__(self, array, *, name: str | None = None):
-        if type(array).__module__.startswith("napari.layers"):
+        if any(c.__name__ == "Layer" and c.__module__.startswith("napari.layers") for c in type(array).__mro__):
             raise TypeError(
                 f"got a napari {type(array).__name__} layer, not its pixels: use gs.segment_layer(layer), which reads "
                 "any image layer (multiscale, stacks, scale) and adds the results as Labels layers, or pass layer.data"
             )
-        if isinstance(array, (list, tuple)):
+        # a multiscale layer's data: napari's MultiScaleData (layer.data), or a list of levels
+        if isinstance(array, (list, tuple)) or type(array).__name__ == "MultiScaleData":
             if not array:
                 raise ImageError("an empty list is not an image")
             if len(getattr(array[0], "shape", ())) >= 2:
