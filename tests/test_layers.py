@@ -405,6 +405,22 @@ def test_segment_layer_end_to_end_with_the_bundled_model(scene):
     assert result.meta["layers"] == {"masks": "garden masks"}
 
 
+def test_the_crf_layers_features_describe_its_own_pixels(scene):
+    image, _, _ = scene
+    v = ViewerModel()
+    v.add_image(image[:128, :128], name="garden")
+    segment_layer("garden", model="garden", viewer=v)
+    for name in ("garden masks", "garden masks (CRF)"):
+        layer = v.layers[name]
+        f = layer.features
+        assert len(f) >= 1
+        for k, y, x, area in zip(f["label"], f["centroid_y"], f["centroid_x"], f["area"]):
+            ys, xs = np.nonzero(layer.data == k)
+            assert area == len(ys)
+            if len(ys):
+                np.testing.assert_allclose((y, x), (ys.mean(), xs.mean()), atol=0.006)
+
+
 def test_segment_layer_stack_returns_one_result_per_plane(scene):
     image, _, _ = scene
     v = ViewerModel()

@@ -140,15 +140,24 @@ def split_areas(table):
 def _feature_table(results, source: PlaneSource, offsets):
     import pandas as pd
 
-    frames = []
+    from ._results import label_stats
+
+    frames, refined_centroids = [], []
     for i, (res, off) in enumerate(zip(results, offsets)):
         df = instance_features(res.table, off)
         if source.stack:
             for ax, v in enumerate(source.planes[i]):
                 df[f"axis_{ax}"] = np.full(len(df), v, dtype=np.int64)
         frames.append(df)
+        if res.refined is not None:  # the CRF layer's rows describe its own pixels
+            refined_centroids.append(np.asarray(label_stats(res.refined, len(res), centroids=True)[2], float))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return split_areas(table)
+    masks, refined = split_areas(table)
+    if refined_centroids and len(refined_centroids) == len(frames):
+        yx = np.concatenate(refined_centroids).reshape(-1, 2)
+        if len(yx) == len(refined):
+            refined["centroid_y"], refined["centroid_x"] = yx[:, 0], yx[:, 1]
+    return masks, refined
 
 
 def _box_corners(res, lead: tuple[int, ...]) -> list[np.ndarray]:
