@@ -239,3 +239,21 @@ def test_ids_beyond_int32_are_renumbered_so_readers_open_the_file(tmp_path, dtyp
     table = pd.read_csv(tmp_path / "huge_labels_instances.csv")
     assert table["label"].tolist() == [1, 2, 3]
     assert table["class_name"].fillna("").tolist() == ["weed", "", "rosette"]  # the classes follow their ids
+
+
+def test_the_napari_writer_refuses_the_photo_itself_and_its_errors_reach_the_console(tmp_path):
+    import npe2
+    from napari.components import ViewerModel
+
+    npe2.PluginManager.instance().discover()
+    photo = tmp_path / "plot.tif"
+    tifffile.imwrite(photo, np.zeros((40, 50, 3), np.uint8), photometric="rgb")
+    attributes = {"name": "plot masks", "metadata": {META_KEY: {"georeference_source": str(photo)}}}
+    with pytest.raises(RuntimeError, match="the photo these labels were segmented from"):
+        write_labels_layer(str(photo), edited(), attributes)
+    assert tifffile.imread(photo).shape == (40, 50, 3)
+    # napari takes a writer's ValueError for "not my format" and drops its message: ours is not one
+    v = ViewerModel()
+    layer = v.add_labels(-edited(), name="negative")
+    with pytest.raises(RuntimeError, match="label ids must be >= 0"):
+        layer.save(str(tmp_path / "neg_labels.tif"), plugin="napari-gardenseg")

@@ -245,14 +245,27 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
     from ._planes import MAX_PLANE_PIXELS
 
     source = ((attributes.get("metadata") or {}).get(META_KEY) or {}).get("georeference_source")
+    if source is not None and Path(source).exists() and Path(path).resolve() == Path(source).resolve():
+        # napari's save dialog asks before replacing a file; layer.save() from the console does not
+        raise LabelWriteError(
+            f"{path} is the photo these labels were segmented from; not replacing it: choose another name"
+        )
     if source is not None and not Path(source).exists():
         source = None
     data = data[0] if isinstance(data, list) else data  # a multiscale layer: its full resolution
     if not isinstance(data, np.ndarray) and np.prod(data.shape[-2:], dtype=np.int64) > MAX_PLANE_PIXELS:
-        raise ValueError(
+        raise LabelWriteError(
             f"these labels ({data.shape[-2]} x {data.shape[-1]} pixels) are held in a zarr store, too big to "
             "write as one TIFF from napari; the store holds them already, and `gardenseg segment` writes a "
             "big photo's labels as tiled, georeferenced TIFFs"
         )
-    names = write_label_file(path, data, attributes.get("features"), georeference_from=source, overwrite=True)
+    try:
+        names = write_label_file(path, data, attributes.get("features"), georeference_from=source, overwrite=True)
+    except ValueError as exc:
+        raise LabelWriteError(str(exc)) from exc
     return [str(Path(path).with_name(n)) for n in names]
+
+
+class LabelWriteError(RuntimeError):
+    """A Labels layer that the writer cannot save, with why. Not a ValueError: napari takes a
+    writer's ValueError for "not my format" and shows only "not a valid writer" instead."""
