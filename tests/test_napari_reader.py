@@ -191,3 +191,17 @@ def test_viewer_opens_a_coco_file_ready_for_training(make_napari_viewer, tmp_pat
     assert [(im.name, lab.name) for im, lab in pairs] == [("p1", "p1_labels"), ("p2", "p2_labels")]
     samples = samples_from_layers(pairs)  # the training widget's samples: a class for every instance
     assert [sorted(set(classes.values())) for _, _, classes in samples] == [["beet", "weed"]] * 2
+
+
+@pytest.mark.gui
+def test_a_label_file_opened_without_a_dock_widget_follows_the_brush(make_napari_viewer, tmp_path):
+    out = _batch(tmp_path)
+    viewer = make_napari_viewer()  # no dock widget of this plugin open
+    (layer,) = viewer.open(str(out / "bed_labels.tif"), plugin="napari-gardenseg")
+    k = int(layer.features["label"].iloc[0])
+    before = int(layer.features.set_index("label").loc[k, "area"])
+    layer.selected_label = k
+    layer.brush_size = 3
+    y, x = np.argwhere(layer.data == 0)[0]
+    layer.paint((int(y), int(x)), k)
+    assert int(layer.features.set_index("label").loc[k, "area"]) == int((layer.data == k).sum()) > before

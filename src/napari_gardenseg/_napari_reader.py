@@ -97,7 +97,28 @@ def read_label_layers(path) -> list[tuple]:
         if features is not None:
             meta["features"] = features
         layers.append((read_labels(p, planes=True), meta, "labels"))
+    _follow_layers_inserted()
     return layers
+
+
+def _follow_layers_inserted() -> None:
+    """Let the label layers napari is about to add (from a reader) follow the brush (their
+    features' areas and centroids), with or without a dock widget open: a hook on the current
+    viewer's layer list, connected once per viewer."""
+    try:
+        import napari
+    except ImportError:
+        return
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return
+    viewer.layers.events.inserted.connect(_follow_inserted)  # napari connects a callback only once
+
+
+def _follow_inserted(event) -> None:
+    from ._paint_features import follow_if_ours
+
+    follow_if_ours(event.value)
 
 
 # napari holds every photo opened in memory: a bigger COCO file or YOLO dataset is for gardenseg train
