@@ -254,6 +254,35 @@ def test_merge_keeps_touching_objects_apart():
     assert same_partition(paint(merged), truth)
 
 
+def test_a_cut_piece_over_two_touching_plants_does_not_chain_them_into_one():
+    # tile A sees a rosette (x 40..90) and a flowering plant (x 55..140) that overlap; tile B (from
+    # x 50) sees the whole flowering plant and the rosette cut at its border, which lies mostly
+    # over both of tile A's detections: it belongs to the rosette, never joins the two
+    from napari_gardenseg._instances import Instances
+
+    shape = (100, 200)
+
+    def detections(boxes_and_classes, window):
+        masks, offsets, boxes, classes = [], [], [], []
+        for (x0, x1), cls in boxes_and_classes:
+            masks.append(np.ones((50, x1 - x0), np.float32))
+            offsets.append((10, x0))
+            boxes.append((x0, 10, x1, 60))
+            classes.append(cls)
+        n = len(masks)
+        return Instances(
+            masks, np.array(offsets), np.linspace(0.9, 0.6, n), np.array(classes), np.array(boxes, float), shape
+        )
+
+    tiles = [Tile(0, (0, 0, 100, 150)), Tile(1, (0, 50, 100, 200))]
+    per_tile = [
+        detections([((40, 90), 2), ((55, 140), 1)], tiles[0].window),  # rosette, flowering
+        detections([((55, 180), 1), ((50, 88), 2)], tiles[1].window),  # flowering, the rosette cut at x 50
+    ]
+    merged = merge_tiles(per_tile, tiles)
+    assert len(merged) == 2 and sorted(merged.class_ids.tolist()) == [1, 2]
+
+
 # ------------------------------------------------------------------ the real model
 
 

@@ -8,8 +8,11 @@ are the same object when their thresholded masks agree *inside the window both
 tiles saw* (IoU >= ``iou``, or one inside the other: overlap over the smaller
 >= ``ios``). Comparing only inside the shared window makes a cut piece and the
 whole object match, which box-based merging (SAHI) and block-face stitching
-(cellpose's distributed mode) do not. Each group of matches becomes one
-instance: the per-pixel maximum of its soft masks, the best score and that
+(cellpose's distributed mode) do not. Matches join groups best first (same
+class, then most overlap), and a group never holds two detections of one tile
+of different classes: a cut piece lying over two touching plants must not
+chain them into one. Each
+group of matches becomes one instance: the per-pixel maximum of its soft masks, the best score and that
 detection's class. The CRF runs after merging, on crops of the source, so no
 mask is cut at a tile border.
 """
@@ -190,6 +193,7 @@ def merge_tiles(
     shape = per_tile[0].shape if per_tile else (0, 0)
     starts = np.cumsum([0] + [len(p) for p in per_tile])
     parent = list(range(int(starts[-1])))
+    pairs = []  # (same class, overlap over the smaller, IoU, a, b) of every match between two tiles
 
     def find(i):
         while parent[i] != i:
@@ -222,10 +226,27 @@ def merge_tiles(
                     # overlap over the smaller only for a piece the tile border cut: a whole
                     # object lying over a neighbour is no duplicate of it
                     smaller_cut = cut_a[i] if ni <= nj else cut_b[j]
-                    if inter / (ni + nj - inter) >= iou or (smaller_cut and inter / min(ni, nj) >= ios):
-                        ra, rb = find(starts[a] + i), find(starts[b] + j)
-                        if ra != rb:
-                            parent[max(ra, rb)] = min(ra, rb)
+                    pair_iou, pair_ios = inter / (ni + nj - inter), inter / min(ni, nj)
+                    if pair_iou >= iou or (smaller_cut and pair_ios >= ios):
+                        same = per_tile[a].class_ids[i] == per_tile[b].class_ids[j]
+                        pairs.append((bool(same), pair_ios, pair_iou, int(starts[a] + i), int(starts[b] + j)))
+
+    # best matches first (same class, then most overlap); and two detections of one tile that its
+    # own NMS kept apart as different classes never end in one object: a cut piece lying over two
+    # touching plants must not chain them together (parts of one class may: a plant one tile saw
+    # as two pieces)
+    tile_of = np.repeat(np.arange(len(per_tile)), np.diff(starts))
+    class_of = np.concatenate([np.asarray(p.class_ids) for p in per_tile]) if per_tile else np.zeros(0)
+    holds = {g: {int(tile_of[g])} for g in range(len(parent))}
+    kinds = {g: {int(class_of[g])} for g in range(len(parent))}
+    for *_, ga, gb in sorted(pairs, reverse=True):
+        ra, rb = find(ga), find(gb)
+        if ra == rb or (holds[ra] & holds[rb] and kinds[ra] != kinds[rb]):
+            continue
+        root, other = min(ra, rb), max(ra, rb)
+        parent[other] = root
+        holds[root] |= holds.pop(other)
+        kinds[root] |= kinds.pop(other)
 
     groups: dict[int, list[int]] = {}
     for g in range(len(parent)):
