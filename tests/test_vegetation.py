@@ -647,8 +647,11 @@ def test_merged_classes_are_one_class_with_the_colour_only_instances():
     image, _, _ = garden_scene(3, (384, 384), style="photo")
     res = gs.segment(image, "garden", merge_classes=True, crf=False)
     assert {"model", "colour"} <= set(res.table["source"])  # the case: colour-only instances (id 0 before)
-    assert set(res.class_ids) == {1} and set(res.class_names) == {"plant"}
-    assert [c["id"] for c in gs.to_coco(res)["categories"]] == [1]
+    assert set(res.class_ids) == {4} and set(res.class_names) == {"plant"}
+    assert [c["id"] for c in gs.to_coco(res)["categories"]] == [4]
+    # with the model's class names, id 1 stays its "flowering": the merged plants are "plant"
+    cats = gs.to_coco(res, class_names=gs.load_model("garden").class_names)["categories"]
+    assert {c["id"]: c["name"] for c in cats}[4] == "plant"
     # unmerged, they are the class after the model's last, never 0 (COCO converters take 0 for background)
     res = gs.segment(image, "garden", crf=False)
     colour = res.table[res.table["source"] == "colour"]

@@ -218,7 +218,9 @@ def segment(
     scale, or ``"auto"``) runs the network on overlapping tiles of that size
     (``tile_overlap`` pixels apart) and merges instances across tiles; see
     :mod:`napari_gardenseg._tiling`. ``merge_classes=True`` reports every
-    instance as one class, ``"plant"``, and removes cross-class duplicates.
+    instance as one class, ``"plant"`` (the model's id for it, else the id
+    after its last class, as plant-coloured instances get), and removes
+    cross-class duplicates.
 
     ``progress(fraction, message)`` reports the stages; setting ``cancel``
     (an Event or a callable) raises :class:`Cancelled` within a fraction of a
@@ -492,12 +494,13 @@ class _Run:
                 for c in found.class_ids
             ]
         )
-        # merged classes are one class, id 1, the colour-only instances (id 0 until here) too; otherwise
-        # those get the model's class "plant", or the id after its last class: never 0, the background's
-        # (converters to other formats take COCO's category 0 for background, or subtract 1)
+        # colour-only instances (id 0 until here) get the model's class "plant", or the id after its last
+        # class: never 0, the background's (converters to other formats take COCO's category 0 for
+        # background, or subtract 1); merged classes are that one class "plant" too, not id 1, which
+        # is a class of the model's (to_coco with its class names would call them that)
         colour_id = names.index("plant") if "plant" in names else len(names)
         class_ids = (
-            np.ones(len(found), np.int64)
+            np.full(len(found), colour_id, np.int64)
             if self.options.merge_classes
             else np.where(found.class_ids == 0, colour_id, found.class_ids).astype(np.int64)
         )
