@@ -133,6 +133,10 @@ def test_auto_tiles_only_big_images():
     assert scale == 1.0 and len(tiles) > 40  # an orthomosaic is tiled at native pixels, not shrunk
     tiles, scale = plan_tiles((3000, 4000), "auto", None, 1.0, model)
     assert len(tiles) > 4
+    # no tiles asked for, but a scale that makes one pass hold a huge image (memory): tiled anyway
+    assert plan_tiles((384, 384), None, None, 2.0, model) == (None, 2.0)
+    tiles, scale = plan_tiles((384, 384), None, None, 16.0, model)
+    assert scale == 16.0 and len(tiles) > 16 and max(t.window[2] - t.window[0] for t in tiles) == 64
 
 
 def test_a_strip_runs_in_native_tiles_instead_of_shrinking_to_nothing(monkeypatch):

@@ -36,6 +36,9 @@ _AUTO_FACTOR = 1.5
 # ...and, when no scale is given, when the image is this many times the input: shrinking it
 # that much would lose every small object, so it is tiled at native resolution instead
 _NATIVE_AUTO_FACTOR = 4
+# a scale that makes the image this many times the model's input (per side) runs in tiles even
+# with tile_size None: one pass of a side of 6000 px at scale holds over 10 GB
+_ONE_PASS_FACTOR = 4
 # A strip (a stitched crop row, a line scan) that the model's own resize would leave thinner than
 # this runs in native-pixel tiles instead: shrunk to the model's input its plants would vanish
 # (torchvision's resize even leaves 0 pixels when the long side is over max_size times the short).
@@ -76,12 +79,17 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tup
     data inside a nodata border); None: all of it. Whether to tile is decided
     on the whole ``shape`` either way. With ``scale`` None and ``tile_size``
     None or "auto", a strip that the model's own resize would leave under
-    :data:`MIN_RESIZED_SIDE` pixels across is tiled at native pixels.
+    :data:`MIN_RESIZED_SIDE` pixels across is tiled at native pixels; with
+    ``tile_size`` None and a ``scale`` that makes the image over
+    :data:`_ONE_PASS_FACTOR` times the model's input, it is tiled at the
+    model's input size (memory).
     """
     h, w = shape
     limit = model_input_size(model)
     if scale is None and (tile_size is None or tile_size == "auto") and _too_thin(model, shape):
         tile_size, scale = limit, 1.0
+    elif tile_size is None and scale is not None and max(h, w) * float(scale) > _ONE_PASS_FACTOR * limit:
+        tile_size = limit  # one pass would hold the network's features of the whole enlarged image
     elif tile_size is None:
         return None, scale
     if tile_size == "auto":
