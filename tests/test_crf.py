@@ -407,6 +407,18 @@ def test_no_instances_gives_background(backend):
         assert labels.shape == (30, 40) and labels.dtype == np.int32 and not labels.any()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_instance_outside_the_image_claims_nothing(backend):
+    from napari_gardenseg import Instances
+
+    image = np.full((100, 120, 3), 90, np.uint8)
+    mask = np.full((40, 40), 0.9, np.float32)
+    for offset in ((-50, -50), (200, 200), (100, 0), (0, 130)):  # wholly above, below, beside
+        found = Instances([mask], np.array([offset]), [0.9], [1], np.array([[0, 0, 1, 1]], float), (100, 120))
+        labels = refine_instances(image, found, params=P(backend))
+        assert labels.shape == (100, 120) and not labels.any()
+
+
 @pytest.mark.parametrize(
     "soft, scores, match",
     [

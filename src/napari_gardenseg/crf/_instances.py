@@ -266,7 +266,11 @@ def refine_masks(
         if m.dtype == bool:
             raise TypeError(f"instance {i} has a bool mask: refine_masks needs the soft masks")
         box = support(m, floor) if m.size else None
-        cores.append(None if box is None else _window_of(box, instances.offsets[i]))
+        core = None if box is None else _window_of(box, instances.offsets[i])
+        if core is not None:  # the part inside the image; an instance wholly outside it claims nothing
+            core = (max(core[0], 0), max(core[1], 0), min(core[2], h), min(core[3], w))
+            core = core if core[0] < core[2] and core[1] < core[3] else None
+        cores.append(core)
 
     # A large instance is refined at a reduced resolution (its core at most max_side px, the
     # padding and kernel widths in those pixels): the same CRF whatever the camera's resolution,
