@@ -356,3 +356,16 @@ def test_an_instance_mostly_hidden_by_better_ones_is_dropped_not_shown_as_a_sliv
     assert visible.tolist() == [400, 39, 181, 225]
     assert MIN_VISIBLE_SHARE > 39 / 400
     assert _shown(visible, found, 0.5).tolist() == [0, 2, 3]
+
+
+def test_an_empty_results_table_has_the_columns_types_of_a_full_one():
+    import pandas as pd
+
+    from napari_gardenseg.synthetic import garden_scene
+
+    empty = segment(np.zeros((64, 64, 3), np.uint8), "garden", crf=False)
+    full = segment(garden_scene(3, (128, 128))[0], "garden", crf=False)
+    assert len(empty) == 0 and len(full) >= 1
+    assert empty.table.dtypes.to_dict() == full.table.dtypes.to_dict()
+    both = pd.concat([empty.table, full.table], ignore_index=True)  # tables of a batch's planes
+    assert both.dtypes.to_dict() == full.table.dtypes.to_dict()

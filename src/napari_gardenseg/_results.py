@@ -61,13 +61,14 @@ class SegmentationResult:
             {
                 "label": ids.astype(np.int32),
                 "class_id": np.asarray(self.class_ids, dtype=np.int64),
-                "class_name": list(self.class_names),
+                # object columns however many rows: an empty table concatenates with others unchanged
+                "class_name": pd.Series(list(self.class_names), dtype=object),
                 "score": np.asarray(self.scores, dtype=np.float32),
                 "area": area,
                 "area_refined": area_ref,
-                "bbox": boxes,
-                "centroid": centroids,
-                "source": list(self.sources) if self.sources is not None else ["model"] * n,
+                "bbox": pd.Series(list(boxes), dtype=object),
+                "centroid": pd.Series(list(centroids), dtype=object),
+                "source": pd.Series(list(self.sources) if self.sources is not None else ["model"] * n, dtype=object),
             },
             columns=list(TABLE_COLUMNS),
         )
