@@ -238,6 +238,13 @@ def test_refine_rejects_bad_probabilities(prob, match):
         refine(image, prob)
 
 
+def test_refine_takes_one_hot_labels_as_bool_or_integers():
+    image, _ = _two_region_case()
+    one_hot = np.zeros((2, 40, 50), bool)
+    one_hot[0, :, :25] = one_hot[1, :, 25:] = True
+    np.testing.assert_array_equal(refine(image, one_hot), refine(image, one_hot.astype(np.uint8)))
+
+
 # CRFParams validation: tests/test_crf_params.py
 
 

@@ -369,3 +369,8 @@ def test_an_empty_results_table_has_the_columns_types_of_a_full_one():
     assert empty.table.dtypes.to_dict() == full.table.dtypes.to_dict()
     both = pd.concat([empty.table, full.table], ignore_index=True)  # tables of a batch's planes
     assert both.dtypes.to_dict() == full.table.dtypes.to_dict()
+
+
+def test_the_plant_class_is_named_as_the_colour_stages_in_a_refused_filter():
+    with pytest.raises(ValueError, match="'plant' is the class of the plant-coloured instances"):
+        segment(np.zeros((32, 32, 3), np.uint8), "garden", classes=["plant"])

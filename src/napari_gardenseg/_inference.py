@@ -67,6 +67,12 @@ def class_ids_in(names, source, classes) -> set[int] | None:
             real = sorted({n for n in names[1:] if n != "N/A"})
             close = difflib.get_close_matches(str(c), real, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            if c == "plant" or (isinstance(c, (int, np.integer)) and int(c) == len(names)):
+                # the class of plant-coloured instances no detection claimed: not the network's to filter
+                hint = (
+                    " 'plant' is the class of the plant-coloured instances no detection claimed, which a class "
+                    "filter does not select (vegetation='off' leaves them out)."
+                )
             raise ValueError(
                 f"unknown class {c!r} for model {source!r}.{hint} "
                 f"Its classes are: {', '.join(real[:40])}{' ...' if len(real) > 40 else ''}"

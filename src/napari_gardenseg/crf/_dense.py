@@ -160,8 +160,8 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
     params = CRFParams.from_any(params)
     rgb = to_rgb_uint8(image_rgb)
     p = np.asarray(probabilities)
-    if p.dtype.kind not in "fiu":
-        raise ValueError(f"probabilities must be a float array, got dtype {p.dtype}")
+    if p.dtype.kind not in "fiub":  # bool and integer: one-hot labels, as refine_instances takes masks
+        raise ValueError(f"probabilities must be a numeric array, got dtype {p.dtype}")
     if p.dtype.kind != "f":
         p = p.astype(np.float32)
     if p.ndim != 3 or p.shape[0] < 1:
