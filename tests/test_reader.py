@@ -218,6 +218,11 @@ def test_bands_beyond_rgb(tmp_path, lazy):
         f = read_image(tmp_path / "rgbna.tif", lazy=lazy)
         assert "the one marked as alpha" in f.applied["samples"]
         np.testing.assert_array_equal(np.asarray(f.data), bands[..., [0, 1, 2, at]])
+    # four samples whose marked alpha is not the last: the last (a band) is no opacity
+    tifffile.imwrite(tmp_path / "g3.tif", bands[..., :4], photometric="minisblack", extrasamples=[0, 2, 0])
+    f = read_image(tmp_path / "g3.tif", lazy=lazy)
+    assert "not marked as alpha" in f.applied["samples"]
+    np.testing.assert_array_equal(np.asarray(f.data), bands[..., :3])
     tifffile.imwrite(
         tmp_path / "bands.tif", np.moveaxis(bands, -1, 0), photometric="minisblack", planarconfig="separate"
     )

@@ -609,12 +609,15 @@ def _read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     given = axes is not None
     # the sample the file marks as alpha (ExtraSamples 1 or 2), after the colour samples
     marked = next((i for i, e in enumerate(extra) if e in _ALPHA), None)
-    alpha = None if marked is None or not shape else shape[file_axes.index("S")] - len(extra) + marked
-    alpha = alpha if "S" in file_axes else None
+    samples = shape[file_axes.index("S")] if "S" in file_axes else 0
+    alpha = samples - len(extra) + marked if marked is not None and samples else None
     data, out_axes, note = _arrange(data, axes or file_axes, path, given=given, photometric=photometric, alpha=alpha)
     if given:
         applied["axes_given"] = axes
-    if out_axes.endswith("S") and data.shape[-1] in (2, 4) and alpha is None:
+    # two or four samples: the last is alpha only where the file marks it (of five or more, _arrange
+    # put the marked one last)
+    alpha_last = alpha is not None and (samples > 4 or alpha == samples - 1)
+    if out_axes.endswith("S") and data.shape[-1] in (2, 4) and not alpha_last:
         # the last sample is not marked as alpha (a multispectral band): only marked alpha blanks pixels
         data = data[..., :-1] if isinstance(data, np.ndarray) else _as_dask(data)[..., :-1]
         note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
