@@ -245,13 +245,13 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
     from ._planes import MAX_PLANE_PIXELS
 
     source = ((attributes.get("metadata") or {}).get(META_KEY) or {}).get("georeference_source")
-    if source is not None and Path(source).exists() and Path(path).resolve() == Path(source).resolve():
+    if source is not None and not Path(source).exists():
+        source = None
+    if source is not None and Path(path).resolve() == Path(source).resolve():
         # napari's save dialog asks before replacing a file; layer.save() from the console does not
         raise LabelWriteError(
             f"{path} is the photo these labels were segmented from; not replacing it: choose another name"
         )
-    if source is not None and not Path(source).exists():
-        source = None
     data = data[0] if isinstance(data, list) else data  # a multiscale layer: its full resolution
     if not isinstance(data, np.ndarray) and np.prod(data.shape[-2:], dtype=np.int64) > MAX_PLANE_PIXELS:
         raise LabelWriteError(

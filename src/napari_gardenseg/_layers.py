@@ -75,9 +75,9 @@ def is_edited(layer) -> bool:
     if info.get("lazy"):
         return True
     current = _shapes_checksum(layer.data) if info.get("kind") == "boxes" else checksum(layer.data)
-    if "features_checksum" in info and _features_checksum(layer) != info["features_checksum"]:
+    if current != info.get("checksum"):
         return True
-    return current != info.get("checksum")
+    return "features_checksum" in info and _features_checksum(layer) != info["features_checksum"]
 
 
 def _features_checksum(layer) -> int:

@@ -149,14 +149,14 @@ def _feature_table(results, source: PlaneSource, offsets):
             for ax, v in enumerate(source.planes[i]):
                 df[f"axis_{ax}"] = np.full(len(df), v, dtype=np.int64)
         frames.append(df)
-        if res.refined is not None:  # the CRF layer's rows describe its own pixels
-            refined_centroids.append(np.asarray(label_stats(res.refined, len(res), centroids=True)[2], float))
+        # the CRF layer's rows describe its own pixels
+        yx = label_stats(res.refined, len(res), centroids=True)[2] if res.refined is not None else None
+        refined_centroids.append(np.full((len(res), 2), np.nan) if yx is None else np.asarray(yx, float).reshape(-1, 2))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     masks, refined = split_areas(table)
-    if refined_centroids and len(refined_centroids) == len(frames):
-        yx = np.concatenate(refined_centroids).reshape(-1, 2)
-        if len(yx) == len(refined):
-            refined["centroid_y"], refined["centroid_x"] = yx[:, 0], yx[:, 1]
+    if any(res.refined is not None for res in results):  # one row per instance, in the frames' order
+        yx = np.concatenate(refined_centroids)
+        refined["centroid_y"], refined["centroid_x"] = yx[:, 0], yx[:, 1]
     return masks, refined
 
 

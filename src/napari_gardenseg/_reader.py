@@ -782,9 +782,8 @@ def _arrange(data, axes: str, path: Path, *, given: bool, photometric: str | Non
         # an RGB file with extra samples (near-infrared, red edge...): the file says the first
         # three are red, green and blue
         keep = [0, 1, 2] + ([alpha] if alpha is not None else [])
-        data = np.take(data, keep, axis=axes.index(colour)) if isinstance(data, np.ndarray) else _as_dask(data)
-        if not isinstance(data, np.ndarray):
-            data = data[tuple(keep if a == colour else slice(None) for a in axes)]
+        pick = tuple(keep if a == colour else slice(None) for a in axes)
+        data = data[pick] if isinstance(data, np.ndarray) else _as_dask(data)[pick]
         note = f"RGB and {n - 3} extra samples per pixel: the extra samples ignored"
         note += " but the one marked as alpha (ExtraSamples)" if alpha is not None else ""
     elif colour is not None and photometric not in (None, "RGB") and data.shape[axes.index(colour)] in (3, 4):

@@ -11,8 +11,8 @@ whole object match, which box-based merging (SAHI) and block-face stitching
 (cellpose's distributed mode) do not. Matches join groups best first (same
 class, then most overlap), and a group never holds two detections of one tile
 of different classes: a cut piece lying over two touching plants must not
-chain them into one. Each
-group of matches becomes one instance: the per-pixel maximum of its soft masks, the best score and that
+chain them into one. Each group of matches becomes one instance: the
+per-pixel maximum of its soft masks, the best score and that
 detection's class. The CRF runs after merging, on crops of the source, so no
 mask is cut at a tile border.
 """

@@ -184,9 +184,8 @@ def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
     if data.get("path") and not root.is_absolute():
         # Ultralytics takes a relative path (its own "../datasets/coco8") from its datasets folder, which
         # we do not know: from the YAML's folder, then the working folder, then the YAML's folder itself
-        roots = [yaml_file.parent / root, Path.cwd() / root, yaml_file.parent]
-        roots = [r for i, r in enumerate(roots) if r.is_dir() and r.resolve() not in {x.resolve() for x in roots[:i]}]
-        roots = roots or [yaml_file.parent / root]
+        tried = (yaml_file.parent / root, Path.cwd() / root, yaml_file.parent)
+        roots = [r for r in tried if r.is_dir()] or [yaml_file.parent / root]
     photos: set[Path] = set()
     for s in listed:
         for entry in data[s] if isinstance(data[s], list) else [data[s]]:
