@@ -9,7 +9,8 @@ from PIL import Image, ImageCms, ImageOps
 
 from napari_gardenseg._images import ImageError, to_rgb_float
 from napari_gardenseg._io import open_image
-from napari_gardenseg._reader import _pillow_pixels, read_image
+from napari_gardenseg._pillow_reader import pillow_pixels
+from napari_gardenseg._reader import read_image
 
 
 def _marked(h=30, w=40):
@@ -93,12 +94,12 @@ def test_modes_that_no_file_holds():
                 ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"), "RGB", "LAB"),
             )
         )
-        data, applied = _pillow_pixels(im)
+        data, applied = pillow_pixels(im)
         np.testing.assert_array_equal(data, np.asarray(im.convert("RGB")))
         assert applied["converted"] == f"{mode} -> RGB"
         if mode in ("HSV", "RGBX"):
             assert np.abs(data.astype(int) - rgb).max() <= 6  # round trips through Pillow's conversion
-    data, _ = _pillow_pixels(Image.fromarray(np.array([[5, -7]], np.int32), mode="I"))
+    data, _ = pillow_pixels(Image.fromarray(np.array([[5, -7]], np.int32), mode="I"))
     np.testing.assert_array_equal(data, [[5, -7]])  # numbers kept for the intensity rule
 
 
@@ -498,7 +499,7 @@ def test_a_camera_raw_file_is_refused_not_read_as_its_preview(tmp_path, name):
 
 
 def test_a_whole_ycbcr_tiff_that_pillow_cannot_read_is_not_called_truncated(tmp_path, monkeypatch):
-    from napari_gardenseg import _reader
+    from napari_gardenseg import _image_file, _tiff_reader
 
     rgb = np.random.default_rng(0).integers(0, 256, (60, 70, 3), dtype=np.uint8)
     Image.fromarray(rgb).convert("YCbCr").save(tmp_path / "scan.tif")
@@ -507,9 +508,9 @@ def test_a_whole_ycbcr_tiff_that_pillow_cannot_read_is_not_called_truncated(tmp_
     assert read_image(tmp_path / "scan.tif").data.shape == (60, 70, 3)
 
     def old_pillow(path):  # Pillow before 13 raised "image file is truncated" on such files
-        raise _reader._truncated(path)
+        raise _image_file.truncated_error(path)
 
-    monkeypatch.setattr(_reader, "_read_pillow", old_pillow)
+    monkeypatch.setattr(_tiff_reader, "read_pillow", old_pillow)
     with pytest.raises(ImageError, match=r"cannot read this TIFF's YCbCr pixels \(the file is whole\); update Pillow"):
         read_image(tmp_path / "scan.tif")
     with pytest.raises(ImageError, match="truncated"):  # a file that is cut short still says so
@@ -539,7 +540,7 @@ def test_heic_photos_from_phones(tmp_path, monkeypatch):
 
 
 def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
-    from napari_gardenseg._reader import expand_folders, image_files
+    from napari_gardenseg._image_folders import expand_folders, image_files
 
     photos = tmp_path / "photos"
     (photos / "older").mkdir(parents=True)
@@ -589,7 +590,7 @@ def test_the_outputs_a_folder_listing_leaves_out_are_the_image_outputs_of_a_batc
 
 
 def test_a_folder_of_subfolders_is_searched_only_when_asked(tmp_path):
-    from napari_gardenseg._reader import expand_entries, folder_entries, image_files
+    from napari_gardenseg._image_folders import expand_entries, folder_entries, image_files
 
     photos = tmp_path / "photos"
     for name in (
@@ -657,7 +658,7 @@ def test_a_geotiffs_nodata_value_is_read_as_black(tmp_path, lazy, dtype, value):
 
 
 def test_pillows_pixel_limit_is_lifted_for_our_reads_only(tmp_path, monkeypatch):
-    import napari_gardenseg._reader as reader
+    import napari_gardenseg._pillow_reader as reader
 
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "a.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a photo of 600 pixels is over it
@@ -667,7 +668,7 @@ def test_pillows_pixel_limit_is_lifted_for_our_reads_only(tmp_path, monkeypatch)
     def out_of_memory(im):
         raise MemoryError
 
-    monkeypatch.setattr(reader, "_pillow_pixels", out_of_memory)  # a small file that declares a huge image
+    monkeypatch.setattr(reader, "pillow_pixels", out_of_memory)  # a small file that declares a huge image
     with pytest.raises(ImageError, match=r"a.png is 30 x 20 pixels .* more than this machine's free memory"):
         read_image(tmp_path / "a.png")
 

@@ -206,8 +206,8 @@ def adapt(
 
     from ._files import check_target
     from ._harvest import harvest_photo
+    from ._image_folders import expand_folders
     from ._models import Model, load_model, resolve_device, save_checkpoint
-    from ._reader import expand_folders
     from ._training import POSITIVE_FRACTION, fit
     from ._vegetation import data_window
 

@@ -37,7 +37,7 @@ from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError
-from ._reader import is_zarr_store
+from ._image_folders import is_zarr_store
 from ._run_record import RUN_SUFFIX, _compared_options, _input_identity, _not_done, model_identity, read_run_record
 
 __all__ = [
@@ -87,7 +87,7 @@ def segment_files(
     """Segment image files and write each one's outputs into ``out_dir``.
 
     ``paths``: image files, zarr stores, and folders (each stands for the
-    image files directly in it, :func:`~napari_gardenseg._reader.image_files`;
+    image files directly in it, :func:`~napari_gardenseg._image_folders.image_files`;
     ValueError when ``out_dir`` is one of them). ``recursive``: a folder stands for
     the image files in its subfolders too, at any depth, and their outputs go into
     the same subfolders of ``out_dir`` (``out/2024-06/plot3_labels.tif`` for
@@ -112,7 +112,7 @@ def segment_files(
     for ``k`` files finished) and, in-process, in between as the file's
     stages and tiles go by (fractions short of the next ``k / n``).
     """
-    from ._reader import expand_entries
+    from ._image_folders import expand_entries
 
     t_start = time.perf_counter()
     if isinstance(paths, (str, os.PathLike)):
@@ -132,7 +132,7 @@ def segment_files(
         raise ValueError(f"retries must be an integer >= 0, got {retries!r}")
     _check_options(segment_options)
     if axes is not None:
-        from ._reader import check_axes
+        from ._image_file import check_axes
 
         axes = check_axes(axes)
     if "crf_params" in segment_options and segment_options["crf_params"] is not None and crf_overrides:

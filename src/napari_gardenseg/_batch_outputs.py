@@ -278,7 +278,7 @@ def write_tiled_tiff(target, labels, extratags=(), tile: int = 1024) -> None:
 
 
 def _save_overlay(target: Path, image, shown) -> None:
-    """The overlay PNG of a read file (:class:`~napari_gardenseg._reader.ImageFile`); a stack gives one frame per plane (APNG)."""
+    """The overlay PNG of a read file (:class:`~napari_gardenseg._image_file.ImageFile`); a stack gives one frame per plane (APNG)."""
     from PIL import Image
 
     frames = [Image.fromarray(overlay(image.plane(ix), shown[ix] if ix else shown)) for ix in image.planes()]

@@ -99,9 +99,9 @@ def host_array(image):
     """
     package = type(image).__module__.split(".")[0]
     if package == "PIL" and hasattr(image, "getexif"):  # a PIL image: as the file reader reads one
-        from ._reader import _pillow_pixels  # palette, CMYK, alpha, ICC profile, EXIF orientation
+        from ._pillow_reader import pillow_pixels  # palette, CMYK, alpha, ICC profile, EXIF orientation
 
-        return _pillow_pixels(image)[0]
+        return pillow_pixels(image)[0]
     if package == "torch":  # duck-typed: this module does not import torch
         image = image.detach().cpu().numpy()
     elif package == "cupy":

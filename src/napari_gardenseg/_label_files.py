@@ -86,7 +86,7 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
 
             data = tifffile.imread(path)
         else:
-            from ._reader import open_pillow
+            from ._pillow_reader import open_pillow
 
             with open_pillow(path) as im:
                 data = _pillow_labels(im)
@@ -175,7 +175,7 @@ def labelled_photos(
     [photos without a label image])``. Raises ValueError for an empty
     ``suffix`` without ``labels_dir`` (each photo would be its own label image).
     """
-    from ._reader import expand_entries
+    from ._image_folders import expand_entries
 
     if not suffix and labels_dir is None:
         raise ValueError("with an empty suffix the label images must be in another folder: give that folder")

@@ -177,7 +177,7 @@ def _cmd_segment(args) -> int:
     from contextlib import ExitStack
 
     from ._batch import model_identity, segment_files
-    from ._reader import expand_folders
+    from ._image_folders import expand_folders
 
     inputs = [Path(p) for p in args.inputs]
     if args.sample:
@@ -271,7 +271,7 @@ def _cmd_adapt(args) -> int:
         return 2
     photos = args.photos
     if args.recursive:
-        from ._reader import expand_folders
+        from ._image_folders import expand_folders
 
         photos = expand_folders(photos, recursive=True)
     path = adapt(

@@ -1,0 +1,180 @@
+"""Files Pillow reads (PNG, JPEG, BMP, GIF, WebP..., and HEIC/HEIF with pillow-heif): upright by
+their EXIF orientation, converted to sRGB from an embedded ICC profile, every mode to RGB or grey
+(see :mod:`._reader` for the rules)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ._image_file import ImageFile, damaged_error, truncated_error
+from ._images import ImageError, alpha_used, blank_transparent
+
+# the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+
+
+_PIXEL_LIMIT = threading.Lock()
+
+
+def open_pillow(path):
+    """``PIL.Image.open(path)`` without Pillow's decompression-bomb limit: a big photo is no bomb
+    here (memory is checked where pixels are decoded). The limit is lifted for this call only,
+    as it is Pillow's global, which napari and other plugins rely on."""
+    from PIL import Image
+
+    with _PIXEL_LIMIT:
+        before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
+def read_pillow(path: Path) -> ImageFile:
+    from PIL import UnidentifiedImageError
+
+    if path.name.lower().endswith(HEIF_SUFFIXES):
+        register_heif(path)
+    try:
+        with open_pillow(path) as im:
+            fmt = im.format
+            n_frames = getattr(im, "n_frames", 1)
+            # an MPO's extra frames are previews; a HEIC's are a burst or depth map: the first is the photo
+            frames = range(n_frames) if n_frames > 1 and fmt not in ("MPO", "HEIF") else [0]
+            planes, applied = [], {}
+            for k in frames:
+                im.seek(k)
+                try:
+                    plane, applied = pillow_pixels(im)
+                except MemoryError:
+                    w, h = im.size
+                    raise ImageError(
+                        f"{path.name} is {w} x {h} pixels ({w * h * 3 / 1e9:.1f} GB as RGB), more than this "
+                        "machine's free memory: save it as a tiled TIFF, which is read window by window"
+                    ) from None
+                planes.append(plane)
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
+            "open it in an image editor and save it as PNG or JPEG"
+        ) from None
+    except OSError as err:  # Pillow says "image file is truncated" / "Truncated File Read", no type of its own
+        if err.errno is not None:  # the system's (no such file, permission): not the file's contents
+            raise
+        if "truncated" in str(err).lower():
+            raise truncated_error(path) from None
+        raise damaged_error(path, err) from None
+    applied = {"format": fmt, **applied}
+    if len(planes) == 1:
+        data = planes[0]
+        return ImageFile(path, data, "YXS" if data.ndim == 3 else "YX", applied)
+    if len({p.shape for p in planes}) > 1:
+        raise ImageError(f"{path.name}: its {len(planes)} frames differ in size; save the frames as separate images")
+    applied["frames"] = len(planes)
+    data = np.stack(planes)
+    return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
+
+
+def register_heif(path: Path) -> None:
+    """Let Pillow open HEIC/HEIF files (pillow-heif's opener); ImageError saying how to get it when it is missing."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        raise ImageError(
+            f"{path.name} is a HEIC/HEIF photo (a phone's format): reading it needs pillow-heif, "
+            "`pip install pillow-heif` (or `pip install napari-gardenseg[all]`), or export the photo as JPEG"
+        ) from None
+    register_heif_opener()
+
+
+def _turns(im) -> bool:
+    """Whether an image's EXIF Orientation turns or mirrors its pixels (read upright here).
+
+    Never a TIFF's: its pixels are read as stored (tifffile's way, and GDAL's, so its world file
+    still places them), whichever library decodes them; Pillow 13 would turn some TIFFs itself
+    while loading them, so the tag is removed from an opened TIFF here.
+    """
+    if im.format == "TIFF":
+        if im.tag_v2.pop(0x0112, None) in (5, 6, 7, 8) and hasattr(im, "_tile_size"):
+            im._size = im._tile_size  # Pillow 13 swapped the size it gives for the turn it planned
+        im.getexif().pop(0x0112, None)
+        return False
+    return im.getexif().get(0x0112) not in (None, 1)
+
+
+def exif_turns(path) -> bool:
+    """Whether reading the photo ``path`` turns its pixels upright (its EXIF orientation), from its
+    header only; False for a file Pillow cannot open (reading it says why)."""
+
+    path = Path(path)
+    try:
+        if path.name.lower().endswith(HEIF_SUFFIXES):
+            register_heif(path)
+        with open_pillow(path) as im:
+            return _turns(im)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def pillow_pixels(im) -> tuple[np.ndarray, dict]:
+    """One frame as RGB uint8, grey, or the numbers of modes I/I;16/F, upright; and what was done."""
+    from PIL import ImageOps
+
+    applied = {"mode": im.mode}
+    if _turns(im):  # exif_transpose copies even an upright image: a photo's size more at peak
+        applied["exif_orientation"] = int(im.getexif()[0x0112])
+        im = ImageOps.exif_transpose(im)  # turned as the EXIF tag says (tag removed)
+    alpha = _pillow_alpha(im)  # before the ICC conversion, which drops it
+    icc = im.info.get("icc_profile")
+    if icc:
+        im, applied["icc_profile"] = _to_srgb(im, icc)
+    mode = im.mode
+    if mode in ("1", "L", "LA", "La"):
+        arr = np.asarray(im.getchannel(0) if mode != "1" else im.convert("L"))
+    elif mode in ("I", "F") or mode.startswith("I;16"):
+        arr = np.asarray(im)
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # I;16B is big-endian
+    else:
+        arr = np.asarray(im if mode == "RGB" else im.convert("RGB"))  # convert() copies even RGB
+    if applied["mode"] not in ("L", "RGB", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"):
+        applied["converted"] = f"{applied['mode']} -> {'grey' if arr.ndim == 2 else 'RGB'}"
+    arr = np.ascontiguousarray(arr)
+    if alpha is not None and alpha_used(alpha) and not alpha.all():
+        arr = blank_transparent(arr.copy() if not arr.flags.writeable else arr, alpha)
+        applied["transparent"] = f"{int((alpha == 0).sum())} fully transparent pixels read as black (nodata)"
+    return arr, applied
+
+
+def _pillow_alpha(im) -> np.ndarray | None:
+    """The (h, w) alpha of a Pillow image that has one (RGBA, LA, PA, a palette's or PNG's transparent colour), else None."""
+    if im.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+        return np.asarray(im.getchannel(im.mode[-1]))
+    if "transparency" in im.info and im.mode in ("P", "L", "RGB"):
+        return np.asarray(im.convert("RGBA").getchannel("A"))
+    return None
+
+
+def _to_srgb(im, icc: bytes):
+    """``im`` converted from its embedded ICC profile to sRGB, and what was done (a profile already sRGB: nothing)."""
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = (ImageCms.getProfileDescription(profile) or "").strip()
+    except (OSError, ImageCms.PyCMSError) as exc:
+        return im, f"unreadable, ignored ({exc})"
+    if "srgb" in description.lower():
+        return im, f"{description} (sRGB already)"
+    if im.mode not in ("RGB", "RGBA", "CMYK", "L", "LAB"):
+        return im, f"{description}: not applied to mode {im.mode}"
+    try:
+        out_mode = "RGB" if im.mode != "L" else "L"
+        src = im.convert("RGB") if im.mode == "RGBA" else im
+        converted = ImageCms.profileToProfile(src, profile, ImageCms.createProfile("sRGB"), outputMode=out_mode)
+    except (OSError, ValueError, ImageCms.PyCMSError) as exc:
+        return im, f"{description}: could not convert ({exc}); read as if sRGB"
+    return converted, f"{description} -> sRGB"

@@ -1,0 +1,221 @@
+"""TIFF files read with tifffile (TIFF, BigTIFF, OME-TIFF, ImageJ hyperstacks, GeoTIFF): axes as the
+file states them, alpha only where the file marks it, GDAL's nodata and transparency mask as black,
+MINISWHITE, palettes and bit depths converted; colour spaces Pillow knows (CMYK, YCbCr, Lab) go
+through :func:`~napari_gardenseg._pillow_reader.read_pillow` (see :mod:`._reader` for the rules)."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from ._georeference import geotiff_note, geotiff_tags
+from ._image_file import LAZY_BYTES, ImageFile, arrange_axes, as_dask, damaged_error, lazy_or_numpy, truncated_error
+from ._images import ImageError
+from ._pillow_reader import read_pillow
+
+# TIFF ExtraSamples values that say a sample is opacity (associated, unassociated alpha)
+_ALPHA = (1, 2)
+
+# TIFF colour spaces that Pillow converts and tifffile hands out raw
+_PILLOW_PHOTOMETRIC = ("SEPARATED", "YCBCR", "CIELAB", "ICCLAB", "ITULAB")
+
+
+def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            page = series.keyframe
+            file_axes = series.axes
+            shape = tuple(int(s) for s in series.shape)
+            photometric = page.photometric.name
+            bits = int(page.bitspersample) if isinstance(page.bitspersample, (int, np.integer)) else None
+            dtype = np.dtype(series.dtype)
+            kind = "OME-TIFF" if tif.is_ome else "ImageJ TIFF" if tif.is_imagej else "TIFF"
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            colormap = page.colormap if photometric == "PALETTE" else None
+            extra = tuple(int(e) for e in (page.extrasamples or ()))
+            nodata = _gdal_nodata(page)
+            georeference = geotiff_tags(page)
+            mask = _transparency_mask(tif, shape, file_axes)
+            single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
+            big = lazy or (lazy is None and nbytes > LAZY_BYTES)
+            # JPEG-compressed YCbCr (the compact orthomosaic GeoTIFF): imagecodecs decodes it to RGB
+            # window by window, so a big one stays lazy; Pillow would read it whole, and cannot
+            # open a file with a mask IFD at all
+            jpeg_ycbcr = photometric == "YCBCR" and int(page.compression) == 7
+            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
+            by_pillow = by_pillow and not (jpeg_ycbcr and (big or mask is not None))
+            if by_pillow:
+                data = None
+            elif big:
+                import zarr
+
+                z = zarr.open(tifffile.imread(path, aszarr=True, series=0), mode="r")
+                data = z if hasattr(z, "shape") else z[sorted(z.array_keys())[0]]  # a pyramid: level 0
+            else:
+                data = series.asarray()
+            if mask is not None and (by_pillow or isinstance(data, np.ndarray)):
+                mask = mask.asarray()
+            elif mask is not None:  # its own store, open after this file closes, as the image's
+                mask = zarr.open(tifffile.imread(path, aszarr=True, key=mask.index), mode="r")
+    except tifffile.TiffFileError as err:
+        raise ImageError(
+            f"{path.name} is not a TIFF file tifffile can read ({err}): open it in an image editor and save it again"
+        ) from None
+    except ValueError as err:  # tifffile's "failed to read N bytes": the file ends inside its data
+        if "failed to read" not in str(err):
+            raise
+        raise truncated_error(path) from None
+    except (IndexError, struct.error) as err:  # a header that promises pages or entries it does not hold
+        raise damaged_error(path, err) from None
+    except RuntimeError as err:  # imagecodecs' decoders (DeflateError, ...): data that does not decode
+        if not type(err).__module__.startswith("imagecodecs"):
+            raise
+        raise damaged_error(path, err) from None
+    if by_pillow:
+        try:
+            image = read_pillow(path)
+        except ImageError:
+            # Pillow's failure is not the file's when tifffile reads all of its pixels (Pillow before
+            # 13 calls some whole uncompressed YCbCr TIFFs truncated)
+            if _tifffile_reads(path):
+                import PIL
+
+                colours = {"YCBCR": "YCbCr", "SEPARATED": "CMYK"}.get(photometric, photometric)
+                raise ImageError(
+                    f"{path.name}: Pillow {PIL.__version__} cannot read this TIFF's {colours} pixels (the "
+                    "file is whole); update Pillow (pip install -U pillow) or save the image as RGB"
+                ) from None
+            raise
+        image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
+        if georeference and "exif_orientation" not in image.applied:  # a turned image is off its grid
+            image.georeference = georeference
+            image.applied["georeference"] = geotiff_note(georeference)
+        if mask is not None and image.data.shape[:2] == mask.shape:
+            image.data = _blank_masked(image.data, mask)
+            image.applied["mask"] = _MASK_NOTE
+        return image
+    applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
+    if jpeg_ycbcr:
+        applied["converted"] = "JPEG YCbCr -> RGB (imagecodecs)"
+        photometric = "RGB"  # what imagecodecs hands out
+    given = axes is not None
+    # the sample the file marks as alpha (ExtraSamples 1 or 2), after the colour samples
+    marked = next((i for i, e in enumerate(extra) if e in _ALPHA), None)
+    samples = shape[file_axes.index("S")] if "S" in file_axes else 0
+    alpha = samples - len(extra) + marked if marked is not None and samples else None
+    data, out_axes, note = arrange_axes(
+        data, axes or file_axes, path, given=given, photometric=photometric, alpha=alpha
+    )
+    if given:
+        applied["axes_given"] = axes
+    # two or four samples: the last is alpha only where the file marks it (of five or more, arrange_axes
+    # put the marked one last)
+    alpha_last = alpha is not None and (samples > 4 or alpha == samples - 1)
+    if out_axes.endswith("S") and data.shape[-1] in (2, 4) and not alpha_last:
+        # the last sample is not marked as alpha (a multispectral band): only marked alpha blanks pixels
+        data = data[..., :-1] if isinstance(data, np.ndarray) else as_dask(data)[..., :-1]
+        note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
+    if note:
+        applied["samples"] = note
+    if mask is not None and out_axes.rstrip("S") == "YX" and data.shape[:2] == mask.shape:
+        if isinstance(data, np.ndarray):
+            data = _blank_masked(data, mask)
+        else:
+            import dask.array as da
+
+            d = as_dask(data)
+            m = da.from_zarr(mask).rechunk(d.chunks[:2])
+            data = da.where(m[..., None] if d.ndim == 3 else m, d, d.dtype.type(0))
+        applied["mask"] = _MASK_NOTE
+    if nodata is not None:
+        colour = out_axes.endswith("S")
+        if colour and not isinstance(data, np.ndarray):
+            data = as_dask(data).rechunk({data.ndim - 1: -1})  # each block holds a pixel's every sample
+        data = lazy_or_numpy(data, lambda a: _blank_nodata(a, nodata, colour))
+        applied["nodata"] = f"GDAL_NODATA {nodata:g}: pixels of that value in every sample read as black (nodata)"
+    if photometric == "MINISWHITE":
+        data = lazy_or_numpy(data, _white_is_zero)
+        applied["converted"] = "MINISWHITE inverted"
+    elif colormap is not None and "S" not in out_axes:
+        cmap = np.asarray(colormap)  # (3, 2**bits) uint16
+        data = lazy_or_numpy(data, lambda a: np.moveaxis(cmap[:, a], 0, -1))
+        out_axes += "S"
+        applied["converted"] = "PALETTE -> RGB"
+    elif bits and dtype.kind == "u" and bits < 8 * dtype.itemsize and bits not in (1,):
+        top = float(2**bits - 1)
+        data = lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
+        applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
+    if georeference:
+        applied["georeference"] = geotiff_note(georeference)
+    return ImageFile(path, data, out_axes, applied, georeference)
+
+
+_MASK_NOTE = "pixels outside the file's transparency mask (a mask IFD, as GDAL writes) read as black (nodata)"
+
+
+def _transparency_mask(tif, shape, axes: str):
+    """The TIFF page holding the image's transparency mask (NewSubfileType mask, photometric MASK:
+    the internal mask GDAL writes for nodata, as a JPEG-compressed orthomosaic needs), for a
+    single-plane image of ``shape`` / ``axes``; None when there is none."""
+    if "Y" not in axes or "X" not in axes or any(s > 1 for s, a in zip(shape, axes) if a not in "YXS"):
+        return None
+    hw = (shape[axes.index("Y")], shape[axes.index("X")])
+    # tifffile hands out light TiffFrames for some files' pages: they hold no mask flag
+    found = (p for p in tif.pages if getattr(p, "is_mask", False) and p.ndim == 2 and tuple(p.shape) == hw)
+    return next(found, None)
+
+
+def _blank_masked(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``a`` with the pixels where ``mask`` (bool, ``a``'s shape without its samples) is False set
+    to 0, the nodata the vegetation stage leaves out; ``a`` itself when none is."""
+    hide = ~np.asarray(mask, bool)
+    if not hide.any():
+        return a
+    out = np.array(a, copy=True)
+    out[hide] = 0
+    return out
+
+
+def _gdal_nodata(page) -> float | None:
+    """A GeoTIFF's nodata value (its GDAL_NODATA tag), or None when it has none, it is 0 or NaN (read as black already)."""
+    tag = page.tags.get("GDAL_NODATA")
+    if tag is None:
+        return None
+    try:
+        value = float(str(tag.value).strip("\x00 "))
+    except ValueError:
+        return None
+    return value if np.isfinite(value) and value != 0 else None
+
+
+def _blank_nodata(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
+    """``a`` with the pixels equal to ``value`` (in every sample when ``colour``) set to 0.
+
+    GDAL's nodata (an orthomosaic's area outside the survey, often -10000 or 65535 in float and
+    16-bit exports): 0 makes it black, the nodata the vegetation stage leaves out, and keeps it
+    out of the intensity range, which a value such as -10000 would otherwise stretch the photo by.
+    """
+    hit = a == value
+    return _blank_masked(a, ~(hit.all(axis=-1) if colour else hit))
+
+
+def _white_is_zero(a: np.ndarray) -> np.ndarray:
+    """MINISWHITE pixels as MINISBLACK ones, as Pillow reads them (1-bit masks are bool here)."""
+    if a.dtype == bool:
+        return ~a
+    return np.iinfo(a.dtype).max - a if a.dtype.kind in "ui" else a.max() - a
+
+
+def _tifffile_reads(path: Path) -> bool:
+    import tifffile
+
+    try:
+        tifffile.imread(path, series=0)
+    except Exception:  # noqa: BLE001  (any failure: the file may well be broken)
+        return False
+    return True

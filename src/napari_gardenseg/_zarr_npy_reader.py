@@ -1,0 +1,109 @@
+"""zarr stores (OME-Zarr and plain arrays) and numpy ``.npy`` files: always or mostly lazy arrays,
+whose axes the store states or the API's array rule gives (see :mod:`._reader` for the rules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._image_file import LAZY_BYTES, ImageFile, arranged_file
+from ._images import ImageError
+
+_NGFF_LETTERS = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X"}
+
+
+def read_zarr(path: Path, axes: str | None) -> ImageFile:
+    import zarr
+
+    z = zarr.open(str(path), mode="r")
+    file_axes = None
+    if hasattr(z, "shape"):
+        array = z
+    else:
+        z = _image_group(z)
+        attrs = dict(z.attrs)
+        multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+        if multiscales:
+            array = z[multiscales[0]["datasets"][0]["path"]]  # OME-Zarr: level 0
+            names = [a.get("name", "") if isinstance(a, dict) else str(a) for a in multiscales[0].get("axes", [])]
+            if names:
+                file_axes = "".join(_NGFF_LETTERS.get(n.lower(), "Q") for n in names)
+        else:
+            keys = sorted(z.array_keys())
+            if not keys:
+                groups = sorted(z.group_keys())
+                raise ImageError(
+                    f"{path} is a zarr group with no arrays at its top"
+                    + (
+                        f" (its groups: {', '.join(groups[:5])}): give the group of the image, e.g. {path}/{groups[0]}"
+                        if groups
+                        else ""
+                    )
+                )
+            array = z[keys[0]]
+    shape = tuple(int(s) for s in array.shape)
+    if file_axes is None:
+        if len(shape) == 2:
+            file_axes = "YX"
+        elif len(shape) == 3 and shape[2] in (3, 4) and min(shape[:2]) > 4:
+            file_axes = "YXS"
+        else:
+            file_axes = "Q" * (len(shape) - 2) + "YX"
+    return arranged_file(path, array, "zarr", file_axes, axes)
+
+
+def _image_group(z):
+    """The group of a zarr store that holds its image: bioformats2raw's layout (OME-Zarr written from
+    a microscope or slide file, ``bioformats2raw.layout`` in the root's attributes) puts the first
+    image in the group ``0``; other groups are their own image."""
+    attrs = dict(z.attrs)
+    layout = attrs.get("bioformats2raw.layout") or (attrs.get("ome") or {}).get("bioformats2raw.layout")
+    if layout is not None and "0" in set(z.group_keys()):
+        return z["0"]
+    return z
+
+
+def read_npy(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as f:
+            npy_format.read_magic(f)
+    except ValueError:
+        raise ImageError(
+            f"{path.name} is not a numpy .npy file (numpy.save writes those); open the image in napari or "
+            "an image editor and save it as PNG, TIFF or with numpy.save"
+        ) from None
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError:  # numpy's refusal of object arrays: a pickle is never loaded
+        raise ImageError(
+            f"{path.name} holds Python objects (e.g. a dict of masks and settings, as Cellpose's _seg.npy), not "
+            "an image array: save the image itself with numpy.save(path, image), an (H, W) or (H, W, 3) array"
+        ) from None
+    if array.ndim < 2 or array.dtype.kind not in "biuf":
+        raise ImageError(
+            f"{path.name} holds an array of {array.dtype} values and shape {array.shape}, not an image: save an (H, W), "
+            "(H, W, 3) or (3, H, W) array of bool, integer or float pixels"
+        )
+    file_axes = _npy_axes(array.shape)
+    if lazy is False or (lazy is None and path.stat().st_size <= LAZY_BYTES):
+        array = np.array(array)  # read whole, as a small TIFF is: the file is free again
+    else:
+        import dask.array as da
+
+        array = da.from_array(array, chunks="auto")  # windows read from the memory map
+    return arranged_file(path, array, "npy", file_axes, axes)
+
+
+def _npy_axes(shape) -> str:
+    """The axes of a saved array, by the rule arrays passed to the API follow
+    (:func:`~napari_gardenseg._images.image_layout`: (H, W), (H, W, C), (C, H, W));
+    more axes are unknown (``Q``), for ``axes`` to name."""
+    from ._images import image_layout
+
+    try:
+        return {"hw": "YX", "hwc": "YXS", "chw": "SYX"}[image_layout(shape)]
+    except ImageError:
+        return "Q" * (len(shape) - 2) + "YX"
