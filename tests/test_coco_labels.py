@@ -147,7 +147,7 @@ def test_without_pycocotools_the_error_says_what_to_install(tmp_path, monkeypatc
     entry = _photo(tmp_path, "a.png")
     path = _write(tmp_path / "coco.json", [entry], [])
     monkeypatch.setitem(sys.modules, "pycocotools", None)  # not installed
-    with pytest.raises(ImportError, match=r"needs pycocotools: pip install 'napari-gardenseg\[metrics\]'"):
+    with pytest.raises(ImportError, match=r'needs pycocotools: pip install "napari-gardenseg\[coco\]"'):
         read_coco(path)
 
 

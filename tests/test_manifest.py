@@ -15,8 +15,9 @@ import pytest
 npe2 = pytest.importorskip("npe2")
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = ROOT / "napari.yaml"
-PACKAGE_COPY = ROOT / "src" / "napari_gardenseg" / "napari.yaml"
+# the one manifest, a real file in the package (a symlink is a text file in a checkout without
+# symlinks, git's default on Windows, and such a wheel's manifest would not load)
+MANIFEST = ROOT / "src" / "napari_gardenseg" / "napari.yaml"
 
 
 def test_manifest_is_valid():
@@ -26,10 +27,9 @@ def test_manifest_is_valid():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_package_copy_is_a_relative_symlink_to_the_root_file():
-    assert PACKAGE_COPY.is_symlink()
-    assert os.readlink(PACKAGE_COPY) == "../../napari.yaml"
-    assert PACKAGE_COPY.read_bytes() == MANIFEST.read_bytes()
+def test_the_manifest_is_one_real_file_in_the_package():
+    assert not MANIFEST.is_symlink()
+    assert not (ROOT / "napari.yaml").exists()  # no second copy to drift
 
 
 def test_installed_plugin_is_discovered_with_its_contributions():
@@ -124,13 +124,13 @@ def _build_wheel(tmp_path) -> Path:
     pytest.importorskip("build")
     src = tmp_path / "src_copy"
     src.mkdir()
-    for name in ("pyproject.toml", "napari.yaml", "MANIFEST.in", "README.md", "LICENSE"):
+    for name in ("pyproject.toml", "MANIFEST.in", "README.md", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, src / name)
     shutil.copytree(
         ROOT / "src",
         src / "src",
-        symlinks=True,  # keep napari.yaml a symlink, as in the repository
+        symlinks=True,  # a symlink in the sources would stay one, as in a checkout
         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"),
     )
     out = tmp_path / "dist"
@@ -168,7 +168,10 @@ def test_wheel_ships_the_manifest_as_a_real_file(wheel):
         assert zf.read(licence) == (ROOT / "LICENSE").read_bytes()
         assert "BSD 3-Clause" in zf.read(licence).decode()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
-        assert "License-Expression: BSD-3-Clause" in zf.read(metadata).decode()
+        meta = zf.read(metadata).decode()
+        # the code's licence and the sample photo's (CC BY 4.0, credited in CREDITS.md, shipped as a licence file)
+        assert "License-Expression: BSD-3-Clause AND CC-BY-4.0" in meta
+        assert any(n.endswith(".dist-info/licenses/src/napari_gardenseg/data/CREDITS.md") for n in names), names
         (ep,) = [n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt")]
         entry_points = zf.read(ep).decode()
     assert "[napari.manifest]" in entry_points

@@ -41,6 +41,7 @@ def test_coco_offline_says_where_to_put_the_file():
         load_model("coco", device="cpu")
     msg = str(info.value)
     assert str(coco_weights_path("coco")) in msg and "load_model('garden')" in msg
+    assert "--model garden" in msg  # the same message reaches the command line
     assert os.environ["TORCH_HOME"] in msg
 
 

@@ -100,3 +100,12 @@ def test_a_missing_cuda_device_gets_one_message_on_every_path(monkeypatch):
     assert (
         messages[0] == messages[1] == "device 'cuda' was asked for but CUDA is not available here; use 'cpu' or 'auto'"
     )
+
+
+def test_the_cli_says_its_version(capsys):
+    import napari_gardenseg
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"gardenseg {napari_gardenseg.__version__}"

@@ -219,7 +219,7 @@ def pycocotools_mask(what: str):
     try:
         from pycocotools import mask
     except ImportError as exc:
-        raise ImportError(f"{what} needs pycocotools: pip install 'napari-gardenseg[metrics]'") from exc
+        raise ImportError(f'{what} needs pycocotools: pip install "napari-gardenseg[coco]"') from exc
     import warnings
 
     # pycocotools (2.0.11 and before) passes copy=False to NumPy 2's __array__ on every decode: a

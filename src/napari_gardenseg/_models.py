@@ -237,8 +237,9 @@ def _download(url: str, path: Path, name: str, progress: bool) -> None:
 
     hint = (
         f"Download {url} on a machine with internet access and put it at {path} "
-        "(set TORCH_HOME to use another folder), or pass a checkpoint of your own "
-        "(load_model('/path/to/model.pt')), or use the bundled offline model: load_model('garden')."
+        "(set TORCH_HOME to use another folder), or use a checkpoint of your own "
+        "(--model /path/to/model.pt; load_model('/path/to/model.pt') in Python), or the bundled offline "
+        "model (--model garden; load_model('garden'))."
     )
     if os.environ.get("GARDENSEG_OFFLINE", "") not in ("", "0"):
         raise ModelError(f"the COCO weights for {name!r} are not on this machine and GARDENSEG_OFFLINE is set. {hint}")

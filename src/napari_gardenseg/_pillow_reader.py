@@ -86,7 +86,7 @@ def register_heif(path: Path) -> None:
     except ImportError:
         raise ImageError(
             f"{path.name} is a HEIC/HEIF photo (a phone's format): reading it needs pillow-heif, "
-            "`pip install pillow-heif` (or `pip install napari-gardenseg[all]`), or export the photo as JPEG"
+            '`pip install pillow-heif` (or `pip install "napari-gardenseg[heif]"`), or export the photo as JPEG'
         ) from None
     register_heif_opener()
 

@@ -28,6 +28,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
 from .crf._params import BACKENDS as CRF_BACKENDS
 
@@ -160,7 +161,7 @@ def _client(args, stack):
     try:
         from distributed import Client
     except ImportError:
-        raise ImportError(f"{given[0]} needs Dask distributed: `pip install napari-gardenseg[distributed]`") from None
+        raise ImportError(f'{given[0]} needs Dask distributed: `pip install "napari-gardenseg[distributed]"`') from None
     if args.workers is not None:
         from ._batch import local_cluster
 
@@ -389,6 +390,7 @@ def _cmd_models(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gardenseg", description="Mask R-CNN + dense-CRF instance segmentation")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser(
         "segment", help="segment image files (PNG, JPEG, TIFF, HEIC, WebP, .npy), zarr stores, or folders of them"

@@ -6,7 +6,7 @@ import numpy as np
 
 MISSING = (
     "the pydensecrf CRF backend needs pydensecrf, which is not installed: "
-    "`pip install pydensecrf2` (or `pip install napari-gardenseg[crf]`; it compiles "
+    '`pip install pydensecrf2` (or `pip install "napari-gardenseg[crf]"`; it compiles '
     "C++, so it needs a compiler). The built-in torch backend needs nothing more: "
     "use backend='torch' or 'auto' in CRFParams, or run with crf=False."
 )
