@@ -374,3 +374,21 @@ def test_an_empty_results_table_has_the_columns_types_of_a_full_one():
 def test_the_plant_class_is_named_as_the_colour_stages_in_a_refused_filter():
     with pytest.raises(ValueError, match="'plant' is the class of the plant-coloured instances"):
         segment(np.zeros((32, 32, 3), np.uint8), "garden", classes=["plant"])
+
+
+def test_a_lazy_image_too_big_to_hold_its_labels_says_to_use_segment_to_zarr(random_maskrcnn, monkeypatch):
+    import dask.array as da
+
+    from napari_gardenseg import _inference
+
+    image = da.from_array(rgb_image(64, 80), chunks=(32, 32, 3))
+    monkeypatch.setattr(_inference, "MAX_PLANE_PIXELS", 64 * 80 - 1)  # as if it were over 64 MP
+    with pytest.warns(UserWarning, match=r"holds the label images of its 80 x 64 pixels in memory.*segment_to_zarr"):
+        segment(image, random_maskrcnn, crf=False)
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(_inference, "paint_image", no_memory)
+    with pytest.raises(MemoryError, match=r"out of memory segmenting a 80 x 64 image: .*segment_to_zarr\(image"):
+        segment(rgb_image(64, 80), random_maskrcnn, crf=False)

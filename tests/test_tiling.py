@@ -394,3 +394,53 @@ def test_merge_classes_gives_one_class_without_duplicates(big_scene):
     )  # "plant": after the model's 3 classes
     per_class = segment(image, "garden", crf=False, score_threshold=0.3)
     assert len(res) <= len(per_class)
+
+
+def _discs_in(k, size, x_lo, x_hi, shape, rng):
+    yy, xx = np.mgrid[:48, :48]
+    disc = (((yy - 23.5) ** 2 + (xx - 23.5) ** 2) < 500).astype(np.float32) * 0.9
+    offs = [(int(rng.integers(0, size - 48)), int(rng.integers(x_lo, x_hi - 48))) for _ in range(k)]
+    boxes = [(x, y, x + 48, y + 48) for y, x in offs]
+    return Instances([disc.copy() for _ in offs], offs, np.linspace(0.99, 0.5, k), np.ones(k), boxes, shape)
+
+
+def test_merging_tiles_takes_the_memory_of_the_masks_not_of_the_overlap_per_instance():
+    import tracemalloc
+
+    # two 4096-px tiles (tile_size 1024 at scale 0.25) with 100 seedlings each in their 1024-px overlap
+    size, over = 4096, 1024
+    shape = (size, 2 * size - over)
+    c = size - over // 2
+    tiles = [
+        Tile(0, (0, 0, size, size), (0, 0, size, c)),
+        Tile(1, (0, size - over, size, shape[1]), (0, c, size, shape[1])),
+    ]
+    rng = np.random.default_rng(0)
+    a = _discs_in(100, size, size - over, size, shape, rng)
+    b = _discs_in(100, size, size - over, size, shape, rng)
+    b.masks[0] = a.masks[0].copy()  # one plant both tiles found: one instance
+    b.offsets = b.offsets.copy()
+    b.offsets[0] = a.offsets[0]
+    tracemalloc.start()
+    merged = merge_tiles([a, b], tiles, 0.5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # a bool window of the shared 4096 x 1024 pixels for each instance would be 4 MiB apiece
+    assert peak < 32 * 2**20, peak
+    # the plant both tiles found is one instance, whole; the others stay
+    same = [k for k in range(len(merged)) if tuple(merged.offsets[k]) == tuple(a.offsets[0])]
+    assert len(same) == 1 and merged.masks[same[0]].shape == a.masks[0].shape
+    assert 90 < len(merged) < len(a) + len(b)  # each tile keeps what lies in its own core
+
+
+def test_instance_extents_follow_replaced_masks_and_offsets():
+    found = Instances(
+        [np.ones((2, 3)), np.ones((4, 5))], [(0, 0), (10, 20)], [0.9, 0.8], [1, 1], np.zeros((2, 4)), (50, 50)
+    )
+    np.testing.assert_array_equal(found.extents(), [[0, 0, 2, 3], [10, 20, 14, 25]])
+    assert found.extents() is found.extents()  # asked once per instance: kept
+    found.offsets = found.offsets + 1
+    np.testing.assert_array_equal(found.extents()[1], [11, 21, 15, 26])
+    found.masks = [np.ones((1, 1))] + found.masks[1:]
+    np.testing.assert_array_equal(found.extents()[0], [1, 1, 2, 2])
+    np.testing.assert_array_equal(found.take([1]).extents(), [[11, 21, 15, 26]])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from napari_gardenseg._images import to_rgb_float
@@ -588,6 +589,14 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
     missed.meta["vegetation"] = {GROUND_COVER: 0.3}
     note = _file_note(missed, 0.5)
     assert "found 1 plant;" in note and "gardenseg adapt" in note and "Adapt to these" not in note
+    # a photo shrunk 20 times for one pass: its plants were specks to the network, tiles are the answer
+    missed.meta.update(scale=0.05, tiles=0)
+    assert "shrunk 20 times" in adapt_hint([missed]) and "set *tiles* to auto" in adapt_hint([missed])
+    assert "run again with --tile-size auto" in _file_note(missed, 0.5) and "gardenseg adapt" not in _file_note(
+        missed, 0.5
+    )
+    missed.meta.update(tiles=12)  # tiled already: adapt it is
+    assert "gardenseg adapt" in _file_note(missed, 0.5)
     assert "30% of the photo is plant-coloured ground cover" in note and "gardenseg train" in note
     assert _file_note(result(["model"] * 4 + ["colour"]), 0.5) is None
 
@@ -677,3 +686,17 @@ def test_instance_component_pairs_are_the_same_counted_densely_or_sparsely(monke
     table[0] = 0
     np.testing.assert_array_equal(main, table.argmax(axis=1))
     np.testing.assert_array_equal(top, table.max(axis=1))
+
+
+def test_a_black_and_white_photo_saved_as_rgb_is_told_apart_from_a_score_threshold(scene):
+    from napari_gardenseg import segment
+    from napari_gardenseg._batch_file import _file_note
+    from napari_gardenseg._plant_pixels import status_hint
+
+    photo = scene[0]
+    grey = np.repeat(np.asarray(Image.fromarray(photo).convert("L"))[..., None], 3, axis=-1)
+    for image, why in ((grey, "no colour in this photo"), (photo, "no detection scored 1.0")):
+        result = segment(image, "garden", score_threshold=1.0, crf=False, vegetation="off")
+        assert len(result) == 0
+        assert why in status_hint([result]) and why in _file_note(result, 1.0)
+    assert "lower" not in _file_note(segment(grey, "garden", score_threshold=1.0, crf=False), 1.0)

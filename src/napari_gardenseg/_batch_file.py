@@ -273,18 +273,24 @@ def _file_note(result, score_threshold: float) -> str | None:
     """Why a file gave no instance, that plants may be missing, that the model missed many plants
     or left ground cover, in a batch's words; else None (the widget says it in its own:
     ``status_hint``)."""
-    from ._plant_pixels import adapt_hint, ground_cover_hint, network_full_hint, nothing_found
+    from ._plant_pixels import COLOURLESS, adapt_hint, ground_cover_hint, network_full_hint, nothing_found
 
     results = getattr(result, "results", None) or [result]  # a stack's planes, or the one result
     why = nothing_found(results)
     if why == "grey":
         return "a grey image: the models need colour photos"
+    if why == "colourless":
+        return f"{COLOURLESS}: the models need colour photos"
     if why == "score threshold":
         return f"no detection scored {score_threshold} or more: try a lower score threshold"
     if network_full_hint(results):
         return "the network returned as many instances as one pass may: plants may be missing; try tiles of 512 px"
     hints = (
-        adapt_hint(results, "try `gardenseg adapt PHOTOS... --out MODEL.pt`, then segment with --model MODEL.pt"),
+        adapt_hint(
+            results,
+            "try `gardenseg adapt PHOTOS... --out MODEL.pt`, then segment with --model MODEL.pt",
+            "run again with --tile-size auto",
+        ),
         ground_cover_hint(results, "label some of its plants and `gardenseg train` a model on them"),
     )
     return "; ".join(h for h in hints if h) or None

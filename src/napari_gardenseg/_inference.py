@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Callable
 
@@ -33,7 +34,8 @@ from ._instances import FULL_PASSES, Instances, paint, paint_image, visible_shar
 from ._io import ImageSource, open_image
 from ._models import Model, load_model
 from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_threshold
-from ._results import SegmentationResult
+from ._planes import MAX_PLANE_PIXELS
+from ._results import SegmentationResult, label_areas
 from ._scale import estimate_scale
 from ._tiling import _intersection, detect, plan_tiles
 from .crf import CRFParams, refine_masks
@@ -148,18 +150,17 @@ def suppress_duplicates(found: Instances, mask_threshold: float, ios: float = 0.
     """Class-agnostic: drop an instance mostly inside a better-scored one (the detector's NMS is per class)."""
     drop = np.zeros(len(found), bool)
     ext = found.extents()
+    count = np.array([np.count_nonzero(m > mask_threshold) for m in found.masks], np.int64)
     for i in range(len(found)):
-        mi = found.masks[i] > mask_threshold
-        ni = int(mi.sum())
-        for j in range(i):
-            if drop[j] or ni == 0:
-                continue
+        if count[i] == 0:
+            continue
+        # the better-scored ones (found is in score order) whose regions meet this one's, not dropped
+        e = ext[:i]
+        near = (e[:, 0] < ext[i, 2]) & (e[:, 2] > ext[i, 0]) & (e[:, 1] < ext[i, 3]) & (e[:, 3] > ext[i, 1])
+        for j in np.flatnonzero(near & ~drop[:i]):
             win = _intersection(ext[i], ext[j])
-            if win is None:
-                continue
             inter = np.count_nonzero((found.crop(i, win) > mask_threshold) & (found.crop(j, win) > mask_threshold))
-            nj = int(np.count_nonzero(found.masks[j] > mask_threshold))
-            if inter and inter / min(ni, nj) >= ios:
+            if inter and inter / min(count[i], count[j]) >= ios:
                 drop[i] = True
                 break
     return found.take(~drop)
@@ -263,17 +264,33 @@ def segment_with(
 ) -> SegmentationResult:
     """:func:`segment` with its options as one :class:`SegmentOptions` (what the widget, CLI and batch hand down)."""
     run = _Run.start(image, model, options, progress, cancel)
-    found = run.follow_colour(run.detect())
-    run.report(0.7, "assembling instances")
-    labels = paint_image(found, run.mask_threshold)
-    kept = _shown(np.bincount(labels.ravel(), minlength=len(found) + 1)[1:], found, run.mask_threshold)
-    if len(kept) < len(found):  # painted again: what a dropped one covered goes to the next best
-        found = found.take(kept)
+    h, w = run.source.shape[:2]
+    if run.source.lazy and h * w > MAX_PLANE_PIXELS:
+        warnings.warn(f"{_held_whole(h, w)} while the image is read tile by tile", stacklevel=3)
+    try:
+        found = run.follow_colour(run.detect())
+        run.report(0.7, "assembling instances")
         labels = paint_image(found, run.mask_threshold)
-    claims = run.refine(found)
-    refined = None if claims is None else paint_image(claims, run.mask_threshold)
+        kept = _shown(label_areas(labels, len(found))[1:], found, run.mask_threshold)
+        if len(kept) < len(found):  # painted again: what a dropped one covered goes to the next best
+            found = found.take(kept)
+            labels = paint_image(found, run.mask_threshold)
+        claims = run.refine(found)
+        refined = None if claims is None else paint_image(claims, run.mask_threshold)
+    except MemoryError as err:
+        raise MemoryError(f"out of memory segmenting a {w} x {h} image: {_held_whole(h, w)}") from err
     run.report(1.0, f"{len(found)} instances")
     return run.result(found, labels, refined, claims, keep_soft_masks)
+
+
+def _held_whole(h: int, w: int) -> str:
+    """Why a big image's run may not fit in memory, and what to do instead."""
+    gb = h * w * 4 / 1e9
+    return (
+        f"segment() holds the label images of its {w} x {h} pixels in memory ({gb:.1f} GB each as int32, "
+        "two with the CRF); for images this big use segment_to_zarr(image, 'labels.zarr'), which writes them "
+        "chunk by chunk (`gardenseg segment` does so for big TIFFs and zarr stores)"
+    )
 
 
 def segment_to_zarr(
@@ -518,6 +535,7 @@ class _Run:
             scores=found.scores.astype(np.float32),
             boxes=found.boxes.astype(np.float32),
             instances=found if keep_soft_masks else None,
-            meta=self.meta(claims),
+            # nothing found in a colour photo without colour: the grey image's reason, not the threshold
+            meta={**self.meta(claims), **({"colourless": self.source.colourless()} if not len(found) else {})},
             sources=None if found.sources is None else [str(x) for x in found.sources],
         )

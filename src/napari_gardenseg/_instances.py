@@ -44,6 +44,9 @@ class Instances:
     meta: dict = field(default_factory=dict)
     # where each instance came from ("model", "colour"); None: all from the model
     sources: np.ndarray | None = None
+    # extents() of the masks and offsets it was computed from: asked once per instance by the CRF
+    # and the tile merge, so rebuilding it each time made those quadratic in the instances
+    _extents: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         n = len(self.masks)
@@ -109,11 +112,19 @@ class Instances:
         return slice(int(y0), int(y0) + h), slice(int(x0), int(x0) + w)
 
     def extents(self) -> np.ndarray:
-        """(N, 4) y0, x0, y1, x1 of every mask's region."""
+        """(N, 4) y0, x0, y1, x1 of every mask's region (read-only; kept until ``masks`` or
+        ``offsets`` is replaced: they are replaced, never resized in place)."""
+        key = (id(self.masks), len(self.masks), id(self.offsets))
+        if self._extents is not None and self._extents[0] == key:
+            return self._extents[1]
         if len(self) == 0:
-            return np.zeros((0, 4), np.int64)
-        hw = np.array([m.shape for m in self.masks], dtype=np.int64).reshape(-1, 2)
-        return np.concatenate([self.offsets, self.offsets + hw], axis=1)
+            ext = np.zeros((0, 4), np.int64)
+        else:
+            hw = np.array([m.shape for m in self.masks], dtype=np.int64).reshape(-1, 2)
+            ext = np.concatenate([self.offsets, self.offsets + hw], axis=1)
+        ext.flags.writeable = False
+        self._extents = (key, ext)
+        return ext
 
     def overlapping(self, window) -> np.ndarray:
         """Indices of instances whose mask region meets ``window`` = (y0, x0, y1, x1)."""

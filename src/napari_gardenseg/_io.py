@@ -157,6 +157,17 @@ class ImageSource:
         window = (0, 0, h, w) if window is None else tuple(int(v) for v in window)
         return self._float(self._raw(window, int(step)))
 
+    def colourless(self) -> bool:
+        """Whether a colour image's channels agree everywhere (a black-and-white photo saved as RGB,
+        as phones' mono filters and editors save them): on a strided overview of about 1 M pixels,
+        99% of the pixels differ between channels by at most 2 of 255. False for a grey image."""
+        if self.channels < 3:
+            return False
+        h, w = self.shape
+        rgb = self.read(step=max(1, int(np.ceil(np.sqrt(h * w / 1_000_000)))))
+        spread = np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])
+        return bool(spread.size) and float(np.percentile(spread, 99)) <= 2 / 255
+
     def read_sampled(self, window, rows, cols, *, band: int = 1024) -> np.ndarray:
         """``read(window)[rows][:, cols]``: float32 RGB (len(rows), len(cols), 3), reading the
         window's raw pixels ``band`` rows at a time and converting only those picked, so that no

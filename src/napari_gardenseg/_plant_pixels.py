@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._instances import FULL_PASSES, Instances, paint_image, visible_shares
+from ._results import label_areas
 from ._vegetation import VegetationMap
 
 __all__ = [
@@ -258,7 +259,7 @@ def follow_vegetation(
     n = len(found)
     id_type = np.uint16 if n < np.iinfo(np.uint16).max else np.int32
     labels = paint_image(found, mask_threshold, dtype=id_type) if n else np.zeros((h, w), id_type)
-    painted = np.bincount(labels.ravel(), minlength=n + 1)
+    painted = label_areas(labels, n)
     visible = np.concatenate([[0.0], visible_shares(found, painted[1:], mask_threshold)])
     on_veg = labels[veg]  # each plant-coloured pixel's instance (0: none), read once
     green = np.bincount(on_veg, minlength=n + 1)
@@ -424,22 +425,34 @@ def status_hint(results) -> str | None:
             "grey image (one channel): the models need colour; if it is a channel of a colour photo, make its "
             "channels one RGB layer (select them, right-click > Merge to RGB)"
         )
+    if why == "colourless":
+        return f"{COLOURLESS}: the models need colour photos"
     if why == "score threshold":
         return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
     return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results)
 
 
+# a colour image whose channels agree (meta["colourless"], ImageSource.colourless)
+COLOURLESS = "no colour in this photo (black and white, saved as RGB)"
+
+
 def nothing_found(results) -> str | None:
-    """Why no plane found an instance: "grey" or "score threshold"; None when one did (or no results).
+    """Why no plane found an instance: "grey", "colourless" or "score threshold"; None when one
+    did (or no results).
 
     ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per
-    plane). "grey" when every plane is grey (``meta["channels"]`` 1 or 2): the
+    plane). "grey" when every plane is grey (``meta["channels"]`` 1 or 2), "colourless" when
+    every plane is grey or an RGB image whose channels agree (``meta["colourless"]``): the
     models tell plants by colour too. Else the score threshold left nothing.
     """
     results = list(results)
     if not results or any(len(r) for r in results):
         return None
-    return "grey" if all(r.meta.get("channels", 3) < 3 for r in results) else "score threshold"
+    if all(r.meta.get("channels", 3) < 3 for r in results):
+        return "grey"
+    if all(r.meta.get("channels", 3) < 3 or r.meta.get("colourless") for r in results):
+        return "colourless"
+    return "score threshold"
 
 
 def network_full_hint(results) -> str | None:
@@ -470,7 +483,14 @@ def ground_cover_hint(results, action: str = "paint its plants and *Train on my 
     )
 
 
-def adapt_hint(results, action: str = "try *Adapt to these photos*") -> str | None:
+# an image shrunk more than this many times for one network pass shows the network plants a few
+# pixels across: tiles at its own resolution are the remedy for what the model missed, not adapt
+SHRUNK_FACTOR = 4
+
+
+def adapt_hint(
+    results, action: str = "try *Adapt to these photos*", tiles_action: str = "set *tiles* to auto"
+) -> str | None:
     """One line when the model missed many of a photo's plants, else None.
 
     ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per
@@ -478,7 +498,9 @@ def adapt_hint(results, action: str = "try *Adapt to these photos*") -> str | No
     Counts the "colour" instances (plant-coloured components no detection
     claimed) at least a quarter the size of the median model instance; when
     they are as many as the model's instances (and at least 3), the model has
-    not learnt these plants yet.
+    not learnt these plants yet, or, when the image was shrunk more than
+    :data:`SHRUNK_FACTOR` times for one untiled pass (``meta["scale"]``), never
+    saw them at a size it knows: then ``tiles_action`` is the advice.
     """
     n_model = n_colour = 0
     for r in results:
@@ -490,9 +512,13 @@ def adapt_hint(results, action: str = "try *Adapt to these photos*") -> str | No
         typical = float(model["area"].median()) if len(model) else 0.0
         n_model += len(model)
         n_colour += int((colour["area"] >= 0.25 * typical).sum())
-    if n_colour >= max(3, n_model):
+    if n_colour < max(3, n_model):
+        return None
+    found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed (source 'colour')"
+    scales = [float(r.meta.get("scale") or 1.0) for r in results if not r.meta.get("tiles")]
+    if scales and min(scales) * SHRUNK_FACTOR < 1:
         return (
-            f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed "
-            f"(source 'colour'): {action}"
+            f"{found}: the image was shrunk {1 / min(scales):.0f} times to fit the network's input, so its plants "
+            f"were a few pixels across; {tiles_action} to segment it at its own resolution"
         )
-    return None
+    return f"{found}: {action}"

@@ -79,8 +79,29 @@ class SegmentationResult:
         return f"SegmentationResult({len(self)} instances of {names}; labels {self.labels.shape}, {crf} CRF)"
 
 
-# rows per band when label images are read from a store, so a huge one is never read whole
-_BAND_ROWS = 2048
+# pixels per band of a label image counted band by band: np.bincount and np.nonzero make int64
+# copies (8 and 16 bytes a pixel), which of a whole big label image would be several times its size
+_BAND_PIXELS = 2**22
+
+
+def label_bands(labels):
+    """The row slices in which :func:`label_areas` and :func:`label_stats` read ``labels`` ((H, W)
+    numpy or zarr): about 4 M pixels each, whole chunks of a chunked store (each decoded once)."""
+    height, width = int(labels.shape[0]), int(labels.shape[1])
+    rows = max(1, _BAND_PIXELS // max(width, 1))
+    chunks = getattr(labels, "chunks", None)
+    if not isinstance(labels, np.ndarray) and chunks and isinstance(chunks[0], (int, np.integer)):
+        rows = max(int(chunks[0]), rows // int(chunks[0]) * int(chunks[0]))
+    return [slice(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+
+def label_areas(labels, n: int) -> np.ndarray:
+    """Pixel count of each label 0..n of ``labels`` ((H, W) integer, numpy or zarr): int64 (n + 1,),
+    counted band by band (:func:`label_bands`); ids above n are not counted."""
+    area = np.zeros(n + 1, np.int64)
+    for rows in label_bands(labels):
+        area += np.bincount(np.asarray(labels[rows]).ravel(), minlength=n + 1)[: n + 1]
+    return area
 
 
 def label_stats(labels, n: int, *, centroids: bool = False):
@@ -88,7 +109,8 @@ def label_stats(labels, n: int, *, centroids: bool = False):
     ``centroids``, also each label's centroid (y, x): the mean row and column of its pixels, in
     pixels, rounded to 0.01, (nan, nan) for an absent label.
 
-    Reads ``labels`` (numpy or zarr) in bands of rows; (0, 0, 0, 0) for an absent label.
+    Reads ``labels`` (numpy or zarr) in bands of rows (:func:`label_bands`), so its extra memory
+    is the band's, not the image's; (0, 0, 0, 0) for an absent label.
     Returns ``(area, boxes)`` or ``(area, boxes, centroids)``.
     """
     big = np.iinfo(np.int64).max
@@ -99,10 +121,9 @@ def label_stats(labels, n: int, *, centroids: bool = False):
     x1 = np.full(n + 1, -1)
     y_sum = np.zeros(n + 1)
     x_sum = np.zeros(n + 1)
-    height = labels.shape[0]
-    step = height if isinstance(labels, np.ndarray) else _BAND_ROWS
-    for top in range(0, height, step):
-        band = np.asarray(labels[top : top + step])
+    for rows in label_bands(labels):
+        top = rows.start
+        band = np.asarray(labels[rows])
         area += np.bincount(band.ravel(), minlength=n + 1)[: n + 1]
         ys, xs = np.nonzero(band)
         if len(ys) == 0:

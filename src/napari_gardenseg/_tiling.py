@@ -214,23 +214,30 @@ def merge_tiles(
             shared = _intersection(tiles[a].window, tiles[b].window)
             if shared is None:
                 continue
-            ia = per_tile[a].overlapping(shared)
-            ib = per_tile[b].overlapping(shared)
-            if len(ia) == 0 or len(ib) == 0:
+            # each instance's part in the shared window, as a mask on its own region there: memory
+            # of the masks, not of the window once per instance
+            part_a = _parts_in(per_tile[a], shared, mask_threshold)
+            part_b = _parts_in(per_tile[b], shared, mask_threshold)
+            if not part_a or not part_b:
                 continue
-            ma = {i: per_tile[a].crop(i, shared) > mask_threshold for i in ia}
-            mb = {j: per_tile[b].crop(j, shared) > mask_threshold for j in ib}
             cut_a = _cut(per_tile[a], tiles[a], shape)
             cut_b = _cut(per_tile[b], tiles[b], shape)
-            for i, mi in ma.items():
-                ni = int(mi.sum())
-                if ni == 0:
-                    continue
-                for j, mj in mb.items():
-                    inter = int(np.count_nonzero(mi & mj))
+            box_b = np.array([box for box, _, _ in part_b.values()]).reshape(-1, 4)
+            keys_b = list(part_b)
+            for i, (bi, mi, ni) in part_a.items():
+                near = (box_b[:, 0] < bi[2]) & (box_b[:, 2] > bi[0]) & (box_b[:, 1] < bi[3]) & (box_b[:, 3] > bi[1])
+                for k in np.flatnonzero(near):
+                    j = keys_b[k]
+                    bj, mj, nj = part_b[j]
+                    y0, x0, y1, x1 = _intersection(bi, bj)
+                    inter = int(
+                        np.count_nonzero(
+                            mi[y0 - bi[0] : y1 - bi[0], x0 - bi[1] : x1 - bi[1]]
+                            & mj[y0 - bj[0] : y1 - bj[0], x0 - bj[1] : x1 - bj[1]]
+                        )
+                    )
                     if inter == 0:
                         continue
-                    nj = int(mj.sum())
                     # overlap over the smaller only for a piece the tile border cut: a whole
                     # object lying over a neighbour is no duplicate of it
                     smaller_cut = cut_a[i] if ni <= nj else cut_b[j]
@@ -291,6 +298,21 @@ def merge_tiles(
     )
     order = np.argsort(-merged.scores, kind="stable")
     return merged.take(order)
+
+
+def _parts_in(found: Instances, window, mask_threshold: float) -> dict:
+    """For each instance of ``found`` with pixels above ``mask_threshold`` in ``window``:
+    ``{i: (box, mask, count)}``, its region in the window (y0, x0, y1, x1, image pixels), its bool
+    mask there, and that mask's pixel count."""
+    ext = found.extents()
+    parts = {}
+    for i in found.overlapping(window):
+        box = _intersection(ext[i], window)
+        mask = found.crop(int(i), box, dtype=found.masks[i].dtype) > mask_threshold
+        count = int(np.count_nonzero(mask))
+        if count:
+            parts[int(i)] = (tuple(int(v) for v in box), mask, count)
+    return parts
 
 
 def _cut(found: Instances, tile: Tile, shape) -> np.ndarray:
