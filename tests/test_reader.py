@@ -719,3 +719,18 @@ def test_ome_zarr_in_bioformats2raw_layout_reads_its_first_image(tmp_path):
     zarr.open_group(str(tmp_path / "groups.zarr"), mode="w").create_group("plate")
     with pytest.raises(ImageError, match="no arrays at its top .*its groups: plate"):
         read_image(tmp_path / "groups.zarr")
+
+
+def test_a_tiffs_icc_profile_is_converted_as_a_pngs_is(tmp_path):
+    # Lightroom's and Photoshop's "export as TIFF" in Adobe RGB or ProPhoto: the same colours as
+    # the same pixels in a PNG with that profile, and a 16-bit one says it was not converted
+    rgb = np.random.default_rng(2).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    profile = _linear_rgb_profile()
+    Image.fromarray(rgb).save(tmp_path / "a.png", icc_profile=profile)
+    tifffile.imwrite(tmp_path / "a.tif", rgb, photometric="rgb", iccprofile=profile)
+    png, tif = read_image(tmp_path / "a.png"), read_image(tmp_path / "a.tif")
+    np.testing.assert_array_equal(tif.data, png.data)
+    assert not np.array_equal(tif.data, rgb)
+    assert tif.applied["icc_profile"] == "linear RGB (test) -> sRGB"
+    tifffile.imwrite(tmp_path / "b.tif", rgb.astype(np.uint16) * 257, photometric="rgb", iccprofile=profile)
+    assert "not applied" in read_image(tmp_path / "b.tif").applied["icc_profile"]

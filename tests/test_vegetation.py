@@ -245,6 +245,34 @@ def test_colour_only_plants_are_kept_at_a_high_score_threshold():
     assert _iou(paint_image(out) == 2, truth == 2) > 0.9
 
 
+def test_green_plants_keep_the_stage_beside_red_ones():
+    # red lettuce beside green plants: its excess green, far below the soil's, was Otsu's lower
+    # class, so nearly every pixel was "plant" and the stage went off for the green plants too
+    leaf = np.array([0.36, 0.46, 0.24], np.float32)  # a pale green, as many crops are
+    discs = [(40, 40, 28), (40, 120, 18), (40, 200, 28), (120, 40, 18), (120, 120, 28), (120, 200, 18)]
+    rgb, truth = _photo(discs, colours={**{k: RED_LEAF for k in (2, 4, 6)}, **{k: leaf for k in (1, 3, 5)}})
+    vmap = vegetation_map(rgb)
+    assert vmap.informative, vmap.reason
+    assert _iou(vmap.mask, np.isin(truth, (1, 3, 5))) > 0.95  # the green plants, not the soil
+
+
+def test_soil_noise_with_a_fleck_of_green_is_one_colour_class():
+    # bare soil (one colour, grainy) with a fleck of green in a corner: Otsu cut the soil at its
+    # median, while the test of a second class judged another split (the fleck's), so half the soil
+    # became "plant" and tens of soil patches became plant instances
+    rng = np.random.default_rng(3)
+    grain = ndimage.gaussian_filter(rng.normal(0, 1, (200, 200, 3)), (1.5, 1.5, 0))
+    rgb = np.clip(SOIL + grain / grain.std() * 0.02, 0, 1).astype(np.float32)
+    rgb[:9, :9] = LEAF
+    vmap = vegetation_map(rgb)
+    assert not vmap.informative and "one colour class" in vmap.reason, vmap.reason
+    # the same soil with plants on it keeps its two classes
+    rgb[60:100, 60:100] = LEAF
+    rgb[120:150, 20:60] = LEAF
+    plants = vegetation_map(rgb)
+    assert plants.informative and 0.05 < plants.fraction < 0.1, plants.reason
+
+
 def test_plants_that_are_not_green_are_not_cut_away():
     # a red lettuce between green plants: the model found it; colour must not shrink it
     rgb, truth = _photo([(60, 60, 25), (60, 150, 25), (120, 100, 25)], colours={2: RED_LEAF})
@@ -700,3 +728,28 @@ def test_a_black_and_white_photo_saved_as_rgb_is_told_apart_from_a_score_thresho
         assert len(result) == 0
         assert why in status_hint([result]) and why in _file_note(result, 1.0)
     assert "lower" not in _file_note(segment(grey, "garden", score_threshold=1.0, crf=False), 1.0)
+
+
+def test_a_photo_whose_plants_are_not_green_says_so():
+    from napari_gardenseg._batch_file import _file_note
+    from napari_gardenseg._plant_pixels import status_hint
+    from napari_gardenseg._results import SegmentationResult
+
+    rgb, truth = _photo([(50, 60, 25), (100, 170, 30)], colours={1: RED_LEAF, 2: RED_LEAF})  # red foliage only
+    vmap = vegetation_map(rgb)
+    assert not vmap.informative and vmap.reason.startswith("the upper class is not green") and vmap.eta > 0.7
+
+    def result(reason, eta):  # one instance found, the stage's verdict as segment() records it
+        return SegmentationResult(
+            (truth == 1).astype(np.int32),
+            None,
+            np.ones(1, np.int64),
+            ["plant"],
+            np.array([0.9]),
+            np.zeros((1, 4), np.float32),
+            meta={"vegetation": {"reason": reason, "vegetation_eta": eta}},
+        )
+
+    told = result(vmap.reason, vmap.eta)
+    assert "neither part is green" in status_hint([told]) and "neither part is green" in _file_note(told, 0.5)
+    assert status_hint([result(vmap.reason, 0.6)]) is None  # no clear second class: nothing to say

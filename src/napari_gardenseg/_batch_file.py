@@ -273,7 +273,14 @@ def _file_note(result, score_threshold: float) -> str | None:
     """Why a file gave no instance, that plants may be missing, that the model missed many plants
     or left ground cover, in a batch's words; else None (the widget says it in its own:
     ``status_hint``)."""
-    from ._plant_pixels import COLOURLESS, adapt_hint, ground_cover_hint, network_full_hint, nothing_found
+    from ._plant_pixels import (
+        COLOURLESS,
+        adapt_hint,
+        ground_cover_hint,
+        network_full_hint,
+        not_green_hint,
+        nothing_found,
+    )
 
     results = getattr(result, "results", None) or [result]  # a stack's planes, or the one result
     why = nothing_found(results)
@@ -292,6 +299,7 @@ def _file_note(result, score_threshold: float) -> str | None:
             "run again with --tile-size auto",
         ),
         ground_cover_hint(results, "label some of its plants and `gardenseg train` a model on them"),
+        not_green_hint(results),
     )
     return "; ".join(h for h in hints if h) or None
 

@@ -131,7 +131,7 @@ def pillow_pixels(im) -> tuple[np.ndarray, dict]:
     alpha = _pillow_alpha(im)  # before the ICC conversion, which drops it
     icc = im.info.get("icc_profile")
     if icc:
-        im, applied["icc_profile"] = _to_srgb(im, icc)
+        im, applied["icc_profile"] = to_srgb(im, icc)
     mode = im.mode
     if mode in ("1", "L", "LA", "La"):
         arr = np.asarray(im.getchannel(0) if mode != "1" else im.convert("L"))
@@ -158,7 +158,7 @@ def _pillow_alpha(im) -> np.ndarray | None:
     return None
 
 
-def _to_srgb(im, icc: bytes):
+def to_srgb(im, icc: bytes):
     """``im`` converted from its embedded ICC profile to sRGB, and what was done (a profile already sRGB: nothing)."""
     from PIL import ImageCms
 

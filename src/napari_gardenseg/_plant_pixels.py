@@ -429,7 +429,33 @@ def status_hint(results) -> str | None:
         return f"{COLOURLESS}: the models need colour photos"
     if why == "score threshold":
         return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
-    return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results)
+    return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results) or not_green_hint(results)
+
+
+# Otsu's eta above which two colour classes are clear (one Gaussian class gives 2/pi, 0.64)
+CLEAR_CLASSES_ETA = 0.7
+
+
+def not_green_hint(results) -> str | None:
+    """One line when a photo has two clear colour classes and neither is green (a false-colour or
+    near-infrared composite, red or purple foliage, a strong cast) yet something was found: the
+    models and the colour stage know green plants in RGB, so plants of other colours are mostly
+    missed; else None. ``results``: :class:`~napari_gardenseg.SegmentationResult` objects."""
+    from ._vegetation import NOT_GREEN
+
+    for r in results:
+        veg = r.meta.get("vegetation") or {}
+        if (
+            len(r)
+            and str(veg.get("reason", "")).startswith(NOT_GREEN)
+            and veg.get("vegetation_eta", 0) >= CLEAR_CLASSES_ETA
+        ):
+            return (
+                "the photo's colours split clearly but neither part is green (a false-colour or near-infrared "
+                "composite, red or purple foliage, a strong colour cast?): the models and the colour stage know "
+                "green plants in RGB photos, so plants of other colours are mostly missed"
+            )
+    return None
 
 
 # a colour image whose channels agree (meta["colourless"], ImageSource.colourless)

@@ -5,6 +5,7 @@ through :func:`~napari_gardenseg._pillow_reader.read_pillow` (see :mod:`._reader
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
             colormap = page.colormap if photometric == "PALETTE" else None
             extra = tuple(int(e) for e in (page.extrasamples or ()))
+            icc = getattr(page, "iccprofile", None)
             nodata = _gdal_nodata(page)
             georeference = geotiff_tags(page)
             mask = _transparency_mask(tif, shape, file_axes)
@@ -150,9 +152,35 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         top = float(2**bits - 1)
         data = lazy_or_numpy(data, lambda a: a.astype(np.float32) / np.float32(top))
         applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
+    if icc and out_axes.endswith("S"):
+        data, applied["icc_profile"] = _icc_to_srgb(data, out_axes, icc)
     if georeference:
         applied["georeference"] = geotiff_note(georeference)
     return ImageFile(path, data, out_axes, applied, georeference)
+
+
+def _icc_to_srgb(data, axes: str, icc: bytes):
+    """An RGB TIFF's pixels converted from its embedded ICC profile (an editor's Adobe RGB or
+    ProPhoto export) to sRGB, as photos Pillow reads are (:func:`~napari_gardenseg._pillow_reader.to_srgb`),
+    and what was done. Only 8-bit RGB read whole, one plane (Pillow's colour management is 8-bit):
+    other TIFFs keep their values, and the run record says so."""
+    from PIL import Image
+
+    from ._pillow_reader import to_srgb
+
+    whole = isinstance(data, np.ndarray) and data.dtype == np.uint8 and axes == "YXS" and data.shape[-1] == 3
+    if not whole:
+        try:
+            from PIL import ImageCms
+
+            name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+        except Exception:  # noqa: BLE001  (an unreadable profile: named as such)
+            name = "a profile"
+        if "srgb" in name.lower():
+            return data, f"{name} (sRGB already)"
+        return data, f"{name}: not applied (only 8-bit RGB TIFFs read whole are converted); read as if sRGB"
+    im, note = to_srgb(Image.fromarray(data), icc)
+    return (np.asarray(im) if im.mode == "RGB" else data), note
 
 
 _MASK_NOTE = "pixels outside the file's transparency mask (a mask IFD, as GDAL writes) read as black (nodata)"

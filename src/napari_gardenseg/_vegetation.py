@@ -252,16 +252,30 @@ MIN_SEPARATION = 0.06
 MIN_GREEN_EXG = 0.05
 # A plausible plant fraction for a top-down photo of plants on background.
 FRACTION_RANGE = (0.002, 0.85)
+# the reason the stage gives when the photo's two colour classes are clear but neither is green
+NOT_GREEN = "the upper class is not green"
 _SMOOTH_SIGMA = 2.0
 
 
-def _class_gap(values: np.ndarray) -> tuple[float, float]:
-    """(upper class mean - lower class mean, upper class mean) of ``values`` split at Otsu's threshold."""
-    t, _ = otsu_threshold(values)
-    up, low = values[values > t], values[values <= t]
+def _split_gap(values: np.ndarray, upper: np.ndarray) -> tuple[float, float]:
+    """(upper class mean - lower class mean, upper class mean) of ``values`` split by the bool ``upper``."""
+    up, low = values[upper], values[~upper]
     if not (up.size and low.size):
         return 0.0, float(values.mean()) if values.size else 0.0
     return float(up.mean() - low.mean()), float(up.mean())
+
+
+def _above_non_green(values: np.ndarray, threshold: float) -> float:
+    """The threshold between soil and green plants where Otsu's two classes put nearly every pixel
+    above ``threshold``: plants of another colour (red lettuce, purple basil), whose excess green
+    is far below the soil's, were the lower class. The upper of three Otsu classes (soil between
+    them), or ``threshold`` when three classes do not exist."""
+    from skimage.filters import threshold_multiotsu
+
+    try:
+        return float(threshold_multiotsu(values, classes=3)[1])
+    except ValueError:  # fewer distinct values than classes
+        return threshold
 
 
 @dataclass(frozen=True)
@@ -420,11 +434,13 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     """The plant/background colour classes of an image, from ``sample_rgb``: float RGB in 0..1 of
     every ``step``-th pixel of it along both axes (the image itself for ``step`` 1).
 
-    The threshold is Otsu's on ``index``; the logistic's width is a quarter
+    The threshold is Otsu's on ``index`` (Otsu, IEEE Trans. SMC 9, 1979); where it puts more than
+    :data:`FRACTION_RANGE`'s top above it, the upper of three Otsu classes (plants that are not
+    green below the soil: :func:`_above_non_green`). The logistic's width is a quarter
     of the distance between the two class means. Pixels exactly black or white
     in every channel (nodata, clipped highlights) are left out of all of it,
-    unless every pixel is. ``informative`` is decided
-    on excess green smoothed by a Gaussian of sigma 2 image pixels (see
+    unless every pixel is. ``informative`` is decided on that split of excess
+    green smoothed by a Gaussian of sigma 2 image pixels (see
     :data:`MIN_COHERENCE`, :data:`MIN_SEPARATION`, :data:`MIN_GREEN_EXG`,
     :data:`FRACTION_RANGE`). Raises ValueError for a bad ``index`` or shape.
     """
@@ -440,14 +456,18 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     if colourless.any() and not colourless.all():
         index_values, raw, exg = index_values[~colourless], raw[~colourless], exg[~colourless]
     threshold, eta = otsu_threshold(index_values)
-    upper = index_values[index_values > threshold]
-    lower = index_values[index_values <= threshold]
+    if np.mean(index_values > threshold) > FRACTION_RANGE[1]:
+        threshold = _above_non_green(index_values, threshold)
+    split = index_values > threshold
+    upper, lower = index_values[split], index_values[~split]
     fraction = float(upper.size / max(index_values.size, 1))
     gap = float(upper.mean() - lower.mean()) if upper.size and lower.size else 0.0
     width = max(gap / 4.0, 1e-3)
 
-    separation, green_upper = _class_gap(exg)
-    raw_gap = gap if index == "exg" else _class_gap(raw)[0]  # exg: the same split as the threshold's
+    # judged on the split that is applied: smoothed, a split of soil noise (a unimodal soil cut at
+    # its median) loses its gap, where plants keep theirs
+    separation, green_upper = _split_gap(exg, split)
+    raw_gap = gap if index == "exg" else _split_gap(raw, split)[0]
     coherence = separation / max(raw_gap, 1e-6)
     if separation < MIN_SEPARATION or coherence < MIN_COHERENCE:
         informative = False
@@ -458,7 +478,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     elif not FRACTION_RANGE[0] <= fraction <= FRACTION_RANGE[1]:
         informative, reason = False, f"plant-coloured fraction {fraction:.3f} outside {FRACTION_RANGE}"
     elif green_upper < MIN_GREEN_EXG:
-        informative, reason = False, f"the upper class is not green (excess green {green_upper:.3f} < {MIN_GREEN_EXG})"
+        informative, reason = False, f"{NOT_GREEN} (excess green {green_upper:.3f} < {MIN_GREEN_EXG})"
     else:
         informative = True
         reason = f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
