@@ -392,3 +392,14 @@ def test_a_lazy_image_too_big_to_hold_its_labels_says_to_use_segment_to_zarr(ran
     monkeypatch.setattr(_inference, "paint_image", no_memory)
     with pytest.raises(MemoryError, match=r"out of memory segmenting a 80 x 64 image: .*segment_to_zarr\(image"):
         segment(rgb_image(64, 80), random_maskrcnn, crf=False)
+
+
+def test_the_result_says_how_much_smaller_the_network_saw_the_image():
+    from napari_gardenseg._tiling import model_input_size
+
+    model = load_model("garden")
+    soil = np.full((1500, 2600, 3), (120, 90, 60), np.uint8)
+    result = segment(soil, model, crf=False, vegetation="off")
+    assert result.meta["tiles"] == 0 and result.meta["shrink"] == round(2600 / model_input_size(model), 2) > 2
+    assert segment(soil[:200, :300], model, crf=False, vegetation="off").meta["shrink"] == 1.0
+    assert "shrink" not in segment(soil, model, crf=False, vegetation="off", tile_size=1024).meta

@@ -618,7 +618,7 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
     note = _file_note(missed, 0.5)
     assert "found 1 plant;" in note and "gardenseg adapt" in note and "Adapt to these" not in note
     # a photo shrunk 20 times for one pass: its plants were specks to the network, tiles are the answer
-    missed.meta.update(scale=0.05, tiles=0)
+    missed.meta.update(shrink=20.0, tiles=0)
     assert "shrunk 20 times" in adapt_hint([missed]) and "set *tiles* to auto" in adapt_hint([missed])
     assert "run again with --tile-size auto" in _file_note(missed, 0.5) and "gardenseg adapt" not in _file_note(
         missed, 0.5

@@ -37,7 +37,7 @@ from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_thresh
 from ._planes import MAX_PLANE_PIXELS
 from ._results import SegmentationResult, label_areas
 from ._scale import estimate_scale
-from ._tiling import _intersection, detect, plan_tiles
+from ._tiling import _intersection, detect, model_input_size, plan_tiles
 from .crf import CRFParams, refine_masks
 
 __all__ = ["segment", "segment_to_zarr", "segment_with", "segment_to_zarr_with", "predict_instances", "Cancelled"]
@@ -132,6 +132,9 @@ def detect_instances(
             progress=progress,
         )
     how = {"scale": scale, "tiles": 0 if tiles is None else len(tiles)}
+    if tiles is None:  # how many times smaller the network saw the image (the model's resize, or scale)
+        side = max(window[2] - window[0], window[3] - window[1], 1)
+        how["shrink"] = round(max(1 / scale if scale else 0.0, side / model_input_size(model), 1.0), 2)
     if found.meta.get(FULL_PASSES):
         how[FULL_PASSES] = found.meta[FULL_PASSES]
     if options.merge_classes:

@@ -525,7 +525,7 @@ def adapt_hint(
     claimed) at least a quarter the size of the median model instance; when
     they are as many as the model's instances (and at least 3), the model has
     not learnt these plants yet, or, when the image was shrunk more than
-    :data:`SHRUNK_FACTOR` times for one untiled pass (``meta["scale"]``), never
+    :data:`SHRUNK_FACTOR` times for one untiled pass (``meta["shrink"]``), never
     saw them at a size it knows: then ``tiles_action`` is the advice.
     """
     n_model = n_colour = 0
@@ -541,10 +541,10 @@ def adapt_hint(
     if n_colour < max(3, n_model):
         return None
     found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed (source 'colour')"
-    scales = [float(r.meta.get("scale") or 1.0) for r in results if not r.meta.get("tiles")]
-    if scales and min(scales) * SHRUNK_FACTOR < 1:
+    shrink = max((float(r.meta.get("shrink") or 1.0) for r in results if not r.meta.get("tiles")), default=1.0)
+    if shrink > SHRUNK_FACTOR:
         return (
-            f"{found}: the image was shrunk {1 / min(scales):.0f} times to fit the network's input, so its plants "
+            f"{found}: the image was shrunk {shrink:.0f} times to fit the network's input, so its plants "
             f"were a few pixels across; {tiles_action} to segment it at its own resolution"
         )
     return f"{found}: {action}"
