@@ -210,12 +210,12 @@ def run_planes(
 
         res = _inference.segment_with(source.plane(i), model, options, progress=plane_progress, cancel=cancel)
         out = source.out_index(i)
-        plane = labels[out]
-        np.copyto(plane, res.labels + offset, where=res.labels > 0)
+        # the stack's ids, written in place: no image-sized temporary of the shifted ids
+        np.add(res.labels, offset, out=labels[out], where=res.labels > 0)
         if res.refined is not None:
             if refined is None:
                 refined = np.zeros(source.out_shape, np.int32)
-            np.copyto(refined[out], res.refined + offset, where=res.refined > 0)
+            np.add(res.refined, offset, out=refined[out], where=res.refined > 0)
         boxes += _box_corners(res, out)
         res.meta["plane"] = source.planes[i]
         results.append(res)
