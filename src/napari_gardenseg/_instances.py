@@ -114,16 +114,18 @@ class Instances:
     def extents(self) -> np.ndarray:
         """(N, 4) y0, x0, y1, x1 of every mask's region (read-only; kept until ``masks`` or
         ``offsets`` is replaced: they are replaced, never resized in place)."""
-        key = (id(self.masks), len(self.masks), id(self.offsets))
-        if self._extents is not None and self._extents[0] == key:
-            return self._extents[1]
+        # the very objects it was computed from (held, so an id cannot be reused), and their length
+        if self._extents is not None:
+            masks, offsets, n, ext = self._extents
+            if masks is self.masks and offsets is self.offsets and n == len(self.masks):
+                return ext
         if len(self) == 0:
             ext = np.zeros((0, 4), np.int64)
         else:
             hw = np.array([m.shape for m in self.masks], dtype=np.int64).reshape(-1, 2)
             ext = np.concatenate([self.offsets, self.offsets + hw], axis=1)
         ext.flags.writeable = False
-        self._extents = (key, ext)
+        self._extents = (self.masks, self.offsets, len(self.masks), ext)
         return ext
 
     def overlapping(self, window) -> np.ndarray:
