@@ -16,7 +16,8 @@ npe2 = pytest.importorskip("npe2")
 
 ROOT = Path(__file__).resolve().parents[1]
 # the one manifest, a real file in the package (a symlink is a text file in a checkout without
-# symlinks, git's default on Windows, and such a wheel's manifest would not load)
+# symlinks, git's default on Windows, and such a wheel's manifest would not load); the root's
+# napari.yaml is a symlink to it
 MANIFEST = ROOT / "src" / "napari_gardenseg" / "napari.yaml"
 
 
@@ -29,7 +30,11 @@ def test_manifest_is_valid():
 
 def test_the_manifest_is_one_real_file_in_the_package():
     assert not MANIFEST.is_symlink()
-    assert not (ROOT / "napari.yaml").exists()  # no second copy to drift
+    # the root's napari.yaml (where the design card puts it) links to it: one file, no copy to drift,
+    # and a checkout without symlinks breaks only this link, never the wheel's manifest
+    root = ROOT / "napari.yaml"
+    assert root.is_symlink() and os.readlink(root) == "src/napari_gardenseg/napari.yaml"
+    assert root.read_bytes() == MANIFEST.read_bytes()
 
 
 def test_installed_plugin_is_discovered_with_its_contributions():

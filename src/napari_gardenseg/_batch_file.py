@@ -287,7 +287,7 @@ def _file_note(result, score_threshold: float) -> str | None:
     if why == "grey":
         return "a grey image: the models need colour photos"
     if why == "colourless":
-        return f"{COLOURLESS}: the models need colour photos"
+        return COLOURLESS
     if why == "score threshold":
         return f"no detection scored {score_threshold} or more: try a lower score threshold"
     if network_full_hint(results):

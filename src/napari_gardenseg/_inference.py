@@ -158,9 +158,9 @@ def suppress_duplicates(found: Instances, mask_threshold: float, ios: float = 0.
         if count[i] == 0:
             continue
         # the better-scored ones (found is in score order) whose regions meet this one's, not dropped
-        e = ext[:i]
-        near = (e[:, 0] < ext[i, 2]) & (e[:, 2] > ext[i, 0]) & (e[:, 1] < ext[i, 3]) & (e[:, 3] > ext[i, 1])
-        for j in np.flatnonzero(near & ~drop[:i]):
+        for j in found.overlapping(ext[i]):
+            if j >= i or drop[j]:
+                continue
             win = _intersection(ext[i], ext[j])
             inter = np.count_nonzero((found.crop(i, win) > mask_threshold) & (found.crop(j, win) > mask_threshold))
             if inter and inter / min(count[i], count[j]) >= ios:

@@ -159,12 +159,14 @@ class ImageSource:
 
     def colourless(self) -> bool:
         """Whether a colour image's channels agree everywhere (a black-and-white photo saved as RGB,
-        as phones' mono filters and editors save them): on a strided overview of about 1 M pixels,
-        99% of the pixels differ between channels by at most 2 of 255. False for a grey image."""
+        as phones' mono filters and editors save them): on the colour stage's overview (:meth:`overview`,
+        read once for both), 99% of the pixels differ between channels by at most 2 of 255. False for
+        a grey image."""
+        from ._vegetation import sample_step
+
         if self.channels < 3:
             return False
-        h, w = self.shape
-        rgb = self.read(step=max(1, int(np.ceil(np.sqrt(h * w / 1_000_000)))))
+        rgb = self.overview(sample_step(self.shape))
         spread = np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])
         return bool(spread.size) and float(np.percentile(spread, 99)) <= 2 / 255
 

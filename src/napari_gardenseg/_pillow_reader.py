@@ -158,8 +158,10 @@ def _pillow_alpha(im) -> np.ndarray | None:
     return None
 
 
-def to_srgb(im, icc: bytes):
-    """``im`` converted from its embedded ICC profile to sRGB, and what was done (a profile already sRGB: nothing)."""
+def to_srgb(im, icc: bytes, *, not_applied: str | None = None):
+    """``im`` converted from its embedded ICC profile to sRGB, and what was done (a profile already
+    sRGB: nothing). ``not_applied``: why pixels that need converting are not (``im`` is returned
+    as it is, the note names the profile and says so)."""
     from PIL import ImageCms
 
     try:
@@ -169,6 +171,8 @@ def to_srgb(im, icc: bytes):
         return im, f"unreadable, ignored ({exc})"
     if "srgb" in description.lower():
         return im, f"{description} (sRGB already)"
+    if not_applied is not None:
+        return im, f"{description}: {not_applied}"
     if im.mode not in ("RGB", "RGBA", "CMYK", "L", "LAB"):
         return im, f"{description}: not applied to mode {im.mode}"
     try:

@@ -426,7 +426,7 @@ def status_hint(results) -> str | None:
             "channels one RGB layer (select them, right-click > Merge to RGB)"
         )
     if why == "colourless":
-        return f"{COLOURLESS}: the models need colour photos"
+        return COLOURLESS
     if why == "score threshold":
         return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
     return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results) or not_green_hint(results)
@@ -459,7 +459,7 @@ def not_green_hint(results) -> str | None:
 
 
 # a colour image whose channels agree (meta["colourless"], ImageSource.colourless)
-COLOURLESS = "no colour in this photo (black and white, saved as RGB)"
+COLOURLESS = "no colour in this photo (black and white, saved as RGB): the models need colour photos"
 
 
 def nothing_found(results) -> str | None:

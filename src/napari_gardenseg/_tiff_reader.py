@@ -5,7 +5,6 @@ through :func:`~napari_gardenseg._pillow_reader.read_pillow` (see :mod:`._reader
 
 from __future__ import annotations
 
-import io
 import struct
 from pathlib import Path
 
@@ -170,15 +169,8 @@ def _icc_to_srgb(data, axes: str, icc: bytes):
 
     whole = isinstance(data, np.ndarray) and data.dtype == np.uint8 and axes == "YXS" and data.shape[-1] == 3
     if not whole:
-        try:
-            from PIL import ImageCms
-
-            name = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
-        except Exception:  # noqa: BLE001  (an unreadable profile: named as such)
-            name = "a profile"
-        if "srgb" in name.lower():
-            return data, f"{name} (sRGB already)"
-        return data, f"{name}: not applied (only 8-bit RGB TIFFs read whole are converted); read as if sRGB"
+        why = "not applied (only 8-bit RGB TIFFs read whole are converted); read as if sRGB"
+        return data, to_srgb(None, icc, not_applied=why)[1]
     im, note = to_srgb(Image.fromarray(data), icc)
     return (np.asarray(im) if im.mode == "RGB" else data), note
 

@@ -222,13 +222,12 @@ def merge_tiles(
                 continue
             cut_a = _cut(per_tile[a], tiles[a], shape)
             cut_b = _cut(per_tile[b], tiles[b], shape)
-            box_b = np.array([box for box, _, _ in part_b.values()]).reshape(-1, 4)
-            keys_b = list(part_b)
             for i, (bi, mi, ni) in part_a.items():
-                near = (box_b[:, 0] < bi[2]) & (box_b[:, 2] > bi[0]) & (box_b[:, 1] < bi[3]) & (box_b[:, 3] > bi[1])
-                for k in np.flatnonzero(near):
-                    j = keys_b[k]
-                    bj, mj, nj = part_b[j]
+                # bi lies in the shared window: the regions that meet it are those whose part there does
+                for j in per_tile[b].overlapping(bi):
+                    if int(j) not in part_b:
+                        continue
+                    bj, mj, nj = part_b[int(j)]
                     y0, x0, y1, x1 = _intersection(bi, bj)
                     inter = int(
                         np.count_nonzero(
