@@ -534,12 +534,34 @@ def test_the_overlay_is_drawn_band_by_band_with_outlines_across_the_seams():
     labels = np.zeros((200, 90), np.int32)
     labels[20:70, 10:40] = 1  # across the seam at row 32 and 64
     labels[64:130, 30:80] = 2  # its top edge is the first row of a band
-    whole = overlay(image, labels, rows=10_000)
-    np.testing.assert_array_equal(overlay(image, labels, rows=32), whole)
+    labels[140:160, 5:25] = 3  # its bottom edge is the last row of a band
+    whole = np.asarray(overlay(image, labels, rows=10_000))
+    np.testing.assert_array_equal(np.asarray(overlay(image, labels, rows=32)), whole)
     background = labels == 0
     np.testing.assert_array_equal(whole[background], to_rgb_uint8(image)[background])
     assert (whole[64, 41:79] == 255).all(), "the outline on a band's first row"
+    assert (whole[159, 5:25] == 255).all(), "the outline on a band's last row"
+    assert (whole[21:63, 39] == 255).all() and (whole[69, 11:29] == 255).all(), "right and bottom outlines too"
     assert (whole[40, 11:39] != 255).any() and not (whole[40, 11:39] == to_rgb_uint8(image)[40, 11:39]).all()
+
+
+def test_the_overlay_of_a_big_photo_holds_a_band_beside_the_picture_not_a_copy_of_the_photo():
+    # the picture is Pillow's (outside numpy); numpy holds one band of about a million pixels
+    import tracemalloc
+
+    from napari_gardenseg._batch_outputs import overlay
+
+    image = np.full((4000, 4000, 3), 90, np.uint8)
+    labels = np.zeros((4000, 4000), np.int32)
+    labels[100:3900, 100:3900] = 1
+    tracemalloc.start()
+    try:
+        picture = overlay(image, labels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert picture.size == (4000, 4000) and picture.getpixel((2000, 2000)) != (90, 90, 90)
+    assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB of numpy temporaries for a 16 MP overlay"
 
 
 def test_long_file_names_that_fit_are_written_and_too_long_ones_refused_before_the_work(images, tmp_path):

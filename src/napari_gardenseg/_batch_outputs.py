@@ -22,35 +22,54 @@ from ._reader import read_image
 from ._run_record import RUN_SUFFIX
 
 
-def overlay(image, labels, alpha: float = 0.45, rows: int = 1024) -> np.ndarray:
-    """RGB uint8 picture of ``labels`` over ``image``: a colour per instance, outlines in white.
+def overlay(image, labels, alpha: float = 0.45, rows: int | None = None):
+    """RGB picture (a ``PIL.Image.Image``, mode "RGB") of ``labels`` over ``image``: a colour per
+    instance, outlines in white.
 
-    Made ``rows`` rows at a time from an :class:`~napari_gardenseg._io.ImageSource` of ``image``
-    (the colours of :func:`~napari_gardenseg.to_rgb_uint8`): no float copy of a large photo.
+    Made ``rows`` rows at a time (default: about a million pixels a band) from an
+    :class:`~napari_gardenseg._io.ImageSource` of ``image`` (the colours of
+    :func:`~napari_gardenseg.to_rgb_uint8`), mixed in integers and pasted into the picture: what
+    it holds beside Pillow's picture is one band, not a copy of a large photo.
     """
+    from PIL import Image
+
     from ._io import ImageSource
 
     source = image if isinstance(image, ImageSource) else ImageSource(image)
     h, w = labels.shape
-    out = np.empty((h, w, 3), np.uint8)
+    rows = rows or max(1, _OVERLAY_BAND_PIXELS // max(w, 1))
+    out = Image.new("RGB", (w, h))
     n = int(labels.max())
     rng = np.random.default_rng(0)
-    colours = np.vstack([[0, 0, 0], rng.uniform(40, 255, (n, 3))]).astype(np.float32)
+    colours = np.vstack([[0, 0, 0], rng.uniform(40, 255, (n, 3))]).astype(np.uint16)
+    weight = round(alpha * 256)  # of the instance's colour, in 256ths
     for y0 in range(0, h, rows):
         y1 = min(y0 + rows, h)
-        rgb, band = source.read_uint8((y0, 0, y1, w)), labels[y0:y1]
+        rgb, band = source.read_uint8((y0, 0, y1, w)), np.asarray(labels[y0:y1])
         inside = band > 0
         if n:
-            mixed = (1 - alpha) * rgb[inside].astype(np.float32) + alpha * colours[band[inside]]
-            rgb[inside] = mixed.astype(np.uint8)
+            mixed = rgb[inside].astype(np.uint16)
+            mixed *= 256 - weight
+            mixed += colours[band[inside]] * np.uint16(weight)
+            rgb[inside] = (mixed >> 8).astype(np.uint8)
+            # an instance's pixel beside another id (its outline, all round): the rows above and
+            # below the band are read from the label image
+            above = np.asarray(labels[y0 - 1]) if y0 else band[0]
+            below = np.asarray(labels[y1]) if y1 < h else band[-1]
             edge = np.zeros_like(inside)
-            edge[1:, :] |= band[1:, :] != band[:-1, :]
-            if y0:  # the row above, in the band before
-                edge[0, :] |= band[0, :] != labels[y0 - 1, :]
+            edge[1:] |= band[1:] != band[:-1]
+            edge[:-1] |= band[:-1] != band[1:]
+            edge[0] |= band[0] != above
+            edge[-1] |= band[-1] != below
             edge[:, 1:] |= band[:, 1:] != band[:, :-1]
+            edge[:, :-1] |= band[:, :-1] != band[:, 1:]
             rgb[edge & inside] = 255
-        out[y0:y1] = rgb
+        out.paste(Image.fromarray(rgb), (0, y0))
     return out
+
+
+# pixels per band of the overlay: its temporaries (the band's colours as uint16, its labels) stay small
+_OVERLAY_BAND_PIXELS = 2**20
 
 
 def _path_tag(path) -> str:
@@ -279,9 +298,7 @@ def write_tiled_tiff(target, labels, extratags=(), tile: int = 1024) -> None:
 
 def _save_overlay(target: Path, image, shown) -> None:
     """The overlay PNG of a read file (:class:`~napari_gardenseg._image_file.ImageFile`); a stack gives one frame per plane (APNG)."""
-    from PIL import Image
-
-    frames = [Image.fromarray(overlay(image.plane(ix), shown[ix] if ix else shown)) for ix in image.planes()]
+    frames = [overlay(image.plane(ix), shown[ix] if ix else shown) for ix in image.planes()]
     frames[0].save(target, format="PNG", save_all=len(frames) > 1, append_images=frames[1:])
 
 
