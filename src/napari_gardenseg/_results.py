@@ -50,6 +50,9 @@ class SegmentationResult:
         "colour": a plant-coloured component that no detection claimed, added
         by the vegetation stage with a low score and class "plant": the model's
         class of that name, or the id after its last class, 4 for "garden").
+
+        Computed from the label images on each access, so it follows edits to
+        them; keep it in a variable rather than reading it in a loop.
         """
         import pandas as pd
 
