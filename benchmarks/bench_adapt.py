@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import peak_rss_mb  # noqa: E402
 from eval_garden import coco_ap  # noqa: E402
 
 PLANT = ["__background__", "plant"]
@@ -82,6 +83,7 @@ def main(argv=None) -> int:
                 "stopped": report["stopped"],
                 "AP50_before": before,
                 "AP50_after": after,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _memory import peak_rss_mb  # noqa: E402
 from test_crf import (  # noqa: E402  (scene helpers shared with the tests)
     GREEN,
     LEAF,
@@ -217,12 +218,6 @@ def ablation(all_scenes):
         print(f"  {vname:29s}" + "".join(f"{c:>23s}" for c in cells))
 
 
-def _peak_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def reference_agreement():
     from test_crf import reference_case
 
@@ -307,7 +302,7 @@ def one_backend(backend: str, device: str, repeat: int, name: str, photo: str | 
         "first_call_s": round(first, 2),
         "torch_threads": torch.get_num_threads(),
         "load_1min": round(os.getloadavg()[0], 2),
-        "peak_rss_mb": round(_peak_mb()),
+        "peak_rss_mb": peak_rss_mb(),
         "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else None,
     }
 

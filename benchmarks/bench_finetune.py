@@ -28,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _memory import peak_rss_mb  # noqa: E402
 from eval_garden import coco_ap  # noqa: E402
 
 import napari_gardenseg as gs  # noqa: E402
@@ -110,6 +111,7 @@ def profile(iterations: int, overrides: list[str]) -> None:
                 "seconds_per_iteration": round(fit / iterations, 3),
                 "share_of_fit": {k: round(v / fit, 3) for k, v in parts.items()},
                 "load_1min": round(os.getloadavg()[0], 2),
+                "peak_rss_mb": peak_rss_mb(),
             },
             indent=1,
         )
@@ -147,7 +149,7 @@ def main(argv=None):
             "base_succulent": score(base, held_out, names, only="succulent"),
             "finetuned_succulent": score(tuned, held_out, names, only="succulent"),
         }
-    print(json.dumps(out, indent=1))
+    print(json.dumps({**out, "peak_rss_mb": peak_rss_mb()}, indent=1))
 
 
 if __name__ == "__main__":

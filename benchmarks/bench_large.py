@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_rss_mb
 
 
 def mosaic(h: int, w: int, block: int = 1024, seed: int = 9_100_000) -> np.ndarray:
@@ -41,7 +41,7 @@ def mosaic(h: int, w: int, block: int = 1024, seed: int = 9_100_000) -> np.ndarr
 
 
 def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB -> GB on Linux
+    return peak_rss_mb() / 1024
 
 
 def case_photo(args) -> dict:

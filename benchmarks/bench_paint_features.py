@@ -13,10 +13,10 @@ pixels (the Labels writer's table). No window: plain napari layer models.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
+from _memory import peak_rss_mb
 
 
 def _edits(layer) -> dict[str, float]:
@@ -75,7 +75,7 @@ def main() -> None:
         a, b = (float(np.median(times[m][name])) for m in times)
         print(f"{name:<22}{a:>13.3f}s{b:>11.3f}s{b - a:>9.3f}s")
     print(f"features agree with the pixels after the edits: {agree}")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(f"peak RSS {peak_rss_mb()} MiB")
 
 
 if __name__ == "__main__":

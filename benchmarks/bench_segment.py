@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _memory import peak_rss_mb
 
 
 def coco_sized(repeat: int) -> dict:
@@ -70,7 +66,7 @@ def coco_sized(repeat: int) -> dict:
         "segment_no_crf_s": round(o, 3),
         "ratio": round(o / b, 3),
         "instances": len(res),
-        "peak_rss_mb": round(_peak_mb()),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -97,7 +93,7 @@ def garden(repeat: int) -> dict:
         "model_s": round(raw, 3),
         "crf_added_s": round(both - raw, 3),
         "crf_over_model": round((both - raw) / raw, 3),
-        "peak_rss_mb": round(_peak_mb()),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -17,13 +17,13 @@ resolution, the stage window by window). Measure on a quiet machine.
 
 from __future__ import annotations
 
-import resource
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_rss_mb
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "real" / "photos"
 PHOTOS = (
@@ -76,7 +76,7 @@ def main() -> int:
             f"({med['auto'] / med['off']:.2f}x), stage ran: {ran}",
             flush=True,
         )
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    peak = peak_rss_mb() / 1024
     print(
         f"total: off {total['off']:.2f} s, auto {total['auto']:.2f} s ({total['auto'] / total['off']:.2f}x); "
         f"peak RSS {peak:.2f} GB"
@@ -104,7 +104,7 @@ def _phone_sizes(gs, model, megapixels, to_zarr=False, crf=False) -> int:
                     r = gs.segment_to_zarr(path, out, model, score_threshold=0.05, crf=crf, vegetation=mode)
                 else:
                     r = gs.segment(path, model, score_threshold=0.05, crf=crf, vegetation=mode)
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+                peak = peak_rss_mb() / 1024
                 line.append(
                     f"{mode} {time.perf_counter() - t0:.1f} s, {len(r)} instances, peak RSS so far {peak:.2f} GB"
                 )

@@ -14,7 +14,7 @@ instances x components table. Measure on a quiet machine.
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 import tracemalloc
 
@@ -64,4 +64,6 @@ def main(sides) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main([int(a) for a in sys.argv[1:]] or [1000, 2000, 3000, 4000]))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sides", nargs="*", type=int, default=[1000, 2000, 3000, 4000], help="image sides, pixels")
+    raise SystemExit(main(parser.parse_args().sides))

@@ -15,11 +15,11 @@ Measure on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
+from _memory import peak_rss_mb
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "real" / "photos" / "agir-cvtoolkit" / "maize_original.jpg"
 
@@ -70,7 +70,7 @@ def main() -> int:
             f"distance transform {t_edt:.2f} s, same pixels: {np.array_equal(a, b) and np.array_equal(a, c)}",
             flush=True,
         )
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+    print(f"peak RSS {peak_rss_mb() / 1024:.2f} GiB")
     return 0
 
 

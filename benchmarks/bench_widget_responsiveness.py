@@ -27,6 +27,8 @@ import argparse
 import os
 import time
 
+from _memory import peak_rss_mb
+
 os.environ.setdefault("GARDENSEG_OFFLINE", "1")
 
 
@@ -134,9 +136,8 @@ def main() -> None:
             f"median {np.median(gaps):.0f} ms, gaps over 100 ms: {int((gaps > 100).sum())} of {len(gaps)}\n"
             f"    {where}"
         )
-    import resource
 
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
+    print(f"peak RSS {peak_rss_mb() / 1024:.2f} GiB")
     viewer.close()
 
 

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _memory import peak_rss_mb  # noqa: E402
 from eval_garden import _agnostic, coco_ap  # noqa: E402  (the AP code of the garden evaluation)
 
 
@@ -83,6 +84,7 @@ def main(argv=None):
     }
     report["refined_pixels_differing_pct"] = round(100 * differ_px / max(total_px, 1), 5)
     report["instances_differing"] = differ_inst
+    report["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(report, indent=1))
 
 

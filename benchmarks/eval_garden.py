@@ -18,8 +18,10 @@ import contextlib
 import io
 import json
 import time
+from collections import Counter
 
 import numpy as np
+from _memory import peak_rss_mb
 
 
 def _rle(mask):
@@ -100,10 +102,21 @@ def coco_ap(gts, dts, class_names) -> dict:
             return {"AP": 0.0, "AP50": 0.0}
         dt = gt.loadRes(dt_anns)
         ev = COCOeval(gt, dt, iouType="segm")
+        # COCO's default counts 100 detections an image; a tray or a mosaic holds more plants, and
+        # the detections past 100 would go unscored. So the last limit is the most any image has,
+        # and AP and AP50 are read at it from the accumulated precision (summarize() reads AP at
+        # a literal 100), as summarize() averages them: over the cells that are not -1.
+        per_image = Counter(a["image_id"] for a in dt_anns)
+        ev.params.maxDets = [1, 10, max(100, *per_image.values())]
         ev.evaluate()
         ev.accumulate()
-        ev.summarize()
-    return {"AP": float(ev.stats[0]), "AP50": float(ev.stats[1])}
+    precision = ev.eval["precision"][:, :, :, 0, -1]  # IoU thresholds, recall, class; area "all", last limit
+
+    def mean(p):
+        p = p[p > -1]
+        return float(p.mean()) if p.size else -1.0
+
+    return {"AP": mean(precision), "AP50": mean(precision[list(ev.params.iouThrs).index(0.5)])}
 
 
 def matches(gt_labels, dt_labels, dt_scores) -> tuple[dict[int, tuple[int, float]], int, int]:
@@ -255,7 +268,7 @@ def main(argv=None):
         vegetation=args.vegetation,
         mask_threshold=args.mask_threshold,
     )
-    print(json.dumps(result, indent=2))
+    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}, indent=2))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _memory import peak_rss_mb  # noqa: E402
 from eval_garden import coco_ap  # noqa: E402
 
 
@@ -79,6 +80,7 @@ def main(argv=None):
         "instances": {k: int(sum(len(np.unique(lab)) - 1 for lab, _, _ in d)) for k, d in dts.items()},
         "scenes_with_labels_identical_to_dim_uint8": same,
         "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
     print(json.dumps(out, indent=2))
 

@@ -1,6 +1,7 @@
 """Class-agnostic mask AP50 on the labelled real photos, against two colour baselines.
 
     python benchmarks/eval_real.py                          # bundled model, every labelled real photo
+    python benchmarks/eval_real.py --held-out               # only what the bundled model's training never saw
     python benchmarks/eval_real.py --model runs/adapted.pt --methods raw crf colour colour+crf
     python benchmarks/eval_real.py --only agir-maize plantcv-tray --per-photo
     python benchmarks/eval_real.py --model runs/m.pt --species barley beet   # a model trained on the other AgIR plants
@@ -48,21 +49,33 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DEV = HERE / "real_dev"
 sys.path[:0] = [str(HERE), str(DEV)]
+from _memory import peak_rss_mb  # noqa: E402
 from composites import touching_set  # noqa: E402
 from eval_garden import coco_ap  # noqa: E402
 
 SHARED = HERE.parents[1] / "shared"
 PLANT = ["__background__", "plant"]
+# the AgIR species kept out of the bundled model's training (it pasted the other six's plants,
+# scripts/train_garden_model.py --real-species); with the photos whose manifest entry says
+# "seen_in_training", what --held-out leaves out
+HELD_OUT_SPECIES = ("barley", "beet", "horseweed", "jimson_weed", "maize")
 METHODS = ("exg-fixed", "exg-otsu", "raw", "crf", "colour", "colour+crf")
 
 
-def load_set(only=None, sets=("photos", "touching"), species=None) -> list[dict]:
+def agir_species() -> list[str]:
+    """The AgIR species of the labelled set (``agir-<species>`` in the manifest)."""
+    entries = json.loads((DEV / "manifest.json").read_text())
+    return [e["name"][len("agir-") :] for e in entries if e["name"].startswith("agir-")]
+
+
+def load_set(only=None, sets=("photos", "touching"), species=None, unseen=False) -> list[dict]:
     """The labelled set: dicts with name, kind, rgb (uint8 H, W, 3) and labels (int32 H, W).
 
     ``sets``: "photos" (the labelled real photos of ``real_dev/manifest.json``)
     and/or "touching" (``real_dev/composites.py``: real plants pasted in contact).
     ``species``: AgIR photo names; when given, only these AgIR pot photos are kept and the
     composites are cut from these alone (for a model whose training saw the other AgIR plants).
+    ``unseen``: leave out the photos the bundled model's training saw (``seen_in_training``).
     """
     from PIL import Image
 
@@ -72,6 +85,8 @@ def load_set(only=None, sets=("photos", "touching"), species=None) -> list[dict]
         if only and e["name"] not in only:
             continue
         if species is not None and e["name"].startswith("agir-") and e["name"][len("agir-") :] not in species:
+            continue
+        if unseen and e.get("seen_in_training"):
             continue
         with Image.open(SHARED / e["image"]) as im:
             im = im.convert("RGB")
@@ -429,7 +444,16 @@ def main(argv=None):
     p.add_argument("--only", nargs="+", help="photo names from real_dev/manifest.json (or touching-<k>)")
     p.add_argument("--sets", nargs="+", default=["photos", "touching"], choices=["photos", "touching"])
     p.add_argument(
-        "--species", nargs="+", help="AgIR species to score (pots, and composites cut from them alone); default: all"
+        "--species",
+        nargs="+",
+        choices=agir_species(),
+        help="AgIR species to score (pots, and composites cut from them alone); default: all",
+    )
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="what the bundled model's training never saw: the species " + " ".join(HELD_OUT_SPECIES) + ", "
+        "without the photos it saw part of (the tray)",
     )
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument(
@@ -477,7 +501,10 @@ def main(argv=None):
         from napari_gardenseg import _vegetation_windows
 
         _vegetation_windows.BLOCK = args.block
-    photos = load_set(args.only, args.sets, args.species)
+    if args.held_out and args.species:
+        p.error("--held-out names its species itself; give --species or --held-out, not both")
+    species = list(HELD_OUT_SPECIES) if args.held_out else args.species
+    photos = load_set(args.only, args.sets, species, unseen=args.held_out)
     if args.file_size:
         photos = at_file_size(photos)
     if args.megapixels:
@@ -492,36 +519,25 @@ def main(argv=None):
         photos = mosaic(photos, args.mosaic)
     if args.fine_tune:
         kwargs = {k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.set)}
-        print(
-            json.dumps(
-                fine_tuned(
-                    photos, args.fine_tune, args.methods, args.score_threshold, train_kwargs=kwargs, **run_options
-                ),
-                indent=1,
-            )
+        result = fine_tuned(
+            photos, args.fine_tune, args.methods, args.score_threshold, train_kwargs=kwargs, **run_options
         )
-        return
-    if args.counts:
-        print(json.dumps(counts_at(photos, args.model, args.score_threshold), indent=1))
-        return
-    if args.recolour:
+    elif args.counts:
+        result = counts_at(photos, args.model, args.score_threshold)
+    elif args.recolour:
         red = recoloured(photos)
-        print(json.dumps({v: recall_of(red, args.model, v, args.score_threshold) for v in ("off", "auto")}, indent=1))
-        return
-    print(
-        json.dumps(
-            evaluate(
-                args.model,
-                photos,
-                args.methods,
-                args.score_threshold,
-                args.per_photo,
-                crf_fields={k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.crf)},
-                **run_options,
-            ),
-            indent=1,
+        result = {v: recall_of(red, args.model, v, args.score_threshold) for v in ("off", "auto")}
+    else:
+        result = evaluate(
+            args.model,
+            photos,
+            args.methods,
+            args.score_threshold,
+            args.per_photo,
+            crf_fields={k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.crf)},
+            **run_options,
         )
-    )
+    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _memory import peak_rss_mb  # noqa: E402
 from test_tiling import match_f1  # noqa: E402
 
 
@@ -47,7 +48,7 @@ def main(argv=None):
         )
         print(json.dumps(rows[-1]), flush=True)
     means = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in ("F1 tiled", "F1 shifted")}
-    print(json.dumps({"model": args.model, "scenes": len(rows), **means}))
+    print(json.dumps({"model": args.model, "scenes": len(rows), **means, "peak_rss_mb": peak_rss_mb()}))
 
 
 if __name__ == "__main__":

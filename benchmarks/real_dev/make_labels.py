@@ -156,6 +156,11 @@ def from_points(name: str, image: str, points, radius: int, resize=None, thresho
     }
 
 
+# real/tray.jpg is this very tray shrunk; the bundled model's training pasted the rosettes of its
+# left half (scripts/train_garden_model.py --cutouts), so both are left out of the held-out set
+SEEN_TRAY = "left half: its rosettes are cut-outs in the bundled model's training scenes"
+
+
 def main():
     entries = [agir(p.name.replace("_original.jpg", "")) for p in sorted(AGIR.glob("*_original.jpg"))]
     tray = np.asarray(Image.open(REAL / "tray_labels_approx.png"))
@@ -167,15 +172,15 @@ def main():
             "labels": "../../../shared/real/tray_labels_approx.png",
             "instances": int(len(np.unique(tray)) - 1),
             "kind": "tray (approximate, from excess green)",
+            "seen_in_training": SEEN_TRAY,
         }
     )
     for name, spec in POINTS.items():
         entries.append(from_points(name, **spec))
-    entries.append(
-        from_points(
-            "points-arabidopsis-tray", f"{ARABIDOPSIS}/arabidopsis_tray.jpg", arabidopsis_points(), 90, (1296, 972)
-        )
+    arabidopsis = from_points(
+        "points-arabidopsis-tray", f"{ARABIDOPSIS}/arabidopsis_tray.jpg", arabidopsis_points(), 90, (1296, 972)
     )
+    entries.append({**arabidopsis, "seen_in_training": SEEN_TRAY})
     (HERE / "manifest.json").write_text(json.dumps(entries, indent=1) + "\n")
     for e in entries:
         print(e["name"], e["instances"])
