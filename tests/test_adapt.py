@@ -294,10 +294,165 @@ def test_adapt_cancel_during_round_one_saves_nothing(small_base, tmp_path):
     assert not out.exists() and not (tmp_path / "never.json").exists()
 
 
+def test_adapt_cancelled_during_a_rounds_check_keeps_no_unchecked_weights(small_base, tmp_path, monkeypatch):
+    # the cancel arrives while round 1 is being checked: the round is not kept, nothing is saved
+    import napari_gardenseg._agreement as agreement
+
+    stop, calls = threading.Event(), []
+
+    def measure(*args, **kwargs):
+        calls.append(kwargs.get("cancel"))
+        if len(calls) == 2:  # round 1's check
+            stop.set()
+        return {"scenes": 0.3 + 0.1 * len(calls), "agreement": 0.3 + 0.1 * len(calls)}
+
+    monkeypatch.setattr(agreement, "measure_agreement", measure)
+    out = tmp_path / "never.pt"
+    with pytest.raises(gs.Cancelled, match="nothing was saved"):
+        gs.adapt([_photo(9_500_000)[0]], small_base, output=out, iterations=2, cancel=stop)
+    assert len(calls) == 2 and calls[1] is stop  # the check itself can be cancelled
+    assert not out.exists() and not (tmp_path / "never.json").exists()
+
+
+def test_adapt_never_replaces_a_json_file_it_did_not_write(small_base, tmp_path, monkeypatch):
+    # the report goes to MODEL.json: a user's own field.json there is kept, overwrite or not; an
+    # earlier adapt report is replaced with overwrite
+    from napari_gardenseg._files import ForeignFileError
+
+    _agreements(monkeypatch, [0.3, 0.4, 0.3, 0.4])
+    photos = [_photo(9_500_000)[0]]
+    mine = tmp_path / "field.json"
+    mine.write_text('{"annotations": ["painted by hand"]}')
+    for overwrite in (False, True):
+        with pytest.raises(ForeignFileError, match="not an adapt report"):
+            gs.adapt(photos, small_base, output=tmp_path / "field.pt", iterations=1, overwrite=overwrite)
+    assert mine.read_text() == '{"annotations": ["painted by hand"]}' and not (tmp_path / "field.pt").exists()
+    first = gs.adapt(photos, small_base, output=tmp_path / "other.pt", rounds=1, iterations=1)
+    again = gs.adapt(photos, small_base, output=first, rounds=1, iterations=1, overwrite=True)
+    assert again == first and json.loads((tmp_path / "other.json").read_text())["kept_round"] == 1
+
+
+def test_adapt_counts_a_photo_given_twice_once(small_base, tmp_path, monkeypatch):
+    # a folder and a file in it: trained on and held back at once, the check would measure training data
+    from PIL import Image
+
+    _agreements(monkeypatch, [0.3, 0.4])
+    (tmp_path / "day1").mkdir()
+    (tmp_path / "day2").mkdir()
+    for k, day in enumerate(("day1", "day2")):
+        Image.fromarray(_photo(9_500_000 + k)[0]).save(tmp_path / day / "IMG_1.png")
+    with pytest.warns(UserWarning, match=r"1 photo\(s\) given more than once.*day1/IMG_1.png"):
+        path = gs.adapt(
+            [tmp_path / "day1", tmp_path / "day2", tmp_path / "day1" / "IMG_1.png"],
+            small_base,
+            output=tmp_path / "m.pt",
+            rounds=1,
+            iterations=1,
+        )
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert report["photos"] == 2 and report["photo_names"] == ["day1/IMG_1.png", "day2/IMG_1.png"]
+    # what the base model said of its own making is kept as the base's, not as the adapted model's
+    meta = gs.load_model(path, device="cpu").meta
+    assert "training" not in meta and meta["base_provenance"]["training"]["iterations"] >= 1
+
+
+def _clocked_fit(monkeypatch, clock, spans):
+    """training.fit whose iterations take a second each of the fake ``clock``; each call's seconds in ``spans``."""
+    import napari_gardenseg._training as training
+
+    real_fit = training.fit
+
+    def timed_fit(*args, cancel=None, **kwargs):
+        start = clock[0]
+
+        def stop():
+            clock[0] += 1.0
+            return cancel()
+
+        out = real_fit(*args, cancel=stop, **kwargs)
+        spans.append(clock[0] - start)
+        return out
+
+    monkeypatch.setattr(training, "fit", timed_fit)
+
+
+def test_a_budget_spent_before_any_training_is_refused_without_saving_a_copy_of_the_base(
+    small_base, tmp_path, monkeypatch
+):
+    # finding the plants and checking took 50 s of a 1-minute budget: an error naming the minutes needed, not
+    # a "no round beat the base model" over a round of one iteration
+    import napari_gardenseg._adapt as adapt_module
+    import napari_gardenseg._harvest as harvest
+
+    clock = [0.0]
+    monkeypatch.setattr(adapt_module.time, "perf_counter", lambda: clock[0])
+    real = harvest.harvest_photo
+
+    def slow_harvest(*args, **kwargs):  # a photo's harvest and its check set's take 25 s each
+        clock[0] += 25.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(harvest, "harvest_photo", slow_harvest)
+    _clocked_fit(monkeypatch, clock, [])
+    _agreements(monkeypatch, [0.3, 0.3, 0.3, 0.3])
+    with pytest.raises(ValueError, match=r"1-minute budget .* give at least 3 minutes \(--minutes 3\)"):
+        gs.adapt([_photo(9_500_000)[0]], small_base, output=tmp_path / "m.pt", minutes=1)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_short_budget_is_spent_training_not_left_to_rounds_too_short_to_run(small_base, tmp_path, monkeypatch):
+    # 3 rounds asked for in 1.5 minutes, each harvest 10 s: three rounds could not train
+    # MIN_ROUND_SECONDS each, so the time goes to fewer, longer rounds (a third of it was trained
+    # and the rest left unused, "time budget spent")
+    import napari_gardenseg._adapt as adapt_module
+    import napari_gardenseg._harvest as harvest
+
+    clock, spans = [0.0], []
+    monkeypatch.setattr(adapt_module.time, "perf_counter", lambda: clock[0])
+    real_harvest = harvest.harvest_photo
+
+    def slow_harvest(*args, **kwargs):
+        clock[0] += 10.0
+        return real_harvest(*args, **kwargs)
+
+    monkeypatch.setattr(harvest, "harvest_photo", slow_harvest)
+    _clocked_fit(monkeypatch, clock, spans)
+    _agreements(monkeypatch, [0.3, 0.4, 0.5, 0.6])
+    messages = []
+    path = gs.adapt(
+        [_photo(9_500_000)[0]],
+        small_base,
+        output=tmp_path / "m.pt",
+        minutes=1.5,
+        progress=lambda f, m: messages.append(m),
+    )
+    report = json.loads(path.with_suffix(".json").read_text())
+    assert sum(spans) > 55 and all(s >= adapt_module.MIN_ROUND_SECONDS for s in spans), spans
+    assert report["kept_round"] == len(spans)
+    assert any(m.startswith("round 1: iteration") and m.endswith("(time-limited)") and "/" not in m for m in messages)
+    assert "check after round 1: agreement 0.400" in messages
+
+
 def test_adapt_refuses_photos_without_plants(small_base, tmp_path):
-    grey = np.full((128, 128, 3), 120, np.uint8)
+    rng = np.random.default_rng(0)
+    soil = [np.clip(rng.normal((120, 90, 60), 8, (128, 128, 3)), 0, 255).astype(np.uint8) for _ in range(2)]
     with pytest.raises(ValueError, match="nothing to learn"):
-        gs.adapt([grey, grey], small_base, output=tmp_path / "x.pt", iterations=1)
+        gs.adapt(soil, small_base, output=tmp_path / "x.pt", iterations=1)
+    assert not list(tmp_path.iterdir())
+
+
+def test_adapt_says_a_black_and_white_photo_has_no_colour_to_find_plants_by(small_base, tmp_path):
+    # plants on soil, but saved without colour: the photo is named and the reason is the colour,
+    # not the scene
+    from PIL import Image
+
+    photo = _photo(9_500_000)[0]
+    Image.fromarray(photo).convert("L").convert("RGB").save(tmp_path / "mono.png")
+    with pytest.raises(ValueError, match=r"mono.png: no colour in this photo .* needs colour photos"):
+        gs.adapt([photo, tmp_path / "mono.png"], small_base, output=tmp_path / "x.pt", iterations=1)
+    with pytest.raises(ValueError, match=r"image 1: a grey image"):
+        gs.adapt([photo[..., 0]], small_base, output=tmp_path / "x.pt", iterations=1)
+    assert not (tmp_path / "x.pt").exists()
 
 
 def test_cli_adapt(small_base, tmp_path, capsys):
@@ -317,7 +472,7 @@ def test_cli_adapt(small_base, tmp_path, capsys):
     args = ["--out", str(out), "--base", str(small_base), "--rounds", "1", "--iterations", "1"]
     assert main(["adapt", folder, "-r", *args]) == 0
     assert out.exists() and (tmp_path / "cli.json").exists()
-    assert json.loads((tmp_path / "cli.json").read_text())["photo_names"] == ["p9500000.png", "p9500001.png"]
+    assert json.loads((tmp_path / "cli.json").read_text())["photo_names"] == ["p9500000.png", "flight2/p9500001.png"]
     assert str(out) in capsys.readouterr().out
     assert main(["adapt", *files, "--out", str(out), "--base", str(small_base), "--iterations", "1"]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -25,9 +25,11 @@ Self-training with a domain-specific scene generator, in rounds:
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,6 +43,9 @@ __all__ = ["adapt", "default_minutes", "default_output", "report_path", "outcome
 # share of training draws: pseudo-labelled photos and synthetic scenes; the rest are pasted scenes
 PSEUDO_SHARE = 0.3
 SCENE_SIZE = 384
+# the least training time a time-limited round is given: less trains too few iterations to tell
+# anything from the base model
+MIN_ROUND_SECONDS = 30.0
 
 
 def default_minutes(n_photos: int) -> float:
@@ -51,6 +56,31 @@ def default_minutes(n_photos: int) -> float:
 def report_path(model_path) -> Path:
     """Where :func:`adapt` writes its report: ``MODEL.json`` next to ``MODEL.pt``."""
     return Path(model_path).with_suffix(".json")
+
+
+def _is_adapt_report(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and {"model", "rounds", "kept_round"} <= set(data)
+
+
+def check_report_target(model_path, overwrite: bool = False) -> Path:
+    """The report path of the checkpoint ``model_path`` (:func:`report_path`), checked before the work:
+    an earlier adapt report there is replaced only with ``overwrite``
+    (:class:`~napari_gardenseg._files.OutputExistsError` otherwise); any other file there is never
+    replaced (:class:`~napari_gardenseg._files.ForeignFileError`: a user's own ``MODEL.json``)."""
+    from ._files import ForeignFileError, check_target
+
+    path = report_path(model_path)
+    if path.is_file() and not _is_adapt_report(path):
+        raise ForeignFileError(
+            f"{str(path)!r} is there and is not an adapt report; adapt writes its report beside the model "
+            f"as {path.name}, and never replaces a file it did not write. Choose another name for the model "
+            "(or move that file)."
+        )
+    return check_target(path, overwrite, what="adapt report")
 
 
 def default_output() -> Path:
@@ -65,13 +95,32 @@ def default_output() -> Path:
     return path
 
 
-def _read(item, i: int) -> tuple[np.ndarray, str]:
+def _read(item, name: str) -> np.ndarray:
+    """Float RGB (H, W, 3) of a photo (path or array); ValueError for a photo without colour, which
+    adapt cannot find plants in (it finds them by their colour)."""
     from ._images import to_rgb_float
-    from ._io import open_image
+    from ._io import ImageSource, open_image
+    from ._plant_pixels import COLOURLESS
 
-    if isinstance(item, (str, os.PathLike)):
-        return open_image(item).read(), Path(item).name
-    return to_rgb_float(item), f"image {i + 1}"
+    source = open_image(item) if isinstance(item, (str, os.PathLike)) else ImageSource(item)
+    if source.channels < 3 or source.colourless():
+        what = "a grey image" if source.channels < 3 else COLOURLESS.split(":")[0]
+        raise ValueError(
+            f"{name}: {what}. adapt finds the plants to learn from by their colour, so it needs colour photos; "
+            "leave this one out"
+        )
+    return source.read() if isinstance(item, (str, os.PathLike)) else to_rgb_float(item)
+
+
+def _photo_names(images) -> list[str]:
+    """A name per photo for messages and the report: file paths relative to their common folder
+    (``day1/IMG_1.jpg`` and ``day2/IMG_1.jpg`` stay apart), ``image K`` for arrays."""
+    paths = [Path(item).resolve() for item in images if isinstance(item, (str, os.PathLike))]
+    root = Path(os.path.commonpath([p.parent for p in paths])) if paths else None
+    return [
+        Path(item).resolve().relative_to(root).as_posix() if isinstance(item, (str, os.PathLike)) else f"image {i + 1}"
+        for i, item in enumerate(images)
+    ]
 
 
 def _to_network_size(rgb: np.ndarray, net) -> np.ndarray:
@@ -207,7 +256,7 @@ def adapt(
     from ._files import check_target
     from ._harvest import harvest_photo
     from ._image_folders import expand_folders
-    from ._models import Model, load_model, resolve_device, save_checkpoint
+    from ._models import Model, derived_meta, load_model, resolve_device, save_checkpoint
     from ._training import POSITIVE_FRACTION, fit
     from ._vegetation import data_window
 
@@ -217,7 +266,7 @@ def adapt(
     images = expand_folders(list(images))
     if not images:
         raise ValueError("adapt() needs at least one photo")
-    if minutes is not None and (isinstance(minutes, bool) or not float(minutes) > 0):
+    if minutes is not None and (isinstance(minutes, bool) or not 0 < float(minutes) < float("inf")):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
     if rounds < 1 or (iterations is not None and iterations < 1):
         raise ValueError("rounds and iterations must be at least 1")
@@ -226,7 +275,7 @@ def adapt(
     output = check_target(output, overwrite, what="checkpoint")
     if report_path(output) == output:
         raise ValueError(f"the model's file name must not end in .json ({output.name}): its report is MODEL.json")
-    check_target(report_path(output), overwrite, what="adapt report")
+    check_report_target(output, overwrite)
     budget = 60.0 * (float(minutes) if minutes is not None else default_minutes(len(images)))
     deadline = start + budget
     report = progress or (lambda f, m: None)
@@ -241,16 +290,29 @@ def adapt(
     model = Model(
         net, list(loaded.class_names), dev, loaded.source, loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
     )
-    photos, names = [], []
-    for i, item in enumerate(images):
+    photos, names, first_of, repeated = [], [], {}, []
+    for i, name in enumerate(_photo_names(images)):
         if _should_stop(cancel):
             raise Cancelled("adapt was cancelled; nothing was saved")
-        rgb, name = _read(item, i)
+        rgb = _read(images[i], name)
         # as segment gives the network an orthomosaic: its data, without the nodata frame
         y0, x0, y1, x1 = data_window(rgb)
-        photos.append(_to_network_size(rgb[y0:y1, x0:x1], net))
-        names.append(name)
+        photo = _to_network_size(rgb[y0:y1, x0:x1], net)
+        # a photo given twice (a folder and a file in it, a copy) would be trained on and held back at
+        # once, and the check would measure training data: each photo counts once
+        key = hashlib.sha1(photo.tobytes()).hexdigest()
+        if key in first_of:
+            repeated.append(f"{name} (as {first_of[key]})")
+        else:
+            first_of[key] = name
+            photos.append(photo)
+            names.append(name)
         report(0.02 * (i + 1) / len(images), f"reading photo {i + 1} of {len(images)}")
+    if repeated:
+        warnings.warn(
+            f"adapt: {len(repeated)} photo(s) given more than once, each used once: " + ", ".join(repeated[:5]),
+            stacklevel=2,
+        )
     train_photos, check_photos, held = _split(photos, holdout)
 
     def harvest(stage: str, f0: float, f1: float):
@@ -287,6 +349,15 @@ def adapt(
     first_counts = counts
     check_seconds = time.perf_counter() - t0
     report(0.12, f"base model: agreement {history[0]['agreement']:.3f}")
+    if iterations is None and deadline - time.perf_counter() - 5.0 - check_seconds < MIN_ROUND_SECONDS:
+        spent = time.perf_counter() - start
+        need = int(np.ceil((spent + check_seconds + 2 * MIN_ROUND_SECONDS + 5.0) / 60.0))
+        raise ValueError(
+            f"the {budget / 60:g}-minute budget went on reading {len(photos)} photo{'s' * (len(photos) != 1)}, "
+            "finding their plants and "
+            f"checking the base model ({spent:.0f} s), which leaves too little time to train; give at least "
+            f"{need} minutes (--minutes {need}) or fewer photos. Nothing was saved."
+        )
 
     index = {n: i for i, n in enumerate(model.class_names)}
     mix = _Mix(rng, materials, synthetic, model.class_names, seed)
@@ -307,19 +378,28 @@ def adapt(
             stopped = "time budget spent (harvesting again would leave too little time to train)"
             break
         left = deadline - time.perf_counter() - 5.0
+
+        def slice_of(last, left=left, r=r, between=harvest_seconds + check_seconds):
+            # each round's training time when rounds r..last share what is left
+            return (left - (last - r) * between) / (last - r + 1) - check_seconds
+
         if iterations is None:
-            # fewer rounds when harvesting again and checking would take over 30% of the time left
-            while last_round > r and (last_round - r) * (harvest_seconds + check_seconds) > 0.3 * left:
+            # fewer rounds when harvesting again and checking would take over 30% of the time left, or
+            # when a round would train for less than MIN_ROUND_SECONDS: this one gets their time
+            while last_round > r and (
+                (last_round - r) * (harvest_seconds + check_seconds) > 0.3 * left
+                or slice_of(last_round) < MIN_ROUND_SECONDS
+            ):
                 last_round -= 1
-        between = (last_round - r) * (harvest_seconds + check_seconds)
-        slice_s = (left - between) / (last_round - r + 1) - check_seconds
-        if r > 1 and ((iterations is None and slice_s < 30) or time.perf_counter() > deadline - 5):
+        slice_s = slice_of(last_round)
+        if r > 1 and ((iterations is None and slice_s < MIN_ROUND_SECONDS) or time.perf_counter() > deadline - 5):
             stopped = "time budget spent"
             break
         round_start = time.perf_counter()
         round_end = round_start + max(slice_s, 10.0)
         cap = iterations if iterations is not None else 100_000
-        f0, f1 = 0.12 + 0.85 * (r - 1) / rounds, 0.12 + 0.85 * r / rounds
+        # the bar spreads over the rounds that will run (fewer when the time is short)
+        f0, f1 = 0.12 + 0.85 * (r - 1) / last_round, 0.12 + 0.85 * r / last_round
 
         done = [0]  # a round that starts always trains at least one iteration
 
@@ -331,11 +411,15 @@ def adapt(
             by_clock = (time.perf_counter() - round_start) / max(round_end - round_start, 1e-6)
             return it / cap if iterations is not None else by_clock
 
-        def tick(fraction, message, f0=f0, f1=f1, r=r, round_start=round_start, round_end=round_end, done=done):
+        def tick(
+            fraction, message, f0=f0, f1=f1, r=r, round_start=round_start, round_end=round_end, done=done, cap=cap
+        ):
             done[0] += 1
-            if iterations is None:
+            message = message.split(" (")[0]
+            if iterations is None:  # time-limited: the cap is no count the round will reach
                 fraction = (time.perf_counter() - round_start) / max(round_end - round_start, 1e-6)
-            report(f0 + (f1 - f0) * 0.85 * min(fraction, 1.0), f"round {r}: {message.split(' (')[0]}")
+                message = message.replace(f"/{cap}", "") + " (time-limited)"
+            report(f0 + (f1 - f0) * 0.85 * min(fraction, 1.0), f"round {r}: {message}")
 
         losses = fit(
             net,
@@ -360,7 +444,14 @@ def adapt(
             stopped = "cancelled"
             history.append({"round": r, "iterations": len(losses), "what": "cancelled before its check: not kept"})
             break
-        measured = measure_agreement(model, check, cancel=None)
+        try:
+            measured = measure_agreement(model, check, cancel=cancel)
+        except Cancelled:
+            measured = None
+        if measured is None or _should_stop(cancel):
+            stopped = "cancelled"
+            history.append({"round": r, "iterations": len(losses), "what": "cancelled during its check: not kept"})
+            break
         history.append(
             {
                 "round": r,
@@ -370,7 +461,7 @@ def adapt(
                 **measured,
             }
         )
-        report(f0 + (f1 - f0) * 0.9, f"round {r}: agreement {measured['agreement']:.3f}")
+        report(f0 + (f1 - f0) * 0.9, f"check after round {r}: agreement {measured['agreement']:.3f}")
         if on_round is not None:
             on_round(r, model)
         if measured["agreement"] <= best:
@@ -379,7 +470,7 @@ def adapt(
         best = measured["agreement"]
         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         kept_round = r
-        if r < last_round and time.perf_counter() < deadline - 60:
+        if r < last_round and time.perf_counter() < deadline - (harvest_seconds + check_seconds + MIN_ROUND_SECONDS):
             try:
                 t0 = time.perf_counter()
                 materials = harvest(f"round {r + 1}: harvesting again", f0 + (f1 - f0) * 0.9, f1)
@@ -422,7 +513,7 @@ def adapt(
         },
         "torch": str(torch.__version__),
     }
-    meta = {k: v for k, v in loaded.meta.items() if k != "adapt"}
+    meta = derived_meta(loaded.meta)
     meta["adapt"] = info
     report(0.98, "saving the model")
     if not named and (output.exists() or report_path(output).exists()):

@@ -120,15 +120,23 @@ class AdaptWidget(Container):
         except (ValueError, TypeError) as exc:
             self.status.value = report_error(exc, "adapting")
             return None
+        from ._adapt import adapt, check_report_target, report_path
+        from ._files import OutputExistsError
+
+        try:
+            check_report_target(output, overwrite=True)  # a file adapt did not write there is never replaced
+        except OutputExistsError as exc:
+            self.status.value = report_error(exc, "adapting")
+            return None
         overwrite = False
-        if output.exists():
+        taken = [p for p in (output, report_path(output)) if p.exists()]
+        if taken:
             from ._train_widget import ask_replace
 
-            if not ask_replace(self.native, output):
-                self.status.value = f"not started: {output.name} exists (choose another 'save as' name)"
+            if not ask_replace(self.native, *taken):
+                self.status.value = f"not started: {taken[0].name} exists (choose another 'save as' name)"
                 return None
             overwrite = True
-        from ._adapt import adapt
 
         minutes = float(self.minutes.value) or None
         job = Job(

@@ -426,6 +426,23 @@ def _plain(value):
     return value
 
 
+# what a checkpoint's meta says of how that checkpoint was made (scripts/train_garden_model.py,
+# train, adapt); a model trained or adapted from it keeps the base's under "base_provenance"
+PROVENANCE_KEYS = ("training", "trained_on", "command", "adapt", "base_provenance")
+
+
+def derived_meta(base_meta: dict) -> dict:
+    """The meta a checkpoint trained or adapted from a base (whose meta is ``base_meta``) starts
+    from: the base's settings (its CRF settings, mask threshold, ...) kept, and what the base says
+    of how it was made (:data:`PROVENANCE_KEYS`) moved under ``"base_provenance"``, so that it is
+    not read as the new model's own."""
+    meta = {k: v for k, v in base_meta.items() if k not in PROVENANCE_KEYS}
+    own = {k: base_meta[k] for k in PROVENANCE_KEYS if k in base_meta}
+    if own:
+        meta["base_provenance"] = own
+    return meta
+
+
 def save_checkpoint(
     model: Model | nn.Module,
     path: str | os.PathLike,

@@ -147,14 +147,16 @@ def _train_job(samples, **kwargs):
     return train(samples, **kwargs)
 
 
-def ask_replace(parent, path: Path) -> bool:
-    """Ask whether to replace the existing checkpoint ``path`` (a Qt question; No is the default)."""
+def ask_replace(parent, path: Path, *others: Path) -> bool:
+    """Ask whether to replace the existing checkpoint ``path`` and the files that go with it
+    (``others``: adapt's report) (a Qt question; No is the default)."""
     from qtpy.QtWidgets import QMessageBox
 
+    files = "\n".join(str(p) for p in (path, *others))
     answer = QMessageBox.question(
         parent,
         "Replace the model?",
-        f"{path} already exists.\nReplace it with the model about to be trained?",
+        f"{files}\n{'already exists' if not others else 'already exist'}.\nReplace with the model about to be trained?",
         QMessageBox.Yes | QMessageBox.No,
         QMessageBox.No,
     )

@@ -31,7 +31,7 @@ from ._cancel import should_stop as _should_stop
 from ._files import check_target, free_path, user_models_dir
 from ._images import to_rgb_float
 from ._label_files import ids_dtype
-from ._models import ModelError, load_model, resolve_device, save_checkpoint
+from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint
 from ._options import TRAIN_DEFAULTS
 
 # the share of the fine-tuned weights in the saved ones (train's wise_alpha, WiSE-FT)
@@ -567,7 +567,7 @@ def train(
     }
     # the base's mask threshold fits its own soft masks; trained on painted masks, the network
     # measured better at Mask R-CNN's 0.5 (docs/benchmarks.md: eval_real.py --fine-tune), so it is not inherited
-    out_meta = {k: v for k, v in base_meta.items() if k not in ("training", "mask_threshold")}
+    out_meta = {k: v for k, v in derived_meta(base_meta).items() if k != "mask_threshold"}
     out_meta["training"] = info
     out_meta.update(meta or {})
     if not named and output.exists():
