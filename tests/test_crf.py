@@ -449,3 +449,19 @@ def test_instances_to_labels_thresholds():
     labels = instances_to_labels(soft, [0.9, 0.8, 0.99])
     assert (labels[:5] == 1).all() and (labels[5:] == 2).all()
     assert not (instances_to_labels(soft, [0.9, 0.8, 0.99], mask_threshold=0.7) == 2).any()
+
+
+def test_a_mask_threshold_above_the_band_leaves_no_hole_of_the_networks_surest_pixels():
+    # band[1] (0.9) used to fix every pixel at or above it to the raw mask, which at a threshold of
+    # 0.95 made pixels of 0.90-0.95 background for good while less sure ones were claimed: a ring
+    import napari_gardenseg as gs
+
+    yy, xx = np.mgrid[:101, :101]
+    d = np.hypot(yy - 50, xx - 50)
+    soft = np.where(d < 5, 0.97, np.where(d < 10, 0.92, np.clip(0.85 * (36 - d) / 6, 0, 0.85))).astype(np.float32)
+    image = np.full((101, 101, 3), (120, 85, 55), np.uint8)
+    image[d < 30] = (40, 150, 40)  # the plant: a green disc of radius 30
+    for threshold in (0.5, 0.95):
+        refined = gs.refine_instances(image, soft[None], None, None, mask_threshold=threshold) == 1
+        claimed_less_sure = (refined & (soft < 0.9)).any()
+        assert refined[d < 10].all() or not claimed_less_sure, f"a ring of sure pixels left out at {threshold}"

@@ -125,5 +125,30 @@ def test_cancel_and_progress_with_crops_in_parallel(monkeypatch):
 
 def test_features_too_wide_for_the_keys_are_refused():
     rgb, unary = _random_case(2, (20, 20), seed=0)
-    with pytest.raises(ValueError, match="too wide for the numba lattice.*backend='torch' or 'pydensecrf'"):
+    with pytest.raises(ValueError, match="too wide for the lattice.*bilateral_srgb is very small.*raise it"):
         _numba.dense_crf(rgb, unary, 1, (3.0, 0.0), (1e-5, 13.0, 10.0))
+
+
+def test_a_tiny_colour_width_is_refused_before_the_lattice_writes_out_of_bounds():
+    # int32 overflow of the elevated coordinates made the rank writes leave their array (the
+    # interpreter died); run apart, so that a crash fails this test instead of the whole run
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from napari_gardenseg.crf import _numba\n"
+        "rng = np.random.default_rng(0)\n"
+        "rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)\n"
+        "p = rng.random((20 * 30,), dtype=np.float32)\n"
+        "unary = -np.log(np.stack([p, 1 - p]).clip(1e-5, 1))\n"
+        "for srgb in (1e-6, 1e-30):\n"
+        "    try:\n"
+        "        _numba.dense_crf(rgb, unary.astype(np.float32), 2, (3.0, 3.0), (80.0, srgb, 10.0))\n"
+        "        print('ran', srgb)\n"
+        "    except ValueError as exc:\n"
+        "        print('refused', srgb, 'too wide' in str(exc))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[:2] == ["refused 1e-06 True", "refused 1e-30 True"], done.stdout

@@ -21,13 +21,17 @@ from napari_gardenseg.crf import CRFParams
         ({"padding": None}, TypeError, "padding must be an integer, got None"),
         ({"max_side": -1}, ValueError, "max_side must be >= 0, got -1"),
         ({"max_side": 256.5}, ValueError, "max_side must be an integer, got 256.5"),
-        ({"gaussian_sxy": 0}, ValueError, "gaussian_sxy must be a positive number, got 0"),
+        ({"gaussian_sxy": 0}, ValueError, r"gaussian_sxy must be at least 0.01 \(a kernel width\), got 0"),
+        ({"bilateral_srgb": 1e-6}, ValueError, "bilateral_srgb must be at least 0.01"),  # crashed the lattice
+        ({"gaussian_sxy": 1e-30}, ValueError, "gaussian_sxy must be at least 0.01"),
+        ({"gaussian_compat": 1e300}, ValueError, r"gaussian_compat must be in 0..1e\+06"),  # NaN in float32
+        ({"unary_weight": 1e39}, ValueError, r"unary_weight must be a positive number up to 1e\+06"),
         ({"gaussian_sxy": "3"}, TypeError, r"gaussian_sxy must be a number, got '3' \(str\)"),
         ({"gaussian_sxy": float("nan")}, ValueError, "gaussian_sxy must be a finite number"),
-        ({"bilateral_sxy": -3}, ValueError, "bilateral_sxy must be a positive"),
-        ({"bilateral_srgb": 0}, ValueError, "bilateral_srgb must be a positive"),
+        ({"bilateral_sxy": -3}, ValueError, "bilateral_sxy must be at least"),
+        ({"bilateral_srgb": 0}, ValueError, "bilateral_srgb must be at least"),
         ({"bilateral_srgb": False}, TypeError, r"bilateral_srgb must be a number, got False \(bool\)"),
-        ({"bilateral_compat": -1}, ValueError, "bilateral_compat must be >= 0"),
+        ({"bilateral_compat": -1}, ValueError, r"bilateral_compat must be in 0..1e\+06"),
         ({"gaussian_compat": float("inf")}, ValueError, "gaussian_compat must be a finite number"),
         ({"unary_weight": 0}, ValueError, "unary_weight must be a positive"),
         ({"thin_width": -1}, ValueError, "thin_width must be >= 0"),
@@ -84,3 +88,10 @@ def test_from_any_rejects_unknown_fields_and_types():
         CRFParams.from_any([("iterations", 3)])
     with pytest.raises(TypeError, match="gaussian_sxy must be a number, got '3'"):
         CRFParams.from_any({"gaussian_sxy": "3"})
+
+
+def test_refine_says_an_empty_image_is_empty():
+    from napari_gardenseg.crf import refine
+
+    with pytest.raises(ValueError, match=r"the image is empty \(0 x 0 pixels\)"):
+        refine(np.zeros((0, 0, 3), np.uint8), np.zeros((2, 0, 0), np.float32))

@@ -34,7 +34,9 @@ def test_values_are_normalised():
     assert o.classes == ("weed",) and type(o.tile_size) is int and o.scale == 1.0 and o.merge_classes is True
     assert SegmentOptions(classes={"weed", "rosette"}).classes == ("rosette", "weed")
     assert SegmentOptions(classes=np.array([3, 1])).classes == (3, 1)
-    assert SegmentOptions(crf_params={"iterations": 2}).crf_params == CRFParams(iterations=2)  # over the defaults
+    assert SegmentOptions(crf_params={"iterations": 2}).crf_params == {"iterations": 2}  # over the model's, later
+    with pytest.raises(ValueError, match="unknown field 'iteration'"):
+        SegmentOptions(crf_params={"iteration": 2})  # checked at once all the same
     assert SegmentOptions(device=None).device == "auto"
 
 
@@ -109,3 +111,15 @@ def test_the_cli_says_its_version(capsys):
         cli.main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"gardenseg {napari_gardenseg.__version__}"
+
+
+def test_a_dict_of_crf_settings_is_read_over_the_models_stored_ones():
+    # as the command line's --crf-* options are: naming one field keeps the model's others
+    import napari_gardenseg as gs
+
+    image = gs.garden_scene(8_000_002, shape=(96, 96))[0]
+    model = gs.load_model("garden", device="cpu")
+    result = gs.segment(image, model, crf_params={"iterations": 2}, vegetation="off")
+    stored = CRFParams.from_any(model.meta["crf"])
+    assert result.meta["crf_params"] == CRFParams.from_any({**model.meta["crf"], "iterations": 2})
+    assert result.meta["crf_params"].bilateral_srgb == stored.bilateral_srgb != CRFParams().bilateral_srgb

@@ -248,7 +248,7 @@ def harvest_photo(
     if candidates:
         from .crf import CRFParams, refine_masks
 
-        params = CRFParams.from_any(crf_params if crf_params is not None else model.meta.get("crf"))
+        params = CRFParams.from_any(crf_params, defaults=model.meta.get("crf"))
         order = list(candidates.items())
         claims = refine_masks(rgb_u8, found.take([d for _, d in order]), params, cancel=cancel)
         for k, (c, d) in enumerate(order):

@@ -219,8 +219,9 @@ def segment(
     in ``classes`` (names or ids; None keeps all), are dropped. Each pixel
     belongs to one instance (the highest score wins); an instance left with no
     pixels is dropped. With ``crf=True`` the soft masks are refined by the
-    dense CRF using ``crf_params`` or, when None, the settings stored with the
-    model.
+    dense CRF using ``crf_params`` (a :class:`CRFParams` as given; a dict of
+    some fields over the settings stored with the model) or, when None, the
+    settings stored with the model.
 
     ``scale``: None lets the model resize the image its own way; a number
     resizes it by that factor first (1.0 = native pixels, 0.25 = a quarter);
@@ -438,7 +439,7 @@ class _Run:
         wanted = class_ids_for(model, options.classes)
         params = None
         if options.crf:
-            params = options.crf_params or CRFParams.from_any(model.meta.get("crf"))
+            params = CRFParams.from_any(options.crf_params, defaults=model.meta.get("crf"))
         check(cancel, "segmentation")
         return cls(source, model, options, wanted, params, report, cancel)
 

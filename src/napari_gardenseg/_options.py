@@ -157,9 +157,10 @@ class SegmentOptions:
     merge_classes: report every instance as one class "plant" and drop
         cross-class duplicates.
     crf: refine the masks with the dense CRF.
-    crf_params: the CRF's settings (a :class:`CRFParams`; a dict of its fields
-        is read over the package defaults); None uses the settings stored with
-        the model, else the package defaults.
+    crf_params: the CRF's settings: a :class:`CRFParams` as given; a dict of
+        some of its fields, read over the settings stored with the model (as
+        the command line's ``--crf-*`` options are); None: the model's stored
+        settings, else the package defaults.
     device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps";
         the name is checked when the run starts (without importing torch
         here): :class:`~napari_gardenseg._device.DeviceError` then.
@@ -179,7 +180,7 @@ class SegmentOptions:
     tile_overlap: int | None = None
     merge_classes: bool = False
     crf: bool = True
-    crf_params: CRFParams | None = None
+    crf_params: CRFParams | dict | None = None
     device: str = "auto"
     vegetation: Literal["auto", "on", "off"] = "auto"
 
@@ -197,7 +198,10 @@ class SegmentOptions:
         put("tile_overlap", tile_overlap)
         put("merge_classes", _flag("merge_classes", self.merge_classes))
         put("crf", _flag("crf", self.crf))
-        if self.crf_params is not None:
+        if isinstance(self.crf_params, dict):
+            CRFParams.from_any(self.crf_params)  # checked now; read over the model's settings when the run starts
+            put("crf_params", dict(self.crf_params))
+        elif self.crf_params is not None:
             put("crf_params", CRFParams.from_any(self.crf_params))
         device = self.device
         if device is None:

@@ -175,7 +175,9 @@ def _crf_controls() -> list:
         if ann is int:
             opts = {"min": 0, "max": 10_000}
         elif ann is float:
-            opts = {"min": 0.0, "max": 10_000.0, "step": 0.05}
+            # a kernel width's floor is CRFParams' (narrower ones are refused), its others' 0
+            low = crf._params.MIN_WIDTH if f.name.endswith(("_sxy", "_srgb")) else 0.0
+            opts = {"min": low, "max": 10_000.0, "step": 0.05}
         try:
             label, tip = _CRF_WORDS.get(f.name, (f.name, ""))
             w = create_widget(value=f.default, annotation=ann, name=f.name, label=label, options=opts)

@@ -170,6 +170,8 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
         raise ValueError(
             f"probabilities are {p.shape[1]}x{p.shape[2]} (H x W) but the image is {rgb.shape[0]}x{rgb.shape[1]}"
         )
+    if p.size == 0:
+        raise ValueError(f"the image is empty ({rgb.shape[0]} x {rgb.shape[1]} pixels); nothing to refine")
     if not np.isfinite(p).all():
         raise ValueError("probabilities contain NaN or infinite values")
     if p.min() < 0:

@@ -162,7 +162,9 @@ def _claim(q, soft, others, params: CRFParams, mask_threshold: float) -> np.ndar
     """The refined boolean mask on the crop, from the CRF's Q and the guards."""
     raw = soft > mask_threshold
     refined = q[1] > q[0]
-    low, high = params.band
+    # the band the CRF decides in holds the threshold: a mask threshold above band[1] would make
+    # the surest pixels background while less sure ones were claimed (holes), below band[0] the reverse
+    low, high = min(params.band[0], mask_threshold), max(params.band[1], mask_threshold)
     sure = (soft <= low) | (soft >= high)
     refined[sure] = raw[sure]
     refined &= raw | (others <= mask_threshold)  # never take a neighbour's raw pixels

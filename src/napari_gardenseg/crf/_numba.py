@@ -156,8 +156,8 @@ def dense_crf(rgb: np.ndarray, unary: np.ndarray, iterations: int, gaussian: tup
         )
     if q.shape[0] != h * w:
         raise ValueError(
-            "the CRF features are too wide for the numba lattice (lattice coordinates beyond 2^20; "
-            "a very small sxy or srgb on a large crop): use backend='torch' or 'pydensecrf'"
+            "the CRF features are too wide for the lattice (coordinates beyond 2^20): gaussian_sxy, "
+            "bilateral_sxy or bilateral_srgb is very small for a crop this large; raise it (or lower max_side)"
         )
     return np.ascontiguousarray(q.T).reshape(k, h, w)
 

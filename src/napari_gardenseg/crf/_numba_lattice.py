@@ -140,6 +140,10 @@ def _lattice(feat, pad, scale, down, canonical):
         for i in range(d1):
             for b in range(nb):
                 v = down * elev[i, b]
+                # a coordinate beyond the keys' 21 bits (a tiny sxy or srgb; inf) is refused here,
+                # before the int32 casts below overflow and the rank writes leave their array
+                if not abs(v) * d1f < limit:
+                    return offset, bary_out, np.zeros((d1, 2, 0), np.int32), -1
                 fl = np.floor(v)
                 frac = v - fl
                 # round half to even, as SSE does

@@ -29,6 +29,13 @@ def _integer(name: str, value) -> int:
     return int(value)
 
 
+# the narrowest kernel width (px, colour levels): far below any useful one, and above what would
+# put the permutohedral lattice's coordinates beyond its keys; the largest weight: the backends
+# compute in float32, where a weight beyond it overflows the messages to NaN
+MIN_WIDTH = 0.01
+MAX_WEIGHT = 1e6
+
+
 @dataclass(frozen=True)
 class CRFParams:
     """Dense-CRF parameters (pydensecrf's example defaults), the policy of
@@ -36,16 +43,18 @@ class CRFParams:
     exists) and the backend.
 
     iterations: mean-field iterations (>= 0).
-    gaussian_sxy, gaussian_compat: smoothness kernel width (px, > 0) and weight (>= 0).
+    gaussian_sxy, gaussian_compat: smoothness kernel width (px, >= MIN_WIDTH) and weight
+        (0..MAX_WEIGHT).
     bilateral_sxy, bilateral_srgb, bilateral_compat: appearance kernel widths
-        (px and colour levels, > 0) and weight (>= 0).
+        (px and colour levels, >= MIN_WIDTH) and weight (0..MAX_WEIGHT).
     padding: crop margin (px, >= 0) around each instance's uncertain region.
     max_side: an instance whose uncertain region is longer than this (px) is refined at a
         reduced resolution where it is ``max_side`` long (Pillow's box filter down, Q
         bilinearly back up), its padding and the kernel widths counted in those pixels;
         0 refines every instance at the image's resolution.
-    unary_weight: weight (> 0) of the soft mask's unary against the pairwise terms.
-    band: (low, high), 0 <= low < high <= 1; only pixels with low < soft < high may change.
+    unary_weight: weight (> 0, <= MAX_WEIGHT) of the soft mask's unary against the pairwise terms.
+    band: (low, high), 0 <= low < high <= 1; only pixels with low < soft < high may change
+        (widened to hold the mask threshold where that lies outside it).
     min_keep: in 0..1; keep the raw mask if the refined one retains less than
         this fraction of it.
     thin_width: objects thinner than this (px, >= 0) get a weaker Gaussian kernel.
@@ -77,16 +86,24 @@ class CRFParams:
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
             put(name, value)
-        for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb", "unary_weight"):
+        for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb"):
             value = _number(name, getattr(self, name))
-            if value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            if not value >= MIN_WIDTH:
+                raise ValueError(f"{name} must be at least {MIN_WIDTH} (a kernel width), got {value!r}")
             put(name, value)
-        for name in ("gaussian_compat", "bilateral_compat", "thin_width"):
+        value = _number("unary_weight", self.unary_weight)
+        if not 0 < value <= MAX_WEIGHT:
+            raise ValueError(f"unary_weight must be a positive number up to {MAX_WEIGHT:g}, got {value!r}")
+        put("unary_weight", value)
+        for name in ("gaussian_compat", "bilateral_compat"):
             value = _number(name, getattr(self, name))
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value!r}")
+            if not 0 <= value <= MAX_WEIGHT:
+                raise ValueError(f"{name} must be in 0..{MAX_WEIGHT:g} (a kernel weight), got {value!r}")
             put(name, value)
+        value = _number("thin_width", self.thin_width)
+        if value < 0:
+            raise ValueError(f"thin_width must be >= 0, got {value!r}")
+        put("thin_width", value)
         band = self.band
         if isinstance(band, (str, bytes)) or not hasattr(band, "__len__") or not hasattr(band, "__iter__"):
             raise TypeError(f"band must be a tuple or list of two numbers (low, high), got {band!r}")

@@ -13,8 +13,12 @@ per kernel and iteration serve them all, and each crop's result is the one it
 would get alone. A per-crop Gaussian weight is a per-pixel factor, and crops
 without the Gaussian term stay out of its lattice. With two labels only one
 channel is filtered (K q0 = K 1 - K q1). Where the labels differ from
-pydensecrf's, it is float rounding (summation order in the splat and slice,
-``exp``) deciding near-ties, or a half-way lattice rounding; see ``_lattice``.
+pydensecrf's, it is mostly the lattice's vertices: pydensecrf also enters up to
+three zero-feature padding points (its SSE lanes) when a crop's pixel count is
+not a multiple of 4, which the numba backend reproduces and this one does not
+(Q then differs by up to a few hundredths near those vertices); otherwise float
+rounding (summation order in the splat and slice, ``exp``) deciding near-ties,
+or a half-way lattice rounding; see ``_lattice``.
 """
 
 from __future__ import annotations
