@@ -395,7 +395,9 @@ def test_a_budget_spent_before_any_training_is_refused_without_saving_a_copy_of_
     monkeypatch.setattr(harvest, "harvest_photo", slow_harvest)
     _clocked_fit(monkeypatch, clock, [])
     _agreements(monkeypatch, [0.3, 0.3, 0.3, 0.3])
-    with pytest.raises(ValueError, match=r"1-minute budget .* give at least 3 minutes \(--minutes 3\)"):
+    with pytest.raises(
+        ValueError, match=r"1-minute budget .* give at least minutes=2 \(--minutes 2 on the command line\)"
+    ):
         gs.adapt([_photo(9_500_000)[0]], small_base, output=tmp_path / "m.pt", minutes=1)
     assert not list(tmp_path.iterdir())
 
@@ -431,6 +433,25 @@ def test_a_short_budget_is_spent_training_not_left_to_rounds_too_short_to_run(sm
     assert report["kept_round"] == len(spans)
     assert any(m.startswith("round 1: iteration") and m.endswith("(time-limited)") and "/" not in m for m in messages)
     assert "check after round 1: agreement 0.400" in messages
+
+
+def test_photo_names_are_the_paths_as_given_below_their_common_folder(tmp_path, monkeypatch):
+    # a link keeps its own name (not its target's), ~ is the home folder
+    from napari_gardenseg._adapt import _photo_names
+    from napari_gardenseg._models import derived_meta
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "day1").mkdir()
+    (tmp_path / "other" / "real.jpg").write_bytes(b"")
+    (tmp_path / "day1" / "link.jpg").symlink_to(tmp_path / "other" / "real.jpg")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    names = _photo_names(["~/day1/IMG_1.jpg", tmp_path / "day1" / "link.jpg", np.zeros((4, 4, 3))])
+    assert names == ["IMG_1.jpg", "link.jpg", "image 3"]
+    base = {"crf": {"iterations": 5}, "training": {"iterations": 3000}, "hardware": "x86_64", "command": "train"}
+    assert derived_meta(base) == {
+        "crf": {"iterations": 5},
+        "base_provenance": {"training": {"iterations": 3000}, "hardware": "x86_64", "command": "train"},
+    }
 
 
 def test_adapt_refuses_photos_without_plants(small_base, tmp_path):
@@ -513,6 +534,20 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     assert registered == [(tmp_path / "w.pt", "w", True)]
     assert panel.status.value.startswith("saved w.pt")
     assert panel.output.value == tmp_path / "w-2.pt"
+    # 'save as' an earlier run's name: the question names the model and its report; No starts nothing
+    import napari_gardenseg._train_widget as train_widget
+
+    asked = []
+    monkeypatch.setattr(train_widget, "ask_replace", lambda parent, *files, made: asked.append((files, made)))
+    panel.output.value = tmp_path / "w.pt"
+    panel.run.clicked.emit()
+    assert asked == [((tmp_path / "w.pt", tmp_path / "w.json"), "adapted")] and not panel.running
+    # a file of the report's name that adapt did not write: refused before any question
+    (tmp_path / "mine.json").write_text('{"painted": "by hand"}')
+    panel.output.value = tmp_path / "mine.pt"
+    panel.run.clicked.emit()
+    assert "not an adapt report" in panel.status.value and len(asked) == 1 and not panel.running
+    assert (tmp_path / "mine.json").read_text() == '{"painted": "by hand"}'
 
 
 def test_train_pastes_painted_plants_across_photos(small_base, tmp_path):

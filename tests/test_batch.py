@@ -541,6 +541,8 @@ def test_the_overlay_is_drawn_band_by_band_with_outlines_across_the_seams():
     np.testing.assert_array_equal(whole[background], to_rgb_uint8(image)[background])
     assert (whole[64, 41:79] == 255).all(), "the outline on a band's first row"
     assert (whole[159, 5:25] == 255).all(), "the outline on a band's last row"
+    with pytest.raises(ValueError, match="alpha must be in 0..1"):
+        overlay(image, labels, alpha=1.5)
     assert (whole[21:63, 39] == 255).all() and (whole[69, 11:29] == 255).all(), "right and bottom outlines too"
     assert (whole[40, 11:39] != 255).any() and not (whole[40, 11:39] == to_rgb_uint8(image)[40, 11:39]).all()
 

@@ -380,7 +380,7 @@ def test_wide_lattice_keys_sort_twice_or_split_the_batch(monkeypatch):
     for a, b in zip(split, together):
         np.testing.assert_allclose(a, b, atol=1e-6)
     monkeypatch.setattr(_lattice, "_MAX_BITS", 20)  # not even one crop
-    with pytest.raises(ValueError, match="backend='pydensecrf'"):
+    with pytest.raises(ValueError, match="very small for the torch backend.*raise it, or use backend='numba'"):
         dense_crf_batch(crops[:1], unaries[:1], 5, (3.0, [3.0]), (80.0, 13.0, 10.0))
 
 

@@ -123,3 +123,23 @@ def test_a_dict_of_crf_settings_is_read_over_the_models_stored_ones():
     stored = CRFParams.from_any(model.meta["crf"])
     assert result.meta["crf_params"] == CRFParams.from_any({**model.meta["crf"], "iterations": 2})
     assert result.meta["crf_params"].bilateral_srgb == stored.bilateral_srgb != CRFParams().bilateral_srgb
+
+
+def test_options_holding_some_crf_fields_hash_and_are_recorded_as_the_clis_crf_options():
+    # a dict names fields over the model's settings, as the CLI's --crf-* do: a run record holds
+    # both alike, so --resume takes one for the other, and not a record of when a dict meant
+    # fields over the package defaults
+    from napari_gardenseg._run_record import _compared_options
+
+    options = SegmentOptions(crf_params={"iterations": 2})
+    assert hash(options) == hash(SegmentOptions(crf_params={"iterations": 3}))  # left out of the hash
+    api = _compared_options({"crf_params": {"iterations": 2}}, None)
+    cli = _compared_options({}, {"iterations": 2})
+    assert api == cli == {"crf_overrides": {"iterations": 2}}
+    assert _compared_options({"crf_params": CRFParams(iterations=2)}, None)["crf_params"]["iterations"] == 2
+
+
+def test_a_models_crf_settings_set_in_memory_as_crfparams_are_read_as_its_stored_ones():
+    tuned = CRFParams(iterations=3, bilateral_srgb=9.0)
+    assert CRFParams.from_any(None, defaults=tuned) == tuned
+    assert CRFParams.from_any({"iterations": 1}, defaults=tuned) == CRFParams(iterations=1, bilateral_srgb=9.0)

@@ -115,10 +115,14 @@ def _read(item, name: str) -> np.ndarray:
 def _photo_names(images) -> list[str]:
     """A name per photo for messages and the report: file paths relative to their common folder
     (``day1/IMG_1.jpg`` and ``day2/IMG_1.jpg`` stay apart), ``image K`` for arrays."""
-    paths = [Path(item).resolve() for item in images if isinstance(item, (str, os.PathLike))]
+
+    def full(item) -> Path:  # as given (a link keeps its own name), made absolute
+        return Path(os.path.abspath(Path(item).expanduser()))
+
+    paths = [full(item) for item in images if isinstance(item, (str, os.PathLike))]
     root = Path(os.path.commonpath([p.parent for p in paths])) if paths else None
     return [
-        Path(item).resolve().relative_to(root).as_posix() if isinstance(item, (str, os.PathLike)) else f"image {i + 1}"
+        full(item).relative_to(root).as_posix() if isinstance(item, (str, os.PathLike)) else f"image {i + 1}"
         for i, item in enumerate(images)
     ]
 
@@ -351,12 +355,13 @@ def adapt(
     report(0.12, f"base model: agreement {history[0]['agreement']:.3f}")
     if iterations is None and deadline - time.perf_counter() - 5.0 - check_seconds < MIN_ROUND_SECONDS:
         spent = time.perf_counter() - start
-        need = int(np.ceil((spent + check_seconds + 2 * MIN_ROUND_SECONDS + 5.0) / 60.0))
+        # what was spent (the base check in it), round 1's training and its check
+        need = int(np.ceil((spent + 5.0 + MIN_ROUND_SECONDS + check_seconds) / 60.0))
         raise ValueError(
             f"the {budget / 60:g}-minute budget went on reading {len(photos)} photo{'s' * (len(photos) != 1)}, "
-            "finding their plants and "
+            "finding plants and "
             f"checking the base model ({spent:.0f} s), which leaves too little time to train; give at least "
-            f"{need} minutes (--minutes {need}) or fewer photos. Nothing was saved."
+            f"minutes={need} (--minutes {need} on the command line) or fewer photos. Nothing was saved."
         )
 
     index = {n: i for i, n in enumerate(model.class_names)}

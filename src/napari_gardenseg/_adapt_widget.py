@@ -133,7 +133,7 @@ class AdaptWidget(Container):
         if taken:
             from ._train_widget import ask_replace
 
-            if not ask_replace(self.native, *taken):
+            if not ask_replace(self.native, *taken, made="adapted"):
                 self.status.value = f"not started: {taken[0].name} exists (choose another 'save as' name)"
                 return None
             overwrite = True

@@ -35,6 +35,8 @@ def overlay(image, labels, alpha: float = 0.45, rows: int | None = None):
 
     from ._io import ImageSource
 
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in 0..1 (the instance colour's share), got {alpha!r}")
     source = image if isinstance(image, ImageSource) else ImageSource(image)
     h, w = labels.shape
     rows = rows or max(1, _OVERLAY_BAND_PIXELS // max(w, 1))

@@ -428,7 +428,7 @@ def _plain(value):
 
 # what a checkpoint's meta says of how that checkpoint was made (scripts/train_garden_model.py,
 # train, adapt); a model trained or adapted from it keeps the base's under "base_provenance"
-PROVENANCE_KEYS = ("training", "trained_on", "command", "adapt", "base_provenance")
+PROVENANCE_KEYS = ("training", "trained_on", "command", "hardware", "adapt", "base_provenance")
 
 
 def derived_meta(base_meta: dict) -> dict:

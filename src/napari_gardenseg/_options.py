@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -180,7 +181,8 @@ class SegmentOptions:
     tile_overlap: int | None = None
     merge_classes: bool = False
     crf: bool = True
-    crf_params: CRFParams | dict | None = None
+    # a dict is kept (a copy) and left out of the hash: hash(options) works whatever it holds
+    crf_params: CRFParams | Mapping | None = dataclasses.field(default=None, hash=False)
     device: str = "auto"
     vegetation: Literal["auto", "on", "off"] = "auto"
 
@@ -198,9 +200,9 @@ class SegmentOptions:
         put("tile_overlap", tile_overlap)
         put("merge_classes", _flag("merge_classes", self.merge_classes))
         put("crf", _flag("crf", self.crf))
-        if isinstance(self.crf_params, dict):
+        if isinstance(self.crf_params, Mapping):
             CRFParams.from_any(self.crf_params)  # checked now; read over the model's settings when the run starts
-            put("crf_params", dict(self.crf_params))
+            put("crf_params", dict(self.crf_params))  # a copy: the caller's dict may change later
         elif self.crf_params is not None:
             put("crf_params", CRFParams.from_any(self.crf_params))
         device = self.device

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -117,6 +118,12 @@ def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> 
         for k, v in options.items()
         if k not in _NOT_COMPARED_OPTIONS and not (k in defaults and _same(v, defaults[k]))
     }
+    crf_params = opts.get("crf_params")
+    if isinstance(crf_params, Mapping):
+        # some CRF fields over the model's settings: what crf_overrides (the CLI's --crf-*) are, so
+        # both are recorded alike (a dict was read over the package defaults before 5 December, and
+        # a record of then, under "crf_params", is not taken for one of now)
+        opts["crf_overrides"] = dict(opts.pop("crf_params"))
     if crf_overrides:
         opts["crf_overrides"] = dict(crf_overrides)
     if axes is not None:

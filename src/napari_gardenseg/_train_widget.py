@@ -147,16 +147,20 @@ def _train_job(samples, **kwargs):
     return train(samples, **kwargs)
 
 
-def ask_replace(parent, path: Path, *others: Path) -> bool:
-    """Ask whether to replace the existing checkpoint ``path`` and the files that go with it
-    (``others``: adapt's report) (a Qt question; No is the default)."""
+def ask_replace(parent, path: Path, *others: Path, made: str = "trained") -> bool:
+    """Ask whether to replace the existing files ``path`` and ``others`` (a checkpoint and adapt's
+    report) with the model about to be ``made`` ("trained", "adapted") (a Qt question; No is the
+    default)."""
     from qtpy.QtWidgets import QMessageBox
 
-    files = "\n".join(str(p) for p in (path, *others))
+    files = [path, *others]
+    listed = "\n".join(str(p) for p in files)
     answer = QMessageBox.question(
         parent,
         "Replace the model?",
-        f"{files}\n{'already exists' if not others else 'already exist'}.\nReplace with the model about to be trained?",
+        f"{listed}\n{'already exists' if len(files) == 1 else 'already exist'}.\n"
+        f"Replace {'it' if len(files) == 1 else 'them'} with the model about to be {made}"
+        f"{' and its report' if made == 'adapted' else ''}?",
         QMessageBox.Yes | QMessageBox.No,
         QMessageBox.No,
     )

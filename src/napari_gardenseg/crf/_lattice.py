@@ -124,8 +124,9 @@ class Lattice:
         bits = sum(math.log2(s) for s in span) + math.log2(n_seg)
         if bits > _MAX_BITS:
             raise KeysTooWide(
-                f"the CRF lattice keys need {bits:.0f} bits, more than an int64 holds (crops too large "
-                "for the torch backend); use backend='pydensecrf' for this image"
+                f"the CRF lattice keys need {bits:.0f} bits, more than an int64 holds: gaussian_sxy, "
+                "bilateral_sxy or bilateral_srgb is very small for the torch backend on crops this large; "
+                "raise it, or use backend='numba'"
             )
         radix = [1] * d
         for i in range(d - 2, -1, -1):

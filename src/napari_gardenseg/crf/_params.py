@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,7 +31,8 @@ def _integer(name: str, value) -> int:
 
 
 # the narrowest kernel width (px, colour levels): far below any useful one, and above what would
-# put the permutohedral lattice's coordinates beyond its keys; the largest weight: the backends
+# put the numba lattice's coordinates beyond its keys (the torch backend's keys fill up sooner:
+# it refuses widths below about 0.5 on a crop, KeysTooWide); the largest weight: the backends
 # compute in float32, where a weight beyond it overflows the messages to NaN
 MIN_WIDTH = 0.01
 MAX_WEIGHT = 1e6
@@ -132,9 +134,11 @@ class CRFParams:
         """
         if isinstance(value, cls):
             return value
-        if defaults is not None and not isinstance(defaults, dict):
+        if isinstance(defaults, cls):  # a model's settings set in memory as CRFParams
+            defaults = dataclasses.asdict(defaults)
+        if defaults is not None and not isinstance(defaults, Mapping):
             raise TypeError(f"CRF defaults must be a dict of CRFParams fields, got {type(defaults).__name__}")
-        if value is not None and not isinstance(value, dict):
+        if value is not None and not isinstance(value, Mapping):
             raise TypeError(f"crf_params must be a CRFParams, a dict of its fields or None, got {type(value).__name__}")
         fields = {**(defaults or {}), **(value or {})}
         valid = [f.name for f in dataclasses.fields(cls)]
