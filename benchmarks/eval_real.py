@@ -453,7 +453,8 @@ def main(argv=None):
         "--held-out",
         action="store_true",
         help="what the bundled model's training never saw: the species " + " ".join(HELD_OUT_SPECIES) + ", "
-        "without the photos it saw part of (the tray)",
+        "without the photos it saw part of (the tray); the touching composites' soil is still cut from all "
+        "eleven AgIR photos (the held-out species have no bare square), the pot mix its training scenes used",
     )
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument(

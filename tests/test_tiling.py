@@ -444,3 +444,28 @@ def test_instance_extents_follow_replaced_masks_and_offsets():
     found.masks = [np.ones((1, 1))] + found.masks[1:]
     np.testing.assert_array_equal(found.extents()[0], [1, 1, 2, 2])
     np.testing.assert_array_equal(found.take([1]).extents(), [[11, 21, 15, 26]])
+
+
+def test_a_plant_one_tile_saw_whole_is_kept_when_its_owner_found_nothing_there():
+    # the tile whose core holds the plant's centre scored it below the score threshold (dropped
+    # before the merge): the neighbour's whole view is all there is. A neighbour's cut piece of a
+    # plant still goes to the owner, and two views of one plant still give one instance
+    from napari_gardenseg._instances import Instances
+    from napari_gardenseg._tiling import Tile, merge_tiles
+
+    shape = (100, 200)
+    a = Tile(0, (0, 0, 100, 130), (0, 0, 100, 100))
+    b = Tile(1, (0, 80, 100, 200), (0, 100, 100, 200))
+    yy, xx = np.mgrid[30:71, 85:126]
+    disc = (((yy - 50) ** 2 + (xx - 105) ** 2) <= 14**2).astype(np.float32)  # x 91..119, centre in b's core
+    whole_in_a = Instances([disc], [(30, 85)], [0.7], [1], [(91, 36, 120, 65)], shape)
+    nothing = Instances.empty(shape)
+    assert len(merge_tiles([whole_in_a, nothing], [a, b], 0.5)) == 1
+    seen_by_b = Instances([disc * 0.9], [(30, 85)], [0.6], [1], [(91, 36, 120, 65)], shape)
+    both = merge_tiles([whole_in_a, seen_by_b], [a, b], 0.5)
+    assert len(both) == 1 and float(both.scores[0]) == pytest.approx(0.7)
+    cut = disc.copy()
+    cut[:, 35:] = 0  # a only saw the part left of x = 120: cut by its edge at 120
+    a_cut = Tile(0, (0, 0, 100, 120), (0, 0, 100, 100))
+    piece = Instances([cut], [(30, 85)], [0.7], [1], [(91, 36, 120, 65)], shape)
+    assert len(merge_tiles([piece, nothing], [a_cut, b], 0.5)) == 0

@@ -154,7 +154,8 @@ class SegmentOptions:
         (1.0 = native pixels); "auto" estimates it from the plants' size.
     tile_size: None runs the whole image at once; pixels (>= 64, at ``scale``)
         or "auto" run overlapping tiles (see :mod:`napari_gardenseg._tiling`).
-    tile_overlap: pixels between neighbouring tiles (None: a quarter of a tile).
+    tile_overlap: pixels between neighbouring tiles (None: a quarter of a tile; 0: none,
+        and a plant on a seam comes out in pieces, one per tile).
     merge_classes: report every instance as one class "plant" and drop
         cross-class duplicates.
     crf: refine the masks with the dense CRF.

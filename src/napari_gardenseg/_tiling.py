@@ -266,6 +266,7 @@ def merge_tiles(
     for g in range(len(parent)):
         groups.setdefault(find(g), []).append(g)
     flat = [(t, i) for t, p in enumerate(per_tile) for i in range(len(p))]
+    cuts = [_cut(p, tile, shape) for p, tile in zip(per_tile, tiles)]
     masks, offsets, scores, classes, boxes = [], [], [], [], []
     for members in groups.values():
         parts = [flat[g] for g in members]
@@ -276,13 +277,17 @@ def merge_tiles(
             mask = per_tile[t].masks[i]
         else:
             mask = _join(per_tile, tiles, parts, window)
-        # one owner: the object belongs to the tile whose core holds its centre; a piece
-        # whose centre lies in another tile's core was that tile's to find (it is cut here)
+        # one owner: the object belongs to the tile whose core holds its centre; what other tiles
+        # saw of it was that tile's to find (their pieces are cut). But an object another tile saw
+        # whole, where the owner found nothing (its detection fell below the score threshold), stays
         ys, xs = np.nonzero(mask > mask_threshold)
         if len(ys) == 0:
             continue
         cy, cx = window[0] + ys.mean(), window[1] + xs.mean()
-        if not any(tiles[t].owns(cy, cx) for t, _ in parts):
+        if not any(tiles[t].owns(cy, cx) for t, _ in parts) and (
+            all(cuts[t][i] for t, i in parts)
+            or _owner_found_it(per_tile, tiles, (cy, cx), mask > mask_threshold, window, mask_threshold)
+        ):
             continue
         best = max(parts, key=lambda ti: per_tile[ti[0]].scores[ti[1]])
         src = per_tile[best[0]]
@@ -297,6 +302,22 @@ def merge_tiles(
     )
     order = np.argsort(-merged.scores, kind="stable")
     return merged.take(order)
+
+
+def _owner_found_it(per_tile, tiles, centre, pixels, window, mask_threshold: float) -> bool:
+    """Whether the tile whose core holds ``centre`` has a detection on any of ``pixels`` (bool,
+    on ``window``'s region from its top-left corner)."""
+    owner = next((t for t, tile in enumerate(tiles) if tile.owns(*centre)), None)
+    if owner is None:
+        return True
+    ys, xs = np.nonzero(pixels)
+    box = (window[0] + ys.min(), window[1] + xs.min(), window[0] + ys.max() + 1, window[1] + xs.max() + 1)
+    found = per_tile[owner]
+    for j in found.overlapping(box):
+        theirs = found.crop(int(j), box, dtype=found.masks[j].dtype) > mask_threshold
+        if (theirs & pixels[box[0] - window[0] : box[2] - window[0], box[1] - window[1] : box[3] - window[1]]).any():
+            return True
+    return False
 
 
 def _parts_in(found: Instances, window, mask_threshold: float) -> dict:
