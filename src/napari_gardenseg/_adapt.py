@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import time
 import warnings
@@ -98,18 +99,17 @@ def default_output() -> Path:
 def _read(item, name: str) -> np.ndarray:
     """Float RGB (H, W, 3) of a photo (path or array); ValueError for a photo without colour, which
     adapt cannot find plants in (it finds them by their colour)."""
-    from ._images import to_rgb_float
-    from ._io import ImageSource, open_image
+    from ._io import open_image
     from ._plant_pixels import COLOURLESS
 
-    source = open_image(item) if isinstance(item, (str, os.PathLike)) else ImageSource(item)
+    source = open_image(item)  # a file or an array, read as segment reads it
     if source.channels < 3 or source.colourless():
         what = "a grey image" if source.channels < 3 else COLOURLESS.split(":")[0]
         raise ValueError(
             f"{name}: {what}. adapt finds the plants to learn from by their colour, so it needs colour photos; "
             "leave this one out"
         )
-    return source.read() if isinstance(item, (str, os.PathLike)) else to_rgb_float(item)
+    return source.read()
 
 
 def _photo_names(images) -> list[str]:
@@ -125,6 +125,12 @@ def _photo_names(images) -> list[str]:
         full(item).relative_to(root).as_posix() if isinstance(item, (str, os.PathLike)) else f"image {i + 1}"
         for i, item in enumerate(images)
     ]
+
+
+def _training_seconds(left: float, rounds: int, between: float, check_seconds: float) -> float:
+    """Each of ``rounds`` rounds' training time when they share ``left`` seconds, with a harvest
+    and check (``between``) between two rounds and a check (``check_seconds``) after each."""
+    return (left - (rounds - 1) * between) / rounds - check_seconds
 
 
 def _to_network_size(rgb: np.ndarray, net) -> np.ndarray:
@@ -270,7 +276,9 @@ def adapt(
     images = expand_folders(list(images))
     if not images:
         raise ValueError("adapt() needs at least one photo")
-    if minutes is not None and (isinstance(minutes, bool) or not 0 < float(minutes) < float("inf")):
+    if minutes is not None and (
+        isinstance(minutes, bool) or not (float(minutes) > 0 and math.isfinite(float(minutes)))
+    ):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
     if rounds < 1 or (iterations is not None and iterations < 1):
         raise ValueError("rounds and iterations must be at least 1")
@@ -353,7 +361,8 @@ def adapt(
     first_counts = counts
     check_seconds = time.perf_counter() - t0
     report(0.12, f"base model: agreement {history[0]['agreement']:.3f}")
-    if iterations is None and deadline - time.perf_counter() - 5.0 - check_seconds < MIN_ROUND_SECONDS:
+    left = deadline - time.perf_counter() - 5.0
+    if iterations is None and _training_seconds(left, 1, 0.0, check_seconds) < MIN_ROUND_SECONDS:
         spent = time.perf_counter() - start
         # what was spent (the base check in it), round 1's training and its check
         need = int(np.ceil((spent + 5.0 + MIN_ROUND_SECONDS + check_seconds) / 60.0))
@@ -384,9 +393,8 @@ def adapt(
             break
         left = deadline - time.perf_counter() - 5.0
 
-        def slice_of(last, left=left, r=r, between=harvest_seconds + check_seconds):
-            # each round's training time when rounds r..last share what is left
-            return (left - (last - r) * between) / (last - r + 1) - check_seconds
+        def slice_of(last, left=left, r=r, between=harvest_seconds + check_seconds):  # rounds r..last share it
+            return _training_seconds(left, last - r + 1, between, check_seconds)
 
         if iterations is None:
             # fewer rounds when harvesting again and checking would take over 30% of the time left, or

@@ -209,6 +209,7 @@ def merge_tiles(
             i = parent[i]
         return i
 
+    cuts = [_cut(p, tile, shape) for p, tile in zip(per_tile, tiles)]  # per tile, once
     for a in range(len(tiles)):
         for b in range(a + 1, len(tiles)):
             shared = _intersection(tiles[a].window, tiles[b].window)
@@ -220,8 +221,6 @@ def merge_tiles(
             part_b = _parts_in(per_tile[b], shared, mask_threshold)
             if not part_a or not part_b:
                 continue
-            cut_a = _cut(per_tile[a], tiles[a], shape)
-            cut_b = _cut(per_tile[b], tiles[b], shape)
             for i, (bi, mi, ni) in part_a.items():
                 # bi lies in the shared window: the regions that meet it are those whose part there does
                 for j in per_tile[b].overlapping(bi):
@@ -239,7 +238,7 @@ def merge_tiles(
                         continue
                     # overlap over the smaller only for a piece the tile border cut: a whole
                     # object lying over a neighbour is no duplicate of it
-                    smaller_cut = cut_a[i] if ni <= nj else cut_b[j]
+                    smaller_cut = cuts[a][i] if ni <= nj else cuts[b][j]
                     pair_iou, pair_ios = inter / (ni + nj - inter), inter / min(ni, nj)
                     if pair_iou >= iou or (smaller_cut and pair_ios >= ios):
                         same = per_tile[a].class_ids[i] == per_tile[b].class_ids[j]
@@ -266,7 +265,6 @@ def merge_tiles(
     for g in range(len(parent)):
         groups.setdefault(find(g), []).append(g)
     flat = [(t, i) for t, p in enumerate(per_tile) for i in range(len(p))]
-    cuts = [_cut(p, tile, shape) for p, tile in zip(per_tile, tiles)]
     masks, offsets, scores, classes, boxes = [], [], [], [], []
     for members in groups.values():
         parts = [flat[g] for g in members]
@@ -280,13 +278,14 @@ def merge_tiles(
         # one owner: the object belongs to the tile whose core holds its centre; what other tiles
         # saw of it was that tile's to find (their pieces are cut). But an object another tile saw
         # whole, where the owner found nothing (its detection fell below the score threshold), stays
-        ys, xs = np.nonzero(mask > mask_threshold)
+        pixels = mask > mask_threshold
+        ys, xs = np.nonzero(pixels)
         if len(ys) == 0:
             continue
         cy, cx = window[0] + ys.mean(), window[1] + xs.mean()
         if not any(tiles[t].owns(cy, cx) for t, _ in parts) and (
             all(cuts[t][i] for t, i in parts)
-            or _owner_found_it(per_tile, tiles, (cy, cx), mask > mask_threshold, window, mask_threshold)
+            or _owner_found_it(per_tile, tiles, (cy, cx), pixels, window, mask_threshold)
         ):
             continue
         best = max(parts, key=lambda ti: per_tile[ti[0]].scores[ti[1]])
