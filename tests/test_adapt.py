@@ -500,6 +500,54 @@ def test_cli_adapt(small_base, tmp_path, capsys):
     assert main(["adapt", str(tmp_path / "missing.png"), "--out", str(tmp_path / "m.pt")]) == 2
 
 
+def test_cli_adapt_first_ctrl_c_saves_the_best_checked_round_and_a_second_saves_nothing(
+    small_base, tmp_path, monkeypatch, capsys
+):
+    import signal
+
+    from PIL import Image
+
+    import napari_gardenseg._training as training
+    from napari_gardenseg.cli import main
+
+    f = tmp_path / "p.png"
+    Image.fromarray(_photo(9_500_000)[0]).save(f)
+    real_fit = training.fit
+
+    def fit_interrupted_in(round_no, times):
+        calls = [0]
+
+        def fit(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == round_no:  # Ctrl-C pressed while this round trains
+                for _ in range(times):
+                    signal.raise_signal(signal.SIGINT)
+            return real_fit(*args, **kwargs)
+
+        monkeypatch.setattr(training, "fit", fit)
+
+    args = ["--base", str(small_base), "--rounds", "3", "--iterations", "1"]
+    _agreements(monkeypatch, [0.3, 0.4, 0.5])
+    fit_interrupted_in(2, times=1)
+    assert main(["adapt", str(f), "--out", str(tmp_path / "kept.pt"), *args]) == 130
+    report = json.loads((tmp_path / "kept.json").read_text())
+    assert report["kept_round"] == 1 and report["stopped"] == "cancelled"
+    captured = capsys.readouterr()
+    assert "best round checked so far will be saved" in captured.err and "round 1 kept" in captured.err
+    assert str(tmp_path / "kept.pt") in captured.out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is Python's again
+
+    _agreements(monkeypatch, [0.3, 0.4])
+    fit_interrupted_in(1, times=1)  # before round 1's check: nothing to keep
+    assert main(["adapt", str(f), "--out", str(tmp_path / "none.pt"), *args]) == 130
+    assert not (tmp_path / "none.pt").exists() and "nothing was saved" in capsys.readouterr().err
+
+    _agreements(monkeypatch, [0.3, 0.4, 0.5])
+    fit_interrupted_in(2, times=2)  # a second Ctrl-C stops at once
+    assert main(["adapt", str(f), "--out", str(tmp_path / "now.pt"), *args]) == 130
+    assert not (tmp_path / "now.pt").exists() and "no model was saved" in capsys.readouterr().err
+
+
 @pytest.mark.gui
 def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tmp_path, monkeypatch):
     import functools

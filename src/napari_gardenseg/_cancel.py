@@ -3,10 +3,12 @@ the CRF, training and the widgets (no torch, no Qt here)."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import threading
 from typing import Callable
 
-__all__ = ["Cancelled", "ProgressFn", "should_stop", "check"]
+__all__ = ["Cancelled", "ProgressFn", "should_stop", "check", "first_interrupt_sets"]
 
 #: ``progress(fraction, message)``: fraction in 0..1, a short message saying what runs.
 ProgressFn = Callable[[float, str], None]
@@ -28,3 +30,29 @@ def should_stop(cancel: threading.Event | Callable[[], bool] | None) -> bool:
 def check(cancel: threading.Event | Callable[[], bool] | None, what: str = "the run") -> None:
     if should_stop(cancel):
         raise Cancelled(f"{what} was cancelled")
+
+
+@contextlib.contextmanager
+def first_interrupt_sets(event: threading.Event, message: str):
+    """Context manager for a command line run that can stop early and keep what it has: the first
+    Ctrl-C (SIGINT) sets ``event`` and prints ``message`` to stderr, a second raises
+    KeyboardInterrupt as usual. Only Python's own handler is replaced, and only in the main
+    thread (where Python delivers signals); elsewhere Ctrl-C is left as it is."""
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield event
+        return
+
+    def first(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+        print(message, file=sys.stderr, flush=True)
+
+    old = signal.signal(signal.SIGINT, first)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, old)

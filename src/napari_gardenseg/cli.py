@@ -266,7 +266,10 @@ def _missing(paths, command: str) -> bool:
 
 
 def _cmd_adapt(args) -> int:
+    import threading
+
     from ._adapt import adapt, outcome_of
+    from ._cancel import Cancelled, first_interrupt_sets
 
     if _missing(args.photos, "adapt"):
         return 2
@@ -275,17 +278,26 @@ def _cmd_adapt(args) -> int:
         from ._image_folders import expand_folders
 
         photos = expand_folders(photos, recursive=True)
-    path = adapt(
-        photos,
-        args.base,
-        minutes=args.minutes,
-        rounds=args.rounds,
-        iterations=args.iterations,
-        **_model_output_options(args),
-    )
-    print(f"gardenseg adapt: {outcome_of(path)}", file=sys.stderr)
+    # the first Ctrl-C stops the run as the panel's Cancel does (the best checked round is saved)
+    stop = threading.Event()
+    hint = "\ngardenseg adapt: stopping; the best round checked so far will be saved (Ctrl-C again: stop now, save nothing)"
+    with first_interrupt_sets(stop, hint):
+        try:
+            path = adapt(
+                photos,
+                args.base,
+                minutes=args.minutes,
+                rounds=args.rounds,
+                iterations=args.iterations,
+                cancel=stop,
+                **_model_output_options(args),
+            )
+        except Cancelled as exc:
+            print(f"gardenseg adapt: interrupted: {exc}", file=sys.stderr)
+            return 130
+    print(f"gardenseg adapt: {'interrupted; ' if stop.is_set() else ''}{outcome_of(path)}", file=sys.stderr)
     print(path)
-    return 0
+    return 130 if stop.is_set() else 0
 
 
 def _cmd_train(args) -> int:
