@@ -437,8 +437,9 @@ def test_cli_options_reach_segment_only_when_given(monkeypatch):
     assert seen["crf_overrides"] == {"iterations": 3, "backend": "torch"}
     assert (seen["retries"], seen["resources"]) == (2, {"GPU": 1.0})
     for bad in (["--tile-size", "big"], ["--tile-overlap", "-8"], ["--scale", "-1"], ["--crf-backend", "cuda"]):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as refused:  # argparse's usage error
             cli.main(["segment", sample, *bad])
+        assert refused.value.code == 2, bad
     assert cli.main(["segment", sample, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
 
 

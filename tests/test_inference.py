@@ -259,29 +259,33 @@ def test_bad_thresholds(kwargs, match):
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 10, 3)), np.zeros((2, 8, 8, 3)), np.zeros((8, 8), complex)])
 def test_bad_images_are_refused(bad):
-    with pytest.raises((ValueError, TypeError)):
+    with pytest.raises((ValueError, TypeError), match="image|shape|dtype|complex"):
         segment(bad, "garden", crf=False)
 
 
 @pytest.mark.parametrize(
-    "convert",
+    "convert, same_pixels",
     [
-        lambda im: im,
-        lambda im: im.mean(-1).astype(np.uint8),  # grayscale
-        lambda im: im.astype(np.uint16) * 257,  # 16 bit
-        lambda im: np.moveaxis(im, -1, 0),  # channel first
-        lambda im: np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]),  # RGBA
-        lambda im: np.where(np.arange(im.shape[1])[None, :, None] == 0, np.nan, im / 255.0),  # NaN column
-        lambda im: im > 127,  # bool
+        (lambda im: im, True),
+        (lambda im: im.mean(-1).astype(np.uint8), False),  # grayscale
+        (lambda im: im.astype(np.uint16) * 257, True),  # 16 bit
+        (lambda im: np.moveaxis(im, -1, 0), True),  # channel first
+        (lambda im: np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]), True),  # opaque RGBA
+        (lambda im: np.where(np.arange(im.shape[1])[None, :, None] == 0, np.nan, im / 255.0), False),  # NaN column
+        (lambda im: im > 127, False),  # bool
     ],
 )
-def test_image_kinds_all_work(scene, convert):
+def test_image_kinds_all_work(scene, convert, same_pixels):
     image, _, _ = scene
     arr = convert(image)
     arr = np.asarray(arr)
     arr.flags.writeable = False  # napari hands out read-only arrays
     res = segment(arr, "garden", score_threshold=0.0, crf=False)
     assert res.labels.shape == image.shape[:2] and res.labels.dtype == np.int32
+    assert res.labels.max() >= 1  # the scene's plants are found in every kind
+    if same_pixels:  # the same colours in another layout or depth: the same labels
+        expected = segment(image, "garden", score_threshold=0.0, crf=False)
+        np.testing.assert_array_equal(res.labels, expected.labels)
 
 
 def test_a_file_path_a_pil_image_and_nested_lists_are_the_same_image(scene, tmp_path):
@@ -337,7 +341,7 @@ def test_instances_to_labels_best_wins():
 
 def test_model_device_and_cache():
     m = load_model("garden", device="cpu")
-    assert str(m.device) == "cpu"
+    assert str(m.device) == "cpu" and load_model("garden", device="cpu") is m
 
 
 def test_an_instance_mostly_hidden_by_better_ones_is_dropped_not_shown_as_a_sliver():

@@ -71,4 +71,7 @@ def test_bundled_model_reference():
     model = gs.load_model("garden", device="cpu")
     image, _, _ = garden_scene(7, style="photo", shape=(256, 256))
     scale = estimate_scale(image, model)
-    assert 0.1 <= scale <= 8.0
+    # the model's own plant size over the photo's, strictly inside the limits (so no clip decided it)
+    expected = model.meta["blob_size_px"] / blob_size(image.astype(np.float32) / 255)
+    assert 0.1 < expected < 8.0 and scale == pytest.approx(expected, rel=1e-6)
+    assert scale != pytest.approx(estimate_scale(image), rel=0.05)  # not the default reference's

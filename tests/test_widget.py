@@ -93,8 +93,6 @@ def test_defaults_and_members(garden):
     assert not hidden(w.crf_settings)
     assert not w.stack.enabled  # a 2-D image has no planes to choose
     assert w.status.native.wordWrap()  # a hint after the count is read whole in a narrow dock
-    for name in ("score_threshold", "mask_threshold", "boxes", "cancel", "status", "merge_classes"):
-        assert getattr(w, name) is not None
     assert (w.tile_mode.value, w.scale_mode.value, w.merge_classes.value) == ("off", "model", False)
     assert w.crf_settings.backend.value == "auto" and set(w.crf_settings.backend.choices) == {
         "auto",
@@ -217,18 +215,14 @@ def test_data_replaced_during_a_run_is_said(garden, qtbot, sample):
     assert "the data of 'garden' was replaced during the run" in w.status.value
 
 
-def test_cancel_stops_quickly_and_adds_no_layer(make_napari_viewer, qtbot, sample):
+def test_cancel_stops_the_run_and_adds_no_layer(make_napari_viewer, qtbot, sample):
     viewer = make_napari_viewer()
     viewer.add_image(sample, name="garden")  # the full 768x1024 sample: a run of a few seconds
     w = open_widget(viewer, qtbot)
     w.run.clicked()
     qtbot.waitUntil(lambda: "Mask R-CNN" in w.status.value, timeout=30_000)
-    import time
-
-    t0 = time.perf_counter()
-    w.cancel.clicked()
+    w.cancel.clicked()  # how soon it stops: benchmarks/bench_widget_responsiveness.py
     qtbot.waitUntil(lambda: not w.running, timeout=10_000)
-    assert time.perf_counter() - t0 < 2.0
     assert [layer.name for layer in viewer.layers] == ["garden"]
     assert "cancelled" in w.status.value and w.run.enabled
 
@@ -487,13 +481,28 @@ def test_class_filter_reaches_segment(garden, qtbot, monkeypatch):
     assert len(found) >= 1 and set(found) == {"weed"}  # the crop has a weed; only weeds are kept
 
 
+def _bound_to(emitter, widget) -> list:
+    """``emitter``'s callbacks bound to ``widget`` (napari keeps a method as (weakref(obj), name))."""
+    found = []
+    for cb in emitter.callbacks:
+        obj = cb[0]() if isinstance(cb, tuple) and callable(cb[0]) else getattr(cb, "__self__", None)
+        if obj is widget:
+            found.append(cb)
+    return found
+
+
 def test_a_deleted_widget_lets_go_of_the_viewer(make_napari_viewer, qtbot, sample, tmp_path, monkeypatch):
     monkeypatch.setattr(_widget_controls, "_REGISTERED", {})
     viewer = make_napari_viewer()
     dock, w = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
+    emitters = [viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.selection.events.active]
+    open_ = [len(_bound_to(e, w)) for e in emitters]
     viewer.window.remove_dock_widget(dock)
     w.native.deleteLater()
     qtbot.waitUntil(lambda: w not in _LIVE, timeout=5_000)
+    # napari drops a callback into a deleted Qt object quietly, so the widget's own must be gone
+    # (one per emitter; magicgui's reset_choices link may stay)
+    assert [len(_bound_to(e, w)) for e in emitters] == [n - 1 for n in open_] and min(open_) >= 1
     viewer.add_image(sample[:32, :32], name="later")  # would reach the dead widget's slots
     viewer.layers.selection.active = viewer.layers["later"]
     register_model(tmp_path / "x.pt", "x")
