@@ -436,8 +436,8 @@ def test_cli_options_reach_segment_only_when_given(monkeypatch):
     assert (seen["tile_size"], seen["tile_overlap"], seen["scale"], seen["merge_classes"]) == ("auto", 32, 0.5, True)
     assert seen["crf_overrides"] == {"iterations": 3, "backend": "torch"}
     assert (seen["retries"], seen["resources"]) == (2, {"GPU": 1.0})
-    for bad in (["--tile-size", "big"], ["--tile-overlap", "-8"], ["--scale", "-1"], ["--crf-backend", "cuda"]):
-        with pytest.raises(SystemExit) as refused:  # argparse's usage error
+    for bad in (["--tile-size", "big"], ["--scale", "large"], ["--crf-backend", "cuda"]):
+        with pytest.raises(SystemExit) as refused:  # argparse's usage error: not a value of the flag's kind
             cli.main(["segment", sample, *bad])
         assert refused.value.code == 2, bad
     assert cli.main(["segment", sample, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
@@ -578,3 +578,42 @@ def test_long_file_names_that_fit_are_written_and_too_long_ones_refused_before_t
     longer.write_bytes(images[1].read_bytes())
     with pytest.raises(ValueError, match="longer than file systems take"):
         _batch.process_file(longer, tmp_path / "out2")
+
+
+def test_a_bad_crf_setting_stops_the_batch_before_any_file_is_read(tmp_path, capsys, monkeypatch):
+    import napari_gardenseg._batch_file as batch_file
+
+    read = []
+    monkeypatch.setattr(batch_file, "read_image", lambda *a, **k: read.append(a) or pytest.fail("a file was read"))
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(cli._sample_file()), "--out", str(out), "--crf-iterations", "-1"]) == 2
+    assert "iterations" in capsys.readouterr().err and not read and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "flags, api",
+    [
+        (["--tile-size", "0"], {"tile_size": 0}),
+        (["--tile-size", "256", "--tile-overlap", "-8"], {"tile_size": 256, "tile_overlap": -8}),
+        (["--scale", "-1"], {"scale": -1.0}),
+        (["--scale", "nan"], {"scale": float("nan")}),
+        (["--classes", ""], {"classes": ""}),
+        (["--classes", "plant,"], {"classes": ["plant", ""]}),
+    ],
+)
+def test_a_bad_value_gets_the_apis_message_on_the_command_line(flags, api, tmp_path, capsys):
+    from napari_gardenseg import segment
+
+    with pytest.raises(ValueError) as raised:
+        segment(np.zeros((64, 64, 3), np.uint8), "garden", **api)
+    assert cli.main(["segment", str(cli._sample_file()), "--out", str(tmp_path / "o"), *flags]) == 2
+    assert str(raised.value) in capsys.readouterr().err
+
+
+def test_classes_are_taken_by_id_on_the_command_line_as_in_the_api(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(
+        _batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), [])
+    )
+    assert cli.main(["segment", str(cli._sample_file()), "--out", "o", "--classes", "1, weed"]) == 0
+    assert seen["classes"] == (1, "weed")

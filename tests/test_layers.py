@@ -156,6 +156,8 @@ def test_dask_stack_computes_only_the_plane_it_reads():
         # a colour photo napari shows as a stack of 40 slivers of 50 x 3 pixels
         (lambda: Image(np.zeros((40, 50, 3), np.uint8), rgb=False), r"each of its planes is 50 x 3 pixels.*rgb=True"),
         (lambda: Image(np.zeros((20, 500, 4), np.uint8)), r"not shown as a colour image"),  # napari's own guess
+        # a grey + alpha PNG as napari's builtin reader gives it: planes of 320 x 2
+        (lambda: Image(np.zeros((240, 320, 2), np.uint8)), r"grey image with an alpha channel.*data\[\.\.\., 0\]"),
     ],
 )
 def test_plane_source_rejects_what_cannot_be_segmented(make, message):

@@ -100,10 +100,19 @@ def test_defaults_and_members(garden):
         "torch",
         "pydensecrf",
     }
-    assert hidden(w.tile_size) and hidden(w.scale)  # shown only for "size in pixels" / "factor"
+    assert hidden(w.tile_size) and hidden(w.overlap_mode) and hidden(w.scale)  # shown only when they apply
+    w.tile_mode.value = "auto"
+    assert hidden(w.tile_size) and not hidden(w.overlap_mode) and hidden(w.tile_overlap)
+    w.overlap_mode.value = "pixels"
+    assert not hidden(w.tile_overlap)
+    w.overlap_mode.value = "default"
     w.tile_mode.value = "size"
     w.scale_mode.value = "factor"
     assert not hidden(w.tile_size) and not hidden(w.scale)
+    # the controls take the ranges the engine takes (SegmentOptions)
+    from napari_gardenseg._options import SCALE_RANGE
+
+    assert (w.scale.min, w.scale.max) == SCALE_RANGE and w.mask_threshold.max < 1.0
 
 
 def test_long_choices_do_not_widen_the_dock(garden):
@@ -654,17 +663,20 @@ def test_engine_options_reach_segment(garden, qtbot, monkeypatch):
     w.merge_classes.value = True
     run(w, qtbot)
     assert (seen[-1]["tile_size"], seen[-1]["scale"], seen[-1]["merge_classes"]) == (128, 1.0, True)
+    assert seen[-1]["tile_overlap"] is None  # the engine's default: a quarter of the tile
     f = viewer.layers["garden masks"].features
     assert len(f) >= 1 and set(f["class_name"]) == {"plant"}
 
     w.tile_mode.value = "auto"
+    w.overlap_mode.value = "pixels"
+    w.tile_overlap.value = 48
     w.scale_mode.value = "auto"
     w.merge_classes.value = False
     w.crf.value = True
     w.crf_settings.backend.value = "torch"
     w.crf_settings.iterations.value = 1
     run(w, qtbot)
-    assert (seen[-1]["tile_size"], seen[-1]["scale"]) == ("auto", "auto")
+    assert (seen[-1]["tile_size"], seen[-1]["tile_overlap"], seen[-1]["scale"]) == ("auto", 48, "auto")
     assert seen[-1]["crf_params"].backend == "torch" and seen[-1]["merge_classes"] is False
     assert viewer.layers["garden masks (CRF)"].data.max() >= 1
 

@@ -141,6 +141,13 @@ def segment_files(
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out_dir} is a file: give a folder (it is made if missing)")
     model_id = model_identity(model)  # unknown model or missing checkpoint: fail now, not per file
+    if crf_overrides:  # a bad CRF setting: likewise, not once per file after reading it
+        from types import SimpleNamespace
+
+        from ._batch_file import crf_params_from
+        from ._models import model_info
+
+        crf_params_from(SimpleNamespace(meta=model_info(model)[1]), None, crf_overrides)
     if segment_options.get("classes") is not None:  # a class the model lacks: likewise
         from ._inference import class_ids_in
         from ._models import Model, model_info

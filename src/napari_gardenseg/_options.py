@@ -65,13 +65,20 @@ def _fraction(name: str, value, *, open_low: bool = False, open_high: bool = Fal
     return v
 
 
+#: the resize factors ``scale`` takes (1.0: the image's own pixels)
+SCALE_RANGE = (0.01, 16.0)
+
+
 def _scale(scale):
     if scale is None or (isinstance(scale, str) and scale == "auto"):
         return scale
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
         raise TypeError(f"scale must be None, 'auto' or a positive number, got {scale!r}")
-    if not (math.isfinite(scale) and 0.01 <= float(scale) <= 16):
-        raise ValueError(f"scale must be between 0.01 and 16 (1.0 = the image's own pixels), got {scale!r}")
+    if not (math.isfinite(scale) and SCALE_RANGE[0] <= float(scale) <= SCALE_RANGE[1]):
+        raise ValueError(
+            f"scale must be between {SCALE_RANGE[0]:g} and {SCALE_RANGE[1]:g} (1.0 = the image's own pixels), "
+            f"got {scale!r}"
+        )
     return float(scale)
 
 

@@ -185,6 +185,15 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
         )
     if 0 in shape0:
         raise ImageError(f"the image {layer.name!r} is empty (shape {shape0}); nothing to segment")
+    if not rgb and len(shape0) >= 3 and shape0[-1] == 2 and shape0[-2] > 2:
+        # a grey photo with alpha (a PNG of mode LA, as napari's own reader gives it) is shown as a
+        # stack of slivers of N x 2 pixels; napari has no grey + alpha display to add it as
+        raise ImageError(
+            f"layer {layer.name!r} (shape {shape0}) looks like a grey image with an alpha channel, which napari "
+            f"shows as a stack of {shape0[-2]} x 2 pixel planes; add its grey channel as an image: "
+            f"viewer.add_image(viewer.layers[{layer.name!r}].data[..., 0]), or segment the file with "
+            "gs.segment(path) or gardenseg segment, which read it as grey with its alpha"
+        )
     if not rgb and len(shape0) >= 3 and shape0[-1] in (3, 4) and shape0[-2] > shape0[-1]:
         # a colour photo that napari shows as a stack (rgb=False, given by a reader or a script, or
         # guessed so because a side is 30 px or less): its planes would be slivers of N x 3 pixels

@@ -48,6 +48,7 @@ from ._options import (
     MASK_RCNN_THRESHOLD,
     MODEL_NAMES,
     MODEL_TITLES,
+    SCALE_RANGE,
     VEGETATION_MODES,
     SegmentOptions,
 )
@@ -62,6 +63,7 @@ _ORDER = ("coco", "coco-v1", "garden")  # COCO v2, COCO v1, bundled
 assert set(_ORDER) == set(MODEL_NAMES)
 _TILE_MODES = [("off (whole image)", "off"), ("auto", "auto"), ("size in pixels…", "size")]
 _SCALE_MODES = [("model default", "model"), ("auto (estimate)", "auto"), ("factor…", "factor")]
+_OVERLAP_MODES = [("a quarter of the tile", "default"), ("pixels…", "pixels")]
 
 # Models registered at run time (e.g. by the training widget): path -> title.
 _REGISTERED: dict[str, str] = {}
@@ -239,7 +241,7 @@ class SegmentationControls(Container):
             name="mask_threshold",
             label="mask threshold",
             min=0.05,
-            max=1.0,
+            max=0.95,  # a threshold of 1 would keep no pixel (SegmentOptions refuses it)
             step=0.05,
             value=MASK_RCNN_THRESHOLD,  # then the chosen model's own
             tooltip="A pixel belongs to an instance where its soft mask is at least this (0-1); lower draws "
@@ -275,6 +277,17 @@ class SegmentationControls(Container):
         self.tile_size = SpinBox(
             name="tile_size", label="tile size (px)", min=64, max=16384, step=64, value=1024, visible=False
         )
+        self.overlap_mode = ComboBox(
+            name="overlap_mode",
+            label="tile overlap",
+            choices=_OVERLAP_MODES,
+            value="default",
+            visible=False,
+            tooltip="Pixels each tile shares with its neighbours: a plant up to this size is seen whole by some tile",
+        )
+        self.tile_overlap = SpinBox(
+            name="tile_overlap", label="tile overlap (px)", min=0, max=8192, step=16, value=64, visible=False
+        )
         self.scale_mode = ComboBox(
             name="scale_mode",
             label="scale",
@@ -284,7 +297,13 @@ class SegmentationControls(Container):
             "or a factor (1 = native resolution, 0.25 = shrink 4x)",
         )
         self.scale = FloatSpinBox(
-            name="scale", label="scale factor", min=0.01, max=8.0, step=0.05, value=1.0, visible=False
+            name="scale",
+            label="scale factor",
+            min=SCALE_RANGE[0],
+            max=SCALE_RANGE[1],
+            step=0.05,
+            value=1.0,
+            visible=False,
         )
         self.crf = CheckBox(
             name="crf",
@@ -326,6 +345,8 @@ class SegmentationControls(Container):
                 self.vegetation,
                 self.tile_mode,
                 self.tile_size,
+                self.overlap_mode,
+                self.tile_overlap,
                 self.scale_mode,
                 self.scale,
                 self.crf,
@@ -343,7 +364,8 @@ class SegmentationControls(Container):
         self.settings.native.setWordWrap(True)
         keep_narrow(self)
         self.scale.native.setDecimals(3)
-        self.tile_mode.changed.connect(lambda v: setattr(self.tile_size, "visible", v == "size"))
+        self.tile_mode.changed.connect(self._on_tile_mode)
+        self.overlap_mode.changed.connect(self._on_tile_mode)
         self.scale_mode.changed.connect(lambda v: setattr(self.scale, "visible", v == "factor"))
         self.show_crf_settings.changed.connect(lambda on: setattr(self.crf_settings, "visible", bool(on)))
         self.image.changed.connect(self._on_image_changed)
@@ -475,6 +497,17 @@ class SegmentationControls(Container):
         mode = self.tile_mode.value
         return None if mode == "off" else "auto" if mode == "auto" else int(self.tile_size.value)
 
+    def overlap_value(self) -> int | None:
+        """The tile overlap shown in pixels, or None (the engine's default) without tiles or by choice."""
+        pixels = self.tile_mode.value != "off" and self.overlap_mode.value == "pixels"
+        return int(self.tile_overlap.value) if pixels else None
+
+    def _on_tile_mode(self, _=None) -> None:
+        tiled = self.tile_mode.value != "off"
+        self.tile_size.visible = self.tile_mode.value == "size"
+        self.overlap_mode.visible = tiled
+        self.tile_overlap.visible = tiled and self.overlap_mode.value == "pixels"
+
     def scale_value(self) -> float | str | None:
         mode = self.scale_mode.value
         return None if mode == "model" else "auto" if mode == "auto" else float(self.scale.value)
@@ -488,6 +521,7 @@ class SegmentationControls(Container):
             classes=list(self.classes.value) or None,
             scale=self.scale_value(),
             tile_size=self.tile_value(),
+            tile_overlap=self.overlap_value(),
             merge_classes=bool(self.merge_classes.value),
             crf=crf,
             crf_params=self.crf_params() if crf else None,
