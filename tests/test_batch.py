@@ -617,3 +617,20 @@ def test_classes_are_taken_by_id_on_the_command_line_as_in_the_api(monkeypatch):
     )
     assert cli.main(["segment", str(cli._sample_file()), "--out", "o", "--classes", "1, weed"]) == 0
     assert seen["classes"] == (1, "weed")
+
+
+def test_the_same_run_from_the_api_and_the_command_line_resumes_either_way(images, tmp_path, capsys):
+    # the run record holds the options as SegmentOptions holds them: a class given as a string,
+    # a whole-number scale and the default overlap given in pixels are the command line's run
+    out = tmp_path / "out"
+    api = dict(classes="weed", scale=1, tile_size=256, tile_overlap=64, crf=False)
+    assert _batch.segment_files([images[0]], out, "garden", **api).ok
+    args = ["segment", str(images[0]), "--out", str(out), "--no-crf", "--resume"]
+    assert cli.main([*args, "--classes", "weed", "--scale", "1", "--tile-size", "256"]) == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
+    assert _record(out, images[0].stem)["options"] == {
+        "classes": ["weed"],
+        "scale": 1.0,
+        "tile_size": 256,
+        "crf": False,
+    }

@@ -175,7 +175,9 @@ class SegmentOptions:
         here): :class:`~napari_gardenseg._device.DeviceError` then.
     vegetation: plant pixels from colour (``napari_gardenseg._vegetation``):
         "auto" uses them where the image's colours separate plants from the
-        ground, "on" always, "off" never.
+        ground, "on" wherever the image has a green class (on bare soil or
+        plants that are none of them green it would make soil into plants),
+        "off" never.
 
     Raises TypeError or ValueError naming the field for a bad value (the
     device's name: when the run starts).

@@ -115,7 +115,7 @@ def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> 
     defaults = _segment_defaults()
     opts = {
         k: v
-        for k, v in options.items()
+        for k, v in _as_validated(options).items()
         if k not in _NOT_COMPARED_OPTIONS and not (k in defaults and _same(v, defaults[k]))
     }
     crf_params = opts.get("crf_params")
@@ -129,6 +129,23 @@ def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> 
     if axes is not None:
         opts["axes"] = axes
     return _jsonable(opts)
+
+
+def _as_validated(options: dict) -> dict:
+    """``options`` with SegmentOptions' fields as it holds them: ``classes="weed"`` as ("weed",), a
+    whole number as a float, the default tile overlap given in pixels as None; so the same run
+    from the API and from the command line (which hands down SegmentOptions' values) records alike."""
+    import dataclasses
+
+    from ._options import SegmentOptions
+    from ._tiling import default_overlap
+
+    fields = {f.name for f in dataclasses.fields(SegmentOptions)}
+    given = {k: v for k, v in options.items() if k in fields}
+    validated = SegmentOptions.from_kwargs(**given)
+    if isinstance(validated.tile_size, int) and validated.tile_overlap == default_overlap(validated.tile_size):
+        validated = validated.replace(tile_overlap=None)
+    return {**options, **{k: getattr(validated, k) for k in given}}
 
 
 def _same(a, b) -> bool:

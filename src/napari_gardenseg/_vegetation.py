@@ -284,8 +284,11 @@ class ColourClasses:
 
     ``threshold`` (Otsu's, on ``index``), ``width`` (of the logistic around it),
     ``eta``, ``fraction``, ``informative``, ``reason``: as in
-    :class:`VegetationMap`. :meth:`map` applies them to the whole image or to
-    any window of it, so the windows of a big image share one threshold.
+    :class:`VegetationMap`. ``green``: whether the upper class is a green one set
+    apart from the rest (informative but for its share of the photo); without it
+    the plant-coloured class is a part of the soil. :meth:`map` applies them to
+    the whole image or to any window of it, so the windows of a big image share
+    one threshold.
     """
 
     index: str
@@ -295,6 +298,7 @@ class ColourClasses:
     fraction: float
     informative: bool
     reason: str
+    green: bool = True
 
     def map(self, rgb, image_shape=None, *, rows: int = 1024) -> VegetationMap:
         """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
@@ -469,6 +473,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     separation, green_upper = _split_gap(exg, split)
     raw_gap = gap if index == "exg" else _split_gap(raw, split)[0]
     coherence = separation / max(raw_gap, 1e-6)
+    green = separation >= MIN_SEPARATION and coherence >= MIN_COHERENCE and green_upper >= MIN_GREEN_EXG
     if separation < MIN_SEPARATION or coherence < MIN_COHERENCE:
         informative = False
         reason = (
@@ -482,7 +487,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     else:
         informative = True
         reason = f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
-    return ColourClasses(index, threshold, width, eta, fraction, informative, reason)
+    return ColourClasses(index, threshold, width, eta, fraction, informative, reason, green)
 
 
 def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:

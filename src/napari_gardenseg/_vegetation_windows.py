@@ -63,8 +63,18 @@ def _centred_in(core, e: np.ndarray) -> np.ndarray:
     return (cy >= core[0]) & (cy < core[2]) & (cx >= core[1]) & (cx < core[3])
 
 
+def _core_edges(n: int, block: int) -> list[int]:
+    """Edges of the cores along a side of ``n`` pixels: every ``block``, a remainder under half a
+    block joined to the core before it (a sliver's window would judge its plants on a few pixels)."""
+    edges = list(range(0, n, block)) + [n]
+    if len(edges) > 2 and edges[-1] - edges[-2] < block // 2:
+        del edges[-2]
+    return edges
+
+
 def plan_windows(shape, found: Instances, block: int = BLOCK) -> list[tuple[tuple, tuple, np.ndarray]]:
-    """(core, window, owned) per core of ``block`` pixels covering an image of ``shape`` (H, W).
+    """(core, window, owned) per core of ``block`` pixels (the last of a row or column up to 1.5
+    blocks) covering an image of ``shape`` (H, W).
 
     ``core`` and ``window`` are (y0, x0, y1, x1); ``owned``: indices of the
     instances of ``found`` whose mask box centre lies in the core. The window is
@@ -75,9 +85,10 @@ def plan_windows(shape, found: Instances, block: int = BLOCK) -> list[tuple[tupl
     margin = margin_for(found)
     e = found.extents()
     plans = []
-    for y0 in range(0, h, block):
-        for x0 in range(0, w, block):
-            core = (y0, x0, min(y0 + block, h), min(x0 + block, w))
+    rows, cols = _core_edges(h, block), _core_edges(w, block)
+    for y0, y1 in zip(rows[:-1], rows[1:]):
+        for x0, x1 in zip(cols[:-1], cols[1:]):
+            core = (y0, x0, y1, x1)
             owned = np.flatnonzero(_centred_in(core, e))
             win = [
                 max(core[0] - margin, 0),
@@ -104,6 +115,7 @@ def follow_in_windows(
     *,
     data_shape=None,
     score_threshold: float = 0.0,
+    paint_threshold: float = 0.5,
     block: int | None = None,
     cancel=None,
     progress=None,
@@ -143,7 +155,12 @@ def follow_in_windows(
         if sure.size and plants.any():
             covered += int((paint_image(local.take(sure), mask_threshold)[inner][plants] > 0).sum())
         out, origin = follow_vegetation(
-            local, vmap, mask_threshold, score_threshold=score_threshold, return_origins=True
+            local,
+            vmap,
+            mask_threshold,
+            score_threshold=score_threshold,
+            return_origins=True,
+            paint_threshold=paint_threshold,
         )
         ground += out.meta.get(GROUND_COVER, 0.0) * (core[2] - core[0]) * (core[3] - core[1])
         # colour-only instances: by their box centre; the network's: by their owner
