@@ -800,3 +800,23 @@ def test_vegetation_on_makes_no_plants_of_soil_where_no_class_is_green(what):
     note = r.meta["vegetation"]
     assert note["applied"] is False and note["reason"].startswith("no green class"), note
     assert "colour" not in list(r.sources or [])
+
+
+def test_the_separability_reported_is_that_of_the_split_applied():
+    # red plants below the soil and a green one above: three classes, the upper split applied;
+    # eta (the run record's, and the not-green hint's) must be that split's, not the two-class one's
+    from napari_gardenseg._vegetation import excess_green, otsu_threshold
+
+    rng = np.random.default_rng(0)
+    img = np.full((300, 300, 3), [0.45, 0.35, 0.25], np.float32)
+    img[20:80, 20:200] = [0.55, 0.15, 0.30]  # red-purple plants, 12%
+    img[200:230, 50:120] = [0.2, 0.6, 0.1]  # a green plant, 2.3%
+    img = np.clip(img + rng.normal(0, 0.02, img.shape), 0, 1).astype(np.float32)
+    index = excess_green(img)
+    two_class, two_class_eta = otsu_threshold(index)
+    classes = colour_classes(img)
+    assert classes.threshold > two_class + 0.1  # the upper of three classes
+    upper = index > classes.threshold
+    between = upper.mean() * (1 - upper.mean()) * (index[upper].mean() - index[~upper].mean()) ** 2
+    assert classes.eta == pytest.approx(between / index.var(), rel=1e-4)
+    assert abs(classes.eta - two_class_eta) > 0.05 and f"eta {classes.eta:.2f}" in classes.reason

@@ -18,7 +18,8 @@ Whether colour is informative at all is decided from the same histogram: the
 share of its variance that the two Otsu classes explain (Otsu's separability,
 eta) and which side of the threshold is green. Plants that are not green (red
 lettuce, purple basil, flowers) are not plant-coloured here: the instance
-stage never cuts an instance down to green pixels unless most of it is green.
+stage cuts an instance down to green pixels only when at least
+``_plant_pixels.MIN_GREEN_SHARE`` of it is green.
 """
 
 from __future__ import annotations
@@ -278,6 +279,17 @@ def _above_non_green(values: np.ndarray, threshold: float) -> float:
         return threshold
 
 
+def _separability(values: np.ndarray, threshold: float) -> float:
+    """Otsu's eta (between-class over total variance, 0..1) of ``values`` split at ``threshold``."""
+    upper = values > threshold
+    share = float(upper.mean()) if values.size else 0.0
+    total = float(values.var()) if values.size else 0.0
+    if not 0.0 < share < 1.0 or total <= 0.0:
+        return 0.0
+    gap = float(values[upper].mean() - values[~upper].mean())
+    return min(share * (1.0 - share) * gap * gap / total, 1.0)
+
+
 @dataclass(frozen=True)
 class ColourClasses:
     """How one image's pixels split into plant-coloured and background, decided once for the image.
@@ -344,7 +356,8 @@ class ColourClasses:
 
 
 def sample_step(shape, sample: int = 1_000_000) -> int:
-    """The stride (pixels) of the sample :func:`colour_classes` decides on: at most ``sample`` pixels of an image of ``shape``."""
+    """The stride (pixels) of the sample :func:`colour_classes` decides on: about ``sample`` pixels
+    of an image of ``shape`` (up to 4 times as many: the stride is rounded down)."""
     return max(1, int(np.sqrt(shape[0] * shape[1] / sample)))
 
 
@@ -407,7 +420,7 @@ def data_window(rgb, min_share: float = NODATA_BORDER_SHARE) -> tuple[int, int, 
 
 def data_region(source) -> tuple[int, int, int, int] | None:
     """(y0, x0, y1, x1): the part of an :class:`~napari_gardenseg._io.ImageSource` inside a nodata
-    border, found by :func:`data_window` on the overview of at most a million pixels that the
+    border, found by :func:`data_window` on the overview of about a million pixels that the
     colour classes are decided on (to its stride: a sliver of data narrower than the stride at the
     border's edge may be left out); None without such a border. Reads no more than that overview."""
     h, w = source.shape
@@ -436,7 +449,7 @@ def _first_with_data(n: int, has_data, *, backwards: bool = False, block: int = 
 
 def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1) -> ColourClasses:
     """The plant/background colour classes of an image, from ``sample_rgb``: float RGB in 0..1 of
-    every ``step``-th pixel of it along both axes (the image itself for ``step`` 1).
+    every ``step``-th pixel of it along both axes (the image itself for ``step`` 1), finite.
 
     The threshold is Otsu's on ``index`` (Otsu, IEEE Trans. SMC 9, 1979); where it puts more than
     :data:`FRACTION_RANGE`'s top above it, the upper of three Otsu classes (plants that are not
@@ -462,6 +475,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     threshold, eta = otsu_threshold(index_values)
     if np.mean(index_values > threshold) > FRACTION_RANGE[1]:
         threshold = _above_non_green(index_values, threshold)
+        eta = _separability(index_values, threshold)  # of the split applied, as the hint reads it
     split = index_values > threshold
     upper, lower = index_values[split], index_values[~split]
     fraction = float(upper.size / max(index_values.size, 1))
@@ -493,9 +507,10 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
 def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
     """The vegetation probability of a float RGB (H, W, 3) image in 0..1.
 
-    :func:`colour_classes` decided on every :func:`sample_step`-th pixel (at
-    most ``sample`` pixels), applied to every pixel. Raises ValueError for a
-    bad ``index`` or shape.
+    :func:`colour_classes` decided on every :func:`sample_step`-th pixel (about
+    ``sample`` pixels), applied to every pixel. Values must be finite (``segment``'s
+    reading makes NaN black first; one NaN here makes the threshold NaN). Raises
+    ValueError for a bad ``index`` or shape.
     """
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
