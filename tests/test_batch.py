@@ -634,3 +634,25 @@ def test_the_same_run_from_the_api_and_the_command_line_resumes_either_way(image
         "tile_size": 256,
         "crf": False,
     }
+
+
+def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsys):
+    import dataclasses
+
+    from napari_gardenseg.crf import CRFParams
+
+    seen = {}
+    monkeypatch.setattr(
+        _batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), [])
+    )
+    sample = str(cli._sample_file())
+    args = ["segment", sample, "--out", "o", "--crf", "bilateral_srgb=20", "--crf", "band=0.05,0.95"]
+    assert cli.main([*args, "--crf", "padding=12", "--crf-iterations", "3"]) == 0
+    assert seen["crf_overrides"] == {"bilateral_srgb": 20.0, "band": (0.05, 0.95), "padding": 12, "iterations": 3}
+    CRFParams.from_any(seen["crf_overrides"])  # values CRFParams takes
+    for bad in ("srgb=20", "padding=wide", "band=0.1"):
+        with pytest.raises(SystemExit) as refused:
+            cli.main(["segment", sample, "--crf", bad])
+        assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert all(f.name in err for f in dataclasses.fields(CRFParams))  # the unknown name's message lists them

@@ -78,6 +78,32 @@ def _class_list(text: str) -> list:
     return [int(c) if c.strip().isdigit() else c.strip() for c in text.split(",")]
 
 
+def _crf_setting(text: str) -> tuple[str, object]:
+    """--crf NAME=VALUE: a CRFParams field and its value, parsed as the field's default is
+    (``band=0.1,0.9`` for the pair); the ranges are CRFParams' own."""
+    import dataclasses
+
+    from .crf._params import CRFParams
+
+    name, sep, value = text.partition("=")
+    defaults = {f.name: f.default for f in dataclasses.fields(CRFParams)}
+    if not sep or name.strip() not in defaults:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE with NAME one of {', '.join(defaults)}, got {text!r}"
+        ) from None
+    name, default = name.strip(), defaults[name.strip()]
+    try:
+        if isinstance(default, tuple):
+            pair = tuple(float(v) for v in value.split(","))
+            if len(pair) != len(default):
+                raise ValueError
+            return name, pair
+        return name, value.strip() if isinstance(default, str) else type(default)(value)
+    except ValueError:
+        kind = "numbers LOW,HIGH" if isinstance(default, tuple) else f"a {type(default).__name__}"
+        raise argparse.ArgumentTypeError(f"--crf {name} takes {kind}, got {value!r}") from None
+
+
 def _resources(text: str) -> dict:
     try:
         return {k: float(v) for k, v in (item.split("=") for item in text.split(","))}
@@ -100,7 +126,7 @@ def _segment_options(args) -> tuple[dict, dict | None]:
         device=args.device,
         vegetation=args.vegetation,
     ).changed()
-    overrides = {}
+    overrides = dict(args.crf or [])
     if args.crf_iterations is not None:
         overrides["iterations"] = args.crf_iterations
     if args.crf_backend is not None:
@@ -450,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-crf", action="store_true", help="skip the dense-CRF refinement")
     s.add_argument("--crf-iterations", type=int, help="mean-field iterations (default: the model's setting)")
     s.add_argument("--crf-backend", choices=CRF_BACKENDS, help="dense-CRF implementation (default: auto)")
+    s.add_argument(
+        "--crf",
+        type=_crf_setting,
+        action="append",
+        metavar="NAME=VALUE",
+        help="any other dense-CRF setting over the model's (repeatable; e.g. --crf bilateral_srgb=20 "
+        "--crf band=0.05,0.95; the names are CRFParams' fields, as in the widget's CRF settings)",
+    )
     s.add_argument(
         "--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)"
     )
