@@ -455,7 +455,7 @@ def test_engine_flags_reach_segment(images, tmp_path):
         "--tile-size",
         "64",
         "--tile-overlap",
-        "16",
+        "8",  # 16, a quarter of the tile, is the default: a run record leaves it out
         "--scale",
         "1.0",
     ]
@@ -468,7 +468,7 @@ def test_engine_flags_reach_segment(images, tmp_path):
         "crf": False,
         "merge_classes": True,
         "tile_size": 64,
-        "tile_overlap": 16,
+        "tile_overlap": 8,
         "scale": 1.0,
     }
 
@@ -634,6 +634,13 @@ def test_the_same_run_from_the_api_and_the_command_line_resumes_either_way(image
         "tile_size": 256,
         "crf": False,
     }
+    # a record written before the options were validated on the way in: as given, still this run
+    record_file = out / f"{images[0].stem}_run.json"
+    record = json.loads(record_file.read_text())
+    record["options"] = {"classes": "weed", "scale": 1, "tile_size": 256, "tile_overlap": 64, "crf": False}
+    record_file.write_text(json.dumps(record))
+    assert cli.main([*args, "--classes", "weed", "--scale", "1", "--tile-size", "256"]) == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
 
 
 def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsys):
@@ -646,10 +653,20 @@ def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsy
         _batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), [])
     )
     sample = str(cli._sample_file())
-    args = ["segment", sample, "--out", "o", "--crf", "bilateral_srgb=20", "--crf", "band=0.05,0.95"]
-    assert cli.main([*args, "--crf", "padding=12", "--crf-iterations", "3"]) == 0
-    assert seen["crf_overrides"] == {"bilateral_srgb": 20.0, "band": (0.05, 0.95), "padding": 12, "iterations": 3}
+    args = ["segment", sample, "--out", "o", "--crf", "bilateral_srgb=6.5", "--crf", "band=0.05,0.95"]
+    assert cli.main([*args, "--crf", "padding=12", "--crf", "gaussian_sxy=2", "--crf-iterations", "3"]) == 0
+    assert seen["crf_overrides"] == {
+        "bilateral_srgb": 6.5,  # a float field whose default is a whole number
+        "band": (0.05, 0.95),
+        "padding": 12,
+        "gaussian_sxy": 2.0,
+        "iterations": 3,
+    }
+    assert [type(seen["crf_overrides"][k]) for k in ("gaussian_sxy", "padding")] == [float, int]
     CRFParams.from_any(seen["crf_overrides"])  # values CRFParams takes
+    # the same setting twice, differently: refused (two flags for iterations and backend)
+    assert cli.main([*args, "--crf", "iterations=2", "--crf-iterations", "3"]) == 2
+    assert "disagree" in capsys.readouterr().err
     for bad in ("srgb=20", "padding=wide", "band=0.1"):
         with pytest.raises(SystemExit) as refused:
             cli.main(["segment", sample, "--crf", bad])

@@ -106,6 +106,16 @@ def test_defaults_and_members(garden):
     w.overlap_mode.value = "pixels"
     assert not hidden(w.tile_overlap)
     w.overlap_mode.value = "default"
+    # with a tile size shown, the overlap box starts at a quarter of it and stays under half
+    w.tile_mode.value = "size"
+    w.tile_size.value = 128
+    w.overlap_mode.value = "pixels"
+    assert w.tile_overlap.value == 32 and w.segment_options().tile_overlap == 32
+    w.tile_overlap.value = 48
+    w.tile_size.value = 64
+    assert w.tile_overlap.value == 16
+    w.overlap_mode.value = "default"
+    w.tile_mode.value = "auto"
     w.tile_mode.value = "size"
     w.scale_mode.value = "factor"
     assert not hidden(w.tile_size) and not hidden(w.scale)

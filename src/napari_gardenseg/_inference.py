@@ -474,7 +474,6 @@ class _Run:
             self.options,
             classes_filtered=self.wanted is not None,
             windowed=windowed,
-            paint_threshold=self.mask_threshold,
             report=self.report,
             cancel=self.cancel,
         )

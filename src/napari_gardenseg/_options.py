@@ -82,6 +82,12 @@ def _scale(scale):
     return float(scale)
 
 
+def default_overlap(tile_size: int) -> int:
+    """The overlap (pixels) of tiles of ``tile_size`` pixels when none is given: a quarter of the
+    tile, so objects up to that size are seen whole by some tile."""
+    return max(16, tile_size // 4)
+
+
 def check_tile_overlap(tile_overlap: int, tile_size: int, *, in_use: bool = False) -> None:
     """ValueError unless ``tile_overlap`` is under half of ``tile_size`` (``in_use``: the size a run
     tiles at, the model's input size where tile_size is 'auto' or the image a thin strip)."""
@@ -175,9 +181,9 @@ class SegmentOptions:
         here): :class:`~napari_gardenseg._device.DeviceError` then.
     vegetation: plant pixels from colour (``napari_gardenseg._vegetation``):
         "auto" uses them where the image's colours separate plants from the
-        ground, "on" wherever the image has a green class (on bare soil or
-        plants that are none of them green it would make soil into plants),
-        "off" never.
+        ground, "on" wherever its colours form two classes whose upper one is
+        green (without them, on bare soil or plants none of them green, it
+        would make soil into plants), "off" never.
 
     Raises TypeError or ValueError naming the field for a bad value (the
     device's name: when the run starts).

@@ -25,8 +25,10 @@ Given the detector's compact instances and a photo's vegetation map
    :data:`SPECK_OF_PLANT` of the network's median plant) are not added;
 4. writes the vegetation probability into the soft masks (the dense CRF's
    unary): inside an instance's claim ``0.5 + 0.5 p``, elsewhere in its box the
-   model's soft value times ``p``, below 0.5, and on plant-coloured pixels below
-   the mask threshold the labels are painted at (they are another instance's).
+   model's soft value times ``p`` and below 0.5. Labels painted below 0.5 (the
+   bundled model's 0.3) give a gated instance what scores above that outside its
+   claim too: its fading edge and plant-coloured fragments beside it; keeping it
+   off them was measured and not kept (docs/quality.md, "The mask threshold").
 
 Memory: a few (H, W) maps of the whole image (labels, vegetation, distance),
 never one per instance.
@@ -106,7 +108,6 @@ def vegetation_stage(
     *,
     classes_filtered: bool = False,
     windowed: bool = False,
-    paint_threshold: float = SEED_THRESHOLD,
     report=None,
     cancel=None,
 ) -> tuple[Instances, dict]:
@@ -114,9 +115,9 @@ def vegetation_stage(
 
     ``source``: the run's :class:`~napari_gardenseg._io.ImageSource`;
     ``options``: its :class:`~napari_gardenseg._options.SegmentOptions`.
-    ``options.vegetation`` "off" never runs it, "on" whenever the photo has a
-    green class (not when its colours are one class, or the upper one is not
-    green: the stage would make soil into plants), and "auto" when
+    ``options.vegetation`` "off" never runs it, "on" whenever the photo's colours
+    form two classes whose upper one is green (``ColourClasses.green``; without
+    them the stage would make patches of soil into plants), and "auto" when
     the photo's colour separates plants from their background
     (:func:`._vegetation.colour_classes`, decided on a strided overview) and
     the network's confident detections hold less than :data:`MODEL_COVERS` of
@@ -148,7 +149,7 @@ def vegetation_stage(
     if mode == "auto" and not classes.informative:
         return found, {"applied": False, "reason": classes.reason, **info}
     if not classes.green:  # "on" too: its plant-coloured class would be soil, made into plants
-        return found, {"applied": False, "reason": f"no green class to follow: {classes.reason}", **info}
+        return found, {"applied": False, "reason": f"no plant colour to follow: {classes.reason}", **info}
     if windowed or h * w > VEGETATION_MAX_PIXELS:
         from ._vegetation import data_region
         from ._vegetation_windows import follow_in_windows
@@ -163,7 +164,6 @@ def vegetation_stage(
             SEED_THRESHOLD,
             data_shape=None if region is None else (region[2] - region[0], region[3] - region[1]),
             score_threshold=options.score_threshold,
-            paint_threshold=paint_threshold,
             cancel=cancel,
             progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),
         )
@@ -181,9 +181,7 @@ def vegetation_stage(
         reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
         return found, {"applied": False, "reason": reason, **info}
     if out is None:
-        out = follow_vegetation(
-            found, vmap, SEED_THRESHOLD, score_threshold=options.score_threshold, paint_threshold=paint_threshold
-        )
+        out = follow_vegetation(found, vmap, SEED_THRESHOLD, score_threshold=options.score_threshold)
     info[GROUND_COVER] = out.meta.pop(GROUND_COVER, 0.0)
     return out, {"applied": True, "reason": classes.reason, **info}
 
@@ -239,7 +237,6 @@ def follow_vegetation(
     min_seed_share: float = MIN_SEED_SHARE,
     score_threshold: float = 0.0,
     return_origins: bool = False,
-    paint_threshold: float = 0.5,
 ):
     """Instances of ``found`` (an (H, W) image's) made to follow ``vegetation``; see the module docstring.
 
@@ -252,9 +249,6 @@ def follow_vegetation(
     ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class). With ``return_origins`` also an
     int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only).
-    ``paint_threshold``: the mask threshold the labels will be painted at (the run's); a gated
-    instance's soft values on plant-coloured pixels outside its claim stay below it, so its
-    labels never take what the stage gave another instance.
     """
     from scipy import ndimage
     from skimage import segmentation
@@ -344,12 +338,6 @@ def follow_vegetation(
         grown = segmentation.watershed(-ndimage.distance_transform_edt(where), markers, mask=where)
         claims[sl][where] = grown[where]
     del labels, region, take  # full-size maps the masks below do not need: the peak is there
-    # outside its claim, a gated instance's soft mask (the CRF's unary) stays below the threshold
-    # its labels are painted at on plant-coloured pixels: those are another instance's claim or a
-    # colour-only instance's, which painting at 0.3 gave to it. Its edge beyond the plant-coloured
-    # pixels keeps the network's value (below 0.5): capping it there too was level on clean photos
-    # and worse under JPEG (docs/quality.md)
-    taken = min(0.49, 0.99 * float(paint_threshold))
 
     masks, offsets, boxes, scores, class_ids, source, origin = [], [], [], [], [], [], []
     objects = ndimage.find_objects(claims, max_label=n)
@@ -361,8 +349,7 @@ def follow_vegetation(
         own = claims[sl] == i + 1
         soft = found.crop(i, window)
         if gated[i + 1]:
-            cap = np.where(veg[sl], taken, 0.49)
-            soft = np.where(own, 0.5 + 0.5 * prob[sl], np.minimum(soft * prob[sl], cap))
+            soft = np.where(own, 0.5 + 0.5 * prob[sl], np.minimum(soft * prob[sl], 0.49))
         else:
             soft = np.where(own, np.maximum(soft, 0.5 + 1e-3), np.minimum(soft, 0.49))
         masks.append(soft.astype(np.float32))

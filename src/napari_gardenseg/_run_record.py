@@ -137,8 +137,7 @@ def _as_validated(options: dict) -> dict:
     from the API and from the command line (which hands down SegmentOptions' values) records alike."""
     import dataclasses
 
-    from ._options import SegmentOptions
-    from ._tiling import default_overlap
+    from ._options import SegmentOptions, default_overlap
 
     fields = {f.name for f in dataclasses.fields(SegmentOptions)}
     given = {k: v for k, v in options.items() if k in fields}
@@ -146,6 +145,18 @@ def _as_validated(options: dict) -> dict:
     if isinstance(validated.tile_size, int) and validated.tile_overlap == default_overlap(validated.tile_size):
         validated = validated.replace(tile_overlap=None)
     return {**options, **{k: getattr(validated, k) for k in given}}
+
+
+def _recorded_as_now(options: dict) -> dict:
+    """A run record's options as this version records them (a record written before they were
+    validated on the way in holds ``classes="weed"``, the default overlap in pixels...); as
+    they are where this version cannot read them."""
+    try:
+        validated = _as_validated(options)
+    except (TypeError, ValueError):
+        return options
+    defaults = _segment_defaults()
+    return _jsonable({k: v for k, v in validated.items() if not (k in defaults and _same(v, defaults[k]))})
 
 
 def _same(a, b) -> bool:
@@ -171,6 +182,8 @@ def _differences(record: dict, wanted: dict) -> list[str]:
         a, b = record.get(key), wanted.get(key)
         if key == "model" and isinstance(a, dict) and isinstance(b, dict) and a.get("sha256") and b.get("sha256"):
             return a["sha256"] == b["sha256"]  # the same weights, wherever the file lies
+        if key == "options" and isinstance(a, dict) and a != b:
+            a = _recorded_as_now(a)
         return a == b
 
     return [k for k in _COMPARED if not same(k)]

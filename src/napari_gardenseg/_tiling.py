@@ -27,7 +27,7 @@ import numpy as np
 from . import _forward
 from ._cancel import check
 from ._instances import FULL_PASSES, Instances
-from ._options import check_tile_overlap
+from ._options import check_tile_overlap, default_overlap
 
 __all__ = ["Tile", "plan_tiles", "merge_tiles", "detect"]
 
@@ -60,11 +60,6 @@ class Tile:
 def model_input_size(model) -> int:
     """The longest side the model resizes images to (torchvision's ``max_size``)."""
     return int(getattr(model.net.transform, "max_size", 1333))
-
-
-def default_overlap(tile_size: int) -> int:
-    # a quarter of the tile: objects up to that size are seen whole by some tile
-    return max(16, tile_size // 4)
 
 
 def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tuple[list[Tile] | None, float | None]:

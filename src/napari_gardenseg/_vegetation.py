@@ -180,7 +180,10 @@ class VegetationMap:
     ``probability``: float32 (H, W) in 0..1 (0.5 at the threshold).
     ``informative``: whether colour separates plants from background in this
     photo (two classes, the upper one green, a plausible plant fraction).
-    ``threshold``/``eta``: Otsu's threshold on the index and its separability.
+    ``threshold``/``eta``: Otsu's threshold on the index and the separability of
+    Otsu's two-class split (also where the upper of three classes is the threshold
+    applied: eta says whether the photo has two clear colour classes, which the
+    hint on plants that are not green reads).
     ``fraction``: share of pixels above the threshold.
     ``image_shape``: the (H, W) the closing radius and the speck size follow:
     the whole image's when ``probability`` is one window of it, its data's when
@@ -277,17 +280,6 @@ def _above_non_green(values: np.ndarray, threshold: float) -> float:
         return float(threshold_multiotsu(values, classes=3)[1])
     except ValueError:  # fewer distinct values than classes
         return threshold
-
-
-def _separability(values: np.ndarray, threshold: float) -> float:
-    """Otsu's eta (between-class over total variance, 0..1) of ``values`` split at ``threshold``."""
-    upper = values > threshold
-    share = float(upper.mean()) if values.size else 0.0
-    total = float(values.var()) if values.size else 0.0
-    if not 0.0 < share < 1.0 or total <= 0.0:
-        return 0.0
-    gap = float(values[upper].mean() - values[~upper].mean())
-    return min(share * (1.0 - share) * gap * gap / total, 1.0)
 
 
 @dataclass(frozen=True)
@@ -474,8 +466,7 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
         index_values, raw, exg = index_values[~colourless], raw[~colourless], exg[~colourless]
     threshold, eta = otsu_threshold(index_values)
     if np.mean(index_values > threshold) > FRACTION_RANGE[1]:
-        threshold = _above_non_green(index_values, threshold)
-        eta = _separability(index_values, threshold)  # of the split applied, as the hint reads it
+        threshold = _above_non_green(index_values, threshold)  # eta stays the two-class split's
     split = index_values > threshold
     upper, lower = index_values[split], index_values[~split]
     fraction = float(upper.size / max(index_values.size, 1))

@@ -37,8 +37,9 @@ from ._vegetation import ColourClasses
 
 __all__ = ["follow_in_windows", "plan_windows", "margin_for", "BLOCK"]
 
-# Side (pixels) of a window's core: the stage's maps of a window of this size plus margins stay
-# well under a gigabyte.
+# Side (pixels) of a window's core (a row's or column's last core is under 1.5 of them): the stage's
+# maps of the largest window, such a core plus MAX_MARGIN on each side (about 26 MP), stay under a
+# gigabyte.
 BLOCK = 2048
 # The margin around a core: MARGIN_SIDES times the box side of the larger plants found, within
 # these bounds. Windows are cores plus margins, so the margin is what the windows cost over the image.
@@ -115,7 +116,6 @@ def follow_in_windows(
     *,
     data_shape=None,
     score_threshold: float = 0.0,
-    paint_threshold: float = 0.5,
     block: int | None = None,
     cancel=None,
     progress=None,
@@ -160,7 +160,6 @@ def follow_in_windows(
             mask_threshold,
             score_threshold=score_threshold,
             return_origins=True,
-            paint_threshold=paint_threshold,
         )
         ground += out.meta.get(GROUND_COVER, 0.0) * (core[2] - core[0]) * (core[3] - core[1])
         # colour-only instances: by their box centre; the network's: by their owner

@@ -240,8 +240,8 @@ class SegmentationControls(Container):
         self.mask_threshold = FloatSlider(
             name="mask_threshold",
             label="mask threshold",
-            min=0.05,
-            max=0.95,  # a threshold of 1 would keep no pixel (SegmentOptions refuses it)
+            min=0.01,  # SegmentOptions takes (0, 1): a model may store any threshold in it
+            max=0.99,
             step=0.05,
             value=MASK_RCNN_THRESHOLD,  # then the chosen model's own
             tooltip="A pixel belongs to an instance where its soft mask is at least this (0-1); lower draws "
@@ -366,6 +366,7 @@ class SegmentationControls(Container):
         self.scale.native.setDecimals(3)
         self.tile_mode.changed.connect(self._on_tile_mode)
         self.overlap_mode.changed.connect(self._on_tile_mode)
+        self.tile_size.changed.connect(self._fit_overlap)
         self.scale_mode.changed.connect(lambda v: setattr(self.scale, "visible", v == "factor"))
         self.show_crf_settings.changed.connect(lambda on: setattr(self.crf_settings, "visible", bool(on)))
         self.image.changed.connect(self._on_image_changed)
@@ -506,7 +507,18 @@ class SegmentationControls(Container):
         tiled = self.tile_mode.value != "off"
         self.tile_size.visible = self.tile_mode.value == "size"
         self.overlap_mode.visible = tiled
-        self.tile_overlap.visible = tiled and self.overlap_mode.value == "pixels"
+        pixels = tiled and self.overlap_mode.value == "pixels"
+        if pixels and not self.tile_overlap.visible:  # shown: start from the default for the size shown
+            self._fit_overlap(force=True)
+        self.tile_overlap.visible = pixels
+
+    def _fit_overlap(self, _=None, force: bool = False) -> None:
+        """The overlap box at a quarter of the tile shown (when asked, or when it is no longer under half)."""
+        from ._options import default_overlap
+
+        size = int(self.tile_size.value) if self.tile_mode.value == "size" else None
+        if size is not None and (force or self.tile_overlap.value >= size // 2):
+            self.tile_overlap.value = default_overlap(size)
 
     def scale_value(self) -> float | str | None:
         mode = self.scale_mode.value

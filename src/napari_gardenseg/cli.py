@@ -75,33 +75,34 @@ def _float_or_auto(text: str):
 
 def _class_list(text: str) -> list:
     """--classes: names, or ids as the API takes them; an empty entry is left for the class check to name."""
-    return [int(c) if c.strip().isdigit() else c.strip() for c in text.split(",")]
+    return [int(c) if c.strip().isascii() and c.strip().isdigit() else c.strip() for c in text.split(",")]
 
 
 def _crf_setting(text: str) -> tuple[str, object]:
-    """--crf NAME=VALUE: a CRFParams field and its value, parsed as the field's default is
+    """--crf NAME=VALUE: a CRFParams field and its value, parsed by the field's type
     (``band=0.1,0.9`` for the pair); the ranges are CRFParams' own."""
     import dataclasses
 
     from .crf._params import CRFParams
 
     name, sep, value = text.partition("=")
-    defaults = {f.name: f.default for f in dataclasses.fields(CRFParams)}
-    if not sep or name.strip() not in defaults:
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=VALUE with NAME one of {', '.join(defaults)}, got {text!r}"
-        ) from None
-    name, default = name.strip(), defaults[name.strip()]
+    types = {f.name: str(f.type) for f in dataclasses.fields(CRFParams)}  # "int", "float", "tuple[...]"...
+    name = name.strip()
+    if not sep or name not in types:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(types)}, got {text!r}")
+    kind = types[name]
     try:
-        if isinstance(default, tuple):
+        if kind.startswith("tuple"):
             pair = tuple(float(v) for v in value.split(","))
-            if len(pair) != len(default):
+            if len(pair) != 2:
                 raise ValueError
             return name, pair
-        return name, value.strip() if isinstance(default, str) else type(default)(value)
+        if kind in ("int", "float"):
+            return name, int(value) if kind == "int" else float(value)
+        return name, value.strip()
     except ValueError:
-        kind = "numbers LOW,HIGH" if isinstance(default, tuple) else f"a {type(default).__name__}"
-        raise argparse.ArgumentTypeError(f"--crf {name} takes {kind}, got {value!r}") from None
+        what = {"int": "a whole number", "float": "a number"}.get(kind, "two numbers LOW,HIGH")
+        raise argparse.ArgumentTypeError(f"--crf {name} takes {what}, got {value!r}") from None
 
 
 def _resources(text: str) -> dict:
@@ -127,10 +128,11 @@ def _segment_options(args) -> tuple[dict, dict | None]:
         vegetation=args.vegetation,
     ).changed()
     overrides = dict(args.crf or [])
-    if args.crf_iterations is not None:
-        overrides["iterations"] = args.crf_iterations
-    if args.crf_backend is not None:
-        overrides["backend"] = args.crf_backend
+    for name, value in (("iterations", args.crf_iterations), ("backend", args.crf_backend)):
+        if value is not None:
+            if name in overrides and overrides[name] != value:
+                raise ValueError(f"--crf-{name} {value} and --crf {name}={overrides[name]} disagree: give one")
+            overrides[name] = value
     return options, overrides or None
 
 
