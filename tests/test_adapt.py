@@ -502,7 +502,7 @@ def test_cli_adapt(small_base, tmp_path, capsys):
 
 
 def test_cli_adapt_first_ctrl_c_saves_the_best_checked_round_and_a_second_saves_nothing(
-    small_base, tmp_path, monkeypatch, capsys
+    small_base, tmp_path, monkeypatch, capsys, request
 ):
     import signal
 
@@ -527,6 +527,9 @@ def test_cli_adapt_first_ctrl_c_saves_the_best_checked_round_and_a_second_saves_
 
         monkeypatch.setattr(training, "fit", fit)
 
+    # Python's own Ctrl-C handler, as in a terminal (a shell's background job starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     args = ["--base", str(small_base), "--rounds", "3", "--iterations", "1"]
     _agreements(monkeypatch, [0.3, 0.4, 0.5])
     fit_interrupted_in(2, times=1)
