@@ -101,7 +101,8 @@ def read_coco(
     if images is not None:
         folders = [Path(images).expanduser()]
     else:  # Roboflow: photos beside the JSON; CVAT: annotations/ beside images/
-        folders = [path.parent, path.parent / "images", path.parent.parent / "images"]
+        # once each (a file in the working folder: its parent's parent is the same folder)
+        folders = list(dict.fromkeys([path.parent, path.parent / "images", path.parent.parent / "images"]))
     if images is not None and not folders[0].is_dir():
         raise FileNotFoundError(f"no such folder of photos: {folders[0]}")
     coco_mask = pycocotools_mask("reading COCO annotations")
