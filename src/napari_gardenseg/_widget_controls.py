@@ -265,7 +265,8 @@ class SegmentationControls(Container):
             choices=list(VEGETATION_MODES),
             value=DEFAULTS.vegetation,
             tooltip="Instances follow plant-coloured pixels, and plant-coloured patches no detection claims are "
-            "added (source 'colour'); 'auto': when the photo's colour tells plants from soil",
+            "added (source 'colour'); 'auto': when the photo's colour tells plants from soil; 'on': whenever "
+            "its colours form two classes, the upper one green",
         )
         self.tile_mode = ComboBox(
             name="tile_mode",

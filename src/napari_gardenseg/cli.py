@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.vegetation,
         help="plant pixels from plant colour: instances follow plant-coloured pixels and plant-coloured "
         "patches no detection claims are added ('auto': when the photo's colour tells plants from "
-        "soil; default: %(default)s)",
+        "soil; 'on': whenever its colours form two classes, the upper one green; default: %(default)s)",
     )
     s.add_argument(
         "--axes",
