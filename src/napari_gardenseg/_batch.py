@@ -141,19 +141,18 @@ def segment_files(
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out_dir} is a file: give a folder (it is made if missing)")
     model_id = model_identity(model)  # unknown model or missing checkpoint: fail now, not per file
-    if crf_overrides:  # a bad CRF setting: likewise, not once per file after reading it
-        from types import SimpleNamespace
-
-        from ._batch_file import crf_params_from
-        from ._models import model_info
-
-        crf_params_from(SimpleNamespace(meta=model_info(model)[1]), None, crf_overrides)
-    if segment_options.get("classes") is not None:  # a class the model lacks: likewise
-        from ._inference import class_ids_in
+    if crf_overrides or segment_options.get("classes") is not None:
+        # a bad CRF setting or a class the model lacks: likewise (its names and settings read once)
         from ._models import Model, model_info
 
-        source = model.source if isinstance(model, Model) else os.fspath(model)
-        class_ids_in(model_info(model)[0], source, segment_options["classes"])
+        names, meta = model_info(model)
+        if crf_overrides:
+            crf_params_from(meta, None, crf_overrides)
+        if segment_options.get("classes") is not None:
+            from ._inference import class_ids_in
+
+            source = model.source if isinstance(model, Model) else os.fspath(model)
+            class_ids_in(names, source, segment_options["classes"])
     if client is not None and not isinstance(model, (str, os.PathLike)):
         raise TypeError(
             f"with a Dask client, model must be a model name or a checkpoint path, not {type(model).__name__} "

@@ -36,16 +36,17 @@ _RUN_ONLY = ("progress", "cancel", "keep_soft_masks")
 _NETWORK_KEYS = ("scale", "tiles", "data_window", "nodata_tiles")
 
 
-def crf_params_from(model, crf_params=None, crf_overrides=None):
+def crf_params_from(meta: dict, crf_params=None, crf_overrides=None):
     """The CRFParams for one run: ``crf_params`` (CRFParams, dict or None) as given, or
-    ``crf_overrides`` (a dict of fields) over the model's stored settings, through the one validator."""
+    ``crf_overrides`` (a dict of fields) over the settings stored in the model's ``meta``, through
+    the one validator."""
     if crf_overrides is None:
         return crf_params
     if crf_params is not None:
         raise ValueError("give crf_params or crf_overrides, not both")
     from .crf import CRFParams
 
-    return CRFParams.from_any(dict(crf_overrides), defaults=dict(getattr(model, "meta", {}).get("crf") or {}))
+    return CRFParams.from_any(dict(crf_overrides), defaults=dict((meta or {}).get("crf") or {}))
 
 
 _MODELS: dict[tuple, object] = {}
@@ -148,7 +149,7 @@ def process_file(
     if crf_overrides:
         segment_options = {
             **segment_options,
-            "crf_params": crf_params_from(loaded, segment_options.get("crf_params"), crf_overrides),
+            "crf_params": crf_params_from(loaded.meta, segment_options.get("crf_params"), crf_overrides),
         }
     options = _check_options(segment_options)
     progress, cancel = segment_options.get("progress"), segment_options.get("cancel")

@@ -112,12 +112,7 @@ def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> 
     """The options a run record holds: those that change the result and differ from segment()'s defaults
     (so the API and the CLI agree, and a newer version's new options, left at their defaults, match old records),
     and the file's ``axes`` when the caller gave them."""
-    defaults = _segment_defaults()
-    opts = {
-        k: v
-        for k, v in _as_validated(options).items()
-        if k not in _NOT_COMPARED_OPTIONS and not (k in defaults and _same(v, defaults[k]))
-    }
+    opts = {k: v for k, v in _without_defaults(_as_validated(options)).items() if k not in _NOT_COMPARED_OPTIONS}
     crf_params = opts.get("crf_params")
     if isinstance(crf_params, Mapping):
         # some CRF fields over the model's settings: what crf_overrides (the CLI's --crf-*) are, so
@@ -152,11 +147,16 @@ def _recorded_as_now(options: dict) -> dict:
     validated on the way in holds ``classes="weed"``, the default overlap in pixels...); as
     they are where this version cannot read them."""
     try:
-        validated = _as_validated(options)
+        return _jsonable(_without_defaults(_as_validated(options)))
     except (TypeError, ValueError):
         return options
+
+
+def _without_defaults(options: dict) -> dict:
+    """``options`` without those at segment()'s defaults (a newer version's new options, left at
+    their defaults, match older records)."""
     defaults = _segment_defaults()
-    return _jsonable({k: v for k, v in validated.items() if not (k in defaults and _same(v, defaults[k]))})
+    return {k: v for k, v in options.items() if not (k in defaults and _same(v, defaults[k]))}
 
 
 def _same(a, b) -> bool:

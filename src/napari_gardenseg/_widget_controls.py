@@ -51,6 +51,7 @@ from ._options import (
     SCALE_RANGE,
     VEGETATION_MODES,
     SegmentOptions,
+    default_overlap,
 )
 from ._worker import keep_narrow, status_label
 
@@ -515,8 +516,6 @@ class SegmentationControls(Container):
 
     def _fit_overlap(self, _=None, force: bool = False) -> None:
         """The overlap box at a quarter of the tile shown (when asked, or when it is no longer under half)."""
-        from ._options import default_overlap
-
         size = int(self.tile_size.value) if self.tile_mode.value == "size" else None
         if size is not None and (force or self.tile_overlap.value >= size // 2):
             self.tile_overlap.value = default_overlap(size)
