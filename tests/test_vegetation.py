@@ -779,3 +779,118 @@ def test_vegetation_on_makes_no_plants_of_soil_where_no_class_is_green(what):
     note = r.meta["vegetation"]
     assert note["applied"] is False and note["reason"].startswith("no plant colour to follow"), note
     assert "colour" not in list(r.sources or [])
+
+
+def _soil(shape, seed: int = 0):
+    """Noisy soil of ``shape`` as float RGB, and its pixels' row and column indices."""
+    rng = np.random.default_rng(seed)
+    rgb = np.clip(SOIL + rng.normal(0, 0.02, (*shape, 3)), 0, 1).astype(np.float32)
+    return (rgb, *np.mgrid[: shape[0], : shape[1]])
+
+
+def _row_photo(shape=(512, 1024)):
+    """Soil with a plant-coloured sown row (30 x 900 px, 4 cores of 256 long) and a diagonal band
+    crossing cores at their corners: components longer than a window."""
+    rgb, yy, xx = _soil(shape)
+    row = np.zeros(shape, bool)
+    row[200:230, 60:960] = True
+    band = (np.abs(yy - (xx - 100) * 0.5) < 6) & (xx > 150) & (xx < 900) & (yy > 280)
+    rgb[row | band] = LEAF
+    return rgb, row, band
+
+
+@pytest.mark.parametrize("seeded", [False, True])
+def test_windows_stitch_a_component_longer_than_a_window(seeded):
+    # each window saw its own piece of the row: 4 overlapping colour-only instances, or (with a
+    # detection on one end) the seed's claim cut at its window and 45% of the row unlabelled
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._vegetation_windows import follow_in_windows
+
+    rgb, row, band = _row_photo()
+    shape = row.shape
+    if seeded:
+        found = Instances([np.full((30, 300), 0.9, np.float32)], [(200, 60)], [0.9], [1], [[60, 200, 359, 229]], shape)
+    else:
+        found = Instances.empty(shape)
+    classes = colour_classes(rgb)
+    whole = follow_vegetation(found, classes.map(rgb), 0.5)
+    source = ImageSource((rgb * 255).round().astype(np.uint8))
+    out, _, n = follow_in_windows(found, source, classes, 0.5, block=256)
+    assert n == 8
+    labels, reference = paint_image(out), paint_image(whole)
+    for part in (row, band):
+        ids = np.unique(labels[part])
+        assert ids.size == 1 and ids[0] > 0  # one instance holds it all
+        assert np.unique(reference[part]).size == 1 and reference[part][0] > 0  # as in the whole image
+    held = sum((m > 0.5).sum() for m in out.masks)
+    assert held == np.count_nonzero(labels)  # no pixel claimed twice
+    assert np.array_equal(labels > 0, reference > 0)
+    assert len(out) == len(whole) == 2 and sorted(out.sources) == sorted(whole.sources)
+    if seeded:
+        assert out.sources[labels[row][0] - 1] == "model"
+
+
+def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two label images hold the same instances (the same pixel sets, whatever their ids)."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    pairs = pairs[:, (pairs > 0).any(axis=0)]
+    return (pairs > 0).all() and len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+
+
+def test_a_sparse_colour_component_is_held_in_pieces_on_the_grid(monkeypatch):
+    # a crop row running diagonally has the image's box: one float mask of the image's size per
+    # row. Over BLOCK**2 and SPARSE_BOX times its pixels, it is held in pieces on the cores' grid,
+    # in a whole-image run as window by window; a compact plant and a straight row stay whole
+    from napari_gardenseg import _vegetation_windows
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._vegetation_windows import follow_in_windows
+
+    monkeypatch.setattr(_vegetation_windows, "BLOCK", 64)
+    shape = (256, 256)
+    rgb, yy, xx = _soil(shape, 1)
+    band = np.abs(yy - xx) < 5
+    straight = (yy >= 230) & (yy < 238) & (xx >= 40) & (xx < 180)
+    disc = (yy - 60) ** 2 + (xx - 190) ** 2 < 18**2
+    rgb[band | straight | disc] = LEAF
+    classes = colour_classes(rgb)
+    empty = Instances.empty(shape)
+    whole = follow_vegetation(empty, classes.map(rgb))
+    labels = paint_image(whole)
+    assert np.array_equal(labels > 0, band | straight | disc)
+    for part in (straight, disc):
+        assert len(np.unique(labels[part])) == 1
+    pieces = np.unique(labels[band])
+    assert len(pieces) >= 4 and all(
+        whole.masks[k - 1].shape[0] <= 64 and whole.masks[k - 1].shape[1] <= 64 for k in pieces
+    )
+    windowed, _, _ = follow_in_windows(empty, ImageSource((rgb * 255).round().astype(np.uint8)), classes, block=64)
+    assert _same_partition(paint_image(windowed), labels)
+    # not split: the whole component in one instance
+    monkeypatch.setattr(_vegetation_windows, "BLOCK", 256)
+    assert len(np.unique(paint_image(follow_vegetation(empty, classes.map(rgb)))[band])) == 1
+
+
+def test_windows_keep_every_pixel_of_a_seeded_component_too_sparse_for_one_box(monkeypatch):
+    # a detection at one end of a diagonal row: what other windows claim for it joins it while
+    # its box fits; the rest stays colour-only pieces, and no pixel is lost or claimed twice
+    from napari_gardenseg import _vegetation_windows
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._vegetation_windows import follow_in_windows
+
+    monkeypatch.setattr(_vegetation_windows, "BLOCK", 64)
+    shape = (384, 384)
+    rgb, yy, xx = _soil(shape, 2)
+    band = (np.abs(yy - xx) < 5) & (yy > 8) & (yy < 376)
+    rgb[band] = LEAF
+    seed = 0.9 * band[10:40, 10:40].astype(np.float32)  # the detection: a plant at the row's end
+    found = Instances([seed], [(10, 10)], [0.9], [1], [[10, 10, 39, 39]], shape)
+    classes = colour_classes(rgb)
+    source = ImageSource((rgb * 255).round().astype(np.uint8))
+    out, _, n = follow_in_windows(found, source, classes, block=64)
+    labels = paint_image(out)
+    assert n == 36 and np.array_equal(labels > 0, band)
+    assert sum(np.count_nonzero(m > 0.5) for m in out.masks) == np.count_nonzero(band)  # none claimed twice
+    model = np.flatnonzero(out.sources == "model")
+    assert len(model) == 1 and 1 < len(out) and np.count_nonzero(labels == model[0] + 1) > 30 * 8
+    colour = [m for m, s in zip(out.masks, out.sources) if s == "colour"]
+    assert all(_vegetation_windows.fits_one_box(m.size, np.count_nonzero(m > 0.5)) for m in colour)

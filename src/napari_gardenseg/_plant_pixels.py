@@ -237,6 +237,7 @@ def follow_vegetation(
     min_seed_share: float = MIN_SEED_SHARE,
     score_threshold: float = 0.0,
     return_origins: bool = False,
+    split_sparse: bool = True,
 ):
     """Instances of ``found`` (an (H, W) image's) made to follow ``vegetation``; see the module docstring.
 
@@ -248,10 +249,19 @@ def follow_vegetation(
     whatever the threshold: it is a plant the network missed).
     ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class). With ``return_origins`` also an
-    int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only).
+    int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only), and a bool
+    (N,) array: whether it claimed its pixels by colour (a seed, or colour-only; False: a model
+    instance kept as the network painted it, not green or on ground cover).
+    A colour-only component whose box would be mostly empty and large
+    (:func:`._vegetation_windows.fits_one_box`) is added in pieces on the
+    cores' grid, unless ``split_sparse`` is False (the windowed stage, which
+    decides that when it stitches the windows).
     """
     from scipy import ndimage
     from skimage import segmentation
+
+    from ._instances import support
+    from ._vegetation_windows import fits_one_box, grid_cells
 
     h, w = found.shape
     prob = vegetation.probability
@@ -339,7 +349,7 @@ def follow_vegetation(
         claims[sl][where] = grown[where]
     del labels, region, take  # full-size maps the masks below do not need: the peak is there
 
-    masks, offsets, boxes, scores, class_ids, source, origin = [], [], [], [], [], [], []
+    masks, offsets, boxes, scores, class_ids, source, origin, by_colour = [], [], [], [], [], [], [], []
     objects = ndimage.find_objects(claims, max_label=n)
     for i in range(n):
         sl = objects[i]
@@ -370,6 +380,7 @@ def follow_vegetation(
         class_ids.append(found.class_ids[i])
         source.append("model")
         origin.append(i)
+        by_colour.append(bool(seed[i + 1]))
 
     # a crowded bed's typical component is many plants: a speck is also small beside one plant, the
     # median of the confident green detections (a low score threshold adds many leaf-sized ones)
@@ -386,19 +397,26 @@ def follow_vegetation(
         rank = np.minimum(areas / max(typical, 1.0), 1.0)
         lo, hi = COLOUR_SCORE_RANGE
         for c, q in zip(free, rank):
-            sl = comp_objects[c - 1]
-            own = (comps[sl] == c) & (claims[sl] == 0)
-            if not own.any():
-                continue
             score = max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c])
             score = max(score, score_threshold)  # kept whatever the threshold (it filters detections)
-            masks.append(np.where(own, 0.5 + 0.5 * prob[sl], 0.0).astype(np.float32))
-            offsets.append((sl[0].start, sl[1].start))
-            boxes.append(np.array([sl[1].start, sl[0].start, sl[1].stop - 1, sl[0].stop - 1], np.float32))
-            scores.append(score)
-            class_ids.append(0)
-            source.append("colour")
-            origin.append(-1)
+            sl = comp_objects[c - 1]
+            box_pixels = (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start)
+            whole = not split_sparse or fits_one_box(box_pixels, int(comp_area[c]))
+            for cell in [sl] if whole else grid_cells(sl, (h, w)):  # a diagonal crop row: in pieces
+                own = (comps[cell] == c) & (claims[cell] == 0)
+                # a piece on the grid in its own box; a whole component in its box (a claimed part too)
+                tight = (slice(0, own.shape[0]), slice(0, own.shape[1])) if whole else support(own, 0)
+                if tight is None or not own.any():
+                    continue
+                cell = tuple(slice(a.start + t.start, a.start + t.stop) for a, t in zip(cell, tight))
+                masks.append(np.where(own[tight], 0.5 + 0.5 * prob[cell], 0.0).astype(np.float32))
+                offsets.append((cell[0].start, cell[1].start))
+                boxes.append(np.array([cell[1].start, cell[0].start, cell[1].stop - 1, cell[0].stop - 1], np.float32))
+                scores.append(score)
+                class_ids.append(0)
+                source.append("colour")
+                origin.append(-1)
+                by_colour.append(True)
 
     out = Instances(
         masks,
@@ -413,7 +431,9 @@ def follow_vegetation(
     )
     order = np.argsort(-out.scores, kind="stable")  # best first, as everywhere
     out = out.take(order)
-    return (out, np.asarray(origin, np.int64).reshape(-1)[order]) if return_origins else out
+    if not return_origins:
+        return out
+    return out, np.asarray(origin, np.int64).reshape(-1)[order], np.asarray(by_colour, bool).reshape(-1)[order]
 
 
 def status_hint(results) -> str | None:

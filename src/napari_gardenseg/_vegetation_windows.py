@@ -16,9 +16,15 @@ the way the network runs on tiles:
   seen whole by its owner;
 * in each window :func:`~napari_gardenseg._plant_pixels.follow_vegetation`
   runs on every instance that meets the window (cut to it: the neighbours
-  compete for pixels as in the whole image) and the window keeps the model
-  instances it owns and the colour-only instances whose box centre lies in
-  its core.
+  compete for pixels as in the whole image); the window keeps the model
+  instances it owns whole and, cut to its core, the colour-only pieces and
+  what it gives to instances owned elsewhere beyond their owner's window;
+* the pieces are stitched across the cores' seams (8-connected, as the
+  components are): colour-only pieces that meet are one instance, and one
+  that meets a seed's claim joins that plant, so a sown row or a hedge longer
+  than a window is what a whole-image run makes of it. An instance that would
+  not :func:`fit one box <fits_one_box>` (a crop row running diagonally)
+  is held in pieces on the cores' grid, as a whole-image run holds it.
 
 The closing radius and speck size follow the image's data (its extent inside a
 nodata border, from the overview), as in a whole-image run; the statistics
@@ -35,7 +41,7 @@ from ._cancel import check
 from ._instances import Instances, paint_image
 from ._vegetation import ColourClasses
 
-__all__ = ["follow_in_windows", "plan_windows", "margin_for", "BLOCK"]
+__all__ = ["follow_in_windows", "plan_windows", "margin_for", "fits_one_box", "grid_cells", "BLOCK", "SPARSE_BOX"]
 
 # Side (pixels) of a window's core (a row's or column's last core is under 1.5 of them): the stage's
 # maps of the largest window, such a core plus MAX_MARGIN on each side (about 26 MP), stay under a
@@ -46,6 +52,31 @@ BLOCK = 2048
 MARGIN_SIDES = 1.0
 MIN_MARGIN = 128
 MAX_MARGIN = 1024
+# A colour-made instance (a component, or pieces stitched across windows) whose box would be over
+# BLOCK**2 pixels and over SPARSE_BOX times its own pixels is held as pieces on the cores' grid: an
+# instance's mask is its box, and a crop row running diagonally across an orthomosaic has the
+# image's box.
+SPARSE_BOX = 16
+
+
+def fits_one_box(box_pixels: int, pixels: int) -> bool:
+    """Whether an instance of ``pixels`` pixels may be held in one mask of ``box_pixels`` (its box's
+    area): at most :data:`BLOCK` squared, or :data:`SPARSE_BOX` times its pixels."""
+    return box_pixels <= max(BLOCK * BLOCK, SPARSE_BOX * pixels)
+
+
+def grid_cells(box, shape) -> list[tuple[slice, slice]]:
+    """``box`` (a tuple of two slices in an image of ``shape`` (H, W)) cut along the cores' edges
+    (:func:`plan_windows`'s grid of :data:`BLOCK`), as (row slice, column slice) pieces."""
+    cells = []
+    rows, cols = _core_edges(shape[0], BLOCK), _core_edges(shape[1], BLOCK)
+    for y0, y1 in zip(rows[:-1], rows[1:]):
+        a0, a1 = max(y0, box[0].start), min(y1, box[0].stop)
+        for x0, x1 in zip(cols[:-1], cols[1:]):
+            b0, b1 = max(x0, box[1].start), min(x1, box[1].stop)
+            if a0 < a1 and b0 < b1:
+                cells.append((slice(a0, a1), slice(b0, b1)))
+    return cells
 
 
 def margin_for(found: Instances) -> int:
@@ -108,6 +139,66 @@ def plan_windows(shape, found: Instances, block: int = BLOCK) -> list[tuple[tupl
     return plans
 
 
+def _clip(piece, keep, drop=None):
+    """``piece`` = (mask, y0, x0) in image pixels cut to the rectangle ``keep`` = (y0, x0, y1, x1),
+    zero inside ``drop`` (a rectangle or None), and trimmed to its positive values; None when none are left."""
+    from ._instances import support
+
+    mask, y0, x0 = piece
+    a0, b0 = max(y0, keep[0]), max(x0, keep[1])
+    a1, b1 = min(y0 + mask.shape[0], keep[2]), min(x0 + mask.shape[1], keep[3])
+    if a0 >= a1 or b0 >= b1:
+        return None
+    m = mask[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
+    if drop is not None:
+        c0, d0, c1, d1 = max(a0, drop[0]), max(b0, drop[1]), min(a1, drop[2]), min(b1, drop[3])
+        if c0 < c1 and d0 < d1:
+            m = m.copy()
+            m[c0 - a0 : c1 - a0, d0 - b0 : d1 - b0] = 0
+    box = support(m, 0.0)
+    if box is None:
+        return None
+    return np.array(m[box], np.float32), a0 + box[0].start, b0 + box[1].start  # a copy: not the window's array
+
+
+def _union(pieces):
+    """The pixelwise maximum of ``pieces`` (mask, y0, x0) on the box holding them all, as (mask, y0, x0)."""
+    y0, x0 = min(p[1] for p in pieces), min(p[2] for p in pieces)
+    y1, x1 = max(p[1] + p[0].shape[0] for p in pieces), max(p[2] + p[0].shape[1] for p in pieces)
+    out = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for m, a, b in pieces:
+        sub = out[a - y0 : a - y0 + m.shape[0], b - x0 : b - x0 + m.shape[1]]
+        np.maximum(sub, m, out=sub)
+    return out, y0, x0
+
+
+def _facing(a: np.ndarray, b: np.ndarray, shifts=(-1, 0, 1)) -> np.ndarray:
+    """(M, 2) pairs of different nonzero labels facing each other across a seam, 8-connected: pixel
+    ``i`` of line ``a`` meets pixels ``i + d`` of line ``b`` for ``d`` in ``shifts``."""
+    pairs = []
+    for d in shifts:
+        u, v = a[max(0, -d) : len(a) - max(0, d)], b[max(0, d) : len(b) - max(0, -d)]
+        hit = (u > 0) & (v > 0) & (u != v)
+        pairs.append(np.stack([u[hit], v[hit]], 1))
+    return np.concatenate(pairs)
+
+
+def _seam_pairs(lines: dict) -> np.ndarray:
+    """(M, 2) label pairs meeting across the seams between neighbouring cores. ``lines``: per core's
+    (row, column) in the grid, its edge lines (top, bottom, left, right) of labels."""
+    pairs = [np.zeros((0, 2), np.int64)]
+    for (r, c), (_, bottom, _, right) in lines.items():
+        if (r, c + 1) in lines:
+            pairs.append(_facing(right, lines[(r, c + 1)][2]))
+        if (r + 1, c) in lines:
+            pairs.append(_facing(bottom, lines[(r + 1, c)][0]))
+        if (r + 1, c + 1) in lines:  # corner to corner
+            pairs.append(_facing(bottom[-1:], lines[(r + 1, c + 1)][0][:1], (0,)))
+        if (r + 1, c - 1) in lines:
+            pairs.append(_facing(bottom[:1], lines[(r + 1, c - 1)][0][-1:], (0,)))
+    return np.concatenate(pairs).astype(np.int64)
+
+
 def follow_in_windows(
     found: Instances,
     source,
@@ -132,13 +223,29 @@ def follow_in_windows(
     least ``_plant_pixels.COVERAGE_SCORE`` (1.0 when there are none) summed
     over the cores, and how many windows it took. Raises
     :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
+
+    A plant-coloured component longer than a window is stitched across the
+    cores' seams as in a whole-image run: each window gives what it claims in
+    its core (beyond the owner's window, for a model instance it does not
+    own); colour-only pieces that meet across a seam are one instance, and
+    one that meets a model instance claiming by colour (a seed) joins it.
     """
+    from ._instances import paint
     from ._plant_pixels import COVERAGE_SCORE, GROUND_COVER, follow_vegetation
 
     report = progress or (lambda f, m: None)
     h, w = source.shape
+    n = len(found)
     plans = plan_windows((h, w), found, BLOCK if block is None else block)
-    parts = []
+    rows = {y: r for r, y in enumerate(sorted({core[0] for core, _, _ in plans}))}
+    cols = {x: c for c, x in enumerate(sorted({core[1] for core, _, _ in plans}))}
+    owner_window = np.zeros((n, 4), np.int64)
+    for _, win, owned in plans:
+        owner_window[owned] = win
+    kept = {}  # a model instance's index in found -> (mask, y0, x0), score, class, box, a seed
+    extra = {}  # a model instance's index -> its pieces (mask, y0, x0) beyond its owner's window
+    colour = []  # colour-only pieces, each cut to its core: ((mask, y0, x0), score)
+    lines = {}  # per core's (row, column): its edge lines of labels (model i: i + 1; colour piece j: n + 1 + j)
     plant_pixels = covered = 0
     ground = 0.0  # pixels of ground cover: each window's share of it, over its core
     for k, (core, win, owned) in enumerate(plans):
@@ -154,22 +261,152 @@ def follow_in_windows(
         sure = np.flatnonzero(local.scores >= COVERAGE_SCORE)
         if sure.size and plants.any():
             covered += int((paint_image(local.take(sure), mask_threshold)[inner][plants] > 0).sum())
-        out, origin = follow_vegetation(
+        out, origin, by_colour = follow_vegetation(
             local,
             vmap,
             mask_threshold,
             score_threshold=score_threshold,
             return_origins=True,
+            split_sparse=False,  # decided on the stitched instances
         )
+        del vmap, plants
         ground += out.meta.get(GROUND_COVER, 0.0) * (core[2] - core[0]) * (core[3] - core[1])
-        # colour-only instances: by their box centre; the network's: by their owner
-        keep = _centred_in(core, out.extents() + np.array([y0, x0, y0, x0]))
-        from_model = origin >= 0
-        keep[from_model] = np.isin(near, owned)[origin[from_model]]
-        parts.append(out.take(np.flatnonzero(keep)).moved(y0, x0, (h, w)))
-    merged = Instances.concat(parts, (h, w))
+        # the network's instances whole in the window that owns them, the rest cut to the core
+        label = np.zeros(len(out), np.int64)
+        for i in range(len(out)):
+            piece = (out.masks[i], int(out.offsets[i, 0]) + y0, int(out.offsets[i, 1]) + x0)
+            if origin[i] >= 0:
+                g = int(near[origin[i]])
+                label[i] = g + 1 if by_colour[i] else 0
+                if g in owned:
+                    box = out.boxes[i] + np.array([x0, y0, x0, y0], np.float32)
+                    kept[g] = (piece, out.scores[i], out.class_ids[i], box, bool(by_colour[i]))
+                else:
+                    part = _clip(piece, core, owner_window[g])
+                    if part is not None:
+                        extra.setdefault(g, []).append(part)
+            else:
+                part = _clip(piece, core)
+                if part is not None:
+                    colour.append((part, float(out.scores[i])))
+                    label[i] = n + len(colour)
+        cy0, cx0, cy1, cx1 = core[0] - y0, core[1] - x0, core[2] - y0, core[3] - x0
+        lines[(rows[core[0]], cols[core[1]])] = tuple(
+            paint(out, mask_threshold, edge, labels_of=label).ravel()
+            for edge in (
+                (cy0, cx0, cy0 + 1, cx1),
+                (cy1 - 1, cx0, cy1, cx1),
+                (cy0, cx0, cy1, cx0 + 1),
+                (cy0, cx1 - 1, cy1, cx1),
+            )
+        )
+    merged = _stitched(found, kept, extra, colour, lines, owner_window, mask_threshold)
     merged.meta = {**found.meta, GROUND_COVER: round(ground / (h * w), 4)}
-    if not len(merged):
-        merged.sources = np.zeros(0, object)
     coverage = covered / plant_pixels if plant_pixels else 1.0
     return merged.take(np.argsort(-merged.scores, kind="stable")), float(coverage), len(plans)
+
+
+def _stitched(found, kept, extra, colour, lines, owner_window, mask_threshold) -> Instances:
+    """The windows' parts as one image's instances.
+
+    Colour-only pieces meeting across a seam are one instance; one meeting a
+    seed (a model instance claiming by colour) across a seam, or overlapping
+    one kept whole beyond its core, joins it (the one it meets most). An
+    instance that would not :func:`fit one box <fits_one_box>` keeps the
+    pieces that do not fit as colour-only instances of their own.
+    """
+    from ._plant_pixels import COLOUR_SCORE_RANGE
+
+    n, m = len(found), len(colour)
+    parent = np.arange(m)
+
+    def root(j):
+        while parent[j] != j:
+            parent[j] = parent[parent[j]]
+            j = parent[j]
+        return j
+
+    touch = {}  # (colour piece, model instance) -> pixels in contact
+    for u, v in _seam_pairs(lines):
+        a, b = (u, v) if u > n else (v, u)  # a colour piece first, if either is
+        if a <= n:
+            continue  # two model instances: never one
+        if b > n:
+            parent[root(a - n - 1)] = root(b - n - 1)
+        else:
+            touch[(a - n - 1, b - 1)] = touch.get((a - n - 1, b - 1), 0) + 1
+    # a seed kept whole reaches into its neighbours' cores: the colour-only pieces it overlaps there
+    seeds = [g for g, item in kept.items() if item[4]]
+    if seeds and colour:
+        ext = np.array([[p[1], p[2], p[1] + p[0].shape[0], p[2] + p[0].shape[1]] for p, _ in colour])
+        for g in seeds:
+            mask, y0, x0 = kept[g][0]
+            y1, x1 = y0 + mask.shape[0], x0 + mask.shape[1]
+            for j in np.flatnonzero((ext[:, 0] < y1) & (ext[:, 2] > y0) & (ext[:, 1] < x1) & (ext[:, 3] > x0)):
+                (pm, py, px), _ = colour[j]
+                a0, b0, a1, b1 = max(y0, py), max(x0, px), min(y1, py + pm.shape[0]), min(x1, px + pm.shape[1])
+                both = np.count_nonzero(
+                    (mask[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] > mask_threshold)
+                    & (pm[a0 - py : a1 - py, b0 - px : b1 - px] > mask_threshold)
+                )
+                if both:
+                    touch[(j, g)] = touch.get((j, g), 0) + both
+    groups = {}
+    for j in range(m):
+        groups.setdefault(root(j), []).append(j)
+    joins = {}  # a group's root -> (pixels in contact, model instance)
+    for (j, g), count in touch.items():
+        r = root(j)
+        if g in kept and kept[g][4] and count > joins.get(r, (0, -1))[0]:
+            joins[r] = (count, g)
+
+    out = []  # (mask, y0, x0), score, class id, box, source
+    alone = []  # pieces left on their own: (mask, y0, x0), score
+    for r, members in groups.items():
+        if r in joins:  # a piece of a seeded plant beyond what its owner saw
+            g = joins[r][1]
+            whole = (0, 0) + found.shape
+            extra.setdefault(g, []).extend(
+                p for p in (_clip(colour[j][0], whole, owner_window[g]) for j in members) if p
+            )
+            continue
+        pieces = [colour[j][0] for j in members]
+        score = max(colour[j][1] for j in members)
+        if _fits(pieces, sum(np.count_nonzero(p[0]) for p in pieces)):
+            out.append((_union(pieces), score, 0, None, "colour"))
+        else:
+            alone.extend((p, score) for p in pieces)
+    for g, pieces in extra.items():
+        if g not in kept:  # its owner kept nothing of it: its pieces are still plants
+            alone.extend((p, COLOUR_SCORE_RANGE[1]) for p in pieces)
+    for g, (piece, score, class_id, box, _) in kept.items():
+        held, pixels = [piece], np.count_nonzero(piece[0] > mask_threshold)
+        for p in extra.get(g, []):
+            more = np.count_nonzero(p[0] > mask_threshold)
+            if _fits(held + [p], pixels + more):
+                held.append(p)
+                pixels += more
+            else:
+                alone.append((p, COLOUR_SCORE_RANGE[1]))
+        out.append((_union(held), score, class_id, box, "model"))
+    out.extend((p, score, 0, None, "colour") for p, score in alone)
+    boxes = [
+        b if b is not None else [p[2], p[1], p[2] + p[0].shape[1] - 1, p[1] + p[0].shape[0] - 1]
+        for p, _, _, b, _ in out
+    ]
+    return Instances(
+        [p[0] for p, *_ in out],
+        np.asarray([(p[1], p[2]) for p, *_ in out], np.int64).reshape(-1, 2),
+        np.asarray([o[1] for o in out], np.float32),
+        np.asarray([o[2] for o in out], np.int64),
+        np.asarray(boxes, np.float32).reshape(-1, 4),
+        found.shape,
+        sources=np.asarray([o[4] for o in out], dtype=object),
+    )
+
+
+def _fits(pieces, pixels: int) -> bool:
+    """Whether ``pieces`` (mask, y0, x0) of ``pixels`` pixels in all may be held in one mask."""
+    y0, x0 = min(p[1] for p in pieces), min(p[2] for p in pieces)
+    y1, x1 = max(p[1] + p[0].shape[0] for p in pieces), max(p[2] + p[0].shape[1] for p in pieces)
+    return fits_one_box((y1 - y0) * (x1 - x0), pixels)
