@@ -551,6 +551,23 @@ def test_cli_adapt_first_ctrl_c_saves_the_best_checked_round_and_a_second_saves_
     assert main(["adapt", str(f), "--out", str(tmp_path / "now.pt"), *args]) == 130
     assert not (tmp_path / "now.pt").exists() and "no model was saved" in capsys.readouterr().err
 
+    # the second Ctrl-C while the model is written, before its report: "save nothing" still holds
+    import napari_gardenseg._files as files
+
+    real_write = files.atomic_write
+
+    def interrupted_write(path, *a, **k):
+        if str(path).endswith(".json"):
+            raise KeyboardInterrupt
+        return real_write(path, *a, **k)
+
+    monkeypatch.setattr(files, "atomic_write", interrupted_write)
+    _agreements(monkeypatch, [0.3, 0.4, 0.5, 0.6])
+    monkeypatch.setattr(training, "fit", real_fit)
+    assert main(["adapt", str(f), "--out", str(tmp_path / "late.pt"), *args]) == 130
+    assert not (tmp_path / "late.pt").exists() and "no model was saved" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("late", ".late"))] == []
+
 
 @pytest.mark.gui
 def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tmp_path, monkeypatch):

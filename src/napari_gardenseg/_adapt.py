@@ -542,8 +542,13 @@ def adapt(
     )
     from ._files import atomic_write
 
-    with atomic_write(report_path(path), overwrite, what="adapt report") as tmp:
-        tmp.write_text(json.dumps({"model": str(path), **info}, indent=1, default=str))
+    try:
+        with atomic_write(report_path(path), overwrite, what="adapt report") as tmp:
+            tmp.write_text(json.dumps({"model": str(path), **info}, indent=1, default=str))
+    except KeyboardInterrupt:  # a second Ctrl-C ("save nothing") between the model and its report
+        if not overwrite:
+            path.unlink(missing_ok=True)  # the new file only: with overwrite the old one is gone already
+        raise
     report(1.0, f"saved {path.name}: {info['outcome']}")
     return path
 

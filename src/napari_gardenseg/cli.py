@@ -308,7 +308,10 @@ def _cmd_adapt(args) -> int:
         photos = expand_folders(photos, recursive=True)
     # the first Ctrl-C stops the run as the panel's Cancel does (the best checked round is saved)
     stop = threading.Event()
-    hint = "\ngardenseg adapt: stopping; the best round checked so far will be saved (Ctrl-C again: stop now, save nothing)"
+    hint = (
+        "\ngardenseg adapt: stopping; the best round checked so far will be saved, if one was checked "
+        "(Ctrl-C again: stop now, save nothing)"
+    )
     with first_interrupt_sets(stop, hint):
         try:
             path = adapt(
