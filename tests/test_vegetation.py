@@ -870,9 +870,10 @@ def test_a_sparse_colour_component_is_held_in_pieces_on_the_grid(monkeypatch):
     assert len(np.unique(paint_image(follow_vegetation(empty, classes.map(rgb)))[band])) == 1
 
 
-def test_windows_keep_every_pixel_of_a_seeded_component_too_sparse_for_one_box(monkeypatch):
-    # a detection at one end of a diagonal row: what other windows claim for it joins it while
-    # its box fits; the rest stays colour-only pieces, and no pixel is lost or claimed twice
+def test_a_seeded_component_too_sparse_for_one_box_is_held_in_pieces_too(monkeypatch):
+    # a detection at one end of a diagonal row claims the row: its mask had the image's box in a
+    # whole-image run. It keeps the grid cells its detection's box meets, the rest is colour-only
+    # pieces on the grid, in both kinds of run; no pixel is lost or claimed twice
     from napari_gardenseg import _vegetation_windows
     from napari_gardenseg._io import ImageSource
     from napari_gardenseg._vegetation_windows import follow_in_windows
@@ -889,8 +890,43 @@ def test_windows_keep_every_pixel_of_a_seeded_component_too_sparse_for_one_box(m
     out, _, n = follow_in_windows(found, source, classes, block=64)
     labels = paint_image(out)
     assert n == 36 and np.array_equal(labels > 0, band)
+    # a whole-image run holds the seed's row in the same pieces (its plant's cells, the rest on the grid)
+    whole = follow_vegetation(found, classes.map(rgb))
+    assert _same_partition(paint_image(whole), labels) and list(whole.sources).count("model") == 1
     assert sum(np.count_nonzero(m > 0.5) for m in out.masks) == np.count_nonzero(band)  # none claimed twice
     model = np.flatnonzero(out.sources == "model")
     assert len(model) == 1 and 1 < len(out) and np.count_nonzero(labels == model[0] + 1) > 30 * 8
     colour = [m for m, s in zip(out.masks, out.sources) if s == "colour"]
     assert all(_vegetation_windows.fits_one_box(m.size, np.count_nonzero(m > 0.5)) for m in colour)
+
+
+@pytest.mark.parametrize("case", ["two seeds on a row", "a row hooking back"])
+def test_windows_claim_each_plant_pixel_once(case):
+    # a row with a detection at each end: what one seed gathered beyond its window was also the
+    # other's (claimed twice); a row leaving its seed's window and coming back: the returning leg
+    # was taken out as "the owner's" though the owner never claimed it (lost)
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._vegetation_windows import follow_in_windows
+
+    shape = (512, 1024)
+    rgb, _, _ = _soil(shape)
+    row = np.zeros(shape, bool)
+    if case == "two seeds on a row":
+        row[200:230, 10:1014] = True
+        masks, offsets, boxes = (
+            [np.full((30, 60), 0.9, np.float32)] * 2,
+            [(200, 20), (200, 940)],
+            [[20, 200, 79, 229], [940, 200, 999, 229]],
+        )
+    else:
+        row[20:32, 20:600] = row[20:230, 588:600] = row[218:230, 120:600] = True
+        masks, offsets, boxes = [np.full((12, 80), 0.9, np.float32)], [(20, 20)], [[20, 20, 99, 31]]
+    rgb[row] = LEAF
+    found = Instances(masks, offsets, [0.9] * len(masks), [1] * len(masks), boxes, shape)
+    classes = colour_classes(rgb)
+    out, _, _ = follow_in_windows(found, ImageSource((rgb * 255).round().astype(np.uint8)), classes, block=256)
+    labels = paint_image(out)
+    assert np.array_equal(labels > 0, paint_image(follow_vegetation(found, classes.map(rgb))) > 0)
+    assert (labels[row] > 0).all()
+    assert sum(np.count_nonzero(m > 0.5) for m in out.masks) == np.count_nonzero(labels)  # none claimed twice
+    assert list(out.sources) == ["model"] * len(masks)  # the row is the seeds' plants, as in the whole image

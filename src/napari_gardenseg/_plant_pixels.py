@@ -252,16 +252,17 @@ def follow_vegetation(
     int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only), and a bool
     (N,) array: whether it claimed its pixels by colour (a seed, or colour-only; False: a model
     instance kept as the network painted it, not green or on ground cover).
-    A colour-only component whose box would be mostly empty and large
-    (:func:`._vegetation_windows.fits_one_box`) is added in pieces on the
-    cores' grid, unless ``split_sparse`` is False (the windowed stage, which
-    decides that when it stitches the windows).
+    A colour-only component, or a seed's claim, whose box would be mostly
+    empty and large (:func:`._vegetation_windows.fits_one_box`) is held in
+    pieces on the cores' grid (a seed keeps the cells its detection's box
+    meets), unless ``split_sparse`` is False (the windowed stage, which decides
+    that when it stitches the windows).
     """
     from scipy import ndimage
     from skimage import segmentation
 
     from ._instances import support
-    from ._vegetation_windows import fits_one_box, grid_cells
+    from ._vegetation_windows import fits_one_box, grid_cells, split_on_grid, union_of
 
     h, w = found.shape
     prob = vegetation.probability
@@ -350,6 +351,7 @@ def follow_vegetation(
     del labels, region, take  # full-size maps the masks below do not need: the peak is there
 
     masks, offsets, boxes, scores, class_ids, source, origin, by_colour = [], [], [], [], [], [], [], []
+    pieces_of_seeds = []  # what seeds too sparse for one box hold beyond their cells: (mask, y0, x0)
     objects = ndimage.find_objects(claims, max_label=n)
     for i in range(n):
         sl = objects[i]
@@ -362,8 +364,17 @@ def follow_vegetation(
             soft = np.where(own, 0.5 + 0.5 * prob[sl], np.minimum(soft * prob[sl], 0.49))
         else:
             soft = np.where(own, np.maximum(soft, 0.5 + 1e-3), np.minimum(soft, 0.49))
-        masks.append(soft.astype(np.float32))
-        offsets.append((window[0], window[1]))
+        soft, y0, x0 = soft.astype(np.float32), window[0], window[1]
+        if split_sparse and seed[i + 1] and not fits_one_box(soft.size, int(own.sum())):
+            # a seed along a diagonal row: the grid cells its detection's box meets, the rest in pieces
+            b = found.boxes[i]
+            mine, rest = split_on_grid([(soft, y0, x0)], (int(b[1]), int(b[0]), int(b[3]) + 1, int(b[2]) + 1), (h, w))
+            pieces_of_seeds.extend(union_of(parts) for parts in rest.values())
+            if not mine:
+                continue
+            soft, y0, x0 = union_of(mine)
+        masks.append(soft)
+        offsets.append((y0, x0))
         boxes.append(found.boxes[i])
         # colour is evidence too: an instance with few plant-coloured pixels in a photo whose plants
         # are green is less likely a plant (it is kept, ranked lower); the more sure the network
@@ -417,6 +428,15 @@ def follow_vegetation(
                 source.append("colour")
                 origin.append(-1)
                 by_colour.append(True)
+    for soft, y0, x0 in pieces_of_seeds:  # a seed's plant-coloured row beyond its plant: colour, on the grid
+        masks.append(soft)
+        offsets.append((y0, x0))
+        boxes.append(np.array([x0, y0, x0 + soft.shape[1] - 1, y0 + soft.shape[0] - 1], np.float32))
+        scores.append(max(COLOUR_SCORE_RANGE[1], score_threshold))
+        class_ids.append(0)
+        source.append("colour")
+        origin.append(-1)
+        by_colour.append(True)
 
     out = Instances(
         masks,

@@ -41,7 +41,17 @@ from ._cancel import check
 from ._instances import Instances, paint_image
 from ._vegetation import ColourClasses
 
-__all__ = ["follow_in_windows", "plan_windows", "margin_for", "fits_one_box", "grid_cells", "BLOCK", "SPARSE_BOX"]
+__all__ = [
+    "follow_in_windows",
+    "plan_windows",
+    "margin_for",
+    "fits_one_box",
+    "grid_cells",
+    "split_on_grid",
+    "union_of",
+    "BLOCK",
+    "SPARSE_BOX",
+]
 
 # Side (pixels) of a window's core (a row's or column's last core is under 1.5 of them): the stage's
 # maps of the largest window, such a core plus MAX_MARGIN on each side (about 26 MP), stay under a
@@ -77,6 +87,41 @@ def grid_cells(box, shape) -> list[tuple[slice, slice]]:
             if a0 < a1 and b0 < b1:
                 cells.append((slice(a0, a1), slice(b0, b1)))
     return cells
+
+
+def split_on_grid(pieces, keep, shape) -> tuple[list, dict]:
+    """``pieces`` (mask, y0, x0) of an image of ``shape`` cut on :func:`grid_cells`' grid: the parts
+    in the cells that meet the rectangle ``keep`` = (y0, x0, y1, x1) (None: no cell), and the parts
+    in each other cell, as a dict (cell's y0, x0) -> parts."""
+    rows, cols = _core_edges(shape[0], BLOCK), _core_edges(shape[1], BLOCK)
+    if keep is not None:  # the rectangle of the cells it meets
+        i0, i1 = np.searchsorted(rows, keep[0], "right") - 1, np.searchsorted(rows, keep[2], "left")
+        j0, j1 = np.searchsorted(cols, keep[1], "right") - 1, np.searchsorted(cols, keep[3], "left")
+        keep = (rows[max(i0, 0)], cols[max(j0, 0)], rows[min(i1, len(rows) - 1)], cols[min(j1, len(cols) - 1)])
+    mine, rest = [], {}
+    for mask, y0, x0 in pieces:
+        box = (slice(y0, y0 + mask.shape[0]), slice(x0, x0 + mask.shape[1]))
+        for cy, cx in grid_cells(box, shape):
+            rect = (cy.start, cx.start, cy.stop, cx.stop)
+            part = _clip((mask, y0, x0), rect)
+            if part is None:
+                continue
+            if (
+                keep is not None
+                and keep[0] <= rect[0]
+                and rect[2] <= keep[2]
+                and keep[1] <= rect[1]
+                and rect[3] <= keep[3]
+            ):
+                mine.append(part)
+            else:
+                rest.setdefault(_cell_of(rect, rows, cols), []).append(part)
+    return mine, rest
+
+
+def _cell_of(rect, rows, cols) -> tuple[int, int]:
+    """The grid cell (its top-left corner) holding ``rect``."""
+    return rows[np.searchsorted(rows, rect[0], "right") - 1], cols[np.searchsorted(cols, rect[1], "right") - 1]
 
 
 def margin_for(found: Instances) -> int:
@@ -161,7 +206,7 @@ def _clip(piece, keep, drop=None):
     return np.array(m[box], np.float32), a0 + box[0].start, b0 + box[1].start  # a copy: not the window's array
 
 
-def _union(pieces):
+def union_of(pieces):
     """The pixelwise maximum of ``pieces`` (mask, y0, x0) on the box holding them all, as (mask, y0, x0)."""
     y0, x0 = min(p[1] for p in pieces), min(p[2] for p in pieces)
     y1, x1 = max(p[1] + p[0].shape[0] for p in pieces), max(p[2] + p[0].shape[1] for p in pieces)
@@ -239,11 +284,8 @@ def follow_in_windows(
     plans = plan_windows((h, w), found, BLOCK if block is None else block)
     rows = {y: r for r, y in enumerate(sorted({core[0] for core, _, _ in plans}))}
     cols = {x: c for c, x in enumerate(sorted({core[1] for core, _, _ in plans}))}
-    owner_window = np.zeros((n, 4), np.int64)
-    for _, win, owned in plans:
-        owner_window[owned] = win
     kept = {}  # a model instance's index in found -> (mask, y0, x0), score, class, box, a seed
-    extra = {}  # a model instance's index -> its pieces (mask, y0, x0) beyond its owner's window
+    extra = {}  # a model instance's index -> what windows that do not own it give it in their cores
     colour = []  # colour-only pieces, each cut to its core: ((mask, y0, x0), score)
     lines = {}  # per core's (row, column): its edge lines of labels (model i: i + 1; colour piece j: n + 1 + j)
     plant_pixels = covered = 0
@@ -281,8 +323,8 @@ def follow_in_windows(
                 if g in owned:
                     box = out.boxes[i] + np.array([x0, y0, x0, y0], np.float32)
                     kept[g] = (piece, out.scores[i], out.class_ids[i], box, bool(by_colour[i]))
-                else:
-                    part = _clip(piece, core, owner_window[g])
+                else:  # what the owner's window did not claim for it stays (the stitch takes out what it did)
+                    part = _clip(piece, core)
                     if part is not None:
                         extra.setdefault(g, []).append(part)
             else:
@@ -300,23 +342,27 @@ def follow_in_windows(
                 (cy0, cx1 - 1, cy1, cx1),
             )
         )
-    merged = _stitched(found, kept, extra, colour, lines, owner_window, mask_threshold)
+    merged = _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold)
     merged.meta = {**found.meta, GROUND_COVER: round(ground / (h * w), 4)}
     coverage = covered / plant_pixels if plant_pixels else 1.0
     return merged.take(np.argsort(-merged.scores, kind="stable")), float(coverage), len(plans)
 
 
-def _stitched(found, kept, extra, colour, lines, owner_window, mask_threshold) -> Instances:
-    """The windows' parts as one image's instances.
+def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold) -> Instances:
+    """The windows' parts as one image's instances, each pixel claimed once.
 
-    Colour-only pieces meeting across a seam are one instance; one meeting a
+    Colour-only pieces meeting across a seam are one group; a group meeting a
     seed (a model instance claiming by colour) across a seam, or overlapping
-    one kept whole beyond its core, joins it (the one it meets most). An
-    instance that would not :func:`fit one box <fits_one_box>` keeps the
-    pieces that do not fit as colour-only instances of their own.
+    one kept whole beyond its core, joins it (the one it meets most). Where
+    the instances kept whole by their owners overlap, the better-scored keeps
+    the pixels (as the painter does); what the other windows give is what no
+    kept instance holds. An instance that would not :func:`fit one box
+    <fits_one_box>` is held in pieces on the grid (:func:`split_on_grid`); a
+    model instance keeps the cells its detection's box meets.
     """
     from ._plant_pixels import COLOUR_SCORE_RANGE
 
+    beyond = max(COLOUR_SCORE_RANGE[1], score_threshold)  # a plant-coloured row beyond a plant, as colour
     n, m = len(found), len(colour)
     parent = np.arange(m)
 
@@ -335,22 +381,19 @@ def _stitched(found, kept, extra, colour, lines, owner_window, mask_threshold) -
             parent[root(a - n - 1)] = root(b - n - 1)
         else:
             touch[(a - n - 1, b - 1)] = touch.get((a - n - 1, b - 1), 0) + 1
+    # the owners' instances, better scores first, hold their pixels against the others'
+    order = sorted(kept, key=lambda g: (-kept[g][1], g))
+    holders = [kept[g][0] for g in order]
+    for k in range(1, len(holders)):
+        holders[k] = _minus(holders[k], holders[:k], mask_threshold, keep_soft=True)
+    for g, piece in zip(order, holders):
+        kept[g] = (piece, *kept[g][1:])
     # a seed kept whole reaches into its neighbours' cores: the colour-only pieces it overlaps there
-    seeds = [g for g, item in kept.items() if item[4]]
-    if seeds and colour:
-        ext = np.array([[p[1], p[2], p[1] + p[0].shape[0], p[2] + p[0].shape[1]] for p, _ in colour])
-        for g in seeds:
-            mask, y0, x0 = kept[g][0]
-            y1, x1 = y0 + mask.shape[0], x0 + mask.shape[1]
-            for j in np.flatnonzero((ext[:, 0] < y1) & (ext[:, 2] > y0) & (ext[:, 1] < x1) & (ext[:, 3] > x0)):
-                (pm, py, px), _ = colour[j]
-                a0, b0, a1, b1 = max(y0, py), max(x0, px), min(y1, py + pm.shape[0]), min(x1, px + pm.shape[1])
-                both = np.count_nonzero(
-                    (mask[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0] > mask_threshold)
-                    & (pm[a0 - py : a1 - py, b0 - px : b1 - px] > mask_threshold)
-                )
-                if both:
-                    touch[(j, g)] = touch.get((j, g), 0) + both
+    if colour:
+        pieces = [p for p, _ in colour]
+        for g in (g for g in order if kept[g][4]):
+            for j, both in _overlaps(kept[g][0], pieces, mask_threshold):
+                touch[(j, g)] = touch.get((j, g), 0) + both
     groups = {}
     for j in range(m):
         groups.setdefault(root(j), []).append(j)
@@ -360,36 +403,37 @@ def _stitched(found, kept, extra, colour, lines, owner_window, mask_threshold) -
         if g in kept and kept[g][4] and count > joins.get(r, (0, -1))[0]:
             joins[r] = (count, g)
 
-    out = []  # (mask, y0, x0), score, class id, box, source
-    alone = []  # pieces left on their own: (mask, y0, x0), score
+    def free(pieces):  # what no kept instance holds
+        return [q for q in (_minus(p, holders, mask_threshold) for p in pieces) if q is not None]
+
+    out = []  # (mask, y0, x0), score, class id, box (None: the mask's), source
+    cells = {}  # what is held on the grid: (whose, a cell) -> (pieces, the best score)
     for r, members in groups.items():
         if r in joins:  # a piece of a seeded plant beyond what its owner saw
-            g = joins[r][1]
-            whole = (0, 0) + found.shape
-            extra.setdefault(g, []).extend(
-                p for p in (_clip(colour[j][0], whole, owner_window[g]) for j in members) if p
-            )
+            extra.setdefault(joins[r][1], []).extend(colour[j][0] for j in members)
             continue
-        pieces = [colour[j][0] for j in members]
+        pieces = free([colour[j][0] for j in members])
+        if not pieces:
+            continue
         score = max(colour[j][1] for j in members)
-        if _fits(pieces, sum(np.count_nonzero(p[0]) for p in pieces)):
-            out.append((_union(pieces), score, 0, None, "colour"))
+        if _fits(pieces, mask_threshold):
+            out.append((union_of(pieces), score, 0, None, "colour"))
         else:
-            alone.extend((p, score) for p in pieces)
+            _to_cells(cells, ("colour", r), split_on_grid(pieces, None, found.shape)[1], score)
     for g, pieces in extra.items():
         if g not in kept:  # its owner kept nothing of it: its pieces are still plants
-            alone.extend((p, COLOUR_SCORE_RANGE[1]) for p in pieces)
+            _to_cells(cells, ("orphan", g), split_on_grid(free(pieces), None, found.shape)[1], beyond)
     for g, (piece, score, class_id, box, _) in kept.items():
-        held, pixels = [piece], np.count_nonzero(piece[0] > mask_threshold)
-        for p in extra.get(g, []):
-            more = np.count_nonzero(p[0] > mask_threshold)
-            if _fits(held + [p], pixels + more):
-                held.append(p)
-                pixels += more
-            else:
-                alone.append((p, COLOUR_SCORE_RANGE[1]))
-        out.append((_union(held), score, class_id, box, "model"))
-    out.extend((p, score, 0, None, "colour") for p, score in alone)
+        pieces = [piece, *free(extra.get(g, []))]
+        if not _fits(pieces, mask_threshold):  # a seed along a diagonal row: its plant's cells, the rest on the grid
+            rect = (int(box[1]), int(box[0]), int(box[3]) + 1, int(box[2]) + 1)
+            pieces, rest = split_on_grid(pieces, rect, found.shape)
+            _to_cells(cells, ("model", g), rest, beyond)
+            if not pieces:
+                continue
+        out.append((union_of(pieces), score, class_id, box, "model"))
+    for parts, score in cells.values():
+        out.append((union_of(parts), score, 0, None, "colour"))
     boxes = [
         b if b is not None else [p[2], p[1], p[2] + p[0].shape[1] - 1, p[1] + p[0].shape[0] - 1]
         for p, _, _, b, _ in out
@@ -405,8 +449,58 @@ def _stitched(found, kept, extra, colour, lines, owner_window, mask_threshold) -
     )
 
 
-def _fits(pieces, pixels: int) -> bool:
-    """Whether ``pieces`` (mask, y0, x0) of ``pixels`` pixels in all may be held in one mask."""
-    y0, x0 = min(p[1] for p in pieces), min(p[2] for p in pieces)
-    y1, x1 = max(p[1] + p[0].shape[0] for p in pieces), max(p[2] + p[0].shape[1] for p in pieces)
-    return fits_one_box((y1 - y0) * (x1 - x0), pixels)
+def _extent(piece) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) of a piece (mask, y0, x0)."""
+    mask, y0, x0 = piece
+    return y0, x0, y0 + mask.shape[0], x0 + mask.shape[1]
+
+
+def _overlaps(piece, others, threshold: float) -> list[tuple[int, int]]:
+    """(index, pixels) for each of ``others`` (pieces) whose claim (values above ``threshold``)
+    meets ``piece``'s."""
+    y0, x0, y1, x1 = _extent(piece)
+    found = []
+    for j, other in enumerate(others):
+        a0, b0, a1, b1 = _extent(other)
+        c0, d0, c1, d1 = max(y0, a0), max(x0, b0), min(y1, a1), min(x1, b1)
+        if c0 < c1 and d0 < d1:
+            mine = piece[0][c0 - y0 : c1 - y0, d0 - x0 : d1 - x0] > threshold
+            both = np.count_nonzero(mine & (other[0][c0 - a0 : c1 - a0, d0 - b0 : d1 - b0] > threshold))
+            if both:
+                found.append((j, both))
+    return found
+
+
+def _minus(piece, holders, threshold: float, keep_soft: bool = False):
+    """``piece`` (mask, y0, x0) without the pixels that ``holders`` (pieces) claim, values above
+    ``threshold``: zero there and trimmed (None when nothing is left), or with ``keep_soft`` just
+    below the threshold, as a soft mask's values outside its claim, and not trimmed."""
+    mask, y0, x0 = piece
+    out = None
+    for k, _ in _overlaps(piece, holders, threshold):
+        a0, b0, a1, b1 = _extent(holders[k])
+        c0, d0 = max(y0, a0), max(x0, b0)
+        c1, d1 = min(y0 + mask.shape[0], a1), min(x0 + mask.shape[1], b1)
+        if out is None:
+            out = mask.copy()
+        sub = out[c0 - y0 : c1 - y0, d0 - x0 : d1 - x0]
+        taken = (holders[k][0][c0 - a0 : c1 - a0, d0 - b0 : d1 - b0] > threshold) & (sub > threshold)
+        sub[taken] = threshold - 0.01 if keep_soft else 0.0  # as the stage keeps a mask below its claim
+    if out is None:
+        return piece
+    return (out, y0, x0) if keep_soft else _clip((out, y0, x0), _extent(piece))
+
+
+def _fits(pieces, threshold: float) -> bool:
+    """Whether ``pieces`` (mask, y0, x0), their values above ``threshold`` the pixels, may be held in one mask."""
+    ext = np.array([_extent(p) for p in pieces])
+    box = (ext[:, 2].max() - ext[:, 0].min()) * (ext[:, 3].max() - ext[:, 1].min())
+    return fits_one_box(int(box), sum(np.count_nonzero(p[0] > threshold) for p in pieces))
+
+
+def _to_cells(cells: dict, whose, parts: dict, score: float) -> None:
+    """Add ``parts`` (a grid cell -> pieces) of ``whose`` (a group's, an instance's) to ``cells``
+    ((whose, a cell) -> (pieces, the best score)): one instance per cell of each."""
+    for cell, pieces in parts.items():
+        held, best = cells.get((whose, cell), ([], score))
+        cells[(whose, cell)] = (held + pieces, max(best, score))
