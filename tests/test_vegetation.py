@@ -840,12 +840,15 @@ def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 def test_a_sparse_colour_component_is_held_in_pieces_on_the_grid(monkeypatch):
     # a crop row running diagonally has the image's box: one float mask of the image's size per
     # row. Over BLOCK**2 and SPARSE_BOX times its pixels, it is held in pieces on the cores' grid,
-    # in a whole-image run as window by window; a compact plant and a straight row stay whole
+    # each halved while mostly empty (down to PIECE_SIDE), in a whole-image run as window by
+    # window; a compact plant and a straight row stay whole
     from napari_gardenseg import _vegetation_windows
     from napari_gardenseg._io import ImageSource
     from napari_gardenseg._vegetation_windows import follow_in_windows
 
     monkeypatch.setattr(_vegetation_windows, "BLOCK", 64)
+    monkeypatch.setattr(_vegetation_windows, "PIECE_SIDE", 16)
+    monkeypatch.setattr(_vegetation_windows, "SPARSE_BOX", 4)
     shape = (256, 256)
     rgb, yy, xx = _soil(shape, 1)
     band = np.abs(yy - xx) < 5
@@ -860,9 +863,12 @@ def test_a_sparse_colour_component_is_held_in_pieces_on_the_grid(monkeypatch):
     for part in (straight, disc):
         assert len(np.unique(labels[part])) == 1
     pieces = np.unique(labels[band])
-    assert len(pieces) >= 4 and all(
+    assert len(pieces) >= 8 and all(
         whole.masks[k - 1].shape[0] <= 64 and whole.masks[k - 1].shape[1] <= 64 for k in pieces
     )
+    # each cell's piece cut finer while mostly empty: every mask within 16 x 16 or 4 times its pixels
+    assert all(whole.masks[k - 1].size <= max(16 * 16, 4 * np.count_nonzero(whole.masks[k - 1])) for k in pieces)
+    assert max(whole.masks[k - 1].size for k in pieces) < 64 * 64
     windowed, _, _ = follow_in_windows(empty, ImageSource((rgb * 255).round().astype(np.uint8)), classes, block=64)
     assert _same_partition(paint_image(windowed), labels)
     # not split: the whole component in one instance
@@ -879,6 +885,7 @@ def test_a_seeded_component_too_sparse_for_one_box_is_held_in_pieces_too(monkeyp
     from napari_gardenseg._vegetation_windows import follow_in_windows
 
     monkeypatch.setattr(_vegetation_windows, "BLOCK", 64)
+    monkeypatch.setattr(_vegetation_windows, "PIECE_SIDE", 16)
     shape = (384, 384)
     rgb, yy, xx = _soil(shape, 2)
     band = (np.abs(yy - xx) < 5) & (yy > 8) & (yy < 376)
@@ -897,7 +904,7 @@ def test_a_seeded_component_too_sparse_for_one_box_is_held_in_pieces_too(monkeyp
     model = np.flatnonzero(out.sources == "model")
     assert len(model) == 1 and 1 < len(out) and np.count_nonzero(labels == model[0] + 1) > 30 * 8
     colour = [m for m, s in zip(out.masks, out.sources) if s == "colour"]
-    assert all(_vegetation_windows.fits_one_box(m.size, np.count_nonzero(m > 0.5)) for m in colour)
+    assert all(m.size <= max(16 * 16, 16 * np.count_nonzero(m > 0.5)) for m in colour)
 
 
 @pytest.mark.parametrize("case", ["two seeds on a row", "a row hooking back"])

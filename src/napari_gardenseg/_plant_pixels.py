@@ -262,7 +262,7 @@ def follow_vegetation(
     from skimage import segmentation
 
     from ._instances import support
-    from ._vegetation_windows import fits_one_box, grid_cells, split_on_grid, union_of
+    from ._vegetation_windows import fits_one_box, grid_cells, pieces_of, split_on_grid, union_of
 
     h, w = found.shape
     prob = vegetation.probability
@@ -369,7 +369,7 @@ def follow_vegetation(
             # a seed along a diagonal row: the grid cells its detection's box meets, the rest in pieces
             b = found.boxes[i]
             mine, rest = split_on_grid([(soft, y0, x0)], (int(b[1]), int(b[0]), int(b[3]) + 1, int(b[2]) + 1), (h, w))
-            pieces_of_seeds.extend(union_of(parts) for parts in rest.values())
+            pieces_of_seeds.extend(pieces_of(rest) if rest else [])
             if not mine:
                 continue
             soft, y0, x0 = union_of(mine)
@@ -413,6 +413,7 @@ def follow_vegetation(
             sl = comp_objects[c - 1]
             box_pixels = (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start)
             whole = not split_sparse or fits_one_box(box_pixels, int(comp_area[c]))
+            pieces = []
             for cell in [sl] if whole else grid_cells(sl, (h, w)):  # a diagonal crop row: in pieces
                 own = (comps[cell] == c) & (claims[cell] == 0)
                 # a piece on the grid in its own box; a whole component in its box (a claimed part too)
@@ -420,9 +421,14 @@ def follow_vegetation(
                 if tight is None or not own.any():
                     continue
                 cell = tuple(slice(a.start + t.start, a.start + t.stop) for a, t in zip(cell, tight))
-                masks.append(np.where(own[tight], 0.5 + 0.5 * prob[cell], 0.0).astype(np.float32))
-                offsets.append((cell[0].start, cell[1].start))
-                boxes.append(np.array([cell[1].start, cell[0].start, cell[1].stop - 1, cell[0].stop - 1], np.float32))
+                soft = np.where(own[tight], 0.5 + 0.5 * prob[cell], 0.0).astype(np.float32)
+                pieces.append((soft, cell[0].start, cell[1].start))
+            if pieces and not whole:
+                pieces = pieces_of(pieces)
+            for soft, y0, x0 in pieces:
+                masks.append(soft)
+                offsets.append((y0, x0))
+                boxes.append(np.array([x0, y0, x0 + soft.shape[1] - 1, y0 + soft.shape[0] - 1], np.float32))
                 scores.append(score)
                 class_ids.append(0)
                 source.append("colour")

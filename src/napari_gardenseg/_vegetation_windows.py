@@ -24,7 +24,7 @@ the way the network runs on tiles:
   that meets a seed's claim joins that plant, so a sown row or a hedge longer
   than a window is what a whole-image run makes of it. An instance that would
   not :func:`fit one box <fits_one_box>` (a crop row running diagonally)
-  is held in pieces on the cores' grid, as a whole-image run holds it.
+  is held in pieces (:func:`pieces_of`), as a whole-image run holds it.
 
 The closing radius and speck size follow the image's data (its extent inside a
 nodata border, from the overview), as in a whole-image run; the statistics
@@ -48,9 +48,11 @@ __all__ = [
     "fits_one_box",
     "grid_cells",
     "split_on_grid",
+    "pieces_of",
     "union_of",
     "BLOCK",
     "SPARSE_BOX",
+    "PIECE_SIDE",
 ]
 
 # Side (pixels) of a window's core (a row's or column's last core is under 1.5 of them): the stage's
@@ -63,10 +65,12 @@ MARGIN_SIDES = 1.0
 MIN_MARGIN = 128
 MAX_MARGIN = 1024
 # A colour-made instance (a component, or pieces stitched across windows) whose box would be over
-# BLOCK**2 pixels and over SPARSE_BOX times its own pixels is held as pieces on the cores' grid: an
-# instance's mask is its box, and a crop row running diagonally across an orthomosaic has the
-# image's box.
+# BLOCK**2 pixels and over SPARSE_BOX times its own pixels is held in pieces: an instance's mask is
+# its box, and a crop row running diagonally across an orthomosaic has the image's box. Each piece's
+# box is at most PIECE_SIDE squared or SPARSE_BOX times its pixels, so the masks hold a bounded
+# multiple of the plant pixels.
 SPARSE_BOX = 16
+PIECE_SIDE = 256
 
 
 def fits_one_box(box_pixels: int, pixels: int) -> bool:
@@ -89,39 +93,47 @@ def grid_cells(box, shape) -> list[tuple[slice, slice]]:
     return cells
 
 
-def split_on_grid(pieces, keep, shape) -> tuple[list, dict]:
+def pieces_of(pieces) -> list:
+    """The pixels of ``pieces`` (mask, y0, x0; positive values; each trimmed to them) held in parts
+    whose box is at most :data:`PIECE_SIDE` squared or :data:`SPARSE_BOX` times their pixels: the
+    pixels' box halved across its longer side, again and again (a straight cut meets a row once,
+    so no corner bits). The result depends on the pixels only, not on how they come cut."""
+    ext = np.array([_extent(p) for p in pieces])
+    y0, x0, y1, x1 = ext[:, 0].min(), ext[:, 1].min(), ext[:, 2].max(), ext[:, 3].max()
+    if (y1 - y0) * (x1 - x0) <= max(PIECE_SIDE * PIECE_SIDE, SPARSE_BOX * sum(np.count_nonzero(p[0]) for p in pieces)):
+        return [union_of(pieces)]
+    if y1 - y0 >= x1 - x0:
+        mid = (y0 + y1) // 2
+        halves = [(y0, x0, mid, x1), (mid, x0, y1, x1)]
+    else:
+        mid = (x0 + x1) // 2
+        halves = [(y0, x0, y1, mid), (y0, mid, y1, x1)]
+    out = []
+    for rect in halves:
+        parts = [q for q in (_clip(p, rect) for p in pieces) if q is not None]
+        if parts:
+            out.extend(pieces_of(parts))
+    return out
+
+
+def split_on_grid(pieces, keep, shape) -> tuple[list, list]:
     """``pieces`` (mask, y0, x0) of an image of ``shape`` cut on :func:`grid_cells`' grid: the parts
-    in the cells that meet the rectangle ``keep`` = (y0, x0, y1, x1) (None: no cell), and the parts
-    in each other cell, as a dict (cell's y0, x0) -> parts."""
+    in the cells that meet the rectangle ``keep`` = (y0, x0, y1, x1), and the parts in the others."""
     rows, cols = _core_edges(shape[0], BLOCK), _core_edges(shape[1], BLOCK)
-    if keep is not None:  # the rectangle of the cells it meets
-        i0, i1 = np.searchsorted(rows, keep[0], "right") - 1, np.searchsorted(rows, keep[2], "left")
-        j0, j1 = np.searchsorted(cols, keep[1], "right") - 1, np.searchsorted(cols, keep[3], "left")
-        keep = (rows[max(i0, 0)], cols[max(j0, 0)], rows[min(i1, len(rows) - 1)], cols[min(j1, len(cols) - 1)])
-    mine, rest = [], {}
+    # the rectangle of the cells it meets
+    i0, i1 = np.searchsorted(rows, keep[0], "right") - 1, np.searchsorted(rows, keep[2], "left")
+    j0, j1 = np.searchsorted(cols, keep[1], "right") - 1, np.searchsorted(cols, keep[3], "left")
+    keep = (rows[max(i0, 0)], cols[max(j0, 0)], rows[min(i1, len(rows) - 1)], cols[min(j1, len(cols) - 1)])
+    mine, rest = [], []
     for mask, y0, x0 in pieces:
         box = (slice(y0, y0 + mask.shape[0]), slice(x0, x0 + mask.shape[1]))
         for cy, cx in grid_cells(box, shape):
             rect = (cy.start, cx.start, cy.stop, cx.stop)
             part = _clip((mask, y0, x0), rect)
-            if part is None:
-                continue
-            if (
-                keep is not None
-                and keep[0] <= rect[0]
-                and rect[2] <= keep[2]
-                and keep[1] <= rect[1]
-                and rect[3] <= keep[3]
-            ):
-                mine.append(part)
-            else:
-                rest.setdefault(_cell_of(rect, rows, cols), []).append(part)
+            if part is not None:
+                inside = keep[0] <= rect[0] and rect[2] <= keep[2] and keep[1] <= rect[1] and rect[3] <= keep[3]
+                (mine if inside else rest).append(part)
     return mine, rest
-
-
-def _cell_of(rect, rows, cols) -> tuple[int, int]:
-    """The grid cell (its top-left corner) holding ``rect``."""
-    return rows[np.searchsorted(rows, rect[0], "right") - 1], cols[np.searchsorted(cols, rect[1], "right") - 1]
 
 
 def margin_for(found: Instances) -> int:
@@ -407,7 +419,6 @@ def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold
         return [q for q in (_minus(p, holders, mask_threshold) for p in pieces) if q is not None]
 
     out = []  # (mask, y0, x0), score, class id, box (None: the mask's), source
-    cells = {}  # what is held on the grid: (whose, a cell) -> (pieces, the best score)
     for r, members in groups.items():
         if r in joins:  # a piece of a seeded plant beyond what its owner saw
             extra.setdefault(joins[r][1], []).extend(colour[j][0] for j in members)
@@ -416,24 +427,21 @@ def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold
         if not pieces:
             continue
         score = max(colour[j][1] for j in members)
-        if _fits(pieces, mask_threshold):
-            out.append((union_of(pieces), score, 0, None, "colour"))
-        else:
-            _to_cells(cells, ("colour", r), split_on_grid(pieces, None, found.shape)[1], score)
+        held = [union_of(pieces)] if _fits(pieces, mask_threshold) else pieces_of(pieces)
+        out.extend((p, score, 0, None, "colour") for p in held)
     for g, pieces in extra.items():
         if g not in kept:  # its owner kept nothing of it: its pieces are still plants
-            _to_cells(cells, ("orphan", g), split_on_grid(free(pieces), None, found.shape)[1], beyond)
+            left = free(pieces)
+            out.extend((p, beyond, 0, None, "colour") for p in (pieces_of(left) if left else []))
     for g, (piece, score, class_id, box, _) in kept.items():
         pieces = [piece, *free(extra.get(g, []))]
         if not _fits(pieces, mask_threshold):  # a seed along a diagonal row: its plant's cells, the rest on the grid
             rect = (int(box[1]), int(box[0]), int(box[3]) + 1, int(box[2]) + 1)
             pieces, rest = split_on_grid(pieces, rect, found.shape)
-            _to_cells(cells, ("model", g), rest, beyond)
+            out.extend((p, beyond, 0, None, "colour") for p in (pieces_of(rest) if rest else []))
             if not pieces:
                 continue
         out.append((union_of(pieces), score, class_id, box, "model"))
-    for parts, score in cells.values():
-        out.append((union_of(parts), score, 0, None, "colour"))
     boxes = [
         b if b is not None else [p[2], p[1], p[2] + p[0].shape[1] - 1, p[1] + p[0].shape[0] - 1]
         for p, _, _, b, _ in out
@@ -496,11 +504,3 @@ def _fits(pieces, threshold: float) -> bool:
     ext = np.array([_extent(p) for p in pieces])
     box = (ext[:, 2].max() - ext[:, 0].min()) * (ext[:, 3].max() - ext[:, 1].min())
     return fits_one_box(int(box), sum(np.count_nonzero(p[0] > threshold) for p in pieces))
-
-
-def _to_cells(cells: dict, whose, parts: dict, score: float) -> None:
-    """Add ``parts`` (a grid cell -> pieces) of ``whose`` (a group's, an instance's) to ``cells``
-    ((whose, a cell) -> (pieces, the best score)): one instance per cell of each."""
-    for cell, pieces in parts.items():
-        held, best = cells.get((whose, cell), ([], score))
-        cells[(whose, cell)] = (held + pieces, max(best, score))
