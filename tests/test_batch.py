@@ -6,6 +6,7 @@ One cluster serves the whole module: starting one costs seconds.
 import filecmp
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -378,12 +379,11 @@ def test_ctrl_c_waits_for_a_files_outputs_to_be_renamed_together(tmp_path):
 
 
 def test_an_output_folder_that_takes_no_files_is_named_before_any_file_is_segmented(images, tmp_path):
-    from napari_gardenseg._batch import _check_writable
-
     blocker = tmp_path / "not a folder"
     blocker.write_text("x")
-    with pytest.raises(OSError, match="cannot write into the output folder .*not a folder.*choose another --out"):
-        _check_writable(blocker)
+    out = blocker / "sub"  # a folder to be made where none can be (read-only, no permission, a file)
+    with pytest.raises(OSError, match=f"cannot write into the folder {re.escape(str(out))} .*choose another --out"):
+        _batch.segment_files([images[1]], out, crf=False)
 
 
 def test_a_relative_output_folder_is_the_callers_not_each_workers(images, tmp_path, monkeypatch):

@@ -53,3 +53,17 @@ def test_multiscale_level_0_is_read_lazily(small_limit):
     assert src.level == 0 and src.big
     out = run_planes(src, "garden", SegmentOptions(crf=False, scale=1.0, tile_size=256, tile_overlap=64))
     assert out.lazy and out.results[0].meta["tiles"] == 9
+
+
+def test_a_results_folder_that_takes_no_files_says_what_to_do(small_limit, monkeypatch):
+    # the store of a plane too big for memory goes under GARDENSEG_HOME: where nothing can be
+    # written there, the run says so and how to choose another, before any tile is segmented
+    blocker = small_limit / "a file"
+    blocker.write_text("x")
+    monkeypatch.setenv("GARDENSEG_HOME", str(blocker))
+    image = garden_scene(9_000_402, shape=(512, 512))[0]
+    viewer = ViewerModel()
+    layer = viewer.add_image(image, rgb=True, name="mosaic")
+    with pytest.raises(OSError, match="cannot write into the folder .*a file.*set GARDENSEG_HOME"):
+        segment_layer(layer, "garden", viewer=viewer, crf=False)
+    assert "mosaic masks" not in viewer.layers

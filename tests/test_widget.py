@@ -234,6 +234,25 @@ def test_data_replaced_during_a_run_is_said(garden, qtbot, sample):
     assert "the data of 'garden' was replaced during the run" in w.status.value
 
 
+def test_an_image_moved_renamed_or_removed_during_a_run(garden, qtbot):
+    # the labels lie on the image as it is when they are written, named after its name then (they
+    # kept the geometry and name of when Run was pressed: 4x the image's size after a rescale, and
+    # a rerun left the old-named layers behind)
+    viewer, w = garden
+    layer = viewer.layers["garden"]
+    w.run.clicked()
+    layer.scale, layer.translate, layer.name = (0.5, 0.25), (100, -20), "bed 3"
+    qtbot.waitUntil(lambda: not w.running, timeout=RUN_TIMEOUT_MS)
+    masks = viewer.layers["bed 3 masks"]
+    assert masks.data.max() >= 1 and "garden masks" not in viewer.layers
+    np.testing.assert_allclose(masks.scale, (0.5, 0.25))
+    np.testing.assert_allclose(masks.translate, (100, -20))
+    w.run.clicked()
+    viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: not w.running, timeout=RUN_TIMEOUT_MS)
+    assert "'bed 3' was removed during the run" in w.status.value
+
+
 def test_cancel_stops_the_run_and_adds_no_layer(make_napari_viewer, qtbot, sample):
     viewer = make_napari_viewer()
     viewer.add_image(sample, name="garden")  # the full 768x1024 sample: a run of a few seconds

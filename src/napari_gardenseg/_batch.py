@@ -36,7 +36,7 @@ from ._batch_file import _check_options, _model, check_outputs, crf_params_from,
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
-from ._files import ForeignFileError, OutputExistsError
+from ._files import ForeignFileError, OutputExistsError, writable_folder
 from ._image_folders import is_zarr_store
 from ._run_record import RUN_SUFFIX, _compared_options, _input_identity, _not_done, model_identity, read_run_record
 
@@ -53,17 +53,6 @@ __all__ = [
     "process_file",
     "segment_files",
 ]
-
-
-def _check_writable(out: Path) -> None:
-    """OSError naming ``out`` when no file can be made in it (read-only, no permission)."""
-    import tempfile
-
-    try:
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise OSError(f"cannot write into the output folder {out} ({exc.strerror}): choose another --out") from None
 
 
 def segment_files(
@@ -162,8 +151,7 @@ def segment_files(
         _check_resources(client, resources)
     if isinstance(model, (str, os.PathLike)) and model_id["sha256"] is not None and model != "garden":
         model = model_id["source"]  # a checkpoint's absolute path: workers may run in another folder
-    out.mkdir(parents=True, exist_ok=True)
-    _check_writable(out)  # before the first file is read and segmented for nothing
+    writable_folder(out, "choose another --out")  # before the first file is read and segmented for nothing
     crf = segment_options.get("crf", True)
     names = output_names(paths, list(subfolders.values()))
     files = [FileStatus(file=p, name=n, status="pending") for p, n in zip(paths, names)]

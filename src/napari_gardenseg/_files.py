@@ -27,6 +27,7 @@ __all__ = [
     "check_target",
     "atomic_write",
     "free_path",
+    "writable_folder",
     "user_models",
     "user_models_dir",
     "user_results_dir",
@@ -56,6 +57,21 @@ def user_models() -> dict[str, str]:
     except OSError:  # unreadable folder: nothing to offer
         return {}
     return {str(p.resolve()): p.stem for p in files}
+
+
+def writable_folder(folder, what: str) -> Path:
+    """``folder`` as a Path, made if missing; OSError naming it and ``what`` to do when no file can
+    be made in it (read-only, no permission, a file in the way), before any work is done for it."""
+    import tempfile
+
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write into the folder {folder} ({exc.strerror}): {what}") from None
+    return folder
 
 
 def user_results_dir() -> Path:

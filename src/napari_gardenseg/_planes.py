@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PlaneSource", "plane_source", "current_plane", "still_holds", "MAX_PLANE_PIXELS"]
+__all__ = ["PlaneSource", "plane_source", "current_plane", "still_holds", "placed_as_now", "MAX_PLANE_PIXELS"]
 
 # Planes above this many pixels are segmented into a zarr store, not into memory:
 # two int32 label images of 64 Mpx are 512 MB before napari makes its own copies.
@@ -120,6 +120,30 @@ def still_holds(layer, source: PlaneSource) -> bool:
     was replaced, e.g. by ``layer.data = other`` during a run)."""
     levels = _levels(layer)
     return source.level < len(levels) and levels[source.level] is source.data
+
+
+def placed_as_now(layer, source: PlaneSource) -> PlaneSource:
+    """``source`` named and placed as ``layer`` is now (its name, scale, translate, units, axis
+    labels, rotate, shear and affine): a user may rename, move or rescale the image during a run,
+    and the labels must lie on it as it is then. ``layer`` must still hold ``source``'s array
+    (:func:`still_holds`)."""
+    import dataclasses
+
+    level0 = _levels(layer)[0]
+    spatial0 = tuple(int(v) for v in (level0.shape[:-1] if source.rgb else level0.shape))
+    factors = np.array(spatial0, dtype=float) / np.array(source.spatial_shape, dtype=float)
+    return dataclasses.replace(
+        source,
+        name=layer.name,
+        scale=np.asarray(layer.scale, dtype=float) * factors,
+        translate=np.asarray(layer.translate, dtype=float),
+        units=tuple(layer.units) if getattr(layer, "units", None) is not None else None,
+        axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
+        rotate=None,
+        shear=None,
+        affine=None,
+        **_placement(layer),
+    )
 
 
 def _levels(layer) -> list:

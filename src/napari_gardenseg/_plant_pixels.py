@@ -254,9 +254,9 @@ def follow_vegetation(
     instance kept as the network painted it, not green or on ground cover).
     A colour-only component, or a seed's claim, whose box would be mostly
     empty and large (:func:`._vegetation_windows.fits_one_box`) is held in
-    pieces on the cores' grid (a seed keeps the cells its detection's box
-    meets), unless ``split_sparse`` is False (the windowed stage, which decides
-    that when it stitches the windows).
+    pieces (:func:`._vegetation_windows.pieces_of`; a seed keeps the cells of
+    the cores' grid its detection's box meets), unless ``split_sparse`` is
+    False (the windowed stage, which decides that when it stitches the windows).
     """
     from scipy import ndimage
     from skimage import segmentation
@@ -414,7 +414,7 @@ def follow_vegetation(
             box_pixels = (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start)
             whole = not split_sparse or fits_one_box(box_pixels, int(comp_area[c]))
             pieces = []
-            for cell in [sl] if whole else grid_cells(sl, (h, w)):  # a diagonal crop row: in pieces
+            for cell in [sl] if whole else grid_cells(sl, (h, w)):  # a diagonal crop row: read cell by cell
                 own = (comps[cell] == c) & (claims[cell] == 0)
                 # a piece on the grid in its own box; a whole component in its box (a claimed part too)
                 tight = (slice(0, own.shape[0]), slice(0, own.shape[1])) if whole else support(own, 0)
@@ -434,7 +434,7 @@ def follow_vegetation(
                 source.append("colour")
                 origin.append(-1)
                 by_colour.append(True)
-    for soft, y0, x0 in pieces_of_seeds:  # a seed's plant-coloured row beyond its plant: colour, on the grid
+    for soft, y0, x0 in pieces_of_seeds:  # a seed's plant-coloured row beyond its plant: colour, in pieces
         masks.append(soft)
         offsets.append((y0, x0))
         boxes.append(np.array([x0, y0, x0 + soft.shape[1] - 1, y0 + soft.shape[0] - 1], np.float32))

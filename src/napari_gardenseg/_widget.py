@@ -274,7 +274,11 @@ class SegmentationWidget(SegmentationControls):
             if key == self._model_key(key[0]):
                 self._loaded = (key, model)
             from ._layers import output_kinds
+            from ._planes import placed_as_now, still_holds
 
+            layer = image()
+            if layer is not None and layer in self._viewer.layers and still_holds(layer, output.source):
+                output.source = placed_as_now(layer, output.source)  # renamed, moved or rescaled during the run
             self._write_next(job, output, output_kinds(output, boxes=boxes), t0, image)
 
     def _write_next(self, job: Job, output, kinds: list, t0: float, image: weakref.ref) -> None:
@@ -301,7 +305,9 @@ class SegmentationWidget(SegmentationControls):
         n = output.n_instances
         status = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
         layer = image()
-        if layer is not None and not still_holds(layer, output.source):
+        if layer is None or layer not in self._viewer.layers:
+            status += f"; '{output.source.name}' was removed during the run: these labels are of that image"
+        elif not still_holds(layer, output.source):
             status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
         from ._layers import run_notes
 
