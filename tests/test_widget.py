@@ -253,6 +253,20 @@ def test_an_image_moved_renamed_or_removed_during_a_run(garden, qtbot):
     assert "'bed 3' was removed during the run" in w.status.value
 
 
+def test_closing_the_dock_during_a_run_stops_it_and_adds_no_layer(make_napari_viewer, qtbot, sample):
+    # napari's close button takes the widget out of its dock and deletes the dock, not the widget:
+    # the run went on and its layers were added after the widget was gone
+    viewer = make_napari_viewer()
+    viewer.add_image(sample, name="garden")
+    w = open_widget(viewer, qtbot)
+    w.run.clicked()
+    job = w._job
+    viewer.window.remove_dock_widget("all")
+    qtbot.waitUntil(lambda: not job.running, timeout=RUN_TIMEOUT_MS)
+    qtbot.wait(100)
+    assert job.cancel.is_set() and [layer.name for layer in viewer.layers] == ["garden"]
+
+
 def test_cancel_stops_the_run_and_adds_no_layer(make_napari_viewer, qtbot, sample):
     viewer = make_napari_viewer()
     viewer.add_image(sample, name="garden")  # the full 768x1024 sample: a run of a few seconds

@@ -77,6 +77,8 @@ class SegmentationWidget(SegmentationControls):
         self._loaded: tuple[tuple, object] | None = None  # (model key, Model): reused until the key changes
         self._engine: Job | None = None  # importing torch & co. when the widget opened without them
         self._run_when_ready = False  # Run was pressed while they were loading
+        self._dock = None  # the dock holding the widget, watched from the first run
+        self._closed = False
 
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_model_changed)
@@ -97,7 +99,7 @@ class SegmentationWidget(SegmentationControls):
             follow_if_ours(layer)
         for emitter, callback in self._connections:
             emitter.connect(callback)
-        # When the dock widget is deleted, stop listening and stop any run.
+        # When the widget is deleted, stop listening and stop any run (its dock: _watch_dock).
         ref = weakref.ref(self)
         self.native.destroyed.connect(lambda *_: (w := ref()) is not None and w._teardown())
 
@@ -150,6 +152,7 @@ class SegmentationWidget(SegmentationControls):
             self.image.value = active
 
     def _teardown(self) -> None:
+        self._closed = True
         _LIVE.discard(self)
         for job in (self._job, self._preload, self._engine):
             if job is not None:
@@ -244,7 +247,23 @@ class SegmentationWidget(SegmentationControls):
         self._job = job
         self._set_running(True)
         self.status.value = "loading model…" if isinstance(model, str) else "starting…"
+        self._watch_dock()
         job.start()
+
+    def _watch_dock(self) -> None:
+        """Stop with the dock: napari's close button takes the widget out of its dock and deletes
+        the dock, not the widget, so ``native.destroyed`` does not come and a run went on to add
+        its layers."""
+        from qtpy.QtWidgets import QDockWidget
+
+        dock = self.native.parentWidget()
+        while dock is not None and not isinstance(dock, QDockWidget):
+            dock = dock.parentWidget()
+        if dock is None or dock is self._dock:
+            return
+        self._dock = dock
+        ref = weakref.ref(self)
+        dock.destroyed.connect(lambda *_: (w := ref()) is not None and w._teardown())
 
     def _on_cancel(self, _=None) -> None:
         if self._run_when_ready:
@@ -291,6 +310,8 @@ class SegmentationWidget(SegmentationControls):
 
         from ._layers import write_layers
 
+        if self._closed:  # closed between two layers: the rest is not added
+            return
         try:
             write_layers(self._viewer, output, boxes="boxes" in kinds, kinds=kinds[:1])
         except Exception as exc:
