@@ -76,7 +76,7 @@ def forget_history(layer) -> None:
     """Empty ``layer``'s undo and redo history (and the rows its edits removed): for new data
     set on a layer in place, as a rerun does. napari's ``Labels.data`` setter keeps the
     history, so an undo would otherwise write the earlier data's ids into the new labels."""
-    reset = getattr(layer, "_reset_history", None)  # private in napari; absent -> nothing to replay
+    reset = getattr(_unwrapped(layer), "_reset_history", None)  # private in napari; absent -> nothing to replay
     if reset is not None:
         reset()
     _removed.pop(layer, None)
@@ -86,7 +86,16 @@ def forget_history(layer) -> None:
 
 def _history(layer):
     # private in napari (Labels._undo_history / _redo_history); absent -> undo not followed
+    layer = _unwrapped(layer)
     return getattr(layer, "_undo_history", None), getattr(layer, "_redo_history", None)
+
+
+def _unwrapped(layer):
+    """The layer itself, not the proxy napari gives plugins: napari has no public way to read or
+    reset a Labels layer's undo history, and through the proxy each read logs a deprecation
+    warning on every run for the user to see. tests/test_layers.py and test_paint_features.py
+    fail if napari renames these attributes."""
+    return getattr(layer, "__wrapped__", layer)
 
 
 def _remember(layer) -> None:
