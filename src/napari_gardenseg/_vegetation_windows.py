@@ -396,15 +396,17 @@ def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold
     # the owners' instances, better scores first, hold their pixels against the others'
     order = sorted(kept, key=lambda g: (-kept[g][1], g))
     holders = [kept[g][0] for g in order]
+    held_ext = _extents(holders)  # unchanged below: the soft masks keep their boxes
     for k in range(1, len(holders)):
-        holders[k] = _minus(holders[k], holders[:k], mask_threshold, keep_soft=True)
+        holders[k] = _minus(holders[k], holders, mask_threshold, keep_soft=True, ext=held_ext[:k])
     for g, piece in zip(order, holders):
         kept[g] = (piece, *kept[g][1:])
     # a seed kept whole reaches into its neighbours' cores: the colour-only pieces it overlaps there
     if colour:
         pieces = [p for p, _ in colour]
+        ext = _extents(pieces)
         for g in (g for g in order if kept[g][4]):
-            for j, both in _overlaps(kept[g][0], pieces, mask_threshold):
+            for j, both in _overlaps(kept[g][0], pieces, mask_threshold, ext):
                 touch[(j, g)] = touch.get((j, g), 0) + both
     groups = {}
     for j in range(m):
@@ -416,7 +418,7 @@ def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold
             joins[r] = (count, g)
 
     def free(pieces):  # what no kept instance holds
-        return [q for q in (_minus(p, holders, mask_threshold) for p in pieces) if q is not None]
+        return [q for q in (_minus(p, holders, mask_threshold, ext=held_ext) for p in pieces) if q is not None]
 
     out = []  # (mask, y0, x0), score, class id, box (None: the mask's), source
     for r, members in groups.items():
@@ -463,29 +465,35 @@ def _extent(piece) -> tuple[int, int, int, int]:
     return y0, x0, y0 + mask.shape[0], x0 + mask.shape[1]
 
 
-def _overlaps(piece, others, threshold: float) -> list[tuple[int, int]]:
-    """(index, pixels) for each of ``others`` (pieces) whose claim (values above ``threshold``)
-    meets ``piece``'s."""
+def _extents(pieces) -> np.ndarray:
+    """(N, 4) :func:`_extent` of each of ``pieces``."""
+    return np.array([_extent(p) for p in pieces], np.int64).reshape(-1, 4)
+
+
+def _overlaps(piece, others, threshold: float, ext=None) -> list[tuple[int, int]]:
+    """(index, pixels) for each of ``others`` (pieces; ``ext`` their :func:`_extents`, if known)
+    whose claim (values above ``threshold``) meets ``piece``'s."""
     y0, x0, y1, x1 = _extent(piece)
+    ext = _extents(others) if ext is None else ext
     found = []
-    for j, other in enumerate(others):
-        a0, b0, a1, b1 = _extent(other)
+    for j in np.flatnonzero((ext[:, 0] < y1) & (ext[:, 2] > y0) & (ext[:, 1] < x1) & (ext[:, 3] > x0)):
+        a0, b0, a1, b1 = (int(v) for v in ext[j])
         c0, d0, c1, d1 = max(y0, a0), max(x0, b0), min(y1, a1), min(x1, b1)
-        if c0 < c1 and d0 < d1:
-            mine = piece[0][c0 - y0 : c1 - y0, d0 - x0 : d1 - x0] > threshold
-            both = np.count_nonzero(mine & (other[0][c0 - a0 : c1 - a0, d0 - b0 : d1 - b0] > threshold))
-            if both:
-                found.append((j, both))
+        mine = piece[0][c0 - y0 : c1 - y0, d0 - x0 : d1 - x0] > threshold
+        both = np.count_nonzero(mine & (others[j][0][c0 - a0 : c1 - a0, d0 - b0 : d1 - b0] > threshold))
+        if both:
+            found.append((int(j), both))
     return found
 
 
-def _minus(piece, holders, threshold: float, keep_soft: bool = False):
-    """``piece`` (mask, y0, x0) without the pixels that ``holders`` (pieces) claim, values above
-    ``threshold``: zero there and trimmed (None when nothing is left), or with ``keep_soft`` just
-    below the threshold, as a soft mask's values outside its claim, and not trimmed."""
+def _minus(piece, holders, threshold: float, keep_soft: bool = False, ext=None):
+    """``piece`` (mask, y0, x0) without the pixels that ``holders`` (pieces; ``ext`` their
+    :func:`_extents`, if known) claim, values above ``threshold``: zero there and trimmed (None when
+    nothing is left), or with ``keep_soft`` just below the threshold, as a soft mask's values
+    outside its claim, and not trimmed."""
     mask, y0, x0 = piece
     out = None
-    for k, _ in _overlaps(piece, holders, threshold):
+    for k, _ in _overlaps(piece, holders, threshold, ext):
         a0, b0, a1, b1 = _extent(holders[k])
         c0, d0 = max(y0, a0), max(x0, b0)
         c1, d1 = min(y0 + mask.shape[0], a1), min(x0 + mask.shape[1], b1)
