@@ -905,6 +905,16 @@ def test_a_seeded_component_too_sparse_for_one_box_is_held_in_pieces_too(monkeyp
     assert len(model) == 1 and 1 < len(out) and np.count_nonzero(labels == model[0] + 1) > 30 * 8
     colour = [m for m, s in zip(out.masks, out.sources) if s == "colour"]
     assert all(m.size <= max(16 * 16, 16 * np.count_nonzero(m > 0.5)) for m in colour)
+    # a second seed further along the row: where the better-scored holds the pixels, the other's soft
+    # values below its claim made pieces of the row without a pixel
+    monkeypatch.setattr(_vegetation_windows, "SPARSE_BOX", 4)  # pieces small enough to hold only those values
+    second = 0.9 * band[260:290, 260:290].astype(np.float32)
+    found = Instances(
+        [seed, second], [(10, 10), (260, 260)], [0.9, 0.8], [1, 1], [[10, 10, 39, 39], [260, 260, 289, 289]], shape
+    )
+    out, _, _ = follow_in_windows(found, source, classes, block=64)
+    assert all(np.count_nonzero(m > 0.5) for m in out.masks)  # every instance holds pixels
+    assert np.array_equal(paint_image(out) > 0, band)
 
 
 @pytest.mark.parametrize("case", ["two seeds on a row", "a row hooking back"])

@@ -251,11 +251,13 @@ def test_an_image_moved_renamed_or_removed_during_a_run(garden, qtbot):
     layer = viewer.layers["garden"]
     w.run.clicked()
     layer.scale, layer.translate, layer.name = (0.5, 0.25), (100, -20), "bed 3"
+    layer.rotate = 30
     qtbot.waitUntil(lambda: not w.running, timeout=RUN_TIMEOUT_MS)
     masks = viewer.layers["bed 3 masks"]
     assert masks.data.max() >= 1 and "garden masks" not in viewer.layers
     np.testing.assert_allclose(masks.scale, (0.5, 0.25))
     np.testing.assert_allclose(masks.translate, (100, -20))
+    np.testing.assert_allclose(masks.rotate, layer.rotate)
     w.run.clicked()
     viewer.layers.remove(layer)
     qtbot.waitUntil(lambda: not w.running, timeout=RUN_TIMEOUT_MS)
@@ -274,6 +276,23 @@ def test_closing_the_dock_during_a_run_stops_it_and_adds_no_layer(make_napari_vi
     qtbot.waitUntil(lambda: not job.running, timeout=RUN_TIMEOUT_MS)
     qtbot.wait(100)
     assert job.cancel.is_set() and [layer.name for layer in viewer.layers] == ["garden"]
+
+
+def test_a_widget_docked_again_from_a_script_runs_again(make_napari_viewer, qtbot, sample):
+    # closing its dock stops a run, not the widget: a script may dock it again (it stayed "running")
+    viewer = make_napari_viewer()
+    viewer.add_image(sample[:160, :192], name="garden")
+    w = SegmentationWidget(viewer)
+    qtbot.waitUntil(lambda: w.ready, timeout=RUN_TIMEOUT_MS)
+    w.crf.value = False
+    dock = viewer.window.add_dock_widget(w, name="script")
+    run(w, qtbot)
+    viewer.window.remove_dock_widget(dock)
+    qtbot.wait(100)
+    viewer.window.add_dock_widget(w, name="script again")
+    viewer.layers.remove("garden masks")
+    run(w, qtbot)
+    assert viewer.layers["garden masks"].data.max() >= 1 and "instance" in w.status.value
 
 
 def test_cancel_stops_the_run_and_adds_no_layer(make_napari_viewer, qtbot, sample):

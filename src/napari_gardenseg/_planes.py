@@ -139,10 +139,7 @@ def placed_as_now(layer, source: PlaneSource) -> PlaneSource:
         translate=np.asarray(layer.translate, dtype=float),
         units=tuple(layer.units) if getattr(layer, "units", None) is not None else None,
         axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
-        rotate=None,
-        shear=None,
-        affine=None,
-        **_placement(layer),
+        **({"rotate": None, "shear": None, "affine": None} | _placement(layer)),
     )
 
 

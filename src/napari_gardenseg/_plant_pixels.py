@@ -368,7 +368,8 @@ def follow_vegetation(
         if split_sparse and seed[i + 1] and not fits_one_box(soft.size, int(own.sum())):
             # a seed along a diagonal row: the grid cells its detection's box meets, the rest in pieces
             b = found.boxes[i]
-            mine, rest = split_on_grid([(soft, y0, x0)], (int(b[1]), int(b[0]), int(b[3]) + 1, int(b[2]) + 1), (h, w))
+            box = (int(b[1]), int(b[0]), int(b[3]) + 1, int(b[2]) + 1)
+            mine, rest = split_on_grid([(soft, y0, x0)], box, (h, w), mask_threshold)
             pieces_of_seeds.extend(pieces_of(rest) if rest else [])
             if not mine:
                 continue

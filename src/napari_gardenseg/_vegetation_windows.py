@@ -67,8 +67,8 @@ MAX_MARGIN = 1024
 # A colour-made instance (a component, or pieces stitched across windows) whose box would be over
 # BLOCK**2 pixels and over SPARSE_BOX times its own pixels is held in pieces: an instance's mask is
 # its box, and a crop row running diagonally across an orthomosaic has the image's box. Each piece's
-# box is at most PIECE_SIDE squared or SPARSE_BOX times its pixels, so the masks hold a bounded
-# multiple of the plant pixels.
+# box is at most PIECE_SIDE squared or SPARSE_BOX times its pixels (a one-pixel-wide row's pieces
+# are PIECE_SIDE boxes: the bound per pixel is looser for the thinnest rows).
 SPARSE_BOX = 16
 PIECE_SIDE = 256
 
@@ -116,9 +116,11 @@ def pieces_of(pieces) -> list:
     return out
 
 
-def split_on_grid(pieces, keep, shape) -> tuple[list, list]:
+def split_on_grid(pieces, keep, shape, threshold: float) -> tuple[list, list]:
     """``pieces`` (mask, y0, x0) of an image of ``shape`` cut on :func:`grid_cells`' grid: the parts
-    in the cells that meet the rectangle ``keep`` = (y0, x0, y1, x1), and the parts in the others."""
+    in the cells that meet the rectangle ``keep`` = (y0, x0, y1, x1), and the parts in the others,
+    these with only their claim (values above ``threshold``): a soft mask's values below it there
+    (where a better-scored instance holds the pixels) would make pieces without a pixel."""
     rows, cols = _core_edges(shape[0], BLOCK), _core_edges(shape[1], BLOCK)
     # the rectangle of the cells it meets
     i0, i1 = np.searchsorted(rows, keep[0], "right") - 1, np.searchsorted(rows, keep[2], "left")
@@ -129,10 +131,16 @@ def split_on_grid(pieces, keep, shape) -> tuple[list, list]:
         box = (slice(y0, y0 + mask.shape[0]), slice(x0, x0 + mask.shape[1]))
         for cy, cx in grid_cells(box, shape):
             rect = (cy.start, cx.start, cy.stop, cx.stop)
-            part = _clip((mask, y0, x0), rect)
-            if part is not None:
-                inside = keep[0] <= rect[0] and rect[2] <= keep[2] and keep[1] <= rect[1] and rect[3] <= keep[3]
-                (mine if inside else rest).append(part)
+            if keep[0] <= rect[0] and rect[2] <= keep[2] and keep[1] <= rect[1] and rect[3] <= keep[3]:
+                part = _clip((mask, y0, x0), rect)
+                if part is not None:
+                    mine.append(part)
+            else:
+                part = _clip((mask, y0, x0), rect)
+                if part is not None:
+                    part = _clip((np.where(part[0] > threshold, part[0], 0.0), part[1], part[2]), _extent(part))
+                if part is not None:
+                    rest.append(part)
     return mine, rest
 
 
@@ -439,7 +447,7 @@ def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold
         pieces = [piece, *free(extra.get(g, []))]
         if not _fits(pieces, mask_threshold):  # a seed along a diagonal row: its plant's cells, the rest on the grid
             rect = (int(box[1]), int(box[0]), int(box[3]) + 1, int(box[2]) + 1)
-            pieces, rest = split_on_grid(pieces, rect, found.shape)
+            pieces, rest = split_on_grid(pieces, rect, found.shape, mask_threshold)
             out.extend((p, beyond, 0, None, "colour") for p in (pieces_of(rest) if rest else []))
             if not pieces:
                 continue

@@ -78,7 +78,6 @@ class SegmentationWidget(SegmentationControls):
         self._engine: Job | None = None  # importing torch & co. when the widget opened without them
         self._run_when_ready = False  # Run was pressed while they were loading
         self._dock = None  # the dock holding the widget, watched from the first run
-        self._closed = False
 
         self.model.changed.connect(self._on_model_changed)
         self.checkpoint.changed.connect(self._on_model_changed)
@@ -152,7 +151,6 @@ class SegmentationWidget(SegmentationControls):
             self.image.value = active
 
     def _teardown(self) -> None:
-        self._closed = True
         _LIVE.discard(self)
         for job in (self._job, self._preload, self._engine):
             if job is not None:
@@ -263,7 +261,16 @@ class SegmentationWidget(SegmentationControls):
             return
         self._dock = dock
         ref = weakref.ref(self)
-        dock.destroyed.connect(lambda *_: (w := ref()) is not None and w._teardown())
+        dock.destroyed.connect(lambda *_: (w := ref()) is not None and w._on_dock_closed())
+
+    def _on_dock_closed(self) -> None:
+        """Stop the run and add nothing; the widget itself lives on (a script may dock it again)."""
+        self._dock = None
+        job, self._job = self._job, None
+        if job is not None:
+            job.abandon()
+            self._set_running(False)
+            self.status.value = "the panel was closed during the run: no layer was added"
 
     def _on_cancel(self, _=None) -> None:
         if self._run_when_ready:
@@ -310,7 +317,7 @@ class SegmentationWidget(SegmentationControls):
 
         from ._layers import write_layers
 
-        if self._closed:  # closed between two layers: the rest is not added
+        if job is not self._job or not _alive(self):  # closed between two layers: the rest is not added
             return
         try:
             write_layers(self._viewer, output, boxes="boxes" in kinds, kinds=kinds[:1])
