@@ -261,8 +261,7 @@ def follow_vegetation(
     from scipy import ndimage
     from skimage import segmentation
 
-    from ._instances import support
-    from ._vegetation_windows import fits_one_box, grid_cells, pieces_of, split_on_grid, union_of
+    from ._vegetation_windows import clip_piece, fits_one_box, grid_cells, pieces_of, split_on_grid, union_of
 
     h, w = found.shape
     prob = vegetation.probability
@@ -351,7 +350,7 @@ def follow_vegetation(
     del labels, region, take  # full-size maps the masks below do not need: the peak is there
 
     masks, offsets, boxes, scores, class_ids, source, origin, by_colour = [], [], [], [], [], [], [], []
-    pieces_of_seeds = []  # what seeds too sparse for one box hold beyond their cells: (mask, y0, x0)
+    colour_pieces = []  # colour-only instances: ((mask, y0, x0), score)
     objects = ndimage.find_objects(claims, max_label=n)
     for i in range(n):
         sl = objects[i]
@@ -370,7 +369,8 @@ def follow_vegetation(
             b = found.boxes[i]
             box = (int(b[1]), int(b[0]), int(b[3]) + 1, int(b[2]) + 1)
             mine, rest = split_on_grid([(soft, y0, x0)], box, (h, w), mask_threshold)
-            pieces_of_seeds.extend(pieces_of(rest) if rest else [])
+            beyond = max(COLOUR_SCORE_RANGE[1], score_threshold)  # its plant-coloured row beyond its plant
+            colour_pieces.extend((p, beyond) for p in (pieces_of(rest) if rest else []))
             if not mine:
                 continue
             soft, y0, x0 = union_of(mine)
@@ -413,33 +413,24 @@ def follow_vegetation(
             score = max(score, score_threshold)  # kept whatever the threshold (it filters detections)
             sl = comp_objects[c - 1]
             box_pixels = (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start)
-            whole = not split_sparse or fits_one_box(box_pixels, int(comp_area[c]))
-            pieces = []
-            for cell in [sl] if whole else grid_cells(sl, (h, w)):  # a diagonal crop row: read cell by cell
-                own = (comps[cell] == c) & (claims[cell] == 0)
-                # a piece on the grid in its own box; a whole component in its box (a claimed part too)
-                tight = (slice(0, own.shape[0]), slice(0, own.shape[1])) if whole else support(own, 0)
-                if tight is None or not own.any():
-                    continue
-                cell = tuple(slice(a.start + t.start, a.start + t.stop) for a, t in zip(cell, tight))
-                soft = np.where(own[tight], 0.5 + 0.5 * prob[cell], 0.0).astype(np.float32)
-                pieces.append((soft, cell[0].start, cell[1].start))
-            if pieces and not whole:
-                pieces = pieces_of(pieces)
-            for soft, y0, x0 in pieces:
-                masks.append(soft)
-                offsets.append((y0, x0))
-                boxes.append(np.array([x0, y0, x0 + soft.shape[1] - 1, y0 + soft.shape[0] - 1], np.float32))
-                scores.append(score)
-                class_ids.append(0)
-                source.append("colour")
-                origin.append(-1)
-                by_colour.append(True)
-    for soft, y0, x0 in pieces_of_seeds:  # a seed's plant-coloured row beyond its plant: colour, in pieces
+            if not split_sparse or fits_one_box(box_pixels, int(comp_area[c])):
+                own = (comps[sl] == c) & (claims[sl] == 0)  # in the component's box (a claimed part too)
+                if own.any():
+                    soft = np.where(own, 0.5 + 0.5 * prob[sl], 0.0).astype(np.float32)
+                    colour_pieces.append(((soft, sl[0].start, sl[1].start), score))
+                continue
+            parts = []  # a diagonal crop row: read cell by cell, held in pieces
+            for cy, cx in grid_cells(sl, (h, w)):
+                own = (comps[cy, cx] == c) & (claims[cy, cx] == 0)
+                part = clip_piece((np.where(own, 0.5 + 0.5 * prob[cy, cx], 0.0), cy.start, cx.start), (0, 0, h, w))
+                if part is not None:
+                    parts.append(part)
+            colour_pieces.extend((p, score) for p in (pieces_of(parts) if parts else []))
+    for (soft, y0, x0), score in colour_pieces:
         masks.append(soft)
         offsets.append((y0, x0))
         boxes.append(np.array([x0, y0, x0 + soft.shape[1] - 1, y0 + soft.shape[0] - 1], np.float32))
-        scores.append(max(COLOUR_SCORE_RANGE[1], score_threshold))
+        scores.append(score)
         class_ids.append(0)
         source.append("colour")
         origin.append(-1)

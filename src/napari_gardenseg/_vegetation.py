@@ -478,8 +478,9 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     separation, green_upper = _split_gap(exg, split)
     raw_gap = gap if index == "exg" else _split_gap(raw, split)[0]
     coherence = separation / max(raw_gap, 1e-6)
-    green = separation >= MIN_SEPARATION and coherence >= MIN_COHERENCE and green_upper >= MIN_GREEN_EXG
-    if separation < MIN_SEPARATION or coherence < MIN_COHERENCE:
+    coherent = separation >= MIN_SEPARATION and coherence >= MIN_COHERENCE
+    green = coherent and green_upper >= MIN_GREEN_EXG
+    if not coherent:
         informative = False
         reason = (
             f"one colour class (smoothed excess green classes {separation:.3f} apart, "

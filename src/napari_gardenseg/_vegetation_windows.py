@@ -48,6 +48,7 @@ __all__ = [
     "fits_one_box",
     "grid_cells",
     "split_on_grid",
+    "clip_piece",
     "pieces_of",
     "union_of",
     "BLOCK",
@@ -98,7 +99,7 @@ def pieces_of(pieces) -> list:
     whose box is at most :data:`PIECE_SIDE` squared or :data:`SPARSE_BOX` times their pixels: the
     pixels' box halved across its longer side, again and again (a straight cut meets a row once,
     so no corner bits). The result depends on the pixels only, not on how they come cut."""
-    ext = np.array([_extent(p) for p in pieces])
+    ext = _extents(pieces)
     y0, x0, y1, x1 = ext[:, 0].min(), ext[:, 1].min(), ext[:, 2].max(), ext[:, 3].max()
     if (y1 - y0) * (x1 - x0) <= max(PIECE_SIDE * PIECE_SIDE, SPARSE_BOX * sum(np.count_nonzero(p[0]) for p in pieces)):
         return [union_of(pieces)]
@@ -110,7 +111,7 @@ def pieces_of(pieces) -> list:
         halves = [(y0, x0, y1, mid), (y0, mid, y1, x1)]
     out = []
     for rect in halves:
-        parts = [q for q in (_clip(p, rect) for p in pieces) if q is not None]
+        parts = [q for q in (clip_piece(p, rect) for p in pieces) if q is not None]
         if parts:
             out.extend(pieces_of(parts))
     return out
@@ -131,16 +132,10 @@ def split_on_grid(pieces, keep, shape, threshold: float) -> tuple[list, list]:
         box = (slice(y0, y0 + mask.shape[0]), slice(x0, x0 + mask.shape[1]))
         for cy, cx in grid_cells(box, shape):
             rect = (cy.start, cx.start, cy.stop, cx.stop)
-            if keep[0] <= rect[0] and rect[2] <= keep[2] and keep[1] <= rect[1] and rect[3] <= keep[3]:
-                part = _clip((mask, y0, x0), rect)
-                if part is not None:
-                    mine.append(part)
-            else:
-                part = _clip((mask, y0, x0), rect)
-                if part is not None:
-                    part = _clip((np.where(part[0] > threshold, part[0], 0.0), part[1], part[2]), _extent(part))
-                if part is not None:
-                    rest.append(part)
+            inside = keep[0] <= rect[0] and rect[2] <= keep[2] and keep[1] <= rect[1] and rect[3] <= keep[3]
+            part = clip_piece((mask, y0, x0), rect, 0.0 if inside else threshold)
+            if part is not None:
+                (mine if inside else rest).append(part)
     return mine, rest
 
 
@@ -204,9 +199,10 @@ def plan_windows(shape, found: Instances, block: int = BLOCK) -> list[tuple[tupl
     return plans
 
 
-def _clip(piece, keep, drop=None):
+def clip_piece(piece, keep, above: float = 0.0):
     """``piece`` = (mask, y0, x0) in image pixels cut to the rectangle ``keep`` = (y0, x0, y1, x1),
-    zero inside ``drop`` (a rectangle or None), and trimmed to its positive values; None when none are left."""
+    zero where its values are not above ``above``, and trimmed to its positive values (a float32
+    copy, not a view of a bigger array); None when none are left."""
     from ._instances import support
 
     mask, y0, x0 = piece
@@ -215,15 +211,13 @@ def _clip(piece, keep, drop=None):
     if a0 >= a1 or b0 >= b1:
         return None
     m = mask[a0 - y0 : a1 - y0, b0 - x0 : b1 - x0]
-    if drop is not None:
-        c0, d0, c1, d1 = max(a0, drop[0]), max(b0, drop[1]), min(a1, drop[2]), min(b1, drop[3])
-        if c0 < c1 and d0 < d1:
-            m = m.copy()
-            m[c0 - a0 : c1 - a0, d0 - b0 : d1 - b0] = 0
-    box = support(m, 0.0)
+    box = support(m, above)
     if box is None:
         return None
-    return np.array(m[box], np.float32), a0 + box[0].start, b0 + box[1].start  # a copy: not the window's array
+    m = np.array(m[box], np.float32)
+    if above > 0:
+        m[m <= above] = 0
+    return m, a0 + box[0].start, b0 + box[1].start
 
 
 def union_of(pieces):
@@ -344,11 +338,11 @@ def follow_in_windows(
                     box = out.boxes[i] + np.array([x0, y0, x0, y0], np.float32)
                     kept[g] = (piece, out.scores[i], out.class_ids[i], box, bool(by_colour[i]))
                 else:  # what the owner's window did not claim for it stays (the stitch takes out what it did)
-                    part = _clip(piece, core)
+                    part = clip_piece(piece, core)
                     if part is not None:
                         extra.setdefault(g, []).append(part)
             else:
-                part = _clip(piece, core)
+                part = clip_piece(piece, core)
                 if part is not None:
                     colour.append((part, float(out.scores[i])))
                     label[i] = n + len(colour)
@@ -512,11 +506,11 @@ def _minus(piece, holders, threshold: float, keep_soft: bool = False, ext=None):
         sub[taken] = threshold - 0.01 if keep_soft else 0.0  # as the stage keeps a mask below its claim
     if out is None:
         return piece
-    return (out, y0, x0) if keep_soft else _clip((out, y0, x0), _extent(piece))
+    return (out, y0, x0) if keep_soft else clip_piece((out, y0, x0), _extent(piece))
 
 
 def _fits(pieces, threshold: float) -> bool:
     """Whether ``pieces`` (mask, y0, x0), their values above ``threshold`` the pixels, may be held in one mask."""
-    ext = np.array([_extent(p) for p in pieces])
+    ext = _extents(pieces)
     box = (ext[:, 2].max() - ext[:, 0].min()) * (ext[:, 3].max() - ext[:, 1].min())
     return fits_one_box(int(box), sum(np.count_nonzero(p[0] > threshold) for p in pieces))
