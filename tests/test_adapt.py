@@ -619,6 +619,36 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     assert (tmp_path / "mine.json").read_text() == '{"painted": "by hand"}'
 
 
+@pytest.mark.gui
+def test_closing_the_adapt_panel_stops_the_run(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    # napari's close button deletes the dock, not the widget: the run went on unseen for its minutes
+    import time
+
+    import napari_gardenseg._adapt as engine
+    import napari_gardenseg._adapt_widget as panel_module
+    from napari_gardenseg._adapt_widget import AdaptWidget
+    from napari_gardenseg._cancel import Cancelled
+
+    def adapt_until_cancelled(photos, base, *, cancel=None, progress=None, **kw):
+        while not cancel.is_set():
+            time.sleep(0.01)
+        raise Cancelled("adapting cancelled")
+
+    infos = []
+    monkeypatch.setattr(engine, "adapt", adapt_until_cancelled)
+    monkeypatch.setattr(panel_module, "show_info", lambda m: infos.append(str(m)))
+    viewer = make_napari_viewer()
+    viewer.add_image(_photo(9_500_000)[0], name="p")
+    panel = AdaptWidget(viewer)
+    panel.output.value = tmp_path / "w.pt"
+    dock = viewer.window.add_dock_widget(panel, name="adapt")
+    panel.run.clicked.emit()
+    assert panel.running
+    viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: not panel.running, timeout=10_000)
+    assert panel.status.value == "cancelled; nothing saved" and any("panel was closed" in m for m in infos)
+
+
 def test_train_pastes_painted_plants_across_photos(small_base, tmp_path):
     from napari_gardenseg._scenes import PaintedScenes
     from napari_gardenseg._training import prepare_samples

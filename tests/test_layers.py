@@ -531,3 +531,27 @@ def test_a_corrected_layer_saves_with_the_photos_georeferencing(tmp_path, fake_s
     viewer.add_image(rgb(), name="garden")
     plain = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment))["masks"]
     assert "georeference_source" not in plain.metadata[_layers.META_KEY]
+
+
+def test_a_rerun_on_a_photo_opened_again_lifts_its_results_above_it(viewer, fake_segment):
+    """The photo removed and opened again lies above its earlier outputs; a rerun writes into them
+    in place, so they must come above it or the opaque photo hides the new result."""
+    first = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment, crf=True), boxes=True)
+    viewer.add_image(rgb(), name="other")
+    viewer.layers.remove("garden")
+    image = viewer.add_image(rgb(), name="garden", scale=(2.0, 2.0), translate=(5.0, 7.0))
+    assert [layer.name for layer in viewer.layers][-1] == "garden"
+    again = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
+    assert all(again[k] is first[k] for k in ("masks", "crf", "boxes"))  # written in place
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["other", "garden", "garden masks", "garden masks (CRF)", "garden boxes"]
+    # outputs already above their image stay where the user put them
+    viewer.layers.move(names.index("other"), len(names))
+    write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
+    assert [layer.name for layer in viewer.layers] == [
+        "garden",
+        "garden masks",
+        "garden masks (CRF)",
+        "garden boxes",
+        "other",
+    ]

@@ -67,3 +67,15 @@ def test_a_results_folder_that_takes_no_files_says_what_to_do(small_limit, monke
     with pytest.raises(OSError, match="cannot write into the folder .*a file.*set GARDENSEG_HOME"):
         segment_layer(layer, "garden", viewer=viewer, crf=False)
     assert "mosaic masks" not in viewer.layers
+
+
+def test_a_long_layer_name_still_names_a_store_the_file_system_takes(small_limit):
+    # napari names a layer after its file's stem or anything a script gives it: 100 CJK letters
+    # are 300 bytes of UTF-8, over the 255 a file name may have
+    image = garden_scene(9_000_403, shape=(512, 512))[0]
+    viewer = ViewerModel()
+    layer = viewer.add_image(image, rgb=True, name="植" * 100)
+    segment_layer(layer, "garden", viewer=viewer, crf=False, vegetation="off")
+    (store,) = (small_limit / "results").glob("*.zarr")
+    assert store.name.startswith("植" * 40) and len(store.name.encode("utf-8")) <= 255
+    assert "植" * 100 + " masks" in viewer.layers

@@ -282,6 +282,25 @@ def test_widget_cancel_saves_what_was_learnt(make_napari_viewer, qtbot, tmp_path
 
 
 @pytest.mark.gui
+def test_closing_the_panel_stops_training_and_saves_what_was_learnt(
+    make_napari_viewer, qtbot, tmp_path, registry, messages
+):
+    # napari's close button deletes the dock, not the widget: training went on unseen for its
+    # whole length; closing now stops it as Cancel does
+    from napari_gardenseg._models import load_model
+
+    viewer, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(96, 96))
+    dock = viewer.window.add_dock_widget(widget, name="train")
+    widget.iterations.value = 1000
+    widget.start()
+    qtbot.waitUntil(lambda: "iteration" in widget.status.value, timeout=180_000)
+    viewer.window.remove_dock_widget(dock)
+    qtbot.waitUntil(lambda: not widget.running, timeout=60_000)
+    assert 1 <= load_model(tmp_path / "mine.pt", device="cpu").meta["training"]["iterations"] < 1000
+    assert any("panel was closed" in m for m in messages["info"]) and len(registry) == 1
+
+
+@pytest.mark.gui
 def test_widget_errors_are_notifications(make_napari_viewer, tmp_path, registry, messages):
     viewer, widget, _ = _widget(make_napari_viewer, tmp_path, shape=(64, 64))
     widget.class_names.value = "a, b"  # two names for one layer

@@ -21,7 +21,7 @@ from napari.utils.notifications import show_info
 
 from ._compat import avoid_triton_llvm_clash
 from ._widget_controls import reset_keeping
-from ._worker import Job, Outcome, keep_narrow, report_error, status_label
+from ._worker import Job, Outcome, keep_narrow, report_error, status_label, watch_dock
 
 if TYPE_CHECKING:
     import napari
@@ -54,6 +54,7 @@ class AdaptWidget(Container):
 
         self._viewer = viewer
         self._job: Job | None = None
+        self._dock = None  # the dock holding the panel, watched from the first run
         self.photos = Select(
             label="photos",
             choices=self._photo_choices,
@@ -153,6 +154,8 @@ class AdaptWidget(Container):
         self._job = job
         self.run.enabled, self.cancel.enabled = False, True
         self.status.value = f"adapting to {len(photos)} photo(s)…"
+        ref = weakref.ref(self)
+        self._dock = watch_dock(self, self._dock, lambda: (w := ref()) is not None and w._on_dock_closed())
         return job.start()
 
     def stop(self, *_) -> None:
@@ -188,6 +191,14 @@ class AdaptWidget(Container):
             where = "chosen in the segmentation widget" if registered else "load it in the segmentation widget"
             show_info(f"Adapted model saved to {path}; {where}.")
             self.output.value = free_path(path)
+
+    def _on_dock_closed(self) -> None:
+        """The panel was closed (napari deletes its dock, not the widget): stop as Cancel does (the
+        best checked round so far is saved, none before the first check), not left running unseen."""
+        self._dock = None
+        if self._job is not None and not self._job.cancel.is_set():
+            self.stop()
+            show_info("The adapt panel was closed: adapting stops; the best checked round so far is saved, if any.")
 
     def _make_teardown(self):
         widget = weakref.ref(self)

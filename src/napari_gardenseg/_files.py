@@ -166,6 +166,20 @@ class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's
             raise KeyboardInterrupt
 
 
+# a file name's stem made from a layer name: room left for a suffix under the 255 bytes most
+# file systems allow a name
+_STEM_BYTES = 120
+
+
+def file_stem(name: str, fallback: str = "image") -> str:
+    """``name`` as a file name's stem: letters, digits, ``-`` and ``_`` kept, anything else ``_``,
+    cut to at most 120 bytes of UTF-8 (a layer name may be any length); ``fallback`` when empty."""
+    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    while len(stem.encode("utf-8")) > _STEM_BYTES:
+        stem = stem[:-1]
+    return stem or fallback
+
+
 def free_path(path) -> Path:
     """``path`` if nothing is there, else ``<stem>-2<suffix>``, ``-3``... next to it."""
     path = Path(path).expanduser()

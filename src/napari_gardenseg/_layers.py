@@ -267,9 +267,32 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
             )
         elif kind == "boxes":
             layers[kind] = _write_boxes(viewer, source, output.boxes, output.box_features)
+    for layer in layers.values():
+        _lift_above_image(viewer, source, layer)
     for res in output.results:
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
     return layers
+
+
+def _lift_above_image(viewer, source: PlaneSource, layer) -> None:
+    """Move an output written in place that lies under its image (the photo was removed and opened
+    again) to just above the image and the outputs of it already there: under an opaque image a
+    run's result would not show. Nothing is moved while the image is above no output of it."""
+    if source.name not in viewer.layers:
+        return
+    image = viewer.layers.index(source.name)
+    at = viewer.layers.index(layer)
+    if at > image:
+        return
+    dest = image + 1
+    while dest < len(viewer.layers) and _of_image(viewer.layers[dest], source.name):
+        dest += 1
+    viewer.layers.move(at, dest)
+
+
+def _of_image(layer, image_name: str) -> bool:
+    info = (getattr(layer, "metadata", None) or {}).get(META_KEY)
+    return isinstance(info, dict) and info.get("kind") in ("masks", "crf", "boxes") and info.get("image") == image_name
 
 
 def _hide_stale(viewer, source: PlaneSource, kinds) -> None:

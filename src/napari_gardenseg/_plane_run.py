@@ -236,9 +236,9 @@ def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel
     import time
 
     from . import _inference
-    from ._files import free_path, user_results_dir, writable_folder
+    from ._files import file_stem, free_path, user_results_dir, writable_folder
 
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in source.name) or "image"
+    stem = file_stem(source.name)
     folder = writable_folder(user_results_dir(), "set GARDENSEG_HOME to a folder you can write, and restart napari")
     path = free_path(folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.zarr")
     res = _inference.segment_to_zarr_with(source.plane(0), path, model, options, progress=report, cancel=cancel)

@@ -76,7 +76,7 @@ from napari.utils.notifications import show_info, show_warning
 from ._paint_features import follow_if_ours
 from ._train_layers import candidate_pairs, samples_from_layers
 from ._widget_controls import reset_keeping, restore_choice
-from ._worker import Job, Outcome, keep_narrow, report_error, status_label, when_engine_loaded
+from ._worker import Job, Outcome, keep_narrow, report_error, status_label, watch_dock, when_engine_loaded
 
 if TYPE_CHECKING:
     import napari
@@ -209,6 +209,7 @@ class TrainWidget(Container):
         self._devices = ["auto", "cpu"]
         self._engine: Job | None = None
         self._job: Job | None = None
+        self._dock = None  # the dock holding the panel, watched from the first run
         self._run_field = None
         self._seen_labels: weakref.WeakSet = weakref.WeakSet()
         defaults = train_defaults()
@@ -413,6 +414,8 @@ class TrainWidget(Container):
         if self.base.value == _CHECKPOINT:
             shown = Path(str(self.checkpoint.value)).name
         self.status.value = f"training on {len(samples)} layer(s), loading {shown}…"
+        ref = weakref.ref(self)
+        self._dock = watch_dock(self, self._dock, lambda: (w := ref()) is not None and w._on_dock_closed())
         return job.start()
 
     def stop(self, *_) -> None:
@@ -421,6 +424,14 @@ class TrainWidget(Container):
             self._job.request_cancel()
             self.cancel.enabled = False
             self.status.value = "cancelling after this iteration…"
+
+    def _on_dock_closed(self) -> None:
+        """The panel was closed (napari deletes its dock, not the widget): stop the training as Cancel
+        does, so what was learnt is saved and said, not left running unseen."""
+        self._dock = None
+        if self._job is not None and not self._job.cancel.is_set():
+            self.stop()
+            show_info("The training panel was closed: training stops after this iteration; what was learnt is saved.")
 
     def _make_teardown(self):
         widget = weakref.ref(self)  # a closure on self would keep the widget alive

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from ._options import MODEL_NAMES
 from ._paint_features import follow_if_ours
 from ._widget_controls import _LIVE, CUSTOM, SegmentationControls, register_model, reset_keeping
-from ._worker import Job, Outcome, report_error, when_engine_loaded
+from ._worker import Job, Outcome, report_error, watch_dock, when_engine_loaded
 
 if TYPE_CHECKING:
     import napari
@@ -249,19 +249,9 @@ class SegmentationWidget(SegmentationControls):
         job.start()
 
     def _watch_dock(self) -> None:
-        """Stop with the dock: napari's close button takes the widget out of its dock and deletes
-        the dock, not the widget, so ``native.destroyed`` does not come and a run went on to add
-        its layers."""
-        from qtpy.QtWidgets import QDockWidget
-
-        dock = self.native.parentWidget()
-        while dock is not None and not isinstance(dock, QDockWidget):
-            dock = dock.parentWidget()
-        if dock is None or dock is self._dock:
-            return
-        self._dock = dock
+        """Stop with the dock (napari's close button deletes the dock, not the widget)."""
         ref = weakref.ref(self)
-        dock.destroyed.connect(lambda *_: (w := ref()) is not None and w._on_dock_closed())
+        self._dock = watch_dock(self, self._dock, lambda: (w := ref()) is not None and w._on_dock_closed())
 
     def _on_dock_closed(self) -> None:
         """Stop the run and add nothing; the widget itself lives on (a script may dock it again)."""

@@ -37,7 +37,7 @@ from qtpy.QtCore import QObject, Signal
 
 from ._cancel import Cancelled, ProgressFn
 
-__all__ = ["Job", "Outcome", "report_error", "is_user_error", "status_label", "keep_narrow"]
+__all__ = ["Job", "Outcome", "report_error", "is_user_error", "status_label", "keep_narrow", "watch_dock"]
 
 log = logging.getLogger("napari_gardenseg")
 
@@ -374,6 +374,23 @@ def keep_narrow(container) -> None:
             if not combo.toolTip():
                 combo.setToolTip(combo.currentText())
                 combo.currentTextChanged.connect(combo.setToolTip)
+
+
+def watch_dock(container, watched, on_closed: Callable[[], Any]):
+    """The dock that holds ``container`` (a magicgui widget), with ``on_closed()`` called when it is
+    deleted; ``watched`` (the dock already watched, or None) when the widget is in no dock or still
+    in that one. napari's close button takes the widget out of its dock and deletes the dock, not
+    the widget, so ``native.destroyed`` does not come: a run would go on after its panel is gone.
+    ``on_closed`` should hold the widget weakly (the dock outlives nothing it is told of)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    dock = container.native.parentWidget()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    if dock is None or dock is watched:
+        return watched
+    dock.destroyed.connect(lambda *_: on_closed())
+    return dock
 
 
 def status_label(**kwargs):
