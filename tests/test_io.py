@@ -50,6 +50,13 @@ def test_bad_arrays_are_named():
         ImageSource(np.zeros((4, 4), complex))
     with pytest.raises(ImageError, match="no channel axis"):
         ImageSource(np.zeros((10, 10, 10)))
+    import dask.array as da
+
+    photo = da.from_array(np.ones((30, 40, 3), np.uint8), chunks=(10, 40, 3))
+    unknown = photo[photo[:, 0, 0] > 0]  # boolean indexing: dask does not know the rows' count
+    with pytest.raises(ImageError, match=r"not known yet .*compute_chunk_sizes"):
+        ImageSource(unknown)
+    assert ImageSource(unknown.compute_chunk_sizes()).shape == (30, 40)
 
 
 def test_files_tiff_is_lazy_when_asked_and_zarr_always(tmp_path):

@@ -90,6 +90,11 @@ def test_plain_state_dict_loads_with_class_count_from_predictor(tmp_path):
     assert model.class_names == ["__background__", "class_1", "class_2", "class_3"]
     torch.save({"model": net.state_dict()}, tmp_path / "wrapped.pt")
     assert len(load_model(tmp_path / "wrapped.pt", device="cpu").class_names) == 4
+    # saved from torch.nn.DataParallel (multi-GPU training): every key prefixed "module."
+    torch.save({"model": torch.nn.DataParallel(net).state_dict()}, tmp_path / "parallel.pt")
+    loaded = load_model(tmp_path / "parallel.pt", device="cpu")
+    w = "roi_heads.box_predictor.cls_score.weight"
+    assert len(loaded.class_names) == 4 and torch.equal(loaded.net.state_dict()[w], net.state_dict()[w])
 
 
 def test_torchvision_module_is_accepted(random_maskrcnn):

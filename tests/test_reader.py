@@ -375,6 +375,26 @@ def test_a_tiffs_transparency_mask_is_nodata(tmp_path, compression, lazy):
     assert (decoded[~mask] > 0).any()  # what the mask hides is not black by itself
 
 
+def test_a_tiff_of_several_images_says_only_the_first_is_read(tmp_path):
+    # frames appended one by one, an OME-TIFF of two photos, pages of other sizes: tifffile gives
+    # each as a series; one is read, and a mask IFD or an overview (previous test) is no image
+    first, second = _marked(), np.zeros((20, 24, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "two.tif", first, photometric="rgb")
+    tifffile.imwrite(tmp_path / "two.tif", second, photometric="rgb", append=True)
+    with pytest.warns(UserWarning, match="two.tif holds 2 images .* only the first is read"):
+        source = open_image(tmp_path / "two.tif")
+    np.testing.assert_array_equal(source.read_uint8(), first)
+    assert "first of 2 images" in source.applied["series"]
+    with tifffile.TiffWriter(tmp_path / "pyramid.tif") as tw:  # overviews belong to the image
+        tw.write(first, photometric="rgb", subifds=1, tile=(16, 16))
+        tw.write(first[::2, ::2], photometric="rgb", subfiletype=1, tile=(16, 16))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "series" not in open_image(tmp_path / "pyramid.tif").applied
+
+
 def test_zarr_axes(tmp_path):
     import zarr
 
@@ -544,7 +564,7 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
 
     photos = tmp_path / "photos"
     (photos / "older").mkdir(parents=True)
-    for name in ("b.JPG", "a.png", "c.heic", "d.tif", "older/e.png"):
+    for name in ("b.JPG", "a.png", "c.heic", "d.tif", "e.j2k", "older/e.png"):  # j2k: JPEG 2000's codestream
         (photos / name).write_bytes(b"x")
     (photos / "stack.zarr").mkdir()
     # the label images of photos in the folder are not photos; an image merely named so is one
@@ -561,7 +581,7 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         "notes.zarr",  # a file: a zarr store is a folder
     ):
         (photos / name).write_bytes(b"x")
-    want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "f_labels.png", "stack.zarr")]
+    want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "e.j2k", "f_labels.png", "stack.zarr")]
     assert image_files(photos) == want  # by name, not into subfolders, hidden and other files skipped
     assert expand_folders([str(tmp_path / "one.png"), photos, photos / "stack.zarr"]) == [
         str(tmp_path / "one.png"),

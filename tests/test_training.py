@@ -567,3 +567,38 @@ def test_cli_train_on_a_yolo_dataset(tmp_path, two_scenes, monkeypatch, capsys):
         best = ious.argmax(1)
         assert ious.max(1).min() > 0.8  # every instance read back, outline rasterised
         assert [classes[i + 1] for i in range(len(classes))] == [truth[int(j) + 1] for j in best]
+
+
+def test_every_crop_of_a_batch_reaches_the_network_at_its_own_size(monkeypatch, tmp_path):
+    # the model's resize brings every image of a batch to one size: a photo's 160-px crops batched
+    # with a 64-px strip were shrunk to the strip's size (torchvision resizes by min/max size)
+    import torchvision.models.detection.transform as T
+
+    seen = []
+    real = T.GeneralizedRCNNTransform.resize
+
+    def spy(self, image, target=None):
+        out = real(self, image, target)
+        if self.training:
+            seen.append((tuple(image.shape[-2:]), tuple(out[0].shape[-2:])))
+        return out
+
+    monkeypatch.setattr(T.GeneralizedRCNNTransform, "resize", spy)
+    photo, labels, classes = garden_scene(8_000_303, shape=(160, 160), n_plants=(3, 5))
+    strip = np.zeros((64, 300, 3), np.float32)
+    strip[16:48, 40:80, 1] = 0.8
+    strip_labels = np.zeros((64, 300), np.int32)
+    strip_labels[16:48, 40:80] = 1
+    train(
+        [(photo, labels, classes), (strip, strip_labels, "plant")],
+        base="garden",
+        device="cpu",
+        iterations=2,
+        batch_size=2,
+        crop=160,
+        paste=0,
+        output=tmp_path / "mixed.pt",
+        seed=1,
+    )
+    assert {size for size, _ in seen} >= {(160, 160)}  # both kinds of crop were drawn
+    assert all(before == after for before, after in seen), seen

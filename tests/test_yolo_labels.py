@@ -74,9 +74,13 @@ def test_folder_without_yaml_exif_size_and_errors(tmp_path):
     assert labels.shape == (60, 40)  # as the photo is shown (and read for training)
     assert classes == {1: "class 3"} and (labels[:30] == 1).mean() > 0.9 and not labels[31:].any()
 
-    _labels(tmp_path / "p.txt", ["0 0.1 0.2 0.3"])
-    with pytest.raises(ImageError, match=r"p.txt, line 1: expected a class number"):
-        read_yolo(tmp_path)
+    # a class number written as a float, as numpy.savetxt writes it: read as Ultralytics reads it
+    _labels(tmp_path / "p.txt", ["3.000000000000000000e+00 0 0 1 0 1 0.5 0 0.5"])
+    assert read_yolo(tmp_path)[0][2] == {1: "class 3"}
+    for line in ("0 0.1 0.2 0.3", "1.5 0 0 1 0 1 1"):
+        _labels(tmp_path / "p.txt", [line])
+        with pytest.raises(ImageError, match=r"p.txt, line 1: expected a class number"):
+            read_yolo(tmp_path)
     (tmp_path / "d.yaml").write_text("names: {0: plant}\ntrain: .\n")
     _labels(tmp_path / "p.txt", ["2 0 0 1 0 1 1"])
     with pytest.raises(ImageError, match="class 2 has no name"):

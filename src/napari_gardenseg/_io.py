@@ -81,6 +81,11 @@ class ImageSource:
         self.rule_dtype = rule_dtype or self.dtype
         if self.dtype.kind not in "biuf":
             raise TypeError(f"unsupported image dtype {self.dtype}: expected bool, integer or float pixels")
+        if any(isinstance(s, float) and s != s for s in array.shape):  # NaN: dask's unknown chunk sizes
+            raise ImageError(
+                f"this array's shape {tuple(array.shape)} is not known yet (a dask array after boolean indexing "
+                "or from a dataframe); call .compute_chunk_sizes() on it first, or pass a numpy array"
+            )
         shape = tuple(int(s) for s in array.shape)
         if 0 in shape or len(shape) == 0:
             raise ImageError(f"the image is empty (shape {shape}); nothing to segment")

@@ -287,6 +287,9 @@ def _state_dict_of(obj, path) -> dict:
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{path} does not hold a Mask R-CNN: expected a state_dict (a dict of tensors)")
+    # saved from torch.nn.DataParallel or DistributedDataParallel: every key starts "module."
+    if all(isinstance(k, str) and k.startswith("module.") for k in obj):
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 

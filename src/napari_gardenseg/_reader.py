@@ -67,7 +67,8 @@ TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".ome.tif")
 
 # what a folder of images is taken to hold (image_files): the photo and scan formats these libraries read
 IMAGE_SUFFIXES = (
-    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".bmp", ".gif", ".avif", ".jp2",
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".webp", ".bmp", ".gif", ".avif", ".jp2", ".j2k",
+    ".j2c", ".jpc", ".jpf", ".jpx",
     ".tga", ".ppm", ".pgm", ".pnm", *TIFF_SUFFIXES, *HEIF_SUFFIXES,
 )  # fmt: skip
 # the image files a batch writes beside its run record <name>_run.json (_batch_outputs.output_files)

@@ -28,6 +28,7 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            others = _other_images(tif)
             page = series.keyframe
             file_axes = series.axes
             shape = tuple(int(s) for s in series.shape)
@@ -101,6 +102,15 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             image.applied["mask"] = _MASK_NOTE
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
+    if others:
+        import warnings
+
+        applied["series"] = f"the first of {others + 1} images in the file (TIFF series); the others not read"
+        warnings.warn(
+            f"{path.name} holds {others + 1} images (TIFF series: an OME-TIFF of several, pages of other sizes, "
+            "frames appended one by one); only the first is read: save each image as its own file",
+            stacklevel=2,
+        )
     if jpeg_ycbcr:
         applied["converted"] = "JPEG YCbCr -> RGB (imagecodecs)"
         photometric = "RGB"  # what imagecodecs hands out
@@ -222,6 +232,19 @@ def _blank_nodata(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
     """
     hit = a == value
     return _blank_masked(a, ~(hit.all(axis=-1) if colour else hit))
+
+
+def _other_images(tif) -> int:
+    """How many of the file's TIFF series after the first are images of their own: not a reduced
+    resolution or a transparency mask (NewSubfileType bits 1 and 4), which belong to the first."""
+    count = 0
+    for series in tif.series[1:]:
+        try:
+            subfile = int(series.keyframe.subfiletype)
+        except (AttributeError, TypeError, ValueError):
+            subfile = 0
+        count += not subfile & 0b101
+    return count
 
 
 def _white_is_zero(a: np.ndarray) -> np.ndarray:

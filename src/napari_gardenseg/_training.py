@@ -299,7 +299,10 @@ def fit(
         return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
 
     transform = net.transform
-    saved_sizes = (transform.min_size, transform.max_size)
+    # train at each crop's own scale: the model's resize would bring every crop of a batch to one
+    # size (torchvision's GeneralizedRCNNTransform; its training-only switch, torchvision >= 0.13)
+    saved_skip = getattr(transform, "_skip_resize", False)
+    transform._skip_resize = True
     history: list[float] = []
     try:
         for it in range(iterations):
@@ -313,9 +316,6 @@ def fit(
                 img, lab = _augment(rng, s, crop, scale_range)
                 images.append(img.to(dev))
                 targets.append({k: v.to(dev) for k, v in _targets(lab, s.class_of, index).items()})
-            # train at the crop's own scale: the model's resize would otherwise rescale crops
-            transform.min_size = (min(min(i.shape[-2:]) for i in images),)
-            transform.max_size = max(max(i.shape[-2:]) for i in images)
             losses = net(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
@@ -330,12 +330,11 @@ def fit(
                 parts = " ".join(f"{k.replace('loss_', '')}={float(v.detach()):.3f}" for k, v in losses.items())
                 progress(done / iterations, f"iteration {done}/{iterations} loss={history[-1]:.3f} ({parts})")
             if on_iteration is not None:
-                net.eval()
-                transform.min_size, transform.max_size = saved_sizes
+                net.eval()  # the resize is skipped in training only: a check sees what inference does
                 on_iteration(done)
                 net.train()
     finally:
-        transform.min_size, transform.max_size = saved_sizes
+        transform._skip_resize = saved_skip
         sampler.batch_size_per_image, sampler.positive_fraction = saved_sampler
         net.to(memory_format=torch.contiguous_format)
         net.eval()

@@ -230,7 +230,12 @@ def _label_lines(label_file: Path, names: dict[int, str]) -> list[tuple[int, np.
         if not fields:
             continue
         try:
-            k, values = int(fields[0]), np.array(fields[1:], np.float64)
+            # a whole number written as a float ("1.0", numpy.savetxt's "1.000e+00") is a class
+            # number too, as Ultralytics reads it
+            k, values = float(fields[0]), np.array(fields[1:], np.float64)
+            if not k.is_integer():
+                raise ValueError(k)
+            k = int(k)
         except ValueError:
             values = None
         if values is None or len(values) < 4 or (len(values) > 4 and len(values) % 2) or not np.isfinite(values).all():
