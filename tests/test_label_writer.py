@@ -257,3 +257,34 @@ def test_the_napari_writer_refuses_the_photo_itself_and_its_errors_reach_the_con
     layer = v.add_labels(-edited(), name="negative")
     with pytest.raises(RuntimeError, match="label ids must be >= 0"):
         layer.save(str(tmp_path / "neg_labels.tif"), plugin="napari-gardenseg")
+
+
+def test_corrected_labels_are_saved_back_over_the_batch_file_they_were_opened_from(tmp_path):
+    # open a batch's plot_labels.tif with the plugin's reader, erase an instance, save it over itself
+    # (napari's dialog asked): it was refused as "the photo"; now written, and the batch's run
+    # record no longer lists it, so a later `segment --overwrite` refuses to replace the user's file
+    import json
+
+    from napari_gardenseg._batch_file import check_outputs
+    from napari_gardenseg._files import ForeignFileError
+    from napari_gardenseg._napari_reader import read_label_layers
+
+    out = tmp_path / "results"
+    labels = np.zeros((40, 50), np.int32)
+    labels[2:10, 2:10], labels[20:30, 20:30] = 1, 2
+    write_label_file(out / "plot_labels.tif", labels)
+    (out / "plot_overlay.png").write_bytes(b"png")
+    made = ["plot_labels.tif", "plot_instances.csv", "plot_overlay.png", "plot_run.json"]
+    (out / "plot_run.json").write_text(json.dumps({"input": {}, "written": made}))
+    [(data, meta, kind)] = read_label_layers(str(out / "plot_labels.tif"))
+    data = data.copy()
+    data[data == 1] = 0
+    written = write_labels_layer(str(out / "plot_labels.tif"), data, meta)
+    assert written[0] == str(out / "plot_labels.tif")
+    np.testing.assert_array_equal(read_labels(out / "plot_labels.tif") > 0, data > 0)
+    record = json.loads((out / "plot_run.json").read_text())
+    # the batch's own table stays listed: the writer wrote the file's own, plot_labels_instances.csv
+    assert record["written"] == ["plot_instances.csv", "plot_overlay.png", "plot_run.json"]
+    assert record["input"] == {} and (out / "plot_labels_instances.csv").is_file()
+    with pytest.raises(ForeignFileError, match="no earlier run made it"):
+        check_outputs(out, "plot", [out / "plot_labels.tif"], overwrite=True)

@@ -171,7 +171,9 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     the TIFF, its world file and .aux.xml are written beside it, and the table gets ``map_x``
     and ``map_y``; skipped, with a warning, when its pixel grid is not the labels'.
     overwrite: replace ``path``; the table and sidecars beside it are replaced when ``path`` was,
-    never files of those names beside a new ``path``.
+    never files of those names beside a new ``path``. A file replaced so is taken off the batch
+    run records beside it (``*_run.json``): it holds the user's labels now, which a later
+    ``gardenseg segment --overwrite`` refuses to replace, and ``--resume`` keeps.
 
     Returns the names of the files written, the TIFF first: ``<stem>.tif``,
     ``<stem>_instances.csv`` (:func:`~napari_gardenseg._label_files.table_path`), then any world file and .aux.xml.
@@ -228,6 +230,8 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
         table = with_map_coordinates(instances_table(labels, features), image)
         put(table_path(path).name, lambda t: table.to_csv(t, index=False))
         put_sidecars(put, path.stem, sidecars)
+    if replacing:
+        _disown(path.parent, written)
     if replacing:  # the replaced file's world file or .aux.xml would place the new labels on its map
         from ._georeference import _world_file_names
 
@@ -237,6 +241,28 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     return written
 
 
+def _disown(folder: Path, names: list[str]) -> None:
+    """Take ``names`` (files in ``folder``) off the batch run records there: a batch's output
+    replaced by the user's own labels is theirs now, not the run's to replace."""
+    import json
+
+    from ._files import atomic_write
+    from ._run_record import RUN_SUFFIX
+
+    for record_path in folder.glob(f"*{RUN_SUFFIX}"):
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            continue
+        written = record.get("written") if isinstance(record, dict) else None
+        if not isinstance(written, list):
+            continue
+        kept = [w for w in written if Path(str(w)).name not in names]  # listed relative to the batch's --out
+        if len(kept) < len(written):
+            with atomic_write(record_path, True, "run record") as tmp:
+                tmp.write_text(json.dumps({**record, "written": kept}, indent=1))
+
+
 def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
     """The npe2 writer of a Labels layer: :func:`write_label_file` with the layer's features and
     the georeferencing of the file it came from (this plugin's layers record it in their
@@ -244,10 +270,14 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
     from ._layers import META_KEY
     from ._planes import MAX_PLANE_PIXELS
 
-    source = ((attributes.get("metadata") or {}).get(META_KEY) or {}).get("georeference_source")
+    about = (attributes.get("metadata") or {}).get(META_KEY) or {}
+    source = about.get("georeference_source")
     if source is not None and not Path(source).exists():
         source = None
-    if source is not None and Path(path).resolve() == Path(source).resolve():
+    # a label file opened with this plugin's reader is its own georeference_source: saving the
+    # corrected labels back over it is what napari's dialog asked; only the photo is refused
+    photo = source is not None and about.get("label_file") != source
+    if photo and Path(path).resolve() == Path(source).resolve():
         # napari's save dialog asks before replacing a file; layer.save() from the console does not
         raise LabelWriteError(
             f"{path} is the photo these labels were segmented from; not replacing it: choose another name"

@@ -92,7 +92,7 @@ def read_label_layers(path) -> list[tuple]:
     for p in path if isinstance(path, (list, tuple)) else [path]:
         p = Path(p)
         # this plugin's writer gives the labels the file's georeferencing when they are saved again
-        meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p)}}}
+        meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p), "label_file": str(p)}}}
         features = batch_features(p)
         if features is not None:
             meta["features"] = features
