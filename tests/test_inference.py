@@ -407,3 +407,26 @@ def test_the_result_says_how_much_smaller_the_network_saw_the_image():
     assert result.meta["tiles"] == 0 and result.meta["shrink"] == round(2600 / model_input_size(model), 2) > 2
     assert segment(soil[:200, :300], model, crf=False, vegetation="off").meta["shrink"] == 1.0
     assert "shrink" not in segment(soil, model, crf=False, vegetation="off", tile_size=1024).meta
+
+
+def test_an_image_that_fills_little_of_its_types_range_is_said_to_have_run_dark():
+    # a float layer of 0..1000 or a 12-bit camera's uint16 looks right in napari (it stretches the
+    # contrast) but maps to 0..1 by the dtype rule: the network saw it nearly black, and the hint
+    # sent the user to *Adapt to these photos*
+    from napari_gardenseg._plant_pixels import status_hint
+    from napari_gardenseg._sample_data import load_photo_sample
+
+    photo = load_photo_sample()[:240, :320]
+    runs = {
+        "uint8": photo,
+        "float 0..1000": photo.astype(np.float32) * (1000 / 255),
+        "12-bit in uint16": photo.astype(np.uint16) * 16,
+        "16-bit": photo.astype(np.uint16) * 257,
+        "float 0..1": photo.astype(np.float32) / 255,
+    }
+    results = {k: segment(image, "garden", crf=False, vegetation="off") for k, image in runs.items()}
+    assert {k for k, r in results.items() if "dark_input" in r.meta} == {"float 0..1000", "12-bit in uint16"}
+    assert results["12-bit in uint16"].meta["dark_input"] == {"brightest": 4080.0, "range": [0.0, 65535.0]}
+    hint = status_hint([results["float 0..1000"]])
+    assert hint.startswith("the image's brightest value is 1000 of 0..65535") and "Adapt" not in hint
+    assert status_hint([results["16-bit"]]) == status_hint([results["uint8"]])

@@ -409,6 +409,25 @@ def _json_safe(meta: dict) -> dict:
     return out
 
 
+# a picture whose brightest value is under this share of its type's range reached the network dark
+DARK_SHARE = 1 / 8
+
+
+def dark_input(source) -> dict:
+    """``{"dark_input": {"brightest": value, "range": [low, high]}}`` when the image's values fill
+    under :data:`DARK_SHARE` of the range its type maps to 0..1 (the dtype convention of
+    :func:`~napari_gardenseg._images.intensity_range`: a 12-bit camera's uint16, a float image of
+    0..1000): the network saw a dark picture though a viewer stretches it; else ``{}``. uint8 and
+    bool images, whose range is fixed, are as dark as they look."""
+    if source.dtype in (np.uint8, np.bool_):
+        return {}
+    lo, hi = source.value_range()
+    low, high = source.intensity_range()
+    if high <= low or (hi - low) >= DARK_SHARE * (high - low):
+        return {}
+    return {"dark_input": {"brightest": float(hi), "range": [float(low), float(high)]}}
+
+
 @dataclass
 class _Run:
     """One segmentation run: its options, the loaded model and what the model makes of them.
@@ -507,6 +526,7 @@ class _Run:
             "merge_classes": self.options.merge_classes,
             "channels": self.source.channels,  # 1: grey, 2: grey + alpha, 3: RGB, 4: RGBA
             **self.how,
+            **dark_input(self.source),
             **({"read": self.source.applied} if self.source.applied else {}),  # how a file was read
         }
 

@@ -461,9 +461,18 @@ def status_hint(results) -> str | None:
     Nothing found in a grey image (``meta["channels"]`` 1 or 2): the bundled
     model tells plants by colour too, so a channel split off a colour photo
     is the likely cause. Nothing found in colour: the score threshold. Else
-    :func:`network_full_hint`, :func:`adapt_hint`, :func:`ground_cover_hint`.
+    :func:`network_full_hint`, :func:`adapt_hint`, :func:`ground_cover_hint`. First of all, an image
+    whose values fill a small part of its type's range (``meta["dark_input"]``): it ran dark.
     """
     results = list(results)
+    dark = next((r.meta["dark_input"] for r in results if r.meta.get("dark_input")), None)
+    if dark is not None:
+        low, high = dark["range"]
+        return (
+            f"the image's brightest value is {dark['brightest']:g} of {low:g}..{high:g}: the model saw it nearly "
+            "black (napari stretches it for the eye); scale it to 0..255 or 0..1 first (a 12-bit camera's "
+            "values: multiply by 16)"
+        )
     why = nothing_found(results)
     if why == "grey":
         return (
