@@ -376,6 +376,24 @@ def test_current_plane_slab_moves_with_the_plane(fake_segment):
     np.testing.assert_allclose(first.translate, (9, 0, 0))
 
 
+def test_a_transposed_view_is_said_when_the_current_plane_is_segmented(fake_segment):
+    # napari's transpose button shows a stack's Z-X planes; "current plane" still segments a Y-X
+    # plane (the last two axes), which is one row in that view: the run says so
+    from napari_gardenseg._layers import run_notes
+
+    v = ViewerModel()
+    image = v.add_image(np.zeros((4, 40, 40, 3), np.uint8), name="z", rgb=True)
+    v.dims.set_point(0, 2.0)
+    plain = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
+    assert plain.view_note is None
+    v.dims.order = (1, 0, 2)  # on screen: axes 0 and 2, a Z-X view
+    source = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
+    assert source.planes == [(2,)] and "not the Y-X planes of 'z'" in source.view_note
+    assert source.view_note in run_notes(fake_run(source, fake_segment))
+    # the whole stack is labelled along every axis: nothing to say
+    assert plane_source(image, point=v.dims.point, displayed=v.dims.displayed, stack=True).view_note is None
+
+
 def test_no_instances_gives_empty_layers(viewer, fake_segment):
     out = fake_run(plane_source(viewer.layers["garden"]), fake_segment, n=0)
     layers = write_layers(viewer, out, boxes=True)

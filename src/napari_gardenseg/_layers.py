@@ -401,7 +401,7 @@ def segment_layer(
         layer = viewer.layers[layer]
     if layer not in viewer.layers:  # its labels would land in a viewer without their image
         raise ValueError(f"layer {layer.name!r} is not in this viewer: pass viewer= the viewer that shows it")
-    source = plane_source(layer, point=viewer.dims.point, stack=stack)
+    source = plane_source(layer, point=viewer.dims.point, displayed=viewer.dims.displayed, stack=stack)
     output = run_planes(source, model, opts, progress=progress, cancel=cancel)
     write_layers(viewer, output, boxes=boxes)
     notes = run_notes(output)
@@ -433,4 +433,4 @@ def run_notes(output: LayerOutput) -> list[str]:
     from ._plant_pixels import status_hint
 
     hint = colour_planes_note(output) or status_hint(output.results) or label_map_note(output)
-    return [n for n in (kept_layers_note(output), hint) if n]
+    return [n for n in (kept_layers_note(output), output.source.view_note, hint) if n]

@@ -56,6 +56,7 @@ class PlaneSource:
     shear: np.ndarray | None = None
     affine: np.ndarray | None = None
     path: str | None = None  # the file the layer was read from (napari's layer.source.path), if any
+    view_note: str | None = None  # the view shows other axes than the plane segmented (plane_source)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -182,11 +183,16 @@ def current_plane(layer, point, *, clip: bool = True) -> tuple[int, ...] | None:
     return tuple(int(np.clip(i, 0, n - 1)) for i, n in zip(idx, spatial[:nlead]))
 
 
-def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | None = None) -> PlaneSource:
+def plane_source(
+    layer, *, point=None, displayed=None, stack: bool = False, max_pixels: int | None = None
+) -> PlaneSource:
     """Describe what to segment in ``layer`` (an Image layer) without reading pixels.
 
     ``point``: the viewer's ``dims.point`` (world coordinates), used for the
-    current plane of a stack; None means the first plane.
+    current plane of a stack; None means the first plane. ``displayed``: the
+    viewer's ``dims.displayed`` (world axes on screen); when a stack's current
+    plane is segmented while the view shows other axes than its last two (a
+    transposed Z-X view), ``view_note`` says so: planes are always Y-X.
     """
     from ._images import ImageError
 
@@ -237,6 +243,16 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
         # napari picks a plane of a coarser level by rounding the scaled index
         idx = tuple(int(min(round(i / f), n - 1)) for i, f, n in zip(idx0, factors[:nlead], spatial[:nlead]))
         planes = [idx]
+    view_note = None
+    if not stack and nlead and displayed is not None and len(displayed) == 2:
+        world = len(point) if point is not None else layer.ndim
+        yx = {world - 2, world - 1}  # napari lines a layer's axes up with the viewer's last ones
+        if set(int(a) for a in displayed) != yx:
+            view_note = (
+                f"the view shows axes {tuple(int(a) for a in displayed)}, not the Y-X planes of {layer.name!r}: "
+                f"its Y-X plane {planes[0]} (the last two axes) was segmented; napari's transpose and roll "
+                "buttons bring the Y-X view back"
+            )
     return PlaneSource(
         name=layer.name,
         data=data,
@@ -249,6 +265,7 @@ def plane_source(layer, *, point=None, stack: bool = False, max_pixels: int | No
         axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
         level=k,
         path=_source_path(layer),
+        view_note=view_note,
         **_placement(layer),
     )
 

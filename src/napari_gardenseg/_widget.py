@@ -216,7 +216,8 @@ class SegmentationWidget(SegmentationControls):
 
         try:
             layer = self.image.value  # plane_source says what is wrong with it (none, not an image...)
-            source = plane_source(layer, point=self._viewer.dims.point, stack=bool(self.stack.value))
+            dims = self._viewer.dims
+            source = plane_source(layer, point=dims.point, displayed=dims.displayed, stack=bool(self.stack.value))
             spec = self.model_spec()
             if spec is None:
                 chosen = Path(str(self.checkpoint.value or "."))
