@@ -205,3 +205,27 @@ def test_a_label_file_opened_without_a_dock_widget_follows_the_brush(make_napari
     y, x = np.argwhere(layer.data == 0)[0]
     layer.paint((int(y), int(x)), k)
     assert int(layer.features.set_index("label").loc[k, "area"]) == int((layer.data == k).sum()) > before
+
+
+def test_photos_opened_as_a_stack_are_one_layer(tmp_path):
+    # napari's *Open Files as Stack* hands the reader the list of files (npe2 passes a list only
+    # then): one layer of them, planes first, as napari's own reader makes it; one per file before
+    import npe2
+    from napari.components import ViewerModel
+
+    from napari_gardenseg._images import ImageError
+
+    npe2.PluginManager.instance().discover()
+    paths = []
+    for k in range(3):
+        paths.append(str(tmp_path / f"t{k}.jpg"))
+        Image.fromarray(np.full((20, 30, 3), 40 * k, np.uint8)).save(paths[-1])
+    v = ViewerModel()
+    v.open(paths, stack=True, plugin="napari-gardenseg")
+    assert [layer.name for layer in v.layers] == ["t0"] and v.layers[0].data.shape == (3, 20, 30, 3)
+    assert v.layers[0].rgb and abs(int(v.layers[0].data[2].mean()) - 80) <= 2
+    v.open(paths[:2], plugin="napari-gardenseg")  # not as a stack: one layer each, as before
+    assert [layer.name for layer in v.layers] == ["t0", "t0 [1]", "t1"]
+    Image.fromarray(np.zeros((25, 30, 3), np.uint8)).save(tmp_path / "other.jpg")
+    with pytest.raises(ImageError, match="differ in size"):
+        get_reader([paths[0], str(tmp_path / "other.jpg")])([paths[0], str(tmp_path / "other.jpg")])

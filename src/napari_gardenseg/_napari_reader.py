@@ -42,7 +42,9 @@ def get_reader(path):
 
 
 def read_photos(path) -> list[tuple]:
-    """napari layer data, one image layer per photo: ``(pixels, {"name", "rgb", "metadata"}, "image")``.
+    """napari layer data, one image layer per photo: ``(pixels, {"name", "rgb", "metadata"}, "image")``;
+    one layer of the photos stacked, planes first, for a list of several (napari's *Open Files as
+    Stack*, :func:`_stacked`).
 
     pixels: uint8 (H, W, 3) for colour photos, (H, W) for grey ones, upright
     as the EXIF orientation says. ``metadata["gardenseg_read"]`` is what the
@@ -56,7 +58,29 @@ def read_photos(path) -> list[tuple]:
         image = read_image(p)
         meta = {"name": Path(p).stem, "rgb": image.axes.endswith("S"), "metadata": {"gardenseg_read": image.record()}}
         layers.append((image.data, meta, "image"))
+    if isinstance(path, (list, tuple)) and len(layers) > 1:
+        return [_stacked(layers, path)]
     return layers
+
+
+def _stacked(layers: list[tuple], paths) -> tuple:
+    """The photos napari was asked to open as a stack (*File > Open Files as Stack*: npe2 hands a
+    list only then) as one layer, planes first, named after the first, as napari's own reader
+    stacks them. Raises ImageError when they differ in size or colour."""
+    import numpy as np
+
+    from ._images import ImageError
+
+    shapes = {data.shape for data, _, _ in layers}
+    if len(shapes) > 1:
+        raise ImageError(
+            f"cannot open these {len(layers)} photos as one stack: they differ in size or colour "
+            f"({', '.join(sorted(str(s) for s in shapes))}); open them without 'as stack' (one layer each)"
+        )
+    first = layers[0][1]
+    meta = {**first, "metadata": {"gardenseg_read": [m["metadata"]["gardenseg_read"] for _, m, _ in layers]}}
+    meta["metadata"]["gardenseg_stack"] = [str(p) for p in paths]
+    return np.stack([data for data, _, _ in layers]), meta, "image"
 
 
 def _label_file(p) -> bool:
