@@ -197,6 +197,7 @@ def test_viewer_opens_a_coco_file_ready_for_training(make_napari_viewer, tmp_pat
 def test_a_label_file_opened_without_a_dock_widget_follows_the_brush(make_napari_viewer, tmp_path):
     out = _batch(tmp_path)
     viewer = make_napari_viewer()  # no dock widget of this plugin open
+    make_napari_viewer()  # a second viewer, the current one: the file opens in the first
     (layer,) = viewer.open(str(out / "bed_labels.tif"), plugin="napari-gardenseg")
     k = int(layer.features["label"].iloc[0])
     before = int(layer.features.set_index("label").loc[k, "area"])

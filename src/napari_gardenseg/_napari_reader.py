@@ -127,16 +127,17 @@ def read_label_layers(path) -> list[tuple]:
 
 def _follow_layers_inserted() -> None:
     """Let the label layers napari is about to add (from a reader) follow the brush (their
-    features' areas and centroids), with or without a dock widget open: a hook on the current
-    viewer's layer list, connected once per viewer."""
+    features' areas and centroids), with or without a dock widget open: a hook on every open
+    viewer's layer list (the reader is not told which viewer opens the file, and the current one
+    need not be it), connected once per viewer."""
     try:
         import napari
     except ImportError:
         return
-    viewer = napari.current_viewer()
-    if viewer is None:
-        return
-    viewer.layers.events.inserted.connect(_follow_inserted)  # napari connects a callback only once
+    viewers = list(getattr(napari.Viewer, "_instances", ())) or [napari.current_viewer()]
+    for viewer in viewers:
+        if viewer is not None:
+            viewer.layers.events.inserted.connect(_follow_inserted)  # napari connects a callback only once
 
 
 def _follow_inserted(event) -> None:
