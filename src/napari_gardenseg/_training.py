@@ -179,7 +179,24 @@ def _classes_found(
     return {name: count.most_common(1)[0][0] for name, count in votes.items()}
 
 
-def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = 12):
+# an instance smaller than this (pixels, as the network sees the crop) is left out of a crop's targets
+MIN_AREA = 12
+
+
+def _check_sizes(prepared: list[_Sample], largest_zoom: float) -> None:
+    """Raise ValueError when no labelled instance reaches :data:`MIN_AREA` pixels even at the
+    largest zoom training draws (``largest_zoom`` times each sample's own): every crop's targets
+    would be empty, and training would learn only that nothing is there."""
+    largest = max((int(np.bincount(s.labels.ravel())[1:].max(initial=0)) * s.zoom**2 for s in prepared), default=0)
+    if largest * largest_zoom**2 < MIN_AREA:
+        raise ValueError(
+            f"every labelled instance is under {MIN_AREA} pixels as the network sees it (the largest: "
+            f"{largest:.0f}): nothing to learn from; paint the whole plant, not a dot on it, or train at a "
+            "larger scale (scale=)"
+        )
+
+
+def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = MIN_AREA):
     ids = [int(v) for v in np.unique(labels) if v > 0]
     masks, boxes, classes = [], [], []
     for k in ids:
@@ -509,6 +526,7 @@ def train(
     index = {n: i for i, n in enumerate(names)}
     for sample in prepared:
         sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
+    _check_sizes(prepared, max(scale_range))
 
     warmup = warmup if warmup is not None else min(200, iterations // 10)
     draw = lambda r: prepared[int(r.integers(len(prepared)))]  # noqa: E731
