@@ -673,3 +673,16 @@ def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsy
         assert refused.value.code == 2
     err = capsys.readouterr().err
     assert all(f.name in err for f in dataclasses.fields(CRFParams))  # the unknown name's message lists them
+
+
+def test_a_glob_pattern_the_shell_did_not_expand_is_expanded(images, tmp_path, capsys):
+    # Windows' shells hand "photos/*.png" to the program as it is (POSIX shells expand it)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in (2, 3):
+        (photos / f"scene{k}.png").write_bytes(images[k].read_bytes())
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(photos / "*.png"), "--out", str(out), "--no-crf"]) == 0
+    assert (out / "scene2_labels.tif").exists() and (out / "scene3_labels.tif").exists()
+    assert cli.main(["segment", str(photos / "*.jpg"), "--out", str(out)]) == 2  # matches nothing: said
+    assert "no such file" in capsys.readouterr().err

@@ -645,8 +645,25 @@ def _model_output_args(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
 
 
+def _expand_patterns(paths):
+    """Each path that is not there but is a glob pattern (``photos/*.jpg``) replaced by the files it
+    matches, sorted: Windows' shells, unlike POSIX ones, hand patterns to the program as they are.
+    A pattern that matches nothing stays, for the "no such file" message."""
+    import glob
+
+    out = []
+    for p in paths or []:
+        text = str(p)
+        matches = [] if os.path.exists(text) or not glob.has_magic(text) else glob.glob(os.path.expanduser(text))
+        out += sorted(matches) or [p]
+    return out
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    for name in ("inputs", "photos"):  # the commands' lists of input files and folders
+        if isinstance(getattr(args, name, None), list):
+            setattr(args, name, _expand_patterns(getattr(args, name)))
     try:
         return args.func(args)
     except (ValueError, TypeError, ImportError, OSError) as exc:
