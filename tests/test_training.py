@@ -614,3 +614,12 @@ def test_instances_too_small_to_learn_from_are_refused_before_training(tmp_path)
     with pytest.raises(ValueError, match="every labelled instance is under 12 pixels .* largest"):
         train([(image, dots, "plant")], base="garden", iterations=1, output=tmp_path / "dots.pt", device="cpu")
     assert not (tmp_path / "dots.pt").exists()
+
+
+def test_uint64_instance_ids_past_int64_are_kept_apart():
+    # ids from a hash (uint64) went through float64 and were lost (a KeyError)
+    labels = np.zeros((50, 50), np.uint64)
+    labels[5:20, 5:20], labels[30:45, 30:45] = 2**63 + 5, 2**64 - 1
+    (sample,) = prepare_samples([(np.zeros((50, 50, 3), np.uint8), labels, "plant")])
+    assert sample.class_of == {1: "plant", 2: "plant"}
+    assert sample.labels[10, 10] == 1 and sample.labels[40, 40] == 2

@@ -121,7 +121,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
             )
         class_of = {k: str(classes[k]) for k in ids}
         if ids and ids[-1] > len(ids):  # ids 1..n: crops are resized in float32, exact to 2**24 only
-            ids_now = np.concatenate([[0], ids])
+            ids_now = np.array([0, *ids], dtype=lab.dtype)  # uint64 ids past 2**63 stay exact
             lab = np.searchsorted(ids_now, lab)  # each id to its rank; 0 stays 0
             class_of, ids = (
                 {i: class_of[k] for i, k in enumerate(ids_now[1:].tolist(), 1)},
