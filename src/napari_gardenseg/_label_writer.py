@@ -231,8 +231,8 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
         put(table_path(path).name, lambda t: table.to_csv(t, index=False))
         put_sidecars(put, path.stem, sidecars)
     if replacing:
-        _disown(path.parent, written)
-    if replacing:  # the replaced file's world file or .aux.xml would place the new labels on its map
+        _disown(path.parent, written)  # a batch's output replaced by the user's labels: theirs now
+        # the replaced file's world file or .aux.xml would place the new labels on its map
         from ._georeference import _world_file_names
 
         for stale in [*_world_file_names(path), path.with_name(f"{path.name}.aux.xml")]:
