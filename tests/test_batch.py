@@ -677,12 +677,15 @@ def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsy
 
 def test_a_glob_pattern_the_shell_did_not_expand_is_expanded(images, tmp_path, capsys):
     # Windows' shells hand "photos/*.png" to the program as it is (POSIX shells expand it)
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for k in (2, 3):
-        (photos / f"scene{k}.png").write_bytes(images[k].read_bytes())
+    photos = tmp_path / "photos [2024]"  # brackets in a folder's name are not a pattern's
+    (photos / "later").mkdir(parents=True)
+    for k, name in ((2, "scene2.png"), (3, "scene3.png"), (4, "later/scene4.png")):
+        (photos / name).write_bytes(images[k].read_bytes())
     out = tmp_path / "out"
     assert cli.main(["segment", str(photos / "*.png"), "--out", str(out), "--no-crf"]) == 0
     assert (out / "scene2_labels.tif").exists() and (out / "scene3_labels.tif").exists()
+    assert not (out / "scene4_labels.tif").exists()
+    assert cli.main(["segment", str(photos / "**" / "scene4.png"), "--out", str(out), "--no-crf"]) == 0
+    assert (out / "scene4_labels.tif").exists()  # "**": any depth
     assert cli.main(["segment", str(photos / "*.jpg"), "--out", str(out)]) == 2  # matches nothing: said
     assert "no such file" in capsys.readouterr().err

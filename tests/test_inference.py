@@ -430,3 +430,15 @@ def test_an_image_that_fills_little_of_its_types_range_is_said_to_have_run_dark(
     hint = status_hint([results["float 0..1000"]])
     assert hint.startswith("the image's brightest value is 1000 of 0..65535") and "Adapt" not in hint
     assert status_hint([results["16-bit"]]) == status_hint([results["uint8"]])
+    from napari_gardenseg._batch_file import _file_note  # a batch's note says it first too
+
+    assert _file_note(results["12-bit in uint16"], 0.5).startswith("the image's brightest value is 4080")
+    # a blank frame has nothing to scale; a masked uint8 array is uint8 by the rule
+    from napari_gardenseg._inference import dark_input
+    from napari_gardenseg._io import ImageSource
+
+    assert dark_input(ImageSource(np.zeros((40, 50, 3), np.uint16))) == {}
+    assert dark_input(ImageSource(np.full((40, 50, 3), np.nan, np.float32))) == {}
+    masked = np.ma.masked_array(photo // 20, mask=np.zeros(photo.shape, bool))
+    masked.mask[:4] = True
+    assert dark_input(ImageSource(masked)) == {}

@@ -288,3 +288,9 @@ def test_corrected_labels_are_saved_back_over_the_batch_file_they_were_opened_fr
     assert record["input"] == {} and (out / "plot_labels_instances.csv").is_file()
     with pytest.raises(ForeignFileError, match="no earlier run made it"):
         check_outputs(out, "plot", [out / "plot_labels.tif"], overwrite=True)
+    # the batch's file deleted, then the corrections saved under its name: the user's too
+    (out / "plot_labels_crf.tif").write_bytes(b"batch")
+    (out / "plot_run.json").write_text(json.dumps({"written": ["plot_labels_crf.tif", "plot_run.json"]}))
+    (out / "plot_labels_crf.tif").unlink()
+    write_labels_layer(str(out / "plot_labels_crf.tif"), data, meta)
+    assert json.loads((out / "plot_run.json").read_text())["written"] == ["plot_run.json"]

@@ -573,3 +573,8 @@ def test_a_rerun_on_a_photo_opened_again_lifts_its_results_above_it(viewer, fake
         "garden boxes",
         "other",
     ]
+    # under an image the user made see-through, outputs are where the user wants them
+    viewer.layers.move(0, 4)
+    image.opacity = 0.5
+    write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
+    assert [layer.name for layer in viewer.layers].index("garden") == 3

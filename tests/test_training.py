@@ -604,15 +604,21 @@ def test_every_crop_of_a_batch_reaches_the_network_at_its_own_size(monkeypatch, 
     assert all(before == after for before, after in seen), seen
 
 
-def test_instances_too_small_to_learn_from_are_refused_before_training(tmp_path):
+def test_instances_too_small_to_learn_from_are_refused_before_training(tmp_path, monkeypatch):
     # a dot per plant (a point annotation saved as labels): no crop had a target of 12 pixels or
     # more, and a model that learnt "nothing is there" was saved without a word
     # (a 600 x 800 photo is seen at 4/3 of its size, up to 1.33 times that while training)
     image, _, _ = garden_scene(8_000_304, shape=(600, 800), n_plants=(3, 5))
     dots = np.zeros((600, 800), np.int32)
     dots[40, 40], dots[100, 120], dots[20:22, 130] = 1, 2, 3
+    import napari_gardenseg._training as training
+
+    def segmenting(*a, **k):  # a class new to the base: every photo would be segmented first
+        raise AssertionError("the photos were segmented before the labels were checked")
+
+    monkeypatch.setattr(training, "_classes_found", segmenting)
     with pytest.raises(ValueError, match="every labelled instance is under 12 pixels .* largest"):
-        train([(image, dots, "plant")], base="garden", iterations=1, output=tmp_path / "dots.pt", device="cpu")
+        train([(image, dots, "new plant")], base="garden", iterations=1, output=tmp_path / "dots.pt", device="cpu")
     assert not (tmp_path / "dots.pt").exists()
 
 

@@ -277,6 +277,7 @@ def _file_note(result, score_threshold: float) -> str | None:
     from ._plant_pixels import (
         COLOURLESS,
         adapt_hint,
+        dark_hint,
         ground_cover_hint,
         network_full_hint,
         not_green_hint,
@@ -284,6 +285,9 @@ def _file_note(result, score_threshold: float) -> str | None:
     )
 
     results = getattr(result, "results", None) or [result]  # a stack's planes, or the one result
+    dark = dark_hint(results)
+    if dark is not None:
+        return dark
     why = nothing_found(results)
     if why == "grey":
         return "a grey image: the models need colour photos"

@@ -418,13 +418,13 @@ def dark_input(source) -> dict:
     under :data:`DARK_SHARE` of the range its type maps to 0..1 (the dtype convention of
     :func:`~napari_gardenseg._images.intensity_range`: a 12-bit camera's uint16, a float image of
     0..1000): the network saw a dark picture though a viewer stretches it; else ``{}``. uint8 and
-    bool images, whose range is fixed, are as dark as they look."""
-    if source.dtype in (np.uint8, np.bool_):
+    bool images, whose range is fixed, are as dark as they look; a blank one has nothing to scale."""
+    if source.rule_dtype in (np.uint8, np.bool_):  # a masked uint8 array too: the rule's dtype
         return {}
     lo, hi = source.value_range()
     low, high = source.intensity_range()
-    if high <= low or (hi - low) >= DARK_SHARE * (high - low):
-        return {}
+    if hi <= low or high <= low or (hi - low) >= DARK_SHARE * (high - low):
+        return {}  # a blank image (all one value, all NaN) is not dark but empty: nothing to scale
     return {"dark_input": {"brightest": float(hi), "range": [float(low), float(high)]}}
 
 

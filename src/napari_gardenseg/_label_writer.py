@@ -171,8 +171,8 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     the TIFF, its world file and .aux.xml are written beside it, and the table gets ``map_x``
     and ``map_y``; skipped, with a warning, when its pixel grid is not the labels'.
     overwrite: replace ``path``; the table and sidecars beside it are replaced when ``path`` was,
-    never files of those names beside a new ``path``. A file replaced so is taken off the batch
-    run records beside it (``*_run.json``): it holds the user's labels now, which a later
+    never files of those names beside a new ``path``. The files written are taken off the batch
+    run records beside them (``*_run.json``): they hold the user's labels now, which a later
     ``gardenseg segment --overwrite`` refuses to replace, and ``--resume`` keeps.
 
     Returns the names of the files written, the TIFF first: ``<stem>.tif``,
@@ -230,9 +230,9 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
         table = with_map_coordinates(instances_table(labels, features), image)
         put(table_path(path).name, lambda t: table.to_csv(t, index=False))
         put_sidecars(put, path.stem, sidecars)
-    if replacing:
-        _disown(path.parent, written)  # a batch's output replaced by the user's labels: theirs now
-        # the replaced file's world file or .aux.xml would place the new labels on its map
+    # a batch's output replaced (or deleted, then saved again) by the user's labels: theirs now
+    _disown(path.parent, written)
+    if replacing:  # the replaced file's world file or .aux.xml would place the new labels on its map
         from ._georeference import _world_file_names
 
         for stale in [*_world_file_names(path), path.with_name(f"{path.name}.aux.xml")]:

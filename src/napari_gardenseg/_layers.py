@@ -275,14 +275,14 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
 
 
 def _lift_above_image(viewer, source: PlaneSource, layer) -> None:
-    """Move an output written in place that lies under its image (the photo was removed and opened
-    again) to just above the image and the outputs of it already there: under an opaque image a
-    run's result would not show. Nothing is moved while the image is above no output of it."""
+    """Move an output written in place that lies under its opaque image (the photo was removed and
+    opened again) to just above the image and the outputs of it already there: under it a run's
+    result would not show. Under an image the user made see-through, outputs stay where they are."""
     if source.name not in viewer.layers:
         return
     image = viewer.layers.index(source.name)
     at = viewer.layers.index(layer)
-    if at > image:
+    if at > image or float(getattr(viewer.layers[image], "opacity", 1.0)) < 1.0:
         return
     dest = image + 1
     while dest < len(viewer.layers) and _of_image(viewer.layers[dest], source.name):

@@ -465,14 +465,9 @@ def status_hint(results) -> str | None:
     whose values fill a small part of its type's range (``meta["dark_input"]``): it ran dark.
     """
     results = list(results)
-    dark = next((r.meta["dark_input"] for r in results if r.meta.get("dark_input")), None)
+    dark = dark_hint(results)
     if dark is not None:
-        low, high = dark["range"]
-        return (
-            f"the image's brightest value is {dark['brightest']:g} of {low:g}..{high:g}: the model saw it nearly "
-            "black (napari stretches it for the eye); scale it to 0..255 or 0..1 first (a 12-bit camera's "
-            "values: multiply by 16)"
-        )
+        return dark
     why = nothing_found(results)
     if why == "grey":
         return (
@@ -484,6 +479,21 @@ def status_hint(results) -> str | None:
     if why == "score threshold":
         return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
     return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results) or not_green_hint(results)
+
+
+def dark_hint(results) -> str | None:
+    """One line when a result's image filled a small part of its type's range
+    (``meta["dark_input"]``, :func:`napari_gardenseg._inference.dark_input`): the model saw it nearly
+    black, whatever it found; else None. The widget's and the batch's first hint."""
+    dark = next((r.meta["dark_input"] for r in results if r.meta.get("dark_input")), None)
+    if dark is None:
+        return None
+    low, high = dark["range"]
+    return (
+        f"the image's brightest value is {dark['brightest']:g} of {low:g}..{high:g}: the model saw it nearly "
+        "black (a viewer stretches it for the eye); scale it to 0..255 or 0..1 first (a 12-bit camera's "
+        "values: multiply by 16)"
+    )
 
 
 # Otsu's eta above which two colour classes are clear (one Gaussian class gives 2/pi, 0.64)

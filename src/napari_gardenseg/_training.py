@@ -507,14 +507,17 @@ def train(
         arch, arch_kwargs, base_meta = loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
         names = list(loaded.class_names)
         base_name = loaded.source
-        if not set(wanted) <= set(names):
-            old_names, names = names, ["__background__", *wanted]
-            # warm: the new classes start from what the base finds, each from the class it gives them
-            try:
-                found = _classes_found(loaded, prepared, device=dev, progress=progress, cancel=cancel)
-            except Cancelled:
-                raise Cancelled("training was cancelled before the first iteration; nothing was saved") from None
-            replace_heads(net, names, old_names, start_from=found)
+    for sample in prepared:
+        sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
+    _check_sizes(prepared, max(scale_range))  # before the warm start below segments every photo
+    if base is not None and not set(wanted) <= set(names):
+        old_names, names = names, ["__background__", *wanted]
+        # warm: the new classes start from what the base finds, each from the class it gives them
+        try:
+            found = _classes_found(loaded, prepared, device=dev, progress=progress, cancel=cancel)
+        except Cancelled:
+            raise Cancelled("training was cancelled before the first iteration; nothing was saved") from None
+        replace_heads(net, names, old_names, start_from=found)
     if arch not in ARCHITECTURES:
         raise ModelError(f"cannot save a checkpoint for architecture {arch!r}; use a named model or a checkpoint")
     if frozen_blocks is not None:
@@ -524,9 +527,6 @@ def train(
             for p in block.parameters():
                 p.requires_grad_(False)
     index = {n: i for i, n in enumerate(names)}
-    for sample in prepared:
-        sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
-    _check_sizes(prepared, max(scale_range))
 
     warmup = warmup if warmup is not None else min(200, iterations // 10)
     draw = lambda r: prepared[int(r.integers(len(prepared)))]  # noqa: E731

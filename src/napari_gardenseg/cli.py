@@ -653,8 +653,13 @@ def _expand_patterns(paths):
 
     out = []
     for p in paths or []:
-        text = str(p)
-        matches = [] if os.path.exists(text) or not glob.has_magic(text) else glob.glob(os.path.expanduser(text))
+        text = os.path.expanduser(str(p))
+        matches = []
+        if not os.path.exists(text) and glob.has_magic(text):
+            matches = glob.glob(text, recursive=True)  # "**": any depth, as bash's globstar
+            if not matches:  # "[...]" may be part of a folder's name ("shots [2024]/*.jpg")
+                literal = text.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
+                matches = glob.glob(literal, recursive=True)
         out += sorted(matches) or [p]
     return out
 
