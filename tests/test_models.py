@@ -100,6 +100,11 @@ def test_plain_state_dict_loads_with_class_count_from_predictor(tmp_path):
 def test_torchvision_module_is_accepted(random_maskrcnn):
     model = load_model(random_maskrcnn, device="cpu")
     assert len(model.class_names) == 5
+    import copy
+
+    half = copy.deepcopy(random_maskrcnn).half()  # torch's own dtype error came from inside the network
+    with pytest.raises(ModelError, match=r"weights are float16; segmentation runs in float32: pass net.float\(\)"):
+        load_model(half, device="cpu")
 
 
 class _Evil:

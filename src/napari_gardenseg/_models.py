@@ -196,6 +196,12 @@ def _from_module(net: nn.Module, device) -> Model:
     names = getattr(net, "class_names", None) or _default_names(n)
     if len(names) != n:
         raise ModelError(f"the module's class_names has {len(names)} entries but its predictor has {n} classes")
+    dtypes = {p.dtype for p in net.parameters()}
+    if dtypes != {torch.float32}:  # the engine feeds float32 images (and the CRF float32 probabilities)
+        raise ModelError(
+            f"the module's weights are {', '.join(sorted(str(d).replace('torch.', '') for d in dtypes))}; "
+            "segmentation runs in float32: pass net.float()"
+        )
     here = next(net.parameters()).device
     dev = here if device is None or device == "auto" else resolve_device(device)
     if not _same_device(dev, here):
