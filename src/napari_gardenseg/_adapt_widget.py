@@ -154,8 +154,7 @@ class AdaptWidget(Container):
         self._job = job
         self.run.enabled, self.cancel.enabled = False, True
         self.status.value = f"adapting to {len(photos)} photo(s)…"
-        ref = weakref.ref(self)
-        self._dock = watch_dock(self, self._dock, lambda: (w := ref()) is not None and w._on_dock_closed())
+        watch_dock(self)  # closing the panel stops the run (_on_dock_closed)
         return job.start()
 
     def stop(self, *_) -> None:

@@ -175,8 +175,7 @@ def file_stem(name: str, fallback: str = "image") -> str:
     """``name`` as a file name's stem: letters, digits, ``-`` and ``_`` kept, anything else ``_``,
     cut to at most 120 bytes of UTF-8 (a layer name may be any length); ``fallback`` when empty."""
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    while len(stem.encode("utf-8")) > _STEM_BYTES:
-        stem = stem[:-1]
+    stem = stem.encode("utf-8")[:_STEM_BYTES].decode("utf-8", "ignore")  # a letter cut in two is dropped
     return stem or fallback
 
 

@@ -77,9 +77,8 @@ def _stacked(layers: list[tuple], paths) -> tuple:
             f"cannot open these {len(layers)} photos as one stack: they differ in size or colour "
             f"({', '.join(sorted(str(s) for s in shapes))}); open them without 'as stack' (one layer each)"
         )
-    first = layers[0][1]
-    meta = {**first, "metadata": {"gardenseg_read": [m["metadata"]["gardenseg_read"] for _, m, _ in layers]}}
-    meta["metadata"]["gardenseg_stack"] = [str(p) for p in paths]
+    reads = [m["metadata"]["gardenseg_read"] for _, m, _ in layers]
+    meta = {**layers[0][1], "metadata": {"gardenseg_read": reads, "gardenseg_stack": [str(p) for p in paths]}}
     return np.stack([data for data, _, _ in layers]), meta, "image"
 
 

@@ -130,18 +130,27 @@ def placed_as_now(layer, source: PlaneSource) -> PlaneSource:
     (:func:`still_holds`)."""
     import dataclasses
 
+    return dataclasses.replace(source, **_placed(layer, _level_factors(layer, source.rgb, source.spatial_shape)))
+
+
+def _level_factors(layer, rgb: bool, spatial) -> np.ndarray:
+    """Full resolution's pixels per pixel of the level of spatial shape ``spatial``, per axis."""
     level0 = _levels(layer)[0]
-    spatial0 = tuple(int(v) for v in (level0.shape[:-1] if source.rgb else level0.shape))
-    factors = np.array(spatial0, dtype=float) / np.array(source.spatial_shape, dtype=float)
-    return dataclasses.replace(
-        source,
-        name=layer.name,
-        scale=np.asarray(layer.scale, dtype=float) * factors,
-        translate=np.asarray(layer.translate, dtype=float),
-        units=tuple(layer.units) if getattr(layer, "units", None) is not None else None,
-        axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
+    spatial0 = tuple(int(v) for v in (level0.shape[:-1] if rgb else level0.shape))
+    return np.array(spatial0, dtype=float) / np.array(spatial, dtype=float)
+
+
+def _placed(layer, factors) -> dict:
+    """Where output layers of a level ``factors`` coarser than ``layer``'s full resolution lie, and
+    their name: the layer's as they are now (rotate, shear and affine None where the identity)."""
+    return {
+        "name": layer.name,
+        "scale": np.asarray(layer.scale, dtype=float) * factors,
+        "translate": np.asarray(layer.translate, dtype=float),
+        "units": tuple(layer.units) if getattr(layer, "units", None) is not None else None,
+        "axis_labels": tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
         **({"rotate": None, "shear": None, "affine": None} | _placement(layer)),
-    )
+    }
 
 
 def _levels(layer) -> list:
@@ -233,8 +242,7 @@ def plane_source(
     k = 0 if max_pixels is None else _pick_level(levels, rgb, max_pixels)
     data = levels[k]
     spatial = tuple(int(s) for s in (data.shape[:-1] if rgb else data.shape))
-    factors = np.array(spatial0, dtype=float) / np.array(spatial, dtype=float)
-    scale = np.asarray(layer.scale, dtype=float) * factors
+    factors = _level_factors(layer, rgb, spatial)
     nlead = len(spatial) - 2
     if stack:
         planes = [tuple(int(v) for v in i) for i in np.ndindex(*spatial[:nlead])] if nlead else [()]
@@ -254,19 +262,14 @@ def plane_source(
                 "buttons bring the Y-X view back"
             )
     return PlaneSource(
-        name=layer.name,
         data=data,
         rgb=rgb,
         planes=planes,
         stack=bool(stack) and nlead > 0,
-        scale=scale,
-        translate=np.asarray(layer.translate, dtype=float),
-        units=tuple(layer.units) if getattr(layer, "units", None) is not None else None,
-        axis_labels=tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
         level=k,
         path=_source_path(layer),
         view_note=view_note,
-        **_placement(layer),
+        **_placed(layer, factors),
     )
 
 

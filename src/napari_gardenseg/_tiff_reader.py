@@ -6,6 +6,7 @@ through :func:`~napari_gardenseg._pillow_reader.read_pillow` (see :mod:`._reader
 from __future__ import annotations
 
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -103,8 +104,6 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
     if others:
-        import warnings
-
         applied["series"] = f"the first of {others + 1} images in the file (TIFF series); the others not read"
         warnings.warn(
             f"{path.name} holds {others + 1} images (TIFF series: an OME-TIFF of several, pages of other sizes, "

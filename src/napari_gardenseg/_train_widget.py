@@ -414,8 +414,7 @@ class TrainWidget(Container):
         if self.base.value == _CHECKPOINT:
             shown = Path(str(self.checkpoint.value)).name
         self.status.value = f"training on {len(samples)} layer(s), loading {shown}…"
-        ref = weakref.ref(self)
-        self._dock = watch_dock(self, self._dock, lambda: (w := ref()) is not None and w._on_dock_closed())
+        watch_dock(self)  # closing the panel stops the run (_on_dock_closed)
         return job.start()
 
     def stop(self, *_) -> None:

@@ -98,7 +98,7 @@ class SegmentationWidget(SegmentationControls):
             follow_if_ours(layer)
         for emitter, callback in self._connections:
             emitter.connect(callback)
-        # When the widget is deleted, stop listening and stop any run (its dock: _watch_dock).
+        # When the widget is deleted, stop listening and stop any run (its dock: watch_dock).
         ref = weakref.ref(self)
         self.native.destroyed.connect(lambda *_: (w := ref()) is not None and w._teardown())
 
@@ -246,13 +246,8 @@ class SegmentationWidget(SegmentationControls):
         self._job = job
         self._set_running(True)
         self.status.value = "loading model…" if isinstance(model, str) else "starting…"
-        self._watch_dock()
+        watch_dock(self)  # closing the panel stops the run (_on_dock_closed)
         job.start()
-
-    def _watch_dock(self) -> None:
-        """Stop with the dock (napari's close button deletes the dock, not the widget)."""
-        ref = weakref.ref(self)
-        self._dock = watch_dock(self, self._dock, lambda: (w := ref()) is not None and w._on_dock_closed())
 
     def _on_dock_closed(self) -> None:
         """Stop the run and add nothing; the widget itself lives on (a script may dock it again)."""

@@ -376,21 +376,23 @@ def keep_narrow(container) -> None:
                 combo.currentTextChanged.connect(combo.setToolTip)
 
 
-def watch_dock(container, watched, on_closed: Callable[[], Any]):
-    """The dock that holds ``container`` (a magicgui widget), with ``on_closed()`` called when it is
-    deleted; ``watched`` (the dock already watched, or None) when the widget is in no dock or still
-    in that one. napari's close button takes the widget out of its dock and deletes the dock, not
-    the widget, so ``native.destroyed`` does not come: a run would go on after its panel is gone.
-    ``on_closed`` should hold the widget weakly (the dock outlives nothing it is told of)."""
+def watch_dock(widget) -> None:
+    """Call ``widget._on_dock_closed()`` when the dock holding ``widget`` (a magicgui widget) is
+    deleted; the dock watched is kept in ``widget._dock`` (None: not yet, or not docked). napari's
+    close button takes the widget out of its dock and deletes the dock, not the widget, so
+    ``native.destroyed`` does not come: a run would go on after its panel is gone. Held weakly."""
+    import weakref
+
     from qtpy.QtWidgets import QDockWidget
 
-    dock = container.native.parentWidget()
+    dock = widget.native.parentWidget()
     while dock is not None and not isinstance(dock, QDockWidget):
         dock = dock.parentWidget()
-    if dock is None or dock is watched:
-        return watched
-    dock.destroyed.connect(lambda *_: on_closed())
-    return dock
+    if dock is None or dock is widget._dock:
+        return
+    widget._dock = dock
+    ref = weakref.ref(widget)
+    dock.destroyed.connect(lambda *_: (w := ref()) is not None and w._on_dock_closed())
 
 
 def status_label(**kwargs):

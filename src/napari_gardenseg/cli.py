@@ -650,6 +650,7 @@ def _expand_patterns(paths):
     matches, sorted: Windows' shells, unlike POSIX ones, hand patterns to the program as they are.
     A pattern that matches nothing stays, for the "no such file" message."""
     import glob
+    import re
 
     out = []
     for p in paths or []:
@@ -658,8 +659,7 @@ def _expand_patterns(paths):
         if not os.path.exists(text) and glob.has_magic(text):
             matches = glob.glob(text, recursive=True)  # "**": any depth, as bash's globstar
             if not matches:  # "[...]" may be part of a folder's name ("shots [2024]/*.jpg")
-                literal = text.replace("[", "\0").replace("]", "[]]").replace("\0", "[[]")
-                matches = glob.glob(literal, recursive=True)
+                matches = glob.glob(re.sub(r"([\[\]])", r"[\1]", text), recursive=True)
         out += sorted(matches) or [p]
     return out
 
