@@ -344,6 +344,21 @@ def test_a_run_without_the_crf_or_boxes_shows_its_own_layer(viewer, fake_segment
     assert third["crf"] is first["crf"] and third["crf"].visible and third["boxes"].visible
 
 
+def test_a_rerun_into_a_layer_the_user_hid_says_it_is_hidden(viewer, fake_segment):
+    # a replaced layer keeps the eye the user set; without a word the rerun looks like nothing happened
+    from napari_gardenseg._layers import run_notes
+
+    image = viewer.layers["garden"]
+    first_out = fake_run(plane_source(image), fake_segment, crf=True)
+    first = write_layers(viewer, first_out)
+    assert not any("hidden" in n for n in run_notes(first_out))
+    first["crf"].visible = False
+    out = fake_run(plane_source(image), fake_segment, n=1, crf=True)
+    again = write_layers(viewer, out)
+    assert again["crf"] is first["crf"] and not again["crf"].visible
+    assert "'garden masks (CRF)' is hidden: tick its eye in the layer list to see this run" in run_notes(out)
+
+
 def test_an_image_of_another_number_of_axes_gets_new_layers(viewer, fake_segment):
     """A stack opened under the name of a 2-D photo segmented before (napari cannot give a layer
     another number of axes)."""

@@ -38,6 +38,7 @@ __all__ = [
     "layer_names",
     "is_edited",
     "kept_layers_note",
+    "hidden_layer_note",
     "label_map_note",
     "colour_planes_note",
 ]
@@ -271,6 +272,9 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
         _lift_above_image(viewer, source, layer)
     for res in output.results:
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
+        shown = "crf" if output.refined is not None else "masks"  # the layer that shows this run
+        if shown in layers:
+            res.meta["hidden_layer"] = None if layers[shown].visible else layers[shown].name
     return layers
 
 
@@ -323,6 +327,14 @@ def kept_layers_note(output: LayerOutput) -> str | None:
     if not moved:
         return None
     return "; ".join(f"kept your '{base}', this run is in '{name}'" for base, name in moved)
+
+
+def hidden_layer_note(output: LayerOutput) -> str | None:
+    """One line when the layer that shows this run is one the user had hidden (a replaced layer
+    keeps its eye as the user set it): without it a rerun looks as if nothing happened. Reads
+    ``meta["hidden_layer"]`` that :func:`write_layers` sets."""
+    name = output.results[0].meta.get("hidden_layer") if output.results else None
+    return f"'{name}' is hidden: tick its eye in the layer list to see this run" if name else None
 
 
 def label_map_note(output: LayerOutput) -> str | None:
@@ -433,4 +445,5 @@ def run_notes(output: LayerOutput) -> list[str]:
     from ._plant_pixels import status_hint
 
     hint = colour_planes_note(output) or status_hint(output.results) or label_map_note(output)
-    return [n for n in (kept_layers_note(output), output.source.view_note, hint) if n]
+    notes = (kept_layers_note(output), hidden_layer_note(output), output.source.view_note, hint)
+    return [n for n in notes if n]
