@@ -254,6 +254,55 @@ def test_save_checkpoint_never_replaces_a_file_unless_asked(tmp_path):
     assert (models / "field.pt").read_bytes() == b"another model"
 
 
+def _disk(monkeypatch, full_folder, free_after=0):
+    """shutil.disk_usage as if ``full_folder`` were on a disk with ``free_after`` bytes free (after
+    the first ``free_after``-less call when ``free_after`` is a list: the disk fills meanwhile)."""
+    import shutil
+
+    real = shutil.disk_usage
+    frees = list(free_after) if isinstance(free_after, list) else None
+
+    def usage(folder):
+        u = real(folder)
+        if str(folder).startswith(str(full_folder)):
+            free = frees.pop(0) if frees else free_after if frees is None else 0
+            return type(u)(u.total, u.total - free, free)
+        return u
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+
+
+def test_a_full_disk_is_said_and_a_long_runs_weights_are_kept_elsewhere(tmp_path, user_models, monkeypatch):
+    import errno
+
+    names = ["__background__", "a", "b"]
+    full = tmp_path / "usb"
+    full.mkdir()
+    _disk(monkeypatch, full, free_after=10_000)
+    with pytest.raises(OSError, match=r"disk is full: 0.0 MB free in .*usb, the checkpoint needs about") as e:
+        save_checkpoint(_garden_net(3), full / "m.pt", class_names=names, arch="garden_small")
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(full / "m.pt")
+    # the disk fills while torch writes: torch says "unexpected pos"; with rescue (train, adapt)
+    # the weights go to the user's models folder and the error names it
+    _disk(monkeypatch, full, free_after=[10**12])
+    real_save = torch.save
+
+    def short_write(obj, f, *a, **k):
+        if str(f).startswith(str(full)):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 951936 vs 951824")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", short_write)
+    with pytest.raises(OSError, match=r"disk is full.*saved instead in .*gardenseg_home.models.m\.pt") as e:
+        save_checkpoint(_garden_net(3), full / "m.pt", class_names=names, arch="garden_small", rescue=True)
+    assert isinstance(e.value.__cause__, RuntimeError) and not (full / "m.pt").exists()
+    assert load_model(user_models / "m.pt", device="cpu").class_names == names
+    # another error of torch's is not called a full disk
+    _disk(monkeypatch, full, free_after=10**12)
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        save_checkpoint(_garden_net(3), full / "m.pt", class_names=names, arch="garden_small", rescue=True)
+
+
 def test_gardenseg_models_lists_the_users_own_models(user_models, capsys):
     from napari_gardenseg import cli
 

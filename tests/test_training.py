@@ -629,3 +629,29 @@ def test_uint64_instance_ids_past_int64_are_kept_apart():
     (sample,) = prepare_samples([(np.zeros((50, 50, 3), np.uint8), labels, "plant")])
     assert sample.class_of == {1: "plant", 2: "plant"}
     assert sample.labels[10, 10] == 1 and sample.labels[40, 40] == 2
+
+
+def test_a_disk_without_room_for_the_model_is_said_before_training(tmp_path, monkeypatch):
+    # a full disk showed only after the training, as torch's "unexpected pos", and the weights were lost
+    import errno
+    import shutil
+
+    import napari_gardenseg._training as training
+
+    real = shutil.disk_usage
+    full = tmp_path / "usb"
+    full.mkdir()
+
+    def usage(folder):
+        u = real(folder)
+        return type(u)(u.total, u.total, 0) if str(folder).startswith(str(full)) else u
+
+    def fitting(*a, **k):
+        raise AssertionError("trained for a model that had nowhere to go")
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    monkeypatch.setattr(training, "fit", fitting)
+    image, labels, _ = garden_scene(8_000_305, shape=(128, 128), n_plants=(2, 3))
+    with pytest.raises(OSError, match="disk is full") as e:
+        train([(image, labels, "plant")], base="garden", iterations=1, output=full / "m.pt", device="cpu")
+    assert e.value.errno == errno.ENOSPC and not (full / "m.pt").exists()

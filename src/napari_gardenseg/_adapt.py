@@ -263,10 +263,10 @@ def adapt(
     """
     import torch
 
-    from ._files import check_target
+    from ._files import check_free_space, check_target
     from ._harvest import harvest_photo
     from ._image_folders import expand_folders
-    from ._models import Model, derived_meta, load_model, resolve_device, save_checkpoint
+    from ._models import Model, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
     from ._training import POSITIVE_FRACTION, fit
     from ._vegetation import data_window
 
@@ -297,6 +297,7 @@ def adapt(
 
     report(0.0, "loading model")
     loaded = load_model(base, device=dev)
+    check_free_space(output, state_bytes(loaded.net.state_dict()), "checkpoint")  # not after the rounds
     torch.manual_seed(seed)  # a model built on loading drew from it: the same seed, the same run either way
     net = copy.deepcopy(loaded.net).eval()  # never train the cached model in place
     model = Model(
@@ -539,6 +540,7 @@ def adapt(
         arch_kwargs=dict(loaded.arch_kwargs),
         meta=meta,
         overwrite=overwrite,
+        rescue=True,
     )
     from ._files import atomic_write
 

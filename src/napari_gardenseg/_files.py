@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write",
     "free_path",
     "writable_folder",
+    "check_free_space",
     "user_models",
     "user_models_dir",
     "user_results_dir",
@@ -72,6 +73,33 @@ def writable_folder(folder, what: str) -> Path:
     except OSError as exc:
         raise OSError(f"cannot write into the folder {folder} ({exc.strerror}): {what}") from None
     return folder
+
+
+def check_free_space(path, need: int, what: str) -> None:
+    """Raise OSError (``errno.ENOSPC``, naming ``path``) when the file system that is to hold
+    ``path`` has fewer than ``need`` bytes free; says nothing when the free space cannot be read.
+    A full disk otherwise shows as a writer's own error (torch's "unexpected pos", a short file)."""
+    import errno
+    import shutil
+
+    folder = Path(path).expanduser().absolute().parent
+    while not folder.exists() and folder != folder.parent:  # the folder is made when written
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"the disk is full: {_mb(free)} free in {folder}, the {what} needs about {_mb(need)}; "
+            "free some space or write it to another disk",
+            str(path),
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def user_results_dir() -> Path:

@@ -462,6 +462,7 @@ def save_checkpoint(
     meta: dict | None = None,
     half: bool = False,
     overwrite: bool = False,
+    rescue: bool = False,
 ) -> Path:
     """Write ``model`` in the project's checkpoint format (loadable by :func:`load_model`).
 
@@ -470,8 +471,13 @@ def save_checkpoint(
     written under a temporary name and renamed at the end, so a crash never
     leaves a half-written checkpoint. ``half=True`` stores float weights as
     float16 (half the size); they are turned back into float32 on load.
+
+    A disk without room for it raises OSError (``errno.ENOSPC``) that says so. With ``rescue``
+    (what ``train`` and ``adapt`` ask, so that a long run is not lost) the weights are first
+    written to the user's models folder or the temporary folder, on another disk, and the
+    error names that file.
     """
-    from ._files import atomic_write, check_target
+    from ._files import atomic_write, check_free_space, check_target
 
     check_target(path, overwrite, what="checkpoint")  # fail before the (slow) state copy
     if isinstance(model, Model):
@@ -491,17 +497,54 @@ def save_checkpoint(
     if class_names is None or len(class_names) != n:
         raise ModelError(f"save_checkpoint needs {n} class names (background first), got {class_names!r}")
     path = Path(path).expanduser()
-    with atomic_write(path, overwrite, what="checkpoint") as tmp:
-        torch.save(
-            {
-                "format": FORMAT,
-                "version": FORMAT_VERSION,
-                "arch": arch,
-                "arch_kwargs": _plain(dict(arch_kwargs or {})),
-                "class_names": [str(n) for n in class_names],
-                "state_dict": state,
-                "meta": _plain(dict(meta or {})),
-            },
-            tmp,
-        )
+    content = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "arch": arch,
+        "arch_kwargs": _plain(dict(arch_kwargs or {})),
+        "class_names": [str(n) for n in class_names],
+        "state_dict": state,
+        "meta": _plain(dict(meta or {})),
+    }
+    need = state_bytes(state)
+    try:
+        check_free_space(path, need, "checkpoint")  # torch's own error for a full disk is "unexpected pos"
+        with atomic_write(path, overwrite, what="checkpoint") as tmp:
+            torch.save(content, tmp)
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, FileExistsError):
+            raise
+        try:
+            check_free_space(path, need, "checkpoint")
+        except OSError as full:
+            if rescue and (elsewhere := _rescue(content, path, need)) is not None:
+                raise OSError(
+                    full.errno, f"{full.strerror}; the weights were saved instead in {elsewhere}", str(path)
+                ) from exc
+            raise full from exc
+        raise
     return path
+
+
+def state_bytes(state: dict) -> int:
+    """Bytes a checkpoint of ``state`` (a state dict) takes on disk, with room for torch's archive."""
+    return int(sum(v.numel() * v.element_size() for v in state.values()) * 1.05) + 1_000_000
+
+
+def _rescue(content: dict, path: Path, need: int) -> Path | None:
+    """Write ``content`` under ``path``'s name into the user's models folder or the temporary
+    folder, the first that has room; None when neither has."""
+    import tempfile
+
+    from ._files import atomic_write, check_free_space, free_path, user_models_dir
+
+    for folder in (user_models_dir(), Path(tempfile.gettempdir())):
+        target = free_path(folder / path.name)
+        try:
+            check_free_space(target, need, "checkpoint")
+            with atomic_write(target, what="checkpoint") as tmp:
+                torch.save(content, tmp)
+        except (OSError, RuntimeError):
+            continue
+        return target
+    return None

@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from ._architectures import ARCHITECTURES, replace_heads
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
-from ._files import check_target, free_path, user_models_dir
+from ._files import check_free_space, check_target, free_path, user_models_dir
 from ._images import to_rgb_float
 from ._label_files import ids_dtype
-from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint
+from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
 from ._options import TRAIN_DEFAULTS
 
 # the share of the fine-tuned weights in the saved ones (train's wise_alpha, WiSE-FT)
@@ -507,6 +507,7 @@ def train(
         arch, arch_kwargs, base_meta = loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
         names = list(loaded.class_names)
         base_name = loaded.source
+    check_free_space(output, state_bytes(net.state_dict()), "checkpoint")  # not after the training
     for sample in prepared:
         sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
     _check_sizes(prepared, max(scale_range))  # before the warm start below segments every photo
@@ -590,5 +591,12 @@ def train(
     if not named and output.exists():
         output = free_path(output)  # another run took the name chosen at the start: the next free one
     return save_checkpoint(
-        net, output, class_names=names, arch=arch, arch_kwargs=arch_kwargs, meta=out_meta, overwrite=overwrite
+        net,
+        output,
+        class_names=names,
+        arch=arch,
+        arch_kwargs=arch_kwargs,
+        meta=out_meta,
+        overwrite=overwrite,
+        rescue=True,
     )
