@@ -307,6 +307,26 @@ def test_cancel_stops_the_run_and_adds_no_layer(make_napari_viewer, qtbot, sampl
     assert "cancelled" in w.status.value and w.run.enabled
 
 
+def test_the_progress_bars_cancel_in_the_activity_dock_stops_the_run(make_napari_viewer, qtbot, sample):
+    # napari's cancelable_progress calls its callback only while iterated; the job's bar is moved
+    # by hand, so its Cancel said "Canceled" and the run went on to add its layers
+    from napari._qt.widgets.qt_progress_bar import QtLabeledProgressBar
+
+    viewer = make_napari_viewer()
+    viewer.add_image(sample, name="garden")
+    w = open_widget(viewer, qtbot)
+    w.run.clicked()
+    qtbot.waitUntil(lambda: "Mask R-CNN" in w.status.value, timeout=30_000)
+    bars = [b for b in viewer.window._qt_window.findChildren(QtLabeledProgressBar) if b.progress is not None]
+    assert bars
+    for bar in bars:
+        bar.cancel_button.click()
+    assert w.status.value == "cancelling…" and not w.cancel.enabled
+    qtbot.waitUntil(lambda: not w.running, timeout=10_000)
+    assert [layer.name for layer in viewer.layers] == ["garden"]
+    assert "cancelled" in w.status.value and w.run.enabled
+
+
 def test_stack_whole_and_current_plane(make_napari_viewer, qtbot, sample):
     viewer = make_napari_viewer()
     # three 128 px crops of the sample, each holding plants

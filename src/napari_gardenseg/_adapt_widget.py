@@ -150,6 +150,7 @@ class AdaptWidget(Container):
             desc="Adapting to the photos",
         )
         job.on_progress = lambda f, msg, job=job: self._show(job, msg)
+        job.on_cancel = self.stop  # the progress bar's Cancel in napari's activity dock
         job.on_done = lambda outcome, job=job: self._on_done(job, outcome)
         self._job = job
         self.run.enabled, self.cancel.enabled = False, True

@@ -404,6 +404,7 @@ class TrainWidget(Container):
             desc="Training Mask R-CNN",
         )
         job.on_progress = lambda f, msg, job=job: self._show_progress(job, msg)
+        job.on_cancel = self.stop  # the progress bar's Cancel in napari's activity dock
         job.on_done = lambda outcome, job=job: self._on_done(job, outcome)
         self._job = job
         self._run_field = self.output.value  # what 'save as' showed when this run started

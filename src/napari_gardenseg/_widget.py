@@ -237,6 +237,7 @@ class SegmentationWidget(SegmentationControls):
         model = self._loaded[1] if self._loaded is not None and self._loaded[0] == key else spec
         job = Job(_segment_job, source, model, options, desc="Garden segmentation")
         job.on_progress = lambda fraction, message, job=job: self._on_progress(job, message)
+        job.on_cancel = self._on_cancel  # the progress bar's Cancel in napari's activity dock
         # the layer's data may be replaced during the run: the status then says which image the labels are of
         image = weakref.ref(layer)
         t0 = time.perf_counter()

@@ -27,6 +27,7 @@ keeps long choices from widening a dock.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -124,6 +125,7 @@ class Job:
         self.cancel = threading.Event()
         self.on_progress = on_progress
         self.on_done = on_done
+        self.on_cancel: Callable[[], None] | None = None  # the panel's Cancel, for the bar's (GUI thread)
         self.outcome: Outcome | None = None
         self._desc = desc
         self._pbar = None
@@ -145,9 +147,7 @@ class Job:
 
     def start(self) -> Job:
         if self._desc:
-            from napari.utils import cancelable_progress
-
-            self._pbar = cancelable_progress(total=100, desc=self._desc, cancel_callback=self.request_cancel)
+            self._pbar = _bar_class()(total=100, desc=self._desc, cancel_callback=self._bar_cancelled)
         _ACTIVE.add(self)
         _pool().start(self._worker)
         return self
@@ -155,6 +155,10 @@ class Job:
     def request_cancel(self) -> None:
         """Ask the run to stop (the engine checks the event within a fraction of a second)."""
         self.cancel.set()
+
+    def _bar_cancelled(self) -> None:
+        """The progress bar's Cancel (napari's activity dock): as the panel's own Cancel."""
+        (self.on_cancel or self.request_cancel)()
 
     def abandon(self) -> None:
         """Cancel and forget the callbacks: for a widget that is being closed."""
@@ -374,6 +378,22 @@ def keep_narrow(container) -> None:
             if not combo.toolTip():
                 combo.setToolTip(combo.currentText())
                 combo.currentTextChanged.connect(combo.setToolTip)
+
+
+@functools.cache
+def _bar_class():
+    """napari's ``cancelable_progress`` whose Cancel button calls ``cancel_callback`` at once: napari
+    calls it only while the bar is iterated, and a Job's bar is moved by hand, so the button said
+    "Canceled" while the run went on."""
+    from napari.utils import cancelable_progress
+
+    class JobProgress(cancelable_progress):
+        def cancel(self) -> None:
+            super().cancel()
+            if self.cancel_callback is not None:
+                self.cancel_callback()
+
+    return JobProgress
 
 
 def watch_dock(widget) -> None:
