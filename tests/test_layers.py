@@ -359,6 +359,23 @@ def test_a_rerun_into_a_layer_the_user_hid_says_it_is_hidden(viewer, fake_segmen
     assert "'garden masks (CRF)' is hidden: tick its eye in the layer list to see this run" in run_notes(out)
 
 
+def test_a_rerun_on_another_plane_never_moves_an_image_linked_to_its_output(fake_segment):
+    # napari's Link Layers ties every common attribute: moving the output's slab to the new plane
+    # moved the user's image along with it
+    from napari.experimental import link_layers
+
+    v = ViewerModel()
+    image = v.add_image(np.zeros((4, 48, 64, 3), np.uint8), name="z", rgb=True, scale=(5, 1, 1))
+    masks = write_layers(v, fake_run(plane_source(image, point=v.dims.point), fake_segment))["masks"]
+    link_layers([image, masks])
+    v.dims.set_point(0, 10.0)
+    again = write_layers(v, fake_run(plane_source(image, point=v.dims.point), fake_segment))["masks"]
+    assert again is masks and list(masks.translate) == [10.0, 0.0, 0.0]
+    assert list(image.translate) == [0.0, 0.0, 0.0] and list(image.scale) == [5.0, 1.0, 1.0]
+    masks.opacity = 0.3  # what does not place the layer stays linked
+    assert image.opacity == 0.3
+
+
 def test_an_image_of_another_number_of_axes_gets_new_layers(viewer, fake_segment):
     """A stack opened under the name of a 2-D photo segmented before (napari cannot give a layer
     another number of axes)."""

@@ -132,8 +132,11 @@ def _set_geometry(layer, source: PlaneSource) -> None:
     """Set scale, translate, units and axis labels, each only if it changes.
 
     Every assignment makes napari re-slice and redraw the layer (tens of ms on
-    a big image), so unchanged values are not assigned again.
+    a big image), so unchanged values are not assigned again. An attribute the
+    user linked to other layers (napari's *Link Layers*) is unlinked first: a
+    slab moved to another plane must not move the image with it.
     """
+    changed = {}
     for key, value in _spatial_kwargs(source, every=True).items():
         current = getattr(layer, key)
         if key == "affine":
@@ -143,7 +146,13 @@ def _set_geometry(layer, source: PlaneSource) -> None:
         else:
             same = tuple(str(v) for v in current) == tuple(str(v) for v in value)
         if not same:
-            setattr(layer, key, value)
+            changed[key] = value
+    if changed:
+        from napari.experimental import unlink_layers
+
+        unlink_layers([layer], attributes=changed)
+    for key, value in changed.items():
+        setattr(layer, key, value)
 
 
 def _stamp(layer, kind: str, source: PlaneSource, check) -> None:
