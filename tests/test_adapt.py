@@ -264,6 +264,21 @@ def test_adapt_default_name_is_new(tmp_path, monkeypatch):
     assert default_output() == models / "adapted-4.pt"
 
 
+def test_adapt_keeps_its_model_when_its_name_was_taken_during_the_run(small_base, tmp_path):
+    # a second adapt panel with the same 'save as', or another process, wrote the report's name
+    # meanwhile: the rounds were thrown away at the save; they are kept beside it, and said
+    out = tmp_path / "field.pt"
+
+    def progress(fraction, message):
+        if "single plants" in message and not (tmp_path / "field.json").exists():
+            (tmp_path / "field.json").write_text('{"theirs": 1}')
+
+    with pytest.warns(UserWarning, match="the model is saved as field-2.pt"):
+        path = gs.adapt([_photo(9_500_000)[0]] * 2, small_base, output=out, iterations=1, progress=progress)
+    assert path == tmp_path / "field-2.pt" and (tmp_path / "field-2.json").exists() and not out.exists()
+    assert (tmp_path / "field.json").read_text() == '{"theirs": 1}'
+
+
 def test_adapt_cancel_saves_nothing(small_base, tmp_path):
     out = tmp_path / "never.pt"
     stop = threading.Event()

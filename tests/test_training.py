@@ -304,6 +304,15 @@ def test_default_output_is_a_new_file_in_the_user_models_folder(tmp_path, monkey
     monkeypatch.setattr(training, "fit", fit_while_another_run_saves)
     third = train(two_scenes, base="garden", iterations=1, device="cpu", crop=96)
     assert third.name == "my_model-4.pt" and taken.read_bytes() == b"the other run's model"
+    # a name the caller chose (a second train panel's 'save as' was the first one's): the training
+    # was thrown away at the save; it is kept beside, and said
+    taken = tmp_path / "field.pt"
+    with pytest.warns(
+        UserWarning, match="field.pt was written by something else during this run: the model is saved as field-2.pt"
+    ):
+        fourth = train(two_scenes, base="garden", iterations=1, device="cpu", crop=96, output=taken)
+    assert fourth == tmp_path / "field-2.pt" and taken.read_bytes() == b"the other run's model"
+    assert load_model(fourth, device="cpu").meta["training"]["iterations"] == 1
 
 
 def test_garden_mobilenet_builds_trains_and_round_trips(tmp_path):

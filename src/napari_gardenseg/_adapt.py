@@ -248,7 +248,8 @@ def adapt(
     harvest and training, each stopped by its share of the time or, when
     given, after ``iterations``. ``output``: the checkpoint to write; None
     picks a new name in the user's models folder; an existing file is refused
-    unless ``overwrite=True``. A report (plants harvested, rounds, the
+    unless ``overwrite=True``, and one that appears during the run (model or
+    report) is kept: the model goes beside it, with a warning. A report (plants harvested, rounds, the
     agreement measures per round; see :mod:`._agreement`) is written next to
     it as ``MODEL.json`` and stored in the checkpoint's ``meta["adapt"]``.
 
@@ -263,7 +264,7 @@ def adapt(
     """
     import torch
 
-    from ._files import check_free_space, check_target
+    from ._files import check_free_space, check_target, free_at_the_end
     from ._harvest import harvest_photo
     from ._image_folders import expand_folders
     from ._models import Model, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
@@ -530,8 +531,9 @@ def adapt(
     meta = derived_meta(loaded.meta)
     meta["adapt"] = info
     report(0.98, "saving the model")
-    if not named and (output.exists() or report_path(output).exists()):
-        output = default_output()  # another run took the name chosen at the start: the next free one
+    # never lose the rounds to a name (of the model or its report) taken meanwhile
+    taken = lambda p: p.exists() or report_path(p).exists()  # noqa: E731
+    output = free_at_the_end(output, overwrite, "model", taken=taken, say=named)
     path = save_checkpoint(
         net,
         output,

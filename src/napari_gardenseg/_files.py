@@ -27,6 +27,7 @@ __all__ = [
     "check_target",
     "atomic_write",
     "free_path",
+    "free_at_the_end",
     "writable_folder",
     "check_free_space",
     "user_models",
@@ -205,6 +206,29 @@ def file_stem(name: str, fallback: str = "image") -> str:
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     stem = stem.encode("utf-8")[:_STEM_BYTES].decode("utf-8", "ignore")  # a letter cut in two is dropped
     return stem or fallback
+
+
+def free_at_the_end(path: Path, overwrite: bool, what: str, *, taken=None, say: bool = True) -> Path:
+    """Where a long run saves the ``what`` it was asked to write at ``path`` (checked free when the
+    run started): ``path``, unless something else wrote there meanwhile (another panel's run,
+    another process) and ``overwrite`` is False; then ``<stem>-2<suffix>``, ``-3``... beside it,
+    with a warning when ``say``, so that the run's work is kept and the other file too.
+    ``taken(path) -> bool`` says whether a name is in use (default: a file is there)."""
+    taken = taken or (lambda p: p.exists())
+    if overwrite or not taken(path):
+        return path
+    head, _, tail = path.stem.rpartition("-")
+    stem, n = (head if head and tail.isdigit() else path.stem), 2
+    while taken(candidate := path.with_name(f"{stem}-{n}{path.suffix}")):
+        n += 1
+    if say:
+        import warnings
+
+        warnings.warn(
+            f"{path} was written by something else during this run: the {what} is saved as {candidate.name}",
+            stacklevel=2,
+        )
+    return candidate
 
 
 def free_path(path) -> Path:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ._architectures import ARCHITECTURES, replace_heads
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
-from ._files import check_free_space, check_target, free_path, user_models_dir
+from ._files import check_free_space, check_target, free_at_the_end, free_path, user_models_dir
 from ._images import to_rgb_float
 from ._label_files import ids_dtype
 from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
@@ -405,7 +405,9 @@ def train(
     :class:`Model`, or ``None`` to start from scratch with the small garden
     architecture. ``output`` is the checkpoint to write; ``None`` picks a new
     file in :func:`~napari_gardenseg._files.user_models_dir`. An existing
-    ``output`` is refused before training starts unless ``overwrite=True``.
+    ``output`` is refused before training starts unless ``overwrite=True``; a
+    file that appears there during the training is kept, and the model is
+    saved beside it (``<stem>-2.pt``, with a warning): the path returned says where.
     ``progress(fraction, message)`` is called after every iteration (and,
     with fraction 0, for each painted photo segmented first); ``cancel``
     (a ``threading.Event`` or a callable returning True) stops early, and what
@@ -588,8 +590,7 @@ def train(
     out_meta = {k: v for k, v in derived_meta(base_meta).items() if k != "mask_threshold"}
     out_meta["training"] = info
     out_meta.update(meta or {})
-    if not named and output.exists():
-        output = free_path(output)  # another run took the name chosen at the start: the next free one
+    output = free_at_the_end(output, overwrite, "model", say=named)  # never lose the training to a name taken meanwhile
     return save_checkpoint(
         net,
         output,
