@@ -36,6 +36,23 @@ def test_exif_orientation_is_applied_and_recorded(tmp_path):
     assert read_image(plain).data.shape == (300, 400, 3) and "exif_orientation" not in read_image(plain).applied
 
 
+def test_an_orientation_outside_exifs_eight_turns_nothing_and_keeps_the_world_file(tmp_path):
+    # Orientation 0, 9 or 65535 (cameras and editors write them) were recorded as a turn, and the
+    # photo's world file was dropped as placing "the unturned pixels"
+    from napari_gardenseg._pillow_reader import exif_turns
+
+    im = Image.fromarray(_marked(30, 40))
+    for value in (0, 9, 65535):
+        exif = im.getexif()
+        exif[0x0112] = value
+        path = tmp_path / f"o{value}.jpg"
+        im.save(path, exif=exif, quality=95)
+        (tmp_path / f"o{value}.jgw").write_text("0.05\n0\n0\n-0.05\n500000.025\n4000000.975\n")
+        f = read_image(path)
+        assert f.data.shape == (30, 40, 3) and "exif_orientation" not in f.applied and not exif_turns(path)
+        assert f.sidecar_georeference is not None and f"o{value}.jgw" in f.applied["georeference"]
+
+
 # (mode, file suffix, pixel written, pixel read): read values are Pillow's own conversions
 MODES = [
     ("CMYK", "tif", (0, 255, 255, 0), (255, 0, 0)),

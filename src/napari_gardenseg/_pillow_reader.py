@@ -91,6 +91,10 @@ def register_heif(path: Path) -> None:
     register_heif_opener()
 
 
+# the EXIF orientations that ImageOps.exif_transpose turns or mirrors (1 is upright)
+_TURNING = frozenset(range(2, 9))
+
+
 def _turns(im) -> bool:
     """Whether an image's EXIF Orientation turns or mirrors its pixels (read upright here).
 
@@ -103,7 +107,7 @@ def _turns(im) -> bool:
             im._size = im._tile_size  # Pillow 13 swapped the size it gives for the turn it planned
         im.getexif().pop(0x0112, None)
         return False
-    return im.getexif().get(0x0112) not in (None, 1)
+    return im.getexif().get(0x0112) in _TURNING  # as Pillow: other values (0, 9, text) turn nothing
 
 
 def exif_turns(path) -> bool:
