@@ -637,6 +637,9 @@ def test_a_folder_of_subfolders_is_searched_only_when_asked(tmp_path):
         "2024-06/plotA/a_labels.tif",  # a painted label image beside its photo
         "2024-06/z.png",
         ".trash/old.jpg",  # hidden folders are not searched
+        "2024-06/@eaDir/a.jpg/SYNOPHOTO_THUMB_M.jpg",  # nor a NAS's thumbnails and recycle bins
+        "#recycle/c.jpg",
+        "$RECYCLE.BIN/$R3ABC.jpg",
         "results/a_overlay.png",  # an earlier batch's outputs (named after its run record) are not photos
         "results/a_labels.tif",
         "results/a_labels_crf.tif",

@@ -38,6 +38,23 @@ def is_zarr_store(path) -> bool:
     return path.is_dir() and (path.suffix.lower() == ".zarr" or any((path / f).is_file() for f in _ZARR_METADATA))
 
 
+# Folders that file servers and operating systems make inside photo folders: NAS thumbnails and
+# recycle bins (Synology @eaDir/#recycle/#snapshot, QNAP @Recycle/@Recently-Snapshot), Windows'
+# recycle bin and volume data, ext4's lost+found. Their pictures are copies or deleted files.
+_SYSTEM_FOLDERS = frozenset(
+    {
+        "@eadir",
+        "#recycle",
+        "#snapshot",
+        "@recycle",
+        "@recently-snapshot",
+        "$recycle.bin",
+        "system volume information",
+        "lost+found",
+    }
+)
+
+
 def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple[Path, str]]:
     """:func:`image_files` with each file's folder relative to ``folder`` (POSIX, ``""`` for
     ``folder`` itself), which a batch's outputs mirror."""
@@ -65,7 +82,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         n_outputs += sum(p.name in outputs for p in found)
         relative = here.relative_to(folder).as_posix() if here != folder else ""
         entries += [(p, relative) for p in photos]
-        inner = [c for c in visible if c.is_dir() and not is_zarr_store(c)]
+        inner = [c for c in visible if c.is_dir() and not is_zarr_store(c) and c.name.lower() not in _SYSTEM_FOLDERS]
         if here == folder:
             subfolders = inner
         if recursive:
