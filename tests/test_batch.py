@@ -299,6 +299,14 @@ def test_a_recursive_batch_mirrors_the_subfolders_and_resumes(images, tmp_path, 
     assert "0 done, 3 skipped, 0 failed" in capsys.readouterr().out
     assert cli.main([*args[:2], *args[3:], "--resume"]) == 0  # not recursive: only the top folder's photo
     assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().out
+    # the drive mounted elsewhere: the same files (name, size, time) are done; every one was "different input"
+    moved = photos.rename(tmp_path / "mounted_elsewhere")
+    moved_args = ["segment", str(moved), "--recursive", "--out", str(moved / "results"), "--no-crf", "--resume"]
+    assert cli.main(moved_args) == 0
+    assert "0 done, 3 skipped, 0 failed" in capsys.readouterr().out
+    os.utime(moved / "2024-07" / "a.png", ns=(0, 10**18))  # a photo edited since: done again
+    assert cli.main(moved_args) == 1
+    assert "different input" in capsys.readouterr().err
 
 
 def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, capsys):

@@ -184,6 +184,10 @@ def _differences(record: dict, wanted: dict) -> list[str]:
             return a["sha256"] == b["sha256"]  # the same weights, wherever the file lies
         if key == "options" and isinstance(a, dict) and a != b:
             a = _recorded_as_now(a)
+        if key == "input" and isinstance(a, dict) and isinstance(b, dict) and "path" in a and "path" in b:
+            # a folder moved or mounted elsewhere (another drive letter, a cluster's scratch): the same
+            # file by name, size and time; where it lies in the folder already names its outputs
+            return {**a, "path": Path(a["path"]).name} == {**b, "path": Path(b["path"]).name}
         return a == b
 
     return [k for k in _COMPARED if not same(k)]
