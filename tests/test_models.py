@@ -169,6 +169,34 @@ def test_bad_checkpoints(tmp_path, kind, match):
         load_model(path, device="cpu")
 
 
+def test_files_that_are_plainly_not_checkpoints_are_named_with_what_to_do(tmp_path):
+    # torch's words for these said "weights_only=False will likely succeed" and "file an issue with PyTorch"
+    files = {
+        "lfs.pt": (
+            b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n",
+            "Git LFS pointer.*git lfs pull",
+        ),
+        "login.pt": (b"<!DOCTYPE html>\n<html><body>Sign in</body></html>", "a web page, not the weights"),
+        "keras.pth": (b"\x89HDF\r\n\x1a\n" + bytes(64), "an HDF5 file"),
+        "model.onnx": (b"\x08\x07\x12\x07pytorch" + bytes(64), "an ONNX export"),
+        "model.safetensors": (len(b"{}").to_bytes(8, "little") + b"{}" + bytes(8), "a safetensors file"),
+    }
+    for name, (data, match) in files.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ModelError, match=match) as e:
+            load_model(tmp_path / name, device="cpu")
+        assert "weights_only" not in str(e.value) and "issue" not in str(e.value)
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), scripted)
+    with pytest.raises(ModelError, match="a TorchScript export .torch.jit.save.: give the weights instead"):
+        load_model(scripted, device="cpu")
+    # a real checkpoint (a zip too) is not taken for one of them
+    path = save_checkpoint(
+        _garden_net(3), tmp_path / "real.pt", class_names=["__background__", "a", "b"], arch="garden_small"
+    )
+    assert load_model(path, device="cpu").class_names == ["__background__", "a", "b"]
+
+
 def test_code_in_a_checkpoint_is_named_as_torch_before_2_4_words_it(tmp_path, monkeypatch):
     """torch 2.1-2.3's weights_only error says "Unsupported class posix.system", later ones "Unsupported global"."""
 

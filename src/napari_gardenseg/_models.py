@@ -266,6 +266,9 @@ def _download(url: str, path: Path, name: str, progress: bool) -> None:
 def _read(path: Path):
     if path.is_dir():
         raise ModelError(f"{path} is a folder: give the checkpoint file in it (a .pt or .pth file)")
+    other = _other_format(path)
+    if other is not None:  # torch's own words for these send the user to weights_only=False or to PyTorch
+        raise ModelError(f"{path} is {other}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -283,6 +286,44 @@ def _read(path: Path):
         raise ModelError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _other_format(path: Path) -> str | None:
+    """What a file given as a checkpoint is when it is plainly something else, by its first bytes (a
+    Git LFS pointer, a web page, a TorchScript, safetensors, ONNX or HDF5 file) and what to do; None
+    otherwise (torch.load then says what it finds)."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the weights: run `git lfs pull` where it was checked out"
+    if head.lstrip()[:1] == b"<" and b"html" in head.lower():
+        return "a web page, not the weights (a download that failed or needed a login): download the file itself"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (Keras?), not a PyTorch checkpoint: give a torch.save(model.state_dict()) file"
+    if path.suffix.lower() == ".onnx":
+        return "an ONNX export: napari-gardenseg needs the PyTorch weights, torch.save(model.state_dict(), path)"
+    if len(head) > 9 and head[8:9] == b"{" and path.suffix.lower() == ".safetensors":
+        return (
+            "a safetensors file: read it with safetensors.torch.load_file and save that dict with "
+            "torch.save(state_dict, 'model.pt')"
+        )
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                scripted = any(n.split("/", 1)[-1].startswith(("code/", "constants.pkl")) for n in z.namelist())
+        except (OSError, zipfile.BadZipFile):
+            return None
+        if scripted:
+            return (
+                "a TorchScript export (torch.jit.save): give the weights instead, "
+                "torch.save(model.state_dict(), path), or napari_gardenseg.save_checkpoint"
+            )
+    return None
 
 
 def _state_dict_of(obj, path) -> dict:
