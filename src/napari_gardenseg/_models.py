@@ -281,6 +281,10 @@ def _read(path: Path):
                 "napari-gardenseg refuses such files. Save the weights alone instead: "
                 "torch.save(model.state_dict(), path) (or napari_gardenseg.save_checkpoint)."
             ) from exc
+        if "Unsupported operand" in text:  # not a pickle at all: torch's text would suggest weights_only=False
+            raise ModelError(
+                f"{path} is not a PyTorch checkpoint: its bytes are not what torch.save writes (another format, or damaged)"
+            ) from exc
         raise ModelError(f"{path} is not a PyTorch checkpoint (unreadable: {exc})") from exc
     except Exception as exc:  # torch.load fails in many ways on garbage (IndexError, RuntimeError, EOFError...)
         raise ModelError(
