@@ -118,3 +118,26 @@ def test_a_napari_multiscale_layers_data_is_read_at_full_resolution_and_a_layer_
     np.testing.assert_array_equal(ImageSource(layer.data).read(), to_rgb_float(full))
     with pytest.raises(TypeError, match="use gs.segment_layer"):
         ImageSource(layer)
+
+
+def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
+    # bytes paths and file objects were "unsupported image dtype |S15 / object", a URL "no such
+    # image file: https:/example.org/..." (the address mangled)
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "photo ö.png"
+    Image.fromarray(pixels).save(path)
+    expected = open_image(path).read()
+    assert expected.shape == (20, 30, 3)
+    with open(path, "rb") as f:
+        inputs = [bytes(path), path.read_bytes(), io.BytesIO(path.read_bytes()), f, path.as_uri()]
+        for value in inputs:
+            np.testing.assert_array_equal(open_image(value).read(), expected)
+    with pytest.raises(ImageError, match="https://example.org/p.jpg is a web address: .* reads no network"):
+        open_image("https://example.org/p.jpg")
+    with pytest.raises(ImageError, match="the file object holds no image Pillow reads"):
+        open_image(io.BytesIO(b"not an image"))

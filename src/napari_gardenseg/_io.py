@@ -254,9 +254,49 @@ class ImageSource:
         return f"ImageSource({self.shape[0]}x{self.shape[1]}, {self.dtype}, {kind})"
 
 
+def _as_input(value):
+    """What scripts pass as "a file", as open_image reads it: a bytes path as the path it spells, a
+    ``file://`` address as its path, an open binary file (``open(p, "rb")``, ``io.BytesIO``) or a
+    photo's encoded bytes as the PIL image Pillow opens from them. A web address is refused by
+    name: nothing here reads the network. Anything else is returned as it is."""
+    import re
+
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) < 4096 and b"\0" not in value:
+            return os.fsdecode(bytes(value))
+        import io
+
+        value = io.BytesIO(value)
+    if isinstance(value, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", value):
+        if value.lower().startswith("file://"):
+            from urllib.parse import unquote, urlparse
+            from urllib.request import url2pathname
+
+            return url2pathname(unquote(urlparse(value).path))
+        raise ImageError(
+            f"{value} is a web address: napari-gardenseg reads no network; download the image first "
+            "(e.g. `curl -O <address>`) and give the file"
+        )
+    if hasattr(value, "read") and not hasattr(value, "shape"):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            return Image.open(value)
+        except UnidentifiedImageError:
+            raise ImageError(
+                "the file object holds no image Pillow reads (PNG, JPEG, WebP...): give TIFF stacks, zarr "
+                "stores and .npy files by their path"
+            ) from None
+    return value
+
+
 def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = None) -> ImageSource:
     """An :class:`ImageSource` for an array or a file of one 2-D image.
 
+    ``path_or_array``: an array (numpy, dask, zarr, a tensor, a PIL image), a
+    path (str, bytes or ``os.PathLike``; a ``file://`` address), or an open
+    binary file or encoded bytes that Pillow reads. A web address raises
+    :class:`~napari_gardenseg._images.ImageError` (nothing is downloaded).
     Files are read by :func:`napari_gardenseg._reader.read_image` (EXIF
     orientation applied, colour modes converted, axes from the file or
     ``axes``); TIFF/BigTIFF files over 256 MB (or any, with ``lazy=True``) and
@@ -266,6 +306,7 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     :class:`~napari_gardenseg._images.ImageError`: segment it plane by plane
     with :func:`~napari_gardenseg.segment_files` (or ``gardenseg segment``).
     """
+    path_or_array = _as_input(path_or_array)
     if not isinstance(path_or_array, (str, os.PathLike)):
         return ImageSource(path_or_array)
     from ._reader import read_image
