@@ -144,10 +144,22 @@ def test_a_batch_says_when_a_file_looks_like_a_mask_not_a_photo(tmp_path, capsys
     for (y, x), colour in zip([(40, 30), (90, 60)], [(0, 255, 0), (255, 0, 0)]):
         label_map[(yy - y) ** 2 + (xx - x) ** 2 < 400] = colour
     Image.fromarray(label_map).save(tmp_path / "photo_label.png")
+    # other tools' label images: cellpose's uint16, StarDist's int32, a 1-bit mask; they were told
+    # to multiply by 16 as a 12-bit camera's values, or nothing at all
+    ids = (label_map[..., 0] > 0) * 1 + (label_map[..., 1] > 0) * 2
+    tifffile.imwrite(tmp_path / "cells_cp_masks.tif", ids.astype(np.uint16))
+    tifffile.imwrite(tmp_path / "cells_stardist.tif", ids.astype(np.int32))
+    Image.fromarray(ids > 0).save(tmp_path / "cells_bits.tif")  # mode "1"
+    # a 16-bit grey photo (a scientific camera's) is not one
+    grey16 = scene.mean(axis=2).astype(np.uint16) * 257 + np.random.default_rng(0).integers(0, 64, (128, 96)).astype(
+        np.uint16
+    )
+    tifffile.imwrite(tmp_path / "grey16.tif", grey16)
     summary = segment_files(tmp_path, tmp_path / "out", crf=False)
     notes = {Path(f.file).name: f.note for f in summary.files}
-    assert all("mask or label map" not in (notes[n] or "") for n in ("photo.png", "dark.jpg"))
-    assert "mask or label map" in notes["photo_label.png"]
+    assert all("mask or label map" not in (notes[n] or "") for n in ("photo.png", "dark.jpg", "grey16.tif"))
+    for name in ("photo_label.png", "cells_cp_masks.tif", "cells_stardist.tif", "cells_bits.tif"):
+        assert notes[name].startswith("a mask or label map, not a photo?"), name
     assert "mask or label map" in _record(tmp_path / "out", "photo_label")["note"]
 
 

@@ -305,18 +305,39 @@ _LABEL_MAP_SHARE = 0.8  # their share of the pixels that are not the first colou
 _SAMPLED_PIXELS = 65_536
 
 
+def _piecewise_constant(plane: np.ndarray) -> bool:
+    """:func:`looks_like_label_map` for bool and integer planes other than uint8: rows spread over
+    the plane, whole, since a strided sample loses the neighbours compared."""
+    if plane.ndim == 3 and plane.shape[2] != 1:
+        return False
+    plane = plane.reshape(plane.shape[:2])
+    h, w = plane.shape
+    rows = plane[:: max(1, h * w // _SAMPLED_PIXELS)] if w > 1 else plane[:0]
+    if rows.size < 1024:
+        return False
+    if plane.dtype == bool:
+        return True
+    return float(np.mean(rows[:, 1:] == rows[:, :-1])) >= 0.9 and bool((rows != rows.flat[0]).any())
+
+
 def looks_like_label_map(plane) -> bool:
     """Whether ``plane`` looks like a mask or label map rather than a photo.
 
-    ``plane``: (H, W) or (H, W, C) array. Only in-memory uint8 planes are judged
-    (a strided sample of about 65,536 pixels; a lazy or other-dtype plane, or a
-    thumbnail under 1,024 sampled pixels, gives False): besides the commonest
-    colour, its 16 next commonest must hold at least 80% of the pixels. Users
-    running a folder or a layer that holds masks beside photos get a note, not
-    an error: a label map may be what they mean to segment.
+    ``plane``: (H, W) or (H, W, C) array. Only in-memory planes are judged (a
+    strided sample of about 65,536 pixels; a lazy plane, or a thumbnail under
+    1,024 sampled pixels, gives False). uint8: besides the commonest colour,
+    its 16 next commonest must hold at least 80% of the pixels. bool: always
+    (a mask). Other integer types, one channel (the label images of napari,
+    cellpose, StarDist: uint16, int32...): nine in ten pixels equal their right
+    neighbour, as in areas of one id, where a camera's 12- or 16-bit values
+    vary. Float planes give False. Users running a folder or a layer that
+    holds masks beside photos get a note, not an error: a label map may be
+    what they mean to segment.
     """
-    if not isinstance(plane, np.ndarray) or plane.dtype != np.uint8 or plane.ndim not in (2, 3):
+    if not isinstance(plane, np.ndarray) or plane.ndim not in (2, 3) or plane.dtype.kind not in "biu":
         return False
+    if plane.dtype != np.uint8:
+        return _piecewise_constant(plane)
     h, w = plane.shape[:2]
     step = max(1, int(np.sqrt(h * w / _SAMPLED_PIXELS)))
     sample = plane[::step, ::step].reshape(-1, plane.shape[2] if plane.ndim == 3 else 1)

@@ -348,7 +348,7 @@ def hidden_layer_note(output: LayerOutput) -> str | None:
 
 def label_map_note(output: LayerOutput) -> str | None:
     """One line when the segmented layer looks like a mask or label map, not a photo (its first
-    plane, when in memory and 8-bit: :func:`~napari_gardenseg._images.looks_like_label_map`), so
+    plane, when in memory: :func:`~napari_gardenseg._images.looks_like_label_map`), so
     that instances which follow its few colours are not taken for the model's view of a photo."""
     from ._images import looks_like_label_map
 
@@ -453,6 +453,6 @@ def run_notes(output: LayerOutput) -> list[str]:
     nothing or little was found (:func:`~napari_gardenseg._plant_pixels.status_hint`), or a label map."""
     from ._plant_pixels import status_hint
 
-    hint = colour_planes_note(output) or status_hint(output.results) or label_map_note(output)
+    hint = colour_planes_note(output) or label_map_note(output) or status_hint(output.results)  # not a photo: that first
     notes = (kept_layers_note(output), hidden_layer_note(output), output.source.view_note, hint)
     return [n for n in notes if n]
