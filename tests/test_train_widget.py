@@ -327,6 +327,13 @@ def test_widget_errors_are_notifications(make_napari_viewer, tmp_path, registry,
     assert widget.pairs.choices == ()
     assert widget.start() is None
     assert "no Labels layer selected" in messages["error"][-1]
+    # labels painted at half size (scale 2 lays them on the photo): left out of the list, and
+    # Train said there was no Labels layer at all
+    viewer.add_labels(np.zeros((32, 32), np.int32), name="half", scale=(2, 2))
+    assert widget.pairs.choices == () and widget.start() is None
+    assert messages["error"][-1].startswith(
+        "'half' (32 × 32) is not offered: no image is of its size (images: 'scene' 64 × 64)"
+    )
     assert not widget.running and widget.train.enabled and registry == []
 
 

@@ -453,6 +453,8 @@ def run_notes(output: LayerOutput) -> list[str]:
     nothing or little was found (:func:`~napari_gardenseg._plant_pixels.status_hint`), or a label map."""
     from ._plant_pixels import status_hint
 
-    hint = colour_planes_note(output) or label_map_note(output) or status_hint(output.results)  # not a photo: that first
+    hint = (
+        colour_planes_note(output) or label_map_note(output) or status_hint(output.results)
+    )  # not a photo: that first
     notes = (kept_layers_note(output), hidden_layer_note(output), output.source.view_note, hint)
     return [n for n in notes if n]

@@ -224,6 +224,25 @@ def candidate_pairs(image_layers: Sequence, labels_layers: Sequence) -> list[tup
     return out
 
 
+def unpaired_note(image_layers: Sequence, labels_layers: Sequence) -> str | None:
+    """Why Labels layers are not offered for training (:func:`candidate_pairs` left them out: no
+    Image layer has their plane's size), with what to do; None when every one is offered."""
+    paired = {id(lab) for _, lab, _ in candidate_pairs(image_layers, labels_layers)}
+    left = [lab for lab in labels_layers if id(lab) not in paired]
+    if not left:
+        return None
+
+    def size(layer) -> str:
+        return " × ".join(str(v) for v in plane_shape(layer))
+
+    images = ", ".join(f"'{im.name}' {size(im)}" for im in image_layers[:3]) or "none is open"
+    return (
+        f"{', '.join(repr(lab.name) for lab in left[:3])} ({size(left[0])}) is not offered: no image is of "
+        f"its size (images: {images}); training pairs pixels, so paint labels at the image's size "
+        "(select the image, then napari's New Labels)"
+    )
+
+
 def _named_after(labels_name: str, image_name: str) -> bool:
     """``"<image>"``, ``"<image> masks"``, ``"<image>_labels"``, ``"<image> [1]"``...: the image's name then a separator."""
     if not labels_name.startswith(image_name):

@@ -74,7 +74,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
 
 from ._paint_features import follow_if_ours
-from ._train_layers import candidate_pairs, samples_from_layers
+from ._train_layers import candidate_pairs, samples_from_layers, unpaired_note
 from ._widget_controls import reset_keeping, restore_choice
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label, watch_dock, when_engine_loaded
 
@@ -313,6 +313,12 @@ class TrainWidget(Container):
         labels = [ly for ly in layers if isinstance(ly, Labels)]
         return candidate_pairs(images, labels)
 
+    def _unpaired(self) -> str | None:
+        layers = list(self._viewer.layers)
+        return unpaired_note(
+            [ly for ly in layers if isinstance(ly, Image)], [ly for ly in layers if isinstance(ly, Labels)]
+        )
+
     def _pair_choices(self, _widget=None):
         return [(f"{lab.name}  ←  {im.name}", (im, lab)) for im, lab, _ in self._candidates()]
 
@@ -368,6 +374,8 @@ class TrainWidget(Container):
             return None
         try:
             chosen = [tuple(p) for p in self.pairs.value]  # in the order they were clicked
+            if not chosen and (why := self._unpaired()) is not None:
+                raise ValueError(why)
             pairs = [tuple(p) for p in self.pairs.choices if tuple(p) in chosen]  # the list's order
             gone = [lab.name for im, lab in pairs if im not in self._viewer.layers or lab not in self._viewer.layers]
             if gone:
