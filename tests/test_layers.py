@@ -357,6 +357,19 @@ def test_a_rerun_into_a_layer_the_user_hid_says_it_is_hidden(viewer, fake_segmen
     again = write_layers(viewer, out)
     assert again["crf"] is first["crf"] and not again["crf"].visible
     assert "'garden masks (CRF)' is hidden: tick its eye in the layer list to see this run" in run_notes(out)
+    # napari's 'show selected' on a label this run does not have: the layer draws nothing
+    again["crf"].visible = True
+    again["crf"].selected_label = 2
+    again["crf"].show_selected_label = True
+    out = fake_run(plane_source(image), fake_segment, n=1, crf=True)
+    write_layers(viewer, out)
+    assert (
+        "'garden masks (CRF)' shows only label 2, which this run does not have: untick its 'show selected'"
+        in run_notes(out)
+    )
+    out = fake_run(plane_source(image), fake_segment, n=2, crf=True)
+    write_layers(viewer, out)
+    assert not any("show" in n for n in run_notes(out))  # label 2 is there: it shows
 
 
 def test_a_rerun_on_another_plane_never_moves_an_image_linked_to_its_output(fake_segment):

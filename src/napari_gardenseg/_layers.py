@@ -283,7 +283,7 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
         shown = "crf" if output.refined is not None else "masks"  # the layer that shows this run
         if shown in layers:
-            res.meta["hidden_layer"] = None if layers[shown].visible else layers[shown].name
+            res.meta["unseen"] = _unseen(layers[shown])
     return layers
 
 
@@ -338,12 +338,22 @@ def kept_layers_note(output: LayerOutput) -> str | None:
     return "; ".join(f"kept your '{base}', this run is in '{name}'" for base, name in moved)
 
 
+def _unseen(layer) -> str | None:
+    """Why the layer that shows a run shows none of it, as the user set it (a replaced layer keeps its
+    eye and its *show selected* choice), or None."""
+    if not layer.visible:
+        return f"'{layer.name}' is hidden: tick its eye in the layer list to see this run"
+    selected = int(layer.selected_label)
+    if getattr(layer, "show_selected_label", False) and selected not in set(layer.features.get("label", [])):
+        return f"'{layer.name}' shows only label {selected}, which this run does not have: untick its 'show selected'"
+    return None
+
+
 def hidden_layer_note(output: LayerOutput) -> str | None:
-    """One line when the layer that shows this run is one the user had hidden (a replaced layer
-    keeps its eye as the user set it): without it a rerun looks as if nothing happened. Reads
-    ``meta["hidden_layer"]`` that :func:`write_layers` sets."""
-    name = output.results[0].meta.get("hidden_layer") if output.results else None
-    return f"'{name}' is hidden: tick its eye in the layer list to see this run" if name else None
+    """One line when the layer that shows this run shows none of it as the user set it (hidden, or
+    showing only a selected label this run lacks): without a word a rerun looks as if nothing
+    happened. Reads ``meta["unseen"]`` that :func:`write_layers` sets."""
+    return output.results[0].meta.get("unseen") if output.results else None
 
 
 def label_map_note(output: LayerOutput) -> str | None:
