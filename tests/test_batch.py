@@ -263,6 +263,10 @@ def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
     names = _batch.output_names(inputs)
     assert names[0] != names[1] and names[0].startswith("x__") and names[2] == "scene5"
     assert names == _batch.output_names(inputs)  # predictable
+    # one name to a file system that folds case or Unicode forms (macOS: "ä" composed or decomposed)
+    folded = _batch.output_names(["a/B\u00e4ume.jpg", "b/Ba\u0308ume.jpg", "c/IMG_1.JPG", "d/img_1.jpg", "e/z.jpg"])
+    assert [n.split("__")[0] for n in folded] == ["B\u00e4ume", "Ba\u0308ume", "IMG_1", "img_1", "z"]
+    assert all("__" in n for n in folded[:4]) and len(set(folded)) == 5
     out = tmp_path / "out"
     assert cli.main(["segment", *inputs, "--out", str(out), "--no-crf"]) == 0
     for name, path in zip(names, inputs):

@@ -83,6 +83,17 @@ def test_project_checkpoint_round_trip(tmp_path):
         assert torch.equal(model.net.state_dict()[k], v), k
 
 
+def test_a_checkpoint_of_a_newer_format_loads_with_a_warning(tmp_path):
+    path = save_checkpoint(
+        _garden_net(3), tmp_path / "m.pt", class_names=["__background__", "a", "b"], arch="garden_small"
+    )
+    ck = torch.load(path, weights_only=True)
+    ck["version"] = 99
+    torch.save(ck, tmp_path / "newer.pt")
+    with pytest.warns(UserWarning, match="newer.pt was written by a newer napari-gardenseg .checkpoint format 99"):
+        assert load_model(tmp_path / "newer.pt", device="cpu").class_names == ["__background__", "a", "b"]
+
+
 def test_plain_state_dict_loads_with_class_count_from_predictor(tmp_path):
     net = _garden_net(4)
     torch.save(net.state_dict(), tmp_path / "sd.pt")

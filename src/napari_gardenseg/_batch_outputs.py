@@ -85,12 +85,17 @@ def output_names(paths, subfolders=None) -> list[str]:
     ``<stem>``, or ``<subfolder>/<stem>`` where ``subfolders`` gives the input's folder
     relative to a folder searched recursively (POSIX; ``""`` for none), so the outputs
     mirror that tree; ``...__<6 hex of the SHA-1 of the absolute path>`` for inputs
-    whose names collide (case-insensitively) within ``paths``.
+    whose names collide within ``paths`` as a file system folding case and Unicode forms sees
+    them (``Bäume`` composed and decomposed, ``IMG_1`` and ``img_1``).
     """
+    import unicodedata
+
     subfolders = subfolders or [""] * len(paths)
     names = [f"{sub}/{Path(p).stem}" if sub else Path(p).stem for p, sub in zip(paths, subfolders)]
-    counts = Counter(n.casefold() for n in names)
-    return [n if counts[n.casefold()] == 1 else f"{n}__{_path_tag(p)}" for n, p in zip(names, paths)]
+    # as the file systems that fold case (Windows, macOS) and Unicode forms (macOS: "ä" composed or not) see them
+    same = [unicodedata.normalize("NFC", n).casefold() for n in names]
+    counts = Counter(same)
+    return [n if counts[k] == 1 else f"{n}__{_path_tag(p)}" for n, k, p in zip(names, same, paths)]
 
 
 class InputKind(NamedTuple):

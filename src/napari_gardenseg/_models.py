@@ -410,6 +410,15 @@ def _check_arch_kwargs(arch: str, kwargs: dict, path) -> None:
 def _from_checkpoint(path: Path, dev: torch.device, source: str) -> Model:
     obj = _read(path)
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        version = obj.get("version")
+        if isinstance(version, int) and version > FORMAT_VERSION:  # what it adds is not read here
+            import warnings
+
+            warnings.warn(
+                f"{path.name} was written by a newer napari-gardenseg (checkpoint format {version}; this one "
+                f"reads {FORMAT_VERSION}): if its results look wrong, upgrade (pip install -U napari-gardenseg)",
+                stacklevel=3,
+            )
         arch = obj.get("arch")
         if arch not in ARCHITECTURES:
             raise ModelError(f"{path} names an unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
