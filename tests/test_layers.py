@@ -336,10 +336,13 @@ def test_a_run_without_the_crf_or_boxes_shows_its_own_layer(viewer, fake_segment
     image = viewer.layers["garden"]
     first = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
     assert not first["masks"].visible and first["crf"].visible and first["boxes"].visible
+    # napari's Duplicate Layer copies metadata shallowly: hiding the original must not mark the copy
+    copy = viewer.add_labels(first["crf"].data.copy(), name="my copy", metadata=first["crf"].metadata)
     second = write_layers(viewer, fake_run(plane_source(image), fake_segment, n=1))
+    assert "hidden_stale" not in copy.metadata["napari_gardenseg"]
     assert second["masks"] is first["masks"] and second["masks"].visible
     assert not first["crf"].visible and not first["boxes"].visible  # the earlier run's: kept, hidden
-    assert len(viewer.layers) == 4
+    assert len(viewer.layers) == 5
     third = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
     assert third["crf"] is first["crf"] and third["crf"].visible and third["boxes"].visible
 

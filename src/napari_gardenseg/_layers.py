@@ -318,7 +318,8 @@ def _hide_stale(viewer, source: PlaneSource, kinds) -> None:
         layer, _ = _target(viewer, layer_names(source.name)[kind], kind, Shapes if kind == "boxes" else Labels)
         if layer is not None:
             layer.visible = False
-            layer.metadata[META_KEY]["hidden_stale"] = True  # shown again when a run writes it
+            # a new dict: napari's Duplicate Layer copies metadata shallowly, and the copy is not stale
+            layer.metadata[META_KEY] = {**layer.metadata[META_KEY], "hidden_stale": True}  # shown again when written
 
 
 def _show_if_hidden_stale(layer) -> None:
