@@ -332,8 +332,13 @@ def test_widget_errors_are_notifications(make_napari_viewer, tmp_path, registry,
     viewer.add_labels(np.zeros((32, 32), np.int32), name="half", scale=(2, 2))
     assert widget.pairs.choices == () and widget.start() is None
     assert messages["error"][-1].startswith(
-        "'half' (32 × 32) is not offered: no image is of its size (images: 'scene' 64 × 64)"
+        "Labels not offered ('half' 32 × 32): no image is of their size (images: 'scene' 64 × 64)"
     )
+    # with a pair offered but not ticked, picking it is what to do
+    viewer.add_labels(np.zeros((64, 64), np.int32), name="mine")
+    widget.pairs.value = []
+    assert widget.pairs.choices and widget.start() is None
+    assert "no Labels layer selected" in messages["error"][-1]
     assert not widget.running and widget.train.enabled and registry == []
 
 

@@ -236,10 +236,10 @@ def unpaired_note(image_layers: Sequence, labels_layers: Sequence) -> str | None
         return " × ".join(str(v) for v in plane_shape(layer))
 
     images = ", ".join(f"'{im.name}' {size(im)}" for im in image_layers[:3]) or "none is open"
+    labels = ", ".join(f"'{lab.name}' {size(lab)}" for lab in left[:3])
     return (
-        f"{', '.join(repr(lab.name) for lab in left[:3])} ({size(left[0])}) is not offered: no image is of "
-        f"its size (images: {images}); training pairs pixels, so paint labels at the image's size "
-        "(select the image, then napari's New Labels)"
+        f"Labels not offered ({labels}): no image is of their size (images: {images}); training pairs "
+        "pixels, so paint labels at the image's size (select the image, then napari's New Labels)"
     )
 
 

@@ -374,7 +374,7 @@ class TrainWidget(Container):
             return None
         try:
             chosen = [tuple(p) for p in self.pairs.value]  # in the order they were clicked
-            if not chosen and (why := self._unpaired()) is not None:
+            if not chosen and not self.pairs.choices and (why := self._unpaired()) is not None:
                 raise ValueError(why)
             pairs = [tuple(p) for p in self.pairs.choices if tuple(p) in chosen]  # the list's order
             gone = [lab.name for im, lab in pairs if im not in self._viewer.layers or lab not in self._viewer.layers]
