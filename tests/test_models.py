@@ -336,10 +336,22 @@ def test_a_full_disk_is_said_and_a_long_runs_weights_are_kept_elsewhere(tmp_path
         save_checkpoint(_garden_net(3), full / "m.pt", class_names=names, arch="garden_small", rescue=True)
     assert isinstance(e.value.__cause__, RuntimeError) and not (full / "m.pt").exists()
     assert load_model(user_models / "m.pt", device="cpu").class_names == names
-    # another error of torch's is not called a full disk
+    # another failure (a drive pulled out) is not called a full disk; the weights are kept all the same
     _disk(monkeypatch, full, free_after=10**12)
     with pytest.raises(RuntimeError, match="unexpected pos"):
+        save_checkpoint(_garden_net(3), full / "m.pt", class_names=names, arch="garden_small")
+    with pytest.raises(
+        OSError, match=r"could not write the checkpoint \(\[enforce fail.*saved instead in .*m-2\.pt"
+    ) as e:
         save_checkpoint(_garden_net(3), full / "m.pt", class_names=names, arch="garden_small", rescue=True)
+    assert "disk is full" not in str(e.value) and load_model(user_models / "m-2.pt", device="cpu").class_names == names
+    # a mount that reports a size of 0 (some network and FUSE file systems) is not called full
+    monkeypatch.setattr(torch, "save", real_save)
+    import shutil
+
+    zero = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda f: type(zero(f))(0, 0, 0))
+    assert save_checkpoint(_garden_net(3), full / "z.pt", class_names=names, arch="garden_small").exists()
 
 
 def test_gardenseg_models_lists_the_users_own_models(user_models, capsys):

@@ -78,7 +78,8 @@ def writable_folder(folder, what: str) -> Path:
 
 def check_free_space(path, need: int, what: str) -> None:
     """Raise OSError (``errno.ENOSPC``, naming ``path``) when the file system that is to hold
-    ``path`` has fewer than ``need`` bytes free; says nothing when the free space cannot be read.
+    ``path`` has fewer than ``need`` bytes free; says nothing when the free space cannot be read
+    (or a mount reports a size of 0).
     A full disk otherwise shows as a writer's own error (torch's "unexpected pos", a short file)."""
     import errno
     import shutil
@@ -87,10 +88,11 @@ def check_free_space(path, need: int, what: str) -> None:
     while not folder.exists() and folder != folder.parent:  # the folder is made when written
         folder = folder.parent
     try:
-        free = shutil.disk_usage(folder).free
+        usage = shutil.disk_usage(folder)
     except OSError:
         return
-    if free < need:
+    free = usage.free
+    if usage.total and free < need:  # some network and FUSE mounts say 0 of 0: not known
         raise OSError(
             errno.ENOSPC,
             f"the disk is full: {_mb(free)} free in {folder}, the {what} needs about {_mb(need)}; "

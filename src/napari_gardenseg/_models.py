@@ -17,6 +17,7 @@ or ``{"state_dict": sd}``) loads too; its class count comes from its predictor.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import threading
@@ -527,9 +528,10 @@ def save_checkpoint(
     float16 (half the size); they are turned back into float32 on load.
 
     A disk without room for it raises OSError (``errno.ENOSPC``) that says so. With ``rescue``
-    (what ``train`` and ``adapt`` ask, so that a long run is not lost) the weights are first
-    written to the user's models folder or the temporary folder, on another disk, and the
-    error names that file.
+    (what ``train`` and ``adapt`` ask, so that a long run is not lost) a write that fails for
+    any reason (a full disk, a drive pulled out, a share gone read-only) first writes the
+    weights to the user's models folder or, failing that, the temporary folder (emptied at
+    reboot), and the error names that file.
     """
     from ._files import atomic_write, check_free_space, check_target
 
@@ -568,15 +570,21 @@ def save_checkpoint(
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, FileExistsError):
             raise
-        try:
+        try:  # a disk that filled meanwhile: say so (torch says "unexpected pos")
             check_free_space(path, need, "checkpoint")
+            problem = exc
         except OSError as full:
-            if rescue and (elsewhere := _rescue(content, path, need)) is not None:
-                raise OSError(
-                    full.errno, f"{full.strerror}; the weights were saved instead in {elsewhere}", str(path)
-                ) from exc
-            raise full from exc
-        raise
+            problem = full
+        if rescue and (elsewhere := _rescue(content, path, need)) is not None:
+            why = getattr(problem, "strerror", None) or str(problem)
+            raise OSError(
+                getattr(problem, "errno", None) or errno.EIO,
+                f"could not write the checkpoint ({why}); the weights were saved instead in {elsewhere}",
+                str(path),
+            ) from exc
+        if problem is exc:
+            raise
+        raise problem from exc
     return path
 
 
