@@ -664,3 +664,21 @@ def test_a_disk_without_room_for_the_model_is_said_before_training(tmp_path, mon
     with pytest.raises(OSError, match="disk is full") as e:
         train([(image, labels, "plant")], base="garden", iterations=1, output=full / "m.pt", device="cpu")
     assert e.value.errno == errno.ENOSPC and not (full / "m.pt").exists()
+
+
+def test_a_free_name_keeps_the_users_numbers(tmp_path):
+    # 'weeds-2024.pt' taken gave 'weeds-2.pt': a date or version in the name was lost
+    import warnings
+
+    from napari_gardenseg._files import free_at_the_end, free_path
+
+    for name in ("weeds-2024.pt", "my_model.pt", "my_model-2.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert free_path(tmp_path / "weeds-2024.pt") == tmp_path / "weeds-2024-2.pt"
+    assert free_path(tmp_path / "my_model-2.pt") == tmp_path / "my_model-3.pt"  # the counter goes on
+    assert free_path(tmp_path / "new.pt") == tmp_path / "new.pt"
+    assert free_path(tmp_path / "a.pt", taken=lambda p: p.stem in ("a", "a-2")) == tmp_path / "a-3.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert free_at_the_end(tmp_path / "weeds-2024.pt", True, "model") == tmp_path / "weeds-2024.pt"
+        assert free_at_the_end(tmp_path / "weeds-2024.pt", False, "model", say=False) == tmp_path / "weeds-2024-2.pt"

@@ -88,12 +88,12 @@ def default_output() -> Path:
     """A new ``adapted[-N].pt`` in the user's models folder whose report name is free as well."""
     from ._files import free_path, user_models_dir
 
-    path = free_path(user_models_dir() / "adapted.pt")
-    n = 2
-    while report_path(path).exists():
-        path = free_path(user_models_dir() / f"adapted-{n}.pt")
-        n += 1
-    return path
+    return free_path(user_models_dir() / "adapted.pt", taken=_taken)
+
+
+def _taken(path: Path) -> bool:
+    """Whether an adapted model's name is in use: the model's file or its report's."""
+    return path.exists() or report_path(path).exists()
 
 
 def _read(item, name: str) -> np.ndarray:
@@ -532,8 +532,7 @@ def adapt(
     meta["adapt"] = info
     report(0.98, "saving the model")
     # never lose the rounds to a name (of the model or its report) taken meanwhile
-    taken = lambda p: p.exists() or report_path(p).exists()  # noqa: E731
-    output = free_at_the_end(output, overwrite, "model", taken=taken, say=named)
+    output = free_at_the_end(output, overwrite, "model", taken=_taken, say=named)
     path = save_checkpoint(
         net,
         output,

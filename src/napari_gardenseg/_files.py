@@ -213,16 +213,13 @@ def file_stem(name: str, fallback: str = "image") -> str:
 def free_at_the_end(path: Path, overwrite: bool, what: str, *, taken=None, say: bool = True) -> Path:
     """Where a long run saves the ``what`` it was asked to write at ``path`` (checked free when the
     run started): ``path``, unless something else wrote there meanwhile (another panel's run,
-    another process) and ``overwrite`` is False; then ``<stem>-2<suffix>``, ``-3``... beside it,
-    with a warning when ``say``, so that the run's work is kept and the other file too.
-    ``taken(path) -> bool`` says whether a name is in use (default: a file is there)."""
+    another process) and ``overwrite`` is False; then the next free name beside it
+    (:func:`free_path`), with a warning when ``say``, so that the run's work is kept and the
+    other file too. ``taken(path) -> bool`` says whether a name is in use (default: a file is there)."""
     taken = taken or (lambda p: p.exists())
     if overwrite or not taken(path):
         return path
-    head, _, tail = path.stem.rpartition("-")
-    stem, n = (head if head and tail.isdigit() else path.stem), 2
-    while taken(candidate := path.with_name(f"{stem}-{n}{path.suffix}")):
-        n += 1
+    candidate = free_path(path, taken=taken)
     if say:
         import warnings
 
@@ -233,16 +230,22 @@ def free_at_the_end(path: Path, overwrite: bool, what: str, *, taken=None, say: 
     return candidate
 
 
-def free_path(path) -> Path:
-    """``path`` if nothing is there, else ``<stem>-2<suffix>``, ``-3``... next to it."""
+def free_path(path, *, taken=None) -> Path:
+    """``path`` if it is free, else the first free ``<stem>-2<suffix>``, ``-3``... beside it.
+
+    A stem ending in ``-<n>`` counts on from its base when the base is taken too (``my_model-3.pt``
+    gives ``my_model-4.pt``); otherwise the number is the user's (``weeds-2024.pt`` gives
+    ``weeds-2024-2.pt``). ``taken(path) -> bool`` says whether a name is in use (default: something
+    is there)."""
+    taken = taken or (lambda p: p.exists())
     path = Path(path).expanduser()
-    if not path.exists():
+    if not taken(path):
         return path
     stem = path.stem
     head, _, tail = stem.rpartition("-")
-    if head and tail.isdigit():
+    if head and tail.isdigit() and taken(path.with_name(f"{head}{path.suffix}")):
         stem = head
     n = 2
-    while (candidate := path.with_name(f"{stem}-{n}{path.suffix}")).exists():
+    while taken(candidate := path.with_name(f"{stem}-{n}{path.suffix}")):
         n += 1
     return candidate
