@@ -201,6 +201,10 @@ def test_files_that_are_plainly_not_checkpoints_are_named_with_what_to_do(tmp_pa
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), scripted)
     with pytest.raises(ModelError, match="a TorchScript export .torch.jit.save.: give the weights instead"):
         load_model(scripted, device="cpu")
+    # a real state dict saved with a pickle protocol torch's safe loader does not read: what to do
+    torch.save(_garden_net(3).state_dict(), tmp_path / "p4.pt", pickle_protocol=4)
+    with pytest.raises(ModelError, match="saved with pickle protocol 4, which torch's safe loader .* does not read"):
+        load_model(tmp_path / "p4.pt", device="cpu")
     # a real checkpoint (a zip too) is not taken for one of them
     path = save_checkpoint(
         _garden_net(3), tmp_path / "real.pt", class_names=["__background__", "a", "b"], arch="garden_small"

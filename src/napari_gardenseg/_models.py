@@ -282,15 +282,40 @@ def _read(path: Path):
                 "napari-gardenseg refuses such files. Save the weights alone instead: "
                 "torch.save(model.state_dict(), path) (or napari_gardenseg.save_checkpoint)."
             ) from exc
-        if "Unsupported operand" in text:  # not a pickle at all: torch's text would suggest weights_only=False
-            raise ModelError(
-                f"{path} is not a PyTorch checkpoint: its bytes are not what torch.save writes (another format, or damaged)"
-            ) from exc
+        if "Unsupported operand" in text:  # torch's text would suggest weights_only=False
+            protocol = _pickle_protocol(path)
+            if protocol is None:
+                raise ModelError(
+                    f"{path} is not a PyTorch checkpoint: its bytes are not what torch.save writes (another format, or damaged)"
+                ) from exc
+            if protocol > 2:
+                raise ModelError(
+                    f"{path} was saved with pickle protocol {protocol}, which torch's safe loader (weights only) does "
+                    "not read: save it again with torch.save(state_dict, path), whose default protocol is 2"
+                ) from exc
         raise ModelError(f"{path} is not a PyTorch checkpoint (unreadable: {exc})") from exc
     except Exception as exc:  # torch.load fails in many ways on garbage (IndexError, RuntimeError, EOFError...)
         raise ModelError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _pickle_protocol(path: Path) -> int | None:
+    """The pickle protocol of a torch.save file (of its ``data.pkl`` in torch's zip format, else of
+    its first pickle), None when it does not start as a pickle does."""
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                name = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                head = z.read(name)[:2] if name else b""
+        else:
+            with open(path, "rb") as f:
+                head = f.read(2)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return head[1] if len(head) == 2 and head[0] == 0x80 else None
 
 
 def _other_format(path: Path) -> str | None:
