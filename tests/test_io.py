@@ -137,7 +137,30 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
         inputs = [bytes(path), path.read_bytes(), io.BytesIO(path.read_bytes()), f, path.as_uri()]
         for value in inputs:
             np.testing.assert_array_equal(open_image(value).read(), expected)
-    with pytest.raises(ImageError, match="https://example.org/p.jpg is a web address: .* reads no network"):
-        open_image("https://example.org/p.jpg")
+    for address in ("https://example.org/p.jpg", b"https://example.org/p.jpg"):
+        with pytest.raises(ImageError, match="https://example.org/p.jpg is a web address: .* reads no network"):
+            open_image(address)
     with pytest.raises(ImageError, match="the file object holds no image Pillow reads"):
         open_image(io.BytesIO(b"not an image"))
+    # a file:// address is unquoted once: 'plot%41.png' is not 'plotA.png'
+    odd = tmp_path / "plot%41.png"
+    Image.fromarray(pixels[::-1]).save(odd)
+    np.testing.assert_array_equal(open_image(odd.as_uri().encode()).read(), open_image(odd).read())
+    # a stack passed as bytes is refused as by its path, not read as its first page
+    stack = tmp_path / "stack.tif"
+    Image.fromarray(pixels).save(stack, save_all=True, append_images=[Image.fromarray(pixels[::-1])])
+    with pytest.raises(ImageError, match="holds 2 images .a stack.: give the file by its path"):
+        open_image(io.BytesIO(stack.read_bytes()))
+    # the other entry points take the same paths
+    from napari_gardenseg._reader import is_image_path
+    from napari_gardenseg._training import prepare_samples
+
+    labels = tmp_path / "photo ö_labels.png"
+    Image.fromarray((pixels[..., 0] > 128).astype(np.uint8)).save(labels)
+    (sample,) = prepare_samples([(bytes(path), labels.as_uri(), "plant")])
+    np.testing.assert_array_equal(sample.image, pixels)
+    assert is_image_path(b"/a/photo.jpg") and is_image_path("file:///a/photo.jpg") and not is_image_path(pixels)
+    from napari_gardenseg._image_folders import expand_entries
+
+    for folder in (bytes(tmp_path), tmp_path.as_uri()):  # a batch's or adapt's folder
+        assert [p for p, _ in expand_entries([folder])] == [path, odd, stack]

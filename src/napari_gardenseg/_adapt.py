@@ -272,7 +272,9 @@ def adapt(
     from ._vegetation import data_window
 
     start = time.perf_counter()
-    if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim < 4):
+    from ._reader import is_image_path
+
+    if is_image_path(images) or hasattr(images, "read") or (isinstance(images, np.ndarray) and images.ndim < 4):
         images = [images]  # one photo; a 4-D array is a stack of photos
     images = expand_folders(list(images))
     if not images:

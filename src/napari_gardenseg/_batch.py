@@ -104,8 +104,9 @@ def segment_files(
     from ._image_folders import expand_entries
 
     t_start = time.perf_counter()
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
+    from ._reader import as_path, is_image_path
+
+    paths = [as_path(paths)] if is_image_path(paths) else [as_path(p) for p in paths]
     folders = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]
     if Path(out_dir).expanduser().resolve() in folders:
         raise ValueError(

@@ -112,8 +112,11 @@ def expand_folders(items, *, recursive: bool = False, exclude=()) -> list:
 def expand_entries(items, *, recursive: bool = False, exclude=()) -> list[tuple]:
     """:func:`expand_folders` with each item's folder relative to the folder it was found in
     (:func:`folder_entries`; ``""`` for items given themselves)."""
+    from ._reader import as_path
+
     out = []
     for item in items:
+        item = as_path(item)  # bytes, file://
         path = Path(item).expanduser() if isinstance(item, (str, os.PathLike)) else None
         is_folder = path is not None and path.is_dir() and not is_zarr_store(path)
         out += folder_entries(path, recursive=recursive, exclude=exclude) if is_folder else [(item, "")]

@@ -255,38 +255,33 @@ class ImageSource:
 
 
 def _as_input(value):
-    """What scripts pass as "a file", as open_image reads it: a bytes path as the path it spells, a
-    ``file://`` address as its path, an open binary file (``open(p, "rb")``, ``io.BytesIO``) or a
-    photo's encoded bytes as the PIL image Pillow opens from them. A web address is refused by
-    name: nothing here reads the network. Anything else is returned as it is."""
-    import re
+    """What scripts pass as "a file", as open_image reads it: a path as :func:`~._reader.as_path`
+    gives it (bytes, ``file://``; a web address is refused), an open binary file
+    (``open(p, "rb")``, ``io.BytesIO``) or a photo's encoded bytes as the PIL image Pillow opens
+    from them (one image: a stack is read by its path). Anything else is returned as it is."""
+    from ._reader import as_path
 
+    value = as_path(value)
     if isinstance(value, (bytes, bytearray)):
-        if len(value) < 4096 and b"\0" not in value:
-            return os.fsdecode(bytes(value))
         import io
 
         value = io.BytesIO(value)
-    if isinstance(value, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", value):
-        if value.lower().startswith("file://"):
-            from urllib.parse import unquote, urlparse
-            from urllib.request import url2pathname
-
-            return url2pathname(unquote(urlparse(value).path))
-        raise ImageError(
-            f"{value} is a web address: napari-gardenseg reads no network; download the image first "
-            "(e.g. `curl -O <address>`) and give the file"
-        )
     if hasattr(value, "read") and not hasattr(value, "shape"):
         from PIL import Image, UnidentifiedImageError
 
         try:
-            return Image.open(value)
+            image = Image.open(value)
         except UnidentifiedImageError:
             raise ImageError(
                 "the file object holds no image Pillow reads (PNG, JPEG, WebP...): give TIFF stacks, zarr "
                 "stores and .npy files by their path"
             ) from None
+        if getattr(image, "n_frames", 1) > 1:
+            raise ImageError(
+                f"the file object holds {image.n_frames} images (a stack): give the file by its path, and "
+                "segment_files([path], out_dir) or `gardenseg segment` segments it plane by plane"
+            )
+        return image
     return value
 
 

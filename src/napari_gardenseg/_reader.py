@@ -51,6 +51,7 @@ the run record.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     make images of it); a folder that is not a zarr store; a
     .npy file of Python objects or of no pixel type).
     """
-    path = Path(path).expanduser()
+    path = Path(as_path(path)).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no such image file: {path}")
     if path.is_file() and path.stat().st_size == 0:
@@ -165,5 +166,28 @@ def kept_sidecars(path, *, turned: bool = False):
 
 
 def is_image_path(value) -> bool:
-    """True for a str or path-like (a file to read), False for an array."""
-    return isinstance(value, (str, os.PathLike))
+    """True for a path of a file to read (:func:`as_path`), False for an array."""
+    return isinstance(as_path(value), (str, os.PathLike))
+
+
+def as_path(value):
+    """A path given as bytes or as a ``file://`` address as the path (str) it names; any other value
+    as it is. Raises :class:`~napari_gardenseg._images.ImageError` for a web address (``https://``,
+    ``s3://``...): nothing here reads the network."""
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) >= 4096 or b"\0" in value:  # a photo's encoded bytes, not a path
+            return value
+        value = os.fsdecode(bytes(value))
+    if isinstance(value, str) and re.match(r"[A-Za-z][A-Za-z0-9+.-]+://", value):
+        from urllib.parse import urlparse
+        from urllib.request import url2pathname
+
+        url = urlparse(value)
+        if url.scheme.lower() != "file":
+            raise ImageError(
+                f"{value} is a web address: napari-gardenseg reads no network; download the image first "
+                "(e.g. `curl -O <address>`) and give the file"
+            )
+        host = url.netloc if url.netloc not in ("", "localhost") else ""
+        return url2pathname(f"//{host}{url.path}" if host else url.path)  # url2pathname unquotes
+    return value

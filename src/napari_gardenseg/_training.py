@@ -67,7 +67,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
     :func:`~napari_gardenseg._reader.read_image` reads it, a label image as
     :func:`~napari_gardenseg._label_files.read_labels` does.
     """
-    from ._reader import is_image_path
+    from ._reader import as_path, is_image_path
 
     if len(samples) == 0:
         raise ValueError("train() needs at least one (image, labels, classes) sample")
@@ -78,6 +78,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"sample {i} is not an (image, labels, classes) triple") from exc
         what = f"sample {i}"
+        image, labels = (as_path(v) if is_image_path(v) else v for v in (image, labels))  # bytes, file://
         if is_image_path(image):
             from ._reader import read_image
 
