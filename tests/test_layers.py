@@ -360,6 +360,12 @@ def test_a_rerun_into_a_layer_the_user_hid_says_it_is_hidden(viewer, fake_segmen
     again = write_layers(viewer, out)
     assert again["crf"] is first["crf"] and not again["crf"].visible
     assert "'garden masks (CRF)' is hidden: tick its eye in the layer list to see this run" in run_notes(out)
+    # the raw layer ticked to compare: the run is seen there
+    again["masks"].visible = True
+    out = fake_run(plane_source(image), fake_segment, n=1, crf=True)
+    write_layers(viewer, out)
+    assert not any("hidden" in n for n in run_notes(out))
+    again["masks"].visible = False
     # napari's 'show selected' on a label this run does not have: the layer draws nothing
     again["crf"].visible = True
     again["crf"].selected_label = 2

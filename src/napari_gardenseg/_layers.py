@@ -283,7 +283,9 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
         shown = "crf" if output.refined is not None else "masks"  # the layer that shows this run
         if shown in layers:
-            res.meta["unseen"] = _unseen(layers[shown])
+            labels = [viewer.layers[n] for k, n in res.meta["layers"].items() if k != "boxes" and n in viewer.layers]
+            # seen in either label layer of the run (the raw one ticked to compare): nothing to say
+            res.meta["unseen"] = None if any(_unseen(ly) is None for ly in labels) else _unseen(layers[shown])
     return layers
 
 
@@ -340,7 +342,7 @@ def kept_layers_note(output: LayerOutput) -> str | None:
 
 
 def _unseen(layer) -> str | None:
-    """Why the layer that shows a run shows none of it, as the user set it (a replaced layer keeps its
+    """Why a label layer of a run shows none of it, as the user set it (a replaced layer keeps its
     eye and its *show selected* choice), or None."""
     if not layer.visible:
         return f"'{layer.name}' is hidden: tick its eye in the layer list to see this run"
@@ -351,9 +353,9 @@ def _unseen(layer) -> str | None:
 
 
 def hidden_layer_note(output: LayerOutput) -> str | None:
-    """One line when the layer that shows this run shows none of it as the user set it (hidden, or
-    showing only a selected label this run lacks): without a word a rerun looks as if nothing
-    happened. Reads ``meta["unseen"]`` that :func:`write_layers` sets."""
+    """One line when no label layer of this run shows it as the user set them (the one that shows
+    the run hidden, or showing only a selected label the run lacks; the raw one not ticked): without
+    a word a rerun looks as if nothing happened. Reads ``meta["unseen"]`` that :func:`write_layers` sets."""
     return output.results[0].meta.get("unseen") if output.results else None
 
 
