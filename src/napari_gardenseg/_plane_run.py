@@ -72,13 +72,10 @@ def instance_features(table, offset: int = 0):
     across planes) become one: areas summed, the centroid of all its pixels, the first
     plane's indices.
     """
-    import re
-
     import pandas as pd
 
-    from ._results import OWN_FEATURE_COLUMNS, TABLE_COLUMNS
+    from ._results import other_columns
 
-    own = re.compile(OWN_FEATURE_COLUMNS).fullmatch
     if "label" in table and table["label"].duplicated().any():
         table = _one_row_per_id(table)
 
@@ -100,7 +97,7 @@ def instance_features(table, offset: int = 0):
             "centroid_x": centroids[:, 1],
             "source": table["source"].astype(str) if "source" in table else ["model"] * len(table),
             **{c: table[c].to_numpy(np.int64) for c in table.columns if str(c).startswith("axis_")},
-            **{c: table[c].to_numpy() for c in table.columns if c not in TABLE_COLUMNS and not own(str(c))},
+            **{c: table[c].to_numpy() for c in other_columns(table.columns)},
         }
     )
 

@@ -7,9 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 TABLE_COLUMNS = ("label", "class_id", "class_name", "score", "area", "area_refined", "bbox", "centroid", "source")
-# Columns of a layer's features or a written table besides TABLE_COLUMNS that are this package's own,
-# derived from them (a regular expression): any other column is the user's, or another plugin's, and kept.
-OWN_FEATURE_COLUMNS = r"index|centroid_[yx]|map_[xy]|axis_\d+"
+
+
+def other_columns(columns) -> list:
+    """The columns of a layer's features or an instances table that are neither TABLE_COLUMNS nor
+    derived from them here (``index``, ``centroid_y``/``_x``, ``map_x``/``_y``, ``axis_<n>``) nor
+    pandas' saved index (``Unnamed: 0``): the user's, or another plugin's, kept by the writer and reader."""
+    import re
+
+    own = re.compile(r"index|centroid_[yx]|map_[xy]|axis_\d+|Unnamed: \d+").fullmatch
+    return [c for c in columns if c not in TABLE_COLUMNS and not own(str(c))]
 
 
 @dataclass
