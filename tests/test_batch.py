@@ -284,6 +284,26 @@ def test_same_stem_inputs_get_their_own_outputs(images, tmp_path, capsys):
     )
 
 
+def test_inputs_of_one_name_are_resumed_after_their_folder_moved(images, tmp_path, capsys):
+    # x.jpg and x.png get tagged names; the tags came from absolute paths, so after a move both
+    # were done again, beside their earlier outputs
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "x.png").write_bytes(images[3].read_bytes())
+    Image.open(images[4]).save(photos / "x.jpg", quality=95)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(photos), "--out", str(out), "--no-crf"]) == 0
+    records = sorted(p.name for p in out.glob("*_run.json"))
+    assert len(records) == 2 and all(r.startswith("x__") for r in records)
+    moved = photos.rename(tmp_path / "mounted_elsewhere")
+    capsys.readouterr()
+    assert cli.main(["segment", str(moved), "--out", str(out), "--no-crf", "--resume"]) == 0
+    assert "0 done, 2 skipped, 0 failed" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*_run.json")) == records
+
+
 def test_a_recursive_batch_mirrors_the_subfolders_and_resumes(images, tmp_path, capsys):
     photos = tmp_path / "photos"
     for sub, src in (("2024-06/plotA", images[0]), ("2024-07", images[1]), ("", images[2])):

@@ -74,8 +74,16 @@ def overlay(image, labels, alpha: float = 0.45, rows: int | None = None):
 _OVERLAY_BAND_PIXELS = 2**20
 
 
-def _path_tag(path) -> str:
-    return hashlib.sha1(os.path.abspath(os.fspath(path)).encode("utf-8")).hexdigest()[:6]
+def _path_tags(paths) -> list[str]:
+    """6 hex of the SHA-1 of each path relative to the folder the paths share (POSIX): the same
+    after the folder is moved or mounted elsewhere, so a resumed batch finds its outputs."""
+    full = [os.path.abspath(os.fspath(p)) for p in paths]
+    try:
+        root = os.path.commonpath([os.path.dirname(p) for p in full])
+        keys = [Path(os.path.relpath(p, root)).as_posix() for p in full]
+    except ValueError:  # on different drives (Windows): nothing shared
+        keys = full
+    return [hashlib.sha1(k.encode("utf-8")).hexdigest()[:6] for k in keys]
 
 
 def output_names(paths, subfolders=None) -> list[str]:
@@ -84,8 +92,8 @@ def output_names(paths, subfolders=None) -> list[str]:
 
     ``<stem>``, or ``<subfolder>/<stem>`` where ``subfolders`` gives the input's folder
     relative to a folder searched recursively (POSIX; ``""`` for none), so the outputs
-    mirror that tree; ``...__<6 hex of the SHA-1 of the absolute path>`` for inputs
-    whose names collide within ``paths`` as a file system folding case and Unicode forms sees
+    mirror that tree; ``...__<6 hex of the SHA-1 of the path relative to the colliding inputs'
+    shared folder>`` for inputs whose names collide within ``paths`` as a file system folding case and Unicode forms sees
     them (``Bäume`` composed and decomposed, ``IMG_1`` and ``img_1``).
     """
     import unicodedata
@@ -95,7 +103,12 @@ def output_names(paths, subfolders=None) -> list[str]:
     # as the file systems that fold case (Windows, macOS) and Unicode forms (macOS: "ä" composed or not) see them
     same = [unicodedata.normalize("NFC", n).casefold() for n in names]
     counts = Counter(same)
-    return [n if counts[k] == 1 else f"{n}__{_path_tag(p)}" for n, k, p in zip(names, same, paths)]
+    out = list(names)
+    for key in (k for k, c in counts.items() if c > 1):
+        group = [i for i, k in enumerate(same) if k == key]
+        for i, tag in zip(group, _path_tags([paths[i] for i in group])):
+            out[i] = f"{names[i]}__{tag}"
+    return out
 
 
 class InputKind(NamedTuple):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -185,12 +186,26 @@ def _differences(record: dict, wanted: dict) -> list[str]:
         if key == "options" and isinstance(a, dict) and a != b:
             a = _recorded_as_now(a)
         if key == "input" and isinstance(a, dict) and isinstance(b, dict) and "path" in a and "path" in b:
-            # a folder moved or mounted elsewhere (another drive letter, a cluster's scratch): the same
-            # file by name, size and time; where it lies in the folder already names its outputs
-            return {**a, "path": Path(a["path"]).name} == {**b, "path": Path(b["path"]).name}
+            return _same_file(a, b)
         return a == b
 
     return [k for k in _COMPARED if not same(k)]
+
+
+def _same_file(a: dict, b: dict) -> bool:
+    """Whether two records' inputs are one file moved or mounted elsewhere (another drive letter, a
+    Windows path read on Linux, a cluster's scratch): the same name and size, and times 2 s apart at
+    most, as a copy to FAT or exFAT rounds them. Where it lies in the folder already names its outputs."""
+
+    def name(path) -> str:
+        return re.split(r"[\\/]", str(path))[-1]
+
+    rest = {k for k in (*a, *b) if k not in ("path", "mtime_ns")}
+    times = a.get("mtime_ns"), b.get("mtime_ns")
+    close = times[0] == times[1] or (
+        all(isinstance(t, int) for t in times) and abs(times[0] - times[1]) <= 2_000_000_000
+    )
+    return name(a["path"]) == name(b["path"]) and close and all(a.get(k) == b.get(k) for k in rest)
 
 
 def _not_done(out: Path, name: str, wanted: dict, record: dict | None = None) -> str | None:
