@@ -275,3 +275,52 @@ def test_a_stacks_planes_are_named_as_such_not_as_missing_photos(tmp_path):
         with pytest.raises(ImageError, match="no annotated photo"):
             read_coco(path)
     assert "not found" not in " ".join(str(w.message) for w in said)
+
+
+def test_merged_exports_never_put_one_photos_plants_on_another(tmp_path):
+    # two images sharing an id (two exports merged): a.png's plant was drawn on b.png and a.png dropped
+    a, b = _photo(tmp_path, "a.png"), _photo(tmp_path, "b.png")
+    square = [[10, 10, 20, 10, 20, 20, 10, 20]]
+    other = [[30, 20, 40, 20, 40, 30, 30, 30]]
+    path = _write(
+        tmp_path / "merged.json",
+        [{**a, "id": 1}, {**b, "id": 1}],
+        [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": square}],
+    )
+    with pytest.raises(
+        ImageError, match=r"images 'a.png' and 'b.png' share the id 1, so their annotations cannot be told apart"
+    ):
+        read_coco(path)
+    # a category id listed twice under two names renamed every 'weed' 'crop'
+    cats = [{"id": 1, "name": "weed"}, {"id": 1, "name": "crop"}]
+    with pytest.raises(ImageError, match=r"categories 'weed' and 'crop' share the id 1"):
+        read_coco(_write(tmp_path / "cats.json", [a], [], cats))
+    with pytest.raises(ImageError, match="a category has no name"):
+        read_coco(_write(tmp_path / "null.json", [a], [], [{"id": 1, "name": None}]))
+    # one photo listed twice, a plant under each: one sample with both (each was the other's soil)
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 2, "segmentation": square},
+        {"id": 2, "image_id": 2, "category_id": 2, "segmentation": other},
+    ]
+    twice = [{**a, "id": 1}, {**a, "id": 2}]
+    [(photo, labels, classes)] = read_coco(
+        _write(tmp_path / "twice.json", twice, anns, [{"id": 2, "name": " Gänseblu\u0308mchen "}])
+    )
+    assert photo.name == "a.png" and labels.max() == 2 and classes == {1: "Gänseblümchen", 2: "Gänseblümchen"}
+    # two file names that lead to one file by its base name: not told apart, left out and said
+    (tmp_path / "imgs").mkdir()
+    _photo(tmp_path / "imgs", "IMG_1.png")
+    c = _photo(tmp_path / "imgs", "c.png")
+    named = [
+        {**a, "id": 1, "file_name": "cam1/IMG_1.png"},
+        {**a, "id": 2, "file_name": "cam2/IMG_1.png"},
+        {**c, "id": 3},
+    ]
+    anns.append({"id": 3, "image_id": 3, "category_id": 2, "segmentation": square})
+    with pytest.warns(
+        UserWarning, match=r"1 photo\(s\) that several file names lead to.*cam1/IMG_1.png and cam2/IMG_1.png"
+    ):
+        [(photo, _, _)] = read_coco(
+            _write(tmp_path / "cams.json", named, anns, [{"id": 2, "name": "weed"}]), tmp_path / "imgs"
+        )
+    assert photo.name == "c.png"

@@ -109,11 +109,16 @@ def read_coco(
     data = load_coco(path) if coco is None else coco
     try:
         # ids as written: whole numbers in COCO, strings in some tools' exports
-        entries = {_key(im["id"]): im for im in data["images"]}
-        categories = {_key(c["id"]): str(c["name"]) for c in data["categories"]}
+        entries = _by_id(data["images"], path.name, "images", lambda im: im.get("file_name"))
+        categories = {
+            k: _class_name(c["name"])
+            for k, c in _by_id(data["categories"], path.name, "categories", lambda c: c["name"]).items()
+        }
         annotations = [a for a in data["annotations"] if isinstance(a, dict)]
     except (KeyError, TypeError) as exc:
         raise ImageError(f"{path.name}: an image or category without an id or name: {exc!r}") from exc
+    if None in categories.values():
+        raise ImageError(f"{path.name}: a category has no name (null or empty): name it, the name is the class")
 
     by_image: dict = {}
     crowd = 0
@@ -137,16 +142,20 @@ def read_coco(
         raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
     samples, missing, resized, planes, hidden = [], [], [], [], 0
     unannotated = sum(1 for i in entries if i not in by_image)
-    for image_id, anns in by_image.items():
-        entry = entries[image_id]
-        name = entry.get("file_name")
+    found = {}  # image id: its photo
+    for image_id in by_image:
+        name = entries[image_id].get("file_name")
         photo = _find_photo(str(name), folders) if name else None
         if photo is None and name and _stack_plane(str(name), folders):
             planes.append(str(name))
-            continue
-        if photo is None:
+        elif photo is None:
             missing.append(str(name) if name else f"(image {image_id} has no file_name)")
-            continue
+        else:
+            found[image_id] = photo
+    by_image, ambiguous = _one_entry_per_photo(by_image, found, entries)
+    for image_id, anns in by_image.items():
+        entry, photo = entries[image_id], found[image_id]
+        name = entry.get("file_name")
         from ._reader import read_image
 
         read = read_image(photo, lazy=True)
@@ -187,6 +196,11 @@ def read_coco(
         left_out.append(
             f"{len(resized)} photo(s) of another size than the file gives (resized or replaced after they were "
             f"annotated): {first_few(resized)}"
+        )
+    if ambiguous:
+        left_out.append(
+            f"{len(ambiguous)} photo(s) that several file names lead to, not told apart (by their base name): "
+            f"{first_few(ambiguous)}; give the folder that holds them as they are named"
         )
     if unannotated:
         left_out.append(f"{unannotated} photo(s) with no mask annotations")
@@ -282,6 +296,51 @@ def _stack_plane(file_name: str, folders: list[Path]) -> bool:
     writes a stack's COCO images) and that file is there."""
     base, bracket, rest = file_name.rpartition("[")
     return bool(bracket) and rest.endswith("]") and _find_photo(base, folders) is not None
+
+
+def _by_id(items, file: str, what: str, name) -> dict:
+    """``{id: item}`` of a COCO file's images or categories; ImageError naming both when two share
+    an id (two exports merged): their annotations could not be told apart."""
+    out = {}
+    for item in items:
+        key = _key(item["id"])
+        if key in out and out[key] != item:
+            raise ImageError(
+                f"{file}: {what} {name(out[key])!r} and {name(item)!r} share the id {key}, so their annotations "
+                "cannot be told apart (two exports merged?): give each its own id"
+            )
+        out[key] = item
+    return out
+
+
+def _class_name(name) -> str | None:
+    """A category's name as a class: Unicode composed (NFC) and without outer spaces, so that names
+    that look the same are one class; None when there is none."""
+    import unicodedata
+
+    if name is None:
+        return None
+    name = unicodedata.normalize("NFC", str(name)).strip()
+    return name or None
+
+
+def _one_entry_per_photo(by_image: dict, found: dict, entries: dict) -> tuple[dict, list]:
+    """``by_image`` with the annotations of image ids that name one photo file under one name
+    gathered under the first id (a photo listed twice: each entry's plants would be the other's
+    soil); ids whose different file names lead to one file (``cam1/IMG_1.jpg`` and
+    ``cam2/IMG_1.jpg`` found by base name) left out, and their names."""
+    ids_of: dict = {}
+    for image_id in by_image:
+        if image_id in found:
+            ids_of.setdefault(found[image_id].resolve(), []).append(image_id)
+    merged, ambiguous = {}, []
+    for ids in ids_of.values():
+        names = sorted({str(entries[i].get("file_name")) for i in ids})
+        if len(names) > 1:
+            ambiguous.append(" and ".join(names))
+            continue
+        merged[ids[0]] = [a for i in ids for a in by_image[i]]
+    return merged, ambiguous
 
 
 def _find_photo(file_name: str, folders: list[Path]) -> Path | None:
