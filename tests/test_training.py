@@ -682,3 +682,53 @@ def test_a_free_name_keeps_the_users_numbers(tmp_path):
         warnings.simplefilter("error")
         assert free_at_the_end(tmp_path / "weeds-2024.pt", True, "model") == tmp_path / "weeds-2024.pt"
         assert free_at_the_end(tmp_path / "weeds-2024.pt", False, "model", say=False) == tmp_path / "weeds-2024-2.pt"
+
+
+def test_a_diverged_training_saves_no_model(tmp_path, two_scenes, monkeypatch):
+    # a loss that blew up but stayed finite (lr 1 for 1e-3), or a last step that made the weights
+    # NaN, saved a model that finds nothing
+    from napari_gardenseg._training import TrainingDiverged
+
+    out = tmp_path / "m.pt"
+    with pytest.raises(TrainingDiverged, match=r"training diverged at iteration \d .loss \d.*lower lr"):
+        train(two_scenes, base="garden", iterations=3, lr=1.0, output=out, device="cpu", crop=96, warmup=0)
+    real_step = torch.optim.AdamW.step
+
+    def blowing_up(self, *a, **k):  # what lr=1e9 may do in one step
+        real_step(self, *a, **k)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("nan"))
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", blowing_up)
+    with pytest.raises(TrainingDiverged, match=r"training diverged at iteration 1 .weights not finite"):
+        train(two_scenes, base="garden", iterations=1, output=out, device="cpu", crop=96)
+    assert not out.exists()
+    with pytest.raises(ValueError, match="lr must be a positive, finite number, got inf"):
+        train(two_scenes, base="garden", lr=float("inf"), output=out)
+
+
+def test_adapt_checks_the_training_settings_train_checks(tmp_path):
+    # lr=0 ran its whole budget for nothing, crop=8 too
+    import napari_gardenseg as gs
+
+    photo = np.zeros((64, 64, 3), np.uint8)
+    for kw, match in (({"lr": 0}, "lr must be"), ({"crop": 8}, "crop must be"), ({"batch_size": 0}, "batch_size must")):
+        with pytest.raises(ValueError, match=match):
+            gs.adapt([photo], output=tmp_path / "a.pt", **kw)
+
+
+def test_frozen_blocks_outside_the_networks_blocks_are_refused(tmp_path, two_scenes):
+    # -1 (mmdetection's "freeze nothing") froze 17 of 18 blocks here; 2.5 gave a raw TypeError
+    for value in (-1, 100, 2.5, True):
+        with pytest.raises(
+            ValueError, match=r"frozen_blocks must be a whole number from 0 \(every block trains\) to 18"
+        ):
+            train(
+                two_scenes,
+                base="garden",
+                iterations=1,
+                frozen_blocks=value,
+                output=tmp_path / "m.pt",
+                device="cpu",
+                crop=96,
+            )

@@ -268,7 +268,7 @@ def adapt(
     from ._harvest import harvest_photo
     from ._image_folders import expand_folders
     from ._models import Model, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
-    from ._training import POSITIVE_FRACTION, fit
+    from ._training import POSITIVE_FRACTION, check_fit_options, fit
     from ._vegetation import data_window
 
     start = time.perf_counter()
@@ -285,6 +285,7 @@ def adapt(
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
     if rounds < 1 or (iterations is not None and iterations < 1):
         raise ValueError("rounds and iterations must be at least 1")
+    check_fit_options(lr, batch_size, crop)
     named = output is not None
     output = default_output() if output is None else output
     output = check_target(output, overwrite, what="checkpoint")

@@ -40,8 +40,13 @@ WISE_ALPHA = 0.5
 __all__ = ["train", "prepare_samples"]
 
 
+# A summed loss above this (and this many times the first one) means the weights blew up.
+_LOSS_CEILING = 1e3
+
+
 class TrainingDiverged(ValueError):
-    """The loss became NaN or infinite: the settings (lr) do not suit these samples, nothing was saved."""
+    """The loss became NaN, infinite or blew up (or the last step made the weights so): the settings
+    (lr) do not suit these samples, nothing was saved."""
 
 
 class _Sample:
@@ -336,8 +341,10 @@ def fit(
                 targets.append({k: v.to(dev) for k, v in _targets(lab, s.class_of, index).items()})
             losses = net(images, targets)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training diverged at iteration {it} (loss {float(loss)}); lower lr")
+            value = loss.item()
+            # a healthy Mask R-CNN loss is a few units and falls: far above its start, the weights have blown up
+            if not math.isfinite(value) or value > max(_LOSS_CEILING, _LOSS_CEILING * history[0] if history else 0):
+                raise TrainingDiverged(f"training diverged at iteration {it} (loss {value:.3g}); lower lr")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -356,7 +363,21 @@ def fit(
         sampler.batch_size_per_image, sampler.positive_fraction = saved_sampler
         net.to(memory_format=torch.contiguous_format)
         net.eval()
+    # the last step's update is checked by no loss: weights it made NaN or infinite are never saved
+    if history and not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+        raise TrainingDiverged(f"training diverged at iteration {len(history)} (weights not finite); lower lr")
     return history
+
+
+def check_fit_options(lr, batch_size, crop) -> None:
+    """The settings of the training loop that ``train`` and ``adapt`` share, checked before anything
+    slow: ValueError naming the one that is wrong."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not 0 < lr < math.inf:
+        raise ValueError(f"lr must be a positive, finite number, got {lr!r}")
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number, at least 1, got {batch_size!r}")
+    if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 16:
+        raise ValueError(f"crop must be a whole number of pixels, at least 16, got {crop!r}")
 
 
 def average_weights(net: torch.nn.Module, start: dict, alpha: float) -> None:
@@ -473,19 +494,14 @@ def train(
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     if scale is not None and not (isinstance(scale, str) and scale == "auto"):
         _zoom_for(scale, None, None, None)  # validate before anything slow
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    lr = 1e-3 if lr is None else lr  # None: the default (the training widget's "auto")
+    check_fit_options(lr, batch_size, crop)
     if positive_fraction is not None and not 0 < positive_fraction <= 1:
         raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
-    lr = 1e-3 if lr is None else lr  # None: the default (the training widget's "auto")
-    if not lr > 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
     if isinstance(paste, bool) or not 0 <= paste <= 1:
         raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
     if isinstance(wise_alpha, bool) or not 0 < wise_alpha <= 1:
         raise ValueError(f"wise_alpha must be in (0, 1] (1: the fine-tuned weights alone), got {wise_alpha!r}")
-    if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 16:
-        raise ValueError(f"crop must be a whole number of pixels, at least 16, got {crop!r}")
     named = output is not None
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
@@ -527,7 +543,16 @@ def train(
     if frozen_blocks is not None:
         if arch != "garden_mobilenet":
             raise ValueError(f"frozen_blocks applies to garden_mobilenet models (MobileNetV2 blocks), not {arch}")
-        for block in list(net.backbone.body.children())[:frozen_blocks]:
+        blocks = list(net.backbone.body.children())
+        if (
+            not isinstance(frozen_blocks, (int, np.integer))
+            or isinstance(frozen_blocks, bool)
+            or not 0 <= frozen_blocks <= len(blocks)
+        ):
+            raise ValueError(
+                f"frozen_blocks must be a whole number from 0 (every block trains) to {len(blocks)}, got {frozen_blocks!r}"
+            )
+        for block in blocks[:frozen_blocks]:
             for p in block.parameters():
                 p.requires_grad_(False)
     index = {n: i for i, n in enumerate(names)}
