@@ -460,7 +460,7 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     assert main(["train", str(photos / "unpainted.png"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "no photo has a label image" in capsys.readouterr().err
     assert main(["train", str(photos), "--out", str(tmp_path / "y.pt"), "--lr", "0"]) == 2
-    assert "lr must be a positive number" in capsys.readouterr().err
+    assert "lr must be a positive, finite number" in capsys.readouterr().err
 
 
 def test_cli_train_takes_classes_from_a_batch_table(tmp_path, two_scenes, capsys, monkeypatch):
@@ -732,3 +732,28 @@ def test_frozen_blocks_outside_the_networks_blocks_are_refused(tmp_path, two_sce
                 device="cpu",
                 crop=96,
             )
+
+
+def test_continuing_from_a_trained_model_keeps_its_names_and_says_what_it_forgets(tmp_path, two_scenes):
+    # 'Weed' or ' weed ' made a new class and dropped the base's 'weed' and 'grass' without a word
+    (image, labels, _), (image2, labels2, _) = two_scenes
+    first = train(
+        [(image, labels, "weed"), (image2, labels2, "grass")],
+        base="garden",
+        iterations=1,
+        output=tmp_path / "m1.pt",
+        device="cpu",
+        crop=96,
+    )
+    with pytest.warns(UserWarning, match="classes taken as the base model writes them: 'Weed' as 'weed'"):
+        kept = train(
+            [(image, labels, " Weed ")], base=first, iterations=1, output=tmp_path / "m2.pt", device="cpu", crop=96
+        )
+    assert load_model(kept, device="cpu").class_names == ["__background__", "grass", "weed"]
+    with pytest.warns(UserWarning, match="the new model will know only thistle: it forgets grass, weed of its base"):
+        new = train(
+            [(image, labels, "thistle")], base=first, iterations=1, output=tmp_path / "m3.pt", device="cpu", crop=96
+        )
+    assert load_model(new, device="cpu").class_names == ["__background__", "thistle"]
+    with pytest.raises(ValueError, match="instance 1 has an empty class name"):
+        train([(image, labels, "  ")], base=first, iterations=1, output=tmp_path / "m4.pt", device="cpu", crop=96)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._images import ImageError
-from ._label_files import ids_dtype
+from ._label_files import clean_class_name, ids_dtype
 
 __all__ = ["read_coco", "load_coco"]
 
@@ -111,7 +111,7 @@ def read_coco(
         # ids as written: whole numbers in COCO, strings in some tools' exports
         entries = _by_id(data["images"], path.name, "images", lambda im: im.get("file_name"))
         categories = {
-            k: _class_name(c["name"])
+            k: clean_class_name(c["name"])
             for k, c in _by_id(data["categories"], path.name, "categories", lambda c: c["name"]).items()
         }
         annotations = [a for a in data["annotations"] if isinstance(a, dict)]
@@ -311,17 +311,6 @@ def _by_id(items, file: str, what: str, name) -> dict:
             )
         out[key] = item
     return out
-
-
-def _class_name(name) -> str | None:
-    """A category's name as a class: Unicode composed (NFC) and without outer spaces, so that names
-    that look the same are one class; None when there is none."""
-    import unicodedata
-
-    if name is None:
-        return None
-    name = unicodedata.normalize("NFC", str(name)).strip()
-    return name or None
 
 
 def _one_entry_per_photo(by_image: dict, found: dict, entries: dict) -> tuple[dict, list]:

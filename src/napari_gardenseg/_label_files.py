@@ -39,6 +39,17 @@ LABEL_TAILS = ("_labels", "_labels_crf")
 DEFAULT_CLASS = "plant"
 
 
+def clean_class_name(name) -> str | None:
+    """A class name as models keep it: Unicode composed (NFC) and without outer spaces, so that
+    names that look the same are one class; None for a missing or empty one."""
+    import unicodedata
+
+    if name is None:
+        return None
+    name = unicodedata.normalize("NFC", str(name)).strip()
+    return name or None
+
+
 def ids_dtype(max_id: int) -> type:
     """The dtype a label image of instance ids up to ``max_id`` is held in: int16 where they fit
     (half of int32's memory for every photo held in training), else int32. Signed, as torch

@@ -72,6 +72,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
     :func:`~napari_gardenseg._reader.read_image` reads it, a label image as
     :func:`~napari_gardenseg._label_files.read_labels` does.
     """
+    from ._label_files import clean_class_name
     from ._reader import as_path, is_image_path
 
     if len(samples) == 0:
@@ -125,7 +126,11 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
                 f"{what}: instances {missing[:5]} have no class name; give classes as a dict "
                 "{instance id: class name} or one name for all"
             )
-        class_of = {k: str(classes[k]) for k in ids}
+        class_of = {k: clean_class_name(classes[k]) for k in ids}
+        if None in class_of.values():
+            raise ValueError(
+                f"{what}: instance {next(k for k, v in class_of.items() if v is None)} has an empty class name"
+            )
         if ids and ids[-1] > len(ids):  # ids 1..n: crops are resized in float32, exact to 2**24 only
             ids_now = np.array([0, *ids], dtype=lab.dtype)  # uint64 ids past 2**63 stay exact
             lab = np.searchsorted(ids_now, lab)  # each id to its rank; 0 stays 0
@@ -369,6 +374,39 @@ def fit(
     return history
 
 
+def _as_base_names(prepared, wanted: list, names: list) -> list:
+    """``wanted`` (the samples' classes) with each name that is one of the base model's ``names`` but
+    for case ("Weed" for "weed") written as the base writes it, in the samples too, with a warning:
+    such a typo made a new class and dropped the base's."""
+    import warnings
+
+    base = {n.casefold(): n for n in names[1:]}
+    renamed = {w: base[w.casefold()] for w in wanted if w not in names and w.casefold() in base}
+    if not renamed:
+        return wanted
+    for sample in prepared:
+        sample.class_of = {k: renamed.get(v, v) for k, v in sample.class_of.items()}
+    said = ", ".join(f"'{w}' as '{b}'" for w, b in renamed.items())
+    warnings.warn(f"classes taken as the base model writes them: {said}", stacklevel=3)
+    return sorted({renamed.get(w, w) for w in wanted})
+
+
+def _say_forgotten(base, names: list, wanted: list) -> None:
+    """Warn when a model the user trained is the base and the new one will not know some of its
+    classes (a new class makes a new head of the samples' classes alone): they would be gone without a word."""
+    import warnings
+
+    from ._models import MODEL_NAMES
+
+    forgotten = [n for n in names[1:] if n not in wanted]
+    if forgotten and not (isinstance(base, str) and base in MODEL_NAMES):
+        warnings.warn(
+            f"the new model will know only {', '.join(wanted)}: it forgets {', '.join(forgotten)} of its base; "
+            "add labelled samples of those to keep them",
+            stacklevel=3,
+        )
+
+
 def check_fit_options(lr, batch_size, crop) -> None:
     """The settings of the training loop that ``train`` and ``adapt`` share, checked before anything
     slow: ValueError naming the one that is wrong."""
@@ -514,6 +552,10 @@ def train(
     wanted = sorted({name for s in prepared for name in s.class_of.values()})
     if "__background__" in wanted:  # index 0: the plants would be trained as background
         raise ValueError("'__background__' is the background's name, not a class to train: name the plants")
+    if len({w.casefold() for w in wanted}) < len(wanted):
+        import warnings
+
+        warnings.warn(f"class names that differ only in case are different classes: {', '.join(wanted)}", stacklevel=2)
     if base is None:
         names = ["__background__", *wanted]
         arch, arch_kwargs, base_meta = "garden_small", {}, {}
@@ -530,7 +572,10 @@ def train(
     for sample in prepared:
         sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
     _check_sizes(prepared, max(scale_range))  # before the warm start below segments every photo
+    if base is not None:
+        wanted = _as_base_names(prepared, wanted, names)
     if base is not None and not set(wanted) <= set(names):
+        _say_forgotten(base, names, wanted)
         old_names, names = names, ["__background__", *wanted]
         # warm: the new classes start from what the base finds, each from the class it gives them
         try:
