@@ -158,3 +158,39 @@ def test_train_samples_may_be_files(tmp_path):
     tifffile.imwrite(tmp_path / "small.tif", _ids()[:10])
     with pytest.raises(ValueError, match=r"sample 0 \(a.png\): small.tif: labels of 10x30 pixels"):
         prepare_samples([(str(tmp_path / "a.png"), str(tmp_path / "small.tif"), "plant")])
+
+
+def test_label_images_that_are_not_one_id_per_plant_are_read_as_meant_or_said(tmp_path):
+    # public reports: masks saved as JPEG (ids not exact), VOC's 255 'void' band, inverted masks,
+    # class masks; each trained as plants that are not there, without a word
+    from PIL import Image
+
+    from napari_gardenseg._label_files import label_doubt, read_labels
+
+    mask = np.zeros((60, 80), np.uint8)
+    for y, x in ((10, 10), (10, 50), (40, 20), (40, 60)):
+        mask[y : y + 12, x : x + 12] = 255
+    Image.fromarray(mask).save(tmp_path / "m.jpg", quality=90)
+    with pytest.warns(UserWarning, match="m.jpg is a JPEG, whose values are not exact: read as a 0/255 mask"):
+        ids = read_labels(tmp_path / "m.jpg")
+    assert ids.max() == 4 and (ids > 0).sum() == pytest.approx(4 * 144, abs=40)
+    colours = np.zeros((60, 80, 3), np.uint8)
+    colours[10:30, 10:30], colours[30:50, 40:70] = (200, 30, 90), (20, 180, 60)
+    Image.fromarray(colours).save(tmp_path / "c.jpg", quality=95)
+    with pytest.raises(ImageError, match="c.jpg is a label image saved as JPEG, which changes pixel values"):
+        read_labels(tmp_path / "c.jpg")
+    voc = Image.fromarray(np.where(mask > 0, 1, 0).astype(np.uint8), mode="P")
+    arr = np.asarray(voc).copy()
+    arr[9, 9:23] = 255  # the void band's top edge round one object
+    voc = Image.fromarray(arr, mode="P")
+    voc.putpalette([0, 0, 0, 128, 0, 0] + [0] * 759 + [224, 224, 192])
+    voc.save(tmp_path / "voc.png")
+    with pytest.warns(UserWarning, match="index 255 .the VOC 'void' band"):
+        assert set(np.unique(read_labels(tmp_path / "voc.png"))) == {0, 1, 2, 3, 4}
+    # an inverted mask, a class mask: trained, with a word
+    inverted = (mask == 0).astype(np.int32)
+    assert "covers 88% of the image and touches every border: is the mask inverted?" in label_doubt(inverted)
+    classes = (mask > 0).astype(np.int32)
+    classes[40:52, 60:72] = 2  # four plants of two classes: id 1 is three separate plants
+    assert label_doubt(classes).startswith("ids 1 are each three or more separate pieces")
+    assert label_doubt(read_labels(tmp_path / "voc.png")) is None

@@ -39,6 +39,45 @@ LABEL_TAILS = ("_labels", "_labels_crf")
 DEFAULT_CLASS = "plant"
 
 
+def label_doubt(labels: np.ndarray) -> str | None:
+    """What makes a label image ((H, W) ids, 0 the background) look unlike one id per plant, in a
+    sentence with what to do, or None: one instance over half the image that touches every border
+    (an inverted mask: plants 0, soil 255); ids made of three or more separate pieces of 12 pixels
+    or more (a mask of classes, or one id painted on several plants). Only warned: occluded plants
+    come in pieces too."""
+    from skimage.measure import label
+
+    h, w = labels.shape
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    for k, n in zip(ids, counts):
+        if n > 0.5 * h * w:
+            m = labels == k
+            if m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any():
+                return (
+                    f"instance {k} covers {n / (h * w):.0%} of the image and touches every border: is the mask "
+                    "inverted? Plants must be non-zero, the background 0"
+                )
+    values, rank = np.unique(labels, return_inverse=True)  # ids as 0..n (uint64 ids past 2**63 too)
+    rank = rank.reshape(labels.shape) + (values[0] != 0)
+    values = values if values[0] == 0 else np.concatenate([np.zeros(1, values.dtype), values])
+    pieces = label(rank, background=0, connectivity=2)  # regions of one id
+    size = np.bincount(pieces.ravel())
+    big = np.flatnonzero(size >= 12)
+    big = big[big > 0]
+    if not len(big):
+        return None
+    first = np.zeros(len(size), np.int64)  # each piece's id, as its rank
+    first[pieces.ravel()] = rank.ravel()
+    many = values[np.flatnonzero(np.bincount(first[big]) >= 3)]
+    if not len(many):
+        return None
+    shown = ", ".join(str(k) for k in many[:5]) + (", ..." if len(many) > 5 else "")
+    return (
+        f"ids {shown} are each three or more separate pieces: a mask of classes, or one id painted on several "
+        "plants? Each plant needs its own id"
+    )
+
+
 def clean_class_name(name) -> str | None:
     """A class name as models keep it: Unicode composed (NFC) and without outer spaces, so that
     names that look the same are one class; None for a missing or empty one."""
@@ -101,6 +140,10 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
 
             with open_pillow(path) as im:
                 data = _pillow_labels(im)
+                if im.mode == "P":
+                    data = _without_void(data, path.name)
+            if path.suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+                data = _jpeg_mask(data, path.name)
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow's and tifffile's "not this format"
         raise ImageError(f"{path.name} could not be read as a label image: {exc}") from exc
     data = np.asarray(data)
@@ -125,6 +168,36 @@ def _pillow_labels(im) -> np.ndarray:
         both = np.asarray(im)
         return np.where(both[..., 1] == 0, 0, both[..., 0])
     return np.asarray(im.convert("RGBA" if "A" in im.getbands() else "RGB"))
+
+
+def _without_void(indices: np.ndarray, name: str) -> np.ndarray:
+    """A palette label image's indices with 255 made background when the ids are all small: the
+    "void" band that PASCAL VOC's SegmentationObject PNGs draw round every object (no instance)."""
+    if not (indices == 255).any() or indices.max(initial=0, where=indices != 255) >= 128:
+        return indices
+    import warnings
+
+    warnings.warn(f"{name}: index 255 (the VOC 'void' band round the objects) is read as background", stacklevel=4)
+    return np.where(indices == 255, 0, indices)
+
+
+def _jpeg_mask(data: np.ndarray, name: str) -> np.ndarray:
+    """A label image saved as JPEG, whose values are no longer exact: a near-0/255 mask thresholded
+    at 128 (its plants then split into connected components), with a warning; ImageError otherwise."""
+    import warnings
+
+    grey = data if data.ndim == 2 else data[..., :3].mean(axis=-1)
+    if np.mean((grey <= 32) | (grey >= 223)) < 0.95:
+        raise ImageError(
+            f"{name} is a label image saved as JPEG, which changes pixel values: its ids are not exact; "
+            "save label images as PNG or TIFF"
+        )
+    warnings.warn(
+        f"{name} is a JPEG, whose values are not exact: read as a 0/255 mask (threshold 128), each connected "
+        "plant an instance; save label images as PNG or TIFF",
+        stacklevel=4,
+    )
+    return ((grey > 127) * 255).astype(np.uint8)
 
 
 def _colours_to_ids(rgb: np.ndarray) -> np.ndarray:

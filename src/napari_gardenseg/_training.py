@@ -72,7 +72,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
     :func:`~napari_gardenseg._reader.read_image` reads it, a label image as
     :func:`~napari_gardenseg._label_files.read_labels` does.
     """
-    from ._label_files import clean_class_name
+    from ._label_files import clean_class_name, label_doubt
     from ._reader import as_path, is_image_path
 
     if len(samples) == 0:
@@ -118,6 +118,11 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
                 f"{rgb.shape[0]}x{rgb.shape[1]}: paint the labels on the image they are for{hint if turned else ''}"
             )
         ids = [int(v) for v in np.unique(lab) if v > 0]
+        doubt = label_doubt(lab)
+        if doubt is not None:
+            import warnings
+
+            warnings.warn(f"{what}: {doubt}", stacklevel=2)
         if isinstance(classes, str):  # one class for every instance
             classes = {k: classes for k in ids}
         missing = [k for k in ids if k not in classes]
