@@ -757,3 +757,50 @@ def test_continuing_from_a_trained_model_keeps_its_names_and_says_what_it_forget
     assert load_model(new, device="cpu").class_names == ["__background__", "thistle"]
     with pytest.raises(ValueError, match="instance 1 has an empty class name"):
         train([(image, labels, "  ")], base=first, iterations=1, output=tmp_path / "m4.pt", device="cpu", crop=96)
+
+
+def test_ctrl_c_during_cli_training_saves_what_was_learnt(tmp_path, two_scenes, capsys, monkeypatch, request):
+    # the first Ctrl-C threw every iteration away (adapt's and the panel's Cancel keep theirs); the second stops at once
+    import signal
+
+    import tifffile
+    from PIL import Image
+
+    from napari_gardenseg.cli import main
+
+    for name, (im, lab, _) in zip(("a", "b"), two_scenes):
+        Image.fromarray(im).save(tmp_path / f"{name}.png")
+        tifffile.imwrite(tmp_path / f"{name}_labels.tif", lab)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
+    real_step = torch.optim.AdamW.step
+
+    def pressed(times):
+        def step(self, *a, **k):  # Ctrl-C during the first iteration
+            real_step(self, *a, **k)
+            if not getattr(self, "_pressed", False):
+                self._pressed = True
+                for _ in range(times):
+                    signal.raise_signal(signal.SIGINT)
+
+        monkeypatch.setattr(torch.optim.AdamW, "step", step)
+
+    argv = [
+        "train",
+        str(tmp_path / "a.png"),
+        str(tmp_path / "b.png"),
+        "--iterations",
+        "5",
+        "--device",
+        "cpu",
+        "--crop",
+        "96",
+    ]
+    pressed(1)
+    assert main([*argv, "--out", str(tmp_path / "kept.pt")]) == 130
+    said = capsys.readouterr().err
+    assert "what was learnt will be saved" in said and "the model learnt so far is saved" in said
+    assert load_model(tmp_path / "kept.pt", device="cpu").meta["training"]["iterations"] == 1
+    pressed(2)
+    assert main([*argv, "--out", str(tmp_path / "none.pt")]) == 130
+    assert not (tmp_path / "none.pt").exists() and "no model was saved" in capsys.readouterr().err

@@ -357,9 +357,23 @@ def _cmd_train(args) -> int:
         for k in ("iterations", "lr", "crop", "batch_size", "wise_alpha")
         if getattr(args, k) is not None
     }
-    path = train(samples, args.base, **_model_output_options(args), **given)
+    import threading
+
+    from ._cancel import Cancelled, first_interrupt_sets
+
+    # the first Ctrl-C stops the training as the panel's Cancel does: what was learnt is saved
+    stop = threading.Event()
+    hint = "\ngardenseg train: stopping after this iteration; what was learnt will be saved (Ctrl-C again: stop now, save nothing)"
+    with first_interrupt_sets(stop, hint):
+        try:
+            path = train(samples, args.base, **_model_output_options(args), **given, cancel=stop)
+        except Cancelled as exc:
+            print(f"gardenseg train: interrupted: {exc}", file=sys.stderr)
+            return 130
+    if stop.is_set():
+        print("gardenseg train: interrupted; the model learnt so far is saved", file=sys.stderr)
     print(path)
-    return 0
+    return 130 if stop.is_set() else 0
 
 
 def _painted_samples(args) -> list | None:
