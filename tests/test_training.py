@@ -804,3 +804,19 @@ def test_ctrl_c_during_cli_training_saves_what_was_learnt(tmp_path, two_scenes, 
     pressed(2)
     assert main([*argv, "--out", str(tmp_path / "none.pt")]) == 130
     assert not (tmp_path / "none.pt").exists() and "no model was saved" in capsys.readouterr().err
+
+
+def test_a_photo_given_twice_is_used_once_or_refused(tmp_path, two_scenes):
+    # painted and in a COCO file, or --coco given twice: two samples of one photo, each teaching
+    # the other's plants as soil
+    from PIL import Image
+
+    (image, labels, _), _ = two_scenes
+    Image.fromarray(image).save(tmp_path / "p.png")
+    with pytest.warns(UserWarning, match="sample 1: p.png was given before with the same labels; used once"):
+        assert (
+            len(prepare_samples([(tmp_path / "p.png", labels, "weed"), (str(tmp_path / "p.png"), labels, "weed")])) == 1
+        )
+    fewer = np.where(labels == 1, 0, labels)
+    with pytest.raises(ValueError, match="sample 1 and sample 0 are both p.png, with other labels"):
+        prepare_samples([(tmp_path / "p.png", labels, "weed"), (tmp_path / "p.png", fewer, "weed")])

@@ -77,7 +77,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
 
     if len(samples) == 0:
         raise ValueError("train() needs at least one (image, labels, classes) sample")
-    out = []
+    out, first = [], {}  # first: photo file -> (sample number, its _Sample)
     for i, sample in enumerate(samples):
         try:
             image, labels, classes = sample
@@ -85,6 +85,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
             raise ValueError(f"sample {i} is not an (image, labels, classes) triple") from exc
         what = f"sample {i}"
         image, labels = (as_path(v) if is_image_path(v) else v for v in (image, labels))  # bytes, file://
+        photo_file = Path(image).expanduser().resolve() if is_image_path(image) else None
         if is_image_path(image):
             from ._reader import read_image
 
@@ -143,7 +144,23 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
                 {i: class_of[k] for i, k in enumerate(ids_now[1:].tolist(), 1)},
                 list(range(1, len(ids) + 1)),
             )
-        out.append(_Sample(rgb, _held_labels(lab, ids), class_of))
+        sample = _Sample(rgb, _held_labels(lab, ids), class_of)
+        if photo_file is not None and photo_file in first:  # painted and annotated, or listed twice
+            j, earlier = first[photo_file]
+            if not (np.array_equal(earlier.labels, sample.labels) and earlier.class_of == sample.class_of):
+                raise ValueError(
+                    f"sample {i} and sample {j} are both {photo_file.name}, with other labels: each would teach the "
+                    "other's plants as soil; give the photo once, with all its plants"
+                )
+            import warnings
+
+            warnings.warn(
+                f"sample {i}: {photo_file.name} was given before with the same labels; used once", stacklevel=2
+            )
+            continue
+        if photo_file is not None:
+            first[photo_file] = (i, sample)
+        out.append(sample)
     if not any(s.class_of for s in out):
         raise ValueError("the samples hold no labelled instances (all labels are 0)")
     return out
