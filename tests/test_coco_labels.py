@@ -295,8 +295,27 @@ def test_merged_exports_never_put_one_photos_plants_on_another(tmp_path):
     cats = [{"id": 1, "name": "weed"}, {"id": 1, "name": "crop"}]
     with pytest.raises(ImageError, match=r"categories 'weed' and 'crop' share the id 1"):
         read_coco(_write(tmp_path / "cats.json", [a], [], cats))
-    with pytest.raises(ImageError, match="a category has no name"):
-        read_coco(_write(tmp_path / "null.json", [a], [], [{"id": 1, "name": None}]))
+    with pytest.raises(ImageError, match="category 1 has no name"):
+        read_coco(
+            _write(
+                tmp_path / "null.json",
+                [a],
+                [{"id": 1, "image_id": a["id"], "category_id": 1, "segmentation": square}],
+                [{"id": 1, "name": None}],
+            )
+        )
+    # an unused category without a name, an entry listed twice with an extra field: read as before
+    cats = [{"id": 1, "name": "weed"}, {"id": 1, "name": "weed", "supercategory": "plant"}, {"id": 3, "name": ""}]
+    listed = [a, {**a, "license": 1}]
+    [(_, _, classes)] = read_coco(
+        _write(
+            tmp_path / "ok.json",
+            listed,
+            [{"id": 1, "image_id": a["id"], "category_id": 1, "segmentation": square}],
+            cats,
+        )
+    )
+    assert classes == {1: "weed"}
     # one photo listed twice, a plant under each: one sample with both (each was the other's soil)
     anns = [
         {"id": 1, "image_id": 1, "category_id": 2, "segmentation": square},

@@ -171,14 +171,25 @@ def test_label_images_that_are_not_one_id_per_plant_are_read_as_meant_or_said(tm
     for y, x in ((10, 10), (10, 50), (40, 20), (40, 60)):
         mask[y : y + 12, x : x + 12] = 255
     Image.fromarray(mask).save(tmp_path / "m.jpg", quality=90)
-    with pytest.warns(UserWarning, match="m.jpg is a JPEG, whose values are not exact: read as a 0/255 mask"):
+    with pytest.warns(UserWarning, match="m.jpg is a JPEG, whose values are not exact: read as a mask"):
         ids = read_labels(tmp_path / "m.jpg")
     assert ids.max() == 4 and (ids > 0).sum() == pytest.approx(4 * 144, abs=40)
+    # a 0/1 mask, one colour on black (AgIR's masks): two levels, whatever they are
+    Image.fromarray(mask // 255).save(tmp_path / "01.jpg", quality=90)
+    green = np.zeros((60, 80, 3), np.uint8)
+    green[mask > 0] = (40, 200, 60)
+    Image.fromarray(green).save(tmp_path / "green.jpg", quality=90)
+    for name in ("01.jpg", "green.jpg"):
+        with pytest.warns(UserWarning, match="is a JPEG, whose values are not exact"):
+            assert read_labels(tmp_path / name).max() == 4, name
     colours = np.zeros((60, 80, 3), np.uint8)
     colours[10:30, 10:30], colours[30:50, 40:70] = (200, 30, 90), (20, 180, 60)
     Image.fromarray(colours).save(tmp_path / "c.jpg", quality=95)
     with pytest.raises(ImageError, match="c.jpg is a label image saved as JPEG, which changes pixel values"):
         read_labels(tmp_path / "c.jpg")
+    # a 0/255 mask saved as a palette PNG (ImageJ's LUT masks) is a mask, not VOC's void
+    Image.fromarray(mask).convert("P").save(tmp_path / "lut.png")
+    assert read_labels(tmp_path / "lut.png").max() == 4
     voc = Image.fromarray(np.where(mask > 0, 1, 0).astype(np.uint8), mode="P")
     arr = np.asarray(voc).copy()
     arr[9, 9:23] = 255  # the void band's top edge round one object
@@ -189,7 +200,10 @@ def test_label_images_that_are_not_one_id_per_plant_are_read_as_meant_or_said(tm
         assert set(np.unique(read_labels(tmp_path / "voc.png"))) == {0, 1, 2, 3, 4}
     # an inverted mask, a class mask: trained, with a word
     inverted = (mask == 0).astype(np.int32)
-    assert "covers 88% of the image and touches every border: is the mask inverted?" in label_doubt(inverted)
+    assert (
+        "covers 88% of the image and touches every border: if the plants are 0 in this mask, it is inverted"
+        in label_doubt(inverted)
+    )
     classes = (mask > 0).astype(np.int32)
     classes[40:52, 60:72] = 2  # four plants of two classes: id 1 is three separate plants
     assert label_doubt(classes).startswith("ids 1 are each three or more separate pieces")

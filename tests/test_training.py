@@ -757,6 +757,17 @@ def test_continuing_from_a_trained_model_keeps_its_names_and_says_what_it_forget
     assert load_model(new, device="cpu").class_names == ["__background__", "thistle"]
     with pytest.raises(ValueError, match="instance 1 has an empty class name"):
         train([(image, labels, "  ")], base=first, iterations=1, output=tmp_path / "m4.pt", device="cpu", crop=96)
+    # a model trained before names were cleaned ('weed '): 'weed' is its class, nothing is forgotten
+    from napari_gardenseg._models import save_checkpoint
+
+    old = save_checkpoint(
+        load_model(first, device="cpu"), tmp_path / "old.pt", class_names=["__background__", "grass", "weed "]
+    )
+    with pytest.warns(UserWarning, match="'weed' as 'weed '"):
+        again = train(
+            [(image, labels, "weed")], base=old, iterations=1, output=tmp_path / "m5.pt", device="cpu", crop=96
+        )
+    assert load_model(again, device="cpu").class_names == ["__background__", "grass", "weed "]
 
 
 def test_ctrl_c_during_cli_training_saves_what_was_learnt(tmp_path, two_scenes, capsys, monkeypatch, request):
@@ -816,6 +827,11 @@ def test_a_photo_given_twice_is_used_once_or_refused(tmp_path, two_scenes):
     with pytest.warns(UserWarning, match="sample 1: p.png was given before with the same labels; used once"):
         assert (
             len(prepare_samples([(tmp_path / "p.png", labels, "weed"), (str(tmp_path / "p.png"), labels, "weed")])) == 1
+        )
+    renumbered = np.where(labels > 0, labels.max() + 1 - labels, 0)  # the same plants, other ids
+    with pytest.warns(UserWarning, match="used once"):
+        assert (
+            len(prepare_samples([(tmp_path / "p.png", labels, "weed"), (tmp_path / "p.png", renumbered, "weed")])) == 1
         )
     fewer = np.where(labels == 1, 0, labels)
     with pytest.raises(ValueError, match="sample 1 and sample 0 are both p.png, with other labels"):

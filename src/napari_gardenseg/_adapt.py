@@ -88,10 +88,10 @@ def default_output() -> Path:
     """A new ``adapted[-N].pt`` in the user's models folder whose report name is free as well."""
     from ._files import free_path, user_models_dir
 
-    return free_path(user_models_dir() / "adapted.pt", taken=_taken)
+    return free_path(user_models_dir() / "adapted.pt", taken=taken_name)
 
 
-def _taken(path: Path) -> bool:
+def taken_name(path: Path) -> bool:
     """Whether an adapted model's name is in use: the model's file or its report's."""
     return path.exists() or report_path(path).exists()
 
@@ -274,7 +274,8 @@ def adapt(
     start = time.perf_counter()
     from ._reader import is_image_path
 
-    if is_image_path(images) or hasattr(images, "read") or (isinstance(images, np.ndarray) and images.ndim < 4):
+    one = is_image_path(images) or isinstance(images, (bytes, bytearray)) or hasattr(images, "read")
+    if one or (isinstance(images, np.ndarray) and images.ndim < 4):
         images = [images]  # one photo; a 4-D array is a stack of photos
     images = expand_folders(list(images))
     if not images:
@@ -535,7 +536,7 @@ def adapt(
     meta["adapt"] = info
     report(0.98, "saving the model")
     # never lose the rounds to a name (of the model or its report) taken meanwhile
-    output = free_at_the_end(output, overwrite, "model", taken=_taken, say=named)
+    output = free_at_the_end(output, overwrite, "model", taken=taken_name, say=named)
     path = save_checkpoint(
         net,
         output,

@@ -185,12 +185,12 @@ class AdaptWidget(Container):
             path = Path(outcome.value)
             registered = register_trained_model(path, path.stem)
             reset_keeping(self.base)  # the new model is a base to start from too
-            from ._adapt import outcome_of, report_path
+            from ._adapt import outcome_of, report_path, taken_name
 
             self.status.value = f"saved {path.name}: {outcome_of(path)} (report: {report_path(path).name})"
             where = "chosen in the segmentation widget" if registered else "load it in the segmentation widget"
             show_info(f"Adapted model saved to {path}; {where}.")
-            self.output.value = free_path(path)
+            self.output.value = free_path(path, taken=taken_name)  # the model's name and its report's free
 
     def _on_dock_closed(self) -> None:
         """The panel was closed (napari deletes its dock, not the widget): stop as Cancel does (the

@@ -117,8 +117,6 @@ def read_coco(
         annotations = [a for a in data["annotations"] if isinstance(a, dict)]
     except (KeyError, TypeError) as exc:
         raise ImageError(f"{path.name}: an image or category without an id or name: {exc!r}") from exc
-    if None in categories.values():
-        raise ImageError(f"{path.name}: a category has no name (null or empty): name it, the name is the class")
 
     by_image: dict = {}
     crowd = 0
@@ -130,6 +128,10 @@ def read_coco(
         if category_id not in categories:
             raise ImageError(
                 f"{path.name}: annotation {ann.get('id')} has category {category_id}, which it does not list"
+            )
+        if categories[category_id] is None:
+            raise ImageError(
+                f"{path.name}: category {category_id} has no name (null or empty): name it, the name is the class"
             )
         brush = cvat and isinstance(ann.get("segmentation"), dict)  # CVAT: a mask, not a crowd
         if _key(ann.get("iscrowd", 0)) and not brush:  # written "0" by some tools: not a crowd
@@ -304,7 +306,7 @@ def _by_id(items, file: str, what: str, name) -> dict:
     out = {}
     for item in items:
         key = _key(item["id"])
-        if key in out and out[key] != item:
+        if key in out and name(out[key]) != name(item):  # the same one listed twice is one
             raise ImageError(
                 f"{file}: {what} {name(out[key])!r} and {name(item)!r} share the id {key}, so their annotations "
                 "cannot be told apart (two exports merged?): give each its own id"

@@ -47,22 +47,24 @@ def label_doubt(labels: np.ndarray) -> str | None:
     come in pieces too."""
     from skimage.measure import label
 
+    step = max(1, int(np.ceil(np.sqrt(labels.size / 4e6))))  # a few megapixels say it as well
+    labels = labels[::step, ::step]
     h, w = labels.shape
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
     for k, n in zip(ids, counts):
-        if n > 0.5 * h * w:
+        if n > 0.75 * h * w:
             m = labels == k
             if m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any():
                 return (
-                    f"instance {k} covers {n / (h * w):.0%} of the image and touches every border: is the mask "
-                    "inverted? Plants must be non-zero, the background 0"
+                    f"instance {k} covers {n / (h * w):.0%} of the image and touches every border: if the plants "
+                    "are 0 in this mask, it is inverted (plants must be non-zero, the background 0)"
                 )
     values, rank = np.unique(labels, return_inverse=True)  # ids as 0..n (uint64 ids past 2**63 too)
     rank = rank.reshape(labels.shape) + (values[0] != 0)
     values = values if values[0] == 0 else np.concatenate([np.zeros(1, values.dtype), values])
     pieces = label(rank, background=0, connectivity=2)  # regions of one id
     size = np.bincount(pieces.ravel())
-    big = np.flatnonzero(size >= 12)
+    big = np.flatnonzero(size >= max(1, 12 // step**2))
     big = big[big > 0]
     if not len(big):
         return None
@@ -173,7 +175,8 @@ def _pillow_labels(im) -> np.ndarray:
 def _without_void(indices: np.ndarray, name: str) -> np.ndarray:
     """A palette label image's indices with 255 made background when the ids are all small: the
     "void" band that PASCAL VOC's SegmentationObject PNGs draw round every object (no instance)."""
-    if not (indices == 255).any() or indices.max(initial=0, where=indices != 255) >= 128:
+    others = indices[(indices != 255) & (indices != 0)]
+    if not (indices == 255).any() or not others.size or others.max() >= 128:  # a 0/255 mask keeps its 255s
         return indices
     import warnings
 
@@ -182,22 +185,32 @@ def _without_void(indices: np.ndarray, name: str) -> np.ndarray:
 
 
 def _jpeg_mask(data: np.ndarray, name: str) -> np.ndarray:
-    """A label image saved as JPEG, whose values are no longer exact: a near-0/255 mask thresholded
-    at 128 (its plants then split into connected components), with a warning; ImageError otherwise."""
+    """A label image saved as JPEG, whose values are no longer exact: a mask of two levels (0/255,
+    0/1, one colour on black) thresholded half way between them (its plants then split into
+    connected components), with a warning; ImageError for more levels (ids are not exact)."""
     import warnings
 
-    grey = data if data.ndim == 2 else data[..., :3].mean(axis=-1)
-    if np.mean((grey <= 32) | (grey >= 223)) < 0.95:
+    level = (data if data.ndim == 2 else data[..., :3].max(axis=-1)).astype(np.float32)
+    lo, hi = float(level.min()), float(level.max())
+    span = hi - lo
+    if span == 0:
+        return np.zeros(level.shape, np.uint8)
+    fg = level > lo + span / 2
+    # one colour per instance: the foreground's hues differ (a mask's colour is one, give or take JPEG)
+    hues = data[fg][:, :3] / np.maximum(level[fg, None], 1) if data.ndim == 3 and fg.any() else None
+    if np.mean((level - lo <= span / 4) | (hi - level <= span / 4)) < 0.95 or (
+        hues is not None and hues.std(axis=0).max() > 0.1
+    ):
         raise ImageError(
             f"{name} is a label image saved as JPEG, which changes pixel values: its ids are not exact; "
             "save label images as PNG or TIFF"
         )
     warnings.warn(
-        f"{name} is a JPEG, whose values are not exact: read as a 0/255 mask (threshold 128), each connected "
-        "plant an instance; save label images as PNG or TIFF",
+        f"{name} is a JPEG, whose values are not exact: read as a mask (half way between its two levels), "
+        "each connected plant an instance; save label images as PNG or TIFF",
         stacklevel=4,
     )
-    return ((grey > 127) * 255).astype(np.uint8)
+    return (fg * 255).astype(np.uint8)
 
 
 def _colours_to_ids(rgb: np.ndarray) -> np.ndarray:

@@ -147,7 +147,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
         sample = _Sample(rgb, _held_labels(lab, ids), class_of)
         if photo_file is not None and photo_file in first:  # painted and annotated, or listed twice
             j, earlier = first[photo_file]
-            if not (np.array_equal(earlier.labels, sample.labels) and earlier.class_of == sample.class_of):
+            if not _same_instances(earlier, sample):
                 raise ValueError(
                     f"sample {i} and sample {j} are both {photo_file.name}, with other labels: each would teach the "
                     "other's plants as soil; give the photo once, with all its plants"
@@ -164,6 +164,16 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
     if not any(s.class_of for s in out):
         raise ValueError("the samples hold no labelled instances (all labels are 0)")
     return out
+
+
+def _same_instances(a: _Sample, b: _Sample) -> bool:
+    """Whether two samples' labels are the same plants of the same classes, whatever their ids."""
+    la, lb = np.asarray(a.labels), np.asarray(b.labels)
+    if la.shape != lb.shape or ((la == 0) != (lb == 0)).any():
+        return False
+    pairs = np.unique(np.stack([la[la > 0], lb[lb > 0]]), axis=1)
+    one_to_one = len(pairs[0]) == len(np.unique(pairs[0])) == len(np.unique(pairs[1]))
+    return one_to_one and all(a.class_of.get(int(i)) == b.class_of.get(int(j)) for i, j in pairs.T)
 
 
 def _held_rgb(image) -> np.ndarray:
@@ -398,11 +408,13 @@ def fit(
 
 def _as_base_names(prepared, wanted: list, names: list) -> list:
     """``wanted`` (the samples' classes) with each name that is one of the base model's ``names`` but
-    for case ("Weed" for "weed") written as the base writes it, in the samples too, with a warning:
+    for case or outer spaces ("Weed" for "weed") written as the base writes it, in the samples too, with a warning:
     such a typo made a new class and dropped the base's."""
     import warnings
 
-    base = {n.casefold(): n for n in names[1:]}
+    from ._label_files import clean_class_name
+
+    base = {(clean_class_name(n) or n).casefold(): n for n in names[1:]}  # a base trained before names were cleaned
     renamed = {w: base[w.casefold()] for w in wanted if w not in names and w.casefold() in base}
     if not renamed:
         return wanted
@@ -556,6 +568,10 @@ def train(
         _zoom_for(scale, None, None, None)  # validate before anything slow
     lr = 1e-3 if lr is None else lr  # None: the default (the training widget's "auto")
     check_fit_options(lr, batch_size, crop)
+    if frozen_blocks is not None and (
+        isinstance(frozen_blocks, bool) or not isinstance(frozen_blocks, (int, np.integer)) or frozen_blocks < 0
+    ):
+        raise ValueError(f"frozen_blocks must be a whole number from 0 (every block trains), got {frozen_blocks!r}")
     if positive_fraction is not None and not 0 < positive_fraction <= 1:
         raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
     if isinstance(paste, bool) or not 0 <= paste <= 1:
@@ -574,10 +590,6 @@ def train(
     wanted = sorted({name for s in prepared for name in s.class_of.values()})
     if "__background__" in wanted:  # index 0: the plants would be trained as background
         raise ValueError("'__background__' is the background's name, not a class to train: name the plants")
-    if len({w.casefold() for w in wanted}) < len(wanted):
-        import warnings
-
-        warnings.warn(f"class names that differ only in case are different classes: {', '.join(wanted)}", stacklevel=2)
     if base is None:
         names = ["__background__", *wanted]
         arch, arch_kwargs, base_meta = "garden_small", {}, {}
@@ -596,6 +608,10 @@ def train(
     _check_sizes(prepared, max(scale_range))  # before the warm start below segments every photo
     if base is not None:
         wanted = _as_base_names(prepared, wanted, names)
+    if len({w.casefold() for w in wanted}) < len(wanted):
+        import warnings
+
+        warnings.warn(f"class names that differ only in case are different classes: {', '.join(wanted)}", stacklevel=2)
     if base is not None and not set(wanted) <= set(names):
         _say_forgotten(base, names, wanted)
         old_names, names = names, ["__background__", *wanted]

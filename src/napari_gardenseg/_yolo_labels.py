@@ -170,8 +170,12 @@ def load_dataset(yaml_file) -> dict:
 
 
 def _class_names(data: dict) -> dict[int, str]:
+    from ._label_files import clean_class_name
+
     names = data["names"]
-    return {int(k): str(v) for k, v in (enumerate(names) if isinstance(names, list) else dict(names).items())}
+    pairs = enumerate(names) if isinstance(names, list) else dict(names).items()
+    # as COCO's: composed, without outer spaces; a class with no name is numbered, not called "None"
+    return {int(k): clean_class_name(v) or f"class {int(k)}" for k, v in pairs}
 
 
 def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
