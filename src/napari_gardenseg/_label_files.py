@@ -41,8 +41,8 @@ DEFAULT_CLASS = "plant"
 
 def label_doubt(labels: np.ndarray) -> str | None:
     """What makes a label image ((H, W) ids, 0 the background) look unlike one id per plant, in a
-    sentence with what to do, or None: one instance over half the image that touches every border
-    (an inverted mask: plants 0, soil 255); ids made of three or more separate pieces of 12 pixels
+    sentence with what to do, or None: one instance over three quarters of the image that touches
+    every border (an inverted mask: plants 0, soil 255); ids made of three or more separate pieces of 12 pixels
     or more (a mask of classes, or one id painted on several plants). Only warned: occluded plants
     come in pieces too."""
     from skimage.measure import label
@@ -115,7 +115,11 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
     - an RGB(A) image with one colour per instance: each colour an id, black and
       fully transparent pixels the background;
     - a mask with one value besides 0 (0/255 masks, 1-bit images): each
-      connected component (8-connected, ``skimage.measure.label``) an instance.
+      connected component (8-connected, ``skimage.measure.label``) an instance;
+    - a JPEG (whose values are not exact) of two levels or one colour on black:
+      a mask, thresholded half way (warned); one of more levels or colours raises;
+    - in a palette PNG whose ids are all under 128, index 255 (PASCAL VOC's
+      "void" band round the objects) is background (warned).
 
     ``planes=True`` reads the ids as stored, for viewing: an integer image of
     more than two axes (the labels of a stack, as ``gardenseg segment`` writes
