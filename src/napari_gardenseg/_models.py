@@ -558,7 +558,7 @@ def save_checkpoint(
     weights to the user's models folder or, failing that, the temporary folder (emptied at
     reboot), and the error names that file.
     """
-    from ._files import atomic_write, check_free_space, check_target
+    from ._files import check_free_space, check_target
 
     check_target(path, overwrite, what="checkpoint")  # fail before the (slow) state copy
     if isinstance(model, Model):
@@ -589,9 +589,7 @@ def save_checkpoint(
     }
     need = state_bytes(state)
     try:
-        check_free_space(path, need, "checkpoint")  # torch's own error for a full disk is "unexpected pos"
-        with atomic_write(path, overwrite, what="checkpoint") as tmp:
-            torch.save(content, tmp)
+        _write(content, path, need, overwrite)
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, FileExistsError):
             raise
@@ -623,15 +621,23 @@ def _rescue(content: dict, path: Path, need: int) -> Path | None:
     folder, the first that has room; None when neither has."""
     import tempfile
 
-    from ._files import atomic_write, check_free_space, free_path, user_models_dir
+    from ._files import free_path, user_models_dir
 
     for folder in (user_models_dir(), Path(tempfile.gettempdir())):
         target = free_path(folder / path.name)
         try:
-            check_free_space(target, need, "checkpoint")
-            with atomic_write(target, what="checkpoint") as tmp:
-                torch.save(content, tmp)
+            _write(content, target, need)
         except (OSError, RuntimeError):
             continue
         return target
     return None
+
+
+def _write(content: dict, path: Path, need: int, overwrite: bool = False) -> None:
+    """torch.save ``content`` to ``path`` under a temporary name, after checking the disk has ``need``
+    bytes (torch's own error for a full disk is "unexpected pos")."""
+    from ._files import atomic_write, check_free_space
+
+    check_free_space(path, need, "checkpoint")
+    with atomic_write(path, overwrite, what="checkpoint") as tmp:
+        torch.save(content, tmp)

@@ -307,17 +307,15 @@ class TrainWidget(Container):
 
     # -- pairing ---------------------------------------------------------------
 
-    def _candidates(self):
+    def _image_and_labels_layers(self) -> tuple[list, list]:
         layers = list(self._viewer.layers)
-        images = [ly for ly in layers if isinstance(ly, Image)]
-        labels = [ly for ly in layers if isinstance(ly, Labels)]
-        return candidate_pairs(images, labels)
+        return [ly for ly in layers if isinstance(ly, Image)], [ly for ly in layers if isinstance(ly, Labels)]
+
+    def _candidates(self):
+        return candidate_pairs(*self._image_and_labels_layers())
 
     def _unpaired(self) -> str | None:
-        layers = list(self._viewer.layers)
-        return unpaired_note(
-            [ly for ly in layers if isinstance(ly, Image)], [ly for ly in layers if isinstance(ly, Labels)]
-        )
+        return unpaired_note(*self._image_and_labels_layers())
 
     def _pair_choices(self, _widget=None):
         return [(f"{lab.name}  ←  {im.name}", (im, lab)) for im, lab, _ in self._candidates()]

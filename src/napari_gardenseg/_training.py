@@ -84,9 +84,9 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"sample {i} is not an (image, labels, classes) triple") from exc
         what = f"sample {i}"
-        image, labels = (as_path(v) if is_image_path(v) else v for v in (image, labels))  # bytes, file://
+        image, labels = as_path(image), as_path(labels)  # bytes, file://
         photo_file = Path(image).expanduser().resolve() if is_image_path(image) else None
-        if is_image_path(image):
+        if photo_file is not None:
             from ._reader import read_image
 
             what, photo = f"{what} ({Path(image).name})", read_image(image)
