@@ -2,6 +2,11 @@
 
     python benchmarks/bench_finetune.py [--iterations 300] [--scenes 8]
     python benchmarks/bench_finetune.py --profile 30 [--set key=value ...]   # time per part of an iteration
+    python benchmarks/bench_finetune.py --memory 20 24   # peak memory of train on 20 photos of 24 MP
+
+``--memory K MP``: ``train`` (2 iterations) on K JPEG files of MP megapixels
+(a photo-style scene enlarged, with its labels as TIFF), the way a user's
+camera photos come; prints the peak RSS and the seconds to the first iteration.
 
 ``--profile N``: ``train`` on 5 photo-style scenes of 1296x966 (1.25 MP, as
 ``scripts/check_finetune.py --synthetic 5``) for N iterations under cProfile;
@@ -28,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from _memory import peak_rss_mb  # noqa: E402
 from eval_garden import coco_ap  # noqa: E402
 
@@ -118,6 +124,42 @@ def profile(iterations: int, overrides: list[str]) -> None:
     )
 
 
+def memory(count: int, megapixels: float) -> None:
+    import tifffile
+    from PIL import Image
+
+    image, labels, _ = garden_scene(8_600_100, shape=(966, 1296), style="photo")
+    f = (megapixels * 1e6 / labels.size) ** 0.5
+    size = (round(labels.shape[1] * f), round(labels.shape[0] * f))
+    with tempfile.TemporaryDirectory() as tmp:
+        Image.fromarray(image).resize(size, Image.BICUBIC).save(Path(tmp) / "p.jpg", quality=90)
+        tifffile.imwrite(Path(tmp) / "p_labels.tif", np.asarray(Image.fromarray(labels).resize(size, Image.NEAREST)))
+        samples = []
+        for i in range(count):  # K files (hard links: one photo's bytes on disk, K reads)
+            (Path(tmp) / f"p{i}.jpg").hardlink_to(Path(tmp) / "p.jpg")
+            samples.append((Path(tmp) / f"p{i}.jpg", Path(tmp) / "p_labels.tif", "plant"))
+        first = []
+        t0 = time.perf_counter()
+        gs.train(
+            samples,
+            iterations=2,
+            output=Path(tmp) / "m.pt",
+            device="cpu",
+            progress=lambda f, msg: first or not msg.startswith("iteration") or first.append(time.perf_counter()),
+        )
+    print(
+        json.dumps(
+            {
+                "photos": count,
+                "megapixels": round(size[0] * size[1] / 1e6, 1),
+                "seconds_to_first_iteration": round(first[0] - t0, 1),
+                "peak_rss_mb": peak_rss_mb(),
+            },
+            indent=1,
+        )
+    )
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iterations", type=int, default=300)
@@ -125,7 +167,11 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--profile", type=int, default=0, metavar="N")
     p.add_argument("--set", action="append", default=[], help="key=value passed to train() (with --profile)")
+    p.add_argument("--memory", nargs=2, type=float, metavar=("K", "MP"))
     args = p.parse_args(argv)
+    if args.memory:
+        memory(int(args.memory[0]), args.memory[1])
+        return
     if args.profile:
         profile(args.profile, args.set)
         return

@@ -836,3 +836,58 @@ def test_a_photo_given_twice_is_used_once_or_refused(tmp_path, two_scenes):
     fewer = np.where(labels == 1, 0, labels)
     with pytest.raises(ValueError, match="sample 1 and sample 0 are both p.png, with other labels"):
         prepare_samples([(tmp_path / "p.png", labels, "weed"), (tmp_path / "p.png", fewer, "weed")])
+
+
+def test_a_large_photo_is_held_at_the_size_training_draws_from_it(tmp_path, monkeypatch):
+    # every photo was held at full size for the whole training: two hundred 24 MP photos, ~14 GB
+    import torch.nn.functional as F
+
+    import napari_gardenseg._training as training
+
+    image, labels, _ = garden_scene(8_000_305, shape=(600, 800), n_plants=(4, 6))
+    [held] = prepare_samples([(image, labels, "plant")], zoom_of=lambda rgb: 0.25, largest=1.33)
+    assert held.image.shape == (200, 266, 3) and held.labels.shape == (200, 266)
+    assert held.image.dtype == np.uint8 and held.zoom * held.held == pytest.approx(0.25)
+    # resized as inference resizes a photo (bilinear, no antialias) ...
+    t = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    expected = F.interpolate(t, size=(200, 266), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+    assert np.abs(held.image.astype(np.float32) - expected.numpy()).max() <= 0.5 + 1e-3
+    # ... the labels by the nearest pixel: every plant kept, ids unchanged
+    assert set(np.unique(held.labels)) == set(np.unique(labels))
+    # a photo seen at nearly its own size is held as it is
+    [kept] = prepare_samples([(image, labels, "plant")], zoom_of=lambda rgb: 0.6, largest=1.33)
+    assert kept.image.shape == image.shape and kept.zoom == 0.6 and kept.held == 1.0
+
+    # train holds it so (scale 0.25), and records the zoom of the photo itself
+    seen = []
+    real = training._augment
+    monkeypatch.setattr(training, "_augment", lambda rng, s, *a: seen.append(s.image.shape) or real(rng, s, *a))
+    path = train(
+        [(image, labels, "plant")], scale=0.25, iterations=1, crop=96, paste=0, output=tmp_path / "m.pt", device="cpu"
+    )
+    assert seen == [(200, 266, 3)] * len(seen) and seen
+    assert load_model(path).meta["training"]["zooms"] == [0.25]
+
+
+def test_a_cancel_while_the_photos_are_read_stops_before_the_next_one(tmp_path, two_scenes, monkeypatch):
+    # Ctrl-C or Cancel while hundreds of photos were read went unheeded until all were in memory
+    import threading
+
+    from PIL import Image
+
+    import napari_gardenseg._reader as reader
+
+    for name, (im, _, _) in zip("ab", two_scenes):
+        Image.fromarray(im).save(tmp_path / f"{name}.png")
+    stop, real, read = threading.Event(), reader.read_image, []
+
+    def reading(path, *a, **k):
+        read.append(path)
+        stop.set()  # the user cancels while the first photo is read
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(reader, "read_image", reading)
+    samples = [(tmp_path / f"{name}.png", lab, "plant") for name, (_, lab, _) in zip("ab", two_scenes)]
+    with pytest.raises(Cancelled, match="before the first iteration; nothing was saved"):
+        train(samples, iterations=5, output=tmp_path / "m.pt", device="cpu", cancel=stop)
+    assert len(read) == 1 and not (tmp_path / "m.pt").exists()

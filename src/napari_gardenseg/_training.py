@@ -50,13 +50,14 @@ class TrainingDiverged(ValueError):
 
 
 class _Sample:
-    __slots__ = ("image", "labels", "class_of", "zoom")
+    __slots__ = ("image", "labels", "class_of", "zoom", "held")
 
-    def __init__(self, image, labels, class_of, zoom: float = 1.0):
+    def __init__(self, image, labels, class_of, zoom: float = 1.0, held: float = 1.0):
         self.image = image  # float32 (H, W, 3), or uint8 (converted crop by crop)
         self.labels = labels  # int16 or int32 (H, W)
         self.class_of = class_of  # instance id -> class name
         self.zoom = zoom  # the scale inference will see this image at (before random rescaling)
+        self.held = held  # the image and labels are the photo's resized by this (zoom is of them)
 
 
 # Share of positives among the proposals sampled per image while training (torchvision: 0.25): each
@@ -65,12 +66,22 @@ class _Sample:
 POSITIVE_FRACTION = 0.125
 
 
-def prepare_samples(samples: Sequence) -> list[_Sample]:
+def prepare_samples(
+    samples: Sequence, zoom_of: Callable[[np.ndarray], float] | None = None, largest: float = 1.0, cancel=None
+):
     """Check and normalise ``(image, labels, classes)`` triples; clear errors on bad ones.
 
     ``image`` and ``labels`` are arrays or files: a photo as
     :func:`~napari_gardenseg._reader.read_image` reads it, a label image as
-    :func:`~napari_gardenseg._label_files.read_labels` does.
+    :func:`~napari_gardenseg._label_files.read_labels` does. Returns a list of
+    ``_Sample``.
+
+    ``zoom_of(rgb)``: the scale inference sees a photo at (``_zoom_for``), and
+    ``largest`` the largest random rescale training draws on top of it. A photo
+    that training never sees at more than :data:`HELD_BELOW` of its pixels'
+    size is held at that size (:func:`_held_at`), one photo at a time: two
+    hundred 24 MP photos are never all in memory at full size. ``cancel`` is
+    checked before each photo is read (raises :class:`Cancelled`).
     """
     from ._label_files import clean_class_name, label_doubt
     from ._reader import as_path, is_image_path
@@ -79,6 +90,8 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
         raise ValueError("train() needs at least one (image, labels, classes) sample")
     out, first = [], {}  # first: photo file -> (sample number, its _Sample)
     for i, sample in enumerate(samples):
+        if _should_stop(cancel):  # reading many large photos takes a while
+            raise Cancelled("training was cancelled before the first iteration; nothing was saved")
         try:
             image, labels, classes = sample
         except (TypeError, ValueError) as exc:
@@ -92,7 +105,7 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
             what, photo = f"{what} ({Path(image).name})", read_image(image)
             if photo.is_stack:
                 raise ValueError(f"{what} holds {photo.n_planes} planes; train takes 2-D photos")
-            image = photo.data
+            image, photo = photo.data, None
         if is_image_path(labels):
             from ._label_files import read_labels
 
@@ -145,6 +158,9 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
                 list(range(1, len(ids) + 1)),
             )
         sample = _Sample(rgb, _held_labels(lab, ids), class_of)
+        del rgb, lab, image, labels  # the photo at full size goes before the next one is read
+        if zoom_of is not None:
+            sample = _held_at(sample, zoom_of(sample.image), largest)
         if photo_file is not None and photo_file in first:  # painted and annotated, or listed twice
             j, earlier = first[photo_file]
             if not _same_instances(earlier, sample):
@@ -164,6 +180,40 @@ def prepare_samples(samples: Sequence) -> list[_Sample]:
     if not any(s.class_of for s in out):
         raise ValueError("the samples hold no labelled instances (all labels are 0)")
     return out
+
+
+# A photo that training draws at no more than this share of its size (its inference zoom times the
+# largest random rescale) is held at that size: below it the memory saved is worth a second resize.
+HELD_BELOW = 0.75
+
+
+def _held_at(sample: _Sample, zoom: float, largest: float) -> _Sample:
+    """``sample`` with ``zoom`` set, its image and labels resized to ``zoom * largest`` of their size
+    when that is under :data:`HELD_BELOW`: the image bilinear without antialias, as inference
+    resizes a photo (``_forward._linear_taps``), the labels by the nearest pixel."""
+    from ._forward import _blend, _linear_taps
+
+    h, w = sample.labels.shape
+    factor = zoom * largest
+    if factor >= HELD_BELOW:
+        sample.zoom = zoom
+        return sample
+    oh, ow = max(8, round(h * factor)), max(8, round(w * factor))
+    if oh >= h or ow >= w:  # a photo a few pixels across
+        sample.zoom = zoom
+        return sample
+    ry0, ry1, wy0, wy1 = _linear_taps(h, oh)
+    cx0, cx1, wx0, wx1 = _linear_taps(w, ow)
+    img = sample.image
+    rows = _blend(img[ry0].astype(np.float32), img[ry1].astype(np.float32), wy0[:, None, None], wy1[:, None, None])
+    rgb = _blend(rows[:, cx0], rows[:, cx1], wx0[:, None], wx1[:, None])
+    if img.dtype == np.uint8:
+        rgb = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    nearest_y = np.minimum(((np.arange(oh) + 0.5) * (h / oh)).astype(np.int64), h - 1)
+    nearest_x = np.minimum(((np.arange(ow) + 0.5) * (w / ow)).astype(np.int64), w - 1)
+    labels = np.ascontiguousarray(sample.labels[nearest_y][:, nearest_x])
+    held = oh / h
+    return _Sample(rgb, labels, sample.class_of, zoom / held, held)
 
 
 def _same_instances(a: _Sample, b: _Sample) -> bool:
@@ -582,19 +632,12 @@ def train(
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
     output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
-    prepared = prepare_samples(samples)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-
-    wanted = sorted({name for s in prepared for name in s.class_of.values()})
-    if "__background__" in wanted:  # index 0: the plants would be trained as background
-        raise ValueError("'__background__' is the background's name, not a class to train: name the plants")
     if base is None:
-        names = ["__background__", *wanted]
-        arch, arch_kwargs, base_meta = "garden_small", {}, {}
-        net = ARCHITECTURES[arch](num_classes=len(names))
-        base_name = None
+        arch, arch_kwargs, base_meta, base_name = "garden_small", {}, {}, None
+        net = ARCHITECTURES[arch](num_classes=2)  # its resize rule; the heads are built for the classes below
     else:
         loaded = load_model(base, device="cpu")
         torch.manual_seed(seed)  # a first load builds (randomly initialises) a network: same start either way
@@ -602,9 +645,16 @@ def train(
         arch, arch_kwargs, base_meta = loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
         names = list(loaded.class_names)
         base_name = loaded.source
+    # each photo is held at the largest size training draws from it (zoom: the model's resize or scale)
+    prepared = prepare_samples(samples, lambda rgb: _zoom_for(scale, rgb, net, base_meta), max(scale_range), cancel)
+    wanted = sorted({name for s in prepared for name in s.class_of.values()})
+    if "__background__" in wanted:  # index 0: the plants would be trained as background
+        raise ValueError("'__background__' is the background's name, not a class to train: name the plants")
+    if base is None:
+        names = ["__background__", *wanted]
+        torch.manual_seed(seed)
+        net = ARCHITECTURES[arch](num_classes=len(names))
     check_free_space(output, state_bytes(net.state_dict()), "checkpoint")  # not after the training
-    for sample in prepared:
-        sample.zoom = _zoom_for(scale, sample.image, net, base_meta)
     _check_sizes(prepared, max(scale_range))  # before the warm start below segments every photo
     if base is not None:
         wanted = _as_base_names(prepared, wanted, names)
@@ -680,7 +730,7 @@ def train(
         "crop": crop,
         "scale_range": [float(v) for v in scale_range],
         "scale": scale,
-        "zooms": [round(float(s_.zoom), 3) for s_ in prepared[:50]],
+        "zooms": [round(float(s_.zoom * s_.held), 3) for s_ in prepared[:50]],
         "lr": lr,
         "paste": paste,
         "roi_batch": roi_batch,
