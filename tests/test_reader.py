@@ -761,6 +761,50 @@ def test_ome_zarr_in_bioformats2raw_layout_reads_its_first_image(tmp_path):
         read_image(tmp_path / "groups.zarr")
 
 
+def test_an_rgb_photo_stored_as_ome_zarr_is_read_in_colour(tmp_path):
+    # NGFF puts channels before y and x: an RGB orthophoto is c, y, x with omero colours red, green,
+    # blue (ome-zarr-py's RGB). It was read as three grey planes: the API refused it as a stack,
+    # the batch wrote 0 instances with "a grey image"
+    import zarr
+
+    rgb = np.random.default_rng(3).integers(0, 255, (24, 32, 3), np.uint8)
+    omero = {"channels": [{"color": c} for c in ("FF0000", "00FF00", "0000FF")], "rdefs": {"model": "color"}}
+    for fmt, axes in ((2, "cyx"), (3, "tczyx")):
+        data = np.moveaxis(rgb, -1, 0).reshape((1, 3, 1, 24, 32) if axes == "tczyx" else (3, 24, 32))
+        group = zarr.open_group(str(tmp_path / f"{axes}.ome.zarr"), mode="w", zarr_format=fmt)
+        group.create_array("0", shape=data.shape, dtype="uint8")[...] = data
+        multiscales = [{"axes": [{"name": a} for a in axes], "datasets": [{"path": "0"}]}]
+        attrs = {"multiscales": multiscales, "omero": omero}
+        group.attrs.update(attrs if fmt == 2 else {"ome": {"version": "0.5", **attrs}})
+        f = read_image(tmp_path / f"{axes}.ome.zarr")
+        assert f.axes == "YXS" and not f.is_stack
+        np.testing.assert_array_equal(np.asarray(f.data), rgb)
+        # channels a microscope coloured otherwise stay planes
+        group.attrs.update({"omero": {"channels": [{"color": c} for c in ("0000FF", "00FF00", "FF00FF")]}})
+        if fmt == 2:
+            assert read_image(tmp_path / f"{axes}.ome.zarr").axes == "CYX"
+            with pytest.raises(ImageError, match=r"channels are a photo's red, green and blue, say so: axes='SYX'"):
+                open_image(tmp_path / f"{axes}.ome.zarr")
+            from napari_gardenseg import segment_files
+
+            [done] = segment_files([tmp_path / f"{axes}.ome.zarr"], tmp_path / "out", crf=False).files
+            assert done.note.startswith("3 grey channels (axis C): a photo's red, green and blue? give --axes with S")
+
+
+def test_a_zarr_group_of_several_arrays_names_them(tmp_path):
+    # an orthophoto beside its elevation model: the first array by name (dsm) was segmented, silently
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "survey.zarr"), mode="w")
+    group.create_array("dsm", shape=(24, 32), dtype="float32")
+    group.create_array("image", shape=(24, 32, 3), dtype="uint8")
+    with pytest.raises(
+        ImageError, match=r"2 arrays \(dsm, image\): give the one that holds the photo, e.g. .*survey.zarr/dsm"
+    ):
+        read_image(tmp_path / "survey.zarr")
+    assert read_image(tmp_path / "survey.zarr" / "image").axes == "YXS"
+
+
 def test_a_tiffs_icc_profile_is_converted_as_a_pngs_is(tmp_path):
     # Lightroom's and Photoshop's "export as TIFF" in Adobe RGB or ProPhoto: the same colours as
     # the same pixels in a PNG with that profile, and a 16-bit one says it was not converted

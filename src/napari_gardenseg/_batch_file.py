@@ -270,6 +270,16 @@ def _label_map_note(image) -> str | None:
     return "a mask or label map, not a photo? (nearly all its pixels are a few colours; its instances follow them)"
 
 
+def _colour_channels(result) -> int | None:
+    """The number of planes along a stack's channel axis when they are 3 or 4 and the stack has no
+    other axis (an RGB photo read as grey channels); else None."""
+    axes = getattr(result, "axes", "")
+    planes = getattr(result, "planes", None)
+    if axes != "C" or not planes or len(planes) not in (3, 4):
+        return None
+    return len(planes)
+
+
 def _file_note(result, score_threshold: float) -> str | None:
     """Why a file gave no instance, that plants may be missing, that the model missed many plants
     or left ground cover, in a batch's words; else None (the widget says it in its own:
@@ -290,6 +300,9 @@ def _file_note(result, score_threshold: float) -> str | None:
         return dark
     why = nothing_found(results)
     if why == "grey":
+        channels = _colour_channels(result)
+        if channels:  # a photo's colours stored as channels (a zarr or TIFF that does not say they are RGB)
+            return f"{channels} grey channels (axis C): a photo's red, green and blue? give --axes with S for that axis"
         return "a grey image: the models need colour photos"
     if why == "colourless":
         return COLOURLESS

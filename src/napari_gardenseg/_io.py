@@ -308,10 +308,17 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
 
     image = read_image(path_or_array, axes=axes, lazy=lazy)
     if image.is_stack:
+        file_axes = image.applied.get("file_axes", "")
+        colours = (
+            f" (if its {image.n_planes} channels are a photo's red, green and blue, say so: "
+            f"axes={file_axes.replace('C', 'S')!r}, S for colour)"
+            if image.axes == "CYX" and image.n_planes in (3, 4) and file_axes.count("C") == 1
+            else ""
+        )
         raise ImageError(
             f"{image.path.name} holds {image.n_planes} planes (axes {image.axes}, shape {tuple(image.data.shape)}); "
             "open_image and segment_to_zarr take one 2-D image: segment the stack plane by plane with "
-            "segment_files([path], out_dir) or `gardenseg segment`, or pass one plane as an array"
+            f"segment_files([path], out_dir) or `gardenseg segment`, or pass one plane as an array{colours}"
         )
     source = ImageSource(image.data, name=image.path.name)
     source.applied = image.record()

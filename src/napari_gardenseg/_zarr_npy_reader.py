@@ -29,8 +29,15 @@ def read_zarr(path: Path, axes: str | None) -> ImageFile:
             names = [a.get("name", "") if isinstance(a, dict) else str(a) for a in multiscales[0].get("axes", [])]
             if names:
                 file_axes = "".join(_NGFF_LETTERS.get(n.lower(), "Q") for n in names)
+                if _omero_rgb(attrs, file_axes, array.shape):
+                    file_axes = file_axes.replace("C", "S")  # the channels are a photo's colours
         else:
             keys = sorted(z.array_keys())
+            if len(keys) > 1:  # an orthophoto beside its elevation model, an image beside a mask
+                raise ImageError(
+                    f"{path.name} is a zarr group of {len(keys)} arrays ({', '.join(keys[:6])}"
+                    f"{' ...' if len(keys) > 6 else ''}): give the one that holds the photo, e.g. {path}/{keys[0]}"
+                )
             if not keys:
                 groups = sorted(z.group_keys())
                 raise ImageError(
@@ -51,6 +58,19 @@ def read_zarr(path: Path, axes: str | None) -> ImageFile:
         else:
             file_axes = "Q" * (len(shape) - 2) + "YX"
     return arranged_file(path, array, "zarr", file_axes, axes)
+
+
+def _omero_rgb(attrs: dict, axes: str, shape) -> bool:
+    """Whether an OME-Zarr image's channel axis holds a photo's red, green and blue (and alpha):
+    3 or 4 channels whose ``omero`` rendering settings (NGFF's "omero" metadata) colour the first
+    three red, green and blue, as ome-zarr-py writes an RGB image. NGFF puts channels before y and
+    x, so a photo's colours can be stored no other way."""
+    omero = attrs.get("omero") or (attrs.get("ome") or {}).get("omero") or {}
+    if axes.count("C") != 1 or int(shape[axes.index("C")]) not in (3, 4) or not isinstance(omero, dict):
+        return False
+    channels = omero.get("channels") or []
+    colours = [str(c.get("color", "")).upper().lstrip("#") for c in channels[:3] if isinstance(c, dict)]
+    return colours == ["FF0000", "00FF00", "0000FF"]
 
 
 def _image_group(z):
