@@ -164,3 +164,31 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
 
     for folder in (bytes(tmp_path), tmp_path.as_uri()):  # a batch's or adapt's folder
         assert [p for p, _ in expand_entries([folder])] == [path, odd, stack]
+
+
+def test_a_plane_stored_as_one_chunk_is_read_once(tmp_path):
+    # dask.delayed(imread) (napari readers of stacked files, bioio), a zarr of one chunk: every window
+    # decoded the whole photo again, 28 times for one segment of the sample photo
+    import dask
+    import dask.array as da
+    import zarr
+
+    from napari_gardenseg import segment
+    from napari_gardenseg.synthetic import garden_scene
+
+    image = garden_scene(8_000_401, shape=(160, 200), n_plants=(3, 5))[0]
+    reads = []
+
+    def imread():
+        reads.append(1)
+        return image.copy()
+
+    one_chunk = da.from_delayed(dask.delayed(imread)(), shape=image.shape, dtype=image.dtype)
+    result = segment(one_chunk, "garden", score_threshold=0.3)
+    assert len(reads) == 1 and result.labels.max() >= 1
+    np.testing.assert_array_equal(result.refined, segment(image, "garden", score_threshold=0.3).refined)
+    z = zarr.create_array(str(tmp_path / "one.zarr"), shape=image.shape, chunks=image.shape, dtype="uint8")
+    z[...] = image
+    assert not ImageSource(z).lazy and not ImageSource(da.from_array(image, chunks=-1)).lazy
+    # chunks smaller than the plane are read window by window, as before
+    assert ImageSource(da.from_array(image, chunks=(80, 100, 3))).lazy

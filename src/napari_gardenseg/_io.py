@@ -41,6 +41,27 @@ def is_lazy(image) -> bool:
     return hasattr(image, "shape") and hasattr(image, "__getitem__") and hasattr(image, "dtype")
 
 
+def _max_plane_pixels() -> int:
+    from ._planes import MAX_PLANE_PIXELS
+
+    return MAX_PLANE_PIXELS
+
+
+def _one_chunk(array, channel_first: bool) -> bool:
+    """Whether a lazy array (dask or zarr) holds its (H, W) plane in a single chunk, which any
+    window of it reads whole."""
+    chunks = getattr(array, "chunks", None)
+    if not isinstance(chunks, tuple) or len(chunks) != len(array.shape):
+        return False
+    y = 1 if channel_first else 0
+    sizes = [chunks[y], chunks[y + 1]]
+    if all(isinstance(c, tuple) for c in sizes):  # dask: the chunk sizes along each axis
+        return len(sizes[0]) == 1 and len(sizes[1]) == 1
+    if all(isinstance(c, (int, np.integer)) for c in sizes):  # zarr: one chunk's shape
+        return int(sizes[0]) >= int(array.shape[y]) and int(sizes[1]) >= int(array.shape[y + 1])
+    return False
+
+
 class ImageSource:
     """A 2-D image (optionally with a channel axis) read in windows.
 
@@ -94,6 +115,12 @@ class ImageSource:
         self.shape = shape[1:3] if self.channel_first else shape[:2]
         self.channels = 1 if layout == "hw" else (shape[0] if self.channel_first else shape[2])
         self.lazy = is_lazy(array)
+        h, w = self.shape
+        if self.lazy and _one_chunk(array, self.channel_first) and h * w <= _max_plane_pixels():
+            # every window of a plane stored as one chunk (dask.delayed(imread), a one-strip TIFF, a zarr
+            # of one chunk) would decode all of it again: read it once
+            self.array = array = np.asarray(array)
+            self.lazy = False
         self._range = None
         self._overview = None  # (step, read(step=step)): the last overview, which several stages decide on
         self._alpha = None  # whether the alpha channel is used (decided once, for every window alike)
