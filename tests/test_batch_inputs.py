@@ -170,12 +170,13 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
     geo = [
         (33550, "d", 3, (0.02, 0.02, 0.0), True),  # ModelPixelScale
         (33922, "d", 6, (0.0, 0.0, 0.0, 300000.0, 6200000.0, 0.0), True),  # ModelTiepoint
-        (34735, "H", 16, (1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, 32755), True),
-        (34737, "s", 0, "WGS 84 / UTM zone 55S|", True),
+        (34735, "H", 20, (1, 1, 0, 4, 1024, 0, 1, 1, 1025, 0, 1, 1, 1026, 34737, 23, 0, 3072, 0, 1, 32755), True),
+        (34737, "s", 0, "WGS 84 / UTM zone 55S|", True),  # the citation (1026) is its 23 bytes from 0
     ]
     tifffile.imwrite(tmp_path / "ortho.tif", scene, photometric="rgb", extratags=geo)  # Pillow reads it
-    # a citation in Latin-1 ("Réseau", as some writers store it), which TIFF's 7-bit ASCII cannot hold
-    raw = (tmp_path / "ortho.tif").read_bytes().replace(b"WGS 84 / UTM", b"WGS 84 \xe9 UTM")
+    # a citation in UTF-8 ("Réseau", as some writers store it), which TIFF's 7-bit ASCII cannot hold:
+    # "é" is two bytes, and its key's count is in bytes
+    raw = (tmp_path / "ortho.tif").read_bytes().replace(b"WGS 84 / UTM", b"WGS 84 \xc3\xa9UTM")
     (tmp_path / "ortho.tif").write_bytes(raw)
     tifffile.imwrite(tmp_path / "ortho16.tif", scene.astype(np.uint16) * 257, photometric="rgb", extratags=geo)
     tifffile.imwrite(tmp_path / "plain.tif", scene, photometric="rgb")
@@ -190,7 +191,10 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
                 assert page.tags[33550].value == (0.02, 0.02, 0.0)
                 assert page.tags[33922].value == (0.0, 0.0, 0.0, 300000.0, 6200000.0, 0.0)
                 assert tif.geotiff_metadata["ProjectedCSTypeGeoKey"].value == 32755
-                assert page.tags[34737].value in ("WGS 84 / UTM zone 55S|", "WGS 84 ? UTM zone 55S|")
+                # copied byte for byte: the keys point into it by byte offset and count
+                tif.filehandle.seek(page.tags[34737].valueoffset)
+                stored = tif.filehandle.read(page.tags[34737].count)
+                assert stored == (b"WGS 84 \xc3\xa9UTM" if name == "ortho" else b"WGS 84 / UTM") + b" zone 55S|\0"
                 assert page.asarray().max() >= 1  # plants found, on the photo's grid
                 assert page.shape == (96, 128)
         # the instances as points in the CRS: pixel centres of 2 cm pixels from (300000, 6200000)

@@ -90,6 +90,21 @@ def geotiff_to_map(tags: tuple):
     return lambda row, col: (x + (col + half - i) * sx, y - (row + half - j) * sy)
 
 
+def _ascii_bytes(page, tag) -> bytes:
+    """An ASCII tag's bytes as stored: the GeoKeyDirectory points into GeoAsciiParams by byte
+    offset and count, so a CRS citation written in UTF-8 or Latin-1 ("RGF93 / Réseau…") is copied
+    byte for byte (tifffile's decoded text may be shorter, shifting every later key's text)."""
+    try:
+        fh = page.parent.filehandle
+        fh.seek(tag.valueoffset)
+        raw = fh.read(tag.count)
+    except (AttributeError, OSError, ValueError):  # a closed file: the text as tifffile decoded it
+        raw = b""
+    if len(raw) != tag.count:
+        raw = tag.value.encode("utf-8") + b"\0"
+    return raw
+
+
 def geotiff_tags(page) -> tuple:
     """The GeoTIFF tags of a tifffile page as ``extratags`` for :func:`tifffile.imwrite`: tuples
     ``(code, datatype, count, value, True)``; () when the page has no GeoKeyDirectory (not a GeoTIFF)
@@ -100,9 +115,7 @@ def geotiff_tags(page) -> tuple:
     for code in _GEOTIFF_CODES:
         tag = page.tags.get(code)
         if tag is not None:
-            value = tag.value
-            if isinstance(value, str):  # a CRS citation such as "RGF93 / Réseau…": TIFF ASCII is 7-bit
-                value = value.encode("ascii", "replace").decode("ascii")
+            value = _ascii_bytes(page, tag) if isinstance(tag.value, str) else tag.value
             found.append((code, int(tag.dtype), int(tag.count), value, True))
     codes = {f[0] for f in found}
     if 34735 not in codes or not codes & {33550, 33922, 34264}:
