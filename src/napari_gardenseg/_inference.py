@@ -425,7 +425,10 @@ def dark_input(source) -> dict:
     low, high = source.intensity_range()
     if hi <= low or high <= low or (hi - low) >= DARK_SHARE * (high - low):
         return {}  # a blank image (all one value, all NaN) is not dark but empty: nothing to scale
-    return {"dark_input": {"brightest": float(hi), "range": [float(low), float(high)]}}
+    dark = {"brightest": float(hi), "range": [float(low), float(high)]}
+    if source.rule_dtype.kind == "f":
+        dark["float"] = True
+    return {"dark_input": dark}
 
 
 @dataclass

@@ -489,10 +489,14 @@ def dark_hint(results) -> str | None:
     if dark is None:
         return None
     low, high = dark["range"]
+    if dark.get("float") and (low, high) == (0, 255):
+        # floats above FLOAT_OVERSHOOT are read as 0..255: a few glints in 0..1 reflectance do it
+        how = "a 0..1 image with a few values above 2 (glints, sensor spikes) is read as 0..255: clip it to 0..1"
+    else:
+        how = "scale it to 0..255 or 0..1 first (a 12-bit camera's values: multiply by 16)"
     return (
         f"the image's brightest value is {dark['brightest']:g} of {low:g}..{high:g}: the model saw it nearly "
-        "black (a viewer stretches it for the eye); scale it to 0..255 or 0..1 first (a 12-bit camera's "
-        "values: multiply by 16)"
+        f"black (a viewer stretches it for the eye); {how}"
     )
 
 
