@@ -350,10 +350,11 @@ def test_compressed_tiffs_are_read_as_pillow_reads_them(tmp_path, compression, l
     rgb = (np.random.default_rng(3).random((96, 120, 3)) * 255).astype(np.uint8)
     rgb[20:60, 30:90] = (60, 150, 40)
     path = tmp_path / f"{compression}.tif"
+    # in strips: a file of one strip (one chunk) is read once whatever lazy says
     if compression == "jpeg-ycbcr":
-        Image.fromarray(rgb).convert("YCbCr").save(path, compression="jpeg")
+        Image.fromarray(rgb).convert("YCbCr").save(path, compression="jpeg", strip_size=4096)
     else:
-        Image.fromarray(rgb).save(path, compression=compression)
+        Image.fromarray(rgb).save(path, compression=compression, strip_size=4096)
     with Image.open(path) as ref:
         expected = np.asarray(ref.convert("RGB"))
     source = open_image(path, lazy=lazy)
@@ -803,6 +804,26 @@ def test_a_zarr_group_of_several_arrays_names_them(tmp_path):
     ):
         read_image(tmp_path / "survey.zarr")
     assert read_image(tmp_path / "survey.zarr" / "image").axes == "YXS"
+
+
+def test_a_zipped_zarr_store_is_read_in_place_and_another_zip_is_named(tmp_path):
+    # a store shipped as one file (zarr's ZipStore) was "not an image Pillow can read: save it as PNG"
+    import zipfile
+
+    import zarr
+
+    rgb = np.random.default_rng(4).integers(0, 255, (40, 50, 3), np.uint8)
+    store = zarr.storage.ZipStore(tmp_path / "ortho.zarr.zip", mode="w")
+    zarr.create_array(store, shape=rgb.shape, dtype="uint8", chunks=(20, 20, 3))[...] = rgb
+    store.close()
+    f = read_image(tmp_path / "ortho.zarr.zip")
+    assert f.axes == "YXS"
+    np.testing.assert_array_equal(np.asarray(f.data), rgb)
+    np.testing.assert_array_equal(open_image(tmp_path / "ortho.zarr.zip").read(), to_rgb_float(rgb))
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        archive.writestr("a.jpg", b"not really")
+    with pytest.raises(ImageError, match="photos.zip is a ZIP archive, not a zipped zarr store: unzip it"):
+        read_image(tmp_path / "photos.zip")
 
 
 def test_a_tiffs_icc_profile_is_converted_as_a_pngs_is(tmp_path):

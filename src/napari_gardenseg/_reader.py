@@ -114,6 +114,8 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         raise ImageError(f"{path.name} is a file, not a zarr store (a store is a folder): give the store's folder")
     if path.is_dir() or name.endswith(".zarr"):
         return read_zarr(path, axes)
+    if name.endswith(".zip"):
+        return read_zarr(path, axes, zipped=True)
     if name.endswith(".npy"):
         return read_npy(path, axes, lazy)
     if name.endswith(RAW_SUFFIXES):

@@ -13,10 +13,28 @@ from ._images import ImageError
 _NGFF_LETTERS = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X"}
 
 
-def read_zarr(path: Path, axes: str | None) -> ImageFile:
+# what a zarr store holds at its top: a zip of one (zarr's ZipStore) has them as its first entries
+_ZARR_TOP = (".zarray", ".zgroup", "zarr.json")
+
+
+def read_zarr(path: Path, axes: str | None, zipped: bool = False) -> ImageFile:
+    """The image of a zarr store (a folder, or a zip of one when ``zipped``: zarr's ZipStore,
+    read in place). Raises ImageError for a zip that is no zarr store."""
     import zarr
 
-    z = zarr.open(str(path), mode="r")
+    store = str(path)
+    if zipped:
+        import zipfile
+
+        with zipfile.ZipFile(path) as archive:
+            top = {n for n in archive.namelist() if "/" not in n.rstrip("/")}
+        if not top & set(_ZARR_TOP):
+            raise ImageError(
+                f"{path.name} is a ZIP archive, not a zipped zarr store: unzip it and give the images in it "
+                "(or its folder to segment_files / gardenseg segment)"
+            )
+        store = zarr.storage.ZipStore(path, mode="r")
+    z = zarr.open(store, mode="r")
     file_axes = None
     if hasattr(z, "shape"):
         array = z
