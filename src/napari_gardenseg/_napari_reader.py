@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ._reader import HEIF_SUFFIXES
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".mpo", *HEIF_SUFFIXES)
@@ -117,11 +119,34 @@ def read_label_layers(path) -> list[tuple]:
         # this plugin's writer gives the labels the file's georeferencing when they are saved again
         meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p), "label_file": str(p)}}}
         features = batch_features(p)
+        data = read_labels(p, planes=True)
         if features is not None:
-            meta["features"] = features
-        layers.append((read_labels(p, planes=True), meta, "labels"))
+            meta["features"] = _measured(features, data)
+        layers.append((data, meta, "labels"))
     _follow_layers_inserted()
     return layers
+
+
+def _measured(features, labels):
+    """``features`` with ``area``, ``centroid_y`` and ``centroid_x`` measured on ``labels`` (a 2-D
+    image in memory): a batch's table describes its ``_labels.tif``, and the refined
+    ``_labels_crf.tif`` (or a file edited in another program) has pixels of its own. Stacks and
+    lazily read images keep the table's figures."""
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or not {"area", "centroid_y"} <= set(features):
+        return features
+    from ._results import label_stats
+
+    top = int(labels.max(initial=0))
+    area, _, yx = label_stats(labels, top, centroids=True)
+    ids = features["label"].to_numpy(np.int64)
+    inside = (ids >= 1) & (ids <= top)
+    at = np.where(inside, ids - 1, 0)
+    yx = np.asarray(yx, float).reshape(-1, 2) if top else np.zeros((1, 2))
+    features = features.copy()
+    features["area"] = np.where(inside, area[at] if top else 0, 0).astype(np.int64)
+    features["centroid_y"] = np.where(inside, yx[at, 0], np.nan)
+    features["centroid_x"] = np.where(inside, yx[at, 1], np.nan)
+    return features
 
 
 def _follow_layers_inserted() -> None:
