@@ -537,6 +537,21 @@ def test_cli_train_on_a_coco_export(tmp_path, two_scenes, capsys):
     assert set(names) <= set(model.class_names) and model.meta["training"]["samples"] == 2
     assert main(["train", "--out", str(tmp_path / "none.pt")]) == 2
     assert "give photos with label images, --coco FILE or --yolo DATASET" in capsys.readouterr().err
+    # a batch's COCO files, one per photo (gardenseg segment --coco): `--coco results/*_coco.json` read the
+    # second file as a photo
+    categories = [{"id": v, "name": n} for n, v in category.items()]
+    for i in (1, 2):
+        own = [a for a in annotations if a["image_id"] == i]
+        (tmp_path / f"scene{i}_coco.json").write_text(
+            json.dumps({"images": [images[i - 1]], "annotations": own, "categories": categories})
+        )
+    files = [str(tmp_path / f"scene{i}_coco.json") for i in (1, 2)]
+    rest = ["--images", str(tmp_path / "images"), "--iterations", "1", "--device", "cpu", "--crop", "128"]
+    assert main(["train", "--coco", *files, "--out", str(tmp_path / "two.pt"), *rest]) == 0
+    assert "2 labelled photo(s)" in capsys.readouterr().err
+    photo = str(tmp_path / "images" / "scene1.jpg")
+    assert main(["train", "--coco", files[0], photo, "--out", str(tmp_path / "no.pt"), *rest]) == 2
+    assert "scene1.jpg is not a COCO JSON file: give photos before --coco" in capsys.readouterr().err
 
 
 def test_cli_train_on_a_yolo_dataset(tmp_path, two_scenes, monkeypatch, capsys):

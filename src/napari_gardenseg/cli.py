@@ -345,6 +345,13 @@ def _cmd_train(args) -> int:
     from ._coco_labels import read_coco
     from ._yolo_labels import read_yolo
 
+    not_json = [f for f in args.coco or () if not str(f).lower().endswith(".json")]
+    if not_json:  # photos after --coco's files are taken for more of them
+        print(
+            f"gardenseg train: {not_json[0]} is not a COCO JSON file: give photos before --coco, or '--' after its files",
+            file=sys.stderr,
+        )
+        return 2
     for coco_file in args.coco or ():
         samples += _annotated_samples(read_coco, coco_file, args.images)
     for dataset in args.yolo or ():
@@ -512,7 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlap of neighbouring tiles in pixels (default: a quarter of the tile, at least 16)",
     )
     s.add_argument(
-        "--scale", type=_float_or_auto, help="resize factor before the network (1.0: native pixels), or 'auto'"
+        "--scale",
+        type=_float_or_auto,
+        help="resize factor before the network (1.0: native pixels), or 'auto' (default: the model's own resize; "
+        "the bundled model's shortest side 512, longest at most 1024)",
     )
     s.add_argument("--merge-classes", action="store_true", help="report every instance as one class 'plant'")
     s.add_argument(
@@ -582,9 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--coco",
         metavar="FILE",
-        action="append",
-        help="COCO instance annotations (polygons or RLE, as CVAT, Label Studio or Roboflow export them), "
-        "classes from their categories; may be given more than once, and with photos",
+        action="extend",
+        nargs="+",
+        help="COCO instance annotations (polygons or RLE, as CVAT, Label Studio or Roboflow export them, or "
+        "gardenseg segment --coco's <name>_coco.json files, with --images), classes from their categories; "
+        "one or more files (results/*_coco.json), and with photos given before it",
     )
     t.add_argument(
         "--yolo",
@@ -655,7 +667,7 @@ def _model_output_args(p) -> None:
     p.add_argument("--out", help="model file to write (default: a new file in the models folder)")
     p.add_argument("--base", default="garden", help="model to start from (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same model (default: 0)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists (never replaced otherwise)")
 
 
