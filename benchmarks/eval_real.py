@@ -492,6 +492,12 @@ def main(argv=None):
     p.add_argument("--zarr", action="store_true", help="run gs.segment_to_zarr (the colour stage window by window)")
     p.add_argument("--block", type=int, metavar="PX", help="with --zarr: the colour stage's windows' core side")
     args = p.parse_args(argv)
+    if not (SHARED / "real" / "photos").is_dir():
+        raise SystemExit(
+            f"eval_real.py: the labelled real photos are not here ({SHARED / 'real' / 'photos'}): they are the "
+            "developers' photo set beside the repository (sources and licences in real_dev/README.md), not "
+            "part of it; the figures it gives are in README.md and docs/benchmarks.md"
+        )
     run_options = {"tile_size": args.tile_size, "tile_overlap": args.tile_size // 4} if args.tile_size else {}
     run_options["device"] = args.device
     if args.mask_threshold is not None:

@@ -609,6 +609,9 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageError, match="no image files in the folder"):
         image_files(tmp_path / "empty")
+    np.save(tmp_path / "empty" / "a.npy", np.zeros((4, 4)))  # arrays of any kind: only those named are read
+    with pytest.raises(ImageError, match=r"its 1 .npy file\(s\) are read only when given by name"):
+        image_files(tmp_path / "empty")
     with pytest.raises(NotADirectoryError):
         image_files(photos / "a.png")
     with pytest.raises(ImageError, match="is a folder, not an image file or zarr store.*segment_files"):

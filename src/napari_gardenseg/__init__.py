@@ -36,6 +36,7 @@ _EXPORTS = {
     "to_rgb_float": "._images",
     "to_rgb_uint8": "._images",
     "ImageError": "._images",
+    "OutputExistsError": "._files",
     "train": "._training",
     "adapt": "._adapt",
     "segment_layer": "._layers",
@@ -53,7 +54,7 @@ _EXPORTS = {
 # public submodules, reachable as attributes (``gs.synthetic``) and imported on first use
 _SUBMODULES = ("synthetic", "cli", "crf")
 # modules that do not import torch
-_LIGHT = ("._images", "._cancel", "._export", "._coco_labels", "._yolo_labels", ".synthetic", ".cli")
+_LIGHT = ("._images", "._files", "._cancel", "._export", "._coco_labels", "._yolo_labels", ".synthetic", ".cli")
 
 __all__ = list(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -70,7 +70,7 @@ def _is_adapt_report(path: Path) -> bool:
 def check_report_target(model_path, overwrite: bool = False) -> Path:
     """The report path of the checkpoint ``model_path`` (:func:`report_path`), checked before the work:
     an earlier adapt report there is replaced only with ``overwrite``
-    (:class:`~napari_gardenseg._files.OutputExistsError` otherwise); any other file there is never
+    (:class:`~napari_gardenseg.OutputExistsError` (a FileExistsError) otherwise); any other file there is never
     replaced (:class:`~napari_gardenseg._files.ForeignFileError`: a user's own ``MODEL.json``)."""
     from ._files import ForeignFileError, check_target
 

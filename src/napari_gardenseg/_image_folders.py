@@ -64,7 +64,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder: {folder}")
     skipped = {Path(p).expanduser().resolve() for p in exclude}
-    entries, subfolders, seen, n_outputs = [], [], set(), 0
+    entries, subfolders, seen, n_outputs, n_npy = [], [], set(), 0, 0
     pending = [folder]
     while pending:
         here = pending.pop(0)
@@ -77,6 +77,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         # a batch's outputs are named after its run record: <name>_labels.tif etc. beside <name>_run.json
         runs = [c.name[: -len(RUN_SUFFIX)] for c in visible if c.name.endswith(RUN_SUFFIX)]
         outputs = {f"{run}{tail}" for run in runs for tail in OUTPUT_IMAGE_TAILS}
+        n_npy += sum(c.name.lower().endswith(".npy") for c in visible)
         stems = {p.stem for p in found}
         photos = [p for p in found if photo_stem(p.stem) not in stems and p.name not in outputs]
         n_outputs += sum(p.name in outputs for p in found)
@@ -91,6 +92,8 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         hint = "give the files or a folder that holds them"
         if n_outputs:
             hint = "it holds a batch's outputs (label images and overlays beside run records), not photos: " + hint
+        elif n_npy:  # arrays of any kind (masks, features) are saved so: only those named are read
+            hint = f"its {n_npy} .npy file(s) are read only when given by name (e.g. {folder}/*.npy)"
         elif subfolders and not recursive:
             names = ", ".join(f"{c.name}/" for c in subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
             hint = (

@@ -355,6 +355,7 @@ def label_classes(label_file, default: str = DEFAULT_CLASS) -> dict[int, str] | 
         raise ValueError(
             f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} are not in "
             f"{_table_of(label_file).name}, which names the classes of the others "
-            "(painted since the batch?): give one class name for every instance"
+            "(painted since the batch?): give one class name for every instance (gardenseg train --class-name "
+            "NAME), or save the layer with this plugin's writer and fill in the class_name of their 'painted' rows"
         )
     return classes

@@ -202,7 +202,7 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     Returns the names of the files written, the TIFF first: ``<stem>.tif``,
     ``<stem>_instances.csv`` (:func:`~napari_gardenseg._label_files.table_path`), then any world file and .aux.xml.
     Raises ValueError (not a .tif/.tiff name; not integer ids) and
-    :class:`~napari_gardenseg._files.OutputExistsError` (nothing is written then).
+    :class:`~napari_gardenseg.OutputExistsError` (a FileExistsError) (nothing is written then).
     """
     from contextlib import ExitStack
 
