@@ -424,18 +424,23 @@ def test_an_image_that_fills_little_of_its_types_range_is_said_to_have_run_dark(
         "16-bit": photo.astype(np.uint16) * 257,
         "float 0..1": photo.astype(np.float32) / 255,
         "float 0..1 with glints": np.where(np.arange(320)[:, None] < 3, 2.5, photo.astype(np.float32) / 255),
+        "dim float 0..255": photo.astype(np.float32) * (25 / 255),
     }
     results = {k: segment(image, "garden", crf=False, vegetation="off") for k, image in runs.items()}
     assert {k for k, r in results.items() if "dark_input" in r.meta} == {
         "float 0..1000",
         "12-bit in uint16",
         "float 0..1 with glints",
+        "dim float 0..255",
     }
     # three values of 2.5 in reflectance made it 0..255: the hint says what to do about that
     glints = status_hint([results["float 0..1 with glints"]])
     assert glints.endswith(
         "a 0..1 image with a few values above 2 (glints, sensor spikes) is read as 0..255: clip it to 0..1"
     )
+    # an underexposed 0..255 one (most values above 1) is told to scale, not to clip
+    dim = status_hint([results["dim float 0..255"]])
+    assert dim.endswith("scale it to 0..255 or 0..1 first (a 12-bit camera's values: multiply by 16)")
     assert results["12-bit in uint16"].meta["dark_input"] == {"brightest": 4080.0, "range": [0.0, 65535.0]}
     hint = status_hint([results["float 0..1000"]])
     assert hint.startswith("the image's brightest value is 1000 of 0..65535") and "Adapt" not in hint

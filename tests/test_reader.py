@@ -612,6 +612,10 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
     np.save(tmp_path / "empty" / "a.npy", np.zeros((4, 4)))  # arrays of any kind: only those named are read
     with pytest.raises(ImageError, match=r"its 1 .npy file\(s\) are read only when given by name"):
         image_files(tmp_path / "empty")
+    (tmp_path / "empty" / "day1").mkdir()  # photos in a subfolder: that is said too
+    (tmp_path / "empty" / "day1" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(ImageError, match=r"subfolders \(day1/\) are not searched.*; its 1 .npy file"):
+        image_files(tmp_path / "empty")
     with pytest.raises(NotADirectoryError):
         image_files(photos / "a.png")
     with pytest.raises(ImageError, match="is a folder, not an image file or zarr store.*segment_files"):
@@ -786,6 +790,14 @@ def test_an_rgb_photo_stored_as_ome_zarr_is_read_in_colour(tmp_path):
         # channels a microscope coloured otherwise stay planes
         group.attrs.update({"omero": {"channels": [{"color": c} for c in ("0000FF", "00FF00", "FF00FF")]}})
         if fmt == 2:
+            # a fourth band (near-infrared, 0 in places) is no alpha: NGFF has none
+            nir = np.concatenate([data, np.zeros_like(data[:1])])
+            four = zarr.open_group(str(tmp_path / "rgbn.ome.zarr"), mode="w", zarr_format=2)
+            four.create_array("0", shape=nir.shape, dtype="uint8")[...] = nir
+            four.attrs.update({**attrs, "omero": {"channels": [*omero["channels"], {"color": "FFFFFF"}]}})
+            f4 = read_image(tmp_path / "rgbn.ome.zarr")
+            assert f4.axes == "YXS"
+            np.testing.assert_array_equal(np.asarray(f4.data), rgb)
             assert read_image(tmp_path / f"{axes}.ome.zarr").axes == "CYX"
             with pytest.raises(ImageError, match=r"channels are a photo's red, green and blue, say so: axes='SYX'"):
                 open_image(tmp_path / f"{axes}.ome.zarr")
@@ -803,7 +815,7 @@ def test_a_zarr_group_of_several_arrays_names_them(tmp_path):
     group.create_array("dsm", shape=(24, 32), dtype="float32")
     group.create_array("image", shape=(24, 32, 3), dtype="uint8")
     with pytest.raises(
-        ImageError, match=r"2 arrays \(dsm, image\): give the one that holds the photo, e.g. .*survey.zarr/dsm"
+        ImageError, match=r"2 arrays \(dsm, image\): give the one that holds the photo, e.g. .*survey.zarr/image"
     ):
         read_image(tmp_path / "survey.zarr")
     assert read_image(tmp_path / "survey.zarr" / "image").axes == "YXS"
@@ -823,6 +835,12 @@ def test_a_zipped_zarr_store_is_read_in_place_and_another_zip_is_named(tmp_path)
     assert f.axes == "YXS"
     np.testing.assert_array_equal(np.asarray(f.data), rgb)
     np.testing.assert_array_equal(open_image(tmp_path / "ortho.zarr.zip").read(), to_rgb_float(rgb))
+    # zipped with its folder, as a file manager's "Compress" does
+    import shutil
+
+    zarr.create_array(str(tmp_path / "field.zarr"), shape=rgb.shape, dtype="uint8")[...] = rgb
+    shutil.make_archive(str(tmp_path / "field.zarr"), "zip", tmp_path, "field.zarr")
+    np.testing.assert_array_equal(np.asarray(read_image(tmp_path / "field.zarr.zip").data), rgb)
     with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
         archive.writestr("a.jpg", b"not really")
     with pytest.raises(ImageError, match="photos.zip is a ZIP archive, not a zipped zarr store: unzip it"):

@@ -872,6 +872,9 @@ def test_a_large_photo_is_held_at_the_size_training_draws_from_it(tmp_path, monk
     # a photo seen at nearly its own size is held as it is
     [kept] = prepare_samples([(image, labels, "plant")], zoom_of=lambda rgb: 0.6, largest=1.33)
     assert kept.image.shape == image.shape and kept.zoom == 0.6 and kept.held == 1.0
+    # a narrow strip is held as it is: a few rows, rounded, would stretch it
+    [strip] = prepare_samples([(image[160:200], labels[160:200], "plant")], zoom_of=lambda rgb: 0.1, largest=1.33)
+    assert strip.image.shape == (40, 800, 3) and strip.zoom == 0.1
 
     # train holds it so (scale 0.25), and records the zoom of the photo itself
     seen = []

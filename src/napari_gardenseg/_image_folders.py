@@ -77,7 +77,8 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         # a batch's outputs are named after its run record: <name>_labels.tif etc. beside <name>_run.json
         runs = [c.name[: -len(RUN_SUFFIX)] for c in visible if c.name.endswith(RUN_SUFFIX)]
         outputs = {f"{run}{tail}" for run in runs for tail in OUTPUT_IMAGE_TAILS}
-        n_npy += sum(c.name.lower().endswith(".npy") for c in visible)
+        if here == folder:
+            n_npy = sum(c.is_file() and c.name.lower().endswith(".npy") for c in visible)
         stems = {p.stem for p in found}
         photos = [p for p in found if photo_stem(p.stem) not in stems and p.name not in outputs]
         n_outputs += sum(p.name in outputs for p in found)
@@ -92,14 +93,14 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         hint = "give the files or a folder that holds them"
         if n_outputs:
             hint = "it holds a batch's outputs (label images and overlays beside run records), not photos: " + hint
-        elif n_npy:  # arrays of any kind (masks, features) are saved so: only those named are read
-            hint = f"its {n_npy} .npy file(s) are read only when given by name (e.g. {folder}/*.npy)"
         elif subfolders and not recursive:
             names = ", ".join(f"{c.name}/" for c in subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
             hint = (
                 f"its subfolders ({names}) are not searched: give them (e.g. {folder}/*/); "
                 "--recursive (`gardenseg segment`, `adapt` and `train`; segment_files(recursive=True)) searches them all"
             )
+        if n_npy:  # arrays of any kind (masks, features) are saved so: only those named are read
+            hint += f"; its {n_npy} .npy file(s) are read only when given by name (e.g. {folder}/*.npy)"
         raise ImageError(
             f"no image files in the folder {folder} ({', '.join(IMAGE_SUFFIXES[:6])}..., TIFF, HEIC, zarr); {hint}"
         )

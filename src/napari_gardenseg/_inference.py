@@ -411,6 +411,8 @@ def _json_safe(meta: dict) -> dict:
 
 # a picture whose brightest value is under this share of its type's range reached the network dark
 DARK_SHARE = 1 / 8
+# a float image with fewer of its values above 1 than this is a 0..1 image with glints, not a 0..255 one
+GLINT_SHARE = 0.01
 
 
 def dark_input(source) -> dict:
@@ -426,8 +428,15 @@ def dark_input(source) -> dict:
     if hi <= low or high <= low or (hi - low) >= DARK_SHARE * (high - low):
         return {}  # a blank image (all one value, all NaN) is not dark but empty: nothing to scale
     dark = {"brightest": float(hi), "range": [float(low), float(high)]}
-    if source.rule_dtype.kind == "f":
-        dark["float"] = True
+    if source.rule_dtype.kind == "f" and (low, high) == (0.0, 255.0):
+        # a 0..1 image that a few values above FLOAT_OVERSHOOT (glints) made be read as 0..255: nearly
+        # all its values are still at most 1, where a dark 0..255 photo's are not
+        h, w = source.shape
+        values = source._raw((0, 0, h, w), max(1, int(np.ceil(np.sqrt(h * w / 1e6)))))
+        values = values[np.isfinite(values)]
+        above = float(np.mean(values > 1.0)) if values.size else 1.0
+        if above < GLINT_SHARE:
+            dark["above_1"] = round(above, 5)
     return {"dark_input": dark}
 
 

@@ -323,7 +323,9 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     orientation applied, colour modes converted, axes from the file or
     ``axes``); TIFF/BigTIFF files over 256 MB (or any, with ``lazy=True``) and
     zarr stores (an OME-Zarr multiscale group gives its first level) are read
-    window by window. The reader's record of what it did is
+    window by window, except a plane of at most 8192 x 8192 pixels stored as
+    one chunk or strip, which every window would decode whole: it is read once
+    (``source.lazy`` is then False). The reader's record of what it did is
     ``source.applied``. A file holding a stack (T, Z or C planes) raises
     :class:`~napari_gardenseg._images.ImageError`: segment it plane by plane
     with :func:`~napari_gardenseg.segment_files` (or ``gardenseg segment``).

@@ -136,16 +136,19 @@ def _measured(features, labels):
         return features
     from ._results import label_stats
 
-    top = int(labels.max(initial=0))
-    area, _, yx = label_stats(labels, top, centroids=True)
+    # ids numbered 1..n first: an id of 2**31 - 1 must not size the counts
+    present, compact = np.unique(labels, return_inverse=True)
+    if present[0] != 0:
+        present, compact = np.concatenate([[0], present]), compact + 1
+    n = len(present) - 1
+    area, _, yx = label_stats(compact.reshape(labels.shape), n, centroids=True)
+    area = np.concatenate([[0], area])
+    yx = np.concatenate([[(np.nan, np.nan)], np.asarray(yx, float).reshape(-1, 2)])
     ids = features["label"].to_numpy(np.int64)
-    inside = (ids >= 1) & (ids <= top)
-    at = np.where(inside, ids - 1, 0)
-    yx = np.asarray(yx, float).reshape(-1, 2) if top else np.zeros((1, 2))
+    at = np.searchsorted(present, ids)
+    at = np.where((at < len(present)) & (present[np.minimum(at, n)] == ids) & (ids > 0), at, 0)
     features = features.copy()
-    features["area"] = np.where(inside, area[at] if top else 0, 0).astype(np.int64)
-    features["centroid_y"] = np.where(inside, yx[at, 0], np.nan)
-    features["centroid_x"] = np.where(inside, yx[at, 1], np.nan)
+    features["area"], features["centroid_y"], features["centroid_x"] = area[at], yx[at, 0], yx[at, 1]
     return features
 
 

@@ -489,7 +489,7 @@ def dark_hint(results) -> str | None:
     if dark is None:
         return None
     low, high = dark["range"]
-    if dark.get("float") and (low, high) == (0, 255):
+    if "above_1" in dark:
         # floats above FLOAT_OVERSHOOT are read as 0..255: a few glints in 0..1 reflectance do it
         how = "a 0..1 image with a few values above 2 (glints, sensor spikes) is read as 0..255: clip it to 0..1"
     else:

@@ -198,17 +198,21 @@ def _held_at(sample: _Sample, zoom: float, largest: float) -> _Sample:
     if factor >= HELD_BELOW:
         sample.zoom = zoom
         return sample
-    oh, ow = max(8, round(h * factor)), max(8, round(w * factor))
-    if oh >= h or ow >= w:  # a photo a few pixels across
+    oh, ow = round(h * factor), round(w * factor)
+    if min(oh, ow) < 32:  # a narrow strip: held as it is (rounding a few rows would stretch it)
         sample.zoom = zoom
         return sample
     ry0, ry1, wy0, wy1 = _linear_taps(h, oh)
     cx0, cx1, wx0, wx1 = _linear_taps(w, ow)
     img = sample.image
-    rows = _blend(img[ry0].astype(np.float32), img[ry1].astype(np.float32), wy0[:, None, None], wy1[:, None, None])
-    rgb = _blend(rows[:, cx0], rows[:, cx1], wx0[:, None], wx1[:, None])
-    if img.dtype == np.uint8:
-        rgb = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    rgb = np.empty((oh, ow, 3), img.dtype)
+    for y in range(0, oh, 64):  # in bands of output rows: a float copy of a band, not of the photo
+        b = slice(y, y + 64)
+        rows = _blend(
+            img[ry0[b]].astype(np.float32), img[ry1[b]].astype(np.float32), wy0[b, None, None], wy1[b, None, None]
+        )
+        band = _blend(rows[:, cx0], rows[:, cx1], wx0[:, None], wx1[:, None])
+        rgb[b] = np.clip(np.rint(band), 0, 255) if img.dtype == np.uint8 else band
     nearest_y = np.minimum(((np.arange(oh) + 0.5) * (h / oh)).astype(np.int64), h - 1)
     nearest_x = np.minimum(((np.arange(ow) + 0.5) * (w / ow)).astype(np.int64), w - 1)
     labels = np.ascontiguousarray(sample.labels[nearest_y][:, nearest_x])

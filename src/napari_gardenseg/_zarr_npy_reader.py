@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._image_file import LAZY_BYTES, ImageFile, arranged_file
+from ._image_file import LAZY_BYTES, ImageFile, arranged_file, as_dask
 from ._images import ImageError
 
 _NGFF_LETTERS = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X"}
@@ -22,19 +22,23 @@ def read_zarr(path: Path, axes: str | None, zipped: bool = False) -> ImageFile:
     read in place). Raises ImageError for a zip that is no zarr store."""
     import zarr
 
-    store = str(path)
+    store, inside = str(path), None
     if zipped:
         import zipfile
 
         with zipfile.ZipFile(path) as archive:
-            top = {n for n in archive.namelist() if "/" not in n.rstrip("/")}
-        if not top & set(_ZARR_TOP):
-            raise ImageError(
-                f"{path.name} is a ZIP archive, not a zipped zarr store: unzip it and give the images in it "
-                "(or its folder to segment_files / gardenseg segment)"
-            )
+            names = archive.namelist()
+        # the store's own files at the top (zarr's ZipStore), or in its folder (a file manager's "Compress")
+        folders = {n.split("/")[0] for n in names if n.count("/") == 1 and n.split("/")[1] in _ZARR_TOP}
+        if not {n for n in names if "/" not in n} & set(_ZARR_TOP):
+            if len(folders) != 1:
+                raise ImageError(
+                    f"{path.name} is a ZIP archive, not a zipped zarr store: unzip it and give the images in it "
+                    "(or its folder to segment_files / gardenseg segment)"
+                )
+            inside = folders.pop()
         store = zarr.storage.ZipStore(path, mode="r")
-    z = zarr.open(store, mode="r")
+    z = zarr.open(store, mode="r", path=inside) if inside else zarr.open(store, mode="r")
     file_axes = None
     if hasattr(z, "shape"):
         array = z
@@ -49,12 +53,22 @@ def read_zarr(path: Path, axes: str | None, zipped: bool = False) -> ImageFile:
                 file_axes = "".join(_NGFF_LETTERS.get(n.lower(), "Q") for n in names)
                 if _omero_rgb(attrs, file_axes, array.shape):
                     file_axes = file_axes.replace("C", "S")  # the channels are a photo's colours
+                    c = file_axes.index("S")
+                    if array.shape[c] == 4:  # NGFF knows no alpha: a fourth band (near-infrared) is left out
+                        array = as_dask(array)[tuple(slice(0, 3) if i == c else slice(None) for i in range(array.ndim))]
         else:
             keys = sorted(z.array_keys())
             if len(keys) > 1:  # an orthophoto beside its elevation model, an image beside a mask
+                colour = [k for k in keys if len(z[k].shape) == 3 and 3 in (z[k].shape[0], z[k].shape[-1])]
+                example = (colour or keys)[0]
+                how = (
+                    f"unzip it and give the one that holds the photo (its folder, e.g. .../{example})"
+                    if zipped
+                    else f"give the one that holds the photo, e.g. {path}/{example}"
+                )
                 raise ImageError(
                     f"{path.name} is a zarr group of {len(keys)} arrays ({', '.join(keys[:6])}"
-                    f"{' ...' if len(keys) > 6 else ''}): give the one that holds the photo, e.g. {path}/{keys[0]}"
+                    f"{' ...' if len(keys) > 6 else ''}): {how}"
                 )
             if not keys:
                 groups = sorted(z.group_keys())

@@ -45,16 +45,16 @@ class CRFParams:
     exists) and the backend.
 
     iterations: mean-field iterations (>= 0).
-    gaussian_sxy, gaussian_compat: smoothness kernel width (px, >= MIN_WIDTH) and weight
-        (0..MAX_WEIGHT).
+    gaussian_sxy, gaussian_compat: smoothness kernel width (px, >= 0.01, MIN_WIDTH) and weight
+        (0..1e6, MAX_WEIGHT).
     bilateral_sxy, bilateral_srgb, bilateral_compat: appearance kernel widths
-        (px and colour levels, >= MIN_WIDTH) and weight (0..MAX_WEIGHT).
+        (px and colour levels, >= 0.01, MIN_WIDTH) and weight (0..1e6, MAX_WEIGHT).
     padding: crop margin (px, >= 0) around each instance's uncertain region.
     max_side: an instance whose uncertain region is longer than this (px) is refined at a
         reduced resolution where it is ``max_side`` long (Pillow's box filter down, Q
         bilinearly back up), its padding and the kernel widths counted in those pixels;
         0 refines every instance at the image's resolution.
-    unary_weight: weight (> 0, <= MAX_WEIGHT) of the soft mask's unary against the pairwise terms.
+    unary_weight: weight (> 0, <= 1e6, MAX_WEIGHT) of the soft mask's unary against the pairwise terms.
     band: (low, high), 0 <= low < high <= 1; only pixels with low < soft < high may change
         (widened to hold the mask threshold where that lies outside it).
     min_keep: in 0..1; keep the raw mask if the refined one retains less than
