@@ -637,20 +637,32 @@ def train(
         output = free_path(user_models_dir() / "my_model.pt")
     output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
     dev = resolve_device(device)
-    torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    started = []  # (the base or None, the network to train): built at the first photo's zoom, after its checks
+
+    def start():
+        if not started:
+            torch.manual_seed(seed)
+            if base is None:  # its resize rule; the heads are built for the classes below
+                started.append((None, ARCHITECTURES["garden_small"](num_classes=2)))
+            else:
+                base_model = load_model(base, device="cpu")
+                torch.manual_seed(seed)  # a first load builds (randomly initialises) a network: same start either way
+                started.append((base_model, copy.deepcopy(base_model.net)))  # never train the cached model in place
+        return started[0]
+
+    def zoom_of(rgb):  # each photo is held at the largest size training draws from it (the model's resize or scale)
+        base_model, network = start()
+        return _zoom_for(scale, rgb, network, {} if base_model is None else base_model.meta)
+
+    prepared = prepare_samples(samples, zoom_of, max(scale_range), cancel)
+    loaded, net = start()
     if base is None:
         arch, arch_kwargs, base_meta, base_name = "garden_small", {}, {}, None
-        net = ARCHITECTURES[arch](num_classes=2)  # its resize rule; the heads are built for the classes below
     else:
-        loaded = load_model(base, device="cpu")
-        torch.manual_seed(seed)  # a first load builds (randomly initialises) a network: same start either way
-        net = copy.deepcopy(loaded.net)  # never train the cached model in place
         arch, arch_kwargs, base_meta = loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
         names = list(loaded.class_names)
         base_name = loaded.source
-    # each photo is held at the largest size training draws from it (zoom: the model's resize or scale)
-    prepared = prepare_samples(samples, lambda rgb: _zoom_for(scale, rgb, net, base_meta), max(scale_range), cancel)
     wanted = sorted({name for s in prepared for name in s.class_of.values()})
     if "__background__" in wanted:  # index 0: the plants would be trained as background
         raise ValueError("'__background__' is the background's name, not a class to train: name the plants")
