@@ -909,3 +909,17 @@ def test_a_cancel_while_the_photos_are_read_stops_before_the_next_one(tmp_path, 
     with pytest.raises(Cancelled, match="before the first iteration; nothing was saved"):
         train(samples, iterations=5, output=tmp_path / "m.pt", device="cpu", cancel=stop)
     assert len(read) == 1 and not (tmp_path / "m.pt").exists()
+
+
+def test_a_bad_sample_is_said_before_the_base_model_is_loaded(tmp_path, monkeypatch):
+    # the base is loaded for the first photo's zoom, after that photo's checks: a wrong label image
+    # was reported only after the load (with base="coco" offline, behind the download's error)
+    import napari_gardenseg._training as training
+
+    def loading(*a, **k):
+        raise AssertionError("the base model was loaded before the samples were checked")
+
+    monkeypatch.setattr(training, "load_model", loading)
+    image = np.zeros((60, 80, 3), np.uint8)
+    with pytest.raises(ValueError, match="labels of 80x60 pixels do not match the image's 60x80"):
+        train([(image, np.ones((80, 60), np.int32), "plant")], base="coco", output=tmp_path / "m.pt", device="cpu")
