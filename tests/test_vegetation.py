@@ -735,7 +735,8 @@ def test_a_photo_whose_plants_are_not_green_says_so():
     from napari_gardenseg._plant_pixels import status_hint
     from napari_gardenseg._results import SegmentationResult
 
-    rgb, truth = _photo([(50, 60, 25), (100, 170, 30)], colours={1: RED_LEAF, 2: RED_LEAF})  # red foliage only
+    # red foliage only (a clean photo's grain: noisier, the colour index is smoothed first)
+    rgb, truth = _photo([(50, 60, 25), (100, 170, 30)], noise=0.01, colours={1: RED_LEAF, 2: RED_LEAF})
     vmap = vegetation_map(rgb)
     assert not vmap.informative and vmap.reason.startswith("the upper class is not green") and vmap.eta > 0.7
 
@@ -947,3 +948,34 @@ def test_windows_claim_each_plant_pixel_once(case):
     assert (labels[row] > 0).all()
     assert sum(np.count_nonzero(m > 0.5) for m in out.masks) == np.count_nonzero(labels)  # none claimed twice
     assert list(out.sources) == ["model"] * len(masks)  # the row is the seeds' plants, as in the whole image
+
+
+def test_sensor_noise_on_dark_soil_is_smoothed_before_the_threshold():
+    # a dim photo's sensor noise (8/255), divided by dark soil's small R + G + B: Otsu's threshold fell
+    # into the soil's noisy tail and hundreds of soil specks became colour instances
+    from napari_gardenseg._vegetation import NOISE_GATE, NOISE_SIGMA, index_noise
+
+    dark = np.array([0.16, 0.12, 0.09], np.float32)  # potting mix
+    shape, discs = (200, 300), [(60, 70, 28), (130, 180, 34), (60, 240, 20)]
+    truth = np.zeros(shape, bool)
+    clean = np.broadcast_to(dark, shape + (3,)).copy()
+    for cy, cx, r in discs:
+        truth |= _disc(shape, cy, cx, r)
+    clean[truth] = (0.14, 0.20, 0.08)  # dim seedlings: unsmoothed, the stage judged one colour class (80 specks)
+    noisy = np.clip(clean + np.random.default_rng(5).normal(0, 8 / 255, clean.shape), 0, 1).astype(np.float32)
+    assert index_noise(clean) < NOISE_GATE < index_noise(noisy)
+    vmap = vegetation_map(noisy)
+    assert vmap.informative and "smoothed" in vmap.reason, vmap.reason
+    plants = vmap.plants
+    assert _iou(plants, truth) > 0.95
+    assert ndimage.label(plants)[1] == len(discs)  # no soil specks
+    quiet = vegetation_map(np.clip(clean + np.random.default_rng(5).normal(0, 1 / 255, clean.shape), 0, 1))
+    assert "smoothed" not in quiet.reason and _iou(quiet.plants, truth) > 0.97
+    # the classes say it, and a map read band by band is the map of the whole image (no seams)
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._vegetation import colour_classes
+
+    classes = colour_classes(noisy)
+    assert classes.smooth == NOISE_SIGMA and classes.summary()["vegetation_smooth"] == NOISE_SIGMA
+    banded = classes.map(ImageSource(noisy), rows=64).probability
+    np.testing.assert_allclose(banded, classes.map(noisy).probability, atol=1e-6)

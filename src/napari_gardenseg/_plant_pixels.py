@@ -132,7 +132,7 @@ def vegetation_stage(
     tiles, and an untiled lazy source runs it whole too (reading it in bands).
     Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
-    from ._vegetation import colour_classes, sample_step
+    from ._vegetation import colour_classes, index_noise, sample_step
 
     mode = options.vegetation
     h, w = source.shape[:2]
@@ -144,7 +144,9 @@ def vegetation_stage(
         report(0.7, "finding plant pixels by colour")
     step = sample_step((h, w))
     overview = source.overview(step)
-    classes = colour_classes(overview, step=step)
+    # pixel noise is a property of full-resolution pixels: a strided overview's neighbours are farther apart
+    noise = None if step == 1 else index_noise(source.read(_central_window(h, w, NOISE_WINDOW)))
+    classes = colour_classes(overview, step=step, noise=noise)
     info = {"mode": mode, **classes.summary()}
     if mode == "auto" and not classes.informative:
         return found, {"applied": False, "reason": classes.reason, **info}
@@ -184,6 +186,16 @@ def vegetation_stage(
         out = follow_vegetation(found, vmap, SEED_THRESHOLD, score_threshold=options.score_threshold)
     info[GROUND_COVER] = out.meta.pop(GROUND_COVER, 0.0)
     return out, {"applied": True, "reason": classes.reason, **info}
+
+
+# the side (pixels) of the full-resolution window a large photo's pixel noise is measured on
+NOISE_WINDOW = 1024
+
+
+def _central_window(h: int, w: int, side: int) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) of the window of at most ``side`` x ``side`` pixels in the middle of an (h, w) image."""
+    y0, x0 = max((h - side) // 2, 0), max((w - side) // 2, 0)
+    return y0, x0, min(y0 + side, h), min(x0 + side, w)
 
 
 def model_coverage(

@@ -242,6 +242,7 @@ def _summary(c) -> dict:
         "vegetation_fraction": round(c.fraction, 4),
         "vegetation_informative": c.informative,
         "vegetation_reason": c.reason,
+        **({"vegetation_smooth": c.smooth} if getattr(c, "smooth", 0.0) else {}),
     }
 
 
@@ -259,6 +260,27 @@ FRACTION_RANGE = (0.002, 0.85)
 # the reason the stage gives when the photo's two colour classes are clear but neither is green
 NOT_GREEN = "the upper class is not green"
 _SMOOTH_SIGMA = 2.0
+# Sensor noise (a dim photo, a small sensor's high ISO), divided by a dark soil's small R + G + B, makes
+# the colour index noisy pixel by pixel: Otsu's threshold falls into the soil's noisy tail and the
+# plant mask fills with specks that become colour instances. Where the index's pixel noise (1.4826
+# MAD of x - its 3x3 median, a robust sigma) exceeds NOISE_GATE, the index is smoothed by a Gaussian
+# of NOISE_SIGMA image pixels before the threshold and the map; below it (clean photos, JPEG, blur)
+# it is not, since smoothing blurs the necks between touching plants that the watershed splits at
+# (docs/quality.md: sensor noise).
+NOISE_GATE = 0.04
+NOISE_SIGMA = 2.0
+
+
+def index_noise(rgb: np.ndarray, index: str = "exg") -> float:
+    """The pixel noise of ``index`` over float RGB (h, w, 3) ``rgb`` in 0..1 at full resolution: 1.4826
+    times the median absolute difference between the index and its 3x3 median (a robust standard
+    deviation of what is not structure). 0.0 for an image under 3 pixels across."""
+    from scipy import ndimage
+
+    if min(rgb.shape[:2]) < 3:
+        return 0.0
+    values = colour_index(np.asarray(rgb, np.float32), index)
+    return float(1.4826 * np.median(np.abs(values - ndimage.median_filter(values, 3))))
 
 
 def _split_gap(values: np.ndarray, upper: np.ndarray) -> tuple[float, float]:
@@ -303,6 +325,7 @@ class ColourClasses:
     informative: bool
     reason: str
     green: bool = True
+    smooth: float = 0.0  # sigma (image pixels) of the Gaussian the index is smoothed by (NOISE_GATE); 0: none
 
     def map(self, rgb, image_shape=None, *, rows: int = 1024) -> VegetationMap:
         """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
@@ -313,8 +336,10 @@ class ColourClasses:
         if hasattr(rgb, "read"):
             h, w = rgb.shape
             prob = np.empty((h, w), np.float32)
+            m = int(np.ceil(4 * self.smooth))  # the smoothing's reach: bands read with it, no seams
             for y in range(0, h, rows):
-                prob[y : y + rows] = self._probability(rgb.read((y, 0, min(y + rows, h), w)))
+                a, b = max(y - m, 0), min(y + rows + m, h)
+                prob[y : y + rows] = self._probability(rgb.read((a, 0, b, w)))[y - a : y - a + min(rows, h - y)]
         else:
             prob = self._probability(rgb)
         shape = None if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
@@ -337,6 +362,10 @@ class ColourClasses:
 
         # the logistic in place, in the index's own new array: no image-sized temporaries
         prob = colour_index(rgb, self.index)
+        if self.smooth:
+            from scipy import ndimage
+
+            prob = ndimage.gaussian_filter(prob, self.smooth)
         prob -= np.float32(self.threshold)
         prob /= np.float32(self.width)
         expit(prob, out=prob)
@@ -439,7 +468,9 @@ def _first_with_data(n: int, has_data, *, backwards: bool = False, block: int = 
     return None
 
 
-def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1) -> ColourClasses:
+def colour_classes(
+    sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1, noise: float | None = None
+) -> ColourClasses:
     """The plant/background colour classes of an image, from ``sample_rgb``: float RGB in 0..1 of
     every ``step``-th pixel of it along both axes (the image itself for ``step`` 1), finite.
 
@@ -451,11 +482,19 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     unless every pixel is. ``informative`` is decided on that split of excess
     green smoothed by a Gaussian of sigma 2 image pixels (see
     :data:`MIN_COHERENCE`, :data:`MIN_SEPARATION`, :data:`MIN_GREEN_EXG`,
-    :data:`FRACTION_RANGE`). Raises ValueError for a bad ``index`` or shape.
+    :data:`FRACTION_RANGE`). ``noise``: the index's pixel noise at full resolution
+    (:func:`index_noise`; None: measured on ``sample_rgb``, exact for ``step`` 1); above
+    :data:`NOISE_GATE` the index is smoothed by :data:`NOISE_SIGMA` image pixels, here and
+    in :meth:`ColourClasses.map`. Raises ValueError for a bad ``index`` or shape.
     """
     from scipy import ndimage
 
+    if noise is None:
+        noise = index_noise(sample_rgb, index)
+    smooth = NOISE_SIGMA if noise > NOISE_GATE else 0.0
     index_values = colour_index(sample_rgb, index)
+    if smooth:
+        index_values = ndimage.gaussian_filter(index_values, smooth / step)
     raw = excess_green(sample_rgb) if index != "exg" else index_values
     exg = ndimage.gaussian_filter(raw, _SMOOTH_SIGMA / step)
     # Pure black or white pixels have no colour to learn from: an orthomosaic's nodata border
@@ -493,7 +532,9 @@ def colour_classes(sample_rgb: np.ndarray, index: str = "exg", *, step: int = 1)
     else:
         informative = True
         reason = f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
-    return ColourClasses(index, threshold, width, eta, fraction, informative, reason, green)
+    if smooth and informative:
+        reason += f"; the colour index smoothed (pixel noise {noise:.3f})"
+    return ColourClasses(index, threshold, width, eta, fraction, informative, reason, green, smooth)
 
 
 def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
