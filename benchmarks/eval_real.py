@@ -112,12 +112,16 @@ def components(mask: np.ndarray, min_area: int = 16):
 
 
 def baseline(rgb_u8: np.ndarray, kind: str):
-    from napari_gardenseg._vegetation import excess_green, vegetation_map
+    """The one-line colour rules: excess green above 0.1, or above its Otsu threshold (the plain
+    rule a user writes, not the colour stage's, which smooths a noisy index and retries a split soil)."""
+    from napari_gardenseg._vegetation import excess_green, is_nodata, otsu_threshold
 
     rgb = rgb_u8.astype(np.float32) / 255
+    exg = excess_green(rgb)
     if kind == "exg-fixed":
-        return components(excess_green(rgb) > 0.1)
-    return components(vegetation_map(rgb).mask)
+        return components(exg > 0.1)
+    data = ~is_nodata(rgb)  # a black canvas (--canvas) is no pixel of the photo
+    return components((exg > otsu_threshold(exg[data] if data.any() else exg)[0]) & data)
 
 
 def run_methods(model, rgb, methods, score_threshold, to_zarr=False, **segment_options) -> dict:

@@ -259,6 +259,9 @@ MIN_GREEN_EXG = 0.05
 FRACTION_RANGE = (0.002, 0.85)
 # the reason the stage gives when the photo's two colour classes are clear but neither is green
 NOT_GREEN = "the upper class is not green"
+# Otsu's two classes judged one colour class with at least this share called plant-coloured: soil split
+# at its middle, tried again at the upper of three classes (plants a small share of the frame)
+TAIL_RETRY = 0.4
 _SMOOTH_SIGMA = 2.0
 # Sensor noise (a dim photo, a small sensor's high ISO), divided by a dark soil's small R + G + B, makes
 # the colour index noisy pixel by pixel: Otsu's threshold falls into the soil's noisy tail and the
@@ -506,18 +509,29 @@ def colour_classes(
     threshold, eta = otsu_threshold(index_values)
     if np.mean(index_values > threshold) > FRACTION_RANGE[1]:
         threshold = _above_non_green(index_values, threshold)  # eta stays the two-class split's
-    split = index_values > threshold
-    upper, lower = index_values[split], index_values[~split]
-    fraction = float(upper.size / max(index_values.size, 1))
-    gap = float(upper.mean() - lower.mean()) if upper.size and lower.size else 0.0
-    width = max(gap / 4.0, 1e-3)
 
-    # judged on the split that is applied: smoothed, a split of soil noise (a unimodal soil cut at
-    # its median) loses its gap, where plants keep theirs
-    separation, green_upper = _split_gap(exg, split)
-    raw_gap = gap if index == "exg" else _split_gap(raw, split)[0]
-    coherence = separation / max(raw_gap, 1e-6)
-    coherent = separation >= MIN_SEPARATION and coherence >= MIN_COHERENCE
+    def judge(t):  # (fraction, width, separation, green_upper, coherence, coherent) of the split at t
+        split = index_values > t
+        upper, lower = index_values[split], index_values[~split]
+        fraction = float(upper.size / max(index_values.size, 1))
+        gap = float(upper.mean() - lower.mean()) if upper.size and lower.size else 0.0
+        # judged on the split that is applied: smoothed, a split of soil noise (a unimodal soil cut at
+        # its median) loses its gap, where plants keep theirs
+        separation, green_upper = _split_gap(exg, split)
+        raw_gap = gap if index == "exg" else _split_gap(raw, split)[0]
+        coherence = separation / max(raw_gap, 1e-6)
+        coherent = separation >= MIN_SEPARATION and coherence >= MIN_COHERENCE
+        return fraction, max(gap / 4.0, 1e-3), separation, green_upper, coherence, coherent
+
+    fraction, width, separation, green_upper, coherence, coherent = judge(threshold)
+    if not coherent and fraction >= TAIL_RETRY:
+        # plants a small share of the frame (young plants in a wide drone frame): soil's own spread
+        # is the larger contrast, Otsu split the soil, and the plants are the upper tail of three classes
+        upper = _above_non_green(index_values, threshold)
+        if upper > threshold:
+            retry = judge(upper)
+            if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
+                threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
     green = coherent and green_upper >= MIN_GREEN_EXG
     if not coherent:
         informative = False
