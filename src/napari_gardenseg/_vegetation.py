@@ -479,7 +479,9 @@ def colour_classes(
 
     The threshold is Otsu's on ``index`` (Otsu, IEEE Trans. SMC 9, 1979); where it puts more than
     :data:`FRACTION_RANGE`'s top above it, the upper of three Otsu classes (plants that are not
-    green below the soil: :func:`_above_non_green`). The logistic's width is a quarter
+    green below the soil: :func:`_above_non_green`), and so too where its split is judged one
+    colour class with :data:`TAIL_RETRY` or more above it and the upper of three is a coherent
+    green class (plants a small share of the frame, Otsu's two classes splitting the soil). The logistic's width is a quarter
     of the distance between the two class means. Pixels exactly black or white
     in every channel (nodata, clipped highlights) are left out of all of it,
     unless every pixel is. ``informative`` is decided on that split of excess
