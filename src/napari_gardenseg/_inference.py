@@ -431,10 +431,7 @@ def dark_input(source) -> dict:
     if source.rule_dtype.kind == "f" and (low, high) == (0.0, 255.0):
         # a 0..1 image that a few values above FLOAT_OVERSHOOT (glints) made be read as 0..255: nearly
         # all its values are still at most 1, where a dark 0..255 photo's are not
-        h, w = source.shape
-        values = source._raw((0, 0, h, w), max(1, int(np.ceil(np.sqrt(h * w / 1e6)))))
-        values = values[np.isfinite(values)]
-        above = float(np.mean(values > 1.0)) if values.size else 1.0
+        above = source.share_above(1.0)
         if above < GLINT_SHARE:
             dark["above_1"] = round(above, 5)
     return {"dark_input": dark}

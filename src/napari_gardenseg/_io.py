@@ -23,6 +23,7 @@ from ._images import (
     stretch,
     unmask,
 )
+from ._planes import MAX_PLANE_PIXELS
 
 __all__ = ["ImageSource", "open_image", "is_lazy"]
 
@@ -39,12 +40,6 @@ def is_lazy(image) -> bool:
     if isinstance(image, (list, tuple)):  # napari multiscale: level 0 decides
         return bool(image) and is_lazy(image[0])
     return hasattr(image, "shape") and hasattr(image, "__getitem__") and hasattr(image, "dtype")
-
-
-def _max_plane_pixels() -> int:
-    from ._planes import MAX_PLANE_PIXELS
-
-    return MAX_PLANE_PIXELS
 
 
 def _one_chunk(array, channel_first: bool) -> bool:
@@ -116,7 +111,7 @@ class ImageSource:
         self.channels = 1 if layout == "hw" else (shape[0] if self.channel_first else shape[2])
         self.lazy = is_lazy(array)
         h, w = self.shape
-        if self.lazy and _one_chunk(array, self.channel_first) and h * w <= _max_plane_pixels():
+        if self.lazy and _one_chunk(array, self.channel_first) and h * w <= MAX_PLANE_PIXELS:
             # every window of a plane stored as one chunk (dask.delayed(imread), a one-strip TIFF, a zarr
             # of one chunk) would decode all of it again: read it once
             self.array = array = np.asarray(array)
@@ -158,6 +153,14 @@ class ImageSource:
                 self._raw((0, 0, h, w), self._overview_step())[..., -1]
             )
         return self._alpha
+
+    def share_above(self, value: float) -> float:
+        """Share (0..1) of the finite stored values (before any mapping) above ``value``, on about a
+        million of them (every step-th pixel); 1.0 for an image without one."""
+        h, w = self.shape
+        values = self._raw((0, 0, h, w), max(1, int(np.ceil(np.sqrt(h * w / 1e6)))))
+        values = values[np.isfinite(values)]
+        return float(np.mean(values > value)) if values.size else 1.0
 
     def _overview_range(self):
         if self.dtype in (np.uint8, np.bool_):

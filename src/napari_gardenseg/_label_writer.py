@@ -23,8 +23,6 @@ PAINTED = "painted"
 # what the table says of such an id: no class, no score
 UNKNOWN_INSTANCE = {"class_id": -1, "class_name": "", "score": np.nan, "source": PAINTED}
 _TIFF = (".tif", ".tiff")
-# the largest id counted with per-id arrays (a few MB); larger ones are renumbered first
-_DIRECT_IDS = 1 << 20
 
 
 def _known(features) -> dict[int, dict]:
@@ -70,7 +68,7 @@ def instances_table(labels, features=None):
     """
     import pandas as pd
 
-    from ._results import TABLE_COLUMNS, label_stats
+    from ._results import TABLE_COLUMNS, present_label_stats
 
     labels = np.asarray(labels)
     if labels.dtype == bool:  # a mask: one instance, id 1
@@ -84,19 +82,10 @@ def instances_table(labels, features=None):
                 table[f"axis_{ax}"] = np.full(len(table), v, dtype=np.int64)
             frames.append(table)
         return pd.concat(frames, ignore_index=True) if frames else instances_table(labels.reshape(0, 0), features)
-    low, top = (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+    low = int(labels.min()) if labels.size else 0
     if low < 0:
         raise ValueError(f"label ids must be >= 0 (0 the background); these labels hold {low}")
-    if top <= _DIRECT_IDS:  # ids as napari paints them: counted directly, absent ones dropped after
-        area, boxes, centroids = label_stats(labels, top, centroids=True)
-        present = np.flatnonzero(area)
-        ids = np.concatenate([[0], present + 1])
-        area, boxes, centroids = area[present], [boxes[i] for i in present], [centroids[i] for i in present]
-    else:  # a few ids spread over a huge range: numbered 1..n first
-        ids, inverse = np.unique(labels, return_inverse=True)
-        if ids[0] != 0:  # no background: index 0 must still mean background
-            ids, inverse = np.concatenate([[0], ids]), inverse + 1
-        area, boxes, centroids = label_stats(inverse.reshape(labels.shape), len(ids) - 1, centroids=True)
+    ids, area, boxes, centroids = present_label_stats(labels)
     n = len(ids) - 1
     known = _known(features)
     rows = [known.get(int(k), UNKNOWN_INSTANCE) for k in ids[1:]]

@@ -134,14 +134,12 @@ def _measured(features, labels):
     lazily read images keep the table's figures."""
     if not isinstance(labels, np.ndarray) or labels.ndim != 2 or not {"area", "centroid_y"} <= set(features):
         return features
-    from ._results import label_stats
+    if labels.size and labels.min() < 0:  # no instance ids: nothing to measure them by
+        return features
+    from ._results import present_label_stats
 
-    # ids numbered 1..n first: an id of 2**31 - 1 must not size the counts
-    present, compact = np.unique(labels, return_inverse=True)
-    if present[0] != 0:
-        present, compact = np.concatenate([[0], present]), compact + 1
+    present, area, _, yx = present_label_stats(labels)
     n = len(present) - 1
-    area, _, yx = label_stats(compact.reshape(labels.shape), n, centroids=True)
     area = np.concatenate([[0], area])
     yx = np.concatenate([[(np.nan, np.nan)], np.asarray(yx, float).reshape(-1, 2)])
     ids = features["label"].to_numpy(np.int64)

@@ -117,6 +117,28 @@ def label_areas(labels, n: int) -> np.ndarray:
     return area
 
 
+# ids up to this are counted directly (as napari paints them); past it the few ids of a huge range
+# (a hashed or random id, 2**31 - 1) are numbered 1..n first, so no count is sized by the largest id
+_DIRECT_IDS = 1 << 20
+
+
+def present_label_stats(labels: np.ndarray):
+    """``(ids, area, boxes, centroids)`` of the labels present in a 2-D numpy ``labels`` (ids >= 0):
+    ``ids`` int64 with 0 (the background) first, then per present id (in ``ids[1:]``'s order) as
+    :func:`label_stats` gives them, whatever the size of the ids."""
+    top = int(labels.max()) if labels.size else 0
+    if top <= _DIRECT_IDS:  # counted directly, absent ones dropped after
+        area, boxes, centroids = label_stats(labels, top, centroids=True)
+        present = np.flatnonzero(area)
+        ids = np.concatenate([[0], present + 1]).astype(np.int64)
+        return ids, area[present], [boxes[i] for i in present], [centroids[i] for i in present]
+    ids, inverse = np.unique(labels, return_inverse=True)
+    if ids[0] != 0:  # no background: index 0 must still mean background
+        ids, inverse = np.concatenate([[0], ids]), inverse + 1
+    area, boxes, centroids = label_stats(inverse.reshape(labels.shape), len(ids) - 1, centroids=True)
+    return ids.astype(np.int64), area, boxes, centroids
+
+
 def label_stats(labels, n: int, *, centroids: bool = False):
     """Pixel count and bounding box (y0, x0, y1, x1, end exclusive) of labels 1..n; with
     ``centroids``, also each label's centroid (y, x): the mean row and column of its pixels, in

@@ -693,11 +693,7 @@ def train(
         if arch != "garden_mobilenet":
             raise ValueError(f"frozen_blocks applies to garden_mobilenet models (MobileNetV2 blocks), not {arch}")
         blocks = list(net.backbone.body.children())
-        if (
-            not isinstance(frozen_blocks, (int, np.integer))
-            or isinstance(frozen_blocks, bool)
-            or not 0 <= frozen_blocks <= len(blocks)
-        ):
+        if frozen_blocks > len(blocks):  # its type and sign were checked before anything slow
             raise ValueError(
                 f"frozen_blocks must be a whole number from 0 (every block trains) to {len(blocks)}, got {frozen_blocks!r}"
             )

@@ -278,11 +278,15 @@ def index_noise(rgb: np.ndarray, index: str = "exg") -> float:
     """The pixel noise of ``index`` over float RGB (h, w, 3) ``rgb`` in 0..1 at full resolution: 1.4826
     times the median absolute difference between the index and its 3x3 median (a robust standard
     deviation of what is not structure). 0.0 for an image under 3 pixels across."""
+    return _pixel_noise(colour_index(np.asarray(rgb, np.float32), index))
+
+
+def _pixel_noise(values: np.ndarray) -> float:
+    """:func:`index_noise` of the index's own (h, w) ``values``."""
     from scipy import ndimage
 
-    if min(rgb.shape[:2]) < 3:
+    if min(values.shape[:2]) < 3:
         return 0.0
-    values = colour_index(np.asarray(rgb, np.float32), index)
     return float(1.4826 * np.median(np.abs(values - ndimage.median_filter(values, 3))))
 
 
@@ -494,10 +498,9 @@ def colour_classes(
     """
     from scipy import ndimage
 
-    if noise is None:
-        noise = index_noise(sample_rgb, index)
-    smooth = NOISE_SIGMA if noise > NOISE_GATE else 0.0
     index_values = colour_index(sample_rgb, index)
+    noise = _pixel_noise(index_values) if noise is None else noise
+    smooth = NOISE_SIGMA if noise > NOISE_GATE else 0.0
     if smooth:
         index_values = ndimage.gaussian_filter(index_values, smooth / step)
     raw = excess_green(sample_rgb) if index != "exg" else index_values
