@@ -1,6 +1,7 @@
 """Plant pixels from plant colour: colour indices, a per-image threshold, a vegetation probability.
 
-Top-down photos of plants on soil, mulch or trays separate plant from
+Top-down photos of plants on soil, bark mulch or trays (not straw, whose pale yellow passes for
+plant colour) separate plant from
 background by colour far more reliably than by shape: the colour indices of
 the weed-detection and phenotyping literature do it per pixel.
 
