@@ -6,7 +6,7 @@
     python benchmarks/eval_real.py --only agir-maize plantcv-tray --per-photo
     python benchmarks/eval_real.py --model runs/m.pt --species barley beet   # a model trained on the other AgIR plants
     python benchmarks/eval_real.py --jpeg 70 --blur 1        # the same photos as a worse camera would give them
-    python benchmarks/eval_real.py --held-out --condition straw   # straw mulch on the ground (photo_conditions.py)
+    python benchmarks/eval_real.py --held-out --condition straw --methods exg-otsu raw default   # straw mulch
     python benchmarks/eval_real.py --tile-size 512            # segmented in tiles (a quarter overlapping)
     python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
     python benchmarks/eval_real.py --zarr --block 256         # through segment_to_zarr, colour stage in 256 px windows
@@ -487,10 +487,13 @@ def main(argv=None):
     )
     p.add_argument("--jpeg", type=int, metavar="Q", help="re-encode every image as JPEG at quality Q first")
     p.add_argument("--blur", type=float, metavar="SIGMA", help="blur every image (Gaussian, pixels) first")
+    from photo_conditions import CONDITIONS
+
     p.add_argument(
         "--condition",
+        choices=list(CONDITIONS),
         metavar="NAME",
-        help="what is in the photo or how it was taken (photo_conditions.py: straw, hose, moss, noise, wide, ...)",
+        help=f"what is in the photo or how it was taken (benchmarks/photo_conditions.py): {', '.join(CONDITIONS)}",
     )
     p.add_argument("--mask-threshold", type=float, help="segment's mask_threshold (default: segment's)")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
@@ -527,10 +530,8 @@ def main(argv=None):
     if args.megapixels:
         photos = resized(photos, args.megapixels)
     if args.condition:
-        from photo_conditions import CONDITIONS, conditioned
+        from photo_conditions import conditioned
 
-        if args.condition not in CONDITIONS:
-            p.error(f"--condition: one of {', '.join(CONDITIONS)}")
         photos = conditioned(photos, args.condition)
     if args.jpeg or args.blur:
         photos = through_camera(photos, args.jpeg, args.blur)

@@ -29,6 +29,15 @@ from scipy import ndimage
 PHOTOS = SHARED / "real" / "photos"
 
 
+# Clutter is drawn as a fixed number of strokes whose size is a share of the image's side, so that
+# the share of the ground it covers does not change with the image's size (these counts are the
+# ones a 1100 x 732 photo got when the count followed the side).
+STRAW_STRANDS = 2700
+PEBBLES = 1080
+LEAVES = 315
+GRASS_BLADES = 10800
+
+
 # ----------------------------------------------------------------------------- helpers
 def rng_for(name, cond):
     return np.random.default_rng(zlib.crc32(f"{name}/{cond}".encode()))
@@ -90,7 +99,7 @@ def straw(p, rng):
     cols = [(205, 185, 120), (185, 160, 95), (225, 205, 150), (160, 130, 75), (195, 170, 100)]
 
     def fn(d):
-        for _ in range(int(3.0 * s)):
+        for _ in range(STRAW_STRANDS):
             x, y = rng.uniform(0, w), rng.uniform(0, h)
             L, a = rng.uniform(0.03, 0.09) * s, rng.uniform(0, np.pi)
             d.line(
@@ -136,7 +145,7 @@ def gravel(p, rng):
     s = side((h, w))
 
     def fn(d):
-        for _ in range(int(1.2 * s)):
+        for _ in range(PEBBLES):
             x, y = rng.uniform(0, w), rng.uniform(0, h)
             r = rng.uniform(0.006, 0.018) * s
             e = rng.uniform(0.6, 1.0)
@@ -159,7 +168,7 @@ def leaflitter(p, rng):
     cols = [(115, 75, 40), (150, 105, 55), (180, 140, 70), (205, 170, 60), (165, 160, 70), (95, 60, 35)]
 
     def fn(d):
-        for _ in range(int(0.35 * s)):
+        for _ in range(LEAVES):
             x, y = rng.uniform(0, w), rng.uniform(0, h)
             L = rng.uniform(0.015, 0.035) * s
             a = rng.uniform(0, np.pi)
@@ -208,7 +217,7 @@ def _grass_layer(rng, shape):
 
     def fn(d):
         d.rectangle([0, 0, w, h], fill=(45, 60, 30, 255))
-        for _ in range(int(12 * s)):
+        for _ in range(GRASS_BLADES):
             x, y = rng.uniform(0, w), rng.uniform(0, h)
             L, a = rng.uniform(0.01, 0.03) * s, rng.uniform(0, np.pi)
             d.line(
@@ -249,6 +258,8 @@ def weeds(p, rng):
     rgb, labels = p["rgb"].copy(), p["labels"].copy()
     h, w = labels.shape
     areas = np.bincount(labels.ravel())[1:]
+    if not (areas > 0).any():  # no plant to size the weeds by
+        return p
     med = float(np.median(areas[areas > 0]))
     nxt = int(labels.max()) + 1
     placed = tries = 0
@@ -376,6 +387,8 @@ def drybrown(p, rng):
     rgb = p["rgb"].astype(np.float32)
     L = lum(p["rgb"])
     ids = _plant_ids(p)
+    if not ids:
+        return p
     pick = [k for k in ids if rng.random() < 0.3] or [ids[0]]
     m = np.isin(p["labels"], pick)
     rgb[m] = L[m][:, None] * np.array([1.25, 0.95, 0.6], np.float32)
@@ -465,7 +478,7 @@ def oblique(p, rng):
     t.estimate(dst, src)  # output -> input, as warp wants
     rgb = warp(p["rgb"], t, order=1, preserve_range=True).astype(np.uint8)
     labels = warp(p["labels"], t, order=0, preserve_range=True).astype(np.int32)
-    # plants too far out of the frame are dropped as the benchmark would label them (visible part kept)
+    # a plant warped partly out of the frame keeps its visible part as its reference
     return {**p, "rgb": rgb, "labels": labels}
 
 
@@ -493,10 +506,11 @@ def wide(p, rng, factor=3):
         soil = p["rgb"]
     flips = (soil, soil[:, ::-1], soil[::-1], soil[::-1, ::-1])
     rgb = np.empty((factor * h, factor * w, 3), np.uint8)
+    c = factor // 2
     for i in range(factor):
         for j in range(factor):
-            rgb[i * h : (i + 1) * h, j * w : (j + 1) * w] = flips[(i % 2) * 2 + (j % 2)]
-    c = factor // 2
+            # mirrored so that every seam, the photo's own included, joins a tile to its mirror image
+            rgb[i * h : (i + 1) * h, j * w : (j + 1) * w] = flips[((i - c) % 2) * 2 + ((j - c) % 2)]
     rgb[c * h : (c + 1) * h, c * w : (c + 1) * w] = p["rgb"]
     labels = np.zeros((factor * h, factor * w), np.int32)
     labels[c * h : (c + 1) * h, c * w : (c + 1) * w] = p["labels"]
