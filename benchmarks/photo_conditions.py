@@ -471,13 +471,12 @@ def oblique(p, rng):
     from skimage.transform import ProjectiveTransform, warp
 
     h, w = p["labels"].shape
-    a = 0.2 * w
-    src = np.array([[0, 0], [w, 0], [w - a, h], [a, h]], float)  # photo points (x, y)
-    dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], float)  # where they land
-    t = ProjectiveTransform()
-    t.estimate(dst, src)  # output -> input, as warp wants
-    rgb = warp(p["rgb"], t, order=1, preserve_range=True).astype(np.uint8)
-    labels = warp(p["labels"], t, order=0, preserve_range=True).astype(np.int32)
+    y1, x1, a = h - 1, w - 1, 0.2 * (w - 1)  # corners at pixel centres: nothing is read from outside
+    src = np.array([[0, 0], [x1, 0], [x1 - a, y1], [a, y1]], float)  # photo points (x, y)
+    dst = np.array([[0, 0], [x1, 0], [x1, y1], [0, y1]], float)  # where they land
+    t = ProjectiveTransform.from_estimate(dst, src)  # output -> input, as warp wants
+    rgb = np.rint(warp(p["rgb"], t, order=1, mode="edge", preserve_range=True)).astype(np.uint8)
+    labels = warp(p["labels"], t, order=0, mode="edge", preserve_range=True).astype(np.int32)
     # a plant warped partly out of the frame keeps its visible part as its reference
     return {**p, "rgb": rgb, "labels": labels}
 
