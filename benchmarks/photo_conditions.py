@@ -20,13 +20,14 @@ labels, so every detection on them counts as a false positive. Figures: docs/qua
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
-from eval_real import HELD_OUT_SPECIES, SHARED, agir_species
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-PHOTOS = SHARED / "real" / "photos"
+# ../shared/real/photos beside the repository (eval_real.SHARED)
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "real" / "photos"
 
 
 # Clutter is drawn as a fixed number of strokes whose size is a share of the image's side, so that
@@ -253,6 +254,8 @@ def weeds(p, rng):
     from composites import cutouts_and_soil, resize_cutout
 
     if _CUTOUTS is None:
+        from eval_real import HELD_OUT_SPECIES, agir_species
+
         others = [s for s in agir_species() if s not in HELD_OUT_SPECIES]
         _CUTOUTS = cutouts_and_soil(np.random.default_rng(1), others)[0]
     rgb, labels = p["rgb"].copy(), p["labels"].copy()
@@ -357,18 +360,23 @@ def _plant_ids(p):
     return [int(k) for k in np.unique(p["labels"]) if k > 0]
 
 
+def _some_plants(p, rng, share):
+    """(id, box, the plant's mask in its box) of each plant, each taken with probability ``share``
+    (one draw per plant, in id order, before the caller's own draws for it)."""
+    objs = ndimage.find_objects(p["labels"])
+    for k in _plant_ids(p):
+        if rng.random() > share:
+            continue
+        sl = objs[k - 1]
+        yield k, sl, p["labels"][sl] == k
+
+
 def yellowing(p, rng):
     """Senescent / nutrient-short plants: on 60% of the plants the outer part (leaf tips, older leaves)
     turned yellow (a random 30-60% of the plant's pixels farthest from its centre)."""
     rgb = p["rgb"].astype(np.float32)
-    labels = p["labels"]
     L = lum(p["rgb"])
-    objs = ndimage.find_objects(labels)
-    for k in _plant_ids(p):
-        if rng.random() > 0.6:
-            continue
-        sl = objs[k - 1]
-        m = labels[sl] == k
+    for _, sl, m in _some_plants(p, rng, 0.6):
         yy, xx = np.nonzero(m)
         cy, cx = yy.mean(), xx.mean()
         d = np.hypot(yy - cy, xx - cx)
@@ -399,14 +407,8 @@ def variegated(p, rng):
     """Variegated foliage: on half the plants a cream margin (the outer ~25% of each leaf's width) and
     cream streaks."""
     rgb = p["rgb"].astype(np.float32)
-    labels = p["labels"]
     L = lum(p["rgb"])
-    objs = ndimage.find_objects(labels)
-    for k in _plant_ids(p):
-        if rng.random() > 0.5:
-            continue
-        sl = objs[k - 1]
-        m = labels[sl] == k
+    for _, sl, m in _some_plants(p, rng, 0.5):
         dist = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
         inner = dist[m]
         width = max(1.5, 0.5 * np.quantile(inner, 0.9))
@@ -425,12 +427,8 @@ def flowers(p, rng):
     ~20% of the plant's own radius, part of the plant (pixels beyond it added to its label)."""
     rgb, labels = p["rgb"].copy(), p["labels"].copy()
     h, w = labels.shape
-    objs = ndimage.find_objects(p["labels"])
-    for k in _plant_ids(p):
-        if rng.random() > 0.5:
-            continue
-        sl = objs[k - 1]
-        yy, xx = np.nonzero(p["labels"][sl] == k)
+    for k, sl, m in _some_plants(p, rng, 0.5):
+        yy, xx = np.nonzero(m)
         r_plant = np.sqrt(len(yy) / np.pi)
         white = rng.random() < 0.5
         for _ in range(int(rng.integers(2, 5))):
@@ -501,8 +499,10 @@ def wide(p, rng, factor=3):
 
     h, w = p["labels"].shape
     soil = soil_fill(p["rgb"], p["labels"] > 0, rng)
-    if soil is None:  # under 5% soil: the photo itself is the tile
-        soil = p["rgb"]
+    if soil is None:  # under 5% soil: its median colour (tiling the photo would repeat unlabelled plants)
+        ground = p["rgb"][p["labels"] == 0]
+        colour = np.median(ground if len(ground) else p["rgb"].reshape(-1, 3), axis=0).astype(np.uint8)
+        soil = np.broadcast_to(colour, p["rgb"].shape)
     flips = (soil, soil[:, ::-1], soil[::-1], soil[::-1, ::-1])
     rgb = np.empty((factor * h, factor * w, 3), np.uint8)
     c = factor // 2

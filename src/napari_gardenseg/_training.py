@@ -15,6 +15,7 @@ rescaling and colour jitter.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections import Counter
@@ -638,18 +639,16 @@ def train(
     output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
     dev = resolve_device(device)
     rng = np.random.default_rng(seed)
-    started = []  # (the base or None, the network to train): built at the first photo's zoom, after its checks
 
+    @functools.cache
     def start():
-        if not started:
-            torch.manual_seed(seed)
-            if base is None:  # its resize rule; the heads are built for the classes below
-                started.append((None, ARCHITECTURES["garden_small"](num_classes=2)))
-            else:
-                base_model = load_model(base, device="cpu")
-                torch.manual_seed(seed)  # a first load builds (randomly initialises) a network: same start either way
-                started.append((base_model, copy.deepcopy(base_model.net)))  # never train the cached model in place
-        return started[0]
+        """(the base or None, the network to train), built once at the first photo's zoom, after its checks."""
+        torch.manual_seed(seed)
+        if base is None:  # its resize rule; the heads are built for the classes below
+            return None, ARCHITECTURES["garden_small"](num_classes=2)
+        base_model = load_model(base, device="cpu")
+        torch.manual_seed(seed)  # a first load builds (randomly initialises) a network: same start either way
+        return base_model, copy.deepcopy(base_model.net)  # never train the cached model in place
 
     def zoom_of(rgb):  # each photo is held at the largest size training draws from it (the model's resize or scale)
         base_model, network = start()
