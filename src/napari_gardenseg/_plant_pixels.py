@@ -122,7 +122,10 @@ def vegetation_stage(
     (:func:`._vegetation.colour_classes`, decided on a strided overview) and
     the network's confident detections hold less than :data:`MODEL_COVERS` of
     the plant-coloured pixels (else the network knows these plants already).
-    Runs with a class filter skip it (colour knows no classes).
+    Runs with a class filter skip it (colour knows no classes). Colours that
+    pass the threshold but that the confident detections' plants lack (straw,
+    pale mulch) are vetoed first (:mod:`._colour_veto`; the note's
+    ``"vegetation_residue_vetoed"``: the share of the plant-coloured pixels vetoed).
 
     It holds a few image-sized maps; ``windowed`` runs, which never read the
     whole image (``segment_to_zarr``, a lazy source in tiles), and images over
@@ -132,6 +135,9 @@ def vegetation_stage(
     tiles, and an untiled lazy source runs it whole too (reading it in bands).
     Raises :class:`~napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
+    import dataclasses
+
+    from ._colour_veto import learn_residue_veto
     from ._vegetation import colour_classes, index_noise, sample_step
 
     mode = options.vegetation
@@ -152,6 +158,11 @@ def vegetation_stage(
         return found, {"applied": False, "reason": classes.reason, **info}
     if not classes.green:  # "on" too: its plant-coloured class would be soil, made into plants
         return found, {"applied": False, "reason": f"no plant colour to follow: {classes.reason}", **info}
+    # straw and pale mulch pass the threshold: colours the confident detections' plants lack are vetoed
+    veto, vetoed = learn_residue_veto(found, overview, classes, step, SEED_THRESHOLD, COVERAGE_SCORE)
+    if veto is not None:
+        classes = dataclasses.replace(classes, veto=veto)
+        info["vegetation_residue_vetoed"] = round(vetoed, 3)
     if windowed or h * w > VEGETATION_MAX_PIXELS:
         from ._vegetation import data_region
         from ._vegetation_windows import follow_in_windows

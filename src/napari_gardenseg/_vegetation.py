@@ -26,7 +26,7 @@ stage cuts an instance down to green pixels only when at least
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -320,9 +320,10 @@ class ColourClasses:
     ``eta``, ``fraction``, ``informative``, ``reason``: as in
     :class:`VegetationMap`. ``green``: whether the upper class is a green one set
     apart from the rest (informative but for its share of the photo); without it
-    the plant-coloured class is a part of the soil. :meth:`map` applies them to
+    the plant-coloured class is a part of the soil. ``veto``: residue colours
+    (:mod:`._colour_veto`) given probability 0, or None. :meth:`map` applies them to
     the whole image or to any window of it, so the windows of a big image share
-    one threshold.
+    one threshold and one veto.
     """
 
     index: str
@@ -334,6 +335,9 @@ class ColourClasses:
     reason: str
     green: bool = True
     smooth: float = 0.0  # sigma (image pixels) of the Gaussian the index is smoothed by (NOISE_GATE); 0: none
+    # bool (VETO_BINS, VETO_BINS) over chromaticity bins: residue colours given probability 0
+    # (:func:`._colour_veto.learn_residue_veto`, learned once per photo); None: no veto
+    veto: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def map(self, rgb, image_shape=None, *, rows: int = 1024) -> VegetationMap:
         """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
@@ -377,6 +381,10 @@ class ColourClasses:
         prob -= np.float32(self.threshold)
         prob /= np.float32(self.width)
         expit(prob, out=prob)
+        if self.veto is not None:
+            from ._colour_veto import chromaticity_bins
+
+            prob[self.veto[chromaticity_bins(rgb)]] = 0.0
         # nodata is never plant: it needs looking for only where black or white would pass the
         # threshold (black's excess green, 0, lies above the threshold of a photo with a purple cast)
         if (colour_index(_NODATA_COLOURS, self.index) > self.threshold).any():

@@ -437,7 +437,11 @@ def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold
         if g not in kept:  # its owner kept nothing of it: its pieces are still plants
             left = free(pieces)
             out.extend((p, beyond, 0, None, "colour") for p in (pieces_of(left) if left else []))
-    for g, (piece, score, class_id, box, _) in kept.items():
+    # the model's instances in the network's order, then the colour-only ones, as the whole-image
+    # stage lists them: the final sort is stable, so instances of equal score get the same labels
+    models = []
+    for g in sorted(kept):
+        piece, score, class_id, box, _ = kept[g]
         pieces = [piece, *free(extra.get(g, []))]
         if not _fits(pieces, mask_threshold):  # a seed along a diagonal row: its plant's cells, the rest on the grid
             rect = (int(box[1]), int(box[0]), int(box[3]) + 1, int(box[2]) + 1)
@@ -445,7 +449,8 @@ def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold
             out.extend((p, beyond, 0, None, "colour") for p in (pieces_of(rest) if rest else []))
             if not pieces:
                 continue
-        out.append((union_of(pieces), score, class_id, box, "model"))
+        models.append((union_of(pieces), score, class_id, box, "model"))
+    out = models + out
     boxes = [
         b if b is not None else [p[2], p[1], p[2] + p[0].shape[1] - 1, p[1] + p[0].shape[0] - 1]
         for p, _, _, b, _ in out
