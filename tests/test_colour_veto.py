@@ -15,6 +15,8 @@ SOIL = np.array([0.45, 0.35, 0.25], np.float32)  # brown, excess green 0
 LEAF = np.array([0.30, 0.45, 0.20], np.float32)  # green, excess green 0.42
 STRAW = np.array([0.75, 0.75, 0.35], np.float32)  # straw, excess green 0.22: above soil's threshold
 BRIGHT_LEAF = np.array([0.20, 0.60, 0.10], np.float32)  # another species, greener than LEAF
+# yellow-green: green over red by less than GREEN_MARGIN, but as green as LEAF (the quantile guard alone)
+OLIVE = np.array([0.42, 0.50, 0.08], np.float32)
 
 
 def _disc(shape, cy, cx, r):
@@ -65,16 +67,17 @@ def test_straw_is_vetoed_and_the_plants_keep_their_pixels(monkeypatch):
     # without the veto the straw passes the threshold: strands become plants or join them
     monkeypatch.setattr("napari_gardenseg._colour_veto.learn_residue_veto", lambda *a: (None, 0.0))
     out, info = _stage(rgb, found)
-    assert "vegetation_residue_vetoed" not in info
+    assert info["vegetation_residue_vetoed"] == 0.0
     assert (paint_image(out)[strands] > 0).mean() > 0.3
 
 
-def test_a_missed_plant_greener_than_the_detected_ones_is_never_vetoed():
+@pytest.mark.parametrize("colour", [BRIGHT_LEAF, OLIVE], ids=["bright green", "yellow-green"])
+def test_a_missed_plant_greener_than_the_detected_ones_is_never_vetoed(colour):
     """A species the network missed is common off the detections and absent on them, as straw is;
     it is greener than the detected plants' least green tenth, so colour keeps it."""
-    rgb, labels, _, found = _scene(straw=False, missed_colour=BRIGHT_LEAF)
+    rgb, labels, _, found = _scene(straw=False, missed_colour=colour)
     out, info = _stage(rgb, found)
-    assert info["applied"] and "vegetation_residue_vetoed" not in info, info
+    assert info["applied"] and info["vegetation_residue_vetoed"] == 0.0, info
     lab = paint_image(out)
     missed = labels == 4
     assert (lab[missed] > 0).mean() > 0.95 and np.unique(lab[missed]).size == 1
@@ -89,9 +92,23 @@ def test_nothing_is_learned_from_too_few_pixels():
     assert residue_veto(rgb, plant, inside, ~inside) is None
     inside[:, :20] = True
     rgb[:, :20] = LEAF
-    veto = residue_veto(rgb, plant, inside, ~inside)
-    r, g = chromaticity_bins(rgb)
-    assert veto[r[0, 30], g[0, 30]] and not veto[r[0, 0], g[0, 0]]  # straw vetoed, leaf kept
+    veto = residue_veto(rgb, plant, inside, ~inside).ravel()
+    bins = chromaticity_bins(rgb)
+    assert veto[bins[0, 30]] and not veto[bins[0, 0]]  # straw vetoed, leaf kept
+
+
+def test_a_noisy_photo_whose_index_is_smoothed_learns_no_veto():
+    import dataclasses
+
+    from napari_gardenseg._colour_veto import learn_residue_veto
+    from napari_gardenseg._vegetation import colour_classes
+
+    rgb, _, _, found = _scene(straw=True)
+    rgb = rgb.astype(np.float32) / 255
+    classes = colour_classes(rgb)
+    assert learn_residue_veto(found, rgb, classes, 1, 0.5, 0.5)[0] is not None
+    smoothed = dataclasses.replace(classes, smooth=2.0)
+    assert learn_residue_veto(found, rgb, smoothed, 1, 0.5, 0.5) == (None, 0.0)
 
 
 @pytest.mark.parametrize("step", [1, 3, 4])
@@ -103,6 +120,10 @@ def test_the_overview_union_is_the_painted_masks_sampled_on_its_grid(step):
         y, x = rng.integers(0, 50), rng.integers(0, 70)
         m[y : y + rng.integers(3, 20), x : x + rng.integers(3, 20)] = rng.uniform(0.2, 1.0)
     found = Instances.from_dense(masks, rng.uniform(0.1, 1, 5).astype(np.float32), np.ones(5), floor=0.0)
+    # a bool (CRF-refined) mask, and one starting above and left of the image, running past its edge
+    found.masks[0] = found.masks[0] > 0.5
+    found.masks[1] = np.ones((30, 40), np.float32)
+    found.offsets[1] = (-7, -5)
     grid = (len(range(0, shape[0], step)), len(range(0, shape[1], step)))
     expected = (paint_image(found, 0.5) > 0)[::step, ::step]
     np.testing.assert_array_equal(on_overview(found, range(5), step, grid, 0.5), expected)

@@ -48,14 +48,23 @@ MIN_PIXELS = 300
 _EMPTY = 1e-4
 
 
-def chromaticity_bins(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(r, g) int32 bin indices, each (h, w) in 0..VETO_BINS-1, of float RGB (h, w, 3) ``rgb``'s
-    chromatic coordinates R/(R+G+B) and G/(R+G+B); black is bin (0, 0)."""
+def chromaticity_bins(rgb: np.ndarray) -> np.ndarray:
+    """uint16 (h, w): each pixel's chromaticity bin ``r * VETO_BINS + g`` of float RGB (h, w, 3)
+    ``rgb``, where r and g (0..VETO_BINS-1) bin the chromatic coordinates R/(R+G+B) and G/(R+G+B);
+    black is bin 0. A few bytes per pixel: it runs on every band and window of the image."""
     rgb = np.asarray(rgb, np.float32)
-    total = rgb.sum(axis=-1) + np.float32(1e-6)
-    r = np.minimum((rgb[..., 0] / total * VETO_BINS).astype(np.int32), VETO_BINS - 1)
-    g = np.minimum((rgb[..., 1] / total * VETO_BINS).astype(np.int32), VETO_BINS - 1)
-    return r, g
+    total = rgb.sum(axis=-1)
+    total += np.float32(1e-6)
+    part = rgb[..., 0] / total
+    part *= VETO_BINS
+    np.minimum(part, VETO_BINS - 1, out=part)
+    out = part.astype(np.uint16)
+    out *= VETO_BINS
+    np.divide(rgb[..., 1], total, out=part)
+    part *= VETO_BINS
+    np.minimum(part, VETO_BINS - 1, out=part)
+    out += part.astype(np.uint16)
+    return out
 
 
 def residue_veto(
@@ -74,18 +83,21 @@ def residue_veto(
     n_on, n_off = int(on.sum()), int(off.sum())
     if n_on < MIN_PIXELS or n_off < MIN_PIXELS:
         return None
-    r, g = chromaticity_bins(rgb)
-    size = VETO_BINS * VETO_BINS
+    bins = chromaticity_bins(rgb)
     shares = []
     for where, n in ((on, n_on), (off, n_off)):
-        counts = np.bincount(r[where] * VETO_BINS + g[where], minlength=size).reshape(VETO_BINS, VETO_BINS)
+        counts = np.bincount(bins[where], minlength=VETO_BINS * VETO_BINS).reshape(VETO_BINS, VETO_BINS)
         shares.append(ndimage.gaussian_filter(counts.astype(np.float64), 1.0) / n)
     share_on, share_off = shares
     veto = share_off > VETO_RATIO * share_on + _EMPTY
     rr, gg = np.meshgrid(np.arange(VETO_BINS), np.arange(VETO_BINS), indexing="ij")
+    # bin units: the margin is GREEN_MARGIN give or take a bin's width (1/VETO_BINS)
     veto &= (gg - rr) < GREEN_MARGIN * VETO_BINS
-    veto &= gg < np.quantile(g[on], GREEN_QUANTILE)
-    return veto if veto.any() else None
+    veto &= gg < np.quantile(bins[on] % VETO_BINS, GREEN_QUANTILE)
+    if not veto.any():
+        return None
+    veto.flags.writeable = False  # held by a frozen ColourClasses
+    return veto
 
 
 def on_overview(found, idx, step: int, shape: tuple[int, int], mask_threshold: float) -> np.ndarray:
@@ -96,10 +108,13 @@ def on_overview(found, idx, step: int, shape: tuple[int, int], mask_threshold: f
     for i in idx:
         m = found.masks[i]
         y0, x0 = (int(v) for v in found.offsets[i])
-        sy, sx = (-y0) % step, (-x0) % step  # the mask's first row and column on the grid
-        part = m[sy::step, sx::step]
+        # the mask's first row and column in the image and on the grid (a mask may start above or
+        # left of the image, as paint allows)
+        ya, xa = max(y0, 0), max(x0, 0)
+        ya, xa = ya + (-ya) % step, xa + (-xa) % step
+        part = m[ya - y0 :: step, xa - x0 :: step]
         part = part if part.dtype == bool else part > mask_threshold
-        oy, ox = (y0 + sy) // step, (x0 + sx) // step
+        oy, ox = ya // step, xa // step
         hh, ww = min(part.shape[0], shape[0] - oy), min(part.shape[1], shape[1] - ox)
         if hh > 0 and ww > 0:
             out[oy : oy + hh, ox : ox + ww] |= part[:hh, :ww]
@@ -110,20 +125,23 @@ def learn_residue_veto(found, overview: np.ndarray, classes, step: int, mask_thr
     """(veto, share): :func:`residue_veto` of a photo from its ``overview`` (float RGB, every
     ``step``-th pixel), its colour ``classes`` (:class:`~._vegetation.ColourClasses`) and the
     network's instances ``found``, those scoring ``min_score`` or more inside; and the share
-    (0..1) of the overview's plant-coloured pixels it vetoes. (None, 0.0) without a veto."""
+    (0..1) of the overview's plant-coloured pixels it vetoes. (None, 0.0) without a veto, and for a
+    noisy photo whose index the classes smooth (``classes.smooth``): a veto by each pixel's own
+    colour would punch the sensor noise back into the smoothed map. Nodata (pure black or white) is
+    neither plant nor residue."""
     from scipy import ndimage
 
-    from ._vegetation import colour_index
+    from ._vegetation import colour_index, is_nodata
 
     shape = overview.shape[:2]
-    if not len(found) or min(shape) < 3:
+    if not len(found) or min(shape) < 3 or classes.smooth:
         return None, 0.0
     plant = colour_index(overview, classes.index) > classes.threshold
+    plant &= ~is_nodata(overview)
     inside = on_overview(found, np.flatnonzero(found.scores >= min_score), step, shape, mask_threshold)
     # off every detection by two grid pixels: a detection's fading rim is neither plant nor residue
     near = ndimage.binary_dilation(on_overview(found, range(len(found)), step, shape, mask_threshold), iterations=2)
     veto = residue_veto(overview, plant, inside, ~near)
     if veto is None:
         return None, 0.0
-    r, g = chromaticity_bins(overview)
-    return veto, float(veto[r[plant], g[plant]].mean())
+    return veto, float(veto.ravel()[chromaticity_bins(overview)[plant]].mean())

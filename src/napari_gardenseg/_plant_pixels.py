@@ -160,9 +160,9 @@ def vegetation_stage(
         return found, {"applied": False, "reason": f"no plant colour to follow: {classes.reason}", **info}
     # straw and pale mulch pass the threshold: colours the confident detections' plants lack are vetoed
     veto, vetoed = learn_residue_veto(found, overview, classes, step, SEED_THRESHOLD, COVERAGE_SCORE)
+    info["vegetation_residue_vetoed"] = round(vetoed, 3)
     if veto is not None:
         classes = dataclasses.replace(classes, veto=veto)
-        info["vegetation_residue_vetoed"] = round(vetoed, 3)
     if windowed or h * w > VEGETATION_MAX_PIXELS:
         from ._vegetation import data_region
         from ._vegetation_windows import follow_in_windows

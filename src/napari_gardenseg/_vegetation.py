@@ -384,7 +384,7 @@ class ColourClasses:
         if self.veto is not None:
             from ._colour_veto import chromaticity_bins
 
-            prob[self.veto[chromaticity_bins(rgb)]] = 0.0
+            prob[self.veto.ravel()[chromaticity_bins(rgb)]] = 0.0
         # nodata is never plant: it needs looking for only where black or white would pass the
         # threshold (black's excess green, 0, lies above the threshold of a photo with a purple cast)
         if (colour_index(_NODATA_COLOURS, self.index) > self.threshold).any():
