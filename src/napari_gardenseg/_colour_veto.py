@@ -21,7 +21,8 @@ This learns the plants' colours from the photo itself instead:
    greener than straw.
 
 Nothing is learned (no veto) from fewer than :data:`MIN_PIXELS` pixels on
-either side. :meth:`.ColourClasses.map` gives vetoed pixels probability 0, in
+either side, nor for a noisy photo whose colour index the stage smooths
+(:func:`learn_residue_veto`). :meth:`.ColourClasses.map` gives vetoed pixels probability 0, in
 whole images and in every window alike.
 """
 
