@@ -89,11 +89,11 @@ def test_nothing_is_learned_from_too_few_pixels():
     plant = np.ones((40, 40), bool)
     inside = np.zeros((40, 40), bool)
     inside[:2, : MIN_PIXELS // 2 // 40] = True  # under MIN_PIXELS detected pixels
-    assert residue_veto(rgb, plant, inside, ~inside) is None
+    assert residue_veto(chromaticity_bins(rgb), plant, inside, ~inside) is None
     inside[:, :20] = True
     rgb[:, :20] = LEAF
-    veto = residue_veto(rgb, plant, inside, ~inside).ravel()
     bins = chromaticity_bins(rgb)
+    veto = residue_veto(bins, plant, inside, ~inside).ravel()
     assert veto[bins[0, 30]] and not veto[bins[0, 0]]  # straw vetoed, leaf kept
 
 

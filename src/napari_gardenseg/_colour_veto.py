@@ -69,11 +69,11 @@ def chromaticity_bins(rgb: np.ndarray) -> np.ndarray:
 
 
 def residue_veto(
-    rgb: np.ndarray, plant_coloured: np.ndarray, inside: np.ndarray, outside: np.ndarray
+    bins: np.ndarray, plant_coloured: np.ndarray, inside: np.ndarray, outside: np.ndarray
 ) -> np.ndarray | None:
     """bool (VETO_BINS, VETO_BINS) over :func:`chromaticity_bins` (r, g): the residue colours of one photo.
 
-    ``rgb``: float RGB (h, w, 3) in 0..1 (the stage's overview); ``plant_coloured``,
+    ``bins``: :func:`chromaticity_bins` of the stage's overview; ``plant_coloured``,
     ``inside`` (on the confident detections), ``outside`` (off every detection): bool
     (h, w). See the module docstring. None where there is too little to learn
     from or nothing is vetoed.
@@ -84,7 +84,6 @@ def residue_veto(
     n_on, n_off = int(on.sum()), int(off.sum())
     if n_on < MIN_PIXELS or n_off < MIN_PIXELS:
         return None
-    bins = chromaticity_bins(rgb)
     shares = []
     for where, n in ((on, n_on), (off, n_off)):
         counts = np.bincount(bins[where], minlength=VETO_BINS * VETO_BINS).reshape(VETO_BINS, VETO_BINS)
@@ -142,7 +141,8 @@ def learn_residue_veto(found, overview: np.ndarray, classes, step: int, mask_thr
     inside = on_overview(found, np.flatnonzero(found.scores >= min_score), step, shape, mask_threshold)
     # off every detection by two grid pixels: a detection's fading rim is neither plant nor residue
     near = ndimage.binary_dilation(on_overview(found, range(len(found)), step, shape, mask_threshold), iterations=2)
-    veto = residue_veto(overview, plant, inside, ~near)
+    bins = chromaticity_bins(overview)
+    veto = residue_veto(bins, plant, inside, ~near)
     if veto is None:
         return None, 0.0
-    return veto, float(veto.ravel()[chromaticity_bins(overview)[plant]].mean())
+    return veto, float(veto.ravel()[bins[plant]].mean())
