@@ -364,7 +364,8 @@ def test_a_confident_detection_colour_does_not_call_plant_keeps_most_of_its_scor
 def test_plant_coloured_specks_become_no_instance_but_small_plants_do(monkeypatch):
     import napari_gardenseg._plant_pixels as plant_pixels
 
-    rgb, truth = _photo([(60, 60, 30), (120, 190, 8)], noise=0.0)
+    # a canvas large enough that the 6x6 speck is under PLANT_SIZED of it, as a JPEG block is in a photo
+    rgb, truth = _photo([(60, 60, 30), (120, 190, 8)], shape=(320, 480), noise=0.0)
     rgb[20:26, 200:206] = LEAF  # a 6x6 speck of plant colour (a JPEG block, a moss spot)
     found = _instances([(truth == 1) * 0.9], [0.9], truth.shape)
     vmap = vegetation_map(rgb)
@@ -380,7 +381,7 @@ def test_plant_coloured_specks_become_no_instance_but_small_plants_do(monkeypatc
 
 def test_leaf_sized_detections_at_a_low_threshold_do_not_shrink_the_speck_bound():
     # score_threshold=0.05 keeps many leaf-sized detections; the speck bound follows the confident ones
-    rgb, truth = _photo([(60, 60, 30), (120, 190, 8)], noise=0.0)
+    rgb, truth = _photo([(60, 60, 30), (120, 190, 8)], shape=(320, 480), noise=0.0)
     rgb[20:26, 200:206] = LEAF  # a speck of plant colour
     leaves = [(100, 20), (140, 20), (140, 60), (140, 100)]
     masks = [(truth == 1) * 0.9]
@@ -412,7 +413,30 @@ def test_a_small_missed_plant_beside_a_crowded_bed_is_not_a_speck(monkeypatch):
     assert list(out.sources) == ["model"] * 7 + ["colour"]
     assert _best(paint_image(out), truth, 8)[1] > 0.8
     monkeypatch.setattr(plant_pixels, "SPECK_OF_PLANT", 1.0)  # the bed's size alone would drop it
+    monkeypatch.setattr(plant_pixels, "PLANT_SIZED", 1.0)
     assert len(follow_vegetation(found, vmap)) == 7
+
+
+def test_a_weed_seedling_beside_big_plants_the_network_half_found_is_not_a_speck(monkeypatch):
+    import napari_gardenseg._plant_pixels as plant_pixels
+
+    # big crop plants, one of them found, and a seedling under a twentieth of them: the bounds relative
+    # to the photo's plants call it a speck; it is a plant-sized share of the image (a weed the
+    # network does not know), where a JPEG block of plant colour is not
+    discs = [(80, 80, 45), (80, 240, 45), (230, 160, 45), (250, 400, 6)]
+    rgb, truth = _photo(discs, shape=(320, 480), noise=0.0)
+    rgb[20:26, 440:446] = LEAF  # a 6x6 speck
+    found = _instances([(truth == 1) * 0.9], [0.9], truth.shape)
+    vmap = vegetation_map(rgb)
+    out = follow_vegetation(found, vmap)
+    lab = paint_image(out)
+    assert list(out.sources) == ["model"] + ["colour"] * 3  # the found plant, the two missed, the seedling
+    assert _best(lab, truth, 4)[1] > 0.7
+    assert not lab[20:26, 440:446].any()  # the speck is still no instance
+    seedling = (truth == 4).sum()
+    assert seedling < plant_pixels.MIN_COLOUR_SHARE * (truth == 1).sum()  # a speck by the relative bounds alone
+    monkeypatch.setattr(plant_pixels, "PLANT_SIZED", 1.0)
+    assert len(follow_vegetation(found, vmap)) == 3
 
 
 def test_segment_runs_the_stage_and_says_so(garden_photo):

@@ -21,8 +21,9 @@ Given the detector's compact instances and a photo's vegetation map
    larger components higher (below a confident detection, above the weak
    ones a low ``score_threshold`` keeps: they may be plants the network does
    not know); specks (under
-   :data:`MIN_COLOUR_SHARE` of the typical component and
-   :data:`SPECK_OF_PLANT` of the network's median plant) are not added;
+   :data:`MIN_COLOUR_SHARE` of the typical component,
+   :data:`SPECK_OF_PLANT` of the network's median plant and
+   :data:`PLANT_SIZED` of the image) are not added;
 4. writes the vegetation probability into the soft masks (the dense CRF's
    unary): inside an instance's claim ``0.5 + 0.5 p``, elsewhere in its box the
    model's soft value times ``p`` and below 0.5. Labels painted below 0.5 (the
@@ -95,6 +96,11 @@ SIZE_WEIGHT = 0.5
 # keeps a small plant the network missed beside a crowded bed.
 MIN_COLOUR_SHARE = 0.05
 SPECK_OF_PLANT = 0.25
+# ...and a component this share of the image or larger is never a speck: a weed seedling beside big
+# crop plants, which the two bounds above, relative to the photo's plants, would drop where the
+# network finds few of them (docs/quality.md, "When the network finds few plants"). A JPEG block or a
+# moss spot is far smaller; the share follows the image's data, as the closing and min_area do.
+PLANT_SIZED = 5e-4
 # The stage holds a few image-sized maps; phone cameras' largest photos (108 MP) are under this.
 # Beyond it, and in runs that never read the whole image, it runs window by window
 # (_vegetation_windows; benchmarks/bench_stage.py --megapixels).
@@ -421,7 +427,9 @@ def follow_vegetation(
     # median of the confident green detections (a low score threshold adds many leaf-sized ones)
     sure = gated & strong
     plant_area = float(np.median(painted[sure if sure.any() else gated])) if gated.any() else typical
+    image_h, image_w = vegetation.image_shape or (h, w)
     speck = (comp_area < MIN_COLOUR_SHARE * typical) & (comp_area < SPECK_OF_PLANT * plant_area)
+    speck &= comp_area < PLANT_SIZED * image_h * image_w
     free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0 and not lawn[c] and not speck[c]]
     # the best green piece (a leaf the model found) inside each free component
     piece = np.zeros(n_comps + 1, np.float32)
