@@ -16,6 +16,7 @@
     python benchmarks/eval_real.py --strips 6                 # each photo cut into 6 bands laid side by side
     python benchmarks/eval_real.py --counts --score-threshold 0.5   # what a user sees: precision / recall at IoU 0.5
     python benchmarks/eval_real.py --methods default+crf --crf max_side=0   # a CRF setting over the model's
+    python benchmarks/eval_real.py --held-out --keep-detections 0.3   # as if the network found few plants
 
 The labelled set: ``benchmarks/real_dev/manifest.json`` (photos from
 ``../shared/real``; how each reference was made is in ``real_dev/README.md``)
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import sys
 import time
@@ -158,11 +160,40 @@ def run_methods(model, rgb, methods, score_threshold, to_zarr=False, **segment_o
     return preds, seconds
 
 
+@contextlib.contextmanager
+def thinned_detections(share: float, seed: int):
+    """While open, ``segment`` keeps only a random ``share`` (0..1) of the network's detections, the
+    same ones on every run (``seed``), before the colour stage: photos whose plants the network does
+    not know, where colour does most of the work (the network alone sees the same thinning)."""
+    from napari_gardenseg import _plant_pixels
+
+    stage = _plant_pixels.vegetation_stage
+
+    def thinned(found, *args, **kwargs):
+        keep = np.random.default_rng(seed).random(len(found)) < share
+        return stage(found.take(np.flatnonzero(keep)), *args, **kwargs)
+
+    _plant_pixels.vegetation_stage = thinned
+    try:
+        yield
+    finally:
+        _plant_pixels.vegetation_stage = stage
+
+
 def evaluate(
-    model, photos, methods, score_threshold, per_photo=False, crf_fields=None, device="cpu", **segment_options
+    model,
+    photos,
+    methods,
+    score_threshold,
+    per_photo=False,
+    crf_fields=None,
+    device="cpu",
+    keep_detections=None,
+    **segment_options,
 ) -> dict:
     """AP50 of each method, pooled and by kind. ``crf_fields``: CRFParams fields read over the model's stored ones;
-    ``device``: where the network and the CRF run ("cpu", "cuda", ...)."""
+    ``device``: where the network and the CRF run ("cpu", "cuda", ...); ``keep_detections``: the share of the
+    network's detections kept (:func:`thinned_detections`; None: all)."""
     import napari_gardenseg as gs
 
     model = gs.load_model(model, device=device)
@@ -171,8 +202,9 @@ def evaluate(
     gts = [(p["labels"], {int(k): "plant" for k in np.unique(p["labels"]) if k > 0}) for p in photos]
     preds = {m: [] for m in methods}
     rows, total_s = {}, {}
-    for p, gt in zip(photos, gts):
-        got, secs = run_methods(model, p["rgb"], methods, score_threshold, **segment_options)
+    for i, (p, gt) in enumerate(zip(photos, gts)):
+        with contextlib.nullcontext() if keep_detections is None else thinned_detections(keep_detections, i):
+            got, secs = run_methods(model, p["rgb"], methods, score_threshold, **segment_options)
         for k, v in secs.items():
             total_s[k] = total_s.get(k, 0.0) + v
         for m in methods:
@@ -495,6 +527,13 @@ def main(argv=None):
         metavar="NAME",
         help=f"what is in the photo or how it was taken (benchmarks/photo_conditions.py): {', '.join(CONDITIONS)}",
     )
+    p.add_argument(
+        "--keep-detections",
+        type=float,
+        metavar="SHARE",
+        help="keep only a random SHARE (0..1) of the network's detections, the same for every method: as if "
+        "the network did not know these plants and found few of them (0: none, colour alone)",
+    )
     p.add_argument("--mask-threshold", type=float, help="segment's mask_threshold (default: segment's)")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
     p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
@@ -559,6 +598,7 @@ def main(argv=None):
             args.score_threshold,
             args.per_photo,
             crf_fields={k: ast.literal_eval(v) for k, v in (item.split("=", 1) for item in args.crf)},
+            keep_detections=args.keep_detections,
             **run_options,
         )
     print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}, indent=1))
