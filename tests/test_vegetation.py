@@ -417,6 +417,22 @@ def test_a_small_missed_plant_beside_a_crowded_bed_is_not_a_speck(monkeypatch):
     assert len(follow_vegetation(found, vmap)) == 7
 
 
+def test_a_weak_detection_seeding_a_plant_ranks_it_no_lower_than_colour_alone():
+    # where the network barely sees a plant (a score of 0.08 at score_threshold=0.05), its detection
+    # still seeds the plant's pixels; it must not rank that plant below the colour-only instance the
+    # same pixels give without it (it ranked below every colour-only instance of the photo)
+    rgb, truth = _photo([(60, 60, 30), (100, 170, 25)], noise=0.0)
+    vmap = vegetation_map(rgb)
+    alone = follow_vegetation(_instances([(truth == 1) * 0.9], [0.9], truth.shape), vmap, score_threshold=0.05)
+    assert list(alone.sources) == ["model", "colour"]
+    weak = _instances([(truth == 1) * 0.9, (truth == 2) * 0.9], [0.9, 0.08], truth.shape)
+    out = follow_vegetation(weak, vmap, score_threshold=0.05)
+    assert list(out.sources) == ["model", "model"]
+    assert _best(paint_image(out), truth, 2)[1] > 0.9
+    assert out.scores[1] == pytest.approx(alone.scores[1], abs=1e-6)
+    assert out.scores[1] >= COLOUR_SCORE_RANGE[0]
+
+
 def test_a_weed_seedling_beside_big_plants_the_network_half_found_is_not_a_speck(monkeypatch):
     import napari_gardenseg._plant_pixels as plant_pixels
 

@@ -20,7 +20,9 @@ Given the detector's compact instances and a photo's vegetation map
    their own (``source`` "colour") scoring in :data:`COLOUR_SCORE_RANGE`,
    larger components higher (below a confident detection, above the weak
    ones a low ``score_threshold`` keeps: they may be plants the network does
-   not know); specks (under
+   not know). A seed scores at least what its claim would as a colour-only
+   instance: a weak detection seeding a whole plant does not rank it lower
+   than colour alone would. Specks (under
    :data:`MIN_COLOUR_SHARE` of the typical component,
    :data:`SPECK_OF_PLANT` of the network's median plant and
    :data:`PLANT_SIZED` of the image) are not added;
@@ -258,6 +260,13 @@ def _largest(group, other, pixels, size: int):
     return which, count
 
 
+def _colour_score(size_q: float) -> float:
+    """The score of a plant claimed by colour whose area is ``size_q`` (0..1) of the typical
+    component's (capped at 1): :data:`COLOUR_SCORE_RANGE`, larger plants higher."""
+    lo, hi = COLOUR_SCORE_RANGE
+    return lo + (hi - lo) * size_q
+
+
 def follow_vegetation(
     found: Instances,
     vegetation: VegetationMap,
@@ -417,7 +426,12 @@ def follow_vegetation(
             factor = 1.0
         else:
             factor = max(share[i + 1] / MIN_GREEN_SHARE, float(found.scores[i]), 0.1)
-        scores.append(max(found.scores[i] * factor, min(score_threshold, found.scores[i])))
+        score = max(found.scores[i] * factor, min(score_threshold, found.scores[i]))
+        if seed[i + 1]:
+            # a seed's claim is drawn by colour: it ranks at least as that claim would on its own (a weak
+            # detection seeding a plant the network barely saw must not rank it below colour alone)
+            score = max(score, _colour_score(size_q))
+        scores.append(score)
         class_ids.append(found.class_ids[i])
         source.append("model")
         origin.append(i)
@@ -438,9 +452,8 @@ def follow_vegetation(
     if free:
         areas = comp_area[free].astype(np.float64)
         rank = np.minimum(areas / max(typical, 1.0), 1.0)
-        lo, hi = COLOUR_SCORE_RANGE
         for c, q in zip(free, rank):
-            score = max(lo + (hi - lo) * q, PIECE_WEIGHT * piece[c])
+            score = max(_colour_score(q), PIECE_WEIGHT * piece[c])
             score = max(score, score_threshold)  # kept whatever the threshold (it filters detections)
             sl = comp_objects[c - 1]
             box_pixels = (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start)
