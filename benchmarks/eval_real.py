@@ -531,8 +531,9 @@ def main(argv=None):
         "--keep-detections",
         type=float,
         metavar="SHARE",
-        help="keep only a random SHARE (0..1) of the network's detections, the same for every method: as if "
-        "the network did not know these plants and found few of them (0: none, colour alone)",
+        help="keep only a random SHARE (0..1) of the network's detections, the same for every method (one draw, "
+        "seeded by the photo's place in the set): as if the network did not know these plants and found few of "
+        "them (0: none, colour alone)",
     )
     p.add_argument("--mask-threshold", type=float, help="segment's mask_threshold (default: segment's)")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
@@ -562,6 +563,12 @@ def main(argv=None):
         _vegetation_windows.BLOCK = args.block
     if args.held_out and args.species:
         p.error("--held-out names its species itself; give --species or --held-out, not both")
+    if args.keep_detections is not None and (args.fine_tune or args.counts or args.recolour):
+        p.error(
+            "--keep-detections thins the detections of the AP50 table only, not --fine-tune, --counts or --recolour"
+        )
+    if args.keep_detections is not None and not 0.0 <= args.keep_detections <= 1.0:
+        p.error(f"--keep-detections is a share between 0 and 1, got {args.keep_detections}")
     species = list(HELD_OUT_SPECIES) if args.held_out else args.species
     photos = load_set(args.only, args.sets, species, unseen=args.held_out)
     if args.file_size:

@@ -430,7 +430,19 @@ def test_a_weak_detection_seeding_a_plant_ranks_it_no_lower_than_colour_alone():
     assert list(out.sources) == ["model", "model"]
     assert _best(paint_image(out), truth, 2)[1] > 0.9
     assert out.scores[1] == pytest.approx(alone.scores[1], abs=1e-6)
-    assert out.scores[1] >= COLOUR_SCORE_RANGE[0]
+
+
+def test_a_weak_detection_on_a_speck_keeps_its_own_low_score():
+    # colour alone makes no instance of a speck (a moss spot), so a weak detection on one is not
+    # lifted to a colour-only instance's score
+    rgb, truth = _photo([(80, 80, 45), (80, 240, 45)], shape=(320, 480), noise=0.0)
+    rgb[250:256, 400:406] = LEAF  # a 6x6 speck of plant colour
+    spot = np.zeros(truth.shape, np.float32)
+    spot[250:256, 400:406] = 0.9
+    found = _instances([(truth == 1) * 0.9, (truth == 2) * 0.9, spot], [0.9, 0.9, 0.08], truth.shape)
+    out = follow_vegetation(found, vegetation_map(rgb), score_threshold=0.05)
+    assert list(out.sources) == ["model"] * 3
+    assert out.scores[2] < COLOUR_SCORE_RANGE[0]
 
 
 def test_a_weed_seedling_beside_big_plants_the_network_half_found_is_not_a_speck(monkeypatch):
@@ -439,7 +451,7 @@ def test_a_weed_seedling_beside_big_plants_the_network_half_found_is_not_a_speck
     # big crop plants, one of them found, and a seedling under a twentieth of them: the bounds relative
     # to the photo's plants call it a speck; it is a plant-sized share of the image (a weed the
     # network does not know), where a JPEG block of plant colour is not
-    discs = [(80, 80, 45), (80, 240, 45), (230, 160, 45), (250, 400, 6)]
+    discs = [(80, 80, 50), (80, 240, 50), (230, 160, 50), (250, 400, 10)]
     rgb, truth = _photo(discs, shape=(320, 480), noise=0.0)
     rgb[20:26, 440:446] = LEAF  # a 6x6 speck
     found = _instances([(truth == 1) * 0.9], [0.9], truth.shape)

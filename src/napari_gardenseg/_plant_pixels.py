@@ -25,7 +25,8 @@ Given the detector's compact instances and a photo's vegetation map
    than colour alone would. Specks (under
    :data:`MIN_COLOUR_SHARE` of the typical component,
    :data:`SPECK_OF_PLANT` of the network's median plant and
-   :data:`PLANT_SIZED` of the image) are not added;
+   :data:`PLANT_SIZED` of the image, itself at least
+   :data:`PLANT_SIZED_MIN_PIXELS`) are not added, and a speck-sized seed keeps its detection's score;
 4. writes the vegetation probability into the soft masks (the dense CRF's
    unary): inside an instance's claim ``0.5 + 0.5 p``, elsewhere in its box the
    model's soft value times ``p`` and below 0.5. Labels painted below 0.5 (the
@@ -103,6 +104,9 @@ SPECK_OF_PLANT = 0.25
 # network finds few of them (docs/quality.md, "When the network finds few plants"). A JPEG block or a
 # moss spot is far smaller; the share follows the image's data, as the closing and min_area do.
 PLANT_SIZED = 5e-4
+# ...but never below this many pixels: a 16 x 16 block, a JPEG's chroma block at 4:2:0 (in a small
+# photo the share alone would be a few such blocks)
+PLANT_SIZED_MIN_PIXELS = 256
 # The stage holds a few image-sized maps; phone cameras' largest photos (108 MP) are under this.
 # Beyond it, and in runs that never read the whole image, it runs window by window
 # (_vegetation_windows; benchmarks/bench_stage.py --megapixels).
@@ -284,7 +288,9 @@ def follow_vegetation(
     ones. No score is below ``score_threshold``, which filters the network's
     detections: a detection that colour scores lower stays at it (ranked lower,
     never dropped), and so does a colour-only instance scoring below it (kept
-    whatever the threshold: it is a plant the network missed).
+    whatever the threshold: it is a plant the network missed). A seed scores at
+    least what its claim would as a colour-only instance (:func:`_colour_score`),
+    unless its claim is speck-sized.
     ``sources`` says "model" or "colour" per instance; ``class_ids`` of
     colour-only instances are 0 (no class). With ``return_origins`` also an
     int64 (N,) array: each returned instance's index in ``found`` (-1: colour-only), and a bool
@@ -387,6 +393,16 @@ def follow_vegetation(
         claims[sl][where] = grown[where]
     del labels, region, take  # full-size maps the masks below do not need: the peak is there
 
+    # a crowded bed's typical component is many plants: a speck is also small beside one plant, the
+    # median of the confident green detections (a low score threshold adds many leaf-sized ones)
+    sure = gated & strong
+    plant_area = float(np.median(painted[sure if sure.any() else gated])) if gated.any() else typical
+    image_h, image_w = vegetation.image_shape or (h, w)
+    plant_sized = max(PLANT_SIZED * image_h * image_w, PLANT_SIZED_MIN_PIXELS)
+
+    def speck_sized(area):  # bool, of an area or an array of them: under all three bounds
+        return (area < MIN_COLOUR_SHARE * typical) & (area < SPECK_OF_PLANT * plant_area) & (area < plant_sized)
+
     masks, offsets, boxes, scores, class_ids, source, origin, by_colour = [], [], [], [], [], [], [], []
     colour_pieces = []  # colour-only instances: ((mask, y0, x0), score)
     objects = ndimage.find_objects(claims, max_label=n)
@@ -419,17 +435,19 @@ def follow_vegetation(
         # are green is less likely a plant (it is kept, ranked lower); the more sure the network
         # is, the less colour lowers it (a pale seedling below a bright crop's threshold: the score
         # times itself at the least)
+        claimed = float(own.sum())
+        size_q = min(claimed / max(typical, 1.0), 1.0)
         if gated[i + 1]:
-            size_q = min(float(own.sum()) / max(typical, 1.0), 1.0)
             factor = 1 - SIZE_WEIGHT + SIZE_WEIGHT * size_q
         elif on_lawn[i + 1]:
             factor = 1.0
         else:
             factor = max(share[i + 1] / MIN_GREEN_SHARE, float(found.scores[i]), 0.1)
         score = max(found.scores[i] * factor, min(score_threshold, found.scores[i]))
-        if seed[i + 1]:
+        if seed[i + 1] and not speck_sized(claimed):
             # a seed's claim is drawn by colour: it ranks at least as that claim would on its own (a weak
-            # detection seeding a plant the network barely saw must not rank it below colour alone)
+            # detection seeding a plant the network barely saw must not rank it below colour alone); a
+            # speck-sized claim would be no instance on its own, so it keeps the detection's score
             score = max(score, _colour_score(size_q))
         scores.append(score)
         class_ids.append(found.class_ids[i])
@@ -437,13 +455,7 @@ def follow_vegetation(
         origin.append(i)
         by_colour.append(bool(seed[i + 1]))
 
-    # a crowded bed's typical component is many plants: a speck is also small beside one plant, the
-    # median of the confident green detections (a low score threshold adds many leaf-sized ones)
-    sure = gated & strong
-    plant_area = float(np.median(painted[sure if sure.any() else gated])) if gated.any() else typical
-    image_h, image_w = vegetation.image_shape or (h, w)
-    speck = (comp_area < MIN_COLOUR_SHARE * typical) & (comp_area < SPECK_OF_PLANT * plant_area)
-    speck &= comp_area < PLANT_SIZED * image_h * image_w
+    speck = speck_sized(comp_area)
     free = [c for c in range(1, n_comps + 1) if c not in seeds_of and single[c] == 0 and not lawn[c] and not speck[c]]
     # the best green piece (a leaf the model found) inside each free component
     piece = np.zeros(n_comps + 1, np.float32)
