@@ -53,6 +53,8 @@ def chromaticity_bins(rgb: np.ndarray) -> np.ndarray:
     """uint16 (h, w): each pixel's chromaticity bin ``r * VETO_BINS + g`` of float RGB (h, w, 3)
     ``rgb``, where r and g (0..VETO_BINS-1) bin the chromatic coordinates R/(R+G+B) and G/(R+G+B);
     black is bin 0. A few bytes per pixel: it runs on every band and window of the image."""
+    # not the colour indices' damped coordinates (._vegetation._chromatic_sum, R+G+B plus a constant):
+    # they move dark leaves and straw towards bin 0, where straw left the veto (measured, session 47)
     rgb = np.asarray(rgb, np.float32)
     total = rgb.sum(axis=-1)
     total += np.float32(1e-6)
