@@ -1052,3 +1052,60 @@ def test_plants_a_small_share_of_the_frame_are_found_where_otsu_splits_the_soil(
     vmap = vegetation_map(np.clip(rgb, 0, 1))
     assert vmap.informative and vmap.fraction < 0.02, vmap.reason
     assert _iou(vmap.plants, truth) > 0.9
+
+
+def _soil_detections(shape, boxes):
+    """Full-frame soft masks of boxes (y0, y1, x0, x1) on bare soil: a network that does not know the plants."""
+    out = []
+    for y0, y1, x0, x1 in boxes:
+        m = np.zeros(shape, np.float32)
+        m[y0:y1, x0:x1] = 0.9
+        out.append(m)
+    return out
+
+
+def test_a_network_mostly_off_plant_colour_ranks_its_soil_finds_below_colour():
+    """Where most confident detections lie on soil (a model trained on other photos), its detections
+    off plant colour rank below every colour-only plant, and stay (kept, never dropped)."""
+    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._options import SegmentOptions
+    from napari_gardenseg._plant_pixels import KNOWN_SHARE, vegetation_stage
+
+    rgb, truth = _photo([(50, 50, 22), (50, 190, 22), (125, 120, 22)], shape=(180, 260))
+    shape = truth.shape
+    soil = [(100, 130, 10, 40), (140, 170, 190, 240), (5, 25, 100, 140)]
+    found = _instances([(truth == 1) * 0.9, *_soil_detections(shape, soil)], [0.9, 0.95, 0.9, 0.85], shape)
+    source = ImageSource((rgb * 255).round().astype(np.uint8))
+    for windowed in (False, True):
+        out, info = vegetation_stage(
+            found, source, SegmentOptions(vegetation="on", score_threshold=0.05), windowed=windowed
+        )
+        assert info["vegetation_confident_on_colour"] == 0.25 < KNOWN_SHARE
+        lab = paint_image(out)
+        colour = [_best(lab, truth, k)[0] for k in (2, 3)]  # the two plants the network missed
+        assert all(out.sources[i - 1] == "colour" for i in colour)
+        off = [i for i in range(len(out)) if out.sources[i] == "model" and not (lab == i + 1)[truth > 0].any()]
+        assert len(off) == 3  # the soil finds are kept...
+        assert max(out.scores[off]) <= COLOUR_SCORE_RANGE[0] * 0.95 + 1e-6  # ...below every colour-only plant
+        assert min(out.scores[np.array(colour) - 1]) > max(out.scores[off])
+    # a network whose confident finds are plants: a find off plant colour keeps its rank (a red plant)
+    plants = _instances(
+        [(truth == k) * 0.9 for k in (1, 2, 3)] + _soil_detections(shape, soil[:1]), [0.9, 0.9, 0.9, 0.95], shape
+    )
+    out, info = vegetation_stage(plants, source, SegmentOptions(vegetation="on", score_threshold=0.05))
+    assert info["vegetation_confident_on_colour"] == 0.75
+    assert out.scores.max() == pytest.approx(0.95 * 0.95, abs=1e-6)
+
+
+def test_confident_on_colour_counts_confident_detections_and_needs_three():
+    from napari_gardenseg._plant_pixels import confident_on_colour
+
+    rgb, truth = _photo([(50, 50, 22), (50, 190, 22), (125, 120, 22)], shape=(180, 260))
+    plants = vegetation_map(rgb).mask
+    green = [(truth == k) * 0.9 for k in (1, 2, 3)]
+    soil = _soil_detections(truth.shape, [(100, 130, 10, 40)])
+    assert confident_on_colour(_instances(green + soil, [0.9, 0.8, 0.7, 0.9], truth.shape), plants, 1) == 0.75
+    # on an overview (every 4th pixel) as the stage reads it
+    assert confident_on_colour(_instances(green + soil, [0.9, 0.8, 0.7, 0.9], truth.shape), plants[::4, ::4], 4) == 0.75
+    # weak detections are not counted, and two confident ones are too few to judge by
+    assert confident_on_colour(_instances(green + soil, [0.9, 0.3, 0.3, 0.9], truth.shape), plants, 1) is None

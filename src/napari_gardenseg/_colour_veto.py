@@ -102,24 +102,31 @@ def residue_veto(
     return veto
 
 
+def on_grid(found, i: int, step: int, shape: tuple[int, int], mask_threshold: float):
+    """(part, oy, ox): instance ``i`` of ``found`` (its mask above ``mask_threshold``, bool) sampled at
+    every ``step``-th pixel of the image, and where its first row and column lie on that grid of
+    ``shape`` (:meth:`~napari_gardenseg._io.ImageSource.overview`'s); ``part`` is cut to the grid
+    (empty when the instance lies outside it)."""
+    m = found.masks[i]
+    y0, x0 = (int(v) for v in found.offsets[i])
+    # the mask's first row and column in the image and on the grid (a mask may start above or
+    # left of the image, as paint allows)
+    ya, xa = max(y0, 0), max(x0, 0)
+    ya, xa = ya + (-ya) % step, xa + (-xa) % step
+    part = m[ya - y0 :: step, xa - x0 :: step]
+    part = part if part.dtype == bool else part > mask_threshold
+    oy, ox = ya // step, xa // step
+    hh, ww = max(min(part.shape[0], shape[0] - oy), 0), max(min(part.shape[1], shape[1] - ox), 0)
+    return part[:hh, :ww], oy, ox
+
+
 def on_overview(found, idx, step: int, shape: tuple[int, int], mask_threshold: float) -> np.ndarray:
     """bool ``shape``: the union of ``found``'s instances ``idx`` (masks above ``mask_threshold``)
-    sampled at every ``step``-th pixel of the image along both axes, the grid of
-    :meth:`~napari_gardenseg._io.ImageSource.overview` (``shape`` its size). No full-size map."""
+    sampled at every ``step``-th pixel of the image along both axes (:func:`on_grid`). No full-size map."""
     out = np.zeros(shape, bool)
     for i in idx:
-        m = found.masks[i]
-        y0, x0 = (int(v) for v in found.offsets[i])
-        # the mask's first row and column in the image and on the grid (a mask may start above or
-        # left of the image, as paint allows)
-        ya, xa = max(y0, 0), max(x0, 0)
-        ya, xa = ya + (-ya) % step, xa + (-xa) % step
-        part = m[ya - y0 :: step, xa - x0 :: step]
-        part = part if part.dtype == bool else part > mask_threshold
-        oy, ox = ya // step, xa // step
-        hh, ww = min(part.shape[0], shape[0] - oy), min(part.shape[1], shape[1] - ox)
-        if hh > 0 and ww > 0:
-            out[oy : oy + hh, ox : ox + ww] |= part[:hh, :ww]
+        part, oy, ox = on_grid(found, i, step, shape, mask_threshold)
+        out[oy : oy + part.shape[0], ox : ox + part.shape[1]] |= part
     return out
 
 

@@ -107,6 +107,14 @@ PLANT_SIZED = 5e-4
 # ...but never below this many pixels: a 16 x 16 block, a JPEG's chroma block at 4:2:0 (in a small
 # photo the share alone would be a few such blocks)
 PLANT_SIZED_MIN_PIXELS = 256
+# Where fewer than this share of the network's confident detections are plant-coloured (MIN_GREEN_SHARE)
+# in a photo whose plants are green, the network does not know these plants (a model trained on other
+# photos finds soil clods and leaves): its detections off plant colour are more likely soil than
+# plants that are not green, and rank below every colour-only instance (kept, never dropped; a red
+# lettuce among them is demoted, not cut away). Decided from MIN_CONFIDENT confident detections or
+# more (docs/quality.md, "A network that does not know the plants").
+KNOWN_SHARE = 0.6
+MIN_CONFIDENT = 3
 # The stage holds a few image-sized maps; phone cameras' largest photos (108 MP) are under this.
 # Beyond it, and in runs that never read the whole image, it runs window by window
 # (_vegetation_windows; benchmarks/bench_stage.py --megapixels).
@@ -175,6 +183,9 @@ def vegetation_stage(
     info["vegetation_residue_vetoed"] = round(vetoed, 3)
     if veto is not None:
         classes = dataclasses.replace(classes, veto=veto)
+    known = confident_on_colour(found, classes.map(overview).probability > 0.5, step)
+    info["vegetation_confident_on_colour"] = None if known is None else round(known, 3)
+    doubt = known is not None and known < KNOWN_SHARE
     if windowed or h * w > VEGETATION_MAX_PIXELS:
         from ._vegetation import data_region
         from ._vegetation_windows import follow_in_windows
@@ -189,6 +200,7 @@ def vegetation_stage(
             SEED_THRESHOLD,
             data_shape=None if region is None else (region[2] - region[0], region[3] - region[1]),
             score_threshold=options.score_threshold,
+            doubt_off_colour=doubt,
             cancel=cancel,
             progress=None if report is None else (lambda f, m: report(0.7 + 0.05 * f, m)),
         )
@@ -206,7 +218,9 @@ def vegetation_stage(
         reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
         return found, {"applied": False, "reason": reason, **info}
     if out is None:
-        out = follow_vegetation(found, vmap, SEED_THRESHOLD, score_threshold=options.score_threshold)
+        out = follow_vegetation(
+            found, vmap, SEED_THRESHOLD, score_threshold=options.score_threshold, doubt_off_colour=doubt
+        )
     info[GROUND_COVER] = out.meta.pop(GROUND_COVER, 0.0)
     return out, {"applied": True, "reason": classes.reason, **info}
 
@@ -219,6 +233,22 @@ def _central_window(h: int, w: int, side: int) -> tuple[int, int, int, int]:
     """(y0, x0, y1, x1) of the window of at most ``side`` x ``side`` pixels in the middle of an (h, w) image."""
     y0, x0 = max((h - side) // 2, 0), max((w - side) // 2, 0)
     return y0, x0, min(y0 + side, h), min(x0 + side, w)
+
+
+def confident_on_colour(found: Instances, plants: np.ndarray, step: int) -> float | None:
+    """Share (0..1) of ``found``'s confident detections (scoring :data:`SPLIT_SCORE` or more) whose
+    masks (above :data:`SEED_THRESHOLD`) are at least :data:`MIN_GREEN_SHARE` plant-coloured, read on
+    ``plants``: bool, the plant-coloured pixels of the image's overview (every ``step``-th pixel along
+    both axes). None with fewer than :data:`MIN_CONFIDENT` confident detections (too few to judge)."""
+    from ._colour_veto import on_grid
+
+    confident = np.flatnonzero(found.scores >= SPLIT_SCORE)
+    on_colour = []
+    for i in confident:
+        part, oy, ox = on_grid(found, int(i), step, plants.shape, SEED_THRESHOLD)
+        if part.any():  # a small detection may fall between the grid's pixels: not counted
+            on_colour.append(plants[oy : oy + part.shape[0], ox : ox + part.shape[1]][part].mean() >= MIN_GREEN_SHARE)
+    return float(np.mean(on_colour)) if len(on_colour) >= MIN_CONFIDENT else None
 
 
 def model_coverage(
@@ -280,6 +310,7 @@ def follow_vegetation(
     score_threshold: float = 0.0,
     return_origins: bool = False,
     split_sparse: bool = True,
+    doubt_off_colour: bool = False,
 ):
     """Instances of ``found`` (an (H, W) image's) made to follow ``vegetation``; see the module docstring.
 
@@ -301,6 +332,9 @@ def follow_vegetation(
     pieces (:func:`._vegetation_windows.pieces_of`; a seed keeps the cells of
     the cores' grid its detection's box meets), unless ``split_sparse`` is
     False (the windowed stage, which decides that when it stitches the windows).
+    ``doubt_off_colour``: the photo's confident detections are mostly off plant colour
+    (:data:`KNOWN_SHARE`), so instances that are not green score at most
+    ``COLOUR_SCORE_RANGE[0]`` times their score, below every colour-only instance.
     """
     from scipy import ndimage
     from skimage import segmentation
@@ -443,6 +477,8 @@ def follow_vegetation(
             factor = 1.0
         else:
             factor = max(share[i + 1] / MIN_GREEN_SHARE, float(found.scores[i]), 0.1)
+            if doubt_off_colour:  # a network that does not know these plants: more likely soil than a red plant
+                factor *= COLOUR_SCORE_RANGE[0]
         score = max(found.scores[i] * factor, min(score_threshold, found.scores[i]))
         if seed[i + 1] and not speck_sized(claimed):
             # a seed's claim is drawn by colour: it ranks at least as that claim would on its own (a weak

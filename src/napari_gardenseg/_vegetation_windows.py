@@ -266,6 +266,7 @@ def follow_in_windows(
     *,
     data_shape=None,
     score_threshold: float = 0.0,
+    doubt_off_colour: bool = False,
     block: int | None = None,
     cancel=None,
     progress=None,
@@ -275,7 +276,9 @@ def follow_in_windows(
     ``source``: an :class:`~napari_gardenseg._io.ImageSource` (read one window
     at a time); ``classes``: the image's colour classes; ``block``: the
     cores' side (None: :data:`BLOCK`); ``data_shape``: (h, w) of the image's data inside a nodata
-    border (None: the image's shape), which sets the closing radius and speck size. Returns the new
+    border (None: the image's shape), which sets the closing radius and speck size;
+    ``doubt_off_colour``: as :func:`~napari_gardenseg._plant_pixels.follow_vegetation`'s (decided
+    once for the image). Returns the new
     :class:`Instances` (best score first, as
     :func:`~napari_gardenseg._plant_pixels.follow_vegetation` returns them),
     the share (0..1) of the plant-coloured pixels inside detections scoring at
@@ -322,6 +325,7 @@ def follow_in_windows(
             vmap,
             mask_threshold,
             score_threshold=score_threshold,
+            doubt_off_colour=doubt_off_colour,
             return_origins=True,
             split_sparse=False,  # decided on the stitched instances
         )
