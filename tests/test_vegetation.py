@@ -665,6 +665,13 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
     hint = adapt_hint([result(["model", "colour", "colour", "colour", "colour"])])
     assert hint is not None and "found 1 plant;" in hint and "4 more" in hint and "Adapt to these photos" in hint
     assert adapt_hint([result(["model"] * 4 + ["colour"])]) is None
+    # a network whose confident finds are mostly not plant-coloured does not know these plants
+    soil = result(["model"] * 4 + ["colour"])
+    soil.meta["vegetation"] = {"vegetation_confident_on_colour": 0.25}
+    hint = adapt_hint([soil])
+    assert "only 25% of the model's confident finds are plant-coloured" in hint and "Adapt to these photos" in hint
+    soil.meta["vegetation"] = {"vegetation_confident_on_colour": 0.9}
+    assert adapt_hint([soil]) is None
     # a batch says both, in its own words: the command to run, and the ground cover left out
     from napari_gardenseg._batch_file import _file_note
     from napari_gardenseg._plant_pixels import GROUND_COVER

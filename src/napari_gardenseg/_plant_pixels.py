@@ -686,7 +686,10 @@ def adapt_hint(
     they are as many as the model's instances (and at least 3), the model has
     not learnt these plants yet, or, when the image was shrunk more than
     :data:`SHRUNK_FACTOR` times for one untiled pass (``meta["shrink"]``), never
-    saw them at a size it knows: then ``tiles_action`` is the advice.
+    saw them at a size it knows: then ``tiles_action`` is the advice. Also when fewer than
+    :data:`KNOWN_SHARE` of its confident detections were plant-coloured (the stage's note,
+    ``"vegetation_confident_on_colour"``, over the images that have it): the network finds other
+    things than these plants.
     """
     n_model = n_colour = 0
     for r in results:
@@ -698,9 +701,22 @@ def adapt_hint(
         typical = float(model["area"].median()) if len(model) else 0.0
         n_model += len(model)
         n_colour += int((colour["area"] >= 0.25 * typical).sum())
-    if n_colour < max(3, n_model):
+    shares = [
+        r.meta.get("vegetation", {}).get("vegetation_confident_on_colour")
+        for r in results
+        if isinstance(r.meta.get("vegetation"), dict)
+    ]
+    shares = [v for v in shares if v is not None]
+    off_colour = bool(shares) and float(np.mean(shares)) < KNOWN_SHARE
+    if n_colour < max(3, n_model) and not off_colour:
         return None
-    found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed (source 'colour')"
+    if n_colour >= max(3, n_model):
+        found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed (source 'colour')"
+    else:
+        found = (
+            f"only {float(np.mean(shares)):.0%} of the model's confident finds are plant-coloured: it does not "
+            "know these plants (its finds off plant colour are ranked below colour's)"
+        )
     shrink = max((float(r.meta.get("shrink") or 1.0) for r in results if not r.meta.get("tiles")), default=1.0)
     if shrink > SHRUNK_FACTOR:
         return (
