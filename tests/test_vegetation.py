@@ -643,6 +643,7 @@ def test_windows_agree_with_the_whole_image_stage(garden_photo, monkeypatch):
 
 
 def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
+    from napari_gardenseg._batch_file import _file_note
     from napari_gardenseg._plant_pixels import adapt_hint
     from napari_gardenseg._results import SegmentationResult
 
@@ -667,13 +668,19 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
     assert adapt_hint([result(["model"] * 4 + ["colour"])]) is None
     # a network whose confident finds are mostly not plant-coloured does not know these plants
     soil = result(["model"] * 4 + ["colour"])
-    soil.meta["vegetation"] = {"vegetation_confident_on_colour": 0.25}
+    soil.meta["vegetation"] = {"applied": True, "vegetation_confident_on_colour": 0.595}
     hint = adapt_hint([soil])
-    assert "only 25% of the model's confident finds are plant-coloured" in hint and "Adapt to these photos" in hint
-    soil.meta["vegetation"] = {"vegetation_confident_on_colour": 0.9}
+    assert "under 60% of the model's confident finds are plant-coloured (59%)" in hint
+    assert hint.endswith("rank below the colour-only ones): try *Adapt to these photos*")
+    assert "does not know these plants" in _file_note(soil, 0.5) and "gardenseg adapt" in _file_note(soil, 0.5)
+    # a plane below the bar gets it whatever the other planes' shares
+    sure = result(["model"] * 4 + ["colour"])
+    sure.meta["vegetation"] = {"applied": True, "vegetation_confident_on_colour": 0.9}
+    assert adapt_hint([sure]) is None and "59%" in adapt_hint([sure, soil])
+    # "auto" left the photo to the network (nothing was ranked lower): no such hint
+    soil.meta["vegetation"] = {"applied": False, "vegetation_confident_on_colour": 0.25}
     assert adapt_hint([soil]) is None
     # a batch says both, in its own words: the command to run, and the ground cover left out
-    from napari_gardenseg._batch_file import _file_note
     from napari_gardenseg._plant_pixels import GROUND_COVER
 
     missed = result(["model", "colour", "colour", "colour", "colour"])
@@ -1071,9 +1078,11 @@ def _soil_detections(shape, boxes):
     return out
 
 
-def test_a_network_mostly_off_plant_colour_ranks_its_soil_finds_below_colour():
+def test_a_network_mostly_off_plant_colour_ranks_its_soil_finds_below_colour(monkeypatch):
     """Where most confident detections lie on soil (a model trained on other photos), its detections
-    off plant colour rank below every colour-only plant, and stay (kept, never dropped)."""
+    off plant colour rank below every colour-only plant, and stay (kept, never dropped); decided once
+    for the image, so window by window alike."""
+    from napari_gardenseg import _vegetation_windows
     from napari_gardenseg._io import ImageSource
     from napari_gardenseg._options import SegmentOptions
     from napari_gardenseg._plant_pixels import KNOWN_SHARE, vegetation_stage
@@ -1083,18 +1092,24 @@ def test_a_network_mostly_off_plant_colour_ranks_its_soil_finds_below_colour():
     soil = [(100, 130, 10, 40), (140, 170, 190, 240), (5, 25, 100, 140)]
     found = _instances([(truth == 1) * 0.9, *_soil_detections(shape, soil)], [0.9, 0.95, 0.9, 0.85], shape)
     source = ImageSource((rgb * 255).round().astype(np.uint8))
+    monkeypatch.setattr(_vegetation_windows, "BLOCK", 96)  # windowed: six windows, the plants across seams
     for windowed in (False, True):
         out, info = vegetation_stage(
             found, source, SegmentOptions(vegetation="on", score_threshold=0.05), windowed=windowed
         )
         assert info["vegetation_confident_on_colour"] == 0.25 < KNOWN_SHARE
+        assert info.get("windows", 1) == (6 if windowed else 1)
         lab = paint_image(out)
-        colour = [_best(lab, truth, k)[0] for k in (2, 3)]  # the two plants the network missed
-        assert all(out.sources[i - 1] == "colour" for i in colour)
+        colour = [_best(lab, truth, k) for k in (2, 3)]  # the two plants the network missed
+        assert all(i > 0 and iou > 0.9 and out.sources[i - 1] == "colour" for i, iou in colour)
         off = [i for i in range(len(out)) if out.sources[i] == "model" and not (lab == i + 1)[truth > 0].any()]
         assert len(off) == 3  # the soil finds are kept...
         assert max(out.scores[off]) <= COLOUR_SCORE_RANGE[0] * 0.95 + 1e-6  # ...below every colour-only plant
-        assert min(out.scores[np.array(colour) - 1]) > max(out.scores[off])
+        assert min(out.scores[[i - 1 for i, _ in colour]]) > max(out.scores[off])
+        assert max(off) == len(out) - 1 and min(off) == len(out) - 3  # listed last, best first
+    # at a score threshold above their scores they are reported at it, as every lowered instance is
+    out, _ = vegetation_stage(found, source, SegmentOptions(vegetation="on", score_threshold=0.5))
+    assert len(out) == 6 and out.scores.min() == pytest.approx(0.5)
     # a network whose confident finds are plants: a find off plant colour keeps its rank (a red plant)
     plants = _instances(
         [(truth == k) * 0.9 for k in (1, 2, 3)] + _soil_detections(shape, soil[:1]), [0.9, 0.9, 0.9, 0.95], shape

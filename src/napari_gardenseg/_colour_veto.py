@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["chromaticity_bins", "residue_veto", "learn_residue_veto", "on_overview", "VETO_BINS"]
+__all__ = ["chromaticity_bins", "residue_veto", "learn_residue_veto", "on_grid", "on_overview", "VETO_BINS"]
 
 # chromaticity bins per axis over 0..1
 VETO_BINS = 32

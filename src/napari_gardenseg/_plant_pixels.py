@@ -7,7 +7,10 @@ Given the detector's compact instances and a photo's vegetation map
    plant-coloured). An instance that is mostly green is *gated*: it keeps only
    vegetation pixels. One that is not (a red lettuce, a purple basil, a flower,
    a pot) keeps its model mask unchanged, so plants that are not green are
-   never cut away;
+   never cut away; its score is lowered in proportion, and where most of the
+   network's confident detections are not plant-coloured (:data:`KNOWN_SHARE`:
+   a network that does not know these plants) it ranks below the colour-only
+   instances;
 2. gives the vegetation to the gated instances that seed a plant by a marker
    watershed (scikit-image) on the distance to the background: each seed's
    core (its green painted pixels) is a marker, so touching plants meet at the
@@ -145,7 +148,9 @@ def vegetation_stage(
     Runs with a class filter skip it (colour knows no classes). Colours that
     pass the threshold but that the confident detections' plants lack (straw,
     pale mulch) are vetoed first (:mod:`._colour_veto`; the note's
-    ``"vegetation_residue_vetoed"``: the share of the plant-coloured pixels vetoed).
+    ``"vegetation_residue_vetoed"``: the share of the plant-coloured pixels vetoed). The note's
+    ``"vegetation_confident_on_colour"`` is :func:`confident_on_colour` on the overview (None: too few
+    confident detections to judge; absent when the stage stopped before it).
 
     It holds a few image-sized maps; ``windowed`` runs, which never read the
     whole image (``segment_to_zarr``, a lazy source in tiles), and images over
@@ -183,7 +188,10 @@ def vegetation_stage(
     info["vegetation_residue_vetoed"] = round(vetoed, 3)
     if veto is not None:
         classes = dataclasses.replace(classes, veto=veto)
-    known = confident_on_colour(found, classes.map(overview).probability > 0.5, step)
+    # the overview's plant map as the classes were decided on it: the smoothing's sigma in overview pixels
+    on_grid = dataclasses.replace(classes, smooth=classes.smooth / step).map(overview).probability > 0.5
+    known = confident_on_colour(found, on_grid, step)
+    del on_grid
     info["vegetation_confident_on_colour"] = None if known is None else round(known, 3)
     doubt = known is not None and known < KNOWN_SHARE
     if windowed or h * w > VEGETATION_MAX_PIXELS:
@@ -239,7 +247,7 @@ def confident_on_colour(found: Instances, plants: np.ndarray, step: int) -> floa
     """Share (0..1) of ``found``'s confident detections (scoring :data:`SPLIT_SCORE` or more) whose
     masks (above :data:`SEED_THRESHOLD`) are at least :data:`MIN_GREEN_SHARE` plant-coloured, read on
     ``plants``: bool, the plant-coloured pixels of the image's overview (every ``step``-th pixel along
-    both axes). None with fewer than :data:`MIN_CONFIDENT` confident detections (too few to judge)."""
+    both axes; the colour classes' map, not closed: a photo-level count, not the gate's map). None with fewer than :data:`MIN_CONFIDENT` confident detections (too few to judge)."""
     from ._colour_veto import on_grid
 
     confident = np.flatnonzero(found.scores >= SPLIT_SCORE)
@@ -334,7 +342,8 @@ def follow_vegetation(
     False (the windowed stage, which decides that when it stitches the windows).
     ``doubt_off_colour``: the photo's confident detections are mostly off plant colour
     (:data:`KNOWN_SHARE`), so instances that are not green score at most
-    ``COLOUR_SCORE_RANGE[0]`` times their score, below every colour-only instance.
+    ``COLOUR_SCORE_RANGE[0]`` times their score, below every colour-only instance (or, where
+    ``score_threshold`` lifts both, level with it).
     """
     from scipy import ndimage
     from skimage import segmentation
@@ -688,8 +697,8 @@ def adapt_hint(
     :data:`SHRUNK_FACTOR` times for one untiled pass (``meta["shrink"]``), never
     saw them at a size it knows: then ``tiles_action`` is the advice. Also when fewer than
     :data:`KNOWN_SHARE` of its confident detections were plant-coloured (the stage's note,
-    ``"vegetation_confident_on_colour"``, over the images that have it): the network finds other
-    things than these plants.
+    ``"vegetation_confident_on_colour"``, the lowest of the images the stage ran on): the network
+    finds other things than these plants.
     """
     n_model = n_colour = 0
     for r in results:
@@ -701,21 +710,20 @@ def adapt_hint(
         typical = float(model["area"].median()) if len(model) else 0.0
         n_model += len(model)
         n_colour += int((colour["area"] >= 0.25 * typical).sum())
-    shares = [
-        r.meta.get("vegetation", {}).get("vegetation_confident_on_colour")
-        for r in results
-        if isinstance(r.meta.get("vegetation"), dict)
-    ]
+    # the lowest share of the images the stage ran on (an image it ranked so gets the hint)
+    notes = [r.meta.get("vegetation") for r in results]
+    shares = [v.get("vegetation_confident_on_colour") for v in notes if isinstance(v, dict) and v.get("applied")]
     shares = [v for v in shares if v is not None]
-    off_colour = bool(shares) and float(np.mean(shares)) < KNOWN_SHARE
+    off_colour = bool(shares) and min(shares) < KNOWN_SHARE
     if n_colour < max(3, n_model) and not off_colour:
         return None
     if n_colour >= max(3, n_model):
         found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed (source 'colour')"
     else:
         found = (
-            f"only {float(np.mean(shares)):.0%} of the model's confident finds are plant-coloured: it does not "
-            "know these plants (its finds off plant colour are ranked below colour's)"
+            f"under {np.ceil(100 * KNOWN_SHARE):.0f}% of the model's confident finds are plant-coloured "
+            f"({np.floor(100 * min(shares)):.0f}%), so it does not know these plants, or they are not green "
+            "(its finds that are not plant-coloured now rank below the colour-only ones)"
         )
     shrink = max((float(r.meta.get("shrink") or 1.0) for r in results if not r.meta.get("tiles")), default=1.0)
     if shrink > SHRUNK_FACTOR:
