@@ -247,7 +247,8 @@ def confident_on_colour(found: Instances, plants: np.ndarray, step: int) -> floa
     """Share (0..1) of ``found``'s confident detections (scoring :data:`SPLIT_SCORE` or more) whose
     masks (above :data:`SEED_THRESHOLD`) are at least :data:`MIN_GREEN_SHARE` plant-coloured, read on
     ``plants``: bool, the plant-coloured pixels of the image's overview (every ``step``-th pixel along
-    both axes; the colour classes' map, not closed: a photo-level count, not the gate's map). None with fewer than :data:`MIN_CONFIDENT` confident detections (too few to judge)."""
+    both axes; the colour classes' map, not closed: a photo-level count, not the gate's map). None
+    with fewer than :data:`MIN_CONFIDENT` confident detections on the grid (too few to judge)."""
     from ._colour_veto import on_grid
 
     confident = np.flatnonzero(found.scores >= SPLIT_SCORE)
