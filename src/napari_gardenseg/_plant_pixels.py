@@ -189,9 +189,9 @@ def vegetation_stage(
     if veto is not None:
         classes = dataclasses.replace(classes, veto=veto)
     # the overview's plant map as the classes were decided on it: the smoothing's sigma in overview pixels
-    on_grid = dataclasses.replace(classes, smooth=classes.smooth / step).map(overview).probability > 0.5
-    known = confident_on_colour(found, on_grid, step)
-    del on_grid
+    overview_plants = dataclasses.replace(classes, smooth=classes.smooth / step).map(overview).probability > 0.5
+    known = confident_on_colour(found, overview_plants, step)
+    del overview_plants
     info["vegetation_confident_on_colour"] = None if known is None else round(known, 3)
     doubt = known is not None and known < KNOWN_SHARE
     if windowed or h * w > VEGETATION_MAX_PIXELS:
@@ -244,14 +244,14 @@ def _central_window(h: int, w: int, side: int) -> tuple[int, int, int, int]:
 
 
 def confident_on_colour(found: Instances, plants: np.ndarray, step: int) -> float | None:
-    """Share (0..1) of ``found``'s confident detections (scoring :data:`SPLIT_SCORE` or more) whose
+    """Share (0..1) of ``found``'s confident detections (scoring :data:`COVERAGE_SCORE` or more) whose
     masks (above :data:`SEED_THRESHOLD`) are at least :data:`MIN_GREEN_SHARE` plant-coloured, read on
     ``plants``: bool, the plant-coloured pixels of the image's overview (every ``step``-th pixel along
     both axes; the colour classes' map, not closed: a photo-level count, not the gate's map). None
     with fewer than :data:`MIN_CONFIDENT` confident detections on the grid (too few to judge)."""
     from ._colour_veto import on_grid
 
-    confident = np.flatnonzero(found.scores >= SPLIT_SCORE)
+    confident = np.flatnonzero(found.scores >= COVERAGE_SCORE)  # the network's own confident finds
     on_colour = []
     for i in confident:
         part, oy, ox = on_grid(found, int(i), step, plants.shape, SEED_THRESHOLD)
@@ -716,9 +716,10 @@ def adapt_hint(
     shares = [v.get("vegetation_confident_on_colour") for v in notes if isinstance(v, dict) and v.get("applied")]
     shares = [v for v in shares if v is not None]
     off_colour = bool(shares) and min(shares) < KNOWN_SHARE
-    if n_colour < max(3, n_model) and not off_colour:
+    missed = n_colour >= max(3, n_model)
+    if not (missed or off_colour):
         return None
-    if n_colour >= max(3, n_model):
+    if missed:
         found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed (source 'colour')"
     else:
         found = (
