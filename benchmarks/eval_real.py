@@ -9,6 +9,7 @@
     python benchmarks/eval_real.py --held-out --condition straw --methods exg-otsu raw default   # straw mulch
     python benchmarks/eval_real.py --tile-size 512            # segmented in tiles (a quarter overlapping)
     python benchmarks/eval_real.py --megapixels 48            # every photo (and its labels) resized to 48 MP
+    python benchmarks/eval_real.py --held-out --megapixels 0 0.8 1.25 2   # the table at four sizes, and its mean
     python benchmarks/eval_real.py --zarr --block 256         # through segment_to_zarr, colour stage in 256 px windows
     python benchmarks/eval_real.py --canvas 0                 # each photo on a black (nodata) border, 4x its area
     python benchmarks/eval_real.py --sets photos --file-size  # the photos at their files' size (3-5 MP), not halved
@@ -537,7 +538,14 @@ def main(argv=None):
     )
     p.add_argument("--mask-threshold", type=float, help="segment's mask_threshold (default: segment's)")
     p.add_argument("--tile-size", type=int, metavar="PX", help="segment in tiles of PX pixels (a quarter overlapping)")
-    p.add_argument("--megapixels", type=float, metavar="MP", help="resize every image and its labels to MP first")
+    p.add_argument(
+        "--megapixels",
+        type=float,
+        nargs="+",
+        metavar="MP",
+        help="resize every image and its labels to MP first (0: as they are); several: the AP50 table at each size "
+        "and its mean, a check of how much the figures move when only the photos' size changes",
+    )
     p.add_argument("--mosaic", type=int, metavar="COLS", help="join the photos into one image, COLS to a row, first")
     p.add_argument("--strips", type=int, metavar="N", help="cut each photo into N bands laid side by side, first")
     p.add_argument("--file-size", action="store_true", help="read the photos at their files' size (not the manifest's)")
@@ -573,8 +581,31 @@ def main(argv=None):
     photos = load_set(args.only, args.sets, species, unseen=args.held_out)
     if args.file_size:
         photos = at_file_size(photos)
-    if args.megapixels:
-        photos = resized(photos, args.megapixels)
+    sizes = args.megapixels or [0.0]
+    if len(sizes) > 1 and (args.fine_tune or args.counts or args.recolour):
+        p.error("several --megapixels are for the AP50 table only, not --fine-tune, --counts or --recolour")
+    if any(mp < 0 for mp in sizes):
+        p.error(f"--megapixels must be 0 (the photos as they are) or more, got {sizes}")
+    by_size = {}
+    for mp in sizes:
+        result = _result_at(args, resized(photos, mp) if mp else photos, run_options)
+        by_size["as loaded" if mp == 0 else f"{mp:g} MP"] = result
+    if len(by_size) == 1:
+        result = next(iter(by_size.values()))
+    else:
+        result = {"sizes": {k: {f: r[f] for f in ("AP50", "by_kind", "seconds") if f in r} for k, r in by_size.items()}}
+        result["AP50 mean over the sizes"] = {
+            m: round(float(np.mean([r["AP50"][m] for r in by_size.values()])), 3) for m in args.methods
+        }
+        result["AP50 range over the sizes"] = {
+            m: [min(r["AP50"][m] for r in by_size.values()), max(r["AP50"][m] for r in by_size.values())]
+            for m in args.methods
+        }
+    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}, indent=1))
+
+
+def _result_at(args, photos, run_options) -> dict:
+    """What ``main`` prints for ``photos`` (loaded and resized): the rest of the options applied, then scored."""
     if args.condition:
         from photo_conditions import conditioned
 
@@ -608,7 +639,7 @@ def main(argv=None):
             keep_detections=args.keep_detections,
             **run_options,
         )
-    print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}, indent=1))
+    return result
 
 
 if __name__ == "__main__":
