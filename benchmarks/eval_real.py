@@ -594,13 +594,9 @@ def main(argv=None):
         result = next(iter(by_size.values()))
     else:
         result = {"sizes": {k: {f: r[f] for f in ("AP50", "by_kind", "seconds") if f in r} for k, r in by_size.items()}}
-        result["AP50 mean over the sizes"] = {
-            m: round(float(np.mean([r["AP50"][m] for r in by_size.values()])), 3) for m in args.methods
-        }
-        result["AP50 range over the sizes"] = {
-            m: [min(r["AP50"][m] for r in by_size.values()), max(r["AP50"][m] for r in by_size.values())]
-            for m in args.methods
-        }
+        ap50 = {m: [r["AP50"][m] for r in by_size.values()] for m in args.methods}
+        result["AP50 mean over the sizes"] = {m: round(float(np.mean(v)), 3) for m, v in ap50.items()}
+        result["AP50 range over the sizes"] = {m: [min(v), max(v)] for m, v in ap50.items()}
     print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}, indent=1))
 
 
