@@ -205,7 +205,10 @@ def test_cli_against_a_scheduler_from_a_subprocess(images, client, tmp_path, cap
 
 def test_resume_skips_done_files_and_redoes_changed_ones(images, tmp_path, capsys):
     out = tmp_path / "out"
-    files = [str(p) for p in images[:2]]
+    (tmp_path / "photos").mkdir()
+    files = [str(tmp_path / "photos" / p.name) for p in images[:2]]
+    for src, copy in zip(images, files):
+        Path(copy).write_bytes(src.read_bytes())
     base = ["segment", *files, "--out", str(out), "--no-crf"]
     assert cli.main(base) == 0
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -232,20 +235,10 @@ def test_resume_skips_done_files_and_redoes_changed_ones(images, tmp_path, capsy
     assert "different options" in err and "--overwrite" in err
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "failures.jsonl"} == stamps
     # ...with --overwrite it redoes only what differs
-    Image.open(images[0]).transpose(Image.FLIP_LEFT_RIGHT).save(tmp_path / "scene0.png")
-    redo = [
-        "segment",
-        str(tmp_path / "scene0.png"),
-        *files[1:],
-        "--out",
-        str(out),
-        "--no-crf",
-        "--resume",
-        "--overwrite",
-    ]
-    assert cli.main(redo) == 0
-    assert "1 done, 1 skipped" in capsys.readouterr().out  # scene0 is another file now; scene1 unchanged
-    assert _record(out, "scene0")["input"]["path"] == str(tmp_path / "scene0.png")
+    Image.open(images[0]).transpose(Image.FLIP_LEFT_RIGHT).save(files[0])  # the photo edited where it lies
+    assert cli.main(base + ["--resume", "--overwrite"]) == 0
+    assert "1 done, 1 skipped" in capsys.readouterr().out  # scene0 changed; scene1 unchanged
+    assert _record(out, "scene0")["input"]["size"] == Path(files[0]).stat().st_size
     assert cli.main(changed + ["--overwrite"]) == 0
     assert "2 done, 0 skipped" in capsys.readouterr().out
     assert {_record(out, f"scene{i}")["options"]["score_threshold"] for i in range(2)} == {0.9}
@@ -328,9 +321,12 @@ def test_a_recursive_batch_mirrors_the_subfolders_and_resumes(images, tmp_path, 
     moved_args = ["segment", str(moved), "--recursive", "--out", str(moved / "results"), "--no-crf", "--resume"]
     assert cli.main(moved_args) == 0
     assert "0 done, 3 skipped, 0 failed" in capsys.readouterr().out
-    os.utime(moved / "2024-07" / "a.png", ns=(0, 10**18))  # a photo edited since: done again
+    # a photo edited since it moved is not told from another photo of its name: never replaced
+    os.utime(moved / "2024-07" / "a.png", ns=(0, 10**18))
     assert cli.main(moved_args) == 1
-    assert "different input" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "another photo of the same name" in err and str(photos / "2024-07" / "a.png") in err
+    assert cli.main([*moved_args, "--overwrite"]) == 1
 
 
 def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, capsys):
@@ -358,6 +354,55 @@ def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, c
         _batch.process_file(images[2], out, crf=False, score_threshold=0.7)
     again = _batch.process_file(images[2], out, crf=False, score_threshold=0.5, resume=True)
     assert again["reused"] and again["instances"] == _record(out, "scene2")["instances"]
+
+
+def test_another_photo_of_the_same_name_run_into_the_folder_before_is_never_replaced(images, tmp_path, capsys):
+    # one camera folder a day, all into one results folder: IMG_0001.JPG comes again
+    for day, src in (("day1", images[3]), ("day2", images[4])):
+        (tmp_path / day).mkdir()
+        (tmp_path / day / "a.png").write_bytes(src.read_bytes())
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(tmp_path / "day1"), "--out", str(out), "--no-crf"]) == 0
+    first = (out / "a_labels.tif").read_bytes()
+    capsys.readouterr()
+    for extra in ([], ["--overwrite"], ["--resume"], ["--resume", "--overwrite"]):
+        assert cli.main(["segment", str(tmp_path / "day2"), "--out", str(out), "--no-crf", *extra]) == 1
+        err = capsys.readouterr().err
+        assert "another photo" in err and str(tmp_path / "day1" / "a.png") in err, extra
+        assert "--overwrite replaces" not in err and "redoes them" not in err
+        assert (out / "a_labels.tif").read_bytes() == first
+        assert _record(out, "a")["input"]["path"] == str(tmp_path / "day1" / "a.png")
+    # the same photo edited where it lies is redone with --overwrite, as before
+    (tmp_path / "day1" / "a.png").write_bytes(images[5].read_bytes())
+    assert cli.main(["segment", str(tmp_path / "day1"), "--out", str(out), "--no-crf", "--overwrite"]) == 0
+    assert (out / "a_labels.tif").read_bytes() != first
+
+
+def test_outputs_corrected_with_any_program_are_never_replaced(images, tmp_path, capsys):
+    import hashlib
+
+    out = tmp_path / "out"
+    args = ["segment", str(images[2]), "--out", str(out)]
+    assert cli.main(args) == 0
+    record = _record(out, "scene2")
+    assert set(record["sha256"]) == set(record["written"])
+    for name in record["written"]:
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == record["sha256"][name]
+    # corrections saved over the CRF labels by another program (tifffile, as Fiji or QGIS would)
+    corrected = tifffile.imread(out / "scene2_labels_crf.tif")
+    corrected[:8, :8] = 99
+    tifffile.imwrite(out / "scene2_labels_crf.tif", corrected)
+    capsys.readouterr()
+    for extra in (["--overwrite"], ["--no-crf", "--overwrite"], ["--resume", "--score-threshold", "0.7"]):
+        assert cli.main(args + extra) == 1  # replaced, or removed as an output the new run does not make
+        err = capsys.readouterr().err
+        assert "changed after the run that wrote it" in err and "scene2_labels_crf.tif" in err, extra
+        np.testing.assert_array_equal(tifffile.imread(out / "scene2_labels_crf.tif"), corrected)
+    assert cli.main(args + ["--resume"]) == 0  # the same run: done, nothing replaced
+    np.testing.assert_array_equal(tifffile.imread(out / "scene2_labels_crf.tif"), corrected)
+    (out / "scene2_labels_crf.tif").unlink()  # deleted: made again
+    assert cli.main(args + ["--overwrite"]) == 0
+    assert tifffile.imread(out / "scene2_labels_crf.tif")[:8, :8].max() < 99
 
 
 def test_an_input_of_the_batch_is_never_one_of_its_outputs(images, tmp_path):

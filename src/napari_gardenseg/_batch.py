@@ -256,6 +256,10 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
             fs.outputs = [str(out / f) for f in [*record.get("written", []), f"{fs.name}{RUN_SUFFIX}"]]
             return "skip"
         if not overwrite:
+            try:  # another photo's outputs, or corrected ones: said as such, not "pass --overwrite"
+                check_outputs(out, fs.name, targets, True, input_path=path)
+            except OutputExistsError as exc:
+                return _failure(fs, exc, tb="")
             return _failure(
                 fs,
                 tb="",
@@ -266,7 +270,7 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
                 ),
             )
     try:
-        check_outputs(out, fs.name, targets, overwrite)
+        check_outputs(out, fs.name, targets, overwrite, input_path=path)
     except OutputExistsError as exc:
         return _failure(fs, exc, tb="")
     return "run"

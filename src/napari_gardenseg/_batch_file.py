@@ -25,8 +25,10 @@ from ._run_record import (
     _is_done,
     _jsonable,
     _package_version,
+    _same_file,
     model_identity,
     read_run_record,
+    sha256_of,
 )
 
 # segment() arguments that are not SegmentOptions fields
@@ -137,7 +139,7 @@ def process_file(
     kind = input_kind(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
     big = kind.big
-    check_outputs(out, name, targets, overwrite)  # fail before the work, not after it
+    check_outputs(out, name, targets, overwrite, input_path=path)  # fail before the work, not after it
 
     # 1. read: the one reader (orientation, colours, axes); a big input lazily, tile by tile
     image = read_image(path, axes=axes, lazy=big)
@@ -200,8 +202,8 @@ def process_file(
     if overwrite and run_json.exists():
         run_json.unlink()  # an old record must not vouch for outputs being replaced
 
-    def record_text(names):
-        return json.dumps(_jsonable({**record, "written": names}), indent=1)
+    def record_text(names, digests):
+        return json.dumps(_jsonable({**record, "written": names, "sha256": digests}), indent=1)
 
     written = _write_outputs(
         result,
@@ -230,15 +232,20 @@ def process_file(
 _NAME_MAX = 255
 
 
-def check_outputs(out: Path, name: str, targets: list[Path], overwrite: bool) -> None:
+def check_outputs(out: Path, name: str, targets: list[Path], overwrite: bool, input_path=None) -> None:
     """Raise unless every existing file of ``targets`` (``out / <output name>``) may be replaced.
 
-    An existing file that the run record of ``name`` does not list was not made
-    by a run of this package (a user's painted ``<name>_labels.tif``, another
-    photo): :class:`~napari_gardenseg._files.ForeignFileError`, even with
-    ``overwrite``. One that it lists: :class:`OutputExistsError` unless
-    ``overwrite``. Also refuses a folder where a file goes and the reverse
-    (:func:`check_target`), and a name too long for file systems (ValueError).
+    :class:`~napari_gardenseg._files.ForeignFileError`, even with ``overwrite``, for
+    outputs that are not this input's to replace: an existing file that the run
+    record of ``name`` does not list (a user's painted ``<name>_labels.tif``); a
+    record of another photo of the same name, run into this folder before
+    (``input_path`` given: not this file, nor this file moved, as
+    :func:`~napari_gardenseg._run_record._same_file` tells); a file the record lists
+    whose bytes changed since the run wrote it (corrections saved over it by any
+    program; records of runs before 6 December 2026 hold no checksums). Otherwise an
+    existing file raises :class:`OutputExistsError` unless ``overwrite``. Also
+    refuses a folder where a file goes and the reverse (:func:`check_target`), and
+    a name too long for file systems (ValueError).
     """
     too_long = next((t for t in targets if len(os.fsencode(t.name)) > _NAME_MAX), None)
     if too_long is not None:
@@ -258,8 +265,36 @@ def check_outputs(out: Path, name: str, targets: list[Path], overwrite: bool) ->
                     "Move it, or write into another folder (a run interrupted before writing its "
                     "record leaves such files too: delete them then)."
                 )
+        _not_anothers(out, name, record, input_path)
     for target in targets:
         check_target(target, overwrite, "output", folder=target.suffix == ".zarr")
+
+
+def _not_anothers(out: Path, name: str, record: dict, input_path) -> None:
+    """Raise ForeignFileError when ``name``'s outputs in ``out`` are another photo's (``record``
+    says which) or were changed since their run wrote them (check_outputs)."""
+    recorded = record.get("input")
+    if input_path is not None and isinstance(recorded, dict) and isinstance(recorded.get("path"), str):
+        path = Path(input_path)
+        now = _input_identity(path) if path.exists() else {"path": os.path.abspath(path)}
+        if recorded["path"] != now["path"] and not _same_file(recorded, now):
+            raise ForeignFileError(
+                f"the outputs {name}_* in {str(out)!r} are those of {recorded['path']!r} (its run record "
+                f"{name}{RUN_SUFFIX} says so), which is not {str(path)!r}: another photo of the same name (or "
+                "this one, moved and changed since); not replacing them, overwrite or not. Write this photo's "
+                "results into another folder, or delete those outputs first."
+            )
+    digests = record.get("sha256")
+    if not isinstance(digests, dict):
+        return
+    for listed in record.get("written") or []:
+        target = out / str(listed)
+        if str(listed) in digests and target.is_file() and sha256_of(target) != digests[str(listed)]:
+            raise ForeignFileError(
+                f"output {str(target)!r} was changed after the run that wrote it (its bytes differ from "
+                f"those the run record {name}{RUN_SUFFIX} holds): your corrections? Not replacing it, "
+                "overwrite or not. Move it, or write into another folder (delete it to have it made again)."
+            )
 
 
 def _label_map_note(image) -> str | None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._files import atomic_write
 from ._reader import read_image
-from ._run_record import RUN_SUFFIX
+from ._run_record import RUN_SUFFIX, sha256_of
 
 
 def overlay(image, labels, alpha: float = 0.45, rows: int | None = None):
@@ -190,7 +190,8 @@ def _write_outputs(
     result, image, path: Path, out: Path, name: str, *, coco, write_overlay, overwrite, record=None
 ) -> list[str]:
     """Write every output under a temporary name, then rename them all together, the run
-    record last (``record``: (its path, a function of the names written giving its text)).
+    record last (``record``: (its path, a function of the names written and their files'
+    SHA-256, {name: hex}, giving its text)).
 
     A process killed while writing leaves only hidden ``.*.tmp`` files, never some outputs
     under their real names, which a retry would have to refuse; Ctrl-C during the renames
@@ -200,7 +201,7 @@ def _write_outputs(
 
     from ._files import interrupts_held
 
-    written = []
+    written, digests = [], {}
     staged = getattr(result, "meta", {}).get("staged")
     table = result.table
     coco_json = json.dumps(to_coco_of(result, path)) if coco else None  # before any output gets its name
@@ -209,8 +210,11 @@ def _write_outputs(
         record_tmp = None if record is None else renames.enter_context(atomic_write(record[0], overwrite, "run record"))
 
         def put(filename, write, folder=False):
-            write(renames.enter_context(atomic_write(out / filename, overwrite, "output", folder=folder)))
+            target = renames.enter_context(atomic_write(out / filename, overwrite, "output", folder=folder))
+            write(target)
             written.append(filename)
+            if not folder:  # what the file holds as written: a later change to it is the user's
+                digests[filename] = sha256_of(target)
 
         geo = getattr(image, "georeference", ())  # a GeoTIFF's labels lie on its grid in GIS software too
         sidecars = getattr(image, "sidecar_georeference", None)  # and a world file's, with theirs
@@ -241,7 +245,7 @@ def _write_outputs(
         if coco_json is not None:
             put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
         if record_tmp is not None:
-            record_tmp.write_text(record[1](list(written)))
+            record_tmp.write_text(record[1](list(written), digests))
         held.hold()
     return written
 

@@ -3,8 +3,10 @@
 A record holds the input file's identity (path, size, mtime), the model's
 identity (its source and, for checkpoint files, their SHA-256), the options
 that change the result (those that differ from the defaults), the outputs
-asked for, how the file was read, and what was written. ``resume`` skips a
-file whose record matches this run and whose outputs are all there.
+asked for, how the file was read, and what was written (``written``, and the
+SHA-256 of each file written, ``sha256``: an output changed since, by a user's
+corrections, is never replaced). ``resume`` skips a file whose record matches
+this run and whose outputs are all there.
 """
 
 from __future__ import annotations
@@ -36,15 +38,20 @@ def _package_version() -> str:
 _SHA_CACHE: dict[tuple, str] = {}
 
 
+def sha256_of(path) -> str:
+    """The SHA-256 of a file's bytes, as a hex string (read in blocks: any size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA_CACHE[key] = h.hexdigest()
+        _SHA_CACHE[key] = sha256_of(path)
     return _SHA_CACHE[key]
 
 
