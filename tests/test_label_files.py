@@ -160,6 +160,37 @@ def test_train_samples_may_be_files(tmp_path):
         prepare_samples([(str(tmp_path / "a.png"), str(tmp_path / "small.tif"), "plant")])
 
 
+def test_a_segmentations_labels_in_pieces_are_not_taken_for_a_class_mask(tmp_path):
+    # public report: training on a batch's own CRF labels warned that they looked mis-painted (the
+    # CRF cuts leaves off at thin stems); a class mask with no table is still said
+    import warnings
+
+    import pandas as pd
+
+    from napari_gardenseg._training import prepare_samples
+
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "p.png")
+    labels = np.zeros((40, 60), np.uint16)
+    labels[5:20, 5:20], labels[25:30, 5:10], labels[25:30, 15:20], labels[30:35, 40:45] = 4, 4, 4, 4  # leaves cut off
+    labels[5:15, 40:55] = 9
+    tifffile.imwrite(tmp_path / "p_labels_crf.tif", labels)
+    for table in (False, True):
+        if table:  # the batch's table beside it names ids 4 and 9
+            pd.DataFrame({"id": [4, 9], "class": ["rosette", "weed"], "score": [0.9, 0.8]}).to_csv(
+                tmp_path / "p_instances.csv", index=False
+            )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prepare_samples([(tmp_path / "p.png", tmp_path / "p_labels_crf.tif", "plant")])
+        said = [str(w.message) for w in caught if "separate pieces" in str(w.message)]
+        assert bool(said) is not table, table
+    with warnings.catch_warnings(record=True) as caught:  # classes by id: the caller's table
+        warnings.simplefilter("always")
+        prepare_samples([(rgb, labels, {4: "rosette", 9: "weed"})])
+    assert not [w for w in caught if "separate pieces" in str(w.message)]
+
+
 def test_label_images_that_are_not_one_id_per_plant_are_read_as_meant_or_said(tmp_path):
     # public reports: masks saved as JPEG (ids not exact), VOC's 255 'void' band, inverted masks,
     # class masks; each trained as plants that are not there, without a word

@@ -39,12 +39,14 @@ LABEL_TAILS = ("_labels", "_labels_crf")
 DEFAULT_CLASS = "plant"
 
 
-def label_doubt(labels: np.ndarray) -> str | None:
+def label_doubt(labels: np.ndarray, pieces: bool = True) -> str | None:
     """What makes a label image ((H, W) ids, 0 the background) look unlike one id per plant, in a
     sentence with what to do, or None: one instance over three quarters of the image that touches
-    every border (an inverted mask: plants 0, soil 255); ids made of three or more separate pieces of 12 pixels
-    or more (a mask of classes, or one id painted on several plants). Only warned: occluded plants
-    come in pieces too."""
+    every border (an inverted mask: plants 0, soil 255); with ``pieces``, ids made of three or more
+    separate pieces of 12 pixels or more (a mask of classes, or one id painted on several plants).
+    Only warned: occluded plants come in pieces too, and so do a segmentation's own instances, whose
+    leaves colour and the CRF cut off at thin stems (labels whose table names each id: ``pieces``
+    False)."""
     from skimage.measure import label
 
     step = max(1, int(np.ceil(np.sqrt(labels.size / 4e6))))  # a few megapixels say it as well
@@ -59,6 +61,8 @@ def label_doubt(labels: np.ndarray) -> str | None:
                     f"instance {k} covers {n / (h * w):.0%} of the image and touches every border: if the plants "
                     "are 0 in this mask, it is inverted (plants must be non-zero, the background 0)"
                 )
+    if not pieces:
+        return None
     values, rank = np.unique(labels, return_inverse=True)  # ids as 0..n (uint64 ids past 2**63 too)
     rank = rank.reshape(labels.shape) + (values[0] != 0)
     values = values if values[0] == 0 else np.concatenate([np.zeros(1, values.dtype), values])

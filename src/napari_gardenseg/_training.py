@@ -107,9 +107,12 @@ def prepare_samples(
             if photo.is_stack:
                 raise ValueError(f"{what} holds {photo.n_planes} planes; train takes 2-D photos")
             image, photo = photo.data, None
+        # ids a table names are instances by its word (a segmentation's, corrected or not): not a class mask
+        named = isinstance(classes, dict)
         if is_image_path(labels):
-            from ._label_files import read_labels
+            from ._label_files import _table_of, read_labels
 
+            named = named or _table_of(Path(labels).expanduser()) is not None
             # ids a table names are kept as stored (one plant left is not a mask to split)
             what, labels = f"{what}: {Path(labels).name}", read_labels(labels, split=not isinstance(classes, dict))
         rgb = _held_rgb(image)
@@ -133,7 +136,7 @@ def prepare_samples(
                 f"{rgb.shape[0]}x{rgb.shape[1]}: paint the labels on the image they are for{hint if turned else ''}"
             )
         ids = [int(v) for v in np.unique(lab) if v > 0]
-        doubt = label_doubt(lab)
+        doubt = label_doubt(lab, pieces=not named)
         if doubt is not None:
             import warnings
 
