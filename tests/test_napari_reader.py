@@ -129,6 +129,23 @@ def test_coco_file_opens_as_photos_and_labels_with_classes(tmp_path):
         assert get_coco_reader(str(tmp_path / other)) is None
 
 
+def test_a_batchs_coco_file_opens_with_its_photo_from_the_output_folder(tmp_path):
+    # public report: `segment --coco` writes into another folder than the photos', so napari's
+    # reader found no photo; the run record beside the JSON names it
+    from napari_gardenseg import segment_files
+    from napari_gardenseg.synthetic import garden_scene
+
+    im, _, _ = garden_scene(8_000_301, shape=(160, 160), n_plants=(3, 5))
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(im).save(tmp_path / "photos" / "bed.png")
+    segment_files([tmp_path / "photos" / "bed.png"], tmp_path / "out", "garden", coco=True)
+    layers = get_coco_reader(str(tmp_path / "out" / "bed_coco.json"))(str(tmp_path / "out" / "bed_coco.json"))
+    assert [(meta["name"], kind) for _, meta, kind in layers] == [("bed", "image"), ("bed_labels", "labels")]
+    np.testing.assert_array_equal(layers[0][0], im)
+    refined = tifffile.imread(tmp_path / "out" / "bed_labels_crf.tif")
+    assert layers[1][0].max() >= 1 and np.array_equal(layers[1][0] > 0, refined > 0)  # the CRF masks, as written
+
+
 def test_coco_file_of_too_many_photos_says_how_to_train_on_it(tmp_path, monkeypatch):
     import napari_gardenseg._napari_reader as napari_reader
 

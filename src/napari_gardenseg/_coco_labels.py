@@ -57,7 +57,9 @@ def read_coco(
         there as written, then by its base name. By default the photos are
         looked for beside the JSON file (Roboflow's layout), in its
         ``images/`` subfolder, and in the ``images/`` folder beside its own
-        folder (CVAT's: ``annotations/instances_default.json`` and ``images/``).
+        folder (CVAT's: ``annotations/instances_default.json`` and ``images/``);
+        for a batch's ``<name>_coco.json`` (``gardenseg segment --coco``), also in
+        the folder of the photo its run record ``<name>_run.json`` names.
     max_photos : int, optional
         Refuse a file that annotates more photos than this (ValueError),
         before any mask is decoded.
@@ -103,6 +105,7 @@ def read_coco(
     else:  # Roboflow: photos beside the JSON; CVAT: annotations/ beside images/
         # once each (a file in the working folder: its parent's parent is the same folder)
         folders = list(dict.fromkeys([path.parent, path.parent / "images", path.parent.parent / "images"]))
+        folders += _batch_photo_folder(path)
     if images is not None and not folders[0].is_dir():
         raise FileNotFoundError(f"no such folder of photos: {folders[0]}")
     coco_mask = pycocotools_mask("reading COCO annotations")
@@ -332,6 +335,19 @@ def _one_entry_per_photo(by_image: dict, found: dict, entries: dict) -> tuple[di
             continue
         merged[ids[0]] = [a for i in ids for a in by_image[i]]
     return merged, ambiguous
+
+
+def _batch_photo_folder(path: Path) -> list[Path]:
+    """[the folder of the photo a batch's run record beside ``path`` names], for ``<name>_coco.json``
+    (a batch writes its outputs into another folder than its photos'); else []."""
+    from ._run_record import read_run_record
+
+    if not path.name.endswith("_coco.json"):
+        return []
+    record = read_run_record(path.parent, path.name[: -len("_coco.json")])
+    given = record.get("input") if isinstance(record, dict) else None
+    photo = given.get("path") if isinstance(given, dict) else None
+    return [Path(photo).parent] if isinstance(photo, str) and Path(photo).parent.is_dir() else []
 
 
 def _find_photo(file_name: str, folders: list[Path]) -> Path | None:
