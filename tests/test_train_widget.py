@@ -170,6 +170,23 @@ def test_candidate_pairs_by_name_then_shape():
     ]
 
 
+def test_labels_of_a_second_photo_of_the_same_name_go_with_that_photo():
+    # public report: two photos named plot.jpg (two days' folders) and their plot_labels.tif: napari
+    # names the second pair "plot [1]" / "plot_labels [1]", which went with the first photo
+    day1, day2 = (Image(np.zeros((40, 50, 3), np.uint8), name=n) for n in ("plot", "plot [1]"))
+    names = ["plot_labels", "plot_labels [1]", "plot [1] masks", "plot [1]", "plot_a_labels [1]"]
+    labels = [Labels(np.zeros((40, 50), int), name=n) for n in names]
+    plot_a = Image(np.zeros((40, 50, 3), np.uint8), name="plot_a")
+    got = [(im.name, lab.name, sure) for im, lab, sure in candidate_pairs([day1, day2, plot_a], labels)]
+    assert got == [
+        ("plot", "plot_labels", True),
+        ("plot [1]", "plot_labels [1]", True),
+        ("plot [1]", "plot [1] masks", True),
+        ("plot [1]", "plot [1]", True),
+        ("plot_a", "plot_a_labels [1]", True),
+    ]
+
+
 # -- the widget ------------------------------------------------------------------
 
 

@@ -207,8 +207,9 @@ def candidate_pairs(image_layers: Sequence, labels_layers: Sequence) -> list[tup
     A Labels layer named after an image (its name is the image's name, alone or
     followed by a space, ``_``, ``-``, ``.``, ``[`` or ``(``: ``"<image>
     masks"``, ``"<image> refined"``, ``"<image>_labels"``; the longest image
-    name wins) is paired with that image alone, if their planes have the same
-    (H, W). Otherwise every Image layer of the same
+    name wins, then the one of napari's copy number: ``"plot_labels [1]"`` goes
+    with ``"plot [1]"``, the second photo named ``plot``) is paired with that image alone, if their
+    planes have the same (H, W). Otherwise every Image layer of the same
     plane shape is a candidate; ``preferred`` is True when it is the only one.
     Labels layers with no candidate are left out.
     """
@@ -216,9 +217,9 @@ def candidate_pairs(image_layers: Sequence, labels_layers: Sequence) -> list[tup
     for lab in labels_layers:
         shape = plane_shape(lab)
         same = [im for im in image_layers if plane_shape(im) == shape]
-        named = [im for im in same if _named_after(lab.name, im.name)]
+        named = [(match, im) for im in same if (match := _named_after(lab.name, im.name)) is not None]
         if named:
-            out.append((max(named, key=lambda im: len(im.name)), lab, True))
+            out.append((max(named, key=lambda pair: pair[0])[1], lab, True))
         else:
             out.extend((im, lab, len(same) == 1) for im in same)
     return out
@@ -243,9 +244,29 @@ def unpaired_note(image_layers: Sequence, labels_layers: Sequence) -> str | None
     )
 
 
-def _named_after(labels_name: str, image_name: str) -> bool:
-    """``"<image>"``, ``"<image> masks"``, ``"<image>_labels"``, ``"<image> [1]"``...: the image's name then a separator."""
-    if not labels_name.startswith(image_name):
-        return False
+def _named_after(labels_name: str, image_name: str) -> tuple[int, bool] | None:
+    """How well ``labels_name`` names the image ``image_name`` (larger is better), or None when it
+    does not: ``"<image>"``, ``"<image> masks"``, ``"<image>_labels"``, ``"<image> [1]"``...: the
+    image's name then a separator; also with napari's copy numbers taken off both names when they
+    are the same (``"plot_labels [1]"`` and ``"plot [1]"``). (the length of the image name
+    matched, whether the copy numbers are the same)."""
+    labels_base, labels_copy = _copy_number(labels_name)
+    image_base, image_copy = _copy_number(image_name)
+    same_copy = labels_copy == image_copy
+    lengths = [len(image_name)] if _prefixed(labels_name, image_name) else []
+    if same_copy and _prefixed(labels_base, image_base):
+        lengths.append(len(image_base))
+    return (max(lengths), same_copy) if lengths else None
+
+
+def _prefixed(labels_name: str, image_name: str) -> bool:
     rest = labels_name[len(image_name) :]
-    return rest == "" or rest[0] in " _-.[("
+    return labels_name.startswith(image_name) and (rest == "" or rest[0] in " _-.[(")
+
+
+def _copy_number(name: str) -> tuple[str, int | None]:
+    """A layer name without napari's `` [n]``, which it appends to a name already in the viewer, and n."""
+    import re
+
+    m = re.fullmatch(r"(.*) \[(\d+)\]", name)
+    return (m.group(1), int(m.group(2))) if m else (name, None)
