@@ -281,6 +281,21 @@ def test_refuses_an_existing_output_before_training(tmp_path, two_scenes):
     assert target.read_bytes() == b"a user's model"
     path = train(two_scenes, base="garden", iterations=1, output=target, device="cpu", crop=96, overwrite=True)
     assert path == target and load_model(path, device="cpu").meta["training"]["iterations"] == 1
+    # public report: a folder no file can be made in was found only at the save, after the whole
+    # run (the model then went elsewhere, an adapt report was lost): refused before it, for adapt too
+    from napari_gardenseg import adapt
+
+    (tmp_path / "a_file").write_bytes(b"")
+    for run in (
+        lambda out: train(two_scenes, base="garden", iterations=1, output=out, progress=lambda f, m: seen.append(f)),
+        lambda out: adapt([two_scenes[0][0]], output=out, minutes=1, progress=lambda f, m: seen.append(f)),
+    ):
+        with pytest.raises(OSError, match="cannot write into the folder .*a_file.*save the model elsewhere"):
+            run(tmp_path / "a_file" / "m.pt")
+        assert seen == []
+    # a name without a suffix is saved as the widgets save it, and as the models list finds it
+    path = train(two_scenes, base="garden", iterations=1, output=tmp_path / "field", device="cpu", crop=96)
+    assert path == tmp_path / "field.pt" and path.exists() and not (tmp_path / "field").exists()
 
 
 def test_default_output_is_a_new_file_in_the_user_models_folder(tmp_path, monkeypatch, two_scenes):

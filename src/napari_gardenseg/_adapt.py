@@ -246,7 +246,8 @@ def adapt(
     :class:`Model`). ``minutes``: wall-time budget for the whole run
     (default :func:`default_minutes`); ``rounds``: at most this many rounds of
     harvest and training, each stopped by its share of the time or, when
-    given, after ``iterations``. ``output``: the checkpoint to write; None
+    given, after ``iterations``. ``output``: the checkpoint to write (``.pt`` added to a
+    name without a suffix; a folder that cannot be written into is refused before the run); None
     picks a new name in the user's models folder; an existing file is refused
     unless ``overwrite=True``, and one that appears during the run (model or
     report) is kept: the model goes beside it, with a warning. A report (plants harvested, rounds, the
@@ -264,7 +265,7 @@ def adapt(
     """
     import torch
 
-    from ._files import check_free_space, check_target, free_at_the_end
+    from ._files import check_free_space, checkpoint_target, free_at_the_end
     from ._harvest import harvest_photo
     from ._image_folders import expand_folders
     from ._models import Model, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
@@ -289,7 +290,7 @@ def adapt(
     check_fit_options(lr, batch_size, crop)
     named = output is not None
     output = default_output() if output is None else output
-    output = check_target(output, overwrite, what="checkpoint")
+    output = checkpoint_target(output, overwrite)
     if report_path(output) == output:
         raise ValueError(f"the model's file name must not end in .json ({output.name}): its report is MODEL.json")
     check_report_target(output, overwrite)

@@ -76,6 +76,20 @@ def writable_folder(folder, what: str) -> Path:
     return folder
 
 
+def checkpoint_target(output, overwrite: bool = False) -> Path:
+    """Where ``train`` or ``adapt`` saves its model, checked before the (slow) run: ``output`` with
+    ``.pt`` added when it has no suffix (what the widgets, the models folder and ``gardenseg models``
+    take for a model); :class:`OutputExistsError` when it exists and not ``overwrite``
+    (:func:`check_target`); OSError when its folder cannot be written into (:func:`writable_folder`,
+    which makes a missing one)."""
+    output = Path(output).expanduser()
+    if not output.suffix:
+        output = output.with_name(output.name + ".pt")
+    output = check_target(output, overwrite, what="checkpoint")
+    writable_folder(output.parent, "save the model elsewhere (another output file)")
+    return output
+
+
 def check_free_space(path, need: int, what: str) -> None:
     """Raise OSError (``errno.ENOSPC``, naming ``path``) when the file system that is to hold
     ``path`` has fewer than ``need`` bytes free; says nothing when the free space cannot be read

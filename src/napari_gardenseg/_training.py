@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ._architectures import ARCHITECTURES, replace_heads
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
-from ._files import check_free_space, check_target, free_at_the_end, free_path, user_models_dir
+from ._files import check_free_space, checkpoint_target, free_at_the_end, free_path, user_models_dir
 from ._images import to_rgb_float
 from ._label_files import ids_dtype
 from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
@@ -555,7 +555,8 @@ def train(
 
     ``base`` is ``"garden"``, ``"coco"``, ``"coco-v1"``, a checkpoint path, a
     :class:`Model`, or ``None`` to start from scratch with the small garden
-    architecture. ``output`` is the checkpoint to write; ``None`` picks a new
+    architecture. ``output`` is the checkpoint to write (``.pt`` added to a name without a
+    suffix; a folder that cannot be written into is refused before training); ``None`` picks a new
     file in :func:`~napari_gardenseg._files.user_models_dir`. An existing
     ``output`` is refused before training starts unless ``overwrite=True``; a
     file that appears there during the training is kept, and the model is
@@ -639,7 +640,7 @@ def train(
     named = output is not None
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
-    output = check_target(output, overwrite, what="checkpoint")  # before the (slow) training
+    output = checkpoint_target(output, overwrite)  # before the (slow) training
     dev = resolve_device(device)
     rng = np.random.default_rng(seed)
 
