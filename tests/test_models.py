@@ -32,9 +32,17 @@ def test_bad_devices(device, match):
         resolve_device(device)
 
 
-def test_unknown_model_name():
+def test_unknown_model_name(user_models):
     with pytest.raises(ModelError, match="unknown model 'cocoo'.*coco, coco-v1, garden"):
         load_model("cocoo")
+    # a model the user trained or adapted is given by path: the message names it
+    from napari_gardenseg._run_record import model_identity
+
+    user_models.mkdir(parents=True)
+    (user_models / "adapted.pt").write_bytes(b"")
+    for find in (load_model, model_identity):  # segment() and the batches
+        with pytest.raises(ModelError, match=f"unknown model 'adapted'.*give its path, {user_models / 'adapted.pt'}"):
+            find("adapted")
 
 
 def test_coco_offline_says_where_to_put_the_file():

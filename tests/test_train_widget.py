@@ -525,7 +525,7 @@ def test_napari_opens_the_widget_with_its_viewer(make_napari_viewer):
 
 
 @pytest.mark.gui
-def test_start_from_offers_the_segmentation_widgets_models(make_napari_viewer, user_models):
+def test_start_from_offers_the_segmentation_widgets_models(make_napari_viewer, user_models, monkeypatch):
     """Training and adapting start from what the segmentation widget lists: your models folder too."""
     import shutil
 
@@ -546,3 +546,12 @@ def test_start_from_offers_the_segmentation_widgets_models(make_napari_viewer, u
         w.base.value = "checkpoint"  # the file picker, empty: refused before any run
         with pytest.raises(ValueError, match="choose the checkpoint file"):
             chosen_base(w.base, w.checkpoint)
+    # public report: a model trained in one panel was not offered in the other until a layer changed
+    from napari_gardenseg import _widget_controls
+
+    monkeypatch.setattr(_widget_controls, "_REGISTERED", {})
+    trained = Path(shutil.copy(bundled_checkpoint(), user_models.parent / "t1.pt")).resolve()
+    _widget_controls.register_model(trained, "t1")
+    for w in (widget, panel):
+        assert str(trained) in w.base.choices  # offered at once, no layer event needed
+        assert w.base.value == "checkpoint"  # the choice kept

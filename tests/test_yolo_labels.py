@@ -141,3 +141,14 @@ def test_a_dataset_folder_given_relative_to_the_working_folder(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     [(photo, labels, classes)] = read_yolo("yolo")
     assert photo.resolve() == (tmp_path / "yolo/train/images/a.jpg").resolve() and classes == {1: "beet"}
+
+
+def test_an_absolute_dataset_path_of_another_machine_falls_back_to_the_yamls_folder(tmp_path):
+    # public report: a dataset made on Colab ("path: /content/datasets/mydata") copied to a laptop
+    yaml_file = tmp_path / "mydata" / "data.yaml"
+    _photo(tmp_path / "mydata/images/train/a.jpg")
+    _labels(tmp_path / "mydata/labels/train/a.txt", ["0 0 0 1 0 1 1 0 1"])
+    gone = tmp_path / "content" / "datasets" / "mydata"  # absolute, and not on this machine
+    yaml_file.write_text(f"path: {gone}\ntrain: images/train\nnames: [weed]\n")
+    [(photo, labels, classes)] = read_yolo(yaml_file)
+    assert photo == tmp_path / "mydata/images/train/a.jpg" and (labels == 1).all() and classes == {1: "weed"}

@@ -106,6 +106,20 @@ _CACHE_LOCK = threading.Lock()
 _MODULE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a caller's module -> its inference lock
 
 
+def missing_model(model) -> str:
+    """What to say of a model name or checkpoint path that names nothing: a name that is neither a
+    known model nor a file (with the path of the user's model of that name, trained or adapted,
+    where there is one: models are given by path), or a checkpoint file not found."""
+    from ._files import user_models_dir
+
+    path = Path(model).expanduser()
+    if isinstance(model, str) and os.sep not in model and not path.suffix:
+        mine = next((p for p in (user_models_dir() / f"{model}{ext}" for ext in (".pt", ".pth")) if p.is_file()), None)
+        hint = f" (your model of that name: give its path, {mine})" if mine is not None else ""
+        return f"unknown model {model!r}: use one of {', '.join(MODEL_NAMES)} or the path of a checkpoint file{hint}"
+    return f"checkpoint file not found: {path}"
+
+
 def load_model(
     model: str | os.PathLike | nn.Module | Model = DEFAULT_MODEL,
     device: str | torch.device | None = "auto",
@@ -139,11 +153,7 @@ def load_model(
     if isinstance(model, os.PathLike) or (isinstance(model, str) and model not in MODEL_NAMES):
         path = Path(model).expanduser()
         if not path.exists():
-            if isinstance(model, str) and os.sep not in model and not path.suffix:
-                raise ModelError(
-                    f"unknown model {model!r}: use one of {', '.join(MODEL_NAMES)} or the path of a checkpoint file"
-                )
-            raise ModelError(f"checkpoint file not found: {path}")
+            raise ModelError(missing_model(model))
         path = path.resolve()
         key = ("file", str(path), path.stat().st_mtime_ns, str(dev))
         return _cached(key, lambda: _from_checkpoint(path, dev, source=str(path)))

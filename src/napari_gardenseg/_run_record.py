@@ -60,7 +60,7 @@ def model_identity(model) -> dict:
 
     Raises the model loader's error for an unknown name or a missing checkpoint.
     """
-    from ._models import MODEL_NAMES, Model, ModelError, bundled_checkpoint
+    from ._models import MODEL_NAMES, Model, ModelError, bundled_checkpoint, missing_model
 
     if isinstance(model, Model):
         src = model.source
@@ -75,11 +75,7 @@ def model_identity(model) -> dict:
             return {"source": model, "sha256": None}  # torchvision's weights file is named by its hash
         path = Path(model).expanduser()
         if not path.exists():
-            if isinstance(model, str) and os.sep not in model and not path.suffix:
-                raise ModelError(
-                    f"unknown model {model!r}: use one of {', '.join(MODEL_NAMES)} or the path of a checkpoint file"
-                )
-            raise ModelError(f"checkpoint file not found: {path}")
+            raise ModelError(missing_model(model))
         path = path.resolve()
         return {"source": str(path), "sha256": _sha256(path)}  # the content, not the date: a copy is the same model
     return {"source": f"<{type(model).__name__} object>", "sha256": None}

@@ -75,7 +75,7 @@ from napari.utils.notifications import show_info, show_warning
 
 from ._paint_features import follow_if_ours
 from ._train_layers import candidate_pairs, samples_from_layers, unpaired_note
-from ._widget_controls import reset_keeping, restore_choice
+from ._widget_controls import _BASE_LISTS, reset_keeping, restore_choice
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label, watch_dock, when_engine_loaded
 
 if TYPE_CHECKING:
@@ -101,6 +101,7 @@ def start_from_controls():
     base = ComboBox(name="base", label="start from", choices=_start_from_choices, value="garden")
     checkpoint = FileEdit(name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False)
     base.changed.connect(lambda v: setattr(checkpoint, "visible", v == _CHECKPOINT))
+    _BASE_LISTS.add(base)  # a model trained or adapted in the other panel is offered here at once
     return base, checkpoint
 
 

@@ -69,6 +69,8 @@ _OVERLAP_MODES = [("a quarter of the tile", "default"), ("pixels…", "pixels")]
 # Models registered at run time (e.g. by the training widget): path -> title.
 _REGISTERED: dict[str, str] = {}
 _LIVE: weakref.WeakSet = weakref.WeakSet()
+# The training and adapt panels' "start from" lists, which offer the registered models too.
+_BASE_LISTS: weakref.WeakSet = weakref.WeakSet()
 
 
 def reset_keeping(combo) -> None:
@@ -87,7 +89,8 @@ def restore_choice(combo, keep) -> None:
 
 
 def register_model(path, title: str | None = None, *, select: bool = False) -> str:
-    """Offer the checkpoint at ``path`` in every segmentation widget's model list.
+    """Offer the checkpoint at ``path`` in every segmentation widget's model list (and in the training
+    and adapt panels' "start from" lists).
 
     Call from the GUI thread. Returns the choice's value (the resolved path as
     a string), which can be assigned to ``widget.model.value``. Registering a
@@ -104,6 +107,11 @@ def register_model(path, title: str | None = None, *, select: bool = False) -> s
                 widget.model.value = key
         except RuntimeError:  # its Qt side is gone (closed dock widget)
             _LIVE.discard(widget)
+    for combo in list(_BASE_LISTS):
+        try:
+            reset_keeping(combo)
+        except RuntimeError:
+            _BASE_LISTS.discard(combo)
     return key
 
 

@@ -191,6 +191,10 @@ def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
         # we do not know: from the YAML's folder, then the working folder, then the YAML's folder itself
         tried = (yaml_file.parent / root, Path.cwd() / root, yaml_file.parent)
         roots = [r for r in tried if r.is_dir()] or [yaml_file.parent / root]
+    elif data.get("path") and not root.is_dir():
+        # an absolute path of the machine the dataset was made on (Colab's /content/datasets/...),
+        # the dataset copied since: its splits beside the YAML file, as Ultralytics' exports lay them
+        roots = [yaml_file.parent]
     photos: set[Path] = set()
     for s in listed:
         for entry in data[s] if isinstance(data[s], list) else [data[s]]:
