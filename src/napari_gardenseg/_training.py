@@ -100,12 +100,14 @@ def prepare_samples(
         what = f"sample {i}"
         image, labels = as_path(image), as_path(labels)  # bytes, file://
         photo_file = Path(image).expanduser().resolve() if is_image_path(image) else None
+        orientation = None  # the EXIF orientation the photo was turned upright by
         if photo_file is not None:
             from ._reader import read_image
 
             what, photo = f"{what} ({Path(image).name})", read_image(image)
             if photo.is_stack:
                 raise ValueError(f"{what} holds {photo.n_planes} planes; train takes 2-D photos")
+            orientation = photo.applied.get("exif_orientation")
             image, photo = photo.data, None
         # ids a table names are instances by its word (a segmentation's, corrected or not): not a class mask
         named = isinstance(classes, dict)
@@ -137,6 +139,8 @@ def prepare_samples(
             )
         ids = [int(v) for v in np.unique(lab) if v > 0]
         doubt = label_doubt(lab, pieces=not named)
+        if doubt is None and orientation in (5, 6, 7, 8) and lab.shape[0] == lab.shape[1]:
+            doubt = _painted_unturned(rgb, lab, orientation)  # a square photo's turn does not show in its size
         if doubt is not None:
             import warnings
 
@@ -232,6 +236,29 @@ def _same_instances(a: _Sample, b: _Sample) -> bool:
     pairs = np.unique(np.stack([la[la > 0], lb[lb > 0]]), axis=1)
     one_to_one = len(pairs[0]) == len(np.unique(pairs[0])) == len(np.unique(pairs[1]))
     return one_to_one and all(a.class_of.get(int(i)) == b.class_of.get(int(j)) for i, j in pairs.T)
+
+
+def _painted_unturned(rgb: np.ndarray, labels: np.ndarray, orientation: int) -> str | None:
+    """What to say when ``labels`` fit the plants of ``rgb`` (a photo read upright, turned by EXIF
+    ``orientation``) far better turned as the reader turns the photo: painted on its stored pixels,
+    as viewers that ignore the orientation show it; else None."""
+    from ._coco_labels import _turned
+    from ._scale import vegetation_mask
+
+    fg = labels > 0
+    if fg.sum() < 100:
+        return None
+    plant = vegetation_mask(rgb / 255.0 if rgb.dtype == np.uint8 else rgb)
+    as_given = float(plant[fg].mean())
+    turned = float(plant[_turned(fg.astype(np.uint8), orientation) > 0].mean())
+    if turned < 0.5 or turned < 2 * as_given:
+        return None
+    return (
+        f"the photo is turned upright by its EXIF orientation, and these labels fit its plants far better "
+        f"turned that way too ({turned:.0%} of their pixels plant-coloured against {as_given:.0%}): were they "
+        "painted on the photo unturned (as a viewer that ignores the orientation shows it)? Paint on the photo "
+        "as this plugin's reader opens it"
+    )
 
 
 def _held_rgb(image) -> np.ndarray:
