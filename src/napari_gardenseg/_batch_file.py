@@ -26,9 +26,9 @@ from ._run_record import (
     _jsonable,
     _package_version,
     _same_file,
+    _sha256,
     model_identity,
     read_run_record,
-    sha256_of,
 )
 
 # segment() arguments that are not SegmentOptions fields
@@ -289,7 +289,8 @@ def _not_anothers(out: Path, name: str, record: dict, input_path) -> None:
         return
     for listed in record.get("written") or []:
         target = out / str(listed)
-        if str(listed) in digests and target.is_file() and sha256_of(target) != digests[str(listed)]:
+        # cached by size and time: the batch's check and process_file's read each output once
+        if str(listed) in digests and target.is_file() and _sha256(target) != digests[str(listed)]:
             raise ForeignFileError(
                 f"output {str(target)!r} was changed after the run that wrote it (its bytes differ from "
                 f"those the run record {name}{RUN_SUFFIX} holds): your corrections? Not replacing it, "

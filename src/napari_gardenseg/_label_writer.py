@@ -273,10 +273,9 @@ def _disown(folder: Path, names: list[str]) -> None:
         kept = [w for w in written if Path(str(w)).name not in names]  # listed relative to the batch's --out
         if len(kept) < len(written):
             digests = record.get("sha256")
-            if isinstance(digests, dict):
-                record["sha256"] = {k: v for k, v in digests.items() if k in kept}
+            sums = {"sha256": {k: v for k, v in digests.items() if k in kept}} if isinstance(digests, dict) else {}
             with atomic_write(record_path, True, "run record") as tmp:
-                tmp.write_text(json.dumps({**record, "written": kept}, indent=1))
+                tmp.write_text(json.dumps({**record, "written": kept, **sums}, indent=1))
 
 
 def write_labels_layer(path: str, data, attributes: dict) -> list[str]:

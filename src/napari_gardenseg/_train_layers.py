@@ -16,6 +16,7 @@ layer are taken as (Y, X).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -264,9 +265,10 @@ def _prefixed(labels_name: str, image_name: str) -> bool:
     return labels_name.startswith(image_name) and (rest == "" or rest[0] in " _-.[(")
 
 
+_COPY_NUMBER = re.compile(r"(.*) \[(\d+)\]")
+
+
 def _copy_number(name: str) -> tuple[str, int | None]:
     """A layer name without napari's `` [n]``, which it appends to a name already in the viewer, and n."""
-    import re
-
-    m = re.fullmatch(r"(.*) \[(\d+)\]", name)
+    m = _COPY_NUMBER.fullmatch(name)
     return (m.group(1), int(m.group(2))) if m else (name, None)
