@@ -435,6 +435,24 @@ def test_zarr_axes(tmp_path):
     assert read_image(tmp_path / "plain.zarr", axes="ZYX").axes == "ZYX"
 
 
+def test_a_band_first_zarr_is_told_how_to_say_its_bands_are_colour(tmp_path):
+    """A (3, H, W) zarr, as rasterio and GDAL give a raster's bands: the error offers S (colour)
+    and a way the API takes; read as frames, its grey planes say S again."""
+    import zarr
+
+    from napari_gardenseg import segment_files
+
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[4:20, 6:26] = (60, 150, 40)
+    store = zarr.create_array(str(tmp_path / "bands.zarr"), shape=(3, 24, 32), dtype="uint8")
+    store[...] = np.moveaxis(rgb, -1, 0)
+    with pytest.raises(ImageError, match=r"--axes SYX when its 3 planes .* gs.open_image\(path, axes='SYX'\)"):
+        open_image(tmp_path / "bands.zarr")
+    np.testing.assert_array_equal(np.asarray(open_image(tmp_path / "bands.zarr", axes="SYX").read_uint8()), rgb)
+    [done] = segment_files([tmp_path / "bands.zarr"], tmp_path / "out", axes="TYX", crf=False).files
+    assert done.note.startswith("3 grey planes (axis T): a photo's red, green and blue? give --axes with S")
+
+
 def test_npy_files_read_as_the_arrays_passed_to_the_api(tmp_path):
     import dask.array as da
 

@@ -306,14 +306,14 @@ def _label_map_note(image) -> str | None:
     return "a mask or label map, not a photo? (nearly all its pixels are a few colours; its instances follow them)"
 
 
-def _colour_channels(result) -> int | None:
-    """The number of planes along a stack's channel axis when they are 3 or 4 and the stack has no
-    other axis (an RGB photo read as grey channels); else None."""
+def _colour_channels(result) -> tuple[int, str] | None:
+    """The number of planes and the axis of a stack of one plane axis of 3 or 4 planes (an RGB
+    photo read as grey channels, or as frames where its axes were given as T or Z); else None."""
     axes = getattr(result, "axes", "")
     planes = getattr(result, "planes", None)
-    if axes != "C" or not planes or len(planes) not in (3, 4):
+    if len(axes) != 1 or not planes or len(planes) not in (3, 4):
         return None
-    return len(planes)
+    return len(planes), axes
 
 
 def _file_note(result, score_threshold: float) -> str | None:
@@ -337,8 +337,10 @@ def _file_note(result, score_threshold: float) -> str | None:
     why = nothing_found(results)
     if why == "grey":
         channels = _colour_channels(result)
-        if channels:  # a photo's colours stored as channels (a zarr or TIFF that does not say they are RGB)
-            return f"{channels} grey channels (axis C): a photo's red, green and blue? give --axes with S for that axis"
+        if channels:  # a photo's colours stored as planes (a zarr or TIFF that does not say they are RGB)
+            n, axis = channels
+            what = "channels" if axis == "C" else "planes"
+            return f"{n} grey {what} (axis {axis}): a photo's red, green and blue? give --axes with S for that axis"
         return "a grey image: the models need colour photos"
     if why == "colourless":
         return COLOURLESS

@@ -112,6 +112,38 @@ def lazy_or_numpy(data, fn):
     return d.map_blocks(fn, dtype=np.result_type(fn(np.zeros((1,) * d.ndim, d.dtype))))
 
 
+def _axes_examples(letters: str, shape: tuple) -> str:
+    """How to say what the unknown axes (``?`` in ``letters``) are, on the command line and in the API.
+
+    A first unknown axis of 3 or 4 is offered as colour first: a photo stored band by band, as
+    GDAL and rasterio give a raster's bands, is the commonest such file."""
+
+    def filled(colour: bool) -> str:
+        spare = [c for c in "TZC" if c not in letters]
+        out = ""
+        for a in letters:
+            if a == "?" and colour:
+                out, colour = out + "S", False
+            else:
+                out += (spare.pop(0) if spare else "T") if a == "?" else a
+        return out
+
+    first = letters.index("?")
+    frames = filled(False)
+    if shape[first] in (3, 4) and "S" not in letters:
+        example = filled(True)
+        said = (
+            f"e.g. --axes {example} when its {shape[first]} planes along that axis are a photo's red, green, "
+            f"blue{' (and alpha)' if shape[first] == 4 else ''} (stored band by band, as GDAL and rasterio give them), --axes {frames} when they are frames"
+        )
+    else:
+        example, said = frames, f"e.g. --axes {frames}"
+    return (
+        f"on the command line {said}; in the API gs.open_image(path, axes={example!r}), passed to gs.segment "
+        f"or gs.segment_to_zarr, or gs.segment_files(paths, out, axes={example!r})"
+    )
+
+
 def arrange_axes(data, axes: str, path: Path, *, given: bool, photometric: str | None = None, alpha: int | None = None):
     """``data`` reordered to (plane axes..., Y, X[, S]) from ``axes``, singleton axes dropped; its axes; a note or None.
 
@@ -139,8 +171,7 @@ def arrange_axes(data, axes: str, path: Path, *, given: bool, photometric: str |
             f"{path.name}: the file does not say what axis {', '.join(repr(a) for a in unknown)} of its shape "
             f"{shape} is (its axes read as {axes!r}, '?' below). Say what they are, one letter per axis "
             f"({letters}): T time, Z depth, C channels (each segmented as its own plane), S colour samples "
-            f"(RGB), e.g. --axes {letters.replace('?', 'T', 1)} on the command line or "
-            f"axes={letters.replace('?', 'T', 1)!r} in the API"
+            f"(RGB); {_axes_examples(letters, shape)}"
         )
     if len(keep) < len(shape):
         if not isinstance(data, np.ndarray):
