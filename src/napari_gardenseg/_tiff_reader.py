@@ -13,7 +13,7 @@ import numpy as np
 
 from ._georeference import geotiff_note, geotiff_tags
 from ._image_file import LAZY_BYTES, ImageFile, arrange_axes, as_dask, damaged_error, lazy_or_numpy, truncated_error
-from ._images import ImageError
+from ._images import ImageError, alpha_used
 from ._pillow_reader import read_pillow
 
 # TIFF ExtraSamples values that say a sample is opacity (associated, unassociated alpha)
@@ -132,6 +132,8 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         note = (note + "; " if note else "") + "the last sample is not marked as alpha (ExtraSamples): ignored"
     if note:
         applied["samples"] = note
+    if alpha_last and out_axes.endswith("S") and data.shape[-1] in (2, 4):
+        _record_transparent(applied, data)
     if mask is not None and out_axes.rstrip("S") == "YX" and data.shape[:2] == mask.shape:
         if isinstance(data, np.ndarray):
             data = _blank_masked(data, mask)
@@ -261,3 +263,17 @@ def _tifffile_reads(path: Path) -> bool:
     except Exception:  # noqa: BLE001  (any failure: the file may well be broken)
         return False
     return True
+
+
+def _record_transparent(applied: dict, data) -> None:
+    """Say in ``applied`` (the run record's image) that pixels under the marked alpha's 0 are read as
+    black (nodata), with their number when the file was read whole, as the Pillow reader says it."""
+    if not isinstance(data, np.ndarray):  # counting would read the whole file once more
+        applied["transparent"] = (
+            "pixels whose marked alpha (ExtraSamples) is 0 read as black (nodata), unless it is 0 "
+            "everywhere; not counted: the file is read lazily"
+        )
+        return
+    alpha = data[..., -1]
+    if alpha_used(alpha) and not alpha.all():
+        applied["transparent"] = f"{int((alpha == 0).sum())} fully transparent pixels read as black (nodata)"
