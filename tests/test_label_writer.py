@@ -295,12 +295,15 @@ def test_corrected_labels_are_saved_back_over_the_batch_file_they_were_opened_fr
     [(data, meta, kind)] = read_label_layers(str(out / "plot_labels.tif"))
     data = data.copy()
     data[data == 1] = 0
-    written = write_labels_layer(str(out / "plot_labels.tif"), data, meta)
+    with pytest.warns(UserWarning, match=r"plot_instances.csv, plot_overlay.png beside plot_labels.tif still hold"):
+        written = write_labels_layer(str(out / "plot_labels.tif"), data, meta)
     assert written[0] == str(out / "plot_labels.tif")
     np.testing.assert_array_equal(read_labels(out / "plot_labels.tif") > 0, data > 0)
     record = json.loads((out / "plot_run.json").read_text())
     # the batch's own table stays listed: the writer wrote the file's own, plot_labels_instances.csv
     assert record["written"] == ["plot_instances.csv", "plot_overlay.png", "plot_run.json"]
+    # ... and made from the labels before the corrections, which the record says
+    assert record["stale"] == {"plot_instances.csv": "plot_labels.tif", "plot_overlay.png": "plot_labels.tif"}
     assert record["input"] == {} and (out / "plot_labels_instances.csv").is_file()
     with pytest.raises(ForeignFileError, match="no earlier run made it"):
         check_outputs(out, "plot", [out / "plot_labels.tif"], overwrite=True)
@@ -310,3 +313,52 @@ def test_corrected_labels_are_saved_back_over_the_batch_file_they_were_opened_fr
     (out / "plot_labels_crf.tif").unlink()
     write_labels_layer(str(out / "plot_labels_crf.tif"), data, meta)
     assert json.loads((out / "plot_run.json").read_text())["written"] == ["plot_run.json"]
+
+
+def test_a_batch_coco_file_made_before_its_labels_were_corrected_is_not_trained_on(tmp_path):
+    # the COCO file and overlay are drawn from the CRF's labels: correcting the raw ones leaves them
+    # current; correcting the CRF's makes them stale, and training on the COCO file is refused
+    import json
+
+    from napari_gardenseg import read_coco
+    from napari_gardenseg._images import ImageError
+
+    out = tmp_path / "results"
+    labels = np.zeros((40, 50), np.int32)
+    labels[2:10, 2:10] = 1
+    made = ["plot_labels.tif", "plot_labels_crf.tif", "plot_instances.csv", "plot_overlay.png", "plot_coco.json"]
+    for name in made[:2]:
+        write_label_file(out / name, labels)
+    (out / "plot_run.json").write_text(json.dumps({"input": {}, "written": [*made, "plot_run.json"]}))
+    with pytest.warns(UserWarning, match="plot_instances.csv beside"):
+        write_label_file(out / "plot_labels.tif", labels * 0, overwrite=True)
+    assert json.loads((out / "plot_run.json").read_text())["stale"] == {"plot_instances.csv": "plot_labels.tif"}
+    with pytest.warns(UserWarning, match="--suffix _labels_crf"):
+        write_label_file(out / "plot_labels_crf.tif", labels * 0, overwrite=True)
+    stale = json.loads((out / "plot_run.json").read_text())["stale"]
+    assert stale == {
+        "plot_instances.csv": "plot_labels.tif",  # the first correction it missed
+        "plot_overlay.png": "plot_labels_crf.tif",
+        "plot_coco.json": "plot_labels_crf.tif",
+    }
+    with pytest.raises(ImageError, match=r"from before plot_labels_crf.tif was corrected.*--suffix _labels_crf"):
+        read_coco(out / "plot_coco.json")
+
+
+def test_label_data_the_writer_would_misread_is_refused_or_warned_of(tmp_path):
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 2:8], labels[10:15, 10:20] = 1, 2
+    write_label_file(tmp_path / "a_labels.tif", labels)
+    with pytest.raises(OutputExistsError, match="pass overwrite=True"):
+        write_label_file(tmp_path / "a_labels.tif", labels)
+    # a colour picture of labels is no stack of 20 planes 3 pixels wide
+    with pytest.raises(ValueError, match=r"colour picture of labels .* an \(H, W\) array"):
+        write_label_file(tmp_path / "rgb_labels.tif", np.stack([labels * 40] * 3, axis=-1))
+    assert not (tmp_path / "rgb_labels.tif").exists()
+    # a table whose ids are none of the labels' (renumbered since): said, not silently dropped
+    features = pd.DataFrame({"label": [101, 102], "class_name": ["weed", "crop"], "score": [0.9, 0.8]})
+    with pytest.warns(UserWarning, match="none of the ids the features name"):
+        write_label_file(tmp_path / "b_labels.tif", labels, features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_label_file(tmp_path / "c_labels.tif", labels, features.assign(label=[1, 5]))

@@ -100,6 +100,7 @@ def read_coco(
         pycocotools is not installed.
     """
     path = Path(path).expanduser()
+    _refuse_stale(path)
     if images is not None:
         folders = [Path(images).expanduser()]
     else:  # Roboflow: photos beside the JSON; CVAT: annotations/ beside images/
@@ -335,6 +336,26 @@ def _one_entry_per_photo(by_image: dict, found: dict, entries: dict) -> tuple[di
             continue
         merged[ids[0]] = [a for i in ids for a in by_image[i]]
     return merged, ambiguous
+
+
+def _refuse_stale(path: Path) -> None:
+    """ImageError for a batch's ``<name>_coco.json`` whose label image was corrected since (its run
+    record lists it under ``stale``): its masks are the ones before the corrections."""
+    from ._run_record import read_run_record
+
+    if not path.name.endswith("_coco.json"):
+        return
+    name = path.name[: -len("_coco.json")]
+    record = read_run_record(path.parent, name)
+    stale = record.get("stale") if isinstance(record, dict) else None
+    label = next((v for k, v in stale.items() if Path(k).name == path.name), None) if isinstance(stale, dict) else None
+    if isinstance(label, str):
+        suffix = Path(label).stem.removeprefix(name)  # "_labels_crf"
+        raise ImageError(
+            f"{path.name} holds the batch's masks from before {label} was corrected: train on the corrected "
+            f"labels instead, giving the photos with --labels {path.parent} --suffix {suffix} "
+            "(gs.train: the photo with that label file)"
+        )
 
 
 def _batch_photo_folder(path: Path) -> list[Path]:

@@ -190,7 +190,10 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
 
     Returns the names of the files written, the TIFF first: ``<stem>.tif``,
     ``<stem>_instances.csv`` (:func:`~napari_gardenseg._label_files.table_path`), then any world file and .aux.xml.
-    Raises ValueError (not a .tif/.tiff name; not integer ids) and
+    A batch's outputs made from the labels this replaces (its table; its COCO file and overlay when
+    they were drawn from them) are listed as ``stale`` in its run record, with a UserWarning.
+    Raises ValueError (not a .tif/.tiff name; not integer ids; an (H, W, 3|4) colour picture of
+    labels) and
     :class:`~napari_gardenseg.OutputExistsError` (a FileExistsError) (nothing is written then).
     """
     from contextlib import ExitStack
@@ -205,6 +208,13 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     labels = np.asarray(labels)
     if labels.ndim < 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise ValueError(f"labels must be integer instance ids of 2 or more axes, got {labels.dtype} {labels.shape}")
+    if labels.ndim == 3 and labels.shape[-1] in (3, 4) and min(labels.shape[:2]) > 4:
+        raise ValueError(
+            f"labels of shape {labels.shape} look like a colour picture of labels (RGB), not instance ids: they "
+            "would be written as a stack of thin planes. Give one id per pixel, an (H, W) array (a layer from "
+            "napari's Labels, or ids = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)[1].reshape(H, W) "
+            "with the background colour first)"
+        )
     if labels.size and int(labels.max()) > np.iinfo(np.int32).max:
         labels, features = _renumbered(labels, features)
         warnings.warn(
@@ -215,7 +225,9 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     ids = labels.astype(np.int32)
     replacing = path.exists()
     if replacing and not overwrite:
-        raise OutputExistsError(f"{str(path)!r} already exists; not replacing it. Choose another name.")
+        raise OutputExistsError(
+            f"{str(path)!r} already exists; not replacing it. Choose another name, or pass overwrite=True to replace it."
+        )
     image = _georeferenced(georeference_from, labels.shape) if georeference_from is not None else None
     geo = image.georeference if image is not None else ()
     sidecars = image.sidecar_georeference if image is not None else None
@@ -241,10 +253,24 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
 
         put(path.name, lambda t: write_label_tiff(t, ids, geo))
         table = with_map_coordinates(instances_table(labels, features), image)
+        named = {i for i in (_row_ids(features) or []) if i}
+        if named and len(table) and named.isdisjoint(table["label"].tolist()):
+            warnings.warn(
+                f"{path.name}: none of the ids the features name ({len(named)}) is in the labels (renumbered "
+                "since?): every instance is written as painted, with no class or score",
+                stacklevel=2,
+            )
         put(table_path(path).name, lambda t: table.to_csv(t, index=False))
         put_sidecars(put, path.stem, sidecars)
     # a batch's output replaced (or deleted, then saved again) by the user's labels: theirs now
-    _disown(path.parent, written)
+    stale = _disown(path.parent, written)
+    if stale:
+        warnings.warn(
+            f"{', '.join(n for n, _ in stale)} beside {path.name} still hold the batch's result from before these "
+            "corrections (its run record now lists them as stale): to train on the corrections, give gardenseg "
+            f"train the photos with --labels {path.parent} --suffix {stale[0][1]}, not the batch's COCO file",
+            stacklevel=2,
+        )
     if replacing:  # the replaced file's world file or .aux.xml would place the new labels on its map
         from ._georeference import _world_file_names
 
@@ -254,14 +280,20 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     return written
 
 
-def _disown(folder: Path, names: list[str]) -> None:
+def _disown(folder: Path, names: list[str]) -> list[tuple[str, str]]:
     """Take ``names`` (files in ``folder``) off the batch run records there: a batch's output
-    replaced by the user's own labels is theirs now, not the run's to replace."""
+    replaced by the user's own labels is theirs now, not the run's to replace.
+
+    The outputs a record still lists that were made from a replaced label image (its table, and
+    the COCO file and overlay drawn from the labels the batch exported) hold the result before the
+    corrections: the record lists them under ``stale``, which ``gardenseg train --coco`` refuses.
+    Returns (name, label file's suffix after the photo's name) of each."""
     import json
 
     from ._files import atomic_write
     from ._run_record import RUN_SUFFIX
 
+    stale_names = []
     for record_path in folder.glob(f"*{RUN_SUFFIX}"):
         try:
             record = json.loads(record_path.read_text())
@@ -274,8 +306,33 @@ def _disown(folder: Path, names: list[str]) -> None:
         if len(kept) < len(written):
             digests = record.get("sha256")
             sums = {"sha256": {k: v for k, v in digests.items() if k in kept}} if isinstance(digests, dict) else {}
+            replaced = [Path(str(w)).name for w in written if w not in kept]
+            stale = _made_from(record_path.name[: -len(RUN_SUFFIX)], replaced, [str(w) for w in written], kept)
+            before = record.get("stale") if isinstance(record.get("stale"), dict) else {}
+            marks = {**dict(stale), **before}  # output: the label image corrected since it was made (first kept)
+            stem = record_path.name[: -len(RUN_SUFFIX)]
+            stale_names += [(Path(w).name, Path(label).stem[len(stem) :]) for w, label in stale]
             with atomic_write(record_path, True, "run record") as tmp:
-                tmp.write_text(json.dumps({**record, "written": kept, **sums}, indent=1))
+                tmp.write_text(
+                    json.dumps({**record, "written": kept, **sums, **({"stale": marks} if marks else {})}, indent=1)
+                )
+    return stale_names
+
+
+def _made_from(name: str, replaced: list[str], written: list[str], kept: list[str]) -> list[tuple[str, str]]:
+    """(output, label image) for each output of the batch's file ``name`` still listed (``kept``)
+    that was made from a label image in ``replaced``: the table from both label images; the COCO
+    file and overlay from the CRF's labels, or the raw ones where the run had no CRF."""
+    crf, raw = f"{name}_labels_crf.tif", f"{name}_labels.tif"
+    exported = crf if any(Path(w).name == crf for w in written) else raw
+    out = []
+    for w in kept:
+        base = Path(w).name
+        if base == f"{name}_instances.csv" and (crf in replaced or raw in replaced):
+            out.append((w, crf if crf in replaced else raw))
+        elif base in (f"{name}_coco.json", f"{name}_overlay.png") and exported in replaced:
+            out.append((w, exported))
+    return out
 
 
 def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
