@@ -45,10 +45,12 @@ def test_installed_plugin_is_discovered_with_its_contributions():
     assert widgets == {
         "Garden segmentation": "napari-gardenseg.segmentation_widget",
         "Train on my labels": "napari-gardenseg.train_widget",
+        "Adapt to these photos": "napari-gardenseg.adapt_widget",  # the panel the widget's hint names
     }
     commands = {c.id: c.python_name for c in mf.contributions.commands}
     assert commands["napari-gardenseg.segmentation_widget"] == "napari_gardenseg._widget:SegmentationWidget"
     assert commands["napari-gardenseg.train_widget"] == "napari_gardenseg._train_widget:TrainWidget"
+    assert commands["napari-gardenseg.adapt_widget"] == "napari_gardenseg._adapt_widget:AdaptWidget"
     assert commands["napari-gardenseg.garden_sample"] == "napari_gardenseg._sample_data:garden_sample"
     photo, synthetic = mf.contributions.sample_data
     assert photo.display_name.startswith("Seedling tray (photograph")
@@ -85,14 +87,15 @@ def test_every_command_imports():
         assert callable(getattr(importlib.import_module(module), attr)), cmd.python_name
 
 
-def test_both_widgets_take_the_viewer_by_the_same_name_and_annotation():
+def test_every_widget_takes_the_viewer_by_the_same_name_and_annotation():
     """napari passes the viewer to a widget parameter annotated napari.viewer.Viewer."""
     import inspect
 
+    from napari_gardenseg._adapt_widget import AdaptWidget
     from napari_gardenseg._train_widget import TrainWidget
     from napari_gardenseg._widget import SegmentationWidget
 
-    for widget in (SegmentationWidget, TrainWidget):
+    for widget in (SegmentationWidget, TrainWidget, AdaptWidget):
         params = list(inspect.signature(widget.__init__).parameters.values())[1:]  # after self
         assert [p.name for p in params] == ["viewer"], widget
         assert str(params[0].annotation) == "napari.viewer.Viewer", widget
@@ -213,7 +216,7 @@ def test_installed_wheel_is_a_working_plugin(wheel, tmp_path):
         [sys.executable, "-c", probe, str(target)], capture_output=True, text=True, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[:2] == ["napari-gardenseg 2", "(768, 1024, 3)"]
+    assert result.stdout.split("\n")[:2] == ["napari-gardenseg 3", "(768, 1024, 3)"]
 
 
 def test_photo_reader_opens_a_portrait_jpeg_upright(tmp_path):

@@ -104,3 +104,12 @@ def test_a_folder_chosen_as_the_checkpoint_is_named(make_napari_viewer, qtbot, t
     widget.run.clicked()
     qtbot.waitUntil(lambda: "custom model" in widget.status.value, timeout=30_000)
     assert "models is a folder" in widget.status.value
+
+
+def test_adapt_is_in_the_plugins_menu_where_the_widget_hint_sends_the_user(make_napari_viewer):
+    # "try *Adapt to these photos*": a panel of its own, not only a button inside Train
+    viewer = make_napari_viewer()
+    image, _, _ = garden_scene(1, shape=(64, 64))
+    layer = viewer.add_image(image, name="field photo")
+    _, panel = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Adapt to these photos")
+    assert list(panel.photos.value) == [layer] and panel.status.value.startswith("ready")
