@@ -520,6 +520,16 @@ def test_cli_options_reach_segment_only_when_given(monkeypatch):
     assert cli.main(["segment", sample, "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
 
 
+def test_worker_resources_without_a_cluster_are_refused_not_ignored(tmp_path, capsys):
+    sample = str(tmp_path / "a.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(sample)
+    with pytest.raises(ValueError, match="they need a cluster"):
+        _batch.segment_files([sample], tmp_path / "out", resources={"GPU": 1})
+    assert cli.main(["segment", sample, "--out", str(tmp_path / "out"), "--resources", "GPU=1"]) == 2
+    assert "--workers N, --scheduler or --scheduler-file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_engine_flags_reach_segment(images, tmp_path):
     out = tmp_path / "out"
     args = [

@@ -87,7 +87,7 @@ def segment_files(
     ``dask.distributed.Client`` runs them on its cluster (``model`` must then
     be a model name or a checkpoint path the workers can read). ``resources``
     (e.g. ``{"GPU": 1}``) restricts tasks to workers started with those
-    resources. ``segment_options`` go to :func:`napari_gardenseg.segment`;
+    resources (ValueError without a client). ``segment_options`` go to :func:`napari_gardenseg.segment`;
     ``crf_overrides`` replace fields of the model's stored CRF settings.
     Files are read as :func:`process_file` says; ``axes`` (e.g. ``"TYX"``)
     names the axes of TIFF and zarr inputs that do not state them.
@@ -147,6 +147,11 @@ def segment_files(
         raise TypeError(
             f"with a Dask client, model must be a model name or a checkpoint path, not {type(model).__name__} "
             "(workers load it themselves)"
+        )
+    if client is None and resources:  # nothing here would honour them: say so, not run without them
+        raise ValueError(
+            f"resources {resources} are Dask workers' resources: they need a cluster (client=, or on the command "
+            "line --workers N, --scheduler or --scheduler-file); without one the files run in this process"
         )
     if client is not None and resources:
         _check_resources(client, resources)
