@@ -227,7 +227,10 @@ def test_refine_accepts_read_only_and_other_layouts(backend):
     [
         (np.full((2, 40), 0.5), r"shape \(K, H, W\)"),
         (np.full((2, 40, 49), 0.5), "40x49.*image is 40x50"),
-        (np.full((2, 40, 50), 0.4), "sum to 1"),
+        (np.full((2, 40, 50), 0.4), "sum to 1.*rounded\\? pass p / p.sum"),
+        (np.full((2, 40, 50), 127.5), r"sum to 1.*0\.\.255\? divide by 255"),
+        (np.full((40, 50), 0.5), r"one foreground map\? pass np.stack\(\[1 - p, p\]\)"),
+        (np.full((40, 50, 2), 0.5), r"labels last\? pass np.moveaxis\(p, -1, 0\)"),
         (np.stack([np.full((40, 50), 1.5), np.full((40, 50), -0.5)]), ">= 0"),
         (np.where(np.eye(40, 50, dtype=bool)[None], np.nan, 0.5).repeat(2, 0), "NaN"),
     ],
@@ -430,7 +433,8 @@ def test_an_instance_outside_the_image_claims_nothing(backend):
     "soft, scores, match",
     [
         (np.zeros((2, 30, 41)), None, "30x41.*image is 30x40"),
-        (np.zeros((30, 40)), None, r"shape \(N, H, W\)"),
+        (np.zeros((30, 40)), None, r"shape \(N, H, W\), got \(30, 40\)$"),
+        (np.zeros((30, 40), np.int32), None, r"a label image\? pass np.stack"),
         (np.zeros((2, 30, 40)), [0.5], r"scores must have shape \(2,\)"),
         (np.full((1, 30, 40), 3.0), None, "not logits"),
         (np.full((1, 30, 40), np.nan), None, "NaN"),

@@ -164,11 +164,17 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
         raise ValueError(f"probabilities must be a numeric array, got dtype {p.dtype}")
     if p.dtype.kind != "f":
         p = p.astype(np.float32)
+    if p.ndim == 2 and p.shape == rgb.shape[:2]:
+        raise ValueError(
+            f"probabilities must have shape (K, H, W), got {p.shape}: one foreground map? pass "
+            "np.stack([1 - p, p]) (background, foreground)"
+        )
     if p.ndim != 3 or p.shape[0] < 1:
         raise ValueError(f"probabilities must have shape (K, H, W), got {p.shape}")
     if p.shape[1:] != rgb.shape[:2]:
+        last = " (labels last? pass np.moveaxis(p, -1, 0))" if p.shape[:2] == rgb.shape[:2] else ""
         raise ValueError(
-            f"probabilities are {p.shape[1]}x{p.shape[2]} (H x W) but the image is {rgb.shape[0]}x{rgb.shape[1]}"
+            f"probabilities are {p.shape[1]}x{p.shape[2]} (H x W) but the image is {rgb.shape[0]}x{rgb.shape[1]}{last}"
         )
     if p.size == 0:
         raise ValueError(f"the image is empty ({rgb.shape[0]} x {rgb.shape[1]} pixels); nothing to refine")
@@ -178,8 +184,9 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
         raise ValueError(f"probabilities must be >= 0, found {p.min():.3g}")
     deviation = float(np.abs(p.sum(axis=0, dtype=np.float64) - 1.0).max())
     if deviation > _SUM_TOL:
+        hint = "; 0..255? divide by 255" if p.max() > 1.5 else "; rounded? pass p / p.sum(axis=0)"
         raise ValueError(
-            f"probabilities must sum to 1 over the first (label) axis; the largest deviation is {deviation:.3g}"
+            f"probabilities must sum to 1 over the first (label) axis; the largest deviation is {deviation:.3g}{hint}"
         )
     device = resolve_device(device)
     backend, _ = choose_backend(params.backend, device)

@@ -103,7 +103,12 @@ def _check_dense(soft_masks, scores, shape):
     if masks.dtype.kind not in "fiub":
         raise ValueError(f"soft_masks must be a float array, got dtype {masks.dtype}")
     if masks.ndim != 3:
-        raise ValueError(f"soft_masks must have shape (N, H, W), got {masks.shape}")
+        hint = (
+            ": a label image? pass np.stack([labels == i for i in ids]) (one mask per instance)"
+            if masks.ndim == 2 and masks.dtype.kind in "iu" and tuple(masks.shape) == tuple(shape)
+            else ""
+        )
+        raise ValueError(f"soft_masks must have shape (N, H, W), got {masks.shape}{hint}")
     if masks.shape[1:] != tuple(shape):
         raise ValueError(
             f"soft_masks are {masks.shape[1]}x{masks.shape[2]} (H x W) but the image is "
