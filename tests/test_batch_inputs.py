@@ -155,12 +155,14 @@ def test_a_batch_says_when_a_file_looks_like_a_mask_not_a_photo(tmp_path, capsys
         np.uint16
     )
     tifffile.imwrite(tmp_path / "grey16.tif", grey16)
+    Image.fromarray(np.zeros((128, 96, 3), np.uint8)).save(tmp_path / "blank.png")  # a lens cap's frame
     summary = segment_files(tmp_path, tmp_path / "out", crf=False)
     notes = {Path(f.file).name: f.note for f in summary.files}
     assert all("mask or label map" not in (notes[n] or "") for n in ("photo.png", "dark.jpg", "grey16.tif"))
     for name in ("photo_label.png", "cells_cp_masks.tif", "cells_stardist.tif", "cells_bits.tif"):
         assert notes[name].startswith("a mask or label map, not a photo?"), name
     assert "mask or label map" in _record(tmp_path / "out", "photo_label")["note"]
+    assert notes["blank.png"] == "one colour throughout (0, 0, 0): a blank image"
 
 
 def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):

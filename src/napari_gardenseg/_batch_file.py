@@ -301,8 +301,12 @@ def _not_anothers(out: Path, name: str, record: dict, input_path) -> None:
 def _label_map_note(image) -> str | None:
     """A note when the file looks like a mask or label map rather than a photo (a folder of photos
     often holds their masks too: ``*_mask.png``), else None."""
-    if not looks_like_label_map(image.plane(image.planes()[0])):
+    plane = image.plane(image.planes()[0])
+    if not looks_like_label_map(plane):
         return None
+    first = plane[:1, :1].reshape(1, 1, -1) if plane.ndim == 3 else plane[:1, :1]
+    if (plane == first).all():  # a blank frame (lens cap, a failed export) is no mask either
+        return f"one colour throughout ({', '.join(str(v) for v in first.ravel().tolist())}): a blank image"
     return "a mask or label map, not a photo? (nearly all its pixels are a few colours; its instances follow them)"
 
 
