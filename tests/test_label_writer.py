@@ -183,9 +183,12 @@ def test_the_labels_keep_the_photos_georeferencing(tmp_path):
     written = write_label_file(tmp_path / "j.tiff", edited(), georeference_from=tmp_path / "ortho.jpg")
     assert written == ["j.tiff", "j_instances.csv", "j.tfw"]
     assert [float(v) for v in (tmp_path / "j.tfw").read_text().split()] == [0.05, 0, 0, -0.05, 500000.025, 4000000.975]
-    # replaced by labels without georeferencing (napari's dialog asked): the old world file goes with it
+    # replaced by labels without georeferencing (napari's dialog asked): on the same pixels the
+    # world file still places them and is kept; labels of another size would be misplaced by it
     (tmp_path / "j.tiff.aux.xml").write_text("<PAMDataset/>")
     assert write_label_file(tmp_path / "j.tiff", edited(), overwrite=True) == ["j.tiff", "j_instances.csv"]
+    assert (tmp_path / "j.tfw").exists() and (tmp_path / "j.tiff.aux.xml").exists()
+    assert write_label_file(tmp_path / "j.tiff", edited()[:30], overwrite=True) == ["j.tiff", "j_instances.csv"]
     assert not (tmp_path / "j.tfw").exists() and not (tmp_path / "j.tiff.aux.xml").exists()
     # another grid (labels of a downscaled copy): written without, and said so
     with pytest.warns(UserWarning, match="without georeferencing"):
@@ -362,3 +365,27 @@ def test_label_data_the_writer_would_misread_is_refused_or_warned_of(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_label_file(tmp_path / "c_labels.tif", labels, features.assign(label=[1, 5]))
+
+
+def test_saving_labels_never_replaces_a_photo_nor_the_users_own_files_beside_it(tmp_path):
+    labels = np.zeros((64, 64), np.int32)
+    labels[5:20, 5:20] = 1
+    photo = tmp_path / "ortho.tif"
+    tifffile.imwrite(photo, np.full((64, 64, 3), 90, np.uint8), photometric="rgb")
+    (tmp_path / "ortho.tfw").write_text("0.05\n0\n0\n-0.05\n500000.025\n4000000.975\n")
+    # a layer napari's own reader opened (no metadata of ours), saved from the console over the photo
+    with pytest.raises(RuntimeError, match="holds an image .* not label ids; not replacing it"):
+        write_labels_layer(str(photo), labels, {"metadata": {}})
+    assert tifffile.imread(photo).shape == (64, 64, 3) and (tmp_path / "ortho.tfw").exists()
+    # a CSV of the user's own notes beside a label file is no instances table: kept
+    write_label_file(tmp_path / "plot.tif", labels)
+    (tmp_path / "plot_instances.csv").write_text("plant,note\n1,my own notes\n")
+    with pytest.raises(OutputExistsError, match="plot_instances.csv' lies beside"):
+        write_labels_layer(str(tmp_path / "plot.tif"), labels * 2, {"metadata": {}})
+    assert (tmp_path / "plot_instances.csv").read_text() == "plant,note\n1,my own notes\n"
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "plot.tif"), labels)  # nothing written
+    # its own table is replaced with it
+    (tmp_path / "plot_instances.csv").unlink()
+    write_label_file(tmp_path / "plot.tif", labels, overwrite=True)
+    write_labels_layer(str(tmp_path / "plot.tif"), labels * 2, {"metadata": {}})
+    assert pd.read_csv(tmp_path / "plot_instances.csv")["label"].tolist() == [2]

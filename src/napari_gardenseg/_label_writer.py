@@ -183,8 +183,10 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     they were segmented from, or the label TIFF they were read from): its GeoTIFF tags go into
     the TIFF, its world file and .aux.xml are written beside it, and the table gets ``map_x``
     and ``map_y``; skipped, with a warning, when its pixel grid is not the labels'.
-    overwrite: replace ``path``; the table and sidecars beside it are replaced when ``path`` was,
-    never files of those names beside a new ``path``. The files written are taken off the batch
+    overwrite: replace ``path``; the table and sidecars beside it are replaced when ``path`` held
+    label ids (and the table only when it is an instances table, not a CSV of the user's), never
+    files of those names beside a new ``path``; the replaced labels' world file and .aux.xml are
+    deleted when the new labels are of another size (they would misplace them). The files written are taken off the batch
     run records beside them (``*_run.json``): they hold the user's labels now, which a later
     ``gardenseg segment --overwrite`` refuses to replace, and ``--resume`` keeps.
 
@@ -228,6 +230,8 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
         raise OutputExistsError(
             f"{str(path)!r} already exists; not replacing it. Choose another name, or pass overwrite=True to replace it."
         )
+    # the table and sidecars beside a label image replaced are its own; beside anything else, not ours
+    old_grid = _label_tiff_grid(path) if replacing else None
     image = _georeferenced(georeference_from, labels.shape) if georeference_from is not None else None
     geo = image.georeference if image is not None else ()
     sidecars = image.sidecar_georeference if image is not None else None
@@ -237,10 +241,16 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
         def put(filename, write):
             # GDAL reads <file name>.aux.xml: "x.tiff.aux.xml" beside "x.tiff"
             filename = filename.replace(f"{path.stem}.tif.aux.xml", f"{path.name}.aux.xml")
-            # a table or sidecar is replaced only with its label image (``replacing``)
+            # a table or sidecar is replaced only with its label image, and a table only when it is
+            # one of ours (its first columns): a CSV of the user's own notes is theirs
             target = path.with_name(filename)
+            mine = (
+                replacing
+                if filename == path.name
+                else old_grid is not None and (not filename.endswith(".csv") or _is_table(target))
+            )
             try:
-                tmp = renames.enter_context(atomic_write(target, replacing, "file"))
+                tmp = renames.enter_context(atomic_write(target, mine, "file"))
             except OutputExistsError:
                 if filename == path.name:
                     raise
@@ -271,13 +281,41 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
             f"train the photos with --labels {path.parent} --suffix {stale[0][1]}, not the batch's COCO file",
             stacklevel=2,
         )
-    if replacing:  # the replaced file's world file or .aux.xml would place the new labels on its map
+    if old_grid is not None and old_grid != ids.shape[-2:]:
+        # the replaced labels' world file or .aux.xml would place these, of another size, wrongly
         from ._georeference import _world_file_names
 
-        for stale in [*_world_file_names(path), path.with_name(f"{path.name}.aux.xml")]:
-            if stale.name not in written and stale.is_file():
-                stale.unlink()
+        for sidecar in [*_world_file_names(path), path.with_name(f"{path.name}.aux.xml")]:
+            if sidecar.name not in written and sidecar.is_file():
+                sidecar.unlink()
     return written
+
+
+def _label_tiff_grid(path: Path) -> tuple[int, int] | None:
+    """(H, W) of the TIFF at ``path`` when it holds label ids (integer or bool values, one sample
+    per pixel: not a colour photo nor float data); None otherwise, or when it cannot be read."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            if series.dtype.kind not in "biu" or "S" in series.axes:
+                return None
+            return tuple(int(v) for v in series.shape[-2:])
+    except Exception:  # noqa: BLE001  (not a TIFF, damaged: not labels of ours either)
+        return None
+
+
+def _is_table(path: Path) -> bool:
+    """Whether the CSV at ``path`` is an instances table (its header starts as TABLE_COLUMNS)."""
+    from ._results import TABLE_COLUMNS
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().strip().split(",")
+    except OSError:
+        return False
+    return header[:3] == list(TABLE_COLUMNS[:3])
 
 
 def _disown(folder: Path, names: list[str]) -> list[tuple[str, str]]:
@@ -353,6 +391,11 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
         # napari's save dialog asks before replacing a file; layer.save() from the console does not
         raise LabelWriteError(
             f"{path} is the photo these labels were segmented from; not replacing it: choose another name"
+        )
+    if Path(path).exists() and _label_tiff_grid(Path(path)) is None:  # any photo, whatever layer this is
+        raise LabelWriteError(
+            f"{path} holds an image (colour or float values), not label ids; not replacing it with labels: "
+            "choose another name"
         )
     data = data[0] if isinstance(data, list) else data  # a multiscale layer: its full resolution
     if not isinstance(data, np.ndarray) and np.prod(data.shape[-2:], dtype=np.int64) > MAX_PLANE_PIXELS:
