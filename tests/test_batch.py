@@ -430,6 +430,25 @@ def test_overwrite_with_other_settings_leaves_no_output_of_the_earlier_run(image
     assert sorted(_record(out, "scene1")["written"]) == names[:3]
 
 
+def test_an_overwrite_that_fails_while_writing_leaves_the_earlier_run_whole(images, tmp_path, monkeypatch):
+    # a full disk or an error in the overlay, before any rename: the earlier outputs keep their
+    # record, so the next run may replace them (they were refused as "a file of yours?")
+    from napari_gardenseg import _batch_outputs
+
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(images[1]), "--out", str(out), "--no-crf"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full_disk(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_batch_outputs, "_save_overlay", full_disk)
+    assert cli.main(["segment", str(images[1]), "--out", str(out), "--no-crf", "--overwrite"]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != "failures.jsonl"} == before
+    monkeypatch.undo()
+    assert cli.main(["segment", str(images[1]), "--out", str(out), "--no-crf", "--overwrite"]) == 0
+
+
 def test_ctrl_c_waits_for_a_files_outputs_to_be_renamed_together(tmp_path):
     import os
     import signal

@@ -199,8 +199,6 @@ def process_file(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     earlier = ((read_run_record(out, name) or {}).get("written") or []) if overwrite else []
-    if overwrite and run_json.exists():
-        run_json.unlink()  # an old record must not vouch for outputs being replaced
 
     def record_text(names, digests):
         return json.dumps(_jsonable({**record, "written": names, "sha256": digests}), indent=1)
