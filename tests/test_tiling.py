@@ -384,6 +384,20 @@ def test_segment_to_zarr_from_a_tiled_bigtiff(tmp_path, big_scene):
     with pytest.raises(OutputExistsError, match="is a folder that is not a zarr store"):
         segment_to_zarr(path, photos, "garden", crf=False, scale=1.0, tile_size=384, overwrite=True)
     assert (photos / "IMG_0001.jpg").read_bytes() == b"a photo"
+    # nor an image's store, nor the input itself; its own store it replaces (the old one put aside)
+    image_store = zarr.open_array(str(tmp_path / "survey.zarr"), mode="w", shape=image.shape, dtype=image.dtype)
+    image_store[...] = image
+    for target in (tmp_path / "survey.zarr", tmp_path / "survey.zarr" / "labels.zarr"):
+        with pytest.raises(OutputExistsError, match="did not write|would replace the input"):
+            segment_to_zarr(tmp_path / "survey.zarr", target, "garden", crf=False, scale=1.0, overwrite=True)
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "survey.zarr"), mode="r")[...], image)
+    again = segment_to_zarr(path, out, "garden", crf=False, scale=1.0, tile_size=384, overwrite=True)
+    assert len(again) > 0 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "field photos",
+        "mosaic.tif",
+        "mosaic_labels.zarr",
+        "survey.zarr",
+    ]
 
 
 def test_merge_classes_gives_one_class_without_duplicates(big_scene):

@@ -169,8 +169,16 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
         if path.is_dir():  # a zarr store being replaced: os.replace cannot swap folders
             import shutil
 
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(path, old)  # aside, not deleted: a failed rename below puts it back
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     finally:
         if tmp.is_dir():
             import shutil

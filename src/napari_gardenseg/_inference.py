@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from . import _forward
 from ._cancel import Cancelled, ProgressFn, check
-from ._files import atomic_write, check_target
+from ._files import OutputExistsError, atomic_write, check_target
 from ._forward import predict_instances
 from ._instances import FULL_PASSES, Instances, paint, paint_image, visible_shares
 from ._io import ImageSource, open_image
@@ -324,7 +326,9 @@ def segment_to_zarr(
     :func:`segment` takes. Writes a zarr group at ``path`` with int32 arrays
     ``labels`` and, with the CRF, ``refined`` (chunks of ``chunk_size``²) and
     the run's settings in its attributes; the folder appears only when complete
-    and an existing one is kept unless ``overwrite=True``. Returns a
+    and an existing one is kept unless ``overwrite=True``, which replaces only
+    a store this function wrote (never the input, nor an image's store:
+    :class:`~napari_gardenseg.OutputExistsError`). Returns a
     :class:`SegmentationResult` whose ``labels``/``refined`` are the zarr
     arrays (napari shows them lazily) and whose ``table`` is read band by band.
     Memory: the compact instances, one tile and a few chunks, whatever the
@@ -364,6 +368,7 @@ def segment_to_zarr_with(
     import zarr  # only here: the one path that writes a store
 
     check_target(path, overwrite, "zarr output", folder=True)
+    _check_replaceable(image, Path(path).expanduser())
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 64:
         raise ValueError(f"chunk_size must be a whole number of pixels >= 64, got {chunk_size!r}")
     if options.tile_size is None:
@@ -398,6 +403,30 @@ def segment_to_zarr_with(
     stored = zarr.open_group(str(path), mode="r")
     run.report(1.0, f"{len(found)} instances")
     return run.result(found, stored["labels"], stored["refined"] if claims is not None else None, claims, False)
+
+
+def _check_replaceable(image, path: Path) -> None:
+    """OutputExistsError when the store ``path`` is the input ``image`` (or holds it, or lies in
+    it), or is a zarr store this module did not write (its group has no ``labels`` array with
+    the run's ``model`` in its attributes): ``overwrite`` replaces labels, never an image."""
+    import zarr
+
+    if isinstance(image, (str, os.PathLike)):
+        source, target = Path(os.path.realpath(image)), Path(os.path.realpath(path))
+        if source == target or target in source.parents or source in target.parents:
+            raise OutputExistsError(f"zarr output {str(path)!r} would replace the input {image}; choose another name")
+    if not path.is_dir():
+        return
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        ours = "labels" in group and "model" in group.attrs
+    except Exception:  # noqa: BLE001  (an array, a broken store: not labels of ours)
+        ours = False
+    if not ours:
+        raise OutputExistsError(
+            f"zarr output {str(path)!r} is a zarr store segment_to_zarr did not write (an image?); not replacing "
+            "it. Choose another name."
+        )
 
 
 def _json_safe(meta: dict) -> dict:
