@@ -143,3 +143,24 @@ def test_cli_sample_offline(tmp_path):
     table = pd.read_csv(tmp_path / "seedling_tray_instances.csv")
     # the photo's 18 or so rosettes: found by the model (not only as colour components)
     assert (table["source"] == "model").sum() >= 10
+
+
+def test_the_command_line_tells_a_users_error_from_a_bug(monkeypatch, capsys):
+    # the user's (a validation of ours, a file problem): one line, exit 2; another library's
+    # ValueError is a bug: its traceback, not a one-liner that reads like the user's mistake
+    import numpy as np
+
+    from napari_gardenseg import cli
+    from napari_gardenseg._images import to_rgb_float
+
+    def ours(args):
+        to_rgb_float(np.zeros((2, 3, 4, 5)))
+
+    monkeypatch.setattr(cli, "_cmd_models", ours)
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err.startswith("gardenseg: error: ")
+    monkeypatch.setattr(cli, "_cmd_models", lambda args: np.zeros(3).reshape(2))
+    with pytest.raises(ValueError, match="cannot reshape"):
+        cli.main(["models"])
+    monkeypatch.setattr(cli, "_cmd_models", lambda args: open("/no/such/folder/x.txt"))
+    assert cli.main(["models"]) == 2 and "No such file" in capsys.readouterr().err

@@ -698,6 +698,12 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, ImportError, OSError) as exc:
+        from ._errors import is_user_error
+
+        # the user's to act on (a file problem, an option, a missing extra): one line; another
+        # library's ValueError or TypeError is a bug, and its traceback is what a report needs
+        if not (isinstance(exc, OSError) or is_user_error(exc)):
+            raise
         print(f"gardenseg: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, not torch's traceback
