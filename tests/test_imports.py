@@ -9,17 +9,9 @@ import sys
 
 import napari_gardenseg
 
-# the modules napari needs: the dock widgets and what only they use, the layers and the reader
-GUI = {
-    "_widget",
-    "_widget_controls",
-    "_worker",
-    "_train_widget",
-    "_adapt_widget",
-    "_train_layers",
-    "_layers",
-    "_napari_reader",
-}
+# the dock widgets and their Qt plumbing; the layers' and the reader's modules import napari
+# only inside their functions, so napari's plugin discovery and the batch workers stay light
+GUI = {"_widget", "_widget_controls", "_worker", "_train_widget", "_adapt_widget"}
 
 
 def _run(code: str) -> str:
