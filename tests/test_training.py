@@ -742,9 +742,24 @@ def test_adapt_checks_the_training_settings_train_checks(tmp_path):
     import napari_gardenseg as gs
 
     photo = np.zeros((64, 64, 3), np.uint8)
-    for kw, match in (({"lr": 0}, "lr must be"), ({"crop": 8}, "crop must be"), ({"batch_size": 0}, "batch_size must")):
+    for kw, match in (
+        ({"lr": 0}, "lr must be"),
+        ({"crop": 8}, "crop must be"),
+        ({"batch_size": 0}, "batch_size must"),
+        ({"rounds": None}, "rounds must be a whole number"),  # a raw TypeError before
+        ({"rounds": 0}, "rounds must be a whole number, at least 1, got 0"),
+        ({"iterations": 2.5}, "iterations must be a whole number, at least 1, got 2.5"),
+    ):
         with pytest.raises(ValueError, match=match):
             gs.adapt([photo], output=tmp_path / "a.pt", **kw)
+
+
+def test_train_names_an_iteration_count_that_is_not_one(tmp_path, two_scenes):
+    from napari_gardenseg import train
+
+    for value, says in ((None, "the default is 200"), (0, "got 0"), (2.5, "got 2.5"), ("5", "got '5'")):
+        with pytest.raises(ValueError, match=f"iterations must be a whole number, at least 1.*{says}"):
+            train(two_scenes, base="garden", iterations=value, output=tmp_path / "m.pt")
 
 
 def test_frozen_blocks_outside_the_networks_blocks_are_refused(tmp_path, two_scenes):

@@ -285,9 +285,9 @@ def adapt(
         isinstance(minutes, bool) or not (float(minutes) > 0 and math.isfinite(float(minutes)))
     ):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
-    if rounds < 1 or (iterations is not None and iterations < 1):
-        raise ValueError("rounds and iterations must be at least 1")
-    check_fit_options(lr, batch_size, crop)
+    if rounds is None:
+        raise ValueError("rounds must be a whole number, at least 1 (the most rounds of harvest and training)")
+    check_fit_options(lr, batch_size, crop, rounds=rounds, iterations=iterations)
     named = output is not None
     output = default_output() if output is None else output
     output = checkpoint_target(output, overwrite)

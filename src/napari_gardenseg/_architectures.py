@@ -2,11 +2,11 @@
 
 A checkpoint names its architecture and the keyword arguments that rebuild it
 (see ``_models.save_checkpoint``); this module maps those names to builders.
-``garden_small`` is the CPU-trainable network behind ``load_model("garden")``:
-torchvision's MaskRCNN with a small GroupNorm ResNet-style backbone, a 64-channel
-FPN and slim heads (about 3 M parameters instead of 46 M). ``garden_mobilenet``
-is its successor: torchvision's MobileNetV2 features (ImageNet-pretrained in the
-training script; built here with no weights) under the same FPN and slim heads.
+``garden_mobilenet`` is the network behind ``load_model("garden")`` (the bundled
+checkpoint names it): torchvision's MobileNetV2 features (ImageNet-pretrained in the
+training script; built here with no weights) under a 64-channel FPN and slim heads.
+``garden_small``, its predecessor, has a small GroupNorm ResNet-style backbone under
+the same FPN and heads (about 3 M parameters instead of 46 M); older checkpoints name it.
 """
 
 from __future__ import annotations

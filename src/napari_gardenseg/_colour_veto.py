@@ -54,7 +54,7 @@ def chromaticity_bins(rgb: np.ndarray) -> np.ndarray:
     ``rgb``, where r and g (0..VETO_BINS-1) bin the chromatic coordinates R/(R+G+B) and G/(R+G+B);
     black is bin 0. A few bytes per pixel: it runs on every band and window of the image."""
     # not the colour indices' damped coordinates (._vegetation._chromatic_sum, R+G+B plus a constant):
-    # they move dark leaves and straw towards bin 0, where straw left the veto (measured, session 47)
+    # they move dark leaves and straw towards bin 0, where straw left the veto (measured: docs/quality.md)
     rgb = np.asarray(rgb, np.float32)
     total = rgb.sum(axis=-1)
     total += np.float32(1e-6)

@@ -1,4 +1,4 @@
-"""Image sources read window by window, and label images written chunk by chunk.
+"""Image sources read window by window (the label images are written by their callers).
 
 :class:`ImageSource` wraps anything 2-D (numpy, dask, zarr, a TIFF/BigTIFF read
 through tifffile's zarr interface, a napari multiscale list) and hands out

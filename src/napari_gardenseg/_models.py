@@ -1,4 +1,4 @@
-"""Model registry, checkpoint format, weights cache and devices.
+"""Model registry, checkpoint format and weights cache (devices: :mod:`._device`).
 
 ``load_model`` takes a name ("coco", "coco-v1", "garden"), a checkpoint path or
 a torchvision ``MaskRCNN`` and returns a :class:`Model`: the network in eval

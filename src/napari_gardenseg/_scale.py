@@ -14,7 +14,8 @@ import numpy as np
 
 __all__ = ["estimate_scale", "vegetation_mask", "blob_size"]
 
-# the garden_small model's training scenes (style "garden", 512 px), measured with blob_size
+# for a checkpoint that stores no blob_size_px (the first garden model's training scenes, style
+# "garden", 512 px, measured with blob_size); checkpoints trained since store their own
 DEFAULT_BLOB_SIZE_PX = 70.0
 _MIN_BLOB_PX = 9  # components smaller than this (at the measuring resolution) are specks
 _MEASURE_SIDE = 1024  # large photos are measured on a shrunk copy (cheap, same answer)
@@ -54,7 +55,7 @@ def _blob_areas(rgb: np.ndarray) -> np.ndarray:
     return areas[areas >= _MIN_BLOB_PX] * step * step
 
 
-def _weighted_median_size(areas: np.ndarray) -> float | None:
+def _weighted_mean_size(areas: np.ndarray) -> float | None:
     # an area-weighted geometric mean: smooth in the blobs (a median jumps between a few blobs)
     if areas.size == 0:
         return None
@@ -63,7 +64,7 @@ def _weighted_median_size(areas: np.ndarray) -> float | None:
 
 def blob_size(rgb: np.ndarray) -> float | None:
     """Area-weighted geometric mean of sqrt(area) of vegetation blobs, in pixels; None without vegetation."""
-    return _weighted_median_size(_blob_areas(rgb))
+    return _weighted_mean_size(_blob_areas(rgb))
 
 
 def _source_areas(source) -> np.ndarray:
@@ -98,7 +99,7 @@ def estimate_scale(rgb, model=None) -> float:
         areas = _blob_areas(rgb)
     meta = getattr(model, "meta", None) or {}
     reference = float(meta.get("blob_size_px", DEFAULT_BLOB_SIZE_PX))
-    measured = _weighted_median_size(areas)
+    measured = _weighted_mean_size(areas)
     if measured is None or measured <= 0:
         return 1.0
     return float(np.clip(reference / measured, *SCALE_LIMITS))

@@ -37,8 +37,8 @@ that plane); the last two axes are (Y, X). Multiscale images: full resolution
 Settings
 --------
 The iterations, learning rate, crop size, batch size and seed start at
-:func:`napari_gardenseg.train`'s own defaults (read from its signature, so the
-widget always offers the engine's working values); all but the iterations are
+:func:`napari_gardenseg.train`'s own defaults (``_options.TRAIN_DEFAULTS``, which the
+engine reads too, so the widget always offers its working values); all but the iterations are
 under "show training settings".
 
 Saving

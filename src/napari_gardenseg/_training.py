@@ -526,9 +526,13 @@ def _say_forgotten(base, names: list, wanted: list) -> None:
         )
 
 
-def check_fit_options(lr, batch_size, crop) -> None:
+def check_fit_options(lr, batch_size, crop, **counts) -> None:
     """The settings of the training loop that ``train`` and ``adapt`` share, checked before anything
-    slow: ValueError naming the one that is wrong."""
+    slow: ValueError naming the one that is wrong. ``counts``: whole numbers of at least 1 by name
+    (``iterations=200``, ``rounds=3``); None skips one (its default is worked out later)."""
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a whole number, at least 1, got {value!r}")
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not 0 < lr < math.inf:
         raise ValueError(f"lr must be a positive, finite number, got {lr!r}")
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
@@ -648,12 +652,14 @@ def train(
     Raises ValueError for a ``positive_fraction`` outside (0, 1] or a
     ``wise_alpha`` outside (0, 1].
     """
-    if iterations < 1:
-        raise ValueError(f"iterations must be at least 1, got {iterations}")
+    if iterations is None:
+        raise ValueError(
+            f"iterations must be a whole number, at least 1 (the default is {TRAIN_DEFAULTS['iterations']})"
+        )
     if scale is not None and not (isinstance(scale, str) and scale == "auto"):
         _zoom_for(scale, None, None, None)  # validate before anything slow
-    lr = 1e-3 if lr is None else lr  # None: the default (the training widget's "auto")
-    check_fit_options(lr, batch_size, crop)
+    lr = TRAIN_DEFAULTS["lr"] if lr is None else lr  # None: the default (the training widget's "auto")
+    check_fit_options(lr, batch_size, crop, iterations=iterations)
     if frozen_blocks is not None and (
         isinstance(frozen_blocks, bool) or not isinstance(frozen_blocks, (int, np.integer)) or frozen_blocks < 0
     ):

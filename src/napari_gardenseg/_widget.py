@@ -185,7 +185,7 @@ class SegmentationWidget(SegmentationControls):
         if self._preload is not None:
             self._preload.abandon()
             self._preload = None
-        # COCO weights may need a 170 MB download: they load when a run asks for them.
+        # COCO weights may need a download (MODEL_TITLES says its size): they load when a run asks for them.
         if spec is None or spec in ("coco", "coco-v1"):
             return
         key = self._model_key(spec)

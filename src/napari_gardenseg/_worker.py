@@ -1,8 +1,8 @@
 """Background jobs for the dock widgets: one thread, progress, cancel, teardown, errors.
 
-Both widgets run their slow work the same way::
+Every panel (segmentation, training, adapting) runs its slow work the same way::
 
-    job = Job(segment_planes, source, model, desc="Garden segmentation",
+    job = Job(run_planes, source, model, desc="Garden segmentation",
               on_progress=show, on_done=finish)
     job.start()          # fn(*args, progress=..., cancel=..., **kwargs) in a thread
     job.request_cancel() # sets the Event the engine checks

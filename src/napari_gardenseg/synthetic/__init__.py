@@ -13,7 +13,8 @@ cast and brightness gradient. Everything is numpy, deterministic per seed.
 Seeds from :data:`EVAL_SEED_START` up are for evaluation only: training and
 tuning never use them.
 
-A test and script helper, never imported by the engine or napari at start-up:
+A test and script helper, imported by the engine only where ``adapt`` mixes synthetic scenes
+into its training, never at start-up:
 ``_garden`` draws the garden style, ``_photo`` the photo style, ``_common``
 holds what both use.
 """
