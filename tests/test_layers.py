@@ -345,6 +345,12 @@ def test_a_run_without_the_crf_or_boxes_shows_its_own_layer(viewer, fake_segment
     assert len(viewer.layers) == 5
     third = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
     assert third["crf"] is first["crf"] and third["crf"].visible and third["boxes"].visible
+    # the raw layer the run without the CRF showed is hidden again: the two would blend
+    assert third["masks"] is first["masks"] and not third["masks"].visible
+    # one the user ticked to compare keeps its eye
+    third["masks"].visible = True
+    fourth = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True))
+    assert fourth["masks"].visible
 
 
 def test_a_rerun_into_a_layer_the_user_hid_says_it_is_hidden(viewer, fake_segment):

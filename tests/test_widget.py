@@ -188,6 +188,11 @@ def test_a_layer_that_looks_like_a_label_map_is_named_in_the_status(garden, qtbo
     w.image.value = viewer.layers["garden_mask"]
     run(w, qtbot)
     assert "'garden_mask' looks like a mask or label map, not a photo" in w.status.value
+    # a blank frame is no mask
+    viewer.add_image(np.full_like(crop, 128), name="blank")
+    w.image.value = viewer.layers["blank"]
+    run(w, qtbot)
+    assert "'blank' is one colour throughout (128, 128, 128): a blank image" in w.status.value
 
 
 def test_a_colour_photo_opened_as_three_planes_is_named_in_the_status(garden, qtbot):

@@ -113,3 +113,27 @@ def test_adapt_is_in_the_plugins_menu_where_the_widget_hint_sends_the_user(make_
     layer = viewer.add_image(image, name="field photo")
     _, panel = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Adapt to these photos")
     assert list(panel.photos.value) == [layer] and panel.status.value.startswith("ready")
+
+
+def test_train_selects_the_labels_on_screen_and_adapt_keeps_its_photos(make_napari_viewer):
+    # a segmentation's raw layer arrives hidden, its CRF layer shown: the user corrects the one
+    # shown, and Train must train on it; Adapt keeps its photos through renames, takes new ones
+    viewer = make_napari_viewer()
+    image, labels, _ = garden_scene(1, shape=(64, 64))
+    viewer.add_image(image, name="bed")
+    _, train = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Train on my labels")
+    train.train.clicked()  # nothing to train on yet: an error in its status
+    assert str(train.status.value).startswith("error")
+    viewer.add_labels(labels, name="bed masks", visible=False)
+    crf = viewer.add_labels(labels, name="bed masks (CRF)")
+    assert [lab for _, lab in train.pairs.value] == [crf]
+    assert not str(train.status.value).startswith("error")  # the layers changed: that error is gone
+    # the panel once, whether from the Plugins menu or Train's button
+    _, adapt = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Adapt to these photos")
+    assert train.open_adapt() is adapt
+    second = viewer.add_image(image, name="path")
+    assert [layer.name for layer in adapt.photos.value] == ["bed", "path"]  # opened since: selected too
+    viewer.layers["bed"].name = "north bed"
+    adapt.photos.value = [second]
+    second.name = "south path"
+    assert [layer.name for layer in adapt.photos.value] == ["south path"]

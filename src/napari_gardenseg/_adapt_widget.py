@@ -20,7 +20,7 @@ from napari.layers import Image
 from napari.utils.notifications import show_info
 
 from ._compat import avoid_triton_llvm_clash
-from ._widget_controls import reset_keeping
+from ._widget_controls import reset_keeping, restore_choice
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label, watch_dock
 
 if TYPE_CHECKING:
@@ -83,11 +83,13 @@ class AdaptWidget(Container):
         self.run.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
         layers = viewer.layers
-        layers.events.inserted.connect(self.reset_choices)
+        self._offered: list = []  # the photos offered so far: a photo opened later is selected, as at the start
+        layers.events.inserted.connect(self._on_inserted)
         layers.events.removed.connect(self.reset_choices)
+        for layer in layers:
+            layer.events.name.connect(self.reset_choices)
         self.native.destroyed.connect(self._make_teardown())
         self.reset_choices()
-        self.photos.value = self.photos.choices
         if not self.photos.choices:
             self.status.value = "open your photos as image layers (2-D photos, no labels needed)"
         else:
@@ -95,7 +97,26 @@ class AdaptWidget(Container):
 
     def _photo_choices(self, _widget=None):
         # stacks are not offered: adapt learns from single photos (photo_of_layer)
-        return [layer for layer in self._viewer.layers if isinstance(layer, Image) and _is_photo(layer)]
+        return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image) and _is_photo(layer)]
+
+    def _on_inserted(self, event) -> None:
+        event.value.events.name.connect(self.reset_choices)
+        self.reset_choices()
+
+    def reset_choices(self, *_) -> None:
+        """Refresh the photos (napari calls this when layers change): the selection is kept through
+        renames (magicgui finds a choice again by its title), and a photo opened since is selected."""
+        if not hasattr(self, "photos"):  # called by Container.__init__ before the widgets exist
+            return
+        before = list(self.photos.value or [])
+        base = self.base.value
+        super().reset_choices()
+        restore_choice(self.base, base)
+        offered = list(self.photos.choices)
+        self.photos.value = [
+            layer for layer in offered if any(layer is b for b in before) or all(layer is not o for o in self._offered)
+        ]
+        self._offered = offered
 
     @property
     def running(self) -> bool:
@@ -210,7 +231,9 @@ class AdaptWidget(Container):
             if w._job is not None:
                 w._job.abandon()
             layers = w._viewer.layers
-            layers.events.inserted.disconnect(w.reset_choices)
+            layers.events.inserted.disconnect(w._on_inserted)
             layers.events.removed.disconnect(w.reset_choices)
+            for layer in layers:
+                layer.events.name.disconnect(w.reset_choices)
 
         return teardown

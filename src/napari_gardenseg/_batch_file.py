@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ._batch_outputs import _write_outputs, input_kind, output_files
 from ._files import ForeignFileError, check_target
-from ._images import looks_like_label_map
+from ._images import looks_like_label_map, one_colour
 from ._reader import read_image
 from ._run_record import (
     _RECORD_FORMAT,
@@ -302,9 +302,9 @@ def _label_map_note(image) -> str | None:
     plane = image.plane(image.planes()[0])
     if not looks_like_label_map(plane):
         return None
-    first = plane[:1, :1].reshape(1, 1, -1) if plane.ndim == 3 else plane[:1, :1]
-    if (plane == first).all():  # a blank frame (lens cap, a failed export) is no mask either
-        return f"one colour throughout ({', '.join(str(v) for v in first.ravel().tolist())}): a blank image"
+    colour = one_colour(plane)
+    if colour is not None:
+        return f"one colour throughout ({colour}): a blank image"
     return "a mask or label map, not a photo? (nearly all its pixels are a few colours; its instances follow them)"
 
 

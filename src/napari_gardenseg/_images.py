@@ -320,6 +320,15 @@ def _piecewise_constant(plane: np.ndarray) -> bool:
     return float(np.mean(rows[:, 1:] == rows[:, :-1])) >= 0.9 and bool((rows != rows.flat[0]).any())
 
 
+def one_colour(plane) -> str | None:
+    """The colour (``"0, 0, 0"``) of an in-memory ``plane`` ((H, W) or (H, W, C)) whose pixels are
+    all one colour (a lens cap's frame, a failed export), else None: a blank image, no mask."""
+    if not isinstance(plane, np.ndarray) or plane.ndim not in (2, 3) or plane.size == 0:
+        return None
+    first = plane[:1, :1].reshape(1, 1, -1) if plane.ndim == 3 else plane[:1, :1]
+    return ", ".join(str(v) for v in first.ravel().tolist()) if (plane == first).all() else None
+
+
 def looks_like_label_map(plane) -> bool:
     """Whether ``plane`` looks like a mask or label map rather than a photo.
 

@@ -259,7 +259,17 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
     for kind in wanted:
         if kind == "masks":
             # beside a refined layer a new raw one starts hidden: two label layers at 0.7 opacity blend
-            # into colours of neither (a replaced layer keeps what the user chose)
+            # into colours of neither (a replaced layer keeps what the user chose, not what a run
+            # without the CRF chose for it)
+            from napari.layers import Labels
+
+            lazy = isinstance(output.labels, list)  # a pyramid over a store: always a new layer
+            before = (
+                None
+                if lazy
+                else _target(viewer, layer_names(source.name)[kind], kind, Labels, np.ndim(output.labels))[0]
+            )
+            shown_by_run = before is not None and (before.metadata.get(META_KEY) or {}).get("shown_by_run")
             layers[kind] = _write_labels(
                 viewer,
                 source,
@@ -271,6 +281,9 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
             )
             if output.refined is None:  # the one result of this run: shown, even where a CRF run hid it
                 layers[kind].visible = True
+                layers[kind].metadata[META_KEY] = {**layers[kind].metadata[META_KEY], "shown_by_run": True}
+            elif shown_by_run and layers[kind] is before:
+                layers[kind].visible = False
         elif kind == "crf" and output.refined is not None:
             layers[kind] = _write_labels(
                 viewer, source, kind, output.refined, output.features_refined, output.checksums[kind]
@@ -368,10 +381,13 @@ def label_map_note(output: LayerOutput) -> str | None:
     """One line when the segmented layer looks like a mask or label map, not a photo (its first
     plane, when in memory: :func:`~napari_gardenseg._images.looks_like_label_map`), so
     that instances which follow its few colours are not taken for the model's view of a photo."""
-    from ._images import looks_like_label_map
+    from ._images import looks_like_label_map, one_colour
 
     if not output.source.planes or not looks_like_label_map(output.source.plane(0)):
         return None
+    colour = one_colour(output.source.plane(0))
+    if colour is not None:
+        return f"'{output.source.name}' is one colour throughout ({colour}): a blank image"
     return f"'{output.source.name}' looks like a mask or label map, not a photo: its instances follow its colours"
 
 

@@ -255,8 +255,9 @@ def _download(url: str, path: Path, name: str, progress: bool) -> None:
     hint = (
         f"Download {url} on a machine with internet access and put it at {path} "
         "(set TORCH_HOME to use another folder), or use a checkpoint of your own "
-        "(--model /path/to/model.pt; load_model('/path/to/model.pt') in Python), or the bundled offline "
-        "model (--model garden; load_model('garden'))."
+        "(--model /path/to/model.pt; load_model('/path/to/model.pt') in Python; 'custom checkpoint…' in "
+        "napari's model list), or the bundled offline model (--model garden; load_model('garden'); "
+        "'Garden (bundled, offline)' in napari)."
     )
     if os.environ.get("GARDENSEG_OFFLINE", "") not in ("", "0"):
         raise ModelError(f"the COCO weights for {name!r} are not on this machine and GARDENSEG_OFFLINE is set. {hint}")

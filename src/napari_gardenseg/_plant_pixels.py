@@ -720,7 +720,7 @@ def adapt_hint(
     if not (missed or off_colour):
         return None
     if missed:
-        found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-coloured patches it missed (source 'colour')"
+        found = f"the model found {n_model} plant{'s' if n_model != 1 else ''}; colour shows {n_colour} more plant-sized patches it missed (source 'colour', at least a quarter of its typical plant)"
     else:
         found = (
             f"under {np.ceil(100 * KNOWN_SHARE):.0f}% of the model's confident finds are plant-coloured "

@@ -13,8 +13,9 @@ goes with a Labels layer when their (H, W) planes match and:
   choose.
 
 A row that leaves no doubt (a name match, or the only image of that shape) is
-selected when its Labels layer appears, unless a row of the same image is
-selected already (of "<image> masks" and "<image> masks (CRF)", the first).
+selected when its Labels layer appears shown, unless a row of the same image is
+selected already (of "<image> masks" and "<image> masks (CRF)", the one shown:
+the CRF's, or the raw one of a run without the CRF).
 
 The list follows the viewer's layers (added, removed, renamed).
 
@@ -335,9 +336,11 @@ class TrainWidget(Container):
         self.pairs.reset_choices()
         keep = [(im, lab) for im, lab, _ in cands if (im, lab) in before]
         for im, lab, sure in cands:
-            # a new Labels layer that surely goes with an image nothing is selected for yet
-            # (of "<image> masks" and "<image> masks (CRF)", the first one)
-            if sure and lab not in self._seen_labels and all(im is not i for i, _ in keep):
+            # a new Labels layer on screen that surely goes with an image nothing is selected for
+            # yet: of "<image> masks" and "<image> masks (CRF)", the one shown, which is the one
+            # the user corrects (the raw layer arrives hidden)
+            new = sure and lab not in self._seen_labels and getattr(lab, "visible", True)
+            if new and all(im is not i for i, _ in keep):
                 keep.append((im, lab))
         for _, lab, _ in cands:
             self._seen_labels.add(lab)
@@ -345,13 +348,13 @@ class TrainWidget(Container):
         base = self.base.value
         super().reset_choices()
         restore_choice(self.base, base)  # found again by its title, which may have changed
+        if str(self.status.value).startswith("error") and not self.running:
+            self.status.value = ""  # an error of the layers as they were: they changed
 
     def open_adapt(self, *_):
-        """Dock the "Adapt to these photos" panel (:mod:`napari_gardenseg._adapt_widget`); returns it."""
-        from ._adapt_widget import AdaptWidget
-
-        panel = AdaptWidget(self._viewer)
-        self._viewer.window.add_dock_widget(panel, name="Adapt to these photos", area="right")
+        """Dock the "Adapt to these photos" panel (:mod:`napari_gardenseg._adapt_widget`), or show the
+        one docked already (from here or the Plugins menu: napari keeps one per plugin widget); returns it."""
+        _, panel = self._viewer.window.add_plugin_dock_widget("napari-gardenseg", "Adapt to these photos")
         return panel
 
     # -- running ---------------------------------------------------------------

@@ -299,7 +299,8 @@ def report_error(exc: BaseException, what: str) -> str:
             )
         log.info("%s failed: %s", what, message)
         show_error(message)
-        return f"error: {message.splitlines()[0][:120]}"
+        # the status label wraps: the first line whole, up to where a cut would hide what to do
+        return f"error: {message.splitlines()[0][:400]}"
     log.warning("%s failed unexpectedly", what, exc_info=(type(exc), exc, exc.__traceback__))
     text = (
         f"{what} failed: {type(exc).__name__}: {message} "
