@@ -389,3 +389,14 @@ def test_saving_labels_never_replaces_a_photo_nor_the_users_own_files_beside_it(
     write_label_file(tmp_path / "plot.tif", labels, overwrite=True)
     write_labels_layer(str(tmp_path / "plot.tif"), labels * 2, {"metadata": {}})
     assert pd.read_csv(tmp_path / "plot_instances.csv")["label"].tolist() == [2]
+
+
+def test_label_files_that_are_not_ids_say_how_to_make_them(tmp_path):
+    from napari_gardenseg._images import ImageError
+
+    tifffile.imwrite(tmp_path / "big_labels.tif", np.full((4, 5), 2**31 + 5, np.int64))
+    with pytest.raises(ImageError, match="ids above 2\\*\\*31 - 1.*relabel_sequential"):
+        read_labels(tmp_path / "big_labels.tif")
+    tifffile.imwrite(tmp_path / "c_labels.tif", np.full((4, 5), 1 + 2j, np.complex64))
+    with pytest.raises(ImageError, match="not a label image .*whole instance ids, 0 the background"):
+        read_labels(tmp_path / "c_labels.tif")

@@ -242,11 +242,17 @@ def _as_ids(data: np.ndarray, name: str, split: bool) -> np.ndarray:
             raise ImageError(f"{name} has fractional values: a label image holds whole instance ids")
         data = data.astype(np.int64)
     if data.dtype.kind not in "iu":
-        raise ImageError(f"{name} is not a label image (dtype {data.dtype})")
+        raise ImageError(
+            f"{name} is not a label image (dtype {data.dtype}): a label image holds whole instance ids, 0 the "
+            "background (save a Labels layer with File > Save Selected Layers, or integer ids with tifffile)"
+        )
     if data.size and data.min() < 0:
         raise ImageError(f"{name} has negative values: a label image holds ids from 0 (background) up")
     if data.size and data.max() > np.iinfo(np.int32).max:
-        raise ImageError(f"{name} has ids above 2**31 - 1")
+        raise ImageError(
+            f"{name} has ids above 2**31 - 1, more than label readers take: number them 1..n first "
+            "(skimage.segmentation.relabel_sequential; gs.write_label_file does it when it writes them)"
+        )
     values = np.unique(data)
     values = values[values > 0]
     if split and len(values) == 1:  # a mask: one instance per connected component
