@@ -128,26 +128,16 @@ def read_label_layers(path) -> list[tuple]:
 
 
 def _measured(features, labels):
-    """``features`` with ``area``, ``centroid_y`` and ``centroid_x`` measured on ``labels`` (a 2-D
-    image in memory): a batch's table describes its ``_labels.tif``, and the refined
-    ``_labels_crf.tif`` (or a file edited in another program) has pixels of its own. Stacks and
-    lazily read images keep the table's figures."""
-    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or not {"area", "centroid_y"} <= set(features):
+    """``features`` with ``area``, ``centroid_y`` and ``centroid_x`` measured on ``labels`` (in
+    memory) as the brush will keep them (:func:`~napari_gardenseg._paint_features.recompute_features`:
+    rows of ids no longer in the labels dropped, ids painted since added): a batch's table describes
+    its ``_labels.tif``, and the refined ``_labels_crf.tif`` (or a file edited in another program)
+    has pixels of its own. Lazily read images keep the table's figures."""
+    if not isinstance(labels, np.ndarray) or not {"area", "centroid_y"} <= set(features):
         return features
-    if labels.size and labels.min() < 0:  # no instance ids: nothing to measure them by
-        return features
-    from ._results import present_label_stats
+    from ._paint_features import recompute_features
 
-    present, area, _, yx = present_label_stats(labels)
-    n = len(present) - 1
-    area = np.concatenate([[0], area])
-    yx = np.concatenate([[(np.nan, np.nan)], np.asarray(yx, float).reshape(-1, 2)])
-    ids = features["label"].to_numpy(np.int64)
-    at = np.searchsorted(present, ids)
-    at = np.where((at < len(present)) & (present[np.minimum(at, n)] == ids) & (ids > 0), at, 0)
-    features = features.copy()
-    features["area"], features["centroid_y"], features["centroid_x"] = area[at], yx[at, 0], yx[at, 1]
-    return features
+    return recompute_features(labels, features)
 
 
 def _follow_layers_inserted() -> None:
