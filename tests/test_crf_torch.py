@@ -324,7 +324,7 @@ def test_auto_backend_rule(monkeypatch):
     from napari_gardenseg.crf import _dense, _numba, _pydensecrf
 
     with monkeypatch.context() as m:  # as if the GPUs were there (the resolver refuses absent ones)
-        m.setattr(_dense, "resolve_device", lambda d: torch.device(d))
+        m.setattr(_dense, "crf_device", lambda d: torch.device(d))
         m.setattr(_numba, "available", lambda: True)
         for device, kind in (("cuda", "cuda"), ("cuda:1", "cuda"), (torch.device("cuda"), "cuda"), ("mps", "mps")):
             # numba's CPU lattice beat the torch lattice on an H200 (gpu_check.py): auto keeps it

@@ -31,8 +31,8 @@ def torch_available() -> bool:
     return True
 
 
-def resolve_device(device):
-    """A torch.device for ``device`` (None = "cpu"; "auto" = CUDA, else MPS, else CPU), or
+def crf_device(device):
+    """The CRF's torch.device for ``device`` (None = "cpu", unlike the package's resolver, for which it is "auto"; "auto" = CUDA, else MPS, else CPU), or
     "cpu" when torch cannot be imported (pydensecrf runs on the CPU anyway)."""
     if not torch_available():
         return "cpu"
@@ -99,7 +99,7 @@ def single_threaded_torch():
 
 def choose_backend(backend: str, device="cpu") -> tuple[str, str]:
     """(backend name, one-line reason) for ``backend`` ("auto", "pydensecrf", "torch") on ``device``."""
-    kind = _device_type(resolve_device(device))
+    kind = _device_type(crf_device(device))
     if backend == "numba":
         if not _numba.available():
             raise CRFUnavailableError(
@@ -188,7 +188,7 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
         raise ValueError(
             f"probabilities must sum to 1 over the first (label) axis; the largest deviation is {deviation:.3g}{hint}"
         )
-    device = resolve_device(device)
+    device = crf_device(device)
     backend, _ = choose_backend(params.backend, device)
     # Same arithmetic as unary_from_softmax (log in the input's precision).
     unary = (-np.log(np.clip(p, _CLIP, 1.0))).reshape(p.shape[0], -1).astype(np.float32)

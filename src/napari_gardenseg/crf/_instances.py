@@ -78,8 +78,8 @@ from ._dense import (
     choose_backend,
     cpu_cores,
     cpu_workers,
+    crf_device,
     dense_crf_many,
-    resolve_device,
     single_threaded_torch,
 )
 from ._params import CRFParams
@@ -260,7 +260,7 @@ def refine_masks(
             f"image must be (H, W, 3) RGB (or a reader of shape (H, W) giving RGB crops) of the "
             f"instances' size {tuple(instances.shape)}, got shape {shape}"
         )
-    device = resolve_device(device)
+    device = crf_device(device)
     backend, reason = choose_backend(params.backend, device)
     report = progress or (lambda f, m: None)
     h, w = instances.shape
