@@ -185,7 +185,7 @@ def segment_files(
     def fail(fs: FileStatus, entry: dict):
         fs.status, fs.error = "failed", f"{entry['error_type']}: {entry['message']}"
         _append_failure(out, entry)
-        finished(fs, f"{_shown(fs)}: FAILED: {fs.error}")
+        finished(fs, f"{_file_shown(fs)}: FAILED: {fs.error}")
 
     wanted = {
         "model": model_id,
@@ -206,7 +206,7 @@ def segment_files(
         if verdict == "run":
             todo.append(fs)
         elif verdict == "skip":
-            finished(fs, f"{_shown(fs)}: already done (resume)")
+            finished(fs, f"{_file_shown(fs)}: already done (resume)")
         else:
             fail(fs, verdict)
 
@@ -216,7 +216,7 @@ def segment_files(
             fs.outputs = [str(out / f) for f in res["written"]]
             fs.note = res.get("note")
             note = f" ({fs.note})" if fs.note else ""
-            finished(fs, f"{_shown(fs)}: {fs.instances} instances in {fs.seconds} s{note}")
+            finished(fs, f"{_file_shown(fs)}: {fs.instances} instances in {fs.seconds} s{note}")
         else:
             fs.worker = res["worker"]
             fail(fs, _failure(fs, tb=res["traceback"], error_type=res["error_type"], message=res["message"]))
@@ -228,7 +228,7 @@ def segment_files(
             fs.attempts = 1
             task_kwargs = kwargs
             if progress is not None:  # the stages (and tiles) of this file move the bar between files
-                task_kwargs = dict(kwargs, progress=_within(progress, n_finished, len(files), _shown(fs)))
+                task_kwargs = dict(kwargs, progress=_within(progress, n_finished, len(files), _file_shown(fs)))
             res = _task(fs.file, str(out), fs.name, loaded, task_kwargs, None)
             settle(fs, res)
     else:
@@ -242,7 +242,7 @@ def _within(progress, done: int, total: int, label: str):
     return lambda f, message: progress((done + 0.99 * min(max(f, 0.0), 1.0)) / total, f"{label}: {message}")
 
 
-def _shown(fs: FileStatus) -> str:
+def _file_shown(fs: FileStatus) -> str:
     """The input's name in progress messages: with the subfolder its outputs mirror (recursive batches)."""
     folder, _, _ = fs.name.rpartition("/")
     return f"{folder}/{Path(fs.file).name}" if folder else Path(fs.file).name
