@@ -164,3 +164,9 @@ def test_the_command_line_tells_a_users_error_from_a_bug(monkeypatch, capsys):
         cli.main(["models"])
     monkeypatch.setattr(cli, "_cmd_models", lambda args: open("/no/such/folder/x.txt"))
     assert cli.main(["models"]) == 2 and "No such file" in capsys.readouterr().err
+    # a missing extra, with the package's own install hint (raised without a module name)
+    from napari_gardenseg._coco_labels import pycocotools_mask
+
+    monkeypatch.setitem(__import__("sys").modules, "pycocotools", None)
+    monkeypatch.setattr(cli, "_cmd_models", lambda args: pycocotools_mask("reading COCO annotations"))
+    assert cli.main(["models"]) == 2 and "pycocotools" in capsys.readouterr().err

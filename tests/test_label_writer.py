@@ -318,13 +318,12 @@ def test_corrected_labels_are_saved_back_over_the_batch_file_they_were_opened_fr
     assert json.loads((out / "plot_run.json").read_text())["written"] == ["plot_run.json"]
 
 
-def test_a_batch_coco_file_made_before_its_labels_were_corrected_is_not_trained_on(tmp_path):
+def test_a_batch_coco_file_made_before_its_labels_were_corrected_is_not_trained_on(tmp_path, capsys):
     # the COCO file and overlay are drawn from the CRF's labels: correcting the raw ones leaves them
     # current; correcting the CRF's makes them stale, and training on the COCO file is refused
     import json
 
     from napari_gardenseg import read_coco
-    from napari_gardenseg._images import ImageError
 
     out = tmp_path / "results"
     labels = np.zeros((40, 50), np.int32)
@@ -344,8 +343,15 @@ def test_a_batch_coco_file_made_before_its_labels_were_corrected_is_not_trained_
         "plot_overlay.png": "plot_labels_crf.tif",
         "plot_coco.json": "plot_labels_crf.tif",
     }
-    with pytest.raises(ImageError, match=r"from before plot_labels_crf.tif was corrected.*--suffix _labels_crf"):
-        read_coco(out / "plot_coco.json")
+    # opened to look at (napari's reader, gs.read_coco): said; trained on from the command line: refused
+    with pytest.warns(UserWarning, match=r"from before plot_labels_crf.tif was corrected.*--suffix _labels_crf"):
+        with pytest.raises(FileNotFoundError):  # the test wrote no JSON: it is read after the warning
+            read_coco(out / "plot_coco.json")
+    from napari_gardenseg import cli
+
+    assert cli.main(["train", "--coco", str(out / "plot_coco.json"), "--out", str(tmp_path / "m.pt")]) == 2
+    assert "from before plot_labels_crf.tif was corrected" in capsys.readouterr().err
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_label_data_the_writer_would_misread_is_refused_or_warned_of(tmp_path):
@@ -374,9 +380,22 @@ def test_saving_labels_never_replaces_a_photo_nor_the_users_own_files_beside_it(
     tifffile.imwrite(photo, np.full((64, 64, 3), 90, np.uint8), photometric="rgb")
     (tmp_path / "ortho.tfw").write_text("0.05\n0\n0\n-0.05\n500000.025\n4000000.975\n")
     # a layer napari's own reader opened (no metadata of ours), saved from the console over the photo
-    with pytest.raises(RuntimeError, match="holds an image .* not label ids; not replacing it"):
+    with pytest.raises(RuntimeError, match="holds an image .* not label ids, or cannot be read; not replacing it"):
         write_labels_layer(str(photo), labels, {"metadata": {}})
     assert tifffile.imread(photo).shape == (64, 64, 3) and (tmp_path / "ortho.tfw").exists()
+    # label files of other writers are labels: whole-number floats, a 3-plane int32 stack stored as RGB
+    tifffile.imwrite(tmp_path / "f_labels.tif", labels.astype(np.float32))
+    tifffile.imwrite(tmp_path / "s_labels.tif", np.stack([labels] * 3, axis=-1), photometric="rgb")
+    for name in ("f_labels.tif", "s_labels.tif"):
+        write_labels_layer(str(tmp_path / name), labels * 3, {"metadata": {}})
+        assert tifffile.imread(tmp_path / name).max() == 3
+    # a float image that is no label file (reflectance): refused, unless it is the layer's own file
+    reflectance = tmp_path / "r_labels.tif"
+    tifffile.imwrite(reflectance, np.full((64, 64), 0.25, np.float32))
+    with pytest.raises(RuntimeError, match="holds an image"):
+        write_labels_layer(str(reflectance), labels, {"metadata": {}})
+    own = {"metadata": {META_KEY: {"label_file": str(reflectance), "georeference_source": str(reflectance)}}}
+    write_labels_layer(str(reflectance), labels, own)
     # a CSV of the user's own notes beside a label file is no instances table: kept
     write_label_file(tmp_path / "plot.tif", labels)
     (tmp_path / "plot_instances.csv").write_text("plant,note\n1,my own notes\n")

@@ -128,11 +128,18 @@ def test_train_selects_the_labels_on_screen_and_adapt_keeps_its_photos(make_napa
     crf = viewer.add_labels(labels, name="bed masks (CRF)")
     assert [lab for _, lab in train.pairs.value] == [crf]
     assert not str(train.status.value).startswith("error")  # the layers changed: that error is gone
+    # a run without the CRF shows its raw layer; a run with it hides that again and shows the CRF's
+    viewer.add_image(image, name="plot")
+    raw = viewer.add_labels(labels, name="plot masks")
+    assert [lab.name for _, lab in train.pairs.value] == ["bed masks (CRF)", "plot masks"]
+    raw.visible = False
+    viewer.add_labels(labels, name="plot masks (CRF)")
+    assert [lab.name for _, lab in train.pairs.value] == ["bed masks (CRF)", "plot masks (CRF)"]
     # the panel once, whether from the Plugins menu or Train's button
     _, adapt = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Adapt to these photos")
     assert train.open_adapt() is adapt
     second = viewer.add_image(image, name="path")
-    assert [layer.name for layer in adapt.photos.value] == ["bed", "path"]  # opened since: selected too
+    assert [layer.name for layer in adapt.photos.value] == ["bed", "plot", "path"]  # opened since: selected too
     viewer.layers["bed"].name = "north bed"
     adapt.photos.value = [second]
     second.name = "south path"

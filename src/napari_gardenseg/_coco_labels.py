@@ -100,7 +100,9 @@ def read_coco(
         pycocotools is not installed.
     """
     path = Path(path).expanduser()
-    _refuse_stale(path)
+    stale = stale_note(path)
+    if stale is not None:  # shown, not refused: napari opens it to look; `gardenseg train` refuses it
+        warnings.warn(stale, stacklevel=2)
     if images is not None:
         folders = [Path(images).expanduser()]
     else:  # Roboflow: photos beside the JSON; CVAT: annotations/ beside images/
@@ -338,24 +340,26 @@ def _one_entry_per_photo(by_image: dict, found: dict, entries: dict) -> tuple[di
     return merged, ambiguous
 
 
-def _refuse_stale(path: Path) -> None:
-    """ImageError for a batch's ``<name>_coco.json`` whose label image was corrected since (its run
-    record lists it under ``stale``): its masks are the ones before the corrections."""
+def stale_note(path: Path) -> str | None:
+    """Why a batch's ``<name>_coco.json`` no longer holds its labels, when its label image was
+    corrected since (its run record lists it under ``stale``), with how to train on the
+    corrections; else None."""
     from ._run_record import read_run_record
 
     if not path.name.endswith("_coco.json"):
-        return
+        return None
     name = path.name[: -len("_coco.json")]
     record = read_run_record(path.parent, name)
     stale = record.get("stale") if isinstance(record, dict) else None
     label = next((v for k, v in stale.items() if Path(k).name == path.name), None) if isinstance(stale, dict) else None
-    if isinstance(label, str):
-        suffix = Path(label).stem.removeprefix(name)  # "_labels_crf"
-        raise ImageError(
-            f"{path.name} holds the batch's masks from before {label} was corrected: train on the corrected "
-            f"labels instead, giving the photos with --labels {path.parent} --suffix {suffix} "
-            "(gs.train: the photo with that label file)"
-        )
+    if not isinstance(label, str):
+        return None
+    suffix = Path(label).stem.removeprefix(name)  # "_labels_crf"
+    return (
+        f"{path.name} holds the batch's masks from before {label} was corrected: train on the corrected "
+        f"labels instead, giving the photos with --labels {path.parent} --suffix {suffix} "
+        "(gs.train: the photo with that label file)"
+    )
 
 
 def _batch_photo_folder(path: Path) -> list[Path]:

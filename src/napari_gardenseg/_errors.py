@@ -44,8 +44,8 @@ def is_user_error(exc: BaseException) -> bool:
 
     if with_memory_advice(exc) is not None:  # memory ran out: the machine's limit, not a bug
         return True
-    if isinstance(exc, ImportError):
-        return "crf" in type(exc).__name__.lower() or exc.name is not None
+    if isinstance(exc, ImportError):  # a missing extra: the module's name, or the package's own hint
+        return "crf" in type(exc).__name__.lower() or exc.name is not None or _raised_here(exc)
     if isinstance(exc, OSError):
         return exc.filename is not None
     if isinstance(exc, (ValueError, TypeError)):

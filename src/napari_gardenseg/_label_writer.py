@@ -292,16 +292,27 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
 
 
 def _label_tiff_grid(path: Path) -> tuple[int, int] | None:
-    """(H, W) of the TIFF at ``path`` when it holds label ids (integer or bool values, one sample
-    per pixel: not a colour photo nor float data); None otherwise, or when it cannot be read."""
+    """(H, W) of the TIFF at ``path`` when it holds label ids; None for an image (a colour photo of
+    8 or 16 bits, or float values that are not whole numbers) or a file that cannot be read.
+
+    Ids are integers of one sample per pixel, or of 32 bits or more in any layout (napari's own
+    writer stores a stack of 3 or 4 label planes as "RGB"), or whole-number floats (the labels
+    reader opens those too)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            if series.dtype.kind not in "biu" or "S" in series.axes:
+            axes, dtype = series.axes, series.dtype
+            grid = tuple(int(series.shape[axes.index(a)]) for a in "YX") if {"Y", "X"} <= set(axes) else None
+            if grid is None:
                 return None
-            return tuple(int(v) for v in series.shape[-2:])
+            if dtype.kind in "biu":
+                return grid if "S" not in axes or dtype.itemsize >= 4 else None
+            if dtype.kind != "f" or "S" in axes or series.size > 64_000_000:
+                return None
+            data = series.asarray()
+            return grid if np.isfinite(data).all() and (data == np.round(data)).all() else None
     except Exception:  # noqa: BLE001  (not a TIFF, damaged: not labels of ours either)
         return None
 
@@ -392,10 +403,11 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
         raise LabelWriteError(
             f"{path} is the photo these labels were segmented from; not replacing it: choose another name"
         )
-    if Path(path).exists() and _label_tiff_grid(Path(path)) is None:  # any photo, whatever layer this is
+    own = about.get("label_file") is not None and Path(about["label_file"]).resolve() == Path(path).resolve()
+    if Path(path).exists() and not own and _label_tiff_grid(Path(path)) is None:  # a photo, whatever layer this is
         raise LabelWriteError(
-            f"{path} holds an image (colour or float values), not label ids; not replacing it with labels: "
-            "choose another name"
+            f"{path} holds an image (colour, or values that are not whole ids), not label ids, or cannot be "
+            "read; not replacing it with labels: choose another name"
         )
     data = data[0] if isinstance(data, list) else data  # a multiscale layer: its full resolution
     if not isinstance(data, np.ndarray) and np.prod(data.shape[-2:], dtype=np.int64) > MAX_PLANE_PIXELS:

@@ -340,7 +340,10 @@ class TrainWidget(Container):
             # yet: of "<image> masks" and "<image> masks (CRF)", the one shown, which is the one
             # the user corrects (the raw layer arrives hidden)
             new = sure and lab not in self._seen_labels and getattr(lab, "visible", True)
-            if new and all(im is not i for i, _ in keep):
+            if new and all(im is not i or not getattr(other, "visible", True) for i, other in keep):
+                # the image's row chosen so far shows nothing (a run's raw layer, hidden again when
+                # a run with the CRF follows one without): the layer on screen takes its place
+                keep = [(i, other) for i, other in keep if i is not im]
                 keep.append((im, lab))
         for _, lab, _ in cands:
             self._seen_labels.add(lab)

@@ -352,7 +352,13 @@ def _cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 2
+    from ._coco_labels import stale_note
+
     for coco_file in args.coco or ():
+        stale = stale_note(Path(coco_file))
+        if stale is not None:
+            print(f"gardenseg train: {stale}", file=sys.stderr)
+            return 2
         samples += _annotated_samples(read_coco, coco_file, args.images)
     for dataset in args.yolo or ():
         samples += _annotated_samples(read_yolo, dataset, split=args.split)
