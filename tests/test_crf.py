@@ -230,6 +230,7 @@ def test_refine_accepts_read_only_and_other_layouts(backend):
         (np.full((2, 40, 50), 0.4), "sum to 1.*rounded\\? pass p / p.sum"),
         (np.full((2, 40, 50), 127.5), r"sum to 1.*0\.\.255\? divide by 255"),
         (np.full((40, 50), 0.5), r"one foreground map\? pass np.stack\(\[1 - p, p\]\)"),
+        (np.full((1, 40, 50), 0.5), r"one foreground map\? pass np.stack\(\[1 - p\[0\], p\[0\]\]\)"),
         (np.full((40, 50, 2), 0.5), r"labels last\? pass np.moveaxis\(p, -1, 0\)"),
         (np.stack([np.full((40, 50), 1.5), np.full((40, 50), -0.5)]), ">= 0"),
         (np.where(np.eye(40, 50, dtype=bool)[None], np.nan, 0.5).repeat(2, 0), "NaN"),

@@ -388,11 +388,16 @@ def test_segment_to_zarr_from_a_tiled_bigtiff(tmp_path, big_scene):
     image_store = zarr.open_array(str(tmp_path / "survey.zarr"), mode="w", shape=image.shape, dtype=image.dtype)
     image_store[...] = image
     for target in (tmp_path / "survey.zarr", tmp_path / "survey.zarr" / "labels.zarr"):
-        with pytest.raises(OutputExistsError, match="did not write|would replace the input"):
+        with pytest.raises(OutputExistsError, match="would replace or write into the input"):
             segment_to_zarr(tmp_path / "survey.zarr", target, "garden", crf=False, scale=1.0, overwrite=True)
+    with pytest.raises(OutputExistsError, match="is a zarr store segment_to_zarr did not write"):
+        segment_to_zarr(path, tmp_path / "survey.zarr", "garden", crf=False, scale=1.0, overwrite=True)
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "survey.zarr"), mode="r")[...], image)
     again = segment_to_zarr(path, out, "garden", crf=False, scale=1.0, tile_size=384, overwrite=True)
+    (tmp_path / "empty.zarr").mkdir()  # an empty folder holds nothing to lose
+    segment_to_zarr(path, tmp_path / "empty.zarr", "garden", crf=False, scale=1.0, tile_size=384, overwrite=True)
     assert len(again) > 0 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "empty.zarr",
         "field photos",
         "mosaic.tif",
         "mosaic_labels.zarr",

@@ -304,7 +304,11 @@ def _label_map_note(image) -> str | None:
         return None
     colour = one_colour(plane)
     if colour is not None:
-        return f"one colour throughout ({colour}): a blank image"
+        return (
+            f"its first plane is one colour throughout ({colour}): a blank frame"
+            if image.is_stack
+            else f"one colour throughout ({colour}): a blank image"
+        )
     return "a mask or label map, not a photo? (nearly all its pixels are a few colours; its instances follow them)"
 
 

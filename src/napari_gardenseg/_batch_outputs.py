@@ -244,13 +244,13 @@ def _write_outputs(
             put(f"{name}_overlay.png", lambda t: _save_overlay(t, image, shown))
         if coco_json is not None:
             put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
+        held.hold()  # from here Ctrl-C waits: the old record goes only with the renames that follow
         if record_tmp is not None:
             record_tmp.write_text(record[1](list(written), digests))
             if overwrite and record[0].exists():
                 # an old record must not vouch for outputs being replaced: gone before the renames,
                 # not before the writing, which may fail (a full disk) and leave the old outputs its own
                 record[0].unlink()
-        held.hold()
     return written
 
 

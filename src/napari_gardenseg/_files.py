@@ -170,6 +170,8 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
             import shutil
 
             old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+            if len(os.fsencode(old.name)) > 255:
+                old = path.with_name(f".gardenseg-{uuid.uuid4().hex[:12]}.old")
             os.replace(path, old)  # aside, not deleted: a failed rename below puts it back
             try:
                 os.replace(tmp, path)

@@ -115,26 +115,26 @@ def lazy_or_numpy(data, fn):
 def _axes_examples(letters: str, shape: tuple) -> str:
     """How to say what the unknown axes (``?`` in ``letters``) are, on the command line and in the API.
 
-    A first unknown axis of 3 or 4 is offered as colour first: a photo stored band by band, as
-    GDAL and rasterio give a raster's bands, is the commonest such file."""
+    A first unknown axis of 3 or 4 (of those longer than 1: the others are dropped) is offered as
+    colour first: a photo stored band by band, as GDAL and rasterio give a raster's bands, is the
+    commonest such file."""
+    unknown = [i for i, a in enumerate(letters) if a == "?"]
+    first = next((i for i in unknown if shape[i] > 1), unknown[0])
 
-    def filled(colour: bool) -> str:
+    def filled(colour_at: int | None) -> str:
         spare = [c for c in "TZC" if c not in letters]
-        out = ""
-        for a in letters:
-            if a == "?" and colour:
-                out, colour = out + "S", False
-            else:
-                out += (spare.pop(0) if spare else "T") if a == "?" else a
-        return out
+        return "".join(
+            "S" if i == colour_at else (spare.pop(0) if spare else "Q") if a == "?" else a
+            for i, a in enumerate(letters)
+        )
 
-    first = letters.index("?")
-    frames = filled(False)
+    frames = filled(None)
     if shape[first] in (3, 4) and "S" not in letters:
-        example = filled(True)
+        example = filled(first)
+        how = "stored band by band, as GDAL and rasterio give them" if first < letters.index("Y") else "each pixel's"
         said = (
             f"e.g. --axes {example} when its {shape[first]} planes along that axis are a photo's red, green, "
-            f"blue{' (and alpha)' if shape[first] == 4 else ''} (stored band by band, as GDAL and rasterio give them), --axes {frames} when they are frames"
+            f"blue{' (and alpha)' if shape[first] == 4 else ''} ({how}), --axes {frames} when they are frames"
         )
     else:
         example, said = frames, f"e.g. --axes {frames}"

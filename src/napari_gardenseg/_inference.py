@@ -414,8 +414,10 @@ def _check_replaceable(image, path: Path) -> None:
     if isinstance(image, (str, os.PathLike)):
         source, target = Path(os.path.realpath(image)), Path(os.path.realpath(path))
         if source == target or target in source.parents or source in target.parents:
-            raise OutputExistsError(f"zarr output {str(path)!r} would replace the input {image}; choose another name")
-    if not path.is_dir():
+            raise OutputExistsError(
+                f"zarr output {str(path)!r} would replace or write into the input {image}; choose another name"
+            )
+    if not path.is_dir() or not any(path.iterdir()):  # nothing there, or an empty folder
         return
     try:
         group = zarr.open_group(str(path), mode="r")

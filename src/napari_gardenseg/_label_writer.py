@@ -278,7 +278,8 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
         warnings.warn(
             f"{', '.join(n for n, _ in stale)} beside {path.name} still hold the batch's result from before these "
             "corrections (its run record now lists them as stale): to train on the corrections, give gardenseg "
-            f"train the photos with --labels {path.parent} --suffix {stale[0][1]}, not the batch's COCO file",
+            f"train the photos with --labels {path.parent} --suffix {stale[0][1]}"
+            + (", not the batch's COCO file" if any(n.endswith("_coco.json") for n, _ in stale) else ""),
             stacklevel=2,
         )
     if old_grid is not None and old_grid != ids.shape[-2:]:

@@ -270,7 +270,7 @@ def _record_transparent(applied: dict, data) -> None:
     black (nodata), with their number when the file was read whole, as the Pillow reader says it."""
     if not isinstance(data, np.ndarray):  # counting would read the whole file once more
         applied["transparent"] = (
-            "pixels whose marked alpha (ExtraSamples) is 0 read as black (nodata), unless it is 0 "
+            "pixels whose marked alpha (ExtraSamples) is 0, if any, read as black (nodata), unless it is 0 "
             "everywhere; not counted: the file is read lazily"
         )
         return

@@ -184,7 +184,12 @@ def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, 
         raise ValueError(f"probabilities must be >= 0, found {p.min():.3g}")
     deviation = float(np.abs(p.sum(axis=0, dtype=np.float64) - 1.0).max())
     if deviation > _SUM_TOL:
-        hint = "; 0..255? divide by 255" if p.max() > 1.5 else "; rounded? pass p / p.sum(axis=0)"
+        if p.shape[0] == 1:
+            hint = "; one foreground map? pass np.stack([1 - p[0], p[0]]) (background, foreground)"
+        elif p.max() > 1.5:
+            hint = "; 0..255? divide by 255"
+        else:
+            hint = "; rounded? pass p / p.sum(axis=0)"
         raise ValueError(
             f"probabilities must sum to 1 over the first (label) axis; the largest deviation is {deviation:.3g}{hint}"
         )
