@@ -170,3 +170,23 @@ def test_the_command_line_tells_a_users_error_from_a_bug(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "pycocotools", None)
     monkeypatch.setattr(cli, "_cmd_models", lambda args: pycocotools_mask("reading COCO annotations"))
     assert cli.main(["models"]) == 2 and "pycocotools" in capsys.readouterr().err
+
+
+def test_to_coco_of_labels_corrected_in_napari():
+    # a segmentation's layer after corrections: id 3 kept (weed, 0.9), id 7 painted by hand, a
+    # row for id 5 erased since: the labels as they are now, classes and scores by id
+    import pandas as pd
+
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 3:9] = 3
+    labels[10:18, 12:25] = 7
+    features = pd.DataFrame({"label": [3, 5], "class_name": ["weed", "rosette"], "score": [0.9, 0.8]})
+    coco = to_coco(labels, file_name="plot3.jpg", features=features)
+    assert coco["images"] == [{"id": 1, "width": 30, "height": 20, "file_name": "plot3.jpg"}]
+    assert coco["categories"] == [{"id": 1, "name": "plant"}, {"id": 2, "name": "weed"}]
+    weed, painted = coco["annotations"]
+    assert (weed["category_id"], weed["area"]) == (2, 36) and weed["score"] == pytest.approx(0.9)
+    assert painted["category_id"] == 1 and "score" not in painted and painted["bbox"] == [12.0, 10.0, 13.0, 8.0]
+    np.testing.assert_array_equal(_decode(painted["segmentation"]), labels == 7)
+    with pytest.raises(TypeError, match="or an \\(H, W\\) integer label image"):
+        to_coco(labels.astype(float))

@@ -358,7 +358,7 @@ def stale_note(path: Path) -> str | None:
     return (
         f"{path.name} holds the batch's masks from before {label} was corrected: train on the corrected "
         f"labels instead, giving the photos with --labels {path.parent} --suffix {suffix} "
-        "(gs.train: the photo with that label file)"
+        "(gs.train: the photo with that label file; gs.to_coco(labels, features=...) makes COCO JSON of them)"
     )
 
 

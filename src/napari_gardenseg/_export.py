@@ -82,16 +82,37 @@ def labels_to_coco_annotations(
     return anns
 
 
-def to_coco(result, class_names=None, image_id: int = 1, file_name: str | None = None, refined: bool = True) -> dict:
-    """A COCO-format dict (images, categories, annotations) for one :class:`SegmentationResult`.
+def to_coco(
+    result,
+    class_names=None,
+    image_id: int = 1,
+    file_name: str | None = None,
+    refined: bool = True,
+    *,
+    features=None,
+) -> dict:
+    """A COCO-format dict (images, categories, annotations) for one :class:`SegmentationResult`,
+    or for a label image: labels corrected in napari, or read from a label file.
 
     ``refined=True`` exports the CRF masks when there are any, the raw ones otherwise.
     Scores are kept on each annotation, so the file also serves as COCO "results".
+    Masks are COCO RLE, boxes COCO's (x, y, width, height) in pixels.
+
+    ``result`` may instead be an (H, W) array of integer instance ids (0 the background), with
+    ``features`` naming their classes and scores as a Labels layer's table does (``label``,
+    ``class_name``, ``score``; a Labels layer's ``features``, or the ``_instances.csv`` beside a
+    label file): an id without a class is ``"plant"``, one without a score has none. Categories
+    are the class names in order of name, from id 1. Raises TypeError for anything else.
     """
     from ._results import SegmentationResult
 
+    if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
+        return _labels_to_coco(result, features, image_id, file_name)
     if not isinstance(result, SegmentationResult):
-        raise TypeError(f"result must be a SegmentationResult (what segment() returns), got {type(result).__name__}")
+        raise TypeError(
+            "result must be a SegmentationResult (what segment() returns) or an (H, W) integer label image, "
+            f"got {type(result).__name__}{getattr(result, 'shape', '')}"
+        )
     if class_names is not None and (
         isinstance(class_names, (str, bytes))
         or not isinstance(class_names, (list, tuple))
@@ -118,4 +139,32 @@ def to_coco(result, class_names=None, image_id: int = 1, file_name: str | None =
         ],
         "categories": [{"id": int(i), "name": n} for i, n in sorted(cats.items())],
         "annotations": labels_to_coco_annotations(labels, result.class_ids, result.scores, image_id=int(image_id)),
+    }
+
+
+def _labels_to_coco(labels: np.ndarray, features, image_id: int, file_name: str | None) -> dict:
+    """:func:`to_coco` of a label image and its table (classes and scores by id)."""
+    from skimage.segmentation import relabel_sequential
+
+    from ._label_writer import instances_table
+
+    table = instances_table(labels, features)  # one row per id present, its class and score by id
+    names = [str(n).strip() or "plant" for n in table["class_name"]]
+    categories = {name: k + 1 for k, name in enumerate(sorted(set(names)))}
+    ids, _, _ = relabel_sequential(np.asarray(labels))  # 1..n in the order of the table's rows
+    boxes = [tuple(int(v) for v in b) for b in table["bbox"]]
+    annotations = labels_to_coco_annotations(
+        ids, [categories[n] for n in names], None, image_id=int(image_id), boxes=boxes
+    )
+    scores = table["score"].to_numpy(dtype=float)
+    for ann in annotations:  # id k is the table's row k - 1
+        if np.isfinite(scores[ann["id"] - 1]):
+            ann["score"] = float(scores[ann["id"] - 1])
+    h, w = labels.shape
+    return {
+        "images": [
+            {"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}
+        ],
+        "categories": [{"id": k, "name": n} for n, k in categories.items()],
+        "annotations": annotations,
     }
