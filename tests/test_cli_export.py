@@ -190,3 +190,5 @@ def test_to_coco_of_labels_corrected_in_napari():
     np.testing.assert_array_equal(_decode(painted["segmentation"]), labels == 7)
     with pytest.raises(TypeError, match="or an \\(H, W\\) integer label image"):
         to_coco(labels.astype(float))
+    with pytest.raises(TypeError, match="a label image's classes come from features"):
+        to_coco(labels, ["__background__", "weed"])

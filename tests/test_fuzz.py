@@ -372,8 +372,8 @@ def results(draw):
         return None, "bad"
     if kind == "dict":
         return {"labels": np.zeros((4, 4), np.int32)}, "bad"
-    if kind == "array":
-        return np.zeros((4, 4), np.int32), "bad"
+    if kind == "array":  # an integer label image is taken (test_cli_export); float values are no ids
+        return np.zeros((4, 4), np.float32), "bad"
     h, w = draw(st.integers(1, 30)), draw(st.integers(1, 30))
     n = draw(st.integers(0, 4))
     labels = np.zeros((h, w), np.int32)

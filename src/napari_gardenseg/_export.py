@@ -106,13 +106,6 @@ def to_coco(
     """
     from ._results import SegmentationResult
 
-    if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
-        return _labels_to_coco(result, features, image_id, file_name)
-    if not isinstance(result, SegmentationResult):
-        raise TypeError(
-            "result must be a SegmentationResult (what segment() returns) or an (H, W) integer label image, "
-            f"got {type(result).__name__}{getattr(result, 'shape', '')}"
-        )
     if class_names is not None and (
         isinstance(class_names, (str, bytes))
         or not isinstance(class_names, (list, tuple))
@@ -123,6 +116,15 @@ def to_coco(
         raise TypeError(f"image_id must be a whole number, got {image_id!r}")
     if file_name is not None and not isinstance(file_name, str):
         raise TypeError(f"file_name must be None or a string, got {file_name!r}")
+    if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
+        if class_names is not None:
+            raise TypeError("class_names is for a SegmentationResult: a label image's classes come from features")
+        return _labels_to_coco(result, features, image_id, file_name)
+    if not isinstance(result, SegmentationResult):
+        raise TypeError(
+            "result must be a SegmentationResult (what segment() returns) or an (H, W) integer label image, "
+            f"got {type(result).__name__}{getattr(result, 'shape', '')}"
+        )
     labels = result.refined if (refined and result.refined is not None) else result.labels
     names = list(class_names) if class_names is not None else None
     cats = {}
