@@ -150,6 +150,14 @@ def check_target(path, overwrite: bool = False, what: str = "file", *, folder: b
 ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 
 
+def _hidden_sibling(path: Path, ext: str) -> Path:
+    """A new hidden name beside ``path``: ``.<name>.<8 hex>.<ext>``, shorter where that would not fit."""
+    sibling = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{ext}")
+    if len(os.fsencode(sibling.name)) > 255:  # a long name that fits the file system, not with our suffix
+        sibling = path.with_name(f".gardenseg-{uuid.uuid4().hex[:12]}.{ext}")
+    return sibling
+
+
 @contextmanager
 def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: bool = False):
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
@@ -160,18 +168,14 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
     """
     path = check_target(path, overwrite, what, folder=folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    if len(os.fsencode(tmp.name)) > 255:  # a long name that fits the file system, not with our suffix
-        tmp = path.with_name(f".gardenseg-{uuid.uuid4().hex[:12]}.tmp")
+    tmp = _hidden_sibling(path, "tmp")
     try:
         yield tmp
         check_target(path, overwrite, what, folder=folder)
         if path.is_dir():  # a zarr store being replaced: os.replace cannot swap folders
             import shutil
 
-            old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
-            if len(os.fsencode(old.name)) > 255:
-                old = path.with_name(f".gardenseg-{uuid.uuid4().hex[:12]}.old")
+            old = _hidden_sibling(path, "old")
             os.replace(path, old)  # aside, not deleted: a failed rename below puts it back
             try:
                 os.replace(tmp, path)

@@ -198,6 +198,14 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     labels) and
     :class:`~napari_gardenseg.OutputExistsError` (a FileExistsError) (nothing is written then).
     """
+    return _write_label_file(path, labels, features, georeference_from=georeference_from, overwrite=overwrite)
+
+
+def _write_label_file(
+    path, labels, features, *, georeference_from, overwrite: bool, photo_ok: bool = True
+) -> list[str]:
+    """:func:`write_label_file`; ``photo_ok=False`` (napari's writer, whose layer may be anything):
+    :class:`LabelWriteError` instead of replacing a TIFF that holds an image, not label ids."""
     from contextlib import ExitStack
 
     from ._batch_outputs import put_sidecars, with_map_coordinates, write_label_tiff
@@ -232,6 +240,11 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
         )
     # the table and sidecars beside a label image replaced are its own; beside anything else, not ours
     old_grid = _label_tiff_grid(path) if replacing else None
+    if replacing and old_grid is None and not photo_ok:
+        raise LabelWriteError(
+            f"{path} holds an image (colour, or values that are not whole ids), not label ids, or cannot be "
+            "read; not replacing it with labels: choose another name"
+        )
     image = _georeferenced(georeference_from, labels.shape) if georeference_from is not None else None
     geo = image.georeference if image is not None else ()
     sidecars = image.sidecar_georeference if image is not None else None
@@ -357,10 +370,10 @@ def _disown(folder: Path, names: list[str]) -> list[tuple[str, str]]:
             digests = record.get("sha256")
             sums = {"sha256": {k: v for k, v in digests.items() if k in kept}} if isinstance(digests, dict) else {}
             replaced = [Path(str(w)).name for w in written if w not in kept]
-            stale = _made_from(record_path.name[: -len(RUN_SUFFIX)], replaced, [str(w) for w in written], kept)
+            stem = record_path.name[: -len(RUN_SUFFIX)]
+            stale = _made_from(stem, replaced, [str(w) for w in written], kept)
             before = record.get("stale") if isinstance(record.get("stale"), dict) else {}
             marks = {**dict(stale), **before}  # output: the label image corrected since it was made (first kept)
-            stem = record_path.name[: -len(RUN_SUFFIX)]
             stale_names += [(Path(w).name, Path(label).stem[len(stem) :]) for w, label in stale]
             with atomic_write(record_path, True, "run record") as tmp:
                 tmp.write_text(
@@ -404,12 +417,8 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
         raise LabelWriteError(
             f"{path} is the photo these labels were segmented from; not replacing it: choose another name"
         )
+    # a photo is never replaced, whatever layer this is, unless it is the label file the layer came from
     own = about.get("label_file") is not None and Path(about["label_file"]).resolve() == Path(path).resolve()
-    if Path(path).exists() and not own and _label_tiff_grid(Path(path)) is None:  # a photo, whatever layer this is
-        raise LabelWriteError(
-            f"{path} holds an image (colour, or values that are not whole ids), not label ids, or cannot be "
-            "read; not replacing it with labels: choose another name"
-        )
     data = data[0] if isinstance(data, list) else data  # a multiscale layer: its full resolution
     if not isinstance(data, np.ndarray) and np.prod(data.shape[-2:], dtype=np.int64) > MAX_PLANE_PIXELS:
         raise LabelWriteError(
@@ -418,7 +427,9 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
             "big photo's labels as tiled, georeferenced TIFFs"
         )
     try:
-        names = write_label_file(path, data, attributes.get("features"), georeference_from=source, overwrite=True)
+        names = _write_label_file(
+            path, data, attributes.get("features"), georeference_from=source, overwrite=True, photo_ok=own
+        )
     except ValueError as exc:
         raise LabelWriteError(str(exc)) from exc
     return [str(Path(path).with_name(n)) for n in names]

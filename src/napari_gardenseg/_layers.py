@@ -263,12 +263,10 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
             # without the CRF chose for it)
             from napari.layers import Labels
 
-            lazy = isinstance(output.labels, list)  # a pyramid over a store: always a new layer
-            before = (
-                None
-                if lazy
-                else _target(viewer, layer_names(source.name)[kind], kind, Labels, np.ndim(output.labels))[0]
-            )
+            # (a pyramid over a store always makes a new layer)
+            before = None
+            if output.refined is not None and not isinstance(output.labels, list):
+                before = _target(viewer, layer_names(source.name)[kind], kind, Labels, np.ndim(output.labels))[0]
             shown_by_run = before is not None and (before.metadata.get(META_KEY) or {}).get("shown_by_run")
             layers[kind] = _write_labels(
                 viewer,
