@@ -619,10 +619,10 @@ def test_widget_adapts_the_open_photos(make_napari_viewer, qtbot, small_base, tm
     assert panel.status.value.startswith("saved w.pt")
     assert panel.output.value == tmp_path / "w-2.pt"
     # 'save as' an earlier run's name: the question names the model and its report; No starts nothing
-    import napari_gardenseg._train_widget as train_widget
+    import napari_gardenseg._adapt_widget as adapt_widget
 
     asked = []
-    monkeypatch.setattr(train_widget, "ask_replace", lambda parent, *files, made: asked.append((files, made)))
+    monkeypatch.setattr(adapt_widget, "ask_replace", lambda parent, *files, made: asked.append((files, made)))
     panel.output.value = tmp_path / "w.pt"
     panel.run.clicked.emit()
     assert asked == [((tmp_path / "w.pt", tmp_path / "w.json"), "adapted")] and not panel.running
@@ -640,7 +640,7 @@ def test_closing_the_adapt_panel_stops_the_run(make_napari_viewer, qtbot, tmp_pa
     import time
 
     import napari_gardenseg._adapt as engine
-    import napari_gardenseg._adapt_widget as panel_module
+    import napari_gardenseg._fit_panel as panel_module
     from napari_gardenseg._adapt_widget import AdaptWidget
     from napari_gardenseg._cancel import Cancelled
 

@@ -205,14 +205,16 @@ def messages(monkeypatch):
     """Notifications shown, by kind (the widget's own, and those of napari_gardenseg._worker)."""
     import napari.utils.notifications as notifications
 
+    import napari_gardenseg._fit_panel as fp
     import napari_gardenseg._train_widget as tw
 
     got = {"error": [], "info": [], "warning": []}
     for kind in got:
         record = lambda m, kind=kind: got[kind].append(str(m))  # noqa: E731
         monkeypatch.setattr(notifications, f"show_{kind}", record)
-        if hasattr(tw, f"show_{kind}"):
-            monkeypatch.setattr(tw, f"show_{kind}", record)
+        for module in (tw, fp):
+            if hasattr(module, f"show_{kind}"):
+                monkeypatch.setattr(module, f"show_{kind}", record)
     return got
 
 

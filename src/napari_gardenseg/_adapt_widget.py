@@ -11,17 +11,24 @@ replaced: Adapt asks first.
 
 from __future__ import annotations
 
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from magicgui.widgets import Container, FileEdit, PushButton, Select, SpinBox
+from magicgui.widgets import FileEdit, PushButton, Select, SpinBox
 from napari.layers import Image
 from napari.utils.notifications import show_info
 
 from ._compat import avoid_triton_llvm_clash
+from ._fit_panel import (
+    FitPanel,
+    ask_replace,
+    chosen_base,
+    register_trained_model,
+    save_as_path,
+    start_from_controls,
+)
 from ._widget_controls import reset_keeping, restore_choice
-from ._worker import Job, Outcome, keep_narrow, report_error, status_label, watch_dock
+from ._worker import Job, Outcome, keep_narrow, report_error, status_label
 
 if TYPE_CHECKING:
     import napari
@@ -44,8 +51,10 @@ def photo_of_layer(layer: Image):
     return data
 
 
-class AdaptWidget(Container):
+class AdaptWidget(FitPanel):
     """Adapt a model to the open photos without labels (see the module docstring)."""
+
+    CLOSED_NOTE = "The adapt panel was closed: adapting stops; the best checked round so far is saved, if any."
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
@@ -53,8 +62,6 @@ class AdaptWidget(Container):
         from ._adapt import default_output
 
         self._viewer = viewer
-        self._job: Job | None = None
-        self._dock = None  # the dock holding the panel, watched from the first run
         self.photos = Select(
             label="photos",
             choices=self._photo_choices,
@@ -62,8 +69,6 @@ class AdaptWidget(Container):
             tooltip="unlabelled photos of your field or garden (Image layers)",
         )
         self.photos.native.setMaximumHeight(90)  # a few rows; Qt's default list height pushes the buttons off-screen
-        from ._train_widget import start_from_controls
-
         self.base, self.checkpoint = start_from_controls()
         self.minutes = SpinBox(
             label="minutes (0: auto)",
@@ -82,13 +87,8 @@ class AdaptWidget(Container):
         keep_narrow(self)
         self.run.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
-        layers = viewer.layers
         self._offered: list = []  # the photos offered so far: a photo opened later is selected, as at the start
-        layers.events.inserted.connect(self._on_inserted)
-        layers.events.removed.connect(self.reset_choices)
-        for layer in layers:
-            layer.events.name.connect(self.reset_choices)
-        self.native.destroyed.connect(self._make_teardown())
+        self.follow_layers(self.run)
         self.reset_choices()
         if not self.photos.choices:
             self.status.value = "open your photos as image layers (2-D photos, no labels needed)"
@@ -98,10 +98,6 @@ class AdaptWidget(Container):
     def _photo_choices(self, _widget=None):
         # stacks are not offered: adapt learns from single photos (photo_of_layer)
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image) and _is_photo(layer)]
-
-    def _on_inserted(self, event) -> None:
-        event.value.events.name.connect(self.reset_choices)
-        self.reset_choices()
 
     def reset_choices(self, *_) -> None:
         """Refresh the photos (napari calls this when layers change): the selection is kept through
@@ -118,10 +114,6 @@ class AdaptWidget(Container):
         ]
         self._offered = offered
 
-    @property
-    def running(self) -> bool:
-        return self._job is not None
-
     def start(self, *_) -> Job | None:
         """Check the inputs and start adapting in a background job (None when nothing started)."""
         if self.running:
@@ -132,13 +124,10 @@ class AdaptWidget(Container):
             if not layers:
                 raise ValueError("select at least one photo (Image layer)")
             photos = [photo_of_layer(layer) for layer in layers]
-            from ._train_widget import chosen_base
-
             base = chosen_base(self.base, self.checkpoint)
-            output = Path(self.output.value).expanduser()
-            if str(self.output.value) in ("", ".") or output.is_dir():
-                raise ValueError("'save as' must be a file name, not a folder")
-            output = output if output.suffix else output.with_suffix(".pt")
+            from ._adapt import default_output
+
+            output = save_as_path(self.output, default_output())
         except (ValueError, TypeError) as exc:
             self.status.value = report_error(exc, "adapting")
             return None
@@ -153,8 +142,6 @@ class AdaptWidget(Container):
         overwrite = False
         taken = [p for p in (output, report_path(output)) if p.exists()]
         if taken:
-            from ._train_widget import ask_replace
-
             if not ask_replace(self.native, *taken, made="adapted"):
                 self.status.value = f"not started: {taken[0].name} exists (choose another 'save as' name)"
                 return None
@@ -170,38 +157,16 @@ class AdaptWidget(Container):
             overwrite=overwrite,
             desc="Adapting to the photos",
         )
-        job.on_progress = lambda f, msg, job=job: self._show(job, msg)
-        job.on_cancel = self.stop  # the progress bar's Cancel in napari's activity dock
-        job.on_done = lambda outcome, job=job: self._on_done(job, outcome)
-        self._job = job
-        self.run.enabled, self.cancel.enabled = False, True
-        self.status.value = f"adapting to {len(photos)} photo(s)…"
-        watch_dock(self)  # closing the panel stops the run (_on_dock_closed)
-        return job.start()
+        return self.launch(job, f"adapting to {len(photos)} photo(s)…")
 
-    def stop(self, *_) -> None:
-        """Ask the run to stop: before training nothing is saved, later the best weights so far."""
-        if self._job is not None:
-            self._job.request_cancel()
-            self.cancel.enabled = False
-            self.status.value = "cancelling…"
-
-    def _show(self, job: Job, message: str) -> None:
-        if job is self._job:
-            self.status.value = message
-
-    def _on_done(self, job: Job, outcome: Outcome) -> None:
-        if job is not self._job:
-            return
-        self._job = None
-        self.run.enabled, self.cancel.enabled = True, False
+    def _finished(self, job: Job, outcome: Outcome) -> None:
+        # cancelled: before training nothing is saved, later the best checked round so far
         if outcome.cancelled:
             self.status.value = "cancelled; nothing saved"
         elif not outcome.ok:
             self.status.value = report_error(outcome.error, "adapting")
         else:
             from ._files import free_path
-            from ._train_widget import register_trained_model
 
             path = Path(outcome.value)
             registered = register_trained_model(path, path.stem)
@@ -212,28 +177,3 @@ class AdaptWidget(Container):
             where = "chosen in the segmentation widget" if registered else "load it in the segmentation widget"
             show_info(f"Adapted model saved to {path}; {where}.")
             self.output.value = free_path(path, taken=taken_name)  # the model's name and its report's free
-
-    def _on_dock_closed(self) -> None:
-        """The panel was closed (napari deletes its dock, not the widget): stop as Cancel does (the
-        best checked round so far is saved, none before the first check), not left running unseen."""
-        self._dock = None
-        if self._job is not None and not self._job.cancel.is_set():
-            self.stop()
-            show_info("The adapt panel was closed: adapting stops; the best checked round so far is saved, if any.")
-
-    def _make_teardown(self):
-        widget = weakref.ref(self)
-
-        def teardown(*_):
-            w = widget()
-            if w is None:
-                return
-            if w._job is not None:
-                w._job.abandon()
-            layers = w._viewer.layers
-            layers.events.inserted.disconnect(w._on_inserted)
-            layers.events.removed.disconnect(w.reset_choices)
-            for layer in layers:
-                layer.events.name.disconnect(w.reset_choices)
-
-        return teardown

@@ -72,52 +72,26 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_info, show_warning
+from napari.utils.notifications import show_info
 
+from ._fit_panel import (
+    _CHECKPOINT,
+    FitPanel,
+    ask_replace,
+    chosen_base,
+    register_trained_model,
+    save_as_path,
+    start_from_controls,
+)
 from ._paint_features import follow_if_ours
 from ._train_layers import candidate_pairs, samples_from_layers, unpaired_note
-from ._widget_controls import _BASE_LISTS, reset_keeping, restore_choice
-from ._worker import Job, Outcome, keep_narrow, report_error, status_label, watch_dock, when_engine_loaded
+from ._widget_controls import reset_keeping, restore_choice
+from ._worker import Job, Outcome, keep_narrow, report_error, status_label, when_engine_loaded
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["TrainWidget", "default_output", "train_defaults"]
-
-_CHECKPOINT = "checkpoint"
-
-
-def _start_from_choices(_widget=None) -> list[tuple[str, str]]:
-    """The segmentation widget's models (your models folder and this session's trained ones
-    included), the file picker last."""
-    from ._widget_controls import CUSTOM, model_choices
-
-    return [c for c in model_choices() if c[1] != CUSTOM] + [("checkpoint file…", _CHECKPOINT)]
-
-
-def start_from_controls():
-    """The "start from" controls of the training and adapt widgets: a model (ComboBox ``base``,
-    the models the segmentation widget offers) or, for "checkpoint file…", a file (FileEdit
-    ``checkpoint``, shown only then). :func:`chosen_base` reads them."""
-    base = ComboBox(name="base", label="start from", choices=_start_from_choices, value="garden")
-    checkpoint = FileEdit(name="checkpoint", label="base checkpoint", mode="r", filter="*.pt *.pth", visible=False)
-    base.changed.connect(lambda v: setattr(checkpoint, "visible", v == _CHECKPOINT))
-    _BASE_LISTS.add(base)  # a model trained or adapted in the other panel is offered here at once
-    return base, checkpoint
-
-
-def chosen_base(base, checkpoint) -> str:
-    """The model name or checkpoint path that :func:`start_from_controls` show; ValueError when
-    "checkpoint file…" is chosen without an existing file."""
-    if base.value != _CHECKPOINT:
-        return base.value
-    value = str(checkpoint.value or "")
-    if value in ("", "."):
-        raise ValueError("choose the checkpoint file to start from ('base checkpoint')")
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise ValueError(f"checkpoint file not found: {path}")
-    return str(path)
+__all__ = ["TrainWidget", "chosen_base", "default_output", "train_defaults"]
 
 
 def default_output() -> Path:
@@ -149,41 +123,6 @@ def _train_job(samples, **kwargs):
     return train(samples, **kwargs)
 
 
-def ask_replace(parent, path: Path, *others: Path, made: str = "trained") -> bool:
-    """Ask whether to replace the existing files ``path`` and ``others`` (a checkpoint and adapt's
-    report) with the model about to be ``made`` ("trained", "adapted") (a Qt question; No is the
-    default)."""
-    from qtpy.QtWidgets import QMessageBox
-
-    files = [path, *others]
-    listed = "\n".join(str(p) for p in files)
-    answer = QMessageBox.question(
-        parent,
-        "Replace the model?",
-        f"{listed}\n{'already exists' if len(files) == 1 else 'already exist'}.\n"
-        f"Replace {'it' if len(files) == 1 else 'them'} with the model about to be {made}"
-        f"{' and its report' if made == 'adapted' else ''}?",
-        QMessageBox.Yes | QMessageBox.No,
-        QMessageBox.No,
-    )
-    return answer == QMessageBox.Yes
-
-
-def register_trained_model(path, title: str) -> bool:
-    """Add a trained checkpoint to the segmentation widget's model list and choose it there
-    (unless that widget is running); False when that is not possible."""
-    try:
-        from ._widget import register_model
-    except (ImportError, AttributeError):
-        return False
-    try:
-        register_model(path, title, select=True)
-    except Exception as exc:  # never lose a finished training run to a registry problem
-        show_warning(f"The model was saved to {path} but could not be added to the segmentation widget: {exc}")
-        return False
-    return True
-
-
 def _learning_rate(text: str) -> float | None:
     text = str(text).strip().lower()
     if text in ("", "auto"):
@@ -197,12 +136,15 @@ def _learning_rate(text: str) -> float | None:
     return value
 
 
-class TrainWidget(Container):
+class TrainWidget(FitPanel):
     """Fine-tune Mask R-CNN on your own Labels layers ("Train on my labels").
 
     See the module docstring for how images are paired with Labels layers,
     where class names come from and where the model is saved.
     """
+
+    STOPPING = "cancelling after this iteration…"  # what was learnt is saved
+    CLOSED_NOTE = "The training panel was closed: training stops after this iteration; what was learnt is saved."
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
@@ -210,8 +152,6 @@ class TrainWidget(Container):
         # Which devices work needs torch, loaded in a job once the widget is open: until then the two that always do.
         self._devices = ["auto", "cpu"]
         self._engine: Job | None = None
-        self._job: Job | None = None
-        self._dock = None  # the dock holding the panel, watched from the first run
         self._run_field = None
         self._seen_labels: weakref.WeakSet = weakref.WeakSet()
         defaults = train_defaults()
@@ -290,14 +230,7 @@ class TrainWidget(Container):
         self.train.changed.connect(self.start)
         self.cancel.changed.connect(self.stop)
         self.adapt.changed.connect(self.open_adapt)
-        layers = viewer.layers
-        layers.events.inserted.connect(self._on_inserted)
-        layers.events.removed.connect(self.reset_choices)
-        for layer in layers:
-            layer.events.name.connect(self.reset_choices)
-            follow_if_ours(layer)
-        # closing the widget (or napari) stops a run and unhooks the layer events
-        self.native.destroyed.connect(self._make_teardown())
+        self.follow_layers(self.train)
         self.reset_choices()
         self._engine = when_engine_loaded(_ENGINE_MODULES, self._on_engine_loaded)
 
@@ -322,10 +255,9 @@ class TrainWidget(Container):
     def _pair_choices(self, _widget=None):
         return [(f"{lab.name}  ←  {im.name}", (im, lab)) for im, lab, _ in self._candidates()]
 
-    def _on_inserted(self, event) -> None:
-        event.value.events.name.connect(self.reset_choices)
-        follow_if_ours(event.value)  # a batch's label file opened: its table follows the brush
-        self.reset_choices()
+    def on_new_layer(self, layer) -> None:
+        super().on_new_layer(layer)
+        follow_if_ours(layer)  # a batch's label file opened: its table follows the brush
 
     def reset_choices(self, *_) -> None:
         """Refresh the pairs (napari calls this when layers change); keep the selection, select new sure pairs."""
@@ -362,15 +294,8 @@ class TrainWidget(Container):
 
     # -- running ---------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._job is not None
-
-    def _output_value(self) -> Path:
-        path = Path(self.output.value).expanduser()
-        if str(self.output.value) in ("", ".") or path.is_dir():
-            raise ValueError(f"'save as' must be a file name (e.g. {default_output()}), not a folder")
-        return path if path.suffix else path.with_suffix(".pt")
+    def _jobs(self) -> tuple:
+        return (self._job, self._engine)
 
     def start(self, *_) -> Job | None:
         """Check the inputs and start training in a background job; returns it (None when nothing started)."""
@@ -387,7 +312,7 @@ class TrainWidget(Container):
                 raise ValueError(f"layer(s) {gone} are no longer in the viewer")
             samples = samples_from_layers(pairs, self.class_names.value, point=self._viewer.dims.point)
             base = chosen_base(self.base, self.checkpoint)
-            output = self._output_value()
+            output = save_as_path(self.output, default_output())
             lr = _learning_rate(self.lr.value)
         except (ValueError, TypeError) as exc:
             self.status.value = report_error(exc, "training")
@@ -416,71 +341,20 @@ class TrainWidget(Container):
             meta={"trained_on": [lab.name for _, lab in pairs]},
             desc="Training Mask R-CNN",
         )
-        job.on_progress = lambda f, msg, job=job: self._show_progress(job, msg)
-        job.on_cancel = self.stop  # the progress bar's Cancel in napari's activity dock
-        job.on_done = lambda outcome, job=job: self._on_done(job, outcome)
-        self._job = job
         self._run_field = self.output.value  # what 'save as' showed when this run started
         self._last_message = ""
-        self.train.enabled = False
-        self.cancel.enabled = True
         shown = self.base.native.currentText()  # the entry's title, not its key or a full path
         if self.base.value == _CHECKPOINT:
             shown = Path(str(self.checkpoint.value)).name
-        self.status.value = f"training on {len(samples)} layer(s), loading {shown}…"
-        watch_dock(self)  # closing the panel stops the run (_on_dock_closed)
-        return job.start()
+        return self.launch(job, f"training on {len(samples)} layer(s), loading {shown}…")
 
-    def stop(self, *_) -> None:
-        """Ask a running training to stop after its current iteration (what was learnt is saved)."""
-        if self._job is not None:
-            self._job.request_cancel()
-            self.cancel.enabled = False
-            self.status.value = "cancelling after this iteration…"
-
-    def _on_dock_closed(self) -> None:
-        """The panel was closed (napari deletes its dock, not the widget): stop the training as Cancel
-        does, so what was learnt is saved and said, not left running unseen."""
-        self._dock = None
-        if self._job is not None and not self._job.cancel.is_set():
-            self.stop()
-            show_info("The training panel was closed: training stops after this iteration; what was learnt is saved.")
-
-    def _make_teardown(self):
-        widget = weakref.ref(self)  # a closure on self would keep the widget alive
-
-        def teardown(*_):
-            w = widget()
-            if w is None:
-                return
-            for job in (w._job, w._engine):
-                if job is not None:
-                    job.abandon()
-            layers = w._viewer.layers
-            for emitter, callback in [
-                (layers.events.inserted, w._on_inserted),
-                (layers.events.removed, w.reset_choices),
-            ]:
-                emitter.disconnect(callback)
-            for layer in layers:
-                layer.events.name.disconnect(w.reset_choices)
-
-        return teardown
-
-    def _show_progress(self, job: Job, message: str) -> None:
-        if job is not self._job:
-            return
+    def show_progress(self, message: str) -> None:
         short = message.split(" (")[0]  # "iteration 3/500 loss=1.234" without the loss terms
         self._last_message = short
         self.status.value = short
         self.status.tooltip = message
 
-    def _on_done(self, job: Job, outcome: Outcome) -> None:
-        if job is not self._job:
-            return
-        self._job = None
-        self.train.enabled = True
-        self.cancel.enabled = False
+    def _finished(self, job: Job, outcome: Outcome) -> None:
         if outcome.cancelled:
             self.status.value = "cancelled; nothing saved"
             show_info(str(outcome.error))
