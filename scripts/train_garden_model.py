@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_gardenseg._training import _Sample, fit
+from napari_gardenseg._train_samples import Sample
+from napari_gardenseg._training import fit
 from napari_gardenseg.synthetic import CLASS_NAMES, EVAL_SEED_START, garden_scene
 
 NAMES = ["__background__", *sorted(CLASS_NAMES)]
@@ -205,7 +206,7 @@ def pot_photos(species, min_size: int):
     for p in load_set(only=[f"agir-{s}" for s in species], sets=("photos",)):
         labels = p["labels"].astype(np.int32)
         class_of = {int(k): "weed" for k in np.unique(labels) if k > 0}
-        out.append(_Sample(p["rgb"], labels, class_of, zoom=min_size / min(labels.shape)))
+        out.append(Sample(p["rgb"], labels, class_of, zoom=min_size / min(labels.shape)))
     return out
 
 
@@ -233,7 +234,7 @@ class ScenePool:
         self.made = {"photo": 0, "garden": 0, "cutout": 0, "real": 0, "pots": 0}
         self.pool = [self._new() for _ in range(size)]
 
-    def _new(self) -> _Sample:
+    def _new(self) -> Sample:
         seed = self.next_seed
         self.next_seed += 1
         assert seed < EVAL_SEED_START
@@ -254,9 +255,9 @@ class ScenePool:
         else:
             image, labels, classes = garden_scene(seed)
             self.made["garden"] += 1
-        return _Sample(image, labels.astype(np.int32), classes)
+        return Sample(image, labels.astype(np.int32), classes)
 
-    def draw(self, rng) -> _Sample:
+    def draw(self, rng) -> Sample:
         return self.pool[int(rng.integers(len(self.pool)))]
 
     def refresh(self) -> None:

@@ -666,7 +666,7 @@ def test_closing_the_adapt_panel_stops_the_run(make_napari_viewer, qtbot, tmp_pa
 
 def test_train_pastes_painted_plants_across_photos(small_base, tmp_path):
     from napari_gardenseg._scenes import PaintedScenes
-    from napari_gardenseg._training import prepare_samples
+    from napari_gardenseg._train_samples import prepare_samples
 
     image, labels, classes = _photo(9_500_001)
     prepared = prepare_samples([(image, labels, classes)])

@@ -11,7 +11,7 @@ import napari_gardenseg
 
 # the dock widgets and their Qt plumbing; the layers' and the reader's modules import napari
 # only inside their functions, so napari's plugin discovery and the batch workers stay light
-GUI = {"_widget", "_widget_controls", "_worker", "_train_widget", "_adapt_widget"}
+GUI = {"_widget", "_widget_controls", "_worker", "_train_widget", "_adapt_widget", "_fit_panel"}
 
 
 def _run(code: str) -> str:

@@ -153,7 +153,7 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
         open_image(io.BytesIO(stack.read_bytes()))
     # the other entry points take the same paths
     from napari_gardenseg._reader import is_image_path
-    from napari_gardenseg._training import prepare_samples
+    from napari_gardenseg._train_samples import prepare_samples
 
     labels = tmp_path / "photo ö_labels.png"
     Image.fromarray((pixels[..., 0] > 128).astype(np.uint8)).save(labels)

@@ -145,7 +145,7 @@ def test_photos_in_subfolders_are_paired_with_labels_in_the_same_subfolders(tmp_
 
 
 def test_train_samples_may_be_files(tmp_path):
-    from napari_gardenseg._training import prepare_samples
+    from napari_gardenseg._train_samples import prepare_samples
 
     rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "a.png")
@@ -167,7 +167,7 @@ def test_a_segmentations_labels_in_pieces_are_not_taken_for_a_class_mask(tmp_pat
 
     import pandas as pd
 
-    from napari_gardenseg._training import prepare_samples
+    from napari_gardenseg._train_samples import prepare_samples
 
     rgb = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "p.png")
@@ -197,7 +197,7 @@ def test_labels_painted_on_a_square_photos_unturned_pixels_are_said(tmp_path):
     import warnings
 
     from napari_gardenseg._coco_labels import _turned
-    from napari_gardenseg._training import prepare_samples
+    from napari_gardenseg._train_samples import prepare_samples
 
     stored = np.full((60, 60, 3), (120, 90, 60), np.uint8)
     stored[5:25, 5:35] = (40, 160, 50)

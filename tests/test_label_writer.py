@@ -221,7 +221,7 @@ def test_the_napari_writer_uses_the_layers_features_and_source(tmp_path):
 
 def test_labels_corrected_down_to_one_plant_keep_their_id(tmp_path):
     """One id left is not a 0/255 mask to split into components: its table names it."""
-    from napari_gardenseg._training import prepare_samples
+    from napari_gardenseg._train_samples import prepare_samples
 
     labels = np.zeros((40, 50), np.int32)
     labels[5:15, 5:15] = 3  # the rosette, in two pieces

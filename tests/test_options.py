@@ -143,3 +143,45 @@ def test_a_models_crf_settings_set_in_memory_as_crfparams_are_read_as_its_stored
     tuned = CRFParams(iterations=3, bilateral_srgb=9.0)
     assert CRFParams.from_any(None, defaults=tuned) == tuned
     assert CRFParams.from_any({"iterations": 1}, defaults=tuned) == CRFParams(iterations=1, bilateral_srgb=9.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"iterations": 0}, "iterations must be a whole number, at least 1, got 0"),
+        ({"iterations": 2.5}, "iterations must be a whole number, at least 1, got 2.5"),
+        ({"batch_size": True}, "batch_size must be a whole number, at least 1, got True"),
+        ({"lr": float("nan")}, "lr must be a positive, finite number, got nan"),
+        ({"lr": "0.1"}, "lr must be a positive, finite number, got '0.1'"),
+        ({"crop": 8}, "crop must be a whole number of pixels, at least 16, got 8"),
+        ({"seed": -1}, "seed must be a whole number, at least 0, got -1"),
+        ({"warmup": -5}, "warmup must be a whole number, at least 0, got -5"),
+        ({"scale_range": (1.5, 0.5)}, r"scale_range must be two positive numbers \(low, high\), low <= high"),
+        ({"scale_range": "wide"}, "scale_range must be two positive numbers"),
+        ({"roi_batch": 0}, "roi_batch must be a whole number, at least 1, got 0"),
+        ({"positive_fraction": 0}, "positive_fraction must be above 0 and at most 1, got 0"),
+    ],
+)
+def test_each_bad_training_setting_is_named(kwargs, match):
+    from napari_gardenseg import FitOptions
+
+    with pytest.raises(ValueError, match=match):
+        FitOptions(**kwargs)
+
+
+def test_training_settings_are_normalised_and_their_defaults_are_train_s():
+    import inspect
+
+    from napari_gardenseg import FitOptions
+    from napari_gardenseg._options import FIT_DEFAULTS, TRAIN_DEFAULTS
+    from napari_gardenseg._training import train
+
+    options = FitOptions(iterations=np.int64(5), lr=np.float32(0.5), scale_range=[1, 2], positive_fraction=None)
+    assert options.iterations == 5 and type(options.iterations) is int
+    assert options.lr == 0.5 and type(options.lr) is float
+    assert options.scale_range == (1.0, 2.0) and options.positive_fraction is None
+    assert FitOptions(iterations=None).iterations is None  # adapt: as many as its time budget allows
+    engine = {n: p.default for n, p in inspect.signature(train).parameters.items()}
+    for name in ("iterations", "batch_size", "lr", "crop", "seed", "scale_range", "positive_fraction", "warmup"):
+        assert engine[name] == getattr(FIT_DEFAULTS, name), name
+    assert TRAIN_DEFAULTS == {k: engine[k] for k in TRAIN_DEFAULTS}

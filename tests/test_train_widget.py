@@ -17,7 +17,7 @@ from napari_gardenseg._train_layers import (
     parse_class_names,
     samples_from_layers,
 )
-from napari_gardenseg._training import prepare_samples
+from napari_gardenseg._train_samples import prepare_samples
 from napari_gardenseg.synthetic import garden_scene
 
 

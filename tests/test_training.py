@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from napari_gardenseg import Cancelled, load_model, train
-from napari_gardenseg._training import _classes_found, _targets, prepare_samples
+from napari_gardenseg._train_samples import prepare_samples
+from napari_gardenseg._training import _classes_found, _targets
 from napari_gardenseg.synthetic import garden_scene
 
 
@@ -438,7 +439,7 @@ def test_speed_settings_sample_fewer_rois_and_freeze_early_blocks(tmp_path, two_
     assert seen["roi_batch"] == 128 and seen["trainable"][:4] == [False] * 4 and all(seen["trainable"][4:])
     with pytest.raises(ValueError, match="frozen_blocks applies to garden_mobilenet"):
         train(two_scenes, base=None, iterations=1, output=tmp_path / "c.pt", device="cpu", frozen_blocks=3)
-    with pytest.raises(ValueError, match="positive_fraction must be in"):
+    with pytest.raises(ValueError, match="positive_fraction must be above 0 and at most 1"):
         train(two_scenes, base="garden", iterations=1, output=tmp_path / "d.pt", device="cpu", positive_fraction=0)
     assert not (tmp_path / "d.pt").exists()
 
@@ -749,6 +750,10 @@ def test_adapt_checks_the_training_settings_train_checks(tmp_path):
         ({"rounds": None}, "rounds must be a whole number"),  # a raw TypeError before
         ({"rounds": 0}, "rounds must be a whole number, at least 1, got 0"),
         ({"iterations": 2.5}, "iterations must be a whole number, at least 1, got 2.5"),
+        # synthetic=2 trained on synthetic scenes only; holdout was never read with few photos
+        ({"synthetic": 2}, "synthetic must be between 0 and 1, got 2"),
+        ({"holdout": 1.0}, "holdout must be above 0 and below 1, got 1.0"),
+        ({"seed": -1}, "seed must be a whole number, at least 0, got -1"),
     ):
         with pytest.raises(ValueError, match=match):
             gs.adapt([photo], output=tmp_path / "a.pt", **kw)

@@ -24,6 +24,7 @@ _EXPORTS = {
     "resolve_device": "._device",
     "DeviceError": "._device",
     "SegmentOptions": "._options",
+    "FitOptions": "._options",
     "segment": "._inference",
     "segment_to_zarr": "._inference",
     "Cancelled": "._cancel",

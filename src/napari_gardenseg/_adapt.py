@@ -38,6 +38,7 @@ import numpy as np
 
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
+from ._train_samples import Sample
 
 __all__ = ["adapt", "default_minutes", "default_output", "report_path", "outcome_of"]
 
@@ -167,8 +168,6 @@ class _Mix:
     """Draws training samples: pasted scenes, pseudo-labelled photos, synthetic scenes."""
 
     def __init__(self, rng, materials, synthetic: float, class_names, seed: int):
-        from ._training import _Sample
-
         self.rng, self.synthetic = rng, synthetic
         self.set(materials)
         from .synthetic import CLASS_NAMES
@@ -176,7 +175,6 @@ class _Mix:
         self.synth_ok = synthetic > 0 and set(CLASS_NAMES) <= set(class_names)
         self.next_seed = 7_000_000 + 1000 * seed
         self.synth: list = [self._synthetic() for _ in range(4)] if self.synth_ok else []
-        self._Sample = _Sample
         self.made = {"scenes": 0, "pseudo": 0, "synthetic": 0}
 
     def set(self, materials) -> None:
@@ -188,13 +186,12 @@ class _Mix:
         self.pseudo = [m for m in materials if m.pseudo is not None and m.pseudo_classes]
 
     def _synthetic(self):
-        from ._training import _Sample
         from .synthetic import garden_scene
 
         # both styles, as the bundled model was trained (photo-like scenes and the older garden scenes)
         image, labels, classes = garden_scene(self.next_seed, style="photo" if self.rng.random() < 0.75 else "garden")
         self.next_seed += 1
-        return _Sample(image, labels.astype(np.int32), classes)
+        return Sample(image, labels.astype(np.int32), classes)
 
     def __call__(self, rng):
         from ._scenes import compose_scene
@@ -209,13 +206,13 @@ class _Mix:
         if self.pseudo and (r < self.synthetic + PSEUDO_SHARE or not scenes):
             m = self.pseudo[int(rng.integers(len(self.pseudo)))]
             self.made["pseudo"] += 1
-            return self._Sample(m.pseudo_image, m.pseudo, m.pseudo_classes)
+            return Sample(m.pseudo_image, m.pseudo, m.pseudo_classes)
         soil = self.soils[int(rng.integers(len(self.soils)))]
         own = self.by_photo.get(soil.index, [])
         plants = own if len(own) >= 3 and rng.random() < 0.7 else self.plants
         image, labels, classes = compose_scene(rng, soil.soil, plants, SCENE_SIZE)
         self.made["scenes"] += 1
-        return self._Sample(image, labels, classes)
+        return Sample(image, labels, classes)
 
 
 def adapt(
@@ -258,10 +255,29 @@ def adapt(
     or a callable) stops the run: the round it stops is not kept (its weights
     were not checked), so before the end of round 1's check nothing is saved
     and :class:`Cancelled` is raised; later the best checked weights so far
-    are saved. Raises ValueError when the photos give nothing to learn from (no
+    are saved. ``on_round(round, model)`` is called after each round's check
+    (e.g. to keep a snapshot).
+
+    ``holdout``: the share of the photos held back for the check, in (0, 1)
+    (at least one photo; with fewer than four photos the right quarter of each
+    photo is held back instead); ``synthetic``: the share of training draws that
+    are synthetic scenes, in [0, 1] (kept so the model still finds the
+    plants it knew). ``iterations``, ``lr``, ``batch_size``, ``crop``
+    (pixels) and ``seed`` mean what :class:`~napari_gardenseg.FitOptions`
+    says; rounds after the first train at half ``lr``. ``device``: "auto",
+    "cpu", "cuda", "cuda:N" or "mps".
+
+    Returns the checkpoint's path (:class:`pathlib.Path`).
+
+    Raises ValueError for a setting outside its range (the message names it),
+    for no photos, or when the photos give nothing to learn from (no
     plant-coloured components that are single plants, no confident
-    detections). Returns the checkpoint's path. ``on_round(round, model)``
-    is called after each round's check (e.g. to keep a snapshot).
+    detections); :class:`~napari_gardenseg.OutputExistsError` for an existing
+    ``output`` or report without ``overwrite=True``, and ``ForeignFileError``
+    (an OutputExistsError) for a ``MODEL.json`` that adapt did not write;
+    :class:`~napari_gardenseg.ModelError` and
+    :class:`~napari_gardenseg.DeviceError` as :func:`load_model` raises them;
+    :class:`Cancelled` when cancelled before round 1's check.
     """
     import torch
 
@@ -269,7 +285,8 @@ def adapt(
     from ._harvest import harvest_photo
     from ._image_folders import expand_folders
     from ._models import Model, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
-    from ._training import POSITIVE_FRACTION, check_fit_options, fit
+    from ._options import FitOptions, fraction, whole_number
+    from ._training import POSITIVE_FRACTION, fit
     from ._vegetation import data_window
 
     start = time.perf_counter()
@@ -285,9 +302,17 @@ def adapt(
         isinstance(minutes, bool) or not (float(minutes) > 0 and math.isfinite(float(minutes)))
     ):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
-    if rounds is None:
-        raise ValueError("rounds must be a whole number, at least 1 (the most rounds of harvest and training)")
-    check_fit_options(lr, batch_size, crop, rounds=rounds, iterations=iterations)
+    rounds = whole_number("rounds", rounds)
+    options = FitOptions(iterations=iterations, batch_size=batch_size, lr=lr, crop=crop, seed=seed)
+    iterations, batch_size, lr, crop, seed = (
+        options.iterations,
+        options.batch_size,
+        options.lr,
+        options.crop,
+        options.seed,
+    )
+    holdout = fraction("holdout", holdout, open_low=True, open_high=True)
+    synthetic = fraction("synthetic", synthetic)
     named = output is not None
     output = default_output() if output is None else output
     output = checkpoint_target(output, overwrite)

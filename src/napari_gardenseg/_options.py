@@ -1,4 +1,5 @@
-"""SegmentOptions: the settings of one segmentation run, declared and validated in one place.
+"""SegmentOptions and FitOptions: the settings of a segmentation run and of a training run,
+each declared and validated in one place.
 
 Every entry point builds one and hands it down: :func:`napari_gardenseg.segment`
 and :func:`~napari_gardenseg.segment_to_zarr` from their keyword arguments, the
@@ -26,11 +27,15 @@ from .crf._params import CRFParams
 __all__ = [
     "DEFAULT_MODEL",
     "DEFAULTS",
+    "FIT_DEFAULTS",
     "MODEL_NAMES",
     "MODEL_TITLES",
     "TRAIN_DEFAULTS",
     "VEGETATION_MODES",
+    "FitOptions",
     "SegmentOptions",
+    "fraction",
+    "whole_number",
 ]
 
 # The bundled model: works offline. "coco" (torchvision's COCO weights, everyday
@@ -45,11 +50,9 @@ MODEL_TITLES = {
     "garden": "Garden (bundled, offline)",
 }
 VEGETATION_MODES = ("auto", "on", "off")
-# train()'s defaults for what the training widget shows (here so that it opens without torch).
-TRAIN_DEFAULTS = {"iterations": 200, "batch_size": 2, "lr": 1e-3, "crop": 384, "seed": 0}
 
 
-def _fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:
+def fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:
     """``value`` as a float in [0, 1] (``open_low``: above 0; ``open_high``: below 1); ValueError otherwise."""
     if isinstance(value, (bool, str, bytes)) or type(value).__name__ == "bool_":  # float() takes True and "0.7"
         raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
@@ -206,9 +209,9 @@ class SegmentOptions:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("score_threshold", _fraction("score_threshold", self.score_threshold))
+        put("score_threshold", fraction("score_threshold", self.score_threshold))
         if self.mask_threshold is not None:
-            put("mask_threshold", _fraction("mask_threshold", self.mask_threshold, open_low=True, open_high=True))
+            put("mask_threshold", fraction("mask_threshold", self.mask_threshold, open_low=True, open_high=True))
         put("classes", _classes(self.classes))
         put("scale", _scale(self.scale))
         tile_size, tile_overlap = _tiling(self.tile_size, self.tile_overlap)
@@ -272,7 +275,7 @@ def model_mask_threshold(meta: dict) -> float:
     stored = (meta or {}).get("mask_threshold")
     if stored is None:
         return MASK_RCNN_THRESHOLD
-    return _fraction("the model's stored mask_threshold", stored, open_low=True, open_high=True)
+    return fraction("the model's stored mask_threshold", stored, open_low=True, open_high=True)
 
 
 def field_names() -> list[str]:
@@ -286,3 +289,77 @@ def defaults() -> dict:
 
 # The defaults as one value: entry points read ``DEFAULTS.<field>`` for their keyword defaults.
 DEFAULTS = SegmentOptions()
+
+
+def whole_number(name: str, value, *, low: int = 1, none_ok: bool = False, unit: str = "") -> int | None:
+    """``value`` as an int of at least ``low`` (``none_ok``: None too); ValueError naming ``name`` otherwise."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be a whole number{unit}, at least {low}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The settings of the training loop that :func:`~napari_gardenseg.train` and
+    :func:`~napari_gardenseg.adapt` run (defaults: ``train``'s), declared and validated in one
+    place; both build one from their keyword arguments, the training widget from its controls.
+
+    iterations: optimiser steps, at least 1; None: as many as a time budget allows (``adapt``).
+    batch_size: training crops per step, at least 1.
+    lr: AdamW's peak learning rate (positive, finite); it warms up linearly over
+        ``warmup`` steps, then decays on a cosine to 5% of itself.
+    crop: the side of each training crop in pixels, at least 16.
+    seed: the seed of the random draws (crops, flips, pasted scenes), a whole number from 0.
+    warmup: steps of linear warm-up, from 0; None: a tenth of ``iterations``, at most 200.
+    scale_range: (low, high), each crop rescaled by a random factor in it around the
+        scale inference sees the photo at; positive, low <= high.
+    roi_batch: proposals sampled per image for the box head, at least 1; None: the model's own.
+    positive_fraction: the share of positives among them (each also trains the mask
+        head, the costliest part), in (0, 1]; None: the model's own (torchvision's 0.25).
+
+    Raises ValueError naming the setting and what it must be.
+    """
+
+    iterations: int | None = 200
+    batch_size: int = 2
+    lr: float = 1e-3
+    crop: int = 384
+    seed: int = 0
+    warmup: int | None = None
+    scale_range: tuple[float, float] = (0.75, 1.33)
+    roi_batch: int | None = None
+    # half torchvision's: half as many positives learn as well (docs/benchmarks.md: the fine-tuning checks)
+    positive_fraction: float | None = 0.125
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        put("iterations", whole_number("iterations", self.iterations, none_ok=True))
+        put("batch_size", whole_number("batch_size", self.batch_size))
+        lr = self.lr
+        if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real) or not 0 < lr < math.inf:
+            raise ValueError(f"lr must be a positive, finite number, got {lr!r}")
+        put("lr", float(lr))
+        put("crop", whole_number("crop", self.crop, low=16, unit=" of pixels"))
+        put("seed", whole_number("seed", self.seed, low=0))
+        put("warmup", whole_number("warmup", self.warmup, low=0, none_ok=True))
+        try:
+            low, high = (float(v) for v in self.scale_range)
+        except (TypeError, ValueError):
+            low = high = math.nan
+        if isinstance(self.scale_range, str) or not (0 < low <= high < math.inf):
+            raise ValueError(
+                f"scale_range must be two positive numbers (low, high), low <= high, got {self.scale_range!r}"
+            )
+        put("scale_range", (low, high))
+        put("roi_batch", whole_number("roi_batch", self.roi_batch, none_ok=True))
+        if self.positive_fraction is not None:
+            put("positive_fraction", fraction("positive_fraction", self.positive_fraction, open_low=True))
+
+
+FIT_DEFAULTS = FitOptions()
+# train()'s defaults that the training widget shows (here so that it opens without torch)
+TRAIN_DEFAULTS = {k: getattr(FIT_DEFAULTS, k) for k in ("iterations", "batch_size", "lr", "crop", "seed")}

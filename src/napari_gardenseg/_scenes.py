@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._train_samples import Sample
+
 __all__ = ["PaintedScenes", "compose_scene", "cutouts_from_labels"]
 
 # each plant keeps at least this share of its pixels visible (else it is not pasted)
@@ -156,9 +158,8 @@ class PaintedScenes:
 
     def __init__(self, samples, fallback, share: float, rng, size: int = 384):
         from ._harvest import soil_fill, vegetation
-        from ._training import _Sample
 
-        self.fallback, self.share, self.size, self._Sample = fallback, float(share), int(size), _Sample
+        self.fallback, self.share, self.size = fallback, float(share), int(size)
         self.plants, self.soils = [], []
         for i, s in enumerate(samples):
             image, labels = _at_zoom(s.image, s.labels, s.zoom)
@@ -172,7 +173,7 @@ class PaintedScenes:
         if self.plants and self.soils and rng.random() < self.share:
             soil = self.soils[int(rng.integers(len(self.soils)))]
             image, labels, classes = compose_scene(rng, soil, self.plants, self.size)
-            return self._Sample(image, labels, classes)
+            return Sample(image, labels, classes)
         return self.fallback(rng)
 
 

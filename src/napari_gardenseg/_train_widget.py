@@ -123,17 +123,17 @@ def _train_job(samples, **kwargs):
     return train(samples, **kwargs)
 
 
-def _learning_rate(text: str) -> float | None:
+def _learning_rate(text: str) -> float:
+    """The learning rate field's value: "auto" (or empty) is train's default; FitOptions checks a number."""
+    from ._options import FIT_DEFAULTS
+
     text = str(text).strip().lower()
     if text in ("", "auto"):
-        return None
+        return FIT_DEFAULTS.lr
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"learning rate must be a positive number or 'auto', got {text!r}")
-    return value
+        raise ValueError(f"learning rate must be a positive number or 'auto', got {text!r}") from None
 
 
 class TrainWidget(FitPanel):
@@ -313,7 +313,15 @@ class TrainWidget(FitPanel):
             samples = samples_from_layers(pairs, self.class_names.value, point=self._viewer.dims.point)
             base = chosen_base(self.base, self.checkpoint)
             output = save_as_path(self.output, default_output())
-            lr = _learning_rate(self.lr.value)
+            from ._options import FitOptions
+
+            options = FitOptions(
+                iterations=int(self.iterations.value),
+                batch_size=int(self.batch_size.value),
+                lr=_learning_rate(self.lr.value),
+                crop=min(int(self.crop.value), min(min(lab.shape) for _, lab, _ in samples)),
+                seed=int(self.seed.value),
+            )
         except (ValueError, TypeError) as exc:
             self.status.value = report_error(exc, "training")
             return None
@@ -324,20 +332,18 @@ class TrainWidget(FitPanel):
                 return None
             overwrite = True
 
-        iterations = int(self.iterations.value)
-        crop = min(int(self.crop.value), min(min(lab.shape) for _, lab, _ in samples))
         job = Job(
             _train_job,
             samples,
             base=base,
-            iterations=iterations,
+            iterations=options.iterations,
             output=output,
             overwrite=overwrite,
             device=self.device.value,
-            crop=crop,
-            lr=lr,
-            batch_size=int(self.batch_size.value),
-            seed=int(self.seed.value),
+            crop=options.crop,
+            lr=options.lr,
+            batch_size=options.batch_size,
+            seed=options.seed,
             meta={"trained_on": [lab.name for _, lab in pairs]},
             desc="Training Mask R-CNN",
         )

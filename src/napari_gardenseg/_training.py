@@ -30,10 +30,9 @@ from ._architectures import ARCHITECTURES, replace_heads
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
 from ._files import check_free_space, checkpoint_target, free_at_the_end, free_path, user_models_dir
-from ._images import to_rgb_float
-from ._label_files import ids_dtype
 from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
-from ._options import TRAIN_DEFAULTS
+from ._options import FIT_DEFAULTS, FitOptions, fraction
+from ._train_samples import MIN_AREA, Sample, check_sizes, prepare_samples
 
 # the share of the fine-tuned weights in the saved ones (train's wise_alpha, WiSE-FT)
 WISE_ALPHA = 0.5
@@ -50,232 +49,8 @@ class TrainingDiverged(ValueError):
     (lr) do not suit these samples, nothing was saved."""
 
 
-class _Sample:
-    __slots__ = ("image", "labels", "class_of", "zoom", "held")
-
-    def __init__(self, image, labels, class_of, zoom: float = 1.0, held: float = 1.0):
-        self.image = image  # float32 (H, W, 3), or uint8 (converted crop by crop)
-        self.labels = labels  # int16 or int32 (H, W)
-        self.class_of = class_of  # instance id -> class name
-        self.zoom = zoom  # the scale inference will see this image at (before random rescaling)
-        self.held = held  # the image and labels are the photo's resized by this (zoom is of them)
-
-
-# Share of positives among the proposals sampled per image while training (torchvision: 0.25): each
-# positive also goes through the mask head, the costliest part of the heads; half as many learn as well
-# (docs/benchmarks.md: the fine-tuning checks).
-POSITIVE_FRACTION = 0.125
-
-
-def prepare_samples(
-    samples: Sequence, zoom_of: Callable[[np.ndarray], float] | None = None, largest: float = 1.0, cancel=None
-):
-    """Check and normalise ``(image, labels, classes)`` triples; clear errors on bad ones.
-
-    ``image`` and ``labels`` are arrays or files: a photo as
-    :func:`~napari_gardenseg._reader.read_image` reads it, a label image as
-    :func:`~napari_gardenseg._label_files.read_labels` does. Returns a list of
-    ``_Sample``.
-
-    ``zoom_of(rgb)``: the scale inference sees a photo at (``_zoom_for``), and
-    ``largest`` the largest random rescale training draws on top of it. A photo
-    that training never sees at more than :data:`HELD_BELOW` of its pixels'
-    size is held at that size (:func:`_held_at`), one photo at a time: two
-    hundred 24 MP photos are never all in memory at full size. ``cancel`` is
-    checked before each photo is read (raises :class:`Cancelled`).
-    """
-    from ._label_files import clean_class_name, label_doubt
-    from ._reader import as_path, is_image_path
-
-    if len(samples) == 0:
-        raise ValueError("train() needs at least one (image, labels, classes) sample")
-    out, first = [], {}  # first: photo file -> (sample number, its _Sample)
-    for i, sample in enumerate(samples):
-        if _should_stop(cancel):  # reading many large photos takes a while
-            raise Cancelled("training was cancelled before the first iteration; nothing was saved")
-        try:
-            image, labels, classes = sample
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"sample {i} is not an (image, labels, classes) triple") from exc
-        what = f"sample {i}"
-        image, labels = as_path(image), as_path(labels)  # bytes, file://
-        photo_file = Path(image).expanduser().resolve() if is_image_path(image) else None
-        orientation = None  # the EXIF orientation the photo was turned upright by
-        if photo_file is not None:
-            from ._reader import read_image
-
-            what, photo = f"{what} ({Path(image).name})", read_image(image)
-            if photo.is_stack:
-                raise ValueError(f"{what} holds {photo.n_planes} planes; train takes 2-D photos")
-            orientation = photo.applied.get("exif_orientation")
-            image, photo = photo.data, None
-        # ids a table names are instances by its word (a segmentation's, corrected or not): not a class mask
-        named = isinstance(classes, dict)
-        if is_image_path(labels):
-            from ._label_files import _table_of, read_labels
-
-            named = named or _table_of(Path(labels).expanduser()) is not None
-            # ids a table names are kept as stored (one plant left is not a mask to split)
-            what, labels = f"{what}: {Path(labels).name}", read_labels(labels, split=not isinstance(classes, dict))
-        rgb = _held_rgb(image)
-        lab = np.asarray(labels)
-        if lab.dtype.kind not in "iub":
-            raise ValueError(f"{what}: labels must be an integer label image, got dtype {lab.dtype}")
-        if lab.ndim != 2:
-            raise ValueError(
-                f"{what}: labels must be one 2-D image of instance ids (H, W), got shape {lab.shape} "
-                "(a label image with one colour per instance: give its file, which is read into ids)"
-            )
-        if lab.size and lab.min() < 0:
-            raise ValueError(
-                f"{what}: labels hold negative ids ({int(lab.min())}); 0 is the background, instances 1 up"
-            )
-        if lab.shape != rgb.shape[:2]:
-            turned = lab.shape == rgb.shape[1::-1]
-            hint = " (the photo is read turned upright by its EXIF orientation: were they drawn on it unturned?)"
-            raise ValueError(
-                f"{what}: labels of {lab.shape[0]}x{lab.shape[1]} pixels do not match the image's "
-                f"{rgb.shape[0]}x{rgb.shape[1]}: paint the labels on the image they are for{hint if turned else ''}"
-            )
-        ids = [int(v) for v in np.unique(lab) if v > 0]
-        doubt = label_doubt(lab, pieces=not named)
-        if doubt is None and orientation in (5, 6, 7, 8) and lab.shape[0] == lab.shape[1]:
-            doubt = _painted_unturned(rgb, lab, orientation)  # a square photo's turn does not show in its size
-        if doubt is not None:
-            import warnings
-
-            warnings.warn(f"{what}: {doubt}", stacklevel=2)
-        if isinstance(classes, str):  # one class for every instance
-            classes = {k: classes for k in ids}
-        missing = [k for k in ids if k not in classes]
-        if missing:
-            raise ValueError(
-                f"{what}: instances {missing[:5]} have no class name; give classes as a dict "
-                "{instance id: class name} or one name for all"
-            )
-        class_of = {k: clean_class_name(classes[k]) for k in ids}
-        if None in class_of.values():
-            raise ValueError(
-                f"{what}: instance {next(k for k, v in class_of.items() if v is None)} has an empty class name"
-            )
-        if ids and ids[-1] > len(ids):  # ids 1..n: crops are resized in float32, exact to 2**24 only
-            ids_now = np.array([0, *ids], dtype=lab.dtype)  # uint64 ids past 2**63 stay exact
-            lab = np.searchsorted(ids_now, lab)  # each id to its rank; 0 stays 0
-            class_of, ids = (
-                {i: class_of[k] for i, k in enumerate(ids_now[1:].tolist(), 1)},
-                list(range(1, len(ids) + 1)),
-            )
-        sample = _Sample(rgb, _held_labels(lab, ids), class_of)
-        del rgb, lab, image, labels  # the photo at full size goes before the next one is read
-        if zoom_of is not None:
-            sample = _held_at(sample, zoom_of(sample.image), largest)
-        if photo_file is not None and photo_file in first:  # painted and annotated, or listed twice
-            j, earlier = first[photo_file]
-            if not _same_instances(earlier, sample):
-                raise ValueError(
-                    f"sample {i} and sample {j} are both {photo_file.name}, with other labels: each would teach the "
-                    "other's plants as soil; give the photo once, with all its plants"
-                )
-            import warnings
-
-            warnings.warn(
-                f"sample {i}: {photo_file.name} was given before with the same labels; used once", stacklevel=2
-            )
-            continue
-        if photo_file is not None:
-            first[photo_file] = (i, sample)
-        out.append(sample)
-    if not any(s.class_of for s in out):
-        raise ValueError("the samples hold no labelled instances (all labels are 0)")
-    return out
-
-
-# A photo that training draws at no more than this share of its size (its inference zoom times the
-# largest random rescale) is held at that size: below it the memory saved is worth a second resize.
-HELD_BELOW = 0.75
-
-
-def _held_at(sample: _Sample, zoom: float, largest: float) -> _Sample:
-    """``sample`` with ``zoom`` set, its image and labels resized to ``zoom * largest`` of their size
-    when that is under :data:`HELD_BELOW`: the image bilinear without antialias, as inference
-    resizes a photo (``_forward._linear_taps``), the labels by the nearest pixel."""
-    from ._forward import _blend, _linear_taps
-
-    h, w = sample.labels.shape
-    factor = zoom * largest
-    if factor >= HELD_BELOW:
-        sample.zoom = zoom
-        return sample
-    oh, ow = round(h * factor), round(w * factor)
-    if min(oh, ow) < 32:  # a narrow strip: held as it is (rounding a few rows would stretch it)
-        sample.zoom = zoom
-        return sample
-    ry0, ry1, wy0, wy1 = _linear_taps(h, oh)
-    cx0, cx1, wx0, wx1 = _linear_taps(w, ow)
-    img = sample.image
-    rgb = np.empty((oh, ow, 3), img.dtype)
-    for y in range(0, oh, 64):  # in bands of output rows: a float copy of a band, not of the photo
-        b = slice(y, y + 64)
-        rows = _blend(
-            img[ry0[b]].astype(np.float32), img[ry1[b]].astype(np.float32), wy0[b, None, None], wy1[b, None, None]
-        )
-        band = _blend(rows[:, cx0], rows[:, cx1], wx0[:, None], wx1[:, None])
-        rgb[b] = np.clip(np.rint(band), 0, 255) if img.dtype == np.uint8 else band
-    nearest_y = np.minimum(((np.arange(oh) + 0.5) * (h / oh)).astype(np.int64), h - 1)
-    nearest_x = np.minimum(((np.arange(ow) + 0.5) * (w / ow)).astype(np.int64), w - 1)
-    labels = np.ascontiguousarray(sample.labels[nearest_y][:, nearest_x])
-    held = oh / h
-    return _Sample(rgb, labels, sample.class_of, zoom / held, held)
-
-
-def _same_instances(a: _Sample, b: _Sample) -> bool:
-    """Whether two samples' labels are the same plants of the same classes, whatever their ids."""
-    la, lb = np.asarray(a.labels), np.asarray(b.labels)
-    if la.shape != lb.shape or ((la == 0) != (lb == 0)).any():
-        return False
-    pairs = np.unique(np.stack([la[la > 0], lb[lb > 0]]), axis=1)
-    one_to_one = len(pairs[0]) == len(np.unique(pairs[0])) == len(np.unique(pairs[1]))
-    return one_to_one and all(a.class_of.get(int(i)) == b.class_of.get(int(j)) for i, j in pairs.T)
-
-
-def _painted_unturned(rgb: np.ndarray, labels: np.ndarray, orientation: int) -> str | None:
-    """What to say when ``labels`` fit the plants of ``rgb`` (a photo read upright, turned by EXIF
-    ``orientation``) far better turned as the reader turns the photo: painted on its stored pixels,
-    as viewers that ignore the orientation show it; else None."""
-    from ._coco_labels import _turned
-    from ._scale import vegetation_mask
-
-    fg = labels > 0
-    if fg.sum() < 100:
-        return None
-    plant = vegetation_mask(rgb / 255.0 if rgb.dtype == np.uint8 else rgb)
-    as_given = float(plant[fg].mean())
-    turned = float(plant[_turned(fg.astype(np.uint8), orientation) > 0].mean())
-    if turned < 0.5 or turned < 2 * as_given:
-        return None
-    return (
-        f"the photo is turned upright by its EXIF orientation, and these labels fit its plants far better "
-        f"turned that way too ({turned:.0%} of their pixels plant-coloured against {as_given:.0%}): were they "
-        "painted on the photo unturned (as a viewer that ignores the orientation shows it)? Paint on the photo "
-        "as this plugin's reader opens it"
-    )
-
-
-def _held_rgb(image) -> np.ndarray:
-    """The photo as training holds it: 8-bit photos as uint8 (H, W, 3), a quarter of float32's
-    memory, converted crop by crop with the same division by 255 as :func:`to_rgb_float`; any
-    other dtype as float32 (H, W, 3) in 0..1."""
-    from ._images import to_rgb_uint8
-
-    dtype = image.dtype if hasattr(image, "dtype") else np.asarray(image).dtype  # a lazy array is read once
-    if dtype == np.uint8:  # to_rgb_uint8 of 8-bit data is exactly to_rgb_float * 255
-        return to_rgb_uint8(image)
-    return to_rgb_float(image)
-
-
-def _held_labels(labels: np.ndarray, ids: list[int]) -> np.ndarray:
-    """A copy of ``labels`` in :func:`ids_dtype` (a copy: a layer painted while training runs is not seen)."""
-    return labels.astype(ids_dtype(max(ids, default=0)))
+# Share of positives among the proposals sampled per image while training (FitOptions' default)
+POSITIVE_FRACTION = FIT_DEFAULTS.positive_fraction
 
 
 def _classes_found(
@@ -307,23 +82,6 @@ def _classes_found(
     return {name: count.most_common(1)[0][0] for name, count in votes.items()}
 
 
-# an instance smaller than this (pixels, as the network sees the crop) is left out of a crop's targets
-MIN_AREA = 12
-
-
-def _check_sizes(prepared: list[_Sample], largest_zoom: float) -> None:
-    """Raise ValueError when no labelled instance reaches :data:`MIN_AREA` pixels even at the
-    largest zoom training draws (``largest_zoom`` times each sample's own): every crop's targets
-    would be empty, and training would learn only that nothing is there."""
-    largest = max((int(np.bincount(s.labels.ravel())[1:].max(initial=0)) * s.zoom**2 for s in prepared), default=0)
-    if largest * largest_zoom**2 < MIN_AREA:
-        raise ValueError(
-            f"every labelled instance is under {MIN_AREA} pixels as the network sees it (the largest: "
-            f"{largest:.0f}): nothing to learn from; paint the whole plant, not a dot on it, or train at a "
-            "larger scale (scale=)"
-        )
-
-
 def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = MIN_AREA):
     ids = [int(v) for v in np.unique(labels) if v > 0]
     masks, boxes, classes = [], [], []
@@ -345,7 +103,7 @@ def _targets(labels: np.ndarray, class_of: dict, index: dict, min_area: int = MI
     }
 
 
-def _augment(rng: np.random.Generator, s: _Sample, crop: int, scale_range):
+def _augment(rng: np.random.Generator, s: Sample, crop: int, scale_range):
     img, lab = s.image, s.labels
     scale = s.zoom * float(np.exp(rng.uniform(np.log(scale_range[0]), np.log(scale_range[1]))))
     h, w = lab.shape
@@ -396,7 +154,7 @@ def _zoom_for(scale, image, net, meta) -> float:
 
 def fit(
     net,
-    draw: Callable[[np.random.Generator], _Sample],
+    draw: Callable[[np.random.Generator], Sample],
     index: dict,
     iterations: int,
     dev,
@@ -526,21 +284,6 @@ def _say_forgotten(base, names: list, wanted: list) -> None:
         )
 
 
-def check_fit_options(lr, batch_size, crop, **counts) -> None:
-    """The settings of the training loop that ``train`` and ``adapt`` share, checked before anything
-    slow: ValueError naming the one that is wrong. ``counts``: whole numbers of at least 1 by name
-    (``iterations=200``, ``rounds=3``); None skips one (its default is worked out later)."""
-    for name, value in counts.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{name} must be a whole number, at least 1, got {value!r}")
-    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.number)) or not 0 < lr < math.inf:
-        raise ValueError(f"lr must be a positive, finite number, got {lr!r}")
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number, at least 1, got {batch_size!r}")
-    if not isinstance(crop, (int, np.integer)) or isinstance(crop, bool) or crop < 16:
-        raise ValueError(f"crop must be a whole number of pixels, at least 16, got {crop!r}")
-
-
 def average_weights(net: torch.nn.Module, start: dict, alpha: float) -> None:
     """Set every floating-point weight and buffer of ``net`` to ``(1 - alpha) * start + alpha * itself``
     (WiSE-FT); integer buffers (BatchNorm's batch counts) are left as they are."""
@@ -553,24 +296,24 @@ def average_weights(net: torch.nn.Module, start: dict, alpha: float) -> None:
 def train(
     samples: Sequence,
     base="garden",
-    iterations: int = TRAIN_DEFAULTS["iterations"],
+    iterations: int = FIT_DEFAULTS.iterations,
     output=None,
     device="auto",
     progress: Callable[[float, str], None] | None = None,
     cancel=None,
     *,
     overwrite: bool = False,
-    seed: int = TRAIN_DEFAULTS["seed"],
-    batch_size: int = TRAIN_DEFAULTS["batch_size"],
-    lr: float | None = TRAIN_DEFAULTS["lr"],
-    crop: int = TRAIN_DEFAULTS["crop"],
-    scale_range=(0.75, 1.33),
+    seed: int = FIT_DEFAULTS.seed,
+    batch_size: int = FIT_DEFAULTS.batch_size,
+    lr: float | None = FIT_DEFAULTS.lr,
+    crop: int = FIT_DEFAULTS.crop,
+    scale_range=FIT_DEFAULTS.scale_range,
     scale=None,
     warmup: int | None = None,
     meta: dict | None = None,
     paste: float = 0.5,
     roi_batch: int | None = None,
-    positive_fraction: float | None = POSITIVE_FRACTION,
+    positive_fraction: float | None = FIT_DEFAULTS.positive_fraction,
     frozen_blocks: int | None = None,
     wise_alpha: float = WISE_ALPHA,
 ) -> Path:
@@ -649,27 +392,56 @@ def train(
     at the bundled model's 0.3, ``eval_real.py --fine-tune``, docs/benchmarks.md);
     ``meta={"mask_threshold": t}`` stores one.
 
-    Raises ValueError for a ``positive_fraction`` outside (0, 1] or a
-    ``wise_alpha`` outside (0, 1].
+    The training loop's settings (``iterations``, ``batch_size``, ``lr``, ``crop``
+    in pixels, ``seed``, ``warmup``, ``scale_range``, ``roi_batch``,
+    ``positive_fraction``) mean what :class:`~napari_gardenseg.FitOptions` says,
+    which checks them; ``lr=None`` is its default. ``device``: "auto", "cpu",
+    "cuda", "cuda:N" or "mps" (:func:`~napari_gardenseg.resolve_device`).
+    ``meta``: entries stored in the checkpoint over the ones training writes.
+
+    Returns the checkpoint's path (:class:`pathlib.Path`).
+
+    Raises ValueError for a setting :class:`~napari_gardenseg.FitOptions` refuses,
+    a ``paste`` outside [0, 1], a ``wise_alpha`` outside (0, 1], a
+    ``frozen_blocks`` outside the network's blocks, or samples that cannot be
+    trained on (the message names the sample and what to do);
+    :class:`~napari_gardenseg.OutputExistsError` for an existing ``output``
+    without ``overwrite=True``; :class:`~napari_gardenseg.ModelError` for a base
+    that cannot be loaded or saved again; :class:`~napari_gardenseg.DeviceError`
+    for a device this machine lacks; ``TrainingDiverged`` (a ValueError) when the
+    loss or the weights stop being finite (nothing is saved; lower ``lr``);
+    :class:`~napari_gardenseg.Cancelled` when cancelled before the first
+    iteration (nothing is saved).
     """
     if iterations is None:
-        raise ValueError(
-            f"iterations must be a whole number, at least 1 (the default is {TRAIN_DEFAULTS['iterations']})"
-        )
+        raise ValueError(f"iterations must be a whole number, at least 1 (the default is {FIT_DEFAULTS.iterations})")
     if scale is not None and not (isinstance(scale, str) and scale == "auto"):
         _zoom_for(scale, None, None, None)  # validate before anything slow
-    lr = TRAIN_DEFAULTS["lr"] if lr is None else lr  # None: the default (the training widget's "auto")
-    check_fit_options(lr, batch_size, crop, iterations=iterations)
+    options = FitOptions(
+        iterations=iterations,
+        batch_size=batch_size,
+        lr=FIT_DEFAULTS.lr if lr is None else lr,  # None: the default (the training widget's "auto")
+        crop=crop,
+        seed=seed,
+        warmup=warmup,
+        scale_range=scale_range,
+        roi_batch=roi_batch,
+        positive_fraction=positive_fraction,
+    )
+    iterations, batch_size, lr, crop, seed = (
+        options.iterations,
+        options.batch_size,
+        options.lr,
+        options.crop,
+        options.seed,
+    )
+    scale_range, roi_batch, positive_fraction = options.scale_range, options.roi_batch, options.positive_fraction
     if frozen_blocks is not None and (
         isinstance(frozen_blocks, bool) or not isinstance(frozen_blocks, (int, np.integer)) or frozen_blocks < 0
     ):
         raise ValueError(f"frozen_blocks must be a whole number from 0 (every block trains), got {frozen_blocks!r}")
-    if positive_fraction is not None and not 0 < positive_fraction <= 1:
-        raise ValueError(f"positive_fraction must be in (0, 1], got {positive_fraction!r}")
-    if isinstance(paste, bool) or not 0 <= paste <= 1:
-        raise ValueError(f"paste must be a share between 0 and 1, got {paste!r}")
-    if isinstance(wise_alpha, bool) or not 0 < wise_alpha <= 1:
-        raise ValueError(f"wise_alpha must be in (0, 1] (1: the fine-tuned weights alone), got {wise_alpha!r}")
+    paste = fraction("paste", paste)
+    wise_alpha = fraction("wise_alpha", wise_alpha, open_low=True)
     named = output is not None
     if output is None:
         output = free_path(user_models_dir() / "my_model.pt")
@@ -707,7 +479,7 @@ def train(
         torch.manual_seed(seed)
         net = ARCHITECTURES[arch](num_classes=len(names))
     check_free_space(output, state_bytes(net.state_dict()), "checkpoint")  # not after the training
-    _check_sizes(prepared, max(scale_range))  # before the warm start below segments every photo
+    check_sizes(prepared, max(scale_range))  # before the warm start below segments every photo
     if base is not None:
         wanted = _as_base_names(prepared, wanted, names)
     if len({w.casefold() for w in wanted}) < len(wanted):
@@ -738,7 +510,7 @@ def train(
                 p.requires_grad_(False)
     index = {n: i for i, n in enumerate(names)}
 
-    warmup = warmup if warmup is not None else min(200, iterations // 10)
+    warmup = options.warmup if options.warmup is not None else min(200, iterations // 10)
     draw = lambda r: prepared[int(r.integers(len(prepared)))]  # noqa: E731
     if paste:
         from ._scenes import PaintedScenes

@@ -332,11 +332,20 @@ def _cmd_adapt(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    from ._options import FitOptions
     from ._training import train
 
     if not args.photos and not args.coco and not args.yolo:
         print("gardenseg train: give photos with label images, --coco FILE or --yolo DATASET", file=sys.stderr)
         return 2
+    # the loop's settings checked before any photo is read (train checks them by the same rule)
+    FitOptions(
+        **{
+            k: getattr(args, k)
+            for k in ("iterations", "lr", "crop", "batch_size", "seed")
+            if getattr(args, k) is not None
+        }
+    )
     samples = []
     if args.photos:
         samples = _painted_samples(args)
