@@ -192,3 +192,6 @@ def test_to_coco_of_labels_corrected_in_napari():
         to_coco(labels.astype(float))
     with pytest.raises(TypeError, match="a label image's classes come from features"):
         to_coco(labels, ["__background__", "weed"])
+    # a mask (bool) is one plant: scikit-image's TypeError before
+    [mask] = to_coco(labels == 7)["annotations"]
+    np.testing.assert_array_equal(_decode(mask["segmentation"]), labels == 7)

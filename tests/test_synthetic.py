@@ -72,3 +72,11 @@ def test_photo_style_respects_kinds_and_rejects_bad_style():
         garden_scene(1, style="painting")
     with pytest.raises(ValueError, match="kinds"):
         garden_scene(1, style="photo", kinds=EXTRA_KINDS)
+
+
+def test_garden_style_names_a_kind_it_cannot_draw():
+    # a bare KeyError('cactus') before, while the photo style said what it draws
+    _, _, classes = garden_scene(4, shape=(160, 160), kinds=EXTRA_KINDS)
+    assert set(classes.values()) == set(EXTRA_KINDS)
+    with pytest.raises(ValueError, match=r"style='garden' draws the kinds .*'succulent'.*got kinds=\('cactus',\)"):
+        garden_scene(1, kinds=["cactus"])

@@ -100,6 +100,33 @@ def segment_files(
     message)`` is called after each file (the fraction then reaches ``k / n``
     for ``k`` files finished) and, in-process, in between as the file's
     stages and tiles go by (fractions short of the next ``k / n``).
+
+    Each file's outputs are ``<name>_labels.tif`` (and ``<name>_labels_crf.tif`` with
+    the CRF; a ``<name>_labels.zarr`` store for inputs too big for memory),
+    ``<name>_instances.csv``, with ``write_overlay`` ``<name>_overlay.png`` (not for
+    big inputs), with ``coco`` ``<name>_coco.json`` (:func:`~napari_gardenseg.to_coco`),
+    and last the run record ``<name>_run.json`` (:func:`output_files`).
+
+    Returns a :class:`~napari_gardenseg.BatchSummary`: ``files``, one ``FileStatus``
+    per input file in input order (``file``, ``name``, ``status`` "done", "skipped"
+    or "failed", ``instances``, ``outputs``, ``seconds``, ``attempts``, ``error``,
+    ``worker``, ``note``); ``done``, ``skipped`` and ``failed``, the numbers of files
+    that ended so, and ``ok``, whether none failed; ``out_dir``, the output folder
+    (absolute); ``failures_path``, its ``failures.jsonl``; ``seconds``, the batch's
+    wall time; ``table``, the files as a pandas DataFrame.
+
+    Raises, before any file is segmented: ValueError when ``out_dir`` is an input
+    folder or a file, for ``retries`` that is not a whole number >= 0,
+    ``crf_params`` given with ``crf_overrides``, ``resources`` without a client (or
+    that no worker has), a bad option value or CRF override, a class the model
+    does not have, or unknown ``axes`` letters; TypeError for an unknown option name, an option or
+    ``axes`` of the wrong type, or a loaded model with a client;
+    :class:`~napari_gardenseg.ImageError` for a folder without image files or a web
+    address; :class:`~napari_gardenseg.ModelError` for an unknown model or a missing
+    checkpoint (in-process, for any model that cannot be loaded) and, in-process,
+    :class:`~napari_gardenseg.DeviceError` for a device not available here; OSError
+    when ``out_dir`` cannot be made or written into.
+    What fails a single file is recorded, not raised.
     """
     from ._image_folders import expand_entries
 

@@ -29,7 +29,16 @@ class FileStatus:
 
 @dataclass
 class BatchSummary:
-    """What :func:`segment_files` returns: one :class:`FileStatus` per input, in input order."""
+    """What :func:`segment_files` returns.
+
+    ``out_dir``: the output folder (absolute); ``files``: one :class:`FileStatus`
+    per input file, in input order (``file``, ``name``, ``status`` "done",
+    "skipped" or "failed", ``instances``, ``outputs``, ``seconds``, ``attempts``,
+    ``error``, ``worker``, ``note``); ``seconds``: the batch's wall time.
+    ``done``, ``skipped`` and ``failed``: the numbers of files that ended so;
+    ``ok``: whether none failed; ``failures_path``: the folder's
+    ``failures.jsonl``; ``table``: the files as a pandas DataFrame.
+    """
 
     out_dir: Path
     files: list[FileStatus]

@@ -15,7 +15,11 @@ ProgressFn = Callable[[float, str], None]
 
 
 class Cancelled(Exception):
-    """Raised inside a run when its ``cancel`` event is set; the run leaves no output."""
+    """Raised inside a run when its ``cancel`` event is set (or its callable returns True).
+
+    ``segment``, ``segment_to_zarr``, ``segment_layer`` and the CRF raise it and leave no
+    output; ``train`` and ``adapt`` only before they have weights to save.
+    """
 
 
 def should_stop(cancel: threading.Event | Callable[[], bool] | None) -> bool:

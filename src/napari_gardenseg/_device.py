@@ -13,7 +13,11 @@ _CHOICES = "'auto', 'cpu', 'cuda', 'cuda:N', 'mps' or a torch.device"
 
 
 class DeviceError(ValueError):
-    """A device that is unknown or not available on this machine."""
+    """A device that is unknown or not available on this machine (a ValueError).
+
+    Raised by :func:`resolve_device`, so by every function that takes a ``device``
+    (``load_model``, ``segment``, the CRF, training) when it resolves it.
+    """
 
 
 def _mps_available() -> bool:
@@ -24,7 +28,11 @@ def _mps_available() -> bool:
 
 
 def resolve_device(device="auto"):
-    """A ``torch.device`` for ``device``: ``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU.
+    """Returns the ``torch.device`` for ``device``: ``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU.
+
+    ``device``: ``"auto"``, None, a name ``torch.device`` takes (``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"``...) or a ``torch.device``. The index of ``"cuda:N"`` is not
+    checked against the GPUs present.
 
     Raises :class:`DeviceError` for an unknown name, or for "cuda"/"mps"
     when that device is not available here.

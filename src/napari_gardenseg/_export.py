@@ -94,15 +94,34 @@ def to_coco(
     """A COCO-format dict (images, categories, annotations) for one :class:`SegmentationResult`,
     or for a label image: labels corrected in napari, or read from a label file.
 
-    ``refined=True`` exports the CRF masks when there are any, the raw ones otherwise.
-    Scores are kept on each annotation, so the file also serves as COCO "results".
-    Masks are COCO RLE, boxes COCO's (x, y, width, height) in pixels.
+    Returns ``{"images": [...], "categories": [...], "annotations": [...]}``, ready for
+    ``json.dump``: one image (``image_id``, its width and height in pixels, ``file_name``,
+    default ``"image_<image_id>"``), the categories (``id``, ``name``) and one annotation per
+    instance that has pixels: ``id`` (its label id), ``image_id``, ``category_id``,
+    ``segmentation``, ``area`` (pixels), ``bbox``, ``iscrowd`` 0 and ``score``. Masks are COCO's
+    uncompressed RLE, ``{"size": [H, W], "counts": [...]}``: run lengths in column-major
+    (Fortran) order, starting with a run of background (0 when the first pixel is the
+    instance's), as pycocotools reads them. Boxes are COCO's (x, y, width, height) in pixels,
+    of the instance's pixels. Scores are kept on each annotation, so the file also serves as
+    COCO "results". ``refined=True`` exports the CRF masks when there are any, the raw ones
+    otherwise.
+
+    ``class_names``: the model's class names, background first (``Model.class_names``): the
+    categories are then every class of the model (not ``"__background__"``, nor COCO's
+    ``"N/A"``), under the model's ids, so that the files of several images share them, and
+    the classes the result holds besides (a colour-only ``"plant"``); None: only the classes
+    found in ``result``, under their class ids.
 
     ``result`` may instead be an (H, W) array of integer instance ids (0 the background), with
     ``features`` naming their classes and scores as a Labels layer's table does (``label``,
     ``class_name``, ``score``; a Labels layer's ``features``, or the ``_instances.csv`` beside a
     label file): an id without a class is ``"plant"``, one without a score has none. Categories
-    are the class names in order of name, from id 1. Raises TypeError for anything else.
+    are the class names in order of name, from id 1; annotation ids are the ids renumbered
+    1..n in order.
+
+    Raises TypeError for a ``result`` that is neither, ``class_names`` that is not a list of
+    strings (or is given with a label image), an ``image_id`` that is not a whole number, or a
+    ``file_name`` that is not a string; ValueError for a label image with negative ids.
     """
     from ._results import SegmentationResult
 
@@ -117,6 +136,8 @@ def to_coco(
     if file_name is not None and not isinstance(file_name, str):
         raise TypeError(f"file_name must be None or a string, got {file_name!r}")
     if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
+        if result.dtype == bool:  # a mask: one instance where it is True
+            result = result.astype(np.uint8)
         if class_names is not None:
             raise TypeError("class_names is for a SegmentationResult: a label image's classes come from features")
         return _labels_to_coco(result, features, image_id, file_name)

@@ -37,7 +37,13 @@ __all__ = [
 
 
 class OutputExistsError(FileExistsError):
-    """A file is already there and overwriting was not asked for."""
+    """An output would replace what is already there (a FileExistsError).
+
+    Raised when a file or folder is where an output goes and overwriting was not
+    asked for (also when it appeared during the run); overwrite or not, for a folder
+    where a file goes or a file where a folder (a zarr store) goes, a folder that is
+    not a zarr store, and an output that would replace an input. Nothing is replaced.
+    """
 
 
 class ForeignFileError(OutputExistsError):

@@ -13,7 +13,14 @@ __all__ = ["to_rgb_float", "to_rgb_uint8", "ImageError", "intensity_range"]
 
 
 class ImageError(ValueError):
-    """The array cannot be read as a 2-D image."""
+    """An array or file cannot be read as one 2-D image (a ValueError).
+
+    Raised for empty arrays, arrays of more than 3 dimensions or without a channel
+    axis of length 1-4, files that are not images (or are damaged, or hold a stack
+    where one image is wanted), web addresses, and annotation or dataset files that
+    are not what they should be (:func:`~napari_gardenseg.read_coco`,
+    :func:`~napari_gardenseg.read_yolo`).
+    """
 
 
 _CHANNEL_COUNTS = (1, 2, 3, 4)
@@ -240,11 +247,12 @@ def to_rgb_float(image) -> np.ndarray:
     * torch tensors and CuPy arrays are copied to host memory first, and
       leading axes of length 1 are dropped from arrays of more than 3
       dimensions (:func:`host_array`).
-    * rejected with :class:`ImageError` / ``TypeError``: empty arrays, more than
-      3 dimensions (besides those leading 1s), 3-D arrays without a channel axis, complex, object and
-      string arrays.
 
     Read-only inputs (napari hands those out) are never written to.
+
+    Raises TypeError for complex, object and string arrays; :class:`ImageError`
+    for empty arrays, more than 3 dimensions (besides those leading 1s) and 3-D
+    arrays without a channel axis of length 1-4.
     """
     image, rule_dtype = unmask(host_array(image))
     arr = np.asarray(image)
@@ -271,14 +279,18 @@ def to_rgb_float(image) -> np.ndarray:
 
 
 def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
-    """Like :func:`to_rgb_float` but uint8 (H, W, 3), writable and C-contiguous.
+    """Like :func:`to_rgb_float` but returns uint8 (H, W, 3), writable and C-contiguous.
 
-    This is the form pydensecrf's bilateral kernel needs. uint8 RGB input is
-    copied unchanged. Other input is converted ``rows`` rows at a time with the
+    This is the form pydensecrf's bilateral kernel needs. ``image``: any array
+    :func:`to_rgb_float` accepts; uint8 RGB input is copied unchanged. Other input
+    is converted ``rows`` rows at a time with the
     intensity mapping of the whole image (:class:`~napari_gardenseg._io.ImageSource`,
     the same values as rounding ``to_rgb_float(image) * 255``), so a 16-bit or
-    float photo never has a float copy of its own size. Raises what
-    :func:`to_rgb_float` raises.
+    float photo never has a float copy of its own size.
+
+    Raises what :func:`to_rgb_float` raises: TypeError for complex, object and
+    string arrays; :class:`ImageError` for empty arrays, more than 3 dimensions
+    and 3-D arrays without a channel axis of length 1-4.
     """
     arr = np.asarray(host_array(image))
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3 and not np.ma.isMaskedArray(image):

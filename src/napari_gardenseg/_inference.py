@@ -217,13 +217,19 @@ def segment(
     ``model``: a :class:`Model` from :func:`load_model`, or anything
     ``load_model`` takes (default: the bundled ``"garden"`` model, offline;
     ``"coco"`` is torchvision's everyday-objects model). A torchvision module
-    passed in is left as it was (mode, device, parameters, hooks). Instances scoring below ``score_threshold``, or not
-    in ``classes`` (names or ids; None keeps all), are dropped. Each pixel
-    belongs to one instance (the highest score wins); an instance left with no
-    pixels is dropped. With ``crf=True`` the soft masks are refined by the
-    dense CRF using ``crf_params`` (a :class:`CRFParams` as given; a dict of
-    some fields over the settings stored with the model) or, when None, the
-    settings stored with the model.
+    passed in is left as it was (mode, device, parameters, hooks). ``device``:
+    ``"auto"`` (CUDA, then MPS, then the CPU; a loaded :class:`Model` runs where
+    it is), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+
+    Instances scoring below ``score_threshold`` (0..1), or not in ``classes``
+    (names or ids; None keeps all), are dropped. A pixel belongs to an instance
+    where its soft mask is above ``mask_threshold`` (above 0, below 1; None: the
+    value stored with the model, else 0.5); each pixel belongs to one instance
+    (the highest score wins); an instance left with no pixels is dropped. With
+    ``crf=True`` the soft masks are refined by the dense CRF using
+    ``crf_params`` (a :class:`CRFParams` as given; a dict of some fields over
+    the settings stored with the model) or, when None, the settings stored
+    with the model.
 
     ``scale``: None lets the model resize the image its own way; a number
     resizes it by that factor first (1.0 = native pixels, 0.25 = a quarter);
@@ -242,6 +248,25 @@ def segment(
     "on" or "off". The options are validated together, as one
     :class:`~napari_gardenseg._options.SegmentOptions` (its docstring says
     each one's range); ``result.meta["options"]`` holds it.
+
+    Returns a :class:`SegmentationResult`: ``labels``, (H, W) int32 instance ids
+    (0 the background); ``refined``, the CRF's labels with the same ids (None
+    with ``crf=False``); per instance, ``class_ids``, ``class_names``,
+    ``scores``, ``boxes`` and ``sources``, and the ``table`` of them; ``meta``,
+    how the run went.
+
+    Raises :class:`~napari_gardenseg.ImageError` for an image that is not one
+    2-D image (empty, more than 3 dimensions, no channel axis of length 1-4, a
+    file that is not an image or holds a stack, a web address);
+    FileNotFoundError for a path that does not exist; TypeError for a napari
+    layer, pixels that are not numbers, or an option of the wrong type;
+    ValueError for an option out of its range, a class the model does not have
+    or an unknown ``crf_params`` field; :class:`~napari_gardenseg.ModelError`
+    for a model that cannot be loaded; :class:`~napari_gardenseg.DeviceError`
+    for a device that is unknown or not available here;
+    :class:`~napari_gardenseg.CRFUnavailableError` for a CRF backend that
+    cannot be imported; :class:`Cancelled` when ``cancel`` is set; MemoryError,
+    saying to use :func:`segment_to_zarr`, for an image too big for memory.
     """
     options = SegmentOptions(
         score_threshold=score_threshold,
@@ -334,6 +359,20 @@ def segment_to_zarr(
     Memory: the compact instances, one tile and a few chunks, whatever the
     image size: ``tile_size=None`` is read as ``"auto"`` here, since the
     whole image at once is what this function exists to avoid.
+
+    ``chunk_size``: the side of the store's square chunks, in pixels (>= 64).
+    ``model``, ``score_threshold``, ``mask_threshold``, ``classes``, ``crf``,
+    ``crf_params``, ``device``, ``progress``, ``cancel``, ``tile_size``,
+    ``tile_overlap``, ``scale``, ``merge_classes`` and ``vegetation`` are
+    :func:`segment`'s.
+
+    Raises :class:`~napari_gardenseg.OutputExistsError`, before the run, when
+    ``path`` exists and ``overwrite`` is False (or when it appears during the
+    run), or is a file, a folder that is not a zarr store, a zarr store this
+    function did not write, or the input (or inside it, or holding it); ValueError for a ``chunk_size`` that is not
+    a whole number >= 64; what :func:`segment` raises (ImageError,
+    FileNotFoundError, TypeError, ValueError, ModelError, DeviceError,
+    CRFUnavailableError, Cancelled); OSError when the store cannot be written.
     """
     options = SegmentOptions(
         score_threshold=score_threshold,

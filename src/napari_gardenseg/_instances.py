@@ -25,13 +25,24 @@ FULL_PASSES = "full_passes"
 
 @dataclass
 class Instances:
-    """N instances of an (H, W) image.
+    """N instances of an (H, W) image, each a mask local to its box.
 
-    ``masks[i]`` is a 2-D array local to the box whose top-left pixel is
-    ``offsets[i]`` = (y0, x0): float soft masks in 0..1, or bool claims (the
-    CRF's refined masks). ``probs`` (optional, same shapes as ``masks``) are the
-    soft values used to break score ties when ``masks`` are bool.
-    ``boxes`` are the detector's boxes (x0, y0, x1, y1), in image pixels.
+    - ``masks``: N 2-D arrays; ``masks[i]`` is local to the box whose top-left pixel
+      is ``offsets[i]``: float soft masks in 0..1, or bool claims (the CRF's refined
+      masks).
+    - ``offsets``: (N, 2) int64, (y0, x0) of each mask in image pixels.
+    - ``scores``: (N,) float32 in 0..1, the detector's confidence.
+    - ``class_ids``: (N,) int64, the model's class index (0 for a colour-only instance).
+    - ``boxes``: (N, 4) float32, the detector's boxes (x0, y0, x1, y1), in image pixels.
+    - ``shape``: (H, W), the image's size in pixels (a tuple of two ints).
+    - ``probs``: None, or N float arrays of the same shapes as ``masks``: the soft
+      values used to break score ties when ``masks`` are bool.
+    - ``meta``: dict, what the stages noted (e.g. ``crf_backend``).
+    - ``sources``: None (all "model"), or an (N,) object array of str, "model" or
+      "colour" (a plant-coloured component no detection claimed).
+
+    The arrays given are converted to these dtypes and shapes (ValueError when one
+    does not hold N entries).
     """
 
     masks: list

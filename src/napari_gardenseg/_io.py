@@ -318,20 +318,36 @@ def _as_input(value):
 def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = None) -> ImageSource:
     """An :class:`ImageSource` for an array or a file of one 2-D image.
 
-    ``path_or_array``: an array (numpy, dask, zarr, a tensor, a PIL image), a
-    path (str, bytes or ``os.PathLike``; a ``file://`` address), or an open
-    binary file or encoded bytes that Pillow reads. A web address raises
-    :class:`~napari_gardenseg._images.ImageError` (nothing is downloaded).
+    ``path_or_array``: an array (numpy, dask, zarr, a tensor, a PIL image) of the
+    layouts :func:`~napari_gardenseg.to_rgb_float` accepts, a path (str, bytes or
+    ``os.PathLike``; a ``file://`` address), or an open binary file or encoded bytes
+    that Pillow reads (nothing is downloaded).
     Files are read by :func:`napari_gardenseg._reader.read_image` (EXIF
     orientation applied, colour modes converted, axes from the file or
-    ``axes``); TIFF/BigTIFF files over 256 MB (or any, with ``lazy=True``) and
+    ``axes``: the letters of a TIFF, zarr or .npy file's axes in its order, such
+    as ``"YXS"`` or ``"CYX"``, where the file does not state them); TIFF/BigTIFF
+    files over 256 MB (or any, with ``lazy=True``; none with ``lazy=False``) and
     zarr stores (an OME-Zarr multiscale group gives its first level) are read
     window by window, except a plane of at most 8192 x 8192 pixels stored as
     one chunk or strip, which every window would decode whole: it is read once
     (``source.lazy`` is then False). The reader's record of what it did is
-    ``source.applied``. A file holding a stack (T, Z or C planes) raises
-    :class:`~napari_gardenseg._images.ImageError`: segment it plane by plane
-    with :func:`~napari_gardenseg.segment_files` (or ``gardenseg segment``).
+    ``source.applied``. A file holding a stack (T, Z or C planes): segment it plane
+    by plane with :func:`~napari_gardenseg.segment_files` (or ``gardenseg segment``).
+
+    Returns the :class:`ImageSource`: ``shape`` (H, W), ``channels``, ``dtype``,
+    ``lazy``; ``read(window)`` gives float32 RGB (h, w, 3) in 0..1, mapped as
+    :func:`~napari_gardenseg.to_rgb_float` maps the whole image, ``read_uint8(window)``
+    the same as uint8.
+
+    Raises FileNotFoundError for a path that does not exist;
+    :class:`~napari_gardenseg._images.ImageError` for a web address, a file that is
+    empty, truncated, damaged or not an image (a camera raw file, a video, a PDF, a
+    folder that is not a zarr store, a HEIC photo without pillow-heif), a file or
+    file object holding a stack, an empty array, an array of more than 3 dimensions
+    or without a channel axis of length 1-4, or a dask array of unknown shape;
+    TypeError for a napari layer (pass ``layer.data``), pixels that are not numbers,
+    or ``axes`` that is not a string; ValueError for unknown or repeated ``axes``
+    letters.
     """
     path_or_array = _as_input(path_or_array)
     if not isinstance(path_or_array, (str, os.PathLike)):

@@ -194,9 +194,11 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     ``<stem>_instances.csv`` (:func:`~napari_gardenseg._label_files.table_path`), then any world file and .aux.xml.
     A batch's outputs made from the labels this replaces (its table; its COCO file and overlay when
     they were drawn from them) are listed as ``stale`` in its run record, with a UserWarning.
-    Raises ValueError (not a .tif/.tiff name; not integer ids; an (H, W, 3|4) colour picture of
-    labels) and
-    :class:`~napari_gardenseg.OutputExistsError` (a FileExistsError) (nothing is written then).
+
+    Raises ValueError (not a .tif/.tiff name; not integer ids; negative ids; an (H, W, 3|4)
+    colour picture of labels) and :class:`~napari_gardenseg.OutputExistsError` (a
+    FileExistsError: ``path`` exists and not ``overwrite``, or a table or sidecar of another
+    file lies where one goes); nothing is written then.
     """
     return _write_label_file(path, labels, features, georeference_from=georeference_from, overwrite=overwrite)
 

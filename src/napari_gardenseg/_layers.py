@@ -427,14 +427,19 @@ def segment_layer(
 ):
     """Segment an Image layer and show the result as Labels layers (synchronously).
 
+    ``layer``: a napari Image layer, or its name in ``viewer``; ``model``: a
+    :class:`~napari_gardenseg.Model` or anything :func:`~napari_gardenseg.load_model`
+    takes. ``stack=False`` segments the plane on screen of a stack (the viewer's
+    current point); ``stack=True`` every plane. ``progress(fraction, message)`` and
+    ``cancel`` are :func:`~napari_gardenseg.segment`'s.
+
     ``segment_layer(viewer.layers["garden"], model="garden")`` adds (or
     updates) ``"garden masks"`` and, with the CRF on, ``"garden masks (CRF)"``;
     ``boxes=True`` adds a Shapes layer of the detection boxes. ``viewer``
     defaults to the open viewer that holds ``layer`` (for a name, the current
-    one); a layer not in ``viewer`` raises ValueError. What the widget's
-    status line would add (a kept layer, why little was found) is warned and
-    kept in ``result.meta["notes"]``. Other keyword arguments are the
-    options of :func:`napari_gardenseg.segment` (``score_threshold``,
+    one). What the widget's status line would add (a kept layer, why little
+    was found) is warned and kept in ``result.meta["notes"]``. Other keyword
+    arguments (``options``) are the options of :func:`napari_gardenseg.segment` (``score_threshold``,
     ``mask_threshold``, ``classes``, ``crf``, ``crf_params``, ``device``,
     ``tile_size``, ``scale``...; see :class:`~napari_gardenseg._options.SegmentOptions`).
 
@@ -443,6 +448,16 @@ def segment_layer(
     each plane; the layers' ids are unique across the stack, see the
     ``axis_<i>`` feature columns). ``result.meta["layers"]`` names the layers
     written. A run that fails or is cancelled changes no layer.
+
+    Raises TypeError or ValueError for an unknown or bad option (before anything is
+    read); RuntimeError when ``viewer`` is None and no napari viewer is open;
+    KeyError for a layer name ``viewer`` does not have; ValueError for a layer not
+    in ``viewer`` or not an Image layer; :class:`~napari_gardenseg.ImageError` for
+    a layer that is not a 2-D image or a stack of them (empty, one spatial axis, a
+    grey + alpha or colour image shown as a stack of slivers); what
+    :func:`~napari_gardenseg.segment` raises (ModelError, DeviceError,
+    CRFUnavailableError, Cancelled...); OSError when a plane too big for memory
+    needs a results folder that cannot be written into.
     """
     import warnings
 

@@ -13,6 +13,10 @@ would run code when unpickled is refused. The project's format is a plain dict::
 
 A bare torchvision Mask R-CNN ``state_dict`` (or one wrapped as ``{"model": sd}``
 or ``{"state_dict": sd}``) loads too; its class count comes from its predictor.
+
+``COCO_CLASSES``: a tuple of the 91 class names of the COCO models, indexed by
+class id: ``"__background__"`` at 0, ``"N/A"`` at the ids COCO leaves unused.
+Read from torchvision's weights metadata on first access (nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -52,7 +56,13 @@ FORMAT_VERSION = 1
 
 
 class ModelError(ValueError):
-    """A model cannot be loaded: unknown name, missing weights, bad checkpoint."""
+    """A model cannot be loaded or saved (a ValueError).
+
+    Raised by :func:`load_model` for an unknown name, a missing or unreadable checkpoint,
+    weights that do not fit their architecture or COCO weights that cannot be downloaded,
+    and by :func:`save_checkpoint` for an unknown architecture or a class-name count that
+    is not the predictor's.
+    """
 
 
 def _coco_weights(name: str):
@@ -78,11 +88,23 @@ def __getattr__(name):  # COCO_CLASSES is read from torchvision's weights metada
 
 @dataclass
 class Model:
-    """A loaded Mask R-CNN with its class names.
+    """A loaded Mask R-CNN with its class names (what :func:`load_model` returns).
 
-    ``class_names[i]`` is the name of class id ``i``; index 0 is the background.
-    ``meta`` holds what the checkpoint said about itself (training run, the CRF
-    settings chosen for it under ``meta["crf"]``).
+    - ``net``: the torchvision ``MaskRCNN`` module, in eval mode on ``device`` (a module
+      passed to :func:`load_model` keeps the mode its caller gave it).
+    - ``class_names``: list of str; ``class_names[i]`` is the name of class id ``i``;
+      index 0 is the background.
+    - ``device``: the ``torch.device`` the network's weights are on, where it runs.
+    - ``source``: where it came from: a model name (``"garden"``, ``"coco"``,
+      ``"coco-v1"``), a checkpoint's absolute path, or the class name of a module passed in.
+    - ``arch``: the architecture's name (``"garden_small"``, ``"garden_mobilenet"``,
+      ``"maskrcnn_resnet50_fpn_v2"``, ``"maskrcnn_resnet50_fpn"``), which rebuilds the
+      network from a checkpoint; ``"module"`` for a module passed in.
+    - ``arch_kwargs``: dict, the keyword arguments the architecture is built with.
+    - ``meta``: dict, what the checkpoint said about itself (training run, the CRF
+      settings chosen for it under ``meta["crf"]``, its ``mask_threshold``).
+    - ``lock``: a ``threading.Lock`` held for each forward pass, so that the model runs
+      one image at a time (napari's worker and the console may share it).
     """
 
     net: nn.Module
@@ -140,9 +162,27 @@ def load_model(
     after; ``device="auto"`` means where the module already is, and another
     device runs on the engine's own copy (``copy.deepcopy``, made once per call).
 
+    ``device``: ``"auto"`` (or None: CUDA, then Apple's MPS, then the CPU; for a
+    :class:`Model` or a module, where it already is), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"`` or a ``torch.device`` (:func:`resolve_device`).
+
     COCO weights are read from torchvision's cache (``$TORCH_HOME/hub/checkpoints``)
-    and downloaded there once when missing. Named models and checkpoints are
-    cached per device, so calling this again is cheap.
+    and downloaded there once when missing (``progress``: show the download's
+    progress bar on stderr). Named models and checkpoints are cached per device,
+    so calling this again is cheap.
+
+    Returns a :class:`Model`; one given is returned as it is when already on
+    ``device``, else copied there.
+
+    Raises :class:`ModelError` for an unknown name, a checkpoint path that does not
+    exist, a file that is not a readable Mask R-CNN checkpoint (or holds Python
+    objects whose loading would run code), weights that do not fit their
+    architecture, a module that is not a torchvision ``MaskRCNN`` (or whose weights
+    are not float32, or whose ``class_names`` do not match its predictor), and COCO
+    weights that are missing and cannot be downloaded (offline, ``GARDENSEG_OFFLINE``
+    set, a failed download); :class:`~napari_gardenseg.DeviceError` for a device that
+    is unknown or not available here; OSError when torchvision's cache folder cannot
+    be made.
     """
     if isinstance(model, Model):
         dev = resolve_device(device) if device not in (None, "auto") else model.device
@@ -557,6 +597,15 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` in the project's checkpoint format (loadable by :func:`load_model`).
 
+    ``model``: a :class:`Model`, whose class names, ``arch``, ``arch_kwargs`` and
+    ``meta`` are written unless given (``meta`` is merged over the model's), or a
+    torchvision ``MaskRCNN`` module, which needs ``arch`` and ``class_names``.
+    ``class_names``: one per class of the predictor, background first. ``arch``:
+    the architecture's name (``"garden_small"``, ``"garden_mobilenet"``,
+    ``"maskrcnn_resnet50_fpn_v2"``, ``"maskrcnn_resnet50_fpn"``); ``arch_kwargs``: the
+    keyword arguments that rebuild it. ``meta`` (a dict) is stored with numpy values
+    made Python numbers and lists. Returns ``path`` as a Path (``~`` expanded).
+
     An existing file at ``path`` is never replaced unless ``overwrite=True``
     (:class:`~napari_gardenseg._files.OutputExistsError` otherwise); the file is
     written under a temporary name and renamed at the end, so a crash never
@@ -568,6 +617,15 @@ def save_checkpoint(
     any reason (a full disk, a drive pulled out, a share gone read-only) first writes the
     weights to the user's models folder or, failing that, the temporary folder (emptied at
     reboot), and the error names that file.
+
+    Raises :class:`~napari_gardenseg.OutputExistsError` when ``path`` is a folder, or
+    exists (or appears during the write) and ``overwrite`` is False (nothing is
+    written then); :class:`ModelError` for an ``arch`` that is not one of the names above
+    (a :class:`Model` made from a module has ``arch="module"``: give ``arch``), for a
+    number of class names other than the predictor's classes, or for a network
+    without Mask R-CNN's box and mask predictors; OSError (``errno.ENOSPC`` for a full
+    disk) or torch's RuntimeError when the file cannot be written (with ``rescue``
+    and the weights saved elsewhere, an OSError naming that file).
     """
     from ._files import check_free_space, check_target
 

@@ -90,7 +90,8 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     window (True), always (zarr stores are always lazy), or when the file is
     over 256 MB (None).
 
-    Raises FileNotFoundError, :class:`~napari_gardenseg._images.ImageError`
+    Raises TypeError or ValueError for ``axes`` that are not letters of
+    TZCSYX, each once; FileNotFoundError; :class:`~napari_gardenseg._images.ImageError`
     (axes unknown or contradicting the shape; a file that is empty, truncated or
     not an image Pillow or tifffile reads; a HEIC photo without pillow-heif; a camera
     raw file (DNG, CR2, NEF...: develop it first); a video or a PDF (the message says how to

@@ -36,14 +36,17 @@ class SegmentationResult:
     - ``labels``, ``refined``: (H, W) int32 instance ids, 0 the background.
     - ``class_ids``: (N,) int64, the model's class index of each instance
       (``class_names[i]`` its name).
+    - ``class_names``: N strings, each instance's class name.
     - ``scores``: (N,) float32 in 0..1, the detector's confidence (a
       colour-only instance's is low and set by the vegetation stage).
     - ``boxes``: (N, 4) float32, **x0, y0, x1, y1** in pixels (torchvision's
       order), the detector's box; ``table["bbox"]`` is the box of the pixels in
       ``labels``, in napari's **y0, x0, y1, x1** order.
     - ``sources``: N strings, "model" or "colour" (None: all "model").
-    - ``meta``: how the run went (model, options, scale, tiles, the vegetation
+    - ``instances``: the soft masks (see above), or None.
+    - ``meta``: dict, how the run went (model, options, scale, tiles, the vegetation
       stage's note...), as the batch's run record gives it.
+    - ``table``: a pandas DataFrame, one row per instance (a property, computed on access).
     """
 
     labels: np.ndarray

@@ -22,7 +22,10 @@ __all__ = ["CRFParams", "CRFUnavailableError", "crf_available", "refine", "refin
 
 
 def crf_available() -> bool:
-    """True if a CRF backend can run: numba, pydensecrf or PyTorch imports."""
+    """Returns True if a CRF backend can run here: numba, pydensecrf or PyTorch imports.
+
+    Raises nothing: a backend that cannot be imported counts as absent.
+    """
     from . import _numba, _pydensecrf
 
     return _numba.available() or torch_available() or _pydensecrf.available()

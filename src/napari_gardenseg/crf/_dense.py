@@ -151,11 +151,26 @@ def dense_crf_many(backend: str, rgbs, unaries, gaussian_compats, params: CRFPar
 def refine(image_rgb, probabilities, params: CRFParams | dict | None = None, *, device="cpu") -> np.ndarray:
     """Dense CRF over the whole image, as pydensecrf computes it.
 
+    ``image_rgb``: the (H, W) image, any array :func:`~napari_gardenseg.to_rgb_float`
+    accepts (grey, RGB, RGBA, channel-first; any dtype), read as uint8 RGB
+    (:func:`~napari_gardenseg.to_rgb_uint8`), the colours the bilateral kernel compares.
     ``probabilities`` is (K, H, W), non-negative, summing to 1 over K at each
-    pixel (K >= 1). The unary is ``-log(clip(p, 1e-5, 1))`` (pydensecrf's
-    ``unary_from_softmax``). ``params.backend`` picks the numba lattice,
-    pydensecrf or the torch lattice (on ``device``). Returns Q, (K, H, W) float32; with
-    ``iterations=0`` that is the clipped input renormalised.
+    pixel (K >= 1); float, or bool/integer one-hot labels. The unary is
+    ``-log(clip(p, 1e-5, 1))`` (pydensecrf's ``unary_from_softmax``). ``params``: a
+    :class:`CRFParams`, a dict of some of its fields, or None (the defaults); its
+    kernels, ``iterations`` and ``backend`` apply here. ``params.backend`` picks the
+    numba lattice, pydensecrf or the torch lattice (on ``device``: "cpu", "auto",
+    "cuda", "mps"; the other two run on the CPU). Returns Q, (K, H, W) float32
+    marginals summing to 1 over K; with ``iterations=0`` that is the clipped input
+    renormalised.
+
+    Raises ValueError for probabilities that are not numeric, not (K, H, W) of the
+    image's size, empty, not finite, negative or not summing to 1 over K, and for
+    kernel widths too small for the lattice on an image this size; TypeError or
+    ValueError for a bad ``params``; what :func:`~napari_gardenseg.to_rgb_float`
+    raises for ``image_rgb`` (ImageError, TypeError);
+    :class:`~napari_gardenseg.DeviceError` for a device not available here;
+    :class:`CRFUnavailableError` for a backend that cannot be imported.
     """
     params = CRFParams.from_any(params)
     rgb = to_rgb_uint8(image_rgb)

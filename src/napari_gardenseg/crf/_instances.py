@@ -406,13 +406,30 @@ def refine_instances(
     """Refine Mask R-CNN soft masks with a per-instance dense CRF into labels.
 
     ``soft_masks``: :class:`Instances` with float soft masks, or (N, H, W)
-    probabilities in 0..1 pasted at image size (not thresholded); ``scores``:
-    (N,) or None (the instances' own, or all equal). ``image``: any array
-    ``to_rgb_float`` accepts. Returns (H, W) int32, 0 = background, instance
+    probabilities in 0..1 pasted at image size (not thresholded; float, or
+    bool/integer masks); ``scores``: (N,) numbers or None (the instances' own, or
+    all equal). ``image``: the (H, W) image, any array ``to_rgb_float`` accepts,
+    read as uint8 RGB. ``mask_threshold`` (above 0, below 1): where the raw masks
+    end, which the refinement guards (``CRFParams.band``, ``min_keep``).
+    ``params``: a :class:`CRFParams`, a dict of some of its fields, or None (the
+    defaults). ``device``: where the torch backend runs ("cpu", "auto", "cuda",
+    "mps"). Returns (H, W) int32, 0 = background, instance
     i -> label i + 1; overlaps go to the highest score, then the higher soft
     value. Instances left with no pixels are not renumbered (the caller drops
     them). Read-only inputs are never written to. ``cancel`` (an Event or a
-    callable) raises :class:`napari_gardenseg.Cancelled` between batches.
+    callable) raises :class:`napari_gardenseg.Cancelled` between batches;
+    ``progress(fraction, message)`` is called between them.
+
+    Raises ValueError for soft masks that are not (N, H, W) of the image's size
+    (or Instances of another image size), not probabilities in 0..1 (logits), or
+    not finite, for scores that are not (N,) or not finite, a ``mask_threshold``
+    outside (0, 1), and kernel widths too small for the lattice on a crop;
+    TypeError for a ``mask_threshold`` that is not a number or Instances with
+    bool (refined) masks; TypeError or ValueError for a bad ``params``; what
+    :func:`~napari_gardenseg.to_rgb_float` raises for ``image`` (ImageError,
+    TypeError); :class:`~napari_gardenseg.DeviceError` for a device not available
+    here; :class:`~napari_gardenseg.CRFUnavailableError` for a backend that cannot
+    be imported; :class:`napari_gardenseg.Cancelled` when ``cancel`` is set.
     """
     params = CRFParams.from_any(params)
     mask_threshold = _check_threshold(mask_threshold)

@@ -63,6 +63,9 @@ class CRFParams:
     backend: "auto" (numba, on the CPU even where the network runs on a GPU; without
         numba, torch on a GPU, else pydensecrf, else torch), "numba", "pydensecrf" (the C++
         reference, optional extra) or "torch" (always there; CPU, CUDA or MPS).
+
+    Raises TypeError or ValueError naming the field for a bad value; :meth:`from_any`
+    ValueError for an unknown field.
     """
 
     iterations: int = 5

@@ -13,7 +13,11 @@ MISSING = (
 
 
 class CRFUnavailableError(ImportError):
-    """The CRF backend asked for cannot be imported (pydensecrf, or torch)."""
+    """The CRF backend asked for cannot be imported (an ImportError saying what to install).
+
+    Raised when the CRF runs with ``CRFParams.backend`` "numba", "pydensecrf" or "torch"
+    and that package cannot be imported, or with "auto" when none of them can.
+    """
 
     def __init__(self, message: str = MISSING):
         super().__init__(message)

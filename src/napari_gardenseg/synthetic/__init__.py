@@ -43,8 +43,18 @@ def garden_scene(
     ``style="photo"`` draws photograph-like scenes instead (see
     :mod:`napari_gardenseg.synthetic._photo`): dense seedlings, rosettes, grasses and carrot-like plants from
     a few pixels to a large part of the frame, each keeping 40% of its area
-    visible, on photographic soil, seen through a simulated camera. ``n_plants``
-    defaults to (4, 12) for ``"garden"`` and (5, 60) for ``"photo"``.
+    visible, on photographic soil, seen through a simulated camera.
+
+    ``seed``: an int; the same seed (and arguments) draws the same scene.
+    ``shape``: (H, W) in pixels; the plants' sizes scale with ``min(H, W) / 512``.
+    ``n_plants``: (low, high), the number of plants tried for, both included (fewer
+    in a crowded bed, or when slivers are dropped); defaults to (4, 12) for
+    ``"garden"`` and (5, 60) for ``"photo"``.
+
+    Raises ValueError for a ``style`` other than ``"garden"`` and ``"photo"``,
+    ``kinds`` of which the photo style draws none (it draws ``"rosette"``,
+    ``"flowering"`` and ``"weed"``), or, in the garden style, a kind not in
+    :data:`CLASS_NAMES` or :data:`EXTRA_KINDS`.
     """
     if style not in ("garden", "photo"):
         raise ValueError(f"style must be 'garden' or 'photo', got {style!r}")

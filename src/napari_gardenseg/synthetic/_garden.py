@@ -135,6 +135,9 @@ _RADII = {"rosette": (20, 60), "flowering": (18, 55), "weed": (22, 55), "succule
 
 def scene(rng, shape, n_plants, kinds):
     """The garden style (see :func:`napari_gardenseg.synthetic.garden_scene`)."""
+    unknown = [k for k in kinds if k not in _DRAW]
+    if unknown or not len(kinds):
+        raise ValueError(f"style='garden' draws the kinds {sorted(_DRAW)}; got kinds={tuple(kinds)}")
     h, w = int(shape[0]), int(shape[1])
     image = _ground(rng, (h, w))
     labels = np.zeros((h, w), np.int32)
