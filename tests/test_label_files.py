@@ -196,7 +196,7 @@ def test_labels_painted_on_a_square_photos_unturned_pixels_are_said(tmp_path):
     # orientation shows it; a non-square one is refused by its size, a square one trained turned
     import warnings
 
-    from napari_gardenseg._coco_labels import _turned
+    from napari_gardenseg._coco_labels import turn_upright
     from napari_gardenseg._train_samples import prepare_samples
 
     stored = np.full((60, 60, 3), (120, 90, 60), np.uint8)
@@ -206,7 +206,7 @@ def test_labels_painted_on_a_square_photos_unturned_pixels_are_said(tmp_path):
     Image.fromarray(stored).save(tmp_path / "phone.jpg", quality=95, exif=exif)
     unturned = np.zeros((60, 60), np.uint8)
     unturned[5:25, 5:35] = 1
-    for name, labels, said in (("unturned", unturned, True), ("upright", _turned(unturned, 6), False)):
+    for name, labels, said in (("unturned", unturned, True), ("upright", turn_upright(unturned, 6), False)):
         Image.fromarray(labels).save(tmp_path / f"{name}.png")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

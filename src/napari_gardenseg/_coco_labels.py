@@ -187,7 +187,7 @@ def read_coco(
         ]
         labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w))
         if turn:
-            labels = _turned(labels, orientation)
+            labels = turn_upright(labels, orientation)
         hidden += n_hidden
         if classes:
             samples.append((photo, labels, classes))
@@ -223,7 +223,7 @@ def read_coco(
     return samples
 
 
-def _turned(labels: np.ndarray, orientation: int) -> np.ndarray:
+def turn_upright(labels: np.ndarray, orientation: int) -> np.ndarray:
     """``labels`` turned as the reader turns a photo of that EXIF orientation upright (Pillow's
     ``ImageOps.exif_transpose``, given the orientation)."""
     from PIL import Image, ImageOps

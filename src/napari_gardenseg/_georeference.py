@@ -167,7 +167,7 @@ class SidecarGeoreference:
         )
 
 
-def _world_file_names(path: Path) -> list[Path]:
+def world_file_names(path: Path) -> list[Path]:
     """The world files GDAL looks for beside ``path``: the first and last letters of its
     extension and a ``w`` (``.jgw``, ``.tfw``), the extension and a ``w`` (``.jpgw``), ``.wld``;
     each in lower and upper case."""
@@ -242,7 +242,7 @@ def read_sidecars(path) -> SidecarGeoreference | None:
     transform, srs = _read_pam(path)
     sources = [path.name + ".aux.xml"] if transform is not None or srs else []
     if transform is None:
-        for world in _world_file_names(path):
+        for world in world_file_names(path):
             if _is_file(world) and (transform := _read_world_file(world)) is not None:
                 sources.append(world.name)
                 break

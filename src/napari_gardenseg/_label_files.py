@@ -328,7 +328,7 @@ def batch_features(label_file):
 
     label_file = Path(label_file)
     own = table_path(label_file)
-    table_file = _table_of(label_file)
+    table_file = table_of(label_file)
     if table_file is None:
         return None
     try:
@@ -338,7 +338,7 @@ def batch_features(label_file):
     return crf if label_file.stem.endswith("_labels_crf") and table_file != own else masks
 
 
-def _table_of(label_file: Path) -> Path | None:
+def table_of(label_file: Path) -> Path | None:
     """The instances table :func:`batch_features` reads for ``label_file``, None if none is there."""
     own = table_path(label_file)
     stem = photo_stem(label_file.stem)
@@ -364,7 +364,7 @@ def label_classes(label_file, default: str = DEFAULT_CLASS) -> dict[int, str] | 
     if unnamed:
         raise ValueError(
             f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} are not in "
-            f"{_table_of(label_file).name}, which names the classes of the others "
+            f"{table_of(label_file).name}, which names the classes of the others "
             "(painted since the batch?): give one class name for every instance (gardenseg train --class-name "
             "NAME), or save the layer with this plugin's writer and fill in the class_name of their 'painted' rows"
         )

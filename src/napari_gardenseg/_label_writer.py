@@ -299,9 +299,9 @@ def _write_label_file(
         )
     if old_grid is not None and old_grid != ids.shape[-2:]:
         # the replaced labels' world file or .aux.xml would place these, of another size, wrongly
-        from ._georeference import _world_file_names
+        from ._georeference import world_file_names
 
-        for sidecar in [*_world_file_names(path), path.with_name(f"{path.name}.aux.xml")]:
+        for sidecar in [*world_file_names(path), path.with_name(f"{path.name}.aux.xml")]:
             if sidecar.name not in written and sidecar.is_file():
                 sidecar.unlink()
     return written

@@ -78,9 +78,9 @@ def prepare_samples(
         # ids a table names are instances by its word (a segmentation's, corrected or not): not a class mask
         named = isinstance(classes, dict)
         if is_image_path(labels):
-            from ._label_files import _table_of, read_labels
+            from ._label_files import read_labels, table_of
 
-            named = named or _table_of(Path(labels).expanduser()) is not None
+            named = named or table_of(Path(labels).expanduser()) is not None
             # ids a table names are kept as stored (one plant left is not a mask to split)
             what, labels = f"{what}: {Path(labels).name}", read_labels(labels, split=not isinstance(classes, dict))
         rgb = _held_rgb(image)
@@ -208,7 +208,7 @@ def _painted_unturned(rgb: np.ndarray, labels: np.ndarray, orientation: int) -> 
     """What to say when ``labels`` fit the plants of ``rgb`` (a photo read upright, turned by EXIF
     ``orientation``) far better turned as the reader turns the photo: painted on its stored pixels,
     as viewers that ignore the orientation show it; else None."""
-    from ._coco_labels import _turned
+    from ._coco_labels import turn_upright
     from ._scale import vegetation_mask
 
     fg = labels > 0
@@ -216,7 +216,7 @@ def _painted_unturned(rgb: np.ndarray, labels: np.ndarray, orientation: int) -> 
         return None
     plant = vegetation_mask(rgb / 255.0 if rgb.dtype == np.uint8 else rgb)
     as_given = float(plant[fg].mean())
-    turned = float(plant[_turned(fg.astype(np.uint8), orientation) > 0].mean())
+    turned = float(plant[turn_upright(fg.astype(np.uint8), orientation) > 0].mean())
     if turned < 0.5 or turned < 2 * as_given:
         return None
     return (
