@@ -167,7 +167,7 @@ def test_a_full_network_pass_is_said(random_maskrcnn, scene):
     # torchvision's own module keeps COCO's cap of 100, and this one reports every detection:
     # at a threshold of 0 each pass is full, which the result, the widget's hint and a batch's note say
     from napari_gardenseg._batch_file import _file_note
-    from napari_gardenseg._plant_pixels import network_full_hint, status_hint
+    from napari_gardenseg._hints import network_full_hint, status_hint
 
     image = rgb_image(256, 256)
     whole = segment(image, random_maskrcnn, vegetation="off", score_threshold=0.0)
@@ -413,7 +413,7 @@ def test_an_image_that_fills_little_of_its_types_range_is_said_to_have_run_dark(
     # a float layer of 0..1000 or a 12-bit camera's uint16 looks right in napari (it stretches the
     # contrast) but maps to 0..1 by the dtype rule: the network saw it nearly black, and the hint
     # sent the user to *Adapt to these photos*
-    from napari_gardenseg._plant_pixels import status_hint
+    from napari_gardenseg._hints import status_hint
     from napari_gardenseg._sample_data import load_photo_sample
 
     photo = load_photo_sample()[:240, :320]

@@ -175,7 +175,8 @@ def test_a_crowded_row_of_touching_plants_keeps_one_instance_per_plant():
 
 
 def test_ground_cover_is_measured_and_named_for_the_widget():
-    from napari_gardenseg._plant_pixels import GROUND_COVER, ground_cover_hint, status_hint
+    from napari_gardenseg._hints import ground_cover_hint, status_hint
+    from napari_gardenseg._plant_pixels import GROUND_COVER
     from napari_gardenseg._results import SegmentationResult
 
     # a lawn over the left half of the photo, a small plant found on it, and a plant on soil
@@ -644,7 +645,7 @@ def test_windows_agree_with_the_whole_image_stage(garden_photo, monkeypatch):
 
 def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
     from napari_gardenseg._batch_file import _file_note
-    from napari_gardenseg._plant_pixels import adapt_hint
+    from napari_gardenseg._hints import adapt_hint
     from napari_gardenseg._results import SegmentationResult
 
     labels = np.zeros((100, 200), np.int32)
@@ -700,7 +701,7 @@ def test_widget_hint_when_colour_finds_many_plants_the_model_missed():
 
 
 def test_status_hint_says_why_nothing_was_found():
-    from napari_gardenseg._plant_pixels import status_hint
+    from napari_gardenseg._hints import status_hint
     from napari_gardenseg._results import SegmentationResult
 
     def empty(channels):
@@ -789,7 +790,7 @@ def test_instance_component_pairs_are_the_same_counted_densely_or_sparsely(monke
 def test_a_black_and_white_photo_saved_as_rgb_is_told_apart_from_a_score_threshold(scene):
     from napari_gardenseg import segment
     from napari_gardenseg._batch_file import _file_note
-    from napari_gardenseg._plant_pixels import status_hint
+    from napari_gardenseg._hints import status_hint
 
     photo = scene[0]
     grey = np.repeat(np.asarray(Image.fromarray(photo).convert("L"))[..., None], 3, axis=-1)
@@ -802,7 +803,7 @@ def test_a_black_and_white_photo_saved_as_rgb_is_told_apart_from_a_score_thresho
 
 def test_a_photo_whose_plants_are_not_green_says_so():
     from napari_gardenseg._batch_file import _file_note
-    from napari_gardenseg._plant_pixels import status_hint
+    from napari_gardenseg._hints import status_hint
     from napari_gardenseg._results import SegmentationResult
 
     # red foliage only (a clean photo's grain: noisier, the colour index is smoothed first)

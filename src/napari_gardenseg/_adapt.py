@@ -100,8 +100,8 @@ def taken_name(path: Path) -> bool:
 def _read(item, name: str) -> np.ndarray:
     """Float RGB (H, W, 3) of a photo (path or array); ValueError for a photo without colour, which
     adapt cannot find plants in (it finds them by their colour)."""
+    from ._hints import COLOURLESS
     from ._io import open_image
-    from ._plant_pixels import COLOURLESS
 
     source = open_image(item)  # a file or an array, read as segment reads it
     if source.channels < 3 or source.colourless():

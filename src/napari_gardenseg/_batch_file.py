@@ -326,7 +326,7 @@ def _file_note(result, score_threshold: float) -> str | None:
     """Why a file gave no instance, that plants may be missing, that the model missed many plants
     or left ground cover, in a batch's words; else None (the widget says it in its own:
     ``status_hint``)."""
-    from ._plant_pixels import (
+    from ._hints import (
         COLOURLESS,
         adapt_hint,
         dark_hint,

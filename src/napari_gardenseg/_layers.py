@@ -497,8 +497,8 @@ def _viewer_of(layer):
 def run_notes(output: LayerOutput) -> list[str]:
     """What a run's user should know beyond its count (the widget's status line, the console's
     warnings): a layer kept and where this run went; a colour image split into grey planes, why
-    nothing or little was found (:func:`~napari_gardenseg._plant_pixels.status_hint`), or a label map."""
-    from ._plant_pixels import status_hint
+    nothing or little was found (:func:`~napari_gardenseg._hints.status_hint`), or a label map."""
+    from ._hints import status_hint
 
     hint = (
         colour_planes_note(output) or label_map_note(output) or status_hint(output.results)
