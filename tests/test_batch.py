@@ -17,7 +17,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_gardenseg import _batch, _batch_file, cli
+from napari_gardenseg import _batch, _batch_file, _cli_commands, cli
 
 N_IMAGES = 8
 
@@ -495,7 +495,7 @@ def test_ctrl_c_says_how_to_go_on(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(_batch, "segment_files", interrupted)
-    assert cli.main(["segment", str(cli._sample_file()), "--out", "o"]) == 130
+    assert cli.main(["segment", str(_cli_commands.sample_file()), "--out", "o"]) == 130
     err = capsys.readouterr().err
     assert "gardenseg: interrupted" in err and "--resume" in err and "Traceback" not in err
 
@@ -505,7 +505,7 @@ def test_cli_options_reach_segment_only_when_given(monkeypatch):
     monkeypatch.setattr(
         _batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), [])
     )
-    sample = str(cli._sample_file())
+    sample = str(_cli_commands.sample_file())
     assert cli.main(["segment", sample, "--out", "o"]) == 0
     assert not {"tile_size", "tile_overlap", "scale", "merge_classes"} & set(seen) and seen["crf_overrides"] is None
     assert seen["client"] is None and seen["overwrite"] is seen["resume"] is False
@@ -580,7 +580,7 @@ def test_engine_flags_reach_segment(images, tmp_path):
 
 
 def test_progress_lines_without_a_terminal(capsys):
-    bar = cli._Progress(2)  # pytest's captured stderr is no terminal: plain lines
+    bar = _cli_commands._Progress(2)  # pytest's captured stderr is no terminal: plain lines
     assert bar.bar is None
     for fraction, message in (
         (0.2, "a.png: running Mask R-CNN"),
@@ -692,7 +692,7 @@ def test_a_bad_crf_setting_stops_the_batch_before_any_file_is_read(tmp_path, cap
     read = []
     monkeypatch.setattr(batch_file, "read_image", lambda *a, **k: read.append(a) or pytest.fail("a file was read"))
     out = tmp_path / "out"
-    assert cli.main(["segment", str(cli._sample_file()), "--out", str(out), "--crf-iterations", "-1"]) == 2
+    assert cli.main(["segment", str(_cli_commands.sample_file()), "--out", str(out), "--crf-iterations", "-1"]) == 2
     assert "iterations" in capsys.readouterr().err and not read and not out.exists()
 
 
@@ -712,7 +712,7 @@ def test_a_bad_value_gets_the_apis_message_on_the_command_line(flags, api, tmp_p
 
     with pytest.raises(ValueError) as raised:
         segment(np.zeros((64, 64, 3), np.uint8), "garden", **api)
-    assert cli.main(["segment", str(cli._sample_file()), "--out", str(tmp_path / "o"), *flags]) == 2
+    assert cli.main(["segment", str(_cli_commands.sample_file()), "--out", str(tmp_path / "o"), *flags]) == 2
     assert str(raised.value) in capsys.readouterr().err
 
 
@@ -721,7 +721,7 @@ def test_classes_are_taken_by_id_on_the_command_line_as_in_the_api(monkeypatch):
     monkeypatch.setattr(
         _batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), [])
     )
-    assert cli.main(["segment", str(cli._sample_file()), "--out", "o", "--classes", "1, weed"]) == 0
+    assert cli.main(["segment", str(_cli_commands.sample_file()), "--out", "o", "--classes", "1, weed"]) == 0
     assert seen["classes"] == (1, "weed")
 
 
@@ -758,7 +758,7 @@ def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsy
     monkeypatch.setattr(
         _batch, "segment_files", lambda paths, out, model, **kw: seen.update(kw) or _batch.BatchSummary(Path(out), [])
     )
-    sample = str(cli._sample_file())
+    sample = str(_cli_commands.sample_file())
     args = ["segment", sample, "--out", "o", "--crf", "bilateral_srgb=6.5", "--crf", "band=0.05,0.95"]
     assert cli.main([*args, "--crf", "padding=12", "--crf", "gaussian_sxy=2", "--crf-iterations", "3"]) == 0
     assert seen["crf_overrides"] == {

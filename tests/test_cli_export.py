@@ -156,19 +156,19 @@ def test_the_command_line_tells_a_users_error_from_a_bug(monkeypatch, capsys):
     def ours(args):
         to_rgb_float(np.zeros((2, 3, 4, 5)))
 
-    monkeypatch.setattr(cli, "_cmd_models", ours)
+    monkeypatch.setattr(cli, "cmd_models", ours)
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err.startswith("gardenseg: error: ")
-    monkeypatch.setattr(cli, "_cmd_models", lambda args: np.zeros(3).reshape(2))
+    monkeypatch.setattr(cli, "cmd_models", lambda args: np.zeros(3).reshape(2))
     with pytest.raises(ValueError, match="cannot reshape"):
         cli.main(["models"])
-    monkeypatch.setattr(cli, "_cmd_models", lambda args: open("/no/such/folder/x.txt"))
+    monkeypatch.setattr(cli, "cmd_models", lambda args: open("/no/such/folder/x.txt"))
     assert cli.main(["models"]) == 2 and "No such file" in capsys.readouterr().err
     # a missing extra, with the package's own install hint (raised without a module name)
     from napari_gardenseg._coco_labels import pycocotools_mask
 
     monkeypatch.setitem(__import__("sys").modules, "pycocotools", None)
-    monkeypatch.setattr(cli, "_cmd_models", lambda args: pycocotools_mask("reading COCO annotations"))
+    monkeypatch.setattr(cli, "cmd_models", lambda args: pycocotools_mask("reading COCO annotations"))
     assert cli.main(["models"]) == 2 and "pycocotools" in capsys.readouterr().err
 
 

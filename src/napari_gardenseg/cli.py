@@ -19,6 +19,9 @@ short path-derived suffix when two inputs share a stem (see
 :mod:`napari_gardenseg._batch`). Existing outputs are never replaced without
 ``--overwrite``; ``--resume`` skips files already done with the same settings;
 failures are listed in ``failures.jsonl`` in the output folder.
+
+Here: the flags (:func:`build_parser`) and :func:`main`; the commands themselves are in
+:mod:`napari_gardenseg._cli_commands`.
 """
 
 from __future__ import annotations
@@ -26,22 +29,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from . import __version__
-from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES, SegmentOptions
+from ._cli_commands import cmd_adapt, cmd_models, cmd_segment, cmd_train
+from ._options import DEFAULT_MODEL, DEFAULTS, VEGETATION_MODES
 from .crf._params import BACKENDS as CRF_BACKENDS
 
 __all__ = ["main"]
-
-
-def _sample_file() -> Path:
-    """The bundled photograph sample (``data/seedling_tray.jpg``; credits in ``data/CREDITS.md``)."""
-    from importlib import resources
-
-    from ._sample_data import PHOTO_FILE
-
-    return Path(str(resources.files("napari_gardenseg") / "data" / PHOTO_FILE))
 
 
 # The flags' types only parse; their ranges are SegmentOptions', so the command line and the API
@@ -71,11 +65,6 @@ def _float_or_auto(text: str):
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
-
-
-def _class_list(text: str) -> list:
-    """--classes: names, or ids as the API takes them; an empty entry is left for the class check to name."""
-    return [int(c) if c.strip().isascii() and c.strip().isdigit() else c.strip() for c in text.split(",")]
 
 
 def _crf_setting(text: str) -> tuple[str, object]:
@@ -110,361 +99,6 @@ def _resources(text: str) -> dict:
         return {k: float(v) for k, v in (item.split("=") for item in text.split(","))}
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected NAME=AMOUNT[,NAME=AMOUNT...] (e.g. GPU=1), got {text!r}") from None
-
-
-def _segment_options(args) -> tuple[dict, dict | None]:
-    """The run's options from the flags, validated as one SegmentOptions and handed down as the
-    fields that differ from the defaults (what the run record keeps); and the CRF overrides."""
-    options = SegmentOptions(
-        score_threshold=args.score_threshold,
-        mask_threshold=args.mask_threshold,
-        classes=_class_list(args.classes) if args.classes is not None else None,
-        scale=args.scale,
-        tile_size=args.tile_size,
-        tile_overlap=args.tile_overlap,
-        merge_classes=args.merge_classes,
-        crf=not args.no_crf,
-        device=args.device,
-        vegetation=args.vegetation,
-    ).changed()
-    overrides = dict(args.crf or [])
-    for name, value in (("iterations", args.crf_iterations), ("backend", args.crf_backend)):
-        if value is not None:
-            if name in overrides and overrides[name] != value:
-                raise ValueError(f"--crf-{name} {value} and --crf {name}={overrides[name]} disagree: give one")
-            overrides[name] = value
-    return options, overrides or None
-
-
-class _Progress:
-    """A bar over files on a terminal (tqdm), one line per file otherwise; failures always on stderr."""
-
-    def __init__(self, total: int):
-        self.total, self.count, self.bar = total, 0, None
-        try:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="file", file=sys.stderr, disable=None, dynamic_ncols=True)
-            if self.bar.disable:
-                self.bar = None
-        except ImportError:
-            pass
-
-    def __call__(self, fraction: float, message: str):
-        finished = int(fraction * self.total + 1e-6)  # files done; in between: a stage or tile of the next
-        if finished <= self.count:
-            if self.bar is not None:
-                self.bar.set_postfix_str(message[-60:], refresh=True)
-            return
-        self.count = finished
-        failed = ": FAILED" in message
-        line = message if self.bar is not None else f"[{self.count}/{self.total}] {message}"
-        if self.bar is not None:
-            self.bar.write(line, file=sys.stderr if failed else sys.stdout)
-            self.bar.set_postfix_str("")
-            self.bar.update(finished - self.bar.n)
-        else:
-            print(line, file=sys.stderr if failed else sys.stdout, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _client(args, stack):
-    """A Dask client for --workers / --scheduler / --scheduler-file, or None (run in this process)."""
-    given = [
-        f
-        for f, v in (
-            ("--workers", args.workers),
-            ("--scheduler", args.scheduler),
-            ("--scheduler-file", args.scheduler_file),
-        )
-        if v is not None
-    ]
-    if not given:
-        return None
-    if len(given) > 1:
-        raise ValueError(f"give one of --workers, --scheduler, --scheduler-file, not {' and '.join(given)}")
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ImportError(f'{given[0]} needs Dask distributed: `pip install "napari-gardenseg[distributed]"`') from None
-    if args.workers is not None:
-        from ._batch import local_cluster
-
-        cluster = stack.enter_context(local_cluster(args.workers))
-        return stack.enter_context(Client(cluster))
-    if args.scheduler is not None:
-        return stack.enter_context(Client(args.scheduler, timeout="30s"))
-    if not Path(args.scheduler_file).exists():
-        raise FileNotFoundError(f"--scheduler-file: no such file: {args.scheduler_file}")
-    return stack.enter_context(Client(scheduler_file=args.scheduler_file, timeout="30s"))
-
-
-def _cmd_segment(args) -> int:
-    from contextlib import ExitStack
-
-    from ._batch import model_identity, segment_files
-    from ._image_folders import expand_folders
-
-    inputs = [Path(p) for p in args.inputs]
-    if args.sample:
-        inputs.append(_sample_file())
-    if not inputs:
-        print("gardenseg segment: give image files, folders of them, or --sample", file=sys.stderr)
-        return 2
-    missing = [str(p) for p in inputs if not p.exists()]
-    if missing:
-        print(f"gardenseg segment: no such file: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    # for the count; segment_files expands the folders itself
-    files = expand_folders(inputs, recursive=args.recursive, exclude=[args.out])
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    if args.retries < 0:
-        raise ValueError(f"--retries must be >= 0, got {args.retries}")
-    options, overrides = _segment_options(args)
-    model_identity(args.model)  # an unknown model or a missing checkpoint: say so before starting a cluster
-    with ExitStack() as stack:
-        client = _client(args, stack)
-        bar = _Progress(len({os.path.abspath(p) for p in files}))  # a file given twice runs once
-        stack.callback(bar.close)
-        summary = segment_files(
-            inputs,
-            args.out,
-            args.model,
-            client=client,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            progress=bar,
-            retries=args.retries,
-            coco=args.coco,
-            crf_overrides=overrides,
-            resources=args.resources,
-            axes=args.axes,
-            recursive=args.recursive,
-            **options,
-        )
-    tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
-    existing = sum(1 for f in summary if (f.error or "").startswith("OutputExistsError"))
-    if existing and args.resume:  # outputs without a matching record (another run's, or one interrupted)
-        tail += (
-            f"; {existing} of them because their outputs exist and are not this run's: --resume --overwrite redoes them"
-        )
-    elif existing:  # a batch run again into the same folder: say the two ways on
-        tail += (
-            f"; {existing} of them because their outputs exist: --resume skips the files already done, "
-            "--overwrite replaces their outputs"
-        )
-    print(
-        f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed "
-        f"in {summary.seconds:.1f} s -> {summary.out_dir}{tail}",
-        file=sys.stderr if summary.failed else sys.stdout,
-    )
-    return 0 if summary.ok else 1
-
-
-def _stage_printer():
-    """A ``progress(fraction, message)`` that prints a line per stage, and every 30 s within one.
-
-    The stage is the message up to its first ``:`` and before its counter
-    (``3/200``, ``2 of 40``): "iteration 3/200 loss=…" is one stage.
-    """
-    import re
-    import time
-
-    last = [None, 0.0]
-
-    def progress(fraction, message):
-        stage = re.split(r"\d+(?:/| of )\d+", message.split(":")[0])[0]
-        if stage != last[0] or time.monotonic() - last[1] > 30:
-            last[:] = [stage, time.monotonic()]
-            print(f"[{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
-
-    return progress
-
-
-def _missing(paths, command: str) -> bool:
-    """Say which of ``paths`` do not exist (True if any)."""
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        print(f"gardenseg {command}: no such file: {', '.join(missing)}", file=sys.stderr)
-    return bool(missing)
-
-
-def _cmd_adapt(args) -> int:
-    import threading
-
-    from ._adapt import adapt, outcome_of
-    from ._cancel import Cancelled, first_interrupt_sets
-
-    if _missing(args.photos, "adapt"):
-        return 2
-    photos = args.photos
-    if args.recursive:
-        from ._image_folders import expand_folders
-
-        photos = expand_folders(photos, recursive=True)
-    # the first Ctrl-C stops the run as the panel's Cancel does (the best checked round is saved)
-    stop = threading.Event()
-    hint = (
-        "\ngardenseg adapt: stopping; the best round checked so far will be saved, if one was checked "
-        "(Ctrl-C again: stop now, save nothing)"
-    )
-    with first_interrupt_sets(stop, hint):
-        try:
-            path = adapt(
-                photos,
-                args.base,
-                minutes=args.minutes,
-                rounds=args.rounds,
-                iterations=args.iterations,
-                cancel=stop,
-                **_model_output_options(args),
-            )
-        except Cancelled as exc:
-            print(f"gardenseg adapt: interrupted: {exc}", file=sys.stderr)
-            return 130
-    print(f"gardenseg adapt: {'interrupted; ' if stop.is_set() else ''}{outcome_of(path)}", file=sys.stderr)
-    print(path)
-    return 130 if stop.is_set() else 0
-
-
-def _cmd_train(args) -> int:
-    from ._options import FitOptions
-    from ._training import train
-
-    if not args.photos and not args.coco and not args.yolo:
-        print("gardenseg train: give photos with label images, --coco FILE or --yolo DATASET", file=sys.stderr)
-        return 2
-    # the loop's settings checked before any photo is read (train checks them by the same rule)
-    FitOptions(
-        **{
-            k: getattr(args, k)
-            for k in ("iterations", "lr", "crop", "batch_size", "seed")
-            if getattr(args, k) is not None
-        }
-    )
-    samples = []
-    if args.photos:
-        samples = _painted_samples(args)
-        if samples is None:
-            return 2
-    from ._coco_labels import read_coco
-    from ._yolo_labels import read_yolo
-
-    not_json = [f for f in args.coco or () if not str(f).lower().endswith(".json")]
-    if not_json:  # photos after --coco's files are taken for more of them
-        print(
-            f"gardenseg train: {not_json[0]} is not a COCO JSON file: give photos before --coco, or '--' after its files",
-            file=sys.stderr,
-        )
-        return 2
-    from ._coco_labels import stale_note
-
-    for coco_file in args.coco or ():
-        stale = stale_note(Path(coco_file))
-        if stale is not None:
-            print(f"gardenseg train: {stale}", file=sys.stderr)
-            return 2
-        samples += _annotated_samples(read_coco, coco_file, args.images)
-    for dataset in args.yolo or ():
-        samples += _annotated_samples(read_yolo, dataset, split=args.split)
-    named = sorted({name for _, _, classes in samples for name in _names(classes)})
-    print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
-    # train's own defaults for the settings not given: no copies of them here
-    given = {
-        k: getattr(args, k)
-        for k in ("iterations", "lr", "crop", "batch_size", "wise_alpha")
-        if getattr(args, k) is not None
-    }
-    import threading
-
-    from ._cancel import Cancelled, first_interrupt_sets
-
-    # the first Ctrl-C stops the training as the panel's Cancel does: what was learnt is saved
-    stop = threading.Event()
-    hint = "\ngardenseg train: stopping after this iteration; what was learnt will be saved (Ctrl-C again: stop now, save nothing)"
-    with first_interrupt_sets(stop, hint):
-        try:
-            path = train(samples, args.base, **_model_output_options(args), **given, cancel=stop)
-        except Cancelled as exc:
-            print(f"gardenseg train: interrupted: {exc}", file=sys.stderr)
-            return 130
-    if stop.is_set():
-        print("gardenseg train: interrupted; the model learnt so far is saved", file=sys.stderr)
-    print(path)
-    return 130 if stop.is_set() else 0
-
-
-def _painted_samples(args) -> list | None:
-    """(photo, label image, classes) for the photos given with label images; None if none has one."""
-    from ._label_files import label_classes, labelled_photos
-
-    if _missing(args.photos, "train"):
-        return None
-    pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix, recursive=args.recursive)
-    where = f"in {args.labels}" if args.labels else "next to each photo"
-    if unlabelled:
-        names = ", ".join(p.name for p in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
-        print(
-            f"gardenseg train: left out {len(unlabelled)} photo(s) with no label image {where}: {names}",
-            file=sys.stderr,
-        )
-    if not pairs:
-        print(
-            f"gardenseg train: no photo has a label image: looked {where} for <photo name>{args.suffix}.tif, "
-            ".tiff or .png (save each photo's Labels layer under that name; --labels and --suffix say where)",
-            file=sys.stderr,
-        )
-        return None
-    # a batch's result (corrected) keeps the classes its instance table names, unless --class-name
-    return [
-        (photo, label_file, args.class_name if args.class_name is not None else label_classes(label_file))
-        for photo, label_file in pairs
-    ]
-
-
-def _annotated_samples(reader, *args, **kwargs) -> list:
-    """An annotation reader's samples (read_coco, read_yolo), its warnings (what it left out)
-    printed as the CLI's own lines."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        samples = reader(*args, **kwargs)
-    for w in caught:
-        if issubclass(w.category, UserWarning):  # what was left out; not libraries' deprecations
-            print(f"gardenseg train: {w.message}", file=sys.stderr)
-    return samples
-
-
-def _names(classes) -> set:
-    return {classes} if isinstance(classes, str) else set(classes.values())
-
-
-def _cmd_models(args) -> int:
-    from ._models import coco_weights_path
-    from ._options import MODEL_TITLES
-
-    for name, title in MODEL_TITLES.items():
-        where = ""
-        if name.startswith("coco"):
-            p = coco_weights_path(name)
-            where = f"  [{'cached' if p.exists() else 'not downloaded'}: {p}]"
-        print(f"{name:8s} {title}{where}")
-    from ._files import user_models, user_models_dir
-
-    mine = user_models()  # what train and adapt wrote there: --model takes their path
-    print(
-        f"\nyour models ({user_models_dir()}; give --model the path):"
-        if mine
-        else f"\nno models of yours in {user_models_dir()}"
-    )
-    for path, title in mine.items():
-        print(f"  {title:20s} {path}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -578,9 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=N",
         help="run each file on workers with these Dask resources, e.g. GPU=1",
     )
-    s.set_defaults(func=_cmd_segment)
+    s.set_defaults(func=cmd_segment)
     m = sub.add_parser("models", help="list the models and whether their weights are here")
-    m.set_defaults(func=_cmd_models)
+    m.set_defaults(func=cmd_models)
     a = sub.add_parser("adapt", help="adapt a model to unlabelled photos (writes a new model and a report)")
     a.add_argument(
         "photos", nargs="+", help="photos of the field or garden (PNG, JPEG, TIFF, HEIC), or folders of them"
@@ -592,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--minutes", type=float, help="time budget (default: 5 + 0.5 per photo, at most 25)")
     a.add_argument("--rounds", type=int, default=3, help="most rounds of harvest and training (default: %(default)s)")
     a.add_argument("--iterations", type=int, help="training iterations per round (default: by the time budget)")
-    a.set_defaults(func=_cmd_adapt)
+    a.set_defaults(func=cmd_adapt)
     t = sub.add_parser(
         "train",
         help="fine-tune a model on photos with painted label images, COCO annotations or a YOLO dataset "
@@ -662,19 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the fine-tuned weights in the saved model, the rest the base's (WiSE-FT; "
         "default: train's, 0.5; 1 saves the fine-tuned weights alone)",
     )
-    t.set_defaults(func=_cmd_train)
+    t.set_defaults(func=cmd_train)
     return p
-
-
-def _model_output_options(args) -> dict:
-    """What :func:`_model_output_args` parsed, as ``adapt``'s and ``train``'s keywords (with the stage printer)."""
-    return {
-        "output": args.out,
-        "device": args.device,
-        "overwrite": args.overwrite,
-        "seed": args.seed,
-        "progress": _stage_printer(),
-    }
 
 
 def _model_output_args(p) -> None:
