@@ -62,7 +62,7 @@ def case_photo(args) -> dict:
     forward = time.perf_counter() - t0
     crf = 0.0
     if args.crf:
-        from napari_gardenseg._io import ImageSource
+        from napari_gardenseg._image_source import ImageSource
         from napari_gardenseg.crf import refine_masks
 
         found = gs.segment(image, model, crf=False, keep_soft_masks=True).instances

@@ -49,8 +49,8 @@ def stitch(sizes=((1000, 1000), (5000, 5000), (20000, 20000)), n: int = 20000) -
 
 
 def diagonal_rows(side: int) -> None:
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._instances import Instances, paint_image
-    from napari_gardenseg._io import ImageSource
     from napari_gardenseg._plant_pixels import follow_vegetation
     from napari_gardenseg._vegetation import colour_classes
     from napari_gardenseg._vegetation_windows import follow_in_windows

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_gardenseg._colour_veto import MIN_PIXELS, chromaticity_bins, on_overview, residue_veto
+from napari_gardenseg._image_source import ImageSource
 from napari_gardenseg._instances import Instances, paint_image
-from napari_gardenseg._io import ImageSource
 from napari_gardenseg._options import SegmentOptions
 from napari_gardenseg._plant_pixels import vegetation_stage
 

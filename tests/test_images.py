@@ -150,7 +150,7 @@ def test_uint8_conversion_round_trips():
 def test_uint8_in_row_bands_is_the_rounded_float_image(monkeypatch):
     # to_rgb_uint8 converts a few rows at a time with the whole image's intensity range (taken in
     # bands too): the same values as rounding to_rgb_float, for every dtype rule
-    import napari_gardenseg._io as io
+    import napari_gardenseg._image_source as io
 
     monkeypatch.setattr(io, "_RANGE_BAND_PIXELS", 100)  # many bands on a small image
     rng = np.random.default_rng(3)

@@ -75,7 +75,7 @@ def test_a_large_photo_is_shrunk_for_the_network_without_a_float_copy_of_it(monk
     # network_input picks the rows and columns that bilinear resizing samples: the same values as
     # interpolate on the whole float image, while no window of more than a band of rows is read
     from napari_gardenseg import _forward
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
 
     model = load_model("garden", device="cpu")
     top = np.iinfo(dtype).max
@@ -112,8 +112,8 @@ def test_segment_never_holds_a_large_photo_as_floats(monkeypatch):
     # the photo resized whole, while no read holds more than the vegetation stage's band of rows
     # as floats (the network's sampled rows, the stage's overview, the nodata border's strips)
     from napari_gardenseg import _forward
+    from napari_gardenseg._image_source import ImageSource, open_image
     from napari_gardenseg._inference import detect_instances
-    from napari_gardenseg._io import ImageSource, open_image
     from napari_gardenseg._options import SegmentOptions
     from napari_gardenseg._sample_data import load_photo_sample
 
@@ -449,8 +449,8 @@ def test_an_image_that_fills_little_of_its_types_range_is_said_to_have_run_dark(
 
     assert _file_note(results["12-bit in uint16"], 0.5).startswith("the image's brightest value is 4080")
     # a blank frame has nothing to scale; a masked uint8 array is uint8 by the rule
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._inference import dark_input
-    from napari_gardenseg._io import ImageSource
 
     assert dark_input(ImageSource(np.zeros((40, 50, 3), np.uint16))) == {}
     assert dark_input(ImageSource(np.full((40, 50, 3), np.nan, np.float32))) == {}

@@ -7,8 +7,8 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
+from napari_gardenseg._image_source import open_image
 from napari_gardenseg._images import ImageError, to_rgb_float
-from napari_gardenseg._io import open_image
 from napari_gardenseg._pillow_reader import pillow_pixels
 from napari_gardenseg._reader import read_image
 

@@ -59,7 +59,7 @@ def test_a_strip_thinner_than_the_measuring_step_is_measured_without_warnings():
 
 
 def test_lazy_source_gives_the_same_estimate():
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
 
     image, _, _ = garden_scene(6, style="photo", shape=(256, 256))
     assert estimate_scale(ImageSource(image)) == pytest.approx(estimate_scale(image), rel=1e-6)

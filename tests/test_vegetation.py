@@ -192,7 +192,7 @@ def test_ground_cover_is_measured_and_named_for_the_widget():
     on_soil = follow_vegetation(found.take([1]), vegetation_map(_photo([(120, 200, 15)], shape=shape)[0]))
     assert on_soil.meta[GROUND_COVER] == 0.0
     # window by window (big images, zarr output): the windows' shares add up over their cores
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._vegetation import colour_classes
     from napari_gardenseg._vegetation_windows import follow_in_windows
 
@@ -501,13 +501,13 @@ def test_the_data_window_leaves_out_a_nodata_border():
     assert data_window(thin) == (0, 0, 104, 206)
     assert data_window(np.zeros((10, 12, 3), np.float32)) == (0, 0, 10, 12)  # all nodata: the whole image
     # an ImageSource is read block by block from its edges: the same window
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
 
     assert data_window(ImageSource(framed)) == (50, 120, 150, 320)
 
 
 def test_the_map_of_an_image_source_is_read_band_by_band_and_equal(garden_photo):
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
 
     framed = np.zeros((garden_photo.shape[0] + 40, garden_photo.shape[1], 3), np.uint8)
     framed[40:] = garden_photo  # a nodata band on top
@@ -602,7 +602,7 @@ def test_windows_agree_with_the_whole_image_stage(garden_photo, monkeypatch):
     # it, beside its neighbours, so the instances are the whole-image stage's
     import napari_gardenseg as gs
     from napari_gardenseg import _plant_pixels, _vegetation_windows
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._vegetation import colour_classes
 
     found = gs.segment(garden_photo, "garden", score_threshold=0.3, crf=False, vegetation="off", keep_soft_masks=True)
@@ -728,7 +728,7 @@ def test_the_stage_starts_from_its_own_threshold_whatever_mask_threshold_is():
     from: masks sure only in their cores (soft 0.4 at the rim) cover too little of the plants at the
     stage's threshold, so "auto" runs it at every mask_threshold, with the same result (whole images
     and window by window)."""
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._options import SegmentOptions
     from napari_gardenseg._plant_pixels import MODEL_COVERS, SEED_THRESHOLD, vegetation_stage
 
@@ -875,7 +875,7 @@ def _row_photo(shape=(512, 1024)):
 def test_windows_stitch_a_component_longer_than_a_window(seeded):
     # each window saw its own piece of the row: 4 overlapping colour-only instances, or (with a
     # detection on one end) the seed's claim cut at its window and 45% of the row unlabelled
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._vegetation_windows import follow_in_windows
 
     rgb, row, band = _row_photo()
@@ -915,7 +915,7 @@ def test_a_sparse_colour_component_is_held_in_pieces_on_the_grid(monkeypatch):
     # each halved while mostly empty (down to PIECE_SIDE), in a whole-image run as window by
     # window; a compact plant and a straight row stay whole
     from napari_gardenseg import _vegetation_windows
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._vegetation_windows import follow_in_windows
 
     monkeypatch.setattr(_vegetation_windows, "BLOCK", 64)
@@ -953,7 +953,7 @@ def test_a_seeded_component_too_sparse_for_one_box_is_held_in_pieces_too(monkeyp
     # whole-image run. It keeps the grid cells its detection's box meets, the rest is colour-only
     # pieces on the grid, in both kinds of run; no pixel is lost or claimed twice
     from napari_gardenseg import _vegetation_windows
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._vegetation_windows import follow_in_windows
 
     monkeypatch.setattr(_vegetation_windows, "BLOCK", 64)
@@ -994,7 +994,7 @@ def test_windows_claim_each_plant_pixel_once(case):
     # a row with a detection at each end: what one seed gathered beyond its window was also the
     # other's (claimed twice); a row leaving its seed's window and coming back: the returning leg
     # was taken out as "the owner's" though the owner never claimed it (lost)
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._vegetation_windows import follow_in_windows
 
     shape = (512, 1024)
@@ -1043,7 +1043,7 @@ def test_sensor_noise_on_dark_soil_is_smoothed_before_the_threshold():
     quiet = vegetation_map(np.clip(clean + np.random.default_rng(5).normal(0, 1 / 255, clean.shape), 0, 1))
     assert "smoothed" not in quiet.reason and _iou(quiet.plants, truth) > 0.97
     # the classes say it, and a map read band by band is the map of the whole image (no seams)
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._vegetation import colour_classes
 
     classes = colour_classes(noisy)
@@ -1084,7 +1084,7 @@ def test_a_network_mostly_off_plant_colour_ranks_its_soil_finds_below_colour(mon
     off plant colour rank below every colour-only plant, and stay (kept, never dropped); decided once
     for the image, so window by window alike."""
     from napari_gardenseg import _vegetation_windows
-    from napari_gardenseg._io import ImageSource
+    from napari_gardenseg._image_source import ImageSource
     from napari_gardenseg._options import SegmentOptions
     from napari_gardenseg._plant_pixels import KNOWN_SHARE, vegetation_stage
 

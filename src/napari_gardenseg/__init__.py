@@ -48,7 +48,7 @@ _EXPORTS = {
     "segment_files": "._batch",
     "BatchSummary": "._batch",
     "Instances": "._instances",
-    "open_image": "._io",
+    "open_image": "._image_source",
     "write_label_file": "._label_writer",
 }
 

@@ -101,7 +101,7 @@ def _read(item, name: str) -> np.ndarray:
     """Float RGB (H, W, 3) of a photo (path or array); ValueError for a photo without colour, which
     adapt cannot find plants in (it finds them by their colour)."""
     from ._hints import COLOURLESS
-    from ._io import open_image
+    from ._image_source import open_image
 
     source = open_image(item)  # a file or an array, read as segment reads it
     if source.channels < 3 or source.colourless():

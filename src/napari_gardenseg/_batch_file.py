@@ -159,7 +159,7 @@ def process_file(
         labels = out / f"{name}_labels.zarr"  # name may hold a subfolder (recursive batches)
         staged = labels.with_name(f".{labels.name}.staged")
         staged.parent.mkdir(parents=True, exist_ok=True)
-        from ._io import ImageSource
+        from ._image_source import ImageSource
 
         source = ImageSource(image.data, name=path.name)
         result = segment_to_zarr_with(source, staged, loaded, options, overwrite=True, progress=progress, cancel=cancel)

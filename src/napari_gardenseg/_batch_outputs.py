@@ -27,13 +27,13 @@ def overlay(image, labels, alpha: float = 0.45, rows: int | None = None):
     instance, outlines in white.
 
     Made ``rows`` rows at a time (default: about a million pixels a band) from an
-    :class:`~napari_gardenseg._io.ImageSource` of ``image`` (the colours of
+    :class:`~napari_gardenseg._image_source.ImageSource` of ``image`` (the colours of
     :func:`~napari_gardenseg.to_rgb_uint8`), mixed in integers and pasted into the picture: what
     it holds beside Pillow's picture is one band, not a copy of a large photo.
     """
     from PIL import Image
 
-    from ._io import ImageSource
+    from ._image_source import ImageSource
 
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in 0..1 (the instance colour's share), got {alpha!r}")

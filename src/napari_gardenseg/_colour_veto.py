@@ -105,7 +105,7 @@ def residue_veto(
 def on_grid(found, i: int, step: int, shape: tuple[int, int], mask_threshold: float):
     """(part, oy, ox): instance ``i`` of ``found`` (its mask above ``mask_threshold``, bool) sampled at
     every ``step``-th pixel of the image, and where its first row and column lie on that grid of
-    ``shape`` (:meth:`~napari_gardenseg._io.ImageSource.overview`'s); ``part`` is cut to the grid
+    ``shape`` (:meth:`~napari_gardenseg._image_source.ImageSource.overview`'s); ``part`` is cut to the grid
     (empty when the instance lies outside it)."""
     m = found.masks[i]
     y0, x0 = (int(v) for v in found.offsets[i])

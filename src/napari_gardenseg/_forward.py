@@ -125,7 +125,7 @@ SAMPLED_ABOVE = 4
 
 
 def network_input(source, window, scale, net) -> np.ndarray:
-    """Float RGB of ``window`` (y0, x0, y1, x1) of an :class:`~napari_gardenseg._io.ImageSource`,
+    """Float RGB of ``window`` (y0, x0, y1, x1) of an :class:`~napari_gardenseg._image_source.ImageSource`,
     as :func:`predict_instances` wants it (pass ``region_shape``).
 
     Where the network shrinks the region to less than 1 / :data:`SAMPLED_ABOVE`
@@ -133,7 +133,7 @@ def network_input(source, window, scale, net) -> np.ndarray:
     the region is resized here exactly as ``predict_instances`` would resize it
     (bilinear, ``torch.nn.functional.interpolate``), from only the rows and
     columns that resize samples: a 48 MP photo is never held as floats.
-    Otherwise the region as :meth:`~napari_gardenseg._io.ImageSource.read` gives it.
+    Otherwise the region as :meth:`~napari_gardenseg._image_source.ImageSource.read` gives it.
     """
     y0, x0, y1, x1 = window
     h, w = y1 - y0, x1 - x0

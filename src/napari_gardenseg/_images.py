@@ -284,7 +284,7 @@ def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
     This is the form pydensecrf's bilateral kernel needs. ``image``: any array
     :func:`to_rgb_float` accepts; uint8 RGB input is copied unchanged. Other input
     is converted ``rows`` rows at a time with the
-    intensity mapping of the whole image (:class:`~napari_gardenseg._io.ImageSource`,
+    intensity mapping of the whole image (:class:`~napari_gardenseg._image_source.ImageSource`,
     the same values as rounding ``to_rgb_float(image) * 255``), so a 16-bit or
     float photo never has a float copy of its own size.
 
@@ -298,7 +298,7 @@ def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
     if arr.ndim not in (2, 3) or arr.dtype.kind not in "biuf" or 0 in arr.shape:
         rgb = to_rgb_float(arr)  # its checks and messages for what is not an image
         return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
-    from ._io import ImageSource  # it imports this module
+    from ._image_source import ImageSource  # it imports this module
 
     source = ImageSource(image if np.ma.isMaskedArray(image) else arr)  # masked values are nodata there
     h, w = source.shape

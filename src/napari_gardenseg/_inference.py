@@ -32,8 +32,8 @@ from . import _forward
 from ._cancel import Cancelled, ProgressFn, check
 from ._files import OutputExistsError, atomic_write, check_target
 from ._forward import predict_instances
+from ._image_source import ImageSource, open_image
 from ._instances import FULL_PASSES, Instances, paint, paint_image, visible_shares
-from ._io import ImageSource, open_image
 from ._models import Model, load_model
 from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_threshold
 from ._planes import MAX_PLANE_PIXELS

@@ -131,7 +131,7 @@ def vegetation_stage(
 ) -> tuple[Instances, dict]:
     """``segment``'s vegetation stage: ``found`` made to follow plant colour, and a note of what was done and why.
 
-    ``source``: the run's :class:`~napari_gardenseg._io.ImageSource`;
+    ``source``: the run's :class:`~napari_gardenseg._image_source.ImageSource`;
     ``options``: its :class:`~napari_gardenseg._options.SegmentOptions`.
     ``options.vegetation`` "off" never runs it, "on" whenever the photo's colours
     form two classes whose upper one is green (``ColourClasses.green``; without

@@ -84,7 +84,7 @@ def estimate_scale(rgb, model=None) -> float:
     """The zoom (1.0 = native; 0.5 = shrink 2x) at which the photo's plants match the training size.
 
     ``rgb`` is a float (H, W, 3) image in 0..1 (uint8 is accepted too) or a lazy
-    source with ``.shape`` and ``.read(window)`` (``_io.ImageSource``); ``model``
+    source with ``.shape`` and ``.read(window)`` (``_image_source.ImageSource``); ``model``
     a :class:`Model` (its ``meta["blob_size_px"]``) or None for the old garden
     model's reference. Returns 1.0 when the photo shows no vegetation to measure.
     """

@@ -343,7 +343,7 @@ class ColourClasses:
         """The :class:`VegetationMap` of float RGB (h, w, 3) ``rgb`` in 0..1, a window of an image of
         ``image_shape`` (None: ``rgb`` is the whole image). Nodata (pixels exactly black or white in
         every channel) has probability 0. ``rgb`` may also be an
-        :class:`~napari_gardenseg._io.ImageSource`, read ``rows`` rows at a time: the same map
+        :class:`~napari_gardenseg._image_source.ImageSource`, read ``rows`` rows at a time: the same map
         without a float copy of the whole image."""
         if hasattr(rgb, "read"):
             h, w = rgb.shape
@@ -422,7 +422,7 @@ NODATA_BORDER_SHARE = 0.1
 def data_window(rgb, min_share: float = NODATA_BORDER_SHARE) -> tuple[int, int, int, int]:
     """(y0, x0, y1, x1): the bounding box of the pixels of float RGB ``rgb`` that are not nodata.
 
-    ``rgb`` is an (H, W, 3) array or an :class:`~napari_gardenseg._io.ImageSource`; either is
+    ``rgb`` is an (H, W, 3) array or an :class:`~napari_gardenseg._image_source.ImageSource`; either is
     read block by block from its edges.
 
     Nodata: pixels exactly black or white in every channel (an orthomosaic's border, transparent
@@ -456,7 +456,7 @@ def data_window(rgb, min_share: float = NODATA_BORDER_SHARE) -> tuple[int, int, 
 
 
 def data_region(source) -> tuple[int, int, int, int] | None:
-    """(y0, x0, y1, x1): the part of an :class:`~napari_gardenseg._io.ImageSource` inside a nodata
+    """(y0, x0, y1, x1): the part of an :class:`~napari_gardenseg._image_source.ImageSource` inside a nodata
     border, found by :func:`data_window` on the overview of about a million pixels that the
     colour classes are decided on (to its stride: a sliver of data narrower than the stride at the
     border's edge may be left out); None without such a border. Reads no more than that overview."""

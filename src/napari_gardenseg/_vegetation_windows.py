@@ -273,7 +273,7 @@ def follow_in_windows(
 ) -> tuple[Instances, float, int]:
     """``found`` made to follow plant colour window by window; the network's coverage of the plants; the window count.
 
-    ``source``: an :class:`~napari_gardenseg._io.ImageSource` (read one window
+    ``source``: an :class:`~napari_gardenseg._image_source.ImageSource` (read one window
     at a time); ``classes``: the image's colour classes; ``block``: the
     cores' side (None: :data:`BLOCK`); ``data_shape``: (h, w) of the image's data inside a nodata
     border (None: the image's shape), which sets the closing radius and speck size;

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_gardenseg._image_source import ImageSource, open_image
 from napari_gardenseg._images import ImageError, to_rgb_float
-from napari_gardenseg._io import ImageSource, open_image
 
 
 def _cases():
