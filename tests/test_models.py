@@ -32,6 +32,18 @@ def test_bad_devices(device, match):
         resolve_device(device)
 
 
+def test_a_cuda_index_beyond_the_gpus_present_is_named(monkeypatch):
+    # "cuda:3" on a two-GPU machine passed, and torch failed deep inside the run
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(DeviceError, match=r"'cuda:3' was asked for but this machine has 2 GPUs \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceError, match=r"has 1 GPU \(cuda:0\); use 'cuda' or 'auto'"):
+        resolve_device(torch.device("cuda", 1))
+
+
 def test_unknown_model_name(user_models):
     with pytest.raises(ModelError, match="unknown model 'cocoo'.*coco, coco-v1, garden"):
         load_model("cocoo")

@@ -31,11 +31,10 @@ def resolve_device(device="auto"):
     """Returns the ``torch.device`` for ``device``: ``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU.
 
     ``device``: ``"auto"``, None, a name ``torch.device`` takes (``"cpu"``, ``"cuda"``,
-    ``"cuda:N"``, ``"mps"``...) or a ``torch.device``. The index of ``"cuda:N"`` is not
-    checked against the GPUs present.
+    ``"cuda:N"``, ``"mps"``...) or a ``torch.device``.
 
-    Raises :class:`DeviceError` for an unknown name, or for "cuda"/"mps"
-    when that device is not available here.
+    Raises :class:`DeviceError` for an unknown name, for "cuda"/"mps" when that
+    device is not available here, or for a "cuda:N" beyond the GPUs present.
     """
     import torch
 
@@ -53,6 +52,12 @@ def resolve_device(device="auto"):
         raise DeviceError(f"device must be {_CHOICES}, got {device!r} (unknown device)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise DeviceError(
+            f"device {device!r} was asked for but this machine has {n} GPU{'s' if n != 1 else ''} "
+            f"(cuda:0{f' to cuda:{n - 1}' if n > 1 else ''}); use 'cuda' or 'auto'"
+        )
     if dev.type == "mps" and not _mps_available():
         raise DeviceError(f"device {device!r} was asked for but Apple MPS is not available here; use 'cpu' or 'auto'")
     return dev
