@@ -160,6 +160,8 @@ def test_a_models_crf_settings_set_in_memory_as_crfparams_are_read_as_its_stored
         ({"scale_range": "wide"}, "scale_range must be two positive numbers"),
         ({"roi_batch": 0}, "roi_batch must be a whole number, at least 1, got 0"),
         ({"positive_fraction": 0}, "positive_fraction must be above 0 and at most 1, got 0"),
+        ({"positive_fraction": np.True_}, "positive_fraction must be a number between 0 and 1"),
+        ({"scale_range": b"12"}, "scale_range must be two positive numbers"),
     ],
 )
 def test_each_bad_training_setting_is_named(kwargs, match):

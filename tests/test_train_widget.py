@@ -484,9 +484,10 @@ def test_widget_settings_reach_train(make_napari_viewer, qtbot, tmp_path, regist
     assert seen["crop"] == 64  # min(512, the labelled plane)
     assert widget.status.value == "saved mine.pt (iteration 1/1 loss=0.5)"
 
-    widget.lr.value = "fast"
-    assert widget.start() is None
-    assert "learning rate must be a positive number or 'auto', got 'fast'" in messages["error"][-1]
+    for text in ("fast", "0", "inf"):  # the field's words, not the engine's name for it
+        widget.lr.value = text
+        assert widget.start() is None
+        assert f"learning rate must be a positive number or 'auto', got '{text}'" in messages["error"][-1]
 
 
 @pytest.mark.gui

@@ -476,7 +476,12 @@ def test_cli_train_pairs_photos_with_their_label_images(tmp_path, two_scenes, ca
     assert main(["train", str(photos / "unpainted.png"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "no photo has a label image" in capsys.readouterr().err
     assert main(["train", str(photos), "--out", str(tmp_path / "y.pt"), "--lr", "0"]) == 2
-    assert "lr must be a positive, finite number" in capsys.readouterr().err
+    assert "--lr must be a positive, finite number" in capsys.readouterr().err
+    # checked before any photo is read, in the flags' names
+    assert main(["train", str(tmp_path / "none.png"), "--out", str(tmp_path / "y.pt"), "--wise-alpha", "0"]) == 2
+    assert "--wise-alpha must be above 0 and at most 1, got 0.0" in capsys.readouterr().err
+    assert main(["train", str(photos), "--out", str(tmp_path / "y.pt"), "--batch-size", "0"]) == 2
+    assert "--batch-size must be a whole number, at least 1, got 0" in capsys.readouterr().err
 
 
 def test_cli_train_takes_classes_from_a_batch_table(tmp_path, two_scenes, capsys, monkeypatch):

@@ -272,7 +272,9 @@ def adapt(
     Raises ValueError for a setting outside its range (the message names it),
     for no photos, or when the photos give nothing to learn from (no
     plant-coloured components that are single plants, no confident
-    detections); :class:`~napari_gardenseg.OutputExistsError` for an existing
+    detections), and :class:`~napari_gardenseg.ImageError` (a ValueError) for a
+    photo that cannot be read; FileNotFoundError for a photo that is not there;
+    :class:`~napari_gardenseg.OutputExistsError` for an existing
     ``output`` or report without ``overwrite=True``, and ``ForeignFileError``
     (an OutputExistsError) for a ``MODEL.json`` that adapt did not write;
     :class:`~napari_gardenseg.ModelError` and

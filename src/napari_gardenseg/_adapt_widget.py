@@ -127,7 +127,7 @@ class AdaptWidget(FitPanel):
             base = chosen_base(self.base, self.checkpoint)
             from ._adapt import default_output
 
-            output = save_as_path(self.output, default_output())
+            output = save_as_path(self.output, default_output)
         except (ValueError, TypeError) as exc:
             self.status.value = report_error(exc, "adapting")
             return None

@@ -246,21 +246,30 @@ def cmd_adapt(args) -> int:
     return 130 if stop.is_set() else 0
 
 
+def _check_train_flags(args) -> None:
+    """The training settings given as flags, checked by train's rules (FitOptions, wise_alpha's
+    range) before any photo is read; ValueError naming the flag."""
+    from ._options import FitOptions, fraction
+
+    given = {
+        k: getattr(args, k) for k in ("iterations", "lr", "crop", "batch_size", "seed") if getattr(args, k) is not None
+    }
+    try:
+        FitOptions(**given)
+        if args.wise_alpha is not None:
+            fraction("wise_alpha", args.wise_alpha, open_low=True)
+    except ValueError as exc:
+        name, _, rest = str(exc).partition(" ")
+        raise ValueError(f"--{name.replace('_', '-')} {rest}") from None
+
+
 def cmd_train(args) -> int:
-    from ._options import FitOptions
     from ._training import train
 
     if not args.photos and not args.coco and not args.yolo:
         print("gardenseg train: give photos with label images, --coco FILE or --yolo DATASET", file=sys.stderr)
         return 2
-    # the loop's settings checked before any photo is read (train checks them by the same rule)
-    FitOptions(
-        **{
-            k: getattr(args, k)
-            for k in ("iterations", "lr", "crop", "batch_size", "seed")
-            if getattr(args, k) is not None
-        }
-    )
+    _check_train_flags(args)
     samples = []
     if args.photos:
         samples = _painted_samples(args)

@@ -66,12 +66,13 @@ def chosen_base(base, checkpoint) -> str:
     return str(path)
 
 
-def save_as_path(field: FileEdit, example: Path) -> Path:
+def save_as_path(field: FileEdit, example) -> Path:
     """The checkpoint path a "save as" field names (``.pt`` added to a name without a suffix);
-    ValueError naming ``example`` when the field is empty or a folder."""
+    ValueError naming ``example()`` (a free name, worked out only then) when the field is empty or
+    a folder."""
     path = Path(field.value).expanduser()
     if str(field.value) in ("", ".") or path.is_dir():
-        raise ValueError(f"'save as' must be a file name (e.g. {example}), not a folder")
+        raise ValueError(f"'save as' must be a file name (e.g. {example()}), not a folder")
     return path if path.suffix else path.with_suffix(".pt")
 
 

@@ -347,7 +347,7 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     or without a channel axis of length 1-4, or a dask array of unknown shape;
     TypeError for a napari layer (pass ``layer.data``), pixels that are not numbers,
     or ``axes`` that is not a string; ValueError for unknown or repeated ``axes``
-    letters.
+    letters of a file (an array's ``axes`` are not read).
     """
     path_or_array = _as_input(path_or_array)
     if not isinstance(path_or_array, (str, os.PathLike)):

@@ -54,7 +54,7 @@ VEGETATION_MODES = ("auto", "on", "off")
 
 def fraction(name: str, value, *, open_low: bool = False, open_high: bool = False) -> float:
     """``value`` as a float in [0, 1] (``open_low``: above 0; ``open_high``: below 1); ValueError otherwise."""
-    if isinstance(value, (bool, str, bytes)) or type(value).__name__ == "bool_":  # float() takes True and "0.7"
+    if isinstance(value, (bool, np.bool_, str, bytes)):  # float() takes True and "0.7"
         raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
     try:
         v = float(value)
@@ -350,7 +350,7 @@ class FitOptions:
             low, high = (float(v) for v in self.scale_range)
         except (TypeError, ValueError):
             low = high = math.nan
-        if isinstance(self.scale_range, str) or not (0 < low <= high < math.inf):
+        if isinstance(self.scale_range, (str, bytes)) or not (0 < low <= high < math.inf):
             raise ValueError(
                 f"scale_range must be two positive numbers (low, high), low <= high, got {self.scale_range!r}"
             )

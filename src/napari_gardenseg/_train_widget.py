@@ -103,7 +103,7 @@ def default_output() -> Path:
 
 def train_defaults() -> dict[str, Any]:
     """:func:`napari_gardenseg.train`'s defaults for the widget's controls (its signature reads
-    them from :data:`napari_gardenseg._options.TRAIN_DEFAULTS` too), without importing torch."""
+    them from :data:`napari_gardenseg._options.FIT_DEFAULTS`, as TRAIN_DEFAULTS does), without importing torch."""
     from ._options import TRAIN_DEFAULTS
 
     return dict(TRAIN_DEFAULTS)
@@ -124,14 +124,15 @@ def _train_job(samples, **kwargs):
 
 
 def _learning_rate(text: str) -> float:
-    """The learning rate field's value: "auto" (or empty) is train's default; FitOptions checks a number."""
-    from ._options import FIT_DEFAULTS
+    """The learning rate field's value: "auto" (or empty) is train's default; ValueError in the
+    field's words for text that is not a positive number (FitOptions' rule for ``lr``)."""
+    from ._options import FIT_DEFAULTS, FitOptions
 
     text = str(text).strip().lower()
     if text in ("", "auto"):
         return FIT_DEFAULTS.lr
     try:
-        return float(text)
+        return FitOptions(lr=float(text)).lr
     except ValueError:
         raise ValueError(f"learning rate must be a positive number or 'auto', got {text!r}") from None
 
@@ -312,7 +313,7 @@ class TrainWidget(FitPanel):
                 raise ValueError(f"layer(s) {gone} are no longer in the viewer")
             samples = samples_from_layers(pairs, self.class_names.value, point=self._viewer.dims.point)
             base = chosen_base(self.base, self.checkpoint)
-            output = save_as_path(self.output, default_output())
+            output = save_as_path(self.output, default_output)
             from ._options import FitOptions
 
             options = FitOptions(

@@ -404,7 +404,9 @@ def train(
     Raises ValueError for a setting :class:`~napari_gardenseg.FitOptions` refuses,
     a ``paste`` outside [0, 1], a ``wise_alpha`` outside (0, 1], a
     ``frozen_blocks`` outside the network's blocks, or samples that cannot be
-    trained on (the message names the sample and what to do);
+    trained on (the message names the sample and what to do), and
+    :class:`~napari_gardenseg.ImageError` (a ValueError) for a photo or label
+    file that cannot be read; FileNotFoundError for a file that is not there;
     :class:`~napari_gardenseg.OutputExistsError` for an existing ``output``
     without ``overwrite=True``; :class:`~napari_gardenseg.ModelError` for a base
     that cannot be loaded or saved again; :class:`~napari_gardenseg.DeviceError`
