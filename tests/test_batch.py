@@ -356,6 +356,38 @@ def test_existing_outputs_are_not_replaced_without_overwrite(images, tmp_path, c
     assert again["reused"] and again["instances"] == _record(out, "scene2")["instances"]
 
 
+def test_a_file_another_run_finished_meanwhile_counts_as_done(images, tmp_path, monkeypatch, capsys):
+    # two commands into one folder: the one that finished a file second failed it ("outputs exist"),
+    # and both exited 1 although every file was done
+    from napari_gardenseg import _inference
+    from napari_gardenseg._batch_file import DONE_MEANWHILE
+
+    out = tmp_path / "out"
+    real = _inference.segment_with
+    other = []
+
+    def segment_while_another_run_finishes_it(*args, **kwargs):
+        if not other:  # the other command, started at the same time, gets there first
+            other.append(None)
+            other[0] = _batch.process_file(images[1], out, crf=False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_inference, "segment_with", segment_while_another_run_finishes_it)
+    assert cli.main(["segment", str(images[1]), "--out", str(out), "--no-crf"]) == 0
+    said = capsys.readouterr()
+    assert DONE_MEANWHILE in said.out + said.err and not (out / "failures.jsonl").exists()
+    assert _record(out, "scene1")["created"] and sorted(other[0]["written"]) == sorted(
+        _record(out, "scene1")["written"] + ["scene1_run.json"]
+    )
+    # with other settings the other run's outputs are not this file's: refused as before
+    other.clear()
+    monkeypatch.setattr(_inference, "segment_with", segment_while_another_run_finishes_it)
+    out = tmp_path / "out2"
+    assert cli.main(["segment", str(images[1]), "--out", str(out), "--no-crf", "--score-threshold", "0.7"]) == 1
+    said = capsys.readouterr()
+    assert "already exists" in said.out + said.err
+
+
 def test_another_photo_of_the_same_name_run_into_the_folder_before_is_never_replaced(images, tmp_path, capsys):
     # one camera folder a day, all into one results folder: IMG_0001.JPG comes again
     for day, src in (("day1", images[3]), ("day2", images[4])):

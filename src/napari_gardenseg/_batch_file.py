@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ._batch_outputs import _write_outputs, input_kind, output_files
-from ._files import ForeignFileError, check_target
+from ._files import ForeignFileError, OutputExistsError, check_target
 from ._images import looks_like_label_map, one_colour
 from ._reader import read_image
 from ._run_record import (
@@ -102,7 +102,9 @@ def process_file(
     An existing output raises :class:`~napari_gardenseg._files.OutputExistsError`
     unless ``overwrite=True``; with ``resume=True``, outputs already made from
     the same input with the same model and options are kept and their summary
-    returned (``"reused": True``). ``crf_overrides``: CRF fields that replace
+    returned (``"reused": True``), as they are when another run into ``out_dir``
+    finishes this file first with the same ones (a note says so).
+    ``crf_overrides``: CRF fields that replace
     the model's stored settings (e.g. ``{"iterations": 10}``).
 
     The file is read by :func:`napari_gardenseg._reader.read_image` (EXIF
@@ -126,16 +128,8 @@ def process_file(
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
     if resume and _is_done(out, name, record):
-        done = read_run_record(out, name)
-        return {
-            "file": str(path),
-            "name": name,
-            "instances": done.get("instances"),
-            "note": done.get("note"),
-            "seconds": 0.0,
-            "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"],
-            "reused": True,
-        }
+        return _reused(path, out, name)
+    wanted = dict(record)  # what a run record must say for its outputs to be this file's
     kind = input_kind(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
     big = kind.big
@@ -203,17 +197,27 @@ def process_file(
     def record_text(names, digests):
         return json.dumps(_jsonable({**record, "written": names, "sha256": digests}), indent=1)
 
-    written = _write_outputs(
-        result,
-        image,
-        path,
-        out,
-        name,
-        coco=coco,
-        write_overlay=write_overlay,
-        overwrite=overwrite,
-        record=(run_json, record_text),
-    )
+    try:
+        written = _write_outputs(
+            result,
+            image,
+            path,
+            out,
+            name,
+            coco=coco,
+            write_overlay=write_overlay,
+            overwrite=overwrite,
+            record=(run_json, record_text),
+        )
+    except OutputExistsError:
+        # another run into this folder (a second command, a Dask task run twice) finished this file
+        # while this one worked on it, from the same input with the same model and options: its
+        # outputs are what this run would write, so they are kept and the file counts as done
+        if overwrite or not _is_done(out, name, wanted):
+            raise
+        summary = _reused(path, out, name)
+        summary["note"] = "; ".join(filter(None, [summary["note"], DONE_MEANWHILE]))
+        return summary
     written.append(run_json.name)
     _remove_replaced(out, earlier, written)
     return {
@@ -223,6 +227,24 @@ def process_file(
         "seconds": round(seconds, 2),
         "written": written,
         "note": note,
+    }
+
+
+# the note of a file that another run into the same folder finished first (its outputs kept)
+DONE_MEANWHILE = "done meanwhile by another run into this folder; its outputs kept"
+
+
+def _reused(path: Path, out: Path, name: str) -> dict:
+    """:func:`process_file`'s summary of ``name``'s outputs already in ``out`` (``"reused": True``)."""
+    done = read_run_record(out, name)
+    return {
+        "file": str(path),
+        "name": name,
+        "instances": done.get("instances"),
+        "note": done.get("note"),
+        "seconds": 0.0,
+        "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"],
+        "reused": True,
     }
 
 
