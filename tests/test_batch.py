@@ -388,6 +388,60 @@ def test_a_file_another_run_finished_meanwhile_counts_as_done(images, tmp_path, 
     assert "already exists" in said.out + said.err
 
 
+def test_a_run_that_cannot_finish_a_file_renames_none_of_its_outputs(images, tmp_path, monkeypatch):
+    # another run without --coco finished the file while this one wrote its overlay: this run's
+    # COCO file and overlay, which nothing blocked, were renamed beside the other run's outputs, and
+    # every later run refused them as no run's files
+    from napari_gardenseg import _batch_outputs
+
+    out = tmp_path / "out"
+    real = _batch_outputs._save_overlay
+    other = []
+
+    def overlay_while_another_run_finishes_it(*args, **kwargs):
+        if not other:
+            other.append(_batch.process_file(images[1], out, crf=False, write_overlay=False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_batch_outputs, "_save_overlay", overlay_while_another_run_finishes_it)
+    with pytest.raises(FileExistsError, match="already exists"):
+        _batch.process_file(images[1], out, crf=False, coco=True)
+    assert sorted(p.name for p in out.iterdir()) == ["scene1_instances.csv", "scene1_labels.tif", "scene1_run.json"]
+    monkeypatch.setattr(_batch_outputs, "_save_overlay", real)
+    assert _batch.process_file(images[1], out, crf=False, coco=True, resume=True, overwrite=True)["written"]
+
+
+def test_another_photo_like_this_one_finished_meanwhile_is_not_taken_for_it(tmp_path, monkeypatch):
+    # flight1/IMG_0001.tif and flight2/IMG_0001.tif: other pixels, the same name, size and time,
+    # two commands into one folder: the second was "done meanwhile" with the first photo's labels
+    import os
+
+    from napari_gardenseg import _inference
+    from napari_gardenseg.synthetic import garden_scene
+
+    photos = []
+    for seed, day in ((3, "flight1"), (4, "flight2")):
+        (tmp_path / day).mkdir()
+        photos.append(tmp_path / day / "IMG_0001.tif")
+        tifffile.imwrite(photos[-1], garden_scene(seed, (128, 128))[0])
+        os.utime(photos[-1], ns=(1_700_000_000_000_000_000, 1_700_000_000_000_000_000))
+    assert photos[0].stat().st_size == photos[1].stat().st_size
+    out = tmp_path / "out"
+    real = _inference.segment_with
+    other = []
+
+    def segment_while_the_other_photo_finishes(*args, **kwargs):
+        if not other:
+            other.append(None)
+            other[0] = _batch.process_file(photos[0], out, crf=False)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_inference, "segment_with", segment_while_the_other_photo_finishes)
+    with pytest.raises(FileExistsError):
+        _batch.process_file(photos[1], out, crf=False)
+    assert _record(out, "IMG_0001")["input"]["path"] == str(photos[0])
+
+
 def test_another_photo_of_the_same_name_run_into_the_folder_before_is_never_replaced(images, tmp_path, capsys):
     # one camera folder a day, all into one results folder: IMG_0001.JPG comes again
     for day, src in (("day1", images[3]), ("day2", images[4])):

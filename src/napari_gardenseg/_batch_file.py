@@ -213,7 +213,7 @@ def process_file(
         # another run into this folder (a second command, a Dask task run twice) finished this file
         # while this one worked on it, from the same input with the same model and options: its
         # outputs are what this run would write, so they are kept and the file counts as done
-        if overwrite or not _is_done(out, name, wanted):
+        if overwrite or not _done_meanwhile(out, name, wanted, path):
             raise
         summary = _reused(path, out, name)
         summary["note"] = "; ".join(filter(None, [summary["note"], DONE_MEANWHILE]))
@@ -232,6 +232,20 @@ def process_file(
 
 # the note of a file that another run into the same folder finished first (its outputs kept)
 DONE_MEANWHILE = "done meanwhile by another run into this folder; its outputs kept"
+
+
+def _done_meanwhile(out: Path, name: str, wanted: dict, path: Path) -> bool:
+    """Whether ``name``'s outputs in ``out`` are another run's of this very file (the same path,
+    size and modification time, not only a file like it, as ``--resume`` accepts after a move),
+    with the same model, options and outputs, all there and unchanged since it wrote them."""
+    record = read_run_record(out, name)
+    if record is None or record.get("input") != wanted["input"] or not _is_done(out, name, wanted):
+        return False
+    try:
+        _not_anothers(out, name, record, path)
+    except ForeignFileError:
+        return False
+    return True
 
 
 def _reused(path: Path, out: Path, name: str) -> dict:

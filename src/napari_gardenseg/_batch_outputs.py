@@ -199,9 +199,9 @@ def _write_outputs(
     """
     from contextlib import ExitStack
 
-    from ._files import interrupts_held
+    from ._files import check_target, interrupts_held
 
-    written, digests = [], {}
+    written, digests, folders = [], {}, set()
     staged = getattr(result, "meta", {}).get("staged")
     table = result.table
     coco_json = json.dumps(to_coco_of(result, path)) if coco else None  # before any output gets its name
@@ -213,6 +213,8 @@ def _write_outputs(
             target = renames.enter_context(atomic_write(out / filename, overwrite, "output", folder=folder))
             write(target)
             written.append(filename)
+            if folder:
+                folders.add(filename)
             if not folder:  # what the file holds as written: a later change to it is the user's
                 digests[filename] = sha256_of(target)
 
@@ -251,6 +253,18 @@ def _write_outputs(
                 # an old record must not vouch for outputs being replaced: gone before the renames,
                 # not before the writing, which may fail (a full disk) and leave the old outputs its own
                 record[0].unlink()
+
+        def check_all(exc_type, exc, tb):
+            # left first: every target checked before the first rename, so that a run that cannot
+            # rename all its outputs (another run's appeared meanwhile) renames none of them
+            if exc_type is None:
+                for filename in written:
+                    check_target(out / filename, overwrite, "output", folder=filename in folders)
+                if record is not None:
+                    check_target(record[0], overwrite, "run record")
+            return False
+
+        renames.push(check_all)
     return written
 
 
