@@ -305,14 +305,7 @@ def adapt(
     ):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
     rounds = whole_number("rounds", rounds)
-    options = FitOptions(iterations=iterations, batch_size=batch_size, lr=lr, crop=crop, seed=seed)
-    iterations, batch_size, lr, crop, seed = (
-        options.iterations,
-        options.batch_size,
-        options.lr,
-        options.crop,
-        options.seed,
-    )
+    FitOptions(iterations=iterations, batch_size=batch_size, lr=lr, crop=crop, seed=seed)  # each checked
     holdout = fraction("holdout", holdout, open_low=True, open_high=True)
     synthetic = fraction("synthetic", synthetic)
     named = output is not None

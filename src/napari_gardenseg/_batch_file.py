@@ -22,8 +22,8 @@ from ._run_record import (
     RUN_SUFFIX,
     _compared_options,
     _input_identity,
-    _is_done,
     _jsonable,
+    _not_done,
     _package_version,
     _same_file,
     _sha256,
@@ -127,8 +127,8 @@ def process_file(
         "options": _compared_options(segment_options, crf_overrides, axes),
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
-    if resume and _is_done(out, name, record):
-        return _reused(path, out, name)
+    if resume and (done := read_run_record(out, name)) is not None and _not_done(out, name, record, done) is None:
+        return _reused(path, name, done)
     wanted = dict(record)  # what a run record must say for its outputs to be this file's
     kind = input_kind(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
@@ -213,9 +213,10 @@ def process_file(
         # another run into this folder (a second command, a Dask task run twice) finished this file
         # while this one worked on it, from the same input with the same model and options: its
         # outputs are what this run would write, so they are kept and the file counts as done
-        if overwrite or not _done_meanwhile(out, name, wanted, path):
+        done = None if overwrite else _done_meanwhile(out, name, wanted, path)
+        if done is None:
             raise
-        summary = _reused(path, out, name)
+        summary = _reused(path, name, done)
         summary["note"] = "; ".join(filter(None, [summary["note"], DONE_MEANWHILE]))
         return summary
     written.append(run_json.name)
@@ -234,23 +235,24 @@ def process_file(
 DONE_MEANWHILE = "done meanwhile by another run into this folder; its outputs kept"
 
 
-def _done_meanwhile(out: Path, name: str, wanted: dict, path: Path) -> bool:
-    """Whether ``name``'s outputs in ``out`` are another run's of this very file (the same path,
-    size and modification time, not only a file like it, as ``--resume`` accepts after a move),
-    with the same model, options and outputs, all there and unchanged since it wrote them."""
+def _done_meanwhile(out: Path, name: str, wanted: dict, path: Path) -> dict | None:
+    """The run record of ``name``'s outputs in ``out`` when they are another run's of this very file
+    (the same path, size and modification time, not only a file like it, as ``--resume`` accepts
+    after a move), with the same model, options and outputs, all there and unchanged since it
+    wrote them; else None."""
     record = read_run_record(out, name)
-    if record is None or record.get("input") != wanted["input"] or not _is_done(out, name, wanted):
-        return False
+    if record is None or record.get("input") != wanted["input"] or _not_done(out, name, wanted, record) is not None:
+        return None
     try:
         _not_anothers(out, name, record, path)
     except ForeignFileError:
-        return False
-    return True
+        return None
+    return record
 
 
-def _reused(path: Path, out: Path, name: str) -> dict:
-    """:func:`process_file`'s summary of ``name``'s outputs already in ``out`` (``"reused": True``)."""
-    done = read_run_record(out, name)
+def _reused(path: Path, name: str, done: dict) -> dict:
+    """:func:`process_file`'s summary of outputs already there, from their run record ``done``
+    (``"reused": True``)."""
     return {
         "file": str(path),
         "name": name,

@@ -419,10 +419,11 @@ def train(
         raise ValueError(f"iterations must be a whole number, at least 1 (the default is {FIT_DEFAULTS.iterations})")
     if scale is not None and not (isinstance(scale, str) and scale == "auto"):
         _zoom_for(scale, None, None, None)  # validate before anything slow
-    options = FitOptions(
+    lr = FIT_DEFAULTS.lr if lr is None else lr  # None: the default (the training widget's "auto")
+    FitOptions(  # each checked before anything slow
         iterations=iterations,
         batch_size=batch_size,
-        lr=FIT_DEFAULTS.lr if lr is None else lr,  # None: the default (the training widget's "auto")
+        lr=lr,
         crop=crop,
         seed=seed,
         warmup=warmup,
@@ -430,14 +431,6 @@ def train(
         roi_batch=roi_batch,
         positive_fraction=positive_fraction,
     )
-    iterations, batch_size, lr, crop, seed = (
-        options.iterations,
-        options.batch_size,
-        options.lr,
-        options.crop,
-        options.seed,
-    )
-    scale_range, roi_batch, positive_fraction = options.scale_range, options.roi_batch, options.positive_fraction
     if frozen_blocks is not None and (
         isinstance(frozen_blocks, bool) or not isinstance(frozen_blocks, (int, np.integer)) or frozen_blocks < 0
     ):
@@ -512,7 +505,7 @@ def train(
                 p.requires_grad_(False)
     index = {n: i for i, n in enumerate(names)}
 
-    warmup = options.warmup if options.warmup is not None else min(200, iterations // 10)
+    warmup = warmup if warmup is not None else min(200, iterations // 10)
     draw = lambda r: prepared[int(r.integers(len(prepared)))]  # noqa: E731
     if paste:
         from ._scenes import PaintedScenes
