@@ -35,8 +35,8 @@ def main() -> None:
     ap.add_argument("--megapixels", type=float, default=12.0)
     args = ap.parse_args()
 
+    from napari_gardenseg._image_arrays import to_rgb_float, to_rgb_uint8
     from napari_gardenseg._image_source import ImageSource
-    from napari_gardenseg._images import to_rgb_float, to_rgb_uint8
 
     def whole_float_rounded(image):
         return np.clip(np.rint(to_rgb_float(image) * 255.0), 0, 255).astype(np.uint8)

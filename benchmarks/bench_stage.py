@@ -42,7 +42,7 @@ def main() -> int:
     from PIL import Image
 
     import napari_gardenseg as gs
-    from napari_gardenseg._reader import read_image
+    from napari_gardenseg._image_reader import read_image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megapixels", type=float, nargs="+", help="the first photo at these sizes instead")

@@ -8,7 +8,7 @@ with the bundled model and no CRF:
 
 * the 8-bit scene, and a dim version of it (values 2..126) as uint8, as uint16
   (x257) and as float32 (0..255 and 0..1): the package's rule
-  (``napari_gardenseg._images.intensity_range``) must give identical labels;
+  (``napari_gardenseg._image_arrays.intensity_range``) must give identical labels;
 * the 8-bit scene and the dim one after a joint-channel 1..99.8 percentile
   stretch (csbdeep/stardist's ``normalize``; cellpose uses 1..99), handed over
   as float 0..1, which the package keeps as is: what the percentile rule would

@@ -720,7 +720,7 @@ def test_the_overlay_is_drawn_band_by_band_with_outlines_across_the_seams():
     # the overlay PNG is made a band of rows at a time (no float copy of a big photo): the bands
     # must give the picture drawn in one piece, outlines at the seams included
     from napari_gardenseg._batch_outputs import overlay
-    from napari_gardenseg._images import to_rgb_uint8
+    from napari_gardenseg._image_arrays import to_rgb_uint8
 
     rng = np.random.default_rng(2)
     image = rng.integers(0, 60000, (200, 90, 3)).astype(np.uint16)

@@ -272,7 +272,7 @@ def test_photos_placed_by_world_files_give_labels_placed_the_same(tmp_path):
 )
 def test_sidecars_that_place_no_grid_are_ignored(tmp_path, sidecars):
     # as GDAL ignores them: the photo reads, without georeferencing
-    from napari_gardenseg._reader import read_image
+    from napari_gardenseg._image_reader import read_image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.jpg")
     for name, text in sidecars.items():
@@ -282,7 +282,7 @@ def test_sidecars_that_place_no_grid_are_ignored(tmp_path, sidecars):
 
 
 def test_a_prj_that_is_not_text_gives_no_crs(tmp_path):
-    from napari_gardenseg._reader import read_image
+    from napari_gardenseg._image_reader import read_image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "a.pgw").write_text("1\n0\n0\n-1\n0.5\n7.5\n")
@@ -297,7 +297,7 @@ def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by
     # PixelIsPoint (GTRasterTypeGeoKey 2): the tiepoint is a pixel's centre, no half-pixel shift;
     # (row 10, col 20) of 0.5 m pixels from (1000, 2000) is (1010, 1995), as GDAL (rasterio) gives it
     from napari_gardenseg._georeference import geotiff_crs, geotiff_to_map
-    from napari_gardenseg._reader import read_image
+    from napari_gardenseg._image_reader import read_image
 
     keys = (34735, "H", 12, (1, 1, 0, 2, 1025, 0, 1, 2, 3072, 0, 1, 32633), True)
     if placed_by == "transformation":
@@ -329,7 +329,7 @@ def test_a_tiff_with_an_orientation_tag_is_read_as_stored_and_keeps_its_world_fi
     from PIL import Image
 
     from napari_gardenseg._batch_outputs import input_kind, output_files
-    from napari_gardenseg._reader import read_image
+    from napari_gardenseg._image_reader import read_image
 
     stored = np.random.default_rng(1).integers(0, 255, (20, 30, 3), np.uint8)
     path = tmp_path / "turned.tif"

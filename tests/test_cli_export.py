@@ -151,7 +151,7 @@ def test_the_command_line_tells_a_users_error_from_a_bug(monkeypatch, capsys):
     import numpy as np
 
     from napari_gardenseg import cli
-    from napari_gardenseg._images import to_rgb_float
+    from napari_gardenseg._image_arrays import to_rgb_float
 
     def ours(args):
         to_rgb_float(np.zeros((2, 3, 4, 5)))

@@ -9,7 +9,7 @@ from pycocotools import mask as coco_mask
 
 from napari_gardenseg._coco_labels import read_coco
 from napari_gardenseg._export import labels_to_coco_annotations
-from napari_gardenseg._images import ImageError
+from napari_gardenseg._image_arrays import ImageError
 
 
 def _write(path, images, annotations, categories=({"id": 1, "name": "weed"},)):
@@ -169,7 +169,7 @@ def test_sizes_are_checked_against_the_photo_and_a_turned_photos_labels_turn_wit
     entry = {"id": 1, "file_name": "turned.jpg", "height": 40, "width": 60}
     ann = {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[40, 5, 55, 5, 55, 15, 40, 15]]}
     [(_, labels, _)] = read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
-    from napari_gardenseg._reader import read_image
+    from napari_gardenseg._image_reader import read_image
 
     upright = read_image(tmp_path / "turned.jpg").data
     assert labels.shape == upright.shape[:2] == (60, 40)

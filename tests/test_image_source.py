@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_gardenseg._image_arrays import ImageError, to_rgb_float
 from napari_gardenseg._image_source import ImageSource, open_image
-from napari_gardenseg._images import ImageError, to_rgb_float
 
 
 def _cases():
@@ -152,7 +152,7 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
     with pytest.raises(ImageError, match="holds 2 images .a stack.: give the file by its path"):
         open_image(io.BytesIO(stack.read_bytes()))
     # the other entry points take the same paths
-    from napari_gardenseg._reader import is_image_path
+    from napari_gardenseg._image_reader import is_image_path
     from napari_gardenseg._train_samples import prepare_samples
 
     labels = tmp_path / "photo ö_labels.png"

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_gardenseg._images import ImageError
+from napari_gardenseg._image_arrays import ImageError
 from napari_gardenseg._label_files import label_path, labelled_photos, read_labels
 
 

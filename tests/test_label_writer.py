@@ -411,7 +411,7 @@ def test_saving_labels_never_replaces_a_photo_nor_the_users_own_files_beside_it(
 
 
 def test_label_files_that_are_not_ids_say_how_to_make_them(tmp_path):
-    from napari_gardenseg._images import ImageError
+    from napari_gardenseg._image_arrays import ImageError
 
     tifffile.imwrite(tmp_path / "big_labels.tif", np.full((4, 5), 2**31 + 5, np.int64))
     with pytest.raises(ImageError, match="ids above 2\\*\\*31 - 1.*relabel_sequential"):

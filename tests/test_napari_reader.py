@@ -235,7 +235,7 @@ def test_photos_opened_as_a_stack_are_one_layer(tmp_path):
     import npe2
     from napari.components import ViewerModel
 
-    from napari_gardenseg._images import ImageError
+    from napari_gardenseg._image_arrays import ImageError
 
     npe2.PluginManager.instance().discover()
     paths = []

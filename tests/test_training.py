@@ -33,7 +33,7 @@ def _loss(net, samples, names):
 
 
 def test_photos_are_held_compactly_and_read_as_segment_reads_them(two_scenes):
-    from napari_gardenseg._images import to_rgb_float
+    from napari_gardenseg._image_arrays import to_rgb_float
 
     (im, lab, classes), (im2, lab2, _) = two_scenes
     big_ids = np.where(lab2 > 0, lab2 + 40_000, 0)  # ids beyond int16
@@ -933,7 +933,7 @@ def test_a_cancel_while_the_photos_are_read_stops_before_the_next_one(tmp_path, 
 
     from PIL import Image
 
-    import napari_gardenseg._reader as reader
+    import napari_gardenseg._image_reader as reader
 
     for name, (im, _, _) in zip("ab", two_scenes):
         Image.fromarray(im).save(tmp_path / f"{name}.png")

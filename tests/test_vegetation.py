@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from napari_gardenseg._images import to_rgb_float
+from napari_gardenseg._image_arrays import to_rgb_float
 from napari_gardenseg._instances import Instances, paint_image
 from napari_gardenseg._plant_pixels import COLOUR_SCORE_RANGE, MODEL_COVERS, follow_vegetation
 from napari_gardenseg._vegetation import (

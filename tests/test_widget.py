@@ -877,7 +877,7 @@ def test_which_errors_are_the_users():
     import numpy as np
 
     from napari_gardenseg._files import OutputExistsError
-    from napari_gardenseg._images import ImageError, to_rgb_float
+    from napari_gardenseg._image_arrays import ImageError, to_rgb_float
     from napari_gardenseg._models import ModelError
     from napari_gardenseg._worker import is_user_error
 

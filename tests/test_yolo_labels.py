@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from napari_gardenseg._images import ImageError
+from napari_gardenseg._image_arrays import ImageError
 from napari_gardenseg._yolo_labels import read_yolo
 
 

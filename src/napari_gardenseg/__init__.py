@@ -34,9 +34,9 @@ _EXPORTS = {
     "refine": ".crf",
     "refine_instances": ".crf",
     "CRFUnavailableError": ".crf",
-    "to_rgb_float": "._images",
-    "to_rgb_uint8": "._images",
-    "ImageError": "._images",
+    "to_rgb_float": "._image_arrays",
+    "to_rgb_uint8": "._image_arrays",
+    "ImageError": "._image_arrays",
     "OutputExistsError": "._files",
     "train": "._training",
     "adapt": "._adapt",
@@ -55,7 +55,7 @@ _EXPORTS = {
 # public submodules, reachable as attributes (``gs.synthetic``) and imported on first use
 _SUBMODULES = ("synthetic", "cli", "crf")
 # modules that do not import torch
-_LIGHT = ("._images", "._files", "._cancel", "._export", "._coco_labels", "._yolo_labels", ".synthetic", ".cli")
+_LIGHT = ("._image_arrays", "._files", "._cancel", "._export", "._coco_labels", "._yolo_labels", ".synthetic", ".cli")
 
 __all__ = list(_EXPORTS) + list(_SUBMODULES) + ["__version__"]
 

@@ -292,7 +292,7 @@ def adapt(
     from ._vegetation import data_window
 
     start = time.perf_counter()
-    from ._reader import is_image_path
+    from ._image_reader import is_image_path
 
     one = is_image_path(images) or isinstance(images, (bytes, bytearray)) or hasattr(images, "read")
     if one or (isinstance(images, np.ndarray) and images.ndim < 4):

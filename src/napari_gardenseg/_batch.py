@@ -131,7 +131,7 @@ def segment_files(
     from ._image_folders import expand_entries
 
     t_start = time.perf_counter()
-    from ._reader import as_path, is_image_path
+    from ._image_reader import as_path, is_image_path
 
     paths = [as_path(paths)] if is_image_path(paths) else [as_path(p) for p in paths]
     folders = [Path(p).expanduser().resolve() for p in paths if Path(p).expanduser().is_dir()]

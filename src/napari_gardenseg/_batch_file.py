@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ._batch_outputs import _write_outputs, input_kind, output_files
 from ._files import ForeignFileError, OutputExistsError, check_target
-from ._images import looks_like_label_map, one_colour
-from ._reader import read_image
+from ._image_arrays import looks_like_label_map, one_colour
+from ._image_reader import read_image
 from ._run_record import (
     _RECORD_FORMAT,
     RUN_SUFFIX,
@@ -107,7 +107,7 @@ def process_file(
     ``crf_overrides``: CRF fields that replace
     the model's stored settings (e.g. ``{"iterations": 10}``).
 
-    The file is read by :func:`napari_gardenseg._reader.read_image` (EXIF
+    The file is read by :func:`napari_gardenseg._image_reader.read_image` (EXIF
     orientation, colour modes, axes; ``axes`` names a TIFF's or zarr store's
     axes when the file does not, e.g. ``"TYX"``). A stack (T, Z or C planes)
     is segmented plane by plane: its label images are ``(*stack, H, W)``

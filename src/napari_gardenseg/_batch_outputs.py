@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._files import atomic_write
-from ._reader import read_image
+from ._image_reader import read_image
 from ._run_record import RUN_SUFFIX, sha256_of
 
 
@@ -125,10 +125,10 @@ class InputKind(NamedTuple):
 
 
 def input_kind(path, axes: str | None = None) -> InputKind:
-    """:class:`InputKind` of an input, from its header (:func:`~napari_gardenseg._reader.read_image`
+    """:class:`InputKind` of an input, from its header (:func:`~napari_gardenseg._image_reader.read_image`
     lazily; a JPEG's or PNG's EXIF only) and the files beside it."""
+    from ._image_reader import TIFF_SUFFIXES, kept_sidecars
     from ._planes import MAX_PLANE_PIXELS
-    from ._reader import TIFF_SUFFIXES, kept_sidecars
 
     path = Path(path)
     name = path.name.lower()

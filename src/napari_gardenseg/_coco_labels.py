@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._images import ImageError
+from ._image_arrays import ImageError
 from ._label_files import clean_class_name, ids_dtype
 
 __all__ = ["read_coco", "load_coco"]
@@ -164,7 +164,7 @@ def read_coco(
     for image_id, anns in by_image.items():
         entry, photo = entries[image_id], found[image_id]
         name = entry.get("file_name")
-        from ._reader import read_image
+        from ._image_reader import read_image
 
         read = read_image(photo, lazy=True)
         size = tuple(read.plane_shape)  # upright (EXIF), as the photo layer shows it

@@ -12,7 +12,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def _user_error_types() -> tuple[type, ...]:
     from ._files import OutputExistsError
-    from ._images import ImageError
+    from ._image_arrays import ImageError
 
     types: list[type] = [OutputExistsError, ImageError]
     try:  # _models imports torch: the widgets have it already

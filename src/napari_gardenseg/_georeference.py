@@ -2,7 +2,7 @@
 
 GeoTIFF (OGC GeoTIFF 1.1) keeps the pixel grid's place and the coordinate reference system in
 tags of the file itself (:func:`geotiff_tags`); the label TIFFs of such a photo get the same tags
-(:mod:`._reader` reads them, :mod:`._batch_outputs` writes them).
+(:mod:`._image_reader` reads them, :mod:`._batch_outputs` writes them).
 
 Orthophotos exported as JPEG or PNG (QGIS's *Save as Image*, drone mapping services) and plain
 TIFFs carry their pixel grid's position in a *world file* beside them (``ortho.jgw`` for

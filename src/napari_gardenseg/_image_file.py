@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._images import ImageError
+from ._image_arrays import ImageError
 
 AXES_LETTERS = "TZCSYX"
 PLANE_AXES = "TZC"

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from ._files import ZARR_METADATA as _ZARR_METADATA  # the files that make a folder a zarr store
-from ._images import ImageError
+from ._image_arrays import ImageError
+from ._image_reader import IMAGE_SUFFIXES, OUTPUT_IMAGE_TAILS
 from ._label_files import photo_stem
-from ._reader import IMAGE_SUFFIXES, OUTPUT_IMAGE_TAILS
 
 
 def image_files(folder, *, recursive: bool = False, exclude=()) -> list[Path]:
@@ -25,7 +25,7 @@ def image_files(folder, *, recursive: bool = False, exclude=()) -> list[Path]:
     this plugin's outputs), which are not photos, and a batch's outputs (``a_overlay.png``
     and the label images beside the run record ``a_run.json``). ``recursive`` leaves out
     hidden subfolders and those in ``exclude`` (the output folder).
-    Raises NotADirectoryError, and :class:`~napari_gardenseg._images.ImageError` when
+    Raises NotADirectoryError, and :class:`~napari_gardenseg._image_arrays.ImageError` when
     the folder holds no image file (naming its subfolders when it has some).
     """
     return [path for path, _ in folder_entries(folder, recursive=recursive, exclude=exclude)]
@@ -116,7 +116,7 @@ def expand_folders(items, *, recursive: bool = False, exclude=()) -> list:
 def expand_entries(items, *, recursive: bool = False, exclude=()) -> list[tuple]:
     """:func:`expand_folders` with each item's folder relative to the folder it was found in
     (:func:`folder_entries`; ``""`` for items given themselves)."""
-    from ._reader import as_path
+    from ._image_reader import as_path
 
     out = []
     for item in items:

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ._images import (
+from ._image_arrays import (
     ImageError,
     alpha_used,
     blank_transparent,
@@ -146,7 +146,7 @@ class ImageSource:
         return max(1, int(np.ceil(np.sqrt(h * w / _OVERVIEW_PIXELS)))) if self.lazy else 1
 
     def _alpha_used(self) -> bool:
-        """Whether fully transparent pixels are blanked (:func:`~napari_gardenseg._images.alpha_used`)."""
+        """Whether fully transparent pixels are blanked (:func:`~napari_gardenseg._image_arrays.alpha_used`)."""
         if self._alpha is None:
             h, w = self.shape
             self._alpha = self.channels in (2, 4) and alpha_used(
@@ -180,7 +180,7 @@ class ImageSource:
         return (0.0, 0.0) if lo > hi else (lo, hi)
 
     def intensity_range(self) -> tuple[float, float]:
-        """The (low, high) mapped to 0..1: :func:`~napari_gardenseg._images.intensity_range` of the values."""
+        """The (low, high) mapped to 0..1: :func:`~napari_gardenseg._image_arrays.intensity_range` of the values."""
         return intensity_range(self.rule_dtype, *self.value_range())
 
     def read(self, window=None, step: int = 1) -> np.ndarray:
@@ -285,11 +285,11 @@ class ImageSource:
 
 
 def _as_input(value):
-    """What scripts pass as "a file", as open_image reads it: a path as :func:`~._reader.as_path`
+    """What scripts pass as "a file", as open_image reads it: a path as :func:`~._image_reader.as_path`
     gives it (bytes, ``file://``; a web address is refused), an open binary file
     (``open(p, "rb")``, ``io.BytesIO``) or a photo's encoded bytes as the PIL image Pillow opens
     from them (one image: a stack is read by its path). Anything else is returned as it is."""
-    from ._reader import as_path
+    from ._image_reader import as_path
 
     value = as_path(value)
     if isinstance(value, (bytes, bytearray)):
@@ -322,7 +322,7 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     layouts :func:`~napari_gardenseg.to_rgb_float` accepts, a path (str, bytes or
     ``os.PathLike``; a ``file://`` address), or an open binary file or encoded bytes
     that Pillow reads (nothing is downloaded).
-    Files are read by :func:`napari_gardenseg._reader.read_image` (EXIF
+    Files are read by :func:`napari_gardenseg._image_reader.read_image` (EXIF
     orientation applied, colour modes converted, axes from the file or
     ``axes``: the letters of a TIFF, zarr or .npy file's axes in its order, such
     as ``"YXS"`` or ``"CYX"``, where the file does not state them); TIFF/BigTIFF
@@ -340,7 +340,7 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     the same as uint8.
 
     Raises FileNotFoundError for a path that does not exist;
-    :class:`~napari_gardenseg._images.ImageError` for a web address, a file that is
+    :class:`~napari_gardenseg._image_arrays.ImageError` for a web address, a file that is
     empty, truncated, damaged or not an image (a camera raw file, a video, a PDF, a
     folder that is not a zarr store, a HEIC photo without pillow-heif), a file or
     file object holding a stack, an empty array, an array of more than 3 dimensions
@@ -352,7 +352,7 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     path_or_array = _as_input(path_or_array)
     if not isinstance(path_or_array, (str, os.PathLike)):
         return ImageSource(path_or_array)
-    from ._reader import read_image
+    from ._image_reader import read_image
 
     image = read_image(path_or_array, axes=axes, lazy=lazy)
     if image.is_stack:

@@ -488,7 +488,7 @@ GLINT_SHARE = 0.01
 def dark_input(source) -> dict:
     """``{"dark_input": {"brightest": value, "range": [low, high]}}`` when the image's values fill
     under :data:`DARK_SHARE` of the range its type maps to 0..1 (the dtype convention of
-    :func:`~napari_gardenseg._images.intensity_range`: a 12-bit camera's uint16, a float image of
+    :func:`~napari_gardenseg._image_arrays.intensity_range`: a 12-bit camera's uint16, a float image of
     0..1000): the network saw a dark picture though a viewer stretches it; else ``{}``. uint8 and
     bool images, whose range is fixed, are as dark as they look; a blank one has nothing to scale."""
     if source.rule_dtype in (np.uint8, np.bool_):  # a masked uint8 array too: the rule's dtype

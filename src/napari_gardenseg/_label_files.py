@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._images import ImageError
+from ._image_arrays import ImageError
 
 __all__ = [
     "LABEL_SUFFIXES",
@@ -133,7 +133,7 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
     plant are not a mask).
 
     TIFF files are read with tifffile, the rest with Pillow. Raises
-    FileNotFoundError, and :class:`~napari_gardenseg._images.ImageError`
+    FileNotFoundError, and :class:`~napari_gardenseg._image_arrays.ImageError`
     naming the file for one that is not 2-D, has negative or fractional
     values, or that neither library reads.
     """

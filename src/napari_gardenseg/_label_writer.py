@@ -134,7 +134,7 @@ def _added_values(features) -> dict[str, dict]:
 def _georeferenced(source, shape):
     """The image file ``source`` as read (its ``georeference`` and ``sidecar_georeference``), or None
     where it has neither or its pixel grid is not the labels' (``shape``, Y and X): warns then."""
-    from ._reader import read_image
+    from ._image_reader import read_image
 
     try:
         image = read_image(source, lazy=True)

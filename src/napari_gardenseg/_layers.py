@@ -377,9 +377,9 @@ def unseen_layer_note(output: LayerOutput) -> str | None:
 
 def label_map_note(output: LayerOutput) -> str | None:
     """One line when the segmented layer looks like a mask or label map, not a photo (its first
-    plane, when in memory: :func:`~napari_gardenseg._images.looks_like_label_map`), so
+    plane, when in memory: :func:`~napari_gardenseg._image_arrays.looks_like_label_map`), so
     that instances which follow its few colours are not taken for the model's view of a photo."""
-    from ._images import looks_like_label_map, one_colour
+    from ._image_arrays import looks_like_label_map, one_colour
 
     if not output.source.planes or not looks_like_label_map(output.source.plane(0)):
         return None

@@ -5,7 +5,7 @@ photo taken in portrait opens on its side and a photo with a wide-gamut ICC
 profile opens in the wrong colours, and a phone's HEIC photo does not open at
 all. This reader opens ``*.jpg``, ``*.jpeg``, ``*.mpo`` and ``*.heic`` /
 ``*.heif`` / ``*.hif`` files through the plugin's one reader
-(:func:`._reader.read_image`: Pillow, EXIF orientation applied, ICC profile
+(:func:`._image_reader.read_image`: Pillow, EXIF orientation applied, ICC profile
 converted to sRGB; HEIC through pillow-heif), so the layer holds the pixels that ``gardenseg segment``
 and :func:`~napari_gardenseg.segment_files` see for the same file, and the
 labels of either line up with it. Other formats stay with napari's readers.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._reader import HEIF_SUFFIXES
+from ._image_reader import HEIF_SUFFIXES
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".mpo", *HEIF_SUFFIXES)
 
@@ -51,9 +51,9 @@ def read_photos(path) -> list[tuple]:
     pixels: uint8 (H, W, 3) for colour photos, (H, W) for grey ones, upright
     as the EXIF orientation says. ``metadata["gardenseg_read"]`` is what the
     reader did (the run record's ``image`` entry: format, EXIF orientation,
-    colour conversion). Raises FileNotFoundError and :class:`~napari_gardenseg._images.ImageError` (see ``read_image``).
+    colour conversion). Raises FileNotFoundError and :class:`~napari_gardenseg._image_arrays.ImageError` (see ``read_image``).
     """
-    from ._reader import read_image
+    from ._image_reader import read_image
 
     layers = []
     for p in path if isinstance(path, (list, tuple)) else [path]:
@@ -71,7 +71,7 @@ def _stacked(layers: list[tuple], paths) -> tuple:
     stacks them. Raises ImageError when they differ in size or colour."""
     import numpy as np
 
-    from ._images import ImageError
+    from ._image_arrays import ImageError
 
     shapes = {data.shape for data, _, _ in layers}
     if len(shapes) > 1:
@@ -108,7 +108,7 @@ def read_label_layers(path) -> list[tuple]:
     file's name without ``_labels`` / ``_labels_crf``), as the segmentation
     widget sets them (``area`` of the refined masks for ``_labels_crf``);
     none when there is no such table or it does not have the batch's columns.
-    Raises FileNotFoundError and :class:`~napari_gardenseg._images.ImageError`.
+    Raises FileNotFoundError and :class:`~napari_gardenseg._image_arrays.ImageError`.
     """
     from ._label_files import batch_features, read_labels
     from ._layers import META_KEY
@@ -175,7 +175,7 @@ def get_coco_reader(path):
     from functools import partial
 
     from ._coco_labels import load_coco
-    from ._images import ImageError
+    from ._image_arrays import ImageError
 
     if not isinstance(path, (str, Path)) or not str(path).lower().endswith(".json"):
         return None
@@ -210,7 +210,7 @@ def get_yolo_reader(path):
     """
     from functools import partial
 
-    from ._images import ImageError
+    from ._image_arrays import ImageError
     from ._yolo_labels import load_dataset
 
     if not isinstance(path, (str, Path)) or not str(path).lower().endswith((".yaml", ".yml")):

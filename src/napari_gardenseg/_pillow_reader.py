@@ -1,6 +1,6 @@
 """Files Pillow reads (PNG, JPEG, BMP, GIF, WebP..., and HEIC/HEIF with pillow-heif): upright by
 their EXIF orientation, converted to sRGB from an embedded ICC profile, every mode to RGB or grey
-(see :mod:`._reader` for the rules)."""
+(see :mod:`._image_reader` for the rules)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._image_arrays import ImageError, alpha_used, blank_transparent
 from ._image_file import ImageFile, damaged_error, truncated_error
-from ._images import ImageError, alpha_used, blank_transparent
 
 # the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")

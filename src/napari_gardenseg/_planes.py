@@ -203,7 +203,7 @@ def plane_source(
     plane is segmented while the view shows other axes than its last two (a
     transposed Z-X view), ``view_note`` says so: planes are always Y-X.
     """
-    from ._images import ImageError
+    from ._image_arrays import ImageError
 
     if layer is None:
         raise ValueError("no image layer to segment: open an image (or File > Open Sample > Garden segmentation) first")

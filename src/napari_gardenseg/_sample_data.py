@@ -27,7 +27,7 @@ def sample_path(name: str = PHOTO_FILE):
 
 def load_photo_sample() -> np.ndarray:
     """The photograph sample as an RGB uint8 array of shape (972, 1296, 3)."""
-    from ._reader import read_image  # Pillow and numpy only: no torch
+    from ._image_reader import read_image  # Pillow and numpy only: no torch
 
     with sample_path(PHOTO_FILE) as path:
         return read_image(path).data
@@ -40,7 +40,7 @@ def photo_sample():
 
 def load_garden_sample() -> np.ndarray:
     """The sample as an RGB uint8 array of shape (768, 1024, 3), read by the package's one reader."""
-    from ._reader import read_image  # Pillow and numpy only: no torch
+    from ._image_reader import read_image  # Pillow and numpy only: no torch
 
     with resources.as_file(resources.files("napari_gardenseg") / "data" / SAMPLE_FILE) as path:
         return read_image(path).data

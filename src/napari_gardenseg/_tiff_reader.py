@@ -1,7 +1,7 @@
 """TIFF files read with tifffile (TIFF, BigTIFF, OME-TIFF, ImageJ hyperstacks, GeoTIFF): axes as the
 file states them, alpha only where the file marks it, GDAL's nodata and transparency mask as black,
 MINISWHITE, palettes and bit depths converted; colour spaces Pillow knows (CMYK, YCbCr, Lab) go
-through :func:`~napari_gardenseg._pillow_reader.read_pillow` (see :mod:`._reader` for the rules)."""
+through :func:`~napari_gardenseg._pillow_reader.read_pillow` (see :mod:`._image_reader` for the rules)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ._georeference import geotiff_note, geotiff_tags
+from ._image_arrays import ImageError, alpha_used
 from ._image_file import LAZY_BYTES, ImageFile, arrange_axes, as_dask, damaged_error, lazy_or_numpy, truncated_error
-from ._images import ImageError, alpha_used
 from ._pillow_reader import read_pillow
 
 # TIFF ExtraSamples values that say a sample is opacity (associated, unassociated alpha)

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ._cancel import Cancelled, should_stop
-from ._images import to_rgb_float
+from ._image_arrays import to_rgb_float
 from ._label_files import ids_dtype
 
 __all__ = ["MIN_AREA", "Sample", "check_sizes", "prepare_samples"]
@@ -39,7 +39,7 @@ def prepare_samples(
     """Check and normalise ``(image, labels, classes)`` triples; clear errors on bad ones.
 
     ``image`` and ``labels`` are arrays or files: a photo as
-    :func:`~napari_gardenseg._reader.read_image` reads it, a label image as
+    :func:`~napari_gardenseg._image_reader.read_image` reads it, a label image as
     :func:`~napari_gardenseg._label_files.read_labels` does. Returns a list of
     ``Sample``.
 
@@ -50,8 +50,8 @@ def prepare_samples(
     hundred 24 MP photos are never all in memory at full size. ``cancel`` is
     checked before each photo is read (raises :class:`Cancelled`).
     """
+    from ._image_reader import as_path, is_image_path
     from ._label_files import clean_class_name, label_doubt
-    from ._reader import as_path, is_image_path
 
     if len(samples) == 0:
         raise ValueError("train() needs at least one (image, labels, classes) sample")
@@ -68,7 +68,7 @@ def prepare_samples(
         photo_file = Path(image).expanduser().resolve() if is_image_path(image) else None
         orientation = None  # the EXIF orientation the photo was turned upright by
         if photo_file is not None:
-            from ._reader import read_image
+            from ._image_reader import read_image
 
             what, photo = f"{what} ({Path(image).name})", read_image(image)
             if photo.is_stack:
@@ -231,7 +231,7 @@ def _held_rgb(image) -> np.ndarray:
     """The photo as training holds it: 8-bit photos as uint8 (H, W, 3), a quarter of float32's
     memory, converted crop by crop with the same division by 255 as :func:`to_rgb_float`; any
     other dtype as float32 (H, W, 3) in 0..1."""
-    from ._images import to_rgb_uint8
+    from ._image_arrays import to_rgb_uint8
 
     dtype = image.dtype if hasattr(image, "dtype") else np.asarray(image).dtype  # a lazy array is read once
     if dtype == np.uint8:  # to_rgb_uint8 of 8-bit data is exactly to_rgb_float * 255

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ._coco_labels import TooManyPhotos, draw_instances, first_few, pycocotools_mask, warn_left_out
+from ._image_arrays import ImageError
 from ._image_folders import image_files
-from ._images import ImageError
-from ._reader import IMAGE_SUFFIXES, read_image
+from ._image_reader import IMAGE_SUFFIXES, read_image
 
 __all__ = ["read_yolo", "load_dataset"]
 

@@ -1,5 +1,5 @@
 """zarr stores (OME-Zarr and plain arrays) and numpy ``.npy`` files: always or mostly lazy arrays,
-whose axes the store states or the API's array rule gives (see :mod:`._reader` for the rules)."""
+whose axes the store states or the API's array rule gives (see :mod:`._image_reader` for the rules)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._image_arrays import ImageError
 from ._image_file import LAZY_BYTES, ImageFile, arranged_file, as_dask
-from ._images import ImageError
 
 _NGFF_LETTERS = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X"}
 
@@ -151,9 +151,9 @@ def read_npy(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
 
 def _npy_axes(shape) -> str:
     """The axes of a saved array, by the rule arrays passed to the API follow
-    (:func:`~napari_gardenseg._images.image_layout`: (H, W), (H, W, C), (C, H, W));
+    (:func:`~napari_gardenseg._image_arrays.image_layout`: (H, W), (H, W, C), (C, H, W));
     more axes are unknown (``Q``), for ``axes`` to name."""
-    from ._images import image_layout
+    from ._image_arrays import image_layout
 
     try:
         return {"hw": "YX", "hwc": "YXS", "chw": "SYX"}[image_layout(shape)]

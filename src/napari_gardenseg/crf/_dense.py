@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .._images import to_rgb_uint8
+from .._image_arrays import to_rgb_uint8
 from . import _numba, _pydensecrf
 from ._params import CRFParams
 from ._pydensecrf import CRFUnavailableError

@@ -69,7 +69,7 @@ from PIL import Image
 from PIL.Image import Resampling
 
 from .._cancel import check as _check_cancel
-from .._images import to_rgb_uint8
+from .._image_arrays import to_rgb_uint8
 from .._instances import Instances, paint, support
 from . import _numba
 from ._dense import (

@@ -7,10 +7,10 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
+from napari_gardenseg._image_arrays import ImageError, to_rgb_float
+from napari_gardenseg._image_reader import read_image
 from napari_gardenseg._image_source import open_image
-from napari_gardenseg._images import ImageError, to_rgb_float
 from napari_gardenseg._pillow_reader import pillow_pixels
-from napari_gardenseg._reader import read_image
 
 
 def _marked(h=30, w=40):
@@ -648,7 +648,7 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
 
 def test_the_outputs_a_folder_listing_leaves_out_are_the_image_outputs_of_a_batch():
     from napari_gardenseg._batch_outputs import output_files
-    from napari_gardenseg._reader import IMAGE_SUFFIXES, OUTPUT_IMAGE_TAILS
+    from napari_gardenseg._image_reader import IMAGE_SUFFIXES, OUTPUT_IMAGE_TAILS
 
     for big in (False, True):
         files = output_files("a", crf=True, coco=True, write_overlay=True, big=big, georeferenced=big)

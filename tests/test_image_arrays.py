@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_gardenseg._images import ImageError, to_rgb_float, to_rgb_uint8
+from napari_gardenseg._image_arrays import ImageError, to_rgb_float, to_rgb_uint8
 
 
 def test_uint8_rgb_divided_by_255():

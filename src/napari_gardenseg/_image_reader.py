@@ -14,7 +14,7 @@ libraries that know the formats, never on an array's shape alone:
   it (CMYK, YCbCr, LAB, HSV, P, PA, RGBA... -> RGB; 1, L, LA -> grey; alpha is
   dropped after fully transparent pixels are made black, the nodata the
   vegetation stage leaves out), while the numeric modes I, I;16 and F keep their values for the
-  intensity rule (:func:`~napari_gardenseg._images.intensity_range`).
+  intensity rule (:func:`~napari_gardenseg._image_arrays.intensity_range`).
   Frames of an animation are a time stack (an MPO's extra frames are
   previews: its first frame is the photo).
 * tifffile (TIFF, BigTIFF, OME-TIFF, ImageJ hyperstacks): the axes are
@@ -34,10 +34,10 @@ libraries that know the formats, never on an array's shape alone:
   ``_seg.npy``) are refused, never unpickled.
 
 A file that is empty, cut short (truncated) or not an image raises
-:class:`~napari_gardenseg._images.ImageError` saying so and what to do.
+:class:`~napari_gardenseg._image_arrays.ImageError` saying so and what to do.
 
 Axes the file does not name (tifffile's ``Q`` and ``I``) on an axis longer
-than 1 raise :class:`~napari_gardenseg._images.ImageError` naming the shape
+than 1 raise :class:`~napari_gardenseg._image_arrays.ImageError` naming the shape
 and how to say what it is (``axes="TYX"`` in the API, ``--axes TYX`` on the
 command line); ``axes`` also overrides what a TIFF or zarr file states.
 Letters: ``T`` time, ``Z`` depth, ``C`` channel (planes), ``S`` colour
@@ -56,8 +56,8 @@ import shlex
 from pathlib import Path
 
 from ._files import ZARR_METADATA as _ZARR_METADATA  # the files that make a folder a zarr store
+from ._image_arrays import ImageError
 from ._image_file import AXES_LETTERS, ImageFile, check_axes
-from ._images import ImageError
 from ._pillow_reader import HEIF_SUFFIXES, exif_turns, read_pillow
 from ._tiff_reader import read_tiff
 from ._zarr_npy_reader import read_npy, read_zarr
@@ -91,7 +91,7 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     over 256 MB (None).
 
     Raises TypeError or ValueError for ``axes`` that are not letters of
-    TZCSYX, each once; FileNotFoundError; :class:`~napari_gardenseg._images.ImageError`
+    TZCSYX, each once; FileNotFoundError; :class:`~napari_gardenseg._image_arrays.ImageError`
     (axes unknown or contradicting the shape; a file that is empty, truncated or
     not an image Pillow or tifffile reads; a HEIC photo without pillow-heif; a camera
     raw file (DNG, CR2, NEF...: develop it first); a video or a PDF (the message says how to
@@ -175,7 +175,7 @@ def is_image_path(value) -> bool:
 
 def as_path(value):
     """A path given as bytes or as a ``file://`` address as the path (str) it names; any other value
-    as it is. Raises :class:`~napari_gardenseg._images.ImageError` for a web address (``https://``,
+    as it is. Raises :class:`~napari_gardenseg._image_arrays.ImageError` for a web address (``https://``,
     ``s3://``...): nothing here reads the network."""
     if isinstance(value, (bytes, bytearray)):
         if len(value) >= 4096 or b"\0" in value:  # a photo's encoded bytes, not a path
