@@ -30,11 +30,22 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
-from ._batch_file import _check_options, _model, check_outputs, crf_params_from, process_file
+from ._batch_file import (
+    DONE_MEANWHILE,
+    _check_options,
+    _done_meanwhile,
+    _model,
+    _reused,
+    check_outputs,
+    crf_params_from,
+    process_file,
+)
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
+from ._claims import claim
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
 from ._image_folders import is_zarr_store
@@ -92,6 +103,11 @@ def segment_files(
     Files are read as :func:`process_file` says; ``axes`` (e.g. ``"TYX"``)
     names the axes of TIFF and zarr inputs that do not state them.
 
+    In this process, each file is claimed before it is segmented (:mod:`._claims`): several
+    batches writing into one ``out_dir`` at once leave each other's files alone, come back to them
+    at the end and count them as done with the other run's outputs (or segment them where that
+    run died). With ``overwrite``, what another run made after this one began is kept.
+
     Failures (unreadable file, an error while segmenting, an output already
     there, a worker lost more than ``retries`` times) fail that file only and
     are appended to ``out_dir/failures.jsonl``. ``resume=True`` skips files
@@ -131,6 +147,7 @@ def segment_files(
     from ._image_folders import expand_entries
 
     t_start = time.perf_counter()
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")  # the run records' "created" form
     from ._image_reader import as_path, is_image_path
 
     paths = [as_path(paths)] if is_image_path(paths) else [as_path(p) for p in paths]
@@ -242,6 +259,9 @@ def segment_files(
             fs.status, fs.instances, fs.seconds, fs.worker = "done", res["instances"], res["seconds"], res["worker"]
             fs.outputs = [str(out / f) for f in res["written"]]
             fs.note = res.get("note")
+            if res.get("reused") and client is None and DONE_MEANWHILE not in (fs.note or ""):
+                # outputs that were not there when this run looked (resume skips those): another run's
+                fs.note = "; ".join(filter(None, [fs.note, DONE_MEANWHILE]))
             note = f" ({fs.note})" if fs.note else ""
             finished(fs, f"{_file_shown(fs)}: {fs.instances} instances in {fs.seconds} s{note}")
         else:
@@ -251,13 +271,32 @@ def segment_files(
     if client is None:
         if todo:
             loaded = _model(model, segment_options.get("device", "auto"), model_id)  # once, before the loop (as before)
-        for fs in todo:
+
+        def run(fs: FileStatus, *, claimed_by_another: bool = False):
             fs.attempts = 1
+            if claimed_by_another and overwrite:  # what the other run made after this one began is kept
+                done = _done_meanwhile(out, fs.name, {**wanted, "input": _input_identity(Path(fs.file))}, Path(fs.file))
+                if done is not None and str(done.get("created", "")) >= started:
+                    settle(fs, {"status": "done", "worker": None, **_reused(Path(fs.file), fs.name, done)})
+                    return
             task_kwargs = kwargs
             if progress is not None:  # the stages (and tiles) of this file move the bar between files
                 task_kwargs = dict(kwargs, progress=_within(progress, n_finished, len(files), _file_shown(fs)))
             res = _task(fs.file, str(out), fs.name, loaded, task_kwargs, None)
             settle(fs, res)
+
+        later = []  # files another run into this folder was working on
+        for fs in todo:
+            with claim(out, fs.name) as mine:
+                if mine:
+                    run(fs)
+                else:
+                    later.append(fs)
+        for fs in later:
+            if progress is not None:
+                progress(n_finished / len(files), f"{_file_shown(fs)}: waiting for another run into this folder")
+            with claim(out, fs.name, wait=True):
+                run(fs, claimed_by_another=True)
     else:
         _run_on_cluster(client, todo, str(out), model, kwargs, retries, resources, settle, fail)
 
