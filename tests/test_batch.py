@@ -360,7 +360,7 @@ def test_a_file_another_run_finished_meanwhile_counts_as_done(images, tmp_path, 
     # two commands into one folder: the one that finished a file second failed it ("outputs exist"),
     # and both exited 1 although every file was done
     from napari_gardenseg import _inference
-    from napari_gardenseg._batch_file import DONE_MEANWHILE
+    from napari_gardenseg._claims import DONE_MEANWHILE
 
     out = tmp_path / "out"
     real = _inference.segment_with

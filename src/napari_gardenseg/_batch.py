@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ._batch_file import (
-    DONE_MEANWHILE,
     _check_options,
     _done_meanwhile,
     _model,
@@ -45,7 +43,7 @@ from ._batch_file import (
 )
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
-from ._claims import claim
+from ._claims import DONE_MEANWHILE, WAITING, claim, holder
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
 from ._image_folders import is_zarr_store
@@ -103,10 +101,12 @@ def segment_files(
     Files are read as :func:`process_file` says; ``axes`` (e.g. ``"TYX"``)
     names the axes of TIFF and zarr inputs that do not state them.
 
-    In this process, each file is claimed before it is segmented (:mod:`._claims`): several
-    batches writing into one ``out_dir`` at once leave each other's files alone, come back to them
-    at the end and count them as done with the other run's outputs (or segment them where that
-    run died). With ``overwrite``, what another run made after this one began is kept.
+    In this process, each file is claimed before its outputs are checked and it is segmented
+    (:mod:`._claims`): several batches writing into one ``out_dir`` at once leave each other's
+    files alone and come back to them at the end. Outputs another run made of the very same file
+    (path, size and time) with the same model, options and outputs after this batch began are kept
+    and the file counts as done ("done meanwhile by another run"), with ``overwrite`` too; a file
+    whose other run died is segmented here. Batches on a Dask cluster take no claims.
 
     Failures (unreadable file, an error while segmenting, an output already
     there, a worker lost more than ``retries`` times) fail that file only and
@@ -147,7 +147,6 @@ def segment_files(
     from ._image_folders import expand_entries
 
     t_start = time.perf_counter()
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")  # the run records' "created" form
     from ._image_reader import as_path, is_image_path
 
     paths = [as_path(paths)] if is_image_path(paths) else [as_path(p) for p in paths]
@@ -245,23 +244,22 @@ def segment_files(
         if clash is not None:
             message = f"its output {str(clash)!r} is also an input of this batch; not replacing it: write into another output folder"
             fail(fs, _failure(fs, ForeignFileError(message), tb=""))
-            continue
-        verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
-        if verdict == "run":
-            todo.append(fs)
-        elif verdict == "skip":
-            finished(fs, f"{_file_shown(fs)}: already done (resume)")
+        elif client is None:  # decided under the file's claim, below
+            todo.append((fs, targets, _record_stamp(out, fs.name)))
         else:
-            fail(fs, verdict)
+            verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
+            if verdict == "run":
+                todo.append(fs)
+            elif verdict == "skip":
+                finished(fs, f"{_file_shown(fs)}: already done (resume)")
+            else:
+                fail(fs, verdict)
 
     def settle(fs: FileStatus, res: dict):
         if res["status"] == "done":
             fs.status, fs.instances, fs.seconds, fs.worker = "done", res["instances"], res["seconds"], res["worker"]
             fs.outputs = [str(out / f) for f in res["written"]]
             fs.note = res.get("note")
-            if res.get("reused") and client is None and DONE_MEANWHILE not in (fs.note or ""):
-                # outputs that were not there when this run looked (resume skips those): another run's
-                fs.note = "; ".join(filter(None, [fs.note, DONE_MEANWHILE]))
             note = f" ({fs.note})" if fs.note else ""
             finished(fs, f"{_file_shown(fs)}: {fs.instances} instances in {fs.seconds} s{note}")
         else:
@@ -269,38 +267,85 @@ def segment_files(
             fail(fs, _failure(fs, tb=res["traceback"], error_type=res["error_type"], message=res["message"]))
 
     if client is None:
-        if todo:
-            loaded = _model(model, segment_options.get("device", "auto"), model_id)  # once, before the loop (as before)
+        loaded = None
 
-        def run(fs: FileStatus, *, claimed_by_another: bool = False):
-            fs.attempts = 1
-            if claimed_by_another and overwrite:  # what the other run made after this one began is kept
-                done = _done_meanwhile(out, fs.name, {**wanted, "input": _input_identity(Path(fs.file))}, Path(fs.file))
-                if done is not None and str(done.get("created", "")) >= started:
-                    settle(fs, {"status": "done", "worker": None, **_reused(Path(fs.file), fs.name, done)})
+        def decide_and_run(fs: FileStatus, targets: list[Path], stamp):
+            """Under the file's claim: another run's outputs made since this batch began are kept
+            when they are this very file's with these settings; else the verdict of an unclaimed file."""
+            nonlocal loaded
+            path = Path(fs.file)
+            if _record_stamp(out, fs.name) != stamp and (path.is_file() or is_zarr_store(path)):
+                done = _done_meanwhile(out, fs.name, {**wanted, "input": _input_identity(path)}, path)
+                if done is not None:
+                    reused = _reused(path, fs.name, done)
+                    reused["note"] = "; ".join(filter(None, [reused["note"], DONE_MEANWHILE]))
+                    settle(fs, {"status": "done", "worker": None, **reused})
                     return
-            task_kwargs = kwargs
+            verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
+            if verdict == "skip":
+                finished(fs, f"{_file_shown(fs)}: already done (resume)")
+                return
+            if verdict != "run":
+                fail(fs, verdict)
+                return
+            if loaded is None:  # once, for the first file that runs
+                loaded = _model(model, segment_options.get("device", "auto"), model_id)
+            fs.attempts = 1
+            # resume was decided above; process_file's own (for Dask's recomputed tasks) takes a
+            # photo of the same name, size and time for this one
+            task_kwargs = dict(kwargs, resume=False)
             if progress is not None:  # the stages (and tiles) of this file move the bar between files
-                task_kwargs = dict(kwargs, progress=_within(progress, n_finished, len(files), _file_shown(fs)))
-            res = _task(fs.file, str(out), fs.name, loaded, task_kwargs, None)
-            settle(fs, res)
+                task_kwargs["progress"] = _within(progress, n_finished, len(files), _file_shown(fs))
+            settle(fs, _task(fs.file, str(out), fs.name, loaded, task_kwargs, None))
 
         later = []  # files another run into this folder was working on
-        for fs in todo:
-            with claim(out, fs.name) as mine:
+        for item in todo:
+            with claim(out, item[0].name) as mine:
                 if mine:
-                    run(fs)
+                    decide_and_run(*item)
                 else:
-                    later.append(fs)
-        for fs in later:
-            if progress is not None:
-                progress(n_finished / len(files), f"{_file_shown(fs)}: waiting for another run into this folder")
-            with claim(out, fs.name, wait=True):
-                run(fs, claimed_by_another=True)
+                    later.append(item)
+        _come_back(later, out, decide_and_run, progress, lambda: n_finished / len(files))
     else:
         _run_on_cluster(client, todo, str(out), model, kwargs, retries, resources, settle, fail)
 
     return BatchSummary(out_dir=out, files=files, seconds=time.perf_counter() - t_start)
+
+
+def _record_stamp(out: Path, name: str):
+    """What tells whether ``name``'s run record changed (inode, time, size), None when there is none."""
+    try:
+        st = (out / f"{name}{RUN_SUFFIX}").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+# how often a waiting batch says so, in seconds
+_SAY_EVERY = 60.0
+
+
+def _come_back(later: list, out: Path, decide_and_run, progress, fraction) -> None:
+    """Take the files of ``later`` (``(FileStatus, targets, stamp)``) as their claims come free,
+    whichever first, and say every :data:`_SAY_EVERY` seconds which run holds the rest."""
+    delay, said = 0.2, -_SAY_EVERY
+    while later:
+        for item in list(later):
+            with claim(out, item[0].name) as mine:
+                if mine:
+                    later.remove(item)
+                    decide_and_run(*item)
+                    delay = 0.2
+        if not later:
+            return
+        if progress is not None and time.monotonic() - said >= _SAY_EVERY:
+            said = time.monotonic()
+            fs = later[0][0]
+            by = holder(out, fs.name)
+            more = f" and {len(later) - 1} more" if len(later) > 1 else ""
+            progress(fraction(), f"{_file_shown(fs)}{more}: {WAITING}{f' ({by})' if by else ''}")
+        time.sleep(delay)
+        delay = min(2 * delay, 5.0)
 
 
 def _within(progress, done: int, total: int, label: str):

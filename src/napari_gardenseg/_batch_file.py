@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ._batch_outputs import _write_outputs, input_kind, output_files
+from ._claims import DONE_MEANWHILE
 from ._files import ForeignFileError, OutputExistsError, check_target
 from ._image_arrays import looks_like_label_map, one_colour
 from ._image_reader import read_image
@@ -229,10 +230,6 @@ def process_file(
         "written": written,
         "note": note,
     }
-
-
-# the note of a file that another run into the same folder finished first (its outputs kept)
-DONE_MEANWHILE = "done meanwhile by another run into this folder; its outputs kept"
 
 
 def _done_meanwhile(out: Path, name: str, wanted: dict, path: Path) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -114,6 +115,10 @@ def failure_message(exc: BaseException) -> str:
 
 
 def _append_failure(out: Path, entry: dict) -> None:
-    # one line per write, appended: earlier runs' lines stay; the driver is the only writer
-    with open(out / FAILURES_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+    # one line, appended in one write: earlier runs' lines stay, and the lines of batches writing
+    # into this folder at once do not interleave (local file systems; NFS does not promise it)
+    fd = os.open(out / FAILURES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from ._claims import DONE_MEANWHILE, WAITING
 from ._options import SegmentOptions
 
 __all__ = ["cmd_adapt", "cmd_models", "cmd_segment", "cmd_train", "sample_file"]
@@ -70,6 +71,8 @@ class _Progress:
         if finished <= self.count:
             if self.bar is not None:
                 self.bar.set_postfix_str(message[-60:], refresh=True)
+            elif WAITING in message:  # minutes may pass: a log says why (stages and tiles it leaves out)
+                print(message, flush=True)
             return
         self.count = finished
         failed = ": FAILED" in message
@@ -172,8 +175,10 @@ def cmd_segment(args) -> int:
             f"; {existing} of them because their outputs exist: --resume skips the files already done, "
             "--overwrite replaces their outputs"
         )
+    by_others = sum(1 for f in summary if f.status == "done" and DONE_MEANWHILE in (f.note or ""))
+    others = f" ({by_others} by another run into this folder)" if by_others else ""
     print(
-        f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed "
+        f"{summary.done} done{others}, {summary.skipped} skipped, {summary.failed} failed "
         f"in {summary.seconds:.1f} s -> {summary.out_dir}{tail}",
         file=sys.stderr if summary.failed else sys.stdout,
     )
