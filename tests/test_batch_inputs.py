@@ -156,9 +156,12 @@ def test_a_batch_says_when_a_file_looks_like_a_mask_not_a_photo(tmp_path, capsys
     )
     tifffile.imwrite(tmp_path / "grey16.tif", grey16)
     Image.fromarray(np.zeros((128, 96, 3), np.uint8)).save(tmp_path / "blank.png")  # a lens cap's frame
+    # a photo in the web palette (Pillow's convert("P"), old web GIFs): a few colours, dithered
+    Image.fromarray(scene).convert("P").save(tmp_path / "web.gif")
     summary = segment_files(tmp_path, tmp_path / "out", crf=False)
     notes = {Path(f.file).name: f.note for f in summary.files}
-    assert all("mask or label map" not in (notes[n] or "") for n in ("photo.png", "dark.jpg", "grey16.tif"))
+    photos = ("photo.png", "dark.jpg", "grey16.tif", "web.gif")
+    assert all("mask or label map" not in (notes[n] or "") for n in photos)
     for name in ("photo_label.png", "cells_cp_masks.tif", "cells_stardist.tif", "cells_bits.tif"):
         assert notes[name].startswith("a mask or label map, not a photo?"), name
     assert "mask or label map" in _record(tmp_path / "out", "photo_label")["note"]
@@ -338,6 +341,7 @@ def test_a_tiff_with_an_orientation_tag_is_read_as_stored_and_keeps_its_world_fi
     for lazy in (True, False):
         image = read_image(path, lazy=lazy)
         assert image.sidecar_georeference is not None and "exif_orientation" not in image.applied
+        assert image.applied["tiff_orientation"].startswith("6: not applied")  # said: it shows turned elsewhere
         np.testing.assert_array_equal(np.asarray(image.data), stored)
     assert input_kind(path).sidecars is not None
     assert "turned_labels.tfw" in output_files("turned", **input_kind(path)._asdict())
@@ -348,4 +352,5 @@ def test_a_tiff_with_an_orientation_tag_is_read_as_stored_and_keeps_its_world_fi
     cmyk.save(tmp_path / "cmyk.tif", exif=exif)
     image = read_image(tmp_path / "cmyk.tif")
     assert image.data.shape == (20, 30, 3) and "exif_orientation" not in image.applied
+    assert image.applied["tiff_orientation"].startswith("6: not applied")
     np.testing.assert_allclose(image.data.astype(int), np.asarray(cmyk.convert("RGB")).astype(int), atol=2)

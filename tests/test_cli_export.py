@@ -74,6 +74,9 @@ def test_cli_segments_files_and_writes_everything(tmp_path, scene, capsys):
     assert len(table) == labels.max() >= 3  # the garden model finds the scene's plants
     assert refined.max() >= 1
     assert list(table["area"]) == list(np.bincount(labels.ravel())[1:])
+    # whole pixels, as area: 1510, not 1510.0
+    assert table["area_refined"].dtype == np.int64
+    assert list(table["area_refined"]) == list(np.bincount(refined.ravel(), minlength=len(table) + 1)[1:])
     assert np.asarray(Image.open(out / "g_overlay.png")).shape == image.shape
     coco = json.loads((out / "g_coco.json").read_text())
     assert len(coco["annotations"]) == int((table["area_refined"] > 0).sum()) >= 1  # COCO holds the CRF masks

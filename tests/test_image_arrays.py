@@ -28,6 +28,24 @@ def test_wider_types_are_divided_by_the_range_that_holds_them():
     np.testing.assert_allclose(to_rgb_float(np.array([[70000, 80000]], np.uint32))[0, :, 0], [0, 1])
 
 
+def test_a_float_photos_dips_below_0_are_black_not_a_stretch():
+    # a 0..1 photo resized bicubic: one pixel at -0.01 stretched the whole photo from its minimum,
+    # 1.8 times brighter for a dim one
+    from napari_gardenseg._image_source import ImageSource
+
+    dim = np.random.default_rng(2).random((20, 30, 3)).astype(np.float32) * 0.56
+    dipped = dim.copy()
+    dipped[3, 4] = -0.01
+    expected = np.clip(dipped, 0, 1)
+    np.testing.assert_array_equal(to_rgb_float(dipped), expected)
+    np.testing.assert_array_equal(ImageSource(dipped).read(), expected)
+    np.testing.assert_array_equal(to_rgb_uint8(dipped), np.rint(expected * 255).astype(np.uint8))
+    # values that reach far below 0 against their maximum are no photo's dips: stretched, as before
+    signed = np.array([[-0.05, 0.0, 0.05]], np.float32)  # a difference image
+    np.testing.assert_allclose(to_rgb_float(signed)[0, :, 0], [0, 0.5, 1])
+    np.testing.assert_allclose(to_rgb_float(np.array([[-1.0, 0.0, 1.0]]))[0, :, 0], [0, 0.5, 1])  # NDVI
+
+
 @pytest.mark.parametrize(
     "copy",
     [

@@ -623,6 +623,11 @@ def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
         (photos / name).write_bytes(b"x")
     want = [photos / n for n in ("a.png", "b.JPG", "c.heic", "d.tif", "e.j2k", "f_labels.png", "stack.zarr")]
     assert image_files(photos) == want  # by name, not into subfolders, hidden and other files skipped
+    # a link to a photo on a card that is not mounted: left out, and said (it went missing silently)
+    (photos / "IMG_0002.JPG").symlink_to(tmp_path / "card" / "IMG_0002.JPG")
+    with pytest.warns(UserWarning, match=r"1 link\(s\) named like photos point at nothing.*IMG_0002.JPG"):
+        assert image_files(photos) == want
+    (photos / "IMG_0002.JPG").unlink()
     assert expand_folders([str(tmp_path / "one.png"), photos, photos / "stack.zarr"]) == [
         str(tmp_path / "one.png"),
         *want,
@@ -827,6 +832,19 @@ def test_an_rgb_photo_stored_as_ome_zarr_is_read_in_colour(tmp_path):
 
             [done] = segment_files([tmp_path / f"{axes}.ome.zarr"], tmp_path / "out", crf=False).files
             assert done.note.startswith("3 grey channels (axis C): a photo's red, green and blue? give --axes with S")
+
+
+def test_a_fiji_composite_time_lapse_of_a_colour_photo_is_said_to_hold_its_colours_as_channels(tmp_path):
+    # TCYX with 3 channels (Fiji's "composite", not "RGB Color"): each channel segmented as a grey
+    # plane, and the note said "a grey image" without the --axes hint a CYX file gets
+    from napari_gardenseg import segment_files
+
+    rgb = np.random.default_rng(3).integers(0, 255, (24, 32, 3), np.uint8)
+    path = tmp_path / "timelapse.tif"
+    tifffile.imwrite(path, np.stack([np.moveaxis(rgb, -1, 0)] * 2), imagej=True, metadata={"axes": "TCYX"})
+    assert read_image(path).axes == "TCYX"
+    [done] = segment_files([path], tmp_path / "out", crf=False).files
+    assert done.note.startswith("3 grey channels (axis C): a photo's red, green and blue? give --axes with S")
 
 
 def test_a_zarr_group_of_several_arrays_names_them(tmp_path):

@@ -76,6 +76,12 @@ def test_files_tiff_is_lazy_when_asked_and_zarr_always(tmp_path):
     src = open_image(store)
     assert src.lazy and src.shape == (300, 500)
     np.testing.assert_array_equal(src.read((0, 0, 50, 50)), to_rgb_float(image)[:50, :50])
+    # numpy's slices, as dask and numpy users write a window first
+    np.testing.assert_array_equal(src.read(np.s_[10:60, -50:]), to_rgb_float(image)[10:60, -50:])
+    with pytest.raises(ValueError, match="step=n"):
+        src.read(np.s_[::2, ::2])
+    with pytest.raises(TypeError, match=r"\(y0, x0, y1, x1\) or \(slice"):
+        src.read((0, 0, 50))
     with pytest.raises(FileNotFoundError, match="no such image file"):
         open_image(tmp_path / "missing.tif")
 

@@ -348,13 +348,16 @@ def _label_map_note(image) -> str | None:
 
 
 def _colour_channels(result) -> tuple[int, str] | None:
-    """The number of planes and the axis of a stack of one plane axis of 3 or 4 planes (an RGB
-    photo read as grey channels, or as frames where its axes were given as T or Z); else None."""
+    """The length and letter of a stack's plane axis of 3 or 4 planes that may be an RGB photo's
+    colours read as grey channels (a C axis, also beside T or Z: a Fiji composite time-lapse), or
+    as frames where its one axis was given as T or Z; else None."""
     axes = getattr(result, "axes", "")
     planes = getattr(result, "planes", None)
-    if len(axes) != 1 or not planes or len(planes) not in (3, 4):
+    if not axes or not planes:
         return None
-    return len(planes), axes
+    extents = {axis: 1 + max(p[j] for p in planes) for j, axis in enumerate(axes)}
+    candidates = [a for a in (("C",) if len(axes) > 1 else tuple(axes)) if extents.get(a) in (3, 4)]
+    return (extents[candidates[0]], candidates[0]) if candidates else None
 
 
 def _file_note(result, score_threshold: float) -> str | None:

@@ -240,7 +240,7 @@ def _write_outputs(
                     lambda t: write_label_tiff(t, result.refined, geo),
                 )
                 put_sidecars(put, f"{name}_labels_crf", sidecars)
-        put(f"{name}_instances.csv", lambda t: with_map_coordinates(table, image).to_csv(t, index=False))
+        put(f"{name}_instances.csv", lambda t: table_as_written(table, image).to_csv(t, index=False))
         if write_overlay and staged is None:
             shown = result.refined if result.refined is not None else result.labels
             put(f"{name}_overlay.png", lambda t: _save_overlay(t, image, shown))
@@ -287,13 +287,18 @@ def put_sidecars(put, labels_stem: str, sidecars) -> None:
             put(filename, lambda t, text=text: t.write_text(text))
 
 
-def with_map_coordinates(table, image):
-    """``table`` with ``map_x`` and ``map_y`` after ``centroid``: each instance's centroid in the
-    coordinates of a GeoTIFF's CRS (:func:`~napari_gardenseg._georeference.geotiff_to_map`) or of a
-    world file's (:meth:`~napari_gardenseg._georeference.SidecarGeoreference.to_map`), so a GIS
-    reads the instances table as points; ``table`` unchanged for other inputs."""
+def table_as_written(table, image):
+    """``table`` as its CSV holds it: ``area_refined`` as whole pixels (nullable integers: empty
+    without the CRF, not ``1510.0``), and for a georeferenced image ``map_x`` and ``map_y`` after
+    ``centroid``: each instance's centroid in the coordinates of a GeoTIFF's CRS
+    (:func:`~napari_gardenseg._georeference.geotiff_to_map`) or of a world file's
+    (:meth:`~napari_gardenseg._georeference.SidecarGeoreference.to_map`), so a GIS reads the
+    instances table as points."""
     from ._georeference import geotiff_to_map
 
+    table = table.copy()
+    if "area_refined" in table:
+        table["area_refined"] = table["area_refined"].round().astype("Int64")
     geo = getattr(image, "georeference", ())
     sidecars = getattr(image, "sidecar_georeference", None)
     to_map = geotiff_to_map(geo) if geo else sidecars.to_map if sidecars is not None else None
@@ -303,7 +308,6 @@ def with_map_coordinates(table, image):
     cols = np.array([c[1] for c in table["centroid"]], dtype=float)
     # no instance: the columns all the same (a batch's tables are read together)
     x, y = to_map(rows, cols) if len(table) else (np.zeros(0), np.zeros(0))
-    table = table.copy()
     at = table.columns.get_loc("centroid") + 1
     table.insert(at, "map_x", x)
     table.insert(at + 1, "map_y", y)

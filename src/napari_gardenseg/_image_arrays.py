@@ -64,6 +64,9 @@ def _channels_last(arr: np.ndarray) -> np.ndarray:
 # floats of 0..1 photos (reflectance, img_as_float) may pass 1 a little in their highlights; a
 # 0..255 float photo whose brightest pixel is at most this is black, whichever way it is read
 FLOAT_OVERSHOOT = 2.0
+# a 0..1 photo resampled (bicubic, Lanczos) or sharpened dips below 0 at dark edges, by a share of
+# its brightest value: read as 0..1 with those dips black, not stretched brighter from its minimum
+FLOAT_UNDERSHOOT = 0.1
 
 
 def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
@@ -73,8 +76,9 @@ def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
     (0, 1); uint8 (0, 255); any other type whose values are all >= 0 the
     smallest of these ranges that holds them: (0, 1) for floats (up to
     :data:`FLOAT_OVERSHOOT`: reflectance whose highlights pass 1, which are then
-    white), (0, 255), (0, 65535); anything else (negative values, or above
-    65535) its own ``(lo, hi)``. Depends on the values' range only through that choice, so a
+    white; and down to :data:`FLOAT_UNDERSHOOT` times ``-hi``: a resampled
+    photo's dips below 0, then black), (0, 255), (0, 65535); anything else
+    (negative values, or above 65535) its own ``(lo, hi)``. Depends on the values' range only through that choice, so a
     uint16 copy (x257) or a float copy (0..255 or 0..1) of an 8-bit image maps
     to the same floats as the 8-bit image.
     """
@@ -83,6 +87,8 @@ def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
         return (0.0, 1.0)
     if dtype == np.uint8:
         return (0.0, 255.0)
+    if dtype.kind == "f" and 0.0 < hi <= FLOAT_OVERSHOOT and lo >= -FLOAT_UNDERSHOOT * hi:
+        return (0.0, 1.0)
     if lo >= 0.0:
         if dtype.kind == "f" and hi <= FLOAT_OVERSHOOT:
             return (0.0, 1.0)
@@ -160,8 +166,8 @@ def _scale_to_unit(arr: np.ndarray, rule_dtype=None) -> np.ndarray:
     low, high = intensity_range(rule_dtype or arr.dtype, lo, hi)
     if (low, high) != (0.0, 1.0):  # else floats already in 0..1: the user's values
         data = stretch(data, low, high)
-    elif hi > 1.0:  # highlights past 1 (FLOAT_OVERSHOOT): white
-        np.minimum(data, 1.0, out=data)
+    elif hi > 1.0 or lo < 0.0:  # highlights past 1 (FLOAT_OVERSHOOT) white, dips below 0 (FLOAT_UNDERSHOOT) black
+        np.clip(data, 0.0, 1.0, out=data)
     if nan is not None and nan.any():
         data[nan] = 0.0  # NaN is nodata (GDAL's and rasterio's fill for floats): black
     return data
@@ -314,6 +320,7 @@ def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
 # thousands of colours (sensor noise, light), even a dark one's
 _LABEL_MAP_TOP = 16  # the most common colours after the first
 _LABEL_MAP_SHARE = 0.8  # their share of the pixels that are not the first colour
+_LABEL_MAP_FLAT = 0.6  # the share of pixels the colour of their right neighbour, at least
 _SAMPLED_PIXELS = 65_536
 
 
@@ -347,7 +354,9 @@ def looks_like_label_map(plane) -> bool:
     ``plane``: (H, W) or (H, W, C) array. Only in-memory planes are judged (a
     strided sample of about 65,536 pixels; a lazy plane, or a thumbnail under
     1,024 sampled pixels, gives False). uint8: besides the commonest colour,
-    its 16 next commonest must hold at least 80% of the pixels. bool: always
+    its 16 next commonest must hold at least 80% of the pixels, and 60% of the
+    pixels must be the colour of their right neighbour (not a photo dithered to a
+    palette: a GIF's). bool: always
     (a mask). Other integer types, one channel (the label images of napari,
     cellpose, StarDist: uint16, int32...): nine in ten pixels equal their right
     neighbour, as in areas of one id, where a camera's 12- or 16-bit values
@@ -366,4 +375,10 @@ def looks_like_label_map(plane) -> bool:
         return False
     counts = np.sort(np.unique(sample, axis=0, return_counts=True)[1])[::-1]
     rest = counts.sum() - counts[0]
-    return not rest or counts[1 : 1 + _LABEL_MAP_TOP].sum() >= _LABEL_MAP_SHARE * rest
+    if rest and counts[1 : 1 + _LABEL_MAP_TOP].sum() < _LABEL_MAP_SHARE * rest:
+        return False
+    # a photo in a few colours (a GIF in the web palette, posterized) has them side by side, dithered
+    # or grainy: a map's neighbours are mostly one colour, also after JPEG
+    rows = plane[:: max(1, h * w // _SAMPLED_PIXELS)]
+    same = rows[:, 1:] == rows[:, :-1]
+    return float(np.mean(same.all(axis=-1) if same.ndim == 3 else same)) >= _LABEL_MAP_FLAT

@@ -24,7 +24,8 @@ def image_files(folder, *, recursive: bool = False, exclude=()) -> list[Path]:
     ``a_labels_crf.tif`` beside ``a.jpg``: painted for ``gardenseg train``, or
     this plugin's outputs), which are not photos, and a batch's outputs (``a_overlay.png``
     and the label images beside the run record ``a_run.json``). ``recursive`` leaves out
-    hidden subfolders and those in ``exclude`` (the output folder).
+    hidden subfolders and those in ``exclude`` (the output folder). Links named like photos
+    that point at nothing (a card or drive not mounted) are left out with a UserWarning.
     Raises NotADirectoryError, and :class:`~napari_gardenseg._image_arrays.ImageError` when
     the folder holds no image file (naming its subfolders when it has some).
     """
@@ -64,7 +65,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
     if not folder.is_dir():
         raise NotADirectoryError(f"not a folder: {folder}")
     skipped = {Path(p).expanduser().resolve() for p in exclude}
-    entries, subfolders, seen, n_outputs, n_npy = [], [], set(), 0, 0
+    entries, subfolders, seen, n_outputs, n_npy, broken = [], [], set(), 0, 0, []
     pending = [folder]
     while pending:
         here = pending.pop(0)
@@ -74,6 +75,7 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
         seen.add(resolved)
         visible = [c for c in sorted(here.iterdir()) if not c.name.startswith(".")]
         found = [p for p in visible if is_zarr_store(p) or (p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))]
+        broken += [p for p in visible if p.is_symlink() and not p.exists() and p.name.lower().endswith(IMAGE_SUFFIXES)]
         # a batch's outputs are named after its run record: <name>_labels.tif etc. beside <name>_run.json
         runs = [c.name[: -len(RUN_SUFFIX)] for c in visible if c.name.endswith(RUN_SUFFIX)]
         outputs = {f"{run}{tail}" for run in runs for tail in OUTPUT_IMAGE_TAILS}
@@ -89,6 +91,14 @@ def folder_entries(folder, *, recursive: bool = False, exclude=()) -> list[tuple
             subfolders = inner
         if recursive:
             pending = inner + pending  # depth first: a subfolder's files before the next one's
+    if broken:  # a photo on a card or drive that is not mounted: said, not silently missing from the results
+        import warnings
+
+        names = ", ".join(str(p) for p in broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        warnings.warn(
+            f"{len(broken)} link(s) named like photos point at nothing (a drive not mounted?), left out: {names}",
+            stacklevel=3,
+        )
     if not entries:
         hint = "give the files or a folder that holds them"
         if n_outputs:

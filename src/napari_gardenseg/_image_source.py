@@ -184,13 +184,15 @@ class ImageSource:
         return intensity_range(self.rule_dtype, *self.value_range())
 
     def read(self, window=None, step: int = 1) -> np.ndarray:
-        """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1); the whole image when None.
+        """Float32 RGB (h, w, 3) in 0..1 of ``window`` (y0, x0, y1, x1), or of numpy's
+        ``(slice(y0, y1), slice(x0, x1))``; the whole image when None.
 
         ``step`` > 1 reads every ``step``-th pixel along both axes (an overview).
+
+        Raises TypeError for a window of another form, ValueError for slices with a step
+        (use ``step``).
         """
-        h, w = self.shape
-        window = (0, 0, h, w) if window is None else tuple(int(v) for v in window)
-        return self._float(self._raw(window, int(step)))
+        return self._float(self._raw(_window(window, self.shape), int(step)))
 
     def colourless(self) -> bool:
         """Whether a colour image's channels agree everywhere (a black-and-white photo saved as RGB,
@@ -244,8 +246,9 @@ class ImageSource:
         low, high = self.intensity_range()
         if self.dtype != np.uint8 and (low, high) != (0.0, 1.0):
             data = stretch(data, low, high)
-        # the overview may have missed the extremes; floats' highlights past 1 (FLOAT_OVERSHOOT) are white
-        if self.dtype != np.uint8 and (self.lazy or hi > 1.0):
+        # the overview may have missed the extremes; floats' highlights past 1 (FLOAT_OVERSHOOT) are
+        # white, their dips below 0 (FLOAT_UNDERSHOOT) black
+        if self.dtype != np.uint8 and (self.lazy or hi > 1.0 or lo < 0.0):
             np.clip(data, 0.0, 1.0, out=data)
         if nan is not None and nan.any():
             data[nan] = 0.0  # NaN is nodata: black, as to_rgb_float
@@ -371,3 +374,22 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     source = ImageSource(image.data, name=image.path.name)
     source.applied = image.record()
     return source
+
+
+def _window(window, shape) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) of :meth:`ImageSource.read`'s ``window`` in an image of ``shape`` (h, w)."""
+    h, w = shape
+    if window is None:
+        return 0, 0, h, w
+    window = tuple(window)
+    if len(window) == 2 and all(isinstance(s, slice) for s in window):
+        (y0, y1, sy), (x0, x1, sx) = window[0].indices(h), window[1].indices(w)
+        if sy != 1 or sx != 1:
+            raise ValueError(f"window slices {window} have a step: read every n-th pixel with step=n instead")
+        return y0, x0, max(y0, y1), max(x0, x1)
+    try:
+        if len(window) == 4:
+            return tuple(int(v) for v in window)
+    except TypeError:
+        pass
+    raise TypeError(f"window must be (y0, x0, y1, x1) or (slice(y0, y1), slice(x0, x1)), not {window!r}")

@@ -210,7 +210,7 @@ def _write_label_file(
     :class:`LabelWriteError` instead of replacing a TIFF that holds an image, not label ids."""
     from contextlib import ExitStack
 
-    from ._batch_outputs import put_sidecars, with_map_coordinates, write_label_tiff
+    from ._batch_outputs import put_sidecars, table_as_written, write_label_tiff
     from ._files import OutputExistsError, atomic_write
     from ._label_files import table_path
 
@@ -277,7 +277,7 @@ def _write_label_file(
             written.append(filename)
 
         put(path.name, lambda t: write_label_tiff(t, ids, geo))
-        table = with_map_coordinates(instances_table(labels, features), image)
+        table = table_as_written(instances_table(labels, features), image)
         named = {i for i in (_row_ids(features) or []) if i}
         if named and len(table) and named.isdisjoint(table["label"].tolist()):
             warnings.warn(

@@ -23,6 +23,11 @@ _ALPHA = (1, 2)
 _PILLOW_PHOTOMETRIC = ("SEPARATED", "YCBCR", "CIELAB", "ICCLAB", "ITULAB")
 
 
+# the run record's note of a TIFF Orientation tag other than 1: said, so that a picture that shows
+# turned in a viewer that applies it has its reason
+_ORIENTATION_NOTE = "{}: not applied, as GDAL does not (the map grid stays the stored pixels')"
+
+
 def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     import tifffile
 
@@ -42,6 +47,7 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             extra = tuple(int(e) for e in (page.extrasamples or ()))
             icc = getattr(page, "iccprofile", None)
             nodata = _gdal_nodata(page)
+            orientation = page.tags.valueof(274, 1)  # TIFF Orientation
             georeference = geotiff_tags(page)
             mask = _transparency_mask(tif, shape, file_axes)
             single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
@@ -95,6 +101,8 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
                 ) from None
             raise
         image.applied["format"] = f"{kind} ({photometric}, read by Pillow)"
+        if orientation not in (None, 1):
+            image.applied["tiff_orientation"] = _ORIENTATION_NOTE.format(int(orientation))
         if georeference and "exif_orientation" not in image.applied:  # a turned image is off its grid
             image.georeference = georeference
             image.applied["georeference"] = geotiff_note(georeference)
@@ -103,6 +111,8 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             image.applied["mask"] = _MASK_NOTE
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
+    if orientation not in (None, 1):
+        applied["tiff_orientation"] = _ORIENTATION_NOTE.format(int(orientation))
     if others:
         applied["series"] = f"the first of {others + 1} images in the file (TIFF series); the others not read"
         warnings.warn(
