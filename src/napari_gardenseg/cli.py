@@ -195,7 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the outputs of an earlier run (never replaced otherwise; files no run made never are)",
     )
     s.add_argument(
-        "--resume", action="store_true", help="skip files whose outputs were made with the same model and settings"
+        "--resume",
+        action="store_true",
+        help=(
+            "skip files whose outputs were made with the same model and settings (give it to every command "
+            "of several writing into one --out at once: they share the files)"
+        ),
     )
     b = s.add_argument_group("parallel and cluster runs (need dask distributed)")
     b.add_argument(
