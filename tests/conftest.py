@@ -1,4 +1,5 @@
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +16,15 @@ os.environ["GARDENSEG_OFFLINE"] = "1"
 @pytest.fixture(autouse=True)
 def _isolated_torch_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+
+
+@pytest.fixture(autouse=True)
+def _no_model_chosen_by_an_earlier_test():
+    """A segmentation widget starts on the model last trained in the session: not another test's."""
+    yield
+    controls = sys.modules.get("napari_gardenseg._widget_controls")
+    if controls is not None:
+        controls._CHOSEN[0] = None
 
 
 @pytest.fixture(autouse=True)

@@ -683,3 +683,17 @@ def test_train_pastes_painted_plants_across_photos(small_base, tmp_path):
     assert gs.load_model(path, device="cpu").meta["training"]["paste"] == 0.5
     with pytest.raises(ValueError, match="paste"):
         gs.train([(image, labels, classes)], base=small_base, iterations=1, output=tmp_path / "u.pt", paste=2)
+
+
+@pytest.mark.gui
+def test_the_adapt_panels_error_goes_when_the_layers_change(make_napari_viewer):
+    # "select at least one photo" stayed after a photo was opened and selected
+    from napari_gardenseg._adapt_widget import AdaptWidget
+
+    viewer = make_napari_viewer()
+    panel = AdaptWidget(viewer)
+    panel.run.clicked.emit()
+    assert panel.status.value.startswith("error") and "select at least one photo" in panel.status.value
+    viewer.add_image(_photo(9_500_000)[0], name="p")
+    assert [layer.name for layer in panel.photos.value] == ["p"]
+    assert panel.status.value == "ready: the selected photos need no labels"

@@ -711,7 +711,7 @@ def test_status_hint_says_why_nothing_was_found():
 
     assert "grey" in status_hint([empty(1)]) and "RGB layer" in status_hint([empty(2), empty(1)])
     assert "Merge to RGB" in status_hint([empty(1)])  # napari's own action, named
-    assert status_hint([empty(3)]) == "no detection scored 0.5 or more: try a lower *score threshold*"
+    assert status_hint([empty(3)]) == "no detection scored 0.5 or more: try a lower *min score* (score_threshold)"
     assert "grey" not in status_hint([empty(1), empty(4)])  # one colour plane: not the grey case
 
 

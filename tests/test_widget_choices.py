@@ -144,3 +144,17 @@ def test_train_selects_the_labels_on_screen_and_adapt_keeps_its_photos(make_napa
     adapt.photos.value = [second]
     second.name = "south path"
     assert [layer.name for layer in adapt.photos.value] == ["south path"]
+
+
+def test_a_widget_opened_after_training_starts_on_the_trained_model(make_napari_viewer, tmp_path, monkeypatch):
+    # public report: "added to the segmentation widget's models and chosen there", but the widget
+    # opened afterwards was on garden, and the next Run used the bundled model
+    from napari_gardenseg import _widget_controls
+    from napari_gardenseg._widget import register_model
+
+    monkeypatch.setattr(_widget_controls, "_REGISTERED", {})
+    (tmp_path / "mine.pt").write_bytes(b"x")
+    trained = register_model(tmp_path / "mine.pt", "mine", select=True)  # no segmentation widget open
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gardenseg", "Garden segmentation")
+    assert widget.model.value == trained

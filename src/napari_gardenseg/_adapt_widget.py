@@ -113,6 +113,9 @@ class AdaptWidget(FitPanel):
             layer for layer in offered if any(layer is b for b in before) or all(layer is not o for o in self._offered)
         ]
         self._offered = offered
+        if str(self.status.value).startswith("error") and not self.running:
+            # an error of the layers as they were (the Train panel's rule): they changed
+            self.status.value = "ready: the selected photos need no labels" if offered else ""
 
     def start(self, *_) -> Job | None:
         """Check the inputs and start adapting in a background job (None when nothing started)."""

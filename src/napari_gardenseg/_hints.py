@@ -47,7 +47,7 @@ def status_hint(results) -> str | None:
     if why == "colourless":
         return COLOURLESS
     if why == "score threshold":
-        return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *score threshold*"
+        return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *min score* (score_threshold)"
     return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results) or not_green_hint(results)
 
 

@@ -50,11 +50,12 @@ def _known(features) -> dict[int, dict]:
     return out
 
 
-def instances_table(labels, features=None):
+def instances_table(labels, features=None, plane_offset=()):
     """One row per instance id in ``labels`` (a 2-D integer array), as a pandas DataFrame; for
     a stack (planes first, e.g. (T, H, W)), one row per instance and plane, with the plane's
     indices in ``axis_0``, ``axis_1``, ... after the table's columns (as the widget's features
-    of a stack), rows ordered by plane, then id.
+    of a stack), rows ordered by plane, then id. ``plane_offset``: added to those indices, one per
+    leading axis (labels of a stack's plane ``k``, placed there in napari: ``(k,)``).
 
     Columns: label, class_id, class_name, score, area, area_refined, bbox, centroid, source:
     those of :attr:`~napari_gardenseg.SegmentationResult.table`, so the batch's readers take it;
@@ -78,8 +79,9 @@ def instances_table(labels, features=None):
         frames = []
         for index in np.ndindex(*lead):
             table = instances_table(labels[index], features)
+            offset = tuple(plane_offset) + (0,) * (len(index) - len(plane_offset))
             for ax, v in enumerate(index):
-                table[f"axis_{ax}"] = np.full(len(table), v, dtype=np.int64)
+                table[f"axis_{ax}"] = np.full(len(table), v + offset[ax], dtype=np.int64)
             frames.append(table)
         return pd.concat(frames, ignore_index=True) if frames else instances_table(labels.reshape(0, 0), features)
     low = int(labels.min()) if labels.size else 0
@@ -204,10 +206,11 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
 
 
 def _write_label_file(
-    path, labels, features, *, georeference_from, overwrite: bool, photo_ok: bool = True
+    path, labels, features, *, georeference_from, overwrite: bool, photo_ok: bool = True, plane_offset=()
 ) -> list[str]:
     """:func:`write_label_file`; ``photo_ok=False`` (napari's writer, whose layer may be anything):
-    :class:`LabelWriteError` instead of replacing a TIFF that holds an image, not label ids."""
+    :class:`LabelWriteError` instead of replacing a TIFF that holds an image, not label ids.
+    ``plane_offset``: the stack plane the labels' first plane lies on (:func:`instances_table`)."""
     from contextlib import ExitStack
 
     from ._batch_outputs import put_sidecars, table_as_written, write_label_tiff
@@ -277,7 +280,7 @@ def _write_label_file(
             written.append(filename)
 
         put(path.name, lambda t: write_label_tiff(t, ids, geo))
-        table = table_as_written(instances_table(labels, features), image)
+        table = table_as_written(instances_table(labels, features, plane_offset), image)
         named = {i for i in (_row_ids(features) or []) if i}
         if named and len(table) and named.isdisjoint(table["label"].tolist()):
             warnings.warn(
@@ -430,11 +433,41 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
         )
     try:
         names = _write_label_file(
-            path, data, attributes.get("features"), georeference_from=source, overwrite=True, photo_ok=own
+            path,
+            data,
+            attributes.get("features"),
+            georeference_from=source,
+            overwrite=True,
+            photo_ok=own,
+            plane_offset=_plane_offset(attributes, len(data.shape)),
         )
     except ValueError as exc:
         raise LabelWriteError(str(exc)) from exc
+    from ._napari_reader import _label_file
+
+    if not _label_file(path):  # napari's save dialog proposes the layer's name ("plot masks (CRF)")
+        warnings.warn(
+            f"saved {Path(path).name} and its table; opened again, it gets its classes and scores back only "
+            f"under a name ending in _labels.tif (this plugin's reader): e.g. {Path(path).stem.replace(' ', '_')}"
+            "_labels.tif",
+            stacklevel=2,
+        )
     return [str(Path(path).with_name(n)) for n in names]
+
+
+def _plane_offset(attributes: dict, ndim: int) -> tuple[int, ...]:
+    """The stack plane a layer's first plane lies on, from its translate and scale along the
+    leading axes (the segmentation widget's *current plane* result: one plane, placed at the
+    plane it was made from); () for 2-D layers and layers not placed on whole planes."""
+    if ndim <= 2 or attributes.get("translate") is None:
+        return ()
+    lead = ndim - 2
+    translate = np.asarray(attributes["translate"], float)[:lead]
+    scale = np.asarray(attributes.get("scale") if attributes.get("scale") is not None else np.ones(ndim), float)
+    planes = translate / scale[:lead]
+    if len(planes) != lead or not np.allclose(planes, np.round(planes)) or (np.round(planes) < 0).any():
+        return ()
+    return tuple(int(p) for p in np.round(planes))
 
 
 class LabelWriteError(RuntimeError):

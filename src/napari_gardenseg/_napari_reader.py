@@ -103,7 +103,9 @@ def read_label_layers(path) -> list[tuple]:
     """napari layer data, one Labels layer per file: ``(ids, {"name", "metadata", "features"}, "labels")``.
 
     ids: int32, (H, W) or, for a stack's labels, planes first
-    (:func:`~napari_gardenseg._label_files.read_labels` with ``planes=True``).
+    (:func:`~napari_gardenseg._label_files.read_labels` with ``planes=True``); one plane of a
+    stack saved from the segmentation widget's *current plane* result, ``(1, H, W)`` placed back
+    on its plane (``translate``, as the table's ``axis_0`` says).
     features: from ``<name>_instances.csv`` beside the file (``<name>`` the
     file's name without ``_labels`` / ``_labels_crf``), as the segmentation
     widget sets them (``area`` of the refined masks for ``_labels_crf``);
@@ -120,11 +122,29 @@ def read_label_layers(path) -> list[tuple]:
         meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p), "label_file": str(p)}}}
         features = batch_features(p)
         data = read_labels(p, planes=True)
+        placed = _plane_of(features, data)
+        if placed:  # one plane of a stack (the widget's current-plane result, saved): back on that plane
+            data = data.reshape((1,) * len(placed) + data.shape)
+            meta["translate"] = (*placed, 0.0, 0.0)
         if features is not None:
             meta["features"] = _measured(features, data)
         layers.append((data, meta, "labels"))
     _follow_layers_inserted()
     return layers
+
+
+def _plane_of(features, labels) -> tuple[int, ...]:
+    """The stack plane a single plane of labels lies on, as its table's ``axis_<k>`` columns say
+    (one value each), where it is not the first; else ()."""
+    if features is None or getattr(labels, "ndim", 0) != 2:
+        return ()
+    axes = sorted(
+        (c for c in features.columns if str(c).startswith("axis_") and str(c)[5:].isdigit()), key=lambda c: int(c[5:])
+    )
+    values = [features[c].dropna().unique() for c in axes]
+    if not axes or any(len(v) != 1 for v in values) or not any(int(v[0]) for v in values):
+        return ()
+    return tuple(int(v[0]) for v in values)
 
 
 def _measured(features, labels):
