@@ -103,8 +103,14 @@ def test_errors_name_the_problem():
         samples_from_layers([(img, lab)], None)
     painted = _features({k: v for k, v in classes.items() if k != 2})
     lab.features = pd.concat([painted, pd.DataFrame({"label": [2], "class_name": [""], "source": ["painted"]})])
-    with pytest.raises(ValueError, match=r"instances \[2\] \(painted by hand\) have no class_name"):
+    with pytest.raises(ValueError, match=r"instances \[2\] \(painted by hand\) have no class_name.*for them"):
         samples_from_layers([(img, lab)], None)
+    # the name typed as asked is the painted plant's: the segmentation's classes stay (they all became it)
+    [(_, _, named)] = samples_from_layers([(img, lab)], "weed")
+    assert named == {k: ("weed" if k == 2 else v) for k, v in classes.items()} and len(set(classes.values())) > 1
+    lab.features = _features(classes)  # every instance with a class: the name is every instance's, as before
+    assert samples_from_layers([(img, lab)], "weed")[0][2] == "weed"
+    lab.features = painted
     small = Labels(labels[:32], name="small")
     with pytest.raises(ValueError, match="'small' is 32x64 but image 'scene' is 64x64"):
         samples_from_layers([(img, small)], "weed")

@@ -143,7 +143,10 @@ def samples_from_layers(
     ``class_names`` is a string parsed by :func:`parse_class_names` (one name
     for all instances, or comma-separated, one per pair) or a list with one
     entry per pair; ``None``/empty entries read the Labels layer's
-    ``class_name`` feature (see :func:`classes_from_features`). ``point`` is the
+    ``class_name`` feature (see :func:`classes_from_features`). In a layer
+    whose features name the class of some instances but not of others (a
+    segmentation with plants painted since), a name is the class of those
+    without one, and the others keep theirs; otherwise of every instance. ``point`` is the
     viewer's position (``viewer.dims.point``), used to take the current plane
     of layers with more than two axes.
 
@@ -176,12 +179,15 @@ def samples_from_layers(
                 f"{image_layer.name!r} is {hw[0]}x{hw[1]}; pair each Labels layer with the image it was drawn on"
             )
         ids = [int(v) for v in np.unique(labels) if v > 0]
-        if name is not None:
-            classes: dict[int, str] | str = name
+        features = getattr(labels_layer, "features", None)
+        found = classes_from_features(features)
+        missing = [k for k in ids if k not in found]
+        if name is not None and missing and len(missing) < len(ids):
+            # a segmentation corrected by hand: the name is the painted plants', the model's keep theirs
+            classes: dict[int, str] | str = {k: found.get(k, name) for k in ids}
+        elif name is not None:
+            classes = name
         else:
-            features = getattr(labels_layer, "features", None)
-            found = classes_from_features(features)
-            missing = [k for k in ids if k not in found]
             if missing:
                 by_hand = " (painted by hand)" if set(missing) <= _painted_ids(features) else ""
                 what = (
@@ -190,8 +196,9 @@ def samples_from_layers(
                     if found
                     else " has no class_name feature"
                 )
+                them = "them (the others keep theirs)" if found else "this layer"
                 raise ValueError(
-                    f"Labels layer {labels_layer.name!r}{what}. Type a class name for this layer "
+                    f"Labels layer {labels_layer.name!r}{what}. Type a class name for {them} "
                     "(e.g. 'weed', or one name per layer separated by commas)."
                 )
             classes = {k: found[k] for k in ids}

@@ -170,7 +170,8 @@ class TrainWidget(FitPanel):
             label="class names",
             tooltip=(
                 "One name for every instance (e.g. weed), one per selected layer separated by commas, "
-                "or empty to read each Labels layer's class_name feature"
+                "or empty to read each Labels layer's class_name feature. In a segmentation with plants "
+                "painted since, the name is the painted plants'; the others keep their classes"
             ),
         )
         self.base, self.checkpoint = start_from_controls()
