@@ -191,10 +191,11 @@ def test_a_segmentations_labels_in_pieces_are_not_taken_for_a_class_mask(tmp_pat
     assert not [w for w in caught if "separate pieces" in str(w.message)]
 
 
-def test_labels_painted_on_a_square_photos_unturned_pixels_are_refused(tmp_path):
+def test_labels_painted_on_a_square_photos_unturned_pixels_are_said(tmp_path):
     # public report: a phone photo (EXIF orientation 6) painted as a viewer that ignores the
-    # orientation shows it; a non-square one is refused by its size, a square one was trained
-    # turned (a warning, easy to miss among training's lines): refused as the non-square one
+    # orientation shows it; a non-square one is refused by its size, a square one trained turned
+    import warnings
+
     from napari_gardenseg._coco_labels import turn_upright
     from napari_gardenseg._train_samples import prepare_samples
 
@@ -205,12 +206,13 @@ def test_labels_painted_on_a_square_photos_unturned_pixels_are_refused(tmp_path)
     Image.fromarray(stored).save(tmp_path / "phone.jpg", quality=95, exif=exif)
     unturned = np.zeros((60, 60), np.uint8)
     unturned[5:25, 5:35] = 1
-    Image.fromarray(unturned).save(tmp_path / "unturned.png")
-    with pytest.raises(ValueError, match="phone.jpg.*painted on the photo unturned"):
-        prepare_samples([(tmp_path / "phone.jpg", tmp_path / "unturned.png", "plant")])
-    Image.fromarray(turn_upright(unturned, 6)).save(tmp_path / "upright.png")
-    [sample] = prepare_samples([(tmp_path / "phone.jpg", tmp_path / "upright.png", "plant")])
-    assert (sample.labels > 0).sum() == (unturned > 0).sum()
+    for name, labels, said in (("unturned", unturned, True), ("upright", turn_upright(unturned, 6), False)):
+        Image.fromarray(labels).save(tmp_path / f"{name}.png")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            prepare_samples([(tmp_path / "phone.jpg", tmp_path / f"{name}.png", "plant")])
+        got = [str(w.message) for w in caught if "painted on the photo unturned" in str(w.message)]
+        assert bool(got) is said, name
 
 
 def test_label_images_that_are_not_one_id_per_plant_are_read_as_meant_or_said(tmp_path):

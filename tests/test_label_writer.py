@@ -429,6 +429,7 @@ def test_one_plane_of_a_stack_is_saved_and_read_back_on_its_plane(tmp_path):
     # axis_0 = 0 in its table and read back on the stack's first plane
     import pandas as pd
 
+    from napari_gardenseg._layers import META_KEY
     from napari_gardenseg._napari_reader import read_label_layers
 
     labels = np.zeros((1, 40, 50), np.int32)
@@ -436,14 +437,17 @@ def test_one_plane_of_a_stack_is_saved_and_read_back_on_its_plane(tmp_path):
     features = pd.DataFrame(
         {"index": [1, 2], "label": [1, 2], "class_name": ["rosette", "weed"], "score": [0.9, 0.8], "axis_0": [2, 2]}
     )
-    attributes = {"metadata": {}, "features": features, "translate": (4.0, 0.0, 0.0), "scale": (2.0, 1.0, 1.0)}
-    [path, table] = write_labels_layer(str(tmp_path / "plane_labels.tif"), labels, attributes)
+    # the image lies at z 4 with z-scale 2: the slab of its plane 2 at z 8; the plane is the widget's word
+    slab = {"metadata": {META_KEY: {"plane": [2]}}, "features": features, "translate": (8.0, 0, 0), "scale": (2, 1, 1)}
+    [path, table] = write_labels_layer(str(tmp_path / "plane_labels.tif"), labels, slab)
     assert pd.read_csv(table)["axis_0"].tolist() == [2, 2]
     [(data, meta, kind)] = read_label_layers(path)
-    assert data.shape == (1, 40, 50) and meta["translate"] == (2, 0.0, 0.0)
+    assert data.shape == (1, 40, 50) and meta["translate"] == (2, 0.0, 0.0)  # in planes: the file has no scale
     assert meta["features"]["class_name"].tolist() == ["rosette", "weed"]
-    # a whole stack, or a plane at the first one, is as before
-    attributes["translate"] = (0.0, 0.0, 0.0)
-    [path, table] = write_labels_layer(str(tmp_path / "first_labels.tif"), labels, attributes)
+    # a whole stack's planes are its own, wherever its image lies
+    stack = np.concatenate([labels, np.zeros_like(labels), labels])
+    whole = {"metadata": {META_KEY: {}}, "translate": (10.0, 0, 0), "scale": (2, 1, 1)}
+    [path, table] = write_labels_layer(str(tmp_path / "stack_labels.tif"), stack, whole)
+    assert pd.read_csv(table)["axis_0"].tolist() == [0, 0, 2, 2]
     [(data, meta, kind)] = read_label_layers(path)
-    assert data.shape == (40, 50) and "translate" not in meta
+    assert data.shape == (3, 40, 50) and "translate" not in meta

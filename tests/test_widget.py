@@ -332,7 +332,7 @@ def test_the_progress_bars_cancel_in_the_activity_dock_stops_the_run(make_napari
     assert "cancelled" in w.status.value and w.run.enabled
 
 
-def test_stack_whole_and_current_plane(make_napari_viewer, qtbot, sample):
+def test_stack_whole_and_current_plane(make_napari_viewer, qtbot, sample, tmp_path):
     viewer = make_napari_viewer()
     # three 128 px crops of the sample, each holding plants
     planes = np.stack([sample[512:640, 0:128], sample[128:256, 64:192], sample[256:384, 128:256]])
@@ -357,6 +357,17 @@ def test_stack_whole_and_current_plane(make_napari_viewer, qtbot, sample):
     assert viewer.layers["stack masks"] is masks  # unedited: replaced in place
     assert masks.data.shape == (1, 128, 128) and masks.data.max() >= 1
     np.testing.assert_allclose(masks.translate, (10.0, 0, 0))
+    # saved through the writer, its table names plane 2 (it said 0), and it opens there again
+    import pandas as pd
+
+    from napari_gardenseg._napari_reader import read_label_layers
+
+    path = tmp_path / "slab_labels.tif"
+    viewer.layers.selection = {masks}
+    viewer.layers.save(str(path), selected=True, plugin="napari-gardenseg")
+    assert set(pd.read_csv(tmp_path / "slab_labels_instances.csv")["axis_0"]) == {2}
+    [(data, meta, _)] = read_label_layers(str(path))
+    assert data.shape == (1, 128, 128) and meta["translate"] == (2, 0.0, 0.0)
 
 
 def test_crf_run_adds_the_refined_layer(garden, qtbot):

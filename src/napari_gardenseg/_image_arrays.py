@@ -379,6 +379,8 @@ def looks_like_label_map(plane) -> bool:
         return False
     # a photo in a few colours (a GIF in the web palette, posterized) has them side by side, dithered
     # or grainy: a map's neighbours are mostly one colour, also after JPEG
+    if w < 2:  # a one-pixel column has no right neighbours to compare
+        return False
     rows = plane[:: max(1, h * w // _SAMPLED_PIXELS)]
     same = rows[:, 1:] == rows[:, :-1]
     return float(np.mean(same.all(axis=-1) if same.ndim == 3 else same)) >= _LABEL_MAP_FLAT

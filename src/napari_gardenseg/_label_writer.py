@@ -439,7 +439,7 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
             georeference_from=source,
             overwrite=True,
             photo_ok=own,
-            plane_offset=_plane_offset(attributes, len(data.shape)),
+            plane_offset=_plane_offset(about, data.shape),
         )
     except ValueError as exc:
         raise LabelWriteError(str(exc)) from exc
@@ -455,19 +455,14 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
     return [str(Path(path).with_name(n)) for n in names]
 
 
-def _plane_offset(attributes: dict, ndim: int) -> tuple[int, ...]:
-    """The stack plane a layer's first plane lies on, from its translate and scale along the
-    leading axes (the segmentation widget's *current plane* result: one plane, placed at the
-    plane it was made from); () for 2-D layers and layers not placed on whole planes."""
-    if ndim <= 2 or attributes.get("translate") is None:
+def _plane_offset(about: dict, shape) -> tuple[int, ...]:
+    """The stack plane a one-plane layer of the segmentation widget's *current plane* result lies
+    on (its metadata says: ``plane``); () for any other layer (a whole stack's planes are its own)."""
+    plane = about.get("plane")
+    lead = len(shape) - 2
+    if not plane or lead <= 0 or len(plane) != lead or any(n != 1 for n in shape[:lead]):
         return ()
-    lead = ndim - 2
-    translate = np.asarray(attributes["translate"], float)[:lead]
-    scale = np.asarray(attributes.get("scale") if attributes.get("scale") is not None else np.ones(ndim), float)
-    planes = translate / scale[:lead]
-    if len(planes) != lead or not np.allclose(planes, np.round(planes)) or (np.round(planes) < 0).any():
-        return ()
-    return tuple(int(p) for p in np.round(planes))
+    return tuple(int(p) for p in plane)
 
 
 class LabelWriteError(RuntimeError):

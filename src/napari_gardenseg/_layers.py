@@ -163,9 +163,12 @@ def _stamp(layer, kind: str, source: PlaneSource, check) -> None:
 
 
 def _about(source: PlaneSource) -> dict:
-    """What an output layer records of its image: name, pyramid level and, read at full
-    resolution from a file, that file (whose georeferencing the layer's writer gives the labels)."""
+    """What an output layer records of its image: name, pyramid level, the plane of a stack it
+    was made from (a *current plane* result), and, read at full resolution from a file, that
+    file (whose georeferencing the layer's writer gives the labels)."""
     about = {"image": source.name, "level": source.level}
+    if not source.stack and source.lead_shape:  # one plane of a stack: which (the writer's axis_0)
+        about["plane"] = [int(i) for i in source.planes[0]]
     if source.path is not None and source.level == 0:
         about["georeference_source"] = source.path
     return about

@@ -103,14 +103,10 @@ def prepare_samples(
                 f"{what}: labels of {lab.shape[0]}x{lab.shape[1]} pixels do not match the image's "
                 f"{rgb.shape[0]}x{rgb.shape[1]}: paint the labels on the image they are for{hint if turned else ''}"
             )
-        if orientation in (5, 6, 7, 8) and lab.shape[0] == lab.shape[1]:
-            # a square photo's turn does not show in its size: refused as a non-square one is, not
-            # trained on plants that are not where its labels say
-            unturned = _painted_unturned(rgb, lab, orientation)
-            if unturned is not None:
-                raise ValueError(f"{what}: {unturned}")
         ids = [int(v) for v in np.unique(lab) if v > 0]
         doubt = label_doubt(lab, pieces=not named)
+        if doubt is None and orientation in (5, 6, 7, 8) and lab.shape[0] == lab.shape[1]:
+            doubt = _painted_unturned(rgb, lab, orientation)  # a square photo's turn does not show in its size
         if doubt is not None:
             import warnings
 

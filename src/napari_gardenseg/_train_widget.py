@@ -170,8 +170,9 @@ class TrainWidget(FitPanel):
             label="class names",
             tooltip=(
                 "One name for every instance (e.g. weed), one per selected layer separated by commas, "
-                "or empty to read each Labels layer's class_name feature. In a segmentation with plants "
-                "painted since, the name is the painted plants'; the others keep their classes"
+                "or empty to read each Labels layer's class_name feature. A layer whose table names "
+                "some instances' classes but not others' (plants painted since a segmentation): the name "
+                "is only theirs, the others keep their classes; otherwise it is every instance's"
             ),
         )
         self.base, self.checkpoint = start_from_controls()
