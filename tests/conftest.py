@@ -24,7 +24,7 @@ def _no_model_chosen_by_an_earlier_test():
     yield
     controls = sys.modules.get("napari_gardenseg._widget_controls")
     if controls is not None:
-        controls._CHOSEN[0] = None
+        controls._chosen = None
 
 
 @pytest.fixture(autouse=True)

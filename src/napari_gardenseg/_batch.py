@@ -43,7 +43,7 @@ from ._batch_file import (
 )
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
-from ._claims import DONE_MEANWHILE, WAITING, claim, holder
+from ._claims import WAITING, claim, holder
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
 from ._image_folders import is_zarr_store
@@ -277,9 +277,7 @@ def segment_files(
             if _record_stamp(out, fs.name) != stamp and (path.is_file() or is_zarr_store(path)):
                 done = _done_meanwhile(out, fs.name, {**wanted, "input": _input_identity(path)}, path)
                 if done is not None:
-                    reused = _reused(path, fs.name, done)
-                    reused["note"] = "; ".join(filter(None, [reused["note"], DONE_MEANWHILE]))
-                    settle(fs, {"status": "done", "worker": None, **reused})
+                    settle(fs, {"status": "done", "worker": None, **_reused(path, fs.name, done, meanwhile=True)})
                     return
             verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
             if verdict == "skip":
@@ -298,14 +296,7 @@ def segment_files(
                 task_kwargs["progress"] = _within(progress, n_finished, len(files), _file_shown(fs))
             settle(fs, _task(fs.file, str(out), fs.name, loaded, task_kwargs, None))
 
-        later = []  # files another run into this folder was working on
-        for item in todo:
-            with claim(out, item[0].name) as mine:
-                if mine:
-                    decide_and_run(*item)
-                else:
-                    later.append(item)
-        _come_back(later, out, decide_and_run, progress, lambda: n_finished / len(files))
+        _run_as_claimed(todo, out, decide_and_run, progress, lambda: n_finished / len(files))
     else:
         _run_on_cluster(client, todo, str(out), model, kwargs, retries, resources, settle, fail)
 
@@ -325,17 +316,21 @@ def _record_stamp(out: Path, name: str):
 _SAY_EVERY = 60.0
 
 
-def _come_back(later: list, out: Path, decide_and_run, progress, fraction) -> None:
-    """Take the files of ``later`` (``(FileStatus, targets, stamp)``) as their claims come free,
-    whichever first, and say every :data:`_SAY_EVERY` seconds which run holds the rest."""
-    delay, said = 0.2, -_SAY_EVERY
+def _run_as_claimed(todo: list, out: Path, decide_and_run, progress, fraction) -> None:
+    """``decide_and_run`` each file of ``todo`` (``(FileStatus, targets, stamp)``) under its claim:
+    in order those no other run into ``out`` holds, then the others as their claims come free,
+    whichever first, saying every :data:`_SAY_EVERY` seconds which run holds the rest."""
+    later, delay, said = todo, 0.2, -_SAY_EVERY
     while later:
-        for item in list(later):
+        held = []  # by another run into this folder
+        for item in later:
             with claim(out, item[0].name) as mine:
                 if mine:
-                    later.remove(item)
                     decide_and_run(*item)
                     delay = 0.2
+                else:
+                    held.append(item)
+        later = held
         if not later:
             return
         if progress is not None and time.monotonic() - said >= _SAY_EVERY:

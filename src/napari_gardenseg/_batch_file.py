@@ -217,9 +217,7 @@ def process_file(
         done = None if overwrite else _done_meanwhile(out, name, wanted, path)
         if done is None:
             raise
-        summary = _reused(path, name, done)
-        summary["note"] = "; ".join(filter(None, [summary["note"], DONE_MEANWHILE]))
-        return summary
+        return _reused(path, name, done, meanwhile=True)
     written.append(run_json.name)
     _remove_replaced(out, earlier, written)
     return {
@@ -247,14 +245,15 @@ def _done_meanwhile(out: Path, name: str, wanted: dict, path: Path) -> dict | No
     return record
 
 
-def _reused(path: Path, name: str, done: dict) -> dict:
+def _reused(path: Path, name: str, done: dict, *, meanwhile: bool = False) -> dict:
     """:func:`process_file`'s summary of outputs already there, from their run record ``done``
-    (``"reused": True``)."""
+    (``"reused": True``); ``meanwhile``: another run into the folder made them while this one ran
+    (its note says so)."""
     return {
         "file": str(path),
         "name": name,
         "instances": done.get("instances"),
-        "note": done.get("note"),
+        "note": "; ".join(filter(None, [done.get("note"), DONE_MEANWHILE if meanwhile else None])) or None,
         "seconds": 0.0,
         "written": list(done.get("written", [])) + [f"{name}{RUN_SUFFIX}"],
         "reused": True,

@@ -78,20 +78,19 @@ def intensity_range(dtype, lo: float, hi: float) -> tuple[float, float]:
     :data:`FLOAT_OVERSHOOT`: reflectance whose highlights pass 1, which are then
     white; and down to :data:`FLOAT_UNDERSHOOT` times ``-hi``: a resampled
     photo's dips below 0, then black), (0, 255), (0, 65535); anything else
-    (negative values, or above 65535) its own ``(lo, hi)``. Depends on the values' range only through that choice, so a
-    uint16 copy (x257) or a float copy (0..255 or 0..1) of an 8-bit image maps
-    to the same floats as the 8-bit image.
+    (negative values, or above 65535) its own ``(lo, hi)``. Depends on the
+    values' range only through that choice, so a uint16 copy (x257) or a float
+    copy (0..255 or 0..1) of an 8-bit image maps to the same floats as the 8-bit
+    image.
     """
     dtype = np.dtype(dtype)
     if dtype == np.bool_:
         return (0.0, 1.0)
     if dtype == np.uint8:
         return (0.0, 255.0)
-    if dtype.kind == "f" and 0.0 < hi <= FLOAT_OVERSHOOT and lo >= -FLOAT_UNDERSHOOT * hi:
+    if dtype.kind == "f" and hi <= FLOAT_OVERSHOOT and lo >= -FLOAT_UNDERSHOOT * max(hi, 0.0):
         return (0.0, 1.0)
     if lo >= 0.0:
-        if dtype.kind == "f" and hi <= FLOAT_OVERSHOOT:
-            return (0.0, 1.0)
         if hi <= 255.0:
             return (0.0, 255.0)
         if hi <= 65535.0:

@@ -70,7 +70,7 @@ _OVERLAP_MODES = [("a quarter of the tile", "default"), ("pixels…", "pixels")]
 _REGISTERED: dict[str, str] = {}
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 # the model last trained or adapted in this session, which a segmentation widget opened since starts on
-_CHOSEN: list[str | None] = [None]
+_chosen: str | None = None
 # The training and adapt panels' "start from" lists, which offer the registered models too.
 _BASE_LISTS: weakref.WeakSet = weakref.WeakSet()
 
@@ -101,10 +101,11 @@ def register_model(path, title: str | None = None, *, select: bool = False) -> s
     the one the user wants to try next), and of those opened later; a running
     widget keeps its choice.
     """
+    global _chosen
     key = str(Path(path).expanduser().resolve())
     _REGISTERED[key] = title or Path(key).stem
     if select:  # a segmentation widget opened later starts on it too
-        _CHOSEN[0] = key
+        _chosen = key
     for widget in list(_LIVE):
         try:
             reset_keeping(widget.model)
@@ -387,8 +388,8 @@ class SegmentationControls(Container):
         self.image.changed.connect(self._on_image_changed)
         for w in self._shown_settings():
             w.changed.connect(self._on_setting_edited)
-        if _CHOSEN[0] is not None and _CHOSEN[0] in _REGISTERED:  # trained before this widget was opened
-            restore_choice(self.model, _CHOSEN[0])
+        if _chosen in _REGISTERED:  # trained before this widget was opened
+            restore_choice(self.model, _chosen)
         _LIVE.add(self)
 
     def show_devices(self, devices: list[str]) -> None:
