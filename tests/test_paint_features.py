@@ -19,6 +19,7 @@ from napari_gardenseg._paint_features import (  # noqa: E402
     follow_if_ours,
     follow_paint,
     recompute_features,
+    replace_data,
 )
 from napari_gardenseg._plane_run import instance_features, split_areas  # noqa: E402
 
@@ -133,15 +134,35 @@ def test_undo_and_redo_are_followed():
     assert list(rows.index) == [2, 3, 10] and rows.loc[3, "class_name"] == "bean"
 
 
-def test_new_data_set_on_the_layer_keeps_the_features_its_setter_gives():
+def test_a_rerun_replacing_the_data_keeps_its_features_and_forgets_the_history():
     layer = _layer()
     layer.paint((10, 18), 2)
     fresh = _labels()
-    layer.data = fresh  # a rerun replacing the layer: history reset
-    layer.features = _features(fresh)
+    fresh[0:3, 0:3] = 7
+    features = _features(_labels())  # as given, without id 7: nothing recomputes it
+    replace_data(layer, fresh, features)
     layer.refresh()
-    _check(layer)
-    assert list(layer.features["class_name"]) == ["bean", "pea", "bean"]
+    pd.testing.assert_frame_equal(layer.features, features)
+    layer.undo()  # nothing to undo: the stroke belonged to the earlier data
+    layer.refresh()
+    assert (layer.data == fresh).all()
+    pd.testing.assert_frame_equal(layer.features, features)
+
+
+def test_data_set_from_the_console_gets_its_rows_read_again():
+    """``layer.data = other`` (an instance removed, one added) or the same array again after
+    changing it in place: no stale row lists a plant that is not there."""
+    layer = _layer()
+    other = _labels()
+    other[other == 3] = 0
+    other[30:38, 40:48] = 8
+    layer.data = other
+    rows = _check(layer)
+    assert list(rows.index) == [1, 2, 8]
+    assert rows.loc[2, "class_name"] == "pea" and rows.loc[8, "source"] == "painted"
+    layer.data[layer.data == 1] = 0  # in place, then set again to show it (napari's idiom)
+    layer.data = layer.data
+    assert list(_check(layer).index) == [2, 8]
 
 
 def test_a_stack_keeps_plane_columns_and_a_new_id_gets_its_plane():

@@ -575,6 +575,11 @@ def test_segment_layer_from_the_console(make_napari_viewer, sample):
     with pytest.warns(UserWarning, match=r"kept your 'garden masks', this run is in 'garden masks \[2\]'"):
         again = segment_layer(viewer.layers["garden"], model="garden", crf=False)
     assert any("garden masks [2]" in n for n in again.meta["notes"])
+    viewer.layers["garden masks [2]"].data[0, 0] = 99  # edited too: both are named as kept
+    with pytest.warns(
+        UserWarning, match=r"kept your 'garden masks' and 'garden masks \[2\]', this run is in 'garden masks \[3\]'"
+    ):
+        segment_layer(viewer.layers["garden"], model="garden", crf=False)
 
 
 def test_class_filter_reaches_segment(garden, qtbot, monkeypatch):

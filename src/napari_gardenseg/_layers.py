@@ -27,7 +27,7 @@ import numpy as np
 from ._cancel import ProgressFn
 from ._compat import avoid_triton_llvm_clash
 from ._options import DEFAULT_MODEL, SegmentOptions
-from ._paint_features import follow_paint, forget_history
+from ._paint_features import follow_paint, replace_data
 from ._plane_run import LayerOutput, checksum, run_planes
 from ._planes import PlaneSource, plane_source
 
@@ -197,10 +197,8 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
     else:
         # Geometry first: a new slab position must not flash the new data at the old plane.
         _set_geometry(layer, source)
-        layer.data = data
-        layer.features = features
+        replace_data(layer, data, features)  # without the earlier run's undo history
         _show_if_hidden_stale(layer)
-        forget_history(layer)  # napari's undo would replay the earlier run's strokes on this one
     if layer.data is not data:  # napari converted it: fingerprint what the layer really holds
         check = checksum(layer.data)
     _stamp(layer, kind, source, check)
@@ -357,7 +355,14 @@ def kept_layers_note(output: LayerOutput) -> str | None:
     moved = [(names[k], name) for k, name in written.items() if k in names and name != names[k]]
     if not moved:
         return None
-    return "; ".join(f"kept your '{base}', this run is in '{name}'" for base, name in moved)
+    return "; ".join(f"kept your {_kept(base, name)}, this run is in '{name}'" for base, name in moved)
+
+
+def _kept(base: str, name: str) -> str:
+    """The layers a run written to ``name`` (``base [n]``, see :func:`_target`) walked past."""
+    n = int(name[len(base) + 2 : -1])
+    kept = [f"'{base}'"] + [f"'{base} [{k}]'" for k in range(2, n)]
+    return " and ".join(kept) if len(kept) <= 2 else f"{kept[0]} to {kept[-1]}"
 
 
 def _unseen(layer) -> str | None:

@@ -17,9 +17,9 @@ the cost follows the pixels painted, never the image size:
 Undo and redo are followed too: napari emits no ``paint`` event for them, so a change of the
 history's lengths seen at the next refresh (``set_data``) says which edit was undone or
 redone. Where that cannot be told (several steps while the layer was hidden), the rows are
-recomputed from the data. New data set on the layer comes with its own features from whoever
-set it, and its history must go with the old data (:func:`forget_history`, as
-:func:`~napari_gardenseg._layers.write_layers` does).
+recomputed from the data, as they are when new data is set on the layer from the console
+(``layer.data = ...``). A rerun gives new data together with its own features and history
+(:func:`replace_data`).
 
 Centroids are running means of unrounded sums; an id left with under half the pixels its sums
 were last exact for is read again from the pixels (one pass), so the table's rounding never
@@ -34,7 +34,7 @@ import numpy as np
 
 from ._label_writer import UNKNOWN_INSTANCE
 
-__all__ = ["follow_paint", "follow_if_ours", "forget_history", "apply_edit", "recompute_features"]
+__all__ = ["follow_paint", "follow_if_ours", "replace_data", "apply_edit", "recompute_features"]
 
 
 # (len(undo history), len(redo history), the item on top of each) as last seen, per layer
@@ -44,6 +44,8 @@ _removed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # {label id: [row sum, column sum, area when last exact]} of the ids each layer's edits touched: the
 # table's centroids are rounded, and a rounded mean times an area that then shrinks is off by the shrink
 _sums: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# layers whose data replace_data is setting (with features of their own: nothing to recompute)
+_replacing: weakref.WeakSet = weakref.WeakSet()
 
 
 def follow_paint(layer) -> None:
@@ -52,6 +54,7 @@ def follow_paint(layer) -> None:
     erasing, undo and redo. Connecting twice is harmless (napari ignores a second connection)."""
     layer.events.paint.connect(_on_paint)
     layer.events.set_data.connect(_on_refresh)
+    layer.events.data.connect(_on_new_data)
     _remember(layer)
 
 
@@ -72,10 +75,20 @@ def follow_if_ours(layer) -> bool:
     return True
 
 
-def forget_history(layer) -> None:
-    """Empty ``layer``'s undo and redo history (and the rows its edits removed): for new data
-    set on a layer in place, as a rerun does. napari's ``Labels.data`` setter keeps the
-    history, so an undo would otherwise write the earlier data's ids into the new labels."""
+def replace_data(layer, data, features) -> None:
+    """Set new ``data`` and its ``features`` on ``layer`` in place, as a rerun does, with an
+    empty undo and redo history: napari's ``Labels.data`` setter keeps the history, so an undo
+    would otherwise write the earlier data's ids into the new labels."""
+    _replacing.add(_unwrapped(layer))
+    try:
+        layer.data = data
+    finally:
+        _replacing.discard(_unwrapped(layer))
+    layer.features = features
+    _forget_history(layer)
+
+
+def _forget_history(layer) -> None:
     reset = getattr(_unwrapped(layer), "_reset_history", None)  # private in napari; absent -> nothing to replay
     if reset is not None:
         reset()
@@ -108,6 +121,17 @@ def _remember(layer) -> None:
 def _on_paint(event) -> None:
     layer = event.source
     _apply_item(layer, event.value, forward=True)
+    _remember(layer)
+
+
+def _on_new_data(event) -> None:
+    """New data set on the layer by anyone but :func:`replace_data` (``layer.data = ...`` from
+    the console, or the same array again after changing it in place): its rows read again."""
+    layer = event.source
+    if layer in _replacing or isinstance(layer.data, list) or layer.multiscale:
+        return
+    layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
+    _sums.pop(layer, None)
     _remember(layer)
 
 
