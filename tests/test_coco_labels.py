@@ -61,7 +61,7 @@ def test_plain_rle_polygons_and_compressed_rle(tmp_path):
 
 
 def test_overlaps_small_on_top_and_what_is_left_out_is_said(tmp_path):
-    a, b, c = _photo(tmp_path, "a.png"), _photo(tmp_path, "b.png"), _photo(tmp_path, "c.png")
+    a, b, c, d = (_photo(tmp_path, f"{k}.png") for k in "abcd")
     missing = {"id": 9, "file_name": "elsewhere/gone.png", "height": 40, "width": 60}
     big = [[0, 0, 50, 0, 50, 30, 0, 30]]
     small = [[10, 10, 20, 10, 20, 20, 10, 20]]
@@ -71,15 +71,20 @@ def test_overlaps_small_on_top_and_what_is_left_out_is_said(tmp_path):
         {"id": 3, "image_id": a["id"], "category_id": 1, "segmentation": small},  # under its twin: hidden
         {"id": 4, "image_id": b["id"], "category_id": 1, "segmentation": big, "iscrowd": 1},
         {"id": 5, "image_id": 9, "category_id": 1, "segmentation": big},
-        {"id": 6, "image_id": a["id"], "category_id": 1, "bbox": [0, 0, 5, 5], "segmentation": []},  # a box only
+        {"id": 6, "image_id": c["id"], "category_id": 1, "bbox": [0, 0, 5, 5], "segmentation": []},  # a box only
         {"id": 7, "image_id": a["id"], "category_id": 1, "segmentation": [[0, 0, 0, 0, 0, 0]]},  # no pixel: said too
+        # a plant with a box and no outline beside one with a mask (Roboflow's, CVAT's rectangles): trained
+        # on, the boxed plant's pixels would be taught as background
+        {"id": 8, "image_id": d["id"], "category_id": 1, "segmentation": big},
+        {"id": 9, "image_id": d["id"], "category_id": 1, "bbox": [0, 0, 5, 5], "segmentation": []},
     ]
-    path = _write(tmp_path / "coco.json", [a, b, c, missing], anns)
+    path = _write(tmp_path / "coco.json", [a, b, c, d, missing], anns)
     with pytest.warns(UserWarning) as said:
         [(photo, labels, classes)] = read_coco(path)
     [message] = [str(w.message) for w in said if "left out" in str(w.message)]
     assert "1 photo(s) not found" in message and "elsewhere/gone.png" in message
-    assert "2 photo(s) with no mask annotations" in message  # b (crowd only) and c
+    assert "2 photo(s) with no mask annotations" in message  # b (crowd only) and c (a box only)
+    assert "1 photo(s) where some plants have a box and no mask" in message and "d.png" in message
     assert (
         "1 crowd annotation(s)" in message and "2 instance(s) with no pixel (empty, or hidden under others)" in message
     )
@@ -103,9 +108,10 @@ def test_photo_folder_and_clear_errors(tmp_path):
     entry["file_name"] = "C:\\\\labelling\\\\a.png"  # written on Windows: found by its base name
     ann = {"id": 1, "image_id": entry["id"], "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]}
     path = _write(tmp_path / "coco.json", [entry], [ann])
-    with pytest.raises(ImageError, match="no annotated photo was found .*give the photos' folder"):
-        with pytest.warns(UserWarning, match="not found"):
-            read_coco(path)
+    with pytest.raises(
+        ImageError, match="no annotated photo was found; left out 1 photo.s. not found .*give the photos' folder"
+    ):
+        read_coco(path)
     [(photo, _, _)] = read_coco(path, images=tmp_path / "shots")
     assert photo == tmp_path / "shots" / "a.png"
     with pytest.raises(FileNotFoundError, match="no such folder of photos"):
@@ -183,7 +189,7 @@ def test_sizes_are_checked_against_the_photo_and_a_turned_photos_labels_turn_wit
     ):
         [(photo, _, _)] = read_coco(_write(tmp_path / "small.json", [entry, small], [ann, dict(ann, id=2, image_id=2)]))
     assert photo.name == "turned.jpg"
-    with pytest.raises(ImageError, match="no annotated photo"), pytest.warns(UserWarning, match="another size"):
+    with pytest.raises(ImageError, match="no annotated photo was found; left out 1 photo.s. of another size"):
         read_coco(_write(tmp_path / "small.json", [small], [dict(ann, image_id=2)]))
     # a size of 0 is no size: the photo's own
     _photo(tmp_path / "z", "a.png")
@@ -271,10 +277,9 @@ def test_a_stacks_planes_are_named_as_such_not_as_missing_photos(tmp_path):
     planes = [dict(entry, id=k + 1, file_name=f"stack.tif.png[{k}]") for k in range(2)]
     anns = [a for k in (1, 2) for a in labels_to_coco_annotations(lab, [1], image_id=k, start_id=k)]
     path = _write(tmp_path / "stack_coco.json", planes, anns)
-    with pytest.warns(UserWarning, match=r"2 plane\(s\) of stacks") as said:
-        with pytest.raises(ImageError, match="no annotated photo"):
-            read_coco(path)
-    assert "not found" not in " ".join(str(w.message) for w in said)
+    with pytest.raises(ImageError, match=r"no annotated photo was found; left out 2 plane\(s\) of stacks") as said:
+        read_coco(path)
+    assert "not found" not in str(said.value)
 
 
 def test_merged_exports_never_put_one_photos_plants_on_another(tmp_path):
@@ -343,3 +348,26 @@ def test_merged_exports_never_put_one_photos_plants_on_another(tmp_path):
             _write(tmp_path / "cams.json", named, anns, [{"id": 2, "name": "weed"}]), tmp_path / "imgs"
         )
     assert photo.name == "c.png"
+
+
+def test_photos_named_as_other_tools_and_systems_write_them_are_found(tmp_path):
+    """Label Studio exports its uploads as ``<8 hex>-<name>``; a file made on Windows or macOS may
+    name ``P0.JPG`` for ``p0.jpg``. The user's own photos are found by those names."""
+    photos = tmp_path / "photos"
+    entry = _photo(photos, "p0.jpg")
+    other = _photo(photos, "Field_2.PNG")
+    ann = {"id": 1, "image_id": entry["id"], "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]}
+    ann2 = {"id": 2, "image_id": other["id"], "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]}
+    entries = [{**entry, "file_name": "images/3e1a2b4c-p0.jpg"}, {**other, "file_name": "field_2.png"}]
+    found = read_coco(_write(tmp_path / "result.json", entries, [ann, ann2]), images=photos)
+    assert [p.name for p, _, _ in found] == ["p0.jpg", "Field_2.PNG"]
+    # two files of that name in other cases: neither is taken for it
+    _photo(photos, "FIELD_2.png")
+    with pytest.warns(UserWarning, match="1 photo.s. not found.*field_2.png"):
+        assert len(read_coco(tmp_path / "result.json", images=[tmp_path / "none", photos][1:])) == 1
+
+
+def test_when_nothing_is_left_the_error_says_what_was_left_out(tmp_path):
+    entry = _photo(tmp_path, "a.png")
+    with pytest.raises(ImageError, match="no annotated photo was found; left out 1 photo.s. with no mask annotations"):
+        read_coco(_write(tmp_path / "empty.json", [entry], []))

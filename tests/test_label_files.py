@@ -155,6 +155,12 @@ def test_train_samples_may_be_files(tmp_path):
     np.testing.assert_array_equal(from_files.image, from_arrays.image)
     np.testing.assert_array_equal(from_files.labels, from_arrays.labels)
     assert from_files.class_of == {1: "plant", 2: "plant", 3: "plant"}  # ids 1, 7, 300 numbered 1..n for training
+    # a bool mask array is a mask, as its file is: each connected plant an instance
+    Image.fromarray(_ids() > 0).save(tmp_path / "mask.png")
+    [from_mask_file] = prepare_samples([(rgb, tmp_path / "mask.png", "plant")])
+    [from_mask] = prepare_samples([(rgb, _ids() > 0, "plant")])
+    assert from_mask.labels.max() == 2  # ids 1 and 7 touch: one plant
+    np.testing.assert_array_equal(from_mask.labels, from_mask_file.labels)
     tifffile.imwrite(tmp_path / "small.tif", _ids()[:10])
     with pytest.raises(ValueError, match=r"sample 0 \(a.png\): small.tif: labels of 10x30 pixels"):
         prepare_samples([(str(tmp_path / "a.png"), str(tmp_path / "small.tif"), "plant")])
@@ -263,3 +269,36 @@ def test_label_images_that_are_not_one_id_per_plant_are_read_as_meant_or_said(tm
     classes[40:52, 60:72] = 2  # four plants of two classes: id 1 is three separate plants
     assert label_doubt(classes).startswith("ids 1 are each three or more separate pieces")
     assert label_doubt(read_labels(tmp_path / "voc.png")) is None
+
+
+def test_a_mask_with_soft_edges_is_read_as_a_mask_and_a_label_map_is_not(tmp_path):
+    """A 0/255 mask resized with interpolation (or painted with an anti-aliased brush) has grey
+    levels round its plants: read as they are, each level became an instance and all plants one."""
+    mask = np.zeros((120, 160), np.uint8)
+    for y, x in ((10, 10), (10, 80), (60, 30), (70, 100), (40, 130)):
+        mask[y : y + 25, x : x + 22] = 255
+    soft = Image.fromarray(mask).resize((80, 60), Image.BILINEAR).resize((160, 120), Image.BILINEAR)
+    assert len(np.unique(np.asarray(soft))) > 20
+    soft.save(tmp_path / "soft.png")
+    with pytest.warns(UserWarning, match="soft.png is a mask with soft edges"):
+        ids = read_labels(tmp_path / "soft.png")
+    assert ids.max() == 5 and abs(int((ids > 0).sum()) - int((mask > 0).sum())) < 0.05 * (mask > 0).sum()
+    green = np.zeros((120, 160, 3), np.uint8)  # one colour on black, edges blended into the black
+    green[...] = np.asarray(soft)[..., None] * np.array([0.2, 0.8, 0.3])
+    tifffile.imwrite(tmp_path / "green.tif", green, photometric="rgb")
+    with pytest.warns(UserWarning, match="soft edges"):
+        assert read_labels(tmp_path / "green.tif").max() == 5
+    # label maps keep their ids: instances of many ids, small ones among them, one touching the top id
+    rng = np.random.default_rng(0)
+    lab = np.zeros((120, 160), np.uint16)
+    for k in range(1, 60):
+        y, x, s = rng.integers(0, 110), rng.integers(0, 150), rng.integers(3, 12)
+        lab[y : y + s, x : x + s] = k
+    lab[50:80, 50:90] = 60
+    lab[80:84, 50:90] = 30
+    for dtype in (np.uint8, np.uint16):
+        Image.fromarray(lab.astype(dtype)).save(tmp_path / "ids.png")
+        np.testing.assert_array_equal(read_labels(tmp_path / "ids.png"), lab)
+    # an (H, W, 1) label image is one plane, as (1, H, W) is
+    tifffile.imwrite(tmp_path / "hw1.tif", _ids()[..., None].astype(np.uint16))
+    np.testing.assert_array_equal(read_labels(tmp_path / "hw1.tif"), _ids())

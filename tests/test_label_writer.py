@@ -240,8 +240,11 @@ def test_labels_corrected_down_to_one_plant_keep_their_id(tmp_path):
     # a table that names other ids than the labels hold is named in the error, as it was read
     labels[20:30, 30:40] = 7  # painted by hand: the table has no class for it
     write_label_file(tmp_path / "pot_labels.tif", labels, features())
-    with pytest.raises(ValueError, match=r"instances \[7\] are not in pot_labels_instances.csv"):
+    with pytest.raises(ValueError, match=r"instances \[7\] have no class in pot_labels_instances.csv"):
         label_classes(tmp_path / "pot_labels.tif")
+    # a class name given: the painted plant's, the others keep theirs (as the Train panel's typed name)
+    assert label_classes(tmp_path / "pot_labels.tif", name="weed") == {3: "rosette", 7: "weed"}
+    assert label_classes(tmp_path / "bed_labels.tif", name="weed") == "weed"  # none without a class: all
 
 
 @pytest.mark.parametrize("dtype, top", [(np.uint32, 3_000_000_000), (np.int64, 2**40)])

@@ -514,7 +514,9 @@ def test_cli_train_takes_classes_from_a_batch_table(tmp_path, two_scenes, capsys
     painted[:5, :5] = n + 1  # a plant painted after the batch: the table does not name it
     tifffile.imwrite(tmp_path / "results" / "a_labels_crf.tif", painted)
     assert main(argv) == 2
-    assert f"a_labels_crf.tif: instances [{n + 1}] are not in a_instances.csv" in capsys.readouterr().err
+    assert f"a_labels_crf.tif: instances [{n + 1}] have no class in a_instances.csv" in capsys.readouterr().err
+    assert main([*argv, "--class-name", "weed"]) == 0  # the painted plant's class; the others keep theirs
+    assert given[-1][0][2] == {**classes, n + 1: "weed"}
     (tmp_path / "results" / "a_instances.csv").unlink()  # no table: the default class
     assert main(argv) == 0
     assert given[-1][0][2] == "plant"
@@ -963,3 +965,50 @@ def test_a_bad_sample_is_said_before_the_base_model_is_loaded(tmp_path, monkeypa
     image = np.zeros((60, 80, 3), np.uint8)
     with pytest.raises(ValueError, match="labels of 80x60 pixels do not match the image's 60x80"):
         train([(image, np.ones((80, 60), np.int32), "plant")], base="coco", output=tmp_path / "m.pt", device="cpu")
+
+
+def test_cli_train_photos_given_before_coco_are_its_photos(tmp_path, monkeypatch, capsys):
+    """`gardenseg train photos/ --coco labels.json`: the photos without a label image of their own
+    are looked for in the COCO file (not a refusal: "no photo has a label image"); what it left
+    out is printed also when nothing is left; an output naming a folder is refused."""
+    import json
+
+    from PIL import Image
+
+    import napari_gardenseg._training as training
+    from napari_gardenseg.cli import main
+
+    given = []
+    monkeypatch.setattr(training, "train", lambda samples, *a, **k: given.append(samples) or tmp_path / "m.pt")
+    photos, labels = tmp_path / "photos", tmp_path / "labelling"
+    photos.mkdir()
+    labels.mkdir()
+    images, annotations = [], []
+    for i in (1, 2, 3):
+        Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(photos / f"p{i}.jpg")
+        if i < 3:  # p3 is in no annotation file
+            images.append({"id": i, "file_name": f"p{i}.jpg", "height": 40, "width": 60})
+            annotations.append({"id": i, "image_id": i, "category_id": 1, "segmentation": [[0, 0, 20, 0, 20, 20]]})
+    coco = labels / "labels.json"
+    coco.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "weed"}]})
+    )
+    assert main(["train", str(photos), "--coco", str(coco), "--out", str(tmp_path / "m.pt")]) == 0
+    assert sorted(p.name for p, _, _ in given[-1]) == ["p1.jpg", "p2.jpg"]
+    err = capsys.readouterr().err
+    assert "left out 1 photo(s) with no label image next to it and none in" in err and "p3.jpg" in err
+    # nothing left: the reader's error says why (boxes alone), and the photos without labels are named
+    for a in annotations:
+        a["segmentation"] = []
+    coco.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "weed"}]})
+    )
+    assert main(["train", "--coco", str(coco), "--images", str(photos), "--out", str(tmp_path / "n.pt")]) == 2
+    assert "no annotated photo was found; left out 2 photo(s) with no mask annotations" in capsys.readouterr().err
+    from napari_gardenseg._files import checkpoint_target
+
+    (tmp_path / "models").mkdir()
+    for out in (tmp_path / "models", f"{tmp_path / 'new'}/"):  # not models.pt beside the folder
+        with pytest.raises(IsADirectoryError, match="is a folder: give the model's file name"):
+            checkpoint_target(out)
+    assert checkpoint_target(tmp_path / "models" / "field") == tmp_path / "models" / "field.pt"

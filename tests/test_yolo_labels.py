@@ -37,9 +37,12 @@ def test_roboflow_export_polygons_classes_overlaps_and_what_is_left_out(tmp_path
             "0 0.0 0.0 0.5 0.0 0.5 0.5 0.0 0.5",  # beet: x 0..30, y 0..20
             "1 0.1 0.1 0.2 0.1 0.2 0.3 0.1 0.3",  # weed on top of it: x 6..12, y 4..12 (smaller: drawn over)
             "1 0.7 0.7 0.9 0.7 0.9 0.9",  # a triangle
-            "0 0.5 0.5 0.2 0.2",  # a box: no mask
         ],
     )
+    _photo(tmp_path / "train/images/d.jpg")  # a box, beside a polygon: left out, or its plant is taught as soil
+    _labels(tmp_path / "train/labels/d.txt", ["0 0.5 0.5 0.2 0.2", "1 0.1 0.1 0.2 0.1 0.2 0.3"])
+    _photo(tmp_path / "train/images/e.jpg")  # a box alone: no mask
+    _labels(tmp_path / "train/labels/e.txt", ["0 0.5 0.5 0.2 0.2"])
     _photo(tmp_path / "train/images/b.jpg")  # no label file: a background photo to YOLO
     _photo(tmp_path / "train/images/c.jpg")
     _labels(tmp_path / "train/labels/c.txt", [""])  # empty
@@ -49,7 +52,8 @@ def test_roboflow_export_polygons_classes_overlaps_and_what_is_left_out(tmp_path
     with pytest.warns(UserWarning) as said:
         [(photo, labels, classes)] = read_yolo(tmp_path)  # the folder: its data.yaml, the train split
     message = " ".join(str(w.message) for w in said)
-    assert "2 photo(s) with no polygon labels" in message and "1 box label(s)" in message
+    assert "3 photo(s) with no polygon labels" in message and "1 box label(s)" in message
+    assert "1 photo(s) where some plants have a box and no polygon" in message and "d.jpg" in message
     assert photo == tmp_path / "train/images/a.jpg"
     assert labels.shape == (40, 60) and labels.dtype == np.int16  # as train holds them
     assert sorted(classes.values()) == ["beet", "weed", "weed"]
@@ -152,3 +156,23 @@ def test_an_absolute_dataset_path_of_another_machine_falls_back_to_the_yamls_fol
     yaml_file.write_text(f"path: {gone}\ntrain: images/train\nnames: [weed]\n")
     [(photo, labels, classes)] = read_yolo(yaml_file)
     assert photo == tmp_path / "mydata/images/train/a.jpg" and (labels == 1).all() and classes == {1: "weed"}
+
+
+def test_a_detection_dataset_and_a_split_the_export_left_out_are_said(tmp_path):
+    # Roboflow lists a test split in data.yaml that its export may not have
+    (tmp_path / "data.yaml").write_text(
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\nnames: ['weed']\n"
+    )
+    _photo(tmp_path / "train/images/a.jpg")
+    _labels(tmp_path / "train/labels/a.txt", ["0 0 0 1 0 1 1"])
+    _photo(tmp_path / "valid/images/v.jpg")
+    _labels(tmp_path / "valid/labels/v.txt", ["0 0 0 1 0 1 1"])
+    with pytest.warns(UserWarning, match="left out the test split.s. it lists, which are not there"):
+        assert len(read_yolo(tmp_path, split="all")) == 2
+    with pytest.raises(FileNotFoundError, match="names ../test/images"):
+        read_yolo(tmp_path, split="test")  # asked for by name: refused
+    # boxes only: a detection dataset, said as such
+    for name in ("a", "v"):
+        _labels(tmp_path / f"{'train' if name == 'a' else 'valid'}/labels/{name}.txt", ["0 0.5 0.5 0.2 0.2"])
+    with pytest.raises(ImageError, match="its label files hold boxes: a detection dataset"):
+        read_yolo(tmp_path)

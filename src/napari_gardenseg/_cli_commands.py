@@ -275,11 +275,12 @@ def cmd_train(args) -> int:
         print("gardenseg train: give photos with label images, --coco FILE or --yolo DATASET", file=sys.stderr)
         return 2
     _check_train_flags(args)
-    samples = []
+    samples, unlabelled = [], []
     if args.photos:
-        samples = _painted_samples(args)
-        if samples is None:
+        painted = _painted_samples(args, annotated=bool(args.coco or args.yolo))
+        if painted is None:
             return 2
+        samples, unlabelled = painted
     from ._coco_labels import read_coco
     from ._yolo_labels import read_yolo
 
@@ -290,16 +291,29 @@ def cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 2
-    from ._coco_labels import stale_note
+    from ._coco_labels import photo_folders, stale_note
 
     for coco_file in args.coco or ():
         stale = stale_note(Path(coco_file))
         if stale is not None:
             print(f"gardenseg train: {stale}", file=sys.stderr)
             return 2
-        samples += _annotated_samples(read_coco, coco_file, args.images)
+        images = args.images
+        if images is None and unlabelled:  # photos given before --coco: its photos, perhaps
+            images = [f for f in photo_folders(coco_file) + sorted({p.parent for p in unlabelled}) if f.is_dir()]
+        samples += _annotated_samples(read_coco, coco_file, images)
     for dataset in args.yolo or ():
         samples += _annotated_samples(read_yolo, dataset, split=args.split)
+    used = {Path(photo).resolve() for photo, _, _ in samples}
+    unused = [p for p in unlabelled if p.resolve() not in used] if args.coco or args.yolo else []
+    if unused:  # said before reading the annotation files otherwise (_painted_samples)
+        names = ", ".join(p.name for p in unused[:5]) + (" ..." if len(unused) > 5 else "")
+        where = f"in {args.labels}" if args.labels else "next to it"
+        print(
+            f"gardenseg train: left out {len(unused)} photo(s) with no label image {where} "
+            f"and none in {' or '.join(args.coco or args.yolo)}: {names}",
+            file=sys.stderr,
+        )
     named = sorted({name for _, _, classes in samples for name in _names(classes)})
     print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
     # train's own defaults for the settings not given: no copies of them here
@@ -327,32 +341,32 @@ def cmd_train(args) -> int:
     return 130 if stop.is_set() else 0
 
 
-def _painted_samples(args) -> list | None:
-    """(photo, label image, classes) for the photos given with label images; None if none has one."""
+def _painted_samples(args, annotated: bool = False) -> tuple[list, list] | None:
+    """(photo, label image, classes) for the photos given with label images, and the photos given
+    without one; None if none has one, unless ``annotated`` (--coco or --yolo given too: the
+    photos without a label image may be theirs)."""
     from ._label_files import label_classes, labelled_photos
 
     if _missing(args.photos, "train"):
         return None
     pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix, recursive=args.recursive)
     where = f"in {args.labels}" if args.labels else "next to each photo"
-    if unlabelled:
+    if unlabelled and not annotated:
         names = ", ".join(p.name for p in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
         print(
             f"gardenseg train: left out {len(unlabelled)} photo(s) with no label image {where}: {names}",
             file=sys.stderr,
         )
-    if not pairs:
+    if not pairs and not annotated:
         print(
             f"gardenseg train: no photo has a label image: looked {where} for <photo name>{args.suffix}.tif, "
             ".tiff or .png (save each photo's Labels layer under that name; --labels and --suffix say where)",
             file=sys.stderr,
         )
         return None
-    # a batch's result (corrected) keeps the classes its instance table names, unless --class-name
-    return [
-        (photo, label_file, args.class_name if args.class_name is not None else label_classes(label_file))
-        for photo, label_file in pairs
-    ]
+    # a batch's result (corrected) keeps the classes its instance table names; --class-name names the rest
+    samples = [(photo, label_file, label_classes(label_file, name=args.class_name)) for photo, label_file in pairs]
+    return samples, unlabelled
 
 
 def _annotated_samples(reader, *args, **kwargs) -> list:
@@ -362,11 +376,12 @@ def _annotated_samples(reader, *args, **kwargs) -> list:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        samples = reader(*args, **kwargs)
-    for w in caught:
-        if issubclass(w.category, UserWarning):  # what was left out; not libraries' deprecations
-            print(f"gardenseg train: {w.message}", file=sys.stderr)
-    return samples
+        try:
+            return reader(*args, **kwargs)
+        finally:  # also before the reader's error: what it left out says why nothing was left
+            for w in caught:
+                if issubclass(w.category, UserWarning):  # not libraries' deprecations
+                    print(f"gardenseg train: {w.message}", file=sys.stderr)
 
 
 def _names(classes) -> set:

@@ -11,6 +11,7 @@ Masks are decoded by pycocotools, the COCO reference implementation.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -52,10 +53,13 @@ def read_coco(
     path : str or Path
         The COCO JSON file (``images``, ``annotations``, ``categories``; the
         format of https://cocodataset.org/#format-data).
-    images : str or Path, optional
-        The folder of the photos. Each image's ``file_name`` is looked for
-        there as written, then by its base name. By default the photos are
-        looked for beside the JSON file (Roboflow's layout), in its
+    images : str or Path, or a list of them, optional
+        The folder of the photos (or folders, looked in in order). Each
+        image's ``file_name`` is looked for there as written, then by its base
+        name (also without Label Studio's ``<8 hex digits>-`` upload prefix,
+        and in another case where only one file has it: names written on
+        Windows or macOS). By default the photos are looked for in
+        :func:`photo_folders`: beside the JSON file (Roboflow's layout), in its
         ``images/`` subfolder, and in the ``images/`` folder beside its own
         folder (CVAT's: ``annotations/instances_default.json`` and ``images/``);
         for a batch's ``<name>_coco.json`` (``gardenseg segment --coco``), also in
@@ -81,6 +85,7 @@ def read_coco(
     (resized or replaced after they were annotated: their masks do not fit),
     photos with no annotations (perhaps not yet
     labelled: training on them would teach that their plants are background),
+    photos where some plants have a box and no mask (likewise),
     crowd annotations (``iscrowd=1``: one region for many objects) and
     instances hidden entirely under others are left out, with a warning
     saying how many. CVAT's exports (Datumaro's writer: every annotation has
@@ -103,14 +108,13 @@ def read_coco(
     stale = stale_note(path)
     if stale is not None:  # shown, not refused: napari opens it to look; `gardenseg train` refuses it
         warnings.warn(stale, stacklevel=2)
-    if images is not None:
-        folders = [Path(images).expanduser()]
-    else:  # Roboflow: photos beside the JSON; CVAT: annotations/ beside images/
-        # once each (a file in the working folder: its parent's parent is the same folder)
-        folders = list(dict.fromkeys([path.parent, path.parent / "images", path.parent.parent / "images"]))
-        folders += _batch_photo_folder(path)
-    if images is not None and not folders[0].is_dir():
-        raise FileNotFoundError(f"no such folder of photos: {folders[0]}")
+    if images is None:
+        folders = photo_folders(path)
+    else:
+        folders = [Path(f).expanduser() for f in ([images] if isinstance(images, (str, Path)) else images)]
+        for folder in folders:
+            if not folder.is_dir():
+                raise FileNotFoundError(f"no such folder of photos: {folder}")
     coco_mask = pycocotools_mask("reading COCO annotations")
     data = load_coco(path) if coco is None else coco
     try:
@@ -125,6 +129,7 @@ def read_coco(
         raise ImageError(f"{path.name}: an image or category without an id or name: {exc!r}") from exc
 
     by_image: dict = {}
+    boxed: set = set()  # images with annotations that are a box alone
     crowd = 0
     cvat = bool(annotations) and all(isinstance(a.get("attributes"), dict) for a in annotations)
     for ann in annotations:
@@ -143,17 +148,23 @@ def read_coco(
         if _key(ann.get("iscrowd", 0)) and not brush:  # written "0" by some tools: not a crowd
             crowd += 1
             continue
-        if ann.get("segmentation"):  # boxes alone (a detection dataset) hold no mask
+        if ann.get("segmentation"):
             by_image.setdefault(image_id, []).append(ann)
+        else:  # a box alone (a detection dataset; Roboflow's and CVAT's rectangles) holds no mask
+            boxed.add(image_id)
 
+    # plants with a box and no outline would be taught as background with the others' masks
+    boxed_photos = [str(entries[i].get("file_name")) for i in by_image if i in boxed]
+    by_image = {i: anns for i, anns in by_image.items() if i not in boxed}
     if max_photos is not None and len(by_image) > max_photos:
         raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
     samples, missing, resized, planes, hidden = [], [], [], [], 0
-    unannotated = sum(1 for i in entries if i not in by_image)
+    unannotated = sum(1 for i in entries if i not in by_image) - len(boxed_photos)
     found = {}  # image id: its photo
+    listings: dict = {}
     for image_id in by_image:
         name = entries[image_id].get("file_name")
-        photo = _find_photo(str(name), folders) if name else None
+        photo = _find_photo(str(name), folders, listings) if name else None
         if photo is None and name and _stack_plane(str(name), folders):
             planes.append(str(name))
         elif photo is None:
@@ -210,16 +221,22 @@ def read_coco(
             f"{len(ambiguous)} photo(s) that several file names lead to, not told apart (by their base name): "
             f"{first_few(ambiguous)}; give the folder that holds them as they are named"
         )
+    if boxed_photos:
+        left_out.append(
+            f"{len(boxed_photos)} photo(s) where some plants have a box and no mask (trained on, their pixels would "
+            f"be taught as background; draw their outlines): {first_few(boxed_photos)}"
+        )
     if unannotated:
         left_out.append(f"{unannotated} photo(s) with no mask annotations")
     if crowd:
         left_out.append(f"{crowd} crowd annotation(s)")
-    warn_left_out(path.name, left_out, hidden)
-    if not samples:
+    if not samples:  # what was left out is why: in the error, where it is read
         raise ImageError(
             f"{path.name}: no annotated photo was found"
-            + (f" (looked in {', '.join(map(str, folders))}: give the photos' folder)" if missing else "")
+            + (f"; left out {'; '.join(left_out)}" if left_out else "")
+            + ("; give the photos' folder" if missing else "")
         )
+    warn_left_out(path.name, left_out, hidden)
     return samples
 
 
@@ -358,8 +375,19 @@ def stale_note(path: Path) -> str | None:
     return (
         f"{path.name} holds the batch's masks from before {label} was corrected: train on the corrected "
         f"labels instead, giving the photos with --labels {path.parent} --suffix {suffix} "
-        "(gs.train: the photo with that label file; gs.to_coco(labels, features=...) makes COCO JSON of them)"
+        "(and --class-name NAME for plants painted since the batch) (gs.train: the photo with that label file; gs.to_coco(labels, features=...) makes COCO JSON of them)"
     )
+
+
+def photo_folders(path) -> list[Path]:
+    """Where :func:`read_coco` looks for the photos of the COCO file ``path`` by default: beside it
+    (Roboflow's layout), its ``images/`` subfolder, the ``images/`` folder beside its own folder
+    (CVAT's: ``annotations/instances_default.json`` and ``images/``), and for a batch's
+    ``<name>_coco.json`` the folder of the photo its run record ``<name>_run.json`` names."""
+    path = Path(path).expanduser()
+    # once each (a file in the working folder: its parent's parent is the same folder)
+    folders = list(dict.fromkeys([path.parent, path.parent / "images", path.parent.parent / "images"]))
+    return folders + _batch_photo_folder(path)
 
 
 def _batch_photo_folder(path: Path) -> list[Path]:
@@ -375,14 +403,38 @@ def _batch_photo_folder(path: Path) -> list[Path]:
     return [Path(photo).parent] if isinstance(photo, str) and Path(photo).parent.is_dir() else []
 
 
-def _find_photo(file_name: str, folders: list[Path]) -> Path | None:
+# Label Studio stores each upload as "<8 hex digits>-<the photo's name>" and exports that name
+_LABEL_STUDIO_UPLOAD = re.compile(r"^[0-9a-f]{8}-(.+)$")
+
+
+def _find_photo(file_name: str, folders: list[Path], listings: dict | None = None) -> Path | None:
+    """The photo a COCO ``file_name`` names, in the first of ``folders`` that has it: as written,
+    by its base name, by the name Label Studio's upload prefix hides, and, for a file written on a
+    file system that ignores case (Windows, macOS), by its name in another case when one file of
+    the folder has it. ``listings`` caches each folder's names by their case-folded form."""
     name = Path(file_name.replace("\\", "/"))  # written on Windows
     if name.is_absolute() and name.is_file():
         return name
+    bases = [name.name]
+    upload = _LABEL_STUDIO_UPLOAD.match(name.name)
+    if upload:
+        bases.append(upload.group(1))
     for folder in folders:
-        for candidate in (folder / name, folder / name.name):
+        for candidate in (folder / name, *(folder / base for base in bases)):
             if candidate.is_file():
                 return candidate
+    listings = {} if listings is None else listings
+    for folder in folders:
+        if folder not in listings:
+            by_case: dict = {}
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    by_case.setdefault(entry.name.casefold(), []).append(entry)
+            listings[folder] = by_case
+        for base in bases:
+            same = listings[folder].get(base.casefold(), [])
+            if len(same) == 1 and same[0].is_file():
+                return same[0]
     return None
 
 

@@ -87,8 +87,11 @@ def checkpoint_target(output, overwrite: bool = False) -> Path:
     ``.pt`` added when it has no suffix (what the widgets, the models folder and ``gardenseg models``
     take for a model); :class:`OutputExistsError` when it exists and not ``overwrite``
     (:func:`check_target`); OSError when its folder cannot be written into (:func:`writable_folder`,
-    which makes a missing one)."""
+    which makes a missing one); IsADirectoryError for an existing folder (a model is one file)."""
+    folder = str(output).endswith(("/", os.sep))  # Path drops the slash that says "a folder"
     output = Path(output).expanduser()
+    if output.is_dir() or folder:
+        raise IsADirectoryError(f"{output} is a folder: give the model's file name, e.g. {output / 'my_model.pt'}")
     if not output.suffix:
         output = output.with_name(output.name + ".pt")
     output = check_target(output, overwrite, what="checkpoint")

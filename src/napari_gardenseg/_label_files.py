@@ -122,6 +122,9 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
       connected component (8-connected, ``skimage.measure.label``) an instance;
     - a JPEG (whose values are not exact) of two levels or one colour on black:
       a mask, thresholded half way (warned); one of more levels or colours raises;
+    - a PNG or TIFF mask with soft edges (grey levels between 0 and its one level only on a
+      thin band round its plants: resized, or painted with an anti-aliased brush): thresholded
+      half way too (warned);
     - in a palette PNG whose ids are all under 128, index 255 (PASCAL VOC's
       "void" band round the objects) is background (warned).
 
@@ -159,6 +162,10 @@ def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray
     data = np.asarray(data)
     while data.ndim > 2 and data.shape[0] == 1:  # a one-plane stack
         data = data[0]
+    if data.ndim == 3 and data.shape[-1] == 1:  # (H, W, 1), as some converters write one plane
+        data = data[..., 0]
+    if not planes and data.dtype in (np.uint8, np.uint16) and (data.ndim == 2 or data.shape[-1] in (3, 4)):
+        data = _soft_mask(data, path.name)
     if data.ndim >= 3 and data.shape[-1] in (3, 4) and data.dtype in (np.uint8, np.uint16):
         data = _colours_to_ids(data)  # a colour per instance (a stack's: ids unique across its planes)
     if planes and data.ndim > 2 and data.dtype.kind in "iu":
@@ -219,6 +226,46 @@ def _jpeg_mask(data: np.ndarray, name: str) -> np.ndarray:
         stacklevel=4,
     )
     return (fg * 255).astype(np.uint8)
+
+
+# a mask's soft edges: grey levels between its two, on a band round the plants this wide (pixels)
+_SOFT_EDGE = 5
+
+
+def _soft_mask(data: np.ndarray, name: str) -> np.ndarray:
+    """``data`` itself, or for a mask with soft edges (resized with interpolation, or painted with
+    an anti-aliased brush: one level on 0 with in-between greys only on a thin band round its
+    plants) that mask thresholded half way as 0/255, with a warning: read as it is, each grey
+    level would be an instance of its own and the plants one. A label image's ids are not grey
+    levels between two: an in-between id would have to lie round every instance of the top id."""
+    level = data if data.ndim == 2 else data[..., :3].max(axis=-1)
+    if data.ndim == 3 and data.shape[-1] == 4:
+        level = np.where(data[..., 3] == 0, 0, level)
+    hi = float(level.max())
+    lo_px, hi_px = level <= hi / 8, level >= hi * 7 / 8  # an interpolated plant's inside is near its level
+    between = ~(lo_px | hi_px)
+    n_between = int(between.sum())
+    if hi == 0 or n_between == 0 or n_between > 0.1 * level.size or not lo_px.any():
+        return data
+    if data.ndim == 3:  # one colour on black: the in-between pixels are that colour, dimmer
+        fg = level > 0
+        hues = data[fg][:, :3] / level[fg, None].astype(np.float32)
+        if hues.std(axis=0).max() > 0.1:
+            return data
+    from scipy import ndimage
+
+    near = np.ones((2 * _SOFT_EDGE + 1,) * 2, bool)
+    beside_both = ndimage.binary_dilation(lo_px, near) & ndimage.binary_dilation(hi_px, near)
+    if (beside_both & between).sum() < 0.9 * n_between:
+        return data
+    import warnings
+
+    warnings.warn(
+        f"{name} is a mask with soft edges (grey levels between 0 and {hi:.0f} round its plants, from resizing "
+        "or an anti-aliased brush): read half way between its two levels, each connected plant an instance",
+        stacklevel=4,
+    )
+    return ((level > hi / 2) * 255).astype(np.uint8)
 
 
 def _colours_to_ids(rgb: np.ndarray) -> np.ndarray:
@@ -346,26 +393,33 @@ def table_of(label_file: Path) -> Path | None:
     return table_file if table_file is not None and table_file.is_file() else None
 
 
-def label_classes(label_file, default: str = DEFAULT_CLASS) -> dict[int, str] | str:
-    """The classes of a label image's instances: ``{id: class name}``, or ``default`` for all.
+def label_classes(label_file, default: str = DEFAULT_CLASS, name: str | None = None) -> dict[int, str] | str:
+    """The classes of a label image's instances: ``{id: class name}``, or one name for all.
 
     A batch's result (corrected or not) names them in the ``<name>_instances.csv``
-    beside it (:func:`batch_features`); other label images take ``default``.
-    Raises ValueError naming the file when the table leaves instances of the
-    image unnamed (painted after the batch): one class for all must be given then.
+    beside it (:func:`batch_features`); other label images take ``name``, else
+    ``default``. Where the table names some instances and not others (plants
+    painted since the batch), ``name`` is the class of those without one and the
+    others keep theirs; otherwise ``name`` is every instance's (as the *Train on
+    my labels* panel's typed name: :func:`~napari_gardenseg._train_layers.samples_from_layers`).
+    Raises ValueError naming the file and the ids when instances have no class
+    and no ``name`` is given.
     """
     from ._train_layers import classes_from_features
 
     classes = classes_from_features(batch_features(label_file))
     if not classes:
-        return default
+        return default if name is None else name
     label_file = Path(label_file)
-    unnamed = [int(k) for k in np.unique(read_labels(label_file, split=False)) if k > 0 and int(k) not in classes]
+    ids = [int(k) for k in np.unique(read_labels(label_file, split=False)) if k > 0]
+    unnamed = [k for k in ids if k not in classes]
+    if name is not None:
+        return {k: classes.get(k, name) for k in ids} if unnamed and len(unnamed) < len(ids) else name
     if unnamed:
         raise ValueError(
-            f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} are not in "
-            f"{table_of(label_file).name}, which names the classes of the others "
-            "(painted since the batch?): give one class name for every instance (gardenseg train --class-name "
-            "NAME), or save the layer with this plugin's writer and fill in the class_name of their 'painted' rows"
+            f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} have no class in "
+            f"{table_of(label_file).name}, which names the classes of the others (painted since the batch?): "
+            "give their class (gardenseg train --class-name NAME; the others keep theirs), or fill in the "
+            "class_name of their rows"
         )
     return classes

@@ -85,6 +85,10 @@ def prepare_samples(
             what, labels = f"{what}: {Path(labels).name}", read_labels(labels, split=not isinstance(classes, dict))
         rgb = _held_rgb(image)
         lab = np.asarray(labels)
+        if lab.dtype == bool:  # a mask, as a 0/255 mask file is: each connected plant an instance
+            from skimage.measure import label
+
+            lab = label(lab, connectivity=2) if not isinstance(classes, dict) else lab.astype(np.uint8)
         if lab.dtype.kind not in "iub":
             raise ValueError(f"{what}: labels must be an integer label image, got dtype {lab.dtype}")
         if lab.ndim != 2:

@@ -321,7 +321,8 @@ def train(
 
     ``samples``: ``(image, labels, classes)`` triples. ``image`` is an array or
     a photo file; ``labels`` an integer (H, W) array of instance ids (0: the
-    background) or a label image file (``gardenseg train`` reads these);
+    background), a bool mask (each connected plant an instance, with one class
+    name) or a label image file (``gardenseg train`` reads these);
     ``classes`` one class name for every instance, or ``{instance id: name}``.
     :func:`~napari_gardenseg.read_coco` gives such triples from an annotation
     tool's COCO export, :func:`~napari_gardenseg.read_yolo` from a YOLO

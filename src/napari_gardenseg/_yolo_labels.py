@@ -12,6 +12,7 @@ as the COCO reader's are, and overlaps resolved the same way.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,8 +64,9 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     Photos without a label file or with an empty one (background photos to
     YOLO, perhaps not yet labelled here: training on them would teach that
     their plants are background), lines that hold a box and no polygon
-    (a detection dataset), and instances hidden under others are left out,
-    with a warning saying how many.
+    (a detection dataset), photos where some plants have only a box (their
+    pixels would be taught as background), and instances hidden under others
+    are left out, with a warning saying how many.
 
     Raises
     ------
@@ -94,14 +96,18 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     if max_photos is not None and len(photos) > max_photos:
         raise TooManyPhotos(f"{path.name} holds {len(photos)} photos, more than {max_photos}")
 
-    samples, unlabelled, boxes, hidden = [], [], 0, 0
+    samples, unlabelled, boxed, boxes, hidden = [], [], [], 0, 0
     for photo in photos:
         label_file = _label_file(photo)
         lines = _label_lines(label_file, names)
-        boxes += sum(1 for _, xy in lines if xy is None)
+        n_boxes = sum(1 for _, xy in lines if xy is None)
         polygons = [(k, xy) for k, xy in lines if xy is not None]
         if not polygons:
             unlabelled.append(photo.name)
+            boxes += n_boxes
+            continue
+        if n_boxes:  # plants with a box and no outline: their pixels would be taught as background
+            boxed.append(photo.name)
             continue
         h, w = read_image(photo, lazy=True).plane_shape
         rles = []
@@ -118,14 +124,22 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     left_out = []
     if unlabelled:
         left_out.append(f"{len(unlabelled)} photo(s) with no polygon labels: {first_few(unlabelled)}")
+    if boxed:
+        left_out.append(
+            f"{len(boxed)} photo(s) where some plants have a box and no polygon (trained on, their pixels would "
+            f"be taught as background; draw their outlines): {first_few(boxed)}"
+        )
     if boxes:
         left_out.append(f"{boxes} box label(s) without a polygon (a detection dataset holds no masks)")
-    warn_left_out(path.name, left_out, hidden)
     if not samples:
-        raise ImageError(
-            f"{path.name}: no photo has polygon labels (looked for <labels folder>/<photo name>.txt, "
-            "the images/ folder's twin labels/, or beside the photo)"
-        )
+        if boxed:
+            why = "each photo with polygons has plants with only a box too: draw their outlines"
+        elif boxes:
+            why = "its label files hold boxes: a detection dataset; train needs a segmentation dataset's polygons"
+        else:
+            why = "looked for <labels folder>/<photo name>.txt, the images/ folder's twin labels/, or beside the photo"
+        raise ImageError(f"{path.name}: no photo has polygon labels ({why})")
+    warn_left_out(path.name, left_out, hidden)
     return samples
 
 
@@ -196,9 +210,23 @@ def _split_photos(data: dict, yaml_file: Path, split: str) -> list[Path]:
         # the dataset copied since: its splits beside the YAML file, as Ultralytics' exports lay them
         roots = [yaml_file.parent]
     photos: set[Path] = set()
+    absent = []
     for s in listed:
         for entry in data[s] if isinstance(data[s], list) else [data[s]]:
-            photos.update(_entry_photos(roots, str(entry), yaml_file.name))
+            try:
+                photos.update(_entry_photos(roots, str(entry), yaml_file.name))
+            except FileNotFoundError as exc:
+                if split != "all":
+                    raise
+                absent.append((s, exc))  # Roboflow lists a test split it did not export
+    if absent and not photos:
+        raise absent[0][1]
+    if absent:
+        warnings.warn(
+            f"{yaml_file.name}: left out the {' and '.join(s for s, _ in absent)} split(s) it lists, which are not "
+            f"there: {absent[0][1]}",
+            stacklevel=3,
+        )
     return sorted(photos)
 
 

@@ -287,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--class-name",
-        help="the class of every instance in the label images (default: the classes of the batch's "
-        "<name>_instances.csv beside a label image, else 'plant')",
+        help="the class of the instances in the label images: of every instance, or where a batch's "
+        "<name>_instances.csv beside a label image names the classes of some, of the others (painted "
+        "since the batch) (default: the table's classes, else 'plant')",
     )
     _model_output_args(t)
     t.add_argument("--iterations", type=int, help="training iterations (default: train's, 200)")
