@@ -485,11 +485,25 @@ def test_adapt_says_a_black_and_white_photo_has_no_colour_to_find_plants_by(smal
 
     photo = _photo(9_500_000)[0]
     Image.fromarray(photo).convert("L").convert("RGB").save(tmp_path / "mono.png")
-    with pytest.raises(ValueError, match=r"mono.png: no colour in this photo .* needs colour photos"):
-        gs.adapt([photo, tmp_path / "mono.png"], small_base, output=tmp_path / "x.pt", iterations=1)
-    with pytest.raises(ValueError, match=r"image 1: a grey image"):
+    with pytest.raises(ValueError, match=r"needs colour photos: mono.png: no colour in this photo"):
+        gs.adapt([tmp_path / "mono.png"], small_base, output=tmp_path / "x.pt", iterations=1)
+    with pytest.raises(ValueError, match=r"needs colour photos: image 1: a grey image"):
         gs.adapt([photo[..., 0]], small_base, output=tmp_path / "x.pt", iterations=1)
     assert not (tmp_path / "x.pt").exists()
+    # one among colour photos (a mask lying in the folder): left out by name, the run goes on
+    seen = []
+    cancel = threading.Event()
+    with pytest.warns(UserWarning, match=r"left out 1 photo.s. without colour; .*mono.png: no colour"):
+        with pytest.raises(gs.Cancelled):
+            gs.adapt(
+                [photo, tmp_path / "mono.png"],
+                small_base,
+                output=tmp_path / "x.pt",
+                iterations=1,
+                progress=lambda f, m: seen.append(m) or (cancel.set() if m.startswith("finding") else None),
+                cancel=cancel,
+            )
+    assert any(m.startswith("finding single plants") for m in seen)  # past reading: the run went on
 
 
 def test_cli_adapt(small_base, tmp_path, capsys):

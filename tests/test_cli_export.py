@@ -198,3 +198,20 @@ def test_to_coco_of_labels_corrected_in_napari():
     # a mask (bool) is one plant: scikit-image's TypeError before
     [mask] = to_coco(labels == 7)["annotations"]
     np.testing.assert_array_equal(_decode(mask["segmentation"]), labels == 7)
+
+
+def test_the_commands_print_the_packages_warnings_as_their_own_lines():
+    """What a run left out is a line of the command ("gardenseg adapt: left out ..."), not Python's
+    "file.py:237: UserWarning:"; other libraries' warnings keep Python's form."""
+    import os
+    import warnings
+
+    from napari_gardenseg.cli import _warnings_as_lines
+
+    ours = os.path.join("site-packages", "napari_gardenseg", "_adapt.py")
+    with _warnings_as_lines("adapt"):
+        text = warnings.formatwarning("adapt: left out 1 photo(s) without colour", UserWarning, ours, 3)
+        other = warnings.formatwarning("a library's note", UserWarning, os.path.join("torch", "nn.py"), 3)
+    assert text == "gardenseg adapt: left out 1 photo(s) without colour\n"
+    assert "UserWarning: a library's note" in other
+    assert "UserWarning" in warnings.formatwarning("left out", UserWarning, ours, 3)  # only while a command runs

@@ -97,20 +97,16 @@ def taken_name(path: Path) -> bool:
     return path.exists() or report_path(path).exists()
 
 
-def _read(item, name: str) -> np.ndarray:
-    """Float RGB (H, W, 3) of a photo (path or array); ValueError for a photo without colour, which
-    adapt cannot find plants in (it finds them by their colour)."""
+def _read(item, name: str) -> tuple[np.ndarray | None, str | None]:
+    """(float RGB (H, W, 3), None) of a photo (path or array), or (None, why) for a photo without
+    colour, which adapt cannot find plants in (it finds them by their colour)."""
     from ._hints import COLOURLESS
     from ._image_source import open_image
 
     source = open_image(item)  # a file or an array, read as segment reads it
     if source.channels < 3 or source.colourless():
-        what = "a grey image" if source.channels < 3 else COLOURLESS.split(":")[0]
-        raise ValueError(
-            f"{name}: {what}. adapt finds the plants to learn from by their colour, so it needs colour photos; "
-            "leave this one out"
-        )
-    return source.read()
+        return None, f"{name}: {'a grey image' if source.channels < 3 else COLOURLESS.split(':')[0]}"
+    return source.read(), None
 
 
 def _photo_names(images) -> list[str]:
@@ -272,8 +268,9 @@ def adapt(
     Raises ValueError for a setting outside its range (the message names it),
     for no photos, or when the photos give nothing to learn from (no
     plant-coloured components that are single plants, no confident
-    detections), and :class:`~napari_gardenseg.ImageError` (a ValueError) for a
-    photo that cannot be read; FileNotFoundError for a photo that is not there;
+    detections) or none has colour (a photo without colour, grey or black and
+    white, is left out with a warning), and :class:`~napari_gardenseg.ImageError`
+    (a ValueError) for a photo that cannot be read; FileNotFoundError for a photo that is not there;
     :class:`~napari_gardenseg.OutputExistsError` for an existing
     ``output`` or report without ``overwrite=True``, and ``ForeignFileError``
     (an OutputExistsError) for a ``MODEL.json`` that adapt did not write;
@@ -329,11 +326,14 @@ def adapt(
     model = Model(
         net, list(loaded.class_names), dev, loaded.source, loaded.arch, dict(loaded.arch_kwargs), dict(loaded.meta)
     )
-    photos, names, first_of, repeated = [], [], {}, []
+    photos, names, first_of, repeated, colourless = [], [], {}, [], []
     for i, name in enumerate(_photo_names(images)):
         if _should_stop(cancel):
             raise Cancelled("adapt was cancelled; nothing was saved")
-        rgb = _read(images[i], name)
+        rgb, why = _read(images[i], name)
+        if rgb is None:  # a mask or a black-and-white shot among the photos: one does not stop the run
+            colourless.append(why)
+            continue
         # as segment gives the network an orthomosaic: its data, without the nodata frame
         y0, x0, y1, x1 = data_window(rgb)
         photo = _to_network_size(rgb[y0:y1, x0:x1], net)
@@ -347,6 +347,15 @@ def adapt(
             photos.append(photo)
             names.append(name)
         report(0.02 * (i + 1) / len(images), f"reading photo {i + 1} of {len(images)}")
+    no_colour = (
+        "adapt finds the plants to learn from by their colour, so it needs colour photos: "
+        + "; ".join(colourless[:5])
+        + (" ..." if len(colourless) > 5 else "")
+    )
+    if not photos:
+        raise ValueError(no_colour)
+    if colourless:
+        warnings.warn(f"adapt: left out {len(colourless)} photo(s) without colour; {no_colour}", stacklevel=2)
     if repeated:
         warnings.warn(
             f"adapt: {len(repeated)} photo(s) given more than once, each used once: " + ", ".join(repeated[:5]),

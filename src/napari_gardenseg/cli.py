@@ -27,6 +27,7 @@ Here: the flags (:func:`build_parser`) and :func:`main`; the commands themselves
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -334,13 +335,37 @@ def _expand_patterns(paths):
     return out
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(command: str):
+    """This package's warnings (what a run left out or noticed) printed as ``gardenseg COMMAND:
+    message``, the command's own lines, not Python's ``file:line: UserWarning:`` form; other
+    libraries' as Python prints them. Only the text changes (``formatwarning``): filters and
+    callers that record warnings see them as before."""
+    import warnings
+
+    formatted = warnings.formatwarning
+
+    def line(message, category, filename, lineno, line=None):
+        if not (issubclass(category, UserWarning) and f"{os.sep}napari_gardenseg{os.sep}" in str(filename)):
+            return formatted(message, category, filename, lineno, line)
+        text = str(message)
+        return f"gardenseg {command}: {text.removeprefix(command + ': ')}\n"
+
+    warnings.formatwarning = line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = formatted
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("inputs", "photos"):  # the commands' lists of input files and folders
         if isinstance(getattr(args, name, None), list):
             setattr(args, name, _expand_patterns(getattr(args, name)))
     try:
-        return args.func(args)
+        with _warnings_as_lines(args.command):
+            return args.func(args)
     except (ValueError, TypeError, ImportError, OSError) as exc:
         from ._errors import is_user_error
 
