@@ -371,3 +371,40 @@ def test_when_nothing_is_left_the_error_says_what_was_left_out(tmp_path):
     entry = _photo(tmp_path, "a.png")
     with pytest.raises(ImageError, match="no annotated photo was found; left out 1 photo.s. with no mask annotations"):
         read_coco(_write(tmp_path / "empty.json", [entry], []))
+
+
+def test_a_category_only_ever_boxed_is_not_trained_and_its_boxes_leave_no_photo_out(tmp_path):
+    """Plants outlined, a colour card or plot tag boxed in every photo (a phenotyping layout): the
+    card's category has no mask anywhere, so it is not trained and its box is background, as it
+    is; a plant of an outlined category with a box alone still leaves its photo out, also when
+    its box is under a second id of the same photo."""
+    a, b = _photo(tmp_path, "a.png"), _photo(tmp_path, "b.png")
+    b2 = dict(b, id=9)  # b.png listed twice
+    plant = [[0, 0, 20, 0, 20, 20, 0, 20]]
+    anns = [
+        {"id": 1, "image_id": a["id"], "category_id": 1, "segmentation": plant},
+        {"id": 2, "image_id": a["id"], "category_id": 2, "bbox": [30, 5, 10, 10], "segmentation": []},
+        {"id": 3, "image_id": b["id"], "category_id": 1, "segmentation": plant},
+        {"id": 4, "image_id": b2["id"], "category_id": 1, "bbox": [30, 5, 10, 10], "segmentation": []},
+    ]
+    categories = [{"id": 1, "name": "lettuce"}, {"id": 2, "name": "colour card"}]
+    with pytest.warns(UserWarning, match=r"1 photo\(s\) where some plants have a box and no mask .*b.png") as said:
+        [(photo, labels, classes)] = read_coco(_write(tmp_path / "c.json", [a, b, b2], anns, categories))
+    assert photo.name == "a.png" and classes == {1: "lettuce"} and labels[5, 35] == 0
+    assert "no mask annotations" not in str(said[0].message)
+
+
+def test_a_date_in_a_photos_name_is_not_taken_for_an_upload_prefix(tmp_path):
+    """20240612-bed1.jpg is another day's photo than bed1.jpg (Label Studio's prefixes have letters);
+    and a name found as written in any folder wins over a name found without a prefix."""
+    today, archive = tmp_path / "today", tmp_path / "archive"
+    _photo(today, "bed1.jpg")
+    entry = _photo(archive, "20240612-bed1.jpg")
+    ann = {"id": 1, "image_id": entry["id"], "category_id": 1, "segmentation": [[0, 0, 9, 0, 9, 9]]}
+    path = _write(tmp_path / "c.json", [entry], [ann])
+    with pytest.raises(ImageError, match="not found"):
+        read_coco(path, images=today)
+    assert read_coco(path, images=[today, archive])[0][0] == archive / "20240612-bed1.jpg"
+    uploaded = dict(entry, file_name="images/0a1b2c3d-bed1.jpg")
+    _photo(archive, "0a1b2c3d-bed1.jpg")
+    assert read_coco(_write(tmp_path / "u.json", [uploaded], [ann]), images=[today, archive])[0][0].parent == archive

@@ -302,3 +302,38 @@ def test_a_mask_with_soft_edges_is_read_as_a_mask_and_a_label_map_is_not(tmp_pat
     # an (H, W, 1) label image is one plane, as (1, H, W) is
     tifffile.imwrite(tmp_path / "hw1.tif", _ids()[..., None].astype(np.uint16))
     np.testing.assert_array_equal(read_labels(tmp_path / "hw1.tif"), _ids())
+
+
+def test_label_maps_of_few_ids_are_not_taken_for_soft_masks_and_soft_colour_masks_are(tmp_path):
+    """A seedling (a few pixels) beside a big plant of the top id, a sliver of an occluded plant:
+    in-between ids near both the background and the top id, which are instances, not a ramp."""
+    lab = np.zeros((100, 120), np.uint8)
+    lab[20:80, 20:80] = 2
+    lab[48:51, 80:82] = 1  # a seedling touching the rosette
+    Image.fromarray(lab).save(tmp_path / "two.png")
+    np.testing.assert_array_equal(read_labels(tmp_path / "two.png"), lab)
+    cells = np.zeros((100, 120), np.uint16)  # cellpose-like: the top id is the big one
+    cells[10:90, 10:90] = 9
+    for k, x in enumerate(range(12, 84, 9), start=1):
+        cells[90:93, x : x + 4] = k
+    tifffile.imwrite(tmp_path / "cells.tif", cells)
+    np.testing.assert_array_equal(read_labels(tmp_path / "cells.tif"), cells)
+    # a soft mask on a transparent background of any colour; two colours touching, blended: two ids
+    mask = np.zeros((120, 160), np.uint8)
+    mask[20:70, 20:60], mask[60:110, 90:150] = 255, 255
+    soft = np.asarray(Image.fromarray(mask).resize((60, 45), Image.BILINEAR).resize((160, 120), Image.BILINEAR))
+    rgba = np.dstack([np.full_like(soft, 255), np.full_like(soft, 255), np.full_like(soft, 255), soft])
+    rgba[..., :3][soft > 0] = (30, 200, 40)
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    with pytest.warns(UserWarning, match="soft edges"):
+        assert read_labels(tmp_path / "alpha.png").max() == 2
+    two = np.zeros((120, 160, 3), np.uint8)
+    two[20:100, 20:80], two[20:100, 80:140] = (220, 30, 30), (30, 220, 30)  # touching plants
+    two = np.asarray(Image.fromarray(two).resize((60, 45), Image.BILINEAR).resize((160, 120), Image.BILINEAR))
+    ids = read_labels_quietly(tmp_path, two)
+    assert ids[60, 40] != ids[60, 120] and ids[60, 40] > 0 and ids[60, 120] > 0
+
+
+def read_labels_quietly(folder, rgb):
+    Image.fromarray(rgb).save(folder / "colours.png")
+    return read_labels(folder / "colours.png")

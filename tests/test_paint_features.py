@@ -134,15 +134,21 @@ def test_undo_and_redo_are_followed():
     assert list(rows.index) == [2, 3, 10] and rows.loc[3, "class_name"] == "bean"
 
 
-def test_a_rerun_replacing_the_data_keeps_its_features_and_forgets_the_history():
+def test_a_rerun_replacing_the_data_keeps_its_features_and_forgets_the_history(monkeypatch):
     layer = _layer()
     layer.paint((10, 18), 2)
     fresh = _labels()
     fresh[0:3, 0:3] = 7
     features = _features(_labels())  # as given, without id 7: nothing recomputes it
+    import napari_gardenseg._paint_features as paint_features
+
+    read_again = []
+    real = paint_features.recompute_features
+    monkeypatch.setattr(paint_features, "recompute_features", lambda *a, **k: read_again.append(1) or real(*a, **k))
     replace_data(layer, fresh, features)
     layer.refresh()
     pd.testing.assert_frame_equal(layer.features, features)
+    assert not read_again  # a rerun's data comes with its rows: a big layer is not read again for nothing
     layer.undo()  # nothing to undo: the stroke belonged to the earlier data
     layer.refresh()
     assert (layer.data == fresh).all()
@@ -163,6 +169,16 @@ def test_data_set_from_the_console_gets_its_rows_read_again():
     layer.data[layer.data == 1] = 0  # in place, then set again to show it (napari's idiom)
     layer.data = layer.data
     assert list(_check(layer).index) == [2, 8]
+    # napari keeps the history over a data set: undoing an edit of the old data is read from the pixels
+    layer = _layer()
+    layer.brush_size = 5
+    layer.paint((22, 12), 3)
+    layer.data = _labels()
+    layer.undo()  # writes the stroke's old ids into the new data
+    layer.refresh()
+    _check(layer)
+    layer.paint((30, 45), 2)  # an edit of the new data is followed again
+    _check(layer)
 
 
 def test_a_stack_keeps_plane_columns_and_a_new_id_gets_its_plane():

@@ -996,7 +996,7 @@ def test_cli_train_photos_given_before_coco_are_its_photos(tmp_path, monkeypatch
     assert main(["train", str(photos), "--coco", str(coco), "--out", str(tmp_path / "m.pt")]) == 0
     assert sorted(p.name for p, _, _ in given[-1]) == ["p1.jpg", "p2.jpg"]
     err = capsys.readouterr().err
-    assert "left out 1 photo(s) with no label image next to it and none in" in err and "p3.jpg" in err
+    assert "left out 1 photo(s) with no label image next to each photo and none in" in err and "p3.jpg" in err
     # nothing left: the reader's error says why (boxes alone), and the photos without labels are named
     for a in annotations:
         a["segmentation"] = []

@@ -176,3 +176,16 @@ def test_a_detection_dataset_and_a_split_the_export_left_out_are_said(tmp_path):
         _labels(tmp_path / f"{'train' if name == 'a' else 'valid'}/labels/{name}.txt", ["0 0.5 0.5 0.2 0.2"])
     with pytest.raises(ImageError, match="its label files hold boxes: a detection dataset"):
         read_yolo(tmp_path)
+
+
+def test_a_class_only_ever_boxed_is_not_trained_and_leaves_no_photo_out(tmp_path):
+    (tmp_path / "data.yaml").write_text("train: ../train/images\nnames: ['lettuce', 'colour card']\n")
+    for name in ("a", "b"):
+        _photo(tmp_path / f"train/images/{name}.jpg")
+        _labels(tmp_path / f"train/labels/{name}.txt", ["0 0 0 0.5 0 0.5 0.5", "1 0.8 0.2 0.1 0.1"])
+    samples = read_yolo(tmp_path)
+    assert [p.name for p, _, _ in samples] == ["a.jpg", "b.jpg"]
+    assert all(set(classes.values()) == {"lettuce"} for _, _, classes in samples)
+    _labels(tmp_path / "train/labels/b.txt", ["0 0 0 0.5 0 0.5 0.5", "0 0.8 0.2 0.1 0.1"])  # a lettuce boxed
+    with pytest.warns(UserWarning, match=r"1 photo\(s\) where some plants have a box and no polygon .*b.jpg"):
+        assert [p.name for p, _, _ in read_yolo(tmp_path)] == ["a.jpg"]

@@ -2,8 +2,9 @@
 
 Output names: ``<stem>_labels.tif`` etc. When two inputs of one batch share a
 stem (case-insensitively), each of them gets ``<stem>__<6 hex>`` instead,
-where the hex digits are the start of the SHA-1 of the input's absolute path:
-the same batch always gives the same names.
+where the hex digits are the start of the SHA-1 of the input's path relative to
+the folder the inputs share: the same batch always gives the same names, also
+after its folder is moved.
 """
 
 from __future__ import annotations

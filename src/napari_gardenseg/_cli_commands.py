@@ -307,13 +307,7 @@ def cmd_train(args) -> int:
     used = {Path(photo).resolve() for photo, _, _ in samples}
     unused = [p for p in unlabelled if p.resolve() not in used] if args.coco or args.yolo else []
     if unused:  # said before reading the annotation files otherwise (_painted_samples)
-        names = ", ".join(p.name for p in unused[:5]) + (" ..." if len(unused) > 5 else "")
-        where = f"in {args.labels}" if args.labels else "next to it"
-        print(
-            f"gardenseg train: left out {len(unused)} photo(s) with no label image {where} "
-            f"and none in {' or '.join(args.coco or args.yolo)}: {names}",
-            file=sys.stderr,
-        )
+        _say_unlabelled(unused, args, f" and none in {' or '.join(args.coco or args.yolo)}")
     named = sorted({name for _, _, classes in samples for name in _names(classes)})
     print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
     # train's own defaults for the settings not given: no copies of them here
@@ -352,11 +346,7 @@ def _painted_samples(args, annotated: bool = False) -> tuple[list, list] | None:
     pairs, unlabelled = labelled_photos(args.photos, args.labels, args.suffix, recursive=args.recursive)
     where = f"in {args.labels}" if args.labels else "next to each photo"
     if unlabelled and not annotated:
-        names = ", ".join(p.name for p in unlabelled[:5]) + (" ..." if len(unlabelled) > 5 else "")
-        print(
-            f"gardenseg train: left out {len(unlabelled)} photo(s) with no label image {where}: {names}",
-            file=sys.stderr,
-        )
+        _say_unlabelled(unlabelled, args)
     if not pairs and not annotated:
         print(
             f"gardenseg train: no photo has a label image: looked {where} for <photo name>{args.suffix}.tif, "
@@ -367,6 +357,16 @@ def _painted_samples(args, annotated: bool = False) -> tuple[list, list] | None:
     # a batch's result (corrected) keeps the classes its instance table names; --class-name names the rest
     samples = [(photo, label_file, label_classes(label_file, name=args.class_name)) for photo, label_file in pairs]
     return samples, unlabelled
+
+
+def _say_unlabelled(photos: list, args, more: str = "") -> None:
+    from ._coco_labels import first_few
+
+    where = f"in {args.labels}" if args.labels else "next to each photo"
+    names = first_few([p.name for p in photos])
+    print(
+        f"gardenseg train: left out {len(photos)} photo(s) with no label image {where}{more}: {names}", file=sys.stderr
+    )
 
 
 def _annotated_samples(reader, *args, **kwargs) -> list:

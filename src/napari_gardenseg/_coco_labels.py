@@ -85,7 +85,9 @@ def read_coco(
     (resized or replaced after they were annotated: their masks do not fit),
     photos with no annotations (perhaps not yet
     labelled: training on them would teach that their plants are background),
-    photos where some plants have a box and no mask (likewise),
+    photos where some plant of a category that has masks in the file has a
+    box and no mask (likewise; a category only ever boxed, such as a colour
+    card, is not trained and its boxes are ignored),
     crowd annotations (``iscrowd=1``: one region for many objects) and
     instances hidden entirely under others are left out, with a warning
     saying how many. CVAT's exports (Datumaro's writer: every annotation has
@@ -129,7 +131,7 @@ def read_coco(
         raise ImageError(f"{path.name}: an image or category without an id or name: {exc!r}") from exc
 
     by_image: dict = {}
-    boxed: set = set()  # images with annotations that are a box alone
+    boxes: list = []  # (image id, category id) of the annotations that are a box alone
     crowd = 0
     cvat = bool(annotations) and all(isinstance(a.get("attributes"), dict) for a in annotations)
     for ann in annotations:
@@ -151,15 +153,17 @@ def read_coco(
         if ann.get("segmentation"):
             by_image.setdefault(image_id, []).append(ann)
         else:  # a box alone (a detection dataset; Roboflow's and CVAT's rectangles) holds no mask
-            boxed.add(image_id)
+            boxes.append((image_id, category_id))
+    # a box of a category trained here (one with masks in the file) beside masks: trained on, that plant
+    # would be taught as background; a category only ever boxed (a colour card, a plot tag) is not trained
+    trained = {_key(a["category_id"]) for anns in by_image.values() for a in anns}
+    boxed = {i for i, k in boxes if k in trained}
 
-    # plants with a box and no outline would be taught as background with the others' masks
-    boxed_photos = [str(entries[i].get("file_name")) for i in by_image if i in boxed]
-    by_image = {i: anns for i, anns in by_image.items() if i not in boxed}
     if max_photos is not None and len(by_image) > max_photos:
         raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
     samples, missing, resized, planes, hidden = [], [], [], [], 0
-    unannotated = sum(1 for i in entries if i not in by_image) - len(boxed_photos)
+    masked_names = {entries[i].get("file_name") for i in by_image}  # a photo listed twice is one photo
+    unannotated = sum(1 for i in entries if i not in by_image and entries[i].get("file_name") not in masked_names)
     found = {}  # image id: its photo
     listings: dict = {}
     for image_id in by_image:
@@ -171,6 +175,9 @@ def read_coco(
             missing.append(str(name) if name else f"(image {image_id} has no file_name)")
         else:
             found[image_id] = photo
+    boxed_at = {found.get(i) or _find_photo(str(entries[i].get("file_name")), folders, listings) for i in boxed}
+    boxed_photos = [str(entries[i].get("file_name")) for i in found if found[i] in boxed_at]
+    found = {i: photo for i, photo in found.items() if photo not in boxed_at}
     by_image, ambiguous = _one_entry_per_photo(by_image, found, entries)
     for image_id, anns in by_image.items():
         entry, photo = entries[image_id], found[image_id]
@@ -374,8 +381,8 @@ def stale_note(path: Path) -> str | None:
     suffix = Path(label).stem.removeprefix(name)  # "_labels_crf"
     return (
         f"{path.name} holds the batch's masks from before {label} was corrected: train on the corrected "
-        f"labels instead, giving the photos with --labels {path.parent} --suffix {suffix} "
-        "(and --class-name NAME for plants painted since the batch) (gs.train: the photo with that label file; gs.to_coco(labels, features=...) makes COCO JSON of them)"
+        f"labels instead, giving the photos with --labels {path.parent} --suffix {suffix}, and --class-name "
+        "NAME for plants painted since the batch (gs.train: the photo with that label file; gs.to_coco(labels, features=...) makes COCO JSON of them)"
     )
 
 
@@ -403,26 +410,27 @@ def _batch_photo_folder(path: Path) -> list[Path]:
     return [Path(photo).parent] if isinstance(photo, str) and Path(photo).parent.is_dir() else []
 
 
-# Label Studio stores each upload as "<8 hex digits>-<the photo's name>" and exports that name
-_LABEL_STUDIO_UPLOAD = re.compile(r"^[0-9a-f]{8}-(.+)$")
+# Label Studio stores each upload as "<8 hex digits>-<the photo's name>" and exports that name; a
+# date (20240612-bed1.jpg) is 8 digits too: a prefix of digits alone is a date, not an upload's
+_LABEL_STUDIO_UPLOAD = re.compile(r"^(?=[0-9]*[a-f])[0-9a-f]{8}-(.+)$")
 
 
 def _find_photo(file_name: str, folders: list[Path], listings: dict | None = None) -> Path | None:
-    """The photo a COCO ``file_name`` names, in the first of ``folders`` that has it: as written,
-    by its base name, by the name Label Studio's upload prefix hides, and, for a file written on a
-    file system that ignores case (Windows, macOS), by its name in another case when one file of
-    the folder has it. ``listings`` caches each folder's names by their case-folded form."""
+    """The photo a COCO ``file_name`` names: as written or by its base name in the first of
+    ``folders`` that has it; failing that, by the name Label Studio's upload prefix hides; then,
+    for a file written on a file system that ignores case (Windows, macOS), by its name in another
+    case where one file of the folder has it. ``listings`` caches each folder's names by their
+    case-folded form."""
     name = Path(file_name.replace("\\", "/"))  # written on Windows
     if name.is_absolute() and name.is_file():
         return name
-    bases = [name.name]
     upload = _LABEL_STUDIO_UPLOAD.match(name.name)
-    if upload:
-        bases.append(upload.group(1))
-    for folder in folders:
-        for candidate in (folder / name, *(folder / base for base in bases)):
-            if candidate.is_file():
-                return candidate
+    tries = [(name, name.name)] + ([(upload.group(1),)] if upload else [])
+    for names in tries:
+        for folder in folders:
+            for candidate in names:
+                if (folder / candidate).is_file():
+                    return folder / candidate
     listings = {} if listings is None else listings
     for folder in folders:
         if folder not in listings:
@@ -431,7 +439,7 @@ def _find_photo(file_name: str, folders: list[Path], listings: dict | None = Non
                 for entry in folder.iterdir():
                     by_case.setdefault(entry.name.casefold(), []).append(entry)
             listings[folder] = by_case
-        for base in bases:
+        for base in [name.name] + ([upload.group(1)] if upload else []):
             same = listings[folder].get(base.casefold(), [])
             if len(same) == 1 and same[0].is_file():
                 return same[0]

@@ -228,35 +228,46 @@ def _jpeg_mask(data: np.ndarray, name: str) -> np.ndarray:
     return (fg * 255).astype(np.uint8)
 
 
-# a mask's soft edges: grey levels between its two, on a band round the plants this wide (pixels)
+# a mask's soft edges: grey levels between its two, on a band round the plants this wide (pixels),
+# and at least this many of them (a ramp; a label map's few ids in that range are instances)
 _SOFT_EDGE = 5
+_SOFT_LEVELS = 8
 
 
 def _soft_mask(data: np.ndarray, name: str) -> np.ndarray:
     """``data`` itself, or for a mask with soft edges (resized with interpolation, or painted with
     an anti-aliased brush: one level on 0 with in-between greys only on a thin band round its
     plants) that mask thresholded half way as 0/255, with a warning: read as it is, each grey
-    level would be an instance of its own and the plants one. A label image's ids are not grey
-    levels between two: an in-between id would have to lie round every instance of the top id."""
+    level would be an instance of its own and the plants one. A label map is not one: its
+    in-between ids are few, or are areas of one value (a pixel's right and lower neighbours the
+    same), not a ramp of many levels along the edges."""
     level = data if data.ndim == 2 else data[..., :3].max(axis=-1)
-    if data.ndim == 3 and data.shape[-1] == 4:
-        level = np.where(data[..., 3] == 0, 0, level)
+    if data.ndim == 3 and data.shape[-1] == 4:  # a soft edge may be in the alpha alone (one colour, blended out)
+        alpha = data[..., 3].astype(np.float32)
+        level = np.round(level * (alpha / max(float(alpha.max()), 1.0)))
     hi = float(level.max())
+    if hi < _SOFT_LEVELS:
+        return data
     lo_px, hi_px = level <= hi / 8, level >= hi * 7 / 8  # an interpolated plant's inside is near its level
     between = ~(lo_px | hi_px)
     n_between = int(between.sum())
-    if hi == 0 or n_between == 0 or n_between > 0.1 * level.size or not lo_px.any():
+    if n_between == 0 or not lo_px.any() or len(np.unique(level[between])) < _SOFT_LEVELS:
+        return data
+    flat = between[:-1, :-1] & (level[:-1, :-1] == level[:-1, 1:]) & (level[:-1, :-1] == level[1:, :-1])
+    if flat.sum() >= 0.5 * n_between:
         return data
     if data.ndim == 3:  # one colour on black: the in-between pixels are that colour, dimmer
         fg = level > 0
-        hues = data[fg][:, :3] / level[fg, None].astype(np.float32)
+        hues = data[fg][:, :3] / data[fg][:, :3].max(axis=-1, keepdims=True).astype(np.float32)
         if hues.std(axis=0).max() > 0.1:
             return data
     from scipy import ndimage
 
-    near = np.ones((2 * _SOFT_EDGE + 1,) * 2, bool)
-    beside_both = ndimage.binary_dilation(lo_px, near) & ndimage.binary_dilation(hi_px, near)
-    if (beside_both & between).sum() < 0.9 * n_between:
+    near = 2 * _SOFT_EDGE + 1
+    beside_both = ndimage.maximum_filter(lo_px.view(np.uint8), near) & ndimage.maximum_filter(
+        hi_px.view(np.uint8), near
+    )
+    if (beside_both.view(bool) & between).sum() < 0.9 * n_between:
         return data
     import warnings
 
@@ -405,7 +416,7 @@ def label_classes(label_file, default: str = DEFAULT_CLASS, name: str | None = N
     Raises ValueError naming the file and the ids when instances have no class
     and no ``name`` is given.
     """
-    from ._train_layers import classes_from_features
+    from ._train_layers import classes_from_features, classes_named
 
     classes = classes_from_features(batch_features(label_file))
     if not classes:
@@ -413,13 +424,11 @@ def label_classes(label_file, default: str = DEFAULT_CLASS, name: str | None = N
     label_file = Path(label_file)
     ids = [int(k) for k in np.unique(read_labels(label_file, split=False)) if k > 0]
     unnamed = [k for k in ids if k not in classes]
-    if name is not None:
-        return {k: classes.get(k, name) for k in ids} if unnamed and len(unnamed) < len(ids) else name
-    if unnamed:
+    if unnamed and name is None:
         raise ValueError(
             f"{label_file.name}: instances {unnamed[:5]}{' ...' if len(unnamed) > 5 else ''} have no class in "
             f"{table_of(label_file).name}, which names the classes of the others (painted since the batch?): "
             "give their class (gardenseg train --class-name NAME; the others keep theirs), or fill in the "
             "class_name of their rows"
         )
-    return classes
+    return classes_named(classes, ids, name)

@@ -46,6 +46,8 @@ _removed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _sums: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 # layers whose data replace_data is setting (with features of their own: nothing to recompute)
 _replacing: weakref.WeakSet = weakref.WeakSet()
+# layers given new data from the console: napari keeps their history, whose edits were of other data
+_history_of_other_data: weakref.WeakSet = weakref.WeakSet()
 
 
 def follow_paint(layer) -> None:
@@ -94,6 +96,7 @@ def _forget_history(layer) -> None:
         reset()
     _removed.pop(layer, None)
     _sums.pop(layer, None)
+    _history_of_other_data.discard(_unwrapped(layer))
     _remember(layer)
 
 
@@ -132,6 +135,7 @@ def _on_new_data(event) -> None:
         return
     layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
     _sums.pop(layer, None)
+    _history_of_other_data.add(layer)  # an undo now replays an edit of the old data: read the pixels again
     _remember(layer)
 
 
@@ -146,6 +150,10 @@ def _on_refresh(event) -> None:
         return  # no edit since: a refresh for slicing, colour, ...
     if not undo and not redo:
         _removed.pop(layer, None)  # history reset: new data, whose features its setter gives
+        _sums.pop(layer, None)
+        _history_of_other_data.discard(layer)
+    elif layer in _history_of_other_data:
+        layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
         _sums.pop(layer, None)
     elif len(undo) == n_undo - 1 and len(redo) == n_redo + 1:
         _apply_item(layer, redo[-1], forward=False)  # undone: redo holds it, atoms reversed

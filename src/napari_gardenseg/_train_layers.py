@@ -135,6 +135,18 @@ def parse_class_names(text: str | None, n_layers: int) -> list[str | None]:
     return names
 
 
+def classes_named(found: dict[int, str], ids: Sequence[int], name: str | None) -> dict[int, str] | str:
+    """The classes of instances ``ids`` from a table's ``{id: class name}`` (``found``) and a
+    class name a user gave (``name``): where the table names some and not others (a segmentation
+    with plants painted since), ``name`` is the class of those without one and the others keep
+    theirs; otherwise ``name`` is every instance's. Without ``name``, the table's (the caller
+    has made sure it names every id)."""
+    if name is None:
+        return {k: found[k] for k in ids}
+    missing = [k for k in ids if k not in found]
+    return {k: found.get(k, name) for k in ids} if missing and len(missing) < len(ids) else name
+
+
 def samples_from_layers(
     pairs: Sequence, class_names: str | Sequence[str | None] | None = None, *, point: Sequence[float] | None = None
 ) -> list[tuple]:
@@ -182,27 +194,20 @@ def samples_from_layers(
         features = getattr(labels_layer, "features", None)
         found = classes_from_features(features)
         missing = [k for k in ids if k not in found]
-        if name is not None and missing and len(missing) < len(ids):
-            # a segmentation corrected by hand: the name is the painted plants', the model's keep theirs
-            classes: dict[int, str] | str = {k: found.get(k, name) for k in ids}
-        elif name is not None:
-            classes = name
-        else:
-            if missing:
-                by_hand = " (painted by hand)" if set(missing) <= _painted_ids(features) else ""
-                what = (
-                    f": instances {missing[:5]}{' ...' if len(missing) > 5 else ''}{by_hand} have no class_name "
-                    "in its features"
-                    if found
-                    else " has no class_name feature"
-                )
-                them = "them (the others keep theirs)" if found else "this layer"
-                raise ValueError(
-                    f"Labels layer {labels_layer.name!r}{what}. Type a class name for {them} "
-                    "(e.g. 'weed', or one name per layer separated by commas)."
-                )
-            classes = {k: found[k] for k in ids}
-        samples.append((image, labels, classes))
+        if name is None and missing:
+            by_hand = " (painted by hand)" if set(missing) <= _painted_ids(features) else ""
+            what = (
+                f": instances {missing[:5]}{' ...' if len(missing) > 5 else ''}{by_hand} have no class_name "
+                "in its features"
+                if found
+                else " has no class_name feature"
+            )
+            them = "them (the others keep theirs)" if found else "this layer"
+            raise ValueError(
+                f"Labels layer {labels_layer.name!r}{what}. Type a class name for {them} "
+                "(e.g. 'weed', or one name per layer separated by commas)."
+            )
+        samples.append((image, labels, classes_named(found, ids, name)))
     if not any(np.any(lab > 0) for _, lab, _ in samples):
         which = ", ".join(repr(lab.name) for _, lab in pairs)
         raise ValueError(f"the selected Labels layer(s) {which} hold no instances (all labels are 0): paint some first")

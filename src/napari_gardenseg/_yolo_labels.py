@@ -64,9 +64,11 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     Photos without a label file or with an empty one (background photos to
     YOLO, perhaps not yet labelled here: training on them would teach that
     their plants are background), lines that hold a box and no polygon
-    (a detection dataset), photos where some plants have only a box (their
-    pixels would be taught as background), and instances hidden under others
-    are left out, with a warning saying how many.
+    (a detection dataset), photos where some plant of a class that has polygons
+    in the dataset has only a box (its pixels would be taught as background;
+    a class only ever boxed, such as a colour card, is not trained and its
+    boxes are ignored), and instances hidden under others are left out, with a
+    warning saying how many.
 
     Raises
     ------
@@ -97,16 +99,17 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
         raise TooManyPhotos(f"{path.name} holds {len(photos)} photos, more than {max_photos}")
 
     samples, unlabelled, boxed, boxes, hidden = [], [], [], 0, 0
-    for photo in photos:
-        label_file = _label_file(photo)
-        lines = _label_lines(label_file, names)
-        n_boxes = sum(1 for _, xy in lines if xy is None)
+    lines_of = [_label_lines(_label_file(photo), names) for photo in photos]
+    # a box of a class trained here (one with polygons in the dataset) beside polygons: trained on, that
+    # plant would be taught as background; a class only ever boxed (a colour card, a plot tag) is not trained
+    trained = {k for lines in lines_of for k, xy in lines if xy is not None}
+    for photo, lines in zip(photos, lines_of, strict=True):
         polygons = [(k, xy) for k, xy in lines if xy is not None]
         if not polygons:
             unlabelled.append(photo.name)
-            boxes += n_boxes
+            boxes += len(lines)
             continue
-        if n_boxes:  # plants with a box and no outline: their pixels would be taught as background
+        if any(xy is None and k in trained for k, xy in lines):
             boxed.append(photo.name)
             continue
         h, w = read_image(photo, lazy=True).plane_shape

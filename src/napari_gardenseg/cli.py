@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         "photos",
         nargs="*",
         help="photos, or folders of them, each with a label image (ids, 0 = background) named "
-        "<photo name>_labels.tif, .tiff or .png; photos without one are left out",
+        "<photo name>_labels.tif, .tiff or .png; photos without one are left out, or with --coco "
+        "looked for in its files",
     )
     t.add_argument(
         "--coco",
@@ -270,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--images",
         metavar="DIR",
         help="folder of the photos that --coco annotates (default: beside the JSON file, its images/ "
-        "subfolder, or the images/ folder beside its folder)",
+        "subfolder, the images/ folder beside its folder, a batch's photo folder, and the folders of "
+        "photos given without a label image)",
     )
     t.add_argument(
         "-r",
