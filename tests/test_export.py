@@ -57,3 +57,21 @@ def test_annotation_ids_are_the_label_ids_when_an_instance_has_no_pixel():
     anns = labels_to_coco_annotations(labels, [1, 1, 2], [0.9, 0.8, 0.7])
     assert [(a["id"], a["area"], a["category_id"]) for a in anns] == [(1, 25, 1), (3, 50, 2)]
     assert [a["id"] for a in labels_to_coco_annotations(labels, [1, 1, 2], start_id=11)] == [11, 13]
+
+
+def test_to_coco_takes_a_label_image_as_napari_dask_and_zarr_hold_it():
+    """A stack's current-plane Labels layer is (1, H, W); segment_to_zarr's labels are zarr; a
+    lazy layer's are dask: each is a label image (it was refused as not one)."""
+    import dask.array as da
+    import pandas as pd
+
+    import napari_gardenseg as gs
+
+    labels = np.zeros((30, 40), np.int32)
+    labels[2:10, 3:20], labels[15:25, 5:30] = 1, 2
+    features = pd.DataFrame({"label": [1, 2], "class_name": ["weed", "rosette"], "score": [0.9, 0.8]})
+    expected = gs.to_coco(labels, features=features)
+    for held in (labels[None], da.from_array(labels, chunks=16)):
+        assert gs.to_coco(held, features=features) == expected
+    with pytest.raises(TypeError, match=r"got an array of shape \(2, 30, 40\)"):
+        gs.to_coco(np.stack([labels, labels]), features=features)

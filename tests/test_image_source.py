@@ -82,6 +82,11 @@ def test_files_tiff_is_lazy_when_asked_and_zarr_always(tmp_path):
         src.read(np.s_[::2, ::2])
     with pytest.raises(TypeError, match=r"\(y0, x0, y1, x1\) or \(slice"):
         src.read((0, 0, 50))
+    for box in ((-10, 10, 50, 50), (50, 50, 10, 10)):  # an empty array was read for these
+        with pytest.raises(ValueError, match="not .y0, x0, y1, x1. with 0 <= y0 <= y1"):
+            src.read(box)
+    with pytest.raises(TypeError, match="got None"):
+        open_image(None)
     with pytest.raises(FileNotFoundError, match="no such image file"):
         open_image(tmp_path / "missing.tif")
 

@@ -329,6 +329,8 @@ def test_cancel_raises_and_progress_is_reported(scene):
     done = []
     segment(image, "garden", crf=False, progress=lambda f, m: done.append(f))
     assert done[-1] == 1.0 and done == sorted(done)
+    with pytest.raises(TypeError, match="cancel must be None, a threading.Event or a callable"):
+        segment(image, "garden", crf=False, cancel=True)
 
 
 def test_instances_to_labels_best_wins():

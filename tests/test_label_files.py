@@ -152,6 +152,8 @@ def test_train_samples_may_be_files(tmp_path):
     tifffile.imwrite(tmp_path / "a_labels.tif", _ids())
     [from_files] = prepare_samples([(tmp_path / "a.png", tmp_path / "a_labels.tif", "plant")])
     [from_arrays] = prepare_samples([(rgb, _ids(), "plant")])
+    with pytest.raises(ValueError, match=r"one sample: \[\(image, labels, classes\)\]"):
+        prepare_samples((rgb, _ids(), "plant"))  # a triple, not a list of them
     np.testing.assert_array_equal(from_files.image, from_arrays.image)
     np.testing.assert_array_equal(from_files.labels, from_arrays.labels)
     assert from_files.class_of == {1: "plant", 2: "plant", 3: "plant"}  # ids 1, 7, 300 numbered 1..n for training

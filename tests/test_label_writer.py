@@ -172,6 +172,10 @@ def test_the_labels_keep_the_photos_georeferencing(tmp_path):
     np.testing.assert_allclose(table["map_y"], 6200000 - (centroids[:, 0] + 0.5) * 0.02)
     # no instance left: the same columns (a batch's tables are read together)
     write_label_file(tmp_path / "none.tif", np.zeros((40, 50), np.int32), georeference_from=photo)
+    # a typo in the photo's name: refused, not labels that no longer line up with the map
+    with pytest.raises(FileNotFoundError, match="georeference_from: no such image file"):
+        write_label_file(tmp_path / "typo_labels.tif", edited(), georeference_from=tmp_path / "orth0.tif")
+    assert not (tmp_path / "typo_labels.tif").exists()
     assert list(pd.read_csv(tmp_path / "none_instances.csv").columns) == list(table.columns)
     # saved again from the label file itself (what the labels reader records): still placed
     write_label_file(target, edited(), georeference_from=target, overwrite=True)

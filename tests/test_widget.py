@@ -570,6 +570,8 @@ def test_segment_layer_from_the_console(make_napari_viewer, sample):
 
     with pytest.raises(ValueError, match="not in this viewer"):
         segment_layer(Image(sample[:64, :64], name="loose"), model="garden", viewer=other, crf=False)
+    with pytest.raises(TypeError, match=r"pass the layer \(viewer.layers\['photo'\]\), not its data"):
+        segment_layer(viewer.layers["garden"].data, model="garden", crf=False)
     # what the status line would say is warned: a kept edited layer, and where this run went
     viewer.layers["garden masks"].data[0, 0] = 99
     with pytest.warns(UserWarning, match=r"kept your 'garden masks', this run is in 'garden masks \[2\]'"):

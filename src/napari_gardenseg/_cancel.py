@@ -28,6 +28,10 @@ def should_stop(cancel: threading.Event | Callable[[], bool] | None) -> bool:
         return False
     if isinstance(cancel, threading.Event) or hasattr(cancel, "is_set"):
         return cancel.is_set()
+    if not callable(cancel):
+        raise TypeError(
+            f"cancel must be None, a threading.Event or a callable that returns True to stop, got {cancel!r}"
+        )
     return bool(cancel())
 
 

@@ -112,7 +112,8 @@ def to_coco(
     the classes the result holds besides (a colour-only ``"plant"``); None: only the classes
     found in ``result``, under their class ids.
 
-    ``result`` may instead be an (H, W) array of integer instance ids (0 the background), with
+    ``result`` may instead be an (H, W) array of integer instance ids (0 the background; numpy,
+    dask or zarr, read whole; leading axes of length 1 dropped, as a one-plane Labels layer has), with
     ``features`` naming their classes and scores as a Labels layer's table does (``label``,
     ``class_name``, ``score``; a Labels layer's ``features``, or the ``_instances.csv`` beside a
     label file): an id without a class is ``"plant"``, one without a score has none. Categories
@@ -135,6 +136,11 @@ def to_coco(
         raise TypeError(f"image_id must be a whole number, got {image_id!r}")
     if file_name is not None and not isinstance(file_name, str):
         raise TypeError(f"file_name must be None or a string, got {file_name!r}")
+    if not isinstance(result, SegmentationResult) and hasattr(result, "shape") and hasattr(result, "dtype"):
+        # a label image as napari, dask or zarr holds it; a stack's current plane as a one-plane layer
+        result = np.asarray(result)
+        while result.ndim > 2 and result.shape[0] == 1:
+            result = result[0]
     if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
         if result.dtype == bool:  # a mask: one instance where it is True
             result = result.astype(np.uint8)
@@ -142,9 +148,9 @@ def to_coco(
             raise TypeError("class_names is for a SegmentationResult: a label image's classes come from features")
         return _labels_to_coco(result, features, image_id, file_name)
     if not isinstance(result, SegmentationResult):
+        got = f"an array of shape {result.shape} and dtype {result.dtype}" if hasattr(result, "shape") else repr(result)
         raise TypeError(
-            "result must be a SegmentationResult (what segment() returns) or an (H, W) integer label image, "
-            f"got {type(result).__name__}{getattr(result, 'shape', '')}"
+            f"result must be a SegmentationResult (what segment() returns) or an (H, W) integer label image, got {got}"
         )
     labels = result.refined if (refined and result.refined is not None) else result.labels
     names = list(class_names) if class_names is not None else None

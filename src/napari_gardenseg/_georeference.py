@@ -46,7 +46,7 @@ def geotiff_note(tags: tuple) -> str:
     crs = geotiff_crs(tags)
     note = f"GeoTIFF georeferencing{f' ({crs})' if crs else ''}: copied to the label TIFFs (same pixel grid)"
     if geotiff_to_map(tags) is not None:
-        note += "; the instances' centroids in its coordinates: map_x, map_y"
+        note += "; the instances' centroids in its coordinates: map_x, map_y of the instances CSV"
     return note
 
 
@@ -163,7 +163,7 @@ class SidecarGeoreference:
         return (
             f"georeferencing{crs} from {', '.join(self.sources)}: copied beside the label TIFFs "
             f"({', '.join(sidecar_files('<labels>', self))}); the instances' centroids in its "
-            "coordinates: map_x, map_y"
+            "coordinates: map_x, map_y of the instances CSV"
         )
 
 

@@ -190,7 +190,8 @@ class ImageSource:
         ``step`` > 1 reads every ``step``-th pixel along both axes (an overview).
 
         Raises TypeError for a window of another form, ValueError for slices with a step
-        (use ``step``).
+        (use ``step``) or a box with a negative or reversed corner (a box past the edge is
+        clipped to it).
         """
         return self._float(self._raw(_window(window, self.shape), int(step)))
 
@@ -352,6 +353,8 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     or ``axes`` that is not a string; ValueError for unknown or repeated ``axes``
     letters of a file (an array's ``axes`` are not read).
     """
+    if path_or_array is None:
+        raise TypeError("no image: got None (a photo's path, an array, or a file object)")
     path_or_array = _as_input(path_or_array)
     if not isinstance(path_or_array, (str, os.PathLike)):
         return ImageSource(path_or_array)
@@ -388,8 +391,15 @@ def _window(window, shape) -> tuple[int, int, int, int]:
             raise ValueError(f"window slices {window} have a step: read every n-th pixel with step=n instead")
         return y0, x0, max(y0, y1), max(x0, x1)
     try:
-        if len(window) == 4:
-            return tuple(int(v) for v in window)
+        box = tuple(int(v) for v in window) if len(window) == 4 else None
     except TypeError:
-        pass
+        box = None
+    if box is not None:
+        y0, x0, y1, x1 = box
+        if min(box) < 0 or y1 < y0 or x1 < x0:  # a slice's negatives count from the end; a box's are a mistake
+            raise ValueError(
+                f"window {box} is not (y0, x0, y1, x1) with 0 <= y0 <= y1 and 0 <= x0 <= x1: pixels count from "
+                "the top left (for ends counted from the bottom right, give slices: np.s_[10:-10, 10:-10])"
+            )
+        return box
     raise TypeError(f"window must be (y0, x0, y1, x1) or (slice(y0, y1), slice(x0, x1)), not {window!r}")

@@ -259,8 +259,10 @@ def segment(
     2-D image (empty, more than 3 dimensions, no channel axis of length 1-4, a
     file that is not an image or holds a stack, a web address);
     FileNotFoundError for a path that does not exist; TypeError for a napari
-    layer, pixels that are not numbers, or an option of the wrong type;
-    ValueError for an option out of its range, a class the model does not have
+    layer, pixels that are not numbers, a ``cancel`` that is neither an Event nor
+    a callable, or an option of the wrong type (ValueError for the fractions
+    ``score_threshold`` and ``mask_threshold`` and for ``vegetation``, whose
+    message names what they take); ValueError for an option out of its range, a class the model does not have
     or an unknown ``crf_params`` field; :class:`~napari_gardenseg.ModelError`
     for a model that cannot be loaded; :class:`~napari_gardenseg.DeviceError`
     for a device that is unknown or not available here;

@@ -11,6 +11,7 @@ corrected labels on the photo, and the table gets each instance's map coordinate
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -198,10 +199,13 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     they were drawn from them) are listed as ``stale`` in its run record, with a UserWarning.
 
     Raises ValueError (not a .tif/.tiff name; not integer ids; negative ids; an (H, W, 3|4)
-    colour picture of labels) and :class:`~napari_gardenseg.OutputExistsError` (a
+    colour picture of labels), FileNotFoundError (no file at ``georeference_from``: labels that
+    should line up with a map would not) and :class:`~napari_gardenseg.OutputExistsError` (a
     FileExistsError: ``path`` exists and not ``overwrite``, or a table or sidecar of another
     file lies where one goes); nothing is written then.
     """
+    if isinstance(georeference_from, (str, os.PathLike)) and not Path(georeference_from).expanduser().is_file():
+        raise FileNotFoundError(f"georeference_from: no such image file: {georeference_from}")
     return _write_label_file(path, labels, features, georeference_from=georeference_from, overwrite=overwrite)
 
 

@@ -458,7 +458,8 @@ def segment_layer(
     written. A run that fails or is cancelled changes no layer.
 
     Raises TypeError or ValueError for an unknown or bad option (before anything is
-    read); RuntimeError when ``viewer`` is None and no napari viewer is open;
+    read), TypeError for a ``layer`` that is not a napari layer or a name (its data);
+    RuntimeError when ``viewer`` is None and no napari viewer is open;
     KeyError for a layer name ``viewer`` does not have; ValueError for a layer not
     in ``viewer`` or not an Image layer; :class:`~napari_gardenseg.ImageError` for
     a layer that is not a 2-D image or a stack of them (empty, one spatial axis, a
@@ -471,6 +472,13 @@ def segment_layer(
 
     avoid_triton_llvm_clash()
     opts = SegmentOptions.from_kwargs(**options)  # bad options fail before anything is read
+    from napari.layers import Layer
+
+    if not isinstance(layer, (str, Layer)):
+        raise TypeError(
+            f"layer must be a napari layer or its name, got {type(layer).__name__}: pass the layer "
+            "(viewer.layers['photo']), not its data, or call gs.segment(array) for an array"
+        )
     if viewer is None:
         viewer = _viewer_of(layer)
     if isinstance(layer, str):

@@ -62,7 +62,10 @@ def prepare_samples(
         try:
             image, labels, classes = sample
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"sample {i} is not an (image, labels, classes) triple") from exc
+            raise ValueError(
+                f"sample {i} is not an (image, labels, classes) triple: samples is a list of them "
+                "(one sample: [(image, labels, classes)])"
+            ) from exc
         what = f"sample {i}"
         image, labels = as_path(image), as_path(labels)  # bytes, file://
         photo_file = Path(image).expanduser().resolve() if is_image_path(image) else None

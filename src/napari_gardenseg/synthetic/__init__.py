@@ -36,7 +36,7 @@ def garden_scene(
 
     Returns ``(image, labels, classes)``: RGB uint8 (H, W, 3); int32 (H, W)
     instance ids (0 = ground); ``classes`` a dict from each id to its class name
-    (one of ``kinds``, by default :data:`CLASS_NAMES`; ``"succulent"`` is an
+    (one of ``kinds``, a name or names, by default :data:`CLASS_NAMES`; ``"succulent"`` is an
     extra kind the bundled model never saw). Plants overlap, but each keeps at
     least 60% of its area visible so that every label is a recognisable plant.
 
@@ -51,13 +51,18 @@ def garden_scene(
     in a crowded bed, or when slivers are dropped); defaults to (4, 12) for
     ``"garden"`` and (5, 60) for ``"photo"``.
 
-    Raises ValueError for a ``style`` other than ``"garden"`` and ``"photo"``,
+    Raises TypeError for a ``seed`` that is not a whole number; ValueError for a
+    ``style`` other than ``"garden"`` and ``"photo"``,
     ``kinds`` of which the photo style draws none (it draws ``"rosette"``,
     ``"flowering"`` and ``"weed"``), or, in the garden style, a kind not in
     :data:`CLASS_NAMES` or :data:`EXTRA_KINDS`.
     """
     if style not in ("garden", "photo"):
         raise ValueError(f"style must be 'garden' or 'photo', got {style!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be a whole number, got {seed!r}")
+    if isinstance(kinds, str):  # one kind, not its letters
+        kinds = (kinds,)
     rng = np.random.default_rng(int(seed))
     if style == "photo":
         return _photo.scene(rng, shape, n_plants or (5, 60), tuple(kinds))
