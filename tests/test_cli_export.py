@@ -206,12 +206,15 @@ def test_the_commands_print_the_packages_warnings_as_their_own_lines():
     import os
     import warnings
 
+    import napari_gardenseg
     from napari_gardenseg.cli import _warnings_as_lines
 
-    ours = os.path.join("site-packages", "napari_gardenseg", "_adapt.py")
+    ours = os.path.join(os.path.dirname(napari_gardenseg.__file__), "_adapt.py")
+    # a library in an environment that happens to be named like the package is not the package
+    theirs = os.path.join(os.sep, "envs", "napari_gardenseg", "lib", "torch", "nn.py")
     with _warnings_as_lines("adapt"):
         text = warnings.formatwarning("adapt: left out 1 photo(s) without colour", UserWarning, ours, 3)
-        other = warnings.formatwarning("a library's note", UserWarning, os.path.join("torch", "nn.py"), 3)
+        other = warnings.formatwarning("a library's note", UserWarning, theirs, 3)
     assert text == "gardenseg adapt: left out 1 photo(s) without colour\n"
     assert "UserWarning: a library's note" in other
     assert "UserWarning" in warnings.formatwarning("left out", UserWarning, ours, 3)  # only while a command runs

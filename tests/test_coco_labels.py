@@ -408,3 +408,39 @@ def test_a_date_in_a_photos_name_is_not_taken_for_an_upload_prefix(tmp_path):
     uploaded = dict(entry, file_name="images/0a1b2c3d-bed1.jpg")
     _photo(archive, "0a1b2c3d-bed1.jpg")
     assert read_coco(_write(tmp_path / "u.json", [uploaded], [ann]), images=[today, archive])[0][0].parent == archive
+    # in Label Studio's file (prefixes with letters), an upload whose prefix is all digits is one too
+    other = _photo(tmp_path / "mine", "bed2.jpg")
+    _photo(tmp_path / "mine", "bed3.jpg")
+    entries = [
+        dict(other, file_name="images/0a1b2c3d-bed2.jpg"),
+        dict(other, id=77, file_name="images/12345678-bed3.jpg"),
+    ]
+    anns = [dict(ann, image_id=other["id"]), dict(ann, id=2, image_id=77)]
+    found = read_coco(_write(tmp_path / "ls.json", entries, anns), images=tmp_path / "mine")
+    assert sorted(p.name for p, _, _ in found) == ["bed2.jpg", "bed3.jpg"]
+
+
+def test_a_class_another_file_trains_has_its_boxes_taken_for_plants(tmp_path):
+    """`gardenseg train --coco a.json b.json`: lettuce outlined in a.json, only boxed in b.json: b's
+    boxed lettuce would be taught as soil, so b.png is left out."""
+    from napari_gardenseg._coco_labels import load_coco, trained_classes
+
+    a, b = _photo(tmp_path, "a.png"), _photo(tmp_path, "b.png")
+    cats = [{"id": 1, "name": "lettuce"}, {"id": 2, "name": "colour card"}]
+    plant = [[0, 0, 20, 0, 20, 20, 0, 20]]
+    first = _write(
+        tmp_path / "a.json", [a], [{"id": 1, "image_id": a["id"], "category_id": 1, "segmentation": plant}], cats
+    )
+    second = _write(
+        tmp_path / "b.json",
+        [b],
+        [
+            {"id": 1, "image_id": b["id"], "category_id": 2, "segmentation": plant},  # this file masks only cards
+            {"id": 2, "image_id": b["id"], "category_id": 1, "bbox": [30, 5, 10, 10], "segmentation": []},
+        ],
+        cats,
+    )
+    assert trained_classes(load_coco(first)) == {"lettuce"}
+    assert len(read_coco(second)) == 1  # alone, the lettuce box is of a class this file does not train
+    with pytest.raises(ImageError, match="some plants have a box and no mask"):
+        read_coco(second, trained={"lettuce"})

@@ -73,5 +73,12 @@ def test_to_coco_takes_a_label_image_as_napari_dask_and_zarr_hold_it():
     expected = gs.to_coco(labels, features=features)
     for held in (labels[None], da.from_array(labels, chunks=16)):
         assert gs.to_coco(held, features=features) == expected
+
+    class Unread:  # a big stack given by mistake: refused before a pixel is read
+        shape, dtype = (2, 30, 40), np.dtype(np.int32)
+
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("read")
+
     with pytest.raises(TypeError, match=r"got an array of shape \(2, 30, 40\)"):
-        gs.to_coco(np.stack([labels, labels]), features=features)
+        gs.to_coco(Unread(), features=features)

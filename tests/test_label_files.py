@@ -320,6 +320,17 @@ def test_label_maps_of_few_ids_are_not_taken_for_soft_masks_and_soft_colour_mask
         cells[90:93, x : x + 4] = k
     tifffile.imwrite(tmp_path / "cells.tif", cells)
     np.testing.assert_array_equal(read_labels(tmp_path / "cells.tif"), cells)
+    many = np.zeros((100, 120), np.uint16)  # twenty 3x4 seedlings touching a rosette of the top id
+    many[10:80, 10:110] = 30
+    for k, x in enumerate(range(10, 110, 5), start=1):
+        many[80:83, x : x + 4] = k
+    tifffile.imwrite(tmp_path / "many.tif", many)
+    np.testing.assert_array_equal(read_labels(tmp_path / "many.tif"), many)
+    # touching 2x2 instances, ids in any order (an over-segmentation): most pixels in-between ids
+    order = np.random.default_rng(0).permutation(60 * 60) + 1
+    grid = np.kron(order.reshape(60, 60), np.ones((2, 2), np.int64)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "grid.tif", grid)
+    np.testing.assert_array_equal(read_labels(tmp_path / "grid.tif"), grid)
     # a soft mask on a transparent background of any colour; two colours touching, blended: two ids
     mask = np.zeros((120, 160), np.uint8)
     mask[20:70, 20:60], mask[60:110, 90:150] = 255, 255

@@ -176,6 +176,8 @@ def test_the_labels_keep_the_photos_georeferencing(tmp_path):
     with pytest.raises(FileNotFoundError, match="georeference_from: no such image file"):
         write_label_file(tmp_path / "typo_labels.tif", edited(), georeference_from=tmp_path / "orth0.tif")
     assert not (tmp_path / "typo_labels.tif").exists()
+    write_label_file(tmp_path / "url_labels.tif", edited(), georeference_from=photo.as_uri())  # as read_image takes it
+    assert pd.read_csv(tmp_path / "url_labels_instances.csv")["map_x"].notna().all()
     assert list(pd.read_csv(tmp_path / "none_instances.csv").columns) == list(table.columns)
     # saved again from the label file itself (what the labels reader records): still placed
     write_label_file(target, edited(), georeference_from=target, overwrite=True)

@@ -69,8 +69,8 @@ def test_photo_style_respects_kinds_and_rejects_bad_style():
     _, _, classes = garden_scene(4, style="photo", shape=(160, 160), kinds=("weed",))
     assert set(classes.values()) <= {"weed"} and classes
     assert garden_scene(4, style="photo", shape=(160, 160), kinds="weed")[2] == classes  # one kind, not 'w', 'e'...
-    for seed in (None, 1.5, True):
-        with pytest.raises(TypeError, match="seed must be a whole number"):
+    for seed in (None, 1.5, True, -1):
+        with pytest.raises(ValueError, match="seed must be a whole number"):
             garden_scene(seed)
     with pytest.raises(ValueError, match="style"):
         garden_scene(1, style="painting")

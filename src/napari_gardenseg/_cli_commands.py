@@ -291,19 +291,24 @@ def cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 2
-    from ._coco_labels import photo_folders, stale_note
+    from ._coco_labels import load_coco, photo_folders, stale_note, trained_classes
 
+    files = {}
     for coco_file in args.coco or ():
         stale = stale_note(Path(coco_file))
         if stale is not None:
             print(f"gardenseg train: {stale}", file=sys.stderr)
             return 2
+        files[coco_file] = load_coco(Path(coco_file))
+    # a box of a class one file trains is a plant's in every file (trained on, it would be soil)
+    trained = set().union(*(trained_classes(coco) for coco in files.values()))
+    for coco_file, coco in files.items():
         images = args.images
         if images is None and unlabelled:  # photos given before --coco: its photos, perhaps
             images = [f for f in photo_folders(coco_file) + sorted({p.parent for p in unlabelled}) if f.is_dir()]
-        samples += _annotated_samples(read_coco, coco_file, images)
+        samples += read_coco(coco_file, images, coco=coco, trained=trained)
     for dataset in args.yolo or ():
-        samples += _annotated_samples(read_yolo, dataset, split=args.split)
+        samples += read_yolo(dataset, split=args.split)
     used = {Path(photo).resolve() for photo, _, _ in samples}
     unused = [p for p in unlabelled if p.resolve() not in used] if args.coco or args.yolo else []
     if unused:  # said before reading the annotation files otherwise (_painted_samples)
@@ -367,21 +372,6 @@ def _say_unlabelled(photos: list, args, more: str = "") -> None:
     print(
         f"gardenseg train: left out {len(photos)} photo(s) with no label image {where}{more}: {names}", file=sys.stderr
     )
-
-
-def _annotated_samples(reader, *args, **kwargs) -> list:
-    """An annotation reader's samples (read_coco, read_yolo), its warnings (what it left out)
-    printed as the CLI's own lines."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            return reader(*args, **kwargs)
-        finally:  # also before the reader's error: what it left out says why nothing was left
-            for w in caught:
-                if issubclass(w.category, UserWarning):  # not libraries' deprecations
-                    print(f"gardenseg train: {w.message}", file=sys.stderr)
 
 
 def _names(classes) -> set:

@@ -44,7 +44,7 @@ def load_coco(path) -> dict:
 
 
 def read_coco(
-    path, images=None, *, max_photos: int | None = None, coco: dict | None = None
+    path, images=None, *, max_photos: int | None = None, coco: dict | None = None, trained=()
 ) -> list[tuple[Path, np.ndarray, dict[int, str]]]:
     """Read a COCO instance annotation file as training samples for :func:`~napari_gardenseg.train`.
 
@@ -69,6 +69,9 @@ def read_coco(
         before any mask is decoded.
     coco : dict, optional
         The file's contents as :func:`load_coco` gives them, when already read.
+    trained : collection of str, optional
+        Class names that other files read with this one train (:func:`trained_classes`):
+        a box of one of them is a plant's here too, though this file has no mask of it.
 
     Returns
     -------
@@ -156,7 +159,9 @@ def read_coco(
             boxes.append((image_id, category_id))
     # a box of a category trained here (one with masks in the file) beside masks: trained on, that plant
     # would be taught as background; a category only ever boxed (a colour card, a plot tag) is not trained
-    trained = {_key(a["category_id"]) for anns in by_image.values() for a in anns}
+    trained = {_key(a["category_id"]) for anns in by_image.values() for a in anns} | {
+        k for k, name in categories.items() if name in set(trained)
+    }
     boxed = {i for i, k in boxes if k in trained}
 
     if max_photos is not None and len(by_image) > max_photos:
@@ -166,16 +171,20 @@ def read_coco(
     unannotated = sum(1 for i in entries if i not in by_image and entries[i].get("file_name") not in masked_names)
     found = {}  # image id: its photo
     listings: dict = {}
+    names = [Path(str(e.get("file_name")).replace("\\", "/")).name for e in entries.values()]
+    uploads = any(_UPLOAD_PREFIX_WITH_LETTERS.match(n) for n in names)
     for image_id in by_image:
         name = entries[image_id].get("file_name")
-        photo = _find_photo(str(name), folders, listings) if name else None
+        photo = _find_photo(str(name), folders, listings, uploads) if name else None
         if photo is None and name and _stack_plane(str(name), folders):
             planes.append(str(name))
         elif photo is None:
             missing.append(str(name) if name else f"(image {image_id} has no file_name)")
         else:
             found[image_id] = photo
-    boxed_at = {found.get(i) or _find_photo(str(entries[i].get("file_name")), folders, listings) for i in boxed}
+    boxed_at = {
+        found.get(i) or _find_photo(str(entries[i].get("file_name")), folders, listings, uploads) for i in boxed
+    }
     boxed_photos = [str(entries[i].get("file_name")) for i in found if found[i] in boxed_at]
     found = {i: photo for i, photo in found.items() if photo not in boxed_at}
     by_image, ambiguous = _one_entry_per_photo(by_image, found, entries)
@@ -386,6 +395,18 @@ def stale_note(path: Path) -> str | None:
     )
 
 
+def trained_classes(coco: dict) -> set[str]:
+    """The names of the categories of a COCO file's contents (:func:`load_coco`) that have a mask
+    in it: what training on it teaches, for :func:`read_coco`'s ``trained`` when several files
+    are read together."""
+    masked = {_key(a.get("category_id")) for a in coco["annotations"] if isinstance(a, dict) and a.get("segmentation")}
+    return {
+        clean_class_name(c.get("name"))
+        for c in coco["categories"]
+        if isinstance(c, dict) and _key(c.get("id")) in masked and clean_class_name(c.get("name"))
+    }
+
+
 def photo_folders(path) -> list[Path]:
     """Where :func:`read_coco` looks for the photos of the COCO file ``path`` by default: beside it
     (Roboflow's layout), its ``images/`` subfolder, the ``images/`` folder beside its own folder
@@ -410,21 +431,24 @@ def _batch_photo_folder(path: Path) -> list[Path]:
     return [Path(photo).parent] if isinstance(photo, str) and Path(photo).parent.is_dir() else []
 
 
-# Label Studio stores each upload as "<8 hex digits>-<the photo's name>" and exports that name; a
-# date (20240612-bed1.jpg) is 8 digits too: a prefix of digits alone is a date, not an upload's
-_LABEL_STUDIO_UPLOAD = re.compile(r"^(?=[0-9]*[a-f])[0-9a-f]{8}-(.+)$")
+# Label Studio stores each upload as "<8 hex digits>-<the photo's name>" and exports that name. A
+# date (20240612-bed1.jpg) is 8 digits too, as are 2% of the uploads' prefixes: digits alone are
+# taken for a prefix only in a file whose other names show hex letters in theirs (Label Studio's)
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(.+)$")
+_UPLOAD_PREFIX_WITH_LETTERS = re.compile(r"^(?=[0-9]*[a-f])[0-9a-f]{8}-(.+)$")
 
 
-def _find_photo(file_name: str, folders: list[Path], listings: dict | None = None) -> Path | None:
-    """The photo a COCO ``file_name`` names: as written or by its base name in the first of
-    ``folders`` that has it; failing that, by the name Label Studio's upload prefix hides; then,
-    for a file written on a file system that ignores case (Windows, macOS), by its name in another
-    case where one file of the folder has it. ``listings`` caches each folder's names by their
+def _find_photo(file_name: str, folders: list[Path], listings: dict | None = None, uploads: bool = False):
+    """The photo (Path, or None) a COCO ``file_name`` names: as written or by its base name in the
+    first of ``folders`` that has it; failing that, by the name Label Studio's upload prefix hides
+    (``uploads``: the file is Label Studio's, so a prefix of digits alone is one too); then, for a
+    file written on a file system that ignores case (Windows, macOS), by its name in another case
+    where one file of the folder has it. ``listings`` caches each folder's names by their
     case-folded form."""
     name = Path(file_name.replace("\\", "/"))  # written on Windows
     if name.is_absolute() and name.is_file():
         return name
-    upload = _LABEL_STUDIO_UPLOAD.match(name.name)
+    upload = (_UPLOAD_PREFIX if uploads else _UPLOAD_PREFIX_WITH_LETTERS).match(name.name)
     tries = [(name, name.name)] + ([(upload.group(1),)] if upload else [])
     for names in tries:
         for folder in folders:

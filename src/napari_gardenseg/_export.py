@@ -137,10 +137,12 @@ def to_coco(
     if file_name is not None and not isinstance(file_name, str):
         raise TypeError(f"file_name must be None or a string, got {file_name!r}")
     if not isinstance(result, SegmentationResult) and hasattr(result, "shape") and hasattr(result, "dtype"):
-        # a label image as napari, dask or zarr holds it; a stack's current plane as a one-plane layer
-        result = np.asarray(result)
-        while result.ndim > 2 and result.shape[0] == 1:
+        # a label image as napari, dask or zarr holds it; a stack's current plane as a one-plane layer;
+        # looked at before it is read (a stack or a photo given by mistake can be big)
+        while len(result.shape) > 2 and result.shape[0] == 1:
             result = result[0]
+        if len(result.shape) == 2 and np.dtype(result.dtype).kind in "biu":
+            result = np.asarray(result)
     if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
         if result.dtype == bool:  # a mask: one instance where it is True
             result = result.astype(np.uint8)

@@ -271,8 +271,7 @@ class ImageSource:
         """:meth:`read` as uint8 RGB (h, w, 3), writable; 8-bit RGB pixels are copied as they are
         (the round trip through floats gives them back unchanged)."""
         if self.dtype == np.uint8 and self.channels == 3:
-            h, w = self.shape
-            return np.array(self._raw((0, 0, h, w) if window is None else window), dtype=np.uint8, order="C")
+            return np.array(self._raw(_window(window, self.shape)), dtype=np.uint8, order="C")
         rgb = self.read(window)
         return np.ascontiguousarray(np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8))
 
@@ -281,7 +280,7 @@ class ImageSource:
         h, w = self.shape
         y0, y1, _ = ys.indices(h)
         x0, x1, _ = xs.indices(w)
-        return self.read_uint8((y0, x0, y1, x1))
+        return self.read_uint8((y0, x0, max(y0, y1), max(x0, x1)))  # numpy: a reversed slice is empty
 
     def __repr__(self) -> str:
         kind = "lazy" if self.lazy else "in memory"

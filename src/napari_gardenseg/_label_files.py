@@ -246,12 +246,13 @@ def _soft_mask(data: np.ndarray, name: str) -> np.ndarray:
         alpha = data[..., 3].astype(np.float32)
         level = np.round(level * (alpha / max(float(alpha.max()), 1.0)))
     hi = float(level.max())
-    if hi < _SOFT_LEVELS:
-        return data
     lo_px, hi_px = level <= hi / 8, level >= hi * 7 / 8  # an interpolated plant's inside is near its level
     between = ~(lo_px | hi_px)
     n_between = int(between.sum())
-    if n_between == 0 or not lo_px.any() or len(np.unique(level[between])) < _SOFT_LEVELS:
+    # a soft edge is a thin band: most pixels are the background or the plants
+    if n_between == 0 or n_between > 0.1 * level.size or not lo_px.any():
+        return data
+    if len(np.unique(level[between])) < _SOFT_LEVELS:
         return data
     flat = between[:-1, :-1] & (level[:-1, :-1] == level[:-1, 1:]) & (level[:-1, :-1] == level[1:, :-1])
     if flat.sum() >= 0.5 * n_between:

@@ -204,8 +204,12 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     FileExistsError: ``path`` exists and not ``overwrite``, or a table or sidecar of another
     file lies where one goes); nothing is written then.
     """
-    if isinstance(georeference_from, (str, os.PathLike)) and not Path(georeference_from).expanduser().is_file():
-        raise FileNotFoundError(f"georeference_from: no such image file: {georeference_from}")
+    if georeference_from is not None:
+        from ._image_reader import as_path
+
+        georeference_from = as_path(georeference_from)  # file:// addresses, bytes
+        if isinstance(georeference_from, (str, os.PathLike)) and not Path(georeference_from).expanduser().exists():
+            raise FileNotFoundError(f"georeference_from: no such image file: {georeference_from}")
     return _write_label_file(path, labels, features, georeference_from=georeference_from, overwrite=overwrite)
 
 

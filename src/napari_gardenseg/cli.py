@@ -337,6 +337,11 @@ def _expand_patterns(paths):
     return out
 
 
+def _in_package(filename) -> bool:
+    package = os.path.dirname(os.path.abspath(__file__))
+    return os.path.abspath(str(filename)).startswith(package + os.sep)
+
+
 @contextlib.contextmanager
 def _warnings_as_lines(command: str):
     """This package's warnings (what a run left out or noticed) printed as ``gardenseg COMMAND:
@@ -348,7 +353,7 @@ def _warnings_as_lines(command: str):
     formatted = warnings.formatwarning
 
     def line(message, category, filename, lineno, line=None):
-        if not (issubclass(category, UserWarning) and f"{os.sep}napari_gardenseg{os.sep}" in str(filename)):
+        if not (issubclass(category, UserWarning) and _in_package(filename)):
             return formatted(message, category, filename, lineno, line)
         text = str(message)
         return f"gardenseg {command}: {text.removeprefix(command + ': ')}\n"

@@ -51,7 +51,7 @@ def garden_scene(
     in a crowded bed, or when slivers are dropped); defaults to (4, 12) for
     ``"garden"`` and (5, 60) for ``"photo"``.
 
-    Raises TypeError for a ``seed`` that is not a whole number; ValueError for a
+    Raises ValueError for a ``seed`` that is not a whole number from 0, a
     ``style`` other than ``"garden"`` and ``"photo"``,
     ``kinds`` of which the photo style draws none (it draws ``"rosette"``,
     ``"flowering"`` and ``"weed"``), or, in the garden style, a kind not in
@@ -59,8 +59,9 @@ def garden_scene(
     """
     if style not in ("garden", "photo"):
         raise ValueError(f"style must be 'garden' or 'photo', got {style!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be a whole number, got {seed!r}")
+    from .._options import whole_number
+
+    seed = whole_number("seed", seed, low=0)  # numpy's own error for None or 1.5 names no argument
     if isinstance(kinds, str):  # one kind, not its letters
         kinds = (kinds,)
     rng = np.random.default_rng(int(seed))
