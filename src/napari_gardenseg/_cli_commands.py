@@ -312,7 +312,7 @@ def cmd_train(args) -> int:
     used = {Path(photo).resolve() for photo, _, _ in samples}
     unused = [p for p in unlabelled if p.resolve() not in used] if args.coco or args.yolo else []
     if unused:  # said before reading the annotation files otherwise (_painted_samples)
-        _say_unlabelled(unused, args, f" and none in {' or '.join(args.coco or args.yolo)}")
+        _say_unlabelled(unused, args, f" and none in {' or '.join([*(args.coco or ()), *(args.yolo or ())])}")
     named = sorted({name for _, _, classes in samples for name in _names(classes)})
     print(f"gardenseg train: {len(samples)} labelled photo(s), class(es) {', '.join(named)}", file=sys.stderr)
     # train's own defaults for the settings not given: no copies of them here

@@ -159,10 +159,9 @@ def read_coco(
             boxes.append((image_id, category_id))
     # a box of a category trained here (one with masks in the file) beside masks: trained on, that plant
     # would be taught as background; a category only ever boxed (a colour card, a plot tag) is not trained
-    trained = {_key(a["category_id"]) for anns in by_image.values() for a in anns} | {
-        k for k, name in categories.items() if name in set(trained)
-    }
-    boxed = {i for i, k in boxes if k in trained}
+    trained_names = set(trained)
+    masked = {_key(a["category_id"]) for anns in by_image.values() for a in anns}
+    boxed = {i for i, k in boxes if k in masked or categories[k] in trained_names}
 
     if max_photos is not None and len(by_image) > max_photos:
         raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
@@ -449,8 +448,8 @@ def _find_photo(file_name: str, folders: list[Path], listings: dict | None = Non
     if name.is_absolute() and name.is_file():
         return name
     upload = (_UPLOAD_PREFIX if uploads else _UPLOAD_PREFIX_WITH_LETTERS).match(name.name)
-    tries = [(name, name.name)] + ([(upload.group(1),)] if upload else [])
-    for names in tries:
+    bases = [name.name] + ([upload.group(1)] if upload else [])
+    for names in [(name, bases[0]), *[(b,) for b in bases[1:]]]:
         for folder in folders:
             for candidate in names:
                 if (folder / candidate).is_file():
@@ -463,7 +462,7 @@ def _find_photo(file_name: str, folders: list[Path], listings: dict | None = Non
                 for entry in folder.iterdir():
                     by_case.setdefault(entry.name.casefold(), []).append(entry)
             listings[folder] = by_case
-        for base in [name.name] + ([upload.group(1)] if upload else []):
+        for base in bases:
             same = listings[folder].get(base.casefold(), [])
             if len(same) == 1 and same[0].is_file():
                 return same[0]

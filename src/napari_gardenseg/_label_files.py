@@ -258,8 +258,8 @@ def _soft_mask(data: np.ndarray, name: str) -> np.ndarray:
     if flat.sum() >= 0.5 * n_between:
         return data
     if data.ndim == 3:  # one colour on black: the in-between pixels are that colour, dimmer
-        fg = level > 0
-        hues = data[fg][:, :3] / data[fg][:, :3].max(axis=-1, keepdims=True).astype(np.float32)
+        colours = data[level > 0][:, :3].astype(np.float32)
+        hues = colours / colours.max(axis=-1, keepdims=True)
         if hues.std(axis=0).max() > 0.1:
             return data
     from scipy import ndimage

@@ -133,8 +133,7 @@ def _on_new_data(event) -> None:
     layer = event.source
     if layer in _replacing or isinstance(layer.data, list) or layer.multiscale:
         return
-    layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
-    _sums.pop(layer, None)
+    _read_again(layer)
     _history_of_other_data.add(layer)  # an undo now replays an edit of the old data: read the pixels again
     _remember(layer)
 
@@ -153,16 +152,20 @@ def _on_refresh(event) -> None:
         _sums.pop(layer, None)
         _history_of_other_data.discard(layer)
     elif layer in _history_of_other_data:
-        layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
-        _sums.pop(layer, None)
+        _read_again(layer)
     elif len(undo) == n_undo - 1 and len(redo) == n_redo + 1:
         _apply_item(layer, redo[-1], forward=False)  # undone: redo holds it, atoms reversed
     elif len(redo) == n_redo - 1 and len(undo) in (n_undo, n_undo + 1) and top_redo is not None:
         _apply_item(layer, undo[-1], forward=True)  # redone (a full undo deque keeps its length)
     else:
-        layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
-        _sums.pop(layer, None)
+        _read_again(layer)
     _remember(layer)
+
+
+def _read_again(layer) -> None:
+    """``layer``'s rows read again from its pixels, for what cannot be followed edit by edit."""
+    layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
+    _sums.pop(layer, None)
 
 
 def _apply_item(layer, item, *, forward: bool) -> None:
