@@ -488,3 +488,25 @@ def test_a_plant_one_tile_saw_whole_is_kept_when_its_owner_found_nothing_there()
     a_cut = Tile(0, (0, 0, 100, 120), (0, 0, 100, 100))
     piece = Instances([cut], [(30, 85)], [0.7], [1], [(91, 36, 120, 65)], shape)
     assert len(merge_tiles([piece, nothing], [a_cut, b], 0.5)) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "name"),
+    [
+        ("scores", [0.9, 0.8, 0.7], "scores"),
+        ("boxes", np.zeros((1, 4)), "boxes"),
+        ("probs", [np.ones((2, 2))], "probs"),
+    ],
+)
+def test_instances_of_mismatched_counts_name_the_field(field, value, name):
+    fields = dict(
+        masks=[np.ones((2, 2)), np.ones((3, 3))],
+        offsets=[[0, 0], [4, 4]],
+        scores=[0.9, 0.8],
+        class_ids=[1, 1],
+        boxes=[[0, 0, 2, 2], [4, 4, 7, 7]],
+        shape=(8, 8),
+    )
+    assert len(Instances(**fields)) == 2
+    with pytest.raises(ValueError, match=rf"{name} .*for 2 masks"):
+        Instances(**{**fields, field: value})

@@ -23,6 +23,15 @@ __all__ = ["Instances", "paint", "paint_image", "visible_shares", "instances_to_
 FULL_PASSES = "full_passes"
 
 
+def _per_instance(values, name: str, dtype, shape: tuple) -> np.ndarray:
+    """``values`` as an array of ``dtype`` and ``shape`` (N first); ValueError naming ``name`` when
+    it holds another number of entries than there are masks."""
+    array = np.asarray(values, dtype=dtype)
+    if array.size != int(np.prod(shape)):
+        raise ValueError(f"{name} has shape {array.shape} for {shape[0]} masks: give one entry per mask, shape {shape}")
+    return array.reshape(shape)
+
+
 @dataclass
 class Instances:
     """N instances of an (H, W) image, each a mask local to its box.
@@ -61,13 +70,15 @@ class Instances:
 
     def __post_init__(self):
         n = len(self.masks)
-        self.offsets = np.asarray(self.offsets, dtype=np.int64).reshape(n, 2)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
-        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(n)
-        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
+        self.offsets = _per_instance(self.offsets, "offsets", np.int64, (n, 2))
+        self.scores = _per_instance(self.scores, "scores", np.float32, (n,))
+        self.class_ids = _per_instance(self.class_ids, "class_ids", np.int64, (n,))
+        self.boxes = _per_instance(self.boxes, "boxes", np.float32, (n, 4))
         self.shape = (int(self.shape[0]), int(self.shape[1]))
         if self.sources is not None:
-            self.sources = np.asarray(self.sources, dtype=object).reshape(n)
+            self.sources = _per_instance(self.sources, "sources", object, (n,))
+        if self.probs is not None and len(self.probs) != n:
+            raise ValueError(f"probs holds {len(self.probs)} arrays for {n} masks: give one per mask, or None")
 
     def __len__(self) -> int:
         return len(self.masks)
