@@ -133,10 +133,41 @@ def test_layers_are_only_read_and_samples_are_copies():
     np.testing.assert_array_equal(lab.data, before_lab)
 
 
-def test_stack_takes_the_current_plane():
+def test_a_stack_of_labels_gives_every_labelled_plane_wherever_the_slider_is():
+    """Corrections painted on planes 0 and 2 of a whole-stack result are trained on with the slider
+    on plane 1 (only the plane shown was, silently); a plane left empty gives no sample."""
     scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3)]
     img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
-    lab = Labels(np.stack([s[1] for s in scenes]), name="stack masks")
+    painted = np.stack([s[1] for s in scenes])
+    painted[1] = 0
+    lab = Labels(painted, name="stack masks")
+    samples = samples_from_layers([(img, lab)], "weed", point=(1, 10, 10))
+    assert len(samples) == 2
+    for (image, labels, _), k in zip(samples, (0, 2)):
+        np.testing.assert_array_equal(image, scenes[k][0])
+        np.testing.assert_array_equal(labels, scenes[k][1])
+    # no viewer position needed: the planes are the labels'
+    assert len(samples_from_layers([(img, lab)], "weed")) == 2
+
+
+def test_a_plane_of_labels_goes_with_the_image_plane_at_its_place_in_the_world():
+    scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3, 4)]
+    img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
+    # labels of planes 2 and 3 alone, placed there (translate), as a slab cut from the stack
+    lab = Labels(np.stack([scenes[2][1], scenes[3][1]]), translate=(2, 0, 0), name="stack masks")
+    got = samples_from_layers([(img, lab)], "weed", point=(0, 0, 0))
+    for (image, labels, _), k in zip(got, (2, 3)):
+        np.testing.assert_array_equal(image, scenes[k][0])
+        np.testing.assert_array_equal(labels, scenes[k][1])
+    beyond = Labels(np.stack([scenes[3][1], scenes[0][1]]), translate=(3, 0, 0), name="stack masks")
+    with pytest.raises(ValueError, match=r"plane \(1\) of Labels layer 'stack masks' holds labels where image"):
+        samples_from_layers([(img, beyond)], "weed")
+
+
+def test_a_2d_labels_layer_over_a_stack_goes_with_the_current_plane():
+    scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3)]
+    img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
+    lab = Labels(scenes[2][1], name="stack masks")
     with pytest.raises(ValueError, match="3 dimensions"):
         samples_from_layers([(img, lab)], "weed")
     [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=(2, 10, 10))
@@ -150,11 +181,10 @@ def test_one_plane_slab_of_a_stack():
     img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
     lab = Labels(scenes[1][1][None], translate=(1, 0, 0), name="stack masks")
     assert [(i.name, m.name) for i, m, _ in candidate_pairs([img], [lab])] == [("stack", "stack masks")]
-    [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=(1, 0, 0))
-    np.testing.assert_array_equal(image, scenes[1][0])
-    np.testing.assert_array_equal(labels, scenes[1][1])
-    with pytest.raises(ValueError, match="'stack masks' has no plane at the viewer's current position"):
-        samples_from_layers([(img, lab)], "weed", point=(2, 0, 0))
+    for point in ((1, 0, 0), (2, 0, 0)):  # wherever the slider is
+        [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=point)
+        np.testing.assert_array_equal(image, scenes[1][0])
+        np.testing.assert_array_equal(labels, scenes[1][1])
 
 
 def test_candidate_pairs_by_name_then_shape():

@@ -8,10 +8,13 @@ on anything with napari's layer attributes (``name``, ``data``, ``ndim``,
 ``rgb``, ``multiscale``, ``features``, ``world_to_data``), so they can be
 tested without a viewer.
 
-Only 2-D planes are trained on: a 2-D grey or RGB(A) image, or, for a layer
-with more axes (a z-stack, a time series), the plane at the viewer's current
-position (``point`` = ``viewer.dims.point``). The last two axes of every
-layer are taken as (Y, X).
+Only 2-D planes are trained on. A Labels layer with more axes (a z-stack or a
+time series segmented whole, or napari's New Labels over one) gives every plane
+that holds labels, each with the image's plane at the same place in the world: the
+planes a user corrected are not necessarily the one shown. A 2-D Labels layer
+over a stack goes with the image's plane at the viewer's current position
+(``point`` = ``viewer.dims.point``). The last two axes of every layer are taken
+as (Y, X).
 """
 
 from __future__ import annotations
@@ -35,6 +38,27 @@ def plane_shape(layer) -> tuple[int, int]:
 def _level0(layer):
     data = layer.data
     return data[0] if getattr(layer, "multiscale", False) else data
+
+
+def labelled_planes(layer) -> list[tuple[int, ...]]:
+    """Leading-axis indices of the planes of a Labels layer that hold labels (``[()]`` for a 2-D
+    layer, whatever it holds): what :func:`samples_from_layers` trains on. Reads the layer plane by
+    plane."""
+    data = _level0(layer)
+    if data.ndim <= 2:
+        return [()]
+    return [index for index in np.ndindex(*data.shape[:-2]) if np.any(np.asarray(data[index]))]
+
+
+def _world_point(layer, index: tuple[int, ...], point) -> np.ndarray:
+    """The world position of plane ``index`` of ``layer``, the viewer's ``point`` on axes the
+    layer does not have."""
+    world = np.asarray(layer.data_to_world(np.array([*index, 0, 0], dtype=float)), dtype=float)
+    if point is None or len(point) <= len(world):
+        return world
+    full = np.asarray(point, dtype=float).copy()
+    full[-len(world) :] = world
+    return full
 
 
 def _plane(layer, point=None) -> np.ndarray:
@@ -158,13 +182,18 @@ def samples_from_layers(
     ``class_name`` feature (see :func:`classes_from_features`). In a layer
     whose features name the class of some instances but not of others (a
     segmentation with plants painted since), a name is the class of those
-    without one, and the others keep theirs; otherwise of every instance. ``point`` is the
-    viewer's position (``viewer.dims.point``), used to take the current plane
-    of layers with more than two axes.
+    without one, and the others keep theirs; otherwise of every instance.
+
+    A Labels layer with more than two axes gives one sample per plane that holds
+    labels (:func:`labelled_planes`), with the image's plane at the same world
+    position; so a pair may give several samples, in plane order. ``point`` is
+    the viewer's position (``viewer.dims.point``), used to take the current plane
+    of a stack image paired with a 2-D Labels layer.
 
     Raises ``ValueError`` naming the layer for: no pairs, a layer that is not
-    an integer label image, a shape mismatch, instances without a class name,
-    no instances at all. The layers are only read; the arrays returned are copies.
+    an integer label image, a shape mismatch, a labelled plane the image has no
+    plane for, instances without a class name, no instances at all. The layers
+    are only read; the arrays returned are copies.
     """
     pairs = list(pairs)
     if not pairs:
@@ -177,41 +206,64 @@ def samples_from_layers(
             raise ValueError(f"class_names has {len(names)} entries for {len(pairs)} layer pairs")
     samples = []
     for (image_layer, labels_layer), name in zip(pairs, names):
-        labels = _plane(labels_layer, point)
-        if labels.dtype.kind not in "iub" or labels.ndim != 2:
-            raise ValueError(
-                f"layer {labels_layer.name!r} is not a 2-D integer label image "
-                f"(plane of shape {labels.shape}, dtype {labels.dtype})"
-            )
-        image = _plane(image_layer, point)
-        hw = image.shape[:2] if getattr(image_layer, "rgb", False) else image.shape[-2:]
-        if tuple(hw) != labels.shape:
-            raise ValueError(
-                f"Labels layer {labels_layer.name!r} is {labels.shape[0]}x{labels.shape[1]} but image "
-                f"{image_layer.name!r} is {hw[0]}x{hw[1]}; pair each Labels layer with the image it was drawn on"
-            )
-        ids = [int(v) for v in np.unique(labels) if v > 0]
         features = getattr(labels_layer, "features", None)
         found = classes_from_features(features)
-        missing = [k for k in ids if k not in found]
-        if name is None and missing:
-            by_hand = " (painted by hand)" if set(missing) <= _painted_ids(features) else ""
-            what = (
-                f": instances {missing[:5]}{' ...' if len(missing) > 5 else ''}{by_hand} have no class_name "
-                "in its features"
-                if found
-                else " has no class_name feature"
-            )
-            them = "them (the others keep theirs)" if found else "this layer"
-            raise ValueError(
-                f"Labels layer {labels_layer.name!r}{what}. Type a class name for {them} "
-                "(e.g. 'weed', or one name per layer separated by commas)."
-            )
-        samples.append((image, labels, classes_named(found, ids, name)))
+        for index in labelled_planes(labels_layer):
+            samples.append(_sample(image_layer, labels_layer, index, point, name, found, features))
     if not any(np.any(lab > 0) for _, lab, _ in samples):
         which = ", ".join(repr(lab.name) for _, lab in pairs)
         raise ValueError(f"the selected Labels layer(s) {which} hold no instances (all labels are 0): paint some first")
     return samples
+
+
+def _sample(image_layer, labels_layer, index, point, name, found, features) -> tuple:
+    """The ``(image, labels, classes)`` sample of plane ``index`` of ``labels_layer`` (``()``: a 2-D
+    layer) and the image's plane at the same place."""
+    data = _level0(labels_layer)
+    if index:
+        labels = np.array(data[index], copy=True)
+        at = _world_point(labels_layer, index, point)
+        from ._planes import current_plane
+
+        image_index = current_plane(image_layer, at, clip=False)
+        if image_index is None:
+            where = ", ".join(str(i) for i in index)
+            raise ValueError(
+                f"plane ({where}) of Labels layer {labels_layer.name!r} holds labels where image "
+                f"{image_layer.name!r} has no plane; pair it with the stack it was drawn on, or erase that plane"
+            )
+        image = np.array(_level0(image_layer)[image_index], copy=True) if image_index else _plane(image_layer)
+    else:
+        labels = _plane(labels_layer, point)
+        image = None
+    if labels.dtype.kind not in "iub" or labels.ndim != 2:
+        raise ValueError(
+            f"layer {labels_layer.name!r} is not a 2-D integer label image "
+            f"(plane of shape {labels.shape}, dtype {labels.dtype})"
+        )
+    if image is None:
+        image = _plane(image_layer, point)
+    hw = image.shape[:2] if getattr(image_layer, "rgb", False) else image.shape[-2:]
+    if tuple(hw) != labels.shape:
+        raise ValueError(
+            f"Labels layer {labels_layer.name!r} is {labels.shape[0]}x{labels.shape[1]} but image "
+            f"{image_layer.name!r} is {hw[0]}x{hw[1]}; pair each Labels layer with the image it was drawn on"
+        )
+    ids = [int(v) for v in np.unique(labels) if v > 0]
+    missing = [k for k in ids if k not in found]
+    if name is None and missing:
+        by_hand = " (painted by hand)" if set(missing) <= _painted_ids(features) else ""
+        what = (
+            f": instances {missing[:5]}{' ...' if len(missing) > 5 else ''}{by_hand} have no class_name in its features"
+            if found
+            else " has no class_name feature"
+        )
+        them = "them (the others keep theirs)" if found else "this layer"
+        raise ValueError(
+            f"Labels layer {labels_layer.name!r}{what}. Type a class name for {them} "
+            "(e.g. 'weed', or one name per layer separated by commas)."
+        )
+    return image, labels, classes_named(found, ids, name)
 
 
 def candidate_pairs(image_layers: Sequence, labels_layers: Sequence) -> list[tuple[object, object, bool]]:

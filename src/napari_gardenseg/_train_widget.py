@@ -355,7 +355,13 @@ class TrainWidget(FitPanel):
         shown = self.base.native.currentText()  # the entry's title, not its key or a full path
         if self.base.value == _CHECKPOINT:
             shown = Path(str(self.checkpoint.value)).name
-        return self.launch(job, f"training on {len(samples)} layer(s), loading {shown}…")
+        # a stack's Labels layer gives each of its labelled planes: say how many were taken
+        what = (
+            f"{len(pairs)} layer(s)"
+            if len(samples) == len(pairs)
+            else f"{len(samples)} planes of {len(pairs)} layer(s)"
+        )
+        return self.launch(job, f"training on {what}, loading {shown}…")
 
     def show_progress(self, message: str) -> None:
         short = message.split(" (")[0]  # "iteration 3/500 loss=1.234" without the loss terms
