@@ -454,6 +454,30 @@ def test_a_transposed_view_is_said_when_the_current_plane_is_segmented(fake_segm
     assert plane_source(image, point=v.dims.point, displayed=v.dims.displayed, stack=True).view_note is None
 
 
+def test_a_projection_of_several_planes_is_said_and_not_called_blank(fake_segment):
+    # napari 0.5's thick slices: a stack shown as the max projection of its planes, where the
+    # plants are in plane 4 and the slider on plane 2; "current plane" segments plane 2 (black),
+    # and the run called the image blank
+    from napari_gardenseg._layers import run_notes
+
+    v = ViewerModel()
+    z = np.zeros((5, 40, 40, 3), np.uint8)
+    z[4, 10:30, 10:30] = (40, 160, 40)
+    image = v.add_image(z, name="z", rgb=True, projection_mode="max", scale=(2, 1, 1))
+    v.dims.set_point(0, 4.0)  # plane 2
+    one = plane_source(image, point=v.dims.point, displayed=v.dims.displayed, thickness=v.dims.thickness)
+    assert one.view_note is None  # thickness 0: one plane shown
+    v.dims.thickness = (5.0, 1.0, 1.0)  # world units: planes 1-3 at scale 2
+    source = plane_source(image, point=v.dims.point, displayed=v.dims.displayed, thickness=v.dims.thickness)
+    assert source.planes == [(2,)]
+    assert "max projection of its planes 1–3" in source.view_note
+    assert ".data[1:4].max(axis=0), rgb=True)" in source.view_note
+    notes = run_notes(fake_run(source, fake_segment, n=0))
+    assert source.view_note in notes and not any("blank" in n for n in notes)
+    image.projection_mode = "none"  # what the screen shows is the plane again
+    assert plane_source(image, point=v.dims.point, thickness=v.dims.thickness).view_note is None
+
+
 def test_no_instances_gives_empty_layers(viewer, fake_segment):
     out = fake_run(plane_source(viewer.layers["garden"]), fake_segment, n=0)
     layers = write_layers(viewer, out, boxes=True)

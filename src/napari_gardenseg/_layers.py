@@ -485,7 +485,10 @@ def segment_layer(
         layer = viewer.layers[layer]
     if layer not in viewer.layers:  # its labels would land in a viewer without their image
         raise ValueError(f"layer {layer.name!r} is not in this viewer: pass viewer= the viewer that shows it")
-    source = plane_source(layer, point=viewer.dims.point, displayed=viewer.dims.displayed, stack=stack)
+    dims = viewer.dims
+    source = plane_source(
+        layer, point=dims.point, displayed=dims.displayed, thickness=getattr(dims, "thickness", None), stack=stack
+    )
     output = run_planes(source, model, opts, progress=progress, cancel=cancel)
     write_layers(viewer, output, boxes=boxes)
     notes = run_notes(output)
@@ -516,8 +519,10 @@ def run_notes(output: LayerOutput) -> list[str]:
     nothing or little was found (:func:`~napari_gardenseg._hints.status_hint`), or a label map."""
     from ._hints import status_hint
 
-    hint = (
-        colour_planes_note(output) or label_map_note(output) or status_hint(output.results)
-    )  # not a photo: that first
+    # not a photo: that first; a hint about the plane segmented would be read as one about the view
+    # when the view shows something else (a projection, another pair of axes): the note says which
+    hint = colour_planes_note(output)
+    if hint is None and output.source.view_note is None:
+        hint = label_map_note(output) or status_hint(output.results)
     notes = (kept_layers_note(output), unseen_layer_note(output), output.source.view_note, hint)
     return [n for n in notes if n]

@@ -193,7 +193,7 @@ def current_plane(layer, point, *, clip: bool = True) -> tuple[int, ...] | None:
 
 
 def plane_source(
-    layer, *, point=None, displayed=None, stack: bool = False, max_pixels: int | None = None
+    layer, *, point=None, displayed=None, thickness=None, stack: bool = False, max_pixels: int | None = None
 ) -> PlaneSource:
     """Describe what to segment in ``layer`` (an Image layer) without reading pixels.
 
@@ -202,6 +202,9 @@ def plane_source(
     viewer's ``dims.displayed`` (world axes on screen); when a stack's current
     plane is segmented while the view shows other axes than its last two (a
     transposed Z-X view), ``view_note`` says so: planes are always Y-X.
+    ``thickness``: the viewer's ``dims.thickness`` (world units); when the layer
+    is shown as a projection of several planes (its ``projection_mode``, napari
+    0.5's thick slices), ``view_note`` says that one plane was segmented.
     """
     from ._image_arrays import ImageError
 
@@ -261,6 +264,8 @@ def plane_source(
                 f"its Y-X plane {planes[0]} (the last two axes) was segmented; napari's transpose and roll "
                 "buttons bring the Y-X view back"
             )
+    if not stack and nlead:
+        view_note = _projection_note(layer, point, thickness, spatial0, idx0) or view_note
     return PlaneSource(
         data=data,
         rgb=rgb,
@@ -271,6 +276,37 @@ def plane_source(
         view_note=view_note,
         **_placed(layer, factors),
     )
+
+
+def _projection_note(layer, point, thickness, spatial: tuple, plane: tuple) -> str | None:
+    """What to say when ``layer`` is shown as a projection (max, mean...) of several of its planes
+    (napari's thick slices: the layer's ``projection_mode`` and the viewer's ``dims.thickness``):
+    the plane under the slider was segmented, not what the screen shows. None otherwise."""
+    mode = str(getattr(layer, "projection_mode", "none") or "none").lower()
+    if mode == "none" or thickness is None or point is None:
+        return None
+    nlead = len(spatial) - 2
+    offset = len(point) - len(spatial)  # napari lines a layer's axes up with the viewer's last ones
+    scale = np.asarray(layer.scale, dtype=float)[-len(spatial) :]
+    translate = np.asarray(layer.translate, dtype=float)[-len(spatial) :]
+    for axis in range(nlead):
+        w = offset + axis
+        if w < 0 or w >= len(thickness):
+            continue
+        positions = np.arange(spatial[axis]) * scale[axis] + translate[axis]
+        shown = np.flatnonzero(np.abs(positions - float(point[w])) <= float(thickness[w]) / 2 + 1e-9)
+        if len(shown) > 1:
+            lo, hi = int(shown[0]), int(shown[-1])
+            where = ", ".join(str(i) for i in plane)
+            index = ", ".join([*(":" for _ in range(axis)), f"{lo}:{hi + 1}"])
+            return (
+                f"{layer.name!r} is shown as the {mode} projection of its planes {lo}–{hi} (axis {axis}), but one "
+                f"plane is segmented: its plane ({where}) under the slider; set the layer's projection to "
+                f"'none' to see that plane, or add the projection as an image and segment it: "
+                f"viewer.add_image(viewer.layers[{layer.name!r}].data{'[0]' if layer.multiscale else ''}[{index}]"
+                f".{mode}(axis={axis}), rgb={bool(layer.rgb)})"
+            )
+    return None
 
 
 def _source_path(layer) -> str | None:

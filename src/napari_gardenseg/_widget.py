@@ -217,7 +217,13 @@ class SegmentationWidget(SegmentationControls):
         try:
             layer = self.image.value  # plane_source says what is wrong with it (none, not an image...)
             dims = self._viewer.dims
-            source = plane_source(layer, point=dims.point, displayed=dims.displayed, stack=bool(self.stack.value))
+            source = plane_source(
+                layer,
+                point=dims.point,
+                displayed=dims.displayed,
+                thickness=getattr(dims, "thickness", None),
+                stack=bool(self.stack.value),
+            )
             spec = self.model_spec()
             if spec is None:
                 chosen = Path(str(self.checkpoint.value or "."))
