@@ -711,3 +711,24 @@ def test_the_adapt_panels_error_goes_when_the_layers_change(make_napari_viewer):
     viewer.add_image(_photo(9_500_000)[0], name="p")
     assert [layer.name for layer in panel.photos.value] == ["p"]
     assert panel.status.value == "ready: the selected photos need no labels"
+
+
+@pytest.mark.gui
+def test_the_adapt_panel_offers_one_photo_with_extra_axes_and_names_the_stacks_it_leaves_out(make_napari_viewer):
+    # a one-photo (1, 1, H, W, 3) layer (a T/Z reader's) was not offered, nor a stack, and pressing
+    # the button said "select at least one photo" with two Image layers open
+    from napari_gardenseg._adapt_widget import AdaptWidget, photo_of_layer
+
+    viewer = make_napari_viewer()
+    photo = _photo(9_500_000)[0]
+    viewer.add_image(np.stack([photo, photo]), rgb=True, name="two days")
+    panel = AdaptWidget(viewer)
+    assert not panel.photos.choices
+    assert panel.status.value.startswith("not offered: 'two days' (2 planes)")
+    assert "viewer.add_image(viewer.layers['two days'].data[0], rgb=True)" in panel.status.value
+    panel.run.clicked.emit()
+    assert panel.status.value.startswith("error") and "'two days' (2 planes)" in panel.status.value
+    single = viewer.add_image(photo[None, None], rgb=True, name="one")
+    assert [layer.name for layer in panel.photos.value] == ["one"]
+    assert panel.status.value == "ready: the selected photos need no labels"
+    np.testing.assert_array_equal(photo_of_layer(single), photo)

@@ -36,19 +36,42 @@ if TYPE_CHECKING:
 __all__ = ["AdaptWidget", "photo_of_layer"]
 
 
-def _is_photo(layer) -> bool:
+def _lead_shape(layer) -> tuple[int, ...]:
+    """The axes of an Image layer before its plane (and colour axis): () for a 2-D photo."""
     data = layer.data[0] if layer.multiscale else layer.data
-    return isinstance(layer, Image) and data.ndim - (1 if layer.rgb else 0) == 2
+    return tuple(int(n) for n in data.shape[: max(0, data.ndim - (1 if layer.rgb else 0) - 2)])
+
+
+def _is_photo(layer) -> bool:
+    # a photo with extra axes of length 1 (a one-photo (1, 1, H, W, 3) layer of a T/Z reader) is one photo
+    return isinstance(layer, Image) and all(n == 1 for n in _lead_shape(layer))
 
 
 def photo_of_layer(layer: Image):
-    """The layer's 2-D photo (grey or RGB(A); multiscale: level 0); ValueError for stacks."""
+    """The layer's 2-D photo (grey or RGB(A); multiscale: level 0; leading axes of length 1 dropped);
+    ValueError for stacks."""
     data = layer.data[0] if layer.multiscale else layer.data
     if not _is_photo(layer):
-        raise ValueError(
-            f"layer {layer.name!r} is not a 2-D photo (shape {tuple(data.shape)}); adapt learns from single photos"
-        )
-    return data
+        raise ValueError(left_out_note([layer]))
+    lead = _lead_shape(layer)
+    return data[(0,) * len(lead)] if lead else data
+
+
+def left_out_note(layers) -> str | None:
+    """Why Image layers are not offered as photos (stacks of several planes), with what to do; None
+    when there is none."""
+    stacks = [layer for layer in layers if isinstance(layer, Image) and not _is_photo(layer)]
+    if not stacks:
+        return None
+    named = ", ".join(f"'{layer.name}' ({' x '.join(map(str, _lead_shape(layer)))} planes)" for layer in stacks[:3]) + (
+        " ..." if len(stacks) > 3 else ""
+    )
+    first = stacks[0]
+    index = ", ".join("0" for _ in _lead_shape(first))
+    return (
+        f"not offered: {named}: adapt learns from 2-D photos, one per layer; add the planes you want as photos, "
+        f"e.g. viewer.add_image(viewer.layers[{first.name!r}].data[{index}], rgb={bool(first.rgb)})"
+    )
 
 
 class AdaptWidget(FitPanel):
@@ -90,10 +113,16 @@ class AdaptWidget(FitPanel):
         self._offered: list = []  # the photos offered so far: a photo opened later is selected, as at the start
         self.follow_layers(self.run)
         self.reset_choices()
-        if not self.photos.choices:
-            self.status.value = "open your photos as image layers (2-D photos, no labels needed)"
-        else:
-            self.status.value = "ready: the selected photos need no labels"
+        self.status.value = self._idle_status()
+
+    def _idle_status(self) -> str:
+        """What the status says while nothing runs: ready, or why no photo is offered."""
+        if self.photos.choices:
+            return "ready: the selected photos need no labels"
+        return (
+            left_out_note(list(self._viewer.layers))
+            or "open your photos as image layers (2-D photos, no labels needed)"
+        )
 
     def _photo_choices(self, _widget=None):
         # stacks are not offered: adapt learns from single photos (photo_of_layer)
@@ -113,9 +142,9 @@ class AdaptWidget(FitPanel):
             layer for layer in offered if any(layer is b for b in before) or all(layer is not o for o in self._offered)
         ]
         self._offered = offered
-        if str(self.status.value).startswith("error") and not self.running:
-            # an error of the layers as they were (the Train panel's rule): they changed
-            self.status.value = "ready: the selected photos need no labels" if offered else ""
+        if not self.running and str(self.status.value).startswith(("error", "not offered", "open your", "ready")):
+            # an error or a word about the layers as they were (the Train panel's rule): they changed
+            self.status.value = self._idle_status()
 
     def start(self, *_) -> Job | None:
         """Check the inputs and start adapting in a background job (None when nothing started)."""
@@ -125,7 +154,8 @@ class AdaptWidget(FitPanel):
         try:
             layers = list(self.photos.value)
             if not layers:
-                raise ValueError("select at least one photo (Image layer)")
+                why = None if self.photos.choices else left_out_note(list(self._viewer.layers))
+                raise ValueError(why or "select at least one photo (Image layer)")
             photos = [photo_of_layer(layer) for layer in layers]
             base = chosen_base(self.base, self.checkpoint)
             from ._adapt import default_output
