@@ -594,3 +594,22 @@ def test_start_from_offers_the_segmentation_widgets_models(make_napari_viewer, u
     for w in (widget, panel):
         assert str(trained) in w.base.choices  # offered at once, no layer event needed
         assert w.base.value == "checkpoint"  # the choice kept
+
+
+def test_a_pair_placed_differently_on_screen_is_said():
+    # napari's Convert to Labels (napari#6981) or a script gave the labels scale 1 over a photo at
+    # scale 2: painted on screen, they cover a quarter of it, and were trained pixel by pixel in silence
+    from napari_gardenseg._train_layers import placement_note
+
+    image, labels, _ = garden_scene(1, shape=(48, 48))
+    photo = Image(image, rgb=True, name="plot", scale=(2, 2))
+    assert placement_note([(photo, Labels(labels, name="plot masks", scale=(2, 2)))]) is None
+    note = placement_note([(photo, Labels(labels, name="painted"))])
+    assert note.startswith("'painted' lies elsewhere on screen than 'plot' (scale (1.0, 1.0)")
+    assert "viewer.layers['painted'].scale = viewer.layers['plot'].scale" in note
+    moved = Labels(labels, name="moved", scale=(2, 2), translate=(0, 10))
+    assert placement_note([(photo, moved)]) is not None
+    # a one-plane slab of a stack lies on its plane: the leading axis is not the plane's placement
+    stack = Image(np.stack([image, image, image]), rgb=True, name="stack")
+    slab = Labels(labels[None], translate=(2, 0, 0), name="stack masks")
+    assert placement_note([(stack, slab)]) is None

@@ -24,7 +24,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["samples_from_layers", "classes_from_features", "candidate_pairs", "parse_class_names", "plane_shape"]
+__all__ = [
+    "samples_from_layers",
+    "classes_from_features",
+    "candidate_pairs",
+    "parse_class_names",
+    "plane_shape",
+    "placement_note",
+]
 
 
 def plane_shape(layer) -> tuple[int, int]:
@@ -288,6 +295,41 @@ def candidate_pairs(image_layers: Sequence, labels_layers: Sequence) -> list[tup
         else:
             out.extend((im, lab, len(same) == 1) for im in same)
     return out
+
+
+def _plane_corners(layer) -> np.ndarray | None:
+    """Where pixels (0, 0), (1, 0) and (0, 1) of the layer's first plane lie on screen (the last two
+    world axes: scale, translate, rotate, shear and affine together); None without napari's transforms."""
+    if not hasattr(layer, "data_to_world"):
+        return None
+    lead = [0] * (int(layer.ndim) - 2)
+    corners = [layer.data_to_world(np.array([*lead, y, x], dtype=float)) for y, x in ((0, 0), (1, 0), (0, 1))]
+    return np.array([np.asarray(c, dtype=float)[-2:] for c in corners])
+
+
+def placement_note(pairs: Sequence) -> str | None:
+    """One line when a pair's Labels layer lies elsewhere on screen than its image (another scale,
+    translate, rotate...: napari's Convert to Labels or a script that gave no scale): training pairs
+    pixels by index, so labels painted on screen would teach other pixels of the photo; None when
+    every pair lines up. Right for a label file opened at scale 1 beside a photo placed in map units."""
+    for image_layer, labels_layer in pairs:
+        here, there = _plane_corners(labels_layer), _plane_corners(image_layer)
+        if here is None or there is None or np.allclose(here, there, rtol=1e-6, atol=1e-6):
+            continue
+
+        def placed(layer) -> str:
+            scale = tuple(float(v) for v in np.asarray(layer.scale)[-2:])
+            translate = tuple(float(v) for v in np.asarray(layer.translate)[-2:])
+            return f"scale {scale}, translate {translate}"
+
+        return (
+            f"'{labels_layer.name}' lies elsewhere on screen than '{image_layer.name}' ({placed(labels_layer)} "
+            f"against {placed(image_layer)}): training pairs their pixels by index, not by what you saw under "
+            f"the brush; if you painted on screen over the photo, place the labels as the photo and paint again "
+            f"(viewer.layers[{labels_layer.name!r}].scale = viewer.layers[{image_layer.name!r}].scale, and "
+            "translate alike)"
+        )
+    return None
 
 
 def unpaired_note(image_layers: Sequence, labels_layers: Sequence) -> str | None:

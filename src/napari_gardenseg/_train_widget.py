@@ -72,7 +72,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_info, show_warning
 
 from ._fit_panel import (
     _CHECKPOINT,
@@ -84,7 +84,7 @@ from ._fit_panel import (
     start_from_controls,
 )
 from ._paint_features import follow_if_ours
-from ._train_layers import candidate_pairs, samples_from_layers, unpaired_note
+from ._train_layers import candidate_pairs, placement_note, samples_from_layers, unpaired_note
 from ._widget_controls import reset_keeping, restore_choice
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label, when_engine_loaded
 
@@ -361,7 +361,9 @@ class TrainWidget(FitPanel):
             if len(samples) == len(pairs)
             else f"{len(samples)} planes of {len(pairs)} layer(s)"
         )
-        return self.launch(job, f"training on {what}, loading {shown}…")
+        if (note := placement_note(pairs)) is not None:
+            show_warning(note)  # it stays in napari's notifications; the status line follows the run
+        return self.launch(job, f"training on {what}, loading {shown}…" + (f" ({note})" if note else ""))
 
     def show_progress(self, message: str) -> None:
         short = message.split(" (")[0]  # "iteration 3/500 loss=1.234" without the loss terms
