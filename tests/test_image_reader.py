@@ -219,6 +219,11 @@ def test_channels_are_colour_only_when_the_file_says_so(tmp_path):
     assert read_image(tmp_path / "yxs.tif").axes == "YXS"
     # the caller may say what the file does not, or say it otherwise
     assert read_image(tmp_path / "cyx.ome.tif", axes="SYX").axes == "YXS"
+    # but not put a pixel's samples on another axis than the file holds them: an RGB photo's rows
+    # were read as 3 colours and 29 "extra samples", and labels of 32 x 3 pixels written
+    with pytest.raises(ImageError, match=r"make its axis of 24 colour samples, but the file holds 3 samples per pixel"):
+        read_image(tmp_path / "yxs.tif", axes="SYX")
+    assert read_image(tmp_path / "yxs.tif", axes="YXS").axes == "YXS"
 
 
 @pytest.mark.parametrize("lazy", [False, True])

@@ -128,6 +128,14 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     marked = next((i for i, e in enumerate(extra) if e in _ALPHA), None)
     samples = shape[file_axes.index("S")] if "S" in file_axes else 0
     alpha = samples - len(extra) + marked if marked is not None and samples else None
+    if given and samples and "S" in axes and len(axes) == len(shape) and shape[axes.index("S")] != samples:
+        # the file says which axis holds a pixel's samples: another one taken for them (--axes SYX on
+        # an RGB photo) made a strip of the photo's rows "colours" and labels of another shape
+        raise ImageError(
+            f"{path.name}: axes {axes!r} (as given) make its axis of {shape[axes.index('S')]} colour samples, but "
+            f"the file holds {samples} samples per pixel on another axis (its own axes: {file_axes!r}); leave out "
+            "the axes to read it as the file states them, or give S where the file has it"
+        )
     data, out_axes, note = arrange_axes(
         data, axes or file_axes, path, given=given, photometric=photometric, alpha=alpha
     )
