@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -155,6 +157,24 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
             open_image(address)
     with pytest.raises(ImageError, match="the file object holds no image Pillow reads"):
         open_image(io.BytesIO(b"not an image"))
+    # the path's guards hold for bytes and file objects: a file cut short is said (Pillow's raw
+    # "image file is truncated"), empty bytes are not a path (". is a folder"), and a big photo is no
+    # decompression bomb
+    (tmp_path / "cut").mkdir()
+    jpeg = tmp_path / "cut" / "p.jpg"
+    Image.fromarray(pixels).resize((300, 200)).save(jpeg, quality=90)
+    cut = jpeg.read_bytes()[: jpeg.stat().st_size // 2]
+    with pytest.raises(ImageError, match="the bytes given stops before its image ends .truncated"):
+        open_image(cut)
+    with pytest.raises(ImageError, match="the file object stops before its image ends .truncated"):
+        open_image(io.BytesIO(cut))
+    with pytest.raises(ImageError, match="the bytes given are empty"):
+        open_image(b"")
+    big = io.BytesIO()
+    Image.new("L", (12000, 8000), 0).save(big, format="PNG")  # 96 MP: over Pillow's 89 MP warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's DecompressionBombWarning
+        assert open_image(io.BytesIO(big.getvalue())).shape == (8000, 12000)
     # a file:// address is unquoted once: 'plot%41.png' is not 'plotA.png'
     odd = tmp_path / "plot%41.png"
     Image.fromarray(pixels[::-1]).save(odd)

@@ -91,16 +91,18 @@ def check_axes(axes) -> str:
     return text
 
 
-def truncated_error(path: Path) -> ImageError:
+def truncated_error(path: Path | str) -> ImageError:
+    """``path``: the file, or words for what was read (a file object's bytes)."""
     return ImageError(
-        f"{path.name} stops before its image ends (truncated: a copy or download was cut short); copy the file again"
+        f"{getattr(path, 'name', path)} stops before its image ends (truncated: a copy or download was cut short); "
+        "copy the file again"
     )
 
 
-def damaged_error(path: Path, err: BaseException) -> ImageError:
+def damaged_error(path: Path | str, err: BaseException) -> ImageError:
     return ImageError(
-        f"{path.name} is damaged or cut short ({type(err).__name__}: {str(err)[:100]}); copy the file again, "
-        "or open it in an image editor and save it again"
+        f"{getattr(path, 'name', path)} is damaged or cut short ({type(err).__name__}: {str(err)[:100]}); copy the "
+        "file again, or open it in an image editor and save it again"
     )
 
 

@@ -294,16 +294,21 @@ def _as_input(value):
     from them (one image: a stack is read by its path). Anything else is returned as it is."""
     from ._image_reader import as_path
 
+    if isinstance(value, (bytes, bytearray)) and not value:
+        raise ImageError("the bytes given are empty: no image arrived (an upload or read cut short?)")
     value = as_path(value)
+    what = "the file object"
     if isinstance(value, (bytes, bytearray)):
         import io
 
-        value = io.BytesIO(value)
+        value, what = io.BytesIO(value), "the bytes given"
     if hasattr(value, "read") and not hasattr(value, "shape"):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from ._pillow_reader import decode_error, open_pillow, pillow_pixels
 
         try:
-            image = Image.open(value)
+            image = open_pillow(value)  # a big photo is no bomb here, as by its path
         except UnidentifiedImageError:
             raise ImageError(
                 "the file object holds no image Pillow reads (PNG, JPEG, WebP...): give TIFF stacks, zarr "
@@ -314,7 +319,10 @@ def _as_input(value):
                 f"the file object holds {image.n_frames} images (a stack): give the file by its path, and "
                 "segment_files([path], out_dir) or `gardenseg segment` segments it plane by plane"
             )
-        return image
+        try:  # decoded here, where a file cut short is said as by its path
+            return pillow_pixels(image)[0]
+        except OSError as err:
+            raise decode_error(err, what) from None
     return value
 
 

@@ -62,12 +62,8 @@ def read_pillow(path: Path) -> ImageFile:
             f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
             "open it in an image editor and save it as PNG or JPEG"
         ) from None
-    except OSError as err:  # Pillow says "image file is truncated" / "Truncated File Read", no type of its own
-        if err.errno is not None:  # the system's (no such file, permission): not the file's contents
-            raise
-        if "truncated" in str(err).lower():
-            raise truncated_error(path) from None
-        raise damaged_error(path, err) from None
+    except OSError as err:
+        raise decode_error(err, path) from None
     applied = {"format": fmt, **applied}
     if len(planes) == 1:
         data = planes[0]
@@ -77,6 +73,17 @@ def read_pillow(path: Path) -> ImageFile:
     applied["frames"] = len(planes)
     data = np.stack(planes)
     return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
+
+
+def decode_error(err: OSError, what: Path | str) -> OSError:
+    """The error to raise for Pillow's ``err`` while decoding ``what`` (a path, or words for an
+    open file's bytes): the system's own (no such file, permission) as it is, else an ImageError
+    that says the file is cut short or damaged."""
+    if err.errno is not None:  # the system's: not the file's contents
+        return err
+    if "truncated" in str(err).lower():  # Pillow's "image file is truncated" / "Truncated File Read"
+        return truncated_error(what)
+    return damaged_error(what, err)
 
 
 def register_heif(path: Path) -> None:
