@@ -510,3 +510,17 @@ def test_instances_of_mismatched_counts_name_the_field(field, value, name):
     assert len(Instances(**fields)) == 2
     with pytest.raises(ValueError, match=rf"{name} .*for 2 masks"):
         Instances(**{**fields, field: value})
+
+
+def test_tiles_without_overlap_are_said_to_cut_plants_on_their_seams():
+    # tile_overlap=0 cut plants on the seams into pieces, in silence (SAHI #106 alike)
+    import warnings
+
+    model = load_model("garden")
+    with pytest.warns(UserWarning, match=r"tile_overlap=0: 4 tiles share no pixels, so a plant on a seam"):
+        tiles, _ = plan_tiles((256, 256), 128, 0, None, model)
+    assert len(tiles) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan_tiles((256, 256), 128, 16, None, model)
+        plan_tiles((100, 100), 128, 0, None, model)  # one tile: no seam

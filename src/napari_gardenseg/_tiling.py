@@ -20,6 +20,7 @@ mask is cut at a tile border.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +110,14 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tup
         for x, (cx0, cx1) in zip(xs, cxs):
             window = (ry0 + y, rx0 + x, ry0 + min(y + size, rh), rx0 + min(x + size, rw))
             tiles.append(Tile(len(tiles), window, (ry0 + cy0, rx0 + cx0, ry0 + cy1, rx0 + cx1)))
+    if overlap == 0 and len(tiles) > 1:
+        # the merge joins a plant's pieces by the pixels two tiles both saw: without any, a plant on
+        # a seam is cut in two along it (SAHI's overlap_ratio=0 does the same)
+        warnings.warn(
+            f"tile_overlap=0: {len(tiles)} tiles share no pixels, so a plant on a seam between them comes out "
+            f"in pieces, one per tile; give an overlap (None: a quarter of a tile, {default_overlap(tile_size)} px)",
+            stacklevel=2,
+        )
     return tiles, s
 
 
