@@ -212,6 +212,51 @@ def test_a_run_length_mask_whose_runs_do_not_fill_its_size_is_named(tmp_path):
         read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
 
 
+def test_polygons_as_point_pairs_or_un_nested_are_read_and_an_odd_ring_is_named(tmp_path):
+    """Converters write polygons as [x, y] pairs (labelme's points, numpy's tolist()) or one ring
+    un-nested (roboflow/supervision #205): read as the outline they mean, not as an empty mask
+    (the plant taught as soil) or a failure of the whole file."""
+    entry = _photo(tmp_path, "a.png")
+    flat = [10, 5, 30, 5, 30, 20, 10, 20]
+    pairs = [[10, 5], [30, 5], [30, 20], [10, 20]]
+    second = [40, 25, 55, 25, 55, 35, 40, 35]
+    expected = np.asarray(coco_mask.decode(coco_mask.frPyObjects([flat, second], 40, 60))).max(axis=-1)
+    forms = {
+        "pairs": [pairs, [second[i : i + 2] for i in range(0, 8, 2)]],  # two rings, each as pairs
+        "one ring as pairs": pairs,
+        "un-nested": flat,
+        "pairs as tuples": [tuple(p) for p in pairs],
+    }
+    for name, segmentation in forms.items():
+        ann = {
+            "id": 3,
+            "image_id": entry["id"],
+            "category_id": 1,
+            "segmentation": segmentation,
+            "bbox": [10, 5, 20, 15],
+        }
+        [(_, labels, classes)] = read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+        mask = expected if name == "pairs" else expected * (np.arange(60) < 35)
+        assert np.array_equal(labels > 0, mask > 0), name
+        assert classes == {1: "weed"}, name
+    # beside a good polygon, the pairs' plant is drawn too (it was left out, its pixels soil)
+    anns = [
+        {"id": 1, "image_id": entry["id"], "category_id": 1, "segmentation": [second]},
+        {"id": 2, "image_id": entry["id"], "category_id": 1, "segmentation": [pairs]},
+    ]
+    [(_, labels, classes)] = read_coco(_write(tmp_path / "coco.json", [entry], anns))
+    assert len(classes) == 2 and np.array_equal(labels > 0, expected > 0)
+    # a ring of 7 values (a corrupt export): pycocotools drops the last one; refused by the annotation's id
+    for odd in ([[10, 5, 30, 5, 30, 20, 10]], [10, 5, 30, 5, 30, 20, 10], [flat, [40, 25, 55]]):
+        ann = {"id": 7, "image_id": entry["id"], "category_id": 1, "segmentation": odd}
+        with pytest.raises(ImageError, match=r"coco.json: annotation 7 has a polygon of \d+ values, an odd number"):
+            read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+    # nested once more: each ring was dropped as less than 3 points, and the plant with it
+    ann = {"id": 8, "image_id": entry["id"], "category_id": 1, "segmentation": [[flat]]}
+    with pytest.raises(ImageError, match=r"annotation 8 has a polygon nested deeper than COCO's"):
+        read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+
+
 def test_cvat_masks_marked_crowd_are_instances(tmp_path):
     """CVAT (Datumaro's COCO writer) marks every brush mask iscrowd=1 and gives every annotation
     ``attributes``; a plain COCO file's crowd regions stay out."""

@@ -61,7 +61,8 @@ def test_annotation_ids_are_the_label_ids_when_an_instance_has_no_pixel():
 
 def test_to_coco_takes_a_label_image_as_napari_dask_and_zarr_hold_it():
     """A stack's current-plane Labels layer is (1, H, W); segment_to_zarr's labels are zarr; a
-    lazy layer's are dask: each is a label image (it was refused as not one)."""
+    lazy layer's are dask: each is a label image (it was refused as not one). A zarr v2 store's
+    may be big-endian ('>i4'), which skimage's relabel_sequential refused."""
     import dask.array as da
     import pandas as pd
 
@@ -71,7 +72,7 @@ def test_to_coco_takes_a_label_image_as_napari_dask_and_zarr_hold_it():
     labels[2:10, 3:20], labels[15:25, 5:30] = 1, 2
     features = pd.DataFrame({"label": [1, 2], "class_name": ["weed", "rosette"], "score": [0.9, 0.8]})
     expected = gs.to_coco(labels, features=features)
-    for held in (labels[None], da.from_array(labels, chunks=16)):
+    for held in (labels[None], da.from_array(labels, chunks=16), labels.astype(">i4")):
         assert gs.to_coco(held, features=features) == expected
 
     class Unread:  # a big stack given by mistake: refused before a pixel is read

@@ -128,6 +128,31 @@ def test_plain_state_dict_loads_with_class_count_from_predictor(tmp_path):
     assert len(loaded.class_names) == 4 and torch.equal(loaded.net.state_dict()[w], net.state_dict()[w])
 
 
+def test_tutorial_and_lightning_checkpoints_load(tmp_path):
+    """PyTorch's tutorial saves {"epoch", "model_state_dict", "optimizer_state_dict"}; a Lightning
+    module holding the network as self.model saves {"state_dict": {"model.<key>": ...}}: both were
+    refused as not a Mask R-CNN, though they hold a whole one."""
+    from napari_gardenseg._models import model_info
+
+    net = _garden_net(4)
+    state = net.state_dict()
+    w = "roi_heads.box_predictor.cls_score.weight"
+    forms = {
+        "tutorial.pt": {"epoch": 10, "model_state_dict": state, "optimizer_state_dict": {"state": {}}, "loss": 0.3},
+        "lightning.pt": {"epoch": 3, "global_step": 90, "state_dict": {"model." + k: v for k, v in state.items()}},
+        "net.pt": {"model_state_dict": {"net." + k: v for k, v in state.items()}},
+    }
+    for name, contents in forms.items():
+        torch.save(contents, tmp_path / name)
+        loaded = load_model(tmp_path / name, device="cpu")
+        assert len(loaded.class_names) == 4 and torch.equal(loaded.net.state_dict()[w], state[w]), name
+        assert len(model_info(tmp_path / name)[0]) == 4, name
+    # a prefix is taken off only where the keys without it are a Mask R-CNN's
+    torch.save({"state_dict": {"model." + k: v for k, v in state.items() if "predictor" not in k}}, tmp_path / "x.pt")
+    with pytest.raises(ModelError, match="no box and mask predictor weights"):
+        load_model(tmp_path / "x.pt", device="cpu")
+
+
 def test_torchvision_module_is_accepted(random_maskrcnn):
     model = load_model(random_maskrcnn, device="cpu")
     assert len(model.class_names) == 5

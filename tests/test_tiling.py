@@ -405,6 +405,28 @@ def test_segment_to_zarr_from_a_tiled_bigtiff(tmp_path, big_scene):
     ]
 
 
+def test_segment_to_zarr_refuses_a_zip_name_and_says_how_to_make_one(tmp_path):
+    """A store named out.zarr.zip was written as a folder of that name, which zarr's ZipStore and
+    zip tools cannot open: refused before the run, with how to make the zip."""
+    import shutil
+
+    import zarr
+
+    from napari_gardenseg import segment_to_zarr
+
+    photo = np.zeros((64, 64, 3), np.uint8)
+    for name, folder in (("out.zarr.zip", "out.zarr"), ("out.ZIP", "out.zarr")):
+        with pytest.raises(ValueError, match=rf"named as a zip file.*write it to '.*{folder}', and zip that folder"):
+            segment_to_zarr(photo, tmp_path / name, "garden", crf=False)
+    assert not list(tmp_path.iterdir())
+    # the way the message gives makes a zip that zarr's ZipStore reads
+    zarr.create_array(str(tmp_path / "out.zarr"), shape=(4, 4), dtype="int32")[...] = 7
+    shutil.make_archive(str(tmp_path / "out.zarr"), "zip", str(tmp_path / "out.zarr"))
+    store = zarr.storage.ZipStore(tmp_path / "out.zarr.zip", mode="r")
+    assert (zarr.open_array(store, mode="r")[...] == 7).all()
+    store.close()
+
+
 def test_merge_classes_gives_one_class_without_duplicates(big_scene):
     image, _ = big_scene
     res = segment(image, "garden", crf=False, merge_classes=True, score_threshold=0.3)

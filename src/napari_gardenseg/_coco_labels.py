@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +104,8 @@ def read_coco(
         ``path`` or ``images`` does not exist.
     ImageError
         The file is not COCO instance annotations, an annotation names an
-        image or category the file does not have, or no annotated photo was found.
+        image or category the file does not have or has a mask that cannot be
+        read (a polygon of an odd number of values), or no annotated photo was found.
     ValueError
         More annotated photos than ``max_photos``.
     ImportError
@@ -469,10 +471,48 @@ def _find_photo(file_name: str, folders: list[Path], listings: dict | None = Non
     return None
 
 
+def _is_point(value) -> bool:
+    """Whether ``value`` is one ``[x, y]`` point."""
+    return isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, Real) for v in value)
+
+
+def _rings(segmentation: list, file: str, ann_id) -> list:
+    """A polygon segmentation's rings, each flat ``[x0, y0, x1, y1, ...]`` as pycocotools takes them.
+
+    Read as COCO writes it (``[[x0, y0, ...], ...]``), and as some converters do: one ring un-nested
+    (``[x0, y0, ...]``, roboflow/supervision #205) or rings of ``[x, y]`` pairs (labelme's points,
+    numpy's ``tolist()``; each pair alone would be a ring of one point, and the plant drawn empty,
+    taught as soil). Raises ImageError naming the annotation for a ring of an odd number of values
+    (a corrupt export: pycocotools would drop its last value and draw another outline) and for
+    rings nested deeper.
+    """
+    if all(isinstance(v, Real) for v in segmentation) or all(_is_point(p) for p in segmentation):
+        segmentation = [segmentation]  # one ring
+    rings = [
+        [v for point in ring for v in point] if isinstance(ring, list) and all(_is_point(p) for p in ring) else ring
+        for ring in segmentation
+    ]
+    for ring in rings:
+        if isinstance(ring, list) and any(isinstance(v, (list, tuple, dict)) for v in ring):
+            raise ImageError(  # nested once more: each ring would be dropped as less than 3 points, unsaid
+                f"{file}: annotation {ann_id} has a polygon nested deeper than COCO's [[x0, y0, x1, y1, ...], ...]: "
+                "write each ring as a list of numbers"
+            )
+        if isinstance(ring, list) and len(ring) % 2:
+            raise ImageError(
+                f"{file}: annotation {ann_id} has a polygon of {len(ring)} values, an odd number: a point is an x "
+                "and a y, so a value is missing (a corrupt export?); export the annotations again or mend that one"
+            )
+    return rings
+
+
 def _rle(coco_mask, segmentation, h: int, w: int, file: str, ann_id) -> dict:
-    """One annotation's mask as compressed RLE: from polygons, plain RLE or compressed RLE."""
+    """One annotation's mask as compressed RLE: from polygons (:func:`_rings`), plain RLE or
+    compressed RLE. Raises ImageError naming the annotation for one that cannot be read."""
+    if isinstance(segmentation, list):  # polygons: [x0, y0, x1, y1, ...] each
+        segmentation = _rings(segmentation, file, ann_id)
     try:
-        if isinstance(segmentation, list):  # polygons: [x0, y0, x1, y1, ...] each
+        if isinstance(segmentation, list):
             # fewer than 3 points enclose nothing; an empty list encodes an empty mask
             polygons = [p for p in segmentation if len(p) >= 6] or [[0, 0, 0, 0, 0, 0]]
             rle = coco_mask.merge(coco_mask.frPyObjects(polygons, h, w))

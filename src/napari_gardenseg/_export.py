@@ -143,6 +143,8 @@ def to_coco(
             result = result[0]
         if len(result.shape) == 2 and np.dtype(result.dtype).kind in "biu":
             result = np.asarray(result)
+            # big-endian ('>i4', a zarr v2 store's or FITS'): skimage's relabel_sequential refuses it
+            result = result.astype(result.dtype.newbyteorder("="), copy=False)
     if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
         if result.dtype == bool:  # a mask: one instance where it is True
             result = result.astype(np.uint8)

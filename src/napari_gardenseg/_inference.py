@@ -372,7 +372,7 @@ def segment_to_zarr(
     ``path`` exists and ``overwrite`` is False (or when it appears during the
     run), or is a file, a folder that is not a zarr store, a zarr store this
     function did not write, or the input (or inside it, or holding it); ValueError for a ``chunk_size`` that is not
-    a whole number >= 64; what :func:`segment` raises (ImageError,
+    a whole number >= 64, and for a ``path`` ending in ``.zip`` (the store is a folder: zip it afterwards); what :func:`segment` raises (ImageError,
     FileNotFoundError, TypeError, ValueError, ModelError, DeviceError,
     CRFUnavailableError, Cancelled); OSError when the store cannot be written.
     """
@@ -408,6 +408,14 @@ def segment_to_zarr_with(
     """:func:`segment_to_zarr` with its options as one :class:`SegmentOptions`."""
     import zarr  # only here: the one path that writes a store
 
+    target = Path(path).expanduser()
+    if target.suffix.lower() == ".zip":  # a folder under a zip's name: zarr's ZipStore and zip tools fail on it
+        folder = target.with_suffix("") if target.stem.lower().endswith(".zarr") else target.with_suffix(".zarr")
+        raise ValueError(
+            f"zarr output {str(path)!r} is named as a zip file, but the store is written as a folder, chunk by chunk: "
+            f"write it to {str(folder)!r}, and zip that folder afterwards if you want one file "
+            f"(shutil.make_archive({str(folder)!r}, 'zip', {str(folder)!r}) makes a zip that zarr's ZipStore reads)"
+        )
     check_target(path, overwrite, "zarr output", folder=True)
     _check_replaceable(image, Path(path).expanduser())
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 64:

@@ -231,6 +231,8 @@ def _write_label_file(
     labels = np.asarray(labels)
     if labels.ndim < 2 or not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
         raise ValueError(f"labels must be integer instance ids of 2 or more axes, got {labels.dtype} {labels.shape}")
+    # big-endian ('>i8', a zarr v2 store's or FITS'): skimage's relabel_sequential refuses it
+    labels = labels.astype(labels.dtype.newbyteorder("="), copy=False)
     if labels.ndim == 3 and labels.shape[-1] in (3, 4) and min(labels.shape[:2]) > 4:
         raise ValueError(
             f"labels of shape {labels.shape} look like a colour picture of labels (RGB), not instance ids: they "

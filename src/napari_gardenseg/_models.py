@@ -11,8 +11,9 @@ would run code when unpickled is refused. The project's format is a plain dict::
      "arch_kwargs": {...}, "class_names": ["__background__", ...],
      "state_dict": {...}, "meta": {...}}
 
-A bare torchvision Mask R-CNN ``state_dict`` (or one wrapped as ``{"model": sd}``
-or ``{"state_dict": sd}``) loads too; its class count comes from its predictor.
+A bare torchvision Mask R-CNN ``state_dict`` (or one wrapped as ``{"model": sd}``,
+``{"state_dict": sd}`` or ``{"model_state_dict": sd, ...}``, its keys perhaps
+prefixed ``module.`` or ``model.``) loads too; its class count comes from its predictor.
 
 ``COCO_CLASSES``: a tuple of the 91 class names of the COCO models, indexed by
 class id: ``"__background__"`` at 0, ``"N/A"`` at the ids COCO leaves unused.
@@ -407,23 +408,42 @@ def _other_format(path: Path) -> str | None:
     return None
 
 
+# the weights that make a state_dict a Mask R-CNN's: its box and mask predictors
+_PREDICTOR_KEYS = ("roi_heads.box_predictor.cls_score.weight", "roi_heads.mask_predictor.mask_fcn_logits.weight")
+
+
 def _state_dict_of(obj, path) -> dict:
+    """The state_dict a checkpoint's contents hold: the contents themselves, or the dict under
+    ``"state_dict"`` (this package's, Lightning's), ``"model"`` (torchvision's reference scripts) or
+    ``"model_state_dict"`` (PyTorch's tutorial, beside ``"optimizer_state_dict"``). Keys lose the
+    ``module.`` of DataParallel and then one first part every key shares (``model.`` of a
+    Lightning module's ``self.model``, ``net.``) where the keys without it are a Mask R-CNN's.
+    Raises ModelError for contents that hold no dict of tensors."""
     if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
+        for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{path} does not hold a Mask R-CNN: expected a state_dict (a dict of tensors)")
+    if not all(isinstance(k, str) for k in obj):
+        return obj
     # saved from torch.nn.DataParallel or DistributedDataParallel: every key starts "module."
-    if all(isinstance(k, str) and k.startswith("module.") for k in obj):
+    if all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
+    # saved from a module that holds the network as an attribute: every key starts "model." (Lightning's
+    # self.model), "net." and such; only where that is all there is, so no other weights are dropped
+    prefix = next(iter(obj)).split(".", 1)[0] + "."
+    if not all(k in obj for k in _PREDICTOR_KEYS) and all(k.startswith(prefix) for k in obj):
+        unwrapped = {k[len(prefix) :]: v for k, v in obj.items()}
+        if all(k in unwrapped for k in _PREDICTOR_KEYS):
+            obj = unwrapped
     return obj
 
 
 def _num_classes(state: dict, path) -> int:
-    w = state.get("roi_heads.box_predictor.cls_score.weight")
-    if w is None or "roi_heads.mask_predictor.mask_fcn_logits.weight" not in state:
+    w = state.get(_PREDICTOR_KEYS[0])
+    if w is None or _PREDICTOR_KEYS[1] not in state:
         raise ModelError(
             f"{path} does not hold a Mask R-CNN (no box and mask predictor weights); "
             "napari-gardenseg needs a torchvision MaskRCNN checkpoint"
