@@ -449,7 +449,9 @@ def test_a_transposed_view_is_said_when_the_current_plane_is_segmented(fake_segm
     v.dims.order = (1, 0, 2)  # on screen: axes 0 and 2, a Z-X view
     source = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
     assert source.planes == [(2,)] and "not the Y-X planes of 'z'" in source.view_note
-    assert source.view_note in run_notes(fake_run(source, fake_segment))
+    notes = run_notes(fake_run(source, fake_segment))
+    assert source.view_note in notes
+    assert any("one colour throughout" in n for n in notes)  # the plane's own hints stay
     # the whole stack is labelled along every axis: nothing to say
     assert plane_source(image, point=v.dims.point, displayed=v.dims.displayed, stack=True).view_note is None
 
@@ -459,23 +461,58 @@ def test_a_projection_of_several_planes_is_said_and_not_called_blank(fake_segmen
     # plants are in plane 4 and the slider on plane 2; "current plane" segments plane 2 (black),
     # and the run called the image blank
     from napari_gardenseg._layers import run_notes
+    from napari_gardenseg._planes import view_margins
 
     v = ViewerModel()
     z = np.zeros((5, 40, 40, 3), np.uint8)
     z[4, 10:30, 10:30] = (40, 160, 40)
     image = v.add_image(z, name="z", rgb=True, projection_mode="max", scale=(2, 1, 1))
     v.dims.set_point(0, 4.0)  # plane 2
-    one = plane_source(image, point=v.dims.point, displayed=v.dims.displayed, thickness=v.dims.thickness)
-    assert one.view_note is None  # thickness 0: one plane shown
-    v.dims.thickness = (5.0, 1.0, 1.0)  # world units: planes 1-3 at scale 2
-    source = plane_source(image, point=v.dims.point, displayed=v.dims.displayed, thickness=v.dims.thickness)
-    assert source.planes == [(2,)]
-    assert "max projection of its planes 1–3" in source.view_note
-    assert ".data[1:4].max(axis=0), rgb=True)" in source.view_note
-    notes = run_notes(fake_run(source, fake_segment, n=0))
-    assert source.view_note in notes and not any("blank" in n for n in notes)
+
+    def source():
+        return plane_source(image, point=v.dims.point, displayed=v.dims.displayed, margins=view_margins(v.dims))
+
+    assert source().view_note is None  # thickness 0: one plane shown
+    # the planes napari projects: the slab's ends rounded in data units, as napari rounds them (5
+    # world units at scale 2: planes 1-2, not 1-3; 7: planes 0-3; 2: plane 2 alone)
+    for thickness, planes, index in ((5.0, "1–2", "1:3"), (7.0, "0–3", "0:4"), (11.0, "0–4", "0:5")):
+        v.dims.thickness = (thickness, 1.0, 1.0)
+        got = source()
+        assert got.planes == [(2,)] and got.projected
+        assert f"max projection of its planes {planes} of axis 0" in got.view_note
+        assert f".data[{index}].max(axis=0), rgb=True)" in got.view_note
+    v.dims.thickness = (2.0, 1.0, 1.0)
+    assert source().view_note is None
+    v.dims.thickness = (5.0, 1.0, 1.0)
+    notes = run_notes(fake_run(source(), fake_segment, n=0))
+    assert source().view_note in notes and not any("blank" in n for n in notes)
+    v.dims.ndisplay = 3  # the planes are on screen as a volume: no projection of them
+    assert source().view_note is None
+    v.dims.ndisplay = 2
     image.projection_mode = "none"  # what the screen shows is the plane again
-    assert plane_source(image, point=v.dims.point, thickness=v.dims.thickness).view_note is None
+    assert source().view_note is None
+
+
+def test_a_projection_over_one_axis_of_several_names_the_plane_of_the_others():
+    from napari_gardenseg._planes import view_margins
+
+    v = ViewerModel()
+    image = v.add_image(np.zeros((2, 5, 40, 40), np.uint8), name="tz", projection_mode="mean")
+    v.dims.set_point(0, 1.0)
+    v.dims.set_point(1, 2.0)
+    v.dims.thickness = (0.0, 3.0, 1.0, 1.0)
+    note = plane_source(image, point=v.dims.point, displayed=v.dims.displayed, margins=view_margins(v.dims)).view_note
+    assert "mean projection of its planes 0–3 of axis 1" in note
+    assert "viewer.add_image(viewer.layers['tz'].data[1, 0:4].mean(axis=0), rgb=False)" in note
+
+
+def test_segment_layer_says_the_projection(viewer, fake_segment):
+    z = np.zeros((3, 40, 40, 3), np.uint8)
+    viewer.add_image(z, name="z", rgb=True, projection_mode="max")
+    viewer.dims.set_point(0, 1.0)
+    viewer.dims.thickness = (4.0, 1.0, 1.0)
+    with pytest.warns(UserWarning, match="'z' is shown as the max projection of its planes 0–2"):
+        segment_layer("z", model="fake", viewer=viewer)
 
 
 def test_no_instances_gives_empty_layers(viewer, fake_segment):

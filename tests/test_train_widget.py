@@ -133,21 +133,55 @@ def test_layers_are_only_read_and_samples_are_copies():
     np.testing.assert_array_equal(lab.data, before_lab)
 
 
-def test_a_stack_of_labels_gives_every_labelled_plane_wherever_the_slider_is():
-    """Corrections painted on planes 0 and 2 of a whole-stack result are trained on with the slider
-    on plane 1 (only the plane shown was, silently); a plane left empty gives no sample."""
+def test_a_stack_takes_the_plane_shown_and_names_the_other_labelled_planes():
+    # corrections painted on planes 0 and 2 of a whole-stack result, the slider on plane 1: only
+    # plane 1 was trained on, and nothing said so
+    from napari_gardenseg._train_layers import other_labelled_planes
+
+    scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3)]
+    img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
+    lab = Labels(np.stack([s[1] for s in scenes]), name="stack masks")
+    with pytest.raises(ValueError, match="3 dimensions"):
+        samples_from_layers([(img, lab)], "weed")
+    [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=(1, 10, 10))
+    np.testing.assert_array_equal(image, scenes[1][0])
+    np.testing.assert_array_equal(labels, scenes[1][1])
+    note = other_labelled_planes([(img, lab)], (1, 10, 10))
+    assert note.startswith("planes 0, 2 of 'stack masks' hold labels too and are not trained on")
+    assert "tick 'every labelled plane'" in note
+    lab.data[[0, 2]] = 0
+    assert other_labelled_planes([(img, lab)], (1, 10, 10)) is None
+
+
+def test_every_labelled_plane_of_a_stack_wherever_the_slider_is():
     scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3)]
     img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
     painted = np.stack([s[1] for s in scenes])
-    painted[1] = 0
+    painted[1] = 0  # a plane left empty gives no sample
     lab = Labels(painted, name="stack masks")
-    samples = samples_from_layers([(img, lab)], "weed", point=(1, 10, 10))
+    samples = samples_from_layers([(img, lab)], "weed", point=(1, 10, 10), planes="labelled")
     assert len(samples) == 2
     for (image, labels, _), k in zip(samples, (0, 2)):
         np.testing.assert_array_equal(image, scenes[k][0])
         np.testing.assert_array_equal(labels, scenes[k][1])
     # no viewer position needed: the planes are the labels'
-    assert len(samples_from_layers([(img, lab)], "weed")) == 2
+    assert len(samples_from_layers([(img, lab)], "weed", planes="labelled")) == 2
+    with pytest.raises(ValueError, match="planes must be 'current' or 'labelled'"):
+        samples_from_layers([(img, lab)], "weed", planes="all")
+
+
+def test_labelled_planes_of_one_time_point_go_with_the_viewers_time():
+    # labels of one time point's z-stack (ZYX) over a time series of z-stacks (TZYX): the image's
+    # planes at the viewer's time
+    scenes = [garden_scene(s, shape=(64, 64)) for s in range(1, 7)]
+    assert all(s[1].any() for s in scenes[3:])
+    images = np.stack([s[0] for s in scenes]).reshape(2, 3, 64, 64, 3)
+    img = Image(images, rgb=True, name="tz")
+    lab = Labels(np.stack([scenes[3][1], scenes[4][1], scenes[5][1]]), name="tz masks")
+    got = samples_from_layers([(img, lab)], "weed", point=(1, 0, 0, 0), planes="labelled")
+    for (image, labels, _), k in zip(got, (3, 4, 5)):
+        np.testing.assert_array_equal(image, scenes[k][0])
+        np.testing.assert_array_equal(labels, scenes[k][1])
 
 
 def test_a_plane_of_labels_goes_with_the_image_plane_at_its_place_in_the_world():
@@ -155,13 +189,13 @@ def test_a_plane_of_labels_goes_with_the_image_plane_at_its_place_in_the_world()
     img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
     # labels of planes 2 and 3 alone, placed there (translate), as a slab cut from the stack
     lab = Labels(np.stack([scenes[2][1], scenes[3][1]]), translate=(2, 0, 0), name="stack masks")
-    got = samples_from_layers([(img, lab)], "weed", point=(0, 0, 0))
+    got = samples_from_layers([(img, lab)], "weed", point=(0, 0, 0), planes="labelled")
     for (image, labels, _), k in zip(got, (2, 3)):
         np.testing.assert_array_equal(image, scenes[k][0])
         np.testing.assert_array_equal(labels, scenes[k][1])
     beyond = Labels(np.stack([scenes[3][1], scenes[0][1]]), translate=(3, 0, 0), name="stack masks")
     with pytest.raises(ValueError, match=r"plane \(1\) of Labels layer 'stack masks' holds labels where image"):
-        samples_from_layers([(img, beyond)], "weed")
+        samples_from_layers([(img, beyond)], "weed", planes="labelled")
 
 
 def test_a_2d_labels_layer_over_a_stack_goes_with_the_current_plane():
@@ -181,8 +215,13 @@ def test_one_plane_slab_of_a_stack():
     img = Image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
     lab = Labels(scenes[1][1][None], translate=(1, 0, 0), name="stack masks")
     assert [(i.name, m.name) for i, m, _ in candidate_pairs([img], [lab])] == [("stack", "stack masks")]
-    for point in ((1, 0, 0), (2, 0, 0)):  # wherever the slider is
-        [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=point)
+    [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=(1, 0, 0))
+    np.testing.assert_array_equal(image, scenes[1][0])
+    np.testing.assert_array_equal(labels, scenes[1][1])
+    with pytest.raises(ValueError, match="'stack masks' has no plane at the viewer's current position"):
+        samples_from_layers([(img, lab)], "weed", point=(2, 0, 0))
+    for point in ((1, 0, 0), (2, 0, 0)):  # every labelled plane: wherever the slider is
+        [(image, labels, _)] = samples_from_layers([(img, lab)], "weed", point=point, planes="labelled")
         np.testing.assert_array_equal(image, scenes[1][0])
         np.testing.assert_array_equal(labels, scenes[1][1])
 
@@ -527,6 +566,46 @@ def test_widget_settings_reach_train(make_napari_viewer, qtbot, tmp_path, regist
 
 
 @pytest.mark.gui
+def test_widget_trains_on_the_plane_shown_or_every_labelled_plane(
+    make_napari_viewer, qtbot, tmp_path, registry, messages, monkeypatch
+):
+    import napari_gardenseg._training as training
+    from napari_gardenseg._train_widget import TrainWidget
+
+    seen = []
+
+    def fake_train(samples, **kwargs):
+        seen.append([np.unique(lab[lab > 0]).tolist() for _, lab, _ in samples])
+        path = Path(kwargs["output"])
+        path.write_bytes(b"x")
+        return path
+
+    monkeypatch.setattr(training, "train", fake_train)
+    viewer = make_napari_viewer()
+    scenes = [garden_scene(s, shape=(48, 48)) for s in (1, 2, 3)]
+    viewer.add_image(np.stack([s[0] for s in scenes]), rgb=True, name="stack")
+    planes = np.stack([s[1] for s in scenes])
+    planes[1][planes[1] > 0] += 100  # each plane its own ids
+    planes[2][planes[2] > 0] += 200
+    viewer.add_labels(planes, name="stack masks")
+    widget = TrainWidget(viewer)
+    widget.output.value = tmp_path / "mine.pt"
+    widget.device.value = "cpu"
+    widget.class_names.value = "weed"
+    viewer.dims.set_point(0, 1)
+    assert widget.start() is not None
+    assert "planes 0, 2 of 'stack masks' hold labels too" in widget.status.value
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert [min(ids) for ids in seen[-1]] == [101]
+    widget.every_plane.value = True
+    widget.output.value = tmp_path / "all.pt"
+    assert widget.start() is not None
+    assert widget.status.value.startswith("training on 3 planes of 1 layer(s)")
+    qtbot.waitUntil(lambda: not widget.running, timeout=30_000)
+    assert [min(ids) for ids in seen[-1]] == [1, 101, 201]
+
+
+@pytest.mark.gui
 def test_widget_unexpected_error_keeps_its_traceback(
     make_napari_viewer, qtbot, tmp_path, registry, monkeypatch, caplog
 ):
@@ -606,7 +685,7 @@ def test_a_pair_placed_differently_on_screen_is_said():
     assert placement_note([(photo, Labels(labels, name="plot masks", scale=(2, 2)))]) is None
     note = placement_note([(photo, Labels(labels, name="painted"))])
     assert note.startswith("'painted' lies elsewhere on screen than 'plot' (scale (1.0, 1.0)")
-    assert "viewer.layers['painted'].scale = viewer.layers['plot'].scale" in note
+    assert "Cancel, give 'painted' the photo's scale and translate" in note
     moved = Labels(labels, name="moved", scale=(2, 2), translate=(0, 10))
     assert placement_note([(photo, moved)]) is not None
     # a one-plane slab of a stack lies on its plane: the leading axis is not the plane's placement

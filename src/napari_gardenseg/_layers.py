@@ -29,7 +29,7 @@ from ._compat import avoid_triton_llvm_clash
 from ._options import DEFAULT_MODEL, SegmentOptions
 from ._paint_features import follow_paint, replace_data
 from ._plane_run import LayerOutput, checksum, run_planes
-from ._planes import PlaneSource, plane_source
+from ._planes import PlaneSource, plane_source, view_margins
 
 __all__ = [
     "segment_layer",
@@ -486,9 +486,7 @@ def segment_layer(
     if layer not in viewer.layers:  # its labels would land in a viewer without their image
         raise ValueError(f"layer {layer.name!r} is not in this viewer: pass viewer= the viewer that shows it")
     dims = viewer.dims
-    source = plane_source(
-        layer, point=dims.point, displayed=dims.displayed, thickness=getattr(dims, "thickness", None), stack=stack
-    )
+    source = plane_source(layer, point=dims.point, displayed=dims.displayed, margins=view_margins(dims), stack=stack)
     output = run_planes(source, model, opts, progress=progress, cancel=cancel)
     write_layers(viewer, output, boxes=boxes)
     notes = run_notes(output)
@@ -519,10 +517,10 @@ def run_notes(output: LayerOutput) -> list[str]:
     nothing or little was found (:func:`~napari_gardenseg._hints.status_hint`), or a label map."""
     from ._hints import status_hint
 
-    # not a photo: that first; a hint about the plane segmented would be read as one about the view
-    # when the view shows something else (a projection, another pair of axes): the note says which
+    # not a photo: that first; under a projection a hint about the plane segmented (blank, nothing
+    # found) would be read as one about the planes on screen: the view note says which was segmented
     hint = colour_planes_note(output)
-    if hint is None and output.source.view_note is None:
+    if hint is None and not output.source.projected:
         hint = label_map_note(output) or status_hint(output.results)
     notes = (kept_layers_note(output), unseen_layer_note(output), output.source.view_note, hint)
     return [n for n in notes if n]

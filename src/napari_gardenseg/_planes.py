@@ -57,6 +57,7 @@ class PlaneSource:
     affine: np.ndarray | None = None
     path: str | None = None  # the file the layer was read from (napari's layer.source.path), if any
     view_note: str | None = None  # the view shows other axes than the plane segmented (plane_source)
+    projected: bool = False  # the view shows a projection of planes, one of which was segmented
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -193,7 +194,7 @@ def current_plane(layer, point, *, clip: bool = True) -> tuple[int, ...] | None:
 
 
 def plane_source(
-    layer, *, point=None, displayed=None, thickness=None, stack: bool = False, max_pixels: int | None = None
+    layer, *, point=None, displayed=None, margins=None, stack: bool = False, max_pixels: int | None = None
 ) -> PlaneSource:
     """Describe what to segment in ``layer`` (an Image layer) without reading pixels.
 
@@ -202,9 +203,10 @@ def plane_source(
     viewer's ``dims.displayed`` (world axes on screen); when a stack's current
     plane is segmented while the view shows other axes than its last two (a
     transposed Z-X view), ``view_note`` says so: planes are always Y-X.
-    ``thickness``: the viewer's ``dims.thickness`` (world units); when the layer
-    is shown as a projection of several planes (its ``projection_mode``, napari
-    0.5's thick slices), ``view_note`` says that one plane was segmented.
+    ``margins``: the viewer's slab (:func:`view_margins`); when the layer is
+    shown as a projection of several planes (its ``projection_mode``, napari
+    0.5's thick slices), ``view_note`` says that one plane was segmented, and
+    ``projected`` is True.
     """
     from ._image_arrays import ImageError
 
@@ -264,8 +266,7 @@ def plane_source(
                 f"its Y-X plane {planes[0]} (the last two axes) was segmented; napari's transpose and roll "
                 "buttons bring the Y-X view back"
             )
-    if not stack and nlead:
-        view_note = _projection_note(layer, point, thickness, spatial0, idx0) or view_note
+    projection = _projection_note(layer, point, margins, displayed, spatial0, idx0) if not stack and nlead else None
     return PlaneSource(
         data=data,
         rgb=rgb,
@@ -273,40 +274,60 @@ def plane_source(
         stack=bool(stack) and nlead > 0,
         level=k,
         path=_source_path(layer),
-        view_note=view_note,
+        view_note=projection or view_note,
+        projected=projection is not None,
         **_placed(layer, factors),
     )
 
 
-def _projection_note(layer, point, thickness, spatial: tuple, plane: tuple) -> str | None:
+def view_margins(dims) -> tuple | None:
+    """The viewer's slab around ``dims.point`` (napari 0.5's thick slices): ``(margin_left,
+    margin_right)`` in world units per axis, or None in a napari without them."""
+    if not hasattr(dims, "margin_left"):
+        return None
+    return tuple(float(v) for v in dims.margin_left), tuple(float(v) for v in dims.margin_right)
+
+
+def _projection_note(layer, point, margins, displayed, spatial: tuple, plane: tuple) -> str | None:
     """What to say when ``layer`` is shown as a projection (max, mean...) of several of its planes
-    (napari's thick slices: the layer's ``projection_mode`` and the viewer's ``dims.thickness``):
-    the plane under the slider was segmented, not what the screen shows. None otherwise."""
+    (its ``projection_mode`` and the viewer's slab, ``margins`` of :func:`view_margins`): the
+    plane under the slider was segmented, not what the screen shows. None otherwise. The planes
+    are those napari's slicing takes (``napari.layers._scalar_field._slice``: the slab's ends
+    rounded in data units)."""
     mode = str(getattr(layer, "projection_mode", "none") or "none").lower()
-    if mode == "none" or thickness is None or point is None:
+    if mode == "none" or margins is None or point is None:
         return None
     nlead = len(spatial) - 2
     offset = len(point) - len(spatial)  # napari lines a layer's axes up with the viewer's last ones
-    scale = np.asarray(layer.scale, dtype=float)[-len(spatial) :]
-    translate = np.asarray(layer.translate, dtype=float)[-len(spatial) :]
+    at = np.asarray(layer.world_to_data(np.asarray(point, dtype=float)), dtype=float)[-len(spatial) :]
+    scale = np.abs(np.asarray(layer.scale, dtype=float)[-len(spatial) :])
+    left, right = margins
+    projected = {}
     for axis in range(nlead):
         w = offset + axis
-        if w < 0 or w >= len(thickness):
-            continue
-        positions = np.arange(spatial[axis]) * scale[axis] + translate[axis]
-        shown = np.flatnonzero(np.abs(positions - float(point[w])) <= float(thickness[w]) / 2 + 1e-9)
-        if len(shown) > 1:
-            lo, hi = int(shown[0]), int(shown[-1])
-            where = ", ".join(str(i) for i in plane)
-            index = ", ".join([*(":" for _ in range(axis)), f"{lo}:{hi + 1}"])
-            return (
-                f"{layer.name!r} is shown as the {mode} projection of its planes {lo}–{hi} (axis {axis}), but one "
-                f"plane is segmented: its plane ({where}) under the slider; set the layer's projection to "
-                f"'none' to see that plane, or add the projection as an image and segment it: "
-                f"viewer.add_image(viewer.layers[{layer.name!r}].data{'[0]' if layer.multiscale else ''}[{index}]"
-                f".{mode}(axis={axis}), rgb={bool(layer.rgb)})"
-            )
-    return None
+        if w < 0 or w >= len(left) or (displayed is not None and w in tuple(displayed)):
+            continue  # an axis on screen (a 3-D view, a transposed one) is no projection
+        m_left, m_right = left[w] / scale[axis], right[w] / scale[axis]
+        low = max(int(np.round(at[axis] - m_left)), 0)
+        high = max(int(np.round(at[axis] + m_right)), 0)
+        if np.isclose(high, at[axis] + m_right):
+            high += 1  # as napari: a slab's end on a plane includes it
+        high = min(max(high, low + 1), spatial[axis])
+        if high - low > 1:
+            projected[axis] = (low, high)
+    if not projected:
+        return None
+    planes = " and ".join(f"{lo}–{hi - 1} of axis {axis}" for axis, (lo, hi) in projected.items())
+    where = ", ".join(str(i) for i in plane)
+    index = ", ".join(f"{projected[a][0]}:{projected[a][1]}" if a in projected else str(plane[a]) for a in range(nlead))
+    axes = "0" if len(projected) == 1 else str(tuple(range(len(projected))))
+    data = f"viewer.layers[{layer.name!r}].data{'[0]' if layer.multiscale else ''}"
+    return (
+        f"{layer.name!r} is shown as the {mode} projection of its planes {planes}, but one plane is segmented: "
+        f"its plane ({where}) under the slider; set the layer's projection to 'none' to see that plane, or add "
+        f"the projection as an image and segment it: viewer.add_image({data}[{index}].{mode}(axis={axes}), "
+        f"rgb={bool(layer.rgb)})"
+    )
 
 
 def _source_path(layer) -> str | None:

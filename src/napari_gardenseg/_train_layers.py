@@ -8,13 +8,13 @@ on anything with napari's layer attributes (``name``, ``data``, ``ndim``,
 ``rgb``, ``multiscale``, ``features``, ``world_to_data``), so they can be
 tested without a viewer.
 
-Only 2-D planes are trained on. A Labels layer with more axes (a z-stack or a
-time series segmented whole, or napari's New Labels over one) gives every plane
-that holds labels, each with the image's plane at the same place in the world: the
-planes a user corrected are not necessarily the one shown. A 2-D Labels layer
-over a stack goes with the image's plane at the viewer's current position
-(``point`` = ``viewer.dims.point``). The last two axes of every layer are taken
-as (Y, X).
+Only 2-D planes are trained on. For layers with more axes (a z-stack, a time
+series), ``planes="current"`` takes the plane at the viewer's current position
+(``point`` = ``viewer.dims.point``): the one the user sees and corrects;
+``planes="labelled"`` takes every plane of a Labels layer that holds labels, each
+with the image's plane at the same place in the world (a whole-stack segmentation's
+planes include the model's uncorrected output). The last two axes of every layer
+are taken as (Y, X).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ __all__ = [
     "parse_class_names",
     "plane_shape",
     "placement_note",
+    "labelled_planes",
+    "other_labelled_planes",
 ]
 
 
@@ -55,6 +57,27 @@ def labelled_planes(layer) -> list[tuple[int, ...]]:
     if data.ndim <= 2:
         return [()]
     return [index for index in np.ndindex(*data.shape[:-2]) if np.any(np.asarray(data[index]))]
+
+
+def other_labelled_planes(pairs: Sequence, point) -> str | None:
+    """One line naming the planes of the pairs' Labels layers that hold labels besides the one at
+    ``point`` (what ``planes="current"`` leaves out), with how to train on them; None when there
+    are none. Only layers held in memory are looked through (a lazy stack would be read whole)."""
+    from ._planes import current_plane
+
+    for _, labels_layer in pairs:
+        data = _level0(labels_layer)
+        if data.ndim <= 2 or not isinstance(data, np.ndarray):
+            continue
+        shown = current_plane(labels_layer, point, clip=False) if point is not None else None
+        others = [index for index in labelled_planes(labels_layer) if index != shown]
+        if others:
+            named = ", ".join(str(i[0]) if len(i) == 1 else str(i) for i in others[:6])
+            return (
+                f"planes {named}{' ...' if len(others) > 6 else ''} of '{labels_layer.name}' hold labels too and are "
+                "not trained on: only the plane shown is; tick 'every labelled plane' to train on all of them"
+            )
+    return None
 
 
 def _world_point(layer, index: tuple[int, ...], point) -> np.ndarray:
@@ -179,7 +202,11 @@ def classes_named(found: dict[int, str], ids: Sequence[int], name: str | None) -
 
 
 def samples_from_layers(
-    pairs: Sequence, class_names: str | Sequence[str | None] | None = None, *, point: Sequence[float] | None = None
+    pairs: Sequence,
+    class_names: str | Sequence[str | None] | None = None,
+    *,
+    point: Sequence[float] | None = None,
+    planes: str = "current",
 ) -> list[tuple]:
     """Build :func:`napari_gardenseg.train` samples from ``(image layer, labels layer)`` pairs.
 
@@ -191,17 +218,21 @@ def samples_from_layers(
     segmentation with plants painted since), a name is the class of those
     without one, and the others keep theirs; otherwise of every instance.
 
-    A Labels layer with more than two axes gives one sample per plane that holds
-    labels (:func:`labelled_planes`), with the image's plane at the same world
-    position; so a pair may give several samples, in plane order. ``point`` is
-    the viewer's position (``viewer.dims.point``), used to take the current plane
-    of a stack image paired with a 2-D Labels layer.
+    Layers with more than two axes: ``planes="current"`` takes the plane at
+    ``point``, the viewer's position (``viewer.dims.point``), of both layers;
+    ``planes="labelled"`` takes one sample per plane of the Labels layer that
+    holds labels (:func:`labelled_planes`), with the image's plane at the same
+    world position, so a pair may give several samples, in plane order (all of
+    them held in memory).
 
-    Raises ``ValueError`` naming the layer for: no pairs, a layer that is not
-    an integer label image, a shape mismatch, a labelled plane the image has no
-    plane for, instances without a class name, no instances at all. The layers
-    are only read; the arrays returned are copies.
+    Raises ``ValueError`` naming the layer for: no pairs, ``planes`` other than
+    "current" or "labelled", a layer that is not an integer label image, a shape
+    mismatch, a labelled plane the image has no plane for, instances without a
+    class name, no instances at all. The layers are only read; the arrays
+    returned are copies.
     """
+    if planes not in ("current", "labelled"):
+        raise ValueError(f"planes must be 'current' or 'labelled', got {planes!r}")
     pairs = list(pairs)
     if not pairs:
         raise ValueError("no Labels layer selected: add a Labels layer with your masks and pick it in the list")
@@ -215,7 +246,7 @@ def samples_from_layers(
     for (image_layer, labels_layer), name in zip(pairs, names):
         features = getattr(labels_layer, "features", None)
         found = classes_from_features(features)
-        for index in labelled_planes(labels_layer):
+        for index in labelled_planes(labels_layer) if planes == "labelled" else [()]:
             samples.append(_sample(image_layer, labels_layer, index, point, name, found, features))
     if not any(np.any(lab > 0) for _, lab, _ in samples):
         which = ", ".join(repr(lab.name) for _, lab in pairs)
@@ -224,8 +255,8 @@ def samples_from_layers(
 
 
 def _sample(image_layer, labels_layer, index, point, name, found, features) -> tuple:
-    """The ``(image, labels, classes)`` sample of plane ``index`` of ``labels_layer`` (``()``: a 2-D
-    layer) and the image's plane at the same place."""
+    """The ``(image, labels, classes)`` sample of plane ``index`` of ``labels_layer`` and the image's
+    plane at the same place (``()``: the planes of both at ``point``)."""
     data = _level0(labels_layer)
     if index:
         labels = np.array(data[index], copy=True)
@@ -325,9 +356,8 @@ def placement_note(pairs: Sequence) -> str | None:
         return (
             f"'{labels_layer.name}' lies elsewhere on screen than '{image_layer.name}' ({placed(labels_layer)} "
             f"against {placed(image_layer)}): training pairs their pixels by index, not by what you saw under "
-            f"the brush; if you painted on screen over the photo, place the labels as the photo and paint again "
-            f"(viewer.layers[{labels_layer.name!r}].scale = viewer.layers[{image_layer.name!r}].scale, and "
-            "translate alike)"
+            f"the brush; if you painted it on screen over the photo, Cancel, give '{labels_layer.name}' the "
+            "photo's scale and translate on its last two axes, and paint again"
         )
     return None
 

@@ -32,8 +32,13 @@ layer's features.
 Only 2-D images are trained on: grey or RGB(A). For a layer with more axes (a
 z-stack, a time series) the plane currently shown in the viewer is taken (the
 segmentation widget's one-plane output of a stack works when the viewer is on
-that plane); the last two axes are (Y, X). Multiscale images: full resolution
-(level 0), so Labels layers drawn on a coarser level find no image.
+that plane), and the status names the other planes that hold labels; with
+``every labelled plane`` ticked, every plane of the Labels layer that holds
+labels is, with the image's plane at the same place (a whole-stack segmentation's
+uncorrected planes included). The last two axes are (Y, X). Multiscale images:
+full resolution (level 0), so Labels layers drawn on a coarser level find no
+image. A Labels layer placed elsewhere on screen than its image (another scale
+or translate) is pointed out when training starts: pixels are paired by index.
 
 Settings
 --------
@@ -84,7 +89,13 @@ from ._fit_panel import (
     start_from_controls,
 )
 from ._paint_features import follow_if_ours
-from ._train_layers import candidate_pairs, placement_note, samples_from_layers, unpaired_note
+from ._train_layers import (
+    candidate_pairs,
+    other_labelled_planes,
+    placement_note,
+    samples_from_layers,
+    unpaired_note,
+)
 from ._widget_controls import reset_keeping, restore_choice
 from ._worker import Job, Outcome, keep_narrow, report_error, status_label, when_engine_loaded
 
@@ -175,6 +186,15 @@ class TrainWidget(FitPanel):
                 "is only theirs, the others keep their classes; otherwise it is every instance's"
             ),
         )
+        self.every_plane = CheckBox(
+            name="every_plane",
+            text="every labelled plane",
+            value=False,
+            tooltip=(
+                "Stacks (z, time): train on every plane of the Labels layer that holds labels, the model's "
+                "uncorrected planes of a whole-stack segmentation included; unticked: the plane shown"
+            ),
+        )
         self.base, self.checkpoint = start_from_controls()
         self.iterations = SpinBox(name="iterations", value=defaults.get("iterations", 500), min=1, max=100_000, step=50)
         self.show_settings = CheckBox(name="show_settings", text="show training settings", value=False)
@@ -214,6 +234,7 @@ class TrainWidget(FitPanel):
             [
                 self.pairs,
                 self.class_names,
+                self.every_plane,
                 self.base,
                 self.checkpoint,
                 self.iterations,
@@ -313,7 +334,9 @@ class TrainWidget(FitPanel):
             gone = [lab.name for im, lab in pairs if im not in self._viewer.layers or lab not in self._viewer.layers]
             if gone:
                 raise ValueError(f"layer(s) {gone} are no longer in the viewer")
-            samples = samples_from_layers(pairs, self.class_names.value, point=self._viewer.dims.point)
+            point = self._viewer.dims.point
+            planes = "labelled" if self.every_plane.value else "current"
+            samples = samples_from_layers(pairs, self.class_names.value, point=point, planes=planes)
             base = chosen_base(self.base, self.checkpoint)
             output = save_as_path(self.output, default_output)
             from ._options import FitOptions
@@ -361,9 +384,11 @@ class TrainWidget(FitPanel):
             if len(samples) == len(pairs)
             else f"{len(samples)} planes of {len(pairs)} layer(s)"
         )
-        if (note := placement_note(pairs)) is not None:
+        notes = [placement_note(pairs), None if planes == "labelled" else other_labelled_planes(pairs, point)]
+        for note in filter(None, notes):
             show_warning(note)  # it stays in napari's notifications; the status line follows the run
-        return self.launch(job, f"training on {what}, loading {shown}…" + (f" ({note})" if note else ""))
+        said = "; ".join(filter(None, notes))
+        return self.launch(job, f"training on {what}, loading {shown}…" + (f" ({said})" if said else ""))
 
     def show_progress(self, message: str) -> None:
         short = message.split(" (")[0]  # "iteration 3/500 loss=1.234" without the loss terms

@@ -212,7 +212,7 @@ class SegmentationWidget(SegmentationControls):
             self._set_running(True)  # Cancel takes the run back
             self.status.value = "starts when torch has loaded…"
             return
-        from ._planes import plane_source
+        from ._planes import plane_source, view_margins
 
         try:
             layer = self.image.value  # plane_source says what is wrong with it (none, not an image...)
@@ -221,7 +221,7 @@ class SegmentationWidget(SegmentationControls):
                 layer,
                 point=dims.point,
                 displayed=dims.displayed,
-                thickness=getattr(dims, "thickness", None),
+                margins=view_margins(dims),
                 stack=bool(self.stack.value),
             )
             spec = self.model_spec()
