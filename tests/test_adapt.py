@@ -732,3 +732,27 @@ def test_the_adapt_panel_offers_one_photo_with_extra_axes_and_names_the_stacks_i
     assert [layer.name for layer in panel.photos.value] == ["one"]
     assert panel.status.value == "ready: the selected photos need no labels"
     np.testing.assert_array_equal(photo_of_layer(single), photo)
+
+
+def test_the_adapt_panels_note_gives_code_that_adds_a_photo():
+    # a multiscale stack's code re-added the whole stack (.data[0] is its level 0); a colour photo
+    # shown with rgb=False was called a stack of 64 planes
+    from napari.layers import Image
+
+    from napari_gardenseg._adapt_widget import left_out_note
+
+    photo = _photo(9_500_000)[0]
+    pyramid = Image([np.stack([photo, photo]), np.stack([photo[::2, ::2]] * 2)], rgb=True, multiscale=True, name="pyr")
+    note = left_out_note([pyramid])
+    assert "viewer.add_image(viewer.layers['pyr'].data[0][0], rgb=True)" in note
+    assert (
+        eval(note.split("e.g. viewer.add_image(")[1].split(", rgb")[0], {"viewer": _Viewer(pyramid)}).shape
+        == photo.shape
+    )
+    grey = Image(photo, rgb=False, name="notrgb")
+    assert "'notrgb' (shape (256, 256, 3)) is not shown as a colour image" in left_out_note([grey])
+
+
+class _Viewer:
+    def __init__(self, layer):
+        self.layers = {layer.name: layer}

@@ -247,10 +247,14 @@ def test_polygons_as_point_pairs_or_un_nested_are_read_and_an_odd_ring_is_named(
     [(_, labels, classes)] = read_coco(_write(tmp_path / "coco.json", [entry], anns))
     assert len(classes) == 2 and np.array_equal(labels > 0, expected > 0)
     # a ring of 7 values (a corrupt export): pycocotools drops the last one; refused by the annotation's id
-    for odd in ([[10, 5, 30, 5, 30, 20, 10]], [10, 5, 30, 5, 30, 20, 10], [flat, [40, 25, 55]]):
+    for odd in ([[10, 5, 30, 5, 30, 20, 10]], [10, 5, 30, 5, 30, 20, 10], [flat, [40, 25, 55, 25, 55, 35, 40]]):
         ann = {"id": 7, "image_id": entry["id"], "category_id": 1, "segmentation": odd}
         with pytest.raises(ImageError, match=r"coco.json: annotation 7 has a polygon of \d+ values, an odd number"):
             read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+    # a stray ring too short to enclose anything is dropped, odd or not, as pycocotools drops it
+    ann = {"id": 9, "image_id": entry["id"], "category_id": 1, "segmentation": [second, [40, 25, 55]]}
+    [(_, labels, _)] = read_coco(_write(tmp_path / "coco.json", [entry], [ann]))
+    assert labels.any()
     # nested once more: each ring was dropped as less than 3 points, and the plant with it
     ann = {"id": 8, "image_id": entry["id"], "category_id": 1, "segmentation": [[flat]]}
     with pytest.raises(ImageError, match=r"annotation 8 has a polygon nested deeper than COCO's"):

@@ -164,9 +164,9 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
     jpeg = tmp_path / "cut" / "p.jpg"
     Image.fromarray(pixels).resize((300, 200)).save(jpeg, quality=90)
     cut = jpeg.read_bytes()[: jpeg.stat().st_size // 2]
-    with pytest.raises(ImageError, match="the bytes given stops before its image ends .truncated"):
+    with pytest.raises(ImageError, match="the photo given as bytes stops before its image ends .truncated"):
         open_image(cut)
-    with pytest.raises(ImageError, match="the file object stops before its image ends .truncated"):
+    with pytest.raises(ImageError, match="the photo in the file object stops before its image ends .truncated"):
         open_image(io.BytesIO(cut))
     with pytest.raises(ImageError, match="the bytes given are empty"):
         open_image(b"")

@@ -535,14 +535,17 @@ def test_instances_of_mismatched_counts_name_the_field(field, value, name):
 
 
 def test_tiles_without_overlap_are_said_to_cut_plants_on_their_seams():
-    # tile_overlap=0 cut plants on the seams into pieces, in silence (SAHI #106 alike)
-    import warnings
+    # tile_overlap=0 cut plants on the seams into pieces, in silence (SAHI #106 alike); an overlap
+    # that rounds to no pixel at the scale run does the same
+    from napari_gardenseg._tiling import seam_note
 
     model = load_model("garden")
-    with pytest.warns(UserWarning, match=r"tile_overlap=0: 4 tiles share no pixels, so a plant on a seam"):
-        tiles, _ = plan_tiles((256, 256), 128, 0, None, model)
-    assert len(tiles) == 4
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        plan_tiles((256, 256), 128, 16, None, model)
-        plan_tiles((100, 100), 128, 0, None, model)  # one tile: no seam
+    tiles, _ = plan_tiles((256, 256), 128, 0, None, model)
+    assert seam_note(tiles).startswith("the 4 tiles do not overlap (tile overlap 0)")
+    assert seam_note(plan_tiles((256, 256), 128, 16, None, model)[0]) is None
+    assert seam_note(plan_tiles((100, 100), 128, 0, None, model)[0]) is None  # one tile: no seam
+    assert seam_note(plan_tiles((1024, 1024), 128, 1, 4.0, model)[0]) is not None  # 1 px at scale 4
+    image, _, _ = garden_scene(3, shape=(256, 256))
+    with pytest.warns(UserWarning, match="the 4 tiles do not overlap") as caught:
+        segment(image, model, tile_size=128, tile_overlap=0, scale=1.0, crf=False)
+    assert sum("do not overlap" in str(w.message) for w in caught) == 1

@@ -482,9 +482,9 @@ def _rings(segmentation: list, file: str, ann_id) -> list:
     Read as COCO writes it (``[[x0, y0, ...], ...]``), and as some converters do: one ring un-nested
     (``[x0, y0, ...]``, roboflow/supervision #205) or rings of ``[x, y]`` pairs (labelme's points,
     numpy's ``tolist()``; each pair alone would be a ring of one point, and the plant drawn empty,
-    taught as soil). Raises ImageError naming the annotation for a ring of an odd number of values
-    (a corrupt export: pycocotools would drop its last value and draw another outline) and for
-    rings nested deeper.
+    taught as soil). Raises ImageError naming the annotation for a ring of an odd number of values,
+    6 or more (a corrupt export: pycocotools would drop its last value and draw another outline;
+    shorter rings enclose nothing and are dropped), and for rings nested deeper.
     """
     if all(isinstance(v, Real) for v in segmentation) or all(_is_point(p) for p in segmentation):
         segmentation = [segmentation]  # one ring
@@ -498,7 +498,7 @@ def _rings(segmentation: list, file: str, ann_id) -> list:
                 f"{file}: annotation {ann_id} has a polygon nested deeper than COCO's [[x0, y0, x1, y1, ...], ...]: "
                 "write each ring as a list of numbers"
             )
-        if isinstance(ring, list) and len(ring) % 2:
+        if isinstance(ring, list) and len(ring) % 2 and len(ring) >= 6:  # shorter ones enclose nothing: dropped
             raise ImageError(
                 f"{file}: annotation {ann_id} has a polygon of {len(ring)} values, an odd number: a point is an x "
                 "and a y, so a value is missing (a corrupt export?); export the annotations again or mend that one"

@@ -85,8 +85,9 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
 
     ``axes``: the letters of the file's axes in its own order (``"TYX"``,
     ``"ZYX"``, ``"CYX"``, ``"SYX"``, ``"YXS"``...), for TIFF, zarr and .npy files
-    that do not say or say it wrongly; files Pillow reads have fixed axes and
-    ignore it. ``lazy``: TIFF/zarr/.npy pixels stay on disk and are read window by
+    that do not say or say it wrongly (a TIFF's samples per pixel stay where
+    the file holds them: ``S`` on another axis is refused); files Pillow reads
+    have fixed axes and ignore it. ``lazy``: TIFF/zarr/.npy pixels stay on disk and are read window by
     window (True), always (zarr stores are always lazy), or when the file is
     over 256 MB (None).
 

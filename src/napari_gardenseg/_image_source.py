@@ -290,22 +290,23 @@ class ImageSource:
 def _as_input(value):
     """What scripts pass as "a file", as open_image reads it: a path as :func:`~._image_reader.as_path`
     gives it (bytes, ``file://``; a web address is refused), an open binary file
-    (``open(p, "rb")``, ``io.BytesIO``) or a photo's encoded bytes as the PIL image Pillow opens
-    from them (one image: a stack is read by its path). Anything else is returned as it is."""
+    (``open(p, "rb")``, ``io.BytesIO``) or a photo's encoded bytes as the pixels Pillow decodes
+    from them, as from a path (one image: a stack is read by its path). Anything else is returned
+    as it is."""
     from ._image_reader import as_path
 
     if isinstance(value, (bytes, bytearray)) and not value:
         raise ImageError("the bytes given are empty: no image arrived (an upload or read cut short?)")
     value = as_path(value)
-    what = "the file object"
+    what = "the photo in the file object"
     if isinstance(value, (bytes, bytearray)):
         import io
 
-        value, what = io.BytesIO(value), "the bytes given"
+        value, what = io.BytesIO(value), "the photo given as bytes"
     if hasattr(value, "read") and not hasattr(value, "shape"):
         from PIL import UnidentifiedImageError
 
-        from ._pillow_reader import decode_error, open_pillow, pillow_pixels
+        from ._pillow_reader import decode, open_pillow
 
         try:
             image = open_pillow(value)  # a big photo is no bomb here, as by its path
@@ -319,10 +320,7 @@ def _as_input(value):
                 f"the file object holds {image.n_frames} images (a stack): give the file by its path, and "
                 "segment_files([path], out_dir) or `gardenseg segment` segments it plane by plane"
             )
-        try:  # decoded here, where a file cut short is said as by its path
-            return pillow_pixels(image)[0]
-        except OSError as err:
-            raise decode_error(err, what) from None
+        return decode(image, what)[0]  # here, where a file cut short is said as by its path
     return value
 
 

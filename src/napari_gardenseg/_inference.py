@@ -39,7 +39,7 @@ from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_thresh
 from ._planes import MAX_PLANE_PIXELS
 from ._results import SegmentationResult, label_areas
 from ._scale import estimate_scale
-from ._tiling import _intersection, detect, model_input_size, plan_tiles
+from ._tiling import _intersection, detect, model_input_size, plan_tiles, seam_note
 from .crf import CRFParams, refine_masks
 
 __all__ = ["segment", "segment_to_zarr", "segment_with", "segment_to_zarr_with", "predict_instances", "Cancelled"]
@@ -107,6 +107,8 @@ def detect_instances(
     if tiles is not None and (window := data_region(source)) is not None:
         # tiles over the data only: none over a nodata border
         tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, asked, model, window)
+    if (note := seam_note(tiles)) is not None:
+        warnings.warn(note, stacklevel=2)
     if tiles is None:
         report(0.0, "running Mask R-CNN")
         window = data_window(source)  # the network sees the data, not a nodata border around it
@@ -372,7 +374,8 @@ def segment_to_zarr(
     ``path`` exists and ``overwrite`` is False (or when it appears during the
     run), or is a file, a folder that is not a zarr store, a zarr store this
     function did not write, or the input (or inside it, or holding it); ValueError for a ``chunk_size`` that is not
-    a whole number >= 64, and for a ``path`` ending in ``.zip`` (the store is a folder: zip it afterwards); what :func:`segment` raises (ImageError,
+    a whole number >= 64, and for a ``path`` ending in ``.zip`` (the store is a folder: zip it afterwards);
+    what :func:`segment` raises (ImageError,
     FileNotFoundError, TypeError, ValueError, ModelError, DeviceError,
     CRFUnavailableError, Cancelled); OSError when the store cannot be written.
     """

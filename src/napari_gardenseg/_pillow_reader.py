@@ -48,14 +48,7 @@ def read_pillow(path: Path) -> ImageFile:
             planes, applied = [], {}
             for k in frames:
                 im.seek(k)
-                try:
-                    plane, applied = pillow_pixels(im)
-                except MemoryError:
-                    w, h = im.size
-                    raise ImageError(
-                        f"{path.name} is {w} x {h} pixels ({w * h * 3 / 1e9:.1f} GB as RGB), more than this "
-                        "machine's free memory: save it as a tiled TIFF, which is read window by window"
-                    ) from None
+                plane, applied = decode(im, path)
                 planes.append(plane)
     except UnidentifiedImageError:
         raise ImageError(
@@ -73,6 +66,21 @@ def read_pillow(path: Path) -> ImageFile:
     applied["frames"] = len(planes)
     data = np.stack(planes)
     return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
+
+
+def decode(im, what: Path | str) -> tuple[np.ndarray, dict]:
+    """:func:`pillow_pixels` of an opened image; ImageError naming ``what`` (a path, or words for an
+    open file's bytes) when its pixels do not fit in memory or the file is cut short or damaged."""
+    try:
+        return pillow_pixels(im)
+    except MemoryError:
+        w, h = im.size
+        raise ImageError(
+            f"{getattr(what, 'name', what)} is {w} x {h} pixels ({w * h * 3 / 1e9:.1f} GB as RGB), more than this "
+            "machine's free memory: save it as a tiled TIFF, which is read window by window"
+        ) from None
+    except OSError as err:
+        raise decode_error(err, what) from None
 
 
 def decode_error(err: OSError, what: Path | str) -> OSError:

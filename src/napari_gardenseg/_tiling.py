@@ -20,7 +20,6 @@ mask is cut at a tile border.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,15 +109,24 @@ def plan_tiles(shape, tile_size, tile_overlap, scale, model, region=None) -> tup
         for x, (cx0, cx1) in zip(xs, cxs):
             window = (ry0 + y, rx0 + x, ry0 + min(y + size, rh), rx0 + min(x + size, rw))
             tiles.append(Tile(len(tiles), window, (ry0 + cy0, rx0 + cx0, ry0 + cy1, rx0 + cx1)))
-    if overlap == 0 and len(tiles) > 1:
-        # the merge joins a plant's pieces by the pixels two tiles both saw: without any, a plant on
-        # a seam is cut in two along it (SAHI's overlap_ratio=0 does the same)
-        warnings.warn(
-            f"tile_overlap=0: {len(tiles)} tiles share no pixels, so a plant on a seam between them comes out "
-            f"in pieces, one per tile; give an overlap (None: a quarter of a tile, {default_overlap(tile_size)} px)",
-            stacklevel=2,
-        )
     return tiles, s
+
+
+def seam_note(tiles: list[Tile] | None) -> str | None:
+    """One line when neighbouring tiles share no pixels (a tile overlap of 0, or one that rounds
+    to 0 image pixels at the scale run): the merge joins a plant's pieces by the pixels two tiles
+    both saw, so a plant on such a seam comes out in pieces, one per tile (SAHI's
+    ``overlap_ratio=0`` alike). None when every seam is overlapped, or for one tile."""
+    if not tiles or len(tiles) < 2:
+        return None
+    for axis in (0, 1):
+        spans = sorted({(t.window[axis], t.window[axis + 2]) for t in tiles})
+        if any(b0 >= a1 for (_, a1), (b0, _) in zip(spans, spans[1:])):
+            return (
+                f"the {len(tiles)} tiles do not overlap (tile overlap 0), so a plant on a seam between two comes out "
+                "in pieces, one per tile: give the tiles an overlap (by default a quarter of a tile)"
+            )
+    return None
 
 
 def _too_thin(model, shape) -> bool:

@@ -5,8 +5,8 @@ returns the ``(image, labels, classes)`` triples that
 :func:`napari_gardenseg.train` takes. :func:`candidate_pairs` finds which
 Image layer goes with each Labels layer. Both only read the layers: they work
 on anything with napari's layer attributes (``name``, ``data``, ``ndim``,
-``rgb``, ``multiscale``, ``features``, ``world_to_data``), so they can be
-tested without a viewer.
+``rgb``, ``multiscale``, ``features``, ``world_to_data``, ``data_to_world``,
+``scale``, ``translate``), so they can be tested without a viewer.
 
 Only 2-D planes are trained on. For layers with more axes (a z-stack, a time
 series), ``planes="current"`` takes the plane at the viewer's current position
