@@ -751,6 +751,8 @@ def test_the_adapt_panels_note_gives_code_that_adds_a_photo():
     )
     grey = Image(photo, rgb=False, name="notrgb")
     assert "'notrgb' (shape (256, 256, 3)) is not shown as a colour image" in left_out_note([grey])
+    greys = Image(np.stack([photo, photo]), rgb=False, name="zgrey")
+    assert "'zgrey' (shape (2, 256, 256, 3)) is not shown as a colour image" in left_out_note([pyramid, greys])
 
 
 class _Viewer:

@@ -155,6 +155,8 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
     for address in ("https://example.org/p.jpg", b"https://example.org/p.jpg"):
         with pytest.raises(ImageError, match="https://example.org/p.jpg is a web address: .* reads no network"):
             open_image(address)
+    with pytest.raises(ImageError, match="the bytes given hold no image Pillow reads"):
+        open_image(b"\0" + b"not an image" * 400)
     with pytest.raises(ImageError, match="the file object holds no image Pillow reads"):
         open_image(io.BytesIO(b"not an image"))
     # the path's guards hold for bytes and file objects: a file cut short is said (Pillow's raw

@@ -475,7 +475,12 @@ def test_a_projection_of_several_planes_is_said_and_not_called_blank(fake_segmen
     assert source().view_note is None  # thickness 0: one plane shown
     # the planes napari projects: the slab's ends rounded in data units, as napari rounds them (5
     # world units at scale 2: planes 1-2, not 1-3; 7: planes 0-3; 2: plane 2 alone)
-    for thickness, planes, index in ((5.0, "1–2", "1:3"), (7.0, "0–3", "0:4"), (11.0, "0–4", "0:5")):
+    for thickness, planes, index in (
+        (5.0, "1–2", "1:3"),
+        (4.0, "1–3", "1:4"),  # a slab's end on a plane takes it
+        (7.0, "0–3", "0:4"),
+        (11.0, "0–4", "0:5"),
+    ):
         v.dims.thickness = (thickness, 1.0, 1.0)
         got = source()
         assert got.planes == [(2,)] and got.projected
@@ -483,6 +488,8 @@ def test_a_projection_of_several_planes_is_said_and_not_called_blank(fake_segmen
         assert f".data[{index}].max(axis=0), rgb=True)" in got.view_note
     v.dims.thickness = (2.0, 1.0, 1.0)
     assert source().view_note is None
+    v.dims.margin_left, v.dims.margin_right = (4.0, 0.0, 0.0), (0.0, 0.0, 0.0)  # a slab on one side
+    assert "planes 0–2 of axis 0" in source().view_note
     v.dims.thickness = (5.0, 1.0, 1.0)
     notes = run_notes(fake_run(source(), fake_segment, n=0))
     assert source().view_note in notes and not any("blank" in n for n in notes)

@@ -541,9 +541,10 @@ def test_tiles_without_overlap_are_said_to_cut_plants_on_their_seams():
 
     model = load_model("garden")
     tiles, _ = plan_tiles((256, 256), 128, 0, None, model)
-    assert seam_note(tiles).startswith("the 4 tiles do not overlap (tile overlap 0)")
+    assert seam_note(tiles).startswith("the 4 tiles do not overlap (a tile overlap of 0")
     assert seam_note(plan_tiles((256, 256), 128, 16, None, model)[0]) is None
     assert seam_note(plan_tiles((100, 100), 128, 0, None, model)[0]) is None  # one tile: no seam
+    assert seam_note(plan_tiles((128, 512), 128, 0, None, model)[0]) is not None  # one row, seams across it
     assert seam_note(plan_tiles((1024, 1024), 128, 1, 4.0, model)[0]) is not None  # 1 px at scale 4
     image, _, _ = garden_scene(3, shape=(256, 256))
     with pytest.warns(UserWarning, match="the 4 tiles do not overlap") as caught:

@@ -149,6 +149,13 @@ def test_a_stack_takes_the_plane_shown_and_names_the_other_labelled_planes():
     note = other_labelled_planes([(img, lab)], (1, 10, 10))
     assert note.startswith("planes 0, 2 of 'stack masks' hold labels too and are not trained on")
     assert "tick 'every labelled plane'" in note
+    # the plane shown empty, the others not: said so ("hold no instances: paint some first" before)
+    empty = Labels(np.stack([scenes[0][1], np.zeros((48, 48), int), scenes[2][1]]), name="stack masks")
+    with pytest.raises(ValueError, match="the plane shown of 'stack masks' holds no instances; planes 0, 2 of"):
+        samples_from_layers([(img, empty)], "weed", point=(1, 10, 10))
+    # a slab's planes are named as the image's
+    slab = Labels(np.stack([scenes[1][1], scenes[2][1]]), translate=(1, 0, 0), name="stack masks")
+    assert other_labelled_planes([(img, slab)], (1, 10, 10)).startswith("planes 2 of 'stack masks' hold labels")
     lab.data[[0, 2]] = 0
     assert other_labelled_planes([(img, lab)], (1, 10, 10)) is None
 

@@ -63,14 +63,16 @@ def left_out_note(layers) -> str | None:
     stacks = [layer for layer in layers if isinstance(layer, Image) and not _is_photo(layer)]
     if not stacks:
         return None
+    for layer in stacks:
+        data = layer.data[0] if layer.multiscale else layer.data
+        if not layer.rgb and data.shape[-1] in (3, 4) and data.shape[-2] > data.shape[-1]:
+            # colour shown as a stack of slivers of N x 3 pixels (as the segmentation widget says)
+            return (
+                f"not offered: '{layer.name}' (shape {tuple(data.shape)}) is not shown as a colour image; if it "
+                f"holds colour photos, add it again as colour: viewer.add_image(viewer.layers[{layer.name!r}].data, "
+                "rgb=True)"
+            )
     first = stacks[0]
-    data = first.data[0] if first.multiscale else first.data
-    if not first.rgb and data.ndim == 3 and data.shape[-1] in (3, 4) and data.shape[-2] > data.shape[-1]:
-        # a colour photo napari shows as a stack of slivers (as the segmentation widget says)
-        return (
-            f"not offered: '{first.name}' (shape {tuple(data.shape)}) is not shown as a colour image; if it is a "
-            f"colour photo, add it again as one: viewer.add_image(viewer.layers[{first.name!r}].data, rgb=True)"
-        )
     named = ", ".join(f"'{layer.name}' ({' x '.join(map(str, _lead_shape(layer)))} planes)" for layer in stacks[:3])
     named += " ..." if len(stacks) > 3 else ""
     index = ", ".join("0" for _ in _lead_shape(first))

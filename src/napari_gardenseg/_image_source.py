@@ -312,7 +312,8 @@ def _as_input(value):
             image = open_pillow(value)  # a big photo is no bomb here, as by its path
         except UnidentifiedImageError:
             raise ImageError(
-                "the file object holds no image Pillow reads (PNG, JPEG, WebP...): give TIFF stacks, zarr "
+                f"{'the bytes given hold' if 'bytes' in what else 'the file object holds'} no image Pillow reads "
+                "(PNG, JPEG, WebP...): give TIFF stacks, zarr "
                 "stores and .npy files by their path"
             ) from None
         if getattr(image, "n_frames", 1) > 1:

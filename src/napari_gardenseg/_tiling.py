@@ -123,8 +123,9 @@ def seam_note(tiles: list[Tile] | None) -> str | None:
         spans = sorted({(t.window[axis], t.window[axis + 2]) for t in tiles})
         if any(b0 >= a1 for (_, a1), (b0, _) in zip(spans, spans[1:])):
             return (
-                f"the {len(tiles)} tiles do not overlap (tile overlap 0), so a plant on a seam between two comes out "
-                "in pieces, one per tile: give the tiles an overlap (by default a quarter of a tile)"
+                f"the {len(tiles)} tiles do not overlap (a tile overlap of 0, or under a pixel at the scale run), so a "
+                "plant on a seam between two comes out in pieces, one per tile: give the tiles an overlap (by default "
+                "a quarter of a tile)"
             )
     return None
 

@@ -65,19 +65,27 @@ def other_labelled_planes(pairs: Sequence, point) -> str | None:
     are none. Only layers held in memory are looked through (a lazy stack would be read whole)."""
     from ._planes import current_plane
 
-    for _, labels_layer in pairs:
+    notes = []
+    for image_layer, labels_layer in pairs:
         data = _level0(labels_layer)
         if data.ndim <= 2 or not isinstance(data, np.ndarray):
             continue
         shown = current_plane(labels_layer, point, clip=False) if point is not None else None
-        others = [index for index in labelled_planes(labels_layer) if index != shown]
+        # named as the image's planes, where a slab of the stack has its own indices
+        others = [
+            current_plane(image_layer, _world_point(labels_layer, index, point), clip=False) or index
+            for index in labelled_planes(labels_layer)
+            if index != shown
+        ]
         if others:
             named = ", ".join(str(i[0]) if len(i) == 1 else str(i) for i in others[:6])
-            return (
-                f"planes {named}{' ...' if len(others) > 6 else ''} of '{labels_layer.name}' hold labels too and are "
-                "not trained on: only the plane shown is; tick 'every labelled plane' to train on all of them"
-            )
-    return None
+            notes.append(f"planes {named}{' ...' if len(others) > 6 else ''} of '{labels_layer.name}'")
+    if not notes:
+        return None
+    return (
+        f"{'; '.join(notes)} hold labels too and are not trained on: only the plane shown is; tick 'every "
+        "labelled plane' to train on all of them"
+    )
 
 
 def _world_point(layer, index: tuple[int, ...], point) -> np.ndarray:
@@ -250,6 +258,9 @@ def samples_from_layers(
             samples.append(_sample(image_layer, labels_layer, index, point, name, found, features))
     if not any(np.any(lab > 0) for _, lab, _ in samples):
         which = ", ".join(repr(lab.name) for _, lab in pairs)
+        elsewhere = other_labelled_planes(pairs, point) if planes == "current" else None
+        if elsewhere is not None:  # the plane shown is empty, others are not
+            raise ValueError(f"the plane shown of {which} holds no instances; {elsewhere}")
         raise ValueError(f"the selected Labels layer(s) {which} hold no instances (all labels are 0): paint some first")
     return samples
 
