@@ -63,15 +63,14 @@ def left_out_note(layers) -> str | None:
     stacks = [layer for layer in layers if isinstance(layer, Image) and not _is_photo(layer)]
     if not stacks:
         return None
+    from ._image_arrays import ImageError
+    from ._planes import plane_source
+
     for layer in stacks:
-        data = layer.data[0] if layer.multiscale else layer.data
-        if not layer.rgb and data.shape[-1] in (3, 4) and data.shape[-2] > data.shape[-1]:
-            # colour shown as a stack of slivers of N x 3 pixels (as the segmentation widget says)
-            return (
-                f"not offered: '{layer.name}' (shape {tuple(data.shape)}) is not shown as a colour image; if it "
-                f"holds colour photos, add it again as colour: viewer.add_image(viewer.layers[{layer.name!r}].data, "
-                "rgb=True)"
-            )
+        try:  # colour shown as a stack of N x 3 slivers, grey with alpha: as the segmentation widget says
+            plane_source(layer)
+        except ImageError as exc:
+            return f"not offered: {exc}"
     first = stacks[0]
     named = ", ".join(f"'{layer.name}' ({' x '.join(map(str, _lead_shape(layer)))} planes)" for layer in stacks[:3])
     named += " ..." if len(stacks) > 3 else ""

@@ -298,11 +298,11 @@ def _as_input(value):
     if isinstance(value, (bytes, bytearray)) and not value:
         raise ImageError("the bytes given are empty: no image arrived (an upload or read cut short?)")
     value = as_path(value)
-    what = "the photo in the file object"
+    what, holder = "the photo in the file object", "the file object holds"
     if isinstance(value, (bytes, bytearray)):
         import io
 
-        value, what = io.BytesIO(value), "the photo given as bytes"
+        value, what, holder = io.BytesIO(value), "the photo given as bytes", "the bytes given hold"
     if hasattr(value, "read") and not hasattr(value, "shape"):
         from PIL import UnidentifiedImageError
 
@@ -312,9 +312,8 @@ def _as_input(value):
             image = open_pillow(value)  # a big photo is no bomb here, as by its path
         except UnidentifiedImageError:
             raise ImageError(
-                f"{'the bytes given hold' if 'bytes' in what else 'the file object holds'} no image Pillow reads "
-                "(PNG, JPEG, WebP...): give TIFF stacks, zarr "
-                "stores and .npy files by their path"
+                f"{holder} no image Pillow reads (PNG, JPEG, WebP...): give TIFF stacks, zarr stores and .npy "
+                "files by their path"
             ) from None
         if getattr(image, "n_frames", 1) > 1:
             raise ImageError(

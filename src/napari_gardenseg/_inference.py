@@ -420,7 +420,7 @@ def segment_to_zarr_with(
             f"(shutil.make_archive({str(folder)!r}, 'zip', {str(folder)!r}) makes a zip that zarr's ZipStore reads)"
         )
     check_target(path, overwrite, "zarr output", folder=True)
-    _check_replaceable(image, Path(path).expanduser())
+    _check_replaceable(image, target)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 64:
         raise ValueError(f"chunk_size must be a whole number of pixels >= 64, got {chunk_size!r}")
     if options.tile_size is None:

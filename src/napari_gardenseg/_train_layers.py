@@ -20,7 +20,7 @@ are taken as (Y, X).
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -49,14 +49,15 @@ def _level0(layer):
     return data[0] if getattr(layer, "multiscale", False) else data
 
 
-def labelled_planes(layer) -> list[tuple[int, ...]]:
-    """Leading-axis indices of the planes of a Labels layer that hold labels (``[()]`` for a 2-D
-    layer, whatever it holds): what :func:`samples_from_layers` trains on. Reads the layer plane by
-    plane."""
+def labelled_planes(layer) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """``(leading-axis index, plane)`` of each plane of a Labels layer with more than two axes that
+    holds labels: what ``planes="labelled"`` trains on. Reads the layer plane by plane, each once
+    (the plane as read: a view of an array in memory)."""
     data = _level0(layer)
-    if data.ndim <= 2:
-        return [()]
-    return [index for index in np.ndindex(*data.shape[:-2]) if np.any(np.asarray(data[index]))]
+    for index in np.ndindex(*data.shape[:-2]):
+        plane = np.asarray(data[index])
+        if plane.any():
+            yield index, plane
 
 
 def other_labelled_planes(pairs: Sequence, point) -> str | None:
@@ -74,7 +75,7 @@ def other_labelled_planes(pairs: Sequence, point) -> str | None:
         # named as the image's planes, where a slab of the stack has its own indices
         others = [
             current_plane(image_layer, _world_point(labels_layer, index, point), clip=False) or index
-            for index in labelled_planes(labels_layer)
+            for index, _ in labelled_planes(labels_layer)
             if index != shown
         ]
         if others:
@@ -254,8 +255,11 @@ def samples_from_layers(
     for (image_layer, labels_layer), name in zip(pairs, names):
         features = getattr(labels_layer, "features", None)
         found = classes_from_features(features)
-        for index in labelled_planes(labels_layer) if planes == "labelled" else [()]:
-            samples.append(_sample(image_layer, labels_layer, index, point, name, found, features))
+        if planes == "labelled" and _level0(labels_layer).ndim > 2:
+            for index, plane in labelled_planes(labels_layer):
+                samples.append(_sample(image_layer, labels_layer, index, plane, point, name, found, features))
+        else:
+            samples.append(_sample(image_layer, labels_layer, (), None, point, name, found, features))
     if not any(np.any(lab > 0) for _, lab, _ in samples):
         which = ", ".join(repr(lab.name) for _, lab in pairs)
         elsewhere = other_labelled_planes(pairs, point) if planes == "current" else None
@@ -265,12 +269,11 @@ def samples_from_layers(
     return samples
 
 
-def _sample(image_layer, labels_layer, index, point, name, found, features) -> tuple:
-    """The ``(image, labels, classes)`` sample of plane ``index`` of ``labels_layer`` and the image's
-    plane at the same place (``()``: the planes of both at ``point``)."""
-    data = _level0(labels_layer)
+def _sample(image_layer, labels_layer, index, plane, point, name, found, features) -> tuple:
+    """The ``(image, labels, classes)`` sample of ``plane``, plane ``index`` of ``labels_layer`` as
+    read, and the image's plane at the same place (``()`` and None: the planes of both at ``point``)."""
     if index:
-        labels = np.array(data[index], copy=True)
+        labels = np.array(plane, copy=True)  # the user may paint on while training reads it
         at = _world_point(labels_layer, index, point)
         from ._planes import current_plane
 
