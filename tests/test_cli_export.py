@@ -126,6 +126,13 @@ def test_cli_segments_a_folder(tmp_path, scene, capsys):
     seen = {r: json.loads((tmp_path / "o" / r).read_text())["network"] for r in runs}
     assert seen["a_run.json"]["tiles"] == 0 and "data_window" not in seen["a_run.json"]
     assert seen["c_run.json"]["data_window"] == [48, 48, 144, 144]
+    # tiles that share no pixel cut plants on their seams: the warning is kept in the record too
+    Image.fromarray(image[:128, :128]).save(tmp_path / "d.png")
+    args = ["segment", str(tmp_path / "d.png"), "--no-crf", "--tile-size", "64", "--tile-overlap", "0"]
+    assert cli.main([*args, "--scale", "1", "--out", str(tmp_path / "seams")]) == 0
+    record = json.loads((tmp_path / "seams" / "d_run.json").read_text())["network"]
+    assert record["tiles"] == 4 and "do not overlap" in record["seam_note"]
+    assert "seam_note" not in seen["a_run.json"]
     # outputs written into the folder would be read as photos by the next run: refused
     capsys.readouterr()
     assert cli.main(["segment", str(photos), "--no-crf", "--out", str(photos)]) == 2

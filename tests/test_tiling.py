@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -548,5 +550,9 @@ def test_tiles_without_overlap_are_said_to_cut_plants_on_their_seams():
     assert seam_note(plan_tiles((1024, 1024), 128, 1, 4.0, model)[0]) is not None  # 1 px at scale 4
     image, _, _ = garden_scene(3, shape=(256, 256))
     with pytest.warns(UserWarning, match="the 4 tiles do not overlap") as caught:
-        segment(image, model, tile_size=128, tile_overlap=0, scale=1.0, crf=False)
+        res = segment(image, model, tile_size=128, tile_overlap=0, scale=1.0, crf=False)
     assert sum("do not overlap" in str(w.message) for w in caught) == 1
+    assert res.meta["seam_note"].startswith("the 4 tiles do not overlap")  # kept for the run record
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "seam_note" not in segment(image, model, tile_size=128, scale=1.0, crf=False).meta

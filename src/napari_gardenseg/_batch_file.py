@@ -36,7 +36,7 @@ from ._run_record import (
 _RUN_ONLY = ("progress", "cancel", "keep_soft_masks")
 
 # result.meta's entries on how the network saw the image, kept in the run record
-_NETWORK_KEYS = ("scale", "tiles", "data_window", "nodata_tiles")
+_NETWORK_KEYS = ("scale", "tiles", "data_window", "nodata_tiles", "seam_note")
 
 
 def crf_params_from(meta: dict, crf_params=None, crf_overrides=None):

@@ -107,8 +107,8 @@ def detect_instances(
     if tiles is not None and (window := data_region(source)) is not None:
         # tiles over the data only: none over a nodata border
         tiles, scale = plan_tiles(source.shape, options.tile_size, options.tile_overlap, asked, model, window)
-    if (note := seam_note(tiles)) is not None:
-        warnings.warn(note, stacklevel=2)
+    if (seams := seam_note(tiles)) is not None:
+        warnings.warn(seams, stacklevel=2)
     if tiles is None:
         report(0.0, "running Mask R-CNN")
         window = data_window(source)  # the network sees the data, not a nodata border around it
@@ -150,6 +150,8 @@ def detect_instances(
         how["tile_windows"] = [t.window for t in tiles]
         if skipped:
             how["nodata_tiles"] = skipped
+        if seams is not None:  # kept beside the warning: a batch's record says why plants came out cut
+            how["seam_note"] = seams
     return found, how
 
 
