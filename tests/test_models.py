@@ -141,6 +141,10 @@ def test_tutorial_and_lightning_checkpoints_load(tmp_path):
         "tutorial.pt": {"epoch": 10, "model_state_dict": state, "optimizer_state_dict": {"state": {}}, "loss": 0.3},
         "lightning.pt": {"epoch": 3, "global_step": 90, "state_dict": {"model." + k: v for k, v in state.items()}},
         "net.pt": {"model_state_dict": {"net." + k: v for k, v in state.items()}},
+        # DataParallel inside a wrapper, and the wrapper inside Lightning
+        "net_module.pt": {"state_dict": {"net.module." + k: v for k, v in state.items()}},
+        "deep.pt": {"state_dict": {"model.net.module." + k: v for k, v in state.items()}},
+        "dp.pt": {"module." + k: v for k, v in state.items()},
     }
     for name, contents in forms.items():
         torch.save(contents, tmp_path / name)

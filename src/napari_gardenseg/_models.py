@@ -416,8 +416,8 @@ def _state_dict_of(obj, path) -> dict:
     """The state_dict a checkpoint's contents hold: the contents themselves, or the dict under
     ``"state_dict"`` (this package's, Lightning's), ``"model"`` (torchvision's reference scripts) or
     ``"model_state_dict"`` (PyTorch's tutorial, beside ``"optimizer_state_dict"``). Keys lose the
-    ``module.`` of DataParallel and then one first part every key shares (``model.`` of a
-    Lightning module's ``self.model``, ``net.``) where the keys without it are a Mask R-CNN's.
+    start every key shares where the keys without it are a Mask R-CNN's (``module.`` of
+    DataParallel, ``model.`` of a Lightning module's ``self.model``, ``net.module.``).
     Raises ModelError for contents that hold no dict of tensors."""
     if isinstance(obj, dict):
         for key in ("state_dict", "model", "model_state_dict"):
@@ -428,16 +428,14 @@ def _state_dict_of(obj, path) -> dict:
         raise ModelError(f"{path} does not hold a Mask R-CNN: expected a state_dict (a dict of tensors)")
     if not all(isinstance(k, str) for k in obj):
         return obj
-    # saved from torch.nn.DataParallel or DistributedDataParallel: every key starts "module."
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    # saved from a module that holds the network as an attribute: every key starts "model." (Lightning's
-    # self.model), "net." and such; only where that is all there is, so no other weights are dropped
-    prefix = next(iter(obj)).split(".", 1)[0] + "."
-    if not all(k in obj for k in _PREDICTOR_KEYS) and all(k.startswith(prefix) for k in obj):
-        unwrapped = {k[len(prefix) :]: v for k, v in obj.items()}
-        if all(k in unwrapped for k in _PREDICTOR_KEYS):
-            obj = unwrapped
+    # the network saved as an attribute, at any depth: every key starts "module." (DataParallel,
+    # DistributedDataParallel), "model." (Lightning's self.model), "net.module." and such; taken
+    # off only where every key has it, so no other weights are dropped
+    if not all(k in obj for k in _PREDICTOR_KEYS):
+        inner = next((k for k in obj if k.endswith("." + _PREDICTOR_KEYS[0])), None)
+        prefix = inner[: -len(_PREDICTOR_KEYS[0])] if inner else None
+        if prefix and all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix) :]: v for k, v in obj.items()}
     return obj
 
 
