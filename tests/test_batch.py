@@ -108,6 +108,20 @@ def test_cluster_outputs_identical_to_sequential_and_model_loaded_once_per_worke
         _batch.segment_files(images[:1], tmp_path / "gpu", client=client, resources={"GPU": 1})
 
 
+def test_a_workers_warnings_reach_the_caller_once_per_file(images, client, tmp_path):
+    # a worker's warnings went to its own stderr in Python's "file:line: UserWarning" form (on a
+    # cluster, its log, which the user never reads); they come back with each file's result
+    big = []
+    for i, path in enumerate(images[:4]):  # four files on two workers: each worker runs two
+        big.append(tmp_path / f"tiled{i}.png")
+        Image.fromarray(np.tile(np.asarray(Image.open(path)), (2, 2, 1))).save(big[-1])
+    with pytest.warns(UserWarning, match="the 4 tiles do not overlap") as caught:
+        done = _batch.segment_files(big, tmp_path / "out", client=client, tile_size=128, tile_overlap=0, scale=1.0)
+    assert done.done == 4
+    assert sum("do not overlap" in str(w.message) for w in caught) == 4  # one per file, none lost to a registry
+    assert all(w.filename.endswith("_inference.py") for w in caught if "do not overlap" in str(w.message))
+
+
 def _exit_once(marker: str, stem: str):
     """Make this worker process die (as from a segfault or the OOM killer) while it writes ``stem``'s
     overlay, after its label image and table are written: once per marker."""

@@ -5,13 +5,19 @@ Each task sets torch's thread count so that the worker processes on one host
 share its cores instead of each taking all of them; a task whose worker died
 is submitted again up to ``retries`` times. A file that only waited on a
 worker that died (it never started there) is submitted again without using
-up a retry: each task reports its start as a Dask event.
+up a retry: each task reports its start as a Dask event. This package's
+warnings on a worker (what a file's run left out or noticed) come back with the
+file's result and are given again in the caller's process, where the user reads
+them; a worker's own output goes to its log, or to no terminal at all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import traceback
+import warnings
 from collections import Counter
 
 from ._batch_file import process_file
@@ -21,10 +27,17 @@ from ._batch_status import FileStatus, _failure, failure_message
 def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads: dict | None) -> dict:
     """Run on a worker: one file, never raising for the file's own errors (they come back as data)."""
     worker = _set_torch_threads(host_threads)
-    if host_threads is not None:  # on a cluster: say that this file started, see _run_on_cluster
-        from distributed import get_worker
+    if host_threads is None:  # in the caller's process: its warnings are shown as they come
+        return _run_file(path, out_dir, model, name, kwargs, worker)
+    from distributed import get_worker
 
-        get_worker().log_event(_STARTED, get_worker().get_current_task())
+    get_worker().log_event(_STARTED, get_worker().get_current_task())  # this file started, see _run_on_cluster
+    with _warnings_kept() as kept:
+        result = _run_file(path, out_dir, model, name, kwargs, worker)
+    return {**result, "warnings": kept}
+
+
+def _run_file(path: str, out_dir: str, model, name: str, kwargs: dict, worker) -> dict:
     try:
         summary = process_file(path, out_dir, model, name=name, **kwargs)
         return {"status": "done", "worker": worker, **summary}
@@ -36,6 +49,44 @@ def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads:
             "message": failure_message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         }
+
+
+# the package's warnings of the task running on this thread (a worker may run several at once):
+# warnings.catch_warnings swaps process-wide state, so one hook routes them by thread instead
+_KEPT = threading.local()
+_SHOWN_BEFORE = []  # the showwarning the hook passes other warnings to
+
+
+def _keep_or_show(message, category, filename, lineno, file=None, line=None):
+    from ._errors import in_package
+
+    kept = getattr(_KEPT, "warnings", None)
+    if kept is not None and issubclass(category, UserWarning) and in_package(filename):
+        kept.append({"message": str(message), "filename": filename, "lineno": lineno})
+    else:
+        _SHOWN_BEFORE[0](message, category, filename, lineno, file, line)
+
+
+@contextlib.contextmanager
+def _warnings_kept():
+    """The package's warnings given on this thread while the block runs, as a list of dicts
+    (message, filename, lineno), instead of on the worker's stderr; others are shown as before."""
+    if warnings.showwarning is not _keep_or_show:
+        _SHOWN_BEFORE[:] = [warnings.showwarning]
+        warnings.showwarning = _keep_or_show
+    _KEPT.warnings = kept = []
+    try:
+        yield kept
+    finally:
+        _KEPT.warnings = None
+
+
+def show_task_warnings(result: dict) -> None:
+    """Give again, in this process, the warnings a worker kept for one file (:func:`_task`): the
+    user sees them as a file run here gives them (the command line's own lines)."""
+    for w in result.pop("warnings", None) or ():
+        # a registry of its own: each file's warning is shown, as in a run in one process
+        warnings.warn_explicit(w["message"], UserWarning, w["filename"], w["lineno"], registry={})
 
 
 # the Dask event topic of tasks that started running (not only waited on their worker)
@@ -156,6 +207,7 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
             continue
         finally:
             fut.release()
+        show_task_warnings(res)
         settle(fs, res)
 
 

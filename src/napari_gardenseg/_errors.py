@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["is_user_error"]
+__all__ = ["is_user_error", "in_package"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def in_package(filename) -> bool:
+    """Whether ``filename`` (a code object's, a warning's) is one of this package's modules."""
+    return os.path.abspath(str(filename)).startswith(_PACKAGE_DIR + os.sep)
 
 
 def _user_error_types() -> tuple[type, ...]:
@@ -31,7 +36,7 @@ def _raised_here(exc: BaseException) -> bool:
         return True  # made, not raised (e.g. a widget's own check): ours
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep)
+    return in_package(tb.tb_frame.f_code.co_filename)
 
 
 def is_user_error(exc: BaseException) -> bool:

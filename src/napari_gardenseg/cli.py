@@ -337,11 +337,6 @@ def _expand_patterns(paths):
     return out
 
 
-def _in_package(filename) -> bool:
-    package = os.path.dirname(os.path.abspath(__file__))
-    return os.path.abspath(str(filename)).startswith(package + os.sep)
-
-
 @contextlib.contextmanager
 def _warnings_as_lines(command: str):
     """This package's warnings (what a run left out or noticed) printed as ``gardenseg COMMAND:
@@ -350,10 +345,12 @@ def _warnings_as_lines(command: str):
     callers that record warnings see them as before."""
     import warnings
 
+    from ._errors import in_package
+
     formatted = warnings.formatwarning
 
     def line(message, category, filename, lineno, line=None):
-        if not (issubclass(category, UserWarning) and _in_package(filename)):
+        if not (issubclass(category, UserWarning) and in_package(filename)):
             return formatted(message, category, filename, lineno, line)
         text = str(message)
         return f"gardenseg {command}: {text.removeprefix(command + ': ')}\n"
