@@ -214,6 +214,48 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
     assert "georeference" not in _record(out, "plain")["image"]
 
 
+def test_a_geotiffs_pam_file_is_read_before_its_tags_as_gdal_reads_it(tmp_path):
+    # GDAL reads a GeoTIFF's <file>.aux.xml before its tags: a CRS set on a read-only GeoTIFF by QGIS
+    # or rasterio, a grid moved there, or a CRS beside tags with no GeoKeyDirectory. The labels lost
+    # the CRS, or lay where the tags say and not where GIS software shows the photo
+    scene = garden_scene(8_000_321, (96, 128))[0]
+    grid = [(33550, "d", 3, (0.02, 0.02, 0.0), True), (33922, "d", 6, (0, 0, 0, 300000.0, 6200000.0, 0), True)]
+    keys = [(34735, "H", 12, (1, 1, 0, 2, 1025, 0, 1, 1, 3072, 0, 1, 32755), True)]
+    srs = "<SRS>EPSG:32633</SRS>"
+    moved = "<GeoTransform>300100.0, 0.02, 0.0, 6200000.0, 0.0, -0.02</GeoTransform>"  # 100 m east
+    files = {"crs.tif": (grid + keys, srs), "nokeys.tif": (grid, srs), "moved.tif": (grid + keys, moved)}
+    for name, (tags, pam) in files.items():
+        tifffile.imwrite(tmp_path / name, scene, photometric="rgb", extratags=tags)
+        (tmp_path / f"{name}.aux.xml").write_text(f"<PAMDataset>{pam}</PAMDataset>")
+    out = tmp_path / "out"
+    assert segment_files([tmp_path / n for n in files], out, crf=False).failed == 0
+    for name, (tags, pam) in files.items():
+        stem = name[:-4]
+        note = _record(out, stem)["image"]["georeference"]
+        assert f"of {name}.aux.xml over its tags" in note, note
+        with tifffile.TiffFile(out / f"{stem}_labels.tif") as tif:  # the tags are kept, under the PAM file
+            assert tif.pages[0].tags[33922].value == (0, 0, 0, 300000.0, 6200000.0, 0)
+        written = (out / f"{stem}_labels.tif.aux.xml").read_text()
+        assert ("EPSG:32633" in written) == (pam == srs)
+        origin = 300100.0 if name == "moved.tif" else 300000.0
+        assert f"<GeoTransform>{origin!r}, 0.02, 0.0, 6200000.0, 0.0, -0.02</GeoTransform>" in written
+        table = pd.read_csv(out / f"{stem}_instances.csv")
+        centroids = np.array([ast.literal_eval(c) for c in table["centroid"]])
+        assert len(table)
+        np.testing.assert_allclose(table["map_x"], origin + (centroids[:, 1] + 0.5) * 0.02)
+    assert "EPSG:32755" in _record(out, "moved")["image"]["georeference"]  # the tags' CRS, not replaced
+
+
+def test_a_world_file_with_decimal_commas_places_the_photo(tmp_path):
+    # written under a European locale; GDAL reads it (CPLAtofM), so QGIS places the photo
+    from napari_gardenseg._image_reader import read_image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "a.pgw").write_text("0,5\r\n0\r\n0\r\n-0,5\r\n720196,25\r\n4302930,75\r\n")
+    geo = read_image(tmp_path / "a.png").sidecar_georeference
+    assert geo.transform == (720196.0, 0.5, 0.0, 4302931.0, 0.0, -0.5)
+
+
 _UTM33 = 'PROJCS["WGS_1984_UTM_Zone_33N",GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984"]]]'  # a .prj's ESRI WKT
 
 

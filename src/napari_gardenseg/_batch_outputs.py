@@ -302,7 +302,8 @@ def table_as_written(table, image):
         table["area_refined"] = table["area_refined"].round().astype("Int64")
     geo = getattr(image, "georeference", ())
     sidecars = getattr(image, "sidecar_georeference", None)
-    to_map = geotiff_to_map(geo) if geo else sidecars.to_map if sidecars is not None else None
+    # sidecars beside a GeoTIFF are its PAM file, which GDAL reads before the tags
+    to_map = sidecars.to_map if sidecars is not None else geotiff_to_map(geo) if geo else None
     if to_map is None:
         return table
     rows = np.array([c[0] for c in table["centroid"]], dtype=float)

@@ -10,8 +10,11 @@ TIFFs carry their pixel grid's position in a *world file* beside them (``ortho.j
 coordinate reference system in GDAL's PAM file (``ortho.jpg.aux.xml``, an ``<SRS>`` element,
 sometimes a ``<GeoTransform>`` too). GDAL, and so QGIS, reads both; the label TIFFs of such a
 photo get the same two sidecars (``<name>_labels.tfw``, ``<name>_labels.tif.aux.xml``), so
-they lie on the photo in GIS software as a GeoTIFF's labels do (a GeoTIFF's own tags win over
-sidecars, as in GDAL's GTiff driver).
+they lie on the photo in GIS software as a GeoTIFF's labels do. A GeoTIFF's own tags win over
+its world file, but its PAM file wins over its tags: GDAL's GTiff driver reads PAM, the tags, a
+.tab file, then a world file (``GDAL_GEOREF_SOURCES``, GDAL's "GTiff -- GeoTIFF File Format"
+page), so a CRS or a grid set on a read-only GeoTIFF by QGIS or rasterio, which GDAL keeps in
+``<file>.tif.aux.xml``, is what GIS software shows (:func:`pam_over_tags`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "geotiff_note",
     "SidecarGeoreference",
     "read_sidecars",
+    "pam_over_tags",
     "sidecar_files",
     "sidecar_texts",
 ]
@@ -70,24 +74,34 @@ def geotiff_crs(tags: tuple) -> str | None:
 
 def geotiff_to_map(tags: tuple):
     """A function ``(row, col) -> (x, y)`` from pixel coordinates (pixel centres at integers, as
-    centroids are) to the CRS's, from GeoTIFF tags (:func:`geotiff_tags`): ModelTransformation, or
-    ModelPixelScale with one ModelTiepoint (OGC GeoTIFF 1.1), raster space shifted by half a pixel
-    unless GTRasterTypeGeoKey says PixelIsPoint, as GDAL reads it. None when the tags hold only
-    ground control points (several tiepoints, no scale). Works on numpy arrays elementwise."""
+    centroids are) to the CRS's, from GeoTIFF tags (:func:`geotiff_tags`, :func:`_tags_transform`).
+    None when the tags hold only ground control points (several tiepoints, no scale). Works on
+    numpy arrays elementwise."""
+    t = _tags_transform(tags)
+    if t is None:
+        return None
+    return lambda row, col: (
+        t[0] + (col + 0.5) * t[1] + (row + 0.5) * t[2],
+        t[3] + (col + 0.5) * t[4] + (row + 0.5) * t[5],
+    )
+
+
+def _tags_transform(tags: tuple) -> tuple[float, ...] | None:
+    """GDAL's GeoTransform (:class:`SidecarGeoreference`'s, top-left corner origin) of GeoTIFF
+    tags: ModelTransformation, or ModelPixelScale with one ModelTiepoint (OGC GeoTIFF 1.1), the
+    tiepoint a pixel's corner, or its centre where GTRasterTypeGeoKey says PixelIsPoint, as GDAL
+    reads it. None for ground control points only."""
     values = {code: v for code, _, _, v, _ in tags}
-    half = 0.0 if _geokeys(tags).get(1025) == 2 else 0.5  # GTRasterTypeGeoKey: 2 is PixelIsPoint
+    shift = -0.5 if _geokeys(tags).get(1025) == 2 else 0.0  # GTRasterTypeGeoKey: 2 is PixelIsPoint
     if 34264 in values and len(values[34264]) >= 8:
         m = [float(v) for v in values[34264]]
-        return lambda row, col: (
-            m[0] * (col + half) + m[1] * (row + half) + m[3],
-            m[4] * (col + half) + m[5] * (row + half) + m[7],
-        )
+        return (m[3] + shift * (m[0] + m[1]), m[0], m[1], m[7] + shift * (m[4] + m[5]), m[4], m[5])
     tie, scale = values.get(33922), values.get(33550)
     if tie is None or scale is None or len(tie) != 6:
         return None
     i, j, _, x, y, _ = (float(v) for v in tie)
     sx, sy = float(scale[0]), float(scale[1])
-    return lambda row, col: (x + (col + half - i) * sx, y - (row + half - j) * sy)
+    return (x + (shift - i) * sx, sx, 0.0, y - (shift - j) * sy, 0.0, -sy)
 
 
 def _ascii_bytes(page, tag) -> bytes:
@@ -107,8 +121,9 @@ def _ascii_bytes(page, tag) -> bytes:
 
 def geotiff_tags(page) -> tuple:
     """The GeoTIFF tags of a tifffile page as ``extratags`` for :func:`tifffile.imwrite`: tuples
-    ``(code, datatype, count, value, True)``; () when the page has no GeoKeyDirectory (not a GeoTIFF)
-    or no tag placing its grid."""
+    ``(code, datatype, count, value, True)``; () when no tag places its grid. A grid without a
+    GeoKeyDirectory (no CRS in the file: some writers' baseline profiles, the CRS then in a PAM
+    file) is kept, as GDAL places it."""
     import tifffile
 
     found = []
@@ -118,7 +133,7 @@ def geotiff_tags(page) -> tuple:
             value = _ascii_bytes(page, tag) if isinstance(tag.value, str) else tag.value
             found.append((code, int(tag.dtype), int(tag.count), value, True))
     codes = {f[0] for f in found}
-    if 34735 not in codes or not codes & {33550, 33922, 34264}:
+    if not codes & {33550, 33922, 34264}:
         return ()
     try:  # tags tifffile cannot write back would fail the labels' writing: check them on one pixel
         tifffile.imwrite(io.BytesIO(), np.zeros((1, 1), np.uint8), extratags=found)
@@ -137,12 +152,16 @@ class SidecarGeoreference:
     ``transform``: GDAL's GeoTransform, six floats ``(x0, pixel width, row rotation, y0,
     column rotation, pixel height)``, map coordinates of a pixel's top-left corner
     ``x = x0 + col * t[1] + row * t[2]``, ``y = y0 + col * t[4] + row * t[5]``; ``srs``: the
-    coordinate reference system as WKT, or None; ``sources``: the file names it came from.
+    coordinate reference system as WKT, or None; ``sources``: the file names it came from;
+    ``over_tags``: a GeoTIFF's PAM file, read before its tags (:func:`pam_over_tags`): the label
+    TIFFs carry the tags too, and their PAM file then holds the grid as well, so GDAL reads them
+    as it reads the photo.
     """
 
     transform: tuple[float, ...]
     srs: str | None
     sources: tuple[str, ...]
+    over_tags: bool = False
 
     def world_file_text(self) -> str:
         """The six lines of an ESRI world file (A, D, B, E, C, F), which place the *centre* of the
@@ -186,7 +205,8 @@ def _read_world_file(path: Path) -> tuple[float, ...] | None:
     non-degenerate grid (GDAL ignores such a file too)."""
     try:
         lines = [s.strip() for s in path.read_text(errors="replace").splitlines() if s.strip()]
-        a, d, b, e, c, f = (float(s) for s in lines[:6])
+        # a decimal comma, as software under a European locale writes them (GDAL's CPLAtofM takes it)
+        a, d, b, e, c, f = (float(s.replace(",", ".") if "." not in s else s) for s in lines[:6])
     except (OSError, ValueError):
         return None
     if not all(math.isfinite(v) for v in (a, d, b, e, c, f)) or a * e - b * d == 0:
@@ -259,12 +279,37 @@ def read_sidecars(path) -> SidecarGeoreference | None:
     return SidecarGeoreference(tuple(float(v) for v in transform), srs, tuple(sources))
 
 
+def pam_over_tags(path, tags: tuple) -> tuple[SidecarGeoreference | None, str | None]:
+    """``(georeference, note)`` of a GeoTIFF's PAM file (``<file>.aux.xml``), which GDAL reads
+    before the GeoTIFF ``tags`` (:func:`geotiff_tags`); ``(None, None)`` when it holds neither a
+    GeoTransform nor an SRS. The georeference's transform is the PAM's, else the tags' grid (None,
+    with ``(None, None)``, when the tags hold only ground control points); its SRS the PAM's, else
+    None (the tags' CRS stays in the tags, which the label TIFFs also carry)."""
+    path = Path(path)
+    transform, srs = _read_pam(path)
+    name = path.name + ".aux.xml"
+    what = " and ".join(w for w, read in (("grid", transform is not None), ("CRS", bool(srs))) if read)
+    if transform is None and srs:
+        transform = _tags_transform(tags)
+    if transform is None:
+        return None, None
+    geo = SidecarGeoreference(tuple(float(v) for v in transform), srs, (name,), over_tags=True)
+    crs = geotiff_crs(tags) if not srs else None
+    note = (
+        f"GeoTIFF georeferencing{f' ({crs})' if crs else ''} with the {what} of {name} over its tags, as GDAL "
+        f"reads it: copied to the label TIFFs (tags, {', '.join(sidecar_files('<labels>', geo))}); the instances' "
+        "centroids in its coordinates: map_x, map_y of the instances CSV"
+    )
+    return geo, note
+
+
 def sidecar_files(labels_stem: str, geo: SidecarGeoreference | None) -> list[str]:
     """The sidecars written beside the label TIFF ``<labels_stem>.tif``: its world file, and a
-    PAM file with the SRS when the photo's CRS is known."""
+    PAM file with the SRS when the photo's CRS is known, or with the grid over the tags
+    (:func:`pam_over_tags`)."""
     if geo is None:
         return []
-    return [f"{labels_stem}.tfw"] + ([f"{labels_stem}.tif.aux.xml"] if geo.srs else [])
+    return [f"{labels_stem}.tfw"] + ([f"{labels_stem}.tif.aux.xml"] if geo.srs or geo.over_tags else [])
 
 
 def sidecar_texts(labels_stem: str, geo: SidecarGeoreference) -> dict[str, str]:
@@ -272,6 +317,9 @@ def sidecar_texts(labels_stem: str, geo: SidecarGeoreference) -> dict[str, str]:
     from xml.sax.saxutils import escape
 
     texts = {f"{labels_stem}.tfw": geo.world_file_text()}
-    if geo.srs:
-        texts[f"{labels_stem}.tif.aux.xml"] = f"<PAMDataset>\n  <SRS>{escape(geo.srs)}</SRS>\n</PAMDataset>\n"
+    if geo.srs or geo.over_tags:
+        srs = f"  <SRS>{escape(geo.srs)}</SRS>\n" if geo.srs else ""
+        # over a GeoTIFF's tags the grid must be in the PAM too: GDAL reads it before the tags
+        grid = f"  <GeoTransform>{', '.join(repr(v) for v in geo.transform)}</GeoTransform>\n" if geo.over_tags else ""
+        texts[f"{labels_stem}.tif.aux.xml"] = f"<PAMDataset>\n{srs}{grid}</PAMDataset>\n"
     return texts

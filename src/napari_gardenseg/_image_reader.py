@@ -136,9 +136,22 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
             f"{shlex.quote(path.name)} page`, or the scanner's software set to PNG or TIFF) and segment those"
         )
     image = read_tiff(path, axes, lazy) if name.endswith(TIFF_SUFFIXES) else read_pillow(path)
-    if not image.georeference:
+    if image.georeference:
+        _add_pam_over_tags(image)
+    else:
         _add_sidecar_georeference(image)
     return image
+
+
+def _add_pam_over_tags(image: ImageFile) -> None:
+    """Take a GeoTIFF's PAM file's grid or CRS, which GDAL reads before its tags
+    (:func:`~napari_gardenseg._georeference.pam_over_tags`)."""
+    from ._georeference import pam_over_tags
+
+    geo, note = pam_over_tags(image.path, image.georeference)
+    if geo is not None:
+        image.sidecar_georeference = geo
+        image.applied["georeference"] = note
 
 
 def _add_sidecar_georeference(image: ImageFile) -> None:
