@@ -554,6 +554,22 @@ def test_a_video_or_a_pdf_says_how_to_make_images_of_it(tmp_path, name, said):
         read_image(tmp_path / name)
 
 
+@pytest.mark.parametrize(
+    "name, said",
+    [
+        ("IMG_0001.AAE", "IMG_0001.AAE is a file that cameras, phones or photo software keep beside a photo"),
+        ("IMG_0002.xmp", "IMG_0002.xmp is a file that cameras"),
+        ("IMG_0004.JPG.json", r"IMG_0004.JPG.json is a JSON file .*COCO annotations are read by `gardenseg train"),
+    ],
+)
+def test_a_phones_side_files_picked_up_by_a_glob_are_named_as_such(tmp_path, name, said):
+    # `gardenseg segment DCIM/IMG_*` takes an iPhone's edit plist and Google Takeout's sidecars along;
+    # they were told to be opened in an image editor and saved as PNG or JPEG
+    (tmp_path / name).write_text('<?xml version="1.0"?><plist/>' if not name.endswith("json") else '{"title": "x"}')
+    with pytest.raises(ImageError, match=said):
+        read_image(tmp_path / name)
+
+
 @pytest.mark.parametrize("name", ["IMG_0001.DNG", "dsc.nef", "photo.cr2"])
 def test_a_camera_raw_file_is_refused_not_read_as_its_preview(tmp_path, name):
     # DNG, NEF and CR2 are TIFFs whose first image is often a small preview: Pillow would read that

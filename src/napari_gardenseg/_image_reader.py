@@ -78,6 +78,11 @@ OUTPUT_IMAGE_TAILS = ("_labels.tif", "_labels_crf.tif", "_overlay.png", "_labels
 RAW_SUFFIXES = (".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".orf", ".rw2", ".raf", ".pef", ".srw", ".raw")
 # files people take for images that are not: a drone's or phone's video, a scanner's PDF
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".m4v", ".mts", ".m2ts", ".webm", ".3gp", ".wmv")
+# files that cameras, phones and photo software write beside the photos, which a shell's IMG_* picks
+# up: an iPhone's edits (.aae), Google Takeout's metadata (.json), Lightroom's and darktable's
+# (.xmp), a camera's thumbnails (.thm) and low-resolution or subtitle files of its videos
+# (.lrv, .srt), Windows' and Picasa's folder files (.db, .ini); JSON has its own word (annotations too)
+SIDECAR_SUFFIXES = (".aae", ".xmp", ".thm", ".lrv", ".srt", ".db", ".ini")
 
 
 def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> ImageFile:
@@ -129,6 +134,17 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         raise ImageError(
             f"{path.name} is a video: take frames from it (e.g. `ffmpeg -i {shlex.quote(path.name)} -vf fps=1 "
             "frame_%04d.png`: one a second) and segment those"
+        )
+    if name.endswith(SIDECAR_SUFFIXES):
+        raise ImageError(
+            f"{path.name} is a file that cameras, phones or photo software keep beside a photo (its edits, "
+            "metadata or thumbnail), not a photo: leave it out (give the folder, which leaves such files out, "
+            "or a pattern that names only photos, such as IMG_*.JPG)"
+        )
+    if name.endswith(".json"):
+        raise ImageError(
+            f"{path.name} is a JSON file (a photo's metadata, or annotations), not a photo: give the photos; "
+            "COCO annotations are read by `gardenseg train --coco` and gs.read_coco, and open in napari"
         )
     if name.endswith(".pdf"):
         raise ImageError(

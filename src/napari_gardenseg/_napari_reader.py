@@ -3,8 +3,8 @@
 napari's own reader hands a JPEG's stored pixels to the canvas, so a phone
 photo taken in portrait opens on its side and a photo with a wide-gamut ICC
 profile opens in the wrong colours, and a phone's HEIC photo does not open at
-all. This reader opens ``*.jpg``, ``*.jpeg``, ``*.mpo`` and ``*.heic`` /
-``*.heif`` / ``*.hif`` files through the plugin's one reader
+all. This reader opens ``*.jpg``, ``*.jpeg``, ``*.jpe``, ``*.jfif``, ``*.mpo``,
+``*.avif`` and ``*.heic`` / ``*.heif`` / ``*.hif`` files through the plugin's one reader
 (:func:`._image_reader.read_image`: Pillow, EXIF orientation applied, ICC profile
 converted to sRGB; HEIC through pillow-heif), so the layer holds the pixels that ``gardenseg segment``
 and :func:`~napari_gardenseg.segment_files` see for the same file, and the
@@ -32,7 +32,9 @@ import numpy as np
 
 from ._image_reader import HEIF_SUFFIXES
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".mpo", *HEIF_SUFFIXES)
+# the photo formats whose pixels napari's own reader shows unturned (EXIF orientation; an AVIF's
+# irot/imir, which Pillow gives as one) or cannot open (HEIC); PNG and WebP stay with napari's
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".avif", *HEIF_SUFFIXES)
 
 
 def get_reader(path):
