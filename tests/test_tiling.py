@@ -162,6 +162,33 @@ def test_a_strip_runs_in_native_tiles_instead_of_shrinking_to_nothing(monkeypatc
     assert f1_tiled >= 0.8 and f1_tiled > f1_shrunk + 0.3, (f1_tiled, f1_shrunk)
 
 
+def test_a_panorama_shrunk_to_plants_a_few_pixels_across_is_said_to_miss_plants():
+    # a phone's panorama of a crop row (here 1:16) is shrunk 8 times for one pass: it found a fifth of
+    # the plants that tiles find, in silence (no note, no hint); tiles at native pixels are the remedy
+    from napari_gardenseg._batch_file import _file_note
+    from napari_gardenseg._hints import shrunk_hint, status_hint
+
+    image = np.concatenate([garden_scene(s, (512, 512))[0] for s in range(16)], axis=1)
+    shrunk = segment(image, "garden", crf=False, vegetation="off")
+    assert shrunk.meta["tiles"] == 0 and shrunk.meta["shrink"] == 8.0
+    said = status_hint([shrunk])
+    assert said.startswith("the image was shrunk 8 times to fit the network's input") and said.endswith(
+        "plants may be missing; set *tiles* to auto to segment it at its own resolution"
+    )
+    assert "run again with --tile-size auto" in _file_note(shrunk, 0.05)
+    tiled = segment(image, "garden", crf=False, vegetation="off", tile_size="auto")
+    assert len(tiled) > 3 * len(shrunk) and shrunk_hint([tiled]) is None  # the advice holds, and is not given again
+    # a photo of big plants shrunk as much is not told so: the plants were large enough for the network
+    big_plants = np.repeat(np.repeat(image[:, :512], 11, axis=0), 11, axis=1)  # 5632 px: shrunk over 4 times
+    close_up = segment(big_plants, "garden", crf=False, vegetation="off")
+    assert (
+        close_up.meta["tiles"] == 0
+        and close_up.meta["shrink"] > 4
+        and len(close_up)
+        and shrunk_hint([close_up]) is None
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

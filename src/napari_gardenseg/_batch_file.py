@@ -371,6 +371,7 @@ def _file_note(result, score_threshold: float) -> str | None:
         network_full_hint,
         not_green_hint,
         nothing_found,
+        shrunk_hint,
     )
 
     results = getattr(result, "results", None) or [result]  # a stack's planes, or the one result
@@ -391,12 +392,13 @@ def _file_note(result, score_threshold: float) -> str | None:
         return f"no detection scored {score_threshold} or more: try a lower score threshold"
     if network_full_hint(results):
         return "the network returned as many instances as one pass may: plants may be missing; try tiles of 512 px"
+    adapt = adapt_hint(
+        results,
+        "try `gardenseg adapt PHOTOS... --out MODEL.pt`, then segment with --model MODEL.pt",
+        "run again with --tile-size auto",
+    )
     hints = (
-        adapt_hint(
-            results,
-            "try `gardenseg adapt PHOTOS... --out MODEL.pt`, then segment with --model MODEL.pt",
-            "run again with --tile-size auto",
-        ),
+        adapt or shrunk_hint(results, "run again with --tile-size auto"),
         ground_cover_hint(results, "label some of its plants and `gardenseg train` a model on them"),
         not_green_hint(results),
     )

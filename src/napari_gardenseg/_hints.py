@@ -18,6 +18,7 @@ __all__ = [
     "dark_hint",
     "ground_cover_hint",
     "network_full_hint",
+    "shrunk_hint",
     "not_green_hint",
     "nothing_found",
     "status_hint",
@@ -31,7 +32,7 @@ def status_hint(results) -> str | None:
     Nothing found in a grey image (``meta["channels"]`` 1 or 2): the bundled
     model tells plants by colour too, so a channel split off a colour photo
     is the likely cause. Nothing found in colour: the score threshold. Else
-    :func:`network_full_hint`, :func:`adapt_hint`, :func:`ground_cover_hint`. First of all, an image
+    :func:`network_full_hint`, :func:`adapt_hint`, :func:`shrunk_hint`, :func:`ground_cover_hint`. First of all, an image
     whose values fill a small part of its type's range (``meta["dark_input"]``): it ran dark.
     """
     results = list(results)
@@ -48,7 +49,13 @@ def status_hint(results) -> str | None:
         return COLOURLESS
     if why == "score threshold":
         return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *min score* (score_threshold)"
-    return network_full_hint(results) or adapt_hint(results) or ground_cover_hint(results) or not_green_hint(results)
+    return (
+        network_full_hint(results)
+        or adapt_hint(results)
+        or shrunk_hint(results)
+        or ground_cover_hint(results)
+        or not_green_hint(results)
+    )
 
 
 def dark_hint(results) -> str | None:
@@ -150,6 +157,32 @@ def ground_cover_hint(results, action: str = "paint its plants and *Train on my 
 # an image shrunk more than this many times for one network pass shows the network plants a few
 # pixels across: tiles at its own resolution are the remedy for what the model missed, not adapt
 SHRUNK_FACTOR = 4
+# plants this many pixels across as the network saw them are at its limit: Mask R-CNN's smallest
+# anchors are 32 px (torchvision's FPN), and its masks of objects under half that are a few cells
+SMALL_IN_VIEW = 16
+
+
+def shrunk_hint(results, tiles_action: str = "set *tiles* to auto") -> str | None:
+    """One line when an image was shrunk more than :data:`SHRUNK_FACTOR` times for one untiled
+    network pass (``meta["shrink"]``: a panorama, a 48 MP photo) and the plants found were under
+    :data:`SMALL_IN_VIEW` pixels across as the network saw them (their median area's square root):
+    smaller ones were likely missed, and tiles at the image's own resolution find them; else None."""
+    sides = []
+    for r in results:
+        shrink = float(r.meta.get("shrink") or 1.0)
+        if r.meta.get("tiles") or shrink <= SHRUNK_FACTOR or not len(r):
+            continue
+        sides.append((float(np.sqrt(np.median(r.table["area"]))) / shrink, shrink))
+    if not sides:
+        return None
+    side, shrink = min(sides)
+    if side >= SMALL_IN_VIEW:
+        return None
+    return (
+        f"the image was shrunk {shrink:.0f} times to fit the network's input, so the plants it found were about "
+        f"{max(side, 1):.0f} px across there, too small for it to find them all: plants may be missing; {tiles_action} "
+        "to segment it at its own resolution"
+    )
 
 
 def adapt_hint(
