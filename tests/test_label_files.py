@@ -122,6 +122,27 @@ def test_photos_are_paired_with_their_labels(tmp_path):
         labelled_photos([photos], suffix="")
 
 
+def test_cvppp_photos_named_rgb_are_paired_with_their_label_images(tmp_path):
+    # the plant phenotyping benchmark's layout: plant001_rgb.png, plant001_label.png (palette ids) and
+    # plant001_fg.png; no --suffix could pair them, and the label images were taken for photos
+    for k in (1, 2):
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / f"plant00{k}_rgb.png")
+        labels = Image.fromarray(np.ones((4, 4), np.uint8), mode="P")
+        labels.putpalette([0, 0, 0, 255, 0, 0])
+        labels.save(tmp_path / f"plant00{k}_label.png")
+        Image.fromarray(np.full((4, 4), 255, np.uint8)).save(tmp_path / f"plant00{k}_fg.png")
+    pairs, unlabelled = labelled_photos([tmp_path], suffix="_label")
+    assert [(p.name, lab.name) for p, lab in pairs] == [
+        ("plant001_rgb.png", "plant001_label.png"),
+        ("plant002_rgb.png", "plant002_label.png"),
+    ]
+    assert [p.name for p in unlabelled] == ["plant001_fg.png", "plant002_fg.png"]  # said as left out
+    # a photo of the shorter name beside it keeps its own labels: none is taken twice
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plant001.png")
+    assert label_path(tmp_path / "plant001.png", suffix="_label").name == "plant001_label.png"
+    assert label_path(tmp_path / "plant001_rgb.png", suffix="_label") is None
+
+
 def test_photos_in_subfolders_are_paired_with_labels_in_the_same_subfolders(tmp_path):
     # a field's flights in a folder each, segmented with `gardenseg segment -r --out results/`
     # (which mirrors the tree), corrected, then trained on with `gardenseg train -r --labels results/`

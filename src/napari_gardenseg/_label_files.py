@@ -321,15 +321,29 @@ def _as_ids(data: np.ndarray, name: str, split: bool) -> np.ndarray:
     return data.astype(np.int32)
 
 
+# a photo's name may say it is the picture of a pair: CVPPP's leaf-segmentation sets (the plant
+# phenotyping benchmark) name plant001_rgb.png beside plant001_label.png; others _image or _img
+PHOTO_TAILS = ("_rgb", "_image", "_img")
+
+
 def label_path(photo, labels_dir=None, suffix: str = "_labels") -> Path | None:
     """The label image of ``photo``: ``<labels_dir>/<photo's stem><suffix>`` with a suffix of
-    :data:`LABEL_SUFFIXES` (first found), ``labels_dir`` defaulting to the photo's folder; None if there is none."""
+    :data:`LABEL_SUFFIXES` (first found), ``labels_dir`` defaulting to the photo's folder; for a
+    stem ending in one of :data:`PHOTO_TAILS` (``plant001_rgb``), then the stem without it
+    (``plant001_label.png`` with ``suffix="_label"``), unless a photo of that stem lies beside it;
+    None if there is none."""
     photo = Path(photo)
     folder = Path(labels_dir).expanduser() if labels_dir is not None else photo.parent
-    for ext in LABEL_SUFFIXES + tuple(s.upper() for s in LABEL_SUFFIXES):
-        candidate = folder / f"{photo.stem}{suffix}{ext}"
-        if candidate.is_file() and candidate.resolve() != photo.resolve():
-            return candidate
+    stems = [photo.stem]
+    for tail in PHOTO_TAILS:
+        base = photo.stem[: -len(tail)]
+        if photo.stem.lower().endswith(tail) and base and not photo.with_name(base + photo.suffix).exists():
+            stems.append(base)
+    for stem in stems:
+        for ext in LABEL_SUFFIXES + tuple(s.upper() for s in LABEL_SUFFIXES):
+            candidate = folder / f"{stem}{suffix}{ext}"
+            if candidate.is_file() and candidate.resolve() != photo.resolve():
+                return candidate
     return None
 
 
