@@ -186,6 +186,8 @@ def process_file(
         note=note,
         # whether the vegetation stage ran, and why (not compared on --resume: it follows from the options)
         vegetation=(getattr(result, "meta", None) or {}).get("vegetation"),
+        # instances left out as a colour card's chips, and where the card lies (absent: none)
+        **{k: v for k, v in (getattr(result, "meta", None) or {}).items() if k == "colour_card"},
         # how the network saw the image: its scale, the tiles, and what it was not given (nodata)
         network={k: v for k, v in (getattr(result, "meta", None) or {}).items() if k in _NETWORK_KEYS},
         seconds=round(seconds, 3),
@@ -366,6 +368,7 @@ def _file_note(result, score_threshold: float) -> str | None:
     from ._hints import (
         COLOURLESS,
         adapt_hint,
+        card_hint,
         dark_hint,
         ground_cover_hint,
         network_full_hint,
@@ -401,6 +404,7 @@ def _file_note(result, score_threshold: float) -> str | None:
         adapt or shrunk_hint(results, "run again with --tile-size auto"),
         ground_cover_hint(results, "label some of its plants and `gardenseg train` a model on them"),
         not_green_hint(results),
+        card_hint(results),
     )
     return "; ".join(h for h in hints if h) or None
 

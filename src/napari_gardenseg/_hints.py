@@ -19,6 +19,7 @@ __all__ = [
     "ground_cover_hint",
     "network_full_hint",
     "shrunk_hint",
+    "card_hint",
     "not_green_hint",
     "nothing_found",
     "status_hint",
@@ -55,6 +56,7 @@ def status_hint(results) -> str | None:
         or shrunk_hint(results)
         or ground_cover_hint(results)
         or not_green_hint(results)
+        or card_hint(results)
     )
 
 
@@ -160,6 +162,20 @@ SHRUNK_FACTOR = 4
 # plants this many pixels across as the network saw them are at its limit: Mask R-CNN's smallest
 # anchors are 32 px (torchvision's FPN), and its masks of objects under half that are a few cells
 SMALL_IN_VIEW = 16
+
+
+def card_hint(results) -> str | None:
+    """One line when instances on a colour card were left out (``meta["colour_card"]``,
+    :mod:`~napari_gardenseg._colour_card`), saying where the card is; else None."""
+    cards = [r.meta["colour_card"] for r in results if r.meta.get("colour_card")]
+    if not cards:
+        return None
+    y0, x0, y1, x1 = cards[0]["region"]
+    n = sum(c["instances"] for c in cards)
+    return (
+        f"left out {n} instance{'s' if n != 1 else ''} on a colour card (rows {y0}-{y1}, columns {x0}-{x1}): its "
+        "flat chips are not plants"
+    )
 
 
 def shrunk_hint(results, tiles_action: str = "set *tiles* to auto") -> str | None:

@@ -590,7 +590,18 @@ class _Run:
             report=self.report,
             cancel=self.cancel,
         )
-        return found
+        return self.leave_out_card(found)
+
+    def leave_out_card(self, found: Instances) -> Instances:
+        """``found`` without the instances on a colour card (:mod:`._colour_card`); ``meta["colour_card"]``
+        says how many and where."""
+        from ._colour_card import colour_card
+
+        card, region = colour_card(found, self.source, self.mask_threshold)
+        if region is None:
+            return found
+        self.how["colour_card"] = {"instances": int(card.sum()), "region": list(region)}
+        return found.take(np.flatnonzero(~card))
 
     def refine(self, found: Instances) -> Instances | None:
         if self.params is None:

@@ -1,0 +1,102 @@
+"""A colour card's chips found as plants: left out.
+
+Phenotyping photos (PlantCV's trays, semi-field rigs) hold a colour card beside the plants, an
+X-Rite ColorChecker of 24 flat chips, some of them foliage green, yellow green and cyan. The
+network takes such chips for rosettes, often confidently, and the colour stage takes the green
+ones for plant-coloured components; PlantCV masks the card out before it thresholds a photo
+(``plantcv.transform.mask_color_card``) for the same reason.
+
+A plant is never one flat colour filling its box: leaves have veins, shade and edges, and a
+rosette's box holds soil at its corners. So a *chip* here is an instance of at least
+:data:`MIN_CHIP_AREA` pixels whose mask fills :data:`CHIP_FILL` of its box, a box no longer than
+twice its width, and whose middle (the central half of its box, away from an edge the mask may
+overrun) varies by less than :data:`FLAT_STD` (0..255, the mean of the R, G and B standard
+deviations). One such instance is not enough: small plants in a coarse drone image are flat
+blobs too. :data:`MIN_CHIPS` chips of one size (within a factor of 2 in side) make a card; its
+region is their boxes' bounds grown by a chip's side, and every instance lying mostly inside it
+(:data:`INSIDE_SHARE` of its pixels: a detection that spans several chips, the card's frame) is
+left out with them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["colour_card", "MIN_CHIPS"]
+
+# a chip's size in pixels: smaller flat blobs are a coarse image's plants, and a card photographed
+# that small cannot be told from them
+MIN_CHIP_AREA = 200
+# the share of its box a chip's mask fills (a disc fills pi / 4, a rosette less)
+CHIP_FILL = 0.85
+# the standard deviation (0..255) of a chip's middle: sensor noise and JPEG blocks; a leaf's is
+# several times more (its veins, the shade between its leaves)
+FLAT_STD = 6.0
+# the fewest chips of one size that make a card
+MIN_CHIPS = 3
+# the share of an instance's pixels inside the card's region that makes it part of the card
+INSIDE_SHARE = 0.8
+
+
+def colour_card(found, source, mask_threshold: float) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """Which of ``found``'s instances are a colour card (see the module's docstring).
+
+    ``found``: :class:`~napari_gardenseg._instances.Instances`; ``source``: the
+    :class:`~napari_gardenseg._image_source.ImageSource` they were found in (each chip's box read
+    alone, as uint8); ``mask_threshold``: where a soft mask is the instance's. Returns a bool (N,)
+    array, True for the card's instances, and the card's region (y0, x0, y1, x1) in image
+    pixels, or None when there is no card (all False).
+    """
+    n = len(found)
+    none = np.zeros(n, bool), None
+    if n < MIN_CHIPS or source.channels < 3:  # a grey image has no chips to tell by colour
+        return none
+    chips, sides = [], []
+    for i in range(n):
+        mask = _mask(found.masks[i], mask_threshold)
+        area = int(np.count_nonzero(mask))
+        if area < MIN_CHIP_AREA:
+            continue
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        h, w = int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+        if area < CHIP_FILL * h * w or max(h, w) > 2 * min(h, w):
+            continue
+        y0, x0 = (int(v) for v in found.offsets[i])
+        top, left = y0 + int(rows[0]), x0 + int(cols[0])
+        middle = (top + h // 4, left + w // 4, top + h - h // 4, left + w - w // 4)
+        inner = mask[middle[0] - y0 : middle[2] - y0, middle[1] - x0 : middle[3] - x0]
+        pixels = np.asarray(source.read_uint8(middle))[..., :3][inner].astype(np.float32)
+        if len(pixels) >= 16 and float(pixels.std(axis=0).mean()) < FLAT_STD:
+            chips.append((top, left, top + h, left + w))
+            sides.append(float(np.sqrt(area)))
+    if len(chips) < MIN_CHIPS:
+        return none
+    typical = float(np.median(sides))
+    chips = [box for box, side in zip(chips, sides) if typical / 2 <= side <= typical * 2]  # one card's chips
+    if len(chips) < MIN_CHIPS:
+        return none
+    boxes = np.array(chips)
+    grow = int(round(typical))
+    H, W = found.shape
+    region = (
+        max(0, int(boxes[:, 0].min()) - grow),
+        max(0, int(boxes[:, 1].min()) - grow),
+        min(H, int(boxes[:, 2].max()) + grow),
+        min(W, int(boxes[:, 3].max()) + grow),
+    )
+    card = np.zeros(n, bool)
+    for i in range(n):
+        mask = _mask(found.masks[i], mask_threshold)
+        total = int(np.count_nonzero(mask))
+        if total == 0:
+            continue
+        y0, x0 = (int(v) for v in found.offsets[i])
+        ry0, rx0 = max(region[0] - y0, 0), max(region[1] - x0, 0)
+        ry1, rx1 = max(region[2] - y0, 0), max(region[3] - x0, 0)
+        card[i] = np.count_nonzero(mask[ry0:ry1, rx0:rx1]) >= INSIDE_SHARE * total
+    return card, region
+
+
+def _mask(mask, mask_threshold: float) -> np.ndarray:
+    mask = np.asarray(mask)
+    return mask if mask.dtype == bool else mask > mask_threshold

@@ -1,0 +1,91 @@
+"""A colour card beside the plants: its chips are left out, and nothing else is."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from napari_gardenseg import segment
+from napari_gardenseg._colour_card import colour_card
+from napari_gardenseg._image_source import open_image
+from napari_gardenseg._instances import Instances
+from napari_gardenseg.synthetic import garden_scene
+
+# an X-Rite ColorChecker's 24 chips (sRGB), row by row: foliage, bluish green, yellow green, green, cyan...
+CHIPS = [
+    (115, 82, 68), (194, 150, 130), (98, 122, 157), (87, 108, 67), (133, 128, 177), (103, 189, 170),
+    (214, 126, 44), (80, 91, 166), (193, 90, 99), (94, 60, 108), (157, 188, 64), (224, 163, 46),
+    (56, 61, 150), (70, 148, 73), (175, 54, 60), (231, 199, 31), (187, 86, 149), (8, 133, 161),
+    (243, 243, 242), (200, 200, 200), (160, 160, 160), (122, 122, 121), (85, 85, 85), (52, 52, 52),
+]  # fmt: skip
+
+
+def _with_card(scene: np.ndarray, chip: int = 30) -> tuple[np.ndarray, int]:
+    """``scene`` with a card to its right (dark frame, chips with sensor noise and uneven light),
+    saved as a JPEG and read back; and the column where the card begins."""
+    h, w = scene.shape[:2]
+    canvas = np.full((h, w + 6 * chip, 3), 40, np.uint8)
+    canvas[:, :w] = scene
+    rng = np.random.default_rng(0)
+    light = np.linspace(-5, 5, chip)[:, None, None]
+    for k, colour in enumerate(CHIPS):
+        y, x = 20 + (k // 4) * (chip + 12), w + 10 + (k % 4) * (chip + 6)
+        patch = np.array(colour) + rng.normal(0, 3, (chip, chip, 3)) + light
+        canvas[y : y + chip, x : x + chip] = np.clip(patch, 0, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, "JPEG", quality=85)
+    return np.asarray(Image.open(buffer)), w
+
+
+def test_a_colour_cards_chips_are_not_plants():
+    # PlantCV-style photos hold a ColorChecker beside the plants: its green, cyan and yellow-green
+    # chips came out as rosettes (one scored 0.98) and as colour instances, in the counts and areas
+    scene = garden_scene(11, (300, 400))[0]
+    photo, card_x = _with_card(scene)
+    alone = segment(scene, "garden", crf=False)
+    for vegetation in ("auto", "off"):
+        res = segment(photo, "garden", crf=False, vegetation=vegetation)
+        left = [b for b in res.table["bbox"] if b[3] > card_x]  # (y0, x0, y1, x1): reaching onto the card
+        assert left == [], (vegetation, res.table)
+        assert res.meta["colour_card"]["instances"] >= 3 and res.meta["colour_card"]["region"][1] >= card_x - 40
+        if vegetation == "auto":
+            assert len(res) >= len(alone) - 1  # the plants beside the card are kept
+    from napari_gardenseg._hints import status_hint
+
+    assert status_hint([res]).startswith(f"left out {res.meta['colour_card']['instances']} instances on a colour card")
+    assert "colour_card" not in alone.meta
+
+
+def _squares(image: np.ndarray, corners, side: int) -> Instances:
+    masks = np.zeros((len(corners), *image.shape[:2]), np.float32)
+    for k, (y, x) in enumerate(corners):
+        masks[k, y : y + side, x : x + side] = 1.0
+    return Instances.from_dense(masks)
+
+
+def test_only_flat_squares_of_one_size_make_a_card():
+    image = np.full((200, 300, 3), 90, np.uint8)
+    corners = [(10, 10), (10, 60), (10, 110), (150, 250)]
+    for y, x in corners[:3]:
+        image[y : y + 30, x : x + 30] = (87, 108, 67)
+    image[150:180, 250:280] = np.random.default_rng(1).integers(40, 200, (30, 30, 3))  # a plant's texture
+    source = open_image(image)
+    card, region = colour_card(_squares(image, corners[:3], 30), source, 0.5)
+    assert card.all() and region == (0, 0, 70, 170)
+    # a plant away from the card is not on it
+    card, _ = colour_card(_squares(image, corners, 30), source, 0.5)
+    assert card.tolist() == [True, True, True, False]
+    # two chips are not a card; nor are flat blobs under a chip's size (a coarse drone image's plants)
+    assert colour_card(_squares(image, corners[:2], 30), source, 0.5)[1] is None
+    assert colour_card(_squares(image, corners[:3], 12), source, 0.5)[1] is None
+    # nor squares of leaves: their middles vary
+    leafy = image.copy()
+    rng = np.random.default_rng(1)
+    for y, x in corners[:3]:
+        leafy[y : y + 30, x : x + 30] = rng.integers(40, 200, (30, 30, 3))
+    assert colour_card(_squares(leafy, corners[:3], 30), open_image(leafy), 0.5)[1] is None
+    # nor a grey image, which has no colour to tell chips by
+    grey = open_image(image[..., 0])
+    assert colour_card(_squares(image, corners[:3], 30), grey, 0.5)[1] is None
