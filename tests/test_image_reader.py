@@ -753,6 +753,30 @@ def test_a_geotiffs_nodata_value_is_read_as_black(tmp_path, lazy, dtype, value):
     assert "nodata" not in read_image(tmp_path / "plain.tif").applied
 
 
+def test_arcgis_float_nodata_reads_quietly_and_a_value_no_pixel_has_is_said(tmp_path, caplog):
+    # ArcGIS writes float32's lowest value as nodata: tifffile logged "parsing GDAL_NODATA tag raised
+    # ValueError" three times per file; the text rounded (-3.40282e+38) matches no pixel, as in GDAL,
+    # and the record said those pixels were read as black, while the frame stretched the photo white
+    lowest = float(np.finfo(np.float32).min)
+    rgb = np.random.default_rng(4).random((40, 50, 3)).astype(np.float32)
+    rgb[:, :10] = lowest
+    for name, text in (("exact.tif", repr(lowest)), ("rounded.tif", "-3.40282e+38"), ("comma.tif", None)):
+        data = rgb.copy()
+        if text is None:  # a decimal comma, as GDAL and tifffile read it
+            data[:, :10], text = -9999.5, "-9999,5"
+        tifffile.imwrite(tmp_path / name, data, photometric="rgb", extratags=[(42113, "s", 0, text, True)])
+    with caplog.at_level("WARNING", logger="tifffile"):
+        exact = read_image(tmp_path / "exact.tif")
+    assert "GDAL_NODATA" not in caplog.text
+    assert np.all(exact.data[:, :10] == 0) and "read as black" in exact.applied["nodata"]
+    rounded = read_image(tmp_path / "rounded.tif")
+    assert (
+        rounded.applied["nodata"]
+        == "GDAL_NODATA -3.40282e+38: no pixel has exactly that value, so none was read as nodata"
+    )
+    assert np.all(read_image(tmp_path / "comma.tif").data[:, :10] == 0)
+
+
 def test_pillows_pixel_limit_is_lifted_for_our_reads_only(tmp_path, monkeypatch):
     import napari_gardenseg._pillow_reader as reader
 

@@ -5,6 +5,7 @@ through :func:`~napari_gardenseg._pillow_reader.read_pillow` (see :mod:`._image_
 
 from __future__ import annotations
 
+import logging
 import struct
 import warnings
 from pathlib import Path
@@ -166,8 +167,13 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         colour = out_axes.endswith("S")
         if colour and not isinstance(data, np.ndarray):
             data = as_dask(data).rechunk({data.ndim - 1: -1})  # each block holds a pixel's every sample
-        data = lazy_or_numpy(data, lambda a: _blank_nodata(a, nodata, colour))
-        applied["nodata"] = f"GDAL_NODATA {nodata:g}: pixels of that value in every sample read as black (nodata)"
+        if isinstance(data, np.ndarray) and not _has_value(data, nodata, colour):
+            # said plainly: a value that matches nothing (a rounded -3.40282e+38 over float32's lowest)
+            # leaves the frame in the photo's range, and the notes that follow from it mislead
+            applied["nodata"] = f"GDAL_NODATA {nodata!r}: no pixel has exactly that value, so none was read as nodata"
+        else:
+            data = lazy_or_numpy(data, lambda a: _blank_nodata(a, nodata, colour))
+            applied["nodata"] = f"GDAL_NODATA {nodata:g}: pixels of that value in every sample read as black (nodata)"
     if photometric == "MINISWHITE":
         data = lazy_or_numpy(data, _white_is_zero)
         applied["converted"] = "MINISWHITE inverted"
@@ -230,16 +236,35 @@ def _blank_masked(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+class _NodataParsedHere(logging.Filter):
+    """Drops tifffile's warning that a GDAL_NODATA value does not fit the pixel type (ArcGIS writes
+    float32's lowest value, -3.4028234663852886e+38, which tifffile rejects, three times per file):
+    this reader parses the tag itself (:func:`_gdal_nodata`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "parsing GDAL_NODATA" not in record.getMessage()
+
+
+logging.getLogger("tifffile").addFilter(_NodataParsedHere())
+
+
 def _gdal_nodata(page) -> float | None:
-    """A GeoTIFF's nodata value (its GDAL_NODATA tag), or None when it has none, it is 0 or NaN (read as black already)."""
+    """A GeoTIFF's nodata value (its GDAL_NODATA tag, a decimal comma read as GDAL and tifffile read
+    it), or None when it has none, it is 0 or NaN (read as black already)."""
     tag = page.tags.get("GDAL_NODATA")
     if tag is None:
         return None
     try:
-        value = float(str(tag.value).strip("\x00 "))
+        value = float(str(tag.value).strip("\x00 ").replace(",", "."))
     except ValueError:
         return None
     return value if np.isfinite(value) and value != 0 else None
+
+
+def _has_value(a: np.ndarray, value: float, colour: bool) -> bool:
+    """Whether a pixel of ``a`` equals ``value`` (in every sample when ``colour``), as :func:`_blank_nodata` compares."""
+    hit = a == value
+    return bool((hit.all(axis=-1) if colour else hit).any())
 
 
 def _blank_nodata(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
