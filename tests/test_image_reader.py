@@ -604,6 +604,17 @@ def test_heic_photos_from_phones(tmp_path, monkeypatch):
         read_image(path)
 
 
+def test_an_icc_profile_is_srgb_by_what_it_does_not_by_its_name(tmp_path):
+    # GIMP embeds "GIMP built-in Linear sRGB" (sRGB's primaries, linear curves) in its linear-light
+    # exports: called "sRGB already" by its name, the photo stayed linear, about 4x too dark
+    rgb = np.random.default_rng(2).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    rgb[0, 0] = 128
+    Image.fromarray(rgb).save(tmp_path / "gimp.png", icc_profile=_linear_rgb_profile("GIMP built-in Linear sRGB"))
+    f = read_image(tmp_path / "gimp.png")
+    np.testing.assert_allclose(f.data[0, 0], 188, atol=1)  # as the linear profile of test_icc_profiles
+    assert f.applied["icc_profile"] == "GIMP built-in Linear sRGB -> sRGB"
+
+
 def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
     from napari_gardenseg._image_folders import expand_folders, image_files
 

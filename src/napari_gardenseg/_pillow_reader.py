@@ -4,6 +4,7 @@ their EXIF orientation, converted to sRGB from an embedded ICC profile, every mo
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from pathlib import Path
@@ -188,7 +189,7 @@ def to_srgb(im, icc: bytes, *, not_applied: str | None = None):
         description = (ImageCms.getProfileDescription(profile) or "").strip()
     except (OSError, ImageCms.PyCMSError) as exc:
         return im, f"unreadable, ignored ({exc})"
-    if "srgb" in description.lower():
+    if _srgb_already(bytes(icc)):
         return im, f"{description} (sRGB already)"
     if not_applied is not None:
         return im, f"{description}: {not_applied}"
@@ -201,3 +202,26 @@ def to_srgb(im, icc: bytes, *, not_applied: str | None = None):
     except (OSError, ValueError, ImageCms.PyCMSError) as exc:
         return im, f"{description}: could not convert ({exc}); read as if sRGB"
     return converted, f"{description} -> sRGB"
+
+
+@functools.lru_cache(maxsize=32)
+def _srgb_already(icc: bytes) -> bool:
+    """Whether an RGB ICC profile gives sRGB's colours: greys and a grid of colours converted
+    through it to sRGB come back within 1 of themselves. Decided by what the profile does, not
+    by its name ("GIMP built-in Linear sRGB" is linear light); once per profile (a few ms)."""
+    from PIL import Image, ImageCms
+
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    steps = np.linspace(0, 255, 9).round().astype(np.uint8)
+    grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    ramp = np.concatenate([grey, grid])[None]
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != "RGB":
+            return False
+        out = ImageCms.profileToProfile(
+            Image.fromarray(ramp), profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
+        )
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return False
+    return int(np.abs(np.asarray(out).astype(np.int16) - ramp).max()) <= 1
