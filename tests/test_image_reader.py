@@ -604,6 +604,21 @@ def test_heic_photos_from_phones(tmp_path, monkeypatch):
         read_image(path)
 
 
+def test_a_heics_primary_image_is_read_wherever_it_is(tmp_path):
+    # HEIF names its photo in its pitm box, which need not be its first image (libheif #37): the
+    # grey image 0 was read ("a blank image"); viewers and pillow-heif show the primary
+    import pillow_heif
+
+    photo = _marked(60, 80)
+    heif = pillow_heif.from_pillow(Image.new("RGB", (32, 24), (90, 90, 90)))
+    heif.add_from_pillow(Image.fromarray(photo))
+    heif.save(tmp_path / "IMG_0008.HEIC", quality=95, primary_index=1)
+    f = read_image(tmp_path / "IMG_0008.HEIC")
+    assert f.data.shape == (60, 80, 3) and f.data[:6, :8, 0].mean() > 200
+    assert f.applied["images"] == "the primary image (2 of 2 in the file); the others not read"
+    np.testing.assert_array_equal(open_image((tmp_path / "IMG_0008.HEIC").read_bytes()).read_uint8(), f.data)
+
+
 def test_an_icc_profile_is_srgb_by_what_it_does_not_by_its_name(tmp_path):
     # GIMP embeds "GIMP built-in Linear sRGB" (sRGB's primaries, linear curves) in its linear-light
     # exports: called "sRGB already" by its name, the photo stayed linear, about 4x too dark

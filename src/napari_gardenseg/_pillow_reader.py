@@ -43,9 +43,7 @@ def read_pillow(path: Path) -> ImageFile:
     try:
         with open_pillow(path) as im:
             fmt = im.format
-            n_frames = getattr(im, "n_frames", 1)
-            # an MPO's extra frames are previews; a HEIC's are a burst or depth map: the first is the photo
-            frames = range(n_frames) if n_frames > 1 and fmt not in ("MPO", "HEIF") else [0]
+            frames, applied_frames = photo_frames(im)
             planes, applied = [], {}
             for k in frames:
                 im.seek(k)
@@ -58,7 +56,7 @@ def read_pillow(path: Path) -> ImageFile:
         ) from None
     except OSError as err:
         raise decode_error(err, path) from None
-    applied = {"format": fmt, **applied}
+    applied = {"format": fmt, **applied, **applied_frames}
     if len(planes) == 1:
         data = planes[0]
         return ImageFile(path, data, "YXS" if data.ndim == 3 else "YX", applied)
@@ -67,6 +65,21 @@ def read_pillow(path: Path) -> ImageFile:
     applied["frames"] = len(planes)
     data = np.stack(planes)
     return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
+
+
+def photo_frames(im) -> tuple[list[int], dict]:
+    """The frames of an opened image that are its pictures, and what the run record says of the
+    others. Every frame of an animation or a multi-page file (a time stack); one of an MPO, whose
+    extra frames are previews (the first is the photo), and of a HEIF, whose other images are a
+    burst, bracketing, depth or thumbnails (the primary is the photo, which pillow-heif opens at
+    and viewers show; it need not be the first). By path and as bytes alike."""
+    n_frames = getattr(im, "n_frames", 1)
+    if n_frames == 1 or im.format not in ("MPO", "HEIF"):
+        return list(range(n_frames)), {}
+    if im.format == "MPO":
+        return [0], {}
+    k = im.tell()  # before any seek: the primary image
+    return [k], {"images": f"the primary image ({k + 1} of {n_frames} in the file); the others not read"}
 
 
 def decode(im, what: Path | str) -> tuple[np.ndarray, dict]:
