@@ -604,6 +604,43 @@ def test_heic_photos_from_phones(tmp_path, monkeypatch):
         read_image(path)
 
 
+@pytest.fixture
+def unregister_heif(monkeypatch):
+    """Call it to give Pillow as a fresh process has it: pillow-heif's opener not registered (by
+    other tests or a .heic read before), until the test ends."""
+    from napari_gardenseg import _pillow_reader
+
+    Image.init()  # Pillow's own plugins registered first: they would go with the list restored
+
+    def unregister():
+        monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "HEIF"])
+        monkeypatch.setattr(Image, "OPEN", {k: v for k, v in Image.OPEN.items() if k != "HEIF"})
+        monkeypatch.setattr(_pillow_reader, "_HEIF_REGISTERED", False, raising=False)
+
+    return unregister
+
+
+def test_a_heic_is_read_by_its_content_whatever_its_name(tmp_path, monkeypatch, unregister_heif):
+    # transfer tools and apps save HEIC photos as .jpg (Pillow #2806), a web upload hands its
+    # bytes: in a fresh process both were "not an image Pillow can read", pillow-heif installed
+    import pillow_heif
+
+    path = tmp_path / "IMG_0011.jpg"
+    pillow_heif.from_pillow(Image.fromarray(_marked(60, 80))).save(path, quality=95)
+    unregister_heif()
+    f = read_image(path)
+    assert f.applied["format"] == "HEIF" and f.data.shape == (60, 80, 3) and f.data[:6, :8, 0].mean() > 200
+    unregister_heif()
+    np.testing.assert_array_equal(open_image(path.read_bytes()).read_uint8(), f.data)
+    # without pillow-heif: what to install, by path and as bytes
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
+    unregister_heif()
+    with pytest.raises(ImageError, match=r"IMG_0011.jpg is a HEIC/HEIF photo .*`pip install pillow-heif`"):
+        read_image(path)
+    with pytest.raises(ImageError, match=r"the photo given as bytes is a HEIC/HEIF photo .*`pip install pillow-heif`"):
+        open_image(path.read_bytes())
+
+
 def test_a_heics_primary_image_is_read_wherever_it_is(tmp_path):
     # HEIF names its photo in its pitm box, which need not be its first image (libheif #37): the
     # grey image 0 was read ("a blank image"); viewers and pillow-heif show the primary

@@ -306,11 +306,13 @@ def _as_input(value):
     if hasattr(value, "read") and not hasattr(value, "shape"):
         from PIL import UnidentifiedImageError
 
-        from ._pillow_reader import decode, open_pillow, photo_frames
+        from ._pillow_reader import decode, heif_missing, heif_opener, is_heif, open_pillow, photo_frames
 
         try:
-            image = open_pillow(value)  # a big photo is no bomb here, as by its path
+            image = open_pillow(value)  # a big photo is no bomb here, as by its path; a HEIC by its content
         except UnidentifiedImageError:
+            if is_heif(value) and not heif_opener():
+                raise heif_missing(what) from None
             raise ImageError(
                 f"{holder} no image Pillow reads (PNG, JPEG, WebP...): give TIFF stacks, zarr stores and .npy "
                 "files by their path"

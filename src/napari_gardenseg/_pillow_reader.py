@@ -16,6 +16,8 @@ from ._image_file import ImageFile, damaged_error, truncated_error
 
 # the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+# a HEIF file's brand (bytes 8-12, after "ftyp"): how it is known by its content, whatever its name
+_HEIF_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"hevc")
 
 
 _PIXEL_LIMIT = threading.Lock()
@@ -27,6 +29,7 @@ def open_pillow(path):
     as it is Pillow's global, which napari and other plugins rely on."""
     from PIL import Image
 
+    heif_opener()  # a HEIC is read by its content: renamed .jpg, bytes, a file object
     with _PIXEL_LIMIT:
         before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
@@ -50,6 +53,8 @@ def read_pillow(path: Path) -> ImageFile:
                 plane, applied = decode(im, path)
                 planes.append(plane)
     except UnidentifiedImageError:
+        if is_heif(path) and not heif_opener():
+            raise heif_missing(path) from None
         raise ImageError(
             f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
             "open it in an image editor and save it as PNG or JPEG"
@@ -108,16 +113,50 @@ def decode_error(err: OSError, what: Path | str) -> OSError:
     return damaged_error(what, err)
 
 
-def register_heif(path: Path) -> None:
-    """Let Pillow open HEIC/HEIF files (pillow-heif's opener); ImageError saying how to get it when it is missing."""
+def register_heif(what: Path | str) -> None:
+    """Let Pillow open HEIC/HEIF files (pillow-heif's opener); ImageError saying how to get it when
+    it is missing, naming ``what`` (a path, or words for an open file's bytes)."""
+    if not heif_opener():
+        raise heif_missing(what)
+
+
+def heif_missing(what: Path | str) -> ImageError:
+    """The error for a HEIC/HEIF photo ``what`` (a path, or words for an open file's bytes) without pillow-heif."""
+    return ImageError(
+        f"{getattr(what, 'name', what)} is a HEIC/HEIF photo (a phone's format): reading it needs pillow-heif, "
+        '`pip install pillow-heif` (or `pip install "napari-gardenseg[heif]"`), or export the photo as JPEG'
+    )
+
+
+def heif_opener() -> bool:
+    """Whether pillow-heif can be imported; its opener is registered with Pillow (once: cheap)."""
+    global _HEIF_REGISTERED
     try:
         from pillow_heif import register_heif_opener
     except ImportError:
-        raise ImageError(
-            f"{path.name} is a HEIC/HEIF photo (a phone's format): reading it needs pillow-heif, "
-            '`pip install pillow-heif` (or `pip install "napari-gardenseg[heif]"`), or export the photo as JPEG'
-        ) from None
-    register_heif_opener()
+        return False
+    if not _HEIF_REGISTERED:
+        register_heif_opener()
+        _HEIF_REGISTERED = True
+    return True
+
+
+_HEIF_REGISTERED = False
+
+
+def is_heif(source) -> bool:
+    """Whether a file (a path, or an open binary file, read from its start) holds HEIF by its
+    content (its ``ftyp`` brand), whatever its name."""
+    try:
+        if hasattr(source, "read"):
+            source.seek(0)
+            head = source.read(12)
+        else:
+            with open(source, "rb") as f:
+                head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
 # the EXIF orientations that ImageOps.exif_transpose turns or mirrors (1 is upright)
@@ -143,11 +182,8 @@ def exif_turns(path) -> bool:
     """Whether reading the photo ``path`` turns its pixels upright (its EXIF orientation), from its
     header only; False for a file Pillow cannot open (reading it says why)."""
 
-    path = Path(path)
     try:
-        if path.name.lower().endswith(HEIF_SUFFIXES):
-            register_heif(path)
-        with open_pillow(path) as im:
+        with open_pillow(Path(path)) as im:  # a HEIC too, when pillow-heif is installed
             return _turns(im)
     except Exception:  # noqa: BLE001
         return False
