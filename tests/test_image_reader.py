@@ -656,6 +656,37 @@ def test_a_heics_primary_image_is_read_wherever_it_is(tmp_path):
     np.testing.assert_array_equal(open_image((tmp_path / "IMG_0008.HEIC").read_bytes()).read_uint8(), f.data)
 
 
+def test_a_jpeg_missing_only_its_end_marker_is_read(tmp_path):
+    # Samsung panoramas end their scan without the end marker, a video after it (libjpeg-turbo
+    # #163); a copy can lose the last 2 bytes: every row is there, and viewers show it. A file cut
+    # inside its pixels is still refused: in its last row, at a restart marker, half way
+    import re
+
+    noise = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "whole.jpg", quality=90)
+    Image.fromarray(noise).save(tmp_path / "restarts.jpg", quality=90, restart_marker_rows=1)
+    whole, restarts = (tmp_path / "whole.jpg").read_bytes(), (tmp_path / "restarts.jpg").read_bytes()
+    want = read_image(tmp_path / "whole.jpg").data
+    video = b"\x00\x00\x00\x18ftypmp42\xff\xe1" + bytes(range(256)) * 8 + b"SEFHSEFT"
+    for name, data in {"no end.jpg": whole[:-2], "pano.jpg": whole[:-2] + video}.items():
+        (tmp_path / name).write_bytes(data)
+        f = read_image(tmp_path / name)
+        np.testing.assert_array_equal(f.data, want)
+        assert f.applied["jpeg_end"].startswith("no end marker (EOI) after the pixels")
+    np.testing.assert_array_equal(open_image(whole[:-2]).read_uint8(), want)
+    last = list(re.compile(rb"\xff[\xd0-\xd7]").finditer(restarts, restarts.index(b"\xff\xda")))[-1].start()
+    cuts = {
+        "row.jpg": whole[:-4],
+        "at.jpg": restarts[:last],
+        "after.jpg": restarts[: last + 2],
+        "half.jpg": whole[:3000],
+    }
+    for name, data in cuts.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ImageError, match=f"{name} stops before its image ends .truncated"):
+            read_image(tmp_path / name)
+
+
 def test_an_icc_profile_is_srgb_by_what_it_does_not_by_its_name(tmp_path):
     # GIMP embeds "GIMP built-in Linear sRGB" (sRGB's primaries, linear curves) in its linear-light
     # exports: called "sRGB already" by its name, the photo stayed linear, about 4x too dark

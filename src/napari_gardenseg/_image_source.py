@@ -324,7 +324,7 @@ def _as_input(value):
                 "segment_files([path], out_dir) or `gardenseg segment` segments it plane by plane"
             )
         image.seek(frames[0])
-        return decode(image, what)[0]  # here, where a file cut short is said as by its path
+        return decode(image, what, source=value)[0]  # here, where a file cut short is said as by its path
     return value
 
 
