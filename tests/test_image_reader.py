@@ -620,6 +620,100 @@ def test_heic_photos_from_phones(tmp_path, monkeypatch):
         read_image(path)
 
 
+@pytest.fixture
+def unregister_heif(monkeypatch):
+    """Call it to give Pillow as a fresh process has it: pillow-heif's opener not registered (by
+    other tests or a .heic read before), until the test ends."""
+    from napari_gardenseg import _pillow_reader
+
+    Image.init()  # Pillow's own plugins registered first: they would go with the list restored
+
+    def unregister():
+        monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "HEIF"])
+        monkeypatch.setattr(Image, "OPEN", {k: v for k, v in Image.OPEN.items() if k != "HEIF"})
+        monkeypatch.setattr(_pillow_reader, "_HEIF_REGISTERED", False, raising=False)
+
+    return unregister
+
+
+def test_a_heic_is_read_by_its_content_whatever_its_name(tmp_path, monkeypatch, unregister_heif):
+    # transfer tools and apps save HEIC photos as .jpg (Pillow #2806), a web upload hands its
+    # bytes: in a fresh process both were "not an image Pillow can read", pillow-heif installed
+    import pillow_heif
+
+    path = tmp_path / "IMG_0011.jpg"
+    pillow_heif.from_pillow(Image.fromarray(_marked(60, 80))).save(path, quality=95)
+    unregister_heif()
+    f = read_image(path)
+    assert f.applied["format"] == "HEIF" and f.data.shape == (60, 80, 3) and f.data[:6, :8, 0].mean() > 200
+    unregister_heif()
+    np.testing.assert_array_equal(open_image(path.read_bytes()).read_uint8(), f.data)
+    # without pillow-heif: what to install, by path and as bytes
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
+    unregister_heif()
+    with pytest.raises(ImageError, match=r"IMG_0011.jpg is a HEIC/HEIF photo .*`pip install pillow-heif`"):
+        read_image(path)
+    with pytest.raises(ImageError, match=r"the photo given as bytes is a HEIC/HEIF photo .*`pip install pillow-heif`"):
+        open_image(path.read_bytes())
+
+
+def test_a_heics_primary_image_is_read_wherever_it_is(tmp_path):
+    # HEIF names its photo in its pitm box, which need not be its first image (libheif #37): the
+    # grey image 0 was read ("a blank image"); viewers and pillow-heif show the primary
+    import pillow_heif
+
+    photo = _marked(60, 80)
+    heif = pillow_heif.from_pillow(Image.new("RGB", (32, 24), (90, 90, 90)))
+    heif.add_from_pillow(Image.fromarray(photo))
+    heif.save(tmp_path / "IMG_0008.HEIC", quality=95, primary_index=1)
+    f = read_image(tmp_path / "IMG_0008.HEIC")
+    assert f.data.shape == (60, 80, 3) and f.data[:6, :8, 0].mean() > 200
+    assert f.applied["images"] == "the primary image (2 of 2 in the file); the others not read"
+    np.testing.assert_array_equal(open_image((tmp_path / "IMG_0008.HEIC").read_bytes()).read_uint8(), f.data)
+
+
+def test_a_jpeg_missing_only_its_end_marker_is_read(tmp_path):
+    # Samsung panoramas end their scan without the end marker, a video after it (libjpeg-turbo
+    # #163); a copy can lose the last 2 bytes: every row is there, and viewers show it. A file cut
+    # inside its pixels is still refused: in its last row, at a restart marker, half way
+    import re
+
+    noise = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "whole.jpg", quality=90)
+    Image.fromarray(noise).save(tmp_path / "restarts.jpg", quality=90, restart_marker_rows=1)
+    whole, restarts = (tmp_path / "whole.jpg").read_bytes(), (tmp_path / "restarts.jpg").read_bytes()
+    want = read_image(tmp_path / "whole.jpg").data
+    video = b"\x00\x00\x00\x18ftypmp42\xff\xe1" + bytes(range(256)) * 8 + b"SEFHSEFT"
+    for name, data in {"no end.jpg": whole[:-2], "pano.jpg": whole[:-2] + video}.items():
+        (tmp_path / name).write_bytes(data)
+        f = read_image(tmp_path / name)
+        np.testing.assert_array_equal(f.data, want)
+        assert f.applied["jpeg_end"].startswith("no end marker (EOI) after the pixels")
+    np.testing.assert_array_equal(open_image(whole[:-2]).read_uint8(), want)
+    last = list(re.compile(rb"\xff[\xd0-\xd7]").finditer(restarts, restarts.index(b"\xff\xda")))[-1].start()
+    cuts = {
+        "row.jpg": whole[:-4],
+        "at.jpg": restarts[:last],
+        "after.jpg": restarts[: last + 2],
+        "half.jpg": whole[:3000],
+    }
+    for name, data in cuts.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ImageError, match=f"{name} stops before its image ends .truncated"):
+            read_image(tmp_path / name)
+
+
+def test_an_icc_profile_is_srgb_by_what_it_does_not_by_its_name(tmp_path):
+    # GIMP embeds "GIMP built-in Linear sRGB" (sRGB's primaries, linear curves) in its linear-light
+    # exports: called "sRGB already" by its name, the photo stayed linear, about 4x too dark
+    rgb = np.random.default_rng(2).integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    rgb[0, 0] = 128
+    Image.fromarray(rgb).save(tmp_path / "gimp.png", icc_profile=_linear_rgb_profile("GIMP built-in Linear sRGB"))
+    f = read_image(tmp_path / "gimp.png")
+    np.testing.assert_allclose(f.data[0, 0], 188, atol=1)  # as the linear profile of test_icc_profiles
+    assert f.applied["icc_profile"] == "GIMP built-in Linear sRGB -> sRGB"
+
+
 def test_a_folder_stands_for_the_image_files_in_it(tmp_path):
     from napari_gardenseg._image_folders import expand_folders, image_files
 

@@ -201,6 +201,27 @@ def test_what_scripts_pass_as_a_file_is_read_or_named(tmp_path):
         assert [p for p, _ in expand_entries([folder])] == [path, odd, stack]
 
 
+def test_a_phone_photo_of_several_frames_is_one_photo_as_bytes_as_by_its_path(tmp_path):
+    # an MPO (a camera's stereo pair, a portrait photo's depth map or previews) was "a stack" as bytes
+    # or a file object: by its path its first frame is the photo, and so it is here
+    import io
+
+    from PIL import Image
+
+    photo = np.zeros((40, 60, 3), np.uint8)
+    photo[..., 0], photo[..., 1] = np.linspace(0, 250, 60).astype(np.uint8), 120
+    depth = np.full((40, 60, 3), 90, np.uint8)
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(photo).save(path, "MPO", save_all=True, append_images=[Image.fromarray(depth)])
+    with Image.open(path) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    expected = open_image(path).read_uint8()
+    assert np.abs(expected.astype(int) - photo).mean() < 5  # the photo, not the depth map
+    with open(path, "rb") as f:
+        for value in (path.read_bytes(), io.BytesIO(path.read_bytes()), f):
+            np.testing.assert_array_equal(open_image(value).read_uint8(), expected)
+
+
 def test_a_plane_stored_as_one_chunk_is_read_once(tmp_path):
     # dask.delayed(imread) (napari readers of stacked files, bioio), a zarr of one chunk: every window
     # decoded the whole photo again, 28 times for one segment of the sample photo

@@ -306,21 +306,25 @@ def _as_input(value):
     if hasattr(value, "read") and not hasattr(value, "shape"):
         from PIL import UnidentifiedImageError
 
-        from ._pillow_reader import decode, open_pillow
+        from ._pillow_reader import decode, heif_missing, heif_opener, is_heif, open_pillow, photo_frames
 
         try:
-            image = open_pillow(value)  # a big photo is no bomb here, as by its path
+            image = open_pillow(value)  # a big photo is no bomb here, as by its path; a HEIC by its content
         except UnidentifiedImageError:
+            if is_heif(value) and not heif_opener():
+                raise heif_missing(what) from None
             raise ImageError(
                 f"{holder} no image Pillow reads (PNG, JPEG, WebP...): give TIFF stacks, zarr stores and .npy "
                 "files by their path"
             ) from None
-        if getattr(image, "n_frames", 1) > 1:
+        frames, _ = photo_frames(image)  # the path's rule: an MPO's previews, a HEIC's other images are no planes
+        if len(frames) > 1:
             raise ImageError(
-                f"the file object holds {image.n_frames} images (a stack): give the file by its path, and "
+                f"{holder} {len(frames)} images (a stack): give the file by its path, and "
                 "segment_files([path], out_dir) or `gardenseg segment` segments it plane by plane"
             )
-        return decode(image, what)[0]  # here, where a file cut short is said as by its path
+        image.seek(frames[0])
+        return decode(image, what, source=value)[0]  # here, where a file cut short is said as by its path
     return value
 
 

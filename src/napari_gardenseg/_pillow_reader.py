@@ -4,7 +4,9 @@ their EXIF orientation, converted to sRGB from an embedded ICC profile, every mo
 
 from __future__ import annotations
 
+import functools
 import io
+import re
 import threading
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from ._image_file import ImageFile, damaged_error, truncated_error
 
 # the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+# a HEIF file's brand (bytes 8-12, after "ftyp"): how it is known by its content, whatever its name
+_HEIF_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"hevc")
 
 
 _PIXEL_LIMIT = threading.Lock()
@@ -26,6 +30,7 @@ def open_pillow(path):
     as it is Pillow's global, which napari and other plugins rely on."""
     from PIL import Image
 
+    heif_opener()  # a HEIC is read by its content: renamed .jpg, bytes, a file object
     with _PIXEL_LIMIT:
         before, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
@@ -42,22 +47,22 @@ def read_pillow(path: Path) -> ImageFile:
     try:
         with open_pillow(path) as im:
             fmt = im.format
-            n_frames = getattr(im, "n_frames", 1)
-            # an MPO's extra frames are previews; a HEIC's are a burst or depth map: the first is the photo
-            frames = range(n_frames) if n_frames > 1 and fmt not in ("MPO", "HEIF") else [0]
+            frames, applied_frames = photo_frames(im)
             planes, applied = [], {}
             for k in frames:
                 im.seek(k)
-                plane, applied = decode(im, path)
+                plane, applied = decode(im, path, source=path)
                 planes.append(plane)
     except UnidentifiedImageError:
+        if is_heif(path) and not heif_opener():
+            raise heif_missing(path) from None
         raise ImageError(
             f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
             "open it in an image editor and save it as PNG or JPEG"
         ) from None
     except OSError as err:
         raise decode_error(err, path) from None
-    applied = {"format": fmt, **applied}
+    applied = {"format": fmt, **applied, **applied_frames}
     if len(planes) == 1:
         data = planes[0]
         return ImageFile(path, data, "YXS" if data.ndim == 3 else "YX", applied)
@@ -68,19 +73,134 @@ def read_pillow(path: Path) -> ImageFile:
     return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
 
 
-def decode(im, what: Path | str) -> tuple[np.ndarray, dict]:
+def photo_frames(im) -> tuple[list[int], dict]:
+    """The frames of an opened image that are its pictures, and what the run record says of the
+    others. Every frame of an animation or a multi-page file (a time stack); one of an MPO, whose
+    extra frames are previews (the first is the photo), and of a HEIF, whose other images are a
+    burst, bracketing, depth or thumbnails (the primary is the photo, which pillow-heif opens at
+    and viewers show; it need not be the first). By path and as bytes alike."""
+    n_frames = getattr(im, "n_frames", 1)
+    if n_frames == 1 or im.format not in ("MPO", "HEIF"):
+        return list(range(n_frames)), {}
+    if im.format == "MPO":
+        return [0], {}
+    k = im.tell()  # before any seek: the primary image
+    return [k], {"images": f"the primary image ({k + 1} of {n_frames} in the file); the others not read"}
+
+
+def decode(im, what: Path | str, *, source=None) -> tuple[np.ndarray, dict]:
     """:func:`pillow_pixels` of an opened image; ImageError naming ``what`` (a path, or words for an
-    open file's bytes) when its pixels do not fit in memory or the file is cut short or damaged."""
+    open file's bytes) when its pixels do not fit in memory or the file is cut short or damaged.
+    ``source``: the path or file object ``im`` was opened from, from which a JPEG that lacks only
+    its end marker is read (:func:`_jpeg_without_end`)."""
     try:
-        return pillow_pixels(im)
+        try:
+            return pillow_pixels(im)
+        except OSError as err:
+            whole = _jpeg_without_end(source) if err.errno is None and im.format == "JPEG" else None
+            if whole is None:
+                raise decode_error(err, what) from None
+            return whole
     except MemoryError:
         w, h = im.size
         raise ImageError(
             f"{getattr(what, 'name', what)} is {w} x {h} pixels ({w * h * 3 / 1e9:.1f} GB as RGB), more than this "
             "machine's free memory: save it as a tiled TIFF, which is read window by window"
         ) from None
-    except OSError as err:
-        raise decode_error(err, what) from None
+
+
+# a marker in a JPEG's scan data: 0xFF then neither a stuffed 0 nor a restart marker (fill 0xFFs before it)
+_MARKER_IN_SCAN = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_RESTART = re.compile(rb"\xff+[\xd0-\xd7]")
+# entropy-coded bits to end a scan with, other than the zeros libjpeg decodes where its data ends:
+# all ones (0xFF, stuffed), and alternating
+_FILLS = (b"\xff\x00" * 512, b"\xaa" * 1024)
+
+
+def _jpeg_without_end(source) -> tuple[np.ndarray, dict] | None:
+    """:func:`pillow_pixels` of a JPEG whose scan is whole but whose end marker (EOI) is missing (a
+    Samsung panorama with its video after the scan, a copy that lost its last 2 bytes), with a note;
+    None for a file cut inside its pixels, or that this cannot tell.
+
+    Only a sequential JPEG of one scan holding every component, as phones and cameras write them:
+    its pixels end at its first marker after the scan starts (or the file's end). Decoded ended
+    there by an end marker, and again after other bits (:data:`_FILLS`) than the zeros libjpeg
+    decodes where data is missing: the pixels agree only when no row took a bit past that point.
+    """
+    from PIL import ImageChops
+
+    if source is None:
+        return None
+    try:
+        if hasattr(source, "read"):
+            source.seek(0)
+            data = source.read()
+        else:
+            data = Path(source).read_bytes()
+    except OSError:
+        return None
+    scan = _one_scan(data)
+    if scan is None:
+        return None
+    start, restarts = scan
+    marker = _MARKER_IN_SCAN.search(data, start)
+    if marker is not None and data[marker.end() - 1] == 0xD9:  # it ends as a JPEG should: damaged elsewhere
+        return None
+    # a 0xFF at its end: the lost marker's, or a data byte whose stuffed 0 was cut (then bits are missing)
+    pixels = data[: marker.start() if marker else len(data)].rstrip(b"\xff")
+    if len(_RESTART.findall(pixels, start)) != restarts:  # whole intervals missing, which libjpeg skips
+        return None
+    try:
+        with open_pillow(io.BytesIO(pixels + b"\xff\xd9")) as ended:
+            ended.load()
+            for fill in _FILLS:
+                with open_pillow(io.BytesIO(pixels + fill + b"\xff\xd9")) as filled:
+                    filled.load()
+                    if ImageChops.difference(ended, filled).getbbox(alpha_only=False) is not None:
+                        return None  # a row took bits past the file's end: cut inside its pixels
+            arr, applied = pillow_pixels(ended)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    applied["jpeg_end"] = (
+        "no end marker (EOI) after the pixels (a phone's panorama, or its last 2 bytes lost): every row read"
+    )
+    return arr, applied
+
+
+def _one_scan(data: bytes) -> tuple[int, int] | None:
+    """Where the scan data of a sequential JPEG of one scan (every component in it) starts, and how
+    many restart markers it holds when whole; None for another JPEG (progressive, several scans,
+    height in a DNL marker, cut before its scan)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    at, frame, interval = 2, None, 0
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        body = data[at + 4 : at + 2 + length]
+        if marker in (0xC0, 0xC1) and len(body) >= 6:  # baseline, extended sequential (Huffman)
+            frame = body
+        elif 0xC2 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # progressive, lossless, arithmetic
+            return None
+        elif marker == 0xDD and len(body) >= 2:
+            interval = int.from_bytes(body[:2], "big")
+        elif marker == 0xDA:
+            if frame is None or not body or body[0] != frame[5] or at + 2 + length > len(data):
+                return None
+            h, w, n = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big"), frame[5]
+            factors = [(b >> 4, b & 15) for b in frame[7 : 6 + 3 * n : 3]]
+            if not h or not w or len(factors) != n or not all(min(f) for f in factors):
+                return None
+            mcu_w, mcu_h = (8 * max(f[0] for f in factors), 8 * max(f[1] for f in factors)) if n > 1 else (8, 8)
+            mcus = -(-w // mcu_w) * -(-h // mcu_h)
+            return at + 2 + length, (-(-mcus // interval) - 1 if interval else 0)
+        at += 2 + length
+    return None
 
 
 def decode_error(err: OSError, what: Path | str) -> OSError:
@@ -94,16 +214,50 @@ def decode_error(err: OSError, what: Path | str) -> OSError:
     return damaged_error(what, err)
 
 
-def register_heif(path: Path) -> None:
-    """Let Pillow open HEIC/HEIF files (pillow-heif's opener); ImageError saying how to get it when it is missing."""
+def register_heif(what: Path | str) -> None:
+    """Let Pillow open HEIC/HEIF files (pillow-heif's opener); ImageError saying how to get it when
+    it is missing, naming ``what`` (a path, or words for an open file's bytes)."""
+    if not heif_opener():
+        raise heif_missing(what)
+
+
+def heif_missing(what: Path | str) -> ImageError:
+    """The error for a HEIC/HEIF photo ``what`` (a path, or words for an open file's bytes) without pillow-heif."""
+    return ImageError(
+        f"{getattr(what, 'name', what)} is a HEIC/HEIF photo (a phone's format): reading it needs pillow-heif, "
+        '`pip install pillow-heif` (or `pip install "napari-gardenseg[heif]"`), or export the photo as JPEG'
+    )
+
+
+def heif_opener() -> bool:
+    """Whether pillow-heif can be imported; its opener is registered with Pillow (once: cheap)."""
+    global _HEIF_REGISTERED
     try:
         from pillow_heif import register_heif_opener
     except ImportError:
-        raise ImageError(
-            f"{path.name} is a HEIC/HEIF photo (a phone's format): reading it needs pillow-heif, "
-            '`pip install pillow-heif` (or `pip install "napari-gardenseg[heif]"`), or export the photo as JPEG'
-        ) from None
-    register_heif_opener()
+        return False
+    if not _HEIF_REGISTERED:
+        register_heif_opener()
+        _HEIF_REGISTERED = True
+    return True
+
+
+_HEIF_REGISTERED = False
+
+
+def is_heif(source) -> bool:
+    """Whether a file (a path, or an open binary file, read from its start) holds HEIF by its
+    content (its ``ftyp`` brand), whatever its name."""
+    try:
+        if hasattr(source, "read"):
+            source.seek(0)
+            head = source.read(12)
+        else:
+            with open(source, "rb") as f:
+                head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
 # the EXIF orientations that ImageOps.exif_transpose turns or mirrors (1 is upright)
@@ -129,11 +283,8 @@ def exif_turns(path) -> bool:
     """Whether reading the photo ``path`` turns its pixels upright (its EXIF orientation), from its
     header only; False for a file Pillow cannot open (reading it says why)."""
 
-    path = Path(path)
     try:
-        if path.name.lower().endswith(HEIF_SUFFIXES):
-            register_heif(path)
-        with open_pillow(path) as im:
+        with open_pillow(Path(path)) as im:  # a HEIC too, when pillow-heif is installed
             return _turns(im)
     except Exception:  # noqa: BLE001
         return False
@@ -188,7 +339,7 @@ def to_srgb(im, icc: bytes, *, not_applied: str | None = None):
         description = (ImageCms.getProfileDescription(profile) or "").strip()
     except (OSError, ImageCms.PyCMSError) as exc:
         return im, f"unreadable, ignored ({exc})"
-    if "srgb" in description.lower():
+    if _srgb_already(bytes(icc)):
         return im, f"{description} (sRGB already)"
     if not_applied is not None:
         return im, f"{description}: {not_applied}"
@@ -201,3 +352,26 @@ def to_srgb(im, icc: bytes, *, not_applied: str | None = None):
     except (OSError, ValueError, ImageCms.PyCMSError) as exc:
         return im, f"{description}: could not convert ({exc}); read as if sRGB"
     return converted, f"{description} -> sRGB"
+
+
+@functools.lru_cache(maxsize=32)
+def _srgb_already(icc: bytes) -> bool:
+    """Whether an RGB ICC profile gives sRGB's colours: greys and a grid of colours converted
+    through it to sRGB come back within 1 of themselves. Decided by what the profile does, not
+    by its name ("GIMP built-in Linear sRGB" is linear light); once per profile (a few ms)."""
+    from PIL import Image, ImageCms
+
+    grey = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    steps = np.linspace(0, 255, 9).round().astype(np.uint8)
+    grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    ramp = np.concatenate([grey, grid])[None]
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if profile.profile.xcolor_space.strip() != "RGB":
+            return False
+        out = ImageCms.profileToProfile(
+            Image.fromarray(ramp), profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
+        )
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return False
+    return int(np.abs(np.asarray(out).astype(np.int16) - ramp).max()) <= 1
