@@ -871,6 +871,20 @@ def test_arcgis_float_nodata_reads_quietly_and_a_value_no_pixel_has_is_said(tmp_
     assert np.all(read_image(tmp_path / "comma.tif").data[:, :10] == 0)
 
 
+def test_a_cameras_adobe_rgb_said_only_in_exif_is_noted(tmp_path):
+    # a DSLR set to Adobe RGB marks it in EXIF (DCF: ColorSpace uncalibrated, interoperability R03)
+    # without a profile: read as sRGB, as Pillow reads it, and the record said nothing
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA001] = 0xFFFF
+    exif.get_ifd(0x8769)[0xA005] = {1: "R03"}
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / "dsc.jpg", exif=exif)
+    assert read_image(tmp_path / "dsc.jpg").applied["colour_space"].startswith("Adobe RGB by its EXIF")
+    plain = Image.Exif()
+    plain.get_ifd(0x8769)[0xA001] = 1  # sRGB
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / "srgb.jpg", exif=plain)
+    assert "colour_space" not in read_image(tmp_path / "srgb.jpg").applied
+
+
 def test_pillows_pixel_limit_is_lifted_for_our_reads_only(tmp_path, monkeypatch):
     import napari_gardenseg._pillow_reader as reader
 

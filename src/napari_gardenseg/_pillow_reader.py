@@ -209,6 +209,11 @@ def pillow_pixels(im) -> tuple[np.ndarray, dict]:
     icc = im.info.get("icc_profile")
     if icc:
         im, applied["icc_profile"] = to_srgb(im, icc)
+    elif _exif_adobe_rgb(im):
+        applied["colour_space"] = (
+            "Adobe RGB by its EXIF (ColorSpace uncalibrated, interoperability R03: a camera set to Adobe RGB), "
+            "no ICC profile to convert from: read as sRGB, its colours a little duller than the camera's"
+        )
     mode = im.mode
     if mode in ("1", "L", "LA", "La"):
         arr = np.asarray(im.getchannel(0) if mode != "1" else im.convert("L"))
@@ -224,6 +229,17 @@ def pillow_pixels(im) -> tuple[np.ndarray, dict]:
         arr = blank_transparent(arr.copy() if not arr.flags.writeable else arr, alpha)
         applied["transparent"] = f"{int((alpha == 0).sum())} fully transparent pixels read as black (nodata)"
     return arr, applied
+
+
+def _exif_adobe_rgb(im) -> bool:
+    """Whether a photo without an ICC profile says Adobe RGB in its EXIF, as cameras set to it write
+    (DCF 2.0: ColorSpace 0xFFFF "uncalibrated" with interoperability index "R03"); Pillow reads
+    such pixels as they are, and no profile is there to convert them from."""
+    try:
+        exif = im.getexif()
+        return exif.get_ifd(0x8769).get(0xA001) == 0xFFFF and str(exif.get_ifd(0xA005).get(1, "")).strip() == "R03"
+    except Exception:  # noqa: BLE001  (a damaged EXIF block says nothing)
+        return False
 
 
 def _pillow_alpha(im) -> np.ndarray | None:
