@@ -56,6 +56,12 @@ def test_a_colour_cards_chips_are_not_plants():
 
     assert status_hint([res]).startswith(f"left out {res.meta['colour_card']['instances']} instances on a colour card")
     assert "colour_card" not in alone.meta
+    # a photo of the card alone: the card is what it says, not "no detection scored 0.5" (the threshold)
+    from napari_gardenseg._batch_file import _file_note
+
+    card_only = segment(photo[:, card_x - 20 :], "garden", crf=False, score_threshold=0.5)
+    assert len(card_only) == 0 and card_only.meta["colour_card"]["instances"] >= 3
+    assert status_hint([card_only]).startswith("left out") and _file_note(card_only, 0.5).startswith("left out")
 
 
 def _squares(image: np.ndarray, corners, side: int) -> Instances:
@@ -77,6 +83,13 @@ def test_only_flat_squares_of_one_size_make_a_card():
     # a plant away from the card is not on it
     card, _ = colour_card(_squares(image, corners, 30), source, 0.5)
     assert card.tolist() == [True, True, True, False]
+    # three flat squares far apart (plant tags in a bed's corners) are no card: its region spanned the
+    # photo, and every plant inside was left out with them
+    apart = [(10, 10), (10, 260), (160, 10)]
+    scattered = image.copy()
+    for y, x in apart:
+        scattered[y : y + 30, x : x + 30] = (87, 108, 67)
+    assert colour_card(_squares(scattered, apart, 30), open_image(scattered), 0.5)[1] is None
     # two chips are not a card; nor are flat blobs under a chip's size (a coarse drone image's plants)
     assert colour_card(_squares(image, corners[:2], 30), source, 0.5)[1] is None
     assert colour_card(_squares(image, corners[:3], 12), source, 0.5)[1] is None

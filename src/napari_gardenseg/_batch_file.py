@@ -391,8 +391,8 @@ def _file_note(result, score_threshold: float) -> str | None:
         return "a grey image: the models need colour photos"
     if why == "colourless":
         return COLOURLESS
-    if why == "score threshold":
-        return f"no detection scored {score_threshold} or more: try a lower score threshold"
+    if why == "score threshold":  # or all it found was a colour card's
+        return card_hint(results) or f"no detection scored {score_threshold} or more: try a lower score threshold"
     if network_full_hint(results):
         return "the network returned as many instances as one pass may: plants may be missing; try tiles of 512 px"
     adapt = adapt_hint(

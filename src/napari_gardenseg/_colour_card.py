@@ -12,7 +12,8 @@ rosette's box holds soil at its corners. So a *chip* here is an instance of at l
 twice its width, and whose middle (the central half of its box, away from an edge the mask may
 overrun) varies by less than :data:`FLAT_STD` (0..255, the mean of the R, G and B standard
 deviations). One such instance is not enough: small plants in a coarse drone image are flat
-blobs too. :data:`MIN_CHIPS` chips of one size (within a factor of 2 in side) make a card; its
+blobs too. :data:`MIN_CHIPS` chips of one size (within a factor of 2 in side), each within a
+few chips' sides of another and together no wider than a card (:data:`CARD_CHIPS`), make a card; its
 region is their boxes' bounds grown by a chip's side, and every instance lying mostly inside it
 (:data:`INSIDE_SHARE` of its pixels: a detection that spans several chips, the card's frame) is
 left out with them.
@@ -36,18 +37,26 @@ FLAT_STD = 6.0
 MIN_CHIPS = 3
 # the share of an instance's pixels inside the card's region that makes it part of the card
 INSIDE_SHARE = 0.8
+# a card's chips along its longer side (an X-Rite ColorChecker's 6): a group of chips wider than
+# that many chips and their gaps is squares scattered over the photo, not one card
+CARD_CHIPS = 6
 
 
-def colour_card(found, source, mask_threshold: float) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+def colour_card(
+    found, source, mask_threshold: float, region: tuple[int, int, int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """Which of ``found``'s instances are a colour card (see the module's docstring).
 
     ``found``: :class:`~napari_gardenseg._instances.Instances`; ``source``: the
     :class:`~napari_gardenseg._image_source.ImageSource` they were found in (each chip's box read
     alone, as uint8); ``mask_threshold``: where a soft mask is the instance's. Returns a bool (N,)
     array, True for the card's instances, and the card's region (y0, x0, y1, x1) in image
-    pixels, or None when there is no card (all False).
+    pixels, or None when there is no card (all False). ``region``: a card found before (by an
+    earlier stage): the instances inside it, without looking for chips again.
     """
     n = len(found)
+    if region is not None:
+        return _inside(found, region, mask_threshold), region
     none = np.zeros(n, bool), None
     if n < MIN_CHIPS or source.channels < 3:  # a grey image has no chips to tell by colour
         return none
@@ -71,19 +80,45 @@ def colour_card(found, source, mask_threshold: float) -> tuple[np.ndarray, tuple
             sides.append(float(np.sqrt(area)))
     if len(chips) < MIN_CHIPS:
         return none
-    typical = float(np.median(sides))
-    chips = [box for box, side in zip(chips, sides) if typical / 2 <= side <= typical * 2]  # one card's chips
-    if len(chips) < MIN_CHIPS:
+    region = _card_region(chips, sides, found.shape)
+    if region is None:
         return none
-    boxes = np.array(chips)
+    return _inside(found, region, mask_threshold), region
+
+
+def _card_region(chips: list, sides: list, shape) -> tuple[int, int, int, int] | None:
+    """The region of the largest group of chips that make one card: chips of one size (within a
+    factor of 2 of the group's median side) each within three chips' sides of another (two chips
+    the network missed between them), the group no wider than :data:`CARD_CHIPS` chips, their gaps
+    and a chip's margin; their boxes' bounds grown by a chip's side. None without :data:`MIN_CHIPS` such chips (flat squares scattered over a photo are
+    no card)."""
+    typical = float(np.median(sides))
+    keep = [k for k, side in enumerate(sides) if typical / 2 <= side <= typical * 2]
+    boxes = np.array([chips[k] for k in keep], dtype=np.int64).reshape(-1, 4)
+    # single linkage: chips whose boxes lie within three chips' sides of each other are one card's
+    group = np.arange(len(boxes))
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            gap_y = max(boxes[a, 0], boxes[b, 0]) - min(boxes[a, 2], boxes[b, 2])
+            gap_x = max(boxes[a, 1], boxes[b, 1]) - min(boxes[a, 3], boxes[b, 3])
+            if max(gap_y, gap_x) <= 3 * typical:  # two chips the network missed may lie between
+                group[group == group[b]] = group[a]
+    labels, counts = np.unique(group, return_counts=True)
+    if not len(counts) or counts.max() < MIN_CHIPS:
+        return None
+    card = boxes[group == labels[np.argmax(counts)]]
     grow = int(round(typical))
-    H, W = found.shape
-    region = (
-        max(0, int(boxes[:, 0].min()) - grow),
-        max(0, int(boxes[:, 1].min()) - grow),
-        min(H, int(boxes[:, 2].max()) + grow),
-        min(W, int(boxes[:, 3].max()) + grow),
-    )
+    y0, x0 = int(card[:, 0].min()) - grow, int(card[:, 1].min()) - grow
+    y1, x1 = int(card[:, 2].max()) + grow, int(card[:, 3].max()) + grow
+    if max(y1 - y0, x1 - x0) > (1.5 * CARD_CHIPS + 2) * typical:  # its chips, gaps up to half a chip, margins
+        return None
+    h, w = shape
+    return max(0, y0), max(0, x0), min(h, y1), min(w, x1)
+
+
+def _inside(found, region: tuple[int, int, int, int], mask_threshold: float) -> np.ndarray:
+    """bool (N,): which instances have :data:`INSIDE_SHARE` of their pixels inside ``region``."""
+    n = len(found)
     card = np.zeros(n, bool)
     for i in range(n):
         mask = _mask(found.masks[i], mask_threshold)
@@ -94,7 +129,7 @@ def colour_card(found, source, mask_threshold: float) -> tuple[np.ndarray, tuple
         ry0, rx0 = max(region[0] - y0, 0), max(region[1] - x0, 0)
         ry1, rx1 = max(region[2] - y0, 0), max(region[3] - x0, 0)
         card[i] = np.count_nonzero(mask[ry0:ry1, rx0:rx1]) >= INSIDE_SHARE * total
-    return card, region
+    return card
 
 
 def _mask(mask, mask_threshold: float) -> np.ndarray:

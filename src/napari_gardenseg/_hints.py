@@ -48,8 +48,10 @@ def status_hint(results) -> str | None:
         )
     if why == "colourless":
         return COLOURLESS
-    if why == "score threshold":
-        return f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *min score* (score_threshold)"
+    if why == "score threshold":  # or all it found was a colour card's
+        return card_hint(results) or (
+            f"no detection scored {results[0].meta.get('score_threshold')} or more: try a lower *min score* (score_threshold)"
+        )
     return (
         network_full_hint(results)
         or adapt_hint(results)

@@ -581,6 +581,7 @@ class _Run:
 
         check(self.cancel, "segmentation")
         windowed = windowed or (self.source.lazy and bool(self.how.get("tiles")))
+        found = self.leave_out_card(found)  # first: its chips would teach the stage the card's colours
         found, self.how["vegetation"] = vegetation_stage(
             found,
             self.source,
@@ -593,14 +594,17 @@ class _Run:
         return self.leave_out_card(found)
 
     def leave_out_card(self, found: Instances) -> Instances:
-        """``found`` without the instances on a colour card (:mod:`._colour_card`); ``meta["colour_card"]``
-        says how many and where."""
+        """``found`` without the instances on a colour card (:mod:`._colour_card`): the network's,
+        before the vegetation stage, then the stage's own on its green chips, in the region found
+        first; ``meta["colour_card"]`` says how many and where."""
         from ._colour_card import colour_card
 
-        card, region = colour_card(found, self.source, self.mask_threshold)
-        if region is None:
+        before = self.how.get("colour_card")
+        card, region = colour_card(found, self.source, self.mask_threshold, before and tuple(before["region"]))
+        if region is None or not card.any():
             return found
-        self.how["colour_card"] = {"instances": int(card.sum()), "region": list(region)}
+        left_out = int(card.sum()) + (before["instances"] if before else 0)
+        self.how["colour_card"] = {"instances": left_out, "region": list(region)}
         return found.take(np.flatnonzero(~card))
 
     def refine(self, found: Instances) -> Instances | None:
