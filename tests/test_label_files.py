@@ -136,10 +136,10 @@ def test_cvppp_photos_named_rgb_are_paired_with_their_label_images(tmp_path):
         ("plant001_rgb.png", "plant001_label.png"),
         ("plant002_rgb.png", "plant002_label.png"),
     ]
-    assert [p.name for p in unlabelled] == ["plant001_fg.png", "plant002_fg.png"]  # said as left out
-    # a photo of the shorter name beside it keeps its own labels: none is taken twice
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plant001.png")
-    assert label_path(tmp_path / "plant001.png", suffix="_label").name == "plant001_label.png"
+    assert unlabelled == []  # the pairs' foreground masks are theirs, not photos without labels
+    # a photo of the shorter name beside it, of any format, keeps its own labels: none is taken twice
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "plant001.jpg")
+    assert label_path(tmp_path / "plant001.jpg", suffix="_label").name == "plant001_label.png"
     assert label_path(tmp_path / "plant001_rgb.png", suffix="_label") is None
 
 

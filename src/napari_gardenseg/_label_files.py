@@ -326,6 +326,24 @@ def _as_ids(data: np.ndarray, name: str, split: bool) -> np.ndarray:
 PHOTO_TAILS = ("_rgb", "_image", "_img")
 
 
+def paired_base(photo) -> str | None:
+    """The name a photo named ``<base>_rgb`` (:data:`PHOTO_TAILS`) shares with its label image, or
+    None: for another name, or when a photo ``<base>`` of any image format lies beside it (whose
+    labels those are)."""
+    from ._image_reader import IMAGE_SUFFIXES
+
+    photo = Path(photo)
+    tail = next((t for t in PHOTO_TAILS if photo.stem.lower().endswith(t)), None)
+    if tail is None or len(photo.stem) == len(tail):
+        return None
+    base = photo.stem[: -len(tail)]
+    try:
+        beside = [p for p in photo.parent.iterdir() if p.stem == base and p.suffix.lower() in IMAGE_SUFFIXES]
+    except OSError:
+        beside = []
+    return None if beside else base
+
+
 def label_path(photo, labels_dir=None, suffix: str = "_labels") -> Path | None:
     """The label image of ``photo``: ``<labels_dir>/<photo's stem><suffix>`` with a suffix of
     :data:`LABEL_SUFFIXES` (first found), ``labels_dir`` defaulting to the photo's folder; for a
@@ -335,10 +353,9 @@ def label_path(photo, labels_dir=None, suffix: str = "_labels") -> Path | None:
     photo = Path(photo)
     folder = Path(labels_dir).expanduser() if labels_dir is not None else photo.parent
     stems = [photo.stem]
-    for tail in PHOTO_TAILS:
-        base = photo.stem[: -len(tail)]
-        if photo.stem.lower().endswith(tail) and base and not photo.with_name(base + photo.suffix).exists():
-            stems.append(base)
+    base = paired_base(photo)
+    if base is not None:
+        stems.append(base)
     for stem in stems:
         for ext in LABEL_SUFFIXES + tuple(s.upper() for s in LABEL_SUFFIXES):
             candidate = folder / f"{stem}{suffix}{ext}"
@@ -370,10 +387,16 @@ def labelled_photos(
         for p, sub in entries
     }
     label_files = {lab.resolve() for lab in found.values() if lab is not None}
+    # the other files of a pair named <base>_rgb: CVPPP's <base>_fg and <base>_centers masks
+    siblings = {
+        (photo.parent, base) for photo, lab in found.items() if lab is not None and (base := paired_base(photo))
+    }
     pairs, unlabelled = [], []
     for photo, lab in found.items():
         if photo.resolve() in label_files:
             continue  # a label image listed with the photos (a folder holding both)
+        if lab is None and any(photo.parent == d and photo.stem.startswith(b + "_") for d, b in siblings):
+            continue
         (pairs.append((photo, lab)) if lab is not None else unlabelled.append(photo))
     return pairs, unlabelled
 
