@@ -122,6 +122,26 @@ def test_a_workers_warnings_reach_the_caller_once_per_file(images, client, tmp_p
     assert all(w.filename.endswith("_inference.py") for w in caught if "do not overlap" in str(w.message))
 
 
+def test_a_warning_from_a_worker_of_another_install_is_the_callers_packages():
+    # a cluster's workers import the package from their own install (a container, another venv): the
+    # warning was given again under their path, which the command line did not know as its own
+    import warnings
+
+    from napari_gardenseg._dask_runner import show_task_warnings
+    from napari_gardenseg._errors import in_package
+
+    there = "/opt/conda/lib/python3.11/site-packages/napari_gardenseg/_inference.py"
+    with pytest.warns(UserWarning, match="tiles do not overlap") as caught:
+        show_task_warnings({"warnings": [{"message": "the 4 tiles do not overlap", "filename": there, "lineno": 9}]})
+    assert in_package(caught[0].filename) and caught[0].filename.endswith(
+        os.path.join("napari_gardenseg", "_inference.py")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # raised here, it fails the file in _run_on_cluster, not the batch
+        with pytest.raises(UserWarning):
+            show_task_warnings({"warnings": [{"message": "x", "filename": there, "lineno": 9}]})
+
+
 def _exit_once(marker: str, stem: str):
     """Make this worker process die (as from a segfault or the OOM killer) while it writes ``stem``'s
     overlay, after its label image and table are written: once per marker."""

@@ -84,9 +84,21 @@ def _warnings_kept():
 def show_task_warnings(result: dict) -> None:
     """Give again, in this process, the warnings a worker kept for one file (:func:`_task`): the
     user sees them as a file run here gives them (the command line's own lines)."""
+    from ._errors import _PACKAGE_DIR
+
     for w in result.pop("warnings", None) or ():
+        # the same module of this process's package: a cluster's workers may import it from another
+        # install (a container, another venv), and the command line knows its own package's warnings
+        here = os.path.join(_PACKAGE_DIR, *_package_relative(w["filename"]))
         # a registry of its own: each file's warning is shown, as in a run in one process
-        warnings.warn_explicit(w["message"], UserWarning, w["filename"], w["lineno"], registry={})
+        warnings.warn_explicit(w["message"], UserWarning, here, w["lineno"], registry={})
+
+
+def _package_relative(filename: str) -> list[str]:
+    """The parts of a worker's module path after its ``napari_gardenseg`` folder (``["_inference.py"]``)."""
+    parts = os.path.normpath(filename).split(os.sep)
+    at = len(parts) - 1 - parts[::-1].index("napari_gardenseg") if "napari_gardenseg" in parts else len(parts) - 2
+    return parts[at + 1 :]
 
 
 # the Dask event topic of tasks that started running (not only waited on their worker)
@@ -207,7 +219,11 @@ def _run_on_cluster(client, todo, out, model, kwargs, retries, resources, settle
             continue
         finally:
             fut.release()
-        show_task_warnings(res)
+        try:
+            show_task_warnings(res)
+        except Exception as exc:  # noqa: BLE001  (an "error" warnings filter: that file fails, as in one process)
+            fail(fs, _failure(fs, exc))
+            continue
         settle(fs, res)
 
 
