@@ -246,6 +246,17 @@ def test_a_geotiffs_pam_file_is_read_before_its_tags_as_gdal_reads_it(tmp_path):
     assert "EPSG:32755" in _record(out, "moved")["image"]["georeference"]  # the tags' CRS, not replaced
 
 
+def test_a_tiff_whose_tags_place_no_grid_is_placed_by_its_world_file(tmp_path):
+    # a lone ModelPixelScale (no tiepoint, no GeoKeys) places nothing: GDAL takes the world file
+    from napari_gardenseg._image_reader import read_image
+
+    tifffile.imwrite(tmp_path / "scan.tif", np.zeros((10, 10, 3), np.uint8), photometric="rgb",
+                     extratags=[(33550, 12, 3, (0.5, 0.5, 0.0), True)])  # fmt: skip
+    (tmp_path / "scan.tfw").write_text("0.5\n0\n0\n-0.5\n500000.25\n4999999.75\n")
+    image = read_image(tmp_path / "scan.tif")
+    assert image.georeference == () and image.sidecar_georeference.sources == ("scan.tfw",)
+
+
 def test_a_world_file_with_decimal_commas_places_the_photo(tmp_path):
     # written under a European locale; GDAL reads it (CPLAtofM), so QGIS places the photo
     from napari_gardenseg._image_reader import read_image

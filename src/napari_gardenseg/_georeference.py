@@ -123,7 +123,8 @@ def geotiff_tags(page) -> tuple:
     """The GeoTIFF tags of a tifffile page as ``extratags`` for :func:`tifffile.imwrite`: tuples
     ``(code, datatype, count, value, True)``; () when no tag places its grid. A grid without a
     GeoKeyDirectory (no CRS in the file: some writers' baseline profiles, the CRS then in a PAM
-    file) is kept, as GDAL places it."""
+    file) is kept, as GDAL places it; a lone tag that places none (a pixel scale without a
+    tiepoint) is not, so a world file beside the TIFF places it, as in GDAL."""
     import tifffile
 
     found = []
@@ -134,6 +135,8 @@ def geotiff_tags(page) -> tuple:
             found.append((code, int(tag.dtype), int(tag.count), value, True))
     codes = {f[0] for f in found}
     if not codes & {33550, 33922, 34264}:
+        return ()
+    if 34735 not in codes and _tags_transform(tuple(found)) is None:  # no CRS and no grid: a world file's job
         return ()
     try:  # tags tifffile cannot write back would fail the labels' writing: check them on one pixel
         tifffile.imwrite(io.BytesIO(), np.zeros((1, 1), np.uint8), extratags=found)
@@ -178,7 +181,7 @@ class SidecarGeoreference:
 
     def note(self) -> str:
         """The run record's word on it."""
-        crs = " and CRS" if self.srs else ""
+        crs = f" and CRS ({srs_name(self.srs)})" if self.srs else ""
         return (
             f"georeferencing{crs} from {', '.join(self.sources)}: copied beside the label TIFFs "
             f"({', '.join(sidecar_files('<labels>', self))}); the instances' centroids in its "
@@ -245,6 +248,15 @@ def _read_pam(path: Path) -> tuple[tuple[float, ...] | None, str | None]:
     return transform, srs
 
 
+def srs_name(srs: str) -> str:
+    """A CRS's name for a note: its WKT's name (``PROJCS["WGS 84 / UTM zone 15N", ...``), or the text
+    itself when short (``EPSG:32633``), else its first 40 characters."""
+    import re
+
+    named = re.match(r'\s*[A-Z_]+\[\s*"([^"]{1,100})"', srs)
+    return named.group(1) if named else srs if len(srs) <= 40 else srs[:40] + "..."
+
+
 def _text_srs(text: str) -> str | None:
     """A CRS given as text (WKT, "EPSG:…"), or None when the text is empty or not text: control
     characters would make the .aux.xml written beside the labels invalid XML for GDAL."""
@@ -294,7 +306,7 @@ def pam_over_tags(path, tags: tuple) -> tuple[SidecarGeoreference | None, str | 
     if transform is None:
         return None, None
     geo = SidecarGeoreference(tuple(float(v) for v in transform), srs, (name,), over_tags=True)
-    crs = geotiff_crs(tags) if not srs else None
+    crs = geotiff_crs(tags) if not srs else srs_name(srs)
     note = (
         f"GeoTIFF georeferencing{f' ({crs})' if crs else ''} with the {what} of {name} over its tags, as GDAL "
         f"reads it: copied to the label TIFFs (tags, {', '.join(sidecar_files('<labels>', geo))}); the instances' "

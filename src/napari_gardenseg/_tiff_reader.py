@@ -172,8 +172,11 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             # leaves the frame in the photo's range, and the notes that follow from it mislead
             applied["nodata"] = f"GDAL_NODATA {nodata!r}: no pixel has exactly that value, so none was read as nodata"
         else:
+            any_ = "" if isinstance(data, np.ndarray) else ", if any (not counted in a file read window by window),"
             data = lazy_or_numpy(data, lambda a: _blank_nodata(a, nodata, colour))
-            applied["nodata"] = f"GDAL_NODATA {nodata:g}: pixels of that value in every sample read as black (nodata)"
+            applied["nodata"] = (
+                f"GDAL_NODATA {nodata:g}: pixels of that value in every sample{any_} read as black (nodata)"
+            )
     if photometric == "MINISWHITE":
         data = lazy_or_numpy(data, _white_is_zero)
         applied["converted"] = "MINISWHITE inverted"
@@ -242,7 +245,9 @@ class _NodataParsedHere(logging.Filter):
     this reader parses the tag itself (:func:`_gdal_nodata`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "parsing GDAL_NODATA" not in record.getMessage()
+        # only a value it parsed that does not fit the type: text it cannot parse is still said
+        message = record.getMessage()
+        return not ("parsing GDAL_NODATA" in message and "is not castable" in message)
 
 
 logging.getLogger("tifffile").addFilter(_NodataParsedHere())
