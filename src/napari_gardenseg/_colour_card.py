@@ -13,7 +13,7 @@ twice its width, and whose middle (the central half of its box, away from an edg
 overrun) varies by less than :data:`FLAT_STD` (0..255, the mean of the R, G and B standard
 deviations). One such instance is not enough: small plants in a coarse drone image are flat
 blobs too. :data:`MIN_CHIPS` chips of one size (within a factor of 2 in side), each within a
-few chips' sides of another and together no wider than a card (:data:`CARD_CHIPS`), make a card; its
+few chips' sides of another (a group: squares scattered over a photo are none), make a card; its
 region is their boxes' bounds grown by a chip's side, and every instance lying mostly inside it
 (:data:`INSIDE_SHARE` of its pixels: a detection that spans several chips, the card's frame) is
 left out with them.
@@ -37,9 +37,6 @@ FLAT_STD = 6.0
 MIN_CHIPS = 3
 # the share of an instance's pixels inside the card's region that makes it part of the card
 INSIDE_SHARE = 0.8
-# a card's chips along its longer side (an X-Rite ColorChecker's 6): a group of chips wider than
-# that many chips and their gaps is squares scattered over the photo, not one card
-CARD_CHIPS = 6
 
 
 def colour_card(
@@ -89,8 +86,8 @@ def colour_card(
 def _card_region(chips: list, sides: list, shape) -> tuple[int, int, int, int] | None:
     """The region of the largest group of chips that make one card: chips of one size (within a
     factor of 2 of the group's median side) each within three chips' sides of another (two chips
-    the network missed between them), the group no wider than :data:`CARD_CHIPS` chips, their gaps
-    and a chip's margin; their boxes' bounds grown by a chip's side. None without :data:`MIN_CHIPS` such chips (flat squares scattered over a photo are
+    the network missed between them: any card's size, a ColorChecker's 24 or 140, a label beside
+    it); their boxes' bounds grown by a chip's side. None without :data:`MIN_CHIPS` such chips (flat squares scattered over a photo are
     no card)."""
     typical = float(np.median(sides))
     keep = [k for k, side in enumerate(sides) if typical / 2 <= side <= typical * 2]
@@ -110,8 +107,6 @@ def _card_region(chips: list, sides: list, shape) -> tuple[int, int, int, int] |
     grow = int(round(typical))
     y0, x0 = int(card[:, 0].min()) - grow, int(card[:, 1].min()) - grow
     y1, x1 = int(card[:, 2].max()) + grow, int(card[:, 3].max()) + grow
-    if max(y1 - y0, x1 - x0) > (1.5 * CARD_CHIPS + 2) * typical:  # its chips, gaps up to half a chip, margins
-        return None
     h, w = shape
     return max(0, y0), max(0, x0), min(h, y1), min(w, x1)
 

@@ -20,8 +20,10 @@ __all__ = ["jpeg_without_end"]
 
 
 # a marker in a JPEG's scan data: 0xFF then neither a stuffed 0 nor a restart marker (fill 0xFFs before it)
-_MARKER_IN_SCAN = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
-_RESTART = re.compile(rb"\xff+[\xd0-\xd7]")
+_MARKER_IN_SCAN = re.compile(
+    rb"\xff[^\x00\xd0-\xd7\xff]"
+)  # one 0xFF: a run of them (an erased card's tail) never backtracks
+_RESTART = re.compile(rb"\xff[\xd0-\xd7]")
 # entropy-coded bits to end a scan with, other than the zeros libjpeg decodes where its data ends:
 # all ones (0xFF, stuffed), and alternating
 _FILLS = (b"\xff\x00" * 512, b"\xaa" * 1024)

@@ -324,6 +324,9 @@ def _as_ids(data: np.ndarray, name: str, split: bool) -> np.ndarray:
 # a photo's name may say it is the picture of a pair: CVPPP's leaf-segmentation sets (the plant
 # phenotyping benchmark) name plant001_rgb.png beside plant001_label.png; others _image or _img
 PHOTO_TAILS = ("_rgb", "_image", "_img")
+# the other files of such a pair, which are not photos without labels: CVPPP's foreground masks and
+# leaf centres, other sets' masks
+PAIR_TAILS = ("_fg", "_centers", "_mask")
 
 
 def paired_base(photo) -> str | None:
@@ -337,11 +340,16 @@ def paired_base(photo) -> str | None:
     if tail is None or len(photo.stem) == len(tail):
         return None
     base = photo.stem[: -len(tail)]
-    try:
-        beside = [p for p in photo.parent.iterdir() if p.stem == base and p.suffix.lower() in IMAGE_SUFFIXES]
-    except OSError:
-        beside = []
+    # by name, not by listing the folder for each photo (thousands of photos in one folder)
+    beside = any(_is_file(photo.with_name(base + s)) for ext in IMAGE_SUFFIXES for s in (ext, ext.upper()))
     return None if beside else base
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system
+        return False
 
 
 def label_path(photo, labels_dir=None, suffix: str = "_labels") -> Path | None:
@@ -389,13 +397,16 @@ def labelled_photos(
     label_files = {lab.resolve() for lab in found.values() if lab is not None}
     # the other files of a pair named <base>_rgb: CVPPP's <base>_fg and <base>_centers masks
     siblings = {
-        (photo.parent, base) for photo, lab in found.items() if lab is not None and (base := paired_base(photo))
+        (photo.parent, base + tail)
+        for photo, lab in found.items()
+        if lab is not None and (base := paired_base(photo))
+        for tail in PAIR_TAILS
     }
     pairs, unlabelled = [], []
     for photo, lab in found.items():
         if photo.resolve() in label_files:
             continue  # a label image listed with the photos (a folder holding both)
-        if lab is None and any(photo.parent == d and photo.stem.startswith(b + "_") for d, b in siblings):
+        if lab is None and (photo.parent, photo.stem) in siblings:
             continue
         (pairs.append((photo, lab)) if lab is not None else unlabelled.append(photo))
     return pairs, unlabelled
