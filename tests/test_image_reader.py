@@ -598,7 +598,7 @@ def test_a_whole_ycbcr_tiff_that_pillow_cannot_read_is_not_called_truncated(tmp_
         read_image(tmp_path / "cut.tif")
 
 
-def test_heic_photos_from_phones(tmp_path, monkeypatch):
+def test_heic_photos_from_phones(tmp_path, monkeypatch, unregister_heif):
     import pillow_heif  # the heif extra, in [all] and so in [test]
 
     from napari_gardenseg._napari_reader import get_reader
@@ -616,6 +616,7 @@ def test_heic_photos_from_phones(tmp_path, monkeypatch):
     assert kind == "image" and data.shape == (300, 400, 3) and meta["name"] == "IMG_0001"
     # without the plugin: what to install, not Pillow's "cannot identify image file"
     monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)
+    unregister_heif()  # as a process without it has Pillow: no HEIF opener
     with pytest.raises(ImageError, match="pip install pillow-heif"):
         read_image(path)
 
@@ -631,9 +632,10 @@ def unregister_heif(monkeypatch):
     def unregister():
         monkeypatch.setattr(Image, "ID", [i for i in Image.ID if i != "HEIF"])
         monkeypatch.setattr(Image, "OPEN", {k: v for k, v in Image.OPEN.items() if k != "HEIF"})
-        monkeypatch.setattr(_pillow_reader, "_HEIF_REGISTERED", False, raising=False)
+        _pillow_reader.heif_opener.cache_clear()  # registered again on the next open, as in a fresh process
 
-    return unregister
+    yield unregister
+    _pillow_reader.heif_opener.cache_clear()  # Pillow's lists restored: the answer kept must follow them
 
 
 def test_a_heic_is_read_by_its_content_whatever_its_name(tmp_path, monkeypatch, unregister_heif):

@@ -179,17 +179,18 @@ def process_file(
     run_json = out / f"{name}{RUN_SUFFIX}"
     # everything the record says is worked out first: between the outputs' renames and the
     # record's there must be no time for an interruption to leave outputs without a record
+    meta = getattr(result, "meta", None) or {}
     note = _label_map_note(image) or _file_note(result, options.score_threshold)  # not a photo: that first
     record.update(
         image=image.record(),
         instances=len(result),
         note=note,
         # whether the vegetation stage ran, and why (not compared on --resume: it follows from the options)
-        vegetation=(getattr(result, "meta", None) or {}).get("vegetation"),
+        vegetation=meta.get("vegetation"),
         # instances left out as a colour card's chips, and where the card lies (absent: none)
-        **{k: v for k, v in (getattr(result, "meta", None) or {}).items() if k == "colour_card"},
+        **({"colour_card": meta["colour_card"]} if "colour_card" in meta else {}),
         # how the network saw the image: its scale, the tiles, and what it was not given (nodata)
-        network={k: v for k, v in (getattr(result, "meta", None) or {}).items() if k in _NETWORK_KEYS},
+        network={k: v for k, v in meta.items() if k in _NETWORK_KEYS},
         seconds=round(seconds, 3),
         device=str(loaded.device),
         package_version=_package_version(),

@@ -33,6 +33,7 @@ __all__ = [
     "user_models",
     "user_models_dir",
     "user_results_dir",
+    "is_file",
 ]
 
 
@@ -286,3 +287,12 @@ def free_path(path, *, taken=None) -> Path:
     while taken(candidate := path.with_name(f"{stem}-{n}{path.suffix}")):
         n += 1
     return candidate
+
+
+def is_file(path) -> bool:
+    """Whether ``path`` is a file; False where its name cannot be (a photo's name of 250 bytes plus
+    ".aux.xml" or another tail is longer than file systems take: stat raises instead of saying no)."""
+    try:
+        return Path(path).is_file()
+    except OSError:
+        return False

@@ -28,6 +28,8 @@ from xml.etree import ElementTree
 
 import numpy as np
 
+from ._files import is_file
+
 __all__ = [
     "geotiff_tags",
     "geotiff_crs",
@@ -217,19 +219,10 @@ def _read_world_file(path: Path) -> tuple[float, ...] | None:
     return (c - 0.5 * a - 0.5 * b, a, b, f - 0.5 * d - 0.5 * e, d, e)
 
 
-def _is_file(path: Path) -> bool:
-    """Whether a sidecar is there; False where its name cannot be (a photo's name of 250 bytes
-    plus ".aux.xml" is longer than file systems take: stat raises instead of saying no)."""
-    try:
-        return path.is_file()
-    except OSError:
-        return False
-
-
 def _read_pam(path: Path) -> tuple[tuple[float, ...] | None, str | None]:
     """GeoTransform and SRS of GDAL's PAM file ``<file>.aux.xml``; (None, None) without one."""
     pam = path.with_name(path.name + ".aux.xml")
-    if not _is_file(pam):
+    if not is_file(pam):
         return None, None
     try:
         root = ElementTree.parse(pam).getroot()
@@ -275,13 +268,13 @@ def read_sidecars(path) -> SidecarGeoreference | None:
     sources = [path.name + ".aux.xml"] if transform is not None or srs else []
     if transform is None:
         for world in world_file_names(path):
-            if _is_file(world) and (transform := _read_world_file(world)) is not None:
+            if is_file(world) and (transform := _read_world_file(world)) is not None:
                 sources.append(world.name)
                 break
     if transform is None:
         return None
     if srs is None:
-        prj = next((p for p in (path.with_suffix(".prj"), path.with_suffix(".PRJ")) if _is_file(p)), None)
+        prj = next((p for p in (path.with_suffix(".prj"), path.with_suffix(".PRJ")) if is_file(p)), None)
         try:
             srs = _text_srs(prj.read_text(errors="replace")) if prj is not None else None
         except OSError:  # unreadable: the labels are placed all the same, without a CRS

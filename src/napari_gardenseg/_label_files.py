@@ -333,6 +333,7 @@ def paired_base(photo) -> str | None:
     """The name a photo named ``<base>_rgb`` (:data:`PHOTO_TAILS`) shares with its label image, or
     None: for another name, or when a photo ``<base>`` of any image format lies beside it (whose
     labels those are)."""
+    from ._files import is_file
     from ._image_reader import IMAGE_SUFFIXES
 
     photo = Path(photo)
@@ -341,15 +342,8 @@ def paired_base(photo) -> str | None:
         return None
     base = photo.stem[: -len(tail)]
     # by name, not by listing the folder for each photo (thousands of photos in one folder)
-    beside = any(_is_file(photo.with_name(base + s)) for ext in IMAGE_SUFFIXES for s in (ext, ext.upper()))
+    beside = any(is_file(photo.with_name(base + s)) for ext in IMAGE_SUFFIXES for s in (ext, ext.upper()))
     return None if beside else base
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:  # a name too long for the file system
-        return False
 
 
 def label_path(photo, labels_dir=None, suffix: str = "_labels") -> Path | None:
@@ -396,10 +390,11 @@ def labelled_photos(
     }
     label_files = {lab.resolve() for lab in found.values() if lab is not None}
     # the other files of a pair named <base>_rgb: CVPPP's <base>_fg and <base>_centers masks
+    # (a pair made by that rule: the label image's name does not begin with the photo's)
     siblings = {
-        (photo.parent, base + tail)
+        (photo.parent, photo.stem.rsplit("_", 1)[0] + tail)
         for photo, lab in found.items()
-        if lab is not None and (base := paired_base(photo))
+        if lab is not None and not lab.stem.startswith(photo.stem)
         for tail in PAIR_TAILS
     }
     pairs, unlabelled = [], []

@@ -41,8 +41,6 @@ def open_pillow(path):
 def read_pillow(path: Path) -> ImageFile:
     from PIL import UnidentifiedImageError
 
-    if path.name.lower().endswith(HEIF_SUFFIXES):
-        register_heif(path)
     try:
         with open_pillow(path) as im:
             fmt = im.format
@@ -53,7 +51,7 @@ def read_pillow(path: Path) -> ImageFile:
                 plane, applied = decode(im, path, source=path)
                 planes.append(plane)
     except UnidentifiedImageError:
-        if is_heif(path) and not heif_opener():
+        if (path.name.lower().endswith(HEIF_SUFFIXES) or is_heif(path)) and not heif_opener():
             raise heif_missing(path) from None
         raise ImageError(
             f"{path.name} is not an image Pillow can read (PNG, JPEG, TIFF, BMP, GIF, WebP, HEIC with pillow-heif): "
@@ -121,13 +119,6 @@ def decode_error(err: OSError, what: Path | str) -> OSError:
     return damaged_error(what, err)
 
 
-def register_heif(what: Path | str) -> None:
-    """Let Pillow open HEIC/HEIF files (pillow-heif's opener); ImageError saying how to get it when
-    it is missing, naming ``what`` (a path, or words for an open file's bytes)."""
-    if not heif_opener():
-        raise heif_missing(what)
-
-
 def heif_missing(what: Path | str) -> ImageError:
     """The error for a HEIC/HEIF photo ``what`` (a path, or words for an open file's bytes) without pillow-heif."""
     return ImageError(
@@ -136,20 +127,16 @@ def heif_missing(what: Path | str) -> ImageError:
     )
 
 
+@functools.lru_cache(maxsize=None)
 def heif_opener() -> bool:
-    """Whether pillow-heif can be imported; its opener is registered with Pillow (once: cheap)."""
-    global _HEIF_REGISTERED
+    """Whether pillow-heif can be imported; its opener is registered with Pillow (once: the answer
+    is kept, so every open asks nothing again)."""
     try:
         from pillow_heif import register_heif_opener
     except ImportError:
         return False
-    if not _HEIF_REGISTERED:
-        register_heif_opener()
-        _HEIF_REGISTERED = True
+    register_heif_opener()
     return True
-
-
-_HEIF_REGISTERED = False
 
 
 def is_heif(source) -> bool:

@@ -167,13 +167,18 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         colour = out_axes.endswith("S")
         if colour and not isinstance(data, np.ndarray):
             data = as_dask(data).rechunk({data.ndim - 1: -1})  # each block holds a pixel's every sample
-        if isinstance(data, np.ndarray) and not _has_value(data, nodata, colour):
+        eager = isinstance(data, np.ndarray)
+        nodata_mask = _nodata_mask(data, nodata, colour) if eager else None  # compared once
+        if eager and not nodata_mask.any():
             # said plainly: a value that matches nothing (a rounded -3.40282e+38 over float32's lowest)
             # leaves the frame in the photo's range, and the notes that follow from it mislead
             applied["nodata"] = f"GDAL_NODATA {nodata!r}: no pixel has exactly that value, so none was read as nodata"
         else:
-            any_ = "" if isinstance(data, np.ndarray) else ", if any (not counted in a file read window by window),"
-            data = lazy_or_numpy(data, lambda a: _blank_nodata(a, nodata, colour))
+            if eager:
+                data = _blank_masked(data, ~nodata_mask)
+            else:
+                data = lazy_or_numpy(data, lambda a: _blank_masked(a, ~_nodata_mask(a, nodata, colour)))
+            any_ = "" if eager else ", if any (not counted in a file read window by window),"
             applied["nodata"] = (
                 f"GDAL_NODATA {nodata:g}: pixels of that value in every sample{any_} read as black (nodata)"
             )
@@ -266,21 +271,13 @@ def _gdal_nodata(page) -> float | None:
     return value if np.isfinite(value) and value != 0 else None
 
 
-def _has_value(a: np.ndarray, value: float, colour: bool) -> bool:
-    """Whether a pixel of ``a`` equals ``value`` (in every sample when ``colour``), as :func:`_blank_nodata` compares."""
+def _nodata_mask(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
+    """bool (h, w): the pixels of ``a`` equal to GDAL's nodata ``value`` (in every sample when
+    ``colour``): an orthomosaic's area outside the survey, often -10000 or 65535 in float and
+    16-bit exports. Made 0 (:func:`_blank_masked`), the black the vegetation stage leaves out, they
+    stay out of the intensity range, which a value such as -10000 would otherwise stretch the photo by."""
     hit = a == value
-    return bool((hit.all(axis=-1) if colour else hit).any())
-
-
-def _blank_nodata(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
-    """``a`` with the pixels equal to ``value`` (in every sample when ``colour``) set to 0.
-
-    GDAL's nodata (an orthomosaic's area outside the survey, often -10000 or 65535 in float and
-    16-bit exports): 0 makes it black, the nodata the vegetation stage leaves out, and keeps it
-    out of the intensity range, which a value such as -10000 would otherwise stretch the photo by.
-    """
-    hit = a == value
-    return _blank_masked(a, ~(hit.all(axis=-1) if colour else hit))
+    return hit.all(axis=-1) if colour else hit
 
 
 def _other_images(tif) -> int:
