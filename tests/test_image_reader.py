@@ -705,6 +705,34 @@ def test_a_jpeg_missing_only_its_end_marker_is_read(tmp_path):
             read_image(tmp_path / name)
 
 
+def test_photos_are_made_arrays_and_compared_a_band_of_rows_at_a_time(tmp_path, monkeypatch):
+    # Pillow's array interface holds two bytes copies of a whole photo; the end-marker check held a
+    # difference image and its last decode: a 48 MP JPEG without its end marker peaked at three
+    # decodes. Bands give the same pixels, and a cut in the last band is still seen
+    from napari_gardenseg import _jpeg_end, _pillow_reader
+
+    monkeypatch.setattr(_pillow_reader, "_BAND_ROWS", 16)
+    monkeypatch.setattr(_jpeg_end, "_BAND_ROWS", 16)
+    rng = np.random.default_rng(3)
+    for mode, arr in {
+        "RGB": rng.integers(0, 256, (71, 9, 3), dtype=np.uint8),
+        "I;16": rng.integers(0, 65536, (40, 5), dtype=np.uint16),
+        "F": rng.random((33, 4), dtype=np.float32),
+    }.items():
+        im = Image.fromarray(arr)
+        assert im.mode == mode
+        np.testing.assert_array_equal(_pillow_reader.pillow_array(im), arr)
+    noise = rng.integers(0, 256, (200, 48, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "tall.jpg", quality=90)
+    whole = (tmp_path / "tall.jpg").read_bytes()
+    want = np.asarray(Image.open(tmp_path / "tall.jpg"))
+    (tmp_path / "no end.jpg").write_bytes(whole[:-2])
+    np.testing.assert_array_equal(read_image(tmp_path / "no end.jpg").data, want)
+    (tmp_path / "row.jpg").write_bytes(whole[:-4])
+    with pytest.raises(ImageError, match="row.jpg stops before its image ends .truncated"):
+        read_image(tmp_path / "row.jpg")
+
+
 def test_an_icc_profile_is_srgb_by_what_it_does_not_by_its_name(tmp_path):
     # GIMP embeds "GIMP built-in Linear sRGB" (sRGB's primaries, linear curves) in its linear-light
     # exports: called "sRGB already" by its name, the photo stayed linear, about 4x too dark

@@ -39,8 +39,6 @@ def jpeg_without_end(source) -> tuple[np.ndarray, dict] | None:
     there by an end marker, and again after other bits (:data:`_FILLS`) than the zeros libjpeg
     decodes where data is missing: the pixels agree only when no row took a bit past that point.
     """
-    from PIL import ImageChops
-
     from ._pillow_reader import open_pillow, pillow_pixels
 
     if source is None:
@@ -70,8 +68,10 @@ def jpeg_without_end(source) -> tuple[np.ndarray, dict] | None:
             for fill in _FILLS:
                 with open_pillow(io.BytesIO(pixels + fill + b"\xff\xd9")) as filled:
                     filled.load()
-                    if ImageChops.difference(ended, filled).getbbox(alpha_only=False) is not None:
-                        return None  # a row took bits past the file's end: cut inside its pixels
+                    same = _same(ended, filled)
+                    filled.close()  # leaving ``with`` closes the file only, not the decoded pixels
+                if not same:
+                    return None  # a row took bits past the file's end: cut inside its pixels
             arr, applied = pillow_pixels(ended)
     except (OSError, ValueError, SyntaxError):
         return None
@@ -79,6 +79,23 @@ def jpeg_without_end(source) -> tuple[np.ndarray, dict] | None:
         "no end marker (EOI) after the pixels (a phone's panorama, or its last 2 bytes lost): every row read"
     )
     return arr, applied
+
+
+# rows compared at a time: a difference image of two whole decodes would be a third decode's size
+_BAND_ROWS = 256
+
+
+def _same(a, b) -> bool:
+    """Whether Pillow images ``a`` and ``b`` (same size and mode) have the same pixels, compared a
+    band of :data:`_BAND_ROWS` rows at a time."""
+    from PIL import ImageChops
+
+    width, height = a.size
+    for top in range(0, height, _BAND_ROWS):
+        box = (0, top, width, min(top + _BAND_ROWS, height))
+        if ImageChops.difference(a.crop(box), b.crop(box)).getbbox(alpha_only=False) is not None:
+            return False
+    return True
 
 
 def _one_scan(data: bytes) -> tuple[int, int] | None:

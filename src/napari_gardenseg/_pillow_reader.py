@@ -205,10 +205,10 @@ def pillow_pixels(im) -> tuple[np.ndarray, dict]:
     if mode in ("1", "L", "LA", "La"):
         arr = np.asarray(im.getchannel(0) if mode != "1" else im.convert("L"))
     elif mode in ("I", "F") or mode.startswith("I;16"):
-        arr = np.asarray(im)
-        arr = arr.astype(arr.dtype.newbyteorder("="))  # I;16B is big-endian
+        arr = pillow_array(im)
+        arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)  # I;16B is big-endian
     else:
-        arr = np.asarray(im if mode == "RGB" else im.convert("RGB"))  # convert() copies even RGB
+        arr = pillow_array(im if mode == "RGB" else im.convert("RGB"))  # convert() copies even RGB
     if applied["mode"] not in ("L", "RGB", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"):
         applied["converted"] = f"{applied['mode']} -> {'grey' if arr.ndim == 2 else 'RGB'}"
     arr = np.ascontiguousarray(arr)
@@ -216,6 +216,26 @@ def pillow_pixels(im) -> tuple[np.ndarray, dict]:
         arr = blank_transparent(arr.copy() if not arr.flags.writeable else arr, alpha)
         applied["transparent"] = f"{int((alpha == 0).sum())} fully transparent pixels read as black (nodata)"
     return arr, applied
+
+
+# rows of a Pillow image made into numpy at a time
+_BAND_ROWS = 512
+
+
+def pillow_array(im) -> np.ndarray:
+    """``np.asarray(im)`` of a Pillow image, filled :data:`_BAND_ROWS` rows at a time: Pillow's array
+    interface makes a ``bytes`` of the whole image and joins it from pieces, two copies at peak
+    beside the decoded image and the array."""
+    width, height = im.size
+    if height <= _BAND_ROWS:
+        return np.asarray(im)
+    band = np.asarray(im.crop((0, 0, width, _BAND_ROWS)))
+    arr = np.empty((height, *band.shape[1:]), band.dtype)
+    arr[:_BAND_ROWS] = band
+    for top in range(_BAND_ROWS, height, _BAND_ROWS):
+        bottom = min(top + _BAND_ROWS, height)
+        arr[top:bottom] = np.asarray(im.crop((0, top, width, bottom)))
+    return arr
 
 
 def _exif_adobe_rgb(im) -> bool:
