@@ -525,6 +525,33 @@ def test_outputs_corrected_with_any_program_are_never_replaced(images, tmp_path,
     assert tifffile.imread(out / "scene2_labels_crf.tif")[:8, :8].max() < 99
 
 
+def test_resume_makes_again_an_output_deleted_or_emptied_by_a_crash(images, client, tmp_path, capsys):
+    # a power cut after a rename whose bytes had not reached the disk leaves an empty file under
+    # the output's name (ext4, XFS): --resume counted it done, --overwrite refused it as corrections
+    out = tmp_path / "out"
+    args = ["segment", str(images[3]), "--out", str(out), "--no-crf"]
+    assert cli.main(args) == 0
+    want = tifffile.imread(out / "scene3_labels.tif")
+    (out / "scene3_labels.tif").write_bytes(b"")
+    (out / "scene3_overlay.png").unlink()  # deleted to have it made again
+    capsys.readouterr()
+    assert cli.main(args + ["--resume"]) == 0
+    assert "1 done, 0 skipped, 0 failed" in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(out / "scene3_labels.tif"), want)
+    assert (out / "scene3_overlay.png").stat().st_size > 0
+    # the same through Dask's tasks
+    (out / "scene3_labels.tif").write_bytes(b"")
+    summary = _batch.segment_files([images[3]], out, client=client, crf=False, resume=True)
+    assert [f.status for f in summary] == ["done"]
+    np.testing.assert_array_equal(tifffile.imread(out / "scene3_labels.tif"), want)
+    # another output corrected meanwhile: refused as before, the correction kept
+    (out / "scene3_labels.tif").write_bytes(b"")
+    (out / "scene3_instances.csv").write_text("label,class_name\n1,mine\n")
+    assert cli.main(args + ["--resume"]) == 1
+    assert "changed after the run that wrote it" in capsys.readouterr().err
+    assert (out / "scene3_instances.csv").read_text() == "label,class_name\n1,mine\n"
+
+
 def test_an_input_of_the_batch_is_never_one_of_its_outputs(images, tmp_path):
     # files given one by one (a shell glob) from the output folder: plot_overlay.png is an input
     folder = tmp_path / "self"
@@ -748,6 +775,36 @@ def test_a_file_that_runs_out_of_memory_fails_alone_and_says_what_to_do(images, 
     (line,) = (json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines())
     assert line["error_type"] == "MemoryError" and "segment_to_zarr" in line["message"]
     assert (out / "scene2_labels.tif").exists()  # the next file ran
+
+
+def test_a_full_output_disk_fails_each_file_with_what_to_do_and_the_batch_goes_on(
+    images, tmp_path, monkeypatch, capsys
+):
+    # a disk too full for failures.jsonl stopped the batch as "could not start" (exit 2), the
+    # failing file unnamed and the files after it never tried
+    import errno
+
+    from napari_gardenseg import _batch_status, _dask_runner
+
+    original = _dask_runner.process_file
+
+    def disk_full(path, *args, **kwargs):
+        if Path(path).name == "scene1.png":
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / ".scene1_overlay.png.1.tmp"))
+        return original(path, *args, **kwargs)
+
+    def append_fails(out, entry):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_dask_runner, "process_file", disk_full)
+    monkeypatch.setattr(_batch, "_append_failure", append_fails)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]) == 1
+    captured = capsys.readouterr()
+    assert f"the disk of the output folder ({out}) is full; free space there" in captured.err
+    assert "(not listed in failures.jsonl: [Errno 28]" in captured.err
+    assert "1 done, 0 skipped, 1 failed" in captured.err and (out / "scene2_labels.tif").exists()
+    assert _batch_status.failure_message(ValueError("x")) == "x"
 
 
 def test_the_overlay_is_drawn_band_by_band_with_outlines_across_the_seams():

@@ -152,3 +152,25 @@ def test_a_tiny_colour_width_is_refused_before_the_lattice_writes_out_of_bounds(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[:2] == ["refused 1e-06 True", "refused 1e-30 True"], done.stdout
+
+
+def test_numbas_fallback_cache_is_a_folder_of_this_users_own(tmp_path, monkeypatch):
+    # where the install and the user's cache are read-only, numba's cache went to one fixed
+    # /tmp/napari-gardenseg-numba: another account's first run made it unwritable (every CRF failed
+    # "cannot cache function") or could put files there that numba unpickles
+    import os
+    import stat
+    import tempfile
+
+    if not hasattr(os, "getuid"):
+        pytest.skip("POSIX user ids")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    own = _numba._private_cache_dir()
+    assert own == str(tmp_path / f"napari-gardenseg-numba-{os.getuid()}")
+    assert stat.S_IMODE(os.stat(own).st_mode) == 0o700 and _numba._private_cache_dir() == own
+    os.chmod(own, 0o777)  # writable by others (or, alike, another user's): not used
+    other = _numba._private_cache_dir()
+    assert other != own and os.path.dirname(other) == str(tmp_path) and os.access(other, os.W_OK)
+    os.rmdir(own)
+    os.symlink(other, own)  # a link planted under the name
+    assert _numba._private_cache_dir() not in (own, other)

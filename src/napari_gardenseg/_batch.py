@@ -47,7 +47,15 @@ from ._claims import WAITING, claim, holder
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
 from ._image_folders import is_zarr_store
-from ._run_record import RUN_SUFFIX, _compared_options, _input_identity, _not_done, model_identity, read_run_record
+from ._run_record import (
+    OUTPUTS_GONE,
+    RUN_SUFFIX,
+    _compared_options,
+    _input_identity,
+    _not_done,
+    model_identity,
+    read_run_record,
+)
 
 __all__ = [
     "FAILURES_FILE",
@@ -227,7 +235,10 @@ def segment_files(
 
     def fail(fs: FileStatus, entry: dict):
         fs.status, fs.error = "failed", f"{entry['error_type']}: {entry['message']}"
-        _append_failure(out, entry)
+        try:
+            _append_failure(out, entry)
+        except OSError as exc:  # a full disk: the failure is still said, and the batch goes on
+            fs.error += f" (not listed in {FAILURES_FILE}: {exc})"
         finished(fs, f"{_file_shown(fs)}: FAILED: {fs.error}")
 
     wanted = {
@@ -248,7 +259,7 @@ def segment_files(
             todo.append((fs, targets, _record_stamp(out, fs.name)))
         else:
             verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
-            if verdict == "run":
+            if verdict in ("run", "redo"):  # a task redoes a file with outputs gone by its own resume check
                 todo.append(fs)
             elif verdict == "skip":
                 finished(fs, f"{_file_shown(fs)}: already done (resume)")
@@ -283,7 +294,7 @@ def segment_files(
             if verdict == "skip":
                 finished(fs, f"{_file_shown(fs)}: already done (resume)")
                 return
-            if verdict != "run":
+            if verdict not in ("run", "redo"):
                 fail(fs, verdict)
                 return
             if loaded is None:  # once, for the first file that runs
@@ -291,7 +302,7 @@ def segment_files(
             fs.attempts = 1
             # resume was decided above; process_file's own (for Dask's recomputed tasks) takes a
             # photo of the same name, size and time for this one
-            task_kwargs = dict(kwargs, resume=False)
+            task_kwargs = dict(kwargs, resume=False, overwrite=overwrite or verdict == "redo")
             if progress is not None:  # the stages (and tiles) of this file move the bar between files
                 task_kwargs["progress"] = _within(progress, n_finished, len(files), _file_shown(fs))
             settle(fs, _task(fs.file, str(out), fs.name, loaded, task_kwargs, None))
@@ -355,7 +366,9 @@ def _file_shown(fs: FileStatus) -> str:
 
 
 def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):
-    """ "run", "skip" (resume: done with the same input, model and options), or a failure entry."""
+    """ "run", "skip" (resume: done with the same input, model and options), "redo" (resume: the
+    same, but some outputs are missing or empty; made again over its own unchanged outputs), or a
+    failure entry."""
     path = Path(fs.file)
     if not (path.is_file() or is_zarr_store(path)):
         return _failure(fs, FileNotFoundError(f"no such image file: {path}"), tb="")
@@ -366,6 +379,12 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
             fs.status, fs.instances, fs.note = "skipped", record.get("instances"), record.get("note")
             fs.outputs = [str(out / f) for f in [*record.get("written", []), f"{fs.name}{RUN_SUFFIX}"]]
             return "skip"
+        if why == OUTPUTS_GONE:  # made again, its unchanged outputs replaced; corrected ones refused
+            try:
+                check_outputs(out, fs.name, targets, True, input_path=path)
+            except OutputExistsError as exc:
+                return _failure(fs, exc, tb="")
+            return "redo"
         if not overwrite:
             try:  # another photo's outputs, or corrected ones: said as such, not "pass --overwrite"
                 check_outputs(out, fs.name, targets, True, input_path=path)

@@ -20,8 +20,10 @@ from ._image_arrays import looks_like_label_map, one_colour
 from ._image_reader import read_image
 from ._run_record import (
     _RECORD_FORMAT,
+    OUTPUTS_GONE,
     RUN_SUFFIX,
     _compared_options,
+    _has_bytes,
     _input_identity,
     _jsonable,
     _not_done,
@@ -128,8 +130,12 @@ def process_file(
         "options": _compared_options(segment_options, crf_overrides, axes),
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
-    if resume and (done := read_run_record(out, name)) is not None and _not_done(out, name, record, done) is None:
-        return _reused(path, name, done)
+    if resume and (done := read_run_record(out, name)) is not None:
+        why = _not_done(out, name, record, done)
+        if why is None:
+            return _reused(path, name, done)
+        # this run's outputs, some deleted or emptied by a crash: made again (changed ones are refused below)
+        overwrite = overwrite or why == OUTPUTS_GONE
     wanted = dict(record)  # what a run record must say for its outputs to be this file's
     kind = input_kind(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
@@ -325,7 +331,13 @@ def _not_anothers(out: Path, name: str, record: dict, input_path) -> None:
     for listed in record.get("written") or []:
         target = out / str(listed)
         # cached by size and time: the batch's check and process_file's read each output once
-        if str(listed) in digests and target.is_file() and _sha256(target) != digests[str(listed)]:
+        # an empty file is what a crash left, not a correction: it is made again
+        if (
+            str(listed) in digests
+            and _has_bytes(target)
+            and target.is_file()
+            and _sha256(target) != digests[str(listed)]
+        ):
             raise ForeignFileError(
                 f"output {str(target)!r} was changed after the run that wrote it (its bytes differ from "
                 f"those the run record {name}{RUN_SUFFIX} holds): your corrections? Not replacing it, "

@@ -108,9 +108,15 @@ def _failure(
 
 
 def failure_message(exc: BaseException) -> str:
-    """The message a batch reports for a file that raised ``exc``: with what to do when memory ran out."""
+    """The message a batch reports for a file that raised ``exc``: with what to do when memory or the
+    output disk ran out."""
+    import errno
+
     from ._device import with_memory_advice
 
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" ({os.path.dirname(exc.filename)})" if isinstance(exc.filename, str) else ""
+        return f"{exc}: the disk of the output folder{where} is full; free space there, then run the batch again with resume=True (--resume on the command line)"
     return with_memory_advice(exc) or str(exc)
 
 

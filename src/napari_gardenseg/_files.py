@@ -168,6 +168,22 @@ def _hidden_sibling(path: Path, ext: str) -> Path:
     return sibling
 
 
+def _flush_to_disk(path: Path) -> None:
+    """``fsync`` a file, or a folder's entries, where the system allows it: a rename reaches the disk
+    before its file's bytes do (ext4's and XFS's delayed allocation), and a power cut then leaves an
+    empty file under the output's name, which a resumed batch would take as done."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # a folder cannot be opened on Windows; its renames are kept there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (and folders on some systems) take no fsync
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: bool = False):
     """Yield a temporary path next to ``path``; rename it to ``path`` when the block succeeds.
@@ -194,7 +210,9 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
                 raise
             shutil.rmtree(old, ignore_errors=True)
         else:
+            _flush_to_disk(tmp)
             os.replace(tmp, path)
+            _flush_to_disk(path.parent)
     finally:
         if tmp.is_dir():
             import shutil

@@ -211,6 +211,11 @@ def _same_file(a: dict, b: dict) -> bool:
     return name(a["path"]) == name(b["path"]) and close and all(a.get(k) == b.get(k) for k in rest)
 
 
+# _not_done's reason when only outputs are missing (deleted) or empty (a crash): the same run's,
+# which resume makes again, replacing its other outputs that are unchanged since they were written
+OUTPUTS_GONE = "outputs missing or empty"
+
+
 def _not_done(out: Path, name: str, wanted: dict, record: dict | None = None) -> str | None:
     """The one "done" check: None when ``name``'s run record (``record``, else read from ``out``) matches
     ``wanted`` (input, model, options) and its outputs are all there; otherwise why not."""
@@ -220,11 +225,20 @@ def _not_done(out: Path, name: str, wanted: dict, record: dict | None = None) ->
     differ = _differences(record, wanted)
     if differ:
         return "different " + " and ".join(differ)
-    if not all((out / f).exists() for f in record.get("written", [])):
-        return "outputs missing"
+    if not all(_has_bytes(out / f) for f in record.get("written", [])):
+        return OUTPUTS_GONE
     if not _verifiable(wanted["model"]):
         return "a model that cannot be verified"
     return None
+
+
+def _has_bytes(path: Path) -> bool:
+    """Whether an output is there and not empty (what a crash leaves of a file whose bytes had not
+    reached the disk; a zarr store is a folder)."""
+    try:
+        return path.is_dir() or path.stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _is_done(out: Path, name: str, wanted: dict) -> bool:

@@ -28,7 +28,8 @@ compile on first use, which takes seconds, and are cached on disk
 (``cache=True``), which makes later processes load them in well under a
 second: numba writes beside the installed module, or, where the install is
 read-only, in the user's cache (``~/.cache/numba``, or ``NUMBA_CACHE_DIR``);
-where neither can be written, in the system's temporary directory.
+where neither can be written, in a folder of the user's own in the system's temporary
+directory (:func:`_private_cache_dir`).
 :func:`warm_up` compiles or loads everything on a tiny crop.
 """
 
@@ -85,14 +86,35 @@ def _kernels():
     except RuntimeError as err:  # numba found no writable cache directory (install and user cache read-only)
         if "cannot cache" not in str(err):
             raise
-        import os
-        import tempfile
-
         import numba
 
-        numba.config.CACHE_DIR = os.path.join(tempfile.gettempdir(), "napari-gardenseg-numba")
+        numba.config.CACHE_DIR = _private_cache_dir()
         from . import _numba_lattice
     return _numba_lattice
+
+
+def _private_cache_dir() -> str:
+    """A folder for numba's cache that only this user can write: ``<tmp>/napari-gardenseg-numba-<uid>``,
+    made with mode 0700, used when it is a folder of this user's that nobody else can write; else a
+    new folder for this process (compiled again each time). A fixed name shared by all users would be
+    unwritable for all but the first, or hold files another account put there, which numba unpickles."""
+    import os
+    import stat
+    import tempfile
+
+    getuid = getattr(os, "getuid", None)  # POSIX; Windows keeps a temporary folder per user
+    if getuid is not None:
+        path = os.path.join(tempfile.gettempdir(), f"napari-gardenseg-numba-{getuid()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        except OSError:
+            return tempfile.mkdtemp(prefix="napari-gardenseg-numba-")
+        st = os.lstat(path)  # not followed: a link planted under this name is not used
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == getuid() and not st.st_mode & 0o022:
+            return path
+    return tempfile.mkdtemp(prefix="napari-gardenseg-numba-")
 
 
 def _gaussian(h: int, w: int, sxy: np.float32):
