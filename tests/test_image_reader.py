@@ -422,6 +422,65 @@ def test_a_tiff_of_several_images_says_only_the_first_is_read(tmp_path):
         assert "series" not in open_image(tmp_path / "pyramid.tif").applied
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_preview_before_a_tiffs_image_is_not_what_is_read(tmp_path, lazy):
+    # scanners and cameras may write a reduced-resolution preview (NewSubfileType 1) as the first
+    # page (libtiff.net #118): the 8x smaller preview was segmented, said as "only the first is read"
+    import warnings
+
+    scan = np.repeat(np.repeat(_marked(), 2, 0), 2, 1)
+    with tifffile.TiffWriter(tmp_path / "scan.tif") as tw:
+        tw.write(scan[::8, ::8], photometric="rgb", subfiletype=1)
+        tw.write(scan, photometric="rgb", tile=(16, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one image: no "holds 2 images"
+        f = read_image(tmp_path / "scan.tif", lazy=lazy)
+    np.testing.assert_array_equal(np.asarray(f.data[:]), scan)
+    assert (
+        f.applied["preview"]
+        == "the full-resolution image (TIFF series 2); a reduced-resolution preview before it not read"
+    )
+
+
+def test_a_colour_jpeg2000_of_more_than_8_bits_keeps_its_values(tmp_path):
+    # archive and herbarium masters: Pillow reads 12- and 16-bit colour JPEG 2000 as 8-bit RGB,
+    # wrapped (Pillow #7899): white paper (65535) came out black, a saturated channel 0
+    import imagecodecs
+
+    rgb = np.random.default_rng(4).integers(0, 65536, (24, 32, 3)).astype(np.uint16)
+    rgb[:6] = 65535
+    rgb[6:9, :, 1] = 65535
+    (tmp_path / "scan.jp2").write_bytes(imagecodecs.jpeg2k_encode(rgb, level=0, codecformat="jp2"))
+    f = read_image(tmp_path / "scan.jp2")
+    np.testing.assert_array_equal(f.data, rgb)
+    assert f.applied["bits"].startswith("16 bits a sample, decoded by imagecodecs")
+    as_bytes = open_image((tmp_path / "scan.jp2").read_bytes()).read_uint8()
+    np.testing.assert_array_equal(as_bytes, open_image(tmp_path / "scan.jp2").read_uint8())
+    assert (as_bytes[:6] == 255).all() and (as_bytes[6:9, :, 1] == 255).all()
+    twelve = rgb >> 4
+    (tmp_path / "cam.j2k").write_bytes(imagecodecs.jpeg2k_encode(twelve, level=0, codecformat="j2k", bitspersample=12))
+    np.testing.assert_array_equal(read_image(tmp_path / "cam.j2k").data, twelve)
+    eight = (rgb >> 8).astype(np.uint8)  # 8 bits: Pillow's, as before
+    (tmp_path / "web.jp2").write_bytes(imagecodecs.jpeg2k_encode(eight, level=0, codecformat="jp2"))
+    f = read_image(tmp_path / "web.jp2")
+    np.testing.assert_array_equal(f.data, eight)
+    assert "bits" not in f.applied
+
+
+def test_a_jpeg_or_png_with_a_tiff_name_is_read_by_its_content(tmp_path):
+    # an export renamed .tif was refused as "not a TIFF file tifffile can read", though Pillow reads it
+    photo = _marked()
+    Image.fromarray(photo).save(tmp_path / "scan.tif", format="PNG")
+    f = read_image(tmp_path / "scan.tif")
+    np.testing.assert_array_equal(f.data, photo)
+    assert f.applied["named"] == "a PNG file with a TIFF name: read as PNG"
+    Image.fromarray(photo).save(tmp_path / "photo.tiff", format="JPEG", quality=95)
+    assert read_image(tmp_path / "photo.tiff").applied["format"] == "JPEG"
+    (tmp_path / "junk.tif").write_bytes(b"GIF87a" + bytes(40))
+    with pytest.raises(ImageError, match="junk.tif is not a TIFF file tifffile can read"):
+        read_image(tmp_path / "junk.tif")
+
+
 def test_zarr_axes(tmp_path):
     import zarr
 

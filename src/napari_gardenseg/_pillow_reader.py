@@ -94,7 +94,8 @@ def decode(im, what: Path | str, *, source=None) -> tuple[np.ndarray, dict]:
 
     try:
         try:
-            return pillow_pixels(im)
+            deep = deep_jpeg2000(im, source)
+            return deep if deep is not None else pillow_pixels(im)
         except OSError as err:
             whole = jpeg_without_end(source) if err.errno is None and im.format == "JPEG" else None
             if whole is None:
@@ -106,6 +107,45 @@ def decode(im, what: Path | str, *, source=None) -> tuple[np.ndarray, dict]:
             f"{getattr(what, 'name', what)} is {w} x {h} pixels ({w * h * 3 / 1e9:.1f} GB as RGB), more than this "
             "machine's free memory: save it as a tiled TIFF, which is read window by window"
         ) from None
+
+
+def deep_jpeg2000(im, source) -> tuple[np.ndarray, dict] | None:
+    """A colour JPEG 2000 of more than 8 bits a sample (a scan's or an archive's master), decoded by
+    imagecodecs (OpenJPEG) as uint16, with a note; None for any other image. Pillow reads such
+    colour as 8-bit RGB with its values wrapped: white (65535, or 4095 at 12 bits) comes out black
+    (Pillow #7511, #7899). ``source``: the path or file object ``im`` was opened from."""
+    if im.format != "JPEG2000" or im.mode not in ("RGB", "RGBA") or source is None:
+        return None
+    if hasattr(source, "read"):
+        source.seek(0)
+        data = source.read()
+    else:
+        data = Path(source).read_bytes()
+    bits = _jpeg2000_bits(data)
+    if bits is None or bits <= 8:
+        return None
+    import imagecodecs
+
+    arr = imagecodecs.jpeg2k_decode(data)
+    applied = {"mode": im.mode, "bits": f"{bits} bits a sample, decoded by imagecodecs (Pillow reads 8)"}
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        alpha, arr = arr[..., 3], np.ascontiguousarray(arr[..., :3])
+        if alpha_used(alpha) and not alpha.all():
+            arr = blank_transparent(arr, alpha)
+            applied["transparent"] = f"{int((alpha == 0).sum())} fully transparent pixels read as black (nodata)"
+    return arr, applied
+
+
+def _jpeg2000_bits(data: bytes) -> int | None:
+    """The most bits a sample of a JPEG 2000 file's components has, from its codestream's SIZ
+    marker (ITU-T T.800 A.5.1; in a .jp2 file it follows the start of its jp2c box), None when
+    it cannot be found in the file's first 64 KiB."""
+    at = data.find(b"\xff\x4f\xff\x51", 0, 65536)  # SOC, then SIZ
+    if at < 0 or len(data) < at + 42:
+        return None
+    count = int.from_bytes(data[at + 40 : at + 42], "big")
+    sizes = data[at + 42 : at + 42 + 3 * count : 3]
+    return max(((b & 0x7F) + 1 for b in sizes), default=None)
 
 
 def decode_error(err: OSError, what: Path | str) -> OSError:

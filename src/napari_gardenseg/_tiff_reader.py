@@ -34,8 +34,9 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
 
     try:
         with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            others = _other_images(tif)
+            first = _first_image(tif)  # a scanner's or camera's preview may come before the image
+            series = tif.series[first]
+            others = _other_images(tif, first)
             page = series.keyframe
             file_axes = series.axes
             shape = tuple(int(s) for s in series.shape)
@@ -57,14 +58,15 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             # window by window, so a big one stays lazy; Pillow would read it whole, and cannot
             # open a file with a mask IFD at all
             jpeg_ycbcr = photometric == "YCBCR" and int(page.compression) == 7
-            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None
+            # Pillow reads a TIFF's first page: a preview before the image leaves it to tifffile
+            by_pillow = photometric in _PILLOW_PHOTOMETRIC and single and axes is None and first == 0
             by_pillow = by_pillow and not (jpeg_ycbcr and (big or mask is not None))
             if by_pillow:
                 data = None
             elif big:
                 import zarr
 
-                z = zarr.open(tifffile.imread(path, aszarr=True, series=0), mode="r")
+                z = zarr.open(tifffile.imread(path, aszarr=True, series=first), mode="r")
                 data = z if hasattr(z, "shape") else z[sorted(z.array_keys())[0]]  # a pyramid: level 0
             else:
                 data = series.asarray()
@@ -73,6 +75,11 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             elif mask is not None:  # its own store, open after this file closes, as the image's
                 mask = zarr.open(tifffile.imread(path, aszarr=True, key=mask.index), mode="r")
     except tifffile.TiffFileError as err:
+        named = _other_format(path)  # a JPEG or PNG saved under a .tif name: read by its content, as Pillow does
+        if named is not None:
+            image = read_pillow(path)
+            image.applied["named"] = f"a {named} file with a TIFF name: read as {named}"
+            return image
         raise ImageError(
             f"{path.name} is not a TIFF file tifffile can read ({err}): open it in an image editor and save it again"
         ) from None
@@ -114,6 +121,11 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
     if orientation not in (None, 1):
         applied["tiff_orientation"] = _ORIENTATION_NOTE.format(int(orientation))
+    if first:
+        applied["preview"] = (
+            f"the full-resolution image (TIFF series {first + 1}); {'a reduced-resolution preview' if first == 1 else f'{first} reduced-resolution previews'} "
+            "before it not read"
+        )
     if others:
         applied["series"] = f"the first of {others + 1} images in the file (TIFF series); the others not read"
         warnings.warn(
@@ -280,17 +292,39 @@ def _nodata_mask(a: np.ndarray, value: float, colour: bool) -> np.ndarray:
     return hit.all(axis=-1) if colour else hit
 
 
-def _other_images(tif) -> int:
-    """How many of the file's TIFF series after the first are images of their own: not a reduced
+# the first bytes of the formats a photo saved under a wrong name is most often in
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
+
+
+def _other_format(path: Path) -> str | None:
+    """ "JPEG" or "PNG" when ``path``'s first bytes say it is one (whatever its name), else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    return next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def _subfile(series) -> int:
+    """A TIFF series' NewSubfileType: bit 1 a reduced resolution (a preview, a pyramid level),
+    bit 4 a transparency mask; 0 for a full-resolution image, or where the tag cannot be read."""
+    try:
+        return int(series.keyframe.subfiletype)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _first_image(tif) -> int:
+    """The index of the file's first TIFF series that is a full-resolution image: a scanner or
+    camera may write a reduced-resolution preview first (libtiff.net #118); 0 when none is."""
+    return next((k for k, series in enumerate(tif.series) if not _subfile(series) & 0b101), 0)
+
+
+def _other_images(tif, first: int = 0) -> int:
+    """How many of the file's TIFF series after ``first`` are images of their own: not a reduced
     resolution or a transparency mask (NewSubfileType bits 1 and 4), which belong to the first."""
-    count = 0
-    for series in tif.series[1:]:
-        try:
-            subfile = int(series.keyframe.subfiletype)
-        except (AttributeError, TypeError, ValueError):
-            subfile = 0
-        count += not subfile & 0b101
-    return count
+    return sum(not _subfile(series) & 0b101 for series in tif.series[first + 1 :])
 
 
 def _white_is_zero(a: np.ndarray) -> np.ndarray:
