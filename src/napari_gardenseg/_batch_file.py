@@ -415,7 +415,9 @@ def _file_note(result, score_threshold: float) -> str | None:
     )
     hints = (
         adapt or shrunk_hint(results, "run again with --tile-size auto"),
-        ground_cover_hint(results, "label some of its plants and `gardenseg train` a model on them"),
+        ground_cover_hint(
+            results, "label some of its plants and `gardenseg train` a model on them", "run again with --scale auto"
+        ),
         not_green_hint(results),
         card_hint(results),
     )

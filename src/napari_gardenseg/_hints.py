@@ -143,19 +143,41 @@ def network_full_hint(results) -> str | None:
     )
 
 
-def ground_cover_hint(results, action: str = "paint its plants and *Train on my labels*") -> str | None:
+def ground_cover_hint(
+    results, action: str = "paint its plants and *Train on my labels*", scale_action: str = "set *scale* to auto"
+) -> str | None:
     """One line when plant-coloured ground cover (:data:`LAWN_SHARE` of the image or more, far larger
     than any plant found in it: a lawn, a hedge, a bed grown together) was left without instances;
     else None. ``results``: :class:`~napari_gardenseg.SegmentationResult` objects (one per plane);
-    ``action``: what to do, in the widget's words (a batch gives its own)."""
-    shares = [(r.meta.get("vegetation") or {}).get(GROUND_COVER, 0.0) for r in results]
-    share = max(shares, default=0.0)
-    if share < LAWN_SHARE:
+    ``action``: what to do, in the widget's words (a batch gives its own).
+
+    In a run on tiles (``meta["tiles"]``: a big image at its own resolution) ground cover is judged
+    window by window, and a plant larger than the network's tiles (a herbarium sheet or a close-up
+    scanned at full resolution, the network finding its leaves) looks the same: then
+    :data:`TILED_COVER` of the image is enough, and ``scale_action`` (a smaller scale, at which the
+    network sees such plants whole) is the other advice."""
+    share, tiled = 0.0, False
+    for r in results:
+        cover = (r.meta.get("vegetation") or {}).get(GROUND_COVER, 0.0)
+        if cover > share:
+            share, tiled = cover, bool(r.meta.get("tiles"))
+    if share < (TILED_COVER if tiled else LAWN_SHARE):
         return None
-    return (
-        f"{100 * share:.0f}% of the photo is plant-coloured ground cover, far larger than any plant found in it "
-        f"(a lawn, a hedge, plants grown together): left without instances; {action} to have them told apart"
+    text = (
+        f"{100 * share:.0f}% of the {'image' if tiled else 'photo'} is plant-coloured ground cover, far larger than "
+        f"any plant found in it (a lawn, a hedge, plants grown together): left without instances; {action} to have "
+        "them told apart"
     )
+    if tiled:
+        text += (
+            f"; or they are plants larger than the network's tiles, found only in part: {scale_action} "
+            "for the network to see them whole"
+        )
+    return text
+
+
+# the share of a tiled run's image left as ground cover that the hint speaks of (see ground_cover_hint)
+TILED_COVER = 0.05
 
 
 # an image shrunk more than this many times for one network pass shows the network plants a few
