@@ -417,3 +417,31 @@ def test_gardenseg_models_lists_the_users_own_models(user_models, capsys):
     assert cli.main(["models"]) == 0
     out = capsys.readouterr().out
     assert "roses" in out and str((user_models / "roses.pt").resolve()) in out
+
+
+def _torch_in_child(_):
+    import torch
+
+    x = torch.rand(3, 400, 400)
+    y = torch.nn.functional.conv2d(((x - x.mean()) / x.std())[None], torch.ones(4, 3, 3, 3))
+    return torch.get_num_threads(), float(y.sum()) != 0.0
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="fork is POSIX's")
+def test_a_process_forked_after_torch_ran_runs_torch(tmp_path):
+    # multiprocessing's fork workers (Linux's default before Python 3.14) hung in their first
+    # torch operation once the parent had segmented (torch's OpenMP pool is not fork-safe)
+    import multiprocessing
+
+    import torch
+
+    import napari_gardenseg._models  # noqa: F401  (what registers the hook)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        _torch_in_child(0)  # the parent's pool started
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            assert pool.apply_async(_torch_in_child, (0,)).get(timeout=120) == (1, True)
+    finally:
+        torch.set_num_threads(before)

@@ -52,6 +52,17 @@ __all__ = [
     "model_info",
 ]
 
+
+def _one_thread_after_fork() -> None:
+    # a process forked after torch's OpenMP pool started hangs in its first parallel operation
+    # (pytorch #17199, #41197): a multiprocessing pool's workers (fork is Linux's default before
+    # Python 3.14) get one thread each, as Dask's workers get their share (_dask_runner)
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
+
 FORMAT = "napari-gardenseg"
 FORMAT_VERSION = 1
 
