@@ -552,6 +552,23 @@ def test_resume_makes_again_an_output_deleted_or_emptied_by_a_crash(images, clie
     assert (out / "scene3_instances.csv").read_text() == "label,class_name\n1,mine\n"
 
 
+def test_an_input_name_too_long_for_its_outputs_gets_a_shorter_one(images, tmp_path, capsys):
+    # a legal 249-byte file name stopped the whole batch ("longer than file systems take", exit 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    long = folder / ("\u00e4" * 60 + "c" * 125 + ".png")  # 245 bytes of stem, two-byte letters among them
+    long.write_bytes(images[4].read_bytes())
+    (folder / "short.png").write_bytes(images[5].read_bytes())
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(folder), "--out", str(out), "--no-crf"]) == 0
+    (name,) = {p.name[: -len("_run.json")] for p in out.glob("*_run.json")} - {"short"}
+    assert name.startswith("\u00e4" * 60 + "c") and re.fullmatch(r".*c__[0-9a-f]{6}", name)
+    assert max(len(os.fsencode(p.name)) for p in out.iterdir()) <= 255
+    assert _batch.output_names([long]) == [name]  # the same name again: a resumed batch finds it
+    assert cli.main(["segment", str(folder), "--out", str(out), "--no-crf", "--resume"]) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+
+
 def test_an_input_of_the_batch_is_never_one_of_its_outputs(images, tmp_path):
     # files given one by one (a shell glob) from the output folder: plot_overlay.png is an input
     folder = tmp_path / "self"

@@ -401,6 +401,6 @@ def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict
             )
     try:
         check_outputs(out, fs.name, targets, overwrite, input_path=path)
-    except OutputExistsError as exc:
+    except (OutputExistsError, ValueError) as exc:  # ValueError: an output's name too long (this file's only)
         return _failure(fs, exc, tb="")
     return "run"

@@ -95,7 +95,8 @@ def output_names(paths, subfolders=None) -> list[str]:
     relative to a folder searched recursively (POSIX; ``""`` for none), so the outputs
     mirror that tree; ``...__<6 hex of the SHA-1 of the path relative to the colliding inputs'
     shared folder>`` for inputs whose names collide within ``paths`` as a file system folding case and Unicode forms sees
-    them (``Bäume`` composed and decomposed, ``IMG_1`` and ``img_1``).
+    them (``Bäume`` composed and decomposed, ``IMG_1`` and ``img_1``). A stem too long for its
+    outputs' names (:data:`_STEM_MAX` bytes) is cut, with ``__<6 hex of the SHA-1 of its name>``.
     """
     import unicodedata
 
@@ -109,7 +110,17 @@ def output_names(paths, subfolders=None) -> list[str]:
         group = [i for i, k in enumerate(same) if k == key]
         for i, tag in zip(group, _path_tags([paths[i] for i in group])):
             out[i] = f"{names[i]}__{tag}"
+    for i, name in enumerate(out):  # a stem too long for its outputs' names: cut, and told apart by its path
+        folder, _, stem = name.rpartition("/")
+        if len(os.fsencode(stem)) > _STEM_MAX:
+            cut = os.fsencode(stem)[: _STEM_MAX - 8].decode("utf-8", "ignore")  # a letter cut in two is dropped
+            out[i] = f"{folder}/" * bool(folder) + f"{cut}__{_path_tags([paths[i]])[0]}"
     return out
+
+
+# the longest stem whose outputs' names fit the 255 bytes file systems take (a photo with a world
+# file, whose label TIFFs get an .aux.xml, may still be refused: that file alone fails)
+_STEM_MAX = 255 - len("_labels_crf.tif")
 
 
 class InputKind(NamedTuple):
