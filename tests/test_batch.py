@@ -569,6 +569,24 @@ def test_an_input_name_too_long_for_its_outputs_gets_a_shorter_one(images, tmp_p
     assert "0 done, 2 skipped" in capsys.readouterr().out
 
 
+def test_a_batch_whose_output_pipe_closes_stops_as_unix_tools_do(images, tmp_path, monkeypatch, capsys):
+    # `gardenseg segment ... | head -1`: the next line hit EPIPE and the batch ended as "could not
+    # start" (exit 2); the files done are complete, and --resume goes on
+    import io
+    import sys
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]) == 141
+    err = capsys.readouterr().err
+    assert "gardenseg: output closed; the files finished so far are complete" in err and "--resume" in err
+    assert (out / "scene1_run.json").exists() and not (out / "scene2_run.json").exists()
+
+
 def test_an_input_of_the_batch_is_never_one_of_its_outputs(images, tmp_path):
     # files given one by one (a shell glob) from the output folder: plot_overlay.png is an input
     folder = tmp_path / "self"

@@ -362,6 +362,16 @@ def _warnings_as_lines(command: str):
         warnings.formatwarning = formatted
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at the null device, so that Python's flush at exit does not fail on the closed
+    pipe once more (the Python docs' "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind sys.stdout
+        pass
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("inputs", "photos"):  # the commands' lists of input files and folders
@@ -370,6 +380,11 @@ def main(argv=None) -> int:
     try:
         with _warnings_as_lines(args.command):
             return args.func(args)
+    except BrokenPipeError:  # the reader of the output went away (`| head`): stop, as Unix tools do
+        _quiet_stdout()
+        done = "; the files finished so far are complete: run the same command with --resume to go on"
+        print(f"gardenseg: output closed{done if args.command == 'segment' else ''}", file=sys.stderr)
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool a pipe stopped
     except (ValueError, TypeError, ImportError, OSError) as exc:
         from ._errors import is_user_error
 
