@@ -656,6 +656,47 @@ def test_ctrl_c_waits_for_a_files_outputs_to_be_renamed_together(tmp_path):
     signal.signal(signal.SIGINT, previous)
 
 
+def test_sigterm_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkeypatch, capsys):
+    # a batch system's time limit (SLURM), docker stop: SIGTERM ended the process mid-file with no
+    # word, its claim and temporary files left behind
+    import signal
+
+    from napari_gardenseg import _dask_runner
+
+    original = _dask_runner.process_file
+
+    def then_terminated(path, *args, **kwargs):
+        done = original(path, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # after the first file: delivered before the next starts
+        return done
+
+    monkeypatch.setattr(_dask_runner, "process_file", then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]) == 143
+    assert "interrupted; the files finished so far are complete" in capsys.readouterr().err
+    assert (out / "scene1_run.json").exists() and not (out / "scene2_run.json").exists()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no claim, no temporary
+    assert signal.getsignal(signal.SIGTERM) is before
+    # inside a group of renames it waits for the group, then goes to the command line's handler
+    from napari_gardenseg._files import atomic_write, interrupts_held
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda n, f: seen.append(n))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts_held() as held:
+                with atomic_write(tmp_path / "b_labels.tif") as a, atomic_write(tmp_path / "b_run.json") as b:
+                    a.write_text("labels")
+                    b.write_text("record")
+                    held.hold()
+                    os.kill(os.getpid(), signal.SIGTERM)
+        assert (tmp_path / "b_labels.tif").exists() and (tmp_path / "b_run.json").exists()
+        assert seen == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_an_output_folder_that_takes_no_files_is_named_before_any_file_is_segmented(images, tmp_path):
     blocker = tmp_path / "not a folder"
     blocker.write_text("x")

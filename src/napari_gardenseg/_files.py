@@ -224,33 +224,40 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
 
 class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's)
     """Context manager: after :meth:`hold`, Ctrl-C (SIGINT) waits until the block ends, then
-    raises KeyboardInterrupt; for a group of renames that must all happen or none. Holds
-    nothing outside the main thread, where Python delivers signals."""
+    raises KeyboardInterrupt, and SIGTERM, when a Python handler takes it (the command line's),
+    waits and then goes to that handler; for a group of renames that must all happen or none.
+    Holds nothing outside the main thread, where Python delivers signals."""
 
     def __enter__(self):
-        self._old, self._caught = None, False
+        self._old, self._caught = {}, []
         return self
 
     def hold(self) -> None:
         import signal
         import threading
 
+        if threading.current_thread() is not threading.main_thread():
+            return
         # only Python's own Ctrl-C handler is held: an ignored SIGINT (a background job, nohup)
         # stays ignored, and another program's handler is left to do what it does
-        main = threading.current_thread() is threading.main_thread()
-        if main and self._old is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            self._old = signal.signal(signal.SIGINT, self._catch)
+        if "INT" not in self._old and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self._old["INT"] = signal.signal(signal.SIGINT, self._catch)
+        if "TERM" not in self._old and callable(signal.getsignal(signal.SIGTERM)):
+            self._old["TERM"] = signal.signal(signal.SIGTERM, self._catch)
 
     def _catch(self, signum, frame) -> None:
-        self._caught = True
+        self._caught.append(signum)
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            import signal
+        import signal
 
-            signal.signal(signal.SIGINT, self._old)
-        if self._caught and exc[0] is None:
-            raise KeyboardInterrupt
+        for name, old in self._old.items():
+            signal.signal(getattr(signal, f"SIG{name}"), old)
+        if not self._caught or exc[0] is not None:
+            return
+        if signal.SIGTERM in self._caught and "TERM" in self._old:
+            self._old["TERM"](signal.SIGTERM, None)
+        raise KeyboardInterrupt
 
 
 # a file name's stem made from a layer name: room left for a suffix under the 255 bytes most

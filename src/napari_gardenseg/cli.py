@@ -362,6 +362,29 @@ def _warnings_as_lines(command: str):
         warnings.formatwarning = formatted
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit, ``docker stop``, ``kill``), handled as Ctrl-C is: the
+    output being written is removed, claims are given back, and the resume hint is said."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    import signal
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    try:
+        old = signal.signal(signal.SIGTERM, terminate)
+    except (ValueError, OSError):  # not the main thread (a command run from a thread of a program)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def _quiet_stdout() -> None:
     """Point stdout at the null device, so that Python's flush at exit does not fail on the closed
     pipe once more (the Python docs' "Note on SIGPIPE")."""
@@ -378,7 +401,7 @@ def main(argv=None) -> int:
         if isinstance(getattr(args, name, None), list):
             setattr(args, name, _expand_patterns(getattr(args, name)))
     try:
-        with _warnings_as_lines(args.command):
+        with _warnings_as_lines(args.command), _terminate_as_interrupt():
             return args.func(args)
     except BrokenPipeError:  # the reader of the output went away (`| head`): stop, as Unix tools do
         _quiet_stdout()
@@ -394,13 +417,13 @@ def main(argv=None) -> int:
             raise
         print(f"gardenseg: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: one line, not torch's traceback
+    except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM): one line, not torch's traceback
         if args.command == "segment":
             hint = "the files finished so far are complete (outputs and run record): run the same command with --resume to go on"
         else:
             hint = "no model was saved" if args.command in ("train", "adapt") else ""
         print(f"\ngardenseg: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
 
 
 if __name__ == "__main__":
