@@ -481,6 +481,15 @@ def test_a_jpeg_or_png_with_a_tiff_name_is_read_by_its_content(tmp_path):
         read_image(tmp_path / "junk.tif")
 
 
+def test_a_16_bit_lab_tiff_is_refused_with_what_to_do(tmp_path):
+    # Photoshop's "Lab Color, 16 Bits/Channel": the message said "update Pillow", which reads no
+    # Lab of more than 8 bits in any version
+    lab = np.random.default_rng(5).integers(0, 65536, (12, 10, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "master.tif", lab, photometric="cielab")
+    with pytest.raises(ImageError, match=r"master.tif: its pixels are 16-bit Lab colour, .* save the image as RGB"):
+        read_image(tmp_path / "master.tif")
+
+
 def test_zarr_axes(tmp_path):
     import zarr
 

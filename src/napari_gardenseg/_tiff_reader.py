@@ -103,6 +103,11 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
                 import PIL
 
                 colours = {"YCBCR": "YCbCr", "SEPARATED": "CMYK"}.get(photometric, photometric)
+                if bits is not None and bits > 8 and photometric in ("CIELAB", "ICCLAB", "ITULAB"):
+                    raise ImageError(  # no Pillow reads Lab of more than 8 bits
+                        f"{path.name}: its pixels are {bits}-bit Lab colour, which Pillow does not read: save the "
+                        "image as RGB (in Photoshop: Image > Mode > RGB Color), 8 or 16 bits"
+                    ) from None
                 raise ImageError(
                     f"{path.name}: Pillow {PIL.__version__} cannot read this TIFF's {colours} pixels (the "
                     "file is whole); update Pillow (pip install -U pillow) or save the image as RGB"
