@@ -587,6 +587,33 @@ def test_a_batch_whose_output_pipe_closes_stops_as_unix_tools_do(images, tmp_pat
     assert (out / "scene1_run.json").exists() and not (out / "scene2_run.json").exists()
 
 
+def test_corrections_over_outputs_of_a_run_recorded_without_checksums_are_kept(images, tmp_path, capsys):
+    # a folder from before checksums were recorded: corrections saved over its label image were
+    # replaced by --overwrite, and --overwrite --no-crf deleted a corrected CRF label image
+    out = tmp_path / "out"
+    args = ["segment", str(images[2]), "--out", str(out)]
+    assert cli.main(args) == 0
+    record_path = out / "scene2_run.json"
+    record = json.loads(record_path.read_text())
+    del record["sha256"]  # as runs before 6 December 2026 wrote it
+    record_path.write_text(json.dumps(record))
+    stamp = record_path.stat().st_mtime
+    os.utime(record_path, (stamp - 60, stamp - 60))
+    for name in record["written"]:  # the run's outputs: renamed into place before their record
+        os.utime(out / name, (stamp - 61, stamp - 61))
+    corrected = tifffile.imread(out / "scene2_labels_crf.tif")
+    corrected[:8, :8] = 99
+    tifffile.imwrite(out / "scene2_labels_crf.tif", corrected)  # saved now: after the record
+    capsys.readouterr()
+    for extra in (["--overwrite"], ["--no-crf", "--overwrite"]):
+        assert cli.main(args + extra) == 1
+        err = capsys.readouterr().err
+        assert "scene2_labels_crf.tif' was saved after the run that wrote it" in err, extra
+        np.testing.assert_array_equal(tifffile.imread(out / "scene2_labels_crf.tif"), corrected)
+    (out / "scene2_labels_crf.tif").unlink()  # deleted: the rest is replaced, as before
+    assert cli.main(args + ["--overwrite"]) == 0
+
+
 def test_an_input_of_the_batch_is_never_one_of_its_outputs(images, tmp_path):
     # files given one by one (a shell glob) from the output folder: plot_overlay.png is an input
     folder = tmp_path / "self"

@@ -283,7 +283,8 @@ def check_outputs(out: Path, name: str, targets: list[Path], overwrite: bool, in
     (``input_path`` given: not this file, nor this file moved, as
     :func:`~napari_gardenseg._run_record._same_file` tells); a file the record lists
     whose bytes changed since the run wrote it (corrections saved over it by any
-    program; records of runs before 6 December 2026 hold no checksums). Otherwise an
+    program; records of runs before 6 December 2026 hold no checksums: there, one saved after
+    its record). Otherwise an
     existing file raises :class:`OutputExistsError` unless ``overwrite``. Also
     refuses a folder where a file goes and the reverse (:func:`check_target`), and
     a name too long for file systems (ValueError).
@@ -326,7 +327,8 @@ def _not_anothers(out: Path, name: str, record: dict, input_path) -> None:
                 "results into another folder, or delete those outputs first."
             )
     digests = record.get("sha256")
-    if not isinstance(digests, dict):
+    if not isinstance(digests, dict):  # a record from before checksums: outputs saved over since it was written
+        _none_saved_since(out, name, record)
         return
     for listed in record.get("written") or []:
         target = out / str(listed)
@@ -342,6 +344,28 @@ def _not_anothers(out: Path, name: str, record: dict, input_path) -> None:
                 f"output {str(target)!r} was changed after the run that wrote it (its bytes differ from "
                 f"those the run record {name}{RUN_SUFFIX} holds): your corrections? Not replacing it, "
                 "overwrite or not. Move it, or write into another folder (delete it to have it made again)."
+            )
+
+
+def _none_saved_since(out: Path, name: str, record: dict) -> None:
+    """ForeignFileError when an output that ``name``'s run record lists was modified after the record
+    was written (every output is renamed into place before its record): corrections saved over an
+    output of a run whose record holds no checksums (before 6 December 2026)."""
+    try:
+        recorded = (out / f"{name}{RUN_SUFFIX}").stat().st_mtime
+    except OSError:
+        return
+    for listed in record.get("written") or []:
+        target = out / str(listed)
+        try:
+            changed = target.is_file() and target.stat().st_mtime > recorded + 2  # FAT keeps times to 2 s
+        except OSError:
+            changed = False
+        if changed and _has_bytes(target):
+            raise ForeignFileError(
+                f"output {str(target)!r} was saved after the run that wrote it (after its run record "
+                f"{name}{RUN_SUFFIX}, which is from before checksums were kept): your corrections? Not replacing "
+                "it, overwrite or not. Move it, or write into another folder (delete it to have it made again)."
             )
 
 
