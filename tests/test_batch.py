@@ -614,6 +614,26 @@ def test_corrections_over_outputs_of_a_run_recorded_without_checksums_are_kept(i
     assert cli.main(args + ["--overwrite"]) == 0
 
 
+def test_resume_says_when_another_version_made_what_it_skips(images, tmp_path, capsys):
+    # the version is recorded, not compared: a folder from an older engine was kept as done, unsaid
+    import napari_gardenseg
+
+    out = tmp_path / "out"
+    args = ["segment", str(images[6]), "--out", str(out), "--no-crf"]
+    assert cli.main(args) == 0
+    assert cli.main(args + ["--resume"]) == 0
+    assert "already done (resume)\n" in capsys.readouterr().out
+    record = json.loads((out / "scene6_run.json").read_text())
+    assert record["package_version"] == napari_gardenseg.__version__ != "0.1.0"
+    (out / "scene6_run.json").write_text(json.dumps({**record, "package_version": "0.1.0"}))
+    assert cli.main(args + ["--resume"]) == 0
+    said = capsys.readouterr().out
+    assert (
+        f"already done (resume) by napari-gardenseg 0.1.0; --overwrite without --resume redoes it with {napari_gardenseg.__version__}"
+        in said
+    )
+
+
 def test_an_input_of_the_batch_is_never_one_of_its_outputs(images, tmp_path):
     # files given one by one (a shell glob) from the output folder: plot_overlay.png is an input
     folder = tmp_path / "self"

@@ -262,7 +262,7 @@ def segment_files(
             if verdict in ("run", "redo"):  # a task redoes a file with outputs gone by its own resume check
                 todo.append(fs)
             elif verdict == "skip":
-                finished(fs, f"{_file_shown(fs)}: already done (resume)")
+                finished(fs, f"{_file_shown(fs)}: already done (resume){_by_another_version(out, fs.name)}")
             else:
                 fail(fs, verdict)
 
@@ -292,7 +292,7 @@ def segment_files(
                     return
             verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
             if verdict == "skip":
-                finished(fs, f"{_file_shown(fs)}: already done (resume)")
+                finished(fs, f"{_file_shown(fs)}: already done (resume){_by_another_version(out, fs.name)}")
                 return
             if verdict not in ("run", "redo"):
                 fail(fs, verdict)
@@ -363,6 +363,18 @@ def _file_shown(fs: FileStatus) -> str:
     """The input's name in progress messages: with the subfolder its outputs mirror (recursive batches)."""
     folder, _, _ = fs.name.rpartition("/")
     return f"{folder}/{Path(fs.file).name}" if folder else Path(fs.file).name
+
+
+def _by_another_version(out: Path, name: str) -> str:
+    """For a file --resume skips: that another version of the package made its outputs, and how to
+    redo it with this one (the version is recorded, not compared: a new version need not redo a
+    finished survey); "" when it was this version."""
+    from ._run_record import _package_version
+
+    made_by = (read_run_record(out, name) or {}).get("package_version")
+    if made_by is None or made_by == _package_version():
+        return ""
+    return f" by napari-gardenseg {made_by}; --overwrite without --resume redoes it with {_package_version()}"
 
 
 def _before_running(fs: FileStatus, out: Path, targets: list[Path], wanted: dict, *, resume, overwrite):
