@@ -725,21 +725,61 @@ def test_sigterm_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkeypatch, cap
     assert (out / "scene1_run.json").exists() and not (out / "scene2_run.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no claim, no temporary
     assert signal.getsignal(signal.SIGTERM) is before
-    # inside a group of renames it waits for the group, then goes to the command line's handler
+    # inside a group of renames it waits for the group, then goes to the handler, which decides:
+    # one that only notes it (a program's own) gets no KeyboardInterrupt; it is delivered also
+    # when the group failed
     from napari_gardenseg._files import atomic_write, interrupts_held
 
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda n, f: seen.append(n))
     try:
-        with pytest.raises(KeyboardInterrupt):
-            with interrupts_held() as held:
-                with atomic_write(tmp_path / "b_labels.tif") as a, atomic_write(tmp_path / "b_run.json") as b:
-                    a.write_text("labels")
-                    b.write_text("record")
-                    held.hold()
-                    os.kill(os.getpid(), signal.SIGTERM)
+        with interrupts_held() as held:
+            with atomic_write(tmp_path / "b_labels.tif") as a, atomic_write(tmp_path / "b_run.json") as b:
+                a.write_text("labels")
+                b.write_text("record")
+                held.hold()
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert seen == []
         assert (tmp_path / "b_labels.tif").exists() and (tmp_path / "b_run.json").exists()
         assert seen == [signal.SIGTERM]
+        with pytest.raises(OSError, match="disk"):
+            with interrupts_held() as held:
+                held.hold()
+                os.kill(os.getpid(), signal.SIGTERM)
+                raise OSError("disk")
+        assert seen == [signal.SIGTERM] * 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    # a SIGTERM its parent set to be ignored stays ignored
+    ignored = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        assert cli.main(["segment", str(images[1]), "--out", str(tmp_path / "ign"), "--no-crf"]) == 0
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, ignored)
+
+
+def test_sigterm_stops_training_early_as_a_first_ctrl_c_does(capsys):
+    # `gardenseg train` at a SLURM time limit: SIGTERM threw away what it had learnt, while a
+    # first Ctrl-C stops it early and saves the model
+    import signal
+    import threading
+
+    from napari_gardenseg._cancel import first_interrupt_sets
+
+    def command_lines(signum, frame):  # the command line's own (cli._terminate_as_interrupt)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, command_lines)
+    try:
+        stop = threading.Event()
+        with pytest.raises(KeyboardInterrupt):
+            with first_interrupt_sets(stop, "stopping after this iteration; the model is saved"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                assert stop.is_set()
+                os.kill(os.getpid(), signal.SIGTERM)  # a second: now, saving nothing
+        assert "stopping after this iteration" in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGTERM) is command_lines
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -189,3 +189,15 @@ def test_a_big_tiff_placed_by_a_world_file_gets_tiled_label_tiffs_and_world_file
         assert (out / f"{stem}.tfw").read_text().split() == ["0.05", "0.0", "0.0", "-0.05", "500000.025", "4100000.975"]
         with tifffile.TiffFile(out / f"{stem}.tif") as tif:
             assert tif.pages[0].is_tiled and tif.pages[0].asarray().max() >= 1
+
+
+def test_a_big_tiff_with_a_name_as_long_as_outputs_take_is_segmented(tmp_path, mosaic):
+    # its staged store, ".<name>_labels.zarr.staged", was 20 bytes longer than its outputs' names:
+    # "File name too long" for a stem its outputs fit
+    _, path = mosaic
+    long = path.with_name("f" * 240 + ".tif")
+    path.rename(long)
+    out = tmp_path / "out"
+    summary = segment_files([long], out, "garden", **OPTIONS)
+    assert summary.ok, summary.table
+    assert (out / ("f" * 240 + "_labels.zarr")).is_dir() and not [p for p in out.iterdir() if p.name.startswith(".")]

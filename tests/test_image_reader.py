@@ -457,9 +457,18 @@ def test_a_colour_jpeg2000_of_more_than_8_bits_keeps_its_values(tmp_path):
     as_bytes = open_image((tmp_path / "scan.jp2").read_bytes()).read_uint8()
     np.testing.assert_array_equal(as_bytes, open_image(tmp_path / "scan.jp2").read_uint8())
     assert (as_bytes[:6] == 255).all() and (as_bytes[6:9, :, 1] == 255).all()
-    twelve = rgb >> 4
+    twelve = rgb >> 4  # 12 bits are divided by 4095, as a TIFF's are: white is white
     (tmp_path / "cam.j2k").write_bytes(imagecodecs.jpeg2k_encode(twelve, level=0, codecformat="j2k", bitspersample=12))
-    np.testing.assert_array_equal(read_image(tmp_path / "cam.j2k").data, twelve)
+    f = read_image(tmp_path / "cam.j2k")
+    np.testing.assert_allclose(f.data, twelve / 4095, atol=1e-6)
+    assert (
+        f.applied["converted"] == "12 bits per sample: divided by 4095"
+        and (open_image(f.path).read_uint8()[:6] == 255).all()
+    )
+    whole = (tmp_path / "scan.jp2").read_bytes()  # cut short: said so, not imagecodecs' own error
+    (tmp_path / "cut.jp2").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ImageError, match="cut.jp2 is damaged or cut short"):
+        read_image(tmp_path / "cut.jp2")
     eight = (rgb >> 8).astype(np.uint8)  # 8 bits: Pillow's, as before
     (tmp_path / "web.jp2").write_bytes(imagecodecs.jpeg2k_encode(eight, level=0, codecformat="jp2"))
     f = read_image(tmp_path / "web.jp2")

@@ -218,6 +218,10 @@ def test_ground_cover_is_measured_and_named_for_the_widget():
     assert "14% of the image" in hint and "plants larger than the network's tiles" in hint
     assert hint.endswith("run again with --scale auto for the network to see them whole")
     assert ground_cover_hint([result(0.14)]) is None  # a photo in one pass: a lawn only from 15%
+    from napari_gardenseg._options import SegmentOptions
+
+    tiled.meta["options"] = SegmentOptions(scale="auto")  # the scale was the run's choice already
+    assert ground_cover_hint([tiled]) is None
     assert (
         ground_cover_hint([result(0.0)]) is None
         and ground_cover_hint(

@@ -159,6 +159,10 @@ def process_file(
     if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
         labels = out / f"{name}_labels.zarr"  # name may hold a subfolder (recursive batches)
         staged = labels.with_name(f".{labels.name}.staged")
+        if len(os.fsencode(staged.name)) > _NAME_MAX:  # a long name whose outputs fit, not with this tail
+            import hashlib
+
+            staged = labels.with_name(f".gardenseg-{hashlib.sha1(os.fsencode(labels.name)).hexdigest()[:12]}.staged")
         staged.parent.mkdir(parents=True, exist_ok=True)
         from ._image_source import ImageSource
 

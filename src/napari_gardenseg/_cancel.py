@@ -44,8 +44,10 @@ def check(cancel: threading.Event | Callable[[], bool] | None, what: str = "the 
 def first_interrupt_sets(event: threading.Event, message: str):
     """Context manager for a command line run that can stop early and keep what it has: the first
     Ctrl-C (SIGINT) sets ``event`` and prints ``message`` to stderr, a second raises
-    KeyboardInterrupt as usual. Only Python's own handler is replaced, and only in the main
-    thread (where Python delivers signals); elsewhere Ctrl-C is left as it is."""
+    KeyboardInterrupt as usual. SIGTERM (a batch system's time limit), where a Python handler
+    takes it (the command line's), does the same, so a training job stopped by its time limit
+    saves what it learnt. Only Python's own handlers are replaced, and only in the main thread
+    (where Python delivers signals); elsewhere Ctrl-C is left as it is."""
     import signal
 
     main = threading.current_thread() is threading.main_thread()
@@ -59,8 +61,11 @@ def first_interrupt_sets(event: threading.Event, message: str):
         event.set()
         print(message, file=sys.stderr, flush=True)
 
-    old = signal.signal(signal.SIGINT, first)
+    old = {signal.SIGINT: signal.signal(signal.SIGINT, first)}
+    if callable(signal.getsignal(signal.SIGTERM)):
+        old[signal.SIGTERM] = signal.signal(signal.SIGTERM, first)
     try:
         yield event
     finally:
-        signal.signal(signal.SIGINT, old)
+        for signum, handler in old.items():
+            signal.signal(signum, handler)

@@ -172,8 +172,8 @@ def _flush_to_disk(path: Path) -> None:
     """``fsync`` a file, or a folder's entries, where the system allows it: a rename reaches the disk
     before its file's bytes do (ext4's and XFS's delayed allocation), and a power cut then leaves an
     empty file under the output's name, which a resumed batch would take as done."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
+    try:  # Windows flushes a file only through a handle that may write it
+        fd = os.open(path, os.O_RDWR if path.is_file() else os.O_RDONLY)
     except OSError:  # a folder cannot be opened on Windows; its renames are kept there
         return
     try:
@@ -225,7 +225,8 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
 class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's)
     """Context manager: after :meth:`hold`, Ctrl-C (SIGINT) waits until the block ends, then
     raises KeyboardInterrupt, and SIGTERM, when a Python handler takes it (the command line's),
-    waits and then goes to that handler; for a group of renames that must all happen or none.
+    waits and then goes to that handler, which decides what it does; for a group of renames that
+    must all happen or none.
     Holds nothing outside the main thread, where Python delivers signals."""
 
     def __enter__(self):
@@ -253,11 +254,12 @@ class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's
 
         for name, old in self._old.items():
             signal.signal(getattr(signal, f"SIG{name}"), old)
-        if not self._caught or exc[0] is not None:
-            return
+        # a signal held is delivered, also when the block failed: the handler decides what it does
+        # (the command line's SIGTERM handler stops the run; another may only set a flag)
         if signal.SIGTERM in self._caught and "TERM" in self._old:
             self._old["TERM"](signal.SIGTERM, None)
-        raise KeyboardInterrupt
+        if signal.SIGINT in self._caught:
+            raise KeyboardInterrupt
 
 
 # a file name's stem made from a layer name: room left for a suffix under the 255 bytes most

@@ -159,8 +159,8 @@ def ground_cover_hint(
     share, tiled = 0.0, False
     for r in results:
         cover = (r.meta.get("vegetation") or {}).get(GROUND_COVER, 0.0)
-        if cover > share:
-            share, tiled = cover, bool(r.meta.get("tiles"))
+        if cover > share:  # tiles at a scale of the run's own choosing: it may be smaller
+            share, tiled = cover, bool(r.meta.get("tiles")) and getattr(r.meta.get("options"), "scale", None) != "auto"
     if share < (TILED_COVER if tiled else LAWN_SHARE):
         return None
     text = (

@@ -94,7 +94,7 @@ def decode(im, what: Path | str, *, source=None) -> tuple[np.ndarray, dict]:
 
     try:
         try:
-            deep = deep_jpeg2000(im, source)
+            deep = deep_jpeg2000(im, source, what)
             return deep if deep is not None else pillow_pixels(im)
         except OSError as err:
             whole = jpeg_without_end(source) if err.errno is None and im.format == "JPEG" else None
@@ -109,38 +109,56 @@ def decode(im, what: Path | str, *, source=None) -> tuple[np.ndarray, dict]:
         ) from None
 
 
-def deep_jpeg2000(im, source) -> tuple[np.ndarray, dict] | None:
+def deep_jpeg2000(im, source, what: Path | str = "the JPEG 2000 file") -> tuple[np.ndarray, dict] | None:
     """A colour JPEG 2000 of more than 8 bits a sample (a scan's or an archive's master), decoded by
-    imagecodecs (OpenJPEG) as uint16, with a note; None for any other image. Pillow reads such
-    colour as 8-bit RGB with its values wrapped: white (65535, or 4095 at 12 bits) comes out black
-    (Pillow #7511, #7899). ``source``: the path or file object ``im`` was opened from."""
+    imagecodecs (OpenJPEG), with a note; None for any other image. 16 bits stay uint16; fewer
+    (12) are divided by their top value as a TIFF's are (float32 in 0..1). Pillow reads such colour
+    as 8-bit RGB with its values wrapped: white (65535, or 4095 at 12 bits) comes out black (Pillow
+    #7511, #7899). ``source``: the path or file object ``im`` was opened from. A file that does not
+    decode raises ImageError (damaged), naming ``what``."""
     if im.format != "JPEG2000" or im.mode not in ("RGB", "RGBA") or source is None:
         return None
+    if hasattr(source, "read"):
+        source.seek(0)
+        head = source.read(_J2K_HEAD)
+    else:
+        with open(source, "rb") as f:
+            head = f.read(_J2K_HEAD)
+    bits = _jpeg2000_bits(head)
+    if bits is None or bits <= 8:
+        return None
+    import imagecodecs
+
     if hasattr(source, "read"):
         source.seek(0)
         data = source.read()
     else:
         data = Path(source).read_bytes()
-    bits = _jpeg2000_bits(data)
-    if bits is None or bits <= 8:
-        return None
-    import imagecodecs
-
-    arr = imagecodecs.jpeg2k_decode(data)
+    try:
+        arr = imagecodecs.jpeg2k_decode(data)
+    except RuntimeError as err:  # imagecodecs' Jpeg2kError: data cut short or damaged
+        raise damaged_error(what, err) from None
     applied = {"mode": im.mode, "bits": f"{bits} bits a sample, decoded by imagecodecs (Pillow reads 8)"}
     if arr.ndim == 3 and arr.shape[-1] == 4:
         alpha, arr = arr[..., 3], np.ascontiguousarray(arr[..., :3])
         if alpha_used(alpha) and not alpha.all():
             arr = blank_transparent(arr, alpha)
             applied["transparent"] = f"{int((alpha == 0).sum())} fully transparent pixels read as black (nodata)"
+    if arr.dtype.kind == "u" and bits < 8 * arr.dtype.itemsize:
+        arr = arr.astype(np.float32) / np.float32(2**bits - 1)
+        applied["converted"] = f"{bits} bits per sample: divided by {2**bits - 1}"
     return arr, applied
+
+
+# the bytes of a JPEG 2000 file searched for its codestream's header (SIZ)
+_J2K_HEAD = 1 << 20
 
 
 def _jpeg2000_bits(data: bytes) -> int | None:
     """The most bits a sample of a JPEG 2000 file's components has, from its codestream's SIZ
-    marker (ITU-T T.800 A.5.1; in a .jp2 file it follows the start of its jp2c box), None when
-    it cannot be found in the file's first 64 KiB."""
-    at = data.find(b"\xff\x4f\xff\x51", 0, 65536)  # SOC, then SIZ
+    marker (ITU-T T.800 A.5.1; in a .jp2 file it follows the start of its jp2c box, after any
+    metadata boxes), None when ``data`` holds none."""
+    at = data.find(b"\xff\x4f\xff\x51")  # SOC, then SIZ
     if at < 0 or len(data) < at + 42:
         return None
     count = int.from_bytes(data[at + 40 : at + 42], "big")

@@ -374,15 +374,17 @@ def _terminate_as_interrupt():
     def terminate(signum, frame):
         raise _Terminated
 
-    try:
-        old = signal.signal(signal.SIGTERM, terminate)
-    except (ValueError, OSError):  # not the main thread (a command run from a thread of a program)
-        yield
-        return
+    old = None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # a parent that ignores it for us: kept so
+        try:
+            old = signal.signal(signal.SIGTERM, terminate)
+        except (ValueError, OSError):  # not the main thread (a command run from a thread of a program)
+            old = None
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 def _quiet_stdout() -> None:
