@@ -771,6 +771,7 @@ def test_sigterm_stops_training_early_as_a_first_ctrl_c_does(capsys):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, command_lines)
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job (sbatch ... &): still stops early
     try:
         stop = threading.Event()
         with pytest.raises(KeyboardInterrupt):
@@ -782,6 +783,7 @@ def test_sigterm_stops_training_early_as_a_first_ctrl_c_does(capsys):
         assert signal.getsignal(signal.SIGTERM) is command_lines
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def test_an_output_folder_that_takes_no_files_is_named_before_any_file_is_segmented(images, tmp_path):

@@ -50,8 +50,7 @@ def first_interrupt_sets(event: threading.Event, message: str):
     (where Python delivers signals); elsewhere Ctrl-C is left as it is."""
     import signal
 
-    main = threading.current_thread() is threading.main_thread()
-    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if threading.current_thread() is not threading.main_thread():
         yield event
         return
 
@@ -61,8 +60,10 @@ def first_interrupt_sets(event: threading.Event, message: str):
         event.set()
         print(message, file=sys.stderr, flush=True)
 
-    old = {signal.SIGINT: signal.signal(signal.SIGINT, first)}
-    if callable(signal.getsignal(signal.SIGTERM)):
+    old = {}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, first)
+    if callable(signal.getsignal(signal.SIGTERM)):  # also in a background job, where SIGINT is ignored
         old[signal.SIGTERM] = signal.signal(signal.SIGTERM, first)
     try:
         yield event
