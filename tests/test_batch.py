@@ -544,6 +544,13 @@ def test_resume_makes_again_an_output_deleted_or_emptied_by_a_crash(images, clie
     summary = _batch.segment_files([images[3]], out, client=client, crf=False, resume=True)
     assert [f.status for f in summary] == ["done"]
     np.testing.assert_array_equal(tifffile.imread(out / "scene3_labels.tif"), want)
+    # made by a model object (no file to know it by): never redone over, outputs gone or not
+    from napari_gardenseg._run_record import _not_done
+
+    record = _record(out, "scene3")
+    record["model"] = {"source": "<MaskRCNN object>", "sha256": None}
+    (out / "scene3_overlay.png").unlink()
+    assert _not_done(out, "scene3", record, record) == "a model that cannot be verified"
     # another output corrected meanwhile: refused as before, the correction kept
     (out / "scene3_labels.tif").write_bytes(b"")
     (out / "scene3_instances.csv").write_text("label,class_name\n1,mine\n")
