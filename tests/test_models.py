@@ -445,3 +445,35 @@ def test_a_process_forked_after_torch_ran_runs_torch(tmp_path):
             assert pool.apply_async(_torch_in_child, (0,)).get(timeout=120) == (1, True)
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_folder_given_as_the_model_of_a_batch_is_named_as_one(tmp_path, capsys):
+    # `gardenseg segment --model models/`: the run record's checksum met the folder first and said
+    # only "[Errno 21] Is a directory"
+    from napari_gardenseg import cli
+
+    (tmp_path / "models").mkdir()
+    photo = tmp_path / "p.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (30, 160, 40)).save(photo)
+    assert cli.main(["segment", str(photo), "--model", str(tmp_path / "models"), "--out", str(tmp_path / "o")]) == 2
+    assert "models is a folder: give the checkpoint file in it (a .pt or .pth file)" in capsys.readouterr().err
+
+
+def test_cut_short_coco_weights_in_torchs_cache_say_to_delete_them(tmp_path, monkeypatch):
+    # a download cut short leaves a partial file in torch's cache, read on every later run: the
+    # message named the file but not that deleting it has it downloaded again
+    from napari_gardenseg._models import bundled_checkpoint, coco_weights_path
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    cached = coco_weights_path("coco")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(bundled_checkpoint().read_bytes()[:100_000])
+    with pytest.raises(gs.ModelError, match="truncated or corrupt.*delete it to have it downloaded again"):
+        gs.load_model("coco")
+    cut = tmp_path / "mine.pt"  # a file of the user's own: nothing to download
+    cut.write_bytes(bundled_checkpoint().read_bytes()[:100_000])
+    with pytest.raises(gs.ModelError, match="truncated or corrupt") as err:
+        gs.load_model(cut)
+    assert "downloaded again" not in str(err.value)

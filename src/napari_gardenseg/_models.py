@@ -358,8 +358,10 @@ def _read(path: Path):
                 ) from exc
         raise ModelError(f"{path} is not a PyTorch checkpoint (unreadable: {exc})") from exc
     except Exception as exc:  # torch.load fails in many ways on garbage (IndexError, RuntimeError, EOFError...)
+        cached = Path(torch.hub.get_dir()) in Path(path).resolve().parents  # a download cut short
+        again = "; delete it to have it downloaded again (or copy a complete one there)" if cached else ""
         raise ModelError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}"
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {type(exc).__name__}: {exc}{again}"
         ) from exc
 
 

@@ -76,6 +76,8 @@ def model_identity(model) -> dict:
         path = Path(model).expanduser()
         if not path.exists():
             raise ModelError(missing_model(model))
+        if path.is_dir():  # the loader's words, not the checksum's "Is a directory"
+            raise ModelError(f"{path} is a folder: give the checkpoint file in it (a .pt or .pth file)")
         path = path.resolve()
         return {"source": str(path), "sha256": _sha256(path)}  # the content, not the date: a copy is the same model
     return {"source": f"<{type(model).__name__} object>", "sha256": None}
