@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -39,16 +38,12 @@ def jpeg_without_end(source) -> tuple[np.ndarray, dict] | None:
     there by an end marker, and again after other bits (:data:`_FILLS`) than the zeros libjpeg
     decodes where data is missing: the pixels agree only when no row took a bit past that point.
     """
-    from ._pillow_reader import open_pillow, pillow_pixels
+    from ._pillow_reader import open_pillow, pillow_pixels, source_bytes
 
     if source is None:
         return None
     try:
-        if hasattr(source, "read"):
-            source.seek(0)
-            data = source.read()
-        else:
-            data = Path(source).read_bytes()
+        data = source_bytes(source)
     except OSError:
         return None
     scan = _one_scan(data)

@@ -109,6 +109,15 @@ def decode(im, what: Path | str, *, source=None) -> tuple[np.ndarray, dict]:
         ) from None
 
 
+def source_bytes(source, size: int = -1) -> bytes:
+    """The first ``size`` bytes (-1: all) of ``source``, a path or a file object read from its start."""
+    if hasattr(source, "read"):
+        source.seek(0)
+        return source.read(size)
+    with open(source, "rb") as f:
+        return f.read(size)
+
+
 def deep_jpeg2000(im, source, what: Path | str = "the JPEG 2000 file") -> tuple[np.ndarray, dict] | None:
     """A colour JPEG 2000 of more than 8 bits a sample (a scan's or an archive's master), decoded by
     imagecodecs (OpenJPEG), with a note; None for any other image. 16 bits stay uint16; fewer
@@ -118,24 +127,13 @@ def deep_jpeg2000(im, source, what: Path | str = "the JPEG 2000 file") -> tuple[
     decode raises ImageError (damaged), naming ``what``."""
     if im.format != "JPEG2000" or im.mode not in ("RGB", "RGBA") or source is None:
         return None
-    if hasattr(source, "read"):
-        source.seek(0)
-        head = source.read(_J2K_HEAD)
-    else:
-        with open(source, "rb") as f:
-            head = f.read(_J2K_HEAD)
-    bits = _jpeg2000_bits(head)
+    bits = _jpeg2000_bits(source_bytes(source, _J2K_HEAD))
     if bits is None or bits <= 8:
         return None
     import imagecodecs
 
-    if hasattr(source, "read"):
-        source.seek(0)
-        data = source.read()
-    else:
-        data = Path(source).read_bytes()
     try:
-        arr = imagecodecs.jpeg2k_decode(data)
+        arr = imagecodecs.jpeg2k_decode(source_bytes(source))
     except RuntimeError as err:  # imagecodecs' Jpeg2kError: data cut short or damaged
         raise damaged_error(what, err) from None
     applied = {"mode": im.mode, "bits": f"{bits} bits a sample, decoded by imagecodecs (Pillow reads 8)"}
@@ -201,12 +199,7 @@ def is_heif(source) -> bool:
     """Whether a file (a path, or an open binary file, read from its start) holds HEIF by its
     content (its ``ftyp`` brand), whatever its name."""
     try:
-        if hasattr(source, "read"):
-            source.seek(0)
-            head = source.read(12)
-        else:
-            with open(source, "rb") as f:
-                head = f.read(12)
+        head = source_bytes(source, 12)
     except OSError:
         return False
     return head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
