@@ -232,6 +232,8 @@ def _write_outputs(
 
         geo = getattr(image, "georeference", ())  # a GeoTIFF's labels lie on its grid in GIS software too
         sidecars = getattr(image, "sidecar_georeference", None)  # and a world file's, with theirs
+        size = getattr(image, "pixel_size", None)  # a scan's: Fiji measures its labels in its units
+        resolution = size.tiff_resolution() if size is not None else {}
         if staged is not None:  # a big input: the store holds the labels; table and COCO were read from it
             if geo or sidecars is not None:  # a GIS copy beside the store, read from it tile by tile
                 import zarr
@@ -244,12 +246,12 @@ def _write_outputs(
                     put_sidecars(put, f"{name}_labels_crf", sidecars)
             put(f"{name}_labels.zarr", lambda t: os.replace(staged, t), folder=True)
         else:
-            put(f"{name}_labels.tif", lambda t: write_label_tiff(t, result.labels, geo))
+            put(f"{name}_labels.tif", lambda t: write_label_tiff(t, result.labels, geo, resolution))
             put_sidecars(put, f"{name}_labels", sidecars)
             if result.refined is not None:
                 put(
                     f"{name}_labels_crf.tif",
-                    lambda t: write_label_tiff(t, result.refined, geo),
+                    lambda t: write_label_tiff(t, result.refined, geo, resolution),
                 )
                 put_sidecars(put, f"{name}_labels_crf", sidecars)
         put(f"{name}_instances.csv", lambda t: table_as_written(table, image).to_csv(t, index=False))
@@ -280,13 +282,17 @@ def _write_outputs(
     return written
 
 
-def write_label_tiff(target, labels: np.ndarray, extratags=()) -> None:
+def write_label_tiff(target, labels: np.ndarray, extratags=(), resolution=None) -> None:
     """``labels`` (``(*stack, H, W)``, integer ids) as a zlib TIFF of grey pages, one per plane, with
-    ``extratags`` (the input's GeoTIFF tags). Photometric minisblack: otherwise tifffile stores a
-    3- or 4-plane stack as one RGB(A) page, which Pillow cannot open and GIS reads as colours."""
+    ``extratags`` (the input's GeoTIFF tags) and ``resolution`` (tifffile's ``resolution`` and
+    ``resolutionunit`` keywords: :meth:`~napari_gardenseg._pixel_size.PixelSize.tiff_resolution`).
+    Photometric minisblack: otherwise tifffile stores a 3- or 4-plane stack as one RGB(A) page,
+    which Pillow cannot open and GIS reads as colours."""
     import tifffile
 
-    tifffile.imwrite(target, labels, compression="zlib", extratags=extratags, photometric="minisblack")
+    tifffile.imwrite(
+        target, labels, compression="zlib", extratags=extratags, photometric="minisblack", **(resolution or {})
+    )
 
 
 def put_sidecars(put, labels_stem: str, sidecars) -> None:
@@ -305,12 +311,20 @@ def table_as_written(table, image):
     ``centroid``: each instance's centroid in the coordinates of a GeoTIFF's CRS
     (:func:`~napari_gardenseg._georeference.geotiff_to_map`) or of a world file's
     (:meth:`~napari_gardenseg._georeference.SidecarGeoreference.to_map`), so a GIS reads the
-    instances table as points."""
+    instances table as points; for an image that states its pixels' physical size (a scan's
+    dpi: :mod:`._pixel_size`) ``area_mm2`` and ``area_refined_mm2`` after ``area_refined``
+    (six significant digits)."""
     from ._georeference import geotiff_to_map
 
     table = table.copy()
     if "area_refined" in table:
         table["area_refined"] = table["area_refined"].round().astype("Int64")
+    size = getattr(image, "pixel_size", None)
+    if size is not None:
+        at = table.columns.get_loc("area_refined" if "area_refined" in table else "area") + 1
+        for offset, column in enumerate(c for c in ("area", "area_refined") if c in table):
+            mm2 = table[column].astype("Float64") * size.mm2
+            table.insert(at + offset, f"{column}_mm2", mm2.map(lambda v: float(f"{v:.6g}"), na_action="ignore"))
     geo = getattr(image, "georeference", ())
     sidecars = getattr(image, "sidecar_georeference", None)
     # sidecars beside a GeoTIFF are its PAM file, which GDAL reads before the tags

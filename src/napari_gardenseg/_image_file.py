@@ -40,6 +40,10 @@ class ImageFile:
     # tags: a :class:`~napari_gardenseg._georeference.SidecarGeoreference`, whose sidecars the label
     # TIFFs get; None for other files
     sidecar_georeference: Any = None
+    # the physical size of a pixel the file states (a scan's dpi, ImageJ's calibration): a
+    # :class:`~napari_gardenseg._pixel_size.PixelSize`, giving areas in mm² and the label TIFFs'
+    # resolution; None where it states none that is a size
+    pixel_size: Any = None
 
     @property
     def plane_axes(self) -> str:

@@ -156,7 +156,23 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         _add_pam_over_tags(image)
     else:
         _add_sidecar_georeference(image)
+    if "georeference" not in image.applied:  # a georeferenced pixel's size is in map units
+        _add_pixel_size(image, tiff=name.endswith(TIFF_SUFFIXES))
     return image
+
+
+def _add_pixel_size(image: ImageFile, *, tiff: bool) -> None:
+    """Take the physical pixel size the file states (:func:`~napari_gardenseg._pixel_size.pixel_size_of`),
+    for its pixels as read: rows and columns swap where the EXIF orientation turned them."""
+    from ._pixel_size import pixel_size_of
+
+    size = pixel_size_of(image.path, tiff=tiff)
+    if size is None:
+        return
+    if image.applied.get("exif_orientation") in (5, 6, 7, 8):
+        size = size.turned()
+    image.pixel_size = size
+    image.applied["pixel_size"] = size.note()
 
 
 def _add_pam_over_tags(image: ImageFile) -> None:

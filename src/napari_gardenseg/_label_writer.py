@@ -135,8 +135,9 @@ def _added_values(features) -> dict[str, dict]:
 
 
 def _georeferenced(source, shape):
-    """The image file ``source`` as read (its ``georeference`` and ``sidecar_georeference``), or None
-    where it has neither or its pixel grid is not the labels' (``shape``, Y and X): warns then."""
+    """The image file ``source`` as read (its ``georeference``, ``sidecar_georeference`` and
+    ``pixel_size``), or None where it has none of them or its pixel grid is not the labels'
+    (``shape``, Y and X): warns then."""
     from ._image_reader import read_image
 
     try:
@@ -144,14 +145,15 @@ def _georeferenced(source, shape):
     except (OSError, ValueError) as exc:  # moved or deleted since it was opened: the labels alone
         warnings.warn(f"labels written without georeferencing: {exc}", stacklevel=3)
         return None
-    if not image.georeference and image.sidecar_georeference is None:
+    placed = bool(image.georeference) or image.sidecar_georeference is not None
+    if not placed and image.pixel_size is None:
         return None
     y = image.axes.index("Y")
     grid = tuple(int(s) for s in image.data.shape[y : y + 2])
     if grid != tuple(shape[-2:]):
         warnings.warn(
-            f"labels written without georeferencing: they are {shape[-2]} x {shape[-1]} pixels, "
-            f"{Path(source).name} is {grid[0]} x {grid[1]}",
+            f"labels written without {'georeferencing' if placed else 'a pixel size'}: they are "
+            f"{shape[-2]} x {shape[-1]} pixels, {Path(source).name} is {grid[0]} x {grid[1]}",
             stacklevel=3,
         )
         return None
@@ -185,7 +187,9 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
     georeference_from: an image file (path) whose georeferencing the labels share (the photo
     they were segmented from, or the label TIFF they were read from): its GeoTIFF tags go into
     the TIFF, its world file and .aux.xml are written beside it, and the table gets ``map_x``
-    and ``map_y``; skipped, with a warning, when its pixel grid is not the labels'.
+    and ``map_y``; its physical pixel size (a scan's dpi: :mod:`._pixel_size`) becomes the
+    TIFF's resolution and the table's ``area_mm2``; skipped, with a warning, when its pixel grid
+    is not the labels'.
     overwrite: replace ``path``; the table and sidecars beside it are replaced when ``path`` held
     label ids (and the table only when it is an instances table, not a CSV of the user's), never
     files of those names beside a new ``path``; the replaced labels' world file and .aux.xml are
@@ -263,6 +267,7 @@ def _write_label_file(
     image = _georeferenced(georeference_from, labels.shape) if georeference_from is not None else None
     geo = image.georeference if image is not None else ()
     sidecars = image.sidecar_georeference if image is not None else None
+    resolution = image.pixel_size.tiff_resolution() if image is not None and image.pixel_size else None
     written = []
     with ExitStack() as renames:
 
@@ -289,7 +294,7 @@ def _write_label_file(
             write(tmp)
             written.append(filename)
 
-        put(path.name, lambda t: write_label_tiff(t, ids, geo))
+        put(path.name, lambda t: write_label_tiff(t, ids, geo, resolution))
         table = table_as_written(instances_table(labels, features, plane_offset), image)
         named = {i for i in (_row_ids(features) or []) if i}
         if named and len(table) and named.isdisjoint(table["label"].tolist()):

@@ -1,0 +1,202 @@
+"""The physical size of a pixel as an image file states it: a scanner's resolution (dpi in a
+TIFF, PNG or JPEG), an ImageJ TIFF's calibration, an OME-TIFF's ``PhysicalSizeX``/``Y``. With it
+the instances table gives areas in mm² and the label TIFFs carry the same resolution, so Fiji
+or ImageJ measures the labels in the units it measures the image in.
+
+A stated resolution is trusted only where it can mean a size on the object: a unit is given
+(inch, centimetre, ImageJ's or OME's unit), it is not a screen density (72, 96, 144 or 192 dpi:
+what software writes when it knows nothing, and what a screenshot has), and the file is not a
+camera's photo (EXIF exposure time, f-number or focal length): a camera's dpi is a print size,
+not the scene's (Pillow's ``info["dpi"]`` and the TIFF 6.0 tags XResolution, YResolution and
+ResolutionUnit, whose default unit is the inch). A GeoTIFF's or world file's pixel is in map
+units: its table has ``map_x``, ``map_y`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# dots per inch that say nothing of the object: the screen densities software writes by default
+_SCREEN_DPI = (72.0, 96.0, 144.0, 192.0)
+# EXIF tags of a camera's exposure (ExposureTime, FNumber, FocalLength), in its Exif IFD
+_CAMERA_TAGS = (0x829A, 0x829D, 0x920A)
+_EXIF_IFD = 0x8769
+# micrometres in one of ImageJ's or OME's length units
+_UM_PER_UNIT = {
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "mm": 1e3,
+    "millimeter": 1e3,
+    "cm": 1e4,
+    "centimeter": 1e4,
+    "m": 1e6,
+    "meter": 1e6,
+    "inch": 25_400.0,
+    "in": 25_400.0,
+}
+_UM_PER_INCH = 25_400.0
+
+
+@dataclass(frozen=True)
+class PixelSize:
+    """One pixel's height (``y_um``, along rows) and width (``x_um``, along columns) in
+    micrometres, and where the file states them (``source``, e.g. "600 dpi, TIFF resolution")."""
+
+    y_um: float
+    x_um: float
+    source: str
+
+    @property
+    def mm2(self) -> float:
+        """The area of one pixel in square millimetres."""
+        return self.y_um * self.x_um * 1e-6
+
+    def note(self) -> str:
+        """The run record's words for it."""
+        size = f"{self.x_um:.4g} µm" if self.x_um == self.y_um else f"{self.x_um:.4g} x {self.y_um:.4g} µm"
+        return f"{size} a pixel ({self.source}): areas also in mm² (area_mm2, area_refined_mm2 of the instances CSV)"
+
+    def tiff_resolution(self) -> dict:
+        """tifffile ``imwrite`` keywords for the label TIFFs: pixels per centimetre, unit centimetre."""
+        return {"resolution": (1e4 / self.x_um, 1e4 / self.y_um), "resolutionunit": 3}
+
+    def turned(self) -> PixelSize:
+        """The size after a quarter turn (an EXIF orientation of 5 to 8): rows and columns swap."""
+        return PixelSize(self.x_um, self.y_um, self.source)
+
+
+def _per_inch(x_dpi, y_dpi, source: str, stated: str | None = None) -> PixelSize | None:
+    """From dots per inch; None where they are not a size (none, zero, a screen's density).
+    ``stated``: the resolution as the file gives it, when not in dpi."""
+    try:
+        x, y = float(x_dpi), float(y_dpi)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    if not (math.isfinite(x) and math.isfinite(y)) or x <= 1 or y <= 1:
+        return None
+    if any(abs(x - s) < 0.5 and abs(y - s) < 0.5 for s in _SCREEN_DPI):
+        return None
+    if stated is None:
+        stated = f"{x:.0f} dpi" if round(x) == round(y) else f"{x:.0f} x {y:.0f} dpi"
+    return PixelSize(_UM_PER_INCH / y, _UM_PER_INCH / x, f"{stated}, {source}")
+
+
+def _per_unit(x_px, y_px, unit: str, source: str) -> PixelSize | None:
+    """From pixels per ``unit`` (one of ImageJ's or OME's length units); None for another unit."""
+    um = _UM_PER_UNIT.get(str(unit).strip().lower().replace("\\u00b5", "µ"))
+    try:
+        x, y = float(x_px), float(y_px)
+    except (TypeError, ValueError):
+        return None
+    if um is None or not (math.isfinite(x) and math.isfinite(y)) or x <= 0 or y <= 0:
+        return None
+    return PixelSize(um / y, um / x, source)
+
+
+def _rational(value) -> float | None:
+    """A TIFF RATIONAL tag's value as a number."""
+    try:
+        if isinstance(value, tuple):
+            return value[0] / value[1]
+        return float(value)
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+
+
+def _camera_exif(exif: dict) -> bool:
+    return any(tag in exif for tag in _CAMERA_TAGS)
+
+
+def _ome_pixel_size(xml: str) -> PixelSize | None:
+    """OME-XML's first ``Pixels`` element's PhysicalSizeX/Y (unit µm unless it says another)."""
+    match = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", xml)
+    if match is None:
+        return None
+    attrs = dict(re.findall(r'(\w+)="([^"]*)"', match.group(0)))
+    if "PhysicalSizeX" not in attrs:
+        return None
+    x = float(attrs["PhysicalSizeX"])
+    y = float(attrs.get("PhysicalSizeY", x))
+    unit_x = attrs.get("PhysicalSizeXUnit", "µm")
+    unit_y = attrs.get("PhysicalSizeYUnit", "µm")  # each unit's default in the OME schema
+    um_x, um_y = _UM_PER_UNIT.get(unit_x.lower()), _UM_PER_UNIT.get(unit_y.lower())
+    if um_x is None or um_y is None or x <= 0 or y <= 0:
+        return None
+    return PixelSize(y * um_y, x * um_x, "OME PhysicalSizeX/Y")
+
+
+def tiff_pixel_size(tif, page) -> PixelSize | None:
+    """The pixel size a tifffile ``TiffFile`` states for its image ``page`` (the first page of the
+    series read): OME's, else ImageJ's calibration, else the TIFF resolution tags."""
+    from ._georeference import geotiff_tags
+
+    if geotiff_tags(page):
+        return None
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            return _ome_pixel_size(tif.ome_metadata)
+        except ValueError:
+            return None
+    tags = page.tags
+    x, y = _rational(tags.valueof(282)), _rational(tags.valueof(283))
+    if x is None:
+        return None
+    y = x if y is None else y
+    exif = tags.valueof(_EXIF_IFD)
+    if isinstance(exif, dict) and any(name in exif for name in ("ExposureTime", "FNumber", "FocalLength")):
+        return None
+    unit = int(tags.valueof(296, 2))  # TIFF 6.0: inch when the tag is absent
+    if tif.is_imagej and unit == 1:  # ImageJ: pixels per its own unit, the unit in its description
+        return _per_unit(x, y, (tif.imagej_metadata or {}).get("unit", ""), "ImageJ calibration")
+    if unit == 2:
+        return _per_inch(x, y, "TIFF resolution")
+    if unit == 3:
+        stated = f"{x:.4g} pixels/cm" if x == y else f"{x:.4g} x {y:.4g} pixels/cm"
+        return _per_inch(x * 2.54, y * 2.54, "TIFF resolution", stated)
+    return None
+
+
+def pillow_pixel_size(im) -> PixelSize | None:
+    """The pixel size an opened Pillow image states (``info["dpi"]``: PNG's pHYs in metres, JPEG's
+    JFIF density or EXIF resolution, a TIFF's tags), for its pixels as stored (not turned)."""
+    dpi = im.info.get("dpi")
+    if not dpi:
+        return None
+    try:
+        if _camera_exif(im.getexif().get_ifd(_EXIF_IFD)):
+            return None
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: no camera known
+        pass
+    return _per_inch(dpi[0], dpi[1], f"{im.format} resolution")
+
+
+def pixel_size_of(path: Path, *, tiff: bool) -> PixelSize | None:
+    """The pixel size the image file ``path`` states, for its pixels as stored; None where it
+    states none that is a size (see the module's rules) or cannot be read for it. ``tiff``: read
+    with tifffile (a TIFF file), else with Pillow."""
+    try:
+        if tiff:
+            import tifffile
+
+            from ._tiff_reader import _first_image
+
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    return tiff_pixel_size(tif, tif.series[_first_image(tif)].keyframe)
+            except tifffile.TiffFileError:
+                pass  # a JPEG or PNG under a TIFF name: read by Pillow, as its pixels are
+        from ._pillow_reader import open_pillow
+
+        with open_pillow(path) as im:
+            return pillow_pixel_size(im)
+    except Exception:  # noqa: BLE001 - a size is extra: the read itself says what is wrong with a file
+        return None

@@ -1,0 +1,112 @@
+"""A scan's physical pixel size (dpi, ImageJ's or OME's calibration): read from the file, given as
+areas in mm² in the instances table, and kept as the label TIFFs' resolution."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_gardenseg import segment_files, write_label_file
+from napari_gardenseg._image_reader import read_image
+from napari_gardenseg.synthetic import garden_scene
+
+RGB = np.full((40, 50, 3), 90, np.uint8)
+
+
+def _exif(**tags):
+    exif = Image.Exif()
+    for key, value in tags.items():
+        if key == "exposure":
+            exif.get_ifd(0x8769)[0x829A] = value
+        else:
+            exif[0x0112] = value
+    return exif
+
+
+def _files(folder):
+    tifffile.imwrite(folder / "scan600.tif", RGB, photometric="rgb", resolution=(600, 600), resolutionunit="INCH")
+    tifffile.imwrite(folder / "scancm.tif", RGB, photometric="rgb", resolution=(100, 50), resolutionunit="CENTIMETER")
+    tifffile.imwrite(folder / "nounit.tif", RGB, photometric="rgb", resolution=(300, 300), resolutionunit="NONE")
+    tifffile.imwrite(folder / "imagej.tif", RGB[..., 1], imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um"})
+    meta = {"PhysicalSizeX": 2.0, "PhysicalSizeXUnit": "mm", "PhysicalSizeY": 3.0, "PhysicalSizeYUnit": "mm"}
+    tifffile.imwrite(folder / "x.ome.tif", RGB, photometric="rgb", metadata={**meta, "axes": "YXS"})
+    Image.fromarray(RGB).save(folder / "scan.png", dpi=(300, 300))
+    Image.fromarray(RGB).save(folder / "scan.jpg", dpi=(300, 300))
+    Image.fromarray(RGB).save(folder / "screen.jpg", dpi=(72, 72))
+    Image.fromarray(RGB).save(folder / "retina.png", dpi=(144, 144))
+    Image.fromarray(RGB).save(folder / "camera.jpg", dpi=(300, 300), exif=_exif(exposure=0.01))
+    # stored 50 wide and 40 high at 300 x 150 dpi, turned a quarter to show: rows and columns swap
+    Image.fromarray(RGB).save(folder / "turned.jpg", dpi=(300, 150), exif=_exif(orientation=6))
+    geo = [(33550, "d", 3, (0.02, 0.02, 0.0), True), (33922, "d", 6, (0.0, 0.0, 0.0, 3e5, 6.2e6, 0.0), True)]
+    tifffile.imwrite(folder / "ortho.tif", RGB, photometric="rgb", resolution=(300, 300), extratags=geo)
+
+
+def test_a_stated_physical_pixel_size_is_read_where_it_is_one(tmp_path):
+    _files(tmp_path)
+    size = {p.name: read_image(p).pixel_size for p in tmp_path.iterdir()}
+    um = 25_400 / 600
+    assert (size["scan600.tif"].y_um, size["scan600.tif"].x_um) == pytest.approx((um, um))
+    assert "600 dpi, TIFF resolution" in size["scan600.tif"].source
+    assert (size["scancm.tif"].y_um, size["scancm.tif"].x_um) == pytest.approx((200.0, 100.0))  # 50 and 100 px/cm
+    assert (size["imagej.tif"].y_um, size["imagej.tif"].x_um) == pytest.approx((0.5, 0.5))  # 2 px per µm
+    assert (size["x.ome.tif"].y_um, size["x.ome.tif"].x_um) == pytest.approx((3000.0, 2000.0))
+    for name in ("scan.png", "scan.jpg"):  # PNG's pHYs (pixels per metre), JPEG's JFIF density
+        assert (size[name].y_um, size[name].x_um) == pytest.approx((84.667, 84.667), rel=1e-4), name
+    assert (size["turned.jpg"].y_um, size["turned.jpg"].x_um) == pytest.approx((84.667, 169.333), rel=1e-4)
+    # no size: no unit, a screen's density, a camera's print size, a map's pixel (map_x, map_y instead)
+    for name in ("nounit.tif", "screen.jpg", "retina.png", "camera.jpg", "ortho.tif"):
+        assert size[name] is None, name
+    assert "600 dpi" in read_image(tmp_path / "scan600.tif").record()["pixel_size"]
+    assert "pixel_size" not in read_image(tmp_path / "screen.jpg").record()
+
+
+def test_a_scans_areas_are_given_in_mm2_and_its_labels_keep_its_resolution(tmp_path):
+    scene = garden_scene(8_000_321, (96, 128))[0]
+    tifffile.imwrite(tmp_path / "scan.tif", scene, photometric="rgb", resolution=(300, 300), resolutionunit="INCH")
+    Image.fromarray(scene).save(tmp_path / "photo.png")  # no resolution: pixels only
+    out = tmp_path / "out"
+    assert segment_files(sorted(tmp_path.glob("*.*")), out, model="garden", crf=True).failed == 0
+    table = pd.read_csv(out / "scan_instances.csv")
+    assert len(table) >= 1
+    assert list(table.columns[4:8]) == ["area", "area_refined", "area_mm2", "area_refined_mm2"]
+    mm2 = (25.4 / 300) ** 2
+    np.testing.assert_allclose(table["area_mm2"], table["area"] * mm2, rtol=1e-5)
+    np.testing.assert_allclose(table["area_refined_mm2"], table["area_refined"] * mm2, rtol=1e-5)
+    record = json.loads((out / "scan_run.json").read_text())
+    assert "300 dpi" in record["image"]["pixel_size"]
+    for suffix in ("labels", "labels_crf"):  # Fiji measures the labels in the scan's units
+        with tifffile.TiffFile(out / f"scan_{suffix}.tif") as tif:
+            page = tif.pages[0]
+            assert page.tags["ResolutionUnit"].value == 3  # centimetre
+            x = page.tags["XResolution"].value
+            assert x[0] / x[1] == pytest.approx(300 / 2.54, rel=1e-5)
+    assert read_image(out / "scan_labels.tif").pixel_size.x_um == pytest.approx(25_400 / 300, rel=1e-5)
+    assert "area_mm2" not in pd.read_csv(out / "photo_instances.csv")
+    with tifffile.TiffFile(out / "photo_labels.tif") as tif:
+        assert tif.pages[0].tags["ResolutionUnit"].value == 1  # tifffile's default: no unit
+
+
+def test_labels_written_from_a_scan_keep_its_pixel_size(tmp_path):
+    tifffile.imwrite(tmp_path / "scan.tif", RGB, photometric="rgb", resolution=(600, 600), resolutionunit="INCH")
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:15, 5:25] = 1
+    features = pd.DataFrame({"label": [1], "class_name": ["leaf"], "score": [0.9], "area_mm2": [99.0]})
+    write_label_file(tmp_path / "scan_labels.tif", labels, features, georeference_from=tmp_path / "scan.tif")
+    table = pd.read_csv(tmp_path / "scan_labels_instances.csv")
+    # derived from the labels, not the features' stale value (a layer read from an older table)
+    assert table["area_mm2"].tolist() == pytest.approx([200 * (25.4 / 600) ** 2], rel=1e-5)
+    assert list(table.columns).count("area_mm2") == 1
+    # saved again from the label file itself, as napari's writer does: the size stays
+    write_label_file(
+        tmp_path / "scan_labels.tif", labels, features, georeference_from=tmp_path / "scan_labels.tif", overwrite=True
+    )
+    assert read_image(tmp_path / "scan_labels.tif").pixel_size.x_um == pytest.approx(25_400 / 600, rel=1e-5)
+    # another grid: said, and written without a size
+    with pytest.warns(UserWarning, match="without a pixel size"):
+        write_label_file(tmp_path / "crop_labels.tif", labels[:20], georeference_from=tmp_path / "scan.tif")
+    assert "area_mm2" not in pd.read_csv(tmp_path / "crop_labels_instances.csv")
