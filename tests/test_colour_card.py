@@ -74,8 +74,8 @@ def _squares(image: np.ndarray, corners, side: int) -> Instances:
 def test_only_flat_squares_of_one_size_make_a_card():
     image = np.full((200, 300, 3), 90, np.uint8)
     corners = [(10, 10), (10, 60), (10, 110), (150, 250)]
-    for y, x in corners[:3]:
-        image[y : y + 30, x : x + 30] = (87, 108, 67)
+    for (y, x), colour in zip(corners[:3], [(87, 108, 67), (70, 148, 73), (157, 188, 64)]):  # three greens
+        image[y : y + 30, x : x + 30] = colour
     image[150:180, 250:280] = np.random.default_rng(1).integers(40, 200, (30, 30, 3))  # a plant's texture
     source = open_image(image)
     card, region = colour_card(_squares(image, corners[:3], 30), source, 0.5)
@@ -102,3 +102,35 @@ def test_only_flat_squares_of_one_size_make_a_card():
     # nor a grey image, which has no colour to tell chips by
     grey = open_image(image[..., 0])
     assert colour_card(_squares(image, corners[:3], 30), grey, 0.5)[1] is None
+
+
+def test_a_card_on_a_white_scan_is_found_from_chips_masked_in_part():
+    # a leaf scan's ColorChecker on white paper: the network's and the colour stage's masks of its
+    # chips covered 0.2-0.9 of them, so no instance was a chip and 9 chips and strips became plants
+    image = np.full((300, 400, 3), 246, np.uint8)  # paper
+    image[180:290, 200:390] = 20  # the card's black frame
+    corners = [(190 + (k // 4) * 50, 210 + (k % 4) * 44) for k in range(8)]
+    for (y, x), colour in zip(corners, CHIPS):
+        image[y : y + 40, x : x + 40] = colour
+    image[40:140, 40:140] = np.random.default_rng(2).integers(40, 200, (100, 100, 3))  # a leaf's texture
+    masks = np.zeros((5, *image.shape[:2]), np.float32)
+    for k, (y, x) in enumerate(corners[:4]):  # a corner or a band of each chip
+        masks[k, y + 5 : y + 22, x + (k % 2) * 18 : x + 22 + (k % 2) * 18] = 1.0
+    masks[4, 40:140, 40:140] = 1.0
+    card, region = colour_card(Instances.from_dense(masks), open_image(image), 0.5)
+    assert card.tolist() == [True, True, True, True, False] and region[0] <= 190 and region[3] >= 370
+    # the paper itself is no chip: an instance whose middle is blank paper reaches open white
+    paper = np.zeros((4, *image.shape[:2]), np.float32)
+    for k in range(4):
+        paper[k, 10 + 40 * k : 40 + 40 * k, 160:200] = 1.0
+    assert colour_card(Instances.from_dense(paper), open_image(image), 0.5)[1] is None
+
+
+def test_a_trays_empty_cells_are_no_card():
+    # a grid of flat squares of one colour (a seedling tray's empty cells, tiles) is no card: a
+    # card's chips differ in colour; taken for one, every seedling in the grid was left out
+    image = np.full((200, 300, 3), 200, np.uint8)
+    corners = [(10 + 45 * (k // 4), 10 + 45 * (k % 4)) for k in range(8)]
+    for k, (y, x) in enumerate(corners):
+        image[y : y + 40, x : x + 40] = (38 + k, 36, 35 + k)  # black plastic, lit a little unevenly
+    assert colour_card(_squares(image, corners, 40), open_image(image), 0.5)[1] is None
