@@ -307,3 +307,10 @@ def test_every_third_party_import_is_a_declared_dependency():
     assert {"numpy", "torch", "skimage", "PIL"} <= third_party  # the scan sees the package's imports
     missing = {m: dists[m] for m in third_party if not any(norm(d) in declared for d in dists[m])}
     assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_python_m_runs_the_command_line():
+    # where the gardenseg script is not on PATH (a venv not activated): the same command
+    result = subprocess.run([sys.executable, "-m", "napari_gardenseg", "models"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "garden" in result.stdout
