@@ -203,6 +203,8 @@ def test_adapt_writes_a_new_model_and_report_and_never_overwrites(small_base, tm
 
 
 def test_adapt_is_the_same_with_the_same_seed_whether_the_base_was_loaded_or_not(small_base, tmp_path, monkeypatch):
+    import torch
+
     import napari_gardenseg._models as models
 
     photos = [_photo(9_500_000)[0], _photo(9_500_001)[0]]
@@ -210,7 +212,10 @@ def test_adapt_is_the_same_with_the_same_seed_whether_the_base_was_loaded_or_not
     for k, cached in enumerate((False, True)):
         if not cached:  # a first load builds the network (random initial weights) before reading the file
             monkeypatch.setattr(models, "_CACHE", {})
+        torch.seed()
+        before = torch.get_rng_state()
         gs.adapt(photos, small_base, output=tmp_path / f"s{k}.pt", rounds=1, iterations=1, seed=3)
+        assert torch.equal(torch.get_rng_state(), before)  # the caller's generator as it was
         rounds = json.loads((tmp_path / f"s{k}.json").read_text())["rounds"]
         runs.append([{key: v for key, v in r.items() if key != "seconds"} for r in rounds])
     assert runs[0] == runs[1]

@@ -158,10 +158,36 @@ def test_classes_found_reports_stops_early_and_cancels(two_scenes):
 
 
 def test_training_is_deterministic(tmp_path, two_scenes):
+    torch.seed()  # the caller's own random numbers: not reseeded for good by the run (all the same after each)
+    before = torch.get_rng_state()
     a = train(two_scenes, base="garden", iterations=3, output=tmp_path / "a.pt", device="cpu", crop=96, seed=5)
+    assert torch.equal(torch.get_rng_state(), before)
     b = train(two_scenes, base="garden", iterations=3, output=tmp_path / "b.pt", device="cpu", crop=96, seed=5)
     sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_a_model_trained_again_into_its_file_replaces_the_one_held(tmp_path, two_scenes):
+    # each retraining into the same file kept one more network in memory, of which only the
+    # newest could ever be used (the cache was keyed by the file's modification time)
+    from PIL import Image
+
+    from napari_gardenseg import _batch_file, _models, segment_files
+
+    path = train(two_scenes, base="garden", iterations=1, output=tmp_path / "m.pt", device="cpu", crop=96, seed=1)
+    first = load_model(path, device="cpu")
+    photo = tmp_path / "p.png"
+    Image.fromarray(two_scenes[0][0]).save(photo)
+    for k in range(2):
+        assert segment_files([photo], tmp_path / f"out{k}", model=path, crf=False).failed == 0
+        if k == 0:
+            train(two_scenes, base="garden", iterations=1, output=path, device="cpu", crop=96, seed=2, overwrite=True)
+    second = load_model(path, device="cpu")
+    assert second is not first  # the new weights are read
+    assert [k for k in _models._CACHE if k[:2] == ("file", str(path.resolve()))] == [
+        ("file", str(path.resolve()), "cpu")
+    ]
+    assert len([k for k in _batch_file._MODELS if k[0] == str(path)]) == 1
 
 
 def test_saved_weights_average_the_start_and_the_fine_tuned_network(tmp_path, two_scenes):

@@ -38,6 +38,7 @@ import numpy as np
 
 from ._cancel import Cancelled
 from ._cancel import should_stop as _should_stop
+from ._rng import keeps_global_rng
 from ._train_samples import Sample
 
 __all__ = ["adapt", "default_minutes", "default_output", "report_path", "outcome_of"]
@@ -211,6 +212,7 @@ class _Mix:
         return Sample(image, labels, classes)
 
 
+@keeps_global_rng
 def adapt(
     images: Sequence,
     base="garden",

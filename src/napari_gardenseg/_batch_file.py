@@ -61,18 +61,18 @@ _MODELS_LOCK = threading.Lock()
 def _model(spec, device="auto", model_id: dict | None = None):
     """The loaded model for ``spec`` on ``device``, loaded once per process.
 
-    Keyed by the checkpoint's identity too, so a checkpoint replaced on disk
-    between two batches is loaded again, not served from memory.
+    A checkpoint replaced on disk between two batches (another ``model_id``: its checksum) is
+    loaded again, and replaces the one held: only the newest of a file is kept.
     """
     from ._models import Model, load_model
 
     if isinstance(spec, Model) or not isinstance(spec, (str, os.PathLike)):
         return load_model(spec, device=device)
-    key = (os.fspath(spec), str(device), json.dumps(model_id, sort_keys=True))
+    key, identity = (os.fspath(spec), str(device)), json.dumps(model_id, sort_keys=True)
     with _MODELS_LOCK:  # one load per process even when a worker runs several threads
-        if key not in _MODELS:
-            _MODELS[key] = load_model(spec, device=device)
-        return _MODELS[key]
+        if key not in _MODELS or _MODELS[key][0] != identity:
+            _MODELS[key] = (identity, load_model(spec, device=device))
+        return _MODELS[key][1]
 
 
 def _check_options(segment_options: dict):

@@ -135,7 +135,7 @@ class Model:
 
 # -- loading -----------------------------------------------------------------
 
-_CACHE: dict[tuple, Model] = {}
+_CACHE: dict[tuple, tuple] = {}  # key -> (the checkpoint's stamp, Model)
 _CACHE_LOCK = threading.Lock()
 _MODULE_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # a caller's module -> its inference lock
 
@@ -207,8 +207,12 @@ def load_model(
         if not path.exists():
             raise ModelError(missing_model(model))
         path = path.resolve()
-        key = ("file", str(path), path.stat().st_mtime_ns, str(dev))
-        return _cached(key, lambda: _from_checkpoint(path, dev, source=str(path)))
+        stat = path.stat()
+        return _cached(
+            ("file", str(path), str(dev)),
+            lambda: _from_checkpoint(path, dev, source=str(path)),
+            stamp=(stat.st_mtime_ns, stat.st_size),
+        )
     if not isinstance(model, str):
         raise ModelError(
             f"load_model() takes a model name, a checkpoint path or a MaskRCNN module, not {type(model).__name__}"
@@ -218,13 +222,18 @@ def load_model(
     return _cached((model, str(dev)), lambda: _load_coco(model, dev, progress=progress))
 
 
-def _cached(key, build) -> Model:
+def _cached(key, build, stamp=None) -> Model:
+    """The model cached under ``key``, built when missing or when the checkpoint's ``stamp``
+    (modification time and size) changed since: a model trained again into the same file
+    replaces the old one here, which is not kept beside it."""
     with _CACHE_LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+        if key in _CACHE and _CACHE[key][0] == stamp:
+            return _CACHE[key][1]
     loaded = build()
     with _CACHE_LOCK:
-        return _CACHE.setdefault(key, loaded)
+        if key not in _CACHE or _CACHE[key][0] != stamp:
+            _CACHE[key] = (stamp, loaded)
+        return _CACHE[key][1]
 
 
 def _moved(model: Model, dev: torch.device) -> Model:

@@ -32,6 +32,7 @@ from ._cancel import should_stop as _should_stop
 from ._files import check_free_space, checkpoint_target, free_at_the_end, free_path, user_models_dir
 from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
 from ._options import FIT_DEFAULTS, FitOptions, fraction
+from ._rng import keeps_global_rng
 from ._train_samples import MIN_AREA, Sample, check_sizes, prepare_samples
 
 # the share of the fine-tuned weights in the saved ones (train's wise_alpha, WiSE-FT)
@@ -293,6 +294,7 @@ def average_weights(net: torch.nn.Module, start: dict, alpha: float) -> None:
                 value.mul_(alpha).add_(start[name].to(value.device, value.dtype), alpha=1.0 - alpha)
 
 
+@keeps_global_rng
 def train(
     samples: Sequence,
     base="garden",
