@@ -193,18 +193,48 @@ def test_to_coco_of_labels_corrected_in_napari():
     features = pd.DataFrame({"label": [3, 5], "class_name": ["weed", "rosette"], "score": [0.9, 0.8]})
     coco = to_coco(labels, file_name="plot3.jpg", features=features)
     assert coco["images"] == [{"id": 1, "width": 30, "height": 20, "file_name": "plot3.jpg"}]
-    assert coco["categories"] == [{"id": 1, "name": "plant"}, {"id": 2, "name": "weed"}]
+    assert coco["categories"] == [
+        {"id": 1, "name": "plant", "supercategory": ""},
+        {"id": 2, "name": "weed", "supercategory": ""},
+    ]
+    assert coco["info"]["description"] == "instances segmented by napari-gardenseg" and coco["licenses"] == []
     weed, painted = coco["annotations"]
     assert (weed["category_id"], weed["area"]) == (2, 36) and weed["score"] == pytest.approx(0.9)
     assert painted["category_id"] == 1 and "score" not in painted and painted["bbox"] == [12.0, 10.0, 13.0, 8.0]
+    assert (weed["id"], painted["id"]) == (3, 7)  # the label ids, as in the batch's COCO file and table
     np.testing.assert_array_equal(_decode(painted["segmentation"]), labels == 7)
     with pytest.raises(TypeError, match="or an \\(H, W\\) integer label image"):
         to_coco(labels.astype(float))
-    with pytest.raises(TypeError, match="a label image's classes come from features"):
-        to_coco(labels, ["__background__", "weed"])
     # a mask (bool) is one plant: scikit-image's TypeError before
     [mask] = to_coco(labels == 7)["annotations"]
     np.testing.assert_array_equal(_decode(mask["segmentation"]), labels == 7)
+
+
+def test_to_coco_of_labels_gives_the_batchs_category_ids():
+    # a segmentation's layer (its table has the model's class ids: weed 3, the colour "plant" 4):
+    # its export numbered the classes by name from 1 (plant 1, weed 2), so scoring the batch's
+    # COCO file against it, or merging the two, mixed the classes up
+    import pandas as pd
+
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 3:9] = 3
+    labels[10:18, 12:25] = 7
+    labels[10:14, 2:6] = 9  # painted by hand: no row
+    features = pd.DataFrame({"label": [3, 7], "class_id": [3, 4], "class_name": ["weed", "plant"], "score": [0.9, 0.4]})
+    coco = to_coco(labels, features=features)
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(3, "weed"), (4, "plant")]
+    assert [(a["id"], a["category_id"]) for a in coco["annotations"]] == [(3, 3), (7, 4), (9, 4)]
+    # weeds only, with the model's classes: every class under the model's id, the painted plant at
+    # the engine's colour-class id (the model's count of classes)
+    names = ["__background__", "flowering", "rosette", "weed"]
+    only = to_coco(labels * (labels != 7), features=features[:1], class_names=names)
+    assert [(c["id"], c["name"]) for c in only["categories"]] == [
+        (1, "flowering"),
+        (2, "rosette"),
+        (3, "weed"),
+        (4, "plant"),
+    ]
+    assert [(a["id"], a["category_id"]) for a in only["annotations"]] == [(3, 3), (9, 4)]
 
 
 def test_the_commands_print_the_packages_warnings_as_their_own_lines():

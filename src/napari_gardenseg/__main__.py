@@ -5,4 +5,5 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # imported (pkgutil, documentation tools): nothing runs
+    sys.exit(main())

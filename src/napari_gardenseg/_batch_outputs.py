@@ -379,7 +379,7 @@ def to_coco_of(result, path: Path) -> dict:
     """COCO JSON of one file's result; a stack (:class:`~napari_gardenseg._stack.StackResult`) gives one
     COCO image per plane, named ``<file>[<plane index>]``, with annotation ids that are the stack's
     label ids (they run on across planes)."""
-    from ._export import to_coco
+    from ._export import coco_document, to_coco
     from ._stack import StackResult
 
     if not isinstance(result, StackResult):
@@ -388,7 +388,7 @@ def to_coco_of(result, path: Path) -> dict:
     for k, (res, where) in enumerate(zip(result.results, result.planes)):
         part = to_coco(res, image_id=k + 1, file_name=f"{path.name}[{','.join(map(str, where))}]")
         images += part["images"]
-        categories.update({c["id"]: c for c in part["categories"]})
+        categories.update({c["id"]: c["name"] for c in part["categories"]})
         annotations += [{**a, "id": a["id"] + offset} for a in part["annotations"]]
         offset += len(res)
-    return {"images": images, "categories": [categories[i] for i in sorted(categories)], "annotations": annotations}
+    return coco_document(images, sorted(categories.items()), annotations)

@@ -94,9 +94,9 @@ def to_coco(
     """A COCO-format dict (images, categories, annotations) for one :class:`SegmentationResult`,
     or for a label image: labels corrected in napari, or read from a label file.
 
-    Returns ``{"images": [...], "categories": [...], "annotations": [...]}``, ready for
-    ``json.dump``: one image (``image_id``, its width and height in pixels, ``file_name``,
-    default ``"image_<image_id>"``), the categories (``id``, ``name``) and one annotation per
+    Returns ``{"info": {...}, "licenses": [], "images": [...], "categories": [...],
+    "annotations": [...]}``, ready for ``json.dump``: one image (``image_id``, its width and height in pixels, ``file_name``,
+    default ``"image_<image_id>"``), the categories (``id``, ``name``, ``supercategory``) and one annotation per
     instance that has pixels: ``id`` (its label id), ``image_id``, ``category_id``,
     ``segmentation``, ``area`` (pixels), ``bbox``, ``iscrowd`` 0 and ``score``. Masks are COCO's
     uncompressed RLE, ``{"size": [H, W], "counts": [...]}``: run lengths in column-major
@@ -116,12 +116,14 @@ def to_coco(
     dask or zarr, read whole; leading axes of length 1 dropped, as a one-plane Labels layer has), with
     ``features`` naming their classes and scores as a Labels layer's table does (``label``,
     ``class_name``, ``score``; a Labels layer's ``features``, or the ``_instances.csv`` beside a
-    label file): an id without a class is ``"plant"``, one without a score has none. Categories
-    are the class names in order of name, from id 1; annotation ids are the ids renumbered
-    1..n in order.
+    label file): an id without a class is ``"plant"``, one without a score has none. Category
+    ids are those a batch's COCO file gives the same classes, so the files of a dataset agree:
+    the model's (``class_names`` given), else the features' ``class_id`` (a segmentation's layer
+    or table); classes without one (painted, renamed) come after them in order of name, from 1
+    when none has an id. Annotation ids are the instances' label ids.
 
     Raises TypeError for a ``result`` that is neither, ``class_names`` that is not a list of
-    strings (or is given with a label image), an ``image_id`` that is not a whole number, or a
+    strings, an ``image_id`` that is not a whole number, or a
     ``file_name`` that is not a string; ValueError for a label image with negative ids.
     """
     from ._results import SegmentationResult
@@ -148,9 +150,7 @@ def to_coco(
     if isinstance(result, np.ndarray) and result.ndim == 2 and result.dtype.kind in "biu":
         if result.dtype == bool:  # a mask: one instance where it is True
             result = result.astype(np.uint8)
-        if class_names is not None:
-            raise TypeError("class_names is for a SegmentationResult: a label image's classes come from features")
-        return _labels_to_coco(result, features, image_id, file_name)
+        return _labels_to_coco(result, features, image_id, file_name, class_names)
     if not isinstance(result, SegmentationResult):
         got = f"an array of shape {result.shape} and dtype {result.dtype}" if hasattr(result, "shape") else repr(result)
         raise TypeError(
@@ -163,19 +163,17 @@ def to_coco(
         cats[int(cid)] = name
     if names is not None:  # the model's classes, and those the result holds besides (colour-only "plant")
         found = cats
-        cats = {i: n for i, n in enumerate(names) if i > 0 and n not in ("N/A", "__background__")}
+        cats = _model_classes(names)
         cats.update({i: n for i, n in found.items() if i not in cats})
     h, w = labels.shape
-    return {
-        "images": [
-            {"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}
-        ],
-        "categories": [{"id": int(i), "name": n} for i, n in sorted(cats.items())],
-        "annotations": labels_to_coco_annotations(labels, result.class_ids, result.scores, image_id=int(image_id)),
-    }
+    return coco_document(
+        [{"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}],
+        sorted(cats.items()),
+        labels_to_coco_annotations(labels, result.class_ids, result.scores, image_id=int(image_id)),
+    )
 
 
-def _labels_to_coco(labels: np.ndarray, features, image_id: int, file_name: str | None) -> dict:
+def _labels_to_coco(labels: np.ndarray, features, image_id: int, file_name: str | None, class_names=None) -> dict:
     """:func:`to_coco` of a label image and its table (classes and scores by id)."""
     from skimage.segmentation import relabel_sequential
 
@@ -183,8 +181,8 @@ def _labels_to_coco(labels: np.ndarray, features, image_id: int, file_name: str 
 
     table = instances_table(labels, features)  # one row per id present, its class and score by id
     names = [str(n).strip() or "plant" for n in table["class_name"]]
-    categories = {name: k + 1 for k, name in enumerate(sorted(set(names)))}
-    ids, _, _ = relabel_sequential(np.asarray(labels))  # 1..n in the order of the table's rows
+    categories = _category_ids(names, table["class_id"].tolist(), class_names)
+    ids, _, inverse = relabel_sequential(np.asarray(labels))  # 1..n in the order of the table's rows
     boxes = [tuple(int(v) for v in b) for b in table["bbox"]]
     annotations = labels_to_coco_annotations(
         ids, [categories[n] for n in names], None, image_id=int(image_id), boxes=boxes
@@ -193,11 +191,51 @@ def _labels_to_coco(labels: np.ndarray, features, image_id: int, file_name: str 
     for ann in annotations:  # id k is the table's row k - 1
         if np.isfinite(scores[ann["id"] - 1]):
             ann["score"] = float(scores[ann["id"] - 1])
+        ann["id"] = int(inverse[ann["id"]])  # the instance's label id, as a batch's COCO file has it
+    if class_names is not None:  # every class of the model, as for a result
+        categories = {**{n: i for i, n in _model_classes(class_names).items()}, **categories}
     h, w = labels.shape
+    return coco_document(
+        [{"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}],
+        sorted((k, n) for n, k in categories.items()),
+        annotations,
+    )
+
+
+def coco_document(images: list, categories, annotations: list) -> dict:
+    """A COCO file's dict: ``info`` and ``licenses`` (which some importers require: CVAT's before
+    datumaro#104, pyodi), the images, the categories from ``(id, name)`` pairs, each with an
+    empty ``supercategory`` (COCO's data format has one on each; the models know none), and the
+    annotations."""
+    from ._run_record import _package_version
+
     return {
-        "images": [
-            {"id": int(image_id), "width": int(w), "height": int(h), "file_name": file_name or f"image_{image_id}"}
-        ],
-        "categories": [{"id": k, "name": n} for n, k in categories.items()],
+        "info": {"description": "instances segmented by napari-gardenseg", "version": _package_version()},
+        "licenses": [],
+        "images": images,
+        "categories": [{"id": int(i), "name": n, "supercategory": ""} for i, n in categories],
         "annotations": annotations,
     }
+
+
+def _model_classes(class_names) -> dict[int, str]:
+    """{id: name} of a model's classes (``class_names``, background first), without the background
+    and COCO's ``"N/A"`` gaps."""
+    return {i: n for i, n in enumerate(class_names) if i > 0 and n not in ("N/A", "__background__")}
+
+
+def _category_ids(names: list, class_ids: list, class_names=None) -> dict[str, int]:
+    """{class name: category id} of a label image's instances, the ids a batch's COCO file gives
+    the same classes: the model's (``class_names``), else those the instances' ``class_id`` say
+    (a layer or table of a segmentation), the colour-only "plant" at the model's count of classes
+    as the engine numbers it; the classes left (painted, renamed) after them in order of name."""
+    ids = {n: i for i, n in _model_classes(class_names or []).items()}
+    for name, cid in zip(names, class_ids):
+        if name not in ids and cid is not None and int(cid) >= 1 and int(cid) not in ids.values():
+            ids[name] = int(cid)
+    if class_names is not None and "plant" in names and "plant" not in ids and len(class_names) not in ids.values():
+        ids["plant"] = len(class_names)
+    free = max(ids.values(), default=0) + 1
+    for name in sorted(set(names) - set(ids)):
+        ids[name], free = free, free + 1
+    return {n: ids[n] for n in sorted(set(names))}
