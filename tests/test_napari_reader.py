@@ -84,6 +84,37 @@ def test_viewer_opens_a_batch_result_as_labels(make_napari_viewer, tmp_path):
         assert lay.features.set_index("label").loc[77, "source"] == "painted"
 
 
+def test_a_batchs_zarr_store_of_labels_opens_as_its_two_labels_layers(make_napari_viewer, tmp_path):
+    # a zarr input (or a TIFF over 8192 x 8192) gives <name>_labels.zarr with arrays labels and
+    # refined; napari's own zarr reader took them for one pyramid's levels and refused the store
+    import zarr
+
+    from napari_gardenseg import segment_files
+    from napari_gardenseg.synthetic import garden_scene
+
+    im, _, _ = garden_scene(8_000_301, shape=(160, 160), n_plants=(3, 5))
+    zarr.save_array(str(tmp_path / "bed.zarr"), im)
+    assert segment_files([tmp_path / "bed.zarr"], tmp_path / "out", "garden").failed == 0
+    store = tmp_path / "out" / "bed_labels.zarr"
+    table = pd.read_csv(tmp_path / "out" / "bed_instances.csv")
+    assert len(table) >= 1
+    group = zarr.open_group(str(store), mode="r")
+    layers = get_labels_reader(str(store))(str(store))
+    assert [(meta["name"], kind) for _, meta, kind in layers] == [
+        ("bed_labels", "labels"),
+        ("bed_labels_crf", "labels"),
+    ]
+    for (data, meta, _), array, area in zip(layers, ("labels", "refined"), ("area", "area_refined")):
+        np.testing.assert_array_equal(np.asarray(data), group[array][:])
+        assert list(meta["features"]["class_name"]) == list(table["class_name"])
+        np.testing.assert_array_equal(meta["features"]["area"], table[area].fillna(0).astype(int))
+    assert get_labels_reader(str(tmp_path / "bed.zarr")) is None  # a photo's store is not labels
+    viewer = make_napari_viewer()
+    opened = viewer.open(store, plugin="napari-gardenseg")
+    assert [layer.name for layer in opened] == ["bed_labels", "bed_labels_crf"]
+    assert all(layer.__class__.__name__ == "Labels" for layer in opened)
+
+
 def _coco_export(tmp_path, n_photos=2):
     """A COCO file over photos in images/, as an annotation tool exports it: two categories."""
     import json

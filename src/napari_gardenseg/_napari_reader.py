@@ -93,10 +93,21 @@ def _label_file(p) -> bool:
     return p.suffix.lower() in LABEL_SUFFIXES and photo_stem(p.stem) is not None
 
 
+def _label_store(p) -> bool:
+    """Whether ``p`` is a batch's zarr store of labels (``<name>_labels.zarr``: arrays ``labels``
+    and ``refined``), which napari's own zarr reader takes for one pyramid's levels and refuses."""
+    p = Path(p)
+    return p.name.endswith("_labels.zarr") and p.is_dir() and any((p / "labels" / f).exists() for f in _ZARR_ARRAY)
+
+
+# the metadata file of a zarr array: v3, v2
+_ZARR_ARRAY = ("zarr.json", ".zarray")
+
+
 def get_labels_reader(path):
     """The npe2 reader command for label images: :func:`read_label_layers` when every path is one, else None."""
     paths = path if isinstance(path, (list, tuple)) else [path]
-    if not paths or not all(isinstance(p, (str, Path)) and _label_file(p) for p in paths):
+    if not paths or not all(isinstance(p, (str, Path)) and (_label_file(p) or _label_store(p)) for p in paths):
         return None
     return read_label_layers
 
@@ -120,6 +131,9 @@ def read_label_layers(path) -> list[tuple]:
     layers = []
     for p in path if isinstance(path, (list, tuple)) else [path]:
         p = Path(p)
+        if _label_store(p):
+            layers += _store_layers(p)
+            continue
         # this plugin's writer gives the labels the file's georeferencing when they are saved again
         meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p), "label_file": str(p)}}}
         features = batch_features(p)
@@ -132,6 +146,35 @@ def read_label_layers(path) -> list[tuple]:
             meta["features"] = _measured(features, data)
         layers.append((data, meta, "labels"))
     _follow_layers_inserted()
+    return layers
+
+
+def _store_layers(store: Path) -> list[tuple]:
+    """The Labels layers of a batch's ``<name>_labels.zarr``: ``<name>_labels`` and, with the CRF,
+    ``<name>_labels_crf``, read lazily (a pyramid of strided views for a big plane, as the
+    segmentation widget shows a big result), with the batch's table as features (its figures:
+    a lazily read image is not measured again)."""
+    import zarr
+
+    from ._label_files import batch_features
+    from ._layers import META_KEY
+    from ._plane_run import _lazy_pyramid
+
+    group = zarr.open_group(str(store), mode="r")
+    stem = store.name[: -len(".zarr")]
+    layers = []
+    for array, name in (("labels", stem), ("refined", f"{stem}_crf")):
+        if array not in group:
+            continue
+        data = group[array]
+        if data.ndim == 2:
+            levels = _lazy_pyramid(data, ())
+            data = levels if len(levels) > 1 else levels[0]
+        meta = {"name": name, "metadata": {META_KEY: {"label_file": str(store)}}}
+        features = batch_features(store.with_name(f"{name}.zarr"))
+        if features is not None:
+            meta["features"] = features
+        layers.append((data, meta, "labels"))
     return layers
 
 
