@@ -68,6 +68,8 @@ def test_stacks_are_segmented_plane_by_plane_with_ids_unique(tmp_path, model):
     assert n0 >= 1 and n1 >= 1
     labels = tifffile.imread(out / "timelapse_labels.tif")
     assert labels.shape == (3, 96, 96)
+    with tifffile.TiffFile(out / "timelapse_labels.tif") as tif:  # time frames, not unnamed pages (QYX)
+        assert tif.series[0].axes == "TYX"
     np.testing.assert_array_equal(labels[0], refs[0].labels)
     np.testing.assert_array_equal(labels[1], np.where(refs[1].labels > 0, refs[1].labels + n0, 0))  # ids run on
     with Image.open(out / "timelapse_labels.tif") as pages:  # grey pages, not one RGB page
@@ -88,6 +90,8 @@ def test_stacks_are_segmented_plane_by_plane_with_ids_unique(tmp_path, model):
     summary = segment_files([tmp_path / "pages.tif"], tmp_path / "api", model, crf=False, axes="ZYXS")
     assert summary.ok, summary.table
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "api" / "pages_labels.tif"), labels)
+    with tifffile.TiffFile(tmp_path / "api" / "pages_labels.tif") as tif:
+        assert tif.series[0].axes == "ZYX"
     assert _record(tmp_path / "api", "pages")["options"]["axes"] == "ZYXS"
     assert "z" in pd.read_csv(tmp_path / "api" / "pages_instances.csv").columns
     assert cli.main(["segment", str(tmp_path / "pages.tif"), "--out", str(out), "--axes", "QYX", *FAST]) == 2

@@ -246,12 +246,13 @@ def _write_outputs(
                     put_sidecars(put, f"{name}_labels_crf", sidecars)
             put(f"{name}_labels.zarr", lambda t: os.replace(staged, t), folder=True)
         else:
-            put(f"{name}_labels.tif", lambda t: write_label_tiff(t, result.labels, geo, resolution))
+            axes = f"{getattr(image, 'plane_axes', '')}YX"  # a stack's: T, Z, C as the input has them
+            put(f"{name}_labels.tif", lambda t: write_label_tiff(t, result.labels, geo, resolution, axes))
             put_sidecars(put, f"{name}_labels", sidecars)
             if result.refined is not None:
                 put(
                     f"{name}_labels_crf.tif",
-                    lambda t: write_label_tiff(t, result.refined, geo, resolution),
+                    lambda t: write_label_tiff(t, result.refined, geo, resolution, axes),
                 )
                 put_sidecars(put, f"{name}_labels_crf", sidecars)
         put(f"{name}_instances.csv", lambda t: table_as_written(table, image).to_csv(t, index=False))
@@ -282,16 +283,25 @@ def _write_outputs(
     return written
 
 
-def write_label_tiff(target, labels: np.ndarray, extratags=(), resolution=None) -> None:
+def write_label_tiff(target, labels: np.ndarray, extratags=(), resolution=None, axes: str | None = None) -> None:
     """``labels`` (``(*stack, H, W)``, integer ids) as a zlib TIFF of grey pages, one per plane, with
     ``extratags`` (the input's GeoTIFF tags) and ``resolution`` (tifffile's ``resolution`` and
     ``resolutionunit`` keywords: :meth:`~napari_gardenseg._pixel_size.PixelSize.tiff_resolution`).
     Photometric minisblack: otherwise tifffile stores a 3- or 4-plane stack as one RGB(A) page,
-    which Pillow cannot open and GIS reads as colours."""
+    which Pillow cannot open and GIS reads as colours. ``axes`` (e.g. ``"TYX"``) names a stack's
+    axes in tifffile's shaped description, as tifffile, napari and this plugin read them (a plain
+    stack reads as ``QYX``); ImageJ's hyperstack format holds no 32-bit integers."""
     import tifffile
 
+    shaped = {"metadata": {"axes": axes}} if axes is not None and len(axes) == labels.ndim > 2 else {}
     tifffile.imwrite(
-        target, labels, compression="zlib", extratags=extratags, photometric="minisblack", **(resolution or {})
+        target,
+        labels,
+        compression="zlib",
+        extratags=extratags,
+        photometric="minisblack",
+        **(resolution or {}),
+        **shaped,
     )
 
 
