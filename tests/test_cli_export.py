@@ -235,6 +235,12 @@ def test_to_coco_of_labels_gives_the_batchs_category_ids():
         (4, "plant"),
     ]
     assert [(a["id"], a["category_id"]) for a in only["annotations"]] == [(3, 3), (9, 4)]
+    # a class renamed in napari keeps its row's old class_id: the id stays the one name's it is
+    renamed = features.assign(class_id=[3, 3], class_name=["rosette", "weed"])
+    coco = to_coco(labels * (labels != 9), features=renamed)
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "rosette"), (2, "weed")]
+    coco = to_coco(labels * (labels != 9), features=renamed, class_names=names)
+    assert [(a["id"], a["category_id"]) for a in coco["annotations"]] == [(3, 2), (7, 3)]
 
 
 def test_the_commands_print_the_packages_warnings_as_their_own_lines():

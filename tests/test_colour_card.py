@@ -134,3 +134,27 @@ def test_a_trays_empty_cells_are_no_card():
     for k, (y, x) in enumerate(corners):
         image[y : y + 40, x : x + 40] = (38 + k, 36, 35 + k)  # black plastic, lit a little unevenly
     assert colour_card(_squares(image, corners, 40), open_image(image), 0.5)[1] is None
+
+
+def test_seedlings_over_cells_of_substrate_in_shades_are_no_card():
+    # a plug tray whose cells hold substrate of three shades, each with a two-leaved seedling whose
+    # box middle is bare substrate: the flat cells around the seedlings made a card of them, and all
+    # eight were left out; a chip is what the instance lies on, not what lies between its leaves
+    rng = np.random.default_rng(1)
+    side, wall = 44, 6
+    soils = [(128, 100, 74), (66, 50, 38), (168, 160, 146)]  # dry peat, wet peat, vermiculite
+    h, w = 2 * (side + wall) + wall, 4 * (side + wall) + wall
+    image = np.full((h, w, 3), 30, np.float32)
+    yy, xx = np.ogrid[:h, :w]
+    masks = []
+    for k in range(8):
+        y, x = wall + (k // 4) * (side + wall), wall + (k % 4) * (side + wall)
+        image[y : y + side, x : x + side] = soils[k % 3]
+        mask = np.zeros((h, w), np.float32)
+        for d in (-10, 10):  # two cotyledons diagonally across the cell's middle
+            leaf = (yy - (y + side // 2 + d)) ** 2 + (xx - (x + side // 2 + d)) ** 2 <= 16
+            image[leaf] = (70, 150, 60)
+            mask[leaf] = 1
+        masks.append(mask)
+    image = np.clip(image + rng.normal(0, 1.5, image.shape), 0, 255).astype(np.uint8)
+    assert colour_card(Instances.from_dense(np.stack(masks)), open_image(image), 0.5)[1] is None

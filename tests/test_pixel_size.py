@@ -42,6 +42,15 @@ def _files(folder):
     Image.fromarray(RGB).save(folder / "camera.jpg", dpi=(300, 300), exif=_exif(exposure=0.01))
     # stored 50 wide and 40 high at 300 x 150 dpi, turned a quarter to show: rows and columns swap
     Image.fromarray(RGB).save(folder / "turned.jpg", dpi=(300, 150), exif=_exif(orientation=6))
+    # a JPEG with no JFIF density and an EXIF resolution: its own unit (none: no size) and its Y
+    for name, unit in (("exif_none.jpg", 1), ("exif_inch.jpg", 2)):
+        exif = Image.Exif()
+        exif[0x0128], exif[0x011A], exif[0x011B] = unit, 600.0, 300.0
+        Image.fromarray(RGB).save(folder / name, exif=exif)
+    # OME sizes that are no length; OME without sizes, with TIFF resolution tags
+    nan = {"PhysicalSizeX": float("nan"), "PhysicalSizeY": float("nan"), "axes": "YXS"}
+    tifffile.imwrite(folder / "nan.ome.tif", RGB, photometric="rgb", metadata=nan)
+    tifffile.imwrite(folder / "plain.ome.tif", RGB, photometric="rgb", resolution=(600, 600), resolutionunit="INCH")
     geo = [(33550, "d", 3, (0.02, 0.02, 0.0), True), (33922, "d", 6, (0.0, 0.0, 0.0, 3e5, 6.2e6, 0.0), True)]
     tifffile.imwrite(folder / "ortho.tif", RGB, photometric="rgb", resolution=(300, 300), extratags=geo)
 
@@ -58,8 +67,11 @@ def test_a_stated_physical_pixel_size_is_read_where_it_is_one(tmp_path):
     for name in ("scan.png", "scan.jpg"):  # PNG's pHYs (pixels per metre), JPEG's JFIF density
         assert (size[name].y_um, size[name].x_um) == pytest.approx((84.667, 84.667), rel=1e-4), name
     assert (size["turned.jpg"].y_um, size["turned.jpg"].x_um) == pytest.approx((84.667, 169.333), rel=1e-4)
-    # no size: no unit, a screen's density, a camera's print size, a map's pixel (map_x, map_y instead)
-    for name in ("nounit.tif", "screen.jpg", "retina.png", "camera.jpg", "ortho.tif"):
+    assert (size["exif_inch.jpg"].y_um, size["exif_inch.jpg"].x_um) == pytest.approx((84.667, 42.333), rel=1e-4)
+    assert size["plain.ome.tif"].x_um == pytest.approx(um)  # OME without sizes: its TIFF resolution
+    # no size: no unit, a screen's density, a camera's print size, a map's pixel (map_x, map_y
+    # instead), sizes that are no length
+    for name in ("nounit.tif", "screen.jpg", "retina.png", "camera.jpg", "ortho.tif", "exif_none.jpg", "nan.ome.tif"):
         assert size[name] is None, name
     assert "600 dpi" in read_image(tmp_path / "scan600.tif").record()["pixel_size"]
     assert "pixel_size" not in read_image(tmp_path / "screen.jpg").record()

@@ -12,7 +12,8 @@ from an instance: the middle of the instance's box (its central half) varies by 
 :data:`FLAT_STD` (0..255, the mean of the R, G and B standard deviations), and the pixels of
 that colour (within :data:`CHIP_TOLERANCE` in every channel) connected to it form a region of at
 least :data:`MIN_CHIP_AREA` pixels that fills :data:`CHIP_FILL` of its own box, a box no longer
-than twice its width, lying inside the instance's box grown by its size (an open flat
+than twice its width, holding at least half the instance's mask (not a flat ground between a
+seedling's leaves), lying inside the instance's box grown by its size (an open flat
 background, paper or a wall, reaches further). The region is the image's, not the mask's: on a
 scan the network's or the colour stage's mask of a chip often covers only part of it. One chip
 is not enough: small plants in a coarse drone image are flat blobs too. :data:`MIN_CHIPS` chips
@@ -116,6 +117,15 @@ def _chip(found, i: int, source, mask_threshold: float):
     if not len(ids):
         return None
     flat = regions == ids[np.argmax(counts)]
+    # the instance must lie on the chip (most of its mask on the flat region), not around a flat
+    # ground (a seedling's two leaves over a tray cell's substrate)
+    full = np.zeros(flat.shape, bool)
+    my0, mx0 = y0 - window[0], x0 - window[1]
+    sy0, sx0 = max(my0, 0), max(mx0, 0)
+    sy1, sx1 = min(my0 + mask.shape[0], flat.shape[0]), min(mx0 + mask.shape[1], flat.shape[1])
+    full[sy0:sy1, sx0:sx1] = mask[sy0 - my0 : sy1 - my0, sx0 - mx0 : sx1 - mx0]
+    if np.count_nonzero(full & flat) < 0.5 * np.count_nonzero(mask):
+        return None
     rr, cc = np.flatnonzero(flat.any(axis=1)), np.flatnonzero(flat.any(axis=0))
     # an open flat background reaches the window's edge (the image's own edge may cut a chip)
     if (rr[0] == 0 and window[0] > 0) or (cc[0] == 0 and window[1] > 0):

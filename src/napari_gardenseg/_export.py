@@ -227,12 +227,18 @@ def _model_classes(class_names) -> dict[int, str]:
 def _category_ids(names: list, class_ids: list, class_names=None) -> dict[str, int]:
     """{class name: category id} of a label image's instances, the ids a batch's COCO file gives
     the same classes: the model's (``class_names``), else those the instances' ``class_id`` say
-    (a layer or table of a segmentation), the colour-only "plant" at the model's count of classes
-    as the engine numbers it; the classes left (painted, renamed) after them in order of name."""
+    (a layer or table of a segmentation) where every instance of that id has one name, the
+    colour-only "plant" at the model's count of classes as the engine numbers it; the classes left
+    (painted, renamed) after them in order of name."""
     ids = {n: i for i, n in _model_classes(class_names or []).items()}
+    named: dict[int, set] = {}  # each class_id's names: a class renamed in napari keeps its old id
     for name, cid in zip(names, class_ids):
-        if name not in ids and cid is not None and int(cid) >= 1 and int(cid) not in ids.values():
-            ids[name] = int(cid)
+        if cid is not None and int(cid) >= 1:
+            named.setdefault(int(cid), set()).add(name)
+    for cid, given in sorted(named.items()):
+        (name,) = given if len(given) == 1 else (None,)
+        if name is not None and name not in ids and cid not in ids.values():
+            ids[name] = cid
     if class_names is not None and "plant" in names and "plant" not in ids and len(class_names) not in ids.values():
         ids["plant"] = len(class_names)
     free = max(ids.values(), default=0) + 1

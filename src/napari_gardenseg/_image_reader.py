@@ -156,18 +156,17 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         _add_pam_over_tags(image)
     else:
         _add_sidecar_georeference(image)
-    if "georeference" not in image.applied:  # a georeferenced pixel's size is in map units
-        _add_pixel_size(image, tiff=name.endswith(TIFF_SUFFIXES))
+    _keep_pixel_size(image)
     return image
 
 
-def _add_pixel_size(image: ImageFile, *, tiff: bool) -> None:
-    """Take the physical pixel size the file states (:func:`~napari_gardenseg._pixel_size.pixel_size_of`),
-    for its pixels as read: rows and columns swap where the EXIF orientation turned them."""
-    from ._pixel_size import pixel_size_of
-
-    size = pixel_size_of(image.path, tiff=tiff)
-    if size is None:
+def _keep_pixel_size(image: ImageFile) -> None:
+    """The physical pixel size the file stated (:mod:`._pixel_size`, read by the format's reader)
+    for its pixels as read: rows and columns swap where the EXIF orientation turned them; none
+    for a georeferenced photo, whose pixel is in map units (``map_x``, ``map_y``)."""
+    size = image.pixel_size
+    if size is None or "georeference" in image.applied:
+        image.pixel_size = None
         return
     if image.applied.get("exif_orientation") in (5, 6, 7, 8):
         size = size.turned()

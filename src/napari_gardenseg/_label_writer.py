@@ -134,7 +134,7 @@ def _added_values(features) -> dict[str, dict]:
     return {str(c): {k: v for k, v in zip(ids, features[c]) if k is not None} for c in other_columns(features.columns)}
 
 
-def _georeferenced(source, shape):
+def _source_image(source, shape):
     """The image file ``source`` as read (its ``georeference``, ``sidecar_georeference`` and
     ``pixel_size``), or None where it has none of them or its pixel grid is not the labels'
     (``shape``, Y and X): warns then."""
@@ -143,7 +143,7 @@ def _georeferenced(source, shape):
     try:
         image = read_image(source, lazy=True)
     except (OSError, ValueError) as exc:  # moved or deleted since it was opened: the labels alone
-        warnings.warn(f"labels written without georeferencing: {exc}", stacklevel=3)
+        warnings.warn(f"labels written without georeferencing or a pixel size: {exc}", stacklevel=3)
         return None
     placed = bool(image.georeference) or image.sidecar_georeference is not None
     if not placed and image.pixel_size is None:
@@ -264,7 +264,7 @@ def _write_label_file(
             f"{path} holds an image (colour, or values that are not whole ids), not label ids, or cannot be "
             "read; not replacing it with labels: choose another name"
         )
-    image = _georeferenced(georeference_from, labels.shape) if georeference_from is not None else None
+    image = _source_image(georeference_from, labels.shape) if georeference_from is not None else None
     geo = image.georeference if image is not None else ()
     sidecars = image.sidecar_georeference if image is not None else None
     resolution = image.pixel_size.tiff_resolution() if image is not None and image.pixel_size else None

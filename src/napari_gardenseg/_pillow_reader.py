@@ -13,6 +13,7 @@ import numpy as np
 
 from ._image_arrays import ImageError, alpha_used, blank_transparent
 from ._image_file import ImageFile, damaged_error, truncated_error
+from ._pixel_size import pillow_pixel_size
 
 # the photo format of phones (iPhones since iOS 11): Pillow reads it through the pillow-heif plugin
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")
@@ -44,6 +45,7 @@ def read_pillow(path: Path) -> ImageFile:
     try:
         with open_pillow(path) as im:
             fmt = im.format
+            pixel_size = pillow_pixel_size(im)  # a scan's dpi
             frames, applied_frames = photo_frames(im)
             planes, applied = [], {}
             for k in frames:
@@ -62,12 +64,12 @@ def read_pillow(path: Path) -> ImageFile:
     applied = {"format": fmt, **applied, **applied_frames}
     if len(planes) == 1:
         data = planes[0]
-        return ImageFile(path, data, "YXS" if data.ndim == 3 else "YX", applied)
+        return ImageFile(path, data, "YXS" if data.ndim == 3 else "YX", applied, pixel_size=pixel_size)
     if len({p.shape for p in planes}) > 1:
         raise ImageError(f"{path.name}: its {len(planes)} frames differ in size; save the frames as separate images")
     applied["frames"] = len(planes)
     data = np.stack(planes)
-    return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied)
+    return ImageFile(path, data, "TYXS" if data.ndim == 4 else "TYX", applied, pixel_size=pixel_size)
 
 
 def photo_frames(im) -> tuple[list[int], dict]:

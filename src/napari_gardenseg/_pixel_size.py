@@ -1,15 +1,17 @@
 """The physical size of a pixel as an image file states it: a scanner's resolution (dpi in a
 TIFF, PNG or JPEG), an ImageJ TIFF's calibration, an OME-TIFF's ``PhysicalSizeX``/``Y``. With it
-the instances table gives areas in mm² and the label TIFFs carry the same resolution, so Fiji
-or ImageJ measures the labels in the units it measures the image in.
+the instances table gives areas in mm² and the label TIFFs carry the same resolution (in pixels
+per centimetre), so Fiji or ImageJ measures the labels in centimetres.
 
 A stated resolution is trusted only where it can mean a size on the object: a unit is given
-(inch, centimetre, ImageJ's or OME's unit), it is not a screen density (72, 96, 144 or 192 dpi:
-what software writes when it knows nothing, and what a screenshot has), and the file is not a
-camera's photo (EXIF exposure time, f-number or focal length): a camera's dpi is a print size,
-not the scene's (Pillow's ``info["dpi"]`` and the TIFF 6.0 tags XResolution, YResolution and
-ResolutionUnit, whose default unit is the inch). A GeoTIFF's or world file's pixel is in map
-units: its table has ``map_x``, ``map_y`` instead.
+(inch, centimetre, ImageJ's or OME's unit; a JPEG's EXIF resolution with its own unit), it is
+not a screen density (72, 96, 144 or 192 dpi: what software writes when it knows nothing, and
+what a screenshot has), it is a length a pixel can have (a nanometre to a metre), and the file
+is not a camera's photo (EXIF exposure time, f-number or focal length): a camera's dpi is a
+print size, not the scene's (Pillow's ``info["dpi"]`` and the TIFF 6.0 tags XResolution,
+YResolution and ResolutionUnit, whose default unit is the inch). A GeoTIFF's or world file's
+pixel is in map units: its table has ``map_x``, ``map_y`` instead. Read by the format readers
+while the file is open (:mod:`._tiff_reader`, :mod:`._pillow_reader`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 # dots per inch that say nothing of the object: the screen densities software writes by default
 _SCREEN_DPI = (72.0, 96.0, 144.0, 192.0)
 # EXIF tags of a camera's exposure (ExposureTime, FNumber, FocalLength), in its Exif IFD
 _CAMERA_TAGS = (0x829A, 0x829D, 0x920A)
+_CAMERA_NAMES = ("ExposureTime", "FNumber", "FocalLength")
+# the lengths (µm) a pixel can be: a nanometre (electron microscopy) to a metre (a coarse map)
+_MIN_UM, _MAX_UM = 1e-3, 1e6
 _EXIF_IFD = 0x8769
 # micrometres in one of ImageJ's or OME's length units
 _UM_PER_UNIT = {
@@ -87,7 +91,7 @@ def _per_inch(x_dpi, y_dpi, source: str, stated: str | None = None) -> PixelSize
         return None
     if stated is None:
         stated = f"{x:.0f} dpi" if round(x) == round(y) else f"{x:.0f} x {y:.0f} dpi"
-    return PixelSize(_UM_PER_INCH / y, _UM_PER_INCH / x, f"{stated}, {source}")
+    return _checked(PixelSize(_UM_PER_INCH / y, _UM_PER_INCH / x, f"{stated}, {source}"))
 
 
 def _per_unit(x_px, y_px, unit: str, source: str) -> PixelSize | None:
@@ -99,7 +103,7 @@ def _per_unit(x_px, y_px, unit: str, source: str) -> PixelSize | None:
         return None
     if um is None or not (math.isfinite(x) and math.isfinite(y)) or x <= 0 or y <= 0:
         return None
-    return PixelSize(um / y, um / x, source)
+    return _checked(PixelSize(um / y, um / x, source))
 
 
 def _rational(value) -> float | None:
@@ -112,91 +116,91 @@ def _rational(value) -> float | None:
         return None
 
 
-def _camera_exif(exif: dict) -> bool:
-    return any(tag in exif for tag in _CAMERA_TAGS)
+def _camera(exif) -> bool:
+    """Whether an Exif IFD (Pillow's, by tag number; tifffile's, by tag name) holds a camera's
+    exposure: a photo taken through a lens, whose dpi is a print size."""
+    return any(tag in exif for tag in _CAMERA_TAGS) or any(name in exif for name in _CAMERA_NAMES)
 
 
 def _ome_pixel_size(xml: str) -> PixelSize | None:
-    """OME-XML's first ``Pixels`` element's PhysicalSizeX/Y (unit µm unless it says another)."""
+    """OME-XML's first ``Pixels`` element's PhysicalSizeX/Y (each unit µm unless it says another,
+    as the OME schema has it); None without PhysicalSizeX or with sizes that are no length."""
     match = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", xml)
     if match is None:
         return None
     attrs = dict(re.findall(r'(\w+)="([^"]*)"', match.group(0)))
     if "PhysicalSizeX" not in attrs:
         return None
-    x = float(attrs["PhysicalSizeX"])
-    y = float(attrs.get("PhysicalSizeY", x))
-    unit_x = attrs.get("PhysicalSizeXUnit", "µm")
-    unit_y = attrs.get("PhysicalSizeYUnit", "µm")  # each unit's default in the OME schema
-    um_x, um_y = _UM_PER_UNIT.get(unit_x.lower()), _UM_PER_UNIT.get(unit_y.lower())
-    if um_x is None or um_y is None or x <= 0 or y <= 0:
+    try:
+        x = float(attrs["PhysicalSizeX"])
+        y = float(attrs.get("PhysicalSizeY", x))
+    except ValueError:
         return None
-    return PixelSize(y * um_y, x * um_x, "OME PhysicalSizeX/Y")
+    um_x = _UM_PER_UNIT.get(attrs.get("PhysicalSizeXUnit", "µm").lower())
+    um_y = _UM_PER_UNIT.get(attrs.get("PhysicalSizeYUnit", "µm").lower())
+    if um_x is None or um_y is None:
+        return None
+    return _checked(PixelSize(y * um_y, x * um_x, "OME PhysicalSizeX/Y"))
+
+
+def _checked(size: PixelSize) -> PixelSize | None:
+    """``size`` when both sides are a length a pixel can have (finite, from a nanometre to a metre)."""
+    sides = (size.y_um, size.x_um)
+    return size if all(math.isfinite(v) and _MIN_UM <= v <= _MAX_UM for v in sides) else None
 
 
 def tiff_pixel_size(tif, page) -> PixelSize | None:
     """The pixel size a tifffile ``TiffFile`` states for its image ``page`` (the first page of the
-    series read): OME's, else ImageJ's calibration, else the TIFF resolution tags."""
+    series read): OME's PhysicalSizeX/Y, else ImageJ's calibration, else the TIFF resolution tags;
+    None for a GeoTIFF, a camera's photo or a tag that cannot be read."""
     from ._georeference import geotiff_tags
 
-    if geotiff_tags(page):
-        return None
-    if tif.is_ome and tif.ome_metadata:
-        try:
-            return _ome_pixel_size(tif.ome_metadata)
-        except ValueError:
+    try:
+        if geotiff_tags(page):
             return None
-    tags = page.tags
-    x, y = _rational(tags.valueof(282)), _rational(tags.valueof(283))
-    if x is None:
+        if tif.is_ome and tif.ome_metadata:
+            size = _ome_pixel_size(tif.ome_metadata)
+            if size is not None:
+                return size
+        tags = page.tags
+        x, y = _rational(tags.valueof(282)), _rational(tags.valueof(283))
+        if x is None:
+            return None
+        y = x if y is None else y
+        exif = tags.valueof(_EXIF_IFD)
+        if isinstance(exif, dict) and _camera(exif):
+            return None
+        unit = int(tags.valueof(296, 2))  # TIFF 6.0: inch when the tag is absent
+        if tif.is_imagej and unit == 1:  # ImageJ: pixels per its own unit, the unit in its description
+            return _per_unit(x, y, (tif.imagej_metadata or {}).get("unit", ""), "ImageJ calibration")
+        if unit == 2:
+            return _per_inch(x, y, "TIFF resolution")
+        if unit == 3:
+            stated = f"{x:.4g} pixels/cm" if x == y else f"{x:.4g} x {y:.4g} pixels/cm"
+            return _per_inch(x * 2.54, y * 2.54, "TIFF resolution", stated)
+    except Exception:  # noqa: BLE001 - a size is extra: a damaged tag leaves the pixels in pixels
         return None
-    y = x if y is None else y
-    exif = tags.valueof(_EXIF_IFD)
-    if isinstance(exif, dict) and any(name in exif for name in ("ExposureTime", "FNumber", "FocalLength")):
-        return None
-    unit = int(tags.valueof(296, 2))  # TIFF 6.0: inch when the tag is absent
-    if tif.is_imagej and unit == 1:  # ImageJ: pixels per its own unit, the unit in its description
-        return _per_unit(x, y, (tif.imagej_metadata or {}).get("unit", ""), "ImageJ calibration")
-    if unit == 2:
-        return _per_inch(x, y, "TIFF resolution")
-    if unit == 3:
-        stated = f"{x:.4g} pixels/cm" if x == y else f"{x:.4g} x {y:.4g} pixels/cm"
-        return _per_inch(x * 2.54, y * 2.54, "TIFF resolution", stated)
     return None
 
 
 def pillow_pixel_size(im) -> PixelSize | None:
-    """The pixel size an opened Pillow image states (``info["dpi"]``: PNG's pHYs in metres, JPEG's
-    JFIF density or EXIF resolution, a TIFF's tags), for its pixels as stored (not turned)."""
-    dpi = im.info.get("dpi")
-    if not dpi:
-        return None
+    """The pixel size an opened Pillow image states, for its pixels as stored (not turned): a PNG's
+    pHYs in metres, a JPEG's JFIF density in inches or centimetres, else its EXIF resolution with
+    its unit (Pillow's ``info["dpi"]`` takes the EXIF's without one as inches), a TIFF's tags;
+    None for a camera's photo or a resolution without a unit."""
     try:
-        if _camera_exif(im.getexif().get_ifd(_EXIF_IFD)):
+        exif = im.getexif()
+        if _camera(exif.get_ifd(_EXIF_IFD)):
             return None
-    except Exception:  # noqa: BLE001 - a damaged EXIF block: no camera known
-        pass
-    return _per_inch(dpi[0], dpi[1], f"{im.format} resolution")
-
-
-def pixel_size_of(path: Path, *, tiff: bool) -> PixelSize | None:
-    """The pixel size the image file ``path`` states, for its pixels as stored; None where it
-    states none that is a size (see the module's rules) or cannot be read for it. ``tiff``: read
-    with tifffile (a TIFF file), else with Pillow."""
-    try:
-        if tiff:
-            import tifffile
-
-            from ._tiff_reader import _first_image
-
-            try:
-                with tifffile.TiffFile(path) as tif:
-                    return tiff_pixel_size(tif, tif.series[_first_image(tif)].keyframe)
-            except tifffile.TiffFileError:
-                pass  # a JPEG or PNG under a TIFF name: read by Pillow, as its pixels are
-        from ._pillow_reader import open_pillow
-
-        with open_pillow(path) as im:
-            return pillow_pixel_size(im)
-    except Exception:  # noqa: BLE001 - a size is extra: the read itself says what is wrong with a file
+        if im.format in ("JPEG", "MPO") and im.info.get("jfif_unit") not in (1, 2):
+            # no JFIF density: the EXIF's resolution, with its own unit (1 none, 2 inch, 3 cm)
+            unit, x, y = exif.get(0x0128, 2), _rational(exif.get(0x011A)), _rational(exif.get(0x011B))
+            if unit not in (2, 3) or x is None:
+                return None
+            y = x if y is None else y
+            scale = 2.54 if unit == 3 else 1.0
+            return _per_inch(x * scale, y * scale, "JPEG EXIF resolution")
+        dpi = im.info.get("dpi")
+        return _per_inch(dpi[0], dpi[1], f"{im.format} resolution") if dpi else None
+    except Exception:  # noqa: BLE001 - a damaged EXIF block or tag: no size
         return None

@@ -16,6 +16,7 @@ from ._georeference import geotiff_note, geotiff_tags
 from ._image_arrays import ImageError, alpha_used
 from ._image_file import LAZY_BYTES, ImageFile, arrange_axes, as_dask, damaged_error, lazy_or_numpy, truncated_error
 from ._pillow_reader import read_pillow
+from ._pixel_size import tiff_pixel_size
 
 # TIFF ExtraSamples values that say a sample is opacity (associated, unassociated alpha)
 _ALPHA = (1, 2)
@@ -51,6 +52,7 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
             nodata = _gdal_nodata(page)
             orientation = page.tags.valueof(274, 1)  # TIFF Orientation
             georeference = geotiff_tags(page)
+            pixel_size = tiff_pixel_size(tif, page)  # a scan's dpi, ImageJ's or OME's calibration
             mask = _transparency_mask(tif, shape, file_axes)
             single = sum(s > 1 for s, a in zip(shape, file_axes) if a not in "YXS") == 0
             big = lazy or (lazy is None and nbytes > LAZY_BYTES)
@@ -122,6 +124,7 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         if mask is not None and image.data.shape[:2] == mask.shape:
             image.data = _blank_masked(image.data, mask)
             image.applied["mask"] = _MASK_NOTE
+        image.pixel_size = pixel_size
         return image
     applied = {"format": kind, "file_axes": file_axes, "photometric": photometric}
     if orientation not in (None, 1):
@@ -215,7 +218,7 @@ def read_tiff(path: Path, axes: str | None, lazy: bool | None) -> ImageFile:
         data, applied["icc_profile"] = _icc_to_srgb(data, out_axes, icc)
     if georeference:
         applied["georeference"] = geotiff_note(georeference)
-    return ImageFile(path, data, out_axes, applied, georeference)
+    return ImageFile(path, data, out_axes, applied, georeference, pixel_size=pixel_size)
 
 
 def _icc_to_srgb(data, axes: str, icc: bytes):
