@@ -232,7 +232,7 @@ def _write_outputs(
 
         geo = getattr(image, "georeference", ())  # a GeoTIFF's labels lie on its grid in GIS software too
         sidecars = getattr(image, "sidecar_georeference", None)  # and a world file's, with theirs
-        size = getattr(image, "pixel_size", None)  # a scan's: Fiji measures its labels in its units
+        size = getattr(image, "pixel_size", None)  # a scan's: Fiji measures its labels in centimetres
         resolution = size.tiff_resolution() if size is not None else {}
         if staged is not None:  # a big input: the store holds the labels; table and COCO were read from it
             if geo or sidecars is not None:  # a GIS copy beside the store, read from it tile by tile
