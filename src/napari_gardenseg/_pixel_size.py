@@ -47,7 +47,6 @@ _UM_PER_UNIT = {
     "inch": 25_400.0,
     "in": 25_400.0,
 }
-_UM_PER_INCH = 25_400.0
 
 
 @dataclass(frozen=True)
@@ -79,31 +78,31 @@ class PixelSize:
 
 
 def _per_inch(x_dpi, y_dpi, source: str, stated: str | None = None) -> PixelSize | None:
-    """From dots per inch; None where they are not a size (none, zero, a screen's density).
-    ``stated``: the resolution as the file gives it, when not in dpi."""
+    """From dots per inch; None where they are not a size (none, 1 or less: a placeholder, a
+    screen's density, no length: :func:`_checked`). ``stated``: the resolution as the file gives
+    it, when not in dpi."""
     try:
         x, y = float(x_dpi), float(y_dpi)
-    except (TypeError, ValueError, ZeroDivisionError):
+    except (TypeError, ValueError):
         return None
-    if not (math.isfinite(x) and math.isfinite(y)) or x <= 1 or y <= 1:
-        return None
-    if any(abs(x - s) < 0.5 and abs(y - s) < 0.5 for s in _SCREEN_DPI):
+    if x <= 1 or y <= 1 or any(abs(x - s) < 0.5 and abs(y - s) < 0.5 for s in _SCREEN_DPI):
         return None
     if stated is None:
         stated = f"{x:.0f} dpi" if round(x) == round(y) else f"{x:.0f} x {y:.0f} dpi"
-    return _checked(PixelSize(_UM_PER_INCH / y, _UM_PER_INCH / x, f"{stated}, {source}"))
+    inch = _UM_PER_UNIT["inch"]
+    return _checked(PixelSize(inch / y, inch / x, f"{stated}, {source}"))
 
 
 def _per_unit(x_px, y_px, unit: str, source: str) -> PixelSize | None:
-    """From pixels per ``unit`` (one of ImageJ's or OME's length units); None for another unit."""
+    """From pixels per ``unit`` (one of ImageJ's or OME's length units); None for another unit
+    or no length (:func:`_checked`)."""
     um = _UM_PER_UNIT.get(str(unit).strip().lower().replace("\\u00b5", "µ"))
+    if um is None:
+        return None
     try:
-        x, y = float(x_px), float(y_px)
-    except (TypeError, ValueError):
+        return _checked(PixelSize(um / float(y_px), um / float(x_px), source))
+    except (TypeError, ValueError, ZeroDivisionError):
         return None
-    if um is None or not (math.isfinite(x) and math.isfinite(y)) or x <= 0 or y <= 0:
-        return None
-    return _checked(PixelSize(um / y, um / x, source))
 
 
 def _rational(value) -> float | None:
