@@ -302,6 +302,19 @@ def test_a_class_name_corrected_in_the_features_is_an_edit_a_rerun_keeps(viewer,
     assert write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)["masks"] is again
 
 
+def test_a_class_name_corrected_in_the_boxes_table_is_an_edit_a_rerun_keeps(viewer, fake_segment):
+    # the boxes' text shows their table: a correction there was replaced in place by a rerun
+    image = viewer.layers["garden"]
+    boxes = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=True)["boxes"]
+    assert write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=True)["boxes"] is boxes
+    features = boxes.features.copy()
+    features.loc[0, "class_name"] = "weed"
+    boxes.features = features
+    again = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=True)["boxes"]
+    assert again is not boxes and again.name == "garden boxes [2]"
+    assert list(boxes.features["class_name"])[0] == "weed"
+
+
 def test_painting_an_output_layer_updates_its_features_and_a_rerun_resets_them(viewer, fake_segment):
     image = viewer.layers["garden"]
     masks = write_layers(viewer, fake_run(plane_source(image), fake_segment))["masks"]

@@ -156,10 +156,13 @@ def _set_geometry(layer, source: PlaneSource) -> None:
 
 
 def _stamp(layer, kind: str, source: PlaneSource, check) -> None:
-    info = {"kind": kind, **_about(source), "checksum": check}
-    if kind != "boxes":  # a corrected class name is an edit: see is_edited
-        info["features_checksum"] = _features_checksum(layer)
-    layer.metadata[META_KEY] = info
+    # a corrected class name is an edit, in the masks' table as in the boxes' (their text): see is_edited
+    layer.metadata[META_KEY] = {
+        "kind": kind,
+        **_about(source),
+        "checksum": check,
+        "features_checksum": _features_checksum(layer),
+    }
 
 
 def _about(source: PlaneSource) -> dict:
