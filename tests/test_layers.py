@@ -469,6 +469,30 @@ def test_a_transposed_view_is_said_when_the_current_plane_is_segmented(fake_segm
     assert plane_source(image, point=v.dims.point, displayed=v.dims.displayed, stack=True).view_note is None
 
 
+def test_a_plane_the_view_does_not_show_is_said():
+    # the slider past the end of a shorter stack (napari draws nothing of it there) and a 3-D view
+    # both segmented a plane with nothing said; a moved slider is said by moved_note
+    from napari_gardenseg._planes import moved_note
+
+    v = ViewerModel()
+    image = v.add_image(np.zeros((3, 40, 40, 3), np.uint8), name="z", rgb=True)
+    v.add_image(np.zeros((10, 40, 40), np.uint8), name="longer")
+    v.dims.set_point(0, 8.0)
+    source = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
+    assert source.planes == [(2,)]
+    assert "the sliders are outside the planes of 'z'" in source.view_note
+    assert "nearest plane (2,) was segmented" in source.view_note
+    assert moved_note(image, source, v.dims.point) is not None  # none of its planes is shown
+    v.dims.set_point(0, 1.0)
+    shown = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
+    assert shown.view_note is None and moved_note(image, shown, v.dims.point) is None
+    assert "the view shows its plane (2,)" in moved_note(image, shown, (2.0, 0, 0))
+    v.dims.ndisplay = 3
+    three_d = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
+    assert "the view is 3-D: the plane (1,) of 'z'" in three_d.view_note
+    assert plane_source(image, point=v.dims.point, displayed=v.dims.displayed, stack=True).view_note is None
+
+
 def test_a_projection_of_several_planes_is_said_and_not_called_blank(fake_segment):
     # napari 0.5's thick slices: a stack shown as the max projection of its planes, where the
     # plants are in plane 4 and the slider on plane 2; "current plane" segments plane 2 (black),
@@ -507,7 +531,7 @@ def test_a_projection_of_several_planes_is_said_and_not_called_blank(fake_segmen
     notes = run_notes(fake_run(source(), fake_segment, n=0))
     assert source().view_note in notes and not any("blank" in n for n in notes)
     v.dims.ndisplay = 3  # the planes are on screen as a volume: no projection of them
-    assert source().view_note is None
+    assert not source().projected and "the view is 3-D" in source().view_note
     v.dims.ndisplay = 2
     image.projection_mode = "none"  # what the screen shows is the plane again
     assert source().view_note is None

@@ -368,6 +368,14 @@ def test_stack_whole_and_current_plane(make_napari_viewer, qtbot, sample, tmp_pa
     assert set(pd.read_csv(tmp_path / "slab_labels_instances.csv")["axis_0"]) == {2}
     [(data, meta, _)] = read_label_layers(str(path))
     assert data.shape == (1, 128, 128) and meta["translate"] == (2, 0.0, 0.0)
+    # the user browses on while a current-plane run goes: the run says where its labels lie (it
+    # said only its count, the labels out of sight)
+    viewer.dims.set_point(0, 0.0)
+    w.run.clicked()
+    viewer.dims.set_point(0, 5.0)
+    qtbot.waitUntil(lambda: not w.running, timeout=RUN_TIMEOUT_MS)
+    assert "these labels lie on plane (0,) of 'stack'" in w.status.value
+    assert "the view shows its plane (1,): move the slider back" in w.status.value
 
 
 def test_crf_run_adds_the_refined_layer(garden, qtbot):

@@ -257,7 +257,18 @@ def plane_source(
         idx = tuple(int(min(round(i / f), n - 1)) for i, f, n in zip(idx0, factors[:nlead], spatial[:nlead]))
         planes = [idx]
     view_note = None
-    if not stack and nlead and displayed is not None and len(displayed) == 2:
+    if not stack and nlead and point is not None and current_plane(layer, point, clip=False) is None:
+        # napari draws nothing of the layer there (the slider is on a longer stack's planes)
+        view_note = (
+            f"the sliders are outside the planes of {layer.name!r} (napari shows none of it there): "
+            f"its nearest plane {planes[0]} was segmented, and its labels lie on that plane"
+        )
+    elif not stack and nlead and displayed is not None and len(displayed) == 3:
+        view_note = (
+            f"the view is 3-D: the plane {planes[0]} of {layer.name!r} under the sliders was segmented, and its "
+            "labels lie on that plane; choose 'whole stack' to segment every plane"
+        )
+    elif not stack and nlead and displayed is not None and len(displayed) == 2:
         world = len(point) if point is not None else layer.ndim
         yx = {world - 2, world - 1}  # napari lines a layer's axes up with the viewer's last ones
         if set(int(a) for a in displayed) != yx:
@@ -277,6 +288,22 @@ def plane_source(
         view_note=projection or view_note,
         projected=projection is not None,
         **_placed(layer, factors),
+    )
+
+
+def moved_note(layer, source: PlaneSource, point) -> str | None:
+    """What to say when the plane a *current plane* run segmented is no longer the one the view
+    shows (the slider moved during the run): where its labels lie. None when it still is, for a
+    whole-stack run, or for a coarser pyramid level (whose plane numbers differ)."""
+    if source.stack or not source.lead_shape or source.level != 0:
+        return None
+    now = current_plane(layer, point, clip=False)
+    if now == source.planes[0]:
+        return None
+    shown = f"the view shows its plane {now}" if now is not None else "the view shows none of its planes"
+    return (
+        f"these labels lie on plane {source.planes[0]} of {layer.name!r} (the plane when Run was pressed); "
+        f"{shown}: move the slider back to see them"
     )
 
 

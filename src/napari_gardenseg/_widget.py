@@ -321,7 +321,7 @@ class SegmentationWidget(SegmentationControls):
         if kinds[1:]:
             QTimer.singleShot(0, lambda: self._write_next(job, output, kinds[1:], t0, image))
             return
-        from ._planes import still_holds
+        from ._planes import moved_note, still_holds
 
         n = output.n_instances
         status = f"{n} instance{'s' if n != 1 else ''} in {time.perf_counter() - t0:.1f} s"
@@ -330,6 +330,8 @@ class SegmentationWidget(SegmentationControls):
             status += f"; '{output.source.name}' was removed during the run: these labels are of that image"
         elif not still_holds(layer, output.source):
             status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
+        elif (moved := moved_note(layer, output.source, self._viewer.dims.point)) is not None:
+            status += f"; {moved}"
         from ._layers import run_notes
 
         self.status.value = "; ".join([status, *run_notes(output)])
