@@ -228,6 +228,31 @@ def test_the_napari_writer_uses_the_layers_features_and_source(tmp_path):
         assert 33550 not in tif.pages[0].tags
 
 
+def test_a_saved_layer_opens_again_where_it_lay(tmp_path):
+    # labels of an image in micrometres, moved and turned, saved with napari's writer came back at
+    # scale 1, translate 0, in pixels: off their image (and napari then dropped the image's units)
+    from napari.layers import Labels
+
+    from napari_gardenseg._napari_reader import read_label_layers
+
+    kwargs = dict(scale=(3.0, 0.5, 0.5), translate=(7.4, 10.0, 20.0), rotate=20, units=("um", "um", "um"))
+    layer = Labels(edited()[None], features=features(), **kwargs)
+    out = write_labels_layer(str(tmp_path / "z_labels.tif"), layer.data, layer._get_state())
+    [(data, meta, _)] = read_label_layers(out[0])
+    again = Labels(data, **{k: v for k, v in meta.items() if k not in ("name", "metadata", "features")})
+    assert data.shape == layer.data.shape
+    np.testing.assert_allclose(again.affine.affine_matrix, layer.affine.affine_matrix)
+    np.testing.assert_allclose(again._data_to_world.affine_matrix, layer._data_to_world.affine_matrix)
+    if hasattr(Labels, "units"):
+        assert again.units == layer.units
+    # a layer as napari puts a new one keeps a plain file
+    plain = write_labels_layer(str(tmp_path / "p_labels.tif"), edited(), Labels(edited())._get_state())
+    with tifffile.TiffFile(plain[0]) as tif:
+        assert "placement" not in (tif.shaped_metadata or [{}])[0]
+    [(_, meta, _)] = read_label_layers(plain[0])
+    assert "scale" not in meta
+
+
 def test_labels_corrected_down_to_one_plant_keep_their_id(tmp_path):
     """One id left is not a 0/255 mask to split into components: its table names it."""
     from napari_gardenseg._train_samples import prepare_samples

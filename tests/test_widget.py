@@ -367,7 +367,8 @@ def test_stack_whole_and_current_plane(make_napari_viewer, qtbot, sample, tmp_pa
     viewer.layers.save(str(path), selected=True, plugin="napari-gardenseg")
     assert set(pd.read_csv(tmp_path / "slab_labels_instances.csv")["axis_0"]) == {2}
     [(data, meta, _)] = read_label_layers(str(path))
-    assert data.shape == (1, 128, 128) and meta["translate"] == (2, 0.0, 0.0)
+    # on its plane in the world, as the layer lay (it came back at z 2, the index, not 10)
+    assert data.shape == (1, 128, 128) and meta["translate"] == (10.0, 0.0, 0.0) and meta["scale"] == (5.0, 1.0, 1.0)
     # the user browses on while a current-plane run goes: the run says where its labels lie (it
     # said only its count, the labels out of sight)
     viewer.dims.set_point(0, 0.0)

@@ -283,17 +283,24 @@ def _write_outputs(
     return written
 
 
-def write_label_tiff(target, labels: np.ndarray, extratags=(), resolution=None, axes: str | None = None) -> None:
+def write_label_tiff(
+    target, labels: np.ndarray, extratags=(), resolution=None, axes: str | None = None, placement=None
+) -> None:
     """``labels`` (``(*stack, H, W)``, integer ids) as a zlib TIFF of grey pages, one per plane, with
     ``extratags`` (the input's GeoTIFF tags) and ``resolution`` (tifffile's ``resolution`` and
     ``resolutionunit`` keywords: :meth:`~napari_gardenseg._pixel_size.PixelSize.tiff_resolution`).
     Photometric minisblack: otherwise tifffile stores a 3- or 4-plane stack as one RGB(A) page,
     which Pillow cannot open and GIS reads as colours. ``axes`` (e.g. ``"TYX"``) names a stack's
     axes in tifffile's shaped description, as tifffile, napari and this plugin read them (a plain
-    stack reads as ``QYX``); ImageJ's hyperstack format holds no 32-bit integers."""
+    stack reads as ``QYX``); ImageJ's hyperstack format holds no 32-bit integers. ``placement``: a
+    napari layer's scale, translate... (:func:`~napari_gardenseg._label_writer.layer_placement`),
+    kept in the same description for this plugin's reader."""
     import tifffile
 
-    shaped = {"metadata": {"axes": axes}} if axes is not None and len(axes) == labels.ndim > 2 else {}
+    metadata = {"axes": axes} if axes is not None and len(axes) == labels.ndim > 2 else {}
+    if placement:
+        metadata["placement"] = placement
+    shaped = {"metadata": metadata} if metadata else {}
     tifffile.imwrite(
         target,
         labels,

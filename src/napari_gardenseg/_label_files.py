@@ -110,6 +110,24 @@ def photo_stem(stem: str) -> str | None:
     return None
 
 
+def label_placement(path) -> dict | None:
+    """Where the napari layer a label TIFF was saved from lay (scale, translate, rotate, shear,
+    affine, units, axis labels: :func:`~napari_gardenseg._label_writer.layer_placement`), from the
+    TIFF's description; None for another file or one saved without it."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shaped = tif.shaped_metadata or ()
+    except (OSError, ValueError):
+        return None
+    placement = shaped[0].get("placement") if shaped and isinstance(shaped[0], dict) else None
+    return placement if isinstance(placement, dict) and isinstance(placement.get("scale"), list) else None
+
+
 def read_labels(path, *, planes: bool = False, split: bool = True) -> np.ndarray:
     """Read a label image file: ``(H, W)`` int32 instance ids, 0 the background.
 

@@ -218,11 +218,20 @@ def write_label_file(path, labels, features=None, *, georeference_from=None, ove
 
 
 def _write_label_file(
-    path, labels, features, *, georeference_from, overwrite: bool, photo_ok: bool = True, plane_offset=()
+    path,
+    labels,
+    features,
+    *,
+    georeference_from,
+    overwrite: bool,
+    photo_ok: bool = True,
+    plane_offset=(),
+    placement=None,
 ) -> list[str]:
     """:func:`write_label_file`; ``photo_ok=False`` (napari's writer, whose layer may be anything):
     :class:`LabelWriteError` instead of replacing a TIFF that holds an image, not label ids.
-    ``plane_offset``: the stack plane the labels' first plane lies on (:func:`instances_table`)."""
+    ``plane_offset``: the stack plane the labels' first plane lies on (:func:`instances_table`).
+    ``placement``: where the napari layer lay (:func:`layer_placement`), kept in the TIFF."""
     from contextlib import ExitStack
 
     from ._batch_outputs import put_sidecars, table_as_written, write_label_tiff
@@ -294,7 +303,7 @@ def _write_label_file(
             write(tmp)
             written.append(filename)
 
-        put(path.name, lambda t: write_label_tiff(t, ids, geo, resolution))
+        put(path.name, lambda t: write_label_tiff(t, ids, geo, resolution, placement=placement))
         table = table_as_written(instances_table(labels, features, plane_offset), image)
         named = {i for i in (_row_ids(features) or []) if i}
         if named and len(table) and named.isdisjoint(table["label"].tolist()):
@@ -455,6 +464,7 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
             overwrite=True,
             photo_ok=own,
             plane_offset=_plane_offset(about, data.shape),
+            placement=layer_placement(attributes, data.ndim),
         )
     except ValueError as exc:
         raise LabelWriteError(str(exc)) from exc
@@ -468,6 +478,36 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
             stacklevel=2,
         )
     return [str(Path(path).with_name(n)) for n in names]
+
+
+def layer_placement(attributes: dict, ndim: int) -> dict | None:
+    """Where a napari layer lies (its ``scale``, ``translate``, ``rotate``, ``shear``, ``affine``,
+    ``units``, ``axis_labels``, from the writer's ``attributes``), as JSON values for the label
+    TIFF's description, so that this plugin's reader puts the labels back on their image; None when
+    the layer lies as napari puts a new one (pixel units, no transform) or ``attributes`` lack them."""
+    placement = {}
+    identity = {
+        "scale": np.ones(ndim),
+        "translate": np.zeros(ndim),
+        "rotate": np.eye(ndim),
+        "shear": np.zeros(ndim * (ndim - 1) // 2),
+        "affine": np.eye(ndim + 1),
+    }
+    moved = False
+    for key, default in identity.items():
+        value = attributes.get(key)
+        if value is None:
+            continue
+        value = np.asarray(value, dtype=float)
+        placement[key] = value.tolist()
+        moved |= value.shape != default.shape or not np.allclose(value, default)
+    if attributes.get("units") is not None:
+        placement["units"] = [str(u) for u in attributes["units"]]
+        moved |= any(u != "pixel" for u in placement["units"])
+    if attributes.get("axis_labels") is not None:
+        placement["axis_labels"] = [str(a) for a in attributes["axis_labels"]]
+        moved |= placement["axis_labels"] != [str(i) for i in range(-ndim, 0)]
+    return placement if moved and len(placement.get("scale", ())) == ndim else None
 
 
 def _plane_offset(about: dict, shape) -> tuple[int, ...]:

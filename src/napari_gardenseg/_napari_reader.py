@@ -125,7 +125,7 @@ def read_label_layers(path) -> list[tuple]:
     none when there is no such table or it does not have the batch's columns.
     Raises FileNotFoundError and :class:`~napari_gardenseg._image_arrays.ImageError`.
     """
-    from ._label_files import batch_features, read_labels
+    from ._label_files import batch_features, label_placement, read_labels
     from ._layers import META_KEY
 
     layers = []
@@ -142,11 +142,32 @@ def read_label_layers(path) -> list[tuple]:
         if placed:  # one plane of a stack (the widget's current-plane result, saved): back on that plane
             data = data.reshape((1,) * len(placed) + data.shape)
             meta["translate"] = (*placed, 0.0, 0.0)
+        placement = label_placement(p)  # where its layer lay, when saved by this plugin's writer
+        if placement and len(placement["scale"]) > data.ndim:  # a one-plane layer: its planes axis back
+            data = data.reshape((1,) * (len(placement["scale"]) - data.ndim) + data.shape)
+        meta.update(_placement_kwargs(placement, data.ndim))
         if features is not None:
             meta["features"] = _measured(features, data)
         layers.append((data, meta, "labels"))
     _follow_layers_inserted()
     return layers
+
+
+def _placement_kwargs(placement: dict | None, ndim: int) -> dict:
+    """napari layer keywords of a label TIFF's saved placement (:func:`_label_files.label_placement`)
+    for labels of ``ndim`` axes: {} for none, or one of another number of axes; units and axis
+    labels only in a napari that has them (0.6)."""
+    if not placement or len(placement["scale"]) != ndim:
+        return {}
+    from napari.layers import Labels
+
+    kwargs = {}
+    for key in ("scale", "translate", "rotate", "shear", "affine", "units", "axis_labels"):
+        if key in placement and (key not in ("units", "axis_labels") or hasattr(Labels, key)):
+            kwargs[key] = (
+                tuple(placement[key]) if key in ("scale", "translate", "units", "axis_labels") else placement[key]
+            )
+    return kwargs
 
 
 def _store_layers(store: Path) -> list[tuple]:
