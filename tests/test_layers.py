@@ -493,6 +493,23 @@ def test_a_plane_the_view_does_not_show_is_said():
     assert plane_source(image, point=v.dims.point, displayed=v.dims.displayed, stack=True).view_note is None
 
 
+def test_an_8_bit_photo_shown_stretched_says_its_stored_values_were_segmented(fake_segment):
+    # a dim photo brightened with the layer's contrast limits looks fine in napari; the stored
+    # values are segmented (fewer plants found), and nothing said so
+    from napari_gardenseg._layers import run_notes
+
+    v = ViewerModel()
+    dim = v.add_image(np.full((40, 40, 3), 12, np.uint8), name="dim", rgb=True, contrast_limits=(0, 15))
+    note = plane_source(dim).display_note
+    assert "napari shows 'dim' stretched to its contrast limits 0..15" in note
+    assert "* 17, 0, 255).astype('uint8'), rgb=True)" in note
+    assert note in run_notes(fake_run(plane_source(dim), fake_segment))
+    dim.contrast_limits = (0, 200)  # a mild stretch: nothing to say
+    assert plane_source(dim).display_note is None
+    wide = v.add_image(np.full((40, 40), 30, np.uint16), name="u16", contrast_limits=(0, 100))
+    assert plane_source(wide).display_note is None  # scaled by the intensity rule, its own note
+
+
 def test_a_projection_of_several_planes_is_said_and_not_called_blank(fake_segment):
     # napari 0.5's thick slices: a stack shown as the max projection of its planes, where the
     # plants are in plane 4 and the slider on plane 2; "current plane" segments plane 2 (black),

@@ -525,5 +525,6 @@ def run_notes(output: LayerOutput) -> list[str]:
     hint = colour_planes_note(output)
     if hint is None and not output.source.projected:
         hint = label_map_note(output) or status_hint(output.results)
-    notes = (kept_layers_note(output), unseen_layer_note(output), output.source.view_note, hint)
+    source = output.source
+    notes = (kept_layers_note(output), unseen_layer_note(output), source.view_note, source.display_note, hint)
     return [n for n in notes if n]

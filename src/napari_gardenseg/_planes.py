@@ -57,6 +57,7 @@ class PlaneSource:
     affine: np.ndarray | None = None
     path: str | None = None  # the file the layer was read from (napari's layer.source.path), if any
     view_note: str | None = None  # the view shows other axes than the plane segmented (plane_source)
+    display_note: str | None = None  # napari shows the values stretched: not what was segmented
     projected: bool = False  # the view shows a projection of planes, one of which was segmented
 
     @property
@@ -286,6 +287,7 @@ def plane_source(
         level=k,
         path=_source_path(layer),
         view_note=projection or view_note,
+        display_note=_stretch_note(layer, data),
         projected=projection is not None,
         **_placed(layer, factors),
     )
@@ -304,6 +306,29 @@ def moved_note(layer, source: PlaneSource, point) -> str | None:
     return (
         f"these labels lie on plane {source.planes[0]} of {layer.name!r} (the plane when Run was pressed); "
         f"{shown}: move the slider back to see them"
+    )
+
+
+# contrast limits at most this share of 8 bits' range: the photo napari shows is far brighter than
+# the values segmented (the intensity rule maps uint8 as stored, 0..255)
+STRETCHED_SHARE = 1 / 2
+
+
+def _stretch_note(layer, data) -> str | None:
+    """What to say when an 8-bit ``layer`` is shown stretched to narrow contrast limits: the
+    values as stored were segmented, darker than the screen shows. None otherwise (other types
+    are scaled by the intensity rule, and a dark one is said by the run's own note)."""
+    if getattr(data, "dtype", None) != np.uint8:
+        return None
+    lo, hi = (float(v) for v in layer.contrast_limits)
+    if hi - lo > STRETCHED_SHARE * 255:
+        return None
+    rgb = ", rgb=True" if layer.rgb else ""
+    return (
+        f"napari shows {layer.name!r} stretched to its contrast limits {lo:g}..{hi:g}; its values as stored "
+        f"(0..255) were segmented, darker than they look: to segment what you see, add the stretched copy, "
+        f"viewer.add_image(np.clip((viewer.layers[{layer.name!r}].data - {lo:g}) * {255 / (hi - lo):.3g}, 0, 255)"
+        f".astype('uint8'){rgb})"
     )
 
 
