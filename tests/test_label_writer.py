@@ -477,7 +477,8 @@ def test_one_plane_of_a_stack_is_saved_and_read_back_on_its_plane(tmp_path):
     [path, table] = write_labels_layer(str(tmp_path / "plane_labels.tif"), labels, slab)
     assert pd.read_csv(table)["axis_0"].tolist() == [2, 2]
     [(data, meta, kind)] = read_label_layers(path)
-    assert data.shape == (1, 40, 50) and meta["translate"] == (2, 0.0, 0.0)  # in planes: the file has no scale
+    # where the slab lay: the TIFF keeps the layer's scale and translate (it came back at z 2, in planes)
+    assert data.shape == (1, 40, 50) and meta["translate"] == (8.0, 0.0, 0.0) and meta["scale"] == (2.0, 1.0, 1.0)
     assert meta["features"]["class_name"].tolist() == ["rosette", "weed"]
     # a whole stack's planes are its own, wherever its image lies
     stack = np.concatenate([labels, np.zeros_like(labels), labels])
@@ -485,4 +486,4 @@ def test_one_plane_of_a_stack_is_saved_and_read_back_on_its_plane(tmp_path):
     [path, table] = write_labels_layer(str(tmp_path / "stack_labels.tif"), stack, whole)
     assert pd.read_csv(table)["axis_0"].tolist() == [0, 0, 2, 2]
     [(data, meta, kind)] = read_label_layers(path)
-    assert data.shape == (3, 40, 50) and "translate" not in meta
+    assert data.shape == (3, 40, 50) and meta["translate"] == (10.0, 0.0, 0.0)
