@@ -43,6 +43,7 @@ from ._batch_file import (
 )
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
+from ._cancel import should_stop
 from ._claims import WAITING, claim, holder
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
@@ -123,7 +124,9 @@ def segment_files(
     ``overwrite=True`` replaces existing outputs. ``progress(fraction,
     message)`` is called after each file (the fraction then reaches ``k / n``
     for ``k`` files finished) and, in-process, in between as the file's
-    stages and tiles go by (fractions short of the next ``k / n``).
+    stages and tiles go by (fractions short of the next ``k / n``). ``cancel`` (a
+    ``threading.Event`` or a callable returning True, in-process): once set, the file being
+    segmented stops and the files left are not started; they end "cancelled", not failed.
 
     Each file's outputs are ``<name>_labels.tif`` (and ``<name>_labels_crf.tif`` with
     the CRF; a ``<name>_labels.zarr`` store for inputs too big for memory),
@@ -132,8 +135,8 @@ def segment_files(
     and last the run record ``<name>_run.json`` (:func:`output_files`).
 
     Returns a :class:`~napari_gardenseg.BatchSummary`: ``files``, one ``FileStatus``
-    per input file in input order (``file``, ``name``, ``status`` "done", "skipped"
-    or "failed", ``instances``, ``outputs``, ``seconds``, ``attempts``, ``error``,
+    per input file in input order (``file``, ``name``, ``status`` "done", "skipped",
+    "failed" or "cancelled", ``instances``, ``outputs``, ``seconds``, ``attempts``, ``error``,
     ``worker``, ``note``); ``done``, ``skipped`` and ``failed``, the numbers of files
     that ended so, and ``ok``, whether none failed; ``out_dir``, the output folder
     (absolute); ``failures_path``, its ``failures.jsonl``; ``seconds``, the batch's
@@ -266,8 +269,13 @@ def segment_files(
             else:
                 fail(fs, verdict)
 
+    cancel = segment_options.get("cancel")  # also each file's segment(): set during one, it stops there
+
     def settle(fs: FileStatus, res: dict):
-        if res["status"] == "done":
+        if res["status"] == "cancelled":
+            fs.status, fs.worker = "cancelled", res["worker"]
+            finished(fs, f"{_file_shown(fs)}: cancelled")
+        elif res["status"] == "done":
             fs.status, fs.instances, fs.seconds, fs.worker = "done", res["instances"], res["seconds"], res["worker"]
             fs.outputs = [str(out / f) for f in res["written"]]
             fs.note = res.get("note")
@@ -284,13 +292,19 @@ def segment_files(
             """Under the file's claim: another run's outputs made since this batch began are kept
             when they are this very file's with these settings; else the verdict of an unclaimed file."""
             nonlocal loaded
+            if should_stop(cancel):  # not started: the rest of the batch is cancelled, none failed
+                settle(fs, {"status": "cancelled", "worker": None})
+                return
             path = Path(fs.file)
-            if _record_stamp(out, fs.name) != stamp and (path.is_file() or is_zarr_store(path)):
+            meanwhile = _record_stamp(out, fs.name) != stamp  # another run wrote this file's outputs since
+            if meanwhile and (path.is_file() or is_zarr_store(path)):
                 done = _done_meanwhile(out, fs.name, {**wanted, "input": _input_identity(path)}, path)
                 if done is not None:
                     settle(fs, {"status": "done", "worker": None, **_reused(path, fs.name, done, meanwhile=True)})
                     return
-            verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
+            # --overwrite redoes what was there when this run started, never another run's newer outputs
+            again = overwrite and not meanwhile
+            verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=again)
             if verdict == "skip":
                 finished(fs, f"{_file_shown(fs)}: already done (resume){_by_another_version(out, fs.name)}")
                 return
@@ -302,12 +316,12 @@ def segment_files(
             fs.attempts = 1
             # resume was decided above; process_file's own (for Dask's recomputed tasks) takes a
             # photo of the same name, size and time for this one
-            task_kwargs = dict(kwargs, resume=False, overwrite=overwrite or verdict == "redo")
+            task_kwargs = dict(kwargs, resume=False, overwrite=again or verdict == "redo")
             if progress is not None:  # the stages (and tiles) of this file move the bar between files
                 task_kwargs["progress"] = _within(progress, n_finished, len(files), _file_shown(fs))
             settle(fs, _task(fs.file, str(out), fs.name, loaded, task_kwargs, None))
 
-        _run_as_claimed(todo, out, decide_and_run, progress, lambda: n_finished / len(files))
+        _run_as_claimed(todo, out, decide_and_run, progress, lambda: n_finished / len(files), cancel)
     else:
         _run_on_cluster(client, todo, str(out), model, kwargs, retries, resources, settle, fail)
 
@@ -327,12 +341,17 @@ def _record_stamp(out: Path, name: str):
 _SAY_EVERY = 60.0
 
 
-def _run_as_claimed(todo: list, out: Path, decide_and_run, progress, fraction) -> None:
+def _run_as_claimed(todo: list, out: Path, decide_and_run, progress, fraction, cancel=None) -> None:
     """``decide_and_run`` each file of ``todo`` (``(FileStatus, targets, stamp)``) under its claim:
     in order those no other run into ``out`` holds, then the others as their claims come free,
-    whichever first, saying every :data:`_SAY_EVERY` seconds which run holds the rest."""
+    whichever first, saying every :data:`_SAY_EVERY` seconds which run holds the rest. Once
+    ``cancel`` is set, the files left are handed to ``decide_and_run`` at once (which cancels them)."""
     later, delay, said = todo, 0.2, -_SAY_EVERY
     while later:
+        if should_stop(cancel):  # not waiting for other runs' claims any more
+            for item in later:
+                decide_and_run(*item)
+            return
         held = []  # by another run into this folder
         for item in later:
             with claim(out, item[0].name) as mine:

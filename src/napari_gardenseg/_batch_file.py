@@ -206,7 +206,14 @@ def process_file(
         package_version=_package_version(),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    earlier = ((read_run_record(out, name) or {}).get("written") or []) if overwrite else []
+    earlier = []
+
+    def check_again():
+        # outputs corrected (saved over, by any program) while this file was segmented are refused
+        # now, not replaced; and what the earlier run wrote is read from its record as it is now
+        check_outputs(out, name, targets, overwrite, input_path=path)
+        if overwrite:
+            earlier[:] = (read_run_record(out, name) or {}).get("written") or []
 
     def record_text(names, digests):
         return json.dumps(_jsonable({**record, "written": names, "sha256": digests}), indent=1)
@@ -222,6 +229,10 @@ def process_file(
             write_overlay=write_overlay,
             overwrite=overwrite,
             record=(run_json, record_text),
+            before_renames=check_again,
+            # an interruption held during the renames must not skip this: the earlier run's CRF
+            # labels would be left beside a table that contradicts them
+            after_renames=lambda names: _remove_replaced(out, earlier, [*names, run_json.name]),
         )
     except OutputExistsError:
         # another run into this folder (a second command, a Dask task run twice) finished this file
@@ -232,7 +243,6 @@ def process_file(
             raise
         return _reused(path, name, done, meanwhile=True)
     written.append(run_json.name)
-    _remove_replaced(out, earlier, written)
     return {
         "file": str(path),
         "name": name,

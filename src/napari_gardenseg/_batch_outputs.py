@@ -199,7 +199,18 @@ def output_files(
 
 
 def _write_outputs(
-    result, image, path: Path, out: Path, name: str, *, coco, write_overlay, overwrite, record=None
+    result,
+    image,
+    path: Path,
+    out: Path,
+    name: str,
+    *,
+    coco,
+    write_overlay,
+    overwrite,
+    record=None,
+    before_renames=None,
+    after_renames=None,
 ) -> list[str]:
     """Write every output under a temporary name, then rename them all together, the run
     record last (``record``: (its path, a function of the names written and their files'
@@ -208,6 +219,9 @@ def _write_outputs(
     A process killed while writing leaves only hidden ``.*.tmp`` files, never some outputs
     under their real names, which a retry would have to refuse; Ctrl-C during the renames
     waits for them to end (:func:`~napari_gardenseg._files.interrupts_held`).
+    ``before_renames()``: called when everything is written, just before the old record goes and
+    the renames start (raising there renames nothing); ``after_renames(written)``: after the
+    record's rename, while Ctrl-C still waits.
     """
     from contextlib import ExitStack
 
@@ -219,6 +233,14 @@ def _write_outputs(
     coco_json = json.dumps(to_coco_of(result, path)) if coco else None  # before any output gets its name
     with ExitStack() as renames:  # on leaving: each temporary file renamed (on an error: all removed)
         held = renames.enter_context(interrupts_held())  # left last: held from the first rename on
+        if after_renames is not None:
+
+            def renamed(exc_type, exc, tb):  # left after every rename, the record's included
+                if exc_type is None:
+                    after_renames(list(written))
+                return False
+
+            renames.push(renamed)
         record_tmp = None if record is None else renames.enter_context(atomic_write(record[0], overwrite, "run record"))
 
         def put(filename, write, folder=False):
@@ -262,6 +284,8 @@ def _write_outputs(
         if coco_json is not None:
             put(f"{name}_coco.json", lambda t: t.write_text(coco_json))
         held.hold()  # from here Ctrl-C waits: the old record goes only with the renames that follow
+        if before_renames is not None:
+            before_renames()
         if record_tmp is not None:
             record_tmp.write_text(record[1](list(written), digests))
             if overwrite and record[0].exists():

@@ -34,9 +34,10 @@ class BatchSummary:
 
     ``out_dir``: the output folder (absolute); ``files``: one :class:`FileStatus`
     per input file, in input order (``file``, ``name``, ``status`` "done",
-    "skipped" or "failed", ``instances``, ``outputs``, ``seconds``, ``attempts``,
+    "skipped", "failed" or "cancelled" (not segmented: the batch's ``cancel`` was set before or
+    while it ran), ``instances``, ``outputs``, ``seconds``, ``attempts``,
     ``error``, ``worker``, ``note``); ``seconds``: the batch's wall time.
-    ``done``, ``skipped`` and ``failed``: the numbers of files that ended so;
+    ``done``, ``skipped``, ``failed`` and ``cancelled``: the numbers of files that ended so;
     ``ok``: whether none failed; ``failures_path``: the folder's
     ``failures.jsonl``; ``table``: the files as a pandas DataFrame.
     """
@@ -59,6 +60,10 @@ class BatchSummary:
     @property
     def failed(self) -> int:
         return self._count("failed")
+
+    @property
+    def cancelled(self) -> int:
+        return self._count("cancelled")
 
     @property
     def ok(self) -> bool:
@@ -88,7 +93,7 @@ class BatchSummary:
     def __repr__(self) -> str:
         return (
             f"BatchSummary({len(self)} files: {self.done} done, {self.skipped} skipped, "
-            f"{self.failed} failed; outputs in {self.out_dir})"
+            f"{self.failed} failed{f', {self.cancelled} cancelled' if self.cancelled else ''}; outputs in {self.out_dir})"
         )
 
 

@@ -22,6 +22,7 @@ from collections import Counter
 
 from ._batch_file import process_file
 from ._batch_status import FileStatus, _failure, failure_message
+from ._cancel import Cancelled
 
 
 def _task(path: str, out_dir: str, name: str, model, kwargs: dict, host_threads: dict | None) -> dict:
@@ -41,6 +42,8 @@ def _run_file(path: str, out_dir: str, model, name: str, kwargs: dict, worker) -
     try:
         summary = process_file(path, out_dir, model, name=name, **kwargs)
         return {"status": "done", "worker": worker, **summary}
+    except Cancelled:  # the batch's cancel, set while this file ran: nothing written, no failure
+        return {"status": "cancelled", "worker": worker}
     except Exception as exc:  # noqa: BLE001  (whatever a file does, it fails alone and is reported)
         return {
             "status": "failed",
