@@ -52,6 +52,23 @@ def test_a_big_tiff_gives_a_zarr_store_and_a_table(tmp_path, mosaic):
     np.testing.assert_array_equal(zarr.open_group(str(out / "field_labels.zarr"), mode="r")["labels"][...], ref.labels)
 
 
+def test_a_big_input_stopped_before_its_renames_leaves_no_staged_store(tmp_path, mosaic, monkeypatch):
+    # Ctrl-C or an error during the COCO export (or the table, or the GIS copies) left the hidden
+    # staged store, as big as the labels, in the output folder for good
+    from napari_gardenseg import _batch_outputs
+    from napari_gardenseg._batch_file import process_file
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_batch_outputs, "to_coco_of", stopped)
+    _, path = mosaic
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        process_file(path, out, "garden", coco=True, **OPTIONS)
+    assert list(out.iterdir()) == []
+
+
 def test_a_big_tiff_in_a_subfolder_gets_its_store_in_the_same_subfolder(tmp_path, mosaic):
     _, path = mosaic
     flight = tmp_path / "photos" / "flight1"

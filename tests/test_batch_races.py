@@ -132,3 +132,24 @@ def test_a_cancelled_batch_starts_no_more_files_and_fails_none(images, tmp_path)
     summary = _batch.segment_files(images, tmp_path / "out2", crf=False, progress=progress_inside, cancel=stop)
     assert stages and [f.status for f in summary.files] == ["done", "cancelled", "cancelled"]
     assert not (tmp_path / "out2" / "failures.jsonl").exists() and not (tmp_path / "out2" / "scene1_run.json").exists()
+
+
+def test_a_closed_terminal_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkeypatch, capsys):
+    # SIGHUP (the terminal closed, the SSH session dropped) killed the batch with no word, its
+    # claim and temporary files left; inside the renames it now waits for them, as SIGTERM does
+    original, calls = _batch_file.check_outputs, []
+
+    def check_then_hang_up(*args, **kwargs):
+        original(*args, **kwargs)
+        calls.append(args)
+        if len(calls) == 2:  # just before the first file's renames
+            os.kill(os.getpid(), signal.SIGHUP)
+
+    monkeypatch.setattr(_batch_file, "check_outputs", check_then_hang_up)
+    before = signal.getsignal(signal.SIGHUP)
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]) == 129
+    assert "interrupted; the files finished so far are complete" in capsys.readouterr().err
+    assert (out / "scene1_run.json").exists() and not (out / "scene2_run.json").exists()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no claim, no temporary
+    assert signal.getsignal(signal.SIGHUP) is before

@@ -82,7 +82,32 @@ def _check_options(segment_options: dict):
     return SegmentOptions.from_kwargs(**{k: v for k, v in segment_options.items() if k not in _RUN_ONLY})
 
 
-def process_file(
+def process_file(path, out_dir, model="garden", *, name: str | None = None, **options) -> dict:
+    """:func:`_process_file`; a big input's labels staged for the renames (a hidden store as big
+    as its labels: gigabytes for an orthomosaic) are removed when the file stops before them
+    (Ctrl-C during its table or COCO export, a full disk while writing its GIS copies...)."""
+    try:
+        return _process_file(path, out_dir, model, name=name, **options)
+    finally:
+        staged = _staged_store(Path(out_dir), name or Path(path).stem)
+        if staged.exists():  # moved into place when the file's outputs were written
+            import shutil
+
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _staged_store(out: Path, name: str) -> Path:
+    """Where a big input's labels store is made before its outputs' renames: hidden, beside them."""
+    labels = out / f"{name}_labels.zarr"  # name may hold a subfolder (recursive batches)
+    staged = labels.with_name(f".{labels.name}.staged")
+    if len(os.fsencode(staged.name)) > _NAME_MAX:  # a long name whose outputs fit, not with this tail
+        import hashlib
+
+        staged = labels.with_name(f".gardenseg-{hashlib.sha1(os.fsencode(labels.name)).hexdigest()[:12]}.staged")
+    return staged
+
+
+def _process_file(
     path,
     out_dir,
     model="garden",
@@ -157,12 +182,7 @@ def process_file(
     options = _check_options(segment_options)
     progress, cancel = segment_options.get("progress"), segment_options.get("cancel")
     if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
-        labels = out / f"{name}_labels.zarr"  # name may hold a subfolder (recursive batches)
-        staged = labels.with_name(f".{labels.name}.staged")
-        if len(os.fsencode(staged.name)) > _NAME_MAX:  # a long name whose outputs fit, not with this tail
-            import hashlib
-
-            staged = labels.with_name(f".gardenseg-{hashlib.sha1(os.fsencode(labels.name)).hexdigest()[:12]}.staged")
+        staged = _staged_store(out, name)
         staged.parent.mkdir(parents=True, exist_ok=True)
         from ._image_source import ImageSource
 

@@ -224,7 +224,7 @@ def atomic_write(path, overwrite: bool = False, what: str = "file", *, folder: b
 
 class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's)
     """Context manager: after :meth:`hold`, Ctrl-C (SIGINT) waits until the block ends, then
-    raises KeyboardInterrupt, and SIGTERM, when a Python handler takes it (the command line's),
+    raises KeyboardInterrupt, and SIGTERM and SIGHUP, when a Python handler takes them (the command line's),
     waits and then goes to that handler, which decides what it does; for a group of renames that
     must all happen or none.
     Holds nothing outside the main thread, where Python delivers signals."""
@@ -243,8 +243,10 @@ class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's
         # stays ignored, and another program's handler is left to do what it does
         if "INT" not in self._old and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._old["INT"] = signal.signal(signal.SIGINT, self._catch)
-        if "TERM" not in self._old and callable(signal.getsignal(signal.SIGTERM)):
-            self._old["TERM"] = signal.signal(signal.SIGTERM, self._catch)
+        for name in ("TERM", "HUP"):  # SIGHUP: the terminal closed, the SSH session dropped (not on Windows)
+            number = getattr(signal, f"SIG{name}", None)
+            if number is not None and name not in self._old and callable(signal.getsignal(number)):
+                self._old[name] = signal.signal(number, self._catch)
 
     def _catch(self, signum, frame) -> None:
         self._caught.append(signum)
@@ -255,9 +257,11 @@ class interrupts_held:  # noqa: N801 (used as a context manager, as contextlib's
         for name, old in self._old.items():
             signal.signal(getattr(signal, f"SIG{name}"), old)
         # a signal held is delivered, also when the block failed: the handler decides what it does
-        # (the command line's SIGTERM handler stops the run; another may only set a flag)
-        if signal.SIGTERM in self._caught and "TERM" in self._old:
-            self._old["TERM"](signal.SIGTERM, None)
+        # (the command line's SIGTERM and SIGHUP handler stops the run; another may only set a flag)
+        for name in ("TERM", "HUP"):
+            number = getattr(signal, f"SIG{name}", None)
+            if number in self._caught and name in self._old:
+                self._old[name](number, None)
         if signal.SIGINT in self._caught:
             raise KeyboardInterrupt
 

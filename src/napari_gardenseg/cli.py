@@ -363,8 +363,9 @@ def _warnings_as_lines(command: str):
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM (a batch system's time limit, ``docker stop``, ``kill``), handled as Ctrl-C is: the
-    output being written is removed, claims are given back, and the resume hint is said."""
+    """SIGTERM (a batch system's time limit, ``docker stop``, ``kill``) or SIGHUP (the terminal
+    closed, the SSH session dropped), handled as Ctrl-C is: the output being written is removed,
+    claims are given back, and the resume hint is said. ``args[0]``: the signal's number."""
 
 
 @contextlib.contextmanager
@@ -372,19 +373,22 @@ def _terminate_as_interrupt():
     import signal
 
     def terminate(signum, frame):
-        raise _Terminated
+        raise _Terminated(signum)
 
-    old = None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:  # a parent that ignores it for us: kept so
+    old = {}
+    for number in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # no SIGHUP on Windows
+        # a parent that ignores it for us (nohup ignores SIGHUP): kept so
+        if number is None or signal.getsignal(number) is signal.SIG_IGN:
+            continue
         try:
-            old = signal.signal(signal.SIGTERM, terminate)
+            old[number] = signal.signal(number, terminate)
         except (ValueError, OSError):  # not the main thread (a command run from a thread of a program)
-            old = None
+            break
     try:
         yield
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for number, handler in old.items():
+            signal.signal(number, handler)
 
 
 def _quiet_stdout() -> None:
@@ -425,7 +429,7 @@ def main(argv=None) -> int:
         else:
             hint = "no model was saved" if args.command in ("train", "adapt") else ""
         print(f"\ngardenseg: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
-        return 143 if isinstance(exc, _Terminated) else 130
+        return 128 + exc.args[0] if isinstance(exc, _Terminated) and exc.args else 130  # as a shell reports it
 
 
 if __name__ == "__main__":
