@@ -153,3 +153,18 @@ def test_a_closed_terminal_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkey
     assert (out / "scene1_run.json").exists() and not (out / "scene2_run.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no claim, no temporary
     assert signal.getsignal(signal.SIGHUP) is before
+
+
+def test_an_error_in_the_callers_progress_callback_leaves_the_batch_not_failing_a_photo(images, tmp_path):
+    # raised during a file's stages it was recorded as that photo's failure (in failures.jsonl)
+    # and the batch went on; raised between files it left segment_files: one bug, two behaviours
+    def progress(fraction, message):
+        if message.startswith("scene1.png:"):
+            raise RuntimeError("bug in my progress bar")
+
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="bug in my progress bar"):
+        _batch.segment_files(images, out, crf=False, progress=progress)
+    assert not (out / "failures.jsonl").exists() and not (out / "scene1_run.json").exists()
+    assert (out / "scene0_run.json").exists()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no claim, no temporary

@@ -321,11 +321,35 @@ def segment_files(
                 task_kwargs["progress"] = _within(progress, n_finished, len(files), _file_shown(fs))
             settle(fs, _task(fs.file, str(out), fs.name, loaded, task_kwargs, None))
 
-        _run_as_claimed(todo, out, decide_and_run, progress, lambda: n_finished / len(files), cancel)
+        progress = _raising_past_files(progress)  # a bug in it is the caller's, not a photo's failure
+        try:
+            _run_as_claimed(todo, out, decide_and_run, progress, lambda: n_finished / len(files), cancel)
+        except _ProgressFailed as failed:
+            raise failed.args[0] from None
     else:
         _run_on_cluster(client, todo, str(out), model, kwargs, retries, resources, settle, fail)
 
     return BatchSummary(out_dir=out, files=files, seconds=time.perf_counter() - t_start)
+
+
+class _ProgressFailed(BaseException):
+    """The caller's progress callback raised (``args[0]``): carried past the catch that makes a
+    file's own errors its failure, and raised from :func:`segment_files` as it was."""
+
+
+def _raising_past_files(progress):
+    """``progress``, whose exceptions leave the batch (:class:`_ProgressFailed`) instead of failing
+    the file whose stage it reported; None stays None."""
+    if progress is None:
+        return None
+
+    def report(fraction, message):
+        try:
+            progress(fraction, message)
+        except Exception as exc:  # noqa: BLE001  (any, as the caller's callback raised it)
+            raise _ProgressFailed(exc) from exc
+
+    return report
 
 
 def _record_stamp(out: Path, name: str):
