@@ -601,6 +601,25 @@ def test_cli_adapt_first_ctrl_c_saves_the_best_checked_round_and_a_second_saves_
     assert main(["adapt", str(f), "--out", str(tmp_path / "late.pt"), *args]) == 130
     assert not (tmp_path / "late.pt").exists() and "no model was saved" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("late", ".late"))] == []
+    # with --overwrite the earlier model is replaced by then: it said "no model was saved", and the
+    # earlier model's report stayed beside the new weights
+    import shutil
+
+    shutil.copy(small_base, tmp_path / "over.pt")
+    interrupts = [1]
+
+    def interrupted_once(path, *a, **k):
+        if str(path).endswith(".json") and interrupts:
+            interrupts.pop()
+            raise KeyboardInterrupt
+        return real_write(path, *a, **k)
+
+    monkeypatch.setattr(files, "atomic_write", interrupted_once)
+    _agreements(monkeypatch, [0.3, 0.4, 0.5, 0.6])
+    assert main(["adapt", str(f), "--out", str(tmp_path / "over.pt"), "--overwrite", *args]) == 130
+    assert "over.pt was saved (it replaced the earlier model), with its report" in capsys.readouterr().err
+    assert json.loads((tmp_path / "over.json").read_text())["model"] == str(tmp_path / "over.pt")
+    assert (tmp_path / "over.pt").read_bytes() != open(small_base, "rb").read()
 
 
 @pytest.mark.gui

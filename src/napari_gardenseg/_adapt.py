@@ -581,13 +581,19 @@ def adapt(
     )
     from ._files import atomic_write
 
+    text = json.dumps({"model": str(path), **info}, indent=1, default=str)
     try:
         with atomic_write(report_path(path), overwrite, what="adapt report") as tmp:
-            tmp.write_text(json.dumps({"model": str(path), **info}, indent=1, default=str))
+            tmp.write_text(text)
     except KeyboardInterrupt:  # a second Ctrl-C ("save nothing") between the model and its report
         if not overwrite:
-            path.unlink(missing_ok=True)  # the new file only: with overwrite the old one is gone already
-        raise
+            path.unlink(missing_ok=True)  # the new file only
+            raise
+        # with overwrite the earlier model is replaced already: the new one gets its own report (the
+        # earlier model's would describe it), and the interrupt says what is on disk
+        with atomic_write(report_path(path), True, what="adapt report") as tmp:
+            tmp.write_text(text)
+        raise KeyboardInterrupt(f"{path.name} was saved (it replaced the earlier model), with its report") from None
     report(1.0, f"saved {path.name}: {info['outcome']}")
     return path
 

@@ -427,7 +427,9 @@ def main(argv=None) -> int:
         if args.command == "segment":
             hint = "the files finished so far are complete (outputs and run record): run the same command with --resume to go on"
         else:
-            hint = "no model was saved" if args.command in ("train", "adapt") else ""
+            # what is on disk when the interrupt came after the model was saved (adapt --overwrite)
+            said = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+            hint = (said or "no model was saved") if args.command in ("train", "adapt") else ""
         print(f"\ngardenseg: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 128 + exc.args[0] if isinstance(exc, _Terminated) and exc.args else 130  # as a shell reports it
 
