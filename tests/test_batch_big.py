@@ -67,6 +67,12 @@ def test_a_big_input_stopped_before_its_renames_leaves_no_staged_store(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         process_file(path, out, "garden", coco=True, **OPTIONS)
     assert list(out.iterdir()) == []
+    # a store of another process (a Dask task run twice, a script beside the batch) is not this call's
+    other = out / ".field_labels.zarr.staged"
+    other.mkdir()
+    with pytest.raises(FileNotFoundError):
+        process_file(tmp_path / "missing.tif", out, "garden", name="field", **OPTIONS)
+    assert other.is_dir()
 
 
 def test_a_big_tiff_in_a_subfolder_gets_its_store_in_the_same_subfolder(tmp_path, mosaic):

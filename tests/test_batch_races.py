@@ -4,6 +4,7 @@ into the same folder, Ctrl-C during its renames, its own ``cancel``."""
 import json
 import os
 import signal
+import sys
 import threading
 
 import numpy as np
@@ -77,7 +78,9 @@ def test_overwrite_leaves_what_another_run_made_with_other_settings_after_it_sta
 
     summary = _batch.segment_files(images, out, crf=False, overwrite=True, progress=progress)
     assert other and [f.status for f in summary.files] == ["done", "failed", "done"]
-    assert "scene1" in summary.files[1].error and "exists" in summary.files[1].error
+    error = summary.files[1].error
+    assert "scene1" in error and "made by another run into this folder after this one started" in error
+    assert "run the command again" in error and "overwrite=True" not in error  # it was given
     assert (out / "scene1_labels_crf.tif").exists() and _record(out, "scene1")["options"].get("crf", True) is True
 
 
@@ -132,6 +135,13 @@ def test_a_cancelled_batch_starts_no_more_files_and_fails_none(images, tmp_path)
     summary = _batch.segment_files(images, tmp_path / "out2", crf=False, progress=progress_inside, cancel=stop)
     assert stages and [f.status for f in summary.files] == ["done", "cancelled", "cancelled"]
     assert not (tmp_path / "out2" / "failures.jsonl").exists() and not (tmp_path / "out2" / "scene1_run.json").exists()
+    # what cannot work is refused before any file: a flag that is no event nor callable, and an
+    # event with a Dask cluster (it does not travel to the workers)
+    with pytest.raises(TypeError, match="cancel must be None, a threading.Event or a callable"):
+        _batch.segment_files(images, tmp_path / "out3", crf=False, cancel=True)
+    with pytest.raises(ValueError, match=r"cancel= works for batches in this process \(client=None\)"):
+        _batch.segment_files(images, tmp_path / "out3", crf=False, cancel=stop, client=object())
+    assert not (tmp_path / "out3").exists()
 
 
 def test_a_closed_terminal_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkeypatch, capsys):
@@ -153,6 +163,26 @@ def test_a_closed_terminal_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkey
     assert (out / "scene1_run.json").exists() and not (out / "scene2_run.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no claim, no temporary
     assert signal.getsignal(signal.SIGHUP) is before
+    # the terminal is gone: the interrupted line cannot be written, the exit code still says it
+    # (it left main() as OSError, exit code 1)
+
+    class Gone:
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+
+        def flush(self):
+            raise OSError(5, "Input/output error")
+
+    calls.clear()
+
+    def hang_up_and_close(*args, **kwargs):
+        check_then_hang_up(*args, **kwargs)
+        if len(calls) == 2:
+            monkeypatch.setattr(sys, "stderr", Gone())
+
+    monkeypatch.setattr(_batch_file, "check_outputs", hang_up_and_close)
+    assert cli.main(["segment", str(images[1]), "--out", str(tmp_path / "gone"), "--no-crf"]) == 129
+    assert (tmp_path / "gone" / "scene1_run.json").exists()
 
 
 def test_an_error_in_the_callers_progress_callback_leaves_the_batch_not_failing_a_photo(images, tmp_path):

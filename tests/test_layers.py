@@ -482,7 +482,7 @@ def test_a_plane_the_view_does_not_show_is_said():
     assert source.planes == [(2,)]
     assert "the sliders are outside the planes of 'z'" in source.view_note
     assert "nearest plane (2,) was segmented" in source.view_note
-    assert moved_note(image, source, v.dims.point) is not None  # none of its planes is shown
+    assert moved_note(image, source, v.dims.point) is None  # as at the start: the view note says where
     v.dims.set_point(0, 1.0)
     shown = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
     assert shown.view_note is None and moved_note(image, shown, v.dims.point) is None
@@ -490,6 +490,9 @@ def test_a_plane_the_view_does_not_show_is_said():
     v.dims.ndisplay = 3
     three_d = plane_source(image, point=v.dims.point, displayed=v.dims.displayed)
     assert "the view is 3-D: the plane (1,) of 'z'" in three_d.view_note
+    v.dims.set_point(0, 8.0)  # past its planes: napari still draws the whole volume
+    assert "the view is 3-D" in plane_source(image, point=v.dims.point, displayed=v.dims.displayed).view_note
+    assert moved_note(image, three_d, v.dims.point, v.dims.displayed) is None
     assert plane_source(image, point=v.dims.point, displayed=v.dims.displayed, stack=True).view_note is None
 
 

@@ -44,7 +44,7 @@ from ._batch_file import (
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
 from ._cancel import should_stop
-from ._claims import WAITING, claim, holder
+from ._claims import MADE_SINCE, WAITING, claim, holder
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
 from ._image_folders import is_zarr_store
@@ -197,6 +197,15 @@ def segment_files(
 
             source = model.source if isinstance(model, Model) else os.fspath(model)
             class_ids_in(names, source, segment_options["classes"])
+    cancel = segment_options.get("cancel")  # also each file's segment(): set during one, it stops there
+    if cancel is not None and not (callable(cancel) or hasattr(cancel, "is_set")):
+        raise TypeError(
+            f"cancel must be None, a threading.Event or a callable that returns True to stop, got {cancel!r}"
+        )
+    if client is not None and cancel is not None:  # an Event does not travel to other processes
+        raise ValueError(
+            "cancel= works for batches in this process (client=None); a Dask cluster's own cancel stops tasks"
+        )
     if client is not None and not isinstance(model, (str, os.PathLike)):
         raise TypeError(
             f"with a Dask client, model must be a model name or a checkpoint path, not {type(model).__name__} "
@@ -269,7 +278,7 @@ def segment_files(
             else:
                 fail(fs, verdict)
 
-    cancel = segment_options.get("cancel")  # also each file's segment(): set during one, it stops there
+    stopped = False  # cancel seen set once: the rest of the batch stays cancelled
 
     def settle(fs: FileStatus, res: dict):
         if res["status"] == "cancelled":
@@ -291,8 +300,9 @@ def segment_files(
         def decide_and_run(fs: FileStatus, targets: list[Path], stamp):
             """Under the file's claim: another run's outputs made since this batch began are kept
             when they are this very file's with these settings; else the verdict of an unclaimed file."""
-            nonlocal loaded
-            if should_stop(cancel):  # not started: the rest of the batch is cancelled, none failed
+            nonlocal loaded, stopped
+            stopped = stopped or should_stop(cancel)
+            if stopped:  # not started: the rest of the batch is cancelled, none failed
                 settle(fs, {"status": "cancelled", "worker": None})
                 return
             path = Path(fs.file)
@@ -305,6 +315,11 @@ def segment_files(
             # --overwrite redoes what was there when this run started, never another run's newer outputs
             again = overwrite and not meanwhile
             verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=again)
+            if overwrite and meanwhile and isinstance(verdict, dict) and verdict["error_type"] == "OutputExistsError":
+                verdict["message"] = (
+                    f"the outputs {fs.name}_* in {str(out)!r} were {MADE_SINCE} (other settings); not replacing "
+                    "them: run the command again to redo them with this one's settings"
+                )
             if verdict == "skip":
                 finished(fs, f"{_file_shown(fs)}: already done (resume){_by_another_version(out, fs.name)}")
                 return

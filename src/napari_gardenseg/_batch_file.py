@@ -83,17 +83,23 @@ def _check_options(segment_options: dict):
 
 
 def process_file(path, out_dir, model="garden", *, name: str | None = None, **options) -> dict:
-    """:func:`_process_file`; a big input's labels staged for the renames (a hidden store as big
-    as its labels: gigabytes for an orthomosaic) are removed when the file stops before them
-    (Ctrl-C during its table or COCO export, a full disk while writing its GIS copies...)."""
-    try:
-        return _process_file(path, out_dir, model, name=name, **options)
-    finally:
-        staged = _staged_store(Path(out_dir), name or Path(path).stem)
-        if staged.exists():  # moved into place when the file's outputs were written
-            import shutil
+    """Segment one image file and write its outputs into ``out_dir``; return a summary dict.
 
-            shutil.rmtree(staged, ignore_errors=True)
+    ``options``: those of :func:`_process_file` (``coco``, ``write_overlay``, ``overwrite``,
+    ``resume``, ``crf_overrides``, ``model_id``, ``axes``, and :func:`napari_gardenseg.segment`'s),
+    whose docstring says what is written and how. A big input's labels staged for the renames
+    (a hidden store as big as its labels: gigabytes for an orthomosaic) are removed when the file
+    stops before them (Ctrl-C during its table or COCO export, a full disk while writing its GIS
+    copies...): only the store this call made, never another process's of the same name."""
+    made = []
+    try:
+        return _process_file(path, out_dir, model, name=name, staged_made=made, **options)
+    finally:
+        for staged in made:
+            if staged.exists():  # moved into place when the file's outputs were written
+                import shutil
+
+                shutil.rmtree(staged, ignore_errors=True)
 
 
 def _staged_store(out: Path, name: str) -> Path:
@@ -120,9 +126,11 @@ def _process_file(
     crf_overrides: dict | None = None,
     model_id: dict | None = None,
     axes: str | None = None,
+    staged_made: list | None = None,
     **segment_options,
 ) -> dict:
-    """Segment one image file and write its outputs into ``out_dir``; return a summary dict.
+    """:func:`process_file`'s work: one image file segmented, its outputs written into ``out_dir``.
+    ``staged_made``: a list the staged store of a big input is appended to when it is made.
 
     Outputs (see :func:`output_files`) are named ``<name>_...`` (``name``
     defaults to the file's stem); each is written under a temporary name and
@@ -184,6 +192,8 @@ def _process_file(
     if big:  # labels go into a staged store; _write_outputs renames it with the other outputs
         staged = _staged_store(out, name)
         staged.parent.mkdir(parents=True, exist_ok=True)
+        if staged_made is not None:
+            staged_made.append(staged)
         from ._image_source import ImageSource
 
         source = ImageSource(image.data, name=path.name)

@@ -44,8 +44,9 @@ def check(cancel: threading.Event | Callable[[], bool] | None, what: str = "the 
 def first_interrupt_sets(event: threading.Event, message: str):
     """Context manager for a command line run that can stop early and keep what it has: the first
     Ctrl-C (SIGINT) sets ``event`` and prints ``message`` to stderr, a second raises
-    KeyboardInterrupt as usual. SIGTERM (a batch system's time limit), where a Python handler
-    takes it (the command line's), does the same, so a training job stopped by its time limit
+    KeyboardInterrupt as usual. SIGTERM (a batch system's time limit) and SIGHUP (the terminal
+    closed), where a Python handler takes them (the command line's), do the same, so a training
+    job stopped by its time limit
     saves what it learnt. Only Python's own handlers are replaced, and only in the main thread
     (where Python delivers signals); elsewhere Ctrl-C is left as it is."""
     import signal
@@ -58,13 +59,18 @@ def first_interrupt_sets(event: threading.Event, message: str):
         if event.is_set():
             raise KeyboardInterrupt
         event.set()
-        print(message, file=sys.stderr, flush=True)
+        try:
+            print(message, file=sys.stderr, flush=True)
+        except OSError:  # the terminal is gone (SIGHUP): the run still stops and saves
+            pass
 
     old = {}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         old[signal.SIGINT] = signal.signal(signal.SIGINT, first)
-    if callable(signal.getsignal(signal.SIGTERM)):  # also in a background job, where SIGINT is ignored
-        old[signal.SIGTERM] = signal.signal(signal.SIGTERM, first)
+    # also in a background job, where SIGINT is ignored; SIGHUP: the terminal closed (not on Windows)
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None and callable(signal.getsignal(signum)):
+            old[signum] = signal.signal(signum, first)
     try:
         yield event
     finally:

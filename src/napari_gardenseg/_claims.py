@@ -27,6 +27,8 @@ __all__ = ["CLAIM_SUFFIX", "DONE_MEANWHILE", "WAITING", "claim", "claim_path", "
 CLAIM_SUFFIX = ".claim"
 # the note of a file that another run into the same folder finished first (its outputs kept)
 DONE_MEANWHILE = "done meanwhile by another run into this folder; its outputs kept"
+# a file's outputs that --overwrite leaves: another run's, newer than this run (the failure says so)
+MADE_SINCE = "made by another run into this folder after this one started"
 # said while a batch waits for files that other runs into its folder are working on (the CLI prints it)
 WAITING = "waiting for another run into this folder"
 # a claim file another user made can only be read; never follow a link planted in a shared folder

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ._claims import DONE_MEANWHILE, WAITING
+from ._claims import DONE_MEANWHILE, MADE_SINCE, WAITING
 from ._options import SegmentOptions
 
 __all__ = ["cmd_adapt", "cmd_models", "cmd_segment", "cmd_train", "sample_file"]
@@ -165,7 +165,9 @@ def cmd_segment(args) -> int:
             **options,
         )
     tail = f"; failures listed in {summary.failures_path}" if summary.failed else ""
-    existing = sum(1 for f in summary if (f.error or "").startswith("OutputExistsError"))
+    existing = sum(
+        1 for f in summary if (f.error or "").startswith("OutputExistsError") and MADE_SINCE not in (f.error or "")
+    )
     if existing and args.resume:  # outputs without a matching record (another run's, or one interrupted)
         tail += (
             f"; {existing} of them because their outputs exist and are not this run's: --resume --overwrite redoes them"

@@ -58,6 +58,7 @@ class PlaneSource:
     path: str | None = None  # the file the layer was read from (napari's layer.source.path), if any
     view_note: str | None = None  # the view shows other axes than the plane segmented (plane_source)
     display_note: str | None = None  # napari shows the values stretched: not what was segmented
+    shown: tuple | None = ()  # the plane the view showed at the start (None: none of this layer's)
     projected: bool = False  # the view shows a projection of planes, one of which was segmented
 
     @property
@@ -258,16 +259,16 @@ def plane_source(
         idx = tuple(int(min(round(i / f), n - 1)) for i, f, n in zip(idx0, factors[:nlead], spatial[:nlead]))
         planes = [idx]
     view_note = None
-    if not stack and nlead and point is not None and current_plane(layer, point, clip=False) is None:
-        # napari draws nothing of the layer there (the slider is on a longer stack's planes)
-        view_note = (
-            f"the sliders are outside the planes of {layer.name!r} (napari shows none of it there): "
-            f"its nearest plane {planes[0]} was segmented, and its labels lie on that plane"
-        )
-    elif not stack and nlead and displayed is not None and len(displayed) == 3:
+    shown = current_plane(layer, point, clip=False) if not stack and nlead and point is not None else planes[0]
+    if not stack and nlead and displayed is not None and len(displayed) == 3:
         view_note = (
             f"the view is 3-D: the plane {planes[0]} of {layer.name!r} under the sliders was segmented, and its "
             "labels lie on that plane; choose 'whole stack' to segment every plane"
+        )
+    elif shown is None:  # napari draws nothing of the layer there (the slider is on a longer stack's planes)
+        view_note = (
+            f"the sliders are outside the planes of {layer.name!r} (napari shows none of it there): "
+            f"its nearest plane {planes[0]} was segmented, and its labels lie on that plane"
         )
     elif not stack and nlead and displayed is not None and len(displayed) == 2:
         world = len(point) if point is not None else layer.ndim
@@ -287,20 +288,24 @@ def plane_source(
         level=k,
         path=_source_path(layer),
         view_note=projection or view_note,
+        shown=shown,
         display_note=_stretch_note(layer, data),
         projected=projection is not None,
         **_placed(layer, factors),
     )
 
 
-def moved_note(layer, source: PlaneSource, point) -> str | None:
-    """What to say when the plane a *current plane* run segmented is no longer the one the view
-    shows (the slider moved during the run): where its labels lie. None when it still is, for a
-    whole-stack run, or for a coarser pyramid level (whose plane numbers differ)."""
+def moved_note(layer, source: PlaneSource, point, displayed=None) -> str | None:
+    """What to say when the slider moved during a *current plane* run, away from the plane it
+    segmented: where its labels lie. None when the view shows what it showed at the start (the
+    run's own notes say where that was), in a 3-D view, for a whole-stack run, or for a coarser
+    pyramid level (whose plane numbers differ)."""
     if source.stack or not source.lead_shape or source.level != 0:
         return None
+    if displayed is not None and len(displayed) == 3:
+        return None
     now = current_plane(layer, point, clip=False)
-    if now == source.planes[0]:
+    if now == source.shown or now == source.planes[0]:
         return None
     shown = f"the view shows its plane {now}" if now is not None else "the view shows none of its planes"
     return (
@@ -323,11 +328,16 @@ def _stretch_note(layer, data) -> str | None:
     lo, hi = (float(v) for v in layer.contrast_limits)
     if hi - lo > STRETCHED_SHARE * 255:
         return None
+    note = (
+        f"napari shows {layer.name!r} stretched to its contrast limits {lo:g}..{hi:g}; its values as stored "
+        "(0..255) were segmented, not as shown"
+    )
+    if getattr(layer, "multiscale", False):
+        return note
     rgb = ", rgb=True" if layer.rgb else ""
     return (
-        f"napari shows {layer.name!r} stretched to its contrast limits {lo:g}..{hi:g}; its values as stored "
-        f"(0..255) were segmented, darker than they look: to segment what you see, add the stretched copy, "
-        f"viewer.add_image(np.clip((viewer.layers[{layer.name!r}].data - {lo:g}) * {255 / (hi - lo):.3g}, 0, 255)"
+        f"{note}: to segment what you see, add the stretched copy, viewer.add_image(np.clip("
+        f"(np.asarray(viewer.layers[{layer.name!r}].data, float) - {lo:g}) * {255 / (hi - lo):.4g}, 0, 255)"
         f".astype('uint8'){rgb})"
     )
 

@@ -330,7 +330,9 @@ class SegmentationWidget(SegmentationControls):
             status += f"; '{output.source.name}' was removed during the run: these labels are of that image"
         elif not still_holds(layer, output.source):
             status += f"; the data of '{layer.name}' was replaced during the run: these labels are of the image before"
-        elif (moved := moved_note(layer, output.source, self._viewer.dims.point)) is not None:
+        elif (
+            moved := moved_note(layer, output.source, self._viewer.dims.point, self._viewer.dims.displayed)
+        ) is not None:
             status += f"; {moved}"
         from ._layers import run_notes
 

@@ -430,7 +430,10 @@ def main(argv=None) -> int:
             # what is on disk when the interrupt came after the model was saved (adapt --overwrite)
             said = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
             hint = (said or "no model was saved") if args.command in ("train", "adapt") else ""
-        print(f"\ngardenseg: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        try:
+            print(f"\ngardenseg: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        except OSError:  # the terminal is gone (SIGHUP): nobody to tell, the exit code still says it
+            pass
         return 128 + exc.args[0] if isinstance(exc, _Terminated) and exc.args else 130  # as a shell reports it
 
 
