@@ -57,3 +57,19 @@ def random_maskrcnn():
 
 def rgb_image(h=64, w=80, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Three synthetic garden photos of 128 x 128 px, ``scene0.png``..``scene2.png``, in one folder
+    (modules of batches that need more define their own)."""
+    from PIL import Image
+
+    from napari_gardenseg.synthetic import garden_scene
+
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for seed in range(3):
+        paths.append(folder / f"scene{seed}.png")
+        Image.fromarray(garden_scene(seed, (128, 128))[0]).save(paths[-1])
+    return paths

@@ -8,24 +8,11 @@ import sys
 import textwrap
 
 import pytest
-from PIL import Image
 
 from napari_gardenseg import _batch
 from napari_gardenseg._claims import DONE_MEANWHILE, claim, claim_path
 
 pytest.importorskip("fcntl", reason="claims need fcntl (not on Windows, where runs do not share the work)")
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    from napari_gardenseg.synthetic import garden_scene
-
-    folder = tmp_path_factory.mktemp("images")
-    paths = []
-    for seed in range(3):
-        paths.append(folder / f"scene{seed}.png")
-        Image.fromarray(garden_scene(seed, (128, 128))[0]).save(paths[-1])
-    return paths
 
 
 def _record(out, name):

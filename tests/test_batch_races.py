@@ -10,22 +10,9 @@ import threading
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image
 
 from napari_gardenseg import _batch, _batch_file, _inference, cli
 from napari_gardenseg._claims import claim
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    from napari_gardenseg.synthetic import garden_scene
-
-    folder = tmp_path_factory.mktemp("images")
-    paths = []
-    for seed in range(3):
-        paths.append(folder / f"scene{seed}.png")
-        Image.fromarray(garden_scene(seed, (128, 128))[0]).save(paths[-1])
-    return paths
 
 
 def _record(out, name):
