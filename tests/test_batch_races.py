@@ -71,7 +71,7 @@ def test_overwrite_leaves_what_another_run_made_with_other_settings_after_it_sta
     assert (out / "scene1_labels_crf.tif").exists() and _record(out, "scene1")["options"].get("crf", True) is True
 
 
-def test_ctrl_c_during_the_renames_still_removes_the_earlier_runs_crf_labels(images, tmp_path, monkeypatch):
+def test_ctrl_c_during_the_renames_still_removes_the_earlier_runs_crf_labels(images, tmp_path, monkeypatch, request):
     # the CRF labels an --overwrite run without the CRF replaces were removed after the renames,
     # outside the window where Ctrl-C waits: left beside a table that contradicts them, and every
     # later run refused them as "a file of yours"
@@ -87,6 +87,9 @@ def test_ctrl_c_during_the_renames_still_removes_the_earlier_runs_crf_labels(ima
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(_batch_file, "check_outputs", check_then_ctrl_c)
+    # Python's own Ctrl-C handler, as in a terminal (a shell's background job, CI's, starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     with pytest.raises(KeyboardInterrupt):
         _batch.process_file(images[1], out, crf=False, overwrite=True)
     assert len(calls) == 2
