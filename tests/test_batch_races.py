@@ -134,7 +134,7 @@ def test_a_cancelled_batch_starts_no_more_files_and_fails_none(images, tmp_path)
     assert not (tmp_path / "out3").exists()
 
 
-def test_a_closed_terminal_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkeypatch, capsys):
+def test_a_closed_terminal_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkeypatch, capsys, request):
     # SIGHUP (the terminal closed, the SSH session dropped) killed the batch with no word, its
     # claim and temporary files left; inside the renames it now waits for them, as SIGTERM does
     original, calls = _batch_file.check_outputs, []
@@ -146,6 +146,9 @@ def test_a_closed_terminal_stops_a_batch_as_ctrl_c_does(images, tmp_path, monkey
             os.kill(os.getpid(), signal.SIGHUP)
 
     monkeypatch.setattr(_batch_file, "check_outputs", check_then_hang_up)
+    # SIGHUP as a terminal session has it (under nohup it is ignored, and the command keeps it so)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    request.addfinalizer(lambda: signal.signal(signal.SIGHUP, previous))
     before = signal.getsignal(signal.SIGHUP)
     out = tmp_path / "out"
     assert cli.main(["segment", str(images[1]), str(images[2]), "--out", str(out), "--no-crf"]) == 129
