@@ -39,9 +39,14 @@ def test_big_plane_goes_to_zarr_and_a_lazy_pyramid(small_limit):
     ref = segment(image, "garden", crf=False, scale=1.0, tile_size=512, tile_overlap=128)
     np.testing.assert_array_equal(np.asarray(masks.data[0]), ref.labels)
     assert list(masks.features["label"]) == list(range(1, len(ref) + 1))
-    # a second run never replaces the first one's store or layer
-    segment_layer(layer, "garden", viewer=viewer, crf=False, scale=1.0, tile_size=512, tile_overlap=128)
+    # a second run never replaces the first one's store or layer; it hides it (the two blended on
+    # screen) and does not call it the user's ("kept your 'mosaic masks'", nothing edited)
+    with pytest.warns(
+        UserWarning, match=r"a big result \(in a zarr store\) is never replaced: this run is in 'mosaic masks \[2\]'"
+    ):
+        segment_layer(layer, "garden", viewer=viewer, crf=False, scale=1.0, tile_size=512, tile_overlap=128)
     assert "mosaic masks [2]" in viewer.layers
+    assert viewer.layers["mosaic masks [2]"].visible and not masks.visible
     assert len(list((small_limit / "results").glob("mosaic-*.zarr"))) == 2
 
 

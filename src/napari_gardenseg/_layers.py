@@ -183,6 +183,8 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
 
     if isinstance(data, list):  # a lazy pyramid over a zarr store: a new layer, never a replacement
         _, name = _target(viewer, base, kind, Labels)
+        for earlier in _lazy_outputs(viewer, source.name, kind):  # what shows is this run, not a blend
+            earlier.visible = False
         many = len(data) > 1
         layer = viewer.add_labels(
             data if many else data[0],
@@ -207,6 +209,17 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
     _stamp(layer, kind, source, check)
     follow_paint(layer)  # areas, centroids and painted ids follow the brush
     return layer
+
+
+def _lazy_outputs(viewer, image: str, kind: str) -> list:
+    """The lazy (zarr-backed) output layers of ``kind`` that runs on ``image`` (its name) added."""
+    return [
+        layer
+        for layer in viewer.layers
+        if (info := layer.metadata.get(META_KEY) or {}).get("lazy")
+        and info.get("kind") == kind
+        and info.get("image") == image
+    ]
 
 
 _TEXT = {"string": "{class_name} {score:.2f}", "size": 9, "color": "white", "anchor": "upper_left"}
@@ -296,6 +309,8 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
         _lift_above_image(viewer, source, layer)
     for res in output.results:
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
+        if isinstance(output.labels, list):  # layers walked past were earlier big results, not edits
+            res.meta["lazy_layers"] = True
         shown = "crf" if output.refined is not None else "masks"  # the layer that shows this run
         if shown in layers:
             others = [
@@ -358,6 +373,9 @@ def kept_layers_note(output: LayerOutput) -> str | None:
     moved = [(names[k], name) for k, name in written.items() if k in names and name != names[k]]
     if not moved:
         return None
+    if output.results[0].meta.get("lazy_layers"):  # a big result is never replaced: not the user's edit
+        where = ", ".join(f"'{name}'" for _, name in moved)
+        return f"a big result (in a zarr store) is never replaced: this run is in {where}, the earlier ones hidden"
     return "; ".join(f"kept your {_kept(base, name)}, this run is in '{name}'" for base, name in moved)
 
 
