@@ -43,7 +43,7 @@ from ._batch_file import (
 )
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
-from ._cancel import should_stop
+from ._cancel import check_cancel, should_stop
 from ._claims import MADE_SINCE, WAITING, claim, holder
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
@@ -198,10 +198,7 @@ def segment_files(
             source = model.source if isinstance(model, Model) else os.fspath(model)
             class_ids_in(names, source, segment_options["classes"])
     cancel = segment_options.get("cancel")  # also each file's segment(): set during one, it stops there
-    if cancel is not None and not (callable(cancel) or hasattr(cancel, "is_set")):
-        raise TypeError(
-            f"cancel must be None, a threading.Event or a callable that returns True to stop, got {cancel!r}"
-        )
+    check_cancel(cancel)
     if client is not None and cancel is not None:  # an Event does not travel to other processes
         raise ValueError(
             "cancel= works for batches in this process (client=None); a Dask cluster's own cancel stops tasks"
@@ -278,7 +275,13 @@ def segment_files(
             else:
                 fail(fs, verdict)
 
-    stopped = False  # cancel seen set once: the rest of the batch stays cancelled
+    stopped = False
+
+    def cancelled() -> bool:
+        """Whether ``cancel`` was set: once seen, for the rest of the batch (a callable may turn back)."""
+        nonlocal stopped
+        stopped = stopped or should_stop(cancel)
+        return stopped
 
     def settle(fs: FileStatus, res: dict):
         if res["status"] == "cancelled":
@@ -300,9 +303,8 @@ def segment_files(
         def decide_and_run(fs: FileStatus, targets: list[Path], stamp):
             """Under the file's claim: another run's outputs made since this batch began are kept
             when they are this very file's with these settings; else the verdict of an unclaimed file."""
-            nonlocal loaded, stopped
-            stopped = stopped or should_stop(cancel)
-            if stopped:  # not started: the rest of the batch is cancelled, none failed
+            nonlocal loaded
+            if cancelled():  # not started: the rest of the batch is cancelled, none failed
                 settle(fs, {"status": "cancelled", "worker": None})
                 return
             path = Path(fs.file)
@@ -338,7 +340,7 @@ def segment_files(
 
         progress = _raising_past_files(progress)  # a bug in it is the caller's, not a photo's failure
         try:
-            _run_as_claimed(todo, out, decide_and_run, progress, lambda: n_finished / len(files), cancel)
+            _run_as_claimed(todo, out, decide_and_run, progress, lambda: n_finished / len(files), cancelled)
         except _ProgressFailed as failed:
             raise failed.args[0] from None
     else:
@@ -380,14 +382,14 @@ def _record_stamp(out: Path, name: str):
 _SAY_EVERY = 60.0
 
 
-def _run_as_claimed(todo: list, out: Path, decide_and_run, progress, fraction, cancel=None) -> None:
+def _run_as_claimed(todo: list, out: Path, decide_and_run, progress, fraction, cancelled=lambda: False) -> None:
     """``decide_and_run`` each file of ``todo`` (``(FileStatus, targets, stamp)``) under its claim:
     in order those no other run into ``out`` holds, then the others as their claims come free,
     whichever first, saying every :data:`_SAY_EVERY` seconds which run holds the rest. Once
-    ``cancel`` is set, the files left are handed to ``decide_and_run`` at once (which cancels them)."""
+    ``cancelled()``, the files left are handed to ``decide_and_run`` at once (which cancels them)."""
     later, delay, said = todo, 0.2, -_SAY_EVERY
     while later:
-        if should_stop(cancel):  # not waiting for other runs' claims any more
+        if cancelled():  # not waiting for other runs' claims any more
             for item in later:
                 decide_and_run(*item)
             return

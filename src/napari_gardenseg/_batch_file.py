@@ -95,10 +95,10 @@ def process_file(path, out_dir, model="garden", *, name: str | None = None, **op
     try:
         return _process_file(path, out_dir, model, name=name, staged_made=made, **options)
     finally:
+        import shutil
+
         for staged in made:
             if staged.exists():  # moved into place when the file's outputs were written
-                import shutil
-
                 shutil.rmtree(staged, ignore_errors=True)
 
 

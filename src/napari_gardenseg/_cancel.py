@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Callable
 
-__all__ = ["Cancelled", "ProgressFn", "should_stop", "check", "first_interrupt_sets"]
+__all__ = ["Cancelled", "ProgressFn", "check", "check_cancel", "first_interrupt_sets", "should_stop"]
 
 #: ``progress(fraction, message)``: fraction in 0..1, a short message saying what runs.
 ProgressFn = Callable[[float, str], None]
@@ -22,16 +22,22 @@ class Cancelled(Exception):
     """
 
 
-def should_stop(cancel: threading.Event | Callable[[], bool] | None) -> bool:
-    """``cancel`` is None, a ``threading.Event`` (or anything with ``is_set``) or a callable."""
-    if cancel is None:
-        return False
-    if isinstance(cancel, threading.Event) or hasattr(cancel, "is_set"):
-        return cancel.is_set()
-    if not callable(cancel):
+def check_cancel(cancel) -> None:
+    """Raise TypeError unless ``cancel`` is None, a ``threading.Event`` (or anything with
+    ``is_set``) or a callable: the one check of a ``cancel`` argument."""
+    if cancel is not None and not (hasattr(cancel, "is_set") or callable(cancel)):
         raise TypeError(
             f"cancel must be None, a threading.Event or a callable that returns True to stop, got {cancel!r}"
         )
+
+
+def should_stop(cancel: threading.Event | Callable[[], bool] | None) -> bool:
+    """``cancel`` is None, a ``threading.Event`` (or anything with ``is_set``) or a callable."""
+    check_cancel(cancel)
+    if cancel is None:
+        return False
+    if hasattr(cancel, "is_set"):
+        return cancel.is_set()
     return bool(cancel())
 
 

@@ -485,16 +485,11 @@ def layer_placement(attributes: dict, ndim: int) -> dict | None:
     ``units``, ``axis_labels``, from the writer's ``attributes``), as JSON values for the label
     TIFF's description, so that this plugin's reader puts the labels back on their image; None when
     the layer lies as napari puts a new one (pixel units, no transform) or ``attributes`` lack them."""
+    from ._layers import identity_transform
+
     placement = {}
-    identity = {
-        "scale": np.ones(ndim),
-        "translate": np.zeros(ndim),
-        "rotate": np.eye(ndim),
-        "shear": np.zeros(ndim * (ndim - 1) // 2),
-        "affine": np.eye(ndim + 1),
-    }
     moved = False
-    for key, default in identity.items():
+    for key, default in identity_transform(ndim).items():
         value = attributes.get(key)
         if value is None:
             continue

@@ -109,6 +109,18 @@ def _target(viewer, base: str, kind: str, layer_type: type, ndim: int | None = N
         k += 1
 
 
+def identity_transform(ndim: int) -> dict:
+    """A napari layer's ``scale``, ``translate``, ``rotate``, ``shear`` and ``affine`` as napari
+    puts a new layer of ``ndim`` axes: where nothing moves it."""
+    return {
+        "scale": np.ones(ndim),
+        "translate": np.zeros(ndim),
+        "rotate": np.eye(ndim),
+        "shear": np.zeros(ndim * (ndim - 1) // 2),
+        "affine": np.eye(ndim + 1),
+    }
+
+
 def _spatial_kwargs(source: PlaneSource, *, every: bool = False) -> dict:
     """Where the output layers lie: the image's scale, translate, units, axis labels, and its rotate,
     shear and affine where it has them (``every``: those too when they are the identity, to reset a
@@ -118,13 +130,12 @@ def _spatial_kwargs(source: PlaneSource, *, every: bool = False) -> dict:
         kw["units"] = source.units
     if source.axis_labels is not None:
         kw["axis_labels"] = source.axis_labels
-    ndim = len(source.scale)
-    identity = {"rotate": np.eye(ndim), "shear": np.zeros(ndim * (ndim - 1) // 2), "affine": np.eye(ndim + 1)}
-    for key, default in identity.items():
+    identity = identity_transform(len(source.scale))
+    for key in ("rotate", "shear", "affine"):
         if getattr(source, key) is not None:
             kw[key] = getattr(source, key)
         elif every:
-            kw[key] = default
+            kw[key] = identity[key]
     return kw
 
 
@@ -309,8 +320,6 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
         _lift_above_image(viewer, source, layer)
     for res in output.results:
         res.meta.setdefault("layers", {}).update({k: layer.name for k, layer in layers.items()})
-        if isinstance(output.labels, list):  # layers walked past were earlier big results, not edits
-            res.meta["lazy_layers"] = True
         shown = "crf" if output.refined is not None else "masks"  # the layer that shows this run
         if shown in layers:
             others = [
@@ -373,7 +382,7 @@ def kept_layers_note(output: LayerOutput) -> str | None:
     moved = [(names[k], name) for k, name in written.items() if k in names and name != names[k]]
     if not moved:
         return None
-    if output.results[0].meta.get("lazy_layers"):  # a big result is never replaced: not the user's edit
+    if isinstance(output.labels, list):  # a big result is never replaced: the layers walked past are no edits
         where = ", ".join(f"'{name}'" for _, name in moved)
         return f"a big result (in a zarr store) is never replaced: this run is in {where}, the earlier ones hidden"
     return "; ".join(f"kept your {_kept(base, name)}, this run is in '{name}'" for base, name in moved)

@@ -321,7 +321,7 @@ STRETCHED_SHARE = 1 / 2
 
 def _stretch_note(layer, data) -> str | None:
     """What to say when an 8-bit ``layer`` is shown stretched to narrow contrast limits: the
-    values as stored were segmented, darker than the screen shows. None otherwise (other types
+    values as stored were segmented, not as the screen shows them. None otherwise (other types
     are scaled by the intensity rule, and a dark one is said by the run's own note)."""
     if getattr(data, "dtype", None) != np.uint8:
         return None
