@@ -763,3 +763,30 @@ def test_a_rerun_on_a_photo_opened_again_lifts_its_results_above_it(viewer, fake
     image.opacity = 0.5
     write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
     assert [layer.name for layer in viewer.layers].index("garden") == 3
+
+
+def test_after_the_image_is_renamed_a_rerun_takes_over_its_earlier_outputs(viewer, fake_segment):
+    image = viewer.layers["garden"]
+    first = write_layers(viewer, fake_run(plane_source(image), fake_segment, crf=True), boxes=True)
+    first["crf"].data[40:44, 40:44] = 7  # edited: stays as the user left it, under its name
+    copy = viewer.add_labels(first["masks"].data.copy(), name="my copy", metadata=first["masks"].metadata)
+    image.name = "plot 3"
+    second = write_layers(viewer, fake_run(plane_source(image), fake_segment, n=1, crf=True), boxes=True)
+    # the unedited outputs took the new name and were replaced in place: two runs do not blend
+    assert second["masks"] is first["masks"] and second["boxes"] is first["boxes"]
+    assert (second["masks"].name, second["boxes"].name) == ("plot 3 masks", "plot 3 boxes")
+    assert second["masks"].metadata["napari_gardenseg"]["image"] == "plot 3"
+    assert second["crf"] is not first["crf"] and second["crf"].name == "plot 3 masks (CRF)"
+    assert first["crf"].name == "garden masks (CRF)" and (first["crf"].data == 7).sum() == 16
+    assert copy.name == "my copy"  # a copy the user made is theirs
+    assert len(viewer.layers) == 6
+
+
+def test_an_unedited_output_of_the_old_name_is_hidden_where_the_new_name_is_taken(viewer, fake_segment):
+    image = viewer.layers["garden"]
+    first = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)
+    viewer.add_labels(np.zeros((48, 64), np.int32), name="plot 3 masks")  # the user's own layer
+    image.name = "plot 3"
+    second = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)
+    assert second["masks"].name == "plot 3 masks [2]" and second["masks"].visible
+    assert first["masks"].name == "garden masks" and not first["masks"].visible

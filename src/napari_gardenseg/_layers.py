@@ -181,6 +181,8 @@ def _about(source: PlaneSource) -> dict:
     was made from (a *current plane* result), and, read at full resolution from a file, that
     file (whose georeferencing the layer's writer gives the labels)."""
     about = {"image": source.name, "level": source.level}
+    if source.image_id is not None:  # found again after the image is renamed (follow_rename)
+        about["image_id"] = source.image_id
     if not source.stack and source.lead_shape:  # one plane of a stack: which (the writer's axis_0)
         about["plane"] = [int(i) for i in source.planes[0]]
     if source.path is not None and source.level == 0:
@@ -283,6 +285,7 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
     wanted = every if kinds is None else list(kinds)
     layers = {}
     if "masks" in wanted:
+        _follow_rename(viewer, source)
         _hide_stale(viewer, source, [k for k in ("crf", "boxes") if k not in every])
     for kind in wanted:
         if kind == "masks":
@@ -366,6 +369,40 @@ def _hide_stale(viewer, source: PlaneSource, kinds) -> None:
             layer.visible = False
             # a new dict: napari's Duplicate Layer copies metadata shallowly, and the copy is not stale
             layer.metadata[META_KEY] = {**layer.metadata[META_KEY], "hidden_stale": True}  # shown again when written
+
+
+def _follow_rename(viewer, source: PlaneSource) -> None:
+    """Outputs of this image layer made before it was renamed: the unedited ones take the new name
+    where it is free (and are replaced in place as usual), the others are hidden as stale, so that
+    two runs of one photo do not blend on screen. Edited ones and lazy ones keep their names: they
+    are never replaced, and an edited one stays as the user left it."""
+    if source.image_id is None:
+        return
+    for layer in list(viewer.layers):
+        info = (getattr(layer, "metadata", None) or {}).get(META_KEY)
+        if not isinstance(info, dict) or info.get("image_id") != source.image_id:
+            continue
+        if info.get("image") == source.name or info.get("kind") not in ("masks", "crf", "boxes"):
+            continue
+        if not _named_as_output(layer.name, layer_names(str(info.get("image")))[info["kind"]]):
+            continue  # a copy the user made (Duplicate Layer copies metadata) or renamed: theirs
+        if info.get("lazy"):
+            layer.visible = False  # like an earlier big result of the same name (_write_labels)
+            continue
+        if is_edited(layer):
+            continue
+        new = layer_names(source.name)[info["kind"]]
+        if new not in viewer.layers:
+            layer.name = new
+            layer.metadata[META_KEY] = {**info, "image": source.name}
+        else:
+            layer.visible = False
+            layer.metadata[META_KEY] = {**info, "hidden_stale": True}
+
+
+def _named_as_output(name: str, base: str) -> bool:
+    """Whether ``name`` is ``base`` or one of the names :func:`_target` gives next to it."""
+    return name == base or (name.startswith(f"{base} [") and name.endswith("]") and name[len(base) + 2 : -1].isdigit())
 
 
 def _show_if_hidden_stale(layer) -> None:

@@ -56,6 +56,7 @@ class PlaneSource:
     shear: np.ndarray | None = None
     affine: np.ndarray | None = None
     path: str | None = None  # the file the layer was read from (napari's layer.source.path), if any
+    image_id: str | None = None  # napari's unique_id of that layer: its outputs are found after a rename
     view_note: str | None = None  # the view shows other axes than the plane segmented (plane_source)
     display_note: str | None = None  # napari shows the values stretched: not what was segmented
     shown: tuple | None = ()  # the plane the view showed at the start (None: none of this layer's)
@@ -148,6 +149,7 @@ def _placed(layer, factors) -> dict:
     their name: the layer's as they are now (rotate, shear and affine None where the identity)."""
     return {
         "name": layer.name,
+        "image_id": getattr(layer, "unique_id", None),
         "scale": np.asarray(layer.scale, dtype=float) * factors,
         "translate": np.asarray(layer.translate, dtype=float),
         "units": tuple(layer.units) if getattr(layer, "units", None) is not None else None,
