@@ -900,6 +900,25 @@ def test_ctrl_c_during_cli_training_saves_what_was_learnt(tmp_path, two_scenes, 
     assert main([*argv, "--out", str(tmp_path / "none.pt")]) == 130
     assert not (tmp_path / "none.pt").exists() and "no model was saved" in capsys.readouterr().err
 
+    # the second Ctrl-C just after the checkpoint's rename: "no model was saved" must be true, and
+    # with --overwrite (the earlier model gone by then) it says the new one was saved
+    import napari_gardenseg._models as models
+
+    real_write = models._write
+
+    def written_then_pressed(*a, **k):
+        real_write(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "_write", written_then_pressed)
+    pressed(1)
+    assert main([*argv, "--out", str(tmp_path / "late.pt")]) == 130
+    assert not (tmp_path / "late.pt").exists() and "no model was saved" in capsys.readouterr().err
+    pressed(1)
+    assert main([*argv, "--out", str(tmp_path / "kept.pt"), "--overwrite"]) == 130
+    assert "kept.pt was saved (it replaced the earlier model)" in capsys.readouterr().err
+    assert load_model(tmp_path / "kept.pt", device="cpu").meta["training"]["iterations"] == 1
+
 
 def test_a_photo_given_twice_is_used_once_or_refused(tmp_path, two_scenes):
     # painted and in a COCO file, or --coco given twice: two samples of one photo, each teaching

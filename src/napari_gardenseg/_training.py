@@ -568,13 +568,33 @@ def train(
     out_meta["training"] = info
     out_meta.update(meta or {})
     output = free_at_the_end(output, overwrite, "model", say=named)  # never lose the training to a name taken meanwhile
-    return save_checkpoint(
-        net,
-        output,
-        class_names=names,
-        arch=arch,
-        arch_kwargs=arch_kwargs,
-        meta=out_meta,
-        overwrite=overwrite,
-        rescue=True,
-    )
+    before = _file_key(output)
+    try:
+        return save_checkpoint(
+            net,
+            output,
+            class_names=names,
+            arch=arch,
+            arch_kwargs=arch_kwargs,
+            meta=out_meta,
+            overwrite=overwrite,
+            rescue=True,
+        )
+    except KeyboardInterrupt:  # a second Ctrl-C ("save nothing") that came once the file was in place
+        if _file_key(output) in (before, None):
+            raise
+        if not overwrite:
+            output.unlink(missing_ok=True)  # the new file only: the name was free
+            raise
+        # the earlier model is replaced already: say what is on disk (the CLI prints it)
+        raise KeyboardInterrupt(f"{output.name} was saved (it replaced the earlier model)") from None
+
+
+def _file_key(path: Path) -> tuple | None:
+    """Which file is at ``path`` (device, inode, size, change time), None where there is none: an
+    atomic write's rename puts a new one there."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
