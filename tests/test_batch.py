@@ -7,6 +7,7 @@ import filecmp
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,8 @@ def test_cluster_outputs_identical_to_sequential_and_model_loaded_once_per_worke
     cpus = len(os.sched_getaffinity(0))
     assert set(client.run(lambda: torch.get_num_threads()).values()) == {max(1, cpus // 2)}
     assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}  # glibc's own malloc
+    # a terminal's Ctrl-C reaches the workers too: the batch stops them, without each one's traceback
+    assert set(client.run(lambda: str(signal.getsignal(signal.SIGINT))).values()) == {str(signal.SIG_IGN)}
     # GPU files need GPU workers: none here, so it says so instead of waiting forever
     with pytest.raises(ValueError, match="no worker of this cluster has them"):
         _batch.segment_files(images[:1], tmp_path / "gpu", client=client, resources={"GPU": 1})

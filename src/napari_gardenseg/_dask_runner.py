@@ -235,6 +235,16 @@ def _started(client, key) -> bool:
     return any(msg == key for _, msg in client.get_events(_STARTED))
 
 
+def dask_setup(worker) -> None:
+    """Run by each worker of :func:`local_cluster` as it starts (Dask's ``preload``): a terminal's
+    Ctrl-C reaches every process of its group, and the workers of the batch's own cluster stop when
+    the batch closes it, without each printing Dask's traceback of the interrupt."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the process's main thread: nothing to change
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     """A LocalCluster of ``n_workers`` processes with one thread each, for :func:`segment_files`.
 
@@ -252,6 +262,7 @@ def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {n_workers!r}")
     kwargs.setdefault("silence_logs", logging.ERROR)  # not the nannies' warnings while torch processes exit
+    kwargs["preload"] = [*kwargs.get("preload", ()), __name__]  # dask_setup: Ctrl-C is the batch's, not theirs
     with dask.config.set(
         {
             "distributed.scheduler.allowed-failures": retries_lost,
