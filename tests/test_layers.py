@@ -790,3 +790,41 @@ def test_an_unedited_output_of_the_old_name_is_hidden_where_the_new_name_is_take
     second = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)
     assert second["masks"].name == "plot 3 masks [2]" and second["masks"].visible
     assert first["masks"].name == "garden masks" and not first["masks"].visible
+
+
+def test_a_layer_in_millimetres_gives_its_instances_areas_in_mm2_that_follow_the_brush(viewer, fake_segment):
+    # the table was in pixels while napari's axes said mm: a user read pixel counts as areas
+    layers = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment, crf=True))
+    masks, crf = layers["masks"], layers["crf"]
+    assert list(masks.features["area_mm2"]) == [36 * 4.0, 36 * 4.0]  # 2 mm pixels: 4 mm² each
+    assert list(crf.features["area_mm2"]) == [0.0, 36 * 4.0]  # the refined layer's own pixels
+    assert masks.metadata["napari_gardenseg"]["pixel_size"]["y_um"] == 2000.0
+    masks.brush_size = 3
+    masks.paint((40, 50), 9)
+    masks.fill((6, 6), 0)
+    rows = masks.features.set_index("label")
+    assert rows.loc[9, "area_mm2"] == (masks.data == 9).sum() * 4.0
+    assert list(rows.index) == [2, 9]
+    # a layer in pixels (napari's default) has no such column
+    plain = ViewerModel()
+    plain.add_image(rgb(), name="g")
+    out = write_layers(plain, fake_run(plane_source(plain.layers["g"]), fake_segment))["masks"]
+    assert "area_mm2" not in out.features
+
+
+def test_an_image_opened_from_a_scan_gives_its_instances_areas_in_mm2(tmp_path, fake_segment):
+    # napari's own reader opens a 300-dpi scan at scale 1, in pixels: the size comes from the file
+    from napari.layers._source import layer_source
+    from PIL import Image as PILImage
+
+    image = rgb()
+    PILImage.fromarray(image).save(tmp_path / "scan.png", dpi=(300, 300))
+    v = ViewerModel()
+    with layer_source(path=str(tmp_path / "scan.png")):
+        v.add_layer(Image(image, name="scan", rgb=True))
+    masks = write_layers(v, fake_run(plane_source(v.layers["scan"]), fake_segment))["masks"]
+    np.testing.assert_allclose(masks.features["area_mm2"], 36 * (25.4 / 300) ** 2, rtol=1e-5)
+    # the file moved away since it was opened: pixels only, no error
+    (tmp_path / "scan.png").rename(tmp_path / "moved.png")
+    masks = write_layers(v, fake_run(plane_source(v.layers["scan"]), fake_segment))["masks"]
+    assert "area_mm2" not in masks.features

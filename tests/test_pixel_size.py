@@ -122,3 +122,56 @@ def test_labels_written_from_a_scan_keep_its_pixel_size(tmp_path):
     with pytest.warns(UserWarning, match="without a pixel size"):
         write_label_file(tmp_path / "crop_labels.tif", labels[:20], georeference_from=tmp_path / "scan.tif")
     assert "area_mm2" not in pd.read_csv(tmp_path / "crop_labels_instances.csv")
+
+
+def test_the_api_table_a_layer_in_micrometres_and_label_files_opened_again_give_areas_in_mm2(tmp_path):
+    # the size reached only the batch's CSV: segment(path).table, the Labels writer of a layer in µm
+    # and label files opened again had areas in pixels only
+    from napari_gardenseg import segment
+    from napari_gardenseg._label_writer import write_labels_layer
+    from napari_gardenseg._napari_reader import read_label_layers
+
+    scene = garden_scene(8_000_321, (96, 128))[0]
+    tifffile.imwrite(tmp_path / "scan.tif", scene, photometric="rgb", resolution=(300, 300), resolutionunit="INCH")
+    result = segment(tmp_path / "scan.tif", "garden")
+    table = result.table
+    mm2 = (25.4 / 300) ** 2
+    assert len(table) >= 1 and result.meta["pixel_size"]["x_um"] == pytest.approx(84.667, rel=1e-4)
+    assert list(table.columns[4:8]) == ["area", "area_refined", "area_mm2", "area_refined_mm2"]
+    np.testing.assert_allclose(table["area_mm2"], table["area"] * mm2, rtol=1e-5)
+    out = tmp_path / "out"
+    segment_files([tmp_path / "scan.tif"], out, model="garden")
+    np.testing.assert_array_equal(pd.read_csv(out / "scan_instances.csv")["area_mm2"], table["area_mm2"])
+    assert "area_mm2" not in segment(scene, "garden").table  # an array states no size
+
+    # a label file opened again: its resolution gives the features' area_mm2 (and the brush follows it)
+    [(data, meta, _)] = read_label_layers(out / "scan_labels_crf.tif")
+    features = meta["features"]
+    np.testing.assert_allclose(features["area_mm2"], features["area"] * mm2, rtol=1e-5)
+    assert meta["metadata"]["napari_gardenseg"]["pixel_size"]["x_um"] == pytest.approx(84.667, rel=1e-4)
+
+    # a layer shown in µm (no file): the TIFF's resolution and the table's area_mm2 are the layer's
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:15, 5:25] = 1
+    attributes = {"scale": (0.5, 0.5), "units": ("micrometer", "micrometer"), "metadata": {}, "features": None}
+    write_labels_layer(str(tmp_path / "cells_labels.tif"), labels, attributes)
+    assert pd.read_csv(tmp_path / "cells_labels_instances.csv")["area_mm2"].tolist() == pytest.approx([200 * 0.25e-6])
+    assert read_image(tmp_path / "cells_labels.tif").pixel_size.x_um == pytest.approx(0.5)
+    # the layer's scale wins over its file's (the user set it): one calibration in both files
+    attributes = {
+        "scale": (1.0, 1.0),
+        "units": ("millimeter", "millimeter"),
+        "metadata": {"napari_gardenseg": {"georeference_source": str(tmp_path / "scan.tif")}},
+    }
+    write_labels_layer(str(tmp_path / "scan2_labels.tif"), np.zeros((96, 128), np.int32) + 1, attributes)
+    assert read_image(tmp_path / "scan2_labels.tif").pixel_size.x_um == pytest.approx(1000.0)
+    assert pd.read_csv(tmp_path / "scan2_labels_instances.csv")["area_mm2"].tolist() == [96 * 128]
+
+
+def test_a_placeholder_resolution_in_centimetres_is_no_size(tmp_path):
+    # 1 pixel/cm was trusted as centimetre-wide pixels (areas 100 times the pixel count), where 1 dpi is not
+    for x in (1.0, 0.5):
+        tifffile.imwrite(tmp_path / "p.tif", RGB, photometric="rgb", resolution=(x, x), resolutionunit="CENTIMETER")
+        assert read_image(tmp_path / "p.tif").pixel_size is None
+    tifffile.imwrite(tmp_path / "p.tif", RGB, photometric="rgb", resolution=(72.5, 72.5), resolutionunit="INCH")
+    assert read_image(tmp_path / "p.tif").pixel_size.source.startswith("72.5 dpi")  # as stated, not "72 dpi"

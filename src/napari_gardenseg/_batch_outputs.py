@@ -346,26 +346,22 @@ def put_sidecars(put, labels_stem: str, sidecars) -> None:
             put(filename, lambda t, text=text: t.write_text(text))
 
 
-def table_as_written(table, image):
+def table_as_written(table, image, pixel_size=None):
     """``table`` as its CSV holds it: ``area_refined`` as whole pixels (nullable integers: empty
     without the CRF, not ``1510.0``), and for a georeferenced image ``map_x`` and ``map_y`` after
     ``centroid``: each instance's centroid in the coordinates of a GeoTIFF's CRS
     (:func:`~napari_gardenseg._georeference.geotiff_to_map`) or of a world file's
     (:meth:`~napari_gardenseg._georeference.SidecarGeoreference.to_map`), so a GIS reads the
     instances table as points; for an image that states its pixels' physical size (a scan's
-    dpi: :mod:`._pixel_size`) ``area_mm2`` and ``area_refined_mm2`` after ``area_refined``
-    (six significant digits)."""
+    dpi: :mod:`._pixel_size`), or given as ``pixel_size`` (the layer's scale, which wins), ``area_mm2``
+    and ``area_refined_mm2`` after ``area_refined`` (:func:`~napari_gardenseg._pixel_size.with_areas_mm2`)."""
     from ._georeference import geotiff_to_map
+    from ._pixel_size import with_areas_mm2
 
     table = table.copy()
     if "area_refined" in table:
         table["area_refined"] = table["area_refined"].round().astype("Int64")
-    size = getattr(image, "pixel_size", None)
-    if size is not None:
-        at = table.columns.get_loc("area_refined" if "area_refined" in table else "area") + 1
-        for offset, column in enumerate(c for c in ("area", "area_refined") if c in table):
-            mm2 = table[column].astype("Float64") * size.mm2
-            table.insert(at + offset, f"{column}_mm2", mm2.map(lambda v: float(f"{v:.6g}"), na_action="ignore"))
+    table = with_areas_mm2(table, pixel_size if pixel_size is not None else getattr(image, "pixel_size", None))
     geo = getattr(image, "georeference", ())
     sidecars = getattr(image, "sidecar_georeference", None)
     # sidecars beside a GeoTIFF are its PAM file, which GDAL reads before the tags

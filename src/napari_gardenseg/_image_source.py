@@ -120,6 +120,8 @@ class ImageSource:
         self._overview = None  # (step, read(step=step)): the last overview, which several stages decide on
         self._alpha = None  # whether the alpha channel is used (decided once, for every window alike)
         self.applied: dict = {}  # what the file reader did (open_image), for records
+        # the physical size of a pixel the file states (a scan's dpi, a calibration: _pixel_size.PixelSize)
+        self.pixel_size = None
 
     # ------------------------------------------------------------ reading
     def _raw(self, window, step: int = 1) -> np.ndarray:
@@ -348,7 +350,8 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     by plane with :func:`~napari_gardenseg.segment_files` (or ``gardenseg segment``).
 
     Returns the :class:`ImageSource`: ``shape`` (H, W), ``channels``, ``dtype``,
-    ``lazy``; ``read(window)`` gives float32 RGB (h, w, 3) in 0..1, mapped as
+    ``lazy``, ``pixel_size`` (what the file states: :class:`~napari_gardenseg._pixel_size.PixelSize`,
+    or None); ``read(window)`` gives float32 RGB (h, w, 3) in 0..1, mapped as
     :func:`~napari_gardenseg.to_rgb_float` maps the whole image, ``read_uint8(window)``
     the same as uint8.
 
@@ -385,6 +388,7 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
         )
     source = ImageSource(image.data, name=image.path.name)
     source.applied = image.record()
+    source.pixel_size = image.pixel_size
     return source
 
 

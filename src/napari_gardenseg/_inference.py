@@ -637,6 +637,8 @@ class _Run:
             **self.how,
             **dark_input(self.source),
             **({"read": self.source.applied} if self.source.applied else {}),  # how a file was read
+            # the table's areas in mm² (SegmentationResult.table)
+            **({"pixel_size": self.source.pixel_size.as_record()} if self.source.pixel_size is not None else {}),
         }
 
     def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:

@@ -432,7 +432,7 @@ def table_path(label_file) -> Path:
     return label_file.with_name(f"{label_file.stem}_instances.csv")
 
 
-def batch_features(label_file):
+def batch_features(label_file, pixel_size=None):
     """The instances of a label image, from the table beside it: the file's own
     ``<file stem>_instances.csv`` (what the Labels writer, :mod:`._label_writer`, writes),
     else the batch's ``<name>_instances.csv``, ``<name>`` being the file's name without
@@ -440,7 +440,7 @@ def batch_features(label_file):
     (:func:`~napari_gardenseg._plane_run.instance_features`: label,
     class_name, score, area, ...), ``area`` being the refined masks' for
     ``_labels_crf``; None when there is no such table or it does not have the
-    batch's columns (not this plugin's).
+    batch's columns (not this plugin's). Given the file's ``pixel_size``, ``area_mm2`` too.
     """
     import pandas as pd
 
@@ -452,7 +452,7 @@ def batch_features(label_file):
     if table_file is None:
         return None
     try:
-        masks, crf = split_areas(instance_features(pd.read_csv(table_file)))
+        masks, crf = split_areas(instance_features(pd.read_csv(table_file), pixel_size=pixel_size))
     except (KeyError, ValueError, pd.errors.ParserError):  # not this plugin's table: the labels alone
         return None
     return crf if label_file.stem.endswith("_labels_crf") and table_file != own else masks
@@ -494,3 +494,19 @@ def label_classes(label_file, default: str = DEFAULT_CLASS, name: str | None = N
             "class_name of their rows"
         )
     return classes_named(classes, ids, name)
+
+
+def label_pixel_size(label_file):
+    """The pixel size a label TIFF states in its resolution tags (this plugin's writer and batches
+    put the photo's there: :mod:`._pixel_size`); None for another file or none stated."""
+    import tifffile
+
+    from ._pixel_size import tiff_pixel_size
+
+    if Path(label_file).suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        with tifffile.TiffFile(label_file) as tif:
+            return tiff_pixel_size(tif, tif.pages[0])
+    except Exception:  # noqa: BLE001 - a size is extra: unreadable tags leave the areas in pixels
+        return None

@@ -227,11 +227,13 @@ def _write_label_file(
     photo_ok: bool = True,
     plane_offset=(),
     placement=None,
+    pixel_size=None,
 ) -> list[str]:
     """:func:`write_label_file`; ``photo_ok=False`` (napari's writer, whose layer may be anything):
     :class:`LabelWriteError` instead of replacing a TIFF that holds an image, not label ids.
     ``plane_offset``: the stack plane the labels' first plane lies on (:func:`instances_table`).
-    ``placement``: where the napari layer lay (:func:`layer_placement`), kept in the TIFF."""
+    ``placement``: where the napari layer lay (:func:`layer_placement`), kept in the TIFF.
+    ``pixel_size``: the layer's (its scale in length units), which wins over the file's."""
     from contextlib import ExitStack
 
     from ._batch_outputs import put_sidecars, table_as_written, write_label_tiff
@@ -276,7 +278,9 @@ def _write_label_file(
     image = _source_image(georeference_from, labels.shape) if georeference_from is not None else None
     geo = image.georeference if image is not None else ()
     sidecars = image.sidecar_georeference if image is not None else None
-    resolution = image.pixel_size.tiff_resolution() if image is not None and image.pixel_size else None
+    if pixel_size is None and image is not None:
+        pixel_size = image.pixel_size
+    resolution = pixel_size.tiff_resolution() if pixel_size is not None else None
     written = []
     with ExitStack() as renames:
 
@@ -304,7 +308,7 @@ def _write_label_file(
             written.append(filename)
 
         put(path.name, lambda t: write_label_tiff(t, ids, geo, resolution, placement=placement))
-        table = table_as_written(instances_table(labels, features, plane_offset), image)
+        table = table_as_written(instances_table(labels, features, plane_offset), image, pixel_size)
         named = {i for i in (_row_ids(features) or []) if i}
         if named and len(table) and named.isdisjoint(table["label"].tolist()):
             warnings.warn(
@@ -432,6 +436,7 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
     the georeferencing of the file it came from (this plugin's layers record it in their
     metadata). napari's save dialog has asked before replacing the file. Returns the paths written."""
     from ._layers import META_KEY
+    from ._pixel_size import layer_pixel_size
     from ._planes import MAX_PLANE_PIXELS
 
     about = (attributes.get("metadata") or {}).get(META_KEY) or {}
@@ -465,6 +470,8 @@ def write_labels_layer(path: str, data, attributes: dict) -> list[str]:
             photo_ok=own,
             plane_offset=_plane_offset(about, data.shape),
             placement=layer_placement(attributes, data.ndim),
+            # measured as the layer is shown: a scale in µm or mm is the labels' pixel size
+            pixel_size=layer_pixel_size(attributes.get("scale"), attributes.get("units")),
         )
     except ValueError as exc:
         raise LabelWriteError(str(exc)) from exc

@@ -183,6 +183,8 @@ def _about(source: PlaneSource) -> dict:
     about = {"image": source.name, "level": source.level}
     if source.image_id is not None:  # found again after the image is renamed (follow_rename)
         about["image_id"] = source.image_id
+    if source.pixel_size is not None:  # area_mm2 follows the brush (_paint_features)
+        about["pixel_size"] = source.pixel_size.as_record()
     if not source.stack and source.lead_shape:  # one plane of a stack: which (the writer's axis_0)
         about["plane"] = [int(i) for i in source.planes[0]]
     if source.path is not None and source.level == 0:

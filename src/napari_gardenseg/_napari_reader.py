@@ -125,7 +125,7 @@ def read_label_layers(path) -> list[tuple]:
     none when there is no such table or it does not have the batch's columns.
     Raises FileNotFoundError and :class:`~napari_gardenseg._image_arrays.ImageError`.
     """
-    from ._label_files import batch_features, label_placement, read_labels
+    from ._label_files import batch_features, label_pixel_size, label_placement, read_labels
     from ._layers import META_KEY
 
     layers = []
@@ -136,7 +136,10 @@ def read_label_layers(path) -> list[tuple]:
             continue
         # this plugin's writer gives the labels the file's georeferencing when they are saved again
         meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p), "label_file": str(p)}}}
-        features = batch_features(p)
+        size = label_pixel_size(p)  # area_mm2 in the features, following the brush
+        if size is not None:
+            meta["metadata"][META_KEY]["pixel_size"] = size.as_record()
+        features = batch_features(p, size)
         data = read_labels(p, planes=True)
         placed = _plane_of(features, data)
         if placed:  # one plane of a stack (the widget's current-plane result, saved): back on that plane
@@ -147,7 +150,7 @@ def read_label_layers(path) -> list[tuple]:
             data = data.reshape((1,) * (len(placement["scale"]) - data.ndim) + data.shape)
         meta.update(_placement_kwargs(placement, data.ndim))
         if features is not None:
-            meta["features"] = _measured(features, data)
+            meta["features"] = _measured(features, data, size)
         layers.append((data, meta, "labels"))
     _follow_layers_inserted()
     return layers
@@ -213,7 +216,7 @@ def _plane_of(features, labels) -> tuple[int, ...]:
     return tuple(int(v[0]) for v in values)
 
 
-def _measured(features, labels):
+def _measured(features, labels, pixel_size=None):
     """``features`` with ``area``, ``centroid_y`` and ``centroid_x`` measured on ``labels`` (in
     memory) as the brush will keep them (:func:`~napari_gardenseg._paint_features.recompute_features`:
     rows of ids no longer in the labels dropped, ids painted since added): a batch's table describes
@@ -222,8 +225,12 @@ def _measured(features, labels):
     if not isinstance(labels, np.ndarray) or not {"area", "centroid_y"} <= set(features):
         return features
     from ._paint_features import recompute_features
+    from ._pixel_size import areas_mm2
 
-    return recompute_features(labels, features)
+    measured = recompute_features(labels, features)
+    if pixel_size is not None and "area_mm2" in measured:
+        measured["area_mm2"] = areas_mm2(measured["area"], pixel_size)
+    return measured
 
 
 def _follow_layers_inserted() -> None:

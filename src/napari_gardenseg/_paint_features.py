@@ -164,8 +164,25 @@ def _on_refresh(event) -> None:
 
 def _read_again(layer) -> None:
     """``layer``'s rows read again from its pixels, for what cannot be followed edit by edit."""
-    layer.features = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
+    updated = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
+    layer.features = _areas_mm2(layer, updated)
     _sums.pop(layer, None)
+
+
+def _areas_mm2(layer, table):
+    """``table`` with its ``area_mm2`` made from its ``area`` again, by the pixel size the layer's
+    run recorded (its metadata); as it is without either."""
+    if table is None or "area_mm2" not in table or "area" not in table:
+        return table
+    from ._layers import META_KEY
+    from ._pixel_size import PixelSize, areas_mm2
+
+    size = PixelSize.from_record((layer.metadata.get(META_KEY) or {}).get("pixel_size"))
+    if size is None:
+        return table
+    table = table.copy()
+    table["area_mm2"] = areas_mm2(table["area"], size)
+    return table
 
 
 def _apply_item(layer, item, *, forward: bool) -> None:
@@ -181,7 +198,7 @@ def _apply_item(layer, item, *, forward: bool) -> None:
     if halved:  # napari emits ``paint`` before writing a single edit's pixels, after a stroke's
         pending = None if _written(layer.data, item, forward) else deltas
         updated = _exact_centroids(layer.data, updated, halved, sums, pending)
-    layer.features = updated
+    layer.features = _areas_mm2(layer, updated)
 
 
 def _area(table, k: int) -> int:

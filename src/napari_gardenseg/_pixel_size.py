@@ -65,8 +65,23 @@ class PixelSize:
 
     def note(self) -> str:
         """The run record's words for it."""
-        size = f"{self.x_um:.4g} µm" if self.x_um == self.y_um else f"{self.x_um:.4g} x {self.y_um:.4g} µm"
-        return f"{size} a pixel ({self.source}): areas also in mm² (area_mm2, area_refined_mm2 of the instances CSV)"
+        size = f"{self.x_um:.4g} µm" if self.x_um == self.y_um else f"{self.x_um:.4g} µm wide, {self.y_um:.4g} µm tall"
+        return f"{size} a pixel ({self.source}): areas also in mm² (area_mm2, area_refined_mm2 of the instances table)"
+
+    def as_record(self) -> dict:
+        """JSON values for a run record, a result's ``meta`` or a layer's metadata:
+        ``{"y_um": float, "x_um": float, "source": str}`` (:meth:`from_record` reads them back)."""
+        return {"y_um": float(self.y_um), "x_um": float(self.x_um), "source": self.source}
+
+    @classmethod
+    def from_record(cls, record) -> PixelSize | None:
+        """The size :meth:`as_record` wrote (or one already read); None for anything else."""
+        if isinstance(record, PixelSize):
+            return record
+        try:
+            return _checked(cls(float(record["y_um"]), float(record["x_um"]), str(record.get("source", ""))))
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return None
 
     def tiff_resolution(self) -> dict:
         """tifffile ``imwrite`` keywords for the label TIFFs: pixels per centimetre, unit centimetre."""
@@ -75,6 +90,45 @@ class PixelSize:
     def turned(self) -> PixelSize:
         """The size after a quarter turn (an EXIF orientation of 5 to 8): rows and columns swap."""
         return PixelSize(self.x_um, self.y_um, self.source)
+
+
+def layer_pixel_size(scale, units) -> PixelSize | None:
+    """The pixel size a napari layer is shown at: its ``scale`` of the last two axes (rows, then
+    columns) where both of its ``units`` there are lengths (napari's pint units: "micrometer",
+    "millimeter", ...; not "pixel", napari's default); None otherwise or where a side is no length
+    a pixel can have. What the user set (or an OME or ImageJ reader gave the layer) wins over what
+    the file says: the labels are measured as the image is shown."""
+    if scale is None or units is None or len(scale) < 2 or len(units) < 2:
+        return None
+    um = [_UM_PER_UNIT.get(str(u).strip().lower()) for u in list(units)[-2:]]
+    if None in um:
+        return None
+    try:
+        y, x = (abs(float(v)) * f for v, f in zip(list(scale)[-2:], um))
+    except (TypeError, ValueError):
+        return None
+    return _checked(PixelSize(y, x, "the layer's scale"))
+
+
+def with_areas_mm2(table, size: PixelSize | None):
+    """``table`` (an instances table: ``area``, maybe ``area_refined``, in pixels) with
+    ``area_mm2`` and ``area_refined_mm2`` after ``area_refined`` (or ``area``): the same areas in
+    square millimetres, to six significant digits (what a stated resolution is good for); the table
+    unchanged without a ``size`` or where it has them already."""
+    if size is None or "area" not in table or "area_mm2" in table:
+        return table
+    table = table.copy()
+    at = table.columns.get_loc("area_refined" if "area_refined" in table else "area") + 1
+    for offset, column in enumerate(c for c in ("area", "area_refined") if c in table):
+        table.insert(at + offset, f"{column}_mm2", areas_mm2(table[column], size))
+    return table
+
+
+def areas_mm2(areas, size: PixelSize):
+    """Areas in pixels (a pandas Series; NaN or NA where there is none) in square millimetres,
+    to six significant digits, as floats."""
+    mm2 = areas.astype("Float64") * size.mm2
+    return mm2.map(lambda v: float(f"{v:.6g}"), na_action="ignore").astype(float)
 
 
 def _per_inch(x_dpi, y_dpi, source: str, stated: str | None = None) -> PixelSize | None:
@@ -88,7 +142,7 @@ def _per_inch(x_dpi, y_dpi, source: str, stated: str | None = None) -> PixelSize
     if x <= 1 or y <= 1 or any(abs(x - s) < 0.5 and abs(y - s) < 0.5 for s in _SCREEN_DPI):
         return None
     if stated is None:
-        stated = f"{x:.0f} dpi" if round(x) == round(y) else f"{x:.0f} x {y:.0f} dpi"
+        stated = f"{x:.4g} dpi" if x == y else f"{x:.4g} x {y:.4g} dpi"  # as stated: 72.5 is not 72
     inch = _UM_PER_UNIT["inch"]
     return _checked(PixelSize(inch / y, inch / x, f"{stated}, {source}"))
 
@@ -175,6 +229,8 @@ def tiff_pixel_size(tif, page) -> PixelSize | None:
         if unit == 2:
             return _per_inch(x, y, "TIFF resolution")
         if unit == 3:
+            if x <= 1 or y <= 1:  # a placeholder, as 1 dpi is: no centimetre-wide pixels
+                return None
             stated = f"{x:.4g} pixels/cm" if x == y else f"{x:.4g} x {y:.4g} pixels/cm"
             return _per_inch(x * 2.54, y * 2.54, "TIFF resolution", stated)
     except Exception:  # noqa: BLE001 - a size is extra: a damaged tag leaves the pixels in pixels

@@ -17,6 +17,7 @@ napari object.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,7 @@ def checksum(data) -> tuple:
     return (arr.shape, arr.dtype.str, zlib.crc32(memoryview(arr).cast("B")))
 
 
-def instance_features(table, offset: int = 0):
+def instance_features(table, offset: int = 0, pixel_size=None):
     """napari ``features`` of an instances table (``SegmentationResult.table`` or its CSV), one row per instance.
 
     Columns: ``index`` and ``label`` (the label id plus ``offset``; napari maps
@@ -66,8 +67,9 @@ def instance_features(table, offset: int = 0):
     ``centroid``, pixels of the plane; NaN where the table has none) and ``source``
     ("model" or "colour": who found the instance; "model" for tables written before
     it existed), then a stack's plane indices (``axis_0``, ...) where the table has them, then
-    the table's other columns (the user's, another plugin's) as they are.
-    Use :func:`split_areas` for the two layers. napari holds one row per id, so the rows of an
+    the table's other columns (the user's, another plugin's) as they are. Given a ``pixel_size``
+    (:class:`~napari_gardenseg._pixel_size.PixelSize`), ``area_mm2`` and ``area_refined_mm2``
+    after ``area_refined``. Use :func:`split_areas` for the two layers. napari holds one row per id, so the rows of an
     id in several planes (a label stack's table has a row per instance and plane; ids painted
     across planes) become one: areas summed, the centroid of all its pixels, the first
     plane's indices.
@@ -84,7 +86,7 @@ def instance_features(table, offset: int = 0):
     if "centroid" in table:
         for i, c in enumerate(table["centroid"]):
             centroids[i] = _pair(c)
-    return pd.DataFrame(
+    features = pd.DataFrame(
         {
             "index": labels,
             "label": labels,
@@ -100,6 +102,11 @@ def instance_features(table, offset: int = 0):
             **{c: table[c].to_numpy() for c in other_columns(table.columns)},
         }
     )
+    if pixel_size is None:
+        return features
+    from ._pixel_size import with_areas_mm2
+
+    return with_areas_mm2(features, pixel_size)
 
 
 def _one_row_per_id(table):
@@ -134,10 +141,15 @@ def _pair(value) -> tuple[float, float]:
 
 
 def split_areas(table):
-    """(features of the masks layer, of the refined layer): the same rows, each with its own ``area``."""
-    masks = table.drop(columns=["area_refined"])
-    refined = table.drop(columns=["area"]).rename(columns={"area_refined": "area"})
+    """(features of the masks layer, of the refined layer): the same rows, each with its own ``area``
+    (and ``area_mm2``, where the table has them)."""
+    mm2 = "area_mm2" in table
+    masks = table.drop(columns=["area_refined", *(["area_refined_mm2"] if mm2 else [])])
+    refined = table.drop(columns=["area", *(["area_mm2"] if mm2 else [])])
+    refined = refined.rename(columns={"area_refined": "area", "area_refined_mm2": "area_mm2"})
     refined["area"] = refined["area"].fillna(0).astype(np.int64)
+    if mm2:
+        refined["area_mm2"] = refined["area_mm2"].fillna(0.0)
     return masks, refined[masks.columns]
 
 
@@ -148,7 +160,7 @@ def _feature_table(results, source: PlaneSource, offsets):
 
     frames, refined_centroids = [], []
     for i, (res, off) in enumerate(zip(results, offsets)):
-        df = instance_features(res.table, off)
+        df = instance_features(res.table, off, source.pixel_size)
         if source.stack:
             for ax, v in enumerate(source.planes[i]):
                 df[f"axis_{ax}"] = np.full(len(df), v, dtype=np.int64)
@@ -194,6 +206,7 @@ def run_planes(
     from ._cancel import check
 
     report = progress or (lambda f, m: None)
+    source = dataclasses.replace(source, file_pixel_size=_file_pixel_size(source))  # the table's areas in mm²
     n = len(source.planes)
     if not isinstance(model, _models.Model):
         report(0.0, "loading model")
@@ -233,6 +246,24 @@ def run_planes(
     if refined is not None:
         sums["crf"] = checksum(refined)
     return LayerOutput(source, labels, refined, feats, feats_ref, boxes, box_feats, results, sums)
+
+
+def _file_pixel_size(source: PlaneSource):
+    """The pixel size the layer's file states (:mod:`._pixel_size`: a scan's dpi, a calibration),
+    where the layer's own scale has no length units and the segmented level is that file's pixel
+    grid; None otherwise or where the file cannot be read now (moved since it was opened)."""
+    if source.layer_pixel_size is not None or source.path is None or source.level != 0:
+        return None
+    from ._image_reader import read_image
+
+    try:
+        image = read_image(source.path, lazy=True)
+    except (OSError, ValueError):
+        return None
+    y = image.axes.index("Y") if "Y" in image.axes else None
+    if y is None or tuple(int(v) for v in image.data.shape[y : y + 2]) != tuple(source.plane_shape):
+        return None
+    return image.pixel_size
 
 
 def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel) -> LayerOutput:

@@ -56,11 +56,20 @@ class PlaneSource:
     shear: np.ndarray | None = None
     affine: np.ndarray | None = None
     path: str | None = None  # the file the layer was read from (napari's layer.source.path), if any
+    # the physical size of a pixel of the output layers (_pixel_size.PixelSize): the layer's scale
+    # where its units are lengths, else what its file states (read off the GUI thread: run_planes)
+    layer_pixel_size: Any = None
+    file_pixel_size: Any = None
     image_id: str | None = None  # napari's unique_id of that layer: its outputs are found after a rename
     view_note: str | None = None  # the view shows other axes than the plane segmented (plane_source)
     display_note: str | None = None  # napari shows the values stretched: not what was segmented
     shown: tuple | None = ()  # the plane the view showed at the start (None: none of this layer's)
     projected: bool = False  # the view shows a projection of planes, one of which was segmented
+
+    @property
+    def pixel_size(self):
+        """The layer's pixel size where its scale has length units, else its file's, else None."""
+        return self.layer_pixel_size or self.file_pixel_size
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -147,12 +156,17 @@ def _level_factors(layer, rgb: bool, spatial) -> np.ndarray:
 def _placed(layer, factors) -> dict:
     """Where output layers of a level ``factors`` coarser than ``layer``'s full resolution lie, and
     their name: the layer's as they are now (rotate, shear and affine None where the identity)."""
+    from ._pixel_size import layer_pixel_size
+
+    scale = np.asarray(layer.scale, dtype=float) * factors
+    units = tuple(layer.units) if getattr(layer, "units", None) is not None else None
     return {
         "name": layer.name,
         "image_id": getattr(layer, "unique_id", None),
-        "scale": np.asarray(layer.scale, dtype=float) * factors,
+        "layer_pixel_size": layer_pixel_size(scale, units),
+        "scale": scale,
         "translate": np.asarray(layer.translate, dtype=float),
-        "units": tuple(layer.units) if getattr(layer, "units", None) is not None else None,
+        "units": units,
         "axis_labels": tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
         **({"rotate": None, "shear": None, "affine": None} | _placement(layer)),
     }

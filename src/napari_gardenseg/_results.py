@@ -79,16 +79,23 @@ class SegmentationResult:
         by the vegetation stage with a low score and class "plant": the model's
         class of that name, or the id after its last class, 4 for "garden").
 
+        For a file that states its pixels' physical size (a scan's dpi, an
+        ImageJ or OME calibration: ``meta["pixel_size"]``, in µm), also
+        area_mm2 and area_refined_mm2 after area_refined, as the batch's CSV
+        has them.
+
         Computed from the label images on each access, so it follows edits to
         them; keep it in a variable rather than reading it in a loop.
         """
         import pandas as pd
 
+        from ._pixel_size import PixelSize, with_areas_mm2
+
         n = len(self)
         ids = np.arange(1, n + 1)
         area, boxes, centroids = label_stats(self.labels, n, centroids=True)
         area_ref = label_stats(self.refined, n)[0].astype(float) if self.refined is not None else np.full(n, np.nan)
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "label": ids.astype(np.int32),
                 "class_id": np.asarray(self.class_ids, dtype=np.int64),
@@ -103,6 +110,7 @@ class SegmentationResult:
             },
             columns=list(TABLE_COLUMNS),
         )
+        return with_areas_mm2(table, PixelSize.from_record(self.meta.get("pixel_size")))
 
     def __repr__(self) -> str:
         names = ", ".join(sorted(set(self.class_names))) or "none"
