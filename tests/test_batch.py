@@ -1101,6 +1101,31 @@ def test_the_same_run_from_the_api_and_the_command_line_resumes_either_way(image
     assert "0 done, 1 skipped" in capsys.readouterr().out
 
 
+def test_a_resume_that_spells_out_the_models_own_settings_is_the_same_run(images, tmp_path, capsys):
+    # --crf-backend auto, the garden model's mask threshold or its stored CRF iterations, given
+    # explicitly, were "different options": every file refused, with a hint to recompute them all
+    from napari_gardenseg._models import model_info
+
+    out = tmp_path / "out"
+    args = ["segment", str(images[0]), "--out", str(out)]
+    assert cli.main(args) == 0
+    stored = model_info("garden")[1]
+    iterations = str(stored["crf"]["iterations"])
+    same = ["--crf-backend", "auto", "--mask-threshold", "0.3", "--score-threshold", "0.5"]
+    assert cli.main([*args, "--resume", *same, "--crf-iterations", iterations]) == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
+    assert _record(out, images[0].stem)["options"] == {}
+    # a record of before, holding them as given, is this run too; another value is not
+    record_file = out / f"{images[0].stem}_run.json"
+    record = json.loads(record_file.read_text())
+    record["options"] = {"mask_threshold": 0.3, "crf_overrides": {"backend": "auto"}}
+    record_file.write_text(json.dumps(record))
+    assert cli.main([*args, "--resume"]) == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
+    assert cli.main([*args, "--resume", "--mask-threshold", "0.4"]) == 1
+    assert "different options" in capsys.readouterr().err
+
+
 def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsys):
     import dataclasses
 

@@ -13,7 +13,7 @@ def test_defaults_and_repr():
     assert DEFAULT_MODEL == "garden"
     o = SegmentOptions()
     assert (o.score_threshold, o.mask_threshold, o.classes, o.scale, o.tile_size, o.tile_overlap) == (
-        0.5,
+        None,  # the model's own
         None,  # the model's own
         None,
         None,
@@ -187,3 +187,26 @@ def test_training_settings_are_normalised_and_their_defaults_are_train_s():
     for name in ("iterations", "batch_size", "lr", "crop", "seed", "scale_range", "positive_fraction", "warmup"):
         assert engine[name] == getattr(FIT_DEFAULTS, name), name
     assert TRAIN_DEFAULTS == {k: engine[k] for k in TRAIN_DEFAULTS}
+
+
+def test_a_score_threshold_stored_with_a_model_is_used_by_every_way_in(tmp_path):
+    # the widget showed and used it while segment(), the batch and the CLI ran at 0.5
+    import torch
+
+    from napari_gardenseg import segment
+    from napari_gardenseg._models import bundled_checkpoint
+    from napari_gardenseg._options import model_score_threshold
+    from napari_gardenseg.synthetic import garden_scene
+
+    assert model_score_threshold({}) == 0.5 and model_score_threshold({"score_threshold": 0.8}) == 0.8
+    with pytest.raises(ValueError, match="stored score_threshold"):
+        model_score_threshold({"score_threshold": 2})
+    ck = torch.load(bundled_checkpoint(), weights_only=True)
+    ck["meta"] = {**ck["meta"], "score_threshold": 0.97}
+    torch.save(ck, tmp_path / "strict.pt")
+    image = garden_scene(8_000_321, (128, 160))[0]
+    strict = segment(image, tmp_path / "strict.pt", crf=False, vegetation="off")
+    assert strict.meta["score_threshold"] == 0.97 and (strict.scores >= 0.97).all()
+    given = segment(image, tmp_path / "strict.pt", crf=False, vegetation="off", score_threshold=0.5)
+    assert given.meta["score_threshold"] == 0.5 and len(given) > len(strict)
+    assert segment(image, "garden", crf=False, vegetation="off").meta["score_threshold"] == 0.5

@@ -705,6 +705,13 @@ def test_stored_thresholds_are_shown(garden, tmp_path):
     assert w.settings.value == "from model thresholds: score threshold, mask threshold"
     options = w.segment_options()
     assert (options.score_threshold, options.mask_threshold) == (0.35, 0.4)
+    # a stored threshold the slider cannot show is said, and the other stored settings still applied
+    # (it raised half way through, leaving the package's CRF settings beside the default threshold)
+    ck["meta"] = {**ck["meta"], "mask_threshold": 0.9995}
+    torch.save(ck, tmp_path / "edge.pt")
+    w.model.value = register_model(tmp_path / "edge.pt", "edge")
+    assert w.mask_threshold.value == 0.5 and w.score_threshold.value == 0.35
+    assert "stored mask_threshold cannot be shown" in w.settings.value
 
 
 def test_models_in_the_user_models_folder_are_offered(garden, user_models):

@@ -233,7 +233,7 @@ def segment_files(
         model_id=model_id,
         axes=axes,
     )
-    wanted_options = _compared_options(segment_options, crf_overrides, axes)
+    wanted_options = _compared_options(segment_options, crf_overrides, axes, model_id)
     n_finished = 0
 
     def finished(fs: FileStatus, message: str):

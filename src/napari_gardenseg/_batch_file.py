@@ -156,11 +156,12 @@ def _process_file(
     out = Path(out_dir)
     name = name or path.stem
     crf = segment_options.get("crf", True)
+    model_id = model_id or model_identity(model)
     record = {
         "format": _RECORD_FORMAT,
         "input": _input_identity(path) if path.exists() else {"path": os.path.abspath(path)},
-        "model": model_id or model_identity(model),
-        "options": _compared_options(segment_options, crf_overrides, axes),
+        "model": model_id,
+        "options": _compared_options(segment_options, crf_overrides, axes, model_id),
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
     if resume and (done := read_run_record(out, name)) is not None:
@@ -443,7 +444,7 @@ def _colour_channels(result) -> tuple[int, str] | None:
     return (extents[candidates[0]], candidates[0]) if candidates else None
 
 
-def _file_note(result, score_threshold: float) -> str | None:
+def _file_note(result, score_threshold: float | None) -> str | None:
     """Why a file gave no instance, that plants may be missing, that the model missed many plants
     or left ground cover, in a batch's words; else None (the widget says it in its own:
     ``status_hint``)."""
@@ -474,7 +475,8 @@ def _file_note(result, score_threshold: float) -> str | None:
     if why == "colourless":
         return COLOURLESS
     if why == "score threshold":  # or all it found was a colour card's
-        return card_hint(results) or f"no detection scored {score_threshold} or more: try a lower score threshold"
+        used = results[0].meta.get("score_threshold", score_threshold)  # None given: the model's, resolved
+        return card_hint(results) or f"no detection scored {used} or more: try a lower score threshold"
     if network_full_hint(results):
         return "the network returned as many instances as one pass may: plants may be missing; try tiles of 512 px"
     adapt = adapt_hint(

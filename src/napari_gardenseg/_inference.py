@@ -35,7 +35,7 @@ from ._forward import predict_instances
 from ._image_source import ImageSource, open_image
 from ._instances import FULL_PASSES, Instances, paint, paint_image, visible_shares
 from ._models import Model, load_model
-from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_threshold
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_threshold, model_score_threshold
 from ._planes import MAX_PLANE_PIXELS
 from ._results import SegmentationResult, label_areas
 from ._scale import estimate_scale
@@ -194,7 +194,7 @@ def _shown(visible: np.ndarray, found: Instances, mask_threshold: float) -> np.n
 def segment(
     image,
     model=DEFAULT_MODEL,
-    score_threshold: float = DEFAULTS.score_threshold,
+    score_threshold: float | None = DEFAULTS.score_threshold,
     mask_threshold: float | None = DEFAULTS.mask_threshold,
     classes=DEFAULTS.classes,
     crf: bool = DEFAULTS.crf,
@@ -225,8 +225,9 @@ def segment(
     ``"auto"`` (CUDA, then MPS, then the CPU; a loaded :class:`Model` runs where
     it is), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
 
-    Instances scoring below ``score_threshold`` (0..1), or not in ``classes``
-    (names or ids; None keeps all), are dropped. A pixel belongs to an instance
+    Instances scoring below ``score_threshold`` (0..1; None: the value stored
+    with the model, else 0.5), or not in ``classes`` (names or ids; None keeps
+    all), are dropped. A pixel belongs to an instance
     where its soft mask is above ``mask_threshold`` (above 0, below 1; None: the
     value stored with the model, else 0.5); each pixel belongs to one instance
     (the highest score wins); an instance left with no pixels is dropped. With
@@ -334,7 +335,7 @@ def segment_to_zarr(
     image,
     path,
     model=DEFAULT_MODEL,
-    score_threshold: float = DEFAULTS.score_threshold,
+    score_threshold: float | None = DEFAULTS.score_threshold,
     mask_threshold: float | None = DEFAULTS.mask_threshold,
     classes=DEFAULTS.classes,
     crf: bool = DEFAULTS.crf,
@@ -549,6 +550,8 @@ class _Run:
         model = load_model(model, device=options.device)
         if options.mask_threshold is None:  # the model's own, resolved once: every stage sees a number
             options = options.replace(mask_threshold=model_mask_threshold(model.meta))
+        if options.score_threshold is None:
+            options = options.replace(score_threshold=model_score_threshold(model.meta))
         wanted = class_ids_for(model, options.classes)
         params = None
         if options.crf:

@@ -159,7 +159,9 @@ class SegmentOptions:
     """The settings of one segmentation run (defaults: what ``segment(image)`` does).
 
     score_threshold: the network's detections scoring below it are dropped (0..1);
-        plants found by colour alone are kept, scored at it when they score lower.
+        plants found by colour alone are kept, scored at it when they score lower;
+        None: the model's own (:func:`model_score_threshold`: the value stored with
+        it, else 0.5).
     mask_threshold: a pixel belongs to an instance where its soft mask is above
         this (above 0, below 1); None: the model's own (:func:`model_mask_threshold`:
         the value stored with it, else Mask R-CNN's 0.5).
@@ -192,7 +194,7 @@ class SegmentOptions:
     device's name: when the run starts).
     """
 
-    score_threshold: float = 0.5
+    score_threshold: float | None = None
     mask_threshold: float | None = None
     classes: tuple[str | int, ...] | None = None
     scale: float | Literal["auto"] | None = None
@@ -209,7 +211,8 @@ class SegmentOptions:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("score_threshold", fraction("score_threshold", self.score_threshold))
+        if self.score_threshold is not None:
+            put("score_threshold", fraction("score_threshold", self.score_threshold))
         if self.mask_threshold is not None:
             put("mask_threshold", fraction("mask_threshold", self.mask_threshold, open_low=True, open_high=True))
         put("classes", _classes(self.classes))
@@ -265,6 +268,20 @@ class SegmentOptions:
 # Where Mask R-CNN's soft masks end (He et al. 2017; torchvision's paste_masks_in_image): the
 # threshold of a model that stores none.
 MASK_RCNN_THRESHOLD = 0.5
+
+
+# segment's score threshold for a model that stores none (torchvision's detection examples' 0.5)
+SCORE_THRESHOLD = 0.5
+
+
+def model_score_threshold(meta: dict) -> float:
+    """The ``score_threshold`` a model runs at by default: ``meta["score_threshold"]`` (its
+    checkpoint's, its makers' choice) or :data:`SCORE_THRESHOLD`. ValueError for a stored value
+    outside 0..1. The widget shows the same value (what it runs with)."""
+    stored = (meta or {}).get("score_threshold")
+    if stored is None:
+        return SCORE_THRESHOLD
+    return fraction("the model's stored score_threshold", stored)
 
 
 def model_mask_threshold(meta: dict) -> float:

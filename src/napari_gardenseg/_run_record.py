@@ -114,10 +114,11 @@ def _segment_defaults() -> dict:
     return defaults()
 
 
-def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> dict:
+def _compared_options(options: dict, crf_overrides, axes: str | None = None, model_id: dict | None = None) -> dict:
     """The options a run record holds: those that change the result and differ from segment()'s defaults
     (so the API and the CLI agree, and a newer version's new options, left at their defaults, match old records),
-    and the file's ``axes`` when the caller gave them."""
+    and the file's ``axes`` when the caller gave them. Given the model's identity (:func:`model_identity`),
+    a threshold or CRF setting given as the model's own is left out too: the same run, however spelt."""
     opts = {k: v for k, v in _without_defaults(_as_validated(options)).items() if k not in _NOT_COMPARED_OPTIONS}
     crf_params = opts.get("crf_params")
     if isinstance(crf_params, Mapping):
@@ -129,7 +130,73 @@ def _compared_options(options: dict, crf_overrides, axes: str | None = None) -> 
         opts["crf_overrides"] = dict(crf_overrides)
     if axes is not None:
         opts["axes"] = axes
-    return _jsonable(opts)
+    return _jsonable(_without_model_defaults(opts, model_id))
+
+
+def _without_model_defaults(opts: dict, model_id: dict | None) -> dict:
+    """``opts`` (a record's options) without a score or mask threshold equal to the one the model
+    runs at by default, and without CRF overrides equal to its CRF settings (``--crf-backend auto``,
+    ``--crf-iterations 5`` for a model storing 5); as they are where the model's settings cannot be read."""
+    stored = _model_settings(model_id)
+    if stored is None or not opts:
+        return opts
+    opts = dict(opts)
+    for key in ("score_threshold", "mask_threshold"):
+        if key in opts and _same_number(opts[key], stored[key]):
+            del opts[key]
+    overrides = opts.get("crf_overrides")
+    if isinstance(overrides, Mapping):
+        from .crf import CRFParams
+
+        kept = {}
+        for field, value in overrides.items():
+            try:
+                own = getattr(CRFParams.from_any({field: value}, defaults=stored["crf"]), field)
+                same = own == getattr(CRFParams.from_any(None, defaults=stored["crf"]), field)
+            except (TypeError, ValueError):
+                same = False
+            if not same:
+                kept[field] = value
+        if kept:
+            opts["crf_overrides"] = kept
+        else:
+            del opts["crf_overrides"]
+    return opts
+
+
+def _same_number(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+_MODEL_SETTINGS: dict[tuple, dict | None] = {}
+
+
+def _model_settings(model_id: dict | None) -> dict | None:
+    """The thresholds and CRF settings (as stored, a dict) the model of ``model_id`` runs at by default,
+    read from its checkpoint's small entries (cached by its SHA-256); None where they cannot be read."""
+    if not isinstance(model_id, Mapping) or not model_id.get("source"):
+        return None
+    key = (model_id.get("source"), model_id.get("sha256"))
+    if key not in _MODEL_SETTINGS:
+        from ._models import MODEL_NAMES, model_info
+        from ._options import model_mask_threshold, model_score_threshold
+
+        source = key[0]
+        if source not in MODEL_NAMES and (key[1] is None or not Path(source).is_file()):
+            return None  # a Model object, a file gone: nothing to read its settings from
+        try:
+            meta = model_info(source)[1]
+            _MODEL_SETTINGS[key] = {
+                "score_threshold": model_score_threshold(meta),
+                "mask_threshold": model_mask_threshold(meta),
+                "crf": meta.get("crf") if isinstance(meta.get("crf"), Mapping) else None,
+            }
+        except Exception:  # noqa: BLE001 - unreadable: the options are compared as given
+            _MODEL_SETTINGS[key] = None
+    return _MODEL_SETTINGS[key]
 
 
 def _as_validated(options: dict) -> dict:
@@ -189,7 +256,8 @@ def _differences(record: dict, wanted: dict) -> list[str]:
         if key == "model" and isinstance(a, dict) and isinstance(b, dict) and a.get("sha256") and b.get("sha256"):
             return a["sha256"] == b["sha256"]  # the same weights, wherever the file lies
         if key == "options" and isinstance(a, dict) and a != b:
-            a = _recorded_as_now(a)
+            # a record written before the model's own settings were left out holds them as given
+            a = _without_model_defaults(_recorded_as_now(a), wanted.get("model"))
         if key == "input" and isinstance(a, dict) and isinstance(b, dict) and "path" in a and "path" in b:
             return _same_file(a, b)
         return a == b

@@ -49,6 +49,7 @@ from ._options import (
     MODEL_NAMES,
     MODEL_TITLES,
     SCALE_RANGE,
+    SCORE_THRESHOLD,
     VEGETATION_MODES,
     SegmentOptions,
     default_overlap,
@@ -249,14 +250,14 @@ class SegmentationControls(Container):
             min=0.0,
             max=1.0,
             step=0.05,
-            value=DEFAULTS.score_threshold,
+            value=SCORE_THRESHOLD,  # then the chosen model's own
             tooltip="Keep instances the network scores at least this (0-1); lower finds more plants and more mistakes",
         )
         self.mask_threshold = FloatSlider(
             name="mask_threshold",
             label="mask threshold",
-            min=0.01,  # SegmentOptions takes (0, 1): a model may store any threshold in it
-            max=0.99,
+            min=0.001,  # SegmentOptions takes (0, 1): a model may store any threshold in it
+            max=0.999,
             step=0.05,
             value=MASK_RCNN_THRESHOLD,  # then the chosen model's own
             tooltip="A pixel belongs to an instance where its soft mask is at least this (0-1); lower draws "
@@ -460,14 +461,23 @@ class SegmentationControls(Container):
         self._applying = True
         try:
             # a model that stores none runs at segment's score threshold and Mask R-CNN's mask threshold
-            fallback = {"score_threshold": DEFAULTS.score_threshold, "mask_threshold": MASK_RCNN_THRESHOLD}
+            fallback = {"score_threshold": SCORE_THRESHOLD, "mask_threshold": MASK_RCNN_THRESHOLD}
             for name, default in fallback.items():
                 value = meta.get(name)
+                control = getattr(self, name)
+                try:
+                    value = None if value is None else float(value)
+                    if value is not None and not control.min <= value <= control.max:
+                        raise ValueError(f"{value} is outside {control.min}-{control.max}")
+                except (TypeError, ValueError) as exc:
+                    # shown as the default, and said: the other stored settings are still applied
+                    problem += f" (its stored {name} cannot be shown: {exc}; showing {default})"
+                    value = None
                 if value is None:
                     value = default
                 else:
                     used.append(name.split("_")[0] + " threshold")
-                getattr(self, name).value = float(value)
+                control.value = float(value)
             crf = crf_module()
             if crf is not None:
                 try:

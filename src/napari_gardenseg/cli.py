@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--score-threshold",
         type=float,
         default=DEFAULTS.score_threshold,
-        help="drop the network's detections scoring below this; plants found by colour alone are kept, "
-        "at this score (default: %(default)s)",
+        help="drop the network's detections scoring below this; plants found by colour alone are kept "
+        "(raised to this score where they score lower) (default: the model's own, the value stored "
+        "with it, else 0.5)",
     )
     s.add_argument(
         "--mask-threshold",
