@@ -212,6 +212,9 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
         np.testing.assert_allclose(table["map_x"], 300000 + (centroids[:, 1] + 0.5) * 0.02)
         np.testing.assert_allclose(table["map_y"], 6200000 - (centroids[:, 0] + 0.5) * 0.02)
         assert "EPSG:32755" in _record(out, name)["image"]["georeference"]
+        # a UTM zone is in metres: each plant's ground area, 4 cm² a pixel (it was in pixels only)
+        assert list(table.columns[4:8]) == ["area", "area_refined", "area_m2", "area_refined_m2"]
+        np.testing.assert_allclose(table["area_m2"], table["area"] * 0.0004, rtol=1e-5)
     with tifffile.TiffFile(out / "plain_labels.tif") as tif:
         assert 34735 not in tif.pages[0].tags
     assert "map_x" not in pd.read_csv(out / "plain_instances.csv")
@@ -311,6 +314,7 @@ def test_photos_placed_by_world_files_give_labels_placed_the_same(tmp_path):
     assert "ortho.jgw" in record["image"]["georeference"] and "ortho_labels.tfw" in record["written"]
     assert "not kept" in _record(out, "turned")["image"]["georeference"]
     assert not list(out.glob("turned*.tfw")) and "map_x" not in pd.read_csv(out / "turned_instances.csv")
+    assert "area_m2" not in table  # a CRS without a unit (this .prj is cut short): no ground area
     # the user's own world file beside the labels is not replaced: the rerun is refused before the work
     (out / "ortho_labels.tif").unlink()
     (out / "ortho_labels.tfw").write_text("mine")
@@ -411,3 +415,36 @@ def test_a_tiff_with_an_orientation_tag_is_read_as_stored_and_keeps_its_world_fi
     assert image.data.shape == (20, 30, 3) and "exif_orientation" not in image.applied
     assert image.applied["tiff_orientation"].startswith("6: not applied")
     np.testing.assert_allclose(image.data.astype(int), np.asarray(cmyk.convert("RGB")).astype(int), atol=2)
+
+
+def test_the_ground_area_of_a_pixel_is_given_only_for_a_crs_in_metres():
+    from napari_gardenseg._georeference import SidecarGeoreference, ground_pixel_m2
+
+    utm = (
+        'PROJCS["WGS 84 / UTM zone 32N",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.25]],'
+        'UNIT["degree",0.0174532925199433]],PROJECTION["Transverse_Mercator"],UNIT["metre",1,AUTHORITY["EPSG","9001"]]]'
+    )
+    wkt2 = (
+        'PROJCRS["WGS 84 / UTM zone 32N",BASEGEOGCRS["WGS 84",DATUM["x",ELLIPSOID["WGS 84",6378137,298.25,'
+        'LENGTHUNIT["metre",1]]],ANGLEUNIT["degree",0.0174]],CONVERSION["UTM"],CS[Cartesian,2],LENGTHUNIT["metre",1]]'
+    )
+    esri = 'PROJCS["WGS_1984_UTM_Zone_32N",GEOGCS["GCS_WGS_1984",UNIT["Degree",0.0174]],UNIT["Meter",1.0]]'
+    # the ellipsoid is in metres, the map in US survey feet: no square metres
+    feet = (
+        'PROJCRS["NAD83 / California zone 3 (ftUS)",BASEGEOGCRS["NAD83",DATUM["x",ELLIPSOID["GRS 1980",6378137,'
+        '298.25,LENGTHUNIT["metre",1]]]],CONVERSION["x"],CS[Cartesian,2],LENGTHUNIT["US survey foot",0.3048006]]'
+    )
+    degrees = 'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.25]],UNIT["degree",0.0174532925199433]]'
+    grid = (500000.0, 0.02, 0.0, 5e6, 0.0, -0.02)
+    for srs in (utm, wkt2, esri, "EPSG:32632"):
+        assert ground_pixel_m2(sidecars=SidecarGeoreference(grid, srs, ("x.jgw",))) == pytest.approx(0.0004), srs
+    for srs in (feet, degrees, "EPSG:4326", None):
+        assert ground_pixel_m2(sidecars=SidecarGeoreference(grid, srs, ("x.jgw",))) is None, srs
+    turned = (0.0, 0.0, 0.03, 0.0, 0.03, 0.0)  # a grid turned a quarter: its area all the same
+    assert ground_pixel_m2(sidecars=SidecarGeoreference(turned, esri, ("x.jgw",))) == pytest.approx(0.0009)
+    keys = (1, 1, 0, 2, 1024, 0, 1, 1, 3072, 0, 1, 32633)
+    tags = [(33550, "d", 3, (0.5, 0.5, 0.0), True), (33922, "d", 6, (0, 0, 0, 1.0, 2.0, 0), True)]
+    assert ground_pixel_m2([*tags, (34735, "H", 12, keys, True)]) == pytest.approx(0.25)
+    feet_keys = (1, 1, 0, 3, 1024, 0, 1, 1, 3072, 0, 1, 32633, 3076, 0, 1, 9003)  # ProjLinearUnits: foot
+    assert ground_pixel_m2([*tags, (34735, "H", 16, feet_keys, True)]) is None
+    assert ground_pixel_m2([*tags, (34735, "H", 12, (1, 1, 0, 2, 1024, 0, 1, 2, 2048, 0, 1, 4326), True)]) is None

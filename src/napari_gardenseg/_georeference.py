@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,53 @@ def _tags_transform(tags: tuple) -> tuple[float, ...] | None:
     i, j, _, x, y, _ = (float(v) for v in tie)
     sx, sy = float(scale[0]), float(scale[1])
     return (x + (shift - i) * sx, sx, 0.0, y - (shift - j) * sy, 0.0, -sy)
+
+
+# EPSG codes of projected CRSs in metres that drone and field maps use, for a CRS named only by
+# its code: WGS 84 / UTM (326xx north, 327xx south), ETRS89 / UTM (258xx), NAD83 / UTM (269xx),
+# Web Mercator, ETRS89-LAEA Europe, Lambert-93, British National Grid, GDA94 / MGA (283xx)
+_METRE_CODES = (
+    *range(32601, 32661),
+    *range(32701, 32761),
+    *range(25828, 25839),
+    *range(26901, 26924),
+    *range(28348, 28359),
+    3857,
+    3035,
+    2154,
+    27700,
+)
+_UNIT = re.compile(r'UNIT\[\s*"[^"]*"\s*,\s*[0-9.eE+-]+', re.IGNORECASE)
+_METRE = re.compile(r'UNIT\[\s*"(?:metre|meter|m)"\s*,\s*1(?:\.0*)?', re.IGNORECASE)
+
+
+def ground_pixel_m2(tags: tuple = (), sidecars: SidecarGeoreference | None = None) -> float | None:
+    """The ground area of one pixel in square metres, from a photo's georeferencing (the
+    GeoTransform of its sidecars, else of its GeoTIFF ``tags``: ``|a * e - b * d|`` in map units)
+    where its CRS is projected in metres: a WKT whose length unit is the metre (``UNIT["metre",1]``,
+    ESRI's ``UNIT["Meter",1.0]``), GeoTIFF's ProjLinearUnitsGeoKey 9001, or an EPSG code of
+    :data:`_METRE_CODES`. None for a geographic CRS (degrees), feet, an unknown unit or no grid."""
+    transform = sidecars.transform if sidecars is not None else _tags_transform(tags) if tags else None
+    if transform is None:
+        return None
+    srs = sidecars.srs if sidecars is not None else None
+    if srs:
+        # a projected CRS's own unit is its WKT's last (WKT 1 and 2): the ellipsoid's comes before it
+        units = _UNIT.findall(srs)
+        projected = srs.lstrip().upper().startswith(("PROJCS", "PROJCRS", "PROJECTEDCRS"))
+        metres = (projected and bool(units) and bool(_METRE.fullmatch(units[-1]))) or _epsg_in_metres(srs)
+    elif tags:
+        keys = _geokeys(tags)
+        metres = keys.get(3076) == 9001 or (3076 not in keys and keys.get(3072) in _METRE_CODES)
+    else:
+        metres = False
+    area = abs(transform[1] * transform[5] - transform[2] * transform[4])
+    return float(area) if metres and math.isfinite(area) and area > 0 else None
+
+
+def _epsg_in_metres(srs: str) -> bool:
+    code = re.fullmatch(r"\s*EPSG:(\d+)\s*", srs, re.IGNORECASE)
+    return code is not None and int(code.group(1)) in _METRE_CODES
 
 
 def _ascii_bytes(page, tag) -> bytes:

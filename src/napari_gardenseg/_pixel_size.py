@@ -113,22 +113,35 @@ def layer_pixel_size(scale, units) -> PixelSize | None:
 def with_areas_mm2(table, size: PixelSize | None):
     """``table`` (an instances table: ``area``, maybe ``area_refined``, in pixels) with
     ``area_mm2`` and ``area_refined_mm2`` after ``area_refined`` (or ``area``): the same areas in
-    square millimetres, to six significant digits (what a stated resolution is good for); the table
-    unchanged without a ``size`` or where it has them already."""
-    if size is None or "area" not in table or "area_mm2" in table:
+    square millimetres (:func:`with_areas`); the table unchanged without a ``size``."""
+    return with_areas(table, size.mm2 if size is not None else None, "mm2")
+
+
+def with_areas(table, per_pixel: float | None, unit: str):
+    """``table`` with ``area_<unit>`` and ``area_refined_<unit>`` after ``area_refined`` (or
+    ``area``), its pixel areas times ``per_pixel`` (the area of one pixel in that unit), to six
+    significant digits (what a stated resolution or a map's grid is good for); unchanged without
+    ``per_pixel``, an ``area`` column, or where it has them already."""
+    if per_pixel is None or "area" not in table or f"area_{unit}" in table:
         return table
     table = table.copy()
     at = table.columns.get_loc("area_refined" if "area_refined" in table else "area") + 1
-    for offset, column in enumerate(c for c in ("area", "area_refined") if c in table):
-        table.insert(at + offset, f"{column}_mm2", areas_mm2(table[column], size))
+    for column in (c for c in ("area", "area_refined") if c in table):
+        table.insert(at, f"{column}_{unit}", areas_in(table[column], per_pixel))
+        at += 1
     return table
 
 
 def areas_mm2(areas, size: PixelSize):
-    """Areas in pixels (a pandas Series; NaN or NA where there is none) in square millimetres,
-    to six significant digits, as floats."""
-    mm2 = areas.astype("Float64") * size.mm2
-    return mm2.map(lambda v: float(f"{v:.6g}"), na_action="ignore").astype(float)
+    """Areas in pixels (a pandas Series; NaN or NA where there is none) in square millimetres."""
+    return areas_in(areas, size.mm2)
+
+
+def areas_in(areas, per_pixel: float):
+    """Areas in pixels (a pandas Series; NaN or NA where there is none) times ``per_pixel``, to six
+    significant digits, as floats."""
+    scaled = areas.astype("Float64") * per_pixel
+    return scaled.map(lambda v: float(f"{v:.6g}"), na_action="ignore").astype(float)
 
 
 def _per_inch(x_dpi, y_dpi, source: str, stated: str | None = None) -> PixelSize | None:

@@ -12,11 +12,11 @@ TABLE_COLUMNS = ("label", "class_id", "class_name", "score", "area", "area_refin
 def other_columns(columns) -> list:
     """The columns of a layer's features or an instances table that are neither TABLE_COLUMNS nor
     derived from them here (``index``, ``centroid_y``/``_x``, ``map_x``/``_y``, ``area_mm2``,
-    ``area_refined_mm2``, ``axis_<n>``) nor
+    ``area_refined_mm2``, ``area_m2``, ``area_refined_m2``, ``axis_<n>``) nor
     pandas' saved index (``Unnamed: 0``): the user's, or another plugin's, kept by the writer and reader."""
     import re
 
-    own = re.compile(r"index|centroid_[yx]|map_[xy]|area(_refined)?_mm2|axis_\d+|Unnamed: \d+").fullmatch
+    own = re.compile(r"index|centroid_[yx]|map_[xy]|area(_refined)?_mm?2|axis_\d+|Unnamed: \d+").fullmatch
     return [c for c in columns if c not in TABLE_COLUMNS and not own(str(c))]
 
 
