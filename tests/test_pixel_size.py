@@ -175,3 +175,27 @@ def test_a_placeholder_resolution_in_centimetres_is_no_size(tmp_path):
         assert read_image(tmp_path / "p.tif").pixel_size is None
     tifffile.imwrite(tmp_path / "p.tif", RGB, photometric="rgb", resolution=(72.5, 72.5), resolutionunit="INCH")
     assert read_image(tmp_path / "p.tif").pixel_size.source.startswith("72.5 dpi")  # as stated, not "72 dpi"
+
+
+def test_an_ome_zarrs_scale_and_single_quoted_ome_xml_give_the_pixel_size(tmp_path):
+    # an OME-Zarr in micrometres gave no size at all; OME-XML with single quotes was not read
+    import zarr
+
+    root = zarr.open_group(str(tmp_path / "cells.zarr"), mode="w", zarr_format=2)
+    root.create_array("0", data=np.moveaxis(RGB, -1, 0).copy())
+    axes = [{"name": "c", "type": "channel"}]
+    axes += [{"name": n, "type": "space", "unit": "micrometer"} for n in ("y", "x")]
+    level = {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0, 0.5, 0.25]}]}
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [level]}]
+    size = read_image(tmp_path / "cells.zarr").pixel_size
+    assert (size.y_um, size.x_um) == (0.5, 0.25) and size.source == "OME-Zarr scale"
+    axes[1]["unit"] = "pixel"  # not a length: no size
+    root.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [level]}]
+    assert read_image(tmp_path / "cells.zarr").pixel_size is None
+    xml = (
+        "<?xml version='1.0' encoding='UTF-8'?><OME xmlns='http://www.openmicroscopy.org/Schemas/OME/2016-06'>"
+        "<Image ID='Image:0'><Pixels ID='Pixels:0' DimensionOrder='XYCZT' Type='uint8' SizeX='50' SizeY='40' "
+        "SizeC='3' SizeZ='1' SizeT='1' PhysicalSizeX='0.65' PhysicalSizeY='0.65'/></Image></OME>"
+    )
+    tifffile.imwrite(tmp_path / "q.ome.tif", RGB, photometric="rgb", description=xml)
+    assert read_image(tmp_path / "q.ome.tif").pixel_size.x_um == pytest.approx(0.65)

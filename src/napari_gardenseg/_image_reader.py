@@ -119,10 +119,10 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
         )
     if path.is_file() and name.endswith(".zarr"):
         raise ImageError(f"{path.name} is a file, not a zarr store (a store is a folder): give the store's folder")
-    if path.is_dir() or name.endswith(".zarr"):
-        return read_zarr(path, axes)
-    if name.endswith(".zip"):
-        return read_zarr(path, axes, zipped=True)
+    if path.is_dir() or name.endswith((".zarr", ".zip")):
+        image = read_zarr(path, axes, zipped=not (path.is_dir() or name.endswith(".zarr")))
+        _keep_pixel_size(image)  # an OME-Zarr's scale in µm
+        return image
     if name.endswith(".npy"):
         return read_npy(path, axes, lazy)
     if name.endswith(RAW_SUFFIXES):

@@ -194,7 +194,7 @@ def _ome_pixel_size(xml: str) -> PixelSize | None:
     match = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", xml)
     if match is None:
         return None
-    attrs = dict(re.findall(r'(\w+)="([^"]*)"', match.group(0)))
+    attrs = {k: v for k, _, v in re.findall(r"""(\w+)=(["'])(.*?)\2""", match.group(0))}  # either quote
     if "PhysicalSizeX" not in attrs:
         return None
     try:
@@ -249,6 +249,28 @@ def tiff_pixel_size(tif, page) -> PixelSize | None:
     except Exception:  # noqa: BLE001 - a size is extra: a damaged tag leaves the pixels in pixels
         return None
     return None
+
+
+def ngff_pixel_size(multiscale: dict) -> PixelSize | None:
+    """The pixel size of an OME-Zarr (NGFF 0.4/0.5) multiscale's first level: its ``y`` and ``x``
+    axes' ``unit`` and the ``scale`` coordinate transformations of that level and of the
+    multiscale, multiplied (as the spec composes them); None without a length unit or a scale."""
+    try:
+        names = [str(a.get("name", "")).lower() for a in multiscale["axes"]]
+        units = [a.get("unit") for a in multiscale["axes"]]
+        scale, found = [1.0] * len(names), False
+        level = multiscale["datasets"][0].get("coordinateTransformations")
+        for transforms in (level, multiscale.get("coordinateTransformations")):
+            for t in transforms or ():
+                if t.get("type") == "scale":
+                    scale, found = [a * float(b) for a, b in zip(scale, t["scale"])], True
+        y, x = names.index("y"), names.index("x")
+        um = [_UM_PER_UNIT.get(str(units[i]).strip().lower()) for i in (y, x)]
+        if None in um or not found:
+            return None
+        return _checked(PixelSize(scale[y] * um[0], scale[x] * um[1], "OME-Zarr scale"))
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def pillow_pixel_size(im) -> PixelSize | None:

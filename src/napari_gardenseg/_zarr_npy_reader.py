@@ -9,6 +9,7 @@ import numpy as np
 
 from ._image_arrays import ImageError
 from ._image_file import LAZY_BYTES, ImageFile, arranged_file, as_dask
+from ._pixel_size import ngff_pixel_size
 
 _NGFF_LETTERS = {"t": "T", "time": "T", "c": "C", "channel": "C", "z": "Z", "y": "Y", "x": "X"}
 
@@ -39,7 +40,7 @@ def read_zarr(path: Path, axes: str | None, zipped: bool = False) -> ImageFile:
             inside = folders.pop()
         store = zarr.storage.ZipStore(path, mode="r")
     z = zarr.open(store, mode="r", path=inside) if inside else zarr.open(store, mode="r")
-    file_axes = None
+    file_axes, pixel_size = None, None
     if hasattr(z, "shape"):
         array = z
     else:
@@ -48,6 +49,7 @@ def read_zarr(path: Path, axes: str | None, zipped: bool = False) -> ImageFile:
         multiscales = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
         if multiscales:
             array = z[multiscales[0]["datasets"][0]["path"]]  # OME-Zarr: level 0
+            pixel_size = ngff_pixel_size(multiscales[0])  # its axes' units and scale (µm from a microscope)
             names = [a.get("name", "") if isinstance(a, dict) else str(a) for a in multiscales[0].get("axes", [])]
             if names:
                 file_axes = "".join(_NGFF_LETTERS.get(n.lower(), "Q") for n in names)
@@ -89,7 +91,9 @@ def read_zarr(path: Path, axes: str | None, zipped: bool = False) -> ImageFile:
             file_axes = "YXS"
         else:
             file_axes = "Q" * (len(shape) - 2) + "YX"
-    return arranged_file(path, array, "zarr", file_axes, axes)
+    image = arranged_file(path, array, "zarr", file_axes, axes)
+    image.pixel_size = pixel_size
+    return image
 
 
 def _omero_rgb(attrs: dict, axes: str, shape) -> bool:
