@@ -828,3 +828,19 @@ def test_an_image_opened_from_a_scan_gives_its_instances_areas_in_mm2(tmp_path, 
     (tmp_path / "scan.png").rename(tmp_path / "moved.png")
     masks = write_layers(v, fake_run(plane_source(v.layers["scan"]), fake_segment))["masks"]
     assert "area_mm2" not in masks.features
+
+
+def test_a_cmyk_jpeg_opened_by_naparis_reader_says_to_open_it_with_the_plugin(tmp_path, fake_segment):
+    # napari's reader gives a CMYK JPEG's inks as four channels, which were segmented as RGBA
+    from napari.layers._source import layer_source
+    from PIL import Image as PILImage
+
+    PILImage.fromarray(rgb()).convert("CMYK").save(tmp_path / "print.jpg")
+    inks = np.asarray(PILImage.open(tmp_path / "print.jpg"))  # what napari's reader gives: (48, 64, 4)
+    v = ViewerModel()
+    with layer_source(path=str(tmp_path / "print.jpg")):
+        v.add_layer(Image(inks, name="print", rgb=True))
+    assert "CMYK" in plane_source(v.layers["print"]).display_note
+    with layer_source(path=str(tmp_path / "print.jpg")):
+        v.add_layer(Image(rgb(), name="converted", rgb=True))  # the plugin's reader: colours
+    assert plane_source(v.layers["converted"]).display_note is None

@@ -305,7 +305,7 @@ def plane_source(
         path=_source_path(layer),
         view_note=projection or view_note,
         shown=shown,
-        display_note=_stretch_note(layer, data),
+        display_note=_stretch_note(layer, data) or _ink_note(layer, data),
         projected=projection is not None,
         **_placed(layer, factors),
     )
@@ -355,6 +355,28 @@ def _stretch_note(layer, data) -> str | None:
         f"{note}: to segment what you see, add the stretched copy, viewer.add_image(np.clip("
         f"(np.asarray(viewer.layers[{layer.name!r}].data, float) - {lo:g}) * {255 / (hi - lo):.4g}, 0, 255)"
         f".astype('uint8'){rgb})"
+    )
+
+
+def _ink_note(layer, data) -> str | None:
+    """What to say when an RGBA-looking layer holds a CMYK JPEG's or TIFF's inks as napari's own
+    reader gives them (cyan, magenta, yellow, black: the black taken for alpha and the rest for
+    colours, so plants are not green): the plugin's reader converts them. None otherwise."""
+    path = _source_path(layer)
+    if path is None or not getattr(layer, "rgb", False) or int(getattr(data, "shape", (0,))[-1]) != 4:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:  # the header only
+            if im.mode != "CMYK":
+                return None
+    except Exception:  # noqa: BLE001 - not a file Pillow knows: nothing to say
+        return None
+    return (
+        f"{layer.name!r} holds the inks of a CMYK file (cyan, magenta, yellow, black) as napari's reader "
+        "gives them, segmented as red, green, blue and alpha: open the file with File > Open with Plugin > "
+        "napari-gardenseg, which converts it to its colours"
     )
 
 
