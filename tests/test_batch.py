@@ -1115,6 +1115,9 @@ def test_a_resume_that_spells_out_the_models_own_settings_is_the_same_run(images
     assert cli.main([*args, "--resume", *same, "--crf-iterations", iterations]) == 0
     assert "0 done, 1 skipped" in capsys.readouterr().out
     assert _record(out, images[0].stem)["options"] == {}
+    ran = _record(out, images[0].stem)["ran_with"]  # what ran is said all the same
+    assert (ran["score_threshold"], ran["mask_threshold"]) == (0.5, 0.3)
+    assert ran["crf_params"]["iterations"] == int(iterations) and ran["crf_backend"] in ("numba", "torch", "pydensecrf")
     # a record of before, holding them as given, is this run too; another value is not
     record_file = out / f"{images[0].stem}_run.json"
     record = json.loads(record_file.read_text())

@@ -233,6 +233,8 @@ def _process_file(
         **({"colour_card": meta["colour_card"]} if "colour_card" in meta else {}),
         # how the network saw the image: its scale, the tiles, and what it was not given (nodata)
         network={k: v for k, v in meta.items() if k in _NETWORK_KEYS},
+        # the settings that ran, the model's own resolved (not compared on --resume: options are)
+        ran_with=_ran_with(result),
         seconds=round(seconds, 3),
         device=str(loaded.device),
         package_version=_package_version(),
@@ -442,6 +444,18 @@ def _colour_channels(result) -> tuple[int, str] | None:
     extents = {axis: 1 + max(p[j] for p in planes) for j, axis in enumerate(axes)}
     candidates = [a for a in (("C",) if len(axes) > 1 else tuple(axes)) if extents.get(a) in (3, 4)]
     return (extents[candidates[0]], candidates[0]) if candidates else None
+
+
+# what a run's meta says of the settings it ran with, the model's own thresholds and CRF resolved
+_RAN_WITH = ("score_threshold", "mask_threshold", "crf_params", "crf_backend")
+
+
+def _ran_with(result) -> dict:
+    """The thresholds, CRF settings and CRF backend a file ran with (a stack's first plane's),
+    where the run record's options leave out what was the model's own or a default."""
+    results = getattr(result, "results", None) or [result]
+    meta = getattr(results[0], "meta", None) or {}
+    return {k: meta[k] for k in _RAN_WITH if meta.get(k) is not None}
 
 
 def _file_note(result, score_threshold: float | None) -> str | None:
