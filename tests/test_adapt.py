@@ -618,6 +618,24 @@ def test_cli_adapt_first_ctrl_c_saves_the_best_checked_round_and_a_second_saves_
     _agreements(monkeypatch, [0.3, 0.4, 0.5, 0.6])
     assert main(["adapt", str(f), "--out", str(tmp_path / "over.pt"), "--overwrite", *args]) == 130
     assert "over.pt was saved (it replaced the earlier model), with its report" in capsys.readouterr().err
+    # the second Ctrl-C just after the model's rename, before its report was begun: the same
+    import napari_gardenseg._models as models
+
+    monkeypatch.setattr(files, "atomic_write", real_write)
+    real_model_write = models._write
+
+    def written_then_pressed(*a, **k):
+        real_model_write(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "_write", written_then_pressed)
+    _agreements(monkeypatch, [0.3, 0.4, 0.5, 0.6])
+    assert main(["adapt", str(f), "--out", str(tmp_path / "just.pt"), *args]) == 130
+    assert not (tmp_path / "just.pt").exists() and "no model was saved" in capsys.readouterr().err
+    _agreements(monkeypatch, [0.3, 0.4, 0.5, 0.6])
+    assert main(["adapt", str(f), "--out", str(tmp_path / "over.pt"), "--overwrite", *args]) == 130
+    assert "over.pt was saved (it replaced the earlier model), with its report" in capsys.readouterr().err
+    assert json.loads((tmp_path / "over.json").read_text())["model"] == str(tmp_path / "over.pt")
     assert json.loads((tmp_path / "over.json").read_text())["model"] == str(tmp_path / "over.pt")
     assert (tmp_path / "over.pt").read_bytes() != open(small_base, "rb").read()
 

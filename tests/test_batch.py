@@ -70,6 +70,19 @@ def _record(folder: Path, name: str) -> dict:
     return json.loads((folder / f"{name}_run.json").read_text())
 
 
+def test_the_local_cluster_keeps_the_preloads_configured_or_given(monkeypatch):
+    # passing our own preload replaced the ones configured for Dask's workers; a string was split
+    import dask
+
+    seen = {}
+    monkeypatch.setattr(distributed, "LocalCluster", lambda **kw: seen.update(kw))
+    with dask.config.set({"distributed.worker.preload": ["site_setup"]}):
+        _batch.local_cluster(1)
+    assert seen["preload"] == ["site_setup", "napari_gardenseg._dask_runner"]
+    _batch.local_cluster(1, preload="mine")
+    assert seen["preload"] == ["mine", "napari_gardenseg._dask_runner"]
+
+
 def test_cluster_outputs_identical_to_sequential_and_model_loaded_once_per_worker(images, client, tmp_path):
     import torch
 
@@ -1127,6 +1140,31 @@ def test_a_resume_that_spells_out_the_models_own_settings_is_the_same_run(images
     assert "0 done, 1 skipped" in capsys.readouterr().out
     assert cli.main([*args, "--resume", "--mask-threshold", "0.4"]) == 1
     assert "different options" in capsys.readouterr().err
+
+
+def test_a_record_of_before_ran_at_0_5_whatever_score_threshold_the_model_stores(images, tmp_path, capsys):
+    # records of format 1 hold no score threshold: their runs used 0.5, also with a model that
+    # stores another (which runs at its own now); --resume took them for runs at the model's
+    import torch
+
+    from napari_gardenseg._models import bundled_checkpoint
+
+    ck = torch.load(bundled_checkpoint(), weights_only=True)
+    ck["meta"] = {**ck["meta"], "score_threshold": 0.35}
+    torch.save(ck, tmp_path / "loose.pt")
+    out = tmp_path / "out"
+    args = ["segment", str(images[0]), "--out", str(out), "--model", str(tmp_path / "loose.pt"), "--no-crf"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    record_file = out / f"{images[0].stem}_run.json"
+    record = json.loads(record_file.read_text())
+    assert record["format"] == 2 and record["ran_with"]["score_threshold"] == 0.35
+    record.update(format=1, options={"crf": False})  # as the version before wrote a run at 0.5
+    record_file.write_text(json.dumps(record))
+    assert cli.main([*args, "--resume"]) == 1  # this run is at 0.35: not that one
+    assert "different options" in capsys.readouterr().err
+    assert cli.main([*args, "--resume", "--score-threshold", "0.5"]) == 0
+    assert "0 done, 1 skipped" in capsys.readouterr().out
 
 
 def test_every_crf_setting_is_reachable_from_the_command_line(monkeypatch, capsys):

@@ -794,9 +794,11 @@ def test_an_unedited_output_of_the_old_name_is_hidden_where_the_new_name_is_take
 
 def test_a_layer_in_millimetres_gives_its_instances_areas_in_mm2_that_follow_the_brush(viewer, fake_segment):
     # the table was in pixels while napari's axes said mm: a user read pixel counts as areas
-    layers = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment, crf=True))
+    out = fake_run(plane_source(viewer.layers["garden"]), fake_segment, crf=True)
+    layers = write_layers(viewer, out)
     masks, crf = layers["masks"], layers["crf"]
     assert list(masks.features["area_mm2"]) == [36 * 4.0, 36 * 4.0]  # 2 mm pixels: 4 mm² each
+    assert list(out.results[0].table["area_mm2"]) == [36 * 4.0] * 2  # segment_layer's results say the same
     assert list(crf.features["area_mm2"]) == [0.0, 36 * 4.0]  # the refined layer's own pixels
     assert masks.metadata["napari_gardenseg"]["pixel_size"]["y_um"] == 2000.0
     masks.brush_size = 3
@@ -844,3 +846,29 @@ def test_a_cmyk_jpeg_opened_by_naparis_reader_says_to_open_it_with_the_plugin(tm
     with layer_source(path=str(tmp_path / "print.jpg")):
         v.add_layer(Image(rgb(), name="converted", rgb=True))  # the plugin's reader: colours
     assert plane_source(v.layers["converted"]).display_note is None
+
+
+def test_a_new_photo_that_takes_a_renamed_images_old_name_gets_layers_of_its_own(viewer, fake_segment):
+    # it replaced the renamed image's unedited outputs in place, which then lay on another photo
+    image = viewer.layers["garden"]
+    first = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)["masks"]
+    assert isinstance(first.metadata["napari_gardenseg"]["image_id"], str)  # JSON, as layer metadata is saved
+    image.name = "plot 3"
+    other = viewer.add_image(rgb(seed=1), name="garden")
+    second = write_layers(viewer, fake_run(plane_source(other), fake_segment), boxes=False)["masks"]
+    assert second is not first and second.name == "garden masks [2]" and first.name == "garden masks"
+    # the renamed image's next run takes its own outputs along
+    third = write_layers(viewer, fake_run(plane_source(image), fake_segment), boxes=False)["masks"]
+    assert third is first and first.name == "plot 3 masks"
+    # (an image closed and opened again has a new id, and its outputs are replaced in place all the
+    # same: test_a_rerun_on_a_photo_opened_again_lifts_its_results_above_it)
+
+
+def test_a_layer_whose_affine_scales_gives_no_area_in_mm2_from_its_scale(fake_segment):
+    v = ViewerModel()
+    affine = np.diag([2.0, 2.0, 1.0])
+    v.add_image(rgb(), name="g", scale=(0.5, 0.5), units=("mm", "mm"), affine=affine, rgb=True)
+    assert plane_source(v.layers["g"]).layer_pixel_size is None  # 1 mm pixels shown, not 0.5 mm
+    turned = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # a turn keeps areas
+    v.add_image(rgb(), name="t", scale=(0.5, 0.5), units=("mm", "mm"), affine=turned, rgb=True)
+    assert plane_source(v.layers["t"]).layer_pixel_size.mm2 == 0.25

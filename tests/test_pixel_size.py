@@ -175,6 +175,8 @@ def test_a_placeholder_resolution_in_centimetres_is_no_size(tmp_path):
         assert read_image(tmp_path / "p.tif").pixel_size is None
     tifffile.imwrite(tmp_path / "p.tif", RGB, photometric="rgb", resolution=(72.5, 72.5), resolutionunit="INCH")
     assert read_image(tmp_path / "p.tif").pixel_size.source.startswith("72.5 dpi")  # as stated, not "72 dpi"
+    tifffile.imwrite(tmp_path / "p.tif", RGB, photometric="rgb", resolution=(12800, 12800), resolutionunit="INCH")
+    assert read_image(tmp_path / "p.tif").pixel_size.source.startswith("12800 dpi")  # not "1.28e+04"
 
 
 def test_an_ome_zarrs_scale_and_single_quoted_ome_xml_give_the_pixel_size(tmp_path):

@@ -915,6 +915,9 @@ def test_ctrl_c_during_cli_training_saves_what_was_learnt(tmp_path, two_scenes, 
     assert main([*argv, "--out", str(tmp_path / "late.pt")]) == 130
     assert not (tmp_path / "late.pt").exists() and "no model was saved" in capsys.readouterr().err
     pressed(1)
+    assert main([*argv, "--out", str(tmp_path / "fresh.pt"), "--overwrite"]) == 130  # no earlier model
+    assert not (tmp_path / "fresh.pt").exists() and "no model was saved" in capsys.readouterr().err
+    pressed(1)
     assert main([*argv, "--out", str(tmp_path / "kept.pt"), "--overwrite"]) == 130
     assert "kept.pt was saved (it replaced the earlier model)" in capsys.readouterr().err
     assert load_model(tmp_path / "kept.pt", device="cpu").meta["training"]["iterations"] == 1

@@ -569,31 +569,33 @@ def adapt(
     report(0.98, "saving the model")
     # never lose the rounds to a name (of the model or its report) taken meanwhile
     output = free_at_the_end(output, overwrite, "model", taken=taken_name, say=named)
-    path = save_checkpoint(
-        net,
-        output,
-        class_names=model.class_names,
-        arch=loaded.arch,
-        arch_kwargs=dict(loaded.arch_kwargs),
-        meta=meta,
-        overwrite=overwrite,
-        rescue=True,
-    )
     from ._files import atomic_write
+    from ._training import file_key, interrupted_save
 
-    text = json.dumps({"model": str(path), **info}, indent=1, default=str)
+    text = json.dumps({"model": str(output), **info}, indent=1, default=str)
+    before = file_key(output)
     try:
+        path = save_checkpoint(
+            net,
+            output,
+            class_names=model.class_names,
+            arch=loaded.arch,
+            arch_kwargs=dict(loaded.arch_kwargs),
+            meta=meta,
+            overwrite=overwrite,
+            rescue=True,
+        )
         with atomic_write(report_path(path), overwrite, what="adapt report") as tmp:
             tmp.write_text(text)
-    except KeyboardInterrupt:  # a second Ctrl-C ("save nothing") between the model and its report
-        if not overwrite:
-            path.unlink(missing_ok=True)  # the new file only
-            raise
-        # with overwrite the earlier model is replaced already: the new one gets its own report (the
-        # earlier model's would describe it), and the interrupt says what is on disk
-        with atomic_write(report_path(path), True, what="adapt report") as tmp:
+    except KeyboardInterrupt:  # a second Ctrl-C ("save nothing") while the model or its report was written
+        interrupt = interrupted_save(output, overwrite, before)
+        if not interrupt.args:
+            raise interrupt from None
+        # the earlier model is replaced already: the new one gets its own report (the earlier
+        # model's would describe it), and the interrupt says what is on disk
+        with atomic_write(report_path(output), True, what="adapt report") as tmp:
             tmp.write_text(text)
-        raise KeyboardInterrupt(f"{path.name} was saved (it replaced the earlier model), with its report") from None
+        raise KeyboardInterrupt(f"{interrupt.args[0]}, with its report") from None
     report(1.0, f"saved {path.name}: {info['outcome']}")
     return path
 

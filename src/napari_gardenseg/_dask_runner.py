@@ -262,7 +262,10 @@ def local_cluster(n_workers: int, *, retries_lost: int = 0, **kwargs):
     if not isinstance(n_workers, int) or isinstance(n_workers, bool) or n_workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {n_workers!r}")
     kwargs.setdefault("silence_logs", logging.ERROR)  # not the nannies' warnings while torch processes exit
-    kwargs["preload"] = [*kwargs.get("preload", ()), __name__]  # dask_setup: Ctrl-C is the batch's, not theirs
+    # dask_setup: Ctrl-C is the batch's, not the workers'; after the preloads configured or given,
+    # which an explicit preload would otherwise replace (a string is one module, not its letters)
+    given = kwargs.get("preload", dask.config.get("distributed.worker.preload", None)) or []
+    kwargs["preload"] = [*([given] if isinstance(given, str) else given), __name__]
     with dask.config.set(
         {
             "distributed.scheduler.allowed-failures": retries_lost,

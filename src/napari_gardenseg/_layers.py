@@ -88,7 +88,7 @@ def _features_checksum(layer) -> int:
     return zlib.crc32(layer.features.to_csv(index=False).encode())
 
 
-def _target(viewer, base: str, kind: str, layer_type: type, ndim: int | None = None):
+def _target(viewer, base: str, kind: str, layer_type: type, ndim: int | None = None, image_id: str | None = None):
     """The layer to overwrite for ``kind``, or the free name for a new one.
 
     Walks ``base``, ``base [2]``, ``base [3]``... and stops at the first name
@@ -104,7 +104,12 @@ def _target(viewer, base: str, kind: str, layer_type: type, ndim: int | None = N
             return None, name
         layer = viewer.layers[name]
         fits = ndim is None or layer.ndim == ndim
-        if isinstance(layer, layer_type) and _ours(layer, kind) and fits and not is_edited(layer):
+        # an output of another image layer that bore this name before it was renamed, and is still
+        # open, is that image's (an image closed and opened again has a new id: its outputs are free)
+        info = (getattr(layer, "metadata", None) or {}).get(META_KEY)
+        other = info.get("image_id") if image_id and isinstance(info, dict) else None
+        theirs = other not in (None, image_id) and any(str(ly.unique_id) == other for ly in viewer.layers)
+        if isinstance(layer, layer_type) and _ours(layer, kind) and fits and not theirs and not is_edited(layer):
             return layer, name
         k += 1
 
@@ -197,7 +202,7 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
     from napari.layers import Labels
 
     if isinstance(data, list):  # a lazy pyramid over a zarr store: a new layer, never a replacement
-        _, name = _target(viewer, base, kind, Labels)
+        _, name = _target(viewer, base, kind, Labels, image_id=source.image_id)
         for earlier in _lazy_outputs(viewer, source.name, kind):  # what shows is this run, not a blend
             earlier.visible = False
         many = len(data) > 1
@@ -211,7 +216,7 @@ def _write_labels(viewer, source: PlaneSource, kind: str, data, features, check,
         )
         layer.metadata[META_KEY] = {"kind": kind, **_about(source), "lazy": True}
         return layer
-    layer, name = _target(viewer, base, kind, Labels, np.ndim(data))
+    layer, name = _target(viewer, base, kind, Labels, np.ndim(data), source.image_id)
     if layer is None:
         layer = viewer.add_labels(data, name=name, features=features, visible=visible, **_spatial_kwargs(source))
     else:
@@ -245,7 +250,7 @@ def _write_boxes(viewer, source: PlaneSource, boxes, features):
     from napari.layers import Shapes
 
     ndim = len(source.out_shape)
-    layer, name = _target(viewer, base, "boxes", Shapes, ndim)
+    layer, name = _target(viewer, base, "boxes", Shapes, ndim, source.image_id)
     kw = _spatial_kwargs(source)
     if layer is None:
         layer = viewer.add_shapes(
@@ -299,7 +304,9 @@ def write_layers(viewer, output: LayerOutput, *, boxes: bool = False, kinds=None
             # (a pyramid over a store always makes a new layer)
             before = None
             if output.refined is not None and not isinstance(output.labels, list):
-                before = _target(viewer, layer_names(source.name)[kind], kind, Labels, np.ndim(output.labels))[0]
+                before = _target(
+                    viewer, layer_names(source.name)[kind], kind, Labels, np.ndim(output.labels), source.image_id
+                )[0]
             shown_by_run = before is not None and (before.metadata.get(META_KEY) or {}).get("shown_by_run")
             layers[kind] = _write_labels(
                 viewer,
@@ -366,7 +373,8 @@ def _hide_stale(viewer, source: PlaneSource, kinds) -> None:
     from napari.layers import Labels, Shapes
 
     for kind in kinds:
-        layer, _ = _target(viewer, layer_names(source.name)[kind], kind, Shapes if kind == "boxes" else Labels)
+        layer_type = Shapes if kind == "boxes" else Labels
+        layer, _ = _target(viewer, layer_names(source.name)[kind], kind, layer_type, image_id=source.image_id)
         if layer is not None:
             layer.visible = False
             # a new dict: napari's Duplicate Layer copies metadata shallowly, and the copy is not stale

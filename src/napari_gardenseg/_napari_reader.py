@@ -225,12 +225,9 @@ def _measured(features, labels, pixel_size=None):
     if not isinstance(labels, np.ndarray) or not {"area", "centroid_y"} <= set(features):
         return features
     from ._paint_features import recompute_features
-    from ._pixel_size import areas_mm2
+    from ._pixel_size import refresh_areas_mm2
 
-    measured = recompute_features(labels, features)
-    if pixel_size is not None and "area_mm2" in measured:
-        measured["area_mm2"] = areas_mm2(measured["area"], pixel_size)
-    return measured
+    return refresh_areas_mm2(recompute_features(labels, features), pixel_size)
 
 
 def _follow_layers_inserted() -> None:

@@ -172,17 +172,10 @@ def _read_again(layer) -> None:
 def _areas_mm2(layer, table):
     """``table`` with its ``area_mm2`` made from its ``area`` again, by the pixel size the layer's
     run recorded (its metadata); as it is without either."""
-    if table is None or "area_mm2" not in table or "area" not in table:
-        return table
     from ._layers import META_KEY
-    from ._pixel_size import PixelSize, areas_mm2
+    from ._pixel_size import PixelSize, refresh_areas_mm2
 
-    size = PixelSize.from_record((layer.metadata.get(META_KEY) or {}).get("pixel_size"))
-    if size is None:
-        return table
-    table = table.copy()
-    table["area_mm2"] = areas_mm2(table["area"], size)
-    return table
+    return refresh_areas_mm2(table, PixelSize.from_record((layer.metadata.get(META_KEY) or {}).get("pixel_size")))
 
 
 def _apply_item(layer, item, *, forward: bool) -> None:

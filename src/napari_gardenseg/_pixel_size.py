@@ -46,6 +46,11 @@ _UM_PER_UNIT = {
     "meter": 1e6,
     "inch": 25_400.0,
     "in": 25_400.0,
+    "decimeter": 1e5,
+    "dm": 1e5,
+    "foot": 304_800.0,
+    "feet": 304_800.0,
+    "ft": 304_800.0,
 }
 
 
@@ -132,6 +137,16 @@ def with_areas(table, per_pixel: float | None, unit: str):
     return table
 
 
+def refresh_areas_mm2(table, size: PixelSize | None):
+    """``table`` with its ``area_mm2`` made again from its ``area`` (after edits changed the areas);
+    as it is without a ``size`` or either column."""
+    if size is None or table is None or "area_mm2" not in table or "area" not in table:
+        return table
+    table = table.copy()
+    table["area_mm2"] = areas_mm2(table["area"], size)
+    return table
+
+
 def areas_mm2(areas, size: PixelSize):
     """Areas in pixels (a pandas Series; NaN or NA where there is none) in square millimetres."""
     return areas_in(areas, size.mm2)
@@ -155,7 +170,7 @@ def _per_inch(x_dpi, y_dpi, source: str, stated: str | None = None) -> PixelSize
     if x <= 1 or y <= 1 or any(abs(x - s) < 0.5 and abs(y - s) < 0.5 for s in _SCREEN_DPI):
         return None
     if stated is None:
-        stated = f"{x:.4g} dpi" if x == y else f"{x:.4g} x {y:.4g} dpi"  # as stated: 72.5 is not 72
+        stated = f"{round(x, 1):g} dpi" if x == y else f"{round(x, 1):g} x {round(y, 1):g} dpi"  # 72.5 is not 72
     inch = _UM_PER_UNIT["inch"]
     return _checked(PixelSize(inch / y, inch / x, f"{stated}, {source}"))
 

@@ -235,6 +235,8 @@ def run_planes(
             np.add(res.refined, offset, out=refined[out], where=res.refined > 0)
         boxes += _box_corners(res, out)
         res.meta["plane"] = source.planes[i]
+        if source.pixel_size is not None:  # its table's areas in mm² too, as the layers' features
+            res.meta["pixel_size"] = source.pixel_size.as_record()
         results.append(res)
         offsets.append(offset)
         offset += len(res)
@@ -254,10 +256,14 @@ def _file_pixel_size(source: PlaneSource):
     grid; None otherwise or where the file cannot be read now (moved since it was opened)."""
     if source.layer_pixel_size is not None or source.path is None or source.level != 0:
         return None
+    import warnings
+
     from ._image_reader import read_image
 
     try:
-        image = read_image(source.path, lazy=True)
+        with warnings.catch_warnings():  # what a batch would say of reading it is not this run's to say
+            warnings.simplefilter("ignore")
+            image = read_image(source.path, lazy=True)
     except (OSError, ValueError):
         return None
     y = image.axes.index("Y") if "Y" in image.axes else None
@@ -279,6 +285,8 @@ def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel
     res = _inference.segment_to_zarr_with(source.plane(0), path, model, options, progress=report, cancel=cancel)
     res.meta["plane"] = source.planes[0]
     res.meta["zarr"] = str(path)
+    if source.pixel_size is not None:
+        res.meta["pixel_size"] = source.pixel_size.as_record()
     lead = source.out_index(0)
     labels = _lazy_pyramid(res.labels, lead)
     refined = None if res.refined is None else _lazy_pyramid(res.refined, lead)

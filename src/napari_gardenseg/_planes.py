@@ -160,15 +160,20 @@ def _placed(layer, factors) -> dict:
 
     scale = np.asarray(layer.scale, dtype=float) * factors
     units = tuple(layer.units) if getattr(layer, "units", None) is not None else None
+    placement = _placement(layer)
+    affine = placement.get("affine")
+    # rotate and shear keep areas, an affine may scale them: then the layer's scale is no pixel size
+    keeps_area = affine is None or abs(abs(np.linalg.det(np.asarray(affine)[-3:-1, -3:-1])) - 1) < 1e-9
+    uid = getattr(layer, "unique_id", None)
     return {
         "name": layer.name,
-        "image_id": getattr(layer, "unique_id", None),
-        "layer_pixel_size": layer_pixel_size(scale, units),
+        "image_id": None if uid is None else str(uid),  # a string: layer metadata stays JSON
+        "layer_pixel_size": layer_pixel_size(scale, units) if keeps_area else None,
         "scale": scale,
         "translate": np.asarray(layer.translate, dtype=float),
         "units": units,
         "axis_labels": tuple(layer.axis_labels) if getattr(layer, "axis_labels", None) is not None else None,
-        **({"rotate": None, "shear": None, "affine": None} | _placement(layer)),
+        **({"rotate": None, "shear": None, "affine": None} | placement),
     }
 
 

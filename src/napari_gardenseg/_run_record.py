@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 RUN_SUFFIX = "_run.json"
-_RECORD_FORMAT = 1
+# 2: a run's default score threshold is the model's own (before, 0.5 whatever the model stored)
+_RECORD_FORMAT = 2
 # what a run record must share with this run for --resume to skip the file
 _COMPARED = ("input", "model", "options", "outputs")
 # segment() options that never change the result, so they are not compared
@@ -136,23 +137,29 @@ def _compared_options(options: dict, crf_overrides, axes: str | None = None, mod
 def _without_model_defaults(opts: dict, model_id: dict | None) -> dict:
     """``opts`` (a record's options) without a score or mask threshold equal to the one the model
     runs at by default, and without CRF overrides equal to its CRF settings (``--crf-backend auto``,
-    ``--crf-iterations 5`` for a model storing 5); as they are where the model's settings cannot be read."""
-    stored = _model_settings(model_id)
-    if stored is None or not opts:
+    ``--crf-iterations 5`` for a model storing 5); where the model's settings cannot be read, only a
+    score threshold of 0.5 (a model storing none runs at it) is left out."""
+    from ._options import SCORE_THRESHOLD
+
+    if not opts:
         return opts
+    # unreadable (a Model object made in memory): the score threshold a model storing none runs at
+    stored = _model_settings(model_id) or {"score_threshold": SCORE_THRESHOLD, "mask_threshold": None, "crf": None}
     opts = dict(opts)
     for key in ("score_threshold", "mask_threshold"):
         if key in opts and _same_number(opts[key], stored[key]):
             del opts[key]
     overrides = opts.get("crf_overrides")
-    if isinstance(overrides, Mapping):
-        from .crf import CRFParams
+    if isinstance(overrides, Mapping) and _model_settings(model_id) is not None:
+        from ._batch_file import crf_params_from
 
+        meta = {"crf": stored["crf"]}
         kept = {}
         for field, value in overrides.items():
-            try:
-                own = getattr(CRFParams.from_any({field: value}, defaults=stored["crf"]), field)
-                same = own == getattr(CRFParams.from_any(None, defaults=stored["crf"]), field)
+            try:  # through the one validator of CRF overrides, as the run reads them
+                same = getattr(crf_params_from(meta, None, {field: value}), field) == getattr(
+                    crf_params_from(meta, None, {}), field
+                )
             except (TypeError, ValueError):
                 same = False
             if not same:
@@ -255,9 +262,12 @@ def _differences(record: dict, wanted: dict) -> list[str]:
         a, b = record.get(key), wanted.get(key)
         if key == "model" and isinstance(a, dict) and isinstance(b, dict) and a.get("sha256") and b.get("sha256"):
             return a["sha256"] == b["sha256"]  # the same weights, wherever the file lies
-        if key == "options" and isinstance(a, dict) and a != b:
-            # a record written before the model's own settings were left out holds them as given
-            a = _without_model_defaults(_recorded_as_now(a), wanted.get("model"))
+        if key == "options" and isinstance(a, dict):
+            if record.get("format", 1) < 2 and "score_threshold" not in a:
+                a = {**a, "score_threshold": 0.5}  # what its run used by default, whatever the model stored
+            if a != b:
+                # a record written before the model's own settings were left out holds them as given
+                a = _without_model_defaults(_recorded_as_now(a), wanted.get("model"))
         if key == "input" and isinstance(a, dict) and isinstance(b, dict) and "path" in a and "path" in b:
             return _same_file(a, b)
         return a == b

@@ -568,7 +568,7 @@ def train(
     out_meta["training"] = info
     out_meta.update(meta or {})
     output = free_at_the_end(output, overwrite, "model", say=named)  # never lose the training to a name taken meanwhile
-    before = _file_key(output)
+    before = file_key(output)
     try:
         return save_checkpoint(
             net,
@@ -580,17 +580,24 @@ def train(
             overwrite=overwrite,
             rescue=True,
         )
-    except KeyboardInterrupt:  # a second Ctrl-C ("save nothing") that came once the file was in place
-        if _file_key(output) in (before, None):
-            raise
-        if not overwrite:
-            output.unlink(missing_ok=True)  # the new file only: the name was free
-            raise
-        # the earlier model is replaced already: say what is on disk (the CLI prints it)
-        raise KeyboardInterrupt(f"{output.name} was saved (it replaced the earlier model)") from None
+    except KeyboardInterrupt:
+        raise interrupted_save(output, overwrite, before) from None
 
 
-def _file_key(path: Path) -> tuple | None:
+def interrupted_save(output: Path, overwrite: bool, before: tuple | None) -> KeyboardInterrupt:
+    """The interrupt to raise for a second Ctrl-C ("save nothing") that came while a model was
+    saved at ``output`` (``before``: :func:`file_key` of what was there). Once the new file is in
+    place it is removed where the name was free, so that nothing was saved; where it replaced an
+    earlier model (gone by then), the interrupt says so, and the CLI prints it."""
+    if file_key(output) in (before, None):
+        return KeyboardInterrupt()
+    if not overwrite or before is None:
+        output.unlink(missing_ok=True)  # the new file only: the name was free
+        return KeyboardInterrupt()
+    return KeyboardInterrupt(f"{output.name} was saved (it replaced the earlier model)")
+
+
+def file_key(path: Path) -> tuple | None:
     """Which file is at ``path`` (device, inode, size, change time), None where there is none: an
     atomic write's rename puts a new one there."""
     try:

@@ -53,6 +53,8 @@ from ._options import (
     VEGETATION_MODES,
     SegmentOptions,
     default_overlap,
+    model_mask_threshold,
+    model_score_threshold,
 )
 from ._worker import keep_narrow, status_label
 
@@ -460,23 +462,20 @@ class SegmentationControls(Container):
         used = []
         self._applying = True
         try:
-            # a model that stores none runs at segment's score threshold and Mask R-CNN's mask threshold
-            fallback = {"score_threshold": SCORE_THRESHOLD, "mask_threshold": MASK_RCNN_THRESHOLD}
-            for name, default in fallback.items():
-                value = meta.get(name)
+            # the engine's reading of a model's thresholds (a model that stores none: segment's score
+            # threshold and Mask R-CNN's mask threshold), so that what is shown is what runs
+            for name, read in (("score_threshold", model_score_threshold), ("mask_threshold", model_mask_threshold)):
                 control = getattr(self, name)
                 try:
-                    value = None if value is None else float(value)
-                    if value is not None and not control.min <= value <= control.max:
+                    value = read(meta)
+                    if not control.min <= value <= control.max:
                         raise ValueError(f"{value} is outside {control.min}-{control.max}")
+                    if meta.get(name) is not None:
+                        used.append(name.split("_")[0] + " threshold")
                 except (TypeError, ValueError) as exc:
                     # shown as the default, and said: the other stored settings are still applied
-                    problem += f" (its stored {name} cannot be shown: {exc}; showing {default})"
-                    value = None
-                if value is None:
-                    value = default
-                else:
-                    used.append(name.split("_")[0] + " threshold")
+                    value = read({})
+                    problem += f" (its stored {name} cannot be shown: {exc}; showing {value})"
                 control.value = float(value)
             crf = crf_module()
             if crf is not None:
