@@ -872,3 +872,31 @@ def test_a_layer_whose_affine_scales_gives_no_area_in_mm2_from_its_scale(fake_se
     turned = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # a turn keeps areas
     v.add_image(rgb(), name="t", scale=(0.5, 0.5), units=("mm", "mm"), affine=turned, rgb=True)
     assert plane_source(v.layers["t"]).layer_pixel_size.mm2 == 0.25
+
+
+def test_an_orthophoto_gives_its_instances_map_coordinates_and_ground_areas(tmp_path, fake_segment):
+    # a drone orthophoto (PNG + world file + ESRI .prj in metres) opened in napari: the table had
+    # pixels only, where the batch's CSV has map_x, map_y and the ground areas
+    from napari.layers._source import layer_source
+    from PIL import Image as PILImage
+
+    image = rgb()
+    PILImage.fromarray(image).save(tmp_path / "ortho.png")
+    (tmp_path / "ortho.pgw").write_text("0.02\n0\n0\n-0.02\n500000.01\n4000000.99\n")  # 2 cm pixels
+    (tmp_path / "ortho.prj").write_text(
+        'PROJCS["WGS_1984_UTM_Zone_33N",GEOGCS["GCS_WGS_1984",UNIT["Degree",0.0174]],UNIT["Meter",1.0]]'
+    )
+    v = ViewerModel()
+    with layer_source(path=str(tmp_path / "ortho.png")):
+        v.add_layer(Image(image, name="ortho", rgb=True))
+    layers = write_layers(v, fake_run(plane_source(v.layers["ortho"]), fake_segment, crf=True))
+    masks, crf = layers["masks"], layers["crf"]
+    row = masks.features.set_index("label").loc[1]  # the square at rows and columns 4..9
+    assert (row["map_x"], row["map_y"]) == pytest.approx((500000 + 7 * 0.02, 4000001 - 7 * 0.02))
+    assert row["area_m2"] == pytest.approx(36 * 0.0004) and "area_mm2" not in masks.features
+    assert list(crf.features["area_m2"]) == pytest.approx([0.0, 36 * 0.0004])  # the refined layer's own
+    masks.brush_size = 1
+    masks.paint((30, 40), 9)  # one painted pixel: its map position and ground area follow
+    painted = masks.features.set_index("label").loc[9]
+    assert (painted["map_x"], painted["map_y"]) == pytest.approx((500000 + 40.5 * 0.02, 4000001 - 30.5 * 0.02))
+    assert painted["area_m2"] == pytest.approx((masks.data == 9).sum() * 0.0004)

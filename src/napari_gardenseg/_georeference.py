@@ -83,10 +83,44 @@ def geotiff_to_map(tags: tuple):
     t = _tags_transform(tags)
     if t is None:
         return None
-    return lambda row, col: (
-        t[0] + (col + 0.5) * t[1] + (row + 0.5) * t[2],
-        t[3] + (col + 0.5) * t[4] + (row + 0.5) * t[5],
-    )
+    return lambda row, col: grid_to_map(t, row, col)
+
+
+def grid_to_map(transform, row, col):
+    """``(x, y)`` in a CRS of pixel coordinates (pixel centres at integers, as centroids are) by
+    GDAL's GeoTransform ``transform`` (six floats, top-left corner origin); elementwise on arrays."""
+    x0, a, b, y0, d, e = transform
+    return x0 + (col + 0.5) * a + (row + 0.5) * b, y0 + (col + 0.5) * d + (row + 0.5) * e
+
+
+def file_grid(tags: tuple = (), sidecars=None) -> tuple[float, ...] | None:
+    """The GeoTransform that places a photo's pixels: its sidecars' (GDAL reads them first), else
+    its GeoTIFF tags'; None where neither places a grid."""
+    if sidecars is not None:
+        return tuple(sidecars.transform)
+    return _tags_transform(tags) if tags else None
+
+
+def with_map_columns(features, grid, ground_m2: float | None = None):
+    """A Labels layer's ``features`` (``centroid_y``, ``centroid_x`` in pixels) with ``map_x`` and
+    ``map_y`` after them, each centroid in the CRS of GeoTransform ``grid``, and where
+    ``ground_m2`` is given (:func:`ground_pixel_m2`) ``area_m2`` (and ``area_refined_m2``)
+    after the areas; made again where they are there (after edits). Unchanged without a grid."""
+    if grid is None or not {"centroid_y", "centroid_x"} <= set(features.columns):
+        return features
+    from ._pixel_size import areas_in, with_areas
+
+    features = features.copy()
+    x, y = grid_to_map(grid, features["centroid_y"].to_numpy(float), features["centroid_x"].to_numpy(float))
+    if "map_x" in features:
+        features["map_x"], features["map_y"] = x, y
+    else:
+        at = features.columns.get_loc("centroid_x") + 1
+        features.insert(at, "map_x", x)
+        features.insert(at + 1, "map_y", y)
+    if ground_m2 is not None and "area_m2" in features:
+        features["area_m2"] = areas_in(features["area"], ground_m2)
+    return with_areas(features, ground_m2, "m2")
 
 
 def _tags_transform(tags: tuple) -> tuple[float, ...] | None:
@@ -131,7 +165,7 @@ def ground_pixel_m2(tags: tuple = (), sidecars: SidecarGeoreference | None = Non
     where its CRS is projected in metres: a WKT whose length unit is the metre (``UNIT["metre",1]``,
     ESRI's ``UNIT["Meter",1.0]``), GeoTIFF's ProjLinearUnitsGeoKey 9001, or an EPSG code of
     :data:`_METRE_CODES`. None for a geographic CRS (degrees), feet, an unknown unit or no grid."""
-    transform = sidecars.transform if sidecars is not None else _tags_transform(tags) if tags else None
+    transform = file_grid(tags, sidecars)
     if transform is None:
         return None
     srs = sidecars.srs if sidecars is not None else None
@@ -225,9 +259,8 @@ class SidecarGeoreference:
 
     def to_map(self, row, col):
         """``(x, y)`` in the CRS of pixel coordinates with pixel centres at integers, as
-        centroids are; works on numpy arrays elementwise."""
-        x0, a, b, y0, d, e = self.transform
-        return x0 + (col + 0.5) * a + (row + 0.5) * b, y0 + (col + 0.5) * d + (row + 0.5) * e
+        centroids are; works on numpy arrays elementwise (:func:`grid_to_map`)."""
+        return grid_to_map(self.transform, row, col)
 
     def note(self) -> str:
         """The run record's word on it."""

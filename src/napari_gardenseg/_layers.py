@@ -190,6 +190,9 @@ def _about(source: PlaneSource) -> dict:
         about["image_id"] = source.image_id
     if source.pixel_size is not None:  # area_mm2 follows the brush (_paint_features)
         about["pixel_size"] = source.pixel_size.as_record()
+    if source.map_grid is not None:  # and map_x, map_y, area_m2
+        about["map_grid"] = [float(v) for v in source.map_grid]
+        about["ground_pixel_m2"] = source.ground_pixel_m2
     if not source.stack and source.lead_shape:  # one plane of a stack: which (the writer's axis_0)
         about["plane"] = [int(i) for i in source.planes[0]]
     if source.path is not None and source.level == 0:

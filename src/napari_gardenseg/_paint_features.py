@@ -165,17 +165,23 @@ def _on_refresh(event) -> None:
 def _read_again(layer) -> None:
     """``layer``'s rows read again from its pixels, for what cannot be followed edit by edit."""
     updated = recompute_features(layer.data, layer.features, removed=_removed.setdefault(layer, {}))
-    layer.features = _areas_mm2(layer, updated)
+    layer.features = _measures(layer, updated)
     _sums.pop(layer, None)
 
 
-def _areas_mm2(layer, table):
-    """``table`` with its ``area_mm2`` made from its ``area`` again, by the pixel size the layer's
-    run recorded (its metadata); as it is without either."""
+def _measures(layer, table):
+    """``table`` with its ``area_mm2``, ``map_x``, ``map_y`` and ``area_m2`` made again from its
+    ``area`` and centroid, by the pixel size and map grid the layer's run recorded (its metadata);
+    as it is without them."""
+    from ._georeference import with_map_columns
     from ._layers import META_KEY
     from ._pixel_size import PixelSize, refresh_areas_mm2
 
-    return refresh_areas_mm2(table, PixelSize.from_record((layer.metadata.get(META_KEY) or {}).get("pixel_size")))
+    about = layer.metadata.get(META_KEY) or {}
+    table = refresh_areas_mm2(table, PixelSize.from_record(about.get("pixel_size")))
+    if table is None or "map_x" not in table or about.get("map_grid") is None:
+        return table
+    return with_map_columns(table, tuple(about["map_grid"]), about.get("ground_pixel_m2"))
 
 
 def _apply_item(layer, item, *, forward: bool) -> None:
@@ -191,7 +197,7 @@ def _apply_item(layer, item, *, forward: bool) -> None:
     if halved:  # napari emits ``paint`` before writing a single edit's pixels, after a stroke's
         pending = None if _written(layer.data, item, forward) else deltas
         updated = _exact_centroids(layer.data, updated, halved, sums, pending)
-    layer.features = _areas_mm2(layer, updated)
+    layer.features = _measures(layer, updated)
 
 
 def _area(table, k: int) -> int:

@@ -142,25 +142,28 @@ def _pair(value) -> tuple[float, float]:
 
 def split_areas(table):
     """(features of the masks layer, of the refined layer): the same rows, each with its own ``area``
-    (and ``area_mm2``, where the table has them)."""
-    mm2 = "area_mm2" in table
-    masks = table.drop(columns=["area_refined", *(["area_refined_mm2"] if mm2 else [])])
-    refined = table.drop(columns=["area", *(["area_mm2"] if mm2 else [])])
-    refined = refined.rename(columns={"area_refined": "area", "area_refined_mm2": "area_mm2"})
+    (and ``area_mm2``, ``area_m2``, where the table has them)."""
+    units = [c[len("area_") :] for c in ("area_mm2", "area_m2") if c in table]
+    masks = table.drop(columns=["area_refined", *(f"area_refined_{u}" for u in units)])
+    refined = table.drop(columns=["area", *(f"area_{u}" for u in units)])
+    refined = refined.rename(columns={"area_refined": "area", **{f"area_refined_{u}": f"area_{u}" for u in units}})
     refined["area"] = refined["area"].fillna(0).astype(np.int64)
-    if mm2:
-        refined["area_mm2"] = refined["area_mm2"].fillna(0.0)
+    for u in units:
+        refined[f"area_{u}"] = refined[f"area_{u}"].fillna(0.0)
     return masks, refined[masks.columns]
 
 
 def _feature_table(results, source: PlaneSource, offsets):
     import pandas as pd
 
+    from ._georeference import with_map_columns
     from ._results import label_stats
 
     frames, refined_centroids = [], []
     for i, (res, off) in enumerate(zip(results, offsets)):
-        df = instance_features(res.table, off, source.pixel_size)
+        df = with_map_columns(
+            instance_features(res.table, off, source.pixel_size), source.map_grid, source.ground_pixel_m2
+        )
         if source.stack:
             for ax, v in enumerate(source.planes[i]):
                 df[f"axis_{ax}"] = np.full(len(df), v, dtype=np.int64)
@@ -173,6 +176,7 @@ def _feature_table(results, source: PlaneSource, offsets):
     if any(res.refined is not None for res in results):  # one row per instance, in the frames' order
         yx = np.concatenate(refined_centroids)
         refined["centroid_y"], refined["centroid_x"] = yx[:, 0], yx[:, 1]
+        refined = with_map_columns(refined, source.map_grid, source.ground_pixel_m2)  # of its own centroids
     return masks, refined
 
 
@@ -206,7 +210,7 @@ def run_planes(
     from ._cancel import check
 
     report = progress or (lambda f, m: None)
-    source = dataclasses.replace(source, file_pixel_size=_file_pixel_size(source))  # the table's areas in mm²
+    source = dataclasses.replace(source, **_file_measures(source))  # the table's areas in mm², its map columns
     n = len(source.planes)
     if not isinstance(model, _models.Model):
         report(0.0, "loading model")
@@ -250,14 +254,17 @@ def run_planes(
     return LayerOutput(source, labels, refined, feats, feats_ref, boxes, box_feats, results, sums)
 
 
-def _file_pixel_size(source: PlaneSource):
-    """The pixel size the layer's file states (:mod:`._pixel_size`: a scan's dpi, a calibration),
-    where the layer's own scale has no length units and the segmented level is that file's pixel
-    grid; None otherwise or where the file cannot be read now (moved since it was opened)."""
-    if source.layer_pixel_size is not None or source.path is None or source.level != 0:
-        return None
+def _file_measures(source: PlaneSource) -> dict:
+    """What the layer's file says of its pixels, as PlaneSource fields: ``file_pixel_size`` (a
+    scan's dpi, a calibration: :mod:`._pixel_size`; where the layer's own scale has no length
+    units), ``map_grid`` and ``ground_pixel_m2`` (a georeferenced photo's grid, and its pixel's
+    ground area where the CRS is in metres: :mod:`._georeference`); none where the segmented level
+    is not the file's pixel grid or the file cannot be read now (moved since it was opened)."""
+    if source.path is None or source.level != 0:
+        return {}
     import warnings
 
+    from ._georeference import file_grid, ground_pixel_m2
     from ._image_reader import read_image
 
     try:
@@ -265,11 +272,17 @@ def _file_pixel_size(source: PlaneSource):
             warnings.simplefilter("ignore")
             image = read_image(source.path, lazy=True)
     except (OSError, ValueError):
-        return None
+        return {}
     y = image.axes.index("Y") if "Y" in image.axes else None
     if y is None or tuple(int(v) for v in image.data.shape[y : y + 2]) != tuple(source.plane_shape):
-        return None
-    return image.pixel_size
+        return {}
+    tags, sidecars = image.georeference, image.sidecar_georeference
+    grid = file_grid(tags, sidecars)
+    return {
+        "file_pixel_size": image.pixel_size if source.layer_pixel_size is None else None,
+        "map_grid": grid,
+        "ground_pixel_m2": ground_pixel_m2(tags, sidecars) if grid is not None else None,
+    }
 
 
 def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel) -> LayerOutput:

@@ -60,6 +60,10 @@ class PlaneSource:
     # where its units are lengths, else what its file states (read off the GUI thread: run_planes)
     layer_pixel_size: Any = None
     file_pixel_size: Any = None
+    # the layer's file's GeoTransform (a drone orthophoto's: map_x, map_y in the features) and the
+    # ground area of its pixel in m² where its CRS is in metres (read off the GUI thread: run_planes)
+    map_grid: tuple | None = None
+    ground_pixel_m2: float | None = None
     image_id: str | None = None  # napari's unique_id of that layer: its outputs are found after a rename
     view_note: str | None = None  # the view shows other axes than the plane segmented (plane_source)
     display_note: str | None = None  # napari shows the values stretched: not what was segmented
