@@ -215,6 +215,13 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
         # a UTM zone is in metres: each plant's ground area, 4 cm² a pixel (it was in pixels only)
         assert list(table.columns[4:8]) == ["area", "area_refined", "area_m2", "area_refined_m2"]
         np.testing.assert_allclose(table["area_m2"], table["area"] * 0.0004, rtol=1e-5)
+        # opened again in napari with the plugin's reader: the same columns in the layer's features
+        from napari_gardenseg._napari_reader import read_label_layers
+
+        [(_, meta, _)] = read_label_layers(out / f"{name}_labels_crf.tif")
+        features = meta["features"].set_index("label").loc[table["label"]]
+        np.testing.assert_allclose(features["area_m2"], table["area_refined_m2"], rtol=1e-5)
+        np.testing.assert_allclose(features["map_x"].dropna(), 300000 + (features["centroid_x"].dropna() + 0.5) * 0.02)
     with tifffile.TiffFile(out / "plain_labels.tif") as tif:
         assert 34735 not in tif.pages[0].tags
     assert "map_x" not in pd.read_csv(out / "plain_instances.csv")

@@ -84,3 +84,16 @@ def test_a_long_layer_name_still_names_a_store_the_file_system_takes(small_limit
     (store,) = (small_limit / "results").glob("*.zarr")
     assert store.name.startswith("植" * 40) and len(store.name.encode("utf-8")) <= 255
     assert "植" * 100 + " masks" in viewer.layers
+
+
+def test_a_big_plane_in_millimetres_keeps_its_pixel_size_in_its_store_and_table(small_limit):
+    import zarr
+
+    image = garden_scene(9_000_401, shape=(512, 512))[0]
+    viewer = ViewerModel()
+    layer = viewer.add_image(image, rgb=True, name="sheet", scale=(0.5, 0.5), units=("mm", "mm"))
+    result = segment_layer(layer, "garden", viewer=viewer, crf=False, scale=1.0, tile_size=256, tile_overlap=64)
+    assert len(result) > 0 and zarr.open_group(result.meta["zarr"], mode="r").attrs["pixel_size"]["x_um"] == 500.0
+    masks = viewer.layers["sheet masks"]
+    np.testing.assert_allclose(masks.features["area_mm2"], masks.features["area"] * 0.25)
+    np.testing.assert_allclose(result.table["area_mm2"], result.table["area"] * 0.25)

@@ -496,17 +496,27 @@ def label_classes(label_file, default: str = DEFAULT_CLASS, name: str | None = N
     return classes_named(classes, ids, name)
 
 
-def label_pixel_size(label_file):
-    """The pixel size a label TIFF states in its resolution tags (this plugin's writer and batches
-    put the photo's there: :mod:`._pixel_size`); None for another file or none stated."""
-    import tifffile
+def label_measures(label_file) -> dict:
+    """What a label image's file says of its pixels, as its layer's metadata keeps it: its
+    ``pixel_size`` (:meth:`~napari_gardenseg._pixel_size.PixelSize.as_record`: the resolution
+    this plugin's writer and batches put there), else its ``map_grid`` and ``ground_pixel_m2``
+    (the photo's georeferencing, copied to the labels: :mod:`._georeference`); {} where it states
+    none or cannot be read."""
+    import warnings
 
-    from ._pixel_size import tiff_pixel_size
+    from ._georeference import file_grid, ground_pixel_m2
+    from ._image_reader import read_image
 
-    if Path(label_file).suffix.lower() not in (".tif", ".tiff"):
-        return None
     try:
-        with tifffile.TiffFile(label_file) as tif:
-            return tiff_pixel_size(tif, tif.pages[0])
-    except Exception:  # noqa: BLE001 - a size is extra: unreadable tags leave the areas in pixels
-        return None
+        with warnings.catch_warnings():  # read for its tags only: nothing to say of its pixels
+            warnings.simplefilter("ignore")
+            image = read_image(label_file, lazy=True)
+    except Exception:  # noqa: BLE001 - measures are extra: unreadable tags leave the areas in pixels
+        return {}
+    grid = file_grid(image.georeference, image.sidecar_georeference)
+    if grid is not None:
+        return {
+            "map_grid": list(grid),
+            "ground_pixel_m2": ground_pixel_m2(image.georeference, image.sidecar_georeference),
+        }
+    return {"pixel_size": image.pixel_size.as_record()} if image.pixel_size is not None else {}

@@ -125,8 +125,9 @@ def read_label_layers(path) -> list[tuple]:
     none when there is no such table or it does not have the batch's columns.
     Raises FileNotFoundError and :class:`~napari_gardenseg._image_arrays.ImageError`.
     """
-    from ._label_files import batch_features, label_pixel_size, label_placement, read_labels
+    from ._label_files import batch_features, label_measures, label_placement, read_labels
     from ._layers import META_KEY
+    from ._pixel_size import PixelSize
 
     layers = []
     for p in path if isinstance(path, (list, tuple)) else [path]:
@@ -136,10 +137,9 @@ def read_label_layers(path) -> list[tuple]:
             continue
         # this plugin's writer gives the labels the file's georeferencing when they are saved again
         meta = {"name": p.stem, "metadata": {META_KEY: {"georeference_source": str(p), "label_file": str(p)}}}
-        size = label_pixel_size(p)  # area_mm2 in the features, following the brush
-        if size is not None:
-            meta["metadata"][META_KEY]["pixel_size"] = size.as_record()
-        features = batch_features(p, size)
+        measures = label_measures(p)  # area_mm2, or map_x, map_y and area_m2, following the brush
+        meta["metadata"][META_KEY].update(measures)
+        features = batch_features(p, PixelSize.from_record(measures.get("pixel_size")))
         data = read_labels(p, planes=True)
         placed = _plane_of(features, data)
         if placed:  # one plane of a stack (the widget's current-plane result, saved): back on that plane
@@ -150,7 +150,7 @@ def read_label_layers(path) -> list[tuple]:
             data = data.reshape((1,) * (len(placement["scale"]) - data.ndim) + data.shape)
         meta.update(_placement_kwargs(placement, data.ndim))
         if features is not None:
-            meta["features"] = _measured(features, data, size)
+            meta["features"] = _measured(features, data, measures)
         layers.append((data, meta, "labels"))
     _follow_layers_inserted()
     return layers
@@ -216,7 +216,7 @@ def _plane_of(features, labels) -> tuple[int, ...]:
     return tuple(int(v[0]) for v in values)
 
 
-def _measured(features, labels, pixel_size=None):
+def _measured(features, labels, measures=None):
     """``features`` with ``area``, ``centroid_y`` and ``centroid_x`` measured on ``labels`` (in
     memory) as the brush will keep them (:func:`~napari_gardenseg._paint_features.recompute_features`:
     rows of ids no longer in the labels dropped, ids painted since added): a batch's table describes
@@ -224,10 +224,9 @@ def _measured(features, labels, pixel_size=None):
     has pixels of its own. Lazily read images keep the table's figures."""
     if not isinstance(labels, np.ndarray) or not {"area", "centroid_y"} <= set(features):
         return features
-    from ._paint_features import recompute_features
-    from ._pixel_size import refresh_areas_mm2
+    from ._paint_features import measured_again, recompute_features
 
-    return refresh_areas_mm2(recompute_features(labels, features), pixel_size)
+    return measured_again(recompute_features(labels, features), measures or {})
 
 
 def _follow_layers_inserted() -> None:

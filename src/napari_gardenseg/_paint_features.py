@@ -170,16 +170,21 @@ def _read_again(layer) -> None:
 
 
 def _measures(layer, table):
-    """``table`` with its ``area_mm2``, ``map_x``, ``map_y`` and ``area_m2`` made again from its
-    ``area`` and centroid, by the pixel size and map grid the layer's run recorded (its metadata);
-    as it is without them."""
-    from ._georeference import with_map_columns
+    """:func:`measured_again` by what the layer's metadata records (its run's or its file's)."""
     from ._layers import META_KEY
+
+    return measured_again(table, layer.metadata.get(META_KEY) or {})
+
+
+def measured_again(table, about: dict):
+    """``table`` with its ``area_mm2``, ``map_x``, ``map_y`` and ``area_m2`` made again from its
+    ``area`` and centroid (after edits), by the ``pixel_size`` and ``map_grid`` (with
+    ``ground_pixel_m2``) that ``about`` (a layer's metadata) records; as it is without them."""
+    from ._georeference import with_map_columns
     from ._pixel_size import PixelSize, refresh_areas_mm2
 
-    about = layer.metadata.get(META_KEY) or {}
     table = refresh_areas_mm2(table, PixelSize.from_record(about.get("pixel_size")))
-    if table is None or "map_x" not in table or about.get("map_grid") is None:
+    if table is None or about.get("map_grid") is None:
         return table
     return with_map_columns(table, tuple(about["map_grid"]), about.get("ground_pixel_m2"))
 

@@ -295,11 +295,13 @@ def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel
     stem = file_stem(source.name)
     folder = writable_folder(user_results_dir(), "set GARDENSEG_HOME to a folder you can write, and restart napari")
     path = free_path(folder / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.zarr")
-    res = _inference.segment_to_zarr_with(source.plane(0), path, model, options, progress=report, cancel=cancel)
+    from ._image_source import ImageSource
+
+    plane = ImageSource(source.plane(0), name=source.name)
+    plane.pixel_size = source.pixel_size  # kept in the store's attributes, as a batch's store keeps it
+    res = _inference.segment_to_zarr_with(plane, path, model, options, progress=report, cancel=cancel)
     res.meta["plane"] = source.planes[0]
     res.meta["zarr"] = str(path)
-    if source.pixel_size is not None:
-        res.meta["pixel_size"] = source.pixel_size.as_record()
     lead = source.out_index(0)
     labels = _lazy_pyramid(res.labels, lead)
     refined = None if res.refined is None else _lazy_pyramid(res.refined, lead)
