@@ -353,9 +353,10 @@ def table_as_written(table, image, pixel_size=None):
     (:func:`~napari_gardenseg._georeference.geotiff_to_map`) or of a world file's
     (:meth:`~napari_gardenseg._georeference.SidecarGeoreference.to_map`), so a GIS reads the
     instances table as points, and where that CRS is in metres ``area_m2`` and ``area_refined_m2``
-    after ``area_refined``, the ground areas (:func:`~napari_gardenseg._georeference.ground_pixel_m2`); for an image that states its pixels' physical size (a scan's
-    dpi: :mod:`._pixel_size`), or given as ``pixel_size`` (the layer's scale, which wins), ``area_mm2``
-    and ``area_refined_mm2`` after ``area_refined`` (:func:`~napari_gardenseg._pixel_size.with_areas_mm2`)."""
+    after ``area_refined``, the ground areas (:func:`~napari_gardenseg._georeference.ground_pixel_m2`);
+    for an image that states its pixels' physical size (a scan's dpi: :mod:`._pixel_size`), or given
+    as ``pixel_size`` (the layer's scale, which wins), ``area_mm2`` and ``area_refined_mm2`` after
+    ``area_refined`` (:func:`~napari_gardenseg._pixel_size.with_areas_mm2`)."""
     from ._georeference import geotiff_to_map, ground_pixel_m2
     from ._pixel_size import with_areas, with_areas_mm2
 

@@ -108,7 +108,7 @@ def with_map_columns(features, grid, ground_m2: float | None = None):
     after the areas; made again where they are there (after edits). Unchanged without a grid."""
     if grid is None or not {"centroid_y", "centroid_x"} <= set(features.columns):
         return features
-    from ._pixel_size import areas_in, with_areas
+    from ._pixel_size import with_areas
 
     features = features.copy()
     x, y = grid_to_map(grid, features["centroid_y"].to_numpy(float), features["centroid_x"].to_numpy(float))
@@ -118,8 +118,6 @@ def with_map_columns(features, grid, ground_m2: float | None = None):
         at = features.columns.get_loc("centroid_x") + 1
         features.insert(at, "map_x", x)
         features.insert(at + 1, "map_y", y)
-    if ground_m2 is not None and "area_m2" in features:
-        features["area_m2"] = areas_in(features["area"], ground_m2)
     return with_areas(features, ground_m2, "m2")
 
 

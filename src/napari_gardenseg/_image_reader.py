@@ -160,6 +160,33 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     return image
 
 
+def stated_measures(path) -> tuple[tuple[int, int], dict] | None:
+    """What an image file says of the size of its pixels, read as :func:`read_image` reads it
+    (lazily, its warnings not given: only its tags are wanted): ``((rows, columns), measures)``,
+    the file's pixel grid and ``{"pixel_size": PixelSize or None, "map_grid": GDAL's GeoTransform
+    or None, "ground_pixel_m2": float or None}`` (:mod:`._pixel_size`, :mod:`._georeference`);
+    None where it cannot be read (moved, damaged, no image)."""
+    import warnings
+
+    from ._georeference import file_grid, ground_pixel_m2
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = read_image(path, lazy=True)
+    except Exception:  # noqa: BLE001 - measures are extra: without them areas stay in pixels
+        return None
+    if "Y" not in image.axes:
+        return None
+    y = image.axes.index("Y")
+    grid = file_grid(image.georeference, image.sidecar_georeference)
+    return tuple(int(v) for v in image.data.shape[y : y + 2]), {
+        "pixel_size": image.pixel_size,
+        "map_grid": grid,
+        "ground_pixel_m2": ground_pixel_m2(image.georeference, image.sidecar_georeference) if grid else None,
+    }
+
+
 def _keep_pixel_size(image: ImageFile) -> None:
     """The physical pixel size the file stated (:mod:`._pixel_size`, read by the format's reader)
     for its pixels as read: rows and columns swap where the EXIF orientation turned them; none

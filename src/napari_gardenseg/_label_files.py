@@ -501,22 +501,13 @@ def label_measures(label_file) -> dict:
     ``pixel_size`` (:meth:`~napari_gardenseg._pixel_size.PixelSize.as_record`: the resolution
     this plugin's writer and batches put there), else its ``map_grid`` and ``ground_pixel_m2``
     (the photo's georeferencing, copied to the labels: :mod:`._georeference`); {} where it states
-    none or cannot be read."""
-    import warnings
+    none or cannot be read (:func:`~napari_gardenseg._image_reader.stated_measures`)."""
+    from ._image_reader import stated_measures
 
-    from ._georeference import file_grid, ground_pixel_m2
-    from ._image_reader import read_image
-
-    try:
-        with warnings.catch_warnings():  # read for its tags only: nothing to say of its pixels
-            warnings.simplefilter("ignore")
-            image = read_image(label_file, lazy=True)
-    except Exception:  # noqa: BLE001 - measures are extra: unreadable tags leave the areas in pixels
+    read = stated_measures(label_file)
+    if read is None:
         return {}
-    grid = file_grid(image.georeference, image.sidecar_georeference)
-    if grid is not None:
-        return {
-            "map_grid": list(grid),
-            "ground_pixel_m2": ground_pixel_m2(image.georeference, image.sidecar_georeference),
-        }
-    return {"pixel_size": image.pixel_size.as_record()} if image.pixel_size is not None else {}
+    measures = read[1]
+    if measures["map_grid"] is not None:
+        return {"map_grid": list(measures["map_grid"]), "ground_pixel_m2": measures["ground_pixel_m2"]}
+    return {"pixel_size": measures["pixel_size"].as_record()} if measures["pixel_size"] is not None else {}

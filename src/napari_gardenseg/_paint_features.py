@@ -181,9 +181,9 @@ def measured_again(table, about: dict):
     ``area`` and centroid (after edits), by the ``pixel_size`` and ``map_grid`` (with
     ``ground_pixel_m2``) that ``about`` (a layer's metadata) records; as it is without them."""
     from ._georeference import with_map_columns
-    from ._pixel_size import PixelSize, refresh_areas_mm2
+    from ._pixel_size import PixelSize, with_areas_mm2
 
-    table = refresh_areas_mm2(table, PixelSize.from_record(about.get("pixel_size")))
+    table = with_areas_mm2(table, PixelSize.from_record(about.get("pixel_size")))
     if table is None or about.get("map_grid") is None:
         return table
     return with_map_columns(table, tuple(about["map_grid"]), about.get("ground_pixel_m2"))

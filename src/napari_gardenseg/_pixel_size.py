@@ -125,31 +125,21 @@ def with_areas_mm2(table, size: PixelSize | None):
 def with_areas(table, per_pixel: float | None, unit: str):
     """``table`` with ``area_<unit>`` and ``area_refined_<unit>`` after ``area_refined`` (or
     ``area``), its pixel areas times ``per_pixel`` (the area of one pixel in that unit), to six
-    significant digits (what a stated resolution or a map's grid is good for); unchanged without
-    ``per_pixel``, an ``area`` column, or where it has them already."""
-    if per_pixel is None or "area" not in table or f"area_{unit}" in table:
+    significant digits (what a stated resolution or a map's grid is good for); where it has them
+    already, made again (after edits changed the areas). Unchanged without ``per_pixel`` or an
+    ``area`` column."""
+    if per_pixel is None or table is None or "area" not in table:
         return table
     table = table.copy()
     at = table.columns.get_loc("area_refined" if "area_refined" in table else "area") + 1
     for column in (c for c in ("area", "area_refined") if c in table):
-        table.insert(at, f"{column}_{unit}", areas_in(table[column], per_pixel))
-        at += 1
+        name = f"{column}_{unit}"
+        if name in table:
+            table[name] = areas_in(table[column], per_pixel)
+        else:
+            table.insert(at, name, areas_in(table[column], per_pixel))
+            at += 1
     return table
-
-
-def refresh_areas_mm2(table, size: PixelSize | None):
-    """``table`` with its ``area_mm2`` made again from its ``area`` (after edits changed the areas);
-    as it is without a ``size`` or either column."""
-    if size is None or table is None or "area_mm2" not in table or "area" not in table:
-        return table
-    table = table.copy()
-    table["area_mm2"] = areas_mm2(table["area"], size)
-    return table
-
-
-def areas_mm2(areas, size: PixelSize):
-    """Areas in pixels (a pandas Series; NaN or NA where there is none) in square millimetres."""
-    return areas_in(areas, size.mm2)
 
 
 def areas_in(areas, per_pixel: float):

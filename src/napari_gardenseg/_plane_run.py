@@ -260,28 +260,16 @@ def _file_measures(source: PlaneSource) -> dict:
     units), ``map_grid`` and ``ground_pixel_m2`` (a georeferenced photo's grid, and its pixel's
     ground area where the CRS is in metres: :mod:`._georeference`); none where the segmented level
     is not the file's pixel grid or the file cannot be read now (moved since it was opened)."""
-    if source.path is None or source.level != 0:
-        return {}
-    import warnings
+    from ._image_reader import stated_measures
 
-    from ._georeference import file_grid, ground_pixel_m2
-    from ._image_reader import read_image
-
-    try:
-        with warnings.catch_warnings():  # what a batch would say of reading it is not this run's to say
-            warnings.simplefilter("ignore")
-            image = read_image(source.path, lazy=True)
-    except (OSError, ValueError):
+    read = stated_measures(source.path) if source.path is not None and source.level == 0 else None
+    if read is None or read[0] != tuple(source.plane_shape):
         return {}
-    y = image.axes.index("Y") if "Y" in image.axes else None
-    if y is None or tuple(int(v) for v in image.data.shape[y : y + 2]) != tuple(source.plane_shape):
-        return {}
-    tags, sidecars = image.georeference, image.sidecar_georeference
-    grid = file_grid(tags, sidecars)
+    measures = read[1]
     return {
-        "file_pixel_size": image.pixel_size if source.layer_pixel_size is None else None,
-        "map_grid": grid,
-        "ground_pixel_m2": ground_pixel_m2(tags, sidecars) if grid is not None else None,
+        "file_pixel_size": measures["pixel_size"] if source.layer_pixel_size is None else None,
+        "map_grid": measures["map_grid"],
+        "ground_pixel_m2": measures["ground_pixel_m2"],
     }
 
 

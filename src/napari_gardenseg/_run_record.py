@@ -143,31 +143,26 @@ def _without_model_defaults(opts: dict, model_id: dict | None) -> dict:
 
     if not opts:
         return opts
+    known = _model_settings(model_id)
     # unreadable (a Model object made in memory): the score threshold a model storing none runs at
-    stored = _model_settings(model_id) or {"score_threshold": SCORE_THRESHOLD, "mask_threshold": None, "crf": None}
-    opts = dict(opts)
-    for key in ("score_threshold", "mask_threshold"):
-        if key in opts and _same_number(opts[key], stored[key]):
-            del opts[key]
+    stored = known or {"score_threshold": SCORE_THRESHOLD, "mask_threshold": None}
+    thresholds = ("score_threshold", "mask_threshold")
+    opts = {k: v for k, v in opts.items() if k not in thresholds or not _same_number(v, stored[k])}
     overrides = opts.get("crf_overrides")
-    if isinstance(overrides, Mapping) and _model_settings(model_id) is not None:
+    if isinstance(overrides, Mapping) and known is not None:
         from ._batch_file import crf_params_from
 
-        meta = {"crf": stored["crf"]}
-        kept = {}
-        for field, value in overrides.items():
+        meta = {"crf": known["crf"]}
+        own = crf_params_from(meta, None, {})
+
+        def same(field, value) -> bool:
             try:  # through the one validator of CRF overrides, as the run reads them
-                same = getattr(crf_params_from(meta, None, {field: value}), field) == getattr(
-                    crf_params_from(meta, None, {}), field
-                )
+                return getattr(crf_params_from(meta, None, {field: value}), field) == getattr(own, field)
             except (TypeError, ValueError):
-                same = False
-            if not same:
-                kept[field] = value
-        if kept:
-            opts["crf_overrides"] = kept
-        else:
-            del opts["crf_overrides"]
+                return False
+
+        kept = {field: value for field, value in overrides.items() if not same(field, value)}
+        opts = {k: v for k, v in opts.items() if k != "crf_overrides"} | ({"crf_overrides": kept} if kept else {})
     return opts
 
 
