@@ -224,3 +224,22 @@ def test_a_big_tiff_with_a_name_as_long_as_outputs_take_is_segmented(tmp_path, m
     summary = segment_files([long], out, "garden", **OPTIONS)
     assert summary.ok, summary.table
     assert (out / ("f" * 240 + "_labels.zarr")).is_dir() and not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_resuming_a_zarr_input_with_tile_size_auto_is_the_same_run(tmp_path):
+    # a big input is tiled at the model's size by default, so --tile-size auto is its default too;
+    # for a photo read whole it is not (the photo is run again, or refused without --overwrite)
+    import zarr
+    from PIL import Image
+
+    image = garden_scene(9_000_501, shape=(200, 240), n_plants=(4, 6))[0]
+    store = zarr.open(str(tmp_path / "bed.zarr"), mode="w", shape=image.shape, chunks=(128, 128, 3), dtype=image.dtype)
+    store[:] = image
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    inputs = [tmp_path / "bed.zarr", tmp_path / "photo.png"]
+    out = tmp_path / "out"
+    first = segment_files(inputs, out, "garden", crf=False)
+    assert first.ok, first.table
+    again = segment_files(inputs, out, "garden", crf=False, tile_size="auto", resume=True)
+    status = dict(zip(again.table["file"].map(lambda f: f.rsplit("/", 1)[-1]), again.table["status"]))
+    assert status == {"bed.zarr": "skipped", "photo.png": "failed"}, again.table

@@ -233,7 +233,10 @@ def segment_files(
         model_id=model_id,
         axes=axes,
     )
-    wanted_options = _compared_options(segment_options, crf_overrides, axes, model_id)
+    # a big input (segmented window by window) tiles at the model's size by default: its own record
+    wanted_options = {
+        big: _compared_options(segment_options, crf_overrides, axes, model_id, big=big) for big in (False, True)
+    }
     n_finished = 0
 
     def finished(fs: FileStatus, message: str):
@@ -252,7 +255,6 @@ def segment_files(
 
     wanted = {
         "model": model_id,
-        "options": wanted_options,
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
     todo = []
@@ -261,13 +263,14 @@ def segment_files(
         kinds = input_kind(fs.file, axes)._asdict()
         targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay, **kinds)]
         clash = next((t for t in targets if os.path.realpath(t) in inputs), None)
+        wanted_here = {**wanted, "options": wanted_options[kinds["big"]]}
         if clash is not None:
             message = f"its output {str(clash)!r} is also an input of this batch; not replacing it: write into another output folder"
             fail(fs, _failure(fs, ForeignFileError(message), tb=""))
         elif client is None:  # decided under the file's claim, below
-            todo.append((fs, targets, _record_stamp(out, fs.name)))
+            todo.append((fs, targets, wanted_here, _record_stamp(out, fs.name)))
         else:
-            verdict = _before_running(fs, out, targets, wanted, resume=resume, overwrite=overwrite)
+            verdict = _before_running(fs, out, targets, wanted_here, resume=resume, overwrite=overwrite)
             if verdict in ("run", "redo"):  # a task redoes a file with outputs gone by its own resume check
                 todo.append(fs)
             elif verdict == "skip":
@@ -300,7 +303,7 @@ def segment_files(
     if client is None:
         loaded = None
 
-        def decide_and_run(fs: FileStatus, targets: list[Path], stamp):
+        def decide_and_run(fs: FileStatus, targets: list[Path], wanted: dict, stamp):
             """Under the file's claim: another run's outputs made since this batch began are kept
             when they are this very file's with these settings; else the verdict of an unclaimed file."""
             nonlocal loaded
@@ -383,7 +386,7 @@ _SAY_EVERY = 60.0
 
 
 def _run_as_claimed(todo: list, out: Path, decide_and_run, progress, fraction, cancelled=lambda: False) -> None:
-    """``decide_and_run`` each file of ``todo`` (``(FileStatus, targets, stamp)``) under its claim:
+    """``decide_and_run`` each file of ``todo`` (``(FileStatus, targets, wanted, stamp)``) under its claim:
     in order those no other run into ``out`` holds, then the others as their claims come free,
     whichever first, saying every :data:`_SAY_EVERY` seconds which run holds the rest. Once
     ``cancelled()``, the files left are handed to ``decide_and_run`` at once (which cancels them)."""

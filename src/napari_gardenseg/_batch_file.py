@@ -157,11 +157,12 @@ def _process_file(
     name = name or path.stem
     crf = segment_options.get("crf", True)
     model_id = model_id or model_identity(model)
+    kind = input_kind(path, axes)
     record = {
         "format": _RECORD_FORMAT,
         "input": _input_identity(path) if path.exists() else {"path": os.path.abspath(path)},
         "model": model_id,
-        "options": _compared_options(segment_options, crf_overrides, axes, model_id),
+        "options": _compared_options(segment_options, crf_overrides, axes, model_id, big=kind.big),
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
     if resume and (done := read_run_record(out, name)) is not None:
@@ -171,7 +172,6 @@ def _process_file(
         # this run's outputs, some deleted or emptied by a crash: made again (changed ones are refused below)
         overwrite = overwrite or why == OUTPUTS_GONE
     wanted = dict(record)  # what a run record must say for its outputs to be this file's
-    kind = input_kind(path, axes)
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
     big = kind.big
     check_outputs(out, name, targets, overwrite, input_path=path)  # fail before the work, not after it

@@ -115,12 +115,18 @@ def _segment_defaults() -> dict:
     return defaults()
 
 
-def _compared_options(options: dict, crf_overrides, axes: str | None = None, model_id: dict | None = None) -> dict:
+def _compared_options(
+    options: dict, crf_overrides, axes: str | None = None, model_id: dict | None = None, *, big: bool = False
+) -> dict:
     """The options a run record holds: those that change the result and differ from segment()'s defaults
     (so the API and the CLI agree, and a newer version's new options, left at their defaults, match old records),
     and the file's ``axes`` when the caller gave them. Given the model's identity (:func:`model_identity`),
-    a threshold or CRF setting given as the model's own is left out too: the same run, however spelt."""
+    a threshold or CRF setting given as the model's own is left out too: the same run, however spelt.
+    ``big``: the input is segmented window by window (a zarr store, a big TIFF), which tiles at the
+    model's input size by default, so ``tile_size="auto"`` is its default too."""
     opts = {k: v for k, v in _without_defaults(_as_validated(options)).items() if k not in _NOT_COMPARED_OPTIONS}
+    if big and opts.get("tile_size") == "auto":
+        del opts["tile_size"]
     crf_params = opts.get("crf_params")
     if isinstance(crf_params, Mapping):
         # some CRF fields over the model's settings: what crf_overrides (the CLI's --crf-*) are, so
