@@ -210,3 +210,24 @@ def test_a_score_threshold_stored_with_a_model_is_used_by_every_way_in(tmp_path)
     given = segment(image, tmp_path / "strict.pt", crf=False, vegetation="off", score_threshold=0.5)
     assert given.meta["score_threshold"] == 0.5 and len(given) > len(strict)
     assert segment(image, "garden", crf=False, vegetation="off").meta["score_threshold"] == 0.5
+
+
+def test_a_threshold_a_model_stores_out_of_range_fails_a_batch_before_any_file(tmp_path):
+    # it failed each file on its own; the message says how to run the model all the same
+    import torch
+    from PIL import Image
+
+    from napari_gardenseg import segment_files
+    from napari_gardenseg._models import bundled_checkpoint
+    from napari_gardenseg.synthetic import garden_scene
+
+    ck = torch.load(bundled_checkpoint(), weights_only=True)
+    ck["meta"] = {**ck["meta"], "score_threshold": 50}  # a percentage
+    torch.save(ck, tmp_path / "percent.pt")
+    Image.fromarray(garden_scene(8_000_321, (128, 160))[0]).save(tmp_path / "bed.png")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"stored score_threshold .* got 50; give score_threshold="):
+        segment_files([tmp_path / "bed.png"], out, tmp_path / "percent.pt", crf=False)
+    assert not out.exists()
+    given = segment_files([tmp_path / "bed.png"], out, tmp_path / "percent.pt", crf=False, score_threshold=0.5)
+    assert given.ok and given.table["instances"].iloc[0] > 0, given.table

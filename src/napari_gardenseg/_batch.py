@@ -146,7 +146,8 @@ def segment_files(
     folder or a file, for ``retries`` that is not a whole number >= 0,
     ``crf_params`` given with ``crf_overrides``, ``resources`` without a client (or
     that no worker has), a bad option value or CRF override, a class the model
-    does not have, or unknown ``axes`` letters; TypeError for an unknown option name, an option or
+    does not have, a threshold the model stores out of range (where the run takes
+    the model's own), or unknown ``axes`` letters; TypeError for an unknown option name, an option or
     ``axes`` of the wrong type, or a loaded model with a client;
     :class:`~napari_gardenseg.ImageError` for a folder without image files or a web
     address; :class:`~napari_gardenseg.ModelError` for an unknown model or a missing
@@ -185,11 +186,15 @@ def segment_files(
     if out.exists() and not out.is_dir():
         raise ValueError(f"the output folder {out_dir} is a file: give a folder (it is made if missing)")
     model_id = model_identity(model)  # unknown model or missing checkpoint: fail now, not per file
-    if crf_overrides or segment_options.get("classes") is not None:
-        # a bad CRF setting or a class the model lacks: likewise (its names and settings read once)
+    thresholds = {k: segment_options.get(k) for k in ("score_threshold", "mask_threshold")}
+    if crf_overrides or segment_options.get("classes") is not None or None in thresholds.values():
+        # a bad CRF setting, a class the model lacks or a stored threshold out of range: likewise
+        # (its names and settings read once)
         from ._models import Model, model_info
+        from ._options import SegmentOptions, with_model_thresholds
 
         names, meta = model_info(model)
+        with_model_thresholds(SegmentOptions.from_kwargs(**thresholds), meta)
         if crf_overrides:
             crf_params_from(meta, None, crf_overrides)
         if segment_options.get("classes") is not None:

@@ -35,7 +35,7 @@ from ._forward import predict_instances
 from ._image_source import ImageSource, open_image
 from ._instances import FULL_PASSES, Instances, paint, paint_image, visible_shares
 from ._models import Model, load_model
-from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, model_mask_threshold, model_score_threshold
+from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, with_model_thresholds
 from ._planes import MAX_PLANE_PIXELS
 from ._results import SegmentationResult, label_areas
 from ._scale import estimate_scale
@@ -548,10 +548,7 @@ class _Run:
         if not isinstance(model, Model):
             report(0.0, "loading model")
         model = load_model(model, device=options.device)
-        if options.mask_threshold is None:  # the model's own, resolved once: every stage sees a number
-            options = options.replace(mask_threshold=model_mask_threshold(model.meta))
-        if options.score_threshold is None:
-            options = options.replace(score_threshold=model_score_threshold(model.meta))
+        options = with_model_thresholds(options, model.meta)  # resolved once: every stage sees numbers
         wanted = class_ids_for(model, options.classes)
         params = None
         if options.crf:

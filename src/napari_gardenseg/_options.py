@@ -295,6 +295,21 @@ def model_mask_threshold(meta: dict) -> float:
     return fraction("the model's stored mask_threshold", stored, open_low=True, open_high=True)
 
 
+def with_model_thresholds(options: SegmentOptions, meta: dict) -> SegmentOptions:
+    """``options`` with the score and mask thresholds left None (the model's own) taken from the
+    model's stored ``meta`` (:func:`model_score_threshold`, :func:`model_mask_threshold`), resolved
+    once where a run starts. ValueError for a stored value out of range, saying how to run it anyway."""
+    readers = {"score_threshold": model_score_threshold, "mask_threshold": model_mask_threshold}
+    for name, read in readers.items():
+        if getattr(options, name) is None:
+            try:
+                options = options.replace(**{name: read(meta)})
+            except ValueError as exc:  # its makers' slip: the run can still give its own
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{exc}; give {name}= ({flag} on the command line) to run this model") from None
+    return options
+
+
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(SegmentOptions)]
 
