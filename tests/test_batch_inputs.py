@@ -215,6 +215,11 @@ def test_the_labels_of_a_geotiff_carry_its_georeferencing(tmp_path):
         # a UTM zone is in metres: each plant's ground area, 4 cm² a pixel (it was in pixels only)
         assert list(table.columns[4:8]) == ["area", "area_refined", "area_m2", "area_refined_m2"]
         np.testing.assert_allclose(table["area_m2"], table["area"] * 0.0004, rtol=1e-5)
+        # the API on the file: the same columns in its table (it had neither map_x nor area_m2)
+        api = segment(tmp_path / f"{name}.tif", "garden", crf=True).table
+        assert list(api.columns) == list(table.columns), api.columns
+        for column in ("map_x", "map_y", "area_m2", "area_refined_m2"):
+            np.testing.assert_allclose(api[column], table[column], rtol=1e-5)
         # opened again in napari with the plugin's reader: the same columns in the layer's features
         from napari_gardenseg._napari_reader import read_label_layers
 

@@ -349,16 +349,15 @@ def put_sidecars(put, labels_stem: str, sidecars) -> None:
 def table_as_written(table, image, pixel_size=None):
     """``table`` as its CSV holds it: ``area_refined`` as whole pixels (nullable integers: empty
     without the CRF, not ``1510.0``), and for a georeferenced image ``map_x`` and ``map_y`` after
-    ``centroid``: each instance's centroid in the coordinates of a GeoTIFF's CRS
-    (:func:`~napari_gardenseg._georeference.geotiff_to_map`) or of a world file's
-    (:meth:`~napari_gardenseg._georeference.SidecarGeoreference.to_map`), so a GIS reads the
+    ``centroid``: each instance's centroid in the coordinates of a GeoTIFF's CRS or of a world
+    file's (:func:`~napari_gardenseg._georeference.with_map_columns`), so a GIS reads the
     instances table as points, and where that CRS is in metres ``area_m2`` and ``area_refined_m2``
     after ``area_refined``, the ground areas (:func:`~napari_gardenseg._georeference.ground_pixel_m2`);
     for an image that states its pixels' physical size (a scan's dpi: :mod:`._pixel_size`), or given
     as ``pixel_size`` (the layer's scale, which wins), ``area_mm2`` and ``area_refined_mm2`` after
     ``area_refined`` (:func:`~napari_gardenseg._pixel_size.with_areas_mm2`)."""
-    from ._georeference import geotiff_to_map, ground_pixel_m2
-    from ._pixel_size import with_areas, with_areas_mm2
+    from ._georeference import file_grid, ground_pixel_m2, with_map_columns
+    from ._pixel_size import with_areas_mm2
 
     table = table.copy()
     if "area_refined" in table:
@@ -366,20 +365,10 @@ def table_as_written(table, image, pixel_size=None):
     table = with_areas_mm2(table, pixel_size if pixel_size is not None else getattr(image, "pixel_size", None))
     geo = getattr(image, "georeference", ())
     sidecars = getattr(image, "sidecar_georeference", None)
-    if geo or sidecars is not None:  # a map's pixel: its ground area where the CRS is in metres
-        table = with_areas(table, ground_pixel_m2(geo, sidecars), "m2")
-    # sidecars beside a GeoTIFF are its PAM file, which GDAL reads before the tags
-    to_map = sidecars.to_map if sidecars is not None else geotiff_to_map(geo) if geo else None
-    if to_map is None:
+    if not geo and sidecars is None:
         return table
-    rows = np.array([c[0] for c in table["centroid"]], dtype=float)
-    cols = np.array([c[1] for c in table["centroid"]], dtype=float)
-    # no instance: the columns all the same (a batch's tables are read together)
-    x, y = to_map(rows, cols) if len(table) else (np.zeros(0), np.zeros(0))
-    at = table.columns.get_loc("centroid") + 1
-    table.insert(at, "map_x", x)
-    table.insert(at + 1, "map_y", y)
-    return table
+    # sidecars beside a GeoTIFF are its PAM file, which GDAL reads before the tags
+    return with_map_columns(table, file_grid(geo, sidecars), ground_pixel_m2(geo, sidecars))
 
 
 def write_tiled_tiff(target, labels, extratags=(), tile: int = 1024) -> None:

@@ -101,24 +101,33 @@ def file_grid(tags: tuple = (), sidecars=None) -> tuple[float, ...] | None:
     return _tags_transform(tags) if tags else None
 
 
-def with_map_columns(features, grid, ground_m2: float | None = None):
-    """A Labels layer's ``features`` (``centroid_y``, ``centroid_x`` in pixels) with ``map_x`` and
-    ``map_y`` after them, each centroid in the CRS of GeoTransform ``grid``, and where
-    ``ground_m2`` is given (:func:`ground_pixel_m2`) ``area_m2`` (and ``area_refined_m2``)
-    after the areas; made again where they are there (after edits). Unchanged without a grid."""
-    if grid is None or not {"centroid_y", "centroid_x"} <= set(features.columns):
-        return features
+def with_map_columns(table, grid, ground_m2: float | None = None):
+    """An instances table (``centroid``, (y, x) pairs: :attr:`SegmentationResult.table`) or a Labels
+    layer's ``features`` (``centroid_y``, ``centroid_x``), in pixels, with ``map_x`` and ``map_y``
+    after them, each centroid in the CRS of GDAL's GeoTransform ``grid`` (:func:`grid_to_map`),
+    and where ``ground_m2`` is given (:func:`ground_pixel_m2`) ``area_m2`` (and
+    ``area_refined_m2``) after the areas; made again where they are there (after edits).
+    Unchanged without a grid."""
+    if grid is None:
+        return table
+    if {"centroid_y", "centroid_x"} <= set(table.columns):
+        rows, cols, after = table["centroid_y"].to_numpy(float), table["centroid_x"].to_numpy(float), "centroid_x"
+    elif "centroid" in table.columns:
+        pairs = np.array([tuple(c) for c in table["centroid"]], dtype=float).reshape(-1, 2)
+        rows, cols, after = pairs[:, 0], pairs[:, 1], "centroid"
+    else:
+        return table
     from ._pixel_size import with_areas
 
-    features = features.copy()
-    x, y = grid_to_map(grid, features["centroid_y"].to_numpy(float), features["centroid_x"].to_numpy(float))
-    if "map_x" in features:
-        features["map_x"], features["map_y"] = x, y
+    table = table.copy()
+    x, y = grid_to_map(tuple(grid), rows, cols)
+    if "map_x" in table:
+        table["map_x"], table["map_y"] = x, y
     else:
-        at = features.columns.get_loc("centroid_x") + 1
-        features.insert(at, "map_x", x)
-        features.insert(at + 1, "map_y", y)
-    return with_areas(features, ground_m2, "m2")
+        at = table.columns.get_loc(after) + 1
+        table.insert(at, "map_x", x)
+        table.insert(at + 1, "map_y", y)
+    return with_areas(table, ground_m2, "m2")
 
 
 def _tags_transform(tags: tuple) -> tuple[float, ...] | None:

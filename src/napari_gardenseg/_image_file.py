@@ -76,6 +76,17 @@ class ImageFile:
         """One plane, (H, W) or (H, W, S); a lazy slice stays lazy."""
         return self.data[tuple(index)] if index else self.data
 
+    def placement(self) -> tuple[tuple[float, ...] | None, float | None]:
+        """``(map_grid, ground_pixel_m2)``: GDAL's GeoTransform placing the file's pixels (its
+        sidecars', else its GeoTIFF tags': :func:`~napari_gardenseg._georeference.file_grid`) and,
+        where its CRS is in metres, a pixel's ground area in m²
+        (:func:`~napari_gardenseg._georeference.ground_pixel_m2`); ``(None, None)`` for a file
+        that is not georeferenced."""
+        from ._georeference import file_grid, ground_pixel_m2
+
+        grid = file_grid(self.georeference, self.sidecar_georeference)
+        return grid, ground_pixel_m2(self.georeference, self.sidecar_georeference) if grid else None
+
     def record(self) -> dict:
         """What the run record says about the reading."""
         return {"axes": self.axes, "shape": [int(s) for s in self.data.shape], **self.applied}

@@ -168,8 +168,6 @@ def stated_measures(path) -> tuple[tuple[int, int], dict] | None:
     None where it cannot be read (moved, damaged, no image)."""
     import warnings
 
-    from ._georeference import file_grid, ground_pixel_m2
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -179,11 +177,11 @@ def stated_measures(path) -> tuple[tuple[int, int], dict] | None:
     if "Y" not in image.axes:
         return None
     y = image.axes.index("Y")
-    grid = file_grid(image.georeference, image.sidecar_georeference)
+    grid, ground_m2 = image.placement()
     return tuple(int(v) for v in image.data.shape[y : y + 2]), {
         "pixel_size": image.pixel_size,
         "map_grid": grid,
-        "ground_pixel_m2": ground_pixel_m2(image.georeference, image.sidecar_georeference) if grid else None,
+        "ground_pixel_m2": ground_m2,
     }
 
 

@@ -122,6 +122,10 @@ class ImageSource:
         self.applied: dict = {}  # what the file reader did (open_image), for records
         # the physical size of a pixel the file states (a scan's dpi, a calibration: _pixel_size.PixelSize)
         self.pixel_size = None
+        # a georeferenced file's GeoTransform (GDAL's six numbers) and, in a metre CRS, a pixel's
+        # ground area in m² (_georeference): the table's map_x, map_y and area_m2
+        self.map_grid = None
+        self.ground_pixel_m2 = None
 
     # ------------------------------------------------------------ reading
     def _raw(self, window, step: int = 1) -> np.ndarray:
@@ -351,7 +355,8 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
 
     Returns the :class:`ImageSource`: ``shape`` (H, W), ``channels``, ``dtype``,
     ``lazy``, ``pixel_size`` (what the file states: :class:`~napari_gardenseg._pixel_size.PixelSize`,
-    or None); ``read(window)`` gives float32 RGB (h, w, 3) in 0..1, mapped as
+    or None), ``map_grid`` and ``ground_pixel_m2`` (a georeferenced file's GeoTransform and, in a
+    CRS in metres, a pixel's ground area in m²; else None); ``read(window)`` gives float32 RGB (h, w, 3) in 0..1, mapped as
     :func:`~napari_gardenseg.to_rgb_float` maps the whole image, ``read_uint8(window)``
     the same as uint8.
 
@@ -389,6 +394,7 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     source = ImageSource(image.data, name=image.path.name)
     source.applied = image.record()
     source.pixel_size = image.pixel_size
+    source.map_grid, source.ground_pixel_m2 = image.placement()
     return source
 
 

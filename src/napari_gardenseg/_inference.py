@@ -639,6 +639,9 @@ class _Run:
             **({"read": self.source.applied} if self.source.applied else {}),  # how a file was read
             # the table's areas in mm² (SegmentationResult.table)
             **({"pixel_size": self.source.pixel_size.as_record()} if self.source.pixel_size is not None else {}),
+            # the table's map_x, map_y (and area_m2) of a georeferenced file
+            **({"map_grid": list(self.source.map_grid)} if self.source.map_grid is not None else {}),
+            **({"ground_pixel_m2": self.source.ground_pixel_m2} if self.source.ground_pixel_m2 is not None else {}),
         }
 
     def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:

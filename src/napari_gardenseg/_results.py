@@ -82,13 +82,17 @@ class SegmentationResult:
         For a file that states its pixels' physical size (a scan's dpi, an
         ImageJ or OME calibration: ``meta["pixel_size"]``, in µm), also
         area_mm2 and area_refined_mm2 after area_refined, as the batch's CSV
-        has them.
+        has them; for a georeferenced file (a GeoTIFF, a photo with a world
+        file: ``meta["map_grid"]``, GDAL's GeoTransform), map_x and map_y after
+        centroid, the centroid in the file's CRS, and where that CRS is in
+        metres area_m2 and area_refined_m2 (``meta["ground_pixel_m2"]``).
 
         Computed from the label images on each access, so it follows edits to
         them; keep it in a variable rather than reading it in a loop.
         """
         import pandas as pd
 
+        from ._georeference import with_map_columns
         from ._pixel_size import PixelSize, with_areas_mm2
 
         n = len(self)
@@ -110,7 +114,8 @@ class SegmentationResult:
             },
             columns=list(TABLE_COLUMNS),
         )
-        return with_areas_mm2(table, PixelSize.from_record(self.meta.get("pixel_size")))
+        table = with_areas_mm2(table, PixelSize.from_record(self.meta.get("pixel_size")))
+        return with_map_columns(table, self.meta.get("map_grid"), self.meta.get("ground_pixel_m2"))
 
     def __repr__(self) -> str:
         names = ", ".join(sorted(set(self.class_names))) or "none"
