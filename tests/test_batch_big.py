@@ -163,6 +163,9 @@ def test_a_big_geotiff_also_gets_tiled_label_geotiffs(tmp_path, mosaic):
         "ortho_run.json",
     ], names
     stored = zarr.open_group(str(out / "ortho_labels.zarr"), mode="r")
+    # its grid (GDAL's GeoTransform) and a pixel's ground area (a UTM zone: metres) in the store's attributes
+    assert stored.attrs["map_grid"] == [500000.0, 0.05, 0.0, 4100000.0, 0.0, -0.05]
+    assert stored.attrs["ground_pixel_m2"] == pytest.approx(0.0025)
     for tif_name, array in (("ortho_labels.tif", "labels"), ("ortho_labels_crf.tif", "refined")):
         with tifffile.TiffFile(out / tif_name) as tif:
             page = tif.pages[0]

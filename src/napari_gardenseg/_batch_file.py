@@ -198,7 +198,8 @@ def _process_file(
         from ._image_source import ImageSource
 
         source = ImageSource(image.data, name=path.name)
-        source.pixel_size = image.pixel_size  # kept in the store's attributes
+        source.pixel_size = image.pixel_size  # kept in the store's attributes, as its grid
+        source.map_grid, source.ground_pixel_m2 = image.placement()
         result = segment_to_zarr_with(source, staged, loaded, options, overwrite=True, progress=progress, cancel=cancel)
         result.meta["staged"] = staged
     elif image.is_stack:  # plane by plane, ids unique across the stack
