@@ -201,3 +201,26 @@ def test_an_ome_zarrs_scale_and_single_quoted_ome_xml_give_the_pixel_size(tmp_pa
     )
     tifffile.imwrite(tmp_path / "q.ome.tif", RGB, photometric="rgb", description=xml)
     assert read_image(tmp_path / "q.ome.tif").pixel_size.x_um == pytest.approx(0.65)
+
+
+def test_a_files_stated_measures_are_read_once_until_it_or_a_file_beside_it_changes(tmp_path, monkeypatch):
+    # the widget asks at each run, and a photo is decoded whole to answer
+    import os
+
+    from napari_gardenseg import _image_reader
+
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(tmp_path / "ortho.png")
+    reads = []
+    read = _image_reader.read_image
+    monkeypatch.setattr(_image_reader, "read_image", lambda *a, **k: reads.append(1) or read(*a, **k))
+    first = _image_reader.stated_measures(tmp_path / "ortho.png")
+    assert first[0] == (40, 60) and first[1]["map_grid"] is None
+    assert _image_reader.stated_measures(tmp_path / "ortho.png") == first and len(reads) == 1
+    # a world file put beside it since: read again, and placed
+    (tmp_path / "ortho.pgw").write_text("0.02\n0\n0\n-0.02\n500000.01\n4000000.99\n")
+    placed = _image_reader.stated_measures(tmp_path / "ortho.png")
+    assert len(reads) == 2 and placed[1]["map_grid"] == pytest.approx((500000.0, 0.02, 0.0, 4000001.0, 0.0, -0.02))
+    # the photo saved again, larger: read again
+    Image.fromarray(np.full((50, 60, 3), 90, np.uint8)).save(tmp_path / "ortho.png")
+    os.utime(tmp_path / "ortho.png", ns=(1, 1))
+    assert _image_reader.stated_measures(tmp_path / "ortho.png")[0] == (50, 60) and len(reads) == 3
