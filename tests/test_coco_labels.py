@@ -493,3 +493,23 @@ def test_a_class_another_file_trains_has_its_boxes_taken_for_plants(tmp_path):
     assert len(read_coco(second)) == 1  # alone, the lettuce box is of a class this file does not train
     with pytest.raises(ImageError, match="some plants have a box and no mask"):
         read_coco(second, trained={"lettuce"})
+
+
+def test_a_photo_whose_masks_are_all_empty_is_named_where_it_is_left_out(tmp_path):
+    # a polygon of two clicks, or of no area: the photo was dropped without a word of why
+    good = {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[5, 5, 20, 5, 20, 20, 5, 20]], "iscrowd": 0}
+    clicks = {"id": 2, "image_id": 2, "category_id": 1, "segmentation": [[5, 5, 20, 5]], "iscrowd": 0}
+    flat = {"id": 3, "image_id": 2, "category_id": 1, "segmentation": [[5, 5, 10, 5, 20, 5]], "iscrowd": 0}
+    images = [
+        {**_photo(tmp_path, "p.png"), "id": 1},
+        {**_photo(tmp_path, "q.png"), "id": 2},
+    ]
+    _write(tmp_path / "both.json", images, [good, clicks, flat])
+    with pytest.warns(UserWarning, match=r"1 photo\(s\) whose masks are all empty .*: q.png$"):
+        [(photo, _, _)] = read_coco(tmp_path / "both.json")
+    assert photo.name == "p.png"
+    _write(tmp_path / "empty.json", images[1:], [clicks, flat])
+    with pytest.raises(
+        ImageError, match=r"no annotated photo was found; left out 1 photo\(s\) whose masks are all empty"
+    ):
+        read_coco(tmp_path / "empty.json")

@@ -191,3 +191,12 @@ def test_uint8_in_row_bands_is_the_rounded_float_image(monkeypatch):
         got = to_rgb_uint8(image, rows=7)
         assert got.dtype == np.uint8 and got.flags.c_contiguous
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("rows", [-1, 0, 2.5, True])
+def test_to_rgb_uint8_names_bad_rows(rows):
+    # a negative count returned the uninitialised buffer as the image
+    with pytest.raises(ValueError, match="rows must be a whole number, at least 1"):
+        to_rgb_uint8(np.zeros((10, 10), np.uint16), rows=rows)
+    white = to_rgb_uint8(np.full((10, 10), 65535, np.uint16), rows=3)
+    assert white.shape == (10, 10, 3) and (white == 255).all()

@@ -459,3 +459,32 @@ def test_an_image_that_fills_little_of_its_types_range_is_said_to_have_run_dark(
     masked = np.ma.masked_array(photo // 20, mask=np.zeros(photo.shape, bool))
     masked.mask[:4] = True
     assert dark_input(ImageSource(masked)) == {}
+
+
+def test_a_progress_that_is_not_callable_fails_where_the_run_starts(tmp_path, monkeypatch):
+    # it failed at the first report ("'int' object is not callable"), after the model had loaded
+    from napari_gardenseg import _inference, adapt, refine_instances, segment_files, train
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before progress was checked")
+
+    monkeypatch.setattr(_inference, "load_model", no_model)
+    image = rgb_image(64, 64)
+    match = r"progress must be None or a callable progress\(fraction, message\), got 5"
+    with pytest.raises(TypeError, match=match):
+        segment(image, "garden", progress=5)
+    from PIL import Image
+
+    Image.fromarray(image).save(tmp_path / "bed.png")
+    with pytest.raises(TypeError, match=match):
+        segment_files([tmp_path / "bed.png"], tmp_path / "out", "garden", progress=5)
+    with pytest.raises(TypeError, match=match):
+        refine_instances(image, np.zeros((1, 64, 64), np.float32), progress=5)
+    with pytest.raises(TypeError, match=match):
+        train([(image, np.zeros((64, 64), np.int32))], output=tmp_path / "m.pt", progress=5)
+    with pytest.raises(TypeError, match=match):
+        adapt([image], output=tmp_path / "a.pt", progress=5)
+    with pytest.raises(TypeError, match="cancel must be None, a threading.Event or a callable"):
+        segment(image, "garden", cancel=5)
+    with pytest.raises(ValueError, match="minutes must be a positive number, got 'x'"):
+        adapt([image], output=tmp_path / "a.pt", minutes="x")

@@ -640,6 +640,17 @@ def test_segment_layer_stack_returns_one_result_per_plane(scene):
     np.testing.assert_array_equal(data[1], np.where(results[1].labels > 0, results[1].labels + len(results[0]), 0))
 
 
+def test_segment_layer_stack_gives_a_list_for_a_2d_layer_too_and_names_a_missing_layer(scene):
+    # a console loop over a viewer's layers with stack=True failed on every plain photo
+    image, _, _ = scene
+    v = ViewerModel()
+    v.add_image(image[:96, :96], name="plot 3")
+    [result] = segment_layer("plot 3", viewer=v, stack=True, crf=False)
+    assert len(result) >= 1
+    with pytest.raises(KeyError, match=r"no layer named 'plot3' in this viewer; its layers: 'plot 3', 'plot 3 masks'"):
+        segment_layer("plot3", viewer=v, crf=False)
+
+
 def test_a_failed_run_changes_no_layer(viewer, fake_segment, monkeypatch):
     layers = write_layers(viewer, fake_run(plane_source(viewer.layers["garden"]), fake_segment))
     before = layers["masks"].data.copy()

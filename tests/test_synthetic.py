@@ -84,3 +84,26 @@ def test_garden_style_names_a_kind_it_cannot_draw():
     assert set(classes.values()) == set(EXTRA_KINDS)
     with pytest.raises(ValueError, match=r"style='garden' draws the kinds .*'succulent'.*got kinds=\('cactus',\)"):
         garden_scene(1, kinds=["cactus"])
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"n_plants": (5, 2)}, r"n_plants must be \(low, high\) with low <= high, got \(5, 2\)"),
+        ({"n_plants": 3}, "n_plants must be two whole numbers, got 3"),
+        ({"n_plants": (-3, -1)}, "n_plants must be two whole numbers, at least 0"),
+        ({"shape": (0, 0)}, "shape must be two whole numbers, at least 8"),
+        ({"shape": (64,)}, "shape must be two whole numbers, got"),
+        ({"shape": "x"}, "shape must be two whole numbers, got 'x'"),
+    ],
+)
+def test_a_bad_scene_size_or_plant_count_is_named(bad, match):
+    # numpy's "low >= high" or an IndexError named no argument; (-3, -1) plants gave an empty scene
+    with pytest.raises(ValueError, match=match):
+        garden_scene(1, **bad)
+
+
+def test_the_smallest_scenes_and_plant_counts_are_drawn():
+    for style in ("garden", "photo"):
+        assert garden_scene(1, (8, 300), style=style)[0].shape == (8, 300, 3)
+        assert garden_scene(1, (64, 64), n_plants=(0, 0), style=style)[1].max() == 0

@@ -189,3 +189,17 @@ def test_a_class_only_ever_boxed_is_not_trained_and_leaves_no_photo_out(tmp_path
     _labels(tmp_path / "train/labels/b.txt", ["0 0 0 0.5 0 0.5 0.5", "0 0.8 0.2 0.1 0.1"])  # a lettuce boxed
     with pytest.warns(UserWarning, match=r"1 photo\(s\) where some plants have a box and no polygon .*b.jpg"):
         assert [p.name for p, _, _ in read_yolo(tmp_path)] == ["a.jpg"]
+
+
+def test_a_photo_whose_polygons_are_all_empty_is_named_where_it_is_left_out(tmp_path):
+    _photo(tmp_path / "p.png")
+    _labels(tmp_path / "p.txt", ["0 0.1 0.1 0.9 0.1 0.9 0.9"])
+    _photo(tmp_path / "q.png")
+    _labels(tmp_path / "q.txt", ["0 0.1 0.1 0.5 0.1 0.9 0.1"])  # three points on a line: no area
+    with pytest.warns(UserWarning, match=r"1 photo\(s\) whose masks are all empty .*: q.png$"):
+        [(photo, _, _)] = read_yolo(tmp_path)
+    assert photo.name == "p.png"
+    (tmp_path / "p.txt").unlink()
+    (tmp_path / "p.png").unlink()
+    with pytest.raises(ImageError, match=r"no photo has polygon labels \(1 photo\(s\) whose masks are all empty"):
+        read_yolo(tmp_path)

@@ -28,6 +28,7 @@ import copy
 import hashlib
 import json
 import math
+import numbers
 import os
 import time
 import warnings
@@ -36,7 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ._cancel import Cancelled
+from ._cancel import Cancelled, check_callbacks
 from ._cancel import should_stop as _should_stop
 from ._rng import keeps_global_rng
 from ._train_samples import Sample
@@ -278,7 +279,9 @@ def adapt(
     (an OutputExistsError) for a ``MODEL.json`` that adapt did not write;
     :class:`~napari_gardenseg.ModelError` and
     :class:`~napari_gardenseg.DeviceError` as :func:`load_model` raises them;
-    :class:`Cancelled` when cancelled before round 1's check.
+    :class:`Cancelled` when cancelled before round 1's check; TypeError for a
+    ``progress`` that is not callable or a ``cancel`` that is neither an Event
+    nor a callable.
     """
     import torch
 
@@ -300,9 +303,12 @@ def adapt(
     if not images:
         raise ValueError("adapt() needs at least one photo")
     if minutes is not None and (
-        isinstance(minutes, bool) or not (float(minutes) > 0 and math.isfinite(float(minutes)))
+        isinstance(minutes, (bool, np.bool_))
+        or not isinstance(minutes, numbers.Real)
+        or not (float(minutes) > 0 and math.isfinite(float(minutes)))
     ):
         raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+    check_callbacks(progress, cancel)
     rounds = whole_number("rounds", rounds)
     FitOptions(iterations=iterations, batch_size=batch_size, lr=lr, crop=crop, seed=seed)  # each checked
     holdout = fraction("holdout", holdout, open_low=True, open_high=True)

@@ -43,7 +43,7 @@ from ._batch_file import (
 )
 from ._batch_outputs import input_kind, output_files, output_names, overlay
 from ._batch_status import FAILURES_FILE, BatchSummary, FileStatus, _append_failure, _failure
-from ._cancel import check_cancel, should_stop
+from ._cancel import check_callbacks, should_stop
 from ._claims import MADE_SINCE, WAITING, claim, holder
 from ._dask_runner import _check_resources, _run_on_cluster, _task, local_cluster
 from ._files import ForeignFileError, OutputExistsError, writable_folder
@@ -148,7 +148,8 @@ def segment_files(
     that no worker has), a bad option value or CRF override, a class the model
     does not have, a threshold the model stores out of range (where the run takes
     the model's own), or unknown ``axes`` letters; TypeError for an unknown option name, an option or
-    ``axes`` of the wrong type, or a loaded model with a client;
+    ``axes`` of the wrong type, a ``progress`` that is not callable, a ``cancel`` that is
+    neither an Event nor a callable, or a loaded model with a client;
     :class:`~napari_gardenseg.ImageError` for a folder without image files or a web
     address; :class:`~napari_gardenseg.ModelError` for an unknown model or a missing
     checkpoint (in-process, for any model that cannot be loaded) and, in-process,
@@ -203,7 +204,7 @@ def segment_files(
             source = model.source if isinstance(model, Model) else os.fspath(model)
             class_ids_in(names, source, segment_options["classes"])
     cancel = segment_options.get("cancel")  # also each file's segment(): set during one, it stops there
-    check_cancel(cancel)
+    check_callbacks(progress, cancel)
     if client is not None and cancel is not None:  # an Event does not travel to other processes
         raise ValueError(
             "cancel= works for batches in this process (client=None); a Dask cluster's own cancel stops tasks"

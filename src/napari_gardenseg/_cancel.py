@@ -31,6 +31,15 @@ def check_cancel(cancel) -> None:
         )
 
 
+def check_callbacks(progress, cancel) -> None:
+    """Raise TypeError for a ``progress`` that is not None or a callable ``progress(fraction,
+    message)``, or a bad ``cancel`` (:func:`check_cancel`): checked where a run starts, not at
+    its first report."""
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be None or a callable progress(fraction, message), got {progress!r}")
+    check_cancel(cancel)
+
+
 def should_stop(cancel: threading.Event | Callable[[], bool] | None) -> bool:
     """``cancel`` is None, a ``threading.Event`` (or anything with ``is_set``) or a callable."""
     check_cancel(cancel)

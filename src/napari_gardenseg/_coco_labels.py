@@ -167,7 +167,7 @@ def read_coco(
 
     if max_photos is not None and len(by_image) > max_photos:
         raise TooManyPhotos(f"{path.name} annotates {len(by_image)} photos, more than {max_photos}")
-    samples, missing, resized, planes, hidden = [], [], [], [], 0
+    samples, missing, resized, planes, empty, hidden = [], [], [], [], [], 0
     masked_names = {entries[i].get("file_name") for i in by_image}  # a photo listed twice is one photo
     unannotated = sum(1 for i in entries if i not in by_image and entries[i].get("file_name") not in masked_names)
     found = {}  # image id: its photo
@@ -216,9 +216,11 @@ def read_coco(
         labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w))
         if turn:
             labels = turn_upright(labels, orientation)
-        hidden += n_hidden
         if classes:
+            hidden += n_hidden
             samples.append((photo, labels, classes))
+        else:  # every mask decodes to no pixel: a polygon of one or two clicks, or of no area
+            empty.append(name)
 
     left_out = []
     if missing:
@@ -245,6 +247,8 @@ def read_coco(
         )
     if unannotated:
         left_out.append(f"{unannotated} photo(s) with no mask annotations")
+    if empty:
+        left_out.append(all_empty(empty))
     if crowd:
         left_out.append(f"{crowd} crowd annotation(s)")
     if not samples:  # what was left out is why: in the error, where it is read
@@ -309,6 +313,11 @@ def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], 
     labels, forward, _ = relabel_sequential(labels)  # ids 1..n again once hidden instances are gone
     present = [k for k in classes if forward[k] > 0]
     return labels, {int(forward[k]): classes[k] for k in present}, len(rles) - len(present)
+
+
+def all_empty(names: list[str]) -> str:
+    """What a reader says of the photos ``names`` left out because every mask of theirs is empty."""
+    return f"{len(names)} photo(s) whose masks are all empty (polygons of under 3 points, or of no area): {first_few(names)}"
 
 
 def first_few(names: list[str]) -> str:

@@ -30,11 +30,12 @@ def _mps_available() -> bool:
 def resolve_device(device="auto"):
     """Returns the ``torch.device`` for ``device``: ``"auto"`` (or None) picks CUDA, then Apple's MPS, then the CPU.
 
-    ``device``: ``"auto"``, None, a name ``torch.device`` takes (``"cpu"``, ``"cuda"``,
-    ``"cuda:N"``, ``"mps"``...) or a ``torch.device``.
+    ``device``: ``"auto"``, None, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+    ``torch.device`` of those types.
 
-    Raises :class:`DeviceError` for an unknown name, for "cuda"/"mps" when that
-    device is not available here, or for a "cuda:N" beyond the GPUs present.
+    Raises :class:`DeviceError` for an unknown name or another device type (torch's
+    "meta", "xla"..., which the network and the CRF do not run on), for "cuda"/"mps"
+    when that device is not available here, or for a "cuda:N" beyond the GPUs present.
     """
     import torch
 
@@ -50,6 +51,8 @@ def resolve_device(device="auto"):
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise DeviceError(f"device must be {_CHOICES}, got {device!r} (unknown device)") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device must be {_CHOICES}, got {device!r} (not a device this plugin runs on)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu' or 'auto'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():

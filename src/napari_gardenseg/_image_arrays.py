@@ -231,7 +231,11 @@ def to_rgb_float(image) -> np.ndarray:
       green stay as they are): bool is 0 or 1; uint8 is divided by 255; any
       other type with no negative value is divided by the smallest range that
       holds its maximum: floats up to 1 are kept as they are, values up to 255
-      are divided by 255, up to 65535 by 65535 (uint16's range). So a uint16
+      are divided by 255, up to 65535 by 65535 (uint16's range). Floats are
+      read as 0..1 a little past it too: up to :data:`FLOAT_OVERSHOOT` (2,
+      reflectance whose highlights pass 1: those are white) and down to
+      :data:`FLOAT_UNDERSHOOT` (a tenth) of the maximum below 0 (a resampled
+      photo's dips: black). So a uint16
       copy (x257, as ``skimage.util.img_as_uint`` makes it) or a float copy
       (0..255, or 0..1 as ``img_as_float`` makes it) of an 8-bit image gives
       the very same floats as the 8-bit image, and ordinary 8-bit photos are
@@ -239,8 +243,8 @@ def to_rgb_float(image) -> np.ndarray:
       scikit-image's dtype convention (``img_as_float``) and napari's for
       uint8 (contrast limits 0..255), not a per-image percentile stretch
       (cellpose, stardist), which would change how every 8-bit photo looks to
-      the model. Data outside those ranges (negative values, or above 65535)
-      is stretched linearly from its minimum to its maximum (a constant image
+      the model. Data outside those ranges (negative values beyond those dips,
+      or above 65535) is stretched linearly from its minimum to its maximum (a constant image
       then becomes mid-grey, black if 0). A 12-bit camera's uint16 image
       (0..4095) is therefore dim: divide it by 4095 first (a TIFF that states
       12 bits per sample is scaled by the reader). -inf counts as the darkest
@@ -293,10 +297,14 @@ def to_rgb_uint8(image, *, rows: int = 256) -> np.ndarray:
     the same values as rounding ``to_rgb_float(image) * 255``), so a 16-bit or
     float photo never has a float copy of its own size.
 
-    Raises what :func:`to_rgb_float` raises: TypeError for complex, object and
-    string arrays; :class:`ImageError` for empty arrays, more than 3 dimensions
-    and 3-D arrays without a channel axis of length 1-4.
+    Raises ValueError for ``rows`` that is not a whole number >= 1, and what
+    :func:`to_rgb_float` raises: TypeError for complex, object and string arrays;
+    :class:`ImageError` for empty arrays, more than 3 dimensions and 3-D arrays
+    without a channel axis of length 1-4.
     """
+    from ._options import whole_number
+
+    rows = whole_number("rows", rows)
     arr = np.asarray(host_array(image))
     if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3 and not np.ma.isMaskedArray(image):
         return np.array(arr, dtype=np.uint8, order="C", copy=True)

@@ -346,8 +346,8 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
     ``axes``: the letters of a TIFF, zarr or .npy file's axes in its order, such
     as ``"YXS"`` or ``"CYX"``, where the file does not state them); TIFF/BigTIFF
     files over 256 MB (or any, with ``lazy=True``; none with ``lazy=False``) and
-    zarr stores (an OME-Zarr multiscale group gives its first level) are read
-    window by window, except a plane of at most 8192 x 8192 pixels stored as
+    zarr stores (whatever ``lazy`` says: a store is read by its chunks; an
+    OME-Zarr multiscale group gives its first level) are read window by window, except a plane of at most 8192 x 8192 pixels stored as
     one chunk or strip, which every window would decode whole: it is read once
     (``source.lazy`` is then False). The reader's record of what it did is
     ``source.applied``. A file holding a stack (T, Z or C planes): segment it plane

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from . import _forward
-from ._cancel import Cancelled, ProgressFn, check
+from ._cancel import Cancelled, ProgressFn, check, check_callbacks
 from ._files import OutputExistsError, atomic_write, check_target
 from ._forward import predict_instances
 from ._image_source import ImageSource, open_image
@@ -264,8 +264,8 @@ def segment(
     2-D image (empty, more than 3 dimensions, no channel axis of length 1-4, a
     file that is not an image or holds a stack, a web address);
     FileNotFoundError for a path that does not exist; TypeError for a napari
-    layer, pixels that are not numbers, a ``cancel`` that is neither an Event nor
-    a callable, or an option of the wrong type (ValueError for the fractions
+    layer, pixels that are not numbers, a ``progress`` that is not callable, a
+    ``cancel`` that is neither an Event nor a callable, or an option of the wrong type (ValueError for the fractions
     ``score_threshold`` and ``mask_threshold`` and for ``vegetation``, whose
     message names what they take); ValueError for an option out of its range, a class the model does not have
     or an unknown ``crf_params`` field; :class:`~napari_gardenseg.ModelError`
@@ -543,6 +543,7 @@ class _Run:
     def start(cls, image, model, options: SegmentOptions, progress, cancel) -> _Run:
         if not isinstance(options, SegmentOptions):
             raise TypeError(f"options must be a SegmentOptions, got {type(options).__name__}")
+        check_callbacks(progress, cancel)
         report = progress or (lambda f, m: None)
         source = image if isinstance(image, ImageSource) else open_image(image)  # a bad image fails first
         if not isinstance(model, Model):

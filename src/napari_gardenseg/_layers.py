@@ -532,7 +532,7 @@ def segment_layer(
     ``tile_size``, ``scale``...; see :class:`~napari_gardenseg._options.SegmentOptions`).
 
     Returns the :class:`~napari_gardenseg.SegmentationResult` of the plane, or
-    with ``stack=True`` a list of them, one per plane (their ids are local to
+    with ``stack=True`` a list of them, one per plane (one for a 2-D layer; their ids are local to
     each plane; the layers' ids are unique across the stack, see the
     ``axis_<i>`` feature columns). ``result.meta["layers"]`` names the layers
     written. A run that fails or is cancelled changes no layer.
@@ -562,6 +562,9 @@ def segment_layer(
     if viewer is None:
         viewer = _viewer_of(layer)
     if isinstance(layer, str):
+        if layer not in viewer.layers:
+            names = ", ".join(repr(each.name) for each in viewer.layers) or "none"
+            raise KeyError(f"no layer named {layer!r} in this viewer; its layers: {names}")
         layer = viewer.layers[layer]
     if layer not in viewer.layers:  # its labels would land in a viewer without their image
         raise ValueError(f"layer {layer.name!r} is not in this viewer: pass viewer= the viewer that shows it")
@@ -574,7 +577,8 @@ def segment_layer(
         result.meta["notes"] = notes
     for note in notes:  # what the widget's status line says
         warnings.warn(note, stacklevel=2)
-    return output.results if source.stack else output.results[0]
+    # stack=True: a list however many planes (one for a 2-D layer), so a loop over layers works on each
+    return output.results if stack else output.results[0]
 
 
 def _viewer_of(layer):

@@ -172,6 +172,10 @@ class SegmentOptions:
         (1.0 = native pixels); "auto" estimates it from the plants' size.
     tile_size: None runs the whole image at once; pixels (>= 64, at ``scale``)
         or "auto" run overlapping tiles (see :mod:`napari_gardenseg._tiling`).
+        An image read window by window (:func:`~napari_gardenseg.segment_to_zarr`,
+        and a batch's zarr stores and TIFFs of a plane over 8192 x 8192) runs as
+        "auto" where it is None: in tiles of native pixels where a side is over
+        4 times the model's input, else whole.
     tile_overlap: pixels between neighbouring tiles (None: a quarter of a tile; 0: none,
         and a plant on a seam comes out in pieces, one per tile).
     merge_classes: report every instance as one class "plant" and drop

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ._architectures import ARCHITECTURES, replace_heads
-from ._cancel import Cancelled
+from ._cancel import Cancelled, check_callbacks
 from ._cancel import should_stop as _should_stop
 from ._files import check_free_space, checkpoint_target, free_at_the_end, free_path, user_models_dir
 from ._models import ModelError, derived_meta, load_model, resolve_device, save_checkpoint, state_bytes
@@ -416,10 +416,12 @@ def train(
     for a device this machine lacks; ``TrainingDiverged`` (a ValueError) when the
     loss or the weights stop being finite (nothing is saved; lower ``lr``);
     :class:`~napari_gardenseg.Cancelled` when cancelled before the first
-    iteration (nothing is saved).
+    iteration (nothing is saved); TypeError for a ``progress`` that is not
+    callable or a ``cancel`` that is neither an Event nor a callable.
     """
     if iterations is None:
         raise ValueError(f"iterations must be a whole number, at least 1 (the default is {FIT_DEFAULTS.iterations})")
+    check_callbacks(progress, cancel)
     if scale is not None and not (isinstance(scale, str) and scale == "auto"):
         _zoom_for(scale, None, None, None)  # validate before anything slow
     lr = FIT_DEFAULTS.lr if lr is None else lr  # None: the default (the training widget's "auto")

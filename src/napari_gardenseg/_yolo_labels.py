@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._coco_labels import TooManyPhotos, draw_instances, first_few, pycocotools_mask, warn_left_out
+from ._coco_labels import TooManyPhotos, all_empty, draw_instances, first_few, pycocotools_mask, warn_left_out
 from ._image_arrays import ImageError
 from ._image_folders import image_files
 from ._image_reader import IMAGE_SUFFIXES, read_image
@@ -98,7 +98,7 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     if max_photos is not None and len(photos) > max_photos:
         raise TooManyPhotos(f"{path.name} holds {len(photos)} photos, more than {max_photos}")
 
-    samples, unlabelled, boxed, boxes, hidden = [], [], [], 0, 0
+    samples, unlabelled, boxed, empty, boxes, hidden = [], [], [], [], 0, 0
     lines_of = [_label_lines(_label_file(photo), names) for photo in photos]
     # a box of a class trained here (one with polygons in the dataset) beside polygons: trained on, that
     # plant would be taught as background; a class only ever boxed (a colour card, a plot tag) is not trained
@@ -120,9 +120,11 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
                 (coco_mask.merge(coco_mask.frPyObjects([pixels.ravel().tolist()], h, w)), names.get(k, f"class {k}"))
             )
         labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w))
-        hidden += n_hidden
         if classes:
+            hidden += n_hidden
             samples.append((photo, labels, classes))
+        else:  # every polygon of one or two points, or of no area
+            empty.append(photo.name)
 
     left_out = []
     if unlabelled:
@@ -134,8 +136,12 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
         )
     if boxes:
         left_out.append(f"{boxes} box label(s) without a polygon (a detection dataset holds no masks)")
+    if empty:
+        left_out.append(all_empty(empty))
     if not samples:
-        if boxed:
+        if empty and not (boxed or boxes):
+            why = all_empty(empty)
+        elif boxed:
             why = "each photo with polygons has plants with only a box too: draw their outlines"
         elif boxes:
             why = "its label files hold boxes: a detection dataset; train needs a segmentation dataset's polygons"

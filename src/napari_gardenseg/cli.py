@@ -162,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--crf band=0.05,0.95; the names are CRFParams' fields, as in the widget's CRF settings)",
     )
     s.add_argument(
-        "--tile-size", type=_int_or_auto, help="segment in tiles of this many pixels, or 'auto' (default: whole image)"
+        "--tile-size",
+        type=_int_or_auto,
+        help="segment in tiles of this many pixels, or 'auto' (default: whole image; 'auto' for zarr stores and "
+        "TIFFs of a plane over 8192 x 8192, which are read window by window: native-pixel tiles where a side is "
+        "over 4 times the model's input)",
     )
     s.add_argument(
         "--tile-overlap",
@@ -173,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale",
         type=_float_or_auto,
         help="resize factor before the network (1.0: native pixels), or 'auto' (default: the model's own resize; "
-        "the bundled model's shortest side 512, longest at most 1024)",
+        "the bundled model's shortest side 512, longest at most 1024; native pixels where the image is tiled)",
     )
     s.add_argument("--merge-classes", action="store_true", help="report every instance as one class 'plant'")
     s.add_argument(

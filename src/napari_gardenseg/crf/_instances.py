@@ -429,8 +429,13 @@ def refine_instances(
     :func:`~napari_gardenseg.to_rgb_float` raises for ``image`` (ImageError,
     TypeError); :class:`~napari_gardenseg.DeviceError` for a device not available
     here; :class:`~napari_gardenseg.CRFUnavailableError` for a backend that cannot
-    be imported; :class:`napari_gardenseg.Cancelled` when ``cancel`` is set.
+    be imported; :class:`napari_gardenseg.Cancelled` when ``cancel`` is set;
+    TypeError for a ``progress`` that is not callable or a ``cancel`` that is
+    neither an Event nor a callable.
     """
+    from .._cancel import check_callbacks
+
+    check_callbacks(progress, cancel)
     params = CRFParams.from_any(params)
     mask_threshold = _check_threshold(mask_threshold)
     rgb = to_rgb_uint8(image)

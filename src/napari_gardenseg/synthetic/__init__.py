@@ -51,7 +51,9 @@ def garden_scene(
     in a crowded bed, or when slivers are dropped); defaults to (4, 12) for
     ``"garden"`` and (5, 60) for ``"photo"``.
 
-    Raises ValueError for a ``seed`` that is not a whole number from 0, a
+    Raises ValueError for a ``seed`` that is not a whole number from 0, a ``shape``
+    that is not two whole numbers from 8, ``n_plants`` that is not two whole
+    numbers from 0 in order, a
     ``style`` other than ``"garden"`` and ``"photo"``,
     ``kinds`` of which the photo style draws none (it draws ``"rosette"``,
     ``"flowering"`` and ``"weed"``), or, in the garden style, a kind not in
@@ -62,9 +64,25 @@ def garden_scene(
     from .._options import whole_number
 
     seed = whole_number("seed", seed, low=0)  # numpy's own error for None or 1.5 names no argument
+    shape = _pair("shape", shape, low=8)  # smaller frames hold no plant of the smallest size
+    n_plants = None if n_plants is None else _pair("n_plants", n_plants, low=0)
+    if n_plants is not None and n_plants[0] > n_plants[1]:
+        raise ValueError(f"n_plants must be (low, high) with low <= high, got {n_plants}")
     if isinstance(kinds, str):  # one kind, not its letters
         kinds = (kinds,)
     rng = np.random.default_rng(int(seed))
     if style == "photo":
         return _photo.scene(rng, shape, n_plants or (5, 60), tuple(kinds))
     return _garden.scene(rng, shape, n_plants or (4, 12), kinds)
+
+
+def _pair(name: str, value, *, low: int) -> tuple[int, int]:
+    """``value`` as two whole numbers of at least ``low``; ValueError naming ``name`` otherwise."""
+    from .._options import whole_number
+
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be two whole numbers, got {value!r}")
+    try:
+        return tuple(whole_number(name, v, low=low) for v in value)
+    except ValueError:
+        raise ValueError(f"{name} must be two whole numbers, at least {low}, got {value!r}") from None
