@@ -513,3 +513,26 @@ def test_a_photo_whose_masks_are_all_empty_is_named_where_it_is_left_out(tmp_pat
         ImageError, match=r"no annotated photo was found; left out 1 photo\(s\) whose masks are all empty"
     ):
         read_coco(tmp_path / "empty.json")
+
+
+def test_a_photo_of_hundreds_of_plants_some_nested_reads_back_whole(tmp_path):
+    # each mask drawn in its box, ids mapped in one lookup: the same plants as written, smaller on top
+    from napari_gardenseg import to_coco
+
+    entry = _photo(tmp_path, "flat.png", h=130, w=170)
+    lab = np.zeros((130, 170), np.int32)
+    ids = iter(range(1, 1000))
+    for y in range(0, 130, 6):
+        for x in range(0, 170, 6):
+            lab[y : y + 5, x : x + 5] = next(ids)  # 22 x 29 = 638 plants, more than uint8 counts
+    n = int(lab.max())
+    doc = to_coco(lab, file_name="flat.png")
+    big = {"id": n + 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 40, 0, 40, 40, 0, 40]]}
+    doc["annotations"].append(big)  # a large plant under the small ones of its corner
+    doc["images"][0].update(entry)
+    (tmp_path / "flat.json").write_text(json.dumps(doc))
+    [(_, labels, classes)] = read_coco(tmp_path / "flat.json")
+    assert len(classes) == n + 1 == int(labels.max())
+    under = (labels == labels[0:40, 0:40][lab[0:40, 0:40] == 0][0]) & (lab > 0)
+    assert not under.any()  # every small plant kept on top of the large one
+    assert _same_partition(np.where(lab > 0, lab, labels.max() * (labels > 0)), labels)

@@ -213,7 +213,9 @@ def read_coco(
             (_rle(coco_mask, a["segmentation"], h, w, path.name, a.get("id")), categories[_key(a["category_id"])])
             for a in anns
         ]
-        labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w))
+        # a compressed RLE whose runs overrun its size fails as it is drawn: named there
+        where = [f"{path.name}: annotation {a.get('id')}" for a in anns]
+        labels, classes, n_hidden = draw_instances(coco_mask, rles, (h, w), where)
         if turn:
             labels = turn_upright(labels, orientation)
         if classes:
@@ -291,7 +293,7 @@ def pycocotools_mask(what: str):
     return mask
 
 
-def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], int]:
+def draw_instances(coco_mask, rles, shape, where=None) -> tuple[np.ndarray, dict[int, str], int]:
     """(labels, {instance id: class name}, instances hidden) from ``(compressed RLE, class name)`` pairs.
 
     ``labels`` is a ``shape`` image of ids 1..n, int16 where they fit, else int32
@@ -299,20 +301,40 @@ def draw_instances(coco_mask, rles, shape) -> tuple[np.ndarray, dict[int, str], 
     smaller is drawn over the larger, so a small plant on a larger one keeps
     its pixels; an empty mask gets no id, nor does one left with no pixel
     under others (both counted as hidden). Encoded masks are small: each is
-    decoded only while it is drawn.
+    decoded only while it is drawn, and drawn inside its box. ``where``: what
+    each mask is, for the message of :class:`ImageError` raised for one that
+    pycocotools cannot decode (a compressed RLE whose runs overrun its size).
     """
     from skimage.segmentation import relabel_sequential
 
     labels, classes = np.zeros(shape, ids_dtype(len(rles))), {}
-    for rle, name in sorted(rles, key=lambda r: -int(coco_mask.area(r[0]))):  # largest first: smaller on top
-        mask = coco_mask.decode(rle).astype(bool)
-        if mask.any():
-            k = len(classes) + 1
-            labels[mask] = k
-            classes[k] = name
+    if not rles:
+        return labels, classes, 0
+    encoded = [r for r, _ in rles]
+    # one by one: pycocotools' area() of a list counts in uint8 (overflows past 255 masks)
+    areas = np.array([int(coco_mask.area(r)) for r in encoded], dtype=np.int64)
+    boxes = np.array([coco_mask.toBbox(r) for r in encoded], dtype=float).reshape(-1, 4)  # x, y, width, height
+    for i in np.argsort(-areas, kind="stable"):  # largest first: smaller on top
+        if areas[i] == 0:
+            continue
+        try:
+            mask = coco_mask.decode(encoded[i])
+        except (TypeError, ValueError) as exc:
+            what = where[i] if where is not None else f"mask {i + 1}"
+            raise ImageError(f"{what} has a segmentation pycocotools cannot read: {exc}") from exc
+        x, y, bw, bh = boxes[i]
+        y0, x0 = int(y), int(x)
+        window = (slice(y0, int(np.ceil(y + bh))), slice(x0, int(np.ceil(x + bw))))
+        k = len(classes) + 1
+        labels[window][mask[window].astype(bool)] = k  # the box alone: not the whole frame again
+        classes[k] = rles[i][1]
     labels, forward, _ = relabel_sequential(labels)  # ids 1..n again once hidden instances are gone
-    present = [k for k in classes if forward[k] > 0]
-    return labels, {int(forward[k]): classes[k] for k in present}, len(rles) - len(present)
+    kept = np.asarray(forward[np.arange(len(classes) + 1)])  # every id's new one, looked up once
+    return (
+        labels,
+        {int(kept[k]): name for k, name in classes.items() if kept[k] > 0},
+        len(rles) - int(np.count_nonzero(kept[1:])),
+    )
 
 
 def all_empty(names: list[str]) -> str:
@@ -535,7 +557,6 @@ def _rle(coco_mask, segmentation, h: int, w: int, file: str, ann_id) -> dict:
             if isinstance(rle["counts"], str):
                 rle["counts"] = rle["counts"].encode("ascii")
         size = [int(v) for v in rle["size"]]
-        coco_mask.decode(rle)  # a compressed RLE whose runs overrun its size fails here, not later unnamed
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ImageError(f"{file}: annotation {ann_id} has a segmentation pycocotools cannot read: {exc}") from exc
     if size != [h, w]:

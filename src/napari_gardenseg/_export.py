@@ -188,10 +188,12 @@ def _labels_to_coco(labels: np.ndarray, features, image_id: int, file_name: str 
         ids, [categories[n] for n in names], None, image_id=int(image_id), boxes=boxes
     )
     scores = table["score"].to_numpy(dtype=float)
+    # each id's label id, looked up once (indexing the map one id at a time maps them all each time)
+    label_ids = np.asarray(inverse[np.arange(len(table) + 1)])
     for ann in annotations:  # id k is the table's row k - 1
         if np.isfinite(scores[ann["id"] - 1]):
             ann["score"] = float(scores[ann["id"] - 1])
-        ann["id"] = int(inverse[ann["id"]])  # the instance's label id, as a batch's COCO file has it
+        ann["id"] = int(label_ids[ann["id"]])  # the instance's label id, as a batch's COCO file has it
     if class_names is not None:  # every class of the model, as for a result
         categories = {**{n: i for i, n in _model_classes(class_names).items()}, **categories}
     h, w = labels.shape
