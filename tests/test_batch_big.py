@@ -246,3 +246,12 @@ def test_resuming_a_zarr_input_with_tile_size_auto_is_the_same_run(tmp_path):
     again = segment_files(inputs, out, "garden", crf=False, tile_size="auto", resume=True)
     status = dict(zip(again.table["file"].map(lambda f: f.rsplit("/", 1)[-1]), again.table["status"]))
     assert status == {"bed.zarr": "skipped", "photo.png": "failed"}, again.table
+    # a record of the version before, which wrote tile_size "auto" down: the same run too
+    import json
+
+    record = json.loads((out / "bed_run.json").read_text())
+    record["options"]["tile_size"] = "auto"
+    (out / "bed_run.json").write_text(json.dumps(record))
+    for tile_size in (None, "auto"):
+        older = segment_files(inputs[:1], out, "garden", crf=False, tile_size=tile_size, resume=True)
+        assert list(older.table["status"]) == ["skipped"], older.table

@@ -224,3 +224,17 @@ def test_a_files_stated_measures_are_read_once_until_it_or_a_file_beside_it_chan
     Image.fromarray(np.full((50, 60, 3), 90, np.uint8)).save(tmp_path / "ortho.png")
     os.utime(tmp_path / "ortho.png", ns=(1, 1))
     assert _image_reader.stated_measures(tmp_path / "ortho.png")[0] == (50, 60) and len(reads) == 3
+
+
+def test_a_linked_photo_is_placed_by_the_world_file_beside_the_link(tmp_path):
+    # sidecars are read beside the path as given: the cache looked beside the link's target
+    from napari_gardenseg import _image_reader
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "bed").mkdir()
+    Image.fromarray(np.full((40, 60, 3), 90, np.uint8)).save(tmp_path / "store" / "photo.png")
+    (tmp_path / "bed" / "ortho.png").symlink_to(tmp_path / "store" / "photo.png")
+    assert _image_reader.stated_measures(tmp_path / "bed" / "ortho.png")[1]["map_grid"] is None
+    (tmp_path / "bed" / "ortho.pgw").write_text("0.02\n0\n0\n-0.02\n500000.01\n4000000.99\n")
+    assert _image_reader.stated_measures(tmp_path / "bed" / "ortho.png")[1]["map_grid"] is not None
+    assert _image_reader.stated_measures(tmp_path / "store" / "photo.png")[1]["map_grid"] is None

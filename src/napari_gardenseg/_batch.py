@@ -51,6 +51,7 @@ from ._image_folders import is_zarr_store
 from ._run_record import (
     OUTPUTS_GONE,
     RUN_SUFFIX,
+    TILED_BY_DEFAULT,
     _compared_options,
     _input_identity,
     _not_done,
@@ -269,7 +270,7 @@ def segment_files(
         kinds = input_kind(fs.file, axes)._asdict()
         targets = [out / f for f in output_files(fs.name, crf=crf, coco=coco, write_overlay=write_overlay, **kinds)]
         clash = next((t for t in targets if os.path.realpath(t) in inputs), None)
-        wanted_here = {**wanted, "options": wanted_options[kinds["big"]]}
+        wanted_here = {**wanted, "options": wanted_options[kinds["big"]], TILED_BY_DEFAULT: kinds["big"]}
         if clash is not None:
             message = f"its output {str(clash)!r} is also an input of this batch; not replacing it: write into another output folder"
             fail(fs, _failure(fs, ForeignFileError(message), tb=""))

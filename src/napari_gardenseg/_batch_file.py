@@ -22,6 +22,7 @@ from ._run_record import (
     _RECORD_FORMAT,
     OUTPUTS_GONE,
     RUN_SUFFIX,
+    TILED_BY_DEFAULT,
     _compared_options,
     _has_bytes,
     _input_identity,
@@ -165,13 +166,14 @@ def _process_file(
         "options": _compared_options(segment_options, crf_overrides, axes, model_id, big=kind.big),
         "outputs": {"coco": bool(coco), "overlay": bool(write_overlay)},
     }
+    # what a run record must say for its outputs to be this file's
+    wanted = {**record, TILED_BY_DEFAULT: kind.big}
     if resume and (done := read_run_record(out, name)) is not None:
-        why = _not_done(out, name, record, done)
+        why = _not_done(out, name, wanted, done)
         if why is None:
             return _reused(path, name, done)
         # this run's outputs, some deleted or emptied by a crash: made again (changed ones are refused below)
         overwrite = overwrite or why == OUTPUTS_GONE
-    wanted = dict(record)  # what a run record must say for its outputs to be this file's
     targets = [out / f for f in output_files(name, crf=crf, coco=coco, write_overlay=write_overlay, **kind._asdict())]
     big = kind.big
     check_outputs(out, name, targets, overwrite, input_path=path)  # fail before the work, not after it

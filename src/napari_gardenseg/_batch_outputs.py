@@ -356,19 +356,16 @@ def table_as_written(table, image, pixel_size=None):
     for an image that states its pixels' physical size (a scan's dpi: :mod:`._pixel_size`), or given
     as ``pixel_size`` (the layer's scale, which wins), ``area_mm2`` and ``area_refined_mm2`` after
     ``area_refined`` (:func:`~napari_gardenseg._pixel_size.with_areas_mm2`)."""
-    from ._georeference import file_grid, ground_pixel_m2, with_map_columns
+    from ._georeference import with_map_columns
     from ._pixel_size import with_areas_mm2
 
     table = table.copy()
     if "area_refined" in table:
         table["area_refined"] = table["area_refined"].round().astype("Int64")
     table = with_areas_mm2(table, pixel_size if pixel_size is not None else getattr(image, "pixel_size", None))
-    geo = getattr(image, "georeference", ())
-    sidecars = getattr(image, "sidecar_georeference", None)
-    if not geo and sidecars is None:
-        return table
+    placement = getattr(image, "placement", None)  # an ImageFile's (none without an input file)
     # sidecars beside a GeoTIFF are its PAM file, which GDAL reads before the tags
-    return with_map_columns(table, file_grid(geo, sidecars), ground_pixel_m2(geo, sidecars))
+    return table if placement is None else with_map_columns(table, *placement())
 
 
 def write_tiled_tiff(target, labels, extratags=(), tile: int = 1024) -> None:

@@ -279,6 +279,17 @@ class SidecarGeoreference:
         )
 
 
+def sidecar_names(path: Path) -> list[Path]:
+    """Every file beside ``path`` that :func:`read_sidecars` reads: GDAL's PAM file, the world
+    files (:func:`world_file_names`) and ESRI's ``.prj``."""
+    return [
+        path.with_name(path.name + ".aux.xml"),
+        *world_file_names(path),
+        path.with_suffix(".prj"),
+        path.with_suffix(".PRJ"),
+    ]
+
+
 def world_file_names(path: Path) -> list[Path]:
     """The world files GDAL looks for beside ``path``: the first and last letters of its
     extension and a ``w`` (``.jgw``, ``.tfw``), the extension and a ``w`` (``.jpgw``), ``.wld``;

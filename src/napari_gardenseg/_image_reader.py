@@ -50,6 +50,7 @@ the run record.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shlex
@@ -160,44 +161,47 @@ def read_image(path, *, axes: str | None = None, lazy: bool | None = False) -> I
     return image
 
 
-# stated_measures of files as they were: {(path, size, mtime_ns): answer}, the last few
-_MEASURES: dict[tuple, tuple | None] = {}
-
-
 def stated_measures(path) -> tuple[tuple[int, int], dict] | None:
     """What an image file says of the size of its pixels, read as :func:`read_image` reads it
     (lazily, its warnings not given: only its tags are wanted): ``((rows, columns), measures)``,
     the file's pixel grid and ``{"pixel_size": PixelSize or None, "map_grid": GDAL's GeoTransform
     or None, "ground_pixel_m2": float or None}`` (:mod:`._pixel_size`, :mod:`._georeference`);
-    None where it cannot be read (moved, damaged, no image). Kept for the file as it is (its size
-    and modification time): the widget asks at each run, and a photo is decoded whole to read it."""
+    None where it cannot be read (moved, damaged, no image). Kept for the file and its sidecars as
+    they are (their sizes and modification times): the widget asks at each run, and a photo is
+    decoded whole to read it."""
     try:
-        key = _file_state(path)
+        state = _file_state(path)
     except (OSError, TypeError, ValueError):
         return None
-    if key is None:  # a folder (a zarr store): its attributes change inside it
+    if state is None:  # a folder (a zarr store): its attributes change inside it
         return _read_measures(path)
-    if key not in _MEASURES:
-        if len(_MEASURES) >= 16:
-            del _MEASURES[next(iter(_MEASURES))]
-        _MEASURES[key] = _read_measures(path)
-    return _MEASURES[key]
+    return _measures_of(state)
 
 
 def _file_state(path) -> tuple | None:
-    """A file's path, size and modification time, with those of the files beside it named after
-    it (a world file, .aux.xml or .prj added since places it); None for a folder."""
-    path = Path(path).resolve()
+    """A file's path (as given: its sidecars lie beside it, a link's too), size and modification
+    time, with those of each file beside it that places it (:func:`~napari_gardenseg._georeference.sidecar_names`:
+    one added since changes its map grid); None for a folder."""
+    from ._georeference import sidecar_names
+
+    path = Path(os.path.abspath(path))
     st = path.stat()
     if path.is_dir():
         return None
-    with os.scandir(path.parent) as entries:
-        beside = sorted(
-            (e.name, e.stat().st_size, e.stat().st_mtime_ns)
-            for e in entries
-            if e.name != path.name and e.name.startswith(path.stem) and e.is_file()
-        )
-    return (str(path), st.st_size, st.st_mtime_ns, tuple(beside))
+
+    def state(p: Path):
+        try:
+            s = p.stat()
+        except OSError:
+            return None
+        return s.st_size, s.st_mtime_ns
+
+    return (str(path), st.st_size, st.st_mtime_ns, tuple(state(p) for p in sidecar_names(path)))
+
+
+@functools.lru_cache(maxsize=16)  # thread-safe; the last few files
+def _measures_of(state: tuple):
+    return _read_measures(state[0])
 
 
 def _read_measures(path) -> tuple[tuple[int, int], dict] | None:

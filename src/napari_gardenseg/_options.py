@@ -173,7 +173,8 @@ class SegmentOptions:
     tile_size: None runs the whole image at once; pixels (>= 64, at ``scale``)
         or "auto" run overlapping tiles (see :mod:`napari_gardenseg._tiling`).
         An image read window by window (:func:`~napari_gardenseg.segment_to_zarr`,
-        and a batch's zarr stores and TIFFs of a plane over 8192 x 8192) runs as
+        and a batch's zarr stores of one image and TIFF or .npy files of a plane
+        over 8192 x 8192) runs as
         "auto" where it is None: in tiles of native pixels where a side is over
         4 times the model's input, else whole.
     tile_overlap: pixels between neighbouring tiles (None: a quarter of a tile; 0: none,

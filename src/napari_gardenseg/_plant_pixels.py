@@ -216,7 +216,13 @@ def vegetation_stage(
         vmap = classes.map(source, image_shape=(y1 - y0, x1 - x0))
         covered = model_coverage(found, vmap, SEED_THRESHOLD)
         out = None
-    info["vegetation_model_coverage"] = round(covered, 3)
+    info["vegetation_model_coverage"] = None if covered is None else round(covered, 3)
+    if mode == "auto" and covered is None:  # not "the network holds them all": there are none to hold
+        reason = (
+            "no plant-coloured patch is larger than a speck (a share of the image: plants of a few pixels "
+            "in a big photo are under it)"
+        )
+        return found, {"applied": False, "reason": reason, **info}
     if mode == "auto" and covered >= MODEL_COVERS:
         reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"
         return found, {"applied": False, "reason": reason, **info}
@@ -257,11 +263,12 @@ def confident_on_colour(found: Instances, plants: np.ndarray, step: int) -> floa
 
 def model_coverage(
     found: Instances, vegetation: VegetationMap, mask_threshold: float = 0.5, min_score: float = COVERAGE_SCORE
-) -> float:
-    """Share (0..1) of the plant-coloured pixels inside detections scoring at least ``min_score``."""
+) -> float | None:
+    """Share (0..1) of the plant-coloured pixels inside detections scoring at least ``min_score``;
+    None where the map holds none (every plant-coloured patch smaller than a speck)."""
     veg = vegetation.plants
     if not veg.any():
-        return 1.0
+        return None
     confident = found.take(np.flatnonzero(found.scores >= min_score))
     return float((paint_image(confident, mask_threshold)[veg] > 0).mean()) if len(confident) else 0.0
 

@@ -26,6 +26,9 @@ RUN_SUFFIX = "_run.json"
 _RECORD_FORMAT = 2
 # what a run record must share with this run for --resume to skip the file
 _COMPARED = ("input", "model", "options", "outputs")
+# a wanted record's flag (not compared, not written): the input is tiled at the model's size by
+# default (segmented window by window), so a record's tile_size "auto" is its default run
+TILED_BY_DEFAULT = "tiled_by_default"
 # segment() options that never change the result, so they are not compared
 _NOT_COMPARED_OPTIONS = ("device", "progress", "cancel", "keep_soft_masks")
 
@@ -190,16 +193,17 @@ def _model_settings(model_id: dict | None) -> dict | None:
     key = (model_id.get("source"), model_id.get("sha256"))
     if key not in _MODEL_SETTINGS:
         from ._models import MODEL_NAMES, model_info
-        from ._options import model_mask_threshold, model_score_threshold
+        from ._options import SegmentOptions, with_model_thresholds
 
         source = key[0]
         if source not in MODEL_NAMES and (key[1] is None or not Path(source).is_file()):
             return None  # a Model object, a file gone: nothing to read its settings from
         try:
             meta = model_info(source)[1]
+            own = with_model_thresholds(SegmentOptions(), meta)  # what a run that gives neither runs at
             _MODEL_SETTINGS[key] = {
-                "score_threshold": model_score_threshold(meta),
-                "mask_threshold": model_mask_threshold(meta),
+                "score_threshold": own.score_threshold,
+                "mask_threshold": own.mask_threshold,
                 "crf": meta.get("crf") if isinstance(meta.get("crf"), Mapping) else None,
             }
         except Exception:  # noqa: BLE001 - unreadable: the options are compared as given
@@ -269,6 +273,9 @@ def _differences(record: dict, wanted: dict) -> list[str]:
             if a != b:
                 # a record written before the model's own settings were left out holds them as given
                 a = _without_model_defaults(_recorded_as_now(a), wanted.get("model"))
+            if a != b and wanted.get(TILED_BY_DEFAULT) and a.get("tile_size") == "auto":
+                # a big input's record written before "auto" was left out as its default
+                a = {k: v for k, v in a.items() if k != "tile_size"}
         if key == "input" and isinstance(a, dict) and isinstance(b, dict) and "path" in a and "path" in b:
             return _same_file(a, b)
         return a == b

@@ -270,8 +270,8 @@ def follow_in_windows(
     block: int | None = None,
     cancel=None,
     progress=None,
-) -> tuple[Instances, float, int]:
-    """``found`` made to follow plant colour window by window; the network's coverage of the plants; the window count.
+) -> tuple[Instances, float | None, int]:
+    """``found`` made to follow plant colour window by window; the network's coverage of the plants (None: no plant pixel); the window count.
 
     ``source``: an :class:`~napari_gardenseg._image_source.ImageSource` (read one window
     at a time); ``classes``: the image's colour classes; ``block``: the
@@ -362,8 +362,8 @@ def follow_in_windows(
         )
     merged = _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold)
     merged.meta = {**found.meta, GROUND_COVER: round(ground / (h * w), 4)}
-    coverage = covered / plant_pixels if plant_pixels else 1.0
-    return merged.take(np.argsort(-merged.scores, kind="stable")), float(coverage), len(plans)
+    coverage = covered / plant_pixels if plant_pixels else None  # no plant pixel: nothing to hold
+    return merged.take(np.argsort(-merged.scores, kind="stable")), coverage, len(plans)
 
 
 def _stitched(found, kept, extra, colour, lines, mask_threshold, score_threshold) -> Instances:

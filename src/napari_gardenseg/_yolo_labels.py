@@ -139,14 +139,14 @@ def read_yolo(path, *, split: str = "train", max_photos: int | None = None, data
     if empty:
         left_out.append(all_empty(empty))
     if not samples:
-        if empty and not (boxed or boxes):
-            why = all_empty(empty)
-        elif boxed:
+        if boxed:
             why = "each photo with polygons has plants with only a box too: draw their outlines"
         elif boxes:
             why = "its label files hold boxes: a detection dataset; train needs a segmentation dataset's polygons"
         else:
             why = "looked for <labels folder>/<photo name>.txt, the images/ folder's twin labels/, or beside the photo"
+        if empty:  # said whatever else is
+            why = f"{why}; and {all_empty(empty)}" if boxed or boxes else all_empty(empty)
         raise ImageError(f"{path.name}: no photo has polygon labels ({why})")
     warn_left_out(path.name, left_out, hidden)
     return samples

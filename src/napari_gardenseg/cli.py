@@ -164,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--tile-size",
         type=_int_or_auto,
-        help="segment in tiles of this many pixels, or 'auto' (default: whole image; 'auto' for zarr stores and "
-        "TIFFs of a plane over 8192 x 8192, which are read window by window: native-pixel tiles where a side is "
-        "over 4 times the model's input)",
+        help="segment in tiles of this many pixels, or 'auto' (default: whole image; 'auto' for an image read window "
+        "by window, a zarr store or a TIFF or .npy file of a plane over 8192 x 8192: native-pixel tiles where a side "
+        "is over 4 times the model's input)",
     )
     s.add_argument(
         "--tile-overlap",
