@@ -1147,3 +1147,15 @@ def test_confident_on_colour_counts_confident_detections_and_needs_three():
     assert confident_on_colour(_instances(green + soil, [0.9, 0.8, 0.7, 0.9], truth.shape), plants[::4, ::4], 4) == 0.75
     # weak detections are not counted, and two confident ones are too few to judge by
     assert confident_on_colour(_instances(green + soil, [0.9, 0.3, 0.3, 0.9], truth.shape), plants, 1) is None
+
+
+def test_a_plant_map_of_specks_only_is_not_said_to_be_held_by_the_network():
+    # a big photo's small plants under the speck size: "the network holds 100%" was said with no detection
+    from napari_gardenseg._plant_pixels import model_coverage
+    from napari_gardenseg._vegetation import VegetationMap
+
+    probability = np.zeros((200, 200), np.float32)
+    probability[10:200:20, 10:200:20] = 0.9  # one-pixel plants
+    vmap = VegetationMap(probability, "exg", 0.1, 0.9, 0.01, True, "two colour classes", image_shape=(4000, 4000))
+    assert vmap.mask.any() and not vmap.plants.any()
+    assert model_coverage(None, vmap) is None
