@@ -372,7 +372,7 @@ def test_a_prj_that_is_not_text_gives_no_crs(tmp_path):
 def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by):
     # PixelIsPoint (GTRasterTypeGeoKey 2): the tiepoint is a pixel's centre, no half-pixel shift;
     # (row 10, col 20) of 0.5 m pixels from (1000, 2000) is (1010, 1995), as GDAL (rasterio) gives it
-    from napari_gardenseg._georeference import geotiff_crs, geotiff_to_map
+    from napari_gardenseg._georeference import file_grid, geotiff_crs, grid_to_map
     from napari_gardenseg._image_reader import read_image
 
     keys = (34735, "H", 12, (1, 1, 0, 2, 1025, 0, 1, 2, 3072, 0, 1, 32633), True)
@@ -385,7 +385,7 @@ def test_pixel_to_map_as_gdal_reads_a_pixel_is_point_geotiff(tmp_path, placed_by
     tifffile.imwrite(path, np.zeros((40, 50, 3), np.uint8), photometric="rgb", extratags=tags)
     georeference = read_image(path).georeference
     assert geotiff_crs(georeference) == "EPSG:32633"
-    np.testing.assert_allclose(geotiff_to_map(georeference)(10.0, 20.0), (1010.0, 1995.0))
+    np.testing.assert_allclose(grid_to_map(file_grid(georeference), 10.0, 20.0), (1010.0, 1995.0))
 
 
 def test_a_class_the_model_lacks_fails_the_batch_before_any_file(tmp_path):

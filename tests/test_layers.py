@@ -900,10 +900,14 @@ def test_an_orthophoto_gives_its_instances_map_coordinates_and_ground_areas(tmp_
     v = ViewerModel()
     with layer_source(path=str(tmp_path / "ortho.png")):
         v.add_layer(Image(image, name="ortho", rgb=True))
-    layers = write_layers(v, fake_run(plane_source(v.layers["ortho"]), fake_segment, crf=True))
+    output = fake_run(plane_source(v.layers["ortho"]), fake_segment, crf=True)
+    layers = write_layers(v, output)
     masks, crf = layers["masks"], layers["crf"]
     row = masks.features.set_index("label").loc[1]  # the square at rows and columns 4..9
     assert (row["map_x"], row["map_y"]) == pytest.approx((500000 + 7 * 0.02, 4000001 - 7 * 0.02))
+    # segment_layer's results: the same columns in their tables
+    table = output.results[0].table.set_index("label")
+    assert table.loc[1, "map_x"] == pytest.approx(row["map_x"]) and table.loc[1, "area_m2"] == row["area_m2"]
     assert row["area_m2"] == pytest.approx(36 * 0.0004) and "area_mm2" not in masks.features
     assert list(crf.features["area_m2"]) == pytest.approx([0.0, 36 * 0.0004])  # the refined layer's own
     masks.brush_size = 1

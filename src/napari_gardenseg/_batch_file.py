@@ -197,11 +197,9 @@ def _process_file(
         staged.parent.mkdir(parents=True, exist_ok=True)
         if staged_made is not None:
             staged_made.append(staged)
-        from ._image_source import ImageSource
+        from ._image_source import file_source
 
-        source = ImageSource(image.data, name=path.name)
-        source.pixel_size = image.pixel_size  # kept in the store's attributes, as its grid
-        source.map_grid, source.ground_pixel_m2 = image.placement()
+        source = file_source(image)  # its pixel size and grid kept in the store's attributes
         result = segment_to_zarr_with(source, staged, loaded, options, overwrite=True, progress=progress, cancel=cancel)
         result.meta["staged"] = staged
     elif image.is_stack:  # plane by plane, ids unique across the stack

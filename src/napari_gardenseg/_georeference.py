@@ -34,7 +34,6 @@ from ._files import is_file
 __all__ = [
     "geotiff_tags",
     "geotiff_crs",
-    "geotiff_to_map",
     "geotiff_note",
     "SidecarGeoreference",
     "read_sidecars",
@@ -52,7 +51,7 @@ def geotiff_note(tags: tuple) -> str:
     """The run record's word on a GeoTIFF's georeferencing: its CRS, and what the outputs keep of it."""
     crs = geotiff_crs(tags)
     note = f"GeoTIFF georeferencing{f' ({crs})' if crs else ''}: copied to the label TIFFs (same pixel grid)"
-    if geotiff_to_map(tags) is not None:
+    if _tags_transform(tags) is not None:  # not ground control points only
         note += "; the instances' centroids in its coordinates: map_x, map_y of the instances CSV"
     return note
 
@@ -73,17 +72,6 @@ def geotiff_crs(tags: tuple) -> str | None:
     keys = _geokeys(tags)
     code = keys.get(3072) or keys.get(2048)  # ProjectedCSTypeGeoKey, GeographicTypeGeoKey
     return f"EPSG:{code}" if code and code != 32767 else None
-
-
-def geotiff_to_map(tags: tuple):
-    """A function ``(row, col) -> (x, y)`` from pixel coordinates (pixel centres at integers, as
-    centroids are) to the CRS's, from GeoTIFF tags (:func:`geotiff_tags`, :func:`_tags_transform`).
-    None when the tags hold only ground control points (several tiepoints, no scale). Works on
-    numpy arrays elementwise."""
-    t = _tags_transform(tags)
-    if t is None:
-        return None
-    return lambda row, col: grid_to_map(t, row, col)
 
 
 def grid_to_map(transform, row, col):
@@ -263,11 +251,6 @@ class SidecarGeoreference:
         x0, a, b, y0, d, e = self.transform
         c, f = x0 + 0.5 * a + 0.5 * b, y0 + 0.5 * d + 0.5 * e
         return "".join(f"{v!r}\n" for v in (a, d, b, e, c, f))
-
-    def to_map(self, row, col):
-        """``(x, y)`` in the CRS of pixel coordinates with pixel centres at integers, as
-        centroids are; works on numpy arrays elementwise (:func:`grid_to_map`)."""
-        return grid_to_map(self.transform, row, col)
 
     def note(self) -> str:
         """The run record's word on it."""

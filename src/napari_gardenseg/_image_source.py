@@ -391,8 +391,16 @@ def open_image(path_or_array, *, lazy: bool | None = None, axes: str | None = No
             "open_image and segment_to_zarr take one 2-D image: segment the stack plane by plane with "
             f"segment_files([path], out_dir) or `gardenseg segment`, or pass one plane as an array{colours}"
         )
-    source = ImageSource(image.data, name=image.path.name)
+    source = file_source(image)
     source.applied = image.record()
+    return source
+
+
+def file_source(image) -> ImageSource:
+    """The :class:`ImageSource` of an image file as read (an
+    :class:`~napari_gardenseg._image_file.ImageFile` of one plane), with what the file states of
+    its pixels: ``pixel_size``, ``map_grid`` and ``ground_pixel_m2`` (``ImageFile.placement``)."""
+    source = ImageSource(image.data, name=image.path.name)
     source.pixel_size = image.pixel_size
     source.map_grid, source.ground_pixel_m2 = image.placement()
     return source

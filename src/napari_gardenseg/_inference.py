@@ -37,7 +37,7 @@ from ._instances import FULL_PASSES, Instances, paint, paint_image, visible_shar
 from ._models import Model, load_model
 from ._options import DEFAULT_MODEL, DEFAULTS, SegmentOptions, with_model_thresholds
 from ._planes import MAX_PLANE_PIXELS
-from ._results import SegmentationResult, label_areas
+from ._results import SegmentationResult, label_areas, measures_meta
 from ._scale import estimate_scale
 from ._tiling import _intersection, detect, model_input_size, plan_tiles, seam_note
 from .crf import CRFParams, refine_masks
@@ -638,11 +638,7 @@ class _Run:
             **self.how,
             **dark_input(self.source),
             **({"read": self.source.applied} if self.source.applied else {}),  # how a file was read
-            # the table's areas in mm² (SegmentationResult.table)
-            **({"pixel_size": self.source.pixel_size.as_record()} if self.source.pixel_size is not None else {}),
-            # the table's map_x, map_y (and area_m2) of a georeferenced file
-            **({"map_grid": list(self.source.map_grid)} if self.source.map_grid is not None else {}),
-            **({"ground_pixel_m2": self.source.ground_pixel_m2} if self.source.ground_pixel_m2 is not None else {}),
+            **measures_meta(self.source),  # the table's area_mm2, map_x, map_y, area_m2
         }
 
     def result(self, found, labels, refined, claims, keep_soft_masks) -> SegmentationResult:

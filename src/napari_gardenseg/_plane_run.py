@@ -208,6 +208,7 @@ def run_planes(
     avoid_triton_llvm_clash()
     from . import _inference, _models
     from ._cancel import check
+    from ._results import measures_meta
 
     report = progress or (lambda f, m: None)
     source = dataclasses.replace(source, **_file_measures(source))  # the table's areas in mm², its map columns
@@ -239,8 +240,7 @@ def run_planes(
             np.add(res.refined, offset, out=refined[out], where=res.refined > 0)
         boxes += _box_corners(res, out)
         res.meta["plane"] = source.planes[i]
-        if source.pixel_size is not None:  # its table's areas in mm² too, as the layers' features
-            res.meta["pixel_size"] = source.pixel_size.as_record()
+        res.meta.update(measures_meta(source))  # its table's physical columns too, as the layers' features
         results.append(res)
         offsets.append(offset)
         offset += len(res)
@@ -286,7 +286,8 @@ def _run_big(source: PlaneSource, model, options: SegmentOptions, report, cancel
     from ._image_source import ImageSource
 
     plane = ImageSource(source.plane(0), name=source.name)
-    plane.pixel_size = source.pixel_size  # kept in the store's attributes, as a batch's store keeps it
+    # kept in the store's attributes, as a batch's store keeps them
+    plane.pixel_size, plane.map_grid, plane.ground_pixel_m2 = source.pixel_size, source.map_grid, source.ground_pixel_m2
     res = _inference.segment_to_zarr_with(plane, path, model, options, progress=report, cancel=cancel)
     res.meta["plane"] = source.planes[0]
     res.meta["zarr"] = str(path)

@@ -20,6 +20,19 @@ def other_columns(columns) -> list:
     return [c for c in columns if c not in TABLE_COLUMNS and not own(str(c))]
 
 
+def measures_meta(source) -> dict:
+    """The ``meta`` entries :attr:`SegmentationResult.table` reads its physical columns from, of a
+    source that has ``pixel_size`` (:class:`~napari_gardenseg._pixel_size.PixelSize`), ``map_grid``
+    and ``ground_pixel_m2`` (an :class:`~napari_gardenseg._image_source.ImageSource` or a layer's
+    :class:`~napari_gardenseg._planes.PlaneSource`): JSON values, only those it has."""
+    size, grid, ground = source.pixel_size, source.map_grid, source.ground_pixel_m2
+    return {
+        **({"pixel_size": size.as_record()} if size is not None else {}),  # area_mm2
+        **({"map_grid": [float(v) for v in grid]} if grid is not None else {}),  # map_x, map_y
+        **({"ground_pixel_m2": float(ground)} if ground is not None else {}),  # area_m2
+    }
+
+
 @dataclass
 class SegmentationResult:
     """What :func:`napari_gardenseg.segment` returns.

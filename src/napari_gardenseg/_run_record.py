@@ -128,8 +128,7 @@ def _compared_options(
     ``big``: the input is segmented window by window (a zarr store, a big TIFF), which tiles at the
     model's input size by default, so ``tile_size="auto"`` is its default too."""
     opts = {k: v for k, v in _without_defaults(_as_validated(options)).items() if k not in _NOT_COMPARED_OPTIONS}
-    if big and opts.get("tile_size") == "auto":
-        del opts["tile_size"]
+    opts = _without_tiled_default(opts, big)
     crf_params = opts.get("crf_params")
     if isinstance(crf_params, Mapping):
         # some CRF fields over the model's settings: what crf_overrides (the CLI's --crf-*) are, so
@@ -141,6 +140,12 @@ def _compared_options(
     if axes is not None:
         opts["axes"] = axes
     return _jsonable(_without_model_defaults(opts, model_id))
+
+
+def _without_tiled_default(opts: dict, big: bool) -> dict:
+    """``opts`` without ``tile_size="auto"`` where the input is ``big`` (segmented window by window,
+    which tiles so when no tile size is given): the same run, however spelt."""
+    return {k: v for k, v in opts.items() if not (big and k == "tile_size" and v == "auto")}
 
 
 def _without_model_defaults(opts: dict, model_id: dict | None) -> dict:
@@ -273,9 +278,8 @@ def _differences(record: dict, wanted: dict) -> list[str]:
             if a != b:
                 # a record written before the model's own settings were left out holds them as given
                 a = _without_model_defaults(_recorded_as_now(a), wanted.get("model"))
-            if a != b and wanted.get(TILED_BY_DEFAULT) and a.get("tile_size") == "auto":
-                # a big input's record written before "auto" was left out as its default
-                a = {k: v for k, v in a.items() if k != "tile_size"}
+            if a != b:  # a big input's record written before "auto" was left out as its default
+                a = _without_tiled_default(a, wanted.get(TILED_BY_DEFAULT, False))
         if key == "input" and isinstance(a, dict) and isinstance(b, dict) and "path" in a and "path" in b:
             return _same_file(a, b)
         return a == b
