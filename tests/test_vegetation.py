@@ -1159,3 +1159,46 @@ def test_a_plant_map_of_specks_only_is_not_said_to_be_held_by_the_network():
     vmap = VegetationMap(probability, "exg", 0.1, 0.9, 0.01, True, "two colour classes", image_shape=(4000, 4000))
     assert vmap.mask.any() and not vmap.plants.any()
     assert model_coverage(None, vmap) is None
+
+
+def test_typical_area_is_the_component_at_the_median_plant_pixel():
+    from napari_gardenseg._vegetation import closing_radius, min_area, typical_area
+
+    mask = np.zeros((60, 60), bool)
+    mask[2:4, 2:4] = True  # a speck of 4
+    mask[10:13, 10:13] = True  # 9
+    mask[30:40, 30:40] = True  # 100: holds the median pixel
+    assert typical_area(mask) == 100.0
+    assert typical_area(mask, step=3) == 900.0  # an overview's pixel stands for step**2 of the image's
+    assert typical_area(np.zeros((5, 5), bool)) is None
+    # the plants' scale bounds the image's rule from above, never from below
+    assert min_area((4000, 4000)) == 320 and min_area((4000, 4000), plant_area=160.0) == 12
+    assert min_area((4000, 4000), plant_area=1e6) == 320
+    assert closing_radius((4000, 4000)) == 8 and closing_radius((4000, 4000), plant_area=144.0) == 2
+    assert closing_radius((4000, 4000), plant_area=1e6) == 8
+
+
+def test_small_plants_in_a_big_photo_are_neither_specks_nor_closed_into_one(monkeypatch):
+    # seedlings of ~29 px, 6 px apart, in a 2.25 MP frame: the image's rule alone (speck 45 px, closing
+    # radius 3 px) closed the grid into one region; the plants' own scale keeps each, whole and windowed
+    from napari_gardenseg import _vegetation_windows
+    from napari_gardenseg._image_source import ImageSource
+    from napari_gardenseg._options import SegmentOptions
+    from napari_gardenseg._plant_pixels import vegetation_stage
+
+    shape = (1500, 1500)
+    rgb = np.broadcast_to(SOIL, shape + (3,)).copy()
+    yy, xx = np.mgrid[:12, :12]
+    seedling = (yy - 5.5) ** 2 + (xx - 5.5) ** 2 <= 9
+    for cy in range(100, 340, 12):
+        for cx in range(100, 340, 12):
+            rgb[cy : cy + 12, cx : cx + 12][seedling] = LEAF
+    source = ImageSource((rgb * 255).round().astype(np.uint8))
+    empty = Instances.empty(shape)
+    monkeypatch.setattr(_vegetation_windows, "BLOCK", 512)
+    for windowed in (False, True):
+        out, info = vegetation_stage(
+            empty, source, SegmentOptions(vegetation="on", score_threshold=0.05), windowed=windowed
+        )
+        assert info["applied"] and len(out) == 400
+        assert sorted(set(out.sources)) == ["colour"]

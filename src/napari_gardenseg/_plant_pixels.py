@@ -158,7 +158,7 @@ def vegetation_stage(
     import dataclasses
 
     from ._colour_veto import learn_residue_veto
-    from ._vegetation import colour_classes, index_noise, sample_step
+    from ._vegetation import colour_classes, index_noise, sample_step, typical_area
 
     mode = options.vegetation
     h, w = source.shape[:2]
@@ -185,6 +185,8 @@ def vegetation_stage(
         classes = dataclasses.replace(classes, veto=veto)
     # the overview's plant map as the classes were decided on it: the smoothing's sigma in overview pixels
     overview_plants = dataclasses.replace(classes, smooth=classes.smooth / step).map(overview).probability > 0.5
+    # the plants' own scale bounds the closing and the speck size, one figure for every window
+    classes = dataclasses.replace(classes, plant_area=typical_area(overview_plants, step))
     known = confident_on_colour(found, overview_plants, step)
     del overview_plants
     info["vegetation_confident_on_colour"] = None if known is None else round(known, 3)
@@ -218,10 +220,7 @@ def vegetation_stage(
         out = None
     info["vegetation_model_coverage"] = None if covered is None else round(covered, 3)
     if mode == "auto" and covered is None:  # not "the network holds them all": there are none to hold
-        reason = (
-            "no plant-coloured patch is larger than a speck (a share of the image: plants of a few pixels "
-            "in a big photo are under it)"
-        )
+        reason = "no plant-coloured patch is larger than a speck (12 px to 2e-5 of the image's pixels)"
         return found, {"applied": False, "reason": reason, **info}
     if mode == "auto" and covered >= MODEL_COVERS:
         reason = f"the network's confident detections already hold {100 * covered:.0f}% of the plant-coloured pixels"

@@ -132,6 +132,13 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> tuple[float, float]:
 
 # Closing radius of the plant mask, as a fraction of the image's geometric mean side.
 CLOSING = 0.002
+# ...and never over this share of a typical plant-coloured component's side (the square root of
+# :func:`typical_area`), nor a speck over this share of its area: a big photo of small plants (young
+# seedlings in a wide drone frame, a flat of thousands) would otherwise lose its plants as specks or
+# close the gaps between them into one region. Where plants scale with the image (a sharper camera)
+# the image's rule is the smaller and holds alone.
+CLOSING_OF_PLANT = 1 / 6
+SPECK_OF_TYPICAL = 1 / 16
 
 
 def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -169,9 +176,38 @@ def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
     return out
 
 
-def min_area(shape) -> int:
-    """Plant-coloured specks smaller than this (pixels) in an image of ``shape`` are noise, not plants."""
-    return max(12, int(2e-5 * shape[0] * shape[1]))
+def min_area(shape, plant_area: float | None = None) -> int:
+    """Plant-coloured specks smaller than this (pixels) in an image of ``shape`` (H, W) are noise, not
+    plants: 2e-5 of the image's pixels, at most :data:`SPECK_OF_TYPICAL` of ``plant_area`` (the
+    image's :func:`typical_area`; None: the image's rule alone), and at least 12."""
+    area = 2e-5 * shape[0] * shape[1]
+    if plant_area is not None:
+        area = min(area, SPECK_OF_TYPICAL * plant_area)
+    return max(12, int(area))
+
+
+def closing_radius(shape, plant_area: float | None = None) -> int:
+    """The radius (pixels) of the disk the plant mask of an image of ``shape`` (H, W) is closed with:
+    :data:`CLOSING` of its geometric mean side, at most :data:`CLOSING_OF_PLANT` of the side of
+    ``plant_area`` (as :func:`min_area`'s), rounded."""
+    radius = CLOSING * np.sqrt(shape[0] * shape[1])
+    if plant_area is not None:
+        radius = min(radius, CLOSING_OF_PLANT * np.sqrt(plant_area))
+    return int(round(radius))
+
+
+def typical_area(mask: np.ndarray, step: int = 1) -> float | None:
+    """The area (pixels of the image) of the 8-connected component of bool (h, w) ``mask`` that holds
+    its median True pixel, counting components by size: a typical plant's (or leaf's) area, little
+    moved by many specks. ``mask``: every ``step``-th pixel of the image's along both axes, so areas
+    are counted ``step**2`` each. None when ``mask`` has no True pixel."""
+    from scipy import ndimage
+
+    comps, n = ndimage.label(mask, np.ones((3, 3), bool))
+    if not n:
+        return None
+    sizes = np.sort(np.bincount(comps.ravel())[1:])
+    return float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) * step * step
 
 
 @dataclass(frozen=True)
@@ -189,7 +225,8 @@ class VegetationMap:
     ``image_shape``: the (H, W) the closing radius and the speck size follow:
     the whole image's when ``probability`` is one window of it, its data's when
     the image has a nodata border (:func:`data_window`); None: ``probability``'s
-    own shape.
+    own shape. ``plant_area``: the image's :func:`typical_area` (decided once, on
+    its overview), which bounds both from above; None: the image's rule alone.
     """
 
     probability: np.ndarray
@@ -200,6 +237,7 @@ class VegetationMap:
     informative: bool
     reason: str
     image_shape: tuple[int, int] | None = None
+    plant_area: float | None = None
 
     @property
     def mask(self) -> np.ndarray:
@@ -210,23 +248,24 @@ class VegetationMap:
     def plants(self) -> np.ndarray:
         """bool (H, W): :attr:`mask` closed over gaps of a few pixels, without specks and pin holes.
 
-        The closing (a disk whose radius is :data:`CLOSING` of the image's
-        geometric mean side) joins the leaves of one plant that shadow or a
-        thin stem cut apart; specks and holes of at most :func:`min_area`
-        pixels go. Computed once per map.
+        The closing (a disk of :func:`closing_radius`: :data:`CLOSING` of the
+        image's geometric mean side, or less where plants are small in it)
+        joins the leaves of one plant that shadow or a thin stem cut apart;
+        specks and holes of at most :func:`min_area` pixels go. Computed once
+        per map.
         """
         from ._compat import remove_small_holes, remove_small_objects
 
         mask = self.mask
         shape = self.image_shape or mask.shape
-        radius = int(round(CLOSING * np.sqrt(shape[0] * shape[1])))
+        radius = closing_radius(shape, self.plant_area)
         out = mask
         if radius > 0:
             # closing as two dilations (of the mask, then of what stays outside): the same pixels
             # as skimage.morphology.closing; scipy's binary_closing would erode plants that touch
             # the image's edge
             out = ~dilate_disk(~dilate_disk(mask, radius), radius)
-        area = min_area(shape)
+        area = min_area(shape, self.plant_area)
         out = remove_small_objects(out, area)
         return remove_small_holes(out, area)
 
@@ -335,6 +374,7 @@ class ColourClasses:
     reason: str
     green: bool = True
     smooth: float = 0.0  # sigma (image pixels) of the Gaussian the index is smoothed by (NOISE_GATE); 0: none
+    plant_area: float | None = None  # the image's typical_area, passed to every map; None: not known
     # bool (VETO_BINS, VETO_BINS) over chromaticity bins: residue colours given probability 0
     # (:func:`._colour_veto.learn_residue_veto`, learned once per photo); None: no veto
     veto: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -364,6 +404,7 @@ class ColourClasses:
             self.informative,
             self.reason,
             shape,
+            self.plant_area,
         )
 
     def summary(self) -> dict:
