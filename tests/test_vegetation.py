@@ -1202,3 +1202,19 @@ def test_small_plants_in_a_big_photo_are_neither_specks_nor_closed_into_one(monk
         )
         assert info["applied"] and len(out) == 400
         assert sorted(set(out.sources)) == ["colour"]
+
+
+def test_one_big_plant_the_network_missed_is_a_plant_not_ground_cover():
+    # a close-up of one plant of a species the model does not know: a third of the frame, soil all
+    # round, no detection in it; the lawn rule's "8 x the largest instance in it" was 8 x 0
+    from napari_gardenseg._plant_pixels import GROUND_COVER
+
+    shape = (200, 200)
+    rgb, truth = _photo([(100, 100, 65)], shape=shape)
+    out = follow_vegetation(Instances.empty(shape), vegetation_map(rgb))
+    assert len(out) == 1 and out.sources[0] == "colour" and out.meta[GROUND_COVER] == 0.0
+    assert _iou(paint_image(out) == 1, truth == 1) > 0.9
+    # the same region running past the frame's edge is ground cover, as it was
+    rgb[:, :80] = LEAF
+    out = follow_vegetation(Instances.empty(shape), vegetation_map(rgb))
+    assert len(out) == 0 and out.meta[GROUND_COVER] > 0.4

@@ -385,6 +385,14 @@ def follow_vegetation(
     np.maximum.at(biggest, main[gated], painted[gated])
     lawn = (comp_area > LAWN_SHARE * h * w) & (comp_area > LAWN_RATIO * biggest)
     lawn[0] = False
+    if lawn.any() and vegetation.image_shape in (None, (h, w)):
+        # ground cover runs on past the frame; a region the whole image holds with soil all round and no
+        # detection in it is one plant the network missed (a close-up of a species it does not know).
+        # A window of a big image cannot tell its own cut edges from the image's, so it keeps the rule.
+        edges = np.concatenate([comps[0], comps[-1], comps[:, 0], comps[:, -1]])
+        inside = np.ones(n_comps + 1, bool)
+        inside[edges] = False
+        lawn &= ~(inside & (biggest == 0))
     # a typical plant's area: the component size at the median plant-coloured pixel (ground cover aside)
     sizes = np.sort(comp_area[1:][~lawn[1:]])
     typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) if sizes.size else 1.0
