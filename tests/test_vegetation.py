@@ -1218,3 +1218,18 @@ def test_one_big_plant_the_network_missed_is_a_plant_not_ground_cover():
     rgb[:, :80] = LEAF
     out = follow_vegetation(Instances.empty(shape), vegetation_map(rgb))
     assert len(out) == 0 and out.meta[GROUND_COVER] > 0.4
+
+
+@pytest.mark.parametrize("share", [80, 100])
+def test_a_brick_path_beside_the_bed_leaves_the_plants_their_own_class(share):
+    # Otsu's two classes split a brick path from soil and plants together, whose class was then "not
+    # green" (or soil was plant colour): the plants are the upper of three classes, soil between
+    leaf = (0.30, 0.45, 0.22)  # field foliage, less saturated than LEAF
+    rgb, truth = _photo(
+        [(40, 140, 18), (100, 160, 22), (70, 210, 16)], shape=(160, 240), colours=dict.fromkeys((1, 2, 3), leaf)
+    )
+    brick = np.asarray((0.65, 0.27, 0.22), np.float32) + np.random.default_rng(1).normal(0, 0.02, (160, share, 3))
+    rgb[:, :share] = np.clip(brick, 0, 1)
+    vmap = vegetation_map(rgb)
+    assert vmap.informative, vmap.reason
+    assert _iou(vmap.plants, truth > 0) > 0.95

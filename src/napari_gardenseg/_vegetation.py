@@ -311,6 +311,11 @@ _SMOOTH_SIGMA = 2.0
 # it is not, since smoothing blurs the necks between touching plants that the watershed splits at
 # (docs/quality.md: sensor noise).
 NOISE_GATE = 0.04
+# A coherent split whose lower class averages under NOT_GREEN_BELOW smoothed excess green (brick,
+# terracotta, blue: soil is about 0, plants above it) and whose upper class is not green or over
+# MIXED_UPPER of the photo holds soil and plants together: the upper of three classes is tried.
+NOT_GREEN_BELOW = -0.06
+MIXED_UPPER = 0.5
 NOISE_SIGMA = 2.0
 
 
@@ -586,6 +591,17 @@ def colour_classes(
         if upper > threshold:
             retry = judge(upper)
             if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
+                threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
+    elif coherent and green_upper - separation < NOT_GREEN_BELOW and (
+        green_upper < MIN_GREEN_EXG or fraction > MIXED_UPPER
+    ):
+        # a red or blue class far below the soil (a brick path, terracotta, a blue tarp, sky) split
+        # from soil and plants together: the plants are the upper of three classes, as where red
+        # plants were the lower class (the network keeps those, colour does not follow them)
+        upper = _above_non_green(index_values, threshold)
+        if upper > threshold:
+            retry = judge(upper)
+            if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= MIXED_UPPER:
                 threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
     green = coherent and green_upper >= MIN_GREEN_EXG
     if not coherent:
