@@ -1233,37 +1233,3 @@ def test_a_brick_path_beside_the_bed_leaves_the_plants_their_own_class(share):
     vmap = vegetation_map(rgb)
     assert vmap.informative, vmap.reason
     assert _iou(vmap.plants, truth > 0) > 0.95
-
-
-def test_a_greener_object_than_the_plants_does_not_make_the_network_look_wrong():
-    # a green tarp beside the bed, greener than the foliage, is Otsu's upper class: the plants fall
-    # under the threshold and the network's confident (green) finds looked off plant colour
-    from types import SimpleNamespace
-
-    from napari_gardenseg._hints import adapt_hint
-    from napari_gardenseg._image_source import ImageSource
-    from napari_gardenseg._options import SegmentOptions
-    from napari_gardenseg._plant_pixels import vegetation_stage
-
-    leaf = (0.30, 0.45, 0.22)
-    rgb, truth = _photo(
-        [(40, 140, 18), (100, 160, 22), (70, 210, 16)], shape=(160, 240), colours=dict.fromkeys((1, 2, 3), leaf)
-    )
-    rgb[:, :30] = np.clip(np.float32((0.05, 0.6, 0.1)) + np.random.default_rng(1).normal(0, 0.02, (160, 30, 3)), 0, 1)
-    source = ImageSource((rgb * 255).round().astype(np.uint8))
-    shape = truth.shape
-    found = _instances([(truth == k) * 0.9 for k in (1, 2, 3)], [0.9, 0.85, 0.8], shape)
-    out, info = vegetation_stage(found, source, SegmentOptions(vegetation="auto", score_threshold=0.05))
-    assert not info["applied"] and "greener object" in info["reason"] and len(out) == 3
-    out, info = vegetation_stage(found, source, SegmentOptions(vegetation="on", score_threshold=0.05))
-    assert info["applied"] and info["vegetation_above_plants"]
-    lab = paint_image(out)
-    plants = [_best(lab, truth, k)[0] for k in (1, 2, 3)]
-    tarp = [i for i in range(len(out)) if out.sources[i] == "colour"]
-    assert tarp and max(out.scores[tarp]) < min(out.scores[[i - 1 for i in plants]])  # the plants rank first
-    # nor does the widget's hint call these plants unknown to it
-    assert info["vegetation_confident_on_colour"] < 0.6
-    result = SimpleNamespace(sources=None, meta={"vegetation": info})
-    assert adapt_hint([result]) is None
-    result.meta["vegetation"] = {k: v for k, v in info.items() if k != "vegetation_above_plants"}
-    assert "does not know these plants" in adapt_hint([result])

@@ -254,12 +254,7 @@ def adapt_hint(
         n_colour += int((colour["area"] >= 0.25 * typical).sum())
     # the lowest share of the images the stage ran on (an image it ranked so gets the hint)
     notes = [r.meta.get("vegetation") for r in results]
-    shares = [
-        v.get("vegetation_confident_on_colour")
-        for v in notes
-        # above_plants: a greener object set the threshold, the network's green finds are plants
-        if isinstance(v, dict) and v.get("applied") and not v.get("vegetation_above_plants")
-    ]
+    shares = [v.get("vegetation_confident_on_colour") for v in notes if isinstance(v, dict) and v.get("applied")]
     shares = [v for v in shares if v is not None]
     off_colour = bool(shares) and min(shares) < KNOWN_SHARE
     missed = n_colour >= max(3, n_model)

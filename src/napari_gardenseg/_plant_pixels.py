@@ -145,10 +145,7 @@ def vegetation_stage(
     pale mulch) are vetoed first (:mod:`._colour_veto`; the note's
     ``"vegetation_residue_vetoed"``: the share of the plant-coloured pixels vetoed). The note's
     ``"vegetation_confident_on_colour"`` is :func:`confident_on_colour` on the overview (None: too few
-    confident detections to judge; absent when the stage stopped before it). Where those under
-    :data:`KNOWN_SHARE` are plant-coloured but that share is green (excess green of at least
-    ``MIN_GREEN_EXG``), a greener object set the threshold: "auto" leaves the photo to the network,
-    "on" does not rank the network's finds down (the note's ``"vegetation_above_plants"``).
+    confident detections to judge; absent when the stage stopped before it).
 
     It holds a few image-sized maps; ``windowed`` runs, which never read the
     whole image (``segment_to_zarr``, a lazy source in tiles), and images over
@@ -161,7 +158,7 @@ def vegetation_stage(
     import dataclasses
 
     from ._colour_veto import learn_residue_veto
-    from ._vegetation import MIN_GREEN_EXG, colour_classes, excess_green, index_noise, sample_step, typical_area
+    from ._vegetation import colour_classes, index_noise, sample_step, typical_area
 
     mode = options.vegetation
     h, w = source.shape[:2]
@@ -194,17 +191,6 @@ def vegetation_stage(
     del overview_plants
     info["vegetation_confident_on_colour"] = None if known is None else round(known, 3)
     doubt = known is not None and known < KNOWN_SHARE
-    if doubt and confident_on_colour(found, excess_green(overview) >= MIN_GREEN_EXG, step) >= KNOWN_SHARE:
-        # the confident finds are green, but under the threshold: a greener object (a green tarp,
-        # plastic pots, artificial turf) is the upper class, not the plants, and a network off
-        # "plant colour" here knows the plants
-        info["vegetation_above_plants"] = True
-        if mode == "auto":
-            reason = (
-                "the network's confident plants are green but under the colour threshold (a greener object sets it)"
-            )
-            return found, {"applied": False, "reason": reason, **info}
-        doubt = False
     if windowed or h * w > VEGETATION_MAX_PIXELS:
         from ._vegetation import data_region
         from ._vegetation_windows import follow_in_windows

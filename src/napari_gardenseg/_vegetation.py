@@ -592,10 +592,8 @@ def colour_classes(
             retry = judge(upper)
             if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
                 threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
-    elif (
-        coherent
-        and green_upper - separation < NOT_GREEN_BELOW
-        and (green_upper < MIN_GREEN_EXG or fraction > MIXED_UPPER)
+    elif coherent and green_upper - separation < NOT_GREEN_BELOW and (
+        green_upper < MIN_GREEN_EXG or fraction > MIXED_UPPER
     ):
         # a red or blue class far below the soil (a brick path, terracotta, a blue tarp, sky) split
         # from soil and plants together: the plants are the upper of three classes, as where red
