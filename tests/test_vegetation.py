@@ -1233,3 +1233,27 @@ def test_a_brick_path_beside_the_bed_leaves_the_plants_their_own_class(share):
     vmap = vegetation_map(rgb)
     assert vmap.informative, vmap.reason
     assert _iou(vmap.plants, truth > 0) > 0.95
+
+
+def test_red_plants_that_set_the_lower_class_are_not_ranked_below_green_weeds():
+    # a bed of red lettuce with a few green weeds: the split is moved above the red class to the weeds,
+    # and the network's confident finds, off plant colour, are the red plants, not soil clods
+    from napari_gardenseg._image_source import ImageSource
+    from napari_gardenseg._options import SegmentOptions
+    from napari_gardenseg._plant_pixels import vegetation_stage
+
+    shape = (240, 320)
+    rng = np.random.default_rng(3)
+    lettuce = [(50, 50, 32), (50, 160, 32), (50, 270, 32), (180, 50, 32), (180, 160, 32), (180, 270, 32)]
+    weeds = [(int(y), int(x), 4) for y, x in zip(rng.integers(112, 120, 12), np.linspace(10, 310, 12))]
+    red = dict.fromkeys(range(1, 7), (0.55, 0.15, 0.25))
+    rgb, truth = _photo(lettuce + weeds, shape=shape, colours={**red, **dict.fromkeys(range(7, 19), (0.25, 0.5, 0.15))})
+    found = _instances([(truth == k) * 0.9 for k in range(1, 7)], [0.9] * 6, shape)
+    source = ImageSource((rgb * 255).round().astype(np.uint8))
+    for mode in ("auto", "on"):
+        out, info = vegetation_stage(found, source, SegmentOptions(vegetation=mode, score_threshold=0.05))
+        assert info["applied"], info["reason"]
+        colour = [i for i in range(len(out)) if out.sources[i] == "colour"]
+        model = [i for i in range(len(out)) if out.sources[i] == "model"]
+        assert len(model) == 6 and len(colour) >= 8  # the weeds are found by colour
+        assert out.scores[model].min() > out.scores[colour].max()

@@ -190,7 +190,7 @@ def vegetation_stage(
     known = confident_on_colour(found, overview_plants, step)
     del overview_plants
     info["vegetation_confident_on_colour"] = None if known is None else round(known, 3)
-    doubt = known is not None and known < KNOWN_SHARE
+    doubt = known is not None and known < KNOWN_SHARE and not classes.below_soil
     if windowed or h * w > VEGETATION_MAX_PIXELS:
         from ._vegetation import data_region
         from ._vegetation_windows import follow_in_windows
@@ -385,6 +385,8 @@ def follow_vegetation(
     np.maximum.at(biggest, main[gated], painted[gated])
     lawn = (comp_area > LAWN_SHARE * h * w) & (comp_area > LAWN_RATIO * biggest)
     lawn[0] = False
+    # ground-cover-sized regions stay out of the typical plant, even the one taken for a plant below
+    sizes = np.sort(comp_area[1:][~lawn[1:]])
     if lawn.any() and vegetation.image_shape in (None, (h, w)):
         # ground cover runs on past the frame; a region the whole image holds with soil all round and no
         # detection in it is one plant the network missed (a close-up of a species it does not know).
@@ -394,7 +396,6 @@ def follow_vegetation(
         inside[edges] = False
         lawn &= ~(inside & (biggest == 0))
     # a typical plant's area: the component size at the median plant-coloured pixel (ground cover aside)
-    sizes = np.sort(comp_area[1:][~lawn[1:]])
     typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) if sizes.size else 1.0
     on_lawn = gated & lawn[main]
     gated = gated & ~on_lawn

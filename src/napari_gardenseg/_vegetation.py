@@ -312,10 +312,9 @@ _SMOOTH_SIGMA = 2.0
 # (docs/quality.md: sensor noise).
 NOISE_GATE = 0.04
 # A coherent split whose lower class averages under NOT_GREEN_BELOW smoothed excess green (brick,
-# terracotta, blue: soil is about 0, plants above it) and whose upper class is not green or over
-# MIXED_UPPER of the photo holds soil and plants together: the upper of three classes is tried.
+# terracotta, blue, red plants: soil is about 0, green plants above it) and whose upper class is not
+# green holds soil and plants together: the upper of three classes is tried.
 NOT_GREEN_BELOW = -0.06
-MIXED_UPPER = 0.5
 NOISE_SIGMA = 2.0
 
 
@@ -380,6 +379,9 @@ class ColourClasses:
     green: bool = True
     smooth: float = 0.0  # sigma (image pixels) of the Gaussian the index is smoothed by (NOISE_GATE); 0: none
     plant_area: float | None = None  # the image's typical_area, passed to every map; None: not known
+    # the split was moved above a class far below soil (NOT_GREEN_BELOW): the network's finds off plant
+    # colour may be that class's plants (red lettuce), not soil, so they are not ranked down
+    below_soil: bool = False
     # bool (VETO_BINS, VETO_BINS) over chromaticity bins: residue colours given probability 0
     # (:func:`._colour_veto.learn_residue_veto`, learned once per photo); None: no veto
     veto: np.ndarray | None = field(default=None, compare=False, repr=False)
@@ -592,17 +594,17 @@ def colour_classes(
             retry = judge(upper)
             if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
                 threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
-    elif coherent and green_upper - separation < NOT_GREEN_BELOW and (
-        green_upper < MIN_GREEN_EXG or fraction > MIXED_UPPER
-    ):
-        # a red or blue class far below the soil (a brick path, terracotta, a blue tarp, sky) split
-        # from soil and plants together: the plants are the upper of three classes, as where red
-        # plants were the lower class (the network keeps those, colour does not follow them)
+    below_soil = False
+    if coherent and green_upper < MIN_GREEN_EXG and green_upper - separation < NOT_GREEN_BELOW:
+        # a red or blue class far below the soil (a brick path, terracotta, a blue tarp, sky; or red
+        # plants) split from soil and plants together, "not green": the green plants are the upper of
+        # three classes, as where red plants were the lower class
         upper = _above_non_green(index_values, threshold)
         if upper > threshold:
             retry = judge(upper)
-            if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= MIXED_UPPER:
+            if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
                 threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
+                below_soil = True
     green = coherent and green_upper >= MIN_GREEN_EXG
     if not coherent:
         informative = False
@@ -619,7 +621,9 @@ def colour_classes(
         reason = f"two colour classes (Otsu eta {eta:.2f}), {100 * fraction:.1f}% plant-coloured"
     if smooth and informative:
         reason += f"; the colour index smoothed (pixel noise {noise:.3f})"
-    return ColourClasses(index, threshold, width, eta, fraction, informative, reason, green, smooth)
+    return ColourClasses(
+        index, threshold, width, eta, fraction, informative, reason, green, smooth, below_soil=below_soil
+    )
 
 
 def vegetation_map(rgb: np.ndarray, index: str = "exg", *, sample: int = 1_000_000) -> VegetationMap:
