@@ -3,7 +3,7 @@
     python benchmarks/bench_vegetation.py                  # one real photo at 1.25, 12, 24 and 48 MP
     python benchmarks/bench_vegetation.py --megapixels 108
 
-For each size: the closing radius (``_vegetation.CLOSING`` of the image's geometric mean side),
+For each size: the closing radius (``_vegetation.closing_radius``: CLOSING of the geometric mean side),
 the time of the closing's two disk dilations done three ways (best of 2): ``dilate_disk`` (the
 union of the disk's rows, what the stage runs), scipy's binary dilation with the disk, and the
 Euclidean distance transform thresholded at the radius; whether all give the same pixels; at the
@@ -42,7 +42,7 @@ def main() -> int:
     from scipy import ndimage
     from skimage import morphology
 
-    from napari_gardenseg._vegetation import CLOSING, dilate_disk, vegetation_map
+    from napari_gardenseg._vegetation import closing_radius, dilate_disk, vegetation_map
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megapixels", type=float, nargs="+", default=[1.25, 12, 24, 48])
@@ -61,7 +61,7 @@ def main() -> int:
         w = round((mp * 1e6 * photo.width / photo.height) ** 0.5)
         h = round(w * photo.height / photo.width)
         mask = vegetation_map(np.asarray(photo.resize((w, h), Image.BICUBIC))).mask
-        r = int(round(CLOSING * np.sqrt(h * w)))
+        r = closing_radius((h, w))  # the image's rule: the largest radius the stage closes with
         t_rows, a = _best(_closing, dilate_disk, mask, r)
         t_dil, b = _best(_closing, by_dilation, mask, r)
         t_edt, c = _best(_closing, by_edt, mask, r)

@@ -47,7 +47,7 @@ import numpy as np
 
 from ._instances import Instances, paint_image, visible_shares
 from ._results import label_areas
-from ._vegetation import VegetationMap
+from ._vegetation import VegetationMap, median_pixel_size
 
 __all__ = [
     "follow_vegetation",
@@ -386,7 +386,7 @@ def follow_vegetation(
     lawn = (comp_area > LAWN_SHARE * h * w) & (comp_area > LAWN_RATIO * biggest)
     lawn[0] = False
     # ground-cover-sized regions stay out of the typical plant, even the one taken for a plant below
-    sizes = np.sort(comp_area[1:][~lawn[1:]])
+    sizes = comp_area[1:][~lawn[1:]]
     if lawn.any() and vegetation.image_shape in (None, (h, w)):
         # ground cover runs on past the frame; a region the whole image holds with soil all round and no
         # detection in it is one plant the network missed (a close-up of a species it does not know).
@@ -396,7 +396,7 @@ def follow_vegetation(
         inside[edges] = False
         lawn &= ~(inside & (biggest == 0))
     # a typical plant's area: the component size at the median plant-coloured pixel (ground cover aside)
-    typical = float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) if sizes.size else 1.0
+    typical = median_pixel_size(sizes) or 1.0
     on_lawn = gated & lawn[main]
     gated = gated & ~on_lawn
     # splitting a component needs confident seeds; a lone seed may be less sure

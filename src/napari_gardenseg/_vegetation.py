@@ -206,8 +206,16 @@ def typical_area(mask: np.ndarray, step: int = 1) -> float | None:
     comps, n = ndimage.label(mask, np.ones((3, 3), bool))
     if not n:
         return None
-    sizes = np.sort(np.bincount(comps.ravel())[1:])
-    return float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)]) * step * step
+    return median_pixel_size(np.bincount(comps.ravel())[1:]) * step * step
+
+
+def median_pixel_size(sizes: np.ndarray) -> float | None:
+    """The size, among component sizes ``sizes`` (pixels, any order), of the component that holds the
+    median pixel: the median of the sizes weighted by themselves. None for no component."""
+    sizes = np.sort(np.asarray(sizes))
+    if not sizes.size:
+        return None
+    return float(sizes[np.searchsorted(np.cumsum(sizes), sizes.sum() / 2)])
 
 
 @dataclass(frozen=True)
@@ -542,7 +550,10 @@ def colour_classes(
     :data:`FRACTION_RANGE`'s top above it, the upper of three Otsu classes (plants that are not
     green below the soil: :func:`_above_non_green`), and so too where its split is judged one
     colour class with :data:`TAIL_RETRY` or more above it and the upper of three is a coherent
-    green class (plants a small share of the frame, Otsu's two classes splitting the soil). The logistic's width is a quarter
+    green class (plants a small share of the frame, Otsu's two classes splitting the soil), and so
+    too where the lower class averages under :data:`NOT_GREEN_BELOW` and the upper is not green
+    (a brick path, a blue tarp or red plants split from soil and plants together: ``below_soil``
+    then says so). The logistic's width is a quarter
     of the distance between the two class means. Pixels exactly black or white
     in every channel (nodata, clipped highlights) are left out of all of it,
     unless every pixel is. ``informative`` is decided on that split of excess
