@@ -1257,3 +1257,39 @@ def test_red_plants_that_set_the_lower_class_are_not_ranked_below_green_weeds():
         model = [i for i in range(len(out)) if out.sources[i] == "model"]
         assert len(model) == 6 and len(colour) >= 8  # the weeds are found by colour
         assert out.scores[model].min() > out.scores[colour].max()
+
+
+def test_the_plant_scale_of_a_big_photo_of_thin_leaves_is_read_at_full_resolution():
+    # tufts of one-pixel blades in a 4 MP photo: every other pixel of the overview samples them into
+    # dots that do not connect, so their components looked a fiftieth of their size and the closing
+    # and speck size fell to the floor; a full-resolution window sees the tufts
+    from skimage.draw import line
+
+    from napari_gardenseg._image_source import ImageSource
+    from napari_gardenseg._plant_pixels import _central_window, plant_scale
+    from napari_gardenseg._vegetation import colour_classes, sample_step, typical_area
+
+    shape = (2000, 2000)
+    rng = np.random.default_rng(3)
+    blades = np.zeros(shape, bool)
+    for cy in range(100, 2000, 200):
+        for cx in range(100, 2000, 200):
+            for _ in range(12):
+                a, length = rng.uniform(0, 2 * np.pi), rng.uniform(40, 90)
+                blades[line(cy, cx, int(cy + length * np.sin(a)), int(cx + length * np.cos(a)))] = True
+    rgb = np.empty((*shape, 3), np.uint8)
+    rgb[...] = (115, 84, 56)
+    rgb[blades] = (64, 153, 51)
+    source = ImageSource(rgb)
+    step = sample_step(shape)
+    overview = source.overview(step)
+    classes = colour_classes(overview, step=step)
+    overview_plants = classes.map(overview).probability > 0.5
+    truth = typical_area(blades)
+    assert step == 2 and typical_area(overview_plants, step) < 0.1 * truth  # what the overview alone says
+    centre = source.read(_central_window(*shape, 1024))
+    assert 0.7 * truth < plant_scale(classes, overview_plants, step, centre) <= truth
+    # a centre without plant colour leaves the overview's figure
+    assert plant_scale(
+        classes, overview_plants, step, np.broadcast_to(np.float32((115, 84, 56)) / 255, (64, 64, 3))
+    ) == typical_area(overview_plants, step)

@@ -158,7 +158,7 @@ def vegetation_stage(
     import dataclasses
 
     from ._colour_veto import learn_residue_veto
-    from ._vegetation import colour_classes, index_noise, sample_step, typical_area
+    from ._vegetation import colour_classes, index_noise, sample_step
 
     mode = options.vegetation
     h, w = source.shape[:2]
@@ -171,7 +171,8 @@ def vegetation_stage(
     step = sample_step((h, w))
     overview = source.overview(step)
     # pixel noise is a property of full-resolution pixels: a strided overview's neighbours are farther apart
-    noise = None if step == 1 else index_noise(source.read(_central_window(h, w, NOISE_WINDOW)))
+    centre = None if step == 1 else source.read(_central_window(h, w, NOISE_WINDOW))
+    noise = None if centre is None else index_noise(centre)
     classes = colour_classes(overview, step=step, noise=noise)
     info = {"mode": mode, **classes.summary()}
     if mode == "auto" and not classes.informative:
@@ -186,7 +187,8 @@ def vegetation_stage(
     # the overview's plant map as the classes were decided on it: the smoothing's sigma in overview pixels
     overview_plants = dataclasses.replace(classes, smooth=classes.smooth / step).map(overview).probability > 0.5
     # the plants' own scale bounds the closing and the speck size, one figure for every window
-    classes = dataclasses.replace(classes, plant_area=typical_area(overview_plants, step))
+    classes = dataclasses.replace(classes, plant_area=plant_scale(classes, overview_plants, step, centre))
+    del centre
     known = confident_on_colour(found, overview_plants, step)
     del overview_plants
     info["vegetation_confident_on_colour"] = None if known is None else round(known, 3)
@@ -235,6 +237,22 @@ def vegetation_stage(
 
 # the side (pixels) of the full-resolution window a large photo's pixel noise is measured on
 NOISE_WINDOW = 1024
+
+
+def plant_scale(classes, overview_plants: np.ndarray, step: int, centre: np.ndarray | None = None) -> float | None:
+    """The image's typical plant-coloured component, in pixels of the image
+    (:func:`._vegetation.typical_area`): on ``centre``, a full-resolution window of it as float RGB
+    (h, w, 3) in 0..1, where one is given and holds plant colour under ``classes``, else on
+    ``overview_plants``, the bool plant-coloured pixels of every ``step``-th pixel. A strided
+    overview samples leaves narrower than its stride (grass blades, onion and cereal seedlings in a
+    big photo) into dots that do not connect, so their components look a fraction of their size."""
+    from ._vegetation import typical_area
+
+    if centre is not None:
+        area = typical_area(classes.map(centre).probability > 0.5)
+        if area is not None:
+            return area
+    return typical_area(overview_plants, step)
 
 
 def _central_window(h: int, w: int, side: int) -> tuple[int, int, int, int]:

@@ -386,7 +386,9 @@ class ColourClasses:
     reason: str
     green: bool = True
     smooth: float = 0.0  # sigma (image pixels) of the Gaussian the index is smoothed by (NOISE_GATE); 0: none
-    plant_area: float | None = None  # the image's typical_area, passed to every map; None: not known
+    plant_area: float | None = (
+        None  # the image's plant scale (_plant_pixels.plant_scale), passed to every map; None: not known
+    )
     # the split was moved above a class far below soil (NOT_GREEN_BELOW): the network's finds off plant
     # colour may be that class's plants (red lettuce), not soil, so they are not ranked down
     below_soil: bool = False
