@@ -47,7 +47,7 @@ import numpy as np
 
 from ._instances import Instances, paint_image, visible_shares
 from ._results import label_areas
-from ._vegetation import VegetationMap, median_pixel_size
+from ._vegetation import VegetationMap, median_pixel_size, typical_area
 
 __all__ = [
     "follow_vegetation",
@@ -246,8 +246,6 @@ def plant_scale(classes, overview_plants: np.ndarray, step: int, centre: np.ndar
     ``overview_plants``, the bool plant-coloured pixels of every ``step``-th pixel. A strided
     overview samples leaves narrower than its stride (grass blades, onion and cereal seedlings in a
     big photo) into dots that do not connect, so their components look a fraction of their size."""
-    from ._vegetation import typical_area
-
     if centre is not None:
         area = typical_area(classes.map(centre).probability > 0.5)
         if area is not None:

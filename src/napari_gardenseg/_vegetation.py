@@ -179,7 +179,7 @@ def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
 def min_area(shape, plant_area: float | None = None) -> int:
     """Plant-coloured specks smaller than this (pixels) in an image of ``shape`` (H, W) are noise, not
     plants: 2e-5 of the image's pixels, at most :data:`SPECK_OF_TYPICAL` of ``plant_area`` (the
-    image's :func:`typical_area`; None: the image's rule alone), and at least 12."""
+    image's plant scale, a :func:`typical_area`; None: the image's rule alone), and at least 12."""
     area = 2e-5 * shape[0] * shape[1]
     if plant_area is not None:
         area = min(area, SPECK_OF_TYPICAL * plant_area)
@@ -233,8 +233,9 @@ class VegetationMap:
     ``image_shape``: the (H, W) the closing radius and the speck size follow:
     the whole image's when ``probability`` is one window of it, its data's when
     the image has a nodata border (:func:`data_window`); None: ``probability``'s
-    own shape. ``plant_area``: the image's :func:`typical_area` (decided once, on
-    its overview), which bounds both from above; None: the image's rule alone.
+    own shape. ``plant_area``: the image's plant scale (a :func:`typical_area`,
+    decided once per image by ``_plant_pixels.plant_scale``), which bounds both
+    from above; None: the image's rule alone.
     """
 
     probability: np.ndarray
@@ -319,11 +320,11 @@ _SMOOTH_SIGMA = 2.0
 # it is not, since smoothing blurs the necks between touching plants that the watershed splits at
 # (docs/quality.md: sensor noise).
 NOISE_GATE = 0.04
+NOISE_SIGMA = 2.0
 # A coherent split whose lower class averages under NOT_GREEN_BELOW smoothed excess green (brick,
 # terracotta, blue, red plants: soil is about 0, green plants above it) and whose upper class is not
 # green holds soil and plants together: the upper of three classes is tried.
 NOT_GREEN_BELOW = -0.06
-NOISE_SIGMA = 2.0
 
 
 def index_noise(rgb: np.ndarray, index: str = "exg") -> float:
@@ -386,9 +387,8 @@ class ColourClasses:
     reason: str
     green: bool = True
     smooth: float = 0.0  # sigma (image pixels) of the Gaussian the index is smoothed by (NOISE_GATE); 0: none
-    plant_area: float | None = (
-        None  # the image's plant scale (_plant_pixels.plant_scale), passed to every map; None: not known
-    )
+    # the image's plant scale (_plant_pixels.plant_scale), passed to every map; None: not known
+    plant_area: float | None = None
     # the split was moved above a class far below soil (NOT_GREEN_BELOW): the network's finds off plant
     # colour may be that class's plants (red lettuce), not soil, so they are not ranked down
     below_soil: bool = False
@@ -598,26 +598,31 @@ def colour_classes(
         coherent = separation >= MIN_SEPARATION and coherence >= MIN_COHERENCE
         return fraction, max(gap / 4.0, 1e-3), separation, green_upper, coherence, coherent
 
+    def upper_of_three(t):  # (threshold, judge's tuple) at the upper of three classes when it is
+        # a coherent green class of a plausible share above t, else None
+        upper = _above_non_green(index_values, t)
+        if upper > t:
+            retry = judge(upper)
+            if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
+                return upper, retry
+        return None
+
     fraction, width, separation, green_upper, coherence, coherent = judge(threshold)
+    below_soil = False
     if not coherent and fraction >= TAIL_RETRY:
         # plants a small share of the frame (young plants in a wide drone frame): soil's own spread
         # is the larger contrast, Otsu split the soil, and the plants are the upper tail of three classes
-        upper = _above_non_green(index_values, threshold)
-        if upper > threshold:
-            retry = judge(upper)
-            if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
-                threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
-    below_soil = False
-    if coherent and green_upper < MIN_GREEN_EXG and green_upper - separation < NOT_GREEN_BELOW:
+        moved = upper_of_three(threshold)
+    elif coherent and green_upper < MIN_GREEN_EXG and green_upper - separation < NOT_GREEN_BELOW:
         # a red or blue class far below the soil (a brick path, terracotta, a blue tarp, sky; or red
         # plants) split from soil and plants together, "not green": the green plants are the upper of
         # three classes, as where red plants were the lower class
-        upper = _above_non_green(index_values, threshold)
-        if upper > threshold:
-            retry = judge(upper)
-            if retry[5] and retry[3] >= MIN_GREEN_EXG and FRACTION_RANGE[0] <= retry[0] <= TAIL_RETRY:
-                threshold, (fraction, width, separation, green_upper, coherence, coherent) = upper, retry
-                below_soil = True
+        moved = upper_of_three(threshold)
+        below_soil = moved is not None
+    else:
+        moved = None
+    if moved is not None:
+        threshold, (fraction, width, separation, green_upper, coherence, coherent) = moved
     green = coherent and green_upper >= MIN_GREEN_EXG
     if not coherent:
         informative = False
